@@ -1,0 +1,45 @@
+# ferry - the two commands of the README, plus plain `make`.
+#   make        builds build/ferry (optimised, with debug info)
+#   make run    installs what is missing, builds, and starts `ferry serve` (SQLite)
+#   make test   installs what is missing, builds with sanitizers, runs unit and API tests
+#               (the API tests start their own PostgreSQL)
+
+BUILD      ?= build
+TEST_BUILD ?= build-test
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+PYTEST     ?= /usr/bin/python3 -m pytest
+RUN_ARGS   ?=
+
+.PHONY: all build run test unit api bootstrap clean
+
+all: build
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+build:
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_TESTS=OFF >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: bootstrap build
+	./$(BUILD)/ferry serve $(RUN_ARGS)
+
+$(TEST_BUILD)/ferry: FORCE
+	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=ON >/dev/null
+	@cmake --build $(TEST_BUILD) -j $(JOBS)
+
+unit: $(TEST_BUILD)/ferry
+	cd $(TEST_BUILD) && ctest --output-on-failure
+
+api: $(TEST_BUILD)/ferry
+	FERRY_BIN=$(CURDIR)/$(TEST_BUILD)/ferry $(PYTEST) -q -p no:cacheprovider tests/api
+
+test: bootstrap
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory api
+
+clean:
+	rm -rf $(BUILD) $(TEST_BUILD)
+
+.PHONY: FORCE
+FORCE:

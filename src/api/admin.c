@@ -1,0 +1,111 @@
+/* admin.c - ferry's own administration under /api/v1/admin (admin role only): tokens
+ * for now; users, tables, site connections and jobs join as they land. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "app.h"
+#include "engine/tokens.h"
+#include "store/store.h"
+#include "util/json.h"
+#include "util/timeutil.h"
+
+/* Longest lifetime a token can be given through expiresIn: ten years. */
+#define MAX_EXPIRES_IN_S (10LL * 365 * 24 * 3600)
+
+static int read_token_spec(json_t *body, struct token_spec *spec, struct err *err)
+{
+    int64_t expires_in = 0;
+    memset(spec, 0, sizeof(*spec));
+    if (json_get_string(body, "name", true, &spec->name, err) != FERRY_OK ||
+        json_get_string(body, "role", true, &spec->role, err) != FERRY_OK ||
+        json_get_string(body, "userId", false, &spec->user_id, err) != FERRY_OK ||
+        json_get_string(body, "deviceId", false, &spec->device_id, err) != FERRY_OK ||
+        json_get_int(body, "expiresIn", false, &expires_in, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (expires_in < 0 || expires_in > MAX_EXPIRES_IN_S)
+        return err_set(err, ERR_INVALID, "field 'expiresIn' must be between 1 and %lld seconds",
+                       MAX_EXPIRES_IN_S);
+    if (expires_in)
+        spec->expires_at = time_now_ms() + expires_in * 1000;
+    return FERRY_OK;
+}
+
+static void create_token(struct request *req)
+{
+    struct err err = {0};
+    struct token_spec spec;
+    struct store_conn *c = NULL;
+    char *secret = NULL, id[40];
+    json_t *body = http_json_object(req), *out = NULL;
+
+    if (!body)
+        return;
+    if (read_token_spec(body, &spec, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
+        return;
+    }
+    if (!(c = api_conn(req)))
+        return;
+    if (tokens_create(c, &spec, &secret, id, &err) != FERRY_OK ||
+        tokens_get(c, id, &out, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
+    } else {
+        json_object_set_new(out, "token", json_string(secret));
+        http_reply_json(req, 201, out);
+    }
+    store_release(c);
+    free(secret);
+}
+
+static void list_tokens(struct request *req)
+{
+    struct err err = {0};
+    struct store_conn *c = api_conn(req);
+    json_t *list = NULL;
+    if (!c)
+        return;
+    if (tokens_list(c, http_query(req, "userId"), &list, &err) != FERRY_OK)
+        http_reply_err(req, &err);
+    else
+        http_reply_json(req, 200,
+                        json_pack("{s:o, s:I}", "tokens", list, "totalCount",
+                                  (json_int_t)json_array_size(list)));
+    store_release(c);
+}
+
+static void get_token(struct request *req)
+{
+    struct err err = {0};
+    struct store_conn *c = api_conn(req);
+    json_t *tok = NULL;
+    if (!c)
+        return;
+    if (tokens_get(c, http_param(req, "id"), &tok, &err) != FERRY_OK)
+        http_reply_err(req, &err);
+    else
+        http_reply_json(req, 200, tok);
+    store_release(c);
+}
+
+static void revoke_token(struct request *req)
+{
+    struct err err = {0};
+    struct store_conn *c = api_conn(req);
+    if (!c)
+        return;
+    if (tokens_revoke(c, http_param(req, "id"), &err) != FERRY_OK)
+        http_reply_err(req, &err);
+    else
+        http_reply_text(req, 204, NULL, "", 0);
+    store_release(c);
+}
+
+static const struct route routes[] = {
+    {M_POST, "/api/v1/admin/tokens", create_token, ROLE_ADMIN, SURFACE_V1, ROUTE_JSON},
+    {M_GET, "/api/v1/admin/tokens", list_tokens, ROLE_ADMIN, SURFACE_V1, 0},
+    {M_GET, "/api/v1/admin/tokens/{id}", get_token, ROLE_ADMIN, SURFACE_V1, 0},
+    {M_DELETE, "/api/v1/admin/tokens/{id}", revoke_token, ROLE_ADMIN, SURFACE_V1, 0},
+};
+
+const struct route_table api_admin_routes = {routes, sizeof(routes) / sizeof(routes[0])};

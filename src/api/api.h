@@ -1,0 +1,20 @@
+/* api.h - the route tables of every surface, gathered for the router. Each surface's
+ * file (ops.c, admin.c, ...) defines its table; routes.c lists the tables. */
+#ifndef FERRY_API_H
+#define FERRY_API_H
+
+#include "http/router.h"
+
+extern const struct route_table api_ops_routes;
+extern const struct route_table api_admin_routes;
+
+/* All tables, in matching order. */
+extern const struct route_table *const api_tables[];
+extern const size_t api_n_tables;
+
+/* Helpers shared by handlers: take a pooled connection or reply 500/503. */
+struct store_conn;
+struct request;
+struct store_conn *api_conn(struct request *req);
+
+#endif

@@ -1,0 +1,126 @@
+/* ops.c - health, metrics and the OpenAPI document: seed 004's GET /health, seed 003's
+ * GET /api/v1/health and /api/v1/metrics, Prometheus at /metrics. */
+#include <stdio.h>
+#include <string.h>
+#include <sys/statvfs.h>
+
+#include "api/api.h"
+#include "app.h"
+#include "engine/metrics.h"
+#include "util/timeutil.h"
+
+/* Below either threshold the data dir's storage is reported "low". */
+#define STORAGE_LOW_BYTES (512LL * 1024 * 1024)
+#define STORAGE_LOW_PERCENT 5
+#define MEMORY_LOW_PERCENT 10
+
+extern const char ferry_openapi_json[];
+extern const size_t ferry_openapi_json_len;
+
+static void legacy_health(struct request *req)
+{
+    http_reply_json(req, 200, json_pack("{s:s}", "status", "Sync API running"));
+}
+
+static const char *storage_state(const char *dir)
+{
+    struct statvfs vfs;
+    if (statvfs(dir, &vfs) != 0)
+        return "error";
+    long long free_bytes = (long long)vfs.f_bavail * (long long)vfs.f_frsize;
+    long long total = (long long)vfs.f_blocks * (long long)vfs.f_frsize;
+    if (free_bytes < STORAGE_LOW_BYTES || (total > 0 && free_bytes * 100 / total < STORAGE_LOW_PERCENT))
+        return "low";
+    return "available";
+}
+
+static const char *memory_state(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    long long total = 0, avail = -1;
+    if (!f)
+        return "normal";
+    while (fgets(line, sizeof(line), f)) {
+        sscanf(line, "MemTotal: %lld kB", &total);
+        sscanf(line, "MemAvailable: %lld kB", &avail);
+    }
+    fclose(f);
+    if (total > 0 && avail >= 0 && avail * 100 / total < MEMORY_LOW_PERCENT)
+        return "low";
+    return "normal";
+}
+
+static void v1_health(struct request *req)
+{
+    struct err err = {0};
+    char iso[32];
+    bool db_ok = store_ping(req->app->store, &err) == FERRY_OK;
+
+    time_iso8601(time_now_ms(), 0, iso);
+    json_t *body = json_pack("{s:s, s:s, s:s, s:{s:s, s:s, s:s}}", "status",
+                             db_ok ? "healthy" : "unhealthy", "timestamp", iso, "version",
+                             FERRY_VERSION, "details", "database",
+                             db_ok ? "connected" : "error", "storage",
+                             storage_state(req->app->cfg->data_dir), "memory", memory_state());
+    http_reply_json(req, db_ok ? 200 : 503, body);
+}
+
+static void v1_metrics(struct request *req)
+{
+    struct metrics_totals t = metrics_totals();
+    json_int_t average = t.sync_ops ? (json_int_t)(t.sync_duration_ms_sum / t.sync_ops) : 0;
+    http_reply_json(req, 200,
+                    json_pack("{s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I}}", "totalSyncOperations",
+                              (json_int_t)t.sync_ops, "successfulSyncs", (json_int_t)t.sync_ok,
+                              "failedSyncs", (json_int_t)t.sync_failed, "averageSyncDuration",
+                              average, "totalDataTransferred", (json_int_t)t.data_transferred,
+                              "cloudStorageUsage", "azure", (json_int_t)0, "s3", (json_int_t)0));
+}
+
+static void prometheus(struct request *req)
+{
+    struct buf out;
+    struct err err = {0};
+    int size = 0, in_use = 0;
+    bool db_ok = store_ping(req->app->store, &err) == FERRY_OK;
+
+    buf_init(&out);
+    metrics_prometheus(&out);
+    store_pool_stats(req->app->store, &size, &in_use);
+    buf_printf(&out,
+               "# HELP ferry_store_up Whether the database answered a ping.\n"
+               "# TYPE ferry_store_up gauge\nferry_store_up{backend=\"%s\"} %d\n"
+               "# HELP ferry_store_pool_connections Connections in the store pool.\n"
+               "# TYPE ferry_store_pool_connections gauge\n"
+               "ferry_store_pool_connections %d\n"
+               "# HELP ferry_store_pool_in_use Connections handed out.\n"
+               "# TYPE ferry_store_pool_in_use gauge\nferry_store_pool_in_use %d\n"
+               "# HELP ferry_store_schema_version Highest migration applied.\n"
+               "# TYPE ferry_store_schema_version gauge\nferry_store_schema_version %d\n"
+               "# HELP ferry_uptime_seconds Seconds since the server started.\n"
+               "# TYPE ferry_uptime_seconds gauge\nferry_uptime_seconds %lld\n"
+               "# HELP ferry_build_info Version of the running binary.\n"
+               "# TYPE ferry_build_info gauge\nferry_build_info{version=\"%s\"} 1\n",
+               store_dialect_name(req->app->store), db_ok, size, in_use,
+               store_schema_version(req->app->store),
+               (long long)((time_now_ms() - req->app->started_ms) / 1000), FERRY_VERSION);
+    http_reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", out.data ? out.data : "",
+                    out.len);
+    buf_cleanup(&out);
+}
+
+static void openapi(struct request *req)
+{
+    http_reply_text(req, 200, "application/json", ferry_openapi_json, ferry_openapi_json_len);
+}
+
+static const struct route routes[] = {
+    {M_GET, "/health", legacy_health, 0, SURFACE_LEGACY, ROUTE_PUBLIC},
+    {M_GET, "/api/v1/health", v1_health, 0, SURFACE_V1, ROUTE_PUBLIC},
+    {M_GET, "/api/v1/metrics", v1_metrics, ROLE_ADMIN | ROLE_USER, SURFACE_V1, 0},
+    {M_GET, "/metrics", prometheus, ROLE_ADMIN | ROLE_USER, SURFACE_PLAIN, ROUTE_METRICS_AUTH},
+    {M_GET, "/api/v1/openapi.json", openapi, 0, SURFACE_V1, ROUTE_PUBLIC},
+};
+
+const struct route_table api_ops_routes = {routes, sizeof(routes) / sizeof(routes[0])};

@@ -1,0 +1,21 @@
+/* routes.c - the list of route tables the server matches against, and helpers every
+ * surface shares. */
+#include "api/api.h"
+#include "app.h"
+
+const struct route_table *const api_tables[] = {
+    &api_ops_routes,
+    &api_admin_routes,
+};
+const size_t api_n_tables = sizeof(api_tables) / sizeof(api_tables[0]);
+
+struct store_conn *api_conn(struct request *req)
+{
+    struct store_conn *c = NULL;
+    struct err err = {0};
+    if (store_acquire(req->app->store, &c, &err) != FERRY_OK) {
+        http_reply_error(req, ERR_UNAVAILABLE, err.msg);
+        return NULL;
+    }
+    return c;
+}

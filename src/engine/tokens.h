@@ -1,0 +1,61 @@
+/* tokens.h - API tokens: random secrets with a readable prefix, stored only as their
+ * SHA-256, with a role (admin, user, device), an owner, an optional expiry and
+ * revocation. The secret is returned once, at creation. */
+#ifndef FERRY_TOKENS_H
+#define FERRY_TOKENS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "ferry.h"
+#include "store/store.h"
+
+#define TOKEN_PREFIX "fy_"
+#define TOKEN_PREFIX_DEVICE "fyd_"
+#define TOKEN_SECRET_BYTES 32
+#define TOKEN_MAX_LEN 128
+
+struct token_info {
+    char id[40];
+    char role[16];
+    char user_id[128];
+    char device_id[128];
+};
+
+struct token_spec {
+    const char *role;      /* "admin", "user" or "device" */
+    const char *name;      /* label shown in listings */
+    const char *user_id;   /* owner; for user tokens a user row is made if missing */
+    const char *device_id; /* device tokens only */
+    int64_t expires_at;    /* ms since epoch, 0 for never */
+};
+
+/* Makes a token. *secret gets the full token (the caller frees it and shows it once);
+ * *id the token's id. On failure nothing is stored. */
+int tokens_create(struct store_conn *c, const struct token_spec *spec, char **secret,
+                  char id_out[40], struct err *err);
+
+/* Checks a presented token. On success fills *info. ERR_UNAUTHORIZED when the token is
+ * unknown, revoked or expired (the message says which, for the log; the client sees a
+ * generic one). */
+int tokens_authenticate(struct store_conn *c, const char *token, int64_t now_ms,
+                        struct token_info *info, struct err *err);
+
+/* Lists tokens (never secrets) as a JSON array; user_id filters when not NULL. */
+int tokens_list(struct store_conn *c, const char *user_id, json_t **out, struct err *err);
+
+/* One token as JSON, ERR_NOT_FOUND when there is none with that id. */
+int tokens_get(struct store_conn *c, const char *id, json_t **out, struct err *err);
+
+/* Revokes a token at once. ERR_NOT_FOUND for an unknown id; revoking twice is fine. */
+int tokens_revoke(struct store_conn *c, const char *id, struct err *err);
+
+/* True when the token text has the shape of a ferry token (prefix and length). */
+bool tokens_well_formed(const char *token);
+
+/* Whether role names one of the three roles. */
+bool tokens_valid_role(const char *role);
+
+#endif

@@ -1,0 +1,21 @@
+/* auth.h - who is asking: bearer tokens (ferry's own, or HS256 JWTs), roles, the
+ * per-credential rate limit and the per-address limit on failed authentication. */
+#ifndef FERRY_AUTH_H
+#define FERRY_AUTH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "http/http.h"
+
+/* Decides whether req may reach its handler. On false a reply (401, 403 or 429 in the
+ * surface's format) has been set. Adds the X-RateLimit-* headers. */
+bool auth_check(struct request *req);
+
+/* Verifies an HS256 JWT with secret at now (seconds). On success fills cred as a user
+ * credential (sub = user id). Refuses alg none and every other algorithm, a missing
+ * sub, an expired token (exp) and one not yet valid (nbf). */
+int auth_verify_jwt(const char *token, const char *secret, int64_t now_s,
+                    struct credential *cred, struct err *err);
+
+#endif

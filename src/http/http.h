@@ -1,0 +1,138 @@
+/* http.h - the request and response as handlers see them, the route table entry, and
+ * the reply helpers. Handlers (src/api/) never touch libmicrohttpd directly; the
+ * server (server.c) turns what a handler leaves in the request into a response. */
+#ifndef FERRY_HTTP_H
+#define FERRY_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "ferry.h"
+#include "util/buf.h"
+
+struct app; /* the running server's shared state (app.h) */
+struct MHD_Connection;
+
+/* The error format a path belongs to (DESIGN.md section 1). */
+enum surface {
+    SURFACE_V1,     /* {"errorCode","message","details","timestamp"} */
+    SURFACE_LEGACY, /* {"success":false,"error":"..."}: seed 004 and PhoenixKit */
+    SURFACE_TUS,    /* plain text, tus headers */
+    SURFACE_PLAIN,  /* plain text (Prometheus, static files) */
+};
+
+enum method {
+    M_GET = 1 << 0,
+    M_POST = 1 << 1,
+    M_PUT = 1 << 2,
+    M_PATCH = 1 << 3,
+    M_DELETE = 1 << 4,
+    M_HEAD = 1 << 5,
+    M_OPTIONS = 1 << 6,
+};
+
+/* Roles a credential can have; a route lists the roles it admits (admin always). */
+enum role {
+    ROLE_NONE = 0,
+    ROLE_ADMIN = 1 << 0,
+    ROLE_USER = 1 << 1,
+    ROLE_DEVICE = 1 << 2,
+};
+#define ROLES_ANY (ROLE_ADMIN | ROLE_USER | ROLE_DEVICE)
+
+struct credential {
+    enum role role;
+    char id[80];        /* token id, or "jwt:<sub>"; safe to log */
+    char user_id[128];  /* owner user, empty for admin tokens without one */
+    char device_id[128];
+};
+
+struct request;
+typedef void (*handler_fn)(struct request *req);
+
+enum route_flags {
+    ROUTE_PUBLIC = 1 << 0,       /* no credential needed */
+    ROUTE_JSON = 1 << 1,         /* body, when present, must be application/json */
+    ROUTE_METRICS_AUTH = 1 << 2, /* public unless metrics-auth is set */
+};
+
+/* One row of a surface's route table. Patterns are literal segments, {name} for one
+ * segment, and a final * for the rest of the path. */
+struct route {
+    unsigned methods;
+    const char *pattern;
+    handler_fn handler;
+    unsigned roles; /* ignored for ROUTE_PUBLIC */
+    enum surface surface;
+    unsigned flags;
+};
+
+#define MAX_PATH_PARAMS 8
+#define MAX_RESP_HEADERS 16
+
+struct response {
+    int status;
+    char *body; /* owned */
+    size_t body_len;
+    const char *content_type;
+    struct {
+        char *name, *value; /* owned */
+    } headers[MAX_RESP_HEADERS];
+    int n_headers;
+};
+
+struct request {
+    struct app *app;
+    struct MHD_Connection *conn;
+    const char *method;
+    enum method method_bit;
+    const char *path; /* decoded path, without the query */
+    char request_id[72];
+    char client_addr[64];
+    const struct route *route;
+    enum surface surface;
+    const char *param_names[MAX_PATH_PARAMS];
+    char *param_values[MAX_PATH_PARAMS]; /* owned, decoded */
+    int n_params;
+    struct credential cred;
+    struct buf body;
+    bool body_too_large;
+    json_t *json; /* parsed body for ROUTE_JSON routes with a body; owned */
+    int64_t start_us;
+    uint64_t bytes_in;
+    struct response resp;
+    bool replied; /* a response is set */
+    bool sent;    /* and queued with MHD */
+};
+
+/* Path parameter by name, NULL when the route has none of that name. */
+const char *http_param(const struct request *req, const char *name);
+/* Query-string argument, NULL when absent. */
+const char *http_query(const struct request *req, const char *name);
+/* Request header, NULL when absent. */
+const char *http_header(const struct request *req, const char *name);
+
+/* Replies. Each sets the response once; a second reply is a programming error and is
+ * ignored. reply_json takes a reference to value (steals it). */
+void http_reply_json(struct request *req, int status, json_t *value);
+void http_reply_text(struct request *req, int status, const char *content_type,
+                     const char *body, size_t len);
+/* Replies with the surface's error format. For the v1 format, message is the generic
+ * description of the code and detail the specific one; for the legacy format, detail is
+ * the "error" text. */
+void http_reply_error(struct request *req, enum err_code code, const char *detail);
+void http_reply_err(struct request *req, const struct err *err);
+void http_add_header(struct request *req, const char *name, const char *value);
+
+/* Requires a JSON object body: replies 400 and returns NULL otherwise. */
+json_t *http_json_object(struct request *req);
+
+/* Maps an error code to its HTTP status and to its v1 errorCode and description. */
+int http_status_of(enum err_code code);
+const char *http_error_name(enum err_code code);
+const char *http_error_text(enum err_code code);
+
+#endif

@@ -1,0 +1,28 @@
+/* ratelimit.h - token-bucket limits keyed by a string (a credential id or a client
+ * address). A bucket holds `limit` requests and refills at limit per `period_s`. */
+#ifndef FERRY_RATELIMIT_H
+#define FERRY_RATELIMIT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct ratelimit;
+
+/* limit 0 disables the limiter: every take succeeds. */
+struct ratelimit *ratelimit_new(int64_t limit, int64_t period_s);
+void ratelimit_free(struct ratelimit *rl);
+
+struct rl_result {
+    bool allowed;
+    int64_t limit;
+    int64_t remaining;   /* whole requests left after this one */
+    int64_t retry_after; /* seconds until one request is available, when refused */
+};
+
+/* Takes one request from key's bucket at time now_us (monotonic microseconds). */
+struct rl_result ratelimit_take(struct ratelimit *rl, const char *key, int64_t now_us);
+/* Looks without taking: would a request from key be refused now? */
+bool ratelimit_exhausted(struct ratelimit *rl, const char *key, int64_t now_us);
+int64_t ratelimit_limit(const struct ratelimit *rl);
+
+#endif

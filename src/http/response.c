@@ -1,0 +1,169 @@
+/* response.c - the reply helpers of http.h and the one place where error codes become
+ * HTTP statuses and each surface's error body. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <microhttpd.h>
+
+#include "http/http.h"
+#include "util/json.h"
+#include "util/timeutil.h"
+
+static const struct {
+    enum err_code code;
+    int status;
+    const char *name;
+    const char *text;
+} error_table[] = {
+    {ERR_INVALID, 400, "INVALID_REQUEST", "Invalid request parameters"},
+    {ERR_UNAUTHORIZED, 401, "UNAUTHORIZED", "Missing or invalid authentication"},
+    {ERR_FORBIDDEN, 403, "FORBIDDEN", "Insufficient permissions"},
+    {ERR_NOT_FOUND, 404, "NOT_FOUND", "Resource not found"},
+    {ERR_METHOD, 405, "METHOD_NOT_ALLOWED", "Method not allowed on this resource"},
+    {ERR_CONFLICT, 409, "CONFLICT", "Conflict with the current state"},
+    {ERR_GONE, 410, "GONE", "Resource expired"},
+    {ERR_TOO_LARGE, 413, "PAYLOAD_TOO_LARGE", "Request body too large"},
+    {ERR_RANGE, 416, "RANGE_NOT_SATISFIABLE", "Requested range not satisfiable"},
+    {ERR_RATE_LIMITED, 429, "RATE_LIMITED", "Too many requests"},
+    {ERR_DATABASE, 500, "DATABASE_ERROR", "Database operation error"},
+    {ERR_INTERNAL, 500, "SYNC_FAILED", "Sync operation failed"},
+    {ERR_UNAVAILABLE, 503, "SERVICE_UNAVAILABLE", "Service unavailable"},
+    {ERR_STORAGE_FULL, 507, "INSUFFICIENT_STORAGE", "Not enough storage"},
+};
+
+#define N_ERRORS (sizeof(error_table) / sizeof(error_table[0]))
+
+static size_t error_index(enum err_code code)
+{
+    for (size_t i = 0; i < N_ERRORS; i++)
+        if (error_table[i].code == code)
+            return i;
+    return error_index(ERR_INTERNAL); /* an unmapped code is a server fault */
+}
+
+int http_status_of(enum err_code code)
+{
+    return error_table[error_index(code)].status;
+}
+
+const char *http_error_name(enum err_code code)
+{
+    return error_table[error_index(code)].name;
+}
+
+const char *http_error_text(enum err_code code)
+{
+    return error_table[error_index(code)].text;
+}
+
+const char *http_param(const struct request *req, const char *name)
+{
+    size_t len = strlen(name);
+    for (int i = 0; i < req->n_params; i++) {
+        const char *n = req->param_names[i];
+        if (strncmp(n, name, len) == 0 && (n[len] == '}' || n[len] == '\0'))
+            return req->param_values[i];
+    }
+    return NULL;
+}
+
+const char *http_query(const struct request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *http_header(const struct request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+void http_add_header(struct request *req, const char *name, const char *value)
+{
+    struct response *r = &req->resp;
+    for (int i = 0; i < r->n_headers; i++)
+        if (strcasecmp(r->headers[i].name, name) == 0) {
+            free(r->headers[i].value);
+            r->headers[i].value = xstrdup(value);
+            return;
+        }
+    if (r->n_headers == MAX_RESP_HEADERS)
+        return;
+    r->headers[r->n_headers].name = xstrdup(name);
+    r->headers[r->n_headers].value = xstrdup(value);
+    r->n_headers++;
+}
+
+void http_reply_text(struct request *req, int status, const char *content_type,
+                     const char *body, size_t len)
+{
+    if (req->replied)
+        return;
+    req->replied = true;
+    req->resp.status = status;
+    req->resp.content_type = content_type;
+    req->resp.body = xmalloc(len + 1);
+    memcpy(req->resp.body, body, len);
+    req->resp.body[len] = '\0';
+    req->resp.body_len = len;
+}
+
+void http_reply_json(struct request *req, int status, json_t *value)
+{
+    if (req->replied) {
+        json_decref(value);
+        return;
+    }
+    char *text = json_to_string(value);
+    json_decref(value);
+    req->replied = true;
+    req->resp.status = status;
+    req->resp.content_type = "application/json";
+    req->resp.body = text;
+    req->resp.body_len = strlen(text);
+}
+
+void http_reply_error(struct request *req, enum err_code code, const char *detail)
+{
+    int status = http_status_of(code);
+    char iso[32];
+
+    switch (req->surface) {
+    case SURFACE_LEGACY:
+        http_reply_json(req, status, json_pack("{s:b, s:s}", "success", 0, "error", detail));
+        return;
+    case SURFACE_TUS:
+    case SURFACE_PLAIN: {
+        char *text = xasprintf("%s\n", detail);
+        http_reply_text(req, status, "text/plain; charset=utf-8", text, strlen(text));
+        free(text);
+        return;
+    }
+    case SURFACE_V1:
+        break;
+    }
+    time_iso8601(time_now_ms(), 0, iso);
+    http_reply_json(req, status,
+                    json_pack("{s:s, s:s, s:s, s:s}", "errorCode", http_error_name(code),
+                              "message", http_error_text(code), "details", detail,
+                              "timestamp", iso));
+}
+
+void http_reply_err(struct request *req, const struct err *err)
+{
+    http_reply_error(req, err->code == ERR_NONE ? ERR_INTERNAL : err->code, err->msg);
+}
+
+json_t *http_json_object(struct request *req)
+{
+    if (!req->json) {
+        http_reply_error(req, ERR_INVALID, "request body is empty; a JSON object was expected");
+        return NULL;
+    }
+    if (!json_is_object(req->json)) {
+        http_reply_error(req, ERR_INVALID, "request body must be a JSON object");
+        return NULL;
+    }
+    return req->json;
+}

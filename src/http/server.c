@@ -1,0 +1,400 @@
+/* server.c - libmicrohttpd glue: turns MHD's callbacks into one struct request per
+ * request, routes it, enforces the body limit and Content-Type, authenticates, runs the
+ * handler, sends what it left in req->resp, and writes one JSON log line when MHD is
+ * done with the request. MHD runs its own epoll thread pool. */
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "app.h"
+#include "engine/metrics.h"
+#include "http/auth.h"
+#include "http/server.h"
+#include "util/crypto.h"
+#include "util/json.h"
+#include "util/timeutil.h"
+
+struct server {
+    struct MHD_Daemon *daemon;
+    struct app *app;
+    int port;
+};
+
+/* --- request lifecycle -------------------------------------------------------------- */
+
+static void client_address(struct MHD_Connection *conn, char *out, size_t len)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    snprintf(out, len, "unknown");
+    if (!info || !info->client_addr)
+        return;
+    socklen_t alen = info->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                               : sizeof(struct sockaddr_in);
+    getnameinfo(info->client_addr, alen, out, (socklen_t)len, NULL, 0, NI_NUMERICHOST);
+}
+
+/* Echoes a client's X-Request-Id when it is short and plain, otherwise makes one, so a
+ * request can be followed from client to log line. */
+static void assign_request_id(struct request *req)
+{
+    const char *given = http_header(req, "X-Request-Id");
+    if (given && *given && strlen(given) < sizeof(req->request_id)) {
+        bool plain = true;
+        for (const char *p = given; *p && plain; p++)
+            plain = (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
+                    (*p >= 'A' && *p <= 'Z') || strchr("-_.:", *p);
+        if (plain) {
+            snprintf(req->request_id, sizeof(req->request_id), "%s", given);
+            return;
+        }
+    }
+    crypto_random_hex(req->request_id, 16);
+}
+
+static struct request *request_new(struct app *app, struct MHD_Connection *conn,
+                                   const char *method, const char *url)
+{
+    struct request *req = xcalloc(1, sizeof(*req));
+    req->app = app;
+    req->conn = conn;
+    req->method = method;
+    req->method_bit = router_method(method);
+    req->path = xstrdup(url);
+    req->start_us = time_mono_us();
+    buf_init(&req->body);
+    client_address(conn, req->client_addr, sizeof(req->client_addr));
+    assign_request_id(req);
+    return req;
+}
+
+static void request_free(struct request *req)
+{
+    for (int i = 0; i < req->n_params; i++)
+        free(req->param_values[i]);
+    for (int i = 0; i < req->resp.n_headers; i++) {
+        free(req->resp.headers[i].name);
+        free(req->resp.headers[i].value);
+    }
+    free(req->resp.body);
+    buf_cleanup(&req->body);
+    json_decref(req->json);
+    free((char *)req->path);
+    free(req);
+}
+
+static void log_request(const struct request *req, int64_t duration_us)
+{
+    char iso[32];
+    time_iso8601(time_now_ms(), 1, iso);
+    json_t *line = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:i, s:f, s:I, s:I, s:s, s:s}", "time", iso, "level", "info",
+        "requestId", req->request_id, "method", req->method, "path", req->path, "status",
+        req->resp.status, "durationMs", (double)duration_us / 1000.0, "bytesIn",
+        (json_int_t)req->bytes_in, "bytesOut", (json_int_t)req->resp.body_len, "credential",
+        req->cred.id, "remote", req->client_addr);
+    char *text = json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    if (!text)
+        abort();
+    fprintf(stderr, "%s\n", text);
+    free(text);
+    json_decref(line);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct app *app = cls;
+    struct request *req = *con_cls;
+    (void)conn;
+    (void)toe;
+    if (!req)
+        return;
+    int64_t duration = time_mono_us() - req->start_us;
+    if (!req->resp.status)
+        req->resp.status = 499; /* the client went away before an answer */
+    log_request(req, duration);
+    metrics_request(req->method, req->route ? req->route->pattern : "", req->resp.status,
+                    duration, req->bytes_in, req->resp.body_len);
+    request_free(req);
+    *con_cls = NULL;
+    atomic_fetch_sub(&app->in_flight, 1);
+}
+
+/* --- CORS ----------------------------------------------------------------------------- */
+
+static bool origin_allowed(const struct app *app, const char *origin)
+{
+    const char *list = app->cfg->cors_origins;
+    if (!origin || !list || !*list)
+        return false;
+    if (strcmp(list, "*") == 0)
+        return true;
+    size_t len = strlen(origin);
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *end = p;
+        while (*end && *end != ',')
+            end++;
+        const char *trim = end;
+        while (trim > p && trim[-1] == ' ')
+            trim--;
+        if ((size_t)(trim - p) == len && strncmp(p, origin, len) == 0)
+            return true;
+        p = end;
+    }
+    return false;
+}
+
+static void add_cors_headers(struct request *req)
+{
+    const char *origin = http_header(req, "Origin");
+    if (!origin_allowed(req->app, origin))
+        return;
+    bool any = strcmp(req->app->cfg->cors_origins, "*") == 0;
+    http_add_header(req, "Access-Control-Allow-Origin", any ? "*" : origin);
+    if (!any)
+        http_add_header(req, "Vary", "Origin");
+    http_add_header(req, "Access-Control-Expose-Headers",
+                    "X-Request-Id, X-RateLimit-Limit, X-RateLimit-Remaining, Retry-After, "
+                    "ETag, Location");
+}
+
+static void reply_preflight(struct request *req, unsigned allowed)
+{
+    char methods[128];
+    router_allow_header(allowed | M_OPTIONS, methods, sizeof(methods));
+    http_add_header(req, "Allow", methods);
+    if (origin_allowed(req->app, http_header(req, "Origin"))) {
+        http_add_header(req, "Access-Control-Allow-Methods", methods);
+        http_add_header(req, "Access-Control-Allow-Headers",
+                        "Authorization, Content-Type, X-Request-Id, Range, If-None-Match");
+        http_add_header(req, "Access-Control-Max-Age", "600");
+    }
+    http_reply_text(req, 204, "text/plain", "", 0);
+}
+
+/* --- sending ---------------------------------------------------------------------- */
+
+static enum MHD_Result send_reply(struct request *req)
+{
+    struct response *r = &req->resp;
+    if (!req->replied)
+        http_reply_error(req, ERR_INTERNAL, "the handler gave no answer");
+    add_cors_headers(req);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(r->body_len, r->body, MHD_RESPMEM_MUST_FREE);
+    r->body = NULL; /* MHD frees it; body_len stays for the log */
+    req->sent = true;
+    if (r->content_type && r->body_len)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
+    MHD_add_response_header(resp, "X-Request-Id", req->request_id);
+    for (int i = 0; i < r->n_headers; i++)
+        MHD_add_response_header(resp, r->headers[i].name, r->headers[i].value);
+    enum MHD_Result ok = MHD_queue_response(req->conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    return ok;
+}
+
+/* --- the access handler ---------------------------------------------------------- */
+
+static bool content_type_is_json(const char *ct)
+{
+    if (!ct)
+        return false;
+    size_t len = strcspn(ct, ";");
+    while (len && ct[len - 1] == ' ')
+        len--;
+    if (len == 16 && strncasecmp(ct, "application/json", 16) == 0)
+        return true;
+    /* application/<anything>+json, e.g. application/merge-patch+json */
+    return len > 17 && strncasecmp(ct, "application/", 12) == 0 &&
+           strncasecmp(ct + len - 5, "+json", 5) == 0;
+}
+
+/* Runs on the first callback, before any body is read: routing, the declared size,
+ * the credential. Returns false when a reply is already set. */
+static bool admit(struct request *req)
+{
+    struct app *app = req->app;
+    unsigned allowed = 0;
+    enum match_result m;
+
+    req->surface = router_surface_of(req->path, NULL);
+    m = router_match(app->tables, app->n_tables, req->method_bit, req->path, &req->route,
+                     req->param_names, req->param_values, &req->n_params, &allowed);
+    if (m == MATCH_OK)
+        req->surface = req->route->surface;
+    if (m != MATCH_OK && req->method_bit == M_OPTIONS && allowed) {
+        reply_preflight(req, allowed);
+        return false;
+    }
+    if (m == MATCH_NO_PATH) {
+        http_reply_error(req, ERR_NOT_FOUND, "no such endpoint");
+        return false;
+    }
+    if (m == MATCH_NO_METHOD) {
+        char methods[128];
+        router_allow_header(allowed, methods, sizeof(methods));
+        http_add_header(req, "Allow", methods);
+        char *msg = xasprintf("method %s is not allowed here; allowed: %s", req->method, methods);
+        http_reply_error(req, ERR_METHOD, msg);
+        free(msg);
+        return false;
+    }
+    const char *length = http_header(req, "Content-Length");
+    if (length && strtoll(length, NULL, 10) > app->cfg->max_body) {
+        char *msg = xasprintf("request body of %s bytes is over the limit of %lld bytes", length,
+                              app->cfg->max_body);
+        http_reply_error(req, ERR_TOO_LARGE, msg);
+        free(msg);
+        return false;
+    }
+    return auth_check(req);
+}
+
+static void dispatch(struct request *req)
+{
+    struct app *app = req->app;
+    struct err err = {0};
+
+    if (req->body_too_large) {
+        char *msg = xasprintf("request body is over the limit of %lld bytes", app->cfg->max_body);
+        http_reply_error(req, ERR_TOO_LARGE, msg);
+        free(msg);
+        return;
+    }
+    if ((req->route->flags & ROUTE_JSON) && req->body.len > 0) {
+        if (!content_type_is_json(http_header(req, "Content-Type"))) {
+            http_reply_error(req, ERR_INVALID, "Content-Type must be application/json");
+            return;
+        }
+        if (json_parse(req->body.data, req->body.len, (int)app->cfg->max_json_depth, &req->json,
+                       &err) != FERRY_OK) {
+            http_reply_err(req, &err);
+            return;
+        }
+    }
+    req->route->handler(req);
+}
+
+static bool expects_body(const struct request *req)
+{
+    const char *length = http_header(req, "Content-Length");
+    return (length && strcmp(length, "0") != 0) || http_header(req, "Transfer-Encoding");
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    struct app *app = cls;
+    struct request *req = *con_cls;
+    (void)version;
+
+    if (!req) {
+        req = request_new(app, conn, method, url);
+        *con_cls = req;
+        atomic_fetch_add(&app->in_flight, 1);
+        /* A refusal is sent at once only when a body is on its way, so that it is not
+         * read; otherwise at the final callback, which keeps the connection alive. */
+        if (!admit(req) && expects_body(req))
+            return send_reply(req);
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        req->bytes_in += *upload_data_size;
+        if (req->body.len + *upload_data_size > (size_t)app->cfg->max_body)
+            req->body_too_large = true;
+        else if (!req->replied)
+            buf_append(&req->body, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (req->sent) /* refusal already queued at admission */
+        return MHD_YES;
+    if (!req->replied)
+        dispatch(req);
+    return send_reply(req);
+}
+
+/* --- start and stop --------------------------------------------------------------- */
+
+static int resolve(const char *host, int port, struct sockaddr_storage *addr, bool *ipv6,
+                   struct err *err)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char service[16];
+    snprintf(service, sizeof(service), "%d", port);
+    int gai = getaddrinfo(*host ? host : NULL, service, &hints, &res);
+    if (gai != 0)
+        return err_set(err, ERR_INVALID, "cannot resolve listen address '%s': %s", host,
+                       gai_strerror(gai));
+    memcpy(addr, res->ai_addr, res->ai_addrlen);
+    *ipv6 = res->ai_family == AF_INET6;
+    freeaddrinfo(res);
+    return FERRY_OK;
+}
+
+int server_start(struct app *app, struct server **out, struct err *err)
+{
+    char host[256];
+    int port;
+    struct sockaddr_storage addr;
+    bool ipv6 = false;
+
+    *out = NULL;
+    if (config_listen_addr(app->cfg, host, sizeof(host), &port, err) != FERRY_OK ||
+        resolve(host, port, &addr, &ipv6, err) != FERRY_OK)
+        return FERRY_ERR;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    if (ipv6)
+        flags |= MHD_USE_IPv6;
+    struct server *srv = xcalloc(1, sizeof(*srv));
+    srv->app = app;
+    srv->daemon = MHD_start_daemon(
+        flags, (uint16_t)port, NULL, NULL, on_request, app, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, app, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)app->cfg->threads,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)app->cfg->max_header + 16384,
+        MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_END);
+    if (!srv->daemon) {
+        free(srv);
+        return err_set(err, ERR_INTERNAL, "cannot listen on %s (in use, or not permitted)",
+                       app->cfg->listen);
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = info ? info->port : port;
+    *out = srv;
+    return FERRY_OK;
+}
+
+int server_port(const struct server *srv)
+{
+    return srv->port;
+}
+
+void server_quiesce(struct server *srv)
+{
+    MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+}
+
+void server_stop(struct server *srv)
+{
+    if (!srv)
+        return;
+    MHD_stop_daemon(srv->daemon);
+    free(srv);
+}

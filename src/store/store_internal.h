@@ -1,0 +1,86 @@
+/* store_internal.h - what a backend implements behind store.h. Shared by store.c (the
+ * pool, dispatch and migrations runner) and the two backends; nothing else includes it. */
+#ifndef FERRY_STORE_INTERNAL_H
+#define FERRY_STORE_INTERNAL_H
+
+#include <pthread.h>
+
+#include "store/store.h"
+
+struct store_ops {
+    const char *name;
+    /* Opens one connection to st->target. */
+    int (*connect)(struct store *st, void **handle, struct err *err);
+    void (*disconnect)(void *handle);
+    /* True while the connection is usable (PostgreSQL: CONNECTION_OK). */
+    bool (*healthy)(void *handle);
+    int (*exec)(struct store_conn *conn, const char *sql, struct err *err);
+    /* Prepares (or finds in the connection's cache) and runs sql. When out is NULL the
+     * statement runs to completion and *changes gets the rows changed. */
+    int (*query)(struct store_conn *conn, const char *sql, const struct store_val *params,
+                 size_t n_params, struct store_rows **out, int64_t *changes, struct err *err);
+    int (*rows_next)(struct store_rows *rows, struct err *err);
+    int (*rows_ncols)(const struct store_rows *rows);
+    const char *(*rows_name)(const struct store_rows *rows, int col);
+    bool (*rows_isnull)(const struct store_rows *rows, int col);
+    const char *(*rows_text)(const struct store_rows *rows, int col);
+    const void *(*rows_blob)(const struct store_rows *rows, int col, size_t *len);
+    enum store_type (*rows_type)(const struct store_rows *rows, int col);
+    void (*rows_free)(struct store_rows *rows);
+    int (*table_info)(struct store_conn *conn, const char *table, struct store_table **out,
+                      struct err *err);
+    int (*list_tables)(struct store_conn *conn, char ***names, size_t *n, struct err *err);
+    /* Drops every cached prepared statement (after a reconnect). */
+    void (*clear_cache)(struct store_conn *conn);
+};
+
+struct store_conn {
+    struct store *st;
+    void *handle;     /* sqlite3 * or PGconn * */
+    void *cache;      /* backend's prepared-statement cache */
+    bool in_txn;
+    bool busy;        /* handed out by store_acquire */
+    struct store_rows *open_rows; /* result not yet freed, if any */
+};
+
+struct store {
+    enum store_dialect dialect;
+    const struct store_ops *ops;
+    char *target; /* file path (SQLite) or conninfo URL (PostgreSQL) */
+    pthread_mutex_t lock;
+    pthread_cond_t freed;
+    struct store_conn *conns;
+    int pool_size;
+    int in_use;
+    int schema_version;
+};
+
+/* Every backend's rows struct begins with this, so store.c can dispatch and can clear
+ * the connection's open_rows when the rows are freed. */
+struct rows_head {
+    struct store_conn *conn;
+};
+
+extern const struct store_ops store_sqlite_ops;
+extern const struct store_ops store_pg_ops;
+
+/* One migration: the same version number for both dialects, each with its own SQL. */
+struct migration {
+    int version;
+    const char *sqlite_sql;
+    const char *pg_sql;
+};
+extern const struct migration store_migrations[];
+extern const size_t store_n_migrations;
+
+/* A small cache of prepared statements keyed by SQL text, one per connection. Open
+ * addressing over a power-of-two table; the backend supplies the finaliser. */
+struct stmt_cache;
+struct stmt_cache *stmt_cache_new(void (*finalize)(void *stmt, void *ctx), void *ctx);
+void *stmt_cache_get(struct stmt_cache *c, const char *sql);
+/* Takes ownership of stmt; the key is copied. */
+void stmt_cache_put(struct stmt_cache *c, const char *sql, void *stmt);
+size_t stmt_cache_count(const struct stmt_cache *c);
+void stmt_cache_free(struct stmt_cache *c);
+
+#endif

@@ -1,0 +1,534 @@
+/* store_pg.c - the PostgreSQL backend behind store.h, over libpq. One PGconn per pooled
+ * connection; each statement is prepared once per connection under a generated name and
+ * cached by its SQL text. Results arrive whole, in text format, and are walked by index. */
+#include <ctype.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <libpq-fe.h>
+
+#include "store/store_internal.h"
+
+/* Type OIDs, fixed since forever; catalog/pg_type_d.h is a server header, so they are
+ * spelt out here. */
+#define PG_OID_BOOL 16
+#define PG_OID_BYTEA 17
+#define PG_OID_INT8 20
+#define PG_OID_INT2 21
+#define PG_OID_INT4 23
+#define PG_OID_FLOAT4 700
+#define PG_OID_FLOAT8 701
+
+/* The wire protocol counts bind parameters in 16 bits. */
+#define MAX_PARAMS 65535
+
+/* Room for any int64 in decimal or any double as "%.17g". */
+#define NUM_TEXT_LEN 32
+
+/* Server-side statement names. Process-wide rather than per connection, so a name is
+ * never reused on a connection even if its cache was cleared while it stayed open. */
+static atomic_uint_fast64_t next_stmt_id;
+
+/* An unescaped bytea value of the current row, kept until the row changes. */
+struct pg_blob {
+    unsigned char *bytes; /* from PQunescapeBytea, released with PQfreemem */
+    size_t len;
+};
+
+struct pg_rows {
+    struct rows_head head;
+    PGresult *res;
+    int row;               /* current row, -1 before the first */
+    struct pg_blob *blobs; /* one slot per column */
+};
+
+/* The parameter arrays libpq wants, built from store_vals. Numbers travel as text in
+ * num; blobs travel in binary format so their bytes need no escaping. */
+struct pg_params {
+    const char **values;
+    int *lengths;
+    int *formats;
+    char (*num)[NUM_TEXT_LEN];
+};
+
+/* libpq's messages end in a newline (sometimes more); the error record wants none. */
+static int trimmed_len(const char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        n--;
+    return n > INT_MAX ? INT_MAX : (int)n;
+}
+
+/* Maps a failed result to an error: SQLSTATE class 23 (integrity constraint) is a
+ * conflict, 53100 a full disk, the rest a database error. what (when not NULL)
+ * prefixes the server's primary message. res may be NULL (libpq out of memory). */
+static int pg_error(PGconn *pg, const PGresult *res, const char *what, struct err *err)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    enum err_code kind = ERR_DATABASE;
+
+    if (!msg && res && *PQresultErrorMessage(res))
+        msg = PQresultErrorMessage(res);
+    if (!msg && *PQerrorMessage(pg))
+        msg = PQerrorMessage(pg);
+    if (!msg) /* a result status nobody asked for, such as COPY IN */
+        msg = res ? PQresStatus(PQresultStatus(res)) : "out of memory";
+    if (state && strncmp(state, "23", 2) == 0)
+        kind = ERR_CONFLICT;
+    else if (state && strcmp(state, "53100") == 0)
+        kind = ERR_STORAGE_FULL;
+    if (!what)
+        return err_set(err, kind, "%.*s", trimmed_len(msg), msg);
+    return err_set(err, kind, "%s: %.*s", what, trimmed_len(msg), msg);
+}
+
+/* client_min_messages keeps NOTICEs away, but WARNINGs (ROLLBACK outside a transaction,
+ * for one) still come, and libpq's default processor would print them to stderr. */
+static void discard_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+static int pg_connect(struct store *st, void **handle, struct err *err)
+{
+    PGconn *pg = PQconnectdb(st->target);
+    PGresult *res = NULL;
+    int rc = FERRY_ERR;
+
+    /* Never name st->target in a message: the URL may carry a password. */
+    if (!pg) {
+        err_set(err, ERR_DATABASE, "cannot connect to PostgreSQL: out of memory");
+        goto out;
+    }
+    if (PQstatus(pg) != CONNECTION_OK) {
+        const char *msg = PQerrorMessage(pg);
+        err_set(err, ERR_DATABASE, "cannot connect to PostgreSQL: %.*s", trimmed_len(msg), msg);
+        goto out;
+    }
+    PQsetNoticeProcessor(pg, discard_notice, NULL);
+    res = PQexec(pg, "SET client_min_messages = warning");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        pg_error(pg, res, "cannot configure PostgreSQL connection", err);
+        goto out;
+    }
+    *handle = pg;
+    pg = NULL;
+    rc = FERRY_OK;
+out:
+    PQclear(res);
+    PQfinish(pg);
+    return rc;
+}
+
+static void pg_disconnect(void *handle)
+{
+    PQfinish(handle);
+}
+
+static bool pg_healthy(void *handle)
+{
+    return PQstatus(handle) == CONNECTION_OK;
+}
+
+/* PostgreSQL answers COMMIT of a transaction that an earlier error aborted with the tag
+ * ROLLBACK and no error. The caller asked for its changes to be kept; they were not. */
+static bool commit_rolled_back(const char *sql, PGresult *res)
+{
+    return strncasecmp(sql, "COMMIT", 6) == 0 && strcmp(PQcmdStatus(res), "ROLLBACK") == 0;
+}
+
+static int pg_exec(struct store_conn *conn, const char *sql, struct err *err)
+{
+    PGresult *res = PQexec(conn->handle, sql);
+    ExecStatusType status = PQresultStatus(res);
+    int rc = FERRY_OK;
+
+    /* An empty string runs nothing, as it does on SQLite. */
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK && status != PGRES_EMPTY_QUERY)
+        rc = pg_error(conn->handle, res, NULL, err);
+    else if (commit_rolled_back(sql, res))
+        rc = err_set(err, ERR_DATABASE,
+                     "commit failed: the transaction had been aborted by an earlier error");
+    PQclear(res);
+    return rc;
+}
+
+static void pg_clear_cache(struct store_conn *conn);
+
+static void free_name(void *stmt, void *ctx)
+{
+    (void)ctx;
+    free(stmt);
+}
+
+static void params_cleanup(struct pg_params *p)
+{
+    free(p->values);
+    free(p->lengths);
+    free(p->formats);
+    free(p->num);
+}
+
+/* Fills one slot of p from v. */
+static int set_param(struct pg_params *p, size_t i, const struct store_val *v, struct err *err)
+{
+    switch (v->type) {
+    case SV_INT:
+        snprintf(p->num[i], NUM_TEXT_LEN, "%" PRId64, v->i);
+        p->values[i] = p->num[i];
+        break;
+    case SV_REAL:
+        snprintf(p->num[i], NUM_TEXT_LEN, "%.17g", v->d);
+        p->values[i] = p->num[i];
+        break;
+    case SV_TEXT:
+        p->values[i] = v->s;
+        break;
+    case SV_BLOB:
+        if (v->len > INT_MAX)
+            return err_set(err, ERR_TOO_LARGE, "blob parameter %zu too large (%zu bytes)", i + 1,
+                           v->len);
+        p->values[i] = v->s ? v->s : ""; /* a NULL value would bind SQL NULL */
+        p->lengths[i] = (int)v->len;
+        p->formats[i] = 1;
+        break;
+    default:
+        p->values[i] = NULL;
+    }
+    return FERRY_OK;
+}
+
+static int params_init(struct pg_params *p, const struct store_val *params, size_t n,
+                       struct err *err)
+{
+    *p = (struct pg_params){0};
+    if (n > MAX_PARAMS)
+        return err_set(err, ERR_INTERNAL, "statement has %zu parameters, at most %d allowed", n,
+                       MAX_PARAMS);
+    p->values = xcalloc(n, sizeof(*p->values));
+    p->lengths = xcalloc(n, sizeof(*p->lengths));
+    p->formats = xcalloc(n, sizeof(*p->formats));
+    p->num = xcalloc(n, sizeof(*p->num));
+    for (size_t i = 0; i < n; i++)
+        if (set_param(p, i, &params[i], err) != FERRY_OK)
+            return FERRY_ERR;
+    return FERRY_OK;
+}
+
+/* Finds sql's server-side statement in the connection's cache, preparing it on a miss.
+ * A failed prepare leaves nothing behind on either side, so nothing is cached. */
+static int prepare(struct store_conn *conn, const char *sql, const char **name, struct err *err)
+{
+    char *stmt;
+    PGresult *res;
+
+    if (!conn->cache)
+        conn->cache = stmt_cache_new(free_name, NULL);
+    stmt = stmt_cache_get(conn->cache, sql);
+    if (!stmt) {
+        stmt = xasprintf("ferry_s%" PRIuFAST64, atomic_fetch_add(&next_stmt_id, 1));
+        res = PQprepare(conn->handle, stmt, sql, 0, NULL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            pg_error(conn->handle, res, "cannot prepare statement", err);
+            PQclear(res);
+            free(stmt);
+            return FERRY_ERR;
+        }
+        PQclear(res);
+        stmt_cache_put(conn->cache, sql, stmt);
+    }
+    *name = stmt;
+    return FERRY_OK;
+}
+
+static struct store_rows *rows_new(struct store_conn *conn, PGresult *res)
+{
+    struct pg_rows *rows = xcalloc(1, sizeof(*rows));
+    rows->head.conn = conn;
+    rows->res = res;
+    rows->row = -1;
+    rows->blobs = xcalloc((size_t)PQnfields(res), sizeof(*rows->blobs));
+    return (struct store_rows *)rows;
+}
+
+/* A statement whose result columns changed under it (ALTER TABLE behind SELECT *) fails
+ * with 0A000 "cached plan must not change result type" for as long as it lives. */
+static bool plan_changed(const PGresult *res)
+{
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    return state && strcmp(state, "0A000") == 0;
+}
+
+/* Prepares (or finds) sql and runs it into *res. On a changed plan the cache goes (the
+ * cache cannot drop one entry; the abandoned names die with the connection) and, when
+ * no transaction was lost with the error, the statement is prepared and run again. */
+static int run_prepared(struct store_conn *conn, const char *sql, const struct pg_params *p,
+                        int n_params, PGresult **res, struct err *err)
+{
+    const char *name;
+    ExecStatusType status;
+
+    for (int attempt = 0;; attempt++) {
+        if (prepare(conn, sql, &name, err) != FERRY_OK)
+            return FERRY_ERR;
+        *res = PQexecPrepared(conn->handle, name, n_params, p->values, p->lengths, p->formats, 0);
+        status = PQresultStatus(*res);
+        if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
+            return FERRY_OK;
+        if (!plan_changed(*res))
+            break;
+        pg_clear_cache(conn);
+        if (attempt > 0 || PQtransactionStatus(conn->handle) != PQTRANS_IDLE)
+            break;
+        PQclear(*res);
+        *res = NULL;
+    }
+    return pg_error(conn->handle, *res, "statement failed", err);
+}
+
+static int pg_query(struct store_conn *conn, const char *sql, const struct store_val *params,
+                    size_t n_params, struct store_rows **out, int64_t *changes, struct err *err)
+{
+    struct pg_params p;
+    PGresult *res = NULL;
+    int rc = FERRY_ERR;
+
+    if (params_init(&p, params, n_params, err) != FERRY_OK ||
+        run_prepared(conn, sql, &p, (int)n_params, &res, err) != FERRY_OK)
+        goto out;
+    if (out) {
+        *out = rows_new(conn, res);
+        res = NULL;
+    } else if (changes) {
+        *changes = strtoll(PQcmdTuples(res), NULL, 10); /* "" when not applicable */
+    }
+    rc = FERRY_OK;
+out:
+    PQclear(res);
+    params_cleanup(&p);
+    return rc;
+}
+
+static void free_blobs(struct pg_rows *rows)
+{
+    int n = PQnfields(rows->res);
+    for (int i = 0; i < n; i++) {
+        PQfreemem(rows->blobs[i].bytes);
+        rows->blobs[i] = (struct pg_blob){0};
+    }
+}
+
+static int pg_rows_next(struct store_rows *r, struct err *err)
+{
+    struct pg_rows *rows = (struct pg_rows *)r;
+    (void)err; /* the whole result is already here; nothing can fail now */
+    free_blobs(rows);
+    if (rows->row < PQntuples(rows->res))
+        rows->row++;
+    return rows->row < PQntuples(rows->res) ? 1 : 0;
+}
+
+static int pg_rows_ncols(const struct store_rows *r)
+{
+    return PQnfields(((const struct pg_rows *)r)->res);
+}
+
+static const char *pg_rows_name(const struct store_rows *r, int col)
+{
+    return PQfname(((const struct pg_rows *)r)->res, col);
+}
+
+static bool pg_rows_isnull(const struct store_rows *r, int col)
+{
+    const struct pg_rows *rows = (const struct pg_rows *)r;
+    return PQgetisnull(rows->res, rows->row, col) != 0; /* 1 out of range, too */
+}
+
+static const char *pg_rows_text(const struct store_rows *r, int col)
+{
+    const struct pg_rows *rows = (const struct pg_rows *)r;
+    if (pg_rows_isnull(r, col))
+        return NULL;
+    return PQgetvalue(rows->res, rows->row, col);
+}
+
+/* bytea arrives hex-escaped in text format; the unescaped bytes are kept per column
+ * until the next row, so two columns of one row can be read side by side. */
+static const void *pg_rows_blob(const struct store_rows *r, int col, size_t *len)
+{
+    struct pg_rows *rows = (struct pg_rows *)r; /* blobs is a cache, not visible state */
+    const char *text = pg_rows_text(r, col);
+    struct pg_blob *blob;
+
+    *len = 0;
+    if (!text)
+        return NULL;
+    if (PQftype(rows->res, col) != PG_OID_BYTEA) {
+        *len = (size_t)PQgetlength(rows->res, rows->row, col);
+        return text;
+    }
+    blob = &rows->blobs[col];
+    if (!blob->bytes) {
+        blob->bytes = PQunescapeBytea((const unsigned char *)text, &blob->len);
+        if (!blob->bytes) { /* only fails to allocate: ferry's policy, see ferry.h */
+            fprintf(stderr, "ferry: out of memory unescaping bytea\n");
+            abort();
+        }
+    }
+    *len = blob->len;
+    return blob->bytes;
+}
+
+/* PostgreSQL knows the type of a column, not of a value: bool and numeric stay text,
+ * since their text ("t", "1.50") is not what an SV_INT or SV_REAL reader expects. */
+static enum store_type pg_rows_type(const struct store_rows *r, int col)
+{
+    if (pg_rows_isnull(r, col))
+        return SV_NULL;
+    switch (PQftype(((const struct pg_rows *)r)->res, col)) {
+    case PG_OID_INT2:
+    case PG_OID_INT4:
+    case PG_OID_INT8:
+        return SV_INT;
+    case PG_OID_FLOAT4:
+    case PG_OID_FLOAT8:
+        return SV_REAL;
+    case PG_OID_BYTEA:
+        return SV_BLOB;
+    case PG_OID_BOOL:
+    default:
+        return SV_TEXT;
+    }
+}
+
+static void pg_rows_free(struct store_rows *r)
+{
+    struct pg_rows *rows = (struct pg_rows *)r;
+    if (!rows)
+        return;
+    free_blobs(rows);
+    free(rows->blobs);
+    PQclear(rows->res);
+    free(rows);
+}
+
+static char *lower_dup(const char *s)
+{
+    char *out = xstrdup(s ? s : "");
+    for (char *p = out; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    return out;
+}
+
+static int pg_table_info(struct store_conn *conn, const char *table, struct store_table **out,
+                         struct err *err)
+{
+    /* Tables and views in the current schema, as SQLite's pragma_table_info would find
+     * them; the name is bound, never spliced. */
+    static const char sql[] =
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull::int,"
+        " EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid"
+        "  AND i.indisprimary AND a.attnum = ANY (i.indkey))::int"
+        " FROM pg_catalog.pg_attribute a"
+        " JOIN pg_catalog.pg_class c ON c.oid = a.attrelid"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = current_schema() AND c.relname = $1"
+        "  AND c.relkind IN ('r', 'p', 'v') AND a.attnum > 0 AND NOT a.attisdropped"
+        " ORDER BY a.attnum";
+    struct store_rows *rows = NULL;
+    struct store_table *t = xcalloc(1, sizeof(*t));
+    struct store_val arg = sv_text(table);
+    int rc = FERRY_ERR, step;
+    size_t cap = 0;
+
+    t->name = xstrdup(table);
+    if (store_query(conn, sql, &arg, 1, &rows, err) != FERRY_OK)
+        goto out;
+    while ((step = store_rows_next(rows, err)) == 1) {
+        if (t->n_cols == cap) {
+            cap = cap ? cap * 2 : 8;
+            t->cols = xrealloc(t->cols, cap * sizeof(*t->cols));
+        }
+        struct store_column *c = &t->cols[t->n_cols++];
+        c->name = xstrdup(store_rows_text(rows, 0));
+        c->decl_type = lower_dup(store_rows_text(rows, 1));
+        c->not_null = store_rows_int(rows, 2) != 0;
+        c->primary_key = store_rows_int(rows, 3) != 0;
+        t->n_pk += c->primary_key;
+    }
+    if (step < 0)
+        goto out;
+    if (t->n_cols == 0) {
+        err_set(err, ERR_NOT_FOUND, "table '%s' does not exist", table);
+        goto out;
+    }
+    *out = t;
+    t = NULL;
+    rc = FERRY_OK;
+out:
+    store_rows_free(rows);
+    store_table_free(t);
+    return rc;
+}
+
+static int pg_list_tables(struct store_conn *conn, char ***names, size_t *n, struct err *err)
+{
+    /* Partitions are part of their parent table, not tables of their own. */
+    static const char sql[] = "SELECT c.relname FROM pg_catalog.pg_class c"
+                              " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+                              " WHERE n.nspname = current_schema()"
+                              " AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
+                              " AND c.relname NOT LIKE 'ferry\\_%' ESCAPE '\\'"
+                              " ORDER BY c.relname";
+    struct store_rows *rows = NULL;
+    size_t cap = 0;
+    int step;
+
+    if (store_query(conn, sql, NULL, 0, &rows, err) != FERRY_OK)
+        return FERRY_ERR;
+    while ((step = store_rows_next(rows, err)) == 1) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            *names = xrealloc(*names, cap * sizeof(**names));
+        }
+        (*names)[(*n)++] = xstrdup(store_rows_text(rows, 0));
+    }
+    store_rows_free(rows);
+    return step < 0 ? FERRY_ERR : FERRY_OK;
+}
+
+/* Only the names are freed: the server drops its statements with the connection, and
+ * a name is never reused on a connection that stays open (see next_stmt_id). */
+static void pg_clear_cache(struct store_conn *conn)
+{
+    stmt_cache_free(conn->cache);
+    conn->cache = NULL;
+}
+
+const struct store_ops store_pg_ops = {
+    .name = "postgres",
+    .connect = pg_connect,
+    .disconnect = pg_disconnect,
+    .healthy = pg_healthy,
+    .exec = pg_exec,
+    .query = pg_query,
+    .rows_next = pg_rows_next,
+    .rows_ncols = pg_rows_ncols,
+    .rows_name = pg_rows_name,
+    .rows_isnull = pg_rows_isnull,
+    .rows_text = pg_rows_text,
+    .rows_blob = pg_rows_blob,
+    .rows_type = pg_rows_type,
+    .rows_free = pg_rows_free,
+    .table_info = pg_table_info,
+    .list_tables = pg_list_tables,
+    .clear_cache = pg_clear_cache,
+};

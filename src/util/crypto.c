@@ -1,0 +1,71 @@
+/* crypto.c - see crypto.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "util/crypto.h"
+
+void crypto_sha256_hex(const void *data, size_t len, char out[65])
+{
+    unsigned char md[32];
+    unsigned int md_len = 0;
+    static const char hex[] = "0123456789abcdef";
+    if (EVP_Digest(data, len, md, &md_len, EVP_sha256(), NULL) != 1)
+        abort();
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+void crypto_random(void *out, size_t n)
+{
+    if (RAND_bytes(out, (int)n) != 1) {
+        fprintf(stderr, "ferry: the system random source failed\n");
+        abort();
+    }
+}
+
+void crypto_random_hex(char *out, size_t n_bytes)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[64];
+    if (n_bytes > sizeof(raw))
+        abort();
+    crypto_random(raw, n_bytes);
+    for (size_t i = 0; i < n_bytes; i++) {
+        out[2 * i] = hex[raw[i] >> 4];
+        out[2 * i + 1] = hex[raw[i] & 15];
+    }
+    out[2 * n_bytes] = '\0';
+}
+
+bool crypto_equal(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la != lb)
+        return false;
+    return CRYPTO_memcmp(a, b, la) == 0;
+}
+
+/* OpenSSL encodes standard base64 with padding; base64url only swaps two letters of
+ * the alphabet and drops the padding. */
+size_t crypto_base64url(const void *data, size_t len, char *out)
+{
+    int n = EVP_EncodeBlock((unsigned char *)out, data, (int)len);
+    while (n > 0 && out[n - 1] == '=')
+        n--;
+    out[n] = '\0';
+    for (int i = 0; i < n; i++) {
+        if (out[i] == '+')
+            out[i] = '-';
+        else if (out[i] == '/')
+            out[i] = '_';
+    }
+    return (size_t)n;
+}

@@ -1,0 +1,21 @@
+/* crypto.h - the few primitives ferry needs, all from OpenSSL's libcrypto: SHA-256,
+ * secure random bytes, constant-time comparison, base64url. */
+#ifndef FERRY_CRYPTO_H
+#define FERRY_CRYPTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* SHA-256 of data as 64 lower-case hex characters plus NUL. */
+void crypto_sha256_hex(const void *data, size_t len, char out[65]);
+/* Fills out with n cryptographically secure random bytes; aborts if the system's
+ * random source fails (no token may ever be made from weak randomness). */
+void crypto_random(void *out, size_t n);
+/* n random bytes as 2n hex characters plus NUL. */
+void crypto_random_hex(char *out, size_t n_bytes);
+/* Compares two strings in time that depends only on their lengths. */
+bool crypto_equal(const char *a, const char *b);
+/* base64url without padding. out must hold 4 * ((len + 2) / 3) + 1 bytes. */
+size_t crypto_base64url(const void *data, size_t len, char *out);
+
+#endif

@@ -1,0 +1,15 @@
+/* timeutil.h - wall-clock and monotonic time, ISO-8601 formatting. */
+#ifndef FERRY_TIMEUTIL_H
+#define FERRY_TIMEUTIL_H
+
+#include <stdint.h>
+
+/* Milliseconds since the Unix epoch. */
+int64_t time_now_ms(void);
+/* Microseconds from a monotonic clock, for durations. */
+int64_t time_mono_us(void);
+/* Formats ms since the epoch as UTC "2024-01-15T10:30:00Z" (or with ".123" when
+ * with_ms). out must hold 32 bytes. */
+void time_iso8601(int64_t ms, int with_ms, char out[32]);
+
+#endif
