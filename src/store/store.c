@@ -389,11 +389,18 @@ static int run_migrations(struct store *st, struct err *err)
 
     if (store_acquire(st, &c, err) != FERRY_OK)
         goto out;
-    if (store_exec(c,
-                   "CREATE TABLE IF NOT EXISTS ferry_schema_version ("
-                   " version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",
-                   err) != FERRY_OK)
-        goto out;
+    /* PostgreSQL's CREATE TABLE IF NOT EXISTS can still fail when two nodes run it at
+     * the same moment (a unique violation in its catalog); the second try sees the
+     * table. */
+    for (int attempt = 0;; attempt++) {
+        if (store_exec(c,
+                       "CREATE TABLE IF NOT EXISTS ferry_schema_version ("
+                       " version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",
+                       err) == FERRY_OK)
+            break;
+        if (attempt == 2)
+            goto out;
+    }
     for (size_t i = 0; i < store_n_migrations; i++) {
         const struct migration *m = &store_migrations[i];
         struct err step_err = {0};
