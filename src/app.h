@@ -21,7 +21,6 @@ struct app {
     size_t n_tables;
     int64_t started_ms;
     atomic_int in_flight;
-    char *openapi_path; /* docs/openapi.json to serve */
 };
 
 #endif

@@ -14,7 +14,7 @@ enum {
 };
 
 /* Error kinds. Each surface maps these to its own status codes and error format in
- * one place (http/errors.c). */
+ * one place (http/response.c). */
 enum err_code {
     ERR_NONE = 0,
     ERR_INVALID,      /* 400 INVALID_REQUEST */

@@ -15,7 +15,7 @@
 
 static int read_token_spec(json_t *body, struct token_spec *spec, struct err *err)
 {
-    int64_t expires_in = 0;
+    int64_t expires_in = -1; /* absent: never expires */
     memset(spec, 0, sizeof(*spec));
     if (json_get_string(body, "name", true, &spec->name, err) != FERRY_OK ||
         json_get_string(body, "role", true, &spec->role, err) != FERRY_OK ||
@@ -23,10 +23,10 @@ static int read_token_spec(json_t *body, struct token_spec *spec, struct err *er
         json_get_string(body, "deviceId", false, &spec->device_id, err) != FERRY_OK ||
         json_get_int(body, "expiresIn", false, &expires_in, err) != FERRY_OK)
         return FERRY_ERR;
-    if (expires_in < 0 || expires_in > MAX_EXPIRES_IN_S)
+    if (expires_in != -1 && (expires_in < 1 || expires_in > MAX_EXPIRES_IN_S))
         return err_set(err, ERR_INVALID, "field 'expiresIn' must be between 1 and %lld seconds",
                        MAX_EXPIRES_IN_S);
-    if (expires_in)
+    if (expires_in > 0)
         spec->expires_at = time_now_ms() + expires_in * 1000;
     return FERRY_OK;
 }

@@ -12,7 +12,7 @@ extern const struct route_table api_admin_routes;
 extern const struct route_table *const api_tables[];
 extern const size_t api_n_tables;
 
-/* Helpers shared by handlers: take a pooled connection or reply 500/503. */
+/* Helpers shared by handlers: take a pooled connection, or reply 503 and return NULL. */
 struct store_conn;
 struct request;
 struct store_conn *api_conn(struct request *req);

@@ -62,8 +62,11 @@ int tokens_create(struct store_conn *c, const struct token_spec *spec, char **se
         return err_set(err, ERR_INVALID, "name must be 1 to 200 characters");
     if (strcmp(spec->role, "admin") != 0 && (!spec->user_id || !*spec->user_id))
         return err_set(err, ERR_INVALID, "a %s token needs a user", spec->role);
-    if (strcmp(spec->role, "device") == 0 && (!spec->device_id || !*spec->device_id))
-        return err_set(err, ERR_INVALID, "a device token needs a device id");
+    bool is_device = strcmp(spec->role, "device") == 0;
+    bool has_device = spec->device_id && *spec->device_id;
+    if (is_device != has_device)
+        return err_set(err, ERR_INVALID, is_device ? "a device token needs a device id"
+                                                   : "only a device token has a device id");
     if (spec->expires_at && spec->expires_at <= now)
         return err_set(err, ERR_INVALID, "the expiry must be in the future");
 

@@ -38,8 +38,7 @@ int tokens_create(struct store_conn *c, const struct token_spec *spec, char **se
                   char id_out[40], struct err *err);
 
 /* Checks a presented token. On success fills *info. ERR_UNAUTHORIZED when the token is
- * unknown, revoked or expired (the message says which, for the log; the client sees a
- * generic one). */
+ * unknown, revoked or expired; the message says which (it names no secret). */
 int tokens_authenticate(struct store_conn *c, const char *token, int64_t now_ms,
                         struct token_info *info, struct err *err);
 

@@ -71,8 +71,10 @@ static int verify_token(struct request *req, const char *token, struct err *err)
     struct token_info info;
     int rc = FERRY_ERR;
 
-    if (store_acquire(req->app->store, &c, err) != FERRY_OK)
+    if (store_acquire(req->app->store, &c, err) != FERRY_OK) {
+        err->code = ERR_UNAVAILABLE;
         return FERRY_ERR;
+    }
     rc = tokens_authenticate(c, token, time_now_ms(), &info, err);
     store_release(c);
     if (rc != FERRY_OK)

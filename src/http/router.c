@@ -129,7 +129,8 @@ enum surface router_surface_of(const char *path, const char *phoenix_prefix)
         return SURFACE_V1;
     if (strncmp(path, "/tus", 4) == 0)
         return SURFACE_TUS;
-    if (strcmp(path, "/health") == 0 || strncmp(path, "/sync", 5) == 0)
+    if (strcmp(path, "/health") == 0 || strcmp(path, "/sync") == 0 ||
+        strncmp(path, "/sync/", 6) == 0)
         return SURFACE_LEGACY;
     if (phoenix_prefix && *phoenix_prefix &&
         strncmp(path, phoenix_prefix, strlen(phoenix_prefix)) == 0)

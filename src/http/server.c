@@ -120,7 +120,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!req->resp.status)
         req->resp.status = 499; /* the client went away before an answer */
     log_request(req, duration);
-    metrics_request(req->method, req->route ? req->route->pattern : "", req->resp.status,
+    /* Unknown methods share one label so a client cannot grow the series without bound. */
+    metrics_request(req->method_bit ? req->method : "OTHER", req->route ? req->route->pattern : "", req->resp.status,
                     duration, req->bytes_in, req->resp.body_len);
     request_free(req);
     *con_cls = NULL;
@@ -242,7 +243,7 @@ static bool admit(struct request *req)
     }
     if (m == MATCH_NO_METHOD) {
         char methods[128];
-        router_allow_header(allowed, methods, sizeof(methods));
+        router_allow_header(allowed | M_OPTIONS, methods, sizeof(methods));
         http_add_header(req, "Allow", methods);
         char *msg = xasprintf("method %s is not allowed here; allowed: %s", req->method, methods);
         http_reply_error(req, ERR_METHOD, msg);

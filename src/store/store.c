@@ -28,8 +28,8 @@ static int parse_url(const char *url, enum store_dialect *dialect, char **target
         *target = xstrdup(url);
         return FERRY_OK;
     }
-    return err_set(err, ERR_INVALID,
-                   "database URL must start with sqlite: or postgres:// (got '%.40s')", url);
+    (void)url; /* never echoed: it may hold a password */
+    return err_set(err, ERR_INVALID, "database URL must start with sqlite: or postgres://");
 }
 
 int store_open(const char *url, int pool_size, struct store **out, struct err *err)
