@@ -168,6 +168,12 @@ int config_load_file(struct config *cfg, const char *path, struct err *err)
                        strerror(errno));
     while (rc == FERRY_OK && fgets(line, sizeof(line), f)) {
         lineno++;
+        size_t len = strlen(line);
+        if (len == sizeof(line) - 1 && line[len - 1] != '\n' && !feof(f)) {
+            rc = err_set(err, ERR_INVALID, "%s:%d: line is longer than %zu bytes", path, lineno,
+                         sizeof(line) - 2);
+            break;
+        }
         char *s = trim(line);
         if (!*s || *s == '#')
             continue;

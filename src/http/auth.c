@@ -1,6 +1,6 @@
 /* auth.c - see auth.h. */
-#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -11,12 +11,33 @@
 #include "http/auth.h"
 #include "util/timeutil.h"
 
+/* Reads a NumericDate claim (RFC 7519: integer or fractional seconds). FERRY_OK with
+ * *present false when absent; FERRY_ERR when present but not a number. jwt_get_grant_int
+ * cannot tell a fractional value from a missing one, so the claim is read as JSON. */
+static int time_claim(jwt_t *jwt, const char *name, bool *present, double *value)
+{
+    char *text = jwt_get_grants_json(jwt, name);
+    *present = false;
+    if (!text)
+        return FERRY_OK;
+    json_t *v = json_loads(text, JSON_DECODE_ANY, NULL);
+    free(text);
+    int rc = json_is_number(v) ? FERRY_OK : FERRY_ERR;
+    if (rc == FERRY_OK) {
+        *present = true;
+        *value = json_number_value(v);
+    }
+    json_decref(v);
+    return rc;
+}
+
 int auth_verify_jwt(const char *token, const char *secret, int64_t now_s,
                     struct credential *cred, struct err *err)
 {
     jwt_t *jwt = NULL;
     int rc = FERRY_ERR;
-    long exp, nbf;
+    double exp = 0, nbf = 0;
+    bool has_exp, has_nbf;
     const char *sub;
 
     if (jwt_decode(&jwt, token, (const unsigned char *)secret, (int)strlen(secret)) != 0) {
@@ -32,21 +53,22 @@ int auth_verify_jwt(const char *token, const char *secret, int64_t now_s,
         err_set(err, ERR_UNAUTHORIZED, "JWT has no usable sub claim");
         goto out;
     }
-    errno = 0;
-    exp = jwt_get_grant_int(jwt, "exp");
-    if (errno != ENOENT && exp <= now_s) {
+    if (time_claim(jwt, "exp", &has_exp, &exp) != FERRY_OK ||
+        time_claim(jwt, "nbf", &has_nbf, &nbf) != FERRY_OK) {
+        err_set(err, ERR_UNAUTHORIZED, "JWT exp and nbf must be numbers");
+        goto out;
+    }
+    if (has_exp && exp <= (double)now_s) {
         err_set(err, ERR_UNAUTHORIZED, "JWT has expired");
         goto out;
     }
-    errno = 0;
-    nbf = jwt_get_grant_int(jwt, "nbf");
-    if (errno != ENOENT && nbf > now_s) {
+    if (has_nbf && nbf > (double)now_s) {
         err_set(err, ERR_UNAUTHORIZED, "JWT is not valid yet");
         goto out;
     }
     memset(cred, 0, sizeof(*cred));
     cred->role = ROLE_USER;
-    snprintf(cred->id, sizeof(cred->id), "jwt:%.70s", sub);
+    snprintf(cred->id, sizeof(cred->id), "jwt:%s", sub);
     snprintf(cred->user_id, sizeof(cred->user_id), "%s", sub);
     rc = FERRY_OK;
 out:

@@ -45,7 +45,7 @@ enum role {
 
 struct credential {
     enum role role;
-    char id[80];        /* token id, or "jwt:<sub>"; safe to log */
+    char id[140];       /* token id, or "jwt:<sub>"; safe to log */
     char user_id[128];  /* owner user, empty for admin tokens without one */
     char device_id[128];
 };

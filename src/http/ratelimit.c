@@ -1,6 +1,7 @@
 /* ratelimit.c - see ratelimit.h. Buckets live in an open-addressing table guarded by one
  * mutex; the critical section is a few arithmetic operations. Full buckets are dropped
  * when the table grows, so idle keys cost nothing for long. */
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,8 +131,10 @@ struct rl_result ratelimit_take(struct ratelimit *rl, const char *key, int64_t n
     } else {
         r.allowed = false;
         r.remaining = 0;
-        double wait_us = (1.0 - b->tokens) / rl->per_us;
-        r.retry_after = (int64_t)(wait_us / 1e6) + 1;
+        double wait_s = (1.0 - b->tokens) / rl->per_us / 1e6;
+        r.retry_after = (int64_t)ceil(wait_s);
+        if (r.retry_after < 1)
+            r.retry_after = 1;
     }
     pthread_mutex_unlock(&rl->lock);
     return r;

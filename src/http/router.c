@@ -26,10 +26,10 @@ void router_allow_header(unsigned methods, char *out, size_t out_len)
     static const char *names[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"};
     size_t used = 0;
     out[0] = '\0';
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < 7 && used < out_len; i++)
         if (methods & (1u << i))
-            used += (size_t)snprintf(out + used, used < out_len ? out_len - used : 0, "%s%s",
-                                     used ? ", " : "", names[i]);
+            used += (size_t)snprintf(out + used, out_len - used, "%s%s", used ? ", " : "",
+                                     names[i]);
 }
 
 /* Matches pattern against path. Parameters are copied out only on a full match. */

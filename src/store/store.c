@@ -339,13 +339,11 @@ const char *store_rows_text(const struct store_rows *rows, int col)
 }
 int64_t store_rows_int(const struct store_rows *rows, int col)
 {
-    const char *t = ROWS_OPS(rows)->rows_text(rows, col);
-    return t ? strtoll(t, NULL, 10) : 0;
+    return ROWS_OPS(rows)->rows_int(rows, col);
 }
 double store_rows_real(const struct store_rows *rows, int col)
 {
-    const char *t = ROWS_OPS(rows)->rows_text(rows, col);
-    return t ? strtod(t, NULL) : 0.0;
+    return ROWS_OPS(rows)->rows_real(rows, col);
 }
 const void *store_rows_blob(const struct store_rows *rows, int col, size_t *len)
 {

@@ -24,6 +24,8 @@ struct store_ops {
     const char *(*rows_name)(const struct store_rows *rows, int col);
     bool (*rows_isnull)(const struct store_rows *rows, int col);
     const char *(*rows_text)(const struct store_rows *rows, int col);
+    int64_t (*rows_int)(const struct store_rows *rows, int col);
+    double (*rows_real)(const struct store_rows *rows, int col);
     const void *(*rows_blob)(const struct store_rows *rows, int col, size_t *len);
     enum store_type (*rows_type)(const struct store_rows *rows, int col);
     void (*rows_free)(struct store_rows *rows);

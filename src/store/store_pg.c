@@ -360,6 +360,24 @@ static const char *pg_rows_text(const struct store_rows *r, int col)
     return PQgetvalue(rows->res, rows->row, col);
 }
 
+/* Numbers arrive as text; booleans as "t"/"f", read as 1/0. */
+static int64_t pg_rows_int(const struct store_rows *r, int col)
+{
+    const char *t = pg_rows_text(r, col);
+    if (!t)
+        return 0;
+    if (t[0] == 't' && t[1] == '\0')
+        return 1;
+    return strtoll(t, NULL, 10);
+}
+
+/* PostgreSQL 12 and later print floats with the shortest text that reads back exactly. */
+static double pg_rows_real(const struct store_rows *r, int col)
+{
+    const char *t = pg_rows_text(r, col);
+    return t ? strtod(t, NULL) : 0.0;
+}
+
 /* bytea arrives hex-escaped in text format; the unescaped bytes are kept per column
  * until the next row, so two columns of one row can be read side by side. */
 static const void *pg_rows_blob(const struct store_rows *r, int col, size_t *len)
@@ -525,6 +543,8 @@ const struct store_ops store_pg_ops = {
     .rows_name = pg_rows_name,
     .rows_isnull = pg_rows_isnull,
     .rows_text = pg_rows_text,
+    .rows_int = pg_rows_int,
+    .rows_real = pg_rows_real,
     .rows_blob = pg_rows_blob,
     .rows_type = pg_rows_type,
     .rows_free = pg_rows_free,

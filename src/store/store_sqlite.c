@@ -186,13 +186,16 @@ static int sqlite_query(struct store_conn *conn, const char *sql, const struct s
         *out = (struct store_rows *)rows;
         return FERRY_OK;
     }
+    /* total_changes counts only this statement's rows, where sqlite3_changes would
+     * report the previous write's count after a statement that writes nothing. */
+    int64_t before = sqlite3_total_changes64(db);
     while ((step = sqlite3_step(stmt)) == SQLITE_ROW)
         ;
     int rc = FERRY_OK;
     if (step != SQLITE_DONE)
         rc = db_error(db, "statement failed", err);
     else
-        *changes = sqlite3_changes64(db);
+        *changes = sqlite3_total_changes64(db) - before;
     sqlite3_reset(stmt);
     sqlite3_clear_bindings(stmt);
     return rc;
@@ -227,6 +230,16 @@ static bool sqlite_rows_isnull(const struct store_rows *r, int col)
 static const char *sqlite_rows_text(const struct store_rows *r, int col)
 {
     return (const char *)sqlite3_column_text(((const struct sqlite_rows *)r)->stmt, col);
+}
+
+static int64_t sqlite_rows_int(const struct store_rows *r, int col)
+{
+    return sqlite3_column_int64(((const struct sqlite_rows *)r)->stmt, col);
+}
+
+static double sqlite_rows_real(const struct store_rows *r, int col)
+{
+    return sqlite3_column_double(((const struct sqlite_rows *)r)->stmt, col);
 }
 
 static const void *sqlite_rows_blob(const struct store_rows *r, int col, size_t *len)
@@ -355,6 +368,8 @@ const struct store_ops store_sqlite_ops = {
     .rows_name = sqlite_rows_name,
     .rows_isnull = sqlite_rows_isnull,
     .rows_text = sqlite_rows_text,
+    .rows_int = sqlite_rows_int,
+    .rows_real = sqlite_rows_real,
     .rows_blob = sqlite_rows_blob,
     .rows_type = sqlite_rows_type,
     .rows_free = sqlite_rows_free,
