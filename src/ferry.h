@@ -26,6 +26,7 @@ enum err_code {
     ERR_GONE,         /* 410 */
     ERR_TOO_LARGE,    /* 413 */
     ERR_RANGE,        /* 416 */
+    ERR_HEADERS_TOO_LARGE, /* 431 */
     ERR_RATE_LIMITED, /* 429 */
     ERR_DATABASE,     /* 500 DATABASE_ERROR */
     ERR_INTERNAL,     /* 500 SYNC_FAILED */

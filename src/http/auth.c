@@ -179,7 +179,10 @@ bool auth_check(struct request *req)
     }
     if (identify(req, &err) != FERRY_OK) {
         if (err.code == ERR_UNAUTHORIZED) {
-            ratelimit_take(app->auth_fail, req->client_addr, now);
+            /* Only a wrong credential counts as a failed attempt; a missing one guesses
+             * nothing. */
+            if (http_header(req, "Authorization"))
+                ratelimit_take(app->auth_fail, req->client_addr, now);
             http_add_header(req, "WWW-Authenticate", "Bearer realm=\"ferry\"");
             /* The reason (unknown, revoked, expired) goes to the client: it names no
              * secret, and a device needs to know whether to ask for a new token. */

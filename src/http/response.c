@@ -27,6 +27,7 @@ static const struct {
     {ERR_TOO_LARGE, 413, "PAYLOAD_TOO_LARGE", "Request body too large"},
     {ERR_RANGE, 416, "RANGE_NOT_SATISFIABLE", "Requested range not satisfiable"},
     {ERR_RATE_LIMITED, 429, "RATE_LIMITED", "Too many requests"},
+    {ERR_HEADERS_TOO_LARGE, 431, "HEADERS_TOO_LARGE", "Request headers too large"},
     {ERR_DATABASE, 500, "DATABASE_ERROR", "Database operation error"},
     {ERR_INTERNAL, 500, "SYNC_FAILED", "Sync operation failed"},
     {ERR_UNAVAILABLE, 503, "SERVICE_UNAVAILABLE", "Service unavailable"},

@@ -121,7 +121,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         req->resp.status = 499; /* the client went away before an answer */
     log_request(req, duration);
     /* Unknown methods share one label so a client cannot grow the series without bound. */
-    metrics_request(req->method_bit ? req->method : "OTHER", req->route ? req->route->pattern : "", req->resp.status,
+    metrics_request(req->method_bit ? req->method : "OTHER",
+                    req->route ? req->route->pattern : "unmatched", req->resp.status,
                     duration, req->bytes_in, req->resp.body_len);
     request_free(req);
     *con_cls = NULL;
@@ -220,6 +221,22 @@ static bool content_type_is_json(const char *ct)
            strncasecmp(ct + len - 5, "+json", 5) == 0;
 }
 
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    (void)kind;
+    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4; /* ": " and CRLF */
+    return MHD_YES;
+}
+
+/* Size of the request line and headers as sent (near enough: MHD has parsed them). */
+static size_t header_bytes(const struct request *req)
+{
+    size_t n = strlen(req->method) + strlen(req->path) + 12;
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_header, &n);
+    return n;
+}
+
 /* Runs on the first callback, before any body is read: routing, the declared size,
  * the credential. Returns false when a reply is already set. */
 static bool admit(struct request *req)
@@ -247,6 +264,13 @@ static bool admit(struct request *req)
         http_add_header(req, "Allow", methods);
         char *msg = xasprintf("method %s is not allowed here; allowed: %s", req->method, methods);
         http_reply_error(req, ERR_METHOD, msg);
+        free(msg);
+        return false;
+    }
+    if (header_bytes(req) > (size_t)app->cfg->max_header) {
+        char *msg = xasprintf("request line and headers are over the limit of %lld bytes",
+                              app->cfg->max_header);
+        http_reply_error(req, ERR_HEADERS_TOO_LARGE, msg);
         free(msg);
         return false;
     }
@@ -366,7 +390,9 @@ int server_start(struct app *app, struct server **out, struct err *err)
     srv->daemon = MHD_start_daemon(
         flags, (uint16_t)port, NULL, NULL, on_request, app, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, app, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)app->cfg->threads,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)app->cfg->max_header + 16384,
+        /* Room for twice the header limit, so that oversize headers usually reach
+         * admit() and get ferry's own 431; far beyond it MHD answers 431 itself. */
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)app->cfg->max_header * 2 + 16384,
         MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_END);
     if (!srv->daemon) {

@@ -3,6 +3,36 @@
  * migration is never edited. Times are milliseconds since the Unix epoch (BIGINT). */
 #include "store/store_internal.h"
 
+/* The same text is valid on both dialects. */
+#define CHANGELOG_SQL\
+    "CREATE TABLE ferry_seq (id INTEGER PRIMARY KEY CHECK (id = 1), value BIGINT NOT NULL);"\
+    "INSERT INTO ferry_seq(id, value) VALUES (1, 0);"\
+    "CREATE TABLE ferry_synced ("\
+    " tbl TEXT PRIMARY KEY, signature TEXT NOT NULL, installed_at BIGINT NOT NULL);"\
+    "CREATE TABLE ferry_changes ("\
+    " tbl TEXT NOT NULL, pk TEXT NOT NULL, seq BIGINT NOT NULL, version BIGINT NOT NULL,"\
+    " deleted INTEGER NOT NULL DEFAULT 0, updated_at BIGINT NOT NULL, device_id TEXT,"\
+    " PRIMARY KEY (tbl, pk));"\
+    "CREATE UNIQUE INDEX ferry_changes_seq ON ferry_changes(seq);"\
+    "CREATE INDEX ferry_changes_tbl_seq ON ferry_changes(tbl, seq);"\
+    "CREATE TABLE ferry_field_versions ("\
+    " tbl TEXT NOT NULL, pk TEXT NOT NULL, col TEXT NOT NULL, version BIGINT NOT NULL,"\
+    " PRIMARY KEY (tbl, pk, col));"\
+    "CREATE TABLE ferry_devices ("\
+    " id TEXT PRIMARY KEY, user_id TEXT NOT NULL, name TEXT NOT NULL,"\
+    " platform TEXT, app_version TEXT, cursor BIGINT NOT NULL DEFAULT 0,"\
+    " created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, last_seen_at BIGINT);"\
+    "CREATE INDEX ferry_devices_user ON ferry_devices(user_id);"\
+    "CREATE TABLE ferry_batches ("\
+    " origin TEXT NOT NULL, batch_id TEXT NOT NULL, status INTEGER NOT NULL,"\
+    " response TEXT NOT NULL, created_at BIGINT NOT NULL, PRIMARY KEY (origin, batch_id));"\
+    "CREATE TABLE ferry_conflicts ("\
+    " id TEXT PRIMARY KEY, tbl TEXT NOT NULL, pk TEXT NOT NULL, device_id TEXT,"\
+    " user_id TEXT, action TEXT NOT NULL, base_version BIGINT, server_version BIGINT NOT NULL,"\
+    " server_data TEXT, client_data TEXT, fields TEXT, status TEXT NOT NULL,"\
+    " resolution TEXT, created_at BIGINT NOT NULL, resolved_at BIGINT, resolved_by TEXT);"\
+    "CREATE INDEX ferry_conflicts_status ON ferry_conflicts(status, created_at);"
+
 const struct migration store_migrations[] = {
     {1,
      /* SQLite */
@@ -33,6 +63,8 @@ const struct migration store_migrations[] = {
      " created_at BIGINT NOT NULL, expires_at BIGINT, last_used_at BIGINT,"
      " revoked_at BIGINT);"
      "CREATE INDEX ferry_tokens_user ON ferry_tokens(user_id);"},
+    /* 2: the change log and record sync (DESIGN.md section 2); portable SQL */
+    {2, CHANGELOG_SQL, CHANGELOG_SQL},
 };
 
 const size_t store_n_migrations = sizeof(store_migrations) / sizeof(store_migrations[0]);

@@ -86,6 +86,11 @@ enum store_dialect store_dialect(const struct store *st)
     return st->dialect;
 }
 
+enum store_dialect store_conn_dialect(const struct store_conn *conn)
+{
+    return conn->st->dialect;
+}
+
 const char *store_dialect_name(const struct store *st)
 {
     return st->ops->name;
@@ -172,6 +177,19 @@ out:
 int store_begin(struct store_conn *conn, struct err *err)
 {
     const char *sql = conn->st->dialect == STORE_SQLITE ? "BEGIN IMMEDIATE" : "BEGIN";
+    if (conn->in_txn)
+        return err_set(err, ERR_INTERNAL, "transaction already open");
+    if (conn->st->ops->exec(conn, sql, err) != FERRY_OK)
+        return FERRY_ERR;
+    conn->in_txn = true;
+    return FERRY_OK;
+}
+
+int store_begin_read(struct store_conn *conn, struct err *err)
+{
+    const char *sql = conn->st->dialect == STORE_SQLITE
+                          ? "BEGIN DEFERRED"
+                          : "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
     if (conn->in_txn)
         return err_set(err, ERR_INTERNAL, "transaction already open");
     if (conn->st->ops->exec(conn, sql, err) != FERRY_OK)

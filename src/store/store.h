@@ -89,6 +89,7 @@ int store_open(const char *url, int pool_size, struct store **out, struct err *e
 void store_close(struct store *st);
 
 enum store_dialect store_dialect(const struct store *st);
+enum store_dialect store_conn_dialect(const struct store_conn *conn);
 const char *store_dialect_name(const struct store *st);
 
 /* Takes a connection from the pool, waiting while all are in use. The connection is
@@ -111,6 +112,9 @@ int store_ping(struct store *st, struct err *err);
  * does nothing, so it can sit unconditionally on an exit path. */
 int store_begin(struct store_conn *conn, struct err *err);
 int store_commit(struct store_conn *conn, struct err *err);
+/* Starts a read-only transaction whose queries all see one snapshot (SQLite: a deferred
+ * transaction; PostgreSQL: REPEATABLE READ). End it with store_rollback. */
+int store_begin_read(struct store_conn *conn, struct err *err);
 void store_rollback(struct store_conn *conn);
 bool store_in_txn(const struct store_conn *conn);
 

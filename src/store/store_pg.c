@@ -66,7 +66,8 @@ static int trimmed_len(const char *s)
 }
 
 /* Maps a failed result to an error: SQLSTATE class 23 (integrity constraint) is a
- * conflict, 53100 a full disk, the rest a database error. what (when not NULL)
+ * conflict, class 22 (data exception) an invalid value, 53100 a full disk, the rest a
+ * database error. what (when not NULL)
  * prefixes the server's primary message. res may be NULL (libpq out of memory). */
 static int pg_error(PGconn *pg, const PGresult *res, const char *what, struct err *err)
 {
@@ -84,6 +85,8 @@ static int pg_error(PGconn *pg, const PGresult *res, const char *what, struct er
         kind = ERR_CONFLICT;
     else if (state && strcmp(state, "53100") == 0)
         kind = ERR_STORAGE_FULL;
+    else if (state && strncmp(state, "22", 2) == 0)
+        kind = ERR_INVALID; /* data exception: a value that does not fit its column */
     if (!what)
         return err_set(err, kind, "%.*s", trimmed_len(msg), msg);
     return err_set(err, kind, "%s: %.*s", what, trimmed_len(msg), msg);
