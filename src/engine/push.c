@@ -1,0 +1,650 @@
+/* push.c - see push.h. Every operation is checked against the schema before the
+ * transaction starts, so bad input costs no lock. Inside the transaction each operation
+ * is one statement on the user's table; the capture triggers write the change log. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/feed.h"
+#include "engine/push.h"
+#include "util/buf.h"
+#include "util/crypto.h"
+#include "util/json.h"
+#include "util/timeutil.h"
+
+enum action { ACT_INSERT, ACT_UPDATE, ACT_UPSERT, ACT_DELETE };
+
+static const char *action_names[] = {"insert", "update", "upsert", "delete"};
+
+struct op {
+    const struct synced_table *t;
+    enum action action;
+    json_t *data;
+    char *pk;                /* canonical text of the key */
+    int64_t base_version;    /* -1 when absent */
+    int cols[256];           /* indexes of the data's columns, key first */
+    size_t n_cols;
+    struct owned_val vals[256];
+};
+
+struct batch {
+    struct op *ops;
+    size_t n;
+    json_t *results, *conflicts;
+    int64_t applied, unchanged, skipped;
+};
+
+bool push_scope_allows(const char *scope, const char *table)
+{
+    if (!scope)
+        return true;
+    size_t len = strlen(table);
+    for (const char *p = scope; *p;) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n == len && !strncmp(p, table, len))
+            return true;
+        p += n + (end != NULL);
+    }
+    return false;
+}
+
+/* --- validation ------------------------------------------------------------------- */
+
+static int op_error(struct err *err, size_t i, const struct err *inner)
+{
+    return err_set(err, inner->code, "operations[%zu]: %s", i, inner->msg);
+}
+
+static int parse_action(const char *name, enum action *out)
+{
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(name, action_names[i])) {
+            *out = (enum action)i;
+            return FERRY_OK;
+        }
+    return FERRY_ERR;
+}
+
+static int read_values(struct op *op, struct err *err)
+{
+    const struct synced_table *t = op->t;
+    const char *key;
+    json_t *value;
+
+    op->cols[op->n_cols++] = (int)t->pk;
+    json_object_foreach(op->data, key, value)
+    {
+        int col = tables_column(t, key);
+        if (col < 0)
+            return err_set(err, ERR_INVALID, "table '%s' has no column '%s'", t->name, key);
+        if (col == (int)t->pk)
+            continue;
+        if (op->n_cols == sizeof(op->cols) / sizeof(op->cols[0]))
+            return err_set(err, ERR_INVALID, "too many columns");
+        op->cols[op->n_cols++] = col;
+    }
+    for (size_t i = 0; i < op->n_cols; i++) {
+        const struct synced_column *col = &t->cols[op->cols[i]];
+        json_t *v = json_object_get(op->data, col->name);
+        struct err inner = {0};
+        if (json_is_null(v) && col->not_null)
+            return err_set(err, ERR_INVALID, "table '%s', row '%s', column '%s': may not be null",
+                           t->name, op->pk, col->name);
+        if (values_from_json(col->kind, v, &op->vals[i], &inner) != FERRY_OK)
+            return err_set(err, ERR_INVALID, "table '%s', row '%s', column '%s': %s", t->name,
+                           op->pk, col->name, inner.msg);
+    }
+    return FERRY_OK;
+}
+
+static int parse_op(const struct synced_set *set, const struct push_request *r, json_t *src,
+                    struct op *op, struct err *err)
+{
+    const char *table = NULL, *action = NULL;
+    json_t *base = NULL;
+    struct err inner = {0};
+
+    op->base_version = -1;
+    if (!json_is_object(src))
+        return err_set(err, ERR_INVALID, "an operation must be an object");
+    if (json_get_string(src, "table", true, &table, err) != FERRY_OK ||
+        json_get_string(src, "action", true, &action, err) != FERRY_OK ||
+        json_get_object(src, "data", true, &op->data, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (!(op->t = tables_find(set, table)))
+        return err_set(err, ERR_INVALID, "Invalid table: '%s' is not a synced table", table);
+    if (!push_scope_allows(r->scope, table))
+        return err_set(err, ERR_FORBIDDEN, "this credential may not change table '%s'", table);
+    if (parse_action(action, &op->action) != FERRY_OK)
+        return err_set(err, ERR_INVALID, "action must be insert, update, upsert or delete");
+    base = json_object_get(src, "base_version");
+    if (!base)
+        base = json_object_get(src, "baseVersion");
+    if (base && !json_is_null(base)) {
+        if (!json_is_integer(base) || json_integer_value(base) < 0)
+            return err_set(err, ERR_INVALID, "base_version must be an integer >= 0");
+        op->base_version = json_integer_value(base);
+    }
+    const struct synced_column *pk = &op->t->cols[op->t->pk];
+    json_t *key = json_object_get(op->data, pk->name);
+    if (!key || json_is_null(key))
+        return err_set(err, ERR_INVALID, "table '%s': data has no primary key '%s'", table,
+                       pk->name);
+    if (values_pk_text(pk->kind, key, &op->pk, &inner) != FERRY_OK)
+        return err_set(err, ERR_INVALID, "table '%s': primary key '%s': %s", table, pk->name,
+                       inner.msg);
+    return op->action == ACT_DELETE ? FERRY_OK : read_values(op, err);
+}
+
+static void batch_cleanup(struct batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        for (size_t k = 0; k < b->ops[i].n_cols; k++)
+            values_release(&b->ops[i].vals[k]);
+        free(b->ops[i].pk);
+    }
+    free(b->ops);
+    json_decref(b->results);
+    json_decref(b->conflicts);
+}
+
+static int parse_batch(const struct synced_set *set, const struct push_request *r,
+                       struct batch *b, struct err *err)
+{
+    size_t n = json_array_size(r->ops);
+    if (!json_is_array(r->ops))
+        return err_set(err, ERR_INVALID, "operations must be an array");
+    if (r->max_ops > 0 && (int64_t)n > r->max_ops)
+        return err_set(err, ERR_TOO_LARGE, "a batch of %zu operations is over the limit of %lld",
+                       n, (long long)r->max_ops);
+    b->ops = xcalloc(n ? n : 1, sizeof(*b->ops));
+    for (size_t i = 0; i < n; i++) {
+        struct err inner = {0};
+        b->n = i + 1;
+        if (parse_op(set, r, json_array_get(r->ops, i), &b->ops[i], &inner) != FERRY_OK)
+            return op_error(err, i, &inner);
+    }
+    return FERRY_OK;
+}
+
+/* --- statements --------------------------------------------------------------------- */
+
+static char *insert_sql(const struct op *op, bool upsert)
+{
+    const struct synced_table *t = op->t;
+    struct buf b;
+    buf_init(&b);
+    buf_printf(&b, "INSERT INTO %s (", t->quoted);
+    for (size_t i = 0; i < op->n_cols; i++)
+        buf_printf(&b, "%s%s", i ? ", " : "", t->cols[op->cols[i]].quoted);
+    buf_puts(&b, ") VALUES (");
+    for (size_t i = 0; i < op->n_cols; i++)
+        buf_printf(&b, "%s$%zu", i ? ", " : "", i + 1);
+    buf_printf(&b, ") ON CONFLICT (%s) DO ", t->cols[t->pk].quoted);
+    if (!upsert || op->n_cols == 1) {
+        buf_puts(&b, "NOTHING");
+    } else {
+        buf_puts(&b, "UPDATE SET ");
+        for (size_t i = 1; i < op->n_cols; i++) {
+            const char *q = t->cols[op->cols[i]].quoted;
+            buf_printf(&b, "%s%s = excluded.%s", i > 1 ? ", " : "", q, q);
+        }
+    }
+    return buf_steal(&b);
+}
+
+/* UPDATE of the columns whose indexes are listed (key excluded); the key is $1. */
+static char *update_sql(const struct synced_table *t, const int *cols, size_t n)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_printf(&b, "UPDATE %s SET ", t->quoted);
+    for (size_t i = 0; i < n; i++)
+        buf_printf(&b, "%s%s = $%zu", i ? ", " : "", t->cols[cols[i]].quoted, i + 2);
+    buf_printf(&b, " WHERE %s = $1", t->cols[t->pk].quoted);
+    return buf_steal(&b);
+}
+
+static int run_owned(struct store_conn *c, const char *sql, const struct op *op,
+                     const size_t *which, size_t n, int64_t *changed, struct err *err)
+{
+    struct store_val v[257];
+    for (size_t i = 0; i < n; i++)
+        v[i] = op->vals[which ? which[i] : i].val;
+    return store_run(c, sql, v, n, changed, err);
+}
+
+static int exec_insert(struct store_conn *c, const struct op *op, bool upsert, int64_t *changed,
+                       struct err *err)
+{
+    char *sql = insert_sql(op, upsert);
+    int rc = run_owned(c, sql, op, NULL, op->n_cols, changed, err);
+    free(sql);
+    return rc;
+}
+
+/* Updates the given data columns (positions into op->cols, key excluded). */
+static int exec_update(struct store_conn *c, const struct op *op, const size_t *pos, size_t n,
+                       int64_t *changed, struct err *err)
+{
+    int cols[256];
+    size_t which[257];
+    which[0] = 0; /* the key */
+    for (size_t i = 0; i < n; i++) {
+        cols[i] = op->cols[pos[i]];
+        which[i + 1] = pos[i];
+    }
+    char *sql = update_sql(op->t, cols, n);
+    int rc = run_owned(c, sql, op, which, n + 1, changed, err);
+    free(sql);
+    return rc;
+}
+
+static int exec_delete(struct store_conn *c, const struct op *op, int64_t *changed,
+                       struct err *err)
+{
+    char *sql = xasprintf("DELETE FROM %s WHERE %s = $1", op->t->quoted,
+                          op->t->cols[op->t->pk].quoted);
+    struct owned_val key = {0};
+    struct err inner = {0};
+    json_t *k = json_object_get(op->data, op->t->cols[op->t->pk].name);
+    int rc = values_from_json(op->t->cols[op->t->pk].kind, k, &key, &inner);
+    if (rc == FERRY_OK)
+        rc = store_run(c, sql, &key.val, 1, changed, err);
+    else
+        err_set(err, ERR_INVALID, "%s", inner.msg);
+    values_release(&key);
+    free(sql);
+    return rc;
+}
+
+/* --- state, conflicts, results ---------------------------------------------------- */
+
+struct row_state {
+    bool found;   /* the change log knows the row */
+    bool deleted; /* its last change was a delete */
+    int64_t version;
+};
+
+static int row_state(struct store_conn *c, const struct op *op, struct row_state *s,
+                     struct err *err)
+{
+    struct store_rows *rows = NULL;
+    struct store_val v[] = {sv_text(op->t->name), sv_text(op->pk)};
+    int step;
+    memset(s, 0, sizeof(*s));
+    if (store_query(c, "SELECT version, deleted FROM ferry_changes WHERE tbl = $1 AND pk = $2", v,
+                    2, &rows, err) != FERRY_OK)
+        return FERRY_ERR;
+    if ((step = store_rows_next(rows, err)) == 1) {
+        s->found = true;
+        s->version = store_rows_int(rows, 0);
+        s->deleted = store_rows_int(rows, 1) != 0;
+    }
+    store_rows_free(rows);
+    return step < 0 ? FERRY_ERR : FERRY_OK;
+}
+
+static void add_result(struct batch *b, size_t index, const struct op *op, const char *status,
+                       int64_t version)
+{
+    json_t *r = json_pack("{s:I, s:s, s:O, s:s}", "index", (json_int_t)index, "table",
+                          op->t->name, "id", json_object_get(op->data, op->t->cols[op->t->pk].name),
+                          "status", status);
+    json_object_set_new(r, "version", version > 0 ? json_integer(version) : json_null());
+    json_array_append_new(b->results, r);
+}
+
+static int record_conflict(struct store_conn *c, const struct push_request *r,
+                           const struct op *op, const struct row_state *s, json_t *fields,
+                           struct batch *b, struct err *err)
+{
+    char id[40], iso[32];
+    json_t *server = NULL;
+    int64_t now = time_now_ms();
+
+    memcpy(id, "cf_", 3);
+    crypto_random_hex(id + 3, 12);
+    if (feed_row(c, op->t, op->pk, &server, err) != FERRY_OK)
+        return FERRY_ERR;
+    char *server_text = server ? json_to_string(server) : NULL;
+    char *client_text = json_to_string(op->data);
+    char *fields_text = fields ? json_to_string(fields) : NULL;
+    struct store_val v[] = {
+        sv_text(id),           sv_text(op->t->name),
+        sv_text(op->pk),       sv_text(r->device_id),
+        sv_text(r->user_id),   sv_text(action_names[op->action]),
+        op->base_version >= 0 ? sv_int(op->base_version) : sv_null(),
+        sv_int(s->version),    sv_text(server_text),
+        sv_text(client_text),  sv_text(fields_text),
+        sv_int(now),
+    };
+    int rc = store_run(c,
+                       "INSERT INTO ferry_conflicts(id, tbl, pk, device_id, user_id, action,"
+                       " base_version, server_version, server_data, client_data, fields, status,"
+                       " created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,'open',$12)",
+                       v, 12, NULL, err);
+    if (rc == FERRY_OK) {
+        time_iso8601(now, 0, iso);
+        json_t *cf = json_pack("{s:s, s:s, s:O, s:s, s:o, s:I, s:o, s:O, s:o, s:s}", "id", id,
+                               "table", op->t->name, "rowId",
+                               json_object_get(op->data, op->t->cols[op->t->pk].name), "action",
+                               action_names[op->action], "baseVersion",
+                               op->base_version >= 0 ? json_integer(op->base_version) : json_null(),
+                               "serverVersion", (json_int_t)s->version, "serverData",
+                               server ? json_incref(server) : json_null(), "clientData", op->data,
+                               "fields", fields ? json_incref(fields) : json_null(), "createdAt",
+                               iso);
+        json_array_append_new(b->conflicts, cf);
+    }
+    json_decref(server);
+    free(server_text);
+    free(client_text);
+    free(fields_text);
+    return rc;
+}
+
+/* Compares a client value with the server row's value for one column, in the
+ * column's JSON form. */
+static bool same_value(const struct synced_column *col, json_t *client, json_t *server_row)
+{
+    json_t *server = json_object_get(server_row, col->name);
+    if (json_is_number(client) && json_is_number(server))
+        return json_number_value(client) == json_number_value(server);
+    return json_equal(client, server ? server : json_null());
+}
+
+/* Field-level merge: applies the client's fields the server has not changed since
+ * base_version, and reports the ones changed on both sides to different values. */
+static int merge_op(struct store_conn *c, const struct push_request *r, struct op *op,
+                    const struct row_state *s, struct batch *b, size_t index, struct err *err)
+{
+    struct store_rows *rows = NULL;
+    struct store_val v[] = {sv_text(op->t->name), sv_text(op->pk), sv_int(op->base_version)};
+    json_t *server_row = NULL, *both = json_array();
+    size_t apply[256], n_apply = 0;
+    bool server_changed[256] = {false};
+    int rc = FERRY_ERR, step;
+
+    if (store_query(c,
+                    "SELECT col FROM ferry_field_versions WHERE tbl = $1 AND pk = $2"
+                    " AND version > $3",
+                    v, 3, &rows, err) != FERRY_OK)
+        goto out;
+    while ((step = store_rows_next(rows, err)) == 1) {
+        int col = tables_column(op->t, store_rows_text(rows, 0));
+        if (col >= 0)
+            server_changed[col] = true;
+    }
+    store_rows_free(rows);
+    rows = NULL;
+    if (step < 0 || feed_row(c, op->t, op->pk, &server_row, err) != FERRY_OK)
+        goto out;
+    for (size_t i = 1; i < op->n_cols; i++) {
+        const struct synced_column *col = &op->t->cols[op->cols[i]];
+        json_t *client = json_object_get(op->data, col->name);
+        if (server_changed[op->cols[i]] && !same_value(col, client, server_row))
+            json_array_append_new(both, json_string(col->name));
+        else
+            apply[n_apply++] = i;
+    }
+    int64_t changed = 0;
+    if (n_apply && exec_update(c, op, apply, n_apply, &changed, err) != FERRY_OK)
+        goto out;
+    if (json_array_size(both)) {
+        if (record_conflict(c, r, op, s, both, b, err) != FERRY_OK)
+            goto out;
+        add_result(b, index, op, "conflict", s->version + (changed > 0));
+    } else {
+        b->applied++;
+        add_result(b, index, op, "merged", s->version + (changed > 0));
+    }
+    rc = FERRY_OK;
+out:
+    store_rows_free(rows);
+    json_decref(server_row);
+    json_decref(both);
+    return rc;
+}
+
+/* The operation's base_version is behind the server's row: the policy decides. Returns
+ * FERRY_OK with *handled false when the operation should be applied as usual. */
+static int on_conflict(struct store_conn *c, const struct push_request *r, struct op *op,
+                       const struct row_state *s, struct batch *b, size_t index, bool *handled,
+                       struct err *err)
+{
+    *handled = true;
+    switch (op->t->policy) {
+    case POLICY_OVERWRITE:
+        *handled = false;
+        return FERRY_OK;
+    case POLICY_SKIP:
+        b->skipped++;
+        add_result(b, index, op, "skipped", s->version);
+        return FERRY_OK;
+    case POLICY_MERGE:
+        if (op->action != ACT_DELETE && !s->deleted)
+            return merge_op(c, r, op, s, b, index, err);
+        /* a delete on one side cannot be merged field by field */
+        __attribute__((fallthrough));
+    case POLICY_MANUAL:
+        add_result(b, index, op, "conflict", s->version);
+        return record_conflict(c, r, op, s, NULL, b, err);
+    }
+    return FERRY_OK;
+}
+
+/* --- applying ------------------------------------------------------------------------ */
+
+static int insert_over_existing(struct store_conn *c, struct op *op, size_t index,
+                                struct err *err)
+{
+    json_t *row = NULL;
+    bool same = true;
+    if (feed_row(c, op->t, op->pk, &row, err) != FERRY_OK)
+        return FERRY_ERR;
+    for (size_t i = 0; row && i < op->n_cols; i++) {
+        const struct synced_column *col = &op->t->cols[op->cols[i]];
+        same = same && same_value(col, json_object_get(op->data, col->name), row);
+    }
+    json_decref(row);
+    if (same)
+        return FERRY_OK;
+    return err_set(err, ERR_CONFLICT,
+                   "operations[%zu]: row '%s' already exists in '%s' with other values"
+                   " (use update or upsert)",
+                   index, op->pk, op->t->name);
+}
+
+static int apply_op(struct store_conn *c, const struct push_request *r, struct op *op,
+                    struct batch *b, size_t index, struct err *err)
+{
+    struct row_state s = {0};
+    int64_t changed = 0;
+    bool need_state = r->want_results || op->base_version >= 0;
+
+    if (need_state && row_state(c, op, &s, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (op->base_version >= 0 && s.found && s.version > op->base_version) {
+        bool handled = false;
+        if (on_conflict(c, r, op, &s, b, index, &handled, err) != FERRY_OK)
+            return FERRY_ERR;
+        if (handled)
+            return FERRY_OK;
+        if (op->action == ACT_UPDATE && s.deleted)
+            op->action = ACT_UPSERT; /* overwrite brings the row back */
+    }
+    int rc;
+    switch (op->action) {
+    case ACT_INSERT:
+    case ACT_UPSERT:
+        rc = exec_insert(c, op, op->action == ACT_UPSERT, &changed, err);
+        if (rc == FERRY_OK && !changed && op->action == ACT_INSERT)
+            rc = insert_over_existing(c, op, index, err);
+        break;
+    case ACT_UPDATE: {
+        size_t pos[256];
+        for (size_t i = 1; i < op->n_cols; i++)
+            pos[i - 1] = i;
+        rc = exec_update(c, op, pos, op->n_cols - 1, &changed, err);
+        if (rc == FERRY_OK && op->n_cols == 1)
+            rc = row_state(c, op, &s, err), changed = 0;
+        if (rc == FERRY_OK && !changed && !(op->n_cols == 1 && s.found && !s.deleted) &&
+            !r->lenient_missing)
+            rc = err_set(err, ERR_NOT_FOUND, "operations[%zu]: row '%s' not found in '%s'",
+                         index, op->pk, op->t->name);
+        break;
+    }
+    default:
+        rc = exec_delete(c, op, &changed, err);
+    }
+    if (rc != FERRY_OK)
+        return FERRY_ERR;
+    if (changed) {
+        b->applied++;
+        add_result(b, index, op, "applied", s.found ? s.version + 1 : 1);
+    } else {
+        b->unchanged++;
+        add_result(b, index, op, "unchanged", s.found ? s.version : 0);
+    }
+    return FERRY_OK;
+}
+
+/* ferry's own changes carry their device. PostgreSQL's trigger reads it from a
+ * transaction-local setting; SQLite's triggers cannot see connection state, so ferry
+ * stamps the rows its transaction added to the log (seq above the start) before commit. */
+static int mark_device_start(struct store_conn *c, const char *device, int64_t *seq0,
+                             struct err *err)
+{
+    if (store_conn_dialect(c) == STORE_POSTGRES) {
+        struct store_val v = sv_text(device ? device : "");
+        return store_run(c, "SELECT set_config('ferry.device', $1, true)", &v, 1, NULL, err);
+    }
+    return feed_head(c, seq0, err);
+}
+
+static int mark_device_end(struct store_conn *c, const char *device, int64_t seq0,
+                           struct err *err)
+{
+    if (store_conn_dialect(c) == STORE_POSTGRES || !device)
+        return FERRY_OK;
+    struct store_val v[] = {sv_text(device), sv_int(seq0)};
+    return store_run(c, "UPDATE ferry_changes SET device_id = $1 WHERE seq > $2", v, 2, NULL,
+                     err);
+}
+
+/* Looks up an earlier answer to (origin, batch id). */
+static int stored_answer(struct store_conn *c, const struct push_request *r, json_t **result,
+                         struct err *err)
+{
+    struct store_rows *rows = NULL;
+    struct store_val v[] = {sv_text(r->origin), sv_text(r->batch_id)};
+    int step;
+    *result = NULL;
+    if (store_query(c,
+                    "SELECT response FROM ferry_batches WHERE origin = $1 AND batch_id = $2"
+                    " AND status = 200",
+                    v, 2, &rows, err) != FERRY_OK)
+        return FERRY_ERR;
+    if ((step = store_rows_next(rows, err)) == 1)
+        *result = json_loads(store_rows_text(rows, 0), 0, NULL);
+    store_rows_free(rows);
+    return step < 0 ? FERRY_ERR : FERRY_OK;
+}
+
+static json_t *summary(const struct push_request *r, struct batch *b, int64_t cursor)
+{
+    json_t *out = json_pack("{s:o, s:I, s:I, s:I, s:O, s:I}", "batchId",
+                            r->batch_id ? json_string(r->batch_id) : json_null(), "applied",
+                            (json_int_t)b->applied, "unchanged", (json_int_t)b->unchanged,
+                            "skipped", (json_int_t)b->skipped, "conflicts", b->conflicts,
+                            "cursor", (json_int_t)cursor);
+    if (r->want_results)
+        json_object_set(out, "results", b->results);
+    return out;
+}
+
+static int claim_batch(struct store_conn *c, const struct push_request *r, struct err *err)
+{
+    struct store_val v[] = {sv_text(r->origin), sv_text(r->batch_id), sv_int(time_now_ms())};
+    return store_run(c,
+                     "INSERT INTO ferry_batches(origin, batch_id, status, response, created_at)"
+                     " VALUES ($1, $2, 0, '', $3)",
+                     v, 3, NULL, err);
+}
+
+static int save_answer(struct store_conn *c, const struct push_request *r, json_t *answer,
+                       struct err *err)
+{
+    char *text = json_to_string(answer);
+    struct store_val v[] = {sv_text(text), sv_text(r->origin), sv_text(r->batch_id)};
+    int rc = store_run(c,
+                       "UPDATE ferry_batches SET status = 200, response = $1"
+                       " WHERE origin = $2 AND batch_id = $3",
+                       v, 3, NULL, err);
+    free(text);
+    return rc;
+}
+
+static int apply_all(struct store_conn *c, const struct push_request *r, struct batch *b,
+                     json_t **result, struct err *err)
+{
+    int64_t seq0 = 0, head = 0;
+    if (mark_device_start(c, r->device_id, &seq0, err) != FERRY_OK)
+        return FERRY_ERR;
+    for (size_t i = 0; i < b->n; i++)
+        if (apply_op(c, r, &b->ops[i], b, i, err) != FERRY_OK)
+            return FERRY_ERR;
+    if (mark_device_end(c, r->device_id, seq0, err) != FERRY_OK ||
+        feed_head(c, &head, err) != FERRY_OK)
+        return FERRY_ERR;
+    *result = summary(r, b, head);
+    if (r->batch_id && save_answer(c, r, *result, err) != FERRY_OK)
+        return FERRY_ERR;
+    return FERRY_OK;
+}
+
+int push_apply(struct store_conn *c, const struct synced_set *set, const struct push_request *r,
+               json_t **result, bool *replayed, struct err *err)
+{
+    struct batch b = {0};
+    int rc = FERRY_ERR;
+
+    *result = NULL;
+    *replayed = false;
+    b.results = json_array();
+    b.conflicts = json_array();
+    if (r->batch_id && (!*r->batch_id || strlen(r->batch_id) > 200)) {
+        err_set(err, ERR_INVALID, "batch id must be 1 to 200 characters");
+        goto out;
+    }
+    if (r->batch_id && stored_answer(c, r, result, err) != FERRY_OK)
+        goto out;
+    if (*result) {
+        *replayed = true;
+        rc = FERRY_OK;
+        goto out;
+    }
+    if (parse_batch(set, r, &b, err) != FERRY_OK || store_begin(c, err) != FERRY_OK)
+        goto out;
+    if (r->batch_id && claim_batch(c, r, err) != FERRY_OK) {
+        /* Another request with the same batch id committed first: answer with its result. */
+        store_rollback(c);
+        if (err->code == ERR_CONFLICT && stored_answer(c, r, result, err) == FERRY_OK && *result) {
+            *replayed = true;
+            rc = FERRY_OK;
+        }
+        goto out;
+    }
+    if (apply_all(c, r, &b, result, err) != FERRY_OK || store_commit(c, err) != FERRY_OK) {
+        json_decref(*result);
+        *result = NULL;
+        goto out;
+    }
+    rc = FERRY_OK;
+out:
+    store_rollback(c);
+    batch_cleanup(&b);
+    return rc;
+}

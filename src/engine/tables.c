@@ -1,0 +1,435 @@
+/* tables.c - see tables.h. The capture triggers are the heart of change capture: they
+ * run inside the writer's transaction, whoever the writer is, and draw each change's
+ * seq from the one-row ferry_seq counter. Updating that row serialises writers to
+ * synced tables, so seq order is commit order on both backends and a reader that has
+ * seen seq N has seen every change below it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/tables.h"
+#include "util/buf.h"
+#include "util/timeutil.h"
+
+/* Bumped when the trigger text changes, so existing installs are replaced. */
+#define TRIGGER_VERSION 1
+
+/* Milliseconds since the epoch in SQLite's own SQL: triggers run in other programs too,
+ * so they may use only built-in functions. */
+#define SQLITE_NOW_MS "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+
+static const struct {
+    const char *name;
+    enum conflict_policy policy;
+} policy_names[] = {
+    {"overwrite", POLICY_OVERWRITE},
+    {"skip", POLICY_SKIP},
+    {"merge", POLICY_MERGE},
+    {"manual", POLICY_MANUAL},
+};
+
+int tables_parse_policy(const char *name, enum conflict_policy *out)
+{
+    for (size_t i = 0; i < 4; i++)
+        if (!strcmp(policy_names[i].name, name)) {
+            *out = policy_names[i].policy;
+            return FERRY_OK;
+        }
+    return FERRY_ERR;
+}
+
+const char *tables_policy_name(enum conflict_policy policy)
+{
+    return policy_names[policy].name;
+}
+
+static char *sql_literal(const char *s)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_append(&b, "'", 1);
+    for (; *s; s++) {
+        if (*s == '\'')
+            buf_append(&b, "'", 1);
+        buf_append(&b, s, 1);
+    }
+    buf_append(&b, "'", 1);
+    return buf_steal(&b);
+}
+
+/* --- SQLite triggers ------------------------------------------------------------ */
+
+/* One change-log upsert for key expression key (NEW."id" or OLD."id"). */
+static void sqlite_log_change(struct buf *b, const struct synced_table *t, const char *key,
+                              int deleted, const char *when)
+{
+    buf_printf(b, "UPDATE ferry_seq SET value = value + 1 WHERE id = 1%s;\n", when);
+    buf_printf(b,
+               "INSERT INTO ferry_changes(tbl, pk, seq, version, deleted, updated_at, device_id)"
+               " SELECT %s, CAST(%s AS TEXT), (SELECT value FROM ferry_seq WHERE id = 1), 1, %d, "
+               SQLITE_NOW_MS ", NULL WHERE 1%s"
+               " ON CONFLICT(tbl, pk) DO UPDATE SET seq = excluded.seq,"
+               " version = ferry_changes.version + 1, deleted = %d,"
+               " updated_at = excluded.updated_at, device_id = NULL;\n",
+               t->literal, key, deleted, when, deleted);
+}
+
+/* For merge tables: the version at which each changed column last changed. */
+static void sqlite_field_versions(struct buf *b, const struct synced_table *t, bool is_update)
+{
+    const char *pk = t->cols[t->pk].quoted;
+    for (size_t i = 0; i < t->n_cols; i++) {
+        char *col = sql_literal(t->cols[i].name);
+        buf_printf(b,
+                   "INSERT INTO ferry_field_versions(tbl, pk, col, version)"
+                   " SELECT %s, CAST(NEW.%s AS TEXT), %s, (SELECT version FROM ferry_changes"
+                   " WHERE tbl = %s AND pk = CAST(NEW.%s AS TEXT)) WHERE 1",
+                   t->literal, pk, col, t->literal, pk);
+        if (is_update)
+            buf_printf(b, " AND (OLD.%s IS NOT NEW.%s OR OLD.%s IS NOT NEW.%s)",
+                       t->cols[i].quoted, t->cols[i].quoted, pk, pk);
+        buf_puts(b, " ON CONFLICT(tbl, pk, col) DO UPDATE SET version = excluded.version;\n");
+        free(col);
+    }
+}
+
+static char *trigger_name(const char *what, const struct synced_table *t)
+{
+    char *name = xasprintf("ferry_%s_%s", what, t->name);
+    char *quoted = store_quote_ident(name);
+    free(name);
+    return quoted;
+}
+
+static char *sqlite_trigger_sql(const struct synced_table *t)
+{
+    struct buf b;
+    const char *pk = t->cols[t->pk].quoted;
+    bool merge = t->policy == POLICY_MERGE;
+    char *key_moved = xasprintf(" AND OLD.%s IS NOT NEW.%s", pk, pk);
+    char *new_key = xasprintf("NEW.%s", pk), *old_key = xasprintf("OLD.%s", pk);
+
+    char *ins = trigger_name("ins", t), *upd = trigger_name("upd", t),
+         *del = trigger_name("del", t);
+    buf_init(&b);
+    buf_printf(&b, "DROP TRIGGER IF EXISTS %s;\nDROP TRIGGER IF EXISTS %s;\n"
+                   "DROP TRIGGER IF EXISTS %s;\n", ins, upd, del);
+
+    buf_printf(&b, "CREATE TRIGGER %s AFTER INSERT ON %s BEGIN\n", ins, t->quoted);
+    sqlite_log_change(&b, t, new_key, 0, "");
+    if (merge)
+        sqlite_field_versions(&b, t, false);
+    buf_puts(&b, "END;\n");
+
+    buf_printf(&b, "CREATE TRIGGER %s AFTER UPDATE ON %s BEGIN\n", upd, t->quoted);
+    sqlite_log_change(&b, t, old_key, 1, key_moved); /* a changed key deletes the old */
+    sqlite_log_change(&b, t, new_key, 0, "");
+    if (merge)
+        sqlite_field_versions(&b, t, true);
+    buf_puts(&b, "END;\n");
+
+    buf_printf(&b, "CREATE TRIGGER %s AFTER DELETE ON %s BEGIN\n", del, t->quoted);
+    sqlite_log_change(&b, t, old_key, 1, "");
+    buf_puts(&b, "END;\n");
+    free(key_moved);
+    free(new_key);
+    free(old_key);
+    free(ins);
+    free(upd);
+    free(del);
+    return buf_steal(&b);
+}
+
+/* --- PostgreSQL triggers ----------------------------------------------------------- */
+
+/* One generic PL/pgSQL function serves every table: the key column and whether to keep
+ * field versions come as trigger arguments. ferry's own writes set ferry.device for the
+ * transaction; writes from elsewhere leave it unset and the change has no device. */
+static const char pg_function[] =
+    "CREATE OR REPLACE FUNCTION ferry_capture() RETURNS trigger LANGUAGE plpgsql AS $ferry$\n"
+    "DECLARE\n"
+    "  pkcol text := TG_ARGV[0];\n"
+    "  merge boolean := TG_ARGV[1] = 'merge';\n"
+    "  dev text := NULLIF(current_setting('ferry.device', true), '');\n"
+    "  now_ms bigint := (extract(epoch from clock_timestamp()) * 1000)::bigint;\n"
+    "  newj jsonb; oldj jsonb; newpk text; oldpk text; s bigint; ver bigint;\n"
+    "  k text; v jsonb;\n"
+    "BEGIN\n"
+    "  IF TG_OP <> 'DELETE' THEN newj := to_jsonb(NEW); newpk := newj ->> pkcol; END IF;\n"
+    "  IF TG_OP <> 'INSERT' THEN oldj := to_jsonb(OLD); oldpk := oldj ->> pkcol; END IF;\n"
+    "  IF oldpk IS NOT NULL AND oldpk IS DISTINCT FROM newpk THEN\n"
+    "    UPDATE ferry_seq SET value = value + 1 WHERE id = 1 RETURNING value INTO s;\n"
+    "    INSERT INTO ferry_changes AS c (tbl, pk, seq, version, deleted, updated_at, device_id)\n"
+    "      VALUES (TG_TABLE_NAME, oldpk, s, 1, 1, now_ms, dev)\n"
+    "      ON CONFLICT (tbl, pk) DO UPDATE SET seq = EXCLUDED.seq, version = c.version + 1,\n"
+    "        deleted = 1, updated_at = EXCLUDED.updated_at, device_id = EXCLUDED.device_id;\n"
+    "  END IF;\n"
+    "  IF newpk IS NOT NULL THEN\n"
+    "    UPDATE ferry_seq SET value = value + 1 WHERE id = 1 RETURNING value INTO s;\n"
+    "    INSERT INTO ferry_changes AS c (tbl, pk, seq, version, deleted, updated_at, device_id)\n"
+    "      VALUES (TG_TABLE_NAME, newpk, s, 1, 0, now_ms, dev)\n"
+    "      ON CONFLICT (tbl, pk) DO UPDATE SET seq = EXCLUDED.seq, version = c.version + 1,\n"
+    "        deleted = 0, updated_at = EXCLUDED.updated_at, device_id = EXCLUDED.device_id\n"
+    "      RETURNING c.version INTO ver;\n"
+    "    IF merge THEN\n"
+    "      FOR k, v IN SELECT key, value FROM jsonb_each(newj) LOOP\n"
+    "        IF oldj IS NULL OR oldpk IS DISTINCT FROM newpk OR (oldj -> k) IS DISTINCT FROM v "
+    "THEN\n"
+    "          INSERT INTO ferry_field_versions AS f (tbl, pk, col, version)\n"
+    "            VALUES (TG_TABLE_NAME, newpk, k, ver)\n"
+    "            ON CONFLICT (tbl, pk, col) DO UPDATE SET version = EXCLUDED.version;\n"
+    "        END IF;\n"
+    "      END LOOP;\n"
+    "    END IF;\n"
+    "  END IF;\n"
+    "  PERFORM pg_notify('ferry_changes', '');\n"
+    "  RETURN NULL;\n"
+    "END $ferry$;\n";
+
+static char *pg_trigger_sql(const struct synced_table *t)
+{
+    char *pk = sql_literal(t->cols[t->pk].name);
+    char *sql = xasprintf("DROP TRIGGER IF EXISTS ferry_capture ON %s;\n"
+                          "CREATE TRIGGER ferry_capture AFTER INSERT OR UPDATE OR DELETE ON %s"
+                          " FOR EACH ROW EXECUTE FUNCTION ferry_capture(%s, '%s');\n",
+                          t->quoted, t->quoted, pk, t->policy == POLICY_MERGE ? "merge" : "plain");
+    free(pk);
+    return sql;
+}
+
+/* --- loading ------------------------------------------------------------------------- */
+
+static char *signature_of(const struct synced_table *t)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_printf(&b, "v%d;pk=%s;merge=%d;cols=", TRIGGER_VERSION, t->cols[t->pk].name,
+               t->policy == POLICY_MERGE);
+    for (size_t i = 0; i < t->n_cols; i++)
+        buf_printf(&b, "%s%s", i ? "," : "", t->cols[i].name);
+    return buf_steal(&b);
+}
+
+/* Records rows that exist before the table was first synced, each with its own seq, so a
+ * device pulling from cursor 0 sees the whole table. */
+static int backfill(struct store_conn *c, const struct synced_table *t, struct err *err)
+{
+    char *sql = xasprintf(
+        "INSERT INTO ferry_changes(tbl, pk, seq, version, deleted, updated_at, device_id)"
+        " SELECT CAST($1 AS TEXT), src.k,"
+        " (SELECT value FROM ferry_seq WHERE id = 1) + ROW_NUMBER() OVER (ORDER BY src.k),"
+        " 1, 0, $2, NULL FROM (SELECT CAST(t.%s AS TEXT) AS k FROM %s t) src"
+        " WHERE NOT EXISTS (SELECT 1 FROM ferry_changes c"
+        " WHERE c.tbl = CAST($1 AS TEXT) AND c.pk = src.k)",
+        t->cols[t->pk].quoted, t->quoted);
+    struct store_val v[] = {sv_text(t->name), sv_int(time_now_ms())};
+    int rc = store_run(c, "UPDATE ferry_seq SET value = value WHERE id = 1", NULL, 0, NULL, err);
+    if (rc == FERRY_OK)
+        rc = store_run(c, sql, v, 2, NULL, err);
+    if (rc == FERRY_OK)
+        rc = store_run(c,
+                       "UPDATE ferry_seq SET value = (SELECT COALESCE(MAX(seq), 0)"
+                       " FROM ferry_changes) WHERE id = 1",
+                       NULL, 0, NULL, err);
+    free(sql);
+    return rc;
+}
+
+static int install(struct store_conn *c, const struct synced_table *t, struct err *err)
+{
+    bool pg = store_conn_dialect(c) == STORE_POSTGRES;
+    char *signature = signature_of(t), *sql = NULL;
+    struct store_rows *rows = NULL;
+    struct store_val name = sv_text(t->name);
+    int rc = FERRY_ERR, step;
+    bool current = false;
+
+    if (store_query(c, "SELECT signature FROM ferry_synced WHERE tbl = $1", &name, 1, &rows,
+                    err) != FERRY_OK)
+        goto out;
+    if ((step = store_rows_next(rows, err)) < 0)
+        goto out;
+    current = step == 1 && !strcmp(store_rows_text(rows, 0), signature);
+    store_rows_free(rows);
+    rows = NULL;
+    if (current) {
+        rc = FERRY_OK;
+        goto out;
+    }
+    sql = pg ? pg_trigger_sql(t) : sqlite_trigger_sql(t);
+    struct store_val v[] = {sv_text(t->name), sv_text(signature), sv_int(time_now_ms())};
+    if (store_begin(c, err) != FERRY_OK || (pg && store_exec(c, pg_function, err) != FERRY_OK) ||
+        store_exec(c, sql, err) != FERRY_OK || backfill(c, t, err) != FERRY_OK ||
+        store_run(c,
+                  "INSERT INTO ferry_synced(tbl, signature, installed_at) VALUES ($1, $2, $3)"
+                  " ON CONFLICT (tbl) DO UPDATE SET signature = excluded.signature,"
+                  " installed_at = excluded.installed_at",
+                  v, 3, NULL, err) != FERRY_OK ||
+        store_commit(c, err) != FERRY_OK)
+        goto out;
+    rc = FERRY_OK;
+out:
+    store_rows_free(rows);
+    store_rollback(c);
+    free(signature);
+    free(sql);
+    return rc;
+}
+
+static int describe(struct store_conn *c, const char *name, enum conflict_policy policy,
+                    struct synced_table *t, struct err *err)
+{
+    struct store_table *info = NULL;
+    int rc = FERRY_ERR;
+
+    memset(t, 0, sizeof(*t));
+    t->name = xstrdup(name);
+    t->quoted = store_quote_ident(name);
+    t->literal = sql_literal(name);
+    t->policy = policy;
+    if (store_table_info(c, name, &info, err) != FERRY_OK)
+        goto out;
+    if (info->n_pk != 1) {
+        err_set(err, ERR_INVALID, "table '%s' must have a single-column primary key (it has %zu)",
+                name, info->n_pk);
+        goto out;
+    }
+    t->n_cols = info->n_cols;
+    t->cols = xcalloc(info->n_cols, sizeof(*t->cols));
+    for (size_t i = 0; i < info->n_cols; i++) {
+        struct synced_column *col = &t->cols[i];
+        col->name = xstrdup(info->cols[i].name);
+        col->quoted = store_quote_ident(col->name);
+        col->kind = values_kind_of(info->cols[i].decl_type);
+        col->not_null = info->cols[i].not_null || info->cols[i].primary_key;
+        if (info->cols[i].primary_key)
+            t->pk = i;
+    }
+    enum col_kind pk_kind = t->cols[t->pk].kind;
+    if (pk_kind != KIND_INTEGER && pk_kind != KIND_TEXT && pk_kind != KIND_UUID) {
+        err_set(err, ERR_INVALID, "table '%s': primary key '%s' must be an integer or text column",
+                name, t->cols[t->pk].name);
+        goto out;
+    }
+    /* Compare the table's key column with the change log's text key in the key's own
+     * type, so the lookup uses the table's primary-key index. */
+    if (pk_kind == KIND_INTEGER)
+        t->pk_match = xasprintf("t.%s = CAST(c.pk AS %s)", t->cols[t->pk].quoted,
+                                store_conn_dialect(c) == STORE_POSTGRES ? "BIGINT" : "INTEGER");
+    else if (pk_kind == KIND_UUID && store_conn_dialect(c) == STORE_POSTGRES)
+        t->pk_match = xasprintf("t.%s = CAST(c.pk AS UUID)", t->cols[t->pk].quoted);
+    else
+        t->pk_match = xasprintf("t.%s = c.pk", t->cols[t->pk].quoted);
+    rc = FERRY_OK;
+out:
+    store_table_free(info);
+    return rc;
+}
+
+static int find_policy(const char *policies, const char *table, enum conflict_policy def,
+                       enum conflict_policy *out, struct err *err)
+{
+    *out = def;
+    if (!policies || !*policies)
+        return FERRY_OK;
+    char *copy = xstrdup(policies), *save = NULL;
+    int rc = FERRY_OK;
+    for (char *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        while (*item == ' ')
+            item++;
+        char *eq = strchr(item, '=');
+        if (!eq) {
+            rc = err_set(err, ERR_INVALID, "conflict policy '%s' must be TABLE=POLICY", item);
+            break;
+        }
+        *eq = '\0';
+        if (strcmp(item, table) != 0)
+            continue;
+        if (tables_parse_policy(eq + 1, out) != FERRY_OK) {
+            rc = err_set(err, ERR_INVALID,
+                         "table '%s': conflict policy must be overwrite, skip, merge or manual",
+                         table);
+            break;
+        }
+    }
+    free(copy);
+    return rc;
+}
+
+int tables_load(struct store *st, const char *list, const char *policies,
+                enum conflict_policy default_policy, struct synced_set *out, struct err *err)
+{
+    struct store_conn *c = NULL;
+    char *copy = xstrdup(list ? list : ""), *save = NULL;
+    int rc = FERRY_ERR;
+
+    memset(out, 0, sizeof(*out));
+    if (store_acquire(st, &c, err) != FERRY_OK)
+        goto out;
+    for (char *name = strtok_r(copy, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+        while (*name == ' ')
+            name++;
+        char *end = name + strlen(name);
+        while (end > name && end[-1] == ' ')
+            *--end = '\0';
+        if (!*name || tables_find(out, name))
+            continue;
+        if (!strncmp(name, "ferry_", 6)) {
+            err_set(err, ERR_INVALID, "table '%s': ferry's own tables cannot be synced", name);
+            goto out;
+        }
+        enum conflict_policy policy;
+        if (find_policy(policies, name, default_policy, &policy, err) != FERRY_OK)
+            goto out;
+        out->tables = xrealloc(out->tables, (out->n + 1) * sizeof(*out->tables));
+        struct synced_table *t = &out->tables[out->n++];
+        if (describe(c, name, policy, t, err) != FERRY_OK || install(c, t, err) != FERRY_OK) {
+            char reason[sizeof(err->msg)];
+            snprintf(reason, sizeof(reason), "%s", err->msg);
+            err_set(err, err->code, "cannot sync table '%s': %s", name, reason);
+            goto out;
+        }
+    }
+    rc = FERRY_OK;
+out:
+    store_release(c);
+    free(copy);
+    if (rc != FERRY_OK)
+        tables_cleanup(out);
+    return rc;
+}
+
+void tables_cleanup(struct synced_set *set)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        struct synced_table *t = &set->tables[i];
+        for (size_t k = 0; k < t->n_cols; k++) {
+            free(t->cols[k].name);
+            free(t->cols[k].quoted);
+        }
+        free(t->cols);
+        free(t->name);
+        free(t->quoted);
+        free(t->literal);
+        free(t->pk_match);
+    }
+    free(set->tables);
+    set->tables = NULL;
+    set->n = 0;
+}
+
+const struct synced_table *tables_find(const struct synced_set *set, const char *name)
+{
+    for (size_t i = 0; i < set->n; i++)
+        if (!strcmp(set->tables[i].name, name))
+            return &set->tables[i];
+    return NULL;
+}
+
+int tables_column(const struct synced_table *t, const char *name)
+{
+    for (size_t i = 0; i < t->n_cols; i++)
+        if (!strcmp(t->cols[i].name, name))
+            return (int)i;
+    return -1;
+}

@@ -1,0 +1,60 @@
+/* tables.h - the synced tables: which tables are allow-listed, their columns and primary
+ * key as the database describes them, their conflict policy, and the change-capture
+ * triggers that record every insert, update and delete in ferry_changes. */
+#ifndef FERRY_TABLES_H
+#define FERRY_TABLES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "engine/values.h"
+#include "ferry.h"
+#include "store/store.h"
+
+enum conflict_policy {
+    POLICY_OVERWRITE, /* last writer wins */
+    POLICY_SKIP,      /* the server keeps its row */
+    POLICY_MERGE,     /* field level: a field changed on both sides is a conflict */
+    POLICY_MANUAL,    /* the server keeps its row and records a conflict */
+};
+
+struct synced_column {
+    char *name;
+    char *quoted;
+    enum col_kind kind;
+    bool not_null;
+};
+
+struct synced_table {
+    char *name;
+    char *quoted;
+    char *literal; /* the name as an SQL string literal, for trigger bodies */
+    struct synced_column *cols;
+    size_t n_cols;
+    size_t pk;     /* index of the primary-key column */
+    enum conflict_policy policy;
+    char *pk_match; /* SQL comparing the table's key to ferry_changes.pk ("c.pk") */
+};
+
+struct synced_set {
+    struct synced_table *tables;
+    size_t n;
+};
+
+/* Parses "a,b,c" and "t=merge,u=manual" into the set, checks every table against the
+ * database (it must exist and have a single-column primary key of an integer or text
+ * type), installs the capture triggers where missing, and records existing rows of a
+ * newly synced table in the change log so the feed starts complete. On failure err
+ * names the table and the reason; nothing is left half-installed for that table. */
+int tables_load(struct store *st, const char *list, const char *policies,
+                enum conflict_policy default_policy, struct synced_set *out, struct err *err);
+void tables_cleanup(struct synced_set *set);
+
+const struct synced_table *tables_find(const struct synced_set *set, const char *name);
+/* Column index by name, -1 when the table has none of that name. */
+int tables_column(const struct synced_table *t, const char *name);
+
+int tables_parse_policy(const char *name, enum conflict_policy *out);
+const char *tables_policy_name(enum conflict_policy policy);
+
+#endif
