@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "engine/tables.h"
 #include "http/ratelimit.h"
 #include "http/router.h"
 #include "store/store.h"
@@ -21,6 +22,7 @@ struct app {
     size_t n_tables;
     int64_t started_ms;
     atomic_int in_flight;
+    struct synced_set synced; /* the synced tables, loaded at start */
 };
 
 #endif

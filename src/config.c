@@ -45,6 +45,20 @@ static const struct option_def options[] = {
         "seconds to let in-flight requests finish on shutdown"),
     OPT("metrics-auth", "FERRY_METRICS_AUTH", OPT_BOOL, metrics_auth, "false",
         "require a token on /metrics"),
+    OPT("allowed-tables", "FERRY_ALLOWED_TABLES", OPT_STR, allowed_tables, NULL,
+        "comma-separated tables to sync (seed 004's ALLOWED_TABLES is read too)"),
+    OPT("conflict-policy", "FERRY_CONFLICT_POLICY", OPT_STR, conflict_policy, NULL,
+        "per-table policies, e.g. notes=merge,orders=manual"),
+    OPT("default-conflict-policy", "FERRY_DEFAULT_CONFLICT_POLICY", OPT_STR,
+        default_conflict_policy, "overwrite", "overwrite, skip, merge or manual"),
+    OPT("max-batch", "FERRY_MAX_BATCH", OPT_INT, max_batch, "5000",
+        "most operations in one pushed batch"),
+    OPT("tombstone-retention", "FERRY_TOMBSTONE_RETENTION", OPT_INT, tombstone_retention,
+        "2592000", "seconds a tombstone is kept for devices that have not acknowledged it"),
+    OPT("purge-interval", "FERRY_PURGE_INTERVAL", OPT_INT, purge_interval, "300",
+        "seconds between tombstone purges (0: never)"),
+    OPT("legacy-auth", "FERRY_LEGACY_AUTH", OPT_BOOL, legacy_auth, "true",
+        "require a token on seed 004's /sync endpoints (false: open, for trusted networks)"),
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -194,10 +208,19 @@ int config_load_file(struct config *cfg, const char *path, struct err *err)
     return rc;
 }
 
+/* Names other programs use for the same setting, read when ferry's own is unset. */
+static const char *legacy_env(const char *env)
+{
+    return strcmp(env, "FERRY_ALLOWED_TABLES") == 0 ? "ALLOWED_TABLES" : NULL;
+}
+
 static int apply_env(struct config *cfg, struct err *err)
 {
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const char *v = getenv(options[i].env);
+        const char *alias = legacy_env(options[i].env);
+        if ((!v || !*v) && alias)
+            v = getenv(alias);
         if (v && *v && apply(cfg, &options[i], v, options[i].env, err) != FERRY_OK)
             return FERRY_ERR;
     }

@@ -25,6 +25,13 @@ struct config {
     long long threads;
     long long shutdown_timeout; /* seconds to wait for in-flight requests */
     bool metrics_auth;      /* require a token on /metrics */
+    char *allowed_tables;   /* comma list of synced tables */
+    char *conflict_policy;  /* "table=policy,..." */
+    char *default_conflict_policy;
+    long long max_batch;
+    long long tombstone_retention; /* seconds */
+    long long purge_interval;      /* seconds; 0 = never */
+    bool legacy_auth;       /* seed 004 endpoints need a token */
 };
 
 /* Fills cfg from defaults, file, environment and argv (flags only; positional

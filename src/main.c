@@ -15,7 +15,10 @@
 #include "config.h"
 #include "engine/metrics.h"
 #include "engine/tokens.h"
+#include "engine/purge.h"
+#include "engine/watch.h"
 #include "http/server.h"
+#include "http/waiter.h"
 #include "util/timeutil.h"
 
 #define ADMIN_TOKEN_FILE "admin.token"
@@ -148,6 +151,7 @@ static void graceful_stop(struct app *app, struct server *srv, const sigset_t *s
     fprintf(stderr, "{\"level\":\"info\",\"msg\":\"shutting down\",\"inFlight\":%d}\n",
             atomic_load(&app->in_flight));
     server_quiesce(srv);
+    waiter_release_all(); /* long-polls answer now, with what they have */
     while (atomic_load(&app->in_flight) > 0 && time_mono_us() < deadline) {
         if (wait_signal(set, 50) > 0) {
             fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"second signal: exiting now\"}\n");
@@ -159,12 +163,45 @@ static void graceful_stop(struct app *app, struct server *srv, const sigset_t *s
                 atomic_load(&app->in_flight));
 }
 
+static void on_log_moved(void *ctx, int64_t head)
+{
+    (void)ctx;
+    waiter_changed(head);
+}
+
+static void on_tick(void *ctx)
+{
+    (void)ctx;
+    waiter_tick();
+}
+
+static int load_tables(struct app *app, struct err *err)
+{
+    enum conflict_policy def;
+    if (tables_parse_policy(app->cfg->default_conflict_policy, &def) != FERRY_OK)
+        return err_set(err, ERR_INVALID,
+                       "default-conflict-policy must be overwrite, skip, merge or manual");
+    if (tables_load(app->store, app->cfg->allowed_tables, app->cfg->conflict_policy, def,
+                    &app->synced, err) != FERRY_OK)
+        return FERRY_ERR;
+    for (size_t i = 0; i < app->synced.n; i++)
+        fprintf(stderr,
+                "{\"level\":\"info\",\"msg\":\"syncing table\",\"table\":\"%s\","
+                "\"primaryKey\":\"%s\",\"policy\":\"%s\"}\n",
+                app->synced.tables[i].name,
+                app->synced.tables[i].cols[app->synced.tables[i].pk].name,
+                tables_policy_name(app->synced.tables[i].policy));
+    return FERRY_OK;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     struct config cfg;
     struct err err = {0};
     struct app app = {0};
     struct server *srv = NULL;
+    struct watch *watch = NULL;
+    struct purger *purger = NULL;
     char *secret = NULL;
     sigset_t set;
     int rc = 1;
@@ -191,8 +228,14 @@ static int cmd_serve(int argc, char **argv)
     app.rate = ratelimit_new(cfg.rate_limit, 60);
     app.auth_fail = ratelimit_new(cfg.auth_fail_limit, 60);
     metrics_init();
-    if (open_store(&cfg, (int)cfg.threads + 2, &app.store, &err) != FERRY_OK ||
+    /* The pool has a connection for each HTTP thread, one for the change watcher and
+     * one for the purger, so neither background task waits behind requests. */
+    if (open_store(&cfg, (int)cfg.threads + 3, &app.store, &err) != FERRY_OK ||
         first_admin_token(app.store, cfg.data_dir, &secret, &err) != FERRY_OK ||
+        load_tables(&app, &err) != FERRY_OK ||
+        watch_start(app.store, on_log_moved, on_tick, NULL, &watch, &err) != FERRY_OK ||
+        purger_start(app.store, cfg.purge_interval, cfg.tombstone_retention * 1000, &purger,
+                     &err) != FERRY_OK ||
         server_start(&app, &srv, &err) != FERRY_OK) {
         fail(&err);
         goto out;
@@ -210,6 +253,9 @@ static int cmd_serve(int argc, char **argv)
     rc = 0;
 out:
     server_stop(srv);
+    watch_stop(watch);
+    purger_stop(purger);
+    tables_cleanup(&app.synced);
     store_close(app.store);
     ratelimit_free(app.rate);
     ratelimit_free(app.auth_fail);
@@ -258,7 +304,7 @@ static int parse_token_args(int argc, char **argv, struct token_args *a, struct 
 
 static int token_create(struct store_conn *c, const struct token_args *a, struct err *err)
 {
-    struct token_spec spec = {a->role, a->name, a->user, a->device, 0};
+    struct token_spec spec = {a->role, a->name, a->user, a->device, 0, NULL};
     char *secret = NULL, id[40];
     if (!a->role || !a->name)
         return err_set(err, ERR_INVALID, "token create needs --role and --name");

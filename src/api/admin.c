@@ -5,13 +5,40 @@
 
 #include "api/api.h"
 #include "app.h"
+#include "engine/purge.h"
 #include "engine/tokens.h"
 #include "store/store.h"
+#include "util/buf.h"
 #include "util/json.h"
 #include "util/timeutil.h"
 
 /* Longest lifetime a token can be given through expiresIn: ten years. */
 #define MAX_EXPIRES_IN_S (10LL * 365 * 24 * 3600)
+
+/* Joins a JSON array of table names into "a,b" (caller frees); NULL when absent. */
+static int read_table_list(json_t *body, char **out, struct err *err)
+{
+    json_t *list = NULL, *item;
+    size_t i;
+    struct buf b;
+    *out = NULL;
+    if (json_get_array(body, "tables", false, &list, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (!list)
+        return FERRY_OK;
+    buf_init(&b);
+    json_array_foreach(list, i, item)
+    {
+        const char *name = json_string_value(item);
+        if (!name || !*name || strchr(name, ',')) {
+            buf_cleanup(&b);
+            return err_set(err, ERR_INVALID, "field 'tables' must be an array of table names");
+        }
+        buf_printf(&b, "%s%s", i ? "," : "", name);
+    }
+    *out = buf_steal(&b);
+    return FERRY_OK;
+}
 
 static int read_token_spec(json_t *body, struct token_spec *spec, struct err *err)
 {
@@ -36,17 +63,21 @@ static void create_token(struct request *req)
     struct err err = {0};
     struct token_spec spec;
     struct store_conn *c = NULL;
-    char *secret = NULL, id[40];
+    char *secret = NULL, id[40], *tables = NULL;
     json_t *body = http_json_object(req), *out = NULL;
 
     if (!body)
         return;
-    if (read_token_spec(body, &spec, &err) != FERRY_OK) {
+    if (read_token_spec(body, &spec, &err) != FERRY_OK ||
+        read_table_list(body, &tables, &err) != FERRY_OK) {
         http_reply_err(req, &err);
         return;
     }
-    if (!(c = api_conn(req)))
+    spec.tables = tables;
+    if (!(c = api_conn(req))) {
+        free(tables);
         return;
+    }
     if (tokens_create(c, &spec, &secret, id, &err) != FERRY_OK ||
         tokens_get(c, id, &out, &err) != FERRY_OK) {
         http_reply_err(req, &err);
@@ -56,6 +87,7 @@ static void create_token(struct request *req)
     }
     store_release(c);
     free(secret);
+    free(tables);
 }
 
 static void list_tokens(struct request *req)
@@ -101,7 +133,25 @@ static void revoke_token(struct request *req)
     store_release(c);
 }
 
+static void purge_now(struct request *req)
+{
+    struct err err = {0};
+    struct purge_result r;
+    struct store_conn *c = api_conn(req);
+    if (!c)
+        return;
+    if (purge_run(c, req->app->cfg->tombstone_retention * 1000, &r, &err) != FERRY_OK)
+        http_reply_err(req, &err);
+    else
+        http_reply_json(req, 200,
+                        json_pack("{s:I, s:I, s:I}", "tombstonesPurged", (json_int_t)r.tombstones,
+                                  "batchesPurged", (json_int_t)r.batches, "horizon",
+                                  (json_int_t)r.horizon));
+    store_release(c);
+}
+
 static const struct route routes[] = {
+    {M_POST, "/api/v1/admin/purge", purge_now, ROLE_ADMIN, SURFACE_V1, 0},
     {M_POST, "/api/v1/admin/tokens", create_token, ROLE_ADMIN, SURFACE_V1, ROUTE_JSON},
     {M_GET, "/api/v1/admin/tokens", list_tokens, ROLE_ADMIN, SURFACE_V1, 0},
     {M_GET, "/api/v1/admin/tokens/{id}", get_token, ROLE_ADMIN, SURFACE_V1, 0},

@@ -6,6 +6,8 @@
 const struct route_table *const api_tables[] = {
     &api_ops_routes,
     &api_admin_routes,
+    &api_legacy_routes,
+    &api_sync_routes,
 };
 const size_t api_n_tables = sizeof(api_tables) / sizeof(api_tables[0]);
 

@@ -596,6 +596,8 @@ static int apply_all(struct store_conn *c, const struct push_request *r, struct 
     for (size_t i = 0; i < b->n; i++)
         if (apply_op(c, r, &b->ops[i], b, i, err) != FERRY_OK)
             return FERRY_ERR;
+    if (r->in_txn && r->in_txn(c, r->ctx, err) != FERRY_OK)
+        return FERRY_ERR;
     if (mark_device_end(c, r->device_id, seq0, err) != FERRY_OK ||
         feed_head(c, &head, err) != FERRY_OK)
         return FERRY_ERR;

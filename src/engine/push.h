@@ -21,6 +21,10 @@ struct push_request {
     bool want_results;     /* per-operation results with versions */
     json_t *ops;           /* array of operation objects */
     int64_t max_ops;
+    /* Runs inside the transaction after the operations, before commit (resolving a
+     * conflict marks it resolved there); a failure rolls everything back. */
+    int (*in_txn)(struct store_conn *c, void *ctx, struct err *err);
+    void *ctx;
 };
 
 /* Validates every operation, then applies them in one transaction. On success *result is

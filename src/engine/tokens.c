@@ -54,6 +54,7 @@ int tokens_create(struct store_conn *c, const struct token_spec *spec, char **se
     char hash[65], id[40], prefix[16];
     int64_t now = time_now_ms();
     int rc = FERRY_ERR;
+    bool own_txn = false;
 
     *secret = NULL;
     if (!tokens_valid_role(spec->role))
@@ -69,6 +70,8 @@ int tokens_create(struct store_conn *c, const struct token_spec *spec, char **se
                                                    : "only a device token has a device id");
     if (spec->expires_at && spec->expires_at <= now)
         return err_set(err, ERR_INVALID, "the expiry must be in the future");
+    if (spec->tables && strlen(spec->tables) >= sizeof(((struct token_info *)0)->tables))
+        return err_set(err, ERR_INVALID, "the table list is too long");
 
     char *tok = NULL;
     make_secret(spec->role, &tok);
@@ -87,24 +90,29 @@ int tokens_create(struct store_conn *c, const struct token_spec *spec, char **se
         sv_text(prefix),
         sv_int(now),
         spec->expires_at ? sv_int(spec->expires_at) : sv_null(),
+        sv_text(spec->tables && *spec->tables ? spec->tables : NULL),
     };
-    if (store_begin(c, err) != FERRY_OK)
+    /* Inside a caller's transaction (registering a device) the token joins it. */
+    own_txn = !store_in_txn(c);
+    if (own_txn && store_begin(c, err) != FERRY_OK)
         goto out;
     if (spec->user_id && *spec->user_id && ensure_user(c, spec->user_id, now, err) != FERRY_OK)
         goto out;
     if (store_run(c,
                   "INSERT INTO ferry_tokens(id, name, role, user_id, device_id, token_hash,"
-                  " prefix, created_at, expires_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
-                  v, 9, NULL, err) != FERRY_OK)
+                  " prefix, created_at, expires_at, tables)"
+                  " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
+                  v, 10, NULL, err) != FERRY_OK)
         goto out;
-    if (store_commit(c, err) != FERRY_OK)
+    if (own_txn && store_commit(c, err) != FERRY_OK)
         goto out;
     *secret = tok;
     tok = NULL;
     memcpy(id_out, id, sizeof(id));
     rc = FERRY_OK;
 out:
-    store_rollback(c);
+    if (own_txn)
+        store_rollback(c);
     free(tok);
     return rc;
 }
@@ -128,7 +136,7 @@ int tokens_authenticate(struct store_conn *c, const char *token, int64_t now_ms,
     struct store_val v = sv_text(hash);
     if (store_query(c,
                     "SELECT id, role, user_id, device_id, token_hash, expires_at, revoked_at,"
-                    " last_used_at FROM ferry_tokens WHERE token_hash = $1",
+                    " last_used_at, tables FROM ferry_tokens WHERE token_hash = $1",
                     &v, 1, &rows, err) != FERRY_OK)
         goto out;
     step = store_rows_next(rows, err);
@@ -152,6 +160,7 @@ int tokens_authenticate(struct store_conn *c, const char *token, int64_t now_ms,
     copy_text(info->role, sizeof(info->role), store_rows_text(rows, 1));
     copy_text(info->user_id, sizeof(info->user_id), store_rows_text(rows, 2));
     copy_text(info->device_id, sizeof(info->device_id), store_rows_text(rows, 3));
+    copy_text(info->tables, sizeof(info->tables), store_rows_text(rows, 8));
     last_used = store_rows_isnull(rows, 7) ? 0 : store_rows_int(rows, 7);
     rc = FERRY_OK;
 out:
@@ -166,7 +175,7 @@ out:
 }
 
 static const char token_columns[] = "SELECT id, name, role, user_id, device_id, prefix,"
-                                    " created_at, expires_at, last_used_at, revoked_at"
+                                    " created_at, expires_at, last_used_at, revoked_at, tables"
                                     " FROM ferry_tokens";
 
 static json_t *time_or_null(const struct store_rows *rows, int col)
@@ -197,6 +206,15 @@ static json_t *token_json(const struct store_rows *rows)
     json_object_set_new(o, "lastUsedAt", time_or_null(rows, 8));
     json_object_set_new(o, "revokedAt", time_or_null(rows, 9));
     json_object_set_new(o, "revoked", json_boolean(!store_rows_isnull(rows, 9)));
+    json_t *tables = json_null();
+    if (!store_rows_isnull(rows, 10)) {
+        char *list = xstrdup(store_rows_text(rows, 10)), *save = NULL;
+        tables = json_array();
+        for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save))
+            json_array_append_new(tables, json_string(t));
+        free(list);
+    }
+    json_object_set_new(o, "tables", tables);
     return o;
 }
 

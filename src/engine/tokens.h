@@ -22,6 +22,7 @@ struct token_info {
     char role[16];
     char user_id[128];
     char device_id[128];
+    char tables[1024]; /* comma list of tables it may sync; empty: all */
 };
 
 struct token_spec {
@@ -30,10 +31,12 @@ struct token_spec {
     const char *user_id;   /* owner; for user tokens a user row is made if missing */
     const char *device_id; /* device tokens only */
     int64_t expires_at;    /* ms since epoch, 0 for never */
+    const char *tables;    /* comma list of tables it may sync; NULL: all */
 };
 
 /* Makes a token. *secret gets the full token (the caller frees it and shows it once);
- * *id the token's id. On failure nothing is stored. */
+ * *id the token's id. On failure nothing is stored. Called inside a transaction, it
+ * joins it; otherwise it runs its own. */
 int tokens_create(struct store_conn *c, const struct token_spec *spec, char **secret,
                   char id_out[40], struct err *err);
 

@@ -106,6 +106,7 @@ static int verify_token(struct request *req, const char *token, struct err *err)
     snprintf(req->cred.id, sizeof(req->cred.id), "%s", info.id);
     snprintf(req->cred.user_id, sizeof(req->cred.user_id), "%s", info.user_id);
     snprintf(req->cred.device_id, sizeof(req->cred.device_id), "%s", info.device_id);
+    snprintf(req->cred.tables, sizeof(req->cred.tables), "%s", info.tables);
     return FERRY_OK;
 }
 
@@ -159,6 +160,8 @@ static bool needs_credential(const struct request *req)
     const struct route *r = req->route;
     if (r->flags & ROUTE_METRICS_AUTH)
         return req->app->cfg->metrics_auth;
+    if (r->flags & ROUTE_LEGACY_AUTH)
+        return req->app->cfg->legacy_auth;
     return !(r->flags & ROUTE_PUBLIC);
 }
 

@@ -48,6 +48,7 @@ struct credential {
     char id[140];       /* token id, or "jwt:<sub>"; safe to log */
     char user_id[128];  /* owner user, empty for admin tokens without one */
     char device_id[128];
+    char tables[1024]; /* tables it may sync (comma list); empty: every synced table */
 };
 
 struct request;
@@ -57,6 +58,7 @@ enum route_flags {
     ROUTE_PUBLIC = 1 << 0,       /* no credential needed */
     ROUTE_JSON = 1 << 1,         /* body, when present, must be application/json */
     ROUTE_METRICS_AUTH = 1 << 2, /* public unless metrics-auth is set */
+    ROUTE_LEGACY_AUTH = 1 << 3,  /* needs a credential unless legacy-auth is off */
 };
 
 /* One row of a surface's route table. Patterns are literal segments, {name} for one
@@ -106,7 +108,17 @@ struct request {
     struct response resp;
     bool replied; /* a response is set */
     bool sent;    /* and queued with MHD */
+    /* Long-poll: a handler that wants to wait calls http_wait; the server parks the
+     * request and runs the handler again when the log moves or the deadline passes. */
+    int64_t wait_deadline; /* ms since epoch; 0: not waiting */
+    int64_t wait_head;     /* newest seq the handler saw */
+    bool wait_requested;
+    bool wait_expired;     /* set when the deadline passed (or the server is stopping) */
 };
+
+/* Asks the server to park the request until the change log moves past seen_head or
+ * deadline_ms passes; the handler then runs again. Call only without a reply. */
+void http_wait(struct request *req, int64_t deadline_ms, int64_t seen_head);
 
 /* Path parameter by name, NULL when the route has none of that name. */
 const char *http_param(const struct request *req, const char *name);

@@ -156,6 +156,13 @@ void http_reply_err(struct request *req, const struct err *err)
     http_reply_error(req, err->code == ERR_NONE ? ERR_INTERNAL : err->code, err->msg);
 }
 
+void http_wait(struct request *req, int64_t deadline_ms, int64_t seen_head)
+{
+    req->wait_deadline = deadline_ms;
+    req->wait_head = seen_head;
+    req->wait_requested = true;
+}
+
 json_t *http_json_object(struct request *req)
 {
     if (!req->json) {

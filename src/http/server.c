@@ -16,6 +16,7 @@
 #include "engine/metrics.h"
 #include "http/auth.h"
 #include "http/server.h"
+#include "http/waiter.h"
 #include "util/crypto.h"
 #include "util/json.h"
 #include "util/timeutil.h"
@@ -296,7 +297,7 @@ static void dispatch(struct request *req)
         free(msg);
         return;
     }
-    if ((req->route->flags & ROUTE_JSON) && req->body.len > 0) {
+    if ((req->route->flags & ROUTE_JSON) && req->body.len > 0 && !req->json) {
         if (!content_type_is_json(http_header(req, "Content-Type"))) {
             http_reply_error(req, ERR_INVALID, "Content-Type must be application/json");
             return;
@@ -348,6 +349,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     if (!req->replied)
         dispatch(req);
+    if (req->wait_requested && !req->replied) {
+        req->wait_requested = false;
+        waiter_park(req, req->wait_head);
+        return MHD_YES;
+    }
     return send_reply(req);
 }
 

@@ -20,7 +20,7 @@
     " PRIMARY KEY (tbl, pk, col));"\
     "CREATE TABLE ferry_devices ("\
     " id TEXT PRIMARY KEY, user_id TEXT NOT NULL, name TEXT NOT NULL,"\
-    " platform TEXT, app_version TEXT, cursor BIGINT NOT NULL DEFAULT 0,"\
+    " platform TEXT, app_version TEXT, cursor BIGINT NOT NULL DEFAULT 0, tables TEXT,"\
     " created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, last_seen_at BIGINT);"\
     "CREATE INDEX ferry_devices_user ON ferry_devices(user_id);"\
     "CREATE TABLE ferry_batches ("\
@@ -47,7 +47,7 @@ const struct migration store_migrations[] = {
      " token_hash TEXT NOT NULL UNIQUE,"
      " prefix TEXT NOT NULL,"
      " created_at BIGINT NOT NULL, expires_at BIGINT, last_used_at BIGINT,"
-     " revoked_at BIGINT);"
+     " revoked_at BIGINT, tables TEXT);"
      "CREATE INDEX ferry_tokens_user ON ferry_tokens(user_id);",
      /* PostgreSQL */
      "CREATE TABLE ferry_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -61,7 +61,7 @@ const struct migration store_migrations[] = {
      " token_hash TEXT NOT NULL UNIQUE,"
      " prefix TEXT NOT NULL,"
      " created_at BIGINT NOT NULL, expires_at BIGINT, last_used_at BIGINT,"
-     " revoked_at BIGINT);"
+     " revoked_at BIGINT, tables TEXT);"
      "CREATE INDEX ferry_tokens_user ON ferry_tokens(user_id);"},
     /* 2: the change log and record sync (DESIGN.md section 2); portable SQL */
     {2, CHANGELOG_SQL, CHANGELOG_SQL},

@@ -314,6 +314,25 @@ int store_list_tables(struct store_conn *conn, char ***names, size_t *n, struct 
     return conn->st->ops->list_tables(conn, names, n, err);
 }
 
+int store_listen(struct store_conn *conn, const char *channel, struct err *err)
+{
+    if (!conn->st->ops->wait_notify)
+        return err_set(err, ERR_UNAVAILABLE, "%s has no notifications", conn->st->ops->name);
+    char *quoted = store_quote_ident(channel);
+    char *sql = xasprintf("LISTEN %s", quoted);
+    int rc = store_exec(conn, sql, err);
+    free(sql);
+    free(quoted);
+    return rc;
+}
+
+int store_wait_notify(struct store_conn *conn, int timeout_ms, struct err *err)
+{
+    if (!conn->st->ops->wait_notify)
+        return err_set(err, ERR_UNAVAILABLE, "%s has no notifications", conn->st->ops->name);
+    return conn->st->ops->wait_notify(conn, timeout_ms, err);
+}
+
 char *store_quote_ident(const char *ident)
 {
     size_t len = strlen(ident), quotes = 0;

@@ -166,6 +166,12 @@ int store_list_tables(struct store_conn *conn, char ***names, size_t *n, struct 
 /* Returns a newly allocated, double-quoted identifier ("a""b" for a"b). */
 char *store_quote_ident(const char *ident);
 
+/* Subscribes the connection to a notification channel (PostgreSQL LISTEN). Returns
+ * ERR_UNAVAILABLE where the backend has no notifications (SQLite): poll instead. */
+int store_listen(struct store_conn *conn, const char *channel, struct err *err);
+/* Waits up to timeout_ms for a notification: 1 when one came, 0 on timeout. */
+int store_wait_notify(struct store_conn *conn, int timeout_ms, struct err *err);
+
 /* Current schema version (highest migration applied). */
 int store_schema_version(struct store *st);
 

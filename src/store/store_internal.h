@@ -32,6 +32,9 @@ struct store_ops {
     int (*table_info)(struct store_conn *conn, const char *table, struct store_table **out,
                       struct err *err);
     int (*list_tables)(struct store_conn *conn, char ***names, size_t *n, struct err *err);
+    /* Waits up to timeout_ms for a notification on a channel the connection LISTENs
+     * to: 1 when one came, 0 on timeout. NULL where the backend has none (SQLite). */
+    int (*wait_notify)(struct store_conn *conn, int timeout_ms, struct err *err);
     /* Drops every cached prepared statement (after a reconnect). */
     void (*clear_cache)(struct store_conn *conn);
 };

@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include <libpq-fe.h>
+#include <poll.h>
 
 #include "store/store_internal.h"
 
@@ -534,7 +535,27 @@ static void pg_clear_cache(struct store_conn *conn)
     conn->cache = NULL;
 }
 
+/* Waits on the connection's socket for a NOTIFY (after the caller ran LISTEN). */
+static int pg_wait_notify(struct store_conn *conn, int timeout_ms, struct err *err)
+{
+    PGconn *pg = conn->handle;
+    PGnotify *n;
+    int got = 0;
+    struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN};
+
+    if (!PQconsumeInput(pg))
+        return pg_error(pg, NULL, "listening failed", err);
+    if (!PQnotifies(pg) && poll(&pfd, 1, timeout_ms) > 0 && !PQconsumeInput(pg))
+        return pg_error(pg, NULL, "listening failed", err);
+    while ((n = PQnotifies(pg)) != NULL) {
+        PQfreemem(n);
+        got = 1;
+    }
+    return got;
+}
+
 const struct store_ops store_pg_ops = {
+    .wait_notify = pg_wait_notify,
     .name = "postgres",
     .connect = pg_connect,
     .disconnect = pg_disconnect,

@@ -68,7 +68,7 @@ static char *create(struct store_conn *c, const char *role, const char *name,
                     const char *user_id, const char *device_id, int64_t expires_at,
                     char id[40])
 {
-    struct token_spec spec = {role, name, user_id, device_id, expires_at};
+    struct token_spec spec = {role, name, user_id, device_id, expires_at, NULL};
     struct err err = {0};
     char *secret = NULL;
     if (tokens_create(c, &spec, &secret, id, &err) != FERRY_OK)
@@ -252,35 +252,35 @@ static void test_create_validation(void **state)
     memset(long_name, 'n', 201);
     long_name[201] = '\0';
 
-    expect_invalid(f->c, &(struct token_spec){"root", "x", "u", NULL, 0},
+    expect_invalid(f->c, &(struct token_spec){"root", "x", "u", NULL, 0, NULL},
                    "role must be admin, user or device");
-    expect_invalid(f->c, &(struct token_spec){NULL, "x", "u", NULL, 0},
+    expect_invalid(f->c, &(struct token_spec){NULL, "x", "u", NULL, 0, NULL},
                    "role must be admin, user or device");
-    expect_invalid(f->c, &(struct token_spec){"Admin", "x", NULL, NULL, 0},
+    expect_invalid(f->c, &(struct token_spec){"Admin", "x", NULL, NULL, 0, NULL},
                    "role must be admin, user or device");
-    expect_invalid(f->c, &(struct token_spec){"admin", "", NULL, NULL, 0},
+    expect_invalid(f->c, &(struct token_spec){"admin", "", NULL, NULL, 0, NULL},
                    "name must be 1 to 200 characters");
-    expect_invalid(f->c, &(struct token_spec){"admin", NULL, NULL, NULL, 0},
+    expect_invalid(f->c, &(struct token_spec){"admin", NULL, NULL, NULL, 0, NULL},
                    "name must be 1 to 200 characters");
-    expect_invalid(f->c, &(struct token_spec){"admin", long_name, NULL, NULL, 0},
+    expect_invalid(f->c, &(struct token_spec){"admin", long_name, NULL, NULL, 0, NULL},
                    "name must be 1 to 200 characters");
-    expect_invalid(f->c, &(struct token_spec){"user", "x", NULL, NULL, 0},
+    expect_invalid(f->c, &(struct token_spec){"user", "x", NULL, NULL, 0, NULL},
                    "a user token needs a user");
-    expect_invalid(f->c, &(struct token_spec){"user", "x", "", NULL, 0},
+    expect_invalid(f->c, &(struct token_spec){"user", "x", "", NULL, 0, NULL},
                    "a user token needs a user");
-    expect_invalid(f->c, &(struct token_spec){"device", "x", NULL, "d1", 0},
+    expect_invalid(f->c, &(struct token_spec){"device", "x", NULL, "d1", 0, NULL},
                    "a device token needs a user");
-    expect_invalid(f->c, &(struct token_spec){"device", "x", "alice", NULL, 0},
+    expect_invalid(f->c, &(struct token_spec){"device", "x", "alice", NULL, 0, NULL},
                    "a device token needs a device id");
-    expect_invalid(f->c, &(struct token_spec){"device", "x", "alice", "", 0},
+    expect_invalid(f->c, &(struct token_spec){"device", "x", "alice", "", 0, NULL},
                    "a device token needs a device id");
-    expect_invalid(f->c, &(struct token_spec){"user", "x", "alice", "d1", 0},
+    expect_invalid(f->c, &(struct token_spec){"user", "x", "alice", "d1", 0, NULL},
                    "only a device token has a device id");
-    expect_invalid(f->c, &(struct token_spec){"admin", "x", NULL, "d1", 0},
+    expect_invalid(f->c, &(struct token_spec){"admin", "x", NULL, "d1", 0, NULL},
                    "only a device token has a device id");
-    expect_invalid(f->c, &(struct token_spec){"user", "x", "alice", NULL, time_now_ms() - 1},
+    expect_invalid(f->c, &(struct token_spec){"user", "x", "alice", NULL, time_now_ms() - 1, NULL},
                    "the expiry must be in the future");
-    expect_invalid(f->c, &(struct token_spec){"user", "x", "alice", NULL, 1},
+    expect_invalid(f->c, &(struct token_spec){"user", "x", "alice", NULL, 1, NULL},
                    "the expiry must be in the future");
 
     /* Nothing was stored by any of them. */

@@ -1,0 +1,237 @@
+/* legacy.c - seed 004's cloud-sync-api: POST /sync/push (and its alias POST /sync),
+ * POST /sync/pull and GET /sync/status, with its bodies and its
+ * {"success":false,"error":"..."} errors. ferry's compatible extensions: a push may
+ * carry batch_id (a retried batch is answered from the first run), and a pull may carry
+ * cursor and answers next_cursor, has_more and the keys deleted since the cursor. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "app.h"
+#include "engine/feed.h"
+#include "engine/metrics.h"
+#include "engine/push.h"
+#include "util/json.h"
+#include "util/timeutil.h"
+
+#define PULL_DEFAULT_LIMIT 1000
+#define PULL_MAX_LIMIT 5000
+
+/* Seed 004 answers "Invalid table" for an operation on a table outside the allowlist. */
+static bool tables_valid(const struct synced_set *set, json_t *ops)
+{
+    size_t i;
+    json_t *op;
+    json_array_foreach(ops, i, op)
+    {
+        const char *table = json_string_value(json_object_get(op, "table"));
+        if (!table || !tables_find(set, table))
+            return false;
+    }
+    return true;
+}
+
+/* The device a legacy push speaks for: a device credential's own id, else the body's
+ * device_id (seed 004 accepts it "for auditing"). */
+static const char *legacy_device(const struct request *req, json_t *body)
+{
+    if (req->cred.role == ROLE_DEVICE)
+        return req->cred.device_id;
+    return json_string_value(json_object_get(body, "device_id"));
+}
+
+static void push(struct request *req)
+{
+    struct err err = {0};
+    json_t *body = http_json_object(req), *ops = NULL, *result = NULL;
+    const char *batch_id = NULL, *device = NULL;
+    bool replayed = false;
+    int64_t started = time_mono_us();
+
+    if (!body)
+        return;
+    if (json_get_array(body, "operations", true, &ops, &err) != FERRY_OK ||
+        json_get_string(body, "batch_id", false, &batch_id, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
+        return;
+    }
+    json_t *dev = json_object_get(body, "device_id");
+    if (dev && !json_is_string(dev) && !json_is_null(dev)) {
+        http_reply_error(req, ERR_INVALID, "field 'device_id' must be a string");
+        return;
+    }
+    if (!tables_valid(&req->app->synced, ops)) {
+        http_reply_error(req, ERR_INVALID, "Invalid table");
+        return;
+    }
+    device = legacy_device(req, body);
+    char *origin = xasprintf("legacy:%s", device ? device : req->cred.id);
+    struct push_request r = {
+        .origin = origin,
+        .batch_id = batch_id,
+        .device_id = device,
+        .user_id = req->cred.user_id[0] ? req->cred.user_id : NULL,
+        .scope = req->cred.tables[0] ? req->cred.tables : NULL,
+        .lenient_missing = true,
+        .ops = ops,
+        .max_ops = req->app->cfg->max_batch,
+    };
+    struct store_conn *c = api_conn(req);
+    if (c) {
+        int rc = push_apply(c, &req->app->synced, &r, &result, &replayed, &err);
+        metrics_sync(rc == FERRY_OK, (time_mono_us() - started) / 1000, req->bytes_in);
+        if (rc != FERRY_OK)
+            http_reply_err(req, &err);
+        else
+            http_reply_json(req, 200,
+                            json_pack("{s:b, s:O, s:b}", "success", 1, "cursor",
+                                      json_object_get(result, "cursor"), "replayed", replayed));
+        store_release(c);
+    }
+    json_decref(result);
+    free(origin);
+}
+
+/* Resolves the pull's table list: the named ones (each must be synced), or all. */
+static int pull_tables(struct request *req, json_t *body, const struct synced_table ***out,
+                       size_t *n, struct err *err)
+{
+    const struct synced_set *set = &req->app->synced;
+    json_t *names = NULL, *name;
+    size_t i;
+
+    *out = NULL;
+    *n = 0;
+    if (json_get_array(body, "tables", false, &names, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (!names) {
+        if (set->n == 0)
+            return err_set(err, ERR_INVALID, "No tables configured");
+        *out = xcalloc(set->n, sizeof(**out));
+        for (i = 0; i < set->n; i++)
+            (*out)[(*n)++] = &set->tables[i];
+        return FERRY_OK;
+    }
+    *out = xcalloc(json_array_size(names) + 1, sizeof(**out));
+    json_array_foreach(names, i, name)
+    {
+        const struct synced_table *t = tables_find(set, json_string_value(name) ? json_string_value(name) : "");
+        if (!t)
+            return err_set(err, ERR_INVALID, "Invalid table");
+        if (req->cred.tables[0] && !push_scope_allows(req->cred.tables, t->name))
+            return err_set(err, ERR_FORBIDDEN, "this credential may not read table '%s'", t->name);
+        (*out)[(*n)++] = t;
+    }
+    return FERRY_OK;
+}
+
+static int pull_limit(json_t *body, int *limit, struct err *err)
+{
+    int64_t v = PULL_DEFAULT_LIMIT;
+    if (json_get_int(body, "limit", false, &v, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (v < 1)
+        return err_set(err, ERR_INVALID, "field 'limit' must be at least 1");
+    *limit = v > PULL_MAX_LIMIT ? PULL_MAX_LIMIT : (int)v;
+    return FERRY_OK;
+}
+
+static int pull_cursor(json_t *body, int64_t *cursor, struct err *err)
+{
+    json_t *v = json_object_get(body, "cursor");
+    *cursor = 0;
+    if (!v || json_is_null(v))
+        return FERRY_OK;
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        *cursor = json_integer_value(v);
+        return FERRY_OK;
+    }
+    if (json_is_string(v))
+        return feed_parse_cursor(json_string_value(v), cursor, err);
+    return err_set(err, ERR_INVALID, "field 'cursor' must be a cursor from a previous pull");
+}
+
+/* Groups feed changes into seed 004's data: {table: [rows]} plus deleted: {table: [ids]}. */
+static json_t *pull_answer(const struct synced_table **tables, size_t n, const struct feed_page *p,
+                           int limit)
+{
+    json_t *data = json_object(), *deleted = json_object(), *change;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        json_object_set_new(data, tables[i]->name, json_array());
+        json_object_set_new(deleted, tables[i]->name, json_array());
+    }
+    json_array_foreach(p->changes, i, change)
+    {
+        const char *table = json_string_value(json_object_get(change, "table"));
+        if (json_is_true(json_object_get(change, "deleted")))
+            json_array_append(json_object_get(deleted, table), json_object_get(change, "id"));
+        else
+            json_array_append(json_object_get(data, table), json_object_get(change, "data"));
+    }
+    return json_pack("{s:b, s:o, s:i, s:o, s:I, s:b}", "success", 1, "data", data, "limit", limit,
+                     "deleted", deleted, "next_cursor", (json_int_t)p->next_cursor, "has_more",
+                     p->has_more);
+}
+
+static void pull(struct request *req)
+{
+    struct err err = {0};
+    json_t *body = req->json ? http_json_object(req) : NULL;
+    const struct synced_table **tables = NULL;
+    struct feed_page page = {0};
+    struct feed_query q = {0};
+    size_t n = 0;
+    int64_t started = time_mono_us();
+
+    if (req->json && !body)
+        return;
+    if (pull_tables(req, body, &tables, &n, &err) != FERRY_OK ||
+        pull_limit(body, &q.limit, &err) != FERRY_OK ||
+        pull_cursor(body, &q.cursor, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
+        free(tables);
+        return;
+    }
+    q.tables = tables;
+    q.n_tables = n;
+    struct store_conn *c = api_conn(req);
+    if (c) {
+        int rc = feed_read(c, &q, &page, &err);
+        metrics_sync(rc == FERRY_OK, (time_mono_us() - started) / 1000, 0);
+        if (rc != FERRY_OK)
+            http_reply_err(req, &err);
+        else
+            http_reply_json(req, 200, pull_answer(tables, n, &page, q.limit));
+        store_release(c);
+    }
+    json_decref(page.changes);
+    free(tables);
+}
+
+static void status(struct request *req)
+{
+    struct err err = {0};
+    json_t *names = json_array();
+    for (size_t i = 0; i < req->app->synced.n; i++)
+        json_array_append_new(names, json_string(req->app->synced.tables[i].name));
+    if (store_ping(req->app->store, &err) != FERRY_OK) {
+        json_decref(names);
+        http_reply_json(req, 503,
+                        json_pack("{s:b, s:s, s:s}", "success", 0, "status", "error", "error",
+                                  "Database unavailable"));
+        return;
+    }
+    http_reply_json(req, 200,
+                    json_pack("{s:b, s:s, s:o}", "success", 1, "status", "ok", "allowed_tables",
+                              names));
+}
+
+static const struct route routes[] = {
+    {M_POST, "/sync/push", push, ROLES_ANY, SURFACE_LEGACY, ROUTE_JSON | ROUTE_LEGACY_AUTH},
+    {M_POST, "/sync", push, ROLES_ANY, SURFACE_LEGACY, ROUTE_JSON | ROUTE_LEGACY_AUTH},
+    {M_POST, "/sync/pull", pull, ROLES_ANY, SURFACE_LEGACY, ROUTE_JSON | ROUTE_LEGACY_AUTH},
+    {M_GET, "/sync/status", status, ROLES_ANY, SURFACE_LEGACY, ROUTE_LEGACY_AUTH},
+};
+
+const struct route_table api_legacy_routes = {routes, sizeof(routes) / sizeof(routes[0])};

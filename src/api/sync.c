@@ -1,0 +1,501 @@
+/* sync.c - seed 002's device sync (Pinakes), under /api/v1/sync and /api/sync: devices
+ * and their tokens, report (push a batch), changes (pull, with long-poll), ack, and
+ * conflicts. Bodies are ferry's own (the seed points at a schema it does not include)
+ * and are described in docs/openapi.json. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "app.h"
+#include "engine/conflicts.h"
+#include "engine/devices.h"
+#include "engine/feed.h"
+#include "engine/metrics.h"
+#include "engine/push.h"
+#include "util/json.h"
+#include "util/timeutil.h"
+
+#define CHANGES_DEFAULT_LIMIT 100
+#define CHANGES_MAX_LIMIT 1000
+#define MAX_WAIT_S 60
+
+/* --- who may act on which device ------------------------------------------------- */
+
+/* Checks that the credential may act on a device owned by owner: its own device (device
+ * role), one of its user's devices (user role), any (admin). Replies 403 otherwise. */
+static bool may_use_device(struct request *req, const char *device_id, const char *owner)
+{
+    const struct credential *cred = &req->cred;
+    bool ok = cred->role == ROLE_ADMIN ||
+              (cred->role == ROLE_USER && !strcmp(cred->user_id, owner)) ||
+              (cred->role == ROLE_DEVICE && !strcmp(cred->device_id, device_id));
+    if (!ok)
+        http_reply_error(req, ERR_FORBIDDEN, "this device belongs to another user");
+    return ok;
+}
+
+/* Loads device id and checks access. Replies and returns NULL on failure. */
+static json_t *device_for(struct request *req, struct store_conn *c, const char *id)
+{
+    struct err err = {0};
+    json_t *device = NULL;
+    char owner[128];
+    if (devices_get(c, id, &device, owner, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
+        return NULL;
+    }
+    if (!may_use_device(req, id, owner)) {
+        json_decref(device);
+        return NULL;
+    }
+    return device;
+}
+
+/* The device a sync call speaks for: a device credential's own, or the deviceId a user
+ * or admin names (optional when `optional`). *id is NULL when none. Replies on error. */
+static bool acting_device(struct request *req, struct store_conn *c, const char *named,
+                          bool optional, const char **id)
+{
+    *id = NULL;
+    if (req->cred.role == ROLE_DEVICE) {
+        if (named && strcmp(named, req->cred.device_id) != 0) {
+            http_reply_error(req, ERR_FORBIDDEN, "a device token may only act for its device");
+            return false;
+        }
+        *id = req->cred.device_id;
+        devices_seen(c, *id);
+        return true;
+    }
+    if (!named) {
+        if (!optional)
+            http_reply_error(req, ERR_INVALID, "field 'deviceId' is required for a user token");
+        return optional;
+    }
+    json_t *device = device_for(req, c, named);
+    if (!device)
+        return false;
+    json_decref(device);
+    *id = named;
+    return true;
+}
+
+static const char *scope_of(const struct request *req)
+{
+    return req->cred.tables[0] ? req->cred.tables : NULL;
+}
+
+/* --- devices ----------------------------------------------------------------------- */
+
+static int read_device_spec(json_t *body, struct device_spec *spec, struct err *err)
+{
+    memset(spec, 0, sizeof(*spec));
+    return json_get_string(body, "id", false, &spec->id, err) != FERRY_OK ||
+                   json_get_string(body, "name", false, &spec->name, err) != FERRY_OK ||
+                   json_get_string(body, "platform", false, &spec->platform, err) != FERRY_OK ||
+                   json_get_string(body, "appVersion", false, &spec->app_version, err) != FERRY_OK
+               ? FERRY_ERR
+               : FERRY_OK;
+}
+
+static void register_device(struct request *req)
+{
+    struct err err = {0};
+    struct device_spec spec;
+    const char *user = req->cred.user_id;
+    json_t *body = http_json_object(req), *device = NULL;
+    char *token = NULL;
+
+    if (!body)
+        return;
+    if (read_device_spec(body, &spec, &err) != FERRY_OK ||
+        json_get_string(body, "userId", req->cred.role == ROLE_ADMIN && !user[0], &user, &err) !=
+            FERRY_OK) {
+        http_reply_err(req, &err);
+        return;
+    }
+    if (req->cred.role != ROLE_ADMIN && strcmp(user, req->cred.user_id) != 0) {
+        http_reply_error(req, ERR_FORBIDDEN, "a user registers devices only for itself");
+        return;
+    }
+    spec.tables = scope_of(req);
+    struct store_conn *c = api_conn(req);
+    if (!c)
+        return;
+    if (devices_register(c, user, &spec, &device, &token, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
+    } else {
+        json_object_set_new(device, "token", json_string(token));
+        http_reply_json(req, 200, device);
+    }
+    store_release(c);
+    free(token);
+}
+
+static void list_devices(struct request *req)
+{
+    struct err err = {0};
+    json_t *list = NULL;
+    struct store_conn *c = api_conn(req);
+    if (!c)
+        return;
+    if (req->cred.role == ROLE_DEVICE) {
+        char owner[128];
+        json_t *self = NULL;
+        list = json_array();
+        if (devices_get(c, req->cred.device_id, &self, owner, &err) == FERRY_OK)
+            json_array_append_new(list, self);
+    } else {
+        const char *user = req->cred.role == ROLE_ADMIN ? http_query(req, "userId")
+                                                        : req->cred.user_id;
+        devices_list(c, user, &list, &err);
+    }
+    if (!list)
+        http_reply_err(req, &err);
+    else
+        http_reply_json(req, 200,
+                        json_pack("{s:o, s:I}", "devices", list, "totalCount",
+                                  (json_int_t)json_array_size(list)));
+    store_release(c);
+}
+
+static void get_device(struct request *req)
+{
+    struct store_conn *c = api_conn(req);
+    if (!c)
+        return;
+    json_t *device = device_for(req, c, http_param(req, "id"));
+    if (device)
+        http_reply_json(req, 200, device);
+    store_release(c);
+}
+
+static void update_device(struct request *req)
+{
+    struct err err = {0};
+    struct device_spec spec;
+    const char *id = http_param(req, "id");
+    json_t *body = http_json_object(req), *device = NULL;
+    if (!body)
+        return;
+    if (read_device_spec(body, &spec, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
+        return;
+    }
+    if (spec.id && strcmp(spec.id, id) != 0) {
+        http_reply_error(req, ERR_INVALID, "a device's id cannot change");
+        return;
+    }
+    spec.id = NULL;
+    struct store_conn *c = api_conn(req);
+    if (!c)
+        return;
+    if ((device = device_for(req, c, id)) != NULL) {
+        char owner[128];
+        json_decref(device);
+        device = NULL;
+        if (devices_update(c, id, &spec, &err) != FERRY_OK ||
+            devices_get(c, id, &device, owner, &err) != FERRY_OK)
+            http_reply_err(req, &err);
+        else
+            http_reply_json(req, 200, device);
+    }
+    store_release(c);
+}
+
+static void delete_device(struct request *req)
+{
+    struct err err = {0};
+    const char *id = http_param(req, "id");
+    struct store_conn *c = api_conn(req);
+    json_t *device;
+    if (!c)
+        return;
+    if ((device = device_for(req, c, id)) != NULL) {
+        json_decref(device);
+        if (devices_delete(c, id, &err) != FERRY_OK)
+            http_reply_err(req, &err);
+        else
+            http_reply_text(req, 204, NULL, "", 0);
+    }
+    store_release(c);
+}
+
+static void new_device_token(struct request *req)
+{
+    struct err err = {0};
+    const char *id = http_param(req, "id");
+    char *token = NULL;
+    struct store_conn *c = api_conn(req);
+    json_t *device;
+    if (!c)
+        return;
+    if ((device = device_for(req, c, id)) != NULL) {
+        json_decref(device);
+        if (devices_new_token(c, id, &token, &err) != FERRY_OK)
+            http_reply_err(req, &err);
+        else
+            http_reply_json(req, 200, json_pack("{s:s, s:s}", "deviceId", id, "token", token));
+    }
+    store_release(c);
+    free(token);
+}
+
+/* --- report, changes, ack ------------------------------------------------------- */
+
+static void report(struct request *req)
+{
+    struct err err = {0};
+    json_t *body = http_json_object(req), *ops = NULL, *result = NULL;
+    const char *batch_id = NULL, *named = NULL, *device = NULL;
+    bool replayed = false;
+    int64_t started = time_mono_us();
+
+    if (!body)
+        return;
+    if (json_get_array(body, "operations", true, &ops, &err) != FERRY_OK ||
+        json_get_string(body, "batchId", false, &batch_id, &err) != FERRY_OK ||
+        json_get_string(body, "deviceId", false, &named, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
+        return;
+    }
+    struct store_conn *c = api_conn(req);
+    if (!c)
+        return;
+    if (acting_device(req, c, named, false, &device)) {
+        char *origin = xasprintf("device:%s", device);
+        struct push_request r = {
+            .origin = origin,
+            .batch_id = batch_id,
+            .device_id = device,
+            .user_id = req->cred.user_id[0] ? req->cred.user_id : NULL,
+            .scope = scope_of(req),
+            .want_results = true,
+            .ops = ops,
+            .max_ops = req->app->cfg->max_batch,
+        };
+        int rc = push_apply(c, &req->app->synced, &r, &result, &replayed, &err);
+        metrics_sync(rc == FERRY_OK, (time_mono_us() - started) / 1000, req->bytes_in);
+        if (rc != FERRY_OK) {
+            http_reply_err(req, &err);
+        } else {
+            json_object_set_new(result, "deviceId", json_string(device));
+            json_object_set_new(result, "replayed", json_boolean(replayed));
+            http_reply_json(req, 200, json_incref(result));
+        }
+        free(origin);
+    }
+    store_release(c);
+    json_decref(result);
+}
+
+static int query_int(struct request *req, const char *name, int64_t def, int64_t max,
+                     int64_t *out, struct err *err)
+{
+    const char *text = http_query(req, name);
+    char *end;
+    *out = def;
+    if (!text)
+        return FERRY_OK;
+    long long v = strtoll(text, &end, 10);
+    if (!*text || *end || v < 0)
+        return err_set(err, ERR_INVALID, "%s must be a whole number", name);
+    if (v > max)
+        return err_set(err, ERR_INVALID, "%s must be at most %lld", name, (long long)max);
+    *out = v;
+    return FERRY_OK;
+}
+
+/* The tables a changes call reads: the tables= list (each synced and in scope), or every
+ * synced table in scope. Caller frees *out. */
+static int changes_tables(struct request *req, const struct synced_table ***out, size_t *n,
+                          struct err *err)
+{
+    const struct synced_set *set = &req->app->synced;
+    const char *list = http_query(req, "tables");
+    *out = xcalloc(set->n + 1, sizeof(**out));
+    *n = 0;
+    for (size_t i = 0; i < set->n; i++) {
+        const struct synced_table *t = &set->tables[i];
+        bool named = list && push_scope_allows(list, t->name);
+        if ((list && !named) || (!list && !push_scope_allows(scope_of(req), t->name)))
+            continue;
+        if (named && !push_scope_allows(scope_of(req), t->name))
+            return err_set(err, ERR_FORBIDDEN, "this credential may not read table '%s'",
+                           t->name);
+        (*out)[(*n)++] = t;
+    }
+    if (list) {
+        char *copy = xstrdup(list), *save = NULL;
+        int rc = FERRY_OK;
+        for (char *name = strtok_r(copy, ",", &save); name && rc == FERRY_OK;
+             name = strtok_r(NULL, ",", &save))
+            if (!tables_find(set, name))
+                rc = err_set(err, ERR_INVALID, "'%s' is not a synced table", name);
+        free(copy);
+        return rc;
+    }
+    return FERRY_OK;
+}
+
+static void changes(struct request *req)
+{
+    struct err err = {0};
+    const struct synced_table **tables = NULL;
+    struct feed_page page = {0};
+    struct feed_query q = {0};
+    int64_t limit = 0, wait = 0;
+    const char *device = NULL;
+    const char *include_own = http_query(req, "includeOwn");
+    struct store_conn *c = NULL;
+
+    if (feed_parse_cursor(http_query(req, "cursor"), &q.cursor, &err) != FERRY_OK ||
+        query_int(req, "limit", CHANGES_DEFAULT_LIMIT, CHANGES_MAX_LIMIT, &limit, &err) !=
+            FERRY_OK ||
+        query_int(req, "wait", 0, MAX_WAIT_S, &wait, &err) != FERRY_OK ||
+        changes_tables(req, &tables, &q.n_tables, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
+        goto out;
+    }
+    if (limit < 1) {
+        http_reply_error(req, ERR_INVALID, "limit must be at least 1");
+        goto out;
+    }
+    if (!(c = api_conn(req)) || !acting_device(req, c, http_query(req, "deviceId"), true, &device))
+        goto out;
+    q.tables = tables;
+    q.limit = (int)limit;
+    q.exclude_device = include_own && !strcmp(include_own, "true") ? NULL : device;
+    if (feed_read(c, &q, &page, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
+        goto out;
+    }
+    /* Nothing new and the client will wait: park until the log moves or time is up. */
+    if (json_array_size(page.changes) == 0 && wait > 0 && !req->wait_expired) {
+        if (!req->wait_deadline)
+            req->wait_deadline = time_now_ms() + wait * 1000;
+        http_wait(req, req->wait_deadline, page.head);
+        goto out;
+    }
+    http_reply_json(req, 200,
+                    json_pack("{s:O, s:I, s:b}", "changes", page.changes, "cursor",
+                              (json_int_t)page.next_cursor, "hasMore", page.has_more));
+out:
+    store_release(c);
+    json_decref(page.changes);
+    free(tables);
+}
+
+static void ack(struct request *req)
+{
+    struct err err = {0};
+    json_t *body = http_json_object(req), *cursor_json;
+    const char *named = NULL, *device = NULL;
+    int64_t cursor = 0, stored = 0;
+    if (!body)
+        return;
+    cursor_json = json_object_get(body, "cursor");
+    if (json_get_string(body, "deviceId", false, &named, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
+        return;
+    }
+    if (json_is_integer(cursor_json) && json_integer_value(cursor_json) >= 0) {
+        cursor = json_integer_value(cursor_json);
+    } else if (!json_is_string(cursor_json) ||
+               feed_parse_cursor(json_string_value(cursor_json), &cursor, &err) != FERRY_OK) {
+        http_reply_error(req, ERR_INVALID, cursor_json ? "field 'cursor' is not a cursor"
+                                                       : "field 'cursor' is required");
+        return;
+    }
+    struct store_conn *c = api_conn(req);
+    if (!c)
+        return;
+    if (acting_device(req, c, named, false, &device)) {
+        if (devices_ack(c, device, cursor, &stored, &err) != FERRY_OK)
+            http_reply_err(req, &err);
+        else
+            http_reply_json(req, 200,
+                            json_pack("{s:s, s:I}", "deviceId", device, "cursor",
+                                      (json_int_t)stored));
+    }
+    store_release(c);
+}
+
+/* --- conflicts ---------------------------------------------------------------------- */
+
+static void list_conflicts(struct request *req)
+{
+    struct err err = {0};
+    json_t *list = NULL;
+    const char *status = http_query(req, "status");
+    if (!status)
+        status = "open";
+    if (strcmp(status, "open") && strcmp(status, "resolved") && strcmp(status, "all")) {
+        http_reply_error(req, ERR_INVALID, "status must be open, resolved or all");
+        return;
+    }
+    struct store_conn *c = api_conn(req);
+    if (!c)
+        return;
+    const char *user = req->cred.role == ROLE_ADMIN ? http_query(req, "userId") : req->cred.user_id;
+    if (conflicts_list(c, user, strcmp(status, "all") ? status : NULL, &list, &err) != FERRY_OK)
+        http_reply_err(req, &err);
+    else
+        http_reply_json(req, 200,
+                        json_pack("{s:o, s:I}", "conflicts", list, "totalCount",
+                                  (json_int_t)json_array_size(list)));
+    store_release(c);
+}
+
+static void resolve_conflict(struct request *req)
+{
+    struct err err = {0};
+    json_t *body = http_json_object(req), *data = NULL, *conflict = NULL, *done = NULL;
+    const char *resolution = NULL, *id = http_param(req, "id");
+    char owner[128];
+    if (!body)
+        return;
+    if (json_get_string(body, "resolution", true, &resolution, &err) != FERRY_OK ||
+        json_get_object(body, "data", false, &data, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
+        return;
+    }
+    struct store_conn *c = api_conn(req);
+    if (!c)
+        return;
+    if (conflicts_get(c, id, &conflict, owner, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
+    } else if (req->cred.role != ROLE_ADMIN && strcmp(owner, req->cred.user_id) != 0) {
+        http_reply_error(req, ERR_FORBIDDEN, "this conflict belongs to another user");
+    } else if (conflicts_resolve(c, &req->app->synced, id, resolution, data,
+                                 req->cred.user_id[0] ? req->cred.user_id : req->cred.id,
+                                 req->cred.role == ROLE_DEVICE ? req->cred.device_id : NULL,
+                                 &done, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
+    } else {
+        http_reply_json(req, 200, done);
+    }
+    json_decref(conflict);
+    store_release(c);
+}
+
+/* Both prefixes of seed 002 serve the same handlers. */
+#define SYNC_ROUTES(P)                                                                         \
+    {M_POST, P "/devices", register_device, ROLE_USER, SURFACE_V1, ROUTE_JSON},                \
+        {M_GET, P "/devices", list_devices, ROLES_ANY, SURFACE_V1, 0},                         \
+        {M_GET, P "/devices/{id}", get_device, ROLES_ANY, SURFACE_V1, 0},                      \
+        {M_PUT, P "/devices/{id}", update_device, ROLES_ANY, SURFACE_V1, ROUTE_JSON},          \
+        {M_DELETE, P "/devices/{id}", delete_device, ROLE_USER, SURFACE_V1, 0},                \
+        {M_POST, P "/devices/{id}/token", new_device_token, ROLE_USER, SURFACE_V1, 0},         \
+        {M_POST, P "/report", report, ROLES_ANY, SURFACE_V1, ROUTE_JSON},                      \
+        {M_GET, P "/changes", changes, ROLES_ANY, SURFACE_V1, 0},                              \
+        {M_POST, P "/ack", ack, ROLES_ANY, SURFACE_V1, ROUTE_JSON},                            \
+        {M_GET, P "/conflicts", list_conflicts, ROLES_ANY, SURFACE_V1, 0},                     \
+        {M_POST, P "/conflicts/{id}/resolve", resolve_conflict, ROLES_ANY, SURFACE_V1, ROUTE_JSON}
+
+static const struct route routes[] = {
+    SYNC_ROUTES("/api/v1/sync"),
+    SYNC_ROUTES("/api/sync"),
+};
+
+const struct route_table api_sync_routes = {routes, sizeof(routes) / sizeof(routes[0])};

@@ -1,0 +1,221 @@
+/* conflicts.c - see conflicts.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/conflicts.h"
+#include "engine/feed.h"
+#include "engine/push.h"
+#include "util/json.h"
+#include "util/timeutil.h"
+
+static const char conflict_columns[] =
+    "SELECT id, tbl, pk, device_id, user_id, action, base_version, server_version,"
+    " server_data, client_data, fields, status, resolution, created_at, resolved_at,"
+    " resolved_by FROM ferry_conflicts";
+
+static json_t *parsed_or_null(const struct store_rows *rows, int col)
+{
+    if (store_rows_isnull(rows, col))
+        return json_null();
+    json_t *v = json_loads(store_rows_text(rows, col), JSON_DECODE_ANY, NULL);
+    return v ? v : json_null();
+}
+
+static json_t *text_or_null(const struct store_rows *rows, int col)
+{
+    return store_rows_isnull(rows, col) ? json_null() : json_string(store_rows_text(rows, col));
+}
+
+static json_t *time_or_null(const struct store_rows *rows, int col)
+{
+    char iso[32];
+    if (store_rows_isnull(rows, col))
+        return json_null();
+    time_iso8601(store_rows_int(rows, col), 0, iso);
+    return json_string(iso);
+}
+
+static json_t *conflict_json(const struct store_rows *rows)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(store_rows_text(rows, 0)));
+    json_object_set_new(o, "table", json_string(store_rows_text(rows, 1)));
+    json_object_set_new(o, "rowId", json_string(store_rows_text(rows, 2)));
+    json_object_set_new(o, "deviceId", text_or_null(rows, 3));
+    json_object_set_new(o, "userId", text_or_null(rows, 4));
+    json_object_set_new(o, "action", json_string(store_rows_text(rows, 5)));
+    json_object_set_new(o, "baseVersion", store_rows_isnull(rows, 6)
+                                              ? json_null()
+                                              : json_integer(store_rows_int(rows, 6)));
+    json_object_set_new(o, "serverVersion", json_integer(store_rows_int(rows, 7)));
+    json_object_set_new(o, "serverData", parsed_or_null(rows, 8));
+    json_object_set_new(o, "clientData", parsed_or_null(rows, 9));
+    json_object_set_new(o, "fields", parsed_or_null(rows, 10));
+    json_object_set_new(o, "status", json_string(store_rows_text(rows, 11)));
+    json_object_set_new(o, "resolution", text_or_null(rows, 12));
+    json_object_set_new(o, "createdAt", time_or_null(rows, 13));
+    json_object_set_new(o, "resolvedAt", time_or_null(rows, 14));
+    json_object_set_new(o, "resolvedBy", text_or_null(rows, 15));
+    return o;
+}
+
+int conflicts_list(struct store_conn *c, const char *user_id, const char *status, json_t **out,
+                   struct err *err)
+{
+    struct store_rows *rows = NULL;
+    struct store_val v[2];
+    size_t n = 0;
+    int step = FERRY_ERR;
+    char *sql = xasprintf("%s WHERE 1 = 1%s%s ORDER BY created_at, id", conflict_columns,
+                          status ? " AND status = $1" : "",
+                          user_id ? (status ? " AND user_id = $2" : " AND user_id = $1") : "");
+    if (status)
+        v[n++] = sv_text(status);
+    if (user_id)
+        v[n++] = sv_text(user_id);
+    *out = json_array();
+    if (store_query(c, sql, v, n, &rows, err) == FERRY_OK)
+        while ((step = store_rows_next(rows, err)) == 1)
+            json_array_append_new(*out, conflict_json(rows));
+    store_rows_free(rows);
+    free(sql);
+    if (step != 0) {
+        json_decref(*out);
+        *out = NULL;
+        return FERRY_ERR;
+    }
+    return FERRY_OK;
+}
+
+int conflicts_get(struct store_conn *c, const char *id, json_t **out, char owner[128],
+                  struct err *err)
+{
+    struct store_rows *rows = NULL;
+    struct store_val v = sv_text(id);
+    char *sql = xasprintf("%s WHERE id = $1", conflict_columns);
+    int rc = FERRY_ERR, step;
+
+    *out = NULL;
+    if (store_query(c, sql, &v, 1, &rows, err) != FERRY_OK ||
+        (step = store_rows_next(rows, err)) < 0)
+        goto out;
+    if (step == 0) {
+        err_set(err, ERR_NOT_FOUND, "no conflict with id '%s'", id);
+        goto out;
+    }
+    snprintf(owner, 128, "%s", store_rows_isnull(rows, 4) ? "" : store_rows_text(rows, 4));
+    *out = conflict_json(rows);
+    rc = FERRY_OK;
+out:
+    store_rows_free(rows);
+    free(sql);
+    return rc;
+}
+
+struct mark_ctx {
+    const char *id, *resolution, *by;
+};
+
+/* Marks the conflict resolved inside the resolving transaction; a second resolution
+ * finds it no longer open and fails the whole transaction. */
+static int mark_resolved(struct store_conn *c, void *ctx, struct err *err)
+{
+    struct mark_ctx *m = ctx;
+    struct store_val v[] = {sv_text(m->resolution), sv_int(time_now_ms()), sv_text(m->by),
+                            sv_text(m->id)};
+    int64_t changed = 0;
+    if (store_run(c,
+                  "UPDATE ferry_conflicts SET status = 'resolved', resolution = $1,"
+                  " resolved_at = $2, resolved_by = $3 WHERE id = $4 AND status = 'open'",
+                  v, 4, &changed, err) != FERRY_OK)
+        return FERRY_ERR;
+    return changed ? FERRY_OK
+                   : err_set(err, ERR_CONFLICT, "conflict '%s' is already resolved", m->id);
+}
+
+/* The operation that carries out a resolution, or NULL when the row needs no change
+ * (keeping a server row that no longer exists). */
+static json_t *resolution_op(struct store_conn *c, const struct synced_table *t,
+                             const json_t *conflict, const char *resolution, json_t *data,
+                             struct err *err)
+{
+    const char *pk = json_string_value(json_object_get(conflict, "rowId"));
+    json_t *row = NULL, *key;
+
+    if (!strcmp(resolution, "keep_server")) {
+        /* Rewriting the server's row as it is gives it a new version, so the device whose
+         * change lost receives the server's state like any other change. */
+        if (feed_row(c, t, pk, &row, err) != FERRY_OK || !row)
+            return NULL;
+        return json_pack("{s:s, s:s, s:o}", "table", t->name, "action", "upsert", "data", row);
+    }
+    if (!strcmp(resolution, "take_client")) {
+        json_t *client = json_object_get(conflict, "clientData");
+        const char *action = json_string_value(json_object_get(conflict, "action"));
+        return json_pack("{s:s, s:s, s:O}", "table", t->name, "action",
+                         !strcmp(action, "delete") ? "delete" : "upsert", "data", client);
+    }
+    /* merge: the supplied fields over the row's key */
+    json_t *merged = json_deep_copy(data);
+    key = t->cols[t->pk].kind == KIND_INTEGER ? json_integer(strtoll(pk, NULL, 10))
+                                              : json_string(pk);
+    json_object_set_new(merged, t->cols[t->pk].name, key);
+    return json_pack("{s:s, s:s, s:o}", "table", t->name, "action", "upsert", "data", merged);
+}
+
+int conflicts_resolve(struct store_conn *c, const struct synced_set *set, const char *id,
+                      const char *resolution, json_t *data, const char *by,
+                      const char *device_id, json_t **out, struct err *err)
+{
+    json_t *conflict = NULL, *op = NULL, *ops = json_array(), *result = NULL;
+    char owner[128];
+    struct mark_ctx mark = {id, resolution, by};
+    bool replayed = false;
+    int rc = FERRY_ERR;
+
+    *out = NULL;
+    if (strcmp(resolution, "keep_server") && strcmp(resolution, "take_client") &&
+        strcmp(resolution, "merge")) {
+        err_set(err, ERR_INVALID, "resolution must be keep_server, take_client or merge");
+        goto out;
+    }
+    if (!strcmp(resolution, "merge") != (data != NULL)) {
+        err_set(err, ERR_INVALID, data ? "field 'data' is only for the merge resolution"
+                                       : "the merge resolution needs field 'data' (an object)");
+        goto out;
+    }
+    if (conflicts_get(c, id, &conflict, owner, err) != FERRY_OK)
+        goto out;
+    if (strcmp(json_string_value(json_object_get(conflict, "status")), "open") != 0) {
+        err_set(err, ERR_CONFLICT, "conflict '%s' is already resolved", id);
+        goto out;
+    }
+    const struct synced_table *t =
+        tables_find(set, json_string_value(json_object_get(conflict, "table")));
+    if (!t) {
+        err_set(err, ERR_CONFLICT, "table of conflict '%s' is no longer synced", id);
+        goto out;
+    }
+    struct err op_err = {0};
+    op = resolution_op(c, t, conflict, resolution, data, &op_err);
+    if (op_err.code != ERR_NONE) {
+        *err = op_err;
+        goto out;
+    }
+    if (op)
+        json_array_append(ops, op);
+    struct push_request r = {
+        .origin = "conflict", .device_id = device_id, .user_id = by, .ops = ops,
+        .in_txn = mark_resolved, .ctx = &mark,
+    };
+    if (push_apply(c, set, &r, &result, &replayed, err) != FERRY_OK)
+        goto out;
+    rc = conflicts_get(c, id, out, owner, err);
+out:
+    json_decref(conflict);
+    json_decref(op);
+    json_decref(ops);
+    json_decref(result);
+    return rc;
+}

@@ -1,0 +1,150 @@
+/* purge.c - see purge.h. */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "engine/devices.h"
+#include "engine/purge.h"
+#include "util/timeutil.h"
+
+static int read_horizon(struct store_conn *c, int64_t *horizon, struct err *err)
+{
+    struct store_val key = sv_text("purge_horizon");
+    bool found = false;
+    *horizon = 0;
+    return store_query_int(c, "SELECT CAST(value AS BIGINT) FROM ferry_meta WHERE key = $1", &key,
+                           1, horizon, &found, err);
+}
+
+static int write_horizon(struct store_conn *c, int64_t horizon, struct err *err)
+{
+    char text[32];
+    snprintf(text, sizeof(text), "%lld", (long long)horizon);
+    struct store_val v[] = {sv_text("purge_horizon"), sv_text(text)};
+    return store_run(c,
+                     "INSERT INTO ferry_meta(key, value) VALUES ($1, $2)"
+                     " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                     v, 2, NULL, err);
+}
+
+int purge_run(struct store_conn *c, int64_t retention_ms, struct purge_result *out,
+              struct err *err)
+{
+    int64_t cutoff = time_now_ms() - retention_ms, acked = 0, newest = 0;
+    bool any = false, found = false;
+    int rc = FERRY_ERR;
+
+    *out = (struct purge_result){0};
+    /* The seq counter's row lock keeps writers out while the horizon moves. */
+    if (store_begin(c, err) != FERRY_OK ||
+        store_run(c, "UPDATE ferry_seq SET value = value WHERE id = 1", NULL, 0, NULL, err) !=
+            FERRY_OK ||
+        devices_min_cursor(c, cutoff, &acked, &any, err) != FERRY_OK ||
+        read_horizon(c, &out->horizon, err) != FERRY_OK)
+        goto out;
+    if (!any) /* no active device: nobody still needs a tombstone */
+        acked = INT64_MAX;
+    struct store_val v[] = {sv_int(acked), sv_int(cutoff)};
+    if (store_query_int(c,
+                        "SELECT MAX(seq) FROM ferry_changes WHERE deleted = 1"
+                        " AND (seq <= $1 OR updated_at < $2)",
+                        v, 2, &newest, &found, err) != FERRY_OK)
+        goto out;
+    if (found) {
+        if (store_run(c,
+                      "DELETE FROM ferry_changes WHERE deleted = 1"
+                      " AND (seq <= $1 OR updated_at < $2)",
+                      v, 2, &out->tombstones, err) != FERRY_OK ||
+            store_run(c,
+                      "DELETE FROM ferry_field_versions WHERE NOT EXISTS (SELECT 1 FROM"
+                      " ferry_changes c WHERE c.tbl = ferry_field_versions.tbl"
+                      " AND c.pk = ferry_field_versions.pk)",
+                      NULL, 0, NULL, err) != FERRY_OK)
+            goto out;
+        if (newest > out->horizon) {
+            out->horizon = newest;
+            if (write_horizon(c, newest, err) != FERRY_OK)
+                goto out;
+        }
+    }
+    if (store_run(c, "DELETE FROM ferry_batches WHERE created_at < $1", &v[1], 1,
+                  &out->batches, err) != FERRY_OK)
+        goto out;
+    rc = store_commit(c, err);
+out:
+    store_rollback(c);
+    return rc;
+}
+
+struct purger {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    bool stop;
+    struct store *st;
+    int64_t interval_s, retention_ms;
+};
+
+static void *purger_main(void *arg)
+{
+    struct purger *p = arg;
+    pthread_mutex_lock(&p->lock);
+    while (!p->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += (time_t)p->interval_s;
+        while (!p->stop && pthread_cond_timedwait(&p->wake, &p->lock, &until) == 0)
+            ;
+        if (p->stop)
+            break;
+        pthread_mutex_unlock(&p->lock);
+        struct store_conn *c = NULL;
+        struct purge_result r;
+        struct err err = {0};
+        if (store_acquire(p->st, &c, &err) != FERRY_OK ||
+            purge_run(c, p->retention_ms, &r, &err) != FERRY_OK)
+            fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"purge failed\"}\n");
+        store_release(c);
+        pthread_mutex_lock(&p->lock);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+int purger_start(struct store *st, int64_t interval_s, int64_t retention_ms,
+                 struct purger **out, struct err *err)
+{
+    struct purger *p = xcalloc(1, sizeof(*p));
+    *out = NULL;
+    if (interval_s <= 0) {
+        free(p);
+        return FERRY_OK;
+    }
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    p->st = st;
+    p->interval_s = interval_s;
+    p->retention_ms = retention_ms;
+    if (pthread_create(&p->thread, NULL, purger_main, p) != 0) {
+        free(p);
+        return err_set(err, ERR_INTERNAL, "cannot start the purge thread");
+    }
+    *out = p;
+    return FERRY_OK;
+}
+
+void purger_stop(struct purger *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->stop = true;
+    pthread_cond_signal(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    pthread_join(p->thread, NULL);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->wake);
+    free(p);
+}

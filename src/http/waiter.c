@@ -1,0 +1,84 @@
+/* waiter.c - see waiter.h. The parked list is short (one entry per open long-poll) and
+ * guarded by one mutex, which also guards the last head seen, so parking and waking
+ * cannot cross. */
+#include <pthread.h>
+#include <stdlib.h>
+
+#include <microhttpd.h>
+
+#include "http/waiter.h"
+#include "util/timeutil.h"
+
+static struct {
+    pthread_mutex_t lock;
+    struct request **parked;
+    size_t n, cap;
+    int64_t head;
+} w = {.lock = PTHREAD_MUTEX_INITIALIZER, .head = -1};
+
+static void wake(struct request *req, bool expired)
+{
+    req->wait_expired = expired;
+    MHD_resume_connection(req->conn);
+}
+
+void waiter_park(struct request *req, int64_t seen_head)
+{
+    MHD_suspend_connection(req->conn);
+    pthread_mutex_lock(&w.lock);
+    if (w.head > seen_head || time_now_ms() >= req->wait_deadline) {
+        pthread_mutex_unlock(&w.lock);
+        wake(req, time_now_ms() >= req->wait_deadline);
+        return;
+    }
+    if (w.n == w.cap) {
+        w.cap = w.cap ? w.cap * 2 : 16;
+        w.parked = xrealloc(w.parked, w.cap * sizeof(*w.parked));
+    }
+    w.parked[w.n++] = req;
+    pthread_mutex_unlock(&w.lock);
+}
+
+/* Wakes the parked requests that match (all, or those past their deadline). */
+static void wake_where(bool all, bool expired_flag)
+{
+    int64_t now = time_now_ms();
+    pthread_mutex_lock(&w.lock);
+    size_t kept = 0;
+    for (size_t i = 0; i < w.n; i++) {
+        struct request *req = w.parked[i];
+        bool due = now >= req->wait_deadline;
+        if (all || due)
+            wake(req, expired_flag || due);
+        else
+            w.parked[kept++] = req;
+    }
+    w.n = kept;
+    pthread_mutex_unlock(&w.lock);
+}
+
+void waiter_changed(int64_t head)
+{
+    pthread_mutex_lock(&w.lock);
+    w.head = head;
+    pthread_mutex_unlock(&w.lock);
+    wake_where(true, false);
+}
+
+void waiter_tick(void)
+{
+    wake_where(false, false);
+}
+
+void waiter_release_all(void)
+{
+    wake_where(true, true);
+}
+
+int waiter_count(void)
+{
+    pthread_mutex_lock(&w.lock);
+    int n = (int)w.n;
+    pthread_mutex_unlock(&w.lock);
+    return n;
+}
