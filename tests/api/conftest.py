@@ -421,6 +421,38 @@ class Server:
         finally:
             con.close()
 
+    # the database as another program sees it
+
+    def db_exec(self, *statements):
+        """Runs SQL statements straight in the server's database (as another program
+        would), each committed. Works before the server starts, too."""
+        if self.backend == "postgres":
+            for sql in statements:
+                self.pg.psql(sql, db=self.db_name)
+            return
+        os.makedirs(self.data_dir, exist_ok=True)
+        con = sqlite3.connect(os.path.join(self.data_dir, "ferry.db"), timeout=10)
+        try:
+            for sql in statements:
+                con.execute(sql)
+                con.commit()
+        finally:
+            con.close()
+
+    def db_query(self, sql):
+        """Rows of a query run straight in the database, as lists of strings (None for
+        NULL) on both backends."""
+        if self.backend == "postgres":
+            wrapped = f"SELECT row_to_json(q)::text FROM ({sql}) q"
+            return [[None if v is None else str(v) for v in json.loads(r[0]).values()]
+                    for r in self.pg.psql(wrapped, db=self.db_name)]
+        con = sqlite3.connect(os.path.join(self.data_dir, "ferry.db"), timeout=10)
+        try:
+            return [[None if v is None else str(v) for v in row]
+                    for row in con.execute(sql).fetchall()]
+        finally:
+            con.close()
+
     # teardown checks
 
     def sanitizer_report(self):
@@ -433,13 +465,14 @@ class Server:
 
 @pytest.fixture
 def _servers(request, tmp_path):
-    """start(backend, *flags, env=, data_dir=, db_url=, pg=) starts a server (on
-    PostgreSQL in a fresh database of pg, the shared cluster by default) and checks each
-    one at teardown."""
+    """start(backend, *flags, env=, data_dir=, db_url=, pg=, schema=) starts a server (on
+    PostgreSQL in a fresh database of pg, the shared cluster by default), after running
+    the schema statements in its database, and checks each one at teardown."""
     started = []
     counter = itertools.count(1)
 
-    def start(backend, *args, env=None, data_dir=None, db_url=None, pg=None, start=True):
+    def start(backend, *args, env=None, data_dir=None, db_url=None, pg=None, start=True,
+              schema=()):
         db_name = None
         if backend == "postgres":
             pg = pg or request.getfixturevalue("pg_cluster")
@@ -450,6 +483,8 @@ def _servers(request, tmp_path):
             data_dir = str(tmp_path / f"data{next(counter)}")
         srv = Server(data_dir, db_url, args, env, backend=backend, pg=pg, db_name=db_name)
         started.append(srv)
+        if schema:  # the user's own tables, made before ferry starts
+            srv.db_exec(*schema)
         return srv.start() if start else srv
 
     yield start
