@@ -22,9 +22,9 @@ struct op {
     json_t *data;
     char *pk;                /* canonical text of the key */
     int64_t base_version;    /* -1 when absent */
-    int cols[256];           /* indexes of the data's columns, key first */
+    int *cols;               /* indexes of the data's columns, key first */
     size_t n_cols;
-    struct owned_val vals[256];
+    struct owned_val *vals;  /* their values, in the same order */
 };
 
 struct batch {
@@ -72,17 +72,16 @@ static int read_values(struct op *op, struct err *err)
     const char *key;
     json_t *value;
 
+    op->cols = xcalloc(t->n_cols, sizeof(*op->cols));
+    op->vals = xcalloc(t->n_cols, sizeof(*op->vals));
     op->cols[op->n_cols++] = (int)t->pk;
     json_object_foreach(op->data, key, value)
     {
         int col = tables_column(t, key);
         if (col < 0)
             return err_set(err, ERR_INVALID, "table '%s' has no column '%s'", t->name, key);
-        if (col == (int)t->pk)
-            continue;
-        if (op->n_cols == sizeof(op->cols) / sizeof(op->cols[0]))
-            return err_set(err, ERR_INVALID, "too many columns");
-        op->cols[op->n_cols++] = col;
+        if (col != (int)t->pk)
+            op->cols[op->n_cols++] = col; /* keys are unique (duplicates are refused) */
     }
     for (size_t i = 0; i < op->n_cols; i++) {
         const struct synced_column *col = &t->cols[op->cols[i]];
@@ -140,8 +139,10 @@ static int parse_op(const struct synced_set *set, const struct push_request *r, 
 static void batch_cleanup(struct batch *b)
 {
     for (size_t i = 0; i < b->n; i++) {
-        for (size_t k = 0; k < b->ops[i].n_cols; k++)
+        for (size_t k = 0; b->ops[i].vals && k < b->ops[i].n_cols; k++)
             values_release(&b->ops[i].vals[k]);
+        free(b->ops[i].vals);
+        free(b->ops[i].cols);
         free(b->ops[i].pk);
     }
     free(b->ops);
@@ -209,10 +210,12 @@ static char *update_sql(const struct synced_table *t, const int *cols, size_t n)
 static int run_owned(struct store_conn *c, const char *sql, const struct op *op,
                      const size_t *which, size_t n, int64_t *changed, struct err *err)
 {
-    struct store_val v[257];
+    struct store_val *v = xcalloc(n, sizeof(*v));
     for (size_t i = 0; i < n; i++)
         v[i] = op->vals[which ? which[i] : i].val;
-    return store_run(c, sql, v, n, changed, err);
+    int rc = store_run(c, sql, v, n, changed, err);
+    free(v);
+    return rc;
 }
 
 static int exec_insert(struct store_conn *c, const struct op *op, bool upsert, int64_t *changed,
@@ -228,8 +231,8 @@ static int exec_insert(struct store_conn *c, const struct op *op, bool upsert, i
 static int exec_update(struct store_conn *c, const struct op *op, const size_t *pos, size_t n,
                        int64_t *changed, struct err *err)
 {
-    int cols[256];
-    size_t which[257];
+    int *cols = xcalloc(n + 1, sizeof(*cols));
+    size_t *which = xcalloc(n + 1, sizeof(*which));
     which[0] = 0; /* the key */
     for (size_t i = 0; i < n; i++) {
         cols[i] = op->cols[pos[i]];
@@ -238,6 +241,8 @@ static int exec_update(struct store_conn *c, const struct op *op, const size_t *
     char *sql = update_sql(op->t, cols, n);
     int rc = run_owned(c, sql, op, which, n + 1, changed, err);
     free(sql);
+    free(cols);
+    free(which);
     return rc;
 }
 
@@ -363,8 +368,8 @@ static int merge_op(struct store_conn *c, const struct push_request *r, struct o
     struct store_rows *rows = NULL;
     struct store_val v[] = {sv_text(op->t->name), sv_text(op->pk), sv_int(op->base_version)};
     json_t *server_row = NULL, *both = json_array();
-    size_t apply[256], n_apply = 0;
-    bool server_changed[256] = {false};
+    size_t *apply = xcalloc(op->n_cols, sizeof(*apply)), n_apply = 0;
+    bool *server_changed = xcalloc(op->t->n_cols, sizeof(*server_changed));
     int rc = FERRY_ERR, step;
 
     if (store_query(c,
@@ -405,6 +410,8 @@ out:
     store_rows_free(rows);
     json_decref(server_row);
     json_decref(both);
+    free(apply);
+    free(server_changed);
     return rc;
 }
 
@@ -457,6 +464,34 @@ static int insert_over_existing(struct store_conn *c, struct op *op, size_t inde
                    index, op->pk, op->t->name);
 }
 
+/* An update sets the data's columns of an existing row; with none but the key it only
+ * checks the row is there. A missing row is an error, except under seed 004's lenient
+ * semantics where it changes nothing. */
+static int apply_update(struct store_conn *c, const struct push_request *r, const struct op *op,
+                        struct row_state *s, size_t index, int64_t *changed, struct err *err)
+{
+    bool missing;
+    *changed = 0;
+    if (op->n_cols > 1) {
+        size_t *pos = xcalloc(op->n_cols, sizeof(*pos));
+        for (size_t i = 1; i < op->n_cols; i++)
+            pos[i - 1] = i;
+        int rc = exec_update(c, op, pos, op->n_cols - 1, changed, err);
+        free(pos);
+        if (rc != FERRY_OK)
+            return FERRY_ERR;
+        missing = *changed == 0;
+    } else {
+        if (row_state(c, op, s, err) != FERRY_OK)
+            return FERRY_ERR;
+        missing = !s->found || s->deleted;
+    }
+    if (missing && !r->lenient_missing)
+        return err_set(err, ERR_NOT_FOUND, "operations[%zu]: row '%s' not found in '%s'", index,
+                       op->pk, op->t->name);
+    return FERRY_OK;
+}
+
 static int apply_op(struct store_conn *c, const struct push_request *r, struct op *op,
                     struct batch *b, size_t index, struct err *err)
 {
@@ -483,19 +518,9 @@ static int apply_op(struct store_conn *c, const struct push_request *r, struct o
         if (rc == FERRY_OK && !changed && op->action == ACT_INSERT)
             rc = insert_over_existing(c, op, index, err);
         break;
-    case ACT_UPDATE: {
-        size_t pos[256];
-        for (size_t i = 1; i < op->n_cols; i++)
-            pos[i - 1] = i;
-        rc = exec_update(c, op, pos, op->n_cols - 1, &changed, err);
-        if (rc == FERRY_OK && op->n_cols == 1)
-            rc = row_state(c, op, &s, err), changed = 0;
-        if (rc == FERRY_OK && !changed && !(op->n_cols == 1 && s.found && !s.deleted) &&
-            !r->lenient_missing)
-            rc = err_set(err, ERR_NOT_FOUND, "operations[%zu]: row '%s' not found in '%s'",
-                         index, op->pk, op->t->name);
+    case ACT_UPDATE:
+        rc = apply_update(c, r, op, &s, index, &changed, err);
         break;
-    }
     default:
         rc = exec_delete(c, op, &changed, err);
     }
