@@ -31,7 +31,8 @@ static void usage(FILE *out)
             "usage:\n"
             "  ferry serve [options]             run the server\n"
             "  ferry token create --role admin|user|device --name NAME\n"
-            "                     [--user ID] [--device ID] [--expires-in SECONDS] [options]\n"
+            "                     [--user ID] [--device ID] [--expires-in SECONDS]\n"
+            "                     [--tables a,b] [options]\n"
             "  ferry token list [options]\n"
             "  ferry token revoke ID [options]\n"
             "  ferry --version | --help\n\n"
@@ -269,18 +270,19 @@ out:
 
 /* Token subcommands take their own flags first; the rest are config options. */
 struct token_args {
-    const char *role, *name, *user, *device, *expires_in, *id;
+    const char *role, *name, *user, *device, *expires_in, *tables, *id;
     char **rest;
     int n_rest;
 };
 
 static int parse_token_args(int argc, char **argv, struct token_args *a, struct err *err)
 {
-    static const char *own[] = {"--role", "--name", "--user", "--device", "--expires-in"};
+    static const char *own[] = {"--role",       "--name",  "--user", "--device",
+                                "--expires-in", "--tables"};
     a->rest = xcalloc((size_t)argc + 1, sizeof(char *));
     for (int i = 0; i < argc; i++) {
         int which = -1;
-        for (int k = 0; k < 5; k++)
+        for (int k = 0; k < 6; k++)
             if (!strcmp(argv[i], own[k]))
                 which = k;
         if (which < 0) {
@@ -296,7 +298,8 @@ static int parse_token_args(int argc, char **argv, struct token_args *a, struct 
         }
         if (i + 1 >= argc)
             return err_set(err, ERR_INVALID, "%s needs a value", argv[i]);
-        const char **slot[] = {&a->role, &a->name, &a->user, &a->device, &a->expires_in};
+        const char **slot[] = {&a->role,       &a->name,  &a->user, &a->device,
+                               &a->expires_in, &a->tables};
         *slot[which] = argv[++i];
     }
     return FERRY_OK;
@@ -304,7 +307,7 @@ static int parse_token_args(int argc, char **argv, struct token_args *a, struct 
 
 static int token_create(struct store_conn *c, const struct token_args *a, struct err *err)
 {
-    struct token_spec spec = {a->role, a->name, a->user, a->device, 0, NULL};
+    struct token_spec spec = {a->role, a->name, a->user, a->device, 0, a->tables};
     char *secret = NULL, id[40];
     if (!a->role || !a->name)
         return err_set(err, ERR_INVALID, "token create needs --role and --name");
