@@ -104,23 +104,30 @@ static int pull_tables(struct request *req, json_t *body, const struct synced_ta
     *n = 0;
     if (json_get_array(body, "tables", false, &names, err) != FERRY_OK)
         return FERRY_ERR;
+    const char *scope = req->cred.tables[0] ? req->cred.tables : NULL;
     if (!names) {
         if (set->n == 0)
             return err_set(err, ERR_INVALID, "No tables configured");
         *out = xcalloc(set->n, sizeof(**out));
-        for (i = 0; i < set->n; i++)
-            (*out)[(*n)++] = &set->tables[i];
+        for (i = 0; i < set->n; i++) /* every table the credential may read */
+            if (push_scope_allows(scope, set->tables[i].name))
+                (*out)[(*n)++] = &set->tables[i];
         return FERRY_OK;
     }
     *out = xcalloc(json_array_size(names) + 1, sizeof(**out));
     json_array_foreach(names, i, name)
     {
-        const struct synced_table *t = tables_find(set, json_string_value(name) ? json_string_value(name) : "");
+        const char *text = json_string_value(name);
+        const struct synced_table *t = tables_find(set, text ? text : "");
         if (!t)
             return err_set(err, ERR_INVALID, "Invalid table");
-        if (req->cred.tables[0] && !push_scope_allows(req->cred.tables, t->name))
+        if (!push_scope_allows(scope, t->name))
             return err_set(err, ERR_FORBIDDEN, "this credential may not read table '%s'", t->name);
-        (*out)[(*n)++] = t;
+        bool seen = false;
+        for (size_t k = 0; k < *n; k++)
+            seen = seen || (*out)[k] == t;
+        if (!seen) /* a table named twice is read once */
+            (*out)[(*n)++] = t;
     }
     return FERRY_OK;
 }

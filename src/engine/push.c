@@ -83,6 +83,13 @@ static int read_values(struct op *op, struct err *err)
         if (col != (int)t->pk)
             op->cols[op->n_cols++] = col; /* keys are unique (duplicates are refused) */
     }
+    if (op->action == ACT_INSERT || op->action == ACT_UPSERT)
+        for (size_t i = 0; i < t->n_cols; i++)
+            if (t->cols[i].required && !json_object_get(op->data, t->cols[i].name))
+                return err_set(err, ERR_INVALID,
+                               "table '%s', row '%s', column '%s': is required (NOT NULL without"
+                               " a default)",
+                               t->name, op->pk, t->cols[i].name);
     for (size_t i = 0; i < op->n_cols; i++) {
         const struct synced_column *col = &t->cols[op->cols[i]];
         json_t *v = json_object_get(op->data, col->name);
@@ -350,14 +357,51 @@ static int record_conflict(struct store_conn *c, const struct push_request *r,
     return rc;
 }
 
-/* Compares a client value with the server row's value for one column, in the
- * column's JSON form. */
-static bool same_value(const struct synced_column *col, json_t *client, json_t *server_row)
+/* Whether the stored row equals the operation's values in the columns at the given
+ * positions of op->cols. The database compares, in each column's own type, so 12.5 equals
+ * "12.50" in a decimal column and a timestamp equals itself however it was written. JSON
+ * columns are compared as parsed JSON (PostgreSQL's json type has no equality). */
+static int row_equals(struct store_conn *c, const struct op *op, const size_t *pos, size_t n,
+                      bool *equal, struct err *err)
 {
-    json_t *server = json_object_get(server_row, col->name);
-    if (json_is_number(client) && json_is_number(server))
-        return json_number_value(client) == json_number_value(server);
-    return json_equal(client, server ? server : json_null());
+    const struct synced_table *t = op->t;
+    struct buf sql;
+    size_t *which = xcalloc(n + 1, sizeof(*which)), n_bound = 1;
+    json_t *row = NULL;
+    int64_t found = 0;
+    bool have = false;
+    int rc = FERRY_ERR;
+
+    *equal = true;
+    buf_init(&sql);
+    buf_printf(&sql, "SELECT 1 FROM %s WHERE %s = $1", t->quoted, t->cols[t->pk].quoted);
+    for (size_t i = 0; i < n; i++) {
+        const struct synced_column *col = &t->cols[op->cols[pos[i]]];
+        if (col->kind == KIND_JSON)
+            continue;
+        which[n_bound] = pos[i];
+        buf_printf(&sql, " AND %s IS NOT DISTINCT FROM $%zu", col->quoted, ++n_bound);
+    }
+    struct store_val *v = xcalloc(n_bound, sizeof(*v));
+    for (size_t i = 0; i < n_bound; i++)
+        v[i] = op->vals[which[i]].val;
+    if (store_query_int(c, sql.data, v, n_bound, &found, &have, err) != FERRY_OK ||
+        feed_row(c, t, op->pk, &row, err) != FERRY_OK)
+        goto out;
+    *equal = have && row;
+    for (size_t i = 0; i < n && *equal; i++) {
+        const struct synced_column *col = &t->cols[op->cols[pos[i]]];
+        if (col->kind == KIND_JSON)
+            *equal = json_equal(json_object_get(op->data, col->name),
+                                json_object_get(row, col->name));
+    }
+    rc = FERRY_OK;
+out:
+    json_decref(row);
+    buf_cleanup(&sql);
+    free(which);
+    free(v);
+    return rc;
 }
 
 /* Field-level merge: applies the client's fields the server has not changed since
@@ -367,7 +411,7 @@ static int merge_op(struct store_conn *c, const struct push_request *r, struct o
 {
     struct store_rows *rows = NULL;
     struct store_val v[] = {sv_text(op->t->name), sv_text(op->pk), sv_int(op->base_version)};
-    json_t *server_row = NULL, *both = json_array();
+    json_t *both = json_array();
     size_t *apply = xcalloc(op->n_cols, sizeof(*apply)), n_apply = 0;
     bool *server_changed = xcalloc(op->t->n_cols, sizeof(*server_changed));
     int rc = FERRY_ERR, step;
@@ -384,12 +428,14 @@ static int merge_op(struct store_conn *c, const struct push_request *r, struct o
     }
     store_rows_free(rows);
     rows = NULL;
-    if (step < 0 || feed_row(c, op->t, op->pk, &server_row, err) != FERRY_OK)
+    if (step < 0)
         goto out;
     for (size_t i = 1; i < op->n_cols; i++) {
         const struct synced_column *col = &op->t->cols[op->cols[i]];
-        json_t *client = json_object_get(op->data, col->name);
-        if (server_changed[op->cols[i]] && !same_value(col, client, server_row))
+        bool same = false;
+        if (server_changed[op->cols[i]] && row_equals(c, op, &i, 1, &same, err) != FERRY_OK)
+            goto out;
+        if (server_changed[op->cols[i]] && !same)
             json_array_append_new(both, json_string(col->name));
         else
             apply[n_apply++] = i;
@@ -408,7 +454,6 @@ static int merge_op(struct store_conn *c, const struct push_request *r, struct o
     rc = FERRY_OK;
 out:
     store_rows_free(rows);
-    json_decref(server_row);
     json_decref(both);
     free(apply);
     free(server_changed);
@@ -447,15 +492,14 @@ static int on_conflict(struct store_conn *c, const struct push_request *r, struc
 static int insert_over_existing(struct store_conn *c, struct op *op, size_t index,
                                 struct err *err)
 {
-    json_t *row = NULL;
-    bool same = true;
-    if (feed_row(c, op->t, op->pk, &row, err) != FERRY_OK)
+    size_t *pos = xcalloc(op->n_cols, sizeof(*pos));
+    bool same = false;
+    for (size_t i = 0; i < op->n_cols; i++)
+        pos[i] = i;
+    int rc = row_equals(c, op, pos, op->n_cols, &same, err);
+    free(pos);
+    if (rc != FERRY_OK)
         return FERRY_ERR;
-    for (size_t i = 0; row && i < op->n_cols; i++) {
-        const struct synced_column *col = &op->t->cols[op->cols[i]];
-        same = same && same_value(col, json_object_get(op->data, col->name), row);
-    }
-    json_decref(row);
     if (same)
         return FERRY_OK;
     return err_set(err, ERR_CONFLICT,

@@ -302,6 +302,7 @@ static int describe(struct store_conn *c, const char *name, enum conflict_policy
         col->quoted = store_quote_ident(col->name);
         col->kind = values_kind_of(info->cols[i].decl_type);
         col->not_null = info->cols[i].not_null || info->cols[i].primary_key;
+        col->required = col->not_null && !info->cols[i].has_default;
         if (info->cols[i].primary_key)
             t->pk = i;
     }

@@ -23,6 +23,7 @@ struct synced_column {
     char *quoted;
     enum col_kind kind;
     bool not_null;
+    bool required; /* NOT NULL without a default: an insert must give it */
 };
 
 struct synced_table {

@@ -30,6 +30,8 @@ enum col_kind values_kind_of(const char *t)
         return KIND_JSON;
     if (strstr(t, "blob") || !strcmp(t, "bytea"))
         return KIND_BLOB;
+    if (!strncmp(t, "interval", 8) || !strcmp(t, "point"))
+        return KIND_TEXT; /* PostgreSQL types whose names merely contain "int" */
     if (strstr(t, "int") || strstr(t, "serial")) /* SQLite's rule: any "INT" is integer */
         return KIND_INTEGER;
     if (strstr(t, "char") || strstr(t, "clob") || strstr(t, "text"))
@@ -87,12 +89,14 @@ static bool digits(const char **p, int n, int *out)
 
 static bool parse_date(const char **p)
 {
-    static const int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     int y, m, d;
     if (!digits(p, 4, &y) || *(*p)++ != '-' || !digits(p, 2, &m) || *(*p)++ != '-' ||
         !digits(p, 2, &d))
         return false;
-    return m >= 1 && m <= 12 && d >= 1 && d <= days[m - 1];
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    int last = m >= 1 && m <= 12 ? days[m - 1] + (m == 2 && leap) : 0;
+    return y >= 1 && d >= 1 && d <= last;
 }
 
 static bool parse_time(const char **p)
@@ -166,13 +170,31 @@ static bool valid_uuid(const char *s)
     return true;
 }
 
+/* A plain decimal: [+-]digits[.digits][e[+-]digits] (strtod would also take hex,
+ * "inf" and "nan", which no SQL decimal column stores). */
 static bool valid_numeric(const char *s)
 {
-    char *end;
-    if (!*s || isspace((unsigned char)*s))
+    const char *p = s;
+    bool any = false;
+    if (*p == '+' || *p == '-')
+        p++;
+    for (; isdigit((unsigned char)*p); p++)
+        any = true;
+    if (*p == '.')
+        for (p++; isdigit((unsigned char)*p); p++)
+            any = true;
+    if (!any)
         return false;
-    double d = strtod(s, &end);
-    return !*end && isfinite(d);
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-')
+            p++;
+        if (!isdigit((unsigned char)*p))
+            return false;
+        while (isdigit((unsigned char)*p))
+            p++;
+    }
+    return *p == '\0';
 }
 
 static int decode_base64(const char *s, struct owned_val *out)

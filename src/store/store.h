@@ -69,6 +69,7 @@ struct store_column {
     char *decl_type; /* declared type as written, lower case ("text", "integer", ...) */
     bool not_null;
     bool primary_key;
+    bool has_default; /* the database fills it when an INSERT leaves it out */
 };
 
 struct store_table {

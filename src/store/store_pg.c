@@ -458,7 +458,8 @@ static int pg_table_info(struct store_conn *conn, const char *table, struct stor
     static const char sql[] =
         "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull::int,"
         " EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid"
-        "  AND i.indisprimary AND a.attnum = ANY (i.indkey))::int"
+        "  AND i.indisprimary AND a.attnum = ANY (i.indkey))::int,"
+        " (a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '')::int"
         " FROM pg_catalog.pg_attribute a"
         " JOIN pg_catalog.pg_class c ON c.oid = a.attrelid"
         " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
@@ -484,6 +485,7 @@ static int pg_table_info(struct store_conn *conn, const char *table, struct stor
         c->decl_type = lower_dup(store_rows_text(rows, 1));
         c->not_null = store_rows_int(rows, 2) != 0;
         c->primary_key = store_rows_int(rows, 3) != 0;
+        c->has_default = store_rows_int(rows, 4) != 0;
         t->n_pk += c->primary_key;
     }
     if (step < 0)
@@ -545,8 +547,12 @@ static int pg_wait_notify(struct store_conn *conn, int timeout_ms, struct err *e
 
     if (!PQconsumeInput(pg))
         return pg_error(pg, NULL, "listening failed", err);
-    if (!PQnotifies(pg) && poll(&pfd, 1, timeout_ms) > 0 && !PQconsumeInput(pg))
+    if ((n = PQnotifies(pg)) != NULL) { /* one was already buffered */
+        PQfreemem(n);
+        got = 1;
+    } else if (poll(&pfd, 1, timeout_ms) > 0 && !PQconsumeInput(pg)) {
         return pg_error(pg, NULL, "listening failed", err);
+    }
     while ((n = PQnotifies(pg)) != NULL) {
         PQfreemem(n);
         got = 1;

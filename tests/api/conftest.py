@@ -278,7 +278,9 @@ class Server:
 
         self._reader = threading.Thread(target=reader, daemon=True)
         self._reader.start()
-        if not listening.wait(START_TIMEOUT) or self.proc.poll() is not None:
+        started = listening.wait(START_TIMEOUT) and any(
+            " listening on http://" in l for l in self.stdout_lines)
+        if not started or self.proc.poll() is not None:
             self.proc.kill()
             self.proc.wait()
             raise RuntimeError(f"ferry did not start: {self.command()}\nstdout: "
