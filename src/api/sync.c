@@ -438,7 +438,8 @@ static void list_conflicts(struct request *req)
     if (!c)
         return;
     const char *user = req->cred.role == ROLE_ADMIN ? http_query(req, "userId") : req->cred.user_id;
-    if (conflicts_list(c, user, strcmp(status, "all") ? status : NULL, &list, &err) != FERRY_OK)
+    if (conflicts_list(c, &req->app->synced, user, strcmp(status, "all") ? status : NULL, &list,
+                       &err) != FERRY_OK)
         http_reply_err(req, &err);
     else
         http_reply_json(req, 200,
@@ -463,7 +464,7 @@ static void resolve_conflict(struct request *req)
     struct store_conn *c = api_conn(req);
     if (!c)
         return;
-    if (conflicts_get(c, id, &conflict, owner, &err) != FERRY_OK) {
+    if (conflicts_get(c, &req->app->synced, id, &conflict, owner, &err) != FERRY_OK) {
         http_reply_err(req, &err);
     } else if (req->cred.role != ROLE_ADMIN && strcmp(owner, req->cred.user_id) != 0) {
         http_reply_error(req, ERR_FORBIDDEN, "this conflict belongs to another user");

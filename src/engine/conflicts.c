@@ -36,12 +36,22 @@ static json_t *time_or_null(const struct store_rows *rows, int col)
     return json_string(iso);
 }
 
-static json_t *conflict_json(const struct store_rows *rows)
+/* The row's key as the feed writes it: a number for an integer key. */
+static json_t *row_id(const struct synced_set *set, const char *table, const char *pk)
+{
+    const struct synced_table *t = tables_find(set, table);
+    if (t && t->cols[t->pk].kind == KIND_INTEGER)
+        return json_integer(strtoll(pk, NULL, 10));
+    return json_string(pk);
+}
+
+static json_t *conflict_json(const struct synced_set *set, const struct store_rows *rows)
 {
     json_t *o = json_object();
     json_object_set_new(o, "id", json_string(store_rows_text(rows, 0)));
     json_object_set_new(o, "table", json_string(store_rows_text(rows, 1)));
-    json_object_set_new(o, "rowId", json_string(store_rows_text(rows, 2)));
+    json_object_set_new(o, "rowId",
+                        row_id(set, store_rows_text(rows, 1), store_rows_text(rows, 2)));
     json_object_set_new(o, "deviceId", text_or_null(rows, 3));
     json_object_set_new(o, "userId", text_or_null(rows, 4));
     json_object_set_new(o, "action", json_string(store_rows_text(rows, 5)));
@@ -60,8 +70,8 @@ static json_t *conflict_json(const struct store_rows *rows)
     return o;
 }
 
-int conflicts_list(struct store_conn *c, const char *user_id, const char *status, json_t **out,
-                   struct err *err)
+int conflicts_list(struct store_conn *c, const struct synced_set *set, const char *user_id,
+                   const char *status, json_t **out, struct err *err)
 {
     struct store_rows *rows = NULL;
     struct store_val v[2];
@@ -77,7 +87,7 @@ int conflicts_list(struct store_conn *c, const char *user_id, const char *status
     *out = json_array();
     if (store_query(c, sql, v, n, &rows, err) == FERRY_OK)
         while ((step = store_rows_next(rows, err)) == 1)
-            json_array_append_new(*out, conflict_json(rows));
+            json_array_append_new(*out, conflict_json(set, rows));
     store_rows_free(rows);
     free(sql);
     if (step != 0) {
@@ -88,8 +98,8 @@ int conflicts_list(struct store_conn *c, const char *user_id, const char *status
     return FERRY_OK;
 }
 
-int conflicts_get(struct store_conn *c, const char *id, json_t **out, char owner[128],
-                  struct err *err)
+int conflicts_get(struct store_conn *c, const struct synced_set *set, const char *id,
+                  json_t **out, char owner[128], struct err *err)
 {
     struct store_rows *rows = NULL;
     struct store_val v = sv_text(id);
@@ -105,7 +115,7 @@ int conflicts_get(struct store_conn *c, const char *id, json_t **out, char owner
         goto out;
     }
     snprintf(owner, 128, "%s", store_rows_isnull(rows, 4) ? "" : store_rows_text(rows, 4));
-    *out = conflict_json(rows);
+    *out = conflict_json(set, rows);
     rc = FERRY_OK;
 out:
     store_rows_free(rows);
@@ -140,8 +150,13 @@ static json_t *resolution_op(struct store_conn *c, const struct synced_table *t,
                              const json_t *conflict, const char *resolution, json_t *data,
                              struct err *err)
 {
-    const char *pk = json_string_value(json_object_get(conflict, "rowId"));
-    json_t *row = NULL, *key;
+    json_t *row = NULL, *key, *id = json_object_get(conflict, "rowId");
+    char pk_buf[32];
+    const char *pk = json_string_value(id);
+    if (json_is_integer(id)) {
+        snprintf(pk_buf, sizeof(pk_buf), "%lld", (long long)json_integer_value(id));
+        pk = pk_buf;
+    }
 
     if (!strcmp(resolution, "keep_server")) {
         /* Rewriting the server's row as it is gives it a new version, so the device whose
@@ -151,10 +166,15 @@ static json_t *resolution_op(struct store_conn *c, const struct synced_table *t,
         return json_pack("{s:s, s:s, s:o}", "table", t->name, "action", "upsert", "data", row);
     }
     if (!strcmp(resolution, "take_client")) {
+        /* The client's operation again: a partial update stays an update while the row
+         * exists; a row deleted since needs the whole row (an upsert). */
         json_t *client = json_object_get(conflict, "clientData");
         const char *action = json_string_value(json_object_get(conflict, "action"));
-        return json_pack("{s:s, s:s, s:O}", "table", t->name, "action",
-                         !strcmp(action, "delete") ? "delete" : "upsert", "data", client);
+        if (strcmp(action, "delete") && feed_row(c, t, pk, &row, err) != FERRY_OK)
+            return NULL;
+        const char *redo = !strcmp(action, "delete") ? "delete" : row ? "update" : "upsert";
+        json_decref(row);
+        return json_pack("{s:s, s:s, s:O}", "table", t->name, "action", redo, "data", client);
     }
     /* merge: the supplied fields over the row's key */
     json_t *merged = json_deep_copy(data);
@@ -185,7 +205,7 @@ int conflicts_resolve(struct store_conn *c, const struct synced_set *set, const 
                                        : "the merge resolution needs field 'data' (an object)");
         goto out;
     }
-    if (conflicts_get(c, id, &conflict, owner, err) != FERRY_OK)
+    if (conflicts_get(c, set, id, &conflict, owner, err) != FERRY_OK)
         goto out;
     if (strcmp(json_string_value(json_object_get(conflict, "status")), "open") != 0) {
         err_set(err, ERR_CONFLICT, "conflict '%s' is already resolved", id);
@@ -211,7 +231,7 @@ int conflicts_resolve(struct store_conn *c, const struct synced_set *set, const 
     };
     if (push_apply(c, set, &r, &result, &replayed, err) != FERRY_OK)
         goto out;
-    rc = conflicts_get(c, id, out, owner, err);
+    rc = conflicts_get(c, set, id, out, owner, err);
 out:
     json_decref(conflict);
     json_decref(op);

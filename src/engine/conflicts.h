@@ -10,12 +10,12 @@
 
 /* Open conflicts (all when status is NULL, else "open" or "resolved") of user_id (every
  * user when NULL), oldest first, as a JSON array. */
-int conflicts_list(struct store_conn *c, const char *user_id, const char *status, json_t **out,
-                   struct err *err);
+int conflicts_list(struct store_conn *c, const struct synced_set *set, const char *user_id,
+                   const char *status, json_t **out, struct err *err);
 
 /* One conflict and its owner (user id, "" when none) in owner[128]. */
-int conflicts_get(struct store_conn *c, const char *id, json_t **out, char owner[128],
-                  struct err *err);
+int conflicts_get(struct store_conn *c, const struct synced_set *set, const char *id,
+                  json_t **out, char owner[128], struct err *err);
 
 /* Resolves conflict id: resolution "keep_server", "take_client" or "merge" (with data,
  * a full or partial row). The row change and the conflict's new state commit together.

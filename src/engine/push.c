@@ -440,17 +440,23 @@ static int merge_op(struct store_conn *c, const struct push_request *r, struct o
         else
             apply[n_apply++] = i;
     }
+    /* The conflict records the server's row as it was, before the client's fields land. */
     int64_t changed = 0;
+    bool conflict = json_array_size(both) > 0;
+    if (conflict && record_conflict(c, r, op, s, both, b, err) != FERRY_OK)
+        goto out;
     if (n_apply && exec_update(c, op, apply, n_apply, &changed, err) != FERRY_OK)
         goto out;
-    if (json_array_size(both)) {
-        if (record_conflict(c, r, op, s, both, b, err) != FERRY_OK)
-            goto out;
-        add_result(b, index, op, "conflict", s->version + (changed > 0));
-    } else {
+    if (!conflict)
         b->applied++;
-        add_result(b, index, op, "merged", s->version + (changed > 0));
-    }
+    add_result(b, index, op, conflict ? "conflict" : "merged", s->version + (changed > 0));
+    /* The merged row holds fields the device has not seen, and the feed leaves out the
+     * device's own changes, so the answer carries the row. */
+    json_t *merged = NULL;
+    if (feed_row(c, op->t, op->pk, &merged, err) != FERRY_OK)
+        goto out;
+    json_object_set_new(json_array_get(b->results, json_array_size(b->results) - 1), "data",
+                        merged ? merged : json_null());
     rc = FERRY_OK;
 out:
     store_rows_free(rows);
@@ -660,7 +666,13 @@ static int apply_all(struct store_conn *c, const struct push_request *r, struct 
                      json_t **result, struct err *err)
 {
     int64_t seq0 = 0, head = 0;
-    if (mark_device_start(c, r->device_id, &seq0, err) != FERRY_OK)
+    /* Take the seq counter's row lock before reading any row state: pushes then run one
+     * at a time, so a base_version check cannot race another push on PostgreSQL, whose
+     * READ COMMITTED transactions would otherwise both see the old version. (SQLite's
+     * BEGIN IMMEDIATE already serialises writers.) */
+    if (store_run(c, "UPDATE ferry_seq SET value = value WHERE id = 1", NULL, 0, NULL, err) !=
+            FERRY_OK ||
+        mark_device_start(c, r->device_id, &seq0, err) != FERRY_OK)
         return FERRY_ERR;
     for (size_t i = 0; i < b->n; i++)
         if (apply_op(c, r, &b->ops[i], b, i, err) != FERRY_OK)
