@@ -18,7 +18,8 @@ bootstrap:
 	@scripts/bootstrap.sh
 
 build:
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_TESTS=OFF >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_SANITIZE=OFF \
+		-DFERRY_TESTS=OFF >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
 run: bootstrap build
