@@ -31,8 +31,13 @@ int feed_head(struct store_conn *c, int64_t *head, struct err *err)
 {
     bool found = false;
     *head = 0;
-    return store_query_int(c, "SELECT value FROM ferry_seq WHERE id = 1", NULL, 0, head, &found,
-                           err);
+    /* The purge may have removed the newest entries; their seqs are at or below the
+     * horizon, so the head is the larger of the two and never moves backwards. */
+    return store_query_int(c,
+                           "SELECT MAX(s) FROM (SELECT COALESCE(MAX(seq), 0) AS s FROM"
+                           " ferry_changes UNION ALL SELECT CAST(value AS BIGINT) FROM ferry_meta"
+                           " WHERE key = 'purge_horizon') h",
+                           NULL, 0, head, &found, err);
 }
 
 static int purge_horizon(struct store_conn *c, int64_t *horizon, struct err *err)

@@ -7,6 +7,7 @@
 
 #include "engine/devices.h"
 #include "engine/purge.h"
+#include "engine/tables.h"
 #include "util/timeutil.h"
 
 static int read_horizon(struct store_conn *c, int64_t *horizon, struct err *err)
@@ -37,10 +38,8 @@ int purge_run(struct store_conn *c, int64_t retention_ms, struct purge_result *o
     int rc = FERRY_ERR;
 
     *out = (struct purge_result){0};
-    /* The seq counter's row lock keeps writers out while the horizon moves. */
-    if (store_begin(c, err) != FERRY_OK ||
-        store_run(c, "UPDATE ferry_seq SET value = value WHERE id = 1", NULL, 0, NULL, err) !=
-            FERRY_OK ||
+    /* The change log's lock keeps writers out while the horizon moves. */
+    if (store_begin(c, err) != FERRY_OK || changelog_lock(c, err) != FERRY_OK ||
         devices_min_cursor(c, cutoff, &acked, &any, err) != FERRY_OK ||
         read_horizon(c, &out->horizon, err) != FERRY_OK)
         goto out;

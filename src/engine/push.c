@@ -31,7 +31,13 @@ struct batch {
     struct op *ops;
     size_t n;
     json_t *results, *conflicts;
+    bool want_results;
     int64_t applied, unchanged, skipped;
+    /* The last INSERT text built: a batch's operations usually share table and columns,
+     * so the text is built once and the statement cache finds it by pointer-equal text. */
+    char *insert_sql;
+    const struct op *insert_like;
+    bool insert_upsert;
 };
 
 bool push_scope_allows(const char *scope, const char *table)
@@ -153,6 +159,7 @@ static void batch_cleanup(struct batch *b)
         free(b->ops[i].pk);
     }
     free(b->ops);
+    free(b->insert_sql);
     json_decref(b->results);
     json_decref(b->conflicts);
 }
@@ -225,13 +232,22 @@ static int run_owned(struct store_conn *c, const char *sql, const struct op *op,
     return rc;
 }
 
-static int exec_insert(struct store_conn *c, const struct op *op, bool upsert, int64_t *changed,
-                       struct err *err)
+static bool same_shape(const struct op *a, const struct op *b)
 {
-    char *sql = insert_sql(op, upsert);
-    int rc = run_owned(c, sql, op, NULL, op->n_cols, changed, err);
-    free(sql);
-    return rc;
+    return a && a->t == b->t && a->n_cols == b->n_cols &&
+           !memcmp(a->cols, b->cols, a->n_cols * sizeof(*a->cols));
+}
+
+static int exec_insert(struct store_conn *c, struct batch *b, const struct op *op, bool upsert,
+                       int64_t *changed, struct err *err)
+{
+    if (!b->insert_sql || b->insert_upsert != upsert || !same_shape(b->insert_like, op)) {
+        free(b->insert_sql);
+        b->insert_sql = insert_sql(op, upsert);
+        b->insert_like = op;
+        b->insert_upsert = upsert;
+    }
+    return run_owned(c, b->insert_sql, op, NULL, op->n_cols, changed, err);
 }
 
 /* Updates the given data columns (positions into op->cols, key excluded). */
@@ -301,6 +317,8 @@ static int row_state(struct store_conn *c, const struct op *op, struct row_state
 static void add_result(struct batch *b, size_t index, const struct op *op, const char *status,
                        int64_t version)
 {
+    if (!b->want_results)
+        return;
     json_t *r = json_pack("{s:I, s:s, s:O, s:s}", "index", (json_int_t)index, "table",
                           op->t->name, "id", json_object_get(op->data, op->t->cols[op->t->pk].name),
                           "status", status);
@@ -453,10 +471,11 @@ static int merge_op(struct store_conn *c, const struct push_request *r, struct o
     /* The merged row holds fields the device has not seen, and the feed leaves out the
      * device's own changes, so the answer carries the row. */
     json_t *merged = NULL;
-    if (feed_row(c, op->t, op->pk, &merged, err) != FERRY_OK)
+    if (b->want_results && feed_row(c, op->t, op->pk, &merged, err) != FERRY_OK)
         goto out;
-    json_object_set_new(json_array_get(b->results, json_array_size(b->results) - 1), "data",
-                        merged ? merged : json_null());
+    if (b->want_results)
+        json_object_set_new(json_array_get(b->results, json_array_size(b->results) - 1), "data",
+                            merged ? merged : json_null());
     rc = FERRY_OK;
 out:
     store_rows_free(rows);
@@ -564,7 +583,7 @@ static int apply_op(struct store_conn *c, const struct push_request *r, struct o
     switch (op->action) {
     case ACT_INSERT:
     case ACT_UPSERT:
-        rc = exec_insert(c, op, op->action == ACT_UPSERT, &changed, err);
+        rc = exec_insert(c, b, op, op->action == ACT_UPSERT, &changed, err);
         if (rc == FERRY_OK && !changed && op->action == ACT_INSERT)
             rc = insert_over_existing(c, op, index, err);
         break;
@@ -666,12 +685,10 @@ static int apply_all(struct store_conn *c, const struct push_request *r, struct 
                      json_t **result, struct err *err)
 {
     int64_t seq0 = 0, head = 0;
-    /* Take the seq counter's row lock before reading any row state: pushes then run one
-     * at a time, so a base_version check cannot race another push on PostgreSQL, whose
-     * READ COMMITTED transactions would otherwise both see the old version. (SQLite's
-     * BEGIN IMMEDIATE already serialises writers.) */
-    if (store_run(c, "UPDATE ferry_seq SET value = value WHERE id = 1", NULL, 0, NULL, err) !=
-            FERRY_OK ||
+    /* Take the change log's lock before reading any row state: pushes then run one at a
+     * time, so a base_version check cannot race another push on PostgreSQL, whose READ
+     * COMMITTED transactions would otherwise both see the old version. */
+    if (changelog_lock(c, err) != FERRY_OK ||
         mark_device_start(c, r->device_id, &seq0, err) != FERRY_OK)
         return FERRY_ERR;
     for (size_t i = 0; i < b->n; i++)
@@ -698,6 +715,7 @@ int push_apply(struct store_conn *c, const struct synced_set *set, const struct 
     *replayed = false;
     b.results = json_array();
     b.conflicts = json_array();
+    b.want_results = r->want_results;
     if (r->batch_id && (!*r->batch_id || strlen(r->batch_id) > 200)) {
         err_set(err, ERR_INVALID, "batch id must be 1 to 200 characters");
         goto out;

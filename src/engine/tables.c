@@ -1,8 +1,8 @@
 /* tables.c - see tables.h. The capture triggers are the heart of change capture: they
- * run inside the writer's transaction, whoever the writer is, and draw each change's
- * seq from the one-row ferry_seq counter. Updating that row serialises writers to
- * synced tables, so seq order is commit order on both backends and a reader that has
- * seen seq N has seen every change below it. */
+ * run inside the writer's transaction, whoever the writer is, and give each change the
+ * next seq. Writers to synced tables run one at a time (SQLite's write lock; on
+ * PostgreSQL the row lock on ferry_seq, taken before any seq is drawn), so seq order is
+ * commit order and a reader that has seen seq N has seen every change below it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +12,7 @@
 #include "util/timeutil.h"
 
 /* Bumped when the trigger text changes, so existing installs are replaced. */
-#define TRIGGER_VERSION 1
+#define TRIGGER_VERSION 2
 
 /* Milliseconds since the epoch in SQLite's own SQL: triggers run in other programs too,
  * so they may use only built-in functions. */
@@ -59,18 +59,22 @@ static char *sql_literal(const char *s)
 
 /* --- SQLite triggers ------------------------------------------------------------ */
 
-/* One change-log upsert for key expression key (NEW."id" or OLD."id"). */
+/* The change-log entry for key expression key (NEW."id" or OLD."id"), when `when`
+ * holds. A new key takes the next AUTOINCREMENT seq. A known key moves to the counter
+ * in sqlite_sequence plus one, and the counter is brought up to it, so that it stays the
+ * largest seq ever given out, whatever the purge removes later. */
 static void sqlite_log_change(struct buf *b, const struct synced_table *t, const char *key,
                               int deleted, const char *when)
 {
-    buf_printf(b, "UPDATE ferry_seq SET value = value + 1 WHERE id = 1%s;\n", when);
     buf_printf(b,
-               "INSERT INTO ferry_changes(tbl, pk, seq, version, deleted, updated_at, device_id)"
-               " SELECT %s, CAST(%s AS TEXT), (SELECT value FROM ferry_seq WHERE id = 1), 1, %d, "
-               SQLITE_NOW_MS ", NULL WHERE 1%s"
-               " ON CONFLICT(tbl, pk) DO UPDATE SET seq = excluded.seq,"
+               "INSERT INTO ferry_changes(tbl, pk, version, deleted, updated_at, device_id)"
+               " SELECT %s, CAST(%s AS TEXT), 1, %d, " SQLITE_NOW_MS ", NULL WHERE 1%s"
+               " ON CONFLICT(tbl, pk) DO UPDATE SET"
+               " seq = (SELECT seq FROM sqlite_sequence WHERE name = 'ferry_changes') + 1,"
                " version = ferry_changes.version + 1, deleted = %d,"
-               " updated_at = excluded.updated_at, device_id = NULL;\n",
+               " updated_at = excluded.updated_at, device_id = NULL;\n"
+               "UPDATE sqlite_sequence SET seq = (SELECT MAX(seq) FROM ferry_changes)"
+               " WHERE name = 'ferry_changes' AND seq < (SELECT MAX(seq) FROM ferry_changes);\n",
                t->literal, key, deleted, when, deleted);
 }
 
@@ -93,7 +97,7 @@ static void sqlite_field_versions(struct buf *b, const struct synced_table *t, b
     }
 }
 
-static char *trigger_name(const char *what, const struct synced_table *t)
+static char *object_name(const char *what, const struct synced_table *t)
 {
     char *name = xasprintf("ferry_%s_%s", what, t->name);
     char *quoted = store_quote_ident(name);
@@ -108,9 +112,8 @@ static char *sqlite_trigger_sql(const struct synced_table *t)
     bool merge = t->policy == POLICY_MERGE;
     char *key_moved = xasprintf(" AND OLD.%s IS NOT NEW.%s", pk, pk);
     char *new_key = xasprintf("NEW.%s", pk), *old_key = xasprintf("OLD.%s", pk);
+    char *ins = object_name("ins", t), *upd = object_name("upd", t), *del = object_name("del", t);
 
-    char *ins = trigger_name("ins", t), *upd = trigger_name("upd", t),
-         *del = trigger_name("del", t);
     buf_init(&b);
     buf_printf(&b, "DROP TRIGGER IF EXISTS %s;\nDROP TRIGGER IF EXISTS %s;\n"
                    "DROP TRIGGER IF EXISTS %s;\n", ins, upd, del);
@@ -142,62 +145,100 @@ static char *sqlite_trigger_sql(const struct synced_table *t)
 
 /* --- PostgreSQL triggers ----------------------------------------------------------- */
 
-/* One generic PL/pgSQL function serves every table: the key column and whether to keep
- * field versions come as trigger arguments. ferry's own writes set ferry.device for the
- * transaction; writes from elsewhere leave it unset and the change has no device. */
-static const char pg_function[] =
-    "CREATE OR REPLACE FUNCTION ferry_capture() RETURNS trigger LANGUAGE plpgsql AS $ferry$\n"
-    "DECLARE\n"
-    "  pkcol text := TG_ARGV[0];\n"
-    "  merge boolean := TG_ARGV[1] = 'merge';\n"
-    "  dev text := NULLIF(current_setting('ferry.device', true), '');\n"
-    "  now_ms bigint := (extract(epoch from clock_timestamp()) * 1000)::bigint;\n"
-    "  newj jsonb; oldj jsonb; newpk text; oldpk text; s bigint; ver bigint;\n"
-    "  k text; v jsonb;\n"
+/* A PL/pgSQL function per table, with the key column written in, so a row costs no
+ * dynamic SQL or JSON conversion (only merge tables convert, for field versions). The
+ * row lock on ferry_seq is taken before any seq is drawn and held to commit: writers to
+ * synced tables run one at a time, and seq order is commit order. ferry's own writes set
+ * ferry.device for their transaction; writes from elsewhere leave it unset. */
+/* The change-log upsert for the OLD or NEW row. */
+static char *pg_log_change(const struct synced_table *t, const char *row, int deleted,
+                           const char *returning)
+{
+    return xasprintf(
+        "    INSERT INTO ferry_changes AS c (tbl, pk, version, deleted, updated_at, device_id)\n"
+        "      VALUES (%s, %s.%s::text, 1, %d, now_ms, dev)\n"
+        "      ON CONFLICT (tbl, pk) DO UPDATE SET seq = EXCLUDED.seq,\n"
+        "        version = c.version + 1, deleted = %d, updated_at = EXCLUDED.updated_at,\n"
+        "        device_id = EXCLUDED.device_id%s;\n",
+        t->literal, row, t->cols[t->pk].quoted, deleted, deleted, returning);
+}
+
+static char *pg_function_sql(const struct synced_table *t, const char *fn)
+{
+    const char *pk = t->cols[t->pk].quoted;
+    char *old_row = pg_log_change(t, "OLD", 1, "");
+    char *new_row = pg_log_change(t, "NEW", 0, "\n      RETURNING c.version INTO ver");
+    char *fields = t->policy != POLICY_MERGE
+                       ? xstrdup("")
+                       : xasprintf("    FOR k, v IN SELECT key, value FROM jsonb_each(to_jsonb(NEW)) "
+                                   "LOOP\n"
+                                   "      IF TG_OP = 'INSERT' OR OLD.%s IS DISTINCT FROM NEW.%s\n"
+                                   "         OR (to_jsonb(OLD) -> k) IS DISTINCT FROM v THEN\n"
+                                   "        INSERT INTO ferry_field_versions AS f (tbl, pk, col, "
+                                   "version)\n"
+                                   "          VALUES (%s, NEW.%s::text, k, ver)\n"
+                                   "          ON CONFLICT (tbl, pk, col) DO UPDATE SET version = "
+                                   "EXCLUDED.version;\n"
+                                   "      END IF;\n"
+                                   "    END LOOP;\n",
+                                   pk, pk, t->literal, pk);
+    char *sql = xasprintf(
+        "CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $ferry$\n"
+        "DECLARE\n"
+        "  dev text := NULLIF(current_setting('ferry.device', true), '');\n"
+        "  now_ms bigint := (extract(epoch from clock_timestamp()) * 1000)::bigint;\n"
+        "  ver bigint; k text; v jsonb;\n"
+        "BEGIN\n"
+        "  PERFORM 1 FROM ferry_seq WHERE id = 1 FOR UPDATE;\n"
+        "  IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND OLD.%s IS DISTINCT FROM NEW.%s) THEN\n"
+        "%s"
+        "  END IF;\n"
+        "  IF TG_OP <> 'DELETE' THEN\n"
+        "%s%s"
+        "  END IF;\n"
+        "  RETURN NULL;\n"
+        "END $ferry$;\n",
+        fn, pk, pk, old_row, new_row, fields);
+    free(old_row);
+    free(new_row);
+    free(fields);
+    return sql;
+}
+
+/* NOTIFY once per statement, not per row: listeners only need to know to look. */
+static const char pg_notify_function[] =
+    "CREATE OR REPLACE FUNCTION ferry_notify() RETURNS trigger LANGUAGE plpgsql AS $ferry$\n"
     "BEGIN\n"
-    "  IF TG_OP <> 'DELETE' THEN newj := to_jsonb(NEW); newpk := newj ->> pkcol; END IF;\n"
-    "  IF TG_OP <> 'INSERT' THEN oldj := to_jsonb(OLD); oldpk := oldj ->> pkcol; END IF;\n"
-    "  IF oldpk IS NOT NULL AND oldpk IS DISTINCT FROM newpk THEN\n"
-    "    UPDATE ferry_seq SET value = value + 1 WHERE id = 1 RETURNING value INTO s;\n"
-    "    INSERT INTO ferry_changes AS c (tbl, pk, seq, version, deleted, updated_at, device_id)\n"
-    "      VALUES (TG_TABLE_NAME, oldpk, s, 1, 1, now_ms, dev)\n"
-    "      ON CONFLICT (tbl, pk) DO UPDATE SET seq = EXCLUDED.seq, version = c.version + 1,\n"
-    "        deleted = 1, updated_at = EXCLUDED.updated_at, device_id = EXCLUDED.device_id;\n"
-    "  END IF;\n"
-    "  IF newpk IS NOT NULL THEN\n"
-    "    UPDATE ferry_seq SET value = value + 1 WHERE id = 1 RETURNING value INTO s;\n"
-    "    INSERT INTO ferry_changes AS c (tbl, pk, seq, version, deleted, updated_at, device_id)\n"
-    "      VALUES (TG_TABLE_NAME, newpk, s, 1, 0, now_ms, dev)\n"
-    "      ON CONFLICT (tbl, pk) DO UPDATE SET seq = EXCLUDED.seq, version = c.version + 1,\n"
-    "        deleted = 0, updated_at = EXCLUDED.updated_at, device_id = EXCLUDED.device_id\n"
-    "      RETURNING c.version INTO ver;\n"
-    "    IF merge THEN\n"
-    "      FOR k, v IN SELECT key, value FROM jsonb_each(newj) LOOP\n"
-    "        IF oldj IS NULL OR oldpk IS DISTINCT FROM newpk OR (oldj -> k) IS DISTINCT FROM v "
-    "THEN\n"
-    "          INSERT INTO ferry_field_versions AS f (tbl, pk, col, version)\n"
-    "            VALUES (TG_TABLE_NAME, newpk, k, ver)\n"
-    "            ON CONFLICT (tbl, pk, col) DO UPDATE SET version = EXCLUDED.version;\n"
-    "        END IF;\n"
-    "      END LOOP;\n"
-    "    END IF;\n"
-    "  END IF;\n"
     "  PERFORM pg_notify('ferry_changes', '');\n"
     "  RETURN NULL;\n"
     "END $ferry$;\n";
 
 static char *pg_trigger_sql(const struct synced_table *t)
 {
-    char *pk = sql_literal(t->cols[t->pk].name);
-    char *sql = xasprintf("DROP TRIGGER IF EXISTS ferry_capture ON %s;\n"
+    char *fn = object_name("capture", t);
+    char *function = pg_function_sql(t, fn);
+    char *sql = xasprintf("%s%s"
+                          "DROP TRIGGER IF EXISTS ferry_capture ON %s;\n"
+                          "DROP TRIGGER IF EXISTS ferry_notify ON %s;\n"
                           "CREATE TRIGGER ferry_capture AFTER INSERT OR UPDATE OR DELETE ON %s"
-                          " FOR EACH ROW EXECUTE FUNCTION ferry_capture(%s, '%s');\n",
-                          t->quoted, t->quoted, pk, t->policy == POLICY_MERGE ? "merge" : "plain");
-    free(pk);
+                          " FOR EACH ROW EXECUTE FUNCTION %s();\n"
+                          "CREATE TRIGGER ferry_notify AFTER INSERT OR UPDATE OR DELETE ON %s"
+                          " FOR EACH STATEMENT EXECUTE FUNCTION ferry_notify();\n",
+                          pg_notify_function, function, t->quoted, t->quoted, t->quoted, fn,
+                          t->quoted);
+    free(fn);
+    free(function);
     return sql;
 }
 
 /* --- loading ------------------------------------------------------------------------- */
+
+int changelog_lock(struct store_conn *c, struct err *err)
+{
+    if (store_conn_dialect(c) != STORE_POSTGRES)
+        return FERRY_OK; /* SQLite's BEGIN IMMEDIATE already holds the database's lock */
+    return store_run(c, "SELECT 1 FROM ferry_seq WHERE id = 1 FOR UPDATE", NULL, 0, NULL, err);
+}
 
 static char *signature_of(const struct synced_table *t)
 {
@@ -215,22 +256,14 @@ static char *signature_of(const struct synced_table *t)
 static int backfill(struct store_conn *c, const struct synced_table *t, struct err *err)
 {
     char *sql = xasprintf(
-        "INSERT INTO ferry_changes(tbl, pk, seq, version, deleted, updated_at, device_id)"
-        " SELECT CAST($1 AS TEXT), src.k,"
-        " (SELECT value FROM ferry_seq WHERE id = 1) + ROW_NUMBER() OVER (ORDER BY src.k),"
-        " 1, 0, $2, NULL FROM (SELECT CAST(t.%s AS TEXT) AS k FROM %s t) src"
+        "INSERT INTO ferry_changes(tbl, pk, version, deleted, updated_at, device_id)"
+        " SELECT CAST($1 AS TEXT), src.k, 1, 0, $2, NULL"
+        " FROM (SELECT CAST(t.%s AS TEXT) AS k FROM %s t) src"
         " WHERE NOT EXISTS (SELECT 1 FROM ferry_changes c"
-        " WHERE c.tbl = CAST($1 AS TEXT) AND c.pk = src.k)",
+        " WHERE c.tbl = CAST($1 AS TEXT) AND c.pk = src.k) ORDER BY src.k",
         t->cols[t->pk].quoted, t->quoted);
     struct store_val v[] = {sv_text(t->name), sv_int(time_now_ms())};
-    int rc = store_run(c, "UPDATE ferry_seq SET value = value WHERE id = 1", NULL, 0, NULL, err);
-    if (rc == FERRY_OK)
-        rc = store_run(c, sql, v, 2, NULL, err);
-    if (rc == FERRY_OK)
-        rc = store_run(c,
-                       "UPDATE ferry_seq SET value = (SELECT COALESCE(MAX(seq), 0)"
-                       " FROM ferry_changes) WHERE id = 1",
-                       NULL, 0, NULL, err);
+    int rc = store_run(c, sql, v, 2, NULL, err);
     free(sql);
     return rc;
 }
@@ -258,7 +291,7 @@ static int install(struct store_conn *c, const struct synced_table *t, struct er
     }
     sql = pg ? pg_trigger_sql(t) : sqlite_trigger_sql(t);
     struct store_val v[] = {sv_text(t->name), sv_text(signature), sv_int(time_now_ms())};
-    if (store_begin(c, err) != FERRY_OK || (pg && store_exec(c, pg_function, err) != FERRY_OK) ||
+    if (store_begin(c, err) != FERRY_OK || changelog_lock(c, err) != FERRY_OK ||
         store_exec(c, sql, err) != FERRY_OK || backfill(c, t, err) != FERRY_OK ||
         store_run(c,
                   "INSERT INTO ferry_synced(tbl, signature, installed_at) VALUES ($1, $2, $3)"

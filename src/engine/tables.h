@@ -55,6 +55,11 @@ const struct synced_table *tables_find(const struct synced_set *set, const char 
 /* Column index by name, -1 when the table has none of that name. */
 int tables_column(const struct synced_table *t, const char *name);
 
+/* Inside a write transaction, takes the lock that orders writers to the change log (the
+ * row lock on ferry_seq on PostgreSQL; SQLite's write transaction already holds it).
+ * Everything the transaction reads afterwards is current. */
+int changelog_lock(struct store_conn *c, struct err *err);
+
 int tables_parse_policy(const char *name, enum conflict_policy *out);
 const char *tables_policy_name(enum conflict_policy policy);
 

@@ -3,17 +3,29 @@
  * migration is never edited. Times are milliseconds since the Unix epoch (BIGINT). */
 #include "store/store_internal.h"
 
-/* The same text is valid on both dialects. */
+/* The change log. seq is the table's own key, never reused even after a purge: on
+ * SQLite an AUTOINCREMENT rowid; on PostgreSQL a sequence, drawn while holding
+ * ferry_seq's row lock so that seq order is commit order (tables.c). */
+#define CHANGES_SQLITE                                                                       \
+    "CREATE TABLE ferry_changes ("                                                           \
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, pk TEXT NOT NULL,"           \
+    " version BIGINT NOT NULL,"                                                              \
+    " deleted INTEGER NOT NULL DEFAULT 0, updated_at BIGINT NOT NULL, device_id TEXT,"       \
+    " UNIQUE (tbl, pk));"
+#define CHANGES_PG                                                                           \
+    "CREATE SEQUENCE ferry_change_seq;"                                                      \
+    "CREATE TABLE ferry_changes ("                                                           \
+    " seq BIGINT PRIMARY KEY DEFAULT nextval('ferry_change_seq'), tbl TEXT NOT NULL,"        \
+    " pk TEXT NOT NULL, version BIGINT NOT NULL,"                                            \
+    " deleted INTEGER NOT NULL DEFAULT 0, updated_at BIGINT NOT NULL, device_id TEXT,"       \
+    " UNIQUE (tbl, pk));"
+
+/* The rest of the record-sync tables: the same text is valid on both dialects. */
 #define CHANGELOG_SQL\
     "CREATE TABLE ferry_seq (id INTEGER PRIMARY KEY CHECK (id = 1), value BIGINT NOT NULL);"\
     "INSERT INTO ferry_seq(id, value) VALUES (1, 0);"\
     "CREATE TABLE ferry_synced ("\
     " tbl TEXT PRIMARY KEY, signature TEXT NOT NULL, installed_at BIGINT NOT NULL);"\
-    "CREATE TABLE ferry_changes ("\
-    " tbl TEXT NOT NULL, pk TEXT NOT NULL, seq BIGINT NOT NULL, version BIGINT NOT NULL,"\
-    " deleted INTEGER NOT NULL DEFAULT 0, updated_at BIGINT NOT NULL, device_id TEXT,"\
-    " PRIMARY KEY (tbl, pk));"\
-    "CREATE UNIQUE INDEX ferry_changes_seq ON ferry_changes(seq);"\
     "CREATE INDEX ferry_changes_tbl_seq ON ferry_changes(tbl, seq);"\
     "CREATE TABLE ferry_field_versions ("\
     " tbl TEXT NOT NULL, pk TEXT NOT NULL, col TEXT NOT NULL, version BIGINT NOT NULL,"\
@@ -64,7 +76,7 @@ const struct migration store_migrations[] = {
      " revoked_at BIGINT, tables TEXT);"
      "CREATE INDEX ferry_tokens_user ON ferry_tokens(user_id);"},
     /* 2: the change log and record sync (DESIGN.md section 2); portable SQL */
-    {2, CHANGELOG_SQL, CHANGELOG_SQL},
+    {2, CHANGES_SQLITE CHANGELOG_SQL, CHANGES_PG CHANGELOG_SQL},
 };
 
 const size_t store_n_migrations = sizeof(store_migrations) / sizeof(store_migrations[0]);

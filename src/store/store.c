@@ -40,6 +40,7 @@ int store_open(const char *url, int pool_size, struct store **out, struct err *e
 
     *out = NULL;
     pthread_mutex_init(&st->lock, NULL);
+    pthread_mutex_init(&st->writer, NULL);
     pthread_cond_init(&st->freed, NULL);
     if (parse_url(url, &st->dialect, &st->target, err) != FERRY_OK)
         goto out;
@@ -77,6 +78,7 @@ void store_close(struct store *st)
     free(st->conns);
     free(st->target);
     pthread_mutex_destroy(&st->lock);
+    pthread_mutex_destroy(&st->writer);
     pthread_cond_destroy(&st->freed);
     free(st);
 }
@@ -174,13 +176,27 @@ out:
     return rc;
 }
 
+static void release_writer(struct store_conn *conn)
+{
+    if (conn->holds_writer) {
+        conn->holds_writer = false;
+        pthread_mutex_unlock(&conn->st->writer);
+    }
+}
+
 int store_begin(struct store_conn *conn, struct err *err)
 {
-    const char *sql = conn->st->dialect == STORE_SQLITE ? "BEGIN IMMEDIATE" : "BEGIN";
+    bool sqlite = conn->st->dialect == STORE_SQLITE;
     if (conn->in_txn)
         return err_set(err, ERR_INTERNAL, "transaction already open");
-    if (conn->st->ops->exec(conn, sql, err) != FERRY_OK)
+    if (sqlite) {
+        pthread_mutex_lock(&conn->st->writer);
+        conn->holds_writer = true;
+    }
+    if (conn->st->ops->exec(conn, sqlite ? "BEGIN IMMEDIATE" : "BEGIN", err) != FERRY_OK) {
+        release_writer(conn);
         return FERRY_ERR;
+    }
     conn->in_txn = true;
     return FERRY_OK;
 }
@@ -208,6 +224,7 @@ int store_commit(struct store_conn *conn, struct err *err)
         return rc;
     }
     conn->in_txn = false;
+    release_writer(conn);
     return FERRY_OK;
 }
 
@@ -222,6 +239,7 @@ void store_rollback(struct store_conn *conn)
     }
     conn->st->ops->exec(conn, "ROLLBACK", &ignored);
     conn->in_txn = false;
+    release_writer(conn);
 }
 
 bool store_in_txn(const struct store_conn *conn)

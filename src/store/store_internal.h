@@ -44,6 +44,7 @@ struct store_conn {
     void *handle;     /* sqlite3 * or PGconn * */
     void *cache;      /* backend's prepared-statement cache */
     bool in_txn;
+    bool holds_writer; /* SQLite: this connection holds the store's writer mutex */
     bool busy;        /* handed out by store_acquire */
     struct store_rows *open_rows; /* result not yet freed, if any */
 };
@@ -58,6 +59,9 @@ struct store {
     int pool_size;
     int in_use;
     int schema_version;
+    /* SQLite allows one writer per database. Writers in this process queue on this
+     * mutex and are woken in turn, instead of sleeping in SQLite's busy handler. */
+    pthread_mutex_t writer;
 };
 
 /* Every backend's rows struct begins with this, so store.c can dispatch and can clear
