@@ -1,15 +1,14 @@
-/* feed.c - see feed.h. Each table is read with one query that walks its slice of the
- * change log in seq order (index ferry_changes(tbl, seq)) and joins the live row by
- * primary key; the per-table pages are then merged by seq. */
+/* feed.c - see feed.h. One query walks the change log in seq order from the cursor and
+ * joins each entry's live row by primary key. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/feed.h"
+#include "util/buf.h"
 #include "util/timeutil.h"
 
-/* The log columns come first; the table's own columns follow from index LOG_COLS. */
-#define LOG_COLS 6
+#define LOG_COLS 7 /* seq, tbl, pk, version, deleted, updated_at, device_id */
 
 int feed_parse_cursor(const char *text, int64_t *cursor, struct err *err)
 {
@@ -56,91 +55,95 @@ static json_t *key_json(const struct synced_table *t, const char *pk)
     return json_string(pk);
 }
 
-static json_t *change_json(const struct synced_table *t, const struct store_rows *rows)
+/* The log columns come first; table i's columns follow from offset[i]. */
+static json_t *change_json(const struct synced_table *t, int offset,
+                           const struct store_rows *rows)
 {
     char iso[32];
-    bool deleted = store_rows_int(rows, 3) != 0;
-    const char *pk = store_rows_text(rows, 1);
+    bool deleted = store_rows_int(rows, 4) != 0;
+    const char *pk = store_rows_text(rows, 2);
     json_t *o = json_object();
 
-    time_iso8601(store_rows_int(rows, 4), 1, iso);
+    time_iso8601(store_rows_int(rows, 5), 1, iso);
     json_object_set_new(o, "seq", json_integer(store_rows_int(rows, 0)));
     json_object_set_new(o, "table", json_string(t->name));
     json_object_set_new(o, "id", key_json(t, pk));
     json_object_set_new(o, "op", json_string(deleted ? "delete" : "upsert"));
-    json_object_set_new(o, "version", json_integer(store_rows_int(rows, 2)));
+    json_object_set_new(o, "version", json_integer(store_rows_int(rows, 3)));
     json_object_set_new(o, "deleted", json_boolean(deleted));
     json_object_set_new(o, "updatedAt", json_string(iso));
-    json_object_set_new(o, "deviceId", store_rows_isnull(rows, 5)
+    json_object_set_new(o, "deviceId", store_rows_isnull(rows, 6)
                                            ? json_null()
-                                           : json_string(store_rows_text(rows, 5)));
+                                           : json_string(store_rows_text(rows, 6)));
     /* Log and table are read in one snapshot and the triggers write both in one
      * transaction, so only a tombstone lacks its row. */
-    if (deleted || store_rows_isnull(rows, LOG_COLS + (int)t->pk)) {
+    if (deleted || store_rows_isnull(rows, offset + (int)t->pk)) {
         json_object_set_new(o, "data", json_null());
         return o;
     }
     json_t *data = json_object();
     for (size_t i = 0; i < t->n_cols; i++)
         json_object_set_new(data, t->cols[i].name,
-                            values_to_json(t->cols[i].kind, rows, LOG_COLS + (int)i));
+                            values_to_json(t->cols[i].kind, rows, offset + (int)i));
     json_object_set_new(o, "data", data);
     return o;
 }
 
-static char *table_sql(const struct synced_table *t, bool exclude_device)
+/* One query walks the log in seq order (its primary key) from the cursor and joins each
+ * entry's live row from its own table; offsets[i] gets where table i's columns start. */
+static char *feed_sql(const struct feed_query *q, int *offsets)
 {
-    return xasprintf("SELECT c.seq, c.pk, c.version, c.deleted, c.updated_at, c.device_id, t.*"
-                     " FROM ferry_changes c LEFT JOIN %s t ON %s"
-                     " WHERE c.tbl = $1 AND c.seq > $2%s ORDER BY c.seq LIMIT $%d",
-                     t->quoted, t->pk_match,
-                     exclude_device ? " AND (c.device_id IS NULL OR c.device_id <> $3)" : "",
-                     exclude_device ? 4 : 3);
+    struct buf b;
+    int col = LOG_COLS;
+    buf_init(&b);
+    buf_puts(&b, "SELECT c.seq, c.tbl, c.pk, c.version, c.deleted, c.updated_at, c.device_id");
+    for (size_t i = 0; i < q->n_tables; i++) {
+        buf_printf(&b, ", t%zu.*", i);
+        offsets[i] = col;
+        col += (int)q->tables[i]->n_cols;
+    }
+    buf_puts(&b, " FROM ferry_changes c");
+    for (size_t i = 0; i < q->n_tables; i++) {
+        const struct synced_table *t = q->tables[i];
+        /* CASE keeps PostgreSQL from casting another table's key to this one's type. */
+        buf_printf(&b, " LEFT JOIN %s t%zu ON t%zu.%s = CASE WHEN c.tbl = %s THEN %s END",
+                   t->quoted, i, i, t->cols[t->pk].quoted, t->literal, t->pk_cast);
+    }
+    buf_puts(&b, " WHERE c.seq > $1 AND c.tbl IN (");
+    for (size_t i = 0; i < q->n_tables; i++)
+        buf_printf(&b, "%s%s", i ? ", " : "", q->tables[i]->literal);
+    buf_printf(&b, ")%s ORDER BY c.seq LIMIT $%d",
+               q->exclude_device ? " AND (c.device_id IS NULL OR c.device_id <> $2)" : "",
+               q->exclude_device ? 3 : 2);
+    return buf_steal(&b);
 }
 
-/* Reads up to limit + 1 changes of one table into out (appending). */
-static int read_table(struct store_conn *c, const struct synced_table *t,
-                      const struct feed_query *q, json_t *out, struct err *err)
+/* Reads up to limit + 1 changes into out, so the caller can tell whether more follow. */
+static int read_changes(struct store_conn *c, const struct feed_query *q, json_t *out,
+                        struct err *err)
 {
     struct store_rows *rows = NULL;
-    bool excl = q->exclude_device != NULL;
-    char *sql = table_sql(t, excl);
-    struct store_val v[4] = {sv_text(t->name), sv_int(q->cursor)};
+    int *offsets = xcalloc(q->n_tables + 1, sizeof(*offsets));
+    char *sql = feed_sql(q, offsets);
+    struct store_val v[3] = {sv_int(q->cursor), sv_int(q->limit + 1)};
     int step = FERRY_ERR;
 
-    if (excl)
-        v[2] = sv_text(q->exclude_device);
-    v[excl ? 3 : 2] = sv_int(q->limit + 1);
-    if (store_query(c, sql, v, excl ? 4 : 3, &rows, err) == FERRY_OK)
-        while ((step = store_rows_next(rows, err)) == 1)
-            json_array_append_new(out, change_json(t, rows));
+    if (q->exclude_device) {
+        v[1] = sv_text(q->exclude_device);
+        v[2] = sv_int(q->limit + 1);
+    }
+    if (store_query(c, sql, v, q->exclude_device ? 3 : 2, &rows, err) == FERRY_OK) {
+        while ((step = store_rows_next(rows, err)) == 1) {
+            const char *tbl = store_rows_text(rows, 1);
+            for (size_t i = 0; i < q->n_tables; i++)
+                if (!strcmp(q->tables[i]->name, tbl))
+                    json_array_append_new(out, change_json(q->tables[i], offsets[i], rows));
+        }
+    }
     store_rows_free(rows);
     free(sql);
+    free(offsets);
     return step == 0 ? FERRY_OK : FERRY_ERR;
-}
-
-static int by_seq(const void *a, const void *b)
-{
-    json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "seq"));
-    json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "seq"));
-    return (x > y) - (x < y);
-}
-
-/* Sorts all candidates by seq and keeps the first limit: each table contributed its
- * own first limit + 1, so the kept prefix has no gaps. */
-static json_t *merge_pages(json_t *all, int limit, bool *has_more)
-{
-    size_t n = json_array_size(all);
-    json_t **items = xmalloc((n ? n : 1) * sizeof(*items));
-    for (size_t i = 0; i < n; i++)
-        items[i] = json_array_get(all, i);
-    qsort(items, n, sizeof(*items), by_seq);
-    json_t *page = json_array();
-    for (size_t i = 0; i < n && i < (size_t)limit; i++)
-        json_array_append(page, items[i]);
-    *has_more = n > (size_t)limit;
-    free(items);
-    return page;
 }
 
 static int check_cursor(struct store_conn *c, int64_t cursor, int64_t head, struct err *err)
@@ -163,7 +166,6 @@ static int check_cursor(struct store_conn *c, int64_t cursor, int64_t head, stru
 int feed_read(struct store_conn *c, const struct feed_query *q, struct feed_page *page,
               struct err *err)
 {
-    json_t *all = json_array();
     int rc = FERRY_ERR;
 
     memset(page, 0, sizeof(*page));
@@ -172,11 +174,13 @@ int feed_read(struct store_conn *c, const struct feed_query *q, struct feed_page
     if (feed_head(c, &page->head, err) != FERRY_OK ||
         check_cursor(c, q->cursor, page->head, err) != FERRY_OK)
         goto out;
-    for (size_t i = 0; i < q->n_tables; i++)
-        if (read_table(c, q->tables[i], q, all, err) != FERRY_OK)
-            goto out;
-    page->changes = merge_pages(all, q->limit, &page->has_more);
+    page->changes = json_array();
+    if (q->n_tables && read_changes(c, q, page->changes, err) != FERRY_OK)
+        goto out;
     size_t n = json_array_size(page->changes);
+    page->has_more = n > (size_t)q->limit;
+    if (page->has_more)
+        json_array_remove(page->changes, --n);
     if (page->has_more)
         page->next_cursor =
             json_integer_value(json_object_get(json_array_get(page->changes, n - 1), "seq"));
@@ -185,7 +189,10 @@ int feed_read(struct store_conn *c, const struct feed_query *q, struct feed_page
     rc = FERRY_OK;
 out:
     store_rollback(c);
-    json_decref(all);
+    if (rc != FERRY_OK) {
+        json_decref(page->changes);
+        page->changes = NULL;
+    }
     return rc;
 }
 
@@ -193,8 +200,8 @@ int feed_row(struct store_conn *c, const struct synced_table *t, const char *pk,
              struct err *err)
 {
     struct store_rows *rows = NULL;
-    char *sql = xasprintf("SELECT t.* FROM %s t, (SELECT CAST($1 AS TEXT) AS pk) c WHERE %s",
-                          t->quoted, t->pk_match);
+    char *sql = xasprintf("SELECT t.* FROM %s t, (SELECT CAST($1 AS TEXT) AS pk) c WHERE t.%s = %s",
+                          t->quoted, t->cols[t->pk].quoted, t->pk_cast);
     struct store_val v = sv_text(pk);
     int rc = FERRY_ERR, step;
 

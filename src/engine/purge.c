@@ -40,6 +40,7 @@ int purge_run(struct store_conn *c, int64_t retention_ms, struct purge_result *o
     *out = (struct purge_result){0};
     /* The change log's lock keeps writers out while the horizon moves. */
     if (store_begin(c, err) != FERRY_OK || changelog_lock(c, err) != FERRY_OK ||
+        changelog_before_purge(c, err) != FERRY_OK ||
         devices_min_cursor(c, cutoff, &acked, &any, err) != FERRY_OK ||
         read_horizon(c, &out->horizon, err) != FERRY_OK)
         goto out;

@@ -59,22 +59,25 @@ static char *sql_literal(const char *s)
 
 /* --- SQLite triggers ------------------------------------------------------------ */
 
+/* The next seq: above every seq in the log and every seq AUTOINCREMENT has handed out
+ * (sqlite_sequence), which is what SQLite itself gives a new row. */
+#define SQLITE_NEXT_SEQ                                                                      \
+    "(SELECT MAX(s) FROM (SELECT MAX(seq) AS s FROM ferry_changes UNION ALL"                 \
+    " SELECT seq FROM sqlite_sequence WHERE name = 'ferry_changes')) + 1"
+
 /* The change-log entry for key expression key (NEW."id" or OLD."id"), when `when`
- * holds. A new key takes the next AUTOINCREMENT seq. A known key moves to the counter
- * in sqlite_sequence plus one, and the counter is brought up to it, so that it stays the
- * largest seq ever given out, whatever the purge removes later. */
+ * holds. A new key takes the next AUTOINCREMENT seq; a known key moves to the next seq.
+ * A moved entry does not raise sqlite_sequence, so before the purge removes entries it
+ * raises the counter to the largest seq (changelog_before_purge): no seq is reused. */
 static void sqlite_log_change(struct buf *b, const struct synced_table *t, const char *key,
                               int deleted, const char *when)
 {
     buf_printf(b,
                "INSERT INTO ferry_changes(tbl, pk, version, deleted, updated_at, device_id)"
                " SELECT %s, CAST(%s AS TEXT), 1, %d, " SQLITE_NOW_MS ", NULL WHERE 1%s"
-               " ON CONFLICT(tbl, pk) DO UPDATE SET"
-               " seq = (SELECT seq FROM sqlite_sequence WHERE name = 'ferry_changes') + 1,"
+               " ON CONFLICT(tbl, pk) DO UPDATE SET seq = " SQLITE_NEXT_SEQ ","
                " version = ferry_changes.version + 1, deleted = %d,"
-               " updated_at = excluded.updated_at, device_id = NULL;\n"
-               "UPDATE sqlite_sequence SET seq = (SELECT MAX(seq) FROM ferry_changes)"
-               " WHERE name = 'ferry_changes' AND seq < (SELECT MAX(seq) FROM ferry_changes);\n",
+               " updated_at = excluded.updated_at, device_id = NULL;\n",
                t->literal, key, deleted, when, deleted);
 }
 
@@ -233,6 +236,17 @@ static char *pg_trigger_sql(const struct synced_table *t)
 
 /* --- loading ------------------------------------------------------------------------- */
 
+int changelog_before_purge(struct store_conn *c, struct err *err)
+{
+    if (store_conn_dialect(c) != STORE_SQLITE)
+        return FERRY_OK; /* PostgreSQL's sequence never goes back */
+    return store_run(c,
+                     "UPDATE sqlite_sequence SET seq = (SELECT MAX(seq) FROM ferry_changes)"
+                     " WHERE name = 'ferry_changes' AND seq < (SELECT MAX(seq) FROM"
+                     " ferry_changes)",
+                     NULL, 0, NULL, err);
+}
+
 int changelog_lock(struct store_conn *c, struct err *err)
 {
     if (store_conn_dialect(c) != STORE_POSTGRES)
@@ -348,12 +362,12 @@ static int describe(struct store_conn *c, const char *name, enum conflict_policy
     /* Compare the table's key column with the change log's text key in the key's own
      * type, so the lookup uses the table's primary-key index. */
     if (pk_kind == KIND_INTEGER)
-        t->pk_match = xasprintf("t.%s = CAST(c.pk AS %s)", t->cols[t->pk].quoted,
-                                store_conn_dialect(c) == STORE_POSTGRES ? "BIGINT" : "INTEGER");
+        t->pk_cast = xasprintf("CAST(c.pk AS %s)",
+                               store_conn_dialect(c) == STORE_POSTGRES ? "BIGINT" : "INTEGER");
     else if (pk_kind == KIND_UUID && store_conn_dialect(c) == STORE_POSTGRES)
-        t->pk_match = xasprintf("t.%s = CAST(c.pk AS UUID)", t->cols[t->pk].quoted);
+        t->pk_cast = xstrdup("CAST(c.pk AS UUID)");
     else
-        t->pk_match = xasprintf("t.%s = c.pk", t->cols[t->pk].quoted);
+        t->pk_cast = xstrdup("c.pk");
     rc = FERRY_OK;
 out:
     store_table_free(info);
@@ -445,7 +459,7 @@ void tables_cleanup(struct synced_set *set)
         free(t->name);
         free(t->quoted);
         free(t->literal);
-        free(t->pk_match);
+        free(t->pk_cast);
     }
     free(set->tables);
     set->tables = NULL;

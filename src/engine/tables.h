@@ -34,7 +34,7 @@ struct synced_table {
     size_t n_cols;
     size_t pk;     /* index of the primary-key column */
     enum conflict_policy policy;
-    char *pk_match; /* SQL comparing the table's key to ferry_changes.pk ("c.pk") */
+    char *pk_cast; /* ferry_changes.pk ("c.pk") in the key's own type, e.g. CAST(c.pk AS ...) */
 };
 
 struct synced_set {
@@ -59,6 +59,10 @@ int tables_column(const struct synced_table *t, const char *name);
  * row lock on ferry_seq on PostgreSQL; SQLite's write transaction already holds it).
  * Everything the transaction reads afterwards is current. */
 int changelog_lock(struct store_conn *c, struct err *err);
+
+/* Inside the purge's transaction, before entries are deleted: makes sure the seqs of
+ * deleted entries are never handed out again. */
+int changelog_before_purge(struct store_conn *c, struct err *err);
 
 int tables_parse_policy(const char *name, enum conflict_policy *out);
 const char *tables_policy_name(enum conflict_policy policy);

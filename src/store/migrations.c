@@ -26,7 +26,6 @@
     "INSERT INTO ferry_seq(id, value) VALUES (1, 0);"\
     "CREATE TABLE ferry_synced ("\
     " tbl TEXT PRIMARY KEY, signature TEXT NOT NULL, installed_at BIGINT NOT NULL);"\
-    "CREATE INDEX ferry_changes_tbl_seq ON ferry_changes(tbl, seq);"\
     "CREATE TABLE ferry_field_versions ("\
     " tbl TEXT NOT NULL, pk TEXT NOT NULL, col TEXT NOT NULL, version BIGINT NOT NULL,"\
     " PRIMARY KEY (tbl, pk, col));"\
