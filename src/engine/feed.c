@@ -109,7 +109,8 @@ static char *feed_sql(const struct feed_query *q, int *offsets)
         buf_printf(&b, " LEFT JOIN %s t%zu ON t%zu.%s = CASE WHEN c.tbl = %s THEN %s END",
                    t->quoted, i, i, t->cols[t->pk].quoted, t->literal, t->pk_cast);
     }
-    buf_puts(&b, " WHERE c.seq > $1 AND c.tbl IN (");
+    /* "|| ''" keeps the planner off the (tbl, pk) index: the walk must follow seq. */
+    buf_puts(&b, " WHERE c.seq > $1 AND (c.tbl || '') IN (");
     for (size_t i = 0; i < q->n_tables; i++)
         buf_printf(&b, "%s%s", i ? ", " : "", q->tables[i]->literal);
     buf_printf(&b, ")%s ORDER BY c.seq LIMIT $%d",

@@ -606,25 +606,25 @@ static int apply_op(struct store_conn *c, const struct push_request *r, struct o
 }
 
 /* ferry's own changes carry their device. PostgreSQL's trigger reads it from a
- * transaction-local setting; SQLite's triggers cannot see connection state, so ferry
- * stamps the rows its transaction added to the log (seq above the start) before commit. */
-static int mark_device_start(struct store_conn *c, const char *device, int64_t *seq0,
-                             struct err *err)
+ * transaction-local setting. SQLite's triggers cannot see connection state, so they read
+ * it from the one-row ferry_writer table, which ferry fills for the length of its
+ * transaction and empties before commit; SQLite's single writer means no other program's
+ * write can fall in between. */
+static int mark_device_start(struct store_conn *c, const char *device, struct err *err)
 {
-    if (store_conn_dialect(c) == STORE_POSTGRES) {
-        struct store_val v = sv_text(device ? device : "");
+    struct store_val v = sv_text(device ? device : "");
+    if (store_conn_dialect(c) == STORE_POSTGRES)
         return store_run(c, "SELECT set_config('ferry.device', $1, true)", &v, 1, NULL, err);
-    }
-    return feed_head(c, seq0, err);
+    if (!device)
+        return FERRY_OK;
+    return store_run(c, "UPDATE ferry_writer SET device_id = $1 WHERE id = 1", &v, 1, NULL, err);
 }
 
-static int mark_device_end(struct store_conn *c, const char *device, int64_t seq0,
-                           struct err *err)
+static int mark_device_end(struct store_conn *c, const char *device, struct err *err)
 {
     if (store_conn_dialect(c) == STORE_POSTGRES || !device)
         return FERRY_OK;
-    struct store_val v[] = {sv_text(device), sv_int(seq0)};
-    return store_run(c, "UPDATE ferry_changes SET device_id = $1 WHERE seq > $2", v, 2, NULL,
+    return store_run(c, "UPDATE ferry_writer SET device_id = NULL WHERE id = 1", NULL, 0, NULL,
                      err);
 }
 
@@ -681,22 +681,196 @@ static int save_answer(struct store_conn *c, const struct push_request *r, json_
     return rc;
 }
 
+/* --- bulk inserts ------------------------------------------------------------------ */
+
+/* Consecutive inserts (or upserts) of the same shape, with no base_version and no
+ * per-operation results wanted, go to the database as one multi-row statement: one
+ * round trip and one statement instead of one per row. RETURNING names the rows that
+ * were written; for an insert, a row not returned already existed and is compared as a
+ * single insert's would be. */
+#define BULK_MAX_ROWS 256
+#define BULK_MAX_PARAMS 30000 /* under SQLite's 32766 and PostgreSQL's 65535 */
+
+/* A small set of key strings (open addressing), for a run's keys. */
+struct keyset {
+    const char **slots;
+    size_t cap;
+};
+
+static uint64_t key_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+static void keyset_init(struct keyset *k, size_t n)
+{
+    k->cap = 16;
+    while (k->cap < n * 2)
+        k->cap *= 2;
+    k->slots = xcalloc(k->cap, sizeof(*k->slots));
+}
+
+/* Adds key (not copied); false when it was there already. */
+static bool keyset_add(struct keyset *k, const char *key)
+{
+    size_t i = key_hash(key) & (k->cap - 1);
+    for (; k->slots[i]; i = (i + 1) & (k->cap - 1))
+        if (!strcmp(k->slots[i], key))
+            return false;
+    k->slots[i] = key;
+    return true;
+}
+
+static bool keyset_has(const struct keyset *k, const char *key)
+{
+    for (size_t i = key_hash(key) & (k->cap - 1); k->slots[i]; i = (i + 1) & (k->cap - 1))
+        if (!strcmp(k->slots[i], key))
+            return true;
+    return false;
+}
+
+static bool bulkable(const struct push_request *r, const struct op *op)
+{
+    return !r->want_results && op->base_version < 0 &&
+           (op->action == ACT_INSERT || op->action == ACT_UPSERT);
+}
+
+/* How many operations from i form one bulk statement: same table, columns and action,
+ * distinct keys (a key twice in one statement would be ambiguous), within the caps. */
+static size_t run_length(const struct push_request *r, const struct batch *b, size_t i)
+{
+    const struct op *first = &b->ops[i];
+    size_t max_rows, n = 0;
+    struct keyset keys;
+
+    if (!bulkable(r, first))
+        return 1;
+    max_rows = BULK_MAX_PARAMS / first->n_cols; /* an insert has its key at least */
+    if (max_rows > BULK_MAX_ROWS)
+        max_rows = BULK_MAX_ROWS;
+    keyset_init(&keys, max_rows);
+    while (i + n < b->n && n < max_rows) {
+        const struct op *op = &b->ops[i + n];
+        if (!bulkable(r, op) || op->action != first->action || !same_shape(first, op) ||
+            !keyset_add(&keys, op->pk))
+            break;
+        n++;
+    }
+    free(keys.slots);
+    return n ? n : 1;
+}
+
+static char *bulk_sql(const struct op *op, size_t rows)
+{
+    const struct synced_table *t = op->t;
+    struct buf b;
+    size_t param = 1;
+    buf_init(&b);
+    buf_printf(&b, "INSERT INTO %s (", t->quoted);
+    for (size_t i = 0; i < op->n_cols; i++)
+        buf_printf(&b, "%s%s", i ? ", " : "", t->cols[op->cols[i]].quoted);
+    buf_puts(&b, ") VALUES ");
+    for (size_t r = 0; r < rows; r++) {
+        buf_puts(&b, r ? ", (" : "(");
+        for (size_t i = 0; i < op->n_cols; i++)
+            buf_printf(&b, "%s$%zu", i ? ", " : "", param++);
+        buf_puts(&b, ")");
+    }
+    buf_printf(&b, " ON CONFLICT (%s) DO ", t->cols[t->pk].quoted);
+    if (op->action == ACT_INSERT || op->n_cols == 1) {
+        buf_puts(&b, "NOTHING");
+    } else {
+        buf_puts(&b, "UPDATE SET ");
+        for (size_t i = 1; i < op->n_cols; i++) {
+            const char *q = t->cols[op->cols[i]].quoted;
+            buf_printf(&b, "%s%s = excluded.%s", i > 1 ? ", " : "", q, q);
+        }
+    }
+    buf_printf(&b, " RETURNING CAST(%s AS TEXT)", t->cols[t->pk].quoted);
+    return buf_steal(&b);
+}
+
+/* Runs ops [i, i + n) as one statement and accounts for each. */
+static int apply_bulk(struct store_conn *c, struct batch *b, size_t i, size_t n,
+                      struct err *err)
+{
+    struct op *first = &b->ops[i];
+    size_t per_row = first->n_cols, k = 0;
+    struct store_val *v = xcalloc(n * per_row, sizeof(*v));
+    char *sql = bulk_sql(first, n);
+    struct store_rows *rows = NULL;
+    struct keyset written;
+    char **returned = xcalloc(n, sizeof(*returned));
+    size_t n_returned = 0;
+    int rc = FERRY_ERR, step;
+
+    keyset_init(&written, n);
+    for (size_t r = 0; r < n; r++)
+        for (size_t col = 0; col < per_row; col++)
+            v[k++] = b->ops[i + r].vals[col].val;
+    if (store_query(c, sql, v, k, &rows, err) != FERRY_OK)
+        goto out;
+    while ((step = store_rows_next(rows, err)) == 1 && n_returned < n) {
+        returned[n_returned] = xstrdup(store_rows_text(rows, 0));
+        keyset_add(&written, returned[n_returned++]);
+    }
+    store_rows_free(rows);
+    rows = NULL;
+    if (step < 0)
+        goto out;
+    for (size_t r = 0; r < n; r++) {
+        struct op *op = &b->ops[i + r];
+        if (keyset_has(&written, op->pk)) {
+            b->applied++;
+            continue;
+        }
+        if (op->action == ACT_INSERT && insert_over_existing(c, op, i + r, err) != FERRY_OK)
+            goto out;
+        b->unchanged++;
+    }
+    rc = FERRY_OK;
+out:
+    store_rows_free(rows);
+    for (size_t r = 0; r < n_returned; r++)
+        free(returned[r]);
+    free(returned);
+    free(written.slots);
+    free(sql);
+    free(v);
+    return rc;
+}
+
+static int apply_ops(struct store_conn *c, const struct push_request *r, struct batch *b,
+                     struct err *err)
+{
+    for (size_t i = 0; i < b->n;) {
+        size_t n = run_length(r, b, i);
+        int rc = n > 1 ? apply_bulk(c, b, i, n, err) : apply_op(c, r, &b->ops[i], b, i, err);
+        if (rc != FERRY_OK)
+            return FERRY_ERR;
+        i += n;
+    }
+    return FERRY_OK;
+}
+
 static int apply_all(struct store_conn *c, const struct push_request *r, struct batch *b,
                      json_t **result, struct err *err)
 {
-    int64_t seq0 = 0, head = 0;
+    int64_t head = 0;
     /* Take the change log's lock before reading any row state: pushes then run one at a
      * time, so a base_version check cannot race another push on PostgreSQL, whose READ
      * COMMITTED transactions would otherwise both see the old version. */
     if (changelog_lock(c, err) != FERRY_OK ||
-        mark_device_start(c, r->device_id, &seq0, err) != FERRY_OK)
+        mark_device_start(c, r->device_id, err) != FERRY_OK)
         return FERRY_ERR;
-    for (size_t i = 0; i < b->n; i++)
-        if (apply_op(c, r, &b->ops[i], b, i, err) != FERRY_OK)
-            return FERRY_ERR;
+    if (apply_ops(c, r, b, err) != FERRY_OK)
+        return FERRY_ERR;
     if (r->in_txn && r->in_txn(c, r->ctx, err) != FERRY_OK)
         return FERRY_ERR;
-    if (mark_device_end(c, r->device_id, seq0, err) != FERRY_OK ||
+    if (mark_device_end(c, r->device_id, err) != FERRY_OK ||
         feed_head(c, &head, err) != FERRY_OK)
         return FERRY_ERR;
     *result = summary(r, b, head);

@@ -1,7 +1,7 @@
 /* tables.c - see tables.h. The capture triggers are the heart of change capture: they
  * run inside the writer's transaction, whoever the writer is, and give each change the
  * next seq. Writers to synced tables run one at a time (SQLite's write lock; on
- * PostgreSQL the row lock on ferry_seq, taken before any seq is drawn), so seq order is
+ * PostgreSQL the row lock on ferry_writer, taken before any seq is drawn), so seq order is
  * commit order and a reader that has seen seq N has seen every change below it. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +12,7 @@
 #include "util/timeutil.h"
 
 /* Bumped when the trigger text changes, so existing installs are replaced. */
-#define TRIGGER_VERSION 2
+#define TRIGGER_VERSION 3
 
 /* Milliseconds since the epoch in SQLite's own SQL: triggers run in other programs too,
  * so they may use only built-in functions. */
@@ -74,10 +74,11 @@ static void sqlite_log_change(struct buf *b, const struct synced_table *t, const
 {
     buf_printf(b,
                "INSERT INTO ferry_changes(tbl, pk, version, deleted, updated_at, device_id)"
-               " SELECT %s, CAST(%s AS TEXT), 1, %d, " SQLITE_NOW_MS ", NULL WHERE 1%s"
+               " SELECT %s, CAST(%s AS TEXT), 1, %d, " SQLITE_NOW_MS ","
+               " (SELECT device_id FROM ferry_writer WHERE id = 1) WHERE 1%s"
                " ON CONFLICT(tbl, pk) DO UPDATE SET seq = " SQLITE_NEXT_SEQ ","
                " version = ferry_changes.version + 1, deleted = %d,"
-               " updated_at = excluded.updated_at, device_id = NULL;\n",
+               " updated_at = excluded.updated_at, device_id = excluded.device_id;\n",
                t->literal, key, deleted, when, deleted);
 }
 
@@ -150,7 +151,7 @@ static char *sqlite_trigger_sql(const struct synced_table *t)
 
 /* A PL/pgSQL function per table, with the key column written in, so a row costs no
  * dynamic SQL or JSON conversion (only merge tables convert, for field versions). The
- * row lock on ferry_seq is taken before any seq is drawn and held to commit: writers to
+ * row lock on ferry_writer is taken before any seq is drawn and held to commit: writers to
  * synced tables run one at a time, and seq order is commit order. ferry's own writes set
  * ferry.device for their transaction; writes from elsewhere leave it unset. */
 /* The change-log upsert for the OLD or NEW row. */
@@ -192,7 +193,7 @@ static char *pg_function_sql(const struct synced_table *t, const char *fn)
         "  now_ms bigint := (extract(epoch from clock_timestamp()) * 1000)::bigint;\n"
         "  ver bigint; k text; v jsonb;\n"
         "BEGIN\n"
-        "  PERFORM 1 FROM ferry_seq WHERE id = 1 FOR UPDATE;\n"
+        "  PERFORM 1 FROM ferry_writer WHERE id = 1 FOR UPDATE;\n"
         "  IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND OLD.%s IS DISTINCT FROM NEW.%s) THEN\n"
         "%s"
         "  END IF;\n"
@@ -251,7 +252,7 @@ int changelog_lock(struct store_conn *c, struct err *err)
 {
     if (store_conn_dialect(c) != STORE_POSTGRES)
         return FERRY_OK; /* SQLite's BEGIN IMMEDIATE already holds the database's lock */
-    return store_run(c, "SELECT 1 FROM ferry_seq WHERE id = 1 FOR UPDATE", NULL, 0, NULL, err);
+    return store_run(c, "SELECT 1 FROM ferry_writer WHERE id = 1 FOR UPDATE", NULL, 0, NULL, err);
 }
 
 static char *signature_of(const struct synced_table *t)

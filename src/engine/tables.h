@@ -56,7 +56,7 @@ const struct synced_table *tables_find(const struct synced_set *set, const char 
 int tables_column(const struct synced_table *t, const char *name);
 
 /* Inside a write transaction, takes the lock that orders writers to the change log (the
- * row lock on ferry_seq on PostgreSQL; SQLite's write transaction already holds it).
+ * row lock on ferry_writer on PostgreSQL; SQLite's write transaction already holds it).
  * Everything the transaction reads afterwards is current. */
 int changelog_lock(struct store_conn *c, struct err *err);
 

@@ -5,7 +5,7 @@
 
 /* The change log. seq is the table's own key, never reused even after a purge: on
  * SQLite an AUTOINCREMENT rowid; on PostgreSQL a sequence, drawn while holding
- * ferry_seq's row lock so that seq order is commit order (tables.c). */
+ * ferry_writer's row lock so that seq order is commit order (tables.c). */
 #define CHANGES_SQLITE                                                                       \
     "CREATE TABLE ferry_changes ("                                                           \
     " seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, pk TEXT NOT NULL,"           \
@@ -22,8 +22,8 @@
 
 /* The rest of the record-sync tables: the same text is valid on both dialects. */
 #define CHANGELOG_SQL\
-    "CREATE TABLE ferry_seq (id INTEGER PRIMARY KEY CHECK (id = 1), value BIGINT NOT NULL);"\
-    "INSERT INTO ferry_seq(id, value) VALUES (1, 0);"\
+    "CREATE TABLE ferry_writer (id INTEGER PRIMARY KEY CHECK (id = 1), device_id TEXT);"\
+    "INSERT INTO ferry_writer(id, device_id) VALUES (1, NULL);"\
     "CREATE TABLE ferry_synced ("\
     " tbl TEXT PRIMARY KEY, signature TEXT NOT NULL, installed_at BIGINT NOT NULL);"\
     "CREATE TABLE ferry_field_versions ("\

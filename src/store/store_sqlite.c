@@ -2,6 +2,7 @@
  * pooled connection, WAL journal, synchronous=FULL so that a committed transaction
  * survives a power cut, and a per-connection cache of prepared statements. */
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,8 +32,17 @@ static int db_error(sqlite3 *db, const char *what, struct err *err)
     return err_set(err, kind, "%s: %s", what, sqlite3_errmsg(db));
 }
 
+/* SQLite's memory statistics take a global mutex on every allocation; ferry reads none
+ * of them. This must run before SQLite initialises, so it runs once, first. */
+static void configure_library(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 static int sqlite_connect(struct store *st, void **handle, struct err *err)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, configure_library);
     sqlite3 *db = NULL;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     char *msg = NULL;
