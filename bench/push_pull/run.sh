@@ -235,7 +235,7 @@ if want raw-triggers; then
   log "raw-triggers: the raw inserts into ferry's schema (with its capture triggers)"
   sqlite3 "$WORK/ferry-sqlite/data/ferry.db" .schema | grep -v '^CREATE TABLE sqlite_' |
     sqlite3 "$WORK/raw-triggers.db"
-  sqlite3 "$WORK/raw-triggers.db" "INSERT INTO ferry_seq(id, value) VALUES (1, 0)"
+  sqlite3 "$WORK/raw-triggers.db" "INSERT INTO ferry_writer(id, device_id, horizon) VALUES (1, NULL, 0)"
   "$WORK/bin/raw_sqlite" "$WORK/raw-triggers.db" --no-create --rows "$ROWS" --batch "$BATCH" \
     --label raw-triggers | record raw-triggers
 fi

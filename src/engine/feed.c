@@ -30,22 +30,16 @@ int feed_head(struct store_conn *c, int64_t *head, struct err *err)
 {
     bool found = false;
     *head = 0;
-    /* The purge may have removed the newest entries; their seqs are at or below the
-     * horizon, so the head is the larger of the two and never moves backwards. */
-    return store_query_int(c,
-                           "SELECT MAX(s) FROM (SELECT COALESCE(MAX(seq), 0) AS s FROM"
-                           " ferry_changes UNION ALL SELECT CAST(value AS BIGINT) FROM ferry_meta"
-                           " WHERE key = 'purge_horizon') h",
-                           NULL, 0, head, &found, err);
+    return store_query_int(c, "SELECT COALESCE(MAX(seq), 0) FROM ferry_changes", NULL, 0, head,
+                           &found, err);
 }
 
-static int purge_horizon(struct store_conn *c, int64_t *horizon, struct err *err)
+int feed_horizon(struct store_conn *c, int64_t *horizon, struct err *err)
 {
-    struct store_val key = sv_text("purge_horizon");
     bool found = false;
     *horizon = 0;
-    return store_query_int(c, "SELECT CAST(value AS BIGINT) FROM ferry_meta WHERE key = $1", &key,
-                           1, horizon, &found, err);
+    return store_query_int(c, "SELECT horizon FROM ferry_writer WHERE id = 1", NULL, 0, horizon,
+                           &found, err);
 }
 
 static json_t *key_json(const struct synced_table *t, const char *pk)
@@ -154,7 +148,7 @@ static int check_cursor(struct store_conn *c, int64_t cursor, int64_t head, stru
         return err_set(err, ERR_INVALID,
                        "cursor %lld is from the future (the newest change is %lld)",
                        (long long)cursor, (long long)head);
-    if (purge_horizon(c, &horizon, err) != FERRY_OK)
+    if (feed_horizon(c, &horizon, err) != FERRY_OK)
         return FERRY_ERR;
     if (cursor > 0 && cursor < horizon)
         return err_set(err, ERR_GONE,

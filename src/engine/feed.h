@@ -31,6 +31,9 @@ struct feed_page {
 int feed_read(struct store_conn *c, const struct feed_query *q, struct feed_page *page,
               struct err *err);
 
+/* The purge horizon: the highest seq of a purged tombstone (0 before any purge). */
+int feed_horizon(struct store_conn *c, int64_t *horizon, struct err *err);
+
 /* The newest seq (0 for an empty log). */
 int feed_head(struct store_conn *c, int64_t *head, struct err *err);
 

@@ -6,32 +6,30 @@
 #include <time.h>
 
 #include "engine/devices.h"
+#include "engine/feed.h"
 #include "engine/purge.h"
 #include "engine/tables.h"
 #include "util/timeutil.h"
 
-static int read_horizon(struct store_conn *c, int64_t *horizon, struct err *err)
-{
-    struct store_val key = sv_text("purge_horizon");
-    bool found = false;
-    *horizon = 0;
-    return store_query_int(c, "SELECT CAST(value AS BIGINT) FROM ferry_meta WHERE key = $1", &key,
-                           1, horizon, &found, err);
-}
-
+/* Records the horizon, and keeps the log's head where it was: when the newest entries
+ * were purged, a placeholder entry (table '', key '') takes the horizon's seq, so
+ * MAX(seq), the head every device compares its cursor with, never moves backwards and
+ * SQLite never gives that seq out again. The feed and the purge skip the placeholder. */
 static int write_horizon(struct store_conn *c, int64_t horizon, struct err *err)
 {
-    char text[32];
-    snprintf(text, sizeof(text), "%lld", (long long)horizon);
-    struct store_val v[] = {sv_text("purge_horizon"), sv_text(text)};
+    struct store_val v[] = {sv_int(horizon), sv_int(time_now_ms())};
+    if (store_run(c, "UPDATE ferry_writer SET horizon = $1 WHERE id = 1", v, 1, NULL, err) !=
+        FERRY_OK)
+        return FERRY_ERR;
     return store_run(c,
-                     "INSERT INTO ferry_meta(key, value) VALUES ($1, $2)"
-                     " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                     "INSERT INTO ferry_changes(seq, tbl, pk, version, deleted, updated_at)"
+                     " SELECT CAST($1 AS BIGINT), '', '', 0, 0, $2 WHERE CAST($1 AS BIGINT) > "
+                     "(SELECT COALESCE(MAX(seq), 0)"
+                     " FROM ferry_changes) ON CONFLICT (tbl, pk) DO UPDATE SET seq = excluded.seq",
                      v, 2, NULL, err);
 }
 
-int purge_run(struct store_conn *c, int64_t retention_ms, struct purge_result *out,
-              struct err *err)
+int purge_run(struct store_conn *c, int64_t retention_ms, struct purge_result *out, struct err *err)
 {
     int64_t cutoff = time_now_ms() - retention_ms, acked = 0, newest = 0;
     bool any = false, found = false;
@@ -40,9 +38,9 @@ int purge_run(struct store_conn *c, int64_t retention_ms, struct purge_result *o
     *out = (struct purge_result){0};
     /* The change log's lock keeps writers out while the horizon moves. */
     if (store_begin(c, err) != FERRY_OK || changelog_lock(c, err) != FERRY_OK ||
-        changelog_before_purge(c, err) != FERRY_OK ||
+
         devices_min_cursor(c, cutoff, &acked, &any, err) != FERRY_OK ||
-        read_horizon(c, &out->horizon, err) != FERRY_OK)
+        feed_horizon(c, &out->horizon, err) != FERRY_OK)
         goto out;
     if (!any) /* no active device: nobody still needs a tombstone */
         acked = INT64_MAX;
@@ -69,8 +67,8 @@ int purge_run(struct store_conn *c, int64_t retention_ms, struct purge_result *o
                 goto out;
         }
     }
-    if (store_run(c, "DELETE FROM ferry_batches WHERE created_at < $1", &v[1], 1,
-                  &out->batches, err) != FERRY_OK)
+    if (store_run(c, "DELETE FROM ferry_batches WHERE created_at < $1", &v[1], 1, &out->batches,
+                  err) != FERRY_OK)
         goto out;
     rc = store_commit(c, err);
 out:
@@ -113,8 +111,8 @@ static void *purger_main(void *arg)
     return NULL;
 }
 
-int purger_start(struct store *st, int64_t interval_s, int64_t retention_ms,
-                 struct purger **out, struct err *err)
+int purger_start(struct store *st, int64_t interval_s, int64_t retention_ms, struct purger **out,
+                 struct err *err)
 {
     struct purger *p = xcalloc(1, sizeof(*p));
     *out = NULL;

@@ -12,7 +12,7 @@
 #include "util/timeutil.h"
 
 /* Bumped when the trigger text changes, so existing installs are replaced. */
-#define TRIGGER_VERSION 3
+#define TRIGGER_VERSION 6
 
 /* Milliseconds since the epoch in SQLite's own SQL: triggers run in other programs too,
  * so they may use only built-in functions. */
@@ -59,24 +59,19 @@ static char *sql_literal(const char *s)
 
 /* --- SQLite triggers ------------------------------------------------------------ */
 
-/* The next seq: above every seq in the log and every seq AUTOINCREMENT has handed out
- * (sqlite_sequence), which is what SQLite itself gives a new row. */
-#define SQLITE_NEXT_SEQ                                                                      \
-    "(SELECT MAX(s) FROM (SELECT MAX(seq) AS s FROM ferry_changes UNION ALL"                 \
-    " SELECT seq FROM sqlite_sequence WHERE name = 'ferry_changes')) + 1"
-
 /* The change-log entry for key expression key (NEW."id" or OLD."id"), when `when`
- * holds. A new key takes the next AUTOINCREMENT seq; a known key moves to the next seq.
- * A moved entry does not raise sqlite_sequence, so before the purge removes entries it
- * raises the counter to the largest seq (changelog_before_purge): no seq is reused. */
+ * holds. A new key's entry takes the rowid SQLite gives a new row, MAX(seq) + 1; a known
+ * key's entry moves to MAX(seq) + 1. The purge never lowers MAX(seq) (it leaves a
+ * placeholder at the purged head, purge.c), so no seq is handed out twice. */
 static void sqlite_log_change(struct buf *b, const struct synced_table *t, const char *key,
                               int deleted, const char *when)
 {
     buf_printf(b,
                "INSERT INTO ferry_changes(tbl, pk, version, deleted, updated_at, device_id)"
                " SELECT %s, CAST(%s AS TEXT), 1, %d, " SQLITE_NOW_MS ","
-               " (SELECT device_id FROM ferry_writer WHERE id = 1) WHERE 1%s"
-               " ON CONFLICT(tbl, pk) DO UPDATE SET seq = " SQLITE_NEXT_SEQ ","
+               " w.device_id FROM ferry_writer w WHERE w.id = 1%s"
+               " ON CONFLICT(tbl, pk) DO UPDATE SET"
+               " seq = (SELECT MAX(seq) FROM ferry_changes) + 1,"
                " version = ferry_changes.version + 1, deleted = %d,"
                " updated_at = excluded.updated_at, device_id = excluded.device_id;\n",
                t->literal, key, deleted, when, deleted);
@@ -236,17 +231,6 @@ static char *pg_trigger_sql(const struct synced_table *t)
 }
 
 /* --- loading ------------------------------------------------------------------------- */
-
-int changelog_before_purge(struct store_conn *c, struct err *err)
-{
-    if (store_conn_dialect(c) != STORE_SQLITE)
-        return FERRY_OK; /* PostgreSQL's sequence never goes back */
-    return store_run(c,
-                     "UPDATE sqlite_sequence SET seq = (SELECT MAX(seq) FROM ferry_changes)"
-                     " WHERE name = 'ferry_changes' AND seq < (SELECT MAX(seq) FROM"
-                     " ferry_changes)",
-                     NULL, 0, NULL, err);
-}
 
 int changelog_lock(struct store_conn *c, struct err *err)
 {

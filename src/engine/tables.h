@@ -60,10 +60,6 @@ int tables_column(const struct synced_table *t, const char *name);
  * Everything the transaction reads afterwards is current. */
 int changelog_lock(struct store_conn *c, struct err *err);
 
-/* Inside the purge's transaction, before entries are deleted: makes sure the seqs of
- * deleted entries are never handed out again. */
-int changelog_before_purge(struct store_conn *c, struct err *err);
-
 int tables_parse_policy(const char *name, enum conflict_policy *out);
 const char *tables_policy_name(enum conflict_policy policy);
 

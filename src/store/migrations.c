@@ -3,12 +3,13 @@
  * migration is never edited. Times are milliseconds since the Unix epoch (BIGINT). */
 #include "store/store_internal.h"
 
-/* The change log. seq is the table's own key, never reused even after a purge: on
- * SQLite an AUTOINCREMENT rowid; on PostgreSQL a sequence, drawn while holding
- * ferry_writer's row lock so that seq order is commit order (tables.c). */
+/* The change log. seq is the table's own key and is never reused, even after a purge:
+ * on SQLite MAX(seq) + 1 (the purge leaves a placeholder entry at the head it removed);
+ * on PostgreSQL a sequence, drawn while holding ferry_writer's row lock so that seq
+ * order is commit order (tables.c). */
 #define CHANGES_SQLITE                                                                       \
     "CREATE TABLE ferry_changes ("                                                           \
-    " seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, pk TEXT NOT NULL,"           \
+    " seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, pk TEXT NOT NULL,"                         \
     " version BIGINT NOT NULL,"                                                              \
     " deleted INTEGER NOT NULL DEFAULT 0, updated_at BIGINT NOT NULL, device_id TEXT,"       \
     " UNIQUE (tbl, pk));"
@@ -22,8 +23,9 @@
 
 /* The rest of the record-sync tables: the same text is valid on both dialects. */
 #define CHANGELOG_SQL\
-    "CREATE TABLE ferry_writer (id INTEGER PRIMARY KEY CHECK (id = 1), device_id TEXT);"\
-    "INSERT INTO ferry_writer(id, device_id) VALUES (1, NULL);"\
+    "CREATE TABLE ferry_writer (id INTEGER PRIMARY KEY CHECK (id = 1), device_id TEXT,"\
+    " horizon BIGINT NOT NULL DEFAULT 0);"\
+    "INSERT INTO ferry_writer(id, device_id, horizon) VALUES (1, NULL, 0);"\
     "CREATE TABLE ferry_synced ("\
     " tbl TEXT PRIMARY KEY, signature TEXT NOT NULL, installed_at BIGINT NOT NULL);"\
     "CREATE TABLE ferry_field_versions ("\

@@ -534,7 +534,7 @@ def test_purge_after_every_device_acknowledged(make_server):
     body = purge(srv)
     assert body["tombstonesPurged"] == 2 and body["horizon"] == h
     assert tombstones(srv) == []
-    assert db_rows(srv, "SELECT pk FROM ferry_changes ORDER BY pk") == [("i3",), ("i4",)]
+    assert db_rows(srv, "SELECT pk FROM ferry_changes WHERE tbl <> '' ORDER BY pk") == [("i3",), ("i4",)]
 
     # a cursor older than the horizon must start over; 0 and the horizon itself are fine
     for old in (1, h - 1):

@@ -473,7 +473,7 @@ static bool has_key_set(json_t *obj)
 {
     static const char *const keys[] = {"id",        "name",      "role",       "userId",
                                        "deviceId",  "prefix",    "createdAt",  "expiresAt",
-                                       "lastUsedAt", "revokedAt", "revoked"};
+                                       "lastUsedAt", "revokedAt", "revoked",  "tables"};
     if (json_object_size(obj) != sizeof(keys) / sizeof(keys[0]))
         return false;
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
