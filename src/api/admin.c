@@ -26,6 +26,9 @@ static int read_table_list(json_t *body, char **out, struct err *err)
         return FERRY_ERR;
     if (!list)
         return FERRY_OK;
+    if (json_array_size(list) == 0)
+        return err_set(err, ERR_INVALID,
+                       "field 'tables' must name at least one table (leave it out for all)");
     buf_init(&b);
     json_array_foreach(list, i, item)
     {
@@ -144,9 +147,10 @@ static void purge_now(struct request *req)
         http_reply_err(req, &err);
     else
         http_reply_json(req, 200,
-                        json_pack("{s:I, s:I, s:I}", "tombstonesPurged", (json_int_t)r.tombstones,
-                                  "batchesPurged", (json_int_t)r.batches, "horizon",
-                                  (json_int_t)r.horizon));
+                        json_pack("{s:I, s:I, s:I, s:I}", "tombstonesPurged",
+                                  (json_int_t)r.tombstones, "batchesPurged",
+                                  (json_int_t)r.batches, "conflictsPurged",
+                                  (json_int_t)r.conflicts, "horizon", (json_int_t)r.horizon));
     store_release(c);
 }
 

@@ -69,7 +69,8 @@ static bool acting_device(struct request *req, struct store_conn *c, const char 
     }
     if (!named) {
         if (!optional)
-            http_reply_error(req, ERR_INVALID, "field 'deviceId' is required for a user token");
+            http_reply_error(req, ERR_INVALID,
+                             "field 'deviceId' is required unless a device token is used");
         return optional;
     }
     json_t *device = device_for(req, c, named);
@@ -439,12 +440,18 @@ static void list_conflicts(struct request *req)
         return;
     const char *user = req->cred.role == ROLE_ADMIN ? http_query(req, "userId") : req->cred.user_id;
     if (conflicts_list(c, &req->app->synced, user, strcmp(status, "all") ? status : NULL, &list,
-                       &err) != FERRY_OK)
+                       &err) != FERRY_OK) {
         http_reply_err(req, &err);
-    else
+    } else {
+        /* a table-limited credential sees only its tables' conflicts */
+        for (size_t i = json_array_size(list); i-- > 0;)
+            if (!push_scope_allows(scope_of(req), json_string_value(json_object_get(
+                                                      json_array_get(list, i), "table"))))
+                json_array_remove(list, i);
         http_reply_json(req, 200,
                         json_pack("{s:o, s:I}", "conflicts", list, "totalCount",
                                   (json_int_t)json_array_size(list)));
+    }
     store_release(c);
 }
 
@@ -468,6 +475,9 @@ static void resolve_conflict(struct request *req)
         http_reply_err(req, &err);
     } else if (req->cred.role != ROLE_ADMIN && strcmp(owner, req->cred.user_id) != 0) {
         http_reply_error(req, ERR_FORBIDDEN, "this conflict belongs to another user");
+    } else if (!push_scope_allows(scope_of(req),
+                                  json_string_value(json_object_get(conflict, "table")))) {
+        http_reply_error(req, ERR_FORBIDDEN, "this credential may not change that table");
     } else if (conflicts_resolve(c, &req->app->synced, id, resolution, data,
                                  req->cred.user_id[0] ? req->cred.user_id : req->cred.id,
                                  req->cred.role == ROLE_DEVICE ? req->cred.device_id : NULL,

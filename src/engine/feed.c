@@ -91,8 +91,11 @@ static char *feed_sql(const struct feed_query *q, int *offsets)
     int col = LOG_COLS;
     buf_init(&b);
     buf_puts(&b, "SELECT c.seq, c.tbl, c.pk, c.version, c.deleted, c.updated_at, c.device_id");
+    /* Columns by name, not t.*: a column dropped while ferry runs is an error, never a
+     * value reported under another column's name. */
     for (size_t i = 0; i < q->n_tables; i++) {
-        buf_printf(&b, ", t%zu.*", i);
+        for (size_t k = 0; k < q->tables[i]->n_cols; k++)
+            buf_printf(&b, ", t%zu.%s", i, q->tables[i]->cols[k].quoted);
         offsets[i] = col;
         col += (int)q->tables[i]->n_cols;
     }
@@ -195,8 +198,13 @@ int feed_row(struct store_conn *c, const struct synced_table *t, const char *pk,
              struct err *err)
 {
     struct store_rows *rows = NULL;
-    char *sql = xasprintf("SELECT t.* FROM %s t, (SELECT CAST($1 AS TEXT) AS pk) c WHERE t.%s = %s",
-                          t->quoted, t->cols[t->pk].quoted, t->pk_cast);
+    struct buf cols;
+    buf_init(&cols);
+    for (size_t k = 0; k < t->n_cols; k++)
+        buf_printf(&cols, "%st.%s", k ? ", " : "", t->cols[k].quoted);
+    char *sql = xasprintf("SELECT %s FROM %s t, (SELECT CAST($1 AS TEXT) AS pk) c WHERE t.%s = %s",
+                          cols.data, t->quoted, t->cols[t->pk].quoted, t->pk_cast);
+    buf_cleanup(&cols);
     struct store_val v = sv_text(pk);
     int rc = FERRY_ERR, step;
 

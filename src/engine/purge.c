@@ -42,8 +42,8 @@ int purge_run(struct store_conn *c, int64_t retention_ms, struct purge_result *o
         devices_min_cursor(c, cutoff, &acked, &any, err) != FERRY_OK ||
         feed_horizon(c, &out->horizon, err) != FERRY_OK)
         goto out;
-    if (!any) /* no active device: nobody still needs a tombstone */
-        acked = INT64_MAX;
+    if (!any) /* no active device has acknowledged anything: only the retention applies */
+        acked = 0;
     struct store_val v[] = {sv_int(acked), sv_int(cutoff)};
     if (store_query_int(c,
                         "SELECT MAX(seq) FROM ferry_changes WHERE deleted = 1"
@@ -68,7 +68,10 @@ int purge_run(struct store_conn *c, int64_t retention_ms, struct purge_result *o
         }
     }
     if (store_run(c, "DELETE FROM ferry_batches WHERE created_at < $1", &v[1], 1, &out->batches,
-                  err) != FERRY_OK)
+                  err) != FERRY_OK ||
+        store_run(c,
+                  "DELETE FROM ferry_conflicts WHERE status = 'resolved' AND resolved_at < $1",
+                  &v[1], 1, &out->conflicts, err) != FERRY_OK)
         goto out;
     rc = store_commit(c, err);
 out:

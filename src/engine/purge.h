@@ -1,5 +1,6 @@
 /* purge.h - removing tombstones no device needs any more: those every active device has
- * acknowledged past, and those older than the retention. The highest purged seq becomes
+ * acknowledged past, and those older than the retention (and, past the retention,
+ * idempotency records and resolved conflicts). The highest purged seq becomes
  * the purge horizon; a device whose cursor is below it must resync (feed_read says so). */
 #ifndef FERRY_PURGE_H
 #define FERRY_PURGE_H
@@ -12,6 +13,7 @@
 struct purge_result {
     int64_t tombstones; /* tombstones removed */
     int64_t batches;    /* idempotency records removed */
+    int64_t conflicts;  /* resolved conflicts removed */
     int64_t horizon;    /* the purge horizon after the run */
 };
 

@@ -267,6 +267,34 @@ static int backfill(struct store_conn *c, const struct synced_table *t, struct e
     return rc;
 }
 
+/* Whether all of the table's capture triggers exist: a table rebuilt by hand (copied,
+ * dropped, renamed back) keeps its name but loses them. */
+static int triggers_present(struct store_conn *c, const struct synced_table *t, bool *present,
+                            struct err *err)
+{
+    bool pg = store_conn_dialect(c) == STORE_POSTGRES;
+    char *ins = xasprintf("ferry_ins_%s", t->name), *upd = xasprintf("ferry_upd_%s", t->name),
+         *del = xasprintf("ferry_del_%s", t->name);
+    struct store_val v[] = {sv_text(t->name), sv_text(ins), sv_text(upd), sv_text(del)};
+    int64_t n = 0;
+    bool found = false;
+    int rc = store_query_int(
+        c,
+        pg ? "SELECT COUNT(*) FROM pg_catalog.pg_trigger tg"
+             " JOIN pg_catalog.pg_class r ON r.oid = tg.tgrelid"
+             " JOIN pg_catalog.pg_namespace s ON s.oid = r.relnamespace"
+             " WHERE s.nspname = current_schema() AND r.relname = $1"
+             " AND tg.tgname IN ('ferry_capture', 'ferry_notify')"
+           : "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = $1"
+             " AND name IN ($2, $3, $4)",
+        v, pg ? 1 : 4, &n, &found, err);
+    *present = n == (pg ? 2 : 3);
+    free(ins);
+    free(upd);
+    free(del);
+    return rc;
+}
+
 static int install(struct store_conn *c, const struct synced_table *t, struct err *err)
 {
     bool pg = store_conn_dialect(c) == STORE_POSTGRES;
@@ -284,6 +312,10 @@ static int install(struct store_conn *c, const struct synced_table *t, struct er
     current = step == 1 && !strcmp(store_rows_text(rows, 0), signature);
     store_rows_free(rows);
     rows = NULL;
+    bool present = false;
+    if (current && triggers_present(c, t, &present, err) != FERRY_OK)
+        goto out;
+    current = current && present;
     if (current) {
         rc = FERRY_OK;
         goto out;

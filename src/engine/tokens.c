@@ -38,6 +38,28 @@ static void make_secret(const char *role, char **secret)
                         enc);
 }
 
+/* A device token names a device; one made directly (CLI, admin API) registers the
+ * device when it is new, so it acknowledges and counts as active like any other. A
+ * device of another user is refused. */
+static int ensure_device(struct store_conn *c, const struct token_spec *spec, int64_t now,
+                         struct err *err)
+{
+    struct store_val v[] = {sv_text(spec->device_id), sv_text(spec->user_id),
+                            sv_text(spec->name), sv_text(spec->tables), sv_int(now)};
+    int64_t same = 0;
+    bool found = false;
+    if (store_run(c,
+                  "INSERT INTO ferry_devices(id, user_id, name, tables, created_at, updated_at)"
+                  " VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (id) DO NOTHING",
+                  v, 5, NULL, err) != FERRY_OK ||
+        store_query_int(c, "SELECT COUNT(*) FROM ferry_devices WHERE id = $1 AND user_id = $2", v,
+                        2, &same, &found, err) != FERRY_OK)
+        return FERRY_ERR;
+    return same ? FERRY_OK
+                : err_set(err, ERR_INVALID, "device '%s' belongs to another user",
+                          spec->device_id);
+}
+
 static int ensure_user(struct store_conn *c, const char *user_id, int64_t now,
                        struct err *err)
 {
@@ -97,6 +119,8 @@ int tokens_create(struct store_conn *c, const struct token_spec *spec, char **se
     if (own_txn && store_begin(c, err) != FERRY_OK)
         goto out;
     if (spec->user_id && *spec->user_id && ensure_user(c, spec->user_id, now, err) != FERRY_OK)
+        goto out;
+    if (is_device && ensure_device(c, spec, now, err) != FERRY_OK)
         goto out;
     if (store_run(c,
                   "INSERT INTO ferry_tokens(id, name, role, user_id, device_id, token_hash,"

@@ -507,7 +507,7 @@ def purge(srv):
     r = srv.post("/api/v1/admin/purge", token=srv.admin_token)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"tombstonesPurged", "batchesPurged", "horizon"}, body
+    assert set(body) == {"tombstonesPurged", "batchesPurged", "conflictsPurged", "horizon"}, body
     return body
 
 
