@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/rowjson.h"
 #include "engine/conflicts.h"
 #include "engine/feed.h"
 #include "engine/push.h"
@@ -13,28 +14,6 @@ static const char conflict_columns[] =
     "SELECT id, tbl, pk, device_id, user_id, action, base_version, server_version,"
     " server_data, client_data, fields, status, resolution, created_at, resolved_at,"
     " resolved_by FROM ferry_conflicts";
-
-static json_t *parsed_or_null(const struct store_rows *rows, int col)
-{
-    if (store_rows_isnull(rows, col))
-        return json_null();
-    json_t *v = json_loads(store_rows_text(rows, col), JSON_DECODE_ANY, NULL);
-    return v ? v : json_null();
-}
-
-static json_t *text_or_null(const struct store_rows *rows, int col)
-{
-    return store_rows_isnull(rows, col) ? json_null() : json_string(store_rows_text(rows, col));
-}
-
-static json_t *time_or_null(const struct store_rows *rows, int col)
-{
-    char iso[32];
-    if (store_rows_isnull(rows, col))
-        return json_null();
-    time_iso8601(store_rows_int(rows, col), 0, iso);
-    return json_string(iso);
-}
 
 /* The row's key as the feed writes it: a number for an integer key. */
 static json_t *row_id(const struct synced_set *set, const char *table, const char *pk)
@@ -52,21 +31,21 @@ static json_t *conflict_json(const struct synced_set *set, const struct store_ro
     json_object_set_new(o, "table", json_string(store_rows_text(rows, 1)));
     json_object_set_new(o, "rowId",
                         row_id(set, store_rows_text(rows, 1), store_rows_text(rows, 2)));
-    json_object_set_new(o, "deviceId", text_or_null(rows, 3));
-    json_object_set_new(o, "userId", text_or_null(rows, 4));
+    json_object_set_new(o, "deviceId", rowjson_text(rows, 3));
+    json_object_set_new(o, "userId", rowjson_text(rows, 4));
     json_object_set_new(o, "action", json_string(store_rows_text(rows, 5)));
     json_object_set_new(o, "baseVersion", store_rows_isnull(rows, 6)
                                               ? json_null()
                                               : json_integer(store_rows_int(rows, 6)));
     json_object_set_new(o, "serverVersion", json_integer(store_rows_int(rows, 7)));
-    json_object_set_new(o, "serverData", parsed_or_null(rows, 8));
-    json_object_set_new(o, "clientData", parsed_or_null(rows, 9));
-    json_object_set_new(o, "fields", parsed_or_null(rows, 10));
+    json_object_set_new(o, "serverData", rowjson_parsed(rows, 8));
+    json_object_set_new(o, "clientData", rowjson_parsed(rows, 9));
+    json_object_set_new(o, "fields", rowjson_parsed(rows, 10));
     json_object_set_new(o, "status", json_string(store_rows_text(rows, 11)));
-    json_object_set_new(o, "resolution", text_or_null(rows, 12));
-    json_object_set_new(o, "createdAt", time_or_null(rows, 13));
-    json_object_set_new(o, "resolvedAt", time_or_null(rows, 14));
-    json_object_set_new(o, "resolvedBy", text_or_null(rows, 15));
+    json_object_set_new(o, "resolution", rowjson_text(rows, 12));
+    json_object_set_new(o, "createdAt", rowjson_time(rows, 13));
+    json_object_set_new(o, "resolvedAt", rowjson_time(rows, 14));
+    json_object_set_new(o, "resolvedBy", rowjson_text(rows, 15));
     return o;
 }
 

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/rowjson.h"
 #include "engine/devices.h"
 #include "engine/feed.h"
 #include "engine/tokens.h"
@@ -15,45 +16,19 @@ static const char device_columns[] =
     "SELECT id, user_id, name, platform, app_version, cursor, tables, created_at, updated_at,"
     " last_seen_at FROM ferry_devices";
 
-static json_t *text_or_null(const struct store_rows *rows, int col)
-{
-    return store_rows_isnull(rows, col) ? json_null() : json_string(store_rows_text(rows, col));
-}
-
-static json_t *time_or_null(const struct store_rows *rows, int col)
-{
-    char iso[32];
-    if (store_rows_isnull(rows, col))
-        return json_null();
-    time_iso8601(store_rows_int(rows, col), 0, iso);
-    return json_string(iso);
-}
-
-static json_t *list_or_null(const char *text)
-{
-    if (!text)
-        return json_null();
-    json_t *arr = json_array();
-    char *copy = xstrdup(text), *save = NULL;
-    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
-        json_array_append_new(arr, json_string(t));
-    free(copy);
-    return arr;
-}
-
 static json_t *device_json(const struct store_rows *rows)
 {
     json_t *o = json_object();
     json_object_set_new(o, "id", json_string(store_rows_text(rows, 0)));
     json_object_set_new(o, "userId", json_string(store_rows_text(rows, 1)));
     json_object_set_new(o, "name", json_string(store_rows_text(rows, 2)));
-    json_object_set_new(o, "platform", text_or_null(rows, 3));
-    json_object_set_new(o, "appVersion", text_or_null(rows, 4));
+    json_object_set_new(o, "platform", rowjson_text(rows, 3));
+    json_object_set_new(o, "appVersion", rowjson_text(rows, 4));
     json_object_set_new(o, "cursor", json_integer(store_rows_int(rows, 5)));
-    json_object_set_new(o, "tables", list_or_null(store_rows_text(rows, 6)));
-    json_object_set_new(o, "createdAt", time_or_null(rows, 7));
-    json_object_set_new(o, "updatedAt", time_or_null(rows, 8));
-    json_object_set_new(o, "lastSeenAt", time_or_null(rows, 9));
+    json_object_set_new(o, "tables", rowjson_list(rows, 6));
+    json_object_set_new(o, "createdAt", rowjson_time(rows, 7));
+    json_object_set_new(o, "updatedAt", rowjson_time(rows, 8));
+    json_object_set_new(o, "lastSeenAt", rowjson_time(rows, 9));
     return o;
 }
 

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/rowjson.h"
 #include "engine/tokens.h"
 #include "util/crypto.h"
 #include "util/timeutil.h"
@@ -202,43 +203,21 @@ static const char token_columns[] = "SELECT id, name, role, user_id, device_id, 
                                     " created_at, expires_at, last_used_at, revoked_at, tables"
                                     " FROM ferry_tokens";
 
-static json_t *time_or_null(const struct store_rows *rows, int col)
-{
-    char iso[32];
-    if (store_rows_isnull(rows, col))
-        return json_null();
-    time_iso8601(store_rows_int(rows, col), 0, iso);
-    return json_string(iso);
-}
-
-static json_t *text_or_null(const struct store_rows *rows, int col)
-{
-    return store_rows_isnull(rows, col) ? json_null() : json_string(store_rows_text(rows, col));
-}
-
 static json_t *token_json(const struct store_rows *rows)
 {
     json_t *o = json_object();
     json_object_set_new(o, "id", json_string(store_rows_text(rows, 0)));
     json_object_set_new(o, "name", json_string(store_rows_text(rows, 1)));
     json_object_set_new(o, "role", json_string(store_rows_text(rows, 2)));
-    json_object_set_new(o, "userId", text_or_null(rows, 3));
-    json_object_set_new(o, "deviceId", text_or_null(rows, 4));
+    json_object_set_new(o, "userId", rowjson_text(rows, 3));
+    json_object_set_new(o, "deviceId", rowjson_text(rows, 4));
     json_object_set_new(o, "prefix", json_string(store_rows_text(rows, 5)));
-    json_object_set_new(o, "createdAt", time_or_null(rows, 6));
-    json_object_set_new(o, "expiresAt", time_or_null(rows, 7));
-    json_object_set_new(o, "lastUsedAt", time_or_null(rows, 8));
-    json_object_set_new(o, "revokedAt", time_or_null(rows, 9));
+    json_object_set_new(o, "createdAt", rowjson_time(rows, 6));
+    json_object_set_new(o, "expiresAt", rowjson_time(rows, 7));
+    json_object_set_new(o, "lastUsedAt", rowjson_time(rows, 8));
+    json_object_set_new(o, "revokedAt", rowjson_time(rows, 9));
     json_object_set_new(o, "revoked", json_boolean(!store_rows_isnull(rows, 9)));
-    json_t *tables = json_null();
-    if (!store_rows_isnull(rows, 10)) {
-        char *list = xstrdup(store_rows_text(rows, 10)), *save = NULL;
-        tables = json_array();
-        for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save))
-            json_array_append_new(tables, json_string(t));
-        free(list);
-    }
-    json_object_set_new(o, "tables", tables);
+    json_object_set_new(o, "tables", rowjson_list(rows, 10));
     return o;
 }
 

@@ -46,36 +46,25 @@
     " resolution TEXT, created_at BIGINT NOT NULL, resolved_at BIGINT, resolved_by TEXT);"\
     "CREATE INDEX ferry_conflicts_status ON ferry_conflicts(status, created_at);"
 
+/* Tokens and users: the same text is valid on both dialects. */
+#define AUTH_SQL                                                                             \
+    "CREATE TABLE ferry_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"                   \
+    "CREATE TABLE ferry_users ("                                                             \
+    " id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at BIGINT NOT NULL);"                 \
+    "CREATE TABLE ferry_tokens ("                                                            \
+    " id TEXT PRIMARY KEY,"                                                                  \
+    " name TEXT NOT NULL,"                                                                   \
+    " role TEXT NOT NULL CHECK (role IN ('admin', 'user', 'device')),"                       \
+    " user_id TEXT, device_id TEXT,"                                                         \
+    " token_hash TEXT NOT NULL UNIQUE,"                                                      \
+    " prefix TEXT NOT NULL,"                                                                 \
+    " created_at BIGINT NOT NULL, expires_at BIGINT, last_used_at BIGINT,"                   \
+    " revoked_at BIGINT, tables TEXT);"                                                      \
+    "CREATE INDEX ferry_tokens_user ON ferry_tokens(user_id);"
+
 const struct migration store_migrations[] = {
-    {1,
-     /* SQLite */
-     "CREATE TABLE ferry_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-     "CREATE TABLE ferry_users ("
-     " id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at BIGINT NOT NULL);"
-     "CREATE TABLE ferry_tokens ("
-     " id TEXT PRIMARY KEY,"
-     " name TEXT NOT NULL,"
-     " role TEXT NOT NULL CHECK (role IN ('admin', 'user', 'device')),"
-     " user_id TEXT, device_id TEXT,"
-     " token_hash TEXT NOT NULL UNIQUE,"
-     " prefix TEXT NOT NULL,"
-     " created_at BIGINT NOT NULL, expires_at BIGINT, last_used_at BIGINT,"
-     " revoked_at BIGINT, tables TEXT);"
-     "CREATE INDEX ferry_tokens_user ON ferry_tokens(user_id);",
-     /* PostgreSQL */
-     "CREATE TABLE ferry_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-     "CREATE TABLE ferry_users ("
-     " id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at BIGINT NOT NULL);"
-     "CREATE TABLE ferry_tokens ("
-     " id TEXT PRIMARY KEY,"
-     " name TEXT NOT NULL,"
-     " role TEXT NOT NULL CHECK (role IN ('admin', 'user', 'device')),"
-     " user_id TEXT, device_id TEXT,"
-     " token_hash TEXT NOT NULL UNIQUE,"
-     " prefix TEXT NOT NULL,"
-     " created_at BIGINT NOT NULL, expires_at BIGINT, last_used_at BIGINT,"
-     " revoked_at BIGINT, tables TEXT);"
-     "CREATE INDEX ferry_tokens_user ON ferry_tokens(user_id);"},
+    /* 1: users, tokens and ferry's key-value settings */
+    {1, AUTH_SQL, AUTH_SQL},
     /* 2: the change log and record sync (DESIGN.md section 2); portable SQL */
     {2, CHANGES_SQLITE CHANGELOG_SQL, CHANGES_PG CHANGELOG_SQL},
 };

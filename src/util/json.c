@@ -43,7 +43,7 @@ int json_parse(const char *data, size_t len, int max_depth, json_t **out, struct
     return FERRY_OK;
 }
 
-static const char *type_name(const json_t *v)
+const char *json_type_name(const json_t *v)
 {
     switch (json_typeof(v)) {
     case JSON_OBJECT:
@@ -77,7 +77,7 @@ static int lookup(json_t *obj, const char *key, bool required, json_t **v, struc
 
 static int wrong_type(const char *key, const char *want, const json_t *v, struct err *err)
 {
-    return err_set(err, ERR_INVALID, "field '%s' must be %s, not %s", key, want, type_name(v));
+    return err_set(err, ERR_INVALID, "field '%s' must be %s, not %s", key, want, json_type_name(v));
 }
 
 int json_get_string(json_t *obj, const char *key, bool required, const char **out,

@@ -32,6 +32,9 @@ int json_get_array(json_t *obj, const char *key, bool required, json_t **out,
 int json_get_object(json_t *obj, const char *key, bool required, json_t **out,
                     struct err *err);
 
+/* "an integer", "a string", ... for messages. */
+const char *json_type_name(const json_t *v);
+
 /* Serialises compactly; the caller frees the string. */
 char *json_to_string(const json_t *value);
 
