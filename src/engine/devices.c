@@ -32,7 +32,7 @@ static json_t *device_json(const struct store_rows *rows)
     return o;
 }
 
-static bool valid_id(const char *id)
+bool devices_valid_id(const char *id)
 {
     size_t len = strlen(id);
     if (len == 0 || len > 128)
@@ -46,7 +46,7 @@ static bool valid_id(const char *id)
 
 static int check_spec(const struct device_spec *spec, bool creating, struct err *err)
 {
-    if (spec->id && !valid_id(spec->id))
+    if (spec->id && !devices_valid_id(spec->id))
         return err_set(err, ERR_INVALID,
                        "device id must be 1 to 128 characters of A-Z a-z 0-9 - _ . :");
     if (creating && (!spec->name || !*spec->name))

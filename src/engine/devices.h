@@ -4,6 +4,7 @@
 #ifndef FERRY_DEVICES_H
 #define FERRY_DEVICES_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -18,6 +19,9 @@ struct device_spec {
     const char *app_version;
     const char *tables; /* comma list; NULL: every synced table */
 };
+
+/* Whether id is 1 to 128 characters of A-Z a-z 0-9 - _ . : */
+bool devices_valid_id(const char *id);
 
 /* Registers a device for user_id and makes its first token, in one transaction.
  * *device is the device as JSON and *token its secret (shown once). ERR_CONFLICT when

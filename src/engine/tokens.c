@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "engine/rowjson.h"
+#include "engine/devices.h"
 #include "engine/tokens.h"
 #include "util/crypto.h"
 #include "util/timeutil.h"
@@ -45,8 +46,9 @@ static void make_secret(const char *role, char **secret)
 static int ensure_device(struct store_conn *c, const struct token_spec *spec, int64_t now,
                          struct err *err)
 {
+    const char *tables = spec->tables && *spec->tables ? spec->tables : NULL;
     struct store_val v[] = {sv_text(spec->device_id), sv_text(spec->user_id),
-                            sv_text(spec->name), sv_text(spec->tables), sv_int(now)};
+                            sv_text(spec->name), sv_text(tables), sv_int(now)};
     int64_t same = 0;
     bool found = false;
     if (store_run(c,
@@ -91,6 +93,9 @@ int tokens_create(struct store_conn *c, const struct token_spec *spec, char **se
     if (is_device != has_device)
         return err_set(err, ERR_INVALID, is_device ? "a device token needs a device id"
                                                    : "only a device token has a device id");
+    if (is_device && !devices_valid_id(spec->device_id))
+        return err_set(err, ERR_INVALID,
+                       "device id must be 1 to 128 characters of A-Z a-z 0-9 - _ . :");
     if (spec->expires_at && spec->expires_at <= now)
         return err_set(err, ERR_INVALID, "the expiry must be in the future");
     if (spec->tables && strlen(spec->tables) >= sizeof(((struct token_info *)0)->tables))

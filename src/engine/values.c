@@ -151,6 +151,14 @@ static bool valid_uuid(const char *s)
 
 /* A plain decimal: [+-]digits[.digits][e[+-]digits] (strtod would also take hex,
  * "inf" and "nan", which no SQL decimal column stores). */
+static char *lower_uuid(const char *s)
+{
+    char *out = xstrdup(s);
+    for (char *p = out; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    return out;
+}
+
 static bool valid_numeric(const char *s)
 {
     const char *p = s;
@@ -223,7 +231,9 @@ static int from_string(enum col_kind kind, json_t *value, struct owned_val *out,
     case KIND_UUID:
         if (!valid_uuid(s))
             return err_set(err, ERR_INVALID, "expected %s, got \"%.40s\"", values_kind_name(kind), s);
-        break;
+        out->owned = lower_uuid(s); /* one spelling on both backends (PostgreSQL prints lower) */
+        out->val = sv_text(out->owned);
+        return FERRY_OK;
     case KIND_BLOB:
         if (decode_base64(s, out) != FERRY_OK)
             return err_set(err, ERR_INVALID, "expected %s", values_kind_name(kind));
@@ -346,6 +356,7 @@ int values_pk_text(enum col_kind kind, json_t *value, char **out, struct err *er
                        value ? json_type_name(value) : "nothing");
     if (kind == KIND_UUID && !valid_uuid(json_string_value(value)))
         return err_set(err, ERR_INVALID, "expected a UUID string");
-    *out = xstrdup(json_string_value(value));
+    *out = kind == KIND_UUID ? lower_uuid(json_string_value(value))
+                             : xstrdup(json_string_value(value));
     return FERRY_OK;
 }

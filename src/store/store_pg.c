@@ -118,7 +118,11 @@ static int pg_connect(struct store *st, void **handle, struct err *err)
         goto out;
     }
     PQsetNoticeProcessor(pg, discard_notice, NULL);
-    res = PQexec(pg, "SET client_min_messages = warning");
+    /* ferry's statements are prepared once per connection and run with all kinds of
+     * values; the generic plan (an index walk for the feed's "seq > $1 ... LIMIT $2") is
+     * the right one, and the first five custom plans PostgreSQL would try cost a full
+     * scan each. */
+    res = PQexec(pg, "SET client_min_messages = warning; SET plan_cache_mode = force_generic_plan");
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         pg_error(pg, res, "cannot configure PostgreSQL connection", err);
         goto out;
