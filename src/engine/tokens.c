@@ -40,17 +40,25 @@ static void make_secret(const char *role, char **secret)
                         enc);
 }
 
+/* "a,b": one or more non-empty names, no empty items. */
+static bool valid_table_list(const char *list)
+{
+    if (!*list || *list == ',' || list[strlen(list) - 1] == ',' || strstr(list, ",,"))
+        return false;
+    return true;
+}
+
 /* A device token names a device; one made directly (CLI, admin API) registers the
  * device when it is new, so it acknowledges and counts as active like any other. A
  * device of another user is refused. */
 static int ensure_device(struct store_conn *c, const struct token_spec *spec, int64_t now,
                          struct err *err)
 {
-    const char *tables = spec->tables && *spec->tables ? spec->tables : NULL;
     struct store_val v[] = {sv_text(spec->device_id), sv_text(spec->user_id),
-                            sv_text(spec->name), sv_text(tables), sv_int(now)};
+                            sv_text(spec->name), sv_text(spec->tables), sv_int(now)};
     int64_t same = 0;
     bool found = false;
+    /* An existing device keeps its table limit: the token must carry the same one. */
     if (store_run(c,
                   "INSERT INTO ferry_devices(id, user_id, name, tables, created_at, updated_at)"
                   " VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (id) DO NOTHING",
@@ -58,8 +66,17 @@ static int ensure_device(struct store_conn *c, const struct token_spec *spec, in
         store_query_int(c, "SELECT COUNT(*) FROM ferry_devices WHERE id = $1 AND user_id = $2", v,
                         2, &same, &found, err) != FERRY_OK)
         return FERRY_ERR;
+    if (!same)
+        return err_set(err, ERR_INVALID, "device '%s' belongs to another user", spec->device_id);
+    struct store_val limit[] = {sv_text(spec->device_id), sv_text(spec->tables)};
+    if (store_query_int(c,
+                        "SELECT COUNT(*) FROM ferry_devices WHERE id = $1"
+                        " AND COALESCE(tables, '') = COALESCE(CAST($2 AS TEXT), '')",
+                        limit, 2, &same, &found, err) != FERRY_OK)
+        return FERRY_ERR;
     return same ? FERRY_OK
-                : err_set(err, ERR_INVALID, "device '%s' belongs to another user",
+                : err_set(err, ERR_INVALID,
+                          "device '%s' has another table limit; the token must have the same",
                           spec->device_id);
 }
 
@@ -100,6 +117,9 @@ int tokens_create(struct store_conn *c, const struct token_spec *spec, char **se
         return err_set(err, ERR_INVALID, "the expiry must be in the future");
     if (spec->tables && strlen(spec->tables) >= sizeof(((struct token_info *)0)->tables))
         return err_set(err, ERR_INVALID, "the table list is too long");
+    if (spec->tables && !valid_table_list(spec->tables))
+        return err_set(err, ERR_INVALID,
+                       "the table list must name at least one table, separated by commas");
 
     char *tok = NULL;
     make_secret(spec->role, &tok);
