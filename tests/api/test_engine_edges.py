@@ -216,6 +216,33 @@ def test_device_token_from_cli_registers_the_device(make_server):
     assert list(devices_of(srv, srv.admin_token)) == ["cli-till"]
 
 
+def test_direct_device_tokens_are_checked(make_server):
+    """A direct device token needs a valid device id and keeps an existing device's table
+    limit; the CLI refuses an empty or malformed table list, as the API does."""
+    srv = make_server(*NOTES_FLAGS, schema=[NOTES])
+    for bad in ("has space", "a/b", "x" * 129):
+        r = srv.post(TOKENS, token=srv.admin_token,
+                     json={"name": "t", "role": "device", "userId": "u", "deviceId": bad})
+        assert_v1_error(r, 400, "INVALID_REQUEST")
+    assert srv.db_query("SELECT COUNT(*) AS n FROM ferry_devices") == [["0"]]
+
+    limited = srv.create_token(role="user", user_id="u", tables=["notes"])["token"]
+    dev_id, _ = register(srv, limited, "scoped")
+    r = srv.post(TOKENS, token=srv.admin_token,
+                 json={"name": "wider", "role": "device", "userId": "u", "deviceId": dev_id})
+    body = assert_v1_error(r, 400, "INVALID_REQUEST")
+    assert "table limit" in body["details"], body
+    r = srv.post(TOKENS, token=srv.admin_token,
+                 json={"name": "same", "role": "device", "userId": "u", "deviceId": dev_id,
+                       "tables": ["notes"]})
+    assert r.status_code == 201, r.text
+
+    for bad in (",", "", "notes,,x", "notes,"):
+        p = run_ferry("token", "create", "--role", "user", "--name", "t", "--user", "u",
+                      "--tables", bad, *store_args(srv))
+        assert p.returncode != 0 and "table list" in p.stderr, (bad, p.stderr)
+
+
 # --- 3. conflicts and a table-limited token --------------------------------------------------
 
 
