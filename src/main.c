@@ -162,6 +162,7 @@ static void graceful_stop(struct app *app, struct server *srv, const sigset_t *s
     if (atomic_load(&app->in_flight) > 0)
         fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"shutdown timeout: %d requests cut\"}\n",
                 atomic_load(&app->in_flight));
+    waiter_release_all(); /* libmicrohttpd may not stop with a connection still parked */
 }
 
 static void on_log_moved(void *ctx, int64_t head)

@@ -8,6 +8,7 @@
 
 #include "api/api.h"
 #include "app.h"
+#include "engine/devices.h"
 #include "engine/feed.h"
 #include "engine/metrics.h"
 #include "engine/push.h"
@@ -32,12 +33,28 @@ static bool tables_valid(const struct synced_set *set, json_t *ops)
 }
 
 /* The device a legacy push speaks for: a device credential's own id, else the body's
- * device_id (seed 004 accepts it "for auditing"). */
-static const char *legacy_device(const struct request *req, json_t *body)
+ * device_id (seed 004 accepts it "for auditing"). A device_id that names a registered
+ * device must be one of the caller's (any, for an admin): the name marks the changes as
+ * that device's own, which its feed then leaves out. Replies 403 otherwise. */
+static bool legacy_device(struct request *req, struct store_conn *c, json_t *body,
+                          const char **device)
 {
-    if (req->cred.role == ROLE_DEVICE)
-        return req->cred.device_id;
-    return json_string_value(json_object_get(body, "device_id"));
+    struct err err = {0};
+    json_t *found = NULL;
+    char owner[128];
+
+    *device = json_string_value(json_object_get(body, "device_id"));
+    if (req->cred.role == ROLE_DEVICE) {
+        *device = req->cred.device_id;
+        return true;
+    }
+    if (!*device || devices_get(c, *device, &found, owner, &err) != FERRY_OK)
+        return true; /* a free label, as in seed 004 */
+    json_decref(found);
+    if (req->cred.role == ROLE_ADMIN || !strcmp(owner, req->cred.user_id))
+        return true;
+    http_reply_error(req, ERR_FORBIDDEN, "device_id names another user's device");
+    return false;
 }
 
 static void push(struct request *req)
@@ -64,8 +81,15 @@ static void push(struct request *req)
         http_reply_error(req, ERR_INVALID, "Invalid table");
         return;
     }
-    device = legacy_device(req, body);
-    char *origin = xasprintf("legacy:%s", device ? device : req->cred.id);
+    struct store_conn *c = api_conn(req);
+    if (!c || !legacy_device(req, c, body, &device)) {
+        store_release(c);
+        return;
+    }
+    /* Batch ids are the caller's own: another credential cannot claim them first. */
+    char *origin = xasprintf("legacy:%s:%s", req->cred.user_id[0] ? req->cred.user_id
+                                                                  : req->cred.id,
+                             device ? device : "");
     struct push_request r = {
         .origin = origin,
         .batch_id = batch_id,
@@ -76,18 +100,15 @@ static void push(struct request *req)
         .ops = ops,
         .max_ops = req->app->cfg->max_batch,
     };
-    struct store_conn *c = api_conn(req);
-    if (c) {
-        int rc = push_apply(c, &req->app->synced, &r, &result, &replayed, &err);
-        metrics_sync(rc == FERRY_OK, (time_mono_us() - started) / 1000, req->bytes_in);
-        if (rc != FERRY_OK)
-            http_reply_err(req, &err);
-        else
-            http_reply_json(req, 200,
-                            json_pack("{s:b, s:O, s:b}", "success", 1, "cursor",
-                                      json_object_get(result, "cursor"), "replayed", replayed));
-        store_release(c);
-    }
+    int rc = push_apply(c, &req->app->synced, &r, &result, &replayed, &err);
+    metrics_sync(rc == FERRY_OK, (time_mono_us() - started) / 1000, req->bytes_in);
+    if (rc != FERRY_OK)
+        http_reply_err(req, &err);
+    else
+        http_reply_json(req, 200,
+                        json_pack("{s:b, s:O, s:b}", "success", 1, "cursor",
+                                  json_object_get(result, "cursor"), "replayed", replayed));
+    store_release(c);
     json_decref(result);
     free(origin);
 }

@@ -222,6 +222,22 @@ static void delete_device(struct request *req)
     store_release(c);
 }
 
+/* Whether a credential limited to scope (NULL: every table) may hand out a token for a
+ * device limited to tables (a JSON array, or null for every table). */
+static bool scope_covers(const char *scope, json_t *tables)
+{
+    size_t i;
+    json_t *name;
+    if (!scope)
+        return true;
+    if (!json_is_array(tables))
+        return false;
+    json_array_foreach(tables, i, name)
+    if (!push_scope_allows(scope, json_string_value(name)))
+        return false;
+    return true;
+}
+
 static void new_device_token(struct request *req)
 {
     struct err err = {0};
@@ -232,11 +248,14 @@ static void new_device_token(struct request *req)
     if (!c)
         return;
     if ((device = device_for(req, c, id)) != NULL) {
-        json_decref(device);
-        if (devices_new_token(c, id, &token, &err) != FERRY_OK)
+        if (!scope_covers(scope_of(req), json_object_get(device, "tables")))
+            http_reply_error(req, ERR_FORBIDDEN,
+                             "this credential's table limit is narrower than the device's");
+        else if (devices_new_token(c, id, &token, &err) != FERRY_OK)
             http_reply_err(req, &err);
         else
             http_reply_json(req, 200, json_pack("{s:s, s:s}", "deviceId", id, "token", token));
+        json_decref(device);
     }
     store_release(c);
     free(token);
@@ -480,7 +499,6 @@ static void resolve_conflict(struct request *req)
         http_reply_error(req, ERR_FORBIDDEN, "this credential may not change that table");
     } else if (conflicts_resolve(c, &req->app->synced, id, resolution, data,
                                  req->cred.user_id[0] ? req->cred.user_id : req->cred.id,
-                                 req->cred.role == ROLE_DEVICE ? req->cred.device_id : NULL,
                                  &done, &err) != FERRY_OK) {
         http_reply_err(req, &err);
     } else {

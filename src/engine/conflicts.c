@@ -164,8 +164,8 @@ static json_t *resolution_op(struct store_conn *c, const struct synced_table *t,
 }
 
 int conflicts_resolve(struct store_conn *c, const struct synced_set *set, const char *id,
-                      const char *resolution, json_t *data, const char *by,
-                      const char *device_id, json_t **out, struct err *err)
+                      const char *resolution, json_t *data, const char *by, json_t **out,
+                      struct err *err)
 {
     json_t *conflict = NULL, *op = NULL, *ops = json_array(), *result = NULL;
     char owner[128];
@@ -204,9 +204,10 @@ int conflicts_resolve(struct store_conn *c, const struct synced_set *set, const 
     }
     if (op)
         json_array_append(ops, op);
+    /* A resolution is no device's own change: every device, the resolver's too, must
+     * receive the row as resolved. */
     struct push_request r = {
-        .origin = "conflict", .device_id = device_id, .user_id = by, .ops = ops,
-        .in_txn = mark_resolved, .ctx = &mark,
+        .origin = "conflict", .user_id = by, .ops = ops, .in_txn = mark_resolved, .ctx = &mark,
     };
     if (push_apply(c, set, &r, &result, &replayed, err) != FERRY_OK)
         goto out;

@@ -22,7 +22,7 @@ int conflicts_get(struct store_conn *c, const struct synced_set *set, const char
  * ERR_CONFLICT when it is already resolved; ERR_NOT_FOUND when unknown; ERR_INVALID for
  * merged data that does not fit the table. *out is the resolved conflict. */
 int conflicts_resolve(struct store_conn *c, const struct synced_set *set, const char *id,
-                      const char *resolution, json_t *data, const char *by,
-                      const char *device_id, json_t **out, struct err *err);
+                      const char *resolution, json_t *data, const char *by, json_t **out,
+                      struct err *err);
 
 #endif

@@ -28,6 +28,8 @@ struct op {
 };
 
 struct batch {
+    const char *origin; /* the device the writes are being marked with now, or NULL */
+    int64_t device_cursor; /* the pushing device's acknowledged cursor (-1: none) */
     struct op *ops;
     size_t n;
     json_t *results, *conflicts;
@@ -72,6 +74,11 @@ static int parse_action(const char *name, enum action *out)
     return FERRY_ERR;
 }
 
+static int by_index(const void *a, const void *b)
+{
+    return *(const int *)a - *(const int *)b;
+}
+
 static int read_values(struct op *op, struct err *err)
 {
     const struct synced_table *t = op->t;
@@ -89,6 +96,8 @@ static int read_values(struct op *op, struct err *err)
         if (col != (int)t->pk)
             op->cols[op->n_cols++] = col; /* keys are unique (duplicates are refused) */
     }
+    /* In table order, whatever the JSON's order: one SQL text per set of columns. */
+    qsort(op->cols + 1, op->n_cols - 1, sizeof(*op->cols), by_index);
     if (op->action == ACT_INSERT || op->action == ACT_UPSERT)
         for (size_t i = 0; i < t->n_cols; i++)
             if (t->cols[i].required && !json_object_get(op->data, t->cols[i].name))
@@ -287,13 +296,62 @@ static int exec_delete(struct store_conn *c, const struct op *op, int64_t *chang
     return rc;
 }
 
+/* --- whose change ------------------------------------------------------------------- */
+
+/* ferry's own changes carry their device, so the device's feed can leave them out. That
+ * is right only when the device then holds the row as written: a delete, a whole row, a
+ * new row, or a partial update on top of a version the device has (its base_version,
+ * its own last change, or one at or below the cursor it acknowledged). Otherwise the row
+ * also holds another writer's changes the device has not seen (and the log keeps only a
+ * row's latest change), so the change is marked as no one's and the device's feed
+ * brings the row back.
+ *
+ * PostgreSQL's trigger reads the device from a transaction-local setting. SQLite's
+ * triggers cannot see connection state, so they read it from the one-row ferry_writer
+ * table, which ferry fills while it writes and empties before commit; SQLite's single
+ * writer means no other program's write can fall in between. */
+static int set_origin(struct store_conn *c, struct batch *b, const char *device,
+                      struct err *err)
+{
+    if (device == b->origin || (device && b->origin && !strcmp(device, b->origin)))
+        return FERRY_OK;
+    b->origin = device;
+    struct store_val v = sv_text(device ? device : "");
+    if (store_conn_dialect(c) == STORE_POSTGRES)
+        return store_run(c, "SELECT set_config('ferry.device', $1, true)", &v, 1, NULL, err);
+    return store_run(c, "UPDATE ferry_writer SET device_id = $1 WHERE id = 1",
+                     device ? &v : &(struct store_val){.type = SV_NULL}, 1, NULL, err);
+}
+
+struct row_state;
+static const char *origin_of(const struct push_request *r, const struct batch *b,
+                             const struct op *op, const struct row_state *s);
+
 /* --- state, conflicts, results ---------------------------------------------------- */
 
 struct row_state {
     bool found;   /* the change log knows the row */
     bool deleted; /* its last change was a delete */
     int64_t version;
+    int64_t seq;  /* of its last change */
+    char device[128]; /* the device of its last change, "" for none */
 };
+
+static const char *origin_of(const struct push_request *r, const struct batch *b,
+                             const struct op *op, const struct row_state *s)
+{
+    if (!r->device_id)
+        return NULL;
+    if (op->action == ACT_DELETE || op->n_cols == op->t->n_cols)
+        return r->device_id;
+    if (!s) /* a bulk run: inserts make new rows; upserts may meet unseen ones */
+        return op->action == ACT_INSERT ? r->device_id : NULL;
+    if (!s->found || s->deleted) /* a new row is the device's own */
+        return r->device_id;
+    bool seen = s->version == op->base_version || !strcmp(s->device, r->device_id) ||
+                s->seq <= b->device_cursor;
+    return seen ? r->device_id : NULL;
+}
 
 static int row_state(struct store_conn *c, const struct op *op, struct row_state *s,
                      struct err *err)
@@ -302,13 +360,18 @@ static int row_state(struct store_conn *c, const struct op *op, struct row_state
     struct store_val v[] = {sv_text(op->t->name), sv_text(op->pk)};
     int step;
     memset(s, 0, sizeof(*s));
-    if (store_query(c, "SELECT version, deleted FROM ferry_changes WHERE tbl = $1 AND pk = $2", v,
-                    2, &rows, err) != FERRY_OK)
+    if (store_query(c,
+                    "SELECT version, deleted, seq, device_id FROM ferry_changes"
+                    " WHERE tbl = $1 AND pk = $2",
+                    v, 2, &rows, err) != FERRY_OK)
         return FERRY_ERR;
     if ((step = store_rows_next(rows, err)) == 1) {
         s->found = true;
         s->version = store_rows_int(rows, 0);
         s->deleted = store_rows_int(rows, 1) != 0;
+        s->seq = store_rows_int(rows, 2);
+        snprintf(s->device, sizeof(s->device), "%s",
+                 store_rows_isnull(rows, 3) ? "" : store_rows_text(rows, 3));
     }
     store_rows_free(rows);
     return step < 0 ? FERRY_ERR : FERRY_OK;
@@ -463,7 +526,8 @@ static int merge_op(struct store_conn *c, const struct push_request *r, struct o
     bool conflict = json_array_size(both) > 0;
     if (conflict && record_conflict(c, r, op, s, both, b, err) != FERRY_OK)
         goto out;
-    if (n_apply && exec_update(c, op, apply, n_apply, &changed, err) != FERRY_OK)
+    if (n_apply && (set_origin(c, b, NULL, err) != FERRY_OK ||
+                    exec_update(c, op, apply, n_apply, &changed, err) != FERRY_OK))
         goto out;
     if (!conflict)
         b->applied++;
@@ -566,7 +630,9 @@ static int apply_op(struct store_conn *c, const struct push_request *r, struct o
 {
     struct row_state s = {0};
     int64_t changed = 0;
-    bool need_state = r->want_results || op->base_version >= 0;
+    /* a partial write by a device needs the row's state to decide whose change it is */
+    bool partial = op->action != ACT_DELETE && op->n_cols < op->t->n_cols;
+    bool need_state = r->want_results || op->base_version >= 0 || (partial && r->device_id);
 
     if (need_state && row_state(c, op, &s, err) != FERRY_OK)
         return FERRY_ERR;
@@ -579,6 +645,8 @@ static int apply_op(struct store_conn *c, const struct push_request *r, struct o
         if (op->action == ACT_UPDATE && s.deleted)
             op->action = ACT_UPSERT; /* overwrite brings the row back */
     }
+    if (set_origin(c, b, origin_of(r, b, op, need_state ? &s : NULL), err) != FERRY_OK)
+        return FERRY_ERR;
     int rc;
     switch (op->action) {
     case ACT_INSERT:
@@ -605,28 +673,6 @@ static int apply_op(struct store_conn *c, const struct push_request *r, struct o
     return FERRY_OK;
 }
 
-/* ferry's own changes carry their device. PostgreSQL's trigger reads it from a
- * transaction-local setting. SQLite's triggers cannot see connection state, so they read
- * it from the one-row ferry_writer table, which ferry fills for the length of its
- * transaction and empties before commit; SQLite's single writer means no other program's
- * write can fall in between. */
-static int mark_device_start(struct store_conn *c, const char *device, struct err *err)
-{
-    struct store_val v = sv_text(device ? device : "");
-    if (store_conn_dialect(c) == STORE_POSTGRES)
-        return store_run(c, "SELECT set_config('ferry.device', $1, true)", &v, 1, NULL, err);
-    if (!device)
-        return FERRY_OK;
-    return store_run(c, "UPDATE ferry_writer SET device_id = $1 WHERE id = 1", &v, 1, NULL, err);
-}
-
-static int mark_device_end(struct store_conn *c, const char *device, struct err *err)
-{
-    if (store_conn_dialect(c) == STORE_POSTGRES || !device)
-        return FERRY_OK;
-    return store_run(c, "UPDATE ferry_writer SET device_id = NULL WHERE id = 1", NULL, 0, NULL,
-                     err);
-}
 
 /* Looks up an earlier answer to (origin, batch id). */
 static int stored_answer(struct store_conn *c, const struct push_request *r, json_t **result,
@@ -751,6 +797,7 @@ static size_t run_length(const struct push_request *r, const struct batch *b, si
     max_rows = BULK_MAX_PARAMS / first->n_cols; /* an insert has its key at least */
     if (max_rows > BULK_MAX_ROWS)
         max_rows = BULK_MAX_ROWS;
+
     keyset_init(&keys, max_rows);
     while (i + n < b->n && n < max_rows) {
         const struct op *op = &b->ops[i + n];
@@ -760,7 +807,11 @@ static size_t run_length(const struct push_request *r, const struct batch *b, si
         n++;
     }
     free(keys.slots);
-    return n ? n : 1;
+    /* A few fixed sizes (max, max/4, max/16, ...) keep the statements few. */
+    size_t fixed = max_rows;
+    while (fixed > 1 && fixed > n)
+        fixed /= 4;
+    return fixed ? fixed : 1;
 }
 
 static char *bulk_sql(const struct op *op, size_t rows)
@@ -794,8 +845,8 @@ static char *bulk_sql(const struct op *op, size_t rows)
 }
 
 /* Runs ops [i, i + n) as one statement and accounts for each. */
-static int apply_bulk(struct store_conn *c, struct batch *b, size_t i, size_t n,
-                      struct err *err)
+static int apply_bulk(struct store_conn *c, const struct push_request *req, struct batch *b,
+                      size_t i, size_t n, struct err *err)
 {
     struct op *first = &b->ops[i];
     size_t per_row = first->n_cols, k = 0;
@@ -808,6 +859,8 @@ static int apply_bulk(struct store_conn *c, struct batch *b, size_t i, size_t n,
     int rc = FERRY_ERR, step;
 
     keyset_init(&written, n);
+    if (set_origin(c, b, origin_of(req, b, first, NULL), err) != FERRY_OK)
+        goto out;
     for (size_t r = 0; r < n; r++)
         for (size_t col = 0; col < per_row; col++)
             v[k++] = b->ops[i + r].vals[col].val;
@@ -848,7 +901,7 @@ static int apply_ops(struct store_conn *c, const struct push_request *r, struct 
 {
     for (size_t i = 0; i < b->n;) {
         size_t n = run_length(r, b, i);
-        int rc = n > 1 ? apply_bulk(c, b, i, n, err) : apply_op(c, r, &b->ops[i], b, i, err);
+        int rc = n > 1 ? apply_bulk(c, r, b, i, n, err) : apply_op(c, r, &b->ops[i], b, i, err);
         if (rc != FERRY_OK)
             return FERRY_ERR;
         i += n;
@@ -863,14 +916,23 @@ static int apply_all(struct store_conn *c, const struct push_request *r, struct 
     /* Take the change log's lock before reading any row state: pushes then run one at a
      * time, so a base_version check cannot race another push on PostgreSQL, whose READ
      * COMMITTED transactions would otherwise both see the old version. */
-    if (changelog_lock(c, err) != FERRY_OK ||
-        mark_device_start(c, r->device_id, err) != FERRY_OK)
+    if (changelog_lock(c, err) != FERRY_OK)
         return FERRY_ERR;
+    b->device_cursor = -1;
+    if (r->device_id) {
+        struct store_val dev = sv_text(r->device_id);
+        bool found = false;
+        if (store_query_int(c, "SELECT cursor FROM ferry_devices WHERE id = $1", &dev, 1,
+                            &b->device_cursor, &found, err) != FERRY_OK)
+            return FERRY_ERR;
+        if (!found)
+            b->device_cursor = -1;
+    }
     if (apply_ops(c, r, b, err) != FERRY_OK)
         return FERRY_ERR;
     if (r->in_txn && r->in_txn(c, r->ctx, err) != FERRY_OK)
         return FERRY_ERR;
-    if (mark_device_end(c, r->device_id, err) != FERRY_OK ||
+    if (set_origin(c, b, NULL, err) != FERRY_OK ||
         feed_head(c, &head, err) != FERRY_OK)
         return FERRY_ERR;
     *result = summary(r, b, head);

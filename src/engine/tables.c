@@ -9,10 +9,11 @@
 
 #include "engine/tables.h"
 #include "util/buf.h"
+#include "util/crypto.h"
 #include "util/timeutil.h"
 
 /* Bumped when the trigger text changes, so existing installs are replaced. */
-#define TRIGGER_VERSION 6
+#define TRIGGER_VERSION 7
 
 /* Milliseconds since the epoch in SQLite's own SQL: triggers run in other programs too,
  * so they may use only built-in functions. */
@@ -212,9 +213,18 @@ static const char pg_notify_function[] =
     "  RETURN NULL;\n"
     "END $ferry$;\n";
 
+/* PostgreSQL cuts names at 63 bytes, so two long table names could share a function
+ * named after them; the function is named by a hash of the table's name instead. */
+static char *pg_function_name(const struct synced_table *t)
+{
+    char hash[65];
+    crypto_sha256_hex(t->name, strlen(t->name), hash);
+    return xasprintf("ferry_capture_%.16s", hash);
+}
+
 static char *pg_trigger_sql(const struct synced_table *t)
 {
-    char *fn = object_name("capture", t);
+    char *fn = pg_function_name(t);
     char *function = pg_function_sql(t, fn);
     char *sql = xasprintf("%s%s"
                           "DROP TRIGGER IF EXISTS ferry_capture ON %s;\n"

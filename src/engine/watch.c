@@ -56,8 +56,13 @@ static void *watch_main(void *arg)
     while (!atomic_load(&w->stop)) {
         struct store_conn *c = NULL;
         struct err err = {0};
-        if (store_acquire(w->st, &c, &err) == FERRY_OK)
+        if (store_acquire(w->st, &c, &err) == FERRY_OK) {
             watch_on(w, c, &last);
+            /* The connection goes back to the pool: it must not keep collecting
+             * notifications nobody reads (a broken one is reopened anyway). */
+            if (store_conn_dialect(c) == STORE_POSTGRES)
+                store_exec(c, "UNLISTEN *", &err);
+        }
         store_release(c);
         if (!atomic_load(&w->stop)) {
             w->on_tick(w->ctx);

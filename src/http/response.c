@@ -10,6 +10,7 @@
 #include "http/http.h"
 #include "util/json.h"
 #include "util/timeutil.h"
+#include "util/utf8.h"
 
 static const struct {
     enum err_code code;
@@ -116,6 +117,10 @@ void http_reply_json(struct request *req, int status, json_t *value)
         json_decref(value);
         return;
     }
+    if (!value) { /* json_pack refused a value (text that is not UTF-8): never abort */
+        http_reply_error(req, ERR_INTERNAL, "the answer could not be encoded as JSON");
+        return;
+    }
     char *text = json_to_string(value);
     json_decref(value);
     req->replied = true;
@@ -125,11 +130,22 @@ void http_reply_json(struct request *req, int status, json_t *value)
     req->resp.body_len = strlen(text);
 }
 
+static void reply_error_text(struct request *req, enum err_code code, int status,
+                             const char *detail, char iso[32]);
+
 void http_reply_error(struct request *req, enum err_code code, const char *detail)
 {
     int status = http_status_of(code);
     char iso[32];
+    char *safe = xstrdup(detail);
+    utf8_scrub(safe);
+    reply_error_text(req, code, status, safe, iso);
+    free(safe);
+}
 
+static void reply_error_text(struct request *req, enum err_code code, int status,
+                             const char *detail, char iso[32])
+{
     switch (req->surface) {
     case SURFACE_LEGACY:
         http_reply_json(req, status, json_pack("{s:b, s:s}", "success", 0, "error", detail));

@@ -20,6 +20,7 @@
 #include "util/crypto.h"
 #include "util/json.h"
 #include "util/timeutil.h"
+#include "util/utf8.h"
 
 struct server {
     struct MHD_Daemon *daemon;
@@ -93,10 +94,12 @@ static void request_free(struct request *req)
 static void log_request(const struct request *req, int64_t duration_us)
 {
     char iso[32];
+    char *path = xstrdup(req->path); /* decoded from the URL: any bytes at all */
+    utf8_scrub(path);
     time_iso8601(time_now_ms(), 1, iso);
     json_t *line = json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:i, s:f, s:I, s:I, s:s, s:s}", "time", iso, "level", "info",
-        "requestId", req->request_id, "method", req->method, "path", req->path, "status",
+        "requestId", req->request_id, "method", req->method, "path", path, "status",
         req->resp.status, "durationMs", (double)duration_us / 1000.0, "bytesIn",
         (json_int_t)req->bytes_in, "bytesOut", (json_int_t)req->resp.body_len, "credential",
         req->cred.id, "remote", req->client_addr);
@@ -105,6 +108,7 @@ static void log_request(const struct request *req, int64_t duration_us)
         abort();
     fprintf(stderr, "%s\n", text);
     free(text);
+    free(path);
     json_decref(line);
 }
 

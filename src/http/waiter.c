@@ -14,6 +14,7 @@ static struct {
     struct request **parked;
     size_t n, cap;
     int64_t head;
+    bool stopping; /* after waiter_release_all: nothing parks any more */
 } w = {.lock = PTHREAD_MUTEX_INITIALIZER, .head = -1};
 
 static void wake(struct request *req, bool expired)
@@ -26,9 +27,10 @@ void waiter_park(struct request *req, int64_t seen_head)
 {
     MHD_suspend_connection(req->conn);
     pthread_mutex_lock(&w.lock);
-    if (w.head > seen_head || time_now_ms() >= req->wait_deadline) {
+    if (w.stopping || w.head > seen_head || time_now_ms() >= req->wait_deadline) {
+        bool expired = w.stopping || time_now_ms() >= req->wait_deadline;
         pthread_mutex_unlock(&w.lock);
-        wake(req, time_now_ms() >= req->wait_deadline);
+        wake(req, expired);
         return;
     }
     if (w.n == w.cap) {
@@ -72,6 +74,9 @@ void waiter_tick(void)
 
 void waiter_release_all(void)
 {
+    pthread_mutex_lock(&w.lock);
+    w.stopping = true;
+    pthread_mutex_unlock(&w.lock);
     wake_where(true, true);
 }
 

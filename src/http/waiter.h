@@ -20,7 +20,8 @@ void waiter_changed(int64_t head);
 /* Wakes parked requests whose deadline has passed, marking them expired. */
 void waiter_tick(void);
 
-/* Wakes every parked request as expired (shutdown). */
+/* Wakes every parked request as expired, and from now on wakes a request at once
+ * instead of parking it (shutdown). */
 void waiter_release_all(void);
 
 /* Number of parked requests. */

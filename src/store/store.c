@@ -272,7 +272,14 @@ int store_run(struct store_conn *conn, const char *sql, const struct store_val *
     int64_t n = 0;
     if (conn->open_rows)
         return err_set(err, ERR_INTERNAL, "previous result on this connection not freed");
+    /* A write outside a transaction queues with the other writers of this process,
+     * rather than sleeping in SQLite's busy handler behind a long push. */
+    bool queue = conn->st->dialect == STORE_SQLITE && !conn->in_txn;
+    if (queue)
+        pthread_mutex_lock(&conn->st->writer);
     int rc = conn->st->ops->query(conn, sql, params, n_params, NULL, &n, err);
+    if (queue)
+        pthread_mutex_unlock(&conn->st->writer);
     if (changes)
         *changes = n;
     return rc;

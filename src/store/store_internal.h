@@ -85,6 +85,10 @@ extern const size_t store_n_migrations;
 /* A small cache of prepared statements keyed by SQL text, one per connection. Open
  * addressing over a power-of-two table; the backend supplies the finaliser. */
 struct stmt_cache;
+/* Statements a connection keeps prepared. Requests choose the SQL's shape (the columns a
+ * push names), so the cache is bounded: when full it is emptied and refills with what is
+ * in use. */
+#define STMT_CACHE_MAX 256
 struct stmt_cache *stmt_cache_new(void (*finalize)(void *stmt, void *ctx), void *ctx);
 void *stmt_cache_get(struct stmt_cache *c, const char *sql);
 /* Takes ownership of stmt; the key is copied. */

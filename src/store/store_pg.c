@@ -238,6 +238,12 @@ static int prepare(struct store_conn *conn, const char *sql, const char **name, 
     char *stmt;
     PGresult *res;
 
+    if (conn->cache && stmt_cache_count(conn->cache) >= STMT_CACHE_MAX) {
+        /* the server keeps prepared statements too: drop them with the cache */
+        PQclear(PQexec(conn->handle, "DEALLOCATE ALL"));
+        stmt_cache_free(conn->cache);
+        conn->cache = NULL;
+    }
     if (!conn->cache)
         conn->cache = stmt_cache_new(free_name, NULL);
     stmt = stmt_cache_get(conn->cache, sql);

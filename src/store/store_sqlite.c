@@ -152,6 +152,10 @@ static int bind_params(sqlite3_stmt *stmt, const struct store_val *params, size_
 static int prepare(struct store_conn *conn, const char *sql, sqlite3_stmt **out,
                    struct err *err)
 {
+    if (conn->cache && stmt_cache_count(conn->cache) >= STMT_CACHE_MAX) {
+        stmt_cache_free(conn->cache); /* no result is open: store_query checks */
+        conn->cache = NULL;
+    }
     if (!conn->cache)
         conn->cache = stmt_cache_new(finalize_stmt, NULL);
     sqlite3_stmt *stmt = stmt_cache_get(conn->cache, sql);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ferry.h"
+#include "util/utf8.h"
 
 static void oom(size_t n)
 {
@@ -73,6 +74,7 @@ int err_set(struct err *e, enum err_code code, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
         va_end(ap);
+        utf8_scrub(e->msg); /* it may quote request bytes, or be cut mid-character */
     }
     return FERRY_ERR;
 }

@@ -70,10 +70,10 @@ def test_changes_from_another_program_are_captured(make_server):
     assert (c["id"], c["deviceId"], c["version"], c["data"]) == \
         ("i3", "shop_01", 1, {"id": "i3", "name": "three", "qty": 3})
 
-    # a device token's push is the device's own
+    # a device token's push is the device's own when the device holds the whole row...
     user = srv.create_token(role="user", name="u")["token"]
     dev_id, dev_token = register_device(srv, user, "d1")
-    ok(push(srv, [op("items", "update", id="i3", qty=4)], token=dev_token))
+    ok(push(srv, [op("items", "update", id="i3", name="three", qty=4)], token=dev_token))
     (c,) = changes(srv, c["seq"])["changes"]
     assert (c["id"], c["deviceId"], c["version"], c["data"]["qty"]) == ("i3", dev_id, 2, 4)
 
@@ -85,6 +85,13 @@ def test_changes_from_another_program_are_captured(make_server):
     # the log holds one row per key, the version counting every change
     assert db_rows(srv, "SELECT tbl, pk, version, deleted FROM ferry_changes ORDER BY pk") == \
         [("items", "i1", "2", "0"), ("items", "i2", "2", "1"), ("items", "i3", "3", "0")]
+
+    # a partial update of a row it has not seen is no one's: its feed must bring
+    # back the fields another writer set
+    ok(push(srv, [op("items", "insert", id="i4", name="four", qty=4)], device_id="shop_01"))
+    ok(push(srv, [op("items", "update", id="i4", qty=5)], token=dev_token))
+    (c4,) = [ch for ch in changes(srv, 0)["changes"] if ch["id"] == "i4"]
+    assert (c4["deviceId"], c4["data"]["name"], c4["data"]["qty"]) == (None, "four", 5)
 
 
 def test_rows_present_before_first_sync_appear_from_cursor_zero(make_server):

@@ -7,7 +7,7 @@ removed the newest change."""
 
 import time
 
-from conftest import assert_v1_error, run_ferry
+from conftest import assert_legacy_error, assert_v1_error, run_ferry
 
 TOKENS = "/api/v1/admin/tokens"
 PURGE = "/api/v1/admin/purge"
@@ -487,3 +487,51 @@ def test_seq_not_reused_after_purging_the_newest_change(make_server):
     srv.db_exec("INSERT INTO notes (id, title) VALUES ('z', 'Z')")
     (c,) = changes(srv, h)["changes"]
     assert c["id"] == "z" and c["seq"] > h
+
+
+# --- review findings: bytes that are not UTF-8, device names, scope of new tokens ---------
+
+
+def test_bytes_that_are_not_utf8_never_crash_the_server(make_server):
+    srv = make_server(*NOTES_FLAGS, schema=[NOTES])
+    r = srv.get("/%ff%fe")
+    body = assert_v1_error(r, 404, "NOT_FOUND")
+    r = srv.get("/api/v1/sync/changes", token=srv.admin_token, params={"cursor": b"\xff"})
+    body = assert_v1_error(r, 400, "INVALID_REQUEST")
+    assert "cursor" in body["details"]
+    long_name = "a" + "\u00e9" * 300  # an error message cut inside a two-byte character
+    r = legacy_push_raw(srv, [{"table": long_name, "action": "insert", "data": {"id": "1"}}])
+    assert r.status_code == 400, r.text
+    assert srv.get("/health").status_code == 200  # still serving
+
+
+def legacy_push_raw(srv, operations):
+    return srv.post("/sync/push", token=srv.admin_token, json={"operations": operations})
+
+
+def test_legacy_device_id_of_another_users_device_is_refused(make_server):
+    srv = make_server(*NOTES_FLAGS, schema=[NOTES])
+    alice = srv.create_token(role="user", user_id="alice")["token"]
+    bob = srv.create_token(role="user", user_id="bob")["token"]
+    dev_id, _ = register(srv, alice, "alice-phone")
+    r = srv.post("/sync/push", token=bob, json={
+        "device_id": dev_id, "batch_id": "b-1",
+        "operations": [{"table": "notes", "action": "insert", "data": {"id": "x", "title": "x"}}]})
+    assert_legacy_error(r, 403)
+    assert srv.db_query("SELECT id FROM notes") == []
+    # alice may name her own device, and bob's refused batch id did not block hers
+    r = srv.post("/sync/push", token=alice, json={
+        "device_id": dev_id, "batch_id": "b-1",
+        "operations": [{"table": "notes", "action": "insert", "data": {"id": "y", "title": "y"}}]})
+    assert r.status_code == 200 and r.json()["replayed"] is False, r.text
+
+
+def test_limited_token_cannot_mint_a_wider_device_token(make_server):
+    srv = make_server(*NOTES_FLAGS, schema=[NOTES])
+    full = srv.create_token(role="user", user_id="u")["token"]
+    limited = srv.create_token(role="user", user_id="u", tables=["notes"])["token"]
+    wide_id, _ = register(srv, full, "wide")
+    r = srv.post(f"/api/v1/sync/devices/{wide_id}/token", token=limited)
+    assert_v1_error(r, 403, "FORBIDDEN")
+    r = srv.post(f"/api/v1/sync/devices/{wide_id}/token", token=full)
+    assert r.status_code == 200 and r.json()["token"].startswith("fyd_"), r.text
