@@ -104,7 +104,37 @@ out:
 
 struct mark_ctx {
     const char *id, *resolution, *by;
+    const char *table, *pk;
+    int64_t version; /* of the row when the resolution was built; -1 when unknown */
 };
+
+static int row_version(struct store_conn *c, const char *table, const char *pk,
+                       int64_t *version, struct err *err)
+{
+    struct store_val v[] = {sv_text(table), sv_text(pk)};
+    bool found = false;
+    *version = -1;
+    if (store_query_int(c, "SELECT version FROM ferry_changes WHERE tbl = $1 AND pk = $2", v, 2,
+                        version, &found, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (!found)
+        *version = -1;
+    return FERRY_OK;
+}
+
+/* The resolution was built from the row as it was before the transaction; a push that
+ * landed in between would be undone by it, so the resolution is refused instead. */
+static int row_unchanged(struct store_conn *c, void *ctx, struct err *err)
+{
+    struct mark_ctx *m = ctx;
+    int64_t now = -1;
+    if (row_version(c, m->table, m->pk, &now, err) != FERRY_OK)
+        return FERRY_ERR;
+    return now == m->version ? FERRY_OK
+                             : err_set(err, ERR_CONFLICT,
+                                       "the row changed while resolving conflict '%s'; try again",
+                                       m->id);
+}
 
 /* Marks the conflict resolved inside the resolving transaction; a second resolution
  * finds it no longer open and fails the whole transaction. */
@@ -155,12 +185,19 @@ static json_t *resolution_op(struct store_conn *c, const struct synced_table *t,
         json_decref(row);
         return json_pack("{s:s, s:s, s:O}", "table", t->name, "action", redo, "data", client);
     }
-    /* merge: the supplied fields over the row's key */
+    /* merge: the supplied fields over the row's key; a partial row updates an existing
+     * row, and only a row deleted since needs to be whole */
     json_t *merged = json_deep_copy(data);
     key = t->cols[t->pk].kind == KIND_INTEGER ? json_integer(strtoll(pk, NULL, 10))
                                               : json_string(pk);
     json_object_set_new(merged, t->cols[t->pk].name, key);
-    return json_pack("{s:s, s:s, s:o}", "table", t->name, "action", "upsert", "data", merged);
+    if (feed_row(c, t, pk, &row, err) != FERRY_OK) {
+        json_decref(merged);
+        return NULL;
+    }
+    const char *action = row ? "update" : "upsert";
+    json_decref(row);
+    return json_pack("{s:s, s:s, s:o}", "table", t->name, "action", action, "data", merged);
 }
 
 int conflicts_resolve(struct store_conn *c, const struct synced_set *set, const char *id,
@@ -169,7 +206,7 @@ int conflicts_resolve(struct store_conn *c, const struct synced_set *set, const 
 {
     json_t *conflict = NULL, *op = NULL, *ops = json_array(), *result = NULL;
     char owner[128];
-    struct mark_ctx mark = {id, resolution, by};
+    struct mark_ctx mark = {id, resolution, by, NULL, NULL, -1};
     bool replayed = false;
     int rc = FERRY_ERR;
 
@@ -197,6 +234,15 @@ int conflicts_resolve(struct store_conn *c, const struct synced_set *set, const 
         goto out;
     }
     struct err op_err = {0};
+    char pk_buf[32];
+    json_t *row_id = json_object_get(conflict, "rowId");
+    mark.table = t->name;
+    mark.pk = json_is_integer(row_id)
+                  ? (snprintf(pk_buf, sizeof(pk_buf), "%lld", (long long)json_integer_value(row_id)),
+                     pk_buf)
+                  : json_string_value(row_id);
+    if (row_version(c, mark.table, mark.pk, &mark.version, err) != FERRY_OK)
+        goto out;
     op = resolution_op(c, t, conflict, resolution, data, &op_err);
     if (op_err.code != ERR_NONE) {
         *err = op_err;
@@ -207,7 +253,8 @@ int conflicts_resolve(struct store_conn *c, const struct synced_set *set, const 
     /* A resolution is no device's own change: every device, the resolver's too, must
      * receive the row as resolved. */
     struct push_request r = {
-        .origin = "conflict", .user_id = by, .ops = ops, .in_txn = mark_resolved, .ctx = &mark,
+        .origin = "conflict", .user_id = by, .ops = ops, .in_txn = mark_resolved,
+        .before_ops = row_unchanged, .ctx = &mark,
     };
     if (push_apply(c, set, &r, &result, &replayed, err) != FERRY_OK)
         goto out;

@@ -918,6 +918,8 @@ static int apply_all(struct store_conn *c, const struct push_request *r, struct 
      * COMMITTED transactions would otherwise both see the old version. */
     if (changelog_lock(c, err) != FERRY_OK)
         return FERRY_ERR;
+    if (r->before_ops && r->before_ops(c, r->ctx, err) != FERRY_OK)
+        return FERRY_ERR;
     b->device_cursor = -1;
     if (r->device_id) {
         struct store_val dev = sv_text(r->device_id);

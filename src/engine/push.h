@@ -24,6 +24,9 @@ struct push_request {
     /* Runs inside the transaction after the operations, before commit (resolving a
      * conflict marks it resolved there); a failure rolls everything back. */
     int (*in_txn)(struct store_conn *c, void *ctx, struct err *err);
+    /* Runs inside the transaction, after the change log's lock, before the operations:
+     * a check that what the operations were built from has not changed. */
+    int (*before_ops)(struct store_conn *c, void *ctx, struct err *err);
     void *ctx;
 };
 

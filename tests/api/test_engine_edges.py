@@ -535,3 +535,24 @@ def test_limited_token_cannot_mint_a_wider_device_token(make_server):
     assert_v1_error(r, 403, "FORBIDDEN")
     r = srv.post(f"/api/v1/sync/devices/{wide_id}/token", token=full)
     assert r.status_code == 200 and r.json()["token"].startswith("fyd_"), r.text
+
+
+def test_merge_resolution_with_partial_data_updates_the_row(make_server):
+    """A merged resolution may name only some fields, even when the table has required
+    columns."""
+    srv = make_server("--allowed-tables", "orders", "--conflict-policy", "orders=manual",
+                      "--purge-interval", "0",
+                      schema=["CREATE TABLE orders (id TEXT PRIMARY KEY, item TEXT NOT NULL,"
+                              " qty INTEGER)"])
+    user = srv.create_token(role="user", user_id="u")["token"]
+    _, phone = register(srv, user, "phone")
+    _, tablet = register(srv, user, "tablet")
+    report(srv, phone, [vop("orders", "insert", {"id": "o1", "item": "pen", "qty": 1})])
+    report(srv, tablet, [vop("orders", "update", {"id": "o1", "qty": 2}, base=1)])
+    ans = report(srv, phone, [vop("orders", "update", {"id": "o1", "qty": 3}, base=1)])
+    (cf,) = ans["conflicts"]
+    r = srv.post(f"/api/v1/sync/conflicts/{cf['id']}/resolve", token=user,
+                 json={"resolution": "merge", "data": {"qty": 5}})
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "resolved"
+    assert srv.db_query("SELECT item, qty FROM orders") == [["pen", "5"]]
