@@ -532,8 +532,8 @@ static int merge_op(struct store_conn *c, const struct push_request *r, struct o
     if (!conflict)
         b->applied++;
     add_result(b, index, op, conflict ? "conflict" : "merged", s->version + (changed > 0));
-    /* The merged row holds fields the device has not seen, and the feed leaves out the
-     * device's own changes, so the answer carries the row. */
+    /* The merged row holds fields the device has not seen: the answer carries it (and,
+     * being no device's own change, the feed brings it too). */
     json_t *merged = NULL;
     if (b->want_results && feed_row(c, op->t, op->pk, &merged, err) != FERRY_OK)
         goto out;
