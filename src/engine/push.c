@@ -194,18 +194,25 @@ static int parse_batch(const struct synced_set *set, const struct push_request *
 
 /* --- statements --------------------------------------------------------------------- */
 
-static char *insert_sql(const struct op *op, bool upsert)
+/* INSERT of `rows` rows shaped like op (its columns; parameters numbered row by row),
+ * doing nothing on an existing key, or updating the given columns when upsert. */
+static char *insert_sql(const struct op *op, size_t rows, bool upsert)
 {
     const struct synced_table *t = op->t;
     struct buf b;
+    size_t param = 1;
     buf_init(&b);
     buf_printf(&b, "INSERT INTO %s (", t->quoted);
     for (size_t i = 0; i < op->n_cols; i++)
         buf_printf(&b, "%s%s", i ? ", " : "", t->cols[op->cols[i]].quoted);
-    buf_puts(&b, ") VALUES (");
-    for (size_t i = 0; i < op->n_cols; i++)
-        buf_printf(&b, "%s$%zu", i ? ", " : "", i + 1);
-    buf_printf(&b, ") ON CONFLICT (%s) DO ", t->cols[t->pk].quoted);
+    buf_puts(&b, ") VALUES ");
+    for (size_t r = 0; r < rows; r++) {
+        buf_puts(&b, r ? ", (" : "(");
+        for (size_t i = 0; i < op->n_cols; i++)
+            buf_printf(&b, "%s$%zu", i ? ", " : "", param++);
+        buf_puts(&b, ")");
+    }
+    buf_printf(&b, " ON CONFLICT (%s) DO ", t->cols[t->pk].quoted);
     if (!upsert || op->n_cols == 1) {
         buf_puts(&b, "NOTHING");
     } else {
@@ -252,7 +259,7 @@ static int exec_insert(struct store_conn *c, struct batch *b, const struct op *o
 {
     if (!b->insert_sql || b->insert_upsert != upsert || !same_shape(b->insert_like, op)) {
         free(b->insert_sql);
-        b->insert_sql = insert_sql(op, upsert);
+        b->insert_sql = insert_sql(op, 1, upsert);
         b->insert_like = op;
         b->insert_upsert = upsert;
     }
@@ -814,34 +821,14 @@ static size_t run_length(const struct push_request *r, const struct batch *b, si
     return fixed ? fixed : 1;
 }
 
+/* The bulk statement answers with the keys it wrote. */
 static char *bulk_sql(const struct op *op, size_t rows)
 {
-    const struct synced_table *t = op->t;
-    struct buf b;
-    size_t param = 1;
-    buf_init(&b);
-    buf_printf(&b, "INSERT INTO %s (", t->quoted);
-    for (size_t i = 0; i < op->n_cols; i++)
-        buf_printf(&b, "%s%s", i ? ", " : "", t->cols[op->cols[i]].quoted);
-    buf_puts(&b, ") VALUES ");
-    for (size_t r = 0; r < rows; r++) {
-        buf_puts(&b, r ? ", (" : "(");
-        for (size_t i = 0; i < op->n_cols; i++)
-            buf_printf(&b, "%s$%zu", i ? ", " : "", param++);
-        buf_puts(&b, ")");
-    }
-    buf_printf(&b, " ON CONFLICT (%s) DO ", t->cols[t->pk].quoted);
-    if (op->action == ACT_INSERT || op->n_cols == 1) {
-        buf_puts(&b, "NOTHING");
-    } else {
-        buf_puts(&b, "UPDATE SET ");
-        for (size_t i = 1; i < op->n_cols; i++) {
-            const char *q = t->cols[op->cols[i]].quoted;
-            buf_printf(&b, "%s%s = excluded.%s", i > 1 ? ", " : "", q, q);
-        }
-    }
-    buf_printf(&b, " RETURNING CAST(%s AS TEXT)", t->cols[t->pk].quoted);
-    return buf_steal(&b);
+    char *insert = insert_sql(op, rows, op->action == ACT_UPSERT);
+    char *sql = xasprintf("%s RETURNING CAST(%s AS TEXT)", insert,
+                          op->t->cols[op->t->pk].quoted);
+    free(insert);
+    return sql;
 }
 
 /* Runs ops [i, i + n) as one statement and accounts for each. */
