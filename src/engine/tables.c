@@ -13,7 +13,7 @@
 #include "util/timeutil.h"
 
 /* Bumped when the trigger text changes, so existing installs are replaced. */
-#define TRIGGER_VERSION 7
+#define TRIGGER_VERSION 8
 
 /* Milliseconds since the epoch in SQLite's own SQL: triggers run in other programs too,
  * so they may use only built-in functions. */
@@ -90,8 +90,8 @@ static void sqlite_field_versions(struct buf *b, const struct synced_table *t, b
                    " WHERE tbl = %s AND pk = CAST(NEW.%s AS TEXT)) WHERE 1",
                    t->literal, pk, col, t->literal, pk);
         if (is_update)
-            buf_printf(b, " AND (OLD.%s IS NOT NEW.%s OR OLD.%s IS NOT NEW.%s)",
-                       t->cols[i].quoted, t->cols[i].quoted, pk, pk);
+            buf_printf(b, " AND (OLD.%s IS NOT NEW.%s OR OLD.%s IS NOT NEW.%s)", t->cols[i].quoted,
+                       t->cols[i].quoted, pk, pk);
         buf_puts(b, " ON CONFLICT(tbl, pk, col) DO UPDATE SET version = excluded.version;\n");
         free(col);
     }
@@ -115,8 +115,10 @@ static char *sqlite_trigger_sql(const struct synced_table *t)
     char *ins = object_name("ins", t), *upd = object_name("upd", t), *del = object_name("del", t);
 
     buf_init(&b);
-    buf_printf(&b, "DROP TRIGGER IF EXISTS %s;\nDROP TRIGGER IF EXISTS %s;\n"
-                   "DROP TRIGGER IF EXISTS %s;\n", ins, upd, del);
+    buf_printf(&b,
+               "DROP TRIGGER IF EXISTS %s;\nDROP TRIGGER IF EXISTS %s;\n"
+               "DROP TRIGGER IF EXISTS %s;\n",
+               ins, upd, del);
 
     buf_printf(&b, "CREATE TRIGGER %s AFTER INSERT ON %s BEGIN\n", ins, t->quoted);
     sqlite_log_change(&b, t, new_key, 0, "");
@@ -145,99 +147,124 @@ static char *sqlite_trigger_sql(const struct synced_table *t)
 
 /* --- PostgreSQL triggers ----------------------------------------------------------- */
 
-/* A PL/pgSQL function per table, with the key column written in, so a row costs no
- * dynamic SQL or JSON conversion (only merge tables convert, for field versions). The
- * row lock on ferry_writer is taken before any seq is drawn and held to commit: writers to
- * synced tables run one at a time, and seq order is commit order. ferry's own writes set
+/* Statement-level triggers with transition tables: one INSERT ... SELECT logs all the
+ * rows a statement changed, instead of a PL/pgSQL call per row. The row lock on
+ * ferry_writer is taken before any seq is drawn and held to commit: writers to synced
+ * tables run one at a time, and seq order is commit order. ferry's own writes set
  * ferry.device for their transaction; writes from elsewhere leave it unset. */
-/* The change-log upsert for the OLD or NEW row. */
-static char *pg_log_change(const struct synced_table *t, const char *row, int deleted,
-                           const char *returning)
+
+/* Logs the keys of `rows` (new_rows or old_rows, filtered by `where`) as changed. */
+static void pg_log_rows(struct buf *b, const struct synced_table *t, const char *rows, int deleted,
+                        const char *where)
 {
-    return xasprintf(
-        "    INSERT INTO ferry_changes AS c (tbl, pk, version, deleted, updated_at, device_id)\n"
-        "      VALUES (%s, %s.%s::text, 1, %d, now_ms, dev)\n"
-        "      ON CONFLICT (tbl, pk) DO UPDATE SET seq = EXCLUDED.seq,\n"
-        "        version = c.version + 1, deleted = %d, updated_at = EXCLUDED.updated_at,\n"
-        "        device_id = EXCLUDED.device_id%s;\n",
-        t->literal, row, t->cols[t->pk].quoted, deleted, deleted, returning);
+    buf_printf(b,
+               "  INSERT INTO ferry_changes AS c (tbl, pk, version, deleted, updated_at,"
+               " device_id)\n"
+               "    SELECT %s, ferry_r.%s::text, 1, %d, now_ms, dev FROM %s ferry_r%s\n"
+               "    ON CONFLICT (tbl, pk) DO UPDATE SET seq = EXCLUDED.seq,\n"
+               "      version = c.version + 1, deleted = %d, updated_at = EXCLUDED.updated_at,\n"
+               "      device_id = EXCLUDED.device_id;\n",
+               t->literal, t->cols[t->pk].quoted, deleted, rows, where, deleted);
 }
 
-static char *pg_function_sql(const struct synced_table *t, const char *fn)
+/* For merge tables: the version at which each changed column (every column of a new
+ * key) last changed. */
+static void pg_field_versions(struct buf *b, const struct synced_table *t, bool is_update)
 {
     const char *pk = t->cols[t->pk].quoted;
-    char *old_row = pg_log_change(t, "OLD", 1, "");
-    char *new_row = pg_log_change(t, "NEW", 0, "\n      RETURNING c.version INTO ver");
-    char *fields = t->policy != POLICY_MERGE
-                       ? xstrdup("")
-                       : xasprintf("    FOR k, v IN SELECT key, value FROM jsonb_each(to_jsonb(NEW)) "
-                                   "LOOP\n"
-                                   "      IF TG_OP = 'INSERT' OR OLD.%s IS DISTINCT FROM NEW.%s\n"
-                                   "         OR (to_jsonb(OLD) -> k) IS DISTINCT FROM v THEN\n"
-                                   "        INSERT INTO ferry_field_versions AS f (tbl, pk, col, "
-                                   "version)\n"
-                                   "          VALUES (%s, NEW.%s::text, k, ver)\n"
-                                   "          ON CONFLICT (tbl, pk, col) DO UPDATE SET version = "
-                                   "EXCLUDED.version;\n"
-                                   "      END IF;\n"
-                                   "    END LOOP;\n",
-                                   pk, pk, t->literal, pk);
-    char *sql = xasprintf(
-        "CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $ferry$\n"
-        "DECLARE\n"
-        "  dev text := NULLIF(current_setting('ferry.device', true), '');\n"
-        "  now_ms bigint := (extract(epoch from clock_timestamp()) * 1000)::bigint;\n"
-        "  ver bigint; k text; v jsonb;\n"
-        "BEGIN\n"
-        "  PERFORM 1 FROM ferry_writer WHERE id = 1 FOR UPDATE;\n"
-        "  IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND OLD.%s IS DISTINCT FROM NEW.%s) THEN\n"
-        "%s"
-        "  END IF;\n"
-        "  IF TG_OP <> 'DELETE' THEN\n"
-        "%s%s"
-        "  END IF;\n"
-        "  RETURN NULL;\n"
-        "END $ferry$;\n",
-        fn, pk, pk, old_row, new_row, fields);
-    free(old_row);
-    free(new_row);
-    free(fields);
-    return sql;
+    buf_printf(
+        b,
+        "  INSERT INTO ferry_field_versions AS f (tbl, pk, col, version)\n"
+        "    SELECT %s, ferry_n.%s::text, e.key, ferry_c.version FROM new_rows ferry_n\n"
+        "    JOIN ferry_changes ferry_c ON ferry_c.tbl = %s AND ferry_c.pk = ferry_n.%s::text\n",
+        t->literal, pk, t->literal, pk);
+    if (is_update)
+        buf_printf(b, "    LEFT JOIN old_rows ferry_o ON ferry_o.%s = ferry_n.%s\n", pk, pk);
+    buf_puts(b, "    CROSS JOIN LATERAL jsonb_each(to_jsonb(ferry_n)) e\n");
+    if (is_update)
+        buf_printf(b,
+                   "    WHERE ferry_o.%s IS NULL OR (to_jsonb(ferry_o) -> e.key) IS DISTINCT FROM "
+                   "e.value\n",
+                   pk);
+    buf_puts(b, "    ON CONFLICT (tbl, pk, col) DO UPDATE SET version = EXCLUDED.version;\n");
 }
 
-/* NOTIFY once per statement, not per row: listeners only need to know to look. */
-static const char pg_notify_function[] =
-    "CREATE OR REPLACE FUNCTION ferry_notify() RETURNS trigger LANGUAGE plpgsql AS $ferry$\n"
-    "BEGIN\n"
-    "  PERFORM pg_notify('ferry_changes', '');\n"
-    "  RETURN NULL;\n"
-    "END $ferry$;\n";
+static char *pg_function_sql(const struct synced_table *t, const char *fn, const char *event)
+{
+    struct buf b;
+    const char *pk = t->cols[t->pk].quoted;
+    bool merge = t->policy == POLICY_MERGE;
+    buf_init(&b);
+    buf_printf(&b,
+               "CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $ferry$\n"
+               "DECLARE\n"
+               "  dev text := NULLIF(current_setting('ferry.device', true), '');\n"
+               "  now_ms bigint := (extract(epoch from clock_timestamp()) * 1000)::bigint;\n"
+               "BEGIN\n"
+               "  PERFORM 1 FROM ferry_writer WHERE id = 1 FOR UPDATE;\n",
+               fn);
+    if (!strcmp(event, "ins")) {
+        pg_log_rows(&b, t, "new_rows", 0, "");
+        if (merge)
+            pg_field_versions(&b, t, false);
+    } else if (!strcmp(event, "upd")) {
+        /* keys that an update changed are gone: tombstones first */
+        char *gone = xasprintf(" WHERE NOT EXISTS (SELECT 1 FROM new_rows ferry_n"
+                               " WHERE ferry_n.%s = ferry_r.%s)",
+                               pk, pk);
+        pg_log_rows(&b, t, "old_rows", 1, gone);
+        pg_log_rows(&b, t, "new_rows", 0, "");
+        if (merge)
+            pg_field_versions(&b, t, true);
+        free(gone);
+    } else {
+        pg_log_rows(&b, t, "old_rows", 1, "");
+    }
+    buf_puts(&b, "  PERFORM pg_notify('ferry_changes', '');\n"
+                 "  RETURN NULL;\n"
+                 "END $ferry$;\n");
+    return buf_steal(&b);
+}
 
-/* PostgreSQL cuts names at 63 bytes, so two long table names could share a function
- * named after them; the function is named by a hash of the table's name instead. */
-static char *pg_function_name(const struct synced_table *t)
+/* PostgreSQL cuts names at 63 bytes, so two long table names could share functions
+ * named after them; the functions are named by a hash of the table's name instead. */
+static char *pg_function_name(const struct synced_table *t, const char *event)
 {
     char hash[65];
     crypto_sha256_hex(t->name, strlen(t->name), hash);
-    return xasprintf("ferry_capture_%.16s", hash);
+    return xasprintf("ferry_capture_%.16s_%s", hash, event);
 }
 
 static char *pg_trigger_sql(const struct synced_table *t)
 {
-    char *fn = pg_function_name(t);
-    char *function = pg_function_sql(t, fn);
-    char *sql = xasprintf("%s%s"
-                          "DROP TRIGGER IF EXISTS ferry_capture ON %s;\n"
-                          "DROP TRIGGER IF EXISTS ferry_notify ON %s;\n"
-                          "CREATE TRIGGER ferry_capture AFTER INSERT OR UPDATE OR DELETE ON %s"
-                          " FOR EACH ROW EXECUTE FUNCTION %s();\n"
-                          "CREATE TRIGGER ferry_notify AFTER INSERT OR UPDATE OR DELETE ON %s"
-                          " FOR EACH STATEMENT EXECUTE FUNCTION ferry_notify();\n",
-                          pg_notify_function, function, t->quoted, t->quoted, t->quoted, fn,
-                          t->quoted);
-    free(fn);
-    free(function);
-    return sql;
+    static const struct {
+        const char *event, *when, *refs;
+    } events[] = {
+        {"ins", "INSERT", "NEW TABLE AS new_rows"},
+        {"upd", "UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"},
+        {"del", "DELETE", "OLD TABLE AS old_rows"},
+    };
+    struct buf b;
+    buf_init(&b);
+    /* triggers of earlier versions */
+    buf_printf(&b,
+               "DROP TRIGGER IF EXISTS ferry_capture ON %s;\n"
+               "DROP TRIGGER IF EXISTS ferry_notify ON %s;\n",
+               t->quoted, t->quoted);
+    for (size_t i = 0; i < 3; i++) {
+        char *fn = pg_function_name(t, events[i].event);
+        char *function = pg_function_sql(t, fn, events[i].event);
+        buf_puts(&b, function);
+        buf_printf(&b,
+                   "DROP TRIGGER IF EXISTS ferry_capture_%s ON %s;\n"
+                   "CREATE TRIGGER ferry_capture_%s AFTER %s ON %s REFERENCING %s"
+                   " FOR EACH STATEMENT EXECUTE FUNCTION %s();\n",
+                   events[i].event, t->quoted, events[i].event, events[i].when, t->quoted,
+                   events[i].refs, fn);
+        free(fn);
+        free(function);
+    }
+    return buf_steal(&b);
 }
 
 /* --- loading ------------------------------------------------------------------------- */
@@ -264,13 +291,13 @@ static char *signature_of(const struct synced_table *t)
  * device pulling from cursor 0 sees the whole table. */
 static int backfill(struct store_conn *c, const struct synced_table *t, struct err *err)
 {
-    char *sql = xasprintf(
-        "INSERT INTO ferry_changes(tbl, pk, version, deleted, updated_at, device_id)"
-        " SELECT CAST($1 AS TEXT), src.k, 1, 0, $2, NULL"
-        " FROM (SELECT CAST(t.%s AS TEXT) AS k FROM %s t) src"
-        " WHERE NOT EXISTS (SELECT 1 FROM ferry_changes c"
-        " WHERE c.tbl = CAST($1 AS TEXT) AND c.pk = src.k) ORDER BY src.k",
-        t->cols[t->pk].quoted, t->quoted);
+    char *sql =
+        xasprintf("INSERT INTO ferry_changes(tbl, pk, version, deleted, updated_at, device_id)"
+                  " SELECT CAST($1 AS TEXT), src.k, 1, 0, $2, NULL"
+                  " FROM (SELECT CAST(t.%s AS TEXT) AS k FROM %s t) src"
+                  " WHERE NOT EXISTS (SELECT 1 FROM ferry_changes c"
+                  " WHERE c.tbl = CAST($1 AS TEXT) AND c.pk = src.k) ORDER BY src.k",
+                  t->cols[t->pk].quoted, t->quoted);
     struct store_val v[] = {sv_text(t->name), sv_int(time_now_ms())};
     int rc = store_run(c, sql, v, 2, NULL, err);
     free(sql);
@@ -294,11 +321,11 @@ static int triggers_present(struct store_conn *c, const struct synced_table *t, 
              " JOIN pg_catalog.pg_class r ON r.oid = tg.tgrelid"
              " JOIN pg_catalog.pg_namespace s ON s.oid = r.relnamespace"
              " WHERE s.nspname = current_schema() AND r.relname = $1"
-             " AND tg.tgname IN ('ferry_capture', 'ferry_notify')"
+             " AND tg.tgname IN ('ferry_capture_ins', 'ferry_capture_upd', 'ferry_capture_del')"
            : "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = $1"
              " AND name IN ($2, $3, $4)",
         v, pg ? 1 : 4, &n, &found, err);
-    *present = n == (pg ? 2 : 3);
+    *present = n == 3;
     free(ins);
     free(upd);
     free(del);
@@ -314,8 +341,8 @@ static int install(struct store_conn *c, const struct synced_table *t, struct er
     int rc = FERRY_ERR, step;
     bool current = false;
 
-    if (store_query(c, "SELECT signature FROM ferry_synced WHERE tbl = $1", &name, 1, &rows,
-                    err) != FERRY_OK)
+    if (store_query(c, "SELECT signature FROM ferry_synced WHERE tbl = $1", &name, 1, &rows, err) !=
+        FERRY_OK)
         goto out;
     if ((step = store_rows_next(rows, err)) < 0)
         goto out;

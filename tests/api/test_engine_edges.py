@@ -376,10 +376,10 @@ T_FLAGS = ("--allowed-tables", "t", "--purge-interval", "0")
 
 def drop_triggers(srv, only_one=False):
     """Drops table t's capture triggers by hand (only_one: just the one that logs
-    updates, ferry_upd_t on SQLite, ferry_capture on PostgreSQL)."""
+    updates, ferry_upd_t on SQLite, ferry_capture_upd on PostgreSQL)."""
     if srv.backend == "postgres":
-        names = ["ferry_capture"] if only_one else ["ferry_capture", "ferry_notify"]
-        srv.db_exec(*[f"DROP TRIGGER {n} ON t" for n in names])
+        names = ["upd"] if only_one else ["ins", "upd", "del"]
+        srv.db_exec(*[f"DROP TRIGGER ferry_capture_{n} ON t" for n in names])
     else:
         names = ["upd"] if only_one else ["ins", "upd", "del"]
         srv.db_exec(*[f'DROP TRIGGER "ferry_{n}_t"' for n in names])
@@ -388,7 +388,8 @@ def drop_triggers(srv, only_one=False):
 def trigger_count(srv):
     if srv.backend == "postgres":
         sql = ("SELECT COUNT(*) FROM pg_trigger tg JOIN pg_class r ON r.oid = tg.tgrelid"
-               " WHERE r.relname = 't' AND tg.tgname IN ('ferry_capture', 'ferry_notify')")
+               " WHERE r.relname = 't' AND tg.tgname IN"
+               " ('ferry_capture_ins', 'ferry_capture_upd', 'ferry_capture_del')")
     else:
         sql = ("SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 't'"
                " AND name IN ('ferry_ins_t', 'ferry_upd_t', 'ferry_del_t')")
@@ -401,7 +402,7 @@ def feed_since(srv, cursor):
 
 def test_missing_triggers_are_reinstalled_at_start(make_server):
     srv = make_server(*T_FLAGS, schema=T_SCHEMA)
-    full = 2 if srv.backend == "postgres" else 3
+    full = 3  # ferry_ins/upd/del_<t> on SQLite, ferry_capture_ins/upd/del on PostgreSQL
     assert trigger_count(srv) == full
     srv.db_exec("INSERT INTO t (id, v) VALUES ('before', 1)")
     assert feed_since(srv, 0) == [("before", "upsert", False, {"id": "before", "v": 1})]
