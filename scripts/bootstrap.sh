@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the Debian packages ferry needs to build, run and test, and nothing else.
-# Idempotent: when everything is present it only checks and returns. As root it uses
-# apt-get; otherwise sudo (without a password prompt); otherwise it prints the exact
+# Installs the Debian packages ferry needs to build, run and test, and nothing else;
+# package names given as arguments are installed too (bench/push_pull/setup.sh adds its
+# own). Idempotent: when everything is present it only checks and returns. As root it
+# uses apt-get; otherwise sudo (without a password prompt); otherwise it prints the exact
 # command to run and stops.
 set -euo pipefail
 
@@ -11,6 +12,7 @@ packages=(
   libcmocka-dev
   python3 python3-pytest python3-requests
   postgresql curl
+  "$@"
 )
 
 missing=()

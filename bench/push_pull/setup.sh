@@ -8,39 +8,13 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 
-# ferry's own build and run dependencies (compiler, cmake, libraries, PostgreSQL, curl)
-"$REPO/scripts/bootstrap.sh"
-
-# what the benchmark adds: the C client (libcurl, jansson), the raw SQLite program, the
-# sqlite3 shell (creates the user's table before ferry starts), node and npm for
-# pouchdb-server
-packages=(gcc make pkg-config libcurl4-openssl-dev libjansson-dev libsqlite3-dev sqlite3 curl
-  postgresql)
-command -v node >/dev/null || packages+=(nodejs)
-command -v npm >/dev/null || packages+=(npm)
-
-missing=()
-for p in "${packages[@]}"; do
-  if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]; then
-    missing+=("$p")
-  fi
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]}" >&2
-  cmd=(apt-get install -y -q --no-install-recommends "${missing[@]}")
-  export DEBIAN_FRONTEND=noninteractive
-  if [ "$(id -u)" -eq 0 ]; then
-    apt-get update -q >&2
-    "${cmd[@]}" >&2
-  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-    sudo -n apt-get update -q >&2
-    sudo -n env DEBIAN_FRONTEND=noninteractive "${cmd[@]}" >&2
-  else
-    echo "setup: missing packages; run as root:" >&2
-    echo "  apt-get update && ${cmd[*]}" >&2
-    exit 1
-  fi
-fi
+# ferry's own build and run dependencies, plus what the benchmark adds: the C client
+# (libcurl, jansson), the raw SQLite program, the sqlite3 shell (creates the user's table
+# before ferry starts), node and npm for pouchdb-server
+extra=(libcurl4-openssl-dev sqlite3)
+command -v node >/dev/null || extra+=(nodejs)
+command -v npm >/dev/null || extra+=(npm)
+"$REPO/scripts/bootstrap.sh" "${extra[@]}"
 
 # pouchdb-server (its LevelDB binding, leveldown, ships prebuilt binaries inside the npm
 # package, so no install script has to run). Reinstalled only when package.json changed.

@@ -8,6 +8,7 @@ removed the newest change."""
 import time
 
 from conftest import assert_legacy_error, assert_v1_error, run_ferry
+from test_engine import changes, head
 
 TOKENS = "/api/v1/admin/tokens"
 PURGE = "/api/v1/admin/purge"
@@ -22,18 +23,6 @@ NOTES_FLAGS = ("--allowed-tables", "notes", "--purge-interval", "0")
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def changes(srv, cursor=0, token=None, **query):
-    """One page (up to 1000) of the v1 change feed from cursor, admin token unless given."""
-    params = {"cursor": str(cursor), "limit": "1000", **query}
-    r = srv.get(CHANGES, token=token or srv.admin_token, params=params)
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def head(srv):
-    return changes(srv)["cursor"]
 
 
 def legacy_push(srv, operations):

@@ -15,40 +15,14 @@
 #include "store/store.h"
 #include "store/store_internal.h"
 
-struct fixture {
-    char dir[64];
-    char url[128];
-    struct store *st;
-    struct store_conn *c;
-};
-
-static void remove_db(const char *dir)
-{
-    static const char *const files[] = {"ferry.db", "ferry.db-wal", "ferry.db-shm",
-                                        "ferry.db-journal"};
-    char path[128];
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
-        unlink(path);
-    }
-    rmdir(dir);
-}
+#include "store_fixture.h"
 
 static int setup(void **state)
 {
-    struct fixture *f = xcalloc(1, sizeof(*f));
+    struct store_fixture *f = xcalloc(1, sizeof(*f));
+    if (store_fixture_open(f, "store") != 0)
+        return -1;
     struct err err = {0};
-
-    snprintf(f->dir, sizeof(f->dir), "/tmp/ferry-test-store-XXXXXX");
-    if (!mkdtemp(f->dir))
-        return -1;
-    snprintf(f->url, sizeof(f->url), "sqlite:%s/ferry.db", f->dir);
-    if (store_open(f->url, 2, &f->st, &err) != FERRY_OK) {
-        fprintf(stderr, "store_open: %s\n", err.msg);
-        return -1;
-    }
-    if (store_acquire(f->st, &f->c, &err) != FERRY_OK)
-        return -1;
     if (store_exec(f->c,
                    "CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT NOT NULL,"
                    " score REAL, data BLOB, extra);",
@@ -62,10 +36,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-    store_release(f->c);
-    store_close(f->st);
-    remove_db(f->dir);
+    struct store_fixture *f = *state;
+    store_fixture_close(f);
     free(f);
     return 0;
 }
@@ -95,7 +67,7 @@ static void run_ok(struct store_conn *c, const char *sql, const struct store_val
 
 static void test_open_and_migrations(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct err err = {0};
     int size = -1, in_use = -1;
 
@@ -145,7 +117,7 @@ static void test_open_bad_url(void **state)
 
 static void test_exec(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct err err = {0};
 
     assert_int_equal(store_exec(f->c,
@@ -169,7 +141,7 @@ static void test_exec(void **state)
 
 static void test_value_round_trip(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct err err = {0};
     struct store_rows *rows = NULL;
     const unsigned char blob[] = {0x00, 0x01, 0x00, 0xff, 0x00};
@@ -228,7 +200,7 @@ static void test_value_round_trip(void **state)
 /* A REAL must come back bit for bit, not through 15 significant digits. */
 static void test_real_precision(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct err err = {0};
     struct store_rows *rows = NULL;
     const double values[] = {0.1 + 0.2, M_PI, 1e300, -1.0 / 7.0, 5e-324, 123456789.123456789};
@@ -247,7 +219,7 @@ static void test_real_precision(void **state)
 
 static void test_params_in_literals(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct err err = {0};
     struct store_rows *rows = NULL;
     struct store_val v[] = {sv_text("x"), sv_int(7)};
@@ -286,7 +258,7 @@ static void test_params_in_literals(void **state)
 
 static void test_param_count_mismatch(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct err err = {0};
     struct store_rows *rows = (struct store_rows *)&rows;
     struct store_val v = sv_int(1);
@@ -305,7 +277,7 @@ static void test_param_count_mismatch(void **state)
 
 static void test_prepare_and_step_errors(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct err err = {0};
     struct store_val v[] = {sv_int(1), sv_null()};
 
@@ -332,7 +304,7 @@ static void test_prepare_and_step_errors(void **state)
 
 static void test_run_changes(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct err err = {0};
 
     for (int i = 1; i <= 3; i++) {
@@ -352,7 +324,7 @@ static void test_run_changes(void **state)
 
 static void test_query_int(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct err err = {0};
     int64_t value = 42;
     bool found = true;
@@ -388,7 +360,7 @@ static void test_query_int(void **state)
 
 static void test_second_query_while_rows_open(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct err err = {0};
     struct store_rows *rows = NULL, *other = (struct store_rows *)&other;
     int64_t value = 0;
@@ -427,7 +399,7 @@ static void test_second_query_while_rows_open(void **state)
 
 static void test_same_sql_reopened(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct err err = {0};
     struct store_rows *rows = NULL;
     struct store_val v = sv_int(1);
@@ -444,7 +416,7 @@ static void test_same_sql_reopened(void **state)
 
 static void test_release_frees_open_rows(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct err err = {0};
     struct store_conn *c2 = NULL;
     struct store_rows *rows = NULL;
@@ -465,7 +437,7 @@ static void test_release_frees_open_rows(void **state)
 
 static void test_transactions(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct err err = {0};
     struct store_conn *other = NULL;
     struct store_val a[] = {sv_int(1), sv_text("kept")};
@@ -509,7 +481,7 @@ static void test_transactions(void **state)
 
 static void test_transaction_misuse(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct err err = {0};
 
     /* No transaction: rollback does nothing, commit is an error. */
@@ -539,7 +511,7 @@ static void test_transaction_misuse(void **state)
 
 static void test_table_info(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct err err = {0};
     struct store_table *t = NULL;
 
@@ -585,7 +557,7 @@ static void test_table_info(void **state)
 
 static void test_table_info_missing(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct err err = {0};
     struct store_table *t = (struct store_table *)&t;
 
@@ -605,7 +577,7 @@ static void test_table_info_missing(void **state)
 
 static void test_list_tables(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct err err = {0};
     char **names = NULL;
     size_t n = 99;
@@ -651,7 +623,7 @@ static void test_quote_ident(void **state)
 
 static void test_quoted_ident_in_sql(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct err err = {0};
     char *q = store_quote_ident("we\"ird $1");
     char *sql = xasprintf("CREATE TABLE %s (v)", q);
@@ -727,7 +699,7 @@ static void test_stmt_cache(void **state)
 
 static void test_connection_caches_statements(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct store_val v = sv_int(1);
 
     assert_int_equal(count(f->c, "SELECT 1"), 1);

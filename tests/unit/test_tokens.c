@@ -15,39 +15,12 @@
 #include "util/crypto.h"
 #include "util/timeutil.h"
 
-struct fixture {
-    char dir[64];
-    struct store *st;
-    struct store_conn *c;
-};
-
-static void remove_db(const char *dir)
-{
-    static const char *const files[] = {"ferry.db", "ferry.db-wal", "ferry.db-shm",
-                                        "ferry.db-journal"};
-    char path[128];
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
-        unlink(path);
-    }
-    rmdir(dir);
-}
+#include "store_fixture.h"
 
 static int setup(void **state)
 {
-    struct fixture *f = xcalloc(1, sizeof(*f));
-    struct err err = {0};
-    char url[128];
-
-    snprintf(f->dir, sizeof(f->dir), "/tmp/ferry-test-tokens-XXXXXX");
-    if (!mkdtemp(f->dir))
-        return -1;
-    snprintf(url, sizeof(url), "sqlite:%s/ferry.db", f->dir);
-    if (store_open(url, 2, &f->st, &err) != FERRY_OK) {
-        fprintf(stderr, "store_open: %s\n", err.msg);
-        return -1;
-    }
-    if (store_acquire(f->st, &f->c, &err) != FERRY_OK)
+    struct store_fixture *f = xcalloc(1, sizeof(*f));
+    if (store_fixture_open(f, "tokens") != 0)
         return -1;
     *state = f;
     return 0;
@@ -55,10 +28,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-    store_release(f->c);
-    store_close(f->st);
-    remove_db(f->dir);
+    struct store_fixture *f = *state;
+    store_fixture_close(f);
     free(f);
     return 0;
 }
@@ -125,7 +96,7 @@ static void assert_url_safe(const char *s)
 
 static void test_create_admin(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     char id[40], hash[65];
     char *secret = create(f->c, "admin", "ops", NULL, NULL, 0, id);
 
@@ -167,7 +138,7 @@ static void test_create_admin(void **state)
 
 static void test_create_user(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     char id[40], id2[40], hash[65];
     int64_t before = time_now_ms();
     char *secret = create(f->c, "user", "laptop", "alice", NULL, 0, id);
@@ -199,7 +170,7 @@ static void test_create_user(void **state)
 
 static void test_create_device(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     char id[40], hash[65];
     char *secret = create(f->c, "device", "phone", "alice", "phone-1", 0, id);
 
@@ -223,7 +194,7 @@ static void test_create_device(void **state)
 
 static void test_create_with_expiry(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     char id[40];
     int64_t expires = time_now_ms() + 3600 * 1000;
     char *secret = create(f->c, "user", "temp", "bob", NULL, expires, id);
@@ -247,7 +218,7 @@ static void expect_invalid(struct store_conn *c, const struct token_spec *spec,
 
 static void test_create_validation(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     char long_name[202];
     memset(long_name, 'n', 201);
     long_name[201] = '\0';
@@ -299,7 +270,7 @@ static void test_create_validation(void **state)
 
 static void test_authenticate_ok(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct token_info info;
     struct err err = {0};
     char id[40];
@@ -330,7 +301,7 @@ static void test_authenticate_ok(void **state)
 
 static void test_authenticate_admin_has_empty_owner(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct token_info info;
     struct err err = {0};
     char id[40];
@@ -347,7 +318,7 @@ static void test_authenticate_admin_has_empty_owner(void **state)
 
 static void test_authenticate_unknown(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct token_info info;
     struct err err = {0};
     char id[40];
@@ -376,7 +347,7 @@ static void test_authenticate_unknown(void **state)
 
 static void test_authenticate_revoked(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct token_info info;
     struct err err = {0};
     char id[40], want[96];
@@ -401,7 +372,7 @@ static void test_authenticate_revoked(void **state)
 
 static void test_authenticate_expired(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct token_info info;
     struct err err = {0};
     char id[40], want[96];
@@ -496,7 +467,7 @@ static json_t *find_by_id(json_t *list, const char *id)
 
 static void test_list_has_no_secret(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct err err = {0};
     char id_admin[40], id_alice[40], id_phone[40], id_bob[40], hash[65];
     char *s_admin = create(f->c, "admin", "ops", NULL, NULL, 0, id_admin);
@@ -572,7 +543,7 @@ static void test_list_has_no_secret(void **state)
 
 static void test_get(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct err err = {0};
     char id[40];
     char *secret = create(f->c, "user", "laptop", "alice", NULL, 0, id);
@@ -596,7 +567,7 @@ static void test_get(void **state)
 
 static void test_revoke_unknown(void **state)
 {
-    struct fixture *f = *state;
+    struct store_fixture *f = *state;
     struct err err = {0};
 
     assert_int_equal(tokens_revoke(f->c, "tok_missing", &err), FERRY_ERR);
