@@ -229,7 +229,6 @@ static int cmd_serve(int argc, char **argv)
     app.n_tables = api_n_tables;
     app.rate = ratelimit_new(cfg.rate_limit, 60);
     app.auth_fail = ratelimit_new(cfg.auth_fail_limit, 60);
-    metrics_init();
     /* The pool has a connection for each HTTP thread, one for the change watcher and
      * one for the purger, so neither background task waits behind requests. */
     if (open_store(&cfg, (int)cfg.threads + 3, &app.store, &err) != FERRY_OK ||

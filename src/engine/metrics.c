@@ -34,10 +34,6 @@ static struct {
     size_t n_hists, cap_hists;
 } m = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-void metrics_init(void)
-{
-}
-
 void metrics_cleanup(void)
 {
     pthread_mutex_lock(&m.lock);

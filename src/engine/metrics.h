@@ -22,7 +22,6 @@ struct metrics_totals {
     uint64_t data_transferred; /* bytes moved by sync operations */
 };
 
-void metrics_init(void);
 void metrics_cleanup(void);
 
 /* Records one finished request. route is the matched pattern ("" for none). */

@@ -79,11 +79,3 @@ void waiter_release_all(void)
     pthread_mutex_unlock(&w.lock);
     wake_where(true, true);
 }
-
-int waiter_count(void)
-{
-    pthread_mutex_lock(&w.lock);
-    int n = (int)w.n;
-    pthread_mutex_unlock(&w.lock);
-    return n;
-}

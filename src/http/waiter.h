@@ -24,7 +24,4 @@ void waiter_tick(void);
  * instead of parking it (shutdown). */
 void waiter_release_all(void);
 
-/* Number of parked requests. */
-int waiter_count(void);
-
 #endif

@@ -45,15 +45,3 @@ void utf8_scrub(char *s)
         p += n;
     }
 }
-
-bool utf8_valid(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        size_t n = sequence_len(p);
-        if (n == 0)
-            return false;
-        p += n;
-    }
-    return true;
-}

@@ -4,12 +4,8 @@
 #ifndef FERRY_UTF8_H
 #define FERRY_UTF8_H
 
-#include <stdbool.h>
-
 /* Replaces, in place, every byte that does not start or continue a valid UTF-8
  * sequence with '?'. A sequence cut short at the end of the string is replaced too. */
 void utf8_scrub(char *s);
-
-bool utf8_valid(const char *s);
 
 #endif
