@@ -3,11 +3,13 @@
 #ifndef FERRY_APP_H
 #define FERRY_APP_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "config.h"
+#include "blob/blob.h"
 #include "engine/tables.h"
 #include "http/ratelimit.h"
 #include "http/router.h"
@@ -23,6 +25,12 @@ struct app {
     int64_t started_ms;
     atomic_int in_flight;
     struct synced_set synced; /* the synced tables, loaded at start */
+    struct blob_store *blobs; /* DATA_DIR/blobs */
+    char *uploads_dir;        /* DATA_DIR/uploads: one folder per unfinished upload */
+    /* Held for reading from a blob's finishing until the entry naming it is committed,
+     * and for writing while unreferenced blobs are collected, so that a blob is never
+     * collected between the two. */
+    pthread_rwlock_t blob_lock;
 };
 
 #endif

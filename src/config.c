@@ -7,7 +7,9 @@
 
 #include "config.h"
 
-enum opt_type { OPT_STR, OPT_INT, OPT_SIZE, OPT_BOOL };
+/* OPT_LIST is a colon-separated list: a repeated flag adds to it, while a later source
+ * (file, environment, flags) replaces what an earlier one gave. */
+enum opt_type { OPT_STR, OPT_INT, OPT_SIZE, OPT_BOOL, OPT_LIST };
 
 struct option_def {
     const char *name; /* flag without dashes, also the config-file key */
@@ -57,6 +59,14 @@ static const struct option_def options[] = {
         "2592000", "seconds a tombstone is kept for devices that have not acknowledged it"),
     OPT("purge-interval", "FERRY_PURGE_INTERVAL", OPT_INT, purge_interval, "300",
         "seconds between tombstone purges (0: never)"),
+    OPT("file-root", "FERRY_FILE_ROOTS", OPT_LIST, file_roots, NULL,
+        "folder that directory sync may name (repeatable; env: colon-separated)"),
+    OPT("max-upload", "FERRY_MAX_UPLOAD", OPT_SIZE, max_upload, "10G",
+        "largest file an upload may create"),
+    OPT("max-chunk-size", "FERRY_MAX_CHUNK_SIZE", OPT_SIZE, max_chunk_size, "64M",
+        "largest chunk of a chunked upload"),
+    OPT("upload-expiry", "FERRY_UPLOAD_EXPIRY", OPT_INT, upload_expiry, "86400",
+        "seconds an unfinished upload session is kept"),
     OPT("legacy-auth", "FERRY_LEGACY_AUTH", OPT_BOOL, legacy_auth, "true",
         "require a token on seed 004's /sync endpoints (false: open, for trusted networks)"),
 };
@@ -118,6 +128,7 @@ static int apply(struct config *cfg, const struct option_def *o, const char *val
     char *field = (char *)cfg + o->offset;
     char *end;
     switch (o->type) {
+    case OPT_LIST:
     case OPT_STR:
         free(*(char **)field);
         *(char **)field = value ? xstrdup(value) : NULL;
@@ -232,6 +243,7 @@ static int apply_env(struct config *cfg, struct err *err)
 static int apply_flags(struct config *cfg, int argc, char **argv, const char *only,
                        struct err *err)
 {
+    bool seen[N_OPTIONS] = {0};
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         if (strncmp(arg, "--", 2) != 0)
@@ -256,6 +268,15 @@ static int apply_flags(struct config *cfg, int argc, char **argv, const char *on
             return err_set(err, ERR_INVALID, "option '--%s' needs a value", name);
         if (only && strcmp(only, name) != 0)
             continue;
+        size_t index = (size_t)(o - options);
+        char **list = (char **)((char *)cfg + o->offset);
+        if (o->type == OPT_LIST && seen[index] && *list) { /* a repeated flag adds */
+            char *joined = xasprintf("%s:%s", *list, value);
+            free(*list);
+            *list = joined;
+            continue;
+        }
+        seen[index] = true;
         if (apply(cfg, o, value, "command line", err) != FERRY_OK)
             return FERRY_ERR;
     }
@@ -287,7 +308,7 @@ int config_load(struct config *cfg, int argc, char **argv, struct err *err)
 void config_cleanup(struct config *cfg)
 {
     for (size_t i = 0; i < N_OPTIONS; i++)
-        if (options[i].type == OPT_STR) {
+        if (options[i].type == OPT_STR || options[i].type == OPT_LIST) {
             char **field = (char **)((char *)cfg + options[i].offset);
             free(*field);
             *field = NULL;

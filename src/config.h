@@ -32,6 +32,10 @@ struct config {
     long long tombstone_retention; /* seconds */
     long long purge_interval;      /* seconds; 0 = never */
     bool legacy_auth;       /* seed 004 endpoints need a token */
+    char *file_roots;       /* colon-separated folders directory sync may name */
+    long long max_upload;   /* bytes */
+    long long max_chunk_size;
+    long long upload_expiry; /* seconds */
 };
 
 /* Fills cfg from defaults, file, environment and argv (flags only; positional

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/files.h"
 #include "app.h"
 #include "config.h"
 #include "engine/metrics.h"
@@ -184,7 +185,8 @@ static int load_tables(struct app *app, struct err *err)
         return err_set(err, ERR_INVALID,
                        "default-conflict-policy must be overwrite, skip, merge or manual");
     if (tables_load(app->store, app->cfg->allowed_tables, app->cfg->conflict_policy, def,
-                    &app->synced, err) != FERRY_OK)
+                    &app->synced, err) != FERRY_OK ||
+        tables_add_files(app->store, &app->synced, err) != FERRY_OK)
         return FERRY_ERR;
     for (size_t i = 0; i < app->synced.n; i++)
         fprintf(stderr,
@@ -194,6 +196,24 @@ static int load_tables(struct app *app, struct err *err)
                 app->synced.tables[i].cols[app->synced.tables[i].pk].name,
                 tables_policy_name(app->synced.tables[i].policy));
     return FERRY_OK;
+}
+
+static void housekeeping(struct store_conn *c, void *ctx)
+{
+    struct files_swept swept;
+    files_housekeeping(ctx, c, &swept);
+}
+
+/* The blob store and the folder of unfinished uploads, under the data folder. */
+static int open_files(struct app *app, struct err *err)
+{
+    char *blobs = xasprintf("%s/blobs", app->cfg->data_dir);
+    int rc = blob_store_open(blobs, &app->blobs, err);
+    free(blobs);
+    if (rc != FERRY_OK)
+        return FERRY_ERR;
+    app->uploads_dir = xasprintf("%s/uploads", app->cfg->data_dir);
+    return make_dirs(app->uploads_dir, err);
 }
 
 static int cmd_serve(int argc, char **argv)
@@ -229,14 +249,15 @@ static int cmd_serve(int argc, char **argv)
     app.n_tables = api_n_tables;
     app.rate = ratelimit_new(cfg.rate_limit, 60);
     app.auth_fail = ratelimit_new(cfg.auth_fail_limit, 60);
+    pthread_rwlock_init(&app.blob_lock, NULL);
     /* The pool has a connection for each HTTP thread, one for the change watcher and
      * one for the purger, so neither background task waits behind requests. */
     if (open_store(&cfg, (int)cfg.threads + 3, &app.store, &err) != FERRY_OK ||
         first_admin_token(app.store, cfg.data_dir, &secret, &err) != FERRY_OK ||
-        load_tables(&app, &err) != FERRY_OK ||
+        load_tables(&app, &err) != FERRY_OK || open_files(&app, &err) != FERRY_OK ||
         watch_start(app.store, on_log_moved, on_tick, NULL, &watch, &err) != FERRY_OK ||
-        purger_start(app.store, cfg.purge_interval, cfg.tombstone_retention * 1000, &purger,
-                     &err) != FERRY_OK ||
+        purger_start(app.store, cfg.purge_interval, cfg.tombstone_retention * 1000,
+                     housekeeping, &app, &purger, &err) != FERRY_OK ||
         server_start(&app, &srv, &err) != FERRY_OK) {
         fail(&err);
         goto out;
@@ -257,6 +278,9 @@ out:
     watch_stop(watch);
     purger_stop(purger);
     tables_cleanup(&app.synced);
+    blob_store_close(app.blobs);
+    free(app.uploads_dir);
+    pthread_rwlock_destroy(&app.blob_lock);
     store_close(app.store);
     ratelimit_free(app.rate);
     ratelimit_free(app.auth_fail);

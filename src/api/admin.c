@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/files.h"
 #include "app.h"
 #include "engine/purge.h"
 #include "engine/tokens.h"
@@ -143,23 +144,28 @@ static void purge_now(struct request *req)
     struct store_conn *c = api_conn(req);
     if (!c)
         return;
-    if (purge_run(c, req->app->cfg->tombstone_retention * 1000, &r, &err) != FERRY_OK)
+    struct files_swept swept;
+    if (purge_run(c, req->app->cfg->tombstone_retention * 1000, &r, &err) != FERRY_OK) {
         http_reply_err(req, &err);
-    else
+    } else {
+        files_housekeeping(req->app, c, &swept);
         http_reply_json(req, 200,
-                        json_pack("{s:I, s:I, s:I, s:I}", "tombstonesPurged",
+                        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "tombstonesPurged",
                                   (json_int_t)r.tombstones, "batchesPurged",
                                   (json_int_t)r.batches, "conflictsPurged",
-                                  (json_int_t)r.conflicts, "horizon", (json_int_t)r.horizon));
+                                  (json_int_t)r.conflicts, "horizon", (json_int_t)r.horizon,
+                                  "uploadsExpired", (json_int_t)swept.uploads, "blobsCollected",
+                                  (json_int_t)swept.blobs));
+    }
     store_release(c);
 }
 
 static const struct route routes[] = {
-    {M_POST, "/api/v1/admin/purge", purge_now, ROLE_ADMIN, SURFACE_V1, 0},
-    {M_POST, "/api/v1/admin/tokens", create_token, ROLE_ADMIN, SURFACE_V1, ROUTE_JSON},
-    {M_GET, "/api/v1/admin/tokens", list_tokens, ROLE_ADMIN, SURFACE_V1, 0},
-    {M_GET, "/api/v1/admin/tokens/{id}", get_token, ROLE_ADMIN, SURFACE_V1, 0},
-    {M_DELETE, "/api/v1/admin/tokens/{id}", revoke_token, ROLE_ADMIN, SURFACE_V1, 0},
+    {M_POST, "/api/v1/admin/purge", purge_now, ROLE_ADMIN, SURFACE_V1, 0, NULL},
+    {M_POST, "/api/v1/admin/tokens", create_token, ROLE_ADMIN, SURFACE_V1, ROUTE_JSON, NULL},
+    {M_GET, "/api/v1/admin/tokens", list_tokens, ROLE_ADMIN, SURFACE_V1, 0, NULL},
+    {M_GET, "/api/v1/admin/tokens/{id}", get_token, ROLE_ADMIN, SURFACE_V1, 0, NULL},
+    {M_DELETE, "/api/v1/admin/tokens/{id}", revoke_token, ROLE_ADMIN, SURFACE_V1, 0, NULL},
 };
 
 const struct route_table api_admin_routes = {routes, sizeof(routes) / sizeof(routes[0])};

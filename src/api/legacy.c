@@ -26,7 +26,8 @@ static bool tables_valid(const struct synced_set *set, json_t *ops)
     json_array_foreach(ops, i, op)
     {
         const char *table = json_string_value(json_object_get(op, "table"));
-        if (!table || !tables_find(set, table))
+        const struct synced_table *t = table ? tables_find(set, table) : NULL;
+        if (!t || t->builtin) /* seed 004 knows only the allow-listed tables */
             return false;
     }
     return true;
@@ -131,7 +132,7 @@ static int pull_tables(struct request *req, json_t *body, const struct synced_ta
             return err_set(err, ERR_INVALID, "No tables configured");
         *out = xcalloc(set->n, sizeof(**out));
         for (i = 0; i < set->n; i++) /* every table the credential may read */
-            if (push_scope_allows(scope, set->tables[i].name))
+            if (!set->tables[i].builtin && push_scope_allows(scope, set->tables[i].name))
                 (*out)[(*n)++] = &set->tables[i];
         return FERRY_OK;
     }
@@ -140,7 +141,7 @@ static int pull_tables(struct request *req, json_t *body, const struct synced_ta
     {
         const char *text = json_string_value(name);
         const struct synced_table *t = tables_find(set, text ? text : "");
-        if (!t)
+        if (!t || t->builtin)
             return err_set(err, ERR_INVALID, "Invalid table");
         if (!push_scope_allows(scope, t->name))
             return err_set(err, ERR_FORBIDDEN, "this credential may not read table '%s'", t->name);
@@ -242,7 +243,8 @@ static void status(struct request *req)
     struct err err = {0};
     json_t *names = json_array();
     for (size_t i = 0; i < req->app->synced.n; i++)
-        json_array_append_new(names, json_string(req->app->synced.tables[i].name));
+        if (!req->app->synced.tables[i].builtin)
+            json_array_append_new(names, json_string(req->app->synced.tables[i].name));
     if (store_ping(req->app->store, &err) != FERRY_OK) {
         json_decref(names);
         http_reply_json(req, 503,
@@ -256,10 +258,10 @@ static void status(struct request *req)
 }
 
 static const struct route routes[] = {
-    {M_POST, "/sync/push", push, ROLES_ANY, SURFACE_LEGACY, ROUTE_JSON | ROUTE_LEGACY_AUTH},
-    {M_POST, "/sync", push, ROLES_ANY, SURFACE_LEGACY, ROUTE_JSON | ROUTE_LEGACY_AUTH},
-    {M_POST, "/sync/pull", pull, ROLES_ANY, SURFACE_LEGACY, ROUTE_JSON | ROUTE_LEGACY_AUTH},
-    {M_GET, "/sync/status", status, ROLES_ANY, SURFACE_LEGACY, ROUTE_LEGACY_AUTH},
+    {M_POST, "/sync/push", push, ROLES_ANY, SURFACE_LEGACY, ROUTE_JSON | ROUTE_LEGACY_AUTH, NULL},
+    {M_POST, "/sync", push, ROLES_ANY, SURFACE_LEGACY, ROUTE_JSON | ROUTE_LEGACY_AUTH, NULL},
+    {M_POST, "/sync/pull", pull, ROLES_ANY, SURFACE_LEGACY, ROUTE_JSON | ROUTE_LEGACY_AUTH, NULL},
+    {M_GET, "/sync/status", status, ROLES_ANY, SURFACE_LEGACY, ROUTE_LEGACY_AUTH, NULL},
 };
 
 const struct route_table api_legacy_routes = {routes, sizeof(routes) / sizeof(routes[0])};

@@ -116,11 +116,11 @@ static void openapi(struct request *req)
 }
 
 static const struct route routes[] = {
-    {M_GET, "/health", legacy_health, 0, SURFACE_LEGACY, ROUTE_PUBLIC},
-    {M_GET, "/api/v1/health", v1_health, 0, SURFACE_V1, ROUTE_PUBLIC},
-    {M_GET, "/api/v1/metrics", v1_metrics, ROLE_ADMIN | ROLE_USER, SURFACE_V1, 0},
-    {M_GET, "/metrics", prometheus, ROLE_ADMIN | ROLE_USER, SURFACE_PLAIN, ROUTE_METRICS_AUTH},
-    {M_GET, "/api/v1/openapi.json", openapi, 0, SURFACE_V1, ROUTE_PUBLIC},
+    {M_GET, "/health", legacy_health, 0, SURFACE_LEGACY, ROUTE_PUBLIC, NULL},
+    {M_GET, "/api/v1/health", v1_health, 0, SURFACE_V1, ROUTE_PUBLIC, NULL},
+    {M_GET, "/api/v1/metrics", v1_metrics, ROLE_ADMIN | ROLE_USER, SURFACE_V1, 0, NULL},
+    {M_GET, "/metrics", prometheus, ROLE_ADMIN | ROLE_USER, SURFACE_PLAIN, ROUTE_METRICS_AUTH, NULL},
+    {M_GET, "/api/v1/openapi.json", openapi, 0, SURFACE_V1, ROUTE_PUBLIC, NULL},
 };
 
 const struct route_table api_ops_routes = {routes, sizeof(routes) / sizeof(routes[0])};

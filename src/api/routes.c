@@ -8,6 +8,7 @@ const struct route_table *const api_tables[] = {
     &api_admin_routes,
     &api_legacy_routes,
     &api_sync_routes,
+    &api_files_routes,
 };
 const size_t api_n_tables = sizeof(api_tables) / sizeof(api_tables[0]);
 

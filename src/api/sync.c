@@ -510,17 +510,17 @@ static void resolve_conflict(struct request *req)
 
 /* Both prefixes of seed 002 serve the same handlers. */
 #define SYNC_ROUTES(P)                                                                         \
-    {M_POST, P "/devices", register_device, ROLE_USER, SURFACE_V1, ROUTE_JSON},                \
-        {M_GET, P "/devices", list_devices, ROLES_ANY, SURFACE_V1, 0},                         \
-        {M_GET, P "/devices/{id}", get_device, ROLES_ANY, SURFACE_V1, 0},                      \
-        {M_PUT, P "/devices/{id}", update_device, ROLES_ANY, SURFACE_V1, ROUTE_JSON},          \
-        {M_DELETE, P "/devices/{id}", delete_device, ROLE_USER, SURFACE_V1, 0},                \
-        {M_POST, P "/devices/{id}/token", new_device_token, ROLE_USER, SURFACE_V1, 0},         \
-        {M_POST, P "/report", report, ROLES_ANY, SURFACE_V1, ROUTE_JSON},                      \
-        {M_GET, P "/changes", changes, ROLES_ANY, SURFACE_V1, 0},                              \
-        {M_POST, P "/ack", ack, ROLES_ANY, SURFACE_V1, ROUTE_JSON},                            \
-        {M_GET, P "/conflicts", list_conflicts, ROLES_ANY, SURFACE_V1, 0},                     \
-        {M_POST, P "/conflicts/{id}/resolve", resolve_conflict, ROLES_ANY, SURFACE_V1, ROUTE_JSON}
+    {M_POST, P "/devices", register_device, ROLE_USER, SURFACE_V1, ROUTE_JSON, NULL},                \
+        {M_GET, P "/devices", list_devices, ROLES_ANY, SURFACE_V1, 0, NULL},                         \
+        {M_GET, P "/devices/{id}", get_device, ROLES_ANY, SURFACE_V1, 0, NULL},                      \
+        {M_PUT, P "/devices/{id}", update_device, ROLES_ANY, SURFACE_V1, ROUTE_JSON, NULL},          \
+        {M_DELETE, P "/devices/{id}", delete_device, ROLE_USER, SURFACE_V1, 0, NULL},                \
+        {M_POST, P "/devices/{id}/token", new_device_token, ROLE_USER, SURFACE_V1, 0, NULL},         \
+        {M_POST, P "/report", report, ROLES_ANY, SURFACE_V1, ROUTE_JSON, NULL},                      \
+        {M_GET, P "/changes", changes, ROLES_ANY, SURFACE_V1, 0, NULL},                              \
+        {M_POST, P "/ack", ack, ROLES_ANY, SURFACE_V1, ROUTE_JSON, NULL},                            \
+        {M_GET, P "/conflicts", list_conflicts, ROLES_ANY, SURFACE_V1, 0, NULL},                     \
+        {M_POST, P "/conflicts/{id}/resolve", resolve_conflict, ROLES_ANY, SURFACE_V1, ROUTE_JSON, NULL}
 
 static const struct route routes[] = {
     SYNC_ROUTES("/api/v1/sync"),

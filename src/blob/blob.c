@@ -1,5 +1,5 @@
-/* blob.c - see blob.h. Hashing is OpenSSL's incremental SHA-256 (EVP_DigestUpdate),
- * fed as the bytes arrive. */
+/* blob.c - see blob.h. Blobs are written through a spool (spool.h), which hashes the
+ * bytes as they arrive. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 
 #include "blob/blob.h"
+#include "blob/spool.h"
 
 #define TMP_DIR "tmp"
 #define COPY_CHUNK (256 * 1024)
@@ -22,23 +23,13 @@ struct blob_store {
 
 struct blob_writer {
     struct blob_store *bs;
-    char *tmp_path;
-    int fd;
-    EVP_MD_CTX *md;
-    uint64_t size;
+    struct spool *spool;
 };
-
-static int io_error(struct err *err, const char *what, const char *path)
-{
-    int e = errno;
-    return err_set(err, e == ENOSPC || e == EDQUOT ? ERR_STORAGE_FULL : ERR_INTERNAL,
-                   "%s %s: %s", what, path, strerror(e));
-}
 
 static int make_dir(const char *path, struct err *err)
 {
     if (mkdir(path, 0700) != 0 && errno != EEXIST)
-        return io_error(err, "cannot create", path);
+        return spool_io_error(err, "cannot create", path);
     return FERRY_OK;
 }
 
@@ -50,7 +41,7 @@ static void clear_tmp(const char *tmp)
     if (!d)
         return;
     while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
         char *path = xasprintf("%s/%s", tmp, e->d_name);
         unlink(path);
@@ -112,131 +103,70 @@ bool blob_exists(const struct blob_store *bs, const char *hex)
 
 int blob_writer_new(struct blob_store *bs, struct blob_writer **out, struct err *err)
 {
-    struct blob_writer *w = xcalloc(1, sizeof(*w));
-    w->bs = bs;
-    w->tmp_path = xasprintf("%s/" TMP_DIR "/blob-XXXXXX", bs->dir);
-    w->fd = mkostemp(w->tmp_path, O_CLOEXEC);
+    char *tmp = xasprintf("%s/" TMP_DIR, bs->dir);
+    struct spool *spool = NULL;
+    int rc = spool_new(tmp, &spool, err);
+    free(tmp);
     *out = NULL;
-    if (w->fd < 0) {
-        int rc = io_error(err, "cannot create", w->tmp_path);
-        free(w->tmp_path);
-        free(w);
+    if (rc != FERRY_OK)
         return rc;
-    }
-    w->md = EVP_MD_CTX_new();
-    if (!w->md || EVP_DigestInit_ex(w->md, EVP_sha256(), NULL) != 1)
-        abort(); /* allocation policy: see ferry.h */
-    *out = w;
+    *out = xcalloc(1, sizeof(**out));
+    (*out)->bs = bs;
+    (*out)->spool = spool;
     return FERRY_OK;
 }
 
 int blob_writer_write(struct blob_writer *w, const void *data, size_t len, struct err *err)
 {
-    const char *p = data;
-    EVP_DigestUpdate(w->md, data, len);
-    while (len > 0) {
-        ssize_t n = write(w->fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return io_error(err, "cannot write", w->tmp_path);
-        p += n;
-        len -= (size_t)n;
-        w->size += (uint64_t)n;
-    }
-    return FERRY_OK;
+    return spool_write(w->spool, data, len, err);
 }
 
 void blob_writer_abort(struct blob_writer *w)
 {
     if (!w)
         return;
-    if (w->fd >= 0)
-        close(w->fd);
-    unlink(w->tmp_path);
-    EVP_MD_CTX_free(w->md);
-    free(w->tmp_path);
+    spool_discard(w->spool);
     free(w);
 }
 
-static void to_hex(const unsigned char *md, char hex[65])
+/* Makes the fan-out folders of blob hex; *final gets the blob's path. */
+static int make_fanout(const struct blob_store *bs, const char *hex, char **final,
+                       struct err *err)
 {
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 0; i < 32; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 15];
-    }
-    hex[64] = '\0';
-}
-
-/* Flushes a directory so a rename in it survives a power cut. */
-static void sync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
-/* Renames the finished temporary file to the blob's name (fan-out folders made as
- * needed). When the blob exists already, the copy is simply dropped. */
-static int place(struct blob_writer *w, const char *hex, struct err *err)
-{
-    char *first = xasprintf("%s/%.2s", w->bs->dir, hex);
+    char *first = xasprintf("%s/%.2s", bs->dir, hex);
     char *second = xasprintf("%s/%.2s", first, hex + 2);
-    char *final = xasprintf("%s/%s", second, hex);
-    int rc = FERRY_ERR;
-
-    if (blob_exists(w->bs, hex)) {
-        unlink(w->tmp_path);
-        rc = FERRY_OK;
-    } else if (make_dir(first, err) == FERRY_OK && make_dir(second, err) == FERRY_OK) {
-        if (rename(w->tmp_path, final) != 0) {
-            io_error(err, "cannot store blob", final);
-        } else {
-            sync_dir(second);
-            rc = FERRY_OK;
-        }
-    }
+    int rc = make_dir(first, err) == FERRY_OK ? make_dir(second, err) : FERRY_ERR;
+    *final = rc == FERRY_OK ? xasprintf("%s/%s", second, hex) : NULL;
     free(first);
     free(second);
-    free(final);
     return rc;
 }
 
 int blob_writer_finish(struct blob_writer *w, const char *expect_sha256, char hex[65],
                        uint64_t *size, struct err *err)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
+    struct spool *spool = w->spool;
+    struct blob_store *bs = w->bs;
+    char *final = NULL;
     int rc = FERRY_ERR;
 
-    EVP_DigestFinal_ex(w->md, md, &md_len);
-    to_hex(md, hex);
-    *size = w->size;
-    if (expect_sha256 && strcmp(expect_sha256, hex) != 0) {
-        err_set(err, ERR_INVALID, "checksum mismatch: expected sha256 %.64s, got %s",
-                expect_sha256, hex);
-        goto out;
-    }
-    if (fsync(w->fd) != 0) {
-        io_error(err, "cannot flush", w->tmp_path);
-        goto out;
-    }
-    close(w->fd);
-    w->fd = -1;
-    rc = place(w, hex, err);
-out:
-    if (rc != FERRY_OK && w->fd >= 0) {
-        close(w->fd);
-        w->fd = -1;
-    }
-    if (rc != FERRY_OK)
-        unlink(w->tmp_path);
-    EVP_MD_CTX_free(w->md);
-    free(w->tmp_path);
     free(w);
+    spool_hash(spool, hex);
+    *size = spool_size(spool);
+    if (expect_sha256 && strcmp(expect_sha256, hex) != 0) {
+        spool_discard(spool);
+        return err_set(err, ERR_INVALID, "checksum mismatch: expected sha256 %.64s, got %s",
+                       expect_sha256, hex);
+    }
+    if (blob_exists(bs, hex)) { /* stored once: this copy is dropped */
+        spool_discard(spool);
+        return FERRY_OK;
+    }
+    if (make_fanout(bs, hex, &final, err) == FERRY_OK)
+        rc = spool_keep(spool, final, err);
+    else
+        spool_discard(spool);
+    free(final);
     return rc;
 }
 
@@ -250,7 +180,7 @@ int blob_put_file(struct blob_store *bs, const char *path, char hex[65], uint64_
     ssize_t n;
 
     if (fd < 0)
-        return io_error(err, "cannot read", path);
+        return spool_io_error(err, "cannot read", path);
     if (blob_writer_new(bs, &w, err) != FERRY_OK)
         goto out;
     buf = xmalloc(COPY_CHUNK);
@@ -258,7 +188,7 @@ int blob_put_file(struct blob_store *bs, const char *path, char hex[65], uint64_
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            io_error(err, "cannot read", path);
+            spool_io_error(err, "cannot read", path);
             goto out;
         }
         if (blob_writer_write(w, buf, (size_t)n, err) != FERRY_OK)
@@ -303,4 +233,86 @@ int blob_collect(struct blob_store *bs, bool (*referenced)(const char *hex, void
     (void)err;
     *removed = 0;
     return collect_in(bs->dir, 0, referenced, ctx, removed);
+}
+
+/* Hashes the file at path by reading it. */
+static int hash_file(const char *path, char hex[65], uint64_t *size, struct err *err)
+{
+    char *buf = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), rc = FERRY_ERR;
+    ssize_t n;
+    if (fd < 0)
+        return spool_io_error(err, "cannot read", path);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+        abort();
+    buf = xmalloc(COPY_CHUNK);
+    *size = 0;
+    while ((n = read(fd, buf, COPY_CHUNK)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            spool_io_error(err, "cannot read", path);
+            goto out;
+        }
+        EVP_DigestUpdate(md, buf, (size_t)n);
+        *size += (uint64_t)n;
+    }
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(md, digest, &len);
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    rc = FERRY_OK;
+out:
+    EVP_MD_CTX_free(md);
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+int blob_adopt_file(struct blob_store *bs, const char *path, const char *known_sha256,
+                    const char *expect_sha256, char hex[65], uint64_t *size, struct err *err)
+{
+    struct stat st;
+    char *final = NULL;
+    int rc = FERRY_ERR;
+
+    if (known_sha256) {
+        snprintf(hex, 65, "%s", known_sha256);
+        if (stat(path, &st) != 0)
+            return spool_io_error(err, "cannot read", path);
+        *size = (uint64_t)st.st_size;
+    } else if (hash_file(path, hex, size, err) != FERRY_OK) {
+        return FERRY_ERR;
+    }
+    if (expect_sha256 && strcmp(expect_sha256, hex) != 0)
+        return err_set(err, ERR_INVALID, "checksum mismatch: expected sha256 %.64s, got %s",
+                       expect_sha256, hex);
+    if (blob_exists(bs, hex)) {
+        unlink(path);
+        return FERRY_OK;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0) {
+        rc = spool_io_error(err, "cannot flush", path);
+    } else if (make_fanout(bs, hex, &final, err) == FERRY_OK) {
+        if (rename(path, final) == 0) {
+            char *dir = xasprintf("%s/%.2s/%.2s", bs->dir, hex, hex + 2);
+            spool_sync_dir(dir);
+            free(dir);
+            rc = FERRY_OK;
+        } else if (errno == EXDEV) { /* blobs on another file system: copy instead */
+            char copied[65];
+            rc = blob_put_file(bs, path, copied, size, err);
+            if (rc == FERRY_OK)
+                unlink(path);
+        } else {
+            rc = spool_io_error(err, "cannot store blob", final);
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    free(final);
+    return rc;
 }

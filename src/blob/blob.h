@@ -40,6 +40,13 @@ void blob_writer_abort(struct blob_writer *w);
 int blob_put_file(struct blob_store *bs, const char *path, char hex[65], uint64_t *size,
                   struct err *err);
 
+/* Turns the finished file at path into a blob by renaming it (no copy when both are on
+ * one file system); the file is gone afterwards unless this fails. known_sha256 is its
+ * hash when the caller computed it while writing (NULL: the file is read to hash it);
+ * expect_sha256 as for blob_writer_finish (on a mismatch the file is left alone). */
+int blob_adopt_file(struct blob_store *bs, const char *path, const char *known_sha256,
+                    const char *expect_sha256, char hex[65], uint64_t *size, struct err *err);
+
 /* The path of blob hex (newly allocated), or NULL with ERR_INVALID when hex is not a
  * SHA-256 in lower-case hex. */
 char *blob_path(const struct blob_store *bs, const char *hex, struct err *err);

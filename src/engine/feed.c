@@ -57,14 +57,19 @@ static json_t *change_json(const struct synced_table *t, int offset,
     bool deleted = store_rows_int(rows, 4) != 0;
     const char *pk = store_rows_text(rows, 2);
     json_t *o = json_object();
+    /* A file entry marked deleted is a deletion to devices, with its data kept so they
+     * see the version. */
+    int mark = t->deleted_col >= 0 ? offset + t->deleted_col : -1;
+    bool soft_deleted = !deleted && mark >= 0 && !store_rows_isnull(rows, mark) &&
+                        store_rows_int(rows, mark) != 0;
 
     time_iso8601(store_rows_int(rows, 5), 1, iso);
     json_object_set_new(o, "seq", json_integer(store_rows_int(rows, 0)));
     json_object_set_new(o, "table", json_string(t->name));
     json_object_set_new(o, "id", key_json(t, pk));
-    json_object_set_new(o, "op", json_string(deleted ? "delete" : "upsert"));
+    json_object_set_new(o, "op", json_string(deleted || soft_deleted ? "delete" : "upsert"));
     json_object_set_new(o, "version", json_integer(store_rows_int(rows, 3)));
-    json_object_set_new(o, "deleted", json_boolean(deleted));
+    json_object_set_new(o, "deleted", json_boolean(deleted || soft_deleted));
     json_object_set_new(o, "updatedAt", json_string(iso));
     json_object_set_new(o, "deviceId", store_rows_isnull(rows, 6)
                                            ? json_null()

@@ -86,6 +86,8 @@ struct purger {
     bool stop;
     struct store *st;
     int64_t interval_s, retention_ms;
+    void (*also)(struct store_conn *c, void *ctx);
+    void *ctx;
 };
 
 static void *purger_main(void *arg)
@@ -107,6 +109,8 @@ static void *purger_main(void *arg)
         if (store_acquire(p->st, &c, &err) != FERRY_OK ||
             purge_run(c, p->retention_ms, &r, &err) != FERRY_OK)
             fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"purge failed\"}\n");
+        if (c && p->also)
+            p->also(c, p->ctx);
         store_release(c);
         pthread_mutex_lock(&p->lock);
     }
@@ -114,7 +118,8 @@ static void *purger_main(void *arg)
     return NULL;
 }
 
-int purger_start(struct store *st, int64_t interval_s, int64_t retention_ms, struct purger **out,
+int purger_start(struct store *st, int64_t interval_s, int64_t retention_ms,
+                 void (*also)(struct store_conn *c, void *ctx), void *ctx, struct purger **out,
                  struct err *err)
 {
     struct purger *p = xcalloc(1, sizeof(*p));
@@ -128,6 +133,8 @@ int purger_start(struct store *st, int64_t interval_s, int64_t retention_ms, str
     p->st = st;
     p->interval_s = interval_s;
     p->retention_ms = retention_ms;
+    p->also = also;
+    p->ctx = ctx;
     if (pthread_create(&p->thread, NULL, purger_main, p) != 0) {
         free(p);
         return err_set(err, ERR_INTERNAL, "cannot start the purge thread");

@@ -23,10 +23,11 @@ int purge_run(struct store_conn *c, int64_t retention_ms, struct purge_result *o
               struct err *err);
 
 /* A background thread running purge_run every interval_s seconds (first run after one
- * interval). */
+ * interval), then also(c, ctx) when given, for housekeeping of other modules. */
 struct purger;
 int purger_start(struct store *st, int64_t interval_s, int64_t retention_ms,
-                 struct purger **out, struct err *err);
+                 void (*also)(struct store_conn *c, void *ctx), void *ctx, struct purger **out,
+                 struct err *err);
 void purger_stop(struct purger *p);
 
 #endif

@@ -135,6 +135,10 @@ static int parse_op(const struct synced_set *set, const struct push_request *r, 
         return FERRY_ERR;
     if (!(op->t = tables_find(set, table)))
         return err_set(err, ERR_INVALID, "Invalid table: '%s' is not a synced table", table);
+    if (op->t->builtin)
+        return err_set(err, ERR_FORBIDDEN,
+                       "'%s' is changed by uploads, not by pushes (see /api/v1/sync/upload)",
+                       table);
     if (!push_scope_allows(r->scope, table))
         return err_set(err, ERR_FORBIDDEN, "this credential may not change table '%s'", table);
     if (parse_action(action, &op->action) != FERRY_OK)
@@ -323,11 +327,7 @@ static int set_origin(struct store_conn *c, struct batch *b, const char *device,
     if (device == b->origin || (device && b->origin && !strcmp(device, b->origin)))
         return FERRY_OK;
     b->origin = device;
-    struct store_val v = sv_text(device ? device : "");
-    if (store_conn_dialect(c) == STORE_POSTGRES)
-        return store_run(c, "SELECT set_config('ferry.device', $1, true)", &v, 1, NULL, err);
-    return store_run(c, "UPDATE ferry_writer SET device_id = $1 WHERE id = 1",
-                     device ? &v : &(struct store_val){.type = SV_NULL}, 1, NULL, err);
+    return changelog_set_device(c, device, err);
 }
 
 struct row_state;

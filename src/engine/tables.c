@@ -276,6 +276,15 @@ int changelog_lock(struct store_conn *c, struct err *err)
     return store_run(c, "SELECT 1 FROM ferry_writer WHERE id = 1 FOR UPDATE", NULL, 0, NULL, err);
 }
 
+int changelog_set_device(struct store_conn *c, const char *device, struct err *err)
+{
+    struct store_val v = sv_text(device ? device : "");
+    if (store_conn_dialect(c) == STORE_POSTGRES)
+        return store_run(c, "SELECT set_config('ferry.device', $1, true)", &v, 1, NULL, err);
+    return store_run(c, "UPDATE ferry_writer SET device_id = $1 WHERE id = 1",
+                     device ? &v : &(struct store_val){.type = SV_NULL}, 1, NULL, err);
+}
+
 static char *signature_of(const struct synced_table *t)
 {
     struct buf b;
@@ -312,7 +321,7 @@ static int triggers_present(struct store_conn *c, const struct synced_table *t, 
     bool pg = store_conn_dialect(c) == STORE_POSTGRES;
     char *ins = xasprintf("ferry_ins_%s", t->name), *upd = xasprintf("ferry_upd_%s", t->name),
          *del = xasprintf("ferry_del_%s", t->name);
-    struct store_val v[] = {sv_text(t->name), sv_text(ins), sv_text(upd), sv_text(del)};
+    struct store_val v[] = {sv_text(t->sql_name), sv_text(ins), sv_text(upd), sv_text(del)};
     int64_t n = 0;
     bool found = false;
     int rc = store_query_int(
@@ -377,18 +386,20 @@ out:
     return rc;
 }
 
-static int describe(struct store_conn *c, const char *name, enum conflict_policy policy,
-                    struct synced_table *t, struct err *err)
+static int describe(struct store_conn *c, const char *name, const char *sql_name,
+                    enum conflict_policy policy, struct synced_table *t, struct err *err)
 {
     struct store_table *info = NULL;
     int rc = FERRY_ERR;
 
     memset(t, 0, sizeof(*t));
     t->name = xstrdup(name);
-    t->quoted = store_quote_ident(name);
+    t->sql_name = xstrdup(sql_name);
+    t->quoted = store_quote_ident(sql_name);
     t->literal = sql_literal(name);
     t->policy = policy;
-    if (store_table_info(c, name, &info, err) != FERRY_OK)
+    t->deleted_col = -1;
+    if (store_table_info(c, sql_name, &info, err) != FERRY_OK)
         goto out;
     if (info->n_pk != 1) {
         err_set(err, ERR_INVALID, "table '%s' must have a single-column primary key (it has %zu)",
@@ -480,12 +491,19 @@ int tables_load(struct store *st, const char *list, const char *policies,
             err_set(err, ERR_INVALID, "table '%s': ferry's own tables cannot be synced", name);
             goto out;
         }
+        if (!strcmp(name, FILES_NAMESPACE)) {
+            err_set(err, ERR_INVALID,
+                    "table '%s': the name is taken by ferry's files namespace; rename the table",
+                    name);
+            goto out;
+        }
         enum conflict_policy policy;
         if (find_policy(policies, name, default_policy, &policy, err) != FERRY_OK)
             goto out;
         out->tables = xrealloc(out->tables, (out->n + 1) * sizeof(*out->tables));
         struct synced_table *t = &out->tables[out->n++];
-        if (describe(c, name, policy, t, err) != FERRY_OK || install(c, t, err) != FERRY_OK) {
+        if (describe(c, name, name, policy, t, err) != FERRY_OK ||
+            install(c, t, err) != FERRY_OK) {
             char reason[sizeof(err->msg)];
             snprintf(reason, sizeof(reason), "%s", err->msg);
             err_set(err, err->code, "cannot sync table '%s': %s", name, reason);
@@ -501,6 +519,23 @@ out:
     return rc;
 }
 
+int tables_add_files(struct store *st, struct synced_set *set, struct err *err)
+{
+    struct store_conn *c = NULL;
+    if (store_acquire(st, &c, err) != FERRY_OK)
+        return FERRY_ERR;
+    set->tables = xrealloc(set->tables, (set->n + 1) * sizeof(*set->tables));
+    struct synced_table *t = &set->tables[set->n++];
+    int rc = describe(c, FILES_NAMESPACE, "ferry_files", POLICY_OVERWRITE, t, err);
+    if (rc == FERRY_OK) {
+        t->builtin = true;
+        t->deleted_col = tables_column(t, "deleted");
+        rc = install(c, t, err);
+    }
+    store_release(c);
+    return rc;
+}
+
 void tables_cleanup(struct synced_set *set)
 {
     for (size_t i = 0; i < set->n; i++) {
@@ -511,6 +546,7 @@ void tables_cleanup(struct synced_set *set)
         }
         free(t->cols);
         free(t->name);
+        free(t->sql_name);
         free(t->quoted);
         free(t->literal);
         free(t->pk_cast);

@@ -27,15 +27,21 @@ struct synced_column {
 };
 
 struct synced_table {
-    char *name;
-    char *quoted;
+    char *name;     /* as devices see it, and as the change log records it */
+    char *sql_name; /* the table in the database (ferry_files for the files namespace) */
+    char *quoted;   /* sql_name quoted */
     char *literal; /* the name as an SQL string literal, for trigger bodies */
     struct synced_column *cols;
     size_t n_cols;
     size_t pk;     /* index of the primary-key column */
     enum conflict_policy policy;
     char *pk_cast; /* ferry_changes.pk ("c.pk") in the key's own type, e.g. CAST(c.pk AS ...) */
+    bool builtin;  /* ferry's own namespace (files): read-only to pushes, not on seed 004 */
+    int deleted_col; /* a column that marks a row deleted while keeping it; -1: none */
 };
+
+/* The name of the files namespace in the change feed (DESIGN.md section 2). */
+#define FILES_NAMESPACE "files"
 
 struct synced_set {
     struct synced_table *tables;
@@ -51,6 +57,10 @@ int tables_load(struct store *st, const char *list, const char *policies,
                 enum conflict_policy default_policy, struct synced_set *out, struct err *err);
 void tables_cleanup(struct synced_set *set);
 
+/* Adds the files namespace (the table ferry_files, seen as "files") to the set and
+ * installs its capture triggers. */
+int tables_add_files(struct store *st, struct synced_set *set, struct err *err);
+
 const struct synced_table *tables_find(const struct synced_set *set, const char *name);
 /* Column index by name, -1 when the table has none of that name. */
 int tables_column(const struct synced_table *t, const char *name);
@@ -59,6 +69,11 @@ int tables_column(const struct synced_table *t, const char *name);
  * row lock on ferry_writer on PostgreSQL; SQLite's write transaction already holds it).
  * Everything the transaction reads afterwards is current. */
 int changelog_lock(struct store_conn *c, struct err *err);
+
+/* Inside a write transaction, names the device whose change the next writes are (NULL:
+ * no device). SQLite's triggers read it from ferry_writer, so set it back to NULL before
+ * commit; PostgreSQL's setting ends with the transaction. */
+int changelog_set_device(struct store_conn *c, const char *device, struct err *err);
 
 int tables_parse_policy(const char *name, enum conflict_policy *out);
 const char *tables_policy_name(enum conflict_policy policy);

@@ -54,6 +54,19 @@ struct credential {
 struct request;
 typedef void (*handler_fn)(struct request *req);
 
+/* A route that takes a large body (file uploads) streams it instead of buffering it:
+ * open runs once the request is admitted, before any body (it may reply to refuse it);
+ * write gets the bytes as they arrive and returns false after replying to stop early;
+ * the handler then runs at the end of the body as usual. release runs when the request
+ * ends while req->sink_ctx is still set (the client went away, or a reply came early),
+ * so partial state is dealt with; a handler that finishes the upload clears sink_ctx.
+ * The body limit of such a route is the sink's business, not max-body's. */
+struct body_sink {
+    void (*open)(struct request *req);
+    bool (*write)(struct request *req, const char *data, size_t len);
+    void (*release)(struct request *req);
+};
+
 enum route_flags {
     ROUTE_PUBLIC = 1 << 0,       /* no credential needed */
     ROUTE_JSON = 1 << 1,         /* body, when present, must be application/json */
@@ -70,6 +83,7 @@ struct route {
     unsigned roles; /* ignored for ROUTE_PUBLIC */
     enum surface surface;
     unsigned flags;
+    const struct body_sink *sink; /* NULL: the body is buffered (up to max-body) */
 };
 
 #define MAX_PATH_PARAMS 8
@@ -80,6 +94,8 @@ struct response {
     char *body; /* owned */
     size_t body_len;
     const char *content_type;
+    int fd;              /* >= 0: the body is fd_len bytes of this file from fd_offset */
+    uint64_t fd_offset, fd_len;
     struct {
         char *name, *value; /* owned */
     } headers[MAX_RESP_HEADERS];
@@ -103,6 +119,7 @@ struct request {
     struct buf body;
     bool body_too_large;
     json_t *json; /* parsed body for ROUTE_JSON routes with a body; owned */
+    void *sink_ctx; /* a body_sink's state (see struct body_sink) */
     int64_t start_us;
     uint64_t bytes_in;
     struct response resp;
@@ -138,6 +155,10 @@ void http_reply_text(struct request *req, int status, const char *content_type,
 void http_reply_error(struct request *req, enum err_code code, const char *detail);
 void http_reply_err(struct request *req, const struct err *err);
 void http_add_header(struct request *req, const char *name, const char *value);
+/* Replies with len bytes of the open file fd from offset, sent with sendfile; the
+ * server owns fd from here on and closes it. */
+void http_reply_file(struct request *req, int status, const char *content_type, int fd,
+                     uint64_t offset, uint64_t len);
 
 /* Requires a JSON object body: replies 400 and returns NULL otherwise. */
 json_t *http_json_object(struct request *req);

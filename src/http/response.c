@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
@@ -109,6 +110,21 @@ void http_reply_text(struct request *req, int status, const char *content_type,
     memcpy(req->resp.body, body, len);
     req->resp.body[len] = '\0';
     req->resp.body_len = len;
+}
+
+void http_reply_file(struct request *req, int status, const char *content_type, int fd,
+                     uint64_t offset, uint64_t len)
+{
+    if (req->replied) {
+        close(fd);
+        return;
+    }
+    req->replied = true;
+    req->resp.status = status;
+    req->resp.content_type = content_type;
+    req->resp.fd = fd;
+    req->resp.fd_offset = offset;
+    req->resp.fd_len = len;
 }
 
 void http_reply_json(struct request *req, int status, json_t *value)

@@ -70,6 +70,7 @@ static struct request *request_new(struct app *app, struct MHD_Connection *conn,
     req->method_bit = router_method(method);
     req->path = xstrdup(url);
     req->start_us = time_mono_us();
+    req->resp.fd = -1;
     buf_init(&req->body);
     client_address(conn, req->client_addr, sizeof(req->client_addr));
     assign_request_id(req);
@@ -78,6 +79,10 @@ static struct request *request_new(struct app *app, struct MHD_Connection *conn,
 
 static void request_free(struct request *req)
 {
+    if (req->sink_ctx && req->route && req->route->sink)
+        req->route->sink->release(req);
+    if (req->resp.fd >= 0)
+        close(req->resp.fd);
     for (int i = 0; i < req->n_params; i++)
         free(req->param_values[i]);
     for (int i = 0; i < req->resp.n_headers; i++) {
@@ -91,6 +96,11 @@ static void request_free(struct request *req)
     free(req);
 }
 
+static uint64_t response_bytes(const struct request *req)
+{
+    return req->resp.fd_len ? req->resp.fd_len : req->resp.body_len;
+}
+
 static void log_request(const struct request *req, int64_t duration_us)
 {
     char iso[32];
@@ -101,7 +111,7 @@ static void log_request(const struct request *req, int64_t duration_us)
         "{s:s, s:s, s:s, s:s, s:s, s:i, s:f, s:I, s:I, s:s, s:s}", "time", iso, "level", "info",
         "requestId", req->request_id, "method", req->method, "path", path, "status",
         req->resp.status, "durationMs", (double)duration_us / 1000.0, "bytesIn",
-        (json_int_t)req->bytes_in, "bytesOut", (json_int_t)req->resp.body_len, "credential",
+        (json_int_t)req->bytes_in, "bytesOut", (json_int_t)response_bytes(req), "credential",
         req->cred.id, "remote", req->client_addr);
     char *text = json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(6));
     if (!text)
@@ -128,7 +138,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     /* Unknown methods share one label so a client cannot grow the series without bound. */
     metrics_request(req->method_bit ? req->method : "OTHER",
                     req->route ? req->route->pattern : "unmatched", req->resp.status,
-                    duration, req->bytes_in, req->resp.body_len);
+                    duration, req->bytes_in, response_bytes(req));
     request_free(req);
     *con_cls = NULL;
     atomic_fetch_sub(&app->in_flight, 1);
@@ -196,11 +206,19 @@ static enum MHD_Result send_reply(struct request *req)
     if (!req->replied)
         http_reply_error(req, ERR_INTERNAL, "the handler gave no answer");
     add_cors_headers(req);
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(r->body_len, r->body, MHD_RESPMEM_MUST_FREE);
-    r->body = NULL; /* MHD frees it; body_len stays for the log */
+    struct MHD_Response *resp;
+    if (r->fd >= 0) {
+        /* MHD sends it with sendfile and closes fd when done */
+        resp = MHD_create_response_from_fd_at_offset64(r->fd_len, r->fd, r->fd_offset);
+        r->fd = -1;
+    } else {
+        resp = MHD_create_response_from_buffer(r->body_len, r->body, MHD_RESPMEM_MUST_FREE);
+        r->body = NULL; /* MHD frees it; body_len stays for the log */
+    }
+    if (!resp)
+        return MHD_NO;
     req->sent = true;
-    if (r->content_type && r->body_len)
+    if (r->content_type && (r->body_len || r->fd_len))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
     MHD_add_response_header(resp, "X-Request-Id", req->request_id);
     for (int i = 0; i < r->n_headers; i++)
@@ -280,14 +298,18 @@ static bool admit(struct request *req)
         return false;
     }
     const char *length = http_header(req, "Content-Length");
-    if (length && strtoll(length, NULL, 10) > app->cfg->max_body) {
+    if (!req->route->sink && length && strtoll(length, NULL, 10) > app->cfg->max_body) {
         char *msg = xasprintf("request body of %s bytes is over the limit of %lld bytes", length,
                               app->cfg->max_body);
         http_reply_error(req, ERR_TOO_LARGE, msg);
         free(msg);
         return false;
     }
-    return auth_check(req);
+    if (!auth_check(req))
+        return false;
+    if (req->route->sink)
+        req->route->sink->open(req);
+    return !req->replied;
 }
 
 static void dispatch(struct request *req)
@@ -340,6 +362,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return send_reply(req);
         return MHD_YES;
     }
+    if (*upload_data_size && req->route && req->route->sink) {
+        size_t len = *upload_data_size;
+        req->bytes_in += len;
+        *upload_data_size = 0;
+        if (req->replied) /* refused earlier: the rest is read and dropped */
+            return MHD_YES;
+        if (!req->route->sink->write(req, upload_data, len))
+            return send_reply(req); /* MHD closes the connection after it */
+        return MHD_YES;
+    }
     if (*upload_data_size) {
         req->bytes_in += *upload_data_size;
         if (req->body.len + *upload_data_size > (size_t)app->cfg->max_body)
@@ -362,6 +394,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 }
 
 /* --- start and stop --------------------------------------------------------------- */
+
+/* MHD's own unescaping turns %00 into a NUL, which would cut "a%00b" short to "a"
+ * without anyone noticing. %00 becomes DEL (0x7f) instead, a control byte that every
+ * path and name check refuses, so such a request fails loudly. */
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    for (char *p = s; (p = strstr(p, "%00")) != NULL; p += 3)
+        memcpy(p, "%7f", 3);
+    return MHD_http_unescape(s);
+}
 
 static int resolve(const char *host, int port, struct sockaddr_storage *addr, bool *ipv6,
                    struct err *err)
@@ -403,6 +447,7 @@ int server_start(struct app *app, struct server **out, struct err *err)
         /* Room for twice the header limit, so that oversize headers usually reach
          * admit() and get ferry's own 431; far beyond it MHD answers 431 itself. */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)app->cfg->max_header * 2 + 16384,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
         MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_END);
     if (!srv->daemon) {

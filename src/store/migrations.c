@@ -62,11 +62,40 @@
     " revoked_at BIGINT, tables TEXT);"                                                      \
     "CREATE INDEX ferry_tokens_user ON ferry_tokens(user_id);"
 
+/* Files (DESIGN.md section 2): file entries, which the change feed shows as the
+ * "files" namespace; upload sessions (seed 002's chunked uploads and tus) and the chunks
+ * they have received; and jobs (directory sync and other long work) with their
+ * progress. The same text is valid on both dialects. */
+#define FILES_SQL\
+    "CREATE TABLE ferry_files ("\
+    " path TEXT PRIMARY KEY, size BIGINT NOT NULL, sha256 TEXT NOT NULL,"\
+    " version BIGINT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0, updated_at BIGINT NOT NULL);"\
+    "CREATE INDEX ferry_files_sha256 ON ferry_files(sha256);"\
+    "CREATE TABLE ferry_uploads ("\
+    " id TEXT PRIMARY KEY, kind TEXT NOT NULL CHECK (kind IN ('chunked', 'tus')),"\
+    " path TEXT, size BIGINT NOT NULL, sha256 TEXT, chunk_size BIGINT NOT NULL,"\
+    " chunk_count BIGINT NOT NULL, received BIGINT NOT NULL DEFAULT 0, metadata TEXT,"\
+    " user_id TEXT, device_id TEXT, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL,"\
+    " completed_at BIGINT, result TEXT);"\
+    "CREATE INDEX ferry_uploads_expiry ON ferry_uploads(expires_at);"\
+    "CREATE TABLE ferry_upload_chunks ("\
+    " upload_id TEXT NOT NULL, idx BIGINT NOT NULL, size BIGINT NOT NULL,"\
+    " sha256 TEXT NOT NULL, PRIMARY KEY (upload_id, idx));"\
+    "CREATE TABLE ferry_jobs ("\
+    " id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL, user_id TEXT,"\
+    " source TEXT, target TEXT, params TEXT, message TEXT,"\
+    " bytes_done BIGINT NOT NULL DEFAULT 0, bytes_total BIGINT NOT NULL DEFAULT 0,"\
+    " items_done BIGINT NOT NULL DEFAULT 0, items_total BIGINT NOT NULL DEFAULT 0,"\
+    " result TEXT, created_at BIGINT NOT NULL, started_at BIGINT, completed_at BIGINT);"\
+    "CREATE INDEX ferry_jobs_status ON ferry_jobs(status, created_at);"
+
 const struct migration store_migrations[] = {
     /* 1: users, tokens and ferry's key-value settings */
     {1, AUTH_SQL, AUTH_SQL},
     /* 2: the change log and record sync (DESIGN.md section 2); portable SQL */
     {2, CHANGES_SQLITE CHANGELOG_SQL, CHANGES_PG CHANGELOG_SQL},
+    /* 3: files, upload sessions and jobs */
+    {3, FILES_SQL, FILES_SQL},
 };
 
 const size_t store_n_migrations = sizeof(store_migrations) / sizeof(store_migrations[0]);

@@ -42,16 +42,16 @@ static void h_shadow(struct request *req)
 }
 
 static const struct route v1_routes[] = {
-    {M_GET | M_POST, "/api/v1/items", h_items, ROLES_ANY, SURFACE_V1, ROUTE_JSON},
-    {M_GET | M_PUT | M_DELETE, "/api/v1/items/{id}", h_item, ROLES_ANY, SURFACE_V1, 0},
-    {M_GET, "/api/v1/tables/{table}/rows/{row}", h_row, ROLES_ANY, SURFACE_V1, 0},
-    {M_GET | M_PUT, "/files/*", h_files, ROLE_ADMIN, SURFACE_PLAIN, 0},
-    {M_POST, "/sync/push", h_push, ROLE_USER, SURFACE_LEGACY, 0},
+    {M_GET | M_POST, "/api/v1/items", h_items, ROLES_ANY, SURFACE_V1, ROUTE_JSON, NULL},
+    {M_GET | M_PUT | M_DELETE, "/api/v1/items/{id}", h_item, ROLES_ANY, SURFACE_V1, 0, NULL},
+    {M_GET, "/api/v1/tables/{table}/rows/{row}", h_row, ROLES_ANY, SURFACE_V1, 0, NULL},
+    {M_GET | M_PUT, "/files/*", h_files, ROLE_ADMIN, SURFACE_PLAIN, 0, NULL},
+    {M_POST, "/sync/push", h_push, ROLE_USER, SURFACE_LEGACY, 0, NULL},
     /* Same path and method as the second route: never chosen, the first match wins. */
-    {M_GET, "/api/v1/items/{other}", h_shadow, ROLES_ANY, SURFACE_V1, 0},
+    {M_GET, "/api/v1/items/{other}", h_shadow, ROLES_ANY, SURFACE_V1, 0, NULL},
 };
 static const struct route extra_routes[] = {
-    {M_PATCH, "/api/v1/items/{id}", h_patch, ROLES_ANY, SURFACE_V1, 0},
+    {M_PATCH, "/api/v1/items/{id}", h_patch, ROLES_ANY, SURFACE_V1, 0, NULL},
 };
 static const struct route_table v1_table = {v1_routes, sizeof(v1_routes) / sizeof(v1_routes[0])};
 static const struct route_table extra_table = {extra_routes,

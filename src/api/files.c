@@ -1,0 +1,796 @@
+/* files.c - seed 002's chunked uploads and ranged downloads (under /api/v1/sync and
+ * /api/sync), and ferry's own listing and deletion of file entries (/api/v1/files).
+ *
+ * A chunked upload is a folder DATA_DIR/uploads/<id>/ holding one file per received
+ * chunk. A chunk streams into a temporary file there, hashed as it arrives; it is
+ * claimed in the database (index, size, SHA-256) and only then renamed to its index, so
+ * a chunk on record whose file is missing (a crash between the two) is simply asked for
+ * again. Completing streams the chunks in order into the blob store and commits the
+ * file entry, which the change feed then shows in the "files" namespace. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "api/files.h"
+#include "app.h"
+#include "blob/spool.h"
+#include "engine/files.h"
+#include "engine/push.h"
+#include "engine/uploads.h"
+#include "util/json.h"
+#include "util/path.h"
+#include "util/timeutil.h"
+
+#define DEFAULT_CHUNK_SIZE (8LL * 1024 * 1024)
+#define MIN_CHUNK_SIZE 1024LL
+#define COPY_BUF (256 * 1024)
+
+/* --- shared helpers ------------------------------------------------------------------ */
+
+bool files_allowed(struct request *req)
+{
+    const char *scope = req->cred.tables[0] ? req->cred.tables : NULL;
+    if (push_scope_allows(scope, FILES_NAMESPACE))
+        return true;
+    http_reply_error(req, ERR_FORBIDDEN, "this credential may not use the files namespace");
+    return false;
+}
+
+/* Cleans a path from a request; replies 400 and returns NULL when it is not one. */
+char *files_clean_path(struct request *req, const char *raw)
+{
+    struct err err = {0};
+    char *clean = NULL;
+    json_t *probe = raw ? json_string(raw) : NULL; /* NULL for bytes that are not UTF-8 */
+    if (!probe) {
+        http_reply_error(req, ERR_INVALID, raw ? "path is not UTF-8" : "path is missing");
+        return NULL;
+    }
+    json_decref(probe);
+    if (path_clean_relative(raw, &clean, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
+        return NULL;
+    }
+    return clean;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+void files_remove_tree(const char *dir)
+{
+    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static char *upload_dir(const struct app *app, const char *id)
+{
+    return xasprintf("%s/%s", app->uploads_dir, id);
+}
+
+const char *files_device_of(const struct request *req)
+{
+    return req->cred.device_id[0] ? req->cred.device_id : NULL;
+}
+
+/* --- sessions ------------------------------------------------------------------------- */
+
+/* Loads session id for this caller: 404 when unknown or someone else's, 410 when
+ * expired. Returns false after replying. */
+static bool load_session(struct request *req, struct store_conn *c, const char *id,
+                         struct upload *u)
+{
+    struct err err = {0};
+    bool found = false;
+    if (uploads_get(c, id, u, &found, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
+        return false;
+    }
+    bool mine = req->cred.role == ROLE_ADMIN ||
+                (u->user_id && !strcmp(u->user_id, req->cred.user_id));
+    if (!found || u->kind != UPLOAD_CHUNKED || !mine) {
+        http_reply_error(req, ERR_NOT_FOUND, "no such upload session");
+        return false;
+    }
+    if (!u->completed_at && u->expires_at <= time_now_ms()) {
+        http_reply_error(req, ERR_GONE, "the upload session has expired; start a new one");
+        return false;
+    }
+    return true;
+}
+
+static int64_t chunk_length(const struct upload *u, int64_t idx)
+{
+    int64_t start = idx * u->chunk_size;
+    return u->size - start < u->chunk_size ? u->size - start : u->chunk_size;
+}
+
+static json_t *session_json(const struct upload *u, json_t *received)
+{
+    char expires[32], created[32];
+    time_iso8601(u->expires_at, 0, expires);
+    time_iso8601(u->created_at, 0, created);
+    json_t *file = u->result ? json_loads(u->result, 0, NULL) : NULL;
+    return json_pack("{s:s, s:s, s:I, s:s?, s:I, s:I, s:o, s:I, s:b, s:s, s:s, s:o}", "id",
+                     u->id, "path", u->path ? u->path : "", "size", (json_int_t)u->size,
+                     "sha256", u->sha256[0] ? u->sha256 : NULL, "chunkSize",
+                     (json_int_t)u->chunk_size, "chunkCount", (json_int_t)u->chunk_count,
+                     "receivedChunks", received, "receivedBytes", (json_int_t)u->received,
+                     "complete", u->completed_at != 0, "createdAt", created, "expiresAt",
+                     expires, "file", file ? file : json_null());
+}
+
+static int read_create_body(struct request *req, json_t *body, struct upload *u,
+                            struct err *err)
+{
+    const char *path = NULL, *sha = NULL;
+    int64_t size = -1, chunk = 0;
+    if (json_get_string(body, "path", true, &path, err) != FERRY_OK ||
+        json_get_int(body, "size", true, &size, err) != FERRY_OK ||
+        json_get_string(body, "sha256", false, &sha, err) != FERRY_OK ||
+        json_get_int(body, "chunk_size", false, &chunk, err) != FERRY_OK ||
+        json_get_int(body, "chunkSize", false, &chunk, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (size < 0)
+        return err_set(err, ERR_INVALID, "field 'size' must be 0 or more");
+    if (size > req->app->cfg->max_upload)
+        return err_set(err, ERR_TOO_LARGE, "size %lld is over the upload limit of %lld bytes",
+                       (long long)size, req->app->cfg->max_upload);
+    if (chunk == 0)
+        chunk = DEFAULT_CHUNK_SIZE;
+    if (chunk < MIN_CHUNK_SIZE || chunk > req->app->cfg->max_chunk_size)
+        return err_set(err, ERR_INVALID, "field 'chunk_size' must be from %lld to %lld bytes",
+                       MIN_CHUNK_SIZE, req->app->cfg->max_chunk_size);
+    if (sha) {
+        char lower[65];
+        snprintf(lower, sizeof(lower), "%s", sha);
+        for (char *p = lower; *p; p++)
+            *p = (char)(*p >= 'A' && *p <= 'F' ? *p + 32 : *p);
+        if (strlen(sha) != 64 || !blob_valid_hex(lower))
+            return err_set(err, ERR_INVALID, "field 'sha256' must be 64 hex digits");
+        memcpy(u->sha256, lower, sizeof(u->sha256));
+    }
+    u->path = files_clean_path(req, path);
+    if (!u->path)
+        return FERRY_ERR; /* replied */
+    u->size = size;
+    u->chunk_size = chunk;
+    u->chunk_count = (size + chunk - 1) / chunk;
+    return FERRY_OK;
+}
+
+static void create_upload(struct request *req)
+{
+    struct err err = {0};
+    struct upload u = {0};
+    json_t *body = http_json_object(req);
+    if (!body || !files_allowed(req))
+        return;
+    if (read_create_body(req, body, &u, &err) != FERRY_OK) {
+        http_reply_err(req, &err); /* no effect when the path check replied */
+        uploads_clear(&u);
+        return;
+    }
+    struct store_conn *c = api_conn(req);
+    if (!c) {
+        uploads_clear(&u);
+        return;
+    }
+    u.kind = UPLOAD_CHUNKED;
+    u.user_id = xstrdup(req->cred.user_id);
+    u.device_id = files_device_of(req) ? xstrdup(req->cred.device_id) : NULL;
+    u.expires_at = time_now_ms() + req->app->cfg->upload_expiry * 1000;
+    char *dir = NULL;
+    if (uploads_create(c, &u, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
+    } else if (dir = upload_dir(req->app, u.id), mkdir(dir, 0700) != 0) {
+        spool_io_error(&err, "cannot create", dir);
+        bool found;
+        uploads_delete(c, u.id, &found, NULL);
+        http_reply_err(req, &err);
+    } else {
+        http_reply_json(req, 200, session_json(&u, json_array()));
+    }
+    free(dir);
+    store_release(c);
+    uploads_clear(&u);
+}
+
+static void get_upload(struct request *req)
+{
+    struct err err = {0};
+    struct upload u = {0};
+    json_t *received = NULL;
+    struct store_conn *c = api_conn(req);
+    if (!c)
+        return;
+    if (load_session(req, c, http_param(req, "id"), &u)) {
+        if (uploads_chunks(c, u.id, &received, &err) != FERRY_OK)
+            http_reply_err(req, &err);
+        else
+            http_reply_json(req, 200, session_json(&u, json_incref(received)));
+    }
+    json_decref(received);
+    store_release(c);
+    uploads_clear(&u);
+}
+
+static void delete_upload(struct request *req)
+{
+    struct err err = {0};
+    struct upload u = {0};
+    bool found = false;
+    struct store_conn *c = api_conn(req);
+    if (!c)
+        return;
+    if (load_session(req, c, http_param(req, "id"), &u)) {
+        char *dir = upload_dir(req->app, u.id);
+        if (uploads_delete(c, u.id, &found, &err) != FERRY_OK) {
+            http_reply_err(req, &err);
+        } else {
+            files_remove_tree(dir);
+            http_reply_text(req, 204, NULL, "", 0);
+        }
+        free(dir);
+    }
+    store_release(c);
+    uploads_clear(&u);
+}
+
+/* --- chunks (streamed) ---------------------------------------------------------------- */
+
+struct chunk_put {
+    struct upload u;
+    int64_t idx, expect;
+    struct spool *spool;
+};
+
+static void chunk_free(struct chunk_put *cp)
+{
+    if (!cp)
+        return;
+    spool_discard(cp->spool);
+    uploads_clear(&cp->u);
+    free(cp);
+}
+
+static bool parse_index(const char *text, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno || *end || end == text || v < 0 || text[0] == '+' || text[0] == ' ')
+        return false;
+    *out = v;
+    return true;
+}
+
+static void chunk_open(struct request *req)
+{
+    struct err err = {0};
+    struct chunk_put *cp = xcalloc(1, sizeof(*cp));
+    const char *index = http_param(req, "index");
+    if (!files_allowed(req))
+        goto fail;
+    struct store_conn *c = api_conn(req);
+    if (!c)
+        goto fail;
+    bool ok = load_session(req, c, http_param(req, "id"), &cp->u);
+    store_release(c);
+    if (!ok)
+        goto fail;
+    if (cp->u.completed_at) {
+        http_reply_error(req, ERR_CONFLICT, "the upload is complete already");
+        goto fail;
+    }
+    if (!parse_index(index, &cp->idx) || cp->idx >= cp->u.chunk_count) {
+        char *msg = xasprintf("chunk index '%.40s' is out of range: this upload has chunks 0 to "
+                              "%lld",
+                              index, (long long)cp->u.chunk_count - 1);
+        http_reply_error(req, ERR_INVALID, msg);
+        free(msg);
+        goto fail;
+    }
+    cp->expect = chunk_length(&cp->u, cp->idx);
+    const char *length = http_header(req, "Content-Length");
+    if (length && strtoll(length, NULL, 10) != cp->expect) {
+        char *msg = xasprintf("chunk %lld must be %lld bytes, not %s", (long long)cp->idx,
+                              (long long)cp->expect, length);
+        http_reply_error(req, ERR_INVALID, msg);
+        free(msg);
+        goto fail;
+    }
+    char *dir = upload_dir(req->app, cp->u.id);
+    int rc = spool_new(dir, &cp->spool, &err);
+    free(dir);
+    if (rc != FERRY_OK) {
+        http_reply_err(req, &err);
+        goto fail;
+    }
+    req->sink_ctx = cp;
+    return;
+fail:
+    chunk_free(cp);
+}
+
+static bool chunk_write(struct request *req, const char *data, size_t len)
+{
+    struct chunk_put *cp = req->sink_ctx;
+    struct err err = {0};
+    if (spool_size(cp->spool) + len > (uint64_t)cp->expect) {
+        char *msg = xasprintf("chunk %lld must be %lld bytes; more arrived", (long long)cp->idx,
+                              (long long)cp->expect);
+        http_reply_error(req, ERR_INVALID, msg);
+        free(msg);
+        return false;
+    }
+    if (spool_write(cp->spool, data, len, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
+        return false;
+    }
+    return true;
+}
+
+static void chunk_release(struct request *req)
+{
+    chunk_free(req->sink_ctx);
+    req->sink_ctx = NULL;
+}
+
+/* Keeps the chunk's bytes under its index, after claiming it. */
+static int keep_chunk(struct request *req, struct store_conn *c, struct chunk_put *cp,
+                      const char *sha, bool *fresh, struct err *err)
+{
+    char have[65];
+    bool claimed = false;
+    int64_t size = (int64_t)spool_size(cp->spool);
+    *fresh = false;
+    if (uploads_claim_chunk(c, cp->u.id, cp->idx, size, sha, &claimed, have, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (!claimed) {
+        if (strcmp(have, sha) != 0)
+            return err_set(err, ERR_INVALID,
+                           "chunk %lld was received before with different bytes (sha256 %s, "
+                           "now %s)",
+                           (long long)cp->idx, have, sha);
+        return FERRY_OK; /* the same bytes again: nothing to do */
+    }
+    char *final = xasprintf("%s/%s/%lld", req->app->uploads_dir, cp->u.id, (long long)cp->idx);
+    int rc = spool_keep(cp->spool, final, err);
+    cp->spool = NULL;
+    free(final);
+    if (rc != FERRY_OK)
+        uploads_forget_chunk(c, cp->u.id, cp->idx, NULL);
+    *fresh = rc == FERRY_OK;
+    return rc;
+}
+
+static void put_chunk(struct request *req)
+{
+    struct chunk_put *cp = req->sink_ctx;
+    struct err err = {0};
+    char sha[65];
+    bool fresh = false;
+    if (!cp) { /* a request without a body never opened the sink's file */
+        http_reply_error(req, ERR_INVALID, "the chunk's bytes are missing");
+        return;
+    }
+    if ((int64_t)spool_size(cp->spool) != cp->expect) {
+        char *msg = xasprintf("chunk %lld must be %lld bytes, not %llu", (long long)cp->idx,
+                              (long long)cp->expect,
+                              (unsigned long long)spool_size(cp->spool));
+        http_reply_error(req, ERR_INVALID, msg);
+        free(msg);
+        return;
+    }
+    spool_hash(cp->spool, sha);
+    struct store_conn *c = api_conn(req);
+    if (!c)
+        return;
+    if (keep_chunk(req, c, cp, sha, &fresh, &err) != FERRY_OK)
+        http_reply_err(req, &err);
+    else
+        http_reply_json(req, 200,
+                        json_pack("{s:s, s:I, s:I, s:s, s:b}", "id", cp->u.id, "index",
+                                  (json_int_t)cp->idx, "size", (json_int_t)cp->expect, "sha256",
+                                  sha, "stored", fresh));
+    store_release(c);
+}
+
+static const struct body_sink chunk_sink = {chunk_open, chunk_write, chunk_release};
+
+/* --- completing ----------------------------------------------------------------------- */
+
+/* "0, 2, 5" (the first few) of the chunks not in received. */
+static char *missing_list(const struct upload *u, json_t *received, int64_t *n_missing)
+{
+    struct buf b;
+    size_t k = 0;
+    int shown = 0;
+    buf_init(&b);
+    *n_missing = 0;
+    for (int64_t i = 0; i < u->chunk_count; i++) {
+        if (k < json_array_size(received) &&
+            json_integer_value(json_array_get(received, k)) == i) {
+            k++;
+            continue;
+        }
+        (*n_missing)++;
+        if (shown++ < 20)
+            buf_printf(&b, "%s%lld", b.len ? ", " : "", (long long)i);
+    }
+    if (shown > 20)
+        buf_printf(&b, " and %d more", shown - 20);
+    return buf_steal(&b);
+}
+
+/* Streams the chunks in order into a new blob. *lost is the first chunk whose file is
+ * gone (-1: none). */
+static int assemble(struct app *app, const struct upload *u, char hex[65], int64_t *lost,
+                    struct err *err)
+{
+    struct blob_writer *w = NULL;
+    char *buf = xmalloc(COPY_BUF);
+    int rc = FERRY_ERR;
+    uint64_t size = 0;
+    *lost = -1;
+    if (blob_writer_new(app->blobs, &w, err) != FERRY_OK)
+        goto out;
+    for (int64_t i = 0; i < u->chunk_count; i++) {
+        char *path = xasprintf("%s/%s/%lld", app->uploads_dir, u->id, (long long)i);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n = 0;
+        if (fd < 0) {
+            *lost = i;
+            err_set(err, ERR_INVALID, "chunk %lld was lost; send it again", (long long)i);
+            free(path);
+            goto out;
+        }
+        while ((n = read(fd, buf, COPY_BUF)) > 0 &&
+               blob_writer_write(w, buf, (size_t)n, err) == FERRY_OK)
+            ;
+        if (n < 0)
+            spool_io_error(err, "cannot read", path);
+        close(fd);
+        free(path);
+        if (n != 0)
+            goto out;
+    }
+    rc = blob_writer_finish(w, u->sha256[0] ? u->sha256 : NULL, hex, &size, err);
+    w = NULL;
+out:
+    blob_writer_abort(w);
+    free(buf);
+    return rc;
+}
+
+/* Commits the upload as a file entry; the blob lock keeps the new blob from being
+ * collected before the entry names it. */
+static int commit_upload(struct request *req, struct store_conn *c, struct upload *u,
+                         char **result, struct err *err)
+{
+    char hex[65];
+    int64_t lost = -1;
+    struct file_entry e = {0};
+    int rc = FERRY_ERR;
+    pthread_rwlock_rdlock(&req->app->blob_lock);
+    if (assemble(req->app, u, hex, &lost, err) == FERRY_OK &&
+        files_commit(c, u->path, hex, u->size, u->device_id, &e, err) == FERRY_OK) {
+        json_t *j = files_entry_json(&e);
+        *result = json_to_string(j);
+        json_decref(j);
+        rc = uploads_finish(c, u->id, *result, err);
+    }
+    pthread_rwlock_unlock(&req->app->blob_lock);
+    if (lost >= 0)
+        uploads_forget_chunk(c, u->id, lost, NULL);
+    files_entry_clear(&e);
+    return rc;
+}
+
+static void complete_upload(struct request *req)
+{
+    struct err err = {0};
+    struct upload u = {0};
+    json_t *received = NULL;
+    char *result = NULL;
+    int64_t n_missing = 0;
+    struct store_conn *c = api_conn(req);
+    if (!c)
+        return;
+    if (!load_session(req, c, http_param(req, "id"), &u))
+        goto out;
+    if (u.completed_at) { /* completing twice answers the same */
+        http_reply_json(req, 200, json_loads(u.result, 0, NULL));
+        goto out;
+    }
+    if (uploads_chunks(c, u.id, &received, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
+        goto out;
+    }
+    char *missing = missing_list(&u, received, &n_missing);
+    if (n_missing) {
+        char *msg = xasprintf("%lld of %lld chunks are missing: %s", (long long)n_missing,
+                              (long long)u.chunk_count, missing);
+        http_reply_error(req, ERR_INVALID, msg);
+        free(msg);
+    } else if (commit_upload(req, c, &u, &result, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
+    } else {
+        char *dir = upload_dir(req->app, u.id);
+        files_remove_tree(dir);
+        free(dir);
+        http_reply_json(req, 200, json_loads(result, 0, NULL));
+    }
+    free(missing);
+out:
+    free(result);
+    json_decref(received);
+    store_release(c);
+    uploads_clear(&u);
+}
+
+/* --- downloads ------------------------------------------------------------------------ */
+
+struct range {
+    bool partial;
+    uint64_t start, len;
+};
+
+/* Parses a single "bytes=a-b", "bytes=a-" or "bytes=-n" against size. Returns 0 for a
+ * range to serve (r->partial), 1 to ignore the header (malformed or several ranges:
+ * RFC 9110 lets a server send the whole file), -1 when unsatisfiable. */
+static int parse_range(const char *h, uint64_t size, struct range *r)
+{
+    unsigned long long a = 0, b = 0;
+    int used = 0;
+    r->partial = false;
+    if (strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
+        return 1;
+    h += 6;
+    if (*h == '-') {
+        if (sscanf(h, "-%llu%n", &b, &used) != 1 || h[used] || !(h[1] >= '0' && h[1] <= '9'))
+            return 1;
+        if (b == 0 || size == 0)
+            return -1;
+        r->start = b >= size ? 0 : size - b;
+        r->len = size - r->start;
+    } else {
+        if (!(*h >= '0' && *h <= '9'))
+            return 1;
+        if (sscanf(h, "%llu-%n", &a, &used) != 1)
+            return 1;
+        const char *rest = h + used;
+        if (*rest) {
+            if (!(*rest >= '0' && *rest <= '9') || sscanf(rest, "%llu%n", &b, &used) != 1 ||
+                rest[used] || b < a)
+                return 1;
+        } else {
+            b = size ? size - 1 : 0;
+        }
+        if (a >= size)
+            return -1;
+        if (b >= size)
+            b = size - 1;
+        r->start = a;
+        r->len = b - a + 1;
+    }
+    r->partial = true;
+    return 0;
+}
+
+/* Whether an If-None-Match list names etag (or is "*"); weak tags (W/"x") match by
+ * their value, as RFC 9110 asks for If-None-Match. */
+static bool etag_listed(const char *list, const char *etag)
+{
+    size_t n = strlen(etag);
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        if (!strncmp(p, "W/", 2))
+            p += 2;
+        size_t len = strcspn(p, ",");
+        while (len && p[len - 1] == ' ')
+            len--;
+        if ((len == 1 && *p == '*') || (len == n && !strncmp(p, etag, n)))
+            return true;
+        p += strcspn(p, ",");
+    }
+    return false;
+}
+
+static void download(struct request *req)
+{
+    struct err err = {0};
+    struct file_entry e = {0};
+    bool found = false;
+    struct range r = {0};
+    char etag[72], *path = NULL, *blob = NULL;
+    if (!files_allowed(req) || !(path = files_clean_path(req, http_param(req, "*"))))
+        return;
+    struct store_conn *c = api_conn(req);
+    if (!c)
+        goto out;
+    int rc = files_get(c, path, &e, &found, &err);
+    store_release(c);
+    if (rc != FERRY_OK) {
+        http_reply_err(req, &err);
+        goto out;
+    }
+    if (!found || e.deleted) {
+        http_reply_error(req, ERR_NOT_FOUND, "no such file");
+        goto out;
+    }
+    snprintf(etag, sizeof(etag), "\"%s\"", e.sha256);
+    http_add_header(req, "ETag", etag);
+    http_add_header(req, "Accept-Ranges", "bytes");
+    const char *inm = http_header(req, "If-None-Match");
+    if (inm && etag_listed(inm, etag)) {
+        http_reply_text(req, 304, NULL, "", 0);
+        goto out;
+    }
+    const char *range = http_header(req, "Range"), *if_range = http_header(req, "If-Range");
+    int pr = range && (!if_range || !strcmp(if_range, etag))
+                 ? parse_range(range, (uint64_t)e.size, &r)
+                 : 1;
+    if (pr < 0) {
+        char *cr = xasprintf("bytes */%lld", (long long)e.size);
+        http_add_header(req, "Content-Range", cr);
+        free(cr);
+        http_reply_error(req, ERR_RANGE, "the range starts past the end of the file");
+        goto out;
+    }
+    blob = blob_path(req->app->blobs, e.sha256, &err);
+    int fd = blob ? open(blob, O_RDONLY | O_CLOEXEC) : -1;
+    if (fd < 0) {
+        http_reply_error(req, ERR_INTERNAL, "the file's content is missing from the blob store");
+        goto out;
+    }
+    if (!r.partial) {
+        r.start = 0;
+        r.len = (uint64_t)e.size;
+    } else {
+        char *cr = xasprintf("bytes %llu-%llu/%lld", (unsigned long long)r.start,
+                             (unsigned long long)(r.start + r.len - 1), (long long)e.size);
+        http_add_header(req, "Content-Range", cr);
+        free(cr);
+    }
+    char *version = xasprintf("%lld", (long long)e.version);
+    http_add_header(req, "X-File-Version", version);
+    free(version);
+    http_reply_file(req, r.partial ? 206 : 200, "application/octet-stream", fd, r.start, r.len);
+out:
+    free(blob);
+    free(path);
+    files_entry_clear(&e);
+}
+
+/* --- file entries (/api/v1/files) ----------------------------------------------------- */
+
+static void list_files(struct request *req)
+{
+    struct err err = {0};
+    json_t *items = NULL;
+    const char *prefix = http_query(req, "prefix"), *after = http_query(req, "after");
+    const char *limit_text = http_query(req, "limit");
+    int64_t limit = 1000;
+    if (!files_allowed(req))
+        return;
+    if (limit_text && (!parse_index(limit_text, &limit) || limit < 1 || limit > 1000)) {
+        http_reply_error(req, ERR_INVALID, "limit must be from 1 to 1000");
+        return;
+    }
+    struct store_conn *c = api_conn(req);
+    if (!c)
+        return;
+    if (files_list(c, prefix, after, (int)limit, &items, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
+    } else {
+        size_t n = json_array_size(items);
+        json_t *last = n ? json_object_get(json_array_get(items, n - 1), "path") : NULL;
+        http_reply_json(req, 200,
+                        json_pack("{s:O, s:I, s:O?}", "files", items, "count", (json_int_t)n,
+                                  "nextAfter", (int64_t)n == limit ? last : NULL));
+    }
+    json_decref(items);
+    store_release(c);
+}
+
+static void file_entry(struct request *req)
+{
+    struct err err = {0};
+    struct file_entry e = {0};
+    bool found = false;
+    char *path = NULL;
+    if (!files_allowed(req) || !(path = files_clean_path(req, http_param(req, "*"))))
+        return;
+    struct store_conn *c = api_conn(req);
+    if (!c)
+        goto out;
+    int rc = req->method_bit == M_DELETE
+                 ? files_delete(c, path, files_device_of(req), &e, &err)
+                 : files_get(c, path, &e, &found, &err);
+    store_release(c);
+    if (rc != FERRY_OK)
+        http_reply_err(req, &err);
+    else if (req->method_bit != M_DELETE && (!found || e.deleted))
+        http_reply_error(req, ERR_NOT_FOUND, "no such file");
+    else
+        http_reply_json(req, 200, files_entry_json(&e));
+out:
+    free(path);
+    files_entry_clear(&e);
+}
+
+/* --- housekeeping ------------------------------------------------------------------- */
+
+static bool blob_in_use(const char *hex, void *ctx)
+{
+    bool used = true; /* on a database error, keep the blob */
+    files_blob_used(ctx, hex, &used, NULL);
+    return used;
+}
+
+void files_housekeeping(struct app *app, struct store_conn *c, struct files_swept *out)
+{
+    char **ids = NULL;
+    size_t n = 0;
+    struct err err = {0};
+    memset(out, 0, sizeof(*out));
+    /* Expired sessions lose their bytes at once and their record a day later, so that
+     * a client asking in between learns that the session expired (410), not that it
+     * never was (404). */
+    int64_t now = time_now_ms();
+    if (uploads_expired(c, now, 1000, &ids, &n, &err) == FERRY_OK) {
+        for (size_t i = 0; i < n; i++) {
+            char *dir = upload_dir(app, ids[i]);
+            struct stat st;
+            if (stat(dir, &st) == 0) {
+                files_remove_tree(dir);
+                out->uploads++;
+            }
+            free(dir);
+            free(ids[i]);
+        }
+        free(ids);
+    }
+    struct store_val v = sv_int(now - 86400000);
+    store_run(c, "DELETE FROM ferry_upload_chunks WHERE upload_id IN"
+                 " (SELECT id FROM ferry_uploads WHERE expires_at < $1)",
+              &v, 1, NULL, NULL);
+    store_run(c, "DELETE FROM ferry_uploads WHERE expires_at < $1", &v, 1, NULL, NULL);
+    pthread_rwlock_wrlock(&app->blob_lock);
+    blob_collect(app->blobs, blob_in_use, c, &out->blobs, &err);
+    pthread_rwlock_unlock(&app->blob_lock);
+}
+
+/* --- routes ----------------------------------------------------------------------- */
+
+#define FILE_ROUTES(P)                                                                         \
+    {M_POST, P "/upload", create_upload, ROLES_ANY, SURFACE_V1, ROUTE_JSON, NULL},             \
+        {M_GET, P "/upload/{id}", get_upload, ROLES_ANY, SURFACE_V1, 0, NULL},                 \
+        {M_DELETE, P "/upload/{id}", delete_upload, ROLES_ANY, SURFACE_V1, 0, NULL},           \
+        {M_PUT, P "/upload/{id}/chunks/{index}", put_chunk, ROLES_ANY, SURFACE_V1, 0,          \
+         &chunk_sink},                                                                         \
+        {M_POST, P "/upload/{id}/complete", complete_upload, ROLES_ANY, SURFACE_V1, 0, NULL},  \
+        {M_GET, P "/download/*", download, ROLES_ANY, SURFACE_V1, 0, NULL}
+
+static const struct route routes[] = {
+    FILE_ROUTES("/api/v1/sync"),
+    FILE_ROUTES("/api/sync"),
+    {M_GET, "/api/v1/files", list_files, ROLES_ANY, SURFACE_V1, 0, NULL},
+    {M_GET | M_DELETE, "/api/v1/files/*", file_entry, ROLES_ANY, SURFACE_V1, 0, NULL},
+};
+
+const struct route_table api_files_routes = {routes, sizeof(routes) / sizeof(routes[0])};

@@ -1,0 +1,33 @@
+/* files.h - what the file surfaces (files.c, tus.c, dirsync.c) share. */
+#ifndef FERRY_API_FILES_H
+#define FERRY_API_FILES_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "http/http.h"
+#include "store/store.h"
+
+/* Whether the credential may use the files namespace; replies 403 when not. */
+bool files_allowed(struct request *req);
+
+/* A request's file path, cleaned (no "..", not absolute, no control bytes, UTF-8);
+ * replies 400 and returns NULL when it is not one. The caller frees. */
+char *files_clean_path(struct request *req, const char *raw);
+
+/* The credential's device, NULL when it is not a device's. */
+const char *files_device_of(const struct request *req);
+
+/* Removes a folder and everything in it (symlinks themselves, never their targets). */
+void files_remove_tree(const char *dir);
+
+struct files_swept {
+    int64_t uploads; /* expired upload sessions whose data was removed */
+    int64_t blobs;   /* unreferenced blobs removed */
+};
+
+/* Removes the data of expired upload sessions and collects unreferenced blobs; run by
+ * the purge thread and by POST /api/v1/admin/purge. */
+void files_housekeeping(struct app *app, struct store_conn *c, struct files_swept *out);
+
+#endif
