@@ -9,6 +9,7 @@ const struct route_table *const api_tables[] = {
     &api_legacy_routes,
     &api_sync_routes,
     &api_files_routes,
+    &api_tus_routes,
 };
 const size_t api_n_tables = sizeof(api_tables) / sizeof(api_tables[0]);
 

@@ -87,7 +87,8 @@ enum match_result router_match(const struct route_table *const *tables, size_t n
                                const struct route **route, const char **names,
                                char **values, int *n_params, unsigned *allowed)
 {
-    enum method want = method == M_HEAD ? M_GET : method;
+    /* HEAD is served by a route that lists it, else by the GET route */
+    unsigned want = method == M_HEAD ? (M_HEAD | M_GET) : method;
     bool path_seen = false;
     *allowed = 0;
     *n_params = 0;

@@ -181,7 +181,9 @@ static void add_cors_headers(struct request *req)
         http_add_header(req, "Vary", "Origin");
     http_add_header(req, "Access-Control-Expose-Headers",
                     "X-Request-Id, X-RateLimit-Limit, X-RateLimit-Remaining, Retry-After, "
-                    "ETag, Location");
+                    "ETag, Location, Content-Range, Upload-Offset, Upload-Length, "
+                    "Upload-Metadata, Upload-Expires, Tus-Resumable, Tus-Version, "
+                    "Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm");
 }
 
 static void reply_preflight(struct request *req, unsigned allowed)
@@ -192,7 +194,9 @@ static void reply_preflight(struct request *req, unsigned allowed)
     if (origin_allowed(req->app, http_header(req, "Origin"))) {
         http_add_header(req, "Access-Control-Allow-Methods", methods);
         http_add_header(req, "Access-Control-Allow-Headers",
-                        "Authorization, Content-Type, X-Request-Id, Range, If-None-Match");
+                        "Authorization, Content-Type, X-Request-Id, Range, If-None-Match, "
+                        "If-Range, Tus-Resumable, Upload-Length, Upload-Metadata, "
+                        "Upload-Offset, Upload-Checksum, Upload-Defer-Length");
         http_add_header(req, "Access-Control-Max-Age", "600");
     }
     http_reply_text(req, 204, "text/plain", "", 0);
@@ -221,6 +225,8 @@ static enum MHD_Result send_reply(struct request *req)
     if (r->content_type && (r->body_len || r->fd_len))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
     MHD_add_response_header(resp, "X-Request-Id", req->request_id);
+    if (req->surface == SURFACE_TUS) /* every tus answer says which version it speaks */
+        MHD_add_response_header(resp, "Tus-Resumable", "1.0.0");
     for (int i = 0; i < r->n_headers; i++)
         MHD_add_response_header(resp, r->headers[i].name, r->headers[i].value);
     enum MHD_Result ok = MHD_queue_response(req->conn, (unsigned)r->status, resp);

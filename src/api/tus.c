@@ -1,0 +1,674 @@
+/* tus.c - resumable uploads with tus 1.0.0 (https://tus.io/protocols/resumable-upload)
+ * at /tus/: the core protocol and the creation, termination, expiration and checksum
+ * extensions. An upload is a record (engine/uploads.c) and one file,
+ * DATA_DIR/uploads/<id>/data, to which PATCH requests append as the bytes arrive. The
+ * offset on record is what counts: bytes past it (written before a crash) are cut off
+ * by the next PATCH. When the last byte arrives the file becomes a blob (renamed, not
+ * copied) and a file entry at the path the metadata names (key "path", else
+ * "filename").
+ *
+ * The file's SHA-256 is computed while the bytes arrive and kept in memory between
+ * requests; after a restart, or when the running hash no longer matches the offset, the
+ * file is hashed again once it is complete. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "api/api.h"
+#include "api/files.h"
+#include "app.h"
+#include "blob/spool.h"
+#include "engine/files.h"
+#include "engine/uploads.h"
+#include "util/json.h"
+#include "util/timeutil.h"
+
+#define TUS_VERSION "1.0.0"
+#define TUS_EXTENSIONS "creation,termination,expiration,checksum"
+#define MAX_METADATA 4096
+
+/* --- running hashes and PATCH locks (per process) ------------------------------------ */
+
+/* One entry per upload with a PATCH in flight or a running hash. A PATCH holds `busy`;
+ * a second PATCH of the same upload meanwhile gets 423 (tus clients retry it). */
+struct live {
+    char id[33];
+    bool busy;
+    EVP_MD_CTX *md; /* SHA-256 of the first `hashed` bytes, or NULL */
+    int64_t hashed;
+    struct live *next;
+};
+
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct live *live_list;
+
+static struct live *live_find(const char *id)
+{
+    for (struct live *l = live_list; l; l = l->next)
+        if (!strcmp(l->id, id))
+            return l;
+    return NULL;
+}
+
+/* Marks id busy; false when it already is. */
+static bool live_acquire(const char *id)
+{
+    pthread_mutex_lock(&live_lock);
+    struct live *l = live_find(id);
+    if (!l) {
+        l = xcalloc(1, sizeof(*l));
+        snprintf(l->id, sizeof(l->id), "%s", id);
+        l->next = live_list;
+        live_list = l;
+    }
+    bool got = !l->busy;
+    l->busy = true;
+    pthread_mutex_unlock(&live_lock);
+    return got;
+}
+
+/* Takes the running hash when it covers exactly `offset` bytes (NULL otherwise). */
+static EVP_MD_CTX *live_take_hash(const char *id, int64_t offset)
+{
+    pthread_mutex_lock(&live_lock);
+    struct live *l = live_find(id);
+    EVP_MD_CTX *md = NULL;
+    if (l && l->md && l->hashed == offset) {
+        md = l->md;
+        l->md = NULL;
+    } else if (l && l->md) {
+        EVP_MD_CTX_free(l->md);
+        l->md = NULL;
+    }
+    pthread_mutex_unlock(&live_lock);
+    return md;
+}
+
+/* Ends a PATCH: keeps md as the running hash of `hashed` bytes (md may be NULL), or
+ * forgets the upload when done. */
+static void live_release(const char *id, EVP_MD_CTX *md, int64_t hashed, bool done)
+{
+    pthread_mutex_lock(&live_lock);
+    struct live **pp = &live_list;
+    while (*pp && strcmp((*pp)->id, id) != 0)
+        pp = &(*pp)->next;
+    struct live *l = *pp;
+    if (l && (done || !md)) {
+        *pp = l->next;
+        EVP_MD_CTX_free(l->md);
+        free(l);
+        EVP_MD_CTX_free(md);
+    } else if (l) {
+        EVP_MD_CTX_free(l->md);
+        l->md = md;
+        l->hashed = hashed;
+        l->busy = false;
+    } else {
+        EVP_MD_CTX_free(md);
+    }
+    pthread_mutex_unlock(&live_lock);
+}
+
+/* --- helpers -------------------------------------------------------------------------- */
+
+/* Every request but OPTIONS must say Tus-Resumable: 1.0.0 (412 otherwise). */
+static bool version_ok(struct request *req)
+{
+    const char *v = http_header(req, "Tus-Resumable");
+    if (v && !strcmp(v, TUS_VERSION))
+        return true;
+    http_add_header(req, "Tus-Version", TUS_VERSION);
+    http_reply_text(req, 412, "text/plain; charset=utf-8",
+                    "Tus-Resumable: 1.0.0 is required\n", 34);
+    return false;
+}
+
+static void reply_status(struct request *req, int status, const char *text)
+{
+    char *body = xasprintf("%s\n", text);
+    http_reply_text(req, status, "text/plain; charset=utf-8", body, strlen(body));
+    free(body);
+}
+
+static void add_int_header(struct request *req, const char *name, int64_t v)
+{
+    char text[24];
+    snprintf(text, sizeof(text), "%lld", (long long)v);
+    http_add_header(req, name, text);
+}
+
+/* Upload-Expires is an HTTP date (RFC 9110 IMF-fixdate). */
+static void add_expires(struct request *req, int64_t ms)
+{
+    char text[64];
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(text, sizeof(text), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    http_add_header(req, "Upload-Expires", text);
+}
+
+static char *data_path(const struct app *app, const char *id)
+{
+    return xasprintf("%s/%s/data", app->uploads_dir, id);
+}
+
+/* Parses a decimal header value >= 0; -1 when absent or not one. */
+static int64_t header_int(struct request *req, const char *name)
+{
+    const char *v = http_header(req, name);
+    char *end;
+    if (!v || !*v || *v < '0' || *v > '9')
+        return -1;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    return errno || *end ? -1 : n;
+}
+
+/* Decodes standard base64 (with padding) into out; returns the length or -1. */
+static int base64_decode(const char *in, size_t len, unsigned char *out, size_t cap)
+{
+    if (len % 4 || len / 4 * 3 > cap)
+        return -1;
+    if (len == 0)
+        return 0;
+    int n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len);
+    if (n < 0)
+        return -1;
+    for (size_t i = len; i > 0 && in[i - 1] == '='; i--)
+        n--;
+    return n;
+}
+
+/* The file path named by Upload-Metadata ("key base64,key base64"): "path", else
+ * "filename". Replies 400 and returns NULL when the header is malformed or names none. */
+static char *metadata_path(struct request *req, const char *meta)
+{
+    char *found_path = NULL, *found_name = NULL, *result = NULL;
+    unsigned char value[MAX_METADATA];
+    const char *p = meta;
+    while (p && *p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        while (len && *p == ' ')
+            p++, len--;
+        const char *space = memchr(p, ' ', len);
+        size_t key_len = space ? (size_t)(space - p) : len;
+        const char *b64 = space ? space + 1 : p + len;
+        size_t b64_len = space ? len - key_len - 1 : 0;
+        int n = base64_decode(b64, b64_len, value, sizeof(value) - 1);
+        if (key_len == 0 || n < 0) {
+            reply_status(req, 400, "Upload-Metadata must be 'key base64value' pairs");
+            goto out;
+        }
+        value[n] = '\0';
+        if (memchr(value, '\0', (size_t)n)) {
+            reply_status(req, 400, "Upload-Metadata: a value contains a NUL byte");
+            goto out;
+        }
+        if (key_len == 4 && !strncmp(p, "path", 4) && !found_path)
+            found_path = xstrndup((char *)value, (size_t)n);
+        else if (key_len == 8 && !strncmp(p, "filename", 8) && !found_name)
+            found_name = xstrndup((char *)value, (size_t)n);
+        p = end ? end + 1 : NULL;
+    }
+    if (!found_path && !found_name) {
+        reply_status(req, 400, "Upload-Metadata must name the file: 'path' or 'filename'");
+        goto out;
+    }
+    result = files_clean_path(req, found_path ? found_path : found_name);
+out:
+    free(found_path);
+    free(found_name);
+    return result;
+}
+
+/* Loads upload id: 404 when unknown or someone else's, 410 when expired. */
+static bool load_upload(struct request *req, struct store_conn *c, const char *id,
+                        struct upload *u)
+{
+    struct err err = {0};
+    bool found = false;
+    if (uploads_get(c, id, u, &found, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
+        return false;
+    }
+    bool mine = req->cred.role == ROLE_ADMIN ||
+                (u->user_id && !strcmp(u->user_id, req->cred.user_id));
+    if (!found || u->kind != UPLOAD_TUS || !mine) {
+        reply_status(req, 404, "no such upload");
+        return false;
+    }
+    if (!u->completed_at && u->expires_at <= time_now_ms()) {
+        reply_status(req, 410, "the upload has expired");
+        return false;
+    }
+    return true;
+}
+
+/* --- OPTIONS, POST, HEAD, DELETE ----------------------------------------------------- */
+
+static void options(struct request *req)
+{
+    http_add_header(req, "Tus-Version", TUS_VERSION);
+    http_add_header(req, "Tus-Extension", TUS_EXTENSIONS);
+    http_add_header(req, "Tus-Checksum-Algorithm", "sha1,sha256");
+    add_int_header(req, "Tus-Max-Size", req->app->cfg->max_upload);
+    http_reply_text(req, 204, NULL, "", 0);
+}
+
+/* The upload's folder and its empty data file. */
+static int make_data_file(const struct app *app, const char *id, struct err *err)
+{
+    char *dir = xasprintf("%s/%s", app->uploads_dir, id), *data = data_path(app, id);
+    int fd = -1, rc = FERRY_OK;
+    if (mkdir(dir, 0700) != 0)
+        rc = spool_io_error(err, "cannot create", dir);
+    else if ((fd = open(data, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) < 0)
+        rc = spool_io_error(err, "cannot create", data);
+    if (fd >= 0)
+        close(fd);
+    free(dir);
+    free(data);
+    return rc;
+}
+
+static void create(struct request *req)
+{
+    struct err err = {0};
+    struct upload u = {0};
+    if (!version_ok(req) || !files_allowed(req))
+        return;
+    int64_t length = header_int(req, "Upload-Length");
+    const char *meta = http_header(req, "Upload-Metadata");
+    if (http_header(req, "Upload-Defer-Length")) {
+        reply_status(req, 400, "Upload-Defer-Length is not supported: send Upload-Length");
+        return;
+    }
+    if (length < 0) {
+        reply_status(req, 400, "Upload-Length must be a number of bytes");
+        return;
+    }
+    if (length > req->app->cfg->max_upload) {
+        reply_status(req, 413, "Upload-Length is over Tus-Max-Size");
+        return;
+    }
+    if (meta && strlen(meta) > MAX_METADATA) {
+        reply_status(req, 400, "Upload-Metadata is too long");
+        return;
+    }
+    if (!(u.path = metadata_path(req, meta ? meta : "")))
+        return;
+    struct store_conn *c = api_conn(req);
+    if (!c) {
+        uploads_clear(&u);
+        return;
+    }
+    u.kind = UPLOAD_TUS;
+    u.size = length;
+    u.metadata = meta ? xstrdup(meta) : NULL;
+    u.user_id = xstrdup(req->cred.user_id);
+    u.device_id = files_device_of(req) ? xstrdup(req->cred.device_id) : NULL;
+    u.expires_at = time_now_ms() + req->app->cfg->upload_expiry * 1000;
+    if (uploads_create(c, &u, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
+    } else if (make_data_file(req->app, u.id, &err) != FERRY_OK) {
+        bool found;
+        uploads_delete(c, u.id, &found, NULL);
+        http_reply_err(req, &err);
+    } else {
+        char *location = xasprintf("/tus/%s", u.id);
+        http_add_header(req, "Location", location);
+        add_expires(req, u.expires_at);
+        free(location);
+        http_reply_text(req, 201, NULL, "", 0);
+    }
+    store_release(c);
+    uploads_clear(&u);
+}
+
+static void head(struct request *req)
+{
+    struct upload u = {0};
+    if (!version_ok(req))
+        return;
+    struct store_conn *c = api_conn(req);
+    if (!c)
+        return;
+    if (load_upload(req, c, http_param(req, "id"), &u)) {
+        http_add_header(req, "Cache-Control", "no-store");
+        add_int_header(req, "Upload-Offset", u.received);
+        add_int_header(req, "Upload-Length", u.size);
+        if (u.metadata)
+            http_add_header(req, "Upload-Metadata", u.metadata);
+        if (!u.completed_at)
+            add_expires(req, u.expires_at);
+        http_reply_text(req, 200, NULL, "", 0);
+    }
+    store_release(c);
+    uploads_clear(&u);
+}
+
+static void terminate(struct request *req)
+{
+    struct err err = {0};
+    struct upload u = {0};
+    bool found = false;
+    if (!version_ok(req))
+        return;
+    struct store_conn *c = api_conn(req);
+    if (!c)
+        return;
+    if (load_upload(req, c, http_param(req, "id"), &u)) {
+        if (!live_acquire(u.id)) {
+            reply_status(req, 423, "a PATCH of this upload is in progress");
+        } else if (uploads_delete(c, u.id, &found, &err) != FERRY_OK) {
+            live_release(u.id, NULL, 0, false);
+            http_reply_err(req, &err);
+        } else {
+            char *dir = xasprintf("%s/%s", req->app->uploads_dir, u.id);
+            files_remove_tree(dir);
+            free(dir);
+            live_release(u.id, NULL, 0, true);
+            http_reply_text(req, 204, NULL, "", 0);
+        }
+    }
+    store_release(c);
+    uploads_clear(&u);
+}
+
+/* --- PATCH (streamed) ---------------------------------------------------------------- */
+
+struct patch {
+    struct upload u;
+    int fd;
+    int64_t start, written;
+    EVP_MD_CTX *file_md;  /* SHA-256 of the whole file so far, or NULL */
+    EVP_MD_CTX *check_md; /* Upload-Checksum's algorithm over this request, or NULL */
+    unsigned char check_want[EVP_MAX_MD_SIZE];
+    int check_len;
+    bool finished; /* the handler has dealt with the bytes */
+};
+
+static int open_checksum(struct request *req, struct patch *p)
+{
+    const char *h = http_header(req, "Upload-Checksum");
+    if (!h)
+        return 0;
+    const char *space = strchr(h, ' ');
+    const EVP_MD *md = NULL;
+    if (space && space - h == 4 && !strncmp(h, "sha1", 4))
+        md = EVP_sha1();
+    else if (space && space - h == 6 && !strncmp(h, "sha256", 6))
+        md = EVP_sha256();
+    if (!md) {
+        reply_status(req, 400, "Upload-Checksum: the algorithm must be sha1 or sha256");
+        return -1;
+    }
+    p->check_len = base64_decode(space + 1, strlen(space + 1), p->check_want,
+                                 sizeof(p->check_want));
+    if (p->check_len != EVP_MD_get_size(md)) {
+        reply_status(req, 400, "Upload-Checksum: the value is not a base64 digest");
+        return -1;
+    }
+    p->check_md = EVP_MD_CTX_new();
+    if (!p->check_md || EVP_DigestInit_ex(p->check_md, md, NULL) != 1)
+        abort();
+    return 0;
+}
+
+static void patch_free(struct patch *p)
+{
+    if (p->fd >= 0)
+        close(p->fd);
+    EVP_MD_CTX_free(p->check_md);
+    uploads_clear(&p->u);
+    free(p);
+}
+
+/* Records the offset the PATCH reached, after flushing its bytes (keep), or cuts them
+ * off again (!keep). */
+static int settle(struct app *app, struct patch *p, bool keep, struct err *err)
+{
+    int64_t offset = p->start + (keep ? p->written : 0);
+    int rc = FERRY_OK;
+    struct store_conn *c = NULL;
+    if (!keep && ftruncate(p->fd, p->start) != 0)
+        rc = spool_io_error(err, "cannot truncate", p->u.id);
+    if (keep && p->written && fdatasync(p->fd) != 0)
+        rc = spool_io_error(err, "cannot flush", p->u.id), offset = p->start;
+    if (offset != p->u.received && store_acquire(app->store, &c, err) == FERRY_OK) {
+        if (uploads_set_received(c, p->u.id, offset, err) == FERRY_OK)
+            p->u.received = offset;
+        else
+            rc = FERRY_ERR;
+        store_release(c);
+    }
+    return rc;
+}
+
+/* Ends a PATCH that did not complete the upload: settles it and hands the running hash
+ * back (or drops it when the bytes were cut off). */
+static int end_patch(struct app *app, struct patch *p, bool keep, struct err *err)
+{
+    int rc = settle(app, p, keep, err);
+    p->finished = true;
+    live_release(p->u.id, keep && rc == FERRY_OK ? p->file_md : NULL, p->u.received, false);
+    if (!keep || rc != FERRY_OK)
+        EVP_MD_CTX_free(p->file_md);
+    p->file_md = NULL;
+    return rc;
+}
+
+static bool patch_prepare(struct request *req, struct patch *p)
+{
+    const char *ct = http_header(req, "Content-Type");
+    if (!version_ok(req) || !files_allowed(req))
+        return false;
+    if (!ct || strncmp(ct, "application/offset+octet-stream", 31) != 0) {
+        reply_status(req, 415, "Content-Type must be application/offset+octet-stream");
+        return false;
+    }
+    struct store_conn *c = api_conn(req);
+    if (!c)
+        return false;
+    bool ok = load_upload(req, c, http_param(req, "id"), &p->u);
+    store_release(c);
+    if (!ok)
+        return false;
+    int64_t offset = header_int(req, "Upload-Offset");
+    if (offset < 0) {
+        reply_status(req, 400, "Upload-Offset must be a number of bytes");
+        return false;
+    }
+    if (offset != p->u.received || p->u.completed_at) {
+        add_int_header(req, "Upload-Offset", p->u.received);
+        reply_status(req, 409, "Upload-Offset does not match the upload's offset");
+        return false;
+    }
+    int64_t length = header_int(req, "Content-Length");
+    if (length > p->u.size - offset) {
+        reply_status(req, 413, "the body goes past Upload-Length");
+        return false;
+    }
+    return open_checksum(req, p) == 0;
+}
+
+static void patch_open(struct request *req)
+{
+    struct err err = {0};
+    struct patch *p = xcalloc(1, sizeof(*p));
+    p->fd = -1;
+    if (!patch_prepare(req, p)) {
+        patch_free(p);
+        return;
+    }
+    if (!live_acquire(p->u.id)) {
+        reply_status(req, 423, "another PATCH of this upload is in progress");
+        patch_free(p);
+        return;
+    }
+    p->start = p->u.received;
+    char *path = data_path(req->app, p->u.id);
+    p->fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    /* bytes past the recorded offset came from a request that never finished */
+    if (p->fd < 0 || ftruncate(p->fd, p->start) != 0 || lseek(p->fd, p->start, SEEK_SET) < 0) {
+        spool_io_error(&err, "cannot open", path);
+        http_reply_err(req, &err);
+        live_release(p->u.id, NULL, 0, false);
+        patch_free(p);
+        free(path);
+        return;
+    }
+    free(path);
+    p->file_md = live_take_hash(p->u.id, p->start);
+    if (!p->file_md && p->start == 0) {
+        p->file_md = EVP_MD_CTX_new();
+        if (!p->file_md || EVP_DigestInit_ex(p->file_md, EVP_sha256(), NULL) != 1)
+            abort();
+    }
+    req->sink_ctx = p;
+}
+
+static bool patch_write(struct request *req, const char *data, size_t len)
+{
+    struct patch *p = req->sink_ctx;
+    struct err err = {0};
+    if (p->start + p->written + (int64_t)len > p->u.size) {
+        end_patch(req->app, p, !p->check_md, &err);
+        reply_status(req, 413, "the body goes past Upload-Length");
+        return false;
+    }
+    for (size_t done = 0; done < len;) {
+        ssize_t n = write(p->fd, data + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            spool_io_error(&err, "cannot write upload", p->u.id);
+            end_patch(req->app, p, false, NULL);
+            http_reply_err(req, &err);
+            return false;
+        }
+        if (p->file_md)
+            EVP_DigestUpdate(p->file_md, data + done, (size_t)n);
+        if (p->check_md)
+            EVP_DigestUpdate(p->check_md, data + done, (size_t)n);
+        done += (size_t)n;
+        p->written += n;
+    }
+    return true;
+}
+
+/* The client went away, or a reply came early: keep what arrived, unless a checksum
+ * was promised for the whole request (then it cannot be checked, so nothing counts). */
+static void patch_release(struct request *req)
+{
+    struct patch *p = req->sink_ctx;
+    if (!p->finished)
+        end_patch(req->app, p, !p->check_md, NULL);
+    patch_free(p);
+    req->sink_ctx = NULL;
+}
+
+/* The last byte arrived: the file becomes a blob and a file entry. */
+static int complete(struct request *req, struct patch *p, EVP_MD_CTX *md, struct err *err)
+{
+    char known[65], hex[65], *path = data_path(req->app, p->u.id);
+    uint64_t size = 0;
+    struct file_entry e = {0};
+    struct store_conn *c = NULL;
+    int rc = FERRY_ERR;
+    if (md) {
+        unsigned char digest[EVP_MAX_MD_SIZE];
+        unsigned int len = 0;
+        EVP_DigestFinal_ex(md, digest, &len);
+        for (unsigned i = 0; i < 32; i++)
+            snprintf(known + 2 * i, 3, "%02x", digest[i]);
+    }
+    pthread_rwlock_rdlock(&req->app->blob_lock);
+    if (blob_adopt_file(req->app->blobs, path, md ? known : NULL, NULL, hex, &size, err) ==
+            FERRY_OK &&
+        store_acquire(req->app->store, &c, err) == FERRY_OK &&
+        files_commit(c, p->u.path, hex, (int64_t)size, p->u.device_id, &e, err) == FERRY_OK) {
+        json_t *j = files_entry_json(&e);
+        char *result = json_to_string(j);
+        json_decref(j);
+        rc = uploads_finish(c, p->u.id, result, err);
+        free(result);
+    }
+    pthread_rwlock_unlock(&req->app->blob_lock);
+    store_release(c);
+    if (rc == FERRY_OK) {
+        char *dir = xasprintf("%s/%s", req->app->uploads_dir, p->u.id);
+        files_remove_tree(dir);
+        free(dir);
+    }
+    files_entry_clear(&e);
+    free(path);
+    return rc;
+}
+
+static void patch(struct request *req)
+{
+    struct patch *p = req->sink_ctx;
+    struct err err = {0};
+    if (!p) {
+        reply_status(req, 400, "the PATCH has no body");
+        return;
+    }
+    if (p->check_md) {
+        unsigned char got[EVP_MAX_MD_SIZE];
+        unsigned int len = 0;
+        EVP_DigestFinal_ex(p->check_md, got, &len);
+        if ((int)len != p->check_len || memcmp(got, p->check_want, len) != 0) {
+            end_patch(req->app, p, false, NULL);
+            reply_status(req, 460, "Checksum Mismatch: the bytes were discarded");
+            return;
+        }
+    }
+    bool done = p->start + p->written == p->u.size;
+    if (!done && end_patch(req->app, p, true, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
+        return;
+    }
+    if (done) { /* still holding the upload, so no other PATCH comes between */
+        p->finished = true;
+        int rc = settle(req->app, p, true, &err);
+        if (rc == FERRY_OK)
+            rc = complete(req, p, p->file_md, &err);
+        EVP_MD_CTX_free(p->file_md);
+        p->file_md = NULL;
+        live_release(p->u.id, NULL, 0, true);
+        if (rc != FERRY_OK) {
+            http_reply_err(req, &err);
+            return;
+        }
+    }
+    add_int_header(req, "Upload-Offset", p->u.received);
+    if (!done)
+        add_expires(req, p->u.expires_at);
+    http_reply_text(req, 204, NULL, "", 0);
+}
+
+static const struct body_sink patch_sink = {patch_open, patch_write, patch_release};
+
+static const struct route routes[] = {
+    {M_OPTIONS, "/tus", options, 0, SURFACE_TUS, ROUTE_PUBLIC, NULL},
+    {M_OPTIONS, "/tus/", options, 0, SURFACE_TUS, ROUTE_PUBLIC, NULL},
+    {M_OPTIONS, "/tus/{id}", options, 0, SURFACE_TUS, ROUTE_PUBLIC, NULL},
+    {M_POST, "/tus", create, ROLES_ANY, SURFACE_TUS, 0, NULL},
+    {M_POST, "/tus/", create, ROLES_ANY, SURFACE_TUS, 0, NULL},
+    {M_HEAD, "/tus/{id}", head, ROLES_ANY, SURFACE_TUS, 0, NULL},
+    {M_PATCH, "/tus/{id}", patch, ROLES_ANY, SURFACE_TUS, 0, &patch_sink},
+    {M_DELETE, "/tus/{id}", terminate, ROLES_ANY, SURFACE_TUS, 0, NULL},
+};
+
+const struct route_table api_tus_routes = {routes, sizeof(routes) / sizeof(routes[0])};
