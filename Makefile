@@ -10,12 +10,15 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PYTEST     ?= /usr/bin/python3 -m pytest
 RUN_ARGS   ?=
 
-.PHONY: all build run test unit api bootstrap clean
+.PHONY: all build run test unit api bootstrap peers clean
 
 all: build
 
 bootstrap:
 	@scripts/bootstrap.sh
+
+peers:
+	@scripts/test-peers.sh
 
 build:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_SANITIZE=OFF \
@@ -32,7 +35,7 @@ $(TEST_BUILD)/ferry: FORCE
 unit: $(TEST_BUILD)/ferry
 	cd $(TEST_BUILD) && ctest --output-on-failure
 
-api: $(TEST_BUILD)/ferry
+api: $(TEST_BUILD)/ferry peers
 	FERRY_BIN=$(CURDIR)/$(TEST_BUILD)/ferry $(PYTEST) -q -p no:cacheprovider tests/api
 
 test: bootstrap

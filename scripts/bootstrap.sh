@@ -14,6 +14,11 @@ packages=(
   postgresql curl
   "$@"
 )
+# Node.js runs the real clients the API tests drive (tus-js-client). A machine may have
+# it from elsewhere (NodeSource bundles npm); Debian's packages are used only when not.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

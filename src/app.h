@@ -31,6 +31,9 @@ struct app {
      * and for writing while unreferenced blobs are collected, so that a blob is never
      * collected between the two. */
     pthread_rwlock_t blob_lock;
+    char **file_roots; /* folders directory sync may name (file-root) */
+    size_t n_file_roots;
+    struct job_worker *dirsync; /* runs seed 003's sessions */
 };
 
 #endif

@@ -11,7 +11,9 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/dirsync.h"
 #include "api/files.h"
+#include "engine/jobs.h"
 #include "app.h"
 #include "config.h"
 #include "engine/metrics.h"
@@ -213,7 +215,22 @@ static int open_files(struct app *app, struct err *err)
     if (rc != FERRY_OK)
         return FERRY_ERR;
     app->uploads_dir = xasprintf("%s/uploads", app->cfg->data_dir);
-    return make_dirs(app->uploads_dir, err);
+    if (make_dirs(app->uploads_dir, err) != FERRY_OK)
+        return FERRY_ERR;
+    /* file-root: folders directory sync may name; each must exist */
+    char *roots = xstrdup(app->cfg->file_roots ? app->cfg->file_roots : ""), *save = NULL;
+    for (char *r = strtok_r(roots, ":", &save); r; r = strtok_r(NULL, ":", &save)) {
+        struct stat st;
+        if (r[0] != '/' || stat(r, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            free(roots);
+            return err_set(err, ERR_INVALID, "file-root '%s' must be an existing folder given "
+                                             "by its absolute path", r);
+        }
+        app->file_roots = xrealloc(app->file_roots, (app->n_file_roots + 1) * sizeof(char *));
+        app->file_roots[app->n_file_roots++] = xstrdup(r);
+    }
+    free(roots);
+    return FERRY_OK;
 }
 
 static int cmd_serve(int argc, char **argv)
@@ -250,15 +267,15 @@ static int cmd_serve(int argc, char **argv)
     app.rate = ratelimit_new(cfg.rate_limit, 60);
     app.auth_fail = ratelimit_new(cfg.auth_fail_limit, 60);
     pthread_rwlock_init(&app.blob_lock, NULL);
-    /* The pool has a connection for each HTTP thread, one for the change watcher and
-     * one for the purger, so neither background task waits behind requests. */
-    if (open_store(&cfg, (int)cfg.threads + 3, &app.store, &err) != FERRY_OK ||
+    /* The pool has a connection for each HTTP thread, one each for the change watcher,
+     * the purger and the job worker, so no background task waits behind requests. */
+    if (open_store(&cfg, (int)cfg.threads + 4, &app.store, &err) != FERRY_OK ||
         first_admin_token(app.store, cfg.data_dir, &secret, &err) != FERRY_OK ||
         load_tables(&app, &err) != FERRY_OK || open_files(&app, &err) != FERRY_OK ||
         watch_start(app.store, on_log_moved, on_tick, NULL, &watch, &err) != FERRY_OK ||
         purger_start(app.store, cfg.purge_interval, cfg.tombstone_retention * 1000,
                      housekeeping, &app, &purger, &err) != FERRY_OK ||
-        server_start(&app, &srv, &err) != FERRY_OK) {
+        dirsync_worker_start(&app, &err) != FERRY_OK || server_start(&app, &srv, &err) != FERRY_OK) {
         fail(&err);
         goto out;
     }
@@ -275,11 +292,15 @@ static int cmd_serve(int argc, char **argv)
     rc = 0;
 out:
     server_stop(srv);
+    jobs_worker_stop(app.dirsync);
     watch_stop(watch);
     purger_stop(purger);
     tables_cleanup(&app.synced);
     blob_store_close(app.blobs);
     free(app.uploads_dir);
+    for (size_t i = 0; i < app.n_file_roots; i++)
+        free(app.file_roots[i]);
+    free(app.file_roots);
     pthread_rwlock_destroy(&app.blob_lock);
     store_close(app.store);
     ratelimit_free(app.rate);

@@ -11,6 +11,7 @@ extern const struct route_table api_legacy_routes;
 extern const struct route_table api_sync_routes;
 extern const struct route_table api_files_routes;
 extern const struct route_table api_tus_routes;
+extern const struct route_table api_dirsync_routes;
 
 /* All tables, in matching order. */
 extern const struct route_table *const api_tables[];

@@ -10,6 +10,7 @@ const struct route_table *const api_tables[] = {
     &api_sync_routes,
     &api_files_routes,
     &api_tus_routes,
+    &api_dirsync_routes,
 };
 const size_t api_n_tables = sizeof(api_tables) / sizeof(api_tables[0]);
 

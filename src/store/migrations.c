@@ -86,7 +86,8 @@
     " source TEXT, target TEXT, params TEXT, message TEXT,"\
     " bytes_done BIGINT NOT NULL DEFAULT 0, bytes_total BIGINT NOT NULL DEFAULT 0,"\
     " items_done BIGINT NOT NULL DEFAULT 0, items_total BIGINT NOT NULL DEFAULT 0,"\
-    " result TEXT, created_at BIGINT NOT NULL, started_at BIGINT, completed_at BIGINT);"\
+    " result TEXT, created_at BIGINT NOT NULL, started_at BIGINT, completed_at BIGINT,"\
+    " heartbeat_at BIGINT, closed INTEGER NOT NULL DEFAULT 0);"\
     "CREATE INDEX ferry_jobs_status ON ferry_jobs(status, created_at);"
 
 const struct migration store_migrations[] = {
