@@ -259,6 +259,7 @@ static int cmd_serve(int argc, char **argv)
     sigaddset(&set, SIGHUP); /* a closed terminal stops ferry gracefully too */
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* before any thread starts */
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN); /* a file over the size limit is a write error (507), not death */
 
     app.cfg = &cfg;
     app.started_ms = time_now_ms();

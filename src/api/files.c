@@ -118,6 +118,11 @@ static int64_t chunk_length(const struct upload *u, int64_t idx)
 
 static json_t *session_json(const struct upload *u, json_t *received)
 {
+    if (u->completed_at) { /* its chunk records are gone with its folder: all arrived */
+        json_array_clear(received);
+        for (int64_t i = 0; i < u->chunk_count; i++)
+            json_array_append_new(received, json_integer(i));
+    }
     char expires[32], created[32];
     time_iso8601(u->expires_at, 0, expires);
     time_iso8601(u->created_at, 0, created);
@@ -212,6 +217,8 @@ static void get_upload(struct request *req)
     struct err err = {0};
     struct upload u = {0};
     json_t *received = NULL;
+    if (!files_allowed(req))
+        return;
     struct store_conn *c = api_conn(req);
     if (!c)
         return;
@@ -231,6 +238,8 @@ static void delete_upload(struct request *req)
     struct err err = {0};
     struct upload u = {0};
     bool found = false;
+    if (!files_allowed(req))
+        return;
     struct store_conn *c = api_conn(req);
     if (!c)
         return;
@@ -506,6 +515,8 @@ static void complete_upload(struct request *req)
     json_t *received = NULL;
     char *result = NULL;
     int64_t n_missing = 0;
+    if (!files_allowed(req))
+        return;
     struct store_conn *c = api_conn(req);
     if (!c)
         return;

@@ -59,8 +59,10 @@ static int write_entry(struct store_conn *c, const char *path, const char *sha25
         err_set(err, ERR_NOT_FOUND, "no file at '%s'", path);
         goto out;
     }
+    char kept[65];
     if (deleted) { /* a deletion keeps the content's name: the blob goes when unreferenced */
-        sha256 = e->sha256;
+        snprintf(kept, sizeof(kept), "%s", e->sha256);
+        sha256 = kept;
         size = e->size;
     }
     struct store_val v[] = {sv_text(path), sv_int(size), sv_text(sha256),

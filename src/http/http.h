@@ -56,8 +56,9 @@ typedef void (*handler_fn)(struct request *req);
 
 /* A route that takes a large body (file uploads) streams it instead of buffering it:
  * open runs once the request is admitted, before any body (it may reply to refuse it);
- * write gets the bytes as they arrive and returns false after replying to stop early;
- * the handler then runs at the end of the body as usual. release runs when the request
+ * write gets the bytes as they arrive and returns false after replying to refuse them
+ * (the rest of the body is then read and dropped, and the reply sent at its end);
+ * the handler then runs at the end of the body as usual (unless a reply was set). release runs when the request
  * ends while req->sink_ctx is still set (the client went away, or a reply came early),
  * so partial state is dealt with; a handler that finishes the upload clears sink_ctx.
  * The body limit of such a route is the sink's business, not max-body's. */

@@ -374,8 +374,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         if (req->replied) /* refused earlier: the rest is read and dropped */
             return MHD_YES;
-        if (!req->route->sink->write(req, upload_data, len))
-            return send_reply(req); /* MHD closes the connection after it */
+        /* A refusal in the middle of a body is sent once the body has ended: MHD will not
+         * queue a response while the upload is still arriving. */
+        req->route->sink->write(req, upload_data, len);
         return MHD_YES;
     }
     if (*upload_data_size) {
