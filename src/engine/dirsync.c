@@ -21,6 +21,10 @@
 #define COPY_BUF (256 * 1024)
 #define BATCH_FILES 1024
 #define BATCH_BYTES (256LL * 1024 * 1024)
+/* Up to this many copies in a batch are flushed one by one (fdatasync); more, with one
+ * syncfs, which also flushes whatever else on the file system is waiting, so it pays
+ * only when the batch is large. */
+#define FLUSH_EACH_MAX 64
 #define TMP_PREFIX ".ferry-tmp-"
 
 enum kind { K_FILE, K_DIR, K_LINK };
@@ -255,12 +259,32 @@ static int hash_fd(int fd, char *buf, char hex[65])
     return n < 0 ? -1 : 0;
 }
 
-/* Renames the batch's copies into place once their bytes are on disk. */
+/* Writes the batch's copies to disk. */
+static void flush_data(struct sync *s)
+{
+    if (s->n_pend > FLUSH_EACH_MAX) {
+        syncfs(s->dst);
+        return;
+    }
+    for (size_t i = 0; i < s->n_pend; i++) {
+        int dir = target_dir(s, s->pend[i].parent);
+        int fd = dir >= 0 ? openat(dir, s->pend[i].tmp, O_WRONLY | O_NOFOLLOW | O_CLOEXEC) : -1;
+        if (fd >= 0) {
+            fdatasync(fd);
+            close(fd);
+        }
+    }
+}
+
+/* Renames the batch's copies into place once their bytes are on disk, so that a crash
+ * leaves the old file or the new one, never a torn one. The folders are not flushed
+ * after the renames: a rename lost to a crash leaves the old file, which the next sync
+ * copies again (rsync flushes nothing at all). */
 static void flush_batch(struct sync *s)
 {
     if (!s->n_pend)
         return;
-    syncfs(s->dst);
+    flush_data(s);
     for (size_t i = 0; i < s->n_pend; i++) {
         struct pending *p = &s->pend[i];
         int dir = target_dir(s, p->parent);
@@ -280,8 +304,6 @@ static void flush_batch(struct sync *s)
         }
         if (ok) {
             s->r->copied++;
-            if (i + 1 == s->n_pend || strcmp(s->pend[i + 1].parent, p->parent) != 0)
-                fsync(dir); /* the renames in this folder survive a power cut */
         } else if (dir >= 0) {
             unlinkat(dir, p->tmp, 0);
         }
@@ -368,6 +390,7 @@ static void copy_file(struct sync *s, const struct entry *e, int dir, const char
         struct timespec times[2] = {before.st_atim, before.st_mtim};
         fchmod(out, before.st_mode & 07777);
         futimens(out, times);
+        sync_file_range(out, 0, 0, SYNC_FILE_RANGE_WRITE); /* start writing it out now */
         close(out);
         out = -1;
         p.parent = xstrdup(parent);

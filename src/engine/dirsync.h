@@ -5,8 +5,9 @@
  *   (full_compare: in content); unchanged files are left alone.
  * - Copies go to a temporary file beside the target, which takes the source's mode and
  *   modification time and is renamed into place only after its bytes are on disk, so a
- *   crash leaves either the old file or the new one. Renames are done in batches after
- *   one syncfs, which is what keeps this as fast as rsync (which never flushes).
+ *   crash leaves either the old file or the new one. Renames are done in batches, after
+ *   one flush for a large batch, which keeps this as fast as rsync (which never
+ *   flushes).
  * - A target file newer than its source was changed on the target side: it is kept and
  *   counted as a conflict.
  * - Every path is opened beneath its root with openat2(RESOLVE_BENEATH): a symbolic link

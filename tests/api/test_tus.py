@@ -138,10 +138,7 @@ def read_status(sock):
     """The status code of the answer on sock, or None when it closed without one."""
     data = b""
     try:
-        while b"\r\n" not in data:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
+        while b"\r\n" not in data and (chunk := sock.recv(4096)):
             data += chunk
     except OSError:
         pass
@@ -149,7 +146,7 @@ def read_status(sock):
     return int(m.group(1)) if m else None
 
 
-def js_upload(srv, token, file, *args, base=None):
+def js_upload(srv, token, file, *args):
     """Runs tus-js-client via the driver; returns its JSON line."""
     assert os.path.isdir(os.path.join(JS_DIR, "node_modules", "tus-js-client")), \
         "tus-js-client is not installed: run scripts/test-peers.sh"
@@ -160,9 +157,9 @@ def js_upload(srv, token, file, *args, base=None):
     return json.loads(lines[-1])
 
 
-def here(srv, url):
-    """An upload URL from an earlier run of the server, on its current port."""
-    return srv.base + "/tus/" + url.rsplit("/tus/", 1)[1]
+def loc_of(url):
+    """/tus/<id> of an upload URL; srv.base + it is the URL on the server's current port."""
+    return "/tus/" + url.rsplit("/tus/", 1)[1]
 
 
 @pytest.fixture
@@ -213,9 +210,6 @@ def test_create_refusals(make_server):
     tok = srv.create_token(user_id="bob")["token"]
     ok = {**TUS, "Upload-Length": "10", "Upload-Metadata": meta(filename="a.txt")}
 
-    r = tus(post(srv, tok, {k: v for k, v in ok.items() if k != "Tus-Resumable"}), 412)
-    assert r.headers["Tus-Version"] == "1.0.0"
-
     for length in (None, "", "abc", "-1", "10x"):
         h = {k: v for k, v in ok.items() if k != "Upload-Length"}
         if length is not None:
@@ -235,8 +229,8 @@ def test_create_refusals(make_server):
     for bad in ("filename abc", "filename !!!!", "filename YS50eHQ", "filename=YS50eHQ="):
         text_error(post(srv, tok, {**ok, "Upload-Metadata": bad}), 400)
 
-    r = text_error(post(srv, None, ok), 401)
-    r = text_error(post(srv, "fy_" + "Z" * 43, ok), 401)
+    text_error(post(srv, None, ok), 401)
+    text_error(post(srv, "fy_" + "Z" * 43, ok), 401)
     assert os.listdir(os.path.join(srv.data_dir, "uploads")) == []
 
     # The largest upload allowed is exactly Tus-Max-Size.
@@ -283,7 +277,6 @@ def test_uploads_are_private_to_their_user(server, bob):
 
     text_error(head(server, bob, "/tus/" + "0" * 32), 404)
     text_error(head(server, bob, "/tus/nothing-here"), 404)
-    tus(head(server, alice, loc, headers={}), 412)
     text_error(head(server, None, loc), 401)
 
 
@@ -323,10 +316,10 @@ def test_patch_checksums(server, bob):
     def digest(algo, body):
         return f"{algo} " + base64.b64encode(hashlib.new(algo, body).digest()).decode()
 
+    off = len(pieces[0])
     r = tus(patch(server, bob, loc, 0, pieces[0], **{"Upload-Checksum": digest("sha1", pieces[0])}),
             204)
-    assert r.headers["Upload-Offset"] == str(len(pieces[0]))
-    off = len(pieces[0])
+    assert r.headers["Upload-Offset"] == str(off)
     text_error(patch(server, bob, loc, off, pieces[1],
                      **{"Upload-Checksum": digest("sha1", b"something else")}), 460)
     assert offset_of(server, bob, loc) == off
@@ -360,10 +353,13 @@ def test_chunked_patch_past_length_is_refused_cleanly(server, bob):
         sock.sendall(b"a\r\n1234567890\r\n")
         time.sleep(0.3)
         sock.sendall(b"3\r\nabc\r\n0\r\n\r\n")
-        assert read_status(sock) == 413
+        status = read_status(sock)
     r = tus(head(server, bob, loc), 200)
-    if r.headers["Upload-Offset"] == r.headers["Upload-Length"]:
-        assert download(server, bob, "chunked.txt").content == b"1234567890"
+    offset, length = r.headers["Upload-Offset"], r.headers["Upload-Length"]
+    got = download(server, bob, "chunked.txt")
+    stuck = offset == length and got.status_code != 200
+    assert status == 413 and not stuck, \
+        f"answer {status}; then HEAD says {offset}/{length}, download {got.status_code}"
     assert server.get("/health").status_code == 200
 
 
@@ -443,7 +439,7 @@ def test_js_client_uploads_in_chunks(server, bob, tmp_path):
     assert out.get("done") is True, out
     assert out["offset"] == len(data)
     assert_stored(server, bob, "js/random.bin", data)
-    assert not os.path.exists(upload_dir(server, "/tus/" + out["url"].rsplit("/", 1)[1]))
+    assert not os.path.exists(upload_dir(server, loc_of(out["url"])))
 
 
 @needs_node
@@ -468,9 +464,9 @@ def test_js_client_resumes_after_restart(server, bob, tmp_path):
     assert first.get("done") is False and first["offset"] == 131072, first
 
     server.restart()
-    loc = "/tus/" + first["url"].rsplit("/", 1)[1]
+    loc = loc_of(first["url"])
     assert offset_of(server, bob, loc) == 131072
-    out = js_upload(server, bob, src, *args, "--resume", here(server, first["url"]))
+    out = js_upload(server, bob, src, *args, "--resume", server.base + loc)
     assert out.get("done") is True, out
     assert_stored(server, bob, "js/resume.bin", data)
     assert not os.path.exists(upload_dir(server, loc))
@@ -485,7 +481,7 @@ def test_js_client_resumes_after_crash(server, bob, tmp_path):
     first = js_upload(server, bob, src, *args, "--stop-after", "100000")
     acked = first["offset"]
     assert first.get("done") is False and acked == 131072, first
-    loc = "/tus/" + first["url"].rsplit("/", 1)[1]
+    loc = loc_of(first["url"])
 
     # A PATCH that promises 150000 bytes, sends 50000, and then the server dies.
     sock = raw_request(server, f"PATCH {loc} HTTP/1.1\nHost: x\nAuthorization: Bearer {bob}\n"
@@ -503,7 +499,7 @@ def test_js_client_resumes_after_crash(server, bob, tmp_path):
     offset = offset_of(server, bob, loc)
     assert offset <= acked
     assert offset == acked, "bytes acknowledged before the crash were lost"
-    out = js_upload(server, bob, src, *args, "--resume", here(server, first["url"]))
+    out = js_upload(server, bob, src, *args, "--resume", server.base + loc)
     assert out.get("done") is True, out
     assert_stored(server, bob, "js/crash.bin", data)
     assert not os.path.exists(upload_dir(server, loc))
