@@ -23,6 +23,7 @@
 #include "engine/files.h"
 #include "engine/push.h"
 #include "engine/uploads.h"
+#include "http/range.h"
 #include "util/json.h"
 #include "util/path.h"
 #include "util/timeutil.h"
@@ -554,79 +555,12 @@ out:
 
 /* --- downloads ------------------------------------------------------------------------ */
 
-struct range {
-    bool partial;
-    uint64_t start, len;
-};
-
-/* Parses a single "bytes=a-b", "bytes=a-" or "bytes=-n" against size. Returns 0 for a
- * range to serve (r->partial), 1 to ignore the header (malformed or several ranges:
- * RFC 9110 lets a server send the whole file), -1 when unsatisfiable. */
-static int parse_range(const char *h, uint64_t size, struct range *r)
-{
-    unsigned long long a = 0, b = 0;
-    int used = 0;
-    r->partial = false;
-    if (strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
-        return 1;
-    h += 6;
-    if (*h == '-') {
-        if (sscanf(h, "-%llu%n", &b, &used) != 1 || h[used] || !(h[1] >= '0' && h[1] <= '9'))
-            return 1;
-        if (b == 0 || size == 0)
-            return -1;
-        r->start = b >= size ? 0 : size - b;
-        r->len = size - r->start;
-    } else {
-        if (!(*h >= '0' && *h <= '9'))
-            return 1;
-        if (sscanf(h, "%llu-%n", &a, &used) != 1)
-            return 1;
-        const char *rest = h + used;
-        if (*rest) {
-            if (!(*rest >= '0' && *rest <= '9') || sscanf(rest, "%llu%n", &b, &used) != 1 ||
-                rest[used] || b < a)
-                return 1;
-        } else {
-            b = size ? size - 1 : 0;
-        }
-        if (a >= size)
-            return -1;
-        if (b >= size)
-            b = size - 1;
-        r->start = a;
-        r->len = b - a + 1;
-    }
-    r->partial = true;
-    return 0;
-}
-
-/* Whether an If-None-Match list names etag (or is "*"); weak tags (W/"x") match by
- * their value, as RFC 9110 asks for If-None-Match. */
-static bool etag_listed(const char *list, const char *etag)
-{
-    size_t n = strlen(etag);
-    for (const char *p = list; *p;) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        if (!strncmp(p, "W/", 2))
-            p += 2;
-        size_t len = strcspn(p, ",");
-        while (len && p[len - 1] == ' ')
-            len--;
-        if ((len == 1 && *p == '*') || (len == n && !strncmp(p, etag, n)))
-            return true;
-        p += strcspn(p, ",");
-    }
-    return false;
-}
-
 static void download(struct request *req)
 {
     struct err err = {0};
     struct file_entry e = {0};
     bool found = false;
-    struct range r = {0};
+    uint64_t start = 0, len = 0;
     char etag[72], *path = NULL, *blob = NULL;
     if (!files_allowed(req) || !(path = files_clean_path(req, http_param(req, "*"))))
         return;
@@ -647,15 +581,16 @@ static void download(struct request *req)
     http_add_header(req, "ETag", etag);
     http_add_header(req, "Accept-Ranges", "bytes");
     const char *inm = http_header(req, "If-None-Match");
-    if (inm && etag_listed(inm, etag)) {
+    if (inm && http_etag_listed(inm, etag)) {
         http_reply_text(req, 304, NULL, "", 0);
         goto out;
     }
     const char *range = http_header(req, "Range"), *if_range = http_header(req, "If-Range");
-    int pr = range && (!if_range || !strcmp(if_range, etag))
-                 ? parse_range(range, (uint64_t)e.size, &r)
-                 : 1;
-    if (pr < 0) {
+    /* If-Range with another tag (or a date, which ferry does not compare): whole file */
+    enum range_result rr = range && (!if_range || !strcmp(if_range, etag))
+                               ? http_parse_range(range, (uint64_t)e.size, &start, &len)
+                               : RANGE_IGNORE;
+    if (rr == RANGE_UNSATISFIABLE) {
         char *cr = xasprintf("bytes */%lld", (long long)e.size);
         http_add_header(req, "Content-Range", cr);
         free(cr);
@@ -668,19 +603,20 @@ static void download(struct request *req)
         http_reply_error(req, ERR_INTERNAL, "the file's content is missing from the blob store");
         goto out;
     }
-    if (!r.partial) {
-        r.start = 0;
-        r.len = (uint64_t)e.size;
+    bool partial = rr == RANGE_SERVE;
+    if (!partial) {
+        start = 0;
+        len = (uint64_t)e.size;
     } else {
-        char *cr = xasprintf("bytes %llu-%llu/%lld", (unsigned long long)r.start,
-                             (unsigned long long)(r.start + r.len - 1), (long long)e.size);
+        char *cr = xasprintf("bytes %llu-%llu/%lld", (unsigned long long)start,
+                             (unsigned long long)(start + len - 1), (long long)e.size);
         http_add_header(req, "Content-Range", cr);
         free(cr);
     }
     char *version = xasprintf("%lld", (long long)e.version);
     http_add_header(req, "X-File-Version", version);
     free(version);
-    http_reply_file(req, r.partial ? 206 : 200, "application/octet-stream", fd, r.start, r.len);
+    http_reply_file(req, partial ? 206 : 200, "application/octet-stream", fd, start, len);
 out:
     free(blob);
     free(path);

@@ -119,6 +119,13 @@ static void live_release(const char *id, EVP_MD_CTX *md, int64_t hashed, bool do
 
 /* --- helpers -------------------------------------------------------------------------- */
 
+static void reply_status(struct request *req, int status, const char *text)
+{
+    char *body = xasprintf("%s\n", text);
+    http_reply_text(req, status, "text/plain; charset=utf-8", body, strlen(body));
+    free(body);
+}
+
 /* Every request but OPTIONS must say Tus-Resumable: 1.0.0 (412 otherwise). */
 static bool version_ok(struct request *req)
 {
@@ -126,17 +133,10 @@ static bool version_ok(struct request *req)
     if (v && !strcmp(v, TUS_VERSION))
         return true;
     http_add_header(req, "Tus-Version", TUS_VERSION);
-    http_reply_text(req, 412, "text/plain; charset=utf-8",
-                    "Tus-Resumable: 1.0.0 is required\n", 34);
+    reply_status(req, 412, "Tus-Resumable: 1.0.0 is required");
     return false;
 }
 
-static void reply_status(struct request *req, int status, const char *text)
-{
-    char *body = xasprintf("%s\n", text);
-    http_reply_text(req, status, "text/plain; charset=utf-8", body, strlen(body));
-    free(body);
-}
 
 static void add_int_header(struct request *req, const char *name, int64_t v)
 {
@@ -254,6 +254,9 @@ static bool load_upload(struct request *req, struct store_conn *c, const char *i
     return true;
 }
 
+static int complete(struct request *req, struct store_conn *c, struct upload *u, EVP_MD_CTX *md,
+                    struct err *err);
+
 /* --- OPTIONS, POST, HEAD, DELETE ----------------------------------------------------- */
 
 static void options(struct request *req)
@@ -320,7 +323,9 @@ static void create(struct request *req)
     u.expires_at = time_now_ms() + req->app->cfg->upload_expiry * 1000;
     if (uploads_create(c, &u, &err) != FERRY_OK) {
         http_reply_err(req, &err);
-    } else if (make_data_file(req->app, u.id, &err) != FERRY_OK) {
+    } else if (make_data_file(req->app, u.id, &err) != FERRY_OK ||
+               (length == 0 && complete(req, c, &u, NULL, &err) != FERRY_OK)) {
+        /* (an empty file is complete at once: clients send no PATCH for it) */
         bool found;
         uploads_delete(c, u.id, &found, NULL);
         http_reply_err(req, &err);
@@ -542,8 +547,8 @@ static bool patch_write(struct request *req, const char *data, size_t len)
 {
     struct patch *p = req->sink_ctx;
     struct err err = {0};
-    if (p->start + p->written + (int64_t)len > p->u.size) {
-        end_patch(req->app, p, !p->check_md, &err);
+    if (p->start + p->written + (int64_t)len > p->u.size) { /* refused whole: nothing kept */
+        end_patch(req->app, p, false, &err);
         reply_status(req, 413, "the body goes past Upload-Length");
         return false;
     }
@@ -579,12 +584,12 @@ static void patch_release(struct request *req)
 }
 
 /* The last byte arrived: the file becomes a blob and a file entry. */
-static int complete(struct request *req, struct patch *p, EVP_MD_CTX *md, struct err *err)
+static int complete(struct request *req, struct store_conn *c, struct upload *u, EVP_MD_CTX *md,
+                    struct err *err)
 {
-    char known[65], hex[65], *path = data_path(req->app, p->u.id);
+    char known[65], hex[65], *path = data_path(req->app, u->id);
     uint64_t size = 0;
     struct file_entry e = {0};
-    struct store_conn *c = NULL;
     int rc = FERRY_ERR;
     if (md) {
         unsigned char digest[EVP_MAX_MD_SIZE];
@@ -596,18 +601,16 @@ static int complete(struct request *req, struct patch *p, EVP_MD_CTX *md, struct
     pthread_rwlock_rdlock(&req->app->blob_lock);
     if (blob_adopt_file(req->app->blobs, path, md ? known : NULL, NULL, hex, &size, err) ==
             FERRY_OK &&
-        store_acquire(req->app->store, &c, err) == FERRY_OK &&
-        files_commit(c, p->u.path, hex, (int64_t)size, p->u.device_id, &e, err) == FERRY_OK) {
+        files_commit(c, u->path, hex, (int64_t)size, u->device_id, &e, err) == FERRY_OK) {
         json_t *j = files_entry_json(&e);
         char *result = json_to_string(j);
         json_decref(j);
-        rc = uploads_finish(c, p->u.id, result, err);
+        rc = uploads_finish(c, u->id, result, err);
         free(result);
     }
     pthread_rwlock_unlock(&req->app->blob_lock);
-    store_release(c);
     if (rc == FERRY_OK) {
-        char *dir = xasprintf("%s/%s", req->app->uploads_dir, p->u.id);
+        char *dir = xasprintf("%s/%s", req->app->uploads_dir, u->id);
         files_remove_tree(dir);
         free(dir);
     }
@@ -641,9 +644,11 @@ static void patch(struct request *req)
     }
     if (done) { /* still holding the upload, so no other PATCH comes between */
         p->finished = true;
+        struct store_conn *c = NULL;
         int rc = settle(req->app, p, true, &err);
-        if (rc == FERRY_OK)
-            rc = complete(req, p, p->file_md, &err);
+        if (rc == FERRY_OK && (rc = store_acquire(req->app->store, &c, &err)) == FERRY_OK)
+            rc = complete(req, c, &p->u, p->file_md, &err);
+        store_release(c);
         EVP_MD_CTX_free(p->file_md);
         p->file_md = NULL;
         live_release(p->u.id, NULL, 0, true);

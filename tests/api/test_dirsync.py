@@ -98,7 +98,6 @@ def sample(src):
              "docs/readme": (b"", 0o640), "docs/deep/x.bin": (bytes(range(256)) * 9, 0o444)}
     for i, (rel, (data, mode)) in enumerate(sorted(files.items())):
         write(src, rel, data, mode, T0 + i * 1_000_001)
-    (src / "empty_dir").mkdir()
     return files
 
 
@@ -139,6 +138,20 @@ def test_tree_copied_exactly_then_nothing_then_one_file(rooted, root):
     assert tree(dst) == tree(src)
     assert sync(rooted, src, dst, syncType="Full", verifyIntegrity=True)["filesUnchanged"] == 5
     no_temp_files(dst)
+
+
+@pytest.mark.sqlite_only
+def test_empty_folders_are_copied(rooted, root):
+    src, dst = root / "src", root / "dst"
+    write(src, "f", b"x")
+    (src / "empty").mkdir()
+    (src / "a/b/c").mkdir(parents=True)
+    res = sync(rooted, src, dst)
+    assert res["success"] is True and res["filesCopied"] == 1, res
+    assert tree(dst) == tree(src)
+    (dst / "gone").mkdir()  # an empty folder only the target has
+    res = sync(rooted, src, dst, deleteMissingInTarget=True)
+    assert res["filesDeleted"] == 1 and tree(dst) == tree(src), res
 
 
 @pytest.mark.sqlite_only
@@ -291,16 +304,23 @@ def test_confinement_and_validation(make_server, root, tmp_path):
     assert_v1_error(srv.post(FILES, json=ok), 401, "UNAUTHORIZED")
     dev = srv.create_token(role="device", user_id="bob", deviceId="till-1")["token"]
     err(403, "FORBIDDEN", ok, token=dev)
-    # a source folder inside the root that does not exist, or that is a file
-    body = err(404, "NOT_FOUND", {"sourceDirectory": str(root / "nope"),
-                                  "targetDirectory": str(dst)})
-    assert "cannot be opened" in body["details"] + body["message"], body
-    err(400, "INVALID_REQUEST", {"sourceDirectory": str(src / "f"), "targetDirectory": str(dst)})
-    assert not dst.exists() or tree(dst) == {"x": ("file", b"", 0o644, T0)}
     # a user may sync
     user = srv.create_token(role="user", user_id="bob")["token"]
     assert sync(srv, src, dst, token=user)["filesCopied"] == 1
     assert tree(outside) == {"g": ("file", b"y", 0o644, T0)}
+
+
+@pytest.mark.sqlite_only
+def test_source_folder_missing_or_a_file(rooted, root):
+    dst = root / "dst"
+    write(root, "file", b"x")
+    for source, status, code in ((root / "nope", 404, "NOT_FOUND"),
+                                 (root / "file", 400, "INVALID_REQUEST")):
+        r = rooted.post(FILES, token=rooted.admin_token,
+                        json={"sourceDirectory": str(source), "targetDirectory": str(dst)})
+        body = assert_v1_error(r, status, code)
+        assert "cannot be opened" in body["details"], body
+    assert not dst.exists()
 
 
 @pytest.mark.sqlite_only

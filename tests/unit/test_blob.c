@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "blob/blob.h"
+#include "blob/spool.h"
 
 #define ABC_SHA "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 #define EMPTY_SHA "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -53,7 +54,7 @@ static int count_files(const char *dir)
     if (!d)
         return -1;
     while ((e = readdir(d)) != NULL)
-        n += e->d_name[0] != '.';
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
     closedir(d);
     return n;
 }
@@ -165,6 +166,72 @@ static void test_put_file(void **state)
     assert_int_equal(blob_put_file(f->bs, "/nonexistent/file", hex, &size, &err), FERRY_ERR);
 }
 
+static void write_text(const char *path, const char *text)
+{
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+/* A finished upload becomes a blob by rename: the file moves, hashed or with the hash
+ * its writer computed; content the store has already just goes away. */
+static void test_adopt_file(void **state)
+{
+    struct fixture *f = *state;
+    struct err err = {0};
+    char src[128], hex[65], path[256];
+    uint64_t size = 0;
+    struct stat st;
+    snprintf(src, sizeof(src), "%s/upload.data", f->dir);
+    write_text(src, "abc");
+    assert_int_equal(blob_adopt_file(f->bs, src, NULL, "0000", hex, &size, &err), FERRY_ERR);
+    assert_int_equal(err.code, ERR_INVALID);
+    assert_int_equal(stat(src, &st), 0); /* a mismatch leaves the file alone */
+    assert_int_equal(blob_adopt_file(f->bs, src, NULL, ABC_SHA, hex, &size, &err), FERRY_OK);
+    assert_string_equal(hex, ABC_SHA);
+    assert_int_equal(size, 3);
+    assert_int_equal(stat(src, &st), -1);
+    snprintf(path, sizeof(path), "%s/ba/78/%s", f->dir, ABC_SHA);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, 3);
+
+    write_text(src, "abc"); /* the same again, with the hash given: dropped, stored once */
+    assert_int_equal(blob_adopt_file(f->bs, src, ABC_SHA, NULL, hex, &size, &err), FERRY_OK);
+    assert_int_equal(stat(src, &st), -1);
+    snprintf(path, sizeof(path), "%s/ba/78", f->dir);
+    assert_int_equal(count_files(path), 1);
+}
+
+/* A spool is invisible under its final name until kept; discarding leaves nothing. */
+static void test_spool(void **state)
+{
+    struct fixture *f = *state;
+    struct err err = {0};
+    struct spool *s = NULL;
+    char final[128], hex[65];
+    struct stat st;
+    snprintf(final, sizeof(final), "%s/chunk-0", f->dir);
+    assert_int_equal(spool_new(f->dir, &s, &err), FERRY_OK);
+    assert_int_equal(spool_write(s, "ab", 2, &err), FERRY_OK);
+    assert_int_equal(spool_write(s, "c", 1, &err), FERRY_OK);
+    assert_int_equal(spool_size(s), 3);
+    spool_hash(s, hex);
+    assert_string_equal(hex, ABC_SHA);
+    assert_int_equal(stat(final, &st), -1);
+    assert_int_equal(spool_keep(s, final, &err), FERRY_OK);
+    assert_int_equal(stat(final, &st), 0);
+    assert_int_equal(st.st_size, 3);
+
+    int before = count_files(f->dir);
+    assert_int_equal(spool_new(f->dir, &s, &err), FERRY_OK);
+    assert_int_equal(count_files(f->dir), before + 1);
+    spool_discard(s);
+    assert_int_equal(count_files(f->dir), before);
+    spool_discard(NULL);
+    assert_int_equal(spool_new("/nonexistent/dir", &s, &err), FERRY_ERR);
+}
+
 static void test_path_validation(void **state)
 {
     struct fixture *f = *state;
@@ -209,6 +276,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_abort_and_crash_leftovers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_path_validation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_adopt_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_collect, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
