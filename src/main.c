@@ -191,7 +191,8 @@ static int load_tables(struct app *app, struct err *err)
         tables_add_files(app->store, &app->synced, err) != FERRY_OK)
         return FERRY_ERR;
     for (size_t i = 0; i < app->synced.n; i++)
-        fprintf(stderr,
+        if (!app->synced.tables[i].builtin) /* the files namespace is always there */
+            fprintf(stderr,
                 "{\"level\":\"info\",\"msg\":\"syncing table\",\"table\":\"%s\","
                 "\"primaryKey\":\"%s\",\"policy\":\"%s\"}\n",
                 app->synced.tables[i].name,

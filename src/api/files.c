@@ -717,6 +717,7 @@ void files_housekeeping(struct app *app, struct store_conn *c, struct files_swep
                  " (SELECT id FROM ferry_uploads WHERE expires_at < $1)",
               &v, 1, NULL, NULL);
     store_run(c, "DELETE FROM ferry_uploads WHERE expires_at < $1", &v, 1, NULL, NULL);
+    blob_clear_stale(app->blobs);
     pthread_rwlock_wrlock(&app->blob_lock);
     blob_collect(app->blobs, blob_in_use, c, &out->blobs, &err);
     pthread_rwlock_unlock(&app->blob_lock);

@@ -128,7 +128,10 @@ static int pull_tables(struct request *req, json_t *body, const struct synced_ta
         return FERRY_ERR;
     const char *scope = req->cred.tables[0] ? req->cred.tables : NULL;
     if (!names) {
-        if (set->n == 0)
+        size_t user_tables = 0;
+        for (i = 0; i < set->n; i++)
+            user_tables += !set->tables[i].builtin;
+        if (user_tables == 0)
             return err_set(err, ERR_INVALID, "No tables configured");
         *out = xcalloc(set->n, sizeof(**out));
         for (i = 0; i < set->n; i++) /* every table the credential may read */

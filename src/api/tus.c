@@ -231,6 +231,24 @@ out:
     return result;
 }
 
+/* The offset that counts is the one on record, but never more than the data file holds:
+ * were the file lost or cut short (a restore without uploads/, say), the upload goes on
+ * from what is really there instead of padding the gap with zeros. */
+static int reconcile(const struct app *app, struct store_conn *c, struct upload *u,
+                     struct err *err)
+{
+    struct stat st;
+    if (u->completed_at || u->received == 0)
+        return FERRY_OK;
+    char *path = data_path(app, u->id);
+    int64_t have = stat(path, &st) == 0 ? (int64_t)st.st_size : 0;
+    free(path);
+    if (have >= u->received)
+        return FERRY_OK;
+    u->received = have;
+    return uploads_set_received(c, u->id, have, err);
+}
+
 /* Loads upload id: 404 when unknown or someone else's, 410 when expired. */
 static bool load_upload(struct request *req, struct store_conn *c, const char *id,
                         struct upload *u)
@@ -245,6 +263,10 @@ static bool load_upload(struct request *req, struct store_conn *c, const char *i
                 (u->user_id && !strcmp(u->user_id, req->cred.user_id));
     if (!found || u->kind != UPLOAD_TUS || !mine) {
         reply_status(req, 404, "no such upload");
+        return false;
+    }
+    if (reconcile(req->app, c, u, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
         return false;
     }
     if (!u->completed_at && u->expires_at <= time_now_ms()) {

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -33,21 +34,34 @@ static int make_dir(const char *path, struct err *err)
     return FERRY_OK;
 }
 
-/* Removes temporary files left by a crash: none of them is a finished blob. */
+/* Removes temporary files not written to for TMP_STALE_S seconds: left by a crash.
+ * Younger ones may belong to a writer (of another node sharing the folder). */
+#define TMP_STALE_S 3600
+
 static void clear_tmp(const char *tmp)
 {
     DIR *d = opendir(tmp);
     struct dirent *e;
+    struct stat st;
+    time_t now = time(NULL);
     if (!d)
         return;
     while ((e = readdir(d)) != NULL) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
         char *path = xasprintf("%s/%s", tmp, e->d_name);
-        unlink(path);
+        if (lstat(path, &st) == 0 && now - st.st_mtime > TMP_STALE_S)
+            unlink(path);
         free(path);
     }
     closedir(d);
+}
+
+void blob_clear_stale(struct blob_store *bs)
+{
+    char *tmp = xasprintf("%s/" TMP_DIR, bs->dir);
+    clear_tmp(tmp);
+    free(tmp);
 }
 
 int blob_store_open(const char *dir, struct blob_store **out, struct err *err)

@@ -14,10 +14,14 @@
 struct blob_store;
 struct blob_writer;
 
-/* Opens (creating) the store in dir, and removes temporary files a crash left behind.
- * The caller owns *out; release with blob_store_close(). */
+/* Opens (creating) the store in dir, and removes temporary files a crash left behind
+ * (those untouched for an hour: younger ones may be another node's, writing). The
+ * caller owns *out; release with blob_store_close(). */
 int blob_store_open(const char *dir, struct blob_store **out, struct err *err);
 void blob_store_close(struct blob_store *bs);
+
+/* Removes temporary files untouched for an hour (housekeeping; see blob_store_open). */
+void blob_clear_stale(struct blob_store *bs);
 
 /* Starts a new blob. Write its bytes in any number of calls, then finish or abort. */
 int blob_writer_new(struct blob_store *bs, struct blob_writer **out, struct err *err);

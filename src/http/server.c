@@ -181,7 +181,7 @@ static void add_cors_headers(struct request *req)
         http_add_header(req, "Vary", "Origin");
     http_add_header(req, "Access-Control-Expose-Headers",
                     "X-Request-Id, X-RateLimit-Limit, X-RateLimit-Remaining, Retry-After, "
-                    "ETag, Location, Content-Range, Upload-Offset, Upload-Length, "
+                    "ETag, Location, Content-Range, X-File-Version, Upload-Offset, Upload-Length, "
                     "Upload-Metadata, Upload-Expires, Tus-Resumable, Tus-Version, "
                     "Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm");
 }
@@ -279,7 +279,11 @@ static bool admit(struct request *req)
                      req->param_names, req->param_values, &req->n_params, &allowed);
     if (m == MATCH_OK)
         req->surface = req->route->surface;
-    if (m != MATCH_OK && req->method_bit == M_OPTIONS && allowed) {
+    /* a CORS preflight is answered here even where the path has its own OPTIONS (tus) */
+    bool preflight = req->method_bit == M_OPTIONS &&
+                     http_header(req, "Access-Control-Request-Method") &&
+                     origin_allowed(app, http_header(req, "Origin"));
+    if (req->method_bit == M_OPTIONS && allowed && (m != MATCH_OK || preflight)) {
         reply_preflight(req, allowed);
         return false;
     }

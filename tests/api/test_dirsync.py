@@ -108,9 +108,11 @@ def sample(src):
 def test_tree_copied_exactly_then_nothing_then_one_file(rooted, root):
     src, dst = root / "src", root / "dst"
     files = sample(src)
+    files["caf\udce9"] = (b"latin-1 name", 0o644)  # a name that is not UTF-8
+    write(src, "caf\udce9", b"latin-1 name", 0o644, T0 + 5 * 1_000_001)
     res = sync(rooted, src, dst)
-    assert counts(res) == {"filesCopied": 5, "filesUnchanged": 0, "filesDeleted": 0,
-                           "conflictsEncountered": 0, "changesApplied": 5}
+    assert counts(res) == {"filesCopied": 6, "filesUnchanged": 0, "filesDeleted": 0,
+                           "conflictsEncountered": 0, "changesApplied": 6}
     assert res["success"] is True and res["errors"] == [] and res["conflicts"] == []
     assert res["bytesCopied"] == sum(len(d) for d, _ in files.values())
     assert tree(dst) == tree(src)  # bytes, modes and mtimes to the nanosecond
@@ -118,13 +120,13 @@ def test_tree_copied_exactly_then_nothing_then_one_file(rooted, root):
     no_temp_files(dst)
 
     res = sync(rooted, src, dst)
-    assert counts(res) == {"filesCopied": 0, "filesUnchanged": 5, "filesDeleted": 0,
+    assert counts(res) == {"filesCopied": 0, "filesUnchanged": 6, "filesDeleted": 0,
                            "conflictsEncountered": 0, "changesApplied": 0}
     assert res["bytesCopied"] == 0
 
     write(src, "docs/readme", b"now with words", 0o640, T0 + 10**10)
     res = sync(rooted, src, dst)
-    assert counts(res) == {"filesCopied": 1, "filesUnchanged": 4, "filesDeleted": 0,
+    assert counts(res) == {"filesCopied": 1, "filesUnchanged": 5, "filesDeleted": 0,
                            "conflictsEncountered": 0, "changesApplied": 1}
     assert res["bytesCopied"] == len(b"now with words")
     assert tree(dst) == tree(src)
@@ -134,9 +136,9 @@ def test_tree_copied_exactly_then_nothing_then_one_file(rooted, root):
     assert sync(rooted, src, dst, syncType="Incremental")["filesCopied"] == 0
     assert (dst / "a.txt").read_bytes() == b"alpha\n"
     res = sync(rooted, src, dst, syncType="Full")
-    assert counts(res)["filesCopied"] == 1 and res["filesUnchanged"] == 4, res
+    assert counts(res)["filesCopied"] == 1 and res["filesUnchanged"] == 5, res
     assert tree(dst) == tree(src)
-    assert sync(rooted, src, dst, syncType="Full", verifyIntegrity=True)["filesUnchanged"] == 5
+    assert sync(rooted, src, dst, syncType="Full", verifyIntegrity=True)["filesUnchanged"] == 6
     no_temp_files(dst)
 
 
@@ -249,6 +251,20 @@ def test_source_links(rooted, root):
 
 
 @pytest.mark.sqlite_only
+def test_source_links_that_stay_inside_by_other_spellings(rooted, root):
+    # dirsync.c: a link "counts as the file it leads to, when that is a file beneath the
+    # source"; these two lead to one, spelt absolutely and through the source's own name
+    src, dst = root / "src", root / "dst"
+    write(src, "real/data.txt", b"linked content")
+    os.symlink(src / "real/data.txt", src / "absolute")
+    os.symlink("../src/real/data.txt", src / "roundabout")
+    res = sync(rooted, src, dst)
+    assert res["errors"] == [] and res["filesCopied"] == 3, res
+    assert (dst / "absolute").read_bytes() == (dst / "roundabout").read_bytes() == \
+        b"linked content"
+
+
+@pytest.mark.sqlite_only
 def test_target_link_out_of_the_root_is_not_written_through(rooted, root, tmp_path):
     src, dst, elsewhere = root / "src", root / "dst", tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -314,12 +330,15 @@ def test_confinement_and_validation(make_server, root, tmp_path):
 def test_source_folder_missing_or_a_file(rooted, root):
     dst = root / "dst"
     write(root, "file", b"x")
-    for source, status, code in ((root / "nope", 404, "NOT_FOUND"),
-                                 (root / "file", 400, "INVALID_REQUEST")):
+    (root / "src").mkdir()
+    for source, target, status, code, what in (
+            (root / "nope", dst, 404, "NOT_FOUND", "cannot be opened"),
+            (root / "file", dst, 400, "INVALID_REQUEST", "cannot be opened"),
+            (root / "src", dst / "no/parent", 400, "INVALID_REQUEST", "cannot be created")):
         r = rooted.post(FILES, token=rooted.admin_token,
-                        json={"sourceDirectory": str(source), "targetDirectory": str(dst)})
+                        json={"sourceDirectory": str(source), "targetDirectory": str(target)})
         body = assert_v1_error(r, status, code)
-        assert "cannot be opened" in body["details"], body
+        assert what in body["details"], body
     assert not dst.exists()
 
 
@@ -367,10 +386,14 @@ def status(srv, sid, token=None):
     return st
 
 
+def poll(srv, sid, pred, token=None, timeout=30, interval=0.01):
+    st = wait_until(lambda: pred(s := status(srv, sid, token)) and s, timeout, interval)
+    assert st, f"session {sid}: {status(srv, sid, token)}"
+    return st
+
+
 def finished(srv, sid, token=None, timeout=30):
-    st = wait_until(lambda: (lambda s: s if s["status"] in ("completed", "failed") else None)(
-        status(srv, sid, token)), timeout=timeout, interval=0.1)
-    assert st, f"session {sid} did not finish: {status(srv, sid, token)}"
+    st = poll(srv, sid, lambda s: s["status"] in ("completed", "failed"), token, timeout, 0.05)
     assert ISO_RE.match(st["completedAt"]), st
     return st
 
@@ -384,7 +407,7 @@ def many_files(src, n, big=0):
 
 
 def test_session_runs_to_completion_and_closes(make_server, root):
-    srv = make_server("--file-root", str(root))
+    srv = make_server("--file-root", str(root), "--rate-limit", "0")  # polled often
     src, dst = root / "src", root / "dst"
     files = sample(src)
     write(src, "skip.tmp", b"no")
@@ -439,7 +462,7 @@ def test_session_runs_to_completion_and_closes(make_server, root):
 
 
 def test_session_with_missing_source_fails(make_server, root):
-    srv = make_server("--file-root", str(root))
+    srv = make_server("--file-root", str(root), "--rate-limit", "0")  # polled often
     sid = start(srv, root / "nope", root / "dst")
     st = finished(srv, sid)
     assert st["status"] == "failed" and st["result"] is None, st
@@ -449,21 +472,18 @@ def test_session_with_missing_source_fails(make_server, root):
 
 
 def test_session_progress_is_real(make_server, root):
-    srv = make_server("--file-root", str(root))
+    srv = make_server("--file-root", str(root), "--rate-limit", "0")  # polled often
     src, dst = root / "src", root / "dst"
     n_files, n_bytes = many_files(src, 2000, big=4 * 1024 * 1024)
     sid = start(srv, src, dst)
     r = srv.post(f"{SESS}/{sid}/complete", token=srv.admin_token)
     body = assert_v1_error(r, 409, "CONFLICT")
     assert "in progress" in body["message"] + body["details"], body
-    seen = []
-    while True:
-        st = status(srv, sid)
-        seen.append(st)
-        if st["status"] in ("completed", "failed"):
-            break
-        assert len(seen) < 3000, st
+    seen = [status(srv, sid)]
+    while seen[-1]["status"] not in ("completed", "failed") and len(seen) < 3000:
         time.sleep(0.01)
+        seen.append(status(srv, sid))
+    st = seen[-1]
     assert st["status"] == "completed", st
     assert any(s["status"] == "in-progress" and 0 < s["progressPercentage"] < 100
                and 0 < s["filesDone"] < n_files and s["filesTotal"] == n_files
@@ -479,12 +499,11 @@ def test_session_progress_is_real(make_server, root):
 
 
 def test_session_resumes_after_restart(make_server, root):
-    srv = make_server("--file-root", str(root))
+    srv = make_server("--file-root", str(root), "--rate-limit", "0")  # polled often
     src, dst = root / "src", root / "dst"
-    n_files, n_bytes = many_files(src, 6000)
+    n_files, n_bytes = many_files(src, 3000)
     sid = start(srv, src, dst)
-    st = wait_until(lambda: (lambda s: s if s["filesDone"] > 0 or s["status"] == "completed"
-                             else None)(status(srv, sid)), timeout=30, interval=0.01)
+    st = poll(srv, sid, lambda s: s["filesDone"] > 0 or s["status"] == "completed")
     assert st["status"] == "in-progress", f"too quick to interrupt: {st}"
     assert srv.stop(signal.SIGTERM) == 0
     t_stop = time.monotonic()

@@ -514,7 +514,8 @@ def purge(srv):
     r = srv.post("/api/v1/admin/purge", token=srv.admin_token)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"tombstonesPurged", "batchesPurged", "conflictsPurged", "horizon"}, body
+    assert set(body) == {"tombstonesPurged", "batchesPurged", "conflictsPurged", "horizon",
+                         "uploadsExpired", "blobsCollected"}, body
     return body
 
 

@@ -75,7 +75,8 @@ def purge(srv):
     r = srv.post(PURGE, token=srv.admin_token)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"tombstonesPurged", "batchesPurged", "conflictsPurged", "horizon"}, body
+    assert set(body) == {"tombstonesPurged", "batchesPurged", "conflictsPurged", "horizon",
+                         "uploadsExpired", "blobsCollected"}, body
     return body
 
 
