@@ -160,15 +160,22 @@ rsync_sync() { # rsync_sync TARGET -> seconds
   t0=$(date +%s.%N); rsync -a "$SRC/" "$1/"; t1=$(date +%s.%N)
   python3 -c "print($t1 - $t0)"
 }
-sync_both() { # one round into fresh targets named by $1; the slower order is not favoured
-  rm -rf "$WORK/roots/ferry-$1" "$WORK/roots/rsync-$1"
-  DS_F1=$(ferry_sync "$WORK/roots/ferry-$1")
-  DS_R1=$(rsync_sync "$WORK/roots/rsync-$1")
+sync_both() { # round $1 into fresh targets; the order alternates, so neither tool always
+  # runs first (right after the tree was written) or last
+  local f="$WORK/roots/ferry-$1" r="$WORK/roots/rsync-$1"
+  if [ $(($1 % 2)) = 1 ]; then
+    sync; DS_F1=$(ferry_sync "$f"); sync; DS_R1=$(rsync_sync "$r")
+  else
+    sync; DS_R1=$(rsync_sync "$r"); sync; DS_F1=$(ferry_sync "$f")
+  fi
   python3 "$HERE/make_tree.py" "$SRC" "$FILES" --change "$CHANGED" --round "$1"
-  DS_F2=$(ferry_sync "$WORK/roots/ferry-$1")
-  DS_R2=$(rsync_sync "$WORK/roots/rsync-$1")
-  diff -r "$SRC" "$WORK/roots/ferry-$1" >/dev/null || fail "ferry's copy differs from the source"
-  diff -r "$SRC" "$WORK/roots/rsync-$1" >/dev/null || fail "rsync's copy differs from the source"
+  if [ $(($1 % 2)) = 1 ]; then
+    sync; DS_F2=$(ferry_sync "$f"); sync; DS_R2=$(rsync_sync "$r")
+  else
+    sync; DS_R2=$(rsync_sync "$r"); sync; DS_F2=$(ferry_sync "$f")
+  fi
+  diff -r "$SRC" "$f" >/dev/null || fail "ferry's copy differs from the source"
+  diff -r "$SRC" "$r" >/dev/null || fail "rsync's copy differs from the source"
 }
 log "dirsync: ${REPEAT} rounds"
 I_F=(); I_R=(); C_F=(); C_R=()

@@ -13,7 +13,8 @@
  * - Every path is opened beneath its root with openat2(RESOLVE_BENEATH): a symbolic link
  *   is followed only when it stays inside the source folder, never on the target side,
  *   and a folder swapped for a link while the sync runs cannot lead out.
- * - A file that changes while it is copied is reported and not copied. */
+ * - A file that changes while it is copied is reported and not copied.
+ * - Files are copied by a few threads, each taking one folder's files at a time. */
 #ifndef FERRY_DIRSYNC_H
 #define FERRY_DIRSYNC_H
 
