@@ -28,6 +28,7 @@
 #include "blob/spool.h"
 #include "engine/files.h"
 #include "engine/uploads.h"
+#include "util/crypto.h"
 #include "util/json.h"
 #include "util/timeutil.h"
 
@@ -446,9 +447,7 @@ static int open_checksum(struct request *req, struct patch *p)
         reply_status(req, 400, "Upload-Checksum: the value is not a base64 digest");
         return -1;
     }
-    p->check_md = EVP_MD_CTX_new();
-    if (!p->check_md || EVP_DigestInit_ex(p->check_md, md, NULL) != 1)
-        abort();
+    p->check_md = crypto_digest_new(md);
     return 0;
 }
 
@@ -558,9 +557,7 @@ static void patch_open(struct request *req)
     free(path);
     p->file_md = live_take_hash(p->u.id, p->start);
     if (!p->file_md && p->start == 0) {
-        p->file_md = EVP_MD_CTX_new();
-        if (!p->file_md || EVP_DigestInit_ex(p->file_md, EVP_sha256(), NULL) != 1)
-            abort();
+        p->file_md = crypto_digest_new(EVP_sha256());
     }
     req->sink_ctx = p;
 }
@@ -613,13 +610,8 @@ static int complete(struct request *req, struct store_conn *c, struct upload *u,
     uint64_t size = 0;
     struct file_entry e = {0};
     int rc = FERRY_ERR;
-    if (md) {
-        unsigned char digest[EVP_MAX_MD_SIZE];
-        unsigned int len = 0;
-        EVP_DigestFinal_ex(md, digest, &len);
-        for (unsigned i = 0; i < 32; i++)
-            snprintf(known + 2 * i, 3, "%02x", digest[i]);
-    }
+    if (md)
+        crypto_sha256_final_hex(md, known);
     pthread_rwlock_rdlock(&req->app->blob_lock);
     if (blob_adopt_file(req->app->blobs, path, md ? known : NULL, NULL, hex, &size, err) ==
             FERRY_OK &&

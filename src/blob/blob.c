@@ -14,6 +14,7 @@
 
 #include "blob/blob.h"
 #include "blob/spool.h"
+#include "util/crypto.h"
 
 #define TMP_DIR "tmp"
 #define COPY_CHUNK (256 * 1024)
@@ -184,20 +185,18 @@ int blob_writer_finish(struct blob_writer *w, const char *expect_sha256, char he
     return rc;
 }
 
-int blob_put_file(struct blob_store *bs, const char *path, char hex[65], uint64_t *size,
-                  struct err *err)
+/* Reads the file at path piece by piece into each(piece, len, ctx); *size gets its
+ * length. Stops at the first piece each() refuses. */
+static int read_file(const char *path, int (*each)(const char *, size_t, void *, struct err *),
+                     void *ctx, uint64_t *size, struct err *err)
 {
-    struct blob_writer *w = NULL;
     char *buf = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    int rc = FERRY_ERR;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), rc = FERRY_ERR;
     ssize_t n;
-
     if (fd < 0)
         return spool_io_error(err, "cannot read", path);
-    if (blob_writer_new(bs, &w, err) != FERRY_OK)
-        goto out;
     buf = xmalloc(COPY_CHUNK);
+    *size = 0;
     while ((n = read(fd, buf, COPY_CHUNK)) != 0) {
         if (n < 0 && errno == EINTR)
             continue;
@@ -205,16 +204,41 @@ int blob_put_file(struct blob_store *bs, const char *path, char hex[65], uint64_
             spool_io_error(err, "cannot read", path);
             goto out;
         }
-        if (blob_writer_write(w, buf, (size_t)n, err) != FERRY_OK)
+        if (each(buf, (size_t)n, ctx, err) != FERRY_OK)
             goto out;
+        *size += (uint64_t)n;
     }
-    rc = blob_writer_finish(w, NULL, hex, size, err);
-    w = NULL;
+    rc = FERRY_OK;
 out:
-    blob_writer_abort(w);
     free(buf);
     close(fd);
     return rc;
+}
+
+static int write_piece(const char *piece, size_t len, void *ctx, struct err *err)
+{
+    return blob_writer_write(ctx, piece, len, err);
+}
+
+static int hash_piece(const char *piece, size_t len, void *ctx, struct err *err)
+{
+    (void)err;
+    EVP_DigestUpdate(ctx, piece, len);
+    return FERRY_OK;
+}
+
+int blob_put_file(struct blob_store *bs, const char *path, char hex[65], uint64_t *size,
+                  struct err *err)
+{
+    struct blob_writer *w = NULL;
+    uint64_t read_size = 0;
+    if (blob_writer_new(bs, &w, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (read_file(path, write_piece, w, &read_size, err) != FERRY_OK) {
+        blob_writer_abort(w);
+        return FERRY_ERR;
+    }
+    return blob_writer_finish(w, NULL, hex, size, err);
 }
 
 /* Visits DIR/xx/yy/<hash> and removes unreferenced blobs. */
@@ -252,36 +276,11 @@ int blob_collect(struct blob_store *bs, bool (*referenced)(const char *hex, void
 /* Hashes the file at path by reading it. */
 static int hash_file(const char *path, char hex[65], uint64_t *size, struct err *err)
 {
-    char *buf = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC), rc = FERRY_ERR;
-    ssize_t n;
-    if (fd < 0)
-        return spool_io_error(err, "cannot read", path);
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
-        abort();
-    buf = xmalloc(COPY_CHUNK);
-    *size = 0;
-    while ((n = read(fd, buf, COPY_CHUNK)) != 0) {
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            spool_io_error(err, "cannot read", path);
-            goto out;
-        }
-        EVP_DigestUpdate(md, buf, (size_t)n);
-        *size += (uint64_t)n;
-    }
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_DigestFinal_ex(md, digest, &len);
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
-    rc = FERRY_OK;
-out:
+    EVP_MD_CTX *md = crypto_digest_new(EVP_sha256());
+    int rc = read_file(path, hash_piece, md, size, err);
+    if (rc == FERRY_OK)
+        crypto_sha256_final_hex(md, hex);
     EVP_MD_CTX_free(md);
-    free(buf);
-    close(fd);
     return rc;
 }
 

@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 
 #include "blob/spool.h"
+#include "util/crypto.h"
 
 struct spool {
     char *tmp_path;
@@ -38,9 +39,7 @@ int spool_new(const char *dir, struct spool **out, struct err *err)
         free(s);
         return rc;
     }
-    s->md = EVP_MD_CTX_new();
-    if (!s->md || EVP_DigestInit_ex(s->md, EVP_sha256(), NULL) != 1)
-        abort(); /* allocation policy: see ferry.h */
+    s->md = crypto_digest_new(EVP_sha256());
     *out = s;
     return FERRY_OK;
 }
@@ -69,19 +68,11 @@ uint64_t spool_size(const struct spool *s)
 
 void spool_hash(const struct spool *s, char hex[65])
 {
-    static const char digits[] = "0123456789abcdef";
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
     EVP_MD_CTX *copy = EVP_MD_CTX_new();
     if (!copy || EVP_MD_CTX_copy_ex(copy, s->md) != 1)
         abort();
-    EVP_DigestFinal_ex(copy, md, &md_len);
+    crypto_sha256_final_hex(copy, hex);
     EVP_MD_CTX_free(copy);
-    for (int i = 0; i < 32; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 15];
-    }
-    hex[64] = '\0';
 }
 
 void spool_sync_dir(const char *dir)

@@ -19,6 +19,7 @@
 
 #include "engine/dirsync.h"
 #include "util/buf.h"
+#include "util/crypto.h"
 
 #define COPY_BUF (256 * 1024)
 #define BATCH_FILES 1024
@@ -312,28 +313,17 @@ static int target_dir(struct worker *w, const char *rel)
     return w->cached_fd;
 }
 
-static void hash_hex(EVP_MD_CTX *md, char hex[65])
-{
-    unsigned char d[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_DigestFinal_ex(md, d, &len);
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", d[i]);
-}
-
 /* SHA-256 of an open file from its start. */
 static int hash_fd(int fd, char *buf, char hex[65])
 {
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    EVP_MD_CTX *md = crypto_digest_new(EVP_sha256());
     ssize_t n;
     off_t off = 0;
-    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
-        abort();
     while ((n = pread(fd, buf, COPY_BUF, off)) > 0) {
         EVP_DigestUpdate(md, buf, (size_t)n);
         off += n;
     }
-    hash_hex(md, hex);
+    crypto_sha256_final_hex(md, hex);
     EVP_MD_CTX_free(md);
     return n < 0 ? -1 : 0;
 }
@@ -409,12 +399,7 @@ static int64_t copy_bytes(struct worker *w, int src_fd, int out_fd, char *sha)
         if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
             return -1;
     }
-    EVP_MD_CTX *md = NULL;
-    if (sha) {
-        md = EVP_MD_CTX_new();
-        if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
-            abort();
-    }
+    EVP_MD_CTX *md = sha ? crypto_digest_new(EVP_sha256()) : NULL;
     while ((n = read(src_fd, w->buf, COPY_BUF)) > 0) {
         if (md)
             EVP_DigestUpdate(md, w->buf, (size_t)n);
@@ -429,7 +414,7 @@ static int64_t copy_bytes(struct worker *w, int src_fd, int out_fd, char *sha)
         total += n;
     }
     if (md) {
-        hash_hex(md, sha);
+        crypto_sha256_final_hex(md, sha);
         EVP_MD_CTX_free(md);
     }
     return n < 0 ? -1 : total;

@@ -69,3 +69,24 @@ size_t crypto_base64url(const void *data, size_t len, char *out)
     }
     return (size_t)n;
 }
+
+EVP_MD_CTX *crypto_digest_new(const EVP_MD *type)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (!md || EVP_DigestInit_ex(md, type, NULL) != 1)
+        abort();
+    return md;
+}
+
+void crypto_sha256_final_hex(EVP_MD_CTX *md, char out[65])
+{
+    static const char digits[] = "0123456789abcdef";
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(md, d, &len);
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = digits[d[i] >> 4];
+        out[2 * i + 1] = digits[d[i] & 15];
+    }
+    out[64] = '\0';
+}
