@@ -24,6 +24,7 @@ struct app {
     size_t n_tables;
     int64_t started_ms;
     atomic_int in_flight;
+    atomic_bool stopping; /* the shutdown timeout passed: long requests end early */
     struct synced_set synced; /* the synced tables, loaded at start */
     struct blob_store *blobs; /* DATA_DIR/blobs */
     char *uploads_dir;        /* DATA_DIR/uploads: one folder per unfinished upload */

@@ -162,6 +162,12 @@ static void graceful_stop(struct app *app, struct server *srv, const sigset_t *s
             _exit(2);
         }
     }
+    if (atomic_load(&app->in_flight) > 0) {
+        /* long work in a request (a directory sync) stops between files and answers */
+        atomic_store(&app->stopping, true);
+        for (int i = 0; i < 40 && atomic_load(&app->in_flight) > 0; i++)
+            wait_signal(set, 50);
+    }
     if (atomic_load(&app->in_flight) > 0)
         fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"shutdown timeout: %d requests cut\"}\n",
                 atomic_load(&app->in_flight));
@@ -223,9 +229,10 @@ static int open_files(struct app *app, struct err *err)
     for (char *r = strtok_r(roots, ":", &save); r; r = strtok_r(NULL, ":", &save)) {
         struct stat st;
         if (r[0] != '/' || stat(r, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            err_set(err, ERR_INVALID,
+                    "file-root '%s' must be an existing folder given by its absolute path", r);
             free(roots);
-            return err_set(err, ERR_INVALID, "file-root '%s' must be an existing folder given "
-                                             "by its absolute path", r);
+            return FERRY_ERR;
         }
         app->file_roots = xrealloc(app->file_roots, (app->n_file_roots + 1) * sizeof(char *));
         app->file_roots[app->n_file_roots++] = xstrdup(r);

@@ -76,7 +76,8 @@ node "$HERE/tus_server.mjs" "$TPORT" "$WORK/tus-files" >"$WORK/tus-server.log" 2
 PIDS+=($!)
 wait_http "http://127.0.0.1:$TPORT/files"
 
-upload() { # upload ENDPOINT [TOKEN] -> seconds
+upload() { # upload ENDPOINT [TOKEN] -> seconds; the disk is idle when it starts (sync)
+  sync
   node "$HERE/tus_client.mjs" "$1" "$BIG" "${2:-}" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["seconds"])'
 }

@@ -137,7 +137,7 @@ static void sync_files(struct request *req)
         json_get_string(body, "targetDirectory", true, &target, &err) != FERRY_OK ||
         read_options(body, &s, &err) != FERRY_OK ||
         confine(req->app, source, target, &s, &err) != FERRY_OK ||
-        run_sync(&s, NULL, NULL, NULL, &result, &err) != FERRY_OK)
+        run_sync(&s, &req->app->stopping, NULL, NULL, &result, &err) != FERRY_OK)
         http_reply_err(req, &err);
     else
         http_reply_json(req, 200, result);

@@ -21,6 +21,7 @@
 #include "app.h"
 #include "blob/spool.h"
 #include "engine/files.h"
+#include "engine/jobs.h"
 #include "engine/push.h"
 #include "engine/uploads.h"
 #include "http/range.h"
@@ -717,6 +718,8 @@ void files_housekeeping(struct app *app, struct store_conn *c, struct files_swep
                  " (SELECT id FROM ferry_uploads WHERE expires_at < $1)",
               &v, 1, NULL, NULL);
     store_run(c, "DELETE FROM ferry_uploads WHERE expires_at < $1", &v, 1, NULL, NULL);
+    int64_t old_jobs = 0; /* finished sessions are kept as long as tombstones */
+    jobs_purge(c, now - app->cfg->tombstone_retention * 1000, &old_jobs, NULL);
     blob_clear_stale(app->blobs);
     pthread_rwlock_wrlock(&app->blob_lock);
     blob_collect(app->blobs, blob_in_use, c, &out->blobs, &err);

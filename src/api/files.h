@@ -26,8 +26,9 @@ struct files_swept {
     int64_t blobs;   /* unreferenced blobs removed */
 };
 
-/* Removes the data of expired upload sessions and collects unreferenced blobs; run by
- * the purge thread and by POST /api/v1/admin/purge. */
+/* Removes the data of expired upload sessions, finished jobs older than the tombstone
+ * retention and stale blob temporaries, and collects unreferenced blobs; run by the
+ * purge thread and by POST /api/v1/admin/purge. */
 void files_housekeeping(struct app *app, struct store_conn *c, struct files_swept *out);
 
 #endif

@@ -35,6 +35,7 @@
 #define TUS_VERSION "1.0.0"
 #define TUS_EXTENSIONS "creation,termination,expiration,checksum"
 #define MAX_METADATA 4096
+#define WRITEBACK_STEP (8 * 1024 * 1024)
 
 /* --- running hashes and PATCH locks (per process) ------------------------------------ */
 
@@ -419,6 +420,7 @@ struct patch {
     struct upload u;
     int fd;
     int64_t start, written;
+    int64_t flushed; /* bytes of this PATCH already handed to writeback */
     EVP_MD_CTX *file_md;  /* SHA-256 of the whole file so far, or NULL */
     EVP_MD_CTX *check_md; /* Upload-Checksum's algorithm over this request, or NULL */
     unsigned char check_want[EVP_MAX_MD_SIZE];
@@ -587,6 +589,13 @@ static bool patch_write(struct request *req, const char *data, size_t len)
             EVP_DigestUpdate(p->check_md, data + done, (size_t)n);
         done += (size_t)n;
         p->written += n;
+    }
+    /* Start writing what arrived to disk now, a few MiB at a time, so that the flush
+     * before the answer waits only for the tail, not for the whole body. */
+    if (p->written - p->flushed >= WRITEBACK_STEP) {
+        sync_file_range(p->fd, p->start + p->flushed, p->written - p->flushed,
+                        SYNC_FILE_RANGE_WRITE);
+        p->flushed = p->written;
     }
     return true;
 }

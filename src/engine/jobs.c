@@ -110,6 +110,15 @@ int jobs_finish(struct store_conn *c, const char *id, bool ok, const char *resul
                      v, 5, NULL, err);
 }
 
+int jobs_purge(struct store_conn *c, int64_t before, int64_t *removed, struct err *err)
+{
+    struct store_val v = sv_int(before);
+    return store_run(c,
+                     "DELETE FROM ferry_jobs WHERE status IN ('completed', 'failed')"
+                     " AND completed_at < $1",
+                     &v, 1, removed, err);
+}
+
 int jobs_close(struct store_conn *c, const char *id, struct err *err)
 {
     struct store_val v = sv_text(id);
@@ -164,15 +173,63 @@ static bool claim(struct job_worker *w, struct store_conn *c, char id[40])
     return claimed == 1;
 }
 
+/* Beats a running job's heart every HEARTBEAT_MS on its own pooled connection, so that a
+ * job busy with one long step (a big file) is not taken for dead. */
+struct heartbeat {
+    struct store *st;
+    const char *id;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    bool done;
+};
+
+#define HEARTBEAT_MS 2000
+
+static void *heartbeat_main(void *arg)
+{
+    struct heartbeat *h = arg;
+    pthread_mutex_lock(&h->lock);
+    while (!h->done) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += HEARTBEAT_MS / 1000;
+        if (pthread_cond_timedwait(&h->wake, &h->lock, &until) == 0 || h->done)
+            continue;
+        pthread_mutex_unlock(&h->lock);
+        struct store_conn *c = NULL;
+        struct store_val v[] = {sv_text(h->id), sv_int(time_now_ms())};
+        if (store_acquire(h->st, &c, NULL) == FERRY_OK)
+            store_run(c, "UPDATE ferry_jobs SET heartbeat_at = $2 WHERE id = $1", v, 2, NULL,
+                      NULL);
+        store_release(c);
+        pthread_mutex_lock(&h->lock);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return NULL;
+}
+
 static void run_one(struct job_worker *w, struct store_conn *c, const char *id)
 {
     struct job j = {0};
     struct err err = {0};
     bool found = false;
     char *result = NULL, *message = NULL;
+    struct heartbeat h = {.st = w->st, .id = id};
+    pthread_t beat;
     if (jobs_get(c, id, &j, &found, &err) != FERRY_OK || !found)
         return;
+    pthread_mutex_init(&h.lock, NULL);
+    pthread_cond_init(&h.wake, NULL);
+    bool beating = pthread_create(&beat, NULL, heartbeat_main, &h) == 0;
     int rc = w->run(c, &j, &w->stop, &result, &message, &err);
+    pthread_mutex_lock(&h.lock);
+    h.done = true;
+    pthread_cond_signal(&h.wake);
+    pthread_mutex_unlock(&h.lock);
+    if (beating)
+        pthread_join(beat, NULL);
+    pthread_mutex_destroy(&h.lock);
+    pthread_cond_destroy(&h.wake);
     if (w->stop) {
         /* interrupted: left running; it starts again once its heartbeat is stale */
     } else if (rc == FERRY_OK) {

@@ -1,9 +1,9 @@
 /* jobs.h - long work as records (DESIGN.md section 2): a job has a kind, a status
  * (pending, running, completed, failed), progress (bytes and items done of total, a
  * message) and a result, and survives restarts. A worker thread runs pending jobs one at
- * a time; a running job reports a heartbeat, and one whose heartbeat stops (its server
+ * a time; a running job has a heartbeat, and one whose heartbeat stops (its server
  * died) goes back to pending and runs again, which is safe because every kind of job is
- * idempotent. */
+ * idempotent. Finished jobs are kept for the tombstone retention, then purged. */
 #ifndef FERRY_JOBS_H
 #define FERRY_JOBS_H
 
@@ -42,6 +42,9 @@ int jobs_finish(struct store_conn *c, const char *id, bool ok, const char *resul
 /* Marks a finished job closed (seed 003's session complete); ERR_CONFLICT while it runs. */
 int jobs_close(struct store_conn *c, const char *id, struct err *err);
 
+/* Removes finished jobs completed before `before` (ms). */
+int jobs_purge(struct store_conn *c, int64_t before, int64_t *removed, struct err *err);
+
 /* What runs a job of one kind: returns FERRY_OK with *result (JSON text, owned) and a
  * message, or FERRY_ERR with err. It may call jobs_progress through the connection. */
 typedef int (*job_runner)(struct store_conn *c, const struct job *j, const atomic_bool *stop,
@@ -56,7 +59,8 @@ void jobs_worker_kick(struct job_worker *w);
  * heartbeat, so it runs again after the next start. */
 void jobs_worker_stop(struct job_worker *w);
 
-/* The seconds after which a running job without a heartbeat is taken to be dead. */
+/* The milliseconds after which a running job without a heartbeat is taken to be dead
+ * (a running job beats every 2 s, whatever it is doing). */
 #define JOB_STALE_MS 10000
 
 #endif

@@ -456,8 +456,13 @@ int server_start(struct app *app, struct server **out, struct err *err)
         flags, (uint16_t)port, NULL, NULL, on_request, app, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, app, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)app->cfg->threads,
         /* Room for twice the header limit, so that oversize headers usually reach
-         * admit() and get ferry's own 431; far beyond it MHD answers 431 itself. */
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)app->cfg->max_header * 2 + 16384,
+         * admit() and get ferry's own 431 (far beyond it MHD answers 431 itself), and
+         * at least 512 KiB: uploads arrive a read buffer at a time, and a large buffer
+         * means few system calls per gigabyte. Pages are touched only when used. */
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)app->cfg->max_header * 2 + 16384 > 512 * 1024
+            ? (size_t)app->cfg->max_header * 2 + 16384
+            : (size_t)512 * 1024,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
         MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_END);
