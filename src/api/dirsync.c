@@ -5,6 +5,7 @@
  *   POST /sync/session/{id}/complete      closes a finished session
  * Both folders must lie inside the configured file roots (--file-root); with none
  * configured, none is allowed. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,12 +19,18 @@
 #include "util/timeutil.h"
 
 #define MAX_EXCLUDES 64
+/* Directory syncs run inside requests at once at most; more get 429 (a session, which
+ * is a job, has no such limit): each holds one of the few request threads. */
+#define MAX_SYNCS_IN_REQUESTS 2
+
+static atomic_int syncs_in_requests;
 #define PROGRESS_EVERY_MS 250
 
 /* --- options shared by both ways of running ------------------------------------------- */
 
 struct sync_request {
     char *source, *target; /* resolved */
+    char *source_root, *target_root; /* the roots holding them, resolved */
     bool delete_missing, verify, full_compare;
     const char *exclude[MAX_EXCLUDES];
     size_t n_exclude;
@@ -33,14 +40,27 @@ static void sync_request_clear(struct sync_request *s)
 {
     free(s->source);
     free(s->target);
+    free(s->source_root);
+    free(s->target_root);
     memset(s, 0, sizeof(*s));
 }
 
-/* Checks both folders against the roots: 403 outside them, 400 when one lies inside the
- * other (a sync into itself would never end). */
+/* The configured root (resolved) that holds path (resolved), or NULL. */
+static const char *root_of(const struct app *app, const char *path, char *buf)
+{
+    for (size_t i = 0; i < app->n_file_roots; i++)
+        if (realpath(app->file_roots[i], buf) && path_within(buf, path))
+            return buf;
+    return NULL;
+}
+
+/* Checks both folders against the roots: 403 outside them or overlapping ferry's own
+ * data folder (its database and tokens), 400 when one lies inside the other (a sync into
+ * itself would never end). */
 static int confine(const struct app *app, const char *source, const char *target,
                    struct sync_request *s, struct err *err)
 {
+    char data[PATH_MAX], root[PATH_MAX];
     if (!app->n_file_roots)
         return err_set(err, ERR_FORBIDDEN,
                        "no file roots are configured (--file-root), so no folder may be named");
@@ -49,9 +69,19 @@ static int confine(const struct app *app, const char *source, const char *target
         path_in_roots((const char *const *)app->file_roots, app->n_file_roots, target,
                       &s->target, err) != FERRY_OK)
         return FERRY_ERR;
+    if (realpath(app->cfg->data_dir, data) &&
+        (path_within(data, s->source) || path_within(s->source, data) ||
+         path_within(data, s->target) || path_within(s->target, data)))
+        return err_set(err, ERR_FORBIDDEN, "ferry's own data folder cannot be synced");
     if (path_within(s->source, s->target) || path_within(s->target, s->source))
         return err_set(err, ERR_INVALID,
                        "source and target must be separate folders, neither inside the other");
+    if (!root_of(app, s->source, root))
+        return err_set(err, ERR_FORBIDDEN, "the source is outside the configured file roots");
+    s->source_root = xstrdup(root);
+    if (!root_of(app, s->target, root))
+        return err_set(err, ERR_FORBIDDEN, "the target is outside the configured file roots");
+    s->target_root = xstrdup(root);
     return FERRY_OK;
 }
 
@@ -105,6 +135,8 @@ static int run_sync(const struct sync_request *s, const atomic_bool *stop,
     struct dirsync_options o = {
         .source = s->source,
         .target = s->target,
+        .source_root = s->source_root,
+        .target_root = s->target_root,
         .delete_missing = s->delete_missing,
         .verify = s->verify,
         .full_compare = s->full_compare,
@@ -136,11 +168,21 @@ static void sync_files(struct request *req)
     if (json_get_string(body, "sourceDirectory", true, &source, &err) != FERRY_OK ||
         json_get_string(body, "targetDirectory", true, &target, &err) != FERRY_OK ||
         read_options(body, &s, &err) != FERRY_OK ||
-        confine(req->app, source, target, &s, &err) != FERRY_OK ||
-        run_sync(&s, &req->app->stopping, NULL, NULL, &result, &err) != FERRY_OK)
+        confine(req->app, source, target, &s, &err) != FERRY_OK) {
         http_reply_err(req, &err);
-    else
-        http_reply_json(req, 200, result);
+    } else if (atomic_fetch_add(&syncs_in_requests, 1) >= MAX_SYNCS_IN_REQUESTS) {
+        atomic_fetch_sub(&syncs_in_requests, 1);
+        http_add_header(req, "Retry-After", "1");
+        http_reply_error(req, ERR_RATE_LIMITED,
+                         "too many directory syncs at once; try again, or start a session");
+    } else {
+        int rc = run_sync(&s, &req->app->stopping, NULL, NULL, &result, &err);
+        atomic_fetch_sub(&syncs_in_requests, 1);
+        if (rc != FERRY_OK)
+            http_reply_err(req, &err);
+        else
+            http_reply_json(req, 200, result);
+    }
     sync_request_clear(&s);
 }
 

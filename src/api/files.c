@@ -18,6 +18,7 @@
 
 #include "api/api.h"
 #include "api/files.h"
+#include "api/tus.h"
 #include "app.h"
 #include "blob/spool.h"
 #include "engine/files.h"
@@ -31,6 +32,7 @@
 
 #define DEFAULT_CHUNK_SIZE (8LL * 1024 * 1024)
 #define MIN_CHUNK_SIZE 1024LL
+#define MAX_CHUNKS 100000
 #define COPY_BUF (256 * 1024)
 
 /* --- shared helpers ------------------------------------------------------------------ */
@@ -174,6 +176,10 @@ static int read_create_body(struct request *req, json_t *body, struct upload *u,
     u->size = size;
     u->chunk_size = chunk;
     u->chunk_count = (size + chunk - 1) / chunk;
+    if (u->chunk_count > MAX_CHUNKS)
+        return err_set(err, ERR_INVALID,
+                       "%lld chunks are too many (at most %d): choose a larger chunk_size",
+                       (long long)u->chunk_count, MAX_CHUNKS);
     return FERRY_OK;
 }
 
@@ -517,6 +523,7 @@ static void complete_upload(struct request *req)
     json_t *received = NULL;
     char *result = NULL;
     int64_t n_missing = 0;
+    bool claimed = false;
     if (!files_allowed(req))
         return;
     struct store_conn *c = api_conn(req);
@@ -538,7 +545,12 @@ static void complete_upload(struct request *req)
                               (long long)u.chunk_count, missing);
         http_reply_error(req, ERR_INVALID, msg);
         free(msg);
+    } else if (uploads_claim_completion(c, u.id, true, &claimed, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
+    } else if (!claimed) {
+        http_reply_error(req, ERR_CONFLICT, "the upload is being completed; ask again shortly");
     } else if (commit_upload(req, c, &u, &result, &err) != FERRY_OK) {
+        uploads_claim_completion(c, u.id, false, NULL, NULL);
         http_reply_err(req, &err);
     } else {
         char *dir = upload_dir(req->app, u.id);
@@ -708,6 +720,7 @@ void files_housekeeping(struct app *app, struct store_conn *c, struct files_swep
                 files_remove_tree(dir);
                 out->uploads++;
             }
+            tus_forget(ids[i]);
             free(dir);
             free(ids[i]);
         }

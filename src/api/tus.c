@@ -24,6 +24,7 @@
 
 #include "api/api.h"
 #include "api/files.h"
+#include "api/tus.h"
 #include "app.h"
 #include "blob/spool.h"
 #include "engine/files.h"
@@ -75,6 +76,31 @@ static bool live_acquire(const char *id)
     l->busy = true;
     pthread_mutex_unlock(&live_lock);
     return got;
+}
+
+/* Whether a PATCH of id runs in this process. */
+static bool live_busy(const char *id)
+{
+    pthread_mutex_lock(&live_lock);
+    struct live *l = live_find(id);
+    bool busy = l && l->busy;
+    pthread_mutex_unlock(&live_lock);
+    return busy;
+}
+
+void tus_forget(const char *id)
+{
+    pthread_mutex_lock(&live_lock);
+    struct live **pp = &live_list;
+    while (*pp && strcmp((*pp)->id, id) != 0)
+        pp = &(*pp)->next;
+    struct live *l = *pp;
+    if (l && !l->busy) {
+        *pp = l->next;
+        EVP_MD_CTX_free(l->md);
+        free(l);
+    }
+    pthread_mutex_unlock(&live_lock);
 }
 
 /* Takes the running hash when it covers exactly `offset` bytes (NULL otherwise). */
@@ -253,7 +279,7 @@ static int reconcile(const struct app *app, struct store_conn *c, struct upload 
 
 /* Loads upload id: 404 when unknown or someone else's, 410 when expired. */
 static bool load_upload(struct request *req, struct store_conn *c, const char *id,
-                        struct upload *u)
+                        bool may_reconcile, struct upload *u)
 {
     struct err err = {0};
     bool found = false;
@@ -267,7 +293,7 @@ static bool load_upload(struct request *req, struct store_conn *c, const char *i
         reply_status(req, 404, "no such upload");
         return false;
     }
-    if (reconcile(req->app, c, u, &err) != FERRY_OK) {
+    if (may_reconcile && reconcile(req->app, c, u, &err) != FERRY_OK) {
         http_reply_err(req, &err);
         return false;
     }
@@ -372,7 +398,8 @@ static void head(struct request *req)
     struct store_conn *c = api_conn(req);
     if (!c)
         return;
-    if (load_upload(req, c, http_param(req, "id"), &u)) {
+    const char *id = http_param(req, "id");
+    if (load_upload(req, c, id, !live_busy(id), &u)) {
         http_add_header(req, "Cache-Control", "no-store");
         add_int_header(req, "Upload-Offset", u.received);
         add_int_header(req, "Upload-Length", u.size);
@@ -396,7 +423,7 @@ static void terminate(struct request *req)
     struct store_conn *c = api_conn(req);
     if (!c)
         return;
-    if (load_upload(req, c, http_param(req, "id"), &u)) {
+    if (load_upload(req, c, http_param(req, "id"), false, &u)) {
         if (!live_acquire(u.id)) {
             reply_status(req, 423, "a PATCH of this upload is in progress");
         } else if (uploads_delete(c, u.id, &found, &err) != FERRY_OK) {
@@ -496,38 +523,44 @@ static int end_patch(struct app *app, struct patch *p, bool keep, struct err *er
     return rc;
 }
 
+/* Checks a PATCH before its body: on success the upload is held (live_acquire), so no
+ * other PATCH, completion or offset repair of it runs meanwhile. */
 static bool patch_prepare(struct request *req, struct patch *p)
 {
-    const char *ct = http_header(req, "Content-Type");
+    const char *ct = http_header(req, "Content-Type"), *id = http_param(req, "id");
     if (!version_ok(req) || !files_allowed(req))
         return false;
     if (!ct || strncmp(ct, "application/offset+octet-stream", 31) != 0) {
         reply_status(req, 415, "Content-Type must be application/offset+octet-stream");
         return false;
     }
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return false;
-    bool ok = load_upload(req, c, http_param(req, "id"), &p->u);
-    store_release(c);
-    if (!ok)
-        return false;
-    int64_t offset = header_int(req, "Upload-Offset");
-    if (offset < 0) {
-        reply_status(req, 400, "Upload-Offset must be a number of bytes");
+    if (!live_acquire(id)) {
+        reply_status(req, 423, "another PATCH of this upload is in progress");
         return false;
     }
-    if (offset != p->u.received || p->u.completed_at) {
+    struct store_conn *c = api_conn(req);
+    bool ok = c && load_upload(req, c, id, true, &p->u);
+    store_release(c);
+    int64_t offset = header_int(req, "Upload-Offset");
+    int64_t length = header_int(req, "Content-Length");
+    if (!ok) {
+        /* replied */
+    } else if (offset < 0) {
+        reply_status(req, 400, "Upload-Offset must be a number of bytes");
+        ok = false;
+    } else if (offset != p->u.received || p->u.completed_at) {
         add_int_header(req, "Upload-Offset", p->u.received);
         reply_status(req, 409, "Upload-Offset does not match the upload's offset");
-        return false;
-    }
-    int64_t length = header_int(req, "Content-Length");
-    if (length > p->u.size - offset) {
+        ok = false;
+    } else if (length > p->u.size - offset) {
         reply_status(req, 413, "the body goes past Upload-Length");
-        return false;
+        ok = false;
+    } else {
+        ok = open_checksum(req, p) == 0;
     }
-    return open_checksum(req, p) == 0;
+    if (!ok)
+        live_release(id, NULL, 0, false);
+    return ok;
 }
 
 static void patch_open(struct request *req)
@@ -536,11 +569,6 @@ static void patch_open(struct request *req)
     struct patch *p = xcalloc(1, sizeof(*p));
     p->fd = -1;
     if (!patch_prepare(req, p)) {
-        patch_free(p);
-        return;
-    }
-    if (!live_acquire(p->u.id)) {
-        reply_status(req, 423, "another PATCH of this upload is in progress");
         patch_free(p);
         return;
     }
@@ -619,8 +647,18 @@ static int complete(struct request *req, struct store_conn *c, struct upload *u,
     uint64_t size = 0;
     struct file_entry e = {0};
     int rc = FERRY_ERR;
+    bool claimed = false;
     if (md)
         crypto_sha256_final_hex(md, known);
+    /* another server sharing the database may hold this upload too */
+    if (uploads_claim_completion(c, u->id, true, &claimed, err) != FERRY_OK) {
+        free(path);
+        return FERRY_ERR;
+    }
+    if (!claimed) {
+        free(path);
+        return err_set(err, ERR_CONFLICT, "the upload is being completed elsewhere");
+    }
     pthread_rwlock_rdlock(&req->app->blob_lock);
     if (blob_adopt_file(req->app->blobs, path, md ? known : NULL, NULL, hex, &size, err) ==
             FERRY_OK &&
@@ -632,6 +670,8 @@ static int complete(struct request *req, struct store_conn *c, struct upload *u,
         free(result);
     }
     pthread_rwlock_unlock(&req->app->blob_lock);
+    if (rc != FERRY_OK)
+        uploads_claim_completion(c, u->id, false, NULL, NULL);
     if (rc == FERRY_OK) {
         char *dir = xasprintf("%s/%s", req->app->uploads_dir, u->id);
         files_remove_tree(dir);

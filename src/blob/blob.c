@@ -318,6 +318,8 @@ int blob_adopt_file(struct blob_store *bs, const char *path, const char *known_s
         } else if (errno == EXDEV) { /* blobs on another file system: copy instead */
             char copied[65];
             rc = blob_put_file(bs, path, copied, size, err);
+            if (rc == FERRY_OK && strcmp(copied, hex) != 0) /* changed since it was hashed */
+                rc = err_set(err, ERR_INVALID, "%s changed while it was stored", path);
             if (rc == FERRY_OK)
                 unlink(path);
         } else {

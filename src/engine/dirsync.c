@@ -54,6 +54,7 @@ struct entries {
 struct pending { /* a finished copy waiting for the batch's syncfs and its rename */
     char *parent, *tmp, *base;
     char sha[65]; /* the source's SHA-256 when verifying */
+    int failed;   /* errno of a failed flush: not renamed */
 };
 
 /* What all workers share. Everything but the counters and the result's arrays is
@@ -71,6 +72,8 @@ struct sync {
     atomic_int_fast64_t copied, unchanged, conflicts, bytes_copied, files_done, bytes_done;
     char **blocked; /* source folders the target has something else in place of */
     size_t n_blocked;
+    char **unread; /* source folders that could not be read */
+    size_t n_unread;
     pthread_mutex_t lock;
     struct dirsync_progress totals; /* files_total and bytes_total */
 };
@@ -243,6 +246,12 @@ static void scan(struct sync *s, int root, const char *dir_rel, bool is_source,
         add_error(s, dir_rel, strerror(errno));
         if (fd >= 0)
             close(fd);
+        if (is_source) { /* what it holds is unknown: nothing under it may be deleted */
+            pthread_mutex_lock(&s->lock);
+            s->unread = xrealloc(s->unread, (s->n_unread + 1) * sizeof(*s->unread));
+            s->unread[s->n_unread++] = xstrdup(dir_rel);
+            pthread_mutex_unlock(&s->lock);
+        }
         return;
     }
     while ((de = readdir(d)) != NULL) {
@@ -328,20 +337,23 @@ static int hash_fd(int fd, char *buf, char hex[65])
     return n < 0 ? -1 : 0;
 }
 
-/* Writes the batch's copies to disk. */
+/* Writes the batch's copies to disk; a copy that could not be flushed is marked
+ * (failed) and is not renamed into place. */
 static void flush_data(struct worker *w)
 {
     if (w->n_pend > FLUSH_EACH_MAX) {
-        syncfs(w->s->dst);
+        if (syncfs(w->s->dst) != 0)
+            for (size_t i = 0; i < w->n_pend; i++)
+                w->pend[i].failed = errno;
         return;
     }
     for (size_t i = 0; i < w->n_pend; i++) {
         int dir = target_dir(w, w->pend[i].parent);
         int fd = dir >= 0 ? openat(dir, w->pend[i].tmp, O_WRONLY | O_NOFOLLOW | O_CLOEXEC) : -1;
-        if (fd >= 0) {
-            fdatasync(fd);
+        if (fd < 0 || fdatasync(fd) != 0)
+            w->pend[i].failed = errno ? errno : EIO;
+        if (fd >= 0)
             close(fd);
-        }
     }
 }
 
@@ -359,7 +371,9 @@ static void flush_batch(struct worker *w)
         struct pending *p = &w->pend[i];
         int dir = target_dir(w, p->parent);
         char *rel = join(p->parent, p->base), got[65];
-        bool ok = dir >= 0;
+        bool ok = dir >= 0 && !p->failed;
+        if (p->failed)
+            add_error(s, rel, strerror(p->failed));
         if (ok && p->sha[0]) { /* verifyIntegrity: read the copy back */
             int fd = openat(dir, p->tmp, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
             ok = fd >= 0 && hash_fd(fd, w->buf, got) == 0 && !strcmp(got, p->sha);
@@ -391,9 +405,15 @@ static int64_t copy_bytes(struct worker *w, int src_fd, int out_fd, char *sha)
 {
     int64_t total = 0;
     ssize_t n;
+    const atomic_bool *stop = w->s->o->stop;
     if (!sha) { /* the kernel copies (and may share extents) without a trip through here */
-        while ((n = copy_file_range(src_fd, NULL, out_fd, NULL, 1 << 30, 0)) > 0)
+        while ((n = copy_file_range(src_fd, NULL, out_fd, NULL, 64 << 20, 0)) > 0) {
             total += n;
+            if (stop && atomic_load(stop)) {
+                errno = EINTR;
+                return -1;
+            }
+        }
         if (n == 0)
             return total;
         if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
@@ -401,6 +421,11 @@ static int64_t copy_bytes(struct worker *w, int src_fd, int out_fd, char *sha)
     }
     EVP_MD_CTX *md = sha ? crypto_digest_new(EVP_sha256()) : NULL;
     while ((n = read(src_fd, w->buf, COPY_BUF)) > 0) {
+        if (stop && atomic_load(stop)) {
+            EVP_MD_CTX_free(md);
+            errno = EINTR;
+            return -1;
+        }
         if (md)
             EVP_DigestUpdate(md, w->buf, (size_t)n);
         for (ssize_t done = 0; done < n;) {
@@ -426,10 +451,19 @@ static bool same_stat(const struct stat *a, const struct stat *b)
            a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
 }
 
+/* Opens a source file; something swapped in for it since the scan that is not a
+ * regular file (a FIFO would block the copy) is refused with EINVAL. */
 static int open_source(const struct sync *s, const struct entry *e)
 {
-    return e->link_target ? open_beneath(s->src, e->link_target, O_RDONLY, true)
-                          : open_beneath(s->src, e->rel, O_RDONLY, false);
+    struct stat st;
+    int fd = e->link_target ? open_beneath(s->src, e->link_target, O_RDONLY | O_NONBLOCK, true)
+                            : open_beneath(s->src, e->rel, O_RDONLY | O_NONBLOCK, false);
+    if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+        close(fd);
+        errno = EINVAL;
+        return -1;
+    }
+    return fd;
 }
 
 /* A new temporary file in dir: named by process, worker and a counter, created with
@@ -469,7 +503,7 @@ static void copy_file(struct worker *w, const struct entry *e, int dir, const ch
         add_error(s, e->rel, "changed while it was copied; not copied (sync again)");
     } else {
         struct timespec times[2] = {before.st_atim, before.st_mtim};
-        fchmod(out, before.st_mode & 07777);
+        fchmod(out, before.st_mode & 0777); /* never setuid/setgid: the owner is ferry */
         futimens(out, times);
         close(out);
         out = -1;
@@ -521,14 +555,20 @@ static void conflict(struct sync *s, const char *rel, const char *why)
     pthread_mutex_unlock(&s->lock);
 }
 
-static bool is_blocked(const struct sync *s, const char *rel)
+/* Whether rel lies under one of the folders in list (or is one, with or_same). */
+static bool under_any(char *const *list, size_t n_list, const char *rel, bool or_same)
 {
-    for (size_t i = 0; i < s->n_blocked; i++) {
-        size_t n = strlen(s->blocked[i]);
-        if (!strncmp(rel, s->blocked[i], n) && rel[n] == '/')
+    for (size_t i = 0; i < n_list; i++) {
+        size_t n = strlen(list[i]);
+        if (n == 0 || (!strncmp(rel, list[i], n) && (rel[n] == '/' || (or_same && !rel[n]))))
             return true;
     }
     return false;
+}
+
+static bool is_blocked(const struct sync *s, const char *rel)
+{
+    return under_any(s->blocked, s->n_blocked, rel, false);
 }
 
 /* Makes the target's folders, in path order (parents first), before any file is
@@ -547,7 +587,7 @@ static void make_folders(struct worker *w, const struct entries *src)
         if (dir < 0) {
             add_error(s, e->rel, "its target folder cannot be opened");
         } else if (fstatat(dir, base, &t, AT_SYMLINK_NOFOLLOW) != 0) {
-            if (mkdirat(dir, base, (e->mode & 07777) | 0700) != 0)
+            if (mkdirat(dir, base, (e->mode & 0777) | 0700) != 0)
                 add_error(s, e->rel, strerror(errno));
         } else if (!S_ISDIR(t.st_mode)) {
             conflict(s, e->rel, "the target has a file or link where the source has a folder");
@@ -670,6 +710,8 @@ static void delete_missing(struct worker *w, const struct entries *src, int64_t 
         struct entry key = {.rel = e->rel};
         if (src->n && bsearch(&key, src->v, src->n, sizeof(*src->v), cmp_entry))
             continue;
+        if (under_any(s->unread, s->n_unread, e->rel, true))
+            continue; /* its source folder could not be read: not known to be gone */
         const char *base;
         char *parent = parent_of(e->rel, &base);
         int dir = target_dir(w, parent);
@@ -682,6 +724,37 @@ static void delete_missing(struct worker *w, const struct entries *src, int64_t 
     free_entries(&dst);
 }
 
+/* Opens folder path (absolute, resolved) beneath root (the configured file root that
+ * holds it) without following any link on the way, so that a component swapped for a
+ * link since the path was checked cannot lead out. With create, a missing last
+ * component is made (its parent must exist). */
+static int open_under_root(const char *root, const char *path, bool create)
+{
+    int rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd = -1, e = 0;
+    const char *rel = path + strlen(root);
+    if (rfd < 0)
+        return -1;
+    while (*rel == '/')
+        rel++;
+    if (create && *rel) {
+        const char *base;
+        char *parent = parent_of(rel, &base);
+        int pfd = open_beneath(rfd, parent, O_RDONLY | O_DIRECTORY, false);
+        if (pfd >= 0 && mkdirat(pfd, base, 0700) != 0 && errno != EEXIST)
+            e = errno;
+        if (pfd < 0)
+            e = errno;
+        if (pfd >= 0)
+            close(pfd);
+        free(parent);
+    }
+    if (!e && (fd = open_beneath(rfd, rel, O_RDONLY | O_DIRECTORY, false)) < 0)
+        e = errno;
+    close(rfd);
+    errno = e;
+    return fd;
+}
+
 int dirsync_run(const struct dirsync_options *o, struct dirsync_result *r, struct err *err)
 {
     struct sync s = {.o = o, .r = r, .src = -1, .dst = -1};
@@ -690,20 +763,15 @@ int dirsync_run(const struct dirsync_options *o, struct dirsync_result *r, struc
     pthread_t threads[WORKERS];
     int started = 1;
     memset(r, 0, sizeof(*r));
-    s.src = open(o->source, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    s.src = open_under_root(o->source_root, o->source, false);
     if (s.src < 0)
         return err_set(err, errno == ENOENT ? ERR_NOT_FOUND : ERR_INVALID,
                        "source folder %s cannot be opened: %s", o->source, strerror(errno));
-    if (mkdir(o->target, 0700) != 0 && errno != EEXIST) {
-        close(s.src);
-        return err_set(err, ERR_INVALID, "target folder %s cannot be created: %s", o->target,
-                       strerror(errno));
-    }
-    s.dst = open(o->target, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    s.dst = open_under_root(o->target_root, o->target, true);
     if (s.dst < 0) {
         close(s.src);
-        return err_set(err, ERR_INVALID, "target folder %s cannot be opened: %s", o->target,
-                       strerror(errno));
+        return err_set(err, ERR_INVALID, "target folder %s cannot be created or opened: %s",
+                       o->target, strerror(errno));
     }
     r->errors = json_array();
     r->conflicts_at = json_array();
@@ -744,6 +812,9 @@ int dirsync_run(const struct dirsync_options *o, struct dirsync_result *r, struc
     for (size_t i = 0; i < s.n_blocked; i++)
         free(s.blocked[i]);
     free(s.blocked);
+    for (size_t i = 0; i < s.n_unread; i++)
+        free(s.unread[i]);
+    free(s.unread);
     free_entries(&src);
     free(s.groups);
     pthread_mutex_destroy(&s.lock);

@@ -33,6 +33,7 @@ struct dirsync_progress {
 
 struct dirsync_options {
     const char *source, *target; /* absolute, resolved; target is created if missing */
+    const char *source_root, *target_root; /* the file roots (resolved) that hold them */
     bool delete_missing;         /* remove target entries the source lacks */
     bool verify;                 /* compare SHA-256 of source and copy before renaming */
     bool full_compare;           /* decide "unchanged" by content, not size and time */

@@ -216,8 +216,11 @@ static void run_one(struct job_worker *w, struct store_conn *c, const char *id)
     char *result = NULL, *message = NULL;
     struct heartbeat h = {.st = w->st, .id = id};
     pthread_t beat;
-    if (jobs_get(c, id, &j, &found, &err) != FERRY_OK || !found)
+    if (jobs_get(c, id, &j, &found, &err) != FERRY_OK || !found) {
+        if (found || err.code != ERR_NONE) /* cannot be read: it would be claimed forever */
+            jobs_finish(c, id, false, NULL, err.msg, NULL);
         return;
+    }
     pthread_mutex_init(&h.lock, NULL);
     pthread_cond_init(&h.wake, NULL);
     bool beating = pthread_create(&beat, NULL, heartbeat_main, &h) == 0;

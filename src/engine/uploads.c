@@ -152,7 +152,27 @@ int uploads_set_received(struct store_conn *c, const char *id, int64_t received,
                          struct err *err)
 {
     struct store_val v[] = {sv_text(id), sv_int(received)};
-    return store_run(c, "UPDATE ferry_uploads SET received = $2 WHERE id = $1", v, 2, NULL, err);
+    return store_run(c,
+                     "UPDATE ferry_uploads SET received = $2 WHERE id = $1"
+                     " AND completed_at IS NULL",
+                     v, 2, NULL, err);
+}
+
+int uploads_claim_completion(struct store_conn *c, const char *id, bool claim, bool *claimed,
+                             struct err *err)
+{
+    int64_t now = time_now_ms(), n = 0;
+    struct store_val v[] = {sv_text(id), sv_int(now), sv_int(now - COMPLETION_LEASE_MS)};
+    int rc = claim ? store_run(c,
+                               "UPDATE ferry_uploads SET completing_at = $2 WHERE id = $1"
+                               " AND completed_at IS NULL"
+                               " AND (completing_at IS NULL OR completing_at < $3)",
+                               v, 3, &n, err)
+                   : store_run(c, "UPDATE ferry_uploads SET completing_at = NULL WHERE id = $1",
+                               v, 1, NULL, err);
+    if (claimed)
+        *claimed = n == 1;
+    return rc;
 }
 
 int uploads_finish(struct store_conn *c, const char *id, const char *result, struct err *err)
@@ -160,8 +180,10 @@ int uploads_finish(struct store_conn *c, const char *id, const char *result, str
     struct store_val v[] = {sv_text(id), sv_int(time_now_ms()), sv_text(result)};
     int rc = FERRY_ERR;
     if (store_begin(c, err) == FERRY_OK &&
-        store_run(c, "UPDATE ferry_uploads SET completed_at = $2, result = $3 WHERE id = $1", v,
-                  3, NULL, err) == FERRY_OK &&
+        store_run(c,
+                  "UPDATE ferry_uploads SET completed_at = $2, result = $3, received = size,"
+                  " completing_at = NULL WHERE id = $1",
+                  v, 3, NULL, err) == FERRY_OK &&
         store_run(c, "DELETE FROM ferry_upload_chunks WHERE upload_id = $1", v, 1, NULL, err) ==
             FERRY_OK)
         rc = store_commit(c, err);

@@ -52,11 +52,19 @@ int uploads_claim_chunk(struct store_conn *c, const char *id, int64_t idx, int64
 /* Forgets chunk idx (its bytes were lost): it must be sent again. */
 int uploads_forget_chunk(struct store_conn *c, const char *id, int64_t idx, struct err *err);
 
-/* Sets a tus upload's offset. */
+/* Sets a tus upload's offset (not once it is complete). */
 int uploads_set_received(struct store_conn *c, const char *id, int64_t received,
                          struct err *err);
 
-/* Marks the session complete with its result (JSON text). */
+/* Completing is claimed first, so that two completes of one upload (from two clients,
+ * or two servers) do not both commit it: claim true takes the claim (*claimed false
+ * when another holds it or the upload is complete), claim false gives it back. A claim
+ * older than COMPLETION_LEASE_MS (its server died) may be taken again. */
+#define COMPLETION_LEASE_MS (10 * 60 * 1000)
+int uploads_claim_completion(struct store_conn *c, const char *id, bool claim, bool *claimed,
+                             struct err *err);
+
+/* Marks the session complete with its result (JSON text); its offset becomes its size. */
 int uploads_finish(struct store_conn *c, const char *id, const char *result, struct err *err);
 
 /* Removes the session's records. *found false when there was none. */

@@ -214,7 +214,8 @@ static enum MHD_Result send_reply(struct request *req)
     if (r->fd >= 0) {
         /* MHD sends it with sendfile and closes fd when done */
         resp = MHD_create_response_from_fd_at_offset64(r->fd_len, r->fd, r->fd_offset);
-        r->fd = -1;
+        if (resp)
+            r->fd = -1; /* else request_free closes it */
     } else {
         resp = MHD_create_response_from_buffer(r->body_len, r->body, MHD_RESPMEM_MUST_FREE);
         r->body = NULL; /* MHD frees it; body_len stays for the log */

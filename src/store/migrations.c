@@ -76,7 +76,7 @@
     " path TEXT, size BIGINT NOT NULL, sha256 TEXT, chunk_size BIGINT NOT NULL,"\
     " chunk_count BIGINT NOT NULL, received BIGINT NOT NULL DEFAULT 0, metadata TEXT,"\
     " user_id TEXT, device_id TEXT, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL,"\
-    " completed_at BIGINT, result TEXT);"\
+    " completing_at BIGINT, completed_at BIGINT, result TEXT);"\
     "CREATE INDEX ferry_uploads_expiry ON ferry_uploads(expires_at);"\
     "CREATE TABLE ferry_upload_chunks ("\
     " upload_id TEXT NOT NULL, idx BIGINT NOT NULL, size BIGINT NOT NULL,"\

@@ -522,3 +522,33 @@ def test_session_resumes_after_restart(make_server, root):
     assert st["filesTotal"] == n_files and st["bytesTotal"] == n_bytes, st
     assert tree(dst) == tree(src)
     no_temp_files(dst)
+
+
+@pytest.mark.sqlite_only
+def test_special_mode_bits_are_not_copied(rooted, root):
+    """A setuid or setgid source file is copied without those bits: the copy belongs to
+    the user ferry runs as, not to the source's owner."""
+    src, dst = root / "src", root / "dst"
+    write(src, "tool", b"#!/bin/sh\n", 0o755)
+    os.chmod(src / "tool", 0o6755)
+    res = sync(rooted, src, dst)
+    assert res["filesCopied"] == 1, res
+    assert stat.S_IMODE(os.stat(dst / "tool").st_mode) == 0o755
+
+
+def test_data_folder_cannot_be_synced(make_server, tmp_path):
+    """A file root that holds ferry's own data folder (database, admin token) still
+    refuses it as a source or a target, and any folder containing it."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (tmp_path / "other").mkdir()
+    srv = make_server("--file-root", str(tmp_path), data_dir=str(data))
+    for src, dst in ((data, tmp_path / "out"), (tmp_path / "other", data / "x"),
+                     (tmp_path, tmp_path / "other2")):
+        r = srv.post("/api/v1/sync/files", token=srv.admin_token,
+                     json={"sourceDirectory": str(src), "targetDirectory": str(dst)})
+        assert r.status_code in (400, 403), r.text
+    r = srv.post("/api/v1/sync/files", token=srv.admin_token,
+                 json={"sourceDirectory": str(data), "targetDirectory": str(tmp_path / "out")})
+    assert_v1_error(r, 403, "FORBIDDEN")
+    assert not (tmp_path / "out").exists()

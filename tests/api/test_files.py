@@ -626,3 +626,44 @@ def test_full_disk_answers_507(make_server):
     assert (got["receivedChunks"], got["receivedBytes"]) == ([], 0)
     # the server still works
     assert upload(srv, tok, "small", b"s" * 10)["version"] == 1
+
+
+def test_concurrent_completes_commit_once(make_server):
+    """Two clients completing one upload at once: the file is committed once (version 1);
+    each answer is the entry, or 409 while the other is completing."""
+    srv = make_server()
+    tok = srv.admin_token
+    content = rand_bytes(64 * 1024, 21)
+    s = create(srv, tok, "race/one.bin", len(content), chunk=4096)
+    for i in range(s["chunkCount"]):
+        put_ok(srv, tok, s["id"], i, content[i * 4096:(i + 1) * 4096])
+    answers = []
+
+    def go():
+        r = complete(srv, tok, s["id"])
+        answers.append((r.status_code, r.json()))
+
+    threads = [threading.Thread(target=go) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for status, body in answers:
+        if status == 200:
+            assert_entry(body, "race/one.bin", content, 1)
+        else:
+            assert status == 409 and body["errorCode"] == "CONFLICT", body
+    assert any(st == 200 for st, _ in answers)
+    r = srv.get("/api/v1/files/race/one.bin", token=tok)
+    assert r.status_code == 200 and r.json()["version"] == 1, r.text
+    changes = [c for c in feed(srv) if c["table"] == "files"]
+    assert [c["data"]["version"] for c in changes] == [1], changes
+
+
+@pytest.mark.sqlite_only
+def test_too_many_chunks_is_refused(make_server):
+    srv = make_server()
+    r = srv.post(f"{V1}/upload", token=srv.admin_token,
+                 json={"path": "big.bin", "size": 1024 * 100001, "chunk_size": 1024})
+    assert_v1_error(r, 400, "INVALID_REQUEST")
+    assert "too many" in r.json()["details"], r.text
