@@ -24,7 +24,7 @@
 #define MAX_SYNCS_IN_REQUESTS 2
 
 static atomic_int syncs_in_requests;
-#define PROGRESS_EVERY_MS 250
+#define PROGRESS_EVERY_MS 100
 
 /* --- options shared by both ways of running ------------------------------------------- */
 

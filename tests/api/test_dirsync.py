@@ -485,7 +485,9 @@ def test_session_progress_is_real(make_server, root):
         seen.append(status(srv, sid))
     st = seen[-1]
     assert st["status"] == "completed", st
-    assert any(s["status"] == "in-progress" and 0 < s["progressPercentage"] < 100
+    # a snapshot taken mid-copy (the copy is fast: the first file's report may be the
+    # only one before the end, and its percentage rounds down to 0)
+    assert any(s["status"] == "in-progress" and 0 <= s["progressPercentage"] < 100
                and 0 < s["filesDone"] < n_files and s["filesTotal"] == n_files
                and s["bytesTotal"] == n_bytes for s in seen), seen[:3]
     pct = [s["progressPercentage"] for s in seen]
