@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "blob/blob.h"
+#include "engine/siteops.h"
 #include "engine/tables.h"
 #include "http/ratelimit.h"
 #include "http/router.h"
@@ -34,7 +35,8 @@ struct app {
     pthread_rwlock_t blob_lock;
     char **file_roots; /* folders directory sync may name (file-root) */
     size_t n_file_roots;
-    struct job_worker *dirsync; /* runs seed 003's sessions */
+    struct job_worker *jobs; /* runs jobs: directory-sync sessions, site imports */
+    struct siteops_env site_env; /* this site's URL and the outgoing-call options */
 };
 
 #endif

@@ -67,6 +67,23 @@ static const struct option_def options[] = {
         "largest chunk of a chunked upload"),
     OPT("upload-expiry", "FERRY_UPLOAD_EXPIRY", OPT_INT, upload_expiry, "86400",
         "seconds an unfinished upload session is kept"),
+    OPT("sites-enabled", "FERRY_SITES_ENABLED", OPT_BOOL, sites_enabled, "true",
+        "serve PhoenixKit's site-to-site sync API"),
+    OPT("sites-prefix", "FERRY_SITES_PREFIX", OPT_STR, sites_prefix, "/phoenix_kit",
+        "path prefix of the site-to-site API ({prefix}/sync/api/...)"),
+    OPT("sites-incoming-mode", "FERRY_SITES_INCOMING_MODE", OPT_STR, sites_incoming_mode, NULL,
+        "auto_accept, require_approval, require_password or deny_all (default: as stored, "
+        "else require_approval)"),
+    OPT("sites-password", "FERRY_SITES_PASSWORD", OPT_STR, sites_password, NULL,
+        "password remote sites must give in require_password mode (stored scrypt-hashed)"),
+    OPT("public-url", "FERRY_PUBLIC_URL", OPT_STR, public_url, NULL,
+        "this server's URL as other sites reach it (default http://LISTEN)"),
+    OPT("sites-verify-interval", "FERRY_SITES_VERIFY_INTERVAL", OPT_INT, sites_verify_interval,
+        "300", "seconds between checks that remote sites still have their connections (0: never)"),
+    OPT("sites-timeout", "FERRY_SITES_TIMEOUT", OPT_INT, sites_timeout, "30",
+        "seconds an outgoing call to another site may take"),
+    OPT("sites-allow-private", "FERRY_SITES_ALLOW_PRIVATE", OPT_BOOL, sites_allow_private,
+        "false", "let outgoing site calls reach private and loopback addresses"),
     OPT("legacy-auth", "FERRY_LEGACY_AUTH", OPT_BOOL, legacy_auth, "true",
         "require a token on seed 004's /sync endpoints (false: open, for trusted networks)"),
 };
@@ -302,6 +319,8 @@ int config_load(struct config *cfg, int argc, char **argv, struct err *err)
         return err_set(err, ERR_INVALID, "threads must be between 1 and 256");
     if (cfg->max_header < 1024)
         return err_set(err, ERR_INVALID, "max-header must be at least 1K");
+    if (cfg->sites_timeout < 1)
+        return err_set(err, ERR_INVALID, "sites-timeout must be at least 1 second");
     return FERRY_OK;
 }
 

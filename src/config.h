@@ -36,6 +36,14 @@ struct config {
     long long max_upload;   /* bytes */
     long long max_chunk_size;
     long long upload_expiry; /* seconds */
+    bool sites_enabled;
+    char *sites_prefix;
+    char *sites_incoming_mode; /* NULL: keep the stored mode */
+    char *sites_password;      /* NULL: keep the stored password */
+    char *public_url;
+    bool sites_allow_private;
+    long long sites_verify_interval; /* seconds; 0 = never */
+    long long sites_timeout;         /* seconds */
 };
 
 /* Fills cfg from defaults, file, environment and argv (flags only; positional

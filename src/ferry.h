@@ -30,6 +30,7 @@ enum err_code {
     ERR_RATE_LIMITED, /* 429 */
     ERR_DATABASE,     /* 500 DATABASE_ERROR */
     ERR_INTERNAL,     /* 500 SYNC_FAILED */
+    ERR_BAD_GATEWAY,  /* 502: another site refused or failed */
     ERR_UNAVAILABLE,  /* 503 */
     ERR_STORAGE_FULL, /* 507 */
 };

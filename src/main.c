@@ -13,8 +13,12 @@
 #include "api/api.h"
 #include "api/dirsync.h"
 #include "api/files.h"
+#include "api/phoenix.h"
+#include "engine/siteimport.h"
+#include "engine/sites.h"
 #include "engine/jobs.h"
 #include "app.h"
+#include "cli.h"
 #include "config.h"
 #include "engine/metrics.h"
 #include "engine/tokens.h"
@@ -38,13 +42,20 @@ static void usage(FILE *out)
             "                     [--tables a,b] [options]\n"
             "  ferry token list [options]\n"
             "  ferry token revoke ID [options]\n"
+            "  ferry sites list | show ID | settings [--incoming-mode M] [--password P]\n"
+            "  ferry sites create --name NAME --url URL [--password P] [--allowed a,b]\n"
+            "                     [--excluded c,d] [options]\n"
+            "  ferry sites approve|deny|suspend|reactivate|revoke|verify|delete ID [options]\n"
+            "  ferry sites pull ID --tables a,b [--strategy skip|overwrite|merge|append]\n"
+            "                     [--incremental] [options]\n"
+            "  ferry sites transfers ID [options]\n"
             "  ferry --version | --help\n\n"
             "options (flags override FERRY_* variables, which override the config file):\n",
             FERRY_VERSION);
     config_print_help(out);
 }
 
-static int fail(const struct err *err)
+int cli_fail(const struct err *err)
 {
     fprintf(stderr, "ferry: %s\n", err->msg);
     return 1;
@@ -72,7 +83,7 @@ static int make_dirs(const char *dir, struct err *err)
     return rc;
 }
 
-static int open_store(struct config *cfg, int pool, struct store **st, struct err *err)
+int cli_open_store(struct config *cfg, int pool, struct store **st, struct err *err)
 {
     if (make_dirs(cfg->data_dir, err) != FERRY_OK)
         return FERRY_ERR;
@@ -241,6 +252,34 @@ static int open_files(struct app *app, struct err *err)
     return FERRY_OK;
 }
 
+/* The job worker, for every kind of job; jobs a stopped server left unfinished run
+ * again. */
+static int start_jobs(struct app *app, struct err *err)
+{
+    struct job_kind kinds[] = {dirsync_job_kind(app), siteimport_job_kind(&app->site_env)};
+    return jobs_worker_start(app->store, kinds, 2, &app->jobs, err);
+}
+
+/* --sites-incoming-mode and --sites-password, when given, become the stored settings
+ * (which the admin API changes later). */
+static int apply_site_settings(struct app *app, struct err *err)
+{
+    const struct config *cfg = app->cfg;
+    struct store_conn *c = NULL;
+    const char *prefix = cfg->sites_prefix;
+    size_t n = strlen(prefix);
+    if (n && (prefix[0] != '/' || prefix[n - 1] == '/' || strchr(prefix, '{')))
+        return err_set(err, ERR_INVALID,
+                       "sites-prefix must be empty or start with / and not end with one");
+    if (!cfg->sites_incoming_mode && !cfg->sites_password)
+        return FERRY_OK;
+    if (store_acquire(app->store, &c, err) != FERRY_OK)
+        return FERRY_ERR;
+    int rc = sites_settings_set(c, cfg->sites_incoming_mode, cfg->sites_password, err);
+    store_release(c);
+    return rc;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     struct config cfg;
@@ -249,7 +288,9 @@ static int cmd_serve(int argc, char **argv)
     struct server *srv = NULL;
     struct watch *watch = NULL;
     struct purger *purger = NULL;
+    struct site_healer *healer = NULL;
     char *secret = NULL;
+    char *public_url = NULL;
     sigset_t set;
     int rc = 1;
 
@@ -259,7 +300,7 @@ static int cmd_serve(int argc, char **argv)
     }
     if (config_load(&cfg, argc, argv, &err) != FERRY_OK) {
         config_cleanup(&cfg);
-        return fail(&err);
+        return cli_fail(&err);
     }
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -271,21 +312,36 @@ static int cmd_serve(int argc, char **argv)
 
     app.cfg = &cfg;
     app.started_ms = time_now_ms();
-    app.tables = api_tables;
-    app.n_tables = api_n_tables;
+    /* the site-to-site routes' paths depend on --sites-prefix */
+    const struct route_table **tables = xcalloc(api_n_tables + 1, sizeof(*tables));
+    memcpy(tables, api_tables, api_n_tables * sizeof(*tables));
+    tables[api_n_tables] = phoenix_routes(cfg.sites_prefix);
+    app.tables = tables;
+    app.n_tables = api_n_tables + 1;
     app.rate = ratelimit_new(cfg.rate_limit, 60);
     app.auth_fail = ratelimit_new(cfg.auth_fail_limit, 60);
     pthread_rwlock_init(&app.blob_lock, NULL);
+    public_url = cfg.public_url ? xstrdup(cfg.public_url) : xasprintf("http://%s", cfg.listen);
+    app.site_env = (struct siteops_env){
+        .public_url = public_url,
+        .client = {.allow_private = cfg.sites_allow_private, .timeout_s = cfg.sites_timeout},
+    };
+    siteclient_global_init();
     /* The pool has a connection for each HTTP thread, one each for the change watcher,
-     * the purger and the job worker, so no background task waits behind requests. */
-    if (open_store(&cfg, (int)cfg.threads + 4, &app.store, &err) != FERRY_OK ||
+     * the purger, the job worker, its heartbeat and the site healer, so no background task
+     * waits behind requests. */
+    if (cli_open_store(&cfg, (int)cfg.threads + 5, &app.store, &err) != FERRY_OK ||
         first_admin_token(app.store, cfg.data_dir, &secret, &err) != FERRY_OK ||
         load_tables(&app, &err) != FERRY_OK || open_files(&app, &err) != FERRY_OK ||
+        apply_site_settings(&app, &err) != FERRY_OK ||
         watch_start(app.store, on_log_moved, on_tick, NULL, &watch, &err) != FERRY_OK ||
         purger_start(app.store, cfg.purge_interval, cfg.tombstone_retention * 1000,
                      housekeeping, &app, &purger, &err) != FERRY_OK ||
-        dirsync_worker_start(&app, &err) != FERRY_OK || server_start(&app, &srv, &err) != FERRY_OK) {
-        fail(&err);
+        start_jobs(&app, &err) != FERRY_OK ||
+        siteops_healer_start(app.store, &app.site_env, cfg.sites_verify_interval, &healer,
+                             &err) != FERRY_OK ||
+        server_start(&app, &srv, &err) != FERRY_OK) {
+        cli_fail(&err);
         goto out;
     }
     printf("ferry %s listening on http://%.*s:%d (%s)\n", FERRY_VERSION,
@@ -301,10 +357,15 @@ static int cmd_serve(int argc, char **argv)
     rc = 0;
 out:
     server_stop(srv);
-    jobs_worker_stop(app.dirsync);
+    siteops_healer_stop(healer);
+    jobs_worker_stop(app.jobs);
     watch_stop(watch);
     purger_stop(purger);
     tables_cleanup(&app.synced);
+    phoenix_routes_free();
+    free(tables);
+    free(public_url);
+    siteclient_global_cleanup();
     blob_store_close(app.blobs);
     free(app.uploads_dir);
     for (size_t i = 0; i < app.n_file_roots; i++)
@@ -408,7 +469,7 @@ static int cmd_token(int argc, char **argv)
     const char *verb = argv[0];
     if (parse_token_args(argc - 1, argv + 1, &a, &err) != FERRY_OK ||
         config_load(&cfg, a.n_rest, a.rest, &err) != FERRY_OK ||
-        open_store(&cfg, 1, &st, &err) != FERRY_OK || store_acquire(st, &c, &err) != FERRY_OK)
+        cli_open_store(&cfg, 1, &st, &err) != FERRY_OK || store_acquire(st, &c, &err) != FERRY_OK)
         goto out;
     if (!strcmp(verb, "create"))
         rc = token_create(c, &a, &err);
@@ -425,7 +486,7 @@ out:
     store_close(st);
     config_cleanup(&cfg);
     free(a.rest);
-    return rc == FERRY_OK ? 0 : fail(&err);
+    return rc == FERRY_OK ? 0 : cli_fail(&err);
 }
 
 int main(int argc, char **argv)
@@ -446,6 +507,8 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 2, argv + 2);
     if (!strcmp(argv[1], "token"))
         return cmd_token(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "sites"))
+        return cmd_sites(argc - 2, argv + 2);
     fprintf(stderr, "ferry: unknown command '%s' (see ferry --help)\n", argv[1]);
     return 2;
 }

@@ -11,7 +11,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 # ferry's own build and run dependencies, plus what the benchmark adds: the C client
 # (libcurl, jansson), the raw SQLite program, the sqlite3 shell (creates the user's table
 # before ferry starts), node and npm for pouchdb-server
-extra=(libcurl4-openssl-dev sqlite3)
+extra=(sqlite3)
 command -v node >/dev/null || extra+=(nodejs)
 command -v npm >/dev/null || extra+=(npm)
 "$REPO/scripts/bootstrap.sh" "${extra[@]}"

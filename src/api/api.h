@@ -12,6 +12,7 @@ extern const struct route_table api_sync_routes;
 extern const struct route_table api_files_routes;
 extern const struct route_table api_tus_routes;
 extern const struct route_table api_dirsync_routes;
+extern const struct route_table api_site_admin_routes;
 
 /* All tables, in matching order. */
 extern const struct route_table *const api_tables[];

@@ -246,10 +246,10 @@ static int dirsync_runner(struct store_conn *c, const struct job *j, const atomi
     return run_job(c, j, stop, result, message, err, runner_app);
 }
 
-int dirsync_worker_start(struct app *app, struct err *err)
+struct job_kind dirsync_job_kind(const struct app *app)
 {
     runner_app = app;
-    return jobs_worker_start(app->store, "dirsync", dirsync_runner, &app->dirsync, err);
+    return (struct job_kind){"dirsync", dirsync_runner};
 }
 
 static void start_session(struct request *req)
@@ -276,7 +276,7 @@ static void start_session(struct request *req)
                         &err) != FERRY_OK) {
             http_reply_err(req, &err);
         } else {
-            jobs_worker_kick(req->app->dirsync);
+            jobs_worker_kick(req->app->jobs);
             time_iso8601(time_now_ms(), 0, iso);
             http_reply_json(req, 200,
                             json_pack("{s:s, s:s, s:s, s:s}", "sessionId", id, "startedAt", iso,

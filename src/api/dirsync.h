@@ -1,12 +1,13 @@
-/* dirsync.h - starting the worker that runs seed 003's directory-sync sessions. */
+/* dirsync.h - the job kind that runs seed 003's directory-sync sessions. */
 #ifndef FERRY_API_DIRSYNC_H
 #define FERRY_API_DIRSYNC_H
 
+#include "engine/jobs.h"
 #include "ferry.h"
 
 struct app;
 
-/* Starts app->dirsync; sessions that a stopped server left unfinished run again. */
-int dirsync_worker_start(struct app *app, struct err *err);
+/* The job kind that runs directory-sync sessions (for app->jobs). */
+struct job_kind dirsync_job_kind(const struct app *app);
 
 #endif

@@ -11,6 +11,7 @@ const struct route_table *const api_tables[] = {
     &api_files_routes,
     &api_tus_routes,
     &api_dirsync_routes,
+    &api_site_admin_routes,
 };
 const size_t api_n_tables = sizeof(api_tables) / sizeof(api_tables[0]);
 

@@ -682,6 +682,8 @@ static void *work(void *arg)
             break;
         for (size_t i = s->groups[g]; i < s->groups[g + 1]; i++) {
             const struct entry *e = &s->files->v[i];
+            if (s->o->stop && atomic_load(s->o->stop))
+                break; /* the rest of the group stays for the next run */
             if (e->kind != K_FILE || is_blocked(s, e->rel))
                 continue;
             sync_file(w, e);

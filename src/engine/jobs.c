@@ -133,10 +133,12 @@ int jobs_close(struct store_conn *c, const char *id, struct err *err)
 
 /* --- the worker ---------------------------------------------------------------------- */
 
+#define MAX_KINDS 4
+
 struct job_worker {
     struct store *st;
-    char *kind;
-    job_runner run;
+    struct job_kind kinds[MAX_KINDS];
+    size_t n_kinds;
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake;
@@ -149,27 +151,37 @@ struct job_worker {
 static bool claim(struct job_worker *w, struct store_conn *c, char id[40])
 {
     int64_t now = time_now_ms(), claimed = 0;
-    struct store_val stale[] = {sv_text(w->kind), sv_int(now - JOB_STALE_MS)};
+    struct store_val v[MAX_KINDS + 1];
     struct store_rows *rows = NULL;
-    store_run(c,
-              "UPDATE ferry_jobs SET status = 'pending', message = 'restarting after an"
-              " interruption' WHERE kind = $1 AND status = 'running' AND heartbeat_at < $2",
-              stale, 2, NULL, NULL);
-    if (store_query(c,
-                    "SELECT id FROM ferry_jobs WHERE kind = $1 AND status = 'pending'"
-                    " ORDER BY created_at LIMIT 1",
-                    stale, 1, &rows, NULL) != FERRY_OK ||
-        store_rows_next(rows, NULL) != 1) {
-        store_rows_free(rows);
-        return false;
+    char in[64] = "";
+    size_t n = 0;
+    for (size_t i = 0; i < w->n_kinds; i++) {
+        v[n++] = sv_text(w->kinds[i].kind);
+        snprintf(in + strlen(in), sizeof(in) - strlen(in), "%s$%zu", i ? ", " : "", n);
     }
-    snprintf(id, 40, "%s", store_rows_text(rows, 0));
+    v[n] = sv_int(now - JOB_STALE_MS);
+    char *requeue = xasprintf("UPDATE ferry_jobs SET status = 'pending', message = 'restarting"
+                              " after an interruption' WHERE kind IN (%s)"
+                              " AND status = 'running' AND heartbeat_at < $%zu",
+                              in, n + 1);
+    char *next = xasprintf("SELECT id FROM ferry_jobs WHERE kind IN (%s) AND status = 'pending'"
+                           " ORDER BY created_at LIMIT 1",
+                           in);
+    store_run(c, requeue, v, n + 1, NULL, NULL);
+    bool found = store_query(c, next, v, n, &rows, NULL) == FERRY_OK &&
+                 store_rows_next(rows, NULL) == 1;
+    if (found)
+        snprintf(id, 40, "%s", store_rows_text(rows, 0));
     store_rows_free(rows);
-    struct store_val v[] = {sv_text(id), sv_int(now)};
+    free(requeue);
+    free(next);
+    if (!found)
+        return false;
+    struct store_val u[] = {sv_text(id), sv_int(now)};
     store_run(c,
               "UPDATE ferry_jobs SET status = 'running', started_at = $2, heartbeat_at = $2,"
               " message = 'started' WHERE id = $1 AND status = 'pending'",
-              v, 2, &claimed, NULL);
+              u, 2, &claimed, NULL);
     return claimed == 1;
 }
 
@@ -224,7 +236,11 @@ static void run_one(struct job_worker *w, struct store_conn *c, const char *id)
     pthread_mutex_init(&h.lock, NULL);
     pthread_cond_init(&h.wake, NULL);
     bool beating = pthread_create(&beat, NULL, heartbeat_main, &h) == 0;
-    int rc = w->run(c, &j, &w->stop, &result, &message, &err);
+    job_runner run = NULL;
+    for (size_t i = 0; i < w->n_kinds; i++)
+        if (!strcmp(w->kinds[i].kind, j.kind))
+            run = w->kinds[i].run;
+    int rc = run(c, &j, &w->stop, &result, &message, &err);
     pthread_mutex_lock(&h.lock);
     h.done = true;
     pthread_cond_signal(&h.wake);
@@ -277,17 +293,16 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-int jobs_worker_start(struct store *st, const char *kind, job_runner run,
+int jobs_worker_start(struct store *st, const struct job_kind *kinds, size_t n,
                       struct job_worker **out, struct err *err)
 {
     struct job_worker *w = xcalloc(1, sizeof(*w));
     w->st = st;
-    w->kind = xstrdup(kind);
-    w->run = run;
+    for (size_t i = 0; i < n && i < MAX_KINDS; i++)
+        w->kinds[w->n_kinds++] = kinds[i];
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->wake, NULL);
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
-        free(w->kind);
         free(w);
         *out = NULL;
         return err_set(err, ERR_INTERNAL, "cannot start the job worker");
@@ -317,6 +332,5 @@ void jobs_worker_stop(struct job_worker *w)
     pthread_join(w->thread, NULL);
     pthread_mutex_destroy(&w->lock);
     pthread_cond_destroy(&w->wake);
-    free(w->kind);
     free(w);
 }

@@ -50,8 +50,15 @@ int jobs_purge(struct store_conn *c, int64_t before, int64_t *removed, struct er
 typedef int (*job_runner)(struct store_conn *c, const struct job *j, const atomic_bool *stop,
                           char **result, char **message, struct err *err);
 
+/* A kind of job and what runs it; kind points to a string that outlives the worker. */
+struct job_kind {
+    const char *kind;
+    job_runner run;
+};
+
+/* Starts the worker for the given kinds (at most 4), oldest pending job first. */
 struct job_worker;
-int jobs_worker_start(struct store *st, const char *kind, job_runner run,
+int jobs_worker_start(struct store *st, const struct job_kind *kinds, size_t n,
                       struct job_worker **out, struct err *err);
 /* Wakes the worker (a job was just created). */
 void jobs_worker_kick(struct job_worker *w);

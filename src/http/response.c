@@ -32,6 +32,7 @@ static const struct {
     {ERR_HEADERS_TOO_LARGE, 431, "HEADERS_TOO_LARGE", "Request headers too large"},
     {ERR_DATABASE, 500, "DATABASE_ERROR", "Database operation error"},
     {ERR_INTERNAL, 500, "SYNC_FAILED", "Sync operation failed"},
+    {ERR_BAD_GATEWAY, 502, "REMOTE_ERROR", "The remote site refused the request or failed"},
     {ERR_UNAVAILABLE, 503, "SERVICE_UNAVAILABLE", "Service unavailable"},
     {ERR_STORAGE_FULL, 507, "INSUFFICIENT_STORAGE", "Not enough storage"},
 };

@@ -275,7 +275,7 @@ static bool admit(struct request *req)
     unsigned allowed = 0;
     enum match_result m;
 
-    req->surface = router_surface_of(req->path, NULL);
+    req->surface = router_surface_of(req->path, app->cfg->sites_prefix);
     m = router_match(app->tables, app->n_tables, req->method_bit, req->path, &req->route,
                      req->param_names, req->param_values, &req->n_params, &allowed);
     if (m == MATCH_OK)

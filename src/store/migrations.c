@@ -90,6 +90,37 @@
     " heartbeat_at BIGINT, closed INTEGER NOT NULL DEFAULT 0);"\
     "CREATE INDEX ferry_jobs_status ON ferry_jobs(status, created_at);"
 
+/* Site-to-site connections (PhoenixKit's protocol, seeds 000/001) and their transfers.
+ * token_hash is the bearer credential PhoenixKit sends; lookup is SHA-256 of it, the
+ * indexed key, so that a lookup's timing says nothing about a stored hash. */
+#define SITES_SQL\
+    "CREATE TABLE ferry_sites ("\
+    " id TEXT PRIMARY KEY, name TEXT NOT NULL,"\
+    " direction TEXT NOT NULL CHECK (direction IN ('sender', 'receiver')),"\
+    " site_url TEXT NOT NULL, token_hash TEXT NOT NULL, lookup TEXT NOT NULL,"\
+    " status TEXT NOT NULL CHECK (status IN"\
+    " ('pending', 'active', 'suspended', 'revoked', 'expired')),"\
+    " allowed_tables TEXT, excluded_tables TEXT, expires_at BIGINT,"\
+    " max_records BIGINT NOT NULL DEFAULT 10000, rate_limit BIGINT NOT NULL DEFAULT 60,"\
+    " ip_allowlist TEXT, default_strategy TEXT NOT NULL DEFAULT 'skip',"\
+    " records_sent BIGINT NOT NULL DEFAULT 0, bytes_sent BIGINT NOT NULL DEFAULT 0,"\
+    " requests BIGINT NOT NULL DEFAULT 0, last_connected_at BIGINT, last_transfer_at BIGINT,"\
+    " remote_ip TEXT, user_agent TEXT, reachable INTEGER NOT NULL DEFAULT 1,"\
+    " failures BIGINT NOT NULL DEFAULT 0, next_check_at BIGINT, approved_at BIGINT,"\
+    " created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,"\
+    " UNIQUE (site_url, direction));"\
+    "CREATE INDEX ferry_sites_lookup ON ferry_sites(lookup);"\
+    "CREATE TABLE ferry_site_transfers ("\
+    " id TEXT PRIMARY KEY, site_id TEXT NOT NULL, job_id TEXT, tbl TEXT NOT NULL,"\
+    " strategy TEXT NOT NULL, status TEXT NOT NULL,"\
+    " records BIGINT NOT NULL DEFAULT 0, created BIGINT NOT NULL DEFAULT 0,"\
+    " updated BIGINT NOT NULL DEFAULT 0, skipped BIGINT NOT NULL DEFAULT 0,"\
+    " failed BIGINT NOT NULL DEFAULT 0, deleted BIGINT NOT NULL DEFAULT 0,"\
+    " bytes BIGINT NOT NULL DEFAULT 0,"\
+    " last_key TEXT, since_seq BIGINT, started_at BIGINT NOT NULL, completed_at BIGINT,"\
+    " error TEXT);"\
+    "CREATE INDEX ferry_site_transfers_site ON ferry_site_transfers(site_id, started_at);"
+
 const struct migration store_migrations[] = {
     /* 1: users, tokens and ferry's key-value settings */
     {1, AUTH_SQL, AUTH_SQL},
@@ -97,6 +128,8 @@ const struct migration store_migrations[] = {
     {2, CHANGES_SQLITE CHANGELOG_SQL, CHANGES_PG CHANGELOG_SQL},
     /* 3: files, upload sessions and jobs */
     {3, FILES_SQL, FILES_SQL},
+    /* 4: site-to-site connections and transfers */
+    {4, SITES_SQL, SITES_SQL},
 };
 
 const size_t store_n_migrations = sizeof(store_migrations) / sizeof(store_migrations[0]);

@@ -326,6 +326,7 @@ void store_table_free(struct store_table *t)
     for (size_t i = 0; i < t->n_cols; i++) {
         free(t->cols[i].name);
         free(t->cols[i].decl_type);
+        free(t->cols[i].default_expr);
     }
     free(t->cols);
     free(t->name);

@@ -70,6 +70,7 @@ struct store_column {
     bool not_null;
     bool primary_key;
     bool has_default; /* the database fills it when an INSERT leaves it out */
+    char *default_expr; /* the default as the catalog writes it, or NULL */
 };
 
 struct store_table {

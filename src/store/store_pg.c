@@ -469,9 +469,11 @@ static int pg_table_info(struct store_conn *conn, const char *table, struct stor
         "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull::int,"
         " EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid"
         "  AND i.indisprimary AND a.attnum = ANY (i.indkey))::int,"
-        " (a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '')::int"
+        " (a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '')::int,"
+        " pg_catalog.pg_get_expr(d.adbin, d.adrelid)"
         " FROM pg_catalog.pg_attribute a"
         " JOIN pg_catalog.pg_class c ON c.oid = a.attrelid"
+        " LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
         " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname = current_schema() AND c.relname = $1"
         "  AND c.relkind IN ('r', 'p', 'v') AND a.attnum > 0 AND NOT a.attisdropped"
@@ -496,6 +498,7 @@ static int pg_table_info(struct store_conn *conn, const char *table, struct stor
         c->not_null = store_rows_int(rows, 2) != 0;
         c->primary_key = store_rows_int(rows, 3) != 0;
         c->has_default = store_rows_int(rows, 4) != 0;
+        c->default_expr = store_rows_isnull(rows, 5) ? NULL : xstrdup(store_rows_text(rows, 5));
         t->n_pk += c->primary_key;
     }
     if (step < 0)

@@ -303,8 +303,8 @@ static int sqlite_table_info(struct store_conn *conn, const char *table,
 {
     /* pragma_table_info as a table-valued function takes the name as a bound value, so
      * the table name is never spliced into SQL. */
-    static const char sql[] = "SELECT name, type, \"notnull\", pk, dflt_value IS NOT NULL"
-                              " FROM pragma_table_info($1) ORDER BY cid";
+    static const char sql[] = "SELECT name, type, \"notnull\", pk, dflt_value IS NOT NULL,"
+                              " dflt_value FROM pragma_table_info($1) ORDER BY cid";
     struct store_rows *rows = NULL;
     struct store_table *t = xcalloc(1, sizeof(*t));
     struct store_val arg = sv_text(table);
@@ -325,6 +325,7 @@ static int sqlite_table_info(struct store_conn *conn, const char *table,
         c->not_null = store_rows_int(rows, 2) != 0;
         c->primary_key = store_rows_int(rows, 3) != 0;
         c->has_default = store_rows_int(rows, 4) != 0;
+        c->default_expr = store_rows_isnull(rows, 5) ? NULL : xstrdup(store_rows_text(rows, 5));
         t->n_pk += c->primary_key;
     }
     if (step < 0)

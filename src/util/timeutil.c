@@ -1,5 +1,6 @@
 /* timeutil.c - see timeutil.h. */
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "util/timeutil.h"
@@ -28,4 +29,34 @@ void time_iso8601(int64_t ms, int with_ms, char out[32])
         snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
     else
         snprintf(out + n, 32 - n, "Z");
+}
+
+int time_parse_iso8601(const char *text, int64_t *ms)
+{
+    struct tm tm = {0};
+    int frac = 0, used = 0, year, mon, day, hour, min, sec;
+    if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &year, &mon, &day, &hour, &min, &sec,
+               &used) != 6 || used != 19)
+        return -1;
+    const char *p = text + used;
+    if (*p == '.') {
+        int digits = 0;
+        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+            if (digits < 3)
+                frac = frac * 10 + (*p - '0');
+        for (; digits < 3; digits++)
+            frac *= 10;
+    }
+    if (strcmp(p, "Z") != 0 && strcmp(p, "+00:00") != 0)
+        return -1;
+    if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60)
+        return -1;
+    tm.tm_year = year - 1900;
+    tm.tm_mon = mon - 1;
+    tm.tm_mday = day;
+    tm.tm_hour = hour;
+    tm.tm_min = min;
+    tm.tm_sec = sec;
+    *ms = (int64_t)timegm(&tm) * 1000 + frac;
+    return 0;
 }

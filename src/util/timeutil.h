@@ -12,4 +12,8 @@ int64_t time_mono_us(void);
  * with_ms). out must hold 32 bytes. */
 void time_iso8601(int64_t ms, int with_ms, char out[32]);
 
+/* Parses UTC "YYYY-MM-DDTHH:MM:SS[.fff]Z" (or "+00:00") into ms since the epoch.
+ * Returns 0, or -1 for text of another form. */
+int time_parse_iso8601(const char *text, int64_t *ms);
+
 #endif
