@@ -516,12 +516,26 @@ static int commit_upload(struct request *req, struct store_conn *c, struct uploa
     return rc;
 }
 
+/* The answer for an upload another request has completed: the same entry, or 409
+ * while it is still being completed. */
+static void completed_elsewhere(struct request *req, struct store_conn *c, const char *id)
+{
+    struct upload u = {0};
+    if (load_session(req, c, id, &u)) {
+        if (u.completed_at)
+            http_reply_json(req, 200, json_loads(u.result, 0, NULL));
+        else
+            http_reply_error(req, ERR_CONFLICT, "the upload is being completed; ask again shortly");
+    }
+    uploads_clear(&u);
+}
+
 static void complete_upload(struct request *req)
 {
     struct err err = {0};
     struct upload u = {0};
     json_t *received = NULL;
-    char *result = NULL;
+    char *result = NULL, *missing = NULL;
     int64_t n_missing = 0;
     bool claimed = false;
     if (!files_allowed(req))
@@ -535,20 +549,27 @@ static void complete_upload(struct request *req)
         http_reply_json(req, 200, json_loads(u.result, 0, NULL));
         goto out;
     }
-    if (uploads_chunks(c, u.id, &received, &err) != FERRY_OK) {
+    /* claimed first, so that the chunks read below are not being consumed by another */
+    if (uploads_claim_completion(c, u.id, true, &claimed, &err) != FERRY_OK) {
         http_reply_err(req, &err);
         goto out;
     }
-    char *missing = missing_list(&u, received, &n_missing);
+    if (!claimed) {
+        completed_elsewhere(req, c, u.id);
+        goto out;
+    }
+    if (uploads_chunks(c, u.id, &received, &err) != FERRY_OK) {
+        uploads_claim_completion(c, u.id, false, NULL, NULL);
+        http_reply_err(req, &err);
+        goto out;
+    }
+    missing = missing_list(&u, received, &n_missing);
     if (n_missing) {
+        uploads_claim_completion(c, u.id, false, NULL, NULL);
         char *msg = xasprintf("%lld of %lld chunks are missing: %s", (long long)n_missing,
                               (long long)u.chunk_count, missing);
         http_reply_error(req, ERR_INVALID, msg);
         free(msg);
-    } else if (uploads_claim_completion(c, u.id, true, &claimed, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
-    } else if (!claimed) {
-        http_reply_error(req, ERR_CONFLICT, "the upload is being completed; ask again shortly");
     } else if (commit_upload(req, c, &u, &result, &err) != FERRY_OK) {
         uploads_claim_completion(c, u.id, false, NULL, NULL);
         http_reply_err(req, &err);
@@ -558,8 +579,8 @@ static void complete_upload(struct request *req)
         free(dir);
         http_reply_json(req, 200, json_loads(result, 0, NULL));
     }
-    free(missing);
 out:
+    free(missing);
     free(result);
     json_decref(received);
     store_release(c);
