@@ -71,20 +71,20 @@ static int need_id(const struct sites_args *a, const char *verb, struct err *err
     return a->id ? FERRY_OK : err_set(err, ERR_INVALID, "sites %s needs a connection id", verb);
 }
 
-static int run(struct store_conn *c, const struct siteops_env *env, const char *verb,
-               const struct sites_args *a, json_t **out, struct err *err)
+static int run(struct store *st, struct store_conn *c, const struct siteops_env *env,
+               const char *verb, const struct sites_args *a, json_t **out, struct err *err)
 {
     static const char *actions[] = {"approve", "deny", "suspend", "reactivate", "revoke"};
     if (!strcmp(verb, "list"))
         return sites_list(c, out, err);
     if (!strcmp(verb, "settings")) {
-        struct site_settings st = {0};
+        struct site_settings set = {0};
         if (sites_settings_set(c, a->mode, a->password, err) != FERRY_OK ||
-            sites_settings_get(c, &st, err) != FERRY_OK)
+            sites_settings_get(c, &set, err) != FERRY_OK)
             return FERRY_ERR;
-        *out = json_pack("{s:s, s:b}", "incoming_mode", st.mode, "password_set",
-                         st.password_hash != NULL);
-        sites_settings_clear(&st);
+        *out = json_pack("{s:s, s:b}", "incoming_mode", set.mode, "password_set",
+                         set.password_hash != NULL);
+        sites_settings_clear(&set);
         return FERRY_OK;
     }
     if (!strcmp(verb, "create")) {
@@ -122,10 +122,11 @@ static int run(struct store_conn *c, const struct siteops_env *env, const char *
     if (!strcmp(verb, "pull")) {
         char job[40];
         json_t *tables = list_json(a->tables ? a->tables : "");
-        int rc = siteimport_start(c, a->id, tables, a->strategy, a->incremental, NULL, job, err);
+        int rc = siteimport_start(c, a->id, tables, a->strategy, a->incremental, true, NULL, job,
+                                  err);
         json_decref(tables);
         if (rc == FERRY_OK)
-            rc = siteimport_run_now(c, env, job, err);
+            rc = siteimport_run_now(st, c, env, job, err);
         if (rc == FERRY_OK)
             rc = siteimport_transfers(c, a->id, out, err);
         return rc;
@@ -151,14 +152,14 @@ int cmd_sites(int argc, char **argv)
     siteclient_global_init();
     if (parse(argc - 1, argv + 1, &a, &err) != FERRY_OK ||
         config_load(&cfg, a.n_rest, a.rest, &err) != FERRY_OK ||
-        cli_open_store(&cfg, 1, &st, &err) != FERRY_OK || store_acquire(st, &c, &err) != FERRY_OK)
+        cli_open_store(&cfg, 2, &st, &err) != FERRY_OK || store_acquire(st, &c, &err) != FERRY_OK)
         goto out;
     public_url = cfg.public_url ? xstrdup(cfg.public_url) : xasprintf("http://%s", cfg.listen);
     struct siteops_env env = {
         .public_url = public_url,
         .client = {.allow_private = cfg.sites_allow_private, .timeout_s = cfg.sites_timeout},
     };
-    rc = run(c, &env, argv[0], &a, &out, &err);
+    rc = run(st, c, &env, argv[0], &a, &out, &err);
     if (rc == FERRY_OK)
         print(out);
 out:

@@ -182,7 +182,7 @@ static void start_pull(struct request *req, const char *id)
     struct store_conn *c = api_conn(req);
     if (!c)
         return;
-    if (siteimport_start(c, id, json_object_get(body, "tables"), strategy, incremental,
+    if (siteimport_start(c, id, json_object_get(body, "tables"), strategy, incremental, false,
                          req->cred.user_id, job, &err) != FERRY_OK) {
         http_reply_err(req, &err);
     } else {

@@ -187,19 +187,20 @@ static bool claim(struct job_worker *w, struct store_conn *c, char id[40])
 
 /* Beats a running job's heart every HEARTBEAT_MS on its own pooled connection, so that a
  * job busy with one long step (a big file) is not taken for dead. */
-struct heartbeat {
+struct job_heartbeat {
     struct store *st;
-    const char *id;
+    char id[40];
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    bool done;
+    pthread_t thread;
+    bool done, failed;
 };
 
 #define HEARTBEAT_MS 2000
 
 static void *heartbeat_main(void *arg)
 {
-    struct heartbeat *h = arg;
+    struct job_heartbeat *h = arg;
     pthread_mutex_lock(&h->lock);
     while (!h->done) {
         struct timespec until;
@@ -220,35 +221,49 @@ static void *heartbeat_main(void *arg)
     return NULL;
 }
 
+struct job_heartbeat *jobs_heartbeat_start(struct store *st, const char *id)
+{
+    struct job_heartbeat *h = xcalloc(1, sizeof(*h));
+    h->st = st;
+    snprintf(h->id, sizeof(h->id), "%s", id);
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_cond_init(&h->wake, NULL);
+    if (pthread_create(&h->thread, NULL, heartbeat_main, h) != 0)
+        h->failed = true; /* no beats: progress updates still beat */
+    return h;
+}
+
+void jobs_heartbeat_stop(struct job_heartbeat *h)
+{
+    pthread_mutex_lock(&h->lock);
+    h->done = true;
+    pthread_cond_signal(&h->wake);
+    pthread_mutex_unlock(&h->lock);
+    if (!h->failed)
+        pthread_join(h->thread, NULL);
+    pthread_mutex_destroy(&h->lock);
+    pthread_cond_destroy(&h->wake);
+    free(h);
+}
+
 static void run_one(struct job_worker *w, struct store_conn *c, const char *id)
 {
     struct job j = {0};
     struct err err = {0};
     bool found = false;
     char *result = NULL, *message = NULL;
-    struct heartbeat h = {.st = w->st, .id = id};
-    pthread_t beat;
     if (jobs_get(c, id, &j, &found, &err) != FERRY_OK || !found) {
         if (found || err.code != ERR_NONE) /* cannot be read: it would be claimed forever */
             jobs_finish(c, id, false, NULL, err.msg, NULL);
         return;
     }
-    pthread_mutex_init(&h.lock, NULL);
-    pthread_cond_init(&h.wake, NULL);
-    bool beating = pthread_create(&beat, NULL, heartbeat_main, &h) == 0;
+    struct job_heartbeat *beat = jobs_heartbeat_start(w->st, id);
     job_runner run = NULL;
     for (size_t i = 0; i < w->n_kinds; i++)
         if (!strcmp(w->kinds[i].kind, j.kind))
             run = w->kinds[i].run;
     int rc = run(c, &j, &w->stop, &result, &message, &err);
-    pthread_mutex_lock(&h.lock);
-    h.done = true;
-    pthread_cond_signal(&h.wake);
-    pthread_mutex_unlock(&h.lock);
-    if (beating)
-        pthread_join(beat, NULL);
-    pthread_mutex_destroy(&h.lock);
-    pthread_cond_destroy(&h.wake);
+    jobs_heartbeat_stop(beat);
     if (w->stop) {
         /* interrupted: left running; it starts again once its heartbeat is stale */
     } else if (rc == FERRY_OK) {

@@ -66,6 +66,12 @@ void jobs_worker_kick(struct job_worker *w);
  * heartbeat, so it runs again after the next start. */
 void jobs_worker_stop(struct job_worker *w);
 
+/* A thread that stamps job id's heartbeat every 2 s (on its own pooled connection)
+ * until stopped: for a job run outside the worker (the CLI's imports). */
+struct job_heartbeat;
+struct job_heartbeat *jobs_heartbeat_start(struct store *st, const char *id);
+void jobs_heartbeat_stop(struct job_heartbeat *h);
+
 /* The milliseconds after which a running job without a heartbeat is taken to be dead
  * (a running job beats every 2 s, whatever it is doing). */
 #define JOB_STALE_MS 10000

@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
@@ -15,7 +17,6 @@
 #include "util/json.h"
 #include "util/timeutil.h"
 
-#define PAGE_ROWS 1000
 #define MAX_TABLES 64
 
 static const struct siteops_env *import_env; /* set once, before the worker runs */
@@ -407,23 +408,37 @@ struct import_ctx {
     int64_t rows_done, rows_total;
 };
 
+/* Calls the sender (body is consumed). A sender over its rate limit for this connection
+ * (429) is waited for, a second at a time, for up to two minutes. */
 static int remote_call(const struct import_ctx *x, const char *action, json_t *body,
                        json_t **answer, struct err *err)
 {
     struct site_call call = {0};
+    int rc = FERRY_ERR;
     *answer = NULL;
     json_object_set_new(body, "auth_token_hash", json_string(x->site->token_hash));
-    if (siteclient_call(&import_env->client, x->site->site_url, action, body, &call, err) !=
-        FERRY_OK)
-        return FERRY_ERR;
+    for (int tries = 0;; tries++) {
+        if (siteclient_call(&import_env->client, x->site->site_url, action, body, &call, err) !=
+            FERRY_OK)
+            goto out;
+        if (call.status != 429 || tries >= 120 || (x->stop && atomic_load(x->stop)))
+            break;
+        json_decref(call.body);
+        call.body = NULL;
+        struct timespec second = {1, 0};
+        nanosleep(&second, NULL);
+    }
     if (call.status != 200 || !json_is_true(json_object_get(call.body, "success"))) {
         err_set(err, ERR_BAD_GATEWAY, "%s: the sender answered %d: %s", action, call.status,
                 call.error[0] ? call.error : "no reason given");
         json_decref(call.body);
-        return FERRY_ERR;
+        goto out;
     }
     *answer = call.body;
-    return FERRY_OK;
+    rc = FERRY_OK;
+out:
+    json_decref(body);
+    return rc;
 }
 
 static int open_target(struct import_ctx *x, const char *table, struct target *tg,
@@ -526,14 +541,13 @@ static int pull_whole(struct import_ctx *x, const char *table, const struct targ
         if (x->stop && atomic_load(x->stop))
             return err_set(err, ERR_UNAVAILABLE, "interrupted: the server is stopping");
         json_t *after = tr->last_key ? json_loads(tr->last_key, JSON_DECODE_ANY, NULL) : NULL;
-        json_t *body = json_pack("{s:s, s:I}", "table_name", table, "limit",
-                                 (json_int_t)PAGE_ROWS);
+        /* no limit: the sender's own page size (its max_records_per_request), which it
+         * always accepts */
+        json_t *body = json_pack("{s:s}", "table_name", table);
         if (after)
             json_object_set_new(body, "after", after);
         json_t *answer = NULL;
-        int called = remote_call(x, "pull-data", body, &answer, err);
-        json_decref(body);
-        if (called != FERRY_OK)
+        if (remote_call(x, "pull-data", body, &answer, err) != FERRY_OK)
             return FERRY_ERR;
         json_t *data = json_object_get(answer, "data"), *next = json_object_get(answer, "next_after");
         json_t *cursor = json_object_get(answer, "cursor"); /* a ferry sender's feed head */
@@ -571,7 +585,6 @@ static int pull_changes(struct import_ctx *x, const char *table, const struct ta
         json_t *answer = NULL;
         struct err call_err = {0};
         int called = remote_call(x, "pull-data", body, &answer, &call_err);
-        json_decref(body);
         if (called != FERRY_OK) {
             *refused = strstr(call_err.msg, "answered 400") || strstr(call_err.msg, "answered 410");
             *err = call_err;
@@ -600,7 +613,7 @@ static int import_table(struct import_ctx *x, const char *table, json_t *report,
     struct transfer tr;
     struct target tg = {0};
     int rc = FERRY_ERR;
-    bool refused = false;
+    bool refused = false, whole = true;
     int64_t since = -1;
     if (transfer_open(x->c, x->site->id, x->job->id, table, x->strategy, &tr, err) != FERRY_OK)
         return FERRY_ERR;
@@ -611,11 +624,12 @@ static int import_table(struct import_ctx *x, const char *table, json_t *report,
         goto report;
     }
     since = x->incremental ? last_cursor(x->c, x->site->id, table) : -1;
+    whole = since < 0 || tr.last_key; /* resuming a whole pull finishes it whole */
     if (open_target(x, table, &tg, err) != FERRY_OK)
         goto fail;
-    if (since >= 0 && !tr.last_key)
+    if (!whole)
         rc = pull_changes(x, table, &tg, &tr, since, &refused, err);
-    if (since < 0 || tr.last_key || refused)
+    if (whole || refused)
         rc = pull_whole(x, table, &tg, &tr, err);
     if (rc != FERRY_OK && x->stop && atomic_load(x->stop))
         goto out; /* left running: the next start resumes after the last page */
@@ -629,7 +643,7 @@ fail:
 report:
     json_array_append_new(
         report, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:s?}", "table", table,
-                          "mode", since >= 0 && !refused ? "changes" : "whole", "status",
+                          "mode", whole || refused ? "whole" : "changes", "status",
                           rc == FERRY_OK ? "completed" : "failed", "records",
                           (json_int_t)tr.records, "created", (json_int_t)tr.created, "updated",
                           (json_int_t)tr.updated, "skipped", (json_int_t)tr.skipped, "deleted",
@@ -702,7 +716,9 @@ static int run_import(struct store_conn *c, const struct job *j, const atomic_bo
             }
         }
     }
-    *result = json_dumps(json_pack("{s:o}", "tables", json_incref(report)), JSON_COMPACT);
+    json_t *summary = json_pack("{s:O}", "tables", report);
+    *result = json_dumps(summary, JSON_COMPACT);
+    json_decref(summary);
     *message = xasprintf("imported %zu tables from %s%s", json_array_size(tables) - (size_t)failed,
                          s.site_url, failed ? " (some failed)" : "");
     rc = failed == (int)json_array_size(tables) && failed ? FERRY_ERR : FERRY_OK;
@@ -722,7 +738,8 @@ struct job_kind siteimport_job_kind(const struct siteops_env *env)
 }
 
 int siteimport_start(struct store_conn *c, const char *id, json_t *tables, const char *strategy,
-                     bool incremental, const char *user_id, char job_id[40], struct err *err)
+                     bool incremental, bool run_here, const char *user_id, char job_id[40],
+                     struct err *err)
 {
     struct site s = {0};
     bool found = false;
@@ -748,7 +765,8 @@ int siteimport_start(struct store_conn *c, const char *id, json_t *tables, const
     json_array_foreach(tables, i, name)
     {
         const char *t = json_string_value(name);
-        bool ok = t && *t && (isalpha((unsigned char)*t) || *t == '_') && strncmp(t, "ferry_", 6);
+        bool ok = t && *t && (isalpha((unsigned char)*t) || *t == '_') &&
+                  strncasecmp(t, "ferry_", 6) != 0;
         for (const char *p = t; ok && *p; p++)
             ok = isalnum((unsigned char)*p) || *p == '_';
         if (!ok) {
@@ -761,11 +779,17 @@ int siteimport_start(struct store_conn *c, const char *id, json_t *tables, const
         err_set(err, ERR_INVALID, "strategy must be skip, overwrite, merge or append");
         goto out;
     }
+    if (incremental && !strcmp(strategy ? strategy : s.default_strategy, "append")) {
+        /* changed rows would arrive again under new keys, and deletions name the
+         * sender's keys, which append does not keep */
+        err_set(err, ERR_INVALID, "an incremental import needs skip, overwrite or merge");
+        goto out;
+    }
     json_t *params = json_pack("{s:s, s:O, s:s, s:b}", "connection", id, "tables", tables,
                                "strategy", strategy ? strategy : s.default_strategy,
                                "incremental", incremental);
     char *text = json_dumps(params, JSON_COMPACT);
-    rc = jobs_create(c, "site-import", user_id, s.site_url, NULL, text, false, job_id, err);
+    rc = jobs_create(c, "site-import", user_id, s.site_url, NULL, text, run_here, job_id, err);
     free(text);
     json_decref(params);
 out:
@@ -775,6 +799,14 @@ out:
 
 int siteimport_transfers(struct store_conn *c, const char *id, json_t **out, struct err *err)
 {
+    struct site s = {0};
+    bool found = false;
+    *out = NULL;
+    if (sites_get(c, id, &s, &found, err) != FERRY_OK)
+        return FERRY_ERR;
+    sites_clear(&s);
+    if (!found)
+        return err_set(err, ERR_NOT_FOUND, "no site connection '%s'", id);
     struct store_rows *rows = NULL;
     struct store_val v = sv_text(id);
     int step = 0;
@@ -814,8 +846,8 @@ int siteimport_transfers(struct store_conn *c, const char *id, json_t **out, str
     return rc == FERRY_OK && step >= 0 ? FERRY_OK : FERRY_ERR;
 }
 
-int siteimport_run_now(struct store_conn *c, const struct siteops_env *env, const char *job_id,
-                       struct err *err)
+int siteimport_run_now(struct store *st, struct store_conn *c, const struct siteops_env *env,
+                       const char *job_id, struct err *err)
 {
     struct job j = {0};
     bool found = false;
@@ -825,12 +857,10 @@ int siteimport_run_now(struct store_conn *c, const struct siteops_env *env, cons
         return FERRY_ERR;
     if (!found)
         return err_set(err, ERR_NOT_FOUND, "no job '%s'", job_id);
-    struct store_val v[] = {sv_text(job_id), sv_int(time_now_ms())};
-    store_run(c,
-              "UPDATE ferry_jobs SET status = 'running', started_at = $2, heartbeat_at = $2"
-              " WHERE id = $1",
-              v, 2, NULL, NULL);
+    /* a server's worker must not take it for dead while it runs here */
+    struct job_heartbeat *beat = jobs_heartbeat_start(st, job_id);
     int rc = run_import(c, &j, NULL, &result, &message, err);
+    jobs_heartbeat_stop(beat);
     jobs_finish(c, job_id, rc == FERRY_OK, result, rc == FERRY_OK ? message : err->msg, NULL);
     free(result);
     free(message);

@@ -28,13 +28,16 @@ struct job_kind siteimport_job_kind(const struct siteops_env *env);
  * change feed (changed rows and deletions only) where the sender tracks it. ERR_CONFLICT
  * unless the connection is an active receiver. */
 int siteimport_start(struct store_conn *c, const char *id, json_t *tables, const char *strategy,
-                     bool incremental, const char *user_id, char job_id[40], struct err *err);
+                     bool incremental, bool run_here, const char *user_id, char job_id[40],
+                     struct err *err);
 
 /* The connection's transfers, newest first. */
 int siteimport_transfers(struct store_conn *c, const char *id, json_t **out, struct err *err);
 
-/* Runs a queued import job here and now (the CLI does, instead of a server's worker). */
-int siteimport_run_now(struct store_conn *c, const struct siteops_env *env, const char *job_id,
-                       struct err *err);
+/* Runs an import job created with run_here, here and now, with its heartbeat (the CLI
+ * does this, instead of a server's worker; st needs a connection to spare for the
+ * heartbeat). */
+int siteimport_run_now(struct store *st, struct store_conn *c, const struct siteops_env *env,
+                       const char *job_id, struct err *err);
 
 #endif

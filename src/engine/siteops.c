@@ -157,8 +157,8 @@ int siteops_action(struct store_conn *c, const struct siteops_env *env, const ch
     while (k < 5 && strcmp(rules[k].action, action) != 0)
         k++;
     if (k == 5)
-        return err_set(err, ERR_INVALID,
-                       "action must be approve, deny, suspend, reactivate or revoke");
+        return err_set(err, ERR_INVALID, "action must be approve, deny, suspend, reactivate, "
+                                         "revoke, verify or pull");
     if (load(c, id, &s, err) != FERRY_OK)
         return FERRY_ERR;
     if (rules[k].direction && strcmp(s.direction, rules[k].direction) != 0) {
