@@ -245,8 +245,10 @@ static int field_value(const struct target *tg, size_t col, json_t *v, struct ow
     }
     enum col_kind kind = values_kind_of(tg->t->cols[col].decl_type);
     if (kind == KIND_BLOB && json_is_string(v)) { /* PhoenixKit sends UTF-8 bytes as text */
-        out->owned = xstrndup(json_string_value(v), json_string_length(v));
-        out->val = sv_blob(out->owned, json_string_length(v));
+        size_t len = json_string_length(v); /* may hold NUL bytes */
+        out->owned = xmalloc(len + 1);
+        memcpy(out->owned, json_string_value(v), len + 1);
+        out->val = sv_blob(out->owned, len);
         return FERRY_OK;
     }
     if (values_from_json(kind, v, out, err) != FERRY_OK) {
@@ -534,9 +536,15 @@ static int apply_page(struct import_ctx *x, const struct target *tg, struct tran
 }
 
 /* The whole table, page by page in key order, from where the transfer stopped. */
+/* last_key once the last page of a whole pull is in: an import stopped after it (and
+ * before the transfer was marked done) does not start the table again */
+#define WHOLE_DONE "null"
+
 static int pull_whole(struct import_ctx *x, const char *table, const struct target *tg,
                       struct transfer *tr, struct err *err)
 {
+    if (tr->last_key && !strcmp(tr->last_key, WHOLE_DONE))
+        return FERRY_OK;
     for (;;) {
         if (x->stop && atomic_load(x->stop))
             return err_set(err, ERR_UNAVAILABLE, "interrupted: the server is stopping");
@@ -555,7 +563,8 @@ static int pull_whole(struct import_ctx *x, const char *table, const struct targ
         /* without next_after (a PhoenixKit sender) the one answer is the whole table */
         char *next_text = next && !json_is_null(next) ? json_dumps(next, JSON_ENCODE_ANY) : NULL;
         int64_t got = (int64_t)json_array_size(data);
-        int rc = apply_page(x, tg, tr, data, NULL, (int64_t)strlen(page_text), next_text,
+        int rc = apply_page(x, tg, tr, data, NULL, (int64_t)strlen(page_text),
+                            next_text && got ? next_text : WHOLE_DONE,
                             json_is_integer(cursor) ? json_integer_value(cursor) : -1, err);
         free(page_text);
         json_decref(answer);
