@@ -465,3 +465,50 @@ def test_refusals_failures_and_the_cli(_servers, backend):
     assert job(b, newest["job_id"])["status"] == "completed"
     p = run_ferry("sites", "pull", rid, "--tables", "items", "--strategy", "bogus", *store)
     assert p.returncode != 0 and "strategy" in p.stderr
+
+
+# --- every strategy on 50,000 rows ------------------------------------------------------------
+
+def strategy_tables(names, n, b_side):
+    """Sender tables of n rows (x: name 'a<x>', qty NULL every 7th) or, on the receiver,
+    the first half with other values (name 'b<x>', qty -x)."""
+    out = []
+    for t in names:
+        out.append(f"CREATE TABLE {t} (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER)")
+        out.append(series(t, "id, name, qty", "x, 'b' || x, -x", n // 2) if b_side else
+                   series(t, "id, name, qty",
+                          "x, 'a' || x, CASE WHEN x % 7 = 0 THEN NULL ELSE x END", n))
+    return out
+
+
+def test_each_strategy_on_50000_rows(_servers, backend):
+    names = ["w_skip", "w_over", "w_merge", "w_append"]
+    n, half = N_BIG, N_BIG // 2
+    a, b, conn, rid = pair(_servers, backend, a_schema=strategy_tables(names, n, False),
+                           b_schema=strategy_tables(names, n, True))
+    sender = [(x, f"a{x}", None if x % 7 == 0 else x) for x in range(1, n + 1)]
+    cols = {"id": "int", "name": "text", "qty": "int"}
+    for table, strategy in zip(names, ["skip", "overwrite", "merge", "append"]):
+        j = run_pull(b, rid, [table], strategy)
+        assert j["status"] == "completed", j
+        [rep] = j["result"]["tables"]
+        got = rows(b, table, cols)
+        if strategy == "skip":
+            assert counts(rep) == {"records": n, "created": half, "updated": 0, "skipped": half,
+                                   "deleted": 0, "failed": 0}, rep
+            assert got == [(x, f"b{x}", -x) for x in range(1, half + 1)] + sender[half:]
+        elif strategy == "overwrite":
+            assert counts(rep) == {"records": n, "created": half, "updated": half,
+                                   "skipped": 0, "deleted": 0, "failed": 0}, rep
+            assert got == sender
+        elif strategy == "merge":  # the receiver's qty stays where the sender's is NULL
+            assert counts(rep) == {"records": n, "created": half, "updated": half,
+                                   "skipped": 0, "deleted": 0, "failed": 0}, rep
+            assert got == [(x, f"a{x}", -x if x % 7 == 0 else x) for x in range(1, half + 1)] \
+                + sender[half:]
+        else:  # append: the sender's rows under new keys after the receiver's
+            assert counts(rep) == {"records": n, "created": n, "updated": 0, "skipped": 0,
+                                   "deleted": 0, "failed": 0}, rep
+            assert got[:half] == [(x, f"b{x}", -x) for x in range(1, half + 1)]
+            assert [r[1:] for r in got[half:]] == [r[1:] for r in sender]
+            assert [r[0] for r in got[half:]] == list(range(half + 1, half + n + 1))
