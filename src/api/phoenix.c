@@ -361,11 +361,13 @@ static void update_status(struct request *req)
         return;
     if (named_connection(req, c, body, "sender_url", &s,
                          json_pack("{s:s}", "error", "Connection not found"))) {
-        /* The sender mirrors its own changes here; it cannot make active a connection
-         * this site never accepted (waiting for its admin, even after a suspension), nor
-         * bring back one this site revoked. */
-        bool keep = !strcmp(s.status, "revoked") ||
-                    (!strcmp(to, "active") && !strcmp(s.direction, "receiver") && !s.approved_at);
+        /* The sender mirrors its own changes here. The other side may lower a status
+         * (suspend, revoke) but raise one only on a receiver this site accepted: never
+         * one waiting for this site's admin, never this site's sender connection (a
+         * receiver cannot lift the sender's suspension), never a revoked one. */
+        bool keep = !strcmp(s.status, "revoked") || !strcmp(s.status, "expired") ||
+                    (!strcmp(to, "active") &&
+                     (strcmp(s.direction, "receiver") != 0 || !s.approved_at));
         if (!keep && sites_set_status(c, s.id, to, &err) != FERRY_OK)
             fail_err(req, &err);
         else
@@ -540,7 +542,7 @@ static int changed_rows(struct store_conn *c, const struct site *s, const char *
     if (json_array_size(q.ids))
         rc = sitedata_records(c, s, &q, &rows, err);
     struct store_table *t = NULL;
-    if (rc == FERRY_OK && rows && store_table_info(c, table, &t, err) == FERRY_OK) {
+    if (rc == FERRY_OK && rows && (rc = store_table_info(c, table, &t, err)) == FERRY_OK) {
         const char *pk = NULL;
         for (size_t k = 0; k < t->n_cols; k++)
             if (t->cols[k].primary_key)
@@ -588,6 +590,7 @@ static void pull_changes(struct request *req, struct store_conn *c, const struct
     if (rc != FERRY_OK) {
         fail(req, err.code == ERR_GONE ? 410 : http_status_of(err.code), err.msg);
         json_decref(page.changes);
+        json_decref(by_key);
         return;
     }
     json_t *changes = json_array(), *ch;

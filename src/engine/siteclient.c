@@ -12,7 +12,7 @@
 #include "util/json.h"
 
 #define DEFAULT_PREFIX "/phoenix_kit"
-#define MAX_ANSWER (256L * 1024 * 1024) /* a pull-data page of large rows fits */
+#define MAX_ANSWER (64L * 1024 * 1024) /* a pull-data page of large rows fits */
 
 void siteclient_global_init(void)
 {
@@ -46,6 +46,7 @@ static bool non_public(const struct sockaddr *sa)
         return (a >> 24) == 0 || (a >> 24) == 10 || (a >> 24) == 127 ||
                (a >> 16) == 0xa9fe /* 169.254 */ || (a >> 20) == 0xac1 /* 172.16/12 */ ||
                (a >> 16) == 0xc0a8 /* 192.168 */ || (a >> 22) == 0x191 /* 100.64/10 */ ||
+               (a >> 8) == 0xc00000 /* 192.0.0/24 */ || (a >> 17) == 0x6309 /* 198.18/15 */ ||
                (a >> 28) >= 0xe /* multicast, reserved */;
     }
     if (sa->sa_family != AF_INET6)
@@ -57,7 +58,11 @@ static bool non_public(const struct sockaddr *sa)
         memcpy(&v4.sin_addr, b + 12, 4); /* ::ffff:a.b.c.d and ::a.b.c.d (and ::, ::1) */
         return non_public((struct sockaddr *)&v4) || (!b[10] && !b[11]);
     }
-    return (b[0] & 0xfe) == 0xfc /* fc00::/7 */ || (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) ||
+    return (b[0] & 0xfe) == 0xfc /* fc00::/7 */ || (b[0] == 0xfe && (b[1] & 0x80) == 0x80) ||
+           /* fe80::/10 link-local and fec0::/10 site-local */
+           (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0 && b[3] == 0) /* Teredo 2001::/32 */ ||
+           (b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b && b[4] == 0x00 &&
+            b[5] == 0x01) /* 64:ff9b:1::/48 */ ||
            b[0] == 0xff /* multicast */ || (b[0] == 0x20 && b[1] == 0x02) /* 6to4 */ ||
            (b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b) /* NAT64 */;
 }
@@ -163,6 +168,8 @@ int siteclient_call(const struct siteclient_options *o, const char *site_url, co
     curl_easy_setopt(curl, CURLOPT_USERAGENT, "ferry/" FERRY_VERSION);
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(curl, CURLOPT_PROXY, ""); /* a proxy from the environment would */
+    curl_easy_setopt(curl, CURLOPT_NOPROXY, "*"); /* connect past the checked address */
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, o->timeout_s < 10 ? o->timeout_s : 10L);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT, o->timeout_s);

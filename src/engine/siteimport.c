@@ -219,6 +219,7 @@ struct target {
     char *quoted;
     int pk; /* -1: no single-column key */
     bool pg;
+    bool pk_generated; /* the database makes keys (a default, identity, SQLite's rowid) */
 };
 
 /* The value of a row's field for column col: PhoenixKit's binary objects become bytes. */
@@ -238,8 +239,13 @@ static int field_value(const struct target *tg, size_t col, json_t *v, struct ow
             return err_set(err, ERR_INVALID, "column '%s': bad %s value",
                            tg->t->cols[col].name, PHOENIX_BINARY_KEY);
         }
-        for (size_t i = n; i > 0 && b64[i - 1] == '='; i--)
+        for (size_t i = n; i > 0 && i + 2 > n && b64[i - 1] == '='; i--)
             len--;
+        if (len < 0) {
+            values_release(out);
+            return err_set(err, ERR_INVALID, "column '%s': bad %s value",
+                           tg->t->cols[col].name, PHOENIX_BINARY_KEY);
+        }
         out->val = sv_blob(out->owned, (size_t)len);
         return FERRY_OK;
     }
@@ -259,35 +265,36 @@ static int field_value(const struct target *tg, size_t col, json_t *v, struct ow
     return FERRY_OK;
 }
 
-/* Runs one statement for a row; on PostgreSQL inside a savepoint, so that a row the
- * database refuses (a constraint) fails alone, not the page. */
-static int row_statement(struct store_conn *c, const struct target *tg, const char *sql,
-                         const struct store_val *v, size_t n, int64_t *changed, struct err *err)
+/* Runs f(ctx) as one row's work: on PostgreSQL inside a savepoint, so that a row the
+ * database refuses (a constraint, a value out of range) fails alone, not the page. */
+static bool in_savepoint(struct store_conn *c, const struct target *tg,
+                         bool (*f)(struct store_conn *, void *), void *ctx)
 {
-    if (tg->pg && store_exec(c, "SAVEPOINT ferry_row", err) != FERRY_OK)
-        return FERRY_ERR;
-    int rc = store_run(c, sql, v, n, changed, err);
+    if (tg->pg && store_exec(c, "SAVEPOINT ferry_row", NULL) != FERRY_OK)
+        return false;
+    bool ok = f(c, ctx);
     if (tg->pg)
-        store_exec(c, rc == FERRY_OK ? "RELEASE SAVEPOINT ferry_row"
-                                     : "ROLLBACK TO SAVEPOINT ferry_row",
+        store_exec(c, ok ? "RELEASE SAVEPOINT ferry_row" : "ROLLBACK TO SAVEPOINT ferry_row",
                    NULL);
-    return rc;
+    return ok;
 }
 
-static bool row_exists(struct store_conn *c, const struct target *tg, const struct store_val *key)
+/* 1 when a row with the key exists, 0 when not, -1 when the lookup failed. */
+static int row_exists(struct store_conn *c, const struct target *tg, const struct store_val *key)
 {
     char *pkq = store_quote_ident(tg->t->cols[tg->pk].name);
     char *sql = xasprintf("SELECT COUNT(*) FROM %s WHERE %s = $1", tg->quoted, pkq);
     int64_t n = 0;
     bool found = false;
-    store_query_int(c, sql, key, 1, &n, &found, NULL);
+    int rc = store_query_int(c, sql, key, 1, &n, &found, NULL);
     free(sql);
     free(pkq);
-    return n > 0;
+    return rc != FERRY_OK ? -1 : n > 0;
 }
 
-/* A new key for append: the next integer, or a UUID for text keys. */
-static void new_key(struct store_conn *c, const struct target *tg, struct owned_val *out)
+/* A new key for append, for a key the database does not make: the next integer (the
+ * page holds the table's lock, see apply_page), or a UUID for text keys. */
+static bool new_key(struct store_conn *c, const struct target *tg, struct owned_val *out)
 {
     enum col_kind kind = values_kind_of(tg->t->cols[tg->pk].decl_type);
     memset(out, 0, sizeof(*out));
@@ -296,11 +303,11 @@ static void new_key(struct store_conn *c, const struct target *tg, struct owned_
         char *sql = xasprintf("SELECT COALESCE(MAX(%s), 0) + 1 FROM %s", pkq, tg->quoted);
         int64_t next = 1;
         bool found = false;
-        store_query_int(c, sql, NULL, 0, &next, &found, NULL);
+        int rc = store_query_int(c, sql, NULL, 0, &next, &found, NULL);
         out->val = sv_int(next);
         free(sql);
         free(pkq);
-        return;
+        return rc == FERRY_OK;
     }
     unsigned char b[16];
     crypto_random(b, sizeof(b));
@@ -310,44 +317,56 @@ static void new_key(struct store_conn *c, const struct target *tg, struct owned_
                            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
                            b[11], b[12], b[13], b[14], b[15]);
     out->val = sv_text(out->owned);
+    return true;
 }
 
-/* Applies one row with the strategy; counts what happened. */
-static void apply_row(struct store_conn *c, const struct target *tg, json_t *row,
-                      const char *strategy, struct counts *k)
+enum row_outcome { ROW_FAILED, ROW_CREATED, ROW_UPDATED, ROW_SKIPPED };
+
+struct row_job {
+    const struct target *tg;
+    json_t *row;
+    const char *strategy;
+    enum row_outcome outcome;
+};
+
+/* Writes one row with the strategy (see siteimport.h). */
+static bool row_work(struct store_conn *c, void *arg)
 {
+    struct row_job *r = arg;
+    const struct target *tg = r->tg;
     size_t n = tg->t->n_cols;
     struct owned_val *vals = xcalloc(n, sizeof(*vals));
     bool *present = xcalloc(n, sizeof(*present));
+    struct store_val *bind = xcalloc(n + 1, sizeof(*bind));
     struct err err = {0};
     struct buf sql;
     int64_t changed = 0;
-    bool ok = json_is_object(row);
+    size_t nb = 0;
+    bool ok = json_is_object(r->row), append = !strcmp(r->strategy, "append");
+    int exists = 0;
+    r->outcome = ROW_FAILED;
     buf_init(&sql);
     for (size_t i = 0; ok && i < n; i++) {
-        json_t *v = json_object_get(row, tg->t->cols[i].name);
+        json_t *v = json_object_get(r->row, tg->t->cols[i].name);
         present[i] = v != NULL;
         if (v && field_value(tg, i, v, &vals[i], &err) != FERRY_OK)
             ok = false;
     }
-    bool append = !strcmp(strategy, "append");
-    if (ok && tg->pk >= 0 && append) {
+    if (ok && tg->pk >= 0 && append) { /* a new key: the database's, or the next one */
         values_release(&vals[tg->pk]);
-        new_key(c, tg, &vals[tg->pk]);
-        present[tg->pk] = true;
+        present[tg->pk] = !tg->pk_generated;
+        if (present[tg->pk])
+            ok = new_key(c, tg, &vals[tg->pk]);
     }
-    bool exists = ok && !append && tg->pk >= 0 && present[tg->pk] &&
-                  row_exists(c, tg, &vals[tg->pk].val);
-    struct store_val *bind = xcalloc(n + 1, sizeof(*bind));
-    size_t nb = 0;
-    if (!ok) {
-        k->failed++;
-    } else if (exists && !strcmp(strategy, "skip")) {
-        k->skipped++;
+    if (ok && !append && tg->pk >= 0 && present[tg->pk])
+        ok = (exists = row_exists(c, tg, &vals[tg->pk].val)) >= 0;
+    if (!ok)
+        goto out;
+    if (exists && !strcmp(r->strategy, "skip")) {
+        r->outcome = ROW_SKIPPED;
     } else if (exists) { /* overwrite: every column given; merge: the non-null ones */
-        bool merge = !strcmp(strategy, "merge");
-        char *tq = tg->quoted;
-        buf_printf(&sql, "UPDATE %s SET ", tq);
+        bool merge = !strcmp(r->strategy, "merge");
+        buf_printf(&sql, "UPDATE %s SET ", tg->quoted);
         for (size_t i = 0; i < n; i++) {
             if ((int)i == tg->pk || !present[i] || (merge && vals[i].val.type == SV_NULL))
                 continue;
@@ -362,12 +381,8 @@ static void apply_row(struct store_conn *c, const struct target *tg, json_t *row
         buf_printf(&sql, " WHERE %s = $%zu", pkq, nb + 1);
         nb++;
         free(pkq);
-        if (nb == 1) /* nothing to change */
-            k->updated++;
-        else if (row_statement(c, tg, sql.data, bind, nb, &changed, &err) == FERRY_OK)
-            k->updated++;
-        else
-            k->failed++;
+        if (nb == 1 || store_run(c, sql.data, bind, nb, &changed, &err) == FERRY_OK)
+            r->outcome = ROW_UPDATED; /* (nb == 1: nothing to change) */
     } else {
         struct buf names;
         buf_init(&names);
@@ -382,19 +397,50 @@ static void apply_row(struct store_conn *c, const struct target *tg, json_t *row
             nb++;
             free(q);
         }
-        buf_printf(&sql, ") VALUES (%s)", names.data ? names.data : "");
+        if (nb) {
+            buf_printf(&sql, ") VALUES (%s)", names.data);
+            if (store_run(c, sql.data, bind, nb, &changed, &err) == FERRY_OK)
+                r->outcome = ROW_CREATED;
+        }
         buf_cleanup(&names);
-        if (nb && row_statement(c, tg, sql.data, bind, nb, &changed, &err) == FERRY_OK)
-            k->created++;
-        else
-            k->failed++;
     }
+out:
     for (size_t i = 0; i < n; i++)
         values_release(&vals[i]);
     free(vals);
     free(present);
     free(bind);
     buf_cleanup(&sql);
+    return r->outcome != ROW_FAILED;
+}
+
+/* Applies one row with the strategy; counts what happened. */
+static void apply_row(struct store_conn *c, const struct target *tg, json_t *row,
+                      const char *strategy, struct counts *k)
+{
+    struct row_job r = {tg, row, strategy, ROW_FAILED};
+    in_savepoint(c, tg, row_work, &r);
+    k->created += r.outcome == ROW_CREATED;
+    k->updated += r.outcome == ROW_UPDATED;
+    k->skipped += r.outcome == ROW_SKIPPED;
+    k->failed += r.outcome == ROW_FAILED;
+}
+
+struct delete_job {
+    const struct target *tg;
+    const struct store_val *key;
+    int64_t removed;
+};
+
+static bool delete_work(struct store_conn *c, void *arg)
+{
+    struct delete_job *d = arg;
+    char *pkq = store_quote_ident(d->tg->t->cols[d->tg->pk].name);
+    char *sql = xasprintf("DELETE FROM %s WHERE %s = $1", d->tg->quoted, pkq);
+    bool ok = store_run(c, sql, d->key, 1, &d->removed, NULL) == FERRY_OK;
+    free(sql);
+    free(pkq);
+    return ok;
 }
 
 /* --- one table ------------------------------------------------------------------------ */
@@ -471,6 +517,9 @@ static int open_target(struct import_ctx *x, const char *table, struct target *t
     for (size_t i = 0; tg->t->n_pk == 1 && i < tg->t->n_cols; i++)
         if (tg->t->cols[i].primary_key)
             tg->pk = (int)i;
+    if (tg->pk >= 0) /* SQLite: an INTEGER PRIMARY KEY is the rowid, made on insert */
+        tg->pk_generated = tg->t->cols[tg->pk].has_default ||
+                           (!tg->pg && !strcmp(tg->t->cols[tg->pk].decl_type, "integer"));
     return FERRY_OK;
 }
 
@@ -483,6 +532,13 @@ static int apply_page(struct import_ctx *x, const struct target *tg, struct tran
     size_t i;
     json_t *item;
     int rc = store_begin(x->c, err);
+    if (rc == FERRY_OK && tg->pg && tg->pk >= 0 && !tg->pk_generated &&
+        !strcmp(x->strategy, "append")) {
+        /* append computes the next key: no other writer may take it meanwhile */
+        char *sql = xasprintf("LOCK TABLE %s IN EXCLUSIVE MODE", tg->quoted);
+        rc = store_exec(x->c, sql, err);
+        free(sql);
+    }
     if (rc == FERRY_OK)
         json_array_foreach(rows, i, item) apply_row(x->c, tg, item, x->strategy, &k);
     if (rc == FERRY_OK)
@@ -490,25 +546,23 @@ static int apply_page(struct import_ctx *x, const struct target *tg, struct tran
         {
             const char *op = json_string_value(json_object_get(item, "op"));
             if (!op || strcmp(op, "delete") != 0) {
-                apply_row(x->c, tg, json_object_get(item, "data"), x->strategy, &k);
+                /* a changed row is the sender's newer version: skip would never take it */
+                apply_row(x->c, tg, json_object_get(item, "data"),
+                          !strcmp(x->strategy, "skip") ? "overwrite" : x->strategy, &k);
                 continue;
             }
             struct owned_val key;
             struct err ignored = {0};
-            int64_t n = 0;
             if (tg->pk < 0 || field_value(tg, (size_t)tg->pk, json_object_get(item, "id"), &key,
                                           &ignored) != FERRY_OK) {
                 k.failed++;
                 continue;
             }
-            char *pkq = store_quote_ident(tg->t->cols[tg->pk].name);
-            char *sql = xasprintf("DELETE FROM %s WHERE %s = $1", tg->quoted, pkq);
-            if (row_statement(x->c, tg, sql, &key.val, 1, &n, &ignored) == FERRY_OK)
-                k.deleted += n;
+            struct delete_job d = {tg, &key.val, 0};
+            if (in_savepoint(x->c, tg, delete_work, &d))
+                k.deleted += d.removed;
             else
                 k.failed++;
-            free(sql);
-            free(pkq);
             values_release(&key);
         }
     int64_t got = (int64_t)(json_array_size(rows) + json_array_size(changes));
@@ -559,9 +613,20 @@ static int pull_whole(struct import_ctx *x, const char *table, const struct targ
             return FERRY_ERR;
         json_t *data = json_object_get(answer, "data"), *next = json_object_get(answer, "next_after");
         json_t *cursor = json_object_get(answer, "cursor"); /* a ferry sender's feed head */
+        if (!json_is_array(data)) {
+            json_decref(answer);
+            return err_set(err, ERR_BAD_GATEWAY, "pull-data: the sender's answer has no data");
+        }
         char *page_text = json_to_string(data);
         /* without next_after (a PhoenixKit sender) the one answer is the whole table */
         char *next_text = next && !json_is_null(next) ? json_dumps(next, JSON_ENCODE_ANY) : NULL;
+        if (next_text && tr->last_key && !strcmp(next_text, tr->last_key)) {
+            free(page_text);
+            free(next_text);
+            json_decref(answer);
+            return err_set(err, ERR_BAD_GATEWAY,
+                           "pull-data: the sender's next_after does not advance");
+        }
         int64_t got = (int64_t)json_array_size(data);
         int rc = apply_page(x, tg, tr, data, NULL, (int64_t)strlen(page_text),
                             next_text && got ? next_text : WHOLE_DONE,
@@ -602,6 +667,13 @@ static int pull_changes(struct import_ctx *x, const char *table, const struct ta
         json_t *changes = json_object_get(answer, "changes");
         json_t *next = json_object_get(answer, "next_since");
         bool more = json_is_true(json_object_get(answer, "has_more"));
+        int64_t from = tr->since >= 0 ? tr->since : since;
+        if (!json_is_array(changes) || !json_is_integer(next) ||
+            (more && json_integer_value(next) <= from)) {
+            json_decref(answer);
+            return err_set(err, ERR_BAD_GATEWAY,
+                           "pull-data: the sender's changes or next_since are not usable");
+        }
         char *text = json_to_string(changes);
         int rc = json_is_integer(next)
                      ? apply_page(x, tg, tr, NULL, changes, (int64_t)strlen(text), NULL,

@@ -66,7 +66,15 @@ static bool mirror(const struct siteops_env *env, const struct site *s, const ch
     int rc = siteclient_call(&env->client, s->site_url, action, body, call, &ignored);
     json_decref(body);
     log_call(action, s->site_url, s->token_hash, call);
-    return rc == FERRY_OK && call->status == 200;
+    if (rc != FERRY_OK || call->status != 200)
+        return false;
+    /* the remote may keep its own status (a receiver cannot lift a sender's suspension) */
+    const char *kept = json_string_value(json_object_get(call->body, "status"));
+    if (status && kept && strcmp(kept, status) != 0) {
+        snprintf(call->error, sizeof(call->error), "the remote kept its status '%.40s'", kept);
+        return false;
+    }
+    return true;
 }
 
 int siteops_create(struct store_conn *c, const struct siteops_env *env, json_t *body,

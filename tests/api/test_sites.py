@@ -313,6 +313,17 @@ def test_approval_suspend_reactivate_revoke(_servers, backend):
         assert get_conn(b, recv["id"])["status"] == status
         assert data_status() == code
     assert_v1_error(admin(a, "POST", f"/{conn['id']}/reactivate"), 409, "CONFLICT")
+
+    # the receiver may lower the sender's status, never lift the sender's suspension
+    assert admin(a, "POST", f"/{conn['id']}/suspend").json()["mirrored"] is True
+    r = admin(b, "POST", f"/{recv['id']}/reactivate")
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["mirrored"]) == ("active", False), r.json()
+    assert "kept its status 'suspended'" in r.json()["remote_error"]
+    assert get_conn(a, conn["id"])["status"] == "suspended"
+    assert data_status() == 403
+    assert admin(a, "POST", f"/{conn['id']}/reactivate").json()["mirrored"] is True
+    assert data_status() == 200
     v = admin(b, "POST", f"/{recv['id']}/verify").json()  # the receiver asks the sender
     assert (v["result"], v["status"], v["reachable"]) == ("exists", "active", True), v
     assert_v1_error(admin(a, "POST", f"/{conn['id']}/bogus"), 400, "INVALID_REQUEST")
