@@ -6,6 +6,7 @@ a port picked beforehand). Where a test has two, A runs on the test's backend an
 the other one, so every pairing of SQLite and PostgreSQL is exercised."""
 
 import base64
+import json
 import re
 
 from conftest import assert_legacy_error, assert_v1_error, free_port, sha256_hex
@@ -399,6 +400,23 @@ def test_delete_mirroring_self_healing_and_refusals(_servers, backend):
     assert r.status_code == 200, r.text
     assert r.json() == {"id": conn["id"], "deleted": True, "mirrored": True}
     assert conns(a) == [] and conns(b) == []
+
+    # the receiver's delete is mirrored to the sender too
+    r = create(a, b)
+    assert r.status_code == 201, r.text
+    hash_ = b.db_query("SELECT token_hash FROM ferry_sites")[0][0]
+    r = admin(b, "DELETE", f"/{only(b)['id']}")
+    assert r.status_code == 200, r.text
+    assert (r.json()["deleted"], r.json()["mirrored"]) == (True, True)
+    assert conns(a) == [] and conns(b) == []
+    # neither site logged the connection's credential: its calls name 8 characters of it
+    calls = [json.loads(line) for srv in (a, b) for line in srv.stderr().splitlines()
+             if line.startswith("{") and '"msg":"site call"' in line]
+    assert {l["action"] for l in calls} >= {"register-connection", "delete-connection"}, calls
+    assert all(re.fullmatch(r"[0-9a-f]{8}", l["connection"]) for l in calls), calls
+    assert [l["action"] for l in calls if l["connection"] == hash_[:8]] == [
+        "register-connection", "delete-connection"], calls
+    assert hash_ not in a.stderr() and hash_ not in b.stderr()
 
     # B deletes while A is down; A's verify later finds it gone and deletes its side
     r = create(a, b)
