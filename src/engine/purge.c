@@ -8,6 +8,7 @@
 #include "engine/devices.h"
 #include "engine/feed.h"
 #include "engine/purge.h"
+#include "util/ticker.h"
 #include "engine/tables.h"
 #include "util/timeutil.h"
 
@@ -80,42 +81,26 @@ out:
 }
 
 struct purger {
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    bool stop;
+    struct ticker *ticker;
     struct store *st;
-    int64_t interval_s, retention_ms;
+    int64_t retention_ms;
     void (*also)(struct store_conn *c, void *ctx);
     void *ctx;
 };
 
-static void *purger_main(void *arg)
+static void purge_tick(struct ticker *t, void *arg)
 {
     struct purger *p = arg;
-    pthread_mutex_lock(&p->lock);
-    while (!p->stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += (time_t)p->interval_s;
-        while (!p->stop && pthread_cond_timedwait(&p->wake, &p->lock, &until) == 0)
-            ;
-        if (p->stop)
-            break;
-        pthread_mutex_unlock(&p->lock);
-        struct store_conn *c = NULL;
-        struct purge_result r;
-        struct err err = {0};
-        if (store_acquire(p->st, &c, &err) != FERRY_OK ||
-            purge_run(c, p->retention_ms, &r, &err) != FERRY_OK)
-            fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"purge failed\"}\n");
-        if (c && p->also)
-            p->also(c, p->ctx);
-        store_release(c);
-        pthread_mutex_lock(&p->lock);
-    }
-    pthread_mutex_unlock(&p->lock);
-    return NULL;
+    struct store_conn *c = NULL;
+    struct purge_result r;
+    struct err err = {0};
+    (void)t;
+    if (store_acquire(p->st, &c, &err) != FERRY_OK ||
+        purge_run(c, p->retention_ms, &r, &err) != FERRY_OK)
+        fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"purge failed\"}\n");
+    if (c && p->also)
+        p->also(c, p->ctx);
+    store_release(c);
 }
 
 int purger_start(struct store *st, int64_t interval_s, int64_t retention_ms,
@@ -124,20 +109,14 @@ int purger_start(struct store *st, int64_t interval_s, int64_t retention_ms,
 {
     struct purger *p = xcalloc(1, sizeof(*p));
     *out = NULL;
-    if (interval_s <= 0) {
-        free(p);
-        return FERRY_OK;
-    }
-    pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->wake, NULL);
     p->st = st;
-    p->interval_s = interval_s;
     p->retention_ms = retention_ms;
     p->also = also;
     p->ctx = ctx;
-    if (pthread_create(&p->thread, NULL, purger_main, p) != 0) {
+    if (ticker_start("purge", interval_s, purge_tick, p, &p->ticker, err) != FERRY_OK ||
+        !p->ticker) {
         free(p);
-        return err_set(err, ERR_INTERNAL, "cannot start the purge thread");
+        return err->code == ERR_NONE ? FERRY_OK : FERRY_ERR;
     }
     *out = p;
     return FERRY_OK;
@@ -147,12 +126,6 @@ void purger_stop(struct purger *p)
 {
     if (!p)
         return;
-    pthread_mutex_lock(&p->lock);
-    p->stop = true;
-    pthread_cond_signal(&p->wake);
-    pthread_mutex_unlock(&p->lock);
-    pthread_join(p->thread, NULL);
-    pthread_mutex_destroy(&p->lock);
-    pthread_cond_destroy(&p->wake);
+    ticker_stop(p->ticker);
     free(p);
 }

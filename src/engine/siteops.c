@@ -1,7 +1,5 @@
 /* siteops.c - see siteops.h. The token is sent once, in register-connection; every later
  * call names the connection by its hash, and neither is ever logged. */
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +7,7 @@
 
 #include "engine/siteops.h"
 #include "engine/sites.h"
+#include "util/ticker.h"
 #include "util/timeutil.h"
 
 /* Unreachable remotes are tried again after 30 s, doubling to at most an hour. */
@@ -313,17 +312,15 @@ out:
 /* --- the healer --------------------------------------------------------------------- */
 
 struct site_healer {
+    struct ticker *ticker;
     struct store *st;
     struct siteops_env env;
-    int64_t interval_s;
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    atomic_bool stop;
 };
 
-static void heal_due(struct site_healer *h)
+/* Verifies the connections that are due, between stops. */
+static void heal_due(struct ticker *t, void *arg)
 {
+    struct site_healer *h = arg;
     struct store_conn *c = NULL;
     struct store_rows *rows = NULL;
     char **ids = NULL;
@@ -342,7 +339,7 @@ static void heal_due(struct site_healer *h)
     store_rows_free(rows);
     for (size_t i = 0; i < n; i++) {
         json_t *out = NULL;
-        if (!atomic_load(&h->stop)) /* stopping: the rest waits for the next start */
+        if (!ticker_stopping(t)) /* stopping: the rest waits for the next start */
             siteops_verify(c, &h->env, ids[i], &out, NULL);
         json_decref(out);
         free(ids[i]);
@@ -351,41 +348,17 @@ static void heal_due(struct site_healer *h)
     store_release(c);
 }
 
-static void *healer_main(void *arg)
-{
-    struct site_healer *h = arg;
-    pthread_mutex_lock(&h->lock);
-    while (!h->stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += (time_t)h->interval_s;
-        while (!h->stop && pthread_cond_timedwait(&h->wake, &h->lock, &until) == 0)
-            ;
-        if (h->stop)
-            break;
-        pthread_mutex_unlock(&h->lock);
-        heal_due(h);
-        pthread_mutex_lock(&h->lock);
-    }
-    pthread_mutex_unlock(&h->lock);
-    return NULL;
-}
-
 int siteops_healer_start(struct store *st, const struct siteops_env *env, int64_t interval_s,
                          struct site_healer **out, struct err *err)
 {
-    *out = NULL;
-    if (interval_s <= 0)
-        return FERRY_OK;
     struct site_healer *h = xcalloc(1, sizeof(*h));
+    *out = NULL;
     h->st = st;
     h->env = *env;
-    h->interval_s = interval_s;
-    pthread_mutex_init(&h->lock, NULL);
-    pthread_cond_init(&h->wake, NULL);
-    if (pthread_create(&h->thread, NULL, healer_main, h) != 0) {
+    if (ticker_start("site healer", interval_s, heal_due, h, &h->ticker, err) != FERRY_OK ||
+        !h->ticker) {
         free(h);
-        return err_set(err, ERR_INTERNAL, "cannot start the site healer thread");
+        return err->code == ERR_NONE ? FERRY_OK : FERRY_ERR;
     }
     *out = h;
     return FERRY_OK;
@@ -395,12 +368,6 @@ void siteops_healer_stop(struct site_healer *h)
 {
     if (!h)
         return;
-    pthread_mutex_lock(&h->lock);
-    h->stop = true;
-    pthread_cond_signal(&h->wake);
-    pthread_mutex_unlock(&h->lock);
-    pthread_join(h->thread, NULL);
-    pthread_mutex_destroy(&h->lock);
-    pthread_cond_destroy(&h->wake);
+    ticker_stop(h->ticker);
     free(h);
 }

@@ -667,3 +667,16 @@ def test_too_many_chunks_is_refused(make_server):
                  json={"path": "big.bin", "size": 1024 * 100001, "chunk_size": 1024})
     assert_v1_error(r, 400, "INVALID_REQUEST")
     assert "too many" in r.json()["details"], r.text
+
+
+@pytest.mark.sqlite_only
+def test_purge_thread_clears_expired_sessions(make_server):
+    """The background purge (every --purge-interval seconds) removes an expired session's
+    folder by itself, without the admin endpoint."""
+    srv = make_server("--upload-expiry", "1", "--purge-interval", "1")
+    s = create(srv, srv.admin_token, "bg/one.bin", 2048)
+    put_ok(srv, srv.admin_token, s["id"], 0, rand_bytes(1024, 5))
+    assert os.path.isdir(upload_dir(srv, s["id"]))
+    assert wait_until(lambda: not os.path.exists(upload_dir(srv, s["id"])), timeout=8.0)
+    r = srv.get(f"{V1}/upload/{s['id']}", token=srv.admin_token)
+    assert_v1_error(r, 410, "GONE")
