@@ -232,16 +232,19 @@ static void register_connection(struct request *req)
     }
     if (!(body = body_of(req)) || !require(req, body, need, 3))
         goto out;
+    /* Every registration counts against the caller's address like a failed lookup: a
+     * password cannot be guessed faster than --auth-fail-limit a minute, nor can one
+     * address fill the list of connections waiting for approval. */
+    if (!address_may_try(req))
+        goto out;
+    count_failure(req);
     if (!strcmp(st.mode, "require_password")) {
         const char *password = field(body, "password");
-        if (!address_may_try(req))
-            goto out;
         if (!password) {
             fail(req, 401, "Password required for incoming connections");
             goto out;
         }
         if (!sites_password_check(st.password_hash, password)) {
-            count_failure(req);
             fail(req, 401, "Invalid password");
             goto out;
         }

@@ -648,3 +648,19 @@ def test_connection_policies_and_failed_lookups(_servers, backend):
     assert r.status_code == 429, r.text
     assert r.json() == {"success": False, "error": "Too many failed attempts"}
     assert int(r.headers["Retry-After"]) >= 1
+
+
+def test_registrations_are_limited_per_address(_servers, backend):
+    """Each registration counts against the caller's address (--auth-fail-limit a
+    minute): one address can neither guess a password quickly nor flood the list of
+    connections waiting for approval."""
+    b = site(_servers, backend, "--auth-fail-limit", "3", "--sites-incoming-mode",
+             "require_approval")
+    for i in range(3):
+        r = register(b, sender=f"http://127.0.0.1:{7100 + i}", token=f"tok-{i}")
+        assert ok(r)["connection_status"] == "pending"
+    r = register(b, sender="http://127.0.0.1:7200", token="tok-x")
+    assert r.status_code == 429, r.text
+    assert r.json() == {"success": False, "error": "Too many failed attempts"}
+    assert r.headers["Retry-After"] == "60"
+    assert len(b.db_query("SELECT id FROM ferry_sites")) == 3
