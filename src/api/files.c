@@ -78,9 +78,30 @@ void files_remove_tree(const char *dir)
     nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static char *upload_dir(const struct app *app, const char *id)
+char *files_upload_dir(const struct app *app, const char *id)
 {
     return xasprintf("%s/%s", app->uploads_dir, id);
+}
+
+static int make_upload_dir(const struct app *app, const char *id, struct err *err)
+{
+    char *dir = files_upload_dir(app, id);
+    int rc = mkdir(dir, 0700) == 0 ? FERRY_OK : spool_io_error(err, "cannot create", dir);
+    free(dir);
+    return rc;
+}
+
+/* Where chunk idx of upload id is kept once received. */
+static char *chunk_path(const struct app *app, const char *id, int64_t idx)
+{
+    return xasprintf("%s/%s/%lld", app->uploads_dir, id, (long long)idx);
+}
+
+void files_remove_upload(const struct app *app, const char *id)
+{
+    char *dir = files_upload_dir(app, id);
+    files_remove_tree(dir);
+    free(dir);
 }
 
 const char *files_device_of(const struct request *req)
@@ -204,18 +225,15 @@ static void create_upload(struct request *req)
     u.user_id = xstrdup(req->cred.user_id);
     u.device_id = files_device_of(req) ? xstrdup(req->cred.device_id) : NULL;
     u.expires_at = time_now_ms() + req->app->cfg->upload_expiry * 1000;
-    char *dir = NULL;
     if (uploads_create(c, &u, &err) != FERRY_OK) {
         http_reply_err(req, &err);
-    } else if (dir = upload_dir(req->app, u.id), mkdir(dir, 0700) != 0) {
-        spool_io_error(&err, "cannot create", dir);
+    } else if (make_upload_dir(req->app, u.id, &err) != FERRY_OK) {
         bool found;
         uploads_delete(c, u.id, &found, NULL);
         http_reply_err(req, &err);
     } else {
         http_reply_json(req, 200, session_json(&u, json_array()));
     }
-    free(dir);
     store_release(c);
     uploads_clear(&u);
 }
@@ -252,14 +270,12 @@ static void delete_upload(struct request *req)
     if (!c)
         return;
     if (load_session(req, c, http_param(req, "id"), &u)) {
-        char *dir = upload_dir(req->app, u.id);
         if (uploads_delete(c, u.id, &found, &err) != FERRY_OK) {
             http_reply_err(req, &err);
         } else {
-            files_remove_tree(dir);
+            files_remove_upload(req->app, u.id);
             http_reply_text(req, 204, NULL, "", 0);
         }
-        free(dir);
     }
     store_release(c);
     uploads_clear(&u);
@@ -328,7 +344,7 @@ static void chunk_open(struct request *req)
         free(msg);
         goto fail;
     }
-    char *dir = upload_dir(req->app, cp->u.id);
+    char *dir = files_upload_dir(req->app, cp->u.id);
     int rc = spool_new(dir, &cp->spool, &err);
     free(dir);
     if (rc != FERRY_OK) {
@@ -383,7 +399,7 @@ static int keep_chunk(struct request *req, struct store_conn *c, struct chunk_pu
                            (long long)cp->idx, have, sha);
         return FERRY_OK; /* the same bytes again: nothing to do */
     }
-    char *final = xasprintf("%s/%s/%lld", req->app->uploads_dir, cp->u.id, (long long)cp->idx);
+    char *final = chunk_path(req->app, cp->u.id, cp->idx);
     int rc = spool_keep(cp->spool, final, err);
     cp->spool = NULL;
     free(final);
@@ -465,7 +481,7 @@ static int assemble(struct app *app, const struct upload *u, char hex[65], int64
     if (blob_writer_new(app->blobs, &w, err) != FERRY_OK)
         goto out;
     for (int64_t i = 0; i < u->chunk_count; i++) {
-        char *path = xasprintf("%s/%s/%lld", app->uploads_dir, u->id, (long long)i);
+        char *path = chunk_path(app, u->id, i);
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         ssize_t n = 0;
         if (fd < 0) {
@@ -574,9 +590,7 @@ static void complete_upload(struct request *req)
         uploads_claim_completion(c, u.id, false, NULL, NULL);
         http_reply_err(req, &err);
     } else {
-        char *dir = upload_dir(req->app, u.id);
-        files_remove_tree(dir);
-        free(dir);
+        files_remove_upload(req->app, u.id);
         http_reply_json(req, 200, json_loads(result, 0, NULL));
     }
 out:
@@ -735,7 +749,7 @@ void files_housekeeping(struct app *app, struct store_conn *c, struct files_swep
     int64_t now = time_now_ms();
     if (uploads_expired(c, now, 1000, &ids, &n, &err) == FERRY_OK) {
         for (size_t i = 0; i < n; i++) {
-            char *dir = upload_dir(app, ids[i]);
+            char *dir = files_upload_dir(app, ids[i]);
             struct stat st;
             if (stat(dir, &st) == 0) {
                 files_remove_tree(dir);

@@ -21,6 +21,11 @@ const char *files_device_of(const struct request *req);
 /* Removes a folder and everything in it (symlinks themselves, never their targets). */
 void files_remove_tree(const char *dir);
 
+/* The folder of upload id's bytes, DATA_DIR/uploads/<id> (newly allocated). */
+char *files_upload_dir(const struct app *app, const char *id);
+/* Removes upload id's folder and everything in it. */
+void files_remove_upload(const struct app *app, const char *id);
+
 struct files_swept {
     int64_t uploads; /* expired upload sessions whose data was removed */
     int64_t blobs;   /* unreferenced blobs removed */

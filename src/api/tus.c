@@ -186,7 +186,9 @@ static void add_expires(struct request *req, int64_t ms)
 
 static char *data_path(const struct app *app, const char *id)
 {
-    return xasprintf("%s/%s/data", app->uploads_dir, id);
+    char *dir = files_upload_dir(app, id), *path = xasprintf("%s/data", dir);
+    free(dir);
+    return path;
 }
 
 /* Parses a decimal header value >= 0; -1 when absent or not one. */
@@ -321,7 +323,7 @@ static void options(struct request *req)
 /* The upload's folder and its empty data file. */
 static int make_data_file(const struct app *app, const char *id, struct err *err)
 {
-    char *dir = xasprintf("%s/%s", app->uploads_dir, id), *data = data_path(app, id);
+    char *dir = files_upload_dir(app, id), *data = data_path(app, id);
     int fd = -1, rc = FERRY_OK;
     if (mkdir(dir, 0700) != 0)
         rc = spool_io_error(err, "cannot create", dir);
@@ -430,9 +432,7 @@ static void terminate(struct request *req)
             live_release(u.id, NULL, 0, false);
             http_reply_err(req, &err);
         } else {
-            char *dir = xasprintf("%s/%s", req->app->uploads_dir, u.id);
-            files_remove_tree(dir);
-            free(dir);
+            files_remove_upload(req->app, u.id);
             live_release(u.id, NULL, 0, true);
             http_reply_text(req, 204, NULL, "", 0);
         }
@@ -672,11 +672,8 @@ static int complete(struct request *req, struct store_conn *c, struct upload *u,
     pthread_rwlock_unlock(&req->app->blob_lock);
     if (rc != FERRY_OK)
         uploads_claim_completion(c, u->id, false, NULL, NULL);
-    if (rc == FERRY_OK) {
-        char *dir = xasprintf("%s/%s", req->app->uploads_dir, u->id);
-        files_remove_tree(dir);
-        free(dir);
-    }
+    if (rc == FERRY_OK)
+        files_remove_upload(req->app, u->id);
     files_entry_clear(&e);
     free(path);
     return rc;
