@@ -3,6 +3,8 @@
 #ifndef FERRY_API_H
 #define FERRY_API_H
 
+#include <stdbool.h>
+
 #include "http/router.h"
 
 extern const struct route_table api_ops_routes;
@@ -22,5 +24,9 @@ extern const size_t api_n_tables;
 struct store_conn;
 struct request;
 struct store_conn *api_conn(struct request *req);
+
+/* Whether the credential may see a record owned by user_id (NULL: no owner): admins see
+ * every record, others their user's. */
+bool api_owns(const struct request *req, const char *user_id);
 
 #endif

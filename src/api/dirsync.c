@@ -323,9 +323,7 @@ static bool load_job(struct request *req, struct store_conn *c, struct job *j)
         http_reply_err(req, &err);
         return false;
     }
-    bool mine = req->cred.role == ROLE_ADMIN ||
-                (j->user_id && !strcmp(j->user_id, req->cred.user_id));
-    if (!found || strcmp(j->kind, "dirsync") != 0 || !mine) {
+    if (!found || strcmp(j->kind, "dirsync") != 0 || !api_owns(req, j->user_id)) {
         http_reply_error(req, ERR_NOT_FOUND, "no such session");
         return false;
     }

@@ -111,25 +111,23 @@ const char *files_device_of(const struct request *req)
 
 /* --- sessions ------------------------------------------------------------------------- */
 
-/* Loads session id for this caller: 404 when unknown or someone else's, 410 when
- * expired. Returns false after replying. */
-static bool load_session(struct request *req, struct store_conn *c, const char *id,
-                         struct upload *u)
+bool files_load_upload(struct request *req, struct store_conn *c, const char *id,
+                       enum upload_kind kind, struct upload *u)
 {
     struct err err = {0};
     bool found = false;
+    bool chunked = kind == UPLOAD_CHUNKED; /* each surface names its uploads its way */
     if (uploads_get(c, id, u, &found, &err) != FERRY_OK) {
         http_reply_err(req, &err);
         return false;
     }
-    bool mine = req->cred.role == ROLE_ADMIN ||
-                (u->user_id && !strcmp(u->user_id, req->cred.user_id));
-    if (!found || u->kind != UPLOAD_CHUNKED || !mine) {
-        http_reply_error(req, ERR_NOT_FOUND, "no such upload session");
+    if (!found || u->kind != kind || !api_owns(req, u->user_id)) {
+        http_reply_error(req, ERR_NOT_FOUND, chunked ? "no such upload session" : "no such upload");
         return false;
     }
     if (!u->completed_at && u->expires_at <= time_now_ms()) {
-        http_reply_error(req, ERR_GONE, "the upload session has expired; start a new one");
+        http_reply_error(req, ERR_GONE, chunked ? "the upload session has expired; start a new one"
+                                                : "the upload has expired");
         return false;
     }
     return true;
@@ -248,7 +246,7 @@ static void get_upload(struct request *req)
     struct store_conn *c = api_conn(req);
     if (!c)
         return;
-    if (load_session(req, c, http_param(req, "id"), &u)) {
+    if (files_load_upload(req, c, http_param(req, "id"), UPLOAD_CHUNKED, &u)) {
         if (uploads_chunks(c, u.id, &received, &err) != FERRY_OK)
             http_reply_err(req, &err);
         else
@@ -269,7 +267,7 @@ static void delete_upload(struct request *req)
     struct store_conn *c = api_conn(req);
     if (!c)
         return;
-    if (load_session(req, c, http_param(req, "id"), &u)) {
+    if (files_load_upload(req, c, http_param(req, "id"), UPLOAD_CHUNKED, &u)) {
         if (uploads_delete(c, u.id, &found, &err) != FERRY_OK) {
             http_reply_err(req, &err);
         } else {
@@ -319,7 +317,7 @@ static void chunk_open(struct request *req)
     struct store_conn *c = api_conn(req);
     if (!c)
         goto fail;
-    bool ok = load_session(req, c, http_param(req, "id"), &cp->u);
+    bool ok = files_load_upload(req, c, http_param(req, "id"), UPLOAD_CHUNKED, &cp->u);
     store_release(c);
     if (!ok)
         goto fail;
@@ -537,7 +535,7 @@ static int commit_upload(struct request *req, struct store_conn *c, struct uploa
 static void completed_elsewhere(struct request *req, struct store_conn *c, const char *id)
 {
     struct upload u = {0};
-    if (load_session(req, c, id, &u)) {
+    if (files_load_upload(req, c, id, UPLOAD_CHUNKED, &u)) {
         if (u.completed_at)
             http_reply_json(req, 200, json_loads(u.result, 0, NULL));
         else
@@ -559,7 +557,7 @@ static void complete_upload(struct request *req)
     struct store_conn *c = api_conn(req);
     if (!c)
         return;
-    if (!load_session(req, c, http_param(req, "id"), &u))
+    if (!files_load_upload(req, c, http_param(req, "id"), UPLOAD_CHUNKED, &u))
         goto out;
     if (u.completed_at) { /* completing twice answers the same */
         http_reply_json(req, 200, json_loads(u.result, 0, NULL));

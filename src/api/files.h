@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "engine/uploads.h"
 #include "http/http.h"
 #include "store/store.h"
 
@@ -17,6 +18,12 @@ char *files_clean_path(struct request *req, const char *raw);
 
 /* The credential's device, NULL when it is not a device's. */
 const char *files_device_of(const struct request *req);
+
+/* Loads upload id of the given kind for this caller: 404 when unknown, of the other
+ * kind or someone else's, 410 when expired (in the surface's error format). Returns
+ * false after replying. */
+bool files_load_upload(struct request *req, struct store_conn *c, const char *id,
+                       enum upload_kind kind, struct upload *u);
 
 /* Removes a folder and everything in it (symlinks themselves, never their targets). */
 void files_remove_tree(const char *dir);

@@ -52,7 +52,7 @@ static bool legacy_device(struct request *req, struct store_conn *c, json_t *bod
     if (!*device || devices_get(c, *device, &found, owner, &err) != FERRY_OK)
         return true; /* a free label, as in seed 004 */
     json_decref(found);
-    if (req->cred.role == ROLE_ADMIN || !strcmp(owner, req->cred.user_id))
+    if (api_owns(req, owner))
         return true;
     http_reply_error(req, ERR_FORBIDDEN, "device_id names another user's device");
     return false;

@@ -68,6 +68,18 @@ static bool require(struct request *req, json_t *body, const char *const *names,
     return false;
 }
 
+static json_t *body_of(struct request *req);
+
+/* The start of every POST action: the module is on (503), the body is an object (400),
+ * and it has the required fields (400). Returns the body, or NULL after replying. */
+static json_t *action_body(struct request *req, const char *const *need, size_t n)
+{
+    json_t *body;
+    if (!enabled(req) || !(body = body_of(req)) || !require(req, body, need, n))
+        return NULL;
+    return body;
+}
+
 static json_t *body_of(struct request *req)
 {
     if (json_is_object(req->json))
@@ -180,13 +192,16 @@ static bool data_connection(struct request *req, struct store_conn *c, json_t *b
     return true;
 }
 
-/* Counts the request (and what it sent) on the connection. */
-static void touch(struct request *req, struct store_conn *c, const struct site *s,
-                  int64_t records, const json_t *sent)
+/* Answers 200 with answer (consumed), serialised once, and counts the request and what
+ * it sent on the connection. */
+static void reply_sent(struct request *req, struct store_conn *c, const struct site *s,
+                       int64_t records, json_t *answer)
 {
-    char *text = sent ? json_to_string(sent) : NULL;
+    char *text = json_to_string(answer);
+    json_decref(answer);
     sites_touch(c, s->id, req->client_addr, http_header(req, "User-Agent"), records,
-                text ? (int64_t)strlen(text) : 0, NULL);
+                (int64_t)strlen(text), NULL);
+    http_reply_text(req, 200, "application/json", text, strlen(text));
     free(text);
 }
 
@@ -310,7 +325,7 @@ static void delete_connection(struct request *req)
     struct site s = {0};
     json_t *body;
     bool found = false;
-    if (!enabled(req) || !(body = body_of(req)) || !require(req, body, need, 2))
+    if (!(body = action_body(req, need, 2)))
         return;
     struct store_conn *c = api_conn(req);
     if (!c)
@@ -332,7 +347,7 @@ static void verify_connection(struct request *req)
     static const char *const need[] = {"sender_url", "auth_token_hash"};
     struct site s = {0};
     json_t *body;
-    if (!enabled(req) || !(body = body_of(req)) || !require(req, body, need, 2))
+    if (!(body = action_body(req, need, 2)))
         return;
     struct store_conn *c = api_conn(req);
     if (!c)
@@ -352,7 +367,7 @@ static void update_status(struct request *req)
     struct err err = {0};
     struct site s = {0};
     json_t *body;
-    if (!enabled(req) || !(body = body_of(req)) || !require(req, body, need, 3))
+    if (!(body = action_body(req, need, 3)))
         return;
     const char *to = field(body, "status");
     if (strcmp(to, "active") != 0 && strcmp(to, "suspended") != 0 && strcmp(to, "revoked") != 0) {
@@ -389,7 +404,7 @@ static void get_connection_status(struct request *req)
     struct site s = {0};
     bool found = false;
     json_t *body;
-    if (!enabled(req) || !(body = body_of(req)) || !require(req, body, need, 2))
+    if (!(body = action_body(req, need, 2)))
         return;
     struct store_conn *c = api_conn(req);
     if (!c || !address_may_try(req))
@@ -424,7 +439,7 @@ static void list_tables(struct request *req)
     struct err err = {0};
     struct site s = {0};
     json_t *body, *tables = NULL;
-    if (!enabled(req) || !(body = body_of(req)) || !require(req, body, need, 1))
+    if (!(body = action_body(req, need, 1)))
         return;
     struct store_conn *c = api_conn(req);
     if (!c)
@@ -433,8 +448,7 @@ static void list_tables(struct request *req)
         if (sitedata_tables(c, &s, &tables, &err) != FERRY_OK) {
             fail_err(req, &err);
         } else {
-            touch(req, c, &s, 0, NULL);
-            http_reply_json(req, 200, json_pack("{s:b, s:O}", "success", 1, "tables", tables));
+            reply_sent(req, c, &s, 0, json_pack("{s:b, s:O}", "success", 1, "tables", tables));
         }
     }
     json_decref(tables);
@@ -448,7 +462,7 @@ static void table_schema(struct request *req)
     struct err err = {0};
     struct site s = {0};
     json_t *body, *schema = NULL;
-    if (!enabled(req) || !(body = body_of(req)) || !require(req, body, need, 2))
+    if (!(body = action_body(req, need, 2)))
         return;
     struct store_conn *c = api_conn(req);
     if (!c)
@@ -457,8 +471,7 @@ static void table_schema(struct request *req)
         if (sitedata_schema(c, &s, field(body, "table_name"), &schema, &err) != FERRY_OK) {
             fail_err(req, &err);
         } else {
-            touch(req, c, &s, 0, NULL);
-            http_reply_json(req, 200, json_pack("{s:b, s:O}", "success", 1, "schema", schema));
+            reply_sent(req, c, &s, 0, json_pack("{s:b, s:O}", "success", 1, "schema", schema));
         }
     }
     json_decref(schema);
@@ -492,7 +505,7 @@ static void table_records(struct request *req)
     struct site s = {0};
     struct records_query q = {0};
     json_t *body, *records = NULL;
-    if (!enabled(req) || !(body = body_of(req)) || !require(req, body, need, 2))
+    if (!(body = action_body(req, need, 2)))
         return;
     if (!int_field(req, body, "limit", 10, 1, 100, &q.limit) ||
         !int_field(req, body, "offset", 0, 0, INT64_MAX / 2, &q.offset))
@@ -518,9 +531,8 @@ static void table_records(struct request *req)
         if (sitedata_records(c, &s, &q, &records, &err) != FERRY_OK) {
             fail_err(req, &err);
         } else {
-            json_t *answer = json_pack("{s:b, s:O}", "success", 1, "records", records);
-            touch(req, c, &s, (int64_t)json_array_size(records), answer);
-            http_reply_json(req, 200, answer);
+            reply_sent(req, c, &s, (int64_t)json_array_size(records),
+                       json_pack("{s:b, s:O}", "success", 1, "records", records));
         }
     }
     json_decref(records);
@@ -614,8 +626,7 @@ static void pull_changes(struct request *req, struct store_conn *c, const struct
                                "changes", changes, "count", (json_int_t)json_array_size(changes),
                                "next_since", (json_int_t)page.next_cursor, "has_more",
                                page.has_more);
-    touch(req, c, s, (int64_t)json_array_size(changes), answer);
-    http_reply_json(req, 200, answer);
+    reply_sent(req, c, s, (int64_t)json_array_size(changes), answer);
     json_decref(by_key);
     json_decref(page.changes);
 }
@@ -627,7 +638,7 @@ static void pull_data(struct request *req)
     struct site s = {0};
     json_t *body, *rows = NULL, *next = NULL;
     int64_t limit = 0, cursor = -1;
-    if (!enabled(req) || !(body = body_of(req)) || !require(req, body, need, 2))
+    if (!(body = action_body(req, need, 2)))
         return;
     const char *strategy = field(body, "conflict_strategy");
     if (strategy && !sites_valid_strategy(strategy)) {
@@ -663,8 +674,7 @@ static void pull_data(struct request *req)
                                next);
     if (cursor >= 0)
         json_object_set_new(answer, "cursor", json_integer(cursor));
-    touch(req, c, &s, (int64_t)json_array_size(rows), answer);
-    http_reply_json(req, 200, answer);
+    reply_sent(req, c, &s, (int64_t)json_array_size(rows), answer);
 out:
     json_decref(rows);
     json_decref(next);

@@ -3,6 +3,8 @@
 #include "api/api.h"
 #include "app.h"
 
+#include <string.h>
+
 const struct route_table *const api_tables[] = {
     &api_ops_routes,
     &api_admin_routes,
@@ -24,4 +26,9 @@ struct store_conn *api_conn(struct request *req)
         return NULL;
     }
     return c;
+}
+
+bool api_owns(const struct request *req, const char *user_id)
+{
+    return req->cred.role == ROLE_ADMIN || (user_id && !strcmp(user_id, req->cred.user_id));
 }

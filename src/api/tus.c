@@ -279,28 +279,16 @@ static int reconcile(const struct app *app, struct store_conn *c, struct upload 
     return uploads_set_received(c, u->id, have, err);
 }
 
-/* Loads upload id: 404 when unknown or someone else's, 410 when expired. */
+/* Loads upload id for this caller (see files_load_upload), its offset repaired against
+ * the data on disk when may_reconcile. */
 static bool load_upload(struct request *req, struct store_conn *c, const char *id,
                         bool may_reconcile, struct upload *u)
 {
     struct err err = {0};
-    bool found = false;
-    if (uploads_get(c, id, u, &found, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
+    if (!files_load_upload(req, c, id, UPLOAD_TUS, u))
         return false;
-    }
-    bool mine = req->cred.role == ROLE_ADMIN ||
-                (u->user_id && !strcmp(u->user_id, req->cred.user_id));
-    if (!found || u->kind != UPLOAD_TUS || !mine) {
-        reply_status(req, 404, "no such upload");
-        return false;
-    }
     if (may_reconcile && reconcile(req->app, c, u, &err) != FERRY_OK) {
         http_reply_err(req, &err);
-        return false;
-    }
-    if (!u->completed_at && u->expires_at <= time_now_ms()) {
-        reply_status(req, 410, "the upload has expired");
         return false;
     }
     return true;

@@ -183,6 +183,7 @@ int siteclient_call(const struct siteclient_options *o, const char *site_url, co
     }
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
     out->status = (int)status;
+    out->bytes = answer.len;
     out->body = answer.len ? json_loadb(answer.data, answer.len, JSON_ALLOW_NUL, NULL) : NULL;
     if (!out->body)
         snprintf(out->error, sizeof(out->error), "the answer (status %ld) is not JSON", status);

@@ -15,6 +15,7 @@
 struct site_call {
     int status;     /* HTTP status, 0 when no answer came */
     json_t *body;   /* the answer's JSON, or NULL */
+    size_t bytes;   /* the answer's length as received */
     char error[256]; /* why there was no usable answer */
 };
 

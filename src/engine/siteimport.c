@@ -456,10 +456,11 @@ struct import_ctx {
     int64_t rows_done, rows_total;
 };
 
-/* Calls the sender (body is consumed). A sender over its rate limit for this connection
- * (429) is waited for, a second at a time, for up to two minutes. */
+/* Calls the sender (body is consumed); *bytes (when given) gets the answer's length. A
+ * sender over its rate limit for this connection (429) is waited for, a second at a
+ * time, for up to two minutes. */
 static int remote_call(const struct import_ctx *x, const char *action, json_t *body,
-                       json_t **answer, struct err *err)
+                       json_t **answer, int64_t *bytes, struct err *err)
 {
     struct site_call call = {0};
     int rc = FERRY_ERR;
@@ -483,6 +484,8 @@ static int remote_call(const struct import_ctx *x, const char *action, json_t *b
         goto out;
     }
     *answer = call.body;
+    if (bytes)
+        *bytes = (int64_t)call.bytes;
     rc = FERRY_OK;
 out:
     json_decref(body);
@@ -502,7 +505,7 @@ static int open_target(struct import_ctx *x, const char *table, struct target *t
         }
         json_t *answer = NULL;
         if (remote_call(x, "table-schema", json_pack("{s:s}", "table_name", table), &answer,
-                        err) != FERRY_OK)
+                        NULL, err) != FERRY_OK)
             return FERRY_ERR;
         json_t *cols = json_object_get(json_object_get(answer, "schema"), "columns");
         int rc = json_array_size(cols) ? create_table(x->c, table, cols, err)
@@ -609,7 +612,8 @@ static int pull_whole(struct import_ctx *x, const char *table, const struct targ
         if (after)
             json_object_set_new(body, "after", after);
         json_t *answer = NULL;
-        if (remote_call(x, "pull-data", body, &answer, err) != FERRY_OK)
+        int64_t bytes = 0;
+        if (remote_call(x, "pull-data", body, &answer, &bytes, err) != FERRY_OK)
             return FERRY_ERR;
         json_t *data = json_object_get(answer, "data"), *next = json_object_get(answer, "next_after");
         json_t *cursor = json_object_get(answer, "cursor"); /* a ferry sender's feed head */
@@ -617,21 +621,17 @@ static int pull_whole(struct import_ctx *x, const char *table, const struct targ
             json_decref(answer);
             return err_set(err, ERR_BAD_GATEWAY, "pull-data: the sender's answer has no data");
         }
-        char *page_text = json_to_string(data);
         /* without next_after (a PhoenixKit sender) the one answer is the whole table */
         char *next_text = next && !json_is_null(next) ? json_dumps(next, JSON_ENCODE_ANY) : NULL;
         if (next_text && tr->last_key && !strcmp(next_text, tr->last_key)) {
-            free(page_text);
             free(next_text);
             json_decref(answer);
             return err_set(err, ERR_BAD_GATEWAY,
                            "pull-data: the sender's next_after does not advance");
         }
         int64_t got = (int64_t)json_array_size(data);
-        int rc = apply_page(x, tg, tr, data, NULL, (int64_t)strlen(page_text),
-                            next_text && got ? next_text : WHOLE_DONE,
+        int rc = apply_page(x, tg, tr, data, NULL, bytes, next_text && got ? next_text : WHOLE_DONE,
                             json_is_integer(cursor) ? json_integer_value(cursor) : -1, err);
-        free(page_text);
         json_decref(answer);
         free(tr->last_key);
         tr->last_key = rc == FERRY_OK ? next_text : NULL;
@@ -658,7 +658,8 @@ static int pull_changes(struct import_ctx *x, const char *table, const struct ta
                                  "since", (json_int_t)(tr->since >= 0 ? tr->since : since));
         json_t *answer = NULL;
         struct err call_err = {0};
-        int called = remote_call(x, "pull-data", body, &answer, &call_err);
+        int64_t bytes = 0;
+        int called = remote_call(x, "pull-data", body, &answer, &bytes, &call_err);
         if (called != FERRY_OK) {
             *refused = strstr(call_err.msg, "answered 400") || strstr(call_err.msg, "answered 410");
             *err = call_err;
@@ -674,12 +675,7 @@ static int pull_changes(struct import_ctx *x, const char *table, const struct ta
             return err_set(err, ERR_BAD_GATEWAY,
                            "pull-data: the sender's changes or next_since are not usable");
         }
-        char *text = json_to_string(changes);
-        int rc = json_is_integer(next)
-                     ? apply_page(x, tg, tr, NULL, changes, (int64_t)strlen(text), NULL,
-                                  json_integer_value(next), err)
-                     : err_set(err, ERR_BAD_GATEWAY, "the sender's answer has no next_since");
-        free(text);
+        int rc = apply_page(x, tg, tr, NULL, changes, bytes, NULL, json_integer_value(next), err);
         json_decref(answer);
         if (rc != FERRY_OK)
             return FERRY_ERR;
@@ -744,7 +740,7 @@ static int64_t remote_rows(struct import_ctx *x, json_t *tables)
     json_t *answer = NULL;
     struct err ignored = {0};
     int64_t total = 0;
-    if (remote_call(x, "list-tables", json_object(), &answer, &ignored) != FERRY_OK)
+    if (remote_call(x, "list-tables", json_object(), &answer, NULL, &ignored) != FERRY_OK)
         return 0;
     size_t i, k;
     json_t *t, *name;
