@@ -10,7 +10,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PYTEST     ?= /usr/bin/python3 -m pytest
 RUN_ARGS   ?=
 
-.PHONY: all build run test unit api bootstrap peers clean
+.PHONY: all build run test unit api bootstrap peers clean format format-check
 
 all: build
 
@@ -38,7 +38,18 @@ unit: $(TEST_BUILD)/ferry
 api: $(TEST_BUILD)/ferry peers
 	FERRY_BIN=$(CURDIR)/$(TEST_BUILD)/ferry $(PYTEST) -q -p no:cacheprovider tests/api
 
+# C sources clang-format decides on (.clang-format at the root).
+C_SOURCES = $(shell git ls-files -- 'src/*.[ch]' 'tests/*.[ch]' 'bench/*.[ch]' 2>/dev/null)
+
+format:
+	@clang-format -i $(C_SOURCES)
+
+format-check:
+	@clang-format --dry-run --Werror $(C_SOURCES) || \
+		{ echo 'C sources are not formatted: run make format' >&2; exit 1; }
+
 test: bootstrap
+	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory api
 

@@ -7,7 +7,7 @@
 set -euo pipefail
 
 packages=(
-  gcc make cmake pkg-config
+  gcc make cmake pkg-config clang-format git
   libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev libssl-dev libjwt-dev
   libcurl4-openssl-dev
   libcmocka-dev

@@ -9,9 +9,9 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "blob/blob.h"
-#include "engine/siteops.h"
-#include "engine/tables.h"
+#include "files/blob.h"
+#include "sites/siteops.h"
+#include "sync/tables.h"
 #include "http/ratelimit.h"
 #include "http/router.h"
 #include "store/store.h"
@@ -25,7 +25,7 @@ struct app {
     size_t n_tables;
     int64_t started_ms;
     atomic_int in_flight;
-    atomic_bool stopping; /* the shutdown timeout passed: long requests end early */
+    atomic_bool stopping;     /* the shutdown timeout passed: long requests end early */
     struct synced_set synced; /* the synced tables, loaded at start */
     struct blob_store *blobs; /* DATA_DIR/blobs */
     char *uploads_dir;        /* DATA_DIR/uploads: one folder per unfinished upload */
@@ -35,7 +35,7 @@ struct app {
     pthread_rwlock_t blob_lock;
     char **file_roots; /* folders directory sync may name (file-root) */
     size_t n_file_roots;
-    struct job_worker *jobs; /* runs jobs: directory-sync sessions, site imports */
+    struct job_worker *jobs;     /* runs jobs: directory-sync sessions, site imports */
     struct siteops_env site_env; /* this site's URL and the outgoing-call options */
 };
 

@@ -20,7 +20,10 @@ struct option_def {
     const char *help;
 };
 
-#define OPT(n, e, t, field, d, h) {n, e, t, offsetof(struct config, field), d, h}
+#define OPT(n, e, t, field, d, h)                                                                  \
+    {                                                                                              \
+        n, e, t, offsetof(struct config, field), d, h                                              \
+    }
 
 static const struct option_def options[] = {
     OPT("listen", "FERRY_LISTEN", OPT_STR, listen, "127.0.0.1:8080", "address to listen on"),
@@ -55,8 +58,8 @@ static const struct option_def options[] = {
         default_conflict_policy, "overwrite", "overwrite, skip, merge or manual"),
     OPT("max-batch", "FERRY_MAX_BATCH", OPT_INT, max_batch, "5000",
         "most operations in one pushed batch"),
-    OPT("tombstone-retention", "FERRY_TOMBSTONE_RETENTION", OPT_INT, tombstone_retention,
-        "2592000", "seconds a tombstone is kept for devices that have not acknowledged it"),
+    OPT("tombstone-retention", "FERRY_TOMBSTONE_RETENTION", OPT_INT, tombstone_retention, "2592000",
+        "seconds a tombstone is kept for devices that have not acknowledged it"),
     OPT("purge-interval", "FERRY_PURGE_INTERVAL", OPT_INT, purge_interval, "300",
         "seconds between tombstone purges (0: never)"),
     OPT("file-root", "FERRY_FILE_ROOTS", OPT_LIST, file_roots, NULL,
@@ -82,8 +85,8 @@ static const struct option_def options[] = {
         "300", "seconds between checks that remote sites still have their connections (0: never)"),
     OPT("sites-timeout", "FERRY_SITES_TIMEOUT", OPT_INT, sites_timeout, "30",
         "seconds an outgoing call to another site may take"),
-    OPT("sites-allow-private", "FERRY_SITES_ALLOW_PRIVATE", OPT_BOOL, sites_allow_private,
-        "false", "let outgoing site calls reach private and loopback addresses"),
+    OPT("sites-allow-private", "FERRY_SITES_ALLOW_PRIVATE", OPT_BOOL, sites_allow_private, "false",
+        "let outgoing site calls reach private and loopback addresses"),
     OPT("legacy-auth", "FERRY_LEGACY_AUTH", OPT_BOOL, legacy_auth, "true",
         "require a token on seed 004's /sync endpoints (false: open, for trusted networks)"),
 };
@@ -128,8 +131,7 @@ static int parse_size(const char *s, long long *out)
 
 static int parse_bool(const char *s, bool *out)
 {
-    if (!strcmp(s, "1") || !strcasecmp(s, "true") || !strcasecmp(s, "yes") ||
-        !strcasecmp(s, "on"))
+    if (!strcmp(s, "1") || !strcasecmp(s, "true") || !strcasecmp(s, "yes") || !strcasecmp(s, "on"))
         *out = true;
     else if (!strcmp(s, "0") || !strcasecmp(s, "false") || !strcasecmp(s, "no") ||
              !strcasecmp(s, "off"))
@@ -154,8 +156,8 @@ static int apply(struct config *cfg, const struct option_def *o, const char *val
         errno = 0;
         long long v = strtoll(value, &end, 10);
         if (errno || end == value || *end || v < 0)
-            return err_set(err, ERR_INVALID, "%s: %s must be a whole number >= 0, not '%s'",
-                           origin, o->name, value);
+            return err_set(err, ERR_INVALID, "%s: %s must be a whole number >= 0, not '%s'", origin,
+                           o->name, value);
         *(long long *)field = v;
         return FERRY_OK;
     case OPT_SIZE:
@@ -206,8 +208,7 @@ int config_load_file(struct config *cfg, const char *path, struct err *err)
     int lineno = 0, rc = FERRY_OK;
 
     if (!f)
-        return err_set(err, ERR_INVALID, "cannot read config file %s: %s", path,
-                       strerror(errno));
+        return err_set(err, ERR_INVALID, "cannot read config file %s: %s", path, strerror(errno));
     while (rc == FERRY_OK && fgets(line, sizeof(line), f)) {
         lineno++;
         size_t len = strlen(line);
@@ -257,8 +258,7 @@ static int apply_env(struct config *cfg, struct err *err)
 
 /* Walks argv for --name value / --name=value; a bool flag may stand alone. When only
  * is non-NULL just that option is applied (used to find --config first). */
-static int apply_flags(struct config *cfg, int argc, char **argv, const char *only,
-                       struct err *err)
+static int apply_flags(struct config *cfg, int argc, char **argv, const char *only, struct err *err)
 {
     bool seen[N_OPTIONS] = {0};
     for (int i = 0; i < argc; i++) {

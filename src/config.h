@@ -11,29 +11,29 @@
 #include "ferry.h"
 
 struct config {
-    char *listen;      /* HOST:PORT */
+    char *listen; /* HOST:PORT */
     char *data_dir;
-    char *db_url;      /* NULL means sqlite:DATA_DIR/ferry.db */
+    char *db_url; /* NULL means sqlite:DATA_DIR/ferry.db */
     char *config_file;
-    long long max_body;     /* bytes */
-    long long max_header;   /* bytes of request line + headers */
+    long long max_body;   /* bytes */
+    long long max_header; /* bytes of request line + headers */
     long long max_json_depth;
-    long long rate_limit;   /* requests per minute per credential; 0 = off */
+    long long rate_limit;      /* requests per minute per credential; 0 = off */
     long long auth_fail_limit; /* failed authentications per minute per address */
-    char *cors_origins;     /* comma list, "*" for any */
+    char *cors_origins;        /* comma list, "*" for any */
     char *jwt_secret;
     long long threads;
     long long shutdown_timeout; /* seconds to wait for in-flight requests */
-    bool metrics_auth;      /* require a token on /metrics */
-    char *allowed_tables;   /* comma list of synced tables */
-    char *conflict_policy;  /* "table=policy,..." */
+    bool metrics_auth;          /* require a token on /metrics */
+    char *allowed_tables;       /* comma list of synced tables */
+    char *conflict_policy;      /* "table=policy,..." */
     char *default_conflict_policy;
     long long max_batch;
     long long tombstone_retention; /* seconds */
     long long purge_interval;      /* seconds; 0 = never */
-    bool legacy_auth;       /* seed 004 endpoints need a token */
-    char *file_roots;       /* colon-separated folders directory sync may name */
-    long long max_upload;   /* bytes */
+    bool legacy_auth;              /* seed 004 endpoints need a token */
+    char *file_roots;              /* colon-separated folders directory sync may name */
+    long long max_upload;          /* bytes */
     long long max_chunk_size;
     long long upload_expiry; /* seconds */
     bool sites_enabled;

@@ -17,22 +17,22 @@ enum {
  * one place (http/response.c). */
 enum err_code {
     ERR_NONE = 0,
-    ERR_INVALID,      /* 400 INVALID_REQUEST */
-    ERR_UNAUTHORIZED, /* 401 */
-    ERR_FORBIDDEN,    /* 403 */
-    ERR_NOT_FOUND,    /* 404 */
-    ERR_METHOD,       /* 405 */
-    ERR_CONFLICT,     /* 409 */
-    ERR_GONE,         /* 410 */
-    ERR_TOO_LARGE,    /* 413 */
-    ERR_RANGE,        /* 416 */
+    ERR_INVALID,           /* 400 INVALID_REQUEST */
+    ERR_UNAUTHORIZED,      /* 401 */
+    ERR_FORBIDDEN,         /* 403 */
+    ERR_NOT_FOUND,         /* 404 */
+    ERR_METHOD,            /* 405 */
+    ERR_CONFLICT,          /* 409 */
+    ERR_GONE,              /* 410 */
+    ERR_TOO_LARGE,         /* 413 */
+    ERR_RANGE,             /* 416 */
     ERR_HEADERS_TOO_LARGE, /* 431 */
-    ERR_RATE_LIMITED, /* 429 */
-    ERR_DATABASE,     /* 500 DATABASE_ERROR */
-    ERR_INTERNAL,     /* 500 SYNC_FAILED */
-    ERR_BAD_GATEWAY,  /* 502: another site refused or failed */
-    ERR_UNAVAILABLE,  /* 503 */
-    ERR_STORAGE_FULL, /* 507 */
+    ERR_RATE_LIMITED,      /* 429 */
+    ERR_DATABASE,          /* 500 DATABASE_ERROR */
+    ERR_INTERNAL,          /* 500 SYNC_FAILED */
+    ERR_BAD_GATEWAY,       /* 502: another site refused or failed */
+    ERR_UNAVAILABLE,       /* 503 */
+    ERR_STORAGE_FULL,      /* 507 */
 };
 
 /* An error for the user: a code and a message that says what was wrong and where.

@@ -14,16 +14,16 @@
 #include "api/dirsync.h"
 #include "api/files.h"
 #include "api/phoenix.h"
-#include "engine/siteimport.h"
-#include "engine/sites.h"
-#include "engine/jobs.h"
+#include "sites/siteimport.h"
+#include "sites/sites.h"
+#include "jobs/jobs.h"
 #include "app.h"
-#include "cli.h"
+#include "cli/cli.h"
 #include "config.h"
-#include "engine/metrics.h"
-#include "engine/tokens.h"
-#include "engine/purge.h"
-#include "engine/watch.h"
+#include "ops/metrics.h"
+#include "auth/tokens.h"
+#include "sync/purge.h"
+#include "sync/watch.h"
 #include "http/server.h"
 #include "http/waiter.h"
 #include "util/timeutil.h"
@@ -110,8 +110,7 @@ static int write_secret_file(const char *path, const char *secret, struct err *e
 /* On the first start against a database, makes an admin token, writes it to
  * DATA_DIR/admin.token and returns it in *secret (NULL on later starts). The claim row
  * in ferry_meta makes this happen once even when several nodes start together. */
-static int first_admin_token(struct store *st, const char *data_dir, char **secret,
-                             struct err *err)
+static int first_admin_token(struct store *st, const char *data_dir, char **secret, struct err *err)
 {
     struct store_conn *c = NULL;
     int64_t claimed = 0;
@@ -210,11 +209,11 @@ static int load_tables(struct app *app, struct err *err)
     for (size_t i = 0; i < app->synced.n; i++)
         if (!app->synced.tables[i].builtin) /* the files namespace is always there */
             fprintf(stderr,
-                "{\"level\":\"info\",\"msg\":\"syncing table\",\"table\":\"%s\","
-                "\"primaryKey\":\"%s\",\"policy\":\"%s\"}\n",
-                app->synced.tables[i].name,
-                app->synced.tables[i].cols[app->synced.tables[i].pk].name,
-                tables_policy_name(app->synced.tables[i].policy));
+                    "{\"level\":\"info\",\"msg\":\"syncing table\",\"table\":\"%s\","
+                    "\"primaryKey\":\"%s\",\"policy\":\"%s\"}\n",
+                    app->synced.tables[i].name,
+                    app->synced.tables[i].cols[app->synced.tables[i].pk].name,
+                    tables_policy_name(app->synced.tables[i].policy));
     return FERRY_OK;
 }
 
@@ -305,7 +304,7 @@ static int cmd_serve(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP); /* a closed terminal stops ferry gracefully too */
+    sigaddset(&set, SIGHUP);                /* a closed terminal stops ferry gracefully too */
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* before any thread starts */
     signal(SIGPIPE, SIG_IGN);
     signal(SIGXFSZ, SIG_IGN); /* a file over the size limit is a write error (507), not death */
@@ -335,11 +334,11 @@ static int cmd_serve(int argc, char **argv)
         load_tables(&app, &err) != FERRY_OK || open_files(&app, &err) != FERRY_OK ||
         apply_site_settings(&app, &err) != FERRY_OK ||
         watch_start(app.store, on_log_moved, on_tick, NULL, &watch, &err) != FERRY_OK ||
-        purger_start(app.store, cfg.purge_interval, cfg.tombstone_retention * 1000,
-                     housekeeping, &app, &purger, &err) != FERRY_OK ||
+        purger_start(app.store, cfg.purge_interval, cfg.tombstone_retention * 1000, housekeeping,
+                     &app, &purger, &err) != FERRY_OK ||
         start_jobs(&app, &err) != FERRY_OK ||
-        siteops_healer_start(app.store, &app.site_env, cfg.sites_verify_interval, &healer,
-                             &err) != FERRY_OK ||
+        siteops_healer_start(app.store, &app.site_env, cfg.sites_verify_interval, &healer, &err) !=
+            FERRY_OK ||
         server_start(&app, &srv, &err) != FERRY_OK) {
         cli_fail(&err);
         goto out;
@@ -392,8 +391,8 @@ struct token_args {
 
 static int parse_token_args(int argc, char **argv, struct token_args *a, struct err *err)
 {
-    static const char *own[] = {"--role",       "--name",  "--user", "--device",
-                                "--expires-in", "--tables"};
+    static const char *own[] = {"--role",   "--name",       "--user",
+                                "--device", "--expires-in", "--tables"};
     a->rest = xcalloc((size_t)argc + 1, sizeof(char *));
     for (int i = 0; i < argc; i++) {
         int which = -1;
@@ -406,15 +405,14 @@ static int parse_token_args(int argc, char **argv, struct token_args *a, struct 
                 continue;
             }
             a->rest[a->n_rest++] = argv[i];
-            if (argv[i][0] == '-' && !strchr(argv[i], '=') && i + 1 < argc &&
-                argv[i + 1][0] != '-')
+            if (argv[i][0] == '-' && !strchr(argv[i], '=') && i + 1 < argc && argv[i + 1][0] != '-')
                 a->rest[a->n_rest++] = argv[++i];
             continue;
         }
         if (i + 1 >= argc)
             return err_set(err, ERR_INVALID, "%s needs a value", argv[i]);
-        const char **slot[] = {&a->role,       &a->name,  &a->user, &a->device,
-                               &a->expires_in, &a->tables};
+        const char **slot[] = {&a->role,   &a->name,       &a->user,
+                               &a->device, &a->expires_in, &a->tables};
         *slot[which] = argv[++i];
     }
     return FERRY_OK;

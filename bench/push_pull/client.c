@@ -289,8 +289,8 @@ static void machine_cpu(double *busy, double *iowait)
     *busy = *iowait = 0;
     if (!f)
         return;
-    if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &u, &n, &sy, &id, &io, &irq,
-               &sirq, &st) == 8) {
+    if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &u, &n, &sy, &id, &io, &irq, &sirq,
+               &st) == 8) {
         double hz = (double)sysconf(_SC_CLK_TCK);
         *busy = (u + n + sy + irq + sirq + st) / hz;
         *iowait = io / hz;
@@ -475,10 +475,10 @@ static int do_pull(const struct opts *o)
         long status;
         double t0 = now_s();
         if (o->kind == KIND_FERRY) {
-            int n = snprintf(body, sizeof(body),
-                             "{\"tables\":[\"sales\"],\"limit\":%ld,\"cursor\":%" JSON_INTEGER_FORMAT
-                             "}",
-                             o->page, cursor);
+            int n = snprintf(
+                body, sizeof(body),
+                "{\"tables\":[\"sales\"],\"limit\":%ld,\"cursor\":%" JSON_INTEGER_FORMAT "}",
+                o->page, cursor);
             status = conn_do(&c, o->url, body, (size_t)n);
         } else {
             char *esc = curl_easy_escape(c.h, since, 0);
@@ -523,7 +523,8 @@ static int do_pull(const struct opts *o)
             }
             cursor = json_integer_value(next);
         } else {
-            json_t *results = json_object_get(doc, "results"), *last = json_object_get(doc, "last_seq");
+            json_t *results = json_object_get(doc, "results"),
+                   *last = json_object_get(doc, "last_seq");
             got = (long)json_array_size(results);
             more = got >= o->page;
             if (json_is_integer(last))

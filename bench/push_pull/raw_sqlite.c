@@ -62,7 +62,8 @@ int main(int argc, char **argv)
         else if (!path && argv[i][0] != '-')
             path = argv[i];
         else {
-            fprintf(stderr, "usage: raw_sqlite DB [--rows N] [--batch N] [--label L] [--no-create]\n");
+            fprintf(stderr,
+                    "usage: raw_sqlite DB [--rows N] [--batch N] [--label L] [--no-create]\n");
             return 2;
         }
     }

@@ -6,11 +6,11 @@
 #include "api/api.h"
 #include "api/files.h"
 #include "app.h"
-#include "engine/purge.h"
-#include "engine/tokens.h"
+#include "sync/purge.h"
+#include "auth/tokens.h"
 #include "store/store.h"
 #include "util/buf.h"
-#include "util/json.h"
+#include "util/jsonutil.h"
 #include "util/timeutil.h"
 
 /* Longest lifetime a token can be given through expiresIn: ten years. */
@@ -23,7 +23,7 @@ static int read_table_list(json_t *body, char **out, struct err *err)
     size_t i;
     struct buf b;
     *out = NULL;
-    if (json_get_array(body, "tables", false, &list, err) != FERRY_OK)
+    if (jsonutil_get_array(body, "tables", false, &list, err) != FERRY_OK)
         return FERRY_ERR;
     if (!list)
         return FERRY_OK;
@@ -48,11 +48,11 @@ static int read_token_spec(json_t *body, struct token_spec *spec, struct err *er
 {
     int64_t expires_in = -1; /* absent: never expires */
     memset(spec, 0, sizeof(*spec));
-    if (json_get_string(body, "name", true, &spec->name, err) != FERRY_OK ||
-        json_get_string(body, "role", true, &spec->role, err) != FERRY_OK ||
-        json_get_string(body, "userId", false, &spec->user_id, err) != FERRY_OK ||
-        json_get_string(body, "deviceId", false, &spec->device_id, err) != FERRY_OK ||
-        json_get_int(body, "expiresIn", false, &expires_in, err) != FERRY_OK)
+    if (jsonutil_get_string(body, "name", true, &spec->name, err) != FERRY_OK ||
+        jsonutil_get_string(body, "role", true, &spec->role, err) != FERRY_OK ||
+        jsonutil_get_string(body, "userId", false, &spec->user_id, err) != FERRY_OK ||
+        jsonutil_get_string(body, "deviceId", false, &spec->device_id, err) != FERRY_OK ||
+        jsonutil_get_int(body, "expiresIn", false, &expires_in, err) != FERRY_OK)
         return FERRY_ERR;
     if (expires_in != -1 && (expires_in < 1 || expires_in > MAX_EXPIRES_IN_S))
         return err_set(err, ERR_INVALID, "field 'expiresIn' must be between 1 and %lld seconds",
@@ -151,10 +151,10 @@ static void purge_now(struct request *req)
         files_housekeeping(req->app, c, &swept);
         http_reply_json(req, 200,
                         json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "tombstonesPurged",
-                                  (json_int_t)r.tombstones, "batchesPurged",
-                                  (json_int_t)r.batches, "conflictsPurged",
-                                  (json_int_t)r.conflicts, "horizon", (json_int_t)r.horizon,
-                                  "uploadsExpired", (json_int_t)swept.uploads, "blobsCollected",
+                                  (json_int_t)r.tombstones, "batchesPurged", (json_int_t)r.batches,
+                                  "conflictsPurged", (json_int_t)r.conflicts, "horizon",
+                                  (json_int_t)r.horizon, "uploadsExpired",
+                                  (json_int_t)swept.uploads, "blobsCollected",
                                   (json_int_t)swept.blobs));
     }
     store_release(c);

@@ -1,6 +1,6 @@
 /* dirsync.c - seed 003's directory sync and sessions under /api/v1:
  *   POST /sync/files                      runs a directory sync and answers its result
- *   POST /sync/session/start              starts one as a job (engine/jobs.c)
+ *   POST /sync/session/start              starts one as a job (jobs/jobs.c)
  *   GET  /sync/session/{id}/status        its status and real progress
  *   POST /sync/session/{id}/complete      closes a finished session
  * Both folders must lie inside the configured file roots (--file-root); with none
@@ -12,9 +12,9 @@
 #include "api/api.h"
 #include "api/dirsync.h"
 #include "app.h"
-#include "engine/dirsync.h"
-#include "engine/jobs.h"
-#include "util/json.h"
+#include "files/dirsync.h"
+#include "jobs/jobs.h"
+#include "util/jsonutil.h"
 #include "util/path.h"
 #include "util/timeutil.h"
 
@@ -29,7 +29,7 @@ static atomic_int syncs_in_requests;
 /* --- options shared by both ways of running ------------------------------------------- */
 
 struct sync_request {
-    char *source, *target; /* resolved */
+    char *source, *target;           /* resolved */
     char *source_root, *target_root; /* the roots holding them, resolved */
     bool delete_missing, verify, full_compare;
     const char *exclude[MAX_EXCLUDES];
@@ -64,10 +64,10 @@ static int confine(const struct app *app, const char *source, const char *target
     if (!app->n_file_roots)
         return err_set(err, ERR_FORBIDDEN,
                        "no file roots are configured (--file-root), so no folder may be named");
-    if (path_in_roots((const char *const *)app->file_roots, app->n_file_roots, source,
-                      &s->source, err) != FERRY_OK ||
-        path_in_roots((const char *const *)app->file_roots, app->n_file_roots, target,
-                      &s->target, err) != FERRY_OK)
+    if (path_in_roots((const char *const *)app->file_roots, app->n_file_roots, source, &s->source,
+                      err) != FERRY_OK ||
+        path_in_roots((const char *const *)app->file_roots, app->n_file_roots, target, &s->target,
+                      err) != FERRY_OK)
         return FERRY_ERR;
     if (realpath(app->cfg->data_dir, data) &&
         (path_within(data, s->source) || path_within(s->source, data) ||
@@ -91,10 +91,11 @@ static int read_options(json_t *body, struct sync_request *s, struct err *err)
     json_t *patterns = NULL, *p;
     const char *type = NULL;
     size_t i;
-    if (json_get_bool(body, "deleteMissingInTarget", false, &s->delete_missing, err) != FERRY_OK ||
-        json_get_bool(body, "verifyIntegrity", false, &s->verify, err) != FERRY_OK ||
-        json_get_array(body, "excludePatterns", false, &patterns, err) != FERRY_OK ||
-        json_get_string(body, "syncType", false, &type, err) != FERRY_OK)
+    if (jsonutil_get_bool(body, "deleteMissingInTarget", false, &s->delete_missing, err) !=
+            FERRY_OK ||
+        jsonutil_get_bool(body, "verifyIntegrity", false, &s->verify, err) != FERRY_OK ||
+        jsonutil_get_array(body, "excludePatterns", false, &patterns, err) != FERRY_OK ||
+        jsonutil_get_string(body, "syncType", false, &type, err) != FERRY_OK)
         return FERRY_ERR;
     if (type && strcmp(type, "Full") != 0 && strcmp(type, "Incremental") != 0)
         return err_set(err, ERR_INVALID, "field 'syncType' must be \"Full\" or \"Incremental\"");
@@ -105,8 +106,7 @@ static int read_options(json_t *body, struct sync_request *s, struct err *err)
     json_array_foreach(patterns, i, p)
     {
         if (!json_is_string(p) || !*json_string_value(p))
-            return err_set(err, ERR_INVALID,
-                           "field 'excludePatterns' must hold non-empty strings");
+            return err_set(err, ERR_INVALID, "field 'excludePatterns' must hold non-empty strings");
         s->exclude[s->n_exclude++] = json_string_value(p);
     }
     return FERRY_OK;
@@ -116,14 +116,13 @@ static json_t *result_json(const struct dirsync_result *r, int64_t started_ms, i
 {
     char iso[32];
     time_iso8601(started_ms + ms, 0, iso);
-    return json_pack("{s:b, s:I, s:I, s:O, s:s, s:I, s:I, s:I, s:I, s:I, s:O}", "success",
-                     json_array_size(r->errors) == 0, "changesApplied",
-                     (json_int_t)(r->copied + r->deleted), "conflictsEncountered",
-                     (json_int_t)r->conflicts, "errors", r->errors, "syncedAt", iso,
-                     "executionTimeMs", (json_int_t)ms, "filesCopied", (json_int_t)r->copied,
-                     "filesDeleted", (json_int_t)r->deleted, "filesUnchanged",
-                     (json_int_t)r->unchanged, "bytesCopied", (json_int_t)r->bytes_copied,
-                     "conflicts", r->conflicts_at);
+    return json_pack(
+        "{s:b, s:I, s:I, s:O, s:s, s:I, s:I, s:I, s:I, s:I, s:O}", "success",
+        json_array_size(r->errors) == 0, "changesApplied", (json_int_t)(r->copied + r->deleted),
+        "conflictsEncountered", (json_int_t)r->conflicts, "errors", r->errors, "syncedAt", iso,
+        "executionTimeMs", (json_int_t)ms, "filesCopied", (json_int_t)r->copied, "filesDeleted",
+        (json_int_t)r->deleted, "filesUnchanged", (json_int_t)r->unchanged, "bytesCopied",
+        (json_int_t)r->bytes_copied, "conflicts", r->conflicts_at);
 }
 
 /* Runs the sync; *out is the seed's result object. */
@@ -165,8 +164,8 @@ static void sync_files(struct request *req)
     json_t *body = http_json_object(req), *result = NULL;
     if (!body)
         return;
-    if (json_get_string(body, "sourceDirectory", true, &source, &err) != FERRY_OK ||
-        json_get_string(body, "targetDirectory", true, &target, &err) != FERRY_OK ||
+    if (jsonutil_get_string(body, "sourceDirectory", true, &source, &err) != FERRY_OK ||
+        jsonutil_get_string(body, "targetDirectory", true, &target, &err) != FERRY_OK ||
         read_options(body, &s, &err) != FERRY_OK ||
         confine(req->app, source, target, &s, &err) != FERRY_OK) {
         http_reply_err(req, &err);
@@ -202,19 +201,18 @@ static void report_progress(void *arg, const struct dirsync_progress *p)
     if (!last && now - ctx->last_ms < PROGRESS_EVERY_MS)
         return;
     ctx->last_ms = now;
-    char *msg = xasprintf("copying: %lld of %lld files, %lld of %lld bytes",
-                          (long long)p->files_done, (long long)p->files_total,
-                          (long long)p->bytes_done, (long long)p->bytes_total);
-    jobs_progress(ctx->c, ctx->job, p->bytes_done, p->bytes_total, p->files_done,
-                  p->files_total, msg, NULL);
+    char *msg =
+        xasprintf("copying: %lld of %lld files, %lld of %lld bytes", (long long)p->files_done,
+                  (long long)p->files_total, (long long)p->bytes_done, (long long)p->bytes_total);
+    jobs_progress(ctx->c, ctx->job, p->bytes_done, p->bytes_total, p->files_done, p->files_total,
+                  msg, NULL);
     free(msg);
 }
 
 /* The job runner: the job's folders are checked against the roots again, as the
  * configuration may have changed since the session started. */
 static int run_job(struct store_conn *c, const struct job *j, const atomic_bool *stop,
-                   char **result, char **message, struct err *err,
-                   const struct app *app)
+                   char **result, char **message, struct err *err, const struct app *app)
 {
     struct sync_request s = {0};
     json_t *params = json_loads(j->params ? j->params : "{}", 0, NULL), *out = NULL;
@@ -224,7 +222,7 @@ static int run_job(struct store_conn *c, const struct job *j, const atomic_bool 
     if (params && read_options(params, &s, err) == FERRY_OK &&
         confine(app, j->source, j->target, &s, err) == FERRY_OK &&
         run_sync(&s, stop, report_progress, &ctx, &out, err) == FERRY_OK) {
-        *result = json_to_string(out);
+        *result = jsonutil_to_string(out);
         json_t *errors = json_object_get(out, "errors");
         *message = xasprintf("%s: %lld changes applied, %zu errors",
                              json_array_size(errors) ? "completed with errors" : "completed",
@@ -261,8 +259,8 @@ static void start_session(struct request *req)
     json_t *body = http_json_object(req);
     if (!body)
         return;
-    if (json_get_string(body, "sourceLocation", true, &source, &err) != FERRY_OK ||
-        json_get_string(body, "targetLocation", true, &target, &err) != FERRY_OK ||
+    if (jsonutil_get_string(body, "sourceLocation", true, &source, &err) != FERRY_OK ||
+        jsonutil_get_string(body, "targetLocation", true, &target, &err) != FERRY_OK ||
         read_options(body, &s, &err) != FERRY_OK ||
         confine(req->app, source, target, &s, &err) != FERRY_OK) {
         http_reply_err(req, &err);
@@ -271,7 +269,7 @@ static void start_session(struct request *req)
     }
     struct store_conn *c = api_conn(req);
     if (c) {
-        char *params = json_to_string(body);
+        char *params = jsonutil_to_string(body);
         if (jobs_create(c, "dirsync", req->cred.user_id, s.source, s.target, params, false, id,
                         &err) != FERRY_OK) {
             http_reply_err(req, &err);
@@ -304,11 +302,10 @@ static json_t *session_json(const struct job *j)
     time_iso8601(j->created_at, 0, created);
     time_iso8601(j->completed_at, 0, completed);
     json_t *result = j->result ? json_loads(j->result, 0, NULL) : NULL;
-    return json_pack("{s:s, s:s, s:I, s:s?, s:o, s:s, s:s?, s:I, s:I, s:I, s:I, s:b}",
-                     "sessionId", j->id, "status", status_name(j->status), "progressPercentage",
-                     (json_int_t)pct, "message", j->message, "result",
-                     result ? result : json_null(), "createdAt", created, "completedAt",
-                     j->completed_at ? completed : NULL, "filesDone",
+    return json_pack("{s:s, s:s, s:I, s:s?, s:o, s:s, s:s?, s:I, s:I, s:I, s:I, s:b}", "sessionId",
+                     j->id, "status", status_name(j->status), "progressPercentage", (json_int_t)pct,
+                     "message", j->message, "result", result ? result : json_null(), "createdAt",
+                     created, "completedAt", j->completed_at ? completed : NULL, "filesDone",
                      (json_int_t)j->items_done, "filesTotal", (json_int_t)j->items_total,
                      "bytesDone", (json_int_t)j->bytes_done, "bytesTotal",
                      (json_int_t)j->bytes_total, "closed", j->closed);
@@ -352,7 +349,8 @@ static void complete_session(struct request *req)
         return;
     if (load_job(req, c, &j)) {
         if (jobs_close(c, j.id, &err) != FERRY_OK) {
-            char *msg = xasprintf("%s (%s)", err.msg, j.message ? j.message : status_name(j.status));
+            char *msg =
+                xasprintf("%s (%s)", err.msg, j.message ? j.message : status_name(j.status));
             http_reply_error(req, err.code, msg);
             free(msg);
         } else if (jobs_get(c, j.id, &j, &found, &err) != FERRY_OK) {
@@ -370,8 +368,8 @@ static const struct route routes[] = {
      NULL},
     {M_POST, "/api/v1/sync/session/start", start_session, ROLE_ADMIN | ROLE_USER, SURFACE_V1,
      ROUTE_JSON, NULL},
-    {M_GET, "/api/v1/sync/session/{id}/status", session_status, ROLE_ADMIN | ROLE_USER,
-     SURFACE_V1, 0, NULL},
+    {M_GET, "/api/v1/sync/session/{id}/status", session_status, ROLE_ADMIN | ROLE_USER, SURFACE_V1,
+     0, NULL},
     {M_POST, "/api/v1/sync/session/{id}/complete", complete_session, ROLE_ADMIN | ROLE_USER,
      SURFACE_V1, 0, NULL},
 };

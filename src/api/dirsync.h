@@ -2,7 +2,7 @@
 #ifndef FERRY_API_DIRSYNC_H
 #define FERRY_API_DIRSYNC_H
 
-#include "engine/jobs.h"
+#include "jobs/jobs.h"
 #include "ferry.h"
 
 struct app;

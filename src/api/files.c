@@ -20,13 +20,13 @@
 #include "api/files.h"
 #include "api/tus.h"
 #include "app.h"
-#include "blob/spool.h"
-#include "engine/files.h"
-#include "engine/jobs.h"
-#include "engine/push.h"
-#include "engine/uploads.h"
+#include "files/spool.h"
+#include "files/files.h"
+#include "jobs/jobs.h"
+#include "sync/push.h"
+#include "files/uploads.h"
 #include "http/range.h"
-#include "util/json.h"
+#include "util/jsonutil.h"
 #include "util/path.h"
 #include "util/timeutil.h"
 
@@ -126,8 +126,9 @@ bool files_load_upload(struct request *req, struct store_conn *c, const char *id
         return false;
     }
     if (!u->completed_at && u->expires_at <= time_now_ms()) {
-        http_reply_error(req, ERR_GONE, chunked ? "the upload session has expired; start a new one"
-                                                : "the upload has expired");
+        http_reply_error(req, ERR_GONE,
+                         chunked ? "the upload session has expired; start a new one"
+                                 : "the upload has expired");
         return false;
     }
     return true;
@@ -150,25 +151,23 @@ static json_t *session_json(const struct upload *u, json_t *received)
     time_iso8601(u->expires_at, 0, expires);
     time_iso8601(u->created_at, 0, created);
     json_t *file = u->result ? json_loads(u->result, 0, NULL) : NULL;
-    return json_pack("{s:s, s:s, s:I, s:s?, s:I, s:I, s:o, s:I, s:b, s:s, s:s, s:o}", "id",
-                     u->id, "path", u->path ? u->path : "", "size", (json_int_t)u->size,
-                     "sha256", u->sha256[0] ? u->sha256 : NULL, "chunkSize",
-                     (json_int_t)u->chunk_size, "chunkCount", (json_int_t)u->chunk_count,
-                     "receivedChunks", received, "receivedBytes", (json_int_t)u->received,
-                     "complete", u->completed_at != 0, "createdAt", created, "expiresAt",
-                     expires, "file", file ? file : json_null());
+    return json_pack("{s:s, s:s, s:I, s:s?, s:I, s:I, s:o, s:I, s:b, s:s, s:s, s:o}", "id", u->id,
+                     "path", u->path ? u->path : "", "size", (json_int_t)u->size, "sha256",
+                     u->sha256[0] ? u->sha256 : NULL, "chunkSize", (json_int_t)u->chunk_size,
+                     "chunkCount", (json_int_t)u->chunk_count, "receivedChunks", received,
+                     "receivedBytes", (json_int_t)u->received, "complete", u->completed_at != 0,
+                     "createdAt", created, "expiresAt", expires, "file", file ? file : json_null());
 }
 
-static int read_create_body(struct request *req, json_t *body, struct upload *u,
-                            struct err *err)
+static int read_create_body(struct request *req, json_t *body, struct upload *u, struct err *err)
 {
     const char *path = NULL, *sha = NULL;
     int64_t size = -1, chunk = 0;
-    if (json_get_string(body, "path", true, &path, err) != FERRY_OK ||
-        json_get_int(body, "size", true, &size, err) != FERRY_OK ||
-        json_get_string(body, "sha256", false, &sha, err) != FERRY_OK ||
-        json_get_int(body, "chunk_size", false, &chunk, err) != FERRY_OK ||
-        json_get_int(body, "chunkSize", false, &chunk, err) != FERRY_OK)
+    if (jsonutil_get_string(body, "path", true, &path, err) != FERRY_OK ||
+        jsonutil_get_int(body, "size", true, &size, err) != FERRY_OK ||
+        jsonutil_get_string(body, "sha256", false, &sha, err) != FERRY_OK ||
+        jsonutil_get_int(body, "chunk_size", false, &chunk, err) != FERRY_OK ||
+        jsonutil_get_int(body, "chunkSize", false, &chunk, err) != FERRY_OK)
         return FERRY_ERR;
     if (size < 0)
         return err_set(err, ERR_INVALID, "field 'size' must be 0 or more");
@@ -419,8 +418,7 @@ static void put_chunk(struct request *req)
     }
     if ((int64_t)spool_size(cp->spool) != cp->expect) {
         char *msg = xasprintf("chunk %lld must be %lld bytes, not %llu", (long long)cp->idx,
-                              (long long)cp->expect,
-                              (unsigned long long)spool_size(cp->spool));
+                              (long long)cp->expect, (unsigned long long)spool_size(cp->spool));
         http_reply_error(req, ERR_INVALID, msg);
         free(msg);
         return;
@@ -452,8 +450,7 @@ static char *missing_list(const struct upload *u, json_t *received, int64_t *n_m
     buf_init(&b);
     *n_missing = 0;
     for (int64_t i = 0; i < u->chunk_count; i++) {
-        if (k < json_array_size(received) &&
-            json_integer_value(json_array_get(received, k)) == i) {
+        if (k < json_array_size(received) && json_integer_value(json_array_get(received, k)) == i) {
             k++;
             continue;
         }
@@ -508,8 +505,8 @@ out:
 
 /* Commits the upload as a file entry; the blob lock keeps the new blob from being
  * collected before the entry names it. */
-static int commit_upload(struct request *req, struct store_conn *c, struct upload *u,
-                         char **result, struct err *err)
+static int commit_upload(struct request *req, struct store_conn *c, struct upload *u, char **result,
+                         struct err *err)
 {
     char hex[65];
     int64_t lost = -1;
@@ -519,7 +516,7 @@ static int commit_upload(struct request *req, struct store_conn *c, struct uploa
     if (assemble(req->app, u, hex, &lost, err) == FERRY_OK &&
         files_commit(c, u->path, hex, u->size, u->device_id, &e, err) == FERRY_OK) {
         json_t *j = files_entry_json(&e);
-        *result = json_to_string(j);
+        *result = jsonutil_to_string(j);
         json_decref(j);
         rc = uploads_finish(c, u->id, *result, err);
     }
@@ -711,9 +708,8 @@ static void file_entry(struct request *req)
     struct store_conn *c = api_conn(req);
     if (!c)
         goto out;
-    int rc = req->method_bit == M_DELETE
-                 ? files_delete(c, path, files_device_of(req), &e, &err)
-                 : files_get(c, path, &e, &found, &err);
+    int rc = req->method_bit == M_DELETE ? files_delete(c, path, files_device_of(req), &e, &err)
+                                         : files_get(c, path, &e, &found, &err);
     store_release(c);
     if (rc != FERRY_OK)
         http_reply_err(req, &err);
@@ -760,8 +756,9 @@ void files_housekeeping(struct app *app, struct store_conn *c, struct files_swep
         free(ids);
     }
     struct store_val v = sv_int(now - 86400000);
-    store_run(c, "DELETE FROM ferry_upload_chunks WHERE upload_id IN"
-                 " (SELECT id FROM ferry_uploads WHERE expires_at < $1)",
+    store_run(c,
+              "DELETE FROM ferry_upload_chunks WHERE upload_id IN"
+              " (SELECT id FROM ferry_uploads WHERE expires_at < $1)",
               &v, 1, NULL, NULL);
     store_run(c, "DELETE FROM ferry_uploads WHERE expires_at < $1", &v, 1, NULL, NULL);
     int64_t old_jobs = 0; /* finished sessions are kept as long as tombstones */
@@ -774,14 +771,15 @@ void files_housekeeping(struct app *app, struct store_conn *c, struct files_swep
 
 /* --- routes ----------------------------------------------------------------------- */
 
-#define FILE_ROUTES(P)                                                                         \
-    {M_POST, P "/upload", create_upload, ROLES_ANY, SURFACE_V1, ROUTE_JSON, NULL},             \
-        {M_GET, P "/upload/{id}", get_upload, ROLES_ANY, SURFACE_V1, 0, NULL},                 \
-        {M_DELETE, P "/upload/{id}", delete_upload, ROLES_ANY, SURFACE_V1, 0, NULL},           \
-        {M_PUT, P "/upload/{id}/chunks/{index}", put_chunk, ROLES_ANY, SURFACE_V1, 0,          \
-         &chunk_sink},                                                                         \
-        {M_POST, P "/upload/{id}/complete", complete_upload, ROLES_ANY, SURFACE_V1, 0, NULL},  \
-        {M_GET, P "/download/*", download, ROLES_ANY, SURFACE_V1, 0, NULL}
+#define FILE_ROUTES(P)                                                                              \
+    {M_POST, P "/upload", create_upload, ROLES_ANY, SURFACE_V1, ROUTE_JSON, NULL},                  \
+        {M_GET, P "/upload/{id}", get_upload, ROLES_ANY, SURFACE_V1, 0, NULL},                      \
+        {M_DELETE, P "/upload/{id}", delete_upload, ROLES_ANY, SURFACE_V1, 0, NULL},                \
+        {M_PUT, P "/upload/{id}/chunks/{index}", put_chunk, ROLES_ANY, SURFACE_V1, 0, &chunk_sink}, \
+        {M_POST, P "/upload/{id}/complete", complete_upload, ROLES_ANY, SURFACE_V1, 0, NULL},       \
+    {                                                                                               \
+        M_GET, P "/download/*", download, ROLES_ANY, SURFACE_V1, 0, NULL                            \
+    }
 
 static const struct route routes[] = {
     FILE_ROUTES("/api/v1/sync"),

@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "engine/uploads.h"
+#include "files/uploads.h"
 #include "http/http.h"
 #include "store/store.h"
 

@@ -8,11 +8,11 @@
 
 #include "api/api.h"
 #include "app.h"
-#include "engine/devices.h"
-#include "engine/feed.h"
-#include "engine/metrics.h"
-#include "engine/push.h"
-#include "util/json.h"
+#include "sync/devices.h"
+#include "sync/feed.h"
+#include "ops/metrics.h"
+#include "sync/push.h"
+#include "util/jsonutil.h"
 #include "util/timeutil.h"
 
 #define PULL_DEFAULT_LIMIT 1000
@@ -68,8 +68,8 @@ static void push(struct request *req)
 
     if (!body)
         return;
-    if (json_get_array(body, "operations", true, &ops, &err) != FERRY_OK ||
-        json_get_string(body, "batch_id", false, &batch_id, &err) != FERRY_OK) {
+    if (jsonutil_get_array(body, "operations", true, &ops, &err) != FERRY_OK ||
+        jsonutil_get_string(body, "batch_id", false, &batch_id, &err) != FERRY_OK) {
         http_reply_err(req, &err);
         return;
     }
@@ -88,9 +88,9 @@ static void push(struct request *req)
         return;
     }
     /* Batch ids are the caller's own: another credential cannot claim them first. */
-    char *origin = xasprintf("legacy:%s:%s", req->cred.user_id[0] ? req->cred.user_id
-                                                                  : req->cred.id,
-                             device ? device : "");
+    char *origin =
+        xasprintf("legacy:%s:%s", req->cred.user_id[0] ? req->cred.user_id : req->cred.id,
+                  device ? device : "");
     struct push_request r = {
         .origin = origin,
         .batch_id = batch_id,
@@ -124,7 +124,7 @@ static int pull_tables(struct request *req, json_t *body, const struct synced_ta
 
     *out = NULL;
     *n = 0;
-    if (json_get_array(body, "tables", false, &names, err) != FERRY_OK)
+    if (jsonutil_get_array(body, "tables", false, &names, err) != FERRY_OK)
         return FERRY_ERR;
     const char *scope = req->cred.tables[0] ? req->cred.tables : NULL;
     if (!names) {
@@ -160,7 +160,7 @@ static int pull_tables(struct request *req, json_t *body, const struct synced_ta
 static int pull_limit(json_t *body, int *limit, struct err *err)
 {
     int64_t v = PULL_DEFAULT_LIMIT;
-    if (json_get_int(body, "limit", false, &v, err) != FERRY_OK)
+    if (jsonutil_get_int(body, "limit", false, &v, err) != FERRY_OK)
         return FERRY_ERR;
     if (v < 1)
         return err_set(err, ERR_INVALID, "field 'limit' must be at least 1");
@@ -255,9 +255,9 @@ static void status(struct request *req)
                                   "Database unavailable"));
         return;
     }
-    http_reply_json(req, 200,
-                    json_pack("{s:b, s:s, s:o}", "success", 1, "status", "ok", "allowed_tables",
-                              names));
+    http_reply_json(
+        req, 200,
+        json_pack("{s:b, s:s, s:o}", "success", 1, "status", "ok", "allowed_tables", names));
 }
 
 static const struct route routes[] = {

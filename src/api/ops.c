@@ -6,7 +6,7 @@
 
 #include "api/api.h"
 #include "app.h"
-#include "engine/metrics.h"
+#include "ops/metrics.h"
 #include "util/timeutil.h"
 
 /* Below either threshold the data dir's storage is reported "low". */
@@ -29,7 +29,8 @@ static const char *storage_state(const char *dir)
         return "error";
     long long free_bytes = (long long)vfs.f_bavail * (long long)vfs.f_frsize;
     long long total = (long long)vfs.f_blocks * (long long)vfs.f_frsize;
-    if (free_bytes < STORAGE_LOW_BYTES || (total > 0 && free_bytes * 100 / total < STORAGE_LOW_PERCENT))
+    if (free_bytes < STORAGE_LOW_BYTES ||
+        (total > 0 && free_bytes * 100 / total < STORAGE_LOW_PERCENT))
         return "low";
     return "available";
 }
@@ -58,11 +59,11 @@ static void v1_health(struct request *req)
     bool db_ok = store_ping(req->app->store, &err) == FERRY_OK;
 
     time_iso8601(time_now_ms(), 0, iso);
-    json_t *body = json_pack("{s:s, s:s, s:s, s:{s:s, s:s, s:s}}", "status",
-                             db_ok ? "healthy" : "unhealthy", "timestamp", iso, "version",
-                             FERRY_VERSION, "details", "database",
-                             db_ok ? "connected" : "error", "storage",
-                             storage_state(req->app->cfg->data_dir), "memory", memory_state());
+    json_t *body =
+        json_pack("{s:s, s:s, s:s, s:{s:s, s:s, s:s}}", "status", db_ok ? "healthy" : "unhealthy",
+                  "timestamp", iso, "version", FERRY_VERSION, "details", "database",
+                  db_ok ? "connected" : "error", "storage", storage_state(req->app->cfg->data_dir),
+                  "memory", memory_state());
     http_reply_json(req, db_ok ? 200 : 503, body);
 }
 
@@ -119,7 +120,8 @@ static const struct route routes[] = {
     {M_GET, "/health", legacy_health, 0, SURFACE_LEGACY, ROUTE_PUBLIC, NULL},
     {M_GET, "/api/v1/health", v1_health, 0, SURFACE_V1, ROUTE_PUBLIC, NULL},
     {M_GET, "/api/v1/metrics", v1_metrics, ROLE_ADMIN | ROLE_USER, SURFACE_V1, 0, NULL},
-    {M_GET, "/metrics", prometheus, ROLE_ADMIN | ROLE_USER, SURFACE_PLAIN, ROUTE_METRICS_AUTH, NULL},
+    {M_GET, "/metrics", prometheus, ROLE_ADMIN | ROLE_USER, SURFACE_PLAIN, ROUTE_METRICS_AUTH,
+     NULL},
     {M_GET, "/api/v1/openapi.json", openapi, 0, SURFACE_V1, ROUTE_PUBLIC, NULL},
 };
 

@@ -14,11 +14,11 @@
 #include "api/api.h"
 #include "api/phoenix.h"
 #include "app.h"
-#include "engine/feed.h"
-#include "engine/sitedata.h"
-#include "engine/sites.h"
+#include "sync/feed.h"
+#include "sites/sitedata.h"
+#include "sites/sites.h"
 #include "util/crypto.h"
-#include "util/json.h"
+#include "util/jsonutil.h"
 #include "util/timeutil.h"
 
 #define MAX_FIELD 4096
@@ -151,8 +151,7 @@ static void count_failure(struct request *req)
 /* For the data endpoints: the active sender connection whose hash the body gives.
  * 401 "Invalid connection" when none, 403 when it is not active, expired or the
  * address is not allowed, 429 over its rate limit. */
-static bool data_connection(struct request *req, struct store_conn *c, json_t *body,
-                            struct site *s)
+static bool data_connection(struct request *req, struct store_conn *c, json_t *body, struct site *s)
 {
     struct err err = {0};
     bool found = false;
@@ -197,7 +196,7 @@ static bool data_connection(struct request *req, struct store_conn *c, json_t *b
 static void reply_sent(struct request *req, struct store_conn *c, const struct site *s,
                        int64_t records, json_t *answer)
 {
-    char *text = json_to_string(answer);
+    char *text = jsonutil_to_string(answer);
     json_decref(answer);
     sites_touch(c, s->id, req->client_addr, http_header(req, "User-Agent"), records,
                 (int64_t)strlen(text), NULL);
@@ -383,15 +382,15 @@ static void update_status(struct request *req)
          * (suspend, revoke) but raise one only on a receiver this site accepted: never
          * one waiting for this site's admin, never this site's sender connection (a
          * receiver cannot lift the sender's suspension), never a revoked one. */
-        bool keep = !strcmp(s.status, "revoked") || !strcmp(s.status, "expired") ||
-                    (!strcmp(to, "active") &&
-                     (strcmp(s.direction, "receiver") != 0 || !s.approved_at));
+        bool keep =
+            !strcmp(s.status, "revoked") || !strcmp(s.status, "expired") ||
+            (!strcmp(to, "active") && (strcmp(s.direction, "receiver") != 0 || !s.approved_at));
         if (!keep && sites_set_status(c, s.id, to, &err) != FERRY_OK)
             fail_err(req, &err);
         else
             http_reply_json(req, 200,
-                            json_pack("{s:b, s:s, s:s}", "success", 1, "message",
-                                      "Status updated", "status", keep ? s.status : to));
+                            json_pack("{s:b, s:s, s:s}", "success", 1, "message", "Status updated",
+                                      "status", keep ? s.status : to));
     }
     sites_clear(&s);
     store_release(c);
@@ -422,9 +421,9 @@ static void get_connection_status(struct request *req)
             s.status = xstrdup("active");
         }
         sites_touch(c, s.id, req->client_addr, http_header(req, "User-Agent"), 0, 0, NULL);
-        http_reply_json(req, 200,
-                        json_pack("{s:b, s:s, s:s}", "success", 1, "status", s.status, "name",
-                                  s.name));
+        http_reply_json(
+            req, 200,
+            json_pack("{s:b, s:s, s:s}", "success", 1, "status", s.status, "name", s.name));
     }
 out:
     sites_clear(&s);
@@ -480,8 +479,8 @@ static void table_schema(struct request *req)
 }
 
 /* An optional integer field within [min, max]; 400 otherwise. */
-static bool int_field(struct request *req, json_t *body, const char *name, int64_t def,
-                      int64_t min, int64_t max, int64_t *out)
+static bool int_field(struct request *req, json_t *body, const char *name, int64_t def, int64_t min,
+                      int64_t max, int64_t *out)
 {
     json_t *v = json_object_get(body, name);
     *out = def;
@@ -617,15 +616,14 @@ static void pull_changes(struct request *req, struct store_conn *c, const struct
         json_t *row = gone ? NULL : json_object_get(by_key, key);
         free(key);
         /* a row deleted after the feed page was read is a deletion too */
-        json_array_append_new(changes, json_pack("{s:s, s:O, s:O}", "op",
-                                                 gone || !row ? "delete" : "upsert", "id",
-                                                 json_object_get(ch, "id"), "data",
-                                                 row ? row : json_null()));
+        json_array_append_new(
+            changes, json_pack("{s:s, s:O, s:O}", "op", gone || !row ? "delete" : "upsert", "id",
+                               json_object_get(ch, "id"), "data", row ? row : json_null()));
     }
-    json_t *answer = json_pack("{s:b, s:s, s:o, s:I, s:I, s:b}", "success", 1, "table", table,
-                               "changes", changes, "count", (json_int_t)json_array_size(changes),
-                               "next_since", (json_int_t)page.next_cursor, "has_more",
-                               page.has_more);
+    json_t *answer =
+        json_pack("{s:b, s:s, s:o, s:I, s:I, s:b}", "success", 1, "table", table, "changes",
+                  changes, "count", (json_int_t)json_array_size(changes), "next_since",
+                  (json_int_t)page.next_cursor, "has_more", page.has_more);
     reply_sent(req, c, s, (int64_t)json_array_size(changes), answer);
     json_decref(by_key);
     json_decref(page.changes);
@@ -669,9 +667,9 @@ static void pull_data(struct request *req)
         fail_err(req, &err);
         goto out;
     }
-    json_t *answer = json_pack("{s:b, s:s, s:O, s:I, s:O}", "success", 1, "table", table, "data",
-                               rows, "count", (json_int_t)json_array_size(rows), "next_after",
-                               next);
+    json_t *answer =
+        json_pack("{s:b, s:s, s:O, s:I, s:O}", "success", 1, "table", table, "data", rows, "count",
+                  (json_int_t)json_array_size(rows), "next_after", next);
     if (cursor >= 0)
         json_object_set_new(answer, "cursor", json_integer(cursor));
     reply_sent(req, c, &s, (int64_t)json_array_size(rows), answer);
@@ -712,8 +710,9 @@ const struct route_table *phoenix_routes(const char *prefix)
     for (size_t i = 0; i < N_ACTIONS; i++) {
         free(patterns[i]);
         patterns[i] = xasprintf("%s/sync/api/%s", prefix, actions[i].action);
-        routes[i] = (struct route){actions[i].method, patterns[i], actions[i].handler, 0,
-                                   SURFACE_LEGACY, ROUTE_PUBLIC | ROUTE_JSON, NULL};
+        routes[i] = (struct route){
+            actions[i].method,         patterns[i], actions[i].handler, 0, SURFACE_LEGACY,
+            ROUTE_PUBLIC | ROUTE_JSON, NULL};
     }
     return &table;
 }

@@ -1,17 +1,17 @@
 /* sites.c - administering site-to-site connections under /api/v1/admin/sites (admin
  * tokens only): the site settings (incoming mode, password), and connections: create
  * (registers with the remote), list, show, change, approve, deny, suspend, reactivate,
- * revoke, verify and delete, each mirrored to the remote by engine/siteops.c. */
+ * revoke, verify and delete, each mirrored to the remote by sites/siteops.c. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
 #include "app.h"
-#include "engine/jobs.h"
-#include "engine/siteimport.h"
-#include "engine/siteops.h"
-#include "engine/sites.h"
-#include "util/json.h"
+#include "jobs/jobs.h"
+#include "sites/siteimport.h"
+#include "sites/siteops.h"
+#include "sites/sites.h"
+#include "util/jsonutil.h"
 #include "util/timeutil.h"
 
 static void settings_json(struct request *req, struct store_conn *c)
@@ -57,8 +57,8 @@ static void put_settings(struct request *req)
             return;
         }
     }
-    if (json_get_string(body, "incoming_mode", false, &mode, &err) != FERRY_OK ||
-        json_get_string(body, "password", false, &password, &err) != FERRY_OK) {
+    if (jsonutil_get_string(body, "incoming_mode", false, &mode, &err) != FERRY_OK ||
+        jsonutil_get_string(body, "password", false, &password, &err) != FERRY_OK) {
         http_reply_err(req, &err);
         return;
     }
@@ -174,8 +174,8 @@ static void start_pull(struct request *req, const char *id)
     json_t *body = http_json_object(req);
     if (!body)
         return;
-    if (json_get_string(body, "strategy", false, &strategy, &err) != FERRY_OK ||
-        json_get_bool(body, "incremental", false, &incremental, &err) != FERRY_OK) {
+    if (jsonutil_get_string(body, "strategy", false, &strategy, &err) != FERRY_OK ||
+        jsonutil_get_bool(body, "incremental", false, &incremental, &err) != FERRY_OK) {
         http_reply_err(req, &err);
         return;
     }
@@ -189,8 +189,9 @@ static void start_pull(struct request *req, const char *id)
         jobs_worker_kick(req->app->jobs);
         char *url = xasprintf("/api/v1/admin/jobs/%s", job);
         http_add_header(req, "Location", url);
-        http_reply_json(req, 202, json_pack("{s:s, s:s, s:s}", "job_id", job, "status", "pending",
-                                            "status_url", url));
+        http_reply_json(
+            req, 202,
+            json_pack("{s:s, s:s, s:s}", "job_id", job, "status", "pending", "status_url", url));
         free(url);
     }
     store_release(c);
@@ -251,15 +252,15 @@ static void get_job(struct request *req)
         time_iso8601(j.started_at, 0, started);
         time_iso8601(j.completed_at, 0, done);
         json_t *result = j.result ? json_loads(j.result, 0, NULL) : NULL;
-        http_reply_json(
-            req, 200,
-            json_pack("{s:s, s:s, s:s, s:s?, s:I, s:I, s:I, s:I, s:o, s:s, s:s?, s:s?}", "id", j.id,
-                      "kind", j.kind, "status", j.status, "message", j.message, "items_done",
-                      (json_int_t)j.items_done, "items_total", (json_int_t)j.items_total,
-                      "bytes_done", (json_int_t)j.bytes_done, "bytes_total",
-                      (json_int_t)j.bytes_total, "result", result ? result : json_null(),
-                      "created_at", created, "started_at", j.started_at ? started : NULL,
-                      "completed_at", j.completed_at ? done : NULL));
+        http_reply_json(req, 200,
+                        json_pack("{s:s, s:s, s:s, s:s?, s:I, s:I, s:I, s:I, s:o, s:s, s:s?, s:s?}",
+                                  "id", j.id, "kind", j.kind, "status", j.status, "message",
+                                  j.message, "items_done", (json_int_t)j.items_done, "items_total",
+                                  (json_int_t)j.items_total, "bytes_done", (json_int_t)j.bytes_done,
+                                  "bytes_total", (json_int_t)j.bytes_total, "result",
+                                  result ? result : json_null(), "created_at", created,
+                                  "started_at", j.started_at ? started : NULL, "completed_at",
+                                  j.completed_at ? done : NULL));
     }
     jobs_clear(&j);
     store_release(c);
@@ -267,8 +268,7 @@ static void get_job(struct request *req)
 
 static const struct route routes[] = {
     {M_GET, "/api/v1/admin/sites/settings", get_settings, ROLE_ADMIN, SURFACE_V1, 0, NULL},
-    {M_PUT, "/api/v1/admin/sites/settings", put_settings, ROLE_ADMIN, SURFACE_V1, ROUTE_JSON,
-     NULL},
+    {M_PUT, "/api/v1/admin/sites/settings", put_settings, ROLE_ADMIN, SURFACE_V1, ROUTE_JSON, NULL},
     {M_POST, "/api/v1/admin/sites", create_site, ROLE_ADMIN, SURFACE_V1, ROUTE_JSON, NULL},
     {M_GET, "/api/v1/admin/sites", list_sites, ROLE_ADMIN, SURFACE_V1, 0, NULL},
     {M_GET, "/api/v1/admin/sites/{id}", get_site, ROLE_ADMIN, SURFACE_V1, 0, NULL},

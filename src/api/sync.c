@@ -8,12 +8,12 @@
 
 #include "api/api.h"
 #include "app.h"
-#include "engine/conflicts.h"
-#include "engine/devices.h"
-#include "engine/feed.h"
-#include "engine/metrics.h"
-#include "engine/push.h"
-#include "util/json.h"
+#include "sync/conflicts.h"
+#include "sync/devices.h"
+#include "sync/feed.h"
+#include "ops/metrics.h"
+#include "sync/push.h"
+#include "util/jsonutil.h"
 #include "util/timeutil.h"
 
 #define CHANGES_DEFAULT_LIMIT 100
@@ -91,10 +91,11 @@ static const char *scope_of(const struct request *req)
 static int read_device_spec(json_t *body, struct device_spec *spec, struct err *err)
 {
     memset(spec, 0, sizeof(*spec));
-    return json_get_string(body, "id", false, &spec->id, err) != FERRY_OK ||
-                   json_get_string(body, "name", false, &spec->name, err) != FERRY_OK ||
-                   json_get_string(body, "platform", false, &spec->platform, err) != FERRY_OK ||
-                   json_get_string(body, "appVersion", false, &spec->app_version, err) != FERRY_OK
+    return jsonutil_get_string(body, "id", false, &spec->id, err) != FERRY_OK ||
+                   jsonutil_get_string(body, "name", false, &spec->name, err) != FERRY_OK ||
+                   jsonutil_get_string(body, "platform", false, &spec->platform, err) != FERRY_OK ||
+                   jsonutil_get_string(body, "appVersion", false, &spec->app_version, err) !=
+                       FERRY_OK
                ? FERRY_ERR
                : FERRY_OK;
 }
@@ -110,8 +111,8 @@ static void register_device(struct request *req)
     if (!body)
         return;
     if (read_device_spec(body, &spec, &err) != FERRY_OK ||
-        json_get_string(body, "userId", req->cred.role == ROLE_ADMIN && !user[0], &user, &err) !=
-            FERRY_OK) {
+        jsonutil_get_string(body, "userId", req->cred.role == ROLE_ADMIN && !user[0], &user,
+                            &err) != FERRY_OK) {
         http_reply_err(req, &err);
         return;
     }
@@ -147,8 +148,8 @@ static void list_devices(struct request *req)
         if (devices_get(c, req->cred.device_id, &self, owner, &err) == FERRY_OK)
             json_array_append_new(list, self);
     } else {
-        const char *user = req->cred.role == ROLE_ADMIN ? http_query(req, "userId")
-                                                        : req->cred.user_id;
+        const char *user =
+            req->cred.role == ROLE_ADMIN ? http_query(req, "userId") : req->cred.user_id;
         devices_list(c, user, &list, &err);
     }
     if (!list)
@@ -232,9 +233,8 @@ static bool scope_covers(const char *scope, json_t *tables)
         return true;
     if (!json_is_array(tables))
         return false;
-    json_array_foreach(tables, i, name)
-    if (!push_scope_allows(scope, json_string_value(name)))
-        return false;
+    json_array_foreach(tables, i,
+                       name) if (!push_scope_allows(scope, json_string_value(name))) return false;
     return true;
 }
 
@@ -273,9 +273,9 @@ static void report(struct request *req)
 
     if (!body)
         return;
-    if (json_get_array(body, "operations", true, &ops, &err) != FERRY_OK ||
-        json_get_string(body, "batchId", false, &batch_id, &err) != FERRY_OK ||
-        json_get_string(body, "deviceId", false, &named, &err) != FERRY_OK) {
+    if (jsonutil_get_array(body, "operations", true, &ops, &err) != FERRY_OK ||
+        jsonutil_get_string(body, "batchId", false, &batch_id, &err) != FERRY_OK ||
+        jsonutil_get_string(body, "deviceId", false, &named, &err) != FERRY_OK) {
         http_reply_err(req, &err);
         return;
     }
@@ -309,8 +309,8 @@ static void report(struct request *req)
     json_decref(result);
 }
 
-static int query_int(struct request *req, const char *name, int64_t def, int64_t max,
-                     int64_t *out, struct err *err)
+static int query_int(struct request *req, const char *name, int64_t def, int64_t max, int64_t *out,
+                     struct err *err)
 {
     const char *text = http_query(req, name);
     char *end;
@@ -341,8 +341,7 @@ static int changes_tables(struct request *req, const struct synced_table ***out,
         if ((list && !named) || (!list && !push_scope_allows(scope_of(req), t->name)))
             continue;
         if (named && !push_scope_allows(scope_of(req), t->name))
-            return err_set(err, ERR_FORBIDDEN, "this credential may not read table '%s'",
-                           t->name);
+            return err_set(err, ERR_FORBIDDEN, "this credential may not read table '%s'", t->name);
         (*out)[(*n)++] = t;
     }
     if (list) {
@@ -415,7 +414,7 @@ static void ack(struct request *req)
     if (!body)
         return;
     cursor_json = json_object_get(body, "cursor");
-    if (json_get_string(body, "deviceId", false, &named, &err) != FERRY_OK) {
+    if (jsonutil_get_string(body, "deviceId", false, &named, &err) != FERRY_OK) {
         http_reply_err(req, &err);
         return;
     }
@@ -423,8 +422,9 @@ static void ack(struct request *req)
         cursor = json_integer_value(cursor_json);
     } else if (!json_is_string(cursor_json) ||
                feed_parse_cursor(json_string_value(cursor_json), &cursor, &err) != FERRY_OK) {
-        http_reply_error(req, ERR_INVALID, cursor_json ? "field 'cursor' is not a cursor"
-                                                       : "field 'cursor' is required");
+        http_reply_error(req, ERR_INVALID,
+                         cursor_json ? "field 'cursor' is not a cursor"
+                                     : "field 'cursor' is required");
         return;
     }
     struct store_conn *c = api_conn(req);
@@ -434,9 +434,9 @@ static void ack(struct request *req)
         if (devices_ack(c, device, cursor, &stored, &err) != FERRY_OK)
             http_reply_err(req, &err);
         else
-            http_reply_json(req, 200,
-                            json_pack("{s:s, s:I}", "deviceId", device, "cursor",
-                                      (json_int_t)stored));
+            http_reply_json(
+                req, 200,
+                json_pack("{s:s, s:I}", "deviceId", device, "cursor", (json_int_t)stored));
     }
     store_release(c);
 }
@@ -482,8 +482,8 @@ static void resolve_conflict(struct request *req)
     char owner[128];
     if (!body)
         return;
-    if (json_get_string(body, "resolution", true, &resolution, &err) != FERRY_OK ||
-        json_get_object(body, "data", false, &data, &err) != FERRY_OK) {
+    if (jsonutil_get_string(body, "resolution", true, &resolution, &err) != FERRY_OK ||
+        jsonutil_get_object(body, "data", false, &data, &err) != FERRY_OK) {
         http_reply_err(req, &err);
         return;
     }
@@ -498,8 +498,8 @@ static void resolve_conflict(struct request *req)
                                   json_string_value(json_object_get(conflict, "table")))) {
         http_reply_error(req, ERR_FORBIDDEN, "this credential may not change that table");
     } else if (conflicts_resolve(c, &req->app->synced, id, resolution, data,
-                                 req->cred.user_id[0] ? req->cred.user_id : req->cred.id,
-                                 &done, &err) != FERRY_OK) {
+                                 req->cred.user_id[0] ? req->cred.user_id : req->cred.id, &done,
+                                 &err) != FERRY_OK) {
         http_reply_err(req, &err);
     } else {
         http_reply_json(req, 200, done);
@@ -509,18 +509,21 @@ static void resolve_conflict(struct request *req)
 }
 
 /* Both prefixes of seed 002 serve the same handlers. */
-#define SYNC_ROUTES(P)                                                                         \
-    {M_POST, P "/devices", register_device, ROLE_USER, SURFACE_V1, ROUTE_JSON, NULL},                \
-        {M_GET, P "/devices", list_devices, ROLES_ANY, SURFACE_V1, 0, NULL},                         \
-        {M_GET, P "/devices/{id}", get_device, ROLES_ANY, SURFACE_V1, 0, NULL},                      \
-        {M_PUT, P "/devices/{id}", update_device, ROLES_ANY, SURFACE_V1, ROUTE_JSON, NULL},          \
-        {M_DELETE, P "/devices/{id}", delete_device, ROLE_USER, SURFACE_V1, 0, NULL},                \
-        {M_POST, P "/devices/{id}/token", new_device_token, ROLE_USER, SURFACE_V1, 0, NULL},         \
-        {M_POST, P "/report", report, ROLES_ANY, SURFACE_V1, ROUTE_JSON, NULL},                      \
-        {M_GET, P "/changes", changes, ROLES_ANY, SURFACE_V1, 0, NULL},                              \
-        {M_POST, P "/ack", ack, ROLES_ANY, SURFACE_V1, ROUTE_JSON, NULL},                            \
-        {M_GET, P "/conflicts", list_conflicts, ROLES_ANY, SURFACE_V1, 0, NULL},                     \
-        {M_POST, P "/conflicts/{id}/resolve", resolve_conflict, ROLES_ANY, SURFACE_V1, ROUTE_JSON, NULL}
+#define SYNC_ROUTES(P)                                                                             \
+    {M_POST, P "/devices", register_device, ROLE_USER, SURFACE_V1, ROUTE_JSON, NULL},              \
+        {M_GET, P "/devices", list_devices, ROLES_ANY, SURFACE_V1, 0, NULL},                       \
+        {M_GET, P "/devices/{id}", get_device, ROLES_ANY, SURFACE_V1, 0, NULL},                    \
+        {M_PUT, P "/devices/{id}", update_device, ROLES_ANY, SURFACE_V1, ROUTE_JSON, NULL},        \
+        {M_DELETE, P "/devices/{id}", delete_device, ROLE_USER, SURFACE_V1, 0, NULL},              \
+        {M_POST, P "/devices/{id}/token", new_device_token, ROLE_USER, SURFACE_V1, 0, NULL},       \
+        {M_POST, P "/report", report, ROLES_ANY, SURFACE_V1, ROUTE_JSON, NULL},                    \
+        {M_GET, P "/changes", changes, ROLES_ANY, SURFACE_V1, 0, NULL},                            \
+        {M_POST, P "/ack", ack, ROLES_ANY, SURFACE_V1, ROUTE_JSON, NULL},                          \
+        {M_GET, P "/conflicts", list_conflicts, ROLES_ANY, SURFACE_V1, 0, NULL},                   \
+    {                                                                                              \
+        M_POST, P "/conflicts/{id}/resolve", resolve_conflict, ROLES_ANY, SURFACE_V1, ROUTE_JSON,  \
+            NULL                                                                                   \
+    }
 
 static const struct route routes[] = {
     SYNC_ROUTES("/api/v1/sync"),

@@ -1,6 +1,6 @@
 /* tus.c - resumable uploads with tus 1.0.0 (https://tus.io/protocols/resumable-upload)
  * at /tus/: the core protocol and the creation, termination, expiration and checksum
- * extensions. An upload is a record (engine/uploads.c) and one file,
+ * extensions. An upload is a record (files/uploads.c) and one file,
  * DATA_DIR/uploads/<id>/data, to which PATCH requests append as the bytes arrive. The
  * offset on record is what counts: bytes past it (written before a crash) are cut off
  * by the next PATCH. When the last byte arrives the file becomes a blob (renamed, not
@@ -26,11 +26,11 @@
 #include "api/files.h"
 #include "api/tus.h"
 #include "app.h"
-#include "blob/spool.h"
-#include "engine/files.h"
-#include "engine/uploads.h"
+#include "files/spool.h"
+#include "files/files.h"
+#include "files/uploads.h"
 #include "util/crypto.h"
-#include "util/json.h"
+#include "util/jsonutil.h"
 #include "util/timeutil.h"
 
 #define TUS_VERSION "1.0.0"
@@ -165,7 +165,6 @@ static bool version_ok(struct request *req)
     return false;
 }
 
-
 static void add_int_header(struct request *req, const char *name, int64_t v)
 {
     char text[24];
@@ -264,8 +263,7 @@ out:
 /* The offset that counts is the one on record, but never more than the data file holds:
  * were the file lost or cut short (a restore without uploads/, say), the upload goes on
  * from what is really there instead of padding the gap with zeros. */
-static int reconcile(const struct app *app, struct store_conn *c, struct upload *u,
-                     struct err *err)
+static int reconcile(const struct app *app, struct store_conn *c, struct upload *u, struct err *err)
 {
     struct stat st;
     if (u->completed_at || u->received == 0)
@@ -435,7 +433,7 @@ struct patch {
     struct upload u;
     int fd;
     int64_t start, written;
-    int64_t flushed; /* bytes of this PATCH already handed to writeback */
+    int64_t flushed;      /* bytes of this PATCH already handed to writeback */
     EVP_MD_CTX *file_md;  /* SHA-256 of the whole file so far, or NULL */
     EVP_MD_CTX *check_md; /* Upload-Checksum's algorithm over this request, or NULL */
     unsigned char check_want[EVP_MAX_MD_SIZE];
@@ -458,8 +456,8 @@ static int open_checksum(struct request *req, struct patch *p)
         reply_status(req, 400, "Upload-Checksum: the algorithm must be sha1 or sha256");
         return -1;
     }
-    p->check_len = base64_decode(space + 1, strlen(space + 1), p->check_want,
-                                 sizeof(p->check_want));
+    p->check_len =
+        base64_decode(space + 1, strlen(space + 1), p->check_want, sizeof(p->check_want));
     if (p->check_len != EVP_MD_get_size(md)) {
         reply_status(req, 400, "Upload-Checksum: the value is not a base64 digest");
         return -1;
@@ -652,7 +650,7 @@ static int complete(struct request *req, struct store_conn *c, struct upload *u,
             FERRY_OK &&
         files_commit(c, u->path, hex, (int64_t)size, u->device_id, &e, err) == FERRY_OK) {
         json_t *j = files_entry_json(&e);
-        char *result = json_to_string(j);
+        char *result = jsonutil_to_string(j);
         json_decref(j);
         rc = uploads_finish(c, u->id, result, err);
         free(result);

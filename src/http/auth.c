@@ -7,7 +7,7 @@
 #include <jwt.h>
 
 #include "app.h"
-#include "engine/tokens.h"
+#include "auth/tokens.h"
 #include "http/auth.h"
 #include "util/timeutil.h"
 
@@ -31,8 +31,8 @@ static int time_claim(jwt_t *jwt, const char *name, bool *present, double *value
     return rc;
 }
 
-int auth_verify_jwt(const char *token, const char *secret, int64_t now_s,
-                    struct credential *cred, struct err *err)
+int auth_verify_jwt(const char *token, const char *secret, int64_t now_s, struct credential *cred,
+                    struct err *err)
 {
     jwt_t *jwt = NULL;
     int rc = FERRY_ERR;

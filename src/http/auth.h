@@ -15,7 +15,7 @@ bool auth_check(struct request *req);
 /* Verifies an HS256 JWT with secret at now (seconds). On success fills cred as a user
  * credential (sub = user id). Refuses alg none and every other algorithm, a missing
  * sub, an expired token (exp) and one not yet valid (nbf). */
-int auth_verify_jwt(const char *token, const char *secret, int64_t now_s,
-                    struct credential *cred, struct err *err);
+int auth_verify_jwt(const char *token, const char *secret, int64_t now_s, struct credential *cred,
+                    struct err *err);
 
 #endif

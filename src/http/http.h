@@ -45,8 +45,8 @@ enum role {
 
 struct credential {
     enum role role;
-    char id[140];       /* token id, or "jwt:<sub>"; safe to log */
-    char user_id[128];  /* owner user, empty for admin tokens without one */
+    char id[140];      /* token id, or "jwt:<sub>"; safe to log */
+    char user_id[128]; /* owner user, empty for admin tokens without one */
     char device_id[128];
     char tables[1024]; /* tables it may sync (comma list); empty: every synced table */
 };
@@ -58,8 +58,8 @@ typedef void (*handler_fn)(struct request *req);
  * open runs once the request is admitted, before any body (it may reply to refuse it);
  * write gets the bytes as they arrive and returns false after replying to refuse them
  * (the rest of the body is then read and dropped, and the reply sent at its end);
- * the handler then runs at the end of the body as usual (unless a reply was set). release runs when the request
- * ends while req->sink_ctx is still set (the client went away, or a reply came early),
+ * the handler then runs at the end of the body as usual (unless a reply was set). release runs when
+ * the request ends while req->sink_ctx is still set (the client went away, or a reply came early),
  * so partial state is dealt with; a handler that finishes the upload clears sink_ctx.
  * The body limit of such a route is the sink's business, not max-body's. */
 struct body_sink {
@@ -95,7 +95,7 @@ struct response {
     char *body; /* owned */
     size_t body_len;
     const char *content_type;
-    int fd;              /* >= 0: the body is fd_len bytes of this file from fd_offset */
+    int fd; /* >= 0: the body is fd_len bytes of this file from fd_offset */
     uint64_t fd_offset, fd_len;
     struct {
         char *name, *value; /* owned */
@@ -119,7 +119,7 @@ struct request {
     struct credential cred;
     struct buf body;
     bool body_too_large;
-    json_t *json; /* parsed body for ROUTE_JSON routes with a body; owned */
+    json_t *json;   /* parsed body for ROUTE_JSON routes with a body; owned */
     void *sink_ctx; /* a body_sink's state (see struct body_sink) */
     int64_t start_us;
     uint64_t bytes_in;
@@ -131,7 +131,7 @@ struct request {
     int64_t wait_deadline; /* ms since epoch; 0: not waiting */
     int64_t wait_head;     /* newest seq the handler saw */
     bool wait_requested;
-    bool wait_expired;     /* set when the deadline passed (or the server is stopping) */
+    bool wait_expired; /* set when the deadline passed (or the server is stopping) */
 };
 
 /* Asks the server to park the request until the change log moves past seen_head or
@@ -148,8 +148,8 @@ const char *http_header(const struct request *req, const char *name);
 /* Replies. Each sets the response once; a second reply is a programming error and is
  * ignored. reply_json takes a reference to value (steals it). */
 void http_reply_json(struct request *req, int status, json_t *value);
-void http_reply_text(struct request *req, int status, const char *content_type,
-                     const char *body, size_t len);
+void http_reply_text(struct request *req, int status, const char *content_type, const char *body,
+                     size_t len);
 /* Replies with the surface's error format. For the v1 format, message is the generic
  * description of the code and detail the specific one; for the legacy format, detail is
  * the "error" text. */

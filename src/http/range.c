@@ -22,8 +22,7 @@ static bool read_number(const char **p, uint64_t *out)
     return true;
 }
 
-enum range_result http_parse_range(const char *h, uint64_t size, uint64_t *start,
-                                   uint64_t *len)
+enum range_result http_parse_range(const char *h, uint64_t size, uint64_t *start, uint64_t *len)
 {
     uint64_t a = 0, b = 0;
     if (strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))

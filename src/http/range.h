@@ -7,8 +7,8 @@
 #include <stdint.h>
 
 enum range_result {
-    RANGE_SERVE,   /* a satisfiable single range: serve *start, *len */
-    RANGE_IGNORE,  /* malformed, or several ranges: send the whole representation */
+    RANGE_SERVE,         /* a satisfiable single range: serve *start, *len */
+    RANGE_IGNORE,        /* malformed, or several ranges: send the whole representation */
     RANGE_UNSATISFIABLE, /* 416 */
 };
 

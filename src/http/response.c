@@ -9,7 +9,7 @@
 #include <microhttpd.h>
 
 #include "http/http.h"
-#include "util/json.h"
+#include "util/jsonutil.h"
 #include "util/timeutil.h"
 #include "util/utf8.h"
 
@@ -99,8 +99,8 @@ void http_add_header(struct request *req, const char *name, const char *value)
     r->n_headers++;
 }
 
-void http_reply_text(struct request *req, int status, const char *content_type,
-                     const char *body, size_t len)
+void http_reply_text(struct request *req, int status, const char *content_type, const char *body,
+                     size_t len)
 {
     if (req->replied)
         return;
@@ -138,7 +138,7 @@ void http_reply_json(struct request *req, int status, json_t *value)
         http_reply_error(req, ERR_INTERNAL, "the answer could not be encoded as JSON");
         return;
     }
-    char *text = json_to_string(value);
+    char *text = jsonutil_to_string(value);
     json_decref(value);
     req->replied = true;
     req->resp.status = status;
@@ -179,9 +179,8 @@ static void reply_error_text(struct request *req, enum err_code code, int status
     }
     time_iso8601(time_now_ms(), 0, iso);
     http_reply_json(req, status,
-                    json_pack("{s:s, s:s, s:s, s:s}", "errorCode", http_error_name(code),
-                              "message", http_error_text(code), "details", detail,
-                              "timestamp", iso));
+                    json_pack("{s:s, s:s, s:s, s:s}", "errorCode", http_error_name(code), "message",
+                              http_error_text(code), "details", detail, "timestamp", iso));
 }
 
 void http_reply_err(struct request *req, const struct err *err)

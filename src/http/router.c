@@ -28,8 +28,8 @@ void router_allow_header(unsigned methods, char *out, size_t out_len)
     out[0] = '\0';
     for (int i = 0; i < 7 && used < out_len; i++)
         if (methods & (1u << i))
-            used += (size_t)snprintf(out + used, out_len - used, "%s%s", used ? ", " : "",
-                                     names[i]);
+            used +=
+                (size_t)snprintf(out + used, out_len - used, "%s%s", used ? ", " : "", names[i]);
 }
 
 /* Matches pattern against path. Parameters are copied out only on a full match. */
@@ -83,9 +83,8 @@ static bool match(const char *pattern, const char *path, const char **names, cha
 }
 
 enum match_result router_match(const struct route_table *const *tables, size_t n_tables,
-                               enum method method, const char *path,
-                               const struct route **route, const char **names,
-                               char **values, int *n_params, unsigned *allowed)
+                               enum method method, const char *path, const struct route **route,
+                               const char **names, char **values, int *n_params, unsigned *allowed)
 {
     /* HEAD is served by a route that lists it, else by the GET route */
     unsigned want = method == M_HEAD ? (M_HEAD | M_GET) : method;

@@ -21,9 +21,8 @@ enum match_result {
  * them) with their count in *n_params. A HEAD request matches a GET
  * route. */
 enum match_result router_match(const struct route_table *const *tables, size_t n_tables,
-                               enum method method, const char *path,
-                               const struct route **route, const char **names,
-                               char **values, int *n_params, unsigned *allowed);
+                               enum method method, const char *path, const struct route **route,
+                               const char **names, char **values, int *n_params, unsigned *allowed);
 
 /* Parses an HTTP method name; 0 for one ferry does not serve. */
 enum method router_method(const char *name);

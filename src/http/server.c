@@ -13,12 +13,12 @@
 #include <microhttpd.h>
 
 #include "app.h"
-#include "engine/metrics.h"
+#include "ops/metrics.h"
 #include "http/auth.h"
 #include "http/server.h"
 #include "http/waiter.h"
 #include "util/crypto.h"
-#include "util/json.h"
+#include "util/jsonutil.h"
 #include "util/timeutil.h"
 #include "util/utf8.h"
 
@@ -38,7 +38,7 @@ static void client_address(struct MHD_Connection *conn, char *out, size_t len)
     if (!info || !info->client_addr)
         return;
     socklen_t alen = info->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                               : sizeof(struct sockaddr_in);
+                                                              : sizeof(struct sockaddr_in);
     getnameinfo(info->client_addr, alen, out, (socklen_t)len, NULL, 0, NI_NUMERICHOST);
 }
 
@@ -60,8 +60,8 @@ static void assign_request_id(struct request *req)
     crypto_random_hex(req->request_id, 16);
 }
 
-static struct request *request_new(struct app *app, struct MHD_Connection *conn,
-                                   const char *method, const char *url)
+static struct request *request_new(struct app *app, struct MHD_Connection *conn, const char *method,
+                                   const char *url)
 {
     struct request *req = xcalloc(1, sizeof(*req));
     req->app = app;
@@ -107,12 +107,12 @@ static void log_request(const struct request *req, int64_t duration_us)
     char *path = xstrdup(req->path); /* decoded from the URL: any bytes at all */
     utf8_scrub(path);
     time_iso8601(time_now_ms(), 1, iso);
-    json_t *line = json_pack(
-        "{s:s, s:s, s:s, s:s, s:s, s:i, s:f, s:I, s:I, s:s, s:s}", "time", iso, "level", "info",
-        "requestId", req->request_id, "method", req->method, "path", path, "status",
-        req->resp.status, "durationMs", (double)duration_us / 1000.0, "bytesIn",
-        (json_int_t)req->bytes_in, "bytesOut", (json_int_t)response_bytes(req), "credential",
-        req->cred.id, "remote", req->client_addr);
+    json_t *line =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:f, s:I, s:I, s:s, s:s}", "time", iso, "level",
+                  "info", "requestId", req->request_id, "method", req->method, "path", path,
+                  "status", req->resp.status, "durationMs", (double)duration_us / 1000.0, "bytesIn",
+                  (json_int_t)req->bytes_in, "bytesOut", (json_int_t)response_bytes(req),
+                  "credential", req->cred.id, "remote", req->client_addr);
     char *text = json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(6));
     if (!text)
         abort();
@@ -137,8 +137,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     log_request(req, duration);
     /* Unknown methods share one label so a client cannot grow the series without bound. */
     metrics_request(req->method_bit ? req->method : "OTHER",
-                    req->route ? req->route->pattern : "unmatched", req->resp.status,
-                    duration, req->bytes_in, response_bytes(req));
+                    req->route ? req->route->pattern : "unmatched", req->resp.status, duration,
+                    req->bytes_in, response_bytes(req));
     request_free(req);
     *con_cls = NULL;
     atomic_fetch_sub(&app->in_flight, 1);
@@ -339,8 +339,8 @@ static void dispatch(struct request *req)
             http_reply_error(req, ERR_INVALID, "Content-Type must be application/json");
             return;
         }
-        if (json_parse(req->body.data, req->body.len, (int)app->cfg->max_json_depth, &req->json,
-                       &err) != FERRY_OK) {
+        if (jsonutil_parse(req->body.data, req->body.len, (int)app->cfg->max_json_depth, &req->json,
+                           &err) != FERRY_OK) {
             http_reply_err(req, &err);
             return;
         }
@@ -355,9 +355,8 @@ static bool expects_body(const struct request *req)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     struct app *app = cls;
     struct request *req = *con_cls;
@@ -447,8 +446,8 @@ int server_start(struct app *app, struct server **out, struct err *err)
     if (config_listen_addr(app->cfg, host, sizeof(host), &port, err) != FERRY_OK ||
         resolve(host, port, &addr, &ipv6, err) != FERRY_OK)
         return FERRY_ERR;
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
+    unsigned flags =
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (ipv6)
         flags |= MHD_USE_IPv6;
     struct server *srv = xcalloc(1, sizeof(*srv));
@@ -464,9 +463,8 @@ int server_start(struct app *app, struct server **out, struct err *err)
         (size_t)app->cfg->max_header * 2 + 16384 > 512 * 1024
             ? (size_t)app->cfg->max_header * 2 + 16384
             : (size_t)512 * 1024,
-        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
-        MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_END);
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_CONNECTION_TIMEOUT, 120u,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_END);
     if (!srv->daemon) {
         free(srv);
         return err_set(err, ERR_INTERNAL, "cannot listen on %s (in use, or not permitted)",

@@ -7,118 +7,118 @@
  * on SQLite MAX(seq) + 1 (the purge leaves a placeholder entry at the head it removed);
  * on PostgreSQL a sequence, drawn while holding ferry_writer's row lock so that seq
  * order is commit order (tables.c). */
-#define CHANGES_SQLITE                                                                       \
-    "CREATE TABLE ferry_changes ("                                                           \
-    " seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, pk TEXT NOT NULL,"                         \
-    " version BIGINT NOT NULL,"                                                              \
-    " deleted INTEGER NOT NULL DEFAULT 0, updated_at BIGINT NOT NULL, device_id TEXT,"       \
+#define CHANGES_SQLITE                                                                             \
+    "CREATE TABLE ferry_changes ("                                                                 \
+    " seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, pk TEXT NOT NULL,"                               \
+    " version BIGINT NOT NULL,"                                                                    \
+    " deleted INTEGER NOT NULL DEFAULT 0, updated_at BIGINT NOT NULL, device_id TEXT,"             \
     " UNIQUE (tbl, pk));"
-#define CHANGES_PG                                                                           \
-    "CREATE SEQUENCE ferry_change_seq;"                                                      \
-    "CREATE TABLE ferry_changes ("                                                           \
-    " seq BIGINT PRIMARY KEY DEFAULT nextval('ferry_change_seq'), tbl TEXT NOT NULL,"        \
-    " pk TEXT NOT NULL, version BIGINT NOT NULL,"                                            \
-    " deleted INTEGER NOT NULL DEFAULT 0, updated_at BIGINT NOT NULL, device_id TEXT,"       \
+#define CHANGES_PG                                                                                 \
+    "CREATE SEQUENCE ferry_change_seq;"                                                            \
+    "CREATE TABLE ferry_changes ("                                                                 \
+    " seq BIGINT PRIMARY KEY DEFAULT nextval('ferry_change_seq'), tbl TEXT NOT NULL,"              \
+    " pk TEXT NOT NULL, version BIGINT NOT NULL,"                                                  \
+    " deleted INTEGER NOT NULL DEFAULT 0, updated_at BIGINT NOT NULL, device_id TEXT,"             \
     " UNIQUE (tbl, pk));"
 
 /* The rest of the record-sync tables: the same text is valid on both dialects. */
-#define CHANGELOG_SQL\
-    "CREATE TABLE ferry_writer (id INTEGER PRIMARY KEY CHECK (id = 1), device_id TEXT,"\
-    " horizon BIGINT NOT NULL DEFAULT 0);"\
-    "INSERT INTO ferry_writer(id, device_id, horizon) VALUES (1, NULL, 0);"\
-    "CREATE TABLE ferry_synced ("\
-    " tbl TEXT PRIMARY KEY, signature TEXT NOT NULL, installed_at BIGINT NOT NULL);"\
-    "CREATE TABLE ferry_field_versions ("\
-    " tbl TEXT NOT NULL, pk TEXT NOT NULL, col TEXT NOT NULL, version BIGINT NOT NULL,"\
-    " PRIMARY KEY (tbl, pk, col));"\
-    "CREATE TABLE ferry_devices ("\
-    " id TEXT PRIMARY KEY, user_id TEXT NOT NULL, name TEXT NOT NULL,"\
-    " platform TEXT, app_version TEXT, cursor BIGINT NOT NULL DEFAULT 0, tables TEXT,"\
-    " created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, last_seen_at BIGINT);"\
-    "CREATE INDEX ferry_devices_user ON ferry_devices(user_id);"\
-    "CREATE TABLE ferry_batches ("\
-    " origin TEXT NOT NULL, batch_id TEXT NOT NULL, status INTEGER NOT NULL,"\
-    " response TEXT NOT NULL, created_at BIGINT NOT NULL, PRIMARY KEY (origin, batch_id));"\
-    "CREATE TABLE ferry_conflicts ("\
-    " id TEXT PRIMARY KEY, tbl TEXT NOT NULL, pk TEXT NOT NULL, device_id TEXT,"\
-    " user_id TEXT, action TEXT NOT NULL, base_version BIGINT, server_version BIGINT NOT NULL,"\
-    " server_data TEXT, client_data TEXT, fields TEXT, status TEXT NOT NULL,"\
-    " resolution TEXT, created_at BIGINT NOT NULL, resolved_at BIGINT, resolved_by TEXT);"\
+#define CHANGELOG_SQL                                                                              \
+    "CREATE TABLE ferry_writer (id INTEGER PRIMARY KEY CHECK (id = 1), device_id TEXT,"            \
+    " horizon BIGINT NOT NULL DEFAULT 0);"                                                         \
+    "INSERT INTO ferry_writer(id, device_id, horizon) VALUES (1, NULL, 0);"                        \
+    "CREATE TABLE ferry_synced ("                                                                  \
+    " tbl TEXT PRIMARY KEY, signature TEXT NOT NULL, installed_at BIGINT NOT NULL);"               \
+    "CREATE TABLE ferry_field_versions ("                                                          \
+    " tbl TEXT NOT NULL, pk TEXT NOT NULL, col TEXT NOT NULL, version BIGINT NOT NULL,"            \
+    " PRIMARY KEY (tbl, pk, col));"                                                                \
+    "CREATE TABLE ferry_devices ("                                                                 \
+    " id TEXT PRIMARY KEY, user_id TEXT NOT NULL, name TEXT NOT NULL,"                             \
+    " platform TEXT, app_version TEXT, cursor BIGINT NOT NULL DEFAULT 0, tables TEXT,"             \
+    " created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, last_seen_at BIGINT);"               \
+    "CREATE INDEX ferry_devices_user ON ferry_devices(user_id);"                                   \
+    "CREATE TABLE ferry_batches ("                                                                 \
+    " origin TEXT NOT NULL, batch_id TEXT NOT NULL, status INTEGER NOT NULL,"                      \
+    " response TEXT NOT NULL, created_at BIGINT NOT NULL, PRIMARY KEY (origin, batch_id));"        \
+    "CREATE TABLE ferry_conflicts ("                                                               \
+    " id TEXT PRIMARY KEY, tbl TEXT NOT NULL, pk TEXT NOT NULL, device_id TEXT,"                   \
+    " user_id TEXT, action TEXT NOT NULL, base_version BIGINT, server_version BIGINT NOT NULL,"    \
+    " server_data TEXT, client_data TEXT, fields TEXT, status TEXT NOT NULL,"                      \
+    " resolution TEXT, created_at BIGINT NOT NULL, resolved_at BIGINT, resolved_by TEXT);"         \
     "CREATE INDEX ferry_conflicts_status ON ferry_conflicts(status, created_at);"
 
 /* Tokens and users: the same text is valid on both dialects. */
-#define AUTH_SQL                                                                             \
-    "CREATE TABLE ferry_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"                   \
-    "CREATE TABLE ferry_users ("                                                             \
-    " id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at BIGINT NOT NULL);"                 \
-    "CREATE TABLE ferry_tokens ("                                                            \
-    " id TEXT PRIMARY KEY,"                                                                  \
-    " name TEXT NOT NULL,"                                                                   \
-    " role TEXT NOT NULL CHECK (role IN ('admin', 'user', 'device')),"                       \
-    " user_id TEXT, device_id TEXT,"                                                         \
-    " token_hash TEXT NOT NULL UNIQUE,"                                                      \
-    " prefix TEXT NOT NULL,"                                                                 \
-    " created_at BIGINT NOT NULL, expires_at BIGINT, last_used_at BIGINT,"                   \
-    " revoked_at BIGINT, tables TEXT);"                                                      \
+#define AUTH_SQL                                                                                   \
+    "CREATE TABLE ferry_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"                         \
+    "CREATE TABLE ferry_users ("                                                                   \
+    " id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at BIGINT NOT NULL);"                       \
+    "CREATE TABLE ferry_tokens ("                                                                  \
+    " id TEXT PRIMARY KEY,"                                                                        \
+    " name TEXT NOT NULL,"                                                                         \
+    " role TEXT NOT NULL CHECK (role IN ('admin', 'user', 'device')),"                             \
+    " user_id TEXT, device_id TEXT,"                                                               \
+    " token_hash TEXT NOT NULL UNIQUE,"                                                            \
+    " prefix TEXT NOT NULL,"                                                                       \
+    " created_at BIGINT NOT NULL, expires_at BIGINT, last_used_at BIGINT,"                         \
+    " revoked_at BIGINT, tables TEXT);"                                                            \
     "CREATE INDEX ferry_tokens_user ON ferry_tokens(user_id);"
 
 /* Files (DESIGN.md section 2): file entries, which the change feed shows as the
  * "files" namespace; upload sessions (seed 002's chunked uploads and tus) and the chunks
  * they have received; and jobs (directory sync and other long work) with their
  * progress. The same text is valid on both dialects. */
-#define FILES_SQL\
-    "CREATE TABLE ferry_files ("\
-    " path TEXT PRIMARY KEY, size BIGINT NOT NULL, sha256 TEXT NOT NULL,"\
-    " version BIGINT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0, updated_at BIGINT NOT NULL);"\
-    "CREATE INDEX ferry_files_sha256 ON ferry_files(sha256);"\
-    "CREATE TABLE ferry_uploads ("\
-    " id TEXT PRIMARY KEY, kind TEXT NOT NULL CHECK (kind IN ('chunked', 'tus')),"\
-    " path TEXT, size BIGINT NOT NULL, sha256 TEXT, chunk_size BIGINT NOT NULL,"\
-    " chunk_count BIGINT NOT NULL, received BIGINT NOT NULL DEFAULT 0, metadata TEXT,"\
-    " user_id TEXT, device_id TEXT, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL,"\
-    " completing_at BIGINT, completed_at BIGINT, result TEXT);"\
-    "CREATE INDEX ferry_uploads_expiry ON ferry_uploads(expires_at);"\
-    "CREATE TABLE ferry_upload_chunks ("\
-    " upload_id TEXT NOT NULL, idx BIGINT NOT NULL, size BIGINT NOT NULL,"\
-    " sha256 TEXT NOT NULL, PRIMARY KEY (upload_id, idx));"\
-    "CREATE TABLE ferry_jobs ("\
-    " id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL, user_id TEXT,"\
-    " source TEXT, target TEXT, params TEXT, message TEXT,"\
-    " bytes_done BIGINT NOT NULL DEFAULT 0, bytes_total BIGINT NOT NULL DEFAULT 0,"\
-    " items_done BIGINT NOT NULL DEFAULT 0, items_total BIGINT NOT NULL DEFAULT 0,"\
-    " result TEXT, created_at BIGINT NOT NULL, started_at BIGINT, completed_at BIGINT,"\
-    " heartbeat_at BIGINT, closed INTEGER NOT NULL DEFAULT 0);"\
+#define FILES_SQL                                                                                  \
+    "CREATE TABLE ferry_files ("                                                                   \
+    " path TEXT PRIMARY KEY, size BIGINT NOT NULL, sha256 TEXT NOT NULL,"                          \
+    " version BIGINT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0, updated_at BIGINT NOT NULL);"   \
+    "CREATE INDEX ferry_files_sha256 ON ferry_files(sha256);"                                      \
+    "CREATE TABLE ferry_uploads ("                                                                 \
+    " id TEXT PRIMARY KEY, kind TEXT NOT NULL CHECK (kind IN ('chunked', 'tus')),"                 \
+    " path TEXT, size BIGINT NOT NULL, sha256 TEXT, chunk_size BIGINT NOT NULL,"                   \
+    " chunk_count BIGINT NOT NULL, received BIGINT NOT NULL DEFAULT 0, metadata TEXT,"             \
+    " user_id TEXT, device_id TEXT, created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL,"       \
+    " completing_at BIGINT, completed_at BIGINT, result TEXT);"                                    \
+    "CREATE INDEX ferry_uploads_expiry ON ferry_uploads(expires_at);"                              \
+    "CREATE TABLE ferry_upload_chunks ("                                                           \
+    " upload_id TEXT NOT NULL, idx BIGINT NOT NULL, size BIGINT NOT NULL,"                         \
+    " sha256 TEXT NOT NULL, PRIMARY KEY (upload_id, idx));"                                        \
+    "CREATE TABLE ferry_jobs ("                                                                    \
+    " id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL, user_id TEXT,"                \
+    " source TEXT, target TEXT, params TEXT, message TEXT,"                                        \
+    " bytes_done BIGINT NOT NULL DEFAULT 0, bytes_total BIGINT NOT NULL DEFAULT 0,"                \
+    " items_done BIGINT NOT NULL DEFAULT 0, items_total BIGINT NOT NULL DEFAULT 0,"                \
+    " result TEXT, created_at BIGINT NOT NULL, started_at BIGINT, completed_at BIGINT,"            \
+    " heartbeat_at BIGINT, closed INTEGER NOT NULL DEFAULT 0);"                                    \
     "CREATE INDEX ferry_jobs_status ON ferry_jobs(status, created_at);"
 
 /* Site-to-site connections (PhoenixKit's protocol, seeds 000/001) and their transfers.
  * token_hash is the bearer credential PhoenixKit sends; lookup is SHA-256 of it, the
  * indexed key, so that a lookup's timing says nothing about a stored hash. */
-#define SITES_SQL\
-    "CREATE TABLE ferry_sites ("\
-    " id TEXT PRIMARY KEY, name TEXT NOT NULL,"\
-    " direction TEXT NOT NULL CHECK (direction IN ('sender', 'receiver')),"\
-    " site_url TEXT NOT NULL, token_hash TEXT NOT NULL, lookup TEXT NOT NULL,"\
-    " status TEXT NOT NULL CHECK (status IN"\
-    " ('pending', 'active', 'suspended', 'revoked', 'expired')),"\
-    " allowed_tables TEXT, excluded_tables TEXT, expires_at BIGINT,"\
-    " max_records BIGINT NOT NULL DEFAULT 10000, rate_limit BIGINT NOT NULL DEFAULT 60,"\
-    " ip_allowlist TEXT, default_strategy TEXT NOT NULL DEFAULT 'skip',"\
-    " records_sent BIGINT NOT NULL DEFAULT 0, bytes_sent BIGINT NOT NULL DEFAULT 0,"\
-    " requests BIGINT NOT NULL DEFAULT 0, last_connected_at BIGINT, last_transfer_at BIGINT,"\
-    " remote_ip TEXT, user_agent TEXT, reachable INTEGER NOT NULL DEFAULT 1,"\
-    " failures BIGINT NOT NULL DEFAULT 0, next_check_at BIGINT, approved_at BIGINT,"\
-    " created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,"\
-    " UNIQUE (site_url, direction));"\
-    "CREATE INDEX ferry_sites_lookup ON ferry_sites(lookup);"\
-    "CREATE TABLE ferry_site_transfers ("\
-    " id TEXT PRIMARY KEY, site_id TEXT NOT NULL, job_id TEXT, tbl TEXT NOT NULL,"\
-    " strategy TEXT NOT NULL, status TEXT NOT NULL,"\
-    " records BIGINT NOT NULL DEFAULT 0, created BIGINT NOT NULL DEFAULT 0,"\
-    " updated BIGINT NOT NULL DEFAULT 0, skipped BIGINT NOT NULL DEFAULT 0,"\
-    " failed BIGINT NOT NULL DEFAULT 0, deleted BIGINT NOT NULL DEFAULT 0,"\
-    " bytes BIGINT NOT NULL DEFAULT 0,"\
-    " last_key TEXT, since_seq BIGINT, started_at BIGINT NOT NULL, completed_at BIGINT,"\
-    " error TEXT);"\
+#define SITES_SQL                                                                                  \
+    "CREATE TABLE ferry_sites ("                                                                   \
+    " id TEXT PRIMARY KEY, name TEXT NOT NULL,"                                                    \
+    " direction TEXT NOT NULL CHECK (direction IN ('sender', 'receiver')),"                        \
+    " site_url TEXT NOT NULL, token_hash TEXT NOT NULL, lookup TEXT NOT NULL,"                     \
+    " status TEXT NOT NULL CHECK (status IN"                                                       \
+    " ('pending', 'active', 'suspended', 'revoked', 'expired')),"                                  \
+    " allowed_tables TEXT, excluded_tables TEXT, expires_at BIGINT,"                               \
+    " max_records BIGINT NOT NULL DEFAULT 10000, rate_limit BIGINT NOT NULL DEFAULT 60,"           \
+    " ip_allowlist TEXT, default_strategy TEXT NOT NULL DEFAULT 'skip',"                           \
+    " records_sent BIGINT NOT NULL DEFAULT 0, bytes_sent BIGINT NOT NULL DEFAULT 0,"               \
+    " requests BIGINT NOT NULL DEFAULT 0, last_connected_at BIGINT, last_transfer_at BIGINT,"      \
+    " remote_ip TEXT, user_agent TEXT, reachable INTEGER NOT NULL DEFAULT 1,"                      \
+    " failures BIGINT NOT NULL DEFAULT 0, next_check_at BIGINT, approved_at BIGINT,"               \
+    " created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,"                                     \
+    " UNIQUE (site_url, direction));"                                                              \
+    "CREATE INDEX ferry_sites_lookup ON ferry_sites(lookup);"                                      \
+    "CREATE TABLE ferry_site_transfers ("                                                          \
+    " id TEXT PRIMARY KEY, site_id TEXT NOT NULL, job_id TEXT, tbl TEXT NOT NULL,"                 \
+    " strategy TEXT NOT NULL, status TEXT NOT NULL,"                                               \
+    " records BIGINT NOT NULL DEFAULT 0, created BIGINT NOT NULL DEFAULT 0,"                       \
+    " updated BIGINT NOT NULL DEFAULT 0, skipped BIGINT NOT NULL DEFAULT 0,"                       \
+    " failed BIGINT NOT NULL DEFAULT 0, deleted BIGINT NOT NULL DEFAULT 0,"                        \
+    " bytes BIGINT NOT NULL DEFAULT 0,"                                                            \
+    " last_key TEXT, since_seq BIGINT, started_at BIGINT NOT NULL, completed_at BIGINT,"           \
+    " error TEXT);"                                                                                \
     "CREATE INDEX ferry_site_transfers_site ON ferry_site_transfers(site_id, started_at);"
 
 const struct migration store_migrations[] = {

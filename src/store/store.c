@@ -10,8 +10,7 @@
 
 static int run_migrations(struct store *st, struct err *err);
 
-static int parse_url(const char *url, enum store_dialect *dialect, char **target,
-                     struct err *err)
+static int parse_url(const char *url, enum store_dialect *dialect, char **target, struct err *err)
 {
     if (strncmp(url, "sqlite:", 7) == 0) {
         const char *path = url + 7;

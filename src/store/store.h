@@ -69,7 +69,7 @@ struct store_column {
     char *decl_type; /* declared type as written, lower case ("text", "integer", ...) */
     bool not_null;
     bool primary_key;
-    bool has_default; /* the database fills it when an INSERT leaves it out */
+    bool has_default;   /* the database fills it when an INSERT leaves it out */
     char *default_expr; /* the default as the catalog writes it, or NULL */
 };
 

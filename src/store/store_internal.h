@@ -41,11 +41,11 @@ struct store_ops {
 
 struct store_conn {
     struct store *st;
-    void *handle;     /* sqlite3 * or PGconn * */
-    void *cache;      /* backend's prepared-statement cache */
+    void *handle; /* sqlite3 * or PGconn * */
+    void *cache;  /* backend's prepared-statement cache */
     bool in_txn;
-    bool holds_writer; /* SQLite: this connection holds the store's writer mutex */
-    bool busy;        /* handed out by store_acquire */
+    bool holds_writer;            /* SQLite: this connection holds the store's writer mutex */
+    bool busy;                    /* handed out by store_acquire */
     struct store_rows *open_rows; /* result not yet freed, if any */
 };
 

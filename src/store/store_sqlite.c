@@ -121,8 +121,8 @@ static void finalize_stmt(void *stmt, void *ctx)
     sqlite3_finalize(stmt);
 }
 
-static int bind_params(sqlite3_stmt *stmt, const struct store_val *params, size_t n,
-                       sqlite3 *db, struct err *err)
+static int bind_params(sqlite3_stmt *stmt, const struct store_val *params, size_t n, sqlite3 *db,
+                       struct err *err)
 {
     for (size_t i = 0; i < n; i++) {
         int idx = (int)i + 1, rc;
@@ -149,8 +149,7 @@ static int bind_params(sqlite3_stmt *stmt, const struct store_val *params, size_
     return FERRY_OK;
 }
 
-static int prepare(struct store_conn *conn, const char *sql, sqlite3_stmt **out,
-                   struct err *err)
+static int prepare(struct store_conn *conn, const char *sql, sqlite3_stmt **out, struct err *err)
 {
     if (conn->cache && stmt_cache_count(conn->cache) >= STMT_CACHE_MAX) {
         stmt_cache_free(conn->cache); /* no result is open: store_query checks */
@@ -161,8 +160,8 @@ static int prepare(struct store_conn *conn, const char *sql, sqlite3_stmt **out,
     sqlite3_stmt *stmt = stmt_cache_get(conn->cache, sql);
     if (!stmt) {
         char *rewritten = rewrite_params(sql);
-        int rc = sqlite3_prepare_v3(conn->handle, rewritten, -1, SQLITE_PREPARE_PERSISTENT,
-                                    &stmt, NULL);
+        int rc =
+            sqlite3_prepare_v3(conn->handle, rewritten, -1, SQLITE_PREPARE_PERSISTENT, &stmt, NULL);
         free(rewritten);
         if (rc != SQLITE_OK)
             return db_error(conn->handle, "cannot prepare statement", err);
@@ -173,8 +172,7 @@ static int prepare(struct store_conn *conn, const char *sql, sqlite3_stmt **out,
 }
 
 static int sqlite_query(struct store_conn *conn, const char *sql, const struct store_val *params,
-                        size_t n_params, struct store_rows **out, int64_t *changes,
-                        struct err *err)
+                        size_t n_params, struct store_rows **out, int64_t *changes, struct err *err)
 {
     sqlite3_stmt *stmt = NULL;
     sqlite3 *db = conn->handle;
@@ -298,8 +296,8 @@ static char *lower_dup(const char *s)
     return out;
 }
 
-static int sqlite_table_info(struct store_conn *conn, const char *table,
-                             struct store_table **out, struct err *err)
+static int sqlite_table_info(struct store_conn *conn, const char *table, struct store_table **out,
+                             struct err *err)
 {
     /* pragma_table_info as a table-valued function takes the name as a bound value, so
      * the table name is never spliced into SQL. */
@@ -343,8 +341,7 @@ out:
     return rc;
 }
 
-static int sqlite_list_tables(struct store_conn *conn, char ***names, size_t *n,
-                              struct err *err)
+static int sqlite_list_tables(struct store_conn *conn, char ***names, size_t *n, struct err *err)
 {
     static const char sql[] = "SELECT name FROM sqlite_schema WHERE type = 'table'"
                               " AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"

@@ -35,8 +35,9 @@ int time_parse_iso8601(const char *text, int64_t *ms)
 {
     struct tm tm = {0};
     int frac = 0, used = 0, year, mon, day, hour, min, sec;
-    if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &year, &mon, &day, &hour, &min, &sec,
-               &used) != 6 || used != 19)
+    if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &year, &mon, &day, &hour, &min, &sec, &used) !=
+            6 ||
+        used != 19)
         return -1;
     const char *p = text + used;
     if (*p == '.') {

@@ -14,9 +14,10 @@
 #include "config.h"
 
 static const char *const env_names[] = {
-    "FERRY_LISTEN",     "FERRY_DATA_DIR",       "FERRY_DB",          "FERRY_CONFIG",
-    "FERRY_MAX_BODY",   "FERRY_MAX_HEADER",     "FERRY_MAX_JSON_DEPTH", "FERRY_RATE_LIMIT",
-    "FERRY_AUTH_FAIL_LIMIT", "FERRY_CORS_ORIGINS", "FERRY_JWT_SECRET", "FERRY_THREADS",
+    "FERRY_LISTEN",           "FERRY_DATA_DIR",     "FERRY_DB",
+    "FERRY_CONFIG",           "FERRY_MAX_BODY",     "FERRY_MAX_HEADER",
+    "FERRY_MAX_JSON_DEPTH",   "FERRY_RATE_LIMIT",   "FERRY_AUTH_FAIL_LIMIT",
+    "FERRY_CORS_ORIGINS",     "FERRY_JWT_SECRET",   "FERRY_THREADS",
     "FERRY_SHUTDOWN_TIMEOUT", "FERRY_METRICS_AUTH",
 };
 
@@ -135,7 +136,7 @@ static void test_file_unknown_key(void **state)
     assert_int_equal(err.code, ERR_INVALID);
     snprintf(want, sizeof(want), "%s:3: unknown setting 'bogus'", path);
     assert_string_equal(err.msg, want);
-    assert_int_equal(cfg.threads, 4);     /* lines before the error applied */
+    assert_int_equal(cfg.threads, 4);      /* lines before the error applied */
     assert_int_equal(cfg.rate_limit, 600); /* reading stopped at the error */
     config_cleanup(&cfg);
     remove_temp(path);
@@ -168,8 +169,7 @@ static void test_file_bad_value_names_line(void **state)
 
     assert_int_equal(load(&cfg, &err, 0, NULL), FERRY_OK);
     assert_int_equal(config_load_file(&cfg, path, &err), FERRY_ERR);
-    snprintf(want, sizeof(want), "%s:4: max-body must be a size like 512K or 10M, not '10X'",
-             path);
+    snprintf(want, sizeof(want), "%s:4: max-body must be a size like 512K or 10M, not '10X'", path);
     assert_string_equal(err.msg, want);
     config_cleanup(&cfg);
     remove_temp(path);
@@ -226,8 +226,8 @@ static void test_file_missing(void **state)
     assert_int_equal(load(&cfg, &err, 0, NULL), FERRY_OK);
     assert_int_equal(config_load_file(&cfg, "/nonexistent/ferry.conf", &err), FERRY_ERR);
     assert_int_equal(err.code, ERR_INVALID);
-    assert_string_equal(err.msg,
-                        "cannot read config file /nonexistent/ferry.conf: No such file or directory");
+    assert_string_equal(
+        err.msg, "cannot read config file /nonexistent/ferry.conf: No such file or directory");
     config_cleanup(&cfg);
 }
 
@@ -249,8 +249,8 @@ static void test_sizes(void **state)
         {"1G", 1024LL * 1024 * 1024},
         {"1gb", 1024LL * 1024 * 1024},
     };
-    static const char *const bad[] = {"10X", "-1", "", "M", "10MM", "1.5M", "10 M",
-                                      "99999999999999999999", "2000000G"};
+    static const char *const bad[] = {
+        "10X", "-1", "", "M", "10MM", "1.5M", "10 M", "99999999999999999999", "2000000G"};
     struct config cfg;
     struct err err = {0};
     char want[600];
@@ -321,8 +321,7 @@ static void test_bools(void **state)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         cfg.metrics_auth = true;
         assert_int_equal(config_set(&cfg, "metrics-auth", bad[i], "test", &err), FERRY_ERR);
-        snprintf(want, sizeof(want), "test: metrics-auth must be true or false, not '%s'",
-                 bad[i]);
+        snprintf(want, sizeof(want), "test: metrics-auth must be true or false, not '%s'", bad[i]);
         assert_string_equal(err.msg, want);
         assert_true(cfg.metrics_auth);
     }
@@ -407,8 +406,8 @@ static void test_config_file_error_propagates(void **state)
     const char *argv[] = {"--config", "/nonexistent/ferry.conf"};
 
     assert_int_equal(load(&cfg, &err, 2, argv), FERRY_ERR);
-    assert_string_equal(err.msg,
-                        "cannot read config file /nonexistent/ferry.conf: No such file or directory");
+    assert_string_equal(
+        err.msg, "cannot read config file /nonexistent/ferry.conf: No such file or directory");
     config_cleanup(&cfg);
 }
 
@@ -526,8 +525,9 @@ static void test_string_flags(void **state)
     (void)state;
     struct config cfg;
     struct err err = {0};
-    const char *argv[] = {"--data-dir", "/srv/ferry", "--listen=[::1]:9000", "--db",
-                          "postgres://u@h/db", "--cors-origins", "*"};
+    const char *argv[] = {"--data-dir", "/srv/ferry",        "--listen=[::1]:9000",
+                          "--db",       "postgres://u@h/db", "--cors-origins",
+                          "*"};
 
     assert_int_equal(load(&cfg, &err, 7, argv), FERRY_OK);
     assert_string_equal(cfg.data_dir, "/srv/ferry");
@@ -579,8 +579,7 @@ static void test_validation(void **state)
 
 /* --- helpers --------------------------------------------------------------------- */
 
-static int listen_addr(const char *listen, char *host, size_t host_len, int *port,
-                       struct err *err)
+static int listen_addr(const char *listen, char *host, size_t host_len, int *port, struct err *err)
 {
     struct config cfg = {0};
     cfg.listen = (char *)listen;
@@ -693,8 +692,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bools, clear_env, clear_env),
         cmocka_unit_test_setup_teardown(test_precedence_file_env_flags, clear_env, clear_env),
         cmocka_unit_test_setup_teardown(test_config_from_env, clear_env, clear_env),
-        cmocka_unit_test_setup_teardown(test_config_file_error_propagates, clear_env,
-                                        clear_env),
+        cmocka_unit_test_setup_teardown(test_config_file_error_propagates, clear_env, clear_env),
         cmocka_unit_test_setup_teardown(test_env_values, clear_env, clear_env),
         cmocka_unit_test_setup_teardown(test_unknown_flag, clear_env, clear_env),
         cmocka_unit_test_setup_teardown(test_flag_needs_value, clear_env, clear_env),

@@ -1,0 +1,306 @@
+/* tokens.c - see tokens.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sync/rowjson.h"
+#include "sync/devices.h"
+#include "auth/tokens.h"
+#include "util/crypto.h"
+#include "util/timeutil.h"
+
+/* last_used_at is refreshed at most this often, so that authenticating stays a read
+ * and does not cost a durable write per request. */
+#define LAST_USED_RESOLUTION_MS 60000
+
+bool tokens_valid_role(const char *role)
+{
+    return role && (!strcmp(role, "admin") || !strcmp(role, "user") || !strcmp(role, "device"));
+}
+
+bool tokens_well_formed(const char *token)
+{
+    size_t len = strlen(token);
+    if (len > TOKEN_MAX_LEN)
+        return false;
+    if (strncmp(token, TOKEN_PREFIX_DEVICE, 4) == 0)
+        return len > 4 + 40;
+    if (strncmp(token, TOKEN_PREFIX, 3) == 0)
+        return len > 3 + 40;
+    return false;
+}
+
+static void make_secret(const char *role, char **secret)
+{
+    unsigned char raw[TOKEN_SECRET_BYTES];
+    char enc[64];
+    crypto_random(raw, sizeof(raw));
+    crypto_base64url(raw, sizeof(raw), enc);
+    *secret =
+        xasprintf("%s%s", strcmp(role, "device") == 0 ? TOKEN_PREFIX_DEVICE : TOKEN_PREFIX, enc);
+}
+
+/* "a,b": one or more non-empty names, no empty items. */
+static bool valid_table_list(const char *list)
+{
+    if (!*list || *list == ',' || list[strlen(list) - 1] == ',' || strstr(list, ",,"))
+        return false;
+    return true;
+}
+
+/* A device token names a device; one made directly (CLI, admin API) registers the
+ * device when it is new, so it acknowledges and counts as active like any other. A
+ * device of another user is refused. */
+static int ensure_device(struct store_conn *c, const struct token_spec *spec, int64_t now,
+                         struct err *err)
+{
+    struct store_val v[] = {sv_text(spec->device_id), sv_text(spec->user_id), sv_text(spec->name),
+                            sv_text(spec->tables), sv_int(now)};
+    int64_t same = 0;
+    bool found = false;
+    /* An existing device keeps its table limit: the token must carry the same one. */
+    if (store_run(c,
+                  "INSERT INTO ferry_devices(id, user_id, name, tables, created_at, updated_at)"
+                  " VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (id) DO NOTHING",
+                  v, 5, NULL, err) != FERRY_OK ||
+        store_query_int(c, "SELECT COUNT(*) FROM ferry_devices WHERE id = $1 AND user_id = $2", v,
+                        2, &same, &found, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (!same)
+        return err_set(err, ERR_INVALID, "device '%s' belongs to another user", spec->device_id);
+    struct store_val limit[] = {sv_text(spec->device_id), sv_text(spec->tables)};
+    if (store_query_int(c,
+                        "SELECT COUNT(*) FROM ferry_devices WHERE id = $1"
+                        " AND COALESCE(tables, '') = COALESCE(CAST($2 AS TEXT), '')",
+                        limit, 2, &same, &found, err) != FERRY_OK)
+        return FERRY_ERR;
+    return same ? FERRY_OK
+                : err_set(err, ERR_INVALID,
+                          "device '%s' has another table limit; the token must have the same",
+                          spec->device_id);
+}
+
+static int ensure_user(struct store_conn *c, const char *user_id, int64_t now, struct err *err)
+{
+    struct store_val v[] = {sv_text(user_id), sv_text(user_id), sv_int(now)};
+    return store_run(c,
+                     "INSERT INTO ferry_users(id, name, created_at) VALUES ($1, $2, $3)"
+                     " ON CONFLICT (id) DO NOTHING",
+                     v, 3, NULL, err);
+}
+
+int tokens_create(struct store_conn *c, const struct token_spec *spec, char **secret,
+                  char id_out[40], struct err *err)
+{
+    char hash[65], id[40], prefix[16];
+    int64_t now = time_now_ms();
+    int rc = FERRY_ERR;
+    bool own_txn = false;
+
+    *secret = NULL;
+    if (!tokens_valid_role(spec->role))
+        return err_set(err, ERR_INVALID, "role must be admin, user or device");
+    if (!spec->name || !*spec->name || strlen(spec->name) > 200)
+        return err_set(err, ERR_INVALID, "name must be 1 to 200 characters");
+    if (strcmp(spec->role, "admin") != 0 && (!spec->user_id || !*spec->user_id))
+        return err_set(err, ERR_INVALID, "a %s token needs a user", spec->role);
+    bool is_device = strcmp(spec->role, "device") == 0;
+    bool has_device = spec->device_id && *spec->device_id;
+    if (is_device != has_device)
+        return err_set(err, ERR_INVALID,
+                       is_device ? "a device token needs a device id"
+                                 : "only a device token has a device id");
+    if (is_device && !devices_valid_id(spec->device_id))
+        return err_set(err, ERR_INVALID,
+                       "device id must be 1 to 128 characters of A-Z a-z 0-9 - _ . :");
+    if (spec->expires_at && spec->expires_at <= now)
+        return err_set(err, ERR_INVALID, "the expiry must be in the future");
+    if (spec->tables && strlen(spec->tables) >= sizeof(((struct token_info *)0)->tables))
+        return err_set(err, ERR_INVALID, "the table list is too long");
+    if (spec->tables && !valid_table_list(spec->tables))
+        return err_set(err, ERR_INVALID,
+                       "the table list must name at least one table, separated by commas");
+
+    char *tok = NULL;
+    make_secret(spec->role, &tok);
+    crypto_sha256_hex(tok, strlen(tok), hash);
+    memcpy(id, "tok_", 4);
+    crypto_random_hex(id + 4, 12);
+    snprintf(prefix, sizeof(prefix), "%.*s", (int)(strchr(tok, '_') - tok) + 5, tok);
+
+    struct store_val v[] = {
+        sv_text(id),
+        sv_text(spec->name),
+        sv_text(spec->role),
+        sv_text(spec->user_id && *spec->user_id ? spec->user_id : NULL),
+        sv_text(spec->device_id && *spec->device_id ? spec->device_id : NULL),
+        sv_text(hash),
+        sv_text(prefix),
+        sv_int(now),
+        spec->expires_at ? sv_int(spec->expires_at) : sv_null(),
+        sv_text(spec->tables && *spec->tables ? spec->tables : NULL),
+    };
+    /* Inside a caller's transaction (registering a device) the token joins it. */
+    own_txn = !store_in_txn(c);
+    if (own_txn && store_begin(c, err) != FERRY_OK)
+        goto out;
+    if (spec->user_id && *spec->user_id && ensure_user(c, spec->user_id, now, err) != FERRY_OK)
+        goto out;
+    if (is_device && ensure_device(c, spec, now, err) != FERRY_OK)
+        goto out;
+    if (store_run(c,
+                  "INSERT INTO ferry_tokens(id, name, role, user_id, device_id, token_hash,"
+                  " prefix, created_at, expires_at, tables)"
+                  " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
+                  v, 10, NULL, err) != FERRY_OK)
+        goto out;
+    if (own_txn && store_commit(c, err) != FERRY_OK)
+        goto out;
+    *secret = tok;
+    tok = NULL;
+    memcpy(id_out, id, sizeof(id));
+    rc = FERRY_OK;
+out:
+    if (own_txn)
+        store_rollback(c);
+    free(tok);
+    return rc;
+}
+
+static void copy_text(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+int tokens_authenticate(struct store_conn *c, const char *token, int64_t now_ms,
+                        struct token_info *info, struct err *err)
+{
+    char hash[65];
+    struct store_rows *rows = NULL;
+    int rc = FERRY_ERR, step;
+    int64_t last_used = 0;
+
+    if (!tokens_well_formed(token))
+        return err_set(err, ERR_UNAUTHORIZED, "malformed token");
+    crypto_sha256_hex(token, strlen(token), hash);
+    struct store_val v = sv_text(hash);
+    if (store_query(c,
+                    "SELECT id, role, user_id, device_id, token_hash, expires_at, revoked_at,"
+                    " last_used_at, tables FROM ferry_tokens WHERE token_hash = $1",
+                    &v, 1, &rows, err) != FERRY_OK)
+        goto out;
+    step = store_rows_next(rows, err);
+    if (step < 0)
+        goto out;
+    /* The index finds the row by hash; the hash is compared again in constant time so
+     * that no code path depends on how much of a guessed hash matched. */
+    if (step == 0 || !crypto_equal(store_rows_text(rows, 4), hash)) {
+        err_set(err, ERR_UNAUTHORIZED, "unknown token");
+        goto out;
+    }
+    if (!store_rows_isnull(rows, 6)) {
+        err_set(err, ERR_UNAUTHORIZED, "token %s is revoked", store_rows_text(rows, 0));
+        goto out;
+    }
+    if (!store_rows_isnull(rows, 5) && store_rows_int(rows, 5) <= now_ms) {
+        err_set(err, ERR_UNAUTHORIZED, "token %s has expired", store_rows_text(rows, 0));
+        goto out;
+    }
+    copy_text(info->id, sizeof(info->id), store_rows_text(rows, 0));
+    copy_text(info->role, sizeof(info->role), store_rows_text(rows, 1));
+    copy_text(info->user_id, sizeof(info->user_id), store_rows_text(rows, 2));
+    copy_text(info->device_id, sizeof(info->device_id), store_rows_text(rows, 3));
+    copy_text(info->tables, sizeof(info->tables), store_rows_text(rows, 8));
+    last_used = store_rows_isnull(rows, 7) ? 0 : store_rows_int(rows, 7);
+    rc = FERRY_OK;
+out:
+    store_rows_free(rows);
+    if (rc == FERRY_OK && now_ms - last_used > LAST_USED_RESOLUTION_MS) {
+        struct store_val u[] = {sv_int(now_ms), sv_text(info->id)};
+        struct err ignored;
+        store_run(c, "UPDATE ferry_tokens SET last_used_at = $1 WHERE id = $2", u, 2, NULL,
+                  &ignored);
+    }
+    return rc;
+}
+
+static const char token_columns[] = "SELECT id, name, role, user_id, device_id, prefix,"
+                                    " created_at, expires_at, last_used_at, revoked_at, tables"
+                                    " FROM ferry_tokens";
+
+static json_t *token_json(const struct store_rows *rows)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(store_rows_text(rows, 0)));
+    json_object_set_new(o, "name", json_string(store_rows_text(rows, 1)));
+    json_object_set_new(o, "role", json_string(store_rows_text(rows, 2)));
+    json_object_set_new(o, "userId", rowjson_text(rows, 3));
+    json_object_set_new(o, "deviceId", rowjson_text(rows, 4));
+    json_object_set_new(o, "prefix", json_string(store_rows_text(rows, 5)));
+    json_object_set_new(o, "createdAt", rowjson_time(rows, 6));
+    json_object_set_new(o, "expiresAt", rowjson_time(rows, 7));
+    json_object_set_new(o, "lastUsedAt", rowjson_time(rows, 8));
+    json_object_set_new(o, "revokedAt", rowjson_time(rows, 9));
+    json_object_set_new(o, "revoked", json_boolean(!store_rows_isnull(rows, 9)));
+    json_object_set_new(o, "tables", rowjson_list(rows, 10));
+    return o;
+}
+
+int tokens_list(struct store_conn *c, const char *user_id, json_t **out, struct err *err)
+{
+    struct store_rows *rows = NULL;
+    struct store_val v = sv_text(user_id);
+    char *sql = xasprintf("%s%s ORDER BY created_at, id", token_columns,
+                          user_id ? " WHERE user_id = $1" : "");
+    json_t *list = json_array();
+    int step = FERRY_ERR;
+
+    if (store_query(c, sql, &v, user_id ? 1 : 0, &rows, err) == FERRY_OK)
+        while ((step = store_rows_next(rows, err)) == 1)
+            json_array_append_new(list, token_json(rows));
+    store_rows_free(rows);
+    free(sql);
+    if (step != 0) {
+        json_decref(list);
+        return FERRY_ERR;
+    }
+    *out = list;
+    return FERRY_OK;
+}
+
+int tokens_get(struct store_conn *c, const char *id, json_t **out, struct err *err)
+{
+    struct store_rows *rows = NULL;
+    struct store_val v = sv_text(id);
+    char *sql = xasprintf("%s WHERE id = $1", token_columns);
+    int rc = FERRY_ERR, step;
+
+    *out = NULL;
+    if (store_query(c, sql, &v, 1, &rows, err) != FERRY_OK)
+        goto out;
+    step = store_rows_next(rows, err);
+    if (step < 0)
+        goto out;
+    if (step == 0) {
+        err_set(err, ERR_NOT_FOUND, "no token with id '%s'", id);
+        goto out;
+    }
+    *out = token_json(rows);
+    rc = FERRY_OK;
+out:
+    store_rows_free(rows);
+    free(sql);
+    return rc;
+}
+
+int tokens_revoke(struct store_conn *c, const char *id, struct err *err)
+{
+    struct store_val v[] = {sv_int(time_now_ms()), sv_text(id)};
+    int64_t changed = 0;
+    if (store_run(c, "UPDATE ferry_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2",
+                  v, 2, &changed, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (changed == 0)
+        return err_set(err, ERR_NOT_FOUND, "no token with id '%s'", id);
+    return FERRY_OK;
+}

@@ -1,0 +1,69 @@
+/* blob.h - the content-addressed blob store shared by uploads, directory sync and
+ * backups: each blob is a file named by the SHA-256 of its bytes, under
+ * DIR/ab/cd/<hash>. A blob is written to a temporary file, hashed while it streams in,
+ * flushed to disk, and only then renamed into place, so a crash never leaves a blob
+ * whose bytes do not match its name; identical content is stored once. */
+#ifndef FERRY_BLOB_H
+#define FERRY_BLOB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ferry.h"
+
+struct blob_store;
+struct blob_writer;
+
+/* Opens (creating) the store in dir, and removes temporary files a crash left behind
+ * (those untouched for an hour: younger ones may be another node's, writing). The
+ * caller owns *out; release with blob_store_close(). */
+int blob_store_open(const char *dir, struct blob_store **out, struct err *err);
+void blob_store_close(struct blob_store *bs);
+
+/* Removes temporary files untouched for an hour (housekeeping; see blob_store_open). */
+void blob_clear_stale(struct blob_store *bs);
+
+/* Starts a new blob. Write its bytes in any number of calls, then finish or abort. */
+int blob_writer_new(struct blob_store *bs, struct blob_writer **out, struct err *err);
+
+/* Appends bytes. ERR_STORAGE_FULL when the disk is full (nothing of the blob stays
+ * once it is aborted). */
+int blob_writer_write(struct blob_writer *w, const void *data, size_t len, struct err *err);
+
+/* Completes the blob: checks the hash against expect_sha256 (lower-case hex; NULL to
+ * accept any), makes the bytes durable and names them. hex gets the hash and *size the
+ * length. On a mismatch the blob is discarded and err says so (ERR_INVALID). The writer
+ * is freed in every case. */
+int blob_writer_finish(struct blob_writer *w, const char *expect_sha256, char hex[65],
+                       uint64_t *size, struct err *err);
+
+/* Discards an unfinished blob and frees the writer. blob_writer_abort(NULL) does nothing. */
+void blob_writer_abort(struct blob_writer *w);
+
+/* Stores the contents of an existing file (streamed, never read whole into memory). */
+int blob_put_file(struct blob_store *bs, const char *path, char hex[65], uint64_t *size,
+                  struct err *err);
+
+/* Turns the finished file at path into a blob by renaming it (no copy when both are on
+ * one file system); the file is gone afterwards unless this fails. known_sha256 is its
+ * hash when the caller computed it while writing (NULL: the file is read to hash it);
+ * expect_sha256 as for blob_writer_finish (on a mismatch the file is left alone). */
+int blob_adopt_file(struct blob_store *bs, const char *path, const char *known_sha256,
+                    const char *expect_sha256, char hex[65], uint64_t *size, struct err *err);
+
+/* The path of blob hex (newly allocated), or NULL with ERR_INVALID when hex is not a
+ * SHA-256 in lower-case hex. */
+char *blob_path(const struct blob_store *bs, const char *hex, struct err *err);
+
+bool blob_exists(const struct blob_store *bs, const char *hex);
+
+/* Removes every blob for which referenced(hex, ctx) is false; *removed counts them. A
+ * blob being finished while this runs must already be referenced, or it may go: callers
+ * record a reference before finishing, or hold their own lock across both. */
+int blob_collect(struct blob_store *bs, bool (*referenced)(const char *hex, void *ctx), void *ctx,
+                 int64_t *removed, struct err *err);
+
+/* Whether text is 64 lower-case hex digits. */
+bool blob_valid_hex(const char *text);
+
+#endif

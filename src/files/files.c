@@ -1,0 +1,150 @@
+/* files.c - see files.h. Writes go through the capture triggers of ferry_files like
+ * any synced table's, so the feed shows them; the writer's device is set first so that
+ * the uploading device's own feed can leave its upload out. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "files/files.h"
+#include "sync/tables.h"
+#include "util/timeutil.h"
+
+#define ENTRY_COLS "path, size, sha256, version, deleted, updated_at"
+
+void files_entry_clear(struct file_entry *e)
+{
+    free(e->path);
+    memset(e, 0, sizeof(*e));
+}
+
+static void read_entry(const struct store_rows *rows, struct file_entry *e)
+{
+    files_entry_clear(e);
+    e->path = xstrdup(store_rows_text(rows, 0));
+    e->size = store_rows_int(rows, 1);
+    snprintf(e->sha256, sizeof(e->sha256), "%s", store_rows_text(rows, 2));
+    e->version = store_rows_int(rows, 3);
+    e->deleted = store_rows_int(rows, 4) != 0;
+    e->updated_at = store_rows_int(rows, 5);
+}
+
+int files_get(struct store_conn *c, const char *path, struct file_entry *e, bool *found,
+              struct err *err)
+{
+    struct store_rows *rows = NULL;
+    struct store_val v = sv_text(path);
+    int step = -1;
+    *found = false;
+    if (store_query(c, "SELECT " ENTRY_COLS " FROM ferry_files WHERE path = $1", &v, 1, &rows,
+                    err) == FERRY_OK &&
+        (step = store_rows_next(rows, err)) == 1) {
+        read_entry(rows, e);
+        *found = true;
+    }
+    store_rows_free(rows);
+    return step < 0 ? FERRY_ERR : FERRY_OK;
+}
+
+/* Writes the entry's next version (deleted or not) in one transaction. */
+static int write_entry(struct store_conn *c, const char *path, const char *sha256, int64_t size,
+                       bool deleted, bool must_exist, const char *device, struct file_entry *e,
+                       struct err *err)
+{
+    bool found = false;
+    int rc = FERRY_ERR;
+    int64_t now = time_now_ms();
+    if (store_begin(c, err) != FERRY_OK || changelog_lock(c, err) != FERRY_OK ||
+        files_get(c, path, e, &found, err) != FERRY_OK)
+        goto out;
+    if (must_exist && (!found || e->deleted)) {
+        err_set(err, ERR_NOT_FOUND, "no file at '%s'", path);
+        goto out;
+    }
+    char kept[65];
+    if (deleted) { /* a deletion keeps the content's name: the blob goes when unreferenced */
+        snprintf(kept, sizeof(kept), "%s", e->sha256);
+        sha256 = kept;
+        size = e->size;
+    }
+    struct store_val v[] = {sv_text(path),   sv_int(size),
+                            sv_text(sha256), sv_int(found ? e->version + 1 : 1),
+                            sv_int(deleted), sv_int(now)};
+    if (changelog_set_device(c, device, err) != FERRY_OK ||
+        store_run(c,
+                  "INSERT INTO ferry_files(" ENTRY_COLS ") VALUES ($1, $2, $3, $4, $5, $6)"
+                  " ON CONFLICT (path) DO UPDATE SET size = excluded.size,"
+                  " sha256 = excluded.sha256, version = excluded.version,"
+                  " deleted = excluded.deleted, updated_at = excluded.updated_at",
+                  v, 6, NULL, err) != FERRY_OK ||
+        changelog_set_device(c, NULL, err) != FERRY_OK || store_commit(c, err) != FERRY_OK)
+        goto out;
+    files_entry_clear(e);
+    e->path = xstrdup(path);
+    e->size = size;
+    snprintf(e->sha256, sizeof(e->sha256), "%s", sha256);
+    e->version = v[3].i;
+    e->deleted = deleted;
+    e->updated_at = now;
+    rc = FERRY_OK;
+out:
+    store_rollback(c);
+    return rc;
+}
+
+int files_commit(struct store_conn *c, const char *path, const char *sha256, int64_t size,
+                 const char *device, struct file_entry *e, struct err *err)
+{
+    return write_entry(c, path, sha256, size, false, false, device, e, err);
+}
+
+int files_delete(struct store_conn *c, const char *path, const char *device, struct file_entry *e,
+                 struct err *err)
+{
+    return write_entry(c, path, NULL, 0, true, true, device, e, err);
+}
+
+json_t *files_entry_json(const struct file_entry *e)
+{
+    char iso[32];
+    time_iso8601(e->updated_at, 1, iso);
+    return json_pack("{s:s, s:I, s:s, s:I, s:b, s:s}", "path", e->path, "size", (json_int_t)e->size,
+                     "sha256", e->sha256, "version", (json_int_t)e->version, "deleted", e->deleted,
+                     "updatedAt", iso);
+}
+
+int files_list(struct store_conn *c, const char *prefix, const char *after, int limit, json_t **out,
+               struct err *err)
+{
+    struct store_rows *rows = NULL;
+    struct file_entry e = {0};
+    int step;
+    /* substr rather than LIKE: no wildcards to escape, and SQLite's LIKE ignores case */
+    struct store_val v[] = {sv_text(prefix ? prefix : ""), sv_text(after ? after : ""),
+                            sv_int(limit)};
+    *out = json_array();
+    int rc = store_query(c,
+                         "SELECT " ENTRY_COLS " FROM ferry_files WHERE deleted = 0"
+                         " AND substr(path, 1, length($1)) = $1 AND path > $2"
+                         " ORDER BY path LIMIT $3",
+                         v, 3, &rows, err);
+    while (rc == FERRY_OK && (step = store_rows_next(rows, err)) == 1) {
+        read_entry(rows, &e);
+        json_array_append_new(*out, files_entry_json(&e));
+    }
+    if (rc == FERRY_OK && step < 0)
+        rc = FERRY_ERR;
+    files_entry_clear(&e);
+    store_rows_free(rows);
+    return rc;
+}
+
+int files_blob_used(struct store_conn *c, const char *sha256, bool *used, struct err *err)
+{
+    struct store_val v = sv_text(sha256);
+    int64_t n = 0;
+    bool found = false;
+    int rc =
+        store_query_int(c, "SELECT COUNT(*) FROM ferry_files WHERE sha256 = $1 AND deleted = 0", &v,
+                        1, &n, &found, err);
+    *used = n > 0;
+    return rc;
+}

@@ -1,0 +1,28 @@
+/* conflicts.h - conflicts recorded by the manual and merge policies: listing them, and
+ * resolving one by keeping the server's row, taking the client's, or supplying merged
+ * data. A resolution is itself a change in the feed. */
+#ifndef FERRY_CONFLICTS_H
+#define FERRY_CONFLICTS_H
+
+#include <jansson.h>
+
+#include "sync/tables.h"
+
+/* Open conflicts (all when status is NULL, else "open" or "resolved") of user_id (every
+ * user when NULL), oldest first, as a JSON array. */
+int conflicts_list(struct store_conn *c, const struct synced_set *set, const char *user_id,
+                   const char *status, json_t **out, struct err *err);
+
+/* One conflict and its owner (user id, "" when none) in owner[128]. */
+int conflicts_get(struct store_conn *c, const struct synced_set *set, const char *id, json_t **out,
+                  char owner[128], struct err *err);
+
+/* Resolves conflict id: resolution "keep_server", "take_client" or "merge" (with data,
+ * a full or partial row). The row change and the conflict's new state commit together.
+ * ERR_CONFLICT when it is already resolved; ERR_NOT_FOUND when unknown; ERR_INVALID for
+ * merged data that does not fit the table. *out is the resolved conflict. */
+int conflicts_resolve(struct store_conn *c, const struct synced_set *set, const char *id,
+                      const char *resolution, json_t *data, const char *by, json_t **out,
+                      struct err *err);
+
+#endif

@@ -1,0 +1,47 @@
+/* feed.h - the change feed: the latest state of every row changed since a cursor, in
+ * seq order, with row data read from the live tables (tombstones carry the key only). */
+#ifndef FERRY_FEED_H
+#define FERRY_FEED_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "sync/tables.h"
+
+struct feed_query {
+    const struct synced_table *const *tables; /* which tables, in any order */
+    size_t n_tables;
+    int64_t cursor; /* changes with seq > cursor */
+    int limit;
+    const char *exclude_device; /* leave out this device's own changes; NULL: keep all */
+};
+
+struct feed_page {
+    json_t *changes;     /* array of change objects, owned */
+    int64_t next_cursor; /* where the next request starts */
+    bool has_more;
+    int64_t head; /* the newest seq in the database at read time */
+};
+
+/* Reads one page in one snapshot. ERR_INVALID for a cursor from the future; ERR_GONE
+ * when cursor > 0 is older than the tombstone purge horizon (the device must resync
+ * from 0). The caller frees page->changes. */
+int feed_read(struct store_conn *c, const struct feed_query *q, struct feed_page *page,
+              struct err *err);
+
+/* The purge horizon: the highest seq of a purged tombstone (0 before any purge). */
+int feed_horizon(struct store_conn *c, int64_t *horizon, struct err *err);
+
+/* The newest seq (0 for an empty log). */
+int feed_head(struct store_conn *c, int64_t *head, struct err *err);
+
+/* Parses a cursor given as text: a decimal seq >= 0. */
+int feed_parse_cursor(const char *text, int64_t *cursor, struct err *err);
+
+/* One row's current data as a JSON object (NULL when the row does not exist). */
+int feed_row(struct store_conn *c, const struct synced_table *t, const char *pk, json_t **out,
+             struct err *err);
+
+#endif

@@ -1,0 +1,974 @@
+/* push.c - see push.h. Every operation is checked against the schema before the
+ * transaction starts, so bad input costs no lock. Inside the transaction each operation
+ * is one statement on the user's table; the capture triggers write the change log. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sync/feed.h"
+#include "sync/push.h"
+#include "util/buf.h"
+#include "util/crypto.h"
+#include "util/jsonutil.h"
+#include "util/timeutil.h"
+
+enum action { ACT_INSERT, ACT_UPDATE, ACT_UPSERT, ACT_DELETE };
+
+static const char *action_names[] = {"insert", "update", "upsert", "delete"};
+
+struct op {
+    const struct synced_table *t;
+    enum action action;
+    json_t *data;
+    char *pk;             /* canonical text of the key */
+    int64_t base_version; /* -1 when absent */
+    int *cols;            /* indexes of the data's columns, key first */
+    size_t n_cols;
+    struct owned_val *vals; /* their values, in the same order */
+};
+
+struct batch {
+    const char *origin;    /* the device the writes are being marked with now, or NULL */
+    int64_t device_cursor; /* the pushing device's acknowledged cursor (-1: none) */
+    struct op *ops;
+    size_t n;
+    json_t *results, *conflicts;
+    bool want_results;
+    int64_t applied, unchanged, skipped;
+    /* The last INSERT text built: a batch's operations usually share table and columns,
+     * so the text is built once and the statement cache finds it by pointer-equal text. */
+    char *insert_sql;
+    const struct op *insert_like;
+    bool insert_upsert;
+};
+
+bool push_scope_allows(const char *scope, const char *table)
+{
+    if (!scope)
+        return true;
+    size_t len = strlen(table);
+    for (const char *p = scope; *p;) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n == len && !strncmp(p, table, len))
+            return true;
+        p += n + (end != NULL);
+    }
+    return false;
+}
+
+/* --- validation ------------------------------------------------------------------- */
+
+static int op_error(struct err *err, size_t i, const struct err *inner)
+{
+    return err_set(err, inner->code, "operations[%zu]: %s", i, inner->msg);
+}
+
+static int parse_action(const char *name, enum action *out)
+{
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(name, action_names[i])) {
+            *out = (enum action)i;
+            return FERRY_OK;
+        }
+    return FERRY_ERR;
+}
+
+static int by_index(const void *a, const void *b)
+{
+    return *(const int *)a - *(const int *)b;
+}
+
+static int read_values(struct op *op, struct err *err)
+{
+    const struct synced_table *t = op->t;
+    const char *key;
+    json_t *value;
+
+    op->cols = xcalloc(t->n_cols, sizeof(*op->cols));
+    op->vals = xcalloc(t->n_cols, sizeof(*op->vals));
+    op->cols[op->n_cols++] = (int)t->pk;
+    json_object_foreach(op->data, key, value)
+    {
+        int col = tables_column(t, key);
+        if (col < 0)
+            return err_set(err, ERR_INVALID, "table '%s' has no column '%s'", t->name, key);
+        if (col != (int)t->pk)
+            op->cols[op->n_cols++] = col; /* keys are unique (duplicates are refused) */
+    }
+    /* In table order, whatever the JSON's order: one SQL text per set of columns. */
+    qsort(op->cols + 1, op->n_cols - 1, sizeof(*op->cols), by_index);
+    if (op->action == ACT_INSERT || op->action == ACT_UPSERT)
+        for (size_t i = 0; i < t->n_cols; i++)
+            if (t->cols[i].required && !json_object_get(op->data, t->cols[i].name))
+                return err_set(err, ERR_INVALID,
+                               "table '%s', row '%s', column '%s': is required (NOT NULL without"
+                               " a default)",
+                               t->name, op->pk, t->cols[i].name);
+    for (size_t i = 0; i < op->n_cols; i++) {
+        const struct synced_column *col = &t->cols[op->cols[i]];
+        json_t *v = json_object_get(op->data, col->name);
+        struct err inner = {0};
+        if (json_is_null(v) && col->not_null)
+            return err_set(err, ERR_INVALID, "table '%s', row '%s', column '%s': may not be null",
+                           t->name, op->pk, col->name);
+        if (values_from_json(col->kind, v, &op->vals[i], &inner) != FERRY_OK)
+            return err_set(err, ERR_INVALID, "table '%s', row '%s', column '%s': %s", t->name,
+                           op->pk, col->name, inner.msg);
+    }
+    return FERRY_OK;
+}
+
+static int parse_op(const struct synced_set *set, const struct push_request *r, json_t *src,
+                    struct op *op, struct err *err)
+{
+    const char *table = NULL, *action = NULL;
+    json_t *base = NULL;
+    struct err inner = {0};
+
+    op->base_version = -1;
+    if (!json_is_object(src))
+        return err_set(err, ERR_INVALID, "an operation must be an object");
+    if (jsonutil_get_string(src, "table", true, &table, err) != FERRY_OK ||
+        jsonutil_get_string(src, "action", true, &action, err) != FERRY_OK ||
+        jsonutil_get_object(src, "data", true, &op->data, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (!(op->t = tables_find(set, table)))
+        return err_set(err, ERR_INVALID, "Invalid table: '%s' is not a synced table", table);
+    if (op->t->builtin)
+        return err_set(err, ERR_FORBIDDEN,
+                       "'%s' is changed by uploads, not by pushes (see /api/v1/sync/upload)",
+                       table);
+    if (!push_scope_allows(r->scope, table))
+        return err_set(err, ERR_FORBIDDEN, "this credential may not change table '%s'", table);
+    if (parse_action(action, &op->action) != FERRY_OK)
+        return err_set(err, ERR_INVALID, "action must be insert, update, upsert or delete");
+    base = json_object_get(src, "base_version");
+    if (!base)
+        base = json_object_get(src, "baseVersion");
+    if (base && !json_is_null(base)) {
+        if (!json_is_integer(base) || json_integer_value(base) < 0)
+            return err_set(err, ERR_INVALID, "base_version must be an integer >= 0");
+        op->base_version = json_integer_value(base);
+    }
+    const struct synced_column *pk = &op->t->cols[op->t->pk];
+    json_t *key = json_object_get(op->data, pk->name);
+    if (!key || json_is_null(key))
+        return err_set(err, ERR_INVALID, "table '%s': data has no primary key '%s'", table,
+                       pk->name);
+    if (values_pk_text(pk->kind, key, &op->pk, &inner) != FERRY_OK)
+        return err_set(err, ERR_INVALID, "table '%s': primary key '%s': %s", table, pk->name,
+                       inner.msg);
+    return op->action == ACT_DELETE ? FERRY_OK : read_values(op, err);
+}
+
+static void batch_cleanup(struct batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        for (size_t k = 0; b->ops[i].vals && k < b->ops[i].n_cols; k++)
+            values_release(&b->ops[i].vals[k]);
+        free(b->ops[i].vals);
+        free(b->ops[i].cols);
+        free(b->ops[i].pk);
+    }
+    free(b->ops);
+    free(b->insert_sql);
+    json_decref(b->results);
+    json_decref(b->conflicts);
+}
+
+static int parse_batch(const struct synced_set *set, const struct push_request *r, struct batch *b,
+                       struct err *err)
+{
+    size_t n = json_array_size(r->ops);
+    if (!json_is_array(r->ops))
+        return err_set(err, ERR_INVALID, "operations must be an array");
+    if (r->max_ops > 0 && (int64_t)n > r->max_ops)
+        return err_set(err, ERR_TOO_LARGE, "a batch of %zu operations is over the limit of %lld", n,
+                       (long long)r->max_ops);
+    b->ops = xcalloc(n ? n : 1, sizeof(*b->ops));
+    for (size_t i = 0; i < n; i++) {
+        struct err inner = {0};
+        b->n = i + 1;
+        if (parse_op(set, r, json_array_get(r->ops, i), &b->ops[i], &inner) != FERRY_OK)
+            return op_error(err, i, &inner);
+    }
+    return FERRY_OK;
+}
+
+/* --- statements --------------------------------------------------------------------- */
+
+/* INSERT of `rows` rows shaped like op (its columns; parameters numbered row by row),
+ * doing nothing on an existing key, or updating the given columns when upsert. */
+static char *insert_sql(const struct op *op, size_t rows, bool upsert)
+{
+    const struct synced_table *t = op->t;
+    struct buf b;
+    size_t param = 1;
+    buf_init(&b);
+    buf_printf(&b, "INSERT INTO %s (", t->quoted);
+    for (size_t i = 0; i < op->n_cols; i++)
+        buf_printf(&b, "%s%s", i ? ", " : "", t->cols[op->cols[i]].quoted);
+    buf_puts(&b, ") VALUES ");
+    for (size_t r = 0; r < rows; r++) {
+        buf_puts(&b, r ? ", (" : "(");
+        for (size_t i = 0; i < op->n_cols; i++)
+            buf_printf(&b, "%s$%zu", i ? ", " : "", param++);
+        buf_puts(&b, ")");
+    }
+    buf_printf(&b, " ON CONFLICT (%s) DO ", t->cols[t->pk].quoted);
+    if (!upsert || op->n_cols == 1) {
+        buf_puts(&b, "NOTHING");
+    } else {
+        buf_puts(&b, "UPDATE SET ");
+        for (size_t i = 1; i < op->n_cols; i++) {
+            const char *q = t->cols[op->cols[i]].quoted;
+            buf_printf(&b, "%s%s = excluded.%s", i > 1 ? ", " : "", q, q);
+        }
+    }
+    return buf_steal(&b);
+}
+
+/* UPDATE of the columns whose indexes are listed (key excluded); the key is $1. */
+static char *update_sql(const struct synced_table *t, const int *cols, size_t n)
+{
+    struct buf b;
+    buf_init(&b);
+    buf_printf(&b, "UPDATE %s SET ", t->quoted);
+    for (size_t i = 0; i < n; i++)
+        buf_printf(&b, "%s%s = $%zu", i ? ", " : "", t->cols[cols[i]].quoted, i + 2);
+    buf_printf(&b, " WHERE %s = $1", t->cols[t->pk].quoted);
+    return buf_steal(&b);
+}
+
+static int run_owned(struct store_conn *c, const char *sql, const struct op *op,
+                     const size_t *which, size_t n, int64_t *changed, struct err *err)
+{
+    struct store_val *v = xcalloc(n, sizeof(*v));
+    for (size_t i = 0; i < n; i++)
+        v[i] = op->vals[which ? which[i] : i].val;
+    int rc = store_run(c, sql, v, n, changed, err);
+    free(v);
+    return rc;
+}
+
+static bool same_shape(const struct op *a, const struct op *b)
+{
+    return a && a->t == b->t && a->n_cols == b->n_cols &&
+           !memcmp(a->cols, b->cols, a->n_cols * sizeof(*a->cols));
+}
+
+static int exec_insert(struct store_conn *c, struct batch *b, const struct op *op, bool upsert,
+                       int64_t *changed, struct err *err)
+{
+    if (!b->insert_sql || b->insert_upsert != upsert || !same_shape(b->insert_like, op)) {
+        free(b->insert_sql);
+        b->insert_sql = insert_sql(op, 1, upsert);
+        b->insert_like = op;
+        b->insert_upsert = upsert;
+    }
+    return run_owned(c, b->insert_sql, op, NULL, op->n_cols, changed, err);
+}
+
+/* Updates the given data columns (positions into op->cols, key excluded). */
+static int exec_update(struct store_conn *c, const struct op *op, const size_t *pos, size_t n,
+                       int64_t *changed, struct err *err)
+{
+    int *cols = xcalloc(n + 1, sizeof(*cols));
+    size_t *which = xcalloc(n + 1, sizeof(*which));
+    which[0] = 0; /* the key */
+    for (size_t i = 0; i < n; i++) {
+        cols[i] = op->cols[pos[i]];
+        which[i + 1] = pos[i];
+    }
+    char *sql = update_sql(op->t, cols, n);
+    int rc = run_owned(c, sql, op, which, n + 1, changed, err);
+    free(sql);
+    free(cols);
+    free(which);
+    return rc;
+}
+
+static int exec_delete(struct store_conn *c, const struct op *op, int64_t *changed, struct err *err)
+{
+    char *sql =
+        xasprintf("DELETE FROM %s WHERE %s = $1", op->t->quoted, op->t->cols[op->t->pk].quoted);
+    struct owned_val key = {0};
+    struct err inner = {0};
+    json_t *k = json_object_get(op->data, op->t->cols[op->t->pk].name);
+    int rc = values_from_json(op->t->cols[op->t->pk].kind, k, &key, &inner);
+    if (rc == FERRY_OK)
+        rc = store_run(c, sql, &key.val, 1, changed, err);
+    else
+        err_set(err, ERR_INVALID, "%s", inner.msg);
+    values_release(&key);
+    free(sql);
+    return rc;
+}
+
+/* --- whose change ------------------------------------------------------------------- */
+
+/* ferry's own changes carry their device, so the device's feed can leave them out. That
+ * is right only when the device then holds the row as written: a delete, a whole row, a
+ * new row, or a partial update on top of a version the device has (its base_version,
+ * its own last change, or one at or below the cursor it acknowledged). Otherwise the row
+ * also holds another writer's changes the device has not seen (and the log keeps only a
+ * row's latest change), so the change is marked as no one's and the device's feed
+ * brings the row back.
+ *
+ * PostgreSQL's trigger reads the device from a transaction-local setting. SQLite's
+ * triggers cannot see connection state, so they read it from the one-row ferry_writer
+ * table, which ferry fills while it writes and empties before commit; SQLite's single
+ * writer means no other program's write can fall in between. */
+static int set_origin(struct store_conn *c, struct batch *b, const char *device, struct err *err)
+{
+    if (device == b->origin || (device && b->origin && !strcmp(device, b->origin)))
+        return FERRY_OK;
+    b->origin = device;
+    return changelog_set_device(c, device, err);
+}
+
+struct row_state;
+static const char *origin_of(const struct push_request *r, const struct batch *b,
+                             const struct op *op, const struct row_state *s);
+
+/* --- state, conflicts, results ---------------------------------------------------- */
+
+struct row_state {
+    bool found;   /* the change log knows the row */
+    bool deleted; /* its last change was a delete */
+    int64_t version;
+    int64_t seq;      /* of its last change */
+    char device[128]; /* the device of its last change, "" for none */
+};
+
+static const char *origin_of(const struct push_request *r, const struct batch *b,
+                             const struct op *op, const struct row_state *s)
+{
+    if (!r->device_id)
+        return NULL;
+    if (op->action == ACT_DELETE || op->n_cols == op->t->n_cols)
+        return r->device_id;
+    if (!s) /* a bulk run: inserts make new rows; upserts may meet unseen ones */
+        return op->action == ACT_INSERT ? r->device_id : NULL;
+    if (!s->found || s->deleted) /* a new row is the device's own */
+        return r->device_id;
+    bool seen = s->version == op->base_version || !strcmp(s->device, r->device_id) ||
+                s->seq <= b->device_cursor;
+    return seen ? r->device_id : NULL;
+}
+
+static int row_state(struct store_conn *c, const struct op *op, struct row_state *s,
+                     struct err *err)
+{
+    struct store_rows *rows = NULL;
+    struct store_val v[] = {sv_text(op->t->name), sv_text(op->pk)};
+    int step;
+    memset(s, 0, sizeof(*s));
+    if (store_query(c,
+                    "SELECT version, deleted, seq, device_id FROM ferry_changes"
+                    " WHERE tbl = $1 AND pk = $2",
+                    v, 2, &rows, err) != FERRY_OK)
+        return FERRY_ERR;
+    if ((step = store_rows_next(rows, err)) == 1) {
+        s->found = true;
+        s->version = store_rows_int(rows, 0);
+        s->deleted = store_rows_int(rows, 1) != 0;
+        s->seq = store_rows_int(rows, 2);
+        snprintf(s->device, sizeof(s->device), "%s",
+                 store_rows_isnull(rows, 3) ? "" : store_rows_text(rows, 3));
+    }
+    store_rows_free(rows);
+    return step < 0 ? FERRY_ERR : FERRY_OK;
+}
+
+static void add_result(struct batch *b, size_t index, const struct op *op, const char *status,
+                       int64_t version)
+{
+    if (!b->want_results)
+        return;
+    json_t *r =
+        json_pack("{s:I, s:s, s:O, s:s}", "index", (json_int_t)index, "table", op->t->name, "id",
+                  json_object_get(op->data, op->t->cols[op->t->pk].name), "status", status);
+    json_object_set_new(r, "version", version > 0 ? json_integer(version) : json_null());
+    json_array_append_new(b->results, r);
+}
+
+static int record_conflict(struct store_conn *c, const struct push_request *r, const struct op *op,
+                           const struct row_state *s, json_t *fields, struct batch *b,
+                           struct err *err)
+{
+    char id[40], iso[32];
+    json_t *server = NULL;
+    int64_t now = time_now_ms();
+
+    memcpy(id, "cf_", 3);
+    crypto_random_hex(id + 3, 12);
+    if (feed_row(c, op->t, op->pk, &server, err) != FERRY_OK)
+        return FERRY_ERR;
+    char *server_text = server ? jsonutil_to_string(server) : NULL;
+    char *client_text = jsonutil_to_string(op->data);
+    char *fields_text = fields ? jsonutil_to_string(fields) : NULL;
+    struct store_val v[] = {
+        sv_text(id),
+        sv_text(op->t->name),
+        sv_text(op->pk),
+        sv_text(r->device_id),
+        sv_text(r->user_id),
+        sv_text(action_names[op->action]),
+        op->base_version >= 0 ? sv_int(op->base_version) : sv_null(),
+        sv_int(s->version),
+        sv_text(server_text),
+        sv_text(client_text),
+        sv_text(fields_text),
+        sv_int(now),
+    };
+    int rc = store_run(c,
+                       "INSERT INTO ferry_conflicts(id, tbl, pk, device_id, user_id, action,"
+                       " base_version, server_version, server_data, client_data, fields, status,"
+                       " created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,'open',$12)",
+                       v, 12, NULL, err);
+    if (rc == FERRY_OK) {
+        time_iso8601(now, 0, iso);
+        json_t *cf =
+            json_pack("{s:s, s:s, s:O, s:s, s:o, s:I, s:o, s:O, s:o, s:s}", "id", id, "table",
+                      op->t->name, "rowId", json_object_get(op->data, op->t->cols[op->t->pk].name),
+                      "action", action_names[op->action], "baseVersion",
+                      op->base_version >= 0 ? json_integer(op->base_version) : json_null(),
+                      "serverVersion", (json_int_t)s->version, "serverData",
+                      server ? json_incref(server) : json_null(), "clientData", op->data, "fields",
+                      fields ? json_incref(fields) : json_null(), "createdAt", iso);
+        json_array_append_new(b->conflicts, cf);
+    }
+    json_decref(server);
+    free(server_text);
+    free(client_text);
+    free(fields_text);
+    return rc;
+}
+
+/* Whether the stored row equals the operation's values in the columns at the given
+ * positions of op->cols. The database compares, in each column's own type, so 12.5 equals
+ * "12.50" in a decimal column and a timestamp equals itself however it was written. JSON
+ * columns are compared as parsed JSON (PostgreSQL's json type has no equality). */
+static int row_equals(struct store_conn *c, const struct op *op, const size_t *pos, size_t n,
+                      bool *equal, struct err *err)
+{
+    const struct synced_table *t = op->t;
+    struct buf sql;
+    size_t *which = xcalloc(n + 1, sizeof(*which)), n_bound = 1;
+    json_t *row = NULL;
+    int64_t found = 0;
+    bool have = false;
+    int rc = FERRY_ERR;
+
+    *equal = true;
+    buf_init(&sql);
+    buf_printf(&sql, "SELECT 1 FROM %s WHERE %s = $1", t->quoted, t->cols[t->pk].quoted);
+    for (size_t i = 0; i < n; i++) {
+        const struct synced_column *col = &t->cols[op->cols[pos[i]]];
+        if (col->kind == KIND_JSON)
+            continue;
+        which[n_bound] = pos[i];
+        buf_printf(&sql, " AND %s IS NOT DISTINCT FROM $%zu", col->quoted, ++n_bound);
+    }
+    struct store_val *v = xcalloc(n_bound, sizeof(*v));
+    for (size_t i = 0; i < n_bound; i++)
+        v[i] = op->vals[which[i]].val;
+    if (store_query_int(c, sql.data, v, n_bound, &found, &have, err) != FERRY_OK ||
+        feed_row(c, t, op->pk, &row, err) != FERRY_OK)
+        goto out;
+    *equal = have && row;
+    for (size_t i = 0; i < n && *equal; i++) {
+        const struct synced_column *col = &t->cols[op->cols[pos[i]]];
+        if (col->kind == KIND_JSON)
+            *equal =
+                json_equal(json_object_get(op->data, col->name), json_object_get(row, col->name));
+    }
+    rc = FERRY_OK;
+out:
+    json_decref(row);
+    buf_cleanup(&sql);
+    free(which);
+    free(v);
+    return rc;
+}
+
+/* Field-level merge: applies the client's fields the server has not changed since
+ * base_version, and reports the ones changed on both sides to different values. */
+static int merge_op(struct store_conn *c, const struct push_request *r, struct op *op,
+                    const struct row_state *s, struct batch *b, size_t index, struct err *err)
+{
+    struct store_rows *rows = NULL;
+    struct store_val v[] = {sv_text(op->t->name), sv_text(op->pk), sv_int(op->base_version)};
+    json_t *both = json_array();
+    size_t *apply = xcalloc(op->n_cols, sizeof(*apply)), n_apply = 0;
+    bool *server_changed = xcalloc(op->t->n_cols, sizeof(*server_changed));
+    int rc = FERRY_ERR, step;
+
+    if (store_query(c,
+                    "SELECT col FROM ferry_field_versions WHERE tbl = $1 AND pk = $2"
+                    " AND version > $3",
+                    v, 3, &rows, err) != FERRY_OK)
+        goto out;
+    while ((step = store_rows_next(rows, err)) == 1) {
+        int col = tables_column(op->t, store_rows_text(rows, 0));
+        if (col >= 0)
+            server_changed[col] = true;
+    }
+    store_rows_free(rows);
+    rows = NULL;
+    if (step < 0)
+        goto out;
+    for (size_t i = 1; i < op->n_cols; i++) {
+        const struct synced_column *col = &op->t->cols[op->cols[i]];
+        bool same = false;
+        if (server_changed[op->cols[i]] && row_equals(c, op, &i, 1, &same, err) != FERRY_OK)
+            goto out;
+        if (server_changed[op->cols[i]] && !same)
+            json_array_append_new(both, json_string(col->name));
+        else
+            apply[n_apply++] = i;
+    }
+    /* The conflict records the server's row as it was, before the client's fields land. */
+    int64_t changed = 0;
+    bool conflict = json_array_size(both) > 0;
+    if (conflict && record_conflict(c, r, op, s, both, b, err) != FERRY_OK)
+        goto out;
+    if (n_apply && (set_origin(c, b, NULL, err) != FERRY_OK ||
+                    exec_update(c, op, apply, n_apply, &changed, err) != FERRY_OK))
+        goto out;
+    if (!conflict)
+        b->applied++;
+    add_result(b, index, op, conflict ? "conflict" : "merged", s->version + (changed > 0));
+    /* The merged row holds fields the device has not seen: the answer carries it (and,
+     * being no device's own change, the feed brings it too). */
+    json_t *merged = NULL;
+    if (b->want_results && feed_row(c, op->t, op->pk, &merged, err) != FERRY_OK)
+        goto out;
+    if (b->want_results)
+        json_object_set_new(json_array_get(b->results, json_array_size(b->results) - 1), "data",
+                            merged ? merged : json_null());
+    rc = FERRY_OK;
+out:
+    store_rows_free(rows);
+    json_decref(both);
+    free(apply);
+    free(server_changed);
+    return rc;
+}
+
+/* The operation's base_version is behind the server's row: the policy decides. Returns
+ * FERRY_OK with *handled false when the operation should be applied as usual. */
+static int on_conflict(struct store_conn *c, const struct push_request *r, struct op *op,
+                       const struct row_state *s, struct batch *b, size_t index, bool *handled,
+                       struct err *err)
+{
+    *handled = true;
+    switch (op->t->policy) {
+    case POLICY_OVERWRITE:
+        *handled = false;
+        return FERRY_OK;
+    case POLICY_SKIP:
+        b->skipped++;
+        add_result(b, index, op, "skipped", s->version);
+        return FERRY_OK;
+    case POLICY_MERGE:
+        if (op->action != ACT_DELETE && !s->deleted)
+            return merge_op(c, r, op, s, b, index, err);
+        /* a delete on one side cannot be merged field by field */
+        __attribute__((fallthrough));
+    case POLICY_MANUAL:
+        add_result(b, index, op, "conflict", s->version);
+        return record_conflict(c, r, op, s, NULL, b, err);
+    }
+    return FERRY_OK;
+}
+
+/* --- applying ------------------------------------------------------------------------ */
+
+static int insert_over_existing(struct store_conn *c, struct op *op, size_t index, struct err *err)
+{
+    size_t *pos = xcalloc(op->n_cols, sizeof(*pos));
+    bool same = false;
+    for (size_t i = 0; i < op->n_cols; i++)
+        pos[i] = i;
+    int rc = row_equals(c, op, pos, op->n_cols, &same, err);
+    free(pos);
+    if (rc != FERRY_OK)
+        return FERRY_ERR;
+    if (same)
+        return FERRY_OK;
+    return err_set(err, ERR_CONFLICT,
+                   "operations[%zu]: row '%s' already exists in '%s' with other values"
+                   " (use update or upsert)",
+                   index, op->pk, op->t->name);
+}
+
+/* An update sets the data's columns of an existing row; with none but the key it only
+ * checks the row is there. A missing row is an error, except under seed 004's lenient
+ * semantics where it changes nothing. */
+static int apply_update(struct store_conn *c, const struct push_request *r, const struct op *op,
+                        struct row_state *s, size_t index, int64_t *changed, struct err *err)
+{
+    bool missing;
+    *changed = 0;
+    if (op->n_cols > 1) {
+        size_t *pos = xcalloc(op->n_cols, sizeof(*pos));
+        for (size_t i = 1; i < op->n_cols; i++)
+            pos[i - 1] = i;
+        int rc = exec_update(c, op, pos, op->n_cols - 1, changed, err);
+        free(pos);
+        if (rc != FERRY_OK)
+            return FERRY_ERR;
+        missing = *changed == 0;
+    } else {
+        if (row_state(c, op, s, err) != FERRY_OK)
+            return FERRY_ERR;
+        missing = !s->found || s->deleted;
+    }
+    if (missing && !r->lenient_missing)
+        return err_set(err, ERR_NOT_FOUND, "operations[%zu]: row '%s' not found in '%s'", index,
+                       op->pk, op->t->name);
+    return FERRY_OK;
+}
+
+static int apply_op(struct store_conn *c, const struct push_request *r, struct op *op,
+                    struct batch *b, size_t index, struct err *err)
+{
+    struct row_state s = {0};
+    int64_t changed = 0;
+    /* a partial write by a device needs the row's state to decide whose change it is */
+    bool partial = op->action != ACT_DELETE && op->n_cols < op->t->n_cols;
+    bool need_state = r->want_results || op->base_version >= 0 || (partial && r->device_id);
+
+    if (need_state && row_state(c, op, &s, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (op->base_version >= 0 && s.found && s.version > op->base_version) {
+        bool handled = false;
+        if (on_conflict(c, r, op, &s, b, index, &handled, err) != FERRY_OK)
+            return FERRY_ERR;
+        if (handled)
+            return FERRY_OK;
+        if (op->action == ACT_UPDATE && s.deleted)
+            op->action = ACT_UPSERT; /* overwrite brings the row back */
+    }
+    if (set_origin(c, b, origin_of(r, b, op, need_state ? &s : NULL), err) != FERRY_OK)
+        return FERRY_ERR;
+    int rc;
+    switch (op->action) {
+    case ACT_INSERT:
+    case ACT_UPSERT:
+        rc = exec_insert(c, b, op, op->action == ACT_UPSERT, &changed, err);
+        if (rc == FERRY_OK && !changed && op->action == ACT_INSERT)
+            rc = insert_over_existing(c, op, index, err);
+        break;
+    case ACT_UPDATE:
+        rc = apply_update(c, r, op, &s, index, &changed, err);
+        break;
+    default:
+        rc = exec_delete(c, op, &changed, err);
+    }
+    if (rc != FERRY_OK)
+        return FERRY_ERR;
+    if (changed) {
+        b->applied++;
+        add_result(b, index, op, "applied", s.found ? s.version + 1 : 1);
+    } else {
+        b->unchanged++;
+        add_result(b, index, op, "unchanged", s.found ? s.version : 0);
+    }
+    return FERRY_OK;
+}
+
+/* Looks up an earlier answer to (origin, batch id). */
+static int stored_answer(struct store_conn *c, const struct push_request *r, json_t **result,
+                         struct err *err)
+{
+    struct store_rows *rows = NULL;
+    struct store_val v[] = {sv_text(r->origin), sv_text(r->batch_id)};
+    int step;
+    *result = NULL;
+    if (store_query(c,
+                    "SELECT response FROM ferry_batches WHERE origin = $1 AND batch_id = $2"
+                    " AND status = 200",
+                    v, 2, &rows, err) != FERRY_OK)
+        return FERRY_ERR;
+    if ((step = store_rows_next(rows, err)) == 1)
+        *result = json_loads(store_rows_text(rows, 0), 0, NULL);
+    store_rows_free(rows);
+    return step < 0 ? FERRY_ERR : FERRY_OK;
+}
+
+static json_t *summary(const struct push_request *r, struct batch *b, int64_t cursor)
+{
+    json_t *out =
+        json_pack("{s:o, s:I, s:I, s:I, s:O, s:I}", "batchId",
+                  r->batch_id ? json_string(r->batch_id) : json_null(), "applied",
+                  (json_int_t)b->applied, "unchanged", (json_int_t)b->unchanged, "skipped",
+                  (json_int_t)b->skipped, "conflicts", b->conflicts, "cursor", (json_int_t)cursor);
+    if (r->want_results)
+        json_object_set(out, "results", b->results);
+    return out;
+}
+
+static int claim_batch(struct store_conn *c, const struct push_request *r, struct err *err)
+{
+    struct store_val v[] = {sv_text(r->origin), sv_text(r->batch_id), sv_int(time_now_ms())};
+    return store_run(c,
+                     "INSERT INTO ferry_batches(origin, batch_id, status, response, created_at)"
+                     " VALUES ($1, $2, 0, '', $3)",
+                     v, 3, NULL, err);
+}
+
+static int save_answer(struct store_conn *c, const struct push_request *r, json_t *answer,
+                       struct err *err)
+{
+    char *text = jsonutil_to_string(answer);
+    struct store_val v[] = {sv_text(text), sv_text(r->origin), sv_text(r->batch_id)};
+    int rc = store_run(c,
+                       "UPDATE ferry_batches SET status = 200, response = $1"
+                       " WHERE origin = $2 AND batch_id = $3",
+                       v, 3, NULL, err);
+    free(text);
+    return rc;
+}
+
+/* --- bulk inserts ------------------------------------------------------------------ */
+
+/* Consecutive inserts (or upserts) of the same shape, with no base_version and no
+ * per-operation results wanted, go to the database as one multi-row statement: one
+ * round trip and one statement instead of one per row. RETURNING names the rows that
+ * were written; for an insert, a row not returned already existed and is compared as a
+ * single insert's would be. */
+#define BULK_MAX_ROWS 256
+#define BULK_MAX_PARAMS 30000 /* under SQLite's 32766 and PostgreSQL's 65535 */
+
+/* A small set of key strings (open addressing), for a run's keys. */
+struct keyset {
+    const char **slots;
+    size_t cap;
+};
+
+static uint64_t key_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+static void keyset_init(struct keyset *k, size_t n)
+{
+    k->cap = 16;
+    while (k->cap < n * 2)
+        k->cap *= 2;
+    k->slots = xcalloc(k->cap, sizeof(*k->slots));
+}
+
+/* Adds key (not copied); false when it was there already. */
+static bool keyset_add(struct keyset *k, const char *key)
+{
+    size_t i = key_hash(key) & (k->cap - 1);
+    for (; k->slots[i]; i = (i + 1) & (k->cap - 1))
+        if (!strcmp(k->slots[i], key))
+            return false;
+    k->slots[i] = key;
+    return true;
+}
+
+static bool keyset_has(const struct keyset *k, const char *key)
+{
+    for (size_t i = key_hash(key) & (k->cap - 1); k->slots[i]; i = (i + 1) & (k->cap - 1))
+        if (!strcmp(k->slots[i], key))
+            return true;
+    return false;
+}
+
+static bool bulkable(const struct push_request *r, const struct op *op)
+{
+    return !r->want_results && op->base_version < 0 &&
+           (op->action == ACT_INSERT || op->action == ACT_UPSERT);
+}
+
+/* How many operations from i form one bulk statement: same table, columns and action,
+ * distinct keys (a key twice in one statement would be ambiguous), within the caps. */
+static size_t run_length(const struct push_request *r, const struct batch *b, size_t i)
+{
+    const struct op *first = &b->ops[i];
+    size_t max_rows, n = 0;
+    struct keyset keys;
+
+    if (!bulkable(r, first))
+        return 1;
+    max_rows = BULK_MAX_PARAMS / first->n_cols; /* an insert has its key at least */
+    if (max_rows > BULK_MAX_ROWS)
+        max_rows = BULK_MAX_ROWS;
+
+    keyset_init(&keys, max_rows);
+    while (i + n < b->n && n < max_rows) {
+        const struct op *op = &b->ops[i + n];
+        if (!bulkable(r, op) || op->action != first->action || !same_shape(first, op) ||
+            !keyset_add(&keys, op->pk))
+            break;
+        n++;
+    }
+    free(keys.slots);
+    /* A few fixed sizes (max, max/4, max/16, ...) keep the statements few. */
+    size_t fixed = max_rows;
+    while (fixed > 1 && fixed > n)
+        fixed /= 4;
+    return fixed ? fixed : 1;
+}
+
+/* The bulk statement answers with the keys it wrote. */
+static char *bulk_sql(const struct op *op, size_t rows)
+{
+    char *insert = insert_sql(op, rows, op->action == ACT_UPSERT);
+    char *sql = xasprintf("%s RETURNING CAST(%s AS TEXT)", insert, op->t->cols[op->t->pk].quoted);
+    free(insert);
+    return sql;
+}
+
+/* Runs ops [i, i + n) as one statement and accounts for each. */
+static int apply_bulk(struct store_conn *c, const struct push_request *req, struct batch *b,
+                      size_t i, size_t n, struct err *err)
+{
+    struct op *first = &b->ops[i];
+    size_t per_row = first->n_cols, k = 0;
+    struct store_val *v = xcalloc(n * per_row, sizeof(*v));
+    char *sql = bulk_sql(first, n);
+    struct store_rows *rows = NULL;
+    struct keyset written;
+    char **returned = xcalloc(n, sizeof(*returned));
+    size_t n_returned = 0;
+    int rc = FERRY_ERR, step;
+
+    keyset_init(&written, n);
+    if (set_origin(c, b, origin_of(req, b, first, NULL), err) != FERRY_OK)
+        goto out;
+    for (size_t r = 0; r < n; r++)
+        for (size_t col = 0; col < per_row; col++)
+            v[k++] = b->ops[i + r].vals[col].val;
+    if (store_query(c, sql, v, k, &rows, err) != FERRY_OK)
+        goto out;
+    while ((step = store_rows_next(rows, err)) == 1 && n_returned < n) {
+        returned[n_returned] = xstrdup(store_rows_text(rows, 0));
+        keyset_add(&written, returned[n_returned++]);
+    }
+    store_rows_free(rows);
+    rows = NULL;
+    if (step < 0)
+        goto out;
+    for (size_t r = 0; r < n; r++) {
+        struct op *op = &b->ops[i + r];
+        if (keyset_has(&written, op->pk)) {
+            b->applied++;
+            continue;
+        }
+        if (op->action == ACT_INSERT && insert_over_existing(c, op, i + r, err) != FERRY_OK)
+            goto out;
+        b->unchanged++;
+    }
+    rc = FERRY_OK;
+out:
+    store_rows_free(rows);
+    for (size_t r = 0; r < n_returned; r++)
+        free(returned[r]);
+    free(returned);
+    free(written.slots);
+    free(sql);
+    free(v);
+    return rc;
+}
+
+static int apply_ops(struct store_conn *c, const struct push_request *r, struct batch *b,
+                     struct err *err)
+{
+    for (size_t i = 0; i < b->n;) {
+        size_t n = run_length(r, b, i);
+        int rc = n > 1 ? apply_bulk(c, r, b, i, n, err) : apply_op(c, r, &b->ops[i], b, i, err);
+        if (rc != FERRY_OK)
+            return FERRY_ERR;
+        i += n;
+    }
+    return FERRY_OK;
+}
+
+static int apply_all(struct store_conn *c, const struct push_request *r, struct batch *b,
+                     json_t **result, struct err *err)
+{
+    int64_t head = 0;
+    /* Take the change log's lock before reading any row state: pushes then run one at a
+     * time, so a base_version check cannot race another push on PostgreSQL, whose READ
+     * COMMITTED transactions would otherwise both see the old version. */
+    if (changelog_lock(c, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (r->before_ops && r->before_ops(c, r->ctx, err) != FERRY_OK)
+        return FERRY_ERR;
+    b->device_cursor = -1;
+    if (r->device_id) {
+        struct store_val dev = sv_text(r->device_id);
+        bool found = false;
+        if (store_query_int(c, "SELECT cursor FROM ferry_devices WHERE id = $1", &dev, 1,
+                            &b->device_cursor, &found, err) != FERRY_OK)
+            return FERRY_ERR;
+        if (!found)
+            b->device_cursor = -1;
+    }
+    if (apply_ops(c, r, b, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (r->in_txn && r->in_txn(c, r->ctx, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (set_origin(c, b, NULL, err) != FERRY_OK || feed_head(c, &head, err) != FERRY_OK)
+        return FERRY_ERR;
+    *result = summary(r, b, head);
+    if (r->batch_id && save_answer(c, r, *result, err) != FERRY_OK)
+        return FERRY_ERR;
+    return FERRY_OK;
+}
+
+int push_apply(struct store_conn *c, const struct synced_set *set, const struct push_request *r,
+               json_t **result, bool *replayed, struct err *err)
+{
+    struct batch b = {0};
+    int rc = FERRY_ERR;
+
+    *result = NULL;
+    *replayed = false;
+    b.results = json_array();
+    b.conflicts = json_array();
+    b.want_results = r->want_results;
+    if (r->batch_id && (!*r->batch_id || strlen(r->batch_id) > 200)) {
+        err_set(err, ERR_INVALID, "batch id must be 1 to 200 characters");
+        goto out;
+    }
+    if (r->batch_id && stored_answer(c, r, result, err) != FERRY_OK)
+        goto out;
+    if (*result) {
+        *replayed = true;
+        rc = FERRY_OK;
+        goto out;
+    }
+    if (parse_batch(set, r, &b, err) != FERRY_OK || store_begin(c, err) != FERRY_OK)
+        goto out;
+    if (r->batch_id && claim_batch(c, r, err) != FERRY_OK) {
+        /* Another request with the same batch id committed first: answer with its result. */
+        store_rollback(c);
+        if (err->code == ERR_CONFLICT && stored_answer(c, r, result, err) == FERRY_OK && *result) {
+            *replayed = true;
+            rc = FERRY_OK;
+        }
+        goto out;
+    }
+    if (apply_all(c, r, &b, result, err) != FERRY_OK || store_commit(c, err) != FERRY_OK) {
+        json_decref(*result);
+        *result = NULL;
+        goto out;
+    }
+    rc = FERRY_OK;
+out:
+    store_rollback(c);
+    batch_cleanup(&b);
+    return rc;
+}
