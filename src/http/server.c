@@ -493,7 +493,8 @@ int server_start(struct app *app, struct server **out, struct err *err)
     struct server *srv = xcalloc(1, sizeof(*srv));
     srv->app = app;
     srv->daemon = MHD_start_daemon(
-        flags, (uint16_t)port, NULL, NULL, on_request, app, MHD_OPTION_NOTIFY_COMPLETED,
+        flags, (uint16_t)port, NULL, NULL, on_request, app, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+        NULL, /* first, so that every message goes there */ MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, app, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)app->cfg->threads,
         /* Room for twice the header limit, so that oversize headers usually reach
          * admit() and get ferry's own 431 (far beyond it MHD answers 431 itself), and
@@ -504,7 +505,7 @@ int server_start(struct app *app, struct server **out, struct err *err)
             ? (size_t)app->cfg->max_header * 2 + 16384
             : (size_t)512 * 1024,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_CONNECTION_TIMEOUT, 120u,
-        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_END);
     if (!srv->daemon) {
         free(srv);
         return err_set(err, ERR_INTERNAL, "cannot start the HTTP server on %s", app->cfg->listen);

@@ -173,7 +173,7 @@ static void write_text(const char *iso, enum log_level level, const char *event,
     buf_init(&b);
     buf_printf(&b, "%s %-5s %s", iso, level_names[level], event);
     json_t *msg = json_object_get(fields, "msg");
-    if (json_is_string(msg))
+    if (json_is_string(msg) && strcmp(json_string_value(msg), event) != 0)
         buf_printf(&b, " %s", json_string_value(msg));
     json_object_foreach(fields, key, v)
     {
