@@ -89,15 +89,8 @@ static int ensure_user(struct store_conn *c, const char *user_id, int64_t now, s
                      v, 3, NULL, err);
 }
 
-int tokens_create(struct store_conn *c, const struct token_spec *spec, char **secret,
-                  char id_out[40], struct err *err)
+int tokens_check(const struct token_spec *spec, int64_t now, struct err *err)
 {
-    char hash[65], id[40], prefix[16];
-    int64_t now = time_now_ms();
-    int rc = FERRY_ERR;
-    bool own_txn = false;
-
-    *secret = NULL;
     if (!tokens_valid_role(spec->role))
         return err_set(err, ERR_INVALID, "role must be admin, user or device");
     if (!spec->name || !*spec->name || strlen(spec->name) > 200)
@@ -120,6 +113,21 @@ int tokens_create(struct store_conn *c, const struct token_spec *spec, char **se
     if (spec->tables && !valid_table_list(spec->tables))
         return err_set(err, ERR_INVALID,
                        "the table list must name at least one table, separated by commas");
+    return FERRY_OK;
+}
+
+int tokens_create(struct store_conn *c, const struct token_spec *spec, char **secret,
+                  char id_out[40], struct err *err)
+{
+    char hash[65], id[40], prefix[16];
+    int64_t now = time_now_ms();
+    int rc = FERRY_ERR;
+    bool own_txn = false;
+
+    *secret = NULL;
+    if (tokens_check(spec, now, err) != FERRY_OK)
+        return FERRY_ERR;
+    bool is_device = strcmp(spec->role, "device") == 0;
 
     char *tok = NULL;
     make_secret(spec->role, &tok);

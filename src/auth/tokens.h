@@ -34,6 +34,10 @@ struct token_spec {
     const char *tables;    /* comma list of tables it may sync; NULL: all */
 };
 
+/* Checks a token's description (role, name, user, device, expiry, tables) as
+ * tokens_create does, without the database; err says what is wrong. */
+int tokens_check(const struct token_spec *spec, int64_t now_ms, struct err *err);
+
 /* Makes a token. *secret gets the full token (the caller frees it and shows it once);
  * *id the token's id. On failure nothing is stored. Called inside a transaction, it
  * joins it; otherwise it runs its own. */

@@ -9,6 +9,7 @@
 #include "sites/sites.h"
 #include "util/ticker.h"
 #include "util/timeutil.h"
+#include "util/log.h"
 
 /* Unreachable remotes are tried again after 30 s, doubling to at most an hour. */
 #define BACKOFF_FIRST_MS 30000
@@ -27,20 +28,15 @@ static int load(struct store_conn *c, const char *id, struct site *s, struct err
 static void log_call(const char *action, const char *url, const char *hash,
                      const struct site_call *call)
 {
-    json_t *line = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s}", "level",
-                             call->status == 200 ? "info" : "warn", "msg", "site call", "action",
-                             action, "site", url, "connection", "", "status", call->status, "error",
+    json_t *line = json_pack("{s:s, s:s, s:s, s:s, s:i, s:s}", "msg", "site call", "action", action,
+                             "site", url, "connection", "", "status", call->status, "error",
                              call->status == 200 ? "" : call->error);
     if (!line)
         return; /* a URL or message that is not UTF-8: not worth a crash */
     char prefix[9];
     snprintf(prefix, sizeof(prefix), "%.8s", hash);
     json_object_set_new(line, "connection", json_string(prefix));
-    char *text = json_dumps(line, JSON_COMPACT);
-    if (text)
-        fprintf(stderr, "%s\n", text);
-    free(text);
-    json_decref(line);
+    log_write(call->status == 200 ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, "site_call", line);
 }
 
 static json_t *with_remote(const struct site *s, bool mirrored, const struct site_call *call)

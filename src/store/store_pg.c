@@ -14,6 +14,7 @@
 #include <poll.h>
 
 #include "store/store_internal.h"
+#include "util/log.h"
 
 /* Type OIDs, fixed since forever; catalog/pg_type_d.h is a server header, so they are
  * spelt out here. */
@@ -411,7 +412,7 @@ static const void *pg_rows_blob(const struct store_rows *r, int col, size_t *len
     if (!blob->bytes) {
         blob->bytes = PQunescapeBytea((const unsigned char *)text, &blob->len);
         if (!blob->bytes) { /* only fails to allocate: ferry's policy, see ferry.h */
-            fprintf(stderr, "ferry: out of memory unescaping bytea\n");
+            log_fatal("out_of_memory", "out of memory unescaping bytea");
             abort();
         }
     }
