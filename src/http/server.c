@@ -506,7 +506,7 @@ static int listen_socket(const struct sockaddr_storage *addr, bool ipv6, const c
 int server_start(struct app *app, struct server **out, struct err *err)
 {
     char host[256];
-    int port, fd;
+    int port, fd = -1;
     struct sockaddr_storage addr;
     bool ipv6 = false;
 
