@@ -68,7 +68,6 @@ static inline int sync_fixture_setup(void **state)
     return sync_fixture_open(state, "sync", sync_dialect);
 }
 
-
 /* Pushes ops (JSON text of the array) as device (NULL: none) with per-operation results
  * when results; returns push_apply's rc, the answer in *out (may be NULL) and err. */
 static inline int sync_push(struct sync_fixture *f, const char *device, const char *ops_json,

@@ -62,12 +62,13 @@ static void test_all_or_nothing(void **state)
     }
     /* a failure inside the transaction undoes the operations before it */
     memset(&err, 0, sizeof(err));
-    assert_int_equal(sync_push(f, "phone",
-                               "[{\"table\":\"notes\",\"action\":\"insert\",\"data\":{\"id\":\"a\"}},"
-                               "{\"table\":\"notes\",\"action\":\"update\",\"data\":{\"id\":\"zz\","
-                               "\"title\":\"x\"}}]",
-                               true, NULL, &err),
-                     FERRY_ERR);
+    assert_int_equal(
+        sync_push(f, "phone",
+                  "[{\"table\":\"notes\",\"action\":\"insert\",\"data\":{\"id\":\"a\"}},"
+                  "{\"table\":\"notes\",\"action\":\"update\",\"data\":{\"id\":\"zz\","
+                  "\"title\":\"x\"}}]",
+                  true, NULL, &err),
+        FERRY_ERR);
     assert_int_equal(err.code, ERR_NOT_FOUND);
     assert_int_equal(sync_int(f, "SELECT COUNT(*) FROM notes"), 0);
     assert_int_equal(sync_int(f, "SELECT COUNT(*) FROM ferry_changes"), 0);
@@ -80,8 +81,8 @@ static void test_batch_id_answered_once(void **state)
     json_t *ops = json_loads("[{\"table\":\"notes\",\"action\":\"upsert\",\"data\":{\"id\":\"a\","
                              "\"n\":1}}]",
                              0, NULL);
-    struct push_request r = {.origin = "device:phone", .batch_id = "b1", .device_id = "phone",
-                             .ops = ops};
+    struct push_request r = {
+        .origin = "device:phone", .batch_id = "b1", .device_id = "phone", .ops = ops};
     json_t *first = NULL, *again = NULL;
     bool replayed = true;
     assert_int_equal(push_apply(f->store.c, &f->set, &r, &first, &replayed, &err), FERRY_OK);
@@ -100,7 +101,8 @@ static void test_scope_and_builtin(void **state)
     struct sync_fixture *f = *state;
     struct err err = {0};
     json_t *ops = json_loads(
-        "[{\"table\":\"orders\",\"action\":\"insert\",\"data\":{\"id\":1,\"item\":\"x\"}}]", 0, NULL);
+        "[{\"table\":\"orders\",\"action\":\"insert\",\"data\":{\"id\":1,\"item\":\"x\"}}]", 0,
+        NULL);
     struct push_request r = {.origin = "t", .scope = "notes,keep", .ops = ops};
     json_t *ans = NULL;
     bool replayed = false;
@@ -117,12 +119,14 @@ static void test_policies(void **state)
     struct sync_fixture *f = *state;
     struct err err = {0};
     json_t *ans = NULL;
-    sync_push_ok(f, "phone", "[{\"table\":\"keep\",\"action\":\"insert\",\"data\":{\"id\":\"k\"}},"
-                             "{\"table\":\"orders\",\"action\":\"insert\",\"data\":{\"id\":1,"
-                             "\"item\":\"i\"}}]");
-    sync_push_ok(f, "tablet",
-                 "[{\"table\":\"keep\",\"action\":\"update\",\"data\":{\"id\":\"k\",\"title\":\"t\"}},"
-                 "{\"table\":\"orders\",\"action\":\"update\",\"data\":{\"id\":1,\"qty\":5}}]");
+    sync_push_ok(f, "phone",
+                 "[{\"table\":\"keep\",\"action\":\"insert\",\"data\":{\"id\":\"k\"}},"
+                 "{\"table\":\"orders\",\"action\":\"insert\",\"data\":{\"id\":1,"
+                 "\"item\":\"i\"}}]");
+    sync_push_ok(
+        f, "tablet",
+        "[{\"table\":\"keep\",\"action\":\"update\",\"data\":{\"id\":\"k\",\"title\":\"t\"}},"
+        "{\"table\":\"orders\",\"action\":\"update\",\"data\":{\"id\":1,\"qty\":5}}]");
     /* the phone's edits are based on version 1: skip keeps the server's row, manual records
      * a conflict and keeps it too */
     assert_int_equal(sync_push(f, "phone",
@@ -146,14 +150,17 @@ static void test_partial_recreate_is_not_own(void **state)
 {
     struct sync_fixture *f = *state;
     struct err err = {0};
-    sync_push_ok(f, "phone", "[{\"table\":\"notes\",\"action\":\"insert\",\"data\":{\"id\":\"a\","
-                             "\"title\":\"t\",\"body\":\"b\",\"n\":1},\"base_version\":null},"
-                             "{\"table\":\"notes\",\"action\":\"insert\",\"data\":{\"id\":\"c\","
-                             "\"title\":\"t\",\"body\":\"b\",\"n\":1}}]");
-    sync_push_ok(f, "tablet", "[{\"table\":\"notes\",\"action\":\"delete\",\"data\":{\"id\":\"a\"}},"
-                              "{\"table\":\"notes\",\"action\":\"delete\",\"data\":{\"id\":\"c\"}}]");
-    sync_push_ok(f, "phone", "[{\"table\":\"notes\",\"action\":\"upsert\",\"data\":{\"id\":\"a\","
-                             "\"title\":\"t2\"}}]");
+    sync_push_ok(f, "phone",
+                 "[{\"table\":\"notes\",\"action\":\"insert\",\"data\":{\"id\":\"a\","
+                 "\"title\":\"t\",\"body\":\"b\",\"n\":1},\"base_version\":null},"
+                 "{\"table\":\"notes\",\"action\":\"insert\",\"data\":{\"id\":\"c\","
+                 "\"title\":\"t\",\"body\":\"b\",\"n\":1}}]");
+    sync_push_ok(f, "tablet",
+                 "[{\"table\":\"notes\",\"action\":\"delete\",\"data\":{\"id\":\"a\"}},"
+                 "{\"table\":\"notes\",\"action\":\"delete\",\"data\":{\"id\":\"c\"}}]");
+    sync_push_ok(f, "phone",
+                 "[{\"table\":\"notes\",\"action\":\"upsert\",\"data\":{\"id\":\"a\","
+                 "\"title\":\"t2\"}}]");
     assert_int_equal(sync_int(f, "SELECT COUNT(*) FROM ferry_changes WHERE pk = 'a'"
                                  " AND device_id IS NULL"),
                      1);
@@ -168,9 +175,10 @@ static void test_partial_recreate_is_not_own(void **state)
                                  " AND device_id IS NULL"),
                      1);
     /* a new row, and a whole row, stay the device's own */
-    sync_push_ok(f, "phone", "[{\"table\":\"notes\",\"action\":\"insert\",\"data\":{\"id\":\"e\"}},"
-                             "{\"table\":\"notes\",\"action\":\"upsert\",\"data\":{\"id\":\"a\","
-                             "\"title\":\"w\",\"body\":\"w\",\"n\":2}}]");
+    sync_push_ok(f, "phone",
+                 "[{\"table\":\"notes\",\"action\":\"insert\",\"data\":{\"id\":\"e\"}},"
+                 "{\"table\":\"notes\",\"action\":\"upsert\",\"data\":{\"id\":\"a\","
+                 "\"title\":\"w\",\"body\":\"w\",\"n\":2}}]");
     assert_int_equal(sync_int(f, "SELECT COUNT(*) FROM ferry_changes WHERE pk IN ('a', 'e')"
                                  " AND device_id = 'phone'"),
                      2);
@@ -179,9 +187,12 @@ static void test_partial_recreate_is_not_own(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        SYNC_TEST(test_applies_and_answers),  SYNC_TEST(test_all_or_nothing),
-        SYNC_TEST(test_batch_id_answered_once), SYNC_TEST(test_scope_and_builtin),
-        SYNC_TEST(test_policies),             SYNC_TEST(test_partial_recreate_is_not_own),
+        SYNC_TEST(test_applies_and_answers),
+        SYNC_TEST(test_all_or_nothing),
+        SYNC_TEST(test_batch_id_answered_once),
+        SYNC_TEST(test_scope_and_builtin),
+        SYNC_TEST(test_policies),
+        SYNC_TEST(test_partial_recreate_is_not_own),
     };
     return SYNC_RUN_BOTH(tests);
 }
