@@ -61,9 +61,9 @@ static void test_resolutions(void **state)
     char *keep = make_conflict(f, 1), *take = make_conflict(f, 2), *merge = make_conflict(f, 3);
     json_t *out = NULL;
 
-    assert_int_equal(conflicts_resolve(f->store.c, &f->set, keep, "keep_server", NULL, "alice",
-                                       &out, &err),
-                     FERRY_OK);
+    assert_int_equal(
+        conflicts_resolve(f->store.c, &f->set, keep, "keep_server", NULL, "alice", &out, &err),
+        FERRY_OK);
     assert_string_equal(json_string_value(json_object_get(out, "status")), "resolved");
     json_decref(out);
     assert_int_equal(sync_int(f, "SELECT qty FROM orders WHERE id = 1"), 10);
@@ -71,33 +71,33 @@ static void test_resolutions(void **state)
                                  " AND pk = '1'"),
                      3); /* a resolution is a change in the feed */
 
-    assert_int_equal(conflicts_resolve(f->store.c, &f->set, take, "take_client", NULL, "alice",
-                                       &out, &err),
-                     FERRY_OK);
+    assert_int_equal(
+        conflicts_resolve(f->store.c, &f->set, take, "take_client", NULL, "alice", &out, &err),
+        FERRY_OK);
     json_decref(out);
     assert_int_equal(sync_int(f, "SELECT qty FROM orders WHERE id = 2"), 20);
 
     json_t *data = json_pack("{s:i}", "qty", 15);
-    assert_int_equal(conflicts_resolve(f->store.c, &f->set, merge, "merge", data, "alice", &out,
-                                       &err),
-                     FERRY_OK);
+    assert_int_equal(
+        conflicts_resolve(f->store.c, &f->set, merge, "merge", data, "alice", &out, &err),
+        FERRY_OK);
     json_decref(out);
     assert_int_equal(sync_int(f, "SELECT qty FROM orders WHERE id = 3"), 15);
 
     /* once only; unknown ids and resolutions are refused */
-    assert_int_equal(conflicts_resolve(f->store.c, &f->set, keep, "take_client", NULL, "alice",
-                                       &out, &err),
-                     FERRY_ERR);
+    assert_int_equal(
+        conflicts_resolve(f->store.c, &f->set, keep, "take_client", NULL, "alice", &out, &err),
+        FERRY_ERR);
     assert_int_equal(err.code, ERR_CONFLICT);
-    assert_int_equal(conflicts_resolve(f->store.c, &f->set, "cf_nope", "keep_server", NULL,
-                                       "alice", &out, &err),
-                     FERRY_ERR);
+    assert_int_equal(
+        conflicts_resolve(f->store.c, &f->set, "cf_nope", "keep_server", NULL, "alice", &out, &err),
+        FERRY_ERR);
     assert_int_equal(err.code, ERR_NOT_FOUND);
     json_t *bad = json_pack("{s:s}", "colour", "red");
     char *fourth = make_conflict(f, 4);
-    assert_int_equal(conflicts_resolve(f->store.c, &f->set, fourth, "merge", bad, "alice", &out,
-                                       &err),
-                     FERRY_ERR);
+    assert_int_equal(
+        conflicts_resolve(f->store.c, &f->set, fourth, "merge", bad, "alice", &out, &err),
+        FERRY_ERR);
     assert_int_equal(err.code, ERR_INVALID);
     assert_int_equal(sync_int(f, "SELECT qty FROM orders WHERE id = 4"), 10);
     json_decref(bad);
@@ -113,10 +113,12 @@ static void test_merge_policy_records_fields(void **state)
     struct sync_fixture *f = *state;
     struct err err = {0};
     json_t *ans = NULL;
-    sync_push_ok(f, "phone", "[{\"table\":\"merged\",\"action\":\"insert\",\"data\":{\"id\":\"m\","
-                             "\"title\":\"t0\",\"body\":\"b0\"}}]");
-    sync_push_ok(f, "tablet", "[{\"table\":\"merged\",\"action\":\"update\",\"base_version\":1,"
-                              "\"data\":{\"id\":\"m\",\"title\":\"tablet\"}}]");
+    sync_push_ok(f, "phone",
+                 "[{\"table\":\"merged\",\"action\":\"insert\",\"data\":{\"id\":\"m\","
+                 "\"title\":\"t0\",\"body\":\"b0\"}}]");
+    sync_push_ok(f, "tablet",
+                 "[{\"table\":\"merged\",\"action\":\"update\",\"base_version\":1,"
+                 "\"data\":{\"id\":\"m\",\"title\":\"tablet\"}}]");
     /* different fields merge; the same field changed on both sides is a conflict */
     assert_int_equal(sync_push(f, "phone",
                                "[{\"table\":\"merged\",\"action\":\"update\",\"base_version\":1,"

@@ -14,12 +14,14 @@ static void test_pages_in_seq_order(void **state)
     struct feed_page page = {0};
     int64_t head = 0;
     struct err err = {0};
-    sync_push_ok(f, "phone", "[{\"table\":\"notes\",\"action\":\"insert\",\"data\":{\"id\":\"a\","
-                             "\"title\":\"t\",\"n\":1}},{\"table\":\"orders\",\"action\":\"insert\","
-                             "\"data\":{\"id\":3,\"item\":\"x\"}}]");
-    sync_push_ok(f, "tablet", "[{\"table\":\"notes\",\"action\":\"update\",\"data\":{\"id\":\"a\","
-                              "\"title\":\"u\"}},{\"table\":\"notes\",\"action\":\"insert\","
-                              "\"data\":{\"id\":\"b\"}}]");
+    sync_push_ok(f, "phone",
+                 "[{\"table\":\"notes\",\"action\":\"insert\",\"data\":{\"id\":\"a\","
+                 "\"title\":\"t\",\"n\":1}},{\"table\":\"orders\",\"action\":\"insert\","
+                 "\"data\":{\"id\":3,\"item\":\"x\"}}]");
+    sync_push_ok(f, "tablet",
+                 "[{\"table\":\"notes\",\"action\":\"update\",\"data\":{\"id\":\"a\","
+                 "\"title\":\"u\"}},{\"table\":\"notes\",\"action\":\"insert\","
+                 "\"data\":{\"id\":\"b\"}}]");
     assert_int_equal(feed_head(f->store.c, &head, &err), FERRY_OK);
     assert_int_equal(head, 4);
 
@@ -62,8 +64,10 @@ static void test_tombstones_and_cursors(void **state)
     struct feed_page page = {0};
     struct err err = {0};
     int64_t cursor = -1;
-    sync_push_ok(f, "phone", "[{\"table\":\"notes\",\"action\":\"insert\",\"data\":{\"id\":\"a\"}}]");
-    sync_push_ok(f, "phone", "[{\"table\":\"notes\",\"action\":\"delete\",\"data\":{\"id\":\"a\"}}]");
+    sync_push_ok(f, "phone",
+                 "[{\"table\":\"notes\",\"action\":\"insert\",\"data\":{\"id\":\"a\"}}]");
+    sync_push_ok(f, "phone",
+                 "[{\"table\":\"notes\",\"action\":\"delete\",\"data\":{\"id\":\"a\"}}]");
     json_t *ch = sync_feed(f, 0, NULL, 10, &page);
     json_t *gone = json_array_get(ch, 0);
     assert_int_equal(json_array_size(ch), 1);
@@ -97,8 +101,9 @@ static void test_behind_the_horizon_is_gone(void **state)
     struct sync_fixture *f = *state;
     struct feed_page page = {0};
     struct err err = {0};
-    sync_push_ok(f, "phone", "[{\"table\":\"notes\",\"action\":\"insert\",\"data\":{\"id\":\"a\"}},"
-                             "{\"table\":\"notes\",\"action\":\"insert\",\"data\":{\"id\":\"b\"}}]");
+    sync_push_ok(f, "phone",
+                 "[{\"table\":\"notes\",\"action\":\"insert\",\"data\":{\"id\":\"a\"}},"
+                 "{\"table\":\"notes\",\"action\":\"insert\",\"data\":{\"id\":\"b\"}}]");
     assert_int_equal(store_exec(f->store.c, "UPDATE ferry_writer SET horizon = 2", &err), FERRY_OK);
     const struct synced_table *t = tables_find(&f->set, "notes");
     struct feed_query q = {&t, 1, 1, 10, NULL};

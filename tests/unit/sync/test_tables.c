@@ -46,9 +46,9 @@ static void test_refuses_what_cannot_sync(void **state)
         tables_cleanup(&set);
     }
     memset(&err, 0, sizeof(err));
-    assert_int_equal(tables_load(f->store.st, "notes", "notes=sometimes", POLICY_OVERWRITE, &set,
-                                 &err),
-                     FERRY_ERR);
+    assert_int_equal(
+        tables_load(f->store.st, "notes", "notes=sometimes", POLICY_OVERWRITE, &set, &err),
+        FERRY_ERR);
     tables_cleanup(&set);
 }
 
