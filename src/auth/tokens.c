@@ -4,10 +4,21 @@
 #include <string.h>
 
 #include "sync/rowjson.h"
-#include "sync/devices.h"
 #include "auth/tokens.h"
 #include "util/crypto.h"
 #include "util/timeutil.h"
+
+bool tokens_valid_device_id(const char *id)
+{
+    size_t len = strlen(id);
+    if (len == 0 || len > 128)
+        return false;
+    for (const char *p = id; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              strchr("-_.:", *p)))
+            return false;
+    return true;
+}
 
 /* last_used_at is refreshed at most this often, so that authenticating stays a read
  * and does not cost a durable write per request. */
@@ -110,7 +121,7 @@ int tokens_create(struct store_conn *c, const struct token_spec *spec, char **se
         return err_set(err, ERR_INVALID,
                        is_device ? "a device token needs a device id"
                                  : "only a device token has a device id");
-    if (is_device && !devices_valid_id(spec->device_id))
+    if (is_device && !tokens_valid_device_id(spec->device_id))
         return err_set(err, ERR_INVALID,
                        "device id must be 1 to 128 characters of A-Z a-z 0-9 - _ . :");
     if (spec->expires_at && spec->expires_at <= now)

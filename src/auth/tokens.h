@@ -57,6 +57,9 @@ int tokens_revoke(struct store_conn *c, const char *id, struct err *err);
 /* True when the token text has the shape of a ferry token (prefix and length). */
 bool tokens_well_formed(const char *token);
 
+/* Whether id can name a device: 1 to 128 characters of A-Z a-z 0-9 - _ . : */
+bool tokens_valid_device_id(const char *id);
+
 /* Whether role names one of the three roles. */
 bool tokens_valid_role(const char *role);
 

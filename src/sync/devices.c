@@ -32,21 +32,9 @@ static json_t *device_json(const struct store_rows *rows)
     return o;
 }
 
-bool devices_valid_id(const char *id)
-{
-    size_t len = strlen(id);
-    if (len == 0 || len > 128)
-        return false;
-    for (const char *p = id; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-              strchr("-_.:", *p)))
-            return false;
-    return true;
-}
-
 static int check_spec(const struct device_spec *spec, bool creating, struct err *err)
 {
-    if (spec->id && !devices_valid_id(spec->id))
+    if (spec->id && !tokens_valid_device_id(spec->id))
         return err_set(err, ERR_INVALID,
                        "device id must be 1 to 128 characters of A-Z a-z 0-9 - _ . :");
     if (creating && (!spec->name || !*spec->name))

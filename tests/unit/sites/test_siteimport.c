@@ -34,22 +34,25 @@ static void test_who_may_pull(void **state)
     make_site(f, "receiver", "active", receiver);
     make_site(f, "sender", "active", sender);
     /* a second receiver of the same URL is refused; this one is pending elsewhere */
-    struct site dup = {.name = "p", .direction = "receiver", .site_url = "http://127.0.0.1:9/p",
-                       .token_hash = "t2", .status = "pending"};
+    struct site dup = {.name = "p",
+                       .direction = "receiver",
+                       .site_url = "http://127.0.0.1:9/p",
+                       .token_hash = "t2",
+                       .status = "pending"};
     assert_int_equal(sites_create(f->store.c, &dup, &err), FERRY_OK);
     memcpy(pending, dup.id, 40);
 
-    assert_int_equal(siteimport_start(f->store.c, "nope", tables, NULL, false, false, NULL, job,
-                                      &err),
-                     FERRY_ERR);
+    assert_int_equal(
+        siteimport_start(f->store.c, "nope", tables, NULL, false, false, NULL, job, &err),
+        FERRY_ERR);
     assert_int_equal(err.code, ERR_NOT_FOUND);
-    assert_int_equal(siteimport_start(f->store.c, sender, tables, NULL, false, false, NULL, job,
-                                      &err),
-                     FERRY_ERR);
+    assert_int_equal(
+        siteimport_start(f->store.c, sender, tables, NULL, false, false, NULL, job, &err),
+        FERRY_ERR);
     assert_int_equal(err.code, ERR_CONFLICT);
-    assert_int_equal(siteimport_start(f->store.c, pending, tables, NULL, false, false, NULL, job,
-                                      &err),
-                     FERRY_ERR);
+    assert_int_equal(
+        siteimport_start(f->store.c, pending, tables, NULL, false, false, NULL, job, &err),
+        FERRY_ERR);
     assert_int_equal(err.code, ERR_CONFLICT);
     json_decref(tables);
 }
@@ -70,19 +73,18 @@ static void test_what_a_request_must_name(void **state)
         json_decref(t);
     }
     json_t *tables = json_pack("[s]", "notes");
-    assert_int_equal(siteimport_start(f->store.c, id, tables, "sideways", false, false, NULL,
-                                      job, &err),
-                     FERRY_ERR);
+    assert_int_equal(
+        siteimport_start(f->store.c, id, tables, "sideways", false, false, NULL, job, &err),
+        FERRY_ERR);
     assert_int_equal(err.code, ERR_INVALID);
-    assert_int_equal(siteimport_start(f->store.c, id, tables, "append", true, false, NULL, job,
-                                      &err),
-                     FERRY_ERR);
+    assert_int_equal(
+        siteimport_start(f->store.c, id, tables, "append", true, false, NULL, job, &err),
+        FERRY_ERR);
     assert_int_equal(err.code, ERR_INVALID);
 
     /* a good one queues a job with the connection's default strategy */
-    assert_int_equal(siteimport_start(f->store.c, id, tables, NULL, false, false, "alice", job,
-                                      &err),
-                     FERRY_OK);
+    assert_int_equal(
+        siteimport_start(f->store.c, id, tables, NULL, false, false, "alice", job, &err), FERRY_OK);
     struct job j = {0};
     bool found = false;
     assert_int_equal(jobs_get(f->store.c, job, &j, &found, &err), FERRY_OK);
@@ -106,9 +108,9 @@ static void test_unreachable_sender_fails_the_job(void **state)
     json_t *tables = json_pack("[s]", "notes"), *transfers = NULL;
     struct siteops_env env = {.public_url = "http://127.0.0.1:1",
                               .client = {.allow_private = true, .timeout_s = 5}};
-    assert_int_equal(siteimport_start(f->store.c, id, tables, "overwrite", false, true, NULL, job,
-                                      &err),
-                     FERRY_OK);
+    assert_int_equal(
+        siteimport_start(f->store.c, id, tables, "overwrite", false, true, NULL, job, &err),
+        FERRY_OK);
     assert_int_equal(siteimport_run_now(f->store.st, f->store.c, &env, job, &err), FERRY_ERR);
     struct job j = {0};
     bool found = false;
