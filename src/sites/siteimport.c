@@ -19,8 +19,6 @@
 
 #define MAX_TABLES 64
 
-static const struct siteops_env *import_env; /* set once, before the worker runs */
-
 /* --- transfers ------------------------------------------------------------------------ */
 
 struct transfer {
@@ -444,6 +442,7 @@ static bool delete_work(struct store_conn *c, void *arg)
 /* --- one table ------------------------------------------------------------------------ */
 
 struct import_ctx {
+    const struct siteops_env *env;
     struct store_conn *c;
     const struct job *job;
     json_t *job_params; /* also holds "current": the table being imported */
@@ -465,7 +464,7 @@ static int remote_call(const struct import_ctx *x, const char *action, json_t *b
     *answer = NULL;
     json_object_set_new(body, "auth_token_hash", json_string(x->site->token_hash));
     for (int tries = 0;; tries++) {
-        if (siteclient_call(&import_env->client, x->site->site_url, action, body, &call, err) !=
+        if (siteclient_call(&x->env->client, x->site->site_url, action, body, &call, err) !=
             FERRY_OK)
             goto out;
         if (call.status != 429 || tries >= 120 || (x->stop && atomic_load(x->stop)))
@@ -753,7 +752,7 @@ static int64_t remote_rows(struct import_ctx *x, json_t *tables)
     return total;
 }
 
-static int run_import(struct store_conn *c, const struct job *j, const atomic_bool *stop,
+static int run_import(void *env, struct store_conn *c, const struct job *j, const atomic_bool *stop,
                       char **result, char **message, struct err *err)
 {
     struct site s = {0};
@@ -769,7 +768,8 @@ static int run_import(struct store_conn *c, const struct job *j, const atomic_bo
         err_set(err, ERR_CONFLICT, "the connection is gone, or not an active receiver");
         goto out;
     }
-    struct import_ctx x = {c,
+    struct import_ctx x = {env,
+                           c,
                            j,
                            params,
                            &s,
@@ -810,8 +810,7 @@ out:
 
 struct job_kind siteimport_job_kind(const struct siteops_env *env)
 {
-    import_env = env;
-    return (struct job_kind){"site-import", run_import};
+    return (struct job_kind){"site-import", run_import, (void *)env};
 }
 
 int siteimport_start(struct store_conn *c, const char *id, json_t *tables, const char *strategy,
@@ -930,14 +929,13 @@ int siteimport_run_now(struct store *st, struct store_conn *c, const struct site
     struct job j = {0};
     bool found = false;
     char *result = NULL, *message = NULL;
-    import_env = env;
     if (jobs_get(c, job_id, &j, &found, err) != FERRY_OK)
         return FERRY_ERR;
     if (!found)
         return err_set(err, ERR_NOT_FOUND, "no job '%s'", job_id);
     /* a server's worker must not take it for dead while it runs here */
     struct job_heartbeat *beat = jobs_heartbeat_start(st, job_id);
-    int rc = run_import(c, &j, NULL, &result, &message, err);
+    int rc = run_import((void *)env, c, &j, NULL, &result, &message, err);
     jobs_heartbeat_stop(beat);
     jobs_finish(c, job_id, rc == FERRY_OK, result, rc == FERRY_OK ? message : err->msg, NULL);
     free(result);
