@@ -165,7 +165,7 @@ static void graceful_stop(struct app *app, struct server *srv, const sigset_t *s
     fprintf(stderr, "{\"level\":\"info\",\"msg\":\"shutting down\",\"inFlight\":%d}\n",
             atomic_load(&app->in_flight));
     server_quiesce(srv);
-    waiter_release_all(); /* long-polls answer now, with what they have */
+    waiter_release_all(app->waiter); /* long-polls answer now, with what they have */
     while (atomic_load(&app->in_flight) > 0 && time_mono_us() < deadline) {
         if (wait_signal(set, 50) > 0) {
             fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"second signal: exiting now\"}\n");
@@ -181,19 +181,17 @@ static void graceful_stop(struct app *app, struct server *srv, const sigset_t *s
     if (atomic_load(&app->in_flight) > 0)
         fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"shutdown timeout: %d requests cut\"}\n",
                 atomic_load(&app->in_flight));
-    waiter_release_all(); /* libmicrohttpd may not stop with a connection still parked */
+    waiter_release_all(app->waiter); /* libmicrohttpd may not stop with a connection still parked */
 }
 
-static void on_log_moved(void *ctx, int64_t head)
+static void on_log_moved(void *waiter, int64_t head)
 {
-    (void)ctx;
-    waiter_changed(head);
+    waiter_changed(waiter, head);
 }
 
-static void on_tick(void *ctx)
+static void on_tick(void *waiter)
 {
-    (void)ctx;
-    waiter_tick();
+    waiter_tick(waiter);
 }
 
 static int load_tables(struct app *app, struct err *err)
@@ -319,6 +317,8 @@ static int cmd_serve(int argc, char **argv)
     app.n_tables = api_n_tables + 1;
     app.rate = ratelimit_new(cfg.rate_limit, 60);
     app.auth_fail = ratelimit_new(cfg.auth_fail_limit, 60);
+    app.metrics = metrics_open();
+    app.waiter = waiter_open();
     pthread_rwlock_init(&app.blob_lock, NULL);
     public_url = cfg.public_url ? xstrdup(cfg.public_url) : xasprintf("http://%s", cfg.listen);
     app.site_env = (struct siteops_env){
@@ -333,7 +333,7 @@ static int cmd_serve(int argc, char **argv)
         first_admin_token(app.store, cfg.data_dir, &secret, &err) != FERRY_OK ||
         load_tables(&app, &err) != FERRY_OK || open_files(&app, &err) != FERRY_OK ||
         apply_site_settings(&app, &err) != FERRY_OK ||
-        watch_start(app.store, on_log_moved, on_tick, NULL, &watch, &err) != FERRY_OK ||
+        watch_start(app.store, on_log_moved, on_tick, app.waiter, &watch, &err) != FERRY_OK ||
         purger_start(app.store, cfg.purge_interval, cfg.tombstone_retention * 1000, housekeeping,
                      &app, &purger, &err) != FERRY_OK ||
         start_jobs(&app, &err) != FERRY_OK ||
@@ -374,7 +374,8 @@ out:
     store_close(app.store);
     ratelimit_free(app.rate);
     ratelimit_free(app.auth_fail);
-    metrics_cleanup();
+    metrics_close(app.metrics);
+    waiter_close(app.waiter);
     free(secret);
     config_cleanup(&cfg);
     if (rc == 0)

@@ -102,7 +102,8 @@ static void push(struct request *req)
         .max_ops = req->app->cfg->max_batch,
     };
     int rc = push_apply(c, &req->app->synced, &r, &result, &replayed, &err);
-    metrics_sync(rc == FERRY_OK, (time_mono_us() - started) / 1000, req->bytes_in);
+    metrics_sync(req->app->metrics, rc == FERRY_OK, (time_mono_us() - started) / 1000,
+                 req->bytes_in);
     if (rc != FERRY_OK)
         http_reply_err(req, &err);
     else
@@ -230,7 +231,7 @@ static void pull(struct request *req)
     struct store_conn *c = api_conn(req);
     if (c) {
         int rc = feed_read(c, &q, &page, &err);
-        metrics_sync(rc == FERRY_OK, (time_mono_us() - started) / 1000, 0);
+        metrics_sync(req->app->metrics, rc == FERRY_OK, (time_mono_us() - started) / 1000, 0);
         if (rc != FERRY_OK)
             http_reply_err(req, &err);
         else

@@ -69,7 +69,7 @@ static void v1_health(struct request *req)
 
 static void v1_metrics(struct request *req)
 {
-    struct metrics_totals t = metrics_totals();
+    struct metrics_totals t = metrics_totals(req->app->metrics);
     json_int_t average = t.sync_ops ? (json_int_t)(t.sync_duration_ms_sum / t.sync_ops) : 0;
     http_reply_json(req, 200,
                     json_pack("{s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I}}", "totalSyncOperations",
@@ -87,7 +87,7 @@ static void prometheus(struct request *req)
     bool db_ok = store_ping(req->app->store, &err) == FERRY_OK;
 
     buf_init(&out);
-    metrics_prometheus(&out);
+    metrics_prometheus(req->app->metrics, &out);
     store_pool_stats(req->app->store, &size, &in_use);
     buf_printf(&out,
                "# HELP ferry_store_up Whether the database answered a ping.\n"

@@ -295,7 +295,8 @@ static void report(struct request *req)
             .max_ops = req->app->cfg->max_batch,
         };
         int rc = push_apply(c, &req->app->synced, &r, &result, &replayed, &err);
-        metrics_sync(rc == FERRY_OK, (time_mono_us() - started) / 1000, req->bytes_in);
+        metrics_sync(req->app->metrics, rc == FERRY_OK, (time_mono_us() - started) / 1000,
+                     req->bytes_in);
         if (rc != FERRY_OK) {
             http_reply_err(req, &err);
         } else {
