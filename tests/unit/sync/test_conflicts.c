@@ -37,11 +37,20 @@ static void test_list_and_get(void **state)
     char *id = make_conflict(f, 1);
     json_t *list = NULL, *one = NULL;
     char owner[128];
-    assert_int_equal(conflicts_list(f->store.c, &f->set, "alice", "open", &list, &err), FERRY_OK);
+    struct conflict_filter alice = {"alice", "open", NULL}, bob = {"bob", NULL, NULL};
+    assert_int_equal(conflicts_list(f->store.c, &f->set, &alice, &list, &err), FERRY_OK);
     assert_int_equal(json_array_size(list), 1);
     json_decref(list);
-    assert_int_equal(conflicts_list(f->store.c, &f->set, "bob", NULL, &list, &err), FERRY_OK);
+    assert_int_equal(conflicts_list(f->store.c, &f->set, &bob, &list, &err), FERRY_OK);
     assert_int_equal(json_array_size(list), 0);
+    json_decref(list);
+    /* a credential's table scope is part of the query */
+    struct conflict_filter scoped = {"alice", NULL, "notes,keep"}, orders = {NULL, NULL, "orders"};
+    assert_int_equal(conflicts_list(f->store.c, &f->set, &scoped, &list, &err), FERRY_OK);
+    assert_int_equal(json_array_size(list), 0);
+    json_decref(list);
+    assert_int_equal(conflicts_list(f->store.c, &f->set, &orders, &list, &err), FERRY_OK);
+    assert_int_equal(json_array_size(list), 1);
     json_decref(list);
     assert_int_equal(conflicts_get(f->store.c, &f->set, id, &one, owner, &err), FERRY_OK);
     assert_string_equal(owner, "alice");
