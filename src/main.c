@@ -127,7 +127,7 @@ static int first_admin_token(struct store *st, const char *data_dir, char **secr
                   v, 2, &claimed, err) != FERRY_OK)
         goto out;
     if (claimed) {
-        struct token_spec spec = {.role = "admin", .name = "initial admin"};
+        struct token_spec spec = {.role = TOKEN_ROLE_ADMIN, .name = "initial admin"};
         char *path = xasprintf("%s/%s", data_dir, ADMIN_TOKEN_FILE);
         if (tokens_create(c, &spec, secret, id, err) != FERRY_OK ||
             write_secret_file(path, *secret, err) != FERRY_OK) {
@@ -421,7 +421,8 @@ static int parse_token_args(int argc, char **argv, struct token_args *a, struct 
 
 static int token_create(struct store_conn *c, const struct token_args *a, struct err *err)
 {
-    struct token_spec spec = {a->role, a->name, a->user, a->device, 0, a->tables};
+    struct token_spec spec = {
+        tokens_parse_role(a->role), a->name, a->user, a->device, 0, a->tables};
     char *secret = NULL, id[40];
     if (!a->role || !a->name)
         return err_set(err, ERR_INVALID, "token create needs --role and --name");

@@ -52,7 +52,7 @@ static int make_token(struct store_conn *c, const char *id, const char *user_id,
 {
     char token_id[40];
     char *name = xasprintf("device %s", id);
-    struct token_spec spec = {"device", name, user_id, id, 0, tables};
+    struct token_spec spec = {TOKEN_ROLE_DEVICE, name, user_id, id, 0, tables};
     int rc = tokens_create(c, &spec, token, token_id, err);
     free(name);
     return rc;
