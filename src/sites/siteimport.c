@@ -321,7 +321,7 @@ enum row_outcome { ROW_FAILED, ROW_CREATED, ROW_UPDATED, ROW_SKIPPED };
 struct row_job {
     const struct target *tg;
     json_t *row;
-    const char *strategy;
+    enum import_strategy strategy;
     enum row_outcome outcome;
 };
 
@@ -338,7 +338,7 @@ static bool row_work(struct store_conn *c, void *arg)
     struct buf sql;
     int64_t changed = 0;
     size_t nb = 0;
-    bool ok = json_is_object(r->row), append = !strcmp(r->strategy, "append");
+    bool ok = json_is_object(r->row), append = r->strategy == STRATEGY_APPEND;
     int exists = 0;
     r->outcome = ROW_FAILED;
     buf_init(&sql);
@@ -358,10 +358,10 @@ static bool row_work(struct store_conn *c, void *arg)
         ok = (exists = row_exists(c, tg, &vals[tg->pk].val)) >= 0;
     if (!ok)
         goto out;
-    if (exists && !strcmp(r->strategy, "skip")) {
+    if (exists && r->strategy == STRATEGY_SKIP) {
         r->outcome = ROW_SKIPPED;
     } else if (exists) { /* overwrite: every column given; merge: the non-null ones */
-        bool merge = !strcmp(r->strategy, "merge");
+        bool merge = r->strategy == STRATEGY_MERGE;
         buf_printf(&sql, "UPDATE %s SET ", tg->quoted);
         for (size_t i = 0; i < n; i++) {
             if ((int)i == tg->pk || !present[i] || (merge && vals[i].val.type == SV_NULL))
@@ -412,7 +412,7 @@ out:
 
 /* Applies one row with the strategy; counts what happened. */
 static void apply_row(struct store_conn *c, const struct target *tg, json_t *row,
-                      const char *strategy, struct counts *k)
+                      enum import_strategy strategy, struct counts *k)
 {
     struct row_job r = {tg, row, strategy, ROW_FAILED};
     in_savepoint(c, tg, row_work, &r);
@@ -447,7 +447,7 @@ struct import_ctx {
     const struct job *job;
     json_t *job_params; /* also holds "current": the table being imported */
     const struct site *site;
-    const char *strategy;
+    enum import_strategy strategy;
     bool incremental; /* pull only what changed since the last import, where possible */
     const atomic_bool *stop;
     int64_t rows_done, rows_total;
@@ -532,7 +532,7 @@ static int apply_page(struct import_ctx *x, const struct target *tg, struct tran
     json_t *item;
     int rc = store_begin(x->c, err);
     if (rc == FERRY_OK && tg->pg && tg->pk >= 0 && !tg->pk_generated &&
-        !strcmp(x->strategy, "append")) {
+        x->strategy == STRATEGY_APPEND) {
         /* append computes the next key: no other writer may take it meanwhile */
         char *sql = xasprintf("LOCK TABLE %s IN EXCLUSIVE MODE", tg->quoted);
         rc = store_exec(x->c, sql, err);
@@ -547,7 +547,7 @@ static int apply_page(struct import_ctx *x, const struct target *tg, struct tran
             if (!op || strcmp(op, "delete") != 0) {
                 /* a changed row is the sender's newer version: skip would never take it */
                 apply_row(x->c, tg, json_object_get(item, "data"),
-                          !strcmp(x->strategy, "skip") ? "overwrite" : x->strategy, &k);
+                          x->strategy == STRATEGY_SKIP ? STRATEGY_OVERWRITE : x->strategy, &k);
                 continue;
             }
             struct owned_val key;
@@ -688,7 +688,8 @@ static int import_table(struct import_ctx *x, const char *table, json_t *report,
     int rc = FERRY_ERR;
     bool refused = false, whole = true;
     int64_t since = -1;
-    if (transfer_open(x->c, x->site->id, x->job->id, table, x->strategy, &tr, err) != FERRY_OK)
+    if (transfer_open(x->c, x->site->id, x->job->id, table, sites_strategy_name(x->strategy), &tr,
+                      err) != FERRY_OK)
         return FERRY_ERR;
     x->rows_done += tr.records;
     json_object_set_new(x->job_params, "current", json_string(table));
@@ -760,7 +761,7 @@ static int run_import(void *env, struct store_conn *c, const struct job *j, cons
     int rc = FERRY_ERR;
     json_t *params = json_loads(j->params ? j->params : "{}", 0, NULL);
     json_t *tables = json_object_get(params, "tables"), *report = json_array();
-    const char *strategy = json_string_value(json_object_get(params, "strategy"));
+    const char *named = json_string_value(json_object_get(params, "strategy"));
     const char *connection = json_string_value(json_object_get(params, "connection"));
     if (sites_get(c, connection ? connection : "", &s, &found, err) != FERRY_OK)
         goto out;
@@ -768,16 +769,14 @@ static int run_import(void *env, struct store_conn *c, const struct job *j, cons
         err_set(err, ERR_CONFLICT, "the connection is gone, or not an active receiver");
         goto out;
     }
-    struct import_ctx x = {env,
-                           c,
-                           j,
-                           params,
-                           &s,
-                           strategy ? strategy : s.default_strategy,
-                           json_is_true(json_object_get(params, "incremental")),
-                           stop,
-                           0,
-                           0};
+    enum import_strategy strategy = s.default_strategy;
+    if (named && sites_parse_strategy(named, &strategy) != FERRY_OK) {
+        err_set(err, ERR_INVALID, "the job's strategy '%s' is not one ferry knows", named);
+        goto out;
+    }
+    struct import_ctx x = {
+        env,  c, j, params, &s, strategy, json_is_true(json_object_get(params, "incremental")),
+        stop, 0, 0};
     x.rows_total = remote_rows(&x, tables);
     size_t i;
     json_t *name;
@@ -854,19 +853,19 @@ int siteimport_start(struct store_conn *c, const char *id, json_t *tables, const
             goto out;
         }
     }
-    if (strategy && !sites_valid_strategy(strategy)) {
+    enum import_strategy chosen = s.default_strategy;
+    if (strategy && sites_parse_strategy(strategy, &chosen) != FERRY_OK) {
         err_set(err, ERR_INVALID, "strategy must be skip, overwrite, merge or append");
         goto out;
     }
-    if (incremental && !strcmp(strategy ? strategy : s.default_strategy, "append")) {
+    if (incremental && chosen == STRATEGY_APPEND) {
         /* changed rows would arrive again under new keys, and deletions name the
          * sender's keys, which append does not keep */
         err_set(err, ERR_INVALID, "an incremental import needs skip, overwrite or merge");
         goto out;
     }
-    json_t *params =
-        json_pack("{s:s, s:O, s:s, s:b}", "connection", id, "tables", tables, "strategy",
-                  strategy ? strategy : s.default_strategy, "incremental", incremental);
+    json_t *params = json_pack("{s:s, s:O, s:s, s:b}", "connection", id, "tables", tables,
+                               "strategy", sites_strategy_name(chosen), "incremental", incremental);
     char *text = json_dumps(params, JSON_COMPACT);
     rc = jobs_create(c, "site-import", user_id, s.site_url, NULL, text, run_here, job_id, err);
     free(text);

@@ -46,7 +46,6 @@ void sites_clear(struct site *s)
     free(s->allowed_tables);
     free(s->excluded_tables);
     free(s->ip_allowlist);
-    free(s->default_strategy);
     memset(s, 0, sizeof(*s));
 }
 
@@ -62,7 +61,8 @@ static void read_site(const struct store_rows *rows, struct site *s)
     s->allowed_tables = dup_col(rows, 6);
     s->excluded_tables = dup_col(rows, 7);
     s->ip_allowlist = dup_col(rows, 8);
-    s->default_strategy = dup_col(rows, 9);
+    if (sites_parse_strategy(store_rows_text(rows, 9), &s->default_strategy) != FERRY_OK)
+        s->default_strategy = STRATEGY_SKIP; /* the column's default */
     s->expires_at = int_col(rows, 10);
     s->max_records = int_col(rows, 11);
     s->rate_limit = int_col(rows, 12);
@@ -110,7 +110,7 @@ int sites_create(struct store_conn *c, struct site *s, struct err *err)
         sv_text(s->excluded_tables),
         s->expires_at ? sv_int(s->expires_at) : sv_null(),
         sv_int(now),
-        sv_text(s->default_strategy ? s->default_strategy : "skip"),
+        sv_text(sites_strategy_name(s->default_strategy)),
     };
     if (store_run(c,
                   "INSERT INTO ferry_sites(id, name, direction, site_url, token_hash, lookup,"
@@ -192,14 +192,14 @@ static json_t *time_or_null(int64_t ms)
 
 json_t *sites_json(const struct site *s)
 {
-    json_t *o =
-        json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:s}", "id", s->id,
-                  "name", s->name, "direction", s->direction, "site_url", s->site_url, "status",
-                  s->status, "allowed_tables", list_or_empty(s->allowed_tables), "excluded_tables",
-                  list_or_empty(s->excluded_tables), "expires_at", time_or_null(s->expires_at),
-                  "max_records_per_request", (json_int_t)s->max_records,
-                  "rate_limit_requests_per_minute", (json_int_t)s->rate_limit, "ip_whitelist",
-                  list_or_empty(s->ip_allowlist), "default_conflict_strategy", s->default_strategy);
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:s}", "id", s->id, "name",
+        s->name, "direction", s->direction, "site_url", s->site_url, "status", s->status,
+        "allowed_tables", list_or_empty(s->allowed_tables), "excluded_tables",
+        list_or_empty(s->excluded_tables), "expires_at", time_or_null(s->expires_at),
+        "max_records_per_request", (json_int_t)s->max_records, "rate_limit_requests_per_minute",
+        (json_int_t)s->rate_limit, "ip_whitelist", list_or_empty(s->ip_allowlist),
+        "default_conflict_strategy", sites_strategy_name(s->default_strategy));
     json_object_set_new(o, "records_sent", json_integer(s->records_sent));
     json_object_set_new(o, "bytes_sent", json_integer(s->bytes_sent));
     json_object_set_new(o, "requests", json_integer(s->requests));
@@ -238,10 +238,27 @@ bool sites_valid_status(const char *status)
     return false;
 }
 
+static const char *const strategy_names[] = {"skip", "overwrite", "merge", "append"};
+
+int sites_parse_strategy(const char *name, enum import_strategy *out)
+{
+    for (int i = STRATEGY_SKIP; name && i <= STRATEGY_APPEND; i++)
+        if (!strcmp(name, strategy_names[i])) {
+            *out = (enum import_strategy)i;
+            return FERRY_OK;
+        }
+    return FERRY_ERR;
+}
+
+const char *sites_strategy_name(enum import_strategy strategy)
+{
+    return strategy_names[strategy];
+}
+
 bool sites_valid_strategy(const char *strategy)
 {
-    return strategy && (!strcmp(strategy, "skip") || !strcmp(strategy, "overwrite") ||
-                        !strcmp(strategy, "merge") || !strcmp(strategy, "append"));
+    enum import_strategy ignored;
+    return sites_parse_strategy(strategy, &ignored) == FERRY_OK;
 }
 
 int sites_set_status(struct store_conn *c, const char *id, const char *status, struct err *err)

@@ -15,12 +15,19 @@
 #include "ferry.h"
 #include "store/store.h"
 
+/* What an import does with a row whose key exists (see siteimport.h). */
+enum import_strategy { STRATEGY_SKIP, STRATEGY_OVERWRITE, STRATEGY_MERGE, STRATEGY_APPEND };
+
+/* "skip", "overwrite", "merge" or "append"; FERRY_ERR (nothing set) for anything else. */
+int sites_parse_strategy(const char *name, enum import_strategy *out);
+const char *sites_strategy_name(enum import_strategy strategy);
+
 struct site {
     char id[40];
     char *name, *direction, *site_url, *token_hash, *status;
     char *allowed_tables, *excluded_tables; /* comma lists; NULL or "": no restriction */
     char *ip_allowlist;                     /* comma list of addresses and CIDR ranges */
-    char *default_strategy;
+    enum import_strategy default_strategy;
     int64_t expires_at; /* ms; 0: never */
     int64_t max_records, rate_limit;
     int64_t records_sent, bytes_sent, requests;
@@ -75,6 +82,7 @@ bool sites_table_allowed(const struct site *s, const char *table);
 bool sites_ip_allowed(const struct site *s, const char *address);
 
 bool sites_valid_status(const char *status);
+/* Whether strategy names an import strategy. */
 bool sites_valid_strategy(const char *strategy);
 
 /* --- settings --------------------------------------------------------------------------- */

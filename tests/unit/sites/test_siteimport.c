@@ -18,7 +18,7 @@ static void make_site(struct sync_fixture *f, const char *direction, const char 
                                                  : "http://127.0.0.1:9/other"),
         .token_hash = "secret-token",
         .status = (char *)status,
-        .default_strategy = "merge",
+        .default_strategy = STRATEGY_MERGE,
     };
     if (sites_create(f->store.c, &s, &err) != FERRY_OK)
         fail_msg("sites_create: %s", err.msg);
