@@ -765,7 +765,7 @@ static int run_import(void *env, struct store_conn *c, const struct job *j, cons
     const char *connection = json_string_value(json_object_get(params, "connection"));
     if (sites_get(c, connection ? connection : "", &s, &found, err) != FERRY_OK)
         goto out;
-    if (!found || strcmp(s.direction, "receiver") != 0 || strcmp(s.status, "active") != 0) {
+    if (!found || s.direction != SITE_RECEIVER || s.status != SITE_ACTIVE) {
         err_set(err, ERR_CONFLICT, "the connection is gone, or not an active receiver");
         goto out;
     }
@@ -827,11 +827,11 @@ int siteimport_start(struct store_conn *c, const char *id, json_t *tables, const
         err_set(err, ERR_NOT_FOUND, "no site connection '%s'", id);
         goto out;
     }
-    if (strcmp(s.direction, "receiver") != 0 || strcmp(s.status, "active") != 0) {
+    if (s.direction != SITE_RECEIVER || s.status != SITE_ACTIVE) {
         err_set(err, ERR_CONFLICT,
                 "only an active incoming (receiver) connection can pull; this "
                 "one is a %s, %s",
-                s.direction, s.status);
+                sites_direction_name(s.direction), sites_status_name(s.status));
         goto out;
     }
     if (!json_is_array(tables) || json_array_size(tables) == 0 ||

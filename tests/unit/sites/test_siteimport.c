@@ -7,17 +7,17 @@
 #include "sync/sync_fixture.h"
 
 /* Records a connection of direction and status to a closed local port; id[40] gets it. */
-static void make_site(struct sync_fixture *f, const char *direction, const char *status,
-                      char id[40])
+static void make_site(struct sync_fixture *f, enum site_direction direction,
+                      enum site_status status, char id[40])
 {
     struct err err = {0};
     struct site s = {
         .name = "peer",
-        .direction = (char *)direction,
-        .site_url = (char *)(direction[0] == 'r' ? "http://127.0.0.1:9/phoenix_kit"
-                                                 : "http://127.0.0.1:9/other"),
+        .direction = direction,
+        .site_url = direction == SITE_RECEIVER ? "http://127.0.0.1:9/phoenix_kit"
+                                               : "http://127.0.0.1:9/other",
         .token_hash = "secret-token",
-        .status = (char *)status,
+        .status = status,
         .default_strategy = STRATEGY_MERGE,
     };
     if (sites_create(f->store.c, &s, &err) != FERRY_OK)
@@ -31,14 +31,14 @@ static void test_who_may_pull(void **state)
     struct err err = {0};
     char receiver[40], sender[40], pending[40], job[40];
     json_t *tables = json_pack("[s]", "notes");
-    make_site(f, "receiver", "active", receiver);
-    make_site(f, "sender", "active", sender);
-    /* a second receiver of the same URL is refused; this one is pending elsewhere */
+    make_site(f, SITE_RECEIVER, SITE_ACTIVE, receiver);
+    make_site(f, SITE_SENDER, SITE_ACTIVE, sender);
+    /* a receiver still waiting for approval */
     struct site dup = {.name = "p",
-                       .direction = "receiver",
+                       .direction = SITE_RECEIVER,
                        .site_url = "http://127.0.0.1:9/p",
                        .token_hash = "t2",
-                       .status = "pending"};
+                       .status = SITE_PENDING};
     assert_int_equal(sites_create(f->store.c, &dup, &err), FERRY_OK);
     memcpy(pending, dup.id, 40);
 
@@ -62,7 +62,7 @@ static void test_what_a_request_must_name(void **state)
     struct sync_fixture *f = *state;
     struct err err = {0};
     char id[40], job[40];
-    make_site(f, "receiver", "active", id);
+    make_site(f, SITE_RECEIVER, SITE_ACTIVE, id);
     static const char *const bad_tables[] = {"[]", "[\"ferry_tokens\"]", "[\"a-b\"]", "[5]",
                                              "\"notes\""};
     for (size_t i = 0; i < sizeof(bad_tables) / sizeof(bad_tables[0]); i++) {
@@ -104,7 +104,7 @@ static void test_unreachable_sender_fails_the_job(void **state)
     struct sync_fixture *f = *state;
     struct err err = {0};
     char id[40], job[40];
-    make_site(f, "receiver", "active", id);
+    make_site(f, SITE_RECEIVER, SITE_ACTIVE, id);
     json_t *tables = json_pack("[s]", "notes"), *transfers = NULL;
     struct siteops_env env = {.public_url = "http://127.0.0.1:1",
                               .client = {.allow_private = true, .timeout_s = 5}};
