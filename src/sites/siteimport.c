@@ -11,6 +11,7 @@
 #include "sites/sitedata.h"
 #include "sites/siteimport.h"
 #include "sites/sites.h"
+#include "sync/rowwrite.h"
 #include "sync/values.h"
 #include "util/buf.h"
 #include "util/crypto.h"
@@ -212,8 +213,8 @@ static int create_table(struct store_conn *c, const char *table, json_t *columns
 
 struct target {
     struct store_table *t;
-    char *quoted;
-    int pk; /* -1: no single-column key */
+    struct rowwrite_table rw; /* how the statements name it */
+    int pk;                   /* -1: no single-column key */
     bool pg;
     bool pk_generated; /* the database makes keys (a default, identity, SQLite's rowid) */
 };
@@ -278,13 +279,12 @@ static bool in_savepoint(struct store_conn *c, const struct target *tg,
 /* 1 when a row with the key exists, 0 when not, -1 when the lookup failed. */
 static int row_exists(struct store_conn *c, const struct target *tg, const struct store_val *key)
 {
-    char *pkq = store_quote_ident(tg->t->cols[tg->pk].name);
-    char *sql = xasprintf("SELECT COUNT(*) FROM %s WHERE %s = $1", tg->quoted, pkq);
+    char *sql =
+        xasprintf("SELECT COUNT(*) FROM %s WHERE %s = $1", tg->rw.quoted, tg->rw.cols[tg->pk]);
     int64_t n = 0;
     bool found = false;
     int rc = store_query_int(c, sql, key, 1, &n, &found, NULL);
     free(sql);
-    free(pkq);
     return rc != FERRY_OK ? -1 : n > 0;
 }
 
@@ -295,14 +295,13 @@ static bool new_key(struct store_conn *c, const struct target *tg, struct owned_
     enum col_kind kind = values_kind_of(tg->t->cols[tg->pk].decl_type);
     memset(out, 0, sizeof(*out));
     if (kind == KIND_INTEGER) {
-        char *pkq = store_quote_ident(tg->t->cols[tg->pk].name);
-        char *sql = xasprintf("SELECT COALESCE(MAX(%s), 0) + 1 FROM %s", pkq, tg->quoted);
+        char *sql = xasprintf("SELECT COALESCE(MAX(%s), 0) + 1 FROM %s", tg->rw.cols[tg->pk],
+                              tg->rw.quoted);
         int64_t next = 1;
         bool found = false;
         int rc = store_query_int(c, sql, NULL, 0, &next, &found, NULL);
         out->val = sv_int(next);
         free(sql);
-        free(pkq);
         return rc == FERRY_OK;
     }
     unsigned char b[16];
@@ -334,14 +333,14 @@ static bool row_work(struct store_conn *c, void *arg)
     struct owned_val *vals = xcalloc(n, sizeof(*vals));
     bool *present = xcalloc(n, sizeof(*present));
     struct store_val *bind = xcalloc(n + 1, sizeof(*bind));
+    int *cols = xcalloc(n + 1, sizeof(*cols));
     struct err err = {0};
-    struct buf sql;
+    char *sql = NULL;
     int64_t changed = 0;
     size_t nb = 0;
     bool ok = json_is_object(r->row), append = r->strategy == STRATEGY_APPEND;
     int exists = 0;
     r->outcome = ROW_FAILED;
-    buf_init(&sql);
     for (size_t i = 0; ok && i < n; i++) {
         json_t *v = json_object_get(r->row, tg->t->cols[i].name);
         present[i] = v != NULL;
@@ -362,43 +361,24 @@ static bool row_work(struct store_conn *c, void *arg)
         r->outcome = ROW_SKIPPED;
     } else if (exists) { /* overwrite: every column given; merge: the non-null ones */
         bool merge = r->strategy == STRATEGY_MERGE;
-        buf_printf(&sql, "UPDATE %s SET ", tg->quoted);
-        for (size_t i = 0; i < n; i++) {
-            if ((int)i == tg->pk || !present[i] || (merge && vals[i].val.type == SV_NULL))
-                continue;
-            char *q = store_quote_ident(tg->t->cols[i].name);
-            bind[nb] = vals[i].val;
-            buf_printf(&sql, "%s%s = $%zu", nb ? ", " : "", q, nb + 1);
-            nb++;
-            free(q);
-        }
-        char *pkq = store_quote_ident(tg->t->cols[tg->pk].name);
-        bind[nb] = vals[tg->pk].val;
-        buf_printf(&sql, " WHERE %s = $%zu", pkq, nb + 1);
-        nb++;
-        free(pkq);
-        if (nb == 1 || store_run(c, sql.data, bind, nb, &changed, &err) == FERRY_OK)
-            r->outcome = ROW_UPDATED; /* (nb == 1: nothing to change) */
+        bind[nb++] = vals[tg->pk].val;
+        for (size_t i = 0; i < n; i++)
+            if ((int)i != tg->pk && present[i] && !(merge && vals[i].val.type == SV_NULL)) {
+                cols[nb - 1] = (int)i;
+                bind[nb++] = vals[i].val;
+            }
+        sql = nb > 1 ? rowwrite_update(&tg->rw, cols, nb - 1) : NULL;
+        if (!sql || store_run(c, sql, bind, nb, &changed, &err) == FERRY_OK)
+            r->outcome = ROW_UPDATED; /* (no sql: nothing to change) */
     } else {
-        struct buf names;
-        buf_init(&names);
-        buf_printf(&sql, "INSERT INTO %s (", tg->quoted);
-        for (size_t i = 0; i < n; i++) {
-            if (!present[i])
-                continue;
-            char *q = store_quote_ident(tg->t->cols[i].name);
-            bind[nb] = vals[i].val;
-            buf_printf(&sql, "%s%s", nb ? ", " : "", q);
-            buf_printf(&names, "%s$%zu", nb ? ", " : "", nb + 1);
-            nb++;
-            free(q);
-        }
-        if (nb) {
-            buf_printf(&sql, ") VALUES (%s)", names.data);
-            if (store_run(c, sql.data, bind, nb, &changed, &err) == FERRY_OK)
-                r->outcome = ROW_CREATED;
-        }
-        buf_cleanup(&names);
+        for (size_t i = 0; i < n; i++)
+            if (present[i]) {
+                cols[nb] = (int)i;
+                bind[nb++] = vals[i].val;
+            }
+        sql = nb ? rowwrite_insert(&tg->rw, cols, nb, 1, ROWWRITE_FAIL) : NULL;
+        if (sql && store_run(c, sql, bind, nb, &changed, &err) == FERRY_OK)
+            r->outcome = ROW_CREATED;
     }
 out:
     for (size_t i = 0; i < n; i++)
@@ -406,7 +386,8 @@ out:
     free(vals);
     free(present);
     free(bind);
-    buf_cleanup(&sql);
+    free(cols);
+    free(sql);
     return r->outcome != ROW_FAILED;
 }
 
@@ -431,11 +412,9 @@ struct delete_job {
 static bool delete_work(struct store_conn *c, void *arg)
 {
     struct delete_job *d = arg;
-    char *pkq = store_quote_ident(d->tg->t->cols[d->tg->pk].name);
-    char *sql = xasprintf("DELETE FROM %s WHERE %s = $1", d->tg->quoted, pkq);
+    char *sql = rowwrite_delete(&d->tg->rw);
     bool ok = store_run(c, sql, d->key, 1, &d->removed, NULL) == FERRY_OK;
     free(sql);
-    free(pkq);
     return ok;
 }
 
@@ -511,11 +490,15 @@ static int open_target(struct import_ctx *x, const char *table, struct target *t
         if (rc != FERRY_OK || store_table_info(x->c, table, &tg->t, err) != FERRY_OK)
             return FERRY_ERR;
     }
-    tg->quoted = store_quote_ident(table);
     tg->pk = -1;
     for (size_t i = 0; tg->t->n_pk == 1 && i < tg->t->n_cols; i++)
         if (tg->t->cols[i].primary_key)
             tg->pk = (int)i;
+    const char **names = xcalloc(tg->t->n_cols + 1, sizeof(*names));
+    for (size_t i = 0; i < tg->t->n_cols; i++)
+        names[i] = tg->t->cols[i].name;
+    rowwrite_table_init(&tg->rw, table, names, tg->t->n_cols, tg->pk);
+    free(names);
     if (tg->pk >= 0) /* SQLite: an INTEGER PRIMARY KEY is the rowid, made on insert */
         tg->pk_generated = tg->t->cols[tg->pk].has_default ||
                            (!tg->pg && !strcmp(tg->t->cols[tg->pk].decl_type, "integer"));
@@ -534,7 +517,7 @@ static int apply_page(struct import_ctx *x, const struct target *tg, struct tran
     if (rc == FERRY_OK && tg->pg && tg->pk >= 0 && !tg->pk_generated &&
         x->strategy == STRATEGY_APPEND) {
         /* append computes the next key: no other writer may take it meanwhile */
-        char *sql = xasprintf("LOCK TABLE %s IN EXCLUSIVE MODE", tg->quoted);
+        char *sql = xasprintf("LOCK TABLE %s IN EXCLUSIVE MODE", tg->rw.quoted);
         rc = store_exec(x->c, sql, err);
         free(sql);
     }
@@ -726,7 +709,7 @@ report:
 out:
     free(tr.last_key);
     store_table_free(tg.t);
-    free(tg.quoted);
+    rowwrite_table_free(&tg.rw);
     return rc;
 }
 

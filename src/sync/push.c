@@ -202,43 +202,8 @@ static int parse_batch(const struct synced_set *set, const struct push_request *
  * doing nothing on an existing key, or updating the given columns when upsert. */
 static char *insert_sql(const struct op *op, size_t rows, bool upsert)
 {
-    const struct synced_table *t = op->t;
-    struct buf b;
-    size_t param = 1;
-    buf_init(&b);
-    buf_printf(&b, "INSERT INTO %s (", t->quoted);
-    for (size_t i = 0; i < op->n_cols; i++)
-        buf_printf(&b, "%s%s", i ? ", " : "", t->cols[op->cols[i]].quoted);
-    buf_puts(&b, ") VALUES ");
-    for (size_t r = 0; r < rows; r++) {
-        buf_puts(&b, r ? ", (" : "(");
-        for (size_t i = 0; i < op->n_cols; i++)
-            buf_printf(&b, "%s$%zu", i ? ", " : "", param++);
-        buf_puts(&b, ")");
-    }
-    buf_printf(&b, " ON CONFLICT (%s) DO ", t->cols[t->pk].quoted);
-    if (!upsert || op->n_cols == 1) {
-        buf_puts(&b, "NOTHING");
-    } else {
-        buf_puts(&b, "UPDATE SET ");
-        for (size_t i = 1; i < op->n_cols; i++) {
-            const char *q = t->cols[op->cols[i]].quoted;
-            buf_printf(&b, "%s%s = excluded.%s", i > 1 ? ", " : "", q, q);
-        }
-    }
-    return buf_steal(&b);
-}
-
-/* UPDATE of the columns whose indexes are listed (key excluded); the key is $1. */
-static char *update_sql(const struct synced_table *t, const int *cols, size_t n)
-{
-    struct buf b;
-    buf_init(&b);
-    buf_printf(&b, "UPDATE %s SET ", t->quoted);
-    for (size_t i = 0; i < n; i++)
-        buf_printf(&b, "%s%s = $%zu", i ? ", " : "", t->cols[cols[i]].quoted, i + 2);
-    buf_printf(&b, " WHERE %s = $1", t->cols[t->pk].quoted);
-    return buf_steal(&b);
+    return rowwrite_insert(&op->t->rw, op->cols, op->n_cols, rows,
+                           upsert ? ROWWRITE_UPDATE : ROWWRITE_NOTHING);
 }
 
 static int run_owned(struct store_conn *c, const char *sql, const struct op *op,
@@ -281,7 +246,7 @@ static int exec_update(struct store_conn *c, const struct op *op, const size_t *
         cols[i] = op->cols[pos[i]];
         which[i + 1] = pos[i];
     }
-    char *sql = update_sql(op->t, cols, n);
+    char *sql = rowwrite_update(&op->t->rw, cols, n);
     int rc = run_owned(c, sql, op, which, n + 1, changed, err);
     free(sql);
     free(cols);
@@ -291,8 +256,7 @@ static int exec_update(struct store_conn *c, const struct op *op, const size_t *
 
 static int exec_delete(struct store_conn *c, const struct op *op, int64_t *changed, struct err *err)
 {
-    char *sql =
-        xasprintf("DELETE FROM %s WHERE %s = $1", op->t->quoted, op->t->cols[op->t->pk].quoted);
+    char *sql = rowwrite_delete(&op->t->rw);
     struct owned_val key = {0};
     struct err inner = {0};
     json_t *k = json_object_get(op->data, op->t->cols[op->t->pk].name);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sync/rowwrite.h"
 #include "sync/tables.h"
 #include "util/buf.h"
 #include "util/crypto.h"
@@ -431,6 +432,11 @@ static int describe(struct store_conn *c, const char *name, const char *sql_name
         if (info->cols[i].primary_key)
             t->pk = i;
     }
+    const char **names = xcalloc(t->n_cols, sizeof(*names));
+    for (size_t i = 0; i < t->n_cols; i++)
+        names[i] = t->cols[i].name;
+    rowwrite_table_init(&t->rw, sql_name, names, t->n_cols, (int)t->pk);
+    free(names);
     enum col_kind pk_kind = t->cols[t->pk].kind;
     if (pk_kind != KIND_INTEGER && pk_kind != KIND_TEXT && pk_kind != KIND_UUID) {
         err_set(err, ERR_INVALID, "table '%s': primary key '%s' must be an integer or text column",
@@ -562,6 +568,7 @@ void tables_cleanup(struct synced_set *set)
         free(t->quoted);
         free(t->literal);
         free(t->pk_cast);
+        rowwrite_table_free(&t->rw);
     }
     free(set->tables);
     set->tables = NULL;
