@@ -1,7 +1,8 @@
 # install.cmake - run by `cmake --install` (make install): installs the systemd unit with
 # the real paths filled in, and the sample config unless one is already there (a
 # reinstall must not overwrite an operator's settings). Reads CMAKE_INSTALL_PREFIX as
-# given at install time, DESTDIR from the environment, FERRY_SOURCE_DIR from the caller.
+# given at install time, DESTDIR from the environment, and FERRY_SOURCE_DIR and
+# FERRY_BINARY_DIR from the caller.
 
 set(prefix "${CMAKE_INSTALL_PREFIX}")
 # GNU conventions: a /usr install keeps its configuration in /etc, others under PREFIX.
@@ -12,7 +13,7 @@ else()
 endif()
 set(BINDIR "${prefix}/bin")
 
-set(unit "${CMAKE_CURRENT_BINARY_DIR}/ferry.service")
+set(unit "${FERRY_BINARY_DIR}/ferry.service")
 configure_file("${FERRY_SOURCE_DIR}/packaging/ferry.service" "${unit}" @ONLY)
 file(INSTALL "${unit}" DESTINATION "${prefix}/lib/systemd/system"
      FILE_PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
