@@ -162,8 +162,8 @@ def test_device_token_from_admin_api_registers_the_device(make_server):
 
     # a second token for the same device of the same user is fine; still one device
     again = srv.create_token(role="device", name="till again", user_id="carol",
-                             deviceId="till-1")
-    assert again["deviceId"] == "till-1"
+                             device_id="till-1")
+    assert again["device_id"] == "till-1"
     assert list(devices_of(srv, carol)) == ["till-1"]
     assert devices_of(srv, carol)["till-1"]["cursor"] == h  # not reset
 
@@ -341,19 +341,19 @@ def test_purge_clears_resolved_conflicts_older_than_the_retention(make_server):
     r = srv.post(f"{CONFLICTS}/{old}/resolve", token=alice, json={"resolution": "keep_server"})
     assert r.status_code == 200, r.text
     # resolved just now: kept
-    assert purge(srv)["conflictsPurged"] == 0
+    assert purge(srv)["conflicts_purged"] == 0
     time.sleep(1.2)
     r = srv.post(f"{CONFLICTS}/{fresh}/resolve", token=alice, json={"resolution": "keep_server"})
     assert r.status_code == 200, r.text
 
     body = purge(srv)
-    assert body["conflictsPurged"] >= 1, body
+    assert body["conflicts_purged"] >= 1, body
     left = {r[0]: r[1] for r in srv.db_query("SELECT id, status FROM ferry_conflicts")}
     assert old not in left
     # an open conflict is never purged, however old; one resolved within the retention stays
     assert left.get(still_open) == "open"
     assert left.get(fresh) == "resolved"
-    assert body["conflictsPurged"] == 1, body
+    assert body["conflicts_purged"] == 1, body
     assert conflict_ids(srv, alice, "all") == sorted([("a", fresh), ("a", still_open)])
 
 
