@@ -93,8 +93,8 @@ static void test_refusals(void **state)
 {
     (void)state;
     unsigned char out[16];
-    static const char *bad[] = {"Zg=", "Zm9", "Z===", "Zg=a", "Zm 9v", " Zm9v", "Zm9v ",
-                                "Zm9*", "Zm9v\n", "=Zm9"};
+    static const char *bad[] = {"Zg=",   "Zm9",   "Z===", "Zg=a",   "Zm 9v",
+                                " Zm9v", "Zm9v ", "Zm9*", "Zm9v\n", "=Zm9"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(base64_decode(bad[i], strlen(bad[i]), out, sizeof(out)), -1);
     assert_int_equal(base64_url_decode("Z", 1, out, sizeof(out)), -1);
@@ -118,9 +118,9 @@ static void test_token_length(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rfc4648_encode),    cmocka_unit_test(test_rfc4648_decode),
-        cmocka_unit_test(test_url_alphabet),      cmocka_unit_test(test_binary_and_bounds),
-        cmocka_unit_test(test_refusals),          cmocka_unit_test(test_token_length),
+        cmocka_unit_test(test_rfc4648_encode), cmocka_unit_test(test_rfc4648_decode),
+        cmocka_unit_test(test_url_alphabet),   cmocka_unit_test(test_binary_and_bounds),
+        cmocka_unit_test(test_refusals),       cmocka_unit_test(test_token_length),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,8 +26,8 @@ static void test_parse_http(void **state)
     expect_path("HTTP://B.example/a?x=1#f", "/a");
     expect_path("http://[::1]:8080/p", "/p");
     assert_true(url_parse_http("http://127.0.0.1:8080", NULL));
-    static const char *bad[] = {"ftp://h",  "h.example/x", "http://", "mailto:a@b",
-                                "http//b",  "",            "file:///etc/passwd"};
+    static const char *bad[] = {"ftp://h", "h.example/x",       "http://", "mailto:a@b", "http//b",
+                                "",        "file:///etc/passwd"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_false(url_parse_http(bad[i], NULL));
 }
