@@ -2,6 +2,7 @@
 # Installs the Debian packages ferry needs, and nothing else:
 #   scripts/bootstrap.sh run [PKG...]    to build and run (compiler, cmake, the -dev libraries)
 #   scripts/bootstrap.sh test [PKG...]   that, plus what the tests use (the default)
+#   scripts/bootstrap.sh --list run|test  prints the set, one package a line, and stops
 # Further package names are installed too (the bench setup scripts add their own).
 # Idempotent: when everything is present it only checks and returns. As root it uses
 # apt-get; otherwise sudo (without a password prompt); otherwise it prints the exact
@@ -24,6 +25,11 @@ test_packages=(
   postgresql curl jq sqlite3
 )
 
+list_only=false
+if [ "${1:-}" = --list ]; then
+  list_only=true
+  shift
+fi
 set_name=test
 case "${1:-}" in
   run | test) set_name=$1; shift ;;
@@ -39,6 +45,10 @@ if [ "$set_name" = test ]; then
   fi
 fi
 packages+=("$@")
+if $list_only; then
+  printf '%s\n' "${packages[@]}"
+  exit 0
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -128,3 +128,25 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stderr.strip() == ""
+
+
+def bootstrap_set(name):
+    proc = subprocess.run([os.path.join(REPO, "scripts", "bootstrap.sh"), "--list", name],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return set(proc.stdout.split())
+
+
+def test_make_run_installs_only_what_running_needs():
+    run, test = bootstrap_set("run"), bootstrap_set("test")
+    assert {"gcc", "cmake", "pkg-config", "libmicrohttpd-dev", "libjansson-dev",
+            "libsqlite3-dev", "libpq-dev", "libssl-dev", "libjwt-dev",
+            "libcurl4-openssl-dev"} <= run
+    assert not run & {"postgresql", "nodejs", "npm", "libcmocka-dev", "python3-pytest",
+                      "clang-format", "jq", "sqlite3"}
+    assert run < test
+    assert {"postgresql", "libcmocka-dev", "python3-pytest", "clang-format", "jq",
+            "sqlite3", "curl"} <= test
+    makefile = open(os.path.join(REPO, "Makefile")).read()
+    assert "run: bootstrap-run build" in makefile
+    assert "@scripts/bootstrap.sh run" in makefile and "@scripts/bootstrap.sh test" in makefile
