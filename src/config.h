@@ -44,6 +44,13 @@ struct config {
     bool sites_allow_private;
     long long sites_verify_interval; /* seconds; 0 = never */
     long long sites_timeout;         /* seconds */
+    /* limits against clients that send too much or hold connections (issue 10) */
+    long long max_small_body;  /* bytes: PhoenixKit actions and token requests */
+    long long max_json_values; /* values in one JSON body */
+    long long max_connections; /* open connections in all */
+    long long max_connections_per_ip;
+    long long idle_timeout; /* seconds a connection may stay silent */
+    long long body_timeout; /* seconds a buffered request body may take to arrive */
 };
 
 /* Fills cfg from defaults, file, environment and argv (flags only; positional

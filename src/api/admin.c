@@ -46,7 +46,7 @@ static int read_table_list(json_t *body, char **out, struct err *err)
 
 static int read_token_spec(json_t *body, struct token_spec *spec, struct err *err)
 {
-    int64_t expires_in = -1; /* absent: never expires */
+    int64_t expires_in = INT64_MIN; /* absent: never expires; no value in the body means that */
     memset(spec, 0, sizeof(*spec));
     if (jsonutil_get_string(body, "name", true, &spec->name, err) != FERRY_OK ||
         jsonutil_get_string(body, "role", true, &spec->role, err) != FERRY_OK ||
@@ -54,10 +54,10 @@ static int read_token_spec(json_t *body, struct token_spec *spec, struct err *er
         jsonutil_get_string(body, "deviceId", false, &spec->device_id, err) != FERRY_OK ||
         jsonutil_get_int(body, "expiresIn", false, &expires_in, err) != FERRY_OK)
         return FERRY_ERR;
-    if (expires_in != -1 && (expires_in < 1 || expires_in > MAX_EXPIRES_IN_S))
+    if (expires_in != INT64_MIN && (expires_in < 1 || expires_in > MAX_EXPIRES_IN_S))
         return err_set(err, ERR_INVALID, "field 'expiresIn' must be between 1 and %lld seconds",
                        MAX_EXPIRES_IN_S);
-    if (expires_in > 0)
+    if (expires_in != INT64_MIN)
         spec->expires_at = time_now_ms() + expires_in * 1000;
     return FERRY_OK;
 }
@@ -162,7 +162,8 @@ static void purge_now(struct request *req)
 
 static const struct route routes[] = {
     {M_POST, "/api/v1/admin/purge", purge_now, ROLE_ADMIN, SURFACE_V1, 0, NULL},
-    {M_POST, "/api/v1/admin/tokens", create_token, ROLE_ADMIN, SURFACE_V1, ROUTE_JSON, NULL},
+    {M_POST, "/api/v1/admin/tokens", create_token, ROLE_ADMIN, SURFACE_V1,
+     ROUTE_JSON | ROUTE_SMALL_BODY, NULL},
     {M_GET, "/api/v1/admin/tokens", list_tokens, ROLE_ADMIN, SURFACE_V1, 0, NULL},
     {M_GET, "/api/v1/admin/tokens/{id}", get_token, ROLE_ADMIN, SURFACE_V1, 0, NULL},
     {M_DELETE, "/api/v1/admin/tokens/{id}", revoke_token, ROLE_ADMIN, SURFACE_V1, 0, NULL},

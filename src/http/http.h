@@ -73,6 +73,11 @@ enum route_flags {
     ROUTE_JSON = 1 << 1,         /* body, when present, must be application/json */
     ROUTE_METRICS_AUTH = 1 << 2, /* public unless metrics-auth is set */
     ROUTE_LEGACY_AUTH = 1 << 3,  /* needs a credential unless legacy-auth is off */
+    /* The body is small by nature (PhoenixKit actions, token requests) and is read before
+     * any credential can be checked: capped by max-small-body as well as max-body. */
+    ROUTE_SMALL_BODY = 1 << 4,
+    /* A PhoenixKit action: answered 503 before its body is read when sites are off. */
+    ROUTE_SITES = 1 << 5,
 };
 
 /* One row of a surface's route table. Patterns are literal segments, {name} for one
