@@ -8,6 +8,7 @@ set -euo pipefail
 
 packages=(
   gcc make cmake pkg-config clang-format git
+  clang libclang-rt-14-dev
   libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev libssl-dev libjwt-dev
   libcurl4-openssl-dev
   libcmocka-dev

@@ -50,10 +50,10 @@ void jsonutil_scan(const char *data, size_t len, int *depth_out, size_t *values_
         case ']':
             if (last == '[' && values > 1)
                 values--; /* an empty array: nothing followed its '[' */
-            depth--;
-            break;
+            /* fall through */
         case '}':
-            depth--;
+            if (depth > 0) /* more closing than opening: malformed, jansson refuses it */
+                depth--;
             break;
         case ',':
             values += array;

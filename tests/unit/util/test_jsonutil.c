@@ -237,6 +237,8 @@ static void test_scan_counts_values(void **state)
     assert_int_equal(values("[[], [[]], {\"x\": []}]"), 6);
     /* commas and colons in strings are text */
     assert_int_equal(values("[\",:,\", \"[\"]"), 3);
+    /* found by fuzz_json: more closing than opening brackets (malformed) */
+    assert_int_equal(depth("}},[[]"), 2);
 }
 
 static void test_parse_capped_refuses_many_values(void **state)
