@@ -13,11 +13,9 @@ static size_t count(json_t *v)
     json_t *member;
     size_t i;
     if (json_is_array(v))
-        json_array_foreach (v, i, member)
-            n += count(member);
+        json_array_foreach(v, i, member) n += count(member);
     else if (json_is_object(v))
-        json_object_foreach (v, key, member)
-            n += count(member);
+        json_object_foreach(v, key, member) n += count(member);
     return n;
 }
 
@@ -39,11 +37,9 @@ static void convert(json_t *v, int depth)
     if (depth > 3)
         return;
     if (json_is_array(v))
-        json_array_foreach (v, i, member)
-            convert(member, depth + 1);
+        json_array_foreach(v, i, member) convert(member, depth + 1);
     else if (json_is_object(v))
-        json_object_foreach (v, key, member)
-            convert(member, depth + 1);
+        json_object_foreach(v, key, member) convert(member, depth + 1);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
