@@ -53,7 +53,7 @@ static const char *field(json_t *body, const char *name, const char *old)
 
 static int read_token_spec(json_t *body, struct token_spec *spec, struct err *err)
 {
-    int64_t expires_in = -1; /* absent: never expires */
+    int64_t expires_in = INT64_MIN; /* absent: never expires; no value in the body means that */
     const char *role = NULL;
     const char *expires_key = field(body, "expires_in", "expiresIn");
     memset(spec, 0, sizeof(*spec));
@@ -66,10 +66,10 @@ static int read_token_spec(json_t *body, struct token_spec *spec, struct err *er
         jsonutil_get_int(body, expires_key, false, &expires_in, err) != FERRY_OK)
         return FERRY_ERR;
     spec->role = tokens_parse_role(role);
-    if (expires_in != -1 && (expires_in < 1 || expires_in > MAX_EXPIRES_IN_S))
+    if (expires_in != INT64_MIN && (expires_in < 1 || expires_in > MAX_EXPIRES_IN_S))
         return err_set(err, ERR_INVALID, "field '%s' must be between 1 and %lld seconds",
                        expires_key, MAX_EXPIRES_IN_S);
-    if (expires_in > 0)
+    if (expires_in != INT64_MIN)
         spec->expires_at = time_now_ms() + expires_in * 1000;
     return FERRY_OK;
 }
@@ -160,8 +160,8 @@ static int purge_now(struct request *req, struct err *err)
 
 static const struct route routes[] = {
     {M_POST, "/api/v1/admin/purge", purge_now, ROLE_ADMIN, SURFACE_V1, ROUTE_STORE, NULL},
-    {M_POST, "/api/v1/admin/tokens", create_token, ROLE_ADMIN, SURFACE_V1, ROUTE_JSON | ROUTE_STORE,
-     NULL},
+    {M_POST, "/api/v1/admin/tokens", create_token, ROLE_ADMIN, SURFACE_V1,
+     ROUTE_JSON | ROUTE_SMALL_BODY | ROUTE_STORE, NULL},
     {M_GET, "/api/v1/admin/tokens", list_tokens, ROLE_ADMIN, SURFACE_V1, ROUTE_STORE, NULL},
     {M_GET, "/api/v1/admin/tokens/{id}", get_token, ROLE_ADMIN, SURFACE_V1, ROUTE_STORE, NULL},
     {M_DELETE, "/api/v1/admin/tokens/{id}", revoke_token, ROLE_ADMIN, SURFACE_V1, ROUTE_STORE,

@@ -241,6 +241,10 @@ static int register_connection(struct request *req, struct err *err)
     }
     if (!(body = body_of(req)) || !require(req, body, need, 3))
         goto out;
+    if (!sites_valid_url(field(body, "sender_url"))) {
+        fail(req, 400, "sender_url must be an http or https URL");
+        goto out;
+    }
     /* Every registration counts against the caller's address like a failed lookup: a
      * password cannot be guessed faster than --auth-fail-limit a minute, nor can one
      * address fill the list of connections waiting for approval. */
@@ -683,13 +687,13 @@ const struct route_table *phoenix_routes(const char *prefix)
     for (size_t i = 0; i < N_ACTIONS; i++) {
         free(patterns[i]);
         patterns[i] = xasprintf("%s/sync/api/%s", prefix, actions[i].action);
-        routes[i] = (struct route){actions[i].method,
-                                   patterns[i],
-                                   actions[i].handler,
-                                   0,
-                                   SURFACE_LEGACY,
-                                   ROUTE_PUBLIC | ROUTE_JSON | ROUTE_STORE,
-                                   NULL};
+        /* status answers even when the module is off; every POST action is refused
+         * before its body is read */
+        unsigned flags = ROUTE_PUBLIC | ROUTE_JSON | ROUTE_SMALL_BODY | ROUTE_STORE;
+        if (actions[i].method == M_POST)
+            flags |= ROUTE_SITES;
+        routes[i] = (struct route){
+            actions[i].method, patterns[i], actions[i].handler, 0, SURFACE_LEGACY, flags, NULL};
     }
     return &table;
 }
