@@ -201,81 +201,70 @@ static int read_create_body(struct request *req, json_t *body, struct upload *u,
     return FERRY_OK;
 }
 
-static void create_upload(struct request *req)
+static int create_upload(struct request *req, struct err *err)
 {
-    struct err err = {0};
     struct upload u = {0};
     json_t *body = http_json_object(req);
     if (!body || !files_allowed(req))
-        return;
-    if (read_create_body(req, body, &u, &err) != FERRY_OK) {
-        http_reply_err(req, &err); /* no effect when the path check replied */
+        return FERRY_OK;
+    if (read_create_body(req, body, &u, err) != FERRY_OK) {
+        http_reply_err(req, err); /* no effect when the path check replied */
         uploads_clear(&u);
-        return;
+        return FERRY_OK;
     }
-    struct store_conn *c = api_conn(req);
-    if (!c) {
-        uploads_clear(&u);
-        return;
-    }
+    struct store_conn *c = req->db;
     u.kind = UPLOAD_CHUNKED;
     u.user_id = xstrdup(req->cred.user_id);
     u.device_id = files_device_of(req) ? xstrdup(req->cred.device_id) : NULL;
     u.expires_at = time_now_ms() + req->app->cfg->upload_expiry * 1000;
-    if (uploads_create(c, &u, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
-    } else if (make_upload_dir(req->app, u.id, &err) != FERRY_OK) {
+    if (uploads_create(c, &u, err) != FERRY_OK) {
+        http_reply_err(req, err);
+    } else if (make_upload_dir(req->app, u.id, err) != FERRY_OK) {
         bool found;
         uploads_delete(c, u.id, &found, NULL);
-        http_reply_err(req, &err);
+        http_reply_err(req, err);
     } else {
         http_reply_json(req, 200, session_json(&u, json_array()));
     }
-    store_release(c);
     uploads_clear(&u);
+    return FERRY_OK;
 }
 
-static void get_upload(struct request *req)
+static int get_upload(struct request *req, struct err *err)
 {
-    struct err err = {0};
     struct upload u = {0};
     json_t *received = NULL;
     if (!files_allowed(req))
-        return;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
+        return FERRY_OK;
+    struct store_conn *c = req->db;
     if (files_load_upload(req, c, http_param(req, "id"), UPLOAD_CHUNKED, &u)) {
-        if (uploads_chunks(c, u.id, &received, &err) != FERRY_OK)
-            http_reply_err(req, &err);
+        if (uploads_chunks(c, u.id, &received, err) != FERRY_OK)
+            http_reply_err(req, err);
         else
             http_reply_json(req, 200, session_json(&u, json_incref(received)));
     }
     json_decref(received);
-    store_release(c);
     uploads_clear(&u);
+    return FERRY_OK;
 }
 
-static void delete_upload(struct request *req)
+static int delete_upload(struct request *req, struct err *err)
 {
-    struct err err = {0};
     struct upload u = {0};
     bool found = false;
     if (!files_allowed(req))
-        return;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
+        return FERRY_OK;
+    struct store_conn *c = req->db;
     if (files_load_upload(req, c, http_param(req, "id"), UPLOAD_CHUNKED, &u)) {
-        if (uploads_delete(c, u.id, &found, &err) != FERRY_OK) {
-            http_reply_err(req, &err);
+        if (uploads_delete(c, u.id, &found, err) != FERRY_OK) {
+            http_reply_err(req, err);
         } else {
             files_remove_upload(req->app, u.id);
             http_reply_text(req, 204, NULL, "", 0);
         }
     }
-    store_release(c);
     uploads_clear(&u);
+    return FERRY_OK;
 }
 
 /* --- chunks (streamed) ---------------------------------------------------------------- */
@@ -313,12 +302,7 @@ static void chunk_open(struct request *req)
     const char *index = http_param(req, "index");
     if (!files_allowed(req))
         goto fail;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        goto fail;
-    bool ok = files_load_upload(req, c, http_param(req, "id"), UPLOAD_CHUNKED, &cp->u);
-    store_release(c);
-    if (!ok)
+    if (!files_load_upload(req, req->db, http_param(req, "id"), UPLOAD_CHUNKED, &cp->u))
         goto fail;
     if (cp->u.completed_at) {
         http_reply_error(req, ERR_CONFLICT, "the upload is complete already");
@@ -406,35 +390,32 @@ static int keep_chunk(struct request *req, struct store_conn *c, struct chunk_pu
     return rc;
 }
 
-static void put_chunk(struct request *req)
+static int put_chunk(struct request *req, struct err *err)
 {
     struct chunk_put *cp = req->sink_ctx;
-    struct err err = {0};
     char sha[65];
     bool fresh = false;
     if (!cp) { /* a request without a body never opened the sink's file */
         http_reply_error(req, ERR_INVALID, "the chunk's bytes are missing");
-        return;
+        return FERRY_OK;
     }
     if ((int64_t)spool_size(cp->spool) != cp->expect) {
         char *msg = xasprintf("chunk %lld must be %lld bytes, not %llu", (long long)cp->idx,
                               (long long)cp->expect, (unsigned long long)spool_size(cp->spool));
         http_reply_error(req, ERR_INVALID, msg);
         free(msg);
-        return;
+        return FERRY_OK;
     }
     spool_hash(cp->spool, sha);
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
-    if (keep_chunk(req, c, cp, sha, &fresh, &err) != FERRY_OK)
-        http_reply_err(req, &err);
+    struct store_conn *c = req->db;
+    if (keep_chunk(req, c, cp, sha, &fresh, err) != FERRY_OK)
+        http_reply_err(req, err);
     else
         http_reply_json(req, 200,
                         json_pack("{s:s, s:I, s:I, s:s, s:b}", "id", cp->u.id, "index",
                                   (json_int_t)cp->idx, "size", (json_int_t)cp->expect, "sha256",
                                   sha, "stored", fresh));
-    store_release(c);
+    return FERRY_OK;
 }
 
 static const struct body_sink chunk_sink = {chunk_open, chunk_write, chunk_release};
@@ -541,19 +522,16 @@ static void completed_elsewhere(struct request *req, struct store_conn *c, const
     uploads_clear(&u);
 }
 
-static void complete_upload(struct request *req)
+static int complete_upload(struct request *req, struct err *err)
 {
-    struct err err = {0};
     struct upload u = {0};
     json_t *received = NULL;
     char *result = NULL, *missing = NULL;
     int64_t n_missing = 0;
     bool claimed = false;
     if (!files_allowed(req))
-        return;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
+        return FERRY_OK;
+    struct store_conn *c = req->db;
     if (!files_load_upload(req, c, http_param(req, "id"), UPLOAD_CHUNKED, &u))
         goto out;
     if (u.completed_at) { /* completing twice answers the same */
@@ -561,17 +539,17 @@ static void complete_upload(struct request *req)
         goto out;
     }
     /* claimed first, so that the chunks read below are not being consumed by another */
-    if (uploads_claim_completion(c, u.id, true, &claimed, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
+    if (uploads_claim_completion(c, u.id, true, &claimed, err) != FERRY_OK) {
+        http_reply_err(req, err);
         goto out;
     }
     if (!claimed) {
         completed_elsewhere(req, c, u.id);
         goto out;
     }
-    if (uploads_chunks(c, u.id, &received, &err) != FERRY_OK) {
+    if (uploads_chunks(c, u.id, &received, err) != FERRY_OK) {
         uploads_claim_completion(c, u.id, false, NULL, NULL);
-        http_reply_err(req, &err);
+        http_reply_err(req, err);
         goto out;
     }
     missing = missing_list(&u, received, &n_missing);
@@ -581,9 +559,9 @@ static void complete_upload(struct request *req)
                               (long long)u.chunk_count, missing);
         http_reply_error(req, ERR_INVALID, msg);
         free(msg);
-    } else if (commit_upload(req, c, &u, &result, &err) != FERRY_OK) {
+    } else if (commit_upload(req, c, &u, &result, err) != FERRY_OK) {
         uploads_claim_completion(c, u.id, false, NULL, NULL);
-        http_reply_err(req, &err);
+        http_reply_err(req, err);
     } else {
         files_remove_upload(req->app, u.id);
         http_reply_json(req, 200, json_loads(result, 0, NULL));
@@ -592,28 +570,23 @@ out:
     free(missing);
     free(result);
     json_decref(received);
-    store_release(c);
     uploads_clear(&u);
+    return FERRY_OK;
 }
 
 /* --- downloads ------------------------------------------------------------------------ */
 
-static void download(struct request *req)
+static int download(struct request *req, struct err *err)
 {
-    struct err err = {0};
     struct file_entry e = {0};
     bool found = false;
     uint64_t start = 0, len = 0;
     char etag[72], *path = NULL, *blob = NULL;
     if (!files_allowed(req) || !(path = files_clean_path(req, http_param(req, "*"))))
-        return;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        goto out;
-    int rc = files_get(c, path, &e, &found, &err);
-    store_release(c);
+        return FERRY_OK;
+    int rc = files_get(req->db, path, &e, &found, err);
     if (rc != FERRY_OK) {
-        http_reply_err(req, &err);
+        http_reply_err(req, err);
         goto out;
     }
     if (!found || e.deleted) {
@@ -640,7 +613,7 @@ static void download(struct request *req)
         http_reply_error(req, ERR_RANGE, "the range starts past the end of the file");
         goto out;
     }
-    blob = blob_path(req->app->blobs, e.sha256, &err);
+    blob = blob_path(req->app->blobs, e.sha256, err);
     int fd = blob ? open(blob, O_RDONLY | O_CLOEXEC) : -1;
     if (fd < 0) {
         http_reply_error(req, ERR_INTERNAL, "the file's content is missing from the blob store");
@@ -664,28 +637,26 @@ out:
     free(blob);
     free(path);
     files_entry_clear(&e);
+    return FERRY_OK;
 }
 
 /* --- file entries (/api/v1/files) ----------------------------------------------------- */
 
-static void list_files(struct request *req)
+static int list_files(struct request *req, struct err *err)
 {
-    struct err err = {0};
     json_t *items = NULL;
     const char *prefix = http_query(req, "prefix"), *after = http_query(req, "after");
     const char *limit_text = http_query(req, "limit");
     int64_t limit = 1000;
     if (!files_allowed(req))
-        return;
+        return FERRY_OK;
     if (limit_text && (!parse_index(limit_text, &limit) || limit < 1 || limit > 1000)) {
         http_reply_error(req, ERR_INVALID, "limit must be from 1 to 1000");
-        return;
+        return FERRY_OK;
     }
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
-    if (files_list(c, prefix, after, (int)limit, &items, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
+    struct store_conn *c = req->db;
+    if (files_list(c, prefix, after, (int)limit, &items, err) != FERRY_OK) {
+        http_reply_err(req, err);
     } else {
         size_t n = json_array_size(items);
         json_t *last = n ? json_object_get(json_array_get(items, n - 1), "path") : NULL;
@@ -694,32 +665,28 @@ static void list_files(struct request *req)
                                   "nextAfter", (int64_t)n == limit ? last : NULL));
     }
     json_decref(items);
-    store_release(c);
+    return FERRY_OK;
 }
 
-static void file_entry(struct request *req)
+static int file_entry(struct request *req, struct err *err)
 {
-    struct err err = {0};
     struct file_entry e = {0};
     bool found = false;
     char *path = NULL;
     if (!files_allowed(req) || !(path = files_clean_path(req, http_param(req, "*"))))
-        return;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        goto out;
-    int rc = req->method_bit == M_DELETE ? files_delete(c, path, files_device_of(req), &e, &err)
-                                         : files_get(c, path, &e, &found, &err);
-    store_release(c);
+        return FERRY_OK;
+    struct store_conn *c = req->db;
+    int rc = req->method_bit == M_DELETE ? files_delete(c, path, files_device_of(req), &e, err)
+                                         : files_get(c, path, &e, &found, err);
     if (rc != FERRY_OK)
-        http_reply_err(req, &err);
+        http_reply_err(req, err);
     else if (req->method_bit != M_DELETE && (!found || e.deleted))
         http_reply_error(req, ERR_NOT_FOUND, "no such file");
     else
         http_reply_json(req, 200, files_entry_json(&e));
-out:
     free(path);
     files_entry_clear(&e);
+    return FERRY_OK;
 }
 
 /* --- housekeeping ------------------------------------------------------------------- */
@@ -771,21 +738,24 @@ void files_housekeeping(struct app *app, struct store_conn *c, struct files_swep
 
 /* --- routes ----------------------------------------------------------------------- */
 
-#define FILE_ROUTES(P)                                                                              \
-    {M_POST, P "/upload", create_upload, ROLES_ANY, SURFACE_V1, ROUTE_JSON, NULL},                  \
-        {M_GET, P "/upload/{id}", get_upload, ROLES_ANY, SURFACE_V1, 0, NULL},                      \
-        {M_DELETE, P "/upload/{id}", delete_upload, ROLES_ANY, SURFACE_V1, 0, NULL},                \
-        {M_PUT, P "/upload/{id}/chunks/{index}", put_chunk, ROLES_ANY, SURFACE_V1, 0, &chunk_sink}, \
-        {M_POST, P "/upload/{id}/complete", complete_upload, ROLES_ANY, SURFACE_V1, 0, NULL},       \
-    {                                                                                               \
-        M_GET, P "/download/*", download, ROLES_ANY, SURFACE_V1, 0, NULL                            \
-    }
+/* One route a line, as a table. */
+// clang-format off
+#define FILE_ROUTES(P)                                                                             \
+    {M_POST, P "/upload", create_upload, ROLES_ANY, SURFACE_V1, ROUTE_JSON | ROUTE_STORE, NULL},   \
+    {M_GET, P "/upload/{id}", get_upload, ROLES_ANY, SURFACE_V1, ROUTE_STORE, NULL},               \
+    {M_DELETE, P "/upload/{id}", delete_upload, ROLES_ANY, SURFACE_V1, ROUTE_STORE, NULL},         \
+    {M_PUT, P "/upload/{id}/chunks/{index}", put_chunk, ROLES_ANY, SURFACE_V1, ROUTE_STORE,        \
+     &chunk_sink},                                                                                 \
+    {M_POST, P "/upload/{id}/complete", complete_upload, ROLES_ANY, SURFACE_V1, ROUTE_STORE,       \
+     NULL},                                                                                        \
+    {M_GET, P "/download/*", download, ROLES_ANY, SURFACE_V1, ROUTE_STORE, NULL}
+// clang-format on
 
 static const struct route routes[] = {
     FILE_ROUTES("/api/v1/sync"),
     FILE_ROUTES("/api/sync"),
-    {M_GET, "/api/v1/files", list_files, ROLES_ANY, SURFACE_V1, 0, NULL},
-    {M_GET | M_DELETE, "/api/v1/files/*", file_entry, ROLES_ANY, SURFACE_V1, 0, NULL},
+    {M_GET, "/api/v1/files", list_files, ROLES_ANY, SURFACE_V1, ROUTE_STORE, NULL},
+    {M_GET | M_DELETE, "/api/v1/files/*", file_entry, ROLES_ANY, SURFACE_V1, ROUTE_STORE, NULL},
 };
 
 const struct route_table api_files_routes = {routes, sizeof(routes) / sizeof(routes[0])};

@@ -297,13 +297,15 @@ static int complete(struct request *req, struct store_conn *c, struct upload *u,
 
 /* --- OPTIONS, POST, HEAD, DELETE ----------------------------------------------------- */
 
-static void options(struct request *req)
+static int options(struct request *req, struct err *err)
 {
+    (void)err;
     http_add_header(req, "Tus-Version", TUS_VERSION);
     http_add_header(req, "Tus-Extension", TUS_EXTENSIONS);
     http_add_header(req, "Tus-Checksum-Algorithm", "sha1,sha256");
     add_int_header(req, "Tus-Max-Size", req->app->cfg->max_upload);
     http_reply_text(req, 204, NULL, "", 0);
+    return FERRY_OK;
 }
 
 /* The upload's folder and its empty data file. */
@@ -322,51 +324,46 @@ static int make_data_file(const struct app *app, const char *id, struct err *err
     return rc;
 }
 
-static void create(struct request *req)
+static int create(struct request *req, struct err *err)
 {
-    struct err err = {0};
     struct upload u = {0};
     if (!version_ok(req) || !files_allowed(req))
-        return;
+        return FERRY_OK;
     int64_t length = header_int(req, "Upload-Length");
     const char *meta = http_header(req, "Upload-Metadata");
     if (http_header(req, "Upload-Defer-Length")) {
         reply_status(req, 400, "Upload-Defer-Length is not supported: send Upload-Length");
-        return;
+        return FERRY_OK;
     }
     if (length < 0) {
         reply_status(req, 400, "Upload-Length must be a number of bytes");
-        return;
+        return FERRY_OK;
     }
     if (length > req->app->cfg->max_upload) {
         reply_status(req, 413, "Upload-Length is over Tus-Max-Size");
-        return;
+        return FERRY_OK;
     }
     if (meta && strlen(meta) > MAX_METADATA) {
         reply_status(req, 400, "Upload-Metadata is too long");
-        return;
+        return FERRY_OK;
     }
     if (!(u.path = metadata_path(req, meta ? meta : "")))
-        return;
-    struct store_conn *c = api_conn(req);
-    if (!c) {
-        uploads_clear(&u);
-        return;
-    }
+        return FERRY_OK;
+    struct store_conn *c = req->db;
     u.kind = UPLOAD_TUS;
     u.size = length;
     u.metadata = meta ? xstrdup(meta) : NULL;
     u.user_id = xstrdup(req->cred.user_id);
     u.device_id = files_device_of(req) ? xstrdup(req->cred.device_id) : NULL;
     u.expires_at = time_now_ms() + req->app->cfg->upload_expiry * 1000;
-    if (uploads_create(c, &u, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
-    } else if (make_data_file(req->app, u.id, &err) != FERRY_OK ||
-               (length == 0 && complete(req, c, &u, NULL, &err) != FERRY_OK)) {
+    if (uploads_create(c, &u, err) != FERRY_OK) {
+        http_reply_err(req, err);
+    } else if (make_data_file(req->app, u.id, err) != FERRY_OK ||
+               (length == 0 && complete(req, c, &u, NULL, err) != FERRY_OK)) {
         /* (an empty file is complete at once: clients send no PATCH for it) */
         bool found;
         uploads_delete(c, u.id, &found, NULL);
-        http_reply_err(req, &err);
+        http_reply_err(req, err);
     } else {
         char *location = xasprintf("/tus/%s", u.id);
         http_add_header(req, "Location", location);
@@ -374,18 +371,17 @@ static void create(struct request *req)
         free(location);
         http_reply_text(req, 201, NULL, "", 0);
     }
-    store_release(c);
     uploads_clear(&u);
+    return FERRY_OK;
 }
 
-static void head(struct request *req)
+static int head(struct request *req, struct err *err)
 {
+    (void)err;
     struct upload u = {0};
     if (!version_ok(req))
-        return;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
+        return FERRY_OK;
+    struct store_conn *c = req->db;
     const char *id = http_param(req, "id");
     if (load_upload(req, c, id, !live_busy(id), &u)) {
         http_add_header(req, "Cache-Control", "no-store");
@@ -397,34 +393,31 @@ static void head(struct request *req)
             add_expires(req, u.expires_at);
         http_reply_text(req, 200, NULL, "", 0);
     }
-    store_release(c);
     uploads_clear(&u);
+    return FERRY_OK;
 }
 
-static void terminate(struct request *req)
+static int terminate(struct request *req, struct err *err)
 {
-    struct err err = {0};
     struct upload u = {0};
     bool found = false;
     if (!version_ok(req))
-        return;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
+        return FERRY_OK;
+    struct store_conn *c = req->db;
     if (load_upload(req, c, http_param(req, "id"), false, &u)) {
         if (!live_acquire(u.id)) {
             reply_status(req, 423, "a PATCH of this upload is in progress");
-        } else if (uploads_delete(c, u.id, &found, &err) != FERRY_OK) {
+        } else if (uploads_delete(c, u.id, &found, err) != FERRY_OK) {
             live_release(u.id, NULL, 0, false);
-            http_reply_err(req, &err);
+            http_reply_err(req, err);
         } else {
             files_remove_upload(req->app, u.id);
             live_release(u.id, NULL, 0, true);
             http_reply_text(req, 204, NULL, "", 0);
         }
     }
-    store_release(c);
     uploads_clear(&u);
+    return FERRY_OK;
 }
 
 /* --- PATCH (streamed) ---------------------------------------------------------------- */
@@ -477,30 +470,28 @@ static void patch_free(struct patch *p)
 
 /* Records the offset the PATCH reached, after flushing its bytes (keep), or cuts them
  * off again (!keep). */
-static int settle(struct app *app, struct patch *p, bool keep, struct err *err)
+static int settle(struct store_conn *c, struct patch *p, bool keep, struct err *err)
 {
     int64_t offset = p->start + (keep ? p->written : 0);
     int rc = FERRY_OK;
-    struct store_conn *c = NULL;
     if (!keep && ftruncate(p->fd, p->start) != 0)
         rc = spool_io_error(err, "cannot truncate", p->u.id);
     if (keep && p->written && fdatasync(p->fd) != 0)
         rc = spool_io_error(err, "cannot flush", p->u.id), offset = p->start;
-    if (offset != p->u.received && store_acquire(app->store, &c, err) == FERRY_OK) {
+    if (offset != p->u.received && c) {
         if (uploads_set_received(c, p->u.id, offset, err) == FERRY_OK)
             p->u.received = offset;
         else
             rc = FERRY_ERR;
-        store_release(c);
     }
     return rc;
 }
 
 /* Ends a PATCH that did not complete the upload: settles it and hands the running hash
  * back (or drops it when the bytes were cut off). */
-static int end_patch(struct app *app, struct patch *p, bool keep, struct err *err)
+static int end_patch(struct store_conn *c, struct patch *p, bool keep, struct err *err)
 {
-    int rc = settle(app, p, keep, err);
+    int rc = settle(c, p, keep, err);
     p->finished = true;
     live_release(p->u.id, keep && rc == FERRY_OK ? p->file_md : NULL, p->u.received, false);
     if (!keep || rc != FERRY_OK)
@@ -524,9 +515,7 @@ static bool patch_prepare(struct request *req, struct patch *p)
         reply_status(req, 423, "another PATCH of this upload is in progress");
         return false;
     }
-    struct store_conn *c = api_conn(req);
-    bool ok = c && load_upload(req, c, id, true, &p->u);
-    store_release(c);
+    bool ok = load_upload(req, req->db, id, true, &p->u);
     int64_t offset = header_int(req, "Upload-Offset");
     int64_t length = header_int(req, "Content-Length");
     if (!ok) {
@@ -583,7 +572,7 @@ static bool patch_write(struct request *req, const char *data, size_t len)
     struct patch *p = req->sink_ctx;
     struct err err = {0};
     if (p->start + p->written + (int64_t)len > p->u.size) { /* refused whole: nothing kept */
-        end_patch(req->app, p, false, &err);
+        end_patch(req->db, p, false, &err);
         reply_status(req, 413, "the body goes past Upload-Length");
         return false;
     }
@@ -593,7 +582,7 @@ static bool patch_write(struct request *req, const char *data, size_t len)
             continue;
         if (n < 0) {
             spool_io_error(&err, "cannot write upload", p->u.id);
-            end_patch(req->app, p, false, NULL);
+            end_patch(req->db, p, false, NULL);
             http_reply_err(req, &err);
             return false;
         }
@@ -620,7 +609,7 @@ static void patch_release(struct request *req)
 {
     struct patch *p = req->sink_ctx;
     if (!p->finished)
-        end_patch(req->app, p, !p->check_md, NULL);
+        end_patch(req->db, p, !p->check_md, NULL);
     patch_free(p);
     req->sink_ctx = NULL;
 }
@@ -665,48 +654,46 @@ static int complete(struct request *req, struct store_conn *c, struct upload *u,
     return rc;
 }
 
-static void patch(struct request *req)
+static int patch(struct request *req, struct err *err)
 {
     struct patch *p = req->sink_ctx;
-    struct err err = {0};
     if (!p) {
         reply_status(req, 400, "the PATCH has no body");
-        return;
+        return FERRY_OK;
     }
     if (p->check_md) {
         unsigned char got[EVP_MAX_MD_SIZE];
         unsigned int len = 0;
         EVP_DigestFinal_ex(p->check_md, got, &len);
         if ((int)len != p->check_len || memcmp(got, p->check_want, len) != 0) {
-            end_patch(req->app, p, false, NULL);
+            end_patch(req->db, p, false, NULL);
             reply_status(req, 460, "Checksum Mismatch: the bytes were discarded");
-            return;
+            return FERRY_OK;
         }
     }
     bool done = p->start + p->written == p->u.size;
-    if (!done && end_patch(req->app, p, true, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
-        return;
+    if (!done && end_patch(req->db, p, true, err) != FERRY_OK) {
+        http_reply_err(req, err);
+        return FERRY_OK;
     }
     if (done) { /* still holding the upload, so no other PATCH comes between */
         p->finished = true;
-        struct store_conn *c = NULL;
-        int rc = settle(req->app, p, true, &err);
-        if (rc == FERRY_OK && (rc = store_acquire(req->app->store, &c, &err)) == FERRY_OK)
-            rc = complete(req, c, &p->u, p->file_md, &err);
-        store_release(c);
+        int rc = settle(req->db, p, true, err);
+        if (rc == FERRY_OK)
+            rc = complete(req, req->db, &p->u, p->file_md, err);
         EVP_MD_CTX_free(p->file_md);
         p->file_md = NULL;
         live_release(p->u.id, NULL, 0, true);
         if (rc != FERRY_OK) {
-            http_reply_err(req, &err);
-            return;
+            http_reply_err(req, err);
+            return FERRY_OK;
         }
     }
     add_int_header(req, "Upload-Offset", p->u.received);
     if (!done)
         add_expires(req, p->u.expires_at);
     http_reply_text(req, 204, NULL, "", 0);
+    return FERRY_OK;
 }
 
 static const struct body_sink patch_sink = {patch_open, patch_write, patch_release};
@@ -715,11 +702,11 @@ static const struct route routes[] = {
     {M_OPTIONS, "/tus", options, 0, SURFACE_TUS, ROUTE_PUBLIC, NULL},
     {M_OPTIONS, "/tus/", options, 0, SURFACE_TUS, ROUTE_PUBLIC, NULL},
     {M_OPTIONS, "/tus/{id}", options, 0, SURFACE_TUS, ROUTE_PUBLIC, NULL},
-    {M_POST, "/tus", create, ROLES_ANY, SURFACE_TUS, 0, NULL},
-    {M_POST, "/tus/", create, ROLES_ANY, SURFACE_TUS, 0, NULL},
-    {M_HEAD, "/tus/{id}", head, ROLES_ANY, SURFACE_TUS, 0, NULL},
-    {M_PATCH, "/tus/{id}", patch, ROLES_ANY, SURFACE_TUS, 0, &patch_sink},
-    {M_DELETE, "/tus/{id}", terminate, ROLES_ANY, SURFACE_TUS, 0, NULL},
+    {M_POST, "/tus", create, ROLES_ANY, SURFACE_TUS, ROUTE_STORE, NULL},
+    {M_POST, "/tus/", create, ROLES_ANY, SURFACE_TUS, ROUTE_STORE, NULL},
+    {M_HEAD, "/tus/{id}", head, ROLES_ANY, SURFACE_TUS, ROUTE_STORE, NULL},
+    {M_PATCH, "/tus/{id}", patch, ROLES_ANY, SURFACE_TUS, ROUTE_STORE, &patch_sink},
+    {M_DELETE, "/tus/{id}", terminate, ROLES_ANY, SURFACE_TUS, ROUTE_STORE, NULL},
 };
 
 const struct route_table api_tus_routes = {routes, sizeof(routes) / sizeof(routes[0])};
