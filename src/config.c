@@ -90,7 +90,8 @@ static const struct option_def options[] = {
     OPT("sites-allow-private", "FERRY_SITES_ALLOW_PRIVATE", OPT_BOOL, sites_allow_private, "false",
         "let outgoing site calls reach private and loopback addresses"),
     OPT("legacy-auth", "FERRY_LEGACY_AUTH", OPT_BOOL, legacy_auth, "true",
-        "require a token on the cloud-sync-api /sync endpoints (false: open, for trusted networks)"),
+        "require a token on the cloud-sync-api /sync endpoints (false: open, for trusted "
+        "networks)"),
     OPT("log-level", "FERRY_LOG_LEVEL", OPT_STR, log_level, "info",
         "least important log lines written: debug, info, warn or error"),
     OPT("log-format", "FERRY_LOG_FORMAT", OPT_STR, log_format, "json",
