@@ -88,7 +88,7 @@ static int first_admin_token(struct store *st, const char *data_dir, char **secr
                   v, 2, &claimed, err) != FERRY_OK)
         goto out;
     if (claimed) {
-        struct token_spec spec = {.role = "admin", .name = "initial admin"};
+        struct token_spec spec = {.role = TOKEN_ROLE_ADMIN, .name = "initial admin"};
         char *path = xasprintf("%s/%s", data_dir, ADMIN_TOKEN_FILE);
         if (tokens_create(c, &spec, secret, id, err) != FERRY_OK ||
             write_secret_file(path, *secret, err) != FERRY_OK) {
@@ -156,7 +156,7 @@ static void graceful_stop(struct app *app, struct server *srv, const sigset_t *s
     log_info("shutdown", json_pack("{s:s, s:i}", "msg", "shutting down", "inFlight",
                                    atomic_load(&app->in_flight)));
     server_quiesce(srv);
-    waiter_release_all(); /* long-polls answer now, with what they have */
+    waiter_release_all(app->waiter); /* long-polls answer now, with what they have */
     while (atomic_load(&app->in_flight) > 0 && time_mono_us() < deadline)
         wait_or_exit(set, 50);
     if (atomic_load(&app->in_flight) > 0) {
@@ -171,19 +171,17 @@ static void graceful_stop(struct app *app, struct server *srv, const sigset_t *s
         snprintf(msg, sizeof(msg), "shutdown timeout: %d requests cut", cut);
         log_warn("shutdown_timeout", json_pack("{s:s, s:i}", "msg", msg, "cut", cut));
     }
-    waiter_release_all(); /* libmicrohttpd may not stop with a connection still parked */
+    waiter_release_all(app->waiter); /* libmicrohttpd may not stop with a connection still parked */
 }
 
-static void on_log_moved(void *ctx, int64_t head)
+static void on_log_moved(void *waiter, int64_t head)
 {
-    (void)ctx;
-    waiter_changed(head);
+    waiter_changed(waiter, head);
 }
 
-static void on_tick(void *ctx)
+static void on_tick(void *waiter)
 {
-    (void)ctx;
-    waiter_tick();
+    waiter_tick(waiter);
 }
 
 static int load_tables(struct app *app, struct err *err)
@@ -288,6 +286,8 @@ static void init_app(struct serve *s)
     app->n_tables = api_n_tables + 1;
     app->rate = ratelimit_new(cfg->rate_limit, 60);
     app->auth_fail = ratelimit_new(cfg->auth_fail_limit, 60);
+    app->metrics = metrics_open();
+    app->waiter = waiter_open();
     pthread_rwlock_init(&app->blob_lock, NULL);
     s->public_url =
         cfg->public_url ? xstrdup(cfg->public_url) : xasprintf("http://%s", cfg->listen);
@@ -310,7 +310,7 @@ static int start(struct serve *s, struct err *err)
         load_tables(app, err) != FERRY_OK || open_files(app, err) != FERRY_OK ||
         apply_site_settings(app, err) != FERRY_OK)
         return FERRY_ERR;
-    if (watch_start(app->store, on_log_moved, on_tick, NULL, &s->watch, err) != FERRY_OK ||
+    if (watch_start(app->store, on_log_moved, on_tick, app->waiter, &s->watch, err) != FERRY_OK ||
         purger_start(app->store, cfg->purge_interval, cfg->tombstone_retention * 1000, housekeeping,
                      app, &s->purger, err) != FERRY_OK ||
         start_jobs(app, err) != FERRY_OK ||
@@ -360,7 +360,8 @@ static void stop(struct serve *s)
     store_close(app->store);
     ratelimit_free(app->rate);
     ratelimit_free(app->auth_fail);
-    metrics_cleanup();
+    metrics_close(app->metrics);
+    waiter_close(app->waiter);
     free(s->secret);
 }
 

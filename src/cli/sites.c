@@ -156,7 +156,7 @@ static int settings(struct store_conn *c, const struct sites_args *a, json_t **o
     if (sites_settings_set(c, a->mode, a->password, err) != FERRY_OK ||
         sites_settings_get(c, &set, err) != FERRY_OK)
         return FERRY_ERR;
-    *out = json_pack("{s:s, s:b}", "incoming_mode", set.mode, "password_set",
+    *out = json_pack("{s:s, s:b}", "incoming_mode", sites_mode_name(set.mode), "password_set",
                      set.password_hash != NULL);
     sites_settings_clear(&set);
     return FERRY_OK;

@@ -51,6 +51,7 @@ struct token_args {
     const char *verb, *id;
     struct token_spec spec;
     const char *expires_in;
+    bool role_given;
 };
 
 /* Checks the command line's shape (a usage error, exit 2) before anything is opened. */
@@ -74,7 +75,8 @@ static int check_args(const struct config_args *a, struct token_args *t)
         const char *v = a->own[i].value;
         switch (a->own[i].val) {
         case OPT_ROLE:
-            t->spec.role = v;
+            t->spec.role = tokens_parse_role(v);
+            t->role_given = true;
             break;
         case OPT_NAME:
             t->spec.name = v;
@@ -93,7 +95,7 @@ static int check_args(const struct config_args *a, struct token_args *t)
             break;
         }
     }
-    if (create && (!t->spec.role || !t->spec.name))
+    if (create && (!t->role_given || !t->spec.name))
         return cli_usage_error(cmd, "token create needs --role and --name");
     if (t->expires_in) {
         char *end;
@@ -115,7 +117,8 @@ static int token_create(struct store_conn *c, const struct token_args *t, struct
     if (tokens_create(c, &t->spec, &secret, id, err) != FERRY_OK)
         return FERRY_ERR;
     printf("%s\n", secret);
-    fprintf(stderr, "created token %s (role %s); it is shown only this once\n", id, t->spec.role);
+    fprintf(stderr, "created token %s (role %s); it is shown only this once\n", id,
+            tokens_role_name(t->spec.role));
     free(secret);
     return FERRY_OK;
 }

@@ -158,7 +158,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         req->resp.status = 499; /* the client went away before an answer */
     log_request(req, duration);
     /* Unknown methods share one label so a client cannot grow the series without bound. */
-    metrics_request(req->method_bit ? req->method : "OTHER",
+    metrics_request(req->app->metrics, req->method_bit ? req->method : "OTHER",
                     req->route ? req->route->pattern : "unmatched", req->resp.status, duration,
                     req->bytes_in, response_bytes(req));
     request_free(req);
@@ -425,7 +425,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         dispatch(req);
     if (req->wait_requested && !req->replied) {
         req->wait_requested = false;
-        waiter_park(req, req->wait_head);
+        waiter_park(req->app->waiter, req, req->wait_head);
         return MHD_YES;
     }
     return send_reply(req);
