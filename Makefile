@@ -3,30 +3,41 @@
 #   make run    installs what is missing, builds, and starts `ferry serve` (SQLite)
 #   make test   installs what is missing, builds with sanitizers, runs unit and API tests
 #               (each starts its own throwaway PostgreSQL)
+#   make install  installs binary, man page, sample config and systemd unit under
+#               $(PREFIX) (default /usr/local), below $(DESTDIR) when given
 
 BUILD      ?= build
 TEST_BUILD ?= build-test
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PYTEST     ?= /usr/bin/python3 -m pytest
 RUN_ARGS   ?=
+PREFIX     ?= /usr/local
+DESTDIR    ?=
 
-.PHONY: all build run test unit api bootstrap peers clean format format-check
+.PHONY: all build run test unit api bootstrap bootstrap-run peers clean format format-check \
+	install
 
 all: build
 
 bootstrap:
-	@scripts/bootstrap.sh
+	@scripts/bootstrap.sh test
+
+bootstrap-run:
+	@scripts/bootstrap.sh run
 
 peers:
 	@scripts/test-peers.sh
 
 build:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_SANITIZE=OFF \
-		-DFERRY_TESTS=OFF >/dev/null
+		-DFERRY_TESTS=OFF -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
-run: bootstrap build
+run: bootstrap-run build
 	./$(BUILD)/ferry serve $(RUN_ARGS)
+
+install: build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD)
 
 $(TEST_BUILD)/ferry: FORCE
 	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=ON >/dev/null

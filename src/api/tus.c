@@ -29,6 +29,7 @@
 #include "files/spool.h"
 #include "files/files.h"
 #include "files/uploads.h"
+#include "util/base64.h"
 #include "util/crypto.h"
 #include "util/jsonutil.h"
 #include "util/timeutil.h"
@@ -202,21 +203,6 @@ static int64_t header_int(struct request *req, const char *name)
     return errno || *end ? -1 : n;
 }
 
-/* Decodes standard base64 (with padding) into out; returns the length or -1. */
-static int base64_decode(const char *in, size_t len, unsigned char *out, size_t cap)
-{
-    if (len % 4 || len / 4 * 3 > cap)
-        return -1;
-    if (len == 0)
-        return 0;
-    int n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len);
-    if (n < 0)
-        return -1;
-    for (size_t i = len; i > 0 && in[i - 1] == '='; i--)
-        n--;
-    return n;
-}
-
 /* The file path named by Upload-Metadata ("key base64,key base64"): "path", else
  * "filename". Replies 400 and returns NULL when the header is malformed or names none. */
 static char *metadata_path(struct request *req, const char *meta)
@@ -233,7 +219,7 @@ static char *metadata_path(struct request *req, const char *meta)
         size_t key_len = space ? (size_t)(space - p) : len;
         const char *b64 = space ? space + 1 : p + len;
         size_t b64_len = space ? len - key_len - 1 : 0;
-        int n = base64_decode(b64, b64_len, value, sizeof(value) - 1);
+        ssize_t n = base64_decode(b64, b64_len, value, sizeof(value) - 1);
         if (key_len == 0 || n < 0) {
             reply_status(req, 400, "Upload-Metadata must be 'key base64value' pairs");
             goto out;

@@ -5,6 +5,7 @@
 
 #include "sync/rowjson.h"
 #include "auth/tokens.h"
+#include "util/base64.h"
 #include "util/crypto.h"
 #include "util/timeutil.h"
 
@@ -56,7 +57,7 @@ static void make_secret(enum token_role role, char **secret)
     unsigned char raw[TOKEN_SECRET_BYTES];
     char enc[64];
     crypto_random(raw, sizeof(raw));
-    crypto_base64url(raw, sizeof(raw), enc);
+    base64_url_encode(raw, sizeof(raw), enc);
     *secret =
         xasprintf("%s%s", role == TOKEN_ROLE_DEVICE ? TOKEN_PREFIX_DEVICE : TOKEN_PREFIX, enc);
 }
@@ -263,13 +264,13 @@ static json_t *token_json(const struct store_rows *rows)
     json_object_set_new(o, "id", json_string(store_rows_text(rows, 0)));
     json_object_set_new(o, "name", json_string(store_rows_text(rows, 1)));
     json_object_set_new(o, "role", json_string(store_rows_text(rows, 2)));
-    json_object_set_new(o, "userId", rowjson_text(rows, 3));
-    json_object_set_new(o, "deviceId", rowjson_text(rows, 4));
+    json_object_set_new(o, "user_id", rowjson_text(rows, 3));
+    json_object_set_new(o, "device_id", rowjson_text(rows, 4));
     json_object_set_new(o, "prefix", json_string(store_rows_text(rows, 5)));
-    json_object_set_new(o, "createdAt", rowjson_time(rows, 6));
-    json_object_set_new(o, "expiresAt", rowjson_time(rows, 7));
-    json_object_set_new(o, "lastUsedAt", rowjson_time(rows, 8));
-    json_object_set_new(o, "revokedAt", rowjson_time(rows, 9));
+    json_object_set_new(o, "created_at", rowjson_time(rows, 6));
+    json_object_set_new(o, "expires_at", rowjson_time(rows, 7));
+    json_object_set_new(o, "last_used_at", rowjson_time(rows, 8));
+    json_object_set_new(o, "revoked_at", rowjson_time(rows, 9));
     json_object_set_new(o, "revoked", json_boolean(!store_rows_isnull(rows, 9)));
     json_object_set_new(o, "tables", rowjson_list(rows, 10));
     return o;

@@ -10,6 +10,7 @@
 
 #include "sites/sitedata.h"
 #include "sync/values.h"
+#include "util/base64.h"
 #include "util/buf.h"
 
 /* PhoenixKit's rule for table names in requests. */
@@ -66,8 +67,7 @@ static int describe(struct store_conn *c, const struct site *s, const char *tabl
 
 static json_t *binary_json(const void *bytes, size_t len)
 {
-    char *enc = xmalloc(4 * ((len + 2) / 3) + 1);
-    EVP_EncodeBlock((unsigned char *)enc, bytes, (int)len);
+    char *enc = base64_encode(bytes, len);
     json_t *v = json_pack("{s:s}", PHOENIX_BINARY_KEY, enc);
     free(enc);
     return v;

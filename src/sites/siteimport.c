@@ -13,6 +13,7 @@
 #include "sites/sites.h"
 #include "sync/rowwrite.h"
 #include "sync/values.h"
+#include "util/base64.h"
 #include "util/buf.h"
 #include "util/crypto.h"
 #include "util/jsonutil.h"
@@ -228,17 +229,8 @@ static int field_value(const struct target *tg, size_t col, json_t *v, struct ow
     if (json_is_string(bin)) {
         const char *b64 = json_string_value(bin);
         size_t n = strlen(b64);
-        out->owned = xmalloc(n / 4 * 3 + 3);
-        int len = n % 4 ? -1
-                        : EVP_DecodeBlock((unsigned char *)out->owned, (const unsigned char *)b64,
-                                          (int)n);
-        if (len < 0) {
-            values_release(out);
-            return err_set(err, ERR_INVALID, "column '%s': bad %s value", tg->t->cols[col].name,
-                           PHOENIX_BINARY_KEY);
-        }
-        for (size_t i = n; i > 0 && i + 2 > n && b64[i - 1] == '='; i--)
-            len--;
+        out->owned = xmalloc(n / 4 * 3 + 1);
+        ssize_t len = base64_decode(b64, n, out->owned, n / 4 * 3);
         if (len < 0) {
             values_release(out);
             return err_set(err, ERR_INVALID, "column '%s': bad %s value", tg->t->cols[col].name,

@@ -7,6 +7,7 @@
 
 #include "sites/siteops.h"
 #include "sites/sites.h"
+#include "util/url.h"
 #include "util/ticker.h"
 #include "util/timeutil.h"
 #include "util/log.h"
@@ -85,7 +86,7 @@ int siteops_create(struct store_conn *c, const struct siteops_env *env, json_t *
     *out = NULL;
     if (!name || !*name || !url || !*url)
         return err_set(err, ERR_INVALID, "fields 'name' and 'url' are required strings");
-    if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+    if (!url_parse_http(url, NULL))
         return err_set(err, ERR_INVALID, "field 'url' must be an http or https URL");
     sites_new_token(token, hash);
     json_t *reg = json_pack("{s:s, s:s, s:s}", "sender_url", env->public_url, "connection_name",

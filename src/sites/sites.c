@@ -9,6 +9,7 @@
 
 #include "sync/rowjson.h"
 #include "sites/sites.h"
+#include "util/base64.h"
 #include "util/buf.h"
 #include "util/crypto.h"
 #include "util/timeutil.h"
@@ -646,35 +647,9 @@ char *sites_password_hash(const char *password)
     if (!scrypt_raw(password, salt, sizeof(salt), 1ULL << SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P, key,
                     sizeof(key)))
         abort(); /* only when OpenSSL cannot allocate: see ferry.h */
-    crypto_base64url(salt, sizeof(salt), salt64);
-    crypto_base64url(key, sizeof(key), key64);
+    base64_url_encode(salt, sizeof(salt), salt64);
+    base64_url_encode(key, sizeof(key), key64);
     return xasprintf("scrypt$%d$%d$%d$%s$%s", SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P, salt64, key64);
-}
-
-/* Decodes base64url without padding; returns the length or -1. */
-static int base64url_decode(const char *in, unsigned char *out, size_t cap)
-{
-    char std[128];
-    size_t n = strlen(in), k = 0;
-    if (n + 4 >= sizeof(std))
-        return -1;
-    for (size_t i = 0; i < n; i++)
-        std[k++] = in[i] == '-' ? '+' : in[i] == '_' ? '/' : in[i];
-    while (k % 4)
-        std[k++] = '=';
-    std[k] = '\0';
-    if (k / 4 * 3 > cap + 2)
-        return -1;
-    unsigned char tmp[96];
-    int len = EVP_DecodeBlock(tmp, (const unsigned char *)std, (int)k);
-    if (len < 0)
-        return -1;
-    for (size_t i = k; i > 0 && std[i - 1] == '='; i--)
-        len--;
-    if ((size_t)len > cap)
-        return -1;
-    memcpy(out, tmp, (size_t)len);
-    return len;
 }
 
 bool sites_password_check(const char *stored, const char *given)
@@ -686,8 +661,8 @@ bool sites_password_check(const char *stored, const char *given)
         sscanf(stored, "scrypt$%d$%d$%d$%63[^$]$%63s", &log_n, &r, &p, salt64, key64) != 5 ||
         log_n < 10 || log_n > 20 || r < 1 || r > 32 || p < 1 || p > 16)
         return false;
-    int salt_len = base64url_decode(salt64, salt, sizeof(salt));
-    int key_len = base64url_decode(key64, want, sizeof(want));
+    ssize_t salt_len = base64_url_decode(salt64, strlen(salt64), salt, sizeof(salt));
+    ssize_t key_len = base64_url_decode(key64, strlen(key64), want, sizeof(want));
     if (salt_len <= 0 || key_len <= 0 ||
         !scrypt_raw(given, salt, (size_t)salt_len, 1ULL << log_n, (uint64_t)r, (uint64_t)p, got,
                     (size_t)key_len))
@@ -699,6 +674,6 @@ void sites_new_token(char token[64], char hash[65])
 {
     unsigned char raw[32];
     crypto_random(raw, sizeof(raw));
-    crypto_base64url(raw, sizeof(raw), token);
+    base64_url_encode(raw, sizeof(raw), token);
     crypto_sha256_hex(token, strlen(token), hash);
 }

@@ -54,23 +54,6 @@ bool crypto_equal(const char *a, const char *b)
     return CRYPTO_memcmp(a, b, la) == 0;
 }
 
-/* OpenSSL encodes standard base64 with padding; base64url only swaps two letters of
- * the alphabet and drops the padding. */
-size_t crypto_base64url(const void *data, size_t len, char *out)
-{
-    int n = EVP_EncodeBlock((unsigned char *)out, data, (int)len);
-    while (n > 0 && out[n - 1] == '=')
-        n--;
-    out[n] = '\0';
-    for (int i = 0; i < n; i++) {
-        if (out[i] == '+')
-            out[i] = '-';
-        else if (out[i] == '/')
-            out[i] = '_';
-    }
-    return (size_t)n;
-}
-
 EVP_MD_CTX *crypto_digest_new(const EVP_MD *type)
 {
     EVP_MD_CTX *md = EVP_MD_CTX_new();

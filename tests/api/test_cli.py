@@ -73,7 +73,7 @@ def test_token_commands_work_against_a_running_server(server):
     listing = json.loads(p.stdout)
     assert isinstance(listing, list)
     (mine,) = [t for t in listing if t["name"] == "cli"]
-    assert mine["role"] == "user" and mine["userId"] == "bob" and mine["revoked"] is False
+    assert mine["role"] == "user" and mine["user_id"] == "bob" and mine["revoked"] is False
     assert secret not in p.stdout and sha256_hex(secret) not in p.stdout
     assert server.admin_token not in p.stdout
     assert sha256_hex(server.admin_token) not in p.stdout

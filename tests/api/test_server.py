@@ -274,7 +274,7 @@ def test_concurrent_clients(server):
     for t in threads:
         t.join(60)
     assert errors == []
-    assert server.get(TOKENS, token=admin).json()["totalCount"] == 31
+    assert server.get(TOKENS, token=admin).json()["total_count"] == 31
 
 
 # --- CORS -------------------------------------------------------------------------------

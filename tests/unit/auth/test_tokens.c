@@ -441,9 +441,9 @@ static void test_valid_role(void **state)
 
 static bool has_key_set(json_t *obj)
 {
-    static const char *const keys[] = {"id",         "name",      "role",      "userId",
-                                       "deviceId",   "prefix",    "createdAt", "expiresAt",
-                                       "lastUsedAt", "revokedAt", "revoked",   "tables"};
+    static const char *const keys[] = {"id",           "name",       "role",       "user_id",
+                                       "device_id",    "prefix",     "created_at", "expires_at",
+                                       "last_used_at", "revoked_at", "revoked",    "tables"};
     if (json_object_size(obj) != sizeof(keys) / sizeof(keys[0]))
         return false;
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
@@ -504,25 +504,25 @@ static void test_list_has_no_secret(void **state)
     assert_non_null(phone);
     assert_string_equal(json_string_value(json_object_get(phone, "name")), "phone");
     assert_string_equal(json_string_value(json_object_get(phone, "role")), "device");
-    assert_string_equal(json_string_value(json_object_get(phone, "userId")), "alice");
-    assert_string_equal(json_string_value(json_object_get(phone, "deviceId")), "phone-1");
+    assert_string_equal(json_string_value(json_object_get(phone, "user_id")), "alice");
+    assert_string_equal(json_string_value(json_object_get(phone, "device_id")), "phone-1");
     assert_int_equal(strlen(json_string_value(json_object_get(phone, "prefix"))), 8);
     assert_memory_equal(json_string_value(json_object_get(phone, "prefix")), s_phone, 8);
-    assert_true(json_is_string(json_object_get(phone, "createdAt")));
-    assert_true(json_is_null(json_object_get(phone, "expiresAt")));
-    assert_true(json_is_null(json_object_get(phone, "lastUsedAt")));
-    assert_true(json_is_null(json_object_get(phone, "revokedAt")));
+    assert_true(json_is_string(json_object_get(phone, "created_at")));
+    assert_true(json_is_null(json_object_get(phone, "expires_at")));
+    assert_true(json_is_null(json_object_get(phone, "last_used_at")));
+    assert_true(json_is_null(json_object_get(phone, "revoked_at")));
     assert_true(json_is_false(json_object_get(phone, "revoked")));
 
     json_t *admin = find_by_id(list, id_admin);
     assert_non_null(admin);
-    assert_true(json_is_null(json_object_get(admin, "userId")));
-    assert_true(json_is_null(json_object_get(admin, "deviceId")));
+    assert_true(json_is_null(json_object_get(admin, "user_id")));
+    assert_true(json_is_null(json_object_get(admin, "device_id")));
 
     json_t *bob = find_by_id(list, id_bob);
     assert_non_null(bob);
     assert_true(json_is_true(json_object_get(bob, "revoked")));
-    assert_true(json_is_string(json_object_get(bob, "revokedAt")));
+    assert_true(json_is_string(json_object_get(bob, "revoked_at")));
     json_decref(list);
 
     /* Filtered by owner. */
@@ -551,7 +551,7 @@ static void test_get(void **state)
     assert_int_equal(tokens_get(f->c, id, &tok, &err), FERRY_OK);
     assert_true(has_key_set(tok));
     assert_string_equal(json_string_value(json_object_get(tok, "id")), id);
-    assert_string_equal(json_string_value(json_object_get(tok, "userId")), "alice");
+    assert_string_equal(json_string_value(json_object_get(tok, "user_id")), "alice");
     json_decref(tok);
 
     tok = json_object(); /* must be reset */
