@@ -53,7 +53,7 @@ static const struct option_def options[] = {
     OPT("metrics-auth", "FERRY_METRICS_AUTH", OPT_BOOL, metrics_auth, "false",
         "require a token on /metrics"),
     OPT("allowed-tables", "FERRY_ALLOWED_TABLES", OPT_STR, allowed_tables, NULL,
-        "comma-separated tables to sync (seed 004's ALLOWED_TABLES is read too)"),
+        "comma-separated tables to sync (cloud-sync-api's ALLOWED_TABLES is read too)"),
     OPT("conflict-policy", "FERRY_CONFLICT_POLICY", OPT_STR, conflict_policy, NULL,
         "per-table policies, e.g. notes=merge,orders=manual"),
     OPT("default-conflict-policy", "FERRY_DEFAULT_CONFLICT_POLICY", OPT_STR,
@@ -90,7 +90,8 @@ static const struct option_def options[] = {
     OPT("sites-allow-private", "FERRY_SITES_ALLOW_PRIVATE", OPT_BOOL, sites_allow_private, "false",
         "let outgoing site calls reach private and loopback addresses"),
     OPT("legacy-auth", "FERRY_LEGACY_AUTH", OPT_BOOL, legacy_auth, "true",
-        "require a token on seed 004's /sync endpoints (false: open, for trusted networks)"),
+        "require a token on the cloud-sync-api /sync endpoints (false: open, for trusted "
+        "networks)"),
     OPT("log-level", "FERRY_LOG_LEVEL", OPT_STR, log_level, "info",
         "least important log lines written: debug, info, warn or error"),
     OPT("log-format", "FERRY_LOG_FORMAT", OPT_STR, log_format, "json",

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "util/log.h"
 
 int cli_usage_error(const struct cli_command *cmd, const char *fmt, ...)
 {
@@ -53,7 +54,17 @@ int cli_parse(const struct cli_command *cmd, int argc, char **argv, const struct
     }
     if (config_load_args(cfg, a, &err) != FERRY_OK)
         return cli_usage_error(cmd, "%s", err.msg);
+    cli_open_log(cfg, false, &err); /* stderr only: cannot fail */
     return -1;
+}
+
+int cli_open_log(const struct config *cfg, bool with_file, struct err *err)
+{
+    enum log_level level = LOG_LEVEL_INFO;
+    enum log_format format = LOG_FORMAT_JSON;
+    log_parse_level(cfg->log_level, &level); /* both checked by config_load_args */
+    log_parse_format(cfg->log_format, &format);
+    return log_open(level, format, with_file ? cfg->log_file : NULL, err);
 }
 
 int cli_make_dirs(const char *dir, struct err *err)

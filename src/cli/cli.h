@@ -33,12 +33,17 @@ extern const struct cli_command cli_serve;
 extern const struct cli_command cli_token;
 extern const struct cli_command cli_sites;
 
-/* Parses a command's arguments (its own options, then the settings) and loads the
- * settings into cfg. Returns -1 when the command should go on; otherwise the exit code
- * to return at once: CLI_OK after printing the usage for --help, CLI_USAGE after a
- * one-line message. Release a and cfg (config_args_cleanup, config_cleanup) either way. */
+/* Parses a command's arguments (its own options, then the settings), loads the
+ * settings into cfg and sends the log to stderr at their level and format. Returns -1 when the
+ * command should go on; otherwise the exit code to return at once: CLI_OK after printing the usage
+ * for --help, CLI_USAGE after a one-line message. Release a and cfg (config_args_cleanup,
+ * config_cleanup) either way. */
 int cli_parse(const struct cli_command *cmd, int argc, char **argv, const struct option *own,
               size_t n_own, struct config_args *a, struct config *cfg);
+
+/* Sends the log where the settings say, at their level and in their format; the file
+ * (--log-file) only with with_file (ferry serve: other commands log on stderr). */
+int cli_open_log(const struct config *cfg, bool with_file, struct err *err);
 
 /* Prints "ferry CMD: <message> (see 'ferry CMD --help')" and returns CLI_USAGE. */
 int cli_usage_error(const struct cli_command *cmd, const char *fmt, ...)

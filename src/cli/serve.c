@@ -377,15 +377,6 @@ static void block_signals(sigset_t *set)
     signal(SIGXFSZ, SIG_IGN); /* a file over the size limit is a write error (507), not death */
 }
 
-static int open_log(const struct config *cfg, struct err *err)
-{
-    enum log_level level = LOG_LEVEL_INFO;
-    enum log_format format = LOG_FORMAT_JSON;
-    log_parse_level(cfg->log_level, &level); /* both checked by config_load_args */
-    log_parse_format(cfg->log_format, &format);
-    return log_open(level, format, cfg->log_file, err);
-}
-
 static int run(int argc, char **argv)
 {
     struct serve s = {0};
@@ -400,7 +391,7 @@ static int run(int argc, char **argv)
         goto done;
     }
     rc = CLI_FAILED;
-    if (open_log(&s.cfg, &err) != FERRY_OK) {
+    if (cli_open_log(&s.cfg, true, &err) != FERRY_OK) {
         cli_fail(&err);
         goto done;
     }

@@ -45,8 +45,9 @@ void log_close(void);
  * fields. */
 bool log_enabled(enum log_level level);
 
-/* Writes one line. fields (an object, or NULL) is consumed: its keys follow time, level
- * and event, in order. A "msg" field is the human sentence of the event. */
+/* Writes one line. event is a plain lower_case name (a literal). fields (an object, or
+ * NULL) is consumed: its keys, none of them time, level or event, follow those three in
+ * order. A "msg" field is the human sentence of the event. */
 void log_write(enum log_level level, const char *event, json_t *fields);
 
 void log_debug(const char *event, json_t *fields);

@@ -1,5 +1,7 @@
 """The ferry command: version and help, `ferry token` against a running server's store,
-and where settings come from (config file < FERRY_* environment < flags)."""
+where settings come from (config file < FERRY_* environment < flags), and the command
+line's conventions: help for every subcommand, exit codes (0 ok, 1 failed, 2 usage),
+one-line errors, and no database created by anything but `ferry serve`."""
 
 import json
 import os
@@ -9,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import FERRY_BIN, child_env, run_ferry, sha256_hex
+from conftest import FERRY_BIN, REPO, child_env, run_ferry, sha256_hex
 
 TOKENS = "/api/v1/admin/tokens"
 
@@ -407,6 +409,13 @@ def test_unwritable_data_folder(tmp_path):
     assert os.listdir(data) == []
 
 
+def test_log_file_that_cannot_be_opened(tmp_path):
+    path = tmp_path / "no-such-folder" / "ferry.log"
+    line = serve_error(tmp_path, "--log-file", str(path))
+    assert line == f"ferry: cannot open log file {path}: No such file or directory"
+    assert not (tmp_path / "d").exists()  # refused before anything was made
+
+
 @pytest.mark.parametrize("url,message", [
     ("mysql://x", "ferry: database URL must start with sqlite: or postgres://"),
     ("postgres://u:pw-123@127.0.0.1:notaport/x",
@@ -422,3 +431,23 @@ def test_bad_db_url(tmp_path, url, message):
     p = run_ferry("token", "list", "--db", url)
     assert (p.returncode, p.stdout) == (1, "")
     assert one_line(p.stderr) == line
+
+
+def test_man_page_describes_every_command_and_setting():
+    """packaging/ferry.1 keeps up with the option table: every setting `ferry serve
+    --help` lists, with its environment variable, and every command's own options."""
+    with open(os.path.join(REPO, "packaging", "ferry.1")) as f:
+        page = f.read().replace("\\-", "-")
+    settings = re.findall(r"^  --([a-z-]+)", run_ferry("serve", "--help").stdout, re.M)
+    envs = re.findall(r"\(env (FERRY_[A-Z_]+)", run_ferry("serve", "--help").stdout)
+    assert len(settings) == len(envs) > 30
+    for name in settings:
+        assert f"--{name}" in page, name
+    for env in envs:
+        assert env in page, env
+    for command in ("serve", "token create", "token list", "token revoke", "sites list",
+                    "sites pull", "sites settings", "sites create", "sites transfers"):
+        assert command in page, command
+    for option in ("--role", "--expires-in", "--tables", "--strategy", "--incremental",
+                   "--incoming-mode", "--allowed", "--excluded"):
+        assert option in page, option
