@@ -10,10 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "api/api.h"
+#include "api/routes.h"
 #include "api/dirsync.h"
 #include "api/files.h"
-#include "api/phoenix.h"
 #include "sites/siteimport.h"
 #include "sites/sites.h"
 #include "jobs/jobs.h"
@@ -255,7 +254,7 @@ static int open_files(struct app *app, struct err *err)
  * again. */
 static int start_jobs(struct app *app, struct err *err)
 {
-    struct job_kind kinds[] = {dirsync_job_kind(app), siteimport_job_kind(&app->site_env)};
+    struct job_kind kinds[] = {apidirsync_job_kind(app), siteimport_job_kind(&app->site_env)};
     return jobs_worker_start(app->store, kinds, 2, &app->jobs, err);
 }
 
@@ -311,12 +310,7 @@ static int cmd_serve(int argc, char **argv)
 
     app.cfg = &cfg;
     app.started_ms = time_now_ms();
-    /* the site-to-site routes' paths depend on --sites-prefix */
-    const struct route_table **tables = xcalloc(api_n_tables + 1, sizeof(*tables));
-    memcpy(tables, api_tables, api_n_tables * sizeof(*tables));
-    tables[api_n_tables] = phoenix_routes(cfg.sites_prefix);
-    app.tables = tables;
-    app.n_tables = api_n_tables + 1;
+    routes_init(&app);
     app.rate = ratelimit_new(cfg.rate_limit, 60);
     app.auth_fail = ratelimit_new(cfg.auth_fail_limit, 60);
     pthread_rwlock_init(&app.blob_lock, NULL);
@@ -361,8 +355,7 @@ out:
     watch_stop(watch);
     purger_stop(purger);
     tables_cleanup(&app.synced);
-    phoenix_routes_free();
-    free(tables);
+    routes_cleanup(&app);
     free(public_url);
     siteclient_global_cleanup();
     blob_store_close(app.blobs);

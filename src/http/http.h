@@ -179,7 +179,10 @@ void http_add_header(struct request *req, const char *name, const char *value);
 void http_reply_file(struct request *req, int status, const char *content_type, int fd,
                      uint64_t offset, uint64_t len);
 
-/* Requires a JSON object body: replies 400 and returns NULL otherwise. */
+/* The request's JSON object body in *body (borrowed from req); fails with ERR_INVALID
+ * when the body is empty or not an object. */
+int http_json_body(const struct request *req, json_t **body, struct err *err);
+/* The same for handlers that reply themselves: replies 400 and returns NULL. */
 json_t *http_json_object(struct request *req);
 
 /* Maps an error code to its HTTP status and to its v1 errorCode and description. */

@@ -199,15 +199,23 @@ void http_wait(struct request *req, int64_t deadline_ms, int64_t seen_head)
     req->wait_requested = true;
 }
 
+int http_json_body(const struct request *req, json_t **body, struct err *err)
+{
+    *body = req->json;
+    if (!req->json)
+        return err_set(err, ERR_INVALID, "request body is empty; a JSON object was expected");
+    if (!json_is_object(req->json))
+        return err_set(err, ERR_INVALID, "request body must be a JSON object");
+    return FERRY_OK;
+}
+
 json_t *http_json_object(struct request *req)
 {
-    if (!req->json) {
-        http_reply_error(req, ERR_INVALID, "request body is empty; a JSON object was expected");
+    json_t *body = NULL;
+    struct err err = {0};
+    if (http_json_body(req, &body, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
         return NULL;
     }
-    if (!json_is_object(req->json)) {
-        http_reply_error(req, ERR_INVALID, "request body must be a JSON object");
-        return NULL;
-    }
-    return req->json;
+    return body;
 }
