@@ -2,7 +2,7 @@
 #   make        builds build/ferry (optimised, with debug info)
 #   make run    installs what is missing, builds, and starts `ferry serve` (SQLite)
 #   make test   installs what is missing, builds with sanitizers, runs unit and API tests
-#               (the API tests start their own PostgreSQL)
+#               (each starts its own throwaway PostgreSQL)
 
 BUILD      ?= build
 TEST_BUILD ?= build-test
@@ -32,8 +32,13 @@ $(TEST_BUILD)/ferry: FORCE
 	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=ON >/dev/null
 	@cmake --build $(TEST_BUILD) -j $(JOBS)
 
+# The unit tests run against SQLite and a throwaway PostgreSQL cluster (FERRY_TEST_PG_URL),
+# stopped afterwards whatever the tests' outcome.
 unit: $(TEST_BUILD)/ferry
-	cd $(TEST_BUILD) && ctest --output-on-failure
+	@pgdir=$$(mktemp -d /tmp/ferry-unit-pg-XXXXXX); \
+	url=$$(scripts/test-pg.sh start $$pgdir) || { scripts/test-pg.sh stop $$pgdir; exit 1; }; \
+	(cd $(TEST_BUILD) && FERRY_TEST_PG_URL=$$url ctest --output-on-failure); rc=$$?; \
+	scripts/test-pg.sh stop $$pgdir; exit $$rc
 
 api: $(TEST_BUILD)/ferry peers
 	FERRY_BIN=$(CURDIR)/$(TEST_BUILD)/ferry $(PYTEST) -q -p no:cacheprovider tests/api

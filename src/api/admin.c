@@ -47,13 +47,15 @@ static int read_table_list(json_t *body, char **out, struct err *err)
 static int read_token_spec(json_t *body, struct token_spec *spec, struct err *err)
 {
     int64_t expires_in = -1; /* absent: never expires */
+    const char *role = NULL;
     memset(spec, 0, sizeof(*spec));
     if (jsonutil_get_string(body, "name", true, &spec->name, err) != FERRY_OK ||
-        jsonutil_get_string(body, "role", true, &spec->role, err) != FERRY_OK ||
+        jsonutil_get_string(body, "role", true, &role, err) != FERRY_OK ||
         jsonutil_get_string(body, "userId", false, &spec->user_id, err) != FERRY_OK ||
         jsonutil_get_string(body, "deviceId", false, &spec->device_id, err) != FERRY_OK ||
         jsonutil_get_int(body, "expiresIn", false, &expires_in, err) != FERRY_OK)
         return FERRY_ERR;
+    spec->role = tokens_parse_role(role);
     if (expires_in != -1 && (expires_in < 1 || expires_in > MAX_EXPIRES_IN_S))
         return err_set(err, ERR_INVALID, "field 'expiresIn' must be between 1 and %lld seconds",
                        MAX_EXPIRES_IN_S);

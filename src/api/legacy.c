@@ -97,7 +97,8 @@ static int push(struct request *req, struct err *err)
         .max_ops = req->app->cfg->max_batch,
     };
     int rc = push_apply(req->db, &req->app->synced, &r, &result, &replayed, err);
-    metrics_sync(rc == FERRY_OK, (time_mono_us() - started) / 1000, req->bytes_in);
+    metrics_sync(req->app->metrics, rc == FERRY_OK, (time_mono_us() - started) / 1000,
+                 req->bytes_in);
     if (rc == FERRY_OK)
         http_reply_json(req, HTTP_OK,
                         json_pack("{s:b, s:O, s:b}", "success", 1, "cursor",
@@ -218,7 +219,7 @@ static int pull(struct request *req, struct err *err)
     q.tables = tables;
     q.n_tables = n;
     rc = feed_read(req->db, &q, &page, err);
-    metrics_sync(rc == FERRY_OK, (time_mono_us() - started) / 1000, 0);
+    metrics_sync(req->app->metrics, rc == FERRY_OK, (time_mono_us() - started) / 1000, 0);
     if (rc == FERRY_OK)
         http_reply_json(req, HTTP_OK, pull_answer(tables, n, &page, q.limit));
 out:

@@ -134,12 +134,11 @@ static void count_failure(struct request *req)
 static int connection_usable(struct request *req, struct store_conn *c, struct site *s,
                              struct err *err)
 {
-    if (s->expires_at && s->expires_at <= time_now_ms() && !strcmp(s->status, "active")) {
-        sites_set_status(c, s->id, "expired", NULL);
-        free(s->status);
-        s->status = xstrdup("expired");
+    if (s->expires_at && s->expires_at <= time_now_ms() && s->status == SITE_ACTIVE) {
+        sites_set_status(c, s->id, SITE_EXPIRED, NULL);
+        s->status = SITE_EXPIRED;
     }
-    if (strcmp(s->status, "active") != 0)
+    if (s->status != SITE_ACTIVE)
         return err_set(err, ERR_FORBIDDEN, "Connection is not active");
     if (!sites_ip_allowed(s, req->client_addr))
         return err_set(err, ERR_FORBIDDEN, "Address not allowed for this connection");
@@ -163,7 +162,7 @@ static int data_connection(struct request *req, struct store_conn *c, json_t *bo
     bool found = false;
     const char *hash = field(body, "auth_token_hash");
     if (address_may_try(req, err) != FERRY_OK ||
-        sites_find(c, hash, "sender", NULL, s, &found, err) != FERRY_OK)
+        sites_find(c, hash, &(enum site_direction){SITE_SENDER}, NULL, s, &found, err) != FERRY_OK)
         return FERRY_ERR;
     if (!found) {
         count_failure(req);
@@ -194,8 +193,9 @@ static int status(struct request *req, struct err *err)
         return FERRY_ERR;
     http_reply_json(req, HTTP_OK,
                     json_pack("{s:b, s:b, s:s, s:b}", "success", 1, "enabled",
-                              req->app->cfg->sites_enabled, "incoming_mode", st.mode,
-                              "password_required", !strcmp(st.mode, "require_password")));
+                              req->app->cfg->sites_enabled, "incoming_mode",
+                              sites_mode_name(st.mode), "password_required",
+                              st.mode == INCOMING_REQUIRE_PASSWORD));
     sites_settings_clear(&st);
     return FERRY_OK;
 }
@@ -205,7 +205,7 @@ static int status(struct request *req, struct err *err)
 static int may_register(struct request *req, const struct site_settings *st, json_t *body,
                         struct err *err)
 {
-    if (!strcmp(st->mode, "deny_all"))
+    if (st->mode == INCOMING_DENY_ALL)
         return err_set(err, ERR_FORBIDDEN, "Incoming connections are not allowed");
     static const char *const need[] = {"sender_url", "connection_name", "auth_token"};
     if (body_of(req, &body, err) != FERRY_OK || require(req, body, need, 3, err) != FERRY_OK)
@@ -216,7 +216,7 @@ static int may_register(struct request *req, const struct site_settings *st, jso
     if (address_may_try(req, err) != FERRY_OK)
         return FERRY_ERR;
     count_failure(req);
-    if (strcmp(st->mode, "require_password") != 0)
+    if (st->mode != INCOMING_REQUIRE_PASSWORD)
         return FERRY_OK;
     const char *password = field(body, "password");
     if (!password)
@@ -239,21 +239,21 @@ static int register_connection(struct request *req, struct err *err)
     const char *token = field(req->json, "auth_token");
     crypto_sha256_hex(token, strlen(token), hash);
     s.name = xasprintf("From: %s", field(req->json, "connection_name"));
-    s.direction = xstrdup("receiver");
+    s.direction = SITE_RECEIVER;
     s.site_url = xstrdup(field(req->json, "sender_url"));
     s.token_hash = xstrdup(hash);
     /* require_approval keeps it pending until an admin approves (PhoenixKit activates
      * it at once) */
-    s.status = xstrdup(!strcmp(st.mode, "require_approval") ? "pending" : "active");
+    s.status = st.mode == INCOMING_REQUIRE_APPROVAL ? SITE_PENDING : SITE_ACTIVE;
     if (sites_create(c, &s, err) != FERRY_OK)
         goto out;
     sites_touch(c, s.id, req->client_addr, http_header(req, "User-Agent"), 0, 0, NULL);
-    http_reply_json(req, HTTP_OK,
-                    json_pack("{s:b, s:s, s:s, s:s}", "success", 1, "message",
-                              !strcmp(s.status, "pending")
-                                  ? "Connection registered; waiting for approval"
-                                  : "Connection registered",
-                              "connection_status", s.status, "connection_uuid", s.id));
+    http_reply_json(
+        req, HTTP_OK,
+        json_pack("{s:b, s:s, s:s, s:s}", "success", 1, "message",
+                  s.status == SITE_PENDING ? "Connection registered; waiting for approval"
+                                           : "Connection registered",
+                  "connection_status", sites_status_name(s.status), "connection_uuid", s.id));
     rc = FERRY_OK;
 out:
     sites_clear(&s);
@@ -333,8 +333,9 @@ static int update_status(struct request *req, struct err *err)
     int rc = FERRY_ERR;
     if (action_body(req, need, 3, &body, err) != FERRY_OK)
         return FERRY_ERR;
-    const char *to = field(body, "status");
-    if (strcmp(to, "active") != 0 && strcmp(to, "suspended") != 0 && strcmp(to, "revoked") != 0)
+    enum site_status to;
+    if (sites_parse_status(field(body, "status"), &to) != FERRY_OK ||
+        (to != SITE_ACTIVE && to != SITE_SUSPENDED && to != SITE_REVOKED))
         return err_set(err, ERR_INVALID, "Invalid status value");
     if (named_connection(req, body, "sender_url", &s,
                          json_pack("{s:s}", "error", "Connection not found"), err) != FERRY_OK)
@@ -343,13 +344,13 @@ static int update_status(struct request *req, struct err *err)
      * (suspend, revoke) but raise one only on a receiver this site accepted: never
      * one waiting for this site's admin, never this site's sender connection (a
      * receiver cannot lift the sender's suspension), never a revoked one. */
-    bool keep = !strcmp(s.status, "revoked") || !strcmp(s.status, "expired") ||
-                (!strcmp(to, "active") && (strcmp(s.direction, "receiver") != 0 || !s.approved_at));
+    bool keep = s.status == SITE_REVOKED || s.status == SITE_EXPIRED ||
+                (to == SITE_ACTIVE && (s.direction != SITE_RECEIVER || !s.approved_at));
     if (!keep && sites_set_status(req->db, s.id, to, err) != FERRY_OK)
         goto out;
     http_reply_json(req, HTTP_OK,
                     json_pack("{s:b, s:s, s:s}", "success", 1, "message", "Status updated",
-                              "status", keep ? s.status : to));
+                              "status", sites_status_name(keep ? s.status : to)));
     rc = FERRY_OK;
 out:
     sites_clear(&s);
@@ -366,7 +367,8 @@ static int get_connection_status(struct request *req, struct err *err)
     int rc = FERRY_ERR;
     if (action_body(req, need, 2, &body, err) != FERRY_OK ||
         address_may_try(req, err) != FERRY_OK ||
-        sites_find(c, field(body, "auth_token_hash"), "sender", NULL, &s, &found, err) != FERRY_OK)
+        sites_find(c, field(body, "auth_token_hash"), &(enum site_direction){SITE_SENDER}, NULL, &s,
+                   &found, err) != FERRY_OK)
         goto out;
     if (!found) {
         count_failure(req);
@@ -374,13 +376,12 @@ static int get_connection_status(struct request *req, struct err *err)
         goto out;
     }
     /* the receiver has it: a sender connection waiting for that becomes active */
-    if (!strcmp(s.status, "pending") && sites_set_status(c, s.id, "active", NULL) == FERRY_OK) {
-        free(s.status);
-        s.status = xstrdup("active");
-    }
+    if (s.status == SITE_PENDING && sites_set_status(c, s.id, SITE_ACTIVE, NULL) == FERRY_OK)
+        s.status = SITE_ACTIVE;
     sites_touch(c, s.id, req->client_addr, http_header(req, "User-Agent"), 0, 0, NULL);
     http_reply_json(req, HTTP_OK,
-                    json_pack("{s:b, s:s, s:s}", "success", 1, "status", s.status, "name", s.name));
+                    json_pack("{s:b, s:s, s:s}", "success", 1, "status",
+                              sites_status_name(s.status), "name", s.name));
     rc = FERRY_OK;
 out:
     sites_clear(&s);

@@ -21,9 +21,9 @@ static int settings_json(struct request *req, struct err *err)
         return FERRY_ERR;
     http_reply_json(req, HTTP_OK,
                     json_pack("{s:b, s:s, s:s, s:b, s:s}", "enabled", req->app->cfg->sites_enabled,
-                              "prefix", req->app->cfg->sites_prefix, "incoming_mode", st.mode,
-                              "password_set", st.password_hash != NULL, "public_url",
-                              req->app->site_env.public_url));
+                              "prefix", req->app->cfg->sites_prefix, "incoming_mode",
+                              sites_mode_name(st.mode), "password_set", st.password_hash != NULL,
+                              "public_url", req->app->site_env.public_url));
     sites_settings_clear(&st);
     return FERRY_OK;
 }

@@ -243,7 +243,8 @@ static int report(struct request *req, struct err *err)
         .max_ops = req->app->cfg->max_batch,
     };
     int rc = push_apply(req->db, &req->app->synced, &r, &result, &replayed, err);
-    metrics_sync(rc == FERRY_OK, (time_mono_us() - started) / 1000, req->bytes_in);
+    metrics_sync(req->app->metrics, rc == FERRY_OK, (time_mono_us() - started) / 1000,
+                 req->bytes_in);
     if (rc == FERRY_OK) {
         json_object_set_new(result, "deviceId", json_string(device));
         json_object_set_new(result, "replayed", json_boolean(replayed));
@@ -388,14 +389,9 @@ static int list_conflicts(struct request *req, struct err *err)
     if (strcmp(status, "open") && strcmp(status, "resolved") && strcmp(status, "all"))
         return err_set(err, ERR_INVALID, "status must be open, resolved or all");
     const char *user = req->cred.role == ROLE_ADMIN ? http_query(req, "userId") : req->cred.user_id;
-    if (conflicts_list(req->db, &req->app->synced, user, strcmp(status, "all") ? status : NULL,
-                       &list, err) != FERRY_OK)
+    struct conflict_filter filter = {user, strcmp(status, "all") ? status : NULL, scope_of(req)};
+    if (conflicts_list(req->db, &req->app->synced, &filter, &list, err) != FERRY_OK)
         return FERRY_ERR;
-    /* a table-limited credential sees only its tables' conflicts */
-    for (size_t i = json_array_size(list); i-- > 0;)
-        if (!push_scope_allows(scope_of(req), json_string_value(json_object_get(
-                                                  json_array_get(list, i), "table"))))
-            json_array_remove(list, i);
     http_reply_json(req, HTTP_OK,
                     json_pack("{s:o, s:I}", "conflicts", list, "totalCount",
                               (json_int_t)json_array_size(list)));

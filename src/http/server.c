@@ -3,7 +3,10 @@
  * route a store connection, runs the handler and renders the error it returns, sends what
  * it left in req->resp, and writes one JSON log line when MHD is done with the request.
  * MHD runs its own epoll thread pool. */
+#include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +23,7 @@
 #include "http/waiter.h"
 #include "util/crypto.h"
 #include "util/jsonutil.h"
+#include "util/log.h"
 #include "util/timeutil.h"
 #include "util/utf8.h"
 
@@ -127,23 +131,17 @@ static uint64_t response_bytes(const struct request *req)
 
 static void log_request(const struct request *req, int64_t duration_us)
 {
-    char iso[32];
+    if (!log_enabled(LOG_LEVEL_INFO))
+        return;
     char *path = xstrdup(req->path); /* decoded from the URL: any bytes at all */
     utf8_scrub(path);
-    time_iso8601(time_now_ms(), 1, iso);
-    json_t *line =
-        json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:f, s:I, s:I, s:s, s:s}", "time", iso, "level",
-                  "info", "requestId", req->request_id, "method", req->method, "path", path,
-                  "status", req->resp.status, "durationMs", (double)duration_us / 1000.0, "bytesIn",
-                  (json_int_t)req->bytes_in, "bytesOut", (json_int_t)response_bytes(req),
-                  "credential", req->cred.id, "remote", req->client_addr);
-    char *text = json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(6));
-    if (!text)
-        abort();
-    fprintf(stderr, "%s\n", text);
-    free(text);
+    log_info("request",
+             json_pack("{s:s, s:s, s:s, s:i, s:f, s:I, s:I, s:s, s:s}", "requestId",
+                       req->request_id, "method", req->method, "path", path, "status",
+                       req->resp.status, "durationMs", (double)duration_us / 1000.0, "bytesIn",
+                       (json_int_t)req->bytes_in, "bytesOut", (json_int_t)response_bytes(req),
+                       "credential", req->cred.id, "remote", req->client_addr));
     free(path);
-    json_decref(line);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -160,7 +158,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         req->resp.status = 499; /* the client went away before an answer */
     log_request(req, duration);
     /* Unknown methods share one label so a client cannot grow the series without bound. */
-    metrics_request(req->method_bit ? req->method : "OTHER",
+    metrics_request(req->app->metrics, req->method_bit ? req->method : "OTHER",
                     req->route ? req->route->pattern : "unmatched", req->resp.status, duration,
                     req->bytes_in, response_bytes(req));
     request_free(req);
@@ -427,7 +425,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         dispatch(req);
     if (req->wait_requested && !req->replied) {
         req->wait_requested = false;
-        waiter_park(req, req->wait_head);
+        waiter_park(req->app->waiter, req, req->wait_head);
         return MHD_YES;
     }
     return send_reply(req);
@@ -464,16 +462,58 @@ static int resolve(const char *host, int port, struct sockaddr_storage *addr, bo
     return FERRY_OK;
 }
 
+/* libmicrohttpd's own messages (a connection it dropped, headers far over the limit)
+ * go to the log like everything else. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    (void)cls;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        msg[--n] = '\0';
+    utf8_scrub(msg);
+    log_warn("httpd", json_pack("{s:s}", "msg", msg));
+}
+
+/* Binds the listening socket here rather than in libmicrohttpd, so that a port in use
+ * (or not permitted) reaches the user as such; *port gets the port bound. */
+static int listen_socket(const struct sockaddr_storage *addr, bool ipv6, const char *listen_on,
+                         int *fd_out, int *port, struct err *err)
+{
+    int one = 1;
+    socklen_t len = ipv6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return err_set(err, ERR_INTERNAL, "cannot listen on %s: %s", listen_on, strerror(errno));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ipv6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    struct sockaddr_storage bound;
+    socklen_t bound_len = sizeof(bound);
+    if (bind(fd, (const struct sockaddr *)addr, len) != 0 || listen(fd, SOMAXCONN) != 0 ||
+        getsockname(fd, (struct sockaddr *)&bound, &bound_len) != 0) {
+        int saved = errno;
+        close(fd);
+        return err_set(err, ERR_INTERNAL, "cannot listen on %s: %s", listen_on, strerror(saved));
+    }
+    *port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                              : ((struct sockaddr_in *)&bound)->sin_port);
+    *fd_out = fd;
+    return FERRY_OK;
+}
+
 int server_start(struct app *app, struct server **out, struct err *err)
 {
     char host[256];
-    int port;
+    int port, fd = -1;
     struct sockaddr_storage addr;
     bool ipv6 = false;
 
     *out = NULL;
     if (config_listen_addr(app->cfg, host, sizeof(host), &port, err) != FERRY_OK ||
-        resolve(host, port, &addr, &ipv6, err) != FERRY_OK)
+        resolve(host, port, &addr, &ipv6, err) != FERRY_OK ||
+        listen_socket(&addr, ipv6, app->cfg->listen, &fd, &port, err) != FERRY_OK)
         return FERRY_ERR;
     unsigned flags =
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
@@ -482,7 +522,8 @@ int server_start(struct app *app, struct server **out, struct err *err)
     struct server *srv = xcalloc(1, sizeof(*srv));
     srv->app = app;
     srv->daemon = MHD_start_daemon(
-        flags, (uint16_t)port, NULL, NULL, on_request, app, MHD_OPTION_NOTIFY_COMPLETED,
+        flags, (uint16_t)port, NULL, NULL, on_request, app, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+        NULL, /* first, so that every message goes there */ MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, app, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)app->cfg->threads,
         /* Room for twice the header limit, so that oversize headers usually reach
          * admit() and get ferry's own 431 (far beyond it MHD answers 431 itself), and
@@ -493,14 +534,12 @@ int server_start(struct app *app, struct server **out, struct err *err)
             ? (size_t)app->cfg->max_header * 2 + 16384
             : (size_t)512 * 1024,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_CONNECTION_TIMEOUT, 120u,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_END);
+        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_END);
     if (!srv->daemon) {
         free(srv);
-        return err_set(err, ERR_INTERNAL, "cannot listen on %s (in use, or not permitted)",
-                       app->cfg->listen);
+        return err_set(err, ERR_INTERNAL, "cannot start the HTTP server on %s", app->cfg->listen);
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    srv->port = info ? info->port : port;
+    srv->port = port;
     *out = srv;
     return FERRY_OK;
 }

@@ -8,6 +8,7 @@
 #include <openssl/rand.h>
 
 #include "util/crypto.h"
+#include "util/log.h"
 
 void crypto_sha256_hex(const void *data, size_t len, char out[65])
 {
@@ -26,7 +27,7 @@ void crypto_sha256_hex(const void *data, size_t len, char out[65])
 void crypto_random(void *out, size_t n)
 {
     if (RAND_bytes(out, (int)n) != 1) {
-        fprintf(stderr, "ferry: the system random source failed\n");
+        log_fatal("random_failed", "the system random source failed");
         abort();
     }
 }
