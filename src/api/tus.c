@@ -208,7 +208,7 @@ static char *metadata_path(struct request *req, const char *meta)
     else if (!found_path && !found_name)
         reply_status(req, 400, "Upload-Metadata must name the file: 'path' or 'filename'");
     else
-        result = files_clean_path(req, found_path ? found_path : found_name);
+        result = apifiles_clean_path(req, found_path ? found_path : found_name);
     free(found_path);
     free(found_name);
     return result;
@@ -231,13 +231,13 @@ static int reconcile(const struct app *app, struct store_conn *c, struct upload 
     return uploads_set_received(c, u->id, have, err);
 }
 
-/* Loads upload id for this caller (see files_load_upload), its offset repaired against
+/* Loads upload id for this caller (see apifiles_load_upload), its offset repaired against
  * the data on disk when may_reconcile. */
 static bool load_upload(struct request *req, struct store_conn *c, const char *id,
                         bool may_reconcile, struct upload *u)
 {
     struct err err = {0};
-    if (!files_load_upload(req, c, id, UPLOAD_TUS, u))
+    if (!apifiles_load_upload(req, c, id, UPLOAD_TUS, u))
         return false;
     if (may_reconcile && reconcile(req->app, c, u, &err) != FERRY_OK) {
         http_reply_err(req, &err);
@@ -281,7 +281,7 @@ static int make_data_file(const struct app *app, const char *id, struct err *err
 static int create(struct request *req, struct err *err)
 {
     struct upload u = {0};
-    if (!version_ok(req) || !files_allowed(req))
+    if (!version_ok(req) || !apifiles_allowed(req))
         return FERRY_OK;
     int64_t length = header_int(req, "Upload-Length");
     const char *meta = http_header(req, "Upload-Metadata");
@@ -308,7 +308,7 @@ static int create(struct request *req, struct err *err)
     u.size = length;
     u.metadata = meta ? xstrdup(meta) : NULL;
     u.user_id = xstrdup(req->cred.user_id);
-    u.device_id = files_device_of(req) ? xstrdup(req->cred.device_id) : NULL;
+    u.device_id = apifiles_device_of(req) ? xstrdup(req->cred.device_id) : NULL;
     u.expires_at = time_now_ms() + req->app->cfg->upload_expiry * 1000;
     if (uploads_create(c, &u, err) != FERRY_OK) {
         http_reply_err(req, err);
@@ -450,7 +450,7 @@ static int end_patch(struct store_conn *c, struct patch *p, bool keep, struct er
 static bool patch_prepare(struct request *req, struct patch *p)
 {
     const char *ct = http_header(req, "Content-Type"), *id = http_param(req, "id");
-    if (!version_ok(req) || !files_allowed(req))
+    if (!version_ok(req) || !apifiles_allowed(req))
         return false;
     if (!ct || strncmp(ct, "application/offset+octet-stream", 31) != 0) {
         reply_status(req, 415, "Content-Type must be application/offset+octet-stream");
