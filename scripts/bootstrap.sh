@@ -9,7 +9,7 @@ set -euo pipefail
 packages=(
   gcc make cmake pkg-config clang-format git
   libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev libssl-dev libjwt-dev
-  libcurl4-openssl-dev
+  libcurl4-openssl-dev libgit2-dev
   libcmocka-dev
   python3 python3-pytest python3-requests
   postgresql curl

@@ -49,6 +49,7 @@ static void usage(FILE *out)
             "  ferry sites pull ID --tables a,b [--strategy skip|overwrite|merge|append]\n"
             "                     [--incremental] [options]\n"
             "  ferry sites transfers ID [options]\n"
+            "  ferry merge [--favor F] [--output FILE] [--json] BASE SOURCE TARGET\n"
             "  ferry --version | --help\n\n"
             "options (flags override FERRY_* variables, which override the config file):\n",
             FERRY_VERSION);
@@ -507,6 +508,8 @@ int main(int argc, char **argv)
         return cmd_token(argc - 2, argv + 2);
     if (!strcmp(argv[1], "sites"))
         return cmd_sites(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "merge"))
+        return cmd_merge(argc - 2, argv + 2);
     fprintf(stderr, "ferry: unknown command '%s' (see ferry --help)\n", argv[1]);
     return 2;
 }

@@ -6,8 +6,9 @@
 #include <string.h>
 
 const struct route_table *const api_tables[] = {
-    &api_ops_routes,   &api_admin_routes, &api_legacy_routes,  &api_sync_routes,
-    &api_files_routes, &api_tus_routes,   &api_dirsync_routes, &api_site_admin_routes,
+    &api_ops_routes,     &api_admin_routes,      &api_legacy_routes,
+    &api_sync_routes,    &api_files_routes,      &api_tus_routes,
+    &api_dirsync_routes, &api_site_admin_routes, &api_merge_routes,
 };
 const size_t api_n_tables = sizeof(api_tables) / sizeof(api_tables[0]);
 

@@ -15,4 +15,7 @@ int cli_fail(const struct err *err);
 /* `ferry sites ...` */
 int cmd_sites(int argc, char **argv);
 
+/* `ferry merge ...` (cli/merge.c) */
+int cmd_merge(int argc, char **argv);
+
 #endif
