@@ -37,8 +37,10 @@ static void merge_usage(FILE *out)
 static int parse_args(int argc, char **argv, struct merge_args *a)
 {
     static const struct option options[] = {
-        {"favor", required_argument, NULL, 'f'}, {"output", required_argument, NULL, 'o'},
-        {"json", no_argument, NULL, 'j'},        {"help", no_argument, NULL, 'h'},
+        {"favor", required_argument, NULL, 'f'},
+        {"output", required_argument, NULL, 'o'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct err err = {0};
@@ -71,8 +73,7 @@ static int parse_args(int argc, char **argv, struct merge_args *a)
     return -1;
 }
 
-static int print_result(const struct merge_args *a, const struct merge_result *r,
-                        struct err *err)
+static int print_result(const struct merge_args *a, const struct merge_result *r, struct err *err)
 {
     if (a->output && merge_write_file(a->output, r->merged, r->merged_len, err) != FERRY_OK)
         return FERRY_ERR;

@@ -59,8 +59,7 @@ int merge_check_text(const struct merge_text *t, const char *what, struct err *e
     return FERRY_OK;
 }
 
-int merge_read_file(const char *path, const char *what, char **data, size_t *len,
-                    struct err *err)
+int merge_read_file(const char *path, const char *what, char **data, size_t *len, struct err *err)
 {
     int rc = FERRY_ERR, fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
@@ -242,8 +241,11 @@ static void take_result(struct merge_result *r, git_merge_file_result *g)
     r->merged_len = g->len;
 }
 
-/* What the favor makes of each conflict region taken alone: the region's three sides
- * merged again with the favor. */
+/* What the favor makes of each conflict region: its source or target side, or for union
+ * the region's three sides merged again with the union favor (git refines a union the
+ * same way inside a region, keeping the lines both sides share once). The sides are not
+ * merged again for source and target: a region that differs only in a missing final
+ * newline would look unchanged on one side once markers separate it. */
 static int resolve_each(struct merge_result *r, enum merge_favor favor, struct err *err)
 {
     for (size_t i = 0; i < r->n_conflicts; i++) {
@@ -251,6 +253,10 @@ static int resolve_each(struct merge_result *r, enum merge_favor favor, struct e
         struct merge_text b = {c->base, strlen(c->base)}, s = {c->source, strlen(c->source)},
                           t = {c->target, strlen(c->target)};
         git_merge_file_result g = {0};
+        if (favor != MERGE_FAVOR_UNION) {
+            c->resolution = xstrdup(favor == MERGE_FAVOR_SOURCE ? c->source : c->target);
+            continue;
+        }
         if (run_merge(&b, &s, &t, git_favor(favor), 0, 0, &g, err) != FERRY_OK)
             return FERRY_ERR;
         c->resolution = xstrndup(g.ptr ? g.ptr : "", g.len);
@@ -265,8 +271,8 @@ static int resolve_each(struct merge_result *r, enum merge_favor favor, struct e
  * so it is byte for byte what `git merge-file --ours/--theirs/--union` (or --diff3 for
  * none) prints. */
 int merge_texts(const struct merge_text *base, const struct merge_text *source,
-                const struct merge_text *target, enum merge_favor favor,
-                struct merge_result *out, struct err *err)
+                const struct merge_text *target, enum merge_favor favor, struct merge_result *out,
+                struct err *err)
 {
     git_merge_file_result g = {0};
     size_t run = longest_marker_run(base);
@@ -291,7 +297,8 @@ int merge_texts(const struct merge_text *base, const struct merge_text *source,
     }
     take_result(out, &g);
     out->success = g.automergeable || favor != MERGE_FAVOR_NONE;
-    if (!g.automergeable && (favor != MERGE_FAVOR_NONE || marker != GIT_MERGE_CONFLICT_MARKER_SIZE)) {
+    if (!g.automergeable &&
+        (favor != MERGE_FAVOR_NONE || marker != GIT_MERGE_CONFLICT_MARKER_SIZE)) {
         git_merge_file_result_free(&g);
         memset(&g, 0, sizeof(g));
         if (run_merge(base, source, target, git_favor(favor),
@@ -333,6 +340,16 @@ static json_t *text_json(const char *text, size_t len)
     return s ? s : json_null();
 }
 
+/* A conflict region as the seed shows it: its lines joined by "\n", without a final
+ * newline ("original", not "original\n"); null for a missing resolution. */
+static json_t *region_json(const char *region)
+{
+    size_t len = region ? strlen(region) : 0;
+    if (len && region[len - 1] == '\n')
+        len--;
+    return text_json(region, len);
+}
+
 json_t *merge_result_json(const struct merge_result *r, enum merge_favor favor)
 {
     json_t *conflicts = json_array();
@@ -340,11 +357,10 @@ json_t *merge_result_json(const struct merge_result *r, enum merge_favor favor)
         const struct merge_conflict *c = &r->conflicts[i];
         json_t *o = json_object();
         json_object_set_new(o, "lineNumber", json_integer((json_int_t)c->line_number));
-        json_object_set_new(o, "baseContent", text_json(c->base, strlen(c->base)));
-        json_object_set_new(o, "sourceContent", text_json(c->source, strlen(c->source)));
-        json_object_set_new(o, "targetContent", text_json(c->target, strlen(c->target)));
-        json_object_set_new(o, "resolution",
-                            text_json(c->resolution, c->resolution ? strlen(c->resolution) : 0));
+        json_object_set_new(o, "baseContent", region_json(c->base));
+        json_object_set_new(o, "sourceContent", region_json(c->source));
+        json_object_set_new(o, "targetContent", region_json(c->target));
+        json_object_set_new(o, "resolution", region_json(c->resolution));
         json_array_append_new(conflicts, o);
     }
     json_t *o = json_object();

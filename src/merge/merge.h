@@ -36,8 +36,8 @@ struct merge_conflict {
 };
 
 struct merge_result {
-    bool success;  /* no conflict markers left in merged */
-    char *merged;  /* owned, NUL-terminated (the text itself holds no NUL) */
+    bool success; /* no conflict markers left in merged */
+    char *merged; /* owned, NUL-terminated (the text itself holds no NUL) */
     size_t merged_len;
     struct merge_conflict *conflicts;
     size_t n_conflicts;
@@ -54,20 +54,20 @@ int merge_check_text(const struct merge_text *t, const char *what, struct err *e
 /* Reads a regular file whole and checks it as merge_check_text does (the size before
  * reading it). *data is owned by the caller, NUL-terminated. ERR_NOT_FOUND when it does
  * not exist, ERR_INVALID when it is not a regular file or not mergeable text. */
-int merge_read_file(const char *path, const char *what, char **data, size_t *len,
-                    struct err *err);
+int merge_read_file(const char *path, const char *what, char **data, size_t *len, struct err *err);
 
 /* Merges source and target, both descended from base, as `git merge-file` does
  * (source is git's "ours"). The inputs must have passed merge_check_text. On success
  * *out is filled (release with merge_result_cleanup); on failure *out is empty. */
 int merge_texts(const struct merge_text *base, const struct merge_text *source,
-                const struct merge_text *target, enum merge_favor favor,
-                struct merge_result *out, struct err *err);
+                const struct merge_text *target, enum merge_favor favor, struct merge_result *out,
+                struct err *err);
 
 void merge_result_cleanup(struct merge_result *r);
 
 /* The seed's response: success, mergedContent, conflicts[] (lineNumber, baseContent,
- * sourceContent, targetContent, resolution), conflictResolutionCount; plus favor. */
+ * sourceContent, targetContent, resolution: each region's lines joined by "\n", without
+ * a final newline, as the seed's example shows), conflictResolutionCount; plus favor. */
 json_t *merge_result_json(const struct merge_result *r, enum merge_favor favor);
 
 /* Writes data to path atomically: a temporary file beside it, fsync, rename, fsync of
