@@ -265,47 +265,84 @@ static int resolve_each(struct merge_result *r, enum merge_favor favor, struct e
     return FERRY_OK;
 }
 
-/* How it works: a first merge with favor none in diff3 style gives git's conflict
- * regions with all three sides (libgit2 has no other way to list them), read back by
- * parse_conflicts. The result itself then comes from libgit2 with the favor asked for,
- * so it is byte for byte what `git merge-file --ours/--theirs/--union` (or --diff3 for
- * none) prints. */
+/* A merge run on its own thread: the favored result is made while the diff3 merge that
+ * lists the conflicts runs, so a merge with a favor takes about the time of one. */
+struct side_merge {
+    const struct merge_text *base, *source, *target;
+    enum merge_favor favor;
+    git_merge_file_result res;
+    struct err err;
+    int rc;
+};
+
+static void *side_merge_run(void *arg)
+{
+    struct side_merge *m = arg;
+    m->rc = run_merge(m->base, m->source, m->target, git_favor(m->favor),
+                      m->favor == MERGE_FAVOR_NONE ? GIT_MERGE_FILE_STYLE_DIFF3 : 0, 0, &m->res,
+                      &m->err);
+    return NULL;
+}
+
+/* Marker size for the diff3 merge that is parsed: git's 7, or longer than any
+ * marker-like run at a line start in the inputs, so no input line reads as a marker. */
+static unsigned parse_marker_size(const struct merge_text *base, const struct merge_text *source,
+                                  const struct merge_text *target)
+{
+    size_t run = longest_marker_run(base);
+    if (longest_marker_run(source) > run)
+        run = longest_marker_run(source);
+    if (longest_marker_run(target) > run)
+        run = longest_marker_run(target);
+    if (run < GIT_MERGE_CONFLICT_MARKER_SIZE)
+        return GIT_MERGE_CONFLICT_MARKER_SIZE;
+    return run < MARKER_MAX ? (unsigned)run + 1 : MARKER_MAX;
+}
+
+/* How it works: a merge with favor none in diff3 style gives git's conflict regions with
+ * all three sides (libgit2 has no other way to list them), read back by
+ * parse_conflicts. The result itself comes from libgit2 with the favor asked for (the
+ * side merge), so it is byte for byte what `git merge-file --ours/--theirs/--union` (or
+ * --diff3 for none) prints. */
 int merge_texts(const struct merge_text *base, const struct merge_text *source,
                 const struct merge_text *target, enum merge_favor favor, struct merge_result *out,
                 struct err *err)
 {
     git_merge_file_result g = {0};
-    size_t run = longest_marker_run(base);
-    unsigned marker = GIT_MERGE_CONFLICT_MARKER_SIZE;
+    unsigned marker = parse_marker_size(base, source, target);
+    struct side_merge side = {base, source, target, favor, {0}, {0}, FERRY_OK};
+    bool need_side = favor != MERGE_FAVOR_NONE || marker != GIT_MERGE_CONFLICT_MARKER_SIZE;
+    pthread_t thread;
+    bool threaded = false;
     int rc = FERRY_ERR;
 
     pthread_once(&git_once, git_start);
     memset(out, 0, sizeof(*out));
-    if (longest_marker_run(source) > run)
-        run = longest_marker_run(source);
-    if (longest_marker_run(target) > run)
-        run = longest_marker_run(target);
-    if (run >= marker)
-        marker = run < MARKER_MAX ? (unsigned)run + 1 : MARKER_MAX;
+    if (need_side)
+        threaded = pthread_create(&thread, NULL, side_merge_run, &side) == 0;
     if (run_merge(base, source, target, GIT_MERGE_FILE_FAVOR_NORMAL, GIT_MERGE_FILE_STYLE_DIFF3,
-                  marker, &g, err) != FERRY_OK ||
-        parse_conflicts(g.ptr, g.len, marker, out, err) != FERRY_OK)
+                  marker, &g, err) == FERRY_OK)
+        rc = parse_conflicts(g.ptr, g.len, marker, out, err);
+    if (threaded)
+        pthread_join(thread, NULL);
+    else if (need_side && rc == FERRY_OK && !g.automergeable)
+        side_merge_run(&side);
+    if (rc != FERRY_OK)
         goto out;
+    rc = FERRY_ERR;
     if (!g.automergeable && !out->n_conflicts) {
         err_set(err, ERR_INTERNAL, "the merge reported conflicts but marked none");
         goto out;
     }
-    take_result(out, &g);
     out->success = g.automergeable || favor != MERGE_FAVOR_NONE;
-    if (!g.automergeable &&
-        (favor != MERGE_FAVOR_NONE || marker != GIT_MERGE_CONFLICT_MARKER_SIZE)) {
-        git_merge_file_result_free(&g);
-        memset(&g, 0, sizeof(g));
-        if (run_merge(base, source, target, git_favor(favor),
-                      favor == MERGE_FAVOR_NONE ? GIT_MERGE_FILE_STYLE_DIFF3 : 0, 0, &g,
-                      err) != FERRY_OK)
+    if (!g.automergeable && need_side) {
+        if (side.rc != FERRY_OK) {
+            *err = side.err;
             goto out;
-        take_result(out, &g);
+        }
+        take_result(out, &side.res);
+    } else {
+        take_result(out, &g); /* a clean merge is the same whatever the favor */
     }
     if (favor != MERGE_FAVOR_NONE) {
         if (resolve_each(out, favor, err) != FERRY_OK)
@@ -315,6 +352,7 @@ int merge_texts(const struct merge_text *base, const struct merge_text *source,
     rc = FERRY_OK;
 out:
     git_merge_file_result_free(&g);
+    git_merge_file_result_free(&side.res);
     if (rc != FERRY_OK)
         merge_result_cleanup(out);
     return rc;
