@@ -14,16 +14,16 @@
 
 #include "merge/merge.h"
 
-static struct merge_text T(const char *s)
+static struct merge_text text_of(const char *s)
 {
     return (struct merge_text){s, strlen(s)};
 }
 
 /* Merges the three texts with favor; the caller cleans *r up. */
-static void merge3(const char *base, const char *source, const char *target,
-                   enum merge_favor favor, struct merge_result *r)
+static void merge3(const char *base, const char *source, const char *target, enum merge_favor favor,
+                   struct merge_result *r)
 {
-    struct merge_text b = T(base), s = T(source), t = T(target);
+    struct merge_text b = text_of(base), s = text_of(source), t = text_of(target);
     struct err err = {0};
     assert_int_equal(merge_texts(&b, &s, &t, favor, r, &err), FERRY_OK);
     assert_int_equal(strlen(r->merged), r->merged_len);
@@ -136,8 +136,8 @@ static void test_check_text(void **state)
 {
     (void)state;
     struct err err = {0};
-    struct merge_text ok = T("caf\xc3\xa9 \xe2\x98\x95\n"), nul = {"a\0b", 3},
-                      latin1 = T("caf\xe9\n"), cut = T("\xe2\x98");
+    struct merge_text ok = text_of("caf\xc3\xa9 \xe2\x98\x95\n"), nul = {"a\0b", 3},
+                      latin1 = text_of("caf\xe9\n"), cut = text_of("\xe2\x98");
     assert_int_equal(merge_check_text(&ok, "base", &err), FERRY_OK);
     assert_int_equal(merge_check_text(&nul, "base", &err), FERRY_ERR);
     assert_int_equal(err.code, ERR_INVALID);
