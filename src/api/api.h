@@ -13,5 +13,6 @@ extern const struct route_table api_files_routes;
 extern const struct route_table api_tus_routes;
 extern const struct route_table api_dirsync_routes;
 extern const struct route_table api_site_admin_routes;
+extern const struct route_table api_merge_routes;
 
 #endif

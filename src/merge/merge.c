@@ -1,0 +1,468 @@
+/* merge.c - 3-way merge of texts with libgit2's git_merge_file: the favored result, the
+ * list of conflicts with their three sides (parsed from git's diff3 output), the checks
+ * that keep binary, non-UTF-8 and oversize input out, and the atomic write of a result. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <git2.h>
+
+#include "merge/merge.h"
+
+/* The labels on conflict markers: "<<<<<<< source", "||||||| base", ">>>>>>> target". */
+#define LABEL_BASE "base"
+#define LABEL_SOURCE "source"
+#define LABEL_TARGET "target"
+/* Longest conflict marker ferry asks libgit2 for (its marker_size is an unsigned short). */
+#define MARKER_MAX 1000
+
+static pthread_once_t git_once = PTHREAD_ONCE_INIT;
+
+/* libgit2 sets up its allocator and globals in git_libgit2_init; ferry never shuts it
+ * down (it holds nothing worth releasing before exit). */
+static void git_start(void)
+{
+    git_libgit2_init();
+}
+
+static const char *const favor_names[] = {"none", "source", "target", "union"};
+
+int merge_favor_parse(const char *name, enum merge_favor *out, struct err *err)
+{
+    for (size_t i = 0; i < sizeof(favor_names) / sizeof(favor_names[0]); i++)
+        if (!strcmp(name, favor_names[i])) {
+            *out = (enum merge_favor)i;
+            return FERRY_OK;
+        }
+    return err_set(err, ERR_INVALID, "favor must be \"source\", \"target\", \"union\" or \"none\"");
+}
+
+int merge_check_text(const struct merge_text *t, const char *what, struct err *err)
+{
+    if ((long long)t->len > MERGE_MAX_INPUT)
+        return err_set(err, ERR_INVALID, "%s is larger than the merge limit of %lld bytes", what,
+                       MERGE_MAX_INPUT);
+    if (memchr(t->data, '\0', t->len))
+        return err_set(err, ERR_INVALID, "%s is binary (it holds a NUL byte); only text is merged",
+                       what);
+    /* jansson validates UTF-8 when it makes a string, and the texts end up in JSON
+     * strings anyway; one validator for both keeps them in agreement. */
+    json_t *s = json_stringn(t->data, t->len);
+    if (!s)
+        return err_set(err, ERR_INVALID, "%s is not valid UTF-8 text", what);
+    json_decref(s);
+    return FERRY_OK;
+}
+
+int merge_read_file(const char *path, const char *what, char **data, size_t *len, struct err *err)
+{
+    int rc = FERRY_ERR, fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    char *buf = NULL;
+    size_t got = 0;
+
+    *data = NULL;
+    if (fd < 0) {
+        err_set(err, errno == ENOENT ? ERR_NOT_FOUND : ERR_INVALID, "cannot open %s: %s", what,
+                strerror(errno));
+        goto out;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        err_set(err, ERR_INVALID, "%s is not a regular file", what);
+        goto out;
+    }
+    if (st.st_size > MERGE_MAX_INPUT) {
+        err_set(err, ERR_INVALID, "%s is larger than the merge limit of %lld bytes", what,
+                MERGE_MAX_INPUT);
+        goto out;
+    }
+    buf = xmalloc((size_t)st.st_size + 1);
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; /* a file that shrank while read is taken as it was read */
+        got += (size_t)n;
+    }
+    buf[got] = '\0';
+    struct merge_text t = {buf, got};
+    if (merge_check_text(&t, what, err) != FERRY_OK)
+        goto out;
+    *data = buf;
+    *len = got;
+    buf = NULL;
+    rc = FERRY_OK;
+out:
+    free(buf);
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+/* One libgit2 merge. Flags always include SIMPLIFY_ALNUM: `git merge-file` merges at
+ * xdiff's XDL_MERGE_ZEALOUS_ALNUM level, and libgit2 uses that level only with it. */
+static int run_merge(const struct merge_text *base, const struct merge_text *source,
+                     const struct merge_text *target, git_merge_file_favor_t favor, uint32_t flags,
+                     unsigned marker, git_merge_file_result *res, struct err *err)
+{
+    git_merge_file_input in[3];
+    const struct merge_text *texts[3] = {base, source, target};
+    git_merge_file_options o;
+
+    git_merge_file_options_init(&o, GIT_MERGE_FILE_OPTIONS_VERSION);
+    for (int i = 0; i < 3; i++) {
+        git_merge_file_input_init(&in[i], GIT_MERGE_FILE_INPUT_VERSION);
+        in[i].ptr = texts[i]->len ? texts[i]->data : "";
+        in[i].size = texts[i]->len;
+    }
+    o.ancestor_label = LABEL_BASE;
+    o.our_label = LABEL_SOURCE;
+    o.their_label = LABEL_TARGET;
+    o.favor = favor;
+    o.flags = GIT_MERGE_FILE_SIMPLIFY_ALNUM | flags;
+    o.marker_size = (unsigned short)marker;
+    if (git_merge_file(res, &in[0], &in[1], &in[2], &o) < 0) {
+        const git_error *e = git_error_last();
+        return err_set(err, ERR_INTERNAL, "the merge failed: %s",
+                       e && e->message ? e->message : "libgit2 gave no reason");
+    }
+    return FERRY_OK;
+}
+
+/* The length of the longest run of one marker character ('<', '|', '=', '>') at the
+ * start of a line of t. */
+static size_t longest_marker_run(const struct merge_text *t)
+{
+    size_t longest = 0;
+    for (size_t i = 0; i < t->len;) {
+        char c = t->data[i];
+        size_t run = 0;
+        if (c == '<' || c == '|' || c == '=' || c == '>')
+            while (i + run < t->len && t->data[i + run] == c)
+                run++;
+        if (run > longest)
+            longest = run;
+        const char *nl = memchr(t->data + i, '\n', t->len - i);
+        i = nl ? (size_t)(nl - t->data) + 1 : t->len;
+    }
+    return longest;
+}
+
+/* Whether the line (without its end of line) is the marker: size times c, then a space
+ * and label when label is not NULL. */
+static bool is_marker(const char *line, size_t len, char c, unsigned size, const char *label)
+{
+    size_t label_len = label ? strlen(label) + 1 : 0;
+    if (len != size + label_len)
+        return false;
+    for (unsigned i = 0; i < size; i++)
+        if (line[i] != c)
+            return false;
+    return !label || (line[size] == ' ' && !memcmp(line + size + 1, label, label_len - 1));
+}
+
+static void add_conflict(struct merge_result *r, const struct merge_conflict *c)
+{
+    r->conflicts = xrealloc(r->conflicts, (r->n_conflicts + 1) * sizeof(*r->conflicts));
+    r->conflicts[r->n_conflicts++] = *c;
+}
+
+/* Collects the conflict regions of a diff3-style merge made with markers of the given
+ * size. libgit2 reports conflicts only as markers in the merged text, so ferry reads
+ * them back from there; markers longer than any marker-like line of the inputs make
+ * this unambiguous. */
+static int parse_conflicts(const char *text, size_t len, unsigned size, struct merge_result *r,
+                           struct err *err)
+{
+    enum { CLEAN, SOURCE, BASE, TARGET } state = CLEAN;
+    struct merge_conflict c = {0};
+    const char *section = text, *end = text + len;
+    size_t line = 0;
+
+    for (const char *p = text; p < end; p++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p)), *eol = nl ? nl : end;
+        size_t n = (size_t)(eol - p);
+        bool marker = true;
+        line++;
+        if (n && p[n - 1] == '\r')
+            n--; /* xdiff ends markers with "\r\n" in files that use it */
+        if (state == CLEAN && is_marker(p, n, '<', size, LABEL_SOURCE)) {
+            c.line_number = line;
+            state = SOURCE;
+        } else if (state == SOURCE && is_marker(p, n, '|', size, LABEL_BASE)) {
+            c.source = xstrndup(section, (size_t)(p - section));
+            state = BASE;
+        } else if (state == BASE && is_marker(p, n, '=', size, NULL)) {
+            c.base = xstrndup(section, (size_t)(p - section));
+            state = TARGET;
+        } else if (state == TARGET && is_marker(p, n, '>', size, LABEL_TARGET)) {
+            c.target = xstrndup(section, (size_t)(p - section));
+            add_conflict(r, &c);
+            memset(&c, 0, sizeof(c));
+            state = CLEAN;
+        } else {
+            marker = false;
+        }
+        p = eol; /* the loop steps over the '\n' */
+        if (marker)
+            section = p < end ? p + 1 : end;
+    }
+    if (state == CLEAN)
+        return FERRY_OK;
+    free(c.source);
+    free(c.base);
+    return err_set(err, ERR_INTERNAL, "the merge left an unterminated conflict region");
+}
+
+static git_merge_file_favor_t git_favor(enum merge_favor favor)
+{
+    switch (favor) {
+    case MERGE_FAVOR_SOURCE:
+        return GIT_MERGE_FILE_FAVOR_OURS;
+    case MERGE_FAVOR_TARGET:
+        return GIT_MERGE_FILE_FAVOR_THEIRS;
+    case MERGE_FAVOR_UNION:
+        return GIT_MERGE_FILE_FAVOR_UNION;
+    default:
+        return GIT_MERGE_FILE_FAVOR_NORMAL;
+    }
+}
+
+static void take_result(struct merge_result *r, git_merge_file_result *g)
+{
+    free(r->merged);
+    r->merged = xstrndup(g->ptr ? g->ptr : "", g->len);
+    r->merged_len = g->len;
+}
+
+/* What the favor makes of each conflict region: its source or target side, or for union
+ * the region's three sides merged again with the union favor (git refines a union the
+ * same way inside a region, keeping the lines both sides share once). The sides are not
+ * merged again for source and target: a region that differs only in a missing final
+ * newline would look unchanged on one side once markers separate it. */
+static int resolve_each(struct merge_result *r, enum merge_favor favor, struct err *err)
+{
+    for (size_t i = 0; i < r->n_conflicts; i++) {
+        struct merge_conflict *c = &r->conflicts[i];
+        struct merge_text b = {c->base, strlen(c->base)}, s = {c->source, strlen(c->source)},
+                          t = {c->target, strlen(c->target)};
+        git_merge_file_result g = {0};
+        if (favor != MERGE_FAVOR_UNION) {
+            c->resolution = xstrdup(favor == MERGE_FAVOR_SOURCE ? c->source : c->target);
+            continue;
+        }
+        if (run_merge(&b, &s, &t, git_favor(favor), 0, 0, &g, err) != FERRY_OK)
+            return FERRY_ERR;
+        c->resolution = xstrndup(g.ptr ? g.ptr : "", g.len);
+        git_merge_file_result_free(&g);
+    }
+    return FERRY_OK;
+}
+
+/* A merge run on its own thread: the favored result is made while the diff3 merge that
+ * lists the conflicts runs, so a merge with a favor takes about the time of one. */
+struct side_merge {
+    const struct merge_text *base, *source, *target;
+    enum merge_favor favor;
+    git_merge_file_result res;
+    struct err err;
+    int rc;
+};
+
+static void *side_merge_run(void *arg)
+{
+    struct side_merge *m = arg;
+    m->rc = run_merge(m->base, m->source, m->target, git_favor(m->favor),
+                      m->favor == MERGE_FAVOR_NONE ? GIT_MERGE_FILE_STYLE_DIFF3 : 0, 0, &m->res,
+                      &m->err);
+    return NULL;
+}
+
+/* Marker size for the diff3 merge that is parsed: git's 7, or longer than any
+ * marker-like run at a line start in the inputs, so no input line reads as a marker. */
+static unsigned parse_marker_size(const struct merge_text *base, const struct merge_text *source,
+                                  const struct merge_text *target)
+{
+    size_t run = longest_marker_run(base);
+    if (longest_marker_run(source) > run)
+        run = longest_marker_run(source);
+    if (longest_marker_run(target) > run)
+        run = longest_marker_run(target);
+    if (run < GIT_MERGE_CONFLICT_MARKER_SIZE)
+        return GIT_MERGE_CONFLICT_MARKER_SIZE;
+    return run < MARKER_MAX ? (unsigned)run + 1 : MARKER_MAX;
+}
+
+/* How it works: a merge with favor none in diff3 style gives git's conflict regions with
+ * all three sides (libgit2 has no other way to list them), read back by
+ * parse_conflicts. The result itself comes from libgit2 with the favor asked for (the
+ * side merge), so it is byte for byte what `git merge-file --ours/--theirs/--union` (or
+ * --diff3 for none) prints. */
+int merge_texts(const struct merge_text *base, const struct merge_text *source,
+                const struct merge_text *target, enum merge_favor favor, struct merge_result *out,
+                struct err *err)
+{
+    git_merge_file_result g = {0};
+    unsigned marker = parse_marker_size(base, source, target);
+    struct side_merge side = {base, source, target, favor, {0}, {0}, FERRY_OK};
+    bool need_side = favor != MERGE_FAVOR_NONE || marker != GIT_MERGE_CONFLICT_MARKER_SIZE;
+    pthread_t thread;
+    bool threaded = false;
+    int rc = FERRY_ERR;
+
+    pthread_once(&git_once, git_start);
+    memset(out, 0, sizeof(*out));
+    if (need_side)
+        threaded = pthread_create(&thread, NULL, side_merge_run, &side) == 0;
+    if (run_merge(base, source, target, GIT_MERGE_FILE_FAVOR_NORMAL, GIT_MERGE_FILE_STYLE_DIFF3,
+                  marker, &g, err) == FERRY_OK)
+        rc = parse_conflicts(g.ptr, g.len, marker, out, err);
+    if (threaded)
+        pthread_join(thread, NULL);
+    else if (need_side && rc == FERRY_OK && !g.automergeable)
+        side_merge_run(&side);
+    if (rc != FERRY_OK)
+        goto out;
+    rc = FERRY_ERR;
+    if (!g.automergeable && !out->n_conflicts) {
+        err_set(err, ERR_INTERNAL, "the merge reported conflicts but marked none");
+        goto out;
+    }
+    out->success = g.automergeable || favor != MERGE_FAVOR_NONE;
+    if (!g.automergeable && need_side) {
+        if (side.rc != FERRY_OK) {
+            *err = side.err;
+            goto out;
+        }
+        take_result(out, &side.res);
+    } else {
+        take_result(out, &g); /* a clean merge is the same whatever the favor */
+    }
+    if (favor != MERGE_FAVOR_NONE) {
+        if (resolve_each(out, favor, err) != FERRY_OK)
+            goto out;
+        out->n_resolved = out->n_conflicts;
+    }
+    rc = FERRY_OK;
+out:
+    git_merge_file_result_free(&g);
+    git_merge_file_result_free(&side.res);
+    if (rc != FERRY_OK)
+        merge_result_cleanup(out);
+    return rc;
+}
+
+void merge_result_cleanup(struct merge_result *r)
+{
+    for (size_t i = 0; i < r->n_conflicts; i++) {
+        free(r->conflicts[i].base);
+        free(r->conflicts[i].source);
+        free(r->conflicts[i].target);
+        free(r->conflicts[i].resolution);
+    }
+    free(r->conflicts);
+    free(r->merged);
+    memset(r, 0, sizeof(*r));
+}
+
+/* A JSON string of text, which merge_check_text made sure is UTF-8 (null otherwise). */
+static json_t *text_json(const char *text, size_t len)
+{
+    json_t *s = text ? json_stringn(text, len) : NULL;
+    return s ? s : json_null();
+}
+
+/* A conflict region as the seed shows it: its lines joined by "\n", without a final
+ * newline ("original", not "original\n"); null for a missing resolution. */
+static json_t *region_json(const char *region)
+{
+    size_t len = region ? strlen(region) : 0;
+    if (len && region[len - 1] == '\n')
+        len--;
+    return text_json(region, len);
+}
+
+json_t *merge_result_json(const struct merge_result *r, enum merge_favor favor)
+{
+    json_t *conflicts = json_array();
+    for (size_t i = 0; i < r->n_conflicts; i++) {
+        const struct merge_conflict *c = &r->conflicts[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "lineNumber", json_integer((json_int_t)c->line_number));
+        json_object_set_new(o, "baseContent", region_json(c->base));
+        json_object_set_new(o, "sourceContent", region_json(c->source));
+        json_object_set_new(o, "targetContent", region_json(c->target));
+        json_object_set_new(o, "resolution", region_json(c->resolution));
+        json_array_append_new(conflicts, o);
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "success", json_boolean(r->success));
+    json_object_set_new(o, "mergedContent", text_json(r->merged, r->merged_len));
+    json_object_set_new(o, "conflicts", conflicts);
+    json_object_set_new(o, "conflictResolutionCount", json_integer((json_int_t)r->n_resolved));
+    json_object_set_new(o, "favor", json_string(favor_names[favor]));
+    return o;
+}
+
+static int write_all(int fd, const char *data, size_t len)
+{
+    while (len) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return FERRY_ERR;
+        data += n;
+        len -= (size_t)n;
+    }
+    return FERRY_OK;
+}
+
+int merge_write_file(const char *path, const char *data, size_t len, struct err *err)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? xstrndup(path, slash == path ? 1 : (size_t)(slash - path)) : xstrdup(".");
+    char *tmp = xasprintf("%s/.ferry-tmp-merge-XXXXXX", dir);
+    struct stat st;
+    int rc = FERRY_ERR, fd = mkostemp(tmp, O_CLOEXEC), dfd = -1;
+
+    if (fd < 0) {
+        err_set(err, ERR_INVALID, "cannot write beside the output file: %s", strerror(errno));
+        goto out;
+    }
+    /* A file replaced keeps its permissions; a new one is readable by all, as most
+     * editors leave a text file. */
+    bool written = fchmod(fd, stat(path, &st) == 0 ? st.st_mode & 07777 : 0644) == 0 &&
+                   write_all(fd, data, len) == FERRY_OK && fsync(fd) == 0;
+    if (close(fd) != 0)
+        written = false;
+    fd = -1;
+    if (!written) {
+        err_set(err, ERR_INVALID, "cannot write the output file: %s", strerror(errno));
+        goto out;
+    }
+    if (rename(tmp, path) != 0) {
+        err_set(err, ERR_INVALID, "cannot replace the output file: %s", strerror(errno));
+        goto out;
+    }
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0)
+        fsync(dfd); /* makes the rename durable */
+    rc = FERRY_OK;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (dfd >= 0)
+        close(dfd);
+    if (rc != FERRY_OK)
+        unlink(tmp);
+    free(tmp);
+    free(dir);
+    return rc;
+}

@@ -1,0 +1,194 @@
+/* test_merge.c - merge_texts against known git merges (clean, each favor, conflicts with
+ * their three sides and line numbers, inputs holding marker-like lines), the input
+ * checks (binary, non-UTF-8, oversize), merge_read_file and merge_write_file. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "merge/merge.h"
+
+static struct merge_text text_of(const char *s)
+{
+    return (struct merge_text){s, strlen(s)};
+}
+
+/* Merges the three texts with favor; the caller cleans *r up. */
+static void merge3(const char *base, const char *source, const char *target, enum merge_favor favor,
+                   struct merge_result *r)
+{
+    struct merge_text b = text_of(base), s = text_of(source), t = text_of(target);
+    struct err err = {0};
+    assert_int_equal(merge_texts(&b, &s, &t, favor, r, &err), FERRY_OK);
+    assert_int_equal(strlen(r->merged), r->merged_len);
+}
+
+static void test_clean_merge(void **state)
+{
+    (void)state;
+    struct merge_result r;
+    merge3("a\nb\nc\nd\ne\n", "a\nB\nc\nd\ne\n", "a\nb\nc\nd\nE\nf\n", MERGE_FAVOR_NONE, &r);
+    assert_true(r.success);
+    assert_string_equal(r.merged, "a\nB\nc\nd\nE\nf\n");
+    assert_int_equal(r.n_conflicts, 0);
+    assert_int_equal(r.n_resolved, 0);
+    merge_result_cleanup(&r);
+    merge3("", "", "", MERGE_FAVOR_SOURCE, &r); /* empty inputs are text too */
+    assert_true(r.success);
+    assert_string_equal(r.merged, "");
+    merge_result_cleanup(&r);
+}
+
+static void test_conflict_each_favor(void **state)
+{
+    (void)state;
+    static const struct {
+        enum merge_favor favor;
+        const char *merged, *resolution;
+    } cases[] = {
+        {MERGE_FAVOR_NONE,
+         "a\nx\n<<<<<<< source\nB1\n||||||| base\nb\n=======\nB2\n>>>>>>> target\nc\n", NULL},
+        {MERGE_FAVOR_SOURCE, "a\nx\nB1\nc\n", "B1\n"},
+        {MERGE_FAVOR_TARGET, "a\nx\nB2\nc\n", "B2\n"},
+        {MERGE_FAVOR_UNION, "a\nx\nB1\nB2\nc\n", "B1\nB2\n"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct merge_result r;
+        merge3("a\nx\nb\nc\n", "a\nx\nB1\nc\n", "a\nx\nB2\nc\n", cases[i].favor, &r);
+        assert_string_equal(r.merged, cases[i].merged);
+        assert_int_equal(r.success, cases[i].favor != MERGE_FAVOR_NONE);
+        assert_int_equal(r.n_conflicts, 1);
+        assert_int_equal(r.n_resolved, cases[i].favor != MERGE_FAVOR_NONE);
+        assert_int_equal(r.conflicts[0].line_number, 3);
+        assert_string_equal(r.conflicts[0].base, "b\n");
+        assert_string_equal(r.conflicts[0].source, "B1\n");
+        assert_string_equal(r.conflicts[0].target, "B2\n");
+        if (cases[i].resolution)
+            assert_string_equal(r.conflicts[0].resolution, cases[i].resolution);
+        else
+            assert_null(r.conflicts[0].resolution);
+        merge_result_cleanup(&r);
+    }
+}
+
+static void test_two_conflicts_and_json(void **state)
+{
+    (void)state;
+    struct merge_result r;
+    merge3("1\n2\n3\n4\n5\n6\n7\n", "S\n2\n3\n4\n5\n6\nS7\n", "T\n2\n3\n4\n5\n6\nT7\n",
+           MERGE_FAVOR_TARGET, &r);
+    assert_string_equal(r.merged, "T\n2\n3\n4\n5\n6\nT7\n");
+    assert_int_equal(r.n_conflicts, 2);
+    assert_int_equal(r.conflicts[0].line_number, 1);
+    /* lines in the merge with markers: the first conflict takes 7, then 5 clean lines */
+    assert_int_equal(r.conflicts[1].line_number, 13);
+    json_t *j = merge_result_json(&r, MERGE_FAVOR_TARGET);
+    char *text = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
+    assert_string_equal(text,
+                        "{\"conflictResolutionCount\":2,\"conflicts\":["
+                        "{\"baseContent\":\"1\",\"lineNumber\":1,\"resolution\":\"T\","
+                        "\"sourceContent\":\"S\",\"targetContent\":\"T\"},"
+                        "{\"baseContent\":\"7\",\"lineNumber\":13,\"resolution\":\"T7\","
+                        "\"sourceContent\":\"S7\",\"targetContent\":\"T7\"}],"
+                        "\"favor\":\"target\",\"mergedContent\":\"T\\n2\\n3\\n4\\n5\\n6\\nT7\\n\","
+                        "\"success\":true}");
+    free(text);
+    json_decref(j);
+    merge_result_cleanup(&r);
+}
+
+/* An input holding a line like a conflict marker is text: the conflict list has only
+ * the real conflict, and favor none still shows git's 7-character markers. */
+static void test_marker_lines_in_input(void **state)
+{
+    (void)state;
+    struct merge_result r;
+    merge3("x\n<<<<<<< source\ny\n=======\nz\n", "x\n<<<<<<< source\nY\n=======\nz\n",
+           "x\n<<<<<<< source\nY2\n=======\nz\n", MERGE_FAVOR_NONE, &r);
+    assert_int_equal(r.n_conflicts, 1);
+    assert_int_equal(r.conflicts[0].line_number, 3);
+    assert_string_equal(r.conflicts[0].source, "Y\n");
+    assert_string_equal(r.conflicts[0].base, "y\n");
+    assert_string_equal(r.conflicts[0].target, "Y2\n");
+    assert_string_equal(r.merged, "x\n<<<<<<< source\n<<<<<<< source\nY\n||||||| base\ny\n"
+                                  "=======\nY2\n>>>>>>> target\n=======\nz\n");
+    merge_result_cleanup(&r);
+}
+
+static void test_favor_names(void **state)
+{
+    (void)state;
+    enum merge_favor f = MERGE_FAVOR_NONE;
+    struct err err = {0};
+    assert_int_equal(merge_favor_parse("union", &f, &err), FERRY_OK);
+    assert_int_equal(f, MERGE_FAVOR_UNION);
+    assert_int_equal(merge_favor_parse("ours", &f, &err), FERRY_ERR);
+    assert_int_equal(err.code, ERR_INVALID);
+}
+
+static void test_check_text(void **state)
+{
+    (void)state;
+    struct err err = {0};
+    struct merge_text ok = text_of("caf\xc3\xa9 \xe2\x98\x95\n"), nul = {"a\0b", 3},
+                      latin1 = text_of("caf\xe9\n"), cut = text_of("\xe2\x98");
+    assert_int_equal(merge_check_text(&ok, "base", &err), FERRY_OK);
+    assert_int_equal(merge_check_text(&nul, "base", &err), FERRY_ERR);
+    assert_int_equal(err.code, ERR_INVALID);
+    assert_non_null(strstr(err.msg, "base is binary"));
+    assert_int_equal(merge_check_text(&latin1, "source", &err), FERRY_ERR);
+    assert_non_null(strstr(err.msg, "source is not valid UTF-8"));
+    assert_int_equal(merge_check_text(&cut, "target", &err), FERRY_ERR);
+    struct merge_text big = {ok.data, (size_t)MERGE_MAX_INPUT + 1}; /* checked before reading */
+    assert_int_equal(merge_check_text(&big, "target", &err), FERRY_ERR);
+    assert_non_null(strstr(err.msg, "larger than the merge limit"));
+}
+
+static void test_read_and_write_files(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/ferry-merge-test-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *path = xasprintf("%s/out.txt", dir), *missing = xasprintf("%s/none", dir), *data;
+    struct err err = {0};
+    size_t len = 0;
+    struct stat st;
+
+    assert_int_equal(merge_write_file(path, "one\n", 4, &err), FERRY_OK);
+    assert_int_equal(chmod(path, 0600), 0);
+    assert_int_equal(merge_write_file(path, "two\n", 4, &err), FERRY_OK); /* replaces */
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600); /* and keeps the permissions */
+    assert_int_equal(merge_read_file(path, "base", &data, &len, &err), FERRY_OK);
+    assert_int_equal(len, 4);
+    assert_string_equal(data, "two\n");
+    free(data);
+    assert_int_equal(merge_read_file(missing, "base", &data, &len, &err), FERRY_ERR);
+    assert_int_equal(err.code, ERR_NOT_FOUND);
+    assert_int_equal(merge_read_file(dir, "base", &data, &len, &err), FERRY_ERR);
+    assert_int_equal(err.code, ERR_INVALID);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(dir), 0); /* no temporary file was left beside it */
+    free(path);
+    free(missing);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_clean_merge),
+        cmocka_unit_test(test_conflict_each_favor),
+        cmocka_unit_test(test_two_conflicts_and_json),
+        cmocka_unit_test(test_marker_lines_in_input),
+        cmocka_unit_test(test_favor_names),
+        cmocka_unit_test(test_check_text),
+        cmocka_unit_test(test_read_and_write_files),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
