@@ -1,5 +1,5 @@
-/* phoenix.c - PhoenixKit's site-to-site API at {prefix}/sync/api/... (seeds 000/001 and
- * shared/seeds/PHOENIXKIT-NOTES.md), so that a PhoenixKit site and a ferry can connect
+/* phoenix.c - PhoenixKit's site-to-site API at {prefix}/sync/api/... (docs/phoenixkit.md),
+ * so that a PhoenixKit site and a ferry can connect
  * and pull each other's tables. Bodies, errors ({"success":false,"error":...}) and the
  * order of the checks are PhoenixKit's; where PhoenixKit is weak, ferry is strict:
  * - a connection waiting for approval stays pending (PhoenixKit activates it);

@@ -1,5 +1,5 @@
-/* sites.h - site-to-site connections in PhoenixKit's model (seeds 000/001 and
- * shared/seeds/PHOENIXKIT-NOTES.md): a connection is a sender (this site serves its
+/* sites.h - site-to-site connections in PhoenixKit's model (docs/phoenixkit.md):
+ * a connection is a sender (this site serves its
  * tables to the remote) or a receiver (this site pulls the remote's), identified by the
  * remote's URL and authenticated by the SHA-256 of a random token (the hash is the
  * bearer credential PhoenixKit's protocol sends). Also the site settings: the incoming

@@ -1,4 +1,4 @@
-"""PhoenixKit's site-to-site sync (seeds 000/001, shared/seeds/PHOENIXKIT-NOTES.md): the
+"""PhoenixKit's site-to-site sync (docs/phoenixkit.md): the
 site API at /phoenix_kit/sync/api/<action> and ferry's admin API /api/v1/admin/sites.
 
 Two ferry servers talk over loopback (both with --sites-allow-private and a public URL on
