@@ -15,7 +15,7 @@ PREFIX     ?= /usr/local
 DESTDIR    ?=
 
 .PHONY: all build run test unit api bootstrap bootstrap-run peers clean format format-check \
-	install
+	install fuzz fuzz-smoke
 
 all: build
 
@@ -64,13 +64,32 @@ format-check:
 	@clang-format --dry-run --Werror $(C_SOURCES) || \
 		{ echo 'C sources are not formatted: run make format' >&2; exit 1; }
 
+# Fuzzing (tests/fuzz/): libFuzzer drivers built by clang with ASan and UBSan.
+#   make fuzz         runs each driver for FUZZ_SECONDS (default 60)
+#   make fuzz-smoke   runs each for FUZZ_SMOKE_SECONDS (default 3); part of make test
+FUZZ_BUILD         ?= build-fuzz
+FUZZ_SECONDS       ?= 60
+FUZZ_SMOKE_SECONDS ?= 3
+
+fuzzers: FORCE
+	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DFERRY_FUZZ=ON \
+		-DFERRY_TESTS=OFF >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers
+
+fuzz: fuzzers
+	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+fuzz-smoke: fuzzers
+	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS)
+
 test: bootstrap
 	@$(MAKE) --no-print-directory format-check
+	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory api
 
 clean:
-	rm -rf $(BUILD) $(TEST_BUILD)
+	rm -rf $(BUILD) $(TEST_BUILD) $(FUZZ_BUILD)
 
 .PHONY: FORCE
 FORCE:

@@ -20,6 +20,7 @@ run_packages=(
 # and sqlite3) and git for the list of C sources.
 test_packages=(
   clang-format git
+  clang libclang-rt-14-dev
   libcmocka-dev
   python3 python3-pytest python3-requests
   postgresql curl jq sqlite3

@@ -18,13 +18,18 @@
 #include "ops/metrics.h"
 #include "store/store.h"
 
+struct phoenix;    /* api/phoenix.c: PhoenixKit's routes and their limiters */
+struct apidirsync; /* api/dirsync.c: the directory syncs running inside requests */
+
 struct app {
     struct config *cfg;
     struct store *store;
-    struct ratelimit *rate;      /* per credential */
-    struct ratelimit *auth_fail; /* per client address, failed authentications */
-    const struct route_table *const *tables;
+    struct ratelimit *rate;                  /* per credential */
+    struct ratelimit *auth_fail;             /* per client address, failed authentications */
+    const struct route_table *const *tables; /* set by routes_init (api/routes.c) */
     size_t n_tables;
+    struct phoenix *phoenix;
+    struct apidirsync *dirsync;
     int64_t started_ms;
     atomic_int in_flight;
     atomic_bool stopping;     /* the shutdown timeout passed: long requests end early */

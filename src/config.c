@@ -98,6 +98,19 @@ static const struct option_def options[] = {
         "json (one object per line) or text (one human-readable line)"),
     OPT("log-file", "FERRY_LOG_FILE", OPT_STR, log_file, NULL,
         "file the log is appended to; SIGHUP reopens it (default: stderr)"),
+    /* limits against clients that send too much or hold connections (issue 10) */
+    OPT("max-small-body", "FERRY_MAX_SMALL_BODY", OPT_SIZE, max_small_body, "64K",
+        "largest body of a PhoenixKit action or token request (read before any credential)"),
+    OPT("max-json-values", "FERRY_MAX_JSON_VALUES", OPT_INT, max_json_values, "500000",
+        "most values (objects, arrays, strings, numbers...) in one JSON body"),
+    OPT("max-connections", "FERRY_MAX_CONNECTIONS", OPT_INT, max_connections, "10000",
+        "most open connections (the open-file limit is raised to fit)"),
+    OPT("max-connections-per-ip", "FERRY_MAX_CONNECTIONS_PER_IP", OPT_INT, max_connections_per_ip,
+        "256", "most open connections from one client address (0: no limit)"),
+    OPT("idle-timeout", "FERRY_IDLE_TIMEOUT", OPT_INT, idle_timeout, "30",
+        "seconds a connection may stay silent (a waiting long-poll does not count)"),
+    OPT("body-timeout", "FERRY_BODY_TIMEOUT", OPT_INT, body_timeout, "60",
+        "seconds a buffered request body may take to arrive (uploads are not buffered)"),
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -417,6 +430,11 @@ static int check(const struct config *cfg, struct err *err)
     if (log_parse_format(cfg->log_format, &format) != FERRY_OK)
         return err_set(err, ERR_INVALID, "log-format must be json or text, not '%s'",
                        cfg->log_format);
+    if (cfg->max_connections < 16 || cfg->max_json_values < 1 || cfg->idle_timeout < 1 ||
+        cfg->body_timeout < 1)
+        return err_set(err, ERR_INVALID,
+                       "max-connections must be at least 16; max-json-values, "
+                       "idle-timeout and body-timeout at least 1");
     return FERRY_OK;
 }
 

@@ -48,6 +48,13 @@ struct config {
     char *log_level;                 /* debug, info, warn, error */
     char *log_format;                /* json, text */
     char *log_file;                  /* NULL: stderr */
+    /* limits against clients that send too much or hold connections (issue 10) */
+    long long max_small_body;  /* bytes: PhoenixKit actions and token requests */
+    long long max_json_values; /* values in one JSON body */
+    long long max_connections; /* open connections in all */
+    long long max_connections_per_ip;
+    long long idle_timeout; /* seconds a connection may stay silent */
+    long long body_timeout; /* seconds a buffered request body may take to arrive */
 };
 
 /* A command line, split by config_parse_args: the command's own options (in order),

@@ -53,7 +53,7 @@ static const char *field(json_t *body, const char *name, const char *old)
 
 static int read_token_spec(json_t *body, struct token_spec *spec, struct err *err)
 {
-    int64_t expires_in = -1; /* absent: never expires */
+    int64_t expires_in = INT64_MIN; /* absent: never expires; no value in the body means that */
     const char *role = NULL;
     const char *expires_key = field(body, "expires_in", "expiresIn");
     memset(spec, 0, sizeof(*spec));
@@ -66,10 +66,10 @@ static int read_token_spec(json_t *body, struct token_spec *spec, struct err *er
         jsonutil_get_int(body, expires_key, false, &expires_in, err) != FERRY_OK)
         return FERRY_ERR;
     spec->role = tokens_parse_role(role);
-    if (expires_in != -1 && (expires_in < 1 || expires_in > MAX_EXPIRES_IN_S))
+    if (expires_in != INT64_MIN && (expires_in < 1 || expires_in > MAX_EXPIRES_IN_S))
         return err_set(err, ERR_INVALID, "field '%s' must be between 1 and %lld seconds",
                        expires_key, MAX_EXPIRES_IN_S);
-    if (expires_in > 0)
+    if (expires_in != INT64_MIN)
         spec->expires_at = time_now_ms() + expires_in * 1000;
     return FERRY_OK;
 }
@@ -77,91 +77,78 @@ static int read_token_spec(json_t *body, struct token_spec *spec, struct err *er
 static int create_token(struct request *req, struct err *err)
 {
     struct token_spec spec;
-    struct store_conn *c = req->db;
     char *secret = NULL, id[40], *tables = NULL;
-    json_t *body = http_json_object(req), *out = NULL;
+    json_t *body, *out = NULL;
+    int rc = FERRY_ERR;
 
-    if (!body)
-        return FERRY_OK;
-    if (read_token_spec(body, &spec, err) != FERRY_OK ||
-        read_table_list(body, &tables, err) != FERRY_OK) {
-        http_reply_err(req, err);
-        return FERRY_OK;
-    }
+    if (http_json_body(req, &body, err) != FERRY_OK ||
+        read_token_spec(body, &spec, err) != FERRY_OK ||
+        read_table_list(body, &tables, err) != FERRY_OK)
+        goto out;
     spec.tables = tables;
-    if (tokens_create(c, &spec, &secret, id, err) != FERRY_OK ||
-        tokens_get(c, id, &out, err) != FERRY_OK) {
-        http_reply_err(req, err);
-    } else {
-        json_object_set_new(out, "token", json_string(secret));
-        http_reply_json(req, 201, out);
-    }
+    if (tokens_create(req->db, &spec, &secret, id, err) != FERRY_OK ||
+        tokens_get(req->db, id, &out, err) != FERRY_OK)
+        goto out;
+    json_object_set_new(out, "token", json_string(secret));
+    http_reply_json(req, HTTP_CREATED, out);
+    rc = FERRY_OK;
+out:
     free(secret);
     free(tables);
-    return FERRY_OK;
+    return rc;
 }
 
 static int list_tokens(struct request *req, struct err *err)
 {
-    struct store_conn *c = req->db;
     json_t *list = NULL;
     const char *user = http_query(req, "user_id");
     if (!user)
         user = http_query(req, "userId"); /* the 0.1.0 spelling */
-    if (tokens_list(c, user, &list, err) != FERRY_OK)
-        http_reply_err(req, err);
-    else
-        http_reply_json(req, 200,
-                        json_pack("{s:o, s:I}", "tokens", list, "total_count",
-                                  (json_int_t)json_array_size(list)));
+    if (tokens_list(req->db, user, &list, err) != FERRY_OK)
+        return FERRY_ERR;
+    http_reply_json(
+        req, HTTP_OK,
+        json_pack("{s:o, s:I}", "tokens", list, "total_count", (json_int_t)json_array_size(list)));
     return FERRY_OK;
 }
 
 static int get_token(struct request *req, struct err *err)
 {
-    struct store_conn *c = req->db;
     json_t *tok = NULL;
-    if (tokens_get(c, http_param(req, "id"), &tok, err) != FERRY_OK)
-        http_reply_err(req, err);
-    else
-        http_reply_json(req, 200, tok);
+    if (tokens_get(req->db, http_param(req, "id"), &tok, err) != FERRY_OK)
+        return FERRY_ERR;
+    http_reply_json(req, HTTP_OK, tok);
     return FERRY_OK;
 }
 
 static int revoke_token(struct request *req, struct err *err)
 {
-    struct store_conn *c = req->db;
-    if (tokens_revoke(c, http_param(req, "id"), err) != FERRY_OK)
-        http_reply_err(req, err);
-    else
-        http_reply_text(req, 204, NULL, "", 0);
+    if (tokens_revoke(req->db, http_param(req, "id"), err) != FERRY_OK)
+        return FERRY_ERR;
+    http_reply_text(req, HTTP_NO_CONTENT, NULL, "", 0);
     return FERRY_OK;
 }
 
 static int purge_now(struct request *req, struct err *err)
 {
     struct purge_result r;
-    struct store_conn *c = req->db;
     struct files_swept swept;
-    if (purge_run(c, req->app->cfg->tombstone_retention * 1000, &r, err) != FERRY_OK) {
-        http_reply_err(req, err);
-    } else {
-        files_housekeeping(req->app, c, &swept);
-        http_reply_json(req, 200,
-                        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "tombstones_purged",
-                                  (json_int_t)r.tombstones, "batches_purged", (json_int_t)r.batches,
-                                  "conflicts_purged", (json_int_t)r.conflicts, "horizon",
-                                  (json_int_t)r.horizon, "uploads_expired",
-                                  (json_int_t)swept.uploads, "blobs_collected",
-                                  (json_int_t)swept.blobs));
-    }
+    if (purge_run(req->db, req->app->cfg->tombstone_retention * 1000, &r, err) != FERRY_OK)
+        return FERRY_ERR;
+    files_housekeeping(req->app, req->db, &swept);
+    http_reply_json(req, HTTP_OK,
+                    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "tombstones_purged",
+                              (json_int_t)r.tombstones, "batches_purged", (json_int_t)r.batches,
+                              "conflicts_purged", (json_int_t)r.conflicts, "horizon",
+                              (json_int_t)r.horizon, "uploads_expired", (json_int_t)swept.uploads,
+                              "blobs_collected", (json_int_t)swept.blobs));
     return FERRY_OK;
 }
 
 static const struct route routes[] = {
     {M_POST, "/api/v1/admin/purge", purge_now, ROLE_ADMIN, SURFACE_V1, ROUTE_STORE, NULL},
-    {M_POST, "/api/v1/admin/tokens", create_token, ROLE_ADMIN, SURFACE_V1, ROUTE_JSON | ROUTE_STORE,
-     NULL},
+    {M_POST, "/api/v1/admin/tokens", create_token, ROLE_ADMIN, SURFACE_V1,
+     ROUTE_JSON | ROUTE_SMALL_BODY | ROUTE_STORE, NULL},
     {M_GET, "/api/v1/admin/tokens", list_tokens, ROLE_ADMIN, SURFACE_V1, ROUTE_STORE, NULL},
     {M_GET, "/api/v1/admin/tokens/{id}", get_token, ROLE_ADMIN, SURFACE_V1, ROUTE_STORE, NULL},
     {M_DELETE, "/api/v1/admin/tokens/{id}", revoke_token, ROLE_ADMIN, SURFACE_V1, ROUTE_STORE,

@@ -12,6 +12,7 @@
 #include "api/api.h"
 #include "api/dirsync.h"
 #include "app.h"
+#include "http/auth.h"
 #include "files/dirsync.h"
 #include "jobs/jobs.h"
 #include "util/jsonutil.h"
@@ -22,9 +23,21 @@
 /* Directory syncs run inside requests at once at most; more get 429 (a session, which
  * is a job, has no such limit): each holds one of the few request threads. */
 #define MAX_SYNCS_IN_REQUESTS 2
-
-static atomic_int syncs_in_requests;
 #define PROGRESS_EVERY_MS 100
+
+struct apidirsync {
+    atomic_int in_requests; /* directory syncs running inside requests now */
+};
+
+struct apidirsync *apidirsync_new(void)
+{
+    return xcalloc(1, sizeof(struct apidirsync));
+}
+
+void apidirsync_free(struct apidirsync *ds)
+{
+    free(ds);
+}
 
 /* --- options shared by both ways of running ------------------------------------------- */
 
@@ -160,29 +173,31 @@ static int sync_files(struct request *req, struct err *err)
 {
     struct sync_request s = {0};
     const char *source = NULL, *target = NULL;
-    json_t *body = http_json_object(req), *result = NULL;
-    if (!body)
-        return FERRY_OK;
+    json_t *result = NULL;
+    atomic_int *running = &req->app->dirsync->in_requests;
+    int rc = FERRY_ERR;
+    json_t *body;
+    if (http_json_body(req, &body, err) != FERRY_OK)
+        return FERRY_ERR;
     if (jsonutil_get_string(body, "sourceDirectory", true, &source, err) != FERRY_OK ||
         jsonutil_get_string(body, "targetDirectory", true, &target, err) != FERRY_OK ||
         read_options(body, &s, err) != FERRY_OK ||
-        confine(req->app, source, target, &s, err) != FERRY_OK) {
-        http_reply_err(req, err);
-    } else if (atomic_fetch_add(&syncs_in_requests, 1) >= MAX_SYNCS_IN_REQUESTS) {
-        atomic_fetch_sub(&syncs_in_requests, 1);
+        confine(req->app, source, target, &s, err) != FERRY_OK)
+        goto out;
+    if (atomic_fetch_add(running, 1) >= MAX_SYNCS_IN_REQUESTS) {
+        atomic_fetch_sub(running, 1);
         http_add_header(req, "Retry-After", "1");
-        http_reply_error(req, ERR_RATE_LIMITED,
-                         "too many directory syncs at once; try again, or start a session");
-    } else {
-        int rc = run_sync(&s, &req->app->stopping, NULL, NULL, &result, err);
-        atomic_fetch_sub(&syncs_in_requests, 1);
-        if (rc != FERRY_OK)
-            http_reply_err(req, err);
-        else
-            http_reply_json(req, 200, result);
+        err_set(err, ERR_RATE_LIMITED,
+                "too many directory syncs at once; try again, or start a session");
+        goto out;
     }
+    rc = run_sync(&s, &req->app->stopping, NULL, NULL, &result, err);
+    atomic_fetch_sub(running, 1);
+    if (rc == FERRY_OK)
+        http_reply_json(req, HTTP_OK, result);
+out:
     sync_request_clear(&s);
-    return FERRY_OK;
+    return rc;
 }
 
 /* --- sessions (jobs of kind "dirsync") ------------------------------------------------- */
@@ -242,7 +257,7 @@ static int dirsync_runner(void *app, struct store_conn *c, const struct job *j,
     return run_job(c, j, stop, result, message, err, app);
 }
 
-struct job_kind dirsync_job_kind(const struct app *app)
+struct job_kind apidirsync_job_kind(const struct app *app)
 {
     return (struct job_kind){"dirsync", dirsync_runner, (void *)app};
 }
@@ -251,33 +266,30 @@ static int start_session(struct request *req, struct err *err)
 {
     struct sync_request s = {0};
     const char *source = NULL, *target = NULL;
-    char id[40], iso[32];
-    json_t *body = http_json_object(req);
-    if (!body)
-        return FERRY_OK;
+    char id[40], iso[32], *params = NULL;
+    int rc = FERRY_ERR;
+    json_t *body;
+    if (http_json_body(req, &body, err) != FERRY_OK)
+        return FERRY_ERR;
     if (jsonutil_get_string(body, "sourceLocation", true, &source, err) != FERRY_OK ||
         jsonutil_get_string(body, "targetLocation", true, &target, err) != FERRY_OK ||
         read_options(body, &s, err) != FERRY_OK ||
-        confine(req->app, source, target, &s, err) != FERRY_OK) {
-        http_reply_err(req, err);
-        sync_request_clear(&s);
-        return FERRY_OK;
-    }
-    struct store_conn *c = req->db;
-    char *params = jsonutil_to_string(body);
-    if (jobs_create(c, "dirsync", req->cred.user_id, s.source, s.target, params, false, id, err) !=
-        FERRY_OK) {
-        http_reply_err(req, err);
-    } else {
-        jobs_worker_kick(req->app->jobs);
-        time_iso8601(time_now_ms(), 0, iso);
-        http_reply_json(req, 200,
-                        json_pack("{s:s, s:s, s:s, s:s}", "sessionId", id, "startedAt", iso,
-                                  "sourceIdentifier", source, "targetIdentifier", target));
-    }
+        confine(req->app, source, target, &s, err) != FERRY_OK)
+        goto out;
+    params = jsonutil_to_string(body);
+    if (jobs_create(req->db, "dirsync", req->cred.user_id, s.source, s.target, params, false, id,
+                    err) != FERRY_OK)
+        goto out;
+    jobs_worker_kick(req->app->jobs);
+    time_iso8601(time_now_ms(), 0, iso);
+    http_reply_json(req, HTTP_OK,
+                    json_pack("{s:s, s:s, s:s, s:s}", "sessionId", id, "startedAt", iso,
+                              "sourceIdentifier", source, "targetIdentifier", target));
+    rc = FERRY_OK;
+out:
     free(params);
     sync_request_clear(&s);
-    return FERRY_OK;
+    return rc;
 }
 
 static const char *status_name(const char *status)
@@ -306,51 +318,47 @@ static json_t *session_json(const struct job *j)
 }
 
 /* Loads session id for this caller (404 when unknown or someone else's). */
-static bool load_job(struct request *req, struct store_conn *c, struct job *j)
+static int load_job(struct request *req, struct job *j, struct err *err)
 {
-    struct err err = {0};
     bool found = false;
-    if (jobs_get(c, http_param(req, "id"), j, &found, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
-        return false;
-    }
-    if (!found || strcmp(j->kind, "dirsync") != 0 || !api_owns(req, j->user_id)) {
-        http_reply_error(req, ERR_NOT_FOUND, "no such session");
-        return false;
-    }
-    return true;
+    if (jobs_get(req->db, http_param(req, "id"), j, &found, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (!found || strcmp(j->kind, "dirsync") != 0 || !auth_owns(req, j->user_id))
+        return err_set(err, ERR_NOT_FOUND, "no such session");
+    return FERRY_OK;
 }
 
 static int session_status(struct request *req, struct err *err)
 {
-    (void)err;
     struct job j = {0};
-    struct store_conn *c = req->db;
-    if (load_job(req, c, &j))
-        http_reply_json(req, 200, session_json(&j));
+    int rc = load_job(req, &j, err);
+    if (rc == FERRY_OK)
+        http_reply_json(req, HTTP_OK, session_json(&j));
     jobs_clear(&j);
-    return FERRY_OK;
+    return rc;
 }
 
 static int complete_session(struct request *req, struct err *err)
 {
     struct job j = {0};
     bool found = false;
-    struct store_conn *c = req->db;
-    if (load_job(req, c, &j)) {
-        if (jobs_close(c, j.id, err) != FERRY_OK) {
-            char *msg =
-                xasprintf("%s (%s)", err->msg, j.message ? j.message : status_name(j.status));
-            http_reply_error(req, err->code, msg);
-            free(msg);
-        } else if (jobs_get(c, j.id, &j, &found, err) != FERRY_OK) {
-            http_reply_err(req, err);
-        } else {
-            http_reply_json(req, 200, session_json(&j));
-        }
+    int rc = FERRY_ERR;
+    if (load_job(req, &j, err) != FERRY_OK)
+        goto out;
+    if (jobs_close(req->db, j.id, err) != FERRY_OK) {
+        /* say what state the session is in, so the client knows why it cannot close */
+        char *msg = xasprintf("%s (%s)", err->msg, j.message ? j.message : status_name(j.status));
+        err_set(err, err->code, "%s", msg);
+        free(msg);
+        goto out;
     }
+    if (jobs_get(req->db, j.id, &j, &found, err) != FERRY_OK)
+        goto out;
+    http_reply_json(req, HTTP_OK, session_json(&j));
+    rc = FERRY_OK;
+out:
     jobs_clear(&j);
-    return FERRY_OK;
+    return rc;
 }
 
 static const struct route routes[] = {

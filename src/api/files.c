@@ -20,6 +20,7 @@
 #include "api/files.h"
 #include "api/tus.h"
 #include "app.h"
+#include "http/auth.h"
 #include "files/spool.h"
 #include "files/files.h"
 #include "jobs/jobs.h"
@@ -37,7 +38,7 @@
 
 /* --- shared helpers ------------------------------------------------------------------ */
 
-bool files_allowed(struct request *req)
+bool apifiles_allowed(struct request *req)
 {
     const char *scope = req->cred.tables[0] ? req->cred.tables : NULL;
     if (push_scope_allows(scope, FILES_NAMESPACE))
@@ -47,7 +48,7 @@ bool files_allowed(struct request *req)
 }
 
 /* Cleans a path from a request; replies 400 and returns NULL when it is not one. */
-char *files_clean_path(struct request *req, const char *raw)
+char *apifiles_clean_path(struct request *req, const char *raw)
 {
     struct err err = {0};
     char *clean = NULL;
@@ -104,15 +105,15 @@ void files_remove_upload(const struct app *app, const char *id)
     free(dir);
 }
 
-const char *files_device_of(const struct request *req)
+const char *apifiles_device_of(const struct request *req)
 {
     return req->cred.device_id[0] ? req->cred.device_id : NULL;
 }
 
 /* --- sessions ------------------------------------------------------------------------- */
 
-bool files_load_upload(struct request *req, struct store_conn *c, const char *id,
-                       enum upload_kind kind, struct upload *u)
+bool apifiles_load_upload(struct request *req, struct store_conn *c, const char *id,
+                          enum upload_kind kind, struct upload *u)
 {
     struct err err = {0};
     bool found = false;
@@ -121,7 +122,7 @@ bool files_load_upload(struct request *req, struct store_conn *c, const char *id
         http_reply_err(req, &err);
         return false;
     }
-    if (!found || u->kind != kind || !api_owns(req, u->user_id)) {
+    if (!found || u->kind != kind || !auth_owns(req, u->user_id)) {
         http_reply_error(req, ERR_NOT_FOUND, chunked ? "no such upload session" : "no such upload");
         return false;
     }
@@ -188,7 +189,7 @@ static int read_create_body(struct request *req, json_t *body, struct upload *u,
             return err_set(err, ERR_INVALID, "field 'sha256' must be 64 hex digits");
         memcpy(u->sha256, lower, sizeof(u->sha256));
     }
-    u->path = files_clean_path(req, path);
+    u->path = apifiles_clean_path(req, path);
     if (!u->path)
         return FERRY_ERR; /* replied */
     u->size = size;
@@ -205,7 +206,7 @@ static int create_upload(struct request *req, struct err *err)
 {
     struct upload u = {0};
     json_t *body = http_json_object(req);
-    if (!body || !files_allowed(req))
+    if (!body || !apifiles_allowed(req))
         return FERRY_OK;
     if (read_create_body(req, body, &u, err) != FERRY_OK) {
         http_reply_err(req, err); /* no effect when the path check replied */
@@ -215,7 +216,7 @@ static int create_upload(struct request *req, struct err *err)
     struct store_conn *c = req->db;
     u.kind = UPLOAD_CHUNKED;
     u.user_id = xstrdup(req->cred.user_id);
-    u.device_id = files_device_of(req) ? xstrdup(req->cred.device_id) : NULL;
+    u.device_id = apifiles_device_of(req) ? xstrdup(req->cred.device_id) : NULL;
     u.expires_at = time_now_ms() + req->app->cfg->upload_expiry * 1000;
     if (uploads_create(c, &u, err) != FERRY_OK) {
         http_reply_err(req, err);
@@ -234,10 +235,10 @@ static int get_upload(struct request *req, struct err *err)
 {
     struct upload u = {0};
     json_t *received = NULL;
-    if (!files_allowed(req))
+    if (!apifiles_allowed(req))
         return FERRY_OK;
     struct store_conn *c = req->db;
-    if (files_load_upload(req, c, http_param(req, "id"), UPLOAD_CHUNKED, &u)) {
+    if (apifiles_load_upload(req, c, http_param(req, "id"), UPLOAD_CHUNKED, &u)) {
         if (uploads_chunks(c, u.id, &received, err) != FERRY_OK)
             http_reply_err(req, err);
         else
@@ -252,10 +253,10 @@ static int delete_upload(struct request *req, struct err *err)
 {
     struct upload u = {0};
     bool found = false;
-    if (!files_allowed(req))
+    if (!apifiles_allowed(req))
         return FERRY_OK;
     struct store_conn *c = req->db;
-    if (files_load_upload(req, c, http_param(req, "id"), UPLOAD_CHUNKED, &u)) {
+    if (apifiles_load_upload(req, c, http_param(req, "id"), UPLOAD_CHUNKED, &u)) {
         if (uploads_delete(c, u.id, &found, err) != FERRY_OK) {
             http_reply_err(req, err);
         } else {
@@ -300,9 +301,9 @@ static void chunk_open(struct request *req)
     struct err err = {0};
     struct chunk_put *cp = xcalloc(1, sizeof(*cp));
     const char *index = http_param(req, "index");
-    if (!files_allowed(req))
+    if (!apifiles_allowed(req))
         goto fail;
-    if (!files_load_upload(req, req->db, http_param(req, "id"), UPLOAD_CHUNKED, &cp->u))
+    if (!apifiles_load_upload(req, req->db, http_param(req, "id"), UPLOAD_CHUNKED, &cp->u))
         goto fail;
     if (cp->u.completed_at) {
         http_reply_error(req, ERR_CONFLICT, "the upload is complete already");
@@ -513,7 +514,7 @@ static int commit_upload(struct request *req, struct store_conn *c, struct uploa
 static void completed_elsewhere(struct request *req, struct store_conn *c, const char *id)
 {
     struct upload u = {0};
-    if (files_load_upload(req, c, id, UPLOAD_CHUNKED, &u)) {
+    if (apifiles_load_upload(req, c, id, UPLOAD_CHUNKED, &u)) {
         if (u.completed_at)
             http_reply_json(req, 200, json_loads(u.result, 0, NULL));
         else
@@ -529,10 +530,10 @@ static int complete_upload(struct request *req, struct err *err)
     char *result = NULL, *missing = NULL;
     int64_t n_missing = 0;
     bool claimed = false;
-    if (!files_allowed(req))
+    if (!apifiles_allowed(req))
         return FERRY_OK;
     struct store_conn *c = req->db;
-    if (!files_load_upload(req, c, http_param(req, "id"), UPLOAD_CHUNKED, &u))
+    if (!apifiles_load_upload(req, c, http_param(req, "id"), UPLOAD_CHUNKED, &u))
         goto out;
     if (u.completed_at) { /* completing twice answers the same */
         http_reply_json(req, 200, json_loads(u.result, 0, NULL));
@@ -582,7 +583,7 @@ static int download(struct request *req, struct err *err)
     bool found = false;
     uint64_t start = 0, len = 0;
     char etag[72], *path = NULL, *blob = NULL;
-    if (!files_allowed(req) || !(path = files_clean_path(req, http_param(req, "*"))))
+    if (!apifiles_allowed(req) || !(path = apifiles_clean_path(req, http_param(req, "*"))))
         return FERRY_OK;
     int rc = files_get(req->db, path, &e, &found, err);
     if (rc != FERRY_OK) {
@@ -648,7 +649,7 @@ static int list_files(struct request *req, struct err *err)
     const char *prefix = http_query(req, "prefix"), *after = http_query(req, "after");
     const char *limit_text = http_query(req, "limit");
     int64_t limit = 1000;
-    if (!files_allowed(req))
+    if (!apifiles_allowed(req))
         return FERRY_OK;
     if (limit_text && (!parse_index(limit_text, &limit) || limit < 1 || limit > 1000)) {
         http_reply_error(req, ERR_INVALID, "limit must be from 1 to 1000");
@@ -673,10 +674,10 @@ static int file_entry(struct request *req, struct err *err)
     struct file_entry e = {0};
     bool found = false;
     char *path = NULL;
-    if (!files_allowed(req) || !(path = files_clean_path(req, http_param(req, "*"))))
+    if (!apifiles_allowed(req) || !(path = apifiles_clean_path(req, http_param(req, "*"))))
         return FERRY_OK;
     struct store_conn *c = req->db;
-    int rc = req->method_bit == M_DELETE ? files_delete(c, path, files_device_of(req), &e, err)
+    int rc = req->method_bit == M_DELETE ? files_delete(c, path, apifiles_device_of(req), &e, err)
                                          : files_get(c, path, &e, &found, err);
     if (rc != FERRY_OK)
         http_reply_err(req, err);

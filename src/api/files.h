@@ -10,20 +10,20 @@
 #include "store/store.h"
 
 /* Whether the credential may use the files namespace; replies 403 when not. */
-bool files_allowed(struct request *req);
+bool apifiles_allowed(struct request *req);
 
 /* A request's file path, cleaned (no "..", not absolute, no control bytes, UTF-8);
  * replies 400 and returns NULL when it is not one. The caller frees. */
-char *files_clean_path(struct request *req, const char *raw);
+char *apifiles_clean_path(struct request *req, const char *raw);
 
 /* The credential's device, NULL when it is not a device's. */
-const char *files_device_of(const struct request *req);
+const char *apifiles_device_of(const struct request *req);
 
 /* Loads upload id of the given kind for this caller: 404 when unknown, of the other
  * kind or someone else's, 410 when expired (in the surface's error format). Returns
  * false after replying. */
-bool files_load_upload(struct request *req, struct store_conn *c, const char *id,
-                       enum upload_kind kind, struct upload *u);
+bool apifiles_load_upload(struct request *req, struct store_conn *c, const char *id,
+                          enum upload_kind kind, struct upload *u);
 
 /* Removes a folder and everything in it (symlinks themselves, never their targets). */
 void files_remove_tree(const char *dir);

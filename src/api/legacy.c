@@ -8,6 +8,7 @@
 
 #include "api/api.h"
 #include "app.h"
+#include "http/auth.h"
 #include "sync/devices.h"
 #include "sync/feed.h"
 #include "ops/metrics.h"
@@ -36,54 +37,51 @@ static bool tables_valid(const struct synced_set *set, json_t *ops)
 /* The device a legacy push speaks for: a device credential's own id, else the body's
  * device_id (seed 004 accepts it "for auditing"). A device_id that names a registered
  * device must be one of the caller's (any, for an admin): the name marks the changes as
- * that device's own, which its feed then leaves out. Replies 403 otherwise. */
-static bool legacy_device(struct request *req, struct store_conn *c, json_t *body,
-                          const char **device)
+ * that device's own, which its feed then leaves out. Fails (403) otherwise. */
+static int legacy_device(struct request *req, json_t *body, const char **device, struct err *err)
 {
-    struct err err = {0};
+    struct err lookup = {0};
     json_t *found = NULL;
     char owner[128];
 
     *device = json_string_value(json_object_get(body, "device_id"));
     if (req->cred.role == ROLE_DEVICE) {
         *device = req->cred.device_id;
-        return true;
+        return FERRY_OK;
     }
-    if (!*device || devices_get(c, *device, &found, owner, &err) != FERRY_OK)
-        return true; /* a free label, as in seed 004 */
+    if (!*device || devices_get(req->db, *device, &found, owner, &lookup) != FERRY_OK)
+        return FERRY_OK; /* a free label, as in seed 004 */
     json_decref(found);
-    if (api_owns(req, owner))
-        return true;
-    http_reply_error(req, ERR_FORBIDDEN, "device_id names another user's device");
-    return false;
+    if (auth_owns(req, owner))
+        return FERRY_OK;
+    return err_set(err, ERR_FORBIDDEN, "device_id names another user's device");
+}
+
+/* The push's fields: operations (on allow-listed tables), batch_id, device_id. */
+static int push_fields(struct request *req, json_t *body, json_t **ops, const char **batch_id,
+                       const char **device, struct err *err)
+{
+    if (jsonutil_get_array(body, "operations", true, ops, err) != FERRY_OK ||
+        jsonutil_get_string(body, "batch_id", false, batch_id, err) != FERRY_OK)
+        return FERRY_ERR;
+    json_t *dev = json_object_get(body, "device_id");
+    if (dev && !json_is_string(dev) && !json_is_null(dev))
+        return err_set(err, ERR_INVALID, "field 'device_id' must be a string");
+    if (!tables_valid(&req->app->synced, *ops))
+        return err_set(err, ERR_INVALID, "Invalid table");
+    return legacy_device(req, body, device, err);
 }
 
 static int push(struct request *req, struct err *err)
 {
-    json_t *body = http_json_object(req), *ops = NULL, *result = NULL;
+    json_t *body, *ops = NULL, *result = NULL;
     const char *batch_id = NULL, *device = NULL;
     bool replayed = false;
     int64_t started = time_mono_us();
 
-    if (!body)
-        return FERRY_OK;
-    if (jsonutil_get_array(body, "operations", true, &ops, err) != FERRY_OK ||
-        jsonutil_get_string(body, "batch_id", false, &batch_id, err) != FERRY_OK) {
-        http_reply_err(req, err);
-        return FERRY_OK;
-    }
-    json_t *dev = json_object_get(body, "device_id");
-    if (dev && !json_is_string(dev) && !json_is_null(dev)) {
-        http_reply_error(req, ERR_INVALID, "field 'device_id' must be a string");
-        return FERRY_OK;
-    }
-    if (!tables_valid(&req->app->synced, ops)) {
-        http_reply_error(req, ERR_INVALID, "Invalid table");
-        return FERRY_OK;
-    }
-    struct store_conn *c = req->db;
-    if (!legacy_device(req, c, body, &device))
-        return FERRY_OK;
+    if (http_json_body(req, &body, err) != FERRY_OK ||
+        push_fields(req, body, &ops, &batch_id, &device, err) != FERRY_OK)
+        return FERRY_ERR;
     /* Batch ids are the caller's own: another credential cannot claim them first. */
     char *origin =
         xasprintf("legacy:%s:%s", req->cred.user_id[0] ? req->cred.user_id : req->cred.id,
@@ -98,18 +96,16 @@ static int push(struct request *req, struct err *err)
         .ops = ops,
         .max_ops = req->app->cfg->max_batch,
     };
-    int rc = push_apply(c, &req->app->synced, &r, &result, &replayed, err);
+    int rc = push_apply(req->db, &req->app->synced, &r, &result, &replayed, err);
     metrics_sync(req->app->metrics, rc == FERRY_OK, (time_mono_us() - started) / 1000,
                  req->bytes_in);
-    if (rc != FERRY_OK)
-        http_reply_err(req, err);
-    else
-        http_reply_json(req, 200,
+    if (rc == FERRY_OK)
+        http_reply_json(req, HTTP_OK,
                         json_pack("{s:b, s:O, s:b}", "success", 1, "cursor",
                                   json_object_get(result, "cursor"), "replayed", replayed));
     json_decref(result);
     free(origin);
-    return FERRY_OK;
+    return rc;
 }
 
 /* Resolves the pull's table list: the named ones (each must be synced), or all. */
@@ -206,34 +202,30 @@ static json_t *pull_answer(const struct synced_table **tables, size_t n, const s
 
 static int pull(struct request *req, struct err *err)
 {
-    json_t *body = req->json ? http_json_object(req) : NULL;
+    json_t *body = NULL;
     const struct synced_table **tables = NULL;
     struct feed_page page = {0};
     struct feed_query q = {0};
     size_t n = 0;
     int64_t started = time_mono_us();
+    int rc = FERRY_ERR;
 
-    if (req->json && !body)
-        return FERRY_OK;
+    if (req->json && http_json_body(req, &body, err) != FERRY_OK)
+        return FERRY_ERR;
     if (pull_tables(req, body, &tables, &n, err) != FERRY_OK ||
         pull_limit(body, &q.limit, err) != FERRY_OK ||
-        pull_cursor(body, &q.cursor, err) != FERRY_OK) {
-        http_reply_err(req, err);
-        free(tables);
-        return FERRY_OK;
-    }
+        pull_cursor(body, &q.cursor, err) != FERRY_OK)
+        goto out;
     q.tables = tables;
     q.n_tables = n;
-    struct store_conn *c = req->db;
-    int rc = feed_read(c, &q, &page, err);
+    rc = feed_read(req->db, &q, &page, err);
     metrics_sync(req->app->metrics, rc == FERRY_OK, (time_mono_us() - started) / 1000, 0);
-    if (rc != FERRY_OK)
-        http_reply_err(req, err);
-    else
-        http_reply_json(req, 200, pull_answer(tables, n, &page, q.limit));
+    if (rc == FERRY_OK)
+        http_reply_json(req, HTTP_OK, pull_answer(tables, n, &page, q.limit));
+out:
     json_decref(page.changes);
     free(tables);
-    return FERRY_OK;
+    return rc;
 }
 
 static int status(struct request *req, struct err *err)
@@ -243,14 +235,15 @@ static int status(struct request *req, struct err *err)
         if (!req->app->synced.tables[i].builtin)
             json_array_append_new(names, json_string(req->app->synced.tables[i].name));
     if (store_ping(req->app->store, err) != FERRY_OK) {
+        /* seed 004's answer carries a status field besides the error */
         json_decref(names);
-        http_reply_json(req, 503,
+        http_reply_json(req, http_status_of(ERR_UNAVAILABLE),
                         json_pack("{s:b, s:s, s:s}", "success", 0, "status", "error", "error",
                                   "Database unavailable"));
-        return FERRY_OK;
+        return FERRY_ERR;
     }
     http_reply_json(
-        req, 200,
+        req, HTTP_OK,
         json_pack("{s:b, s:s, s:o}", "success", 1, "status", "ok", "allowed_tables", names));
     return FERRY_OK;
 }

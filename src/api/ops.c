@@ -20,7 +20,7 @@ extern const size_t ferry_openapi_json_len;
 static int legacy_health(struct request *req, struct err *err)
 {
     (void)err;
-    http_reply_json(req, 200, json_pack("{s:s}", "status", "Sync API running"));
+    http_reply_json(req, HTTP_OK, json_pack("{s:s}", "status", "Sync API running"));
     return FERRY_OK;
 }
 
@@ -65,7 +65,7 @@ static int v1_health(struct request *req, struct err *err)
                   "timestamp", iso, "version", FERRY_VERSION, "details", "database",
                   db_ok ? "connected" : "error", "storage", storage_state(req->app->cfg->data_dir),
                   "memory", memory_state());
-    http_reply_json(req, db_ok ? 200 : 503, body);
+    http_reply_json(req, db_ok ? HTTP_OK : http_status_of(ERR_UNAVAILABLE), body);
     return FERRY_OK;
 }
 
@@ -74,7 +74,7 @@ static int v1_metrics(struct request *req, struct err *err)
     (void)err;
     struct metrics_totals t = metrics_totals(req->app->metrics);
     json_int_t average = t.sync_ops ? (json_int_t)(t.sync_duration_ms_sum / t.sync_ops) : 0;
-    http_reply_json(req, 200,
+    http_reply_json(req, HTTP_OK,
                     json_pack("{s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I}}", "totalSyncOperations",
                               (json_int_t)t.sync_ops, "successfulSyncs", (json_int_t)t.sync_ok,
                               "failedSyncs", (json_int_t)t.sync_failed, "averageSyncDuration",
@@ -109,8 +109,8 @@ static int prometheus(struct request *req, struct err *err)
                store_dialect_name(req->app->store), db_ok, size, in_use,
                store_schema_version(req->app->store),
                (long long)((time_now_ms() - req->app->started_ms) / 1000), FERRY_VERSION);
-    http_reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", out.data ? out.data : "",
-                    out.len);
+    http_reply_text(req, HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+                    out.data ? out.data : "", out.len);
     buf_cleanup(&out);
     return FERRY_OK;
 }
@@ -118,7 +118,7 @@ static int prometheus(struct request *req, struct err *err)
 static int openapi(struct request *req, struct err *err)
 {
     (void)err;
-    http_reply_text(req, 200, "application/json", ferry_openapi_json, ferry_openapi_json_len);
+    http_reply_text(req, HTTP_OK, "application/json", ferry_openapi_json, ferry_openapi_json_len);
     return FERRY_OK;
 }
 

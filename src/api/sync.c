@@ -23,62 +23,55 @@
 /* --- who may act on which device ------------------------------------------------- */
 
 /* Checks that the credential may act on a device owned by owner: its own device (device
- * role), one of its user's devices (user role), any (admin). Replies 403 otherwise. */
-static bool may_use_device(struct request *req, const char *device_id, const char *owner)
+ * role), one of its user's devices (user role), any (admin). Fails (403) otherwise. */
+static int may_use_device(const struct request *req, const char *device_id, const char *owner,
+                          struct err *err)
 {
     const struct credential *cred = &req->cred;
     bool ok = cred->role == ROLE_ADMIN ||
               (cred->role == ROLE_USER && !strcmp(cred->user_id, owner)) ||
               (cred->role == ROLE_DEVICE && !strcmp(cred->device_id, device_id));
-    if (!ok)
-        http_reply_error(req, ERR_FORBIDDEN, "this device belongs to another user");
-    return ok;
+    return ok ? FERRY_OK : err_set(err, ERR_FORBIDDEN, "this device belongs to another user");
 }
 
-/* Loads device id and checks access. Replies and returns NULL on failure. */
-static json_t *device_for(struct request *req, struct store_conn *c, const char *id)
+/* Loads device id into *device (the caller's to release) and checks access. */
+static int device_for(struct request *req, const char *id, json_t **device, struct err *err)
 {
-    struct err err = {0};
-    json_t *device = NULL;
     char owner[128];
-    if (devices_get(c, id, &device, owner, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
-        return NULL;
+    *device = NULL;
+    if (devices_get(req->db, id, device, owner, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (may_use_device(req, id, owner, err) != FERRY_OK) {
+        json_decref(*device);
+        *device = NULL;
+        return FERRY_ERR;
     }
-    if (!may_use_device(req, id, owner)) {
-        json_decref(device);
-        return NULL;
-    }
-    return device;
+    return FERRY_OK;
 }
 
 /* The device a sync call speaks for: a device credential's own, or the deviceId a user
- * or admin names (optional when `optional`). *id is NULL when none. Replies on error. */
-static bool acting_device(struct request *req, struct store_conn *c, const char *named,
-                          bool optional, const char **id)
+ * or admin names (optional when `optional`). *id is NULL when none. */
+static int acting_device(struct request *req, const char *named, bool optional, const char **id,
+                         struct err *err)
 {
+    json_t *device = NULL;
     *id = NULL;
     if (req->cred.role == ROLE_DEVICE) {
-        if (named && strcmp(named, req->cred.device_id) != 0) {
-            http_reply_error(req, ERR_FORBIDDEN, "a device token may only act for its device");
-            return false;
-        }
+        if (named && strcmp(named, req->cred.device_id) != 0)
+            return err_set(err, ERR_FORBIDDEN, "a device token may only act for its device");
         *id = req->cred.device_id;
-        devices_seen(c, *id);
-        return true;
+        devices_seen(req->db, *id);
+        return FERRY_OK;
     }
-    if (!named) {
-        if (!optional)
-            http_reply_error(req, ERR_INVALID,
-                             "field 'deviceId' is required unless a device token is used");
-        return optional;
-    }
-    json_t *device = device_for(req, c, named);
-    if (!device)
-        return false;
+    if (!named)
+        return optional ? FERRY_OK
+                        : err_set(err, ERR_INVALID,
+                                  "field 'deviceId' is required unless a device token is used");
+    if (device_for(req, named, &device, err) != FERRY_OK)
+        return FERRY_ERR;
     json_decref(device);
     *id = named;
-    return true;
+    return FERRY_OK;
 }
 
 static const char *scope_of(const struct request *req)
@@ -104,64 +97,54 @@ static int register_device(struct request *req, struct err *err)
 {
     struct device_spec spec;
     const char *user = req->cred.user_id;
-    json_t *body = http_json_object(req), *device = NULL;
+    json_t *body, *device = NULL;
     char *token = NULL;
 
-    if (!body)
-        return FERRY_OK;
-    if (read_device_spec(body, &spec, err) != FERRY_OK ||
+    if (http_json_body(req, &body, err) != FERRY_OK ||
+        read_device_spec(body, &spec, err) != FERRY_OK ||
         jsonutil_get_string(body, "userId", req->cred.role == ROLE_ADMIN && !user[0], &user, err) !=
-            FERRY_OK) {
-        http_reply_err(req, err);
-        return FERRY_OK;
-    }
-    if (req->cred.role != ROLE_ADMIN && strcmp(user, req->cred.user_id) != 0) {
-        http_reply_error(req, ERR_FORBIDDEN, "a user registers devices only for itself");
-        return FERRY_OK;
-    }
+            FERRY_OK)
+        return FERRY_ERR;
+    if (req->cred.role != ROLE_ADMIN && strcmp(user, req->cred.user_id) != 0)
+        return err_set(err, ERR_FORBIDDEN, "a user registers devices only for itself");
     spec.tables = scope_of(req);
-    struct store_conn *c = req->db;
-    if (devices_register(c, user, &spec, &device, &token, err) != FERRY_OK) {
-        http_reply_err(req, err);
-    } else {
+    int rc = devices_register(req->db, user, &spec, &device, &token, err);
+    if (rc == FERRY_OK) {
         json_object_set_new(device, "token", json_string(token));
-        http_reply_json(req, 200, device);
+        http_reply_json(req, HTTP_OK, device);
     }
     free(token);
-    return FERRY_OK;
+    return rc;
 }
 
 static int list_devices(struct request *req, struct err *err)
 {
     json_t *list = NULL;
-    struct store_conn *c = req->db;
     if (req->cred.role == ROLE_DEVICE) {
         char owner[128];
         json_t *self = NULL;
         list = json_array();
-        if (devices_get(c, req->cred.device_id, &self, owner, err) == FERRY_OK)
+        if (devices_get(req->db, req->cred.device_id, &self, owner, err) == FERRY_OK)
             json_array_append_new(list, self);
     } else {
         const char *user =
             req->cred.role == ROLE_ADMIN ? http_query(req, "userId") : req->cred.user_id;
-        devices_list(c, user, &list, err);
+        devices_list(req->db, user, &list, err);
     }
     if (!list)
-        http_reply_err(req, err);
-    else
-        http_reply_json(req, 200,
-                        json_pack("{s:o, s:I}", "devices", list, "totalCount",
-                                  (json_int_t)json_array_size(list)));
+        return FERRY_ERR;
+    http_reply_json(
+        req, HTTP_OK,
+        json_pack("{s:o, s:I}", "devices", list, "totalCount", (json_int_t)json_array_size(list)));
     return FERRY_OK;
 }
 
 static int get_device(struct request *req, struct err *err)
 {
-    (void)err;
-    struct store_conn *c = req->db;
-    json_t *device = device_for(req, c, http_param(req, "id"));
-    if (device)
-        http_reply_json(req, 200, device);
+    json_t *device = NULL;
+    if (device_for(req, http_param(req, "id"), &device, err) != FERRY_OK)
+        return FERRY_ERR;
+    http_reply_json(req, HTTP_OK, device);
     return FERRY_OK;
 }
 
@@ -169,44 +152,35 @@ static int update_device(struct request *req, struct err *err)
 {
     struct device_spec spec;
     const char *id = http_param(req, "id");
-    json_t *body = http_json_object(req), *device = NULL;
-    if (!body)
-        return FERRY_OK;
-    if (read_device_spec(body, &spec, err) != FERRY_OK) {
-        http_reply_err(req, err);
-        return FERRY_OK;
-    }
-    if (spec.id && strcmp(spec.id, id) != 0) {
-        http_reply_error(req, ERR_INVALID, "a device's id cannot change");
-        return FERRY_OK;
-    }
+    json_t *body, *device = NULL;
+    char owner[128];
+    if (http_json_body(req, &body, err) != FERRY_OK ||
+        read_device_spec(body, &spec, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (spec.id && strcmp(spec.id, id) != 0)
+        return err_set(err, ERR_INVALID, "a device's id cannot change");
     spec.id = NULL;
-    struct store_conn *c = req->db;
-    if ((device = device_for(req, c, id)) != NULL) {
-        char owner[128];
-        json_decref(device);
-        device = NULL;
-        if (devices_update(c, id, &spec, err) != FERRY_OK ||
-            devices_get(c, id, &device, owner, err) != FERRY_OK)
-            http_reply_err(req, err);
-        else
-            http_reply_json(req, 200, device);
-    }
+    if (device_for(req, id, &device, err) != FERRY_OK)
+        return FERRY_ERR;
+    json_decref(device);
+    device = NULL;
+    if (devices_update(req->db, id, &spec, err) != FERRY_OK ||
+        devices_get(req->db, id, &device, owner, err) != FERRY_OK)
+        return FERRY_ERR;
+    http_reply_json(req, HTTP_OK, device);
     return FERRY_OK;
 }
 
 static int delete_device(struct request *req, struct err *err)
 {
     const char *id = http_param(req, "id");
-    struct store_conn *c = req->db;
-    json_t *device;
-    if ((device = device_for(req, c, id)) != NULL) {
-        json_decref(device);
-        if (devices_delete(c, id, err) != FERRY_OK)
-            http_reply_err(req, err);
-        else
-            http_reply_text(req, 204, NULL, "", 0);
-    }
+    json_t *device = NULL;
+    if (device_for(req, id, &device, err) != FERRY_OK)
+        return FERRY_ERR;
+    json_decref(device);
+    if (devices_delete(req->db, id, err) != FERRY_OK)
+        return FERRY_ERR;
+    http_reply_text(req, HTTP_NO_CONTENT, NULL, "", 0);
     return FERRY_OK;
 }
 
@@ -229,66 +203,56 @@ static int new_device_token(struct request *req, struct err *err)
 {
     const char *id = http_param(req, "id");
     char *token = NULL;
-    struct store_conn *c = req->db;
-    json_t *device;
-    if ((device = device_for(req, c, id)) != NULL) {
-        if (!scope_covers(scope_of(req), json_object_get(device, "tables")))
-            http_reply_error(req, ERR_FORBIDDEN,
-                             "this credential's table limit is narrower than the device's");
-        else if (devices_new_token(c, id, &token, err) != FERRY_OK)
-            http_reply_err(req, err);
-        else
-            http_reply_json(req, 200, json_pack("{s:s, s:s}", "deviceId", id, "token", token));
-        json_decref(device);
-    }
+    json_t *device = NULL;
+    int rc = FERRY_ERR;
+    if (device_for(req, id, &device, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (!scope_covers(scope_of(req), json_object_get(device, "tables")))
+        err_set(err, ERR_FORBIDDEN, "this credential's table limit is narrower than the device's");
+    else if ((rc = devices_new_token(req->db, id, &token, err)) == FERRY_OK)
+        http_reply_json(req, HTTP_OK, json_pack("{s:s, s:s}", "deviceId", id, "token", token));
+    json_decref(device);
     free(token);
-    return FERRY_OK;
+    return rc;
 }
 
 /* --- report, changes, ack ------------------------------------------------------- */
 
 static int report(struct request *req, struct err *err)
 {
-    json_t *body = http_json_object(req), *ops = NULL, *result = NULL;
+    json_t *body, *ops = NULL, *result = NULL;
     const char *batch_id = NULL, *named = NULL, *device = NULL;
     bool replayed = false;
     int64_t started = time_mono_us();
 
-    if (!body)
-        return FERRY_OK;
-    if (jsonutil_get_array(body, "operations", true, &ops, err) != FERRY_OK ||
+    if (http_json_body(req, &body, err) != FERRY_OK ||
+        jsonutil_get_array(body, "operations", true, &ops, err) != FERRY_OK ||
         jsonutil_get_string(body, "batchId", false, &batch_id, err) != FERRY_OK ||
-        jsonutil_get_string(body, "deviceId", false, &named, err) != FERRY_OK) {
-        http_reply_err(req, err);
-        return FERRY_OK;
+        jsonutil_get_string(body, "deviceId", false, &named, err) != FERRY_OK ||
+        acting_device(req, named, false, &device, err) != FERRY_OK)
+        return FERRY_ERR;
+    char *origin = xasprintf("device:%s", device);
+    struct push_request r = {
+        .origin = origin,
+        .batch_id = batch_id,
+        .device_id = device,
+        .user_id = req->cred.user_id[0] ? req->cred.user_id : NULL,
+        .scope = scope_of(req),
+        .want_results = true,
+        .ops = ops,
+        .max_ops = req->app->cfg->max_batch,
+    };
+    int rc = push_apply(req->db, &req->app->synced, &r, &result, &replayed, err);
+    metrics_sync(req->app->metrics, rc == FERRY_OK, (time_mono_us() - started) / 1000,
+                 req->bytes_in);
+    if (rc == FERRY_OK) {
+        json_object_set_new(result, "deviceId", json_string(device));
+        json_object_set_new(result, "replayed", json_boolean(replayed));
+        http_reply_json(req, HTTP_OK, json_incref(result));
     }
-    struct store_conn *c = req->db;
-    if (acting_device(req, c, named, false, &device)) {
-        char *origin = xasprintf("device:%s", device);
-        struct push_request r = {
-            .origin = origin,
-            .batch_id = batch_id,
-            .device_id = device,
-            .user_id = req->cred.user_id[0] ? req->cred.user_id : NULL,
-            .scope = scope_of(req),
-            .want_results = true,
-            .ops = ops,
-            .max_ops = req->app->cfg->max_batch,
-        };
-        int rc = push_apply(c, &req->app->synced, &r, &result, &replayed, err);
-        metrics_sync(req->app->metrics, rc == FERRY_OK, (time_mono_us() - started) / 1000,
-                     req->bytes_in);
-        if (rc != FERRY_OK) {
-            http_reply_err(req, err);
-        } else {
-            json_object_set_new(result, "deviceId", json_string(device));
-            json_object_set_new(result, "replayed", json_boolean(replayed));
-            http_reply_json(req, 200, json_incref(result));
-        }
-        free(origin);
-    }
+    free(origin);
     json_decref(result);
-    return FERRY_OK;
+    return rc;
 }
 
 static int query_int(struct request *req, const char *name, int64_t def, int64_t max, int64_t *out,
@@ -339,37 +303,41 @@ static int changes_tables(struct request *req, const struct synced_table ***out,
     return FERRY_OK;
 }
 
+/* The query of a changes call: cursor, limit, wait (seconds) and tables. */
+static int changes_query(struct request *req, struct feed_query *q, int64_t *wait,
+                         const struct synced_table ***tables, struct err *err)
+{
+    int64_t limit = 0;
+    if (feed_parse_cursor(http_query(req, "cursor"), &q->cursor, err) != FERRY_OK ||
+        query_int(req, "limit", CHANGES_DEFAULT_LIMIT, CHANGES_MAX_LIMIT, &limit, err) !=
+            FERRY_OK ||
+        query_int(req, "wait", 0, MAX_WAIT_S, wait, err) != FERRY_OK ||
+        changes_tables(req, tables, &q->n_tables, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (limit < 1)
+        return err_set(err, ERR_INVALID, "limit must be at least 1");
+    q->tables = *tables;
+    q->limit = (int)limit;
+    return FERRY_OK;
+}
+
 static int changes(struct request *req, struct err *err)
 {
     const struct synced_table **tables = NULL;
     struct feed_page page = {0};
     struct feed_query q = {0};
-    int64_t limit = 0, wait = 0;
+    int64_t wait = 0;
     const char *device = NULL;
     const char *include_own = http_query(req, "includeOwn");
-    struct store_conn *c = req->db;
+    int rc = FERRY_ERR;
 
-    if (feed_parse_cursor(http_query(req, "cursor"), &q.cursor, err) != FERRY_OK ||
-        query_int(req, "limit", CHANGES_DEFAULT_LIMIT, CHANGES_MAX_LIMIT, &limit, err) !=
-            FERRY_OK ||
-        query_int(req, "wait", 0, MAX_WAIT_S, &wait, err) != FERRY_OK ||
-        changes_tables(req, &tables, &q.n_tables, err) != FERRY_OK) {
-        http_reply_err(req, err);
+    if (changes_query(req, &q, &wait, &tables, err) != FERRY_OK ||
+        acting_device(req, http_query(req, "deviceId"), true, &device, err) != FERRY_OK)
         goto out;
-    }
-    if (limit < 1) {
-        http_reply_error(req, ERR_INVALID, "limit must be at least 1");
-        goto out;
-    }
-    if (!acting_device(req, c, http_query(req, "deviceId"), true, &device))
-        goto out;
-    q.tables = tables;
-    q.limit = (int)limit;
     q.exclude_device = include_own && !strcmp(include_own, "true") ? NULL : device;
-    if (feed_read(c, &q, &page, err) != FERRY_OK) {
-        http_reply_err(req, err);
+    if (feed_read(req->db, &q, &page, err) != FERRY_OK)
         goto out;
-    }
+    rc = FERRY_OK;
     /* Nothing new and the client will wait: park until the log moves or time is up. */
     if (json_array_size(page.changes) == 0 && wait > 0 && !req->wait_expired) {
         if (!req->wait_deadline)
@@ -377,45 +345,36 @@ static int changes(struct request *req, struct err *err)
         http_wait(req, req->wait_deadline, page.head);
         goto out;
     }
-    http_reply_json(req, 200,
+    http_reply_json(req, HTTP_OK,
                     json_pack("{s:O, s:I, s:b}", "changes", page.changes, "cursor",
                               (json_int_t)page.next_cursor, "hasMore", page.has_more));
 out:
     json_decref(page.changes);
     free(tables);
-    return FERRY_OK;
+    return rc;
 }
 
 static int ack(struct request *req, struct err *err)
 {
-    json_t *body = http_json_object(req), *cursor_json;
+    json_t *body, *cursor_json;
     const char *named = NULL, *device = NULL;
     int64_t cursor = 0, stored = 0;
-    if (!body)
-        return FERRY_OK;
+    if (http_json_body(req, &body, err) != FERRY_OK ||
+        jsonutil_get_string(body, "deviceId", false, &named, err) != FERRY_OK)
+        return FERRY_ERR;
     cursor_json = json_object_get(body, "cursor");
-    if (jsonutil_get_string(body, "deviceId", false, &named, err) != FERRY_OK) {
-        http_reply_err(req, err);
-        return FERRY_OK;
-    }
-    if (json_is_integer(cursor_json) && json_integer_value(cursor_json) >= 0) {
+    if (json_is_integer(cursor_json) && json_integer_value(cursor_json) >= 0)
         cursor = json_integer_value(cursor_json);
-    } else if (!json_is_string(cursor_json) ||
-               feed_parse_cursor(json_string_value(cursor_json), &cursor, err) != FERRY_OK) {
-        http_reply_error(req, ERR_INVALID,
-                         cursor_json ? "field 'cursor' is not a cursor"
-                                     : "field 'cursor' is required");
-        return FERRY_OK;
-    }
-    struct store_conn *c = req->db;
-    if (acting_device(req, c, named, false, &device)) {
-        if (devices_ack(c, device, cursor, &stored, err) != FERRY_OK)
-            http_reply_err(req, err);
-        else
-            http_reply_json(
-                req, 200,
-                json_pack("{s:s, s:I}", "deviceId", device, "cursor", (json_int_t)stored));
-    }
+    else if (!json_is_string(cursor_json) ||
+             feed_parse_cursor(json_string_value(cursor_json), &cursor, err) != FERRY_OK)
+        return err_set(err, ERR_INVALID, "%s",
+                       cursor_json ? "field 'cursor' is not a cursor"
+                                   : "field 'cursor' is required");
+    if (acting_device(req, named, false, &device, err) != FERRY_OK ||
+        devices_ack(req->db, device, cursor, &stored, err) != FERRY_OK)
+        return FERRY_ERR;
+    http_reply_json(req, HTTP_OK,
+                    json_pack("{s:s, s:I}", "deviceId", device, "cursor", (json_int_t)stored));
     return FERRY_OK;
 }
 
@@ -427,52 +386,49 @@ static int list_conflicts(struct request *req, struct err *err)
     const char *status = http_query(req, "status");
     if (!status)
         status = "open";
-    if (strcmp(status, "open") && strcmp(status, "resolved") && strcmp(status, "all")) {
-        http_reply_error(req, ERR_INVALID, "status must be open, resolved or all");
-        return FERRY_OK;
-    }
-    struct store_conn *c = req->db;
+    if (strcmp(status, "open") && strcmp(status, "resolved") && strcmp(status, "all"))
+        return err_set(err, ERR_INVALID, "status must be open, resolved or all");
     const char *user = req->cred.role == ROLE_ADMIN ? http_query(req, "userId") : req->cred.user_id;
     struct conflict_filter filter = {user, strcmp(status, "all") ? status : NULL, scope_of(req)};
-    if (conflicts_list(c, &req->app->synced, &filter, &list, err) != FERRY_OK) {
-        http_reply_err(req, err);
-    } else {
-        http_reply_json(req, 200,
-                        json_pack("{s:o, s:I}", "conflicts", list, "totalCount",
-                                  (json_int_t)json_array_size(list)));
-    }
+    if (conflicts_list(req->db, &req->app->synced, &filter, &list, err) != FERRY_OK)
+        return FERRY_ERR;
+    http_reply_json(req, HTTP_OK,
+                    json_pack("{s:o, s:I}", "conflicts", list, "totalCount",
+                              (json_int_t)json_array_size(list)));
+    return FERRY_OK;
+}
+
+/* The conflict is the caller's (403 otherwise), in a table it may change. */
+static int may_resolve(const struct request *req, const char *owner, json_t *conflict,
+                       struct err *err)
+{
+    if (req->cred.role != ROLE_ADMIN && strcmp(owner, req->cred.user_id) != 0)
+        return err_set(err, ERR_FORBIDDEN, "this conflict belongs to another user");
+    if (!push_scope_allows(scope_of(req), json_string_value(json_object_get(conflict, "table"))))
+        return err_set(err, ERR_FORBIDDEN, "this credential may not change that table");
     return FERRY_OK;
 }
 
 static int resolve_conflict(struct request *req, struct err *err)
 {
-    json_t *body = http_json_object(req), *data = NULL, *conflict = NULL, *done = NULL;
+    json_t *body, *data = NULL, *conflict = NULL, *done = NULL;
     const char *resolution = NULL, *id = http_param(req, "id");
     char owner[128];
-    if (!body)
-        return FERRY_OK;
-    if (jsonutil_get_string(body, "resolution", true, &resolution, err) != FERRY_OK ||
-        jsonutil_get_object(body, "data", false, &data, err) != FERRY_OK) {
-        http_reply_err(req, err);
-        return FERRY_OK;
-    }
-    struct store_conn *c = req->db;
-    if (conflicts_get(c, &req->app->synced, id, &conflict, owner, err) != FERRY_OK) {
-        http_reply_err(req, err);
-    } else if (req->cred.role != ROLE_ADMIN && strcmp(owner, req->cred.user_id) != 0) {
-        http_reply_error(req, ERR_FORBIDDEN, "this conflict belongs to another user");
-    } else if (!push_scope_allows(scope_of(req),
-                                  json_string_value(json_object_get(conflict, "table")))) {
-        http_reply_error(req, ERR_FORBIDDEN, "this credential may not change that table");
-    } else if (conflicts_resolve(c, &req->app->synced, id, resolution, data,
-                                 req->cred.user_id[0] ? req->cred.user_id : req->cred.id, &done,
-                                 err) != FERRY_OK) {
-        http_reply_err(req, err);
-    } else {
-        http_reply_json(req, 200, done);
+    int rc = FERRY_ERR;
+    if (http_json_body(req, &body, err) != FERRY_OK ||
+        jsonutil_get_string(body, "resolution", true, &resolution, err) != FERRY_OK ||
+        jsonutil_get_object(body, "data", false, &data, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (conflicts_get(req->db, &req->app->synced, id, &conflict, owner, err) == FERRY_OK &&
+        may_resolve(req, owner, conflict, err) == FERRY_OK &&
+        conflicts_resolve(req->db, &req->app->synced, id, resolution, data,
+                          req->cred.user_id[0] ? req->cred.user_id : req->cred.id, &done,
+                          err) == FERRY_OK) {
+        http_reply_json(req, HTTP_OK, done);
+        rc = FERRY_OK;
     }
     json_decref(conflict);
-    return FERRY_OK;
+    return rc;
 }
 
 /* Both prefixes of seed 002 serve the same handlers. */

@@ -29,7 +29,7 @@
 #include "files/spool.h"
 #include "files/files.h"
 #include "files/uploads.h"
-#include "util/base64.h"
+#include "http/tusheader.h"
 #include "util/crypto.h"
 #include "util/jsonutil.h"
 #include "util/timeutil.h"
@@ -194,53 +194,21 @@ static char *data_path(const struct app *app, const char *id)
 /* Parses a decimal header value >= 0; -1 when absent or not one. */
 static int64_t header_int(struct request *req, const char *name)
 {
-    const char *v = http_header(req, name);
-    char *end;
-    if (!v || !*v || *v < '0' || *v > '9')
-        return -1;
-    errno = 0;
-    long long n = strtoll(v, &end, 10);
-    return errno || *end ? -1 : n;
+    return tusheader_int(http_header(req, name));
 }
 
-/* The file path named by Upload-Metadata ("key base64,key base64"): "path", else
- * "filename". Replies 400 and returns NULL when the header is malformed or names none. */
+/* The file path named by Upload-Metadata: "path", else "filename". Replies 400 and
+ * returns NULL when the header is malformed or names none. */
 static char *metadata_path(struct request *req, const char *meta)
 {
     char *found_path = NULL, *found_name = NULL, *result = NULL;
-    unsigned char value[MAX_METADATA];
-    const char *p = meta;
-    while (p && *p) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        while (len && *p == ' ')
-            p++, len--;
-        const char *space = memchr(p, ' ', len);
-        size_t key_len = space ? (size_t)(space - p) : len;
-        const char *b64 = space ? space + 1 : p + len;
-        size_t b64_len = space ? len - key_len - 1 : 0;
-        ssize_t n = base64_decode(b64, b64_len, value, sizeof(value) - 1);
-        if (key_len == 0 || n < 0) {
-            reply_status(req, 400, "Upload-Metadata must be 'key base64value' pairs");
-            goto out;
-        }
-        value[n] = '\0';
-        if (memchr(value, '\0', (size_t)n)) {
-            reply_status(req, 400, "Upload-Metadata: a value contains a NUL byte");
-            goto out;
-        }
-        if (key_len == 4 && !strncmp(p, "path", 4) && !found_path)
-            found_path = xstrndup((char *)value, (size_t)n);
-        else if (key_len == 8 && !strncmp(p, "filename", 8) && !found_name)
-            found_name = xstrndup((char *)value, (size_t)n);
-        p = end ? end + 1 : NULL;
-    }
-    if (!found_path && !found_name) {
+    const char *why = NULL;
+    if (tusheader_metadata(meta, MAX_METADATA - 1, &found_path, &found_name, &why) != 0)
+        reply_status(req, 400, why);
+    else if (!found_path && !found_name)
         reply_status(req, 400, "Upload-Metadata must name the file: 'path' or 'filename'");
-        goto out;
-    }
-    result = files_clean_path(req, found_path ? found_path : found_name);
-out:
+    else
+        result = apifiles_clean_path(req, found_path ? found_path : found_name);
     free(found_path);
     free(found_name);
     return result;
@@ -263,13 +231,13 @@ static int reconcile(const struct app *app, struct store_conn *c, struct upload 
     return uploads_set_received(c, u->id, have, err);
 }
 
-/* Loads upload id for this caller (see files_load_upload), its offset repaired against
+/* Loads upload id for this caller (see apifiles_load_upload), its offset repaired against
  * the data on disk when may_reconcile. */
 static bool load_upload(struct request *req, struct store_conn *c, const char *id,
                         bool may_reconcile, struct upload *u)
 {
     struct err err = {0};
-    if (!files_load_upload(req, c, id, UPLOAD_TUS, u))
+    if (!apifiles_load_upload(req, c, id, UPLOAD_TUS, u))
         return false;
     if (may_reconcile && reconcile(req->app, c, u, &err) != FERRY_OK) {
         http_reply_err(req, &err);
@@ -313,7 +281,7 @@ static int make_data_file(const struct app *app, const char *id, struct err *err
 static int create(struct request *req, struct err *err)
 {
     struct upload u = {0};
-    if (!version_ok(req) || !files_allowed(req))
+    if (!version_ok(req) || !apifiles_allowed(req))
         return FERRY_OK;
     int64_t length = header_int(req, "Upload-Length");
     const char *meta = http_header(req, "Upload-Metadata");
@@ -340,7 +308,7 @@ static int create(struct request *req, struct err *err)
     u.size = length;
     u.metadata = meta ? xstrdup(meta) : NULL;
     u.user_id = xstrdup(req->cred.user_id);
-    u.device_id = files_device_of(req) ? xstrdup(req->cred.device_id) : NULL;
+    u.device_id = apifiles_device_of(req) ? xstrdup(req->cred.device_id) : NULL;
     u.expires_at = time_now_ms() + req->app->cfg->upload_expiry * 1000;
     if (uploads_create(c, &u, err) != FERRY_OK) {
         http_reply_err(req, err);
@@ -425,20 +393,11 @@ static int open_checksum(struct request *req, struct patch *p)
     const char *h = http_header(req, "Upload-Checksum");
     if (!h)
         return 0;
-    const char *space = strchr(h, ' ');
     const EVP_MD *md = NULL;
-    if (space && space - h == 4 && !strncmp(h, "sha1", 4))
-        md = EVP_sha1();
-    else if (space && space - h == 6 && !strncmp(h, "sha256", 6))
-        md = EVP_sha256();
-    if (!md) {
-        reply_status(req, 400, "Upload-Checksum: the algorithm must be sha1 or sha256");
-        return -1;
-    }
-    p->check_len =
-        base64_decode(space + 1, strlen(space + 1), p->check_want, sizeof(p->check_want));
-    if (p->check_len != EVP_MD_get_size(md)) {
-        reply_status(req, 400, "Upload-Checksum: the value is not a base64 digest");
+    const char *why = NULL;
+    if (tusheader_checksum(h, &md, p->check_want, sizeof(p->check_want), &p->check_len, &why) !=
+        0) {
+        reply_status(req, 400, why);
         return -1;
     }
     p->check_md = crypto_digest_new(md);
@@ -491,7 +450,7 @@ static int end_patch(struct store_conn *c, struct patch *p, bool keep, struct er
 static bool patch_prepare(struct request *req, struct patch *p)
 {
     const char *ct = http_header(req, "Content-Type"), *id = http_param(req, "id");
-    if (!version_ok(req) || !files_allowed(req))
+    if (!version_ok(req) || !apifiles_allowed(req))
         return false;
     if (!ct || strncmp(ct, "application/offset+octet-stream", 31) != 0) {
         reply_status(req, 415, "Content-Type must be application/offset+octet-stream");

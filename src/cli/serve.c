@@ -11,10 +11,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "api/api.h"
+#include "api/routes.h"
 #include "api/dirsync.h"
 #include "api/files.h"
-#include "api/phoenix.h"
 #include "app.h"
 #include "auth/tokens.h"
 #include "cli/cli.h"
@@ -40,7 +39,6 @@ struct serve {
     struct watch *watch;
     struct purger *purger;
     struct site_healer *healer;
-    const struct route_table **tables;
     char *secret; /* the first admin token, on the first start only */
     char *public_url;
 };
@@ -247,7 +245,7 @@ static int open_files(struct app *app, struct err *err)
  * again. */
 static int start_jobs(struct app *app, struct err *err)
 {
-    struct job_kind kinds[] = {dirsync_job_kind(app), siteimport_job_kind(&app->site_env)};
+    struct job_kind kinds[] = {apidirsync_job_kind(app), siteimport_job_kind(&app->site_env)};
     return jobs_worker_start(app->store, kinds, 2, &app->jobs, err);
 }
 
@@ -278,12 +276,7 @@ static void init_app(struct serve *s)
     const struct config *cfg = &s->cfg;
     app->cfg = &s->cfg;
     app->started_ms = time_now_ms();
-    /* the site-to-site routes' paths depend on --sites-prefix */
-    s->tables = xcalloc(api_n_tables + 1, sizeof(*s->tables));
-    memcpy(s->tables, api_tables, api_n_tables * sizeof(*s->tables));
-    s->tables[api_n_tables] = phoenix_routes(cfg->sites_prefix);
-    app->tables = s->tables;
-    app->n_tables = api_n_tables + 1;
+    routes_init(app);
     app->rate = ratelimit_new(cfg->rate_limit, 60);
     app->auth_fail = ratelimit_new(cfg->auth_fail_limit, 60);
     app->metrics = metrics_open();
@@ -347,8 +340,7 @@ static void stop(struct serve *s)
     watch_stop(s->watch);
     purger_stop(s->purger);
     tables_cleanup(&app->synced);
-    phoenix_routes_free();
-    free(s->tables);
+    routes_cleanup(app);
     free(s->public_url);
     siteclient_global_cleanup();
     blob_store_close(app->blobs);

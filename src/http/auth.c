@@ -211,3 +211,8 @@ bool auth_check(struct request *req)
     }
     return true;
 }
+
+bool auth_owns(const struct request *req, const char *user_id)
+{
+    return req->cred.role == ROLE_ADMIN || (user_id && !strcmp(user_id, req->cred.user_id));
+}

@@ -12,6 +12,10 @@
  * surface's format) has been set. Adds the X-RateLimit-* headers. */
 bool auth_check(struct request *req);
 
+/* Whether the credential may see a record owned by user_id (NULL: no owner): admins see
+ * every record, others their user's. */
+bool auth_owns(const struct request *req, const char *user_id);
+
 /* Verifies an HS256 JWT with secret at now (seconds). On success fills cred as a user
  * credential (sub = user id). Refuses alg none and every other algorithm, a missing
  * sub, an expired token (exp) and one not yet valid (nbf). */

@@ -52,6 +52,16 @@ struct credential {
     char tables[1024]; /* tables it may sync (comma list); empty: every synced table */
 };
 
+/* Success statuses, by name: handlers answer with these; error statuses come only from
+ * an err_code (http_status_of). */
+enum http_ok {
+    HTTP_OK = 200,
+    HTTP_CREATED = 201,
+    HTTP_ACCEPTED = 202,
+    HTTP_NO_CONTENT = 204,
+    HTTP_PARTIAL = 206,
+};
+
 struct request;
 /* A handler answers with http_reply_* and returns FERRY_OK, or returns FERRY_ERR with *err
  * set and no reply: the server then answers with err in the route's surface's format. */
@@ -77,6 +87,11 @@ enum route_flags {
     ROUTE_METRICS_AUTH = 1 << 2, /* public unless metrics-auth is set */
     ROUTE_LEGACY_AUTH = 1 << 3,  /* needs a credential unless legacy-auth is off */
     ROUTE_STORE = 1 << 4,        /* the server lends the handler a store connection (req->db) */
+    /* The body is small by nature (PhoenixKit actions, token requests) and is read before
+     * any credential can be checked: capped by max-small-body as well as max-body. */
+    ROUTE_SMALL_BODY = 1 << 5,
+    /* A PhoenixKit action: answered 503 before its body is read when sites are off. */
+    ROUTE_SITES = 1 << 6,
 };
 
 /* One row of a surface's route table. Patterns are literal segments, {name} for one
@@ -169,7 +184,10 @@ void http_add_header(struct request *req, const char *name, const char *value);
 void http_reply_file(struct request *req, int status, const char *content_type, int fd,
                      uint64_t offset, uint64_t len);
 
-/* Requires a JSON object body: replies 400 and returns NULL otherwise. */
+/* The request's JSON object body in *body (borrowed from req); fails with ERR_INVALID
+ * when the body is empty or not an object. */
+int http_json_body(const struct request *req, json_t **body, struct err *err);
+/* The same for handlers that reply themselves: replies 400 and returns NULL. */
 json_t *http_json_object(struct request *req);
 
 /* Maps an error code to its HTTP status and to its v1 errorCode and description. */

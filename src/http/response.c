@@ -26,10 +26,14 @@ static const struct {
     {ERR_METHOD, 405, "METHOD_NOT_ALLOWED", "Method not allowed on this resource"},
     {ERR_CONFLICT, 409, "CONFLICT", "Conflict with the current state"},
     {ERR_GONE, 410, "GONE", "Resource expired"},
+    {ERR_PRECONDITION, 412, "PRECONDITION_FAILED", "A precondition of the request failed"},
     {ERR_TOO_LARGE, 413, "PAYLOAD_TOO_LARGE", "Request body too large"},
+    {ERR_MEDIA_TYPE, 415, "UNSUPPORTED_MEDIA_TYPE", "Unsupported Content-Type"},
     {ERR_RANGE, 416, "RANGE_NOT_SATISFIABLE", "Requested range not satisfiable"},
+    {ERR_LOCKED, 423, "LOCKED", "Resource is in use by another request"},
     {ERR_RATE_LIMITED, 429, "RATE_LIMITED", "Too many requests"},
     {ERR_HEADERS_TOO_LARGE, 431, "HEADERS_TOO_LARGE", "Request headers too large"},
+    {ERR_CHECKSUM, 460, "CHECKSUM_MISMATCH", "The body does not match its checksum"},
     {ERR_DATABASE, 500, "DATABASE_ERROR", "Database operation error"},
     {ERR_INTERNAL, 500, "SYNC_FAILED", "Sync operation failed"},
     {ERR_BAD_GATEWAY, 502, "REMOTE_ERROR", "The remote site refused the request or failed"},
@@ -195,15 +199,23 @@ void http_wait(struct request *req, int64_t deadline_ms, int64_t seen_head)
     req->wait_requested = true;
 }
 
+int http_json_body(const struct request *req, json_t **body, struct err *err)
+{
+    *body = req->json;
+    if (!req->json)
+        return err_set(err, ERR_INVALID, "request body is empty; a JSON object was expected");
+    if (!json_is_object(req->json))
+        return err_set(err, ERR_INVALID, "request body must be a JSON object");
+    return FERRY_OK;
+}
+
 json_t *http_json_object(struct request *req)
 {
-    if (!req->json) {
-        http_reply_error(req, ERR_INVALID, "request body is empty; a JSON object was expected");
+    json_t *body = NULL;
+    struct err err = {0};
+    if (http_json_body(req, &body, &err) != FERRY_OK) {
+        http_reply_err(req, &err);
         return NULL;
     }
-    if (!json_is_object(req->json)) {
-        http_reply_error(req, ERR_INVALID, "request body must be a JSON object");
-        return NULL;
-    }
-    return req->json;
+    return body;
 }

@@ -1,8 +1,10 @@
 /* waiter.c - see waiter.h. The parked list is short (one entry per open long-poll) and
  * guarded by one mutex, which also guards the last head seen, so parking and waking
  * cannot cross. */
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 
 #include <microhttpd.h>
 
@@ -14,7 +16,8 @@ struct waiter {
     struct request **parked;
     size_t n, cap;
     int64_t head;
-    bool stopping; /* after waiter_release_all: nothing parks any more */
+    int64_t peeked_ms; /* when the parked sockets were last checked for a gone client */
+    bool stopping;     /* after waiter_release_all: nothing parks any more */
 };
 
 struct waiter *waiter_open(void)
@@ -58,15 +61,36 @@ void waiter_park(struct waiter *w, struct request *req, int64_t seen_head)
     pthread_mutex_unlock(&w->lock);
 }
 
-/* Wakes the parked requests that match (all, or those past their deadline). */
+/* How often parked sockets are checked for clients that went away. */
+#define PEEK_INTERVAL_MS 1000
+
+/* Whether the client of a parked request has closed its end. MHD does not watch a
+ * suspended connection, so without this an abandoned long-poll holds its connection
+ * slot (and counts against its address) until its deadline. */
+static bool client_gone(struct request *req)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    char byte;
+    if (!info)
+        return false;
+    ssize_t n = recv(info->connect_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Wakes the parked requests that match (all, or those past their deadline, or whose
+ * client is gone, checked once a PEEK_INTERVAL_MS). */
 static void wake_where(struct waiter *w, bool all, bool expired_flag)
 {
     int64_t now = time_now_ms();
     pthread_mutex_lock(&w->lock);
+    bool peek = !all && now - w->peeked_ms >= PEEK_INTERVAL_MS;
+    if (peek)
+        w->peeked_ms = now;
     size_t kept = 0;
     for (size_t i = 0; i < w->n; i++) {
         struct request *req = w->parked[i];
-        bool due = now >= req->wait_deadline;
+        bool due = now >= req->wait_deadline || (peek && client_gone(req));
         if (all || due)
             wake(req, expired_flag || due);
         else

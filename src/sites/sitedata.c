@@ -209,8 +209,12 @@ static int bind_key(const struct store_table *t, int pk, json_t *key, struct own
                     struct err *err)
 {
     enum col_kind kind = values_kind_of(t->cols[pk].decl_type);
-    if (values_from_json(kind, key, out, err) != FERRY_OK)
-        return err_set(err, ERR_INVALID, "key for '%s': %s", t->cols[pk].name, err->msg);
+    if (values_from_json(kind, key, out, err) != FERRY_OK) {
+        /* err->msg is both the source and the target of the new message: copy it first */
+        char why[sizeof(err->msg)];
+        snprintf(why, sizeof(why), "%s", err->msg);
+        return err_set(err, ERR_INVALID, "key for '%s': %s", t->cols[pk].name, why);
+    }
     return FERRY_OK;
 }
 

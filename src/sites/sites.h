@@ -106,6 +106,9 @@ bool sites_table_allowed(const struct site *s, const char *table);
 bool sites_ip_allowed(const struct site *s, const char *address);
 
 /* Whether strategy names an import strategy. */
+/* An absolute http or https URL with a host (libcurl's URL parser decides): the only
+ * kind of site address ferry stores or calls. */
+bool sites_valid_url(const char *url);
 bool sites_valid_strategy(const char *strategy);
 
 /* --- settings --------------------------------------------------------------------------- */
