@@ -1,11 +1,13 @@
 /* fuzz_tokens.c - credentials and cursors as they arrive: bearer tokens
  * (src/auth/tokens.c), HS256 JWTs (src/http/auth.c), change-feed cursors
- * (src/sync/feed.c) and site URLs (src/sites/sites.c). Input: one line each. */
+ * (src/sync/feed.c), site URLs (src/sites/sites.c, src/util/url.c) and a site's IP
+ * allowlist against an address. Input: one line each. */
 #include "auth/tokens.h"
 #include "fuzz.h"
 #include "http/auth.h"
 #include "sites/sites.h"
 #include "sync/feed.h"
+#include "util/url.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -13,11 +15,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *jwt = fuzz_split(token);
     char *cursor = fuzz_split(jwt);
     char *url = fuzz_split(cursor);
+    char *allowlist = fuzz_split(url);
+    struct site site = {0};
+    char *path = NULL;
     struct err err = {0};
     struct credential cred;
     int64_t seq = -1;
     tokens_well_formed(token);
-    tokens_parse_role(token);
+    enum token_role role = tokens_parse_role(token);
+    if (role != TOKEN_ROLE_NONE && strcmp(tokens_role_name(role), token) != 0)
+        abort(); /* a role must be named as it was parsed */
     memset(&cred, 0, sizeof(cred));
     if (auth_verify_jwt(jwt, "fuzz-secret", 1700000000, &cred, &err) == FERRY_OK &&
         cred.role != ROLE_USER)
@@ -25,6 +32,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (feed_parse_cursor(cursor, &seq, &err) == FERRY_OK && seq < 0)
         abort();
     sites_valid_url(url);
+    if (url_parse_http(url, &path))
+        free(url_with_path(url, path));
+    free(path);
+    site.ip_allowlist = allowlist;
+    sites_ip_allowed(&site, token);
+    sites_ip_allowed(&site, "127.0.0.1");
+    sites_ip_allowed(&site, "2001:db8::1");
     free(token);
     return 0;
 }
