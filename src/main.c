@@ -219,20 +219,17 @@ static int load_tables(struct app *app, struct err *err)
 
 static void housekeeping(struct store_conn *c, void *ctx)
 {
-    struct files_swept swept;
-    files_housekeeping(ctx, c, &swept);
+    struct app *app = ctx;
+    struct filesys_swept swept;
+    filesys_housekeeping(app->files, c, app->cfg->tombstone_retention * 1000, &swept);
 }
 
 /* The blob store and the folder of unfinished uploads, under the data folder. */
 static int open_files(struct app *app, struct err *err)
 {
-    char *blobs = xasprintf("%s/blobs", app->cfg->data_dir);
-    int rc = blob_store_open(blobs, &app->blobs, err);
-    free(blobs);
-    if (rc != FERRY_OK)
-        return FERRY_ERR;
-    app->uploads_dir = xasprintf("%s/uploads", app->cfg->data_dir);
-    if (make_dirs(app->uploads_dir, err) != FERRY_OK)
+    if (filesys_open(app->cfg->data_dir, app->store, app->cfg->blob_grace, &app->files, err) !=
+            FERRY_OK ||
+        filesys_recover(app->files, err) != FERRY_OK)
         return FERRY_ERR;
     /* file-root: folders directory sync may name; each must exist */
     char *roots = xstrdup(app->cfg->file_roots ? app->cfg->file_roots : ""), *save = NULL;
@@ -319,7 +316,6 @@ static int cmd_serve(int argc, char **argv)
     app.n_tables = api_n_tables + 1;
     app.rate = ratelimit_new(cfg.rate_limit, 60);
     app.auth_fail = ratelimit_new(cfg.auth_fail_limit, 60);
-    pthread_rwlock_init(&app.blob_lock, NULL);
     public_url = cfg.public_url ? xstrdup(cfg.public_url) : xasprintf("http://%s", cfg.listen);
     app.site_env = (struct siteops_env){
         .public_url = public_url,
@@ -365,12 +361,10 @@ out:
     free(tables);
     free(public_url);
     siteclient_global_cleanup();
-    blob_store_close(app.blobs);
-    free(app.uploads_dir);
+    filesys_close(app.files);
     for (size_t i = 0; i < app.n_file_roots; i++)
         free(app.file_roots[i]);
     free(app.file_roots);
-    pthread_rwlock_destroy(&app.blob_lock);
     store_close(app.store);
     ratelimit_free(app.rate);
     ratelimit_free(app.auth_fail);

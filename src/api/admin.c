@@ -144,11 +144,11 @@ static void purge_now(struct request *req)
     struct store_conn *c = api_conn(req);
     if (!c)
         return;
-    struct files_swept swept;
+    struct filesys_swept swept;
     if (purge_run(c, req->app->cfg->tombstone_retention * 1000, &r, &err) != FERRY_OK) {
         http_reply_err(req, &err);
     } else {
-        files_housekeeping(req->app, c, &swept);
+        filesys_housekeeping(req->app->files, c, req->app->cfg->tombstone_retention * 1000, &swept);
         http_reply_json(req, 200,
                         json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "tombstonesPurged",
                                   (json_int_t)r.tombstones, "batchesPurged", (json_int_t)r.batches,

@@ -1,18 +1,11 @@
 /* tus.c - resumable uploads with tus 1.0.0 (https://tus.io/protocols/resumable-upload)
  * at /tus/: the core protocol and the creation, termination, expiration and checksum
- * extensions. An upload is a record (files/uploads.c) and one file,
- * DATA_DIR/uploads/<id>/data, to which PATCH requests append as the bytes arrive. The
- * offset on record is what counts: bytes past it (written before a crash) are cut off
- * by the next PATCH. When the last byte arrives the file becomes a blob (renamed, not
- * copied) and a file entry at the path the metadata names (key "path", else
- * "filename").
- *
- * The file's SHA-256 is computed while the bytes arrive and kept in memory between
- * requests; after a restart, or when the running hash no longer matches the offset, the
- * file is hashed again once it is complete. */
+ * extensions, as an adapter over the files subsystem (files/filesys.h), which holds the
+ * upload's bytes (DATA_DIR/uploads/<id>/data), one PATCH at a time across every node,
+ * its checkpoints, and the upload's completion into a blob and a file entry at the path
+ * the metadata names (key "path", else "filename"). */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,10 +17,8 @@
 
 #include "api/api.h"
 #include "api/files.h"
-#include "api/tus.h"
 #include "app.h"
-#include "files/spool.h"
-#include "files/files.h"
+#include "files/filesys.h"
 #include "files/uploads.h"
 #include "util/crypto.h"
 #include "util/jsonutil.h"
@@ -36,114 +27,6 @@
 #define TUS_VERSION "1.0.0"
 #define TUS_EXTENSIONS "creation,termination,expiration,checksum"
 #define MAX_METADATA 4096
-#define WRITEBACK_STEP (8 * 1024 * 1024)
-
-/* --- running hashes and PATCH locks (per process) ------------------------------------ */
-
-/* One entry per upload with a PATCH in flight or a running hash. A PATCH holds `busy`;
- * a second PATCH of the same upload meanwhile gets 423 (tus clients retry it). */
-struct live {
-    char id[33];
-    bool busy;
-    EVP_MD_CTX *md; /* SHA-256 of the first `hashed` bytes, or NULL */
-    int64_t hashed;
-    struct live *next;
-};
-
-static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct live *live_list;
-
-static struct live *live_find(const char *id)
-{
-    for (struct live *l = live_list; l; l = l->next)
-        if (!strcmp(l->id, id))
-            return l;
-    return NULL;
-}
-
-/* Marks id busy; false when it already is. */
-static bool live_acquire(const char *id)
-{
-    pthread_mutex_lock(&live_lock);
-    struct live *l = live_find(id);
-    if (!l) {
-        l = xcalloc(1, sizeof(*l));
-        snprintf(l->id, sizeof(l->id), "%s", id);
-        l->next = live_list;
-        live_list = l;
-    }
-    bool got = !l->busy;
-    l->busy = true;
-    pthread_mutex_unlock(&live_lock);
-    return got;
-}
-
-/* Whether a PATCH of id runs in this process. */
-static bool live_busy(const char *id)
-{
-    pthread_mutex_lock(&live_lock);
-    struct live *l = live_find(id);
-    bool busy = l && l->busy;
-    pthread_mutex_unlock(&live_lock);
-    return busy;
-}
-
-void tus_forget(const char *id)
-{
-    pthread_mutex_lock(&live_lock);
-    struct live **pp = &live_list;
-    while (*pp && strcmp((*pp)->id, id) != 0)
-        pp = &(*pp)->next;
-    struct live *l = *pp;
-    if (l && !l->busy) {
-        *pp = l->next;
-        EVP_MD_CTX_free(l->md);
-        free(l);
-    }
-    pthread_mutex_unlock(&live_lock);
-}
-
-/* Takes the running hash when it covers exactly `offset` bytes (NULL otherwise). */
-static EVP_MD_CTX *live_take_hash(const char *id, int64_t offset)
-{
-    pthread_mutex_lock(&live_lock);
-    struct live *l = live_find(id);
-    EVP_MD_CTX *md = NULL;
-    if (l && l->md && l->hashed == offset) {
-        md = l->md;
-        l->md = NULL;
-    } else if (l && l->md) {
-        EVP_MD_CTX_free(l->md);
-        l->md = NULL;
-    }
-    pthread_mutex_unlock(&live_lock);
-    return md;
-}
-
-/* Ends a PATCH: keeps md as the running hash of `hashed` bytes (md may be NULL), or
- * forgets the upload when done. */
-static void live_release(const char *id, EVP_MD_CTX *md, int64_t hashed, bool done)
-{
-    pthread_mutex_lock(&live_lock);
-    struct live **pp = &live_list;
-    while (*pp && strcmp((*pp)->id, id) != 0)
-        pp = &(*pp)->next;
-    struct live *l = *pp;
-    if (l && (done || !md)) {
-        *pp = l->next;
-        EVP_MD_CTX_free(l->md);
-        free(l);
-        EVP_MD_CTX_free(md);
-    } else if (l) {
-        EVP_MD_CTX_free(l->md);
-        l->md = md;
-        l->hashed = hashed;
-        l->busy = false;
-    } else {
-        EVP_MD_CTX_free(md);
-    }
-    pthread_mutex_unlock(&live_lock);
-}
 
 /* --- helpers -------------------------------------------------------------------------- */
 
@@ -181,13 +64,6 @@ static void add_expires(struct request *req, int64_t ms)
     gmtime_r(&t, &tm);
     strftime(text, sizeof(text), "%a, %d %b %Y %H:%M:%S GMT", &tm);
     http_add_header(req, "Upload-Expires", text);
-}
-
-static char *data_path(const struct app *app, const char *id)
-{
-    char *dir = files_upload_dir(app, id), *path = xasprintf("%s/data", dir);
-    free(dir);
-    return path;
 }
 
 /* Parses a decimal header value >= 0; -1 when absent or not one. */
@@ -260,40 +136,19 @@ out:
     return result;
 }
 
-/* The offset that counts is the one on record, but never more than the data file holds:
- * were the file lost or cut short (a restore without uploads/, say), the upload goes on
- * from what is really there instead of padding the gap with zeros. */
-static int reconcile(const struct app *app, struct store_conn *c, struct upload *u, struct err *err)
-{
-    struct stat st;
-    if (u->completed_at || u->received == 0)
-        return FERRY_OK;
-    char *path = data_path(app, u->id);
-    int64_t have = stat(path, &st) == 0 ? (int64_t)st.st_size : 0;
-    free(path);
-    if (have >= u->received)
-        return FERRY_OK;
-    u->received = have;
-    return uploads_set_received(c, u->id, have, err);
-}
-
-/* Loads upload id for this caller (see files_load_upload), its offset repaired against
- * the data on disk when may_reconcile. */
-static bool load_upload(struct request *req, struct store_conn *c, const char *id,
-                        bool may_reconcile, struct upload *u)
+/* Loads upload id for this caller (see files_load_upload) and brings it in line with
+ * its data (filesys_tus_check): a crash may have left it complete but not completed. */
+static bool load_upload(struct request *req, struct store_conn *c, const char *id, struct upload *u)
 {
     struct err err = {0};
     if (!files_load_upload(req, c, id, UPLOAD_TUS, u))
         return false;
-    if (may_reconcile && reconcile(req->app, c, u, &err) != FERRY_OK) {
+    if (filesys_tus_check(req->app->files, c, u, &err) != FERRY_OK) {
         http_reply_err(req, &err);
         return false;
     }
     return true;
 }
-
-static int complete(struct request *req, struct store_conn *c, struct upload *u, EVP_MD_CTX *md,
-                    struct err *err);
 
 /* --- OPTIONS, POST, HEAD, DELETE ----------------------------------------------------- */
 
@@ -304,22 +159,6 @@ static void options(struct request *req)
     http_add_header(req, "Tus-Checksum-Algorithm", "sha1,sha256");
     add_int_header(req, "Tus-Max-Size", req->app->cfg->max_upload);
     http_reply_text(req, 204, NULL, "", 0);
-}
-
-/* The upload's folder and its empty data file. */
-static int make_data_file(const struct app *app, const char *id, struct err *err)
-{
-    char *dir = files_upload_dir(app, id), *data = data_path(app, id);
-    int fd = -1, rc = FERRY_OK;
-    if (mkdir(dir, 0700) != 0)
-        rc = spool_io_error(err, "cannot create", dir);
-    else if ((fd = open(data, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) < 0)
-        rc = spool_io_error(err, "cannot create", data);
-    if (fd >= 0)
-        close(fd);
-    free(dir);
-    free(data);
-    return rc;
 }
 
 static void create(struct request *req)
@@ -359,10 +198,12 @@ static void create(struct request *req)
     u.user_id = xstrdup(req->cred.user_id);
     u.device_id = files_device_of(req) ? xstrdup(req->cred.device_id) : NULL;
     u.expires_at = time_now_ms() + req->app->cfg->upload_expiry * 1000;
+    char *result = NULL;
     if (uploads_create(c, &u, &err) != FERRY_OK) {
         http_reply_err(req, &err);
-    } else if (make_data_file(req->app, u.id, &err) != FERRY_OK ||
-               (length == 0 && complete(req, c, &u, NULL, &err) != FERRY_OK)) {
+    } else if (filesys_make_upload(req->app->files, u.id, true, &err) != FERRY_OK ||
+               (length == 0 &&
+                filesys_complete(req->app->files, c, &u, &result, &err) != FERRY_OK)) {
         /* (an empty file is complete at once: clients send no PATCH for it) */
         bool found;
         uploads_delete(c, u.id, &found, NULL);
@@ -374,6 +215,7 @@ static void create(struct request *req)
         free(location);
         http_reply_text(req, 201, NULL, "", 0);
     }
+    free(result);
     store_release(c);
     uploads_clear(&u);
 }
@@ -386,8 +228,7 @@ static void head(struct request *req)
     struct store_conn *c = api_conn(req);
     if (!c)
         return;
-    const char *id = http_param(req, "id");
-    if (load_upload(req, c, id, !live_busy(id), &u)) {
+    if (load_upload(req, c, http_param(req, "id"), &u)) {
         http_add_header(req, "Cache-Control", "no-store");
         add_int_header(req, "Upload-Offset", u.received);
         add_int_header(req, "Upload-Length", u.size);
@@ -405,23 +246,18 @@ static void terminate(struct request *req)
 {
     struct err err = {0};
     struct upload u = {0};
-    bool found = false;
     if (!version_ok(req))
         return;
     struct store_conn *c = api_conn(req);
     if (!c)
         return;
-    if (load_upload(req, c, http_param(req, "id"), false, &u)) {
-        if (!live_acquire(u.id)) {
-            reply_status(req, 423, "a PATCH of this upload is in progress");
-        } else if (uploads_delete(c, u.id, &found, &err) != FERRY_OK) {
-            live_release(u.id, NULL, 0, false);
-            http_reply_err(req, &err);
-        } else {
-            files_remove_upload(req->app, u.id);
-            live_release(u.id, NULL, 0, true);
+    if (files_load_upload(req, c, http_param(req, "id"), UPLOAD_TUS, &u)) {
+        if (filesys_delete_upload(req->app->files, c, u.id, &err) == FERRY_OK)
             http_reply_text(req, 204, NULL, "", 0);
-        }
+        else if (err.code == ERR_CONFLICT)
+            reply_status(req, 423, "a PATCH of this upload is in progress");
+        else
+            http_reply_err(req, &err);
     }
     store_release(c);
     uploads_clear(&u);
@@ -430,11 +266,8 @@ static void terminate(struct request *req)
 /* --- PATCH (streamed) ---------------------------------------------------------------- */
 
 struct patch {
-    struct upload u;
-    int fd;
-    int64_t start, written;
-    int64_t flushed;      /* bytes of this PATCH already handed to writeback */
-    EVP_MD_CTX *file_md;  /* SHA-256 of the whole file so far, or NULL */
+    struct filesys_patch *fp;
+    int64_t expires_at;
     EVP_MD_CTX *check_md; /* Upload-Checksum's algorithm over this request, or NULL */
     unsigned char check_want[EVP_MAX_MD_SIZE];
     int check_len;
@@ -468,65 +301,30 @@ static int open_checksum(struct request *req, struct patch *p)
 
 static void patch_free(struct patch *p)
 {
-    if (p->fd >= 0)
-        close(p->fd);
+    filesys_patch_end(p->fp, NULL);
     EVP_MD_CTX_free(p->check_md);
-    uploads_clear(&p->u);
     free(p);
 }
 
-/* Records the offset the PATCH reached, after flushing its bytes (keep), or cuts them
- * off again (!keep). */
-static int settle(struct app *app, struct patch *p, bool keep, struct err *err)
+/* Checks a PATCH before its body: on success the upload is held (filesys_patch_begin),
+ * so no other PATCH, completion or offset repair of it runs meanwhile, on any node. */
+static bool patch_prepare(struct request *req, struct store_conn *c, struct patch *p)
 {
-    int64_t offset = p->start + (keep ? p->written : 0);
-    int rc = FERRY_OK;
-    struct store_conn *c = NULL;
-    if (!keep && ftruncate(p->fd, p->start) != 0)
-        rc = spool_io_error(err, "cannot truncate", p->u.id);
-    if (keep && p->written && fdatasync(p->fd) != 0)
-        rc = spool_io_error(err, "cannot flush", p->u.id), offset = p->start;
-    if (offset != p->u.received && store_acquire(app->store, &c, err) == FERRY_OK) {
-        if (uploads_set_received(c, p->u.id, offset, err) == FERRY_OK)
-            p->u.received = offset;
-        else
-            rc = FERRY_ERR;
-        store_release(c);
-    }
-    return rc;
-}
-
-/* Ends a PATCH that did not complete the upload: settles it and hands the running hash
- * back (or drops it when the bytes were cut off). */
-static int end_patch(struct app *app, struct patch *p, bool keep, struct err *err)
-{
-    int rc = settle(app, p, keep, err);
-    p->finished = true;
-    live_release(p->u.id, keep && rc == FERRY_OK ? p->file_md : NULL, p->u.received, false);
-    if (!keep || rc != FERRY_OK)
-        EVP_MD_CTX_free(p->file_md);
-    p->file_md = NULL;
-    return rc;
-}
-
-/* Checks a PATCH before its body: on success the upload is held (live_acquire), so no
- * other PATCH, completion or offset repair of it runs meanwhile. */
-static bool patch_prepare(struct request *req, struct patch *p)
-{
-    const char *ct = http_header(req, "Content-Type"), *id = http_param(req, "id");
-    if (!version_ok(req) || !files_allowed(req))
-        return false;
+    const char *ct = http_header(req, "Content-Type");
+    struct err err = {0};
+    struct upload u = {0};
     if (!ct || strncmp(ct, "application/offset+octet-stream", 31) != 0) {
         reply_status(req, 415, "Content-Type must be application/offset+octet-stream");
         return false;
     }
-    if (!live_acquire(id)) {
-        reply_status(req, 423, "another PATCH of this upload is in progress");
+    if (filesys_patch_begin(req->app->files, c, http_param(req, "id"), &p->fp, &err) != FERRY_OK) {
+        if (err.code == ERR_CONFLICT)
+            reply_status(req, 423, "another PATCH of this upload is in progress");
+        else
+            http_reply_err(req, &err);
         return false;
     }
-    struct store_conn *c = api_conn(req);
-    bool ok = c && load_upload(req, c, id, true, &p->u);
-    store_release(c);
+    bool ok = load_upload(req, c, http_param(req, "id"), &u);
     int64_t offset = header_int(req, "Upload-Offset");
     int64_t length = header_int(req, "Content-Length");
     if (!ok) {
@@ -534,84 +332,68 @@ static bool patch_prepare(struct request *req, struct patch *p)
     } else if (offset < 0) {
         reply_status(req, 400, "Upload-Offset must be a number of bytes");
         ok = false;
-    } else if (offset != p->u.received || p->u.completed_at) {
-        add_int_header(req, "Upload-Offset", p->u.received);
+    } else if (offset != u.received || u.completed_at) {
+        add_int_header(req, "Upload-Offset", u.received);
         reply_status(req, 409, "Upload-Offset does not match the upload's offset");
         ok = false;
-    } else if (length > p->u.size - offset) {
+    } else if (length > u.size - offset) {
         reply_status(req, 413, "the body goes past Upload-Length");
         ok = false;
-    } else {
-        ok = open_checksum(req, p) == 0;
+    } else if ((ok = open_checksum(req, p) == 0)) {
+        p->expires_at = u.expires_at;
+        /* a request whose checksum covers it whole counts only once checked */
+        if (filesys_patch_open(p->fp, &u, !p->check_md, &err) != FERRY_OK) {
+            http_reply_err(req, &err);
+            ok = false;
+        }
     }
-    if (!ok)
-        live_release(id, NULL, 0, false);
+    uploads_clear(&u);
     return ok;
 }
 
 static void patch_open(struct request *req)
 {
-    struct err err = {0};
     struct patch *p = xcalloc(1, sizeof(*p));
-    p->fd = -1;
-    if (!patch_prepare(req, p)) {
+    if (!version_ok(req) || !files_allowed(req)) {
         patch_free(p);
         return;
     }
-    p->start = p->u.received;
-    char *path = data_path(req->app, p->u.id);
-    p->fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-    /* bytes past the recorded offset came from a request that never finished */
-    if (p->fd < 0 || ftruncate(p->fd, p->start) != 0 || lseek(p->fd, p->start, SEEK_SET) < 0) {
-        spool_io_error(&err, "cannot open", path);
-        http_reply_err(req, &err);
-        live_release(p->u.id, NULL, 0, false);
+    struct store_conn *c = api_conn(req);
+    bool ok = c && patch_prepare(req, c, p);
+    store_release(c);
+    if (!ok) {
         patch_free(p);
-        free(path);
         return;
-    }
-    free(path);
-    p->file_md = live_take_hash(p->u.id, p->start);
-    if (!p->file_md && p->start == 0) {
-        p->file_md = crypto_digest_new(EVP_sha256());
     }
     req->sink_ctx = p;
+}
+
+/* Settles the bytes (kept or cut off); *done when the upload is complete now. */
+static int settle(struct patch *p, bool keep, int64_t *offset, bool *done, struct err *err)
+{
+    char *result = NULL;
+    p->finished = true;
+    int rc = filesys_patch_settle(p->fp, NULL, keep, offset, done, &result, err);
+    free(result);
+    return rc;
 }
 
 static bool patch_write(struct request *req, const char *data, size_t len)
 {
     struct patch *p = req->sink_ctx;
     struct err err = {0};
-    if (p->start + p->written + (int64_t)len > p->u.size) { /* refused whole: nothing kept */
-        end_patch(req->app, p, false, &err);
+    int64_t offset = 0;
+    bool done = false;
+    if (p->check_md)
+        EVP_DigestUpdate(p->check_md, data, len);
+    if (filesys_patch_write(p->fp, NULL, data, len, &err) == FERRY_OK)
+        return true;
+    settle(p, false, &offset, &done, NULL); /* refused whole: nothing of it kept */
+    if (err.code == ERR_TOO_LARGE)
         reply_status(req, 413, "the body goes past Upload-Length");
-        return false;
-    }
-    for (size_t done = 0; done < len;) {
-        ssize_t n = write(p->fd, data + done, len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            spool_io_error(&err, "cannot write upload", p->u.id);
-            end_patch(req->app, p, false, NULL);
-            http_reply_err(req, &err);
-            return false;
-        }
-        if (p->file_md)
-            EVP_DigestUpdate(p->file_md, data + done, (size_t)n);
-        if (p->check_md)
-            EVP_DigestUpdate(p->check_md, data + done, (size_t)n);
-        done += (size_t)n;
-        p->written += n;
-    }
-    /* Start writing what arrived to disk now, a few MiB at a time, so that the flush
-     * before the answer waits only for the tail, not for the whole body. */
-    if (p->written - p->flushed >= WRITEBACK_STEP) {
-        sync_file_range(p->fd, p->start + p->flushed, p->written - p->flushed,
-                        SYNC_FILE_RANGE_WRITE);
-        p->flushed = p->written;
-    }
-    return true;
+    else
+        http_reply_err(req, &err);
+    return false;
 }
 
 /* The client went away, or a reply came early: keep what arrived, unless a checksum
@@ -619,56 +401,20 @@ static bool patch_write(struct request *req, const char *data, size_t len)
 static void patch_release(struct request *req)
 {
     struct patch *p = req->sink_ctx;
+    int64_t offset = 0;
+    bool done = false;
     if (!p->finished)
-        end_patch(req->app, p, !p->check_md, NULL);
+        settle(p, !p->check_md, &offset, &done, NULL);
     patch_free(p);
     req->sink_ctx = NULL;
-}
-
-/* The last byte arrived: the file becomes a blob and a file entry. */
-static int complete(struct request *req, struct store_conn *c, struct upload *u, EVP_MD_CTX *md,
-                    struct err *err)
-{
-    char known[65], hex[65], *path = data_path(req->app, u->id);
-    uint64_t size = 0;
-    struct file_entry e = {0};
-    int rc = FERRY_ERR;
-    bool claimed = false;
-    if (md)
-        crypto_sha256_final_hex(md, known);
-    /* another server sharing the database may hold this upload too */
-    if (uploads_claim_completion(c, u->id, true, &claimed, err) != FERRY_OK) {
-        free(path);
-        return FERRY_ERR;
-    }
-    if (!claimed) {
-        free(path);
-        return err_set(err, ERR_CONFLICT, "the upload is being completed elsewhere");
-    }
-    pthread_rwlock_rdlock(&req->app->blob_lock);
-    if (blob_adopt_file(req->app->blobs, path, md ? known : NULL, NULL, hex, &size, err) ==
-            FERRY_OK &&
-        files_commit(c, u->path, hex, (int64_t)size, u->device_id, &e, err) == FERRY_OK) {
-        json_t *j = files_entry_json(&e);
-        char *result = jsonutil_to_string(j);
-        json_decref(j);
-        rc = uploads_finish(c, u->id, result, err);
-        free(result);
-    }
-    pthread_rwlock_unlock(&req->app->blob_lock);
-    if (rc != FERRY_OK)
-        uploads_claim_completion(c, u->id, false, NULL, NULL);
-    if (rc == FERRY_OK)
-        files_remove_upload(req->app, u->id);
-    files_entry_clear(&e);
-    free(path);
-    return rc;
 }
 
 static void patch(struct request *req)
 {
     struct patch *p = req->sink_ctx;
     struct err err = {0};
+    int64_t offset = 0;
+    bool done = false;
     if (!p) {
         reply_status(req, 400, "the PATCH has no body");
         return;
@@ -678,34 +424,18 @@ static void patch(struct request *req)
         unsigned int len = 0;
         EVP_DigestFinal_ex(p->check_md, got, &len);
         if ((int)len != p->check_len || memcmp(got, p->check_want, len) != 0) {
-            end_patch(req->app, p, false, NULL);
+            settle(p, false, &offset, &done, NULL);
             reply_status(req, 460, "Checksum Mismatch: the bytes were discarded");
             return;
         }
     }
-    bool done = p->start + p->written == p->u.size;
-    if (!done && end_patch(req->app, p, true, &err) != FERRY_OK) {
+    if (settle(p, true, &offset, &done, &err) != FERRY_OK) {
         http_reply_err(req, &err);
         return;
     }
-    if (done) { /* still holding the upload, so no other PATCH comes between */
-        p->finished = true;
-        struct store_conn *c = NULL;
-        int rc = settle(req->app, p, true, &err);
-        if (rc == FERRY_OK && (rc = store_acquire(req->app->store, &c, &err)) == FERRY_OK)
-            rc = complete(req, c, &p->u, p->file_md, &err);
-        store_release(c);
-        EVP_MD_CTX_free(p->file_md);
-        p->file_md = NULL;
-        live_release(p->u.id, NULL, 0, true);
-        if (rc != FERRY_OK) {
-            http_reply_err(req, &err);
-            return;
-        }
-    }
-    add_int_header(req, "Upload-Offset", p->u.received);
+    add_int_header(req, "Upload-Offset", offset);
     if (!done)
-        add_expires(req, p->u.expires_at);
+        add_expires(req, p->expires_at);
     http_reply_text(req, 204, NULL, "", 0);
 }
 
