@@ -25,8 +25,8 @@
 #define COPY_BUF (256 * 1024)
 #define RECOVER_BATCH 1000
 
-int filesys_open(const char *data_dir, struct store *st, int64_t blob_grace_s,
-                 struct filesys **out, struct err *err)
+int filesys_open(const char *data_dir, struct store *st, int64_t blob_grace_s, struct filesys **out,
+                 struct err *err)
 {
     struct filesys *fs = xcalloc(1, sizeof(*fs));
     char *blobs = xasprintf("%s/blobs", data_dir);
@@ -70,8 +70,7 @@ char *filesys_data_path(const struct filesys *fs, const char *id)
     return xasprintf("%s/%s/data", fs->uploads_dir, id);
 }
 
-int filesys_make_upload(const struct filesys *fs, const char *id, bool data_file,
-                        struct err *err)
+int filesys_make_upload(const struct filesys *fs, const char *id, bool data_file, struct err *err)
 {
     char *dir = filesys_upload_dir(fs, id), *data = filesys_data_path(fs, id);
     int fd = -1, rc = FERRY_OK;
@@ -108,8 +107,7 @@ static void lease_name(char *out, size_t cap, const char *what, const char *id)
     snprintf(out, cap, "%s:%s", what, id);
 }
 
-int filesys_delete_upload(struct filesys *fs, struct store_conn *c, const char *id,
-                          struct err *err)
+int filesys_delete_upload(struct filesys *fs, struct store_conn *c, const char *id, struct err *err)
 {
     struct filesys_patch *p = NULL;
     bool found = false;
@@ -209,8 +207,8 @@ out:
 /* A tus upload's blob: its data file, hashed as it is on disk, claimed, then renamed
  * into the store. After a crash that came between the rename and the commit, the file
  * is gone and the claim names the blob. */
-static int tus_blob(struct filesys *fs, struct store_conn *c, const struct upload *u,
-                    char hex[65], struct err *err)
+static int tus_blob(struct filesys *fs, struct store_conn *c, const struct upload *u, char hex[65],
+                    struct err *err)
 {
     char *path = filesys_data_path(fs, u->id);
     uint64_t size = 0;
@@ -291,8 +289,7 @@ int filesys_complete(struct filesys *fs, struct store_conn *c, struct upload *u,
 
 /* --- tus ----------------------------------------------------------------------------- */
 
-int filesys_tus_check(struct filesys *fs, struct store_conn *c, struct upload *u,
-                      struct err *err)
+int filesys_tus_check(struct filesys *fs, struct store_conn *c, struct upload *u, struct err *err)
 {
     char name[80], *result = NULL;
     bool busy = false;
@@ -461,8 +458,8 @@ static int write_all(struct filesys_patch *p, const char *data, size_t len, stru
     return FERRY_OK;
 }
 
-int filesys_patch_write(struct filesys_patch *p, struct store_conn *c, const void *data,
-                        size_t len, struct err *err)
+int filesys_patch_write(struct filesys_patch *p, struct store_conn *c, const void *data, size_t len,
+                        struct err *err)
 {
     if (p->start + p->written + (int64_t)len > p->u.size)
         return err_set(err, ERR_TOO_LARGE, "the body goes past Upload-Length");

@@ -28,8 +28,8 @@ struct filesys {
 
 /* Opens the blob store and the uploads folder under data_dir. Release with
  * filesys_close(). */
-int filesys_open(const char *data_dir, struct store *st, int64_t blob_grace_s,
-                 struct filesys **out, struct err *err);
+int filesys_open(const char *data_dir, struct store *st, int64_t blob_grace_s, struct filesys **out,
+                 struct err *err);
 void filesys_close(struct filesys *fs);
 
 /* Completes what a crash interrupted: tus uploads whose bytes all arrived become their
@@ -42,8 +42,7 @@ char *filesys_chunk_path(const struct filesys *fs, const char *id, int64_t idx);
 char *filesys_data_path(const struct filesys *fs, const char *id);
 
 /* Makes upload id's folder (with an empty data file for a tus upload). */
-int filesys_make_upload(const struct filesys *fs, const char *id, bool data_file,
-                        struct err *err);
+int filesys_make_upload(const struct filesys *fs, const char *id, bool data_file, struct err *err);
 
 /* Deletes upload id, its records and its bytes. ERR_CONFLICT while a PATCH of it runs. */
 int filesys_delete_upload(struct filesys *fs, struct store_conn *c, const char *id,
@@ -59,8 +58,7 @@ int filesys_complete(struct filesys *fs, struct store_conn *c, struct upload *u,
 /* Brings a tus upload's record in line with its data, unless a PATCH of it runs: the
  * offset is never more than the data file holds, and an upload whose bytes all arrived
  * (a crash came before its completion) is completed now. u is reloaded. */
-int filesys_tus_check(struct filesys *fs, struct store_conn *c, struct upload *u,
-                      struct err *err);
+int filesys_tus_check(struct filesys *fs, struct store_conn *c, struct upload *u, struct err *err);
 
 /* A tus PATCH: holds the upload against other PATCHes, completions and offset repairs
  * in every process, and writes the bytes with checkpoints. Each call takes the caller's
@@ -78,14 +76,14 @@ int filesys_patch_open(struct filesys_patch *p, const struct upload *u, bool che
                        struct err *err);
 
 /* Appends bytes; ERR_TOO_LARGE past the upload's length. */
-int filesys_patch_write(struct filesys_patch *p, struct store_conn *c, const void *data,
-                        size_t len, struct err *err);
+int filesys_patch_write(struct filesys_patch *p, struct store_conn *c, const void *data, size_t len,
+                        struct err *err);
 
 /* Ends the writing: keeps the bytes (flushed, on record) or cuts them off. *offset gets
  * the upload's offset; *done says whether that completed it (then *result is its entry,
  * which the caller frees). */
-int filesys_patch_settle(struct filesys_patch *p, struct store_conn *c, bool keep,
-                         int64_t *offset, bool *done, char **result, struct err *err);
+int filesys_patch_settle(struct filesys_patch *p, struct store_conn *c, bool keep, int64_t *offset,
+                         bool *done, char **result, struct err *err);
 
 /* Gives the upload back and frees p (NULL: nothing). */
 void filesys_patch_end(struct filesys_patch *p, struct store_conn *c);

@@ -123,8 +123,8 @@ int leases_renew(struct store_conn *c, struct lease *l, bool force, struct err *
     if (!force && now - l->renewed_ms < LEASES_RENEW_MS)
         return FERRY_OK;
     struct store_val v[] = {sv_text(l->name), sv_text(l->token), sv_int(now + LEASES_TTL_MS)};
-    if (store_run(c, "UPDATE ferry_leases SET expires_at = $3 WHERE name = $1 AND token = $2", v,
-                  3, &changed, err) != FERRY_OK)
+    if (store_run(c, "UPDATE ferry_leases SET expires_at = $3 WHERE name = $1 AND token = $2", v, 3,
+                  &changed, err) != FERRY_OK)
         return FERRY_ERR;
     if (changed != 1)
         return err_set(err, ERR_CONFLICT, "lease %s was taken over", l->name);
