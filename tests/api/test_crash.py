@@ -274,3 +274,57 @@ def test_random_kills_lose_nothing_acknowledged(make_server):
                 assert tus_patch(srv, tok, ref, offset, data[offset:]).status_code == 204
         assert_file(srv, tok, path, data)
     assert acked, "no upload finished between the kills"
+    print(f"\nrandom kills: 6, uploads acknowledged {len(acked)}, "
+          f"unacknowledged then finished {len(pending) - len(acked)}")
+
+
+# --- push (timing-based) -----------------------------------------------------------------
+
+
+def test_push_batches_survive_random_kills(make_server):
+    """Batches of rows pushed while the server is killed at random moments: each batch
+    answered 200 is there whole, and every batch sent again under its batchId after the
+    restart is applied once (replayed when it had been applied before the kill)."""
+    import threading
+
+    from devsync import Client, new_batch_id, op, start
+
+    srv = start(make_server, "--purge-interval", "0")
+    device = Client(srv, token(srv)).register("crash")
+    rng = random.Random(7)
+    sent, acked = [], set()
+    for trial in range(6):
+        stop = threading.Event()
+
+        def work():
+            n = 0
+            while not stop.is_set():
+                bid = new_batch_id()
+                rows = [f"{trial}-{n}-{i}" for i in range(50)]
+                n += 1
+                sent.append((bid, rows))
+                try:
+                    device.report([op("notes", "insert", {"id": r, "title": r}) for r in rows],
+                                  batch_id=bid)
+                    acked.add(bid)
+                except (requests.exceptions.ConnectionError, AssertionError):
+                    return
+
+        t = threading.Thread(target=work)
+        t.start()
+        wait_until(lambda: False, timeout=rng.uniform(0.2, 1.0))
+        srv.proc.send_signal(signal.SIGKILL)
+        stop.set()
+        t.join(30)
+        assert srv.wait_exit(10) == -signal.SIGKILL
+        srv.start()
+    for bid, rows in sent:
+        body = device.report([op("notes", "insert", {"id": r, "title": r}) for r in rows],
+                             batch_id=bid)
+        if bid in acked:
+            assert body["replayed"] is True, body
+    total = sum(len(rows) for _, rows in sent)
+    assert int(srv.db_query("SELECT COUNT(*) FROM notes")[0][0]) == total
+    assert acked, "no batch was answered between the kills"
+    print(f"\npush kills: 6, batches acknowledged {len(acked)}, sent again {len(sent)}, "
+          f"rows {total}")
