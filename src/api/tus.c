@@ -137,13 +137,15 @@ out:
 }
 
 /* Loads upload id for this caller (see files_load_upload) and brings it in line with
- * its data (filesys_tus_check): a crash may have left it complete but not completed. */
-static bool load_upload(struct request *req, struct store_conn *c, const char *id, struct upload *u)
+ * its data (filesys_tus_check): a crash may have left it complete but not completed.
+ * held: this request's PATCH of it, if any. */
+static bool load_upload(struct request *req, struct store_conn *c, const char *id,
+                        const struct filesys_patch *held, struct upload *u)
 {
     struct err err = {0};
     if (!files_load_upload(req, c, id, UPLOAD_TUS, u))
         return false;
-    if (filesys_tus_check(req->app->files, c, u, &err) != FERRY_OK) {
+    if (filesys_tus_check(req->app->files, c, u, held, &err) != FERRY_OK) {
         http_reply_err(req, &err);
         return false;
     }
@@ -228,7 +230,7 @@ static void head(struct request *req)
     struct store_conn *c = api_conn(req);
     if (!c)
         return;
-    if (load_upload(req, c, http_param(req, "id"), &u)) {
+    if (load_upload(req, c, http_param(req, "id"), NULL, &u)) {
         http_add_header(req, "Cache-Control", "no-store");
         add_int_header(req, "Upload-Offset", u.received);
         add_int_header(req, "Upload-Length", u.size);
@@ -324,7 +326,7 @@ static bool patch_prepare(struct request *req, struct store_conn *c, struct patc
             http_reply_err(req, &err);
         return false;
     }
-    bool ok = load_upload(req, c, http_param(req, "id"), &u);
+    bool ok = load_upload(req, c, http_param(req, "id"), p->fp, &u);
     int64_t offset = header_int(req, "Upload-Offset");
     int64_t length = header_int(req, "Content-Length");
     if (!ok) {

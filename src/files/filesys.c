@@ -289,18 +289,12 @@ int filesys_complete(struct filesys *fs, struct store_conn *c, struct upload *u,
 
 /* --- tus ----------------------------------------------------------------------------- */
 
-int filesys_tus_check(struct filesys *fs, struct store_conn *c, struct upload *u, struct err *err)
+/* filesys_tus_check's work, while the caller holds the upload's PATCH lease. */
+static int tus_check_held(struct filesys *fs, struct store_conn *c, struct upload *u,
+                          struct err *err)
 {
-    char name[80], *result = NULL;
-    bool busy = false;
+    char *result = NULL;
     struct stat st;
-    if (u->completed_at)
-        return FERRY_OK;
-    lease_name(name, sizeof(name), "patch", u->id);
-    if (leases_held(c, fs->self, name, &busy, err) != FERRY_OK)
-        return FERRY_ERR;
-    if (busy)
-        return FERRY_OK;
     /* Were the file lost or cut short (a restore without uploads/, say), the upload goes
      * on from what is really there instead of padding the gap with zeros. A file that is
      * gone may have become the blob already (see tus_blob). */
@@ -320,6 +314,21 @@ int filesys_tus_check(struct filesys *fs, struct store_conn *c, struct upload *u
     return rc == FERRY_OK || err->code == ERR_CONFLICT ? FERRY_OK : FERRY_ERR;
 }
 
+int filesys_tus_check(struct filesys *fs, struct store_conn *c, struct upload *u,
+                      const struct filesys_patch *held, struct err *err)
+{
+    struct filesys_patch *p = NULL;
+    if (u->completed_at)
+        return FERRY_OK;
+    if (held)
+        return tus_check_held(fs, c, u, err);
+    if (filesys_patch_begin(fs, c, u->id, &p, err) != FERRY_OK)
+        return err->code == ERR_CONFLICT ? FERRY_OK : FERRY_ERR; /* a PATCH runs: its own */
+    int rc = tus_check_held(fs, c, u, err);
+    filesys_patch_end(p, c);
+    return rc;
+}
+
 int filesys_recover(struct filesys *fs, struct err *err)
 {
     struct store_conn *c = NULL;
@@ -333,7 +342,7 @@ int filesys_recover(struct filesys *fs, struct err *err)
         bool found = false;
         struct err one = {0};
         if (rc == FERRY_OK && uploads_get(c, ids[i], &u, &found, &one) == FERRY_OK && found &&
-            filesys_tus_check(fs, c, &u, &one) != FERRY_OK)
+            filesys_tus_check(fs, c, &u, NULL, &one) != FERRY_OK)
             fprintf(stderr,
                     "{\"level\":\"warn\",\"msg\":\"tus upload not recovered\",\"id\":\"%s\","
                     "\"error\":\"%s\"}\n",
@@ -584,6 +593,7 @@ void filesys_housekeeping(struct filesys *fs, struct store_conn *c, int64_t jobs
               " (SELECT id FROM ferry_uploads WHERE expires_at < $1)",
               &v, 1, NULL, NULL);
     store_run(c, "DELETE FROM ferry_uploads WHERE expires_at < $1", &v, 1, NULL, NULL);
+    store_run(c, "DELETE FROM ferry_leases WHERE expires_at < $1", &v, 1, NULL, NULL);
     jobs_purge(c, now - jobs_retention_ms, &old_jobs, NULL);
     blob_clear_stale(fs->blobs);
     blob_collect(fs->blobs, blob_in_use, c, fs->blob_grace_s, &out->blobs, &err);

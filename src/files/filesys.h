@@ -55,15 +55,18 @@ int filesys_delete_upload(struct filesys *fs, struct store_conn *c, const char *
 int filesys_complete(struct filesys *fs, struct store_conn *c, struct upload *u, char **result,
                      struct err *err);
 
-/* Brings a tus upload's record in line with its data, unless a PATCH of it runs: the
- * offset is never more than the data file holds, and an upload whose bytes all arrived
- * (a crash came before its completion) is completed now. u is reloaded. */
-int filesys_tus_check(struct filesys *fs, struct store_conn *c, struct upload *u, struct err *err);
+struct filesys_patch;
+
+/* Brings a tus upload's record in line with its data: the offset is never more than the
+ * data file holds, and an upload whose bytes all arrived (a crash came before its
+ * completion) is completed now. held: the caller's PATCH of it (NULL: the check takes the
+ * upload itself, and does nothing while a PATCH of it runs). u is reloaded. */
+int filesys_tus_check(struct filesys *fs, struct store_conn *c, struct upload *u,
+                      const struct filesys_patch *held, struct err *err);
 
 /* A tus PATCH: holds the upload against other PATCHes, completions and offset repairs
  * in every process, and writes the bytes with checkpoints. Each call takes the caller's
  * store connection, or NULL to borrow one from the pool. */
-struct filesys_patch;
 
 /* Takes the upload (ERR_CONFLICT when another PATCH holds it). */
 int filesys_patch_begin(struct filesys *fs, struct store_conn *c, const char *id,
