@@ -63,6 +63,7 @@ def code_routes():
         defines = {m.group(1): m.group(2) for m in DEFINE.finditer(src)}
         body = DEFINE.sub(" ", src)
         for macro, text in defines.items():
+            text = text.replace("\\\n", " ")  # line continuations, wherever the formatter puts them
             used = re.findall(rf'\b{macro}\(\s*"([^"]*)"\s*\)', body)
             assert used, f"{name}: macro {macro}(P) is never used"
             if macro in MACRO_PREFIXES:

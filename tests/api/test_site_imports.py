@@ -72,7 +72,7 @@ def job(b, job_id):
     return r.json()
 
 
-def wait_job(b, job_id, timeout=60):
+def wait_job(b, job_id, timeout=180):
     done = wait_until(lambda: (lambda j: j if j["status"] in ("completed", "failed") else None)(
         job(b, job_id)), timeout, 0.1)
     assert done, f"job {job_id} did not finish: {job(b, job_id)}"
