@@ -62,93 +62,77 @@ static int read_token_spec(json_t *body, struct token_spec *spec, struct err *er
     return FERRY_OK;
 }
 
-static void create_token(struct request *req)
+static int create_token(struct request *req, struct err *err)
 {
-    struct err err = {0};
     struct token_spec spec;
-    struct store_conn *c = NULL;
+    struct store_conn *c = req->db;
     char *secret = NULL, id[40], *tables = NULL;
     json_t *body = http_json_object(req), *out = NULL;
 
     if (!body)
-        return;
-    if (read_token_spec(body, &spec, &err) != FERRY_OK ||
-        read_table_list(body, &tables, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
-        return;
+        return FERRY_OK;
+    if (read_token_spec(body, &spec, err) != FERRY_OK ||
+        read_table_list(body, &tables, err) != FERRY_OK) {
+        http_reply_err(req, err);
+        return FERRY_OK;
     }
     spec.tables = tables;
-    if (!(c = api_conn(req))) {
-        free(tables);
-        return;
-    }
-    if (tokens_create(c, &spec, &secret, id, &err) != FERRY_OK ||
-        tokens_get(c, id, &out, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
+    if (tokens_create(c, &spec, &secret, id, err) != FERRY_OK ||
+        tokens_get(c, id, &out, err) != FERRY_OK) {
+        http_reply_err(req, err);
     } else {
         json_object_set_new(out, "token", json_string(secret));
         http_reply_json(req, 201, out);
     }
-    store_release(c);
     free(secret);
     free(tables);
+    return FERRY_OK;
 }
 
-static void list_tokens(struct request *req)
+static int list_tokens(struct request *req, struct err *err)
 {
-    struct err err = {0};
-    struct store_conn *c = api_conn(req);
+    struct store_conn *c = req->db;
     json_t *list = NULL;
-    if (!c)
-        return;
-    if (tokens_list(c, http_query(req, "userId"), &list, &err) != FERRY_OK)
-        http_reply_err(req, &err);
+    if (tokens_list(c, http_query(req, "userId"), &list, err) != FERRY_OK)
+        http_reply_err(req, err);
     else
         http_reply_json(req, 200,
                         json_pack("{s:o, s:I}", "tokens", list, "totalCount",
                                   (json_int_t)json_array_size(list)));
-    store_release(c);
+    return FERRY_OK;
 }
 
-static void get_token(struct request *req)
+static int get_token(struct request *req, struct err *err)
 {
-    struct err err = {0};
-    struct store_conn *c = api_conn(req);
+    struct store_conn *c = req->db;
     json_t *tok = NULL;
-    if (!c)
-        return;
-    if (tokens_get(c, http_param(req, "id"), &tok, &err) != FERRY_OK)
-        http_reply_err(req, &err);
+    if (tokens_get(c, http_param(req, "id"), &tok, err) != FERRY_OK)
+        http_reply_err(req, err);
     else
         http_reply_json(req, 200, tok);
-    store_release(c);
+    return FERRY_OK;
 }
 
-static void revoke_token(struct request *req)
+static int revoke_token(struct request *req, struct err *err)
 {
-    struct err err = {0};
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
-    if (tokens_revoke(c, http_param(req, "id"), &err) != FERRY_OK)
-        http_reply_err(req, &err);
+    struct store_conn *c = req->db;
+    if (tokens_revoke(c, http_param(req, "id"), err) != FERRY_OK)
+        http_reply_err(req, err);
     else
         http_reply_text(req, 204, NULL, "", 0);
-    store_release(c);
+    return FERRY_OK;
 }
 
-static void purge_now(struct request *req)
+static int purge_now(struct request *req, struct err *err)
 {
-    struct err err = {0};
     struct purge_result r;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
+    struct store_conn *c = req->db;
     struct filesys_swept swept;
-    if (purge_run(c, req->app->cfg->tombstone_retention * 1000, &r, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
+    if (purge_run(c, req->app->cfg->tombstone_retention * 1000, &r, err) != FERRY_OK) {
+        http_reply_err(req, err);
     } else {
-        filesys_housekeeping(req->app->files, c, req->app->cfg->tombstone_retention * 1000, &swept);
+        filesys_housekeeping(req->app->files, c, req->app->cfg->tombstone_retention * 1000,
+                             &swept);
         http_reply_json(req, 200,
                         json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "tombstonesPurged",
                                   (json_int_t)r.tombstones, "batchesPurged", (json_int_t)r.batches,
@@ -157,15 +141,17 @@ static void purge_now(struct request *req)
                                   (json_int_t)swept.uploads, "blobsCollected",
                                   (json_int_t)swept.blobs));
     }
-    store_release(c);
+    return FERRY_OK;
 }
 
 static const struct route routes[] = {
-    {M_POST, "/api/v1/admin/purge", purge_now, ROLE_ADMIN, SURFACE_V1, 0, NULL},
-    {M_POST, "/api/v1/admin/tokens", create_token, ROLE_ADMIN, SURFACE_V1, ROUTE_JSON, NULL},
-    {M_GET, "/api/v1/admin/tokens", list_tokens, ROLE_ADMIN, SURFACE_V1, 0, NULL},
-    {M_GET, "/api/v1/admin/tokens/{id}", get_token, ROLE_ADMIN, SURFACE_V1, 0, NULL},
-    {M_DELETE, "/api/v1/admin/tokens/{id}", revoke_token, ROLE_ADMIN, SURFACE_V1, 0, NULL},
+    {M_POST, "/api/v1/admin/purge", purge_now, ROLE_ADMIN, SURFACE_V1, ROUTE_STORE, NULL},
+    {M_POST, "/api/v1/admin/tokens", create_token, ROLE_ADMIN, SURFACE_V1, ROUTE_JSON | ROUTE_STORE,
+     NULL},
+    {M_GET, "/api/v1/admin/tokens", list_tokens, ROLE_ADMIN, SURFACE_V1, ROUTE_STORE, NULL},
+    {M_GET, "/api/v1/admin/tokens/{id}", get_token, ROLE_ADMIN, SURFACE_V1, ROUTE_STORE, NULL},
+    {M_DELETE, "/api/v1/admin/tokens/{id}", revoke_token, ROLE_ADMIN, SURFACE_V1, ROUTE_STORE,
+     NULL},
 };
 
 const struct route_table api_admin_routes = {routes, sizeof(routes) / sizeof(routes[0])};

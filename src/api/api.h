@@ -20,11 +20,7 @@ extern const struct route_table api_site_admin_routes;
 extern const struct route_table *const api_tables[];
 extern const size_t api_n_tables;
 
-/* Helpers shared by handlers: take a pooled connection, or reply 503 and return NULL. */
-struct store_conn;
 struct request;
-struct store_conn *api_conn(struct request *req);
-
 /* Whether the credential may see a record owned by user_id (NULL: no owner): admins see
  * every record, others their user's. */
 bool api_owns(const struct request *req, const char *user_id);

@@ -156,33 +156,33 @@ static int run_sync(const struct sync_request *s, const atomic_bool *stop,
 
 /* --- POST /sync/files ------------------------------------------------------------------ */
 
-static void sync_files(struct request *req)
+static int sync_files(struct request *req, struct err *err)
 {
-    struct err err = {0};
     struct sync_request s = {0};
     const char *source = NULL, *target = NULL;
     json_t *body = http_json_object(req), *result = NULL;
     if (!body)
-        return;
-    if (jsonutil_get_string(body, "sourceDirectory", true, &source, &err) != FERRY_OK ||
-        jsonutil_get_string(body, "targetDirectory", true, &target, &err) != FERRY_OK ||
-        read_options(body, &s, &err) != FERRY_OK ||
-        confine(req->app, source, target, &s, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
+        return FERRY_OK;
+    if (jsonutil_get_string(body, "sourceDirectory", true, &source, err) != FERRY_OK ||
+        jsonutil_get_string(body, "targetDirectory", true, &target, err) != FERRY_OK ||
+        read_options(body, &s, err) != FERRY_OK ||
+        confine(req->app, source, target, &s, err) != FERRY_OK) {
+        http_reply_err(req, err);
     } else if (atomic_fetch_add(&syncs_in_requests, 1) >= MAX_SYNCS_IN_REQUESTS) {
         atomic_fetch_sub(&syncs_in_requests, 1);
         http_add_header(req, "Retry-After", "1");
         http_reply_error(req, ERR_RATE_LIMITED,
                          "too many directory syncs at once; try again, or start a session");
     } else {
-        int rc = run_sync(&s, &req->app->stopping, NULL, NULL, &result, &err);
+        int rc = run_sync(&s, &req->app->stopping, NULL, NULL, &result, err);
         atomic_fetch_sub(&syncs_in_requests, 1);
         if (rc != FERRY_OK)
-            http_reply_err(req, &err);
+            http_reply_err(req, err);
         else
             http_reply_json(req, 200, result);
     }
     sync_request_clear(&s);
+    return FERRY_OK;
 }
 
 /* --- sessions (jobs of kind "dirsync") ------------------------------------------------- */
@@ -250,40 +250,37 @@ struct job_kind dirsync_job_kind(const struct app *app)
     return (struct job_kind){"dirsync", dirsync_runner};
 }
 
-static void start_session(struct request *req)
+static int start_session(struct request *req, struct err *err)
 {
-    struct err err = {0};
     struct sync_request s = {0};
     const char *source = NULL, *target = NULL;
     char id[40], iso[32];
     json_t *body = http_json_object(req);
     if (!body)
-        return;
-    if (jsonutil_get_string(body, "sourceLocation", true, &source, &err) != FERRY_OK ||
-        jsonutil_get_string(body, "targetLocation", true, &target, &err) != FERRY_OK ||
-        read_options(body, &s, &err) != FERRY_OK ||
-        confine(req->app, source, target, &s, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
+        return FERRY_OK;
+    if (jsonutil_get_string(body, "sourceLocation", true, &source, err) != FERRY_OK ||
+        jsonutil_get_string(body, "targetLocation", true, &target, err) != FERRY_OK ||
+        read_options(body, &s, err) != FERRY_OK ||
+        confine(req->app, source, target, &s, err) != FERRY_OK) {
+        http_reply_err(req, err);
         sync_request_clear(&s);
-        return;
+        return FERRY_OK;
     }
-    struct store_conn *c = api_conn(req);
-    if (c) {
-        char *params = jsonutil_to_string(body);
-        if (jobs_create(c, "dirsync", req->cred.user_id, s.source, s.target, params, false, id,
-                        &err) != FERRY_OK) {
-            http_reply_err(req, &err);
-        } else {
-            jobs_worker_kick(req->app->jobs);
-            time_iso8601(time_now_ms(), 0, iso);
-            http_reply_json(req, 200,
-                            json_pack("{s:s, s:s, s:s, s:s}", "sessionId", id, "startedAt", iso,
-                                      "sourceIdentifier", source, "targetIdentifier", target));
-        }
-        free(params);
-        store_release(c);
+    struct store_conn *c = req->db;
+    char *params = jsonutil_to_string(body);
+    if (jobs_create(c, "dirsync", req->cred.user_id, s.source, s.target, params, false, id, err) !=
+        FERRY_OK) {
+        http_reply_err(req, err);
+    } else {
+        jobs_worker_kick(req->app->jobs);
+        time_iso8601(time_now_ms(), 0, iso);
+        http_reply_json(req, 200,
+                        json_pack("{s:s, s:s, s:s, s:s}", "sessionId", id, "startedAt", iso,
+                                  "sourceIdentifier", source, "targetIdentifier", target));
     }
+    free(params);
     sync_request_clear(&s);
+    return FERRY_OK;
 }
 
 static const char *status_name(const char *status)
@@ -327,51 +324,47 @@ static bool load_job(struct request *req, struct store_conn *c, struct job *j)
     return true;
 }
 
-static void session_status(struct request *req)
+static int session_status(struct request *req, struct err *err)
 {
+    (void)err;
     struct job j = {0};
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
+    struct store_conn *c = req->db;
     if (load_job(req, c, &j))
         http_reply_json(req, 200, session_json(&j));
-    store_release(c);
     jobs_clear(&j);
+    return FERRY_OK;
 }
 
-static void complete_session(struct request *req)
+static int complete_session(struct request *req, struct err *err)
 {
-    struct err err = {0};
     struct job j = {0};
     bool found = false;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
+    struct store_conn *c = req->db;
     if (load_job(req, c, &j)) {
-        if (jobs_close(c, j.id, &err) != FERRY_OK) {
+        if (jobs_close(c, j.id, err) != FERRY_OK) {
             char *msg =
-                xasprintf("%s (%s)", err.msg, j.message ? j.message : status_name(j.status));
-            http_reply_error(req, err.code, msg);
+                xasprintf("%s (%s)", err->msg, j.message ? j.message : status_name(j.status));
+            http_reply_error(req, err->code, msg);
             free(msg);
-        } else if (jobs_get(c, j.id, &j, &found, &err) != FERRY_OK) {
-            http_reply_err(req, &err);
+        } else if (jobs_get(c, j.id, &j, &found, err) != FERRY_OK) {
+            http_reply_err(req, err);
         } else {
             http_reply_json(req, 200, session_json(&j));
         }
     }
-    store_release(c);
     jobs_clear(&j);
+    return FERRY_OK;
 }
 
 static const struct route routes[] = {
     {M_POST, "/api/v1/sync/files", sync_files, ROLE_ADMIN | ROLE_USER, SURFACE_V1, ROUTE_JSON,
      NULL},
     {M_POST, "/api/v1/sync/session/start", start_session, ROLE_ADMIN | ROLE_USER, SURFACE_V1,
-     ROUTE_JSON, NULL},
+     ROUTE_JSON | ROUTE_STORE, NULL},
     {M_GET, "/api/v1/sync/session/{id}/status", session_status, ROLE_ADMIN | ROLE_USER, SURFACE_V1,
-     0, NULL},
+     ROUTE_STORE, NULL},
     {M_POST, "/api/v1/sync/session/{id}/complete", complete_session, ROLE_ADMIN | ROLE_USER,
-     SURFACE_V1, 0, NULL},
+     SURFACE_V1, ROUTE_STORE, NULL},
 };
 
 const struct route_table api_dirsync_routes = {routes, sizeof(routes) / sizeof(routes[0])};

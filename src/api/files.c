@@ -159,78 +159,61 @@ static int read_create_body(struct request *req, json_t *body, struct upload *u,
     return FERRY_OK;
 }
 
-static void create_upload(struct request *req)
+static int create_upload(struct request *req, struct err *err)
 {
-    struct err err = {0};
     struct upload u = {0};
+    struct store_conn *c = req->db;
+    int rc = FERRY_ERR;
     json_t *body = http_json_object(req);
     if (!body || !files_allowed(req))
-        return;
-    if (read_create_body(req, body, &u, &err) != FERRY_OK) {
-        http_reply_err(req, &err); /* no effect when the path check replied */
-        uploads_clear(&u);
-        return;
-    }
-    struct store_conn *c = api_conn(req);
-    if (!c) {
-        uploads_clear(&u);
-        return;
-    }
+        return FERRY_OK;
+    /* (a path the check refused was answered already: the error then has no effect) */
+    if (read_create_body(req, body, &u, err) != FERRY_OK)
+        goto out;
     u.kind = UPLOAD_CHUNKED;
     u.user_id = xstrdup(req->cred.user_id);
     u.device_id = files_device_of(req) ? xstrdup(req->cred.device_id) : NULL;
     u.expires_at = time_now_ms() + req->app->cfg->upload_expiry * 1000;
-    if (uploads_create(c, &u, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
-    } else if (filesys_make_upload(req->app->files, u.id, false, &err) != FERRY_OK) {
+    if (uploads_create(c, &u, err) != FERRY_OK)
+        goto out;
+    if (filesys_make_upload(req->app->files, u.id, false, err) != FERRY_OK) {
         bool found;
         uploads_delete(c, u.id, &found, NULL);
-        http_reply_err(req, &err);
-    } else {
-        http_reply_json(req, 200, session_json(&u, json_array()));
+        goto out;
     }
-    store_release(c);
+    http_reply_json(req, 200, session_json(&u, json_array()));
+    rc = FERRY_OK;
+out:
     uploads_clear(&u);
+    return rc;
 }
 
-static void get_upload(struct request *req)
+static int get_upload(struct request *req, struct err *err)
 {
-    struct err err = {0};
     struct upload u = {0};
     json_t *received = NULL;
+    int rc = FERRY_OK;
     if (!files_allowed(req))
-        return;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
-    if (files_load_upload(req, c, http_param(req, "id"), UPLOAD_CHUNKED, &u)) {
-        if (uploads_chunks(c, u.id, &received, &err) != FERRY_OK)
-            http_reply_err(req, &err);
-        else
-            http_reply_json(req, 200, session_json(&u, json_incref(received)));
-    }
+        return FERRY_OK;
+    if (files_load_upload(req, req->db, http_param(req, "id"), UPLOAD_CHUNKED, &u) &&
+        (rc = uploads_chunks(req->db, u.id, &received, err)) == FERRY_OK)
+        http_reply_json(req, 200, session_json(&u, json_incref(received)));
     json_decref(received);
-    store_release(c);
     uploads_clear(&u);
+    return rc;
 }
 
-static void delete_upload(struct request *req)
+static int delete_upload(struct request *req, struct err *err)
 {
-    struct err err = {0};
     struct upload u = {0};
+    int rc = FERRY_OK;
     if (!files_allowed(req))
-        return;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
-    if (files_load_upload(req, c, http_param(req, "id"), UPLOAD_CHUNKED, &u)) {
-        if (filesys_delete_upload(req->app->files, c, u.id, &err) != FERRY_OK)
-            http_reply_err(req, &err);
-        else
-            http_reply_text(req, 204, NULL, "", 0);
-    }
-    store_release(c);
+        return FERRY_OK;
+    if (files_load_upload(req, req->db, http_param(req, "id"), UPLOAD_CHUNKED, &u) &&
+        (rc = filesys_delete_upload(req->app->files, req->db, u.id, err)) == FERRY_OK)
+        http_reply_text(req, 204, NULL, "", 0);
     uploads_clear(&u);
+    return rc;
 }
 
 /* --- chunks (streamed) ---------------------------------------------------------------- */
@@ -266,14 +249,8 @@ static void chunk_open(struct request *req)
     struct err err = {0};
     struct chunk_put *cp = xcalloc(1, sizeof(*cp));
     const char *index = http_param(req, "index");
-    if (!files_allowed(req))
-        goto fail;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        goto fail;
-    bool ok = files_load_upload(req, c, http_param(req, "id"), UPLOAD_CHUNKED, &cp->u);
-    store_release(c);
-    if (!ok)
+    if (!files_allowed(req) ||
+        !files_load_upload(req, req->db, http_param(req, "id"), UPLOAD_CHUNKED, &cp->u))
         goto fail;
     if (cp->u.completed_at) {
         http_reply_error(req, ERR_CONFLICT, "the upload is complete already");
@@ -361,35 +338,25 @@ static int keep_chunk(struct request *req, struct store_conn *c, struct chunk_pu
     return rc;
 }
 
-static void put_chunk(struct request *req)
+static int put_chunk(struct request *req, struct err *err)
 {
     struct chunk_put *cp = req->sink_ctx;
-    struct err err = {0};
     char sha[65];
     bool fresh = false;
-    if (!cp) { /* a request without a body never opened the sink's file */
-        http_reply_error(req, ERR_INVALID, "the chunk's bytes are missing");
-        return;
-    }
-    if ((int64_t)spool_size(cp->spool) != cp->expect) {
-        char *msg = xasprintf("chunk %lld must be %lld bytes, not %llu", (long long)cp->idx,
-                              (long long)cp->expect, (unsigned long long)spool_size(cp->spool));
-        http_reply_error(req, ERR_INVALID, msg);
-        free(msg);
-        return;
-    }
+    if (!cp) /* a request without a body never opened the sink's file */
+        return err_set(err, ERR_INVALID, "the chunk's bytes are missing");
+    if ((int64_t)spool_size(cp->spool) != cp->expect)
+        return err_set(err, ERR_INVALID, "chunk %lld must be %lld bytes, not %llu",
+                       (long long)cp->idx, (long long)cp->expect,
+                       (unsigned long long)spool_size(cp->spool));
     spool_hash(cp->spool, sha);
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
-    if (keep_chunk(req, c, cp, sha, &fresh, &err) != FERRY_OK)
-        http_reply_err(req, &err);
-    else
-        http_reply_json(req, 200,
-                        json_pack("{s:s, s:I, s:I, s:s, s:b}", "id", cp->u.id, "index",
-                                  (json_int_t)cp->idx, "size", (json_int_t)cp->expect, "sha256",
-                                  sha, "stored", fresh));
-    store_release(c);
+    if (keep_chunk(req, req->db, cp, sha, &fresh, err) != FERRY_OK)
+        return FERRY_ERR;
+    http_reply_json(req, 200,
+                    json_pack("{s:s, s:I, s:I, s:s, s:b}", "id", cp->u.id, "index",
+                              (json_int_t)cp->idx, "size", (json_int_t)cp->expect, "sha256", sha,
+                              "stored", fresh));
+    return FERRY_OK;
 }
 
 static const struct body_sink chunk_sink = {chunk_open, chunk_write, chunk_release};
@@ -410,54 +377,45 @@ static void completed_elsewhere(struct request *req, struct store_conn *c, const
     uploads_clear(&u);
 }
 
-static void complete_upload(struct request *req)
+static int complete_upload(struct request *req, struct err *err)
 {
-    struct err err = {0};
     struct upload u = {0};
     char *result = NULL;
-    if (!files_allowed(req))
-        return;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
-    if (!files_load_upload(req, c, http_param(req, "id"), UPLOAD_CHUNKED, &u))
+    int rc = FERRY_OK;
+    if (!files_allowed(req) ||
+        !files_load_upload(req, req->db, http_param(req, "id"), UPLOAD_CHUNKED, &u))
         goto out;
-    if (filesys_complete(req->app->files, c, &u, &result, &err) == FERRY_OK)
+    rc = filesys_complete(req->app->files, req->db, &u, &result, err);
+    if (rc == FERRY_OK) {
         http_reply_json(req, 200, json_loads(result, 0, NULL)); /* twice: the same answer */
-    else if (err.code == ERR_CONFLICT)
-        completed_elsewhere(req, c, u.id);
-    else
-        http_reply_err(req, &err);
+    } else if (err->code == ERR_CONFLICT) {
+        completed_elsewhere(req, req->db, u.id);
+        rc = FERRY_OK;
+    }
 out:
     free(result);
-    store_release(c);
     uploads_clear(&u);
+    return rc;
 }
 
 /* --- downloads ------------------------------------------------------------------------ */
 
-static void download(struct request *req)
+static int download(struct request *req, struct err *err)
 {
-    struct err err = {0};
     struct file_entry e = {0};
     bool found = false;
     uint64_t start = 0, len = 0;
     char etag[72], *path = NULL, *blob = NULL;
+    int rc = FERRY_ERR;
     if (!files_allowed(req) || !(path = files_clean_path(req, http_param(req, "*"))))
-        return;
-    struct store_conn *c = api_conn(req);
-    if (!c)
+        return FERRY_OK;
+    if (files_get(req->db, path, &e, &found, err) != FERRY_OK)
         goto out;
-    int rc = files_get(c, path, &e, &found, &err);
-    store_release(c);
-    if (rc != FERRY_OK) {
-        http_reply_err(req, &err);
-        goto out;
-    }
     if (!found || e.deleted) {
-        http_reply_error(req, ERR_NOT_FOUND, "no such file");
+        err_set(err, ERR_NOT_FOUND, "no such file");
         goto out;
     }
+    rc = FERRY_OK;
     snprintf(etag, sizeof(etag), "\"%s\"", e.sha256);
     http_add_header(req, "ETag", etag);
     http_add_header(req, "Accept-Ranges", "bytes");
@@ -478,10 +436,10 @@ static void download(struct request *req)
         http_reply_error(req, ERR_RANGE, "the range starts past the end of the file");
         goto out;
     }
-    blob = blob_path(req->app->files->blobs, e.sha256, &err);
+    blob = blob_path(req->app->files->blobs, e.sha256, NULL);
     int fd = blob ? open(blob, O_RDONLY | O_CLOEXEC) : -1;
     if (fd < 0) {
-        http_reply_error(req, ERR_INTERNAL, "the file's content is missing from the blob store");
+        rc = err_set(err, ERR_INTERNAL, "the file's content is missing from the blob store");
         goto out;
     }
     bool partial = rr == RANGE_SERVE;
@@ -497,86 +455,76 @@ static void download(struct request *req)
     char *version = xasprintf("%lld", (long long)e.version);
     http_add_header(req, "X-File-Version", version);
     free(version);
-    http_reply_file(req, partial ? 206 : 200, "application/octet-stream", fd, start, len);
+    http_reply_file(req, partial ? 206 : 200, "application/octet-stream", fd, start,
+                    len);
 out:
     free(blob);
     free(path);
     files_entry_clear(&e);
+    return rc;
 }
 
 /* --- file entries (/api/v1/files) ----------------------------------------------------- */
 
-static void list_files(struct request *req)
+static int list_files(struct request *req, struct err *err)
 {
-    struct err err = {0};
     json_t *items = NULL;
     const char *prefix = http_query(req, "prefix"), *after = http_query(req, "after");
     const char *limit_text = http_query(req, "limit");
     int64_t limit = 1000;
     if (!files_allowed(req))
-        return;
-    if (limit_text && (!parse_index(limit_text, &limit) || limit < 1 || limit > 1000)) {
-        http_reply_error(req, ERR_INVALID, "limit must be from 1 to 1000");
-        return;
-    }
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
-    if (files_list(c, prefix, after, (int)limit, &items, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
-    } else {
-        size_t n = json_array_size(items);
-        json_t *last = n ? json_object_get(json_array_get(items, n - 1), "path") : NULL;
-        http_reply_json(req, 200,
-                        json_pack("{s:O, s:I, s:O?}", "files", items, "count", (json_int_t)n,
-                                  "nextAfter", (int64_t)n == limit ? last : NULL));
-    }
+        return FERRY_OK;
+    if (limit_text && (!parse_index(limit_text, &limit) || limit < 1 || limit > 1000))
+        return err_set(err, ERR_INVALID, "limit must be from 1 to 1000");
+    if (files_list(req->db, prefix, after, (int)limit, &items, err) != FERRY_OK)
+        return FERRY_ERR;
+    size_t n = json_array_size(items);
+    json_t *last = n ? json_object_get(json_array_get(items, n - 1), "path") : NULL;
+    http_reply_json(req, 200,
+                    json_pack("{s:O, s:I, s:O?}", "files", items, "count", (json_int_t)n,
+                              "nextAfter", (int64_t)n == limit ? last : NULL));
     json_decref(items);
-    store_release(c);
+    return FERRY_OK;
 }
 
-static void file_entry(struct request *req)
+static int file_entry(struct request *req, struct err *err)
 {
-    struct err err = {0};
     struct file_entry e = {0};
     bool found = false;
     char *path = NULL;
     if (!files_allowed(req) || !(path = files_clean_path(req, http_param(req, "*"))))
-        return;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        goto out;
-    int rc = req->method_bit == M_DELETE ? files_delete(c, path, files_device_of(req), &e, &err)
-                                         : files_get(c, path, &e, &found, &err);
-    store_release(c);
-    if (rc != FERRY_OK)
-        http_reply_err(req, &err);
-    else if (req->method_bit != M_DELETE && (!found || e.deleted))
-        http_reply_error(req, ERR_NOT_FOUND, "no such file");
-    else
+        return FERRY_OK;
+    struct store_conn *c = req->db;
+    int rc = req->method_bit == M_DELETE ? files_delete(c, path, files_device_of(req), &e, err)
+                                         : files_get(c, path, &e, &found, err);
+    if (rc == FERRY_OK && req->method_bit != M_DELETE && (!found || e.deleted))
+        rc = err_set(err, ERR_NOT_FOUND, "no such file");
+    if (rc == FERRY_OK)
         http_reply_json(req, 200, files_entry_json(&e));
-out:
     free(path);
     files_entry_clear(&e);
+    return rc;
 }
 
 /* --- routes ----------------------------------------------------------------------- */
 
-#define FILE_ROUTES(P)                                                                              \
-    {M_POST, P "/upload", create_upload, ROLES_ANY, SURFACE_V1, ROUTE_JSON, NULL},                  \
-        {M_GET, P "/upload/{id}", get_upload, ROLES_ANY, SURFACE_V1, 0, NULL},                      \
-        {M_DELETE, P "/upload/{id}", delete_upload, ROLES_ANY, SURFACE_V1, 0, NULL},                \
-        {M_PUT, P "/upload/{id}/chunks/{index}", put_chunk, ROLES_ANY, SURFACE_V1, 0, &chunk_sink}, \
-        {M_POST, P "/upload/{id}/complete", complete_upload, ROLES_ANY, SURFACE_V1, 0, NULL},       \
-    {                                                                                               \
-        M_GET, P "/download/*", download, ROLES_ANY, SURFACE_V1, 0, NULL                            \
-    }
+// clang-format off
+#define FILE_ROUTES(P)                                                                             \
+    {M_POST, P "/upload", create_upload, ROLES_ANY, SURFACE_V1, ROUTE_JSON | ROUTE_STORE, NULL},   \
+    {M_GET, P "/upload/{id}", get_upload, ROLES_ANY, SURFACE_V1, ROUTE_STORE, NULL},               \
+    {M_DELETE, P "/upload/{id}", delete_upload, ROLES_ANY, SURFACE_V1, ROUTE_STORE, NULL},         \
+    {M_PUT, P "/upload/{id}/chunks/{index}", put_chunk, ROLES_ANY, SURFACE_V1, ROUTE_STORE,        \
+     &chunk_sink},                                                                                 \
+    {M_POST, P "/upload/{id}/complete", complete_upload, ROLES_ANY, SURFACE_V1, ROUTE_STORE,       \
+     NULL},                                                                                        \
+    {M_GET, P "/download/*", download, ROLES_ANY, SURFACE_V1, ROUTE_STORE, NULL}
+// clang-format on
 
 static const struct route routes[] = {
     FILE_ROUTES("/api/v1/sync"),
     FILE_ROUTES("/api/sync"),
-    {M_GET, "/api/v1/files", list_files, ROLES_ANY, SURFACE_V1, 0, NULL},
-    {M_GET | M_DELETE, "/api/v1/files/*", file_entry, ROLES_ANY, SURFACE_V1, 0, NULL},
+    {M_GET, "/api/v1/files", list_files, ROLES_ANY, SURFACE_V1, ROUTE_STORE, NULL},
+    {M_GET | M_DELETE, "/api/v1/files/*", file_entry, ROLES_ANY, SURFACE_V1, ROUTE_STORE, NULL},
 };
 
 const struct route_table api_files_routes = {routes, sizeof(routes) / sizeof(routes[0])};

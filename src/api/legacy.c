@@ -58,35 +58,32 @@ static bool legacy_device(struct request *req, struct store_conn *c, json_t *bod
     return false;
 }
 
-static void push(struct request *req)
+static int push(struct request *req, struct err *err)
 {
-    struct err err = {0};
     json_t *body = http_json_object(req), *ops = NULL, *result = NULL;
     const char *batch_id = NULL, *device = NULL;
     bool replayed = false;
     int64_t started = time_mono_us();
 
     if (!body)
-        return;
-    if (jsonutil_get_array(body, "operations", true, &ops, &err) != FERRY_OK ||
-        jsonutil_get_string(body, "batch_id", false, &batch_id, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
-        return;
+        return FERRY_OK;
+    if (jsonutil_get_array(body, "operations", true, &ops, err) != FERRY_OK ||
+        jsonutil_get_string(body, "batch_id", false, &batch_id, err) != FERRY_OK) {
+        http_reply_err(req, err);
+        return FERRY_OK;
     }
     json_t *dev = json_object_get(body, "device_id");
     if (dev && !json_is_string(dev) && !json_is_null(dev)) {
         http_reply_error(req, ERR_INVALID, "field 'device_id' must be a string");
-        return;
+        return FERRY_OK;
     }
     if (!tables_valid(&req->app->synced, ops)) {
         http_reply_error(req, ERR_INVALID, "Invalid table");
-        return;
+        return FERRY_OK;
     }
-    struct store_conn *c = api_conn(req);
-    if (!c || !legacy_device(req, c, body, &device)) {
-        store_release(c);
-        return;
-    }
+    struct store_conn *c = req->db;
+    if (!legacy_device(req, c, body, &device))
+        return FERRY_OK;
     /* Batch ids are the caller's own: another credential cannot claim them first. */
     char *origin =
         xasprintf("legacy:%s:%s", req->cred.user_id[0] ? req->cred.user_id : req->cred.id,
@@ -101,17 +98,17 @@ static void push(struct request *req)
         .ops = ops,
         .max_ops = req->app->cfg->max_batch,
     };
-    int rc = push_apply(c, &req->app->synced, &r, &result, &replayed, &err);
+    int rc = push_apply(c, &req->app->synced, &r, &result, &replayed, err);
     metrics_sync(rc == FERRY_OK, (time_mono_us() - started) / 1000, req->bytes_in);
     if (rc != FERRY_OK)
-        http_reply_err(req, &err);
+        http_reply_err(req, err);
     else
         http_reply_json(req, 200,
                         json_pack("{s:b, s:O, s:b}", "success", 1, "cursor",
                                   json_object_get(result, "cursor"), "replayed", replayed));
-    store_release(c);
     json_decref(result);
     free(origin);
+    return FERRY_OK;
 }
 
 /* Resolves the pull's table list: the named ones (each must be synced), or all. */
@@ -206,9 +203,8 @@ static json_t *pull_answer(const struct synced_table **tables, size_t n, const s
                      p->has_more);
 }
 
-static void pull(struct request *req)
+static int pull(struct request *req, struct err *err)
 {
-    struct err err = {0};
     json_t *body = req->json ? http_json_object(req) : NULL;
     const struct synced_table **tables = NULL;
     struct feed_page page = {0};
@@ -217,53 +213,54 @@ static void pull(struct request *req)
     int64_t started = time_mono_us();
 
     if (req->json && !body)
-        return;
-    if (pull_tables(req, body, &tables, &n, &err) != FERRY_OK ||
-        pull_limit(body, &q.limit, &err) != FERRY_OK ||
-        pull_cursor(body, &q.cursor, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
+        return FERRY_OK;
+    if (pull_tables(req, body, &tables, &n, err) != FERRY_OK ||
+        pull_limit(body, &q.limit, err) != FERRY_OK ||
+        pull_cursor(body, &q.cursor, err) != FERRY_OK) {
+        http_reply_err(req, err);
         free(tables);
-        return;
+        return FERRY_OK;
     }
     q.tables = tables;
     q.n_tables = n;
-    struct store_conn *c = api_conn(req);
-    if (c) {
-        int rc = feed_read(c, &q, &page, &err);
-        metrics_sync(rc == FERRY_OK, (time_mono_us() - started) / 1000, 0);
-        if (rc != FERRY_OK)
-            http_reply_err(req, &err);
-        else
-            http_reply_json(req, 200, pull_answer(tables, n, &page, q.limit));
-        store_release(c);
-    }
+    struct store_conn *c = req->db;
+    int rc = feed_read(c, &q, &page, err);
+    metrics_sync(rc == FERRY_OK, (time_mono_us() - started) / 1000, 0);
+    if (rc != FERRY_OK)
+        http_reply_err(req, err);
+    else
+        http_reply_json(req, 200, pull_answer(tables, n, &page, q.limit));
     json_decref(page.changes);
     free(tables);
+    return FERRY_OK;
 }
 
-static void status(struct request *req)
+static int status(struct request *req, struct err *err)
 {
-    struct err err = {0};
     json_t *names = json_array();
     for (size_t i = 0; i < req->app->synced.n; i++)
         if (!req->app->synced.tables[i].builtin)
             json_array_append_new(names, json_string(req->app->synced.tables[i].name));
-    if (store_ping(req->app->store, &err) != FERRY_OK) {
+    if (store_ping(req->app->store, err) != FERRY_OK) {
         json_decref(names);
         http_reply_json(req, 503,
                         json_pack("{s:b, s:s, s:s}", "success", 0, "status", "error", "error",
                                   "Database unavailable"));
-        return;
+        return FERRY_OK;
     }
     http_reply_json(
         req, 200,
         json_pack("{s:b, s:s, s:o}", "success", 1, "status", "ok", "allowed_tables", names));
+    return FERRY_OK;
 }
 
 static const struct route routes[] = {
-    {M_POST, "/sync/push", push, ROLES_ANY, SURFACE_LEGACY, ROUTE_JSON | ROUTE_LEGACY_AUTH, NULL},
-    {M_POST, "/sync", push, ROLES_ANY, SURFACE_LEGACY, ROUTE_JSON | ROUTE_LEGACY_AUTH, NULL},
-    {M_POST, "/sync/pull", pull, ROLES_ANY, SURFACE_LEGACY, ROUTE_JSON | ROUTE_LEGACY_AUTH, NULL},
+    {M_POST, "/sync/push", push, ROLES_ANY, SURFACE_LEGACY,
+     ROUTE_JSON | ROUTE_LEGACY_AUTH | ROUTE_STORE, NULL},
+    {M_POST, "/sync", push, ROLES_ANY, SURFACE_LEGACY, ROUTE_JSON | ROUTE_LEGACY_AUTH | ROUTE_STORE,
+     NULL},
+    {M_POST, "/sync/pull", pull, ROLES_ANY, SURFACE_LEGACY,
+     ROUTE_JSON | ROUTE_LEGACY_AUTH | ROUTE_STORE, NULL},
     {M_GET, "/sync/status", status, ROLES_ANY, SURFACE_LEGACY, ROUTE_LEGACY_AUTH, NULL},
 };
 

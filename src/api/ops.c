@@ -17,9 +17,11 @@
 extern const char ferry_openapi_json[];
 extern const size_t ferry_openapi_json_len;
 
-static void legacy_health(struct request *req)
+static int legacy_health(struct request *req, struct err *err)
 {
+    (void)err;
     http_reply_json(req, 200, json_pack("{s:s}", "status", "Sync API running"));
+    return FERRY_OK;
 }
 
 static const char *storage_state(const char *dir)
@@ -52,11 +54,10 @@ static const char *memory_state(void)
     return "normal";
 }
 
-static void v1_health(struct request *req)
+static int v1_health(struct request *req, struct err *err)
 {
-    struct err err = {0};
     char iso[32];
-    bool db_ok = store_ping(req->app->store, &err) == FERRY_OK;
+    bool db_ok = store_ping(req->app->store, err) == FERRY_OK;
 
     time_iso8601(time_now_ms(), 0, iso);
     json_t *body =
@@ -65,10 +66,12 @@ static void v1_health(struct request *req)
                   db_ok ? "connected" : "error", "storage", storage_state(req->app->cfg->data_dir),
                   "memory", memory_state());
     http_reply_json(req, db_ok ? 200 : 503, body);
+    return FERRY_OK;
 }
 
-static void v1_metrics(struct request *req)
+static int v1_metrics(struct request *req, struct err *err)
 {
+    (void)err;
     struct metrics_totals t = metrics_totals();
     json_int_t average = t.sync_ops ? (json_int_t)(t.sync_duration_ms_sum / t.sync_ops) : 0;
     http_reply_json(req, 200,
@@ -77,14 +80,14 @@ static void v1_metrics(struct request *req)
                               "failedSyncs", (json_int_t)t.sync_failed, "averageSyncDuration",
                               average, "totalDataTransferred", (json_int_t)t.data_transferred,
                               "cloudStorageUsage", "azure", (json_int_t)0, "s3", (json_int_t)0));
+    return FERRY_OK;
 }
 
-static void prometheus(struct request *req)
+static int prometheus(struct request *req, struct err *err)
 {
     struct buf out;
-    struct err err = {0};
     int size = 0, in_use = 0;
-    bool db_ok = store_ping(req->app->store, &err) == FERRY_OK;
+    bool db_ok = store_ping(req->app->store, err) == FERRY_OK;
 
     buf_init(&out);
     metrics_prometheus(&out);
@@ -109,11 +112,14 @@ static void prometheus(struct request *req)
     http_reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", out.data ? out.data : "",
                     out.len);
     buf_cleanup(&out);
+    return FERRY_OK;
 }
 
-static void openapi(struct request *req)
+static int openapi(struct request *req, struct err *err)
 {
+    (void)err;
     http_reply_text(req, 200, "application/json", ferry_openapi_json, ferry_openapi_json_len);
+    return FERRY_OK;
 }
 
 static const struct route routes[] = {

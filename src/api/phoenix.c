@@ -206,38 +206,32 @@ static void reply_sent(struct request *req, struct store_conn *c, const struct s
 
 /* --- connection management ---------------------------------------------------------- */
 
-static void status(struct request *req)
+static int status(struct request *req, struct err *err)
 {
-    struct err err = {0};
     struct site_settings st = {0};
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
-    if (sites_settings_get(c, &st, &err) != FERRY_OK)
-        fail_err(req, &err);
+    struct store_conn *c = req->db;
+    if (sites_settings_get(c, &st, err) != FERRY_OK)
+        fail_err(req, err);
     else
         http_reply_json(req, 200,
                         json_pack("{s:b, s:b, s:s, s:b}", "success", 1, "enabled",
                                   req->app->cfg->sites_enabled, "incoming_mode", st.mode,
                                   "password_required", !strcmp(st.mode, "require_password")));
     sites_settings_clear(&st);
-    store_release(c);
+    return FERRY_OK;
 }
 
-static void register_connection(struct request *req)
+static int register_connection(struct request *req, struct err *err)
 {
     static const char *const need[] = {"sender_url", "connection_name", "auth_token"};
-    struct err err = {0};
     struct site_settings st = {0};
     struct site s = {0};
     json_t *body;
     if (!enabled(req))
-        return;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
-    if (sites_settings_get(c, &st, &err) != FERRY_OK) {
-        fail_err(req, &err);
+        return FERRY_OK;
+    struct store_conn *c = req->db;
+    if (sites_settings_get(c, &st, err) != FERRY_OK) {
+        fail_err(req, err);
         goto out;
     }
     if (!strcmp(st.mode, "deny_all")) {
@@ -273,8 +267,8 @@ static void register_connection(struct request *req)
     /* require_approval keeps it pending until an admin approves (PhoenixKit activates
      * it at once) */
     s.status = xstrdup(!strcmp(st.mode, "require_approval") ? "pending" : "active");
-    if (sites_create(c, &s, &err) != FERRY_OK) {
-        fail_err(req, &err);
+    if (sites_create(c, &s, err) != FERRY_OK) {
+        fail_err(req, err);
         goto out;
     }
     sites_touch(c, s.id, req->client_addr, http_header(req, "User-Agent"), 0, 0, NULL);
@@ -287,7 +281,7 @@ static void register_connection(struct request *req)
 out:
     sites_clear(&s);
     sites_settings_clear(&st);
-    store_release(c);
+    return FERRY_OK;
 }
 
 /* The connection a management call names: by site URL and token hash, either
@@ -317,65 +311,58 @@ static bool named_connection(struct request *req, struct store_conn *c, json_t *
     return true;
 }
 
-static void delete_connection(struct request *req)
+static int delete_connection(struct request *req, struct err *err)
 {
     static const char *const need[] = {"sender_url", "auth_token_hash"};
-    struct err err = {0};
     struct site s = {0};
     json_t *body;
     bool found = false;
     if (!(body = action_body(req, need, 2)))
-        return;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
+        return FERRY_OK;
+    struct store_conn *c = req->db;
     if (named_connection(req, c, body, "sender_url", &s,
                          json_pack("{s:s}", "error", "Connection not found"))) {
-        if (sites_delete(c, s.id, &found, &err) != FERRY_OK)
-            fail_err(req, &err);
+        if (sites_delete(c, s.id, &found, err) != FERRY_OK)
+            fail_err(req, err);
         else
             http_reply_json(req, 200,
                             json_pack("{s:b, s:s}", "success", 1, "message", "Connection deleted"));
     }
     sites_clear(&s);
-    store_release(c);
+    return FERRY_OK;
 }
 
-static void verify_connection(struct request *req)
+static int verify_connection(struct request *req, struct err *err)
 {
+    (void)err;
     static const char *const need[] = {"sender_url", "auth_token_hash"};
     struct site s = {0};
     json_t *body;
     if (!(body = action_body(req, need, 2)))
-        return;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
+        return FERRY_OK;
+    struct store_conn *c = req->db;
     if (named_connection(req, c, body, "sender_url", &s,
                          json_pack("{s:b, s:s}", "exists", 0, "error", "Connection not found"))) {
         sites_touch(c, s.id, req->client_addr, http_header(req, "User-Agent"), 0, 0, NULL);
         http_reply_json(req, 200, json_pack("{s:b, s:b}", "success", 1, "exists", 1));
     }
     sites_clear(&s);
-    store_release(c);
+    return FERRY_OK;
 }
 
-static void update_status(struct request *req)
+static int update_status(struct request *req, struct err *err)
 {
     static const char *const need[] = {"sender_url", "auth_token_hash", "status"};
-    struct err err = {0};
     struct site s = {0};
     json_t *body;
     if (!(body = action_body(req, need, 3)))
-        return;
+        return FERRY_OK;
     const char *to = field(body, "status");
     if (strcmp(to, "active") != 0 && strcmp(to, "suspended") != 0 && strcmp(to, "revoked") != 0) {
         fail(req, 400, "Invalid status value");
-        return;
+        return FERRY_OK;
     }
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
+    struct store_conn *c = req->db;
     if (named_connection(req, c, body, "sender_url", &s,
                          json_pack("{s:s}", "error", "Connection not found"))) {
         /* The sender mirrors its own changes here. The other side may lower a status
@@ -385,32 +372,31 @@ static void update_status(struct request *req)
         bool keep =
             !strcmp(s.status, "revoked") || !strcmp(s.status, "expired") ||
             (!strcmp(to, "active") && (strcmp(s.direction, "receiver") != 0 || !s.approved_at));
-        if (!keep && sites_set_status(c, s.id, to, &err) != FERRY_OK)
-            fail_err(req, &err);
+        if (!keep && sites_set_status(c, s.id, to, err) != FERRY_OK)
+            fail_err(req, err);
         else
             http_reply_json(req, 200,
                             json_pack("{s:b, s:s, s:s}", "success", 1, "message", "Status updated",
                                       "status", keep ? s.status : to));
     }
     sites_clear(&s);
-    store_release(c);
+    return FERRY_OK;
 }
 
-static void get_connection_status(struct request *req)
+static int get_connection_status(struct request *req, struct err *err)
 {
     static const char *const need[] = {"receiver_url", "auth_token_hash"};
-    struct err err = {0};
     struct site s = {0};
     bool found = false;
     json_t *body;
     if (!(body = action_body(req, need, 2)))
-        return;
-    struct store_conn *c = api_conn(req);
-    if (!c || !address_may_try(req))
+        return FERRY_OK;
+    struct store_conn *c = req->db;
+    if (!address_may_try(req))
         goto out;
-    if (sites_find(c, field(body, "auth_token_hash"), "sender", NULL, &s, &found, &err) !=
+    if (sites_find(c, field(body, "auth_token_hash"), "sender", NULL, &s, &found, err) !=
         FERRY_OK) {
-        fail_err(req, &err);
+        fail_err(req, err);
     } else if (!found) {
         count_failure(req);
         fail(req, 404, "Connection not found");
@@ -427,55 +413,49 @@ static void get_connection_status(struct request *req)
     }
 out:
     sites_clear(&s);
-    store_release(c);
+    return FERRY_OK;
 }
 
 /* --- data endpoints ------------------------------------------------------------------- */
 
-static void list_tables(struct request *req)
+static int list_tables(struct request *req, struct err *err)
 {
     static const char *const need[] = {"auth_token_hash"};
-    struct err err = {0};
     struct site s = {0};
     json_t *body, *tables = NULL;
     if (!(body = action_body(req, need, 1)))
-        return;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
+        return FERRY_OK;
+    struct store_conn *c = req->db;
     if (data_connection(req, c, body, &s)) {
-        if (sitedata_tables(c, &s, &tables, &err) != FERRY_OK) {
-            fail_err(req, &err);
+        if (sitedata_tables(c, &s, &tables, err) != FERRY_OK) {
+            fail_err(req, err);
         } else {
             reply_sent(req, c, &s, 0, json_pack("{s:b, s:O}", "success", 1, "tables", tables));
         }
     }
     json_decref(tables);
     sites_clear(&s);
-    store_release(c);
+    return FERRY_OK;
 }
 
-static void table_schema(struct request *req)
+static int table_schema(struct request *req, struct err *err)
 {
     static const char *const need[] = {"auth_token_hash", "table_name"};
-    struct err err = {0};
     struct site s = {0};
     json_t *body, *schema = NULL;
     if (!(body = action_body(req, need, 2)))
-        return;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
+        return FERRY_OK;
+    struct store_conn *c = req->db;
     if (data_connection(req, c, body, &s)) {
-        if (sitedata_schema(c, &s, field(body, "table_name"), &schema, &err) != FERRY_OK) {
-            fail_err(req, &err);
+        if (sitedata_schema(c, &s, field(body, "table_name"), &schema, err) != FERRY_OK) {
+            fail_err(req, err);
         } else {
             reply_sent(req, c, &s, 0, json_pack("{s:b, s:O}", "success", 1, "schema", schema));
         }
     }
     json_decref(schema);
     sites_clear(&s);
-    store_release(c);
+    return FERRY_OK;
 }
 
 /* An optional integer field within [min, max]; 400 otherwise. */
@@ -497,18 +477,17 @@ static bool int_field(struct request *req, json_t *body, const char *name, int64
     return true;
 }
 
-static void table_records(struct request *req)
+static int table_records(struct request *req, struct err *err)
 {
     static const char *const need[] = {"auth_token_hash", "table_name"};
-    struct err err = {0};
     struct site s = {0};
     struct records_query q = {0};
     json_t *body, *records = NULL;
     if (!(body = action_body(req, need, 2)))
-        return;
+        return FERRY_OK;
     if (!int_field(req, body, "limit", 10, 1, 100, &q.limit) ||
         !int_field(req, body, "offset", 0, 0, INT64_MAX / 2, &q.offset))
-        return;
+        return FERRY_OK;
     q.table = field(body, "table_name");
     q.ids = json_object_get(body, "ids");
     q.id_start = json_object_get(body, "id_start");
@@ -517,18 +496,16 @@ static void table_records(struct request *req)
         q.ids = NULL;
     if (q.ids && !json_is_array(q.ids)) {
         fail(req, 400, "ids must be an array");
-        return;
+        return FERRY_OK;
     }
     if (json_is_null(q.id_start))
         q.id_start = NULL;
     if (json_is_null(q.id_end))
         q.id_end = NULL;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
+    struct store_conn *c = req->db;
     if (data_connection(req, c, body, &s)) {
-        if (sitedata_records(c, &s, &q, &records, &err) != FERRY_OK) {
-            fail_err(req, &err);
+        if (sitedata_records(c, &s, &q, &records, err) != FERRY_OK) {
+            fail_err(req, err);
         } else {
             reply_sent(req, c, &s, (int64_t)json_array_size(records),
                        json_pack("{s:b, s:O}", "success", 1, "records", records));
@@ -536,7 +513,7 @@ static void table_records(struct request *req)
     }
     json_decref(records);
     sites_clear(&s);
-    store_release(c);
+    return FERRY_OK;
 }
 
 /* The rows of upserted keys in a feed page, keyed by their key's text. */
@@ -629,23 +606,20 @@ static void pull_changes(struct request *req, struct store_conn *c, const struct
     json_decref(page.changes);
 }
 
-static void pull_data(struct request *req)
+static int pull_data(struct request *req, struct err *err)
 {
     static const char *const need[] = {"auth_token_hash", "table_name"};
-    struct err err = {0};
     struct site s = {0};
     json_t *body, *rows = NULL, *next = NULL;
     int64_t limit = 0, cursor = -1;
     if (!(body = action_body(req, need, 2)))
-        return;
+        return FERRY_OK;
     const char *strategy = field(body, "conflict_strategy");
     if (strategy && !sites_valid_strategy(strategy)) {
         fail(req, 400, "conflict_strategy must be skip, overwrite, merge or append");
-        return;
+        return FERRY_OK;
     }
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
+    struct store_conn *c = req->db;
     if (!data_connection(req, c, body, &s) ||
         !int_field(req, body, "limit", s.max_records, 1, s.max_records, &limit))
         goto out;
@@ -659,12 +633,12 @@ static void pull_data(struct request *req)
      * rows: a later pull "since" it misses nothing */
     const struct synced_table *st = tables_find(&req->app->synced, table);
     if (st && !st->builtin && (!after || json_is_null(after)) &&
-        feed_head(c, &cursor, &err) != FERRY_OK) {
-        fail_err(req, &err);
+        feed_head(c, &cursor, err) != FERRY_OK) {
+        fail_err(req, err);
         goto out;
     }
-    if (sitedata_pull(c, &s, table, limit, after, &rows, &next, &err) != FERRY_OK) {
-        fail_err(req, &err);
+    if (sitedata_pull(c, &s, table, limit, after, &rows, &next, err) != FERRY_OK) {
+        fail_err(req, err);
         goto out;
     }
     json_t *answer =
@@ -677,7 +651,7 @@ out:
     json_decref(rows);
     json_decref(next);
     sites_clear(&s);
-    store_release(c);
+    return FERRY_OK;
 }
 
 /* --- routes ------------------------------------------------------------------------- */
@@ -710,9 +684,13 @@ const struct route_table *phoenix_routes(const char *prefix)
     for (size_t i = 0; i < N_ACTIONS; i++) {
         free(patterns[i]);
         patterns[i] = xasprintf("%s/sync/api/%s", prefix, actions[i].action);
-        routes[i] = (struct route){
-            actions[i].method,         patterns[i], actions[i].handler, 0, SURFACE_LEGACY,
-            ROUTE_PUBLIC | ROUTE_JSON, NULL};
+        routes[i] = (struct route){actions[i].method,
+                                   patterns[i],
+                                   actions[i].handler,
+                                   0,
+                                   SURFACE_LEGACY,
+                                   ROUTE_PUBLIC | ROUTE_JSON | ROUTE_STORE,
+                                   NULL};
     }
     return &table;
 }

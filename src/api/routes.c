@@ -11,17 +11,6 @@ const struct route_table *const api_tables[] = {
 };
 const size_t api_n_tables = sizeof(api_tables) / sizeof(api_tables[0]);
 
-struct store_conn *api_conn(struct request *req)
-{
-    struct store_conn *c = NULL;
-    struct err err = {0};
-    if (store_acquire(req->app->store, &c, &err) != FERRY_OK) {
-        http_reply_error(req, ERR_UNAVAILABLE, err.msg);
-        return NULL;
-    }
-    return c;
-}
-
 bool api_owns(const struct request *req, const char *user_id)
 {
     return req->cred.role == ROLE_ADMIN || (user_id && !strcmp(user_id, req->cred.user_id));

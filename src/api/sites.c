@@ -30,22 +30,20 @@ static void settings_json(struct request *req, struct store_conn *c)
     sites_settings_clear(&st);
 }
 
-static void get_settings(struct request *req)
+static int get_settings(struct request *req, struct err *err)
 {
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
+    (void)err;
+    struct store_conn *c = req->db;
     settings_json(req, c);
-    store_release(c);
+    return FERRY_OK;
 }
 
-static void put_settings(struct request *req)
+static int put_settings(struct request *req, struct err *err)
 {
-    struct err err = {0};
     const char *mode = NULL, *password = NULL;
     json_t *body = http_json_object(req);
     if (!body)
-        return;
+        return FERRY_OK;
     const char *key;
     json_t *value;
     json_object_foreach(body, key, value)
@@ -54,114 +52,97 @@ static void put_settings(struct request *req)
             char *msg = xasprintf("field '%s' cannot be set (incoming_mode, password)", key);
             http_reply_error(req, ERR_INVALID, msg);
             free(msg);
-            return;
+            return FERRY_OK;
         }
     }
-    if (jsonutil_get_string(body, "incoming_mode", false, &mode, &err) != FERRY_OK ||
-        jsonutil_get_string(body, "password", false, &password, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
-        return;
+    if (jsonutil_get_string(body, "incoming_mode", false, &mode, err) != FERRY_OK ||
+        jsonutil_get_string(body, "password", false, &password, err) != FERRY_OK) {
+        http_reply_err(req, err);
+        return FERRY_OK;
     }
     if (json_is_null(json_object_get(body, "password")))
         password = ""; /* null removes the password */
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
-    if (sites_settings_set(c, mode, password, &err) != FERRY_OK)
-        http_reply_err(req, &err);
+    struct store_conn *c = req->db;
+    if (sites_settings_set(c, mode, password, err) != FERRY_OK)
+        http_reply_err(req, err);
     else
         settings_json(req, c);
-    store_release(c);
+    return FERRY_OK;
 }
 
-static void create_site(struct request *req)
+static int create_site(struct request *req, struct err *err)
 {
-    struct err err = {0};
     json_t *out = NULL, *body = http_json_object(req);
     if (!body)
-        return;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
-    if (siteops_create(c, &req->app->site_env, body, &out, &err) != FERRY_OK)
-        http_reply_err(req, &err);
+        return FERRY_OK;
+    struct store_conn *c = req->db;
+    if (siteops_create(c, &req->app->site_env, body, &out, err) != FERRY_OK)
+        http_reply_err(req, err);
     else
         http_reply_json(req, 201, out);
-    store_release(c);
+    return FERRY_OK;
 }
 
-static void list_sites(struct request *req)
+static int list_sites(struct request *req, struct err *err)
 {
-    struct err err = {0};
     json_t *list = NULL;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
-    if (sites_list(c, &list, &err) != FERRY_OK)
-        http_reply_err(req, &err);
+    struct store_conn *c = req->db;
+    if (sites_list(c, &list, err) != FERRY_OK)
+        http_reply_err(req, err);
     else
         http_reply_json(req, 200,
                         json_pack("{s:O, s:I}", "connections", list, "count",
                                   (json_int_t)json_array_size(list)));
     json_decref(list);
-    store_release(c);
+    return FERRY_OK;
 }
 
-static void get_site(struct request *req)
+static int get_site(struct request *req, struct err *err)
 {
-    struct err err = {0};
     struct site s = {0};
     bool found = false;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
-    if (sites_get(c, http_param(req, "id"), &s, &found, &err) != FERRY_OK)
-        http_reply_err(req, &err);
+    struct store_conn *c = req->db;
+    if (sites_get(c, http_param(req, "id"), &s, &found, err) != FERRY_OK)
+        http_reply_err(req, err);
     else if (!found)
         http_reply_error(req, ERR_NOT_FOUND, "no such site connection");
     else
         http_reply_json(req, 200, sites_json(&s));
     sites_clear(&s);
-    store_release(c);
+    return FERRY_OK;
 }
 
-static void update_site(struct request *req)
+static int update_site(struct request *req, struct err *err)
 {
-    struct err err = {0};
     struct site s = {0};
     bool found = false;
     json_t *body = http_json_object(req);
     if (!body)
-        return;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
+        return FERRY_OK;
+    struct store_conn *c = req->db;
     const char *id = http_param(req, "id");
-    if (sites_get(c, id, &s, &found, &err) != FERRY_OK)
-        http_reply_err(req, &err);
+    if (sites_get(c, id, &s, &found, err) != FERRY_OK)
+        http_reply_err(req, err);
     else if (!found)
         http_reply_error(req, ERR_NOT_FOUND, "no such site connection");
-    else if (sites_update(c, id, body, &err) != FERRY_OK ||
-             sites_get(c, id, &s, &found, &err) != FERRY_OK)
-        http_reply_err(req, &err);
+    else if (sites_update(c, id, body, err) != FERRY_OK ||
+             sites_get(c, id, &s, &found, err) != FERRY_OK)
+        http_reply_err(req, err);
     else
         http_reply_json(req, 200, sites_json(&s));
     sites_clear(&s);
-    store_release(c);
+    return FERRY_OK;
 }
 
-static void delete_site(struct request *req)
+static int delete_site(struct request *req, struct err *err)
 {
-    struct err err = {0};
     json_t *out = NULL;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
-    if (siteops_delete(c, &req->app->site_env, http_param(req, "id"), &out, &err) != FERRY_OK)
-        http_reply_err(req, &err);
+    struct store_conn *c = req->db;
+    if (siteops_delete(c, &req->app->site_env, http_param(req, "id"), &out, err) != FERRY_OK)
+        http_reply_err(req, err);
     else
         http_reply_json(req, 200, out);
-    store_release(c);
+    return FERRY_OK;
 }
 
 /* POST /sites/{id}/pull {tables, strategy}: queues an import job (202). */
@@ -179,9 +160,7 @@ static void start_pull(struct request *req, const char *id)
         http_reply_err(req, &err);
         return;
     }
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
+    struct store_conn *c = req->db;
     if (siteimport_start(c, id, json_object_get(body, "tables"), strategy, incremental, false,
                          req->cred.user_id, job, &err) != FERRY_OK) {
         http_reply_err(req, &err);
@@ -194,57 +173,47 @@ static void start_pull(struct request *req, const char *id)
             json_pack("{s:s, s:s, s:s}", "job_id", job, "status", "pending", "status_url", url));
         free(url);
     }
-    store_release(c);
 }
 
-static void site_action(struct request *req)
+static int site_action(struct request *req, struct err *err)
 {
-    struct err err = {0};
     json_t *out = NULL;
     const char *action = http_param(req, "action"), *id = http_param(req, "id");
     if (!strcmp(action, "pull")) {
         start_pull(req, id);
-        return;
+        return FERRY_OK;
     }
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
+    struct store_conn *c = req->db;
     int rc = !strcmp(action, "verify")
-                 ? siteops_verify(c, &req->app->site_env, id, &out, &err)
-                 : siteops_action(c, &req->app->site_env, id, action, &out, &err);
+                 ? siteops_verify(c, &req->app->site_env, id, &out, err)
+                 : siteops_action(c, &req->app->site_env, id, action, &out, err);
     if (rc != FERRY_OK)
-        http_reply_err(req, &err);
+        http_reply_err(req, err);
     else
         http_reply_json(req, 200, out);
-    store_release(c);
+    return FERRY_OK;
 }
 
-static void list_transfers(struct request *req)
+static int list_transfers(struct request *req, struct err *err)
 {
-    struct err err = {0};
     json_t *list = NULL;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
-    if (siteimport_transfers(c, http_param(req, "id"), &list, &err) != FERRY_OK)
-        http_reply_err(req, &err);
+    struct store_conn *c = req->db;
+    if (siteimport_transfers(c, http_param(req, "id"), &list, err) != FERRY_OK)
+        http_reply_err(req, err);
     else
         http_reply_json(req, 200, json_pack("{s:O}", "transfers", list));
     json_decref(list);
-    store_release(c);
+    return FERRY_OK;
 }
 
-static void get_job(struct request *req)
+static int get_job(struct request *req, struct err *err)
 {
-    struct err err = {0};
     struct job j = {0};
     bool found = false;
     char created[32], started[32], done[32];
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
-    if (jobs_get(c, http_param(req, "id"), &j, &found, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
+    struct store_conn *c = req->db;
+    if (jobs_get(c, http_param(req, "id"), &j, &found, err) != FERRY_OK) {
+        http_reply_err(req, err);
     } else if (!found) {
         http_reply_error(req, ERR_NOT_FOUND, "no such job");
     } else {
@@ -263,21 +232,26 @@ static void get_job(struct request *req)
                                   j.completed_at ? done : NULL));
     }
     jobs_clear(&j);
-    store_release(c);
+    return FERRY_OK;
 }
 
 static const struct route routes[] = {
-    {M_GET, "/api/v1/admin/sites/settings", get_settings, ROLE_ADMIN, SURFACE_V1, 0, NULL},
-    {M_PUT, "/api/v1/admin/sites/settings", put_settings, ROLE_ADMIN, SURFACE_V1, ROUTE_JSON, NULL},
-    {M_POST, "/api/v1/admin/sites", create_site, ROLE_ADMIN, SURFACE_V1, ROUTE_JSON, NULL},
-    {M_GET, "/api/v1/admin/sites", list_sites, ROLE_ADMIN, SURFACE_V1, 0, NULL},
-    {M_GET, "/api/v1/admin/sites/{id}", get_site, ROLE_ADMIN, SURFACE_V1, 0, NULL},
-    {M_PATCH, "/api/v1/admin/sites/{id}", update_site, ROLE_ADMIN, SURFACE_V1, ROUTE_JSON, NULL},
-    {M_DELETE, "/api/v1/admin/sites/{id}", delete_site, ROLE_ADMIN, SURFACE_V1, 0, NULL},
-    {M_POST, "/api/v1/admin/sites/{id}/{action}", site_action, ROLE_ADMIN, SURFACE_V1, ROUTE_JSON,
+    {M_GET, "/api/v1/admin/sites/settings", get_settings, ROLE_ADMIN, SURFACE_V1, ROUTE_STORE,
      NULL},
-    {M_GET, "/api/v1/admin/sites/{id}/transfers", list_transfers, ROLE_ADMIN, SURFACE_V1, 0, NULL},
-    {M_GET, "/api/v1/admin/jobs/{id}", get_job, ROLE_ADMIN, SURFACE_V1, 0, NULL},
+    {M_PUT, "/api/v1/admin/sites/settings", put_settings, ROLE_ADMIN, SURFACE_V1,
+     ROUTE_JSON | ROUTE_STORE, NULL},
+    {M_POST, "/api/v1/admin/sites", create_site, ROLE_ADMIN, SURFACE_V1, ROUTE_JSON | ROUTE_STORE,
+     NULL},
+    {M_GET, "/api/v1/admin/sites", list_sites, ROLE_ADMIN, SURFACE_V1, ROUTE_STORE, NULL},
+    {M_GET, "/api/v1/admin/sites/{id}", get_site, ROLE_ADMIN, SURFACE_V1, ROUTE_STORE, NULL},
+    {M_PATCH, "/api/v1/admin/sites/{id}", update_site, ROLE_ADMIN, SURFACE_V1,
+     ROUTE_JSON | ROUTE_STORE, NULL},
+    {M_DELETE, "/api/v1/admin/sites/{id}", delete_site, ROLE_ADMIN, SURFACE_V1, ROUTE_STORE, NULL},
+    {M_POST, "/api/v1/admin/sites/{id}/{action}", site_action, ROLE_ADMIN, SURFACE_V1,
+     ROUTE_JSON | ROUTE_STORE, NULL},
+    {M_GET, "/api/v1/admin/sites/{id}/transfers", list_transfers, ROLE_ADMIN, SURFACE_V1,
+     ROUTE_STORE, NULL},
+    {M_GET, "/api/v1/admin/jobs/{id}", get_job, ROLE_ADMIN, SURFACE_V1, ROUTE_STORE, NULL},
 };
 
 const struct route_table api_site_admin_routes = {routes, sizeof(routes) / sizeof(routes[0])};

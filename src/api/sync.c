@@ -100,127 +100,114 @@ static int read_device_spec(json_t *body, struct device_spec *spec, struct err *
                : FERRY_OK;
 }
 
-static void register_device(struct request *req)
+static int register_device(struct request *req, struct err *err)
 {
-    struct err err = {0};
     struct device_spec spec;
     const char *user = req->cred.user_id;
     json_t *body = http_json_object(req), *device = NULL;
     char *token = NULL;
 
     if (!body)
-        return;
-    if (read_device_spec(body, &spec, &err) != FERRY_OK ||
-        jsonutil_get_string(body, "userId", req->cred.role == ROLE_ADMIN && !user[0], &user,
-                            &err) != FERRY_OK) {
-        http_reply_err(req, &err);
-        return;
+        return FERRY_OK;
+    if (read_device_spec(body, &spec, err) != FERRY_OK ||
+        jsonutil_get_string(body, "userId", req->cred.role == ROLE_ADMIN && !user[0], &user, err) !=
+            FERRY_OK) {
+        http_reply_err(req, err);
+        return FERRY_OK;
     }
     if (req->cred.role != ROLE_ADMIN && strcmp(user, req->cred.user_id) != 0) {
         http_reply_error(req, ERR_FORBIDDEN, "a user registers devices only for itself");
-        return;
+        return FERRY_OK;
     }
     spec.tables = scope_of(req);
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
-    if (devices_register(c, user, &spec, &device, &token, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
+    struct store_conn *c = req->db;
+    if (devices_register(c, user, &spec, &device, &token, err) != FERRY_OK) {
+        http_reply_err(req, err);
     } else {
         json_object_set_new(device, "token", json_string(token));
         http_reply_json(req, 200, device);
     }
-    store_release(c);
     free(token);
+    return FERRY_OK;
 }
 
-static void list_devices(struct request *req)
+static int list_devices(struct request *req, struct err *err)
 {
-    struct err err = {0};
     json_t *list = NULL;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
+    struct store_conn *c = req->db;
     if (req->cred.role == ROLE_DEVICE) {
         char owner[128];
         json_t *self = NULL;
         list = json_array();
-        if (devices_get(c, req->cred.device_id, &self, owner, &err) == FERRY_OK)
+        if (devices_get(c, req->cred.device_id, &self, owner, err) == FERRY_OK)
             json_array_append_new(list, self);
     } else {
         const char *user =
             req->cred.role == ROLE_ADMIN ? http_query(req, "userId") : req->cred.user_id;
-        devices_list(c, user, &list, &err);
+        devices_list(c, user, &list, err);
     }
     if (!list)
-        http_reply_err(req, &err);
+        http_reply_err(req, err);
     else
         http_reply_json(req, 200,
                         json_pack("{s:o, s:I}", "devices", list, "totalCount",
                                   (json_int_t)json_array_size(list)));
-    store_release(c);
+    return FERRY_OK;
 }
 
-static void get_device(struct request *req)
+static int get_device(struct request *req, struct err *err)
 {
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
+    (void)err;
+    struct store_conn *c = req->db;
     json_t *device = device_for(req, c, http_param(req, "id"));
     if (device)
         http_reply_json(req, 200, device);
-    store_release(c);
+    return FERRY_OK;
 }
 
-static void update_device(struct request *req)
+static int update_device(struct request *req, struct err *err)
 {
-    struct err err = {0};
     struct device_spec spec;
     const char *id = http_param(req, "id");
     json_t *body = http_json_object(req), *device = NULL;
     if (!body)
-        return;
-    if (read_device_spec(body, &spec, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
-        return;
+        return FERRY_OK;
+    if (read_device_spec(body, &spec, err) != FERRY_OK) {
+        http_reply_err(req, err);
+        return FERRY_OK;
     }
     if (spec.id && strcmp(spec.id, id) != 0) {
         http_reply_error(req, ERR_INVALID, "a device's id cannot change");
-        return;
+        return FERRY_OK;
     }
     spec.id = NULL;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
+    struct store_conn *c = req->db;
     if ((device = device_for(req, c, id)) != NULL) {
         char owner[128];
         json_decref(device);
         device = NULL;
-        if (devices_update(c, id, &spec, &err) != FERRY_OK ||
-            devices_get(c, id, &device, owner, &err) != FERRY_OK)
-            http_reply_err(req, &err);
+        if (devices_update(c, id, &spec, err) != FERRY_OK ||
+            devices_get(c, id, &device, owner, err) != FERRY_OK)
+            http_reply_err(req, err);
         else
             http_reply_json(req, 200, device);
     }
-    store_release(c);
+    return FERRY_OK;
 }
 
-static void delete_device(struct request *req)
+static int delete_device(struct request *req, struct err *err)
 {
-    struct err err = {0};
     const char *id = http_param(req, "id");
-    struct store_conn *c = api_conn(req);
+    struct store_conn *c = req->db;
     json_t *device;
-    if (!c)
-        return;
     if ((device = device_for(req, c, id)) != NULL) {
         json_decref(device);
-        if (devices_delete(c, id, &err) != FERRY_OK)
-            http_reply_err(req, &err);
+        if (devices_delete(c, id, err) != FERRY_OK)
+            http_reply_err(req, err);
         else
             http_reply_text(req, 204, NULL, "", 0);
     }
-    store_release(c);
+    return FERRY_OK;
 }
 
 /* Whether a credential limited to scope (NULL: every table) may hand out a token for a
@@ -238,50 +225,44 @@ static bool scope_covers(const char *scope, json_t *tables)
     return true;
 }
 
-static void new_device_token(struct request *req)
+static int new_device_token(struct request *req, struct err *err)
 {
-    struct err err = {0};
     const char *id = http_param(req, "id");
     char *token = NULL;
-    struct store_conn *c = api_conn(req);
+    struct store_conn *c = req->db;
     json_t *device;
-    if (!c)
-        return;
     if ((device = device_for(req, c, id)) != NULL) {
         if (!scope_covers(scope_of(req), json_object_get(device, "tables")))
             http_reply_error(req, ERR_FORBIDDEN,
                              "this credential's table limit is narrower than the device's");
-        else if (devices_new_token(c, id, &token, &err) != FERRY_OK)
-            http_reply_err(req, &err);
+        else if (devices_new_token(c, id, &token, err) != FERRY_OK)
+            http_reply_err(req, err);
         else
             http_reply_json(req, 200, json_pack("{s:s, s:s}", "deviceId", id, "token", token));
         json_decref(device);
     }
-    store_release(c);
     free(token);
+    return FERRY_OK;
 }
 
 /* --- report, changes, ack ------------------------------------------------------- */
 
-static void report(struct request *req)
+static int report(struct request *req, struct err *err)
 {
-    struct err err = {0};
     json_t *body = http_json_object(req), *ops = NULL, *result = NULL;
     const char *batch_id = NULL, *named = NULL, *device = NULL;
     bool replayed = false;
     int64_t started = time_mono_us();
 
     if (!body)
-        return;
-    if (jsonutil_get_array(body, "operations", true, &ops, &err) != FERRY_OK ||
-        jsonutil_get_string(body, "batchId", false, &batch_id, &err) != FERRY_OK ||
-        jsonutil_get_string(body, "deviceId", false, &named, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
-        return;
+        return FERRY_OK;
+    if (jsonutil_get_array(body, "operations", true, &ops, err) != FERRY_OK ||
+        jsonutil_get_string(body, "batchId", false, &batch_id, err) != FERRY_OK ||
+        jsonutil_get_string(body, "deviceId", false, &named, err) != FERRY_OK) {
+        http_reply_err(req, err);
+        return FERRY_OK;
     }
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
+    struct store_conn *c = req->db;
     if (acting_device(req, c, named, false, &device)) {
         char *origin = xasprintf("device:%s", device);
         struct push_request r = {
@@ -294,10 +275,10 @@ static void report(struct request *req)
             .ops = ops,
             .max_ops = req->app->cfg->max_batch,
         };
-        int rc = push_apply(c, &req->app->synced, &r, &result, &replayed, &err);
+        int rc = push_apply(c, &req->app->synced, &r, &result, &replayed, err);
         metrics_sync(rc == FERRY_OK, (time_mono_us() - started) / 1000, req->bytes_in);
         if (rc != FERRY_OK) {
-            http_reply_err(req, &err);
+            http_reply_err(req, err);
         } else {
             json_object_set_new(result, "deviceId", json_string(device));
             json_object_set_new(result, "replayed", json_boolean(replayed));
@@ -305,8 +286,8 @@ static void report(struct request *req)
         }
         free(origin);
     }
-    store_release(c);
     json_decref(result);
+    return FERRY_OK;
 }
 
 static int query_int(struct request *req, const char *name, int64_t def, int64_t max, int64_t *out,
@@ -357,36 +338,35 @@ static int changes_tables(struct request *req, const struct synced_table ***out,
     return FERRY_OK;
 }
 
-static void changes(struct request *req)
+static int changes(struct request *req, struct err *err)
 {
-    struct err err = {0};
     const struct synced_table **tables = NULL;
     struct feed_page page = {0};
     struct feed_query q = {0};
     int64_t limit = 0, wait = 0;
     const char *device = NULL;
     const char *include_own = http_query(req, "includeOwn");
-    struct store_conn *c = NULL;
+    struct store_conn *c = req->db;
 
-    if (feed_parse_cursor(http_query(req, "cursor"), &q.cursor, &err) != FERRY_OK ||
-        query_int(req, "limit", CHANGES_DEFAULT_LIMIT, CHANGES_MAX_LIMIT, &limit, &err) !=
+    if (feed_parse_cursor(http_query(req, "cursor"), &q.cursor, err) != FERRY_OK ||
+        query_int(req, "limit", CHANGES_DEFAULT_LIMIT, CHANGES_MAX_LIMIT, &limit, err) !=
             FERRY_OK ||
-        query_int(req, "wait", 0, MAX_WAIT_S, &wait, &err) != FERRY_OK ||
-        changes_tables(req, &tables, &q.n_tables, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
+        query_int(req, "wait", 0, MAX_WAIT_S, &wait, err) != FERRY_OK ||
+        changes_tables(req, &tables, &q.n_tables, err) != FERRY_OK) {
+        http_reply_err(req, err);
         goto out;
     }
     if (limit < 1) {
         http_reply_error(req, ERR_INVALID, "limit must be at least 1");
         goto out;
     }
-    if (!(c = api_conn(req)) || !acting_device(req, c, http_query(req, "deviceId"), true, &device))
+    if (!acting_device(req, c, http_query(req, "deviceId"), true, &device))
         goto out;
     q.tables = tables;
     q.limit = (int)limit;
     q.exclude_device = include_own && !strcmp(include_own, "true") ? NULL : device;
-    if (feed_read(c, &q, &page, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
+    if (feed_read(c, &q, &page, err) != FERRY_OK) {
+        http_reply_err(req, err);
         goto out;
     }
     /* Nothing new and the client will wait: park until the log moves or time is up. */
@@ -400,67 +380,61 @@ static void changes(struct request *req)
                     json_pack("{s:O, s:I, s:b}", "changes", page.changes, "cursor",
                               (json_int_t)page.next_cursor, "hasMore", page.has_more));
 out:
-    store_release(c);
     json_decref(page.changes);
     free(tables);
+    return FERRY_OK;
 }
 
-static void ack(struct request *req)
+static int ack(struct request *req, struct err *err)
 {
-    struct err err = {0};
     json_t *body = http_json_object(req), *cursor_json;
     const char *named = NULL, *device = NULL;
     int64_t cursor = 0, stored = 0;
     if (!body)
-        return;
+        return FERRY_OK;
     cursor_json = json_object_get(body, "cursor");
-    if (jsonutil_get_string(body, "deviceId", false, &named, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
-        return;
+    if (jsonutil_get_string(body, "deviceId", false, &named, err) != FERRY_OK) {
+        http_reply_err(req, err);
+        return FERRY_OK;
     }
     if (json_is_integer(cursor_json) && json_integer_value(cursor_json) >= 0) {
         cursor = json_integer_value(cursor_json);
     } else if (!json_is_string(cursor_json) ||
-               feed_parse_cursor(json_string_value(cursor_json), &cursor, &err) != FERRY_OK) {
+               feed_parse_cursor(json_string_value(cursor_json), &cursor, err) != FERRY_OK) {
         http_reply_error(req, ERR_INVALID,
                          cursor_json ? "field 'cursor' is not a cursor"
                                      : "field 'cursor' is required");
-        return;
+        return FERRY_OK;
     }
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
+    struct store_conn *c = req->db;
     if (acting_device(req, c, named, false, &device)) {
-        if (devices_ack(c, device, cursor, &stored, &err) != FERRY_OK)
-            http_reply_err(req, &err);
+        if (devices_ack(c, device, cursor, &stored, err) != FERRY_OK)
+            http_reply_err(req, err);
         else
             http_reply_json(
                 req, 200,
                 json_pack("{s:s, s:I}", "deviceId", device, "cursor", (json_int_t)stored));
     }
-    store_release(c);
+    return FERRY_OK;
 }
 
 /* --- conflicts ---------------------------------------------------------------------- */
 
-static void list_conflicts(struct request *req)
+static int list_conflicts(struct request *req, struct err *err)
 {
-    struct err err = {0};
     json_t *list = NULL;
     const char *status = http_query(req, "status");
     if (!status)
         status = "open";
     if (strcmp(status, "open") && strcmp(status, "resolved") && strcmp(status, "all")) {
         http_reply_error(req, ERR_INVALID, "status must be open, resolved or all");
-        return;
+        return FERRY_OK;
     }
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
+    struct store_conn *c = req->db;
     const char *user = req->cred.role == ROLE_ADMIN ? http_query(req, "userId") : req->cred.user_id;
     if (conflicts_list(c, &req->app->synced, user, strcmp(status, "all") ? status : NULL, &list,
-                       &err) != FERRY_OK) {
-        http_reply_err(req, &err);
+                       err) != FERRY_OK) {
+        http_reply_err(req, err);
     } else {
         /* a table-limited credential sees only its tables' conflicts */
         for (size_t i = json_array_size(list); i-- > 0;)
@@ -471,27 +445,24 @@ static void list_conflicts(struct request *req)
                         json_pack("{s:o, s:I}", "conflicts", list, "totalCount",
                                   (json_int_t)json_array_size(list)));
     }
-    store_release(c);
+    return FERRY_OK;
 }
 
-static void resolve_conflict(struct request *req)
+static int resolve_conflict(struct request *req, struct err *err)
 {
-    struct err err = {0};
     json_t *body = http_json_object(req), *data = NULL, *conflict = NULL, *done = NULL;
     const char *resolution = NULL, *id = http_param(req, "id");
     char owner[128];
     if (!body)
-        return;
-    if (jsonutil_get_string(body, "resolution", true, &resolution, &err) != FERRY_OK ||
-        jsonutil_get_object(body, "data", false, &data, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
-        return;
+        return FERRY_OK;
+    if (jsonutil_get_string(body, "resolution", true, &resolution, err) != FERRY_OK ||
+        jsonutil_get_object(body, "data", false, &data, err) != FERRY_OK) {
+        http_reply_err(req, err);
+        return FERRY_OK;
     }
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
-    if (conflicts_get(c, &req->app->synced, id, &conflict, owner, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
+    struct store_conn *c = req->db;
+    if (conflicts_get(c, &req->app->synced, id, &conflict, owner, err) != FERRY_OK) {
+        http_reply_err(req, err);
     } else if (req->cred.role != ROLE_ADMIN && strcmp(owner, req->cred.user_id) != 0) {
         http_reply_error(req, ERR_FORBIDDEN, "this conflict belongs to another user");
     } else if (!push_scope_allows(scope_of(req),
@@ -499,31 +470,34 @@ static void resolve_conflict(struct request *req)
         http_reply_error(req, ERR_FORBIDDEN, "this credential may not change that table");
     } else if (conflicts_resolve(c, &req->app->synced, id, resolution, data,
                                  req->cred.user_id[0] ? req->cred.user_id : req->cred.id, &done,
-                                 &err) != FERRY_OK) {
-        http_reply_err(req, &err);
+                                 err) != FERRY_OK) {
+        http_reply_err(req, err);
     } else {
         http_reply_json(req, 200, done);
     }
     json_decref(conflict);
-    store_release(c);
+    return FERRY_OK;
 }
 
 /* Both prefixes of seed 002 serve the same handlers. */
+/* One route a line, as a table. */
+// clang-format off
 #define SYNC_ROUTES(P)                                                                             \
-    {M_POST, P "/devices", register_device, ROLE_USER, SURFACE_V1, ROUTE_JSON, NULL},              \
-        {M_GET, P "/devices", list_devices, ROLES_ANY, SURFACE_V1, 0, NULL},                       \
-        {M_GET, P "/devices/{id}", get_device, ROLES_ANY, SURFACE_V1, 0, NULL},                    \
-        {M_PUT, P "/devices/{id}", update_device, ROLES_ANY, SURFACE_V1, ROUTE_JSON, NULL},        \
-        {M_DELETE, P "/devices/{id}", delete_device, ROLE_USER, SURFACE_V1, 0, NULL},              \
-        {M_POST, P "/devices/{id}/token", new_device_token, ROLE_USER, SURFACE_V1, 0, NULL},       \
-        {M_POST, P "/report", report, ROLES_ANY, SURFACE_V1, ROUTE_JSON, NULL},                    \
-        {M_GET, P "/changes", changes, ROLES_ANY, SURFACE_V1, 0, NULL},                            \
-        {M_POST, P "/ack", ack, ROLES_ANY, SURFACE_V1, ROUTE_JSON, NULL},                          \
-        {M_GET, P "/conflicts", list_conflicts, ROLES_ANY, SURFACE_V1, 0, NULL},                   \
-    {                                                                                              \
-        M_POST, P "/conflicts/{id}/resolve", resolve_conflict, ROLES_ANY, SURFACE_V1, ROUTE_JSON,  \
-            NULL                                                                                   \
-    }
+    {M_POST, P "/devices", register_device, ROLE_USER, SURFACE_V1,                                 \
+     ROUTE_JSON | ROUTE_STORE, NULL},                                                              \
+    {M_GET, P "/devices", list_devices, ROLES_ANY, SURFACE_V1, ROUTE_STORE, NULL},                 \
+    {M_GET, P "/devices/{id}", get_device, ROLES_ANY, SURFACE_V1, ROUTE_STORE, NULL},              \
+    {M_PUT, P "/devices/{id}", update_device, ROLES_ANY, SURFACE_V1,                               \
+     ROUTE_JSON | ROUTE_STORE, NULL},                                                              \
+    {M_DELETE, P "/devices/{id}", delete_device, ROLE_USER, SURFACE_V1, ROUTE_STORE, NULL},        \
+    {M_POST, P "/devices/{id}/token", new_device_token, ROLE_USER, SURFACE_V1, ROUTE_STORE, NULL}, \
+    {M_POST, P "/report", report, ROLES_ANY, SURFACE_V1, ROUTE_JSON | ROUTE_STORE, NULL},          \
+    {M_GET, P "/changes", changes, ROLES_ANY, SURFACE_V1, ROUTE_STORE, NULL},                      \
+    {M_POST, P "/ack", ack, ROLES_ANY, SURFACE_V1, ROUTE_JSON | ROUTE_STORE, NULL},                \
+    {M_GET, P "/conflicts", list_conflicts, ROLES_ANY, SURFACE_V1, ROUTE_STORE, NULL},             \
+    {M_POST, P "/conflicts/{id}/resolve", resolve_conflict, ROLES_ANY, SURFACE_V1,                 \
+     ROUTE_JSON | ROUTE_STORE, NULL}
+// clang-format on
 
 static const struct route routes[] = {
     SYNC_ROUTES("/api/v1/sync"),

@@ -30,13 +30,6 @@
 
 /* --- helpers -------------------------------------------------------------------------- */
 
-static void reply_status(struct request *req, int status, const char *text)
-{
-    char *body = xasprintf("%s\n", text);
-    http_reply_text(req, status, "text/plain; charset=utf-8", body, strlen(body));
-    free(body);
-}
-
 /* Every request but OPTIONS must say Tus-Resumable: 1.0.0 (412 otherwise). */
 static bool version_ok(struct request *req)
 {
@@ -44,7 +37,7 @@ static bool version_ok(struct request *req)
     if (v && !strcmp(v, TUS_VERSION))
         return true;
     http_add_header(req, "Tus-Version", TUS_VERSION);
-    reply_status(req, 412, "Tus-Resumable: 1.0.0 is required");
+    http_reply_error(req, ERR_PRECONDITION, "Tus-Resumable: 1.0.0 is required");
     return false;
 }
 
@@ -94,7 +87,8 @@ static int base64_decode(const char *in, size_t len, unsigned char *out, size_t 
 }
 
 /* The file path named by Upload-Metadata ("key base64,key base64"): "path", else
- * "filename". Replies 400 and returns NULL when the header is malformed or names none. */
+ * "filename". Replies ERR_INVALID and returns NULL when the header is malformed or names
+ * none. */
 static char *metadata_path(struct request *req, const char *meta)
 {
     char *found_path = NULL, *found_name = NULL, *result = NULL;
@@ -111,12 +105,12 @@ static char *metadata_path(struct request *req, const char *meta)
         size_t b64_len = space ? len - key_len - 1 : 0;
         int n = base64_decode(b64, b64_len, value, sizeof(value) - 1);
         if (key_len == 0 || n < 0) {
-            reply_status(req, 400, "Upload-Metadata must be 'key base64value' pairs");
+            http_reply_error(req, ERR_INVALID, "Upload-Metadata must be 'key base64value' pairs");
             goto out;
         }
         value[n] = '\0';
         if (memchr(value, '\0', (size_t)n)) {
-            reply_status(req, 400, "Upload-Metadata: a value contains a NUL byte");
+            http_reply_error(req, ERR_INVALID, "Upload-Metadata: a value contains a NUL byte");
             goto out;
         }
         if (key_len == 4 && !strncmp(p, "path", 4) && !found_path)
@@ -126,7 +120,8 @@ static char *metadata_path(struct request *req, const char *meta)
         p = end ? end + 1 : NULL;
     }
     if (!found_path && !found_name) {
-        reply_status(req, 400, "Upload-Metadata must name the file: 'path' or 'filename'");
+        http_reply_error(req, ERR_INVALID,
+                         "Upload-Metadata must name the file: 'path' or 'filename'");
         goto out;
     }
     result = files_clean_path(req, found_path ? found_path : found_name);
@@ -138,131 +133,117 @@ out:
 
 /* Loads upload id for this caller (see files_load_upload) and brings it in line with
  * its data (filesys_tus_check): a crash may have left it complete but not completed.
- * held: this request's PATCH of it, if any. */
+ * held: this request's PATCH of it, if any. False after replying, or with *err set. */
 static bool load_upload(struct request *req, struct store_conn *c, const char *id,
-                        const struct filesys_patch *held, struct upload *u)
+                        const struct filesys_patch *held, struct upload *u, struct err *err)
 {
-    struct err err = {0};
-    if (!files_load_upload(req, c, id, UPLOAD_TUS, u))
-        return false;
-    if (filesys_tus_check(req->app->files, c, u, held, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
-        return false;
-    }
-    return true;
+    return files_load_upload(req, c, id, UPLOAD_TUS, u) &&
+           filesys_tus_check(req->app->files, c, u, held, err) == FERRY_OK;
 }
 
 /* --- OPTIONS, POST, HEAD, DELETE ----------------------------------------------------- */
 
-static void options(struct request *req)
+static int options(struct request *req, struct err *err)
 {
+    (void)err;
     http_add_header(req, "Tus-Version", TUS_VERSION);
     http_add_header(req, "Tus-Extension", TUS_EXTENSIONS);
     http_add_header(req, "Tus-Checksum-Algorithm", "sha1,sha256");
     add_int_header(req, "Tus-Max-Size", req->app->cfg->max_upload);
-    http_reply_text(req, 204, NULL, "", 0);
+    http_reply_text(req, HTTP_NO_CONTENT, NULL, "", 0);
+    return FERRY_OK;
 }
 
-static void create(struct request *req)
+/* The creation request's headers: Upload-Length into *length, and the file's path (NULL
+ * after an answer or with *err set). */
+static char *create_headers(struct request *req, int64_t *length, struct err *err)
 {
-    struct err err = {0};
-    struct upload u = {0};
-    if (!version_ok(req) || !files_allowed(req))
-        return;
-    int64_t length = header_int(req, "Upload-Length");
     const char *meta = http_header(req, "Upload-Metadata");
-    if (http_header(req, "Upload-Defer-Length")) {
-        reply_status(req, 400, "Upload-Defer-Length is not supported: send Upload-Length");
-        return;
-    }
-    if (length < 0) {
-        reply_status(req, 400, "Upload-Length must be a number of bytes");
-        return;
-    }
-    if (length > req->app->cfg->max_upload) {
-        reply_status(req, 413, "Upload-Length is over Tus-Max-Size");
-        return;
-    }
-    if (meta && strlen(meta) > MAX_METADATA) {
-        reply_status(req, 400, "Upload-Metadata is too long");
-        return;
-    }
-    if (!(u.path = metadata_path(req, meta ? meta : "")))
-        return;
-    struct store_conn *c = api_conn(req);
-    if (!c) {
-        uploads_clear(&u);
-        return;
-    }
+    *length = header_int(req, "Upload-Length");
+    if (http_header(req, "Upload-Defer-Length"))
+        err_set(err, ERR_INVALID, "Upload-Defer-Length is not supported: send Upload-Length");
+    else if (*length < 0)
+        err_set(err, ERR_INVALID, "Upload-Length must be a number of bytes");
+    else if (*length > req->app->cfg->max_upload)
+        err_set(err, ERR_TOO_LARGE, "Upload-Length is over Tus-Max-Size");
+    else if (meta && strlen(meta) > MAX_METADATA)
+        err_set(err, ERR_INVALID, "Upload-Metadata is too long");
+    else
+        return metadata_path(req, meta ? meta : "");
+    return NULL;
+}
+
+static int create(struct request *req, struct err *err)
+{
+    struct upload u = {0};
+    struct store_conn *c = req->db;
+    char *result = NULL;
+    int64_t length = 0;
+    int rc = FERRY_ERR;
+    if (!version_ok(req) || !files_allowed(req))
+        return FERRY_OK;
+    if (!(u.path = create_headers(req, &length, err)))
+        return err->code ? FERRY_ERR : FERRY_OK;
+    const char *meta = http_header(req, "Upload-Metadata");
     u.kind = UPLOAD_TUS;
     u.size = length;
     u.metadata = meta ? xstrdup(meta) : NULL;
     u.user_id = xstrdup(req->cred.user_id);
     u.device_id = files_device_of(req) ? xstrdup(req->cred.device_id) : NULL;
     u.expires_at = time_now_ms() + req->app->cfg->upload_expiry * 1000;
-    char *result = NULL;
-    if (uploads_create(c, &u, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
-    } else if (filesys_make_upload(req->app->files, u.id, true, &err) != FERRY_OK ||
-               (length == 0 &&
-                filesys_complete(req->app->files, c, &u, &result, &err) != FERRY_OK)) {
+    if (uploads_create(c, &u, err) != FERRY_OK)
+        goto out;
+    if (filesys_make_upload(req->app->files, u.id, true, err) != FERRY_OK ||
+        (length == 0 && filesys_complete(req->app->files, c, &u, &result, err) != FERRY_OK)) {
         /* (an empty file is complete at once: clients send no PATCH for it) */
         bool found;
         uploads_delete(c, u.id, &found, NULL);
-        http_reply_err(req, &err);
-    } else {
-        char *location = xasprintf("/tus/%s", u.id);
-        http_add_header(req, "Location", location);
-        add_expires(req, u.expires_at);
-        free(location);
-        http_reply_text(req, 201, NULL, "", 0);
+        goto out;
     }
+    char *location = xasprintf("/tus/%s", u.id);
+    http_add_header(req, "Location", location);
+    add_expires(req, u.expires_at);
+    free(location);
+    http_reply_text(req, HTTP_CREATED, NULL, "", 0);
+    rc = FERRY_OK;
+out:
     free(result);
-    store_release(c);
     uploads_clear(&u);
+    return rc;
 }
 
-static void head(struct request *req)
+static int head(struct request *req, struct err *err)
 {
     struct upload u = {0};
     if (!version_ok(req))
-        return;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
-    if (load_upload(req, c, http_param(req, "id"), NULL, &u)) {
-        http_add_header(req, "Cache-Control", "no-store");
-        add_int_header(req, "Upload-Offset", u.received);
-        add_int_header(req, "Upload-Length", u.size);
-        if (u.metadata)
-            http_add_header(req, "Upload-Metadata", u.metadata);
-        if (!u.completed_at)
-            add_expires(req, u.expires_at);
-        http_reply_text(req, 200, NULL, "", 0);
+        return FERRY_OK;
+    if (!load_upload(req, req->db, http_param(req, "id"), NULL, &u, err)) {
+        uploads_clear(&u);
+        return err->code ? FERRY_ERR : FERRY_OK;
     }
-    store_release(c);
+    http_add_header(req, "Cache-Control", "no-store");
+    add_int_header(req, "Upload-Offset", u.received);
+    add_int_header(req, "Upload-Length", u.size);
+    if (u.metadata)
+        http_add_header(req, "Upload-Metadata", u.metadata);
+    if (!u.completed_at)
+        add_expires(req, u.expires_at);
+    http_reply_text(req, HTTP_OK, NULL, "", 0);
     uploads_clear(&u);
+    return FERRY_OK;
 }
 
-static void terminate(struct request *req)
+static int terminate(struct request *req, struct err *err)
 {
-    struct err err = {0};
     struct upload u = {0};
+    int rc = FERRY_OK;
     if (!version_ok(req))
-        return;
-    struct store_conn *c = api_conn(req);
-    if (!c)
-        return;
-    if (files_load_upload(req, c, http_param(req, "id"), UPLOAD_TUS, &u)) {
-        if (filesys_delete_upload(req->app->files, c, u.id, &err) == FERRY_OK)
-            http_reply_text(req, 204, NULL, "", 0);
-        else if (err.code == ERR_CONFLICT)
-            reply_status(req, 423, "a PATCH of this upload is in progress");
-        else
-            http_reply_err(req, &err);
-    }
-    store_release(c);
+        return FERRY_OK;
+    if (files_load_upload(req, req->db, http_param(req, "id"), UPLOAD_TUS, &u) &&
+        (rc = filesys_delete_upload(req->app->files, req->db, u.id, err)) == FERRY_OK)
+        http_reply_text(req, HTTP_NO_CONTENT, NULL, "", 0);
     uploads_clear(&u);
+    return rc;
 }
 
 /* --- PATCH (streamed) ---------------------------------------------------------------- */
@@ -288,67 +269,62 @@ static int open_checksum(struct request *req, struct patch *p)
     else if (space && space - h == 6 && !strncmp(h, "sha256", 6))
         md = EVP_sha256();
     if (!md) {
-        reply_status(req, 400, "Upload-Checksum: the algorithm must be sha1 or sha256");
+        http_reply_error(req, ERR_INVALID, "Upload-Checksum: the algorithm must be sha1 or sha256");
         return -1;
     }
     p->check_len =
         base64_decode(space + 1, strlen(space + 1), p->check_want, sizeof(p->check_want));
     if (p->check_len != EVP_MD_get_size(md)) {
-        reply_status(req, 400, "Upload-Checksum: the value is not a base64 digest");
+        http_reply_error(req, ERR_INVALID, "Upload-Checksum: the value is not a base64 digest");
         return -1;
     }
     p->check_md = crypto_digest_new(md);
     return 0;
 }
 
-static void patch_free(struct patch *p)
+static void patch_free(struct request *req, struct patch *p)
 {
-    filesys_patch_end(p->fp, NULL);
+    filesys_patch_end(p->fp, req->db);
     EVP_MD_CTX_free(p->check_md);
     free(p);
 }
 
-/* Checks a PATCH before its body: on success the upload is held (filesys_patch_begin),
- * so no other PATCH, completion or offset repair of it runs meanwhile, on any node. */
-static bool patch_prepare(struct request *req, struct store_conn *c, struct patch *p)
+/* The request's Upload-Offset and Content-Length against upload u. */
+static int check_offset(struct request *req, const struct upload *u, struct err *err)
 {
-    const char *ct = http_header(req, "Content-Type");
-    struct err err = {0};
-    struct upload u = {0};
-    if (!ct || strncmp(ct, "application/offset+octet-stream", 31) != 0) {
-        reply_status(req, 415, "Content-Type must be application/offset+octet-stream");
-        return false;
-    }
-    if (filesys_patch_begin(req->app->files, c, http_param(req, "id"), &p->fp, &err) != FERRY_OK) {
-        if (err.code == ERR_CONFLICT)
-            reply_status(req, 423, "another PATCH of this upload is in progress");
-        else
-            http_reply_err(req, &err);
-        return false;
-    }
-    bool ok = load_upload(req, c, http_param(req, "id"), p->fp, &u);
     int64_t offset = header_int(req, "Upload-Offset");
     int64_t length = header_int(req, "Content-Length");
-    if (!ok) {
-        /* replied */
-    } else if (offset < 0) {
-        reply_status(req, 400, "Upload-Offset must be a number of bytes");
-        ok = false;
-    } else if (offset != u.received || u.completed_at) {
-        add_int_header(req, "Upload-Offset", u.received);
-        reply_status(req, 409, "Upload-Offset does not match the upload's offset");
-        ok = false;
-    } else if (length > u.size - offset) {
-        reply_status(req, 413, "the body goes past Upload-Length");
-        ok = false;
-    } else if ((ok = open_checksum(req, p) == 0)) {
+    if (offset < 0)
+        return err_set(err, ERR_INVALID, "Upload-Offset must be a number of bytes");
+    if (offset != u->received || u->completed_at) {
+        add_int_header(req, "Upload-Offset", u->received);
+        return err_set(err, ERR_CONFLICT, "Upload-Offset does not match the upload's offset");
+    }
+    if (length > u->size - offset)
+        return err_set(err, ERR_TOO_LARGE, "the body goes past Upload-Length");
+    return FERRY_OK;
+}
+
+/* Checks a PATCH before its body: on success the upload is held (filesys_patch_begin),
+ * so no other PATCH, completion or offset repair of it runs meanwhile, on any node.
+ * False after replying. */
+static bool patch_prepare(struct request *req, struct patch *p)
+{
+    const char *ct = http_header(req, "Content-Type"), *id = http_param(req, "id");
+    struct err err = {0};
+    struct upload u = {0};
+    bool ok = false;
+    if (!ct || strncmp(ct, "application/offset+octet-stream", 31) != 0)
+        err_set(&err, ERR_MEDIA_TYPE, "Content-Type must be application/offset+octet-stream");
+    else if (filesys_patch_begin(req->app->files, req->db, id, &p->fp, &err) == FERRY_OK &&
+             load_upload(req, req->db, id, p->fp, &u, &err) &&
+             check_offset(req, &u, &err) == FERRY_OK && open_checksum(req, p) == 0) {
         p->expires_at = u.expires_at;
         /* a request whose checksum covers it whole counts only once checked */
-        if (filesys_patch_open(p->fp, &u, !p->check_md, &err) != FERRY_OK) {
-            http_reply_err(req, &err);
-            ok = false;
-        }
+        ok = filesys_patch_open(p->fp, &u, !p->check_md, &err) == FERRY_OK;
     }
+    if (!ok)
+        http_reply_err(req, &err); /* no effect when answered already */
     uploads_clear(&u);
     return ok;
 }
@@ -356,26 +332,20 @@ static bool patch_prepare(struct request *req, struct store_conn *c, struct patc
 static void patch_open(struct request *req)
 {
     struct patch *p = xcalloc(1, sizeof(*p));
-    if (!version_ok(req) || !files_allowed(req)) {
-        patch_free(p);
-        return;
-    }
-    struct store_conn *c = api_conn(req);
-    bool ok = c && patch_prepare(req, c, p);
-    store_release(c);
-    if (!ok) {
-        patch_free(p);
+    if (!version_ok(req) || !files_allowed(req) || !patch_prepare(req, p)) {
+        patch_free(req, p);
         return;
     }
     req->sink_ctx = p;
 }
 
 /* Settles the bytes (kept or cut off); *done when the upload is complete now. */
-static int settle(struct patch *p, bool keep, int64_t *offset, bool *done, struct err *err)
+static int settle(struct request *req, struct patch *p, bool keep, int64_t *offset, bool *done,
+                  struct err *err)
 {
     char *result = NULL;
     p->finished = true;
-    int rc = filesys_patch_settle(p->fp, NULL, keep, offset, done, &result, err);
+    int rc = filesys_patch_settle(p->fp, req->db, keep, offset, done, &result, err);
     free(result);
     return rc;
 }
@@ -390,11 +360,8 @@ static bool patch_write(struct request *req, const char *data, size_t len)
         EVP_DigestUpdate(p->check_md, data, len);
     if (filesys_patch_write(p->fp, NULL, data, len, &err) == FERRY_OK)
         return true;
-    settle(p, false, &offset, &done, NULL); /* refused whole: nothing of it kept */
-    if (err.code == ERR_TOO_LARGE)
-        reply_status(req, 413, "the body goes past Upload-Length");
-    else
-        http_reply_err(req, &err);
+    settle(req, p, false, &offset, &done, NULL); /* refused whole: nothing of it kept */
+    http_reply_err(req, &err);
     return false;
 }
 
@@ -406,39 +373,34 @@ static void patch_release(struct request *req)
     int64_t offset = 0;
     bool done = false;
     if (!p->finished)
-        settle(p, !p->check_md, &offset, &done, NULL);
-    patch_free(p);
+        settle(req, p, !p->check_md, &offset, &done, NULL);
+    patch_free(req, p);
     req->sink_ctx = NULL;
 }
 
-static void patch(struct request *req)
+static int patch(struct request *req, struct err *err)
 {
     struct patch *p = req->sink_ctx;
-    struct err err = {0};
     int64_t offset = 0;
     bool done = false;
-    if (!p) {
-        reply_status(req, 400, "the PATCH has no body");
-        return;
-    }
+    if (!p)
+        return err_set(err, ERR_INVALID, "the PATCH has no body");
     if (p->check_md) {
         unsigned char got[EVP_MAX_MD_SIZE];
         unsigned int len = 0;
         EVP_DigestFinal_ex(p->check_md, got, &len);
         if ((int)len != p->check_len || memcmp(got, p->check_want, len) != 0) {
-            settle(p, false, &offset, &done, NULL);
-            reply_status(req, 460, "Checksum Mismatch: the bytes were discarded");
-            return;
+            settle(req, p, false, &offset, &done, NULL);
+            return err_set(err, ERR_CHECKSUM, "Checksum Mismatch: the bytes were discarded");
         }
     }
-    if (settle(p, true, &offset, &done, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
-        return;
-    }
+    if (settle(req, p, true, &offset, &done, err) != FERRY_OK)
+        return FERRY_ERR;
     add_int_header(req, "Upload-Offset", offset);
     if (!done)
         add_expires(req, p->expires_at);
-    http_reply_text(req, 204, NULL, "", 0);
+    http_reply_text(req, HTTP_NO_CONTENT, NULL, "", 0);
+    return FERRY_OK;
 }
 
 static const struct body_sink patch_sink = {patch_open, patch_write, patch_release};
@@ -447,11 +409,11 @@ static const struct route routes[] = {
     {M_OPTIONS, "/tus", options, 0, SURFACE_TUS, ROUTE_PUBLIC, NULL},
     {M_OPTIONS, "/tus/", options, 0, SURFACE_TUS, ROUTE_PUBLIC, NULL},
     {M_OPTIONS, "/tus/{id}", options, 0, SURFACE_TUS, ROUTE_PUBLIC, NULL},
-    {M_POST, "/tus", create, ROLES_ANY, SURFACE_TUS, 0, NULL},
-    {M_POST, "/tus/", create, ROLES_ANY, SURFACE_TUS, 0, NULL},
-    {M_HEAD, "/tus/{id}", head, ROLES_ANY, SURFACE_TUS, 0, NULL},
-    {M_PATCH, "/tus/{id}", patch, ROLES_ANY, SURFACE_TUS, 0, &patch_sink},
-    {M_DELETE, "/tus/{id}", terminate, ROLES_ANY, SURFACE_TUS, 0, NULL},
+    {M_POST, "/tus", create, ROLES_ANY, SURFACE_TUS, ROUTE_STORE, NULL},
+    {M_POST, "/tus/", create, ROLES_ANY, SURFACE_TUS, ROUTE_STORE, NULL},
+    {M_HEAD, "/tus/{id}", head, ROLES_ANY, SURFACE_TUS, ROUTE_STORE, NULL},
+    {M_PATCH, "/tus/{id}", patch, ROLES_ANY, SURFACE_TUS, ROUTE_STORE, &patch_sink},
+    {M_DELETE, "/tus/{id}", terminate, ROLES_ANY, SURFACE_TUS, ROUTE_STORE, NULL},
 };
 
 const struct route_table api_tus_routes = {routes, sizeof(routes) / sizeof(routes[0])};

@@ -323,7 +323,7 @@ int filesys_tus_check(struct filesys *fs, struct store_conn *c, struct upload *u
     if (held)
         return tus_check_held(fs, c, u, err);
     if (filesys_patch_begin(fs, c, u->id, &p, err) != FERRY_OK)
-        return err->code == ERR_CONFLICT ? FERRY_OK : FERRY_ERR; /* a PATCH runs: its own */
+        return err->code == ERR_LOCKED ? FERRY_OK : FERRY_ERR; /* a PATCH runs: its own */
     int rc = tus_check_held(fs, c, u, err);
     filesys_patch_end(p, c);
     return rc;
@@ -384,7 +384,7 @@ int filesys_patch_begin(struct filesys *fs, struct store_conn *c, const char *id
     if (leases_acquire(c, fs->self, name, &p->lease, &got, err) != FERRY_OK || !got) {
         free(p);
         return got ? FERRY_ERR
-                   : err_set(err, ERR_CONFLICT, "another PATCH of this upload is in progress");
+                   : err_set(err, ERR_LOCKED, "another PATCH of this upload is in progress");
     }
     *out = p;
     return FERRY_OK;

@@ -44,7 +44,7 @@ char *filesys_data_path(const struct filesys *fs, const char *id);
 /* Makes upload id's folder (with an empty data file for a tus upload). */
 int filesys_make_upload(const struct filesys *fs, const char *id, bool data_file, struct err *err);
 
-/* Deletes upload id, its records and its bytes. ERR_CONFLICT while a PATCH of it runs. */
+/* Deletes upload id, its records and its bytes. ERR_LOCKED while a PATCH of it runs. */
 int filesys_delete_upload(struct filesys *fs, struct store_conn *c, const char *id,
                           struct err *err);
 
@@ -68,7 +68,7 @@ int filesys_tus_check(struct filesys *fs, struct store_conn *c, struct upload *u
  * in every process, and writes the bytes with checkpoints. Each call takes the caller's
  * store connection, or NULL to borrow one from the pool. */
 
-/* Takes the upload (ERR_CONFLICT when another PATCH holds it). */
+/* Takes the upload (ERR_LOCKED when another PATCH holds it). */
 int filesys_patch_begin(struct filesys *fs, struct store_conn *c, const char *id,
                         struct filesys_patch **out, struct err *err);
 

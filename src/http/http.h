@@ -15,6 +15,7 @@
 
 struct app; /* the running server's shared state (app.h) */
 struct MHD_Connection;
+struct store_conn;
 
 /* The error format a path belongs to (DESIGN.md section 1). */
 enum surface {
@@ -52,7 +53,9 @@ struct credential {
 };
 
 struct request;
-typedef void (*handler_fn)(struct request *req);
+/* A handler answers with http_reply_* and returns FERRY_OK, or returns FERRY_ERR with *err
+ * set and no reply: the server then answers with err in the route's surface's format. */
+typedef int (*handler_fn)(struct request *req, struct err *err);
 
 /* A route that takes a large body (file uploads) streams it instead of buffering it:
  * open runs once the request is admitted, before any body (it may reply to refuse it);
@@ -73,6 +76,7 @@ enum route_flags {
     ROUTE_JSON = 1 << 1,         /* body, when present, must be application/json */
     ROUTE_METRICS_AUTH = 1 << 2, /* public unless metrics-auth is set */
     ROUTE_LEGACY_AUTH = 1 << 3,  /* needs a credential unless legacy-auth is off */
+    ROUTE_STORE = 1 << 4,        /* the server lends the handler a store connection (req->db) */
 };
 
 /* One row of a surface's route table. Patterns are literal segments, {name} for one
@@ -121,6 +125,10 @@ struct request {
     bool body_too_large;
     json_t *json;   /* parsed body for ROUTE_JSON routes with a body; owned */
     void *sink_ctx; /* a body_sink's state (see struct body_sink) */
+    /* For ROUTE_STORE routes: a pooled connection the server acquires before the sink's
+     * open, the handler and the sink's release, and returns as each of them ends (so a
+     * parked long-poll or a streaming body holds none). Handlers never release it. */
+    struct store_conn *db;
     int64_t start_us;
     uint64_t bytes_in;
     struct response resp;

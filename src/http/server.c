@@ -1,7 +1,8 @@
 /* server.c - libmicrohttpd glue: turns MHD's callbacks into one struct request per
- * request, routes it, enforces the body limit and Content-Type, authenticates, runs the
- * handler, sends what it left in req->resp, and writes one JSON log line when MHD is
- * done with the request. MHD runs its own epoll thread pool. */
+ * request, routes it, enforces the body limit and Content-Type, authenticates, lends the
+ * route a store connection, runs the handler and renders the error it returns, sends what
+ * it left in req->resp, and writes one JSON log line when MHD is done with the request.
+ * MHD runs its own epoll thread pool. */
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,10 +78,33 @@ static struct request *request_new(struct app *app, struct MHD_Connection *conn,
     return req;
 }
 
+/* Lends a ROUTE_STORE route's code a pooled connection in req->db. When none can be had,
+ * answers 503 (if reply) and returns false. */
+static bool take_store(struct request *req, bool reply)
+{
+    struct err err = {0};
+    if (!(req->route->flags & ROUTE_STORE) || req->db)
+        return true;
+    if (store_acquire(req->app->store, &req->db, &err) == FERRY_OK)
+        return true;
+    if (reply)
+        http_reply_error(req, ERR_UNAVAILABLE, err.msg);
+    return false;
+}
+
+static void return_store(struct request *req)
+{
+    store_release(req->db); /* rolls back a transaction left open */
+    req->db = NULL;
+}
+
 static void request_free(struct request *req)
 {
-    if (req->sink_ctx && req->route && req->route->sink)
+    if (req->sink_ctx && req->route && req->route->sink) {
+        take_store(req, false); /* without one the sink settles what it can */
         req->route->sink->release(req);
+    }
+    return_store(req);
     if (req->resp.fd >= 0)
         close(req->resp.fd);
     for (int i = 0; i < req->n_params; i++)
@@ -318,8 +342,9 @@ static bool admit(struct request *req)
     }
     if (!auth_check(req))
         return false;
-    if (req->route->sink)
+    if (req->route->sink && take_store(req, true))
         req->route->sink->open(req);
+    return_store(req);
     return !req->replied;
 }
 
@@ -345,7 +370,11 @@ static void dispatch(struct request *req)
             return;
         }
     }
-    req->route->handler(req);
+    if (!take_store(req, true))
+        return;
+    if (req->route->handler(req, &err) != FERRY_OK)
+        http_reply_err(req, &err); /* no effect when the handler replied */
+    return_store(req);
 }
 
 static bool expects_body(const struct request *req)

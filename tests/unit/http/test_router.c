@@ -12,33 +12,47 @@
 
 #include "http/router.h"
 
-static void h_items(struct request *req)
+static int h_items(struct request *req, struct err *err)
 {
     (void)req;
+    (void)err;
+    return FERRY_OK;
 }
-static void h_item(struct request *req)
+static int h_item(struct request *req, struct err *err)
 {
     (void)req;
+    (void)err;
+    return FERRY_OK;
 }
-static void h_row(struct request *req)
+static int h_row(struct request *req, struct err *err)
 {
     (void)req;
+    (void)err;
+    return FERRY_OK;
 }
-static void h_files(struct request *req)
+static int h_files(struct request *req, struct err *err)
 {
     (void)req;
+    (void)err;
+    return FERRY_OK;
 }
-static void h_push(struct request *req)
+static int h_push(struct request *req, struct err *err)
 {
     (void)req;
+    (void)err;
+    return FERRY_OK;
 }
-static void h_patch(struct request *req)
+static int h_patch(struct request *req, struct err *err)
 {
     (void)req;
+    (void)err;
+    return FERRY_OK;
 }
-static void h_shadow(struct request *req)
+static int h_shadow(struct request *req, struct err *err)
 {
     (void)req;
+    (void)err;
+    return FERRY_OK;
 }
 
 static const struct route v1_routes[] = {
