@@ -13,8 +13,8 @@ enum {
     FERRY_ERR = -1,
 };
 
-/* Error kinds. Each surface maps these to its own status codes and error format in
- * one place (http/response.c). */
+/* Error kinds. http/response.c maps each to its HTTP status in one table, and renders
+ * it in the error format of the request's surface. */
 enum err_code {
     ERR_NONE = 0,
     ERR_INVALID,           /* 400 INVALID_REQUEST */
@@ -24,8 +24,11 @@ enum err_code {
     ERR_METHOD,            /* 405 */
     ERR_CONFLICT,          /* 409 */
     ERR_GONE,              /* 410 */
+    ERR_PRECONDITION,      /* 412: a required precondition header is missing or wrong (tus) */
     ERR_TOO_LARGE,         /* 413 */
+    ERR_MEDIA_TYPE,        /* 415: the body's Content-Type is not one the route takes */
     ERR_RANGE,             /* 416 */
+    ERR_LOCKED,            /* 423: another request holds the resource (a tus PATCH) */
     ERR_HEADERS_TOO_LARGE, /* 431 */
     ERR_RATE_LIMITED,      /* 429 */
     ERR_DATABASE,          /* 500 DATABASE_ERROR */
@@ -33,6 +36,7 @@ enum err_code {
     ERR_BAD_GATEWAY,       /* 502: another site refused or failed */
     ERR_UNAVAILABLE,       /* 503 */
     ERR_STORAGE_FULL,      /* 507 */
+    ERR_CHECKSUM,          /* 460: the body does not match its declared checksum (tus) */
 };
 
 /* An error for the user: a code and a message that says what was wrong and where.

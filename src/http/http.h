@@ -52,6 +52,16 @@ struct credential {
     char tables[1024]; /* tables it may sync (comma list); empty: every synced table */
 };
 
+/* Success statuses, by name: handlers answer with these; error statuses come only from
+ * an err_code (http_status_of). */
+enum http_ok {
+    HTTP_OK = 200,
+    HTTP_CREATED = 201,
+    HTTP_ACCEPTED = 202,
+    HTTP_NO_CONTENT = 204,
+    HTTP_PARTIAL = 206,
+};
+
 struct request;
 /* A handler answers with http_reply_* and returns FERRY_OK, or returns FERRY_ERR with *err
  * set and no reply: the server then answers with err in the route's surface's format. */
