@@ -131,8 +131,7 @@ static int purge_now(struct request *req, struct err *err)
     if (purge_run(c, req->app->cfg->tombstone_retention * 1000, &r, err) != FERRY_OK) {
         http_reply_err(req, err);
     } else {
-        filesys_housekeeping(req->app->files, c, req->app->cfg->tombstone_retention * 1000,
-                             &swept);
+        filesys_housekeeping(req->app->files, c, req->app->cfg->tombstone_retention * 1000, &swept);
         http_reply_json(req, 200,
                         json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "tombstonesPurged",
                                   (json_int_t)r.tombstones, "batchesPurged", (json_int_t)r.batches,

@@ -455,8 +455,7 @@ static int download(struct request *req, struct err *err)
     char *version = xasprintf("%lld", (long long)e.version);
     http_add_header(req, "X-File-Version", version);
     free(version);
-    http_reply_file(req, partial ? 206 : 200, "application/octet-stream", fd, start,
-                    len);
+    http_reply_file(req, partial ? 206 : 200, "application/octet-stream", fd, start, len);
 out:
     free(blob);
     free(path);

@@ -96,8 +96,7 @@ static void test_v1_format(void **state)
     assert_string_equal(json_string_value(json_object_get(j, "errorCode")), "LOCKED");
     assert_string_equal(json_string_value(json_object_get(j, "message")),
                         http_error_text(ERR_LOCKED));
-    assert_string_equal(json_string_value(json_object_get(j, "details")),
-                        "held by another PATCH");
+    assert_string_equal(json_string_value(json_object_get(j, "details")), "held by another PATCH");
     assert_non_null(json_string_value(json_object_get(j, "timestamp")));
     json_decref(j);
     reply_free(req);
