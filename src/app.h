@@ -14,6 +14,8 @@
 #include "sync/tables.h"
 #include "http/ratelimit.h"
 #include "http/router.h"
+#include "http/waiter.h"
+#include "ops/metrics.h"
 #include "store/store.h"
 
 struct app {
@@ -32,6 +34,8 @@ struct app {
     size_t n_file_roots;
     struct job_worker *jobs;     /* runs jobs: directory-sync sessions, site imports */
     struct siteops_env site_env; /* this site's URL and the outgoing-call options */
+    struct metrics *metrics;     /* request and sync counters */
+    struct waiter *waiter;       /* parked long-polls */
 };
 
 #endif

@@ -1,11 +1,13 @@
 /* config.c - see config.h. */
 #include <ctype.h>
 #include <errno.h>
+#include <getopt.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
+#include "util/log.h"
 
 /* OPT_LIST is a colon-separated list: a repeated flag adds to it, while a later source
  * (file, environment, flags) replaces what an earlier one gave. */
@@ -91,6 +93,25 @@ static const struct option_def options[] = {
         "let outgoing site calls reach private and loopback addresses"),
     OPT("legacy-auth", "FERRY_LEGACY_AUTH", OPT_BOOL, legacy_auth, "true",
         "require a token on seed 004's /sync endpoints (false: open, for trusted networks)"),
+    OPT("log-level", "FERRY_LOG_LEVEL", OPT_STR, log_level, "info",
+        "least important log lines written: debug, info, warn or error"),
+    OPT("log-format", "FERRY_LOG_FORMAT", OPT_STR, log_format, "json",
+        "json (one object per line) or text (one human-readable line)"),
+    OPT("log-file", "FERRY_LOG_FILE", OPT_STR, log_file, NULL,
+        "file the log is appended to; SIGHUP reopens it (default: stderr)"),
+    /* limits against clients that send too much or hold connections (issue 10) */
+    OPT("max-small-body", "FERRY_MAX_SMALL_BODY", OPT_SIZE, max_small_body, "64K",
+        "largest body of a PhoenixKit action or token request (read before any credential)"),
+    OPT("max-json-values", "FERRY_MAX_JSON_VALUES", OPT_INT, max_json_values, "500000",
+        "most values (objects, arrays, strings, numbers...) in one JSON body"),
+    OPT("max-connections", "FERRY_MAX_CONNECTIONS", OPT_INT, max_connections, "10000",
+        "most open connections (the open-file limit is raised to fit)"),
+    OPT("max-connections-per-ip", "FERRY_MAX_CONNECTIONS_PER_IP", OPT_INT, max_connections_per_ip,
+        "256", "most open connections from one client address (0: no limit)"),
+    OPT("idle-timeout", "FERRY_IDLE_TIMEOUT", OPT_INT, idle_timeout, "30",
+        "seconds a connection may stay silent (a waiting long-poll does not count)"),
+    OPT("body-timeout", "FERRY_BODY_TIMEOUT", OPT_INT, body_timeout, "60",
+        "seconds a buffered request body may take to arrive (uploads are not buffered)"),
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -258,63 +279,144 @@ static int apply_env(struct config *cfg, struct err *err)
     return FERRY_OK;
 }
 
-/* Walks argv for --name value / --name=value; a bool flag may stand alone. When only
- * is non-NULL just that option is applied (used to find --config first). */
-static int apply_flags(struct config *cfg, int argc, char **argv, const char *only, struct err *err)
+/* --- the command line ------------------------------------------------------------ */
+
+#define SETTING_VAL 1000 /* getopt_long's val for setting i is SETTING_VAL + i */
+
+/* The long options of a command: its own, every setting, and --help. Caller frees. */
+static struct option *long_options(const struct option *own, size_t n_own)
+{
+    struct option *all = xcalloc(n_own + N_OPTIONS + 2, sizeof(*all));
+    if (n_own)
+        memcpy(all, own, n_own * sizeof(*own));
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        all[n_own + i] = (struct option){
+            options[i].name, options[i].type == OPT_BOOL ? optional_argument : required_argument,
+            NULL, SETTING_VAL + (int)i};
+    all[n_own + N_OPTIONS] = (struct option){"help", no_argument, NULL, 'h'};
+    return all;
+}
+
+static const char *option_name(const struct option *all, int val)
+{
+    for (const struct option *o = all; o->name; o++)
+        if (o->val == val)
+            return o->name;
+    return "?";
+}
+
+/* What getopt_long refused, as a message: an unknown option, or a value given to one
+ * that takes none. */
+static int refused(const struct option *all, const char *arg, int short_opt, struct err *err)
+{
+    if (strncmp(arg, "--", 2) != 0) /* for a long option getopt sets optopt to its val */
+        return err_set(err, ERR_INVALID, "unknown option '-%c'", short_opt ? short_opt : '?');
+    const char *eq = strchr(arg, '=');
+    size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+    for (const struct option *o = all; eq && o->name; o++)
+        if (strlen(o->name) == len - 2 && !strncmp(o->name, arg + 2, len - 2))
+            return err_set(err, ERR_INVALID, "option '--%s' takes no value", o->name);
+    return err_set(err, ERR_INVALID, "unknown option '%.*s'", (int)len, arg);
+}
+
+/* A bool setting may stand alone (true) or take its value as the next argument when
+ * that is not an option. */
+static const char *bool_value(int argc, char **argv)
+{
+    if (optind < argc && argv[optind][0] != '-')
+        return argv[optind++];
+    return "true";
+}
+
+static void record(struct config_args *a, const struct option *all, int val, const char *value)
+{
+    if (val >= SETTING_VAL) {
+        a->flags = xrealloc(a->flags, (a->n_flags + 1) * sizeof(*a->flags));
+        a->flags[a->n_flags++] = (struct config_flag){(size_t)(val - SETTING_VAL), value};
+    } else {
+        a->own = xrealloc(a->own, (a->n_own + 1) * sizeof(*a->own));
+        a->own[a->n_own++] = (struct config_hit){val, option_name(all, val), value};
+    }
+}
+
+void config_args_cleanup(struct config_args *a)
+{
+    free(a->own);
+    free(a->flags);
+    free(a->positional);
+    memset(a, 0, sizeof(*a));
+}
+
+int config_parse_args(int argc, char **argv, const struct option *own, size_t n_own,
+                      struct config_args *a, struct err *err)
+{
+    struct option *all = long_options(own, n_own);
+    /* getopt_long wants a program name first, and reorders what it is given */
+    char **args = xcalloc((size_t)argc + 2, sizeof(char *));
+    int rc = FERRY_ERR, c;
+    args[0] = "ferry";
+    if (argc > 0)
+        memcpy(args + 1, argv, (size_t)argc * sizeof(char *));
+    memset(a, 0, sizeof(*a));
+    optind = 0; /* glibc: start afresh */
+    opterr = 0;
+    while ((c = getopt_long(argc + 1, args, ":h", all, NULL)) != -1) {
+        if (c == '?') {
+            refused(all, args[optind - 1], optopt, err);
+            goto out;
+        }
+        if (c == ':') {
+            err_set(err, ERR_INVALID, "option '--%s' needs a value", option_name(all, optopt));
+            goto out;
+        }
+        if (c == 'h')
+            a->help = true;
+        else if (c >= SETTING_VAL && options[c - SETTING_VAL].type == OPT_BOOL && !optarg)
+            record(a, all, c, bool_value(argc + 1, args));
+        else
+            record(a, all, c, optarg);
+    }
+    a->positional = xcalloc((size_t)(argc + 1 - optind) + 1, sizeof(char *));
+    while (optind < argc + 1)
+        a->positional[a->n_positional++] = args[optind++];
+    rc = FERRY_OK;
+out:
+    if (rc != FERRY_OK)
+        config_args_cleanup(a);
+    free(args);
+    free(all);
+    return rc;
+}
+
+/* Applies the flags in order; a repeated list flag adds to the list. When only is
+ * non-NULL just that setting is applied (used to find --config first). */
+static int apply_flags(struct config *cfg, const struct config_args *a, const char *only,
+                       struct err *err)
 {
     bool seen[N_OPTIONS] = {0};
-    for (int i = 0; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strncmp(arg, "--", 2) != 0)
-            return err_set(err, ERR_INVALID, "unexpected argument '%s'", arg);
-        char name[64];
-        const char *value = NULL, *eq = strchr(arg + 2, '=');
-        size_t len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
-        if (len >= sizeof(name))
-            return err_set(err, ERR_INVALID, "unknown option '%s'", arg);
-        memcpy(name, arg + 2, len);
-        name[len] = '\0';
-        const struct option_def *o = find_option(name);
-        if (!o)
-            return err_set(err, ERR_INVALID, "unknown option '--%s' (see --help)", name);
-        if (eq)
-            value = eq + 1;
-        else if (o->type == OPT_BOOL && (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0))
-            value = "true";
-        else if (i + 1 < argc)
-            value = argv[++i];
-        else
-            return err_set(err, ERR_INVALID, "option '--%s' needs a value", name);
-        if (only && strcmp(only, name) != 0)
+    for (size_t i = 0; i < a->n_flags; i++) {
+        const struct option_def *o = &options[a->flags[i].index];
+        const char *value = a->flags[i].value;
+        if (only && strcmp(only, o->name) != 0)
             continue;
-        size_t index = (size_t)(o - options);
         char **list = (char **)((char *)cfg + o->offset);
-        if (o->type == OPT_LIST && seen[index] && *list) { /* a repeated flag adds */
+        if (o->type == OPT_LIST && seen[a->flags[i].index] && *list) {
             char *joined = xasprintf("%s:%s", *list, value);
             free(*list);
             *list = joined;
             continue;
         }
-        seen[index] = true;
+        seen[a->flags[i].index] = true;
         if (apply(cfg, o, value, "command line", err) != FERRY_OK)
             return FERRY_ERR;
     }
     return FERRY_OK;
 }
 
-int config_load(struct config *cfg, int argc, char **argv, struct err *err)
+static int check(const struct config *cfg, struct err *err)
 {
-    set_defaults(cfg);
-    /* The file's name may come from a flag or the environment, so find it first. */
-    const char *env_file = getenv("FERRY_CONFIG");
-    if (env_file && *env_file)
-        apply(cfg, find_option("config"), env_file, "FERRY_CONFIG", NULL);
-    if (apply_flags(cfg, argc, argv, "config", err) != FERRY_OK)
-        return FERRY_ERR;
-    if (cfg->config_file && config_load_file(cfg, cfg->config_file, err) != FERRY_OK)
-        return FERRY_ERR;
-    if (apply_env(cfg, err) != FERRY_OK || apply_flags(cfg, argc, argv, NULL, err) != FERRY_OK)
-        return FERRY_ERR;
+    enum log_level level;
+    enum log_format format;
     if (cfg->max_json_depth < 1)
         return err_set(err, ERR_INVALID, "max-json-depth must be at least 1");
     if (cfg->threads < 1 || cfg->threads > 256)
@@ -323,7 +425,51 @@ int config_load(struct config *cfg, int argc, char **argv, struct err *err)
         return err_set(err, ERR_INVALID, "max-header must be at least 1K");
     if (cfg->sites_timeout < 1)
         return err_set(err, ERR_INVALID, "sites-timeout must be at least 1 second");
+    if (log_parse_level(cfg->log_level, &level) != FERRY_OK)
+        return err_set(err, ERR_INVALID, "log-level must be debug, info, warn or error, not '%s'",
+                       cfg->log_level);
+    if (log_parse_format(cfg->log_format, &format) != FERRY_OK)
+        return err_set(err, ERR_INVALID, "log-format must be json or text, not '%s'",
+                       cfg->log_format);
+    if (cfg->max_connections < 16 || cfg->max_json_values < 1 || cfg->idle_timeout < 1 ||
+        cfg->body_timeout < 1)
+        return err_set(err, ERR_INVALID,
+                       "max-connections must be at least 16; max-json-values, "
+                       "idle-timeout and body-timeout at least 1");
     return FERRY_OK;
+}
+
+int config_load_args(struct config *cfg, const struct config_args *a, struct err *err)
+{
+    set_defaults(cfg);
+    /* The file's name may come from a flag or the environment, so find it first. */
+    const char *env_file = getenv("FERRY_CONFIG");
+    if (env_file && *env_file)
+        apply(cfg, find_option("config"), env_file, "FERRY_CONFIG", NULL);
+    if (apply_flags(cfg, a, "config", err) != FERRY_OK)
+        return FERRY_ERR;
+    if (cfg->config_file && config_load_file(cfg, cfg->config_file, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (apply_env(cfg, err) != FERRY_OK || apply_flags(cfg, a, NULL, err) != FERRY_OK)
+        return FERRY_ERR;
+    return check(cfg, err);
+}
+
+int config_load(struct config *cfg, int argc, char **argv, struct err *err)
+{
+    struct config_args a;
+    int rc = FERRY_ERR;
+    memset(cfg, 0, sizeof(*cfg)); /* config_cleanup is safe whatever happens */
+    if (config_parse_args(argc, argv, NULL, 0, &a, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (a.n_positional)
+        err_set(err, ERR_INVALID, "unexpected argument '%s'", a.positional[0]);
+    else if (a.help)
+        err_set(err, ERR_INVALID, "unexpected option '--help'");
+    else
+        rc = config_load_args(cfg, &a, err);
+    config_args_cleanup(&a);
+    return rc;
 }
 
 void config_cleanup(struct config *cfg)

@@ -4,6 +4,7 @@
 #ifndef FERRY_CONFIG_H
 #define FERRY_CONFIG_H
 
+#include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -45,12 +46,57 @@ struct config {
     bool sites_allow_private;
     long long sites_verify_interval; /* seconds; 0 = never */
     long long sites_timeout;         /* seconds */
+    char *log_level;                 /* debug, info, warn, error */
+    char *log_format;                /* json, text */
+    char *log_file;                  /* NULL: stderr */
+    /* limits against clients that send too much or hold connections (issue 10) */
+    long long max_small_body;  /* bytes: PhoenixKit actions and token requests */
+    long long max_json_values; /* values in one JSON body */
+    long long max_connections; /* open connections in all */
+    long long max_connections_per_ip;
+    long long idle_timeout; /* seconds a connection may stay silent */
+    long long body_timeout; /* seconds a buffered request body may take to arrive */
 };
 
-/* Fills cfg from defaults, file, environment and argv (flags only; positional
- * arguments are the caller's). argv may hold the flags of a subcommand; unknown flags
- * are an error naming them. On failure err says which setting was wrong and where it
- * came from. Release with config_cleanup(). */
+/* A command line, split by config_parse_args: the command's own options (in order),
+ * the settings given as flags (in order), the positional arguments, and --help. The
+ * values point into the caller's argv. */
+struct config_hit {
+    int val;          /* the command's struct option val */
+    const char *name; /* its long name */
+    const char *value;
+};
+struct config_flag {
+    size_t index; /* of the setting */
+    const char *value;
+};
+struct config_args {
+    struct config_hit *own;
+    size_t n_own;
+    struct config_flag *flags;
+    size_t n_flags;
+    char **positional;
+    size_t n_positional;
+    bool help; /* --help or -h */
+};
+
+/* Parses argv (the arguments after the command's name) with getopt_long against the
+ * command's own options (own[0..n_own), vals below 1000, names unlike any setting's)
+ * and every setting, as --name value or --name=value; a bool setting may stand alone.
+ * Options and positional arguments may mix; "--" ends the options. On failure err
+ * names the unknown option or the one missing its value (a usage error). Release a
+ * parsed *a with config_args_cleanup(). */
+int config_parse_args(int argc, char **argv, const struct option *own, size_t n_own,
+                      struct config_args *a, struct err *err);
+void config_args_cleanup(struct config_args *a);
+
+/* Fills cfg from defaults, the config file (FERRY_CONFIG or --config), the FERRY_*
+ * environment and the flags in a, each overriding the one before, and checks the
+ * result. On failure err says which setting was wrong and where it came from. Release
+ * cfg with config_cleanup() whatever the result. */
+int config_load_args(struct config *cfg, const struct config_args *a, struct err *err);
+
+/* The same from argv holding only settings' flags (anything else is an error). */
 int config_load(struct config *cfg, int argc, char **argv, struct err *err);
 void config_cleanup(struct config *cfg);
 

@@ -44,20 +44,32 @@ static int read_table_list(json_t *body, char **out, struct err *err)
     return FERRY_OK;
 }
 
+/* The admin API's fields are snake_case; requests may still use the camelCase names
+ * ferry 0.1.0 had. Returns the name the body uses, the current one when it uses neither. */
+static const char *field(json_t *body, const char *name, const char *old)
+{
+    return !json_object_get(body, name) && json_object_get(body, old) ? old : name;
+}
+
 static int read_token_spec(json_t *body, struct token_spec *spec, struct err *err)
 {
-    int64_t expires_in = -1; /* absent: never expires */
+    int64_t expires_in = INT64_MIN; /* absent: never expires; no value in the body means that */
+    const char *role = NULL;
+    const char *expires_key = field(body, "expires_in", "expiresIn");
     memset(spec, 0, sizeof(*spec));
     if (jsonutil_get_string(body, "name", true, &spec->name, err) != FERRY_OK ||
-        jsonutil_get_string(body, "role", true, &spec->role, err) != FERRY_OK ||
-        jsonutil_get_string(body, "userId", false, &spec->user_id, err) != FERRY_OK ||
-        jsonutil_get_string(body, "deviceId", false, &spec->device_id, err) != FERRY_OK ||
-        jsonutil_get_int(body, "expiresIn", false, &expires_in, err) != FERRY_OK)
+        jsonutil_get_string(body, "role", true, &role, err) != FERRY_OK ||
+        jsonutil_get_string(body, field(body, "user_id", "userId"), false, &spec->user_id, err) !=
+            FERRY_OK ||
+        jsonutil_get_string(body, field(body, "device_id", "deviceId"), false, &spec->device_id,
+                            err) != FERRY_OK ||
+        jsonutil_get_int(body, expires_key, false, &expires_in, err) != FERRY_OK)
         return FERRY_ERR;
-    if (expires_in != -1 && (expires_in < 1 || expires_in > MAX_EXPIRES_IN_S))
-        return err_set(err, ERR_INVALID, "field 'expiresIn' must be between 1 and %lld seconds",
-                       MAX_EXPIRES_IN_S);
-    if (expires_in > 0)
+    spec->role = tokens_parse_role(role);
+    if (expires_in != INT64_MIN && (expires_in < 1 || expires_in > MAX_EXPIRES_IN_S))
+        return err_set(err, ERR_INVALID, "field '%s' must be between 1 and %lld seconds",
+                       expires_key, MAX_EXPIRES_IN_S);
+    if (expires_in != INT64_MIN)
         spec->expires_at = time_now_ms() + expires_in * 1000;
     return FERRY_OK;
 }
@@ -93,11 +105,14 @@ static int list_tokens(struct request *req, struct err *err)
 {
     struct store_conn *c = req->db;
     json_t *list = NULL;
-    if (tokens_list(c, http_query(req, "userId"), &list, err) != FERRY_OK)
+    const char *user = http_query(req, "user_id");
+    if (!user)
+        user = http_query(req, "userId"); /* the 0.1.0 spelling */
+    if (tokens_list(c, user, &list, err) != FERRY_OK)
         http_reply_err(req, err);
     else
         http_reply_json(req, 200,
-                        json_pack("{s:o, s:I}", "tokens", list, "totalCount",
+                        json_pack("{s:o, s:I}", "tokens", list, "total_count",
                                   (json_int_t)json_array_size(list)));
     return FERRY_OK;
 }
@@ -133,11 +148,11 @@ static int purge_now(struct request *req, struct err *err)
     } else {
         filesys_housekeeping(req->app->files, c, req->app->cfg->tombstone_retention * 1000, &swept);
         http_reply_json(req, 200,
-                        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "tombstonesPurged",
-                                  (json_int_t)r.tombstones, "batchesPurged", (json_int_t)r.batches,
-                                  "conflictsPurged", (json_int_t)r.conflicts, "horizon",
-                                  (json_int_t)r.horizon, "uploadsExpired",
-                                  (json_int_t)swept.uploads, "blobsCollected",
+                        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "tombstones_purged",
+                                  (json_int_t)r.tombstones, "batches_purged", (json_int_t)r.batches,
+                                  "conflicts_purged", (json_int_t)r.conflicts, "horizon",
+                                  (json_int_t)r.horizon, "uploads_expired",
+                                  (json_int_t)swept.uploads, "blobs_collected",
                                   (json_int_t)swept.blobs));
     }
     return FERRY_OK;
@@ -145,8 +160,8 @@ static int purge_now(struct request *req, struct err *err)
 
 static const struct route routes[] = {
     {M_POST, "/api/v1/admin/purge", purge_now, ROLE_ADMIN, SURFACE_V1, ROUTE_STORE, NULL},
-    {M_POST, "/api/v1/admin/tokens", create_token, ROLE_ADMIN, SURFACE_V1, ROUTE_JSON | ROUTE_STORE,
-     NULL},
+    {M_POST, "/api/v1/admin/tokens", create_token, ROLE_ADMIN, SURFACE_V1,
+     ROUTE_JSON | ROUTE_SMALL_BODY | ROUTE_STORE, NULL},
     {M_GET, "/api/v1/admin/tokens", list_tokens, ROLE_ADMIN, SURFACE_V1, ROUTE_STORE, NULL},
     {M_GET, "/api/v1/admin/tokens/{id}", get_token, ROLE_ADMIN, SURFACE_V1, ROUTE_STORE, NULL},
     {M_DELETE, "/api/v1/admin/tokens/{id}", revoke_token, ROLE_ADMIN, SURFACE_V1, ROUTE_STORE,

@@ -236,18 +236,15 @@ static int run_job(struct store_conn *c, const struct job *j, const atomic_bool 
     return rc;
 }
 
-static const struct app *runner_app; /* set once at start, before the worker runs */
-
-static int dirsync_runner(struct store_conn *c, const struct job *j, const atomic_bool *stop,
-                          char **result, char **message, struct err *err)
+static int dirsync_runner(void *app, struct store_conn *c, const struct job *j,
+                          const atomic_bool *stop, char **result, char **message, struct err *err)
 {
-    return run_job(c, j, stop, result, message, err, runner_app);
+    return run_job(c, j, stop, result, message, err, app);
 }
 
 struct job_kind dirsync_job_kind(const struct app *app)
 {
-    runner_app = app;
-    return (struct job_kind){"dirsync", dirsync_runner};
+    return (struct job_kind){"dirsync", dirsync_runner, (void *)app};
 }
 
 static int start_session(struct request *req, struct err *err)

@@ -99,7 +99,8 @@ static int push(struct request *req, struct err *err)
         .max_ops = req->app->cfg->max_batch,
     };
     int rc = push_apply(c, &req->app->synced, &r, &result, &replayed, err);
-    metrics_sync(rc == FERRY_OK, (time_mono_us() - started) / 1000, req->bytes_in);
+    metrics_sync(req->app->metrics, rc == FERRY_OK, (time_mono_us() - started) / 1000,
+                 req->bytes_in);
     if (rc != FERRY_OK)
         http_reply_err(req, err);
     else
@@ -225,7 +226,7 @@ static int pull(struct request *req, struct err *err)
     q.n_tables = n;
     struct store_conn *c = req->db;
     int rc = feed_read(c, &q, &page, err);
-    metrics_sync(rc == FERRY_OK, (time_mono_us() - started) / 1000, 0);
+    metrics_sync(req->app->metrics, rc == FERRY_OK, (time_mono_us() - started) / 1000, 0);
     if (rc != FERRY_OK)
         http_reply_err(req, err);
     else

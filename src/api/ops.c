@@ -72,7 +72,7 @@ static int v1_health(struct request *req, struct err *err)
 static int v1_metrics(struct request *req, struct err *err)
 {
     (void)err;
-    struct metrics_totals t = metrics_totals();
+    struct metrics_totals t = metrics_totals(req->app->metrics);
     json_int_t average = t.sync_ops ? (json_int_t)(t.sync_duration_ms_sum / t.sync_ops) : 0;
     http_reply_json(req, 200,
                     json_pack("{s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I}}", "totalSyncOperations",
@@ -90,7 +90,7 @@ static int prometheus(struct request *req, struct err *err)
     bool db_ok = store_ping(req->app->store, err) == FERRY_OK;
 
     buf_init(&out);
-    metrics_prometheus(&out);
+    metrics_prometheus(req->app->metrics, &out);
     store_pool_stats(req->app->store, &size, &in_use);
     buf_printf(&out,
                "# HELP ferry_store_up Whether the database answered a ping.\n"

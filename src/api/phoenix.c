@@ -158,7 +158,8 @@ static bool data_connection(struct request *req, struct store_conn *c, json_t *b
     const char *hash = field(body, "auth_token_hash");
     if (!address_may_try(req))
         return false;
-    if (sites_find(c, hash, "sender", NULL, s, &found, &err) != FERRY_OK) {
+    if (sites_find(c, hash, &(enum site_direction){SITE_SENDER}, NULL, s, &found, &err) !=
+        FERRY_OK) {
         fail_err(req, &err);
         return false;
     }
@@ -167,12 +168,11 @@ static bool data_connection(struct request *req, struct store_conn *c, json_t *b
         fail(req, 401, "Invalid connection");
         return false;
     }
-    if (s->expires_at && s->expires_at <= time_now_ms() && !strcmp(s->status, "active")) {
-        sites_set_status(c, s->id, "expired", NULL);
-        free(s->status);
-        s->status = xstrdup("expired");
+    if (s->expires_at && s->expires_at <= time_now_ms() && s->status == SITE_ACTIVE) {
+        sites_set_status(c, s->id, SITE_EXPIRED, NULL);
+        s->status = SITE_EXPIRED;
     }
-    if (strcmp(s->status, "active") != 0) {
+    if (s->status != SITE_ACTIVE) {
         fail(req, 403, "Connection is not active");
         return false;
     }
@@ -215,8 +215,9 @@ static int status(struct request *req, struct err *err)
     else
         http_reply_json(req, 200,
                         json_pack("{s:b, s:b, s:s, s:b}", "success", 1, "enabled",
-                                  req->app->cfg->sites_enabled, "incoming_mode", st.mode,
-                                  "password_required", !strcmp(st.mode, "require_password")));
+                                  req->app->cfg->sites_enabled, "incoming_mode",
+                                  sites_mode_name(st.mode), "password_required",
+                                  st.mode == INCOMING_REQUIRE_PASSWORD));
     sites_settings_clear(&st);
     return FERRY_OK;
 }
@@ -234,19 +235,23 @@ static int register_connection(struct request *req, struct err *err)
         fail_err(req, err);
         goto out;
     }
-    if (!strcmp(st.mode, "deny_all")) {
+    if (st.mode == INCOMING_DENY_ALL) {
         fail(req, 403, "Incoming connections are not allowed");
         goto out;
     }
     if (!(body = body_of(req)) || !require(req, body, need, 3))
         goto out;
+    if (!sites_valid_url(field(body, "sender_url"))) {
+        fail(req, 400, "sender_url must be an http or https URL");
+        goto out;
+    }
     /* Every registration counts against the caller's address like a failed lookup: a
      * password cannot be guessed faster than --auth-fail-limit a minute, nor can one
      * address fill the list of connections waiting for approval. */
     if (!address_may_try(req))
         goto out;
     count_failure(req);
-    if (!strcmp(st.mode, "require_password")) {
+    if (st.mode == INCOMING_REQUIRE_PASSWORD) {
         const char *password = field(body, "password");
         if (!password) {
             fail(req, 401, "Password required for incoming connections");
@@ -261,23 +266,23 @@ static int register_connection(struct request *req, struct err *err)
     const char *token = field(body, "auth_token");
     crypto_sha256_hex(token, strlen(token), hash);
     s.name = xasprintf("From: %s", field(body, "connection_name"));
-    s.direction = xstrdup("receiver");
+    s.direction = SITE_RECEIVER;
     s.site_url = xstrdup(field(body, "sender_url"));
     s.token_hash = xstrdup(hash);
     /* require_approval keeps it pending until an admin approves (PhoenixKit activates
      * it at once) */
-    s.status = xstrdup(!strcmp(st.mode, "require_approval") ? "pending" : "active");
+    s.status = st.mode == INCOMING_REQUIRE_APPROVAL ? SITE_PENDING : SITE_ACTIVE;
     if (sites_create(c, &s, err) != FERRY_OK) {
         fail_err(req, err);
         goto out;
     }
     sites_touch(c, s.id, req->client_addr, http_header(req, "User-Agent"), 0, 0, NULL);
-    http_reply_json(req, 200,
-                    json_pack("{s:b, s:s, s:s, s:s}", "success", 1, "message",
-                              !strcmp(s.status, "pending")
-                                  ? "Connection registered; waiting for approval"
-                                  : "Connection registered",
-                              "connection_status", s.status, "connection_uuid", s.id));
+    http_reply_json(
+        req, 200,
+        json_pack("{s:b, s:s, s:s, s:s}", "success", 1, "message",
+                  s.status == SITE_PENDING ? "Connection registered; waiting for approval"
+                                           : "Connection registered",
+                  "connection_status", sites_status_name(s.status), "connection_uuid", s.id));
 out:
     sites_clear(&s);
     sites_settings_clear(&st);
@@ -357,8 +362,9 @@ static int update_status(struct request *req, struct err *err)
     json_t *body;
     if (!(body = action_body(req, need, 3)))
         return FERRY_OK;
-    const char *to = field(body, "status");
-    if (strcmp(to, "active") != 0 && strcmp(to, "suspended") != 0 && strcmp(to, "revoked") != 0) {
+    enum site_status to;
+    if (sites_parse_status(field(body, "status"), &to) != FERRY_OK ||
+        (to != SITE_ACTIVE && to != SITE_SUSPENDED && to != SITE_REVOKED)) {
         fail(req, 400, "Invalid status value");
         return FERRY_OK;
     }
@@ -369,15 +375,14 @@ static int update_status(struct request *req, struct err *err)
          * (suspend, revoke) but raise one only on a receiver this site accepted: never
          * one waiting for this site's admin, never this site's sender connection (a
          * receiver cannot lift the sender's suspension), never a revoked one. */
-        bool keep =
-            !strcmp(s.status, "revoked") || !strcmp(s.status, "expired") ||
-            (!strcmp(to, "active") && (strcmp(s.direction, "receiver") != 0 || !s.approved_at));
+        bool keep = s.status == SITE_REVOKED || s.status == SITE_EXPIRED ||
+                    (to == SITE_ACTIVE && (s.direction != SITE_RECEIVER || !s.approved_at));
         if (!keep && sites_set_status(c, s.id, to, err) != FERRY_OK)
             fail_err(req, err);
         else
             http_reply_json(req, 200,
                             json_pack("{s:b, s:s, s:s}", "success", 1, "message", "Status updated",
-                                      "status", keep ? s.status : to));
+                                      "status", sites_status_name(keep ? s.status : to)));
     }
     sites_clear(&s);
     return FERRY_OK;
@@ -394,22 +399,20 @@ static int get_connection_status(struct request *req, struct err *err)
     struct store_conn *c = req->db;
     if (!address_may_try(req))
         goto out;
-    if (sites_find(c, field(body, "auth_token_hash"), "sender", NULL, &s, &found, err) !=
-        FERRY_OK) {
+    if (sites_find(c, field(body, "auth_token_hash"), &(enum site_direction){SITE_SENDER}, NULL, &s,
+                   &found, err) != FERRY_OK) {
         fail_err(req, err);
     } else if (!found) {
         count_failure(req);
         fail(req, 404, "Connection not found");
     } else {
         /* the receiver has it: a sender connection waiting for that becomes active */
-        if (!strcmp(s.status, "pending") && sites_set_status(c, s.id, "active", NULL) == FERRY_OK) {
-            free(s.status);
-            s.status = xstrdup("active");
-        }
+        if (s.status == SITE_PENDING && sites_set_status(c, s.id, SITE_ACTIVE, NULL) == FERRY_OK)
+            s.status = SITE_ACTIVE;
         sites_touch(c, s.id, req->client_addr, http_header(req, "User-Agent"), 0, 0, NULL);
-        http_reply_json(
-            req, 200,
-            json_pack("{s:b, s:s, s:s}", "success", 1, "status", s.status, "name", s.name));
+        http_reply_json(req, 200,
+                        json_pack("{s:b, s:s, s:s}", "success", 1, "status",
+                                  sites_status_name(s.status), "name", s.name));
     }
 out:
     sites_clear(&s);
@@ -684,13 +687,13 @@ const struct route_table *phoenix_routes(const char *prefix)
     for (size_t i = 0; i < N_ACTIONS; i++) {
         free(patterns[i]);
         patterns[i] = xasprintf("%s/sync/api/%s", prefix, actions[i].action);
-        routes[i] = (struct route){actions[i].method,
-                                   patterns[i],
-                                   actions[i].handler,
-                                   0,
-                                   SURFACE_LEGACY,
-                                   ROUTE_PUBLIC | ROUTE_JSON | ROUTE_STORE,
-                                   NULL};
+        /* status answers even when the module is off; every POST action is refused
+         * before its body is read */
+        unsigned flags = ROUTE_PUBLIC | ROUTE_JSON | ROUTE_SMALL_BODY | ROUTE_STORE;
+        if (actions[i].method == M_POST)
+            flags |= ROUTE_SITES;
+        routes[i] = (struct route){
+            actions[i].method, patterns[i], actions[i].handler, 0, SURFACE_LEGACY, flags, NULL};
     }
     return &table;
 }

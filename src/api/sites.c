@@ -21,12 +21,12 @@ static void settings_json(struct request *req, struct store_conn *c)
     if (sites_settings_get(c, &st, &err) != FERRY_OK)
         http_reply_err(req, &err);
     else
-        http_reply_json(req, 200,
-                        json_pack("{s:b, s:s, s:s, s:b, s:s}", "enabled",
-                                  req->app->cfg->sites_enabled, "prefix",
-                                  req->app->cfg->sites_prefix, "incoming_mode", st.mode,
-                                  "password_set", st.password_hash != NULL, "public_url",
-                                  req->app->site_env.public_url));
+        http_reply_json(
+            req, 200,
+            json_pack("{s:b, s:s, s:s, s:b, s:s}", "enabled", req->app->cfg->sites_enabled,
+                      "prefix", req->app->cfg->sites_prefix, "incoming_mode",
+                      sites_mode_name(st.mode), "password_set", st.password_hash != NULL,
+                      "public_url", req->app->site_env.public_url));
     sites_settings_clear(&st);
 }
 

@@ -276,7 +276,8 @@ static int report(struct request *req, struct err *err)
             .max_ops = req->app->cfg->max_batch,
         };
         int rc = push_apply(c, &req->app->synced, &r, &result, &replayed, err);
-        metrics_sync(rc == FERRY_OK, (time_mono_us() - started) / 1000, req->bytes_in);
+        metrics_sync(req->app->metrics, rc == FERRY_OK, (time_mono_us() - started) / 1000,
+                     req->bytes_in);
         if (rc != FERRY_OK) {
             http_reply_err(req, err);
         } else {
@@ -432,15 +433,10 @@ static int list_conflicts(struct request *req, struct err *err)
     }
     struct store_conn *c = req->db;
     const char *user = req->cred.role == ROLE_ADMIN ? http_query(req, "userId") : req->cred.user_id;
-    if (conflicts_list(c, &req->app->synced, user, strcmp(status, "all") ? status : NULL, &list,
-                       err) != FERRY_OK) {
+    struct conflict_filter filter = {user, strcmp(status, "all") ? status : NULL, scope_of(req)};
+    if (conflicts_list(c, &req->app->synced, &filter, &list, err) != FERRY_OK) {
         http_reply_err(req, err);
     } else {
-        /* a table-limited credential sees only its tables' conflicts */
-        for (size_t i = json_array_size(list); i-- > 0;)
-            if (!push_scope_allows(scope_of(req), json_string_value(json_object_get(
-                                                      json_array_get(list, i), "table"))))
-                json_array_remove(list, i);
         http_reply_json(req, 200,
                         json_pack("{s:o, s:I}", "conflicts", list, "totalCount",
                                   (json_int_t)json_array_size(list)));

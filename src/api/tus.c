@@ -20,6 +20,7 @@
 #include "app.h"
 #include "files/filesys.h"
 #include "files/uploads.h"
+#include "http/tusheader.h"
 #include "util/crypto.h"
 #include "util/jsonutil.h"
 #include "util/timeutil.h"
@@ -62,70 +63,22 @@ static void add_expires(struct request *req, int64_t ms)
 /* Parses a decimal header value >= 0; -1 when absent or not one. */
 static int64_t header_int(struct request *req, const char *name)
 {
-    const char *v = http_header(req, name);
-    char *end;
-    if (!v || !*v || *v < '0' || *v > '9')
-        return -1;
-    errno = 0;
-    long long n = strtoll(v, &end, 10);
-    return errno || *end ? -1 : n;
+    return tusheader_int(http_header(req, name));
 }
 
-/* Decodes standard base64 (with padding) into out; returns the length or -1. */
-static int base64_decode(const char *in, size_t len, unsigned char *out, size_t cap)
-{
-    if (len % 4 || len / 4 * 3 > cap)
-        return -1;
-    if (len == 0)
-        return 0;
-    int n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len);
-    if (n < 0)
-        return -1;
-    for (size_t i = len; i > 0 && in[i - 1] == '='; i--)
-        n--;
-    return n;
-}
-
-/* The file path named by Upload-Metadata ("key base64,key base64"): "path", else
- * "filename". Replies ERR_INVALID and returns NULL when the header is malformed or names
- * none. */
+/* The file path named by Upload-Metadata: "path", else "filename". Replies ERR_INVALID
+ * and returns NULL when the header is malformed or names none. */
 static char *metadata_path(struct request *req, const char *meta)
 {
     char *found_path = NULL, *found_name = NULL, *result = NULL;
-    unsigned char value[MAX_METADATA];
-    const char *p = meta;
-    while (p && *p) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        while (len && *p == ' ')
-            p++, len--;
-        const char *space = memchr(p, ' ', len);
-        size_t key_len = space ? (size_t)(space - p) : len;
-        const char *b64 = space ? space + 1 : p + len;
-        size_t b64_len = space ? len - key_len - 1 : 0;
-        int n = base64_decode(b64, b64_len, value, sizeof(value) - 1);
-        if (key_len == 0 || n < 0) {
-            http_reply_error(req, ERR_INVALID, "Upload-Metadata must be 'key base64value' pairs");
-            goto out;
-        }
-        value[n] = '\0';
-        if (memchr(value, '\0', (size_t)n)) {
-            http_reply_error(req, ERR_INVALID, "Upload-Metadata: a value contains a NUL byte");
-            goto out;
-        }
-        if (key_len == 4 && !strncmp(p, "path", 4) && !found_path)
-            found_path = xstrndup((char *)value, (size_t)n);
-        else if (key_len == 8 && !strncmp(p, "filename", 8) && !found_name)
-            found_name = xstrndup((char *)value, (size_t)n);
-        p = end ? end + 1 : NULL;
-    }
-    if (!found_path && !found_name) {
+    const char *why = NULL;
+    if (tusheader_metadata(meta, MAX_METADATA - 1, &found_path, &found_name, &why) != 0)
+        http_reply_error(req, ERR_INVALID, why);
+    else if (!found_path && !found_name)
         http_reply_error(req, ERR_INVALID,
                          "Upload-Metadata must name the file: 'path' or 'filename'");
-        goto out;
-    }
-    result = files_clean_path(req, found_path ? found_path : found_name);
-out:
+    else
+        result = files_clean_path(req, found_path ? found_path : found_name);
     free(found_path);
     free(found_name);
     return result;
@@ -262,20 +215,11 @@ static int open_checksum(struct request *req, struct patch *p)
     const char *h = http_header(req, "Upload-Checksum");
     if (!h)
         return 0;
-    const char *space = strchr(h, ' ');
     const EVP_MD *md = NULL;
-    if (space && space - h == 4 && !strncmp(h, "sha1", 4))
-        md = EVP_sha1();
-    else if (space && space - h == 6 && !strncmp(h, "sha256", 6))
-        md = EVP_sha256();
-    if (!md) {
-        http_reply_error(req, ERR_INVALID, "Upload-Checksum: the algorithm must be sha1 or sha256");
-        return -1;
-    }
-    p->check_len =
-        base64_decode(space + 1, strlen(space + 1), p->check_want, sizeof(p->check_want));
-    if (p->check_len != EVP_MD_get_size(md)) {
-        http_reply_error(req, ERR_INVALID, "Upload-Checksum: the value is not a base64 digest");
+    const char *why = NULL;
+    if (tusheader_checksum(h, &md, p->check_want, sizeof(p->check_want), &p->check_len, &why) !=
+        0) {
+        http_reply_error(req, ERR_INVALID, why);
         return -1;
     }
     p->check_md = crypto_digest_new(md);

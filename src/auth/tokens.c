@@ -4,18 +4,40 @@
 #include <string.h>
 
 #include "sync/rowjson.h"
-#include "sync/devices.h"
 #include "auth/tokens.h"
+#include "util/base64.h"
 #include "util/crypto.h"
 #include "util/timeutil.h"
+
+bool tokens_valid_device_id(const char *id)
+{
+    size_t len = strlen(id);
+    if (len == 0 || len > 128)
+        return false;
+    for (const char *p = id; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              strchr("-_.:", *p)))
+            return false;
+    return true;
+}
 
 /* last_used_at is refreshed at most this often, so that authenticating stays a read
  * and does not cost a durable write per request. */
 #define LAST_USED_RESOLUTION_MS 60000
 
-bool tokens_valid_role(const char *role)
+static const char *const role_names[] = {"", "admin", "user", "device"};
+
+enum token_role tokens_parse_role(const char *name)
 {
-    return role && (!strcmp(role, "admin") || !strcmp(role, "user") || !strcmp(role, "device"));
+    for (int i = TOKEN_ROLE_ADMIN; name && i <= TOKEN_ROLE_DEVICE; i++)
+        if (!strcmp(name, role_names[i]))
+            return (enum token_role)i;
+    return TOKEN_ROLE_NONE;
+}
+
+const char *tokens_role_name(enum token_role role)
+{
+    return role >= TOKEN_ROLE_ADMIN && role <= TOKEN_ROLE_DEVICE ? role_names[role] : "";
 }
 
 bool tokens_well_formed(const char *token)
@@ -30,14 +52,14 @@ bool tokens_well_formed(const char *token)
     return false;
 }
 
-static void make_secret(const char *role, char **secret)
+static void make_secret(enum token_role role, char **secret)
 {
     unsigned char raw[TOKEN_SECRET_BYTES];
     char enc[64];
     crypto_random(raw, sizeof(raw));
-    crypto_base64url(raw, sizeof(raw), enc);
+    base64_url_encode(raw, sizeof(raw), enc);
     *secret =
-        xasprintf("%s%s", strcmp(role, "device") == 0 ? TOKEN_PREFIX_DEVICE : TOKEN_PREFIX, enc);
+        xasprintf("%s%s", role == TOKEN_ROLE_DEVICE ? TOKEN_PREFIX_DEVICE : TOKEN_PREFIX, enc);
 }
 
 /* "a,b": one or more non-empty names, no empty items. */
@@ -89,28 +111,21 @@ static int ensure_user(struct store_conn *c, const char *user_id, int64_t now, s
                      v, 3, NULL, err);
 }
 
-int tokens_create(struct store_conn *c, const struct token_spec *spec, char **secret,
-                  char id_out[40], struct err *err)
+int tokens_check(const struct token_spec *spec, int64_t now, struct err *err)
 {
-    char hash[65], id[40], prefix[16];
-    int64_t now = time_now_ms();
-    int rc = FERRY_ERR;
-    bool own_txn = false;
-
-    *secret = NULL;
-    if (!tokens_valid_role(spec->role))
+    if (!tokens_role_name(spec->role)[0])
         return err_set(err, ERR_INVALID, "role must be admin, user or device");
     if (!spec->name || !*spec->name || strlen(spec->name) > 200)
         return err_set(err, ERR_INVALID, "name must be 1 to 200 characters");
-    if (strcmp(spec->role, "admin") != 0 && (!spec->user_id || !*spec->user_id))
-        return err_set(err, ERR_INVALID, "a %s token needs a user", spec->role);
-    bool is_device = strcmp(spec->role, "device") == 0;
+    if (spec->role != TOKEN_ROLE_ADMIN && (!spec->user_id || !*spec->user_id))
+        return err_set(err, ERR_INVALID, "a %s token needs a user", tokens_role_name(spec->role));
+    bool is_device = spec->role == TOKEN_ROLE_DEVICE;
     bool has_device = spec->device_id && *spec->device_id;
     if (is_device != has_device)
         return err_set(err, ERR_INVALID,
                        is_device ? "a device token needs a device id"
                                  : "only a device token has a device id");
-    if (is_device && !devices_valid_id(spec->device_id))
+    if (is_device && !tokens_valid_device_id(spec->device_id))
         return err_set(err, ERR_INVALID,
                        "device id must be 1 to 128 characters of A-Z a-z 0-9 - _ . :");
     if (spec->expires_at && spec->expires_at <= now)
@@ -120,6 +135,21 @@ int tokens_create(struct store_conn *c, const struct token_spec *spec, char **se
     if (spec->tables && !valid_table_list(spec->tables))
         return err_set(err, ERR_INVALID,
                        "the table list must name at least one table, separated by commas");
+    return FERRY_OK;
+}
+
+int tokens_create(struct store_conn *c, const struct token_spec *spec, char **secret,
+                  char id_out[40], struct err *err)
+{
+    char hash[65], id[40], prefix[16];
+    int64_t now = time_now_ms();
+    int rc = FERRY_ERR;
+    bool own_txn = false;
+
+    *secret = NULL;
+    if (tokens_check(spec, now, err) != FERRY_OK)
+        return FERRY_ERR;
+    bool is_device = spec->role == TOKEN_ROLE_DEVICE;
 
     char *tok = NULL;
     make_secret(spec->role, &tok);
@@ -131,7 +161,7 @@ int tokens_create(struct store_conn *c, const struct token_spec *spec, char **se
     struct store_val v[] = {
         sv_text(id),
         sv_text(spec->name),
-        sv_text(spec->role),
+        sv_text(tokens_role_name(spec->role)),
         sv_text(spec->user_id && *spec->user_id ? spec->user_id : NULL),
         sv_text(spec->device_id && *spec->device_id ? spec->device_id : NULL),
         sv_text(hash),
@@ -207,7 +237,7 @@ int tokens_authenticate(struct store_conn *c, const char *token, int64_t now_ms,
         goto out;
     }
     copy_text(info->id, sizeof(info->id), store_rows_text(rows, 0));
-    copy_text(info->role, sizeof(info->role), store_rows_text(rows, 1));
+    info->role = tokens_parse_role(store_rows_text(rows, 1));
     copy_text(info->user_id, sizeof(info->user_id), store_rows_text(rows, 2));
     copy_text(info->device_id, sizeof(info->device_id), store_rows_text(rows, 3));
     copy_text(info->tables, sizeof(info->tables), store_rows_text(rows, 8));
@@ -234,13 +264,13 @@ static json_t *token_json(const struct store_rows *rows)
     json_object_set_new(o, "id", json_string(store_rows_text(rows, 0)));
     json_object_set_new(o, "name", json_string(store_rows_text(rows, 1)));
     json_object_set_new(o, "role", json_string(store_rows_text(rows, 2)));
-    json_object_set_new(o, "userId", rowjson_text(rows, 3));
-    json_object_set_new(o, "deviceId", rowjson_text(rows, 4));
+    json_object_set_new(o, "user_id", rowjson_text(rows, 3));
+    json_object_set_new(o, "device_id", rowjson_text(rows, 4));
     json_object_set_new(o, "prefix", json_string(store_rows_text(rows, 5)));
-    json_object_set_new(o, "createdAt", rowjson_time(rows, 6));
-    json_object_set_new(o, "expiresAt", rowjson_time(rows, 7));
-    json_object_set_new(o, "lastUsedAt", rowjson_time(rows, 8));
-    json_object_set_new(o, "revokedAt", rowjson_time(rows, 9));
+    json_object_set_new(o, "created_at", rowjson_time(rows, 6));
+    json_object_set_new(o, "expires_at", rowjson_time(rows, 7));
+    json_object_set_new(o, "last_used_at", rowjson_time(rows, 8));
+    json_object_set_new(o, "revoked_at", rowjson_time(rows, 9));
     json_object_set_new(o, "revoked", json_boolean(!store_rows_isnull(rows, 9)));
     json_object_set_new(o, "tables", rowjson_list(rows, 10));
     return o;

@@ -17,22 +17,35 @@
 #define TOKEN_SECRET_BYTES 32
 #define TOKEN_MAX_LEN 128
 
+/* A token's role: parsed once where a role arrives as text (CLI, admin API, the store),
+ * named only where it is shown or stored. */
+enum token_role { TOKEN_ROLE_NONE, TOKEN_ROLE_ADMIN, TOKEN_ROLE_USER, TOKEN_ROLE_DEVICE };
+
+/* "admin", "user" or "device"; TOKEN_ROLE_NONE for anything else (NULL too). */
+enum token_role tokens_parse_role(const char *name);
+/* The role's name ("" for TOKEN_ROLE_NONE). */
+const char *tokens_role_name(enum token_role role);
+
 struct token_info {
     char id[40];
-    char role[16];
+    enum token_role role;
     char user_id[128];
     char device_id[128];
     char tables[1024]; /* comma list of tables it may sync; empty: all */
 };
 
 struct token_spec {
-    const char *role;      /* "admin", "user" or "device" */
+    enum token_role role;
     const char *name;      /* label shown in listings */
     const char *user_id;   /* owner; for user tokens a user row is made if missing */
     const char *device_id; /* device tokens only */
     int64_t expires_at;    /* ms since epoch, 0 for never */
     const char *tables;    /* comma list of tables it may sync; NULL: all */
 };
+
+/* Checks a token's description (role, name, user, device, expiry, tables) as
+ * tokens_create does, without the database; err says what is wrong. */
+int tokens_check(const struct token_spec *spec, int64_t now_ms, struct err *err);
 
 /* Makes a token. *secret gets the full token (the caller frees it and shows it once);
  * *id the token's id. On failure nothing is stored. Called inside a transaction, it
@@ -57,7 +70,7 @@ int tokens_revoke(struct store_conn *c, const char *id, struct err *err);
 /* True when the token text has the shape of a ferry token (prefix and length). */
 bool tokens_well_formed(const char *token);
 
-/* Whether role names one of the three roles. */
-bool tokens_valid_role(const char *role);
+/* Whether id can name a device: 1 to 128 characters of A-Z a-z 0-9 - _ . : */
+bool tokens_valid_device_id(const char *id);
 
 #endif

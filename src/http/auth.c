@@ -76,15 +76,18 @@ out:
     return rc;
 }
 
-static enum role role_of(const char *name)
+static enum role role_of(enum token_role role)
 {
-    if (!strcmp(name, "admin"))
+    switch (role) {
+    case TOKEN_ROLE_ADMIN:
         return ROLE_ADMIN;
-    if (!strcmp(name, "user"))
+    case TOKEN_ROLE_USER:
         return ROLE_USER;
-    if (!strcmp(name, "device"))
+    case TOKEN_ROLE_DEVICE:
         return ROLE_DEVICE;
-    return ROLE_NONE;
+    default:
+        return ROLE_NONE;
+    }
 }
 
 static int verify_token(struct request *req, const char *token, struct err *err)

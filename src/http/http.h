@@ -87,6 +87,11 @@ enum route_flags {
     ROUTE_METRICS_AUTH = 1 << 2, /* public unless metrics-auth is set */
     ROUTE_LEGACY_AUTH = 1 << 3,  /* needs a credential unless legacy-auth is off */
     ROUTE_STORE = 1 << 4,        /* the server lends the handler a store connection (req->db) */
+    /* The body is small by nature (PhoenixKit actions, token requests) and is read before
+     * any credential can be checked: capped by max-small-body as well as max-body. */
+    ROUTE_SMALL_BODY = 1 << 5,
+    /* A PhoenixKit action: answered 503 before its body is read when sites are off. */
+    ROUTE_SITES = 1 << 6,
 };
 
 /* One row of a surface's route table. Patterns are literal segments, {name} for one

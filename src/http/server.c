@@ -3,11 +3,16 @@
  * route a store connection, runs the handler and renders the error it returns, sends what
  * it left in req->resp, and writes one JSON log line when MHD is done with the request.
  * MHD runs its own epoll thread pool. */
+#include <errno.h>
+#include <malloc.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,8 +25,15 @@
 #include "http/waiter.h"
 #include "util/crypto.h"
 #include "util/jsonutil.h"
+#include "util/log.h"
 #include "util/timeutil.h"
 #include "util/utf8.h"
+
+/* A request or answer at least this large gives its memory back to the system when it
+ * ends (malloc_trim): glibc otherwise keeps a parsed 10 MB body's heap for good. */
+#define TRIM_AFTER_BYTES (1024 * 1024)
+/* Files, database connections and pipes besides the client connections. */
+#define SPARE_FDS 256
 
 struct server {
     struct MHD_Daemon *daemon;
@@ -127,23 +139,17 @@ static uint64_t response_bytes(const struct request *req)
 
 static void log_request(const struct request *req, int64_t duration_us)
 {
-    char iso[32];
+    if (!log_enabled(LOG_LEVEL_INFO))
+        return;
     char *path = xstrdup(req->path); /* decoded from the URL: any bytes at all */
     utf8_scrub(path);
-    time_iso8601(time_now_ms(), 1, iso);
-    json_t *line =
-        json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:f, s:I, s:I, s:s, s:s}", "time", iso, "level",
-                  "info", "requestId", req->request_id, "method", req->method, "path", path,
-                  "status", req->resp.status, "durationMs", (double)duration_us / 1000.0, "bytesIn",
-                  (json_int_t)req->bytes_in, "bytesOut", (json_int_t)response_bytes(req),
-                  "credential", req->cred.id, "remote", req->client_addr);
-    char *text = json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(6));
-    if (!text)
-        abort();
-    fprintf(stderr, "%s\n", text);
-    free(text);
+    log_info("request",
+             json_pack("{s:s, s:s, s:s, s:i, s:f, s:I, s:I, s:s, s:s}", "requestId",
+                       req->request_id, "method", req->method, "path", path, "status",
+                       req->resp.status, "durationMs", (double)duration_us / 1000.0, "bytesIn",
+                       (json_int_t)req->bytes_in, "bytesOut", (json_int_t)response_bytes(req),
+                       "credential", req->cred.id, "remote", req->client_addr));
     free(path);
-    json_decref(line);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -160,12 +166,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         req->resp.status = 499; /* the client went away before an answer */
     log_request(req, duration);
     /* Unknown methods share one label so a client cannot grow the series without bound. */
-    metrics_request(req->method_bit ? req->method : "OTHER",
+    metrics_request(req->app->metrics, req->method_bit ? req->method : "OTHER",
                     req->route ? req->route->pattern : "unmatched", req->resp.status, duration,
                     req->bytes_in, response_bytes(req));
+    bool large = req->bytes_in >= TRIM_AFTER_BYTES || req->resp.body_len >= TRIM_AFTER_BYTES;
     request_free(req);
     *con_cls = NULL;
     atomic_fetch_sub(&app->in_flight, 1);
+    if (large)
+        malloc_trim(0);
 }
 
 /* --- CORS ----------------------------------------------------------------------------- */
@@ -291,9 +300,88 @@ static size_t header_bytes(const struct request *req)
     return n;
 }
 
+/* Finding a NUL inside a header value. libmicrohttpd 0.9.75 reports value lengths cut at
+ * the NUL (value_size is strlen(value)), so MHD_get_connection_values_n alone cannot see
+ * it; but it parses the header block in place, turning each line end into NULs, so the
+ * byte after a value's terminator is a line end, whitespace, or (after a bare LF) the
+ * next key. Anything else is the rest of a value that a NUL cut. A later MHD that keeps
+ * the true length is caught by the length itself. */
+struct nul_scan {
+    const char *value_end; /* the terminator of the previous header's value */
+    bool found;
+};
+
+static bool cut_value(const char *value_end, const char *next_key)
+{
+    char after = value_end[1];
+    return after && !strchr("\r\n \t", after) && value_end + 1 != next_key;
+}
+
+static enum MHD_Result find_nul(void *cls, enum MHD_ValueKind kind, const char *key,
+                                size_t key_size, const char *value, size_t value_size)
+{
+    struct nul_scan *scan = cls;
+    (void)kind;
+    if (strlen(key) != key_size || (value && strlen(value) != value_size) ||
+        (scan->value_end && cut_value(scan->value_end, key))) {
+        scan->found = true;
+        return MHD_NO;
+    }
+    scan->value_end = value ? value + value_size : NULL;
+    return MHD_YES;
+}
+
+/* A NUL byte inside a header would cut its value short unseen (an Authorization of
+ * "Bearer good\0junk" would read as "Bearer good"), and an HTTP/1.1 request must name
+ * its Host (RFC 9112 3.2): both are refused. Returns false after replying. */
+static bool headers_well_formed(struct request *req, const char *version)
+{
+    struct nul_scan scan = {NULL, false};
+    MHD_get_connection_values_n(req->conn, MHD_HEADER_KIND, find_nul, &scan);
+    if (scan.found || (scan.value_end && cut_value(scan.value_end, NULL))) {
+        http_reply_error(req, ERR_INVALID, "a request header contains a NUL byte");
+        return false;
+    }
+    if (version && strcmp(version, MHD_HTTP_VERSION_1_1) == 0 && !http_header(req, "Host")) {
+        http_reply_error(req, ERR_INVALID, "an HTTP/1.1 request needs a Host header");
+        return false;
+    }
+    return true;
+}
+
+/* The largest body the route may buffer: max-body, and max-small-body for the routes
+ * whose bodies are small by nature. */
+static long long body_limit(const struct request *req)
+{
+    const struct config *cfg = req->app->cfg;
+    if (req->route && (req->route->flags & ROUTE_SMALL_BODY) && cfg->max_small_body < cfg->max_body)
+        return cfg->max_small_body;
+    return cfg->max_body;
+}
+
+/* What can be refused from the headers alone, before a body is read: a declared body
+ * over the route's limit, and a PhoenixKit action while the module is off (its
+ * credential is in the body, so this is all there is to check first). */
+static bool body_admissible(struct request *req)
+{
+    const char *length = http_header(req, "Content-Length");
+    if ((req->route->flags & ROUTE_SITES) && !req->app->cfg->sites_enabled) {
+        http_reply_error(req, ERR_UNAVAILABLE, "DB Sync module is disabled");
+        return false;
+    }
+    if (!req->route->sink && length && strtoll(length, NULL, 10) > body_limit(req)) {
+        char *msg = xasprintf("request body of %s bytes is over the limit of %lld bytes", length,
+                              body_limit(req));
+        http_reply_error(req, ERR_TOO_LARGE, msg);
+        free(msg);
+        return false;
+    }
+    return true;
+}
+
 /* Runs on the first callback, before any body is read: routing, the declared size,
  * the credential. Returns false when a reply is already set. */
-static bool admit(struct request *req)
+static bool admit(struct request *req, const char *version)
 {
     struct app *app = req->app;
     unsigned allowed = 0;
@@ -304,6 +392,8 @@ static bool admit(struct request *req)
                      req->param_names, req->param_values, &req->n_params, &allowed);
     if (m == MATCH_OK)
         req->surface = req->route->surface;
+    if (!headers_well_formed(req, version))
+        return false;
     /* a CORS preflight is answered here even where the path has its own OPTIONS (tus) */
     bool preflight = req->method_bit == M_OPTIONS &&
                      http_header(req, "Access-Control-Request-Method") &&
@@ -332,15 +422,7 @@ static bool admit(struct request *req)
         free(msg);
         return false;
     }
-    const char *length = http_header(req, "Content-Length");
-    if (!req->route->sink && length && strtoll(length, NULL, 10) > app->cfg->max_body) {
-        char *msg = xasprintf("request body of %s bytes is over the limit of %lld bytes", length,
-                              app->cfg->max_body);
-        http_reply_error(req, ERR_TOO_LARGE, msg);
-        free(msg);
-        return false;
-    }
-    if (!auth_check(req))
+    if (!body_admissible(req) || !auth_check(req))
         return false;
     if (req->route->sink && take_store(req, true))
         req->route->sink->open(req);
@@ -354,7 +436,7 @@ static void dispatch(struct request *req)
     struct err err = {0};
 
     if (req->body_too_large) {
-        char *msg = xasprintf("request body is over the limit of %lld bytes", app->cfg->max_body);
+        char *msg = xasprintf("request body is over the limit of %lld bytes", body_limit(req));
         http_reply_error(req, ERR_TOO_LARGE, msg);
         free(msg);
         return;
@@ -364,8 +446,9 @@ static void dispatch(struct request *req)
             http_reply_error(req, ERR_INVALID, "Content-Type must be application/json");
             return;
         }
-        if (jsonutil_parse(req->body.data, req->body.len, (int)app->cfg->max_json_depth, &req->json,
-                           &err) != FERRY_OK) {
+        if (jsonutil_parse_capped(req->body.data, req->body.len, (int)app->cfg->max_json_depth,
+                                  (size_t)app->cfg->max_json_values, &req->json,
+                                  &err) != FERRY_OK) {
             http_reply_err(req, &err);
             return;
         }
@@ -389,15 +472,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     struct app *app = cls;
     struct request *req = *con_cls;
-    (void)version;
-
     if (!req) {
         req = request_new(app, conn, method, url);
         *con_cls = req;
         atomic_fetch_add(&app->in_flight, 1);
         /* A refusal is sent at once only when a body is on its way, so that it is not
          * read; otherwise at the final callback, which keeps the connection alive. */
-        if (!admit(req) && expects_body(req))
+        if (!admit(req, version) && expects_body(req))
             return send_reply(req);
         return MHD_YES;
     }
@@ -414,7 +495,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (*upload_data_size) {
         req->bytes_in += *upload_data_size;
-        if (req->body.len + *upload_data_size > (size_t)app->cfg->max_body)
+        /* A buffered body has a deadline, so a client trickling bytes cannot hold the
+         * connection (and its buffer) for long; MHD's idle timeout only sees silence. */
+        if (time_mono_us() - req->start_us > app->cfg->body_timeout * 1000000)
+            return MHD_NO;
+        if (req->body.len + *upload_data_size > (size_t)body_limit(req))
             req->body_too_large = true;
         else if (!req->replied)
             buf_append(&req->body, upload_data, *upload_data_size);
@@ -427,7 +512,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         dispatch(req);
     if (req->wait_requested && !req->replied) {
         req->wait_requested = false;
-        waiter_park(req, req->wait_head);
+        waiter_park(req->app->waiter, req, req->wait_head);
         return MHD_YES;
     }
     return send_reply(req);
@@ -464,16 +549,82 @@ static int resolve(const char *host, int port, struct sockaddr_storage *addr, bo
     return FERRY_OK;
 }
 
+/* libmicrohttpd's own messages (a connection it dropped, headers far over the limit)
+ * go to the log like everything else. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    (void)cls;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        msg[--n] = '\0';
+    utf8_scrub(msg);
+    log_warn("httpd", json_pack("{s:s}", "msg", msg));
+}
+
+/* Binds the listening socket here rather than in libmicrohttpd, so that a port in use
+ * (or not permitted) reaches the user as such; *port gets the port bound. */
+static int listen_socket(const struct sockaddr_storage *addr, bool ipv6, const char *listen_on,
+                         int *fd_out, int *port, struct err *err)
+{
+    int one = 1;
+    socklen_t len = ipv6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return err_set(err, ERR_INTERNAL, "cannot listen on %s: %s", listen_on, strerror(errno));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ipv6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    struct sockaddr_storage bound;
+    socklen_t bound_len = sizeof(bound);
+    if (bind(fd, (const struct sockaddr *)addr, len) != 0 || listen(fd, SOMAXCONN) != 0 ||
+        getsockname(fd, (struct sockaddr *)&bound, &bound_len) != 0) {
+        int saved = errno;
+        close(fd);
+        return err_set(err, ERR_INTERNAL, "cannot listen on %s: %s", listen_on, strerror(saved));
+    }
+    *port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                              : ((struct sockaddr_in *)&bound)->sin_port);
+    *fd_out = fd;
+    return FERRY_OK;
+}
+
+/* Raises the open-file limit so that max-connections connections fit beside the files
+ * ferry opens itself; returns how many connections the limit allows (max-connections,
+ * or fewer when the hard limit is lower). */
+static unsigned connection_capacity(const struct config *cfg)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)cfg->max_connections + SPARE_FDS;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return (unsigned)cfg->max_connections;
+    if (rl.rlim_cur < want) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur >= want)
+        return (unsigned)cfg->max_connections;
+    unsigned fit = rl.rlim_cur > 2 * SPARE_FDS ? (unsigned)(rl.rlim_cur - SPARE_FDS) : 16;
+    log_warn("open_file_limit", json_pack("{s:s, s:I, s:i, s:I}", "msg",
+                                          "the open-file limit allows fewer connections", "limit",
+                                          (json_int_t)rl.rlim_cur, "connections", (int)fit,
+                                          "maxConnections", (json_int_t)cfg->max_connections));
+    return fit;
+}
+
 int server_start(struct app *app, struct server **out, struct err *err)
 {
     char host[256];
-    int port;
+    int port, fd = -1;
     struct sockaddr_storage addr;
     bool ipv6 = false;
 
     *out = NULL;
     if (config_listen_addr(app->cfg, host, sizeof(host), &port, err) != FERRY_OK ||
-        resolve(host, port, &addr, &ipv6, err) != FERRY_OK)
+        resolve(host, port, &addr, &ipv6, err) != FERRY_OK ||
+        listen_socket(&addr, ipv6, app->cfg->listen, &fd, &port, err) != FERRY_OK)
         return FERRY_ERR;
     unsigned flags =
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
@@ -482,7 +633,8 @@ int server_start(struct app *app, struct server **out, struct err *err)
     struct server *srv = xcalloc(1, sizeof(*srv));
     srv->app = app;
     srv->daemon = MHD_start_daemon(
-        flags, (uint16_t)port, NULL, NULL, on_request, app, MHD_OPTION_NOTIFY_COMPLETED,
+        flags, (uint16_t)port, NULL, NULL, on_request, app, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+        NULL, /* first, so that every message goes there */ MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, app, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)app->cfg->threads,
         /* Room for twice the header limit, so that oversize headers usually reach
          * admit() and get ferry's own 431 (far beyond it MHD answers 431 itself), and
@@ -492,15 +644,20 @@ int server_start(struct app *app, struct server **out, struct err *err)
         (size_t)app->cfg->max_header * 2 + 16384 > 512 * 1024
             ? (size_t)app->cfg->max_header * 2 + 16384
             : (size_t)512 * 1024,
-        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_CONNECTION_TIMEOUT, 120u,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_END);
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+        /* Denial of service (docs/operations.md, "Limits and denial of service"): MHD's
+         * default of FD_SETSIZE - 4 connections is far too few with epoll; one address may
+         * hold only its share; a silent connection is closed (a suspended long-poll is not
+         * timed, MHD takes it off its timeout list while it waits). */
+        MHD_OPTION_CONNECTION_LIMIT, connection_capacity(app->cfg),
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)app->cfg->max_connections_per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg->idle_timeout, MHD_OPTION_LISTEN_SOCKET,
+        fd, MHD_OPTION_END);
     if (!srv->daemon) {
         free(srv);
-        return err_set(err, ERR_INTERNAL, "cannot listen on %s (in use, or not permitted)",
-                       app->cfg->listen);
+        return err_set(err, ERR_INTERNAL, "cannot start the HTTP server on %s", app->cfg->listen);
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    srv->port = info ? info->port : port;
+    srv->port = port;
     *out = srv;
     return FERRY_OK;
 }

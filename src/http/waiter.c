@@ -1,21 +1,41 @@
 /* waiter.c - see waiter.h. The parked list is short (one entry per open long-poll) and
  * guarded by one mutex, which also guards the last head seen, so parking and waking
  * cannot cross. */
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 
 #include <microhttpd.h>
 
 #include "http/waiter.h"
 #include "util/timeutil.h"
 
-static struct {
+struct waiter {
     pthread_mutex_t lock;
     struct request **parked;
     size_t n, cap;
     int64_t head;
-    bool stopping; /* after waiter_release_all: nothing parks any more */
-} w = {.lock = PTHREAD_MUTEX_INITIALIZER, .head = -1};
+    int64_t peeked_ms; /* when the parked sockets were last checked for a gone client */
+    bool stopping;     /* after waiter_release_all: nothing parks any more */
+};
+
+struct waiter *waiter_open(void)
+{
+    struct waiter *w = xcalloc(1, sizeof(*w));
+    pthread_mutex_init(&w->lock, NULL);
+    w->head = -1;
+    return w;
+}
+
+void waiter_close(struct waiter *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_destroy(&w->lock);
+    free(w->parked);
+    free(w);
+}
 
 static void wake(struct request *req, bool expired)
 {
@@ -23,59 +43,80 @@ static void wake(struct request *req, bool expired)
     MHD_resume_connection(req->conn);
 }
 
-void waiter_park(struct request *req, int64_t seen_head)
+void waiter_park(struct waiter *w, struct request *req, int64_t seen_head)
 {
     MHD_suspend_connection(req->conn);
-    pthread_mutex_lock(&w.lock);
-    if (w.stopping || w.head > seen_head || time_now_ms() >= req->wait_deadline) {
-        bool expired = w.stopping || time_now_ms() >= req->wait_deadline;
-        pthread_mutex_unlock(&w.lock);
+    pthread_mutex_lock(&w->lock);
+    if (w->stopping || w->head > seen_head || time_now_ms() >= req->wait_deadline) {
+        bool expired = w->stopping || time_now_ms() >= req->wait_deadline;
+        pthread_mutex_unlock(&w->lock);
         wake(req, expired);
         return;
     }
-    if (w.n == w.cap) {
-        w.cap = w.cap ? w.cap * 2 : 16;
-        w.parked = xrealloc(w.parked, w.cap * sizeof(*w.parked));
+    if (w->n == w->cap) {
+        w->cap = w->cap ? w->cap * 2 : 16;
+        w->parked = xrealloc(w->parked, w->cap * sizeof(*w->parked));
     }
-    w.parked[w.n++] = req;
-    pthread_mutex_unlock(&w.lock);
+    w->parked[w->n++] = req;
+    pthread_mutex_unlock(&w->lock);
 }
 
-/* Wakes the parked requests that match (all, or those past their deadline). */
-static void wake_where(bool all, bool expired_flag)
+/* How often parked sockets are checked for clients that went away. */
+#define PEEK_INTERVAL_MS 1000
+
+/* Whether the client of a parked request has closed its end. MHD does not watch a
+ * suspended connection, so without this an abandoned long-poll holds its connection
+ * slot (and counts against its address) until its deadline. */
+static bool client_gone(struct request *req)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    char byte;
+    if (!info)
+        return false;
+    ssize_t n = recv(info->connect_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Wakes the parked requests that match (all, or those past their deadline, or whose
+ * client is gone, checked once a PEEK_INTERVAL_MS). */
+static void wake_where(struct waiter *w, bool all, bool expired_flag)
 {
     int64_t now = time_now_ms();
-    pthread_mutex_lock(&w.lock);
+    pthread_mutex_lock(&w->lock);
+    bool peek = !all && now - w->peeked_ms >= PEEK_INTERVAL_MS;
+    if (peek)
+        w->peeked_ms = now;
     size_t kept = 0;
-    for (size_t i = 0; i < w.n; i++) {
-        struct request *req = w.parked[i];
-        bool due = now >= req->wait_deadline;
+    for (size_t i = 0; i < w->n; i++) {
+        struct request *req = w->parked[i];
+        bool due = now >= req->wait_deadline || (peek && client_gone(req));
         if (all || due)
             wake(req, expired_flag || due);
         else
-            w.parked[kept++] = req;
+            w->parked[kept++] = req;
     }
-    w.n = kept;
-    pthread_mutex_unlock(&w.lock);
+    w->n = kept;
+    pthread_mutex_unlock(&w->lock);
 }
 
-void waiter_changed(int64_t head)
+void waiter_changed(struct waiter *w, int64_t head)
 {
-    pthread_mutex_lock(&w.lock);
-    w.head = head;
-    pthread_mutex_unlock(&w.lock);
-    wake_where(true, false);
+    pthread_mutex_lock(&w->lock);
+    w->head = head;
+    pthread_mutex_unlock(&w->lock);
+    wake_where(w, true, false);
 }
 
-void waiter_tick(void)
+void waiter_tick(struct waiter *w)
 {
-    wake_where(false, false);
+    wake_where(w, false, false);
 }
 
-void waiter_release_all(void)
+void waiter_release_all(struct waiter *w)
 {
-    pthread_mutex_lock(&w.lock);
-    w.stopping = true;
-    pthread_mutex_unlock(&w.lock);
-    wake_where(true, true);
+    pthread_mutex_lock(&w->lock);
+    w->stopping = true;
+    pthread_mutex_unlock(&w->lock);
+    wake_where(w, true, true);
 }

@@ -9,19 +9,25 @@
 
 #include "http/http.h"
 
+/* The parked requests; the app opens one and holds it. */
+struct waiter;
+struct waiter *waiter_open(void);
+/* Frees it (after waiter_release_all and the server's stop); NULL does nothing. */
+void waiter_close(struct waiter *w);
+
 /* Parks req (the server calls this when a handler asked to wait). seen_head is the
  * newest seq the handler saw: when the log has already moved past it, req is woken at
  * once, so no change slips between the handler's read and the park. */
-void waiter_park(struct request *req, int64_t seen_head);
+void waiter_park(struct waiter *w, struct request *req, int64_t seen_head);
 
 /* The log moved to head: wake every parked request. */
-void waiter_changed(int64_t head);
+void waiter_changed(struct waiter *w, int64_t head);
 
 /* Wakes parked requests whose deadline has passed, marking them expired. */
-void waiter_tick(void);
+void waiter_tick(struct waiter *w);
 
 /* Wakes every parked request as expired, and from now on wakes a request at once
  * instead of parking it (shutdown). */
-void waiter_release_all(void);
+void waiter_release_all(struct waiter *w);
 
 #endif

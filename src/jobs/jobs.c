@@ -257,11 +257,11 @@ static void run_one(struct job_worker *w, struct store_conn *c, const char *id)
         return;
     }
     struct job_heartbeat *beat = jobs_heartbeat_start(w->st, id);
-    job_runner run = NULL;
+    const struct job_kind *kind = NULL;
     for (size_t i = 0; i < w->n_kinds; i++)
         if (!strcmp(w->kinds[i].kind, j.kind))
-            run = w->kinds[i].run;
-    int rc = run(c, &j, &w->stop, &result, &message, &err);
+            kind = &w->kinds[i];
+    int rc = kind->run(kind->ctx, c, &j, &w->stop, &result, &message, &err);
     jobs_heartbeat_stop(beat);
     if (w->stop) {
         /* interrupted: left running; it starts again once its heartbeat is stale */

@@ -44,15 +44,18 @@ int jobs_close(struct store_conn *c, const char *id, struct err *err);
 /* Removes finished jobs completed before `before` (ms). */
 int jobs_purge(struct store_conn *c, int64_t before, int64_t *removed, struct err *err);
 
-/* What runs a job of one kind: returns FERRY_OK with *result (JSON text, owned) and a
- * message, or FERRY_ERR with err. It may call jobs_progress through the connection. */
-typedef int (*job_runner)(struct store_conn *c, const struct job *j, const atomic_bool *stop,
-                          char **result, char **message, struct err *err);
+/* What runs a job of one kind, with its kind's ctx: returns FERRY_OK with *result (JSON
+ * text, owned) and a message, or FERRY_ERR with err. It may call jobs_progress through
+ * the connection. */
+typedef int (*job_runner)(void *ctx, struct store_conn *c, const struct job *j,
+                          const atomic_bool *stop, char **result, char **message, struct err *err);
 
-/* A kind of job and what runs it; kind points to a string that outlives the worker. */
+/* A kind of job and what runs it; kind points to a string, and ctx to state, that
+ * outlive the worker. */
 struct job_kind {
     const char *kind;
     job_runner run;
+    void *ctx;
 };
 
 /* Starts the worker for the given kinds (at most 4), oldest pending job first. */

@@ -24,7 +24,7 @@ struct hist {
     double sum_s;
 };
 
-static struct {
+struct metrics {
     _Atomic uint64_t requests, bytes_in, bytes_out;
     _Atomic uint64_t sync_ops, sync_ok, sync_failed, sync_ms, data;
     pthread_mutex_t lock;
@@ -32,66 +32,73 @@ static struct {
     size_t n_stats, cap_stats;
     struct hist *hists;
     size_t n_hists, cap_hists;
-} m = {.lock = PTHREAD_MUTEX_INITIALIZER};
+};
 
-void metrics_cleanup(void)
+struct metrics *metrics_open(void)
 {
-    pthread_mutex_lock(&m.lock);
-    for (size_t i = 0; i < m.n_stats; i++) {
-        free(m.stats[i].method);
-        free(m.stats[i].route);
-    }
-    for (size_t i = 0; i < m.n_hists; i++)
-        free(m.hists[i].route);
-    free(m.stats);
-    free(m.hists);
-    m.stats = NULL;
-    m.hists = NULL;
-    m.n_stats = m.cap_stats = m.n_hists = m.cap_hists = 0;
-    pthread_mutex_unlock(&m.lock);
+    struct metrics *m = xcalloc(1, sizeof(*m));
+    pthread_mutex_init(&m->lock, NULL);
+    return m;
 }
 
-static struct route_stat *stat_for(const char *method, const char *route, int status)
+void metrics_close(struct metrics *m)
 {
-    for (size_t i = 0; i < m.n_stats; i++) {
-        struct route_stat *s = &m.stats[i];
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->n_stats; i++) {
+        free(m->stats[i].method);
+        free(m->stats[i].route);
+    }
+    for (size_t i = 0; i < m->n_hists; i++)
+        free(m->hists[i].route);
+    free(m->stats);
+    free(m->hists);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
+static struct route_stat *stat_for(struct metrics *m, const char *method, const char *route,
+                                   int status)
+{
+    for (size_t i = 0; i < m->n_stats; i++) {
+        struct route_stat *s = &m->stats[i];
         if (s->status == status && !strcmp(s->route, route) && !strcmp(s->method, method))
             return s;
     }
-    if (m.n_stats == m.cap_stats) {
-        m.cap_stats = m.cap_stats ? m.cap_stats * 2 : 32;
-        m.stats = xrealloc(m.stats, m.cap_stats * sizeof(*m.stats));
+    if (m->n_stats == m->cap_stats) {
+        m->cap_stats = m->cap_stats ? m->cap_stats * 2 : 32;
+        m->stats = xrealloc(m->stats, m->cap_stats * sizeof(*m->stats));
     }
-    struct route_stat *s = &m.stats[m.n_stats++];
+    struct route_stat *s = &m->stats[m->n_stats++];
     *s = (struct route_stat){xstrdup(method), xstrdup(route), status, 0};
     return s;
 }
 
-static struct hist *hist_for(const char *route)
+static struct hist *hist_for(struct metrics *m, const char *route)
 {
-    for (size_t i = 0; i < m.n_hists; i++)
-        if (!strcmp(m.hists[i].route, route))
-            return &m.hists[i];
-    if (m.n_hists == m.cap_hists) {
-        m.cap_hists = m.cap_hists ? m.cap_hists * 2 : 32;
-        m.hists = xrealloc(m.hists, m.cap_hists * sizeof(*m.hists));
+    for (size_t i = 0; i < m->n_hists; i++)
+        if (!strcmp(m->hists[i].route, route))
+            return &m->hists[i];
+    if (m->n_hists == m->cap_hists) {
+        m->cap_hists = m->cap_hists ? m->cap_hists * 2 : 32;
+        m->hists = xrealloc(m->hists, m->cap_hists * sizeof(*m->hists));
     }
-    struct hist *h = &m.hists[m.n_hists++];
+    struct hist *h = &m->hists[m->n_hists++];
     memset(h, 0, sizeof(*h));
     h->route = xstrdup(route);
     return h;
 }
 
-void metrics_request(const char *method, const char *route, int status, int64_t duration_us,
-                     uint64_t bytes_in, uint64_t bytes_out)
+void metrics_request(struct metrics *m, const char *method, const char *route, int status,
+                     int64_t duration_us, uint64_t bytes_in, uint64_t bytes_out)
 {
     double secs = (double)duration_us / 1e6;
-    atomic_fetch_add(&m.requests, 1);
-    atomic_fetch_add(&m.bytes_in, bytes_in);
-    atomic_fetch_add(&m.bytes_out, bytes_out);
-    pthread_mutex_lock(&m.lock);
-    stat_for(method, route, status)->count++;
-    struct hist *h = hist_for(route);
+    atomic_fetch_add(&m->requests, 1);
+    atomic_fetch_add(&m->bytes_in, bytes_in);
+    atomic_fetch_add(&m->bytes_out, bytes_out);
+    pthread_mutex_lock(&m->lock);
+    stat_for(m, method, route, status)->count++;
+    struct hist *h = hist_for(m, route);
     for (int i = 0; i < METRICS_N_BUCKETS; i++)
         if (secs <= metrics_bucket_bounds[i]) {
             h->buckets[i]++;
@@ -99,28 +106,28 @@ void metrics_request(const char *method, const char *route, int status, int64_t 
         }
     h->count++;
     h->sum_s += secs;
-    pthread_mutex_unlock(&m.lock);
+    pthread_mutex_unlock(&m->lock);
 }
 
-void metrics_sync(int ok, int64_t duration_ms, uint64_t bytes)
+void metrics_sync(struct metrics *m, int ok, int64_t duration_ms, uint64_t bytes)
 {
-    atomic_fetch_add(&m.sync_ops, 1);
-    atomic_fetch_add(ok ? &m.sync_ok : &m.sync_failed, 1);
-    atomic_fetch_add(&m.sync_ms, (uint64_t)(duration_ms > 0 ? duration_ms : 0));
-    atomic_fetch_add(&m.data, bytes);
+    atomic_fetch_add(&m->sync_ops, 1);
+    atomic_fetch_add(ok ? &m->sync_ok : &m->sync_failed, 1);
+    atomic_fetch_add(&m->sync_ms, (uint64_t)(duration_ms > 0 ? duration_ms : 0));
+    atomic_fetch_add(&m->data, bytes);
 }
 
-struct metrics_totals metrics_totals(void)
+struct metrics_totals metrics_totals(struct metrics *m)
 {
     return (struct metrics_totals){
-        .requests = atomic_load(&m.requests),
-        .bytes_in = atomic_load(&m.bytes_in),
-        .bytes_out = atomic_load(&m.bytes_out),
-        .sync_ops = atomic_load(&m.sync_ops),
-        .sync_ok = atomic_load(&m.sync_ok),
-        .sync_failed = atomic_load(&m.sync_failed),
-        .sync_duration_ms_sum = atomic_load(&m.sync_ms),
-        .data_transferred = atomic_load(&m.data),
+        .requests = atomic_load(&m->requests),
+        .bytes_in = atomic_load(&m->bytes_in),
+        .bytes_out = atomic_load(&m->bytes_out),
+        .sync_ops = atomic_load(&m->sync_ops),
+        .sync_ok = atomic_load(&m->sync_ok),
+        .sync_failed = atomic_load(&m->sync_failed),
+        .sync_duration_ms_sum = atomic_load(&m->sync_ms),
+        .data_transferred = atomic_load(&m->data),
     };
 }
 
@@ -138,22 +145,22 @@ static void label_value(struct buf *out, const char *s)
     }
 }
 
-void metrics_prometheus(struct buf *out)
+void metrics_prometheus(struct metrics *m, struct buf *out)
 {
-    struct metrics_totals t = metrics_totals();
-    pthread_mutex_lock(&m.lock);
+    struct metrics_totals t = metrics_totals(m);
+    pthread_mutex_lock(&m->lock);
     buf_puts(out, "# HELP ferry_http_requests_total HTTP requests by route and status.\n"
                   "# TYPE ferry_http_requests_total counter\n");
-    for (size_t i = 0; i < m.n_stats; i++) {
-        buf_printf(out, "ferry_http_requests_total{method=\"%s\",route=\"", m.stats[i].method);
-        label_value(out, m.stats[i].route);
-        buf_printf(out, "\",status=\"%d\"} %llu\n", m.stats[i].status,
-                   (unsigned long long)m.stats[i].count);
+    for (size_t i = 0; i < m->n_stats; i++) {
+        buf_printf(out, "ferry_http_requests_total{method=\"%s\",route=\"", m->stats[i].method);
+        label_value(out, m->stats[i].route);
+        buf_printf(out, "\",status=\"%d\"} %llu\n", m->stats[i].status,
+                   (unsigned long long)m->stats[i].count);
     }
     buf_puts(out, "# HELP ferry_http_request_duration_seconds Time to answer a request.\n"
                   "# TYPE ferry_http_request_duration_seconds histogram\n");
-    for (size_t i = 0; i < m.n_hists; i++) {
-        const struct hist *h = &m.hists[i];
+    for (size_t i = 0; i < m->n_hists; i++) {
+        const struct hist *h = &m->hists[i];
         uint64_t cumulative = 0;
         for (int b = 0; b < METRICS_N_BUCKETS; b++) {
             cumulative += h->buckets[b];
@@ -172,7 +179,7 @@ void metrics_prometheus(struct buf *out)
         label_value(out, h->route);
         buf_printf(out, "\"} %llu\n", (unsigned long long)h->count);
     }
-    pthread_mutex_unlock(&m.lock);
+    pthread_mutex_unlock(&m->lock);
     buf_printf(out,
                "# HELP ferry_http_request_bytes_total Bytes of request bodies received.\n"
                "# TYPE ferry_http_request_bytes_total counter\n"

@@ -1,6 +1,6 @@
-/* metrics.h - process-wide counters: requests by route and status, a latency
- * histogram, bytes in and out, and the sync totals of seed 003's /api/v1/metrics.
- * Lock-free atomics for totals; one mutex for the per-route table. */
+/* metrics.h - the server's counters: requests by route and status, a latency histogram,
+ * bytes in and out, and the sync totals of seed 003's /api/v1/metrics. Lock-free atomics
+ * for totals; one mutex for the per-route table. The app opens one and holds it. */
 #ifndef FERRY_METRICS_H
 #define FERRY_METRICS_H
 
@@ -22,18 +22,22 @@ struct metrics_totals {
     uint64_t data_transferred; /* bytes moved by sync operations */
 };
 
-void metrics_cleanup(void);
+struct metrics;
+
+struct metrics *metrics_open(void);
+/* Frees the counters; metrics_close(NULL) does nothing. */
+void metrics_close(struct metrics *m);
 
 /* Records one finished request. route is the matched pattern ("" for none). */
-void metrics_request(const char *method, const char *route, int status, int64_t duration_us,
-                     uint64_t bytes_in, uint64_t bytes_out);
+void metrics_request(struct metrics *m, const char *method, const char *route, int status,
+                     int64_t duration_us, uint64_t bytes_in, uint64_t bytes_out);
 
 /* Records one finished sync operation (later capabilities call this). */
-void metrics_sync(int ok, int64_t duration_ms, uint64_t bytes);
+void metrics_sync(struct metrics *m, int ok, int64_t duration_ms, uint64_t bytes);
 
-struct metrics_totals metrics_totals(void);
+struct metrics_totals metrics_totals(struct metrics *m);
 
 /* Appends the Prometheus text exposition of the request counters and histogram. */
-void metrics_prometheus(struct buf *out);
+void metrics_prometheus(struct metrics *m, struct buf *out);
 
 #endif

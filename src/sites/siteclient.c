@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 
 #include "sites/siteclient.h"
+#include "util/url.h"
 #include "util/buf.h"
 #include "util/jsonutil.h"
 
@@ -26,14 +27,19 @@ void siteclient_global_cleanup(void)
 
 char *siteclient_url(const char *site_url, const char *action)
 {
-    size_t len = strlen(site_url);
-    while (len && site_url[len - 1] == '/')
-        len--;
-    const char *scheme_end = strstr(site_url, "://");
-    const char *path = scheme_end ? strchr(scheme_end + 3, '/') : NULL;
-    bool has_path = path && path < site_url + len;
-    return xasprintf("%.*s%s/sync/api/%s", (int)len, site_url, has_path ? "" : DEFAULT_PREFIX,
-                     action);
+    char *path = NULL, *url = NULL;
+    if (url_parse_http(site_url, &path)) {
+        size_t len = strlen(path);
+        while (len && path[len - 1] == '/')
+            len--;
+        char *call_path =
+            xasprintf("%.*s%s/sync/api/%s", (int)len, path, len ? "" : DEFAULT_PREFIX, action);
+        url = url_with_path(site_url, call_path);
+        free(call_path);
+        free(path);
+    }
+    /* Not an http URL: the call fails with that reason when it checks the URL. */
+    return url ? url : xasprintf("%s%s/sync/api/%s", site_url, DEFAULT_PREFIX, action);
 }
 
 /* Whether an address is one ordinary outgoing calls must not reach: loopback, private

@@ -10,6 +10,7 @@
 
 #include "sites/sitedata.h"
 #include "sync/values.h"
+#include "util/base64.h"
 #include "util/buf.h"
 
 /* PhoenixKit's rule for table names in requests. */
@@ -66,8 +67,7 @@ static int describe(struct store_conn *c, const struct site *s, const char *tabl
 
 static json_t *binary_json(const void *bytes, size_t len)
 {
-    char *enc = xmalloc(4 * ((len + 2) / 3) + 1);
-    EVP_EncodeBlock((unsigned char *)enc, bytes, (int)len);
+    char *enc = base64_encode(bytes, len);
     json_t *v = json_pack("{s:s}", PHOENIX_BINARY_KEY, enc);
     free(enc);
     return v;
@@ -209,8 +209,12 @@ static int bind_key(const struct store_table *t, int pk, json_t *key, struct own
                     struct err *err)
 {
     enum col_kind kind = values_kind_of(t->cols[pk].decl_type);
-    if (values_from_json(kind, key, out, err) != FERRY_OK)
-        return err_set(err, ERR_INVALID, "key for '%s': %s", t->cols[pk].name, err->msg);
+    if (values_from_json(kind, key, out, err) != FERRY_OK) {
+        /* err->msg is both the source and the target of the new message: copy it first */
+        char why[sizeof(err->msg)];
+        snprintf(why, sizeof(why), "%s", err->msg);
+        return err_set(err, ERR_INVALID, "key for '%s': %s", t->cols[pk].name, why);
+    }
     return FERRY_OK;
 }
 

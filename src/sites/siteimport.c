@@ -11,15 +11,15 @@
 #include "sites/sitedata.h"
 #include "sites/siteimport.h"
 #include "sites/sites.h"
+#include "sync/rowwrite.h"
 #include "sync/values.h"
+#include "util/base64.h"
 #include "util/buf.h"
 #include "util/crypto.h"
 #include "util/jsonutil.h"
 #include "util/timeutil.h"
 
 #define MAX_TABLES 64
-
-static const struct siteops_env *import_env; /* set once, before the worker runs */
 
 /* --- transfers ------------------------------------------------------------------------ */
 
@@ -214,8 +214,8 @@ static int create_table(struct store_conn *c, const char *table, json_t *columns
 
 struct target {
     struct store_table *t;
-    char *quoted;
-    int pk; /* -1: no single-column key */
+    struct rowwrite_table rw; /* how the statements name it */
+    int pk;                   /* -1: no single-column key */
     bool pg;
     bool pk_generated; /* the database makes keys (a default, identity, SQLite's rowid) */
 };
@@ -229,17 +229,8 @@ static int field_value(const struct target *tg, size_t col, json_t *v, struct ow
     if (json_is_string(bin)) {
         const char *b64 = json_string_value(bin);
         size_t n = strlen(b64);
-        out->owned = xmalloc(n / 4 * 3 + 3);
-        int len = n % 4 ? -1
-                        : EVP_DecodeBlock((unsigned char *)out->owned, (const unsigned char *)b64,
-                                          (int)n);
-        if (len < 0) {
-            values_release(out);
-            return err_set(err, ERR_INVALID, "column '%s': bad %s value", tg->t->cols[col].name,
-                           PHOENIX_BINARY_KEY);
-        }
-        for (size_t i = n; i > 0 && i + 2 > n && b64[i - 1] == '='; i--)
-            len--;
+        out->owned = xmalloc(n / 4 * 3 + 1);
+        ssize_t len = base64_decode(b64, n, out->owned, n / 4 * 3);
         if (len < 0) {
             values_release(out);
             return err_set(err, ERR_INVALID, "column '%s': bad %s value", tg->t->cols[col].name,
@@ -280,13 +271,12 @@ static bool in_savepoint(struct store_conn *c, const struct target *tg,
 /* 1 when a row with the key exists, 0 when not, -1 when the lookup failed. */
 static int row_exists(struct store_conn *c, const struct target *tg, const struct store_val *key)
 {
-    char *pkq = store_quote_ident(tg->t->cols[tg->pk].name);
-    char *sql = xasprintf("SELECT COUNT(*) FROM %s WHERE %s = $1", tg->quoted, pkq);
+    char *sql =
+        xasprintf("SELECT COUNT(*) FROM %s WHERE %s = $1", tg->rw.quoted, tg->rw.cols[tg->pk]);
     int64_t n = 0;
     bool found = false;
     int rc = store_query_int(c, sql, key, 1, &n, &found, NULL);
     free(sql);
-    free(pkq);
     return rc != FERRY_OK ? -1 : n > 0;
 }
 
@@ -297,14 +287,13 @@ static bool new_key(struct store_conn *c, const struct target *tg, struct owned_
     enum col_kind kind = values_kind_of(tg->t->cols[tg->pk].decl_type);
     memset(out, 0, sizeof(*out));
     if (kind == KIND_INTEGER) {
-        char *pkq = store_quote_ident(tg->t->cols[tg->pk].name);
-        char *sql = xasprintf("SELECT COALESCE(MAX(%s), 0) + 1 FROM %s", pkq, tg->quoted);
+        char *sql = xasprintf("SELECT COALESCE(MAX(%s), 0) + 1 FROM %s", tg->rw.cols[tg->pk],
+                              tg->rw.quoted);
         int64_t next = 1;
         bool found = false;
         int rc = store_query_int(c, sql, NULL, 0, &next, &found, NULL);
         out->val = sv_int(next);
         free(sql);
-        free(pkq);
         return rc == FERRY_OK;
     }
     unsigned char b[16];
@@ -323,7 +312,7 @@ enum row_outcome { ROW_FAILED, ROW_CREATED, ROW_UPDATED, ROW_SKIPPED };
 struct row_job {
     const struct target *tg;
     json_t *row;
-    const char *strategy;
+    enum import_strategy strategy;
     enum row_outcome outcome;
 };
 
@@ -336,14 +325,14 @@ static bool row_work(struct store_conn *c, void *arg)
     struct owned_val *vals = xcalloc(n, sizeof(*vals));
     bool *present = xcalloc(n, sizeof(*present));
     struct store_val *bind = xcalloc(n + 1, sizeof(*bind));
+    int *cols = xcalloc(n + 1, sizeof(*cols));
     struct err err = {0};
-    struct buf sql;
+    char *sql = NULL;
     int64_t changed = 0;
     size_t nb = 0;
-    bool ok = json_is_object(r->row), append = !strcmp(r->strategy, "append");
+    bool ok = json_is_object(r->row), append = r->strategy == STRATEGY_APPEND;
     int exists = 0;
     r->outcome = ROW_FAILED;
-    buf_init(&sql);
     for (size_t i = 0; ok && i < n; i++) {
         json_t *v = json_object_get(r->row, tg->t->cols[i].name);
         present[i] = v != NULL;
@@ -360,47 +349,28 @@ static bool row_work(struct store_conn *c, void *arg)
         ok = (exists = row_exists(c, tg, &vals[tg->pk].val)) >= 0;
     if (!ok)
         goto out;
-    if (exists && !strcmp(r->strategy, "skip")) {
+    if (exists && r->strategy == STRATEGY_SKIP) {
         r->outcome = ROW_SKIPPED;
     } else if (exists) { /* overwrite: every column given; merge: the non-null ones */
-        bool merge = !strcmp(r->strategy, "merge");
-        buf_printf(&sql, "UPDATE %s SET ", tg->quoted);
-        for (size_t i = 0; i < n; i++) {
-            if ((int)i == tg->pk || !present[i] || (merge && vals[i].val.type == SV_NULL))
-                continue;
-            char *q = store_quote_ident(tg->t->cols[i].name);
-            bind[nb] = vals[i].val;
-            buf_printf(&sql, "%s%s = $%zu", nb ? ", " : "", q, nb + 1);
-            nb++;
-            free(q);
-        }
-        char *pkq = store_quote_ident(tg->t->cols[tg->pk].name);
-        bind[nb] = vals[tg->pk].val;
-        buf_printf(&sql, " WHERE %s = $%zu", pkq, nb + 1);
-        nb++;
-        free(pkq);
-        if (nb == 1 || store_run(c, sql.data, bind, nb, &changed, &err) == FERRY_OK)
-            r->outcome = ROW_UPDATED; /* (nb == 1: nothing to change) */
+        bool merge = r->strategy == STRATEGY_MERGE;
+        bind[nb++] = vals[tg->pk].val;
+        for (size_t i = 0; i < n; i++)
+            if ((int)i != tg->pk && present[i] && !(merge && vals[i].val.type == SV_NULL)) {
+                cols[nb - 1] = (int)i;
+                bind[nb++] = vals[i].val;
+            }
+        sql = nb > 1 ? rowwrite_update(&tg->rw, cols, nb - 1) : NULL;
+        if (!sql || store_run(c, sql, bind, nb, &changed, &err) == FERRY_OK)
+            r->outcome = ROW_UPDATED; /* (no sql: nothing to change) */
     } else {
-        struct buf names;
-        buf_init(&names);
-        buf_printf(&sql, "INSERT INTO %s (", tg->quoted);
-        for (size_t i = 0; i < n; i++) {
-            if (!present[i])
-                continue;
-            char *q = store_quote_ident(tg->t->cols[i].name);
-            bind[nb] = vals[i].val;
-            buf_printf(&sql, "%s%s", nb ? ", " : "", q);
-            buf_printf(&names, "%s$%zu", nb ? ", " : "", nb + 1);
-            nb++;
-            free(q);
-        }
-        if (nb) {
-            buf_printf(&sql, ") VALUES (%s)", names.data);
-            if (store_run(c, sql.data, bind, nb, &changed, &err) == FERRY_OK)
-                r->outcome = ROW_CREATED;
-        }
-        buf_cleanup(&names);
+        for (size_t i = 0; i < n; i++)
+            if (present[i]) {
+                cols[nb] = (int)i;
+                bind[nb++] = vals[i].val;
+            }
+        sql = nb ? rowwrite_insert(&tg->rw, cols, nb, 1, ROWWRITE_FAIL) : NULL;
+        if (sql && store_run(c, sql, bind, nb, &changed, &err) == FERRY_OK)
+            r->outcome = ROW_CREATED;
     }
 out:
     for (size_t i = 0; i < n; i++)
@@ -408,13 +378,14 @@ out:
     free(vals);
     free(present);
     free(bind);
-    buf_cleanup(&sql);
+    free(cols);
+    free(sql);
     return r->outcome != ROW_FAILED;
 }
 
 /* Applies one row with the strategy; counts what happened. */
 static void apply_row(struct store_conn *c, const struct target *tg, json_t *row,
-                      const char *strategy, struct counts *k)
+                      enum import_strategy strategy, struct counts *k)
 {
     struct row_job r = {tg, row, strategy, ROW_FAILED};
     in_savepoint(c, tg, row_work, &r);
@@ -433,22 +404,21 @@ struct delete_job {
 static bool delete_work(struct store_conn *c, void *arg)
 {
     struct delete_job *d = arg;
-    char *pkq = store_quote_ident(d->tg->t->cols[d->tg->pk].name);
-    char *sql = xasprintf("DELETE FROM %s WHERE %s = $1", d->tg->quoted, pkq);
+    char *sql = rowwrite_delete(&d->tg->rw);
     bool ok = store_run(c, sql, d->key, 1, &d->removed, NULL) == FERRY_OK;
     free(sql);
-    free(pkq);
     return ok;
 }
 
 /* --- one table ------------------------------------------------------------------------ */
 
 struct import_ctx {
+    const struct siteops_env *env;
     struct store_conn *c;
     const struct job *job;
     json_t *job_params; /* also holds "current": the table being imported */
     const struct site *site;
-    const char *strategy;
+    enum import_strategy strategy;
     bool incremental; /* pull only what changed since the last import, where possible */
     const atomic_bool *stop;
     int64_t rows_done, rows_total;
@@ -465,7 +435,7 @@ static int remote_call(const struct import_ctx *x, const char *action, json_t *b
     *answer = NULL;
     json_object_set_new(body, "auth_token_hash", json_string(x->site->token_hash));
     for (int tries = 0;; tries++) {
-        if (siteclient_call(&import_env->client, x->site->site_url, action, body, &call, err) !=
+        if (siteclient_call(&x->env->client, x->site->site_url, action, body, &call, err) !=
             FERRY_OK)
             goto out;
         if (call.status != 429 || tries >= 120 || (x->stop && atomic_load(x->stop)))
@@ -512,11 +482,15 @@ static int open_target(struct import_ctx *x, const char *table, struct target *t
         if (rc != FERRY_OK || store_table_info(x->c, table, &tg->t, err) != FERRY_OK)
             return FERRY_ERR;
     }
-    tg->quoted = store_quote_ident(table);
     tg->pk = -1;
     for (size_t i = 0; tg->t->n_pk == 1 && i < tg->t->n_cols; i++)
         if (tg->t->cols[i].primary_key)
             tg->pk = (int)i;
+    const char **names = xcalloc(tg->t->n_cols + 1, sizeof(*names));
+    for (size_t i = 0; i < tg->t->n_cols; i++)
+        names[i] = tg->t->cols[i].name;
+    rowwrite_table_init(&tg->rw, table, names, tg->t->n_cols, tg->pk);
+    free(names);
     if (tg->pk >= 0) /* SQLite: an INTEGER PRIMARY KEY is the rowid, made on insert */
         tg->pk_generated = tg->t->cols[tg->pk].has_default ||
                            (!tg->pg && !strcmp(tg->t->cols[tg->pk].decl_type, "integer"));
@@ -533,9 +507,9 @@ static int apply_page(struct import_ctx *x, const struct target *tg, struct tran
     json_t *item;
     int rc = store_begin(x->c, err);
     if (rc == FERRY_OK && tg->pg && tg->pk >= 0 && !tg->pk_generated &&
-        !strcmp(x->strategy, "append")) {
+        x->strategy == STRATEGY_APPEND) {
         /* append computes the next key: no other writer may take it meanwhile */
-        char *sql = xasprintf("LOCK TABLE %s IN EXCLUSIVE MODE", tg->quoted);
+        char *sql = xasprintf("LOCK TABLE %s IN EXCLUSIVE MODE", tg->rw.quoted);
         rc = store_exec(x->c, sql, err);
         free(sql);
     }
@@ -548,7 +522,7 @@ static int apply_page(struct import_ctx *x, const struct target *tg, struct tran
             if (!op || strcmp(op, "delete") != 0) {
                 /* a changed row is the sender's newer version: skip would never take it */
                 apply_row(x->c, tg, json_object_get(item, "data"),
-                          !strcmp(x->strategy, "skip") ? "overwrite" : x->strategy, &k);
+                          x->strategy == STRATEGY_SKIP ? STRATEGY_OVERWRITE : x->strategy, &k);
                 continue;
             }
             struct owned_val key;
@@ -689,7 +663,8 @@ static int import_table(struct import_ctx *x, const char *table, json_t *report,
     int rc = FERRY_ERR;
     bool refused = false, whole = true;
     int64_t since = -1;
-    if (transfer_open(x->c, x->site->id, x->job->id, table, x->strategy, &tr, err) != FERRY_OK)
+    if (transfer_open(x->c, x->site->id, x->job->id, table, sites_strategy_name(x->strategy), &tr,
+                      err) != FERRY_OK)
         return FERRY_ERR;
     x->rows_done += tr.records;
     json_object_set_new(x->job_params, "current", json_string(table));
@@ -726,7 +701,7 @@ report:
 out:
     free(tr.last_key);
     store_table_free(tg.t);
-    free(tg.quoted);
+    rowwrite_table_free(&tg.rw);
     return rc;
 }
 
@@ -753,7 +728,7 @@ static int64_t remote_rows(struct import_ctx *x, json_t *tables)
     return total;
 }
 
-static int run_import(struct store_conn *c, const struct job *j, const atomic_bool *stop,
+static int run_import(void *env, struct store_conn *c, const struct job *j, const atomic_bool *stop,
                       char **result, char **message, struct err *err)
 {
     struct site s = {0};
@@ -761,23 +736,22 @@ static int run_import(struct store_conn *c, const struct job *j, const atomic_bo
     int rc = FERRY_ERR;
     json_t *params = json_loads(j->params ? j->params : "{}", 0, NULL);
     json_t *tables = json_object_get(params, "tables"), *report = json_array();
-    const char *strategy = json_string_value(json_object_get(params, "strategy"));
+    const char *named = json_string_value(json_object_get(params, "strategy"));
     const char *connection = json_string_value(json_object_get(params, "connection"));
     if (sites_get(c, connection ? connection : "", &s, &found, err) != FERRY_OK)
         goto out;
-    if (!found || strcmp(s.direction, "receiver") != 0 || strcmp(s.status, "active") != 0) {
+    if (!found || s.direction != SITE_RECEIVER || s.status != SITE_ACTIVE) {
         err_set(err, ERR_CONFLICT, "the connection is gone, or not an active receiver");
         goto out;
     }
-    struct import_ctx x = {c,
-                           j,
-                           params,
-                           &s,
-                           strategy ? strategy : s.default_strategy,
-                           json_is_true(json_object_get(params, "incremental")),
-                           stop,
-                           0,
-                           0};
+    enum import_strategy strategy = s.default_strategy;
+    if (named && sites_parse_strategy(named, &strategy) != FERRY_OK) {
+        err_set(err, ERR_INVALID, "the job's strategy '%s' is not one ferry knows", named);
+        goto out;
+    }
+    struct import_ctx x = {
+        env,  c, j, params, &s, strategy, json_is_true(json_object_get(params, "incremental")),
+        stop, 0, 0};
     x.rows_total = remote_rows(&x, tables);
     size_t i;
     json_t *name;
@@ -810,8 +784,7 @@ out:
 
 struct job_kind siteimport_job_kind(const struct siteops_env *env)
 {
-    import_env = env;
-    return (struct job_kind){"site-import", run_import};
+    return (struct job_kind){"site-import", run_import, (void *)env};
 }
 
 int siteimport_start(struct store_conn *c, const char *id, json_t *tables, const char *strategy,
@@ -829,11 +802,11 @@ int siteimport_start(struct store_conn *c, const char *id, json_t *tables, const
         err_set(err, ERR_NOT_FOUND, "no site connection '%s'", id);
         goto out;
     }
-    if (strcmp(s.direction, "receiver") != 0 || strcmp(s.status, "active") != 0) {
+    if (s.direction != SITE_RECEIVER || s.status != SITE_ACTIVE) {
         err_set(err, ERR_CONFLICT,
                 "only an active incoming (receiver) connection can pull; this "
                 "one is a %s, %s",
-                s.direction, s.status);
+                sites_direction_name(s.direction), sites_status_name(s.status));
         goto out;
     }
     if (!json_is_array(tables) || json_array_size(tables) == 0 ||
@@ -855,19 +828,19 @@ int siteimport_start(struct store_conn *c, const char *id, json_t *tables, const
             goto out;
         }
     }
-    if (strategy && !sites_valid_strategy(strategy)) {
+    enum import_strategy chosen = s.default_strategy;
+    if (strategy && sites_parse_strategy(strategy, &chosen) != FERRY_OK) {
         err_set(err, ERR_INVALID, "strategy must be skip, overwrite, merge or append");
         goto out;
     }
-    if (incremental && !strcmp(strategy ? strategy : s.default_strategy, "append")) {
+    if (incremental && chosen == STRATEGY_APPEND) {
         /* changed rows would arrive again under new keys, and deletions name the
          * sender's keys, which append does not keep */
         err_set(err, ERR_INVALID, "an incremental import needs skip, overwrite or merge");
         goto out;
     }
-    json_t *params =
-        json_pack("{s:s, s:O, s:s, s:b}", "connection", id, "tables", tables, "strategy",
-                  strategy ? strategy : s.default_strategy, "incremental", incremental);
+    json_t *params = json_pack("{s:s, s:O, s:s, s:b}", "connection", id, "tables", tables,
+                               "strategy", sites_strategy_name(chosen), "incremental", incremental);
     char *text = json_dumps(params, JSON_COMPACT);
     rc = jobs_create(c, "site-import", user_id, s.site_url, NULL, text, run_here, job_id, err);
     free(text);
@@ -930,14 +903,13 @@ int siteimport_run_now(struct store *st, struct store_conn *c, const struct site
     struct job j = {0};
     bool found = false;
     char *result = NULL, *message = NULL;
-    import_env = env;
     if (jobs_get(c, job_id, &j, &found, err) != FERRY_OK)
         return FERRY_ERR;
     if (!found)
         return err_set(err, ERR_NOT_FOUND, "no job '%s'", job_id);
     /* a server's worker must not take it for dead while it runs here */
     struct job_heartbeat *beat = jobs_heartbeat_start(st, job_id);
-    int rc = run_import(c, &j, NULL, &result, &message, err);
+    int rc = run_import((void *)env, c, &j, NULL, &result, &message, err);
     jobs_heartbeat_stop(beat);
     jobs_finish(c, job_id, rc == FERRY_OK, result, rc == FERRY_OK ? message : err->msg, NULL);
     free(result);

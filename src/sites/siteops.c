@@ -7,8 +7,10 @@
 
 #include "sites/siteops.h"
 #include "sites/sites.h"
+#include "util/url.h"
 #include "util/ticker.h"
 #include "util/timeutil.h"
+#include "util/log.h"
 
 /* Unreachable remotes are tried again after 30 s, doubling to at most an hour. */
 #define BACKOFF_FIRST_MS 30000
@@ -27,20 +29,15 @@ static int load(struct store_conn *c, const char *id, struct site *s, struct err
 static void log_call(const char *action, const char *url, const char *hash,
                      const struct site_call *call)
 {
-    json_t *line = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s}", "level",
-                             call->status == 200 ? "info" : "warn", "msg", "site call", "action",
-                             action, "site", url, "connection", "", "status", call->status, "error",
+    json_t *line = json_pack("{s:s, s:s, s:s, s:s, s:i, s:s}", "msg", "site call", "action", action,
+                             "site", url, "connection", "", "status", call->status, "error",
                              call->status == 200 ? "" : call->error);
     if (!line)
         return; /* a URL or message that is not UTF-8: not worth a crash */
     char prefix[9];
     snprintf(prefix, sizeof(prefix), "%.8s", hash);
     json_object_set_new(line, "connection", json_string(prefix));
-    char *text = json_dumps(line, JSON_COMPACT);
-    if (text)
-        fprintf(stderr, "%s\n", text);
-    free(text);
-    json_decref(line);
+    log_write(call->status == 200 ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, "site_call", line);
 }
 
 static json_t *with_remote(const struct site *s, bool mirrored, const struct site_call *call)
@@ -89,7 +86,7 @@ int siteops_create(struct store_conn *c, const struct siteops_env *env, json_t *
     *out = NULL;
     if (!name || !*name || !url || !*url)
         return err_set(err, ERR_INVALID, "fields 'name' and 'url' are required strings");
-    if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+    if (!url_parse_http(url, NULL))
         return err_set(err, ERR_INVALID, "field 'url' must be an http or https URL");
     sites_new_token(token, hash);
     json_t *reg = json_pack("{s:s, s:s, s:s}", "sender_url", env->public_url, "connection_name",
@@ -108,10 +105,10 @@ int siteops_create(struct store_conn *c, const struct siteops_env *env, json_t *
     }
     const char *remote = json_string_value(json_object_get(call.body, "connection_status"));
     s.name = xstrdup(name);
-    s.direction = xstrdup("sender");
+    s.direction = SITE_SENDER;
     s.site_url = xstrdup(url);
     s.token_hash = xstrdup(hash);
-    s.status = xstrdup(remote && !strcmp(remote, "pending") ? "pending" : "active");
+    s.status = remote && !strcmp(remote, "pending") ? SITE_PENDING : SITE_ACTIVE;
     json_t *settings = json_deep_copy(body);
     json_object_del(settings, "name");
     json_object_del(settings, "url");
@@ -147,14 +144,16 @@ int siteops_action(struct store_conn *c, const struct siteops_env *env, const ch
                    const char *action, json_t **out, struct err *err)
 {
     static const struct {
-        const char *action, *to, *from; /* from: the status it must have, or NULL */
-        const char *direction;          /* NULL: either */
+        const char *action;
+        enum site_status to;
+        int from;      /* the status it must have (enum site_status), or -1: any */
+        bool receiver; /* only a receiver */
     } rules[] = {
-        {"approve", "active", "pending", "receiver"},
-        {"deny", "revoked", "pending", "receiver"},
-        {"suspend", "suspended", "active", NULL},
-        {"reactivate", "active", "suspended", NULL},
-        {"revoke", "revoked", NULL, NULL},
+        {"approve", SITE_ACTIVE, SITE_PENDING, true},
+        {"deny", SITE_REVOKED, SITE_PENDING, true},
+        {"suspend", SITE_SUSPENDED, SITE_ACTIVE, false},
+        {"reactivate", SITE_ACTIVE, SITE_SUSPENDED, false},
+        {"revoke", SITE_REVOKED, -1, false},
     };
     struct site s = {0};
     struct site_call call = {0};
@@ -169,14 +168,16 @@ int siteops_action(struct store_conn *c, const struct siteops_env *env, const ch
                        "revoke, verify or pull");
     if (load(c, id, &s, err) != FERRY_OK)
         return FERRY_ERR;
-    if (rules[k].direction && strcmp(s.direction, rules[k].direction) != 0) {
+    if (rules[k].receiver && s.direction != SITE_RECEIVER) {
         err_set(err, ERR_CONFLICT, "only an incoming (receiver) connection can be %s",
                 !strcmp(action, "approve") ? "approved" : "denied");
         goto out;
     }
-    if ((rules[k].from && strcmp(s.status, rules[k].from) != 0) || !strcmp(s.status, "revoked")) {
-        err_set(err, ERR_CONFLICT, "the connection is %s; %s needs it %s", s.status, action,
-                rules[k].from ? rules[k].from : "not revoked");
+    if ((rules[k].from >= 0 && (int)s.status != rules[k].from) || s.status == SITE_REVOKED) {
+        err_set(err, ERR_CONFLICT, "the connection is %s; %s needs it %s",
+                sites_status_name(s.status), action,
+                rules[k].from >= 0 ? sites_status_name((enum site_status)rules[k].from)
+                                   : "not revoked");
         goto out;
     }
     int set = !strcmp(action, "approve") ? sites_approve(c, id, err)
@@ -194,7 +195,7 @@ int siteops_action(struct store_conn *c, const struct siteops_env *env, const ch
                    call.status == 200;
         json_decref(body);
     } else {
-        mirrored = mirror(env, &s, "update-status", rules[k].to, &call);
+        mirrored = mirror(env, &s, "update-status", sites_status_name(rules[k].to), &call);
     }
     *out = with_remote(&s, mirrored, &call);
     rc = FERRY_OK;
@@ -247,8 +248,8 @@ int siteops_verify(struct store_conn *c, const struct siteops_env *env, const ch
     *out = NULL;
     if (load(c, id, &s, err) != FERRY_OK)
         return FERRY_ERR;
-    receiver = !strcmp(s.direction, "receiver");
-    if (receiver && !strcmp(s.status, "pending")) {
+    receiver = s.direction == SITE_RECEIVER;
+    if (receiver && s.status == SITE_PENDING) {
         /* asking the sender for its status would make its side active: only this site's
          * approval may start that */
         *out = sites_json(&s);
@@ -281,12 +282,14 @@ int siteops_verify(struct store_conn *c, const struct siteops_env *env, const ch
             goto out;
         *out = json_pack("{s:s, s:s}", "id", id, "result", "deleted");
     } else if (called == FERRY_OK && call.status == 200) {
-        const char *remote = json_string_value(json_object_get(call.body, "status"));
+        enum site_status remote;
+        bool known = sites_parse_status(json_string_value(json_object_get(call.body, "status")),
+                                        &remote) == FERRY_OK;
         /* a receiver follows the sender's status, except that only this site's admin
          * approves a pending connection, and a revoked one stays revoked */
-        if (receiver && remote && sites_valid_status(remote) && strcmp(remote, s.status) &&
-            strcmp(s.status, "pending") && strcmp(s.status, "revoked") &&
-            strcmp(remote, "pending") && (strcmp(remote, "active") || s.approved_at))
+        if (receiver && known && remote != s.status && s.status != SITE_PENDING &&
+            s.status != SITE_REVOKED && remote != SITE_PENDING &&
+            (remote != SITE_ACTIVE || s.approved_at))
             sites_set_status(c, id, remote, NULL);
         if (sites_reachability(c, id, true, now + BACKOFF_FIRST_MS * 10, err) != FERRY_OK ||
             load(c, id, &s, err) != FERRY_OK)

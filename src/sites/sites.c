@@ -4,11 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <curl/curl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "sync/rowjson.h"
 #include "sites/sites.h"
+#include "util/base64.h"
 #include "util/buf.h"
 #include "util/crypto.h"
 #include "util/timeutil.h"
@@ -39,14 +41,11 @@ static int64_t int_col(const struct store_rows *rows, int col)
 void sites_clear(struct site *s)
 {
     free(s->name);
-    free(s->direction);
     free(s->site_url);
     free(s->token_hash);
-    free(s->status);
     free(s->allowed_tables);
     free(s->excluded_tables);
     free(s->ip_allowlist);
-    free(s->default_strategy);
     memset(s, 0, sizeof(*s));
 }
 
@@ -55,14 +54,18 @@ static void read_site(const struct store_rows *rows, struct site *s)
     sites_clear(s);
     snprintf(s->id, sizeof(s->id), "%s", store_rows_text(rows, 0));
     s->name = dup_col(rows, 1);
-    s->direction = dup_col(rows, 2);
+    /* a value another program wrote that ferry does not know counts as the safest */
+    if (sites_parse_direction(store_rows_text(rows, 2), &s->direction) != FERRY_OK)
+        s->direction = SITE_SENDER;
     s->site_url = dup_col(rows, 3);
     s->token_hash = dup_col(rows, 4);
-    s->status = dup_col(rows, 5);
+    if (sites_parse_status(store_rows_text(rows, 5), &s->status) != FERRY_OK)
+        s->status = SITE_SUSPENDED;
     s->allowed_tables = dup_col(rows, 6);
     s->excluded_tables = dup_col(rows, 7);
     s->ip_allowlist = dup_col(rows, 8);
-    s->default_strategy = dup_col(rows, 9);
+    if (sites_parse_strategy(store_rows_text(rows, 9), &s->default_strategy) != FERRY_OK)
+        s->default_strategy = STRATEGY_SKIP; /* the column's default */
     s->expires_at = int_col(rows, 10);
     s->max_records = int_col(rows, 11);
     s->rate_limit = int_col(rows, 12);
@@ -101,16 +104,16 @@ int sites_create(struct store_conn *c, struct site *s, struct err *err)
     struct store_val v[] = {
         sv_text(s->id),
         sv_text(s->name),
-        sv_text(s->direction),
+        sv_text(sites_direction_name(s->direction)),
         sv_text(s->site_url),
         sv_text(s->token_hash),
         sv_text(lookup),
-        sv_text(s->status),
+        sv_text(sites_status_name(s->status)),
         sv_text(s->allowed_tables),
         sv_text(s->excluded_tables),
         s->expires_at ? sv_int(s->expires_at) : sv_null(),
         sv_int(now),
-        sv_text(s->default_strategy ? s->default_strategy : "skip"),
+        sv_text(sites_strategy_name(s->default_strategy)),
     };
     if (store_run(c,
                   "INSERT INTO ferry_sites(id, name, direction, site_url, token_hash, lookup,"
@@ -126,15 +129,17 @@ int sites_create(struct store_conn *c, struct site *s, struct err *err)
     return FERRY_ERR;
 }
 
-int sites_find(struct store_conn *c, const char *hash, const char *direction, const char *url,
-               struct site *s, bool *found, struct err *err)
+int sites_find(struct store_conn *c, const char *hash, const enum site_direction *direction,
+               const char *url, struct site *s, bool *found, struct err *err)
 {
     char lookup[65];
     struct store_rows *rows = NULL;
     int step;
     *found = false;
     crypto_sha256_hex(hash, strlen(hash), lookup);
-    struct store_val v[] = {sv_text(lookup), sv_text(direction), sv_text(url)};
+    struct store_val v[] = {sv_text(lookup),
+                            sv_text(direction ? sites_direction_name(*direction) : NULL),
+                            sv_text(url)};
     int rc = store_query(c,
                          "SELECT " SITE_COLS " FROM ferry_sites WHERE lookup = $1"
                          " AND (CAST($2 AS TEXT) IS NULL OR direction = CAST($2 AS TEXT))"
@@ -192,14 +197,15 @@ static json_t *time_or_null(int64_t ms)
 
 json_t *sites_json(const struct site *s)
 {
-    json_t *o =
-        json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:s}", "id", s->id,
-                  "name", s->name, "direction", s->direction, "site_url", s->site_url, "status",
-                  s->status, "allowed_tables", list_or_empty(s->allowed_tables), "excluded_tables",
-                  list_or_empty(s->excluded_tables), "expires_at", time_or_null(s->expires_at),
-                  "max_records_per_request", (json_int_t)s->max_records,
-                  "rate_limit_requests_per_minute", (json_int_t)s->rate_limit, "ip_whitelist",
-                  list_or_empty(s->ip_allowlist), "default_conflict_strategy", s->default_strategy);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:s}", "id",
+                          s->id, "name", s->name, "direction", sites_direction_name(s->direction),
+                          "site_url", s->site_url, "status", sites_status_name(s->status),
+                          "allowed_tables", list_or_empty(s->allowed_tables), "excluded_tables",
+                          list_or_empty(s->excluded_tables), "expires_at",
+                          time_or_null(s->expires_at), "max_records_per_request",
+                          (json_int_t)s->max_records, "rate_limit_requests_per_minute",
+                          (json_int_t)s->rate_limit, "ip_whitelist", list_or_empty(s->ip_allowlist),
+                          "default_conflict_strategy", sites_strategy_name(s->default_strategy));
     json_object_set_new(o, "records_sent", json_integer(s->records_sent));
     json_object_set_new(o, "bytes_sent", json_integer(s->bytes_sent));
     json_object_set_new(o, "requests", json_integer(s->requests));
@@ -229,24 +235,90 @@ int sites_list(struct store_conn *c, json_t **out, struct err *err)
     return rc == FERRY_OK && step >= 0 ? FERRY_OK : FERRY_ERR;
 }
 
-bool sites_valid_status(const char *status)
+/* Finds name in names[0..n); FERRY_ERR when absent. */
+static int parse_name(const char *const *names, int n, const char *name, int *out)
 {
-    static const char *ok[] = {"pending", "active", "suspended", "revoked", "expired"};
-    for (size_t i = 0; status && i < 5; i++)
-        if (!strcmp(status, ok[i]))
-            return true;
-    return false;
+    for (int i = 0; name && i < n; i++)
+        if (!strcmp(name, names[i])) {
+            *out = i;
+            return FERRY_OK;
+        }
+    return FERRY_ERR;
+}
+
+static const char *const direction_names[] = {"sender", "receiver"};
+static const char *const status_names[] = {"pending", "active", "suspended", "revoked", "expired"};
+static const char *const mode_names[] = {"auto_accept", "require_approval", "require_password",
+                                         "deny_all"};
+
+int sites_parse_direction(const char *name, enum site_direction *out)
+{
+    int i;
+    if (parse_name(direction_names, 2, name, &i) != FERRY_OK)
+        return FERRY_ERR;
+    *out = (enum site_direction)i;
+    return FERRY_OK;
+}
+
+const char *sites_direction_name(enum site_direction direction)
+{
+    return direction_names[direction];
+}
+
+int sites_parse_status(const char *name, enum site_status *out)
+{
+    int i;
+    if (parse_name(status_names, 5, name, &i) != FERRY_OK)
+        return FERRY_ERR;
+    *out = (enum site_status)i;
+    return FERRY_OK;
+}
+
+const char *sites_status_name(enum site_status status)
+{
+    return status_names[status];
+}
+
+int sites_parse_mode(const char *name, enum incoming_mode *out)
+{
+    int i;
+    if (parse_name(mode_names, 4, name, &i) != FERRY_OK)
+        return FERRY_ERR;
+    *out = (enum incoming_mode)i;
+    return FERRY_OK;
+}
+
+const char *sites_mode_name(enum incoming_mode mode)
+{
+    return mode_names[mode];
+}
+
+static const char *const strategy_names[] = {"skip", "overwrite", "merge", "append"};
+
+int sites_parse_strategy(const char *name, enum import_strategy *out)
+{
+    for (int i = STRATEGY_SKIP; name && i <= STRATEGY_APPEND; i++)
+        if (!strcmp(name, strategy_names[i])) {
+            *out = (enum import_strategy)i;
+            return FERRY_OK;
+        }
+    return FERRY_ERR;
+}
+
+const char *sites_strategy_name(enum import_strategy strategy)
+{
+    return strategy_names[strategy];
 }
 
 bool sites_valid_strategy(const char *strategy)
 {
-    return strategy && (!strcmp(strategy, "skip") || !strcmp(strategy, "overwrite") ||
-                        !strcmp(strategy, "merge") || !strcmp(strategy, "append"));
+    enum import_strategy ignored;
+    return sites_parse_strategy(strategy, &ignored) == FERRY_OK;
 }
 
-int sites_set_status(struct store_conn *c, const char *id, const char *status, struct err *err)
+int sites_set_status(struct store_conn *c, const char *id, enum site_status status, struct err *err)
 {
-    struct store_val v[] = {sv_text(id), sv_text(status), sv_int(time_now_ms())};
+    struct store_val v[] = {sv_text(id), sv_text(sites_status_name(status)), sv_int(time_now_ms())};
     return store_run(c, "UPDATE ferry_sites SET status = $2, updated_at = $3 WHERE id = $1", v, 3,
                      NULL, err);
 }
@@ -497,12 +569,6 @@ bool sites_ip_allowed(const struct site *s, const char *address)
 
 /* --- settings ----------------------------------------------------------------------- */
 
-bool sites_valid_mode(const char *mode)
-{
-    return mode && (!strcmp(mode, "auto_accept") || !strcmp(mode, "require_approval") ||
-                    !strcmp(mode, "require_password") || !strcmp(mode, "deny_all"));
-}
-
 void sites_settings_clear(struct site_settings *s)
 {
     free(s->password_hash);
@@ -543,8 +609,8 @@ int sites_settings_get(struct store_conn *c, struct site_settings *out, struct e
         free(mode);
         return FERRY_ERR;
     }
-    snprintf(out->mode, sizeof(out->mode), "%s",
-             sites_valid_mode(mode) ? mode : "require_approval");
+    if (sites_parse_mode(mode, &out->mode) != FERRY_OK)
+        out->mode = INCOMING_REQUIRE_APPROVAL;
     free(mode);
     return FERRY_OK;
 }
@@ -552,7 +618,8 @@ int sites_settings_get(struct store_conn *c, struct site_settings *out, struct e
 int sites_settings_set(struct store_conn *c, const char *mode, const char *password,
                        struct err *err)
 {
-    if (mode && !sites_valid_mode(mode))
+    enum incoming_mode parsed;
+    if (mode && sites_parse_mode(mode, &parsed) != FERRY_OK)
         return err_set(err, ERR_INVALID,
                        "incoming mode must be auto_accept, require_approval, "
                        "require_password or deny_all");
@@ -581,35 +648,9 @@ char *sites_password_hash(const char *password)
     if (!scrypt_raw(password, salt, sizeof(salt), 1ULL << SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P, key,
                     sizeof(key)))
         abort(); /* only when OpenSSL cannot allocate: see ferry.h */
-    crypto_base64url(salt, sizeof(salt), salt64);
-    crypto_base64url(key, sizeof(key), key64);
+    base64_url_encode(salt, sizeof(salt), salt64);
+    base64_url_encode(key, sizeof(key), key64);
     return xasprintf("scrypt$%d$%d$%d$%s$%s", SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P, salt64, key64);
-}
-
-/* Decodes base64url without padding; returns the length or -1. */
-static int base64url_decode(const char *in, unsigned char *out, size_t cap)
-{
-    char std[128];
-    size_t n = strlen(in), k = 0;
-    if (n + 4 >= sizeof(std))
-        return -1;
-    for (size_t i = 0; i < n; i++)
-        std[k++] = in[i] == '-' ? '+' : in[i] == '_' ? '/' : in[i];
-    while (k % 4)
-        std[k++] = '=';
-    std[k] = '\0';
-    if (k / 4 * 3 > cap + 2)
-        return -1;
-    unsigned char tmp[96];
-    int len = EVP_DecodeBlock(tmp, (const unsigned char *)std, (int)k);
-    if (len < 0)
-        return -1;
-    for (size_t i = k; i > 0 && std[i - 1] == '='; i--)
-        len--;
-    if ((size_t)len > cap)
-        return -1;
-    memcpy(out, tmp, (size_t)len);
-    return len;
 }
 
 bool sites_password_check(const char *stored, const char *given)
@@ -621,8 +662,8 @@ bool sites_password_check(const char *stored, const char *given)
         sscanf(stored, "scrypt$%d$%d$%d$%63[^$]$%63s", &log_n, &r, &p, salt64, key64) != 5 ||
         log_n < 10 || log_n > 20 || r < 1 || r > 32 || p < 1 || p > 16)
         return false;
-    int salt_len = base64url_decode(salt64, salt, sizeof(salt));
-    int key_len = base64url_decode(key64, want, sizeof(want));
+    ssize_t salt_len = base64_url_decode(salt64, strlen(salt64), salt, sizeof(salt));
+    ssize_t key_len = base64_url_decode(key64, strlen(key64), want, sizeof(want));
     if (salt_len <= 0 || key_len <= 0 ||
         !scrypt_raw(given, salt, (size_t)salt_len, 1ULL << log_n, (uint64_t)r, (uint64_t)p, got,
                     (size_t)key_len))
@@ -634,6 +675,20 @@ void sites_new_token(char token[64], char hash[65])
 {
     unsigned char raw[32];
     crypto_random(raw, sizeof(raw));
-    crypto_base64url(raw, sizeof(raw), token);
+    base64_url_encode(raw, sizeof(raw), token);
     crypto_sha256_hex(token, strlen(token), hash);
+}
+
+bool sites_valid_url(const char *url)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL;
+    bool ok = u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && *host &&
+              (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0);
+    curl_free(scheme);
+    curl_free(host);
+    curl_url_cleanup(u);
+    return ok;
 }

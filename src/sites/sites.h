@@ -15,12 +15,42 @@
 #include "ferry.h"
 #include "store/store.h"
 
+/* What an import does with a row whose key exists (see siteimport.h). */
+enum import_strategy { STRATEGY_SKIP, STRATEGY_OVERWRITE, STRATEGY_MERGE, STRATEGY_APPEND };
+
+/* "skip", "overwrite", "merge" or "append"; FERRY_ERR (nothing set) for anything else. */
+int sites_parse_strategy(const char *name, enum import_strategy *out);
+const char *sites_strategy_name(enum import_strategy strategy);
+
+/* Which way rows flow: this site sends (it made the connection) or receives. */
+enum site_direction { SITE_SENDER, SITE_RECEIVER };
+enum site_status { SITE_PENDING, SITE_ACTIVE, SITE_SUSPENDED, SITE_REVOKED, SITE_EXPIRED };
+/* How this site answers a register-connection. */
+enum incoming_mode {
+    INCOMING_AUTO_ACCEPT,
+    INCOMING_REQUIRE_APPROVAL,
+    INCOMING_REQUIRE_PASSWORD,
+    INCOMING_DENY_ALL,
+};
+
+/* Each parses its names ("sender", "active", "auto_accept", ...; FERRY_ERR, nothing set,
+ * for anything else) where a state arrives as text, and names it where it is stored or
+ * shown. */
+int sites_parse_direction(const char *name, enum site_direction *out);
+const char *sites_direction_name(enum site_direction direction);
+int sites_parse_status(const char *name, enum site_status *out);
+const char *sites_status_name(enum site_status status);
+int sites_parse_mode(const char *name, enum incoming_mode *out);
+const char *sites_mode_name(enum incoming_mode mode);
+
 struct site {
     char id[40];
-    char *name, *direction, *site_url, *token_hash, *status;
+    char *name, *site_url, *token_hash;
+    enum site_direction direction;
+    enum site_status status;
     char *allowed_tables, *excluded_tables; /* comma lists; NULL or "": no restriction */
     char *ip_allowlist;                     /* comma list of addresses and CIDR ranges */
-    char *default_strategy;
+    enum import_strategy default_strategy;
     int64_t expires_at; /* ms; 0: never */
     int64_t max_records, rate_limit;
     int64_t records_sent, bytes_sent, requests;
@@ -41,13 +71,14 @@ int sites_create(struct store_conn *c, struct site *s, struct err *err);
 /* The connection whose token hash is hash, of direction (NULL: either) and, when url is
  * given, for that site. The lookup and the final comparison take the same time whether
  * or not a connection matches. */
-int sites_find(struct store_conn *c, const char *hash, const char *direction, const char *url,
-               struct site *s, bool *found, struct err *err);
+int sites_find(struct store_conn *c, const char *hash, const enum site_direction *direction,
+               const char *url, struct site *s, bool *found, struct err *err);
 int sites_get(struct store_conn *c, const char *id, struct site *s, bool *found, struct err *err);
 /* Every connection, as sites_json shows it, newest first. */
 int sites_list(struct store_conn *c, json_t **out, struct err *err);
 
-int sites_set_status(struct store_conn *c, const char *id, const char *status, struct err *err);
+int sites_set_status(struct store_conn *c, const char *id, enum site_status status,
+                     struct err *err);
 /* Makes it active as accepted by this site (an admin's approval). */
 int sites_approve(struct store_conn *c, const char *id, struct err *err);
 int sites_delete(struct store_conn *c, const char *id, bool *found, struct err *err);
@@ -74,17 +105,19 @@ bool sites_table_allowed(const struct site *s, const char *table);
 /* Whether address is in the connection's IP allowlist (always, when it has none). */
 bool sites_ip_allowed(const struct site *s, const char *address);
 
-bool sites_valid_status(const char *status);
+/* Whether strategy names an import strategy. */
+/* An absolute http or https URL with a host (libcurl's URL parser decides): the only
+ * kind of site address ferry stores or calls. */
+bool sites_valid_url(const char *url);
 bool sites_valid_strategy(const char *strategy);
 
 /* --- settings --------------------------------------------------------------------------- */
 
 struct site_settings {
-    char mode[24];       /* auto_accept | require_approval | require_password | deny_all */
+    enum incoming_mode mode;
     char *password_hash; /* scrypt, or NULL */
 };
 
-bool sites_valid_mode(const char *mode);
 int sites_settings_get(struct store_conn *c, struct site_settings *out, struct err *err);
 /* Sets the mode (NULL: keep) and the password (NULL: keep, "": none). */
 int sites_settings_set(struct store_conn *c, const char *mode, const char *password,

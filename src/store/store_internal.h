@@ -47,6 +47,9 @@ struct store_conn {
     bool holds_writer;            /* SQLite: this connection holds the store's writer mutex */
     bool busy;                    /* handed out by store_acquire */
     struct store_rows *open_rows; /* result not yet freed, if any */
+    /* PostgreSQL: the next server-side statement name. It only grows, so a name is never
+     * reused on a connection even after its cache was cleared while it stayed open. */
+    uint64_t next_stmt;
 };
 
 struct store {

@@ -14,6 +14,7 @@
 #include <poll.h>
 
 #include "store/store_internal.h"
+#include "util/log.h"
 
 /* Type OIDs, fixed since forever; catalog/pg_type_d.h is a server header, so they are
  * spelt out here. */
@@ -30,10 +31,6 @@
 
 /* Room for any int64 in decimal or any double as "%.17g". */
 #define NUM_TEXT_LEN 32
-
-/* Server-side statement names. Process-wide rather than per connection, so a name is
- * never reused on a connection even if its cache was cleared while it stayed open. */
-static atomic_uint_fast64_t next_stmt_id;
 
 /* An unescaped bytea value of the current row, kept until the row changes. */
 struct pg_blob {
@@ -248,7 +245,7 @@ static int prepare(struct store_conn *conn, const char *sql, const char **name, 
         conn->cache = stmt_cache_new(free_name, NULL);
     stmt = stmt_cache_get(conn->cache, sql);
     if (!stmt) {
-        stmt = xasprintf("ferry_s%" PRIuFAST64, atomic_fetch_add(&next_stmt_id, 1));
+        stmt = xasprintf("ferry_s%" PRIu64, conn->next_stmt++);
         res = PQprepare(conn->handle, stmt, sql, 0, NULL);
         if (PQresultStatus(res) != PGRES_COMMAND_OK) {
             pg_error(conn->handle, res, "cannot prepare statement", err);
@@ -411,7 +408,7 @@ static const void *pg_rows_blob(const struct store_rows *r, int col, size_t *len
     if (!blob->bytes) {
         blob->bytes = PQunescapeBytea((const unsigned char *)text, &blob->len);
         if (!blob->bytes) { /* only fails to allocate: ferry's policy, see ferry.h */
-            fprintf(stderr, "ferry: out of memory unescaping bytea\n");
+            log_fatal("out_of_memory", "out of memory unescaping bytea");
             abort();
         }
     }
@@ -543,7 +540,7 @@ static int pg_list_tables(struct store_conn *conn, char ***names, size_t *n, str
 }
 
 /* Only the names are freed: the server drops its statements with the connection, and
- * a name is never reused on a connection that stays open (see next_stmt_id). */
+ * a name is never reused on a connection that stays open (see store_conn.next_stmt). */
 static void pg_clear_cache(struct store_conn *conn)
 {
     stmt_cache_free(conn->cache);

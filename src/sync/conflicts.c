@@ -7,6 +7,7 @@
 #include "sync/conflicts.h"
 #include "sync/feed.h"
 #include "sync/push.h"
+#include "util/buf.h"
 #include "util/jsonutil.h"
 #include "util/timeutil.h"
 
@@ -49,26 +50,59 @@ static json_t *conflict_json(const struct synced_set *set, const struct store_ro
     return o;
 }
 
-int conflicts_list(struct store_conn *c, const struct synced_set *set, const char *user_id,
-                   const char *status, json_t **out, struct err *err)
+/* Appends " AND tbl IN (...)" for a comma-separated scope, binding each name. */
+static void scope_clause(struct buf *sql, const char *scope, struct store_val **v, size_t *n,
+                         char ***names)
+{
+    char *copy = xstrdup(scope), *save = NULL;
+    size_t count = 0;
+    for (const char *p = scope; *p; p++)
+        count += *p == ',';
+    *names = xcalloc(count + 2, sizeof(**names));
+    *v = xrealloc(*v, (*n + count + 1) * sizeof(**v));
+    buf_puts(sql, " AND tbl IN (");
+    count = 0;
+    for (char *name = strtok_r(copy, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+        (*names)[count] = xstrdup(name);
+        (*v)[(*n)++] = sv_text((*names)[count]);
+        buf_printf(sql, "%s$%zu", count++ ? ", " : "", *n);
+    }
+    buf_puts(sql, count ? ")" : "NULL)");
+    free(copy);
+}
+
+int conflicts_list(struct store_conn *c, const struct synced_set *set,
+                   const struct conflict_filter *f, json_t **out, struct err *err)
 {
     struct store_rows *rows = NULL;
-    struct store_val v[2];
+    struct store_val *v = xcalloc(2, sizeof(*v));
+    char **names = NULL;
     size_t n = 0;
     int step = FERRY_ERR;
-    char *sql = xasprintf("%s WHERE 1 = 1%s%s ORDER BY created_at, id", conflict_columns,
-                          status ? " AND status = $1" : "",
-                          user_id ? (status ? " AND user_id = $2" : " AND user_id = $1") : "");
-    if (status)
-        v[n++] = sv_text(status);
-    if (user_id)
-        v[n++] = sv_text(user_id);
+    struct buf sql;
+    buf_init(&sql);
+    buf_printf(&sql, "%s WHERE 1 = 1", conflict_columns);
+    if (f->status) {
+        v[n++] = sv_text(f->status);
+        buf_printf(&sql, " AND status = $%zu", n);
+    }
+    if (f->user_id) {
+        v[n++] = sv_text(f->user_id);
+        buf_printf(&sql, " AND user_id = $%zu", n);
+    }
+    if (f->scope) /* a table-limited credential sees only its tables' conflicts */
+        scope_clause(&sql, f->scope, &v, &n, &names);
+    buf_puts(&sql, " ORDER BY created_at, id");
     *out = json_array();
-    if (store_query(c, sql, v, n, &rows, err) == FERRY_OK)
+    if (store_query(c, sql.data, v, n, &rows, err) == FERRY_OK)
         while ((step = store_rows_next(rows, err)) == 1)
             json_array_append_new(*out, conflict_json(set, rows));
     store_rows_free(rows);
-    free(sql);
+    buf_cleanup(&sql);
+    for (size_t i = 0; names && names[i]; i++)
+        free(names[i]);
+    free(names);
+    free(v);
     if (step != 0) {
         json_decref(*out);
         *out = NULL;

@@ -8,10 +8,16 @@
 
 #include "sync/tables.h"
 
-/* Open conflicts (all when status is NULL, else "open" or "resolved") of user_id (every
- * user when NULL), oldest first, as a JSON array. */
-int conflicts_list(struct store_conn *c, const struct synced_set *set, const char *user_id,
-                   const char *status, json_t **out, struct err *err);
+/* Which conflicts conflicts_list reads; NULL members select all. */
+struct conflict_filter {
+    const char *user_id; /* of this user */
+    const char *status;  /* "open" or "resolved" */
+    const char *scope;   /* of these tables (comma list: a credential's table scope) */
+};
+
+/* The conflicts the filter selects, oldest first, as a JSON array. */
+int conflicts_list(struct store_conn *c, const struct synced_set *set,
+                   const struct conflict_filter *f, json_t **out, struct err *err);
 
 /* One conflict and its owner (user id, "" when none) in owner[128]. */
 int conflicts_get(struct store_conn *c, const struct synced_set *set, const char *id, json_t **out,

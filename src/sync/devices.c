@@ -32,21 +32,9 @@ static json_t *device_json(const struct store_rows *rows)
     return o;
 }
 
-bool devices_valid_id(const char *id)
-{
-    size_t len = strlen(id);
-    if (len == 0 || len > 128)
-        return false;
-    for (const char *p = id; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-              strchr("-_.:", *p)))
-            return false;
-    return true;
-}
-
 static int check_spec(const struct device_spec *spec, bool creating, struct err *err)
 {
-    if (spec->id && !devices_valid_id(spec->id))
+    if (spec->id && !tokens_valid_device_id(spec->id))
         return err_set(err, ERR_INVALID,
                        "device id must be 1 to 128 characters of A-Z a-z 0-9 - _ . :");
     if (creating && (!spec->name || !*spec->name))
@@ -64,7 +52,7 @@ static int make_token(struct store_conn *c, const char *id, const char *user_id,
 {
     char token_id[40];
     char *name = xasprintf("device %s", id);
-    struct token_spec spec = {"device", name, user_id, id, 0, tables};
+    struct token_spec spec = {TOKEN_ROLE_DEVICE, name, user_id, id, 0, tables};
     int rc = tokens_create(c, &spec, token, token_id, err);
     free(name);
     return rc;

@@ -20,9 +20,6 @@ struct device_spec {
     const char *tables; /* comma list; NULL: every synced table */
 };
 
-/* Whether id is 1 to 128 characters of A-Z a-z 0-9 - _ . : */
-bool devices_valid_id(const char *id);
-
 /* Registers a device for user_id and makes its first token, in one transaction.
  * *device is the device as JSON and *token its secret (shown once). ERR_CONFLICT when
  * the id is taken. */

@@ -11,6 +11,7 @@
 #include "util/ticker.h"
 #include "sync/tables.h"
 #include "util/timeutil.h"
+#include "util/log.h"
 
 /* Records the horizon, and keeps the log's head where it was: when the newest entries
  * were purged, a placeholder entry (table '', key '') takes the horizon's seq, so
@@ -96,7 +97,7 @@ static void purge_tick(struct ticker *t, void *arg)
     (void)t;
     if (store_acquire(p->st, &c, &err) != FERRY_OK ||
         purge_run(c, p->retention_ms, &r, &err) != FERRY_OK)
-        fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"purge failed\"}\n");
+        log_warn("purge_failed", json_pack("{s:s, s:s}", "msg", "purge failed", "error", err.msg));
     if (c && p->also)
         p->also(c, p->ctx);
     store_release(c);

@@ -202,43 +202,8 @@ static int parse_batch(const struct synced_set *set, const struct push_request *
  * doing nothing on an existing key, or updating the given columns when upsert. */
 static char *insert_sql(const struct op *op, size_t rows, bool upsert)
 {
-    const struct synced_table *t = op->t;
-    struct buf b;
-    size_t param = 1;
-    buf_init(&b);
-    buf_printf(&b, "INSERT INTO %s (", t->quoted);
-    for (size_t i = 0; i < op->n_cols; i++)
-        buf_printf(&b, "%s%s", i ? ", " : "", t->cols[op->cols[i]].quoted);
-    buf_puts(&b, ") VALUES ");
-    for (size_t r = 0; r < rows; r++) {
-        buf_puts(&b, r ? ", (" : "(");
-        for (size_t i = 0; i < op->n_cols; i++)
-            buf_printf(&b, "%s$%zu", i ? ", " : "", param++);
-        buf_puts(&b, ")");
-    }
-    buf_printf(&b, " ON CONFLICT (%s) DO ", t->cols[t->pk].quoted);
-    if (!upsert || op->n_cols == 1) {
-        buf_puts(&b, "NOTHING");
-    } else {
-        buf_puts(&b, "UPDATE SET ");
-        for (size_t i = 1; i < op->n_cols; i++) {
-            const char *q = t->cols[op->cols[i]].quoted;
-            buf_printf(&b, "%s%s = excluded.%s", i > 1 ? ", " : "", q, q);
-        }
-    }
-    return buf_steal(&b);
-}
-
-/* UPDATE of the columns whose indexes are listed (key excluded); the key is $1. */
-static char *update_sql(const struct synced_table *t, const int *cols, size_t n)
-{
-    struct buf b;
-    buf_init(&b);
-    buf_printf(&b, "UPDATE %s SET ", t->quoted);
-    for (size_t i = 0; i < n; i++)
-        buf_printf(&b, "%s%s = $%zu", i ? ", " : "", t->cols[cols[i]].quoted, i + 2);
-    buf_printf(&b, " WHERE %s = $1", t->cols[t->pk].quoted);
-    return buf_steal(&b);
+    return rowwrite_insert(&op->t->rw, op->cols, op->n_cols, rows,
+                           upsert ? ROWWRITE_UPDATE : ROWWRITE_NOTHING);
 }
 
 static int run_owned(struct store_conn *c, const char *sql, const struct op *op,
@@ -281,7 +246,7 @@ static int exec_update(struct store_conn *c, const struct op *op, const size_t *
         cols[i] = op->cols[pos[i]];
         which[i + 1] = pos[i];
     }
-    char *sql = update_sql(op->t, cols, n);
+    char *sql = rowwrite_update(&op->t->rw, cols, n);
     int rc = run_owned(c, sql, op, which, n + 1, changed, err);
     free(sql);
     free(cols);
@@ -291,8 +256,7 @@ static int exec_update(struct store_conn *c, const struct op *op, const size_t *
 
 static int exec_delete(struct store_conn *c, const struct op *op, int64_t *changed, struct err *err)
 {
-    char *sql =
-        xasprintf("DELETE FROM %s WHERE %s = $1", op->t->quoted, op->t->cols[op->t->pk].quoted);
+    char *sql = rowwrite_delete(&op->t->rw);
     struct owned_val key = {0};
     struct err inner = {0};
     json_t *k = json_object_get(op->data, op->t->cols[op->t->pk].name);
@@ -310,8 +274,9 @@ static int exec_delete(struct store_conn *c, const struct op *op, int64_t *chang
 
 /* ferry's own changes carry their device, so the device's feed can leave them out. That
  * is right only when the device then holds the row as written: a delete, a whole row, a
- * new row, or a partial update on top of a version the device has (its base_version,
- * its own last change, or one at or below the cursor it acknowledged). Otherwise the row
+ * row the log has never known, or a partial write on top of a version the device has (its
+ * base_version, its own last change, or one at or below the cursor it acknowledged; a
+ * delete by another device it has not seen counts as a version it does not have). Otherwise the row
  * also holds another writer's changes the device has not seen (and the log keeps only a
  * row's latest change), so the change is marked as no one's and the device's feed
  * brings the row back.
@@ -349,10 +314,12 @@ static const char *origin_of(const struct push_request *r, const struct batch *b
         return NULL;
     if (op->action == ACT_DELETE || op->n_cols == op->t->n_cols)
         return r->device_id;
-    if (!s) /* a bulk run: inserts make new rows; upserts may meet unseen ones */
+    if (!s) /* a bulk run: its inserts' rows were checked to be new (see bulk_origin) */
         return op->action == ACT_INSERT ? r->device_id : NULL;
-    if (!s->found || s->deleted) /* a new row is the device's own */
+    if (!s->found) /* a new row is the device's own */
         return r->device_id;
+    /* A row another device deleted is no exception: re-created by a partial write, it
+     * holds defaults where the device may still hold the deleted row's values. */
     bool seen = s->version == op->base_version || !strcmp(s->device, r->device_id) ||
                 s->seq <= b->device_cursor;
     return seen ? r->device_id : NULL;
@@ -830,6 +797,38 @@ static char *bulk_sql(const struct op *op, size_t rows)
     return sql;
 }
 
+/* The origin of a bulk run. A partial insert is the device's own only when no row of the
+ * run is a delete the device has not seen (origin_of's rule, for the run's keys at once). */
+static int bulk_origin(struct store_conn *c, const struct push_request *req, const struct batch *b,
+                       size_t i, size_t n, const char **origin, struct err *err)
+{
+    const struct op *first = &b->ops[i];
+    *origin = origin_of(req, b, first, NULL);
+    if (!*origin || first->action != ACT_INSERT || first->n_cols == first->t->n_cols)
+        return FERRY_OK;
+    struct store_val *v = xcalloc(n + 3, sizeof(*v));
+    struct buf sql;
+    int64_t unseen = 0;
+    bool have = false;
+    buf_init(&sql);
+    buf_puts(&sql, "SELECT COUNT(*) FROM ferry_changes WHERE tbl = $1 AND deleted <> 0"
+                   " AND seq > $2 AND (device_id IS NULL OR device_id <> $3) AND pk IN (");
+    v[0] = sv_text(first->t->name);
+    v[1] = sv_int(b->device_cursor);
+    v[2] = sv_text(req->device_id);
+    for (size_t k = 0; k < n; k++) {
+        v[k + 3] = sv_text(b->ops[i + k].pk);
+        buf_printf(&sql, "%s$%zu", k ? ", " : "", k + 4);
+    }
+    buf_puts(&sql, ")");
+    int rc = store_query_int(c, sql.data, v, n + 3, &unseen, &have, err);
+    if (rc == FERRY_OK && unseen > 0)
+        *origin = NULL;
+    buf_cleanup(&sql);
+    free(v);
+    return rc;
+}
+
 /* Runs ops [i, i + n) as one statement and accounts for each. */
 static int apply_bulk(struct store_conn *c, const struct push_request *req, struct batch *b,
                       size_t i, size_t n, struct err *err)
@@ -844,8 +843,10 @@ static int apply_bulk(struct store_conn *c, const struct push_request *req, stru
     size_t n_returned = 0;
     int rc = FERRY_ERR, step;
 
+    const char *origin = NULL;
     keyset_init(&written, n);
-    if (set_origin(c, b, origin_of(req, b, first, NULL), err) != FERRY_OK)
+    if (bulk_origin(c, req, b, i, n, &origin, err) != FERRY_OK ||
+        set_origin(c, b, origin, err) != FERRY_OK)
         goto out;
     for (size_t r = 0; r < n; r++)
         for (size_t col = 0; col < per_row; col++)

@@ -7,13 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sync/rowwrite.h"
 #include "sync/tables.h"
 #include "util/buf.h"
 #include "util/crypto.h"
 #include "util/timeutil.h"
 
 /* Bumped when the trigger text changes, so existing installs are replaced. */
-#define TRIGGER_VERSION 8
+#define TRIGGER_VERSION 9
 
 /* Milliseconds since the epoch in SQLite's own SQL: triggers run in other programs too,
  * so they may use only built-in functions. */
@@ -246,6 +247,18 @@ static char *pg_trigger_sql(const struct synced_table *t)
     };
     struct buf b;
     buf_init(&b);
+    /* Every writer takes ferry_writer's lock before its first row lock: a push takes it
+     * first thing, and another program's statement takes it here, before the statement
+     * locks any row. Taken only in the AFTER trigger (as before), an outside UPDATE held
+     * its rows while waiting for a push that held the lock and wanted those rows. */
+    buf_printf(&b,
+               "CREATE OR REPLACE FUNCTION ferry_writer_lock() RETURNS trigger LANGUAGE plpgsql"
+               " AS $ferry$\nBEGIN\n  PERFORM 1 FROM ferry_writer WHERE id = 1 FOR UPDATE;\n"
+               "  RETURN NULL;\nEND $ferry$;\n"
+               "DROP TRIGGER IF EXISTS ferry_capture_lock ON %s;\n"
+               "CREATE TRIGGER ferry_capture_lock BEFORE INSERT OR UPDATE OR DELETE ON %s"
+               " FOR EACH STATEMENT EXECUTE FUNCTION ferry_writer_lock();\n",
+               t->quoted, t->quoted);
     /* triggers of earlier versions */
     buf_printf(&b,
                "DROP TRIGGER IF EXISTS ferry_capture ON %s;\n"
@@ -330,11 +343,12 @@ static int triggers_present(struct store_conn *c, const struct synced_table *t, 
              " JOIN pg_catalog.pg_class r ON r.oid = tg.tgrelid"
              " JOIN pg_catalog.pg_namespace s ON s.oid = r.relnamespace"
              " WHERE s.nspname = current_schema() AND r.relname = $1"
-             " AND tg.tgname IN ('ferry_capture_ins', 'ferry_capture_upd', 'ferry_capture_del')"
+             " AND tg.tgname IN ('ferry_capture_ins', 'ferry_capture_upd', 'ferry_capture_del',"
+             " 'ferry_capture_lock')"
            : "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = $1"
              " AND name IN ($2, $3, $4)",
         v, pg ? 1 : 4, &n, &found, err);
-    *present = n == 3;
+    *present = n == (pg ? 4 : 3);
     free(ins);
     free(upd);
     free(del);
@@ -418,6 +432,11 @@ static int describe(struct store_conn *c, const char *name, const char *sql_name
         if (info->cols[i].primary_key)
             t->pk = i;
     }
+    const char **names = xcalloc(t->n_cols, sizeof(*names));
+    for (size_t i = 0; i < t->n_cols; i++)
+        names[i] = t->cols[i].name;
+    rowwrite_table_init(&t->rw, sql_name, names, t->n_cols, (int)t->pk);
+    free(names);
     enum col_kind pk_kind = t->cols[t->pk].kind;
     if (pk_kind != KIND_INTEGER && pk_kind != KIND_TEXT && pk_kind != KIND_UUID) {
         err_set(err, ERR_INVALID, "table '%s': primary key '%s' must be an integer or text column",
@@ -549,6 +568,7 @@ void tables_cleanup(struct synced_set *set)
         free(t->quoted);
         free(t->literal);
         free(t->pk_cast);
+        rowwrite_table_free(&t->rw);
     }
     free(set->tables);
     set->tables = NULL;

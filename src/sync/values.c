@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 
 #include "sync/values.h"
+#include "util/base64.h"
 #include "util/jsonutil.h"
 
 enum col_kind values_kind_of(const char *t)
@@ -194,19 +195,12 @@ static bool valid_numeric(const char *s)
 static int decode_base64(const char *s, struct owned_val *out)
 {
     size_t len = strlen(s);
-    if (len % 4)
-        return FERRY_ERR;
     unsigned char *bytes = xmalloc(len / 4 * 3 + 1);
-    int n = EVP_DecodeBlock(bytes, (const unsigned char *)s, (int)len);
+    ssize_t n = base64_decode(s, len, bytes, len / 4 * 3);
     if (n < 0) {
         free(bytes);
         return FERRY_ERR;
     }
-    /* EVP_DecodeBlock counts padding as zero bytes; drop them */
-    if (len && s[len - 1] == '=')
-        n--;
-    if (len > 1 && s[len - 2] == '=')
-        n--;
     out->owned = (char *)bytes;
     out->val = sv_blob(bytes, (size_t)n);
     return FERRY_OK;
@@ -308,8 +302,7 @@ static json_t *blob_json(const struct store_rows *rows, int col)
 {
     size_t len = 0;
     const void *bytes = store_rows_blob(rows, col, &len);
-    char *enc = xmalloc(4 * ((len + 2) / 3) + 1);
-    EVP_EncodeBlock((unsigned char *)enc, bytes, (int)len);
+    char *enc = base64_encode(bytes, len);
     json_t *v = json_string(enc);
     free(enc);
     return v;

@@ -8,6 +8,7 @@
 #include <openssl/rand.h>
 
 #include "util/crypto.h"
+#include "util/log.h"
 
 void crypto_sha256_hex(const void *data, size_t len, char out[65])
 {
@@ -26,7 +27,7 @@ void crypto_sha256_hex(const void *data, size_t len, char out[65])
 void crypto_random(void *out, size_t n)
 {
     if (RAND_bytes(out, (int)n) != 1) {
-        fprintf(stderr, "ferry: the system random source failed\n");
+        log_fatal("random_failed", "the system random source failed");
         abort();
     }
 }
@@ -51,23 +52,6 @@ bool crypto_equal(const char *a, const char *b)
     if (la != lb)
         return false;
     return CRYPTO_memcmp(a, b, la) == 0;
-}
-
-/* OpenSSL encodes standard base64 with padding; base64url only swaps two letters of
- * the alphabet and drops the padding. */
-size_t crypto_base64url(const void *data, size_t len, char *out)
-{
-    int n = EVP_EncodeBlock((unsigned char *)out, data, (int)len);
-    while (n > 0 && out[n - 1] == '=')
-        n--;
-    out[n] = '\0';
-    for (int i = 0; i < n; i++) {
-        if (out[i] == '+')
-            out[i] = '-';
-        else if (out[i] == '/')
-            out[i] = '_';
-    }
-    return (size_t)n;
 }
 
 EVP_MD_CTX *crypto_digest_new(const EVP_MD *type)

@@ -24,7 +24,5 @@ void crypto_random(void *out, size_t n);
 void crypto_random_hex(char *out, size_t n_bytes);
 /* Compares two strings in time that depends only on their lengths. */
 bool crypto_equal(const char *a, const char *b);
-/* base64url without padding. out must hold 4 * ((len + 2) / 3) + 1 bytes. */
-size_t crypto_base64url(const void *data, size_t len, char *out);
 
 #endif

@@ -4,9 +4,21 @@
 
 #include "util/jsonutil.h"
 
-int jsonutil_depth(const char *data, size_t len)
+/* Deeper than this the scan stops tracking containers; jansson itself refuses nesting
+ * beyond 2048, so such a document is refused either way. */
+#define SCAN_STACK 4096
+
+/* One pass over the text, before jansson allocates anything: the deepest nesting, and an
+ * upper bound on the number of values (exact for valid JSON). jansson has no option to cap
+ * the values it builds, and a 10 MB body of "[{},{},...]" costs it hundreds of MB, so the
+ * count is taken here: every value but the first follows '[' or ',' in an array, or ':'
+ * in an object. */
+void jsonutil_scan(const char *data, size_t len, int *depth_out, size_t *values_out)
 {
+    unsigned char in_array[SCAN_STACK / 8] = {0};
     int depth = 0, max = 0;
+    size_t values = len ? 1 : 0;
+    char last = 0; /* the last structural character, '"' after a string */
     bool in_string = false;
     for (size_t i = 0; i < len; i++) {
         char c = data[i];
@@ -14,32 +26,86 @@ int jsonutil_depth(const char *data, size_t len)
             if (c == '\\')
                 i++;
             else if (c == '"')
-                in_string = false;
-        } else if (c == '"') {
+                in_string = false, last = '"';
+            continue;
+        }
+        bool array = depth > 0 && depth <= SCAN_STACK &&
+                     (in_array[(depth - 1) / 8] >> ((depth - 1) % 8) & 1);
+        switch (c) {
+        case '"':
             in_string = true;
-        } else if (c == '[' || c == '{') {
+            continue;
+        case '[':
+        case '{':
             if (++depth > max)
                 max = depth;
-        } else if (c == ']' || c == '}') {
-            depth--;
+            if (depth <= SCAN_STACK) {
+                unsigned char bit = (unsigned char)(1u << ((depth - 1) % 8));
+                if (c == '[')
+                    in_array[(depth - 1) / 8] |= bit, values++;
+                else
+                    in_array[(depth - 1) / 8] &= (unsigned char)~bit;
+            }
+            break;
+        case ']':
+            if (last == '[' && values > 1)
+                values--; /* an empty array: nothing followed its '[' */
+            /* fall through */
+        case '}':
+            if (depth > 0) /* more closing than opening: malformed, jansson refuses it */
+                depth--;
+            break;
+        case ',':
+            values += array;
+            break;
+        case ':':
+            values++;
+            break;
+        case ' ':
+        case '\t':
+        case '\r':
+        case '\n':
+            continue;
         }
+        last = c;
     }
-    return max;
+    *depth_out = max;
+    *values_out = values;
 }
 
-int jsonutil_parse(const char *data, size_t len, int max_depth, json_t **out, struct err *err)
+int jsonutil_depth(const char *data, size_t len)
+{
+    int depth;
+    size_t values;
+    jsonutil_scan(data, len, &depth, &values);
+    return depth;
+}
+
+int jsonutil_parse_capped(const char *data, size_t len, int max_depth, size_t max_values,
+                          json_t **out, struct err *err)
 {
     json_error_t jerr;
+    int depth;
+    size_t values;
     *out = NULL;
     if (len == 0)
         return err_set(err, ERR_INVALID, "request body is empty; a JSON value was expected");
-    if (jsonutil_depth(data, len) > max_depth)
+    jsonutil_scan(data, len, &depth, &values);
+    if (depth > max_depth)
         return err_set(err, ERR_INVALID, "JSON nesting is deeper than the limit of %d", max_depth);
+    if (values > max_values)
+        return err_set(err, ERR_TOO_LARGE, "JSON body has more than the limit of %zu values",
+                       max_values);
     *out = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!*out)
         return err_set(err, ERR_INVALID, "malformed JSON at line %d, column %d: %s", jerr.line,
                        jerr.column, jerr.text);
     return FERRY_OK;
+}
+
+int jsonutil_parse(const char *data, size_t len, int max_depth, json_t **out, struct err *err)
+{
+    return jsonutil_parse_capped(data, len, max_depth, SIZE_MAX, out, err);
 }
 
 const char *jsonutil_type_name(const json_t *v)

@@ -4,6 +4,7 @@
 #define FERRY_JSON_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -14,6 +15,15 @@
  * duplicate object keys. On failure *out is NULL and err (ERR_INVALID) names the line
  * and column. The caller owns *out. */
 int jsonutil_parse(const char *data, size_t len, int max_depth, json_t **out, struct err *err);
+
+/* As jsonutil_parse, and refuses (ERR_TOO_LARGE, 413) a document of more than max_values
+ * values before building any of them. */
+int jsonutil_parse_capped(const char *data, size_t len, int max_depth, size_t max_values,
+                          json_t **out, struct err *err);
+
+/* The deepest nesting in data and an upper bound on its number of values (exact when
+ * data is valid JSON), found without allocating. Exposed for tests. */
+void jsonutil_scan(const char *data, size_t len, int *depth, size_t *values);
 
 /* Depth of the deepest array/object nesting in data (strings are skipped). Exposed for
  * tests. jansson's own limit is a compile-time constant of 2048, far above what a

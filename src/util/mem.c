@@ -6,10 +6,13 @@
 
 #include "ferry.h"
 #include "util/utf8.h"
+#include "util/log.h"
 
 static void oom(size_t n)
 {
-    fprintf(stderr, "ferry: out of memory allocating %zu bytes\n", n);
+    char msg[80];
+    snprintf(msg, sizeof(msg), "out of memory allocating %zu bytes", n);
+    log_fatal("out_of_memory", msg);
     abort();
 }
 

@@ -399,7 +399,7 @@ class Server:
     def create_token(self, role="user", name="test", user_id="bob", **extra):
         body = {"name": name, "role": role}
         if user_id is not None:
-            body["userId"] = user_id
+            body["user_id"] = user_id
         body.update(extra)
         r = self.post("/api/v1/admin/tokens", token=self.admin_token, json=body)
         assert r.status_code == 201, r.text

@@ -58,7 +58,7 @@ def test_user_token_is_forbidden_on_admin_endpoints(server):
 
 
 def test_device_token_is_forbidden_on_admin_endpoints(server):
-    dev = server.create_token(role="device", user_id="bob", deviceId="till-1")
+    dev = server.create_token(role="device", user_id="bob", device_id="till-1")
     assert_v1_error(server.get(TOKENS, token=dev["token"]), 403, "FORBIDDEN")
 
 
@@ -74,7 +74,7 @@ def test_revoked_token_stops_working_at_once(server):
     assert "revoked" in body["details"]
 
     listed = server.get(f"{TOKENS}/{user['id']}", token=admin).json()
-    assert listed["revoked"] is True and listed["revokedAt"] is not None
+    assert listed["revoked"] is True and listed["revoked_at"] is not None
     # Revoking again is allowed and changes nothing.
     assert server.delete(f"{TOKENS}/{user['id']}", token=admin).status_code == 204
 
@@ -87,8 +87,8 @@ def test_revoked_admin_token_loses_admin_rights(server):
 
 
 def test_expired_token_is_401(server):
-    user = server.create_token(role="user", user_id="bob", expiresIn=1)
-    assert user["expiresAt"] is not None
+    user = server.create_token(role="user", user_id="bob", expires_in=1)
+    assert user["expires_at"] is not None
     assert server.get("/api/v1/metrics", token=user["token"]).status_code == 200
     time.sleep(1.2)
     body = assert_unauthorized(server.get("/api/v1/metrics", token=user["token"]))
@@ -99,9 +99,9 @@ def test_expired_token_is_401(server):
 
 
 @pytest.mark.parametrize("role,prefix,extra", [
-    ("user", "fy_", {"userId": "bob"}),
+    ("user", "fy_", {"user_id": "bob"}),
     ("admin", "fy_", {}),
-    ("device", "fyd_", {"userId": "bob", "deviceId": "till-1"}),
+    ("device", "fyd_", {"user_id": "bob", "device_id": "till-1"}),
 ])
 def test_create_token(server, role, prefix, extra):
     r = server.post(TOKENS, token=server.admin_token,
@@ -115,12 +115,28 @@ def test_create_token(server, role, prefix, extra):
     assert body["role"] == role
     assert body["name"] == f"{role} one"
     assert secret.startswith(body["prefix"]) and len(body["prefix"]) > len(prefix)
-    assert body["userId"] == extra.get("userId")
-    assert body["deviceId"] == extra.get("deviceId")
+    assert body["user_id"] == extra.get("user_id")
+    assert body["device_id"] == extra.get("device_id")
     assert body["revoked"] is False
     # The new token works at once (within its role).
     want = 200 if role == "admin" else 403
     assert server.get(TOKENS, token=secret).status_code == want
+
+
+def test_old_camel_case_spellings_are_accepted(server):
+    """ferry 0.1.0's admin API used userId, deviceId, expiresIn and ?userId=; requests with
+    them still work, and answers use the snake_case names."""
+    r = server.post(TOKENS, token=server.admin_token,
+                    json={"name": "old", "role": "device", "userId": "zoe", "deviceId": "z-1",
+                          "expiresIn": 60})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert (body["user_id"], body["device_id"]) == ("zoe", "z-1")
+    assert body["expires_at"] is not None
+    assert not {"userId", "deviceId", "expiresAt", "createdAt"} & set(body)
+    listed = server.get(TOKENS + "?userId=zoe", token=server.admin_token).json()
+    assert [t["id"] for t in listed["tokens"]] == [body["id"]]
+    assert listed["total_count"] == 1
 
 
 def test_secret_is_shown_only_at_creation(server):
@@ -132,7 +148,7 @@ def test_secret_is_shown_only_at_creation(server):
     r = server.get(TOKENS, token=admin)
     assert r.status_code == 200
     listing = r.json()
-    assert listing["totalCount"] == len(listing["tokens"]) == 2  # initial admin + ours
+    assert listing["total_count"] == len(listing["tokens"]) == 2  # initial admin + ours
     assert [t["id"] for t in listing["tokens"]][1] == token_id
     for tok in listing["tokens"]:
         assert "token" not in tok
@@ -143,11 +159,11 @@ def test_secret_is_shown_only_at_creation(server):
     r = server.get(f"{TOKENS}/{token_id}", token=admin)
     assert r.status_code == 200
     one = r.json()
-    assert one["id"] == token_id and one["name"] == "once" and one["userId"] == "bob"
+    assert one["id"] == token_id and one["name"] == "once" and one["user_id"] == "bob"
     assert "token" not in one
     assert secret not in r.text and hashed not in r.text
 
-    mine = server.get(TOKENS + "?userId=bob", token=admin).json()
+    mine = server.get(TOKENS + "?user_id=bob", token=admin).json()
     assert [t["id"] for t in mine["tokens"]] == [token_id]
 
 
@@ -204,16 +220,17 @@ def test_wrong_content_type_is_400(server):
     ({"name": "x", "role": "root"}, "role"),
     ({"name": "x", "role": 123}, "'role'"),
     ({"name": 5, "role": "admin"}, "'name'"),
-    ({"name": "x", "role": "admin", "expiresIn": -5}, "expiresIn"),
-    ({"name": "x", "role": "admin", "expiresIn": "soon"}, "expiresIn"),
+    ({"name": "x", "role": "admin", "expires_in": -5}, "expires_in"),
+    ({"name": "x", "role": "admin", "expires_in": "soon"}, "expires_in"),
     ({"name": "x", "role": "user"}, "user"),
-    ({"name": "x", "role": "device", "userId": "bob"}, "device"),
+    ({"name": "x", "role": "device", "user_id": "bob"}, "device"),
     ({"name": "x" * 201, "role": "admin"}, "name"),
-    ({"name": "x", "role": "admin", "expiresIn": 10 ** 12}, "expiresIn"),
-    ({"name": "x", "role": "admin", "expiresIn": 1.5}, "expiresIn"),
+    ({"name": "x", "role": "admin", "expires_in": 10 ** 12}, "expires_in"),
+    ({"name": "x", "role": "admin", "expires_in": 1.5}, "expires_in"),
+    ({"name": "x", "role": "admin", "expiresIn": -5}, "expiresIn"),
 ], ids=["no-name", "empty-name", "no-role", "role-root", "role-number", "name-number",
-        "expires-negative", "expires-string", "user-without-userId", "device-without-deviceId",
-        "name-too-long", "expires-too-far", "expires-fraction"])
+        "expires-negative", "expires-string", "user-without-user_id", "device-without-device_id",
+        "name-too-long", "expires-too-far", "expires-fraction", "old-spelling-named"])
 def test_bad_token_body_is_400(server, payload, mentions):
     body = assert_v1_error(server.post(TOKENS, token=server.admin_token, json=payload), 400,
                            "INVALID_REQUEST")
@@ -264,7 +281,7 @@ def test_rejected_create_stores_nothing(server):
     server.post(TOKENS, token=admin, json={"name": "x", "role": "root"})
     server.post(TOKENS, token=admin, json={"name": "x", "role": "user"})
     listing = server.get(TOKENS, token=admin).json()
-    assert listing["totalCount"] == 1  # only the initial admin token
+    assert listing["total_count"] == 1  # only the initial admin token
 
 
 # --- JWTs -------------------------------------------------------------------------------

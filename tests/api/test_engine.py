@@ -514,8 +514,8 @@ def purge(srv):
     r = srv.post("/api/v1/admin/purge", token=srv.admin_token)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"tombstonesPurged", "batchesPurged", "conflictsPurged", "horizon",
-                         "uploadsExpired", "blobsCollected"}, body
+    assert set(body) == {"tombstones_purged", "batches_purged", "conflicts_purged", "horizon",
+                         "uploads_expired", "blobs_collected"}, body
     return body
 
 
@@ -540,7 +540,7 @@ def test_purge_after_every_device_acknowledged(make_server):
 
     assert ack(srv, dev, h) == {"deviceId": dev_id, "cursor": h}
     body = purge(srv)
-    assert body["tombstonesPurged"] == 2 and body["horizon"] == h
+    assert body["tombstones_purged"] == 2 and body["horizon"] == h
     assert tombstones(srv) == []
     assert db_rows(srv, "SELECT pk FROM ferry_changes WHERE tbl <> '' ORDER BY pk") == [("i3",), ("i4",)]
 
@@ -559,7 +559,7 @@ def test_purge_after_every_device_acknowledged(make_server):
         {"id": "i3", "name": "I", "qty": 3}, {"id": "i4", "name": "I", "qty": 4}]
 
     # a second purge finds nothing and keeps the horizon
-    assert purge(srv)["tombstonesPurged"] == 0
+    assert purge(srv)["tombstones_purged"] == 0
     assert purge(srv)["horizon"] == h
 
     # a purged key can come back; devices see it as new
@@ -579,14 +579,14 @@ def test_tombstone_not_acknowledged_by_an_active_device_is_kept(make_server):
 
     ack(srv, d1, h1)  # d2 has acknowledged nothing
     body = purge(srv)
-    assert body["tombstonesPurged"] == 0 and body["horizon"] == 0
+    assert body["tombstones_purged"] == 0 and body["horizon"] == 0
     assert tombstones(srv) == [("i1",)]
     assert [c["id"] for c in changes(srv, 1, token=d2)["changes"]] == ["i2", "i3", "i4", "i1"]
 
     ack(srv, d2, h1)
     ok(push(srv, [op("items", "delete", id="i2")]))  # after both acks
     body = purge(srv)
-    assert body["tombstonesPurged"] == 1 and body["horizon"] == h1
+    assert body["tombstones_purged"] == 1 and body["horizon"] == h1
     assert tombstones(srv) == [("i2",)]
     # the newer tombstone is still delivered to a device at h1
     feed = changes(srv, h1, token=d2, includeOwn="true")
@@ -602,5 +602,5 @@ def test_retention_purges_tombstones_nobody_acknowledged(make_server):
     ok(push(srv, [op("items", "delete", id="i1")]))
     time.sleep(0.05)  # retention 0: anything older than now
     body = purge(srv)
-    assert body["tombstonesPurged"] == 1 and body["horizon"] == head(srv)
+    assert body["tombstones_purged"] == 1 and body["horizon"] == head(srv)
     assert tombstones(srv) == []

@@ -75,8 +75,8 @@ def purge(srv):
     r = srv.post(PURGE, token=srv.admin_token)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"tombstonesPurged", "batchesPurged", "conflictsPurged", "horizon",
-                         "uploadsExpired", "blobsCollected"}, body
+    assert set(body) == {"tombstones_purged", "batches_purged", "conflicts_purged", "horizon",
+                         "uploads_expired", "blobs_collected"}, body
     return body
 
 
@@ -131,8 +131,8 @@ def test_device_token_from_admin_api_registers_the_device(make_server):
     carol = srv.create_token(role="user", user_id="carol")["token"]
     assert devices_of(srv, carol) == {}
 
-    made = srv.create_token(role="device", name="till", user_id="carol", deviceId="till-1")
-    assert made["token"].startswith("fyd_") and made["deviceId"] == "till-1"
+    made = srv.create_token(role="device", name="till", user_id="carol", device_id="till-1")
+    assert made["token"].startswith("fyd_") and made["device_id"] == "till-1"
     dev = made["token"]
 
     # the device is listed for its user, for the admin, and for itself
@@ -162,8 +162,8 @@ def test_device_token_from_admin_api_registers_the_device(make_server):
 
     # a second token for the same device of the same user is fine; still one device
     again = srv.create_token(role="device", name="till again", user_id="carol",
-                             deviceId="till-1")
-    assert again["deviceId"] == "till-1"
+                             device_id="till-1")
+    assert again["device_id"] == "till-1"
     assert list(devices_of(srv, carol)) == ["till-1"]
     assert devices_of(srv, carol)["till-1"]["cursor"] == h  # not reset
 
@@ -177,7 +177,7 @@ def test_device_token_from_admin_api_registers_the_device(make_server):
         body = assert_v1_error(r, 400, "INVALID_REQUEST")
         assert device_id in body["message"] + body["details"], body
     assert token_count(srv) == before
-    r = srv.get(TOKENS, token=srv.admin_token, params={"userId": "mallory"})
+    r = srv.get(TOKENS, token=srv.admin_token, params={"user_id": "mallory"})
     assert r.status_code == 200 and r.json()["tokens"] == [], r.text
     assert {r[0] for r in srv.db_query("SELECT user_id FROM ferry_devices")} == {"carol"}
     assert devices_of(srv, srv.admin_token, userId="mallory") == {}
@@ -313,7 +313,7 @@ def test_purge_without_devices_keeps_tombstones_for_the_retention(make_server):
 
     # nobody has acknowledged anything: the default retention (30 days) keeps them
     body = purge(srv)
-    assert body["tombstonesPurged"] == 0 and body["horizon"] == 0, body
+    assert body["tombstones_purged"] == 0 and body["horizon"] == 0, body
     assert tombstones(srv) == ["n1", "n2"]
     feed = changes(srv, 0)
     assert sorted((c["id"], c["deleted"]) for c in feed["changes"]) == \
@@ -325,7 +325,7 @@ def test_purge_without_devices_keeps_tombstones_for_the_retention(make_server):
     srv.start()
     time.sleep(1.2)
     body = purge(srv)
-    assert body["tombstonesPurged"] == 2 and body["horizon"] == h, body
+    assert body["tombstones_purged"] == 2 and body["horizon"] == h, body
     assert tombstones(srv) == []
     assert [c["id"] for c in changes(srv, 0)["changes"]] == ["n3"]
     assert_v1_error(srv.get(CHANGES, token=srv.admin_token, params={"cursor": "1"}), 410,
@@ -341,19 +341,19 @@ def test_purge_clears_resolved_conflicts_older_than_the_retention(make_server):
     r = srv.post(f"{CONFLICTS}/{old}/resolve", token=alice, json={"resolution": "keep_server"})
     assert r.status_code == 200, r.text
     # resolved just now: kept
-    assert purge(srv)["conflictsPurged"] == 0
+    assert purge(srv)["conflicts_purged"] == 0
     time.sleep(1.2)
     r = srv.post(f"{CONFLICTS}/{fresh}/resolve", token=alice, json={"resolution": "keep_server"})
     assert r.status_code == 200, r.text
 
     body = purge(srv)
-    assert body["conflictsPurged"] >= 1, body
+    assert body["conflicts_purged"] >= 1, body
     left = {r[0]: r[1] for r in srv.db_query("SELECT id, status FROM ferry_conflicts")}
     assert old not in left
     # an open conflict is never purged, however old; one resolved within the retention stays
     assert left.get(still_open) == "open"
     assert left.get(fresh) == "resolved"
-    assert body["conflictsPurged"] == 1, body
+    assert body["conflicts_purged"] == 1, body
     assert conflict_ids(srv, alice, "all") == sorted([("a", fresh), ("a", still_open)])
 
 
@@ -458,7 +458,7 @@ def test_seq_not_reused_after_purging_the_newest_change(make_server):
 
         time.sleep(1.2)
         body = purge(srv)
-        assert body["tombstonesPurged"] == 1 and body["horizon"] == noted, body
+        assert body["tombstones_purged"] == 1 and body["horizon"] == noted, body
         assert tombstones(srv) == []
         if round_no == 1:
             srv.restart()  # the head survives a restart too

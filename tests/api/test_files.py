@@ -338,11 +338,11 @@ def test_versions_blob_sharing_and_collection(make_server):
     assert len(blob_files(srv)) == 2
     # one is still b's: nothing to collect; once b is deleted it goes
     r = srv.post("/api/v1/admin/purge", token=srv.admin_token)
-    assert r.status_code == 200 and (r.json()["uploadsExpired"], r.json()["blobsCollected"]) == (0, 0)
+    assert r.status_code == 200 and (r.json()["uploads_expired"], r.json()["blobs_collected"]) == (0, 0)
     r = srv.delete("/api/v1/files/b", token=tok)
     assert r.status_code == 200, r.text
     r = srv.post("/api/v1/admin/purge", token=srv.admin_token)
-    assert r.status_code == 200 and (r.json()["uploadsExpired"], r.json()["blobsCollected"]) == (0, 1)
+    assert r.status_code == 200 and (r.json()["uploads_expired"], r.json()["blobs_collected"]) == (0, 1)
     assert blob_files(srv) == [os.path.join(srv.data_dir, "blobs", h2[:2], h2[2:4], h2)]
     assert srv.get(f"{V1}/download/a", token=tok).content == two
 
@@ -423,10 +423,10 @@ def test_expired_sessions_answer_gone_and_are_purged(make_server):
     assert os.path.isdir(upload_dir(srv, uid))
     r = srv.post("/api/v1/admin/purge", token=srv.admin_token)
     assert r.status_code == 200, r.text
-    assert (r.json()["uploadsExpired"], r.json()["blobsCollected"]) == (1, 0)
+    assert (r.json()["uploads_expired"], r.json()["blobs_collected"]) == (1, 0)
     assert not os.path.exists(upload_dir(srv, uid))
     r = srv.post("/api/v1/admin/purge", token=srv.admin_token)
-    assert r.json()["uploadsExpired"] == 0
+    assert r.json()["uploads_expired"] == 0
     assert_v1_error(srv.get(f"{V1}/upload/{uid}", token=tok), 410, "GONE")
     assert srv.get(f"{V1}/download/quick", token=tok).content == b"q" * 100
     assert done["version"] == 1

@@ -165,3 +165,55 @@ def test_max_header_setting_is_enforced(make_server):
     r = srv.get("/health", headers={"X-Big": "a" * 8192})
     assert r.status_code in (413, 431), r.status_code
     assert_healthy(srv)
+
+
+# --- malformed requests -----------------------------------------------------------------
+
+
+def raw_request(srv, data):
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+        s.sendall(data)
+        return s.recv(65536).decode(errors="replace")
+
+
+def test_nul_in_a_header_value_is_refused(server):
+    token = server.admin_token.encode()
+    head = raw_request(server, b"GET " + TOKENS.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                       b"Authorization: Bearer " + token + b"\x00junk\r\nConnection: close\r\n\r\n")
+    assert head.startswith("HTTP/1.1 400"), head
+    assert "NUL" in head
+    head = raw_request(server, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Note: a\x00b\r\n"
+                       b"Connection: close\r\n\r\n")
+    assert head.startswith("HTTP/1.1 400"), head
+    # the same request without the NUL is served, also with bare LF line ends
+    head = raw_request(server, b"GET " + TOKENS.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                       b"Authorization: Bearer " + token + b"\r\nConnection: close\r\n\r\n")
+    assert head.startswith("HTTP/1.1 200"), head
+    head = raw_request(server, b"GET /health HTTP/1.1\nHost: x\nX-Empty:\nConnection: close\n\n")
+    assert head.startswith("HTTP/1.1 200"), head
+
+
+def test_http11_without_host_is_refused(server):
+    head = raw_request(server, b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert head.startswith("HTTP/1.1 400"), head
+    assert "Host" in head
+    # HTTP/1.0 has no Host requirement
+    head = raw_request(server, b"GET /health HTTP/1.0\r\n\r\n")
+    assert " 200 " in head.split("\r\n")[0], head
+
+
+@pytest.mark.parametrize("expires_in", [-1, 0, -86400])
+def test_token_expiry_must_be_positive(server, expires_in):
+    r = server.post(TOKENS, token=server.admin_token,
+                    json={"name": "t", "role": "admin", "expiresIn": expires_in})
+    assert_v1_error(r, 400, "INVALID_REQUEST")
+    assert "expiresIn" in r.json()["details"]
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "javascript:alert(1)", "ftp://a.example",
+                                 "http://", "not a url", "//a.example/x"])
+def test_register_connection_needs_an_http_url(server, url):
+    r = server.post("/phoenix_kit/sync/api/register-connection",
+                    json={"sender_url": url, "connection_name": "n", "auth_token": "t"})
+    assert r.status_code == 400, r.text
+    assert r.json() == {"success": False, "error": "sender_url must be an http or https URL"}

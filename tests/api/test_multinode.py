@@ -113,7 +113,7 @@ def test_uploads_completed_while_the_other_node_collects(nodes):
 
     def collector():
         while not stop.is_set():
-            collected.append(purge(b, a)["blobsCollected"])
+            collected.append(purge(b, a)["blobs_collected"])
 
     t = threading.Thread(target=collector)
     t.start()
@@ -159,7 +159,7 @@ def test_blob_of_an_upload_a_dead_node_was_completing_survives_collection(nodes)
     except requests.exceptions.ConnectionError:
         r = None
     assert r is None and a.wait_exit(10) == -signal.SIGKILL
-    assert purge(b, a)["blobsCollected"] == 0
+    assert purge(b, a)["blobs_collected"] == 0
     h = b.request("HEAD", loc, token=tok, headers=TUS)
     assert h.status_code == 200 and h.headers["Upload-Offset"] == str(len(data))
     assert_download(b, tok, "mn/dead.bin", data)

@@ -91,6 +91,161 @@ def test_one_log_line_per_request(server):
     assert "Q" * 43 not in log
 
 
+LOG_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+
+
+def json_lines(text):
+    """Every line of text parsed as JSON (each must be one object)."""
+    out = []
+    for line in text.splitlines():
+        obj = json.loads(line)
+        assert isinstance(obj, dict), line
+        out.append(obj)
+    return out
+
+
+@pytest.mark.sqlite_only
+def test_every_log_line_is_a_json_event(make_server):
+    """From start to stop, everything ferry writes on stderr is one JSON object per line
+    with time (RFC 3339, UTC, milliseconds), level and event."""
+    schema = ["CREATE TABLE notes (id TEXT PRIMARY KEY, body TEXT)"]
+    srv = make_server("--allowed-tables", "notes", schema=schema)
+    srv.get("/health", headers={"X-Request-Id": "every-1"})
+    srv.get("/api/v1/nowhere", headers={"X-Request-Id": "every-2"})
+    srv.wait_log("every-2")
+    assert srv.stop() == 0
+    lines = json_lines(srv.stderr())
+    for line in lines:
+        assert LOG_TIME.match(line["time"]), line
+        assert line["level"] in ("debug", "info", "warn", "error"), line
+        assert re.fullmatch(r"[a-z_]+", line["event"]), line
+    events = [l["event"] for l in lines]
+    assert events[:2] == ["syncing_table", "listening"], events
+    assert events[-2:] == ["shutdown", "stopped"], events
+    (request,) = [l for l in lines if l.get("requestId") == "every-1"]
+    assert request["event"] == "request" and request["level"] == "info"
+    assert set(request) == {"time", "level", "event", "requestId", "method", "path", "status",
+                            "durationMs", "bytesIn", "bytesOut", "credential", "remote"}
+    (listening,) = [l for l in lines if l["event"] == "listening"]
+    assert listening["address"] == f"127.0.0.1:{srv.port}" and listening["store"] == "sqlite"
+
+
+@pytest.mark.sqlite_only
+def test_text_log_format(make_server):
+    srv = make_server("--log-format", "text")
+    srv.get("/health", headers={"X-Request-Id": "text-1"})
+    line = wait_until(lambda: [l for l in srv.stderr().splitlines() if "requestId=text-1" in l])
+    assert line, srv.stderr()
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z info  request requestId=text-1"
+                    r" method=GET path=/health status=200 durationMs=[0-9.]+ bytesIn=0"
+                    r" bytesOut=\d+ credential=\"\" remote=127\.0\.0\.1$", line[0]), line[0]
+    assert not any(l.startswith("{") for l in srv.stderr().splitlines())
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("how", ["flag", "env", "file"])
+def test_log_level_hides_request_lines(make_server, tmp_path, how):
+    if how == "flag":
+        srv = make_server("--log-level", "warn")
+    elif how == "env":
+        srv = make_server(env={"FERRY_LOG_LEVEL": "warn"})
+    else:
+        conf = tmp_path / "ferry.conf"
+        conf.write_text("log-level = warn\n")
+        srv = make_server("--config", str(conf))
+    srv.get("/health", headers={"X-Request-Id": "quiet-1"})
+    assert srv.stop() == 0
+    assert "quiet-1" not in srv.stderr()
+    assert "listening" not in srv.stderr()  # info too
+    assert srv.stderr() == ""
+
+
+@pytest.mark.sqlite_only
+def test_log_level_debug_keeps_info(make_server):
+    srv = make_server("--log-level", "debug")
+    srv.get("/health", headers={"X-Request-Id": "debug-1"})
+    assert srv.wait_log("debug-1")
+
+
+def file_lines(path):
+    try:
+        with open(path) as f:
+            return json_lines(f.read())
+    except FileNotFoundError:
+        return []
+
+
+def request_ids(path):
+    return [l["requestId"] for l in file_lines(path) if l["event"] == "request"]
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("how", ["flag", "env", "file"])
+def test_sighup_reopens_the_log_file(make_server, tmp_path, how):
+    """logrotate's way: the file is moved, SIGHUP, and ferry writes to a new file at the
+    same path; the server stays up throughout."""
+    log = tmp_path / "ferry.log"
+    if how == "flag":
+        srv = make_server("--log-file", str(log))
+    elif how == "env":
+        srv = make_server(env={"FERRY_LOG_FILE": str(log)})
+    else:
+        conf = tmp_path / "ferry.conf"
+        conf.write_text(f"log-file = {log}\n")
+        srv = make_server("--config", str(conf))
+    assert srv.get("/health", headers={"X-Request-Id": "before-hup"}).status_code == 200
+    assert wait_until(lambda: "before-hup" in request_ids(log)), file_lines(log)
+    assert oct(os.stat(log).st_mode & 0o777) == oct(0o640)
+
+    rotated = tmp_path / "ferry.log.1"
+    os.rename(log, rotated)
+    srv.proc.send_signal(signal.SIGHUP)
+    assert wait_until(lambda: any(l["event"] == "log_reopened" for l in file_lines(log))), \
+        srv.stderr()
+    assert srv.running
+    assert srv.get("/health", headers={"X-Request-Id": "after-hup"}).status_code == 200
+    assert wait_until(lambda: "after-hup" in request_ids(log)), file_lines(log)
+
+    assert request_ids(rotated) == ["before-hup"]
+    assert request_ids(log) == ["after-hup"]
+    assert [l["event"] for l in file_lines(rotated)] == ["listening", "request"]
+    assert srv.stop() == 0
+    assert [l["event"] for l in file_lines(log)][-2:] == ["shutdown", "stopped"]
+    assert srv.stderr() == ""  # everything went to the file
+
+
+@pytest.mark.sqlite_only
+def test_sighup_without_log_file_keeps_serving(make_server):
+    srv = make_server()
+    srv.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.3)
+    assert srv.running
+    assert srv.get("/health", headers={"X-Request-Id": "still-1"}).status_code == 200
+    assert srv.wait_log("still-1")
+    assert shutting_down(srv) is None
+
+
+@pytest.mark.sqlite_only
+def test_sighup_while_stopping_does_not_exit_at_once(make_server, tmp_path):
+    """During a graceful stop, SIGHUP still only reopens the log (a second SIGTERM is
+    what cuts the wait short)."""
+    log = tmp_path / "ferry.log"
+    srv = make_server("--log-file", str(log))
+    body = json.dumps({"name": "slow", "role": "user", "userId": "bob"}).encode()
+    sock = start_slow_post(srv, body)
+    srv.proc.send_signal(signal.SIGTERM)
+    assert wait_until(lambda: any(l["event"] == "shutdown" for l in file_lines(log)))
+    srv.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.3)
+    assert srv.running
+    sock.sendall(body[len(body) // 2:])
+    status, _, _ = read_response(sock)
+    sock.close()
+    assert status == 201
+    assert srv.wait_exit(5) == 0
+    assert [l["event"] for l in file_lines(log)][-3:] == ["log_reopened", "request", "stopped"]
+
+
 def test_concurrent_clients(server):
     """Several clients creating and using tokens at once all get their answers."""
     admin = server.admin_token
@@ -119,7 +274,7 @@ def test_concurrent_clients(server):
     for t in threads:
         t.join(60)
     assert errors == []
-    assert server.get(TOKENS, token=admin).json()["totalCount"] == 31
+    assert server.get(TOKENS, token=admin).json()["total_count"] == 31
 
 
 # --- CORS -------------------------------------------------------------------------------

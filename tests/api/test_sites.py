@@ -534,6 +534,10 @@ def test_data_endpoints(_servers, backend):
         assert_legacy_error(call("table-records", table_name="items", **q), 400)
     assert len(ok(call("table-records", table_name="nokey", limit=5))["records"]) == 5
     assert_legacy_error(call("table-records", table_name="nokey", ids=[1]), 400)
+    # a key of the wrong type is named in a readable message (it used to come out garbled)
+    r = call("table-records", table_name="items", ids=[{"x": 1}])
+    assert_legacy_error(r, 400)
+    assert r.json()["error"] == "key for 'id': expected an integer, got an object"
 
     typed = ok(call("table-records", table_name="typed"))["records"]
     assert [set(r) for r in typed] == [{"id", "amount", "at", "data"}] * 2

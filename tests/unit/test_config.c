@@ -18,7 +18,8 @@ static const char *const env_names[] = {
     "FERRY_CONFIG",           "FERRY_MAX_BODY",     "FERRY_MAX_HEADER",
     "FERRY_MAX_JSON_DEPTH",   "FERRY_RATE_LIMIT",   "FERRY_AUTH_FAIL_LIMIT",
     "FERRY_CORS_ORIGINS",     "FERRY_JWT_SECRET",   "FERRY_THREADS",
-    "FERRY_SHUTDOWN_TIMEOUT", "FERRY_METRICS_AUTH",
+    "FERRY_SHUTDOWN_TIMEOUT", "FERRY_METRICS_AUTH", "FERRY_LOG_LEVEL",
+    "FERRY_LOG_FORMAT",       "FERRY_LOG_FILE",
 };
 
 /* Each test starts and ends with none of ferry's variables set. */
@@ -453,12 +454,12 @@ static void test_unknown_flag(void **state)
     const char *argv[] = {"--threads", "2", "--nope", "1"};
     assert_int_equal(load(&cfg, &err, 4, argv), FERRY_ERR);
     assert_int_equal(err.code, ERR_INVALID);
-    assert_string_equal(err.msg, "unknown option '--nope' (see --help)");
+    assert_string_equal(err.msg, "unknown option '--nope'");
     config_cleanup(&cfg);
 
     const char *argv_eq[] = {"--nope=1"};
     assert_int_equal(load(&cfg, &err, 1, argv_eq), FERRY_ERR);
-    assert_string_equal(err.msg, "unknown option '--nope' (see --help)");
+    assert_string_equal(err.msg, "unknown option '--nope'");
     config_cleanup(&cfg);
 
     const char *argv_pos[] = {"serve"};
@@ -468,7 +469,7 @@ static void test_unknown_flag(void **state)
 
     const char *argv_short[] = {"-t", "2"};
     assert_int_equal(load(&cfg, &err, 2, argv_short), FERRY_ERR);
-    assert_string_equal(err.msg, "unexpected argument '-t'");
+    assert_string_equal(err.msg, "unknown option '-t'");
     config_cleanup(&cfg);
 }
 
@@ -676,6 +677,124 @@ static void test_print_help(void **state)
     free(text);
 }
 
+/* --- a command's own options next to the settings (config_parse_args) ------------ */
+
+enum { OWN_ROLE = 'r', OWN_FLAG = 'f' };
+static const struct option own[] = {
+    {"role", required_argument, NULL, OWN_ROLE},
+    {"flag", no_argument, NULL, OWN_FLAG},
+};
+
+static int parse(struct config_args *a, struct err *err, int argc, const char **argv)
+{
+    return config_parse_args(argc, (char **)argv, own, 2, a, err);
+}
+
+static void test_args_split(void **state)
+{
+    (void)state;
+    struct config_args a;
+    struct err err = {0};
+    const char *argv[] = {"create",         "--role", "admin", "--rate-limit=3", "id-1", "--flag",
+                          "--metrics-auth", "no",     "--",    "--not-an-option"};
+
+    assert_int_equal(parse(&a, &err, 10, argv), FERRY_OK);
+    assert_int_equal(a.n_own, 2);
+    assert_int_equal(a.own[0].val, OWN_ROLE);
+    assert_string_equal(a.own[0].name, "role");
+    assert_string_equal(a.own[0].value, "admin");
+    assert_int_equal(a.own[1].val, OWN_FLAG);
+    assert_null(a.own[1].value);
+    assert_int_equal(a.n_flags, 2);
+    assert_string_equal(a.flags[0].value, "3");
+    assert_string_equal(a.flags[1].value, "no"); /* a bool takes a bool word after it */
+    assert_int_equal(a.n_positional, 3);
+    assert_string_equal(a.positional[0], "create");
+    assert_string_equal(a.positional[1], "id-1");
+    assert_string_equal(a.positional[2], "--not-an-option");
+    assert_false(a.help);
+
+    struct config cfg;
+    assert_int_equal(config_load_args(&cfg, &a, &err), FERRY_OK);
+    assert_int_equal(cfg.rate_limit, 3);
+    assert_false(cfg.metrics_auth);
+    config_cleanup(&cfg);
+    config_args_cleanup(&a);
+    /* the caller's argv is left in its order */
+    assert_string_equal(argv[4], "id-1");
+}
+
+static void test_args_errors(void **state)
+{
+    (void)state;
+    struct config_args a;
+    struct err err = {0};
+
+    const char *help[] = {"list", "-h"};
+    assert_int_equal(parse(&a, &err, 2, help), FERRY_OK);
+    assert_true(a.help);
+    config_args_cleanup(&a);
+
+    const char *bool_then_option[] = {"--metrics-auth", "--flag", "id-1"};
+    assert_int_equal(parse(&a, &err, 3, bool_then_option), FERRY_OK);
+    assert_string_equal(a.flags[0].value, "true");
+    assert_int_equal(a.n_own, 1);
+    assert_int_equal(a.n_positional, 1);
+    config_args_cleanup(&a);
+
+    const char *missing[] = {"--role"};
+    assert_int_equal(parse(&a, &err, 1, missing), FERRY_ERR);
+    assert_string_equal(err.msg, "option '--role' needs a value");
+
+    const char *no_value[] = {"--flag=yes"};
+    assert_int_equal(parse(&a, &err, 1, no_value), FERRY_ERR);
+    assert_string_equal(err.msg, "option '--flag' takes no value");
+
+    const char *unknown[] = {"--rolex", "1"};
+    assert_int_equal(parse(&a, &err, 2, unknown), FERRY_ERR);
+    assert_string_equal(err.msg, "unknown option '--rolex'");
+}
+
+static void test_log_settings(void **state)
+{
+    (void)state;
+    struct config cfg;
+    struct err err = {0};
+
+    assert_int_equal(load(&cfg, &err, 0, NULL), FERRY_OK);
+    assert_string_equal(cfg.log_level, "info");
+    assert_string_equal(cfg.log_format, "json");
+    assert_null(cfg.log_file);
+    config_cleanup(&cfg);
+
+    setenv("FERRY_LOG_LEVEL", "warn", 1);
+    setenv("FERRY_LOG_FILE", "/var/log/ferry.log", 1);
+    const char *argv[] = {"--log-format", "text"};
+    assert_int_equal(load(&cfg, &err, 2, argv), FERRY_OK);
+    assert_string_equal(cfg.log_level, "warn");
+    assert_string_equal(cfg.log_format, "text");
+    assert_string_equal(cfg.log_file, "/var/log/ferry.log");
+    config_cleanup(&cfg);
+
+    const char *level[] = {"--log-level", "loud"};
+    assert_int_equal(load(&cfg, &err, 2, level), FERRY_ERR);
+    assert_string_equal(err.msg, "log-level must be debug, info, warn or error, not 'loud'");
+    config_cleanup(&cfg);
+
+    const char *format[] = {"--log-format=xml"};
+    assert_int_equal(load(&cfg, &err, 1, format), FERRY_ERR);
+    assert_string_equal(err.msg, "log-format must be json or text, not 'xml'");
+    config_cleanup(&cfg);
+
+    char *path = temp_file("log-level = debug\nlog-format = json\n");
+    const char *file[] = {"--config", path};
+    unsetenv("FERRY_LOG_LEVEL");
+    assert_int_equal(load(&cfg, &err, 2, file), FERRY_OK);
+    assert_string_equal(cfg.log_level, "debug");
+    config_cleanup(&cfg);
+    remove_temp(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -702,6 +821,9 @@ int main(void)
         cmocka_unit_test(test_listen_addr),
         cmocka_unit_test(test_db_url),
         cmocka_unit_test(test_print_help),
+        cmocka_unit_test_setup_teardown(test_args_split, clear_env, clear_env),
+        cmocka_unit_test_setup_teardown(test_args_errors, clear_env, clear_env),
+        cmocka_unit_test_setup_teardown(test_log_settings, clear_env, clear_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -38,7 +38,7 @@ static int teardown(void **state)
 static char *create(struct store_conn *c, const char *role, const char *name, const char *user_id,
                     const char *device_id, int64_t expires_at, char id[40])
 {
-    struct token_spec spec = {role, name, user_id, device_id, expires_at, NULL};
+    struct token_spec spec = {tokens_parse_role(role), name, user_id, device_id, expires_at, NULL};
     struct err err = {0};
     char *secret = NULL;
     if (tokens_create(c, &spec, &secret, id, &err) != FERRY_OK)
@@ -221,35 +221,36 @@ static void test_create_validation(void **state)
     memset(long_name, 'n', 201);
     long_name[201] = '\0';
 
-    expect_invalid(f->c, &(struct token_spec){"root", "x", "u", NULL, 0, NULL},
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_NONE, "x", "u", NULL, 0, NULL},
                    "role must be admin, user or device");
-    expect_invalid(f->c, &(struct token_spec){NULL, "x", "u", NULL, 0, NULL},
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_NONE, "x", "u", NULL, 0, NULL},
                    "role must be admin, user or device");
-    expect_invalid(f->c, &(struct token_spec){"Admin", "x", NULL, NULL, 0, NULL},
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_NONE, "x", NULL, NULL, 0, NULL},
                    "role must be admin, user or device");
-    expect_invalid(f->c, &(struct token_spec){"admin", "", NULL, NULL, 0, NULL},
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_ADMIN, "", NULL, NULL, 0, NULL},
                    "name must be 1 to 200 characters");
-    expect_invalid(f->c, &(struct token_spec){"admin", NULL, NULL, NULL, 0, NULL},
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_ADMIN, NULL, NULL, NULL, 0, NULL},
                    "name must be 1 to 200 characters");
-    expect_invalid(f->c, &(struct token_spec){"admin", long_name, NULL, NULL, 0, NULL},
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_ADMIN, long_name, NULL, NULL, 0, NULL},
                    "name must be 1 to 200 characters");
-    expect_invalid(f->c, &(struct token_spec){"user", "x", NULL, NULL, 0, NULL},
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_USER, "x", NULL, NULL, 0, NULL},
                    "a user token needs a user");
-    expect_invalid(f->c, &(struct token_spec){"user", "x", "", NULL, 0, NULL},
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_USER, "x", "", NULL, 0, NULL},
                    "a user token needs a user");
-    expect_invalid(f->c, &(struct token_spec){"device", "x", NULL, "d1", 0, NULL},
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_DEVICE, "x", NULL, "d1", 0, NULL},
                    "a device token needs a user");
-    expect_invalid(f->c, &(struct token_spec){"device", "x", "alice", NULL, 0, NULL},
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_DEVICE, "x", "alice", NULL, 0, NULL},
                    "a device token needs a device id");
-    expect_invalid(f->c, &(struct token_spec){"device", "x", "alice", "", 0, NULL},
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_DEVICE, "x", "alice", "", 0, NULL},
                    "a device token needs a device id");
-    expect_invalid(f->c, &(struct token_spec){"user", "x", "alice", "d1", 0, NULL},
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_USER, "x", "alice", "d1", 0, NULL},
                    "only a device token has a device id");
-    expect_invalid(f->c, &(struct token_spec){"admin", "x", NULL, "d1", 0, NULL},
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_ADMIN, "x", NULL, "d1", 0, NULL},
                    "only a device token has a device id");
-    expect_invalid(f->c, &(struct token_spec){"user", "x", "alice", NULL, time_now_ms() - 1, NULL},
-                   "the expiry must be in the future");
-    expect_invalid(f->c, &(struct token_spec){"user", "x", "alice", NULL, 1, NULL},
+    expect_invalid(
+        f->c, &(struct token_spec){TOKEN_ROLE_USER, "x", "alice", NULL, time_now_ms() - 1, NULL},
+        "the expiry must be in the future");
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_USER, "x", "alice", NULL, 1, NULL},
                    "the expiry must be in the future");
 
     /* Nothing was stored by any of them. */
@@ -278,7 +279,7 @@ static void test_authenticate_ok(void **state)
     memset(&info, 0x5a, sizeof(info));
     assert_int_equal(tokens_authenticate(f->c, secret, now, &info, &err), FERRY_OK);
     assert_string_equal(info.id, id);
-    assert_string_equal(info.role, "device");
+    assert_int_equal(info.role, TOKEN_ROLE_DEVICE);
     assert_string_equal(info.user_id, "alice");
     assert_string_equal(info.device_id, "phone-1");
 
@@ -308,7 +309,7 @@ static void test_authenticate_admin_has_empty_owner(void **state)
     memset(&info, 0x5a, sizeof(info));
     assert_int_equal(tokens_authenticate(f->c, secret, time_now_ms(), &info, &err), FERRY_OK);
     assert_string_equal(info.id, id);
-    assert_string_equal(info.role, "admin");
+    assert_int_equal(info.role, TOKEN_ROLE_ADMIN);
     assert_string_equal(info.user_id, "");
     assert_string_equal(info.device_id, "");
     free(secret);
@@ -425,22 +426,24 @@ static void test_well_formed(void **state)
 static void test_valid_role(void **state)
 {
     (void)state;
-    assert_true(tokens_valid_role("admin"));
-    assert_true(tokens_valid_role("user"));
-    assert_true(tokens_valid_role("device"));
-    assert_false(tokens_valid_role("root"));
-    assert_false(tokens_valid_role(""));
-    assert_false(tokens_valid_role("admin "));
-    assert_false(tokens_valid_role(NULL));
+    assert_int_equal(tokens_parse_role("admin"), TOKEN_ROLE_ADMIN);
+    assert_int_equal(tokens_parse_role("user"), TOKEN_ROLE_USER);
+    assert_int_equal(tokens_parse_role("device"), TOKEN_ROLE_DEVICE);
+    assert_int_equal(tokens_parse_role("root"), TOKEN_ROLE_NONE);
+    assert_int_equal(tokens_parse_role(""), TOKEN_ROLE_NONE);
+    assert_int_equal(tokens_parse_role("admin "), TOKEN_ROLE_NONE);
+    assert_int_equal(tokens_parse_role(NULL), TOKEN_ROLE_NONE);
+    assert_string_equal(tokens_role_name(TOKEN_ROLE_USER), "user");
+    assert_string_equal(tokens_role_name(TOKEN_ROLE_NONE), "");
 }
 
 /* --- list, get, revoke ----------------------------------------------------------- */
 
 static bool has_key_set(json_t *obj)
 {
-    static const char *const keys[] = {"id",         "name",      "role",      "userId",
-                                       "deviceId",   "prefix",    "createdAt", "expiresAt",
-                                       "lastUsedAt", "revokedAt", "revoked",   "tables"};
+    static const char *const keys[] = {"id",           "name",       "role",       "user_id",
+                                       "device_id",    "prefix",     "created_at", "expires_at",
+                                       "last_used_at", "revoked_at", "revoked",    "tables"};
     if (json_object_size(obj) != sizeof(keys) / sizeof(keys[0]))
         return false;
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
@@ -501,25 +504,25 @@ static void test_list_has_no_secret(void **state)
     assert_non_null(phone);
     assert_string_equal(json_string_value(json_object_get(phone, "name")), "phone");
     assert_string_equal(json_string_value(json_object_get(phone, "role")), "device");
-    assert_string_equal(json_string_value(json_object_get(phone, "userId")), "alice");
-    assert_string_equal(json_string_value(json_object_get(phone, "deviceId")), "phone-1");
+    assert_string_equal(json_string_value(json_object_get(phone, "user_id")), "alice");
+    assert_string_equal(json_string_value(json_object_get(phone, "device_id")), "phone-1");
     assert_int_equal(strlen(json_string_value(json_object_get(phone, "prefix"))), 8);
     assert_memory_equal(json_string_value(json_object_get(phone, "prefix")), s_phone, 8);
-    assert_true(json_is_string(json_object_get(phone, "createdAt")));
-    assert_true(json_is_null(json_object_get(phone, "expiresAt")));
-    assert_true(json_is_null(json_object_get(phone, "lastUsedAt")));
-    assert_true(json_is_null(json_object_get(phone, "revokedAt")));
+    assert_true(json_is_string(json_object_get(phone, "created_at")));
+    assert_true(json_is_null(json_object_get(phone, "expires_at")));
+    assert_true(json_is_null(json_object_get(phone, "last_used_at")));
+    assert_true(json_is_null(json_object_get(phone, "revoked_at")));
     assert_true(json_is_false(json_object_get(phone, "revoked")));
 
     json_t *admin = find_by_id(list, id_admin);
     assert_non_null(admin);
-    assert_true(json_is_null(json_object_get(admin, "userId")));
-    assert_true(json_is_null(json_object_get(admin, "deviceId")));
+    assert_true(json_is_null(json_object_get(admin, "user_id")));
+    assert_true(json_is_null(json_object_get(admin, "device_id")));
 
     json_t *bob = find_by_id(list, id_bob);
     assert_non_null(bob);
     assert_true(json_is_true(json_object_get(bob, "revoked")));
-    assert_true(json_is_string(json_object_get(bob, "revokedAt")));
+    assert_true(json_is_string(json_object_get(bob, "revoked_at")));
     json_decref(list);
 
     /* Filtered by owner. */
@@ -548,7 +551,7 @@ static void test_get(void **state)
     assert_int_equal(tokens_get(f->c, id, &tok, &err), FERRY_OK);
     assert_true(has_key_set(tok));
     assert_string_equal(json_string_value(json_object_get(tok, "id")), id);
-    assert_string_equal(json_string_value(json_object_get(tok, "userId")), "alice");
+    assert_string_equal(json_string_value(json_object_get(tok, "user_id")), "alice");
     json_decref(tok);
 
     tok = json_object(); /* must be reset */

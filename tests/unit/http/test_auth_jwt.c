@@ -13,6 +13,7 @@
 #include <jwt.h>
 
 #include "http/auth.h"
+#include "util/base64.h"
 #include "util/crypto.h"
 
 #define SECRET "correct horse battery staple"
@@ -56,7 +57,7 @@ static char *make_token_json(const char *claims)
 static char *b64(const char *text)
 {
     char *out = xmalloc(4 * ((strlen(text) + 2) / 3) + 1);
-    crypto_base64url(text, strlen(text), out);
+    base64_url_encode(text, strlen(text), out);
     return out;
 }
 

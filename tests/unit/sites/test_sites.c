@@ -78,6 +78,20 @@ static void test_urls(void **state)
     free(u);
 }
 
+static void test_valid_url(void **state)
+{
+    (void)state;
+    assert_true(sites_valid_url("http://a.example"));
+    assert_true(sites_valid_url("https://a.example:4000/custom"));
+    assert_true(sites_valid_url("HTTPS://A.EXAMPLE/"));
+    assert_false(sites_valid_url("file:///etc/passwd"));
+    assert_false(sites_valid_url("javascript:alert(1)"));
+    assert_false(sites_valid_url("ftp://a.example"));
+    assert_false(sites_valid_url("http://"));
+    assert_false(sites_valid_url("a.example"));
+    assert_false(sites_valid_url(""));
+}
+
 static void test_private_addresses_refused(void **state)
 {
     (void)state;
@@ -117,11 +131,9 @@ int main(void)
 {
     siteclient_global_init();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_password),
-        cmocka_unit_test(test_ip_allowlist),
-        cmocka_unit_test(test_tables),
-        cmocka_unit_test(test_urls),
-        cmocka_unit_test(test_private_addresses_refused),
+        cmocka_unit_test(test_password),  cmocka_unit_test(test_ip_allowlist),
+        cmocka_unit_test(test_tables),    cmocka_unit_test(test_urls),
+        cmocka_unit_test(test_valid_url), cmocka_unit_test(test_private_addresses_refused),
         cmocka_unit_test(test_iso8601),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -212,6 +212,49 @@ static void test_depth_tricky_strings(void **state)
     assert_int_equal(jsonutil_depth("[\"\\", 3), 1);
 }
 
+/* --- jsonutil_scan: the value count ---------------------------------------------- */
+
+static size_t values(const char *doc)
+{
+    int d;
+    size_t n;
+    jsonutil_scan(doc, strlen(doc), &d, &n);
+    return n;
+}
+
+static void test_scan_counts_values(void **state)
+{
+    (void)state;
+    assert_int_equal(values(""), 0);
+    assert_int_equal(values("42"), 1);
+    assert_int_equal(values("[]"), 1);
+    assert_int_equal(values("[ ]"), 1);
+    assert_int_equal(values("{}"), 1);
+    assert_int_equal(values("[1, 2, 3]"), 4);
+    assert_int_equal(values("[{},{},{}]"), 4);
+    /* keys are not values; commas between members do not count twice */
+    assert_int_equal(values("{\"a\": 1, \"b\": [true, null]}"), 5);
+    assert_int_equal(values("[[], [[]], {\"x\": []}]"), 6);
+    /* commas and colons in strings are text */
+    assert_int_equal(values("[\",:,\", \"[\"]"), 3);
+    /* found by fuzz_json: more closing than opening brackets (malformed) */
+    assert_int_equal(depth("}},[[]"), 2);
+}
+
+static void test_parse_capped_refuses_many_values(void **state)
+{
+    (void)state;
+    struct err err = {0};
+    json_t *v = NULL;
+    const char *doc = "[{},{},{},{}]";
+    assert_int_equal(jsonutil_parse_capped(doc, strlen(doc), 32, 4, &v, &err), FERRY_ERR);
+    assert_null(v);
+    assert_int_equal(err.code, ERR_TOO_LARGE);
+    assert_non_null(strstr(err.msg, "4 values"));
+    assert_int_equal(jsonutil_parse_capped(doc, strlen(doc), 32, 5, &v, &err), FERRY_OK);
+    json_decref(v);
+}
+
 /* --- getters --------------------------------------------------------------------- */
 
 static json_t *load(const char *doc)
@@ -406,6 +449,8 @@ int main(void)
         cmocka_unit_test(test_parse_deep_array_at_exact_limit),
         cmocka_unit_test(test_depth_plain),
         cmocka_unit_test(test_depth_tricky_strings),
+        cmocka_unit_test(test_scan_counts_values),
+        cmocka_unit_test(test_parse_capped_refuses_many_values),
         cmocka_unit_test(test_get_string),
         cmocka_unit_test(test_get_int),
         cmocka_unit_test(test_get_bool),
