@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "files/blob.h"
+#include "files/filesys.h"
 #include "sites/siteops.h"
 #include "sync/tables.h"
 #include "http/ratelimit.h"
@@ -34,13 +34,8 @@ struct app {
     atomic_int in_flight;
     atomic_bool stopping;     /* the shutdown timeout passed: long requests end early */
     struct synced_set synced; /* the synced tables, loaded at start */
-    struct blob_store *blobs; /* DATA_DIR/blobs */
-    char *uploads_dir;        /* DATA_DIR/uploads: one folder per unfinished upload */
-    /* Held for reading from a blob's finishing until the entry naming it is committed,
-     * and for writing while unreferenced blobs are collected, so that a blob is never
-     * collected between the two. */
-    pthread_rwlock_t blob_lock;
-    char **file_roots; /* folders directory sync may name (file-root) */
+    struct filesys *files;    /* blobs, unfinished uploads, their leases and housekeeping */
+    char **file_roots;        /* folders directory sync may name (file-root) */
     size_t n_file_roots;
     struct job_worker *jobs;     /* runs jobs: directory-sync sessions, site imports */
     struct siteops_env site_env; /* this site's URL and the outgoing-call options */

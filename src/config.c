@@ -70,6 +70,8 @@ static const struct option_def options[] = {
         "largest file an upload may create"),
     OPT("max-chunk-size", "FERRY_MAX_CHUNK_SIZE", OPT_SIZE, max_chunk_size, "64M",
         "largest chunk of a chunked upload"),
+    OPT("blob-grace", "FERRY_BLOB_GRACE", OPT_INT, blob_grace, "600",
+        "seconds a newly stored blob is kept even when nothing names it yet"),
     OPT("upload-expiry", "FERRY_UPLOAD_EXPIRY", OPT_INT, upload_expiry, "86400",
         "seconds an unfinished upload session is kept"),
     OPT("sites-enabled", "FERRY_SITES_ENABLED", OPT_BOOL, sites_enabled, "true",

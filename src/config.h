@@ -37,6 +37,7 @@ struct config {
     long long max_upload;          /* bytes */
     long long max_chunk_size;
     long long upload_expiry; /* seconds */
+    long long blob_grace;    /* seconds a young unreferenced blob is spared collection */
     bool sites_enabled;
     char *sites_prefix;
     char *sites_incoming_mode; /* NULL: keep the stored mode */

@@ -132,10 +132,11 @@ static int revoke_token(struct request *req, struct err *err)
 static int purge_now(struct request *req, struct err *err)
 {
     struct purge_result r;
-    struct files_swept swept;
+    struct filesys_swept swept;
     if (purge_run(req->db, req->app->cfg->tombstone_retention * 1000, &r, err) != FERRY_OK)
         return FERRY_ERR;
-    files_housekeeping(req->app, req->db, &swept);
+    filesys_housekeeping(req->app->files, req->db, req->app->cfg->tombstone_retention * 1000,
+                         &swept);
     http_reply_json(req, HTTP_OK,
                     json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "tombstones_purged",
                               (json_int_t)r.tombstones, "batches_purged", (json_int_t)r.batches,

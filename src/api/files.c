@@ -1,15 +1,15 @@
 /* files.c - seed 002's chunked uploads and ranged downloads (under /api/v1/sync and
- * /api/sync), and ferry's own listing and deletion of file entries (/api/v1/files).
+ * /api/sync), and ferry's own listing and deletion of file entries (/api/v1/files), as
+ * an adapter over the files subsystem (files/filesys.h).
  *
  * A chunked upload is a folder DATA_DIR/uploads/<id>/ holding one file per received
  * chunk. A chunk streams into a temporary file there, hashed as it arrives; it is
  * claimed in the database (index, size, SHA-256) and only then renamed to its index, so
  * a chunk on record whose file is missing (a crash between the two) is simply asked for
- * again. Completing streams the chunks in order into the blob store and commits the
- * file entry, which the change feed then shows in the "files" namespace. */
+ * again. Completing (filesys_complete) makes the chunks a blob and commits the file
+ * entry, which the change feed then shows in the "files" namespace. */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,14 +18,13 @@
 
 #include "api/api.h"
 #include "api/files.h"
-#include "api/tus.h"
 #include "app.h"
 #include "http/auth.h"
-#include "files/spool.h"
 #include "files/files.h"
-#include "jobs/jobs.h"
-#include "sync/push.h"
+#include "files/filesys.h"
+#include "files/spool.h"
 #include "files/uploads.h"
+#include "sync/push.h"
 #include "http/range.h"
 #include "util/jsonutil.h"
 #include "util/path.h"
@@ -34,7 +33,6 @@
 #define DEFAULT_CHUNK_SIZE (8LL * 1024 * 1024)
 #define MIN_CHUNK_SIZE 1024LL
 #define MAX_CHUNKS 100000
-#define COPY_BUF (256 * 1024)
 
 /* --- shared helpers ------------------------------------------------------------------ */
 
@@ -63,46 +61,6 @@ char *apifiles_clean_path(struct request *req, const char *raw)
         return NULL;
     }
     return clean;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
-void files_remove_tree(const char *dir)
-{
-    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-char *files_upload_dir(const struct app *app, const char *id)
-{
-    return xasprintf("%s/%s", app->uploads_dir, id);
-}
-
-static int make_upload_dir(const struct app *app, const char *id, struct err *err)
-{
-    char *dir = files_upload_dir(app, id);
-    int rc = mkdir(dir, 0700) == 0 ? FERRY_OK : spool_io_error(err, "cannot create", dir);
-    free(dir);
-    return rc;
-}
-
-/* Where chunk idx of upload id is kept once received. */
-static char *chunk_path(const struct app *app, const char *id, int64_t idx)
-{
-    return xasprintf("%s/%s/%lld", app->uploads_dir, id, (long long)idx);
-}
-
-void files_remove_upload(const struct app *app, const char *id)
-{
-    char *dir = files_upload_dir(app, id);
-    files_remove_tree(dir);
-    free(dir);
 }
 
 const char *apifiles_device_of(const struct request *req)
@@ -205,67 +163,58 @@ static int read_create_body(struct request *req, json_t *body, struct upload *u,
 static int create_upload(struct request *req, struct err *err)
 {
     struct upload u = {0};
+    struct store_conn *c = req->db;
+    int rc = FERRY_ERR;
     json_t *body = http_json_object(req);
     if (!body || !apifiles_allowed(req))
         return FERRY_OK;
-    if (read_create_body(req, body, &u, err) != FERRY_OK) {
-        http_reply_err(req, err); /* no effect when the path check replied */
-        uploads_clear(&u);
-        return FERRY_OK;
-    }
-    struct store_conn *c = req->db;
+    /* (a path the check refused was answered already: the error then has no effect) */
+    if (read_create_body(req, body, &u, err) != FERRY_OK)
+        goto out;
     u.kind = UPLOAD_CHUNKED;
     u.user_id = xstrdup(req->cred.user_id);
     u.device_id = apifiles_device_of(req) ? xstrdup(req->cred.device_id) : NULL;
     u.expires_at = time_now_ms() + req->app->cfg->upload_expiry * 1000;
-    if (uploads_create(c, &u, err) != FERRY_OK) {
-        http_reply_err(req, err);
-    } else if (make_upload_dir(req->app, u.id, err) != FERRY_OK) {
+    if (uploads_create(c, &u, err) != FERRY_OK)
+        goto out;
+    if (filesys_make_upload(req->app->files, u.id, false, err) != FERRY_OK) {
         bool found;
         uploads_delete(c, u.id, &found, NULL);
-        http_reply_err(req, err);
-    } else {
-        http_reply_json(req, 200, session_json(&u, json_array()));
+        goto out;
     }
+    http_reply_json(req, 200, session_json(&u, json_array()));
+    rc = FERRY_OK;
+out:
     uploads_clear(&u);
-    return FERRY_OK;
+    return rc;
 }
 
 static int get_upload(struct request *req, struct err *err)
 {
     struct upload u = {0};
     json_t *received = NULL;
+    int rc = FERRY_OK;
     if (!apifiles_allowed(req))
         return FERRY_OK;
-    struct store_conn *c = req->db;
-    if (apifiles_load_upload(req, c, http_param(req, "id"), UPLOAD_CHUNKED, &u)) {
-        if (uploads_chunks(c, u.id, &received, err) != FERRY_OK)
-            http_reply_err(req, err);
-        else
-            http_reply_json(req, 200, session_json(&u, json_incref(received)));
-    }
+    if (apifiles_load_upload(req, req->db, http_param(req, "id"), UPLOAD_CHUNKED, &u) &&
+        (rc = uploads_chunks(req->db, u.id, &received, err)) == FERRY_OK)
+        http_reply_json(req, 200, session_json(&u, json_incref(received)));
     json_decref(received);
     uploads_clear(&u);
-    return FERRY_OK;
+    return rc;
 }
 
 static int delete_upload(struct request *req, struct err *err)
 {
     struct upload u = {0};
-    bool found = false;
+    int rc = FERRY_OK;
     if (!apifiles_allowed(req))
         return FERRY_OK;
-    struct store_conn *c = req->db;
-    if (apifiles_load_upload(req, c, http_param(req, "id"), UPLOAD_CHUNKED, &u)) {
-        if (uploads_delete(c, u.id, &found, err) != FERRY_OK) {
-            http_reply_err(req, err);
-        } else {
-            files_remove_upload(req->app, u.id);
-            http_reply_text(req, 204, NULL, "", 0);
-        }
-    }
+    if (apifiles_load_upload(req, req->db, http_param(req, "id"), UPLOAD_CHUNKED, &u) &&
+        (rc = filesys_delete_upload(req->app->files, req->db, u.id, err)) == FERRY_OK)
+        http_reply_text(req, 204, NULL, "", 0);
     uploads_clear(&u);
-    return FERRY_OK;
+    return rc;
 }
 
 /* --- chunks (streamed) ---------------------------------------------------------------- */
@@ -301,9 +250,8 @@ static void chunk_open(struct request *req)
     struct err err = {0};
     struct chunk_put *cp = xcalloc(1, sizeof(*cp));
     const char *index = http_param(req, "index");
-    if (!apifiles_allowed(req))
-        goto fail;
-    if (!apifiles_load_upload(req, req->db, http_param(req, "id"), UPLOAD_CHUNKED, &cp->u))
+    if (!apifiles_allowed(req) ||
+        !apifiles_load_upload(req, req->db, http_param(req, "id"), UPLOAD_CHUNKED, &cp->u))
         goto fail;
     if (cp->u.completed_at) {
         http_reply_error(req, ERR_CONFLICT, "the upload is complete already");
@@ -326,7 +274,7 @@ static void chunk_open(struct request *req)
         free(msg);
         goto fail;
     }
-    char *dir = files_upload_dir(req->app, cp->u.id);
+    char *dir = filesys_upload_dir(req->app->files, cp->u.id);
     int rc = spool_new(dir, &cp->spool, &err);
     free(dir);
     if (rc != FERRY_OK) {
@@ -381,7 +329,7 @@ static int keep_chunk(struct request *req, struct store_conn *c, struct chunk_pu
                            (long long)cp->idx, have, sha);
         return FERRY_OK; /* the same bytes again: nothing to do */
     }
-    char *final = chunk_path(req->app, cp->u.id, cp->idx);
+    char *final = filesys_chunk_path(req->app->files, cp->u.id, cp->idx);
     int rc = spool_keep(cp->spool, final, err);
     cp->spool = NULL;
     free(final);
@@ -396,118 +344,25 @@ static int put_chunk(struct request *req, struct err *err)
     struct chunk_put *cp = req->sink_ctx;
     char sha[65];
     bool fresh = false;
-    if (!cp) { /* a request without a body never opened the sink's file */
-        http_reply_error(req, ERR_INVALID, "the chunk's bytes are missing");
-        return FERRY_OK;
-    }
-    if ((int64_t)spool_size(cp->spool) != cp->expect) {
-        char *msg = xasprintf("chunk %lld must be %lld bytes, not %llu", (long long)cp->idx,
-                              (long long)cp->expect, (unsigned long long)spool_size(cp->spool));
-        http_reply_error(req, ERR_INVALID, msg);
-        free(msg);
-        return FERRY_OK;
-    }
+    if (!cp) /* a request without a body never opened the sink's file */
+        return err_set(err, ERR_INVALID, "the chunk's bytes are missing");
+    if ((int64_t)spool_size(cp->spool) != cp->expect)
+        return err_set(err, ERR_INVALID, "chunk %lld must be %lld bytes, not %llu",
+                       (long long)cp->idx, (long long)cp->expect,
+                       (unsigned long long)spool_size(cp->spool));
     spool_hash(cp->spool, sha);
-    struct store_conn *c = req->db;
-    if (keep_chunk(req, c, cp, sha, &fresh, err) != FERRY_OK)
-        http_reply_err(req, err);
-    else
-        http_reply_json(req, 200,
-                        json_pack("{s:s, s:I, s:I, s:s, s:b}", "id", cp->u.id, "index",
-                                  (json_int_t)cp->idx, "size", (json_int_t)cp->expect, "sha256",
-                                  sha, "stored", fresh));
+    if (keep_chunk(req, req->db, cp, sha, &fresh, err) != FERRY_OK)
+        return FERRY_ERR;
+    http_reply_json(req, 200,
+                    json_pack("{s:s, s:I, s:I, s:s, s:b}", "id", cp->u.id, "index",
+                              (json_int_t)cp->idx, "size", (json_int_t)cp->expect, "sha256", sha,
+                              "stored", fresh));
     return FERRY_OK;
 }
 
 static const struct body_sink chunk_sink = {chunk_open, chunk_write, chunk_release};
 
 /* --- completing ----------------------------------------------------------------------- */
-
-/* "0, 2, 5" (the first few) of the chunks not in received. */
-static char *missing_list(const struct upload *u, json_t *received, int64_t *n_missing)
-{
-    struct buf b;
-    size_t k = 0;
-    int shown = 0;
-    buf_init(&b);
-    *n_missing = 0;
-    for (int64_t i = 0; i < u->chunk_count; i++) {
-        if (k < json_array_size(received) && json_integer_value(json_array_get(received, k)) == i) {
-            k++;
-            continue;
-        }
-        (*n_missing)++;
-        if (shown++ < 20)
-            buf_printf(&b, "%s%lld", b.len ? ", " : "", (long long)i);
-    }
-    if (shown > 20)
-        buf_printf(&b, " and %d more", shown - 20);
-    return buf_steal(&b);
-}
-
-/* Streams the chunks in order into a new blob. *lost is the first chunk whose file is
- * gone (-1: none). */
-static int assemble(struct app *app, const struct upload *u, char hex[65], int64_t *lost,
-                    struct err *err)
-{
-    struct blob_writer *w = NULL;
-    char *buf = xmalloc(COPY_BUF);
-    int rc = FERRY_ERR;
-    uint64_t size = 0;
-    *lost = -1;
-    if (blob_writer_new(app->blobs, &w, err) != FERRY_OK)
-        goto out;
-    for (int64_t i = 0; i < u->chunk_count; i++) {
-        char *path = chunk_path(app, u->id, i);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        ssize_t n = 0;
-        if (fd < 0) {
-            *lost = i;
-            err_set(err, ERR_INVALID, "chunk %lld was lost; send it again", (long long)i);
-            free(path);
-            goto out;
-        }
-        while ((n = read(fd, buf, COPY_BUF)) > 0 &&
-               blob_writer_write(w, buf, (size_t)n, err) == FERRY_OK)
-            ;
-        if (n < 0)
-            spool_io_error(err, "cannot read", path);
-        close(fd);
-        free(path);
-        if (n != 0)
-            goto out;
-    }
-    rc = blob_writer_finish(w, u->sha256[0] ? u->sha256 : NULL, hex, &size, err);
-    w = NULL;
-out:
-    blob_writer_abort(w);
-    free(buf);
-    return rc;
-}
-
-/* Commits the upload as a file entry; the blob lock keeps the new blob from being
- * collected before the entry names it. */
-static int commit_upload(struct request *req, struct store_conn *c, struct upload *u, char **result,
-                         struct err *err)
-{
-    char hex[65];
-    int64_t lost = -1;
-    struct file_entry e = {0};
-    int rc = FERRY_ERR;
-    pthread_rwlock_rdlock(&req->app->blob_lock);
-    if (assemble(req->app, u, hex, &lost, err) == FERRY_OK &&
-        files_commit(c, u->path, hex, u->size, u->device_id, &e, err) == FERRY_OK) {
-        json_t *j = files_entry_json(&e);
-        *result = jsonutil_to_string(j);
-        json_decref(j);
-        rc = uploads_finish(c, u->id, *result, err);
-    }
-    pthread_rwlock_unlock(&req->app->blob_lock);
-    if (lost >= 0)
-        uploads_forget_chunk(c, u->id, lost, NULL);
-    files_entry_clear(&e);
-    return rc;
-}
 
 /* The answer for an upload another request has completed: the same entry, or 409
  * while it is still being completed. */
@@ -526,53 +381,22 @@ static void completed_elsewhere(struct request *req, struct store_conn *c, const
 static int complete_upload(struct request *req, struct err *err)
 {
     struct upload u = {0};
-    json_t *received = NULL;
-    char *result = NULL, *missing = NULL;
-    int64_t n_missing = 0;
-    bool claimed = false;
-    if (!apifiles_allowed(req))
-        return FERRY_OK;
-    struct store_conn *c = req->db;
-    if (!apifiles_load_upload(req, c, http_param(req, "id"), UPLOAD_CHUNKED, &u))
+    char *result = NULL;
+    int rc = FERRY_OK;
+    if (!apifiles_allowed(req) ||
+        !apifiles_load_upload(req, req->db, http_param(req, "id"), UPLOAD_CHUNKED, &u))
         goto out;
-    if (u.completed_at) { /* completing twice answers the same */
-        http_reply_json(req, 200, json_loads(u.result, 0, NULL));
-        goto out;
-    }
-    /* claimed first, so that the chunks read below are not being consumed by another */
-    if (uploads_claim_completion(c, u.id, true, &claimed, err) != FERRY_OK) {
-        http_reply_err(req, err);
-        goto out;
-    }
-    if (!claimed) {
-        completed_elsewhere(req, c, u.id);
-        goto out;
-    }
-    if (uploads_chunks(c, u.id, &received, err) != FERRY_OK) {
-        uploads_claim_completion(c, u.id, false, NULL, NULL);
-        http_reply_err(req, err);
-        goto out;
-    }
-    missing = missing_list(&u, received, &n_missing);
-    if (n_missing) {
-        uploads_claim_completion(c, u.id, false, NULL, NULL);
-        char *msg = xasprintf("%lld of %lld chunks are missing: %s", (long long)n_missing,
-                              (long long)u.chunk_count, missing);
-        http_reply_error(req, ERR_INVALID, msg);
-        free(msg);
-    } else if (commit_upload(req, c, &u, &result, err) != FERRY_OK) {
-        uploads_claim_completion(c, u.id, false, NULL, NULL);
-        http_reply_err(req, err);
-    } else {
-        files_remove_upload(req->app, u.id);
-        http_reply_json(req, 200, json_loads(result, 0, NULL));
+    rc = filesys_complete(req->app->files, req->db, &u, &result, err);
+    if (rc == FERRY_OK) {
+        http_reply_json(req, 200, json_loads(result, 0, NULL)); /* twice: the same answer */
+    } else if (err->code == ERR_CONFLICT) {
+        completed_elsewhere(req, req->db, u.id);
+        rc = FERRY_OK;
     }
 out:
-    free(missing);
     free(result);
-    json_decref(received);
     uploads_clear(&u);
-    return FERRY_OK;
+    return rc;
 }
 
 /* --- downloads ------------------------------------------------------------------------ */
@@ -583,17 +407,16 @@ static int download(struct request *req, struct err *err)
     bool found = false;
     uint64_t start = 0, len = 0;
     char etag[72], *path = NULL, *blob = NULL;
+    int rc = FERRY_ERR;
     if (!apifiles_allowed(req) || !(path = apifiles_clean_path(req, http_param(req, "*"))))
         return FERRY_OK;
-    int rc = files_get(req->db, path, &e, &found, err);
-    if (rc != FERRY_OK) {
-        http_reply_err(req, err);
+    if (files_get(req->db, path, &e, &found, err) != FERRY_OK)
         goto out;
-    }
     if (!found || e.deleted) {
-        http_reply_error(req, ERR_NOT_FOUND, "no such file");
+        err_set(err, ERR_NOT_FOUND, "no such file");
         goto out;
     }
+    rc = FERRY_OK;
     snprintf(etag, sizeof(etag), "\"%s\"", e.sha256);
     http_add_header(req, "ETag", etag);
     http_add_header(req, "Accept-Ranges", "bytes");
@@ -614,10 +437,10 @@ static int download(struct request *req, struct err *err)
         http_reply_error(req, ERR_RANGE, "the range starts past the end of the file");
         goto out;
     }
-    blob = blob_path(req->app->blobs, e.sha256, err);
+    blob = blob_path(req->app->files->blobs, e.sha256, NULL);
     int fd = blob ? open(blob, O_RDONLY | O_CLOEXEC) : -1;
     if (fd < 0) {
-        http_reply_error(req, ERR_INTERNAL, "the file's content is missing from the blob store");
+        rc = err_set(err, ERR_INTERNAL, "the file's content is missing from the blob store");
         goto out;
     }
     bool partial = rr == RANGE_SERVE;
@@ -638,7 +461,7 @@ out:
     free(blob);
     free(path);
     files_entry_clear(&e);
-    return FERRY_OK;
+    return rc;
 }
 
 /* --- file entries (/api/v1/files) ----------------------------------------------------- */
@@ -651,20 +474,15 @@ static int list_files(struct request *req, struct err *err)
     int64_t limit = 1000;
     if (!apifiles_allowed(req))
         return FERRY_OK;
-    if (limit_text && (!parse_index(limit_text, &limit) || limit < 1 || limit > 1000)) {
-        http_reply_error(req, ERR_INVALID, "limit must be from 1 to 1000");
-        return FERRY_OK;
-    }
-    struct store_conn *c = req->db;
-    if (files_list(c, prefix, after, (int)limit, &items, err) != FERRY_OK) {
-        http_reply_err(req, err);
-    } else {
-        size_t n = json_array_size(items);
-        json_t *last = n ? json_object_get(json_array_get(items, n - 1), "path") : NULL;
-        http_reply_json(req, 200,
-                        json_pack("{s:O, s:I, s:O?}", "files", items, "count", (json_int_t)n,
-                                  "nextAfter", (int64_t)n == limit ? last : NULL));
-    }
+    if (limit_text && (!parse_index(limit_text, &limit) || limit < 1 || limit > 1000))
+        return err_set(err, ERR_INVALID, "limit must be from 1 to 1000");
+    if (files_list(req->db, prefix, after, (int)limit, &items, err) != FERRY_OK)
+        return FERRY_ERR;
+    size_t n = json_array_size(items);
+    json_t *last = n ? json_object_get(json_array_get(items, n - 1), "path") : NULL;
+    http_reply_json(req, 200,
+                    json_pack("{s:O, s:I, s:O?}", "files", items, "count", (json_int_t)n,
+                              "nextAfter", (int64_t)n == limit ? last : NULL));
     json_decref(items);
     return FERRY_OK;
 }
@@ -679,67 +497,17 @@ static int file_entry(struct request *req, struct err *err)
     struct store_conn *c = req->db;
     int rc = req->method_bit == M_DELETE ? files_delete(c, path, apifiles_device_of(req), &e, err)
                                          : files_get(c, path, &e, &found, err);
-    if (rc != FERRY_OK)
-        http_reply_err(req, err);
-    else if (req->method_bit != M_DELETE && (!found || e.deleted))
-        http_reply_error(req, ERR_NOT_FOUND, "no such file");
-    else
+    if (rc == FERRY_OK && req->method_bit != M_DELETE && (!found || e.deleted))
+        rc = err_set(err, ERR_NOT_FOUND, "no such file");
+    if (rc == FERRY_OK)
         http_reply_json(req, 200, files_entry_json(&e));
     free(path);
     files_entry_clear(&e);
-    return FERRY_OK;
-}
-
-/* --- housekeeping ------------------------------------------------------------------- */
-
-static bool blob_in_use(const char *hex, void *ctx)
-{
-    bool used = true; /* on a database error, keep the blob */
-    files_blob_used(ctx, hex, &used, NULL);
-    return used;
-}
-
-void files_housekeeping(struct app *app, struct store_conn *c, struct files_swept *out)
-{
-    char **ids = NULL;
-    size_t n = 0;
-    struct err err = {0};
-    memset(out, 0, sizeof(*out));
-    /* Expired sessions lose their bytes at once and their record a day later, so that
-     * a client asking in between learns that the session expired (410), not that it
-     * never was (404). */
-    int64_t now = time_now_ms();
-    if (uploads_expired(c, now, 1000, &ids, &n, &err) == FERRY_OK) {
-        for (size_t i = 0; i < n; i++) {
-            char *dir = files_upload_dir(app, ids[i]);
-            struct stat st;
-            if (stat(dir, &st) == 0) {
-                files_remove_tree(dir);
-                out->uploads++;
-            }
-            tus_forget(ids[i]);
-            free(dir);
-            free(ids[i]);
-        }
-        free(ids);
-    }
-    struct store_val v = sv_int(now - 86400000);
-    store_run(c,
-              "DELETE FROM ferry_upload_chunks WHERE upload_id IN"
-              " (SELECT id FROM ferry_uploads WHERE expires_at < $1)",
-              &v, 1, NULL, NULL);
-    store_run(c, "DELETE FROM ferry_uploads WHERE expires_at < $1", &v, 1, NULL, NULL);
-    int64_t old_jobs = 0; /* finished sessions are kept as long as tombstones */
-    jobs_purge(c, now - app->cfg->tombstone_retention * 1000, &old_jobs, NULL);
-    blob_clear_stale(app->blobs);
-    pthread_rwlock_wrlock(&app->blob_lock);
-    blob_collect(app->blobs, blob_in_use, c, &out->blobs, &err);
-    pthread_rwlock_unlock(&app->blob_lock);
+    return rc;
 }
 
 /* --- routes ----------------------------------------------------------------------- */
 
-/* One route a line, as a table. */
 // clang-format off
 #define FILE_ROUTES(P)                                                                             \
     {M_POST, P "/upload", create_upload, ROLES_ANY, SURFACE_V1, ROUTE_JSON | ROUTE_STORE, NULL},   \

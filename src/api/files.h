@@ -25,22 +25,4 @@ const char *apifiles_device_of(const struct request *req);
 bool apifiles_load_upload(struct request *req, struct store_conn *c, const char *id,
                           enum upload_kind kind, struct upload *u);
 
-/* Removes a folder and everything in it (symlinks themselves, never their targets). */
-void files_remove_tree(const char *dir);
-
-/* The folder of upload id's bytes, DATA_DIR/uploads/<id> (newly allocated). */
-char *files_upload_dir(const struct app *app, const char *id);
-/* Removes upload id's folder and everything in it. */
-void files_remove_upload(const struct app *app, const char *id);
-
-struct files_swept {
-    int64_t uploads; /* expired upload sessions whose data was removed */
-    int64_t blobs;   /* unreferenced blobs removed */
-};
-
-/* Removes the data of expired upload sessions, finished jobs older than the tombstone
- * retention and stale blob temporaries, and collects unreferenced blobs; run by the
- * purge thread and by POST /api/v1/admin/purge. */
-void files_housekeeping(struct app *app, struct store_conn *c, struct files_swept *out);
-
 #endif

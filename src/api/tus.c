@@ -1,18 +1,11 @@
 /* tus.c - resumable uploads with tus 1.0.0 (https://tus.io/protocols/resumable-upload)
  * at /tus/: the core protocol and the creation, termination, expiration and checksum
- * extensions. An upload is a record (files/uploads.c) and one file,
- * DATA_DIR/uploads/<id>/data, to which PATCH requests append as the bytes arrive. The
- * offset on record is what counts: bytes past it (written before a crash) are cut off
- * by the next PATCH. When the last byte arrives the file becomes a blob (renamed, not
- * copied) and a file entry at the path the metadata names (key "path", else
- * "filename").
- *
- * The file's SHA-256 is computed while the bytes arrive and kept in memory between
- * requests; after a restart, or when the running hash no longer matches the offset, the
- * file is hashed again once it is complete. */
+ * extensions, as an adapter over the files subsystem (files/filesys.h), which holds the
+ * upload's bytes (DATA_DIR/uploads/<id>/data), one PATCH at a time across every node,
+ * its checkpoints, and the upload's completion into a blob and a file entry at the path
+ * the metadata names (key "path", else "filename"). */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,10 +17,8 @@
 
 #include "api/api.h"
 #include "api/files.h"
-#include "api/tus.h"
 #include "app.h"
-#include "files/spool.h"
-#include "files/files.h"
+#include "files/filesys.h"
 #include "files/uploads.h"
 #include "http/tusheader.h"
 #include "util/crypto.h"
@@ -37,123 +28,8 @@
 #define TUS_VERSION "1.0.0"
 #define TUS_EXTENSIONS "creation,termination,expiration,checksum"
 #define MAX_METADATA 4096
-#define WRITEBACK_STEP (8 * 1024 * 1024)
-
-/* --- running hashes and PATCH locks (per process) ------------------------------------ */
-
-/* One entry per upload with a PATCH in flight or a running hash. A PATCH holds `busy`;
- * a second PATCH of the same upload meanwhile gets 423 (tus clients retry it). */
-struct live {
-    char id[33];
-    bool busy;
-    EVP_MD_CTX *md; /* SHA-256 of the first `hashed` bytes, or NULL */
-    int64_t hashed;
-    struct live *next;
-};
-
-static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct live *live_list;
-
-static struct live *live_find(const char *id)
-{
-    for (struct live *l = live_list; l; l = l->next)
-        if (!strcmp(l->id, id))
-            return l;
-    return NULL;
-}
-
-/* Marks id busy; false when it already is. */
-static bool live_acquire(const char *id)
-{
-    pthread_mutex_lock(&live_lock);
-    struct live *l = live_find(id);
-    if (!l) {
-        l = xcalloc(1, sizeof(*l));
-        snprintf(l->id, sizeof(l->id), "%s", id);
-        l->next = live_list;
-        live_list = l;
-    }
-    bool got = !l->busy;
-    l->busy = true;
-    pthread_mutex_unlock(&live_lock);
-    return got;
-}
-
-/* Whether a PATCH of id runs in this process. */
-static bool live_busy(const char *id)
-{
-    pthread_mutex_lock(&live_lock);
-    struct live *l = live_find(id);
-    bool busy = l && l->busy;
-    pthread_mutex_unlock(&live_lock);
-    return busy;
-}
-
-void tus_forget(const char *id)
-{
-    pthread_mutex_lock(&live_lock);
-    struct live **pp = &live_list;
-    while (*pp && strcmp((*pp)->id, id) != 0)
-        pp = &(*pp)->next;
-    struct live *l = *pp;
-    if (l && !l->busy) {
-        *pp = l->next;
-        EVP_MD_CTX_free(l->md);
-        free(l);
-    }
-    pthread_mutex_unlock(&live_lock);
-}
-
-/* Takes the running hash when it covers exactly `offset` bytes (NULL otherwise). */
-static EVP_MD_CTX *live_take_hash(const char *id, int64_t offset)
-{
-    pthread_mutex_lock(&live_lock);
-    struct live *l = live_find(id);
-    EVP_MD_CTX *md = NULL;
-    if (l && l->md && l->hashed == offset) {
-        md = l->md;
-        l->md = NULL;
-    } else if (l && l->md) {
-        EVP_MD_CTX_free(l->md);
-        l->md = NULL;
-    }
-    pthread_mutex_unlock(&live_lock);
-    return md;
-}
-
-/* Ends a PATCH: keeps md as the running hash of `hashed` bytes (md may be NULL), or
- * forgets the upload when done. */
-static void live_release(const char *id, EVP_MD_CTX *md, int64_t hashed, bool done)
-{
-    pthread_mutex_lock(&live_lock);
-    struct live **pp = &live_list;
-    while (*pp && strcmp((*pp)->id, id) != 0)
-        pp = &(*pp)->next;
-    struct live *l = *pp;
-    if (l && (done || !md)) {
-        *pp = l->next;
-        EVP_MD_CTX_free(l->md);
-        free(l);
-        EVP_MD_CTX_free(md);
-    } else if (l) {
-        EVP_MD_CTX_free(l->md);
-        l->md = md;
-        l->hashed = hashed;
-        l->busy = false;
-    } else {
-        EVP_MD_CTX_free(md);
-    }
-    pthread_mutex_unlock(&live_lock);
-}
 
 /* --- helpers -------------------------------------------------------------------------- */
-
-static void reply_status(struct request *req, int status, const char *text)
-{
-    char *body = xasprintf("%s\n", text);
-    http_reply_text(req, status, "text/plain; charset=utf-8", body, strlen(body));
-    free(body);
-}
 
 /* Every request but OPTIONS must say Tus-Resumable: 1.0.0 (412 otherwise). */
 static bool version_ok(struct request *req)
@@ -162,7 +38,7 @@ static bool version_ok(struct request *req)
     if (v && !strcmp(v, TUS_VERSION))
         return true;
     http_add_header(req, "Tus-Version", TUS_VERSION);
-    reply_status(req, 412, "Tus-Resumable: 1.0.0 is required");
+    http_reply_error(req, ERR_PRECONDITION, "Tus-Resumable: 1.0.0 is required");
     return false;
 }
 
@@ -184,29 +60,23 @@ static void add_expires(struct request *req, int64_t ms)
     http_add_header(req, "Upload-Expires", text);
 }
 
-static char *data_path(const struct app *app, const char *id)
-{
-    char *dir = files_upload_dir(app, id), *path = xasprintf("%s/data", dir);
-    free(dir);
-    return path;
-}
-
 /* Parses a decimal header value >= 0; -1 when absent or not one. */
 static int64_t header_int(struct request *req, const char *name)
 {
     return tusheader_int(http_header(req, name));
 }
 
-/* The file path named by Upload-Metadata: "path", else "filename". Replies 400 and
- * returns NULL when the header is malformed or names none. */
+/* The file path named by Upload-Metadata: "path", else "filename". Replies ERR_INVALID
+ * and returns NULL when the header is malformed or names none. */
 static char *metadata_path(struct request *req, const char *meta)
 {
     char *found_path = NULL, *found_name = NULL, *result = NULL;
     const char *why = NULL;
     if (tusheader_metadata(meta, MAX_METADATA - 1, &found_path, &found_name, &why) != 0)
-        reply_status(req, 400, why);
+        http_reply_error(req, ERR_INVALID, why);
     else if (!found_path && !found_name)
-        reply_status(req, 400, "Upload-Metadata must name the file: 'path' or 'filename'");
+        http_reply_error(req, ERR_INVALID,
+                         "Upload-Metadata must name the file: 'path' or 'filename'");
     else
         result = apifiles_clean_path(req, found_path ? found_path : found_name);
     free(found_path);
@@ -214,40 +84,15 @@ static char *metadata_path(struct request *req, const char *meta)
     return result;
 }
 
-/* The offset that counts is the one on record, but never more than the data file holds:
- * were the file lost or cut short (a restore without uploads/, say), the upload goes on
- * from what is really there instead of padding the gap with zeros. */
-static int reconcile(const struct app *app, struct store_conn *c, struct upload *u, struct err *err)
-{
-    struct stat st;
-    if (u->completed_at || u->received == 0)
-        return FERRY_OK;
-    char *path = data_path(app, u->id);
-    int64_t have = stat(path, &st) == 0 ? (int64_t)st.st_size : 0;
-    free(path);
-    if (have >= u->received)
-        return FERRY_OK;
-    u->received = have;
-    return uploads_set_received(c, u->id, have, err);
-}
-
-/* Loads upload id for this caller (see apifiles_load_upload), its offset repaired against
- * the data on disk when may_reconcile. */
+/* Loads upload id for this caller (see apifiles_load_upload) and brings it in line with
+ * its data (filesys_tus_check): a crash may have left it complete but not completed.
+ * held: this request's PATCH of it, if any. False after replying, or with *err set. */
 static bool load_upload(struct request *req, struct store_conn *c, const char *id,
-                        bool may_reconcile, struct upload *u)
+                        const struct filesys_patch *held, struct upload *u, struct err *err)
 {
-    struct err err = {0};
-    if (!apifiles_load_upload(req, c, id, UPLOAD_TUS, u))
-        return false;
-    if (may_reconcile && reconcile(req->app, c, u, &err) != FERRY_OK) {
-        http_reply_err(req, &err);
-        return false;
-    }
-    return true;
+    return apifiles_load_upload(req, c, id, UPLOAD_TUS, u) &&
+           filesys_tus_check(req->app->files, c, u, held, err) == FERRY_OK;
 }
-
-static int complete(struct request *req, struct store_conn *c, struct upload *u, EVP_MD_CTX *md,
-                    struct err *err);
 
 /* --- OPTIONS, POST, HEAD, DELETE ----------------------------------------------------- */
 
@@ -258,95 +103,85 @@ static int options(struct request *req, struct err *err)
     http_add_header(req, "Tus-Extension", TUS_EXTENSIONS);
     http_add_header(req, "Tus-Checksum-Algorithm", "sha1,sha256");
     add_int_header(req, "Tus-Max-Size", req->app->cfg->max_upload);
-    http_reply_text(req, 204, NULL, "", 0);
+    http_reply_text(req, HTTP_NO_CONTENT, NULL, "", 0);
     return FERRY_OK;
 }
 
-/* The upload's folder and its empty data file. */
-static int make_data_file(const struct app *app, const char *id, struct err *err)
+/* The creation request's headers: Upload-Length into *length, and the file's path (NULL
+ * after an answer or with *err set). */
+static char *create_headers(struct request *req, int64_t *length, struct err *err)
 {
-    char *dir = files_upload_dir(app, id), *data = data_path(app, id);
-    int fd = -1, rc = FERRY_OK;
-    if (mkdir(dir, 0700) != 0)
-        rc = spool_io_error(err, "cannot create", dir);
-    else if ((fd = open(data, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) < 0)
-        rc = spool_io_error(err, "cannot create", data);
-    if (fd >= 0)
-        close(fd);
-    free(dir);
-    free(data);
-    return rc;
+    const char *meta = http_header(req, "Upload-Metadata");
+    *length = header_int(req, "Upload-Length");
+    if (http_header(req, "Upload-Defer-Length"))
+        err_set(err, ERR_INVALID, "Upload-Defer-Length is not supported: send Upload-Length");
+    else if (*length < 0)
+        err_set(err, ERR_INVALID, "Upload-Length must be a number of bytes");
+    else if (*length > req->app->cfg->max_upload)
+        err_set(err, ERR_TOO_LARGE, "Upload-Length is over Tus-Max-Size");
+    else if (meta && strlen(meta) > MAX_METADATA)
+        err_set(err, ERR_INVALID, "Upload-Metadata is too long");
+    else
+        return metadata_path(req, meta ? meta : "");
+    return NULL;
 }
 
 static int create(struct request *req, struct err *err)
 {
     struct upload u = {0};
+    struct store_conn *c = req->db;
+    char *result = NULL;
+    int64_t length = 0;
+    int rc = FERRY_ERR;
     if (!version_ok(req) || !apifiles_allowed(req))
         return FERRY_OK;
-    int64_t length = header_int(req, "Upload-Length");
+    if (!(u.path = create_headers(req, &length, err)))
+        return err->code ? FERRY_ERR : FERRY_OK;
     const char *meta = http_header(req, "Upload-Metadata");
-    if (http_header(req, "Upload-Defer-Length")) {
-        reply_status(req, 400, "Upload-Defer-Length is not supported: send Upload-Length");
-        return FERRY_OK;
-    }
-    if (length < 0) {
-        reply_status(req, 400, "Upload-Length must be a number of bytes");
-        return FERRY_OK;
-    }
-    if (length > req->app->cfg->max_upload) {
-        reply_status(req, 413, "Upload-Length is over Tus-Max-Size");
-        return FERRY_OK;
-    }
-    if (meta && strlen(meta) > MAX_METADATA) {
-        reply_status(req, 400, "Upload-Metadata is too long");
-        return FERRY_OK;
-    }
-    if (!(u.path = metadata_path(req, meta ? meta : "")))
-        return FERRY_OK;
-    struct store_conn *c = req->db;
     u.kind = UPLOAD_TUS;
     u.size = length;
     u.metadata = meta ? xstrdup(meta) : NULL;
     u.user_id = xstrdup(req->cred.user_id);
     u.device_id = apifiles_device_of(req) ? xstrdup(req->cred.device_id) : NULL;
     u.expires_at = time_now_ms() + req->app->cfg->upload_expiry * 1000;
-    if (uploads_create(c, &u, err) != FERRY_OK) {
-        http_reply_err(req, err);
-    } else if (make_data_file(req->app, u.id, err) != FERRY_OK ||
-               (length == 0 && complete(req, c, &u, NULL, err) != FERRY_OK)) {
+    if (uploads_create(c, &u, err) != FERRY_OK)
+        goto out;
+    if (filesys_make_upload(req->app->files, u.id, true, err) != FERRY_OK ||
+        (length == 0 && filesys_complete(req->app->files, c, &u, &result, err) != FERRY_OK)) {
         /* (an empty file is complete at once: clients send no PATCH for it) */
         bool found;
         uploads_delete(c, u.id, &found, NULL);
-        http_reply_err(req, err);
-    } else {
-        char *location = xasprintf("/tus/%s", u.id);
-        http_add_header(req, "Location", location);
-        add_expires(req, u.expires_at);
-        free(location);
-        http_reply_text(req, 201, NULL, "", 0);
+        goto out;
     }
+    char *location = xasprintf("/tus/%s", u.id);
+    http_add_header(req, "Location", location);
+    add_expires(req, u.expires_at);
+    free(location);
+    http_reply_text(req, HTTP_CREATED, NULL, "", 0);
+    rc = FERRY_OK;
+out:
+    free(result);
     uploads_clear(&u);
-    return FERRY_OK;
+    return rc;
 }
 
 static int head(struct request *req, struct err *err)
 {
-    (void)err;
     struct upload u = {0};
     if (!version_ok(req))
         return FERRY_OK;
-    struct store_conn *c = req->db;
-    const char *id = http_param(req, "id");
-    if (load_upload(req, c, id, !live_busy(id), &u)) {
-        http_add_header(req, "Cache-Control", "no-store");
-        add_int_header(req, "Upload-Offset", u.received);
-        add_int_header(req, "Upload-Length", u.size);
-        if (u.metadata)
-            http_add_header(req, "Upload-Metadata", u.metadata);
-        if (!u.completed_at)
-            add_expires(req, u.expires_at);
-        http_reply_text(req, 200, NULL, "", 0);
+    if (!load_upload(req, req->db, http_param(req, "id"), NULL, &u, err)) {
+        uploads_clear(&u);
+        return err->code ? FERRY_ERR : FERRY_OK;
     }
+    http_add_header(req, "Cache-Control", "no-store");
+    add_int_header(req, "Upload-Offset", u.received);
+    add_int_header(req, "Upload-Length", u.size);
+    if (u.metadata)
+        http_add_header(req, "Upload-Metadata", u.metadata);
+    if (!u.completed_at)
+        add_expires(req, u.expires_at);
+    http_reply_text(req, HTTP_OK, NULL, "", 0);
     uploads_clear(&u);
     return FERRY_OK;
 }
@@ -354,34 +189,21 @@ static int head(struct request *req, struct err *err)
 static int terminate(struct request *req, struct err *err)
 {
     struct upload u = {0};
-    bool found = false;
+    int rc = FERRY_OK;
     if (!version_ok(req))
         return FERRY_OK;
-    struct store_conn *c = req->db;
-    if (load_upload(req, c, http_param(req, "id"), false, &u)) {
-        if (!live_acquire(u.id)) {
-            reply_status(req, 423, "a PATCH of this upload is in progress");
-        } else if (uploads_delete(c, u.id, &found, err) != FERRY_OK) {
-            live_release(u.id, NULL, 0, false);
-            http_reply_err(req, err);
-        } else {
-            files_remove_upload(req->app, u.id);
-            live_release(u.id, NULL, 0, true);
-            http_reply_text(req, 204, NULL, "", 0);
-        }
-    }
+    if (apifiles_load_upload(req, req->db, http_param(req, "id"), UPLOAD_TUS, &u) &&
+        (rc = filesys_delete_upload(req->app->files, req->db, u.id, err)) == FERRY_OK)
+        http_reply_text(req, HTTP_NO_CONTENT, NULL, "", 0);
     uploads_clear(&u);
-    return FERRY_OK;
+    return rc;
 }
 
 /* --- PATCH (streamed) ---------------------------------------------------------------- */
 
 struct patch {
-    struct upload u;
-    int fd;
-    int64_t start, written;
-    int64_t flushed;      /* bytes of this PATCH already handed to writeback */
-    EVP_MD_CTX *file_md;  /* SHA-256 of the whole file so far, or NULL */
+    struct filesys_patch *fp;
+    int64_t expires_at;
     EVP_MD_CTX *check_md; /* Upload-Checksum's algorithm over this request, or NULL */
     unsigned char check_want[EVP_MAX_MD_SIZE];
     int check_len;
@@ -397,155 +219,94 @@ static int open_checksum(struct request *req, struct patch *p)
     const char *why = NULL;
     if (tusheader_checksum(h, &md, p->check_want, sizeof(p->check_want), &p->check_len, &why) !=
         0) {
-        reply_status(req, 400, why);
+        http_reply_error(req, ERR_INVALID, why);
         return -1;
     }
     p->check_md = crypto_digest_new(md);
     return 0;
 }
 
-static void patch_free(struct patch *p)
+static void patch_free(struct request *req, struct patch *p)
 {
-    if (p->fd >= 0)
-        close(p->fd);
+    filesys_patch_end(p->fp, req->db);
     EVP_MD_CTX_free(p->check_md);
-    uploads_clear(&p->u);
     free(p);
 }
 
-/* Records the offset the PATCH reached, after flushing its bytes (keep), or cuts them
- * off again (!keep). */
-static int settle(struct store_conn *c, struct patch *p, bool keep, struct err *err)
+/* The request's Upload-Offset and Content-Length against upload u. */
+static int check_offset(struct request *req, const struct upload *u, struct err *err)
 {
-    int64_t offset = p->start + (keep ? p->written : 0);
-    int rc = FERRY_OK;
-    if (!keep && ftruncate(p->fd, p->start) != 0)
-        rc = spool_io_error(err, "cannot truncate", p->u.id);
-    if (keep && p->written && fdatasync(p->fd) != 0)
-        rc = spool_io_error(err, "cannot flush", p->u.id), offset = p->start;
-    if (offset != p->u.received && c) {
-        if (uploads_set_received(c, p->u.id, offset, err) == FERRY_OK)
-            p->u.received = offset;
-        else
-            rc = FERRY_ERR;
+    int64_t offset = header_int(req, "Upload-Offset");
+    int64_t length = header_int(req, "Content-Length");
+    if (offset < 0)
+        return err_set(err, ERR_INVALID, "Upload-Offset must be a number of bytes");
+    if (offset != u->received || u->completed_at) {
+        add_int_header(req, "Upload-Offset", u->received);
+        return err_set(err, ERR_CONFLICT, "Upload-Offset does not match the upload's offset");
     }
-    return rc;
+    if (length > u->size - offset)
+        return err_set(err, ERR_TOO_LARGE, "the body goes past Upload-Length");
+    return FERRY_OK;
 }
 
-/* Ends a PATCH that did not complete the upload: settles it and hands the running hash
- * back (or drops it when the bytes were cut off). */
-static int end_patch(struct store_conn *c, struct patch *p, bool keep, struct err *err)
-{
-    int rc = settle(c, p, keep, err);
-    p->finished = true;
-    live_release(p->u.id, keep && rc == FERRY_OK ? p->file_md : NULL, p->u.received, false);
-    if (!keep || rc != FERRY_OK)
-        EVP_MD_CTX_free(p->file_md);
-    p->file_md = NULL;
-    return rc;
-}
-
-/* Checks a PATCH before its body: on success the upload is held (live_acquire), so no
- * other PATCH, completion or offset repair of it runs meanwhile. */
+/* Checks a PATCH before its body: on success the upload is held (filesys_patch_begin),
+ * so no other PATCH, completion or offset repair of it runs meanwhile, on any node.
+ * False after replying. */
 static bool patch_prepare(struct request *req, struct patch *p)
 {
     const char *ct = http_header(req, "Content-Type"), *id = http_param(req, "id");
-    if (!version_ok(req) || !apifiles_allowed(req))
-        return false;
-    if (!ct || strncmp(ct, "application/offset+octet-stream", 31) != 0) {
-        reply_status(req, 415, "Content-Type must be application/offset+octet-stream");
-        return false;
-    }
-    if (!live_acquire(id)) {
-        reply_status(req, 423, "another PATCH of this upload is in progress");
-        return false;
-    }
-    bool ok = load_upload(req, req->db, id, true, &p->u);
-    int64_t offset = header_int(req, "Upload-Offset");
-    int64_t length = header_int(req, "Content-Length");
-    if (!ok) {
-        /* replied */
-    } else if (offset < 0) {
-        reply_status(req, 400, "Upload-Offset must be a number of bytes");
-        ok = false;
-    } else if (offset != p->u.received || p->u.completed_at) {
-        add_int_header(req, "Upload-Offset", p->u.received);
-        reply_status(req, 409, "Upload-Offset does not match the upload's offset");
-        ok = false;
-    } else if (length > p->u.size - offset) {
-        reply_status(req, 413, "the body goes past Upload-Length");
-        ok = false;
-    } else {
-        ok = open_checksum(req, p) == 0;
+    struct err err = {0};
+    struct upload u = {0};
+    bool ok = false;
+    if (!ct || strncmp(ct, "application/offset+octet-stream", 31) != 0)
+        err_set(&err, ERR_MEDIA_TYPE, "Content-Type must be application/offset+octet-stream");
+    else if (filesys_patch_begin(req->app->files, req->db, id, &p->fp, &err) == FERRY_OK &&
+             load_upload(req, req->db, id, p->fp, &u, &err) &&
+             check_offset(req, &u, &err) == FERRY_OK && open_checksum(req, p) == 0) {
+        p->expires_at = u.expires_at;
+        /* a request whose checksum covers it whole counts only once checked */
+        ok = filesys_patch_open(p->fp, &u, !p->check_md, &err) == FERRY_OK;
     }
     if (!ok)
-        live_release(id, NULL, 0, false);
+        http_reply_err(req, &err); /* no effect when answered already */
+    uploads_clear(&u);
     return ok;
 }
 
 static void patch_open(struct request *req)
 {
-    struct err err = {0};
     struct patch *p = xcalloc(1, sizeof(*p));
-    p->fd = -1;
-    if (!patch_prepare(req, p)) {
-        patch_free(p);
+    if (!version_ok(req) || !apifiles_allowed(req) || !patch_prepare(req, p)) {
+        patch_free(req, p);
         return;
-    }
-    p->start = p->u.received;
-    char *path = data_path(req->app, p->u.id);
-    p->fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-    /* bytes past the recorded offset came from a request that never finished */
-    if (p->fd < 0 || ftruncate(p->fd, p->start) != 0 || lseek(p->fd, p->start, SEEK_SET) < 0) {
-        spool_io_error(&err, "cannot open", path);
-        http_reply_err(req, &err);
-        live_release(p->u.id, NULL, 0, false);
-        patch_free(p);
-        free(path);
-        return;
-    }
-    free(path);
-    p->file_md = live_take_hash(p->u.id, p->start);
-    if (!p->file_md && p->start == 0) {
-        p->file_md = crypto_digest_new(EVP_sha256());
     }
     req->sink_ctx = p;
+}
+
+/* Settles the bytes (kept or cut off); *done when the upload is complete now. */
+static int settle(struct request *req, struct patch *p, bool keep, int64_t *offset, bool *done,
+                  struct err *err)
+{
+    char *result = NULL;
+    p->finished = true;
+    int rc = filesys_patch_settle(p->fp, req->db, keep, offset, done, &result, err);
+    free(result);
+    return rc;
 }
 
 static bool patch_write(struct request *req, const char *data, size_t len)
 {
     struct patch *p = req->sink_ctx;
     struct err err = {0};
-    if (p->start + p->written + (int64_t)len > p->u.size) { /* refused whole: nothing kept */
-        end_patch(req->db, p, false, &err);
-        reply_status(req, 413, "the body goes past Upload-Length");
-        return false;
-    }
-    for (size_t done = 0; done < len;) {
-        ssize_t n = write(p->fd, data + done, len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            spool_io_error(&err, "cannot write upload", p->u.id);
-            end_patch(req->db, p, false, NULL);
-            http_reply_err(req, &err);
-            return false;
-        }
-        if (p->file_md)
-            EVP_DigestUpdate(p->file_md, data + done, (size_t)n);
-        if (p->check_md)
-            EVP_DigestUpdate(p->check_md, data + done, (size_t)n);
-        done += (size_t)n;
-        p->written += n;
-    }
-    /* Start writing what arrived to disk now, a few MiB at a time, so that the flush
-     * before the answer waits only for the tail, not for the whole body. */
-    if (p->written - p->flushed >= WRITEBACK_STEP) {
-        sync_file_range(p->fd, p->start + p->flushed, p->written - p->flushed,
-                        SYNC_FILE_RANGE_WRITE);
-        p->flushed = p->written;
-    }
-    return true;
+    int64_t offset = 0;
+    bool done = false;
+    if (p->check_md)
+        EVP_DigestUpdate(p->check_md, data, len);
+    if (filesys_patch_write(p->fp, NULL, data, len, &err) == FERRY_OK)
+        return true;
+    settle(req, p, false, &offset, &done, NULL); /* refused whole: nothing of it kept */
+    http_reply_err(req, &err);
+    return false;
 }
 
 /* The client went away, or a reply came early: keep what arrived, unless a checksum
@@ -553,91 +314,36 @@ static bool patch_write(struct request *req, const char *data, size_t len)
 static void patch_release(struct request *req)
 {
     struct patch *p = req->sink_ctx;
+    int64_t offset = 0;
+    bool done = false;
     if (!p->finished)
-        end_patch(req->db, p, !p->check_md, NULL);
-    patch_free(p);
+        settle(req, p, !p->check_md, &offset, &done, NULL);
+    patch_free(req, p);
     req->sink_ctx = NULL;
-}
-
-/* The last byte arrived: the file becomes a blob and a file entry. */
-static int complete(struct request *req, struct store_conn *c, struct upload *u, EVP_MD_CTX *md,
-                    struct err *err)
-{
-    char known[65], hex[65], *path = data_path(req->app, u->id);
-    uint64_t size = 0;
-    struct file_entry e = {0};
-    int rc = FERRY_ERR;
-    bool claimed = false;
-    if (md)
-        crypto_sha256_final_hex(md, known);
-    /* another server sharing the database may hold this upload too */
-    if (uploads_claim_completion(c, u->id, true, &claimed, err) != FERRY_OK) {
-        free(path);
-        return FERRY_ERR;
-    }
-    if (!claimed) {
-        free(path);
-        return err_set(err, ERR_CONFLICT, "the upload is being completed elsewhere");
-    }
-    pthread_rwlock_rdlock(&req->app->blob_lock);
-    if (blob_adopt_file(req->app->blobs, path, md ? known : NULL, NULL, hex, &size, err) ==
-            FERRY_OK &&
-        files_commit(c, u->path, hex, (int64_t)size, u->device_id, &e, err) == FERRY_OK) {
-        json_t *j = files_entry_json(&e);
-        char *result = jsonutil_to_string(j);
-        json_decref(j);
-        rc = uploads_finish(c, u->id, result, err);
-        free(result);
-    }
-    pthread_rwlock_unlock(&req->app->blob_lock);
-    if (rc != FERRY_OK)
-        uploads_claim_completion(c, u->id, false, NULL, NULL);
-    if (rc == FERRY_OK)
-        files_remove_upload(req->app, u->id);
-    files_entry_clear(&e);
-    free(path);
-    return rc;
 }
 
 static int patch(struct request *req, struct err *err)
 {
     struct patch *p = req->sink_ctx;
-    if (!p) {
-        reply_status(req, 400, "the PATCH has no body");
-        return FERRY_OK;
-    }
+    int64_t offset = 0;
+    bool done = false;
+    if (!p)
+        return err_set(err, ERR_INVALID, "the PATCH has no body");
     if (p->check_md) {
         unsigned char got[EVP_MAX_MD_SIZE];
         unsigned int len = 0;
         EVP_DigestFinal_ex(p->check_md, got, &len);
         if ((int)len != p->check_len || memcmp(got, p->check_want, len) != 0) {
-            end_patch(req->db, p, false, NULL);
-            reply_status(req, 460, "Checksum Mismatch: the bytes were discarded");
-            return FERRY_OK;
+            settle(req, p, false, &offset, &done, NULL);
+            return err_set(err, ERR_CHECKSUM, "Checksum Mismatch: the bytes were discarded");
         }
     }
-    bool done = p->start + p->written == p->u.size;
-    if (!done && end_patch(req->db, p, true, err) != FERRY_OK) {
-        http_reply_err(req, err);
-        return FERRY_OK;
-    }
-    if (done) { /* still holding the upload, so no other PATCH comes between */
-        p->finished = true;
-        int rc = settle(req->db, p, true, err);
-        if (rc == FERRY_OK)
-            rc = complete(req, req->db, &p->u, p->file_md, err);
-        EVP_MD_CTX_free(p->file_md);
-        p->file_md = NULL;
-        live_release(p->u.id, NULL, 0, true);
-        if (rc != FERRY_OK) {
-            http_reply_err(req, err);
-            return FERRY_OK;
-        }
-    }
-    add_int_header(req, "Upload-Offset", p->u.received);
+    if (settle(req, p, true, &offset, &done, err) != FERRY_OK)
+        return FERRY_ERR;
+    add_int_header(req, "Upload-Offset", offset);
     if (!done)
-        add_expires(req, p->u.expires_at);
-    http_reply_text(req, 204, NULL, "", 0);
+        add_expires(req, p->expires_at);
+    http_reply_text(req, HTTP_NO_CONTENT, NULL, "", 0);
     return FERRY_OK;
 }
 

@@ -204,8 +204,9 @@ static int load_tables(struct app *app, struct err *err)
 
 static void housekeeping(struct store_conn *c, void *ctx)
 {
-    struct files_swept swept;
-    files_housekeeping(ctx, c, &swept);
+    struct app *app = ctx;
+    struct filesys_swept swept;
+    filesys_housekeeping(app->files, c, app->cfg->tombstone_retention * 1000, &swept);
 }
 
 /* file-root: folders directory sync may name; each must exist. */
@@ -227,16 +228,13 @@ static int add_file_roots(struct app *app, struct err *err)
     return rc;
 }
 
-/* The blob store and the folder of unfinished uploads, under the data folder. */
+/* The files subsystem (blobs and unfinished uploads, under the data folder), with what a
+ * crash left to complete. */
 static int open_files(struct app *app, struct err *err)
 {
-    char *blobs = xasprintf("%s/blobs", app->cfg->data_dir);
-    int rc = blob_store_open(blobs, &app->blobs, err);
-    free(blobs);
-    if (rc != FERRY_OK)
-        return FERRY_ERR;
-    app->uploads_dir = xasprintf("%s/uploads", app->cfg->data_dir);
-    if (cli_make_dirs(app->uploads_dir, err) != FERRY_OK)
+    if (filesys_open(app->cfg->data_dir, app->store, app->cfg->blob_grace, &app->files, err) !=
+            FERRY_OK ||
+        filesys_recover(app->files, err) != FERRY_OK)
         return FERRY_ERR;
     return add_file_roots(app, err);
 }
@@ -281,7 +279,6 @@ static void init_app(struct serve *s)
     app->auth_fail = ratelimit_new(cfg->auth_fail_limit, 60);
     app->metrics = metrics_open();
     app->waiter = waiter_open();
-    pthread_rwlock_init(&app->blob_lock, NULL);
     s->public_url =
         cfg->public_url ? xstrdup(cfg->public_url) : xasprintf("http://%s", cfg->listen);
     app->site_env = (struct siteops_env){
@@ -343,12 +340,10 @@ static void stop(struct serve *s)
     routes_cleanup(app);
     free(s->public_url);
     siteclient_global_cleanup();
-    blob_store_close(app->blobs);
-    free(app->uploads_dir);
+    filesys_close(app->files);
     for (size_t i = 0; i < app->n_file_roots; i++)
         free(app->file_roots[i]);
     free(app->file_roots);
-    pthread_rwlock_destroy(&app->blob_lock);
     store_close(app->store);
     ratelimit_free(app->rate);
     ratelimit_free(app->auth_fail);

@@ -39,6 +39,20 @@ static int make_dir(const char *path, struct err *err)
  * Younger ones may belong to a writer (of another node sharing the folder). */
 #define TMP_STALE_S 3600
 
+/* Puts back a blob a collection renamed aside and did not get to remove (it crashed
+ * between the two): the next collection decides again. */
+static void restore_doomed(const char *tmp, const char *name)
+{
+    char hex[65];
+    if (sscanf(name, ".doomed-%64[0-9a-f]-", hex) != 1 || !blob_valid_hex(hex))
+        return;
+    char *from = xasprintf("%s/%s", tmp, name);
+    char *to = xasprintf("%s/../%.2s/%.2s/%s", tmp, hex, hex + 2, hex);
+    rename(from, to);
+    free(from);
+    free(to);
+}
+
 static void clear_tmp(const char *tmp)
 {
     DIR *d = opendir(tmp);
@@ -50,6 +64,10 @@ static void clear_tmp(const char *tmp)
     while ((e = readdir(d)) != NULL) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
+        if (!strncmp(e->d_name, ".doomed-", 8)) {
+            restore_doomed(tmp, e->d_name);
+            continue;
+        }
         char *path = xasprintf("%s/%s", tmp, e->d_name);
         if (lstat(path, &st) == 0 && now - st.st_mtime > TMP_STALE_S)
             unlink(path);
@@ -156,6 +174,12 @@ static int make_fanout(const struct blob_store *bs, const char *hex, char **fina
     return rc;
 }
 
+void blob_writer_digest(const struct blob_writer *w, char hex[65], uint64_t *size)
+{
+    spool_hash(w->spool, hex);
+    *size = spool_size(w->spool);
+}
+
 int blob_writer_finish(struct blob_writer *w, const char *expect_sha256, char hex[65],
                        uint64_t *size, struct err *err)
 {
@@ -240,39 +264,67 @@ int blob_put_file(struct blob_store *bs, const char *path, char hex[65], uint64_
     return blob_writer_finish(w, NULL, hex, size, err);
 }
 
-/* Visits DIR/xx/yy/<hash> and removes unreferenced blobs. */
-static int collect_in(const char *dir, int depth, bool (*referenced)(const char *, void *),
-                      void *ctx, int64_t *removed)
+struct collect {
+    struct blob_store *bs;
+    bool (*referenced)(const char *, void *);
+    void *ctx;
+    time_t young; /* blobs put in place after this are spared */
+    int64_t removed;
+};
+
+/* Collects one unreferenced blob: renamed aside first, so that a writer looking for it
+ * from now on finds it missing and stores its own copy, then asked about once more (a
+ * writer that found it before the rename had recorded its claim before looking). */
+static void collect_one(struct collect *col, const char *path, const char *hex)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_ctime > col->young ||
+        col->referenced(hex, col->ctx))
+        return;
+    char rnd[17];
+    crypto_random_hex(rnd, 8);
+    char *aside = xasprintf("%s/" TMP_DIR "/.doomed-%s-%s", col->bs->dir, hex, rnd);
+    if (rename(path, aside) == 0) {
+        if (col->referenced(hex, col->ctx))
+            rename(aside, path); /* same bytes as any copy a writer put there meanwhile */
+        else if (unlink(aside) == 0)
+            col->removed++;
+    }
+    free(aside);
+}
+
+/* Visits DIR/xx/yy/<hash> and collects unreferenced blobs. */
+static void collect_in(struct collect *col, const char *dir, int depth)
 {
     DIR *d = opendir(dir);
     struct dirent *e;
     if (!d)
-        return FERRY_OK;
+        return;
     while ((e = readdir(d)) != NULL) {
         const char *name = e->d_name;
         if (name[0] == '.' || (depth == 0 && !strcmp(name, TMP_DIR)))
             continue;
         char *path = xasprintf("%s/%s", dir, name);
         if (depth < 2 && strlen(name) == 2)
-            collect_in(path, depth + 1, referenced, ctx, removed);
-        else if (depth == 2 && blob_valid_hex(name) && !referenced(name, ctx) && unlink(path) == 0)
-            (*removed)++;
+            collect_in(col, path, depth + 1);
+        else if (depth == 2 && blob_valid_hex(name))
+            collect_one(col, path, name);
         free(path);
     }
     closedir(d);
-    return FERRY_OK;
 }
 
 int blob_collect(struct blob_store *bs, bool (*referenced)(const char *hex, void *ctx), void *ctx,
-                 int64_t *removed, struct err *err)
+                 int64_t grace_s, int64_t *removed, struct err *err)
 {
     (void)err;
-    *removed = 0;
-    return collect_in(bs->dir, 0, referenced, ctx, removed);
+    struct collect col = {bs, referenced, ctx, time(NULL) - (time_t)grace_s, 0};
+    collect_in(&col, bs->dir, 0);
+    *removed = col.removed;
+    return FERRY_OK;
 }
 
-/* Hashes the file at path by reading it. */
-static int hash_file(const char *path, char hex[65], uint64_t *size, struct err *err)
+int blob_hash_file(const char *path, char hex[65], uint64_t *size, struct err *err)
 {
     EVP_MD_CTX *md = crypto_digest_new(EVP_sha256());
     int rc = read_file(path, hash_piece, md, size, err);
@@ -294,7 +346,7 @@ int blob_adopt_file(struct blob_store *bs, const char *path, const char *known_s
         if (stat(path, &st) != 0)
             return spool_io_error(err, "cannot read", path);
         *size = (uint64_t)st.st_size;
-    } else if (hash_file(path, hex, size, err) != FERRY_OK) {
+    } else if (blob_hash_file(path, hex, size, err) != FERRY_OK) {
         return FERRY_ERR;
     }
     if (expect_sha256 && strcmp(expect_sha256, hex) != 0)

@@ -30,6 +30,10 @@ int blob_writer_new(struct blob_store *bs, struct blob_writer **out, struct err 
  * once it is aborted). */
 int blob_writer_write(struct blob_writer *w, const void *data, size_t len, struct err *err);
 
+/* The hash and length of the bytes written so far (lower-case hex), so that a caller
+ * can record its claim on the blob before blob_writer_finish() names it. */
+void blob_writer_digest(const struct blob_writer *w, char hex[65], uint64_t *size);
+
 /* Completes the blob: checks the hash against expect_sha256 (lower-case hex; NULL to
  * accept any), makes the bytes durable and names them. hex gets the hash and *size the
  * length. On a mismatch the blob is discarded and err says so (ERR_INVALID). The writer
@@ -57,11 +61,16 @@ char *blob_path(const struct blob_store *bs, const char *hex, struct err *err);
 
 bool blob_exists(const struct blob_store *bs, const char *hex);
 
-/* Removes every blob for which referenced(hex, ctx) is false; *removed counts them. A
- * blob being finished while this runs must already be referenced, or it may go: callers
- * record a reference before finishing, or hold their own lock across both. */
+/* Removes every blob older than grace_s seconds (since it was put in place) for which
+ * referenced(hex, ctx) is false; *removed counts them. Safe against writers in other
+ * processes and nodes sharing the folder, provided each records its reference (a claim)
+ * before it looks for the blob or puts it in place: a candidate is first renamed aside,
+ * then asked about again, and put back when a reference appeared meanwhile. */
 int blob_collect(struct blob_store *bs, bool (*referenced)(const char *hex, void *ctx), void *ctx,
-                 int64_t *removed, struct err *err);
+                 int64_t grace_s, int64_t *removed, struct err *err);
+
+/* Hashes the file at path by reading it (what is on disk, not what was sent). */
+int blob_hash_file(const char *path, char hex[65], uint64_t *size, struct err *err);
 
 /* Whether text is 64 lower-case hex digits. */
 bool blob_valid_hex(const char *text);

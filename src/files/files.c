@@ -6,6 +6,7 @@
 
 #include "files/files.h"
 #include "sync/tables.h"
+#include "util/jsonutil.h"
 #include "util/timeutil.h"
 
 #define ENTRY_COLS "path, size, sha256, version, deleted, updated_at"
@@ -44,21 +45,18 @@ int files_get(struct store_conn *c, const char *path, struct file_entry *e, bool
     return step < 0 ? FERRY_ERR : FERRY_OK;
 }
 
-/* Writes the entry's next version (deleted or not) in one transaction. */
-static int write_entry(struct store_conn *c, const char *path, const char *sha256, int64_t size,
-                       bool deleted, bool must_exist, const char *device, struct file_entry *e,
-                       struct err *err)
+/* Writes the entry's next version (deleted or not), inside the caller's transaction
+ * (which holds the change-log lock). */
+static int put_entry(struct store_conn *c, const char *path, const char *sha256, int64_t size,
+                     bool deleted, bool must_exist, const char *device, struct file_entry *e,
+                     struct err *err)
 {
     bool found = false;
-    int rc = FERRY_ERR;
     int64_t now = time_now_ms();
-    if (store_begin(c, err) != FERRY_OK || changelog_lock(c, err) != FERRY_OK ||
-        files_get(c, path, e, &found, err) != FERRY_OK)
-        goto out;
-    if (must_exist && (!found || e->deleted)) {
-        err_set(err, ERR_NOT_FOUND, "no file at '%s'", path);
-        goto out;
-    }
+    if (files_get(c, path, e, &found, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (must_exist && (!found || e->deleted))
+        return err_set(err, ERR_NOT_FOUND, "no file at '%s'", path);
     char kept[65];
     if (deleted) { /* a deletion keeps the content's name: the blob goes when unreferenced */
         snprintf(kept, sizeof(kept), "%s", e->sha256);
@@ -75,8 +73,8 @@ static int write_entry(struct store_conn *c, const char *path, const char *sha25
                   " sha256 = excluded.sha256, version = excluded.version,"
                   " deleted = excluded.deleted, updated_at = excluded.updated_at",
                   v, 6, NULL, err) != FERRY_OK ||
-        changelog_set_device(c, NULL, err) != FERRY_OK || store_commit(c, err) != FERRY_OK)
-        goto out;
+        changelog_set_device(c, NULL, err) != FERRY_OK)
+        return FERRY_ERR;
     files_entry_clear(e);
     e->path = xstrdup(path);
     e->size = size;
@@ -84,9 +82,57 @@ static int write_entry(struct store_conn *c, const char *path, const char *sha25
     e->version = v[3].i;
     e->deleted = deleted;
     e->updated_at = now;
-    rc = FERRY_OK;
+    return FERRY_OK;
+}
+
+/* put_entry in a transaction of its own. */
+static int write_entry(struct store_conn *c, const char *path, const char *sha256, int64_t size,
+                       bool deleted, bool must_exist, const char *device, struct file_entry *e,
+                       struct err *err)
+{
+    int rc = FERRY_ERR;
+    if (store_begin(c, err) == FERRY_OK && changelog_lock(c, err) == FERRY_OK &&
+        put_entry(c, path, sha256, size, deleted, must_exist, device, e, err) == FERRY_OK)
+        rc = store_commit(c, err);
+    store_rollback(c);
+    return rc;
+}
+
+int files_commit_upload(struct store_conn *c, const struct upload *u, const char *sha256,
+                        int64_t size, struct file_entry *e, char **result, struct err *err)
+{
+    struct store_val v[] = {sv_text(u->id), sv_int(time_now_ms()), sv_null()};
+    int rc = FERRY_ERR;
+    int64_t changed = 0;
+    *result = NULL;
+    if (store_begin(c, err) != FERRY_OK || changelog_lock(c, err) != FERRY_OK ||
+        put_entry(c, u->path, sha256, size, false, false, u->device_id, e, err) != FERRY_OK)
+        goto out;
+    json_t *j = files_entry_json(e);
+    *result = jsonutil_to_string(j);
+    json_decref(j);
+    v[2] = sv_text(*result);
+    /* completed_at IS NULL: of two completions, the second to commit changes nothing */
+    if (store_run(c,
+                  "UPDATE ferry_uploads SET completed_at = $2, result = $3, received = size"
+                  " WHERE id = $1 AND completed_at IS NULL",
+                  v, 3, &changed, err) != FERRY_OK)
+        goto out;
+    if (changed != 1) {
+        err_set(err, ERR_CONFLICT, "the upload was completed by another request");
+        goto out;
+    }
+    if (store_run(c, "DELETE FROM ferry_upload_chunks WHERE upload_id = $1", v, 1, NULL, err) ==
+            FERRY_OK &&
+        store_run(c, "DELETE FROM ferry_blob_claims WHERE upload_id = $1", v, 1, NULL, err) ==
+            FERRY_OK)
+        rc = store_commit(c, err);
 out:
     store_rollback(c);
+    if (rc != FERRY_OK) {
+        free(*result);
+        *result = NULL;
+    }
     return rc;
 }
 
@@ -142,9 +188,11 @@ int files_blob_used(struct store_conn *c, const char *sha256, bool *used, struct
     struct store_val v = sv_text(sha256);
     int64_t n = 0;
     bool found = false;
-    int rc =
-        store_query_int(c, "SELECT COUNT(*) FROM ferry_files WHERE sha256 = $1 AND deleted = 0", &v,
-                        1, &n, &found, err);
+    int rc = store_query_int(c,
+                             "SELECT (SELECT COUNT(*) FROM ferry_files WHERE sha256 = $1"
+                             " AND deleted = 0) + (SELECT COUNT(*) FROM ferry_blob_claims"
+                             " WHERE sha256 = $1)",
+                             &v, 1, &n, &found, err);
     *used = n > 0;
     return rc;
 }

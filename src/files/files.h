@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "ferry.h"
+#include "files/uploads.h"
 #include "store/store.h"
 
 struct file_entry {
@@ -35,6 +36,14 @@ int files_get(struct store_conn *c, const char *path, struct file_entry *e, bool
 int files_commit(struct store_conn *c, const char *path, const char *sha256, int64_t size,
                  const char *device, struct file_entry *e, struct err *err);
 
+/* Commits finished upload u (u->path, u->device_id) as the file entry naming blob
+ * sha256, and in the same transaction marks the upload complete with that entry as its
+ * result and drops its chunk records and blob claims: a crash leaves either both or
+ * neither. ERR_CONFLICT when the upload was completed meanwhile. *result gets the
+ * entry as JSON text (the caller frees). */
+int files_commit_upload(struct store_conn *c, const struct upload *u, const char *sha256,
+                        int64_t size, struct file_entry *e, char **result, struct err *err);
+
 /* Marks path deleted (ERR_NOT_FOUND when it has no live entry). */
 int files_delete(struct store_conn *c, const char *path, const char *device, struct file_entry *e,
                  struct err *err);
@@ -44,7 +53,8 @@ int files_delete(struct store_conn *c, const char *path, const char *device, str
 int files_list(struct store_conn *c, const char *prefix, const char *after, int limit, json_t **out,
                struct err *err);
 
-/* Whether a live entry needs blob sha256 (a deleted entry's content may go). */
+/* Whether a live entry or an upload's claim needs blob sha256 (a deleted entry's
+ * content may go). */
 int files_blob_used(struct store_conn *c, const char *sha256, bool *used, struct err *err);
 
 /* The entry as the API shows it: path, size, sha256, version, deleted, updatedAt. */

@@ -161,37 +161,55 @@ int uploads_set_received(struct store_conn *c, const char *id, int64_t received,
                      v, 2, NULL, err);
 }
 
-int uploads_claim_completion(struct store_conn *c, const char *id, bool claim, bool *claimed,
-                             struct err *err)
+int uploads_claim_blob(struct store_conn *c, const char *id, const char *sha256, struct err *err)
 {
-    int64_t now = time_now_ms(), n = 0;
-    struct store_val v[] = {sv_text(id), sv_int(now), sv_int(now - COMPLETION_LEASE_MS)};
-    int rc = claim ? store_run(c,
-                               "UPDATE ferry_uploads SET completing_at = $2 WHERE id = $1"
-                               " AND completed_at IS NULL"
-                               " AND (completing_at IS NULL OR completing_at < $3)",
-                               v, 3, &n, err)
-                   : store_run(c, "UPDATE ferry_uploads SET completing_at = NULL WHERE id = $1", v,
-                               1, NULL, err);
-    if (claimed)
-        *claimed = n == 1;
-    return rc;
+    struct store_val v[] = {sv_text(id), sv_text(sha256), sv_int(time_now_ms())};
+    return store_run(c,
+                     "INSERT INTO ferry_blob_claims(upload_id, sha256, created_at)"
+                     " VALUES ($1, $2, $3) ON CONFLICT (upload_id, sha256) DO NOTHING",
+                     v, 3, NULL, err);
 }
 
-int uploads_finish(struct store_conn *c, const char *id, const char *result, struct err *err)
+int uploads_claimed_blob(struct store_conn *c, const char *id, char sha256[65], struct err *err)
 {
-    struct store_val v[] = {sv_text(id), sv_int(time_now_ms()), sv_text(result)};
-    int rc = FERRY_ERR;
-    if (store_begin(c, err) == FERRY_OK &&
-        store_run(c,
-                  "UPDATE ferry_uploads SET completed_at = $2, result = $3, received = size,"
-                  " completing_at = NULL WHERE id = $1",
-                  v, 3, NULL, err) == FERRY_OK &&
-        store_run(c, "DELETE FROM ferry_upload_chunks WHERE upload_id = $1", v, 1, NULL, err) ==
-            FERRY_OK)
-        rc = store_commit(c, err);
-    store_rollback(c);
-    return rc;
+    struct store_rows *rows = NULL;
+    struct store_val v = sv_text(id);
+    int step = -1;
+    sha256[0] = '\0';
+    if (store_query(c,
+                    "SELECT sha256 FROM ferry_blob_claims WHERE upload_id = $1"
+                    " ORDER BY created_at DESC",
+                    &v, 1, &rows, err) == FERRY_OK &&
+        (step = store_rows_next(rows, err)) == 1)
+        snprintf(sha256, 65, "%s", store_rows_text(rows, 0));
+    store_rows_free(rows);
+    return step < 0 ? FERRY_ERR : FERRY_OK;
+}
+
+/* The first column of each row of sql (one int parameter) as strings. */
+static int id_list(struct store_conn *c, const char *sql, const struct store_val *v, size_t nv,
+                   char ***ids, size_t *n, struct err *err)
+{
+    struct store_rows *rows = NULL;
+    int step = 0;
+    *ids = NULL;
+    *n = 0;
+    int rc = store_query(c, sql, v, nv, &rows, err);
+    while (rc == FERRY_OK && (step = store_rows_next(rows, err)) == 1) {
+        *ids = xrealloc(*ids, (*n + 1) * sizeof(**ids));
+        (*ids)[(*n)++] = xstrdup(store_rows_text(rows, 0));
+    }
+    store_rows_free(rows);
+    return rc == FERRY_OK && step >= 0 ? FERRY_OK : FERRY_ERR;
+}
+
+int uploads_unfinished_tus(struct store_conn *c, int limit, char ***ids, size_t *n, struct err *err)
+{
+    struct store_val v[] = {sv_int(limit), sv_int(time_now_ms())};
+    return id_list(c,
+                   "SELECT id FROM ferry_uploads WHERE kind = 'tus' AND completed_at IS NULL"
+                   " AND received = size AND expires_at > $2 LIMIT $1",
+                   v, 2, ids, n, err);
 }
 
 int uploads_delete(struct store_conn *c, const char *id, bool *found, struct err *err)
@@ -203,6 +221,8 @@ int uploads_delete(struct store_conn *c, const char *id, bool *found, struct err
     if (store_begin(c, err) == FERRY_OK &&
         store_run(c, "DELETE FROM ferry_upload_chunks WHERE upload_id = $1", &v, 1, NULL, err) ==
             FERRY_OK &&
+        store_run(c, "DELETE FROM ferry_blob_claims WHERE upload_id = $1", &v, 1, NULL, err) ==
+            FERRY_OK &&
         store_run(c, "DELETE FROM ferry_uploads WHERE id = $1", &v, 1, &n, err) == FERRY_OK)
         rc = store_commit(c, err);
     store_rollback(c);
@@ -213,17 +233,7 @@ int uploads_delete(struct store_conn *c, const char *id, bool *found, struct err
 int uploads_expired(struct store_conn *c, int64_t before, int limit, char ***ids, size_t *n,
                     struct err *err)
 {
-    struct store_rows *rows = NULL;
     struct store_val v[] = {sv_int(before), sv_int(limit)};
-    int step = 0;
-    *ids = NULL;
-    *n = 0;
-    int rc = store_query(c, "SELECT id FROM ferry_uploads WHERE expires_at < $1 LIMIT $2", v, 2,
-                         &rows, err);
-    while (rc == FERRY_OK && (step = store_rows_next(rows, err)) == 1) {
-        *ids = xrealloc(*ids, (*n + 1) * sizeof(**ids));
-        (*ids)[(*n)++] = xstrdup(store_rows_text(rows, 0));
-    }
-    store_rows_free(rows);
-    return rc == FERRY_OK && step >= 0 ? FERRY_OK : FERRY_ERR;
+    return id_list(c, "SELECT id FROM ferry_uploads WHERE expires_at < $1 LIMIT $2", v, 2, ids, n,
+                   err);
 }

@@ -54,16 +54,18 @@ int uploads_forget_chunk(struct store_conn *c, const char *id, int64_t idx, stru
 /* Sets a tus upload's offset (not once it is complete). */
 int uploads_set_received(struct store_conn *c, const char *id, int64_t received, struct err *err);
 
-/* Completing is claimed first, so that two completes of one upload (from two clients,
- * or two servers) do not both commit it: claim true takes the claim (*claimed false
- * when another holds it or the upload is complete), claim false gives it back. A claim
- * older than COMPLETION_LEASE_MS (its server died) may be taken again. */
-#define COMPLETION_LEASE_MS (10 * 60 * 1000)
-int uploads_claim_completion(struct store_conn *c, const char *id, bool claim, bool *claimed,
-                             struct err *err);
+/* Records that upload id is about to name blob sha256, before the blob is put in
+ * place: collection keeps a claimed blob. The claim goes with the transaction that
+ * commits the upload's file entry (files_commit_upload), or with the upload. */
+int uploads_claim_blob(struct store_conn *c, const char *id, const char *sha256, struct err *err);
 
-/* Marks the session complete with its result (JSON text); its offset becomes its size. */
-int uploads_finish(struct store_conn *c, const char *id, const char *result, struct err *err);
+/* The blob upload id claimed, "" when none (*sha256). */
+int uploads_claimed_blob(struct store_conn *c, const char *id, char sha256[65], struct err *err);
+
+/* Ids of tus uploads whose bytes have all arrived but which have no file entry yet (a
+ * crash came between), at most limit; the caller frees each and the array. */
+int uploads_unfinished_tus(struct store_conn *c, int limit, char ***ids, size_t *n,
+                           struct err *err);
 
 /* Removes the session's records. *found false when there was none. */
 int uploads_delete(struct store_conn *c, const char *id, bool *found, struct err *err);

@@ -121,6 +121,18 @@
     " error TEXT);"                                                                                \
     "CREATE INDEX ferry_site_transfers_site ON ferry_site_transfers(site_id, started_at);"
 
+/* Leases that hold across processes and nodes (files/leases.c), and the blobs an upload
+ * is about to name: recorded before the blob is put in place and removed in the
+ * transaction that commits its file entry, so that collection never takes it between. */
+#define CLAIMS_SQL                                                                                 \
+    "CREATE TABLE ferry_leases ("                                                                  \
+    " name TEXT PRIMARY KEY, owner TEXT NOT NULL, token TEXT NOT NULL,"                            \
+    " expires_at BIGINT NOT NULL);"                                                                \
+    "CREATE TABLE ferry_blob_claims ("                                                             \
+    " upload_id TEXT NOT NULL, sha256 TEXT NOT NULL, created_at BIGINT NOT NULL,"                  \
+    " PRIMARY KEY (upload_id, sha256));"                                                           \
+    "CREATE INDEX ferry_blob_claims_sha256 ON ferry_blob_claims(sha256);"
+
 const struct migration store_migrations[] = {
     /* 1: users, tokens and ferry's key-value settings */
     {1, AUTH_SQL, AUTH_SQL},
@@ -130,6 +142,8 @@ const struct migration store_migrations[] = {
     {3, FILES_SQL, FILES_SQL},
     /* 4: site-to-site connections and transfers */
     {4, SITES_SQL, SITES_SQL},
+    /* 5: leases and blob claims */
+    {5, CLAIMS_SQL, CLAIMS_SQL},
 };
 
 const size_t store_n_migrations = sizeof(store_migrations) / sizeof(store_migrations[0]);

@@ -325,7 +325,7 @@ def test_sessions_belong_to_their_user_and_delete(make_server):
 
 
 def test_versions_blob_sharing_and_collection(make_server):
-    srv = make_server("--purge-interval", "0")
+    srv = make_server("--purge-interval", "0", "--blob-grace", "0")
     tok = user_token(srv, "alice")
     one, two = rand_bytes(3000, 6), rand_bytes(1100, 7)
     assert_entry(upload(srv, tok, "a", one), "a", one, 1)

@@ -503,3 +503,18 @@ def test_js_client_resumes_after_crash(server, bob, tmp_path):
     assert out.get("done") is True, out
     assert_stored(server, bob, "js/crash.bin", data)
     assert not os.path.exists(upload_dir(server, loc))
+
+
+def test_offset_follows_the_data_on_disk(server, bob):
+    """Data cut short behind ferry's back (a restore without uploads/, say): the next
+    PATCH, even without a HEAD first, learns the offset the data really has (409) instead
+    of having the gap padded with zeros, and the upload goes on from there."""
+    data = os.urandom(100 * 1024)
+    loc = create(server, bob, len(data), name="cut.bin")
+    tus(patch(server, bob, loc, 0, data[:80 * 1024]), 204)
+    with open(os.path.join(upload_dir(server, loc), "data"), "r+b") as f:
+        f.truncate(50 * 1024)
+    r = text_error(patch(server, bob, loc, 80 * 1024, data[80 * 1024:]), 409)
+    assert r.headers["Upload-Offset"] == str(50 * 1024)
+    tus(patch(server, bob, loc, 50 * 1024, data[50 * 1024:]), 204)
+    assert_stored(server, bob, "cut.bin", data)
