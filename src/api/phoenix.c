@@ -7,7 +7,6 @@
  * - connection tokens are compared in constant time, failed lookups count against the
  *   caller's address, each connection has its own rate limit, IP allowlist and expiry;
  * - pull-data pages in primary-key order (limit, after -> next_after). */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,38 +23,12 @@
 
 /* --- the surface's state ------------------------------------------------------------ */
 
-/* One limiter per distinct limit, keyed by connection id: a connection's limit can be
- * changed at any time, and then moves it to another limiter. */
-struct limiter {
-    int64_t limit;
-    struct ratelimit *rl;
-    struct limiter *next;
-};
-
 struct phoenix {
     struct route routes[PHOENIX_N_ACTIONS];
     char *patterns[PHOENIX_N_ACTIONS]; /* {prefix}/sync/api/{action} */
     struct route_table table;
-    struct limiter *limiters;
-    pthread_mutex_t limiters_lock;
+    struct ratelimit_set *limiters; /* per connection, by its own limit */
 };
-
-static struct ratelimit *limiter_for(struct phoenix *px, int64_t limit)
-{
-    pthread_mutex_lock(&px->limiters_lock);
-    struct limiter *l = px->limiters;
-    while (l && l->limit != limit)
-        l = l->next;
-    if (!l) {
-        l = xcalloc(1, sizeof(*l));
-        l->limit = limit;
-        l->rl = ratelimit_new(limit, 60);
-        l->next = px->limiters;
-        px->limiters = l;
-    }
-    pthread_mutex_unlock(&px->limiters_lock);
-    return l->rl;
-}
 
 /* --- checks every action makes --------------------------------------------------------- */
 
@@ -142,8 +115,8 @@ static int connection_usable(struct request *req, struct store_conn *c, struct s
         return err_set(err, ERR_FORBIDDEN, "Connection is not active");
     if (!sites_ip_allowed(s, req->client_addr))
         return err_set(err, ERR_FORBIDDEN, "Address not allowed for this connection");
-    struct rl_result r =
-        ratelimit_take(limiter_for(req->app->phoenix, s->rate_limit), s->id, time_mono_us());
+    struct rl_result r = ratelimit_take(
+        ratelimit_set_for(req->app->phoenix->limiters, s->rate_limit), s->id, time_mono_us());
     if (!r.allowed) {
         char after[24];
         snprintf(after, sizeof(after), "%lld", (long long)r.retry_after);
@@ -660,7 +633,7 @@ struct phoenix *phoenix_new(const char *prefix)
             actions[i].method, px->patterns[i], actions[i].handler, 0, SURFACE_LEGACY, flags, NULL};
     }
     px->table = (struct route_table){px->routes, PHOENIX_N_ACTIONS};
-    pthread_mutex_init(&px->limiters_lock, NULL);
+    px->limiters = ratelimit_set_new(60);
     return px;
 }
 
@@ -675,12 +648,6 @@ void phoenix_free(struct phoenix *px)
         return;
     for (size_t i = 0; i < PHOENIX_N_ACTIONS; i++)
         free(px->patterns[i]);
-    while (px->limiters) {
-        struct limiter *next = px->limiters->next;
-        ratelimit_free(px->limiters->rl);
-        free(px->limiters);
-        px->limiters = next;
-    }
-    pthread_mutex_destroy(&px->limiters_lock);
+    ratelimit_set_free(px->limiters);
     free(px);
 }

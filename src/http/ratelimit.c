@@ -154,3 +154,52 @@ bool ratelimit_exhausted(struct ratelimit *rl, const char *key, int64_t now_us)
     pthread_mutex_unlock(&rl->lock);
     return exhausted;
 }
+
+struct limiter {
+    struct ratelimit *rl;
+    struct limiter *next;
+};
+
+struct ratelimit_set {
+    pthread_mutex_t lock;
+    int64_t period_s;
+    struct limiter *limiters; /* few: one per distinct limit in use */
+};
+
+struct ratelimit_set *ratelimit_set_new(int64_t period_s)
+{
+    struct ratelimit_set *set = xcalloc(1, sizeof(*set));
+    pthread_mutex_init(&set->lock, NULL);
+    set->period_s = period_s;
+    return set;
+}
+
+void ratelimit_set_free(struct ratelimit_set *set)
+{
+    if (!set)
+        return;
+    while (set->limiters) {
+        struct limiter *next = set->limiters->next;
+        ratelimit_free(set->limiters->rl);
+        free(set->limiters);
+        set->limiters = next;
+    }
+    pthread_mutex_destroy(&set->lock);
+    free(set);
+}
+
+struct ratelimit *ratelimit_set_for(struct ratelimit_set *set, int64_t limit)
+{
+    pthread_mutex_lock(&set->lock);
+    struct limiter *l = set->limiters;
+    while (l && l->rl->limit != limit)
+        l = l->next;
+    if (!l) {
+        l = xcalloc(1, sizeof(*l));
+        l->rl = ratelimit_new(limit, set->period_s);
+        l->next = set->limiters;
+        set->limiters = l;
+    }
+    pthread_mutex_unlock(&set->lock);
+    return l->rl;
+}

@@ -25,4 +25,13 @@ struct rl_result ratelimit_take(struct ratelimit *rl, const char *key, int64_t n
 bool ratelimit_exhausted(struct ratelimit *rl, const char *key, int64_t now_us);
 int64_t ratelimit_limit(const struct ratelimit *rl);
 
+/* Limiters for keys that each carry their own limit (a site connection's rate limit,
+ * which can change at any time): one limiter per distinct limit, made on first use and
+ * kept until ratelimit_set_free. Thread-safe. */
+struct ratelimit_set;
+struct ratelimit_set *ratelimit_set_new(int64_t period_s);
+void ratelimit_set_free(struct ratelimit_set *set);
+/* The set's limiter for limit (owned by the set). */
+struct ratelimit *ratelimit_set_for(struct ratelimit_set *set, int64_t limit);
+
 #endif

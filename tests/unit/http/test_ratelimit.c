@@ -283,6 +283,27 @@ static void test_free_null(void **state)
     ratelimit_free(NULL);
 }
 
+/* A set hands out one limiter per distinct limit, each enforcing its own. */
+static void test_set_one_limiter_per_limit(void **state)
+{
+    (void)state;
+    struct ratelimit_set *set = ratelimit_set_new(60);
+    struct ratelimit *two = ratelimit_set_for(set, 2), *five = ratelimit_set_for(set, 5);
+    assert_ptr_equal(ratelimit_set_for(set, 2), two);
+    assert_ptr_not_equal(two, five);
+    assert_int_equal(ratelimit_limit(two), 2);
+    assert_int_equal(ratelimit_limit(five), 5);
+    int64_t now = 1000000;
+    assert_true(ratelimit_take(two, "conn", now).allowed);
+    assert_true(ratelimit_take(two, "conn", now).allowed);
+    assert_false(ratelimit_take(two, "conn", now).allowed);
+    for (int i = 0; i < 5; i++)
+        assert_true(ratelimit_take(five, "conn", now).allowed);
+    assert_false(ratelimit_take(five, "conn", now).allowed);
+    ratelimit_set_free(set);
+    ratelimit_set_free(NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -296,6 +317,7 @@ int main(void)
         cmocka_unit_test(test_many_keys),
         cmocka_unit_test(test_threads_share_one_bucket),
         cmocka_unit_test(test_free_null),
+        cmocka_unit_test(test_set_one_limiter_per_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
