@@ -32,7 +32,7 @@ struct config {
     long long max_batch;
     long long tombstone_retention; /* seconds */
     long long purge_interval;      /* seconds; 0 = never */
-    bool legacy_auth;              /* seed 004 endpoints need a token */
+    bool legacy_auth;              /* cloud-sync-api endpoints need a token */
     char *file_roots;              /* colon-separated folders directory sync may name */
     long long max_upload;          /* bytes */
     long long max_chunk_size;

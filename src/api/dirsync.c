@@ -1,4 +1,4 @@
-/* dirsync.c - seed 003's directory sync and sessions under /api/v1:
+/* dirsync.c - EonaCat.Sync's directory sync and sessions under /api/v1:
  *   POST /sync/files                      runs a directory sync and answers its result
  *   POST /sync/session/start              starts one as a job (jobs/jobs.c)
  *   GET  /sync/session/{id}/status        its status and real progress

@@ -1,4 +1,4 @@
-/* dirsync.h - seed 003's directory sync surface: the job kind that runs its sessions and
+/* dirsync.h - EonaCat.Sync's directory sync surface: the job kind that runs its sessions and
  * the state its requests share. */
 #ifndef FERRY_API_DIRSYNC_H
 #define FERRY_API_DIRSYNC_H

@@ -1,4 +1,4 @@
-/* files.c - seed 002's chunked uploads and ranged downloads (under /api/v1/sync and
+/* files.c - Pinakes' chunked uploads and ranged downloads (under /api/v1/sync and
  * /api/sync), and ferry's own listing and deletion of file entries (/api/v1/files), as
  * an adapter over the files subsystem (files/filesys.h).
  *

@@ -1,4 +1,4 @@
-/* legacy.c - seed 004's cloud-sync-api: POST /sync/push (and its alias POST /sync),
+/* legacy.c - cloud-sync-api: POST /sync/push (and its alias POST /sync),
  * POST /sync/pull and GET /sync/status, with its bodies and its
  * {"success":false,"error":"..."} errors. ferry's compatible extensions: a push may
  * carry batch_id (a retried batch is answered from the first run), and a pull may carry
@@ -19,7 +19,7 @@
 #define PULL_DEFAULT_LIMIT 1000
 #define PULL_MAX_LIMIT 5000
 
-/* Seed 004 answers "Invalid table" for an operation on a table outside the allowlist. */
+/* cloud-sync-api answers "Invalid table" for an operation on a table outside the allowlist. */
 static bool tables_valid(const struct synced_set *set, json_t *ops)
 {
     size_t i;
@@ -28,14 +28,14 @@ static bool tables_valid(const struct synced_set *set, json_t *ops)
     {
         const char *table = json_string_value(json_object_get(op, "table"));
         const struct synced_table *t = table ? tables_find(set, table) : NULL;
-        if (!t || t->builtin) /* seed 004 knows only the allow-listed tables */
+        if (!t || t->builtin) /* cloud-sync-api knows only the allow-listed tables */
             return false;
     }
     return true;
 }
 
 /* The device a legacy push speaks for: a device credential's own id, else the body's
- * device_id (seed 004 accepts it "for auditing"). A device_id that names a registered
+ * device_id (cloud-sync-api accepts it "for auditing"). A device_id that names a registered
  * device must be one of the caller's (any, for an admin): the name marks the changes as
  * that device's own, which its feed then leaves out. Fails (403) otherwise. */
 static int legacy_device(struct request *req, json_t *body, const char **device, struct err *err)
@@ -50,7 +50,7 @@ static int legacy_device(struct request *req, json_t *body, const char **device,
         return FERRY_OK;
     }
     if (!*device || devices_get(req->db, *device, &found, owner, &lookup) != FERRY_OK)
-        return FERRY_OK; /* a free label, as in seed 004 */
+        return FERRY_OK; /* a free label, as in cloud-sync-api */
     json_decref(found);
     if (auth_owns(req, owner))
         return FERRY_OK;
@@ -177,7 +177,7 @@ static int pull_cursor(json_t *body, int64_t *cursor, struct err *err)
     return err_set(err, ERR_INVALID, "field 'cursor' must be a cursor from a previous pull");
 }
 
-/* Groups feed changes into seed 004's data: {table: [rows]} plus deleted: {table: [ids]}. */
+/* Groups feed changes into cloud-sync-api's data: {table: [rows]} plus deleted: {table: [ids]}. */
 static json_t *pull_answer(const struct synced_table **tables, size_t n, const struct feed_page *p,
                            int limit)
 {
@@ -235,7 +235,7 @@ static int status(struct request *req, struct err *err)
         if (!req->app->synced.tables[i].builtin)
             json_array_append_new(names, json_string(req->app->synced.tables[i].name));
     if (store_ping(req->app->store, err) != FERRY_OK) {
-        /* seed 004's answer carries a status field besides the error */
+        /* cloud-sync-api's answer carries a status field besides the error */
         json_decref(names);
         http_reply_json(req, http_status_of(ERR_UNAVAILABLE),
                         json_pack("{s:b, s:s, s:s}", "success", 0, "status", "error", "error",

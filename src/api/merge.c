@@ -1,4 +1,4 @@
-/* merge.c - seed 003's POST /api/v1/merge/files: a 3-way merge of three files named by
+/* merge.c - EonaCat.Sync's POST /api/v1/merge/files: a 3-way merge of three files named by
  * path (baseFile, sourceFile, targetFile, under the configured file roots) or given
  * inline (baseContent, sourceContent, targetContent), with a favor for conflicts and an
  * optional outputFile the result is written to. The merge itself is merge/merge.c. */

@@ -1,4 +1,4 @@
-/* ops.c - health, metrics and the OpenAPI document: seed 004's GET /health, seed 003's
+/* ops.c - health, metrics and the OpenAPI document: cloud-sync-api's GET /health, EonaCat.Sync's
  * GET /api/v1/health and /api/v1/metrics, Prometheus at /metrics. */
 #include <stdio.h>
 #include <string.h>

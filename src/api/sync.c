@@ -1,4 +1,4 @@
-/* sync.c - seed 002's device sync (Pinakes), under /api/v1/sync and /api/sync: devices
+/* sync.c - Pinakes' device sync, under /api/v1/sync and /api/sync: devices
  * and their tokens, report (push a batch), changes (pull, with long-poll), ack, and
  * conflicts. Bodies are ferry's own (the seed points at a schema it does not include)
  * and are described in docs/openapi.json. */
@@ -431,7 +431,7 @@ static int resolve_conflict(struct request *req, struct err *err)
     return rc;
 }
 
-/* Both prefixes of seed 002 serve the same handlers. */
+/* Both prefixes of Pinakes serve the same handlers. */
 /* One route a line, as a table. */
 // clang-format off
 #define SYNC_ROUTES(P)                                                                             \

@@ -1,4 +1,4 @@
-/* dirsync.h - one-way directory sync (seed 003's POST /sync/files): makes a target
+/* dirsync.h - one-way directory sync (EonaCat.Sync's POST /sync/files): makes a target
  * folder hold what a source folder holds, like `rsync -a` but atomic per file.
  *
  * - A file is copied when the target lacks it or differs in size or modification time

@@ -1,4 +1,4 @@
-/* uploads.h - upload sessions as records: seed 002's chunked uploads and tus uploads.
+/* uploads.h - upload sessions as records: Pinakes' chunked uploads and tus uploads.
  * A session names its destination path and size; a chunked session also its chunk size
  * and the chunks received (each with its size and SHA-256), a tus session its offset.
  * The bytes live on disk (api/files.c, api/tus.c); these records say what is there, and

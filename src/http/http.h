@@ -20,7 +20,7 @@ struct store_conn;
 /* The error format a path belongs to (DESIGN.md section 1). */
 enum surface {
     SURFACE_V1,     /* {"errorCode","message","details","timestamp"} */
-    SURFACE_LEGACY, /* {"success":false,"error":"..."}: seed 004 and PhoenixKit */
+    SURFACE_LEGACY, /* {"success":false,"error":"..."}: cloud-sync-api and PhoenixKit */
     SURFACE_TUS,    /* plain text, tus headers */
     SURFACE_PLAIN,  /* plain text (Prometheus, static files) */
 };

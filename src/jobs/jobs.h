@@ -38,7 +38,7 @@ int jobs_progress(struct store_conn *c, const char *id, int64_t bytes_done, int6
 /* Ends a job: completed or failed, with its result (JSON text) and a message. */
 int jobs_finish(struct store_conn *c, const char *id, bool ok, const char *result,
                 const char *message, struct err *err);
-/* Marks a finished job closed (seed 003's session complete); ERR_CONFLICT while it runs. */
+/* Marks a finished job closed (EonaCat.Sync's session complete); ERR_CONFLICT while it runs. */
 int jobs_close(struct store_conn *c, const char *id, struct err *err);
 
 /* Removes finished jobs completed before `before` (ms). */

@@ -1,4 +1,4 @@
-/* merge.h - line-based 3-way merge of texts (seed 003's POST /merge/files and `ferry
+/* merge.h - line-based 3-way merge of texts (EonaCat.Sync's POST /merge/files and `ferry
  * merge`), done by libgit2's git_merge_file so that clean merges and conflict regions
  * are git's. Knows nothing of HTTP: it takes texts or paths and gives a result. */
 #ifndef FERRY_MERGE_H

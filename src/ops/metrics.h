@@ -1,5 +1,5 @@
 /* metrics.h - the server's counters: requests by route and status, a latency histogram,
- * bytes in and out, and the sync totals of seed 003's /api/v1/metrics. Lock-free atomics
+ * bytes in and out, and the sync totals of EonaCat.Sync's /api/v1/metrics. Lock-free atomics
  * for totals; one mutex for the per-route table. The app opens one and holds it. */
 #ifndef FERRY_METRICS_H
 #define FERRY_METRICS_H

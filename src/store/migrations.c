@@ -63,7 +63,7 @@
     "CREATE INDEX ferry_tokens_user ON ferry_tokens(user_id);"
 
 /* Files (DESIGN.md section 2): file entries, which the change feed shows as the
- * "files" namespace; upload sessions (seed 002's chunked uploads and tus) and the chunks
+ * "files" namespace; upload sessions (Pinakes' chunked uploads and tus) and the chunks
  * they have received; and jobs (directory sync and other long work) with their
  * progress. The same text is valid on both dialects. */
 #define FILES_SQL                                                                                  \
@@ -90,7 +90,7 @@
     " heartbeat_at BIGINT, closed INTEGER NOT NULL DEFAULT 0);"                                    \
     "CREATE INDEX ferry_jobs_status ON ferry_jobs(status, created_at);"
 
-/* Site-to-site connections (PhoenixKit's protocol, seeds 000/001) and their transfers.
+/* Site-to-site connections (PhoenixKit's protocol, PhoenixKit) and their transfers.
  * token_hash is the bearer credential PhoenixKit sends; lookup is SHA-256 of it, the
  * indexed key, so that a lookup's timing says nothing about a stored hash. */
 #define SITES_SQL                                                                                  \

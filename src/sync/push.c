@@ -573,7 +573,7 @@ static int insert_over_existing(struct store_conn *c, struct op *op, size_t inde
 }
 
 /* An update sets the data's columns of an existing row; with none but the key it only
- * checks the row is there. A missing row is an error, except under seed 004's lenient
+ * checks the row is there. A missing row is an error, except under cloud-sync-api's lenient
  * semantics where it changes nothing. */
 static int apply_update(struct store_conn *c, const struct push_request *r, const struct op *op,
                         struct row_state *s, size_t index, int64_t *changed, struct err *err)

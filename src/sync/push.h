@@ -17,7 +17,7 @@ struct push_request {
     const char *device_id; /* recorded as the changes' origin; NULL for none */
     const char *user_id;   /* recorded on conflicts */
     const char *scope;     /* tables the credential may touch (comma list); NULL: all */
-    bool lenient_missing;  /* seed 004: update of a missing row changes nothing */
+    bool lenient_missing;  /* cloud-sync-api: update of a missing row changes nothing */
     bool want_results;     /* per-operation results with versions */
     json_t *ops;           /* array of operation objects */
     int64_t max_ops;

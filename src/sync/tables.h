@@ -37,7 +37,7 @@ struct synced_table {
     size_t pk; /* index of the primary-key column */
     enum conflict_policy policy;
     char *pk_cast;   /* ferry_changes.pk ("c.pk") in the key's own type, e.g. CAST(c.pk AS ...) */
-    bool builtin;    /* ferry's own namespace (files): read-only to pushes, not on seed 004 */
+    bool builtin;    /* ferry's own namespace (files): read-only to pushes, not on cloud-sync-api */
     int deleted_col; /* a column that marks a row deleted while keeping it; -1: none */
     struct rowwrite_table rw; /* how pushes' statements name it */
 };

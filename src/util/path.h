@@ -24,7 +24,7 @@ bool path_within(const char *root, const char *path);
  * absolute path under root's real path. ERR_FORBIDDEN when it would escape. */
 int path_confine(const char *root, const char *rel, char **out, struct err *err);
 
-/* Checks an absolute path named by a request (seed 003's sourceDirectory and the like)
+/* Checks an absolute path named by a request (EonaCat.Sync's sourceDirectory and the like)
  * against a list of roots, resolving symlinks of the existing part. *out is the
  * resolved absolute path. ERR_FORBIDDEN when it is under none of them. */
 int path_in_roots(const char *const *roots, size_t n_roots, const char *abs_path, char **out,

@@ -98,7 +98,7 @@ def run_ferry(*args, env=None, timeout=30):
 
 
 def assert_v1_error(resp, status, code):
-    """Checks seed 003's error shape: errorCode, message, details, timestamp."""
+    """Checks EonaCat.Sync's error shape: errorCode, message, details, timestamp."""
     assert resp.status_code == status, resp.text
     assert resp.headers["Content-Type"].startswith("application/json")
     body = resp.json()
@@ -111,7 +111,7 @@ def assert_v1_error(resp, status, code):
 
 
 def assert_legacy_error(resp, status):
-    """Checks seed 004's error shape: {"success": false, "error": "..."}."""
+    """Checks cloud-sync-api's error shape: {"success": false, "error": "..."}."""
     assert resp.status_code == status, resp.text
     body = resp.json()
     assert set(body) == {"success", "error"}, body

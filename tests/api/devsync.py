@@ -1,4 +1,4 @@
-"""Helpers for the device-sync tests (seed 002, /api/v1/sync and /api/sync): the tables
+"""Helpers for the device-sync tests (Pinakes, /api/v1/sync and /api/sync): the tables
 the tests sync, a thin client for one credential, and small database readers.
 
 Kept out of conftest.py on purpose: only test_devices.py and test_convergence.py use it."""

@@ -1,4 +1,4 @@
-"""Convergence of seed 002 device sync: many simulated devices edit overlapping rows of
+"""Convergence of Pinakes device sync: many simulated devices edit overlapping rows of
 two tables (items: overwrite, tasks: manual) offline-first, pushing batches with the
 base_version of their local copy and pulling in random order; pushes are retried with
 the same batchId (some after their first answer was lost); another program writes

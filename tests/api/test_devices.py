@@ -1,4 +1,4 @@
-"""Seed 002 (Pinakes) device sync, under /api/v1/sync and /api/sync: devices and their
+"""Pinakes device sync, under /api/v1/sync and /api/sync: devices and their
 tokens, report (push), changes (pull, paging, filters, long-poll), ack, and conflicts
 under each table policy (overwrite, skip, manual, merge) with their resolution.
 

@@ -1,4 +1,4 @@
-"""Seed 003's directory sync: POST /api/v1/sync/files and the sessions under
+"""EonaCat.Sync's directory sync: POST /api/v1/sync/files and the sessions under
 /api/v1/sync/session (jobs with real progress that resume after a restart). Folders must
 lie inside the --file-root folders; every root here is a fresh folder under tmp_path.
 

@@ -175,7 +175,7 @@ BAD_OPS = [
      ["operations[1]", "data"]),
     ("no action", {"table": "items", "data": {"id": "b", "name": "B"}},
      ["operations[1]", "action"]),
-    ("operation not an object", "insert b", []),  # no table: seed 004 says "Invalid table"
+    ("operation not an object", "insert b", []),  # no table: cloud-sync-api says "Invalid table"
 ]
 
 
@@ -235,7 +235,7 @@ def test_update_delete_upsert(make_server):
     srv = make_server(*ITEMS_FLAGS, schema=[ITEMS, "INSERT INTO items VALUES ('a', 'A', 1)"])
     h = head(srv)
 
-    # seed 004: an update of a missing row and a delete of a missing row succeed, no-ops
+    # cloud-sync-api: an update of a missing row and a delete of a missing row succeed, no-ops
     body = ok(push(srv, [op("items", "update", id="ghost", name="G", qty=1),
                          op("items", "delete", id="ghost2")]))
     assert body["cursor"] == h

@@ -1,4 +1,4 @@
-"""Seed 002's chunked uploads and ranged downloads (under /api/v1/sync and /api/sync), and
+"""Pinakes' chunked uploads and ranged downloads (under /api/v1/sync and /api/sync), and
 ferry's file entries (/api/v1/files): sessions, chunks, completion, blobs, expiry,
 restarts and crashes, the change feed's "files" namespace, token scopes and a full disk.
 

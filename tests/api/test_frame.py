@@ -1,7 +1,7 @@
 """The frame the server puts around each request (http/server.c).
 
 A handler's error is rendered by the server in the error format of the surface the route
-belongs to: seed 003's v1 JSON, {"success": false, "error": ...} for seed 004 and
+belongs to: EonaCat.Sync's v1 JSON, {"success": false, "error": ...} for cloud-sync-api and
 PhoenixKit, plain text for tus. Each case is an error the handler returns (not one the
 router or the authentication gives), so it goes through the server's rendering.
 

@@ -1,4 +1,4 @@
-"""Seed 004 (cloud-sync-api): POST /sync/push (and its alias POST /sync), POST /sync/pull,
+"""cloud-sync-api (cloud-sync-api): POST /sync/push (and its alias POST /sync), POST /sync/pull,
 GET /sync/status and GET /health, on both backends, against real SQL tables.
 
 The README's own examples live in data/seed004_examples.json and are replayed verbatim;

@@ -1,4 +1,4 @@
-"""Seed 003's merge: POST /api/v1/merge/files and `ferry merge BASE SOURCE TARGET`.
+"""EonaCat.Sync's merge: POST /api/v1/merge/files and `ferry merge BASE SOURCE TARGET`.
 
 The merge must be git's: a corpus of base/source/target triples, generated here with a
 fixed random seed (clean and conflicting, with and without final newlines, unicode,

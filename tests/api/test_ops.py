@@ -1,5 +1,5 @@
-"""Operations endpoints: GET /health (seed 004), GET /api/v1/health and /api/v1/metrics
-(seed 003), Prometheus /metrics, the OpenAPI document, and the router's 404/405
+"""Operations endpoints: GET /health (cloud-sync-api), GET /api/v1/health and /api/v1/metrics
+(EonaCat.Sync), Prometheus /metrics, the OpenAPI document, and the router's 404/405
 answers in each surface's error format."""
 
 import re
@@ -69,7 +69,7 @@ def test_v1_health_follows_the_database(private_pg, make_server, backend):
     assert srv.stop() == 0
 
 
-# --- seed 003 metrics -------------------------------------------------------------------
+# --- EonaCat.Sync metrics -------------------------------------------------------------------
 
 
 def test_v1_metrics_shape(server):
