@@ -125,7 +125,7 @@ def test_the_readme_is_a_front_page():
 def test_nothing_vendored_and_nothing_points_outside_the_repository():
     files = tracked_files()
     assert not [f for f in files if "node_modules/" in f]
-    grep = subprocess.run(["git", "-C", REPO, "grep", "-n", "-I", "-e", "../shared", "-e",
+    grep = subprocess.run(["git", "-C", REPO, "grep", "-n", "-I", "-F", "-e", "../shared", "-e",
                            "shared/seeds", "--", ".", ":!tests/api/test_source_tree.py",
                            ":!tests/api/test_readme.py"],
                           capture_output=True, text=True)
