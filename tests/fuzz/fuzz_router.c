@@ -1,20 +1,17 @@
 /* fuzz_router.c - the router (src/http/router.c) over ferry's real route tables.
  * Input: a method name, a newline, a path. */
-#include "api/api.h"
-#include "api/phoenix.h"
+#include "api/routes.h"
+#include "app.h"
 #include "fuzz.h"
 #include "http/router.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const struct route_table **tables;
-    static size_t n_tables;
-    if (!tables) {
-        tables = xcalloc(api_n_tables + 1, sizeof(*tables));
-        memcpy(tables, api_tables, api_n_tables * sizeof(*tables));
-        tables[api_n_tables] = phoenix_routes("/phoenix_kit");
-        n_tables = api_n_tables + 1;
-    }
+    /* the server's own tables, PhoenixKit's at the default prefix, built once */
+    static struct config cfg = {.sites_prefix = "/phoenix_kit"};
+    static struct app app = {.cfg = &cfg};
+    if (!app.tables)
+        routes_init(&app);
     char *method = fuzz_string(data, size);
     char *path = fuzz_split(method);
     const struct route *route = NULL;
@@ -24,8 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     unsigned allowed = 0;
     char allow[128];
     enum method m = router_method(method);
-    if (router_match(tables, n_tables, m ? m : M_GET, path, &route, names, values, &n_params,
-                     &allowed) == MATCH_OK) {
+    if (router_match(app.tables, app.n_tables, m ? m : M_GET, path, &route, names, values,
+                     &n_params, &allowed) == MATCH_OK) {
         if (!route || n_params < 0 || n_params > MAX_PATH_PARAMS)
             abort();
         for (int i = 0; i < n_params; i++)
