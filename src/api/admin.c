@@ -53,9 +53,11 @@ static const char *field(json_t *body, const char *name, const char *old)
 
 static int read_token_spec(json_t *body, struct token_spec *spec, struct err *err)
 {
-    int64_t expires_in = INT64_MIN; /* absent: never expires; no value in the body means that */
+    int64_t expires_in = 0;
     const char *role = NULL;
     const char *expires_key = field(body, "expires_in", "expiresIn");
+    json_t *expires = json_object_get(body, expires_key);
+    bool expiry_given = expires && !json_is_null(expires); /* absent: never expires */
     memset(spec, 0, sizeof(*spec));
     if (jsonutil_get_string(body, "name", true, &spec->name, err) != FERRY_OK ||
         jsonutil_get_string(body, "role", true, &role, err) != FERRY_OK ||
@@ -66,10 +68,10 @@ static int read_token_spec(json_t *body, struct token_spec *spec, struct err *er
         jsonutil_get_int(body, expires_key, false, &expires_in, err) != FERRY_OK)
         return FERRY_ERR;
     spec->role = tokens_parse_role(role);
-    if (expires_in != INT64_MIN && (expires_in < 1 || expires_in > MAX_EXPIRES_IN_S))
+    if (expiry_given && (expires_in < 1 || expires_in > MAX_EXPIRES_IN_S))
         return err_set(err, ERR_INVALID, "field '%s' must be between 1 and %lld seconds",
                        expires_key, MAX_EXPIRES_IN_S);
-    if (expires_in != INT64_MIN)
+    if (expiry_given)
         spec->expires_at = time_now_ms() + expires_in * 1000;
     return FERRY_OK;
 }

@@ -19,6 +19,7 @@
 #include "files/spool.h"
 #include "jobs/jobs.h"
 #include "util/buf.h"
+#include "util/log.h"
 #include "util/path.h"
 #include "util/timeutil.h"
 
@@ -289,6 +290,15 @@ int filesys_complete(struct filesys *fs, struct store_conn *c, struct upload *u,
 
 /* --- tus ----------------------------------------------------------------------------- */
 
+/* An upload whose bytes have all arrived is not done until its entry is committed: an
+ * offset equal to the length tells a tus client that it is, so while another request (or
+ * the lease of a node that died) holds the completion, the answer is 423 and the client
+ * asks again. */
+static int not_yet_complete(struct err *err)
+{
+    return err_set(err, ERR_LOCKED, "the upload is being completed; ask again shortly");
+}
+
 /* filesys_tus_check's work, while the caller holds the upload's PATCH lease. */
 static int tus_check_held(struct filesys *fs, struct store_conn *c, struct upload *u,
                           struct err *err)
@@ -310,8 +320,9 @@ static int tus_check_held(struct filesys *fs, struct store_conn *c, struct uploa
         return FERRY_OK;
     int rc = filesys_complete(fs, c, u, &result, err);
     free(result);
-    /* another request completing it meanwhile is no error here */
-    return rc == FERRY_OK || err->code == ERR_CONFLICT ? FERRY_OK : FERRY_ERR;
+    if (rc != FERRY_OK && err->code == ERR_CONFLICT)
+        return not_yet_complete(err); /* another request (or a dead node's lease) has it */
+    return rc;
 }
 
 int filesys_tus_check(struct filesys *fs, struct store_conn *c, struct upload *u,
@@ -322,35 +333,45 @@ int filesys_tus_check(struct filesys *fs, struct store_conn *c, struct upload *u
         return FERRY_OK;
     if (held)
         return tus_check_held(fs, c, u, err);
-    if (filesys_patch_begin(fs, c, u->id, &p, err) != FERRY_OK)
-        return err->code == ERR_LOCKED ? FERRY_OK : FERRY_ERR; /* a PATCH runs: its own */
+    if (filesys_patch_begin(fs, c, u->id, &p, err) != FERRY_OK) {
+        if (err->code != ERR_LOCKED)
+            return FERRY_ERR;
+        /* a PATCH runs (or its dead node's lease lingers): the offset on record stands */
+        return u->received == u->size ? not_yet_complete(err) : FERRY_OK;
+    }
     int rc = tus_check_held(fs, c, u, err);
     filesys_patch_end(p, c);
+    return rc;
+}
+
+/* Completes the tus uploads whose bytes all arrived but whose entry was never committed
+ * (a crash between the two), on connection c. */
+static int recover_on(struct filesys *fs, struct store_conn *c, struct err *err)
+{
+    char **ids = NULL;
+    size_t n = 0;
+    struct upload u = {0};
+    int rc = uploads_unfinished_tus(c, RECOVER_BATCH, &ids, &n, err);
+    for (size_t i = 0; i < n; i++) {
+        bool found = false;
+        struct err one = {0};
+        if (rc == FERRY_OK && uploads_get(c, ids[i], &u, &found, &one) == FERRY_OK && found &&
+            filesys_tus_check(fs, c, &u, NULL, &one) != FERRY_OK && one.code != ERR_LOCKED)
+            log_warn("tus_recovery", json_pack("{s:s, s:s, s:s}", "msg", "tus upload not recovered",
+                                               "id", ids[i], "error", one.msg));
+        free(ids[i]);
+    }
+    free(ids);
+    uploads_clear(&u);
     return rc;
 }
 
 int filesys_recover(struct filesys *fs, struct err *err)
 {
     struct store_conn *c = NULL;
-    char **ids = NULL;
-    size_t n = 0;
-    struct upload u = {0};
     if (store_acquire(fs->store, &c, err) != FERRY_OK)
         return FERRY_ERR;
-    int rc = uploads_unfinished_tus(c, RECOVER_BATCH, &ids, &n, err);
-    for (size_t i = 0; i < n; i++) {
-        bool found = false;
-        struct err one = {0};
-        if (rc == FERRY_OK && uploads_get(c, ids[i], &u, &found, &one) == FERRY_OK && found &&
-            filesys_tus_check(fs, c, &u, NULL, &one) != FERRY_OK)
-            fprintf(stderr,
-                    "{\"level\":\"warn\",\"msg\":\"tus upload not recovered\",\"id\":\"%s\","
-                    "\"error\":\"%s\"}\n",
-                    ids[i], one.msg);
-        free(ids[i]);
-    }
-    free(ids);
-    uploads_clear(&u);
+    int rc = recover_on(fs, c, err);
     store_release(c);
     return rc;
 }
@@ -566,6 +587,9 @@ void filesys_housekeeping(struct filesys *fs, struct store_conn *c, int64_t jobs
     size_t n = 0;
     struct err err = {0};
     memset(out, 0, sizeof(*out));
+    /* A complete upload whose node died before committing its entry (and whose lease
+     * has since expired) is completed here, before any expiry could take it. */
+    recover_on(fs, c, &err);
     /* Expired sessions lose their bytes at once and their record a day later, so that
      * a client asking in between learns that the session expired (410), not that it
      * never was (404). */

@@ -682,13 +682,18 @@ void sites_new_token(char token[64], char hash[65])
 bool sites_valid_url(const char *url)
 {
     CURLU *u = curl_url();
-    char *scheme = NULL, *host = NULL;
-    bool ok = u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+    char *scheme = NULL, *host = NULL, *user = NULL;
+    /* no credentials in a site's address (they would be stored and sent as they are),
+     * and no empty authority: libcurl reads "http:///x" as host x */
+    bool ok = u && !strchr(url, '\\') && !strstr(url, ":///") &&
+              curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
               curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
               curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && *host &&
+              curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_NO_USER &&
               (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0);
     curl_free(scheme);
     curl_free(host);
+    curl_free(user);
     curl_url_cleanup(u);
     return ok;
 }

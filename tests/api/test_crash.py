@@ -11,6 +11,7 @@ import hashlib
 import os
 import random
 import signal
+import time
 
 import pytest
 import requests
@@ -185,6 +186,32 @@ def test_tus_upload_complete_on_disk_is_completed_by_head(make_server):
     srv.db_exec(f"UPDATE ferry_uploads SET received = {len(data)}")
     assert tus_offset(srv, tok, loc) == (len(data), len(data))
     assert_file(srv, tok, "crash/head.bin", data)
+
+
+def test_tus_upload_whose_completion_another_node_holds_is_not_reported_done(make_server):
+    """A node died holding the upload's PATCH lease (another host: its lease lasts until it
+    expires). Until then HEAD must not report the full offset, which a tus client takes
+    for success while no entry exists: it answers 423 and the client asks again. Once the
+    lease expires, housekeeping (or the next request) completes the upload."""
+    srv = crashing(make_server, "tus.patch.before_complete", "--purge-interval", "0")
+    tok = token(srv)
+    data = rand_bytes(50 * 1024, 11)
+    loc = tus_create(srv, tok, len(data), "crash/other-node.bin")
+    upload_id = loc.rstrip("/").split("/")[-1]
+    expect_crash(srv, lambda: tus_patch(srv, tok, loc, 0, data))
+    far = int(time.time() * 1000) + 3600 * 1000
+    srv.db_exec("DELETE FROM ferry_leases",
+                "INSERT INTO ferry_leases(name, owner, token, expires_at) VALUES "
+                f"('patch:{upload_id}', 'other-host boot-x 4242 1', 't', {far})")
+    restart_clean(srv)
+    r = srv.request("HEAD", loc, token=tok, headers={"Tus-Resumable": "1.0.0"})
+    assert r.status_code == 423, (r.status_code, r.headers)
+    assert "Upload-Offset" not in r.headers
+    assert entry(srv, tok, "crash/other-node.bin") is None
+    srv.db_exec("UPDATE ferry_leases SET expires_at = 0")
+    purge(srv)  # housekeeping completes it without any request about the upload
+    assert_file(srv, tok, "crash/other-node.bin", data)
+    assert tus_offset(srv, tok, loc) == (len(data), len(data))
 
 
 # --- tus PATCH progress -----------------------------------------------------------------

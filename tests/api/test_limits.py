@@ -202,7 +202,7 @@ def test_http11_without_host_is_refused(server):
     assert " 200 " in head.split("\r\n")[0], head
 
 
-@pytest.mark.parametrize("expires_in", [-1, 0, -86400])
+@pytest.mark.parametrize("expires_in", [-1, 0, -86400, -9223372036854775808])
 def test_token_expiry_must_be_positive(server, expires_in):
     r = server.post(TOKENS, token=server.admin_token,
                     json={"name": "t", "role": "admin", "expiresIn": expires_in})
@@ -211,7 +211,8 @@ def test_token_expiry_must_be_positive(server, expires_in):
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "javascript:alert(1)", "ftp://a.example",
-                                 "http://", "not a url", "//a.example/x"])
+                                 "http://", "not a url", "//a.example/x", "http:///x",
+                                 "https://u:p@a.example", "http://a.example\\@evil.example"])
 def test_register_connection_needs_an_http_url(server, url):
     r = server.post("/phoenix_kit/sync/api/register-connection",
                     json={"sender_url": url, "connection_name": "n", "auth_token": "t"})
