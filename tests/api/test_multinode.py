@@ -107,7 +107,6 @@ def test_uploads_completed_while_the_other_node_collects(nodes):
     answered 200 downloads whole from either node."""
     a, b = nodes()
     tok = user_token(a)
-    shared = rand_bytes(40 * 1024, "shared")
     stop = threading.Event()
     collected = []
 
@@ -120,7 +119,9 @@ def test_uploads_completed_while_the_other_node_collects(nodes):
     done = {}
     try:
         for i in range(30):
-            # the same content each round, its previous entry deleted: unreferenced
+            # new content each round, uploaded, its entry deleted (so its blob is
+            # collectable), then uploaded again while B collects: the deduplication race
+            shared = rand_bytes(40 * 1024, f"shared-{i}")
             path = f"mn/shared-{i}.bin"
             assert chunked(a, tok, path, shared).status_code == 200
             done[path] = shared
