@@ -1,0 +1,64 @@
+"""Crash windows of the long operations: a site import page, a directory sync session and
+a pushed batch, killed as by kill -9 at chosen points (FERRY_CRASH_AT, util/crashpoint.h,
+honoured by the test build only) before, inside and after their commits, then restarted.
+Nothing acknowledged may be missing, nothing may be applied twice, and each operation
+must run on to its end.
+
+A job left running by a killed server starts again once its heartbeat is stale (10 s);
+the tests age the heartbeat in the database instead of waiting, as the time would."""
+
+import hashlib
+import os
+import signal
+import time
+
+import pytest
+
+from devsync import SCHEMA, SERVER_FLAGS, Client, new_batch_id, op
+from test_crash import expect_crash, restart_clean, token
+
+SESS = "/api/v1/sync/session"
+
+
+def age_heartbeats(srv):
+    srv.db_exec("UPDATE ferry_jobs SET heartbeat_at = 0 WHERE status = 'running'")
+
+
+def checksum(table_rows):
+    return hashlib.sha256(repr(table_rows).encode()).hexdigest()
+
+
+# --- push ----------------------------------------------------------------------------------
+
+
+def notes(batch, n=50):
+    return [op("notes", "insert", {"id": f"{batch}-{i}", "title": f"t{i}"}) for i in range(n)]
+
+
+@pytest.mark.parametrize("point", ["push.before_commit", "push.after_commit"])
+def test_push_batch_survives_a_crash_at_each_point(make_server, point):
+    """The second batch killed before its commit is applied once when sent again; killed
+    after it (the answer never written), sending it again answers from its idempotency
+    record (replayed). The first batch, answered before the crash, stays as it was."""
+    srv = make_server(*SERVER_FLAGS, "--purge-interval", "0", schema=list(SCHEMA),
+                      env={"FERRY_CRASH_AT": point + ":2"})
+    device = Client(srv, token(srv)).register("crash")
+    first, second = new_batch_id(), new_batch_id()
+    body = device.report(notes("a"), batch_id=first)
+    assert (body["applied"], body["replayed"]) == (50, False), body
+    expect_crash(srv, lambda: device.report(notes("b"), batch_id=second))
+    committed = point == "push.after_commit"
+    assert int(srv.db_query("SELECT COUNT(*) FROM notes")[0][0]) == (100 if committed else 50)
+
+    restart_clean(srv)
+    again = device.report(notes("b"), batch_id=second)
+    assert (again["applied"], again["replayed"]) == (50, committed), again
+    replay = device.report(notes("b"), batch_id=second)
+    assert replay["replayed"] is True and replay["applied"] == 50, replay
+    old = device.report(notes("a"), batch_id=first)
+    assert old["replayed"] is True and old["applied"] == body["applied"], old
+    assert srv.db_query("SELECT COUNT(*) AS n, COUNT(DISTINCT id) AS d FROM notes") == [["100", "100"]]
+    changes, _ = Client(srv, token(srv)).pull_all()
+    assert sorted(c["id"] for c in changes) == sorted(
+        [f"a-{i}" for i in range(50)] + [f"b-{i}" for i in range(50)])
+    assert {c["version"] for c in changes} == {1}  # each row written once
