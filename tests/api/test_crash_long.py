@@ -16,6 +16,7 @@ import pytest
 
 from devsync import SCHEMA, SERVER_FLAGS, Client, new_batch_id, op
 from test_crash import expect_crash, restart_clean, token
+from test_site_imports import BIG_COLS, big_schema, counts, pair, pull, rows, transfers, wait_job
 
 SESS = "/api/v1/sync/session"
 
@@ -26,6 +27,54 @@ def age_heartbeats(srv):
 
 def checksum(table_rows):
     return hashlib.sha256(repr(table_rows).encode()).hexdigest()
+
+
+# --- site import pages ------------------------------------------------------------------
+
+N_IMPORT, PAGE = 3500, 1000  # the sender's page size: the crash falls in the second page
+IMPORT_POINTS = [("import.page.before", 1000), ("import.page.rows_written", 1000),
+                 ("import.page.after_commit", 2000), ("jobs.after_finish", N_IMPORT)]
+
+
+@pytest.mark.parametrize("point,kept", IMPORT_POINTS, ids=[p for p, _ in IMPORT_POINTS])
+def test_import_page_survives_a_crash_at_each_point(_servers, backend, point, kept):
+    """The receiver killed at the second page (or after the job's completion record):
+    what is on record is whole pages with their transfer progress, and after the restart
+    the job goes on from there to every row exactly once."""
+    a, b, conn, rid = pair(_servers, backend, a_schema=big_schema(backend, n=N_IMPORT),
+                           max_records_per_request=PAGE)
+    b.stop()
+    b.env["FERRY_CRASH_AT"] = point if point.startswith("jobs.") else point + ":2"
+    b.start()
+    r = pull(b, rid, ["big"], "skip")
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job_id"]
+    assert b.wait_exit(60) == -signal.SIGKILL, b.stderr()[-3000:]
+
+    # the rows on record and the transfer's progress agree: whole pages, committed together
+    [[t_status, records, created, skipped]] = b.db_query(
+        "SELECT status, records, created, skipped FROM ferry_site_transfers")
+    assert int(b.db_query("SELECT COUNT(*) FROM big")[0][0]) == kept
+    assert (int(records), int(created), int(skipped)) == (kept, kept, 0)
+    [[j_status]] = b.db_query(f"SELECT status FROM ferry_jobs WHERE id = '{job_id}'")
+    assert (t_status, j_status) == (("completed", "completed") if kept == N_IMPORT
+                                    else ("running", "running"))
+
+    age_heartbeats(b)
+    restart_clean(b)
+    j = wait_job(b, job_id, timeout=60)
+    assert j["status"] == "completed", j
+    [rep] = j["result"]["tables"]
+    want = {"records": N_IMPORT, "created": N_IMPORT, "updated": 0, "skipped": 0,
+            "deleted": 0, "failed": 0}
+    assert counts(rep) == want, rep
+    [t] = transfers(b, rid)  # one transfer, resumed rather than started again
+    assert (t["job_id"], t["status"], t["error"]) == (job_id, "completed", None), t
+    assert counts(t) == want, t
+    assert b.db_query("SELECT COUNT(*) AS n, COUNT(DISTINCT id) AS d FROM big") == [
+        [str(N_IMPORT), str(N_IMPORT)]]
+    mine = rows(a, "big", BIG_COLS)
+    assert checksum(rows(b, "big", BIG_COLS)) == checksum(mine) and len(mine) == N_IMPORT
 
 
 # --- push ----------------------------------------------------------------------------------
