@@ -16,6 +16,7 @@ import pytest
 
 from devsync import SCHEMA, SERVER_FLAGS, Client, new_batch_id, op
 from test_crash import expect_crash, restart_clean, token
+from test_dirsync import finished, many_files, no_temp_files, start, status, tree
 from test_site_imports import BIG_COLS, big_schema, counts, pair, pull, rows, transfers, wait_job
 
 SESS = "/api/v1/sync/session"
@@ -75,6 +76,51 @@ def test_import_page_survives_a_crash_at_each_point(_servers, backend, point, ke
         [str(N_IMPORT), str(N_IMPORT)]]
     mine = rows(a, "big", BIG_COLS)
     assert checksum(rows(b, "big", BIG_COLS)) == checksum(mine) and len(mine) == N_IMPORT
+
+
+# --- directory sync sessions -------------------------------------------------------------
+
+N_FILES = 400
+DIRSYNC_POINTS = ["dirsync.before_rename:150", "dirsync.after_rename:150", "jobs.after_finish"]
+
+
+@pytest.mark.parametrize("point", DIRSYNC_POINTS)
+def test_dirsync_session_survives_a_crash_at_each_point(make_server, tmp_path, point):
+    """A session killed before a copy's rename, after it (before the progress counts it)
+    or after the job's completion record: after the restart the session runs again (or
+    is complete), the target equals the source, and no temporary copy is left."""
+    root = tmp_path / "root"
+    src, dst = root / "src", root / "dst"
+    n_files, n_bytes = many_files(src, N_FILES, big=512 * 1024)
+    srv = make_server("--file-root", str(root), "--rate-limit", "0",
+                      env={"FERRY_CRASH_AT": point})
+    sid = start(srv, src, dst)
+    assert srv.wait_exit(60) == -signal.SIGKILL, srv.stderr()[-3000:]
+
+    left = [os.path.join(d, n) for d, _, fs in os.walk(dst) for n in fs
+            if n.startswith(".ferry-tmp-")]
+    if point.startswith("dirsync.before_rename"):
+        assert left, "no copy was waiting for its rename"
+    # a killed server's copies are removed once they are old (another server sharing the
+    # folder may still be writing young ones): make them as old as a restart much later
+    old = time.time() - 3600
+    for p in left:
+        os.utime(p, (old, old))
+    if not point.startswith("jobs."):
+        age_heartbeats(srv)
+    restart_clean(srv)
+    st = finished(srv, sid, timeout=60)
+    assert st["status"] == "completed" and st["progressPercentage"] == 100, st
+    assert (st["filesDone"], st["filesTotal"], st["bytesDone"], st["bytesTotal"]) == \
+        (n_files, n_files, n_bytes, n_bytes), st
+    res = st["result"]
+    assert res["success"] is True and res["errors"] == [], res
+    assert res["filesCopied"] + res["filesUnchanged"] == n_files, res
+    assert tree(dst) == tree(src)
+    no_temp_files(dst)
+    r = srv.post(f"{SESS}/{sid}/complete", token=srv.admin_token)
+    assert r.status_code == 200 and r.json()["closed"] is True, r.text
+    assert status(srv, sid)["status"] == "completed"
 
 
 # --- push ----------------------------------------------------------------------------------
