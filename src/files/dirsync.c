@@ -581,8 +581,6 @@ static bool is_blocked(const struct sync *s, const char *rel)
     return under_any(s->blocked, s->n_blocked, rel, false);
 }
 
-/* Makes the target's folders, in path order (parents first), before any file is
- * copied; a folder the target has a file or link in place of blocks its subtree. */
 /* Removes the temporary copies a killed sync left in the target folder dir (see
  * TMP_STALE_S); they are never scanned, so nothing else would. */
 static void sweep_tmp(int dir)
@@ -612,6 +610,9 @@ static void sweep_tmp(int dir)
     closedir(d);
 }
 
+/* Makes the target's folders, in path order (parents first), before any file is
+ * copied; a folder the target has a file or link in place of blocks its subtree.
+ * Existing folders are swept of a killed sync's temporary copies on the way. */
 static void make_folders(struct worker *w, const struct entries *src)
 {
     struct sync *s = w->s;
