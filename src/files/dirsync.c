@@ -8,17 +8,20 @@
 #include <limits.h>
 #include <linux/openat2.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
 
 #include "files/dirsync.h"
 #include "util/buf.h"
+#include "util/crashpoint.h"
 #include "util/crypto.h"
 
 #define COPY_BUF (256 * 1024)
@@ -29,6 +32,10 @@
  * only when the batch is large. */
 #define FLUSH_EACH_MAX 64
 #define TMP_PREFIX ".ferry-tmp-"
+/* A temporary copy whose process is gone and that nobody wrote for this long was left by
+ * a crash: the next sync removes it. (The age guards copies of another server sharing
+ * the folder, whose process ids mean nothing here.) */
+#define TMP_STALE_S 300
 /* Files are copied by this many threads at once: per-file work is mostly system calls
  * on the file system's metadata, which run side by side (rsync, too, is three processes
  * in a pipeline). */
@@ -383,10 +390,12 @@ static void flush_batch(struct worker *w)
             if (!ok)
                 add_error(s, rel, "the copy's SHA-256 differs from the source's; not kept");
         }
+        CRASH_AT("dirsync.before_rename");
         if (ok && renameat(dir, p->tmp, dir, p->base) != 0) {
             add_error(s, rel, strerror(errno));
             ok = false;
         }
+        CRASH_AT("dirsync.after_rename"); /* in place, not yet counted in the progress */
         if (ok)
             atomic_fetch_add(&s->copied, 1);
         else if (dir >= 0)
@@ -572,11 +581,42 @@ static bool is_blocked(const struct sync *s, const char *rel)
     return under_any(s->blocked, s->n_blocked, rel, false);
 }
 
+/* Removes the temporary copies a killed sync left in the target folder dir (see
+ * TMP_STALE_S); they are never scanned, so nothing else would. */
+static void sweep_tmp(int dir)
+{
+    int fd = openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    struct dirent *de;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    time_t now = time(NULL);
+    while ((de = readdir(d))) {
+        char *end;
+        struct stat st;
+        if (strncmp(de->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) != 0)
+            continue;
+        long pid = strtol(de->d_name + strlen(TMP_PREFIX), &end, 10);
+        if (pid <= 0 || *end != '-' || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 ||
+            errno != ESRCH)
+            continue; /* not ours to judge, or its process still runs */
+        if (fstatat(dir, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+            now - st.st_mtime >= TMP_STALE_S)
+            unlinkat(dir, de->d_name, 0);
+    }
+    closedir(d);
+}
+
 /* Makes the target's folders, in path order (parents first), before any file is
- * copied; a folder the target has a file or link in place of blocks its subtree. */
+ * copied; a folder the target has a file or link in place of blocks its subtree.
+ * Existing folders are swept of a killed sync's temporary copies on the way. */
 static void make_folders(struct worker *w, const struct entries *src)
 {
     struct sync *s = w->s;
+    sweep_tmp(s->dst);
     for (size_t i = 0; i < src->n; i++) {
         const struct entry *e = &src->v[i];
         if (e->kind != K_DIR || is_blocked(s, e->rel))
@@ -590,7 +630,11 @@ static void make_folders(struct worker *w, const struct entries *src)
         } else if (fstatat(dir, base, &t, AT_SYMLINK_NOFOLLOW) != 0) {
             if (mkdirat(dir, base, (e->mode & 0777) | 0700) != 0)
                 add_error(s, e->rel, strerror(errno));
-        } else if (!S_ISDIR(t.st_mode)) {
+        } else if (S_ISDIR(t.st_mode)) {
+            int sub = target_dir(w, e->rel);
+            if (sub >= 0)
+                sweep_tmp(sub);
+        } else {
             conflict(s, e->rel, "the target has a file or link where the source has a folder");
             s->blocked = xrealloc(s->blocked, (s->n_blocked + 1) * sizeof(*s->blocked));
             s->blocked[s->n_blocked++] = xstrdup(e->rel);

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "files/crashpoint.h"
+#include "util/crashpoint.h"
 #include "files/files.h"
 #include "files/filesys.h"
 #include "files/spool.h"

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "jobs/jobs.h"
+#include "util/crashpoint.h"
 #include "util/crypto.h"
 #include "util/timeutil.h"
 
@@ -267,6 +268,7 @@ static void run_one(struct job_worker *w, struct store_conn *c, const char *id)
         /* interrupted: left running; it starts again once its heartbeat is stale */
     } else if (rc == FERRY_OK) {
         jobs_finish(c, id, true, result, message ? message : "completed", NULL);
+        CRASH_AT("jobs.after_finish"); /* the completion on record, nothing after it yet */
     } else {
         jobs_finish(c, id, false, NULL, err.msg, NULL);
     }

@@ -15,6 +15,7 @@
 #include "sync/values.h"
 #include "util/base64.h"
 #include "util/buf.h"
+#include "util/crashpoint.h"
 #include "util/crypto.h"
 #include "util/jsonutil.h"
 #include "util/timeutil.h"
@@ -505,6 +506,7 @@ static int apply_page(struct import_ctx *x, const struct target *tg, struct tran
     struct counts k = {0};
     size_t i;
     json_t *item;
+    CRASH_AT("import.page.before");
     int rc = store_begin(x->c, err);
     if (rc == FERRY_OK && tg->pg && tg->pk >= 0 && !tg->pk_generated &&
         x->strategy == STRATEGY_APPEND) {
@@ -540,6 +542,7 @@ static int apply_page(struct import_ctx *x, const struct target *tg, struct tran
             values_release(&key);
         }
     int64_t got = (int64_t)(json_array_size(rows) + json_array_size(changes));
+    CRASH_AT("import.page.rows_written"); /* the page's rows, not yet its transfer progress */
     if (rc == FERRY_OK)
         rc = transfer_page(x->c, tr, &k, got, bytes, next_key, since, err);
     if (rc == FERRY_OK)
@@ -547,6 +550,7 @@ static int apply_page(struct import_ctx *x, const struct target *tg, struct tran
     store_rollback(x->c);
     if (rc != FERRY_OK)
         return FERRY_ERR;
+    CRASH_AT("import.page.after_commit"); /* rows and progress in, the job's count not */
     tr->records += got;
     tr->created += k.created;
     tr->updated += k.updated;

@@ -8,6 +8,7 @@
 #include "sync/feed.h"
 #include "sync/push.h"
 #include "util/buf.h"
+#include "util/crashpoint.h"
 #include "util/crypto.h"
 #include "util/jsonutil.h"
 #include "util/timeutil.h"
@@ -926,6 +927,7 @@ static int apply_all(struct store_conn *c, const struct push_request *r, struct 
     *result = summary(r, b, head);
     if (r->batch_id && save_answer(c, r, *result, err) != FERRY_OK)
         return FERRY_ERR;
+    CRASH_AT("push.before_commit"); /* rows and idempotency record written, not committed */
     return FERRY_OK;
 }
 
@@ -967,6 +969,7 @@ int push_apply(struct store_conn *c, const struct synced_set *set, const struct 
         *result = NULL;
         goto out;
     }
+    CRASH_AT("push.after_commit"); /* committed, the answer not yet written */
     rc = FERRY_OK;
 out:
     store_rollback(c);

@@ -2,7 +2,7 @@
 chunked completion, tus PATCH and tus completion, then restarted. Nothing acknowledged
 may be missing, nothing may be committed twice, and every upload must go on at once.
 
-The points are chosen with FERRY_CRASH_AT (files/crashpoint.h), which only the test build
+The points are chosen with FERRY_CRASH_AT (util/crashpoint.h), which only the test build
 honours (CMake option FERRY_CRASH_POINTS, on with FERRY_SANITIZE). NAME:N dies at the N-th
 time NAME is reached.
 """

@@ -1,7 +1,8 @@
 /* crashpoint.h - named points where the test build can die as a kill -9 would, to test
- * what survives a crash there (tests/api/test_crash.py). FERRY_CRASH_AT=NAME kills the
- * process the first time NAME is reached, NAME:N the N-th time. Compiled only with the
- * CMake option FERRY_CRASH_POINTS (test builds); elsewhere CRASH_AT is nothing. */
+ * what survives a crash there (tests/api/test_crash.py and test_crash_long.py).
+ * FERRY_CRASH_AT=NAME kills the process the first time NAME is reached, NAME:N the N-th
+ * time. Compiled only with the CMake option FERRY_CRASH_POINTS (test builds); elsewhere
+ * CRASH_AT is nothing. */
 #ifndef FERRY_CRASHPOINT_H
 #define FERRY_CRASHPOINT_H
 
