@@ -921,8 +921,11 @@ static char *key_array(const struct batch *b, const struct synced_table *t)
         if (b->ops[i].t != t)
             continue;
         buf_puts(&a, first ? "\"" : ",\"");
-        for (const char *p = b->ops[i].pk; *p; p++)
-            buf_printf(&a, "%s%c", *p == '"' || *p == '\\' ? "\\" : "", *p);
+        for (const char *p = b->ops[i].pk; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                buf_append(&a, "\\", 1);
+            buf_append(&a, p, 1);
+        }
         buf_puts(&a, "\"");
         first = false;
     }

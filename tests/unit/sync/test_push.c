@@ -253,6 +253,14 @@ static void test_locked_row_is_waited_for_outside_the_writer_lock(void **state)
     json_decref(ans);
     assert_int_equal(sync_int(f, "SELECT version FROM ferry_changes WHERE pk = 'a'"), 2);
     assert_int_equal(sync_int(f, "SELECT COUNT(*) FROM ferry_changes"), 2);
+    /* keys that need quoting inside the lock statement's array */
+    assert_int_equal(sync_push(f, "phone",
+                               "[{\"table\":\"notes\",\"action\":\"upsert\",\"data\":{\"id\":"
+                               "\"q\\\"{,}\\\\x\"}},{\"table\":\"notes\",\"action\":\"update\","
+                               "\"data\":{\"id\":\"q\\\"{,}\\\\x\",\"n\":1}}]",
+                               false, NULL, &err),
+                     FERRY_OK);
+    assert_int_equal(sync_int(f, "SELECT n FROM notes WHERE id = 'q\"{,}\\x'"), 1);
     store_release(other);
     json_decref(ops);
 }
