@@ -910,15 +910,16 @@ static int apply_ops(struct store_conn *c, const struct push_request *r, struct 
  * key means that transaction's statement trigger took ferry_writer, which it holds to
  * commit, so a push holding ferry_writer never meets one in a unique index. */
 
-/* The keys of table t's operations as a PostgreSQL array literal, each element quoted. */
-static char *key_array(const struct batch *b, const struct synced_table *t)
+/* The keys of table t's deletes (or of its other operations) as a PostgreSQL array
+ * literal, each element quoted; NULL when there are none. */
+static char *key_array(const struct batch *b, const struct synced_table *t, bool deletes)
 {
     struct buf a;
     bool first = true;
     buf_init(&a);
     buf_puts(&a, "{");
     for (size_t i = 0; i < b->n; i++) {
-        if (b->ops[i].t != t)
+        if (b->ops[i].t != t || (b->ops[i].action == ACT_DELETE) != deletes)
             continue;
         buf_puts(&a, first ? "\"" : ",\"");
         for (const char *p = b->ops[i].pk; *p; p++) {
@@ -930,7 +931,30 @@ static char *key_array(const struct batch *b, const struct synced_table *t)
         first = false;
     }
     buf_puts(&a, "}");
-    return buf_steal(&a);
+    if (first)
+        buf_cleanup(&a);
+    return first ? NULL : buf_steal(&a);
+}
+
+/* Locks as the statements will: FOR UPDATE the rows to delete, FOR NO KEY UPDATE the
+ * rest (so another program's foreign-key check, FOR KEY SHARE, does not hold a push back
+ * where the update itself would not wait for it). */
+static int lock_table(struct store_conn *c, struct batch *b, const struct synced_table *t,
+                      struct err *err)
+{
+    int rc = FERRY_OK;
+    for (int deletes = 0; deletes < 2 && rc == FERRY_OK; deletes++) {
+        char *keys = key_array(b, t, deletes);
+        if (!keys)
+            continue;
+        char *sql = rowwrite_lock(&t->rw, deletes);
+        struct store_val v = sv_text(keys);
+        rc = store_run(c, sql, &v, 1, NULL, err);
+        b->rows_busy = rc != FERRY_OK && err->code == ERR_UNAVAILABLE;
+        free(sql);
+        free(keys);
+    }
+    return rc;
 }
 
 static int lock_rows(struct store_conn *c, struct batch *b, struct err *err)
@@ -947,12 +971,7 @@ static int lock_rows(struct store_conn *c, struct batch *b, struct err *err)
         if (k < n_done)
             continue;
         done[n_done++] = t;
-        char *sql = rowwrite_lock(&t->rw), *keys = key_array(b, t);
-        struct store_val v = sv_text(keys);
-        rc = store_run(c, sql, &v, 1, NULL, err);
-        b->rows_busy = rc != FERRY_OK && err->code == ERR_UNAVAILABLE;
-        free(keys);
-        free(sql);
+        rc = lock_table(c, b, t, err);
     }
     free(done);
     return rc;

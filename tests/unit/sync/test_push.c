@@ -261,6 +261,18 @@ static void test_locked_row_is_waited_for_outside_the_writer_lock(void **state)
                                false, NULL, &err),
                      FERRY_OK);
     assert_int_equal(sync_int(f, "SELECT n FROM notes WHERE id = 'q\"{,}\\x'"), 1);
+    /* a foreign-key check's lock (FOR KEY SHARE) does not hold an update back */
+    assert_int_equal(store_begin(other, &err), FERRY_OK);
+    assert_int_equal(
+        store_run(other, "SELECT 1 FROM notes WHERE id = 'a' FOR KEY SHARE", NULL, 0, NULL, &err),
+        FERRY_OK);
+    assert_int_equal(sync_push(f, "phone",
+                               "[{\"table\":\"notes\",\"action\":\"update\",\"data\":{\"id\":"
+                               "\"a\",\"n\":2}}]",
+                               false, NULL, &err),
+                     FERRY_OK);
+    store_rollback(other);
+    assert_int_equal(sync_int(f, "SELECT n FROM notes WHERE id = 'a'"), 2);
     store_release(other);
     json_decref(ops);
 }
