@@ -64,8 +64,8 @@ static int trimmed_len(const char *s)
 }
 
 /* Maps a failed result to an error: SQLSTATE class 23 (integrity constraint) is a
- * conflict, class 22 (data exception) an invalid value, 53100 a full disk, the rest a
- * database error. what (when not NULL)
+ * conflict, class 22 (data exception) an invalid value, 53100 a full disk, 55P03 (a
+ * NOWAIT lock not available) unavailable, the rest a database error. what (when not NULL)
  * prefixes the server's primary message. res may be NULL (libpq out of memory). */
 static int pg_error(PGconn *pg, const PGresult *res, const char *what, struct err *err)
 {
@@ -83,6 +83,8 @@ static int pg_error(PGconn *pg, const PGresult *res, const char *what, struct er
         kind = ERR_CONFLICT;
     else if (state && strcmp(state, "53100") == 0)
         kind = ERR_STORAGE_FULL;
+    else if (state && strcmp(state, "55P03") == 0)
+        kind = ERR_UNAVAILABLE; /* lock_not_available: a NOWAIT lock another transaction holds */
     else if (state && strncmp(state, "22", 2) == 0)
         kind = ERR_INVALID; /* data exception: a value that does not fit its column */
     if (!what)

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sync/feed.h"
 #include "sync/push.h"
@@ -41,6 +42,7 @@ struct batch {
     char *insert_sql;
     const struct op *insert_like;
     bool insert_upsert;
+    bool rows_busy; /* another transaction held one of the batch's rows (PostgreSQL) */
 };
 
 bool push_scope_allows(const char *scope, const char *table)
@@ -897,6 +899,85 @@ static int apply_ops(struct store_conn *c, const struct push_request *r, struct 
     return FERRY_OK;
 }
 
+/* --- row locks (PostgreSQL) ---------------------------------------------------------- */
+
+/* Another program may lock a synced row without writing it (SELECT ... FOR UPDATE / NO KEY
+ * UPDATE / SHARE) and write it later: that write's trigger then waits for ferry_writer
+ * while it holds the row. A push holding ferry_writer must therefore never wait for a row,
+ * or the two wait for each other until PostgreSQL aborts one, perhaps the other program's.
+ * So a push locks every row it names, table by table, with NOWAIT right after taking
+ * ferry_writer; where one is held it gives both back and tries again (push_apply).
+ * Rows that do not exist yet need nothing: an uncommitted outside insert (or delete) of a
+ * key means that transaction's statement trigger took ferry_writer, which it holds to
+ * commit, so a push holding ferry_writer never meets one in a unique index. */
+
+/* The keys of table t's deletes (or of its other operations) as a PostgreSQL array
+ * literal, each element quoted; NULL when there are none. */
+static char *key_array(const struct batch *b, const struct synced_table *t, bool deletes)
+{
+    struct buf a;
+    bool first = true;
+    buf_init(&a);
+    buf_puts(&a, "{");
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->ops[i].t != t || (b->ops[i].action == ACT_DELETE) != deletes)
+            continue;
+        buf_puts(&a, first ? "\"" : ",\"");
+        for (const char *p = b->ops[i].pk; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                buf_append(&a, "\\", 1);
+            buf_append(&a, p, 1);
+        }
+        buf_puts(&a, "\"");
+        first = false;
+    }
+    buf_puts(&a, "}");
+    if (first)
+        buf_cleanup(&a);
+    return first ? NULL : buf_steal(&a);
+}
+
+/* Locks as the statements will: FOR UPDATE the rows to delete, FOR NO KEY UPDATE the
+ * rest (so another program's foreign-key check, FOR KEY SHARE, does not hold a push back
+ * where the update itself would not wait for it). */
+static int lock_table(struct store_conn *c, struct batch *b, const struct synced_table *t,
+                      struct err *err)
+{
+    int rc = FERRY_OK;
+    for (int deletes = 0; deletes < 2 && rc == FERRY_OK; deletes++) {
+        char *keys = key_array(b, t, deletes);
+        if (!keys)
+            continue;
+        char *sql = rowwrite_lock(&t->rw, deletes);
+        struct store_val v = sv_text(keys);
+        rc = store_run(c, sql, &v, 1, NULL, err);
+        b->rows_busy = rc != FERRY_OK && err->code == ERR_UNAVAILABLE;
+        free(sql);
+        free(keys);
+    }
+    return rc;
+}
+
+static int lock_rows(struct store_conn *c, struct batch *b, struct err *err)
+{
+    const struct synced_table **done = xcalloc(b->n ? b->n : 1, sizeof(*done));
+    size_t n_done = 0;
+    int rc = FERRY_OK;
+
+    for (size_t i = 0; i < b->n && rc == FERRY_OK; i++) {
+        const struct synced_table *t = b->ops[i].t;
+        size_t k = 0;
+        while (k < n_done && done[k] != t)
+            k++;
+        if (k < n_done)
+            continue;
+        done[n_done++] = t;
+        rc = lock_table(c, b, t, err);
+    }
+    free(done);
+    return rc;
+}
+
 static int apply_all(struct store_conn *c, const struct push_request *r, struct batch *b,
                      json_t **result, struct err *err)
 {
@@ -905,6 +986,8 @@ static int apply_all(struct store_conn *c, const struct push_request *r, struct 
      * time, so a base_version check cannot race another push on PostgreSQL, whose READ
      * COMMITTED transactions would otherwise both see the old version. */
     if (changelog_lock(c, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (store_conn_dialect(c) == STORE_POSTGRES && lock_rows(c, b, err) != FERRY_OK)
         return FERRY_ERR;
     if (r->before_ops && r->before_ops(c, r->ctx, err) != FERRY_OK)
         return FERRY_ERR;
@@ -931,48 +1014,82 @@ static int apply_all(struct store_conn *c, const struct push_request *r, struct 
     return FERRY_OK;
 }
 
-int push_apply(struct store_conn *c, const struct synced_set *set, const struct push_request *r,
-               json_t **result, bool *replayed, struct err *err)
+/* One try at the batch, in its own transaction; b is filled from scratch. */
+static int attempt(struct store_conn *c, const struct synced_set *set, const struct push_request *r,
+                   struct batch *b, json_t **result, bool *replayed, struct err *err)
 {
-    struct batch b = {0};
-    int rc = FERRY_ERR;
-
-    *result = NULL;
-    *replayed = false;
-    b.results = json_array();
-    b.conflicts = json_array();
-    b.want_results = r->want_results;
-    if (r->batch_id && (!*r->batch_id || strlen(r->batch_id) > 200)) {
-        err_set(err, ERR_INVALID, "batch id must be 1 to 200 characters");
-        goto out;
-    }
-    if (r->batch_id && stored_answer(c, r, result, err) != FERRY_OK)
-        goto out;
-    if (*result) {
-        *replayed = true;
-        rc = FERRY_OK;
-        goto out;
-    }
-    if (parse_batch(set, r, &b, err) != FERRY_OK || store_begin(c, err) != FERRY_OK)
-        goto out;
+    b->results = json_array();
+    b->conflicts = json_array();
+    b->want_results = r->want_results;
+    if (parse_batch(set, r, b, err) != FERRY_OK || store_begin(c, err) != FERRY_OK)
+        return FERRY_ERR;
     if (r->batch_id && claim_batch(c, r, err) != FERRY_OK) {
         /* Another request with the same batch id committed first: answer with its result. */
         store_rollback(c);
         if (err->code == ERR_CONFLICT && stored_answer(c, r, result, err) == FERRY_OK && *result) {
             *replayed = true;
-            rc = FERRY_OK;
+            return FERRY_OK;
         }
-        goto out;
+        return FERRY_ERR;
     }
-    if (apply_all(c, r, &b, result, err) != FERRY_OK || store_commit(c, err) != FERRY_OK) {
+    if (apply_all(c, r, b, result, err) != FERRY_OK || store_commit(c, err) != FERRY_OK) {
         json_decref(*result);
         *result = NULL;
-        goto out;
+        return FERRY_ERR;
     }
-    CRASH_AT("push.after_commit"); /* committed, the answer not yet written */
-    rc = FERRY_OK;
-out:
-    store_rollback(c);
-    batch_cleanup(&b);
+    return FERRY_OK;
+}
+
+/* While another transaction holds one of the batch's rows the batch starts over after a
+ * short randomised pause (doubling from RETRY_FIRST_US up to RETRY_MAX_US), for at most
+ * RETRY_TOTAL_MS; a row held longer than that is answered 503. */
+#define RETRY_FIRST_US 2000
+#define RETRY_MAX_US 100000
+#define RETRY_TOTAL_MS 5000
+
+static void pause_us(int64_t us)
+{
+    uint32_t r;
+    crypto_random(&r, sizeof(r));
+    us = us / 2 + (int64_t)(r % (uint32_t)(us / 2 + 1)); /* jitter: half to all of it */
+    struct timespec ts = {.tv_sec = us / 1000000, .tv_nsec = (long)(us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+
+int push_apply(struct store_conn *c, const struct synced_set *set, const struct push_request *r,
+               json_t **result, bool *replayed, struct err *err)
+{
+    int64_t start = time_mono_us(), wait = RETRY_FIRST_US;
+    int rc = FERRY_ERR;
+
+    *result = NULL;
+    *replayed = false;
+    if (r->batch_id && (!*r->batch_id || strlen(r->batch_id) > 200))
+        return err_set(err, ERR_INVALID, "batch id must be 1 to 200 characters");
+    if (r->batch_id && stored_answer(c, r, result, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (*result) {
+        *replayed = true;
+        return FERRY_OK;
+    }
+    for (;;) {
+        struct batch b = {0};
+        rc = attempt(c, set, r, &b, result, replayed, err);
+        store_rollback(c); /* a failed try keeps nothing, the claim of its batch id included */
+        batch_cleanup(&b);
+        if (rc == FERRY_OK || !b.rows_busy)
+            break;
+        if (time_mono_us() - start > (int64_t)RETRY_TOTAL_MS * 1000) {
+            err_set(err, ERR_UNAVAILABLE,
+                    "rows of this batch stayed locked by other transactions for %d s;"
+                    " try again later",
+                    RETRY_TOTAL_MS / 1000);
+            break;
+        }
+        pause_us(wait);
+        wait = wait * 2 > RETRY_MAX_US ? RETRY_MAX_US : wait * 2;
+    }
+    if (rc == FERRY_OK)
+        CRASH_AT("push.after_commit"); /* committed, the answer not yet written */
     return rc;
 }

@@ -72,3 +72,10 @@ char *rowwrite_delete(const struct rowwrite_table *t)
 {
     return xasprintf("DELETE FROM %s WHERE %s = $1", t->quoted, t->cols[t->key]);
 }
+
+char *rowwrite_lock(const struct rowwrite_table *t, bool deleting)
+{
+    const char *k = t->cols[t->key];
+    return xasprintf("SELECT 1 FROM %s WHERE %s = ANY($1) ORDER BY %s FOR %s NOWAIT", t->quoted, k,
+                     k, deleting ? "UPDATE" : "NO KEY UPDATE");
+}

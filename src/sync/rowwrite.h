@@ -5,6 +5,7 @@
 #ifndef FERRY_ROWWRITE_H
 #define FERRY_ROWWRITE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* A table as the statements name it. */
@@ -40,5 +41,10 @@ char *rowwrite_update(const struct rowwrite_table *t, const int *cols, size_t n)
 
 /* DELETE of the row whose key is $1. Caller frees. */
 char *rowwrite_delete(const struct rowwrite_table *t);
+
+/* PostgreSQL only: locks the rows whose keys are in the array $1 (FOR UPDATE when
+ * deleting, else FOR NO KEY UPDATE, in key order), failing with SQLSTATE 55P03 at once
+ * where another transaction holds a conflicting lock. Caller frees. */
+char *rowwrite_lock(const struct rowwrite_table *t, bool deleting);
 
 #endif

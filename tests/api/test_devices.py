@@ -1181,3 +1181,69 @@ def test_outside_writes_and_pushes_never_deadlock(make_server, backend):
     feed = {c["id"]: c["data"] for c in alice.pull_all()[0] if c["table"] == "lww"}
     for k in keys:
         assert [feed[k]["id"], feed[k]["title"], feed[k]["body"]] == row(srv, "lww", k)
+
+
+def test_rows_locked_before_outside_writes_never_deadlock_pushes(make_server, backend):
+    """Other programs lock synced rows first (SELECT ... FOR UPDATE / NO KEY UPDATE /
+    SHARE) and write them later in the same transaction, while devices push the same rows.
+    A push holding ferry's writer lock never waits for such a row (it tries the rows with
+    NOWAIT and steps back), so the outside write's wait for the writer lock cannot close a
+    cycle: PostgreSQL answered "deadlock detected" to one side before."""
+    if backend != "postgres":
+        pytest.skip("SQLite has no row locks: one writer at a time")
+    srv = start(make_server)
+    alice, phone, tablet = _two_devices(srv)
+    keys = [f"r{i:02d}" for i in range(12)]
+    phone.report([op("lww", "insert", {"id": k, "title": "t", "body": "b"}) for k in keys])
+    rounds, failures, done = 20, [], {"push": 0, "outside": 0}
+    lock = threading.Lock()
+    # (strength, keys): the three outsiders lock in key order, so they only queue behind
+    # each other; only one takes FOR SHARE, which two holders could not both upgrade.
+    outsiders = {"a": ("UPDATE", keys), "b": ("NO KEY UPDATE", keys), "c": ("SHARE", keys[:6])}
+
+    def pusher(dev, name):
+        for n in range(rounds):
+            order = keys[::-1] if n % 2 else keys
+            ops = [op("lww", "update", {"id": k, "title": f"{name}{n}"}) for k in order]
+            r = dev.post("/report", json={"operations": ops})
+            with lock:
+                if r.status_code == 200:
+                    done["push"] += 1
+                else:
+                    failures.append(f"push {r.status_code}: {r.text}")
+
+    def outsider(name):
+        strength, mine = outsiders[name]
+        ids = ", ".join(f"'{k}'" for k in mine)
+        for n in range(rounds):
+            sql = (f"BEGIN; SELECT id FROM lww WHERE id IN ({ids}) ORDER BY id FOR {strength};"
+                   " SELECT pg_sleep(0.02);"
+                   f" UPDATE lww SET body = '{name}{n}' WHERE id IN ({ids}); COMMIT;")
+            try:
+                srv.db_exec(sql)
+                with lock:
+                    done["outside"] += 1
+            except Exception as e:  # noqa: BLE001 - any failure of the outside write counts
+                with lock:
+                    failures.append(f"outside {name}: {e}")
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=pusher, args=(phone, "p")),
+               threading.Thread(target=pusher, args=(tablet, "t"))]
+    threads += [threading.Thread(target=outsider, args=(name,)) for name in outsiders]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(240)
+    print(f"\n[{backend}] {done['push']} pushes and {done['outside']} outside transactions"
+          f" in {time.monotonic() - started:.1f}s, {len(failures)} failures")
+    assert failures == [], failures[:5]
+    assert done == {"push": 2 * rounds, "outside": 3 * rounds}
+    state = log_state(srv)
+    for i, k in enumerate(keys):
+        outside_writes = 3 if i < 6 else 2
+        assert state[("lww", k)][0] == 1 + (2 + outside_writes) * rounds, (k, state[("lww", k)])
+    feed = {c["id"]: c["data"] for c in alice.pull_all()[0] if c["table"] == "lww"}
+    for k in keys:
+        assert [feed[k]["id"], feed[k]["title"], feed[k]["body"]] == row(srv, "lww", k)

@@ -1,7 +1,10 @@
 /* test_push.c - unit tests for src/sync/push.c on SQLite and PostgreSQL: a batch applies
  * all or nothing, is answered once per batch id, respects the credential's scope and the
- * tables' conflict policies, and marks a change as a device's own only when the device
- * holds the row as written. */
+ * tables' conflict policies, marks a change as a device's own only when the device
+ * holds the row as written, and never waits for a row another transaction holds. */
+#include <pthread.h>
+#include <time.h>
+
 #include "sync/sync_fixture.h"
 
 #define INT_OF(o, k) json_integer_value(json_object_get(o, k))
@@ -184,6 +187,96 @@ static void test_partial_recreate_is_not_own(void **state)
                      2);
 }
 
+/* Another transaction holding a row (PostgreSQL): a push never waits for it while it holds
+ * the writer lock, where an outside write of that row would wait for the push; it starts
+ * over until the row is free, and answers 503 with nothing applied when it stays held. */
+struct row_holder {
+    struct store_conn *c;
+    int hold_ms;
+};
+
+static void *hold_then_commit(void *arg)
+{
+    struct row_holder *h = arg;
+    struct timespec ts = {.tv_sec = h->hold_ms / 1000, .tv_nsec = (h->hold_ms % 1000) * 1000000L};
+    struct err err = {0};
+    nanosleep(&ts, NULL);
+    store_commit(h->c, &err);
+    return NULL;
+}
+
+static void test_locked_row_is_waited_for_outside_the_writer_lock(void **state)
+{
+    struct sync_fixture *f = *state;
+    struct store_conn *other = NULL;
+    struct err err = {0};
+    json_t *ans = NULL;
+    if (sync_dialect != STORE_POSTGRES)
+        return; /* SQLite has no row locks: its one writer holds the whole database */
+    json_t *ops = json_loads("[{\"table\":\"notes\",\"action\":\"insert\",\"data\":{\"id\":\"b\"}},"
+                             "{\"table\":\"notes\",\"action\":\"update\",\"data\":{\"id\":\"a\","
+                             "\"title\":\"new\"}}]",
+                             0, NULL);
+    struct push_request r = {
+        .origin = "device:phone", .batch_id = "locked", .device_id = "phone", .ops = ops};
+    bool replayed = true;
+    assert_int_equal(sync_push(f, "phone",
+                               "[{\"table\":\"notes\",\"action\":\"insert\",\"data\":{\"id\":"
+                               "\"a\",\"title\":\"old\"}}]",
+                               false, NULL, &err),
+                     FERRY_OK);
+    assert_int_equal(store_acquire(f->store.st, &other, &err), FERRY_OK);
+    assert_int_equal(store_begin(other, &err), FERRY_OK);
+    assert_int_equal(
+        store_run(other, "SELECT 1 FROM notes WHERE id = 'a' FOR SHARE", NULL, 0, NULL, &err),
+        FERRY_OK);
+    /* held throughout: 503, and no trace of any attempt (the batch id's claim included) */
+    assert_int_equal(push_apply(f->store.c, &f->set, &r, &ans, &replayed, &err), FERRY_ERR);
+    assert_int_equal(err.code, ERR_UNAVAILABLE);
+    assert_non_null(strstr(err.msg, "locked by other transactions"));
+    assert_null(ans);
+    assert_int_equal(sync_int(f, "SELECT COUNT(*) FROM notes"), 1);
+    assert_int_equal(sync_int(f, "SELECT COUNT(*) FROM ferry_changes"), 1);
+    assert_int_equal(sync_int(f, "SELECT COUNT(*) FROM ferry_batches"), 0);
+    /* freed while the push retries: applied once, then answered from the batch id */
+    pthread_t th;
+    struct row_holder h = {other, 300};
+    assert_int_equal(pthread_create(&th, NULL, hold_then_commit, &h), 0);
+    memset(&err, 0, sizeof(err));
+    assert_int_equal(push_apply(f->store.c, &f->set, &r, &ans, &replayed, &err), FERRY_OK);
+    pthread_join(th, NULL);
+    assert_false(replayed);
+    assert_int_equal(INT_OF(ans, "applied"), 2);
+    json_decref(ans);
+    assert_int_equal(push_apply(f->store.c, &f->set, &r, &ans, &replayed, &err), FERRY_OK);
+    assert_true(replayed);
+    json_decref(ans);
+    assert_int_equal(sync_int(f, "SELECT version FROM ferry_changes WHERE pk = 'a'"), 2);
+    assert_int_equal(sync_int(f, "SELECT COUNT(*) FROM ferry_changes"), 2);
+    /* keys that need quoting inside the lock statement's array */
+    assert_int_equal(sync_push(f, "phone",
+                               "[{\"table\":\"notes\",\"action\":\"upsert\",\"data\":{\"id\":"
+                               "\"q\\\"{,}\\\\x\"}},{\"table\":\"notes\",\"action\":\"update\","
+                               "\"data\":{\"id\":\"q\\\"{,}\\\\x\",\"n\":1}}]",
+                               false, NULL, &err),
+                     FERRY_OK);
+    assert_int_equal(sync_int(f, "SELECT n FROM notes WHERE id = 'q\"{,}\\x'"), 1);
+    /* a foreign-key check's lock (FOR KEY SHARE) does not hold an update back */
+    assert_int_equal(store_begin(other, &err), FERRY_OK);
+    assert_int_equal(
+        store_run(other, "SELECT 1 FROM notes WHERE id = 'a' FOR KEY SHARE", NULL, 0, NULL, &err),
+        FERRY_OK);
+    assert_int_equal(sync_push(f, "phone",
+                               "[{\"table\":\"notes\",\"action\":\"update\",\"data\":{\"id\":"
+                               "\"a\",\"n\":2}}]",
+                               false, NULL, &err),
+                     FERRY_OK);
+    store_rollback(other);
+    assert_int_equal(sync_int(f, "SELECT n FROM notes WHERE id = 'a'"), 2);
+    store_release(other);
+    json_decref(ops);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -193,6 +286,7 @@ int main(void)
         SYNC_TEST(test_scope_and_builtin),
         SYNC_TEST(test_policies),
         SYNC_TEST(test_partial_recreate_is_not_own),
+        SYNC_TEST(test_locked_row_is_waited_for_outside_the_writer_lock),
     };
     return SYNC_RUN_BOTH(tests);
 }
