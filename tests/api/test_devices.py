@@ -1124,6 +1124,20 @@ def test_partial_bulk_insert_over_unseen_delete_reaches_the_device(make_server):
     assert local == want, changes
 
 
+def push_rounds(dev, name, keys, rounds, lock, done, failures):
+    """Pushes `rounds` batches updating every key (in alternating order) from one device,
+    counting successes in done["push"] and recording any other answer in failures."""
+    for n in range(rounds):
+        order = keys[::-1] if n % 2 else keys
+        ops = [op("lww", "update", {"id": k, "title": f"{name}{n}"}) for k in order]
+        r = dev.post("/report", json={"operations": ops})
+        with lock:
+            if r.status_code == 200:
+                done["push"] += 1
+            else:
+                failures.append(f"push {r.status_code}: {r.text}")
+
+
 def test_outside_writes_and_pushes_never_deadlock(make_server, backend):
     """Other programs write the synced rows while devices push the same rows. ferry's
     pushes and the capture triggers of outside statements take their locks in one order,
@@ -1137,15 +1151,7 @@ def test_outside_writes_and_pushes_never_deadlock(make_server, backend):
     lock = threading.Lock()
 
     def pusher(dev, name):
-        for n in range(rounds):
-            order = keys[::-1] if n % 2 else keys
-            ops = [op("lww", "update", {"id": k, "title": f"{name}{n}"}) for k in order]
-            r = dev.post("/report", json={"operations": ops})
-            with lock:
-                if r.status_code == 200:
-                    done["push"] += 1
-                else:
-                    failures.append(f"push {r.status_code}: {r.text}")
+        push_rounds(dev, name, keys, rounds, lock, done, failures)
 
     def outsider(name):
         for n in range(rounds):
@@ -1202,15 +1208,7 @@ def test_rows_locked_before_outside_writes_never_deadlock_pushes(make_server, ba
     outsiders = {"a": ("UPDATE", keys), "b": ("NO KEY UPDATE", keys), "c": ("SHARE", keys[:6])}
 
     def pusher(dev, name):
-        for n in range(rounds):
-            order = keys[::-1] if n % 2 else keys
-            ops = [op("lww", "update", {"id": k, "title": f"{name}{n}"}) for k in order]
-            r = dev.post("/report", json={"operations": ops})
-            with lock:
-                if r.status_code == 200:
-                    done["push"] += 1
-                else:
-                    failures.append(f"push {r.status_code}: {r.text}")
+        push_rounds(dev, name, keys, rounds, lock, done, failures)
 
     def outsider(name):
         strength, mine = outsiders[name]
