@@ -70,9 +70,57 @@ int auth_verify_jwt(const char *token, const char *secret, int64_t now_s, struct
     cred->role = ROLE_USER;
     snprintf(cred->id, sizeof(cred->id), "jwt:%s", sub);
     snprintf(cred->user_id, sizeof(cred->user_id), "%s", sub);
+    char *grants = jwt_get_grants_json(jwt, NULL);
+    auth_claims_from_json(cred, grants);
+    free(grants);
     rc = FERRY_OK;
 out:
     jwt_free(jwt);
+    return rc;
+}
+
+static bool is_time_claim(const char *name)
+{
+    return !strcmp(name, "exp") || !strcmp(name, "nbf") || !strcmp(name, "iat");
+}
+
+void auth_claims_from_json(struct credential *cred, const char *grants_json)
+{
+    json_t *all = grants_json ? json_loads(grants_json, 0, NULL) : NULL;
+    json_t *kept = json_object();
+    const char *name;
+    json_t *v;
+
+    cred->claims[0] = '\0';
+    json_object_foreach(all, name, v)
+    {
+        if (!is_time_claim(name) && (json_is_string(v) || json_is_integer(v)))
+            json_object_set(kept, name, v);
+    }
+    char *text = json_dumps(kept, JSON_COMPACT | JSON_SORT_KEYS);
+    /* Claims that do not fit are dropped whole rather than cut: a rule then finds no
+     * claim and refuses, instead of matching on a truncated value. */
+    if (text && strlen(text) < sizeof(cred->claims))
+        memcpy(cred->claims, text, strlen(text) + 1);
+    free(text);
+    json_decref(kept);
+    json_decref(all);
+}
+
+int credential_claim(const struct credential *cred, const char *name, char *out, size_t n)
+{
+    json_t *all = cred->claims[0] ? json_loads(cred->claims, 0, NULL) : NULL;
+    json_t *v = json_object_get(all, name);
+    int rc = FERRY_ERR;
+    int len = -1;
+
+    if (json_is_string(v))
+        len = snprintf(out, n, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        len = snprintf(out, n, "%lld", (long long)json_integer_value(v));
+    if (len >= 0 && (size_t)len < n)
+        rc = FERRY_OK;
+    json_decref(all);
     return rc;
 }
 

@@ -22,4 +22,12 @@ bool auth_owns(const struct request *req, const char *user_id);
 int auth_verify_jwt(const char *token, const char *secret, int64_t now_s, struct credential *cred,
                     struct err *err);
 
+/* Copies claim name of cred into out as text (a number in its JSON form). FERRY_OK, or
+ * FERRY_ERR when cred has no such claim or it does not fit. */
+int credential_claim(const struct credential *cred, const char *name, char *out, size_t n);
+
+/* Fills cred->claims from a decoded JWT's grants: every top-level string or integer
+ * claim except the registered time claims, as long as the object fits. */
+void auth_claims_from_json(struct credential *cred, const char *grants_json);
+
 #endif

@@ -50,6 +50,9 @@ struct credential {
     char user_id[128]; /* owner user, empty for admin tokens without one */
     char device_id[128];
     char tables[1024]; /* tables it may sync (comma list); empty: every synced table */
+    /* Claims the sync rules may use, as a compact JSON object of strings and numbers:
+     * a JWT's claims, or the attributes a ferry token was created with. "" when none. */
+    char claims[1024];
 };
 
 /* Success statuses, by name: handlers answer with these; error statuses come only from

@@ -106,6 +106,27 @@ static void test_valid(void **state)
     free(token);
 }
 
+static void test_claims_kept_for_rules(void **state)
+{
+    (void)state;
+    char *token = make_token_json("{\"sub\":\"u\",\"tenant_id\":\"acme\",\"org\":42,"
+                                  "\"exp\":1800000000,\"roles\":[\"a\"],\"big\":1.5}");
+    struct credential cred;
+    struct err err;
+    char value[64];
+
+    assert_int_equal(verify(token, &cred, &err), FERRY_OK);
+    assert_string_equal(cred.claims, "{\"org\":42,\"sub\":\"u\",\"tenant_id\":\"acme\"}");
+    assert_int_equal(credential_claim(&cred, "tenant_id", value, sizeof(value)), FERRY_OK);
+    assert_string_equal(value, "acme");
+    assert_int_equal(credential_claim(&cred, "org", value, sizeof(value)), FERRY_OK);
+    assert_string_equal(value, "42");
+    assert_int_equal(credential_claim(&cred, "roles", value, sizeof(value)), FERRY_ERR);
+    assert_int_equal(credential_claim(&cred, "exp", value, sizeof(value)), FERRY_ERR);
+    assert_int_equal(credential_claim(&cred, "tenant_id", value, 4), FERRY_ERR);
+    free(token);
+}
+
 static void test_valid_without_time_claims(void **state)
 {
     (void)state;
@@ -292,6 +313,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid),
         cmocka_unit_test(test_valid_without_time_claims),
+        cmocka_unit_test(test_claims_kept_for_rules),
         cmocka_unit_test(test_wrong_secret),
         cmocka_unit_test(test_tampered_payload),
         cmocka_unit_test(test_expired),
