@@ -82,9 +82,10 @@ static bool match(const char *pattern, const char *path, const char **names, cha
     return true;
 }
 
-enum match_result router_match(const struct route_table *const *tables, size_t n_tables,
-                               enum method method, const char *path, const struct route **route,
-                               const char **names, char **values, int *n_params, unsigned *allowed)
+static enum match_result match_tables(const struct route_table *const *tables, size_t n_tables,
+                                      enum method method, const char *path,
+                                      const struct route **route, const char **names, char **values,
+                                      int *n_params, unsigned *allowed)
 {
     /* HEAD is served by a route that lists it, else by the GET route */
     unsigned want = method == M_HEAD ? (M_HEAD | M_GET) : method;
@@ -121,6 +122,30 @@ enum match_result router_match(const struct route_table *const *tables, size_t n
     if (*route)
         return MATCH_OK;
     return path_seen ? MATCH_NO_METHOD : MATCH_NO_PATH;
+}
+
+/* A trailing '/' is answered as the path without it, as the servers behind the seed APIs
+ * (Express, ASP.NET Core, Phoenix) do: the trimmed path is tried first, so a wildcard
+ * route never sees the slash, then the path as sent (for patterns that end in '/'). */
+enum match_result router_match(const struct route_table *const *tables, size_t n_tables,
+                               enum method method, const char *path, const struct route **route,
+                               const char **names, char **values, int *n_params, unsigned *allowed)
+{
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/')
+        len--;
+    if (path[len] == '\0')
+        return match_tables(tables, n_tables, method, path, route, names, values, n_params,
+                            allowed);
+    char *trimmed = strndup(path, len);
+    if (!trimmed)
+        abort();
+    enum match_result m =
+        match_tables(tables, n_tables, method, trimmed, route, names, values, n_params, allowed);
+    free(trimmed);
+    if (m != MATCH_NO_PATH)
+        return m;
+    return match_tables(tables, n_tables, method, path, route, names, values, n_params, allowed);
 }
 
 enum surface router_surface_of(const char *path, const char *phoenix_prefix)

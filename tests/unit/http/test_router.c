@@ -273,21 +273,37 @@ static void test_trailing_slash_and_empty_segment(void **state)
     (void)state;
     struct match m;
 
+    /* a trailing '/' is answered as the path without it */
     run(&m, M_GET, "/api/v1/items/");
-    assert_int_equal(m.result, MATCH_NO_PATH);
+    assert_int_equal(m.result, MATCH_OK);
+    assert_ptr_equal(m.route, &v1_routes[0]);
     assert_int_equal(m.n_params, 0);
 
-    run(&m, M_POST, "/sync/push/");
-    assert_int_equal(m.result, MATCH_NO_PATH);
+    run(&m, M_POST, "/sync/push//");
+    assert_int_equal(m.result, MATCH_OK);
+    assert_ptr_equal(m.route, &v1_routes[4]);
+
+    run(&m, M_GET, "/api/v1/tables/t/rows/5/");
+    assert_int_equal(m.result, MATCH_OK);
+    assert_int_equal(m.n_params, 2);
+    assert_string_equal(m.values[1], "5");
+    release(&m);
+
+    /* the wildcard does not see the slash */
+    run(&m, M_GET, "/files/a/b/");
+    assert_int_equal(m.result, MATCH_OK);
+    assert_string_equal(m.values[0], "a/b");
+    release(&m);
+
+    run(&m, M_DELETE, "/sync/push/");
+    assert_int_equal(m.result, MATCH_NO_METHOD);
+    assert_int_equal(m.allowed, M_POST);
 
     run(&m, M_GET, "/api/v1/tables//rows/5");
     assert_int_equal(m.result, MATCH_NO_PATH);
     assert_int_equal(m.n_params, 0);
 
     run(&m, M_GET, "/api/v1/tables/t/rows/");
-    assert_int_equal(m.result, MATCH_NO_PATH);
-
-    run(&m, M_GET, "/api/v1/tables/t/rows/5/");
     assert_int_equal(m.result, MATCH_NO_PATH);
 }
 
