@@ -7,11 +7,13 @@
 #include <string.h>
 
 #include "config.h"
+#include "dbsync/locations.h"
 #include "util/log.h"
 
-/* OPT_LIST is a colon-separated list: a repeated flag adds to it, while a later source
- * (file, environment, flags) replaces what an earlier one gave. */
-enum opt_type { OPT_STR, OPT_INT, OPT_SIZE, OPT_BOOL, OPT_LIST };
+/* OPT_LIST is a colon-separated list (OPT_CSV a comma-separated one, for values that hold
+ * colons): a repeated flag adds to it, while a later source (file, environment, flags)
+ * replaces what an earlier one gave. */
+enum opt_type { OPT_STR, OPT_INT, OPT_SIZE, OPT_BOOL, OPT_LIST, OPT_CSV };
 
 struct option_def {
     const char *name; /* flag without dashes, also the config-file key */
@@ -113,6 +115,10 @@ static const struct option_def options[] = {
         "seconds a connection may stay silent (a waiting long-poll does not count)"),
     OPT("body-timeout", "FERRY_BODY_TIMEOUT", OPT_INT, body_timeout, "60",
         "seconds a buffered request body may take to arrive (uploads are not buffered)"),
+    /* named locations for sessions and database sync (issue 13) */
+    OPT("location", "FERRY_LOCATIONS", OPT_CSV, locations, NULL,
+        "NAME=KIND:TARGET, KIND folder, sqlite, postgres, s3, azure or local (repeatable; "
+        "env: comma-separated)"),
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -172,6 +178,7 @@ static int apply(struct config *cfg, const struct option_def *o, const char *val
     char *end;
     switch (o->type) {
     case OPT_LIST:
+    case OPT_CSV:
     case OPT_STR:
         free(*(char **)field);
         *(char **)field = value ? xstrdup(value) : NULL;
@@ -401,8 +408,9 @@ static int apply_flags(struct config *cfg, const struct config_args *a, const ch
         if (only && strcmp(only, o->name) != 0)
             continue;
         char **list = (char **)((char *)cfg + o->offset);
-        if (o->type == OPT_LIST && seen[a->flags[i].index] && *list) {
-            char *joined = xasprintf("%s:%s", *list, value);
+        bool is_list = o->type == OPT_LIST || o->type == OPT_CSV;
+        if (is_list && seen[a->flags[i].index] && *list) {
+            char *joined = xasprintf("%s%s%s", *list, o->type == OPT_CSV ? "," : ":", value);
             free(*list);
             *list = joined;
             continue;
@@ -437,6 +445,10 @@ static int check(const struct config *cfg, struct err *err)
         return err_set(err, ERR_INVALID,
                        "max-connections must be at least 16; max-json-values, "
                        "idle-timeout and body-timeout at least 1");
+    struct locations locs;
+    if (locations_parse(cfg->locations, &locs, err) != FERRY_OK)
+        return FERRY_ERR;
+    locations_cleanup(&locs);
     return FERRY_OK;
 }
 
@@ -476,7 +488,8 @@ int config_load(struct config *cfg, int argc, char **argv, struct err *err)
 void config_cleanup(struct config *cfg)
 {
     for (size_t i = 0; i < N_OPTIONS; i++)
-        if (options[i].type == OPT_STR || options[i].type == OPT_LIST) {
+        if (options[i].type == OPT_STR || options[i].type == OPT_LIST ||
+            options[i].type == OPT_CSV) {
             char **field = (char **)((char *)cfg + options[i].offset);
             free(*field);
             *field = NULL;

@@ -56,6 +56,7 @@ struct config {
     long long max_connections_per_ip;
     long long idle_timeout; /* seconds a connection may stay silent */
     long long body_timeout; /* seconds a buffered request body may take to arrive */
+    char *locations;        /* comma list of NAME=KIND:TARGET (dbsync/locations.h) */
 };
 
 /* A command line, split by config_parse_args: the command's own options (in order),

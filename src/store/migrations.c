@@ -133,6 +133,25 @@
     " PRIMARY KEY (upload_id, sha256));"                                                           \
     "CREATE INDEX ferry_blob_claims_sha256 ON ferry_blob_claims(sha256);"
 
+/* Database sync (dbsync/): per pair of databases and table, what each row looked like on
+ * both sides after the last sync (hashes), so a second sync of an unchanged pair copies
+ * nothing and a row changed in the target since is seen; the rows a sync is writing
+ * (staged until the target commits); and the conflicts found. */
+#define DBSYNC_SQL                                                                                 \
+    "CREATE TABLE ferry_dbsync_pairs ("                                                            \
+    " id TEXT PRIMARY KEY, source TEXT NOT NULL, target TEXT NOT NULL, tbl TEXT NOT NULL,"         \
+    " last_sync_at BIGINT, UNIQUE (source, target, tbl));"                                         \
+    "CREATE TABLE ferry_dbsync_rows ("                                                             \
+    " pair_id TEXT NOT NULL, row_key TEXT NOT NULL, source_hash TEXT NOT NULL,"                    \
+    " target_hash TEXT NOT NULL, PRIMARY KEY (pair_id, row_key));"                                 \
+    "CREATE TABLE ferry_dbsync_staged ("                                                           \
+    " run_id TEXT NOT NULL, pair_id TEXT NOT NULL, row_key TEXT NOT NULL,"                         \
+    " source_hash TEXT, target_hash TEXT, PRIMARY KEY (run_id, pair_id, row_key));"                \
+    "CREATE TABLE ferry_dbsync_conflicts ("                                                        \
+    " pair_id TEXT NOT NULL, row_key TEXT NOT NULL, source_row TEXT, target_row TEXT,"             \
+    " resolution TEXT NOT NULL, job_id TEXT, detected_at BIGINT NOT NULL,"                         \
+    " PRIMARY KEY (pair_id, row_key));"
+
 const struct migration store_migrations[] = {
     /* 1: users, tokens and ferry's key-value settings */
     {1, AUTH_SQL, AUTH_SQL},
@@ -144,6 +163,8 @@ const struct migration store_migrations[] = {
     {4, SITES_SQL, SITES_SQL},
     /* 5: leases and blob claims */
     {5, CLAIMS_SQL, CLAIMS_SQL},
+    /* 11: database sync's per-pair state and conflicts */
+    {11, DBSYNC_SQL, DBSYNC_SQL},
 };
 
 const size_t store_n_migrations = sizeof(store_migrations) / sizeof(store_migrations[0]);

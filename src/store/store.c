@@ -31,7 +31,8 @@ static int parse_url(const char *url, enum store_dialect *dialect, char **target
     return err_set(err, ERR_INVALID, "database URL must start with sqlite: or postgres://");
 }
 
-int store_open(const char *url, int pool_size, struct store **out, struct err *err)
+static int open_store(const char *url, int pool_size, bool migrate, struct store **out,
+                      struct err *err)
 {
     int rc = FERRY_ERR;
     struct store *st = xcalloc(1, sizeof(*st));
@@ -53,7 +54,7 @@ int store_open(const char *url, int pool_size, struct store **out, struct err *e
     if (store_acquire(st, &conn, err) != FERRY_OK)
         goto out;
     store_release(conn);
-    if (run_migrations(st, err) != FERRY_OK)
+    if (migrate && run_migrations(st, err) != FERRY_OK)
         goto out;
     *out = st;
     st = NULL;
@@ -61,6 +62,16 @@ int store_open(const char *url, int pool_size, struct store **out, struct err *e
 out:
     store_close(st);
     return rc;
+}
+
+int store_open(const char *url, int pool_size, struct store **out, struct err *err)
+{
+    return open_store(url, pool_size, true, out, err);
+}
+
+int store_open_foreign(const char *url, int pool_size, struct store **out, struct err *err)
+{
+    return open_store(url, pool_size, false, out, err);
 }
 
 void store_close(struct store *st)

@@ -86,6 +86,10 @@ struct store_table {
  * why. The caller owns the store and releases it with store_close(). */
 int store_open(const char *url, int pool_size, struct store **out, struct err *err);
 
+/* Opens another program's database as store_open does, without ferry's migrations
+ * (database sync reads and writes user tables there and nothing else). */
+int store_open_foreign(const char *url, int pool_size, struct store **out, struct err *err);
+
 /* Closes every connection. Waits for none: call it after the last user released its
  * connection. store_close(NULL) does nothing. */
 void store_close(struct store *st);

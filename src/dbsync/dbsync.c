@@ -1,0 +1,566 @@
+/* dbsync.c - see dbsync.h. One table at a time: both sides are read in pages of PAGE_ROWS
+ * in primary-key order (keyset paging, so PostgreSQL's whole-result fetch stays one page),
+ * each in a read snapshot, and merged like two sorted lists. Writes go through a third
+ * connection to the target; their new hashes are staged in ferry's database and become
+ * the pair's state only once the target committed them. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dbsync/dbrows.h"
+#include "dbsync/dbstate.h"
+#include "dbsync/dbsync.h"
+#include "util/buf.h"
+
+#define PAGE_ROWS 500
+
+struct page {
+    struct dbrow rows[PAGE_ROWS];
+    size_t n, pos;
+    bool end;       /* no page after this one */
+    char *last_key; /* of the last page read */
+};
+
+struct table_sync {
+    const struct dbsync_options *o;
+    struct dbsync_result *r;
+    const char *entity;
+    char pair[40];
+    char **names, **decls; /* synced columns and their declared types in the target */
+    size_t n_cols;
+    int key_col;
+    bool int_key;
+    enum store_dialect to;
+    char *first_sql[2], *next_sql[2], *upsert_sql, *delete_sql, *get_sql;
+    struct store_conn *src, *read, *write, *state;
+    struct page pages[2]; /* source, target */
+    struct dbstate_staged staged[PAGE_ROWS];
+    size_t n_staged;
+    struct dbsync_progress progress;
+};
+
+int dbsync_parse_policy(const char *name, enum dbsync_policy *out, struct err *err)
+{
+    if (!name || !strcmp(name, "skip") || !strcmp(name, "manual"))
+        *out = DBSYNC_KEEP_TARGET;
+    else if (!strcmp(name, "overwrite"))
+        *out = DBSYNC_OVERWRITE;
+    else
+        return err_set(err, ERR_INVALID, "field 'conflictPolicy' must be \"skip\" or \"overwrite\"");
+    return FERRY_OK;
+}
+
+void dbsync_result_clear(struct dbsync_result *r)
+{
+    json_decref(r->errors);
+    json_decref(r->conflicts_at);
+    memset(r, 0, sizeof(*r));
+}
+
+static void page_clear(struct page *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        dbrows_clear(&p->rows[i]);
+    p->n = p->pos = 0;
+}
+
+/* Reads the page after last_key on side (0 source, 1 target). */
+static int fetch(struct table_sync *t, int side, struct err *err)
+{
+    struct page *p = &t->pages[side];
+    struct store_conn *c = side ? t->read : t->src;
+    struct store_rows *rows = NULL;
+    struct store_val key = t->int_key && p->last_key ? sv_int(strtoll(p->last_key, NULL, 10))
+                                                     : sv_text(p->last_key);
+    int got = 0;
+    page_clear(p);
+    if (store_query(c, p->last_key ? t->next_sql[side] : t->first_sql[side], &key,
+                    p->last_key ? 1 : 0, &rows, err) != FERRY_OK)
+        return FERRY_ERR;
+    while (p->n < PAGE_ROWS && (got = store_rows_next(rows, err)) == 1)
+        dbrows_copy(rows, (int)t->n_cols, t->key_col, &p->rows[p->n++]);
+    store_rows_free(rows);
+    if (got < 0)
+        return FERRY_ERR;
+    p->end = p->n < PAGE_ROWS;
+    if (p->n) {
+        free(p->last_key);
+        p->last_key = xstrdup(p->rows[p->n - 1].key);
+    }
+    return FERRY_OK;
+}
+
+/* The next row of a side, or NULL at its end. */
+static int current(struct table_sync *t, int side, struct dbrow **row, struct err *err)
+{
+    struct page *p = &t->pages[side];
+    *row = NULL;
+    if (p->pos == p->n && !p->end && fetch(t, side, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (p->pos < p->n)
+        *row = &p->rows[p->pos];
+    return FERRY_OK;
+}
+
+static void stage(struct table_sync *t, const char *key, const char *source_hash,
+                  const char *target_hash)
+{
+    struct dbstate_staged *s = &t->staged[t->n_staged++];
+    s->key = xstrdup(key);
+    s->deleted = !source_hash;
+    snprintf(s->source_hash, sizeof(s->source_hash), "%s", source_hash ? source_hash : "");
+    snprintf(s->target_hash, sizeof(s->target_hash), "%s", target_hash ? target_hash : "");
+}
+
+static struct store_val key_val(const struct table_sync *t, const char *key)
+{
+    return t->int_key ? sv_int(strtoll(key, NULL, 10)) : sv_text(key);
+}
+
+/* Writes the source row to the target and stages its new hashes, read back from the
+ * target so that the next sync compares like with like. */
+static int upsert(struct table_sync *t, const struct dbrow *s, struct err *err)
+{
+    struct store_val *v = xcalloc(t->n_cols, sizeof(*v)), key = key_val(t, s->key);
+    struct store_rows *rows = NULL;
+    struct dbrow back = {0};
+    int rc = FERRY_ERR;
+    for (size_t i = 0; i < t->n_cols; i++) {
+        v[i] = dbrows_bind(&s->vals[i], t->decls[i], t->to);
+        t->r->bytes += (int64_t)s->vals[i].len;
+    }
+    if (store_run(t->write, t->upsert_sql, v, t->n_cols, NULL, err) != FERRY_OK ||
+        store_query(t->write, t->get_sql, &key, 1, &rows, err) != FERRY_OK)
+        goto out;
+    if (store_rows_next(rows, err) != 1) {
+        err_set(err, ERR_DATABASE, "row %s of %s was written but cannot be read back", s->key,
+                t->entity);
+        goto out;
+    }
+    dbrows_copy(rows, (int)t->n_cols, t->key_col, &back);
+    stage(t, s->key, s->hash, back.hash);
+    rc = FERRY_OK;
+out:
+    dbrows_clear(&back);
+    store_rows_free(rows);
+    free(v);
+    return rc;
+}
+
+static int delete_row(struct table_sync *t, const char *key, struct err *err)
+{
+    struct store_val v = key_val(t, key);
+    if (store_run(t->write, t->delete_sql, &v, 1, NULL, err) != FERRY_OK)
+        return FERRY_ERR;
+    stage(t, key, NULL, NULL);
+    t->r->deleted++;
+    return FERRY_OK;
+}
+
+/* A row changed in the target since the last sync: recorded, listed, and overwritten only
+ * when the policy says so. */
+static int conflict(struct table_sync *t, const struct dbrow *s, const struct dbrow *g,
+                    const char *reason, struct err *err)
+{
+    bool overwrite = t->o->policy == DBSYNC_OVERWRITE;
+    const char *resolution = overwrite ? "overwritten" : "kept-target";
+    const char *key = s ? s->key : g->key;
+    json_t *src = s ? dbrows_json(s, t->names) : NULL, *tgt = g ? dbrows_json(g, t->names) : NULL;
+    int rc = dbstate_conflict(t->state, t->o->run_id, t->pair, key, src, tgt, resolution, err);
+    json_decref(src);
+    json_decref(tgt);
+    t->r->conflicts++;
+    if (json_array_size(t->r->conflicts_at) < DBSYNC_MAX_LISTED)
+        json_array_append_new(t->r->conflicts_at,
+                              json_pack("{s:s, s:s, s:s, s:s}", "entity", t->entity, "key", key,
+                                        "reason", reason, "resolution", resolution));
+    if (rc != FERRY_OK || !overwrite)
+        return rc;
+    if (!s)
+        return delete_row(t, key, err);
+    t->r->updated += g != NULL;
+    t->r->inserted += g == NULL;
+    return upsert(t, s, err);
+}
+
+/* One key: s is the source row (NULL: not in the source), g the target's. */
+static int step(struct table_sync *t, const struct dbrow *s, const struct dbrow *g,
+                struct err *err)
+{
+    char was_source[65], was_target[65];
+    bool known = false;
+    if (dbstate_lookup(t->state, t->pair, s ? s->key : g->key, was_source, was_target, &known,
+                       err) != FERRY_OK)
+        return FERRY_ERR;
+    if (s && !g) {
+        if (known)
+            return conflict(t, s, NULL, "deleted in the target", err);
+        t->r->inserted++;
+        return upsert(t, s, err);
+    }
+    if (!s) { /* a target row never synced from this source is not ours to delete */
+        if (!known)
+            return FERRY_OK;
+        if (!strcmp(g->hash, was_target))
+            return delete_row(t, g->key, err);
+        return conflict(t, NULL, g, "deleted in the source, changed in the target", err);
+    }
+    bool source_changed = !known || strcmp(s->hash, was_source) != 0;
+    bool target_changed = known && strcmp(g->hash, was_target) != 0;
+    if (target_changed)
+        return conflict(t, s, g, "changed in the target", err);
+    if (!source_changed || (!known && !strcmp(s->hash, g->hash))) {
+        if (!known) /* equal already (same dialect): remember it */
+            stage(t, s->key, s->hash, g->hash);
+        t->r->unchanged++;
+        return FERRY_OK;
+    }
+    t->r->updated++;
+    return upsert(t, s, err);
+}
+
+static void staged_clear(struct table_sync *t)
+{
+    for (size_t i = 0; i < t->n_staged; i++)
+        free(t->staged[i].key);
+    t->n_staged = 0;
+}
+
+/* A page of writes is done: stage its state; without useTransactions commit the target
+ * and make the state the pair's. last: the entity is done. */
+static int flush(struct table_sync *t, bool last, struct err *err)
+{
+    int rc = dbstate_stage(t->state, t->o->run_id, t->pair, t->staged, t->n_staged, err);
+    staged_clear(t);
+    if (rc != FERRY_OK)
+        return FERRY_ERR;
+    if (t->o->progress)
+        t->o->progress(t->o->ctx, &t->progress);
+    if (t->o->use_transactions && !last)
+        return FERRY_OK;
+    if (store_commit(t->write, err) != FERRY_OK ||
+        dbstate_commit(t->state, t->o->run_id, t->pair, err) != FERRY_OK)
+        return FERRY_ERR;
+    return last ? FERRY_OK : store_begin(t->write, err);
+}
+
+/* Merges the two sides in key order. */
+static int walk(struct table_sync *t, struct err *err)
+{
+    for (;;) {
+        struct dbrow *s = NULL, *g = NULL;
+        if (t->o->stop && atomic_load(t->o->stop))
+            return err_set(err, ERR_UNAVAILABLE, "the sync was stopped (server shutting down)");
+        if (current(t, 0, &s, err) != FERRY_OK || current(t, 1, &g, err) != FERRY_OK)
+            return FERRY_ERR;
+        if (!s && !g)
+            break;
+        int cmp = !s ? 1 : !g ? -1 : dbrows_key_cmp(s->key, g->key, t->int_key);
+        if (step(t, cmp <= 0 ? s : NULL, cmp >= 0 ? g : NULL, err) != FERRY_OK)
+            return FERRY_ERR;
+        if (cmp <= 0)
+            t->pages[0].pos++, t->progress.rows_done++;
+        if (cmp >= 0)
+            t->pages[1].pos++;
+        t->progress.changes = t->r->inserted + t->r->updated + t->r->deleted;
+        t->progress.bytes = t->r->bytes;
+        if (t->n_staged >= PAGE_ROWS - 1 && flush(t, false, err) != FERRY_OK)
+            return FERRY_ERR;
+    }
+    return flush(t, true, err);
+}
+
+/* The key as each side orders it: PostgreSQL text keys by bytes ("C"), as SQLite does and
+ * as dbrows_key_cmp compares, whatever the database's collation. */
+static char *key_expr(const char *qkey, enum store_dialect d, bool int_key)
+{
+    return d == STORE_POSTGRES && !int_key ? xasprintf("(%s::text COLLATE \"C\")", qkey)
+                                           : xstrdup(qkey);
+}
+
+static void build_selects(struct table_sync *t, int side, enum store_dialect d, const char *qtable,
+                          const char *cols, const char *qkey)
+{
+    char *k = key_expr(qkey, d, t->int_key);
+    t->first_sql[side] =
+        xasprintf("SELECT %s FROM %s ORDER BY %s LIMIT %d", cols, qtable, k, PAGE_ROWS);
+    t->next_sql[side] = xasprintf("SELECT %s FROM %s WHERE %s > $1 ORDER BY %s LIMIT %d", cols,
+                                  qtable, k, k, PAGE_ROWS);
+    free(k);
+}
+
+/* The statements of one table, over the synced columns. */
+static void build_sql(struct table_sync *t, enum store_dialect from)
+{
+    struct buf cols, params, sets;
+    char *qtable = store_quote_ident(t->entity), *qkey = store_quote_ident(t->names[t->key_col]);
+    buf_init(&cols);
+    buf_init(&params);
+    buf_init(&sets);
+    for (size_t i = 0; i < t->n_cols; i++) {
+        char *q = store_quote_ident(t->names[i]);
+        buf_printf(&cols, "%s%s", i ? ", " : "", q);
+        buf_printf(&params, "%s$%zu", i ? ", " : "", i + 1);
+        if ((int)i != t->key_col)
+            buf_printf(&sets, "%s%s = excluded.%s", sets.len ? ", " : "", q, q);
+        free(q);
+    }
+    build_selects(t, 0, from, qtable, cols.data, qkey);
+    build_selects(t, 1, t->to, qtable, cols.data, qkey);
+    t->upsert_sql = xasprintf("INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (%s) DO %s%s", qtable,
+                              cols.data, params.data, qkey, sets.len ? "UPDATE SET " : "NOTHING",
+                              sets.len ? sets.data : "");
+    t->delete_sql = xasprintf("DELETE FROM %s WHERE %s = $1", qtable, qkey);
+    t->get_sql = xasprintf("SELECT %s FROM %s WHERE %s = $1", cols.data, qtable, qkey);
+    buf_cleanup(&cols);
+    buf_cleanup(&params);
+    buf_cleanup(&sets);
+    free(qtable);
+    free(qkey);
+}
+
+/* Creates the target table from the source's columns, types mapped to its dialect. */
+static int create_target(struct table_sync *t, const struct store_table *src,
+                         enum store_dialect from, struct err *err)
+{
+    struct buf sql;
+    char *qtable = store_quote_ident(t->entity);
+    buf_init(&sql);
+    buf_printf(&sql, "CREATE TABLE %s (", qtable);
+    for (size_t i = 0; i < src->n_cols; i++) {
+        char *q = store_quote_ident(src->cols[i].name);
+        char *type = dbrows_map_type(src->cols[i].decl_type, from, t->to);
+        buf_printf(&sql, "%s%s %s%s%s", i ? ", " : "", q, type,
+                   src->cols[i].not_null || src->cols[i].primary_key ? " NOT NULL" : "",
+                   src->cols[i].primary_key ? " PRIMARY KEY" : "");
+        free(q);
+        free(type);
+    }
+    buf_puts(&sql, ")");
+    int rc = store_exec(t->write, sql.data, err);
+    buf_cleanup(&sql);
+    free(qtable);
+    return rc;
+}
+
+static const struct store_column *column(const struct store_table *tbl, const char *name)
+{
+    for (size_t i = 0; i < tbl->n_cols; i++)
+        if (!strcmp(tbl->cols[i].name, name))
+            return &tbl->cols[i];
+    return NULL;
+}
+
+/* Reads both tables' columns (creating the target's), and picks the synced columns: the
+ * source's that the target has too. */
+static int prepare(struct table_sync *t, struct err *err)
+{
+    struct store_table *src = NULL, *tgt = NULL;
+    enum store_dialect from = store_conn_dialect(t->src);
+    int rc = FERRY_ERR;
+    if (store_table_info(t->src, t->entity, &src, err) != FERRY_OK)
+        goto out;
+    if (src->n_pk != 1) {
+        err_set(err, ERR_INVALID, "table %s needs a primary key of one column", t->entity);
+        goto out;
+    }
+    if (store_table_info(t->write, t->entity, &tgt, err) != FERRY_OK) {
+        if (err->code != ERR_NOT_FOUND || create_target(t, src, from, err) != FERRY_OK ||
+            store_table_info(t->write, t->entity, &tgt, err) != FERRY_OK)
+            goto out;
+    }
+    t->names = xcalloc(src->n_cols, sizeof(char *));
+    t->decls = xcalloc(src->n_cols, sizeof(char *));
+    t->key_col = -1;
+    for (size_t i = 0; i < src->n_cols; i++) {
+        const struct store_column *g = column(tgt, src->cols[i].name);
+        if (!g)
+            continue;
+        if (src->cols[i].primary_key) {
+            t->key_col = (int)t->n_cols;
+            t->int_key = dbrows_is_int_type(src->cols[i].decl_type);
+        }
+        t->names[t->n_cols] = xstrdup(g->name);
+        t->decls[t->n_cols++] = xstrdup(g->decl_type ? g->decl_type : "");
+    }
+    if (t->key_col < 0 || !column(tgt, t->names[t->key_col])->primary_key) {
+        err_set(err, ERR_INVALID, "the target's table %s does not have the source's primary key",
+                t->entity);
+        goto out;
+    }
+    build_sql(t, from);
+    rc = FERRY_OK;
+out:
+    store_table_free(src);
+    store_table_free(tgt);
+    return rc;
+}
+
+static void table_sync_cleanup(struct table_sync *t)
+{
+    for (int side = 0; side < 2; side++) {
+        page_clear(&t->pages[side]);
+        free(t->pages[side].last_key);
+        free(t->first_sql[side]);
+        free(t->next_sql[side]);
+    }
+    for (size_t i = 0; i < t->n_cols; i++) {
+        free(t->names[i]);
+        free(t->decls[i]);
+    }
+    free(t->names);
+    free(t->decls);
+    free(t->upsert_sql);
+    free(t->delete_sql);
+    free(t->get_sql);
+    staged_clear(t);
+    store_release(t->src);
+    store_release(t->read);
+    store_release(t->write);
+}
+
+static int count_rows(struct table_sync *t, int64_t *n, struct err *err)
+{
+    char *qtable = store_quote_ident(t->entity), *sql = xasprintf("SELECT COUNT(*) FROM %s", qtable);
+    bool found = false;
+    int rc = store_query_int(t->src, sql, NULL, 0, n, &found, err);
+    free(sql);
+    free(qtable);
+    return rc;
+}
+
+/* Syncs one table. On failure nothing of the current unit (the entity with
+ * useTransactions, else the current page of writes) stays, and the counts are put back. */
+static int sync_entity(const struct dbsync_options *o, struct store *from, struct store *to,
+                       const char *entity, struct dbsync_result *r, struct dbsync_progress *prog,
+                       struct err *err)
+{
+    struct table_sync *t = xcalloc(1, sizeof(*t));
+    struct dbsync_result before = *r;
+    int rc = FERRY_ERR;
+    *t = (struct table_sync){.o = o, .r = r, .entity = entity, .state = o->state};
+    t->to = store_dialect(to);
+    t->progress = *prog;
+    t->progress.entity = entity;
+    t->progress.rows_done = 0;
+    if (store_acquire(from, &t->src, err) != FERRY_OK ||
+        store_acquire(to, &t->read, err) != FERRY_OK ||
+        store_acquire(to, &t->write, err) != FERRY_OK || prepare(t, err) != FERRY_OK ||
+        dbstate_pair(o->state, o->source_name, o->target_name, entity, t->pair, err) != FERRY_OK ||
+        store_begin_read(t->src, err) != FERRY_OK ||
+        count_rows(t, &t->progress.rows_total, err) != FERRY_OK ||
+        store_begin_read(t->read, err) != FERRY_OK || store_begin(t->write, err) != FERRY_OK)
+        goto out;
+    rc = walk(t, err);
+out:
+    if (rc != FERRY_OK) {
+        store_rollback(t->write);
+        if (*t->pair)
+            dbstate_discard(o->state, o->run_id, t->pair);
+        r->inserted = before.inserted;
+        r->updated = before.updated;
+        r->deleted = before.deleted;
+        r->bytes = before.bytes;
+    }
+    *prog = t->progress;
+    table_sync_cleanup(t);
+    free(t);
+    return rc;
+}
+
+/* Every table of the source, when the caller named none. */
+static int all_tables(struct store *st, char ***names, size_t *n, struct err *err)
+{
+    struct store_conn *c = NULL;
+    int rc = store_acquire(st, &c, err);
+    if (rc == FERRY_OK)
+        rc = store_list_tables(c, names, n, err);
+    store_release(c);
+    return rc;
+}
+
+static int run_entities(const struct dbsync_options *o, struct store *from, struct store *to,
+                        struct dbsync_result *r, struct err *err)
+{
+    char **owned = NULL;
+    size_t n = o->n_entities;
+    const char *const *names = o->entities;
+    struct dbsync_progress prog = {0};
+    if (!names) {
+        if (all_tables(from, &owned, &n, err) != FERRY_OK)
+            return FERRY_ERR;
+        names = (const char *const *)owned;
+    }
+    prog.entities_total = (int64_t)n;
+    for (size_t i = 0; i < n; i++) {
+        struct err e = {0};
+        if (sync_entity(o, from, to, names[i], r, &prog, &e) != FERRY_OK) {
+            char *msg = xasprintf("%s: %s", names[i], e.msg);
+            json_array_append_new(r->errors, json_string(msg));
+            free(msg);
+        }
+        prog.entities_done++;
+    }
+    for (size_t i = 0; owned && i < n; i++)
+        free(owned[i]);
+    free(owned);
+    return FERRY_OK;
+}
+
+int dbsync_run(const struct dbsync_options *o, struct dbsync_result *r, struct err *err)
+{
+    struct store *from = NULL, *to = NULL;
+    struct err e = {0};
+    int rc = FERRY_ERR;
+    memset(r, 0, sizeof(*r));
+    r->errors = json_array();
+    r->conflicts_at = json_array();
+    /* the URLs are not echoed: they may hold passwords */
+    if (store_open_foreign(o->source_url, 1, &from, &e) != FERRY_OK) {
+        err_set(err, ERR_DATABASE, "cannot open the source database %s: %s", o->source_name,
+                e.msg);
+        goto out;
+    }
+    if (store_open_foreign(o->target_url, 2, &to, &e) != FERRY_OK) {
+        err_set(err, ERR_DATABASE, "cannot open the target database %s: %s", o->target_name,
+                e.msg);
+        goto out;
+    }
+    rc = run_entities(o, from, to, r, err);
+out:
+    store_close(from);
+    store_close(to);
+    return rc;
+}
+
+int dbsync_list_conflicts(struct store_conn *c, const char *source, const char *target,
+                          const char *entity, int64_t limit, json_t **out, struct err *err)
+{
+    struct store_val v[] = {sv_text(source), sv_text(target), sv_text(entity), sv_int(limit)};
+    struct store_rows *rows = NULL;
+    int got;
+    *out = json_array();
+    if (store_query(c,
+                    "SELECT p.tbl, c.row_key, c.source_row, c.target_row, c.resolution, c.job_id,"
+                    " c.detected_at FROM ferry_dbsync_conflicts c"
+                    " JOIN ferry_dbsync_pairs p ON p.id = c.pair_id"
+                    " WHERE p.source = $1 AND p.target = $2 AND (CAST($3 AS TEXT) IS NULL OR p.tbl = $3)"
+                    " ORDER BY c.detected_at DESC, p.tbl, c.row_key LIMIT $4",
+                    v, 4, &rows, err) != FERRY_OK)
+        return FERRY_ERR;
+    while ((got = store_rows_next(rows, err)) == 1) {
+        json_t *src = store_rows_text(rows, 2) ? json_loads(store_rows_text(rows, 2), 0, NULL)
+                                               : NULL;
+        json_t *tgt = store_rows_text(rows, 3) ? json_loads(store_rows_text(rows, 3), 0, NULL)
+                                               : NULL;
+        json_array_append_new(
+            *out, json_pack("{s:s, s:s, s:o, s:o, s:s, s:s?, s:I}", "entity",
+                            store_rows_text(rows, 0), "key", store_rows_text(rows, 1), "sourceRow",
+                            src ? src : json_null(), "targetRow", tgt ? tgt : json_null(),
+                            "resolution", store_rows_text(rows, 4), "jobId",
+                            store_rows_text(rows, 5), "detectedAt",
+                            (json_int_t)store_rows_int(rows, 6)));
+    }
+    store_rows_free(rows);
+    return got < 0 ? FERRY_ERR : FERRY_OK;
+}
