@@ -34,8 +34,11 @@ static void report_progress(void *arg, const struct dbsync_progress *p)
                           p->entity, (long long)p->rows_done, (long long)p->rows_total,
                           (long long)p->entities_done + 1, (long long)p->entities_total,
                           (long long)p->changes);
-    /* items are rows of the current entity; bytes are what was written so far */
-    jobs_progress(ctx->c, ctx->job, p->bytes, 0, p->rows_done, p->rows_total, msg, NULL);
+    /* items are hundredths of entities (so the percentage moves within a table); bytes
+     * are what was written so far */
+    int64_t within = p->rows_total > 0 ? p->rows_done * 100 / p->rows_total : 100;
+    jobs_progress(ctx->c, ctx->job, p->bytes, 0, p->entities_done * 100 + within,
+                  p->entities_total * 100, msg, NULL);
     free(msg);
 }
 
@@ -49,10 +52,9 @@ static json_t *result_json(const struct dbsync_result *r, const char *job, int64
                      (json_int_t)(r->inserted + r->updated + r->deleted), "conflictsEncountered",
                      (json_int_t)r->conflicts, "errors", r->errors, "syncedAt", iso,
                      "executionTimeMs", (json_int_t)ms, "jobId", job, "rowsInserted",
-                     (json_int_t)r->inserted, "rowsUpdated", (json_int_t)r->updated,
-                     "rowsDeleted", (json_int_t)r->deleted, "rowsUnchanged",
-                     (json_int_t)r->unchanged, "bytesTransferred", (json_int_t)r->bytes,
-                     "conflicts", r->conflicts_at);
+                     (json_int_t)r->inserted, "rowsUpdated", (json_int_t)r->updated, "rowsDeleted",
+                     (json_int_t)r->deleted, "rowsUnchanged", (json_int_t)r->unchanged,
+                     "bytesTransferred", (json_int_t)r->bytes, "conflicts", r->conflicts_at);
 }
 
 /* The two locations of params, each a configured database. */
@@ -105,8 +107,8 @@ int apidbsync_run(const struct app *app, struct store_conn *c, const char *job_i
     const struct location *from, *to;
     struct dbsync_result r = {0};
     struct progress_ctx ctx = {c, job_id, 0};
-    struct dbsync_options o = {.use_transactions = json_is_true(
-                                   json_object_get(params, "useTransactions")),
+    struct dbsync_options o = {.use_transactions =
+                                   json_is_true(json_object_get(params, "useTransactions")),
                                .run_id = job_id,
                                .state = c,
                                .progress = report_progress,
@@ -117,8 +119,8 @@ int apidbsync_run(const struct app *app, struct store_conn *c, const char *job_i
     o.entities = entities_of(params, &o.n_entities);
     if (locations_parse(app->cfg->locations, &locs, err) != FERRY_OK ||
         pair_of(&locs, params, &from, &to, err) != FERRY_OK ||
-        dbsync_parse_policy(json_string_value(json_object_get(params, "conflictPolicy")),
-                            &o.policy, err) != FERRY_OK)
+        dbsync_parse_policy(json_string_value(json_object_get(params, "conflictPolicy")), &o.policy,
+                            err) != FERRY_OK)
         goto out;
     o.source_name = from->name, o.target_name = to->name;
     o.source_url = from->target, o.target_url = to->target;
@@ -186,8 +188,11 @@ static int params_of(const struct app *app, json_t *body, json_t **out, struct e
     if (!json_array_size(names) || json_array_size(names) > DBSYNC_MAX_ENTITIES)
         return err_set(err, ERR_INVALID, "field 'entityNames' must name 1 to %d tables",
                        DBSYNC_MAX_ENTITIES);
-    json_array_foreach(names, i, v) if (!json_is_string(v) || !*json_string_value(v))
-        return err_set(err, ERR_INVALID, "field 'entityNames' must hold table names");
+    json_array_foreach(
+        names, i,
+        v) if (!json_is_string(v) ||
+               !*json_string_value(v)) return err_set(err, ERR_INVALID,
+                                                      "field 'entityNames' must hold table names");
     struct locations locs;
     const struct location *from, *to;
     if (locations_parse(app->cfg->locations, &locs, err) != FERRY_OK)

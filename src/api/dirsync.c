@@ -3,16 +3,21 @@
  *   POST /sync/session/start              starts one as a job (jobs/jobs.c)
  *   GET  /sync/session/{id}/status        its status and real progress
  *   POST /sync/session/{id}/complete      closes a finished session
- * Both folders must lie inside the configured file roots (--file-root); with none
- * configured, none is allowed. */
+ * Both folders must lie inside the configured file roots (--file-root) or be folder
+ * locations (--location NAME=folder:PATH); with none configured, none is allowed. A session
+ * may name locations: two folders are a directory sync, two databases a database sync
+ * (api/dbsync.c, admin only). */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
+#include "api/dbsync.h"
 #include "api/dirsync.h"
 #include "app.h"
 #include "http/auth.h"
+#include "dbsync/dbsync.h"
+#include "dbsync/locations.h"
 #include "files/dirsync.h"
 #include "jobs/jobs.h"
 #include "util/jsonutil.h"
@@ -58,29 +63,50 @@ static void sync_request_clear(struct sync_request *s)
     memset(s, 0, sizeof(*s));
 }
 
-/* The configured root (resolved) that holds path (resolved), or NULL. */
-static const char *root_of(const struct app *app, const char *path, char *buf)
+/* The folders a sync may name: the file roots and the folder locations. */
+struct roots {
+    const char **dirs;
+    size_t n;
+    struct locations locs;
+};
+
+static void roots_init(const struct app *app, struct roots *r)
 {
+    memset(r, 0, sizeof(*r));
+    /* the configuration was checked at start, so it parses */
+    locations_parse(app->cfg->locations, &r->locs, NULL);
+    r->dirs = xcalloc(app->n_file_roots + r->locs.n + 1, sizeof(char *));
     for (size_t i = 0; i < app->n_file_roots; i++)
-        if (realpath(app->file_roots[i], buf) && path_within(buf, path))
+        r->dirs[r->n++] = app->file_roots[i];
+    for (size_t i = 0; i < r->locs.n; i++)
+        if (r->locs.items[i].kind == LOC_FOLDER)
+            r->dirs[r->n++] = r->locs.items[i].target;
+}
+
+static void roots_cleanup(struct roots *r)
+{
+    free(r->dirs);
+    locations_cleanup(&r->locs);
+}
+
+/* The root (resolved) that holds path (resolved), or NULL. */
+static const char *root_of(const struct roots *roots, const char *path, char *buf)
+{
+    for (size_t i = 0; i < roots->n; i++)
+        if (realpath(roots->dirs[i], buf) && path_within(buf, path))
             return buf;
     return NULL;
 }
 
-/* Checks both folders against the roots: 403 outside them or overlapping ferry's own
- * data folder (its database and tokens), 400 when one lies inside the other (a sync into
- * itself would never end). */
-static int confine(const struct app *app, const char *source, const char *target,
-                   struct sync_request *s, struct err *err)
+static int confine_in(const struct app *app, const struct roots *roots, const char *source,
+                      const char *target, struct sync_request *s, struct err *err)
 {
     char data[PATH_MAX], root[PATH_MAX];
-    if (!app->n_file_roots)
+    if (!roots->n)
         return err_set(err, ERR_FORBIDDEN,
                        "no file roots are configured (--file-root), so no folder may be named");
-    if (path_in_roots((const char *const *)app->file_roots, app->n_file_roots, source, &s->source,
-                      err) != FERRY_OK ||
-        path_in_roots((const char *const *)app->file_roots, app->n_file_roots, target, &s->target,
-                      err) != FERRY_OK)
+    if (path_in_roots(roots->dirs, roots->n, source, &s->source, err) != FERRY_OK ||
+        path_in_roots(roots->dirs, roots->n, target, &s->target, err) != FERRY_OK)
         return FERRY_ERR;
     if (realpath(app->cfg->data_dir, data) &&
         (path_within(data, s->source) || path_within(s->source, data) ||
@@ -89,13 +115,26 @@ static int confine(const struct app *app, const char *source, const char *target
     if (path_within(s->source, s->target) || path_within(s->target, s->source))
         return err_set(err, ERR_INVALID,
                        "source and target must be separate folders, neither inside the other");
-    if (!root_of(app, s->source, root))
+    if (!root_of(roots, s->source, root))
         return err_set(err, ERR_FORBIDDEN, "the source is outside the configured file roots");
     s->source_root = xstrdup(root);
-    if (!root_of(app, s->target, root))
+    if (!root_of(roots, s->target, root))
         return err_set(err, ERR_FORBIDDEN, "the target is outside the configured file roots");
     s->target_root = xstrdup(root);
     return FERRY_OK;
+}
+
+/* Checks both folders against the roots: 403 outside them or overlapping ferry's own
+ * data folder (its database and tokens), 400 when one lies inside the other (a sync into
+ * itself would never end). */
+static int confine(const struct app *app, const char *source, const char *target,
+                   struct sync_request *s, struct err *err)
+{
+    struct roots roots;
+    roots_init(app, &roots);
+    int rc = confine_in(app, &roots, source, target, s, err);
+    roots_cleanup(&roots);
+    return rc;
 }
 
 /* Reads the options from a request body or a job's params (same field names). */
@@ -138,8 +177,8 @@ static json_t *result_json(const struct dirsync_result *r, int64_t started_ms, i
         (json_int_t)r->bytes_copied, "conflicts", r->conflicts_at);
 }
 
-/* Runs the sync; *out is the seed's result object. */
-static int run_sync(const struct sync_request *s, const atomic_bool *stop,
+/* Runs the sync, counted in the metrics; *out is the seed's result object. */
+static int run_sync(const struct app *app, const struct sync_request *s, const atomic_bool *stop,
                     void (*progress)(void *, const struct dirsync_progress *), void *ctx,
                     json_t **out, struct err *err)
 {
@@ -159,9 +198,13 @@ static int run_sync(const struct sync_request *s, const atomic_bool *stop,
         .stop = stop,
     };
     int64_t started = time_now_ms(), t0 = time_mono_us();
-    if (dirsync_run(&o, &r, err) != FERRY_OK)
+    if (dirsync_run(&o, &r, err) != FERRY_OK) {
+        metrics_sync(app->metrics, false, (time_mono_us() - t0) / 1000, 0);
         return FERRY_ERR;
-    *out = result_json(&r, started, (time_mono_us() - t0) / 1000);
+    }
+    int64_t ms = (time_mono_us() - t0) / 1000;
+    metrics_sync(app->metrics, json_array_size(r.errors) == 0, ms, (uint64_t)r.bytes_copied);
+    *out = result_json(&r, started, ms);
     json_decref(r.errors);
     json_decref(r.conflicts_at);
     return FERRY_OK;
@@ -191,7 +234,7 @@ static int sync_files(struct request *req, struct err *err)
                 "too many directory syncs at once; try again, or start a session");
         goto out;
     }
-    rc = run_sync(&s, &req->app->stopping, NULL, NULL, &result, err);
+    rc = run_sync(req->app, &s, &req->app->stopping, NULL, NULL, &result, err);
     atomic_fetch_sub(running, 1);
     if (rc == FERRY_OK)
         http_reply_json(req, HTTP_OK, result);
@@ -224,30 +267,45 @@ static void report_progress(void *arg, const struct dirsync_progress *p)
     free(msg);
 }
 
-/* The job runner: the job's folders are checked against the roots again, as the
- * configuration may have changed since the session started. */
+/* Runs a session between two folders. Its folders are checked against the roots again,
+ * as the configuration may have changed since the session started. */
+static int run_folders(struct store_conn *c, const struct job *j, json_t *params,
+                       const atomic_bool *stop, json_t **out, struct err *err,
+                       const struct app *app)
+{
+    struct sync_request s = {0};
+    struct progress_ctx ctx = {c, j->id, 0};
+    jobs_progress(c, j->id, 0, 0, 0, 0, "scanning the source folder", NULL);
+    int rc = FERRY_ERR;
+    if (read_options(params, &s, err) == FERRY_OK &&
+        confine(app, j->source, j->target, &s, err) == FERRY_OK)
+        rc = run_sync(app, &s, stop, report_progress, &ctx, out, err);
+    sync_request_clear(&s);
+    return rc;
+}
+
+/* The job runner: a folder session, or a database session (params "databaseSync"). */
 static int run_job(struct store_conn *c, const struct job *j, const atomic_bool *stop,
                    char **result, char **message, struct err *err, const struct app *app)
 {
-    struct sync_request s = {0};
     json_t *params = json_loads(j->params ? j->params : "{}", 0, NULL), *out = NULL;
-    struct progress_ctx ctx = {c, j->id, 0};
     int rc = FERRY_ERR;
-    jobs_progress(c, j->id, 0, 0, 0, 0, "scanning the source folder", NULL);
-    if (params && read_options(params, &s, err) == FERRY_OK &&
-        confine(app, j->source, j->target, &s, err) == FERRY_OK &&
-        run_sync(&s, stop, report_progress, &ctx, &out, err) == FERRY_OK) {
+    if (!params)
+        err_set(err, ERR_INTERNAL, "the session's parameters cannot be read");
+    else if (json_is_true(json_object_get(params, "databaseSync")))
+        rc = apidbsync_run(app, c, j->id, params, stop, &out, err);
+    else
+        rc = run_folders(c, j, params, stop, &out, err, app);
+    if (rc == FERRY_OK) {
         *result = jsonutil_to_string(out);
         json_t *errors = json_object_get(out, "errors");
         *message = xasprintf("%s: %lld changes applied, %zu errors",
                              json_array_size(errors) ? "completed with errors" : "completed",
                              (long long)json_integer_value(json_object_get(out, "changesApplied")),
                              json_array_size(errors));
-        rc = FERRY_OK;
     }
     json_decref(out);
     json_decref(params);
-    sync_request_clear(&s);
     return rc;
 }
 
@@ -262,34 +320,120 @@ struct job_kind apidirsync_job_kind(const struct app *app)
     return (struct job_kind){"dirsync", dirsync_runner, (void *)app};
 }
 
-static int start_session(struct request *req, struct err *err)
+/* A database session's params: the two locations and the database sync's options. */
+static int database_params(struct request *req, json_t *body, const char *source,
+                           const char *target, char **params, struct err *err)
+{
+    json_t *names = NULL, *v;
+    bool use_txn = true;
+    const char *policy = NULL;
+    enum dbsync_policy p;
+    size_t i;
+    if (req->cred.role != ROLE_ADMIN)
+        return err_set(err, ERR_FORBIDDEN, "a session between databases needs an admin token");
+    if (jsonutil_get_array(body, "entityNames", false, &names, err) != FERRY_OK ||
+        jsonutil_get_bool(body, "useTransactions", false, &use_txn, err) != FERRY_OK ||
+        jsonutil_get_string(body, "conflictPolicy", false, &policy, err) != FERRY_OK ||
+        dbsync_parse_policy(policy, &p, err) != FERRY_OK ||
+        apidbsync_check_pair(req->app, source, target, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (json_array_size(names) > DBSYNC_MAX_ENTITIES)
+        return err_set(err, ERR_INVALID, "field 'entityNames' names more than %d tables",
+                       DBSYNC_MAX_ENTITIES);
+    json_array_foreach(
+        names, i,
+        v) if (!json_is_string(v) ||
+               !*json_string_value(v)) return err_set(err, ERR_INVALID,
+                                                      "field 'entityNames' must hold table names");
+    json_t *o = json_pack("{s:b, s:s, s:s, s:b, s:s}", "databaseSync", 1, "source", source,
+                          "target", target, "useTransactions", use_txn, "conflictPolicy",
+                          p == DBSYNC_OVERWRITE ? "overwrite" : "skip");
+    if (names)
+        json_object_set(o, "entityNames", names);
+    *params = jsonutil_to_string(o);
+    json_decref(o);
+    return FERRY_OK;
+}
+
+/* What a session's end names: a location, else an absolute folder. */
+static int session_end(const struct locations *locs, const char *name, const struct location **loc,
+                       struct err *err)
+{
+    *loc = locations_find(locs, name);
+    if (*loc && locations_is_cloud((*loc)->kind))
+        return err_set(err, ERR_INVALID,
+                       "location '%s' is a %s location: cloud locations are not supported for "
+                       "sessions yet",
+                       name, locations_kind_name((*loc)->kind));
+    if (!*loc && name[0] != '/')
+        return err_set(err, ERR_INVALID,
+                       "'%s' is neither a configured location (--location) nor an absolute "
+                       "folder path",
+                       name);
+    return FERRY_OK;
+}
+
+/* Records the session's job: *source and *target become what the job names. */
+static int create_session(struct request *req, json_t *body, const char *source, const char *target,
+                          char id[40], struct err *err)
 {
     struct sync_request s = {0};
-    const char *source = NULL, *target = NULL;
-    char id[40], iso[32], *params = NULL;
+    struct locations locs;
+    const struct location *from, *to;
+    char *params = NULL;
     int rc = FERRY_ERR;
+    if (locations_parse(req->app->cfg->locations, &locs, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (session_end(&locs, source, &from, err) != FERRY_OK ||
+        session_end(&locs, target, &to, err) != FERRY_OK)
+        goto out;
+    bool db_from = from && locations_is_database(from->kind);
+    bool db_to = to && locations_is_database(to->kind);
+    if (db_from != db_to) {
+        err_set(err, ERR_INVALID, "a session joins two folders or two databases, not one of each");
+        goto out;
+    }
+    if (db_from) {
+        if (database_params(req, body, source, target, &params, err) == FERRY_OK)
+            rc = jobs_create(req->db, "dirsync", req->cred.user_id, source, target, params, false,
+                             id, err);
+        goto out;
+    }
+    if (read_options(body, &s, err) != FERRY_OK ||
+        confine(req->app, from ? from->target : source, to ? to->target : target, &s, err) !=
+            FERRY_OK)
+        goto out;
+    params = jsonutil_to_string(body);
+    rc = jobs_create(req->db, "dirsync", req->cred.user_id, s.source, s.target, params, false, id,
+                     err);
+out:
+    free(params);
+    sync_request_clear(&s);
+    locations_cleanup(&locs);
+    return rc;
+}
+
+static int start_session(struct request *req, struct err *err)
+{
+    const char *source = NULL, *target = NULL, *type = NULL;
+    char id[40], iso[32];
     json_t *body;
     if (http_json_body(req, &body, err) != FERRY_OK)
         return FERRY_ERR;
     if (jsonutil_get_string(body, "sourceLocation", true, &source, err) != FERRY_OK ||
         jsonutil_get_string(body, "targetLocation", true, &target, err) != FERRY_OK ||
-        read_options(body, &s, err) != FERRY_OK ||
-        confine(req->app, source, target, &s, err) != FERRY_OK)
-        goto out;
-    params = jsonutil_to_string(body);
-    if (jobs_create(req->db, "dirsync", req->cred.user_id, s.source, s.target, params, false, id,
-                    err) != FERRY_OK)
-        goto out;
+        jsonutil_get_string(body, "syncType", false, &type, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (type && strcmp(type, "Full") != 0 && strcmp(type, "Incremental") != 0)
+        return err_set(err, ERR_INVALID, "field 'syncType' must be \"Full\" or \"Incremental\"");
+    if (create_session(req, body, source, target, id, err) != FERRY_OK)
+        return FERRY_ERR;
     jobs_worker_kick(req->app->jobs);
     time_iso8601(time_now_ms(), 0, iso);
     http_reply_json(req, HTTP_OK,
                     json_pack("{s:s, s:s, s:s, s:s}", "sessionId", id, "startedAt", iso,
                               "sourceIdentifier", source, "targetIdentifier", target));
-    rc = FERRY_OK;
-out:
-    free(params);
-    sync_request_clear(&s);
-    return rc;
+    return FERRY_OK;
 }
 
 static const char *status_name(const char *status)

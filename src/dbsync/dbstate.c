@@ -69,10 +69,9 @@ int dbstate_stage(struct store_conn *c, const char *run, const char *pair,
     if (store_begin(c, err) != FERRY_OK)
         return FERRY_ERR;
     for (size_t i = 0; i < n; i++) {
-        struct store_val v[] = {
-            sv_text(run), sv_text(pair), sv_text(rows[i].key),
-            rows[i].deleted ? sv_null() : sv_text(rows[i].source_hash),
-            rows[i].deleted ? sv_null() : sv_text(rows[i].target_hash)};
+        struct store_val v[] = {sv_text(run), sv_text(pair), sv_text(rows[i].key),
+                                rows[i].deleted ? sv_null() : sv_text(rows[i].source_hash),
+                                rows[i].deleted ? sv_null() : sv_text(rows[i].target_hash)};
         if (store_run(c,
                       "INSERT INTO ferry_dbsync_staged(run_id, pair_id, row_key, source_hash,"
                       " target_hash) VALUES ($1, $2, $3, $4, $5)"
@@ -131,9 +130,8 @@ int dbstate_conflict(struct store_conn *c, const char *run, const char *pair, co
 {
     char *src = source_row ? jsonutil_to_string(source_row) : NULL;
     char *tgt = target_row ? jsonutil_to_string(target_row) : NULL;
-    struct store_val v[] = {sv_text(pair), sv_text(key),       sv_text(src),
-                            sv_text(tgt),  sv_text(resolution), sv_text(run),
-                            sv_int(time_now_ms())};
+    struct store_val v[] = {sv_text(pair),       sv_text(key), sv_text(src),         sv_text(tgt),
+                            sv_text(resolution), sv_text(run), sv_int(time_now_ms())};
     int rc = store_run(c,
                        "INSERT INTO ferry_dbsync_conflicts(pair_id, row_key, source_row,"
                        " target_row, resolution, job_id, detected_at)"

@@ -46,7 +46,8 @@ int dbsync_parse_policy(const char *name, enum dbsync_policy *out, struct err *e
     else if (!strcmp(name, "overwrite"))
         *out = DBSYNC_OVERWRITE;
     else
-        return err_set(err, ERR_INVALID, "field 'conflictPolicy' must be \"skip\" or \"overwrite\"");
+        return err_set(err, ERR_INVALID,
+                       "field 'conflictPolicy' must be \"skip\" or \"overwrite\"");
     return FERRY_OK;
 }
 
@@ -70,8 +71,8 @@ static int fetch(struct table_sync *t, int side, struct err *err)
     struct page *p = &t->pages[side];
     struct store_conn *c = side ? t->read : t->src;
     struct store_rows *rows = NULL;
-    struct store_val key = t->int_key && p->last_key ? sv_int(strtoll(p->last_key, NULL, 10))
-                                                     : sv_text(p->last_key);
+    struct store_val key =
+        t->int_key && p->last_key ? sv_int(strtoll(p->last_key, NULL, 10)) : sv_text(p->last_key);
     int got = 0;
     page_clear(p);
     if (store_query(c, p->last_key ? t->next_sql[side] : t->first_sql[side], &key,
@@ -184,8 +185,7 @@ static int conflict(struct table_sync *t, const struct dbrow *s, const struct db
 }
 
 /* One key: s is the source row (NULL: not in the source), g the target's. */
-static int step(struct table_sync *t, const struct dbrow *s, const struct dbrow *g,
-                struct err *err)
+static int step(struct table_sync *t, const struct dbrow *s, const struct dbrow *g, struct err *err)
 {
     char was_source[65], was_target[65];
     bool known = false;
@@ -421,7 +421,8 @@ static void table_sync_cleanup(struct table_sync *t)
 
 static int count_rows(struct table_sync *t, int64_t *n, struct err *err)
 {
-    char *qtable = store_quote_ident(t->entity), *sql = xasprintf("SELECT COUNT(*) FROM %s", qtable);
+    char *qtable = store_quote_ident(t->entity),
+         *sql = xasprintf("SELECT COUNT(*) FROM %s", qtable);
     bool found = false;
     int rc = store_query_int(t->src, sql, NULL, 0, n, &found, err);
     free(sql);
@@ -517,13 +518,11 @@ int dbsync_run(const struct dbsync_options *o, struct dbsync_result *r, struct e
     r->conflicts_at = json_array();
     /* the URLs are not echoed: they may hold passwords */
     if (store_open_foreign(o->source_url, 1, &from, &e) != FERRY_OK) {
-        err_set(err, ERR_DATABASE, "cannot open the source database %s: %s", o->source_name,
-                e.msg);
+        err_set(err, ERR_DATABASE, "cannot open the source database %s: %s", o->source_name, e.msg);
         goto out;
     }
     if (store_open_foreign(o->target_url, 2, &to, &e) != FERRY_OK) {
-        err_set(err, ERR_DATABASE, "cannot open the target database %s: %s", o->target_name,
-                e.msg);
+        err_set(err, ERR_DATABASE, "cannot open the target database %s: %s", o->target_name, e.msg);
         goto out;
     }
     rc = run_entities(o, from, to, r, err);
@@ -540,26 +539,27 @@ int dbsync_list_conflicts(struct store_conn *c, const char *source, const char *
     struct store_rows *rows = NULL;
     int got;
     *out = json_array();
-    if (store_query(c,
-                    "SELECT p.tbl, c.row_key, c.source_row, c.target_row, c.resolution, c.job_id,"
-                    " c.detected_at FROM ferry_dbsync_conflicts c"
-                    " JOIN ferry_dbsync_pairs p ON p.id = c.pair_id"
-                    " WHERE p.source = $1 AND p.target = $2 AND (CAST($3 AS TEXT) IS NULL OR p.tbl = $3)"
-                    " ORDER BY c.detected_at DESC, p.tbl, c.row_key LIMIT $4",
-                    v, 4, &rows, err) != FERRY_OK)
+    if (store_query(
+            c,
+            "SELECT p.tbl, c.row_key, c.source_row, c.target_row, c.resolution, c.job_id,"
+            " c.detected_at FROM ferry_dbsync_conflicts c"
+            " JOIN ferry_dbsync_pairs p ON p.id = c.pair_id"
+            " WHERE p.source = $1 AND p.target = $2 AND (CAST($3 AS TEXT) IS NULL OR p.tbl = $3)"
+            " ORDER BY c.detected_at DESC, p.tbl, c.row_key LIMIT $4",
+            v, 4, &rows, err) != FERRY_OK)
         return FERRY_ERR;
     while ((got = store_rows_next(rows, err)) == 1) {
-        json_t *src = store_rows_text(rows, 2) ? json_loads(store_rows_text(rows, 2), 0, NULL)
-                                               : NULL;
-        json_t *tgt = store_rows_text(rows, 3) ? json_loads(store_rows_text(rows, 3), 0, NULL)
-                                               : NULL;
-        json_array_append_new(
-            *out, json_pack("{s:s, s:s, s:o, s:o, s:s, s:s?, s:I}", "entity",
-                            store_rows_text(rows, 0), "key", store_rows_text(rows, 1), "sourceRow",
-                            src ? src : json_null(), "targetRow", tgt ? tgt : json_null(),
-                            "resolution", store_rows_text(rows, 4), "jobId",
-                            store_rows_text(rows, 5), "detectedAt",
-                            (json_int_t)store_rows_int(rows, 6)));
+        json_t *src =
+            store_rows_text(rows, 2) ? json_loads(store_rows_text(rows, 2), 0, NULL) : NULL;
+        json_t *tgt =
+            store_rows_text(rows, 3) ? json_loads(store_rows_text(rows, 3), 0, NULL) : NULL;
+        json_array_append_new(*out,
+                              json_pack("{s:s, s:s, s:o, s:o, s:s, s:s?, s:I}", "entity",
+                                        store_rows_text(rows, 0), "key", store_rows_text(rows, 1),
+                                        "sourceRow", src ? src : json_null(), "targetRow",
+                                        tgt ? tgt : json_null(), "resolution",
+                                        store_rows_text(rows, 4), "jobId", store_rows_text(rows, 5),
+                                        "detectedAt", (json_int_t)store_rows_int(rows, 6)));
     }
     store_rows_free(rows);
     return got < 0 ? FERRY_ERR : FERRY_OK;

@@ -47,7 +47,7 @@ struct dbsync_options {
 
 struct dbsync_result {
     int64_t inserted, updated, deleted, unchanged, conflicts, bytes;
-    json_t *errors;    /* strings, one per failed entity */
+    json_t *errors;       /* strings, one per failed entity */
     json_t *conflicts_at; /* {entity, key, reason, resolution}, the first DBSYNC_MAX_LISTED */
 };
 #define DBSYNC_MAX_LISTED 100

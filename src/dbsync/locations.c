@@ -97,7 +97,8 @@ int locations_parse(const char *spec, struct locations *out, struct err *err)
     char *copy = xstrdup(spec ? spec : ""), *save = NULL;
     int rc = FERRY_OK;
     memset(out, 0, sizeof(*out));
-    for (char *e = strtok_r(copy, ",", &save); e && rc == FERRY_OK; e = strtok_r(NULL, ",", &save)) {
+    for (char *e = strtok_r(copy, ",", &save); e && rc == FERRY_OK;
+         e = strtok_r(NULL, ",", &save)) {
         while (isspace((unsigned char)*e))
             e++;
         char *end = e + strlen(e);
@@ -113,8 +114,8 @@ int locations_parse(const char *spec, struct locations *out, struct err *err)
         struct location *loc = &out->items[out->n++];
         memset(loc, 0, sizeof(*loc));
         rc = parse_entry(e, loc, err);
-        if (rc == FERRY_OK && locations_find(&(struct locations){out->items, out->n - 1},
-                                             loc->name))
+        if (rc == FERRY_OK &&
+            locations_find(&(struct locations){out->items, out->n - 1}, loc->name))
             rc = err_set(err, ERR_INVALID, "location '%s' is named twice", loc->name);
     }
     free(copy);

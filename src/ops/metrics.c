@@ -188,4 +188,18 @@ void metrics_prometheus(struct metrics *m, struct buf *out)
                "# TYPE ferry_http_response_bytes_total counter\n"
                "ferry_http_response_bytes_total %llu\n",
                (unsigned long long)t.bytes_in, (unsigned long long)t.bytes_out);
+    buf_printf(out,
+               "# HELP ferry_sync_operations_total Sync operations run (pushes, pulls, directory,"
+               " database and session syncs) by result.\n"
+               "# TYPE ferry_sync_operations_total counter\n"
+               "ferry_sync_operations_total{result=\"success\"} %llu\n"
+               "ferry_sync_operations_total{result=\"failure\"} %llu\n"
+               "# HELP ferry_sync_duration_milliseconds_total Time spent in sync operations.\n"
+               "# TYPE ferry_sync_duration_milliseconds_total counter\n"
+               "ferry_sync_duration_milliseconds_total %llu\n"
+               "# HELP ferry_sync_transferred_bytes_total Bytes moved by sync operations.\n"
+               "# TYPE ferry_sync_transferred_bytes_total counter\n"
+               "ferry_sync_transferred_bytes_total %llu\n",
+               (unsigned long long)t.sync_ok, (unsigned long long)t.sync_failed,
+               (unsigned long long)t.sync_duration_ms_sum, (unsigned long long)t.data_transferred);
 }

@@ -15,7 +15,7 @@ struct metrics_totals {
     uint64_t requests;
     uint64_t bytes_in;
     uint64_t bytes_out;
-    uint64_t sync_ops; /* sync operations run (pushes, pulls, file and site syncs) */
+    uint64_t sync_ops; /* sync operations run (pushes, pulls, directory, database, session) */
     uint64_t sync_ok;
     uint64_t sync_failed;
     uint64_t sync_duration_ms_sum;
@@ -32,12 +32,14 @@ void metrics_close(struct metrics *m);
 void metrics_request(struct metrics *m, const char *method, const char *route, int status,
                      int64_t duration_us, uint64_t bytes_in, uint64_t bytes_out);
 
-/* Records one finished sync operation (later capabilities call this). */
+/* Records one finished sync operation: ok when it succeeded without errors, bytes it
+ * moved. */
 void metrics_sync(struct metrics *m, int ok, int64_t duration_ms, uint64_t bytes);
 
 struct metrics_totals metrics_totals(struct metrics *m);
 
-/* Appends the Prometheus text exposition of the request counters and histogram. */
+/* Appends the Prometheus text exposition of the request counters and histogram, and the
+ * sync counters /api/v1/metrics reports. */
 void metrics_prometheus(struct metrics *m, struct buf *out);
 
 #endif
