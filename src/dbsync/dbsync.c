@@ -37,6 +37,7 @@ struct table_sync {
     struct dbstate_staged staged[PAGE_ROWS];
     size_t n_staged;
     struct dbsync_progress progress;
+    struct dbsync_result committed; /* the counts as of the last commit on the target */
 };
 
 int dbsync_parse_policy(const char *name, enum dbsync_policy *out, struct err *err)
@@ -238,8 +239,10 @@ static int flush(struct table_sync *t, bool last, struct err *err)
         t->o->progress(t->o->ctx, &t->progress);
     if (t->o->use_transactions && !last)
         return FERRY_OK;
-    if (store_commit(t->write, err) != FERRY_OK ||
-        dbstate_commit(t->state, t->o->run_id, t->pair, err) != FERRY_OK)
+    if (store_commit(t->write, err) != FERRY_OK)
+        return FERRY_ERR;
+    t->committed = *t->r;
+    if (dbstate_commit(t->state, t->o->run_id, t->pair, err) != FERRY_OK)
         return FERRY_ERR;
     return last ? FERRY_OK : store_begin(t->write, err);
 }
@@ -431,15 +434,15 @@ static int count_rows(struct table_sync *t, int64_t *n, struct err *err)
 }
 
 /* Syncs one table. On failure nothing of the current unit (the entity with
- * useTransactions, else the current page of writes) stays, and the counts are put back. */
+ * useTransactions, else the current page of writes) stays, and the counts go back to what
+ * the target committed. */
 static int sync_entity(const struct dbsync_options *o, struct store *from, struct store *to,
                        const char *entity, struct dbsync_result *r, struct dbsync_progress *prog,
                        struct err *err)
 {
     struct table_sync *t = xcalloc(1, sizeof(*t));
-    struct dbsync_result before = *r;
     int rc = FERRY_ERR;
-    *t = (struct table_sync){.o = o, .r = r, .entity = entity, .state = o->state};
+    *t = (struct table_sync){.o = o, .r = r, .entity = entity, .state = o->state, .committed = *r};
     t->to = store_dialect(to);
     t->progress = *prog;
     t->progress.entity = entity;
@@ -458,10 +461,10 @@ out:
         store_rollback(t->write);
         if (*t->pair)
             dbstate_discard(o->state, o->run_id, t->pair);
-        r->inserted = before.inserted;
-        r->updated = before.updated;
-        r->deleted = before.deleted;
-        r->bytes = before.bytes;
+        r->inserted = t->committed.inserted;
+        r->updated = t->committed.updated;
+        r->deleted = t->committed.deleted;
+        r->bytes = t->committed.bytes;
     }
     *prog = t->progress;
     table_sync_cleanup(t);
