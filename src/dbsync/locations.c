@@ -206,8 +206,12 @@ static int keyvalue_identity(const char *conn, struct db_identity *id, struct er
             key_len = (size_t)(eq - p);
             while (key_len && isspace((unsigned char)p[key_len - 1]))
                 key_len--;
-            const char *v = eq + 1;
-            int vlen = (int)(p + len - v);
+            const char *v = eq + 1, *v_end = p + len;
+            while (v < v_end && isspace((unsigned char)*v))
+                v++;
+            while (v_end > v && isspace((unsigned char)v_end[-1]))
+                v_end--;
+            int vlen = (int)(v_end - v);
             if (key_is(p, key_len, host_keys))
                 set_host(id, v, (size_t)vlen), any = true;
             else if (key_is(p, key_len, db_keys))
