@@ -417,12 +417,14 @@ static int int_field(json_t *body, const char *name, int64_t def, int64_t min, i
 /* The paging and key filters of table-records. */
 static int records_query_of(json_t *body, struct records_query *q, struct err *err)
 {
+    json_t *limit = json_object_get(body, "limit");
     /* PhoenixKit's own server clamps a larger limit to 100 rather than refusing it */
-    if (int_field(body, "limit", 10, 1, INT64_MAX, &q->limit, err) != FERRY_OK ||
-        int_field(body, "offset", 0, 0, INT64_MAX / 2, &q->offset, err) != FERRY_OK)
-        return FERRY_ERR;
-    if (q->limit > 100)
+    if (json_is_integer(limit) && json_integer_value(limit) > 100)
         q->limit = 100;
+    else if (int_field(body, "limit", 10, 1, 100, &q->limit, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (int_field(body, "offset", 0, 0, INT64_MAX / 2, &q->offset, err) != FERRY_OK)
+        return FERRY_ERR;
     q->table = field(body, "table_name");
     q->ids = json_object_get(body, "ids");
     q->id_start = json_object_get(body, "id_start");
