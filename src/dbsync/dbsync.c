@@ -10,6 +10,7 @@
 #include "dbsync/dbrows.h"
 #include "dbsync/dbstate.h"
 #include "dbsync/dbsync.h"
+#include "files/leases.h"
 #include "util/buf.h"
 
 #define PAGE_ROWS 500
@@ -38,6 +39,8 @@ struct table_sync {
     size_t n_staged;
     struct dbsync_progress progress;
     struct dbsync_result committed; /* the counts as of the last commit on the target */
+    struct lease lease;             /* one sync of a pair's table at a time, on any node */
+    bool leased;
 };
 
 int dbsync_parse_policy(const char *name, enum dbsync_policy *out, struct err *err)
@@ -237,6 +240,8 @@ static int flush(struct table_sync *t, bool last, struct err *err)
         return FERRY_ERR;
     if (t->o->progress)
         t->o->progress(t->o->ctx, &t->progress);
+    if (leases_renew(t->state, &t->lease, false, err) != FERRY_OK)
+        return FERRY_ERR;
     if (t->o->use_transactions && !last)
         return FERRY_OK;
     if (store_commit(t->write, err) != FERRY_OK)
@@ -433,6 +438,19 @@ static int count_rows(struct table_sync *t, int64_t *n, struct err *err)
     return rc;
 }
 
+/* Takes the pair's lease: two syncs of one pair at once would each take the other's
+ * writes for changes made in the target. */
+static int lease_pair(struct table_sync *t, struct err *err)
+{
+    char self[LEASES_OWNER_MAX], name[80];
+    leases_self(self);
+    snprintf(name, sizeof(name), "dbsync:%s", t->pair);
+    if (leases_acquire(t->state, self, name, &t->lease, &t->leased, err) != FERRY_OK)
+        return FERRY_ERR;
+    return t->leased ? FERRY_OK
+                     : err_set(err, ERR_CONFLICT, "another sync of this pair is running");
+}
+
 /* Syncs one table. On failure nothing of the current unit (the entity with
  * useTransactions, else the current page of writes) stays, and the counts go back to what
  * the target committed. */
@@ -451,7 +469,7 @@ static int sync_entity(const struct dbsync_options *o, struct store *from, struc
         store_acquire(to, &t->read, err) != FERRY_OK ||
         store_acquire(to, &t->write, err) != FERRY_OK || prepare(t, err) != FERRY_OK ||
         dbstate_pair(o->state, o->source_name, o->target_name, entity, t->pair, err) != FERRY_OK ||
-        store_begin_read(t->src, err) != FERRY_OK ||
+        lease_pair(t, err) != FERRY_OK || store_begin_read(t->src, err) != FERRY_OK ||
         count_rows(t, &t->progress.rows_total, err) != FERRY_OK ||
         store_begin_read(t->read, err) != FERRY_OK || store_begin(t->write, err) != FERRY_OK)
         goto out;
@@ -467,6 +485,8 @@ out:
         r->bytes = t->committed.bytes;
     }
     *prog = t->progress;
+    if (t->leased)
+        leases_release(o->state, &t->lease);
     table_sync_cleanup(t);
     free(t);
     return rc;
