@@ -355,7 +355,9 @@ static int database_params(struct request *req, json_t *body, const char *source
     return FERRY_OK;
 }
 
-/* What a session's end names: a location, else an absolute folder. */
+/* What a session's end names: a location, else an absolute folder. A cloud location is
+ * refused until the cloud client (cloud.h) is in the tree; folder<->cloud then becomes a
+ * third kind of session params next to "databaseSync", run by run_job like the others. */
 static int session_end(const struct locations *locs, const char *name, const struct location **loc,
                        struct err *err)
 {

@@ -43,9 +43,8 @@ static void test_parse_refuses(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "noequals",        "=folder:/a",           "a b=folder:/a", "x=ftp:/a",
-        "x=folder",        "x=folder:",            "x=folder:rel",  "x=local:rel",
-        "x=postgres:/a",   "x=folder:/a,x=folder:/b",
+        "noequals",  "=folder:/a",   "a b=folder:/a", "x=ftp:/a",      "x=folder",
+        "x=folder:", "x=folder:rel", "x=local:rel",   "x=postgres:/a", "x=folder:/a,x=folder:/b",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct locations l;

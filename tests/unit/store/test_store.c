@@ -73,7 +73,6 @@ static void test_open_and_migrations(void **state)
 
     assert_int_equal(store_dialect(f->st), STORE_SQLITE);
     assert_string_equal(store_dialect_name(f->st), "sqlite");
-    /* versions need not be contiguous: each feature branch takes its own number */
     assert_int_equal(store_schema_version(f->st), store_migrations[store_n_migrations - 1].version);
     assert_int_equal(count(f->c, "SELECT MAX(version) FROM ferry_schema_version"),
                      store_migrations[store_n_migrations - 1].version);
