@@ -122,22 +122,29 @@ static struct store_val key_val(const struct table_sync *t, const char *key)
     return t->int_key ? sv_int(strtoll(key, NULL, 10)) : sv_text(key);
 }
 
-/* Writes the source row to the target and stages its new hashes, read back from the
- * target so that the next sync compares like with like. */
+/* Writes the source row to the target and stages its new hashes, of the row as the
+ * target stored it, so that the next sync compares like with like. */
 static int upsert(struct table_sync *t, const struct dbrow *s, struct err *err)
 {
     struct store_val *v = xcalloc(t->n_cols, sizeof(*v)), key = key_val(t, s->key);
     struct store_rows *rows = NULL;
     struct dbrow back = {0};
-    int rc = FERRY_ERR;
+    int rc = FERRY_ERR, got;
     for (size_t i = 0; i < t->n_cols; i++) {
         v[i] = dbrows_bind(&s->vals[i], t->decls[i], t->to);
         t->r->bytes += (int64_t)s->vals[i].len;
     }
-    if (store_run(t->write, t->upsert_sql, v, t->n_cols, NULL, err) != FERRY_OK ||
-        store_query(t->write, t->get_sql, &key, 1, &rows, err) != FERRY_OK)
+    if (store_query(t->write, t->upsert_sql, v, t->n_cols, &rows, err) != FERRY_OK ||
+        (got = store_rows_next(rows, err)) < 0)
         goto out;
-    if (store_rows_next(rows, err) != 1) {
+    if (got == 0) { /* SQLite, or a key-only table's DO NOTHING: read it back */
+        store_rows_free(rows);
+        rows = NULL;
+        if (store_query(t->write, t->get_sql, &key, 1, &rows, err) != FERRY_OK ||
+            (got = store_rows_next(rows, err)) < 0)
+            goto out;
+    }
+    if (got != 1) {
         err_set(err, ERR_DATABASE, "row %s of %s was written but cannot be read back", s->key,
                 t->entity);
         goto out;
@@ -315,9 +322,14 @@ static void build_sql(struct table_sync *t, enum store_dialect from)
     }
     build_selects(t, 0, from, qtable, cols.data, qkey);
     build_selects(t, 1, t->to, qtable, cols.data, qkey);
-    t->upsert_sql = xasprintf("INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (%s) DO %s%s", qtable,
-                              cols.data, params.data, qkey, sets.len ? "UPDATE SET " : "NOTHING",
-                              sets.len ? sets.data : "");
+    /* PostgreSQL's RETURNING gives the row as stored without a second round trip. SQLite's
+     * does not always (an integral REAL comes back as an integer), and SQLite is local, so
+     * there the row is read back (upsert() does so when RETURNING gave nothing). */
+    bool returning = t->to == STORE_POSTGRES;
+    t->upsert_sql = xasprintf("INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (%s) DO %s%s%s%s",
+                              qtable, cols.data, params.data, qkey,
+                              sets.len ? "UPDATE SET " : "NOTHING", sets.len ? sets.data : "",
+                              returning ? " RETURNING " : "", returning ? cols.data : "");
     t->delete_sql = xasprintf("DELETE FROM %s WHERE %s = $1", qtable, qkey);
     t->get_sql = xasprintf("SELECT %s FROM %s WHERE %s = $1", cols.data, qtable, qkey);
     buf_cleanup(&cols);
