@@ -51,6 +51,21 @@ void dbrows_clear(struct dbrow *row)
     memset(row, 0, sizeof(*row));
 }
 
+void dbrows_dup(const struct dbrow *row, struct dbrow *out)
+{
+    size_t key_col = 0;
+    *out = *row;
+    out->vals = xcalloc(row->n_vals, sizeof(*out->vals));
+    for (size_t i = 0; i < row->n_vals; i++) {
+        out->vals[i] = row->vals[i];
+        out->vals[i].bytes = xmalloc(row->vals[i].len + 1);
+        memcpy(out->vals[i].bytes, row->vals[i].bytes, row->vals[i].len + 1);
+        if (row->key == row->vals[i].bytes)
+            key_col = i;
+    }
+    out->key = out->vals[key_col].bytes;
+}
+
 json_t *dbrows_json(const struct dbrow *row, char *const *names)
 {
     json_t *obj = json_object();

@@ -29,6 +29,8 @@ struct dbrow {
 /* Copies the current row of rows (n columns); key_col is the primary key's column. */
 void dbrows_copy(struct store_rows *rows, int n, int key_col, struct dbrow *out);
 void dbrows_clear(struct dbrow *row);
+/* A copy of row that owns its values. */
+void dbrows_dup(const struct dbrow *row, struct dbrow *out);
 
 /* The row as a JSON object of column name -> string or null (blobs in base64). */
 json_t *dbrows_json(const struct dbrow *row, char *const *names);

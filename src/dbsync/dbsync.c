@@ -14,6 +14,8 @@
 #include "util/buf.h"
 
 #define PAGE_ROWS 500
+/* PostgreSQL targets take this many rows per INSERT: one round trip instead of a hundred */
+#define UPSERT_ROWS 100
 
 struct page {
     struct dbrow rows[PAGE_ROWS];
@@ -32,16 +34,21 @@ struct table_sync {
     int key_col;
     bool int_key;
     enum store_dialect to;
-    char *first_sql[2], *next_sql[2], *upsert_sql, *delete_sql, *get_sql;
+    char *first_sql[2], *next_sql[2], *upsert_sql, *batch_sql, *delete_sql, *get_sql;
+    char *qtable, *qkey, *cols_sql, *sets_sql; /* pieces of the upsert statements */
     struct store_conn *src, *read, *write, *state;
     struct page pages[2]; /* source, target */
     struct dbstate_staged staged[PAGE_ROWS];
     size_t n_staged;
+    struct dbrow pending[UPSERT_ROWS]; /* source rows waiting for the next batched INSERT */
+    size_t n_pending;
     struct dbsync_progress progress;
     struct dbsync_result committed; /* the counts as of the last commit on the target */
     struct lease lease;             /* one sync of a pair's table at a time, on any node */
     bool leased;
 };
+
+static char *upsert_statement(const struct table_sync *t, size_t n_rows);
 
 int dbsync_parse_policy(const char *name, enum dbsync_policy *out, struct err *err)
 {
@@ -122,41 +129,107 @@ static struct store_val key_val(const struct table_sync *t, const char *key)
     return t->int_key ? sv_int(strtoll(key, NULL, 10)) : sv_text(key);
 }
 
-/* Writes the source row to the target and stages its new hashes, of the row as the
- * target stored it, so that the next sync compares like with like. */
-static int upsert(struct table_sync *t, const struct dbrow *s, struct err *err)
+/* Reads back the target's row of key (as stored) and stages it with the source's hash. */
+static int read_back(struct table_sync *t, const char *key, const char *source_hash,
+                     struct err *err)
 {
-    struct store_val *v = xcalloc(t->n_cols, sizeof(*v)), key = key_val(t, s->key);
+    struct store_val v = key_val(t, key);
     struct store_rows *rows = NULL;
     struct dbrow back = {0};
     int rc = FERRY_ERR, got;
-    for (size_t i = 0; i < t->n_cols; i++) {
-        v[i] = dbrows_bind(&s->vals[i], t->decls[i], t->to);
-        t->r->bytes += (int64_t)s->vals[i].len;
-    }
-    if (store_query(t->write, t->upsert_sql, v, t->n_cols, &rows, err) != FERRY_OK ||
+    if (store_query(t->write, t->get_sql, &v, 1, &rows, err) != FERRY_OK ||
         (got = store_rows_next(rows, err)) < 0)
         goto out;
-    if (got == 0) { /* SQLite, or a key-only table's DO NOTHING: read it back */
-        store_rows_free(rows);
-        rows = NULL;
-        if (store_query(t->write, t->get_sql, &key, 1, &rows, err) != FERRY_OK ||
-            (got = store_rows_next(rows, err)) < 0)
-            goto out;
-    }
-    if (got != 1) {
-        err_set(err, ERR_DATABASE, "row %s of %s was written but cannot be read back", s->key,
+    if (got == 0) {
+        err_set(err, ERR_DATABASE, "row %s of %s was written but cannot be read back", key,
                 t->entity);
         goto out;
     }
     dbrows_copy(rows, (int)t->n_cols, t->key_col, &back);
-    stage(t, s->key, s->hash, back.hash);
+    stage(t, key, source_hash, back.hash);
     rc = FERRY_OK;
 out:
     dbrows_clear(&back);
     store_rows_free(rows);
+    return rc;
+}
+
+static void bind_row(const struct table_sync *t, const struct dbrow *s, struct store_val *v)
+{
+    for (size_t i = 0; i < t->n_cols; i++)
+        v[i] = dbrows_bind(&s->vals[i], t->decls[i], t->to);
+}
+
+/* Stages each returned row against the pending row of its key; a pending row the INSERT
+ * did not return (a key-only table's DO NOTHING) is read back. */
+static int stage_returned(struct table_sync *t, struct store_rows *rows, struct err *err)
+{
+    bool *seen = xcalloc(t->n_pending, sizeof(bool));
+    int got, rc = FERRY_ERR;
+    while ((got = store_rows_next(rows, err)) == 1) {
+        struct dbrow back = {0};
+        dbrows_copy(rows, (int)t->n_cols, t->key_col, &back);
+        for (size_t i = 0; i < t->n_pending; i++)
+            if (!seen[i] && !strcmp(t->pending[i].key, back.key)) {
+                stage(t, back.key, t->pending[i].hash, back.hash);
+                seen[i] = true;
+                break;
+            }
+        dbrows_clear(&back);
+    }
+    store_rows_free(rows);
+    for (size_t i = 0; got == 0 && i < t->n_pending; i++)
+        if (!seen[i] && read_back(t, t->pending[i].key, t->pending[i].hash, err) != FERRY_OK)
+            goto out;
+    rc = got == 0 ? FERRY_OK : FERRY_ERR;
+out:
+    free(seen);
+    return rc;
+}
+
+/* Writes the pending rows in one INSERT ... RETURNING (PostgreSQL). */
+static int flush_upserts(struct table_sync *t, struct err *err)
+{
+    struct store_val *v;
+    struct store_rows *rows = NULL;
+    char *partial = NULL;
+    int rc = FERRY_ERR;
+    if (!t->n_pending)
+        return FERRY_OK;
+    v = xcalloc(t->n_pending * t->n_cols, sizeof(*v));
+    for (size_t i = 0; i < t->n_pending; i++)
+        bind_row(t, &t->pending[i], v + i * t->n_cols);
+    if (t->n_pending < UPSERT_ROWS)
+        partial = upsert_statement(t, t->n_pending);
+    if (store_query(t->write, partial ? partial : t->batch_sql, v, t->n_pending * t->n_cols, &rows,
+                    err) == FERRY_OK)
+        rc = stage_returned(t, rows, err);
+    for (size_t i = 0; i < t->n_pending; i++)
+        dbrows_clear(&t->pending[i]);
+    t->n_pending = 0;
+    free(partial);
     free(v);
     return rc;
+}
+
+/* Writes the source row to the target and stages its new hashes, of the row as the
+ * target stored it, so that the next sync compares like with like. PostgreSQL's RETURNING
+ * gives that row in the same round trip, so rows for it are batched; SQLite's RETURNING
+ * does not always (an integral REAL comes back as an integer), and SQLite is local, so
+ * there each row is written and read back. */
+static int upsert(struct table_sync *t, const struct dbrow *s, struct err *err)
+{
+    for (size_t i = 0; i < t->n_cols; i++)
+        t->r->bytes += (int64_t)s->vals[i].len;
+    if (t->to == STORE_POSTGRES) {
+        dbrows_dup(s, &t->pending[t->n_pending++]);
+        return t->n_pending == UPSERT_ROWS ? flush_upserts(t, err) : FERRY_OK;
+    }
+    struct store_val *v = xcalloc(t->n_cols, sizeof(*v));
+    bind_row(t, s, v);
+    int rc = store_run(t->write, t->upsert_sql, v, t->n_cols, NULL, err);
+    free(v);
+    return rc == FERRY_OK ? read_back(t, s->key, s->hash, err) : FERRY_ERR;
 }
 
 static int delete_row(struct table_sync *t, const char *key, struct err *err)
@@ -241,6 +314,8 @@ static void staged_clear(struct table_sync *t)
  * and make the state the pair's. last: the entity is done. */
 static int flush(struct table_sync *t, bool last, struct err *err)
 {
+    if (flush_upserts(t, err) != FERRY_OK)
+        return FERRY_ERR;
     int rc = dbstate_stage(t->state, t->o->run_id, t->pair, t->staged, t->n_staged, err);
     staged_clear(t);
     if (rc != FERRY_OK)
@@ -279,7 +354,7 @@ static int walk(struct table_sync *t, struct err *err)
             t->pages[1].pos++;
         t->progress.changes = t->r->inserted + t->r->updated + t->r->deleted;
         t->progress.bytes = t->r->bytes;
-        if (t->n_staged >= PAGE_ROWS - 1 && flush(t, false, err) != FERRY_OK)
+        if (t->n_staged + t->n_pending >= PAGE_ROWS - 1 && flush(t, false, err) != FERRY_OK)
             return FERRY_ERR;
     }
     return flush(t, true, err);
@@ -304,39 +379,49 @@ static void build_selects(struct table_sync *t, int side, enum store_dialect d, 
     free(k);
 }
 
+/* INSERT ... ON CONFLICT of n_rows rows (RETURNING them on PostgreSQL). */
+static char *upsert_statement(const struct table_sync *t, size_t n_rows)
+{
+    struct buf sql;
+    buf_init(&sql);
+    buf_printf(&sql, "INSERT INTO %s (%s) VALUES ", t->qtable, t->cols_sql);
+    for (size_t r = 0; r < n_rows; r++) {
+        buf_puts(&sql, r ? ", (" : "(");
+        for (size_t i = 0; i < t->n_cols; i++)
+            buf_printf(&sql, "%s$%zu", i ? ", " : "", r * t->n_cols + i + 1);
+        buf_puts(&sql, ")");
+    }
+    buf_printf(&sql, " ON CONFLICT (%s) DO %s%s", t->qkey, *t->sets_sql ? "UPDATE SET " : "NOTHING",
+               t->sets_sql);
+    if (t->to == STORE_POSTGRES)
+        buf_printf(&sql, " RETURNING %s", t->cols_sql);
+    return buf_steal(&sql);
+}
+
 /* The statements of one table, over the synced columns. */
 static void build_sql(struct table_sync *t, enum store_dialect from)
 {
-    struct buf cols, params, sets;
-    char *qtable = store_quote_ident(t->entity), *qkey = store_quote_ident(t->names[t->key_col]);
+    struct buf cols, sets;
     buf_init(&cols);
-    buf_init(&params);
     buf_init(&sets);
     for (size_t i = 0; i < t->n_cols; i++) {
         char *q = store_quote_ident(t->names[i]);
         buf_printf(&cols, "%s%s", i ? ", " : "", q);
-        buf_printf(&params, "%s$%zu", i ? ", " : "", i + 1);
         if ((int)i != t->key_col)
             buf_printf(&sets, "%s%s = excluded.%s", sets.len ? ", " : "", q, q);
         free(q);
     }
-    build_selects(t, 0, from, qtable, cols.data, qkey);
-    build_selects(t, 1, t->to, qtable, cols.data, qkey);
-    /* PostgreSQL's RETURNING gives the row as stored without a second round trip. SQLite's
-     * does not always (an integral REAL comes back as an integer), and SQLite is local, so
-     * there the row is read back (upsert() does so when RETURNING gave nothing). */
-    bool returning = t->to == STORE_POSTGRES;
-    t->upsert_sql = xasprintf("INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (%s) DO %s%s%s%s",
-                              qtable, cols.data, params.data, qkey,
-                              sets.len ? "UPDATE SET " : "NOTHING", sets.len ? sets.data : "",
-                              returning ? " RETURNING " : "", returning ? cols.data : "");
-    t->delete_sql = xasprintf("DELETE FROM %s WHERE %s = $1", qtable, qkey);
-    t->get_sql = xasprintf("SELECT %s FROM %s WHERE %s = $1", cols.data, qtable, qkey);
-    buf_cleanup(&cols);
-    buf_cleanup(&params);
+    t->qtable = store_quote_ident(t->entity);
+    t->qkey = store_quote_ident(t->names[t->key_col]);
+    t->cols_sql = buf_steal(&cols);
+    t->sets_sql = sets.len ? buf_steal(&sets) : xstrdup("");
+    build_selects(t, 0, from, t->qtable, t->cols_sql, t->qkey);
+    build_selects(t, 1, t->to, t->qtable, t->cols_sql, t->qkey);
+    t->upsert_sql = upsert_statement(t, 1);
+    t->batch_sql = upsert_statement(t, UPSERT_ROWS);
+    t->delete_sql = xasprintf("DELETE FROM %s WHERE %s = $1", t->qtable, t->qkey);
+    t->get_sql = xasprintf("SELECT %s FROM %s WHERE %s = $1", t->cols_sql, t->qtable, t->qkey);
     buf_cleanup(&sets);
-    free(qtable);
-    free(qkey);
 }
 
 /* Creates the target table from the source's columns, types mapped to its dialect. */
@@ -431,6 +516,13 @@ static void table_sync_cleanup(struct table_sync *t)
     free(t->names);
     free(t->decls);
     free(t->upsert_sql);
+    free(t->batch_sql);
+    free(t->qtable);
+    free(t->qkey);
+    free(t->cols_sql);
+    free(t->sets_sql);
+    for (size_t i = 0; i < t->n_pending; i++)
+        dbrows_clear(&t->pending[i]);
     free(t->delete_sql);
     free(t->get_sql);
     staged_clear(t);
