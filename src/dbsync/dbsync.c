@@ -571,9 +571,10 @@ static int sync_entity(const struct dbsync_options *o, struct store *from, struc
     t->progress.rows_done = 0;
     if (store_acquire(from, &t->src, err) != FERRY_OK ||
         store_acquire(to, &t->read, err) != FERRY_OK ||
-        store_acquire(to, &t->write, err) != FERRY_OK || prepare(t, err) != FERRY_OK ||
+        store_acquire(to, &t->write, err) != FERRY_OK ||
         dbstate_pair(o->state, o->source_name, o->target_name, entity, t->pair, err) != FERRY_OK ||
-        lease_pair(t, err) != FERRY_OK || store_begin_read(t->src, err) != FERRY_OK ||
+        lease_pair(t, err) != FERRY_OK || prepare(t, err) != FERRY_OK ||
+        store_begin_read(t->src, err) != FERRY_OK ||
         count_rows(t, &t->progress.rows_total, err) != FERRY_OK ||
         store_begin_read(t->read, err) != FERRY_OK || store_begin(t->write, err) != FERRY_OK)
         goto out;

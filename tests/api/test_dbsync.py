@@ -9,7 +9,7 @@ the shared test cluster, whichever backend ferry itself uses."""
 import os
 import re
 import sqlite3
-import time
+import threading
 
 import pytest
 
@@ -186,6 +186,30 @@ def test_use_transactions_makes_an_entity_all_or_nothing(make_server, dbs):
     res = dbsync(srv, "lite", "pg", ["Users"])
     assert res["success"] is True and res["rowsInserted"] == N_USERS - kept, res
     assert res["rowsUnchanged"] == kept
+
+
+def test_one_sync_of_a_pair_at_a_time(make_server, dbs):
+    srv = make_server(*dbs["flags"])
+    results = []
+
+    def run():
+        results.append(dbsync(srv, "lite", "pg", ["Users"]))
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # each ran alone or was refused while another held the pair; none saw the others'
+    # writes as changes made in the target
+    for res in results:
+        assert res["conflictsEncountered"] == 0, res
+        assert res["success"] or res["errors"] == [
+            "Users: another sync of this pair is running"], res
+    assert sum(r["rowsInserted"] for r in results) == N_USERS
+    res = dbsync(srv, "lite", "pg", ["Users"])
+    assert res["changesApplied"] == 0 and res["conflictsEncountered"] == 0, res
+    assert res["rowsUnchanged"] == N_USERS
 
 
 def test_only_configured_databases_and_admins(make_server, dbs, tmp_path):
