@@ -46,6 +46,7 @@ struct table_sync {
     struct dbsync_result committed; /* the counts as of the last commit on the target */
     struct lease lease;             /* one sync of a pair's table at a time, on any node */
     bool leased;
+    bool captured; /* the source is a ferry database that records this table's changes */
 };
 
 static char *upsert_statement(const struct table_sync *t, size_t n_rows);
@@ -268,6 +269,23 @@ static int conflict(struct table_sync *t, const struct dbrow *s, const struct db
     return upsert(t, s, err);
 }
 
+/* Whether the source's change log (a ferry database capturing the table) holds a
+ * tombstone for key: a delete made there, to be carried even to a target row this pair
+ * never copied. */
+static int source_deleted(struct table_sync *t, const char *key, bool *deleted, struct err *err)
+{
+    struct store_val v[] = {sv_text(t->entity), sv_text(key)};
+    int64_t flag = 0;
+    *deleted = false;
+    if (!t->captured)
+        return FERRY_OK;
+    if (store_query_int(t->src, "SELECT deleted FROM ferry_changes WHERE tbl = $1 AND pk = $2", v,
+                        2, &flag, deleted, err) != FERRY_OK)
+        return FERRY_ERR;
+    *deleted = *deleted && flag == 1;
+    return FERRY_OK;
+}
+
 /* One key: s is the source row (NULL: not in the source), g the target's. */
 static int step(struct table_sync *t, const struct dbrow *s, const struct dbrow *g, struct err *err)
 {
@@ -282,9 +300,13 @@ static int step(struct table_sync *t, const struct dbrow *s, const struct dbrow 
         t->r->inserted++;
         return upsert(t, s, err);
     }
-    if (!s) { /* a target row never synced from this source is not ours to delete */
+    if (!s) { /* a target row never synced from this source is ours to delete only when
+               * the source's change log says it deleted the row */
+        bool tombstone = false;
+        if (!known && source_deleted(t, g->key, &tombstone, err) != FERRY_OK)
+            return FERRY_ERR;
         if (!known)
-            return FERRY_OK;
+            return tombstone ? delete_row(t, g->key, err) : FERRY_OK;
         if (!strcmp(g->hash, was_target))
             return delete_row(t, g->key, err);
         return conflict(t, NULL, g, "deleted in the source, changed in the target", err);
@@ -456,6 +478,18 @@ static const struct store_column *column(const struct store_table *tbl, const ch
     return NULL;
 }
 
+/* A ferry database lists the tables it captures in ferry_synced; any other database has
+ * no such table, and the query's failure only means "not captured". */
+static void detect_capture(struct table_sync *t)
+{
+    struct store_val v = sv_text(t->entity);
+    int64_t n = 0;
+    bool found = false;
+    t->captured = store_query_int(t->src, "SELECT COUNT(*) FROM ferry_synced WHERE tbl = $1", &v, 1,
+                                  &n, &found, NULL) == FERRY_OK &&
+                  n > 0;
+}
+
 /* Reads both tables' columns (creating the target's), and picks the synced columns: the
  * source's that the target has too. */
 static int prepare(struct table_sync *t, struct err *err)
@@ -494,6 +528,7 @@ static int prepare(struct table_sync *t, struct err *err)
         goto out;
     }
     build_sql(t, from);
+    detect_capture(t);
     rc = FERRY_OK;
 out:
     store_table_free(src);

@@ -212,6 +212,43 @@ def test_one_sync_of_a_pair_at_a_time(make_server, dbs):
     assert res["rowsUnchanged"] == N_USERS
 
 
+def test_deletes_come_from_a_ferry_change_log(make_server, backend, dbs, tmp_path, pg_cluster):
+    """A source that is a ferry database capturing the table carries its deletes even to
+    target rows this pair never copied; other target-only rows stay."""
+    data = tmp_path / "own"
+    data.mkdir()
+    create = "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)"
+    if backend == "sqlite":
+        own, db_url = f"sqlite:{data}/ferry.db", None
+        lite(str(data / "ferry.db"), create)
+    else:
+        name = pg_cluster.create_database()
+        own = db_url = pg_cluster.url(name)
+        pg_cluster.psql(create, db=name)
+    srv = make_server(*dbs["flags"], "--location", f"own={own}", "--allowed-tables", "items",
+                      data_dir=str(data), db_url=db_url)
+    # writes straight into ferry's database are captured by its triggers
+    statements = ["INSERT INTO items VALUES (1, 'one'), (2, 'two'), (3, 'three')",
+                  "DELETE FROM items WHERE id = 3"]
+    for sql in statements:
+        if backend == "sqlite":
+            lite(str(data / "ferry.db"), sql)
+        else:
+            pg_cluster.psql(sql, db=name)
+    pg_rows(dbs, "CREATE TABLE items (id bigint PRIMARY KEY, name text)")
+    pg_rows(dbs, "INSERT INTO items VALUES (1, 'one'), (3, 'three'), (4, 'theirs')")
+    res = dbsync(srv, "own", "pg", ["items"])
+    assert res["rowsDeleted"] == 1 and res["rowsInserted"] == 1, res
+    assert pg_rows(dbs, "SELECT id, name FROM items ORDER BY id") == [
+        ["1", "one"], ["2", "two"], ["4", "theirs"]]
+    # a plain database has no change log: its target-only rows stay
+    res = dbsync(srv, "lite", "pg", ["Codes"])
+    pg_rows(dbs, 'INSERT INTO "Codes" VALUES (\'zz\', \'theirs\')')
+    res = dbsync(srv, "lite", "pg", ["Codes"])
+    assert res["changesApplied"] == 0, res
+    assert pg_rows(dbs, 'SELECT count(*) FROM "Codes"') == [[str(len(CODES) + 1)]]
+
+
 def test_only_configured_databases_and_admins(make_server, dbs, tmp_path):
     srv = make_server(*dbs["flags"])
     other = str(tmp_path / "other.db")
