@@ -303,18 +303,35 @@ static size_t header_bytes(const struct request *req)
 /* Finding a NUL inside a header value. libmicrohttpd 0.9.75 reports value lengths cut at
  * the NUL (value_size is strlen(value)), so MHD_get_connection_values_n alone cannot see
  * it; but it parses the header block in place, turning each line end into NULs, so the
- * byte after a value's terminator is a line end, whitespace, or (after a bare LF) the
- * next key. Anything else is the rest of a value that a NUL cut. A later MHD that keeps
- * the true length is caught by the length itself. */
+ * bytes between a value's end and the next key (or the end of the block) are NULs and
+ * whitespace only. Anything else is the rest of a value that a NUL cut ("tok\0 junk" and
+ * "tok\0\0junk" alike). The block is [method, method + header size): the request line
+ * starts MHD's read buffer. A value outside it (MHD built it elsewhere) gets the one-byte
+ * check. A later MHD that keeps the true length is caught by the length itself. */
 struct nul_scan {
-    const char *value_end; /* the terminator of the previous header's value */
+    const char *block, *block_end; /* the header block as MHD parsed it in place */
+    const char *value_end;         /* the terminator of the previous header's value */
     bool found;
 };
 
-static bool cut_value(const char *value_end, const char *next_key)
+static bool in_block(const struct nul_scan *scan, const char *p)
 {
-    char after = value_end[1];
-    return after && !strchr("\r\n \t", after) && value_end + 1 != next_key;
+    return scan->block && p >= scan->block && p < scan->block_end;
+}
+
+/* Whether the bytes after value_end, up to next (a key, or NULL for the block's end), hold
+ * more than line ends and whitespace. */
+static bool cut_value(const struct nul_scan *scan, const char *next)
+{
+    const char *p = scan->value_end + 1;
+    const char *end = next ? next : scan->block_end;
+
+    if (!in_block(scan, scan->value_end) || !end || end < p || end > scan->block_end)
+        return *p && !strchr("\r\n \t", *p) && p != next;
+    for (; p < end; p++)
+        if (*p && !strchr("\r\n \t", *p))
+            return true;
+    return false;
 }
 
 static enum MHD_Result find_nul(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -323,7 +340,7 @@ static enum MHD_Result find_nul(void *cls, enum MHD_ValueKind kind, const char *
     struct nul_scan *scan = cls;
     (void)kind;
     if (strlen(key) != key_size || (value && strlen(value) != value_size) ||
-        (scan->value_end && cut_value(scan->value_end, key))) {
+        (scan->value_end && cut_value(scan, key))) {
         scan->found = true;
         return MHD_NO;
     }
@@ -336,10 +353,18 @@ static enum MHD_Result find_nul(void *cls, enum MHD_ValueKind kind, const char *
  * its Host (RFC 9112 3.2): both are refused. Returns false after replying. */
 static bool headers_well_formed(struct request *req, const char *version)
 {
-    struct nul_scan scan = {NULL, false};
+    struct nul_scan scan = {NULL, NULL, NULL, false};
+    const union MHD_ConnectionInfo *size =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    if (size && size->header_size) {
+        scan.block = req->method;
+        scan.block_end = req->method + size->header_size;
+    }
     MHD_get_connection_values_n(req->conn, MHD_HEADER_KIND, find_nul, &scan);
-    if (scan.found || (scan.value_end && cut_value(scan.value_end, NULL))) {
-        http_reply_error(req, ERR_INVALID, "a request header contains a NUL byte");
+    if (scan.found || (scan.value_end && cut_value(&scan, NULL))) {
+        /* A folded header (obs-fold) gets here too: MHD joins its lines elsewhere. */
+        http_reply_error(req, ERR_INVALID,
+                         "a request header contains a NUL byte or is folded over lines");
         return false;
     }
     if (version && strcmp(version, MHD_HTTP_VERSION_1_1) == 0 && !http_header(req, "Host")) {
