@@ -113,6 +113,11 @@ static const struct option_def options[] = {
         "seconds a connection may stay silent (a waiting long-poll does not count)"),
     OPT("body-timeout", "FERRY_BODY_TIMEOUT", OPT_INT, body_timeout, "60",
         "seconds a buffered request body may take to arrive (uploads are not buffered)"),
+    /* compressed answers (issue 11) */
+    OPT("compress", "FERRY_COMPRESS", OPT_BOOL, compress, "true",
+        "gzip or zstd answers for clients that send Accept-Encoding"),
+    OPT("compress-min-size", "FERRY_COMPRESS_MIN_SIZE", OPT_SIZE, compress_min_size, "1K",
+        "smallest answer body worth compressing"),
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))

@@ -56,6 +56,9 @@ struct config {
     long long max_connections_per_ip;
     long long idle_timeout; /* seconds a connection may stay silent */
     long long body_timeout; /* seconds a buffered request body may take to arrive */
+    /* compressed answers (issue 11) */
+    bool compress;               /* gzip/zstd answers for clients that ask */
+    long long compress_min_size; /* bytes: smaller bodies go out as they are */
 };
 
 /* A command line, split by config_parse_args: the command's own options (in order),

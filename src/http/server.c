@@ -243,6 +243,8 @@ static enum MHD_Result send_reply(struct request *req)
     if (!req->replied)
         http_reply_error(req, ERR_INTERNAL, "the handler gave no answer");
     add_cors_headers(req);
+    if (req->app->cfg->compress)
+        http_compress_reply(req, req->app->cfg->compress_min_size);
     struct MHD_Response *resp;
     if (r->fd >= 0) {
         /* MHD sends it with sendfile and closes fd when done */
