@@ -113,7 +113,13 @@ static const struct option_def options[] = {
         "seconds a connection may stay silent (a waiting long-poll does not count)"),
     OPT("body-timeout", "FERRY_BODY_TIMEOUT", OPT_INT, body_timeout, "60",
         "seconds a buffered request body may take to arrive (uploads are not buffered)"),
-    /* compressed answers (issue 11) */
+    /* transport (issue 11) */
+    OPT("tls-cert", "FERRY_TLS_CERT", OPT_STR, tls_cert, NULL,
+        "PEM certificate (chain) file: serve HTTPS; SIGHUP reloads it (with tls-key)"),
+    OPT("tls-key", "FERRY_TLS_KEY", OPT_STR, tls_key, NULL,
+        "PEM private key file of tls-cert (unencrypted)"),
+    OPT("tls-min-version", "FERRY_TLS_MIN_VERSION", OPT_STR, tls_min_version, "1.2",
+        "oldest TLS version accepted: 1.2 or 1.3"),
     OPT("compress", "FERRY_COMPRESS", OPT_BOOL, compress, "true",
         "gzip or zstd answers for clients that send Accept-Encoding"),
     OPT("compress-min-size", "FERRY_COMPRESS_MIN_SIZE", OPT_SIZE, compress_min_size, "1K",
@@ -419,6 +425,18 @@ static int apply_flags(struct config *cfg, const struct config_args *a, const ch
     return FERRY_OK;
 }
 
+static int check_transport(const struct config *cfg, struct err *err)
+{
+    bool cert = cfg->tls_cert && *cfg->tls_cert, key = cfg->tls_key && *cfg->tls_key;
+    if (cert != key)
+        return err_set(err, ERR_INVALID, "tls-cert and tls-key go together: %s is missing",
+                       cert ? "tls-key" : "tls-cert");
+    if (strcmp(cfg->tls_min_version, "1.2") != 0 && strcmp(cfg->tls_min_version, "1.3") != 0)
+        return err_set(err, ERR_INVALID, "tls-min-version must be 1.2 or 1.3, not '%s'",
+                       cfg->tls_min_version);
+    return FERRY_OK;
+}
+
 static int check(const struct config *cfg, struct err *err)
 {
     enum log_level level;
@@ -442,7 +460,7 @@ static int check(const struct config *cfg, struct err *err)
         return err_set(err, ERR_INVALID,
                        "max-connections must be at least 16; max-json-values, "
                        "idle-timeout and body-timeout at least 1");
-    return FERRY_OK;
+    return check_transport(cfg, err);
 }
 
 int config_load_args(struct config *cfg, const struct config_args *a, struct err *err)

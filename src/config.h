@@ -56,7 +56,10 @@ struct config {
     long long max_connections_per_ip;
     long long idle_timeout; /* seconds a connection may stay silent */
     long long body_timeout; /* seconds a buffered request body may take to arrive */
-    /* compressed answers (issue 11) */
+    /* transport: HTTPS and compression (issue 11) */
+    char *tls_cert;              /* PEM certificate chain; NULL: plain HTTP */
+    char *tls_key;               /* PEM private key, unencrypted */
+    char *tls_min_version;       /* "1.2" or "1.3" */
     bool compress;               /* gzip/zstd answers for clients that ask */
     long long compress_min_size; /* bytes: smaller bodies go out as they are */
 };

@@ -22,6 +22,7 @@
 #include "ops/metrics.h"
 #include "http/auth.h"
 #include "http/server.h"
+#include "http/tls.h"
 #include "http/waiter.h"
 #include "util/crypto.h"
 #include "util/jsonutil.h"
@@ -641,25 +642,23 @@ static unsigned connection_capacity(const struct config *cfg)
     return fit;
 }
 
-int server_start(struct app *app, struct server **out, struct err *err)
+/* HTTPS when a TLS pair is given: it goes to GnuTLS through tls_retrieve, so that a
+ * reload reaches new handshakes without restarting the daemon. */
+static void tls_options(struct tls *tls, struct MHD_OptionItem opts[3], unsigned *flags)
 {
-    char host[256];
-    int port, fd = -1;
-    struct sockaddr_storage addr;
-    bool ipv6 = false;
+    opts[0] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    if (!tls)
+        return;
+    opts[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)tls_retrieve};
+    opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)tls_priorities(tls)};
+    opts[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    *flags |= MHD_USE_TLS;
+}
 
-    *out = NULL;
-    if (config_listen_addr(app->cfg, host, sizeof(host), &port, err) != FERRY_OK ||
-        resolve(host, port, &addr, &ipv6, err) != FERRY_OK ||
-        listen_socket(&addr, ipv6, app->cfg->listen, &fd, &port, err) != FERRY_OK)
-        return FERRY_ERR;
-    unsigned flags =
-        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    if (ipv6)
-        flags |= MHD_USE_IPv6;
-    struct server *srv = xcalloc(1, sizeof(*srv));
-    srv->app = app;
-    srv->daemon = MHD_start_daemon(
+static struct MHD_Daemon *start_daemon(struct app *app, unsigned flags, int port, int fd,
+                                       struct MHD_OptionItem *tls_opts)
+{
+    return MHD_start_daemon(
         flags, (uint16_t)port, NULL, NULL, on_request, app, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
         NULL, /* first, so that every message goes there */ MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, app, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)app->cfg->threads,
@@ -679,8 +678,32 @@ int server_start(struct app *app, struct server **out, struct err *err)
         MHD_OPTION_CONNECTION_LIMIT, connection_capacity(app->cfg),
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)app->cfg->max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg->idle_timeout, MHD_OPTION_LISTEN_SOCKET,
-        fd, MHD_OPTION_END);
+        fd, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
+}
+
+int server_start(struct app *app, struct tls *tls, struct server **out, struct err *err)
+{
+    char host[256];
+    int port, fd = -1;
+    struct sockaddr_storage addr;
+    bool ipv6 = false;
+    struct MHD_OptionItem tls_opts[3];
+
+    *out = NULL;
+    unsigned flags =
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (config_listen_addr(app->cfg, host, sizeof(host), &port, err) != FERRY_OK ||
+        resolve(host, port, &addr, &ipv6, err) != FERRY_OK ||
+        listen_socket(&addr, ipv6, app->cfg->listen, &fd, &port, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (ipv6)
+        flags |= MHD_USE_IPv6;
+    tls_options(tls, tls_opts, &flags);
+    struct server *srv = xcalloc(1, sizeof(*srv));
+    srv->app = app;
+    srv->daemon = start_daemon(app, flags, port, fd, tls_opts);
     if (!srv->daemon) {
+        close(fd);
         free(srv);
         return err_set(err, ERR_INTERNAL, "cannot start the HTTP server on %s", app->cfg->listen);
     }
