@@ -84,7 +84,8 @@ static const struct option_def options[] = {
     OPT("sites-password", "FERRY_SITES_PASSWORD", OPT_STR, sites_password, NULL,
         "password remote sites must give in require_password mode (stored scrypt-hashed)"),
     OPT("public-url", "FERRY_PUBLIC_URL", OPT_STR, public_url, NULL,
-        "this server's URL as other sites reach it (default http://LISTEN)"),
+        "this server's URL as other sites reach it (default http://LISTEN, https:// with "
+        "tls-cert)"),
     OPT("sites-verify-interval", "FERRY_SITES_VERIFY_INTERVAL", OPT_INT, sites_verify_interval,
         "300", "seconds between checks that remote sites still have their connections (0: never)"),
     OPT("sites-timeout", "FERRY_SITES_TIMEOUT", OPT_INT, sites_timeout, "30",

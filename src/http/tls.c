@@ -76,7 +76,8 @@ static bool key_matches(gnutls_privkey_t key, gnutls_pubkey_t cert_pub)
     gnutls_pubkey_t pub = NULL;
     unsigned char a[64], b[64];
     size_t a_len = sizeof(a), b_len = sizeof(b);
-    bool same = gnutls_pubkey_init(&pub) == 0 && gnutls_pubkey_import_privkey(pub, key, 0, 0) == 0 &&
+    bool same = gnutls_pubkey_init(&pub) == 0 &&
+                gnutls_pubkey_import_privkey(pub, key, 0, 0) == 0 &&
                 gnutls_pubkey_get_key_id(pub, GNUTLS_KEYID_USE_SHA256, a, &a_len) == 0 &&
                 gnutls_pubkey_get_key_id(cert_pub, GNUTLS_KEYID_USE_SHA256, b, &b_len) == 0 &&
                 a_len == b_len && memcmp(a, b, a_len) == 0;
@@ -160,8 +161,8 @@ static void log_pair(const char *event, const struct pair *p)
     gnutls_x509_crt_deinit(crt);
 }
 
-int tls_open(const char *cert_path, const char *key_path, const char *min_version,
-             struct tls **out, struct err *err)
+int tls_open(const char *cert_path, const char *key_path, const char *min_version, struct tls **out,
+             struct err *err)
 {
     struct pair *p = NULL;
     *out = NULL;
@@ -173,9 +174,10 @@ int tls_open(const char *cert_path, const char *key_path, const char *min_versio
     tls->cert_path = xstrdup(cert_path);
     tls->key_path = xstrdup(key_path);
     /* GnuTLS's defaults minus everything before TLS 1.2 (or 1.3), our order first */
-    tls->priorities = xstrdup(strcmp(min_version, "1.3") == 0
-                                  ? "NORMAL:-VERS-ALL:+VERS-TLS1.3:%SERVER_PRECEDENCE"
-                                  : "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%SERVER_PRECEDENCE");
+    tls->priorities =
+        xstrdup(strcmp(min_version, "1.3") == 0
+                    ? "NORMAL:-VERS-ALL:+VERS-TLS1.3:%SERVER_PRECEDENCE"
+                    : "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%SERVER_PRECEDENCE");
     if (load_pair(tls, &p, err) != FERRY_OK) {
         tls_close(tls);
         return FERRY_ERR;

@@ -18,8 +18,8 @@ struct tls;
  * every new handshake gets. min_version is "1.2" or "1.3". One struct tls serves at a
  * time (GnuTLS's callback has no context pointer). On failure *out is NULL and err says
  * which file is wrong and how. Release with tls_close(). */
-int tls_open(const char *cert_path, const char *key_path, const char *min_version,
-             struct tls **out, struct err *err);
+int tls_open(const char *cert_path, const char *key_path, const char *min_version, struct tls **out,
+             struct err *err);
 
 /* Reads both files again. When they changed and are good, new handshakes get the new
  * pair at once; connections already open keep theirs. On failure the old pair stays in

@@ -117,6 +117,11 @@ def test_small_answers_and_the_setting(make_server):
     off = make_server("--compress", "false")
     _, headers, body = fetch(off, "GET", OPENAPI, {"Accept-Encoding": "gzip, zstd"})
     assert "content-encoding" not in headers and json.loads(body)["openapi"] == "3.0.3"
+    # Vary keeps CORS's Origin beside Accept-Encoding
+    cors = make_server("--cors-origins", "https://app.example.com")
+    _, headers, _ = fetch(cors, "GET", OPENAPI, {"Accept-Encoding": "gzip",
+                                                 "Origin": "https://app.example.com"})
+    assert headers["vary"] == "Origin, Accept-Encoding" and headers["content-encoding"] == "gzip"
     big = make_server("--compress-min-size", "1M")  # the document is about 460K
     _, headers, _ = fetch(big, "GET", OPENAPI, {"Accept-Encoding": "zstd"})
     assert "content-encoding" not in headers and "vary" not in headers
