@@ -188,7 +188,7 @@ static char *list_sql(const struct filescope *scope, const char *only_owner)
                seen);
     if (only_owner)
         buf_puts(&b, *only_owner ? " AND owner = $4" : " AND owner IS NULL");
-    buf_puts(&b, " ORDER BY path, owner LIMIT $3");
+    buf_puts(&b, " ORDER BY path, COALESCE(owner, '') LIMIT $3"); /* the common one first */
     free(seen);
     return buf_steal(&b);
 }
