@@ -175,21 +175,39 @@ json_t *files_entry_json(const struct file_entry *e)
                      "updatedAt", iso);
 }
 
-/* The listing's query: what scope sees, and for an admin naming one namespace, that. */
-static char *list_sql(const struct filescope *scope, const char *only_owner)
+/* substr rather than LIKE: no wildcards to escape, and SQLite's LIKE ignores case */
+#define LIST_WHERE "deleted = 0 AND substr(path, 1, length($1)) = $1 AND path > $2"
+
+/* An admin's listing: every namespace, or the one only_owner names ($4). */
+static char *admin_sql(const char *only_owner)
 {
+    return xasprintf("SELECT " ENTRY_COLS " FROM ferry_files WHERE " LIST_WHERE "%s"
+                     " ORDER BY path, COALESCE(owner, '') LIMIT $3", /* the common one first */
+                     !only_owner   ? ""
+                     : *only_owner ? " AND owner = $4"
+                                   : " AND owner IS NULL");
+}
+
+/* A user's listing: the user's own files ($4) outside the shared folders and the common
+ * namespace's inside them, each a walk of the (owner, path) index that stops at the
+ * page's end, merged by path (a path is in one of them only). */
+static char *user_sql(const struct filescope *s)
+{
+    char *shared = filescope_shared_sql(s, "f");
     struct buf b;
-    char *seen = filescope_sql(scope, "f");
     buf_init(&b);
-    /* substr rather than LIKE: no wildcards to escape, and SQLite's LIKE ignores case */
     buf_printf(&b,
-               "SELECT " ENTRY_COLS " FROM ferry_files f WHERE deleted = 0"
-               " AND substr(path, 1, length($1)) = $1 AND path > $2 AND %s",
-               seen);
-    if (only_owner)
-        buf_puts(&b, *only_owner ? " AND owner = $4" : " AND owner IS NULL");
-    buf_puts(&b, " ORDER BY path, COALESCE(owner, '') LIMIT $3"); /* the common one first */
-    free(seen);
+               "SELECT " ENTRY_COLS " FROM (SELECT " ENTRY_COLS " FROM ferry_files f"
+               " WHERE owner = $4 AND " LIST_WHERE " AND NOT %s ORDER BY path LIMIT $3) mine",
+               shared);
+    if (s->n_shared)
+        buf_printf(&b,
+                   " UNION ALL SELECT " ENTRY_COLS " FROM (SELECT " ENTRY_COLS
+                   " FROM ferry_files f WHERE owner IS NULL AND " LIST_WHERE
+                   " AND %s ORDER BY path LIMIT $3) common",
+                   shared);
+    buf_puts(&b, " ORDER BY path LIMIT $3");
+    free(shared);
     return buf_steal(&b);
 }
 
@@ -200,13 +218,13 @@ int files_list(struct store_conn *c, const struct filescope *scope, const char *
     struct file_entry e = {0};
     int step;
     bool admin = !scope || scope->admin;
-    if (!admin)
-        only_owner = NULL;
+    /* a user without a user id has no files of its own: "" matches no owner */
+    const char *fourth = admin ? only_owner : scope->user_id ? scope->user_id : "";
     struct store_val v[] = {sv_text(prefix ? prefix : ""), sv_text(after ? after : ""),
-                            sv_int(limit), sv_text(only_owner)};
-    char *sql = list_sql(scope, only_owner);
+                            sv_int(limit), sv_text(fourth)};
+    char *sql = admin ? admin_sql(only_owner) : user_sql(scope);
     *out = json_array();
-    int rc = store_query(c, sql, v, only_owner && *only_owner ? 4 : 3, &rows, err);
+    int rc = store_query(c, sql, v, fourth && (!admin || *fourth) ? 4 : 3, &rows, err);
     while (rc == FERRY_OK && (step = store_rows_next(rows, err)) == 1) {
         read_entry(rows, &e);
         json_t *j = files_entry_json(&e);

@@ -121,6 +121,14 @@ static void put_shared(struct buf *b, const struct filescope *s, const char *ali
     buf_puts(b, ")");
 }
 
+char *filescope_shared_sql(const struct filescope *s, const char *alias)
+{
+    struct buf b;
+    buf_init(&b);
+    put_shared(&b, s, alias);
+    return buf_steal(&b);
+}
+
 char *filescope_sql(const struct filescope *s, const char *alias)
 {
     struct buf b;

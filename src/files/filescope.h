@@ -53,6 +53,10 @@ char *filescope_key(const char *owner, const char *path);
  * quoted literals. NULL s: every row. The caller frees it. */
 char *filescope_sql(const struct filescope *s, const char *alias);
 
+/* Whether alias.path lies in a shared folder, as SQL (literals quoted; "1 = 0" when
+ * there are none). The caller frees it. */
+char *filescope_shared_sql(const struct filescope *s, const char *alias);
+
 /* Turns a change of the files namespace into what devices see: its id is the entry's
  * path, and the table's internal key is left out of its data. */
 void filescope_shape_change(json_t *change);
