@@ -12,6 +12,8 @@ import base64
 import hashlib
 import os
 import re
+import threading
+import time
 
 from conftest import assert_v1_error
 
@@ -162,6 +164,34 @@ def test_two_users_keep_their_own_file_at_one_path(make_server):
         ("notes/a.bin", "upsert"), ("bob/only.txt", "upsert")]
     # an upload to a path of her own goes on from her own entry's version
     assert chunked(srv, anna_phone, "notes/a.bin", b"again")["version"] == 3
+
+
+def test_a_waiting_device_wakes_for_its_own_users_files_only(make_server):
+    """A long-poll of anna's laptop is woken by bob's upload too (the log moved), finds
+    nothing of his, waits on, and answers with her phone's upload."""
+    srv = make_server()
+    u = two_users(srv)
+    _, anna_phone, anna_laptop = u["anna"]
+    head = srv.get(f"{V1}/changes", token=anna_laptop, params={"cursor": "0"}).json()["cursor"]
+    got = {}
+
+    def wait():
+        t0 = time.monotonic()
+        got["r"] = srv.get(f"{V1}/changes", token=anna_laptop, timeout=20,
+                           params={"cursor": str(head), "wait": "8", "tables": "files"})
+        got["s"] = time.monotonic() - t0
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.5)
+    chunked(srv, u["bob"][1], "x.bin", b"bob's")
+    time.sleep(0.5)
+    assert waiter.is_alive()
+    chunked(srv, anna_phone, "y.bin", b"anna's")
+    waiter.join()
+    assert got["r"].status_code == 200, got["r"].text
+    assert [c["id"] for c in got["r"].json()["changes"]] == ["y.bin"]
+    assert got["s"] < 6
 
 
 def test_another_users_upload_sessions_are_not_found(make_server):
