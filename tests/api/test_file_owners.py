@@ -15,7 +15,7 @@ import re
 import threading
 import time
 
-from conftest import assert_v1_error
+from conftest import assert_v1_error, run_ferry
 
 V1 = "/api/v1/sync"
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -292,6 +292,23 @@ def test_shared_folders_from_the_environment(make_server):
     chunked(srv, u["anna"][0], "b/c/x", b"x")
     chunked(srv, u["anna"][0], "b/d/y", b"y")
     assert [f["path"] for f in listing(srv, u["bob"][0])] == ["b/c/x"]
+
+
+def test_shared_folders_from_the_config_file(make_server, tmp_path):
+    conf = tmp_path / "ferry.conf"
+    conf.write_text("shared-folder = x/y, z\n")
+    srv = make_server("--config", str(conf))
+    u = two_users(srv)
+    for path in ("x/y/1", "z/2", "x/3"):
+        chunked(srv, u["anna"][0], path, b"d")
+    assert [f["path"] for f in listing(srv, u["bob"][0])] == ["x/y/1", "z/2"]
+
+
+def test_a_shared_folder_must_be_a_relative_path(tmp_path):
+    p = run_ferry("serve", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d"),
+                  "--shared-folder", "team", "--shared-folder", "../up", timeout=20)
+    assert p.returncode != 0
+    assert "shared-folder '../up'" in p.stderr, p.stderr
 
 
 def test_admins_see_every_namespace(make_server):
