@@ -55,7 +55,7 @@ static void test_owner_and_visibility(void **state)
     assert_true(filescope_sees(&anna, "anna", "notes.txt"));
     assert_false(filescope_sees(&anna, "bob", "notes.txt"));
     assert_true(filescope_sees(&anna, NULL, "team/plan.txt"));
-    assert_false(filescope_sees(&anna, NULL, "old.txt"));        /* common, not shared */
+    assert_false(filescope_sees(&anna, NULL, "old.txt"));         /* common, not shared */
     assert_false(filescope_sees(&anna, "anna", "team/plan.txt")); /* hidden by the folder */
     assert_true(filescope_sees(&admin, "bob", "notes.txt"));
     assert_true(filescope_sees(&admin, NULL, "old.txt"));
@@ -84,8 +84,8 @@ static void test_sql_matches_the_rules(void **state)
     static const char *const odd[] = {"te'am", "team"};
     static const struct {
         const char *owner, *path;
-    } rows[] = {{"anna", "notes.txt"}, {"bob", "notes.txt"},  {NULL, "team/plan.txt"},
-                {NULL, "old.txt"},     {"anna", "team/x"},    {NULL, "te'am/q"},
+    } rows[] = {{"anna", "notes.txt"}, {"bob", "notes.txt"}, {NULL, "team/plan.txt"},
+                {NULL, "old.txt"},     {"anna", "team/x"},   {NULL, "te'am/q"},
                 {"o'neil", "n.txt"},   {NULL, "teamwork/y"}};
     const struct filescope scopes[] = {
         {"anna", false, odd, 2}, {"o'neil", false, odd, 2}, {"bob", false, NULL, 0},
@@ -140,10 +140,8 @@ static void test_shape_change(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_folders),
-        cmocka_unit_test(test_owner_and_visibility),
-        cmocka_unit_test(test_keys),
-        cmocka_unit_test(test_sql_matches_the_rules),
+        cmocka_unit_test(test_parse_folders), cmocka_unit_test(test_owner_and_visibility),
+        cmocka_unit_test(test_keys),          cmocka_unit_test(test_sql_matches_the_rules),
         cmocka_unit_test(test_shape_change),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
