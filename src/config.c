@@ -9,9 +9,10 @@
 #include "config.h"
 #include "util/log.h"
 
-/* OPT_LIST is a colon-separated list: a repeated flag adds to it, while a later source
- * (file, environment, flags) replaces what an earlier one gave. */
-enum opt_type { OPT_STR, OPT_INT, OPT_SIZE, OPT_BOOL, OPT_LIST };
+/* OPT_LIST is a colon-separated list, OPT_CSV a comma-separated one: a repeated flag
+ * adds to it, while a later source (file, environment, flags) replaces what an earlier
+ * one gave. */
+enum opt_type { OPT_STR, OPT_INT, OPT_SIZE, OPT_BOOL, OPT_LIST, OPT_CSV };
 
 struct option_def {
     const char *name; /* flag without dashes, also the config-file key */
@@ -66,6 +67,9 @@ static const struct option_def options[] = {
         "seconds between tombstone purges (0: never)"),
     OPT("file-root", "FERRY_FILE_ROOTS", OPT_LIST, file_roots, NULL,
         "folder that directory sync may name (repeatable; env: colon-separated)"),
+    OPT("shared-folder", "FERRY_SHARED_FOLDERS", OPT_CSV, shared_folders, NULL,
+        "file path prefix whose files every user sees and writes (repeatable; env: "
+        "comma-separated); other files are private to their user"),
     OPT("max-upload", "FERRY_MAX_UPLOAD", OPT_SIZE, max_upload, "10G",
         "largest file an upload may create"),
     OPT("max-chunk-size", "FERRY_MAX_CHUNK_SIZE", OPT_SIZE, max_chunk_size, "64M",
@@ -184,6 +188,7 @@ static int apply(struct config *cfg, const struct option_def *o, const char *val
     char *end;
     switch (o->type) {
     case OPT_LIST:
+    case OPT_CSV:
     case OPT_STR:
         free(*(char **)field);
         *(char **)field = value ? xstrdup(value) : NULL;
@@ -413,8 +418,8 @@ static int apply_flags(struct config *cfg, const struct config_args *a, const ch
         if (only && strcmp(only, o->name) != 0)
             continue;
         char **list = (char **)((char *)cfg + o->offset);
-        if (o->type == OPT_LIST && seen[a->flags[i].index] && *list) {
-            char *joined = xasprintf("%s:%s", *list, value);
+        if ((o->type == OPT_LIST || o->type == OPT_CSV) && seen[a->flags[i].index] && *list) {
+            char *joined = xasprintf("%s%c%s", *list, o->type == OPT_CSV ? ',' : ':', value);
             free(*list);
             *list = joined;
             continue;
@@ -500,7 +505,8 @@ int config_load(struct config *cfg, int argc, char **argv, struct err *err)
 void config_cleanup(struct config *cfg)
 {
     for (size_t i = 0; i < N_OPTIONS; i++)
-        if (options[i].type == OPT_STR || options[i].type == OPT_LIST) {
+        if (options[i].type == OPT_STR || options[i].type == OPT_LIST ||
+            options[i].type == OPT_CSV) {
             char **field = (char **)((char *)cfg + options[i].offset);
             free(*field);
             *field = NULL;

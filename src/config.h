@@ -34,6 +34,7 @@ struct config {
     long long purge_interval;      /* seconds; 0 = never */
     bool legacy_auth;              /* cloud-sync-api endpoints need a token */
     char *file_roots;              /* colon-separated folders directory sync may name */
+    char *shared_folders;          /* comma-separated file paths every user shares */
     long long max_upload;          /* bytes */
     long long max_chunk_size;
     long long upload_expiry; /* seconds */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/files.h"
 #include "app.h"
 #include "sync/conflicts.h"
 #include "sync/devices.h"
@@ -364,7 +365,8 @@ static int changes(struct request *req, struct err *err)
         acting_device(req, http_query(req, "deviceId"), true, &device, err) != FERRY_OK)
         goto out;
     q.exclude_device = include_own && !strcmp(include_own, "true") ? NULL : device;
-    if (feed_read(req->db, &q, &page, err) != FERRY_OK)
+    struct filescope files = apifiles_scope(req); /* a user's devices see that user's files */
+    if (feed_read_files(req->db, &q, &files, &page, err) != FERRY_OK)
         goto out;
     rc = FERRY_OK;
     /* Nothing new and the client will wait: park until the log moves or time is up. */

@@ -244,8 +244,8 @@ static int add_file_roots(struct app *app, struct err *err)
  * crash left to complete. */
 static int open_files(struct app *app, struct err *err)
 {
-    if (filesys_open(app->cfg->data_dir, app->store, app->cfg->blob_grace, &app->files, err) !=
-            FERRY_OK ||
+    if (filesys_open(app->cfg->data_dir, app->store, app->cfg->blob_grace, app->cfg->shared_folders,
+                     &app->files, err) != FERRY_OK ||
         filesys_recover(app->files, err) != FERRY_OK)
         return FERRY_ERR;
     return add_file_roots(app, err);
