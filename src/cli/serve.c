@@ -17,6 +17,7 @@
 #include "app.h"
 #include "auth/tokens.h"
 #include "cli/cli.h"
+#include "http/auth.h"
 #include "http/server.h"
 #include "http/waiter.h"
 #include "jobs/jobs.h"
@@ -295,7 +296,9 @@ static int start(struct serve *s, struct err *err)
 {
     struct app *app = &s->app;
     const struct config *cfg = &s->cfg;
-    if (cli_open_store(cfg, (int)cfg->threads + 5, true, &app->store, err) != FERRY_OK ||
+    if (auth_jwt_open(cfg, &app->jwt, err) != FERRY_OK ||
+        proxies_parse(cfg->trusted_proxies, &app->proxies, err) != FERRY_OK ||
+        cli_open_store(cfg, (int)cfg->threads + 5, true, &app->store, err) != FERRY_OK ||
         first_admin_token(app->store, cfg->data_dir, &s->secret, err) != FERRY_OK ||
         load_tables(app, err) != FERRY_OK || open_files(app, err) != FERRY_OK ||
         apply_site_settings(app, err) != FERRY_OK)
@@ -339,6 +342,8 @@ static void stop(struct serve *s)
     tables_cleanup(&app->synced);
     routes_cleanup(app);
     free(s->public_url);
+    auth_jwt_close(app->jwt);
+    proxies_free(app->proxies);
     siteclient_global_cleanup();
     filesys_close(app->files);
     for (size_t i = 0; i < app->n_file_roots; i++)
