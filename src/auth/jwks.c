@@ -30,9 +30,9 @@ struct jwks_cache {
     struct jws_keyset *keys;
     bool wanted, stopping, fetching, last_ok, running;
     int waiters;
-    uint64_t generation;      /* fetches ended */
-    int64_t last_start_ms;    /* monotonic */
-    int64_t next_due_ms;      /* monotonic */
+    uint64_t generation;   /* fetches ended */
+    int64_t last_start_ms; /* monotonic */
+    int64_t next_due_ms;   /* monotonic */
     char last_error[sizeof(((struct err *)0)->msg)];
 };
 
@@ -121,7 +121,8 @@ static void log_outcome(const struct jwks_cache *c, const struct jws_keyset *set
                         const struct err *err)
 {
     if (set)
-        log_info("jwks_fetched", json_pack("{s:s, s:I}", "url", c->url, "keys", (json_int_t)set->n));
+        log_info("jwks_fetched",
+                 json_pack("{s:s, s:I}", "url", c->url, "keys", (json_int_t)set->n));
     else
         log_warn("jwks_fetch_failed", json_pack("{s:s, s:s}", "url", c->url, "msg", err->msg));
 }
@@ -227,8 +228,8 @@ static bool may_refresh(const struct jwks_cache *c, int64_t now, struct err *err
             err_set(err, ERR_UNAUTHORIZED, "the key set was refreshed %lld s ago",
                     (long long)((now - c->last_start_ms) / 1000));
         else
-            err_set(err, ERR_UNAUTHORIZED, "the identity provider's key set could not be fetched: %s",
-                    c->last_error);
+            err_set(err, ERR_UNAUTHORIZED,
+                    "the identity provider's key set could not be fetched: %s", c->last_error);
         return false;
     }
     return true;

@@ -247,8 +247,8 @@ static int parse_alg(const char *name, enum jws_alg *alg)
     static const struct {
         const char *name;
         enum jws_alg alg;
-    } algs[] = {{"HS256", JWS_HS256}, {"RS256", JWS_RS256}, {"ES256", JWS_ES256},
-                {"EdDSA", JWS_EDDSA}};
+    } algs[] = {
+        {"HS256", JWS_HS256}, {"RS256", JWS_RS256}, {"ES256", JWS_ES256}, {"EdDSA", JWS_EDDSA}};
     for (size_t i = 0; name && i < sizeof(algs) / sizeof(algs[0]); i++)
         if (!strcmp(name, algs[i].name)) {
             *alg = algs[i].alg;

@@ -56,8 +56,8 @@ int jws_keyset_from_jwks(const char *text, size_t len, struct jws_keyset **out, 
 /* A parsed token: its header's algorithm and key id, its claims, and its signature. */
 struct jws_token {
     enum jws_alg alg;
-    char kid[JWS_MAX_KID]; /* "" when the header names none */
-    json_t *claims;        /* the payload object, owned */
+    char kid[JWS_MAX_KID];   /* "" when the header names none */
+    json_t *claims;          /* the payload object, owned */
     const char *signed_part; /* header.payload, pointing into the token given */
     size_t signed_len;
     unsigned char sig[JWS_MAX_SIGNATURE];
