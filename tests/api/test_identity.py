@@ -1,0 +1,315 @@
+"""Identity: JWTs signed by an identity provider (RS256, ES256, EdDSA) and verified with
+its JWK Set (served here by a small HTTP server the test starts, so keys can rotate and
+the provider can go down) or with PEM public keys; and --trusted-proxies, which decides
+the client address the failed-auth limiter and the log see. Keys are made in the test
+with python3-cryptography."""
+
+import http.server
+import json
+import threading
+import time
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from conftest import assert_v1_error, b64url, make_jwt, wait_until
+
+PROTECTED = "/api/v1/metrics"  # any route a user credential may read
+
+
+# --- keys and tokens ----------------------------------------------------------------------
+
+
+class Key:
+    """A private key of one JWS algorithm, its JWK and its PEM public key."""
+
+    def __init__(self, alg, kid):
+        self.alg, self.kid = alg, kid
+        if alg == "RS256":
+            self.priv = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        elif alg == "ES256":
+            self.priv = ec.generate_private_key(ec.SECP256R1())
+        else:
+            self.priv = ed25519.Ed25519PrivateKey.generate()
+
+    def jwk(self):
+        pub = self.priv.public_key()
+        if self.alg == "RS256":
+            n = pub.public_numbers()
+            return {"kty": "RSA", "kid": self.kid, "use": "sig", "alg": "RS256",
+                    "n": b64url(n.n.to_bytes((n.n.bit_length() + 7) // 8, "big")),
+                    "e": b64url(n.e.to_bytes(3, "big"))}
+        if self.alg == "ES256":
+            n = pub.public_numbers()
+            return {"kty": "EC", "crv": "P-256", "kid": self.kid,
+                    "x": b64url(n.x.to_bytes(32, "big")), "y": b64url(n.y.to_bytes(32, "big"))}
+        raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return {"kty": "OKP", "crv": "Ed25519", "kid": self.kid, "x": b64url(raw)}
+
+    def pem(self):
+        return self.priv.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def sign(self, claims, kid=True, alg=None):
+        head = {"alg": alg or self.alg, "typ": "JWT"}
+        if kid:
+            head["kid"] = self.kid if kid is True else kid
+        data = (b64url(json.dumps(head).encode()) + "." +
+                b64url(json.dumps(claims).encode())).encode()
+        if self.alg == "RS256":
+            sig = self.priv.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        elif self.alg == "ES256":
+            r, s = decode_dss_signature(self.priv.sign(data, ec.ECDSA(hashes.SHA256())))
+            sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        else:
+            sig = self.priv.sign(data)
+        return data.decode() + "." + b64url(sig)
+
+
+def claims(sub="alice", **over):
+    now = int(time.time())
+    c = {"sub": sub, "iat": now, "exp": now + 600}
+    c.update(over)
+    return c
+
+
+class IdP:
+    """A JWK Set on http://127.0.0.1:PORT/jwks.json whose keys the test changes; counts
+    the fetches."""
+
+    def __init__(self, keys):
+        self.keys = list(keys)
+        self.fetches = 0
+        idp = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                idp.fetches += 1
+                body = json.dumps({"keys": [k.jwk() for k in idp.keys]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/jwks.json"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def down(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def idp_factory():
+    started = []
+
+    def make(keys):
+        started.append(IdP(keys))
+        return started[-1]
+
+    yield make
+    for idp in started:
+        if idp.thread.is_alive():
+            idp.down()
+
+
+def accepted(srv, token, user="alice"):
+    r = srv.get(PROTECTED, token=token)
+    assert r.status_code == 200, r.text
+    return r
+
+
+def refused(srv, token, detail=None):
+    body = assert_v1_error(srv.get(PROTECTED, token=token), 401, "UNAUTHORIZED")
+    if detail:
+        assert detail in body["details"], body
+    return body
+
+
+# --- JWK Set --------------------------------------------------------------------------
+
+
+@pytest.mark.sqlite_only  # JWTs never reach the store
+def test_each_algorithm_verifies_against_the_jwks(make_server, idp_factory):
+    keys = [Key("RS256", "r1"), Key("ES256", "e1"), Key("EdDSA", "d1")]
+    idp = idp_factory(keys)
+    srv = make_server("--jwt-jwks-url", idp.url)
+    for k in keys:
+        r = srv.get(PROTECTED, token=k.sign(claims()), headers={"X-Request-Id": "idp-" + k.kid})
+        assert r.status_code == 200, (k.alg, r.text)
+        (line,) = srv.wait_log("idp-" + k.kid)
+        assert line["credential"] == "jwt:alice"
+    assert idp.fetches == 1
+    # a token naming one key but signed by another; a key of another type; expired
+    refused(srv, keys[0].sign(claims(), kid="e1"), "not a key for its algorithm")
+    forged = Key("RS256", "r1").sign(claims())
+    refused(srv, forged, "signature or format is invalid")
+    refused(srv, keys[2].sign(claims(exp=int(time.time()) - 5)), "expired")
+    # HS256 is not accepted without --jwt-secret, whatever key it names
+    refused(srv, make_jwt(claims(), keys[0].pem(), header={"kid": "r1"}), "HS256")
+    refused(srv, make_jwt(claims(), "x", alg="none"), "algorithm must be")
+
+
+@pytest.mark.sqlite_only
+def test_key_rotation(make_server, idp_factory):
+    old, new = Key("RS256", "2024"), Key("ES256", "2025")
+    idp = idp_factory([old])
+    srv = make_server("--jwt-jwks-url", idp.url, "--jwt-jwks-min-interval", "1",
+                      "--jwt-jwks-refresh", "2", "--auth-fail-limit", "1000")
+    accepted(srv, old.sign(claims()))
+    time.sleep(1.1)  # past the minimum interval after the start-up fetch
+    idp.keys.append(new)
+    # the new kid is unknown to the cache: one fetch, and the token is accepted
+    accepted(srv, new.sign(claims(sub="bob")))
+    fetched = idp.fetches
+    assert fetched == 2
+    # unknown kids now cannot make ferry fetch again within the minimum interval
+    for i in range(20):
+        refused(srv, new.sign(claims(), kid=f"nope-{i}"), "unknown")
+    assert idp.fetches == fetched
+    # the old key is withdrawn: refused once the scheduled refresh has seen it go
+    idp.keys.remove(old)
+    assert wait_until(lambda: srv.get(PROTECTED, token=old.sign(claims())).status_code == 401,
+                      timeout=8)
+    accepted(srv, new.sign(claims()))
+
+
+@pytest.mark.sqlite_only
+def test_idp_down(make_server, idp_factory):
+    known = Key("EdDSA", "k1")
+    idp = idp_factory([known])
+    srv = make_server("--jwt-jwks-url", idp.url, "--jwt-jwks-min-interval", "1",
+                      "--jwt-jwks-timeout", "2")
+    accepted(srv, known.sign(claims()))
+    idp.down()
+    time.sleep(1.1)
+    # the cached key still works; an unknown kid gets a clear 401, quickly
+    accepted(srv, known.sign(claims()))
+    t0 = time.monotonic()
+    refused(srv, Key("EdDSA", "k2").sign(claims()), "could not be fetched")
+    assert time.monotonic() - t0 < 3
+    accepted(srv, known.sign(claims()))
+
+
+@pytest.mark.sqlite_only
+def test_start_with_idp_unreachable(make_server, idp_factory):
+    idp = idp_factory([Key("RS256", "a")])
+    url = idp.url
+    idp.down()
+    srv = make_server("--jwt-jwks-url", url, "--jwt-jwks-timeout", "1")
+    body = refused(srv, Key("RS256", "a").sign(claims()))
+    assert "unknown" in body["details"], body
+
+
+# --- PEM keys, claims -----------------------------------------------------------------
+
+
+@pytest.mark.sqlite_only
+def test_pem_keys(make_server, tmp_path):
+    rsa_key, ed_key, other = Key("RS256", "x"), Key("EdDSA", "y"), Key("RS256", "z")
+    (tmp_path / "rsa.pem").write_bytes(rsa_key.pem())
+    (tmp_path / "ed.pem").write_bytes(ed_key.pem())
+    srv = make_server("--jwt-public-key", str(tmp_path / "rsa.pem"),
+                      "--jwt-public-key", str(tmp_path / "ed.pem"),
+                      "--jwt-secret", "an-hs256-secret-for-other-tokens")
+    accepted(srv, rsa_key.sign(claims(), kid=False))
+    accepted(srv, ed_key.sign(claims()))
+    accepted(srv, make_jwt(claims(), "an-hs256-secret-for-other-tokens"))
+    refused(srv, other.sign(claims(), kid=False), "signature or format is invalid")
+    # algorithm confusion: the public key's PEM text used as an HMAC secret
+    refused(srv, make_jwt(claims(), rsa_key.pem()), "signature or format is invalid")
+    # a key of one type used for another algorithm's token
+    refused(srv, rsa_key.sign(claims(), kid=False, alg="ES256"))
+
+
+@pytest.mark.sqlite_only
+def test_bad_public_key_setting_stops_start(tmp_path):
+    from conftest import run_ferry
+    (tmp_path / "k.pem").write_text("not a key")
+    r = run_ferry("serve", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d"),
+                  "--jwt-public-key", str(tmp_path / "k.pem"))
+    assert r.returncode != 0
+    assert "holds no PEM public key" in r.stderr
+
+
+@pytest.mark.sqlite_only
+def test_issuer_audience_and_user_claim(make_server, idp_factory):
+    key = Key("ES256", "k")
+    idp = idp_factory([key])
+    srv = make_server("--jwt-jwks-url", idp.url, "--jwt-issuer", "https://idp.example",
+                      "--jwt-audience", "ferry", "--jwt-user-claim", "email")
+    good = claims(iss="https://idp.example", aud=["other", "ferry"], email="a@example.com")
+    r = srv.get(PROTECTED, token=key.sign(good), headers={"X-Request-Id": "email-claim"})
+    assert r.status_code == 200, r.text
+    (line,) = srv.wait_log("email-claim")
+    assert line["credential"] == "jwt:a@example.com"
+    refused(srv, key.sign({**good, "iss": "https://evil.example"}), "issuer")
+    refused(srv, key.sign({**good, "aud": "other"}), "audience")
+    refused(srv, key.sign({k: v for k, v in good.items() if k != "email"}), "email")
+
+
+# --- trusted proxies -------------------------------------------------------------------
+
+
+def bad_login(srv, headers):
+    return srv.get(PROTECTED, token="fy_" + "x" * 43, headers=headers).status_code
+
+
+@pytest.mark.sqlite_only
+def test_forwarded_for_is_ignored_without_trusted_proxies(make_server):
+    srv = make_server("--auth-fail-limit", "3")
+    codes = [bad_login(srv, {"X-Forwarded-For": f"10.0.0.{i}"}) for i in range(5)]
+    assert codes == [401, 401, 401, 429, 429]
+    r = srv.get(PROTECTED, token="bad", headers={"X-Forwarded-For": "10.9.9.9",
+                                                 "X-Request-Id": "spoof-1"})
+    (line,) = srv.wait_log("spoof-1")
+    assert line["remote"] == "127.0.0.1"
+
+
+@pytest.mark.sqlite_only
+def test_limiter_keyed_by_forwarded_for_behind_trusted_proxy(make_server):
+    srv = make_server("--auth-fail-limit", "2", "--trusted-proxies", "10.0.0.0/8, 127.0.0.1")
+    a = {"X-Forwarded-For": "203.0.113.7"}
+    assert [bad_login(srv, a) for _ in range(3)] == [401, 401, 429]
+    # another client behind the same proxy is not limited by a's failures
+    assert bad_login(srv, {"X-Forwarded-For": "203.0.113.8"}) == 401
+    # a client cannot escape by prepending an address: the right-most untrusted one counts
+    assert bad_login(srv, {"X-Forwarded-For": "198.51.100.1, 203.0.113.7"}) == 429
+    # a chain through another trusted proxy: 10.1.2.3 is skipped
+    assert bad_login(srv, {"X-Forwarded-For": "203.0.113.7, 10.1.2.3"}) == 429
+    # RFC 7239 Forwarded, IPv6 in brackets with a port
+    fwd = {"Forwarded": 'for="[2001:db8::1]:4711";proto=https, for=10.1.2.3'}
+    r = srv.get(PROTECTED, token="bad", headers={**fwd, "X-Request-Id": "fwd-1"})
+    assert r.status_code == 401
+    (line,) = srv.wait_log("fwd-1")
+    assert line["remote"] == "2001:db8::1"
+    # garbage in the chain: the proxy that reported it is the client
+    r = srv.get(PROTECTED, token="bad", headers={"X-Forwarded-For": "<script>, 10.1.2.3",
+                                                 "X-Request-Id": "fwd-2"})
+    (line,) = srv.wait_log("fwd-2")
+    assert line["remote"] == "10.1.2.3"
+
+
+@pytest.mark.sqlite_only
+def test_untrusted_peer_cannot_spoof(make_server):
+    # 127.0.0.1 (the test's own address) is not in the trusted range
+    srv = make_server("--auth-fail-limit", "2", "--trusted-proxies", "10.0.0.0/8,::1")
+    codes = [bad_login(srv, {"X-Forwarded-For": f"203.0.113.{i}"}) for i in range(4)]
+    assert codes == [401, 401, 429, 429]
+
+
+@pytest.mark.sqlite_only
+def test_bad_trusted_proxies_setting_stops_start(tmp_path):
+    from conftest import run_ferry
+    r = run_ferry("serve", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d"),
+                  "--trusted-proxies", "10.0.0.0/33")
+    assert r.returncode != 0
+    assert "trusted-proxies" in r.stderr
