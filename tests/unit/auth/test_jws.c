@@ -86,8 +86,8 @@ static char *sign(const char *alg, const char *kid, const char *claims, EVP_PKEY
         EVP_MD_CTX *ctx = EVP_MD_CTX_new();
         const EVP_MD *md = !strcmp(alg, "EdDSA") ? NULL : EVP_sha256();
         assert_int_equal(EVP_DigestSignInit(ctx, NULL, md, NULL, key), 1);
-        assert_int_equal(
-            EVP_DigestSign(ctx, sig, &sig_len, (unsigned char *)input, strlen(input)), 1);
+        assert_int_equal(EVP_DigestSign(ctx, sig, &sig_len, (unsigned char *)input, strlen(input)),
+                         1);
         EVP_MD_CTX_free(ctx);
     }
     const unsigned char *out = sig;
@@ -137,8 +137,8 @@ static char *jwk(EVP_PKEY *key, const char *kid, const char *extra)
         a = ec_coord(key, OSSL_PKEY_PARAM_EC_PUB_X);
         b = ec_coord(key, OSSL_PKEY_PARAM_EC_PUB_Y);
         out = xasprintf(
-            "{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"%s\",\"x\":\"%s\",\"y\":\"%s\"%s}", kid,
-            a, b, extra);
+            "{\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"%s\",\"x\":\"%s\",\"y\":\"%s\"%s}", kid, a,
+            b, extra);
     } else {
         unsigned char raw[32];
         size_t len = sizeof(raw);
@@ -280,9 +280,10 @@ static void test_alg_confusion(void **state)
 static void test_jwk_pinned_to_another_alg_is_skipped(void **state)
 {
     (void)state;
-    char *k = jwk(rsa_key, "rsa1", ",\"alg\":\"RS512\""), *e = jwk(rsa_key2, "enc", ",\"use\":\"enc\"");
-    char *doc = xasprintf("{\"keys\":[%s,%s,{\"kty\":\"oct\",\"kid\":\"h\",\"k\":\"c2VjcmV0\"}]}",
-                          k, e);
+    char *k = jwk(rsa_key, "rsa1", ",\"alg\":\"RS512\""),
+         *e = jwk(rsa_key2, "enc", ",\"use\":\"enc\"");
+    char *doc =
+        xasprintf("{\"keys\":[%s,%s,{\"kty\":\"oct\",\"kid\":\"h\",\"k\":\"c2VjcmV0\"}]}", k, e);
     struct jws_keyset *set = jwks(doc);
     struct err err;
     assert_int_equal(set->n, 0);
