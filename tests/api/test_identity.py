@@ -231,16 +231,6 @@ def test_pem_keys(make_server, tmp_path):
 
 
 @pytest.mark.sqlite_only
-def test_bad_public_key_setting_stops_start(tmp_path):
-    from conftest import run_ferry
-    (tmp_path / "k.pem").write_text("not a key")
-    r = run_ferry("serve", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d"),
-                  "--jwt-public-key", str(tmp_path / "k.pem"))
-    assert r.returncode != 0
-    assert "holds no PEM public key" in r.stderr
-
-
-@pytest.mark.sqlite_only
 def test_issuer_audience_and_user_claim(make_server, idp_factory):
     key = Key("ES256", "k")
     idp = idp_factory([key])
@@ -307,9 +297,36 @@ def test_untrusted_peer_cannot_spoof(make_server):
 
 
 @pytest.mark.sqlite_only
-def test_bad_trusted_proxies_setting_stops_start(tmp_path):
+def test_ip_allowlist_sees_the_forwarded_address(_servers, backend):
+    """A PhoenixKit connection's ip_allowlist checks the client behind the trusted proxy."""
+    from test_sites import PK, admin, ok, pair, receiver_hash
+    a, b, conn = pair(_servers, backend, a_flags=("--trusted-proxies", "127.0.0.1"),
+                      a_schema=["CREATE TABLE t (id INTEGER PRIMARY KEY)"])
+    h = receiver_hash(b)
+    r = admin(a, "PATCH", f"/{conn['id']}", json={"ip_whitelist": ["203.0.113.0/24"]})
+    assert r.status_code == 200, r.text
+
+    def tables(headers):
+        return a.post(f"{PK}/list-tables", json={"auth_token_hash": h}, headers=headers)
+
+    ok(tables({"X-Forwarded-For": "203.0.113.9"}))
+    ok(tables({"Forwarded": "for=203.0.113.10"}))
+    assert tables({"X-Forwarded-For": "198.51.100.1"}).status_code == 403
+    assert tables({}).status_code == 403  # the proxy itself is not allowed
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("flags,message", [
+    (("--trusted-proxies", "10.0.0.0/33"), "trusted-proxies: '10.0.0.0/33'"),
+    (("--trusted-proxies", "10.0.0.1,proxy.example"), "trusted-proxies: 'proxy.example'"),
+    (("--jwt-public-key", "{dir}/missing.pem"), "cannot read JWT public key"),
+    (("--jwt-public-key", "{dir}/k.pem"), "holds no PEM public key"),
+    (("--jwt-jwks-url", "file:///etc/passwd"), "jwt-jwks-url must be an http"),
+], ids=["prefix", "name", "missing-key", "not-a-key", "jwks-scheme"])
+def test_bad_settings_stop_start(tmp_path, flags, message):
     from conftest import run_ferry
-    r = run_ferry("serve", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d"),
-                  "--trusted-proxies", "10.0.0.0/33")
+    (tmp_path / "k.pem").write_text("not a key")
+    flags = [f.format(dir=tmp_path) for f in flags]
+    r = run_ferry("serve", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d"), *flags)
     assert r.returncode != 0
-    assert "trusted-proxies" in r.stderr
+    assert message in r.stderr, r.stderr
