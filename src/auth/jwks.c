@@ -16,9 +16,12 @@
 #include "util/buf.h"
 #include "util/log.h"
 
-/* Requests that may wait at once for a fetch asked for by an unknown key id; the rest
- * are answered at once, so a burst of such tokens cannot hold the HTTP threads. */
-#define MAX_WAITERS 4
+/* How long the request that asks for a fetch waits for it. Only that one request waits
+ * (requests arriving while a fetch is under way are answered at once), and such fetches
+ * come at most once per min_interval_ms, so tokens with made-up key ids hold at most one
+ * HTTP thread (and the connections libmicrohttpd gives it) for this long per interval.
+ * A fetch that takes longer goes on; the next request with that key id finds it done. */
+#define MAX_WAIT_MS 1000
 
 struct jwks_cache {
     char *url;
@@ -29,7 +32,6 @@ struct jwks_cache {
     pthread_cond_t done; /* waiting requests: a fetch ended */
     struct jws_keyset *keys;
     bool wanted, stopping, fetching, last_ok, running;
-    int waiters;
     uint64_t generation;   /* fetches ended */
     int64_t last_start_ms; /* monotonic */
     int64_t next_due_ms;   /* monotonic */
@@ -219,11 +221,12 @@ static bool may_refresh(const struct jwks_cache *c, int64_t now, struct err *err
         err_set(err, ERR_UNAUTHORIZED, "ferry is stopping");
         return false;
     }
-    if (c->waiters >= MAX_WAITERS) {
-        err_set(err, ERR_UNAUTHORIZED, "too many requests are waiting for the key set");
+    if (c->fetching || c->wanted) {
+        err_set(err, ERR_UNAUTHORIZED,
+                "the identity provider's key set is being fetched; try again in a moment");
         return false;
     }
-    if (!c->fetching && now - c->last_start_ms < c->o.min_interval_ms) {
+    if (now - c->last_start_ms < c->o.min_interval_ms) {
         if (c->last_ok)
             err_set(err, ERR_UNAUTHORIZED, "the key set was refreshed %lld s ago",
                     (long long)((now - c->last_start_ms) / 1000));
@@ -240,7 +243,8 @@ struct jws_keyset *jwks_cache_refresh(struct jwks_cache *c, const struct jws_key
 {
     struct jws_keyset *set = NULL;
     pthread_mutex_lock(&c->mu);
-    int64_t now = mono_ms(), deadline = now + c->o.timeout_ms + 1000;
+    int64_t now = mono_ms();
+    int64_t deadline = now + (c->o.timeout_ms < MAX_WAIT_MS ? c->o.timeout_ms : MAX_WAIT_MS);
     uint64_t gen = c->generation;
     if (c->keys != had && c->last_ok) {
         set = jws_keyset_ref(c->keys); /* another request's refresh got here first */
@@ -248,16 +252,13 @@ struct jws_keyset *jwks_cache_refresh(struct jwks_cache *c, const struct jws_key
     }
     if (!may_refresh(c, now, err))
         goto out;
-    if (!c->fetching) {
-        c->wanted = true;
-        pthread_cond_signal(&c->wake);
-    }
-    c->waiters++;
+    c->wanted = true;
+    pthread_cond_signal(&c->wake);
     while (c->generation == gen && !c->stopping && mono_ms() < deadline)
         wait_until(&c->done, &c->mu, deadline);
-    c->waiters--;
     if (c->generation == gen)
-        err_set(err, ERR_UNAUTHORIZED, "the identity provider's key set did not arrive in time");
+        err_set(err, ERR_UNAUTHORIZED,
+                "the identity provider's key set is being fetched; try again in a moment");
     else if (!c->last_ok)
         err_set(err, ERR_UNAUTHORIZED, "the identity provider's key set could not be fetched: %s",
                 c->last_error);

@@ -33,10 +33,11 @@ void jwks_cache_close(struct jwks_cache *cache);
 struct jws_keyset *jwks_cache_keys(struct jwks_cache *cache);
 
 /* Asks for a fresh set because a token names a key that had (the set the caller took
- * from jwks_cache_keys) lacks, and waits for the fetch: at most the fetch timeout, and
- * only MAX_WAITERS requests at once. Returns a referenced newer set, or NULL with err
- * saying why: refreshed too recently, the provider could not be reached or did not
- * answer in time, or too many requests already waiting. */
+ * from jwks_cache_keys) lacks, and waits for the fetch, at most a second (or the fetch
+ * timeout when shorter). Only one request asks at a time, and at most once per
+ * min_interval_ms. Returns a referenced newer set, or NULL with err saying why: a fetch
+ * is already under way or did not end in time, the set was refreshed too recently, or
+ * the provider could not be reached. */
 struct jws_keyset *jwks_cache_refresh(struct jwks_cache *cache, const struct jws_keyset *had,
                                       struct err *err);
 

@@ -4,6 +4,7 @@ the provider can go down) or with PEM public keys; and --trusted-proxies, which 
 the client address the failed-auth limiter and the log see. Keys are made in the test
 with python3-cryptography."""
 
+import concurrent.futures
 import http.server
 import json
 import threading
@@ -82,11 +83,13 @@ class IdP:
     def __init__(self, keys):
         self.keys = list(keys)
         self.fetches = 0
+        self.delay = 0.0  # seconds each answer waits: a slow provider
         idp = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 idp.fetches += 1
+                time.sleep(idp.delay)
                 body = json.dumps({"keys": [k.jwk() for k in idp.keys]}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -197,6 +200,43 @@ def test_idp_down(make_server, idp_factory):
     refused(srv, Key("EdDSA", "k2").sign(claims()), "could not be fetched")
     assert time.monotonic() - t0 < 3
     accepted(srv, known.sign(claims()))
+
+
+@pytest.mark.sqlite_only
+def test_slow_idp_does_not_hold_the_server(make_server, idp_factory):
+    """A burst of unknown kids while the provider is slow: one fetch; the request that
+    asked for it waits at most a second, the others are answered at once; valid tokens
+    are served."""
+    known = Key("EdDSA", "k1")
+    idp = idp_factory([known])
+    srv = make_server("--jwt-jwks-url", idp.url, "--jwt-jwks-min-interval", "1",
+                      "--jwt-jwks-timeout", "5", "--auth-fail-limit", "1000", "--threads", "16")
+    time.sleep(1.1)
+    idp.delay = 2.5
+    rotated = Key("RS256", "k2")
+    idp.keys.append(rotated)
+
+    def call(token):
+        t0 = time.monotonic()
+        r = srv.request("GET", PROTECTED, token=token, timeout=20)
+        return r.status_code, r.json().get("details", ""), time.monotonic() - t0
+
+    with concurrent.futures.ThreadPoolExecutor(15) as pool:
+        unknown = [pool.submit(call, known.sign(claims(), kid=f"u{i}")) for i in range(10)]
+        time.sleep(0.2)
+        good = [pool.submit(call, known.sign(claims())) for _ in range(5)]
+        good = [f.result() for f in good]
+        unknown = [f.result() for f in unknown]
+    # a libmicrohttpd thread serves several connections: one may queue behind the waiter
+    assert all(code == 200 and took < 1.8 for code, _, took in good), good
+    assert all(code == 401 and took < 1.8 for code, _, took in unknown), unknown
+    assert sum(took > 0.9 for _, _, took in unknown) >= 1, unknown
+    assert sum(took < 0.5 for _, _, took in unknown) >= 5, unknown
+    assert all("being fetched" in details for _, details, _ in unknown), unknown
+    # the slow fetch ends in the background: the key it brought then works, unfetched
+    assert wait_until(lambda: srv.get(PROTECTED, token=rotated.sign(claims())).status_code
+                      == 200, timeout=5)
+    assert idp.fetches == 2
 
 
 @pytest.mark.sqlite_only

@@ -49,7 +49,7 @@ static void test_parse(void **state)
     assert_null(p);
     assert_int_equal(proxies_parse(" , ", &p, &err), FERRY_OK);
     assert_null(p);
-    static const char *const bad[] = {"10.0.0.0/33", "::/129", "10.0.0.1/", "10.0.0.1/x",
+    static const char *const bad[] = {"10.0.0.0/33",   "::/129",     "10.0.0.1/", "10.0.0.1/x",
                                       "proxy.example", "10.0.0.256", "1.2.3.4/-1"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         if (proxies_parse(bad[i], &p, &err) == FERRY_OK)
@@ -101,8 +101,7 @@ static void test_forwarded(void **state)
                         "192.0.2.60");
     assert_string_equal(client(p, "10.0.0.1", "For=\"[2001:db8:cafe::17]:4711\"", NULL),
                         "2001:db8:cafe::17");
-    assert_string_equal(client(p, "10.0.0.1", "for=192.0.2.43, for=10.5.5.5", NULL),
-                        "192.0.2.43");
+    assert_string_equal(client(p, "10.0.0.1", "for=192.0.2.43, for=10.5.5.5", NULL), "192.0.2.43");
     assert_string_equal(client(p, "10.0.0.1", "proto=https;for=192.0.2.7", "198.51.100.1"),
                         "192.0.2.7"); /* Forwarded wins over X-Forwarded-For */
     assert_string_equal(client(p, "10.0.0.1", "for=unknown", NULL), "10.0.0.1");
