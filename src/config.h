@@ -31,8 +31,9 @@ struct config {
     char *jwt_issuer;
     char *jwt_audience;
     char *jwt_user_claim;
-    char *jwt_claims;      /* comma list; NULL: every string or integer claim */
-    char *trusted_proxies; /* comma list of addresses and CIDR ranges */
+    char *jwt_claims;       /* comma list; NULL: every string or integer claim */
+    char *trusted_proxies;  /* comma list of addresses and CIDR ranges */
+    char *forwarded_header; /* x-forwarded-for or forwarded */
     long long threads;
     long long shutdown_timeout; /* seconds to wait for in-flight requests */
     bool metrics_auth;          /* require a token on /metrics */

@@ -297,7 +297,8 @@ static int start(struct serve *s, struct err *err)
     struct app *app = &s->app;
     const struct config *cfg = &s->cfg;
     if (auth_jwt_open(cfg, &app->jwt, err) != FERRY_OK ||
-        proxies_parse(cfg->trusted_proxies, &app->proxies, err) != FERRY_OK ||
+        proxies_parse(cfg->trusted_proxies, cfg->forwarded_header, &app->proxies, err) !=
+            FERRY_OK ||
         cli_open_store(cfg, (int)cfg->threads + 5, true, &app->store, err) != FERRY_OK ||
         first_admin_token(app->store, cfg->data_dir, &s->secret, err) != FERRY_OK ||
         load_tables(app, err) != FERRY_OK || open_files(app, err) != FERRY_OK ||

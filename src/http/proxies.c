@@ -25,6 +25,7 @@ struct range {
 };
 
 struct proxies {
+    enum proxies_header header;
     size_t n;
     struct range ranges[];
 };
@@ -109,13 +110,19 @@ static int parse_range(const char *text, struct range *r, struct err *err)
     return FERRY_OK;
 }
 
-int proxies_parse(const char *list, struct proxies **out, struct err *err)
+int proxies_parse(const char *list, const char *header, struct proxies **out, struct err *err)
 {
     struct proxies *p = xcalloc(1, sizeof(*p) + MAX_ENTRIES * sizeof(struct range));
     char *copy = xstrdup(list ? list : ""), *save = NULL;
     int rc = FERRY_ERR;
 
     *out = NULL;
+    if (header && !strcasecmp(header, "forwarded"))
+        p->header = PROXIES_FORWARDED;
+    else if (header && strcasecmp(header, "x-forwarded-for") != 0) {
+        err_set(err, ERR_INVALID, "forwarded-header must be x-forwarded-for or forwarded");
+        goto out;
+    }
     for (char *e = strtok_r(copy, ", ", &save); e; e = strtok_r(NULL, ", ", &save)) {
         if (p->n == MAX_ENTRIES) {
             err_set(err, ERR_INVALID, "trusted-proxies: at most %d entries", MAX_ENTRIES);
@@ -133,6 +140,11 @@ out:
     free(p);
     free(copy);
     return rc;
+}
+
+const char *proxies_header_name(const struct proxies *p)
+{
+    return p->header == PROXIES_FORWARDED ? "Forwarded" : "X-Forwarded-For";
 }
 
 void proxies_free(struct proxies *p)
@@ -214,8 +226,8 @@ static void print_ip(const struct ip *ip, char *out, size_t len)
         snprintf(out, len, "unknown");
 }
 
-void proxies_client_addr(const struct proxies *p, const struct sockaddr *peer,
-                         const char *forwarded, const char *xff, char *out, size_t len)
+void proxies_client_addr(const struct proxies *p, const struct sockaddr *peer, const char *chain,
+                         char *out, size_t len)
 {
     struct ip cur = {0}, hop;
     const char *starts[MAX_HOPS];
@@ -230,12 +242,11 @@ void proxies_client_addr(const struct proxies *p, const struct sockaddr *peer,
         snprintf(out, len, "unknown");
         return;
     }
-    const char *chain = forwarded ? forwarded : xff;
     if (chain && trusted(p, &cur))
         n = split_hops(chain, starts, lens);
     for (size_t i = n; i-- > 0;) {
-        bool ok = forwarded ? forwarded_for(starts[i], lens[i], &hop)
-                            : parse_hop(starts[i], lens[i], &hop);
+        bool ok = p->header == PROXIES_FORWARDED ? forwarded_for(starts[i], lens[i], &hop)
+                                                 : parse_hop(starts[i], lens[i], &hop);
         if (!ok)
             break; /* the proxy that reported it is the best we know */
         cur = hop;

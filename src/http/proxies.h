@@ -14,18 +14,26 @@
 
 struct proxies;
 
+/* The header a trusted proxy writes the chain into. Only that one is read: a client can
+ * send the other itself, and a proxy that does not manage it passes it on unchanged. */
+enum proxies_header { PROXIES_X_FORWARDED_FOR, PROXIES_FORWARDED };
+
 /* Parses a comma-separated list of IPv4 and IPv6 addresses and CIDR ranges (spaces
- * allowed). NULL or empty text gives *out = NULL: no proxy is trusted. On failure err
- * names the entry. Free with proxies_free (NULL: nothing). */
-int proxies_parse(const char *list, struct proxies **out, struct err *err);
+ * allowed) and the header's name ("x-forwarded-for" or "forwarded", any case). NULL or
+ * empty list gives *out = NULL: no proxy is trusted. On failure err names the entry.
+ * Free with proxies_free (NULL: nothing). */
+int proxies_parse(const char *list, const char *header, struct proxies **out, struct err *err);
 void proxies_free(struct proxies *p);
 
+/* The name of the header to read ("X-Forwarded-For" or "Forwarded"). */
+const char *proxies_header_name(const struct proxies *p);
+
 /* The client's address as text into out (len >= PROXIES_ADDR_LEN): the peer's, unless
- * the peer is a trusted proxy; then the right-most address of the forwarding chain that
- * is not itself a trusted proxy (Forwarded's for= when that header is present, else
- * X-Forwarded-For; each NULL when absent, several header lines joined by commas). An
- * entry that is not an address ends the walk at the proxy that reported it. */
-void proxies_client_addr(const struct proxies *p, const struct sockaddr *peer,
-                         const char *forwarded, const char *xff, char *out, size_t len);
+ * the peer is a trusted proxy; then the right-most address of the forwarding chain (the
+ * header's value, several lines joined by commas; NULL when absent) that is not itself a
+ * trusted proxy. An entry that is not an address ends the walk at the proxy that
+ * reported it. */
+void proxies_client_addr(const struct proxies *p, const struct sockaddr *peer, const char *chain,
+                         char *out, size_t len);
 
 #endif

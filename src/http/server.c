@@ -83,11 +83,9 @@ static void client_address(const struct app *app, struct MHD_Connection *conn, c
     if (!info || !info->client_addr)
         return;
     if (app->proxies) {
-        char *forwarded = header_lines(conn, "Forwarded");
-        char *xff = header_lines(conn, "X-Forwarded-For");
-        proxies_client_addr(app->proxies, info->client_addr, forwarded, xff, out, len);
-        free(forwarded);
-        free(xff);
+        char *chain = header_lines(conn, proxies_header_name(app->proxies));
+        proxies_client_addr(app->proxies, info->client_addr, chain, out, len);
+        free(chain);
         return;
     }
     socklen_t alen = info->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)

@@ -315,17 +315,31 @@ def test_limiter_keyed_by_forwarded_for_behind_trusted_proxy(make_server):
     assert bad_login(srv, {"X-Forwarded-For": "198.51.100.1, 203.0.113.7"}) == 429
     # a chain through another trusted proxy: 10.1.2.3 is skipped
     assert bad_login(srv, {"X-Forwarded-For": "203.0.113.7, 10.1.2.3"}) == 429
-    # RFC 7239 Forwarded, IPv6 in brackets with a port
-    fwd = {"Forwarded": 'for="[2001:db8::1]:4711";proto=https, for=10.1.2.3'}
-    r = srv.get(PROTECTED, token="bad", headers={**fwd, "X-Request-Id": "fwd-1"})
-    assert r.status_code == 401
-    (line,) = srv.wait_log("fwd-1")
-    assert line["remote"] == "2001:db8::1"
+    # the proxy writes X-Forwarded-For: a Forwarded header came from the client itself
+    assert bad_login(srv, {"Forwarded": "for=198.51.100.99", **a}) == 429
     # garbage in the chain: the proxy that reported it is the client
     r = srv.get(PROTECTED, token="bad", headers={"X-Forwarded-For": "<script>, 10.1.2.3",
                                                  "X-Request-Id": "fwd-2"})
     (line,) = srv.wait_log("fwd-2")
     assert line["remote"] == "10.1.2.3"
+
+
+@pytest.mark.sqlite_only
+def test_rfc7239_forwarded_behind_trusted_proxy(make_server):
+    srv = make_server("--auth-fail-limit", "2", "--trusted-proxies", "127.0.0.1,10.0.0.0/8",
+                      "--forwarded-header", "forwarded")
+    fwd = {"Forwarded": 'for="[2001:db8::1]:4711";proto=https, for=10.1.2.3'}
+    r = srv.get(PROTECTED, token="bad", headers={**fwd, "X-Request-Id": "fwd-1"})
+    assert r.status_code == 401
+    (line,) = srv.wait_log("fwd-1")
+    assert line["remote"] == "2001:db8::1"
+    assert [bad_login(srv, fwd) for _ in range(2)] == [401, 429]
+    assert bad_login(srv, {"Forwarded": "for=192.0.2.1"}) == 401
+    # X-Forwarded-For is now the client's own header: ignored
+    r = srv.get(PROTECTED, token="bad", headers={"X-Forwarded-For": "192.0.2.99",
+                                                 "X-Request-Id": "fwd-2"})
+    (line,) = srv.wait_log("fwd-2")
+    assert line["remote"] == "127.0.0.1"
 
 
 @pytest.mark.sqlite_only
@@ -350,7 +364,7 @@ def test_ip_allowlist_sees_the_forwarded_address(_servers, backend):
         return a.post(f"{PK}/list-tables", json={"auth_token_hash": h}, headers=headers)
 
     ok(tables({"X-Forwarded-For": "203.0.113.9"}))
-    ok(tables({"Forwarded": "for=203.0.113.10"}))
+    ok(tables({"X-Forwarded-For": "198.51.100.1, 203.0.113.10"}))
     assert tables({"X-Forwarded-For": "198.51.100.1"}).status_code == 403
     assert tables({}).status_code == 403  # the proxy itself is not allowed
 
@@ -359,10 +373,12 @@ def test_ip_allowlist_sees_the_forwarded_address(_servers, backend):
 @pytest.mark.parametrize("flags,message", [
     (("--trusted-proxies", "10.0.0.0/33"), "trusted-proxies: '10.0.0.0/33'"),
     (("--trusted-proxies", "10.0.0.1,proxy.example"), "trusted-proxies: 'proxy.example'"),
+    (("--trusted-proxies", "10.0.0.1", "--forwarded-header", "x-real-ip"),
+     "forwarded-header must be"),
     (("--jwt-public-key", "{dir}/missing.pem"), "cannot read JWT public key"),
     (("--jwt-public-key", "{dir}/k.pem"), "holds no PEM public key"),
     (("--jwt-jwks-url", "file:///etc/passwd"), "jwt-jwks-url must be an http"),
-], ids=["prefix", "name", "missing-key", "not-a-key", "jwks-scheme"])
+], ids=["prefix", "name", "header", "missing-key", "not-a-key", "jwks-scheme"])
 def test_bad_settings_stop_start(tmp_path, flags, message):
     from conftest import run_ferry
     (tmp_path / "k.pem").write_text("not a key")
