@@ -455,9 +455,11 @@ static int check(const struct config *cfg, struct err *err)
     if (log_parse_format(cfg->log_format, &format) != FERRY_OK)
         return err_set(err, ERR_INVALID, "log-format must be json or text, not '%s'",
                        cfg->log_format);
-    if (cfg->jwt_jwks_timeout < 1 || cfg->jwt_jwks_refresh < 1)
+    /* a failed fetch is retried after jwt-jwks-min-interval: 0 would be a busy loop */
+    if (cfg->jwt_jwks_timeout < 1 || cfg->jwt_jwks_refresh < 1 || cfg->jwt_jwks_min_interval < 1)
         return err_set(err, ERR_INVALID,
-                       "jwt-jwks-timeout and jwt-jwks-refresh must be at least 1");
+                       "jwt-jwks-timeout, jwt-jwks-refresh and jwt-jwks-min-interval must be at "
+                       "least 1");
     if (cfg->max_connections < 16 || cfg->max_json_values < 1 || cfg->idle_timeout < 1 ||
         cfg->body_timeout < 1)
         return err_set(err, ERR_INVALID,

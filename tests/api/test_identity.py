@@ -84,13 +84,14 @@ class IdP:
         self.keys = list(keys)
         self.fetches = 0
         self.delay = 0.0  # seconds each answer waits: a slow provider
+        self.body = None  # bytes answered instead of the key set
         idp = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 idp.fetches += 1
                 time.sleep(idp.delay)
-                body = json.dumps({"keys": [k.jwk() for k in idp.keys]}).encode()
+                body = idp.body or json.dumps({"keys": [k.jwk() for k in idp.keys]}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -240,6 +241,27 @@ def test_slow_idp_does_not_hold_the_server(make_server, idp_factory):
 
 
 @pytest.mark.sqlite_only
+def test_oversized_or_malformed_key_set_keeps_the_cached_one(make_server, idp_factory):
+    known = Key("ES256", "k1")
+    idp = idp_factory([known])
+    srv = make_server("--jwt-jwks-url", idp.url, "--jwt-jwks-min-interval", "1")
+    accepted(srv, known.sign(claims()))
+    idp.keys.append(Key("ES256", "k2"))
+    idp.body = b'{"keys": [' + b'{"kty":"oct","k":"AAAA"},' * 60000 + b'{}]}'  # 1.5 MB
+    time.sleep(1.1)
+    refused(srv, idp.keys[1].sign(claims()), "could not be fetched")
+    idp.body = json.dumps({"keys": [{"kty": "RSA", "kid": "bad", "n": "!", "e": "AQAB"}]}).encode()
+    # a failed fetch is retried by the thread after the minimum interval
+    assert wait_until(lambda: idp.fetches >= 3, timeout=3)
+    refused(srv, idp.keys[1].sign(claims()), "malformed")
+    accepted(srv, known.sign(claims()))
+    fetches = idp.fetches
+    time.sleep(1.5)
+    assert idp.fetches <= fetches + 2  # retries keep to the interval
+    assert sum('"jwks_fetch_failed"' in line for line in srv.stderr().splitlines()) >= 2
+
+
+@pytest.mark.sqlite_only
 def test_start_with_idp_unreachable(make_server, idp_factory):
     idp = idp_factory([Key("RS256", "a")])
     url = idp.url
@@ -378,7 +400,8 @@ def test_ip_allowlist_sees_the_forwarded_address(_servers, backend):
     (("--jwt-public-key", "{dir}/missing.pem"), "cannot read JWT public key"),
     (("--jwt-public-key", "{dir}/k.pem"), "holds no PEM public key"),
     (("--jwt-jwks-url", "file:///etc/passwd"), "jwt-jwks-url must be an http"),
-], ids=["prefix", "name", "header", "missing-key", "not-a-key", "jwks-scheme"])
+    (("--jwt-jwks-min-interval", "0"), "jwt-jwks-min-interval must be at least 1"),
+], ids=["prefix", "name", "header", "missing-key", "not-a-key", "jwks-scheme", "interval"])
 def test_bad_settings_stop_start(tmp_path, flags, message):
     from conftest import run_ferry
     (tmp_path / "k.pem").write_text("not a key")
