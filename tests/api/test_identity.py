@@ -315,15 +315,20 @@ def bad_login(srv, headers):
     return srv.get(PROTECTED, token="fy_" + "x" * 43, headers=headers).status_code
 
 
+def logged_remote(srv, headers, request_id):
+    """The log's remote for a request with a bad token (401, or 429 once limited)."""
+    r = srv.get(PROTECTED, token="bad", headers={**headers, "X-Request-Id": request_id})
+    assert r.status_code in (401, 429), r.text
+    (line,) = srv.wait_log(request_id)
+    return line["remote"]
+
+
 @pytest.mark.sqlite_only
 def test_forwarded_for_is_ignored_without_trusted_proxies(make_server):
     srv = make_server("--auth-fail-limit", "3")
     codes = [bad_login(srv, {"X-Forwarded-For": f"10.0.0.{i}"}) for i in range(5)]
     assert codes == [401, 401, 401, 429, 429]
-    r = srv.get(PROTECTED, token="bad", headers={"X-Forwarded-For": "10.9.9.9",
-                                                 "X-Request-Id": "spoof-1"})
-    (line,) = srv.wait_log("spoof-1")
-    assert line["remote"] == "127.0.0.1"
+    assert logged_remote(srv, {"X-Forwarded-For": "10.9.9.9"}, "spoof-1") == "127.0.0.1"
 
 
 @pytest.mark.sqlite_only
@@ -340,10 +345,7 @@ def test_limiter_keyed_by_forwarded_for_behind_trusted_proxy(make_server):
     # the proxy writes X-Forwarded-For: a Forwarded header came from the client itself
     assert bad_login(srv, {"Forwarded": "for=198.51.100.99", **a}) == 429
     # garbage in the chain: the proxy that reported it is the client
-    r = srv.get(PROTECTED, token="bad", headers={"X-Forwarded-For": "<script>, 10.1.2.3",
-                                                 "X-Request-Id": "fwd-2"})
-    (line,) = srv.wait_log("fwd-2")
-    assert line["remote"] == "10.1.2.3"
+    assert logged_remote(srv, {"X-Forwarded-For": "<script>, 10.1.2.3"}, "fwd-2") == "10.1.2.3"
 
 
 @pytest.mark.sqlite_only
@@ -351,17 +353,11 @@ def test_rfc7239_forwarded_behind_trusted_proxy(make_server):
     srv = make_server("--auth-fail-limit", "2", "--trusted-proxies", "127.0.0.1,10.0.0.0/8",
                       "--forwarded-header", "forwarded")
     fwd = {"Forwarded": 'for="[2001:db8::1]:4711";proto=https, for=10.1.2.3'}
-    r = srv.get(PROTECTED, token="bad", headers={**fwd, "X-Request-Id": "fwd-1"})
-    assert r.status_code == 401
-    (line,) = srv.wait_log("fwd-1")
-    assert line["remote"] == "2001:db8::1"
+    assert logged_remote(srv, fwd, "fwd-1") == "2001:db8::1"
     assert [bad_login(srv, fwd) for _ in range(2)] == [401, 429]
     assert bad_login(srv, {"Forwarded": "for=192.0.2.1"}) == 401
     # X-Forwarded-For is now the client's own header: ignored
-    r = srv.get(PROTECTED, token="bad", headers={"X-Forwarded-For": "192.0.2.99",
-                                                 "X-Request-Id": "fwd-2"})
-    (line,) = srv.wait_log("fwd-2")
-    assert line["remote"] == "127.0.0.1"
+    assert logged_remote(srv, {"X-Forwarded-For": "192.0.2.99"}, "fwd-2") == "127.0.0.1"
 
 
 @pytest.mark.sqlite_only
