@@ -213,7 +213,7 @@ def test_slow_idp_does_not_hold_the_server(make_server, idp_factory):
     srv = make_server("--jwt-jwks-url", idp.url, "--jwt-jwks-min-interval", "1",
                       "--jwt-jwks-timeout", "5", "--auth-fail-limit", "1000", "--threads", "16")
     time.sleep(1.1)
-    idp.delay = 2.5
+    idp.delay = 4.0
     rotated = Key("RS256", "k2")
     idp.keys.append(rotated)
 
@@ -228,15 +228,16 @@ def test_slow_idp_does_not_hold_the_server(make_server, idp_factory):
         good = [pool.submit(call, known.sign(claims())) for _ in range(5)]
         good = [f.result() for f in good]
         unknown = [f.result() for f in unknown]
-    # a libmicrohttpd thread serves several connections: one may queue behind the waiter
-    assert all(code == 200 and took < 1.8 for code, _, took in good), good
-    assert all(code == 401 and took < 1.8 for code, _, took in unknown), unknown
-    assert sum(took > 0.9 for _, _, took in unknown) >= 1, unknown
-    assert sum(took < 0.5 for _, _, took in unknown) >= 5, unknown
+    # Nothing waits for the 4 s fetch. The one request that asked for it waits a second;
+    # a libmicrohttpd thread serves several connections, so another may queue behind it.
+    assert all(code == 200 and took < 3 for code, _, took in good), good
+    assert all(code == 401 and took < 3 for code, _, took in unknown), unknown
+    assert sum(took >= 0.95 for _, _, took in unknown) >= 1, unknown
+    assert sum(took < 0.95 for _, _, took in unknown) >= 5, unknown
     assert all("being fetched" in details for _, details, _ in unknown), unknown
     # the slow fetch ends in the background: the key it brought then works, unfetched
     assert wait_until(lambda: srv.get(PROTECTED, token=rotated.sign(claims())).status_code
-                      == 200, timeout=5)
+                      == 200, timeout=8)
     assert idp.fetches == 2
 
 
