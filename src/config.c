@@ -48,6 +48,29 @@ static const struct option_def options[] = {
         "comma-separated origins allowed by CORS, or *"),
     OPT("jwt-secret", "FERRY_JWT_SECRET", OPT_STR, jwt_secret, NULL,
         "HS256 secret; when set, JWTs are accepted as user credentials"),
+    OPT("jwt-public-key", "FERRY_JWT_PUBLIC_KEYS", OPT_LIST, jwt_public_keys, NULL,
+        "PEM public key (RSA, EC P-256 or Ed25519) JWTs may be signed with (repeatable; env: "
+        "colon-separated)"),
+    OPT("jwt-jwks-url", "FERRY_JWT_JWKS_URL", OPT_STR, jwt_jwks_url, NULL,
+        "identity provider's JWK Set URL; its keys verify RS256, ES256 and EdDSA JWTs"),
+    OPT("jwt-jwks-timeout", "FERRY_JWT_JWKS_TIMEOUT", OPT_INT, jwt_jwks_timeout, "5",
+        "seconds one fetch of the JWK Set may take"),
+    OPT("jwt-jwks-refresh", "FERRY_JWT_JWKS_REFRESH", OPT_INT, jwt_jwks_refresh, "3600",
+        "seconds between scheduled fetches of the JWK Set"),
+    OPT("jwt-jwks-min-interval", "FERRY_JWT_JWKS_MIN_INTERVAL", OPT_INT, jwt_jwks_min_interval,
+        "30", "fewest seconds between fetches asked for by unknown key ids (and retries)"),
+    OPT("jwt-issuer", "FERRY_JWT_ISSUER", OPT_STR, jwt_issuer, NULL,
+        "when set, a JWT's iss must equal it"),
+    OPT("jwt-audience", "FERRY_JWT_AUDIENCE", OPT_STR, jwt_audience, NULL,
+        "when set, a JWT's aud must name it"),
+    OPT("jwt-user-claim", "FERRY_JWT_USER_CLAIM", OPT_STR, jwt_user_claim, "sub",
+        "the JWT claim that holds the user id"),
+    OPT("jwt-claims", "FERRY_JWT_CLAIMS", OPT_STR, jwt_claims, NULL,
+        "comma-separated JWT claims sync rules may use (default: every string or integer claim)"),
+    OPT("trusted-proxies", "FERRY_TRUSTED_PROXIES", OPT_STR, trusted_proxies, NULL,
+        "comma-separated addresses and CIDR ranges of proxies whose forwarded-header is believed"),
+    OPT("forwarded-header", "FERRY_FORWARDED_HEADER", OPT_STR, forwarded_header, "x-forwarded-for",
+        "the header trusted proxies name the client in: x-forwarded-for or forwarded (RFC 7239)"),
     OPT("threads", "FERRY_THREADS", OPT_INT, threads, "8", "HTTP worker threads"),
     OPT("shutdown-timeout", "FERRY_SHUTDOWN_TIMEOUT", OPT_INT, shutdown_timeout, "10",
         "seconds to let in-flight requests finish on shutdown"),
@@ -461,6 +484,11 @@ static int check(const struct config *cfg, struct err *err)
     if (log_parse_format(cfg->log_format, &format) != FERRY_OK)
         return err_set(err, ERR_INVALID, "log-format must be json or text, not '%s'",
                        cfg->log_format);
+    /* a failed fetch is retried after jwt-jwks-min-interval: 0 would be a busy loop */
+    if (cfg->jwt_jwks_timeout < 1 || cfg->jwt_jwks_refresh < 1 || cfg->jwt_jwks_min_interval < 1)
+        return err_set(err, ERR_INVALID,
+                       "jwt-jwks-timeout, jwt-jwks-refresh and jwt-jwks-min-interval must be at "
+                       "least 1");
     if (cfg->max_connections < 16 || cfg->max_json_values < 1 || cfg->idle_timeout < 1 ||
         cfg->body_timeout < 1)
         return err_set(err, ERR_INVALID,

@@ -23,6 +23,17 @@ struct config {
     long long auth_fail_limit; /* failed authentications per minute per address */
     char *cors_origins;        /* comma list, "*" for any */
     char *jwt_secret;
+    char *jwt_public_keys; /* colon-separated PEM files */
+    char *jwt_jwks_url;
+    long long jwt_jwks_timeout;      /* seconds */
+    long long jwt_jwks_refresh;      /* seconds */
+    long long jwt_jwks_min_interval; /* seconds */
+    char *jwt_issuer;
+    char *jwt_audience;
+    char *jwt_user_claim;
+    char *jwt_claims;       /* comma list; NULL: every string or integer claim */
+    char *trusted_proxies;  /* comma list of addresses and CIDR ranges */
+    char *forwarded_header; /* x-forwarded-for or forwarded */
     long long threads;
     long long shutdown_timeout; /* seconds to wait for in-flight requests */
     bool metrics_auth;          /* require a token on /metrics */

@@ -18,6 +18,7 @@
 #include "app.h"
 #include "auth/tokens.h"
 #include "cli/cli.h"
+#include "http/auth.h"
 #include "http/server.h"
 #include "http/tls.h"
 #include "http/waiter.h"
@@ -312,6 +313,9 @@ static int start(struct serve *s, struct err *err)
     bool https = cfg->tls_cert && *cfg->tls_cert;
     if ((https &&
          tls_open(cfg->tls_cert, cfg->tls_key, cfg->tls_min_version, &s->tls, err) != FERRY_OK) ||
+        auth_jwt_open(cfg, &app->jwt, err) != FERRY_OK ||
+        proxies_parse(cfg->trusted_proxies, cfg->forwarded_header, &app->proxies, err) !=
+            FERRY_OK ||
         cli_open_store(cfg, (int)cfg->threads + 5, true, &app->store, err) != FERRY_OK ||
         first_admin_token(app->store, cfg->data_dir, &s->secret, err) != FERRY_OK ||
         load_tables(app, err) != FERRY_OK || open_files(app, err) != FERRY_OK ||
@@ -359,6 +363,8 @@ static void stop(struct serve *s)
     tables_cleanup(&app->synced);
     routes_cleanup(app);
     free(s->public_url);
+    auth_jwt_close(app->jwt);
+    proxies_free(app->proxies);
     siteclient_global_cleanup();
     filesys_close(app->files);
     for (size_t i = 0; i < app->n_file_roots; i++)

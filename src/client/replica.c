@@ -145,8 +145,8 @@ static char *create_sql(const struct fc_table *t)
 static int check_columns(ferry_replica *r, const struct fc_table *t)
 {
     for (int i = 0; i < t->n_cols; i++) {
-        int found = sqlite3_table_column_metadata(r->db, NULL, t->name, t->cols[i].name, NULL,
-                                                  NULL, NULL, NULL, NULL);
+        int found = sqlite3_table_column_metadata(r->db, NULL, t->name, t->cols[i].name, NULL, NULL,
+                                                  NULL, NULL, NULL);
         if (found != SQLITE_OK)
             return fc_fail(r, FERRY_CLIENT_ESCHEMA,
                            "local table %s has no column %s, which the server syncs", t->name,
@@ -169,7 +169,8 @@ static char *triggers_sql(const struct fc_table *t)
     char *lit = quote_literal(t->name);
     const char *pk = t->cols[t->pk].quoted;
     const char *when = "WHEN (SELECT applying FROM ferry_client_state WHERE id = 1) = 0";
-    char *ins = trigger_name(t, "ins"), *upd = trigger_name(t, "upd"), *del = trigger_name(t, "del");
+    char *ins = trigger_name(t, "ins"), *upd = trigger_name(t, "upd"),
+         *del = trigger_name(t, "del");
     /* An update that changes the key records both keys: the old one reads as gone. */
     char *sql = xasprintf(
         "CREATE TRIGGER IF NOT EXISTS %s AFTER INSERT ON %s %s BEGIN"
@@ -282,8 +283,8 @@ static json_t *value_json(sqlite3_stmt *st, int i, const char *type)
         json_t *v = json_loads(text, JSON_DECODE_ANY, NULL);
         return v ? v : json_string(text);
     }
-    bool numeric = !strcmp(type, "integer") || !strcmp(type, "real") ||
-                   !strcmp(type, "numeric") || !strcmp(type, "boolean");
+    bool numeric = !strcmp(type, "integer") || !strcmp(type, "real") || !strcmp(type, "numeric") ||
+                   !strcmp(type, "boolean");
     if (kind == SQLITE_INTEGER)
         return numeric ? json_integer(sqlite3_column_int64(st, i)) : text_of_number(st, i);
     if (kind == SQLITE_FLOAT)
@@ -390,10 +391,10 @@ static int upsert_row(ferry_replica *r, const struct fc_table *t, json_t *data)
                        t->cols[i].quoted);
         n++;
     }
-    char *sql = xasprintf("INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (%s) DO %s%s", t->quoted,
-                          cols.data ? cols.data : "", vals.data ? vals.data : "",
-                          t->cols[t->pk].quoted, set.len ? "UPDATE SET " : "NOTHING",
-                          set.len ? set.data : "");
+    char *sql =
+        xasprintf("INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (%s) DO %s%s", t->quoted,
+                  cols.data ? cols.data : "", vals.data ? vals.data : "", t->cols[t->pk].quoted,
+                  set.len ? "UPDATE SET " : "NOTHING", set.len ? set.data : "");
     rc = sqlite3_prepare_v2(r->db, sql, -1, &st, NULL);
     free(sql);
     buf_cleanup(&cols), buf_cleanup(&vals), buf_cleanup(&set);
@@ -404,8 +405,9 @@ static int upsert_row(ferry_replica *r, const struct fc_table *t, json_t *data)
         json_t *v = json_object_get(data, t->cols[i].name);
         if (v && bind_value(st, ++n, t->cols[i].type, v) != SQLITE_OK) {
             sqlite3_finalize(st);
-            return fc_fail(r, FERRY_CLIENT_ESERVER, "table %s: column %s: a value of the wrong kind",
-                           t->name, t->cols[i].name);
+            return fc_fail(r, FERRY_CLIENT_ESERVER,
+                           "table %s: column %s: a value of the wrong kind", t->name,
+                           t->cols[i].name);
         }
     }
     return run(r, st);
@@ -433,8 +435,8 @@ int fc_state_get(ferry_replica *r, const char *column, int64_t *value)
 
 int fc_state_set(ferry_replica *r, const char *column, int64_t value)
 {
-    char *sql = xasprintf("UPDATE ferry_client_state SET %s = %lld WHERE id = 1", column,
-                          (long long)value);
+    char *sql =
+        xasprintf("UPDATE ferry_client_state SET %s = %lld WHERE id = 1", column, (long long)value);
     int rc = fc_exec(r, sql);
     free(sql);
     return rc;

@@ -65,7 +65,8 @@ static int run_text(ferry_replica *r, const char *sql, const char *a, const char
  * entries, in the order they first changed (a parent before the child that names it). */
 static int read_outbox(ferry_replica *r, struct batch *b)
 {
-    sqlite3_stmt *st = prepare(r, "SELECT id, tbl, pk FROM ferry_client_outbox ORDER BY id LIMIT ?");
+    sqlite3_stmt *st =
+        prepare(r, "SELECT id, tbl, pk FROM ferry_client_outbox ORDER BY id LIMIT ?");
     if (!st)
         return FERRY_CLIENT_ELOCAL;
     sqlite3_bind_int(st, 1, r->batch_size);
@@ -141,8 +142,7 @@ static json_t *build_op(ferry_replica *r, const struct key *k, int *status)
         json_object_set_new(row, t->cols[t->pk].name, key_json(t, k->pk));
     }
     json_t *op = json_pack("{s:s, s:s, s:o}", "table", t->name, "action",
-                           exists ? "upsert" : "delete",
-                           "data", row);
+                           exists ? "upsert" : "delete", "data", row);
     if (row_version(r, k->tbl, k->pk, &version))
         json_object_set_new(op, "base_version", json_integer(version));
     return op;
@@ -247,8 +247,8 @@ static int settle(ferry_replica *r, void *arg)
 static int send_batch(ferry_replica *r, struct batch *b, json_t *ops,
                       struct ferry_sync_stats *stats)
 {
-    char *batch_id = xasprintf("%s-%lld-%lld", r->replica_id, (long long)b->first,
-                               (long long)b->last);
+    char *batch_id =
+        xasprintf("%s-%lld-%lld", r->replica_id, (long long)b->first, (long long)b->last);
     json_t *wire = json_deep_copy(ops), *op, *answer = NULL;
     size_t i;
     long status = 0;
@@ -348,8 +348,8 @@ static int apply_change(ferry_replica *r, json_t *c, struct page_ctx *p)
     if (!pk)
         return fc_fail(r, FERRY_CLIENT_ESERVER, "a change without a row id");
     if (p->resync)
-        rc = run_text(r, "INSERT OR IGNORE INTO ferry_client_seen(tbl, pk) VALUES (?, ?)",
-                      t->name, pk);
+        rc = run_text(r, "INSERT OR IGNORE INTO ferry_client_seen(tbl, pk) VALUES (?, ?)", t->name,
+                      pk);
     if (rc == FERRY_CLIENT_OK && has_pending(r, t->name, pk)) {
         p->stats->skipped++;
         return hold(r, t->name, pk, version, deleted ? NULL : data);

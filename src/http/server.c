@@ -44,13 +44,51 @@ struct server {
 
 /* --- request lifecycle -------------------------------------------------------------- */
 
-static void client_address(struct MHD_Connection *conn, char *out, size_t len)
+struct joined_header {
+    const char *name;
+    struct buf value; /* every line of the header, joined by commas */
+};
+
+static enum MHD_Result join_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    struct joined_header *h = cls;
+    (void)kind;
+    if (key && value && !strcasecmp(key, h->name)) {
+        if (h->value.len)
+            buf_puts(&h->value, ",");
+        buf_puts(&h->value, value);
+    }
+    return MHD_YES;
+}
+
+static char *header_lines(struct MHD_Connection *conn, const char *name)
+{
+    struct joined_header h = {.name = name};
+    buf_init(&h.value);
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, join_header, &h);
+    if (h.value.len)
+        return buf_steal(&h.value);
+    buf_cleanup(&h.value);
+    return NULL;
+}
+
+/* The one place req->client_addr is decided: the socket's peer, or behind a trusted
+ * proxy the address it forwarded for (proxies.h). */
+static void client_address(const struct app *app, struct MHD_Connection *conn, char *out,
+                           size_t len)
 {
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     snprintf(out, len, "unknown");
     if (!info || !info->client_addr)
         return;
+    if (app->proxies) {
+        char *chain = header_lines(conn, proxies_header_name(app->proxies));
+        proxies_client_addr(app->proxies, info->client_addr, chain, out, len);
+        free(chain);
+        return;
+    }
     socklen_t alen = info->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                               : sizeof(struct sockaddr_in);
     getnameinfo(info->client_addr, alen, out, (socklen_t)len, NULL, 0, NI_NUMERICHOST);
@@ -86,7 +124,7 @@ static struct request *request_new(struct app *app, struct MHD_Connection *conn,
     req->start_us = time_mono_us();
     req->resp.fd = -1;
     buf_init(&req->body);
-    client_address(conn, req->client_addr, sizeof(req->client_addr));
+    client_address(app, conn, req->client_addr, sizeof(req->client_addr));
     assign_request_id(req);
     return req;
 }
