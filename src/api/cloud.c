@@ -280,8 +280,9 @@ static int fetch(struct call *c, const char *key, const struct cloud_object *o, 
     *resumed = (uint64_t)st.st_size <= o->size ? (uint64_t)st.st_size : 0;
     if (!*resumed && st.st_size && ftruncate(s->fd, 0) != 0)
         goto out;
+    struct cloud_range rest = {*resumed, 0};
     if (*resumed < o->size &&
-        cloud_get(c->cloud, key, *resumed, o->etag, write_part, s, err) != FERRY_OK) {
+        cloud_get(c->cloud, key, &rest, o->etag, write_part, s, err) != FERRY_OK) {
         if (err->code == ERR_PRECONDITION) /* it changed since: this partial is useless */
             unlink(part);
         goto out;

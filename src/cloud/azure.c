@@ -39,7 +39,7 @@ struct call {
     const char *method;
     char *path; /* the URL's path as sent */
     const char *std[AZ_N_STD];
-    char content_length[24], range[48], if_match[140];
+    char content_length[24], range[64], if_match[140];
     char *ms[MAX_MS];
     size_t n_ms;
     const char *query[MAX_QUERY]; /* "name=value", value decoded */
@@ -352,13 +352,13 @@ static int azure_head(struct cloud *c, const char *key, struct cloud_object *out
     return rc;
 }
 
-static int azure_get(struct cloud *c, const char *key, uint64_t offset, const char *etag,
-                     cloud_write_fn write, void *ctx, struct err *err)
+static int azure_get(struct cloud *c, const char *key, const struct cloud_range *r,
+                     const char *etag, cloud_write_fn write, void *ctx, struct err *err)
 {
     struct call a;
     start(c, &a, "GET", key, NULL, 0);
-    if (offset) {
-        snprintf(a.range, sizeof(a.range), "bytes=%llu-", (unsigned long long)offset);
+    bool partial = cloud_range_header(r, a.range);
+    if (partial) {
         transfer_header(&a.t, "Range: %s", a.range);
         a.std[AZ_RANGE] = a.range;
     }
@@ -370,8 +370,9 @@ static int azure_get(struct cloud *c, const char *key, uint64_t offset, const ch
     a.t.write = write;
     a.t.write_ctx = ctx;
     int rc = run(c, &a, err);
-    if (rc == FERRY_OK && a.t.status != (offset ? 206 : 200))
-        rc = transfer_fail(&a.t, "azure", "download", err);
+    if (rc == FERRY_OK && a.t.status != (partial ? 206 : 200))
+        rc = a.t.status == 416 ? err_set(err, ERR_RANGE, "azure: the range starts past the end")
+                               : transfer_fail(&a.t, "azure", "download", err);
     call_cleanup(&a);
     return rc;
 }

@@ -3,6 +3,7 @@
  * state_dir, locked with flock while an upload runs). */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -115,10 +116,23 @@ int cloud_head(struct cloud *c, const char *key, struct cloud_object *out, struc
     return c->ops->head(c, key, out, err);
 }
 
-int cloud_get(struct cloud *c, const char *key, uint64_t offset, const char *etag,
+int cloud_get(struct cloud *c, const char *key, const struct cloud_range *range, const char *etag,
               cloud_write_fn write, void *ctx, struct err *err)
 {
-    return c->ops->get(c, key, offset, etag, write, ctx, err);
+    static const struct cloud_range all = {0, 0};
+    return c->ops->get(c, key, range ? range : &all, etag, write, ctx, err);
+}
+
+bool cloud_range_header(const struct cloud_range *r, char out[64])
+{
+    if (!r->offset && !r->length)
+        return false;
+    if (r->length)
+        snprintf(out, 64, "bytes=%llu-%llu", (unsigned long long)r->offset,
+                 (unsigned long long)(r->offset + r->length - 1));
+    else
+        snprintf(out, 64, "bytes=%llu-", (unsigned long long)r->offset);
+    return true;
 }
 
 int cloud_list(struct cloud *c, const char *prefix, cloud_list_fn fn, void *ctx, struct err *err)

@@ -91,10 +91,15 @@ int cloud_put(struct cloud *c, const char *key, const struct cloud_source *src, 
 /* The object's size, etag, date and metadata. ERR_NOT_FOUND when there is none. */
 int cloud_head(struct cloud *c, const char *key, struct cloud_object *out, struct err *err);
 
-/* Streams the bytes of key from offset (to the end) into write. When etag is not NULL the
- * object must still have that etag (ERR_PRECONDITION otherwise), so a resumed download
- * never splices two versions. */
-int cloud_get(struct cloud *c, const char *key, uint64_t offset, const char *etag,
+/* A byte range of an object: length bytes from offset; length 0 means to the end. */
+struct cloud_range {
+    uint64_t offset, length;
+};
+
+/* Streams the bytes of key in range (NULL: all of it) into write. When etag is not NULL
+ * the object must still have that etag (ERR_PRECONDITION otherwise), so a resumed
+ * download never splices two versions. ERR_RANGE when the range starts past the end. */
+int cloud_get(struct cloud *c, const char *key, const struct cloud_range *range, const char *etag,
               cloud_write_fn write, void *ctx, struct err *err);
 
 /* Lists the objects whose keys start with prefix ("" for all), page by page. */

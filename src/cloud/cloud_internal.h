@@ -10,7 +10,7 @@ struct cloud_ops {
     int (*put)(struct cloud *c, const char *key, const struct cloud_source *src, const json_t *meta,
                struct cloud_put_result *res, struct err *err);
     int (*head)(struct cloud *c, const char *key, struct cloud_object *out, struct err *err);
-    int (*get)(struct cloud *c, const char *key, uint64_t offset, const char *etag,
+    int (*get)(struct cloud *c, const char *key, const struct cloud_range *r, const char *etag,
                cloud_write_fn write, void *ctx, struct err *err);
     int (*list)(struct cloud *c, const char *prefix, cloud_list_fn fn, void *ctx, struct err *err);
     int (*del)(struct cloud *c, const char *key, struct err *err);
@@ -47,6 +47,9 @@ int cloud_state_save(struct cloud_state *st, struct err *err);
 /* Unlocks and closes; done removes the record (the upload finished). */
 void cloud_state_close(struct cloud *c, const char *key, const struct cloud_source *src,
                        struct cloud_state *st, bool done);
+
+/* The HTTP Range value of r ("bytes=0-99"), or false when r is the whole object. */
+bool cloud_range_header(const struct cloud_range *r, char out[64]);
 
 /* Number of parts of src at the configured part size (at least 1). */
 unsigned cloud_n_parts(const struct cloud *c, const struct cloud_source *src);

@@ -219,9 +219,10 @@ static int local_head(struct cloud *c, const char *key, struct cloud_object *out
     return FERRY_OK;
 }
 
-static int local_get(struct cloud *c, const char *key, uint64_t offset, const char *etag,
-                     cloud_write_fn write_fn, void *ctx, struct err *err)
+static int local_get(struct cloud *c, const char *key, const struct cloud_range *r,
+                     const char *etag, cloud_write_fn write_fn, void *ctx, struct err *err)
 {
+    uint64_t offset = r->offset, end;
     int fd, rc = FERRY_ERR;
     struct stat st;
     struct cloud_object o = {0};
@@ -233,8 +234,18 @@ static int local_get(struct cloud *c, const char *key, uint64_t offset, const ch
         err_set(err, ERR_PRECONDITION, "local: '%.256s' changed", key);
         goto out;
     }
+    if (offset && offset >= (uint64_t)st.st_size) {
+        err_set(err, ERR_RANGE, "local: the range starts past the end");
+        goto out;
+    }
+    end = r->length && offset + r->length < (uint64_t)st.st_size ? offset + r->length
+                                                                 : (uint64_t)st.st_size;
     buf = xmalloc(COPY_BUF);
-    for (ssize_t got; (got = pread(fd, buf, COPY_BUF, (off_t)offset)) != 0; offset += got) {
+    for (ssize_t got; offset < end; offset += (uint64_t)got) {
+        size_t want = end - offset < COPY_BUF ? (size_t)(end - offset) : COPY_BUF;
+        got = pread(fd, buf, want, (off_t)offset);
+        if (got == 0)
+            break;
         if (got < 0) {
             err_set(err, ERR_CLOUD, "local: cannot read: %s", strerror(errno));
             goto out;

@@ -230,20 +230,23 @@ static int s3_head(struct cloud *c, const char *key, struct cloud_object *out, s
     return rc;
 }
 
-static int s3_get(struct cloud *c, const char *key, uint64_t offset, const char *etag,
+static int s3_get(struct cloud *c, const char *key, const struct cloud_range *r, const char *etag,
                   cloud_write_fn write, void *ctx, struct err *err)
 {
     struct transfer t;
+    char range[64];
+    bool partial = cloud_range_header(r, range);
     start(c, &t, "GET", key, NULL);
-    if (offset)
-        transfer_header(&t, "Range: bytes=%llu-", (unsigned long long)offset);
+    if (partial)
+        transfer_header(&t, "Range: %s", range);
     if (etag)
         transfer_header(&t, "If-Match: \"%s\"", etag);
     t.write = write;
     t.write_ctx = ctx;
     int rc = transfer_run(&t, "s3", err);
-    if (rc == FERRY_OK && t.status != (offset ? 206 : 200))
-        rc = transfer_fail(&t, "s3", "download", err);
+    if (rc == FERRY_OK && t.status != (partial ? 206 : 200))
+        rc = t.status == 416 ? err_set(err, ERR_RANGE, "s3: the range starts past the end")
+                             : transfer_fail(&t, "s3", "download", err);
     transfer_cleanup(&t);
     return rc;
 }

@@ -13,7 +13,8 @@
 
 #include "cloud/sign.h"
 
-#define DEV_KEY "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+#define DEV_KEY                                                                                    \
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 static void sigv4_presign_matches_aws_example(void **state)
 {
@@ -85,7 +86,8 @@ static void azure_sas_signs_the_service_sas_fields(void **state)
 {
     (void)state;
     /* sp=r, se, /blob/account/container/blob, sv=2020-12-06, sr=b, the rest empty */
-    char *sig = sign_azure_sas(DEV_KEY, "devstoreaccount1", "c1", "a/b.txt", "2024-01-15T11:30:00Z");
+    char *sig =
+        sign_azure_sas(DEV_KEY, "devstoreaccount1", "c1", "a/b.txt", "2024-01-15T11:30:00Z");
     assert_string_equal(sig, "w+VDf2DKIkuUX0qu8IspFVFmh9Pj0EmkHYEbkMk3Yb0=");
     free(sig);
 }
