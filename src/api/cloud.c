@@ -465,14 +465,15 @@ out:
     return rc;
 }
 
-#define P "/api/v1/cloud/{provider}"
 static const struct route routes[] = {
     {M_GET, "/api/v1/cloud/local/shared/*", serve_link, 0, SURFACE_V1, ROUTE_PUBLIC, NULL},
-    {M_POST, P "/upload", upload, ROLE_ADMIN | ROLE_USER, SURFACE_V1, ROUTE_JSON, NULL},
-    {M_GET, P "/list", list, ROLE_ADMIN | ROLE_USER, SURFACE_V1, 0, NULL},
-    {M_POST, P "/download", download, ROLE_ADMIN | ROLE_USER, SURFACE_V1, ROUTE_JSON, NULL},
-    {M_GET, P "/shared-link", shared_link, ROLE_ADMIN | ROLE_USER, SURFACE_V1, 0, NULL},
+    {M_POST, "/api/v1/cloud/{provider}/upload", upload, ROLE_ADMIN | ROLE_USER, SURFACE_V1,
+     ROUTE_JSON, NULL},
+    {M_GET, "/api/v1/cloud/{provider}/list", list, ROLE_ADMIN | ROLE_USER, SURFACE_V1, 0, NULL},
+    {M_POST, "/api/v1/cloud/{provider}/download", download, ROLE_ADMIN | ROLE_USER, SURFACE_V1,
+     ROUTE_JSON, NULL},
+    {M_GET, "/api/v1/cloud/{provider}/shared-link", shared_link, ROLE_ADMIN | ROLE_USER, SURFACE_V1,
+     0, NULL},
 };
-#undef P
 
 const struct route_table api_cloud_routes = {routes, sizeof(routes) / sizeof(routes[0])};

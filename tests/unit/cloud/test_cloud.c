@@ -142,7 +142,8 @@ static void test_links_are_signed_and_expire(void **state)
     put(f, "l.txt", "link", NULL);
     assert_int_equal(cloud_presign(f->cloud, "l.txt", 2000000000, &url, &err), FERRY_OK);
     const char *sig = strstr(url, "signature=") + 10;
-    assert_non_null(strstr(url, "http://ferry.test/api/v1/cloud/local/shared/l.txt?expires=2000000000"));
+    assert_non_null(
+        strstr(url, "http://ferry.test/api/v1/cloud/local/shared/l.txt?expires=2000000000"));
     assert_true(cloud_local_link_valid("k3y", "l.txt", 2000000000, sig));
     assert_false(cloud_local_link_valid("k3y", "l.txt", 2000000001, sig));
     assert_false(cloud_local_link_valid("k3y", "m.txt", 2000000000, sig));
