@@ -272,7 +272,8 @@ static int fetch(struct call *c, const char *key, const struct cloud_object *o, 
     crypto_sha256_hex(o->etag, strlen(o->etag), h);
     char *part = xasprintf("%s.ferry-part-%.16s", dest, h);
     make_parents(dest);
-    s->fd = open(part, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    /* O_NOFOLLOW: a link planted under the partial file's name must not lead outside. */
+    s->fd = open(part, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (s->fd < 0 || fstat(s->fd, &st) != 0) {
         err_set(err, ERR_INTERNAL, "cannot write next to localPath: %s", strerror(errno));
         goto out;
