@@ -379,28 +379,10 @@ static int azure_get(struct cloud *c, const char *key, const struct cloud_range 
 
 static int list_page(xmlNodePtr root, cloud_list_fn fn, void *ctx, char **next)
 {
-    for (xmlNodePtr b = transfer_xml_child(transfer_xml_child(root, "Blobs"), "Blob"); b;
-         b = b->next) {
-        if (b->type != XML_ELEMENT_NODE || strcmp((const char *)b->name, "Blob") != 0)
-            continue;
-        xmlNodePtr props = transfer_xml_child(b, "Properties");
-        char etag[130], *raw_etag = transfer_xml_text(props, "Etag");
-        char *size = transfer_xml_text(props, "Content-Length");
-        char *date = transfer_xml_text(props, "Last-Modified");
-        struct cloud_object o = {0};
-        transfer_etag(raw_etag, etag);
-        o.key = transfer_xml_text(b, "Name");
-        o.size = size ? strtoull(size, NULL, 10) : 0;
-        o.modified_ms = transfer_http_date(date);
-        o.etag = xstrdup(etag);
-        int rc = o.key ? fn(ctx, &o) : FERRY_OK;
-        free(raw_etag);
-        free(size);
-        free(date);
-        cloud_object_cleanup(&o);
-        if (rc != FERRY_OK)
-            return FERRY_ERR;
-    }
+    static const struct transfer_listing names = {
+        "Blob", "Properties", "Name", "Content-Length", "Last-Modified", "Etag", false};
+    if (transfer_xml_objects(transfer_xml_child(root, "Blobs"), &names, fn, ctx) != FERRY_OK)
+        return FERRY_ERR;
     char *marker = transfer_xml_text(root, "NextMarker");
     if (marker && *marker)
         *next = marker;

@@ -254,26 +254,10 @@ static int s3_get(struct cloud *c, const char *key, const struct cloud_range *r,
 /* Hands one page's objects to fn; *next is the continuation token (NULL at the end). */
 static int list_page(xmlNodePtr root, cloud_list_fn fn, void *ctx, char **next)
 {
-    for (xmlNodePtr n = root ? root->children : NULL; n; n = n->next) {
-        if (n->type != XML_ELEMENT_NODE || strcmp((const char *)n->name, "Contents") != 0)
-            continue;
-        struct cloud_object o = {0};
-        char etag[130], *raw_etag = transfer_xml_text(n, "ETag");
-        char *size = transfer_xml_text(n, "Size"), *date = transfer_xml_text(n, "LastModified");
-        transfer_etag(raw_etag, etag);
-        o.key = transfer_xml_text(n, "Key");
-        o.size = size ? strtoull(size, NULL, 10) : 0;
-        if (date)
-            time_parse_iso8601(date, &o.modified_ms);
-        o.etag = xstrdup(etag);
-        int rc = o.key ? fn(ctx, &o) : FERRY_OK;
-        free(raw_etag);
-        free(size);
-        free(date);
-        cloud_object_cleanup(&o);
-        if (rc != FERRY_OK)
-            return FERRY_ERR;
-    }
+    static const struct transfer_listing names = {"Contents",     NULL,   "Key", "Size",
+                                                  "LastModified", "ETag", true};
+    if (transfer_xml_objects(root, &names, fn, ctx) != FERRY_OK)
+        return FERRY_ERR;
     char *truncated = transfer_xml_text(root, "IsTruncated");
     if (truncated && !strcmp(truncated, "true"))
         *next = transfer_xml_text(root, "NextContinuationToken");

@@ -11,6 +11,7 @@
 #include <libxml/parser.h>
 
 #include "cloud/transfer.h"
+#include "util/timeutil.h"
 
 #define MAX_ERROR_BODY (1024 * 1024) /* an error document or a listing page */
 #define MAX_RESP_HEADERS 200
@@ -237,6 +238,38 @@ char *transfer_xml_text(xmlNodePtr parent, const char *name)
     char *out = xstrdup(text ? (const char *)text : "");
     xmlFree(text);
     return out;
+}
+
+static int one_object(xmlNodePtr n, const struct transfer_listing *l, cloud_list_fn fn, void *ctx)
+{
+    xmlNodePtr props = l->props ? transfer_xml_child(n, l->props) : n;
+    char etag[130], *raw_etag = transfer_xml_text(props, l->etag);
+    char *size = transfer_xml_text(props, l->size), *date = transfer_xml_text(props, l->date);
+    struct cloud_object o = {0};
+    transfer_etag(raw_etag, etag);
+    o.key = transfer_xml_text(n, l->key);
+    o.size = size ? strtoull(size, NULL, 10) : 0;
+    if (l->iso_date && date)
+        time_parse_iso8601(date, &o.modified_ms);
+    else
+        o.modified_ms = transfer_http_date(date);
+    o.etag = xstrdup(etag);
+    int rc = o.key ? fn(ctx, &o) : FERRY_OK;
+    free(raw_etag);
+    free(size);
+    free(date);
+    cloud_object_cleanup(&o);
+    return rc;
+}
+
+int transfer_xml_objects(xmlNodePtr parent, const struct transfer_listing *l, cloud_list_fn fn,
+                         void *ctx)
+{
+    for (xmlNodePtr n = parent ? parent->children : NULL; n; n = n->next)
+        if (n->type == XML_ELEMENT_NODE && !strcmp((const char *)n->name, l->object) &&
+            one_object(n, l, fn, ctx) != FERRY_OK)
+            return FERRY_ERR;
+    return FERRY_OK;
 }
 
 void transfer_etag(const char *value, char out[130])

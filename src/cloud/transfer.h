@@ -61,6 +61,19 @@ xmlNodePtr transfer_xml_child(xmlNodePtr parent, const char *name);
 /* The text of that child as a new string (NULL when absent). */
 char *transfer_xml_text(xmlNodePtr parent, const char *name);
 
+/* The element names of a listed object in a provider's listing: key, size, date and etag
+ * (the last three under the element props names, or under the object's own element when
+ * props is NULL); iso_date says whether the date is ISO 8601 (S3) or an HTTP date (Azure). */
+struct transfer_listing {
+    const char *object, *props, *key, *size, *date, *etag;
+    bool iso_date;
+};
+
+/* Hands fn every object element (l->object) under parent, in order. FERRY_ERR when fn
+ * stopped the listing. */
+int transfer_xml_objects(xmlNodePtr parent, const struct transfer_listing *l, cloud_list_fn fn,
+                         void *ctx);
+
 /* Strips the quotes around an ETag value into out (which holds 130 bytes). */
 void transfer_etag(const char *value, char out[130]);
 /* Parses an HTTP date ("Wed, 15 Jan 2024 10:00:00 GMT") to ms since the epoch, 0 if not. */
