@@ -431,3 +431,26 @@ def test_metrics_count_cloud_bytes_per_provider(cloud):
     assert m["totalSyncOperations"] >= 3 and m["totalDataTransferred"] >= 3 * len(data)
     text = call(srv, "GET", "/metrics").text
     assert f'ferry_cloud_transferred_bytes_total{{provider="local"}} {len(data)}' in text
+
+
+@needs_node
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_odd_names_and_empty_files(cloud, provider):
+    """Names that need encoding (spaces, '+', '=', UTF-8) sign and round-trip; empty files too."""
+    srv, root = cloud
+    (root / "empty").write_bytes(b"")
+    (root / "odd").write_bytes(b"odd bytes")
+    base = unique("")
+    for name, src in (("sp ace/\u00e9+x=1.txt", "odd"), ("empty.bin", "empty")):
+        r = upload(srv, provider, base + name, root / src, {"n": "v"})
+        assert r.status_code == 200, r.text
+        r = download(srv, provider, base + name, root / "back")
+        assert r.status_code == 200, r.text
+        assert (root / "back").read_bytes() == (root / src).read_bytes()
+        link = call(srv, "GET", f"/api/v1/cloud/{provider}/shared-link",
+                    params={"path": base + name}).json()["url"]
+        fetched = subprocess.run(["curl", "-sf", link], capture_output=True)
+        assert fetched.returncode == 0 and fetched.stdout == (root / src).read_bytes(), fetched
+    listing = call(srv, "GET", f"/api/v1/cloud/{provider}/list", params={"prefix": base}).json()
+    assert sorted(f["path"] for f in listing["files"]) == sorted(
+        [base + "empty.bin", base + "sp ace/\u00e9+x=1.txt"])
