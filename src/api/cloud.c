@@ -39,32 +39,39 @@ struct call {
     int64_t started_us;
 };
 
+/* Writes a fresh key under a temporary name and links it into place, so a racing request
+ * either wins or finds the whole key of the one that did. */
+static void make_link_key(const char *path)
+{
+    char fresh[65], rnd[17];
+    crypto_random_hex(fresh, 32);
+    crypto_random_hex(rnd, 8);
+    char *tmp = xasprintf("%s.%s", path, rnd);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        if (write(fd, fresh, 64) == 64 && fsync(fd) == 0)
+            (void)link(tmp, path); /* EEXIST: another request made it first */
+        close(fd);
+        unlink(tmp);
+    }
+    OPENSSL_cleanse(fresh, sizeof(fresh));
+    free(tmp);
+}
+
 /* The secret the local provider's links are signed with: made once, kept in the data
- * folder so links outlive a restart. */
+ * folder so links outlive a restart (deleting it revokes them all). */
 static int link_key(const char *data_dir, char out[65], struct err *err)
 {
     char *path = xasprintf("%s/" LINK_KEY_FILE, data_dir);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    int rc = FERRY_ERR;
     if (fd < 0 && errno == ENOENT) {
-        char fresh[65];
-        crypto_random_hex(fresh, 32);
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd >= 0 && (write(fd, fresh, 64) != 64 || fsync(fd) != 0)) {
-            close(fd);
-            unlink(path);
-            fd = -1;
-        }
-        if (fd >= 0)
-            close(fd);
-        fd = open(path, O_RDONLY | O_CLOEXEC); /* another request may have won the race */
+        make_link_key(path);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
     }
-    if (fd >= 0 && read(fd, out, 64) == 64) {
-        out[64] = '\0';
-        rc = FERRY_OK;
-    } else {
-        err_set(err, ERR_INTERNAL, "cannot read or create %s", LINK_KEY_FILE);
-    }
+    int rc = fd >= 0 && read(fd, out, 64) == 64
+                 ? FERRY_OK
+                 : err_set(err, ERR_INTERNAL, "cannot read or create %s", LINK_KEY_FILE);
+    out[64] = '\0';
     if (fd >= 0)
         close(fd);
     free(path);

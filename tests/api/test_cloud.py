@@ -572,3 +572,18 @@ def test_s3_requests_and_links_carry_valid_sigv4(make_server, emulators, tmp_pat
         assert_v1_error(call(other, "GET", "/api/v1/cloud/s3/list"), 503, "CLOUD_ERROR")
     finally:
         proxy.shutdown()
+
+
+def test_local_links_outlive_a_restart_until_the_key_is_deleted(cloud):
+    srv, root = cloud
+    (root / "f.txt").write_bytes(b"kept")
+    path = unique("f.txt")
+    assert upload(srv, "local", path, root / "f.txt").status_code == 200
+    url = call(srv, "GET", "/api/v1/cloud/local/shared-link", params={"path": path}).json()["url"]
+    key_file = os.path.join(srv.data_dir, "cloud-link.key")
+    assert os.stat(key_file).st_mode & 0o777 == 0o600
+    srv.restart()
+    url = url.replace(url.split("/api/")[0], srv.base)  # the restarted server's port
+    assert requests.get(url, timeout=10).content == b"kept"
+    os.unlink(key_file)
+    assert_v1_error(requests.get(url, timeout=10), 403, "FORBIDDEN")
