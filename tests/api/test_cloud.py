@@ -71,7 +71,7 @@ class Emulator:
             except requests.ConnectionError:
                 return False
 
-        assert wait_until(up, timeout=30), f"{self.kind} did not start"
+        assert wait_until(up, timeout=60, interval=0.2), f"{self.kind} did not start"
         return self
 
     def stop(self, sig=signal.SIGKILL):
