@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -14,6 +15,7 @@
 #include <openssl/crypto.h>
 
 #include "api/api.h"
+#include "api/cloud.h"
 #include "app.h"
 #include "cloud/cloud.h"
 #include "util/crashpoint.h"
@@ -28,6 +30,40 @@
 #define MAX_EXPIRES 604800 /* 7 days: the longest an S3 presigned URL may last */
 #define DEFAULT_LIST_LIMIT 1000
 #define MAX_LIST_LIMIT 10000
+
+struct apicloud {
+    atomic_int running; /* transfers running inside requests now */
+    int max;
+};
+
+struct apicloud *apicloud_new(long long threads)
+{
+    struct apicloud *c = xcalloc(1, sizeof(*c));
+    c->max = threads > 1 ? (int)(threads / 2) : 1;
+    return c;
+}
+
+void apicloud_free(struct apicloud *c)
+{
+    free(c);
+}
+
+/* Takes one of the transfer slots; 429 when none is free. Give it back with release(). */
+static int acquire(struct request *req, struct err *err)
+{
+    struct apicloud *c = req->app->cloud;
+    if (atomic_fetch_add(&c->running, 1) < c->max)
+        return FERRY_OK;
+    atomic_fetch_sub(&c->running, 1);
+    http_add_header(req, "Retry-After", "1");
+    return err_set(err, ERR_RATE_LIMITED, "too many cloud transfers at once (%d); try again",
+                   c->max);
+}
+
+static void release(struct request *req)
+{
+    atomic_fetch_sub(&req->app->cloud->running, 1);
+}
 
 /* What one call needs: the opened provider and the settings' own strings. */
 struct call {
@@ -224,9 +260,10 @@ static int upload(struct request *req, struct err *err)
     meta = json_object_get(body, "metadata");
     if (json_is_null(meta))
         meta = NULL;
-    if (cloud_check_metadata(meta, err) != FERRY_OK)
+    if (cloud_check_metadata(meta, err) != FERRY_OK || acquire(req, err) != FERRY_OK)
         goto out;
     rc = upload_file(req, &c, key, local, meta, err);
+    release(req);
 out:
     call_cleanup(&c);
     free(key);
@@ -320,9 +357,10 @@ static int download(struct request *req, struct err *err)
         return FERRY_OK;
     if (call_open(req, &c, err) != FERRY_OK ||
         read_paths(req, body, &key, &local, err) != FERRY_OK ||
-        cloud_head(c.cloud, key, &o, err) != FERRY_OK)
+        cloud_head(c.cloud, key, &o, err) != FERRY_OK || acquire(req, err) != FERRY_OK)
         goto out;
     rc = fetch(&c, key, &o, local, &resumed, &s, err);
+    release(req);
     count(req, &c, rc == FERRY_OK, s.written);
     if (rc == FERRY_OK)
         http_reply_json(req, HTTP_OK,

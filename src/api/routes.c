@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "api/api.h"
+#include "api/cloud.h"
 #include "api/dirsync.h"
 #include "api/phoenix.h"
 #include "api/routes.h"
@@ -23,6 +24,7 @@ void routes_init(struct app *app)
         tables[i] = fixed_tables[i];
     app->phoenix = phoenix_new(app->cfg->sites_prefix);
     app->dirsync = apidirsync_new();
+    app->cloud = apicloud_new(app->cfg->threads);
     tables[N_FIXED] = phoenix_routes(app->phoenix);
     app->tables = tables;
     app->n_tables = N_FIXED + 1;
@@ -37,4 +39,6 @@ void routes_cleanup(struct app *app)
     app->phoenix = NULL;
     apidirsync_free(app->dirsync);
     app->dirsync = NULL;
+    apicloud_free(app->cloud);
+    app->cloud = NULL;
 }

@@ -497,8 +497,9 @@ class SigV4Proxy(http.server.ThreadingHTTPServer):
     """Checks every request's SigV4 signature against S3_SECRET, then passes it to s3rver;
     a wrong or missing signature is a 403 SignatureDoesNotMatch, as S3 answers."""
 
-    def __init__(self, upstream_port):
-        self.upstream_port, self.checked = upstream_port, []
+    def __init__(self, upstream_port, delay=0.0):
+        self.upstream_port, self.checked, self.delay = upstream_port, [], delay
+        self.seen = threading.Event()  # a request arrived
         super().__init__(("127.0.0.1", 0), SigV4Handler)
 
 
@@ -510,6 +511,8 @@ class SigV4Handler(http.server.BaseHTTPRequestHandler):
 
     def handle_one(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.seen.set()
+        time.sleep(self.server.delay)
         provided = (self.headers.get("Authorization", "").rpartition("Signature=")[2] or
                     dict(urllib.parse.parse_qsl(self.path.partition("?")[2])).get(
                         "X-Amz-Signature"))
@@ -587,3 +590,31 @@ def test_local_links_outlive_a_restart_until_the_key_is_deleted(cloud):
     assert requests.get(url, timeout=10).content == b"kept"
     os.unlink(key_file)
     assert_v1_error(requests.get(url, timeout=10), 403, "FORBIDDEN")
+
+
+@needs_node
+def test_transfers_in_requests_are_capped(make_server, emulators, tmp_path):
+    """With 2 request threads one transfer may run at a time; another gets 429 at once,
+    and the thread left serves other requests meanwhile."""
+    proxy = SigV4Proxy(emulators["s3"].port, delay=3.0)  # a slow provider
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        root = tmp_path / "files"
+        root.mkdir()
+        (root / "f").write_bytes(b"slow")
+        env = cloud_env(emulators, tmp_path / "cloud")
+        env["FERRY_S3_ENDPOINT"] = f"http://127.0.0.1:{proxy.server_address[1]}"
+        srv = make_server("--file-root", str(root), "--threads", "2", env=env)
+        first = {}
+        t = threading.Thread(target=lambda: first.update(r=upload(srv, "s3", "cap/f", root / "f")))
+        t.start()
+        assert proxy.seen.wait(10)
+        r = upload(srv, "local", "cap/g", root / "f")
+        assert_v1_error(r, 429, "RATE_LIMITED")
+        assert r.headers["Retry-After"] == "1"
+        assert srv.get("/api/v1/health").status_code == 200
+        t.join(30)
+        assert first["r"].status_code == 200, first["r"].text
+        assert upload(srv, "local", "cap/g", root / "f").status_code == 200
+    finally:
+        proxy.shutdown()
