@@ -151,6 +151,7 @@ static int call_open(struct request *req, struct call *c, struct err *err)
         .state_dir = c->state_dir,
         .part_size = (uint64_t)cfg->cloud_part_size,
         .timeout_s = (long)cfg->cloud_timeout,
+        .stop = &req->app->stopping,
     };
     return cloud_open(c->provider, &s, &c->cloud, err);
 }

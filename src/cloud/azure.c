@@ -74,6 +74,7 @@ static void start(struct cloud *c, struct call *a, const char *method, const cha
     free(enc);
     transfer_init(&a->t, method, buf_steal(&url), c->s.timeout_s);
     buf_cleanup(&url);
+    a->t.stop = c->s.stop;
     /* A block waits for no 100-continue round trip (not signed: Expect is no x-ms-). */
     transfer_header(&a->t, "Expect:");
 }

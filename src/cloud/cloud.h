@@ -5,6 +5,7 @@
 #ifndef FERRY_CLOUD_H
 #define FERRY_CLOUD_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -35,6 +36,7 @@ struct cloud_settings {
     const char *state_dir; /* where unfinished multipart uploads are recorded */
     uint64_t part_size;
     long timeout_s;
+    const atomic_bool *stop; /* when it turns true, transfers end early (NULL: never) */
 };
 
 /* One stored object. Strings and metadata are owned; release with cloud_object_cleanup. */

@@ -101,13 +101,18 @@ static void fill_object(const struct local *l, const char *key, const struct sta
 }
 
 /* Copies src into the open file out, hashing as it goes. */
-static int copy_in(const struct cloud_source *src, int out, char etag[33], struct err *err)
+static int copy_in(const struct cloud *c, const struct cloud_source *src, int out, char etag[33],
+                   struct err *err)
 {
     char *buf = xmalloc(COPY_BUF), h[65];
     EVP_MD_CTX *md = crypto_digest_new(EVP_sha256());
     uint64_t done = 0;
     int rc = FERRY_ERR;
     while (done < src->size) {
+        if (c->s.stop && atomic_load(c->s.stop)) {
+            err_set(err, ERR_UNAVAILABLE, "local: interrupted, the server is stopping");
+            goto out;
+        }
         size_t want = src->size - done < COPY_BUF ? (size_t)(src->size - done) : COPY_BUF;
         ssize_t got = pread(src->fd, buf, want, (off_t)done);
         if (got <= 0) {
@@ -172,7 +177,7 @@ static int local_put(struct cloud *c, const char *key, const struct cloud_source
         err_set(err, ERR_CLOUD, "local: cannot create a file: %s", strerror(errno));
         goto out;
     }
-    if (copy_in(src, fd, res->etag, err) != FERRY_OK)
+    if (copy_in(c, src, fd, res->etag, err) != FERRY_OK)
         goto out;
     if (rename(tmp, path) != 0) {
         err_set(err, ERR_CLOUD, "local: cannot store the file: %s", strerror(errno));
@@ -243,6 +248,10 @@ static int local_get(struct cloud *c, const char *key, const struct cloud_range 
     buf = xmalloc(COPY_BUF);
     for (ssize_t got; offset < end; offset += (uint64_t)got) {
         size_t want = end - offset < COPY_BUF ? (size_t)(end - offset) : COPY_BUF;
+        if (c->s.stop && atomic_load(c->s.stop)) {
+            err_set(err, ERR_UNAVAILABLE, "local: interrupted, the server is stopping");
+            goto out;
+        }
         got = pread(fd, buf, want, (off_t)offset);
         if (got == 0)
             break;

@@ -40,6 +40,7 @@ static void start(struct cloud *c, struct transfer *t, const char *method, const
     free(enc);
     t->sigv4 = s->sigv4;
     t->userpwd = s->userpwd;
+    t->stop = c->s.stop;
     /* Bodies stream from files: their hash is not known before they are sent. */
     transfer_header(t, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
 }

@@ -112,6 +112,15 @@ static size_t on_header(char *line, size_t size, size_t n, void *ctx)
     return len;
 }
 
+/* curl calls this about once a second even while nothing moves, so a stop is seen soon. */
+static int on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    const struct transfer *t = ctx;
+    return t->stop && atomic_load(t->stop);
+}
+
 static void set_body(CURL *curl, struct transfer *t)
 {
     if (!t->mem && t->fd < 0) {
@@ -154,12 +163,18 @@ int transfer_run(struct transfer *t, const char *provider, struct err *err)
         curl_easy_setopt(curl, CURLOPT_AWS_SIGV4, t->sigv4);
         curl_easy_setopt(curl, CURLOPT_USERPWD, t->userpwd);
     }
+    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, t);
+    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
     set_body(curl, t);
     CURLcode res = curl_easy_perform(curl);
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &t->status);
     curl_easy_cleanup(curl);
     if (res == CURLE_OK)
         return FERRY_OK;
+    if (res == CURLE_ABORTED_BY_CALLBACK)
+        return err_set(err, ERR_UNAVAILABLE,
+                       "%s: interrupted, the server is stopping; a retry continues", provider);
     if (t->write_failed)
         return err_set(err, ERR_INTERNAL, "%s: the downloaded bytes could not be written",
                        provider);

@@ -31,6 +31,7 @@ struct transfer {
     struct buf body;
     json_t *resp_headers;        /* lower-cased name -> value */
     const char *sigv4, *userpwd; /* S3: CURLOPT_AWS_SIGV4 and the key pair */
+    const atomic_bool *stop;     /* ends the call early when it turns true */
     long timeout_s;
     uint64_t bytes; /* body bytes sent and received */
 };
@@ -41,7 +42,8 @@ void transfer_header(struct transfer *t, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* Performs the call. FERRY_OK when the provider answered (any status; see t->status);
- * ERR_CLOUD naming the provider when it could not be reached or the transfer broke off. */
+ * ERR_CLOUD naming the provider when it could not be reached or the transfer broke off;
+ * ERR_UNAVAILABLE when *t->stop ended it. */
 int transfer_run(struct transfer *t, const char *provider, struct err *err);
 
 /* Turns an unsuccessful answer into an error: 404 is ERR_NOT_FOUND, 412 ERR_PRECONDITION,

@@ -618,3 +618,38 @@ def test_transfers_in_requests_are_capped(make_server, emulators, tmp_path):
         assert upload(srv, "local", "cap/g", root / "f").status_code == 200
     finally:
         proxy.shutdown()
+
+
+@needs_node
+def test_a_stopping_server_ends_its_transfers(make_server, emulators, tmp_path):
+    """SIGTERM during a transfer to a provider that stalls: after --shutdown-timeout the
+    transfer is ended and the server exits cleanly, instead of waiting for the provider."""
+    proxy = SigV4Proxy(emulators["s3"].port, delay=60.0)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        root = tmp_path / "files"
+        root.mkdir()
+        (root / "f").write_bytes(b"stalled")
+        env = cloud_env(emulators, tmp_path / "cloud")
+        env["FERRY_S3_ENDPOINT"] = f"http://127.0.0.1:{proxy.server_address[1]}"
+        srv = make_server("--file-root", str(root), "--shutdown-timeout", "1",
+                          "--cloud-timeout", "120", env=env)
+        answer = {}
+
+        def slow():
+            try:
+                answer["r"] = upload(srv, "s3", "stop/f", root / "f")
+            except requests.ConnectionError as e:
+                answer["r"] = e
+
+        t = threading.Thread(target=slow)
+        t.start()
+        assert proxy.seen.wait(10)
+        started = time.monotonic()
+        assert srv.stop() == 0
+        assert time.monotonic() - started < 10
+        t.join(10)
+        r = answer["r"]
+        assert isinstance(r, requests.ConnectionError) or r.status_code == 503, r
+    finally:
+        proxy.shutdown()
