@@ -389,6 +389,15 @@ def test_paths_are_confined(cloud, tmp_path):
     assert_v1_error(r, 403, "FORBIDDEN")
     r = download(srv, "local", "a.txt", tmp_path / "elsewhere.txt")
     assert_v1_error(r, 403, "FORBIDDEN")
+    # links inside the root that lead out are followed for the check, and refused
+    os.symlink(outside, root / "link.txt")
+    os.symlink(tmp_path, root / "linkdir")
+    assert_v1_error(upload(srv, "local", "a.txt", root / "link.txt"), 403, "FORBIDDEN")
+    r = download(srv, "local", "a.txt", root / "linkdir" / "planted.txt")
+    assert_v1_error(r, 403, "FORBIDDEN")
+    assert not (tmp_path / "planted.txt").exists()
+    r = download(srv, "local", "a.txt", "relative/path.txt")
+    assert r.status_code in (400, 403), r.text
     (root / "in.txt").write_bytes(b"x")
     for bad in ("../escape.txt", "a/../../b", "", "a\\b"):
         assert_v1_error(upload(srv, "local", bad, root / "in.txt"), 400, "INVALID_REQUEST")
