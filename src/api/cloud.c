@@ -7,6 +7,7 @@
 #include <fnmatch.h>
 #include <limits.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -165,15 +166,18 @@ static void count(struct request *req, const struct call *c, bool ok, uint64_t b
 
 /* A path in the bucket or container: a leading '/' is dropped (the seed writes both
  * "/backups/file.zip" and "backups/file.zip"), and it must be a clean relative path. */
-static int cloud_key(const char *path, const char *field, char **key, struct err *err)
+static int object_key(const char *path, const char *field, char **key, struct err *err)
 {
     while (*path == '/')
         path++;
     if (strlen(path) > CLOUD_MAX_KEY)
         return err_set(err, ERR_INVALID, "field '%s' is longer than %d bytes", field,
                        CLOUD_MAX_KEY);
-    if (path_clean_relative(path, key, err) != FERRY_OK)
-        return err_set(err, ERR_INVALID, "field '%s': %s", field, err->msg);
+    if (path_clean_relative(path, key, err) != FERRY_OK) {
+        char why[sizeof(err->msg)]; /* err->msg cannot be both the format's input and output */
+        snprintf(why, sizeof(why), "%s", err->msg);
+        return err_set(err, ERR_INVALID, "field '%s': %s", field, why);
+    }
     return FERRY_OK;
 }
 
@@ -201,7 +205,7 @@ static int read_paths(struct request *req, json_t *body, char **key, char **loca
     const char *cloud_path, *local_path;
     if (jsonutil_get_string(body, "cloudPath", true, &cloud_path, err) != FERRY_OK ||
         jsonutil_get_string(body, "localPath", true, &local_path, err) != FERRY_OK ||
-        cloud_key(cloud_path, "cloudPath", key, err) != FERRY_OK)
+        object_key(cloud_path, "cloudPath", key, err) != FERRY_OK)
         return FERRY_ERR;
     return confine(req->app, local_path, local, err);
 }
@@ -457,7 +461,7 @@ static int shared_link(struct request *req, struct err *err)
         }
     }
     int64_t expires_at = time_now_ms() / 1000 + expires_in;
-    if (cloud_key(path, "path", &key, err) != FERRY_OK ||
+    if (object_key(path, "path", &key, err) != FERRY_OK ||
         cloud_head(c.cloud, key, &o, err) != FERRY_OK ||
         cloud_presign(c.cloud, key, expires_at, &url, err) != FERRY_OK)
         goto out;
