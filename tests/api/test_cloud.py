@@ -552,38 +552,94 @@ class SigV4Handler(http.server.BaseHTTPRequestHandler):
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_one
 
 
+@pytest.fixture
+def proxied(make_server, emulators, tmp_path):
+    """start(delay, *flags) -> (server, files root, env, proxy): a ferry whose S3 endpoint
+    is a SigV4Proxy (answering after delay seconds) in front of the s3rver emulator."""
+    proxies = []
+    root = tmp_path / "files"
+    root.mkdir()
+    env = cloud_env(emulators, tmp_path / "cloud")
+
+    def start(delay, *flags):
+        proxy = SigV4Proxy(emulators["s3"].port, delay)
+        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        proxies.append(proxy)
+        env["FERRY_S3_ENDPOINT"] = f"http://127.0.0.1:{proxy.server_address[1]}"
+        return make_server("--file-root", str(root), *flags, env=dict(env)), root, env, proxy
+
+    yield start
+    for proxy in proxies:
+        proxy.shutdown()
+
+
 @needs_node
-def test_s3_requests_and_links_carry_valid_sigv4(make_server, emulators, tmp_path):
+def test_s3_requests_and_links_carry_valid_sigv4(proxied, make_server):
     """Every S3 call ferry makes (single and multipart uploads, listings, ranged
     downloads) and its presigned links pass an independent SigV4 check."""
-    proxy = SigV4Proxy(emulators["s3"].port)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    try:
-        root = tmp_path / "files"
-        root.mkdir()
-        env = cloud_env(emulators, tmp_path / "cloud")
-        env["FERRY_S3_ENDPOINT"] = f"http://127.0.0.1:{proxy.server_address[1]}"
-        srv = make_server("--file-root", str(root), "--cloud-part-size", "5M", env=env)
-        data = os.urandom(PART + 1000)
-        (root / "big").write_bytes(data)
-        path = unique("sig v4/\u00e9t\u00e9+1.bin")
-        r = upload(srv, "s3", path, root / "big", {"backup-type": "full"})
-        assert r.status_code == 200 and r.json()["parts"] == 2, r.text
-        r = call(srv, "GET", "/api/v1/cloud/s3/list", params={"prefix": path.split("/")[0]})
-        assert r.status_code == 200 and r.json()["totalCount"] == 1, r.text
-        assert download(srv, "s3", path, root / "back").status_code == 200
-        assert (root / "back").read_bytes() == data
-        link = call(srv, "GET", "/api/v1/cloud/s3/shared-link", params={"path": path}).json()
-        fetched = subprocess.run(["curl", "-sf", link["url"]], capture_output=True)
-        assert fetched.returncode == 0 and fetched.stdout == data
-        methods = {c.split(" ")[0] for c in proxy.checked}
-        assert methods >= {"POST", "PUT", "GET", "HEAD"}, proxy.checked
-        # and the check is real: a wrong secret is refused
-        env["FERRY_S3_SECRET_ACCESS_KEY"] = "not-the-secret"
-        other = make_server("--file-root", str(root), env=env)
-        assert_v1_error(call(other, "GET", "/api/v1/cloud/s3/list"), 503, "CLOUD_ERROR")
-    finally:
-        proxy.shutdown()
+    srv, root, env, proxy = proxied(0.0, "--cloud-part-size", "5M")
+    data = os.urandom(PART + 1000)
+    (root / "big").write_bytes(data)
+    path = unique("sig v4/\u00e9t\u00e9+1.bin")
+    r = upload(srv, "s3", path, root / "big", {"backup-type": "full"})
+    assert r.status_code == 200 and r.json()["parts"] == 2, r.text
+    r = call(srv, "GET", "/api/v1/cloud/s3/list", params={"prefix": path.split("/")[0]})
+    assert r.status_code == 200 and r.json()["totalCount"] == 1, r.text
+    assert download(srv, "s3", path, root / "back").status_code == 200
+    assert (root / "back").read_bytes() == data
+    link = call(srv, "GET", "/api/v1/cloud/s3/shared-link", params={"path": path}).json()
+    fetched = subprocess.run(["curl", "-sf", link["url"]], capture_output=True)
+    assert fetched.returncode == 0 and fetched.stdout == data
+    methods = {c.split(" ")[0] for c in proxy.checked}
+    assert methods >= {"POST", "PUT", "GET", "HEAD"}, proxy.checked
+    # and the check is real: a wrong secret is refused
+    env["FERRY_S3_SECRET_ACCESS_KEY"] = "not-the-secret"
+    other = make_server("--file-root", str(root), env=env)
+    assert_v1_error(call(other, "GET", "/api/v1/cloud/s3/list"), 503, "CLOUD_ERROR")
+
+
+@needs_node
+def test_transfers_in_requests_are_capped(proxied):
+    """With 2 request threads one transfer may run at a time; another gets 429 at once,
+    and the thread left serves other requests meanwhile."""
+    srv, root, _, proxy = proxied(3.0, "--threads", "2")  # a slow provider
+    (root / "f").write_bytes(b"slow")
+    first = {}
+    t = threading.Thread(target=lambda: first.update(r=upload(srv, "s3", "cap/f", root / "f")))
+    t.start()
+    assert proxy.seen.wait(10)
+    r = upload(srv, "local", "cap/g", root / "f")
+    assert_v1_error(r, 429, "RATE_LIMITED")
+    assert r.headers["Retry-After"] == "1"
+    assert srv.get("/api/v1/health").status_code == 200
+    t.join(30)
+    assert first["r"].status_code == 200, first["r"].text
+    assert upload(srv, "local", "cap/g", root / "f").status_code == 200
+
+
+@needs_node
+def test_a_stopping_server_ends_its_transfers(proxied):
+    """SIGTERM during a transfer to a provider that stalls: after --shutdown-timeout the
+    transfer is ended and the server exits cleanly, instead of waiting for the provider."""
+    srv, root, _, proxy = proxied(60.0, "--shutdown-timeout", "1", "--cloud-timeout", "120")
+    (root / "f").write_bytes(b"stalled")
+    answer = {}
+
+    def slow():
+        try:
+            answer["r"] = upload(srv, "s3", "stop/f", root / "f")
+        except requests.ConnectionError as e:
+            answer["r"] = e
+
+    t = threading.Thread(target=slow)
+    t.start()
+    assert proxy.seen.wait(10)
+    started = time.monotonic()
+    assert srv.stop() == 0
+    assert time.monotonic() - started < 10
+    t.join(10)
+    r = answer["r"]
+    assert isinstance(r, requests.ConnectionError) or r.status_code == 503, r
 
 
 def test_local_links_outlive_a_restart_until_the_key_is_deleted(cloud):
@@ -599,66 +655,3 @@ def test_local_links_outlive_a_restart_until_the_key_is_deleted(cloud):
     assert requests.get(url, timeout=10).content == b"kept"
     os.unlink(key_file)
     assert_v1_error(requests.get(url, timeout=10), 403, "FORBIDDEN")
-
-
-@needs_node
-def test_transfers_in_requests_are_capped(make_server, emulators, tmp_path):
-    """With 2 request threads one transfer may run at a time; another gets 429 at once,
-    and the thread left serves other requests meanwhile."""
-    proxy = SigV4Proxy(emulators["s3"].port, delay=3.0)  # a slow provider
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    try:
-        root = tmp_path / "files"
-        root.mkdir()
-        (root / "f").write_bytes(b"slow")
-        env = cloud_env(emulators, tmp_path / "cloud")
-        env["FERRY_S3_ENDPOINT"] = f"http://127.0.0.1:{proxy.server_address[1]}"
-        srv = make_server("--file-root", str(root), "--threads", "2", env=env)
-        first = {}
-        t = threading.Thread(target=lambda: first.update(r=upload(srv, "s3", "cap/f", root / "f")))
-        t.start()
-        assert proxy.seen.wait(10)
-        r = upload(srv, "local", "cap/g", root / "f")
-        assert_v1_error(r, 429, "RATE_LIMITED")
-        assert r.headers["Retry-After"] == "1"
-        assert srv.get("/api/v1/health").status_code == 200
-        t.join(30)
-        assert first["r"].status_code == 200, first["r"].text
-        assert upload(srv, "local", "cap/g", root / "f").status_code == 200
-    finally:
-        proxy.shutdown()
-
-
-@needs_node
-def test_a_stopping_server_ends_its_transfers(make_server, emulators, tmp_path):
-    """SIGTERM during a transfer to a provider that stalls: after --shutdown-timeout the
-    transfer is ended and the server exits cleanly, instead of waiting for the provider."""
-    proxy = SigV4Proxy(emulators["s3"].port, delay=60.0)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    try:
-        root = tmp_path / "files"
-        root.mkdir()
-        (root / "f").write_bytes(b"stalled")
-        env = cloud_env(emulators, tmp_path / "cloud")
-        env["FERRY_S3_ENDPOINT"] = f"http://127.0.0.1:{proxy.server_address[1]}"
-        srv = make_server("--file-root", str(root), "--shutdown-timeout", "1",
-                          "--cloud-timeout", "120", env=env)
-        answer = {}
-
-        def slow():
-            try:
-                answer["r"] = upload(srv, "s3", "stop/f", root / "f")
-            except requests.ConnectionError as e:
-                answer["r"] = e
-
-        t = threading.Thread(target=slow)
-        t.start()
-        assert proxy.seen.wait(10)
-        started = time.monotonic()
-        assert srv.stop() == 0
-        assert time.monotonic() - started < 10
-        t.join(10)
-        r = answer["r"]
-        assert isinstance(r, requests.ConnectionError) or r.status_code == 503, r
-    finally:
-        proxy.shutdown()
