@@ -13,6 +13,7 @@
 #include "sites/siteops.h"
 #include "sync/tables.h"
 #include "http/ratelimit.h"
+#include "http/proxies.h"
 #include "http/router.h"
 #include "http/waiter.h"
 #include "ops/metrics.h"
@@ -20,6 +21,7 @@
 
 struct phoenix;    /* api/phoenix.c: PhoenixKit's routes and their limiters */
 struct apidirsync; /* api/dirsync.c: the directory syncs running inside requests */
+struct auth_jwt;   /* http/auth.c: the JWT verifier (NULL: JWTs not accepted) */
 struct apicloud;   /* api/cloud.c: the cloud transfers running inside requests */
 
 struct app {
@@ -43,6 +45,8 @@ struct app {
     struct siteops_env site_env; /* this site's URL and the outgoing-call options */
     struct metrics *metrics;     /* request and sync counters */
     struct waiter *waiter;       /* parked long-polls */
+    struct auth_jwt *jwt;        /* JWT secret and keys, NULL when none is configured */
+    struct proxies *proxies;     /* trusted-proxies; NULL: the socket address is the client */
 };
 
 #endif
