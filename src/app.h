@@ -22,6 +22,7 @@
 struct phoenix;    /* api/phoenix.c: PhoenixKit's routes and their limiters */
 struct apidirsync; /* api/dirsync.c: the directory syncs running inside requests */
 struct auth_jwt;   /* http/auth.c: the JWT verifier (NULL: JWTs not accepted) */
+struct apicloud;   /* api/cloud.c: the cloud transfers running inside requests */
 
 struct app {
     struct config *cfg;
@@ -32,6 +33,7 @@ struct app {
     size_t n_tables;
     struct phoenix *phoenix;
     struct apidirsync *dirsync;
+    struct apicloud *cloud;
     int64_t started_ms;
     atomic_int in_flight;
     atomic_bool stopping;     /* the shutdown timeout passed: long requests end early */

@@ -153,6 +153,28 @@ static const struct option_def options[] = {
         "gzip or zstd answers for clients that send Accept-Encoding"),
     OPT("compress-min-size", "FERRY_COMPRESS_MIN_SIZE", OPT_SIZE, compress_min_size, "1K",
         "smallest answer body worth compressing"),
+    /* cloud storage providers (issue 13) */
+    OPT("s3-endpoint", "FERRY_S3_ENDPOINT", OPT_STR, s3_endpoint, NULL,
+        "URL of the S3-compatible endpoint the /cloud/s3 calls use (e.g. "
+        "https://s3.amazonaws.com)"),
+    OPT("s3-region", "FERRY_S3_REGION", OPT_STR, s3_region, "us-east-1",
+        "region requests to the S3 endpoint are signed for"),
+    OPT("s3-access-key-id", "FERRY_S3_ACCESS_KEY_ID", OPT_STR, s3_access_key_id, NULL,
+        "S3 access key id"),
+    OPT("s3-secret-access-key", "FERRY_S3_SECRET_ACCESS_KEY", OPT_STR, s3_secret_access_key, NULL,
+        "S3 secret access key (never shown in answers or logs)"),
+    OPT("s3-bucket", "FERRY_S3_BUCKET", OPT_STR, s3_bucket, NULL, "bucket of the /cloud/s3 calls"),
+    OPT("azure-connection-string", "FERRY_AZURE_CONNECTION_STRING", OPT_STR,
+        azure_connection_string, NULL,
+        "Azure Storage connection string (AccountName=...;AccountKey=...;BlobEndpoint=...)"),
+    OPT("azure-container", "FERRY_AZURE_CONTAINER", OPT_STR, azure_container, NULL,
+        "blob container of the /cloud/azure calls"),
+    OPT("local-cloud-dir", "FERRY_LOCAL_CLOUD_DIR", OPT_STR, local_cloud_dir, NULL,
+        "folder the /cloud/local calls store files in"),
+    OPT("cloud-part-size", "FERRY_CLOUD_PART_SIZE", OPT_SIZE, cloud_part_size, "8M",
+        "part of a multipart S3 upload or block of an Azure upload (S3 needs at least 5M)"),
+    OPT("cloud-timeout", "FERRY_CLOUD_TIMEOUT", OPT_INT, cloud_timeout, "30",
+        "seconds a cloud provider may take to connect, or stall during a transfer"),
     /* named locations for sessions and database sync (issue 13) */
     OPT("location", "FERRY_LOCATIONS", OPT_CSV, locations, NULL,
         "NAME=KIND:TARGET, KIND folder, sqlite, postgres, s3, azure or local (repeatable; "
@@ -499,6 +521,10 @@ static int check(const struct config *cfg, struct err *err)
         return err_set(err, ERR_INVALID,
                        "max-connections must be at least 16; max-json-values, "
                        "idle-timeout and body-timeout at least 1");
+    if (cfg->cloud_part_size < 64 * 1024 || cfg->cloud_part_size > 4000LL * 1024 * 1024 ||
+        cfg->cloud_timeout < 1)
+        return err_set(err, ERR_INVALID,
+                       "cloud-part-size must be between 64K and 4000M, cloud-timeout at least 1");
     struct locations locs;
     if (locations_parse(cfg->locations, &locs, err) != FERRY_OK)
         return FERRY_ERR;

@@ -74,7 +74,18 @@ struct config {
     char *tls_min_version;       /* "1.2" or "1.3" */
     bool compress;               /* gzip/zstd answers for clients that ask */
     long long compress_min_size; /* bytes: smaller bodies go out as they are */
-    char *locations;             /* comma list of NAME=KIND:TARGET (dbsync/locations.h) */
+    /* cloud storage providers (issue 13): secrets, never echoed in answers or logs */
+    char *s3_endpoint;
+    char *s3_region;
+    char *s3_access_key_id;
+    char *s3_secret_access_key;
+    char *s3_bucket;
+    char *azure_connection_string;
+    char *azure_container;
+    char *local_cloud_dir;
+    long long cloud_part_size; /* bytes of one S3 part or Azure block */
+    long long cloud_timeout;   /* seconds to connect, and that a transfer may stall */
+    char *locations;           /* comma list of NAME=KIND:TARGET (dbsync/locations.h) */
 };
 
 /* A command line, split by config_parse_args: the command's own options (in order),

@@ -40,6 +40,7 @@ static const struct {
     {ERR_INTERNAL, 500, "SYNC_FAILED", "Sync operation failed"},
     {ERR_BAD_GATEWAY, 502, "REMOTE_ERROR", "The remote site refused the request or failed"},
     {ERR_UNAVAILABLE, 503, "SERVICE_UNAVAILABLE", "Service unavailable"},
+    {ERR_CLOUD, 503, "CLOUD_ERROR", "Cloud storage unavailable"},
     {ERR_STORAGE_FULL, 507, "INSUFFICIENT_STORAGE", "Not enough storage"},
 };
 
