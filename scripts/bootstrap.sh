@@ -13,7 +13,7 @@ set -euo pipefail
 run_packages=(
   gcc make cmake pkg-config
   libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev libssl-dev libjwt-dev
-  libcurl4-openssl-dev libgit2-dev
+  libcurl4-openssl-dev libgit2-dev libzstd-dev libsodium-dev
 )
 # What the tests need on top (`make test`): unit tests (cmocka), the formatting check,
 # the API tests (pytest, a PostgreSQL they start themselves, the README tour's curl, jq

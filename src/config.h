@@ -34,6 +34,8 @@ struct config {
     long long purge_interval;      /* seconds; 0 = never */
     bool legacy_auth;              /* cloud-sync-api endpoints need a token */
     char *file_roots;              /* colon-separated folders directory sync may name */
+    char *backup_roots;            /* colon-separated folders backups may use (repositories) */
+    char *backup_password_file;    /* the password of backup repositories; NULL: none */
     long long max_upload;          /* bytes */
     long long max_chunk_size;
     long long upload_expiry; /* seconds */
