@@ -27,7 +27,7 @@ struct run {
     struct repo *repo;
     const struct archive_options *o;
     struct snapshot *snap;
-    const struct snapshot *parent; /* NULL for a full read */
+    const struct snapshot *parent;     /* NULL for a full read */
     const struct snap_entry **by_path; /* parent's entries sorted by path */
     struct pack_index ix;
     struct pack_writer *writer;
@@ -67,7 +67,8 @@ static int list_dir(const char *abs, char ***names, size_t *n, struct err *err)
         (*names)[(*n)++] = xstrdup(de->d_name);
     }
     closedir(dir);
-    qsort(*names, *n, sizeof(char *), by_name);
+    if (*n)
+        qsort(*names, *n, sizeof(char *), by_name);
     return FERRY_OK;
 }
 
@@ -88,9 +89,9 @@ static int walk_one(struct run *run, const char *abs, const char *rel, int depth
 {
     struct stat st;
     if (lstat(abs, &st) != 0)
-        return errno == ENOENT ? FERRY_OK /* gone meanwhile */
-                               : err_set(err, ERR_INVALID, "cannot read %s: %s", abs,
-                                         strerror(errno));
+        return errno == ENOENT
+                   ? FERRY_OK /* gone meanwhile */
+                   : err_set(err, ERR_INVALID, "cannot read %s: %s", abs, strerror(errno));
     if (S_ISDIR(st.st_mode) && st.st_dev == run->repo_dev && st.st_ino == run->repo_ino)
         return FERRY_OK; /* the repository itself lies in the source: never back it up */
     if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
@@ -157,8 +158,8 @@ static const struct snap_entry *parent_entry(const struct run *run, const char *
 {
     if (!run->parent)
         return NULL;
-    const struct snap_entry **found = bsearch(path, run->by_path, run->parent->n_entries,
-                                              sizeof(*run->by_path), entry_by_path);
+    const struct snap_entry **found =
+        bsearch(path, run->by_path, run->parent->n_entries, sizeof(*run->by_path), entry_by_path);
     return found ? *found : NULL;
 }
 
@@ -258,7 +259,8 @@ static int store_files(struct run *run, struct err *err)
     struct snapshot *s = run->snap;
     for (size_t i = 0; i < s->n_entries; i++)
         if (s->entries[i].type == SNAP_FILE &&
-            (run->o->full || !unchanged(run, parent_entry(run, s->entries[i].path), &s->entries[i])))
+            (run->o->full ||
+             !unchanged(run, parent_entry(run, s->entries[i].path), &s->entries[i])))
             run->progress.bytes_total += s->entries[i].size;
     for (size_t i = 0; i < s->n_entries; i++) {
         struct snap_entry *e = &s->entries[i];
@@ -297,9 +299,9 @@ static void new_version_id(char out[37])
     crypto_random(b, sizeof(b));
     b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* a version 4 (random) UUID */
     b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-             b[13], b[14], b[15]);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
 }
 
 /* The newest version of the same folder, which an incremental run compares against. */
@@ -321,7 +323,8 @@ static int prepare(struct run *run, const char *source, struct snapshot *list, s
         run->by_path = xmalloc((run->parent->n_entries + 1) * sizeof(*run->by_path));
         for (size_t i = 0; i < run->parent->n_entries; i++)
             run->by_path[i] = &run->parent->entries[i];
-        qsort(run->by_path, run->parent->n_entries, sizeof(*run->by_path), entries_by_path);
+        if (run->parent->n_entries)
+            qsort(run->by_path, run->parent->n_entries, sizeof(*run->by_path), entries_by_path);
     }
     if (stat(run->repo->path, &st) != 0)
         return err_set(err, ERR_INTERNAL, "cannot read %s: %s", run->repo->path, strerror(errno));

@@ -14,7 +14,7 @@
 
 struct archive_options {
     const char *source; /* a folder */
-    bool full;          /* re-read every file (else only those whose size, mtime or inode changed) */
+    bool full; /* re-read every file (else only those whose size, mtime or inode changed) */
     const char *description;
     int64_t feed_cursor; /* the change-feed cursor to record, or -1 */
     repo_progress_fn progress;

@@ -95,8 +95,8 @@ static int orphan_packs(struct repo *r, bool remove, struct check_report *rep, s
             if (remove && unlink(path) == 0 && rep)
                 note(rep->repaired, "removed the pack %s%s, which had no index", ids[i], "");
             else if (!remove && rep)
-                note(rep->leftovers, "pack %s has no index (left by an interrupted run%s)",
-                     ids[i], "; repair or the next backup removes it");
+                note(rep->leftovers, "pack %s has no index (left by an interrupted run%s)", ids[i],
+                     "; repair or the next backup removes it");
             free(path);
         }
         free(ids[i]);
@@ -153,8 +153,8 @@ static void scan_chunks(struct repo *r, struct scan *sc, bool read_data, struct 
             continue;
         pack_index_add(&sc->bad, pack_id, ref);
         if (last_reported != (int64_t)ref->pack) /* one line per pack */
-            note(rep->problems, "%s%s", err.msg[0] ? err.msg : "pack is missing or short: ",
-                 err.msg[0] ? "" : pack_id);
+            note(rep->problems, "%s%s",
+                 err.msg[0] ? err.msg : "pack is missing or short: ", err.msg[0] ? "" : pack_id);
         last_reported = ref->pack;
     }
     pack_reader_free(reader);

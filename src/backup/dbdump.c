@@ -46,8 +46,8 @@ out:
 
 static int pg_dump(const char *url, const char *dest, struct err *err)
 {
-    char *argv[] = {"pg_dump", "--format=custom", "--file", (char *)dest, "--dbname",
-                    (char *)url, NULL};
+    char *argv[] = {"pg_dump",  "--format=custom", "--file", (char *)dest,
+                    "--dbname", (char *)url,       NULL};
     pid_t pid;
     int status = 0;
     if (posix_spawnp(&pid, "pg_dump", NULL, NULL, argv, environ) != 0)
@@ -68,7 +68,8 @@ int dbdump_write(const char *url, const char *dir, struct err *err)
         dest = xasprintf("%s/ferry.pgdump", dir);
         rc = pg_dump(url, dest, err);
     } else {
-        rc = err_set(err, ERR_INVALID, "cannot back up this kind of database (sqlite: or postgres://)");
+        rc = err_set(err, ERR_INVALID,
+                     "cannot back up this kind of database (sqlite: or postgres://)");
     }
     free(dest);
     return rc;

@@ -118,8 +118,7 @@ int fsio_mkdirs(const char *dir, unsigned mode, struct err *err)
         char saved = *p;
         *p = '\0';
         if (mkdir(copy, mode) != 0 && errno != EEXIST) {
-            rc = err_set(err, ERR_INTERNAL, "cannot make the folder %s: %s", copy,
-                         strerror(errno));
+            rc = err_set(err, ERR_INTERNAL, "cannot make the folder %s: %s", copy, strerror(errno));
             break;
         }
         *p = saved;

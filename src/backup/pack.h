@@ -17,7 +17,7 @@
 #define PACK_INDEX_MAGIC "FERRYIX1"          /* the first 8 bytes of an index's plaintext */
 #define PACK_FLAG_ZSTD 1                     /* the chunk was compressed with zstd */
 #define PACK_ID_LEN 32                       /* hex characters of a pack's name */
-#define PACK_DAMAGED (-2) /* a result: the chunk's bytes are gone or altered */
+#define PACK_DAMAGED (-2)                    /* a result: the chunk's bytes are gone or altered */
 
 struct chunk_ref {
     uint8_t hash[32];

@@ -28,7 +28,10 @@ static void bucket(int rule, int64_t ms, char out[16])
     time_t t = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&t, &tm);
-    strftime(out, 16, rule == RULE_DAILY ? "%Y-%m-%d" : rule == RULE_WEEKLY ? "%G-%V" : "%Y-%m",
+    strftime(out, 16,
+             rule == RULE_DAILY    ? "%Y-%m-%d"
+             : rule == RULE_WEEKLY ? "%G-%V"
+                                   : "%Y-%m",
              &tm);
 }
 

@@ -45,10 +45,10 @@ static json_t *wrap_json(struct repo *r, const char *password, struct err *err)
 static int write_config(struct repo *r, json_t *encryption, struct err *err)
 {
     json_t *j = json_pack("{s:s, s:i, s:s, s:{s:s, s:i, s:i, s:i, s:s}, s:o}", "format",
-                          "ferry-backup", "version", REPO_FORMAT, "id", r->id, "chunker", "algorithm",
-                          "fastcdc-gear", "minSize", CHUNKER_MIN, "avgSize", CHUNKER_AVG,
-                          "maxSize", CHUNKER_MAX, "gearSeed", "0x6665727279636463", "encryption",
-                          encryption ? encryption : json_null());
+                          "ferry-backup", "version", REPO_FORMAT, "id", r->id, "chunker",
+                          "algorithm", "fastcdc-gear", "minSize", CHUNKER_MIN, "avgSize",
+                          CHUNKER_AVG, "maxSize", CHUNKER_MAX, "gearSeed", "0x6665727279636463",
+                          "encryption", encryption ? encryption : json_null());
     char *text = json_dumps(j, JSON_INDENT(2));
     char *path = xasprintf("%s/config", r->path);
     int rc = fsio_write_atomic(path, text, strlen(text), err);
@@ -93,7 +93,8 @@ static int unwrap(struct repo *r, json_t *enc, const char *password, struct err 
     const char *key = json_string_value(json_object_get(enc, "wrappedKey"));
     kdf.ops_limit = (uint64_t)json_integer_value(json_object_get(enc, "opsLimit"));
     kdf.mem_limit = (size_t)json_integer_value(json_object_get(enc, "memLimit"));
-    if (!salt || !key || base64_decode(salt, strlen(salt), kdf.salt, sizeof(kdf.salt)) != SEAL_SALT_LEN ||
+    if (!salt || !key ||
+        base64_decode(salt, strlen(salt), kdf.salt, sizeof(kdf.salt)) != SEAL_SALT_LEN ||
         base64_decode(key, strlen(key), wrapped, sizeof(wrapped)) != WRAPPED_LEN)
         return err_set(err, ERR_INVALID, "%s/config: the encryption settings are damaged", r->path);
     if (!password || !*password)

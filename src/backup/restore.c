@@ -16,6 +16,7 @@
 #include "util/timeutil.h"
 
 #define PROGRESS_EVERY_US 200000
+#define HOLE_BLOCK 65536 /* zeros this long (aligned) become a hole */
 
 struct run {
     struct repo *repo;
@@ -74,6 +75,24 @@ static bool all_zero(const uint8_t *data, size_t len)
     return len == 0 || (data[0] == 0 && !memcmp(data, data + 1, len - 1));
 }
 
+/* Writes a chunk's bytes, seeking over blocks of zeros so sparse files stay sparse
+ * (ftruncate at the end gives a trailing hole its length). */
+static int write_sparse(int fd, const uint8_t *data, size_t len, struct err *err)
+{
+    size_t pos = 0;
+    while (pos < len) {
+        size_t n = len - pos < HOLE_BLOCK ? len - pos : HOLE_BLOCK;
+        if (all_zero(data + pos, n)) {
+            if (lseek(fd, (off_t)n, SEEK_CUR) < 0)
+                return err_set(err, ERR_INTERNAL, "cannot seek: %s", strerror(errno));
+        } else if (fsio_write_all(fd, data + pos, n, err) != FERRY_OK) {
+            return FERRY_ERR;
+        }
+        pos += n;
+    }
+    return FERRY_OK;
+}
+
 static void damaged(struct run *run, const char *path, const char *why)
 {
     json_array_append_new(run->res->damaged, json_pack("{s:s, s:s}", "path", path, "error", why));
@@ -90,12 +109,8 @@ static int write_chunks(struct run *run, int fd, const struct snap_entry *e, str
             damaged(run, e->path, ref ? chunk_err.msg : "a chunk is missing from the repository");
             return FERRY_OK;
         }
-        if (all_zero(data, ref->raw_len)) { /* keep sparse files sparse */
-            if (lseek(fd, ref->raw_len, SEEK_CUR) < 0)
-                return err_set(err, ERR_INTERNAL, "cannot seek in %s", e->path);
-        } else if (fsio_write_all(fd, data, ref->raw_len, err) != FERRY_OK) {
+        if (write_sparse(fd, data, ref->raw_len, err) != FERRY_OK)
             return FERRY_ERR;
-        }
         run->progress.bytes_done += ref->raw_len;
         report(run, false);
     }

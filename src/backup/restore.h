@@ -35,7 +35,6 @@ int restore_run(struct repo *r, const struct restore_options *o, struct restore_
 
 /* The newest version created at or before at_ms (INT64_MAX: the newest of all).
  * ERR_NOT_FOUND when there is none. */
-int restore_pick(struct repo *r, int64_t at_ms, char id[37], int64_t *created_ms,
-                 struct err *err);
+int restore_pick(struct repo *r, int64_t at_ms, char id[37], int64_t *created_ms, struct err *err);
 
 #endif

@@ -71,11 +71,11 @@ json_t *snapshot_summary_json(const struct snapshot *s)
 {
     char when[32];
     time_iso8601(s->created_ms, 1, when);
-    json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:b, s:s?, s:s?, s:I}", "versionId", s->id,
-                          "createdAt", when, "totalSize", (json_int_t)s->total_size, "fileCount",
-                          (json_int_t)s->file_count, "isFullBackup", s->full, "description",
-                          s->description, "sourceDirectory", s->source, "addedBytes",
-                          (json_int_t)s->added_bytes);
+    json_t *j =
+        json_pack("{s:s, s:s, s:I, s:I, s:b, s:s?, s:s?, s:I}", "versionId", s->id, "createdAt",
+                  when, "totalSize", (json_int_t)s->total_size, "fileCount",
+                  (json_int_t)s->file_count, "isFullBackup", s->full, "description", s->description,
+                  "sourceDirectory", s->source, "addedBytes", (json_int_t)s->added_bytes);
     json_object_set_new(j, "feedCursor",
                         s->feed_cursor >= 0 ? json_integer(s->feed_cursor) : json_null());
     return j;
@@ -186,7 +186,8 @@ static int snapshot_parse(json_t *j, struct snapshot *s)
     const char *desc = json_string_value(json_object_get(j, "description"));
     const char *source = json_string_value(json_object_get(j, "sourceDirectory"));
     const char *parent = json_string_value(json_object_get(j, "parent"));
-    json_t *cursor = json_object_get(j, "feedCursor"), *changed = json_object_get(j, "changedFiles");
+    json_t *cursor = json_object_get(j, "feedCursor"),
+           *changed = json_object_get(j, "changedFiles");
     json_t *entries = json_object_get(j, "entries");
     if (!id || !snapshot_id_valid(id) || !json_is_array(entries))
         return FERRY_ERR;

@@ -99,19 +99,40 @@ static int count_arg(const char *name, const char *v, int *out)
 static int own_option(const struct config_hit *hit, struct backup_args *b)
 {
     switch (hit->val) {
-    case OPT_FULL: b->full = true; break;
-    case OPT_DESC: b->description = hit->value; break;
-    case OPT_PASSWORD_FILE: b->password_file = hit->value; break;
-    case OPT_PLAINTEXT: b->plaintext = true; break;
-    case OPT_DATABASE: b->database = true; break;
-    case OPT_QUICK: b->quick = true; break;
-    case OPT_NO_PROGRESS: b->no_progress = true; break;
-    case OPT_NEW_PASSWORD: b->new_password_file = hit->value; break;
-    case OPT_KEEP_LAST: return count_arg(hit->name, hit->value, &b->policy.keep_last);
-    case OPT_KEEP_DAILY: return count_arg(hit->name, hit->value, &b->policy.keep_daily);
-    case OPT_KEEP_WEEKLY: return count_arg(hit->name, hit->value, &b->policy.keep_weekly);
-    case OPT_KEEP_MONTHLY: return count_arg(hit->name, hit->value, &b->policy.keep_monthly);
-    case OPT_RETENTION: return count_arg(hit->name, hit->value, &b->policy.retention_days);
+    case OPT_FULL:
+        b->full = true;
+        break;
+    case OPT_DESC:
+        b->description = hit->value;
+        break;
+    case OPT_PASSWORD_FILE:
+        b->password_file = hit->value;
+        break;
+    case OPT_PLAINTEXT:
+        b->plaintext = true;
+        break;
+    case OPT_DATABASE:
+        b->database = true;
+        break;
+    case OPT_QUICK:
+        b->quick = true;
+        break;
+    case OPT_NO_PROGRESS:
+        b->no_progress = true;
+        break;
+    case OPT_NEW_PASSWORD:
+        b->new_password_file = hit->value;
+        break;
+    case OPT_KEEP_LAST:
+        return count_arg(hit->name, hit->value, &b->policy.keep_last);
+    case OPT_KEEP_DAILY:
+        return count_arg(hit->name, hit->value, &b->policy.keep_daily);
+    case OPT_KEEP_WEEKLY:
+        return count_arg(hit->name, hit->value, &b->policy.keep_weekly);
+    case OPT_KEEP_MONTHLY:
+        return count_arg(hit->name, hit->value, &b->policy.keep_monthly);
+    case OPT_RETENTION:
+        return count_arg(hit->name, hit->value, &b->policy.retention_days);
     }
     return -1;
 }
@@ -147,7 +168,9 @@ static int check_args(const struct config_args *a, struct backup_args *b)
         return cli_usage_error(&cli_backup, "unknown command '%s'", b->verb);
     if (a->n_positional != (size_t)n + 2)
         return cli_usage_error(&cli_backup, "backup %s takes REPO%s", b->verb,
-                               n == 2 ? " VERSION TARGET" : n == 1 ? " SOURCE" : "");
+                               n == 2   ? " VERSION TARGET"
+                               : n == 1 ? " SOURCE"
+                                        : "");
     b->repo = a->positional[1];
     if (!strcmp(b->verb, "create"))
         b->source = n ? a->positional[2] : NULL;
@@ -218,8 +241,8 @@ static void show_progress(void *ctx, const struct repo_progress *p)
     human((double)p->bytes_total, total, sizeof(total));
     human(rate, speed, sizeof(speed));
     int pct = p->bytes_total ? (int)(100.0 * (double)p->bytes_done / (double)p->bytes_total) : 100;
-    fprintf(stderr, "\r\033[K%3d%%  %s / %s  %llu/%llu files  %s/s  ETA %d:%02d", pct, done,
-            total, (unsigned long long)p->files_done, (unsigned long long)p->files_total, speed,
+    fprintf(stderr, "\r\033[K%3d%%  %s / %s  %llu/%llu files  %s/s  ETA %d:%02d", pct, done, total,
+            (unsigned long long)p->files_done, (unsigned long long)p->files_total, speed,
             (int)eta / 60, (int)eta % 60);
 }
 
@@ -243,9 +266,12 @@ static json_t *created_json(const struct snapshot *s)
 static int do_create(struct repo *r, const struct backup_args *b, const struct config *cfg,
                      struct bar *bar, struct err *err)
 {
-    struct archive_options o = {.source = b->source, .full = b->full,
-                                .description = b->description, .feed_cursor = -1,
-                                .progress = show_progress, .progress_ctx = bar};
+    struct archive_options o = {.source = b->source,
+                                .full = b->full,
+                                .description = b->description,
+                                .feed_cursor = -1,
+                                .progress = show_progress,
+                                .progress_ctx = bar};
     struct snapshot s;
     char tmp[] = "/tmp/ferry-db-XXXXXX";
     char *url = NULL;
@@ -299,13 +325,14 @@ static int do_versions(struct repo *r, struct err *err)
     return FERRY_OK;
 }
 
-static int do_restore(struct repo *r, const struct backup_args *b, struct bar *bar,
-                      struct err *err)
+static int do_restore(struct repo *r, const struct backup_args *b, struct bar *bar, struct err *err)
 {
     char id[37];
     int64_t at = INT64_MAX, created = 0;
-    struct restore_options o = {.version_id = b->version, .target = b->target,
-                                .progress = show_progress, .progress_ctx = bar};
+    struct restore_options o = {.version_id = b->version,
+                                .target = b->target,
+                                .progress = show_progress,
+                                .progress_ctx = bar};
     struct restore_result res;
     bool by_time = !strcmp(b->version, "latest") || time_parse_iso8601(b->version, &at) == 0;
     if (by_time) {
@@ -376,8 +403,8 @@ static int dispatch(const struct backup_args *b, const struct config *cfg, struc
 {
     struct repo *r = NULL;
     char *pw = NULL;
-    struct bar bar = {.tty = isatty(STDERR_FILENO), .off = b->no_progress,
-                      .start_us = time_mono_us()};
+    struct bar bar = {
+        .tty = isatty(STDERR_FILENO), .off = b->no_progress, .start_us = time_mono_us()};
     int rc = FERRY_ERR;
     bool create = !strcmp(b->verb, "create");
     if (password(b, cfg, &pw, err) != FERRY_OK ||
@@ -418,5 +445,5 @@ out:
     return rc;
 }
 
-const struct cli_command cli_backup = {"backup", "versioned, deduplicated, encrypted backups",
-                                       run, usage};
+const struct cli_command cli_backup = {"backup", "versioned, deduplicated, encrypted backups", run,
+                                       usage};
