@@ -81,6 +81,15 @@ json_t *snapshot_summary_json(const struct snapshot *s)
     return j;
 }
 
+json_t *snapshot_created_json(const struct snapshot *s)
+{
+    json_t *j = snapshot_summary_json(s), *changed = json_array();
+    for (size_t i = 0; i < s->n_changed; i++)
+        json_array_append_new(changed, json_string(s->changed[i]));
+    json_object_set_new(j, "changedFiles", changed);
+    return j;
+}
+
 static json_t *entry_json(const struct snap_entry *e)
 {
     json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:i, s:I, s:I, s:I}", "path", e->path, "type",
@@ -103,14 +112,10 @@ static json_t *entry_json(const struct snap_entry *e)
 
 static json_t *snapshot_json(const struct snapshot *s)
 {
-    json_t *j = snapshot_summary_json(s);
-    json_t *changed = json_array(), *entries = json_array();
+    json_t *j = snapshot_created_json(s), *entries = json_array();
     json_object_set_new(j, "format", json_integer(SNAPSHOT_FORMAT));
     json_object_set_new(j, "createdMs", json_integer(s->created_ms));
     json_object_set_new(j, "parent", s->parent ? json_string(s->parent) : json_null());
-    for (size_t i = 0; i < s->n_changed; i++)
-        json_array_append_new(changed, json_string(s->changed[i]));
-    json_object_set_new(j, "changedFiles", changed);
     for (size_t i = 0; i < s->n_entries; i++)
         json_array_append_new(entries, entry_json(&s->entries[i]));
     json_object_set_new(j, "entries", entries);

@@ -51,6 +51,9 @@ void snapshot_add_changed(struct snapshot *s, const char *path);
  * isFullBackup, and ferry's additions). */
 json_t *snapshot_summary_json(const struct snapshot *s);
 
+/* The summary and changedFiles: POST /backup/create's answer. */
+json_t *snapshot_created_json(const struct snapshot *s);
+
 /* Writes snapshots/ID.snap atomically; after it the version exists. */
 int snapshot_save(const char *repo, const uint8_t *key, const struct snapshot *s, struct err *err);
 

@@ -254,15 +254,6 @@ static void end_progress(const struct bar *bar)
 
 /* --- the commands --------------------------------------------------------------------- */
 
-static json_t *created_json(const struct snapshot *s)
-{
-    json_t *j = snapshot_summary_json(s), *changed = json_array();
-    for (size_t i = 0; i < s->n_changed; i++)
-        json_array_append_new(changed, json_string(s->changed[i]));
-    json_object_set_new(j, "changedFiles", changed);
-    return j;
-}
-
 static int do_create(struct repo *r, const struct backup_args *b, const struct config *cfg,
                      struct bar *bar, struct err *err)
 {
@@ -289,7 +280,7 @@ static int do_create(struct repo *r, const struct backup_args *b, const struct c
     if (archive_create(r, &o, &s, err) != FERRY_OK)
         goto out;
     end_progress(bar);
-    json_t *j = created_json(&s);
+    json_t *j = snapshot_created_json(&s);
     cli_print_json(j);
     json_decref(j);
     snapshot_clear(&s);

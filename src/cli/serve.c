@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "api/routes.h"
+#include "api/backup.h"
 #include "api/dirsync.h"
 #include "api/files.h"
 #include "app.h"
@@ -243,8 +244,9 @@ static int open_files(struct app *app, struct err *err)
  * again. */
 static int start_jobs(struct app *app, struct err *err)
 {
-    struct job_kind kinds[] = {apidirsync_job_kind(app), siteimport_job_kind(&app->site_env)};
-    return jobs_worker_start(app->store, kinds, 2, &app->jobs, err);
+    struct job_kind kinds[] = {apidirsync_job_kind(app), siteimport_job_kind(&app->site_env),
+                               apibackup_job_kind(app)};
+    return jobs_worker_start(app->store, kinds, 3, &app->jobs, err);
 }
 
 /* --sites-incoming-mode and --sites-password, when given, become the stored settings
