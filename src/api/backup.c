@@ -97,7 +97,8 @@ out:
 static int confine_op(const struct app *app, struct op *op, struct err *err)
 {
     if (confine(app, "backupPath", op->repo, &op->repo_abs, err) != FERRY_OK ||
-        (op->source && confine(app, "sourceDirectory", op->source, &op->source_abs, err) != FERRY_OK) ||
+        (op->source &&
+         confine(app, "sourceDirectory", op->source, &op->source_abs, err) != FERRY_OK) ||
         (op->target && confine(app, "restorePath", op->target, &op->target_abs, err) != FERRY_OK))
         return FERRY_ERR;
     if (op->source_abs && path_within(op->repo_abs, op->source_abs))
@@ -162,8 +163,9 @@ static int parse_policy(json_t *j, struct prune_policy *p, struct err *err)
         return FERRY_ERR;
     if (p->retention_days < 0 && p->keep_last < 0 && p->keep_daily < 0 && p->keep_weekly < 0 &&
         p->keep_monthly < 0)
-        return err_set(err, ERR_INVALID, "say which versions to keep: retentionDays, keepLast, "
-                                         "keepDaily, keepWeekly or keepMonthly");
+        return err_set(err, ERR_INVALID,
+                       "say which versions to keep: retentionDays, keepLast, "
+                       "keepDaily, keepWeekly or keepMonthly");
     return FERRY_OK;
 }
 
@@ -235,9 +237,13 @@ static int run_create(const struct app *app, struct op *op, struct progress_ctx 
     int64_t head = -1;
     if (feed_head(pc->c, &head, NULL) != FERRY_OK)
         head = -1; /* the version is still good without the cursor */
-    struct archive_options o = {.source = op->source_abs, .full = op->full,
-                                .description = op->description, .feed_cursor = head,
-                                .progress = report, .progress_ctx = pc, .stop = stop};
+    struct archive_options o = {.source = op->source_abs,
+                                .full = op->full,
+                                .description = op->description,
+                                .feed_cursor = head,
+                                .progress = report,
+                                .progress_ctx = pc,
+                                .stop = stop};
     int rc = open_repo(app, op, true, &r, err);
     if (rc == FERRY_OK && (rc = archive_create(r, &o, &s, err)) == FERRY_OK) {
         *out = snapshot_created_json(&s);
@@ -254,8 +260,11 @@ static int run_restore(const struct app *app, struct op *op, struct progress_ctx
     struct restore_result res = {0};
     char id[37], when[32];
     int64_t at = 0, created = 0;
-    struct restore_options o = {.version_id = op->version, .target = op->target_abs,
-                                .progress = report, .progress_ctx = pc, .stop = stop};
+    struct restore_options o = {.version_id = op->version,
+                                .target = op->target_abs,
+                                .progress = report,
+                                .progress_ctx = pc,
+                                .stop = stop};
     int rc = open_repo(app, op, false, &r, err);
     if (rc == FERRY_OK && op->point_in_time) {
         time_parse_iso8601(op->point_in_time, &at);
@@ -266,10 +275,9 @@ static int run_restore(const struct app *app, struct op *op, struct progress_ctx
         rc = restore_run(r, &o, &res, err);
     if (rc == FERRY_OK) {
         time_iso8601(time_now_ms(), 1, when);
-        *out = json_pack("{s:s, s:s, s:I, s:I, s:s, s:O}", "versionId", o.version_id,
-                         "restorePath", op->target_abs, "fileCount", (json_int_t)res.files,
-                         "totalSize", (json_int_t)res.bytes, "restoredAt", when, "damagedFiles",
-                         res.damaged);
+        *out = json_pack("{s:s, s:s, s:I, s:I, s:s, s:O}", "versionId", o.version_id, "restorePath",
+                         op->target_abs, "fileCount", (json_int_t)res.files, "totalSize",
+                         (json_int_t)res.bytes, "restoredAt", when, "damagedFiles", res.damaged);
         if (op->point_in_time) {
             time_iso8601(created, 1, when);
             json_object_set_new(*out, "createdAt", json_string(when));
@@ -376,15 +384,16 @@ static int start_op(struct request *req, json_t *fields, enum op_kind kind, stru
         goto out;
     json_object_set_new(fields, "op", json_string(op_names[kind]));
     params = jsonutil_to_string(fields);
-    if (jobs_create(req->db, "backup", req->cred.user_id, op.source_abs ? op.source_abs : op.repo_abs,
+    if (jobs_create(req->db, "backup", req->cred.user_id,
+                    op.source_abs ? op.source_abs : op.repo_abs,
                     op.target_abs ? op.target_abs : op.repo_abs, params, wait, id, err) != FERRY_OK)
         goto out;
     if (!wait) {
         char *url = xasprintf("/api/v1/sync/session/%s/status", id);
         jobs_worker_kick(req->app->jobs);
-        http_reply_json(req, HTTP_ACCEPTED,
-                        json_pack("{s:s, s:s, s:s}", "jobId", id, "status", "pending", "statusUrl",
-                                  url));
+        http_reply_json(
+            req, HTTP_ACCEPTED,
+            json_pack("{s:s, s:s, s:s}", "jobId", id, "status", "pending", "statusUrl", url));
         free(url);
         rc = FERRY_OK;
         goto out;
@@ -412,8 +421,7 @@ static int query_fields(struct request *req, const char *const *names, json_t *i
         } else if (number) {
             long long n = strtoll(v, &end, 10);
             if (*end || end == v)
-                return err_set(err, ERR_INVALID, "query parameter '%s' must be a number",
-                               names[i]);
+                return err_set(err, ERR_INVALID, "query parameter '%s' must be a number", names[i]);
             json_object_set_new(into, names[i], json_integer(n));
         } else {
             json_object_set_new(into, names[i], json_string(v));

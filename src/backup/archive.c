@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -22,6 +23,7 @@
 #define READ_BUF (2 * CHUNKER_MAX)
 #define PROGRESS_EVERY_US 200000
 #define MAX_DEPTH 512
+#define MAX_THREADS 8
 
 struct run {
     struct repo *repo;
@@ -31,11 +33,24 @@ struct run {
     const struct snap_entry **by_path; /* parent's entries sorted by path */
     struct pack_index ix;
     struct pack_writer *writer;
-    uint8_t *buf;
+    bool *need_read; /* per entry: the file is read (else it keeps the parent's chunks) */
     dev_t repo_dev;
     ino_t repo_ino;
+    /* The reading threads share what is below, under lock: the index, the writer, the
+     * progress, the next entry to take and the first error. */
+    pthread_mutex_t lock;
+    size_t next;
+    bool failed;
+    struct err first_err;
     struct repo_progress progress;
     int64_t last_report_us;
+};
+
+/* What one reading thread owns. */
+struct reader {
+    struct run *run;
+    struct pack_sealer *sealer;
+    uint8_t *buf;
 };
 
 static void report(struct run *run, bool force)
@@ -163,20 +178,32 @@ static const struct snap_entry *parent_entry(const struct run *run, const char *
     return found ? *found : NULL;
 }
 
-static int store_chunk(struct run *run, struct snap_entry *e, const uint8_t *data, size_t len,
+/* Stores a chunk unless the repository has it: sealed outside the lock, appended
+ * under it (checked again there, so two threads never append the same chunk). */
+static int store_chunk(struct reader *rd, struct snap_entry *e, const uint8_t *data, size_t len,
                        struct err *err)
 {
+    struct run *run = rd->run;
     uint8_t hash[32];
-    uint64_t stored = 0;
+    struct chunk_ref ref;
+    const uint8_t *stored = NULL;
+    int rc = FERRY_OK;
     SHA256(data, len, hash);
-    if (!pack_index_find(&run->ix, hash)) {
-        if (pack_writer_add(run->writer, hash, data, len, &stored, err) != FERRY_OK)
-            return FERRY_ERR;
-        run->snap->added_bytes += stored;
+    pthread_mutex_lock(&run->lock);
+    bool known = pack_index_find(&run->ix, hash) != NULL;
+    pthread_mutex_unlock(&run->lock);
+    if (!known) {
+        pack_sealer_seal(rd->sealer, hash, data, len, &ref, &stored);
+        pthread_mutex_lock(&run->lock);
+        if (!pack_index_find(&run->ix, hash)) {
+            rc = pack_writer_copy(run->writer, &ref, stored, err);
+            run->snap->added_bytes += ref.stored_len;
+        }
+        pthread_mutex_unlock(&run->lock);
     }
     e->chunks = xrealloc(e->chunks, (e->n_chunks + 1) * 32);
     memcpy(e->chunks[e->n_chunks++], hash, 32);
-    return FERRY_OK;
+    return rc;
 }
 
 static int open_source(const char *abs, struct err *err)
@@ -189,8 +216,37 @@ static int open_source(const char *abs, struct err *err)
     return fd;
 }
 
+/* Fills the buffer from fd behind what is left of it (from *start to *end). */
+static int refill(int fd, uint8_t *buf, size_t *start, size_t *end, bool *eof, const char *abs,
+                  struct err *err)
+{
+    memmove(buf, buf + *start, *end - *start);
+    *end -= *start;
+    *start = 0;
+    while (*end < READ_BUF && !*eof) {
+        ssize_t n = read(fd, buf + *end, READ_BUF - *end);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return err_set(err, ERR_INVALID, "cannot read %s: %s", abs, strerror(errno));
+        *eof = n == 0;
+        *end += (size_t)n;
+    }
+    return FERRY_OK;
+}
+
+static void add_progress(struct run *run, uint64_t bytes, uint64_t files, const char *current)
+{
+    pthread_mutex_lock(&run->lock);
+    run->progress.bytes_done += bytes;
+    run->progress.files_done += files;
+    run->progress.current = current;
+    report(run, false);
+    pthread_mutex_unlock(&run->lock);
+}
+
 /* Cuts one file into chunks and stores the new ones; e->size becomes what was read. */
-static int read_file(struct run *run, const char *abs, struct snap_entry *e, struct err *err)
+static int read_file(struct reader *rd, const char *abs, struct snap_entry *e, struct err *err)
 {
     int fd = open_source(abs, err);
     size_t start = 0, end = 0;
@@ -200,31 +256,17 @@ static int read_file(struct run *run, const char *abs, struct snap_entry *e, str
     if (fd < 0)
         return FERRY_ERR;
     for (;;) {
-        if (end - start < CHUNKER_MAX && !eof) {
-            memmove(run->buf, run->buf + start, end - start);
-            end -= start;
-            start = 0;
-            while (end < READ_BUF && !eof) {
-                ssize_t n = read(fd, run->buf + end, READ_BUF - end);
-                if (n < 0 && errno == EINTR)
-                    continue;
-                if (n < 0) {
-                    err_set(err, ERR_INVALID, "cannot read %s: %s", abs, strerror(errno));
-                    goto out;
-                }
-                eof = n == 0;
-                end += (size_t)n;
-            }
-        }
+        if (end - start < CHUNKER_MAX && !eof &&
+            refill(fd, rd->buf, &start, &end, &eof, abs, err) != FERRY_OK)
+            goto out;
         if (start == end)
             break;
-        size_t cut = chunker_cut(run->buf + start, end - start, eof);
-        if (store_chunk(run, e, run->buf + start, cut, err) != FERRY_OK)
+        size_t cut = chunker_cut(rd->buf + start, end - start, eof);
+        if (store_chunk(rd, e, rd->buf + start, cut, err) != FERRY_OK)
             goto out;
         start += cut;
         total += cut;
-        run->progress.bytes_done += cut;
-        report(run, false);
+        add_progress(rd->run, cut, 0, e->path);
     }
     e->size = total;
     rc = FERRY_OK;
@@ -254,41 +296,100 @@ static bool same_chunks(const struct snap_entry *old, const struct snap_entry *e
            (!e->n_chunks || !memcmp(old->chunks, e->chunks, e->n_chunks * 32));
 }
 
+/* Takes the next file to read, or -1 when none is left (or the run failed or stops). */
+static long take(struct run *run)
+{
+    long i = -1;
+    pthread_mutex_lock(&run->lock);
+    while (run->next < run->snap->n_entries && !run->need_read[run->next])
+        run->next++;
+    if (run->next < run->snap->n_entries && !run->failed &&
+        !(run->o->stop && atomic_load(run->o->stop)))
+        i = (long)run->next++;
+    pthread_mutex_unlock(&run->lock);
+    return i;
+}
+
+static void *reading_thread(void *arg)
+{
+    struct reader *rd = arg;
+    struct run *run = rd->run;
+    for (long i; (i = take(run)) >= 0;) {
+        struct snap_entry *e = &run->snap->entries[i];
+        struct err err = {0};
+        char *abs = xasprintf("%s/%s", run->snap->source, e->path);
+        int rc = read_file(rd, abs, e, &err);
+        free(abs);
+        pthread_mutex_lock(&run->lock);
+        if (rc != FERRY_OK && !run->failed) {
+            run->failed = true;
+            run->first_err = err;
+        }
+        pthread_mutex_unlock(&run->lock);
+        add_progress(run, 0, 1, NULL);
+    }
+    return NULL;
+}
+
+/* Reads the files that need it on a few threads: reading, hashing, compressing and
+ * encrypting overlap, and the cores share the work. */
+static int read_files(struct run *run, struct err *err)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int n = cores < 1 ? 2 : cores + 1 > MAX_THREADS ? MAX_THREADS : (int)cores + 1;
+    pthread_t threads[MAX_THREADS];
+    struct reader readers[MAX_THREADS];
+    int started = 0;
+    for (int t = 0; t < n; t++) {
+        readers[t] = (struct reader){run, pack_sealer_new(run->repo->key), xmalloc(READ_BUF)};
+        if (pthread_create(&threads[t], NULL, reading_thread, &readers[t]) == 0)
+            started++;
+        else
+            reading_thread(&readers[t]); /* no thread to be had: read here */
+    }
+    for (int t = 0; t < started; t++)
+        pthread_join(threads[t], NULL);
+    for (int t = 0; t < n; t++) {
+        pack_sealer_free(readers[t].sealer);
+        free(readers[t].buf);
+    }
+    if (run->failed)
+        return err_set(err, run->first_err.code, "%s", run->first_err.msg);
+    if (run->o->stop && atomic_load(run->o->stop))
+        return err_set(err, ERR_UNAVAILABLE, "the backup was stopped");
+    return FERRY_OK;
+}
+
 static int store_files(struct run *run, struct err *err)
 {
     struct snapshot *s = run->snap;
-    for (size_t i = 0; i < s->n_entries; i++)
-        if (s->entries[i].type == SNAP_FILE &&
-            (run->o->full ||
-             !unchanged(run, parent_entry(run, s->entries[i].path), &s->entries[i])))
-            run->progress.bytes_total += s->entries[i].size;
+    run->need_read = xcalloc(s->n_entries + 1, sizeof(bool));
     for (size_t i = 0; i < s->n_entries; i++) {
         struct snap_entry *e = &s->entries[i];
+        const struct snap_entry *old = parent_entry(run, e->path);
         if (e->type != SNAP_FILE)
             continue;
-        if (run->o->stop && atomic_load(run->o->stop))
-            return err_set(err, ERR_UNAVAILABLE, "the backup was stopped");
-        const struct snap_entry *old = parent_entry(run, e->path);
-        s->file_count++;
-        run->progress.files_done++;
-        if (!run->o->full && unchanged(run, old, e)) {
-            s->total_size += e->size;
-            e->n_chunks = old->n_chunks;
-            e->chunks = xmalloc((e->n_chunks ? e->n_chunks : 1) * 32);
-            memcpy(e->chunks, old->chunks, e->n_chunks * 32);
+        run->need_read[i] = run->o->full || !unchanged(run, old, e);
+        if (run->need_read[i]) {
+            run->progress.bytes_total += e->size;
             continue;
         }
-        char *abs = xasprintf("%s/%s", s->source, e->path);
-        run->progress.current = e->path;
-        int rc = read_file(run, abs, e, err);
-        free(abs);
-        if (rc != FERRY_OK)
-            return FERRY_ERR;
+        e->n_chunks = old->n_chunks;
+        e->chunks = xmalloc((e->n_chunks ? e->n_chunks : 1) * 32);
+        memcpy(e->chunks, old->chunks, e->n_chunks * 32);
+        run->progress.files_done++;
+    }
+    if (read_files(run, err) != FERRY_OK)
+        return FERRY_ERR;
+    for (size_t i = 0; i < s->n_entries; i++) {
+        const struct snap_entry *e = &s->entries[i];
+        if (e->type != SNAP_FILE)
+            continue;
+        s->file_count++;
         s->total_size += e->size;
-        if (!same_chunks(old, e))
+        if (run->need_read[i] && !same_chunks(parent_entry(run, e->path), e))
             snapshot_add_changed(s, e->path);
     }
-    run->progress.current = NULL;
     report(run, true);
     return FERRY_OK;
 }
@@ -344,6 +445,7 @@ int archive_create(struct repo *r, const struct archive_options *o, struct snaps
                    struct err *err)
 {
     struct run run = {.repo = r, .o = o, .snap = out};
+    pthread_mutex_init(&run.lock, NULL);
     struct snapshot *list = NULL;
     size_t n = 0;
     struct stat st;
@@ -363,7 +465,6 @@ int archive_create(struct repo *r, const struct archive_options *o, struct snaps
         walk(&run, source, "", 0, err) != FERRY_OK)
         goto out;
     run.writer = pack_writer_new(r->path, r->key, &run.ix);
-    run.buf = xmalloc(READ_BUF);
     if (store_files(&run, err) != FERRY_OK || pack_writer_flush(run.writer, err) != FERRY_OK)
         goto out;
     CRASH_AT("backup_create_before_snapshot"); /* chunks stored, no version yet */
@@ -373,7 +474,8 @@ out:
         snapshot_clear(out);
     pack_writer_free(run.writer);
     pack_index_cleanup(&run.ix);
-    free(run.buf);
+    free(run.need_read);
+    pthread_mutex_destroy(&run.lock);
     free(run.by_path);
     snapshot_list_free(list, n);
     repo_unlock(r);

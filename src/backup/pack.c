@@ -21,6 +21,7 @@
 #define ENTRY_LEN 53 /* hash 32, offset 8, stored 4, raw 4, flags 1 */
 #define ZSTD_LEVEL 3
 #define MAX_INDEX_FILE (256u * 1024 * 1024)
+#define SAMPLE_LEN (64u * 1024) /* compressibility is judged on this much first */
 
 /* --- the in-memory index --------------------------------------------------------------- */
 
@@ -311,6 +312,13 @@ int pack_list(const char *repo, char ***ids, size_t *n, struct err *err)
 
 /* --- writing --------------------------------------------------------------------------- */
 
+struct pack_sealer {
+    const uint8_t *key;
+    uint8_t *zbuf, *sbuf; /* compressed and sealed bytes of one chunk */
+    size_t zcap, scap;
+    ZSTD_CCtx *zctx;
+};
+
 struct pack_writer {
     const char *repo;
     const uint8_t *key;
@@ -320,10 +328,67 @@ struct pack_writer {
     uint64_t size;
     struct chunk_ref *entries; /* of the open pack */
     size_t n_entries, cap_entries;
-    uint8_t *zbuf, *sbuf; /* compressed and sealed bytes of one chunk */
-    size_t zcap, scap;
-    ZSTD_CCtx *zctx;
+    struct pack_sealer *sealer; /* for pack_writer_add */
 };
+
+static void grow(uint8_t **buf, size_t *cap, size_t need)
+{
+    if (*cap < need) {
+        *cap = need;
+        *buf = xrealloc(*buf, need);
+    }
+}
+
+struct pack_sealer *pack_sealer_new(const uint8_t *key)
+{
+    struct pack_sealer *s = xcalloc(1, sizeof(*s));
+    s->key = key;
+    s->zctx = ZSTD_createCCtx();
+    if (!s->zctx)
+        abort(); /* ferry.h: out of memory aborts */
+    ZSTD_CCtx_setParameter(s->zctx, ZSTD_c_compressionLevel, ZSTD_LEVEL);
+    return s;
+}
+
+void pack_sealer_free(struct pack_sealer *s)
+{
+    if (!s)
+        return;
+    free(s->zbuf);
+    free(s->sbuf);
+    ZSTD_freeCCtx(s->zctx);
+    free(s);
+}
+
+/* Whether zstd saves at least 1/32 of len bytes; *z holds the compressed length. */
+static bool compresses(struct pack_sealer *s, const uint8_t *data, size_t len, size_t *z)
+{
+    *z = ZSTD_compress2(s->zctx, s->zbuf, s->zcap, data, len);
+    return !ZSTD_isError(*z) && *z < len - len / 32;
+}
+
+void pack_sealer_seal(struct pack_sealer *s, const uint8_t hash[32], const uint8_t *data,
+                      size_t len, struct chunk_ref *ref, const uint8_t **stored)
+{
+    const uint8_t *body = data;
+    size_t body_len = len, z = 0;
+    memset(ref, 0, sizeof(*ref));
+    grow(&s->zbuf, &s->zcap, ZSTD_compressBound(len));
+    /* Keep the compressed form only where it helps: incompressible chunks (media,
+     * archives) are stored as they are and cost nothing to read back. A large chunk is
+     * judged on a sample first, so random bytes are not compressed in vain. */
+    bool worth = len < 2 * SAMPLE_LEN || compresses(s, data, SAMPLE_LEN, &z);
+    if (worth && compresses(s, data, len, &z)) {
+        body = s->zbuf;
+        body_len = z;
+        ref->flags |= PACK_FLAG_ZSTD;
+    }
+    grow(&s->sbuf, &s->scap, seal_stored_len(s->key, body_len));
+    memcpy(ref->hash, hash, 32);
+    ref->raw_len = (uint32_t)len;
+    ref->stored_len = (uint32_t)seal_encrypt(s->key, hash, 32, body, body_len, s->sbuf);
+    *stored = s->sbuf;
+}
 
 struct pack_writer *pack_writer_new(const char *repo, const uint8_t *key, struct pack_index *ix)
 {
@@ -332,10 +397,7 @@ struct pack_writer *pack_writer_new(const char *repo, const uint8_t *key, struct
     w->key = key;
     w->ix = ix;
     w->fd = -1;
-    w->zctx = ZSTD_createCCtx();
-    if (!w->zctx)
-        abort(); /* ferry.h: out of memory aborts */
-    ZSTD_CCtx_setParameter(w->zctx, ZSTD_c_compressionLevel, ZSTD_LEVEL);
+    w->sealer = pack_sealer_new(key);
     return w;
 }
 
@@ -346,9 +408,7 @@ void pack_writer_free(struct pack_writer *w)
     if (w->fd >= 0)
         close(w->fd);
     free(w->entries);
-    free(w->zbuf);
-    free(w->sbuf);
-    ZSTD_freeCCtx(w->zctx);
+    pack_sealer_free(w->sealer);
     free(w);
 }
 
@@ -376,14 +436,6 @@ out:
     return rc;
 }
 
-static void grow(uint8_t **buf, size_t *cap, size_t need)
-{
-    if (*cap < need) {
-        *cap = need;
-        *buf = xrealloc(*buf, need);
-    }
-}
-
 /* Appends one chunk's stored bytes to the open pack (opening one when none is). */
 static int append(struct pack_writer *w, struct chunk_ref *ref, const uint8_t *stored,
                   struct err *err)
@@ -408,24 +460,11 @@ static int append(struct pack_writer *w, struct chunk_ref *ref, const uint8_t *s
 int pack_writer_add(struct pack_writer *w, const uint8_t hash[32], const uint8_t *data, size_t len,
                     uint64_t *stored, struct err *err)
 {
-    struct chunk_ref ref = {0};
-    const uint8_t *body = data;
-    size_t body_len = len;
-    grow(&w->zbuf, &w->zcap, ZSTD_compressBound(len));
-    size_t z = ZSTD_compress2(w->zctx, w->zbuf, w->zcap, data, len);
-    /* Keep the compressed form only where it helps: incompressible chunks (media,
-     * archives) are stored as they are and cost nothing to read back. */
-    if (!ZSTD_isError(z) && z < len - len / 32) {
-        body = w->zbuf;
-        body_len = z;
-        ref.flags |= PACK_FLAG_ZSTD;
-    }
-    grow(&w->sbuf, &w->scap, seal_stored_len(w->key, body_len));
-    memcpy(ref.hash, hash, 32);
-    ref.raw_len = (uint32_t)len;
-    ref.stored_len = (uint32_t)seal_encrypt(w->key, hash, 32, body, body_len, w->sbuf);
+    struct chunk_ref ref;
+    const uint8_t *bytes = NULL;
+    pack_sealer_seal(w->sealer, hash, data, len, &ref, &bytes);
     *stored = ref.stored_len;
-    return append(w, &ref, w->sbuf, err);
+    return append(w, &ref, bytes, err);
 }
 
 int pack_writer_copy(struct pack_writer *w, const struct chunk_ref *ref, const uint8_t *stored,

@@ -64,6 +64,18 @@ int pack_index_write(const char *repo, const uint8_t *key, const char *pack_id,
 int pack_index_read(const char *repo, const uint8_t *key, const char *pack_id,
                     struct chunk_ref **refs, size_t *n, struct err *err);
 
+/* --- sealing: what a chunk becomes before it is appended ------------------------------- */
+struct pack_sealer;
+struct pack_sealer *pack_sealer_new(const uint8_t *key);
+void pack_sealer_free(struct pack_sealer *s);
+
+/* Turns one chunk (its hash already computed) into its stored bytes: compressed with zstd
+ * when that saves at least 1/32 (judged on a 64 KiB sample first for large chunks, so
+ * incompressible data costs little), then sealed. Fills ref (hash, lengths, flags) and
+ * points *stored into the sealer (valid until its next call). Sealers are per thread. */
+void pack_sealer_seal(struct pack_sealer *s, const uint8_t hash[32], const uint8_t *data,
+                      size_t len, struct chunk_ref *ref, const uint8_t **stored);
+
 /* --- writing -------------------------------------------------------------------------- */
 struct pack_writer;
 
@@ -75,7 +87,8 @@ struct pack_writer *pack_writer_new(const char *repo, const uint8_t *key, struct
 int pack_writer_add(struct pack_writer *w, const uint8_t hash[32], const uint8_t *data, size_t len,
                     uint64_t *stored, struct err *err);
 
-/* Copies a chunk's stored bytes as they are (prune's repacking: no re-encryption). */
+/* Appends a chunk's stored bytes as they are: a sealed chunk, or prune's copy of one from
+ * an old pack (no re-encryption). Not thread-safe: callers that share a writer lock. */
 int pack_writer_copy(struct pack_writer *w, const struct chunk_ref *ref, const uint8_t *stored,
                      struct err *err);
 

@@ -5,6 +5,7 @@
 #include <sodium.h>
 
 #include "backup/seal.h"
+#include "util/crypto.h"
 
 int seal_init(struct err *err)
 {
@@ -43,7 +44,9 @@ size_t seal_encrypt(const uint8_t *key, const void *ad, size_t ad_len, const voi
         return n;
     }
     unsigned long long clen = 0;
-    randombytes_buf(out, SEAL_NONCE_LEN);
+    /* OpenSSL's DRBG runs in user space; libsodium's randombytes makes a getrandom()
+     * system call per nonce, which costs more than sealing a small chunk. */
+    crypto_random(out, SEAL_NONCE_LEN);
     crypto_aead_xchacha20poly1305_ietf_encrypt(out + SEAL_NONCE_LEN, &clen, plain, n, ad, ad_len,
                                                NULL, out, key);
     return SEAL_NONCE_LEN + (size_t)clen;

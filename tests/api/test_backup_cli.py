@@ -14,6 +14,9 @@ from backup_trees import assert_same_tree, make_tree, write
 from conftest import run_ferry
 
 PASSWORD = {"FERRY_BACKUP_PASSWORD": "correct horse battery staple"}
+# Tests of what encryption does not change use plaintext repositories: each run on an
+# encrypted one derives its key with Argon2id (64 MiB), which costs more than the run.
+PLAIN = "--insecure-no-encryption"
 
 
 def backup(*args, env=None, ok=True, timeout=120):
@@ -57,7 +60,7 @@ def test_incremental_stores_only_what_changed(tmp_path):
     src, repo = str(tmp_path / "src"), str(tmp_path / "repo")
     for i in range(12):
         write(os.path.join(src, "f%02d.bin" % i), os.urandom(1024 * 1024 + i))
-    first = backup_json("create", repo, src)
+    first = backup_json("create", repo, src, PLAIN)
     shutil.copytree(src, str(tmp_path / "v1"), symlinks=True)
     size1 = repo_size(repo)
     # Insert a few bytes early in one file: only the chunks around them are new.
@@ -85,7 +88,7 @@ def test_point_in_time_picks_the_version_at_or_before(tmp_path):
     made = []
     for i in range(3):
         write(os.path.join(src, "state.txt"), b"state %d\n" % i)
-        made.append(backup_json("create", repo, src))
+        made.append(backup_json("create", repo, src, PLAIN))
     between = made[1]["createdAt"]  # exactly at v2: v2 is picked
     out = str(tmp_path / "out")
     got = backup_json("restore", repo, between, out)
@@ -190,7 +193,7 @@ def crash(args, point):
 def test_kill_during_create_loses_no_version(tmp_path, point):
     src, repo = str(tmp_path / "src"), str(tmp_path / "repo")
     write(os.path.join(src, "a.bin"), os.urandom(200 * 1024))
-    first = backup_json("create", repo, src)
+    first = backup_json("create", repo, src, PLAIN)
     v1 = str(tmp_path / "v1")
     shutil.copytree(src, v1)
     write(os.path.join(src, "b.bin"), os.urandom(300 * 1024))
@@ -217,7 +220,7 @@ def test_kill_during_prune_loses_no_kept_version(tmp_path, point):
     for i in range(3):
         write(os.path.join(src, "v.bin"), os.urandom(200 * 1024))
         write(os.path.join(src, "keep.txt"), b"kept %d\n" % i)
-        made.append(backup_json("create", repo, src))
+        made.append(backup_json("create", repo, src, PLAIN))
         copies.append(str(tmp_path / ("c%d" % i)))
         shutil.copytree(src, copies[-1])
     crash(["prune", repo, "--keep-last", "1"], point)
