@@ -67,14 +67,20 @@ static int by_name(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int list_dir(const char *abs, char ***names, size_t *n, struct err *err)
+/* The sorted names in folder abs; *dir_fd stays open for the *at() calls on them. */
+static int list_dir(const char *abs, char ***names, size_t *n, int *dir_fd, struct err *err)
 {
-    DIR *dir = opendir(abs);
+    *dir_fd = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int copy = *dir_fd < 0 ? -1 : dup(*dir_fd);
+    DIR *dir = copy < 0 ? NULL : fdopendir(copy);
     struct dirent *de;
     *names = NULL;
     *n = 0;
-    if (!dir)
+    if (!dir) {
+        if (copy >= 0)
+            close(copy);
         return err_set(err, ERR_INVALID, "cannot read the folder %s: %s", abs, strerror(errno));
+    }
     while ((de = readdir(dir))) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
             continue;
@@ -100,10 +106,12 @@ static void fill_entry(struct snap_entry *e, const struct stat *st)
 static int walk(struct run *run, const char *abs, const char *rel, int depth, struct err *err);
 
 /* Adds one directory entry (and, for a folder, what it holds). */
-static int walk_one(struct run *run, const char *abs, const char *rel, int depth, struct err *err)
+/* name lies in the folder dir_fd (relative calls: no path to resolve again each time). */
+static int walk_one(struct run *run, int dir_fd, const char *name, const char *abs, const char *rel,
+                    int depth, struct err *err)
 {
     struct stat st;
-    if (lstat(abs, &st) != 0)
+    if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
         return errno == ENOENT
                    ? FERRY_OK /* gone meanwhile */
                    : err_set(err, ERR_INVALID, "cannot read %s: %s", abs, strerror(errno));
@@ -119,7 +127,7 @@ static int walk_one(struct run *run, const char *abs, const char *rel, int depth
         run->progress.files_total++;
     } else if (S_ISLNK(st.st_mode)) {
         char target[PATH_MAX];
-        ssize_t n = readlink(abs, target, sizeof(target) - 1);
+        ssize_t n = readlinkat(dir_fd, name, target, sizeof(target) - 1);
         if (n < 0)
             return err_set(err, ERR_INVALID, "cannot read the link %s: %s", abs, strerror(errno));
         target[n] = 0;
@@ -136,15 +144,15 @@ static int walk(struct run *run, const char *abs, const char *rel, int depth, st
 {
     char **names = NULL;
     size_t n = 0;
-    int rc = FERRY_ERR;
+    int rc = FERRY_ERR, dir_fd = -1;
     if (depth > MAX_DEPTH)
         return err_set(err, ERR_INVALID, "%s is nested deeper than %d folders", abs, MAX_DEPTH);
-    if (list_dir(abs, &names, &n, err) != FERRY_OK)
-        return FERRY_ERR;
+    if (list_dir(abs, &names, &n, &dir_fd, err) != FERRY_OK)
+        goto out;
     for (size_t i = 0; i < n; i++) {
         char *child_abs = xasprintf("%s/%s", abs, names[i]);
         char *child_rel = *rel ? xasprintf("%s/%s", rel, names[i]) : xstrdup(names[i]);
-        int one = walk_one(run, child_abs, child_rel, depth, err);
+        int one = walk_one(run, dir_fd, names[i], child_abs, child_rel, depth, err);
         free(child_abs);
         free(child_rel);
         if (one != FERRY_OK)
@@ -152,6 +160,8 @@ static int walk(struct run *run, const char *abs, const char *rel, int depth, st
     }
     rc = FERRY_OK;
 out:
+    if (dir_fd >= 0)
+        close(dir_fd);
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);

@@ -3,6 +3,7 @@
  * place is removed), so no write can follow a link out of the target. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,17 +17,30 @@
 #include "util/timeutil.h"
 
 #define PROGRESS_EVERY_US 200000
+#define MAX_THREADS 8
 #define HOLE_BLOCK 65536 /* zeros this long (aligned) become a hole */
 
 struct run {
     struct repo *repo;
     const struct restore_options *o;
+    const struct snapshot *snap;
+    const char *target;
     struct pack_index ix;
-    struct pack_reader *reader;
+    bool as_root;
+    /* The writing threads share what is below, under lock. */
+    pthread_mutex_t lock;
+    size_t next;
+    bool failed;
+    struct err first_err;
     struct restore_result *res;
     struct repo_progress progress;
     int64_t last_report_us;
-    bool as_root;
+};
+
+/* What one writing thread owns. */
+struct writer {
+    struct run *run;
+    struct pack_reader *reader;
 };
 
 void restore_result_cleanup(struct restore_result *res)
@@ -95,41 +109,52 @@ static int write_sparse(int fd, const uint8_t *data, size_t len, struct err *err
 
 static void damaged(struct run *run, const char *path, const char *why)
 {
+    pthread_mutex_lock(&run->lock);
     json_array_append_new(run->res->damaged, json_pack("{s:s, s:s}", "path", path, "error", why));
+    pthread_mutex_unlock(&run->lock);
+}
+
+static void add_progress(struct run *run, uint64_t bytes, const char *current)
+{
+    pthread_mutex_lock(&run->lock);
+    run->progress.bytes_done += bytes;
+    run->progress.current = current;
+    report(run, false);
+    pthread_mutex_unlock(&run->lock);
 }
 
 /* Writes one file's chunks; a damaged chunk makes it a damaged file (not an error). */
-static int write_chunks(struct run *run, int fd, const struct snap_entry *e, struct err *err)
+static int write_chunks(struct writer *w, int fd, const struct snap_entry *e, struct err *err)
 {
+    struct run *run = w->run;
     for (size_t c = 0; c < e->n_chunks; c++) {
         const struct chunk_ref *ref = pack_index_find(&run->ix, e->chunks[c]);
         const uint8_t *data = NULL;
         struct err chunk_err = {0};
-        if (!ref || pack_reader_chunk(run->reader, ref, &data, &chunk_err) != FERRY_OK) {
+        if (!ref || pack_reader_chunk(w->reader, ref, &data, &chunk_err) != FERRY_OK) {
             damaged(run, e->path, ref ? chunk_err.msg : "a chunk is missing from the repository");
             return FERRY_OK;
         }
         if (write_sparse(fd, data, ref->raw_len, err) != FERRY_OK)
             return FERRY_ERR;
-        run->progress.bytes_done += ref->raw_len;
-        report(run, false);
+        add_progress(run, ref->raw_len, e->path);
     }
     if (ftruncate(fd, (off_t)e->size) != 0)
         return err_set(err, ERR_INTERNAL, "cannot size %s: %s", e->path, strerror(errno));
     return FERRY_OK;
 }
 
-static int restore_file(struct run *run, const char *abs, const struct snap_entry *e,
+static int restore_file(struct writer *w, const char *abs, const struct snap_entry *e,
                         struct err *err)
 {
+    struct run *run = w->run;
     if (make_room(abs, false, err) != FERRY_OK)
         return FERRY_ERR;
     int fd = open(abs, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
     int rc = FERRY_ERR;
     if (fd < 0)
         return err_set(err, ERR_INTERNAL, "cannot create %s: %s", abs, strerror(errno));
-    run->progress.current = e->path;
-    if (write_chunks(run, fd, e, err) != FERRY_OK)
+    if (write_chunks(w, fd, e, err) != FERRY_OK)
         goto out;
     if (run->as_root && fchown(fd, e->uid, e->gid) != 0)
         (void)0; /* owners where permitted: a foreign uid may not exist here */
@@ -138,9 +163,11 @@ static int restore_file(struct run *run, const char *abs, const struct snap_entr
         err_set(err, ERR_INTERNAL, "cannot set the mode or time of %s: %s", abs, strerror(errno));
         goto out;
     }
+    pthread_mutex_lock(&run->lock);
     run->res->files++;
     run->res->bytes += e->size;
     run->progress.files_done++;
+    pthread_mutex_unlock(&run->lock);
     rc = FERRY_OK;
 out:
     close(fd);
@@ -187,22 +214,93 @@ static void finish_dirs(struct run *run, const char *target, const struct snapsh
     }
 }
 
+static bool stopped(const struct run *run)
+{
+    return run->o->stop && atomic_load(run->o->stop);
+}
+
+/* Takes the next file to write, or -1 when none is left (or the run failed or stops). */
+static long take(struct run *run)
+{
+    long i = -1;
+    pthread_mutex_lock(&run->lock);
+    while (run->next < run->snap->n_entries && run->snap->entries[run->next].type != SNAP_FILE)
+        run->next++;
+    if (run->next < run->snap->n_entries && !run->failed && !stopped(run))
+        i = (long)run->next++;
+    pthread_mutex_unlock(&run->lock);
+    return i;
+}
+
+static void *writing_thread(void *arg)
+{
+    struct writer *w = arg;
+    struct run *run = w->run;
+    for (long i; (i = take(run)) >= 0;) {
+        struct err err = {0};
+        char *abs = xasprintf("%s/%s", run->target, run->snap->entries[i].path);
+        int rc = restore_file(w, abs, &run->snap->entries[i], &err);
+        free(abs);
+        pthread_mutex_lock(&run->lock);
+        if (rc != FERRY_OK && !run->failed) {
+            run->failed = true;
+            run->first_err = err;
+        }
+        pthread_mutex_unlock(&run->lock);
+    }
+    return NULL;
+}
+
+/* Writes the files on a few threads (reading packs, decrypting, decompressing, hashing
+ * and writing overlap, and the cores share the work). */
+static int restore_files(struct run *run, struct err *err)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int n = cores < 1 ? 2 : cores + 1 > MAX_THREADS ? MAX_THREADS : (int)cores + 1, started = 0;
+    pthread_t threads[MAX_THREADS];
+    struct writer writers[MAX_THREADS];
+    for (int t = 0; t < n; t++) {
+        writers[t] =
+            (struct writer){run, pack_reader_new(run->repo->path, run->repo->key, &run->ix)};
+        if (pthread_create(&threads[t], NULL, writing_thread, &writers[t]) == 0)
+            started++;
+        else
+            writing_thread(&writers[t]); /* no thread to be had: write here */
+    }
+    for (int t = 0; t < started; t++)
+        pthread_join(threads[t], NULL);
+    for (int t = 0; t < n; t++)
+        pack_reader_free(writers[t].reader);
+    if (run->failed)
+        return err_set(err, run->first_err.code, "%s", run->first_err.msg);
+    return stopped(run) ? err_set(err, ERR_UNAVAILABLE, "the restore was stopped") : FERRY_OK;
+}
+
+/* Folders first (so every file's folder exists), then files, then symlinks (so none is
+ * there to be followed while files are written), then the folders' modes and times. */
 static int restore_entries(struct run *run, const char *target, const struct snapshot *s,
                            struct err *err)
 {
-    for (size_t i = 0; i < s->n_entries; i++) {
-        const struct snap_entry *e = &s->entries[i];
-        if (run->o->stop && atomic_load(run->o->stop))
-            return err_set(err, ERR_UNAVAILABLE, "the restore was stopped");
-        char *abs = xasprintf("%s/%s", target, e->path);
-        int rc = e->type == SNAP_DIR    ? restore_dir(abs, err)
-                 : e->type == SNAP_FILE ? restore_file(run, abs, e, err)
-                                        : restore_symlink(run, abs, e, err);
-        free(abs);
-        if (rc != FERRY_OK)
-            return FERRY_ERR;
-        run->res->entries++;
+    for (int pass = 0; pass < 3; pass++) {
+        if (pass == 1) {
+            if (restore_files(run, err) != FERRY_OK)
+                return FERRY_ERR;
+            continue;
+        }
+        for (size_t i = 0; i < s->n_entries; i++) {
+            const struct snap_entry *e = &s->entries[i];
+            if (e->type != (pass == 0 ? SNAP_DIR : SNAP_SYMLINK))
+                continue;
+            if (stopped(run))
+                return err_set(err, ERR_UNAVAILABLE, "the restore was stopped");
+            char *abs = xasprintf("%s/%s", target, e->path);
+            int rc = pass == 0 ? restore_dir(abs, err) : restore_symlink(run, abs, e, err);
+            free(abs);
+            if (rc != FERRY_OK)
+                return FERRY_ERR;
+        }
     }
+    run->res->entries = s->n_entries;
     finish_dirs(run, target, s);
     return FERRY_OK;
 }
@@ -220,6 +318,7 @@ int restore_run(struct repo *r, const struct restore_options *o, struct restore_
                 struct err *err)
 {
     struct run run = {.repo = r, .o = o, .res = res, .as_root = geteuid() == 0};
+    pthread_mutex_init(&run.lock, NULL);
     struct snapshot s = {0};
     char *target = NULL;
     int rc = FERRY_ERR;
@@ -240,15 +339,16 @@ int restore_run(struct repo *r, const struct restore_options *o, struct restore_
             run.progress.bytes_total += s.entries[i].size;
             run.progress.files_total++;
         }
-    run.reader = pack_reader_new(r->path, r->key, &run.ix);
+    run.snap = &s;
+    run.target = target;
     if (restore_entries(&run, target, &s, err) != FERRY_OK)
         goto out;
     run.progress.current = NULL;
     report(&run, true);
     rc = json_array_size(res->damaged) ? damage_error(res, err) : FERRY_OK;
 out:
-    pack_reader_free(run.reader);
     pack_index_cleanup(&run.ix);
+    pthread_mutex_destroy(&run.lock);
     snapshot_clear(&s);
     free(target);
     repo_unlock(r);
