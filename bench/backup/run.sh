@@ -64,7 +64,7 @@ T[borg_init]=$(timed borg-init borg create --compression zstd,3 "$WORK/repo-borg
 for t in ferry restic borg; do T[${t}_size]=$(size "$WORK/repo-$t"); done
 
 log "changing 1% of the files"
-python3 "$HERE/make_tree.py" "$SRC" "$FILES" --change 1 --round 1
+python3 "$HERE/make_tree.py" "$SRC" "$FILES" --change 1 --round "${ROUND:-$(date +%s)}"
 sync
 log "incremental backups"
 T[ferry_incr]=$(timed ferry-incr "$FERRY" backup create "$WORK/repo-ferry" "$SRC" --no-progress)

@@ -23,13 +23,13 @@
 #define READ_BUF (2 * CHUNKER_MAX)
 #define PROGRESS_EVERY_US 200000
 #define MAX_DEPTH 512
-#define MAX_THREADS 8
 
 struct run {
     struct repo *repo;
     const struct archive_options *o;
     struct snapshot *snap;
-    const struct snapshot *parent;     /* NULL for a full read */
+    const struct snapshot *parent;     /* the folder's previous version, or NULL */
+    struct snapshot parent_snap;       /* its whole manifest */
     const struct snap_entry **by_path; /* parent's entries sorted by path */
     struct pack_index ix;
     struct pack_writer *writer;
@@ -345,20 +345,11 @@ static void *reading_thread(void *arg)
  * encrypting overlap, and the cores share the work. */
 static int read_files(struct run *run, struct err *err)
 {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    int n = cores < 1 ? 2 : cores + 1 > MAX_THREADS ? MAX_THREADS : (int)cores + 1;
-    pthread_t threads[MAX_THREADS];
-    struct reader readers[MAX_THREADS];
-    int started = 0;
-    for (int t = 0; t < n; t++) {
+    int n = repo_threads();
+    struct reader readers[REPO_MAX_THREADS];
+    for (int t = 0; t < n; t++)
         readers[t] = (struct reader){run, pack_sealer_new(run->repo->key), xmalloc(READ_BUF)};
-        if (pthread_create(&threads[t], NULL, reading_thread, &readers[t]) == 0)
-            started++;
-        else
-            reading_thread(&readers[t]); /* no thread to be had: read here */
-    }
-    for (int t = 0; t < started; t++)
-        pthread_join(threads[t], NULL);
+    repo_parallel(reading_thread, readers, sizeof(readers[0]), n);
     for (int t = 0; t < n; t++) {
         pack_sealer_free(readers[t].sealer);
         free(readers[t].buf);
@@ -429,8 +420,12 @@ static int prepare(struct run *run, const char *source, struct snapshot *list, s
 {
     struct snapshot *s = run->snap;
     struct stat st;
-    run->parent = find_parent(list, n, source);
-    if (run->parent) {
+    const struct snapshot *previous = find_parent(list, n, source);
+    if (previous) {
+        if (snapshot_load(run->repo->path, run->repo->key, previous->id, &run->parent_snap, err) !=
+            FERRY_OK)
+            return FERRY_ERR;
+        run->parent = &run->parent_snap;
         run->by_path = xmalloc((run->parent->n_entries + 1) * sizeof(*run->by_path));
         for (size_t i = 0; i < run->parent->n_entries; i++)
             run->by_path[i] = &run->parent->entries[i];
@@ -485,6 +480,7 @@ out:
     pack_writer_free(run.writer);
     pack_index_cleanup(&run.ix);
     free(run.need_read);
+    snapshot_clear(&run.parent_snap);
     pthread_mutex_destroy(&run.lock);
     free(run.by_path);
     snapshot_list_free(list, n);

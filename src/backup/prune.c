@@ -59,18 +59,30 @@ static void decide(const struct prune_policy *p, const struct snapshot *list, si
     }
 }
 
+/* Adds every chunk of a kept version to used. */
+static int mark_used(struct repo *r, const char *id, struct pack_index *used, struct err *err)
+{
+    struct snapshot s;
+    if (snapshot_load(r->path, r->key, id, &s, err) != FERRY_OK)
+        return FERRY_ERR;
+    for (size_t e = 0; e < s.n_entries; e++)
+        for (size_t c = 0; c < s.entries[e].n_chunks; c++) {
+            struct chunk_ref ref = {0};
+            memcpy(ref.hash, s.entries[e].chunks[c], 32);
+            pack_index_add(used, "used", &ref);
+        }
+    snapshot_clear(&s);
+    return FERRY_OK;
+}
+
 static int forget(struct repo *r, const struct snapshot *list, size_t n, const bool *keep,
                   struct prune_result *res, struct pack_index *used, struct err *err)
 {
     for (size_t i = 0; i < n; i++) {
         if (keep[i]) {
             res->kept++;
-            for (size_t e = 0; e < list[i].n_entries; e++)
-                for (size_t c = 0; c < list[i].entries[e].n_chunks; c++) {
-                    struct chunk_ref ref = {0};
-                    memcpy(ref.hash, list[i].entries[e].chunks[c], 32);
-                    pack_index_add(used, "used", &ref);
-                }
+            if (mark_used(r, list[i].id, used, err) != FERRY_OK)
+                return FERRY_ERR;
             continue;
         }
         if (snapshot_remove(r->path, list[i].id, err) != FERRY_OK)

@@ -2,6 +2,7 @@
  * plaintext JSON: nothing in it is secret (the master key in it is wrapped). */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,4 +258,27 @@ int repo_read_password_file(const char *path, char **out, struct err *err)
     }
     *out = (char *)text;
     return FERRY_OK;
+}
+
+int repo_threads(void)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1)
+        return 2;
+    return cores + 1 > REPO_MAX_THREADS ? REPO_MAX_THREADS : (int)cores + 1;
+}
+
+void repo_parallel(void *(*fn)(void *), void *ctxs, size_t ctx_size, int n)
+{
+    pthread_t threads[REPO_MAX_THREADS];
+    bool started[REPO_MAX_THREADS];
+    for (int t = 0; t < n; t++) {
+        void *ctx = (char *)ctxs + (size_t)t * ctx_size;
+        started[t] = pthread_create(&threads[t], NULL, fn, ctx) == 0;
+        if (!started[t])
+            fn(ctx);
+    }
+    for (int t = 0; t < n; t++)
+        if (started[t])
+            pthread_join(threads[t], NULL);
 }

@@ -42,6 +42,15 @@ void repo_close(struct repo *r);
 int repo_lock(struct repo *r, bool exclusive, int wait_ms, struct err *err);
 void repo_unlock(struct repo *r);
 
+/* How many threads a run on one repository uses (one more than the cores, so reading
+ * and writing overlap with the work; at most REPO_MAX_THREADS). */
+#define REPO_MAX_THREADS 8
+int repo_threads(void);
+
+/* Runs fn on each of the n contexts of ctxs (ctx_size bytes apart, n <= REPO_MAX_THREADS),
+ * each on its own thread (in this one when no thread can be had), and waits for all. */
+void repo_parallel(void *(*fn)(void *), void *ctxs, size_t ctx_size, int n);
+
 /* Re-wraps the master key with a new password (nothing else changes). */
 int repo_change_password(struct repo *r, const char *new_password, struct err *err);
 

@@ -17,7 +17,6 @@
 #include "util/timeutil.h"
 
 #define PROGRESS_EVERY_US 200000
-#define MAX_THREADS 8
 #define HOLE_BLOCK 65536 /* zeros this long (aligned) become a hole */
 
 struct run {
@@ -255,20 +254,12 @@ static void *writing_thread(void *arg)
  * and writing overlap, and the cores share the work). */
 static int restore_files(struct run *run, struct err *err)
 {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    int n = cores < 1 ? 2 : cores + 1 > MAX_THREADS ? MAX_THREADS : (int)cores + 1, started = 0;
-    pthread_t threads[MAX_THREADS];
-    struct writer writers[MAX_THREADS];
-    for (int t = 0; t < n; t++) {
+    int n = repo_threads();
+    struct writer writers[REPO_MAX_THREADS];
+    for (int t = 0; t < n; t++)
         writers[t] =
             (struct writer){run, pack_reader_new(run->repo->path, run->repo->key, &run->ix)};
-        if (pthread_create(&threads[t], NULL, writing_thread, &writers[t]) == 0)
-            started++;
-        else
-            writing_thread(&writers[t]); /* no thread to be had: write here */
-    }
-    for (int t = 0; t < started; t++)
-        pthread_join(threads[t], NULL);
+    repo_parallel(writing_thread, writers, sizeof(writers[0]), n);
     for (int t = 0; t < n; t++)
         pack_reader_free(writers[t].reader);
     if (run->failed)

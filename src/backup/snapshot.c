@@ -13,10 +13,12 @@
 #include "backup/pack.h"
 #include "backup/seal.h"
 #include "backup/snapshot.h"
+#include "util/buf.h"
 #include "util/path.h"
 #include "util/timeutil.h"
 
 #define SNAPSHOT_FORMAT 1
+#define SNAPSHOT_MAGIC "FERRYSN1"
 #define MAX_SNAPSHOT_FILE (1024u * 1024 * 1024)
 
 static const char *const type_names[] = {"file", "dir", "symlink"};
@@ -122,24 +124,60 @@ static json_t *snapshot_json(const struct snapshot *s)
     return j;
 }
 
-int snapshot_save(const char *repo, const uint8_t *key, const struct snapshot *s, struct err *err)
+/* Seals text (zstd-compressed first with compress) under ad "WHAT:ID", appended to out. */
+static void seal_part(struct buf *out, const uint8_t *key, const char *what, const char *id,
+                      const char *text, bool compress)
 {
-    json_t *j = snapshot_json(s);
-    char *text = json_dumps(j, JSON_COMPACT);
     size_t len = strlen(text), zcap = ZSTD_compressBound(len);
     uint8_t *z = xmalloc(zcap);
-    size_t zlen = ZSTD_compress(z, zcap, text, len, 3);
+    size_t zlen = len;
+    if (compress)
+        zlen = ZSTD_compress(z, zcap, text, len, 3);
+    else
+        memcpy(z, text, len);
     uint8_t *sealed = xmalloc(seal_stored_len(key, zlen));
     char ad[64];
-    snprintf(ad, sizeof(ad), "snapshot:%s", s->id);
+    snprintf(ad, sizeof(ad), "%s:%s", what, id);
     size_t sealed_len = seal_encrypt(key, ad, strlen(ad), z, zlen, sealed);
-    char *path = xasprintf("%s/snapshots/%s.snap", repo, s->id);
-    int rc = fsio_write_atomic(path, sealed, sealed_len, err);
-    free(path);
+    buf_append(out, sealed, sealed_len);
     free(sealed);
     free(z);
-    free(text);
-    json_decref(j);
+}
+
+/* The manifest's first part: the summary alone, so listing versions reads no entries. */
+static json_t *header_json(const struct snapshot *s)
+{
+    json_t *j = snapshot_summary_json(s);
+    json_object_set_new(j, "format", json_integer(SNAPSHOT_FORMAT));
+    json_object_set_new(j, "createdMs", json_integer(s->created_ms));
+    json_object_set_new(j, "parent", s->parent ? json_string(s->parent) : json_null());
+    return j;
+}
+
+int snapshot_save(const char *repo, const uint8_t *key, const struct snapshot *s, struct err *err)
+{
+    json_t *header = header_json(s), *full = snapshot_json(s);
+    char *header_text = json_dumps(header, JSON_COMPACT),
+         *full_text = json_dumps(full, JSON_COMPACT);
+    struct buf file, part;
+    buf_init(&file);
+    buf_init(&part);
+    seal_part(&part, key, "snapshot-header", s->id, header_text, false);
+    uint8_t len[4] = {(uint8_t)part.len, (uint8_t)(part.len >> 8), (uint8_t)(part.len >> 16),
+                      (uint8_t)(part.len >> 24)};
+    buf_append(&file, SNAPSHOT_MAGIC, 8);
+    buf_append(&file, len, 4);
+    buf_append(&file, part.data, part.len);
+    seal_part(&file, key, "snapshot", s->id, full_text, true);
+    char *path = xasprintf("%s/snapshots/%s.snap", repo, s->id);
+    int rc = fsio_write_atomic(path, file.data, file.len, err);
+    free(path);
+    buf_cleanup(&file);
+    buf_cleanup(&part);
+    free(header_text);
+    free(full_text);
+    json_decref(header);
+    json_decref(full);
     return rc;
 }
 
@@ -185,7 +223,7 @@ static int entry_parse(json_t *j, struct snap_entry *e)
     return FERRY_OK;
 }
 
-static int snapshot_parse(json_t *j, struct snapshot *s)
+static int snapshot_parse(json_t *j, bool full, struct snapshot *s)
 {
     const char *id = json_string_value(json_object_get(j, "versionId"));
     const char *desc = json_string_value(json_object_get(j, "description"));
@@ -194,7 +232,7 @@ static int snapshot_parse(json_t *j, struct snapshot *s)
     json_t *cursor = json_object_get(j, "feedCursor"),
            *changed = json_object_get(j, "changedFiles");
     json_t *entries = json_object_get(j, "entries");
-    if (!id || !snapshot_id_valid(id) || !json_is_array(entries))
+    if (!id || !snapshot_id_valid(id) || (full && !json_is_array(entries)))
         return FERRY_ERR;
     snprintf(s->id, sizeof(s->id), "%s", id);
     s->created_ms = json_integer_value(json_object_get(j, "createdMs"));
@@ -215,34 +253,55 @@ static int snapshot_parse(json_t *j, struct snapshot *s)
     return FERRY_OK;
 }
 
-/* Decrypts and decompresses a snapshot file's bytes into JSON. */
-static json_t *unseal(const char *id, const uint8_t *key, const uint8_t *sealed, size_t len)
+/* Decrypts (and with compressed, decompresses) one sealed part into JSON. */
+static json_t *unseal(const char *what, const char *id, const uint8_t *key, const uint8_t *sealed,
+                      size_t len, bool compressed)
 {
     json_t *j = NULL;
     char ad[64];
     uint8_t *z = xmalloc(len + 1), *text = NULL;
-    snprintf(ad, sizeof(ad), "snapshot:%s", id);
+    snprintf(ad, sizeof(ad), "%s:%s", what, id);
     long zlen = seal_decrypt(key, ad, strlen(ad), sealed, len, z);
-    unsigned long long text_len = zlen > 0 ? ZSTD_getFrameContentSize(z, (size_t)zlen) : 0;
-    if (zlen <= 0 || text_len == ZSTD_CONTENTSIZE_ERROR || text_len == ZSTD_CONTENTSIZE_UNKNOWN ||
+    if (zlen <= 0)
+        goto out;
+    if (!compressed) {
+        j = json_loadb((const char *)z, (size_t)zlen, 0, NULL);
+        goto out;
+    }
+    unsigned long long text_len = ZSTD_getFrameContentSize(z, (size_t)zlen);
+    if (text_len == ZSTD_CONTENTSIZE_ERROR || text_len == ZSTD_CONTENTSIZE_UNKNOWN ||
         text_len > MAX_SNAPSHOT_FILE * 8ULL)
         goto out;
     text = xmalloc((size_t)text_len + 1);
     size_t got = ZSTD_decompress(text, (size_t)text_len, z, (size_t)zlen);
-    if (ZSTD_isError(got) || got != text_len)
-        goto out;
-    j = json_loadb((const char *)text, got, 0, NULL);
+    if (!ZSTD_isError(got) && got == text_len)
+        j = json_loadb((const char *)text, got, 0, NULL);
 out:
     free(z);
     free(text);
     return j;
 }
 
-int snapshot_load(const char *repo, const uint8_t *key, const char *id, struct snapshot *s,
-                  struct err *err)
+/* The file's header part or its whole manifest, as JSON; NULL when damaged. */
+static json_t *read_part(const char *id, const uint8_t *key, const uint8_t *file, size_t len,
+                         bool full)
+{
+    if (len < 12 || memcmp(file, SNAPSHOT_MAGIC, 8) != 0)
+        return NULL;
+    size_t header_len =
+        (size_t)file[8] | (size_t)file[9] << 8 | (size_t)file[10] << 16 | (size_t)file[11] << 24;
+    if (header_len > len - 12)
+        return NULL;
+    if (!full)
+        return unseal("snapshot-header", id, key, file + 12, header_len, false);
+    return unseal("snapshot", id, key, file + 12 + header_len, len - 12 - header_len, true);
+}
+
+static int load(const char *repo, const uint8_t *key, const char *id, bool full, struct snapshot *s,
+                struct err *err)
 {
     int rc = FERRY_ERR;
-    uint8_t *sealed = NULL;
+    uint8_t *file = NULL;
     size_t len = 0;
     json_t *j = NULL;
     char *path = NULL;
@@ -250,13 +309,13 @@ int snapshot_load(const char *repo, const uint8_t *key, const char *id, struct s
     if (!snapshot_id_valid(id))
         return err_set(err, ERR_NOT_FOUND, "no backup version %s", id);
     path = xasprintf("%s/snapshots/%s.snap", repo, id);
-    if (fsio_read_all(path, MAX_SNAPSHOT_FILE, &sealed, &len, err) != FERRY_OK) {
+    if (fsio_read_all(path, MAX_SNAPSHOT_FILE, &file, &len, err) != FERRY_OK) {
         if (err && err->code == ERR_NOT_FOUND)
             err_set(err, ERR_NOT_FOUND, "no backup version %s", id);
         goto out;
     }
-    j = unseal(id, key, sealed, len);
-    if (!j || snapshot_parse(j, s) != FERRY_OK || strcmp(s->id, id)) {
+    j = read_part(id, key, file, len, full);
+    if (!j || snapshot_parse(j, full, s) != FERRY_OK || strcmp(s->id, id)) {
         snapshot_clear(s);
         err_set(err, ERR_INTERNAL, "the manifest of version %s is damaged", id);
         goto out;
@@ -264,9 +323,15 @@ int snapshot_load(const char *repo, const uint8_t *key, const char *id, struct s
     rc = FERRY_OK;
 out:
     json_decref(j);
-    free(sealed);
+    free(file);
     free(path);
     return rc;
+}
+
+int snapshot_load(const char *repo, const uint8_t *key, const char *id, struct snapshot *s,
+                  struct err *err)
+{
+    return load(repo, key, id, true, s, err);
 }
 
 static int by_time(const void *a, const void *b)
@@ -304,7 +369,7 @@ int snapshot_list(const char *repo, const uint8_t *key, struct snapshot **list, 
         char id[37];
         snprintf(id, sizeof(id), "%.36s", de->d_name);
         *list = xrealloc(*list, (*n + 1) * sizeof(**list));
-        if (snapshot_load(repo, key, id, &(*list)[*n], err) != FERRY_OK)
+        if (load(repo, key, id, false, &(*list)[*n], err) != FERRY_OK)
             goto out;
         (*n)++;
     }

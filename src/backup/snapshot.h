@@ -61,8 +61,9 @@ int snapshot_save(const char *repo, const uint8_t *key, const struct snapshot *s
 int snapshot_load(const char *repo, const uint8_t *key, const char *id, struct snapshot *s,
                   struct err *err);
 
-/* Reads every version, oldest first (*list malloc'd, free with snapshot_list_free). A
- * version that cannot be read is an error naming it. */
+/* Reads every version's summary (no entries, no changedFiles), oldest first (*list
+ * malloc'd, free with snapshot_list_free). A version that cannot be read is an error
+ * naming it. */
 int snapshot_list(const char *repo, const uint8_t *key, struct snapshot **list, size_t *n,
                   struct err *err);
 void snapshot_list_free(struct snapshot *list, size_t n);
