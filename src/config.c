@@ -94,6 +94,10 @@ static const struct option_def options[] = {
     OPT("shared-folder", "FERRY_SHARED_FOLDERS", OPT_CSV, shared_folders, NULL,
         "file path prefix whose files every user sees and writes (repeatable; env: "
         "comma-separated); other files are private to their user"),
+    OPT("backup-root", "FERRY_BACKUP_ROOTS", OPT_LIST, backup_roots, NULL,
+        "folder that backup repositories may lie in (repeatable; env: colon-separated)"),
+    OPT("backup-password-file", "FERRY_BACKUP_PASSWORD_FILE", OPT_STR, backup_password_file, NULL,
+        "file holding the backup repositories' password (else FERRY_BACKUP_PASSWORD)"),
     OPT("max-upload", "FERRY_MAX_UPLOAD", OPT_SIZE, max_upload, "10G",
         "largest file an upload may create"),
     OPT("max-chunk-size", "FERRY_MAX_CHUNK_SIZE", OPT_SIZE, max_chunk_size, "64M",

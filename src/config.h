@@ -46,6 +46,8 @@ struct config {
     bool legacy_auth;              /* cloud-sync-api endpoints need a token */
     char *file_roots;              /* colon-separated folders directory sync may name */
     char *shared_folders;          /* comma-separated file paths every user shares */
+    char *backup_roots;            /* colon-separated folders backups may use (repositories) */
+    char *backup_password_file;    /* the password of backup repositories; NULL: none */
     long long max_upload;          /* bytes */
     long long max_chunk_size;
     long long upload_expiry; /* seconds */

@@ -16,5 +16,6 @@ extern const struct route_table api_site_admin_routes;
 extern const struct route_table api_merge_routes;
 extern const struct route_table api_cloud_routes;
 extern const struct route_table api_dbsync_routes;
+extern const struct route_table api_backup_routes;
 
 #endif

@@ -469,7 +469,8 @@ static int load_job(struct request *req, struct job *j, struct err *err)
     bool found = false;
     if (jobs_get(req->db, http_param(req, "id"), j, &found, err) != FERRY_OK)
         return FERRY_ERR;
-    if (!found || strcmp(j->kind, "dirsync") != 0 || !auth_owns(req, j->user_id))
+    if (!found || (strcmp(j->kind, "dirsync") && strcmp(j->kind, "backup")) ||
+        !auth_owns(req, j->user_id))
         return err_set(err, ERR_NOT_FOUND, "no such session");
     return FERRY_OK;
 }

@@ -14,6 +14,7 @@
 
 #include "api/routes.h"
 #include "api/dbsync.h"
+#include "api/backup.h"
 #include "api/dirsync.h"
 #include "api/files.h"
 #include "app.h"
@@ -258,7 +259,7 @@ static int open_files(struct app *app, struct err *err)
 static int start_jobs(struct app *app, struct err *err)
 {
     struct job_kind kinds[] = {apidirsync_job_kind(app), siteimport_job_kind(&app->site_env),
-                               apidbsync_job_kind(app)};
+                               apidbsync_job_kind(app), apibackup_job_kind(app)};
     return jobs_worker_start(app->store, kinds, 3, &app->jobs, err);
 }
 

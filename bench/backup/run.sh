@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# bench/backup: ferry backup vs restic and borg on one tree, in one run: the initial
+# backup's time, the repository's size, an incremental backup after 1% of the files
+# changed, and a full restore. Every tool encrypts (ferry: XChaCha20-Poly1305, restic:
+# AES-256, borg: repokey-blake2) and compresses with zstd level 3 (restic: auto). The
+# tree is bench/files' layout at backup scale: FILES files (default 20,000, ~2 GB), half
+# random bytes, half text (make_tree.py). Prints a table and the ratios ferry/peer.
+# Not run by CI.
+#   bench/backup/setup.sh      # once: restic, borgbackup
+#   bench/backup/run.sh        # builds ferry (make build), then runs (~10 minutes)
+#   FILES=2000 KEEP=1 WORK=/var/tmp/bb bench/backup/run.sh
+set -euo pipefail
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+FILES=${FILES:-20000}
+KEEP=${KEEP:-0}
+FERRY="$REPO/build/ferry"
+WORK=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench-backup.XXXXXX")}
+
+log() { printf '== %s\n' "$*" >&2; }
+fail() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
+cleanup() { if [ "$KEEP" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi; }
+trap cleanup EXIT INT TERM
+
+for tool in restic borg python3; do
+  command -v "$tool" >/dev/null || fail "$tool is missing (bench/backup/setup.sh)"
+done
+log "building ferry"
+make -C "$REPO" build >/dev/null
+
+SRC="$WORK/src"
+if [ ! -d "$SRC" ]; then
+  log "making the tree: $FILES files"
+  python3 "$HERE/make_tree.py" "$SRC" "$FILES"
+fi
+sync
+log "tree: $(du -sh "$SRC" | cut -f1) in $(find "$SRC" -type f | wc -l) files"
+
+PW="$WORK/password"
+echo "bench password" >"$PW"
+export FERRY_BACKUP_PASSWORD="bench password" RESTIC_PASSWORD_FILE="$PW"
+export BORG_PASSPHRASE="bench password" BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
+export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+
+timed() { # timed NAME cmd...: runs cmd, prints its wall seconds
+  local t0 t1
+  t0=$(date +%s.%N)
+  "${@:2}" >"$WORK/$1.log" 2>&1 || { cat "$WORK/$1.log" >&2; fail "$1 failed"; }
+  t1=$(date +%s.%N)
+  python3 -c "print(f'{$t1 - $t0:.2f}')"
+}
+size() { du -sb "$1" | cut -f1; }
+
+declare -A T
+rm -rf "$WORK"/repo-* "$WORK"/out-*
+restic -q -r "$WORK/repo-restic" init >/dev/null
+borg init --encryption=repokey-blake2 "$WORK/repo-borg" >/dev/null 2>&1
+
+log "initial backups"
+T[ferry_init]=$(timed ferry-init "$FERRY" backup create "$WORK/repo-ferry" "$SRC" --no-progress)
+T[restic_init]=$(timed restic-init restic -r "$WORK/repo-restic" backup --compression auto "$SRC")
+T[borg_init]=$(timed borg-init borg create --compression zstd,3 "$WORK/repo-borg::v1" "$SRC")
+for t in ferry restic borg; do T[${t}_size]=$(size "$WORK/repo-$t"); done
+
+log "changing 1% of the files"
+python3 "$HERE/make_tree.py" "$SRC" "$FILES" --change 1 --round "${ROUND:-$(date +%s)}"
+sync
+log "incremental backups"
+T[ferry_incr]=$(timed ferry-incr "$FERRY" backup create "$WORK/repo-ferry" "$SRC" --no-progress)
+T[restic_incr]=$(timed restic-incr restic -r "$WORK/repo-restic" backup --compression auto "$SRC")
+T[borg_incr]=$(timed borg-incr borg create --compression zstd,3 "$WORK/repo-borg::v2" "$SRC")
+for t in ferry restic borg; do T[${t}_size2]=$(size "$WORK/repo-$t"); done
+
+log "full restores"
+T[ferry_restore]=$(timed ferry-restore "$FERRY" backup restore "$WORK/repo-ferry" latest "$WORK/out-ferry" --no-progress)
+rm -rf "$WORK/out-ferry"
+T[restic_restore]=$(timed restic-restore restic -r "$WORK/repo-restic" restore latest --target "$WORK/out-restic")
+rm -rf "$WORK/out-restic"
+mkdir -p "$WORK/out-borg"
+T[borg_restore]=$(cd "$WORK/out-borg" && timed borg-restore borg extract "$WORK/repo-borg::v2")
+rm -rf "$WORK/out-borg"
+
+mb() { python3 -c "print(f'{$1 / 1048576:.0f}')"; }
+printf '\n%-8s %12s %12s %12s %12s %12s\n' tool "initial s" "repo MiB" "incr s" "growth MiB" "restore s"
+for t in ferry restic borg; do
+  printf '%-8s %12s %12s %12s %12s %12s\n' "$t" "${T[${t}_init]}" "$(mb "${T[${t}_size]}")" \
+    "${T[${t}_incr]}" "$(mb "$((T[${t}_size2] - T[${t}_size]))")" "${T[${t}_restore]}"
+done
+printf '\nratios (peer time / ferry time: > 1 means ferry is faster; repo: ferry / peer)\n'
+for p in restic borg; do
+  python3 - "$p" "${T[${p}_init]}" "${T[ferry_init]}" "${T[${p}_incr]}" "${T[ferry_incr]}" \
+    "${T[${p}_restore]}" "${T[ferry_restore]}" "${T[ferry_size]}" "${T[${p}_size]}" <<'PY'
+import sys
+p, pi, fi, pc, fc, pr, fr, fs, ps = sys.argv[1], *map(float, sys.argv[2:])
+print(f"vs {p:6s}: initial {pi / fi:.2f}x  incremental {pc / fc:.2f}x  restore {pr / fr:.2f}x"
+      f"  repository {fs / ps:.2f}x")
+PY
+done
+printf 'goal: at least 1.5x restic on all three, at a repository no larger (<= 1.00x)\n'

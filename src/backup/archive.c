@@ -1,0 +1,489 @@
+/* archive.c - see archive.h. Files are cut one by one (a chunk never spans two files), so
+ * an unchanged file always yields the same chunks whatever changed around it. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/sha.h>
+
+#include "backup/archive.h"
+#include "backup/check.h"
+#include "backup/chunker.h"
+#include "backup/pack.h"
+#include "util/crashpoint.h"
+#include "util/crypto.h"
+#include "util/timeutil.h"
+
+#define READ_BUF (2 * CHUNKER_MAX)
+#define PROGRESS_EVERY_US 200000
+#define MAX_DEPTH 512
+
+struct run {
+    struct repo *repo;
+    const struct archive_options *o;
+    struct snapshot *snap;
+    const struct snapshot *parent;     /* the folder's previous version, or NULL */
+    struct snapshot parent_snap;       /* its whole manifest */
+    const struct snap_entry **by_path; /* parent's entries sorted by path */
+    struct pack_index ix;
+    struct pack_writer *writer;
+    bool *need_read; /* per entry: the file is read (else it keeps the parent's chunks) */
+    dev_t repo_dev;
+    ino_t repo_ino;
+    /* The reading threads share what is below, under lock: the index, the writer, the
+     * progress, the next entry to take and the first error. */
+    pthread_mutex_t lock;
+    size_t next;
+    bool failed;
+    struct err first_err;
+    struct repo_progress progress;
+    int64_t last_report_us;
+};
+
+/* What one reading thread owns. */
+struct reader {
+    struct run *run;
+    struct pack_sealer *sealer;
+    uint8_t *buf;
+};
+
+static void report(struct run *run, bool force)
+{
+    int64_t now = time_mono_us();
+    if (!run->o->progress || (!force && now - run->last_report_us < PROGRESS_EVERY_US))
+        return;
+    run->last_report_us = now;
+    run->o->progress(run->o->progress_ctx, &run->progress);
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The sorted names in folder abs; *dir_fd stays open for the *at() calls on them. */
+static int list_dir(const char *abs, char ***names, size_t *n, int *dir_fd, struct err *err)
+{
+    *dir_fd = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int copy = *dir_fd < 0 ? -1 : dup(*dir_fd);
+    DIR *dir = copy < 0 ? NULL : fdopendir(copy);
+    struct dirent *de;
+    *names = NULL;
+    *n = 0;
+    if (!dir) {
+        if (copy >= 0)
+            close(copy);
+        return err_set(err, ERR_INVALID, "cannot read the folder %s: %s", abs, strerror(errno));
+    }
+    while ((de = readdir(dir))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        *names = xrealloc(*names, (*n + 1) * sizeof(char *));
+        (*names)[(*n)++] = xstrdup(de->d_name);
+    }
+    closedir(dir);
+    if (*n)
+        qsort(*names, *n, sizeof(char *), by_name);
+    return FERRY_OK;
+}
+
+static void fill_entry(struct snap_entry *e, const struct stat *st)
+{
+    e->mode = st->st_mode & 07777;
+    e->uid = st->st_uid;
+    e->gid = st->st_gid;
+    e->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+    e->size = S_ISREG(st->st_mode) ? (uint64_t)st->st_size : 0;
+    e->inode = st->st_ino;
+}
+
+static int walk(struct run *run, const char *abs, const char *rel, int depth, struct err *err);
+
+/* Adds one directory entry (and, for a folder, what it holds). */
+/* name lies in the folder dir_fd (relative calls: no path to resolve again each time). */
+static int walk_one(struct run *run, int dir_fd, const char *name, const char *abs, const char *rel,
+                    int depth, struct err *err)
+{
+    struct stat st;
+    if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        return errno == ENOENT
+                   ? FERRY_OK /* gone meanwhile */
+                   : err_set(err, ERR_INVALID, "cannot read %s: %s", abs, strerror(errno));
+    if (S_ISDIR(st.st_mode) && st.st_dev == run->repo_dev && st.st_ino == run->repo_ino)
+        return FERRY_OK; /* the repository itself lies in the source: never back it up */
+    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
+        return FERRY_OK; /* devices, sockets and pipes hold no data to keep */
+    struct snap_entry *e = snapshot_add(run->snap);
+    e->path = xstrdup(rel);
+    fill_entry(e, &st);
+    if (S_ISREG(st.st_mode)) {
+        e->type = SNAP_FILE;
+        run->progress.files_total++;
+    } else if (S_ISLNK(st.st_mode)) {
+        char target[PATH_MAX];
+        ssize_t n = readlinkat(dir_fd, name, target, sizeof(target) - 1);
+        if (n < 0)
+            return err_set(err, ERR_INVALID, "cannot read the link %s: %s", abs, strerror(errno));
+        target[n] = 0;
+        e->type = SNAP_SYMLINK;
+        e->target = xstrdup(target);
+    } else {
+        e->type = SNAP_DIR;
+        return walk(run, abs, rel, depth + 1, err);
+    }
+    return FERRY_OK;
+}
+
+static int walk(struct run *run, const char *abs, const char *rel, int depth, struct err *err)
+{
+    char **names = NULL;
+    size_t n = 0;
+    int rc = FERRY_ERR, dir_fd = -1;
+    if (depth > MAX_DEPTH)
+        return err_set(err, ERR_INVALID, "%s is nested deeper than %d folders", abs, MAX_DEPTH);
+    if (list_dir(abs, &names, &n, &dir_fd, err) != FERRY_OK)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        char *child_abs = xasprintf("%s/%s", abs, names[i]);
+        char *child_rel = *rel ? xasprintf("%s/%s", rel, names[i]) : xstrdup(names[i]);
+        int one = walk_one(run, dir_fd, names[i], child_abs, child_rel, depth, err);
+        free(child_abs);
+        free(child_rel);
+        if (one != FERRY_OK)
+            goto out;
+    }
+    rc = FERRY_OK;
+out:
+    if (dir_fd >= 0)
+        close(dir_fd);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return rc;
+}
+
+static int entry_by_path(const void *key, const void *elem)
+{
+    return strcmp((const char *)key, (*(const struct snap_entry *const *)elem)->path);
+}
+
+static int entries_by_path(const void *a, const void *b)
+{
+    return strcmp((*(const struct snap_entry *const *)a)->path,
+                  (*(const struct snap_entry *const *)b)->path);
+}
+
+static const struct snap_entry *parent_entry(const struct run *run, const char *path)
+{
+    if (!run->parent)
+        return NULL;
+    const struct snap_entry **found =
+        bsearch(path, run->by_path, run->parent->n_entries, sizeof(*run->by_path), entry_by_path);
+    return found ? *found : NULL;
+}
+
+/* Stores a chunk unless the repository has it: sealed outside the lock, appended
+ * under it (checked again there, so two threads never append the same chunk). */
+static int store_chunk(struct reader *rd, struct snap_entry *e, const uint8_t *data, size_t len,
+                       struct err *err)
+{
+    struct run *run = rd->run;
+    uint8_t hash[32];
+    struct chunk_ref ref;
+    const uint8_t *stored = NULL;
+    int rc = FERRY_OK;
+    SHA256(data, len, hash);
+    pthread_mutex_lock(&run->lock);
+    bool known = pack_index_find(&run->ix, hash) != NULL;
+    pthread_mutex_unlock(&run->lock);
+    if (!known) {
+        pack_sealer_seal(rd->sealer, hash, data, len, &ref, &stored);
+        pthread_mutex_lock(&run->lock);
+        if (!pack_index_find(&run->ix, hash)) {
+            rc = pack_writer_copy(run->writer, &ref, stored, err);
+            run->snap->added_bytes += ref.stored_len;
+        }
+        pthread_mutex_unlock(&run->lock);
+    }
+    e->chunks = xrealloc(e->chunks, (e->n_chunks + 1) * 32);
+    memcpy(e->chunks[e->n_chunks++], hash, 32);
+    return rc;
+}
+
+static int open_source(const char *abs, struct err *err)
+{
+    int fd = open(abs, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+    if (fd < 0 && errno == EPERM) /* O_NOATIME only for the file's owner */
+        fd = open(abs, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        err_set(err, ERR_INVALID, "cannot read %s: %s", abs, strerror(errno));
+    return fd;
+}
+
+/* Fills the buffer from fd behind what is left of it (from *start to *end). */
+static int refill(int fd, uint8_t *buf, size_t *start, size_t *end, bool *eof, const char *abs,
+                  struct err *err)
+{
+    memmove(buf, buf + *start, *end - *start);
+    *end -= *start;
+    *start = 0;
+    while (*end < READ_BUF && !*eof) {
+        ssize_t n = read(fd, buf + *end, READ_BUF - *end);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return err_set(err, ERR_INVALID, "cannot read %s: %s", abs, strerror(errno));
+        *eof = n == 0;
+        *end += (size_t)n;
+    }
+    return FERRY_OK;
+}
+
+static void add_progress(struct run *run, uint64_t bytes, uint64_t files, const char *current)
+{
+    pthread_mutex_lock(&run->lock);
+    run->progress.bytes_done += bytes;
+    run->progress.files_done += files;
+    run->progress.current = current;
+    report(run, false);
+    pthread_mutex_unlock(&run->lock);
+}
+
+/* Cuts one file into chunks and stores the new ones; e->size becomes what was read. */
+static int read_file(struct reader *rd, const char *abs, struct snap_entry *e, struct err *err)
+{
+    int fd = open_source(abs, err);
+    size_t start = 0, end = 0;
+    uint64_t total = 0;
+    bool eof = false;
+    int rc = FERRY_ERR;
+    if (fd < 0)
+        return FERRY_ERR;
+    for (;;) {
+        if (end - start < CHUNKER_MAX && !eof &&
+            refill(fd, rd->buf, &start, &end, &eof, abs, err) != FERRY_OK)
+            goto out;
+        if (start == end)
+            break;
+        size_t cut = chunker_cut(rd->buf + start, end - start, eof);
+        if (store_chunk(rd, e, rd->buf + start, cut, err) != FERRY_OK)
+            goto out;
+        start += cut;
+        total += cut;
+        add_progress(rd->run, cut, 0, e->path);
+    }
+    e->size = total;
+    rc = FERRY_OK;
+out:
+    close(fd);
+    return rc;
+}
+
+/* Whether a file can keep its earlier chunks unread: same size, mtime and inode, and
+ * every chunk still in the repository (after a repair dropped damaged ones, the next
+ * run reads the file again and so heals the older versions too). */
+static bool unchanged(const struct run *run, const struct snap_entry *old,
+                      const struct snap_entry *e)
+{
+    if (!old || old->type != SNAP_FILE || old->size != e->size || old->mtime_ns != e->mtime_ns ||
+        old->inode != e->inode)
+        return false;
+    for (size_t i = 0; i < old->n_chunks; i++)
+        if (!pack_index_find(&run->ix, old->chunks[i]))
+            return false;
+    return true;
+}
+
+static bool same_chunks(const struct snap_entry *old, const struct snap_entry *e)
+{
+    return old && old->type == SNAP_FILE && old->n_chunks == e->n_chunks &&
+           (!e->n_chunks || !memcmp(old->chunks, e->chunks, e->n_chunks * 32));
+}
+
+/* Takes the next file to read, or -1 when none is left (or the run failed or stops). */
+static long take(struct run *run)
+{
+    long i = -1;
+    pthread_mutex_lock(&run->lock);
+    while (run->next < run->snap->n_entries && !run->need_read[run->next])
+        run->next++;
+    if (run->next < run->snap->n_entries && !run->failed &&
+        !(run->o->stop && atomic_load(run->o->stop)))
+        i = (long)run->next++;
+    pthread_mutex_unlock(&run->lock);
+    return i;
+}
+
+static void *reading_thread(void *arg)
+{
+    struct reader *rd = arg;
+    struct run *run = rd->run;
+    for (long i; (i = take(run)) >= 0;) {
+        struct snap_entry *e = &run->snap->entries[i];
+        struct err err = {0};
+        char *abs = xasprintf("%s/%s", run->snap->source, e->path);
+        int rc = read_file(rd, abs, e, &err);
+        free(abs);
+        pthread_mutex_lock(&run->lock);
+        if (rc != FERRY_OK && !run->failed) {
+            run->failed = true;
+            run->first_err = err;
+        }
+        pthread_mutex_unlock(&run->lock);
+        add_progress(run, 0, 1, NULL);
+    }
+    return NULL;
+}
+
+/* Reads the files that need it on a few threads: reading, hashing, compressing and
+ * encrypting overlap, and the cores share the work. */
+static int read_files(struct run *run, struct err *err)
+{
+    int n = repo_threads();
+    struct reader readers[REPO_MAX_THREADS];
+    for (int t = 0; t < n; t++)
+        readers[t] = (struct reader){run, pack_sealer_new(run->repo->key), xmalloc(READ_BUF)};
+    repo_parallel(reading_thread, readers, sizeof(readers[0]), n);
+    for (int t = 0; t < n; t++) {
+        pack_sealer_free(readers[t].sealer);
+        free(readers[t].buf);
+    }
+    if (run->failed)
+        return err_set(err, run->first_err.code, "%s", run->first_err.msg);
+    if (run->o->stop && atomic_load(run->o->stop))
+        return err_set(err, ERR_UNAVAILABLE, "the backup was stopped");
+    return FERRY_OK;
+}
+
+static int store_files(struct run *run, struct err *err)
+{
+    struct snapshot *s = run->snap;
+    run->need_read = xcalloc(s->n_entries + 1, sizeof(bool));
+    for (size_t i = 0; i < s->n_entries; i++) {
+        struct snap_entry *e = &s->entries[i];
+        const struct snap_entry *old = parent_entry(run, e->path);
+        if (e->type != SNAP_FILE)
+            continue;
+        run->need_read[i] = run->o->full || !unchanged(run, old, e);
+        if (run->need_read[i]) {
+            run->progress.bytes_total += e->size;
+            continue;
+        }
+        e->n_chunks = old->n_chunks;
+        e->chunks = xmalloc((e->n_chunks ? e->n_chunks : 1) * 32);
+        memcpy(e->chunks, old->chunks, e->n_chunks * 32);
+        run->progress.files_done++;
+    }
+    if (read_files(run, err) != FERRY_OK)
+        return FERRY_ERR;
+    for (size_t i = 0; i < s->n_entries; i++) {
+        const struct snap_entry *e = &s->entries[i];
+        if (e->type != SNAP_FILE)
+            continue;
+        s->file_count++;
+        s->total_size += e->size;
+        if (run->need_read[i] && !same_chunks(parent_entry(run, e->path), e))
+            snapshot_add_changed(s, e->path);
+    }
+    report(run, true);
+    return FERRY_OK;
+}
+
+static void new_version_id(char out[37])
+{
+    uint8_t b[16];
+    crypto_random(b, sizeof(b));
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* a version 4 (random) UUID */
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
+}
+
+/* The newest version of the same folder, which an incremental run compares against. */
+static const struct snapshot *find_parent(const struct snapshot *list, size_t n, const char *source)
+{
+    for (size_t i = n; i-- > 0;)
+        if (list[i].source && !strcmp(list[i].source, source))
+            return &list[i];
+    return NULL;
+}
+
+static int prepare(struct run *run, const char *source, struct snapshot *list, size_t n,
+                   struct err *err)
+{
+    struct snapshot *s = run->snap;
+    struct stat st;
+    const struct snapshot *previous = find_parent(list, n, source);
+    if (previous) {
+        if (snapshot_load(run->repo->path, run->repo->key, previous->id, &run->parent_snap, err) !=
+            FERRY_OK)
+            return FERRY_ERR;
+        run->parent = &run->parent_snap;
+        run->by_path = xmalloc((run->parent->n_entries + 1) * sizeof(*run->by_path));
+        for (size_t i = 0; i < run->parent->n_entries; i++)
+            run->by_path[i] = &run->parent->entries[i];
+        if (run->parent->n_entries)
+            qsort(run->by_path, run->parent->n_entries, sizeof(*run->by_path), entries_by_path);
+    }
+    if (stat(run->repo->path, &st) != 0)
+        return err_set(err, ERR_INTERNAL, "cannot read %s: %s", run->repo->path, strerror(errno));
+    run->repo_dev = st.st_dev;
+    run->repo_ino = st.st_ino;
+    new_version_id(s->id);
+    s->created_ms = time_now_ms();
+    s->source = xstrdup(source);
+    s->description = run->o->description ? xstrdup(run->o->description) : NULL;
+    s->feed_cursor = run->o->feed_cursor;
+    s->full = run->o->full || !run->parent;
+    s->parent = run->parent ? xstrdup(run->parent->id) : NULL;
+    return FERRY_OK;
+}
+
+int archive_create(struct repo *r, const struct archive_options *o, struct snapshot *out,
+                   struct err *err)
+{
+    struct run run = {.repo = r, .o = o, .snap = out};
+    pthread_mutex_init(&run.lock, NULL);
+    struct snapshot *list = NULL;
+    size_t n = 0;
+    struct stat st;
+    char source[PATH_MAX];
+    int rc = FERRY_ERR;
+    memset(out, 0, sizeof(*out));
+    pack_index_init(&run.ix);
+    if (!realpath(o->source, source) || stat(source, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        err_set(err, ERR_INVALID, "the source %s is not a folder", o->source);
+        goto out;
+    }
+    if (repo_lock(r, true, REPO_LOCK_WAIT_MS, err) != FERRY_OK ||
+        check_remove_leftovers(r, NULL, err) != FERRY_OK ||
+        pack_index_load(r->path, r->key, &run.ix, NULL, NULL, err) != FERRY_OK ||
+        snapshot_list(r->path, r->key, &list, &n, err) != FERRY_OK ||
+        prepare(&run, source, list, n, err) != FERRY_OK ||
+        walk(&run, source, "", 0, err) != FERRY_OK)
+        goto out;
+    run.writer = pack_writer_new(r->path, r->key, &run.ix);
+    if (store_files(&run, err) != FERRY_OK || pack_writer_flush(run.writer, err) != FERRY_OK)
+        goto out;
+    CRASH_AT("backup_create_before_snapshot"); /* chunks stored, no version yet */
+    rc = snapshot_save(r->path, r->key, out, err);
+out:
+    if (rc != FERRY_OK)
+        snapshot_clear(out);
+    pack_writer_free(run.writer);
+    pack_index_cleanup(&run.ix);
+    free(run.need_read);
+    snapshot_clear(&run.parent_snap);
+    pthread_mutex_destroy(&run.lock);
+    free(run.by_path);
+    snapshot_list_free(list, n);
+    repo_unlock(r);
+    return rc;
+}
