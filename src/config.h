@@ -56,6 +56,12 @@ struct config {
     long long max_connections_per_ip;
     long long idle_timeout; /* seconds a connection may stay silent */
     long long body_timeout; /* seconds a buffered request body may take to arrive */
+    /* webhook deliveries (webhooks/) */
+    long long webhook_retry_base;    /* ms: the first retry's delay */
+    long long webhook_retry_max;     /* ms: the longest delay between attempts */
+    long long webhook_timeout;       /* seconds one delivery attempt may take */
+    long long webhook_disable_after; /* consecutive failed attempts that disable a subscription */
+    bool webhook_allow_private;
 };
 
 /* A command line, split by config_parse_args: the command's own options (in order),

@@ -9,6 +9,7 @@
 #include "util/crashpoint.h"
 #include "util/crypto.h"
 #include "util/timeutil.h"
+#include "webhooks/webhooks.h"
 
 #define JOB_COLS                                                                                   \
     "id, kind, status, user_id, source, target, params, message, result, bytes_done,"              \
@@ -105,10 +106,11 @@ int jobs_finish(struct store_conn *c, const char *id, bool ok, const char *resul
 {
     struct store_val v[] = {sv_text(id), sv_text(ok ? "completed" : "failed"), sv_text(result),
                             sv_text(message), sv_int(time_now_ms())};
-    return store_run(c,
-                     "UPDATE ferry_jobs SET status = $2, result = $3, message = $4,"
-                     " completed_at = $5, heartbeat_at = $5 WHERE id = $1",
-                     v, 5, NULL, err);
+    return webhooks_change(c,
+                           "UPDATE ferry_jobs SET status = $2, result = $3, message = $4,"
+                           " completed_at = $5, heartbeat_at = $5 WHERE id = $1",
+                           v, 5, NULL, ok ? WEBHOOK_SYNC_COMPLETED : WEBHOOK_SYNC_FAILED,
+                           webhooks_sync_data(id, NULL, NULL, NULL, ok, result, message), err);
 }
 
 int jobs_purge(struct store_conn *c, int64_t before, int64_t *removed, struct err *err)

@@ -27,6 +27,7 @@ struct hist {
 struct metrics {
     _Atomic uint64_t requests, bytes_in, bytes_out;
     _Atomic uint64_t sync_ops, sync_ok, sync_failed, sync_ms, data;
+    _Atomic uint64_t webhooks_ok, webhooks_failed;
     pthread_mutex_t lock;
     struct route_stat *stats;
     size_t n_stats, cap_stats;
@@ -145,6 +146,12 @@ static void label_value(struct buf *out, const char *s)
     }
 }
 
+void metrics_webhook_delivery(struct metrics *m, int ok)
+{
+    if (m)
+        atomic_fetch_add(ok ? &m->webhooks_ok : &m->webhooks_failed, 1);
+}
+
 void metrics_prometheus(struct metrics *m, struct buf *out)
 {
     struct metrics_totals t = metrics_totals(m);
@@ -188,4 +195,11 @@ void metrics_prometheus(struct metrics *m, struct buf *out)
                "# TYPE ferry_http_response_bytes_total counter\n"
                "ferry_http_response_bytes_total %llu\n",
                (unsigned long long)t.bytes_in, (unsigned long long)t.bytes_out);
+    buf_printf(out,
+               "# HELP ferry_webhook_deliveries_total Webhook delivery attempts by outcome.\n"
+               "# TYPE ferry_webhook_deliveries_total counter\n"
+               "ferry_webhook_deliveries_total{result=\"ok\"} %llu\n"
+               "ferry_webhook_deliveries_total{result=\"failed\"} %llu\n",
+               (unsigned long long)atomic_load(&m->webhooks_ok),
+               (unsigned long long)atomic_load(&m->webhooks_failed));
 }

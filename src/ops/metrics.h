@@ -35,6 +35,9 @@ void metrics_request(struct metrics *m, const char *method, const char *route, i
 /* Records one finished sync operation (later capabilities call this). */
 void metrics_sync(struct metrics *m, int ok, int64_t duration_ms, uint64_t bytes);
 
+/* Records one webhook delivery attempt (webhooks/dispatch.c); m may be NULL. */
+void metrics_webhook_delivery(struct metrics *m, int ok);
+
 struct metrics_totals metrics_totals(struct metrics *m);
 
 /* Appends the Prometheus text exposition of the request counters and histogram. */
