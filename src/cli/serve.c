@@ -297,7 +297,8 @@ static int start_webhooks(struct serve *s, struct err *err)
                                  .retry_max_ms = cfg->webhook_retry_max,
                                  .timeout_s = (long)cfg->webhook_timeout,
                                  .disable_after = cfg->webhook_disable_after,
-                                 .allow_private = cfg->webhook_allow_private};
+                                 .allow_private = cfg->webhook_allow_private,
+                                 .retention_ms = cfg->tombstone_retention * 1000};
     return dispatch_start(s->app.store, &o, s->app.metrics, &s->webhooks, err);
 }
 

@@ -8,7 +8,7 @@
 #include <curl/curl.h>
 
 #include "sites/siteclient.h"
-#include "util/netaddr.h"
+#include "util/outcall.h"
 #include "util/url.h"
 #include "util/buf.h"
 #include "util/jsonutil.h"
@@ -82,7 +82,7 @@ static int pin_address(CURL *curl, const char *url, bool allow_private, struct c
     char addr[INET6_ADDRSTRLEN] = "";
     bool refused = false;
     for (struct addrinfo *a = res; a; a = a->ai_next) {
-        refused = refused || (!allow_private && netaddr_non_public(a->ai_addr));
+        refused = refused || (!allow_private && outcall_non_public(a->ai_addr));
         if (!addr[0])
             getnameinfo(a->ai_addr, a->ai_addrlen, addr, sizeof(addr), NULL, 0, NI_NUMERICHOST);
     }
@@ -142,13 +142,7 @@ int siteclient_call(const struct siteclient_options *o, const char *site_url, co
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(curl, CURLOPT_USERAGENT, "ferry/" FERRY_VERSION);
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(curl, CURLOPT_PROXY, "");    /* a proxy from the environment would */
-    curl_easy_setopt(curl, CURLOPT_NOPROXY, "*"); /* connect past the checked address */
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, o->timeout_s < 10 ? o->timeout_s : 10L);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT, o->timeout_s);
+    outcall_curl_defaults(curl, o->timeout_s);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &answer);
     CURLcode res = curl_easy_perform(curl);

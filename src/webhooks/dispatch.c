@@ -16,7 +16,7 @@
 #include "util/crashpoint.h"
 #include "util/crypto.h"
 #include "util/log.h"
-#include "util/netaddr.h"
+#include "util/outcall.h"
 #include "util/timeutil.h"
 #include "webhooks/dispatch.h"
 #include "webhooks/whsign.h"
@@ -33,6 +33,7 @@ struct dispatcher {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     atomic_bool stop;
+    _Atomic int64_t purged_at; /* ms: the last purge's start, so one thread runs it */
 };
 
 /* One claimed delivery. */
@@ -99,7 +100,7 @@ int dispatch_check_target(const char *url, bool allow_private, struct err *err)
         goto out;
     }
     for (struct addrinfo *a = res; a; a = a->ai_next)
-        if (!allow_private && netaddr_non_public(a->ai_addr)) {
+        if (!allow_private && outcall_non_public(a->ai_addr)) {
             err_set(err, ERR_INVALID,
                     "%.120s resolves to a private, link-local or loopback address, which"
                     " webhooks may not reach (see --webhook-allow-private)",
@@ -234,7 +235,7 @@ static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_so
 {
     struct call_ctx *ctx = arg;
     (void)purpose;
-    if (!ctx->allow_private && netaddr_non_public(&a->addr)) {
+    if (!ctx->allow_private && outcall_non_public(&a->addr)) {
         ctx->refused = true;
         return CURL_SOCKET_BAD;
     }
@@ -286,13 +287,7 @@ static void post(const struct dispatch_options *o, const struct claim *k, struct
     curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(curl, CURLOPT_USERAGENT, "ferry-webhooks/" FERRY_VERSION);
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(curl, CURLOPT_PROXY, "");    /* a proxy from the environment would */
-    curl_easy_setopt(curl, CURLOPT_NOPROXY, "*"); /* connect past the checked address */
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, o->timeout_s < 10 ? o->timeout_s : 10L);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT, o->timeout_s);
+    outcall_curl_defaults(curl, o->timeout_s);
     curl_easy_setopt(curl, CURLOPT_OPENSOCKETFUNCTION, open_socket);
     curl_easy_setopt(curl, CURLOPT_OPENSOCKETDATA, &ctx);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
@@ -425,6 +420,49 @@ out:
                            "webhook", k->webhook_id, "error", out->error));
 }
 
+/* --- retention --------------------------------------------------------------------- */
+
+int dispatch_purge(struct store_conn *c, int64_t before, int64_t *removed, struct err *err)
+{
+    struct store_val v = sv_int(before);
+    int rc = FERRY_ERR;
+    if (store_begin(c, err) == FERRY_OK &&
+        store_run(c,
+                  "DELETE FROM ferry_webhook_deliveries WHERE status <> 'pending'"
+                  " AND created_at < $1",
+                  &v, 1, removed, err) == FERRY_OK &&
+        store_run(c,
+                  "DELETE FROM ferry_webhook_attempts WHERE at < $1 AND NOT EXISTS (SELECT 1"
+                  " FROM ferry_webhook_deliveries d WHERE d.event_id ="
+                  " ferry_webhook_attempts.event_id AND d.webhook_id ="
+                  " ferry_webhook_attempts.webhook_id)",
+                  &v, 1, NULL, err) == FERRY_OK &&
+        store_run(c,
+                  "DELETE FROM ferry_webhook_events WHERE created_at < $1 AND NOT EXISTS"
+                  " (SELECT 1 FROM ferry_webhook_deliveries d WHERE d.event_id ="
+                  " ferry_webhook_events.id)",
+                  &v, 1, NULL, err) == FERRY_OK)
+        rc = store_commit(c, err);
+    store_rollback(c);
+    return rc;
+}
+
+/* Purges once per DISPATCH_PURGE_MS across the threads (the compare-and-swap picks one). */
+static void maybe_purge(struct dispatcher *d)
+{
+    int64_t now = time_now_ms(), last = atomic_load(&d->purged_at);
+    struct store_conn *c = NULL;
+    struct err err = {0};
+    int64_t removed = 0;
+    if (now - last < DISPATCH_PURGE_MS ||
+        !atomic_compare_exchange_strong(&d->purged_at, &last, now))
+        return;
+    if (store_acquire(d->st, &c, &err) != FERRY_OK ||
+        dispatch_purge(c, now - d->o.retention_ms, &removed, &err) != FERRY_OK)
+        log_warn("webhook_purge_failed", json_pack("{s:s}", "msg", err.msg));
+    store_release(c);
+}
+
 /* --- the threads ------------------------------------------------------------------- */
 
 /* Claims and attempts one delivery; false when none was due. */
@@ -460,6 +498,7 @@ static void *thread_main(void *arg)
     if (poll_ms < 50)
         poll_ms = 50;
     while (!atomic_load(&d->stop)) {
+        maybe_purge(d);
         if (run_once(d))
             continue;
         struct timespec until;

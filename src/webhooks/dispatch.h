@@ -33,6 +33,7 @@
 #define DISPATCH_LOG_ANSWER 1024
 #define DISPATCH_CLAIM_MARGIN_MS 30000 /* a claim outlives its attempt's timeout by this */
 #define DISPATCH_POLL_MS 1000          /* how often idle threads look for due deliveries */
+#define DISPATCH_PURGE_MS 3600000      /* how often one thread removes what retention let go */
 
 struct dispatch_options {
     int64_t retry_base_ms;
@@ -40,6 +41,7 @@ struct dispatch_options {
     long timeout_s;
     int64_t disable_after;
     bool allow_private;
+    int64_t retention_ms; /* finished deliveries, their attempts and events are kept this long */
 };
 
 /* The delay before attempt n + 1 after n failed ones (n >= 1), with jitter01 in [0, 1)
@@ -55,6 +57,10 @@ struct dispatcher;
 /* Starts the delivery threads on st; metrics (may be NULL) counts deliveries. */
 int dispatch_start(struct store *st, const struct dispatch_options *o, struct metrics *metrics,
                    struct dispatcher **out, struct err *err);
+
+/* Removes deliveries finished (delivered or failed) before `before` (ms), attempts no
+ * delivery has any more, and events no delivery names; *removed counts deliveries. */
+int dispatch_purge(struct store_conn *c, int64_t before, int64_t *removed, struct err *err);
 
 /* Stops the threads after their current attempt; dispatch_stop(NULL) does nothing. */
 void dispatch_stop(struct dispatcher *d);

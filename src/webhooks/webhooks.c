@@ -70,6 +70,8 @@ int webhooks_emit(struct store_conn *c, enum webhook_event e, json_t *data, stru
     snprintf(id, sizeof(id), "msg_%s", hex);
     snprintf(pattern, sizeof(pattern), "%%,%s,%%", webhooks_event_name(e));
     struct store_val v[] = {sv_text(id), sv_int(now), sv_text(pattern)};
+    if (!data)
+        data = json_object();
     if (own && store_begin(c, err) != FERRY_OK)
         goto out;
     /* the common case, nobody subscribed, costs this one statement */
@@ -80,7 +82,7 @@ int webhooks_emit(struct store_conn *c, enum webhook_event e, json_t *data, stru
                   " FROM ferry_webhooks WHERE enabled = 1 AND (',' || events || ',') LIKE $3",
                   v, 3, &queued, err) != FERRY_OK)
         goto out;
-    if (queued && insert_event(c, id, e, data ? data : json_object(), now, err) != FERRY_OK)
+    if (queued && insert_event(c, id, e, data, now, err) != FERRY_OK)
         goto out;
     rc = own ? store_commit(c, err) : FERRY_OK;
 out:
