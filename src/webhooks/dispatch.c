@@ -197,12 +197,15 @@ static bool claim(struct dispatcher *d, struct store_conn *c, struct claim *k)
                                 sv_text(d->self),
                                 sv_text(k->token),
                                 sv_int(now + d->o.timeout_s * 1000 + DISPATCH_CLAIM_MARGIN_MS),
-                                sv_text(cand[i].old_token)};
+                                sv_text(cand[i].old_token),
+                                sv_int(now)};
+        /* still due: another node may have attempted it since, and scheduled a retry */
         if (store_run(c,
                       "UPDATE ferry_webhook_deliveries SET claim_owner = $3, claim_token = $4,"
                       " claimed_until = $5 WHERE event_id = $1 AND webhook_id = $2"
-                      " AND status = 'pending' AND COALESCE(claim_token, '') = $6",
-                      v, 6, &changed, NULL) != FERRY_OK ||
+                      " AND status = 'pending' AND COALESCE(claim_token, '') = $6"
+                      " AND next_attempt_at <= $7",
+                      v, 7, &changed, NULL) != FERRY_OK ||
             changed != 1)
             continue;
         snprintf(k->event_id, sizeof(k->event_id), "%s", cand[i].event_id);

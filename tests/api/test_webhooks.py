@@ -102,7 +102,7 @@ def register_device(srv, user="alice", name="phone"):
 
 
 def metric(srv, result):
-    text = srv.get("/metrics", token=srv.admin_token).text
+    text = srv.get("/metrics").text  # public unless --metrics-auth
     m = re.search(r'^ferry_webhook_deliveries_total\{result="%s"\} (\d+)$' % result, text, re.M)
     assert m, text
     return int(m.group(1))
@@ -226,6 +226,25 @@ def test_killed_between_attempts_still_delivered(make_server, receiver):
     assert log[0]["id"] == log[1]["id"] and all(e["verified"] for e in log)
     d = wait_delivery(srv, hook["id"], lambda d: d["status"] == "delivered")
     assert d["attempts"] == 2
+
+
+def test_crash_after_the_post_delivers_again_with_the_same_id(make_server, receiver):
+    """The server dies (as by kill -9) after the receiver got the message and before the
+    outcome is recorded: after the restart the event goes again, with the same webhook-id,
+    which is what at-least-once means and why receivers de-duplicate by it."""
+    srv = make_server(*FAST, env={"FERRY_CRASH_AT": "webhooks.after_post"})
+    hook = subscribe(srv, receiver, ["device.registered"])
+    register_device(srv)
+    receiver.wait(1)
+    assert srv.wait_exit(10) == -signal.SIGKILL, srv.stderr()[-3000:]
+    srv.env.pop("FERRY_CRASH_AT")
+    srv.start()
+    log = receiver.wait(2, timeout=20)
+    assert log[0]["id"] == log[1]["id"] and log[0]["body"] == log[1]["body"]
+    assert all(e["verified"] and e["answered"] == 200 for e in log)
+    d = wait_delivery(srv, hook["id"], lambda d: d["status"] == "delivered")
+    assert d["attempts"] == 1  # the first attempt's outcome was never recorded
+    assert len(receiver.log()) == 2
 
 
 def test_disabled_after_failures_then_enabled(make_server, receiver):
@@ -378,3 +397,25 @@ def test_every_event_type_from_a_real_action(make_server, receiver, tmp_path):
     [site] = by_type["site.connection.changed"]
     assert site["status"] == "active" and site["direction"] == "receiver"
     assert len({e["id"] for e in log}) == len(log)  # each event its own id
+
+
+@pytest.mark.postgres_only
+def test_two_nodes_deliver_each_event_once(_servers, pg_cluster, receiver, tmp_path):
+    """Two servers on one database share the outbox: their delivery threads claim each
+    delivery in the database, so every event reaches the receiver exactly once (all
+    answered 2xx) whichever node emitted it."""
+    a = _servers("postgres", *FAST, pg=pg_cluster)
+    b = _servers("postgres", *FAST, pg=pg_cluster, db_url=a.db_url,
+                 data_dir=str(tmp_path / "node-b"))
+    b.pg, b.db_name = a.pg, a.db_name
+    hook = subscribe(a, receiver, ["device.registered"])
+    tok = a.create_token(role="user", user_id="alice")["token"]
+    for i in range(12):
+        node = (a, b)[i % 2]
+        r = node.post("/api/v1/sync/devices", token=tok, json={"name": f"d{i}"})
+        assert r.status_code == 200, r.text
+    log = receiver.wait(12)
+    assert wait_until(lambda: len(deliveries(a, hook["id"], status="delivered")) == 12, 15)
+    assert len(receiver.log()) == 12 and len({e["id"] for e in log}) == 12
+    assert all(e["verified"] and e["answered"] == 200 for e in log)
+    assert metric(a, "ok") + metric(b, "ok") == 12
