@@ -102,7 +102,7 @@ int webhooks_change(struct store_conn *c, const char *sql, const struct store_va
     if ((own && store_begin(c, err) != FERRY_OK) ||
         store_run(c, sql, params, n_params, &changed, err) != FERRY_OK)
         goto out;
-    rc = changed ? webhooks_emit(c, e, json_incref(data), err) : FERRY_OK;
+    rc = changed && data ? webhooks_emit(c, e, json_incref(data), err) : FERRY_OK;
     if (rc == FERRY_OK && own)
         rc = store_commit(c, err);
 out:
@@ -114,11 +114,22 @@ out:
     return rc;
 }
 
-json_t *webhooks_sync_data(const char *id, const char *kind, const char *source, const char *target,
-                           bool ok, const char *result, const char *message)
+enum webhook_event webhooks_job_event(const char *kind, const char *params, bool ok)
+{
+    if (!kind || strcmp(kind, "backup") != 0)
+        return ok ? WEBHOOK_SYNC_COMPLETED : WEBHOOK_SYNC_FAILED;
+    json_t *p = params ? json_loads(params, 0, NULL) : NULL;
+    const char *op = json_string_value(json_object_get(p, "op"));
+    bool created = ok && op && !strcmp(op, "create");
+    json_decref(p);
+    return created ? WEBHOOK_BACKUP_COMPLETED : WEBHOOK_N_EVENTS;
+}
+
+json_t *webhooks_job_data(const char *id, const char *kind, const char *source, const char *target,
+                          bool ok, const char *result, const char *message)
 {
     json_t *parsed = result ? json_loads(result, 0, NULL) : NULL;
-    return json_pack("{s:s?, s:s?, s:s?, s:s?, s:s, s:s?, s:o?}", "sessionId", id, "kind", kind,
+    return json_pack("{s:s, s:s?, s:s?, s:s?, s:s, s:s?, s:o?}", "jobId", id, "kind", kind,
                      "source", source, "target", target, "status", ok ? "completed" : "failed",
                      "message", message, "result", parsed);
 }

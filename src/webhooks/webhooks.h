@@ -38,17 +38,23 @@ const char *webhooks_event_name(enum webhook_event e);
  * caller's change must fail too (that is what keeps the two together). */
 int webhooks_emit(struct store_conn *c, enum webhook_event e, json_t *data, struct err *err);
 
-/* Runs one statement that changes rows (store_run) and, when it changed any, emits e
- * with data (stolen), both in one transaction: the caller's, else one of its own. For
- * changes that are a single statement (a status update), so they keep their event. */
+/* Runs one statement that changes rows (store_run) and, when it changed any and data
+ * (stolen) is not NULL, emits e with data, both in one transaction: the caller's, else one
+ * of its own. For changes that are a single statement (a status update), so they keep
+ * their event. */
 int webhooks_change(struct store_conn *c, const char *sql, const struct store_val *params,
                     size_t n_params, int64_t *changes, enum webhook_event e, json_t *data,
                     struct err *err);
 
-/* The data of a sync.completed or sync.failed event for job id (result: JSON text or
- * NULL) or, with id NULL, for a sync run inside a request (kind, source and target). */
-json_t *webhooks_sync_data(const char *id, const char *kind, const char *source, const char *target,
-                           bool ok, const char *result, const char *message);
+/* The event a finished job of kind (its params: JSON text) reports: a backup that
+ * created a snapshot is backup.completed (other backup operations report none), every
+ * other job is a sync (sync.completed or sync.failed). WEBHOOK_N_EVENTS: none. */
+enum webhook_event webhooks_job_event(const char *kind, const char *params, bool ok);
+
+/* The data of a job's event (result: JSON text or NULL): jobId, kind, source, target,
+ * status, message and result. */
+json_t *webhooks_job_data(const char *id, const char *kind, const char *source, const char *target,
+                          bool ok, const char *result, const char *message);
 
 /* Emits e on a connection of st's pool, for work that holds none (a directory sync run
  * inside a request). */

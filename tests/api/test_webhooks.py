@@ -387,7 +387,9 @@ def test_every_event_type_from_a_real_action(make_server, receiver, tmp_path):
     [files] = [d for d in by_type["sync.completed"] if d.get("kind") == "files"]
     assert files["status"] == "completed" and files["result"]["filesCopied"] == 1
     [failed] = by_type["sync.failed"]
-    assert failed["sessionId"] == session and "cannot be opened" in failed["message"]
+    assert failed["jobId"] == session and failed["kind"] == "dirsync"
+    assert failed["status"] == "failed" and "cannot be opened" in failed["message"]
+    assert failed["source"] == str(root / "nope") and failed["target"] == str(root / "dst")
     [cf] = by_type["conflict.created"]
     assert cf["id"] == conflict and cf["table"] == "orders" and cf["serverVersion"] == 2
     [up] = by_type["upload.completed"]

@@ -128,9 +128,28 @@ static void test_change_and_purge(void **state)
     assert_int_equal(count(c, "SELECT COUNT(*) FROM ferry_webhook_attempts"), 0);
 }
 
+static void test_job_events(void **state)
+{
+    (void)state;
+    assert_int_equal(webhooks_job_event("dirsync", "{}", true), WEBHOOK_SYNC_COMPLETED);
+    assert_int_equal(webhooks_job_event("site-import", NULL, false), WEBHOOK_SYNC_FAILED);
+    assert_int_equal(webhooks_job_event(NULL, NULL, true), WEBHOOK_SYNC_COMPLETED);
+    assert_int_equal(webhooks_job_event("backup", "{\"op\":\"create\"}", true),
+                     WEBHOOK_BACKUP_COMPLETED);
+    assert_int_equal(webhooks_job_event("backup", "{\"op\":\"create\"}", false), WEBHOOK_N_EVENTS);
+    assert_int_equal(webhooks_job_event("backup", "{\"op\":\"restore\"}", true), WEBHOOK_N_EVENTS);
+    assert_int_equal(webhooks_job_event("backup", "not json", true), WEBHOOK_N_EVENTS);
+    json_t *d = webhooks_job_data("job_1", "backup", "/src", "/repo", true, "{\"v\":1}", "done");
+    assert_string_equal(json_string_value(json_object_get(d, "jobId")), "job_1");
+    assert_string_equal(json_string_value(json_object_get(d, "status")), "completed");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(d, "result"), "v")), 1);
+    json_decref(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_job_events),
         cmocka_unit_test_setup_teardown(test_emit_queues_per_subscription, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_change_and_purge, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_emit_queues_per_subscription, setup_pg, teardown),
