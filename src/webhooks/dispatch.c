@@ -389,35 +389,36 @@ static int record_failure(struct dispatcher *d, struct store_conn *c, const stru
                      v, 5, NULL, err);
 }
 
+/* A 2xx: the delivery is done and the subscription's failure count starts over. */
+static int record_success(struct store_conn *c, const struct claim *k, const struct outcome *out,
+                          int64_t now, struct err *err)
+{
+    struct store_val id = sv_text(k->webhook_id);
+    if (update_delivery(c, k, out, "delivered", now, now, err) != FERRY_OK)
+        return FERRY_ERR;
+    return store_run(c, "UPDATE ferry_webhooks SET failures = 0, retry_at = NULL WHERE id = $1",
+                     &id, 1, NULL, err);
+}
+
+/* Records the attempt and its consequences in one transaction; nothing when the claim
+ * was lost meanwhile (a re-delivery or an unsubscribe took the row). */
 static void record(struct dispatcher *d, struct store_conn *c, const struct claim *k,
                    const struct outcome *out)
 {
     struct err err = {0};
-    struct store_val id = sv_text(k->webhook_id);
     int64_t now = time_now_ms();
     bool disabled = false;
     int rc = FERRY_ERR;
-    if (store_begin(c, &err) != FERRY_OK || log_attempt(c, k, out, now, &err) != FERRY_OK)
-        goto out;
-    if (out->ok)
-        rc = update_delivery(c, k, out, "delivered", now, now, &err) == FERRY_OK &&
-                     store_run(c,
-                               "UPDATE ferry_webhooks SET failures = 0, retry_at = NULL"
-                               " WHERE id = $1",
-                               &id, 1, NULL, &err) == FERRY_OK
-                 ? FERRY_OK
-                 : FERRY_ERR;
-    else
-        rc = record_failure(d, c, k, out, now, &disabled, &err);
-    if (rc == FERRY_OK)
+    if (store_begin(c, &err) == FERRY_OK && log_attempt(c, k, out, now, &err) == FERRY_OK &&
+        (out->ok ? record_success(c, k, out, now, &err)
+                 : record_failure(d, c, k, out, now, &disabled, &err)) == FERRY_OK)
         rc = store_commit(c, &err);
-out:
     store_rollback(c);
     metrics_webhook_delivery(d->metrics, out->ok);
     if (rc != FERRY_OK && err.code != ERR_CONFLICT)
         log_warn("webhook_record_failed", json_pack("{s:s, s:s, s:s}", "msg", err.msg, "webhook",
                                                     k->webhook_id, "event", k->event_id));
-    if (disabled)
+    if (rc == FERRY_OK && disabled)
         log_warn("webhook_disabled",
                  json_pack("{s:s, s:s, s:s}", "msg", "webhook subscription disabled after failures",
                            "webhook", k->webhook_id, "error", out->error));

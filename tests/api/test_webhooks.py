@@ -295,6 +295,19 @@ def test_redeliver_a_past_event(make_server, receiver):
                     "NOT_FOUND")
 
 
+def test_large_answers_are_cut(make_server, receiver):
+    """A receiver that answers with megabytes is read no further than 64 KiB, its 2xx
+    still counts, and the log keeps the first 1024 bytes."""
+    srv = make_server(*FAST)
+    hook = subscribe(srv, receiver, ["device.registered"])
+    receiver.control(bodyBytes=4 * 1024 * 1024)
+    register_device(srv)
+    d = wait_delivery(srv, hook["id"], lambda d: d["status"] == "delivered")
+    assert d["attempts"] == 1 and d["lastStatusCode"] == 200
+    assert d["attemptLog"][0]["response"] == "x" * 1024
+    assert len(receiver.log()) == 1
+
+
 def test_rolled_back_change_emits_nothing(make_server, receiver):
     srv = make_server(*FAST)
     hook = subscribe(srv, receiver, ["device.registered"])

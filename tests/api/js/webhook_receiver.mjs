@@ -1,7 +1,8 @@
 // A webhook receiver for the API tests: verifies every delivery with the
 // standardwebhooks package (the Standard Webhooks reference library) and answers with
 // the statuses it is told to. Prints {"port": N} once listening on 127.0.0.1.
-//   POST /control {secret, statuses: [500, 500], status: 200}  sets what comes next
+//   POST /control {secret, statuses: [500, 500], status: 200, bodyBytes: 0}  sets what
+//        comes next (bodyBytes > 0: answer with that many bytes instead of a small JSON)
 //   GET  /log     every delivery so far: {id, timestamp, signature, body, verified, error, answered}
 // Anything else is a delivery.
 import http from "node:http";
@@ -10,6 +11,7 @@ import { Webhook } from "standardwebhooks";
 let secret = null;
 let statuses = [];
 let fallback = 200;
+let bodyBytes = 0;
 const log = [];
 
 function readBody(req) {
@@ -32,6 +34,7 @@ const server = http.createServer(async (req, res) => {
     if ("secret" in c) secret = c.secret;
     if ("statuses" in c) statuses = c.statuses;
     if ("status" in c) fallback = c.status;
+    if ("bodyBytes" in c) bodyBytes = c.bodyBytes;
     return reply(res, 200, { ok: true });
   }
   if (req.url === "/log") return reply(res, 200, log);
@@ -54,6 +57,10 @@ const server = http.createServer(async (req, res) => {
   }
   entry.answered = statuses.length ? statuses.shift() : fallback;
   log.push(entry);
+  if (bodyBytes > 0) {
+    res.writeHead(entry.answered, { "content-type": "text/plain" });
+    return res.end("x".repeat(bodyBytes));
+  }
   reply(res, entry.answered, { received: entry.verified });
 });
 
