@@ -124,7 +124,8 @@ struct candidate {
 };
 
 /* The due deliveries of enabled subscriptions that are not waiting out a failure and
- * whose claim, if any, has lapsed. */
+ * whose claim, if any, has lapsed: up to CANDIDATES of the first 32 due, so the claims
+ * other threads and nodes hold on the oldest do not hide the rest. */
 static int candidates(struct dispatcher *d, struct store_conn *c, int64_t now,
                       struct candidate *out, size_t *n)
 {
@@ -138,7 +139,7 @@ static int candidates(struct dispatcher *d, struct store_conn *c, int64_t now,
                     " JOIN ferry_webhooks w ON w.id = d.webhook_id"
                     " WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND w.enabled = 1"
                     " AND (w.retry_at IS NULL OR w.retry_at <= $1)"
-                    " ORDER BY d.next_attempt_at LIMIT 8",
+                    " ORDER BY d.next_attempt_at LIMIT 32",
                     &v, 1, &rows, NULL) != FERRY_OK)
         goto out;
     while (*n < CANDIDATES && (step = store_rows_next(rows, NULL)) == 1) {

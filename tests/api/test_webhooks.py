@@ -276,6 +276,17 @@ def test_disabled_after_failures_then_enabled(make_server, receiver):
     assert_v1_error(admin(srv, "POST", "/wh_nope/enable"), 404, "NOT_FOUND")
 
 
+def test_gone_disables_at_once(make_server, receiver):
+    srv = make_server(*FAST)  # --webhook-disable-after at its default, 20
+    hook = subscribe(srv, receiver, ["device.registered"])
+    receiver.control(status=410)
+    register_device(srv)
+    state = wait_until(lambda: not (s := hook_state(srv, hook["id"]))["enabled"] and s, 15)
+    assert state and state["consecutiveFailures"] == 1, hook_state(srv, hook["id"])
+    assert "410" in state["disabledReason"], state
+    assert len(receiver.log()) == 1
+
+
 def test_redeliver_a_past_event(make_server, receiver):
     srv = make_server(*FAST)
     hook = subscribe(srv, receiver, ["device.registered"])
