@@ -209,8 +209,8 @@ static bool claim(struct dispatcher *d, struct store_conn *c, struct claim *k)
                       v, 7, &changed, NULL) != FERRY_OK ||
             changed != 1)
             continue;
-        snprintf(k->event_id, sizeof(k->event_id), "%s", cand[i].event_id);
-        snprintf(k->webhook_id, sizeof(k->webhook_id), "%s", cand[i].webhook_id);
+        memcpy(k->event_id, cand[i].event_id, sizeof(k->event_id)); /* same sizes */
+        memcpy(k->webhook_id, cand[i].webhook_id, sizeof(k->webhook_id));
         if (load_claim(c, k))
             return true;
     }
