@@ -13,16 +13,17 @@ set -euo pipefail
 run_packages=(
   gcc make cmake pkg-config
   libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev libssl-dev libjwt-dev
-  libcurl4-openssl-dev libgit2-dev
+  libcurl4-openssl-dev libgit2-dev zlib1g-dev libzstd-dev libgnutls28-dev libxml2-dev
 )
 # What the tests need on top (`make test`): unit tests (cmocka), the formatting check,
-# the API tests (pytest, a PostgreSQL they start themselves, the README tour's curl, jq
-# and sqlite3) and git for the list of C sources.
+# the API tests (pytest, python3-cryptography for identity-provider keys, a PostgreSQL
+# they start themselves, the README tour's curl, jq and sqlite3) and git for the list of
+# C sources.
 test_packages=(
   clang-format git
   clang libclang-rt-14-dev
   libcmocka-dev
-  python3 python3-pytest python3-requests
+  python3 python3-pytest python3-requests python3-zstandard zstd openssl python3-cryptography
   postgresql curl jq sqlite3
 )
 

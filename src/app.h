@@ -13,6 +13,7 @@
 #include "sites/siteops.h"
 #include "sync/tables.h"
 #include "http/ratelimit.h"
+#include "http/proxies.h"
 #include "http/router.h"
 #include "http/waiter.h"
 #include "ops/metrics.h"
@@ -20,6 +21,8 @@
 
 struct phoenix;    /* api/phoenix.c: PhoenixKit's routes and their limiters */
 struct apidirsync; /* api/dirsync.c: the directory syncs running inside requests */
+struct auth_jwt;   /* http/auth.c: the JWT verifier (NULL: JWTs not accepted) */
+struct apicloud;   /* api/cloud.c: the cloud transfers running inside requests */
 
 struct app {
     struct config *cfg;
@@ -30,6 +33,7 @@ struct app {
     size_t n_tables;
     struct phoenix *phoenix;
     struct apidirsync *dirsync;
+    struct apicloud *cloud;
     int64_t started_ms;
     atomic_int in_flight;
     atomic_bool stopping;     /* the shutdown timeout passed: long requests end early */
@@ -41,6 +45,8 @@ struct app {
     struct siteops_env site_env; /* this site's URL and the outgoing-call options */
     struct metrics *metrics;     /* request and sync counters */
     struct waiter *waiter;       /* parked long-polls */
+    struct auth_jwt *jwt;        /* JWT secret and keys, NULL when none is configured */
+    struct proxies *proxies;     /* trusted-proxies; NULL: the socket address is the client */
 };
 
 #endif

@@ -9,11 +9,11 @@
 #include "config.h"
 #include "util/log.h"
 
-/* OPT_LIST is a colon-separated list: a repeated flag adds to it, while a later source
- * (file, environment, flags) replaces what an earlier one gave. */
-/* OPT_MS is a duration kept in milliseconds: 250ms, 5s, 30m, 10h (a bare number is
- * seconds). */
-enum opt_type { OPT_STR, OPT_INT, OPT_SIZE, OPT_BOOL, OPT_LIST, OPT_MS };
+/* OPT_LIST is a colon-separated list, OPT_CSV a comma-separated one: a repeated flag
+ * adds to it, while a later source (file, environment, flags) replaces what an earlier
+ * one gave. OPT_MS is a duration kept in milliseconds: 250ms, 5s, 30m, 10h (a bare
+ * number is seconds). */
+enum opt_type { OPT_STR, OPT_INT, OPT_SIZE, OPT_BOOL, OPT_LIST, OPT_CSV, OPT_MS };
 
 struct option_def {
     const char *name; /* flag without dashes, also the config-file key */
@@ -49,6 +49,29 @@ static const struct option_def options[] = {
         "comma-separated origins allowed by CORS, or *"),
     OPT("jwt-secret", "FERRY_JWT_SECRET", OPT_STR, jwt_secret, NULL,
         "HS256 secret; when set, JWTs are accepted as user credentials"),
+    OPT("jwt-public-key", "FERRY_JWT_PUBLIC_KEYS", OPT_LIST, jwt_public_keys, NULL,
+        "PEM public key (RSA, EC P-256 or Ed25519) JWTs may be signed with (repeatable; env: "
+        "colon-separated)"),
+    OPT("jwt-jwks-url", "FERRY_JWT_JWKS_URL", OPT_STR, jwt_jwks_url, NULL,
+        "identity provider's JWK Set URL; its keys verify RS256, ES256 and EdDSA JWTs"),
+    OPT("jwt-jwks-timeout", "FERRY_JWT_JWKS_TIMEOUT", OPT_INT, jwt_jwks_timeout, "5",
+        "seconds one fetch of the JWK Set may take"),
+    OPT("jwt-jwks-refresh", "FERRY_JWT_JWKS_REFRESH", OPT_INT, jwt_jwks_refresh, "3600",
+        "seconds between scheduled fetches of the JWK Set"),
+    OPT("jwt-jwks-min-interval", "FERRY_JWT_JWKS_MIN_INTERVAL", OPT_INT, jwt_jwks_min_interval,
+        "30", "fewest seconds between fetches asked for by unknown key ids (and retries)"),
+    OPT("jwt-issuer", "FERRY_JWT_ISSUER", OPT_STR, jwt_issuer, NULL,
+        "when set, a JWT's iss must equal it"),
+    OPT("jwt-audience", "FERRY_JWT_AUDIENCE", OPT_STR, jwt_audience, NULL,
+        "when set, a JWT's aud must name it"),
+    OPT("jwt-user-claim", "FERRY_JWT_USER_CLAIM", OPT_STR, jwt_user_claim, "sub",
+        "the JWT claim that holds the user id"),
+    OPT("jwt-claims", "FERRY_JWT_CLAIMS", OPT_STR, jwt_claims, NULL,
+        "comma-separated JWT claims sync rules may use (default: every string or integer claim)"),
+    OPT("trusted-proxies", "FERRY_TRUSTED_PROXIES", OPT_STR, trusted_proxies, NULL,
+        "comma-separated addresses and CIDR ranges of proxies whose forwarded-header is believed"),
+    OPT("forwarded-header", "FERRY_FORWARDED_HEADER", OPT_STR, forwarded_header, "x-forwarded-for",
+        "the header trusted proxies name the client in: x-forwarded-for or forwarded (RFC 7239)"),
     OPT("threads", "FERRY_THREADS", OPT_INT, threads, "8", "HTTP worker threads"),
     OPT("shutdown-timeout", "FERRY_SHUTDOWN_TIMEOUT", OPT_INT, shutdown_timeout, "10",
         "seconds to let in-flight requests finish on shutdown"),
@@ -68,6 +91,9 @@ static const struct option_def options[] = {
         "seconds between tombstone purges (0: never)"),
     OPT("file-root", "FERRY_FILE_ROOTS", OPT_LIST, file_roots, NULL,
         "folder that directory sync may name (repeatable; env: colon-separated)"),
+    OPT("shared-folder", "FERRY_SHARED_FOLDERS", OPT_CSV, shared_folders, NULL,
+        "file path prefix whose files every user sees and writes (repeatable; env: "
+        "comma-separated); other files are private to their user"),
     OPT("max-upload", "FERRY_MAX_UPLOAD", OPT_SIZE, max_upload, "10G",
         "largest file an upload may create"),
     OPT("max-chunk-size", "FERRY_MAX_CHUNK_SIZE", OPT_SIZE, max_chunk_size, "64M",
@@ -86,7 +112,8 @@ static const struct option_def options[] = {
     OPT("sites-password", "FERRY_SITES_PASSWORD", OPT_STR, sites_password, NULL,
         "password remote sites must give in require_password mode (stored scrypt-hashed)"),
     OPT("public-url", "FERRY_PUBLIC_URL", OPT_STR, public_url, NULL,
-        "this server's URL as other sites reach it (default http://LISTEN)"),
+        "this server's URL as other sites reach it (default http://LISTEN, https:// with "
+        "tls-cert)"),
     OPT("sites-verify-interval", "FERRY_SITES_VERIFY_INTERVAL", OPT_INT, sites_verify_interval,
         "300", "seconds between checks that remote sites still have their connections (0: never)"),
     OPT("sites-timeout", "FERRY_SITES_TIMEOUT", OPT_INT, sites_timeout, "30",
@@ -115,6 +142,39 @@ static const struct option_def options[] = {
         "seconds a connection may stay silent (a waiting long-poll does not count)"),
     OPT("body-timeout", "FERRY_BODY_TIMEOUT", OPT_INT, body_timeout, "60",
         "seconds a buffered request body may take to arrive (uploads are not buffered)"),
+    /* transport (issue 11) */
+    OPT("tls-cert", "FERRY_TLS_CERT", OPT_STR, tls_cert, NULL,
+        "PEM certificate (chain) file: serve HTTPS; SIGHUP reloads it (with tls-key)"),
+    OPT("tls-key", "FERRY_TLS_KEY", OPT_STR, tls_key, NULL,
+        "PEM private key file of tls-cert (unencrypted)"),
+    OPT("tls-min-version", "FERRY_TLS_MIN_VERSION", OPT_STR, tls_min_version, "1.2",
+        "oldest TLS version accepted: 1.2 or 1.3"),
+    OPT("compress", "FERRY_COMPRESS", OPT_BOOL, compress, "true",
+        "gzip or zstd answers for clients that send Accept-Encoding"),
+    OPT("compress-min-size", "FERRY_COMPRESS_MIN_SIZE", OPT_SIZE, compress_min_size, "1K",
+        "smallest answer body worth compressing"),
+    /* cloud storage providers (issue 13) */
+    OPT("s3-endpoint", "FERRY_S3_ENDPOINT", OPT_STR, s3_endpoint, NULL,
+        "URL of the S3-compatible endpoint the /cloud/s3 calls use (e.g. "
+        "https://s3.amazonaws.com)"),
+    OPT("s3-region", "FERRY_S3_REGION", OPT_STR, s3_region, "us-east-1",
+        "region requests to the S3 endpoint are signed for"),
+    OPT("s3-access-key-id", "FERRY_S3_ACCESS_KEY_ID", OPT_STR, s3_access_key_id, NULL,
+        "S3 access key id"),
+    OPT("s3-secret-access-key", "FERRY_S3_SECRET_ACCESS_KEY", OPT_STR, s3_secret_access_key, NULL,
+        "S3 secret access key (never shown in answers or logs)"),
+    OPT("s3-bucket", "FERRY_S3_BUCKET", OPT_STR, s3_bucket, NULL, "bucket of the /cloud/s3 calls"),
+    OPT("azure-connection-string", "FERRY_AZURE_CONNECTION_STRING", OPT_STR,
+        azure_connection_string, NULL,
+        "Azure Storage connection string (AccountName=...;AccountKey=...;BlobEndpoint=...)"),
+    OPT("azure-container", "FERRY_AZURE_CONTAINER", OPT_STR, azure_container, NULL,
+        "blob container of the /cloud/azure calls"),
+    OPT("local-cloud-dir", "FERRY_LOCAL_CLOUD_DIR", OPT_STR, local_cloud_dir, NULL,
+        "folder the /cloud/local calls store files in"),
+    OPT("cloud-part-size", "FERRY_CLOUD_PART_SIZE", OPT_SIZE, cloud_part_size, "8M",
+        "part of a multipart S3 upload or block of an Azure upload (S3 needs at least 5M)"),
+    OPT("cloud-timeout", "FERRY_CLOUD_TIMEOUT", OPT_INT, cloud_timeout, "30",
+        "seconds a cloud provider may take to connect, or stall during a transfer"),
     /* webhook deliveries; the defaults follow the Standard Webhooks guidance: first retry
      * after seconds, the longest gap hours */
     OPT("webhook-retry-base", "FERRY_WEBHOOK_RETRY_BASE", OPT_MS, webhook_retry_base, "5s",
@@ -206,6 +266,7 @@ static int apply(struct config *cfg, const struct option_def *o, const char *val
     char *end;
     switch (o->type) {
     case OPT_LIST:
+    case OPT_CSV:
     case OPT_STR:
         free(*(char **)field);
         *(char **)field = value ? xstrdup(value) : NULL;
@@ -441,8 +502,8 @@ static int apply_flags(struct config *cfg, const struct config_args *a, const ch
         if (only && strcmp(only, o->name) != 0)
             continue;
         char **list = (char **)((char *)cfg + o->offset);
-        if (o->type == OPT_LIST && seen[a->flags[i].index] && *list) {
-            char *joined = xasprintf("%s:%s", *list, value);
+        if ((o->type == OPT_LIST || o->type == OPT_CSV) && seen[a->flags[i].index] && *list) {
+            char *joined = xasprintf("%s%c%s", *list, o->type == OPT_CSV ? ',' : ':', value);
             free(*list);
             *list = joined;
             continue;
@@ -451,6 +512,18 @@ static int apply_flags(struct config *cfg, const struct config_args *a, const ch
         if (apply(cfg, o, value, "command line", err) != FERRY_OK)
             return FERRY_ERR;
     }
+    return FERRY_OK;
+}
+
+static int check_transport(const struct config *cfg, struct err *err)
+{
+    bool cert = cfg->tls_cert && *cfg->tls_cert, key = cfg->tls_key && *cfg->tls_key;
+    if (cert != key)
+        return err_set(err, ERR_INVALID, "tls-cert and tls-key go together: %s is missing",
+                       cert ? "tls-key" : "tls-cert");
+    if (strcmp(cfg->tls_min_version, "1.2") != 0 && strcmp(cfg->tls_min_version, "1.3") != 0)
+        return err_set(err, ERR_INVALID, "tls-min-version must be 1.2 or 1.3, not '%s'",
+                       cfg->tls_min_version);
     return FERRY_OK;
 }
 
@@ -472,6 +545,11 @@ static int check(const struct config *cfg, struct err *err)
     if (log_parse_format(cfg->log_format, &format) != FERRY_OK)
         return err_set(err, ERR_INVALID, "log-format must be json or text, not '%s'",
                        cfg->log_format);
+    /* a failed fetch is retried after jwt-jwks-min-interval: 0 would be a busy loop */
+    if (cfg->jwt_jwks_timeout < 1 || cfg->jwt_jwks_refresh < 1 || cfg->jwt_jwks_min_interval < 1)
+        return err_set(err, ERR_INVALID,
+                       "jwt-jwks-timeout, jwt-jwks-refresh and jwt-jwks-min-interval must be at "
+                       "least 1");
     if (cfg->max_connections < 16 || cfg->max_json_values < 1 || cfg->idle_timeout < 1 ||
         cfg->body_timeout < 1)
         return err_set(err, ERR_INVALID,
@@ -482,7 +560,11 @@ static int check(const struct config *cfg, struct err *err)
         return err_set(err, ERR_INVALID,
                        "webhook-retry-base must be above 0 and at most webhook-retry-max; "
                        "webhook-timeout and webhook-disable-after at least 1");
-    return FERRY_OK;
+    if (cfg->cloud_part_size < 64 * 1024 || cfg->cloud_part_size > 4000LL * 1024 * 1024 ||
+        cfg->cloud_timeout < 1)
+        return err_set(err, ERR_INVALID,
+                       "cloud-part-size must be between 64K and 4000M, cloud-timeout at least 1");
+    return check_transport(cfg, err);
 }
 
 int config_load_args(struct config *cfg, const struct config_args *a, struct err *err)
@@ -521,7 +603,8 @@ int config_load(struct config *cfg, int argc, char **argv, struct err *err)
 void config_cleanup(struct config *cfg)
 {
     for (size_t i = 0; i < N_OPTIONS; i++)
-        if (options[i].type == OPT_STR || options[i].type == OPT_LIST) {
+        if (options[i].type == OPT_STR || options[i].type == OPT_LIST ||
+            options[i].type == OPT_CSV) {
             char **field = (char **)((char *)cfg + options[i].offset);
             free(*field);
             *field = NULL;

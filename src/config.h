@@ -23,6 +23,17 @@ struct config {
     long long auth_fail_limit; /* failed authentications per minute per address */
     char *cors_origins;        /* comma list, "*" for any */
     char *jwt_secret;
+    char *jwt_public_keys; /* colon-separated PEM files */
+    char *jwt_jwks_url;
+    long long jwt_jwks_timeout;      /* seconds */
+    long long jwt_jwks_refresh;      /* seconds */
+    long long jwt_jwks_min_interval; /* seconds */
+    char *jwt_issuer;
+    char *jwt_audience;
+    char *jwt_user_claim;
+    char *jwt_claims;       /* comma list; NULL: every string or integer claim */
+    char *trusted_proxies;  /* comma list of addresses and CIDR ranges */
+    char *forwarded_header; /* x-forwarded-for or forwarded */
     long long threads;
     long long shutdown_timeout; /* seconds to wait for in-flight requests */
     bool metrics_auth;          /* require a token on /metrics */
@@ -34,6 +45,7 @@ struct config {
     long long purge_interval;      /* seconds; 0 = never */
     bool legacy_auth;              /* cloud-sync-api endpoints need a token */
     char *file_roots;              /* colon-separated folders directory sync may name */
+    char *shared_folders;          /* comma-separated file paths every user shares */
     long long max_upload;          /* bytes */
     long long max_chunk_size;
     long long upload_expiry; /* seconds */
@@ -56,6 +68,23 @@ struct config {
     long long max_connections_per_ip;
     long long idle_timeout; /* seconds a connection may stay silent */
     long long body_timeout; /* seconds a buffered request body may take to arrive */
+    /* transport: HTTPS and compression (issue 11) */
+    char *tls_cert;              /* PEM certificate chain; NULL: plain HTTP */
+    char *tls_key;               /* PEM private key, unencrypted */
+    char *tls_min_version;       /* "1.2" or "1.3" */
+    bool compress;               /* gzip/zstd answers for clients that ask */
+    long long compress_min_size; /* bytes: smaller bodies go out as they are */
+    /* cloud storage providers (issue 13): secrets, never echoed in answers or logs */
+    char *s3_endpoint;
+    char *s3_region;
+    char *s3_access_key_id;
+    char *s3_secret_access_key;
+    char *s3_bucket;
+    char *azure_connection_string;
+    char *azure_container;
+    char *local_cloud_dir;
+    long long cloud_part_size; /* bytes of one S3 part or Azure block */
+    long long cloud_timeout;   /* seconds to connect, and that a transfer may stall */
     /* webhook deliveries (webhooks/) */
     long long webhook_retry_base;    /* ms: the first retry's delay */
     long long webhook_retry_max;     /* ms: the longest delay between attempts */

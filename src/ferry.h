@@ -35,6 +35,7 @@ enum err_code {
     ERR_INTERNAL,          /* 500 SYNC_FAILED */
     ERR_BAD_GATEWAY,       /* 502: another site refused or failed */
     ERR_UNAVAILABLE,       /* 503 */
+    ERR_CLOUD,             /* 503 CLOUD_ERROR: a cloud storage provider is down or refused */
     ERR_STORAGE_FULL,      /* 507 */
     ERR_CHECKSUM,          /* 460: the body does not match its declared checksum (tus) */
 };

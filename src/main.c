@@ -5,8 +5,8 @@
 
 #include "cli/cli.h"
 
-static const struct cli_command *const commands[] = {&cli_serve, &cli_token, &cli_sites,
-                                                     &cli_merge};
+static const struct cli_command *const commands[] = {&cli_serve, &cli_token, &cli_sites, &cli_merge,
+                                                     &cli_sync};
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
 static void usage(FILE *out)

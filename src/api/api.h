@@ -14,6 +14,7 @@ extern const struct route_table api_tus_routes;
 extern const struct route_table api_dirsync_routes;
 extern const struct route_table api_site_admin_routes;
 extern const struct route_table api_merge_routes;
+extern const struct route_table api_cloud_routes;
 extern const struct route_table api_webhooks_routes;
 
 #endif

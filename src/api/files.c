@@ -63,6 +63,33 @@ char *apifiles_clean_path(struct request *req, const char *raw)
     return clean;
 }
 
+struct filescope apifiles_scope(const struct request *req)
+{
+    return filesys_scope(req->app->files, req->cred.user_id, req->cred.role == ROLE_ADMIN);
+}
+
+const char *apifiles_owner(const struct request *req, const struct filescope *s, const char *path)
+{
+    const char *named = s->admin ? http_query(req, "owner") : NULL;
+    if (named)
+        return *named ? named : NULL;
+    return filescope_owner(s, path);
+}
+
+/* The live entry at path that the caller may see; ERR_NOT_FOUND otherwise, the same for
+ * another user's file as for none, so the answer says nothing of what others have. */
+static int visible_entry(struct request *req, const char *path, struct file_entry *e,
+                         struct err *err)
+{
+    struct filescope s = apifiles_scope(req);
+    bool found = false;
+    if (files_get(req->db, apifiles_owner(req, &s, path), path, e, &found, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (!found || e->deleted || !filescope_sees(&s, e->owner, e->path))
+        return err_set(err, ERR_NOT_FOUND, "no such file");
+    return FERRY_OK;
+}
+
 const char *apifiles_device_of(const struct request *req)
 {
     return req->cred.device_id[0] ? req->cred.device_id : NULL;
@@ -404,18 +431,13 @@ out:
 static int download(struct request *req, struct err *err)
 {
     struct file_entry e = {0};
-    bool found = false;
     uint64_t start = 0, len = 0;
     char etag[72], *path = NULL, *blob = NULL;
     int rc = FERRY_ERR;
     if (!apifiles_allowed(req) || !(path = apifiles_clean_path(req, http_param(req, "*"))))
         return FERRY_OK;
-    if (files_get(req->db, path, &e, &found, err) != FERRY_OK)
+    if (visible_entry(req, path, &e, err) != FERRY_OK)
         goto out;
-    if (!found || e.deleted) {
-        err_set(err, ERR_NOT_FOUND, "no such file");
-        goto out;
-    }
     rc = FERRY_OK;
     snprintf(etag, sizeof(etag), "\"%s\"", e.sha256);
     http_add_header(req, "ETag", etag);
@@ -476,7 +498,9 @@ static int list_files(struct request *req, struct err *err)
         return FERRY_OK;
     if (limit_text && (!parse_index(limit_text, &limit) || limit < 1 || limit > 1000))
         return err_set(err, ERR_INVALID, "limit must be from 1 to 1000");
-    if (files_list(req->db, prefix, after, (int)limit, &items, err) != FERRY_OK)
+    struct filescope s = apifiles_scope(req);
+    if (files_list(req->db, &s, http_query(req, "owner"), prefix, after, (int)limit, &items, err) !=
+        FERRY_OK)
         return FERRY_ERR;
     size_t n = json_array_size(items);
     json_t *last = n ? json_object_get(json_array_get(items, n - 1), "path") : NULL;
@@ -490,15 +514,16 @@ static int list_files(struct request *req, struct err *err)
 static int file_entry(struct request *req, struct err *err)
 {
     struct file_entry e = {0};
-    bool found = false;
     char *path = NULL;
     if (!apifiles_allowed(req) || !(path = apifiles_clean_path(req, http_param(req, "*"))))
         return FERRY_OK;
-    struct store_conn *c = req->db;
-    int rc = req->method_bit == M_DELETE ? files_delete(c, path, apifiles_device_of(req), &e, err)
-                                         : files_get(c, path, &e, &found, err);
-    if (rc == FERRY_OK && req->method_bit != M_DELETE && (!found || e.deleted))
-        rc = err_set(err, ERR_NOT_FOUND, "no such file");
+    /* a deletion names the entry the caller sees: another user's answers 404 */
+    int rc = visible_entry(req, path, &e, err);
+    if (rc == FERRY_OK && req->method_bit == M_DELETE) {
+        char *owner = e.owner ? xstrdup(e.owner) : NULL; /* e is rewritten */
+        rc = files_delete(req->db, owner, path, apifiles_device_of(req), &e, err);
+        free(owner);
+    }
     if (rc == FERRY_OK)
         http_reply_json(req, 200, files_entry_json(&e));
     free(path);

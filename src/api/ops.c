@@ -74,12 +74,15 @@ static int v1_metrics(struct request *req, struct err *err)
     (void)err;
     struct metrics_totals t = metrics_totals(req->app->metrics);
     json_int_t average = t.sync_ops ? (json_int_t)(t.sync_duration_ms_sum / t.sync_ops) : 0;
+    /* Bytes moved to and from the seed's two providers (the local one is in /metrics). */
+    json_t *cloud = json_pack("{s:I, s:I}", "azure", (json_int_t)t.cloud_bytes[1], "s3",
+                              (json_int_t)t.cloud_bytes[0]);
     http_reply_json(req, HTTP_OK,
-                    json_pack("{s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I}}", "totalSyncOperations",
+                    json_pack("{s:I, s:I, s:I, s:I, s:I, s:o}", "totalSyncOperations",
                               (json_int_t)t.sync_ops, "successfulSyncs", (json_int_t)t.sync_ok,
                               "failedSyncs", (json_int_t)t.sync_failed, "averageSyncDuration",
                               average, "totalDataTransferred", (json_int_t)t.data_transferred,
-                              "cloudStorageUsage", "azure", (json_int_t)0, "s3", (json_int_t)0));
+                              "cloudStorageUsage", cloud));
     return FERRY_OK;
 }
 

@@ -3,15 +3,16 @@
 #include <stdlib.h>
 
 #include "api/api.h"
+#include "api/cloud.h"
 #include "api/dirsync.h"
 #include "api/phoenix.h"
 #include "api/routes.h"
 #include "app.h"
 
 static const struct route_table *const fixed_tables[] = {
-    &api_ops_routes,   &api_admin_routes,    &api_legacy_routes,  &api_sync_routes,
-    &api_files_routes, &api_tus_routes,      &api_dirsync_routes, &api_site_admin_routes,
-    &api_merge_routes, &api_webhooks_routes,
+    &api_ops_routes,   &api_admin_routes, &api_legacy_routes,   &api_sync_routes,
+    &api_files_routes, &api_tus_routes,   &api_dirsync_routes,  &api_site_admin_routes,
+    &api_merge_routes, &api_cloud_routes, &api_webhooks_routes,
 };
 
 #define N_FIXED (sizeof(fixed_tables) / sizeof(fixed_tables[0]))
@@ -23,6 +24,7 @@ void routes_init(struct app *app)
         tables[i] = fixed_tables[i];
     app->phoenix = phoenix_new(app->cfg->sites_prefix);
     app->dirsync = apidirsync_new();
+    app->cloud = apicloud_new(app->cfg->threads);
     tables[N_FIXED] = phoenix_routes(app->phoenix);
     app->tables = tables;
     app->n_tables = N_FIXED + 1;
@@ -37,4 +39,6 @@ void routes_cleanup(struct app *app)
     app->phoenix = NULL;
     apidirsync_free(app->dirsync);
     app->dirsync = NULL;
+    apicloud_free(app->cloud);
+    app->cloud = NULL;
 }

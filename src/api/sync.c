@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/files.h"
 #include "app.h"
 #include "sync/conflicts.h"
 #include "sync/devices.h"
@@ -303,6 +304,35 @@ static int changes_tables(struct request *req, const struct synced_table ***out,
     return FERRY_OK;
 }
 
+static json_t *table_schema(const struct synced_table *t)
+{
+    json_t *cols = json_array();
+    for (size_t i = 0; i < t->n_cols; i++) {
+        const struct synced_column *c = &t->cols[i];
+        json_array_append_new(cols,
+                              json_pack("{s:s, s:s, s:b}", "name", c->name, "type",
+                                        values_kind_label(c->kind), "nullable", !c->not_null));
+    }
+    return json_pack("{s:s, s:s, s:o}", "name", t->name, "primaryKey", t->cols[t->pk].name,
+                     "columns", cols);
+}
+
+/* GET schema: the synced tables this credential may sync, with their columns, so that a
+ * client can create its local replica (libferry does). */
+static int schema(struct request *req, struct err *err)
+{
+    const struct synced_set *set = &req->app->synced;
+    json_t *tables = json_array();
+    (void)err;
+    for (size_t i = 0; i < set->n; i++) {
+        const struct synced_table *t = &set->tables[i];
+        if (!t->builtin && push_scope_allows(scope_of(req), t->name))
+            json_array_append_new(tables, table_schema(t));
+    }
+    http_reply_json(req, HTTP_OK, json_pack("{s:o}", "tables", tables));
+    return FERRY_OK;
+}
+
 /* The query of a changes call: cursor, limit, wait (seconds) and tables. */
 static int changes_query(struct request *req, struct feed_query *q, int64_t *wait,
                          const struct synced_table ***tables, struct err *err)
@@ -335,7 +365,8 @@ static int changes(struct request *req, struct err *err)
         acting_device(req, http_query(req, "deviceId"), true, &device, err) != FERRY_OK)
         goto out;
     q.exclude_device = include_own && !strcmp(include_own, "true") ? NULL : device;
-    if (feed_read(req->db, &q, &page, err) != FERRY_OK)
+    struct filescope files = apifiles_scope(req); /* a user's devices see that user's files */
+    if (feed_read_files(req->db, &q, &files, &page, err) != FERRY_OK)
         goto out;
     rc = FERRY_OK;
     /* Nothing new and the client will wait: park until the log moves or time is up. */
@@ -445,6 +476,7 @@ static int resolve_conflict(struct request *req, struct err *err)
     {M_POST, P "/devices/{id}/token", new_device_token, ROLE_USER, SURFACE_V1, ROUTE_STORE, NULL}, \
     {M_POST, P "/report", report, ROLES_ANY, SURFACE_V1, ROUTE_JSON | ROUTE_STORE, NULL},          \
     {M_GET, P "/changes", changes, ROLES_ANY, SURFACE_V1, ROUTE_STORE, NULL},                      \
+    {M_GET, P "/schema", schema, ROLES_ANY, SURFACE_V1, 0, NULL},                                  \
     {M_POST, P "/ack", ack, ROLES_ANY, SURFACE_V1, ROUTE_JSON | ROUTE_STORE, NULL},                \
     {M_GET, P "/conflicts", list_conflicts, ROLES_ANY, SURFACE_V1, ROUTE_STORE, NULL},             \
     {M_POST, P "/conflicts/{id}/resolve", resolve_conflict, ROLES_ANY, SURFACE_V1,                 \

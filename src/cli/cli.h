@@ -33,6 +33,7 @@ extern const struct cli_command cli_serve;
 extern const struct cli_command cli_token;
 extern const struct cli_command cli_sites;
 extern const struct cli_command cli_merge;
+extern const struct cli_command cli_sync;
 
 /* Parses a command's arguments (its own options, then the settings), loads the
  * settings into cfg and sends the log to stderr at their level and format. Returns -1 when the

@@ -1,6 +1,7 @@
 /* cli/serve.c - `ferry serve`: builds the running server's shared state (app.h), starts
  * the background tasks and the HTTP server, and stops them in order on SIGINT/SIGTERM.
- * SIGHUP reopens the log file. Owns the first-start admin token. */
+ * SIGHUP reopens the log file and reloads the TLS certificate. Owns the first-start admin
+ * token. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -17,7 +18,9 @@
 #include "app.h"
 #include "auth/tokens.h"
 #include "cli/cli.h"
+#include "http/auth.h"
 #include "http/server.h"
+#include "http/tls.h"
 #include "http/waiter.h"
 #include "jobs/jobs.h"
 #include "ops/metrics.h"
@@ -37,6 +40,7 @@ struct serve {
     struct config cfg;
     struct app app;
     struct server *srv;
+    struct tls *tls; /* NULL: plain HTTP */
     struct watch *watch;
     struct purger *purger;
     struct site_healer *healer;
@@ -48,7 +52,8 @@ struct serve {
 static void usage(FILE *out)
 {
     fprintf(out, "usage: ferry serve [settings]\n\n"
-                 "Runs the sync server until SIGINT or SIGTERM (SIGHUP reopens --log-file).\n\n"
+                 "Runs the sync server until SIGINT or SIGTERM (SIGHUP reopens --log-file and\n"
+                 "reloads --tls-cert and --tls-key).\n\n"
                  "settings (flags override FERRY_* variables, which override the config "
                  "file):\n");
     config_print_help(out);
@@ -121,44 +126,52 @@ static int wait_signal(const sigset_t *set, int timeout_ms)
     return sig > 0 ? sig : 0;
 }
 
-/* SIGHUP: logrotate has moved the log file; write to a new one at the same path. */
-static void reopen_log(void)
+/* SIGHUP: logrotate has moved the log file; write to a new one at the same path. A
+ * renewed certificate is served from the next handshake on; a bad one is not taken. */
+static void hangup(struct tls *tls)
 {
     struct err err = {0};
+    bool changed = false;
     if (log_reopen(&err) == FERRY_OK)
         log_info("log_reopened", json_pack("{s:s}", "msg", "log file reopened"));
     else
         log_error("log_reopen_failed", json_pack("{s:s}", "msg", err.msg));
+    err = (struct err){0};
+    if (tls && tls_reload(tls, &changed, &err) != FERRY_OK)
+        log_error("tls_reload_failed",
+                  json_pack("{s:s, s:s}", "msg", "kept the TLS certificate served so far", "error",
+                            err.msg));
 }
 
-/* Waits for a stopping signal, reopening the log on each SIGHUP meanwhile. */
-static void wait_stop_signal(const sigset_t *set)
+/* Waits for a stopping signal, handling each SIGHUP meanwhile. */
+static void wait_stop_signal(struct tls *tls, const sigset_t *set)
 {
     while (wait_signal(set, -1) == SIGHUP)
-        reopen_log();
+        hangup(tls);
 }
 
 /* Waits up to timeout_ms; a second stopping signal exits at once. */
-static void wait_or_exit(const sigset_t *set, int timeout_ms)
+static void wait_or_exit(struct tls *tls, const sigset_t *set, int timeout_ms)
 {
     int sig = wait_signal(set, timeout_ms);
     if (sig == SIGHUP) {
-        reopen_log();
+        hangup(tls);
     } else if (sig > 0) {
         log_warn("second_signal", json_pack("{s:s}", "msg", "second signal: exiting now"));
         _exit(2);
     }
 }
 
-static void graceful_stop(struct app *app, struct server *srv, const sigset_t *set)
+static void graceful_stop(struct serve *s, const sigset_t *set)
 {
+    struct app *app = &s->app;
     int64_t deadline = time_mono_us() + app->cfg->shutdown_timeout * 1000000LL;
     log_info("shutdown", json_pack("{s:s, s:i}", "msg", "shutting down", "inFlight",
                                    atomic_load(&app->in_flight)));
-    server_quiesce(srv);
+    server_quiesce(s->srv);
     waiter_release_all(app->waiter); /* long-polls answer now, with what they have */
     while (atomic_load(&app->in_flight) > 0 && time_mono_us() < deadline)
-        wait_or_exit(set, 50);
+        wait_or_exit(s->tls, set, 50);
     if (atomic_load(&app->in_flight) > 0) {
         /* long work in a request (a directory sync) stops between files and answers */
         atomic_store(&app->stopping, true);
@@ -234,8 +247,8 @@ static int add_file_roots(struct app *app, struct err *err)
  * crash left to complete. */
 static int open_files(struct app *app, struct err *err)
 {
-    if (filesys_open(app->cfg->data_dir, app->store, app->cfg->blob_grace, &app->files, err) !=
-            FERRY_OK ||
+    if (filesys_open(app->cfg->data_dir, app->store, app->cfg->blob_grace, app->cfg->shared_folders,
+                     &app->files, err) != FERRY_OK ||
         filesys_recover(app->files, err) != FERRY_OK)
         return FERRY_ERR;
     return add_file_roots(app, err);
@@ -281,8 +294,9 @@ static void init_app(struct serve *s)
     app->auth_fail = ratelimit_new(cfg->auth_fail_limit, 60);
     app->metrics = metrics_open();
     app->waiter = waiter_open();
-    s->public_url =
-        cfg->public_url ? xstrdup(cfg->public_url) : xasprintf("http://%s", cfg->listen);
+    s->public_url = cfg->public_url
+                        ? xstrdup(cfg->public_url)
+                        : xasprintf("%s://%s", cfg->tls_cert ? "https" : "http", cfg->listen);
     app->site_env = (struct siteops_env){
         .public_url = s->public_url,
         .client = {.allow_private = cfg->sites_allow_private, .timeout_s = cfg->sites_timeout},
@@ -310,7 +324,14 @@ static int start(struct serve *s, struct err *err)
 {
     struct app *app = &s->app;
     const struct config *cfg = &s->cfg;
-    if (cli_open_store(cfg, (int)cfg->threads + 7, true, &app->store, err) != FERRY_OK ||
+    /* the certificate first: a wrong one stops ferry before anything is created */
+    bool https = cfg->tls_cert && *cfg->tls_cert;
+    if ((https &&
+         tls_open(cfg->tls_cert, cfg->tls_key, cfg->tls_min_version, &s->tls, err) != FERRY_OK) ||
+        auth_jwt_open(cfg, &app->jwt, err) != FERRY_OK ||
+        proxies_parse(cfg->trusted_proxies, cfg->forwarded_header, &app->proxies, err) !=
+            FERRY_OK ||
+        cli_open_store(cfg, (int)cfg->threads + 7, true, &app->store, err) != FERRY_OK ||
         first_admin_token(app->store, cfg->data_dir, &s->secret, err) != FERRY_OK ||
         load_tables(app, err) != FERRY_OK || open_files(app, err) != FERRY_OK ||
         apply_site_settings(app, err) != FERRY_OK)
@@ -323,7 +344,7 @@ static int start(struct serve *s, struct err *err)
                              err) != FERRY_OK ||
         start_webhooks(s, err) != FERRY_OK)
         return FERRY_ERR;
-    return server_start(app, &s->srv, err);
+    return server_start(app, s->tls, &s->srv, err);
 }
 
 /* The start-up lines: on stdout for whoever started ferry, and in the log. */
@@ -332,15 +353,17 @@ static void announce(struct serve *s)
     const struct config *cfg = &s->cfg;
     int host_len = (int)(strrchr(cfg->listen, ':') - cfg->listen);
     const char *dialect = store_dialect_name(s->app.store);
-    printf("ferry %s listening on http://%.*s:%d (%s)\n", FERRY_VERSION, host_len, cfg->listen,
-           server_port(s->srv), dialect);
+    const char *scheme = s->tls ? "https" : "http";
+    printf("ferry %s listening on %s://%.*s:%d (%s)\n", FERRY_VERSION, scheme, host_len,
+           cfg->listen, server_port(s->srv), dialect);
     if (s->secret)
         printf("admin token (shown once, also in %s/%s): %s\n", cfg->data_dir, ADMIN_TOKEN_FILE,
                s->secret);
     fflush(stdout);
     char *address = xasprintf("%.*s:%d", host_len, cfg->listen, server_port(s->srv));
-    log_info("listening", json_pack("{s:s, s:s, s:s, s:s}", "msg", "listening", "address", address,
-                                    "store", dialect, "version", FERRY_VERSION));
+    log_info("listening",
+             json_pack("{s:s, s:s, s:s, s:s, s:s}", "msg", "listening", "address", address,
+                       "scheme", scheme, "store", dialect, "version", FERRY_VERSION));
     free(address);
 }
 
@@ -348,6 +371,7 @@ static void stop(struct serve *s)
 {
     struct app *app = &s->app;
     server_stop(s->srv);
+    tls_close(s->tls); /* after the server: no handshake can be using a pair */
     siteops_healer_stop(s->healer);
     dispatch_stop(s->webhooks);
     jobs_worker_stop(app->jobs);
@@ -356,6 +380,8 @@ static void stop(struct serve *s)
     tables_cleanup(&app->synced);
     routes_cleanup(app);
     free(s->public_url);
+    auth_jwt_close(app->jwt);
+    proxies_free(app->proxies);
     siteclient_global_cleanup();
     filesys_close(app->files);
     for (size_t i = 0; i < app->n_file_roots; i++)
@@ -407,8 +433,8 @@ static int run(int argc, char **argv)
             log_error("start_failed", json_pack("{s:s}", "msg", err.msg));
     } else {
         announce(&s);
-        wait_stop_signal(&set);
-        graceful_stop(&s.app, s.srv, &set);
+        wait_stop_signal(s.tls, &set);
+        graceful_stop(&s, &set);
         rc = CLI_OK;
     }
     stop(&s);

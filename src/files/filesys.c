@@ -26,12 +26,14 @@
 #define COPY_BUF (256 * 1024)
 #define RECOVER_BATCH 1000
 
-int filesys_open(const char *data_dir, struct store *st, int64_t blob_grace_s, struct filesys **out,
-                 struct err *err)
+int filesys_open(const char *data_dir, struct store *st, int64_t blob_grace_s,
+                 const char *shared_folders, struct filesys **out, struct err *err)
 {
     struct filesys *fs = xcalloc(1, sizeof(*fs));
     char *blobs = xasprintf("%s/blobs", data_dir);
-    int rc = blob_store_open(blobs, &fs->blobs, err);
+    int rc = filescope_parse_folders(shared_folders, &fs->shared, &fs->n_shared, err);
+    if (rc == FERRY_OK)
+        rc = blob_store_open(blobs, &fs->blobs, err);
     free(blobs);
     fs->store = st;
     fs->blob_grace_s = blob_grace_s;
@@ -52,8 +54,14 @@ void filesys_close(struct filesys *fs)
     if (!fs)
         return;
     blob_store_close(fs->blobs);
+    filescope_free_folders(fs->shared);
     free(fs->uploads_dir);
     free(fs);
+}
+
+struct filescope filesys_scope(const struct filesys *fs, const char *user_id, bool admin)
+{
+    return (struct filescope){user_id, admin, (const char *const *)fs->shared, fs->n_shared};
 }
 
 char *filesys_upload_dir(const struct filesys *fs, const char *id)
@@ -258,7 +266,11 @@ static int complete_held(struct filesys *fs, struct store_conn *c, struct lease 
                                    : tus_blob(fs, c, u, hex, err)) != FERRY_OK)
         return FERRY_ERR;
     CRASH_AT("complete.after_rename");
-    if (files_commit_upload(c, u, hex, u->size, &e, result, err) == FERRY_OK) {
+    /* the namespace as the configuration says now: a folder shared since the upload
+     * began takes it */
+    const char *owner =
+        filescope_owner_of((const char *const *)fs->shared, fs->n_shared, u->user_id, u->path);
+    if (files_commit_upload(c, u, owner, hex, u->size, &e, result, err) == FERRY_OK) {
         CRASH_AT("complete.after_commit");
         rc = FERRY_OK;
     }

@@ -12,6 +12,7 @@
 
 #include "ferry.h"
 #include "files/blob.h"
+#include "files/filescope.h"
 #include "files/leases.h"
 #include "files/uploads.h"
 #include "store/store.h"
@@ -23,13 +24,19 @@ struct filesys {
     struct blob_store *blobs; /* DATA_DIR/blobs */
     char *uploads_dir;        /* DATA_DIR/uploads: one folder per unfinished upload */
     int64_t blob_grace_s;     /* a younger unreferenced blob is not collected yet */
+    char **shared;            /* shared folders (files/filescope.h), NULL-terminated */
+    size_t n_shared;
     char self[LEASES_OWNER_MAX];
 };
 
-/* Opens the blob store and the uploads folder under data_dir. Release with
- * filesys_close(). */
-int filesys_open(const char *data_dir, struct store *st, int64_t blob_grace_s, struct filesys **out,
-                 struct err *err);
+/* Opens the blob store and the uploads folder under data_dir; shared_folders is the
+ * comma-separated list of folders every user shares (NULL: none). Release with
+ * filesys_close(). ERR_INVALID for a shared folder that is not a relative path. */
+int filesys_open(const char *data_dir, struct store *st, int64_t blob_grace_s,
+                 const char *shared_folders, struct filesys **out, struct err *err);
+
+/* The scope of a caller with user_id ("" for none) over the file entries. */
+struct filescope filesys_scope(const struct filesys *fs, const char *user_id, bool admin);
 void filesys_close(struct filesys *fs);
 
 /* Completes what a crash interrupted: tus uploads whose bytes all arrived become their

@@ -4,78 +4,132 @@
 #include <string.h>
 #include <strings.h>
 
-#include <jwt.h>
-
 #include "app.h"
+#include "auth/jwks.h"
+#include "auth/jws.h"
 #include "auth/tokens.h"
 #include "http/auth.h"
 #include "util/timeutil.h"
 
-/* Reads a NumericDate claim (RFC 7519: integer or fractional seconds). FERRY_OK with
- * *present false when absent; FERRY_ERR when present but not a number. jwt_get_grant_int
- * cannot tell a fractional value from a missing one, so the claim is read as JSON. */
-static int time_claim(jwt_t *jwt, const char *name, bool *present, double *value)
+struct auth_jwt {
+    const char *secret;      /* HS256; NULL: not accepted */
+    struct jws_keyset *pem;  /* jwt-public-key files; NULL when none */
+    struct jwks_cache *jwks; /* jwt-jwks-url; NULL when none */
+    struct jws_expect expect;
+    const char *claims; /* jwt-claims: comma list; NULL keeps every claim */
+};
+
+static int load_pem_keys(const char *list, struct jws_keyset **out, struct err *err)
 {
-    char *text = jwt_get_grants_json(jwt, name);
-    *present = false;
-    if (!text)
-        return FERRY_OK;
-    json_t *v = json_loads(text, JSON_DECODE_ANY, NULL);
-    free(text);
-    int rc = json_is_number(v) ? FERRY_OK : FERRY_ERR;
-    if (rc == FERRY_OK) {
-        *present = true;
-        *value = json_number_value(v);
-    }
-    json_decref(v);
+    char *copy = xstrdup(list), *save = NULL;
+    struct jws_keyset *set = jws_keyset_new();
+    int rc = FERRY_OK;
+    for (char *path = strtok_r(copy, ":", &save); path && rc == FERRY_OK;
+         path = strtok_r(NULL, ":", &save))
+        rc = jws_keyset_add_pem(set, path, err);
+    free(copy);
+    if (rc == FERRY_OK)
+        *out = set;
+    else
+        jws_keyset_unref(set);
     return rc;
 }
 
-int auth_verify_jwt(const char *token, const char *secret, int64_t now_s, struct credential *cred,
-                    struct err *err)
+int auth_jwt_open(const struct config *cfg, struct auth_jwt **out, struct err *err)
 {
-    jwt_t *jwt = NULL;
-    int rc = FERRY_ERR;
-    double exp = 0, nbf = 0;
-    bool has_exp, has_nbf;
-    const char *sub;
+    bool keys = cfg->jwt_public_keys && *cfg->jwt_public_keys;
+    bool jwks = cfg->jwt_jwks_url && *cfg->jwt_jwks_url;
+    *out = NULL;
+    if (!(cfg->jwt_secret && *cfg->jwt_secret) && !keys && !jwks)
+        return FERRY_OK; /* JWTs are not accepted */
+    struct auth_jwt *j = xcalloc(1, sizeof(*j));
+    j->secret = cfg->jwt_secret && *cfg->jwt_secret ? cfg->jwt_secret : NULL;
+    j->expect = (struct jws_expect){cfg->jwt_issuer, cfg->jwt_audience, cfg->jwt_user_claim};
+    j->claims = cfg->jwt_claims;
+    struct jwks_options o = {cfg->jwt_jwks_url, cfg->jwt_jwks_timeout * 1000,
+                             cfg->jwt_jwks_refresh * 1000, cfg->jwt_jwks_min_interval * 1000};
+    if ((keys && load_pem_keys(cfg->jwt_public_keys, &j->pem, err) != FERRY_OK) ||
+        (jwks && jwks_cache_open(&o, &j->jwks, err) != FERRY_OK)) {
+        auth_jwt_close(j);
+        return FERRY_ERR;
+    }
+    *out = j;
+    return FERRY_OK;
+}
 
-    if (jwt_decode(&jwt, token, (const unsigned char *)secret, (int)strlen(secret)) != 0) {
-        err_set(err, ERR_UNAUTHORIZED, "JWT signature or format is invalid");
-        goto out;
+void auth_jwt_close(struct auth_jwt *j)
+{
+    if (!j)
+        return;
+    jwks_cache_close(j->jwks);
+    jws_keyset_unref(j->pem);
+    free(j);
+}
+
+/* Verifies t's signature with the configured secret and keys; a kid the cached JWK Set
+ * lacks asks the cache for a fresh set once. */
+static int verify_signature(const struct auth_jwt *j, const struct jws_token *t, struct err *err)
+{
+    struct jws_keyset *sets[2] = {j->pem, j->jwks ? jwks_cache_keys(j->jwks) : NULL};
+    enum jws_verdict v = jws_verify(t, j->secret, sets, 2, err);
+    if (v == JWS_NO_KEY && j->jwks) {
+        struct err why = {0};
+        struct jws_keyset *fresh = jwks_cache_refresh(j->jwks, sets[1], &why);
+        if (fresh) {
+            jws_keyset_unref(sets[1]);
+            sets[1] = fresh;
+            v = jws_verify(t, j->secret, sets, 2, err);
+        } else {
+            char first[sizeof(err->msg)];
+            snprintf(first, sizeof(first), "%s", err->msg);
+            err_set(err, ERR_UNAUTHORIZED, "%s (%s)", first, why.msg);
+        }
     }
-    if (jwt_get_alg(jwt) != JWT_ALG_HS256) {
-        err_set(err, ERR_UNAUTHORIZED, "JWT algorithm must be HS256");
-        goto out;
+    jws_keyset_unref(sets[1]);
+    return v == JWS_VALID ? FERRY_OK : FERRY_ERR;
+}
+
+/* The claims the rules may use as JSON text: all of them, or only those jwt-claims
+ * lists. Caller frees. */
+static char *rule_claims(const struct auth_jwt *j, json_t *claims)
+{
+    if (!j->claims || !*j->claims)
+        return json_dumps(claims, JSON_COMPACT);
+    json_t *kept = json_object();
+    char *list = xstrdup(j->claims), *save = NULL;
+    for (char *name = strtok_r(list, ", ", &save); name; name = strtok_r(NULL, ", ", &save)) {
+        json_t *v = json_object_get(claims, name);
+        if (v)
+            json_object_set(kept, name, v);
     }
-    sub = jwt_get_grant(jwt, "sub");
-    if (!sub || !*sub || strlen(sub) >= sizeof(cred->user_id)) {
-        err_set(err, ERR_UNAUTHORIZED, "JWT has no usable sub claim");
+    free(list);
+    char *text = json_dumps(kept, JSON_COMPACT);
+    json_decref(kept);
+    return text;
+}
+
+int auth_verify_jwt(const struct auth_jwt *j, const char *token, int64_t now_s,
+                    struct credential *cred, struct err *err)
+{
+    struct jws_token t;
+    const char *user;
+    int rc = FERRY_ERR;
+
+    if (jws_parse(token, &t, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (verify_signature(j, &t, err) != FERRY_OK ||
+        jws_check_claims(&t, &j->expect, now_s, sizeof(cred->user_id), &user, err) != FERRY_OK)
         goto out;
-    }
-    if (time_claim(jwt, "exp", &has_exp, &exp) != FERRY_OK ||
-        time_claim(jwt, "nbf", &has_nbf, &nbf) != FERRY_OK) {
-        err_set(err, ERR_UNAUTHORIZED, "JWT exp and nbf must be numbers");
-        goto out;
-    }
-    if (has_exp && exp <= (double)now_s) {
-        err_set(err, ERR_UNAUTHORIZED, "JWT has expired");
-        goto out;
-    }
-    if (has_nbf && nbf > (double)now_s) {
-        err_set(err, ERR_UNAUTHORIZED, "JWT is not valid yet");
-        goto out;
-    }
     memset(cred, 0, sizeof(*cred));
     cred->role = ROLE_USER;
-    snprintf(cred->id, sizeof(cred->id), "jwt:%s", sub);
-    snprintf(cred->user_id, sizeof(cred->user_id), "%s", sub);
-    char *grants = jwt_get_grants_json(jwt, NULL);
+    snprintf(cred->id, sizeof(cred->id), "jwt:%s", user);
+    snprintf(cred->user_id, sizeof(cred->user_id), "%s", user);
+    char *grants = rule_claims(j, t.claims);
     auth_claims_from_json(cred, grants);
     free(grants);
     rc = FERRY_OK;
 out:
-    jwt_free(jwt);
+    jws_token_cleanup(&t);
     return rc;
 }
 
@@ -172,8 +226,6 @@ static bool looks_like_jwt(const char *token)
 static int identify(struct request *req, struct err *err)
 {
     const char *header = http_header(req, "Authorization");
-    const char *secret = req->app->cfg->jwt_secret;
-
     if (!header || !*header)
         return err_set(err, ERR_UNAUTHORIZED, "missing bearer token");
     if (strncasecmp(header, "Bearer ", 7) != 0)
@@ -183,9 +235,9 @@ static int identify(struct request *req, struct err *err)
         token++;
     if (tokens_well_formed(token))
         return verify_token(req, token, err);
-    if (secret && *secret && looks_like_jwt(token)) {
+    if (req->app->jwt && looks_like_jwt(token)) {
         struct credential cred;
-        if (auth_verify_jwt(token, secret, time_now_ms() / 1000, &cred, err) != FERRY_OK)
+        if (auth_verify_jwt(req->app->jwt, token, time_now_ms() / 1000, &cred, err) != FERRY_OK)
             return FERRY_ERR;
         req->cred = cred;
         return FERRY_OK;

@@ -1,4 +1,4 @@
-/* auth.h - who is asking: bearer tokens (ferry's own, or HS256 JWTs), roles, the
+/* auth.h - who is asking: bearer tokens (ferry's own, or JWTs), roles, the
  * per-credential rate limit and the per-address limit on failed authentication. */
 #ifndef FERRY_AUTH_H
 #define FERRY_AUTH_H
@@ -16,11 +16,23 @@ bool auth_check(struct request *req);
  * every record, others their user's. */
 bool auth_owns(const struct request *req, const char *user_id);
 
-/* Verifies an HS256 JWT with secret at now (seconds). On success fills cred as a user
- * credential (sub = user id). Refuses alg none and every other algorithm, a missing
- * sub, an expired token (exp) and one not yet valid (nbf). */
-int auth_verify_jwt(const char *token, const char *secret, int64_t now_s, struct credential *cred,
-                    struct err *err);
+struct config;
+/* The JWT verifier built from the jwt-* settings: the HS256 secret, PEM public keys and
+ * the identity provider's JWK Set (fetched now, then refreshed in the background).
+ * *out is NULL when none is configured (JWTs are then not accepted). On failure err
+ * names the bad setting. Close with auth_jwt_close (NULL: nothing). */
+struct auth_jwt;
+int auth_jwt_open(const struct config *cfg, struct auth_jwt **out, struct err *err);
+void auth_jwt_close(struct auth_jwt *j);
+
+/* Verifies a JWT at now (seconds). On success fills cred as a user credential (the user
+ * claim = user id, claims = those jwt-claims allows). Refuses alg none and algorithms
+ * other than HS256, RS256, ES256 and EdDSA, a token of one algorithm verified with
+ * another's key, a kid naming an unknown or unfitting key, iss or aud other than the
+ * configured ones, a missing user claim, an expired token (exp) and one not yet valid
+ * (nbf). May wait (bounded) for a refresh of the JWK Set when the kid is unknown. */
+int auth_verify_jwt(const struct auth_jwt *j, const char *token, int64_t now_s,
+                    struct credential *cred, struct err *err);
 
 /* Copies claim name of cred into out as text (a number in its JSON form). FERRY_OK, or
  * FERRY_ERR when cred has no such claim or it does not fit. */

@@ -193,6 +193,12 @@ int http_json_body(const struct request *req, json_t **body, struct err *err);
 /* The same for handlers that reply themselves: replies 400 and returns NULL. */
 json_t *http_json_object(struct request *req);
 
+/* For the server, before sending: replaces a buffered body of a compressible type and at
+ * least min_size bytes by its gzip or zstd encoding when the request's Accept-Encoding
+ * asks for one, and sets Content-Encoding and Vary. Files, ranges and bodies that would
+ * not shrink go out as they are. */
+void http_compress_reply(struct request *req, long long min_size);
+
 /* Maps an error code to its HTTP status and to its v1 errorCode and description. */
 int http_status_of(enum err_code code);
 const char *http_error_name(enum err_code code);

@@ -1,5 +1,6 @@
-/* response.c - the reply helpers of http.h and the one place where error codes become
- * HTTP statuses and each surface's error body. */
+/* response.c - the reply helpers of http.h, the one place where error codes become
+ * HTTP statuses and each surface's error body, and the one place where a buffered answer
+ * is compressed for the client (http_compress_reply). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 
 #include <microhttpd.h>
 
+#include "http/compress.h"
 #include "http/http.h"
 #include "util/jsonutil.h"
 #include "util/timeutil.h"
@@ -38,6 +40,7 @@ static const struct {
     {ERR_INTERNAL, 500, "SYNC_FAILED", "Sync operation failed"},
     {ERR_BAD_GATEWAY, 502, "REMOTE_ERROR", "The remote site refused the request or failed"},
     {ERR_UNAVAILABLE, 503, "SERVICE_UNAVAILABLE", "Service unavailable"},
+    {ERR_CLOUD, 503, "CLOUD_ERROR", "Cloud storage unavailable"},
     {ERR_STORAGE_FULL, 507, "INSUFFICIENT_STORAGE", "Not enough storage"},
 };
 
@@ -218,4 +221,49 @@ json_t *http_json_object(struct request *req)
         return NULL;
     }
     return body;
+}
+
+static const char *response_header(const struct request *req, const char *name)
+{
+    for (int i = 0; i < req->resp.n_headers; i++)
+        if (strcasecmp(req->resp.headers[i].name, name) == 0)
+            return req->resp.headers[i].value;
+    return NULL;
+}
+
+/* Adds field to Vary, keeping what is there (CORS's Origin). */
+static void add_vary(struct request *req, const char *field)
+{
+    const char *vary = response_header(req, "Vary");
+    if (!vary) {
+        http_add_header(req, "Vary", field);
+        return;
+    }
+    char *joined = xasprintf("%s, %s", vary, field);
+    http_add_header(req, "Vary", joined);
+    free(joined);
+}
+
+void http_compress_reply(struct request *req, long long min_size)
+{
+    struct response *r = &req->resp;
+    char *encoded = NULL;
+    size_t encoded_len = 0;
+    /* Files are sent as they are with sendfile (and are often compressed already); a
+     * range or an answer the handler encoded itself is about the bytes as they are. */
+    if (r->fd >= 0 || !r->body || (long long)r->body_len < min_size || r->status == HTTP_PARTIAL ||
+        !compress_type_ok(r->content_type) || response_header(req, "Content-Range") ||
+        response_header(req, "Content-Encoding"))
+        return;
+    /* From here the bytes depend on Accept-Encoding, for every client, so caches must key
+     * on it even when this answer goes out as it is. */
+    add_vary(req, "Accept-Encoding");
+    enum coding coding = compress_choose(http_header(req, "Accept-Encoding"));
+    if (coding == CODING_IDENTITY ||
+        !compress_encode(coding, r->body, r->body_len, &encoded, &encoded_len))
+        return;
+    free(r->body);
+    r->body = encoded;
+    r->body_len = encoded_len;
+    http_add_header(req, "Content-Encoding", compress_name(coding));
 }

@@ -22,6 +22,7 @@
 #include "ops/metrics.h"
 #include "http/auth.h"
 #include "http/server.h"
+#include "http/tls.h"
 #include "http/waiter.h"
 #include "util/crypto.h"
 #include "util/jsonutil.h"
@@ -43,13 +44,51 @@ struct server {
 
 /* --- request lifecycle -------------------------------------------------------------- */
 
-static void client_address(struct MHD_Connection *conn, char *out, size_t len)
+struct joined_header {
+    const char *name;
+    struct buf value; /* every line of the header, joined by commas */
+};
+
+static enum MHD_Result join_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    struct joined_header *h = cls;
+    (void)kind;
+    if (key && value && !strcasecmp(key, h->name)) {
+        if (h->value.len)
+            buf_puts(&h->value, ",");
+        buf_puts(&h->value, value);
+    }
+    return MHD_YES;
+}
+
+static char *header_lines(struct MHD_Connection *conn, const char *name)
+{
+    struct joined_header h = {.name = name};
+    buf_init(&h.value);
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, join_header, &h);
+    if (h.value.len)
+        return buf_steal(&h.value);
+    buf_cleanup(&h.value);
+    return NULL;
+}
+
+/* The one place req->client_addr is decided: the socket's peer, or behind a trusted
+ * proxy the address it forwarded for (proxies.h). */
+static void client_address(const struct app *app, struct MHD_Connection *conn, char *out,
+                           size_t len)
 {
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     snprintf(out, len, "unknown");
     if (!info || !info->client_addr)
         return;
+    if (app->proxies) {
+        char *chain = header_lines(conn, proxies_header_name(app->proxies));
+        proxies_client_addr(app->proxies, info->client_addr, chain, out, len);
+        free(chain);
+        return;
+    }
     socklen_t alen = info->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                               : sizeof(struct sockaddr_in);
     getnameinfo(info->client_addr, alen, out, (socklen_t)len, NULL, 0, NI_NUMERICHOST);
@@ -85,7 +124,7 @@ static struct request *request_new(struct app *app, struct MHD_Connection *conn,
     req->start_us = time_mono_us();
     req->resp.fd = -1;
     buf_init(&req->body);
-    client_address(conn, req->client_addr, sizeof(req->client_addr));
+    client_address(app, conn, req->client_addr, sizeof(req->client_addr));
     assign_request_id(req);
     return req;
 }
@@ -243,6 +282,8 @@ static enum MHD_Result send_reply(struct request *req)
     if (!req->replied)
         http_reply_error(req, ERR_INTERNAL, "the handler gave no answer");
     add_cors_headers(req);
+    if (req->app->cfg->compress)
+        http_compress_reply(req, req->app->cfg->compress_min_size);
     struct MHD_Response *resp;
     if (r->fd >= 0) {
         /* MHD sends it with sendfile and closes fd when done */
@@ -303,18 +344,35 @@ static size_t header_bytes(const struct request *req)
 /* Finding a NUL inside a header value. libmicrohttpd 0.9.75 reports value lengths cut at
  * the NUL (value_size is strlen(value)), so MHD_get_connection_values_n alone cannot see
  * it; but it parses the header block in place, turning each line end into NULs, so the
- * byte after a value's terminator is a line end, whitespace, or (after a bare LF) the
- * next key. Anything else is the rest of a value that a NUL cut. A later MHD that keeps
- * the true length is caught by the length itself. */
+ * bytes between a value's end and the next key (or the end of the block) are NULs and
+ * whitespace only. Anything else is the rest of a value that a NUL cut ("tok\0 junk" and
+ * "tok\0\0junk" alike). The block is [method, method + header size): the request line
+ * starts MHD's read buffer. A value outside it (MHD built it elsewhere) gets the one-byte
+ * check. A later MHD that keeps the true length is caught by the length itself. */
 struct nul_scan {
-    const char *value_end; /* the terminator of the previous header's value */
+    const char *block, *block_end; /* the header block as MHD parsed it in place */
+    const char *value_end;         /* the terminator of the previous header's value */
     bool found;
 };
 
-static bool cut_value(const char *value_end, const char *next_key)
+static bool in_block(const struct nul_scan *scan, const char *p)
 {
-    char after = value_end[1];
-    return after && !strchr("\r\n \t", after) && value_end + 1 != next_key;
+    return scan->block && p >= scan->block && p < scan->block_end;
+}
+
+/* Whether the bytes after value_end, up to next (a key, or NULL for the block's end), hold
+ * more than line ends and whitespace. */
+static bool cut_value(const struct nul_scan *scan, const char *next)
+{
+    const char *p = scan->value_end + 1;
+    const char *end = next ? next : scan->block_end;
+
+    if (!in_block(scan, scan->value_end) || !end || end < p || end > scan->block_end)
+        return *p && !strchr("\r\n \t", *p) && p != next;
+    for (; p < end; p++)
+        if (*p && !strchr("\r\n \t", *p))
+            return true;
+    return false;
 }
 
 static enum MHD_Result find_nul(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -323,7 +381,7 @@ static enum MHD_Result find_nul(void *cls, enum MHD_ValueKind kind, const char *
     struct nul_scan *scan = cls;
     (void)kind;
     if (strlen(key) != key_size || (value && strlen(value) != value_size) ||
-        (scan->value_end && cut_value(scan->value_end, key))) {
+        (scan->value_end && cut_value(scan, key))) {
         scan->found = true;
         return MHD_NO;
     }
@@ -336,10 +394,18 @@ static enum MHD_Result find_nul(void *cls, enum MHD_ValueKind kind, const char *
  * its Host (RFC 9112 3.2): both are refused. Returns false after replying. */
 static bool headers_well_formed(struct request *req, const char *version)
 {
-    struct nul_scan scan = {NULL, false};
+    struct nul_scan scan = {NULL, NULL, NULL, false};
+    const union MHD_ConnectionInfo *size =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    if (size && size->header_size) {
+        scan.block = req->method;
+        scan.block_end = req->method + size->header_size;
+    }
     MHD_get_connection_values_n(req->conn, MHD_HEADER_KIND, find_nul, &scan);
-    if (scan.found || (scan.value_end && cut_value(scan.value_end, NULL))) {
-        http_reply_error(req, ERR_INVALID, "a request header contains a NUL byte");
+    if (scan.found || (scan.value_end && cut_value(&scan, NULL))) {
+        /* A folded header (obs-fold) gets here too: MHD joins its lines elsewhere. */
+        http_reply_error(req, ERR_INVALID,
+                         "a request header contains a NUL byte or is folded over lines");
         return false;
     }
     if (version && strcmp(version, MHD_HTTP_VERSION_1_1) == 0 && !http_header(req, "Host")) {
@@ -614,25 +680,23 @@ static unsigned connection_capacity(const struct config *cfg)
     return fit;
 }
 
-int server_start(struct app *app, struct server **out, struct err *err)
+/* HTTPS when a TLS pair is given: it goes to GnuTLS through tls_retrieve, so that a
+ * reload reaches new handshakes without restarting the daemon. */
+static void tls_options(struct tls *tls, struct MHD_OptionItem opts[3], unsigned *flags)
 {
-    char host[256];
-    int port, fd = -1;
-    struct sockaddr_storage addr;
-    bool ipv6 = false;
+    opts[0] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    if (!tls)
+        return;
+    opts[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)tls_retrieve};
+    opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)tls_priorities(tls)};
+    opts[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    *flags |= MHD_USE_TLS;
+}
 
-    *out = NULL;
-    if (config_listen_addr(app->cfg, host, sizeof(host), &port, err) != FERRY_OK ||
-        resolve(host, port, &addr, &ipv6, err) != FERRY_OK ||
-        listen_socket(&addr, ipv6, app->cfg->listen, &fd, &port, err) != FERRY_OK)
-        return FERRY_ERR;
-    unsigned flags =
-        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    if (ipv6)
-        flags |= MHD_USE_IPv6;
-    struct server *srv = xcalloc(1, sizeof(*srv));
-    srv->app = app;
-    srv->daemon = MHD_start_daemon(
+static struct MHD_Daemon *start_daemon(struct app *app, unsigned flags, int port, int fd,
+                                       struct MHD_OptionItem *tls_opts)
+{
+    return MHD_start_daemon(
         flags, (uint16_t)port, NULL, NULL, on_request, app, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
         NULL, /* first, so that every message goes there */ MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, app, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)app->cfg->threads,
@@ -652,8 +716,32 @@ int server_start(struct app *app, struct server **out, struct err *err)
         MHD_OPTION_CONNECTION_LIMIT, connection_capacity(app->cfg),
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)app->cfg->max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg->idle_timeout, MHD_OPTION_LISTEN_SOCKET,
-        fd, MHD_OPTION_END);
+        fd, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
+}
+
+int server_start(struct app *app, struct tls *tls, struct server **out, struct err *err)
+{
+    char host[256];
+    int port, fd = -1;
+    struct sockaddr_storage addr;
+    bool ipv6 = false;
+    struct MHD_OptionItem tls_opts[3];
+
+    *out = NULL;
+    unsigned flags =
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (config_listen_addr(app->cfg, host, sizeof(host), &port, err) != FERRY_OK ||
+        resolve(host, port, &addr, &ipv6, err) != FERRY_OK ||
+        listen_socket(&addr, ipv6, app->cfg->listen, &fd, &port, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (ipv6)
+        flags |= MHD_USE_IPv6;
+    tls_options(tls, tls_opts, &flags);
+    struct server *srv = xcalloc(1, sizeof(*srv));
+    srv->app = app;
+    srv->daemon = start_daemon(app, flags, port, fd, tls_opts);
     if (!srv->daemon) {
+        close(fd);
         free(srv);
         return err_set(err, ERR_INTERNAL, "cannot start the HTTP server on %s", app->cfg->listen);
     }

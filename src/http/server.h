@@ -6,9 +6,11 @@
 
 struct app;
 struct server;
+struct tls;
 
-/* Starts listening on app->cfg->listen with MHD's thread pool. */
-int server_start(struct app *app, struct server **out, struct err *err);
+/* Starts listening on app->cfg->listen with MHD's thread pool; over HTTPS with the
+ * pair of tls (tls.h) when it is not NULL. tls must outlive the server. */
+int server_start(struct app *app, struct tls *tls, struct server **out, struct err *err);
 /* The bound port (useful with port 0). */
 int server_port(const struct server *srv);
 /* Stops accepting new connections; requests in progress carry on. */

@@ -11,6 +11,8 @@ const double metrics_bucket_bounds[METRICS_N_BUCKETS] = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10,
 };
 
+const char *const metrics_cloud_names[METRICS_N_CLOUD] = {"s3", "azure", "local"};
+
 struct route_stat {
     char *method, *route;
     int status;
@@ -27,6 +29,7 @@ struct hist {
 struct metrics {
     _Atomic uint64_t requests, bytes_in, bytes_out;
     _Atomic uint64_t sync_ops, sync_ok, sync_failed, sync_ms, data;
+    _Atomic uint64_t cloud[METRICS_N_CLOUD];
     _Atomic uint64_t webhooks_ok, webhooks_failed;
     pthread_mutex_t lock;
     struct route_stat *stats;
@@ -118,9 +121,15 @@ void metrics_sync(struct metrics *m, int ok, int64_t duration_ms, uint64_t bytes
     atomic_fetch_add(&m->data, bytes);
 }
 
+void metrics_cloud(struct metrics *m, unsigned provider, uint64_t bytes)
+{
+    if (provider < METRICS_N_CLOUD)
+        atomic_fetch_add(&m->cloud[provider], bytes);
+}
+
 struct metrics_totals metrics_totals(struct metrics *m)
 {
-    return (struct metrics_totals){
+    struct metrics_totals t = {
         .requests = atomic_load(&m->requests),
         .bytes_in = atomic_load(&m->bytes_in),
         .bytes_out = atomic_load(&m->bytes_out),
@@ -130,6 +139,9 @@ struct metrics_totals metrics_totals(struct metrics *m)
         .sync_duration_ms_sum = atomic_load(&m->sync_ms),
         .data_transferred = atomic_load(&m->data),
     };
+    for (unsigned i = 0; i < METRICS_N_CLOUD; i++)
+        t.cloud_bytes[i] = atomic_load(&m->cloud[i]);
+    return t;
 }
 
 /* Route patterns contain only path characters, but escape anyway: a label value must
@@ -155,6 +167,11 @@ void metrics_webhook_delivery(struct metrics *m, int ok)
 void metrics_prometheus(struct metrics *m, struct buf *out)
 {
     struct metrics_totals t = metrics_totals(m);
+    buf_puts(out, "# HELP ferry_cloud_transferred_bytes_total Bytes moved to and from each cloud "
+                  "provider.\n# TYPE ferry_cloud_transferred_bytes_total counter\n");
+    for (unsigned i = 0; i < METRICS_N_CLOUD; i++)
+        buf_printf(out, "ferry_cloud_transferred_bytes_total{provider=\"%s\"} %llu\n",
+                   metrics_cloud_names[i], (unsigned long long)t.cloud_bytes[i]);
     pthread_mutex_lock(&m->lock);
     buf_puts(out, "# HELP ferry_http_requests_total HTTP requests by route and status.\n"
                   "# TYPE ferry_http_requests_total counter\n");

@@ -9,6 +9,9 @@
 #include "util/buf.h"
 
 #define METRICS_N_BUCKETS 12
+/* Cloud providers, in cloud/cloud.h's order (s3, azure, local), and their names. */
+#define METRICS_N_CLOUD 3
+extern const char *const metrics_cloud_names[METRICS_N_CLOUD];
 extern const double metrics_bucket_bounds[METRICS_N_BUCKETS]; /* seconds */
 
 struct metrics_totals {
@@ -19,7 +22,8 @@ struct metrics_totals {
     uint64_t sync_ok;
     uint64_t sync_failed;
     uint64_t sync_duration_ms_sum;
-    uint64_t data_transferred; /* bytes moved by sync operations */
+    uint64_t data_transferred;             /* bytes moved by sync operations */
+    uint64_t cloud_bytes[METRICS_N_CLOUD]; /* bytes to and from each cloud provider */
 };
 
 struct metrics;
@@ -35,6 +39,8 @@ void metrics_request(struct metrics *m, const char *method, const char *route, i
 /* Records one finished sync operation (later capabilities call this). */
 void metrics_sync(struct metrics *m, int ok, int64_t duration_ms, uint64_t bytes);
 
+/* Records bytes moved to or from cloud provider (an index below METRICS_N_CLOUD). */
+void metrics_cloud(struct metrics *m, unsigned provider, uint64_t bytes);
 /* Records one webhook delivery attempt (webhooks/dispatch.c); m may be NULL. */
 void metrics_webhook_delivery(struct metrics *m, int ok);
 

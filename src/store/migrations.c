@@ -133,6 +133,25 @@
     " PRIMARY KEY (upload_id, sha256));"                                                           \
     "CREATE INDEX ferry_blob_claims_sha256 ON ferry_blob_claims(sha256);"
 
+/* Owners of file entries (issue 11): an entry belongs to a namespace, a user's (owner =
+ * the user id) or the common one (owner NULL: shared folders, and every entry from before
+ * owners, which admins alone then see until a shared folder covers it). The key is the
+ * path in the common namespace, so existing entries and their change-log keys stay as
+ * they were (files/filescope.h). The table is rebuilt because its primary key changes;
+ * the capture triggers go with the old table and are installed anew at start. */
+#define FILE_OWNERS_SQL                                                                            \
+    "CREATE TABLE ferry_files_owned ("                                                             \
+    " file_key TEXT PRIMARY KEY, owner TEXT, path TEXT NOT NULL, size BIGINT NOT NULL,"            \
+    " sha256 TEXT NOT NULL, version BIGINT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,"          \
+    " updated_at BIGINT NOT NULL);"                                                                \
+    "INSERT INTO ferry_files_owned(file_key, owner, path, size, sha256, version, deleted,"         \
+    " updated_at) SELECT path, NULL, path, size, sha256, version, deleted, updated_at"             \
+    " FROM ferry_files;"                                                                           \
+    "DROP TABLE ferry_files;"                                                                      \
+    "ALTER TABLE ferry_files_owned RENAME TO ferry_files;"                                         \
+    "CREATE INDEX ferry_files_sha256 ON ferry_files(sha256);"                                      \
+    "CREATE INDEX ferry_files_owner ON ferry_files(owner, path);"                                  \
+    "CREATE INDEX ferry_files_path ON ferry_files(path);"
 /* Webhooks (webhooks/): subscriptions with their signing secret (kept readable, as
  * HMAC needs it) and consecutive failures; events as sent (the exact body, so every
  * attempt signs the same bytes); the outbox, one row per (event, subscription), whose
@@ -173,6 +192,8 @@ const struct migration store_migrations[] = {
     {4, SITES_SQL, SITES_SQL},
     /* 5: leases and blob claims */
     {5, CLAIMS_SQL, CLAIMS_SQL},
+    /* 7: owners of file entries */
+    {7, FILE_OWNERS_SQL, FILE_OWNERS_SQL},
     /* 8: webhook subscriptions, events, the delivery outbox and its attempts */
     {8, WEBHOOKS_SQL, WEBHOOKS_SQL},
 };

@@ -86,12 +86,30 @@ static json_t *change_json(const struct synced_table *t, int offset, const struc
         json_object_set_new(data, t->cols[i].name,
                             values_to_json(t->cols[i].kind, rows, offset + (int)i));
     json_object_set_new(o, "data", data);
+    if (t->builtin)
+        filescope_shape_change(o);
     return o;
+}
+
+/* Keeps the files namespace to the files the reader may see (a change whose entry is
+ * another user's is left out, as if it were another table's). */
+static void files_condition(struct buf *b, const struct feed_query *q,
+                            const struct filescope *scope)
+{
+    for (size_t i = 0; scope && i < q->n_tables; i++) {
+        if (!q->tables[i]->builtin)
+            continue;
+        char alias[24];
+        snprintf(alias, sizeof(alias), "t%zu", i);
+        char *seen = filescope_sql(scope, alias);
+        buf_printf(b, " AND (c.tbl <> %s OR %s)", q->tables[i]->literal, seen);
+        free(seen);
+    }
 }
 
 /* One query walks the log in seq order (its primary key) from the cursor and joins each
  * entry's live row from its own table; offsets[i] gets where table i's columns start. */
-static char *feed_sql(const struct feed_query *q, int *offsets)
+static char *feed_sql(const struct feed_query *q, const struct filescope *scope, int *offsets)
 {
     struct buf b;
     int col = LOG_COLS;
@@ -116,19 +134,21 @@ static char *feed_sql(const struct feed_query *q, int *offsets)
     buf_puts(&b, " WHERE c.seq > $1 AND (c.tbl || '') IN (");
     for (size_t i = 0; i < q->n_tables; i++)
         buf_printf(&b, "%s%s", i ? ", " : "", q->tables[i]->literal);
-    buf_printf(&b, ")%s ORDER BY c.seq LIMIT $%d",
+    buf_puts(&b, ")");
+    files_condition(&b, q, scope);
+    buf_printf(&b, "%s ORDER BY c.seq LIMIT $%d",
                q->exclude_device ? " AND (c.device_id IS NULL OR c.device_id <> $2)" : "",
                q->exclude_device ? 3 : 2);
     return buf_steal(&b);
 }
 
 /* Reads up to limit + 1 changes into out, so the caller can tell whether more follow. */
-static int read_changes(struct store_conn *c, const struct feed_query *q, json_t *out,
-                        struct err *err)
+static int read_changes(struct store_conn *c, const struct feed_query *q,
+                        const struct filescope *scope, json_t *out, struct err *err)
 {
     struct store_rows *rows = NULL;
     int *offsets = xcalloc(q->n_tables + 1, sizeof(*offsets));
-    char *sql = feed_sql(q, offsets);
+    char *sql = feed_sql(q, scope, offsets);
     struct store_val v[3] = {sv_int(q->cursor), sv_int(q->limit + 1)};
     int step = FERRY_ERR;
 
@@ -170,6 +190,12 @@ static int check_cursor(struct store_conn *c, int64_t cursor, int64_t head, stru
 int feed_read(struct store_conn *c, const struct feed_query *q, struct feed_page *page,
               struct err *err)
 {
+    return feed_read_files(c, q, NULL, page, err);
+}
+
+int feed_read_files(struct store_conn *c, const struct feed_query *q, const struct filescope *scope,
+                    struct feed_page *page, struct err *err)
+{
     int rc = FERRY_ERR;
 
     memset(page, 0, sizeof(*page));
@@ -179,7 +205,7 @@ int feed_read(struct store_conn *c, const struct feed_query *q, struct feed_page
         check_cursor(c, q->cursor, page->head, err) != FERRY_OK)
         goto out;
     page->changes = json_array();
-    if (q->n_tables && read_changes(c, q, page->changes, err) != FERRY_OK)
+    if (q->n_tables && read_changes(c, q, scope, page->changes, err) != FERRY_OK)
         goto out;
     size_t n = json_array_size(page->changes);
     page->has_more = n > (size_t)q->limit;

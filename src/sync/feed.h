@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 
+#include "files/filescope.h"
 #include "sync/tables.h"
 
 struct feed_query {
@@ -30,6 +31,11 @@ struct feed_page {
  * from 0). The caller frees page->changes. */
 int feed_read(struct store_conn *c, const struct feed_query *q, struct feed_page *page,
               struct err *err);
+
+/* feed_read for a reader whose files namespace shows only the files scope sees
+ * (files/filescope.h); NULL scope: every file. */
+int feed_read_files(struct store_conn *c, const struct feed_query *q, const struct filescope *scope,
+                    struct feed_page *page, struct err *err);
 
 /* The purge horizon: the highest seq of a purged tombstone (0 before any purge). */
 int feed_horizon(struct store_conn *c, int64_t *horizon, struct err *err);

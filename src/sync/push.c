@@ -903,6 +903,8 @@ static int apply_ops(struct store_conn *c, const struct push_request *r, struct 
 
 /* --- row locks (PostgreSQL) ---------------------------------------------------------- */
 
+#define PARENT_KEY_MAX 32 /* columns in a foreign key: PostgreSQL's INDEX_MAX_KEYS */
+
 /* Another program may lock a synced row without writing it (SELECT ... FOR UPDATE / NO KEY
  * UPDATE / SHARE) and write it later: that write's trigger then waits for ferry_writer
  * while it holds the row. A push holding ferry_writer must therefore never wait for a row,
@@ -911,7 +913,25 @@ static int apply_ops(struct store_conn *c, const struct push_request *r, struct 
  * ferry_writer; where one is held it gives both back and tries again (push_apply).
  * Rows that do not exist yet need nothing: an uncommitted outside insert (or delete) of a
  * key means that transaction's statement trigger took ferry_writer, which it holds to
- * commit, so a push holding ferry_writer never meets one in a unique index. */
+ * commit, so a push holding ferry_writer never meets one in a unique index. The parent
+ * rows the batch's foreign keys name are locked the same way, FOR KEY SHARE as the checks
+ * take them. For any lock this does not foresee (a cascade, say), lock_timeout makes the
+ * push give up after PUSH_LOCK_TIMEOUT and start over, well before PostgreSQL's deadlock
+ * check (deadlock_timeout, 1 s by default) would pick a victim, perhaps the other program. */
+#define PUSH_LOCK_TIMEOUT "SET LOCAL lock_timeout = '200ms'"
+
+/* Adds text as the next element (the first opens the literal) of a PostgreSQL array
+ * literal being built in a, quoted; the caller closes it with "}". */
+static void array_add(struct buf *a, bool first, const char *text)
+{
+    buf_puts(a, first ? "{\"" : ",\"");
+    for (const char *p = text; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            buf_append(a, "\\", 1);
+        buf_append(a, p, 1);
+    }
+    buf_puts(a, "\"");
+}
 
 /* The keys of table t's deletes (or of its other operations) as a PostgreSQL array
  * literal, each element quoted; NULL when there are none. */
@@ -920,23 +940,79 @@ static char *key_array(const struct batch *b, const struct synced_table *t, bool
     struct buf a;
     bool first = true;
     buf_init(&a);
-    buf_puts(&a, "{");
     for (size_t i = 0; i < b->n; i++) {
         if (b->ops[i].t != t || (b->ops[i].action == ACT_DELETE) != deletes)
             continue;
-        buf_puts(&a, first ? "\"" : ",\"");
-        for (const char *p = b->ops[i].pk; *p; p++) {
-            if (*p == '"' || *p == '\\')
-                buf_append(&a, "\\", 1);
-            buf_append(&a, p, 1);
-        }
-        buf_puts(&a, "\"");
+        array_add(&a, first, b->ops[i].pk);
         first = false;
     }
     buf_puts(&a, "}");
     if (first)
         buf_cleanup(&a);
     return first ? NULL : buf_steal(&a);
+}
+
+/* The text of op's value for column col in num (or pointing into the value); false when
+ * the operation does not set the column, sets it NULL (no foreign-key check) or to a blob. */
+static bool op_value_text(const struct op *op, int col, char *num, size_t n, const char **out)
+{
+    for (size_t i = 0; i < op->n_cols; i++) {
+        if (op->cols[i] != col)
+            continue;
+        const struct store_val *v = &op->vals[i].val;
+        if (v->type == SV_INT)
+            snprintf(num, n, "%lld", (long long)v->i);
+        else if (v->type == SV_REAL)
+            snprintf(num, n, "%.17g", v->d);
+        *out = v->type == SV_TEXT ? v->s : num;
+        return v->type == SV_INT || v->type == SV_REAL || v->type == SV_TEXT;
+    }
+    return false;
+}
+
+/* Adds op's values of foreign key k to arrays (one per key column); false when op does not
+ * set the whole key, so its statement checks nothing there. */
+static bool add_parent_key(const struct op *op, const struct parent_key *k, struct buf *arrays,
+                           bool first)
+{
+    char num[PARENT_KEY_MAX][32];
+    const char *text[PARENT_KEY_MAX];
+    if (op->action == ACT_DELETE || k->n_cols > PARENT_KEY_MAX)
+        return false;
+    for (size_t c = 0; c < k->n_cols; c++)
+        if (k->cols[c] < 0 || !op_value_text(op, k->cols[c], num[c], sizeof(num[c]), &text[c]))
+            return false;
+    for (size_t c = 0; c < k->n_cols; c++)
+        array_add(&arrays[c], first, text[c]);
+    return true;
+}
+
+/* Takes FOR KEY SHARE NOWAIT on the parent rows the batch's rows of t will reference, as
+ * their foreign-key checks would (parents.h says why). */
+static int lock_parent(struct store_conn *c, struct batch *b, const struct parent_key *k,
+                       const struct synced_table *t, struct err *err)
+{
+    struct buf *arrays = xcalloc(k->n_cols, sizeof(*arrays));
+    struct store_val *v = xcalloc(k->n_cols, sizeof(*v));
+    size_t rows = 0;
+    int rc = FERRY_OK;
+
+    for (size_t i = 0; i < b->n; i++)
+        if (b->ops[i].t == t && add_parent_key(&b->ops[i], k, arrays, rows == 0))
+            rows++;
+    if (rows) {
+        for (size_t col = 0; col < k->n_cols; col++) {
+            buf_puts(&arrays[col], "}");
+            v[col] = sv_text(arrays[col].data);
+        }
+        rc = store_run(c, k->lock_sql, v, k->n_cols, NULL, err);
+        b->rows_busy = rc != FERRY_OK && err->code == ERR_UNAVAILABLE;
+    }
+    for (size_t col = 0; col < k->n_cols; col++)
+        buf_cleanup(&arrays[col]);
+    free(arrays);
+    free(v);
+    return rc;
 }
 
 /* Locks as the statements will: FOR UPDATE the rows to delete, FOR NO KEY UPDATE the
@@ -975,6 +1051,8 @@ static int lock_rows(struct store_conn *c, struct batch *b, struct err *err)
             continue;
         done[n_done++] = t;
         rc = lock_table(c, b, t, err);
+        for (size_t f = 0; f < t->parents.n && rc == FERRY_OK; f++)
+            rc = lock_parent(c, b, &t->parents.keys[f], t, err);
     }
     free(done);
     return rc;
@@ -989,7 +1067,8 @@ static int apply_all(struct store_conn *c, const struct push_request *r, struct 
      * COMMITTED transactions would otherwise both see the old version. */
     if (changelog_lock(c, err) != FERRY_OK)
         return FERRY_ERR;
-    if (store_conn_dialect(c) == STORE_POSTGRES && lock_rows(c, b, err) != FERRY_OK)
+    if (store_conn_dialect(c) == STORE_POSTGRES &&
+        (lock_rows(c, b, err) != FERRY_OK || store_exec(c, PUSH_LOCK_TIMEOUT, err) != FERRY_OK))
         return FERRY_ERR;
     if (r->before_ops && r->before_ops(c, r->ctx, err) != FERRY_OK)
         return FERRY_ERR;
@@ -1003,8 +1082,11 @@ static int apply_all(struct store_conn *c, const struct push_request *r, struct 
         if (!found)
             b->device_cursor = -1;
     }
-    if (apply_ops(c, r, b, err) != FERRY_OK)
+    if (apply_ops(c, r, b, err) != FERRY_OK) {
+        /* lock_timeout: a row lock was held too long; start over like NOWAIT's refusal */
+        b->rows_busy = store_conn_dialect(c) == STORE_POSTGRES && err->code == ERR_UNAVAILABLE;
         return FERRY_ERR;
+    }
     if (r->in_txn && r->in_txn(c, r->ctx, err) != FERRY_OK)
         return FERRY_ERR;
     if (set_origin(c, b, NULL, err) != FERRY_OK || feed_head(c, &head, err) != FERRY_OK)

@@ -436,7 +436,10 @@ static int describe(struct store_conn *c, const char *name, const char *sql_name
     for (size_t i = 0; i < t->n_cols; i++)
         names[i] = t->cols[i].name;
     rowwrite_table_init(&t->rw, sql_name, names, t->n_cols, (int)t->pk);
+    int parents_rc = parents_load(c, t->quoted, names, t->n_cols, &t->parents, err);
     free(names);
+    if (parents_rc != FERRY_OK)
+        goto out;
     enum col_kind pk_kind = t->cols[t->pk].kind;
     if (pk_kind != KIND_INTEGER && pk_kind != KIND_TEXT && pk_kind != KIND_UUID) {
         err_set(err, ERR_INVALID, "table '%s': primary key '%s' must be an integer or text column",
@@ -558,6 +561,7 @@ void tables_cleanup(struct synced_set *set)
 {
     for (size_t i = 0; i < set->n; i++) {
         struct synced_table *t = &set->tables[i];
+        parents_cleanup(&t->parents);
         for (size_t k = 0; k < t->n_cols; k++) {
             free(t->cols[k].name);
             free(t->cols[k].quoted);

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "sync/parents.h"
 #include "sync/rowwrite.h"
 #include "sync/values.h"
 #include "ferry.h"
@@ -39,7 +40,8 @@ struct synced_table {
     char *pk_cast;   /* ferry_changes.pk ("c.pk") in the key's own type, e.g. CAST(c.pk AS ...) */
     bool builtin;    /* ferry's own namespace (files): read-only to pushes, not on cloud-sync-api */
     int deleted_col; /* a column that marks a row deleted while keeping it; -1: none */
-    struct rowwrite_table rw; /* how pushes' statements name it */
+    struct rowwrite_table rw;   /* how pushes' statements name it */
+    struct parent_keys parents; /* its foreign keys, for pushes to lock first (PostgreSQL) */
 };
 
 /* The name of the files namespace in the change feed (DESIGN.md section 2). */

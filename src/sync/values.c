@@ -60,6 +60,13 @@ const char *values_kind_name(enum col_kind kind)
     return names[kind];
 }
 
+const char *values_kind_label(enum col_kind kind)
+{
+    static const char *labels[] = {"integer",   "real", "numeric", "boolean", "text", "date",
+                                   "timestamp", "time", "uuid",    "json",    "blob"};
+    return labels[kind];
+}
+
 /* Reads exactly n digits at *p into *out and advances. */
 static bool digits(const char **p, int n, int *out)
 {

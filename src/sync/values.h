@@ -26,6 +26,9 @@ enum col_kind {
 /* Classifies a declared type (lower case, as store_table_info gives it). */
 enum col_kind values_kind_of(const char *decl_type);
 const char *values_kind_name(enum col_kind kind);
+/* The kind's one-word label in schemas: "integer", "real", "numeric", "boolean", "text",
+ * "date", "timestamp", "time", "uuid", "json" or "blob". */
+const char *values_kind_label(enum col_kind kind);
 
 /* A bound value that may own memory (text made from JSON, decoded blobs). */
 struct owned_val {

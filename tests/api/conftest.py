@@ -245,6 +245,7 @@ class Server:
                                         os.path.basename(data_dir) + ".stderr")
         self.proc = None
         self.port = None
+        self.scheme = "http"  # "https" when started with --tls-cert
         self.stdout_lines = []  # of the current process
         self.starts = []        # stdout of each start, in order
         self.session = requests.Session()
@@ -272,24 +273,24 @@ class Server:
             for raw in proc.stdout:
                 line = raw.decode(errors="replace").rstrip("\n")
                 lines.append(line)
-                if " listening on http://" in line:
+                if " listening on http" in line:  # http:// or https://
                     listening.set()
             listening.set()  # EOF: the process is gone
 
         self._reader = threading.Thread(target=reader, daemon=True)
         self._reader.start()
         started = listening.wait(START_TIMEOUT) and any(
-            " listening on http://" in l for l in self.stdout_lines)
+            " listening on http" in l for l in self.stdout_lines)
         if not started or self.proc.poll() is not None:
             self.proc.kill()
             self.proc.wait()
             raise RuntimeError(f"ferry did not start: {self.command()}\nstdout: "
                                f"{self.stdout_lines}\nstderr: {self.stderr()}")
-        line = next(l for l in self.stdout_lines if " listening on http://" in l)
-        m = re.search(r"listening on http://([0-9.]+):(\d+) \((\w+)\)", line)
+        line = next(l for l in self.stdout_lines if " listening on http" in l)
+        m = re.search(r"listening on (https?)://([0-9.]+):(\d+) \((\w+)\)", line)
         assert m, line
-        self.port = int(m.group(2))
-        assert m.group(3) == ("postgres" if self.backend == "postgres" else "sqlite"), line
+        self.scheme, self.port = m.group(1), int(m.group(3))
+        assert m.group(4) == ("postgres" if self.backend == "postgres" else "sqlite"), line
         return self
 
     def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
@@ -368,7 +369,7 @@ class Server:
 
     @property
     def base(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     # HTTP
 

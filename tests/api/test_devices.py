@@ -1245,3 +1245,74 @@ def test_rows_locked_before_outside_writes_never_deadlock_pushes(make_server, ba
     feed = {c["id"]: c["data"] for c in alice.pull_all()[0] if c["table"] == "lww"}
     for k in keys:
         assert [feed[k]["id"], feed[k]["title"], feed[k]["body"]] == row(srv, "lww", k)
+
+
+FK_SCHEMA = [
+    "CREATE TABLE lists (id TEXT PRIMARY KEY, name TEXT)",
+    "CREATE TABLE items (id TEXT PRIMARY KEY, list_id TEXT REFERENCES lists(id), title TEXT)",
+    "CREATE TABLE parts (a INTEGER, b TEXT, PRIMARY KEY (a, b))",
+    "CREATE TABLE things (id INTEGER PRIMARY KEY, pa INTEGER, pb TEXT,"
+    " FOREIGN KEY (pa, pb) REFERENCES parts(a, b))",
+    "INSERT INTO lists VALUES ('L1', 'one'), ('L2', 'two')",
+    "INSERT INTO parts VALUES (1, 'x'), (2, 'y')",
+]
+
+
+def test_parent_rows_locked_by_outside_writers_never_deadlock_pushes(make_server, backend):
+    """A device inserts rows whose foreign keys name parent rows that another program holds
+    FOR UPDATE while it writes the synced child table. The foreign-key check's KEY SHARE
+    on the parent would wait for that program while the push holds ferry's writer lock,
+    which the program's own write waits for: PostgreSQL answered "deadlock detected".
+    Pushes now lock the parents first with NOWAIT and step back; both sides succeed. A
+    two-column foreign key (to a table that is not synced) is locked the same way."""
+    if backend != "postgres":
+        pytest.skip("SQLite has no row locks: one writer at a time")
+    srv = start(make_server, schema=FK_SCHEMA,
+                flags=("--allowed-tables", "items,things", "--conflict-policy", "items=overwrite"))
+    alice = user(srv, "alice")
+    phone, tablet = alice.register("phone"), alice.register("tablet")
+    rounds, failures, done = 15, [], {"push": 0, "outside": 0}
+    lock = threading.Lock()
+
+    def pusher(dev, name):
+        for n in range(rounds):
+            ops = [op("items", "insert", {"id": f"{name}{n}-{k}", "list_id": f"L{k % 2 + 1}",
+                                          "title": "t"}) for k in range(4)]
+            ops.append(op("things", "insert", {"id": hash((name, n)) % 1000000,
+                                               "pa": n % 2 + 1, "pb": "xy"[n % 2]}))
+            r = dev.post("/report", json={"operations": ops})
+            with lock:
+                if r.status_code == 200:
+                    done["push"] += 1
+                else:
+                    failures.append(f"push {r.status_code}: {r.text}")
+
+    def outsider(parent, child_sql):
+        for n in range(rounds):
+            sql = (f"BEGIN; {parent} FOR UPDATE; SELECT pg_sleep(0.03); {child_sql}; COMMIT;")
+            try:
+                srv.db_exec(sql)
+                with lock:
+                    done["outside"] += 1
+            except Exception as e:  # noqa: BLE001 - any failure of the outside write counts
+                with lock:
+                    failures.append(f"outside: {e}")
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=pusher, args=(phone, "p")),
+               threading.Thread(target=pusher, args=(tablet, "t")),
+               threading.Thread(target=outsider, args=(
+                   "SELECT id FROM lists ORDER BY id",
+                   "UPDATE items SET title = 'o' WHERE list_id = 'L1'")),
+               threading.Thread(target=outsider, args=(
+                   "SELECT a FROM parts ORDER BY a",
+                   "UPDATE things SET pb = pb WHERE pa = 1"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(240)
+    assert failures == [], failures[:5]
+    assert done == {"push": 2 * rounds, "outside": 2 * rounds}
+    assert count(srv, "things") == 2 * rounds
+    assert int(srv.db_query("SELECT COUNT(*) FROM items WHERE id LIKE 'p%' OR id LIKE 't%'")[0][0]) \
+        == 2 * rounds * 4

@@ -193,6 +193,54 @@ def test_nul_in_a_header_value_is_refused(server):
     assert head.startswith("HTTP/1.1 200"), head
 
 
+@pytest.mark.parametrize("tail", [b"\x00 junk", b"\x00\tjunk", b"\x00\x00junk", b"\x00\r\njunk"])
+def test_nul_followed_by_whitespace_or_nul_is_refused(server, tail):
+    """A NUL then whitespace or another NUL looks like a line end at first glance; the
+    whole gap up to the next header (or the end of the block) is checked."""
+    token = server.admin_token.encode()
+    auth = b"Authorization: Bearer " + token + tail + b"\r\n"
+    for head in (b"Host: x\r\n" + auth + b"Connection: close\r\n",  # a middle header
+                 b"Host: x\r\nConnection: close\r\n" + auth):  # the last header
+        answer = raw_request(server, b"GET " + TOKENS.encode() + b" HTTP/1.1\r\n" + head + b"\r\n")
+        assert answer.startswith("HTTP/1.1 400"), (head, answer)
+        if b"\n" not in tail:  # otherwise "junk" is a line without a colon: MHD's own 400
+            assert "NUL" in answer
+    answer = raw_request(server, b"GET /health HTTP/1.1\r\nConnection: close\r\nHost: x" + tail
+                         + b"\r\n\r\n")
+    assert answer.startswith("HTTP/1.1 400"), answer
+
+
+def test_folded_header_is_refused(server):
+    answer = raw_request(server, b"GET /health HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n"
+                         b"Connection: close\r\n\r\n")
+    assert answer.startswith("HTTP/1.1 400"), answer
+    assert "folded" in answer
+
+
+def test_headers_without_nul_are_served_with_a_body_and_keep_alive(server):
+    """No false alarm: trailing whitespace, a body right after the block, and a second
+    request on the same connection."""
+    token = server.admin_token.encode()
+    body = b'{"name":"x"}'
+    first = (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: a  \r\n\r\n")
+    second = (b"POST /api/v1/merge/files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token
+              + b"\r\nContent-Type: application/json\r\nContent-Length: "
+              + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(first + second)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    text = data.decode(errors="replace")
+    assert text.startswith("HTTP/1.1 200"), text
+    assert "NUL" not in text
+    assert text.count("HTTP/1.1 ") == 2, text
+    assert "HTTP/1.1 400" in text.split("HTTP/1.1 200", 1)[1]  # the merge body is incomplete
+
+
 def test_http11_without_host_is_refused(server):
     head = raw_request(server, b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n")
     assert head.startswith("HTTP/1.1 400"), head

@@ -1,5 +1,6 @@
-/* test_auth_jwt.c - unit tests for auth_verify_jwt in src/http/auth.c. Tokens are made
- * here with libjwt, or by hand for the algorithms libjwt will not sign (none). */
+/* test_auth_jwt.c - unit tests for auth_verify_jwt in src/http/auth.c with an HS256
+ * secret (the public-key algorithms: tests/unit/auth/test_jws.c). Tokens are made here
+ * with libjwt, or by hand for the algorithms libjwt will not sign (none). */
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 #include <cmocka.h>
 #include <jwt.h>
 
+#include "config.h"
 #include "http/auth.h"
 #include "util/base64.h"
 #include "util/crypto.h"
@@ -71,10 +73,30 @@ static char *hand_token(const char *header, const char *payload, const char *sig
     return token;
 }
 
+/* Verifies with a verifier built from settings as serve builds it: the secret, and
+ * the given jwt-claims, jwt-issuer and jwt-audience (NULL: unset). */
+static int verify_with(const char *token, const char *claims, const char *issuer,
+                       const char *audience, struct credential *cred, struct err *err)
+{
+    struct config cfg;
+    struct auth_jwt *j = NULL;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.jwt_secret = SECRET;
+    cfg.jwt_user_claim = "sub";
+    cfg.jwt_claims = (char *)claims;
+    cfg.jwt_issuer = (char *)issuer;
+    cfg.jwt_audience = (char *)audience;
+    memset(err, 0, sizeof(*err));
+    assert_int_equal(auth_jwt_open(&cfg, &j, err), FERRY_OK);
+    assert_non_null(j);
+    int rc = auth_verify_jwt(j, token, NOW, cred, err);
+    auth_jwt_close(j);
+    return rc;
+}
+
 static int verify(const char *token, struct credential *cred, struct err *err)
 {
-    memset(err, 0, sizeof(*err));
-    return auth_verify_jwt(token, SECRET, NOW, cred, err);
+    return verify_with(token, NULL, NULL, NULL, cred, err);
 }
 
 static void assert_refused(const char *token, const char *want_msg)
@@ -125,6 +147,50 @@ static void test_claims_kept_for_rules(void **state)
     assert_int_equal(credential_claim(&cred, "exp", value, sizeof(value)), FERRY_ERR);
     assert_int_equal(credential_claim(&cred, "tenant_id", value, 4), FERRY_ERR);
     free(token);
+}
+
+/* jwt-claims keeps only the listed claims for the rules. */
+static void test_claims_filtered(void **state)
+{
+    (void)state;
+    char *token = make_token_json("{\"sub\":\"u\",\"tenant_id\":\"acme\",\"org\":42,"
+                                  "\"secret_flag\":\"x\"}");
+    struct credential cred;
+    struct err err;
+    char value[64];
+
+    assert_int_equal(verify_with(token, "tenant_id, org", NULL, NULL, &cred, &err), FERRY_OK);
+    assert_string_equal(cred.claims, "{\"org\":42,\"tenant_id\":\"acme\"}");
+    assert_int_equal(credential_claim(&cred, "secret_flag", value, sizeof(value)), FERRY_ERR);
+    assert_int_equal(credential_claim(&cred, "sub", value, sizeof(value)), FERRY_ERR);
+    free(token);
+}
+
+/* jwt-issuer and jwt-audience, when set, must match (aud may be a list). */
+static void test_issuer_and_audience(void **state)
+{
+    (void)state;
+    struct credential cred;
+    struct err err;
+    char *good =
+        make_token_json("{\"sub\":\"u\",\"iss\":\"https://idp\",\"aud\":[\"x\",\"ferry\"]}");
+    char *other_iss = make_token_json("{\"sub\":\"u\",\"iss\":\"https://evil\",\"aud\":\"ferry\"}");
+    char *other_aud = make_token_json("{\"sub\":\"u\",\"iss\":\"https://idp\",\"aud\":\"other\"}");
+    char *none = make_token_json("{\"sub\":\"u\"}");
+
+    assert_int_equal(verify_with(good, NULL, "https://idp", "ferry", &cred, &err), FERRY_OK);
+    assert_int_equal(verify_with(other_iss, NULL, "https://idp", "ferry", &cred, &err), FERRY_ERR);
+    assert_string_equal(err.msg, "JWT issuer (iss) is not the configured one");
+    assert_int_equal(verify_with(other_aud, NULL, "https://idp", "ferry", &cred, &err), FERRY_ERR);
+    assert_string_equal(err.msg, "JWT audience (aud) does not name this server");
+    assert_int_equal(verify_with(none, NULL, "https://idp", NULL, &cred, &err), FERRY_ERR);
+    assert_int_equal(verify_with(none, NULL, NULL, "ferry", &cred, &err), FERRY_ERR);
+    /* unchecked when not configured */
+    assert_int_equal(verify_with(other_iss, NULL, NULL, NULL, &cred, &err), FERRY_OK);
+    free(good);
+    free(other_iss);
+    free(other_aud);
+    free(none);
 }
 
 static void test_valid_without_time_claims(void **state)
@@ -284,11 +350,11 @@ static void test_other_hmac_algorithms(void **state)
 {
     (void)state;
     char *token = make_token(JWT_ALG_HS512, SECRET, "user-42", NOW + 3600, ABSENT);
-    assert_refused(token, "JWT algorithm must be HS256");
+    assert_refused(token, "JWT algorithm must be HS256, RS256, ES256 or EdDSA");
     free(token);
 
     token = make_token(JWT_ALG_HS384, SECRET, "user-42", NOW + 3600, ABSENT);
-    assert_refused(token, "JWT algorithm must be HS256");
+    assert_refused(token, "JWT algorithm must be HS256, RS256, ES256 or EdDSA");
     free(token);
 }
 
@@ -314,6 +380,8 @@ int main(void)
         cmocka_unit_test(test_valid),
         cmocka_unit_test(test_valid_without_time_claims),
         cmocka_unit_test(test_claims_kept_for_rules),
+        cmocka_unit_test(test_claims_filtered),
+        cmocka_unit_test(test_issuer_and_audience),
         cmocka_unit_test(test_wrong_secret),
         cmocka_unit_test(test_tampered_payload),
         cmocka_unit_test(test_expired),

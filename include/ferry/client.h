@@ -1,0 +1,98 @@
+/* ferry/client.h - libferry: a device's local SQLite replica of the tables it syncs with
+ * a ferry server.
+ *
+ * The app reads and writes the replica with plain SQL (any SQLite connection, any
+ * thread); triggers that libferry installs record each local insert, update and delete
+ * in an outbox. ferry_sync() pushes the outbox in batches, pulls every other change by
+ * cursor and applies it in one local transaction per page without recording it again,
+ * then acknowledges the cursor.
+ *
+ * Threads: a ferry_replica is used by one thread at a time (calls on one handle must not
+ * overlap); different handles are independent, even on the same file. libferry keeps no
+ * global state apart from libcurl's, which ferry_replica_open initialises once, thread-
+ * safely (curl_global_init through pthread_once).
+ *
+ * Errors: functions return FERRY_CLIENT_OK (0) or a negative enum ferry_client_status;
+ * ferry_replica_error() then describes the failure in English. Nothing a failed call did
+ * is half-applied: local changes are kept in the outbox until the server has them, a
+ * pulled page is applied whole or not at all, and the next ferry_sync() goes on from
+ * where the last one stopped.
+ *
+ * Strings passed in are copied when kept; strings returned are owned by the handle and
+ * valid until the next call on it. */
+#ifndef FERRY_CLIENT_H
+#define FERRY_CLIENT_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FERRY_CLIENT_VERSION_MAJOR 0
+#define FERRY_CLIENT_VERSION_MINOR 1
+
+#if defined(__GNUC__)
+#define FERRY_CLIENT_API __attribute__((visibility("default")))
+#else
+#define FERRY_CLIENT_API
+#endif
+
+enum ferry_client_status {
+    FERRY_CLIENT_OK = 0,
+    FERRY_CLIENT_EINVAL = -1,   /* a bad argument or option */
+    FERRY_CLIENT_ELOCAL = -2,   /* the replica file: cannot open, read or write it */
+    FERRY_CLIENT_ENETWORK = -3, /* the server could not be reached (after the retries) */
+    FERRY_CLIENT_EAUTH = -4,    /* 401 or 403: the token is wrong, expired or not allowed */
+    FERRY_CLIENT_ESERVER = -5,  /* the server refused a request (4xx) or kept failing (5xx) */
+    FERRY_CLIENT_ESCHEMA = -6,  /* a local table does not match the server's schema */
+};
+
+struct ferry_client_options {
+    const char *url;     /* the server, e.g. "https://sync.example.com" (required) */
+    const char *token;   /* a device token (fyd_...) or a JWT (required) */
+    const char *ca_file; /* PEM bundle to trust for HTTPS; NULL: the system's */
+    long timeout_ms;     /* per request; 0: 30000 */
+    int max_attempts;    /* per request, network errors, 429 and 5xx; 0: 6 */
+    int batch_size;      /* operations per push; 0: 500 */
+    int page_size;       /* changes per pull; 0: 1000 */
+};
+
+/* What one ferry_sync() did. */
+struct ferry_sync_stats {
+    int64_t pushed;    /* local operations the server accepted (applied, merged or not) */
+    int64_t conflicts; /* of those, recorded as conflicts on the server */
+    int64_t pulled;    /* remote changes applied to the replica */
+    int64_t skipped;   /* remote changes not applied: the row has local changes not yet pushed */
+    int64_t cursor;    /* the replica's cursor after the sync */
+    int resynced;      /* 1 when the server answered 410 and the replica was rebuilt */
+};
+
+typedef struct ferry_replica ferry_replica;
+
+/* Opens (creating if needed) the replica at path and makes it ready: asks the server for
+ * the tables this token syncs, creates the missing ones, installs the capture triggers
+ * and libferry's own tables (named ferry_client_*). On success *out is a handle to close
+ * with ferry_replica_close. On failure *out is NULL and, when errbuf is not NULL, the
+ * reason is written there (at most errlen bytes, NUL-terminated). */
+FERRY_CLIENT_API int ferry_replica_open(const char *path, const struct ferry_client_options *opts,
+                                        ferry_replica **out, char *errbuf, unsigned errlen);
+
+/* One round: push every local change, pull every remote one, acknowledge. stats may be
+ * NULL. Safe to call again after any failure. */
+FERRY_CLIENT_API int ferry_sync(ferry_replica *r, struct ferry_sync_stats *stats);
+
+/* The number of local operations waiting to be pushed, or a negative status. */
+FERRY_CLIENT_API int64_t ferry_pending(ferry_replica *r);
+
+/* The last failure on r, in English; "" when none. */
+FERRY_CLIENT_API const char *ferry_replica_error(const ferry_replica *r);
+
+/* Closes the replica's connection and frees r. NULL is allowed. */
+FERRY_CLIENT_API void ferry_replica_close(ferry_replica *r);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,152 @@
+/* client.c - libferry's public functions (ferry/client.h): opening a replica, and the
+ * sync round: push the outbox in batches, pull by cursor, acknowledge, rebuild on 410. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/replica.h"
+#include "client/transport.h"
+#include "ferry.h"
+
+#define SYNC_PATH "/api/v1/sync"
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void curl_start(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static int load_replica_id(ferry_replica *r)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = FERRY_CLIENT_ELOCAL;
+    if (sqlite3_prepare_v2(r->db, "SELECT replica_id FROM ferry_client_state WHERE id = 1", -1, &st,
+                           NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        r->replica_id = xstrdup((const char *)sqlite3_column_text(st, 0));
+        rc = FERRY_CLIENT_OK;
+    }
+    sqlite3_finalize(st);
+    return rc == FERRY_CLIENT_OK ? rc : fc_fail(r, rc, "replica: cannot read its id");
+}
+
+static int open_db(ferry_replica *r, const char *path)
+{
+    if (sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK)
+        return fc_fail(r, FERRY_CLIENT_ELOCAL, "cannot open %s: %s", path,
+                       r->db ? sqlite3_errmsg(r->db) : "out of memory");
+    /* WAL lets the app read while libferry writes; the busy timeout waits for the app's
+     * own write transactions rather than failing. */
+    sqlite3_busy_timeout(r->db, 10000);
+    return fc_exec(r, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;");
+}
+
+static int take_options(ferry_replica *r, const struct ferry_client_options *o)
+{
+    if (!o || !o->url || !*o->url || !o->token || !*o->token)
+        return fc_fail(r, FERRY_CLIENT_EINVAL, "the server URL and a token are required");
+    if (strncmp(o->url, "http://", 7) != 0 && strncmp(o->url, "https://", 8) != 0)
+        return fc_fail(r, FERRY_CLIENT_EINVAL,
+                       "the server URL must start with http:// or https://");
+    r->url = xstrdup(o->url);
+    size_t len = strlen(r->url);
+    while (len && r->url[len - 1] == '/')
+        r->url[--len] = '\0';
+    r->token = xstrdup(o->token);
+    r->ca_file = o->ca_file ? xstrdup(o->ca_file) : NULL;
+    r->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
+    r->max_attempts = o->max_attempts > 0 ? o->max_attempts : 6;
+    r->batch_size = o->batch_size > 0 ? o->batch_size : 500;
+    r->page_size = o->page_size > 0 ? o->page_size : 1000;
+    return FERRY_CLIENT_OK;
+}
+
+static int fetch_schema(ferry_replica *r)
+{
+    json_t *answer = NULL;
+    long status = 0;
+    int rc = fc_http(r, "GET", SYNC_PATH "/schema", NULL, &status, &answer);
+    if (rc == FERRY_CLIENT_OK && status != 200)
+        rc = fc_fail(r, FERRY_CLIENT_ESERVER, "GET schema: HTTP %ld: %s", status,
+                     fc_answer_message(answer));
+    if (rc == FERRY_CLIENT_OK)
+        rc = fc_replica_setup(r, answer);
+    json_decref(answer);
+    return rc;
+}
+
+int ferry_replica_open(const char *path, const struct ferry_client_options *opts,
+                       ferry_replica **out, char *errbuf, unsigned errlen)
+{
+    ferry_replica *r = xcalloc(1, sizeof(*r));
+    int rc = FERRY_CLIENT_EINVAL;
+
+    *out = NULL;
+    pthread_once(&curl_once, curl_start);
+    if (!path)
+        rc = fc_fail(r, FERRY_CLIENT_EINVAL, "a replica path is required");
+    else if ((rc = take_options(r, opts)) == FERRY_CLIENT_OK && (rc = open_db(r, path)) == 0) {
+        r->curl = curl_easy_init();
+        rc = r->curl ? fetch_schema(r) : fc_fail(r, FERRY_CLIENT_ENETWORK, "libcurl failed");
+        if (rc == FERRY_CLIENT_OK)
+            rc = load_replica_id(r);
+    }
+    if (rc == FERRY_CLIENT_OK) {
+        *out = r;
+        return rc;
+    }
+    if (errbuf && errlen)
+        snprintf(errbuf, errlen, "%s", r->error);
+    ferry_replica_close(r);
+    return rc;
+}
+
+void ferry_replica_close(ferry_replica *r)
+{
+    if (!r)
+        return;
+    for (int i = 0; i < r->n_tables; i++) {
+        struct fc_table *t = &r->tables[i];
+        for (int k = 0; k < t->n_cols; k++) {
+            free(t->cols[k].name);
+            free(t->cols[k].quoted);
+            free(t->cols[k].type);
+        }
+        free(t->cols);
+        free(t->name);
+        free(t->quoted);
+    }
+    free(r->tables);
+    if (r->curl)
+        curl_easy_cleanup(r->curl);
+    sqlite3_close(r->db);
+    free(r->url);
+    free(r->token);
+    free(r->ca_file);
+    free(r->replica_id);
+    free(r);
+}
+
+const char *ferry_replica_error(const ferry_replica *r)
+{
+    return r ? r->error : "no replica";
+}
+
+int64_t ferry_pending(ferry_replica *r)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t n = FERRY_CLIENT_ELOCAL;
+    if (sqlite3_prepare_v2(r->db,
+                           "SELECT COUNT(*) FROM (SELECT DISTINCT tbl, pk FROM"
+                           " ferry_client_outbox)",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    else
+        fc_fail(r, FERRY_CLIENT_ELOCAL, "replica: %s", sqlite3_errmsg(r->db));
+    sqlite3_finalize(st);
+    return n;
+}

@@ -1,0 +1,67 @@
+/* replica.h - libferry's state (struct ferry_replica) and the local side of a replica:
+ * libferry's own tables, the synced tables and their capture triggers, the outbox, and
+ * applying remote changes without capturing them again. */
+#ifndef FERRY_CLIENT_REPLICA_H
+#define FERRY_CLIENT_REPLICA_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include "ferry/client.h"
+
+struct fc_column {
+    char *name, *quoted;
+    char *type; /* the server's label: integer, real, numeric, boolean, text, ..., blob */
+};
+
+struct fc_table {
+    char *name, *quoted;
+    struct fc_column *cols;
+    int n_cols;
+    int pk; /* index of the primary-key column */
+};
+
+struct ferry_replica {
+    sqlite3 *db;
+    CURL *curl;
+    char *url, *token, *ca_file;
+    long timeout_ms;
+    int max_attempts, batch_size, page_size;
+    char *replica_id; /* a random id of this replica, the prefix of its batch ids */
+    struct fc_table *tables;
+    int n_tables;
+    char error[512];
+};
+
+/* Records a failure on r and returns status. */
+int fc_fail(ferry_replica *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Runs SQL on the replica; FERRY_CLIENT_ELOCAL with the reason on failure. */
+int fc_exec(ferry_replica *r, const char *sql);
+
+/* Sets the replica up from the server's schema answer ({"tables":[...]}): libferry's
+ * tables, the synced tables (created when missing, checked otherwise) and triggers. */
+int fc_replica_setup(ferry_replica *r, json_t *schema);
+
+const struct fc_table *fc_table_find(const ferry_replica *r, const char *name);
+
+/* Binds the key text (as the feed gives it) as the key column's type. */
+void fc_bind_key(sqlite3_stmt *st, int idx, const struct fc_table *t, const char *key);
+
+/* The row of t whose key is key as a JSON object of its columns, or NULL when there is
+ * none (*status says whether reading failed). */
+json_t *fc_row_json(ferry_replica *r, const struct fc_table *t, const char *key, int *status);
+
+/* Writes a remote row (an upsert of data) or removes it (data NULL), capture off. */
+int fc_apply_row(ferry_replica *r, const struct fc_table *t, const char *key, json_t *data);
+
+/* Reads and writes libferry's one-row state: the cursor and the resync flag. */
+int fc_state_get(ferry_replica *r, const char *column, int64_t *value);
+int fc_state_set(ferry_replica *r, const char *column, int64_t value);
+
+#endif

@@ -1,0 +1,137 @@
+/* transport.c - see transport.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "client/transport.h"
+#include "ferry.h"
+#include "util/buf.h"
+#include "util/crypto.h"
+
+#define BACKOFF_FIRST_MS 200
+#define BACKOFF_MAX_MS 10000
+#define RETRY_AFTER_MAX_S 60
+
+struct exchange {
+    struct buf body;
+    long retry_after_s; /* -1: none */
+};
+
+static size_t on_body(char *data, size_t size, size_t n, void *ctx)
+{
+    buf_append(&((struct exchange *)ctx)->body, data, size * n);
+    return size * n;
+}
+
+static size_t on_header(char *line, size_t size, size_t n, void *ctx)
+{
+    struct exchange *x = ctx;
+    if (size * n > 12 && !strncasecmp(line, "Retry-After:", 12))
+        x->retry_after_s = strtol(line + 12, NULL, 10);
+    return size * n;
+}
+
+/* Sleeps before attempt number attempt (1: the first retry): BACKOFF_FIRST_MS doubling up
+ * to BACKOFF_MAX_MS, a random half to all of it, or what Retry-After asked for. */
+static void back_off(int attempt, long retry_after_s)
+{
+    long ms = BACKOFF_FIRST_MS;
+    for (int i = 1; i < attempt && ms < BACKOFF_MAX_MS; i++)
+        ms *= 2;
+    if (ms > BACKOFF_MAX_MS)
+        ms = BACKOFF_MAX_MS;
+    uint32_t rnd = 0;
+    crypto_random(&rnd, sizeof(rnd));
+    ms = ms / 2 + (long)(rnd % (uint32_t)(ms / 2 + 1));
+    if (retry_after_s > 0)
+        ms = (retry_after_s > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : retry_after_s) * 1000;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static CURLcode perform(ferry_replica *r, const char *method, const char *url, const char *body,
+                        struct exchange *x, long *status)
+{
+    struct curl_slist *headers = NULL;
+    char *auth = xasprintf("Authorization: Bearer %s", r->token);
+    CURL *c = r->curl;
+
+    headers = curl_slist_append(headers, auth);
+    headers = curl_slist_append(headers, "Content-Type: application/json");
+    headers = curl_slist_append(headers, "Accept: application/json");
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, r->timeout_ms);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, r->timeout_ms);
+    curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, ""); /* whatever libcurl can decode */
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (r->ca_file)
+        curl_easy_setopt(c, CURLOPT_CAINFO, r->ca_file);
+    if (body)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
+    CURLcode rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+    curl_slist_free_all(headers);
+    free(auth);
+    return rc;
+}
+
+const char *fc_answer_message(json_t *answer)
+{
+    static const char *const keys[] = {"message", "error", "details", "detail"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        json_t *v = json_object_get(answer, keys[i]);
+        if (json_is_string(v))
+            return json_string_value(v);
+        if (json_is_object(v) && json_is_string(json_object_get(v, "message")))
+            return json_string_value(json_object_get(v, "message"));
+    }
+    return "no reason given";
+}
+
+int fc_http(ferry_replica *r, const char *method, const char *path, json_t *body, long *status,
+            json_t **answer)
+{
+    char *url = xasprintf("%s%s", r->url, path);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    int rc = FERRY_CLIENT_ENETWORK;
+    long retry_after_s = -1;
+
+    *answer = NULL;
+    for (int attempt = 0; attempt < r->max_attempts; attempt++) {
+        struct exchange x = {.retry_after_s = -1};
+        buf_init(&x.body);
+        if (attempt)
+            back_off(attempt, retry_after_s);
+        CURLcode cc = perform(r, method, url, text, &x, status);
+        bool retry = cc != CURLE_OK || *status == 429 || *status >= 500;
+        if (cc != CURLE_OK)
+            rc = fc_fail(r, FERRY_CLIENT_ENETWORK, "%s %s: %s", method, path,
+                         curl_easy_strerror(cc));
+        else if (retry)
+            rc = fc_fail(r, FERRY_CLIENT_ESERVER, "%s %s: HTTP %ld", method, path, *status);
+        retry_after_s = x.retry_after_s;
+        if (!retry) {
+            *answer = x.body.len ? json_loadb(x.body.data, x.body.len, 0, NULL) : NULL;
+            rc = FERRY_CLIENT_OK;
+            if (*status == 401 || *status == 403)
+                rc = fc_fail(r, FERRY_CLIENT_EAUTH, "%s %s: HTTP %ld: %s", method, path, *status,
+                             fc_answer_message(*answer));
+        }
+        buf_cleanup(&x.body);
+        if (!retry)
+            break;
+    }
+    free(url);
+    free(text);
+    return rc;
+}
