@@ -12,8 +12,9 @@
 
 /* OPT_LIST is a colon-separated list, OPT_CSV a comma-separated one: a repeated flag
  * adds to it, while a later source (file, environment, flags) replaces what an earlier
- * one gave. */
-enum opt_type { OPT_STR, OPT_INT, OPT_SIZE, OPT_BOOL, OPT_LIST, OPT_CSV };
+ * one gave. OPT_MS is a duration kept in milliseconds: 250ms, 5s, 30m, 10h (a bare
+ * number is seconds). */
+enum opt_type { OPT_STR, OPT_INT, OPT_SIZE, OPT_BOOL, OPT_LIST, OPT_CSV, OPT_MS };
 
 struct option_def {
     const char *name; /* flag without dashes, also the config-file key */
@@ -183,6 +184,18 @@ static const struct option_def options[] = {
     OPT("location", "FERRY_LOCATIONS", OPT_CSV, locations, NULL,
         "NAME=KIND:TARGET, KIND folder, sqlite, postgres, s3, azure or local (repeatable; "
         "env: comma-separated)"),
+    /* webhook deliveries; the defaults follow the Standard Webhooks guidance: first retry
+     * after seconds, the longest gap hours */
+    OPT("webhook-retry-base", "FERRY_WEBHOOK_RETRY_BASE", OPT_MS, webhook_retry_base, "5s",
+        "delay before a failed webhook delivery's first retry; doubles each time (250ms, 5s)"),
+    OPT("webhook-retry-max", "FERRY_WEBHOOK_RETRY_MAX", OPT_MS, webhook_retry_max, "10h",
+        "longest delay between webhook delivery attempts"),
+    OPT("webhook-timeout", "FERRY_WEBHOOK_TIMEOUT", OPT_INT, webhook_timeout, "15",
+        "seconds one webhook delivery attempt may take"),
+    OPT("webhook-disable-after", "FERRY_WEBHOOK_DISABLE_AFTER", OPT_INT, webhook_disable_after,
+        "20", "consecutive failed attempts after which a webhook subscription is disabled"),
+    OPT("webhook-allow-private", "FERRY_WEBHOOK_ALLOW_PRIVATE", OPT_BOOL, webhook_allow_private,
+        "false", "let webhook deliveries reach private, link-local and loopback addresses"),
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -223,6 +236,26 @@ static int parse_size(const char *s, long long *out)
     return FERRY_OK;
 }
 
+/* Accepts 250ms, 5s, 30m, 10h, or a bare number of seconds. */
+static int parse_ms(const char *s, long long *out)
+{
+    static const struct {
+        const char *unit;
+        long long ms;
+    } units[] = {{"ms", 1}, {"", 1000}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || v < 0)
+        return FERRY_ERR;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (!strcmp(end, units[i].unit) && v <= (1LL << 50) / units[i].ms) {
+            *out = v * units[i].ms;
+            return FERRY_OK;
+        }
+    return FERRY_ERR;
+}
+
 static int parse_bool(const char *s, bool *out)
 {
     if (!strcmp(s, "1") || !strcasecmp(s, "true") || !strcasecmp(s, "yes") || !strcasecmp(s, "on"))
@@ -259,6 +292,12 @@ static int apply(struct config *cfg, const struct option_def *o, const char *val
         if (parse_size(value, (long long *)field) != FERRY_OK)
             return err_set(err, ERR_INVALID, "%s: %s must be a size like 512K or 10M, not '%s'",
                            origin, o->name, value);
+        return FERRY_OK;
+    case OPT_MS:
+        if (parse_ms(value, (long long *)field) != FERRY_OK)
+            return err_set(err, ERR_INVALID,
+                           "%s: %s must be a duration like 250ms, 5s, 30m or 10h, not '%s'", origin,
+                           o->name, value);
         return FERRY_OK;
     case OPT_BOOL:
         if (parse_bool(value, (bool *)field) != FERRY_OK)
@@ -525,6 +564,11 @@ static int check(const struct config *cfg, struct err *err)
         return err_set(err, ERR_INVALID,
                        "max-connections must be at least 16; max-json-values, "
                        "idle-timeout and body-timeout at least 1");
+    if (cfg->webhook_retry_base < 1 || cfg->webhook_retry_max < cfg->webhook_retry_base ||
+        cfg->webhook_timeout < 1 || cfg->webhook_disable_after < 1)
+        return err_set(err, ERR_INVALID,
+                       "webhook-retry-base must be above 0 and at most webhook-retry-max; "
+                       "webhook-timeout and webhook-disable-after at least 1");
     if (cfg->cloud_part_size < 64 * 1024 || cfg->cloud_part_size > 4000LL * 1024 * 1024 ||
         cfg->cloud_timeout < 1)
         return err_set(err, ERR_INVALID,

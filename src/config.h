@@ -88,6 +88,12 @@ struct config {
     long long cloud_part_size; /* bytes of one S3 part or Azure block */
     long long cloud_timeout;   /* seconds to connect, and that a transfer may stall */
     char *locations;           /* comma list of NAME=KIND:TARGET (dbsync/locations.h) */
+    /* webhook deliveries (webhooks/) */
+    long long webhook_retry_base;    /* ms: the first retry's delay */
+    long long webhook_retry_max;     /* ms: the longest delay between attempts */
+    long long webhook_timeout;       /* seconds one delivery attempt may take */
+    long long webhook_disable_after; /* consecutive failed attempts that disable a subscription */
+    bool webhook_allow_private;
 };
 
 /* A command line, split by config_parse_args: the command's own options (in order),

@@ -17,5 +17,6 @@ extern const struct route_table api_merge_routes;
 extern const struct route_table api_cloud_routes;
 extern const struct route_table api_dbsync_routes;
 extern const struct route_table api_backup_routes;
+extern const struct route_table api_webhooks_routes;
 
 #endif

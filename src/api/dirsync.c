@@ -20,6 +20,7 @@
 #include "dbsync/locations.h"
 #include "files/dirsync.h"
 #include "jobs/jobs.h"
+#include "webhooks/webhooks.h"
 #include "util/jsonutil.h"
 #include "util/path.h"
 #include "util/timeutil.h"
@@ -236,6 +237,12 @@ static int sync_files(struct request *req, struct err *err)
     }
     rc = run_sync(req->app, &s, &req->app->stopping, NULL, NULL, &result, err);
     atomic_fetch_sub(running, 1);
+    webhooks_emit_store(
+        req->app->store, rc == FERRY_OK ? WEBHOOK_SYNC_COMPLETED : WEBHOOK_SYNC_FAILED,
+        json_pack("{s:s, s:s, s:s, s:s, s:O?, s:s?}", "kind", "files", "source", source, "target",
+                  target, "status", rc == FERRY_OK ? "completed" : "failed", "result", result,
+                  "message", rc == FERRY_OK ? NULL : err->msg),
+        NULL);
     if (rc == FERRY_OK)
         http_reply_json(req, HTTP_OK, result);
 out:

@@ -10,9 +10,10 @@
 #include "app.h"
 
 static const struct route_table *const fixed_tables[] = {
-    &api_ops_routes,   &api_admin_routes, &api_legacy_routes,  &api_sync_routes,
-    &api_files_routes, &api_tus_routes,   &api_dirsync_routes, &api_site_admin_routes,
-    &api_merge_routes, &api_cloud_routes, &api_dbsync_routes,  &api_backup_routes,
+    &api_ops_routes,      &api_admin_routes, &api_legacy_routes,  &api_sync_routes,
+    &api_files_routes,    &api_tus_routes,   &api_dirsync_routes, &api_site_admin_routes,
+    &api_merge_routes,    &api_cloud_routes, &api_dbsync_routes,  &api_backup_routes,
+    &api_webhooks_routes,
 };
 
 #define N_FIXED (sizeof(fixed_tables) / sizeof(fixed_tables[0]))

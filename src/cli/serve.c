@@ -32,6 +32,7 @@
 #include "sync/watch.h"
 #include "util/log.h"
 #include "util/timeutil.h"
+#include "webhooks/dispatch.h"
 
 #define ADMIN_TOKEN_FILE "admin.token"
 #define ADMIN_TOKEN_CLAIM "admin_token_created"
@@ -45,7 +46,8 @@ struct serve {
     struct watch *watch;
     struct purger *purger;
     struct site_healer *healer;
-    char *secret; /* the first admin token, on the first start only */
+    struct dispatcher *webhooks; /* delivers the webhook outbox */
+    char *secret;                /* the first admin token, on the first start only */
     char *public_url;
 };
 
@@ -305,8 +307,21 @@ static void init_app(struct serve *s)
     siteclient_global_init();
 }
 
+static int start_webhooks(struct serve *s, struct err *err)
+{
+    const struct config *cfg = &s->cfg;
+    struct dispatch_options o = {.retry_base_ms = cfg->webhook_retry_base,
+                                 .retry_max_ms = cfg->webhook_retry_max,
+                                 .timeout_s = (long)cfg->webhook_timeout,
+                                 .disable_after = cfg->webhook_disable_after,
+                                 .allow_private = cfg->webhook_allow_private,
+                                 .retention_ms = cfg->tombstone_retention * 1000};
+    return dispatch_start(s->app.store, &o, s->app.metrics, &s->webhooks, err);
+}
+
 /* The pool has a connection for each HTTP thread, one each for the change watcher, the
- * purger, the job worker, its heartbeat and the site healer, so no background task waits
+ * purger, the job worker, its heartbeat and the site healer, and two the webhook
+ * deliveries share (held only to claim and to record), so no background task waits
  * behind requests. */
 static int start(struct serve *s, struct err *err)
 {
@@ -319,7 +334,7 @@ static int start(struct serve *s, struct err *err)
         auth_jwt_open(cfg, &app->jwt, err) != FERRY_OK ||
         proxies_parse(cfg->trusted_proxies, cfg->forwarded_header, &app->proxies, err) !=
             FERRY_OK ||
-        cli_open_store(cfg, (int)cfg->threads + 5, true, &app->store, err) != FERRY_OK ||
+        cli_open_store(cfg, (int)cfg->threads + 7, true, &app->store, err) != FERRY_OK ||
         first_admin_token(app->store, cfg->data_dir, &s->secret, err) != FERRY_OK ||
         load_tables(app, err) != FERRY_OK || open_files(app, err) != FERRY_OK ||
         apply_site_settings(app, err) != FERRY_OK)
@@ -329,7 +344,8 @@ static int start(struct serve *s, struct err *err)
                      app, &s->purger, err) != FERRY_OK ||
         start_jobs(app, err) != FERRY_OK ||
         siteops_healer_start(app->store, &app->site_env, cfg->sites_verify_interval, &s->healer,
-                             err) != FERRY_OK)
+                             err) != FERRY_OK ||
+        start_webhooks(s, err) != FERRY_OK)
         return FERRY_ERR;
     return server_start(app, s->tls, &s->srv, err);
 }
@@ -360,6 +376,7 @@ static void stop(struct serve *s)
     server_stop(s->srv);
     tls_close(s->tls); /* after the server: no handshake can be using a pair */
     siteops_healer_stop(s->healer);
+    dispatch_stop(s->webhooks);
     jobs_worker_stop(app->jobs);
     watch_stop(s->watch);
     purger_stop(s->purger);

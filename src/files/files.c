@@ -9,6 +9,7 @@
 #include "util/buf.h"
 #include "util/jsonutil.h"
 #include "util/timeutil.h"
+#include "webhooks/webhooks.h"
 
 #define ENTRY_COLS "owner, path, size, sha256, version, deleted, updated_at"
 
@@ -143,7 +144,11 @@ int files_commit_upload(struct store_conn *c, const struct upload *u, const char
     if (store_run(c, "DELETE FROM ferry_upload_chunks WHERE upload_id = $1", v, 1, NULL, err) ==
             FERRY_OK &&
         store_run(c, "DELETE FROM ferry_blob_claims WHERE upload_id = $1", v, 1, NULL, err) ==
-            FERRY_OK)
+            FERRY_OK &&
+        webhooks_emit(c, WEBHOOK_UPLOAD_COMPLETED,
+                      json_pack("{s:s, s:s?, s:s?, s:o}", "uploadId", u->id, "userId", u->user_id,
+                                "deviceId", u->device_id, "file", files_entry_json(e)),
+                      err) == FERRY_OK)
         rc = store_commit(c, err);
 out:
     store_rollback(c);

@@ -9,6 +9,7 @@
 #include "util/crashpoint.h"
 #include "util/crypto.h"
 #include "util/timeutil.h"
+#include "webhooks/webhooks.h"
 
 #define JOB_COLS                                                                                   \
     "id, kind, status, user_id, source, target, params, message, result, bytes_done,"              \
@@ -105,10 +106,20 @@ int jobs_finish(struct store_conn *c, const char *id, bool ok, const char *resul
 {
     struct store_val v[] = {sv_text(id), sv_text(ok ? "completed" : "failed"), sv_text(result),
                             sv_text(message), sv_int(time_now_ms())};
-    return store_run(c,
-                     "UPDATE ferry_jobs SET status = $2, result = $3, message = $4,"
-                     " completed_at = $5, heartbeat_at = $5 WHERE id = $1",
-                     v, 5, NULL, err);
+    struct job j = {0};
+    bool found = false;
+    jobs_get(c, id, &j, &found, NULL); /* what ran, for its webhook event */
+    enum webhook_event e = webhooks_job_event(j.kind, j.params, ok);
+    int rc = webhooks_change(c,
+                             "UPDATE ferry_jobs SET status = $2, result = $3, message = $4,"
+                             " completed_at = $5, heartbeat_at = $5 WHERE id = $1",
+                             v, 5, NULL, e,
+                             e < WEBHOOK_N_EVENTS ? webhooks_job_data(id, j.kind, j.source,
+                                                                      j.target, ok, result, message)
+                                                  : NULL,
+                             err);
+    jobs_clear(&j);
+    return rc;
 }
 
 int jobs_purge(struct store_conn *c, int64_t before, int64_t *removed, struct err *err)

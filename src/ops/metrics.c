@@ -30,6 +30,7 @@ struct metrics {
     _Atomic uint64_t requests, bytes_in, bytes_out;
     _Atomic uint64_t sync_ops, sync_ok, sync_failed, sync_ms, data;
     _Atomic uint64_t cloud[METRICS_N_CLOUD];
+    _Atomic uint64_t webhooks_ok, webhooks_failed;
     pthread_mutex_t lock;
     struct route_stat *stats;
     size_t n_stats, cap_stats;
@@ -157,6 +158,12 @@ static void label_value(struct buf *out, const char *s)
     }
 }
 
+void metrics_webhook_delivery(struct metrics *m, int ok)
+{
+    if (m)
+        atomic_fetch_add(ok ? &m->webhooks_ok : &m->webhooks_failed, 1);
+}
+
 void metrics_prometheus(struct metrics *m, struct buf *out)
 {
     struct metrics_totals t = metrics_totals(m);
@@ -219,4 +226,11 @@ void metrics_prometheus(struct metrics *m, struct buf *out)
                "ferry_sync_transferred_bytes_total %llu\n",
                (unsigned long long)t.sync_ok, (unsigned long long)t.sync_failed,
                (unsigned long long)t.sync_duration_ms_sum, (unsigned long long)t.data_transferred);
+    buf_printf(out,
+               "# HELP ferry_webhook_deliveries_total Webhook delivery attempts by outcome.\n"
+               "# TYPE ferry_webhook_deliveries_total counter\n"
+               "ferry_webhook_deliveries_total{result=\"ok\"} %llu\n"
+               "ferry_webhook_deliveries_total{result=\"failed\"} %llu\n",
+               (unsigned long long)atomic_load(&m->webhooks_ok),
+               (unsigned long long)atomic_load(&m->webhooks_failed));
 }

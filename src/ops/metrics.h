@@ -42,6 +42,8 @@ void metrics_sync(struct metrics *m, int ok, int64_t duration_ms, uint64_t bytes
 
 /* Records bytes moved to or from cloud provider (an index below METRICS_N_CLOUD). */
 void metrics_cloud(struct metrics *m, unsigned provider, uint64_t bytes);
+/* Records one webhook delivery attempt (webhooks/dispatch.c); m may be NULL. */
+void metrics_webhook_delivery(struct metrics *m, int ok);
 
 struct metrics_totals metrics_totals(struct metrics *m);
 

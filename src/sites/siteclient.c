@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 
 #include "sites/siteclient.h"
+#include "util/outcall.h"
 #include "util/url.h"
 #include "util/buf.h"
 #include "util/jsonutil.h"
@@ -40,37 +41,6 @@ char *siteclient_url(const char *site_url, const char *action)
     }
     /* Not an http URL: the call fails with that reason when it checks the URL. */
     return url ? url : xasprintf("%s%s/sync/api/%s", site_url, DEFAULT_PREFIX, action);
-}
-
-/* Whether an address is one ordinary outgoing calls must not reach: loopback, private
- * (RFC 1918, unique local), link-local, carrier-grade NAT, multicast, unspecified, and
- * IPv4 ones hidden in IPv6 forms. */
-static bool non_public(const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET) {
-        uint32_t a = ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr);
-        return (a >> 24) == 0 || (a >> 24) == 10 || (a >> 24) == 127 ||
-               (a >> 16) == 0xa9fe /* 169.254 */ || (a >> 20) == 0xac1 /* 172.16/12 */ ||
-               (a >> 16) == 0xc0a8 /* 192.168 */ || (a >> 22) == 0x191 /* 100.64/10 */ ||
-               (a >> 8) == 0xc00000 /* 192.0.0/24 */ || (a >> 17) == 0x6309 /* 198.18/15 */ ||
-               (a >> 28) >= 0xe /* multicast, reserved */;
-    }
-    if (sa->sa_family != AF_INET6)
-        return true;
-    const unsigned char *b = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
-    static const unsigned char zero[10] = {0};
-    if (!memcmp(b, zero, 10) && ((b[10] == 0xff && b[11] == 0xff) || (!b[10] && !b[11]))) {
-        struct sockaddr_in v4 = {.sin_family = AF_INET};
-        memcpy(&v4.sin_addr, b + 12, 4); /* ::ffff:a.b.c.d and ::a.b.c.d (and ::, ::1) */
-        return non_public((struct sockaddr *)&v4) || (!b[10] && !b[11]);
-    }
-    return (b[0] & 0xfe) == 0xfc /* fc00::/7 */ || (b[0] == 0xfe && (b[1] & 0x80) == 0x80) ||
-           /* fe80::/10 link-local and fec0::/10 site-local */
-           (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0 && b[3] == 0) /* Teredo 2001::/32 */ ||
-           (b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b && b[4] == 0x00 &&
-            b[5] == 0x01) /* 64:ff9b:1::/48 */
-           || b[0] == 0xff /* multicast */ || (b[0] == 0x20 && b[1] == 0x02) /* 6to4 */ ||
-           (b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b) /* NAT64 */;
 }
 
 /* Resolves the URL's host, checks every address, and pins the first for curl
@@ -112,7 +82,7 @@ static int pin_address(CURL *curl, const char *url, bool allow_private, struct c
     char addr[INET6_ADDRSTRLEN] = "";
     bool refused = false;
     for (struct addrinfo *a = res; a; a = a->ai_next) {
-        refused = refused || (!allow_private && non_public(a->ai_addr));
+        refused = refused || (!allow_private && outcall_non_public(a->ai_addr));
         if (!addr[0])
             getnameinfo(a->ai_addr, a->ai_addrlen, addr, sizeof(addr), NULL, 0, NI_NUMERICHOST);
     }
@@ -172,13 +142,7 @@ int siteclient_call(const struct siteclient_options *o, const char *site_url, co
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(curl, CURLOPT_USERAGENT, "ferry/" FERRY_VERSION);
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(curl, CURLOPT_PROXY, "");    /* a proxy from the environment would */
-    curl_easy_setopt(curl, CURLOPT_NOPROXY, "*"); /* connect past the checked address */
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, o->timeout_s < 10 ? o->timeout_s : 10L);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT, o->timeout_s);
+    outcall_curl_defaults(curl, o->timeout_s);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &answer);
     CURLcode res = curl_easy_perform(curl);

@@ -14,6 +14,7 @@
 #include "util/buf.h"
 #include "util/crypto.h"
 #include "util/timeutil.h"
+#include "webhooks/webhooks.h"
 
 #define SITE_COLS                                                                                  \
     "id, name, direction, site_url, token_hash, status, allowed_tables, excluded_tables,"          \
@@ -115,13 +116,17 @@ int sites_create(struct store_conn *c, struct site *s, struct err *err)
         sv_int(now),
         sv_text(sites_strategy_name(s->default_strategy)),
     };
-    if (store_run(c,
-                  "INSERT INTO ferry_sites(id, name, direction, site_url, token_hash, lookup,"
-                  " status, allowed_tables, excluded_tables, expires_at, created_at,"
-                  " updated_at, default_strategy, approved_at)"
-                  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12,"
-                  " CASE WHEN CAST($7 AS TEXT) = 'active' THEN CAST($11 AS BIGINT) END)",
-                  v, 12, NULL, &inner) == FERRY_OK)
+    if (webhooks_change(c,
+                        "INSERT INTO ferry_sites(id, name, direction, site_url, token_hash, lookup,"
+                        " status, allowed_tables, excluded_tables, expires_at, created_at,"
+                        " updated_at, default_strategy, approved_at)"
+                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12,"
+                        " CASE WHEN CAST($7 AS TEXT) = 'active' THEN CAST($11 AS BIGINT) END)",
+                        v, 12, NULL, WEBHOOK_SITE_CONNECTION_CHANGED,
+                        json_pack("{s:s, s:s, s:s, s:s}", "connectionId", s->id, "status",
+                                  sites_status_name(s->status), "direction",
+                                  sites_direction_name(s->direction), "siteUrl", s->site_url),
+                        &inner) == FERRY_OK)
         return FERRY_OK;
     if (inner.code == ERR_CONFLICT)
         return err_set(err, ERR_CONFLICT, "Connection already exists for this site");
@@ -319,24 +324,30 @@ bool sites_valid_strategy(const char *strategy)
 int sites_set_status(struct store_conn *c, const char *id, enum site_status status, struct err *err)
 {
     struct store_val v[] = {sv_text(id), sv_text(sites_status_name(status)), sv_int(time_now_ms())};
-    return store_run(c, "UPDATE ferry_sites SET status = $2, updated_at = $3 WHERE id = $1", v, 3,
-                     NULL, err);
+    return webhooks_change(
+        c, "UPDATE ferry_sites SET status = $2, updated_at = $3 WHERE id = $1", v, 3, NULL,
+        WEBHOOK_SITE_CONNECTION_CHANGED,
+        json_pack("{s:s, s:s}", "connectionId", id, "status", sites_status_name(status)), err);
 }
 
 int sites_approve(struct store_conn *c, const char *id, struct err *err)
 {
     struct store_val v[] = {sv_text(id), sv_int(time_now_ms())};
-    return store_run(c,
-                     "UPDATE ferry_sites SET status = 'active', approved_at = $2, updated_at = $2"
-                     " WHERE id = $1",
-                     v, 2, NULL, err);
+    return webhooks_change(
+        c,
+        "UPDATE ferry_sites SET status = 'active', approved_at = $2, updated_at = $2"
+        " WHERE id = $1",
+        v, 2, NULL, WEBHOOK_SITE_CONNECTION_CHANGED,
+        json_pack("{s:s, s:s}", "connectionId", id, "status", "active"), err);
 }
 
 int sites_delete(struct store_conn *c, const char *id, bool *found, struct err *err)
 {
     struct store_val v = sv_text(id);
     int64_t n = 0;
-    int rc = store_run(c, "DELETE FROM ferry_sites WHERE id = $1", &v, 1, &n, err);
+    int rc = webhooks_change(c, "DELETE FROM ferry_sites WHERE id = $1", &v, 1, &n,
+                             WEBHOOK_SITE_CONNECTION_CHANGED,
+                             json_pack("{s:s, s:s}", "connectionId", id, "status", "deleted"), err);
     *found = n > 0;
     return rc;
 }

@@ -152,6 +152,34 @@
     "CREATE INDEX ferry_files_sha256 ON ferry_files(sha256);"                                      \
     "CREATE INDEX ferry_files_owner ON ferry_files(owner, path);"                                  \
     "CREATE INDEX ferry_files_path ON ferry_files(path);"
+/* Webhooks (webhooks/): subscriptions with their signing secret (kept readable, as
+ * HMAC needs it) and consecutive failures; events as sent (the exact body, so every
+ * attempt signs the same bytes); the outbox, one row per (event, subscription), whose
+ * claim columns let one node at a time attempt a delivery; and every attempt's outcome. */
+#define WEBHOOKS_SQL                                                                               \
+    "CREATE TABLE ferry_webhooks ("                                                                \
+    " id TEXT PRIMARY KEY, url TEXT NOT NULL, events TEXT NOT NULL, description TEXT,"             \
+    " secret TEXT NOT NULL, enabled INTEGER NOT NULL DEFAULT 1, failures BIGINT NOT NULL DEFAULT " \
+    "0,"                                                                                           \
+    " retry_at BIGINT, disabled_at BIGINT, disabled_reason TEXT, created_by TEXT,"                 \
+    " created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL);"                                    \
+    "CREATE TABLE ferry_webhook_events ("                                                          \
+    " id TEXT PRIMARY KEY, type TEXT NOT NULL, payload TEXT NOT NULL, created_at BIGINT NOT "      \
+    "NULL);"                                                                                       \
+    "CREATE TABLE ferry_webhook_deliveries ("                                                      \
+    " event_id TEXT NOT NULL, webhook_id TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN"     \
+    " ('pending', 'delivered', 'failed')), attempts BIGINT NOT NULL DEFAULT 0,"                    \
+    " next_attempt_at BIGINT NOT NULL, claim_owner TEXT, claim_token TEXT, claimed_until BIGINT,"  \
+    " last_status BIGINT, last_error TEXT, delivered_at BIGINT, created_at BIGINT NOT NULL,"       \
+    " PRIMARY KEY (event_id, webhook_id));"                                                        \
+    "CREATE INDEX ferry_webhook_deliveries_due ON ferry_webhook_deliveries(status, "               \
+    "next_attempt_at);"                                                                            \
+    "CREATE INDEX ferry_webhook_deliveries_hook ON ferry_webhook_deliveries(webhook_id, "          \
+    "created_at);"                                                                                 \
+    "CREATE TABLE ferry_webhook_attempts ("                                                        \
+    " event_id TEXT NOT NULL, webhook_id TEXT NOT NULL, attempt BIGINT NOT NULL,"                  \
+    " at BIGINT NOT NULL, status BIGINT, ok INTEGER NOT NULL, duration_ms BIGINT NOT NULL,"        \
+    " error TEXT, response TEXT, PRIMARY KEY (event_id, webhook_id, attempt));"
 
 /* Database sync (dbsync/): per pair of databases and table, what each row looked like on
  * both sides after the last sync (hashes), so a second sync of an unchanged pair copies
@@ -185,6 +213,8 @@ const struct migration store_migrations[] = {
     {5, CLAIMS_SQL, CLAIMS_SQL},
     /* 7: owners of file entries */
     {7, FILE_OWNERS_SQL, FILE_OWNERS_SQL},
+    /* 8: webhook subscriptions, events, the delivery outbox and its attempts */
+    {8, WEBHOOKS_SQL, WEBHOOKS_SQL},
     /* 11: database sync's per-pair state and conflicts */
     {11, DBSYNC_SQL, DBSYNC_SQL},
 };

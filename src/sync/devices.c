@@ -9,6 +9,7 @@
 #include "auth/tokens.h"
 #include "util/crypto.h"
 #include "util/timeutil.h"
+#include "webhooks/webhooks.h"
 
 #define SEEN_RESOLUTION_MS 60000
 
@@ -94,6 +95,11 @@ int devices_register(struct store_conn *c, const char *user_id, const struct dev
         goto out;
     }
     if (make_token(c, id, user_id, spec->tables, token, err) != FERRY_OK ||
+        webhooks_emit(c, WEBHOOK_DEVICE_REGISTERED,
+                      json_pack("{s:s, s:s, s:s, s:s?, s:s?}", "deviceId", id, "userId", user_id,
+                                "name", spec->name, "platform", spec->platform, "appVersion",
+                                spec->app_version),
+                      err) != FERRY_OK ||
         store_commit(c, err) != FERRY_OK)
         goto out;
     rc = devices_get(c, id, device, owner, err);

@@ -13,6 +13,7 @@
 #include "util/crypto.h"
 #include "util/jsonutil.h"
 #include "util/timeutil.h"
+#include "webhooks/webhooks.h"
 
 enum action { ACT_INSERT, ACT_UPDATE, ACT_UPSERT, ACT_DELETE };
 
@@ -408,6 +409,7 @@ static int record_conflict(struct store_conn *c, const struct push_request *r, c
                       "serverVersion", (json_int_t)s->version, "serverData",
                       server ? json_incref(server) : json_null(), "clientData", op->data, "fields",
                       fields ? json_incref(fields) : json_null(), "createdAt", iso);
+        rc = webhooks_emit(c, WEBHOOK_CONFLICT_CREATED, json_incref(cf), err);
         json_array_append_new(b->conflicts, cf);
     }
     json_decref(server);

@@ -80,7 +80,7 @@ def test_tus_surface_answers_plain_text(server):
 
 
 def test_parked_long_polls_hold_no_store_connection(make_server):
-    # one HTTP thread: a pool of 6 connections (1 + 5 for background work)
+    # one HTTP thread: a pool of 8 connections (1 + 7 for background work)
     srv = start(make_server, "--threads", "1")
     alice = user(srv, "alice")
     devs = [alice.register(f"d{i}") for i in range(10)]
