@@ -251,3 +251,47 @@ def test_a_program_built_with_pkg_config_against_the_installed_library(make_serv
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["1", "0"]
     assert local(db, "SELECT * FROM orders") == [(1, "apple", 3)]
+
+
+def hostile_server(answer):
+    """A server in this process whose every GET is answer(handler): it speaks for ferry
+    at a URL a device was given."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            answer(self)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+def test_an_answer_too_large_or_a_compressed_bomb_fails_without_exhausting_memory(tmp_path):
+    import gzip
+
+    bomb = gzip.compress(b" " * (200 << 20), compresslevel=9)  # 200 MiB from ~200 KiB
+
+    def answer(h):
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Encoding", "gzip")
+        h.send_header("Content-Length", str(len(bomb)))
+        h.end_headers()
+        h.wfile.write(bomb)
+
+    httpd = hostile_server(answer)
+    try:
+        started = time.monotonic()
+        proc = subprocess.run([FERRY_BIN, "sync", "--url", f"http://127.0.0.1:{httpd.server_port}",
+                               "--token", "t", str(tmp_path / "x.db")], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 1, proc.stderr
+        assert "the answer is larger than 64 MiB" in proc.stderr, proc.stderr
+        assert time.monotonic() - started < 10  # no retries of the same answer
+    finally:
+        httpd.shutdown()
