@@ -36,7 +36,11 @@ static const char SETUP_SQL[] =
     " tbl TEXT NOT NULL, pk TEXT NOT NULL, version INTEGER NOT NULL, data TEXT,"
     " PRIMARY KEY (tbl, pk)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS ferry_client_seen ("
-    " tbl TEXT NOT NULL, pk TEXT NOT NULL, PRIMARY KEY (tbl, pk)) WITHOUT ROWID;";
+    " tbl TEXT NOT NULL, pk TEXT NOT NULL, PRIMARY KEY (tbl, pk)) WITHOUT ROWID;"
+    /* the outbox id where the batch sent and not yet settled ends: after a crash the
+     * same entries go again under the same batch id (see syncloop.c) */
+    "CREATE TABLE IF NOT EXISTS ferry_client_sending ("
+    " id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER NOT NULL);";
 
 int fc_fail(ferry_replica *r, int status, const char *fmt, ...)
 {

@@ -295,3 +295,66 @@ def test_an_answer_too_large_or_a_compressed_bomb_fails_without_exhausting_memor
         assert time.monotonic() - started < 10  # no retries of the same answer
     finally:
         httpd.shutdown()
+
+
+def test_a_replica_killed_after_the_server_applied_its_push_loses_nothing(make_server, tmp_path):
+    """kill -9 between the server applying a batch and the replica recording it; the app
+    then edits the same rows again. The resumed sync sends the lost batch again under its
+    id (the server answers from its record) and then the new edits, so the server ends
+    with them, also on a table whose policy keeps the server's row (orders: skip)."""
+    import signal
+    import urllib.error
+    import urllib.request
+
+    srv = start(make_server)
+    phone = device(srv)
+    db = tmp_path / "phone.db"
+    sync(srv, phone, db)
+    local(db, "INSERT INTO orders VALUES (1, 'zero', 1)")
+    local(db, "INSERT INTO notes(id, title) VALUES ('n1', 'zero')")
+    sync(srv, phone, db)
+    local(db, "UPDATE orders SET item = 'first' WHERE id = 1")
+    local(db, "UPDATE notes SET title = 'first' WHERE id = 'n1'")
+    victim = {}
+
+    def forward_then_kill_on_push(h):
+        length = int(h.headers.get("Content-Length") or 0)
+        req = urllib.request.Request(srv.base + h.path, method=h.command,
+                                     data=h.rfile.read(length) if length else None,
+                                     headers={"Authorization": h.headers["Authorization"],
+                                              "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req) as resp:
+                status, body = resp.status, resp.read()
+        except urllib.error.HTTPError as e:
+            status, body = e.code, e.read()
+        if h.path.endswith("/report"):  # applied on the server: the replica dies unanswered
+            os.kill(victim["pid"], signal.SIGKILL)
+            return
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    proxy = hostile_server(forward_then_kill_on_push)
+    proxy.RequestHandlerClass.do_POST = proxy.RequestHandlerClass.do_GET
+    try:
+        proc = subprocess.Popen([FERRY_BIN, "sync", "--url",
+                                 f"http://127.0.0.1:{proxy.server_port}", "--token", phone.token,
+                                 str(db)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        victim["pid"] = proc.pid
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        proxy.shutdown()
+    assert srv.db_query("SELECT item FROM orders WHERE id = 1") == [["first"]]
+    local(db, "UPDATE orders SET item = 'second' WHERE id = 1")
+    local(db, "UPDATE notes SET title = 'second' WHERE id = 'n1'")
+    stats = sync(srv, phone, db)
+    assert stats["conflicts"] == 0, stats
+    assert srv.db_query("SELECT item FROM orders WHERE id = 1") == [["second"]]
+    assert srv.db_query("SELECT title FROM notes WHERE id = 'n1'") == [["second"]]
+    assert sync(srv, phone, db)["pushed"] == 0
+    assert local(db, "SELECT item FROM orders") == [("second",)]
+    r = srv.get("/api/v1/sync/conflicts", token=srv.admin_token, params={"status": "all"})
+    assert r.json()["totalCount"] == 0, r.text
