@@ -358,3 +358,43 @@ def test_a_replica_killed_after_the_server_applied_its_push_loses_nothing(make_s
     assert local(db, "SELECT item FROM orders") == [("second",)]
     r = srv.get("/api/v1/sync/conflicts", token=srv.admin_token, params={"status": "all"})
     assert r.json()["totalCount"] == 0, r.text
+
+
+def test_a_schema_naming_the_replicas_own_tables_is_refused(tmp_path):
+    """A server (or something at its URL) that lists libferry's bookkeeping as a synced
+    table could write it: e.g. switch capture off for good, so that the app's writes are
+    never pushed. Such a schema is refused and the replica left as it was."""
+    hostile = {"ferry_client_state": {"id": 1, "applying": 1, "replica_id": "x"},
+               "FERRY_CLIENT_outbox": {"id": 1, "tbl": "t", "pk": "1"},
+               "sqlite_sequence": {"name": "ferry_client_outbox", "seq": 1}}
+    for name, row in hostile.items():
+        key = next(iter(row))
+        schema = {"tables": [{"name": name, "primaryKey": key, "columns": [
+            {"name": col, "type": "integer" if isinstance(v, int) else "text"}
+            for col, v in row.items()]}]}
+        page = {"changes": [{"seq": 1, "table": name, "id": row[key], "op": "upsert",
+                             "version": 1, "deleted": False, "data": row}],
+                "cursor": 1, "hasMore": False}
+
+        def answer(h):
+            body = json.dumps(schema if h.path.endswith("/schema") else
+                              page if "/changes" in h.path else {"cursor": 1}).encode()
+            h.send_response(200)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body)
+
+        httpd = hostile_server(answer)
+        httpd.RequestHandlerClass.do_POST = httpd.RequestHandlerClass.do_GET
+        db = tmp_path / f"{name}.db"
+        try:
+            proc = subprocess.run([FERRY_BIN, "sync", "--url",
+                                   f"http://127.0.0.1:{httpd.server_port}", "--token", "t",
+                                   str(db)], capture_output=True, text=True, timeout=60)
+        finally:
+            httpd.shutdown()
+        assert proc.returncode == 1, proc.stderr
+        assert f"table {name} is the replica's own" in proc.stderr, proc.stderr
+        tables = local(db, "SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        assert tables == [], tables
