@@ -342,6 +342,31 @@ def test_admins_see_every_namespace(make_server):
     assert download(srv, admin, "ops/report.txt").content == b"r"
 
 
+def test_an_admins_pages_never_split_one_path_across_namespaces(make_server):
+    """The next page starts after a path: a page that ended between two namespaces'
+    entries at one path lost the second."""
+    srv = make_server()
+    u = two_users(srv)
+    for who in ("anna", "bob"):
+        chunked(srv, u[who][1], "doc.txt", who.encode())
+    chunked(srv, u["anna"][1], "z.txt", b"z")
+    pages, after = [], None
+    while True:
+        r = srv.get("/api/v1/files", token=srv.admin_token,
+                    params={"limit": "1", **({"after": after} if after else {})})
+        assert r.status_code == 200, r.text
+        pages.append([(f["path"], f["owner"]) for f in r.json()["files"]])
+        after = r.json()["nextAfter"]
+        if not after:
+            break
+    assert pages[:2] == [[("doc.txt", "anna"), ("doc.txt", "bob")], [("z.txt", "anna")]]
+    assert all(p == [] for p in pages[2:])
+    # one namespace, and users' own listings, keep to the limit
+    r = srv.get("/api/v1/files", token=srv.admin_token, params={"limit": "1", "owner": "bob"})
+    assert [f["path"] for f in r.json()["files"]] == ["doc.txt"]
+    assert len(listing(srv, u["anna"][0], limit="1")) == 1
+
+
 def test_entries_from_before_owners_belong_to_admins(make_server):
     """An entry without an owner (written before migration 7) is in the common
     namespace: admins see it, users only once a shared folder covers it. Its key and
