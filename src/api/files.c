@@ -506,7 +506,7 @@ static int list_files(struct request *req, struct err *err)
     json_t *last = n ? json_object_get(json_array_get(items, n - 1), "path") : NULL;
     http_reply_json(req, 200,
                     json_pack("{s:O, s:I, s:O?}", "files", items, "count", (json_int_t)n,
-                              "nextAfter", (int64_t)n == limit ? last : NULL));
+                              "nextAfter", (int64_t)n >= limit ? last : NULL));
     json_decref(items);
     return FERRY_OK;
 }

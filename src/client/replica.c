@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "client/replica.h"
 #include "ferry.h"
@@ -36,7 +37,11 @@ static const char SETUP_SQL[] =
     " tbl TEXT NOT NULL, pk TEXT NOT NULL, version INTEGER NOT NULL, data TEXT,"
     " PRIMARY KEY (tbl, pk)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS ferry_client_seen ("
-    " tbl TEXT NOT NULL, pk TEXT NOT NULL, PRIMARY KEY (tbl, pk)) WITHOUT ROWID;";
+    " tbl TEXT NOT NULL, pk TEXT NOT NULL, PRIMARY KEY (tbl, pk)) WITHOUT ROWID;"
+    /* the outbox id where the batch sent and not yet settled ends: after a crash the
+     * same entries go again under the same batch id (see syncloop.c) */
+    "CREATE TABLE IF NOT EXISTS ferry_client_sending ("
+    " id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER NOT NULL);";
 
 int fc_fail(ferry_replica *r, int status, const char *fmt, ...)
 {
@@ -108,6 +113,13 @@ static int parse_table(ferry_replica *r, json_t *j, struct fc_table *t)
 
     if (!name || !pk || !json_is_array(cols) || !json_array_size(cols))
         return fc_fail(r, FERRY_CLIENT_ESERVER, "the server's schema is malformed");
+    /* libferry's and SQLite's own tables are never synced (ferry refuses ferry_ names
+     * too): writing them would let the answer switch capture off or forge the outbox */
+    if (!strncasecmp(name, "ferry_", 6) || !strncasecmp(name, "sqlite_", 7))
+        return fc_fail(r, FERRY_CLIENT_ESERVER,
+                       "table %s is the replica's own: the server's "
+                       "schema may not list it",
+                       name);
     t->name = xstrdup(name);
     t->quoted = quote_ident(name);
     t->cols = xcalloc(json_array_size(cols), sizeof(*t->cols));

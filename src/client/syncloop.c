@@ -61,15 +61,31 @@ static int run_text(ferry_replica *r, const char *sql, const char *a, const char
     return finish(r, st);
 }
 
+/* The outbox id where a batch sent but never settled (the answer was lost, or the
+ * process died before recording it) ends; INT64_MAX when there is none. */
+static int64_t unsettled_last(ferry_replica *r)
+{
+    sqlite3_stmt *st = prepare(r, "SELECT last FROM ferry_client_sending WHERE id = 1");
+    int64_t last = INT64_MAX;
+    if (st && sqlite3_step(st) == SQLITE_ROW)
+        last = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return last;
+}
+
 /* The rows the next batch pushes: the distinct keys of the first batch_size outbox
- * entries, in the order they first changed (a parent before the child that names it). */
+ * entries, in the order they first changed (a parent before the child that names it).
+ * An unsettled batch goes again as it was (the same entries, so the same batch id, which
+ * the server answers from its record): entries added since would give it another id,
+ * and the server would take the device's own earlier write for a concurrent change. */
 static int read_outbox(ferry_replica *r, struct batch *b)
 {
-    sqlite3_stmt *st =
-        prepare(r, "SELECT id, tbl, pk FROM ferry_client_outbox ORDER BY id LIMIT ?");
+    sqlite3_stmt *st = prepare(r, "SELECT id, tbl, pk FROM ferry_client_outbox WHERE id <= ?"
+                                  " ORDER BY id LIMIT ?");
     if (!st)
         return FERRY_CLIENT_ELOCAL;
-    sqlite3_bind_int(st, 1, r->batch_size);
+    sqlite3_bind_int64(st, 1, unsettled_last(r));
+    sqlite3_bind_int(st, 2, r->batch_size);
     b->keys = xcalloc((size_t)r->batch_size, sizeof(*b->keys));
     while (sqlite3_step(st) == SQLITE_ROW) {
         const char *tbl = (const char *)sqlite3_column_text(st, 1);
@@ -236,6 +252,8 @@ static int settle(ferry_replica *r, void *arg)
         if (rc == FERRY_CLIENT_OK && json_is_integer(key))
             rc = settle_one(r, &c->b->keys[json_integer_value(key)], res, c->stats);
     }
+    if (rc == FERRY_CLIENT_OK)
+        rc = fc_exec(r, "DELETE FROM ferry_client_sending");
     sqlite3_stmt *st = prepare(r, "DELETE FROM ferry_client_outbox WHERE id <= ?");
     if (st)
         sqlite3_bind_int64(st, 1, c->b->last);
@@ -254,7 +272,13 @@ static int send_batch(ferry_replica *r, struct batch *b, json_t *ops,
     long status = 0;
     json_array_foreach(wire, i, op) json_object_del(op, "_key");
     json_t *body = json_pack("{s:s, s:o}", "batchId", batch_id, "operations", wire);
-    int rc = fc_http(r, "POST", SYNC_PATH "/report", body, &status, &answer);
+    sqlite3_stmt *st = prepare(r, "INSERT OR REPLACE INTO ferry_client_sending(id, last)"
+                                  " VALUES (1, ?)");
+    if (st)
+        sqlite3_bind_int64(st, 1, b->last);
+    int rc = finish(r, st);
+    if (rc == FERRY_CLIENT_OK)
+        rc = fc_http(r, "POST", SYNC_PATH "/report", body, &status, &answer);
     if (rc == FERRY_CLIENT_OK && status != 200)
         rc = fc_fail(r, FERRY_CLIENT_ESERVER, "push: HTTP %ld: %s", status,
                      fc_answer_message(answer));

@@ -13,15 +13,25 @@
 #define BACKOFF_FIRST_MS 200
 #define BACKOFF_MAX_MS 10000
 #define RETRY_AFTER_MAX_S 60
+/* The largest answer kept, decoded: a page of changes is far smaller, and a server (or
+ * something in its place) that sends more, or a compressed bomb, must not exhaust the
+ * device's memory. */
+#define MAX_ANSWER (64 * 1024 * 1024)
 
 struct exchange {
     struct buf body;
     long retry_after_s; /* -1: none */
+    bool too_large;
 };
 
 static size_t on_body(char *data, size_t size, size_t n, void *ctx)
 {
-    buf_append(&((struct exchange *)ctx)->body, data, size * n);
+    struct exchange *x = ctx;
+    if (x->body.len + size * n > MAX_ANSWER) {
+        x->too_large = true;
+        return 0; /* curl stops with a write error */
+    }
+    buf_append(&x->body, data, size * n);
     return size * n;
 }
 
@@ -113,14 +123,18 @@ int fc_http(ferry_replica *r, const char *method, const char *path, json_t *body
         if (attempt)
             back_off(attempt, retry_after_s);
         CURLcode cc = perform(r, method, url, text, &x, status);
-        bool retry = cc != CURLE_OK || *status == 429 || *status >= 500;
-        if (cc != CURLE_OK)
+        /* an answer too large is too large again: no retry */
+        bool retry = !x.too_large && (cc != CURLE_OK || *status == 429 || *status >= 500);
+        if (x.too_large)
+            rc = fc_fail(r, FERRY_CLIENT_ESERVER, "%s %s: the answer is larger than %d MiB", method,
+                         path, MAX_ANSWER / (1024 * 1024));
+        else if (cc != CURLE_OK)
             rc = fc_fail(r, FERRY_CLIENT_ENETWORK, "%s %s: %s", method, path,
                          curl_easy_strerror(cc));
         else if (retry)
             rc = fc_fail(r, FERRY_CLIENT_ESERVER, "%s %s: HTTP %ld", method, path, *status);
         retry_after_s = x.retry_after_s;
-        if (!retry) {
+        if (!retry && !x.too_large) {
             *answer = x.body.len ? json_loadb(x.body.data, x.body.len, 0, NULL) : NULL;
             rc = FERRY_CLIENT_OK;
             if (*status == 401 || *status == 403)

@@ -183,14 +183,19 @@ json_t *files_entry_json(const struct file_entry *e)
 /* substr rather than LIKE: no wildcards to escape, and SQLite's LIKE ignores case */
 #define LIST_WHERE "deleted = 0 AND substr(path, 1, length($1)) = $1 AND path > $2"
 
-/* An admin's listing: every namespace, or the one only_owner names ($4). */
+/* An admin's listing: every namespace, or the one only_owner names ($4). One path may
+ * be in several namespaces, and the next page starts after a path: a page never ends
+ * inside such a group, it takes every entry at the paths of its first $3 entries (so a
+ * few more than $3 at most). */
 static char *admin_sql(const char *only_owner)
 {
-    return xasprintf("SELECT " ENTRY_COLS " FROM ferry_files WHERE " LIST_WHERE "%s"
-                     " ORDER BY path, COALESCE(owner, '') LIMIT $3", /* the common one first */
-                     !only_owner   ? ""
-                     : *only_owner ? " AND owner = $4"
-                                   : " AND owner IS NULL");
+    const char *which = !only_owner ? "" : *only_owner ? " AND owner = $4" : " AND owner IS NULL";
+    return xasprintf(
+        "SELECT " ENTRY_COLS " FROM ferry_files WHERE " LIST_WHERE "%s"
+        " AND path <= (SELECT MAX(path) FROM (SELECT path FROM ferry_files WHERE " LIST_WHERE
+        "%s ORDER BY path LIMIT $3) page)"
+        " ORDER BY path, COALESCE(owner, '')", /* the common one first */
+        which, which);
 }
 
 /* A user's listing: the user's own files ($4) outside the shared folders and the common

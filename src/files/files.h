@@ -56,7 +56,8 @@ int files_delete(struct store_conn *c, const char *owner, const char *path, cons
 /* Live entries that scope sees whose path starts with prefix (any when empty), in path
  * order after `after` (NULL: from the start), at most limit. For an admin each entry
  * also names its "owner" (null: the common namespace), and with only_owner set the
- * list keeps to that namespace ("": the common one). */
+ * list keeps to that namespace ("": the common one); an admin's page also holds every
+ * other namespace's entry at its last path (so the next page may start after it). */
 int files_list(struct store_conn *c, const struct filescope *scope, const char *only_owner,
                const char *prefix, const char *after, int limit, json_t **out, struct err *err);
 

@@ -171,17 +171,16 @@ static bool trusted(const struct proxies *p, const struct ip *ip)
     return false;
 }
 
-/* Splits a header value at commas outside quoted strings; returns the hop count, the
- * last MAX_HOPS hops being kept. */
+/* Splits a header value at every comma, quoted or not; returns the hop count, the last
+ * MAX_HOPS hops being kept. The client writes the left of the chain: honouring its quotes
+ * would let one it leaves open swallow the hop the proxy appends after it. No address
+ * (for=) value holds a comma, so the proxies' own elements split right. */
 static size_t split_hops(const char *v, const char *starts[], size_t lens[])
 {
     size_t n = 0;
-    bool quoted = false;
     const char *start = v;
     for (const char *c = v;; c++) {
-        if (*c == '"')
-            quoted = !quoted;
-        if (*c && (*c != ',' || quoted))
+        if (*c && *c != ',')
             continue;
         if (n == MAX_HOPS) { /* keep the right-most hops */
             memmove(starts, starts + 1, (MAX_HOPS - 1) * sizeof(*starts));

@@ -428,11 +428,27 @@ static long long body_limit(const struct request *req)
 /* What can be refused from the headers alone, before a body is read: a declared body
  * over the route's limit, and a PhoenixKit action while the module is off (its
  * credential is in the body, so this is all there is to check first). */
+static bool expects_body(const struct request *req)
+{
+    const char *length = http_header(req, "Content-Length");
+    return (length && strcmp(length, "0") != 0) || http_header(req, "Transfer-Encoding");
+}
+
 static bool body_admissible(struct request *req)
 {
     const char *length = http_header(req, "Content-Length");
     if ((req->route->flags & ROUTE_SITES) && !req->app->cfg->sites_enabled) {
         http_reply_error(req, ERR_UNAVAILABLE, "DB Sync module is disabled");
+        return false;
+    }
+    /* ferry decodes no request body: a compressed one would be taken as it is, and an
+     * upload stored as its compressed bytes */
+    const char *coding = http_header(req, "Content-Encoding");
+    if (coding && strcasecmp(coding, "identity") != 0 && expects_body(req)) {
+        char *msg =
+            xasprintf("Content-Encoding '%.40s' is not supported: send the body as it is", coding);
+        http_reply_error(req, ERR_MEDIA_TYPE, msg);
+        free(msg);
         return false;
     }
     if (!req->route->sink && length && strtoll(length, NULL, 10) > body_limit(req)) {
@@ -524,12 +540,6 @@ static void dispatch(struct request *req)
     if (req->route->handler(req, &err) != FERRY_OK)
         http_reply_err(req, &err); /* no effect when the handler replied */
     return_store(req);
-}
-
-static bool expects_body(const struct request *req)
-{
-    const char *length = http_header(req, "Content-Length");
-    return (length && strcmp(length, "0") != 0) || http_header(req, "Transfer-Encoding");
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,

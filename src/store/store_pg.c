@@ -120,8 +120,12 @@ static int pg_connect(struct store *st, void **handle, struct err *err)
     /* ferry's statements are prepared once per connection and run with all kinds of
      * values; the generic plan (an index walk for the feed's "seq > $1 ... LIMIT $2") is
      * the right one, and the first five custom plans PostgreSQL would try cost a full
-     * scan each. */
-    res = PQexec(pg, "SET client_min_messages = warning; SET plan_cache_mode = force_generic_plan");
+     * scan each. Literals that ferry writes into SQL itself (filescope.c's owners and
+     * shared folders) double their quotes and nothing else: that is the whole escaping
+     * only with standard_conforming_strings on, which a database or role can turn off
+     * (then a backslash in a user id ends the literal), so it is set here. */
+    res = PQexec(pg, "SET client_min_messages = warning; SET plan_cache_mode = force_generic_plan;"
+                     " SET standard_conforming_strings = on");
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         pg_error(pg, res, "cannot configure PostgreSQL connection", err);
         goto out;

@@ -251,3 +251,150 @@ def test_a_program_built_with_pkg_config_against_the_installed_library(make_serv
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["1", "0"]
     assert local(db, "SELECT * FROM orders") == [(1, "apple", 3)]
+
+
+def hostile_server(answer):
+    """A server in this process whose every GET is answer(handler): it speaks for ferry
+    at a URL a device was given."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            answer(self)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+def test_an_answer_too_large_or_a_compressed_bomb_fails_without_exhausting_memory(tmp_path):
+    import gzip
+
+    bomb = gzip.compress(b" " * (200 << 20), compresslevel=9)  # 200 MiB from ~200 KiB
+
+    def answer(h):
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Encoding", "gzip")
+        h.send_header("Content-Length", str(len(bomb)))
+        h.end_headers()
+        h.wfile.write(bomb)
+
+    httpd = hostile_server(answer)
+    try:
+        started = time.monotonic()
+        proc = subprocess.run([FERRY_BIN, "sync", "--url", f"http://127.0.0.1:{httpd.server_port}",
+                               "--token", "t", str(tmp_path / "x.db")], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 1, proc.stderr
+        assert "the answer is larger than 64 MiB" in proc.stderr, proc.stderr
+        assert time.monotonic() - started < 10  # no retries of the same answer
+    finally:
+        httpd.shutdown()
+
+
+def test_a_replica_killed_after_the_server_applied_its_push_loses_nothing(make_server, tmp_path):
+    """kill -9 between the server applying a batch and the replica recording it; the app
+    then edits the same rows again. The resumed sync sends the lost batch again under its
+    id (the server answers from its record) and then the new edits, so the server ends
+    with them, also on a table whose policy keeps the server's row (orders: skip)."""
+    import signal
+    import urllib.error
+    import urllib.request
+
+    srv = start(make_server)
+    phone = device(srv)
+    db = tmp_path / "phone.db"
+    sync(srv, phone, db)
+    local(db, "INSERT INTO orders VALUES (1, 'zero', 1)")
+    local(db, "INSERT INTO notes(id, title) VALUES ('n1', 'zero')")
+    sync(srv, phone, db)
+    local(db, "UPDATE orders SET item = 'first' WHERE id = 1")
+    local(db, "UPDATE notes SET title = 'first' WHERE id = 'n1'")
+    victim = {}
+
+    def forward_then_kill_on_push(h):
+        length = int(h.headers.get("Content-Length") or 0)
+        req = urllib.request.Request(srv.base + h.path, method=h.command,
+                                     data=h.rfile.read(length) if length else None,
+                                     headers={"Authorization": h.headers["Authorization"],
+                                              "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req) as resp:
+                status, body = resp.status, resp.read()
+        except urllib.error.HTTPError as e:
+            status, body = e.code, e.read()
+        if h.path.endswith("/report"):  # applied on the server: the replica dies unanswered
+            os.kill(victim["pid"], signal.SIGKILL)
+            return
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    proxy = hostile_server(forward_then_kill_on_push)
+    proxy.RequestHandlerClass.do_POST = proxy.RequestHandlerClass.do_GET
+    try:
+        proc = subprocess.Popen([FERRY_BIN, "sync", "--url",
+                                 f"http://127.0.0.1:{proxy.server_port}", "--token", phone.token,
+                                 str(db)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        victim["pid"] = proc.pid
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        proxy.shutdown()
+    assert srv.db_query("SELECT item FROM orders WHERE id = 1") == [["first"]]
+    local(db, "UPDATE orders SET item = 'second' WHERE id = 1")
+    local(db, "UPDATE notes SET title = 'second' WHERE id = 'n1'")
+    stats = sync(srv, phone, db)
+    assert stats["conflicts"] == 0, stats
+    assert srv.db_query("SELECT item FROM orders WHERE id = 1") == [["second"]]
+    assert srv.db_query("SELECT title FROM notes WHERE id = 'n1'") == [["second"]]
+    assert sync(srv, phone, db)["pushed"] == 0
+    assert local(db, "SELECT item FROM orders") == [("second",)]
+    r = srv.get("/api/v1/sync/conflicts", token=srv.admin_token, params={"status": "all"})
+    assert r.json()["totalCount"] == 0, r.text
+
+
+def test_a_schema_naming_the_replicas_own_tables_is_refused(tmp_path):
+    """A server (or something at its URL) that lists libferry's bookkeeping as a synced
+    table could write it: e.g. switch capture off for good, so that the app's writes are
+    never pushed. Such a schema is refused and the replica left as it was."""
+    hostile = {"ferry_client_state": {"id": 1, "applying": 1, "replica_id": "x"},
+               "FERRY_CLIENT_outbox": {"id": 1, "tbl": "t", "pk": "1"},
+               "sqlite_sequence": {"name": "ferry_client_outbox", "seq": 1}}
+    for name, row in hostile.items():
+        key = next(iter(row))
+        schema = {"tables": [{"name": name, "primaryKey": key, "columns": [
+            {"name": col, "type": "integer" if isinstance(v, int) else "text"}
+            for col, v in row.items()]}]}
+        page = {"changes": [{"seq": 1, "table": name, "id": row[key], "op": "upsert",
+                             "version": 1, "deleted": False, "data": row}],
+                "cursor": 1, "hasMore": False}
+
+        def answer(h):
+            body = json.dumps(schema if h.path.endswith("/schema") else
+                              page if "/changes" in h.path else {"cursor": 1}).encode()
+            h.send_response(200)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body)
+
+        httpd = hostile_server(answer)
+        httpd.RequestHandlerClass.do_POST = httpd.RequestHandlerClass.do_GET
+        db = tmp_path / f"{name}.db"
+        try:
+            proc = subprocess.run([FERRY_BIN, "sync", "--url",
+                                   f"http://127.0.0.1:{httpd.server_port}", "--token", "t",
+                                   str(db)], capture_output=True, text=True, timeout=60)
+        finally:
+            httpd.shutdown()
+        assert proc.returncode == 1, proc.stderr
+        assert f"table {name} is the replica's own" in proc.stderr, proc.stderr
+        tables = local(db, "SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        assert tables == [], tables

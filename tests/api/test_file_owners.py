@@ -15,6 +15,8 @@ import re
 import threading
 import time
 
+import pytest
+
 from conftest import assert_v1_error, run_ferry
 
 V1 = "/api/v1/sync"
@@ -340,6 +342,53 @@ def test_admins_see_every_namespace(make_server):
     assert listing(srv, u["anna"][0], prefix="ops/") == []
     assert_v1_error(download(srv, u["anna"][0], "ops/report.txt"), 404, "NOT_FOUND")
     assert download(srv, admin, "ops/report.txt").content == b"r"
+
+
+def test_an_admins_pages_never_split_one_path_across_namespaces(make_server):
+    """The next page starts after a path: a page that ended between two namespaces'
+    entries at one path lost the second."""
+    srv = make_server()
+    u = two_users(srv)
+    for who in ("anna", "bob"):
+        chunked(srv, u[who][1], "doc.txt", who.encode())
+    chunked(srv, u["anna"][1], "z.txt", b"z")
+    pages, after = [], None
+    while True:
+        r = srv.get("/api/v1/files", token=srv.admin_token,
+                    params={"limit": "1", **({"after": after} if after else {})})
+        assert r.status_code == 200, r.text
+        pages.append([(f["path"], f["owner"]) for f in r.json()["files"]])
+        after = r.json()["nextAfter"]
+        if not after:
+            break
+    assert pages[:2] == [[("doc.txt", "anna"), ("doc.txt", "bob")], [("z.txt", "anna")]]
+    assert all(p == [] for p in pages[2:])
+    # one namespace, and users' own listings, keep to the limit
+    r = srv.get("/api/v1/files", token=srv.admin_token, params={"limit": "1", "owner": "bob"})
+    assert [f["path"] for f in r.json()["files"]] == ["doc.txt"]
+    assert len(listing(srv, u["anna"][0], limit="1")) == 1
+
+
+@pytest.mark.postgres_only
+def test_a_user_id_cannot_end_the_literals_of_the_files_filter(make_server):
+    """The feed's files filter names the user as an SQL literal (quotes doubled). With
+    standard_conforming_strings off in the database, a backslash in a user id (a token's
+    user, a JWT's sub) ended it: this one read every user's files."""
+    srv = make_server("--shared-folder", "pub")
+    srv.db_exec("DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET"
+                " standard_conforming_strings = off', current_database()); END $$")
+    srv.restart()
+    anna = srv.create_token(user_id="anna")["token"]
+    chunked(srv, anna, "secret.txt", b"anna's secret")
+    chunked(srv, anna, "pub/open.txt", b"for all")
+    for evil_id in ("\\' OR TRUE))) ORDER BY c.seq LIMIT $2 --", "x\\", "\\'"):
+        evil = srv.create_token(user_id=evil_id)["token"]
+        assert feed_files(srv, evil) == {"pub/open.txt": sha(b"for all")}
+        assert [f["path"] for f in listing(srv, evil)] == ["pub/open.txt"]
+        chunked(srv, evil, "mine.txt", b"evil's")
+        assert sorted(feed_files(srv, evil)) == ["mine.txt", "pub/open.txt"]
+    assert feed_files(srv, anna) == {"secret.txt": sha(b"anna's secret"),
+                                     "pub/open.txt": sha(b"for all")}
 
 
 def test_entries_from_before_owners_belong_to_admins(make_server):

@@ -198,6 +198,39 @@ def test_downloads_and_ranges_are_sent_as_they_are(server):
     assert "content-encoding" not in headers
 
 
+@pytest.mark.sqlite_only
+def test_compressed_request_bodies_are_refused_not_stored_compressed(server):
+    """ferry decodes no request body: an upload sent with Content-Encoding would be kept as
+    its compressed bytes and downloaded as such, so it is refused (415) before any is read."""
+    import base64
+    import gzip
+
+    tok = server.create_token(role="user", user_id="alice")["token"]
+    data = b"the same words again " * 100
+    packed = gzip.compress(data)
+    tus = {"Tus-Resumable": "1.0.0"}
+    r = server.post("/tus/", token=tok, headers={
+        **tus, "Upload-Length": str(len(packed)),
+        "Upload-Metadata": "path " + base64.b64encode(b"g.txt").decode()})
+    assert r.status_code == 201, r.text
+    r = server.request("PATCH", r.headers["Location"], token=tok, data=packed, headers={
+        **tus, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream",
+        "Content-Encoding": "gzip"})
+    assert r.status_code == 415 and "Content-Encoding 'gzip' is not supported" in r.text, r.text
+    assert server.get(f"{V1}/download/g.txt", token=tok).status_code == 404
+    s = server.post(f"{V1}/upload", token=tok,
+                    json={"path": "p.txt", "size": len(data), "chunk_size": len(data)}).json()
+    r = server.put(f"{V1}/upload/{s['id']}/chunks/0", token=tok, data=gzip.compress(data),
+                   headers={"Content-Encoding": "gzip"})
+    assert r.status_code == 415 and r.json()["errorCode"] == "UNSUPPORTED_MEDIA_TYPE", r.text
+    r = server.put(f"{V1}/upload/{s['id']}/chunks/0", token=tok, data=data,
+                   headers={"Content-Encoding": "identity"})
+    assert r.status_code == 200, r.text
+    r = server.post(f"{V1}/devices", token=tok, data=gzip.compress(b'{"name": "x"}'),
+                    headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert r.status_code == 415, r.text
+
+
 # --- HTTPS ----------------------------------------------------------------------------------
 
 

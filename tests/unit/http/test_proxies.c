@@ -118,6 +118,22 @@ static void test_forwarded(void **state)
     proxies_free(p);
 }
 
+/* A client writes the left of the chain and the trusted proxy appends its peer after a
+ * comma: a quote the client left open must not swallow that comma, or the client would
+ * be taken for the proxy itself (and pass IP allowlists that name the proxy). */
+static void test_client_quote_cannot_hide_its_hop(void **state)
+{
+    (void)state;
+    struct proxies *p = parse("10.0.0.0/8");
+    assert_string_equal(client(p, "10.0.0.1", "\", 203.0.113.9"), "203.0.113.9");
+    assert_string_equal(client(p, "10.0.0.1", "9.9.9.9, \"x, 203.0.113.9"), "203.0.113.9");
+    proxies_free(p);
+    p = parse_for("10.0.0.0/8", "forwarded");
+    assert_string_equal(client(p, "10.0.0.1", "for=\", for=203.0.113.9"), "203.0.113.9");
+    assert_string_equal(client(p, "10.0.0.1", "for=1.2.3.4;x=\"a, for=203.0.113.9"), "203.0.113.9");
+    proxies_free(p);
+}
+
 static void test_ipv4_mapped(void **state)
 {
     (void)state;
@@ -150,6 +166,7 @@ int main(void)
         cmocka_unit_test(test_untrusted_peer_ignores_headers),
         cmocka_unit_test(test_x_forwarded_for),
         cmocka_unit_test(test_forwarded),
+        cmocka_unit_test(test_client_quote_cannot_hide_its_hop),
         cmocka_unit_test(test_ipv4_mapped),
         cmocka_unit_test(test_long_chain),
     };
