@@ -12,9 +12,12 @@
 #   bench/http/run.sh       # builds ferry (make build), prints requests/s and ratios
 #
 # Settings (environment): DURATION=10 (seconds per wrk run), ROUNDS=3, THREADS= (ferry
-# --threads; default ferry's own), CONNS=64, NGINX_LOG=on (nginx writes its access log,
+# --threads; default ferry's own, 8), NGINX_WORKERS= (nginx worker_processes; default the
+# same number as ferry's threads, so that on a busy machine both get the same share of
+# the CPU from the scheduler), CONNS=64, NGINX_LOG=on (nginx writes its access log,
 # as ferry writes its request log; off: no log), PERF=0 (1: perf record ferry during one
-# feed run and print the top of the profile), FERRY_BIN= (measure that binary), KEEP=0.
+# feed run and print the top of the profile), FERRY_BIN= (measure that binary),
+# FERRY_ARGS= (more `ferry serve` flags, e.g. "--token-cache-ttl 0"), KEEP=0.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -24,6 +27,7 @@ ROUNDS=${ROUNDS:-3}
 THREADS=${THREADS:-}
 CONNS=${CONNS:-64}
 NGINX_LOG=${NGINX_LOG:-on}
+NGINX_WORKERS=${NGINX_WORKERS:-${THREADS:-8}}
 PERF=${PERF:-0}
 KEEP=${KEEP:-0}
 
@@ -65,7 +69,7 @@ mkdir -p "$WORK/nginx"
 access="access_log off;"
 [ "$NGINX_LOG" = on ] && access="access_log $WORK/nginx/access.log;"
 cat >"$WORK/nginx/nginx.conf" <<CONF
-worker_processes auto;
+worker_processes $NGINX_WORKERS;
 pid $WORK/nginx.pid;
 error_log $WORK/nginx/error.log;
 events { worker_connections 1024; }
@@ -86,6 +90,8 @@ wait_http "http://127.0.0.1:$NPORT/"
 FPORT=$(free_port)
 extra=()
 [ -n "$THREADS" ] && extra+=(--threads "$THREADS")
+# shellcheck disable=SC2206 # split on purpose: several flags
+[ -n "${FERRY_ARGS:-}" ] && extra+=(${FERRY_ARGS})
 "$FERRY" serve --listen "127.0.0.1:$FPORT" --data-dir "$WORK/ferry-data" --rate-limit 0 \
   "${extra[@]}" >"$WORK/ferry.out" 2>"$WORK/ferry.log" &
 FPID=$!
@@ -96,7 +102,7 @@ DEVICE_TOKEN=$("$FERRY" token create --role device --name bench --user bench --d
 HEAD=$(curl -sf -H "Authorization: Bearer $DEVICE_TOKEN" \
   "http://127.0.0.1:$FPORT/api/v1/sync/changes?cursor=0" | python3 -c 'import json,sys; print(json.load(sys.stdin)["cursor"])')
 FEED="http://127.0.0.1:$FPORT/api/v1/sync/changes?cursor=$HEAD"
-log "ferry pid $FPID on $FPORT ($("$FERRY" --version 2>/dev/null | head -1)), nginx on $NPORT, head $HEAD"
+log "ferry pid $FPID on $FPORT ($FERRY), nginx on $NPORT ($NGINX_WORKERS workers, access log $NGINX_LOG), head $HEAD"
 log "load: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes every figure worse)"
 
 # run_wrk NAME URL [HEADER]: one wrk run; prints "NAME rps p50 p99 errors"
