@@ -204,8 +204,13 @@ static void copy_text(char *dst, size_t cap, const char *src)
     snprintf(dst, cap, "%s", src ? src : "");
 }
 
+/* What the cache needs of a token row besides its token_info (0: none). */
+struct token_times {
+    int64_t expires_at, last_used;
+};
+
 static int authenticate(struct store_conn *c, const char *hash, int64_t now_ms,
-                        struct token_info *info, int64_t *expires_at, struct err *err);
+                        struct token_info *info, struct token_times *times, struct err *err);
 
 /* --- the authentication cache ----------------------------------------------------------
  * Checking a token is a database read (and, on SQLite, its file locks) on every request;
@@ -263,16 +268,16 @@ static bool cache_get(const char *hash, int64_t now_ms, int64_t ttl_ms, struct t
     return hit;
 }
 
-static void cache_put(const char *hash, uint64_t generation, int64_t now_ms, int64_t expires_at,
-                      int64_t last_used, const struct token_info *info)
+static void cache_put(const char *hash, uint64_t generation, int64_t now_ms,
+                      const struct token_times *times, const struct token_info *info)
 {
     pthread_mutex_lock(&cache.lock);
     if (cache.generation == generation) {
         struct cache_entry *e = slot_of(hash);
         memcpy(e->hash, hash, sizeof(e->hash));
         e->cached_ms = now_ms;
-        e->expires_at = expires_at;
-        e->last_used = last_used;
+        e->expires_at = times->expires_at;
+        e->last_used = times->last_used;
         e->info = *info;
     }
     pthread_mutex_unlock(&cache.lock);
@@ -289,14 +294,14 @@ void tokens_forget_all(void)
 
 /* The database's answer, with a connection from the pool. */
 static int authenticate_pooled(struct store *st, const char *hash, int64_t now_ms,
-                               struct token_info *info, int64_t *expires_at, struct err *err)
+                               struct token_info *info, struct token_times *times, struct err *err)
 {
     struct store_conn *c = NULL;
     if (store_acquire(st, &c, err) != FERRY_OK) {
         err->code = ERR_UNAVAILABLE;
         return FERRY_ERR;
     }
-    int rc = authenticate(c, hash, now_ms, info, expires_at, err);
+    int rc = authenticate(c, hash, now_ms, info, times, err);
     store_release(c);
     return rc;
 }
@@ -305,17 +310,17 @@ int tokens_authenticate_cached(struct store *st, const char *token, int64_t now_
                                struct token_info *info, struct err *err)
 {
     char hash[65];
-    int64_t expires_at = 0;
+    struct token_times times = {0};
     if (!tokens_well_formed(token))
         return err_set(err, ERR_UNAUTHORIZED, "malformed token");
     crypto_sha256_hex(token, strlen(token), hash);
     if (ttl_ms > 0 && cache_get(hash, now_ms, ttl_ms, info))
         return FERRY_OK;
     uint64_t generation = cache_generation();
-    if (authenticate_pooled(st, hash, now_ms, info, &expires_at, err) != FERRY_OK)
+    if (authenticate_pooled(st, hash, now_ms, info, &times, err) != FERRY_OK)
         return FERRY_ERR;
     if (ttl_ms > 0)
-        cache_put(hash, generation, now_ms, expires_at, now_ms, info);
+        cache_put(hash, generation, now_ms, &times, info);
     return FERRY_OK;
 }
 
@@ -323,21 +328,20 @@ int tokens_authenticate(struct store_conn *c, const char *token, int64_t now_ms,
                         struct token_info *info, struct err *err)
 {
     char hash[65];
-    int64_t expires_at;
+    struct token_times times;
     if (!tokens_well_formed(token))
         return err_set(err, ERR_UNAUTHORIZED, "malformed token");
     crypto_sha256_hex(token, strlen(token), hash);
-    return authenticate(c, hash, now_ms, info, &expires_at, err);
+    return authenticate(c, hash, now_ms, info, &times, err);
 }
 
-/* Looks the token up by its hash; *expires_at gets its expiry (0: none). Records the
- * use at most once a LAST_USED_RESOLUTION_MS. */
+/* Looks the token up by its hash; *times gets its expiry and last use. Records the use
+ * at most once a LAST_USED_RESOLUTION_MS. */
 static int authenticate(struct store_conn *c, const char *hash, int64_t now_ms,
-                        struct token_info *info, int64_t *expires_at, struct err *err)
+                        struct token_info *info, struct token_times *times, struct err *err)
 {
     struct store_rows *rows = NULL;
     int rc = FERRY_ERR, step;
-    int64_t last_used = 0;
 
     struct store_val v = sv_text(hash);
     if (store_query(c,
@@ -367,16 +371,17 @@ static int authenticate(struct store_conn *c, const char *hash, int64_t now_ms,
     copy_text(info->user_id, sizeof(info->user_id), store_rows_text(rows, 2));
     copy_text(info->device_id, sizeof(info->device_id), store_rows_text(rows, 3));
     copy_text(info->tables, sizeof(info->tables), store_rows_text(rows, 8));
-    last_used = store_rows_isnull(rows, 7) ? 0 : store_rows_int(rows, 7);
-    *expires_at = store_rows_isnull(rows, 5) ? 0 : store_rows_int(rows, 5);
+    times->last_used = store_rows_isnull(rows, 7) ? 0 : store_rows_int(rows, 7);
+    times->expires_at = store_rows_isnull(rows, 5) ? 0 : store_rows_int(rows, 5);
     rc = FERRY_OK;
 out:
     store_rows_free(rows);
-    if (rc == FERRY_OK && now_ms - last_used > LAST_USED_RESOLUTION_MS) {
+    if (rc == FERRY_OK && now_ms - times->last_used > LAST_USED_RESOLUTION_MS) {
         struct store_val u[] = {sv_int(now_ms), sv_text(info->id)};
         struct err ignored;
-        store_run(c, "UPDATE ferry_tokens SET last_used_at = $1 WHERE id = $2", u, 2, NULL,
-                  &ignored);
+        if (store_run(c, "UPDATE ferry_tokens SET last_used_at = $1 WHERE id = $2", u, 2, NULL,
+                      &ignored) == FERRY_OK)
+            times->last_used = now_ms;
     }
     return rc;
 }
