@@ -46,6 +46,8 @@ static const struct option_def options[] = {
         "requests per minute per credential (0: no limit)"),
     OPT("auth-fail-limit", "FERRY_AUTH_FAIL_LIMIT", OPT_INT, auth_fail_limit, "30",
         "failed authentications per minute per client address"),
+    OPT("token-cache-ttl", "FERRY_TOKEN_CACHE_TTL", OPT_INT, token_cache_ttl, "5",
+        "seconds a checked token is trusted without asking the database (0: always ask)"),
     OPT("cors-origins", "FERRY_CORS_ORIGINS", OPT_STR, cors_origins, NULL,
         "comma-separated origins allowed by CORS, or *"),
     OPT("jwt-secret", "FERRY_JWT_SECRET", OPT_STR, jwt_secret, NULL,
@@ -542,6 +544,8 @@ static int check(const struct config *cfg, struct err *err)
     enum log_format format;
     if (cfg->max_json_depth < 1)
         return err_set(err, ERR_INVALID, "max-json-depth must be at least 1");
+    if (cfg->token_cache_ttl < 0 || cfg->token_cache_ttl > 3600)
+        return err_set(err, ERR_INVALID, "token-cache-ttl must be between 0 and 3600 seconds");
     if (cfg->threads < 1 || cfg->threads > 256)
         return err_set(err, ERR_INVALID, "threads must be between 1 and 256");
     if (cfg->max_header < 1024)

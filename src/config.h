@@ -21,6 +21,7 @@ struct config {
     long long max_json_depth;
     long long rate_limit;      /* requests per minute per credential; 0 = off */
     long long auth_fail_limit; /* failed authentications per minute per address */
+    long long token_cache_ttl; /* seconds a checked token is trusted without the database */
     char *cors_origins;        /* comma list, "*" for any */
     char *jwt_secret;
     char *jwt_public_keys; /* colon-separated PEM files */

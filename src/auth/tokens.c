@@ -1,4 +1,6 @@
-/* tokens.c - see tokens.h. */
+/* tokens.c - see tokens.h. Owns the process's authentication cache: tokens checked
+ * against the database recently, trusted for a few seconds without asking it again. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,17 +204,145 @@ static void copy_text(char *dst, size_t cap, const char *src)
     snprintf(dst, cap, "%s", src ? src : "");
 }
 
+/* What the cache needs of a token row besides its token_info (0: none). */
+struct token_times {
+    int64_t expires_at, last_used;
+};
+
+static int authenticate(struct store_conn *c, const char *hash, int64_t now_ms,
+                        struct token_info *info, struct token_times *times, struct err *err);
+
+/* --- the authentication cache ----------------------------------------------------------
+ * Checking a token is a database read (and, on SQLite, its file locks) on every request;
+ * the cache keeps the answer for a token that was valid, keyed by its hash, for at most
+ * ttl_ms. It is process-wide like the database it mirrors: every path that revokes a token
+ * in this process goes through this module (tokens_revoke, tokens_forget_all), wherever
+ * the request came from. Those paths empty the cache after their commit and bump the
+ * generation, and an answer read from the database is kept only if no revocation
+ * happened since its read began, so a revocation in this process is never undone by a
+ * read that raced it. Other processes' revocations reach it within ttl_ms. Entries are
+ * direct-mapped by hash: a collision evicts. Only valid tokens are kept; an expiry is
+ * checked on every hit. */
+#define CACHE_SLOTS 1024
+
+struct cache_entry {
+    char hash[65]; /* "" when the slot is empty */
+    int64_t cached_ms, expires_at, last_used;
+    struct token_info info;
+};
+
+static struct {
+    pthread_mutex_t lock;
+    uint64_t generation; /* bumped by every revocation */
+    struct cache_entry slots[CACHE_SLOTS];
+} cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static struct cache_entry *slot_of(const char *hash)
+{
+    unsigned idx = (unsigned)strtoul((char[]){hash[0], hash[1], hash[2], hash[3], 0}, NULL, 16);
+    return &cache.slots[idx % CACHE_SLOTS];
+}
+
+static uint64_t cache_generation(void)
+{
+    pthread_mutex_lock(&cache.lock);
+    uint64_t gen = cache.generation;
+    pthread_mutex_unlock(&cache.lock);
+    return gen;
+}
+
+/* A fresh, unexpired entry for hash into *info. A token whose last use is due to be
+ * recorded is left to the database (LAST_USED_RESOLUTION_MS). */
+static bool cache_get(const char *hash, int64_t now_ms, int64_t ttl_ms, struct token_info *info)
+{
+    bool hit = false;
+    pthread_mutex_lock(&cache.lock);
+    struct cache_entry *e = slot_of(hash);
+    if (e->hash[0] && crypto_equal(e->hash, hash) && now_ms - e->cached_ms < ttl_ms &&
+        now_ms >= e->cached_ms && (!e->expires_at || e->expires_at > now_ms) &&
+        now_ms - e->last_used <= LAST_USED_RESOLUTION_MS) {
+        *info = e->info;
+        hit = true;
+    }
+    pthread_mutex_unlock(&cache.lock);
+    return hit;
+}
+
+static void cache_put(const char *hash, uint64_t generation, int64_t now_ms,
+                      const struct token_times *times, const struct token_info *info)
+{
+    pthread_mutex_lock(&cache.lock);
+    if (cache.generation == generation) {
+        struct cache_entry *e = slot_of(hash);
+        memcpy(e->hash, hash, sizeof(e->hash));
+        e->cached_ms = now_ms;
+        e->expires_at = times->expires_at;
+        e->last_used = times->last_used;
+        e->info = *info;
+    }
+    pthread_mutex_unlock(&cache.lock);
+}
+
+void tokens_forget_all(void)
+{
+    pthread_mutex_lock(&cache.lock);
+    cache.generation++;
+    for (size_t i = 0; i < CACHE_SLOTS; i++)
+        cache.slots[i].hash[0] = '\0';
+    pthread_mutex_unlock(&cache.lock);
+}
+
+/* The database's answer, with a connection from the pool. */
+static int authenticate_pooled(struct store *st, const char *hash, int64_t now_ms,
+                               struct token_info *info, struct token_times *times, struct err *err)
+{
+    struct store_conn *c = NULL;
+    if (store_acquire(st, &c, err) != FERRY_OK) {
+        err->code = ERR_UNAVAILABLE;
+        return FERRY_ERR;
+    }
+    int rc = authenticate(c, hash, now_ms, info, times, err);
+    store_release(c);
+    return rc;
+}
+
+int tokens_authenticate_cached(struct store *st, const char *token, int64_t now_ms, int64_t ttl_ms,
+                               struct token_info *info, struct err *err)
+{
+    char hash[65];
+    struct token_times times = {0};
+    if (!tokens_well_formed(token))
+        return err_set(err, ERR_UNAUTHORIZED, "malformed token");
+    crypto_sha256_hex(token, strlen(token), hash);
+    if (ttl_ms > 0 && cache_get(hash, now_ms, ttl_ms, info))
+        return FERRY_OK;
+    uint64_t generation = cache_generation();
+    if (authenticate_pooled(st, hash, now_ms, info, &times, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (ttl_ms > 0)
+        cache_put(hash, generation, now_ms, &times, info);
+    return FERRY_OK;
+}
+
 int tokens_authenticate(struct store_conn *c, const char *token, int64_t now_ms,
                         struct token_info *info, struct err *err)
 {
     char hash[65];
-    struct store_rows *rows = NULL;
-    int rc = FERRY_ERR, step;
-    int64_t last_used = 0;
-
+    struct token_times times;
     if (!tokens_well_formed(token))
         return err_set(err, ERR_UNAUTHORIZED, "malformed token");
     crypto_sha256_hex(token, strlen(token), hash);
+    return authenticate(c, hash, now_ms, info, &times, err);
+}
+
+/* Looks the token up by its hash; *times gets its expiry and last use. Records the use
+ * at most once a LAST_USED_RESOLUTION_MS. */
+static int authenticate(struct store_conn *c, const char *hash, int64_t now_ms,
+                        struct token_info *info, struct token_times *times, struct err *err)
+{
+    struct store_rows *rows = NULL;
+    int rc = FERRY_ERR, step;
+
     struct store_val v = sv_text(hash);
     if (store_query(c,
                     "SELECT id, role, user_id, device_id, token_hash, expires_at, revoked_at,"
@@ -241,15 +371,17 @@ int tokens_authenticate(struct store_conn *c, const char *token, int64_t now_ms,
     copy_text(info->user_id, sizeof(info->user_id), store_rows_text(rows, 2));
     copy_text(info->device_id, sizeof(info->device_id), store_rows_text(rows, 3));
     copy_text(info->tables, sizeof(info->tables), store_rows_text(rows, 8));
-    last_used = store_rows_isnull(rows, 7) ? 0 : store_rows_int(rows, 7);
+    times->last_used = store_rows_isnull(rows, 7) ? 0 : store_rows_int(rows, 7);
+    times->expires_at = store_rows_isnull(rows, 5) ? 0 : store_rows_int(rows, 5);
     rc = FERRY_OK;
 out:
     store_rows_free(rows);
-    if (rc == FERRY_OK && now_ms - last_used > LAST_USED_RESOLUTION_MS) {
+    if (rc == FERRY_OK && now_ms - times->last_used > LAST_USED_RESOLUTION_MS) {
         struct store_val u[] = {sv_int(now_ms), sv_text(info->id)};
         struct err ignored;
-        store_run(c, "UPDATE ferry_tokens SET last_used_at = $1 WHERE id = $2", u, 2, NULL,
-                  &ignored);
+        if (store_run(c, "UPDATE ferry_tokens SET last_used_at = $1 WHERE id = $2", u, 2, NULL,
+                      &ignored) == FERRY_OK)
+            times->last_used = now_ms;
     }
     return rc;
 }
@@ -332,5 +464,7 @@ int tokens_revoke(struct store_conn *c, const char *id, struct err *err)
         return FERRY_ERR;
     if (changed == 0)
         return err_set(err, ERR_NOT_FOUND, "no token with id '%s'", id);
+    if (!store_in_txn(c)) /* else the caller forgets after its commit */
+        tokens_forget_all();
     return FERRY_OK;
 }

@@ -58,6 +58,18 @@ int tokens_create(struct store_conn *c, const struct token_spec *spec, char **se
 int tokens_authenticate(struct store_conn *c, const char *token, int64_t now_ms,
                         struct token_info *info, struct err *err);
 
+/* tokens_authenticate through the process's cache: a token found valid is trusted for
+ * ttl_ms without the database (0: no cache), unless it expires first; a connection
+ * of st's pool is taken only to ask it (ERR_UNAVAILABLE when none can be had). Revocations made
+ * in this process take effect at once (see tokens_forget_all); made elsewhere (another
+ * node, the CLI), within ttl_ms. */
+int tokens_authenticate_cached(struct store *st, const char *token, int64_t now_ms, int64_t ttl_ms,
+                               struct token_info *info, struct err *err);
+
+/* Empties the authentication cache. Whatever revokes tokens (or removes what they stand
+ * for) calls it after its commit; tokens_revoke does so itself outside a transaction. */
+void tokens_forget_all(void);
+
 /* Lists tokens (never secrets) as a JSON array; user_id filters when not NULL. */
 int tokens_list(struct store_conn *c, const char *user_id, json_t **out, struct err *err);
 

@@ -194,18 +194,10 @@ static enum role role_of(enum token_role role)
 
 static int verify_token(struct request *req, const char *token, struct err *err)
 {
-    struct store_conn *c = NULL;
     struct token_info info;
-    int rc = FERRY_ERR;
-
-    if (store_acquire(req->app->store, &c, err) != FERRY_OK) {
-        err->code = ERR_UNAVAILABLE;
+    if (tokens_authenticate_cached(req->app->store, token, time_now_ms(),
+                                   req->app->cfg->token_cache_ttl * 1000, &info, err) != FERRY_OK)
         return FERRY_ERR;
-    }
-    rc = tokens_authenticate(c, token, time_now_ms(), &info, err);
-    store_release(c);
-    if (rc != FERRY_OK)
-        return rc;
     memset(&req->cred, 0, sizeof(req->cred));
     req->cred.role = role_of(info.role);
     snprintf(req->cred.id, sizeof(req->cred.id), "%s", info.id);

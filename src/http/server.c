@@ -703,6 +703,12 @@ static void tls_options(struct tls *tls, struct MHD_OptionItem opts[3], unsigned
     *flags |= MHD_USE_TLS;
 }
 
+/* Per-connection memory of libmicrohttpd (see start_daemon). */
+static size_t connection_pool_size(const struct config *cfg)
+{
+    return (size_t)cfg->max_header * 2 + 16384;
+}
+
 static struct MHD_Daemon *start_daemon(struct app *app, unsigned flags, int port, int fd,
                                        struct MHD_OptionItem *tls_opts)
 {
@@ -711,13 +717,12 @@ static struct MHD_Daemon *start_daemon(struct app *app, unsigned flags, int port
         NULL, /* first, so that every message goes there */ MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, app, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)app->cfg->threads,
         /* Room for twice the header limit, so that oversize headers usually reach
-         * admit() and get ferry's own 431 (far beyond it MHD answers 431 itself), and
-         * at least 512 KiB: uploads arrive a read buffer at a time, and a large buffer
-         * means few system calls per gigabyte. Pages are touched only when used. */
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)app->cfg->max_header * 2 + 16384 > 512 * 1024
-            ? (size_t)app->cfg->max_header * 2 + 16384
-            : (size_t)512 * 1024,
+         * admit() and get ferry's own 431 (far beyond it MHD answers 431 itself), and no
+         * more: libmicrohttpd zeroes the whole pool after every request of a keep-alive
+         * connection, and a touched pool stays resident while the connection lives (an
+         * idle long-poll), so its size is paid per request and per connection. Uploads
+         * then arrive in reads of about half of it. */
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, connection_pool_size(app->cfg),
         MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
         /* Denial of service (docs/operations.md, "Limits and denial of service"): MHD's
          * default of FD_SETSIZE - 4 connections is far too few with epoll; one address may

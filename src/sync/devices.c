@@ -203,6 +203,8 @@ int devices_delete(struct store_conn *c, const char *id, struct err *err)
         goto out;
     }
     rc = store_commit(c, err);
+    if (rc == FERRY_OK)
+        tokens_forget_all(); /* its tokens stop at once (tokens.h) */
 out:
     store_rollback(c);
     return rc;
@@ -234,6 +236,7 @@ int devices_new_token(struct store_conn *c, const char *id, char **token, struct
         make_token(c, id, user_id, tables, token, err) != FERRY_OK ||
         store_commit(c, err) != FERRY_OK)
         goto out;
+    tokens_forget_all(); /* the old tokens stop at once (tokens.h) */
     rc = FERRY_OK;
 out:
     store_rows_free(rows);

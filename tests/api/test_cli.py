@@ -8,6 +8,7 @@ import os
 import re
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -80,6 +81,11 @@ def test_token_commands_work_against_a_running_server(server):
 
     p = run_ferry("token", "revoke", mine["id"], *store_args(server))
     assert p.returncode == 0, p.stderr
+    # Another process's revocation reaches the server within --token-cache-ttl (5 s).
+    deadline = time.monotonic() + 8
+    while server.get("/api/v1/metrics", token=secret).status_code == 200:
+        assert time.monotonic() < deadline, "revoked token still accepted after the TTL"
+        time.sleep(0.2)
     assert server.get("/api/v1/metrics", token=secret).status_code == 401
 
     p = run_ferry("token", "revoke", "tok_000000000000000000000000", *store_args(server))
