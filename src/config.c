@@ -9,9 +9,10 @@
 #include "config.h"
 #include "util/log.h"
 
-/* OPT_LIST is a colon-separated list: a repeated flag adds to it, while a later source
- * (file, environment, flags) replaces what an earlier one gave. */
-enum opt_type { OPT_STR, OPT_INT, OPT_SIZE, OPT_BOOL, OPT_LIST };
+/* OPT_LIST is a colon-separated list, OPT_CSV a comma-separated one (its items may hold
+ * colons): a repeated flag adds to it, while a later source (file, environment, flags)
+ * replaces what an earlier one gave. */
+enum opt_type { OPT_STR, OPT_INT, OPT_SIZE, OPT_BOOL, OPT_LIST, OPT_CSV };
 
 struct option_def {
     const char *name; /* flag without dashes, also the config-file key */
@@ -56,6 +57,9 @@ static const struct option_def options[] = {
         "comma-separated tables to sync (cloud-sync-api's ALLOWED_TABLES is read too)"),
     OPT("conflict-policy", "FERRY_CONFLICT_POLICY", OPT_STR, conflict_policy, NULL,
         "per-table policies, e.g. notes=merge,orders=manual"),
+    OPT("sync-rule", "FERRY_SYNC_RULES", OPT_CSV, sync_rules, NULL,
+        "who reads and writes a table's rows: TABLE=shared|owner:COLUMN|claim:NAME:COLUMN|"
+        "read-only (repeatable; env: comma-separated)"),
     OPT("default-conflict-policy", "FERRY_DEFAULT_CONFLICT_POLICY", OPT_STR,
         default_conflict_policy, "overwrite", "overwrite, skip, merge or manual"),
     OPT("max-batch", "FERRY_MAX_BATCH", OPT_INT, max_batch, "5000",
@@ -172,6 +176,7 @@ static int apply(struct config *cfg, const struct option_def *o, const char *val
     char *end;
     switch (o->type) {
     case OPT_LIST:
+    case OPT_CSV:
     case OPT_STR:
         free(*(char **)field);
         *(char **)field = value ? xstrdup(value) : NULL;
@@ -401,8 +406,8 @@ static int apply_flags(struct config *cfg, const struct config_args *a, const ch
         if (only && strcmp(only, o->name) != 0)
             continue;
         char **list = (char **)((char *)cfg + o->offset);
-        if (o->type == OPT_LIST && seen[a->flags[i].index] && *list) {
-            char *joined = xasprintf("%s:%s", *list, value);
+        if ((o->type == OPT_LIST || o->type == OPT_CSV) && seen[a->flags[i].index] && *list) {
+            char *joined = xasprintf("%s%s%s", *list, o->type == OPT_CSV ? "," : ":", value);
             free(*list);
             *list = joined;
             continue;
@@ -476,7 +481,8 @@ int config_load(struct config *cfg, int argc, char **argv, struct err *err)
 void config_cleanup(struct config *cfg)
 {
     for (size_t i = 0; i < N_OPTIONS; i++)
-        if (options[i].type == OPT_STR || options[i].type == OPT_LIST) {
+        if (options[i].type == OPT_STR || options[i].type == OPT_LIST ||
+            options[i].type == OPT_CSV) {
             char **field = (char **)((char *)cfg + options[i].offset);
             free(*field);
             *field = NULL;

@@ -133,6 +133,25 @@
     " PRIMARY KEY (upload_id, sha256));"                                                           \
     "CREATE INDEX ferry_blob_claims_sha256 ON ferry_blob_claims(sha256);"
 
+/* Sync rules (docs/sync-rules.md): each change's scope value (the rule column of the row
+ * as changed; NULL for tables without an owner or claim rule) with an index only those
+ * rows carry; exits, which tell the old scope that a row left it (the log keeps one entry
+ * per row, so the old value needs its own record); each table's rule and resync point;
+ * a device's own resync point (its token's attributes changed); ferry tokens'
+ * attributes, which claim rules read. The same text is valid on both dialects. */
+#define RULES_SQL                                                                                  \
+    "ALTER TABLE ferry_changes ADD COLUMN scope TEXT;"                                             \
+    "CREATE INDEX ferry_changes_scope ON ferry_changes(tbl, scope, seq)"                           \
+    " WHERE scope IS NOT NULL;"                                                                    \
+    "CREATE TABLE ferry_scope_exits ("                                                             \
+    " tbl TEXT NOT NULL, pk TEXT NOT NULL, scope TEXT NOT NULL, seq BIGINT NOT NULL,"              \
+    " PRIMARY KEY (tbl, pk, scope));"                                                              \
+    "CREATE INDEX ferry_scope_exits_seq ON ferry_scope_exits(tbl, scope, seq);"                    \
+    "ALTER TABLE ferry_synced ADD COLUMN rule TEXT NOT NULL DEFAULT '';"                           \
+    "ALTER TABLE ferry_synced ADD COLUMN resync_seq BIGINT NOT NULL DEFAULT 0;"                    \
+    "ALTER TABLE ferry_devices ADD COLUMN resync_seq BIGINT NOT NULL DEFAULT 0;"                   \
+    "ALTER TABLE ferry_tokens ADD COLUMN attrs TEXT;"
+
 const struct migration store_migrations[] = {
     /* 1: users, tokens and ferry's key-value settings */
     {1, AUTH_SQL, AUTH_SQL},
@@ -144,6 +163,8 @@ const struct migration store_migrations[] = {
     {4, SITES_SQL, SITES_SQL},
     /* 5: leases and blob claims */
     {5, CLAIMS_SQL, CLAIMS_SQL},
+    /* 6: sync rules: scope values in the change log, exits, token attributes */
+    {6, RULES_SQL, RULES_SQL},
 };
 
 const size_t store_n_migrations = sizeof(store_migrations) / sizeof(store_migrations[0]);
