@@ -109,6 +109,9 @@ static int register_device(struct request *req, struct err *err)
     if (req->cred.role != ROLE_ADMIN && strcmp(user, req->cred.user_id) != 0)
         return err_set(err, ERR_FORBIDDEN, "a user registers devices only for itself");
     spec.tables = scope_of(req);
+    /* the device's token carries the registering credential's claims (a JWT's, or a
+     * ferry token's attributes), so the claim rules read the same rows with it */
+    spec.attrs = req->cred.claims[0] ? req->cred.claims : NULL;
     int rc = devices_register(req->db, user, &spec, &device, &token, err);
     if (rc == FERRY_OK) {
         json_object_set_new(device, "token", json_string(token));

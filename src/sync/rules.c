@@ -200,8 +200,7 @@ enum rules_reach rules_reach(const struct sync_rule *r, const struct rules_calle
     if (!rules_scoped(r) || !caller || caller->admin)
         return REACH_ALL;
     if (r->kind == RULE_OWNER) {
-        if (!caller->user_id || !*caller->user_id ||
-            strlen(caller->user_id) >= RULES_VALUE_MAX)
+        if (!caller->user_id || !*caller->user_id || strlen(caller->user_id) >= RULES_VALUE_MAX)
             return REACH_NONE;
         snprintf(value, RULES_VALUE_MAX, "%s", caller->user_id);
         return REACH_VALUE;

@@ -274,10 +274,61 @@ def test_token_attributes_in_cli_and_admin_api(make_server):
     assert tok["attrs"] == {"tenant_id": "acme", "n": 7}
     r = srv.get(f"/api/v1/admin/tokens/{tok['id']}", token=srv.admin_token)
     assert r.json()["attrs"] == {"tenant_id": "acme", "n": 7}
-    for bad in ({"tenant_id": {"x": 1}}, ["a"], {"": "x"}):
+    assert srv.create_token(role="user", user_id="g")["attrs"] == {}
+    for bad in ({"tenant_id": {"x": 1}}, ["a"], {"": "x"}, {"t": "x" * 1100}):
         r = srv.post("/api/v1/admin/tokens", token=srv.admin_token,
                      json={"name": "t", "role": "user", "user_id": "g", "attrs": bad})
         assert_v1_error(r, 400, "INVALID_REQUEST")
+
+    # ferry token create --attr, straight in the database
+    where = ["--data-dir", srv.data_dir] + (["--db", srv.db_url] if srv.db_url else [])
+    p = run_ferry("token", "create", "--role", "user", "--name", "cli", "--user", "hal",
+                  "--attr", "tenant_id=globex", "--attr", "team=x=y", *where)
+    assert p.returncode == 0, p.stderr
+    hal = Client(srv, p.stdout.strip())
+    listed = [t for t in srv.get("/api/v1/admin/tokens", token=srv.admin_token).json()["tokens"]
+              if t["user_id"] == "hal"]
+    assert listed[0]["attrs"] == {"tenant_id": "globex", "team": "x=y"}
+    srv.db_exec("INSERT INTO docs (id, tenant, body) VALUES (10, 'globex', 'g'),"
+                " (11, 'acme', 'a')")
+    assert set(rows_of(feed(hal)[0], "docs")) == {10}
+    p = run_ferry("token", "create", "--role", "user", "--name", "bad", "--user", "hal",
+                  "--attr", "novalue", *where)
+    assert p.returncode == 2 and "NAME=VALUE" in p.stderr
+
+
+def test_changed_token_attributes_resync_its_devices_once(make_server):
+    srv = start(make_server)
+    tok = srv.create_token(role="user", user_id="ivy", attrs={"tenant_id": "acme"})
+    ivy = Client(srv, tok["token"])
+    phone = ivy.register("ivy-phone")
+    srv.db_exec("INSERT INTO docs (id, tenant, body) VALUES (1, 'acme', 'a'),"
+                " (2, 'globex', 'g')")
+    changes, cursor = feed(phone)
+    assert set(rows_of(changes, "docs")) == {1}
+    device_token = [t for t in srv.get("/api/v1/admin/tokens", token=srv.admin_token)
+                    .json()["tokens"] if t["device_id"] == phone.device_id][0]
+    assert device_token["attrs"] == {"tenant_id": "acme"}
+
+    # the same attributes again change nothing
+    r = srv.request("PATCH", f"/api/v1/admin/tokens/{device_token['id']}",
+                    token=srv.admin_token, json={"attrs": {"tenant_id": "acme"}})
+    assert r.status_code == 200, r.text
+    assert phone.changes(cursor=cursor)["changes"] == []
+    r = srv.request("PATCH", f"/api/v1/admin/tokens/{device_token['id']}",
+                    token=srv.admin_token, json={"attrs": {"tenant_id": "globex"}})
+    assert r.status_code == 200 and r.json()["attrs"] == {"tenant_id": "globex"}
+    r = phone.get("/changes", params={"cursor": cursor})
+    assert r.status_code == 410 and "resync" in r.json()["details"]
+    changes, cursor = feed(phone)
+    assert set(rows_of(changes, "docs")) == {2}
+    assert phone.changes(cursor=cursor)["changes"] == []
+    for bad in ({}, {"attrs": "x"}):
+        r = srv.request("PATCH", f"/api/v1/admin/tokens/{device_token['id']}",
+                        token=srv.admin_token, json=bad)
+        assert_v1_error(r, 400, "INVALID_REQUEST")
+    assert_v1_error(srv.request("PATCH", "/api/v1/admin/tokens/tok_nope", token=srv.admin_token,
+                                json={"attrs": {}}), 404, "NOT_FOUND")
 
 
 def test_rule_change_forces_exactly_one_resync(make_server):
