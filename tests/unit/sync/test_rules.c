@@ -43,10 +43,10 @@ static void test_parse_each_rule(void **state)
         free(text);
         rules_cleanup(&r);
     }
-    const char *bad[] = {"",         "owner",       "owner:",         "owner:a b",
-                         "claim:x",  "claim::col",  "claim:x:",       "claim:x:y:z",
-                         "Shared",   "readonly",    "owner:a;drop",   "owner:\"x\"",
-                         "private",  "claim:x y:c", "owner:user_id ", NULL};
+    const char *bad[] = {"",        "owner",       "owner:",         "owner:a b",
+                         "claim:x", "claim::col",  "claim:x:",       "claim:x:y:z",
+                         "Shared",  "readonly",    "owner:a;drop",   "owner:\"x\"",
+                         "private", "claim:x y:c", "owner:user_id ", NULL};
     for (size_t i = 0; bad[i]; i++) {
         struct sync_rule r;
         struct err err = {0};
