@@ -167,6 +167,19 @@ def test_moving_a_row_between_owners_is_a_delete_and_an_insert(make_server):
     changes, _ = feed(anna_phone, anna_cursor)
     assert "m1" not in rows_of(changes, "orders")
 
+    # anna deletes her row and bob makes the key again before anna's laptop pulls: the
+    # laptop still receives the delete, bob's devices the new row
+    _, anna_cursor = feed(anna_laptop)
+    _, bob_cursor = feed(bob_laptop)
+    anna_phone.report([op("orders", "insert", {"id": "k1", "item": "cup"})])
+    anna_phone.report([op("orders", "delete", {"id": "k1"})])
+    _, middle = feed(anna_phone)
+    bob_phone.report([op("orders", "insert", {"id": "k1", "item": "bowl"})])
+    assert rows_of(feed(anna_laptop, anna_cursor)[0], "orders") == {"k1": None}
+    assert rows_of(feed(anna_laptop, middle)[0], "orders") == {}
+    got = rows_of(feed(bob_laptop, bob_cursor)[0], "orders")
+    assert got["k1"]["item"] == "bowl" and got["k1"]["user_id"] == "bob"
+
 
 def test_long_poll_wakes_only_for_own_rows(make_server):
     srv = start(make_server)
