@@ -152,6 +152,28 @@
     "ALTER TABLE ferry_devices ADD COLUMN resync_seq BIGINT NOT NULL DEFAULT 0;"                   \
     "ALTER TABLE ferry_tokens ADD COLUMN attrs TEXT;"
 
+/* A row's log entry whose scope value changes (an update moved the row to another owner,
+ * or a key deleted by one owner is made again by another) leaves an exit for the old
+ * value at the entry's new seq. One trigger on the log covers every table and every
+ * writer, and costs nothing for a new key (no entry to update). */
+#define EXITS_SQLITE                                                                               \
+    "CREATE TRIGGER ferry_changes_exit AFTER UPDATE OF scope ON ferry_changes"                     \
+    " WHEN OLD.scope IS NOT NULL AND OLD.scope IS NOT NEW.scope BEGIN"                             \
+    " INSERT INTO ferry_scope_exits(tbl, pk, scope, seq)"                                          \
+    " VALUES (OLD.tbl, OLD.pk, OLD.scope, NEW.seq)"                                                \
+    " ON CONFLICT(tbl, pk, scope) DO UPDATE SET seq = excluded.seq; END;"
+#define EXITS_PG                                                                                   \
+    "CREATE FUNCTION ferry_scope_exit() RETURNS trigger LANGUAGE plpgsql AS $ferry$\n"             \
+    "BEGIN\n"                                                                                      \
+    "  INSERT INTO ferry_scope_exits(tbl, pk, scope, seq)"                                         \
+    " VALUES (OLD.tbl, OLD.pk, OLD.scope, NEW.seq)\n"                                              \
+    "    ON CONFLICT (tbl, pk, scope) DO UPDATE SET seq = EXCLUDED.seq;\n"                         \
+    "  RETURN NULL;\n"                                                                             \
+    "END $ferry$;"                                                                                 \
+    "CREATE TRIGGER ferry_changes_exit AFTER UPDATE OF scope ON ferry_changes FOR EACH ROW"        \
+    " WHEN (OLD.scope IS NOT NULL AND OLD.scope IS DISTINCT FROM NEW.scope)"                       \
+    " EXECUTE FUNCTION ferry_scope_exit();"
+
 const struct migration store_migrations[] = {
     /* 1: users, tokens and ferry's key-value settings */
     {1, AUTH_SQL, AUTH_SQL},
@@ -164,7 +186,7 @@ const struct migration store_migrations[] = {
     /* 5: leases and blob claims */
     {5, CLAIMS_SQL, CLAIMS_SQL},
     /* 6: sync rules: scope values in the change log, exits, token attributes */
-    {6, RULES_SQL, RULES_SQL},
+    {6, RULES_SQL EXITS_SQLITE, RULES_SQL EXITS_PG},
 };
 
 const size_t store_n_migrations = sizeof(store_migrations) / sizeof(store_migrations[0]);

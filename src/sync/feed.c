@@ -149,11 +149,15 @@ static void whole_sql(const struct feed_query *q, struct feed_stmt *s, int *offs
     buf_printf(&s->sql, " ORDER BY c.seq LIMIT $%zu", bind(s, sv_int(q->limit + 1)));
 }
 
+/* The log's columns, as every branch of a narrowed walk gives them. */
+#define BRANCH_COLS "seq, tbl, pk, version, deleted, updated_at, device_id"
+
 /* Under sync rules the walk is a union of range reads, each ordered by seq and cut at the
  * page size: the tables every row of which the caller reads (the log's seq order), and per
  * narrowed table the caller's scope value in the log ((tbl, scope, seq) index) and in the
  * exits of rows that left it (shown as deletes). reach[i] and values[i] say, per table,
- * what the caller reads. */
+ * what the caller reads. Each branch carries the log's columns, so the union joins only
+ * the live rows. */
 static void scoped_sql(const struct feed_query *q, const enum rules_reach *reach,
                        char (*values)[RULES_VALUE_MAX], struct feed_stmt *s, int *offsets)
 {
@@ -161,14 +165,14 @@ static void scoped_sql(const struct feed_query *q, const enum rules_reach *reach
     size_t device = q->exclude_device ? bind(s, sv_text(q->exclude_device)) : 0, branch = 0;
     char *mine =
         device ? xasprintf(" AND (device_id IS NULL OR device_id <> $%zu)", device) : xstrdup("");
-    select_columns(&s->sql, q, "s.seq", "CASE WHEN s.gone = 1 THEN 1 ELSE c.deleted END", offsets);
+    select_columns(&s->sql, q, "c.seq", "c.deleted", offsets);
     buf_puts(&s->sql, " FROM (");
     bool whole = false;
     for (size_t i = 0; i < q->n_tables; i++)
         whole = whole || reach[i] == REACH_ALL;
     if (whole) {
         buf_printf(&s->sql,
-                   "SELECT seq, tbl, pk, 0 AS gone FROM (SELECT seq, tbl, pk FROM ferry_changes"
+                   "SELECT * FROM (SELECT " BRANCH_COLS " FROM ferry_changes"
                    " WHERE seq > $%zu AND (tbl || '') IN (",
                    cursor);
         for (size_t i = 0, n = 0; i < q->n_tables; i++)
@@ -182,20 +186,21 @@ static void scoped_sql(const struct feed_query *q, const enum rules_reach *reach
         size_t value = bind(s, sv_text(values[i]));
         const char *lit = q->tables[i]->literal;
         buf_printf(&s->sql,
-                   "%sSELECT seq, tbl, pk, 0 AS gone FROM (SELECT seq, tbl, pk FROM ferry_changes"
+                   "%sSELECT * FROM (SELECT " BRANCH_COLS " FROM ferry_changes"
                    " WHERE tbl = %s AND scope = $%zu AND seq > $%zu%s ORDER BY seq LIMIT $%zu)"
-                   " b%zu UNION ALL SELECT seq, tbl, pk, 1 AS gone FROM (SELECT seq, tbl, pk"
-                   " FROM ferry_scope_exits WHERE tbl = %s AND scope = $%zu AND seq > $%zu"
-                   " ORDER BY seq LIMIT $%zu) b%zu",
+                   " b%zu UNION ALL SELECT * FROM (SELECT x.seq, x.tbl, x.pk, l.version, 1,"
+                   " l.updated_at, l.device_id FROM ferry_scope_exits x JOIN ferry_changes l"
+                   " ON l.tbl = x.tbl AND l.pk = x.pk WHERE x.tbl = %s AND x.scope = $%zu"
+                   " AND x.seq > $%zu ORDER BY x.seq LIMIT $%zu) b%zu",
                    branch ? " UNION ALL " : "", lit, value, cursor, mine, limit, branch, lit, value,
                    cursor, limit, branch + 1);
         branch += 2;
     }
     if (!branch) /* the caller reads none of the tables */
-        buf_puts(&s->sql, "SELECT seq, tbl, pk, 0 AS gone FROM ferry_changes WHERE 1 = 0");
-    buf_puts(&s->sql, ") s JOIN ferry_changes c ON c.tbl = s.tbl AND c.pk = s.pk");
+        buf_puts(&s->sql, "SELECT " BRANCH_COLS " FROM ferry_changes WHERE 1 = 0");
+    buf_puts(&s->sql, ") c");
     join_tables(&s->sql, q);
-    buf_printf(&s->sql, " ORDER BY s.seq LIMIT $%zu", limit);
+    buf_printf(&s->sql, " ORDER BY c.seq LIMIT $%zu", limit);
     free(mine);
 }
 

@@ -14,7 +14,7 @@
 #include "util/timeutil.h"
 
 /* Bumped when the trigger text changes, so existing installs are replaced. */
-#define TRIGGER_VERSION 11
+#define TRIGGER_VERSION 10
 
 /* Milliseconds since the epoch in SQLite's own SQL: triggers run in other programs too,
  * so they may use only built-in functions. */
@@ -89,35 +89,6 @@ static char *scope_expr(const struct synced_table *t, const char *which)
     return xasprintf("CAST(%s.%s AS TEXT)", which, t->cols[t->rule_col].quoted);
 }
 
-/* A key inserted over a tombstone of another scope value (another user deleted the row,
- * then this one made it again) leaves an exit for the old value at the tombstone's seq:
- * devices of the old scope that have not pulled the delete still receive it. */
-static void sqlite_reborn_exit(struct buf *b, const struct synced_table *t)
-{
-    const char *pk = t->cols[t->pk].quoted, *col = t->cols[t->rule_col].quoted;
-    buf_printf(b,
-               "INSERT INTO ferry_scope_exits(tbl, pk, scope, seq)"
-               " SELECT c.tbl, c.pk, c.scope, c.seq FROM ferry_changes c"
-               " WHERE c.tbl = %s AND c.pk = CAST(NEW.%s AS TEXT) AND c.scope IS NOT NULL"
-               " AND c.scope IS NOT CAST(NEW.%s AS TEXT)"
-               " ON CONFLICT(tbl, pk, scope) DO UPDATE SET seq = excluded.seq;\n",
-               t->literal, pk, col);
-}
-
-/* An update that changed a row's scope value leaves an exit for the old value, at the
- * row's new seq: devices of the old scope receive it as a delete (feed.c). */
-static void sqlite_scope_exit(struct buf *b, const struct synced_table *t)
-{
-    const char *pk = t->cols[t->pk].quoted, *col = t->cols[t->rule_col].quoted;
-    buf_printf(b,
-               "INSERT INTO ferry_scope_exits(tbl, pk, scope, seq)"
-               " SELECT %s, CAST(OLD.%s AS TEXT), CAST(OLD.%s AS TEXT), c.seq FROM ferry_changes c"
-               " WHERE c.tbl = %s AND c.pk = CAST(NEW.%s AS TEXT) AND OLD.%s IS NEW.%s"
-               " AND OLD.%s IS NOT NULL AND CAST(OLD.%s AS TEXT) IS NOT CAST(NEW.%s AS TEXT)"
-               " ON CONFLICT(tbl, pk, scope) DO UPDATE SET seq = excluded.seq;\n",
-               t->literal, pk, col, t->literal, pk, pk, pk, col, col, col);
-}
-
 /* For merge tables: the version at which each changed column last changed. */
 static void sqlite_field_versions(struct buf *b, const struct synced_table *t, bool is_update)
 {
@@ -162,8 +133,6 @@ static char *sqlite_trigger_sql(const struct synced_table *t)
                ins, upd, del);
 
     buf_printf(&b, "CREATE TRIGGER %s AFTER INSERT ON %s BEGIN\n", ins, t->quoted);
-    if (t->rule_col >= 0)
-        sqlite_reborn_exit(&b, t);
     sqlite_log_change(&b, t, new_key, new_scope, 0, "");
     if (merge)
         sqlite_field_versions(&b, t, false);
@@ -172,8 +141,6 @@ static char *sqlite_trigger_sql(const struct synced_table *t)
     buf_printf(&b, "CREATE TRIGGER %s AFTER UPDATE ON %s BEGIN\n", upd, t->quoted);
     sqlite_log_change(&b, t, old_key, old_scope, 1, key_moved); /* a changed key deletes the old */
     sqlite_log_change(&b, t, new_key, new_scope, 0, "");
-    if (t->rule_col >= 0)
-        sqlite_scope_exit(&b, t);
     if (merge)
         sqlite_field_versions(&b, t, true);
     buf_puts(&b, "END;\n");
@@ -217,38 +184,6 @@ static void pg_log_rows(struct buf *b, const struct synced_table *t, const char 
     free(scope);
 }
 
-/* Keys inserted over a tombstone of another scope value (see sqlite_reborn_exit). */
-static void pg_reborn_exits(struct buf *b, const struct synced_table *t)
-{
-    const char *pk = t->cols[t->pk].quoted, *col = t->cols[t->rule_col].quoted;
-    buf_printf(
-        b,
-        "  INSERT INTO ferry_scope_exits AS x (tbl, pk, scope, seq)\n"
-        "    SELECT ferry_c.tbl, ferry_c.pk, ferry_c.scope, ferry_c.seq FROM new_rows ferry_n\n"
-        "    JOIN ferry_changes ferry_c ON ferry_c.tbl = %s AND ferry_c.pk = ferry_n.%s::text\n"
-        "    WHERE ferry_c.scope IS NOT NULL AND ferry_c.scope IS DISTINCT FROM"
-        " ferry_n.%s::text\n"
-        "    ON CONFLICT (tbl, pk, scope) DO UPDATE SET seq = EXCLUDED.seq;\n",
-        t->literal, pk, col);
-}
-
-/* Rows whose scope value an update changed leave an exit for the old value (see
- * sqlite_scope_exit). */
-static void pg_scope_exits(struct buf *b, const struct synced_table *t)
-{
-    const char *pk = t->cols[t->pk].quoted, *col = t->cols[t->rule_col].quoted;
-    buf_printf(
-        b,
-        "  INSERT INTO ferry_scope_exits AS x (tbl, pk, scope, seq)\n"
-        "    SELECT %s, ferry_o.%s::text, ferry_o.%s::text, ferry_c.seq FROM old_rows ferry_o\n"
-        "    JOIN new_rows ferry_n ON ferry_n.%s = ferry_o.%s\n"
-        "    JOIN ferry_changes ferry_c ON ferry_c.tbl = %s AND ferry_c.pk = ferry_n.%s::text\n"
-        "    WHERE ferry_o.%s IS NOT NULL AND ferry_o.%s::text IS DISTINCT FROM"
-        " ferry_n.%s::text\n"
-        "    ON CONFLICT (tbl, pk, scope) DO UPDATE SET seq = EXCLUDED.seq;\n",
-        t->literal, pk, col, pk, pk, t->literal, pk, col, col, col);
-}
-
 /* For merge tables: the version at which each changed column (every column of a new
  * key) last changed. */
 static void pg_field_versions(struct buf *b, const struct synced_table *t, bool is_update)
@@ -286,8 +221,6 @@ static char *pg_function_sql(const struct synced_table *t, const char *fn, const
                "  PERFORM 1 FROM ferry_writer WHERE id = 1 FOR UPDATE;\n",
                fn);
     if (!strcmp(event, "ins")) {
-        if (t->rule_col >= 0)
-            pg_reborn_exits(&b, t);
         pg_log_rows(&b, t, "new_rows", 0, "");
         if (merge)
             pg_field_versions(&b, t, false);
@@ -298,8 +231,6 @@ static char *pg_function_sql(const struct synced_table *t, const char *fn, const
                                pk, pk);
         pg_log_rows(&b, t, "old_rows", 1, gone);
         pg_log_rows(&b, t, "new_rows", 0, "");
-        if (t->rule_col >= 0)
-            pg_scope_exits(&b, t);
         if (merge)
             pg_field_versions(&b, t, true);
         free(gone);
@@ -457,7 +388,8 @@ static char *read_fingerprint(const struct sync_rule *r)
 }
 
 /* After the table's rule changed: the change log's scope values follow the new rule, the
- * exits of the old one go, and the log gets a resync point (t->resync_seq). */
+ * exits (of the old rule, and those the recomputation itself left: ferry_changes_exit)
+ * go, and the log gets a resync point (t->resync_seq). */
 static int rescope(struct store_conn *c, struct synced_table *t, struct err *err)
 {
     struct store_val name = sv_text(t->name);
