@@ -113,8 +113,13 @@ def test_each_user_sees_and_changes_only_own_rows(make_server):
                         op("orders", "delete", {"id": "a2"})])
     got = rows_of(feed(anna_phone)[0], "orders")
     assert set(got) == {"a1", "a2"} and got["a2"] is None and got["a1"]["qty"] == 5
-    changes, _ = feed(bob_phone)
+    changes, cursor = feed(bob_phone)
     assert set(rows_of(changes, "orders")) == {"b1"}
+    # acks carry no rows: a device acknowledges the cursor its narrowed feed gave it
+    r = bob_phone.post("/ack", json={"cursor": cursor})
+    assert r.status_code == 200 and r.json()["cursor"] == cursor
+    assert_v1_error(bob.post("/ack", json={"cursor": cursor, "deviceId": anna_phone.device_id}),
+                    403, "FORBIDDEN")
 
 
 def test_moving_a_row_between_owners_is_a_delete_and_an_insert(make_server):
