@@ -10,10 +10,10 @@
 #include "dbsync/locations.h"
 #include "util/log.h"
 
-/* OPT_LIST is a colon-separated list, OPT_CSV a comma-separated one: a repeated flag
- * adds to it, while a later source (file, environment, flags) replaces what an earlier
- * one gave. OPT_MS is a duration kept in milliseconds: 250ms, 5s, 30m, 10h (a bare
- * number is seconds). */
+/* OPT_LIST is a colon-separated list, OPT_CSV a comma-separated one (its items may hold
+ * colons): a repeated flag adds to it, while a later source (file, environment, flags)
+ * replaces what an earlier one gave. OPT_MS is a duration kept in milliseconds: 250ms, 5s,
+ * 30m, 10h (a bare number is seconds). */
 enum opt_type { OPT_STR, OPT_INT, OPT_SIZE, OPT_BOOL, OPT_LIST, OPT_CSV, OPT_MS };
 
 struct option_def {
@@ -84,6 +84,9 @@ static const struct option_def options[] = {
         "comma-separated tables to sync (cloud-sync-api's ALLOWED_TABLES is read too)"),
     OPT("conflict-policy", "FERRY_CONFLICT_POLICY", OPT_STR, conflict_policy, NULL,
         "per-table policies, e.g. notes=merge,orders=manual"),
+    OPT("sync-rule", "FERRY_SYNC_RULES", OPT_CSV, sync_rules, NULL,
+        "who reads and writes a table's rows: TABLE=shared|owner:COLUMN|claim:NAME:COLUMN|"
+        "read-only (repeatable; env: comma-separated)"),
     OPT("default-conflict-policy", "FERRY_DEFAULT_CONFLICT_POLICY", OPT_STR,
         default_conflict_policy, "overwrite", "overwrite, skip, merge or manual"),
     OPT("max-batch", "FERRY_MAX_BATCH", OPT_INT, max_batch, "5000",

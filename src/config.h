@@ -41,6 +41,7 @@ struct config {
     char *allowed_tables;       /* comma list of synced tables */
     char *conflict_policy;      /* "table=policy,..." */
     char *default_conflict_policy;
+    char *sync_rules; /* "table=rule,..." (sync/rules.h) */
     long long max_batch;
     long long tombstone_retention; /* seconds */
     long long purge_interval;      /* seconds; 0 = never */

@@ -9,6 +9,10 @@
 #   ROWS=100000 BATCH=500 CLIENTS=4 PAGE=1000   the workload
 #   TARGETS="raw raw-triggers ferry-sqlite ferry-pg pouchdb"   what to run
 #   BATCH_ID=0     1: ferry pushes carry a batch_id (ferry's idempotent retries)
+#   RULES=0        1: sales gets an owner column, and ferry-sqlite and ferry-pg run twice,
+#                  without a sync rule and with --sync-rule sales=owner:owner (targets
+#                  ferry-sqlite-owner, ferry-pg-owner; pushes fill owner with the user id)
+#   RULES_FIRST=0  1: with RULES=1, run ferry-pg-owner before ferry-pg (order effects)
 #   THREADS=       ferry --threads (default: ferry's own default)
 #   PERF=0         1: perf record ferry during each push phase (needs perf), reports kept
 #   KEEP=0         1: keep the temp folder (logs, databases) and print where it is
@@ -24,6 +28,10 @@ CLIENTS=${CLIENTS:-4}
 PAGE=${PAGE:-1000}
 TARGETS=${TARGETS:-"raw raw-triggers ferry-sqlite ferry-pg pouchdb"}
 BATCH_ID=${BATCH_ID:-0}
+RULES=${RULES:-0}
+RULES_FIRST=${RULES_FIRST:-0}
+SALES_SQL="CREATE TABLE sales(id TEXT PRIMARY KEY, customer_id TEXT, total INTEGER$([ "$RULES" = 1 ] && echo ", owner TEXT"))"
+OWNER_RULE=(--sync-rule sales=owner:owner)
 THREADS=${THREADS:-}
 PERF=${PERF:-0}
 KEEP=${KEEP:-0}
@@ -161,13 +169,16 @@ perf_stop() { # perf_stop NAME
 
 # --- ferry ----------------------------------------------------------------------------
 
-# run_ferry NAME DB_URL: starts ferry on a fresh data dir (the sales table must already
-# exist in the database), pushes, pulls, checks the row count, stops ferry.
+# run_ferry NAME DB_URL [FLAG...]: starts ferry (with the extra serve flags) on a fresh
+# data dir (the sales table must already exist in the database), pushes, pulls, checks
+# the row count, stops ferry.
 run_ferry() {
   local name=$1 db=$2 dir="$WORK/$1" pids dbarg=() extra=()
+  shift 2
   mkdir -p "$dir"
   [ -n "$db" ] && dbarg=(--db "$db")
   [ -n "$THREADS" ] && extra=(--threads "$THREADS")
+  extra+=("$@")
   "$FERRY" serve --listen 127.0.0.1:0 --data-dir "$dir/data" "${dbarg[@]}" "${extra[@]}" \
     --allowed-tables sales --rate-limit 0 >"$dir/ferry.log" 2>&1 &
   local fpid=$!
@@ -189,7 +200,7 @@ run_ferry() {
     tokens+="${tokens:+,}$t"
   done
   pids=$fpid
-  [ -n "$PG_DATA" ] && [ "$name" = ferry-pg ] && pids+=",$(head -1 "$PG_DATA/postmaster.pid")"
+  [ -n "$PG_DATA" ] && [[ "$name" == ferry-pg* ]] && pids+=",$(head -1 "$PG_DATA/postmaster.pid")"
   local bid=()
   [ "$BATCH_ID" = 1 ] && bid=(--batch-id)
   log "$name: push $ROWS rows, batches of $BATCH, $CLIENTS clients (ferry pid $fpid, port $port)"
@@ -222,11 +233,18 @@ fi
 
 if want ferry-sqlite || want raw-triggers; then
   mkdir -p "$WORK/ferry-sqlite/data"
-  sqlite3 "$WORK/ferry-sqlite/data/ferry.db" \
-    'CREATE TABLE sales(id TEXT PRIMARY KEY, customer_id TEXT, total INTEGER);'
+  sqlite3 "$WORK/ferry-sqlite/data/ferry.db" "$SALES_SQL;"
   run_ferry ferry-sqlite ""
   sqlite3 "$WORK/ferry-sqlite/data/ferry.db" 'SELECT count(*) FROM sales' |
     awk -v n="$ROWS" '{print "   ferry-sqlite: " $1 " rows in sales" ($1 == n ? "" : " (EXPECTED " n ")")}' >&2
+fi
+
+if want ferry-sqlite && [ "$RULES" = 1 ]; then
+  mkdir -p "$WORK/ferry-sqlite-owner/data"
+  sqlite3 "$WORK/ferry-sqlite-owner/data/ferry.db" "$SALES_SQL;"
+  run_ferry ferry-sqlite-owner "" "${OWNER_RULE[@]}"
+  sqlite3 "$WORK/ferry-sqlite-owner/data/ferry.db" "SELECT count(*) FROM sales WHERE owner = 'bench'" |
+    awk -v n="$ROWS" '{print "   ferry-sqlite-owner: " $1 " rows owned by bench" ($1 == n ? "" : " (EXPECTED " n ")")}' >&2
 fi
 
 if want raw-triggers; then
@@ -255,11 +273,32 @@ if want ferry-pg; then
     >/dev/null) || { cat "$pgroot/log" >&2; fail "pg_ctl start failed"; }
   psql_() { psql -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$pgport" -U postgres "$@"; }
   psql_ -d postgres -c "CREATE DATABASE ferry_bench"
-  psql_ -d ferry_bench -c 'CREATE TABLE sales(id TEXT PRIMARY KEY, customer_id TEXT, total INTEGER)'
+  psql_ -d ferry_bench -c "$SALES_SQL"
   echo "   postgres: $(psql_ -d postgres -c "SELECT string_agg(name || '=' || setting, ' ' ORDER BY name) FROM pg_settings WHERE name IN ('fsync','synchronous_commit','wal_sync_method','full_page_writes','shared_buffers','server_version')")" >&2
-  run_ferry ferry-pg "postgres://postgres@127.0.0.1:$pgport/ferry_bench"
-  n=$(psql_ -d ferry_bench -c 'SELECT count(*) FROM sales')
-  echo "   ferry-pg: $n rows in sales$([ "$n" = "$ROWS" ] || echo " (EXPECTED $ROWS)")" >&2
+  pg_plain() {
+    run_ferry ferry-pg "postgres://postgres@127.0.0.1:$pgport/ferry_bench"
+    n=$(psql_ -d ferry_bench -c 'SELECT count(*) FROM sales')
+    echo "   ferry-pg: $n rows in sales$([ "$n" = "$ROWS" ] || echo " (EXPECTED $ROWS)")" >&2
+  }
+  pg_owner() {
+    psql_ -d postgres -c "CREATE DATABASE ferry_bench_owner"
+    psql_ -d ferry_bench_owner -c "$SALES_SQL"
+    run_ferry ferry-pg-owner "postgres://postgres@127.0.0.1:$pgport/ferry_bench_owner" "${OWNER_RULE[@]}"
+    n=$(psql_ -d ferry_bench_owner -c "SELECT count(*) FROM sales WHERE owner = 'bench'")
+    echo "   ferry-pg-owner: $n rows owned by bench$([ "$n" = "$ROWS" ] || echo " (EXPECTED $ROWS)")" >&2
+  }
+  # A fresh cluster's first run is several times slower (it creates its WAL segments):
+  # with RULES=1 an untimed warm-up run (target ferry-pg-warmup, left out of the ratios)
+  # goes first, so the two measured runs start alike. RULES_FIRST=1 runs the owner
+  # variant before the plain one, to check the order does not matter.
+  if [ "$RULES" = 1 ]; then
+    psql_ -d postgres -c "CREATE DATABASE ferry_bench_warmup"
+    psql_ -d ferry_bench_warmup -c "$SALES_SQL"
+    run_ferry ferry-pg-warmup "postgres://postgres@127.0.0.1:$pgport/ferry_bench_warmup"
+  fi
+  if [ "$RULES" = 1 ] && [ "$RULES_FIRST" = 1 ]; then pg_owner; fi
+  pg_plain
+  if [ "$RULES" = 1 ] && [ "$RULES_FIRST" != 1 ]; then pg_owner; fi
   as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 60 stop >/dev/null
   PG_DATA=""
 fi
@@ -301,13 +340,13 @@ report() {
       return ""
     }
     BEGIN {
-      printf "%-13s %-5s %5s %7s %8s %8s %10s %8s %8s %8s %9s %9s %7s %7s %4s\n", "target", "phase", "ops", "rows", "wall_s", "ops/s", "rows/s", "p50_ms", "p95_ms", "max_ms", "srv_cpu_s", "db_cpu_s", "client%", "other_s", "err"
+      printf "%-18s %-5s %5s %7s %8s %8s %10s %8s %8s %8s %9s %9s %7s %7s %4s\n", "target", "phase", "ops", "rows", "wall_s", "ops/s", "rows/s", "p50_ms", "p95_ms", "max_ms", "srv_cpu_s", "db_cpu_s", "client%", "other_s", "err"
     }
     {
       db = kv($0, "cpu_1_s"); srv = kv($0, "cpu_0_s")
       if ($0 ~ /target=raw/) srv = kv($0, "client_cpu_s")
       oth = kv($0, "other_cpu_s")
-      printf "%-13s %-5s %5s %7s %8s %8s %10s %8s %8s %8s %9s %9s %7s %7s %4s\n", kv($0, "target"), kv($0, "phase"), kv($0, "ops"), kv($0, "rows"), kv($0, "wall_s"), kv($0, "ops_s"), kv($0, "rows_s"), kv($0, "p50_ms"), kv($0, "p95_ms"), kv($0, "max_ms"), srv == "" ? "-" : srv, db == "" ? "-" : db, ($0 ~ /target=raw/) ? "-" : kv($0, "client_cpu_pct"), oth == "" ? "-" : oth, kv($0, "errors")
+      printf "%-18s %-5s %5s %7s %8s %8s %10s %8s %8s %8s %9s %9s %7s %7s %4s\n", kv($0, "target"), kv($0, "phase"), kv($0, "ops"), kv($0, "rows"), kv($0, "wall_s"), kv($0, "ops_s"), kv($0, "rows_s"), kv($0, "p50_ms"), kv($0, "p95_ms"), kv($0, "max_ms"), srv == "" ? "-" : srv, db == "" ? "-" : db, ($0 ~ /target=raw/) ? "-" : kv($0, "client_cpu_pct"), oth == "" ? "-" : oth, kv($0, "errors")
     }' "$RESULTS"
   echo
   echo "srv_cpu_s: CPU seconds of the server process tree during the phase (ferry, or node for pouchdb; raw: the process itself);"
@@ -338,10 +377,14 @@ report() {
       ratio("ferry-sqlite pull / pouchdb-server pull", "ferry-sqlite/pull", "pouchdb/pull", 20, "ge")
       ratio("ferry-pg pull / pouchdb-server pull", "ferry-pg/pull", "pouchdb/pull", 20, "ge")
       ratio("ferry-sqlite push / ferry-pg push", "ferry-sqlite/push", "ferry-pg/push", "", "")
+      ratio("owner rule / no rule, ferry-sqlite push", "ferry-sqlite-owner/push", "ferry-sqlite/push", 0.9, "ge")
+      ratio("owner rule / no rule, ferry-sqlite pull", "ferry-sqlite-owner/pull", "ferry-sqlite/pull", 0.9, "ge")
+      ratio("owner rule / no rule, ferry-pg push", "ferry-pg-owner/push", "ferry-pg/push", 0.9, "ge")
+      ratio("owner rule / no rule, ferry-pg pull", "ferry-pg-owner/pull", "ferry-pg/pull", 0.9, "ge")
       print ""
       print "pull rows/s:"
-      split("ferry-sqlite ferry-pg pouchdb", t, " ")
-      for (i = 1; i <= 3; i++) if ((t[i] "/pull") in r) printf "  %-14s %10.0f rows/s\n", t[i], r[t[i] "/pull"]
+      split("ferry-sqlite ferry-sqlite-owner ferry-pg ferry-pg-owner pouchdb", t, " ")
+      for (i = 1; i <= 5; i++) if ((t[i] "/pull") in r) printf "  %-14s %10.0f rows/s\n", t[i], r[t[i] "/pull"]
       bad = 0
       for (k in e) if (e[k]) { bad = 1; printf "ERRORS in %s: %d (see the client messages above)\n", k, e[k] }
     }' "$RESULTS"

@@ -76,18 +76,33 @@ static int read_token_spec(json_t *body, struct token_spec *spec, struct err *er
     return FERRY_OK;
 }
 
+/* The body's "attrs" (an object, or absent) as JSON text in *out (NULL when absent). */
+static int read_attrs(json_t *body, char **out, struct err *err)
+{
+    json_t *attrs = json_object_get(body, "attrs");
+    *out = NULL;
+    if (!attrs || json_is_null(attrs))
+        return FERRY_OK;
+    if (!json_is_object(attrs))
+        return err_set(err, ERR_INVALID, "field 'attrs' must be an object");
+    *out = json_dumps(attrs, JSON_COMPACT);
+    return FERRY_OK;
+}
+
 static int create_token(struct request *req, struct err *err)
 {
     struct token_spec spec;
-    char *secret = NULL, id[40], *tables = NULL;
+    char *secret = NULL, id[40], *tables = NULL, *attrs = NULL;
     json_t *body, *out = NULL;
     int rc = FERRY_ERR;
 
     if (http_json_body(req, &body, err) != FERRY_OK ||
         read_token_spec(body, &spec, err) != FERRY_OK ||
-        read_table_list(body, &tables, err) != FERRY_OK)
+        read_table_list(body, &tables, err) != FERRY_OK ||
+        read_attrs(body, &attrs, err) != FERRY_OK)
         goto out;
     spec.tables = tables;
+    spec.attrs = attrs;
     if (tokens_create(req->db, &spec, &secret, id, err) != FERRY_OK ||
         tokens_get(req->db, id, &out, err) != FERRY_OK)
         goto out;
@@ -97,7 +112,28 @@ static int create_token(struct request *req, struct err *err)
 out:
     free(secret);
     free(tables);
+    free(attrs);
     return rc;
+}
+
+/* PATCH: replaces the token's attributes (the devices using it then resync once). */
+static int update_token(struct request *req, struct err *err)
+{
+    json_t *body, *tok = NULL;
+    char *attrs = NULL;
+    const char *id = http_param(req, "id");
+    if (http_json_body(req, &body, err) != FERRY_OK || read_attrs(body, &attrs, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (!json_object_get(body, "attrs")) {
+        free(attrs);
+        return err_set(err, ERR_INVALID, "field 'attrs' is required (an object; {} for none)");
+    }
+    int rc = tokens_set_attrs(req->db, id, attrs, err);
+    free(attrs);
+    if (rc != FERRY_OK || tokens_get(req->db, id, &tok, err) != FERRY_OK)
+        return FERRY_ERR;
+    http_reply_json(req, HTTP_OK, tok);
+    return FERRY_OK;
 }
 
 static int list_tokens(struct request *req, struct err *err)
@@ -154,6 +190,8 @@ static const struct route routes[] = {
      ROUTE_JSON | ROUTE_SMALL_BODY | ROUTE_STORE, NULL},
     {M_GET, "/api/v1/admin/tokens", list_tokens, ROLE_ADMIN, SURFACE_V1, ROUTE_STORE, NULL},
     {M_GET, "/api/v1/admin/tokens/{id}", get_token, ROLE_ADMIN, SURFACE_V1, ROUTE_STORE, NULL},
+    {M_PATCH, "/api/v1/admin/tokens/{id}", update_token, ROLE_ADMIN, SURFACE_V1,
+     ROUTE_JSON | ROUTE_SMALL_BODY | ROUTE_STORE, NULL},
     {M_DELETE, "/api/v1/admin/tokens/{id}", revoke_token, ROLE_ADMIN, SURFACE_V1, ROUTE_STORE,
      NULL},
 };

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/scope.h"
 #include "app.h"
 #include "http/auth.h"
 #include "sync/devices.h"
@@ -86,12 +87,15 @@ static int push(struct request *req, struct err *err)
     char *origin =
         xasprintf("legacy:%s:%s", req->cred.user_id[0] ? req->cred.user_id : req->cred.id,
                   device ? device : "");
+    struct rules_caller who;
+    scope_caller(req, &who);
     struct push_request r = {
         .origin = origin,
         .batch_id = batch_id,
         .device_id = device,
         .user_id = req->cred.user_id[0] ? req->cred.user_id : NULL,
         .scope = req->cred.tables[0] ? req->cred.tables : NULL,
+        .caller = &who,
         .lenient_missing = true,
         .ops = ops,
         .max_ops = req->app->cfg->max_batch,
@@ -218,6 +222,9 @@ static int pull(struct request *req, struct err *err)
         goto out;
     q.tables = tables;
     q.n_tables = n;
+    struct rules_caller who;
+    scope_caller(req, &who);
+    q.caller = &who;
     rc = feed_read(req->db, &q, &page, err);
     metrics_sync(req->app->metrics, rc == FERRY_OK, (time_mono_us() - started) / 1000, 0);
     if (rc == FERRY_OK)

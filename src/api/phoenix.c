@@ -532,8 +532,11 @@ static int pull_changes(struct request *req, const struct site *s, const char *t
         return err_set(err, ERR_NOT_FOUND, "Table not found");
     if (!st || st->builtin)
         return err_set(err, ERR_INVALID, "the table's changes are not tracked here; pull it whole");
-    struct feed_query q = {&st, 1, json_integer_value(since), (int)(limit < 100 ? limit : 100),
-                           NULL};
+    /* A connection keeps its own table scope: no sync rule narrows it (caller NULL). */
+    struct feed_query q = {.tables = &st,
+                           .n_tables = 1,
+                           .cursor = json_integer_value(since),
+                           .limit = (int)(limit < 100 ? limit : 100)};
     int rc = feed_read(req->db, &q, &page, err); /* in its own read snapshot */
     if (rc == FERRY_OK)
         rc = changed_rows(req->db, s, table, page.changes, &by_key, err);

@@ -8,6 +8,7 @@
 
 #include "api/api.h"
 #include "api/files.h"
+#include "api/scope.h"
 #include "app.h"
 #include "sync/conflicts.h"
 #include "sync/devices.h"
@@ -109,6 +110,9 @@ static int register_device(struct request *req, struct err *err)
     if (req->cred.role != ROLE_ADMIN && strcmp(user, req->cred.user_id) != 0)
         return err_set(err, ERR_FORBIDDEN, "a user registers devices only for itself");
     spec.tables = scope_of(req);
+    /* the device's token carries the registering credential's claims (a JWT's, or a
+     * ferry token's attributes), so the claim rules read the same rows with it */
+    spec.attrs = req->cred.claims[0] ? req->cred.claims : NULL;
     int rc = devices_register(req->db, user, &spec, &device, &token, err);
     if (rc == FERRY_OK) {
         json_object_set_new(device, "token", json_string(token));
@@ -233,12 +237,15 @@ static int report(struct request *req, struct err *err)
         acting_device(req, named, false, &device, err) != FERRY_OK)
         return FERRY_ERR;
     char *origin = xasprintf("device:%s", device);
+    struct rules_caller who;
+    scope_caller(req, &who);
     struct push_request r = {
         .origin = origin,
         .batch_id = batch_id,
         .device_id = device,
         .user_id = req->cred.user_id[0] ? req->cred.user_id : NULL,
         .scope = scope_of(req),
+        .caller = &who,
         .want_results = true,
         .ops = ops,
         .max_ops = req->app->cfg->max_batch,
@@ -365,6 +372,10 @@ static int changes(struct request *req, struct err *err)
         acting_device(req, http_query(req, "deviceId"), true, &device, err) != FERRY_OK)
         goto out;
     q.exclude_device = include_own && !strcmp(include_own, "true") ? NULL : device;
+    struct rules_caller who;
+    scope_caller(req, &who);
+    q.caller = &who;
+    q.device_id = device;
     struct filescope files = apifiles_scope(req); /* a user's devices see that user's files */
     if (feed_read_files(req->db, &q, &files, &page, err) != FERRY_OK)
         goto out;
@@ -420,7 +431,10 @@ static int list_conflicts(struct request *req, struct err *err)
     if (strcmp(status, "open") && strcmp(status, "resolved") && strcmp(status, "all"))
         return err_set(err, ERR_INVALID, "status must be open, resolved or all");
     const char *user = req->cred.role == ROLE_ADMIN ? http_query(req, "userId") : req->cred.user_id;
-    struct conflict_filter filter = {user, strcmp(status, "all") ? status : NULL, scope_of(req)};
+    struct rules_caller who;
+    scope_caller(req, &who);
+    struct conflict_filter filter = {user, strcmp(status, "all") ? status : NULL, scope_of(req),
+                                     &who};
     if (conflicts_list(req->db, &req->app->synced, &filter, &list, err) != FERRY_OK)
         return FERRY_ERR;
     http_reply_json(req, HTTP_OK,
@@ -446,6 +460,8 @@ static int resolve_conflict(struct request *req, struct err *err)
     const char *resolution = NULL, *id = http_param(req, "id");
     char owner[128];
     int rc = FERRY_ERR;
+    struct rules_caller who;
+    scope_caller(req, &who);
     if (http_json_body(req, &body, err) != FERRY_OK ||
         jsonutil_get_string(body, "resolution", true, &resolution, err) != FERRY_OK ||
         jsonutil_get_object(body, "data", false, &data, err) != FERRY_OK)
@@ -453,7 +469,7 @@ static int resolve_conflict(struct request *req, struct err *err)
     if (conflicts_get(req->db, &req->app->synced, id, &conflict, owner, err) == FERRY_OK &&
         may_resolve(req, owner, conflict, err) == FERRY_OK &&
         conflicts_resolve(req->db, &req->app->synced, id, resolution, data,
-                          req->cred.user_id[0] ? req->cred.user_id : req->cred.id, &done,
+                          req->cred.user_id[0] ? req->cred.user_id : req->cred.id, &who, &done,
                           err) == FERRY_OK) {
         http_reply_json(req, HTTP_OK, done);
         rc = FERRY_OK;

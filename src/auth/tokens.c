@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "sync/rowjson.h"
+#include "sync/tables.h"
 #include "auth/tokens.h"
 #include "util/base64.h"
 #include "util/crypto.h"
@@ -113,6 +114,45 @@ static int ensure_user(struct store_conn *c, const char *user_id, int64_t now, s
                      v, 3, NULL, err);
 }
 
+int tokens_check_attrs(const char *attrs, char **out, struct err *err)
+{
+    json_error_t jerr;
+    json_t *obj = attrs && *attrs ? json_loads(attrs, 0, &jerr) : NULL, *v;
+    const char *name;
+    int rc = FERRY_ERR;
+    *out = NULL;
+    if (!attrs || !*attrs)
+        return FERRY_OK;
+    if (!json_is_object(obj)) {
+        err_set(err, ERR_INVALID, "attributes must be a JSON object of names and values");
+        goto out;
+    }
+    json_object_foreach(obj, name, v)
+    {
+        if (!*name || strlen(name) > 128) {
+            err_set(err, ERR_INVALID, "an attribute's name must be 1 to 128 characters");
+            goto out;
+        }
+        if (!json_is_string(v) && !json_is_integer(v)) {
+            err_set(err, ERR_INVALID, "attribute '%.128s' must be a string or an integer", name);
+            goto out;
+        }
+    }
+    char *text = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
+    if (strlen(text) > TOKEN_ATTRS_MAX) {
+        free(text);
+        err_set(err, ERR_INVALID, "attributes are at most %d bytes of JSON", TOKEN_ATTRS_MAX);
+        goto out;
+    }
+    *out = json_object_size(obj) ? text : NULL;
+    if (!*out)
+        free(text);
+    rc = FERRY_OK;
+out:
+    json_decref(obj);
+    return rc;
+}
+
 int tokens_check(const struct token_spec *spec, int64_t now, struct err *err)
 {
     if (!tokens_role_name(spec->role)[0])
@@ -137,7 +177,10 @@ int tokens_check(const struct token_spec *spec, int64_t now, struct err *err)
     if (spec->tables && !valid_table_list(spec->tables))
         return err_set(err, ERR_INVALID,
                        "the table list must name at least one table, separated by commas");
-    return FERRY_OK;
+    char *attrs = NULL;
+    int rc = tokens_check_attrs(spec->attrs, &attrs, err);
+    free(attrs);
+    return rc;
 }
 
 int tokens_create(struct store_conn *c, const struct token_spec *spec, char **secret,
@@ -153,7 +196,8 @@ int tokens_create(struct store_conn *c, const struct token_spec *spec, char **se
         return FERRY_ERR;
     bool is_device = spec->role == TOKEN_ROLE_DEVICE;
 
-    char *tok = NULL;
+    char *tok = NULL, *attrs = NULL;
+    tokens_check_attrs(spec->attrs, &attrs, err); /* checked above */
     make_secret(spec->role, &tok);
     crypto_sha256_hex(tok, strlen(tok), hash);
     memcpy(id, "tok_", 4);
@@ -171,6 +215,7 @@ int tokens_create(struct store_conn *c, const struct token_spec *spec, char **se
         sv_int(now),
         spec->expires_at ? sv_int(spec->expires_at) : sv_null(),
         sv_text(spec->tables && *spec->tables ? spec->tables : NULL),
+        sv_text(attrs),
     };
     /* Inside a caller's transaction (registering a device) the token joins it. */
     own_txn = !store_in_txn(c);
@@ -182,9 +227,9 @@ int tokens_create(struct store_conn *c, const struct token_spec *spec, char **se
         goto out;
     if (store_run(c,
                   "INSERT INTO ferry_tokens(id, name, role, user_id, device_id, token_hash,"
-                  " prefix, created_at, expires_at, tables)"
-                  " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
-                  v, 10, NULL, err) != FERRY_OK)
+                  " prefix, created_at, expires_at, tables, attrs)"
+                  " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
+                  v, 11, NULL, err) != FERRY_OK)
         goto out;
     if (own_txn && store_commit(c, err) != FERRY_OK)
         goto out;
@@ -196,6 +241,7 @@ out:
     if (own_txn)
         store_rollback(c);
     free(tok);
+    free(attrs);
     return rc;
 }
 
@@ -346,7 +392,7 @@ static int authenticate(struct store_conn *c, const char *hash, int64_t now_ms,
     struct store_val v = sv_text(hash);
     if (store_query(c,
                     "SELECT id, role, user_id, device_id, token_hash, expires_at, revoked_at,"
-                    " last_used_at, tables FROM ferry_tokens WHERE token_hash = $1",
+                    " last_used_at, tables, attrs FROM ferry_tokens WHERE token_hash = $1",
                     &v, 1, &rows, err) != FERRY_OK)
         goto out;
     step = store_rows_next(rows, err);
@@ -371,6 +417,7 @@ static int authenticate(struct store_conn *c, const char *hash, int64_t now_ms,
     copy_text(info->user_id, sizeof(info->user_id), store_rows_text(rows, 2));
     copy_text(info->device_id, sizeof(info->device_id), store_rows_text(rows, 3));
     copy_text(info->tables, sizeof(info->tables), store_rows_text(rows, 8));
+    copy_text(info->attrs, sizeof(info->attrs), store_rows_text(rows, 9));
     times->last_used = store_rows_isnull(rows, 7) ? 0 : store_rows_int(rows, 7);
     times->expires_at = store_rows_isnull(rows, 5) ? 0 : store_rows_int(rows, 5);
     rc = FERRY_OK;
@@ -387,8 +434,8 @@ out:
 }
 
 static const char token_columns[] = "SELECT id, name, role, user_id, device_id, prefix,"
-                                    " created_at, expires_at, last_used_at, revoked_at, tables"
-                                    " FROM ferry_tokens";
+                                    " created_at, expires_at, last_used_at, revoked_at, tables,"
+                                    " attrs FROM ferry_tokens";
 
 static json_t *token_json(const struct store_rows *rows)
 {
@@ -405,6 +452,9 @@ static json_t *token_json(const struct store_rows *rows)
     json_object_set_new(o, "revoked_at", rowjson_time(rows, 9));
     json_object_set_new(o, "revoked", json_boolean(!store_rows_isnull(rows, 9)));
     json_object_set_new(o, "tables", rowjson_list(rows, 10));
+    json_t *attrs =
+        store_rows_isnull(rows, 11) ? NULL : json_loads(store_rows_text(rows, 11), 0, NULL);
+    json_object_set_new(o, "attrs", attrs ? attrs : json_object());
     return o;
 }
 
@@ -452,6 +502,68 @@ int tokens_get(struct store_conn *c, const char *id, json_t **out, struct err *e
 out:
     store_rows_free(rows);
     free(sql);
+    return rc;
+}
+
+/* The devices acting with token id resync once: they may now read other rows. */
+static int resync_holders(struct store_conn *c, const char *id, struct err *err)
+{
+    struct store_rows *rows = NULL;
+    struct store_val v = sv_text(id);
+    char *user = NULL, *device = NULL;
+    int64_t seq = 0;
+    int rc = FERRY_ERR;
+    if (store_query(c, "SELECT user_id, device_id FROM ferry_tokens WHERE id = $1", &v, 1, &rows,
+                    err) != FERRY_OK ||
+        store_rows_next(rows, err) != 1)
+        goto out;
+    user = store_rows_isnull(rows, 0) ? NULL : xstrdup(store_rows_text(rows, 0));
+    device = store_rows_isnull(rows, 1) ? NULL : xstrdup(store_rows_text(rows, 1));
+    store_rows_free(rows);
+    rows = NULL;
+    rc = FERRY_OK;
+    if ((user || device) &&
+        (changelog_lock(c, err) != FERRY_OK || changelog_resync_mark(c, &seq, err) != FERRY_OK ||
+         changelog_resync_devices(c, seq, device, user, NULL, err) != FERRY_OK))
+        rc = FERRY_ERR;
+out:
+    store_rows_free(rows);
+    free(user);
+    free(device);
+    return rc;
+}
+
+int tokens_set_attrs(struct store_conn *c, const char *id, const char *attrs, struct err *err)
+{
+    char *clean = NULL;
+    int64_t changed = 0;
+    int rc = FERRY_ERR;
+    if (tokens_check_attrs(attrs, &clean, err) != FERRY_OK)
+        return FERRY_ERR;
+    struct store_val v[] = {sv_text(clean), sv_text(id)};
+    if (store_begin(c, err) != FERRY_OK)
+        goto out;
+    bool found = false;
+    int64_t exists = 0;
+    if (store_query_int(c, "SELECT COUNT(*) FROM ferry_tokens WHERE id = $1", &v[1], 1, &exists,
+                        &found, err) != FERRY_OK)
+        goto out;
+    if (!exists) {
+        err_set(err, ERR_NOT_FOUND, "no token with id '%s'", id);
+        goto out;
+    }
+    if (store_run(c,
+                  "UPDATE ferry_tokens SET attrs = $1 WHERE id = $2"
+                  " AND COALESCE(attrs, '') <> COALESCE(CAST($1 AS TEXT), '')",
+                  v, 2, &changed, err) != FERRY_OK ||
+        (changed && resync_holders(c, id, err) != FERRY_OK) || store_commit(c, err) != FERRY_OK)
+        goto out;
+    if (changed)
+        tokens_forget_all(); /* cached credentials carry the old attributes as claims */
+    rc = FERRY_OK;
+out:
+    store_rollback(c);
+    free(clean);
     return rc;
 }
 

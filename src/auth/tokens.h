@@ -32,6 +32,7 @@ struct token_info {
     char user_id[128];
     char device_id[128];
     char tables[1024]; /* comma list of tables it may sync; empty: all */
+    char attrs[1024];  /* its attributes as a compact JSON object; "" when none */
 };
 
 struct token_spec {
@@ -41,7 +42,17 @@ struct token_spec {
     const char *device_id; /* device tokens only */
     int64_t expires_at;    /* ms since epoch, 0 for never */
     const char *tables;    /* comma list of tables it may sync; NULL: all */
+    /* Attributes the sync rules' claim rules read (docs/sync-rules.md): a JSON object of
+     * string or integer values, as text; NULL or "" for none. */
+    const char *attrs;
 };
+
+#define TOKEN_ATTRS_MAX 1000 /* longest attributes object, as compact JSON */
+
+/* Checks attributes (JSON text of an object of up to TOKEN_ATTRS_MAX bytes, names 1 to 128
+ * characters, values strings or integers) and gives them in compact form (sorted keys) in
+ * *out, NULL for none. Caller frees. */
+int tokens_check_attrs(const char *attrs, char **out, struct err *err);
 
 /* Checks a token's description (role, name, user, device, expiry, tables) as
  * tokens_create does, without the database; err says what is wrong. */
@@ -75,6 +86,12 @@ int tokens_list(struct store_conn *c, const char *user_id, json_t **out, struct 
 
 /* One token as JSON, ERR_NOT_FOUND when there is none with that id. */
 int tokens_get(struct store_conn *c, const char *id, json_t **out, struct err *err);
+
+/* Replaces a token's attributes (attrs as for token_spec). When they change, the devices
+ * that act with them are marked for one resync (a device token's device; a user token's
+ * user's devices), since the rows a claim rule lets them read may have changed.
+ * ERR_NOT_FOUND for an unknown id. */
+int tokens_set_attrs(struct store_conn *c, const char *id, const char *attrs, struct err *err);
 
 /* Revokes a token at once. ERR_NOT_FOUND for an unknown id; revoking twice is fine. */
 int tokens_revoke(struct store_conn *c, const char *id, struct err *err);

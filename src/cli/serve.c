@@ -205,8 +205,8 @@ static int load_tables(struct app *app, struct err *err)
     if (tables_parse_policy(app->cfg->default_conflict_policy, &def) != FERRY_OK)
         return err_set(err, ERR_INVALID,
                        "default-conflict-policy must be overwrite, skip, merge or manual");
-    if (tables_load(app->store, app->cfg->allowed_tables, app->cfg->conflict_policy, def,
-                    &app->synced, err) != FERRY_OK ||
+    if (tables_load(app->store, app->cfg->allowed_tables, app->cfg->conflict_policy,
+                    app->cfg->sync_rules, def, &app->synced, err) != FERRY_OK ||
         tables_add_files(app->store, &app->synced, err) != FERRY_OK)
         return FERRY_ERR;
     for (size_t i = 0; i < app->synced.n; i++) {

@@ -15,7 +15,8 @@ enum {
     OPT_USER = 'u',
     OPT_DEVICE = 'd',
     OPT_EXPIRES = 'e',
-    OPT_TABLES = 't'
+    OPT_TABLES = 't',
+    OPT_ATTR = 'a'
 };
 
 static const struct option own_options[] = {
@@ -25,12 +26,14 @@ static const struct option own_options[] = {
     {"device", required_argument, NULL, OPT_DEVICE},
     {"expires-in", required_argument, NULL, OPT_EXPIRES},
     {"tables", required_argument, NULL, OPT_TABLES},
+    {"attr", required_argument, NULL, OPT_ATTR},
 };
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: ferry token create --role admin|user|device --name NAME [--user ID]\n"
                  "                          [--device ID] [--expires-in SECONDS] [--tables a,b]\n"
+                 "                          [--attr NAME=VALUE]...\n"
                  "       ferry token list\n"
                  "       ferry token revoke ID\n\n"
                  "Manages API tokens straight in the database, with the server running or not.\n"
@@ -41,7 +44,9 @@ static void usage(FILE *out)
                  "  --user ID            the user a user or device token acts for\n"
                  "  --device ID          the device a device token belongs to (registered if new)\n"
                  "  --expires-in SECONDS lifetime (default: no expiry)\n"
-                 "  --tables a,b         synced tables the token may use (default: all)\n\n"
+                 "  --tables a,b         synced tables the token may use (default: all)\n"
+                 "  --attr NAME=VALUE    an attribute the sync rules' claim rules read, e.g.\n"
+                 "                       --attr tenant_id=acme (repeatable)\n\n"
                  "Which database: --data-dir DIR, --db URL, --config FILE and the FERRY_*\n"
                  "variables, as for ferry serve (any of its settings is accepted; see\n"
                  "ferry serve --help).\n");
@@ -52,7 +57,23 @@ struct token_args {
     struct token_spec spec;
     const char *expires_in;
     bool role_given;
+    json_t *attrs; /* --attr NAME=VALUE, gathered */
+    char *attrs_text;
 };
+
+/* Adds one --attr NAME=VALUE (the value a string) to t->attrs. */
+static int add_attr(struct token_args *t, const char *v)
+{
+    const char *eq = strchr(v, '=');
+    if (!eq || eq == v)
+        return cli_usage_error(&cli_token, "--attr must be NAME=VALUE, not '%s'", v);
+    if (!t->attrs)
+        t->attrs = json_object();
+    char *name = xasprintf("%.*s", (int)(eq - v), v);
+    json_object_set_new(t->attrs, name, json_string(eq + 1));
+    free(name);
+    return -1;
+}
 
 /* Checks the command line's shape (a usage error, exit 2) before anything is opened. */
 static int check_args(const struct config_args *a, struct token_args *t)
@@ -93,7 +114,15 @@ static int check_args(const struct config_args *a, struct token_args *t)
         case OPT_TABLES:
             t->spec.tables = v;
             break;
+        case OPT_ATTR:
+            if (add_attr(t, v) >= 0)
+                return CLI_USAGE;
+            break;
         }
+    }
+    if (t->attrs) {
+        t->attrs_text = json_dumps(t->attrs, JSON_COMPACT);
+        t->spec.attrs = t->attrs_text;
     }
     if (create && (!t->role_given || !t->spec.name))
         return cli_usage_error(cmd, "token create needs --role and --name");
@@ -169,6 +198,8 @@ out:
     store_close(st);
     config_cleanup(&cfg);
     config_args_cleanup(&a);
+    json_decref(t.attrs);
+    free(t.attrs_text);
     return rc;
 }
 

@@ -204,6 +204,7 @@ static int verify_token(struct request *req, const char *token, struct err *err)
     snprintf(req->cred.user_id, sizeof(req->cred.user_id), "%s", info.user_id);
     snprintf(req->cred.device_id, sizeof(req->cred.device_id), "%s", info.device_id);
     snprintf(req->cred.tables, sizeof(req->cred.tables), "%s", info.tables);
+    auth_claims_from_json(&req->cred, info.attrs); /* a token's attributes are its claims */
     return FERRY_OK;
 }
 

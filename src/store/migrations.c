@@ -133,6 +133,46 @@
     " PRIMARY KEY (upload_id, sha256));"                                                           \
     "CREATE INDEX ferry_blob_claims_sha256 ON ferry_blob_claims(sha256);"
 
+/* Sync rules (docs/sync-rules.md): each change's scope value (the rule column of the row
+ * as changed; NULL for tables without an owner or claim rule) with an index only those
+ * rows carry; exits, which tell the old scope that a row left it (the log keeps one entry
+ * per row, so the old value needs its own record); each table's rule and resync point;
+ * a device's own resync point (its token's attributes changed); ferry tokens'
+ * attributes, which claim rules read. The same text is valid on both dialects. */
+#define RULES_SQL                                                                                  \
+    "ALTER TABLE ferry_changes ADD COLUMN scope TEXT;"                                             \
+    "CREATE INDEX ferry_changes_scope ON ferry_changes(tbl, scope, seq)"                           \
+    " WHERE scope IS NOT NULL;"                                                                    \
+    "CREATE TABLE ferry_scope_exits ("                                                             \
+    " tbl TEXT NOT NULL, pk TEXT NOT NULL, scope TEXT NOT NULL, seq BIGINT NOT NULL,"              \
+    " PRIMARY KEY (tbl, pk, scope));"                                                              \
+    "CREATE INDEX ferry_scope_exits_seq ON ferry_scope_exits(tbl, scope, seq);"                    \
+    "ALTER TABLE ferry_synced ADD COLUMN rule TEXT NOT NULL DEFAULT '';"                           \
+    "ALTER TABLE ferry_synced ADD COLUMN resync_seq BIGINT NOT NULL DEFAULT 0;"                    \
+    "ALTER TABLE ferry_devices ADD COLUMN resync_seq BIGINT NOT NULL DEFAULT 0;"                   \
+    "ALTER TABLE ferry_tokens ADD COLUMN attrs TEXT;"
+
+/* A row's log entry whose scope value changes (an update moved the row to another owner,
+ * or a key deleted by one owner is made again by another) leaves an exit for the old
+ * value at the entry's new seq. One trigger on the log covers every table and every
+ * writer, and costs nothing for a new key (no entry to update). */
+#define EXITS_SQLITE                                                                               \
+    "CREATE TRIGGER ferry_changes_exit AFTER UPDATE OF scope ON ferry_changes"                     \
+    " WHEN OLD.scope IS NOT NULL AND OLD.scope IS NOT NEW.scope BEGIN"                             \
+    " INSERT INTO ferry_scope_exits(tbl, pk, scope, seq)"                                          \
+    " VALUES (OLD.tbl, OLD.pk, OLD.scope, NEW.seq)"                                                \
+    " ON CONFLICT(tbl, pk, scope) DO UPDATE SET seq = excluded.seq; END;"
+#define EXITS_PG                                                                                   \
+    "CREATE FUNCTION ferry_scope_exit() RETURNS trigger LANGUAGE plpgsql AS $ferry$\n"             \
+    "BEGIN\n"                                                                                      \
+    "  INSERT INTO ferry_scope_exits(tbl, pk, scope, seq)"                                         \
+    " VALUES (OLD.tbl, OLD.pk, OLD.scope, NEW.seq)\n"                                              \
+    "    ON CONFLICT (tbl, pk, scope) DO UPDATE SET seq = EXCLUDED.seq;\n"                         \
+    "  RETURN NULL;\n"                                                                             \
+    "END $ferry$;"                                                                                 \
+    "CREATE TRIGGER ferry_changes_exit AFTER UPDATE OF scope ON ferry_changes FOR EACH ROW"        \
+    " WHEN (OLD.scope IS NOT NULL AND OLD.scope IS DISTINCT FROM NEW.scope)"                       \
+    " EXECUTE FUNCTION ferry_scope_exit();"
 /* Owners of file entries (issue 11): an entry belongs to a namespace, a user's (owner =
  * the user id) or the common one (owner NULL: shared folders, and every entry from before
  * owners, which admins alone then see until a shared folder covers it). The key is the
@@ -211,6 +251,8 @@ const struct migration store_migrations[] = {
     {4, SITES_SQL, SITES_SQL},
     /* 5: leases and blob claims */
     {5, CLAIMS_SQL, CLAIMS_SQL},
+    /* 6: sync rules: scope values in the change log, exits, token attributes */
+    {6, RULES_SQL EXITS_SQLITE, RULES_SQL EXITS_PG},
     /* 7: owners of file entries */
     {7, FILE_OWNERS_SQL, FILE_OWNERS_SQL},
     /* 8: webhook subscriptions, events, the delivery outbox and its attempts */

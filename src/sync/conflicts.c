@@ -71,11 +71,35 @@ static void scope_clause(struct buf *sql, const char *scope, struct store_val **
     free(copy);
 }
 
+/* Appends, per table a sync rule narrows for the caller, that its conflicts are those of
+ * rows whose scope value in the change log is the caller's (none when it has none). */
+static void rules_clause(struct buf *sql, const struct synced_set *set,
+                         const struct rules_caller *caller, struct store_val **v, size_t *n,
+                         char (*values)[RULES_VALUE_MAX])
+{
+    for (size_t i = 0; i < set->n; i++) {
+        const struct synced_table *t = &set->tables[i];
+        enum rules_reach reach = rules_reach(&t->rule, caller, values[i]);
+        if (reach == REACH_NONE)
+            buf_printf(sql, " AND tbl <> %s", t->literal);
+        if (reach != REACH_VALUE)
+            continue;
+        *v = xrealloc(*v, (*n + 1) * sizeof(**v));
+        (*v)[(*n)++] = sv_text(values[i]);
+        buf_printf(sql,
+                   " AND NOT (tbl = %s AND NOT EXISTS (SELECT 1 FROM ferry_changes ch"
+                   " WHERE ch.tbl = ferry_conflicts.tbl AND ch.pk = ferry_conflicts.pk"
+                   " AND ch.scope = $%zu))",
+                   t->literal, *n);
+    }
+}
+
 int conflicts_list(struct store_conn *c, const struct synced_set *set,
                    const struct conflict_filter *f, json_t **out, struct err *err)
 {
     struct store_rows *rows = NULL;
     struct store_val *v = xcalloc(2, sizeof(*v));
+    char(*values)[RULES_VALUE_MAX] = xcalloc(set->n + 1, sizeof(*values));
     char **names = NULL;
     size_t n = 0;
     int step = FERRY_ERR;
@@ -92,6 +116,7 @@ int conflicts_list(struct store_conn *c, const struct synced_set *set,
     }
     if (f->scope) /* a table-limited credential sees only its tables' conflicts */
         scope_clause(&sql, f->scope, &v, &n, &names);
+    rules_clause(&sql, set, f->caller, &v, &n, values);
     buf_puts(&sql, " ORDER BY created_at, id");
     *out = json_array();
     if (store_query(c, sql.data, v, n, &rows, err) == FERRY_OK)
@@ -103,6 +128,7 @@ int conflicts_list(struct store_conn *c, const struct synced_set *set,
         free(names[i]);
     free(names);
     free(v);
+    free(values);
     if (step != 0) {
         json_decref(*out);
         *out = NULL;
@@ -235,8 +261,8 @@ static json_t *resolution_op(struct store_conn *c, const struct synced_table *t,
 }
 
 int conflicts_resolve(struct store_conn *c, const struct synced_set *set, const char *id,
-                      const char *resolution, json_t *data, const char *by, json_t **out,
-                      struct err *err)
+                      const char *resolution, json_t *data, const char *by,
+                      const struct rules_caller *caller, json_t **out, struct err *err)
 {
     json_t *conflict = NULL, *op = NULL, *ops = json_array(), *result = NULL;
     char owner[128];
@@ -291,6 +317,7 @@ int conflicts_resolve(struct store_conn *c, const struct synced_set *set, const 
     struct push_request r = {
         .origin = "conflict",
         .user_id = by,
+        .caller = caller,
         .ops = ops,
         .in_txn = mark_resolved,
         .before_ops = row_unchanged,

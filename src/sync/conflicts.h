@@ -13,6 +13,8 @@ struct conflict_filter {
     const char *user_id; /* of this user */
     const char *status;  /* "open" or "resolved" */
     const char *scope;   /* of these tables (comma list: a credential's table scope) */
+    /* of rows the caller may read under the sync rules (NULL: any) */
+    const struct rules_caller *caller;
 };
 
 /* The conflicts the filter selects, oldest first, as a JSON array. */
@@ -26,9 +28,10 @@ int conflicts_get(struct store_conn *c, const struct synced_set *set, const char
 /* Resolves conflict id: resolution "keep_server", "take_client" or "merge" (with data,
  * a full or partial row). The row change and the conflict's new state commit together.
  * ERR_CONFLICT when it is already resolved; ERR_NOT_FOUND when unknown; ERR_INVALID for
- * merged data that does not fit the table. *out is the resolved conflict. */
+ * merged data that does not fit the table; ERR_FORBIDDEN when the sync rules keep the
+ * row from caller (NULL: no limit), as for a push. *out is the resolved conflict. */
 int conflicts_resolve(struct store_conn *c, const struct synced_set *set, const char *id,
-                      const char *resolution, json_t *data, const char *by, json_t **out,
-                      struct err *err);
+                      const char *resolution, json_t *data, const char *by,
+                      const struct rules_caller *caller, json_t **out, struct err *err);
 
 #endif

@@ -49,11 +49,11 @@ static int check_spec(const struct device_spec *spec, bool creating, struct err 
 }
 
 static int make_token(struct store_conn *c, const char *id, const char *user_id, const char *tables,
-                      char **token, struct err *err)
+                      const char *attrs, char **token, struct err *err)
 {
     char token_id[40];
     char *name = xasprintf("device %s", id);
-    struct token_spec spec = {TOKEN_ROLE_DEVICE, name, user_id, id, 0, tables};
+    struct token_spec spec = {TOKEN_ROLE_DEVICE, name, user_id, id, 0, tables, attrs};
     int rc = tokens_create(c, &spec, token, token_id, err);
     free(name);
     return rc;
@@ -94,7 +94,7 @@ int devices_register(struct store_conn *c, const char *user_id, const struct dev
             err_set(err, ERR_CONFLICT, "a device with id '%s' already exists", id);
         goto out;
     }
-    if (make_token(c, id, user_id, spec->tables, token, err) != FERRY_OK ||
+    if (make_token(c, id, user_id, spec->tables, spec->attrs, token, err) != FERRY_OK ||
         webhooks_emit(c, WEBHOOK_DEVICE_REGISTERED,
                       json_pack("{s:s, s:s, s:s, s:s?, s:s?}", "deviceId", id, "userId", user_id,
                                 "name", spec->name, "platform", spec->platform, "appVersion",
@@ -214,14 +214,18 @@ int devices_new_token(struct store_conn *c, const char *id, char **token, struct
 {
     struct store_rows *rows = NULL;
     struct store_val v = sv_text(id);
-    char *user_id = NULL, *tables = NULL;
+    char *user_id = NULL, *tables = NULL, *attrs = NULL;
     int rc = FERRY_ERR, step;
 
     *token = NULL;
     if (store_begin(c, err) != FERRY_OK)
         return FERRY_ERR;
-    if (store_query(c, "SELECT user_id, tables FROM ferry_devices WHERE id = $1", &v, 1, &rows,
-                    err) != FERRY_OK ||
+    if (store_query(
+            c,
+            "SELECT d.user_id, d.tables, (SELECT t.attrs FROM ferry_tokens t"
+            " WHERE t.device_id = d.id AND t.role = 'device'"
+            " ORDER BY t.created_at DESC, t.id LIMIT 1) FROM ferry_devices d WHERE d.id = $1",
+            &v, 1, &rows, err) != FERRY_OK ||
         (step = store_rows_next(rows, err)) < 0)
         goto out;
     if (step == 0) {
@@ -230,10 +234,11 @@ int devices_new_token(struct store_conn *c, const char *id, char **token, struct
     }
     user_id = xstrdup(store_rows_text(rows, 0));
     tables = store_rows_isnull(rows, 1) ? NULL : xstrdup(store_rows_text(rows, 1));
+    attrs = store_rows_isnull(rows, 2) ? NULL : xstrdup(store_rows_text(rows, 2));
     store_rows_free(rows);
     rows = NULL;
     if (revoke_device_tokens(c, id, err) != FERRY_OK ||
-        make_token(c, id, user_id, tables, token, err) != FERRY_OK ||
+        make_token(c, id, user_id, tables, attrs, token, err) != FERRY_OK ||
         store_commit(c, err) != FERRY_OK)
         goto out;
     tokens_forget_all(); /* the old tokens stop at once (tokens.h) */
@@ -247,6 +252,7 @@ out:
     }
     free(user_id);
     free(tables);
+    free(attrs);
     return rc;
 }
 

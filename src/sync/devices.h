@@ -18,6 +18,7 @@ struct device_spec {
     const char *platform;
     const char *app_version;
     const char *tables; /* comma list; NULL: every synced table */
+    const char *attrs;  /* its token's attributes (JSON object text; NULL: none) */
 };
 
 /* Registers a device for user_id and makes its first token, in one transaction.
@@ -40,7 +41,8 @@ int devices_update(struct store_conn *c, const char *id, const struct device_spe
 /* Deletes the device and revokes its tokens. */
 int devices_delete(struct store_conn *c, const char *id, struct err *err);
 
-/* Revokes every token of the device and makes a new one. */
+/* Revokes every token of the device and makes a new one, with the attributes of the
+ * newest one. */
 int devices_new_token(struct store_conn *c, const char *id, char **token, struct err *err);
 
 /* Records that the device has applied every change up to cursor. The stored cursor

@@ -1,6 +1,7 @@
 /* feed.c - see feed.h. One query walks the change log in seq order from the cursor and
  * joins each entry's live row by primary key. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,17 +92,56 @@ static json_t *change_json(const struct synced_table *t, int offset, const struc
     return o;
 }
 
+/* The statement's text and its parameters, numbered as they are added. */
+struct feed_stmt {
+    struct buf sql;
+    struct store_val *v;
+    size_t n;
+    char (*values)[RULES_VALUE_MAX]; /* the caller's scope value per table, bound by v */
+};
+
+static size_t bind(struct feed_stmt *s, struct store_val v)
+{
+    s->v[s->n++] = v;
+    return s->n;
+}
+
+/* The columns every feed query selects: the log's, then each table's from offsets[i]. */
+static void select_columns(struct buf *b, const struct feed_query *q, const char *seq,
+                           const char *deleted, int *offsets)
+{
+    int col = LOG_COLS;
+    buf_printf(b, "SELECT %s, c.tbl, c.pk, c.version, %s, c.updated_at, c.device_id", seq, deleted);
+    /* Columns by name, not t.*: a column dropped while ferry runs is an error, never a
+     * value reported under another column's name. */
+    for (size_t i = 0; i < q->n_tables; i++) {
+        for (size_t k = 0; k < q->tables[i]->n_cols; k++)
+            buf_printf(b, ", t%zu.%s", i, q->tables[i]->cols[k].quoted);
+        offsets[i] = col;
+        col += (int)q->tables[i]->n_cols;
+    }
+}
+
+static void join_tables(struct buf *b, const struct feed_query *q)
+{
+    for (size_t i = 0; i < q->n_tables; i++) {
+        const struct synced_table *t = q->tables[i];
+        /* CASE keeps PostgreSQL from casting another table's key to this one's type. */
+        buf_printf(b, " LEFT JOIN %s t%zu ON t%zu.%s = CASE WHEN c.tbl = %s THEN %s END", t->quoted,
+                   i, i, t->cols[t->pk].quoted, t->literal, t->pk_cast);
+    }
+}
+
 /* Keeps the files namespace to the files the reader may see (a change whose entry is
  * another user's is left out, as if it were another table's). */
-static void files_condition(struct buf *b, const struct feed_query *q,
-                            const struct filescope *scope)
+static void files_condition(struct buf *b, const struct feed_query *q)
 {
-    for (size_t i = 0; scope && i < q->n_tables; i++) {
+    for (size_t i = 0; q->files && i < q->n_tables; i++) {
         if (!q->tables[i]->builtin)
             continue;
         char alias[24];
         snprintf(alias, sizeof(alias), "t%zu", i);
-        char *seen = filescope_sql(scope, alias);
+        char *seen = filescope_sql(q->files, alias);
         buf_printf(b, " AND (c.tbl <> %s OR %s)", q->tables[i]->literal, seen);
         free(seen);
     }
@@ -109,54 +149,115 @@ static void files_condition(struct buf *b, const struct feed_query *q,
 
 /* One query walks the log in seq order (its primary key) from the cursor and joins each
  * entry's live row from its own table; offsets[i] gets where table i's columns start. */
-static char *feed_sql(const struct feed_query *q, const struct filescope *scope, int *offsets)
+static void whole_sql(const struct feed_query *q, struct feed_stmt *s, int *offsets)
 {
-    struct buf b;
-    int col = LOG_COLS;
-    buf_init(&b);
-    buf_puts(&b, "SELECT c.seq, c.tbl, c.pk, c.version, c.deleted, c.updated_at, c.device_id");
-    /* Columns by name, not t.*: a column dropped while ferry runs is an error, never a
-     * value reported under another column's name. */
-    for (size_t i = 0; i < q->n_tables; i++) {
-        for (size_t k = 0; k < q->tables[i]->n_cols; k++)
-            buf_printf(&b, ", t%zu.%s", i, q->tables[i]->cols[k].quoted);
-        offsets[i] = col;
-        col += (int)q->tables[i]->n_cols;
-    }
-    buf_puts(&b, " FROM ferry_changes c");
-    for (size_t i = 0; i < q->n_tables; i++) {
-        const struct synced_table *t = q->tables[i];
-        /* CASE keeps PostgreSQL from casting another table's key to this one's type. */
-        buf_printf(&b, " LEFT JOIN %s t%zu ON t%zu.%s = CASE WHEN c.tbl = %s THEN %s END",
-                   t->quoted, i, i, t->cols[t->pk].quoted, t->literal, t->pk_cast);
-    }
+    size_t cursor = bind(s, sv_int(q->cursor)), device = 0;
+    select_columns(&s->sql, q, "c.seq", "c.deleted", offsets);
+    buf_puts(&s->sql, " FROM ferry_changes c");
+    join_tables(&s->sql, q);
     /* "|| ''" keeps the planner off the (tbl, pk) index: the walk must follow seq. */
-    buf_puts(&b, " WHERE c.seq > $1 AND (c.tbl || '') IN (");
+    buf_printf(&s->sql, " WHERE c.seq > $%zu AND (c.tbl || '') IN (", cursor);
     for (size_t i = 0; i < q->n_tables; i++)
-        buf_printf(&b, "%s%s", i ? ", " : "", q->tables[i]->literal);
-    buf_puts(&b, ")");
-    files_condition(&b, q, scope);
-    buf_printf(&b, "%s ORDER BY c.seq LIMIT $%d",
-               q->exclude_device ? " AND (c.device_id IS NULL OR c.device_id <> $2)" : "",
-               q->exclude_device ? 3 : 2);
-    return buf_steal(&b);
+        buf_printf(&s->sql, "%s%s", i ? ", " : "", q->tables[i]->literal);
+    buf_puts(&s->sql, ")");
+    files_condition(&s->sql, q);
+    if (q->exclude_device) {
+        device = bind(s, sv_text(q->exclude_device));
+        buf_printf(&s->sql, " AND (c.device_id IS NULL OR c.device_id <> $%zu)", device);
+    }
+    buf_printf(&s->sql, " ORDER BY c.seq LIMIT $%zu", bind(s, sv_int(q->limit + 1)));
+}
+
+/* The log's columns, as every branch of a narrowed walk gives them. */
+#define BRANCH_COLS "seq, tbl, pk, version, deleted, updated_at, device_id"
+
+/* Under sync rules the walk is a union of range reads, each ordered by seq and cut at the
+ * page size: the tables every row of which the caller reads (the log's seq order), and per
+ * narrowed table the caller's scope value in the log ((tbl, scope, seq) index) and in the
+ * exits of rows that left it (shown as deletes). reach[i] and values[i] say, per table,
+ * what the caller reads. Each branch carries the log's columns, so the union joins only
+ * the live rows. */
+static void scoped_sql(const struct feed_query *q, const enum rules_reach *reach,
+                       char (*values)[RULES_VALUE_MAX], struct feed_stmt *s, int *offsets)
+{
+    size_t cursor = bind(s, sv_int(q->cursor)), limit = bind(s, sv_int(q->limit + 1));
+    size_t device = q->exclude_device ? bind(s, sv_text(q->exclude_device)) : 0, branch = 0;
+    char *mine =
+        device ? xasprintf(" AND (device_id IS NULL OR device_id <> $%zu)", device) : xstrdup("");
+    select_columns(&s->sql, q, "c.seq", "c.deleted", offsets);
+    buf_puts(&s->sql, " FROM (");
+    bool whole = false;
+    for (size_t i = 0; i < q->n_tables; i++)
+        whole = whole || reach[i] == REACH_ALL;
+    if (whole) {
+        buf_printf(&s->sql,
+                   "SELECT * FROM (SELECT " BRANCH_COLS " FROM ferry_changes"
+                   " WHERE seq > $%zu AND (tbl || '') IN (",
+                   cursor);
+        for (size_t i = 0, n = 0; i < q->n_tables; i++)
+            if (reach[i] == REACH_ALL)
+                buf_printf(&s->sql, "%s%s", n++ ? ", " : "", q->tables[i]->literal);
+        buf_printf(&s->sql, ")%s ORDER BY seq LIMIT $%zu) b%zu", mine, limit, branch++);
+    }
+    for (size_t i = 0; i < q->n_tables; i++) {
+        if (reach[i] != REACH_VALUE)
+            continue;
+        size_t value = bind(s, sv_text(values[i]));
+        const char *lit = q->tables[i]->literal;
+        buf_printf(&s->sql,
+                   "%sSELECT * FROM (SELECT " BRANCH_COLS " FROM ferry_changes"
+                   " WHERE tbl = %s AND scope = $%zu AND seq > $%zu%s ORDER BY seq LIMIT $%zu)"
+                   " b%zu UNION ALL SELECT * FROM (SELECT x.seq, x.tbl, x.pk, l.version, 1,"
+                   " l.updated_at, l.device_id FROM ferry_scope_exits x JOIN ferry_changes l"
+                   " ON l.tbl = x.tbl AND l.pk = x.pk WHERE x.tbl = %s AND x.scope = $%zu"
+                   " AND x.seq > $%zu ORDER BY x.seq LIMIT $%zu) b%zu",
+                   branch ? " UNION ALL " : "", lit, value, cursor, mine, limit, branch, lit, value,
+                   cursor, limit, branch + 1);
+        branch += 2;
+    }
+    if (!branch) /* the caller reads none of the tables */
+        buf_puts(&s->sql, "SELECT " BRANCH_COLS " FROM ferry_changes WHERE 1 = 0");
+    buf_puts(&s->sql, ") c");
+    join_tables(&s->sql, q);
+    buf_puts(&s->sql, " WHERE 1 = 1");
+    files_condition(&s->sql, q);
+    buf_printf(&s->sql, " ORDER BY c.seq LIMIT $%zu", limit);
+    free(mine);
+}
+
+/* Builds the page's statement: the plain walk unless a rule narrows a table for the
+ * caller. */
+static void feed_sql(const struct feed_query *q, struct feed_stmt *s, int *offsets)
+{
+    enum rules_reach *reach = xcalloc(q->n_tables + 1, sizeof(*reach));
+    char(*values)[RULES_VALUE_MAX] = xcalloc(q->n_tables + 1, sizeof(*values));
+    bool narrowed = false;
+    s->values = values;
+    for (size_t i = 0; i < q->n_tables; i++) {
+        reach[i] = rules_reach(&q->tables[i]->rule, q->caller, values[i]);
+        narrowed = narrowed || reach[i] != REACH_ALL;
+    }
+    buf_init(&s->sql);
+    s->v = xcalloc(q->n_tables + 4, sizeof(*s->v));
+    s->n = 0;
+    if (narrowed)
+        scoped_sql(q, reach, values, s, offsets);
+    else
+        whole_sql(q, s, offsets);
+    free(reach);
 }
 
 /* Reads up to limit + 1 changes into out, so the caller can tell whether more follow. */
-static int read_changes(struct store_conn *c, const struct feed_query *q,
-                        const struct filescope *scope, json_t *out, struct err *err)
+static int read_changes(struct store_conn *c, const struct feed_query *q, json_t *out,
+                        struct err *err)
 {
     struct store_rows *rows = NULL;
     int *offsets = xcalloc(q->n_tables + 1, sizeof(*offsets));
-    char *sql = feed_sql(q, scope, offsets);
-    struct store_val v[3] = {sv_int(q->cursor), sv_int(q->limit + 1)};
+    struct feed_stmt s;
     int step = FERRY_ERR;
 
-    if (q->exclude_device) {
-        v[1] = sv_text(q->exclude_device);
-        v[2] = sv_int(q->limit + 1);
-    }
-    if (store_query(c, sql, v, q->exclude_device ? 3 : 2, &rows, err) == FERRY_OK) {
+    feed_sql(q, &s, offsets);
+    if (store_query(c, s.sql.data, s.v, s.n, &rows, err) == FERRY_OK) {
         while ((step = store_rows_next(rows, err)) == 1) {
             const char *tbl = store_rows_text(rows, 1);
             for (size_t i = 0; i < q->n_tables; i++)
@@ -165,7 +266,9 @@ static int read_changes(struct store_conn *c, const struct feed_query *q,
         }
     }
     store_rows_free(rows);
-    free(sql);
+    buf_cleanup(&s.sql);
+    free(s.v);
+    free(s.values);
     free(offsets);
     return step == 0 ? FERRY_OK : FERRY_ERR;
 }
@@ -187,25 +290,45 @@ static int check_cursor(struct store_conn *c, int64_t cursor, int64_t head, stru
     return FERRY_OK;
 }
 
-int feed_read(struct store_conn *c, const struct feed_query *q, struct feed_page *page,
-              struct err *err)
+/* A device marked for a resync (its table's rule or its token's attributes changed at
+ * seq S) must start again from 0: a read from a cursor in (0, S) answers 410, and a
+ * read from 0 (or from S on) clears the mark, so the resync happens once and the pages
+ * of the new pull read on. */
+static int device_resync(struct store_conn *c, const struct feed_query *q, struct err *err)
 {
-    return feed_read_files(c, q, NULL, page, err);
+    struct store_val dev = sv_text(q->device_id);
+    int64_t mark = 0;
+    bool found = false;
+    if (store_query_int(c, "SELECT resync_seq FROM ferry_devices WHERE id = $1", &dev, 1, &mark,
+                        &found, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (!found || mark == 0)
+        return FERRY_OK;
+    if (q->cursor > 0 && q->cursor < mark)
+        return err_set(err, ERR_GONE,
+                       "resync required: the sync rules or this device's attributes changed"
+                       " (at %lld, after cursor %lld); pull again from cursor 0",
+                       (long long)mark, (long long)q->cursor);
+    struct store_val v[] = {dev, sv_int(mark)};
+    return store_run(c, "UPDATE ferry_devices SET resync_seq = 0 WHERE id = $1 AND resync_seq = $2",
+                     v, 2, NULL, err);
 }
 
-int feed_read_files(struct store_conn *c, const struct feed_query *q, const struct filescope *scope,
-                    struct feed_page *page, struct err *err)
+int feed_read(struct store_conn *c, const struct feed_query *q, struct feed_page *page,
+              struct err *err)
 {
     int rc = FERRY_ERR;
 
     memset(page, 0, sizeof(*page));
+    if (q->device_id && device_resync(c, q, err) != FERRY_OK)
+        goto out;
     if (store_begin_read(c, err) != FERRY_OK)
         goto out;
     if (feed_head(c, &page->head, err) != FERRY_OK ||
         check_cursor(c, q->cursor, page->head, err) != FERRY_OK)
         goto out;
     page->changes = json_array();
-    if (q->n_tables && read_changes(c, q, scope, page->changes, err) != FERRY_OK)
+    if (q->n_tables && read_changes(c, q, page->changes, err) != FERRY_OK)
         goto out;
     size_t n = json_array_size(page->changes);
     page->has_more = n > (size_t)q->limit;
@@ -224,6 +347,14 @@ out:
         page->changes = NULL;
     }
     return rc;
+}
+
+int feed_read_files(struct store_conn *c, const struct feed_query *q, const struct filescope *scope,
+                    struct feed_page *page, struct err *err)
+{
+    struct feed_query scoped = *q;
+    scoped.files = scope;
+    return feed_read(c, &scoped, page, err);
 }
 
 int feed_row(struct store_conn *c, const struct synced_table *t, const char *pk, json_t **out,

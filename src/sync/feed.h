@@ -17,6 +17,14 @@ struct feed_query {
     int64_t cursor; /* changes with seq > cursor */
     int limit;
     const char *exclude_device; /* leave out this device's own changes; NULL: keep all */
+    /* Whose feed: rows of tables with an owner or claim rule narrowed to the caller's
+     * scope value, rows that left it shown as deletes. NULL: every row (admins). */
+    const struct rules_caller *caller;
+    /* The device reading, whose pending resync (feed_resync_check) is checked; NULL: none. */
+    const char *device_id;
+    /* The files the reader may see in the files namespace (files/filescope.h); NULL:
+     * every file. */
+    const struct filescope *files;
 };
 
 struct feed_page {
@@ -27,8 +35,9 @@ struct feed_page {
 };
 
 /* Reads one page in one snapshot. ERR_INVALID for a cursor from the future; ERR_GONE
- * when cursor > 0 is older than the tombstone purge horizon (the device must resync
- * from 0). The caller frees page->changes. */
+ * when cursor > 0 is older than the tombstone purge horizon, or the device has a resync
+ * pending (its rules or attributes changed) and reads from below its resync point: it
+ * must resync from 0, which clears the pending resync. The caller frees page->changes. */
 int feed_read(struct store_conn *c, const struct feed_query *q, struct feed_page *page,
               struct err *err);
 

@@ -69,6 +69,11 @@ int purge_run(struct store_conn *c, int64_t retention_ms, struct purge_result *o
                 goto out;
         }
     }
+    /* An exit (a row that left a scope, sync rules) is a tombstone for one scope: a device
+     * whose cursor is below the horizon resyncs from 0 anyway, so those below it go. */
+    struct store_val h = sv_int(out->horizon);
+    if (store_run(c, "DELETE FROM ferry_scope_exits WHERE seq <= $1", &h, 1, NULL, err) != FERRY_OK)
+        goto out;
     if (store_run(c, "DELETE FROM ferry_batches WHERE created_at < $1", &v[1], 1, &out->batches,
                   err) != FERRY_OK ||
         store_run(c, "DELETE FROM ferry_conflicts WHERE status = 'resolved' AND resolved_at < $1",

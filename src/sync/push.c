@@ -25,6 +25,7 @@ struct op {
     json_t *data;
     char *pk;             /* canonical text of the key */
     int64_t base_version; /* -1 when absent */
+    char *scope;          /* the caller's scope value when a rule narrows the table, else NULL */
     int *cols;            /* indexes of the data's columns, key first */
     size_t n_cols;
     struct owned_val *vals; /* their values, in the same order */
@@ -123,6 +124,65 @@ static int read_values(struct op *op, struct err *err)
     return FERRY_OK;
 }
 
+/* The JSON value as the scope value's text (a number in decimal); NULL when it has none. */
+static char *value_text(json_t *v)
+{
+    if (json_is_string(v))
+        return xstrdup(json_string_value(v));
+    if (json_is_integer(v))
+        return xasprintf("%lld", (long long)json_integer_value(v));
+    return NULL;
+}
+
+/* Under an owner or claim rule a row's rule column must hold the caller's value: an
+ * insert without it gets it, and a write that gives it another value is refused, so no
+ * row can be handed to another user. Rows already there are checked in the transaction
+ * (check_owners). */
+static int apply_rule(const struct push_request *r, struct op *op, struct err *err)
+{
+    const struct synced_table *t = op->t;
+    char value[RULES_VALUE_MAX];
+    if (!rules_may_write(&t->rule, r->caller))
+        return err_set(err, ERR_FORBIDDEN,
+                       "table '%s' is read-only for devices (sync rule read-only); only admins"
+                       " and other programs change it",
+                       t->name);
+    enum rules_reach reach = rules_reach(&t->rule, r->caller, value);
+    if (reach == REACH_ALL)
+        return FERRY_OK;
+    if (reach == REACH_NONE)
+        return t->rule.kind == RULE_CLAIM
+                   ? err_set(err, ERR_FORBIDDEN,
+                             "table '%s' is shared by claim '%s', which this credential lacks",
+                             t->name, t->rule.claim)
+                   : err_set(err, ERR_FORBIDDEN,
+                             "table '%s' holds users' own rows; this credential has no user",
+                             t->name);
+    op->scope = xstrdup(value);
+    if (op->action == ACT_DELETE)
+        return FERRY_OK;
+    const struct synced_column *col = &t->cols[t->rule_col];
+    json_t *given = json_object_get(op->data, col->name);
+    if (!given) {
+        if (op->action == ACT_UPDATE)
+            return FERRY_OK;
+        char *end = NULL;
+        long long n = strtoll(value, &end, 10);
+        bool number = col->kind == KIND_INTEGER && *value && !*end;
+        json_object_set_new(op->data, col->name, number ? json_integer(n) : json_string(value));
+        return FERRY_OK;
+    }
+    char *text = value_text(given);
+    bool same = text && !strcmp(text, value);
+    free(text);
+    return same ? FERRY_OK
+                : err_set(err, ERR_FORBIDDEN,
+                          "table '%s', row '%s', column '%s': must be the caller's own value"
+                          " '%s' (sync rule %s); a row cannot be given to another user",
+                          t->name, op->pk, col->name, value,
+                          t->rule.kind == RULE_OWNER ? "owner" : "claim");
+}
+
 static int parse_op(const struct synced_set *set, const struct push_request *r, json_t *src,
                     struct op *op, struct err *err)
 {
@@ -163,6 +223,8 @@ static int parse_op(const struct synced_set *set, const struct push_request *r, 
     if (values_pk_text(pk->kind, key, &op->pk, &inner) != FERRY_OK)
         return err_set(err, ERR_INVALID, "table '%s': primary key '%s': %s", table, pk->name,
                        inner.msg);
+    if (apply_rule(r, op, err) != FERRY_OK)
+        return FERRY_ERR;
     return op->action == ACT_DELETE ? FERRY_OK : read_values(op, err);
 }
 
@@ -174,6 +236,7 @@ static void batch_cleanup(struct batch *b)
         free(b->ops[i].vals);
         free(b->ops[i].cols);
         free(b->ops[i].pk);
+        free(b->ops[i].scope);
     }
     free(b->ops);
     free(b->insert_sql);
@@ -888,6 +951,88 @@ out:
     return rc;
 }
 
+/* --- rows the sync rules keep from the caller ------------------------------------- */
+
+#define OWNER_CHUNK 500 /* keys per lookup */
+
+/* Adds to foreign the keys among ops [i, i + n) (all of one table) whose row exists with
+ * another scope value than the caller's: the change log holds each live row's value
+ * (written by the capture triggers in the writer's transaction), found by its key. */
+static int foreign_keys(struct store_conn *c, const struct batch *b, const size_t *which, size_t n,
+                        struct keyset *foreign, char ***owned, size_t *n_owned, struct err *err)
+{
+    const struct op *first = &b->ops[which[0]];
+    struct store_val *v = xcalloc(n + 2, sizeof(*v));
+    struct store_rows *rows = NULL;
+    struct buf sql;
+    int step = FERRY_ERR;
+    buf_init(&sql);
+    buf_puts(&sql, "SELECT pk FROM ferry_changes WHERE tbl = $1 AND deleted = 0"
+                   " AND (scope IS NULL OR scope <> $2) AND pk IN (");
+    v[0] = sv_text(first->t->name);
+    v[1] = sv_text(first->scope);
+    for (size_t k = 0; k < n; k++) {
+        v[k + 2] = sv_text(b->ops[which[k]].pk);
+        buf_printf(&sql, "%s$%zu", k ? ", " : "", k + 3);
+    }
+    buf_puts(&sql, ")");
+    if (store_query(c, sql.data, v, n + 2, &rows, err) == FERRY_OK)
+        while ((step = store_rows_next(rows, err)) == 1) {
+            *owned = xrealloc(*owned, (*n_owned + 1) * sizeof(**owned));
+            (*owned)[*n_owned] = xstrdup(store_rows_text(rows, 0));
+            keyset_add(foreign, (*owned)[(*n_owned)++]);
+        }
+    store_rows_free(rows);
+    buf_cleanup(&sql);
+    free(v);
+    return step == 0 ? FERRY_OK : FERRY_ERR;
+}
+
+/* Refuses the batch when one of its operations touches a row that exists with another
+ * scope value (another user's, or another tenant's): the first such operation is named. */
+static int check_owners(struct store_conn *c, const struct batch *b, struct err *err)
+{
+    struct keyset foreign;
+    size_t *which = xcalloc(b->n + 1, sizeof(*which)), n_owned = 0;
+    char **owned = NULL;
+    int rc = FERRY_OK;
+    const struct synced_table **done = xcalloc(b->n + 1, sizeof(*done));
+    size_t n_done = 0;
+    keyset_init(&foreign, b->n + 1);
+    for (size_t i = 0; i < b->n && rc == FERRY_OK; i++) {
+        const struct synced_table *t = b->ops[i].t;
+        size_t n = 0, d = 0;
+        while (d < n_done && done[d] != t)
+            d++;
+        if (!b->ops[i].scope || d < n_done) /* a table's keys are looked up once */
+            continue;
+        done[n_done++] = t;
+        for (size_t k = i; k < b->n && rc == FERRY_OK; k++) {
+            if (b->ops[k].t == t)
+                which[n++] = k;
+            if (n == OWNER_CHUNK || (n && k == b->n - 1)) {
+                rc = foreign_keys(c, b, which, n, &foreign, &owned, &n_owned, err);
+                n = 0;
+            }
+        }
+    }
+    for (size_t i = 0; i < b->n && rc == FERRY_OK; i++)
+        if (b->ops[i].scope && keyset_has(&foreign, b->ops[i].pk))
+            rc = err_set(err, ERR_FORBIDDEN,
+                         "operations[%zu]: table '%s', row '%s' belongs to another user"
+                         " (sync rule %s:%s); it cannot be changed or deleted",
+                         i, b->ops[i].t->name, b->ops[i].pk,
+                         b->ops[i].t->rule.kind == RULE_OWNER ? "owner" : "claim",
+                         b->ops[i].t->rule.column);
+    for (size_t i = 0; i < n_owned; i++)
+        free(owned[i]);
+    free(owned);
+    free(done);
+    free(which);
+    free(foreign.slots);
+    return rc;
+}
+
 static int apply_ops(struct store_conn *c, const struct push_request *r, struct batch *b,
                      struct err *err)
 {
@@ -1071,6 +1216,8 @@ static int apply_all(struct store_conn *c, const struct push_request *r, struct 
         (lock_rows(c, b, err) != FERRY_OK || store_exec(c, PUSH_LOCK_TIMEOUT, err) != FERRY_OK))
         return FERRY_ERR;
     if (r->before_ops && r->before_ops(c, r->ctx, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (check_owners(c, b, err) != FERRY_OK)
         return FERRY_ERR;
     b->device_cursor = -1;
     if (r->device_id) {

@@ -17,9 +17,11 @@ struct push_request {
     const char *device_id; /* recorded as the changes' origin; NULL for none */
     const char *user_id;   /* recorded on conflicts */
     const char *scope;     /* tables the credential may touch (comma list); NULL: all */
-    bool lenient_missing;  /* cloud-sync-api: update of a missing row changes nothing */
-    bool want_results;     /* per-operation results with versions */
-    json_t *ops;           /* array of operation objects */
+    /* Whose rows it may write under the tables' sync rules; NULL: any (ferry's own). */
+    const struct rules_caller *caller;
+    bool lenient_missing; /* cloud-sync-api: update of a missing row changes nothing */
+    bool want_results;    /* per-operation results with versions */
+    json_t *ops;          /* array of operation objects */
     int64_t max_ops;
     /* Runs inside the transaction after the operations, before commit (resolving a
      * conflict marks it resolved there); a failure rolls everything back. */
@@ -34,7 +36,9 @@ struct push_request {
  * {"batchId","applied","unchanged","skipped","conflicts":[...],"results":[...],"cursor"}
  * (owned by the caller) and *replayed tells whether it came from an earlier run of the
  * same batch. On failure nothing is applied and err names the operation ("operations[3]:
- * ..."): ERR_INVALID for bad input, ERR_FORBIDDEN for a table out of scope, ERR_NOT_FOUND
+ * ..."): ERR_INVALID for bad input, ERR_FORBIDDEN for a table out of scope (or read-only,
+ * or a row the sync rules keep from the caller: another user's row, or one that would
+ * become another user's), ERR_NOT_FOUND
  * for an update of a missing row, ERR_CONFLICT for an insert over a different row,
  * ERR_TOO_LARGE for too many operations. */
 int push_apply(struct store_conn *c, const struct synced_set *set, const struct push_request *r,

@@ -14,7 +14,7 @@
 #include "util/timeutil.h"
 
 /* Bumped when the trigger text changes, so existing installs are replaced. */
-#define TRIGGER_VERSION 9
+#define TRIGGER_VERSION 10
 
 /* Milliseconds since the epoch in SQLite's own SQL: triggers run in other programs too,
  * so they may use only built-in functions. */
@@ -66,17 +66,27 @@ static char *sql_literal(const char *s)
  * key's entry moves to MAX(seq) + 1. The purge never lowers MAX(seq) (it leaves a
  * placeholder at the purged head, purge.c), so no seq is handed out twice. */
 static void sqlite_log_change(struct buf *b, const struct synced_table *t, const char *key,
-                              int deleted, const char *when)
+                              const char *scope, int deleted, const char *when)
 {
     buf_printf(b,
-               "INSERT INTO ferry_changes(tbl, pk, version, deleted, updated_at, device_id)"
+               "INSERT INTO ferry_changes(tbl, pk, version, deleted, updated_at, device_id, scope)"
                " SELECT %s, CAST(%s AS TEXT), 1, %d, " SQLITE_NOW_MS ","
-               " w.device_id FROM ferry_writer w WHERE w.id = 1%s"
+               " w.device_id, %s FROM ferry_writer w WHERE w.id = 1%s"
                " ON CONFLICT(tbl, pk) DO UPDATE SET"
                " seq = (SELECT MAX(seq) FROM ferry_changes) + 1,"
                " version = ferry_changes.version + 1, deleted = %d,"
-               " updated_at = excluded.updated_at, device_id = excluded.device_id;\n",
-               t->literal, key, deleted, when, deleted);
+               " updated_at = excluded.updated_at, device_id = excluded.device_id,"
+               " scope = excluded.scope;\n",
+               t->literal, key, deleted, scope, when, deleted);
+}
+
+/* The scope value of row `which` (NEW or OLD) as the change log records it: the rule's
+ * column as text, or NULL for a table whose rule narrows nothing. Caller frees. */
+static char *scope_expr(const struct synced_table *t, const char *which)
+{
+    if (t->rule_col < 0)
+        return xstrdup("NULL");
+    return xasprintf("CAST(%s.%s AS TEXT)", which, t->cols[t->rule_col].quoted);
 }
 
 /* For merge tables: the version at which each changed column last changed. */
@@ -114,6 +124,7 @@ static char *sqlite_trigger_sql(const struct synced_table *t)
     char *key_moved = xasprintf(" AND OLD.%s IS NOT NEW.%s", pk, pk);
     char *new_key = xasprintf("NEW.%s", pk), *old_key = xasprintf("OLD.%s", pk);
     char *ins = object_name("ins", t), *upd = object_name("upd", t), *del = object_name("del", t);
+    char *new_scope = scope_expr(t, "NEW"), *old_scope = scope_expr(t, "OLD");
 
     buf_init(&b);
     buf_printf(&b,
@@ -122,22 +133,24 @@ static char *sqlite_trigger_sql(const struct synced_table *t)
                ins, upd, del);
 
     buf_printf(&b, "CREATE TRIGGER %s AFTER INSERT ON %s BEGIN\n", ins, t->quoted);
-    sqlite_log_change(&b, t, new_key, 0, "");
+    sqlite_log_change(&b, t, new_key, new_scope, 0, "");
     if (merge)
         sqlite_field_versions(&b, t, false);
     buf_puts(&b, "END;\n");
 
     buf_printf(&b, "CREATE TRIGGER %s AFTER UPDATE ON %s BEGIN\n", upd, t->quoted);
-    sqlite_log_change(&b, t, old_key, 1, key_moved); /* a changed key deletes the old */
-    sqlite_log_change(&b, t, new_key, 0, "");
+    sqlite_log_change(&b, t, old_key, old_scope, 1, key_moved); /* a changed key deletes the old */
+    sqlite_log_change(&b, t, new_key, new_scope, 0, "");
     if (merge)
         sqlite_field_versions(&b, t, true);
     buf_puts(&b, "END;\n");
 
     buf_printf(&b, "CREATE TRIGGER %s AFTER DELETE ON %s BEGIN\n", del, t->quoted);
-    sqlite_log_change(&b, t, old_key, 1, "");
+    sqlite_log_change(&b, t, old_key, old_scope, 1, "");
     buf_puts(&b, "END;\n");
     free(key_moved);
+    free(new_scope);
+    free(old_scope);
     free(new_key);
     free(old_key);
     free(ins);
@@ -158,14 +171,17 @@ static char *sqlite_trigger_sql(const struct synced_table *t)
 static void pg_log_rows(struct buf *b, const struct synced_table *t, const char *rows, int deleted,
                         const char *where)
 {
+    char *scope = t->rule_col < 0 ? xstrdup("NULL")
+                                  : xasprintf("ferry_r.%s::text", t->cols[t->rule_col].quoted);
     buf_printf(b,
                "  INSERT INTO ferry_changes AS c (tbl, pk, version, deleted, updated_at,"
-               " device_id)\n"
-               "    SELECT %s, ferry_r.%s::text, 1, %d, now_ms, dev FROM %s ferry_r%s\n"
+               " device_id, scope)\n"
+               "    SELECT %s, ferry_r.%s::text, 1, %d, now_ms, dev, %s FROM %s ferry_r%s\n"
                "    ON CONFLICT (tbl, pk) DO UPDATE SET seq = EXCLUDED.seq,\n"
                "      version = c.version + 1, deleted = %d, updated_at = EXCLUDED.updated_at,\n"
-               "      device_id = EXCLUDED.device_id;\n",
-               t->literal, t->cols[t->pk].quoted, deleted, rows, where, deleted);
+               "      device_id = EXCLUDED.device_id, scope = EXCLUDED.scope;\n",
+               t->literal, t->cols[t->pk].quoted, deleted, scope, rows, where, deleted);
+    free(scope);
 }
 
 /* For merge tables: the version at which each changed column (every column of a new
@@ -298,12 +314,47 @@ int changelog_set_device(struct store_conn *c, const char *device, struct err *e
                      device ? &v : &(struct store_val){.type = SV_NULL}, 1, NULL, err);
 }
 
+int changelog_resync_mark(struct store_conn *c, int64_t *seq, struct err *err)
+{
+    bool pg = store_conn_dialect(c) == STORE_POSTGRES, found = false;
+    struct store_val now = sv_int(time_now_ms());
+    /* The placeholder's table '' is no synced table's name, so no feed shows it, and it is
+     * no tombstone, so the purge leaves it. */
+    if (store_run(c,
+                  pg ? "INSERT INTO ferry_changes(tbl, pk, version, deleted, updated_at)"
+                       " VALUES ('', 'resync', 0, 0, $1) ON CONFLICT (tbl, pk) DO UPDATE"
+                       " SET seq = nextval('ferry_change_seq'), updated_at = excluded.updated_at"
+                     : "INSERT INTO ferry_changes(tbl, pk, version, deleted, updated_at)"
+                       " VALUES ('', 'resync', 0, 0, $1) ON CONFLICT (tbl, pk) DO UPDATE"
+                       " SET seq = (SELECT MAX(seq) FROM ferry_changes) + 1,"
+                       " updated_at = excluded.updated_at",
+                  &now, 1, NULL, err) != FERRY_OK)
+        return FERRY_ERR;
+    return store_query_int(c, "SELECT seq FROM ferry_changes WHERE tbl = '' AND pk = 'resync'",
+                           NULL, 0, seq, &found, err);
+}
+
+int changelog_resync_devices(struct store_conn *c, int64_t seq, const char *device_id,
+                             const char *user_id, const char *table, struct err *err)
+{
+    struct store_val v[] = {sv_int(seq), sv_text(device_id ? device_id
+                                                 : user_id ? user_id
+                                                           : table)};
+    const char *sql = device_id ? "UPDATE ferry_devices SET resync_seq = $1 WHERE id = $2"
+                      : user_id ? "UPDATE ferry_devices SET resync_seq = $1 WHERE user_id = $2"
+                                : "UPDATE ferry_devices SET resync_seq = $1 WHERE tables IS NULL"
+                                  " OR ',' || tables || ',' LIKE '%,' || $2 || ',%'";
+    return store_run(c, sql, v, 2, NULL, err);
+}
+
 static char *signature_of(const struct synced_table *t)
 {
     struct buf b;
     buf_init(&b);
-    buf_printf(&b, "v%d;pk=%s;merge=%d;cols=", TRIGGER_VERSION, t->cols[t->pk].name,
-               t->policy == POLICY_MERGE);
+    char *rule = rules_text(&t->rule);
+    buf_printf(&b, "v%d;pk=%s;merge=%d;rule=%s;cols=", TRIGGER_VERSION, t->cols[t->pk].name,
+               t->policy == POLICY_MERGE, rule);
+    free(rule);
     for (size_t i = 0; i < t->n_cols; i++)
         buf_printf(&b, "%s%s", i ? "," : "", t->cols[i].name);
     return buf_steal(&b);
@@ -313,15 +364,48 @@ static char *signature_of(const struct synced_table *t)
  * device pulling from cursor 0 sees the whole table. */
 static int backfill(struct store_conn *c, const struct synced_table *t, struct err *err)
 {
-    char *sql =
-        xasprintf("INSERT INTO ferry_changes(tbl, pk, version, deleted, updated_at, device_id)"
-                  " SELECT CAST($1 AS TEXT), src.k, 1, 0, $2, NULL"
-                  " FROM (SELECT CAST(t.%s AS TEXT) AS k FROM %s t) src"
-                  " WHERE NOT EXISTS (SELECT 1 FROM ferry_changes c"
-                  " WHERE c.tbl = CAST($1 AS TEXT) AND c.pk = src.k) ORDER BY src.k",
-                  t->cols[t->pk].quoted, t->quoted);
+    char *scope = t->rule_col < 0 ? xstrdup("NULL")
+                                  : xasprintf("CAST(t.%s AS TEXT)", t->cols[t->rule_col].quoted);
+    char *sql = xasprintf(
+        "INSERT INTO ferry_changes(tbl, pk, version, deleted, updated_at, device_id, scope)"
+        " SELECT CAST($1 AS TEXT), src.k, 1, 0, $2, NULL, src.s"
+        " FROM (SELECT CAST(t.%s AS TEXT) AS k, %s AS s FROM %s t) src"
+        " WHERE NOT EXISTS (SELECT 1 FROM ferry_changes c"
+        " WHERE c.tbl = CAST($1 AS TEXT) AND c.pk = src.k) ORDER BY src.k",
+        t->cols[t->pk].quoted, scope, t->quoted);
     struct store_val v[] = {sv_text(t->name), sv_int(time_now_ms())};
     int rc = store_run(c, sql, v, 2, NULL, err);
+    free(sql);
+    free(scope);
+    return rc;
+}
+
+/* The part of a rule that decides which rows a credential reads: a change of it (and
+ * only that) sends devices back to cursor 0. */
+static char *read_fingerprint(const struct sync_rule *r)
+{
+    return rules_scoped(r) ? rules_text(r) : xstrdup("");
+}
+
+/* After the table's rule changed: the change log's scope values follow the new rule, the
+ * exits (of the old rule, and those the recomputation itself left: ferry_changes_exit)
+ * go, and the log gets a resync point (t->resync_seq). */
+static int rescope(struct store_conn *c, struct synced_table *t, struct err *err)
+{
+    struct store_val name = sv_text(t->name);
+    char *sql =
+        t->rule_col < 0
+            ? xstrdup("UPDATE ferry_changes SET scope = NULL WHERE tbl = $1")
+            : xasprintf("UPDATE ferry_changes AS c SET scope = (SELECT CAST(t.%s AS TEXT)"
+                        " FROM %s t WHERE t.%s = %s) WHERE c.tbl = $1",
+                        t->cols[t->rule_col].quoted, t->quoted, t->cols[t->pk].quoted, t->pk_cast);
+    int rc = store_run(c, sql, &name, 1, NULL, err);
+    if (rc == FERRY_OK)
+        rc = store_run(c, "DELETE FROM ferry_scope_exits WHERE tbl = $1", &name, 1, NULL, err);
+    if (rc == FERRY_OK)
+        rc = changelog_resync_mark(c, &t->resync_seq, err);
+    if (rc == FERRY_OK)
+        rc = changelog_resync_devices(c, t->resync_seq, NULL, NULL, t->name, err);
     free(sql);
     return rc;
 }
@@ -355,48 +439,72 @@ static int triggers_present(struct store_conn *c, const struct synced_table *t, 
     return rc;
 }
 
-static int install(struct store_conn *c, const struct synced_table *t, struct err *err)
+/* What ferry_synced holds for the table: whether its signature is the current one,
+ * whether the rule's read part changed (a table synced before), and its resync point. */
+static int stored_state(struct store_conn *c, struct synced_table *t, const char *signature,
+                        bool *current, bool *rule_changed, struct err *err)
 {
-    bool pg = store_conn_dialect(c) == STORE_POSTGRES;
-    char *signature = signature_of(t), *sql = NULL;
     struct store_rows *rows = NULL;
     struct store_val name = sv_text(t->name);
-    int rc = FERRY_ERR, step;
-    bool current = false;
-
-    if (store_query(c, "SELECT signature FROM ferry_synced WHERE tbl = $1", &name, 1, &rows, err) !=
-        FERRY_OK)
-        goto out;
-    if ((step = store_rows_next(rows, err)) < 0)
-        goto out;
-    current = step == 1 && !strcmp(store_rows_text(rows, 0), signature);
+    int step = FERRY_ERR;
+    *current = *rule_changed = false;
+    if (store_query(c, "SELECT signature, rule, resync_seq FROM ferry_synced WHERE tbl = $1", &name,
+                    1, &rows, err) == FERRY_OK &&
+        (step = store_rows_next(rows, err)) == 1) {
+        struct sync_rule old = {0};
+        struct err ignored = {0};
+        *current = !strcmp(store_rows_text(rows, 0), signature);
+        /* a stored rule this version cannot read counts as changed */
+        bool readable = rules_parse(store_rows_text(rows, 1), &old, &ignored) == FERRY_OK ||
+                        !*store_rows_text(rows, 1);
+        char *was = read_fingerprint(&old), *now = read_fingerprint(&t->rule);
+        *rule_changed = !readable || strcmp(was, now) != 0;
+        t->resync_seq = store_rows_int(rows, 2);
+        rules_cleanup(&old);
+        free(was);
+        free(now);
+    }
     store_rows_free(rows);
-    rows = NULL;
-    bool present = false;
+    return step < 0 ? FERRY_ERR : FERRY_OK;
+}
+
+static int install(struct store_conn *c, struct synced_table *t, struct err *err)
+{
+    bool pg = store_conn_dialect(c) == STORE_POSTGRES;
+    char *signature = signature_of(t), *sql = NULL, *rule = rules_text(&t->rule);
+    int rc = FERRY_ERR;
+    bool current = false, rule_changed = false, present = false;
+
+    if (stored_state(c, t, signature, &current, &rule_changed, err) != FERRY_OK)
+        goto out;
     if (current && triggers_present(c, t, &present, err) != FERRY_OK)
         goto out;
-    current = current && present;
-    if (current) {
+    if (current && present) {
         rc = FERRY_OK;
         goto out;
     }
     sql = pg ? pg_trigger_sql(t) : sqlite_trigger_sql(t);
-    struct store_val v[] = {sv_text(t->name), sv_text(signature), sv_int(time_now_ms())};
     if (store_begin(c, err) != FERRY_OK || changelog_lock(c, err) != FERRY_OK ||
         store_exec(c, sql, err) != FERRY_OK || backfill(c, t, err) != FERRY_OK ||
-        store_run(c,
-                  "INSERT INTO ferry_synced(tbl, signature, installed_at) VALUES ($1, $2, $3)"
+        (rule_changed && rescope(c, t, err) != FERRY_OK))
+        goto out;
+    struct store_val v[] = {sv_text(t->name), sv_text(signature), sv_int(time_now_ms()),
+                            sv_text(rule), sv_int(t->resync_seq)};
+    if (store_run(c,
+                  "INSERT INTO ferry_synced(tbl, signature, installed_at, rule, resync_seq)"
+                  " VALUES ($1, $2, $3, $4, $5)"
                   " ON CONFLICT (tbl) DO UPDATE SET signature = excluded.signature,"
-                  " installed_at = excluded.installed_at",
-                  v, 3, NULL, err) != FERRY_OK ||
+                  " installed_at = excluded.installed_at, rule = excluded.rule,"
+                  " resync_seq = excluded.resync_seq",
+                  v, 5, NULL, err) != FERRY_OK ||
         store_commit(c, err) != FERRY_OK)
         goto out;
     rc = FERRY_OK;
 out:
-    store_rows_free(rows);
     store_rollback(c);
     free(signature);
     free(sql);
+    free(rule);
     return rc;
 }
 
@@ -413,6 +521,7 @@ static int describe(struct store_conn *c, const char *name, const char *sql_name
     t->literal = sql_literal(name);
     t->policy = policy;
     t->deleted_col = -1;
+    t->rule_col = -1;
     if (store_table_info(c, sql_name, &info, err) != FERRY_OK)
         goto out;
     if (info->n_pk != 1) {
@@ -491,7 +600,51 @@ static int find_policy(const char *policies, const char *table, enum conflict_po
     return rc;
 }
 
-int tables_load(struct store *st, const char *list, const char *policies,
+/* Gives t the configured rule, checking its column exists. */
+static int attach_rule(const char *rules, struct synced_table *t, struct err *err)
+{
+    if (rules_find(rules, t->name, &t->rule, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (!rules_scoped(&t->rule))
+        return FERRY_OK;
+    t->rule_col = tables_column(t, t->rule.column);
+    if (t->rule_col < 0)
+        return err_set(err, ERR_INVALID, "sync rule names column '%s', which the table lacks",
+                       t->rule.column);
+    return FERRY_OK;
+}
+
+/* Whether the comma list (items may have spaces around them) names table. */
+static bool list_has(const char *list, const char *table)
+{
+    size_t len = strlen(table);
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *end = p;
+        while (*end && *end != ',')
+            end++;
+        const char *last = end;
+        while (last > p && last[-1] == ' ')
+            last--;
+        if ((size_t)(last - p) == len && !strncmp(p, table, len))
+            return true;
+        p = end;
+    }
+    return false;
+}
+
+static int rule_table_synced(void *ctx, const char *table, struct err *err)
+{
+    const char *list = ctx;
+    return list_has(list, table)
+               ? FERRY_OK
+               : err_set(err, ERR_INVALID,
+                         "sync rule for table '%.100s': the table is not synced (allowed-tables)",
+                         table);
+}
+
+int tables_load(struct store *st, const char *list, const char *policies, const char *rules,
                 enum conflict_policy default_policy, struct synced_set *out, struct err *err)
 {
     struct store_conn *c = NULL;
@@ -499,6 +652,9 @@ int tables_load(struct store *st, const char *list, const char *policies,
     int rc = FERRY_ERR;
 
     memset(out, 0, sizeof(*out));
+    if (rules_check_list(rules, err) != FERRY_OK ||
+        rules_each_table(rules, rule_table_synced, copy, err) != FERRY_OK)
+        goto out;
     if (store_acquire(st, &c, err) != FERRY_OK)
         goto out;
     for (char *name = strtok_r(copy, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
@@ -524,7 +680,8 @@ int tables_load(struct store *st, const char *list, const char *policies,
             goto out;
         out->tables = xrealloc(out->tables, (out->n + 1) * sizeof(*out->tables));
         struct synced_table *t = &out->tables[out->n++];
-        if (describe(c, name, name, policy, t, err) != FERRY_OK || install(c, t, err) != FERRY_OK) {
+        if (describe(c, name, name, policy, t, err) != FERRY_OK ||
+            attach_rule(rules, t, err) != FERRY_OK || install(c, t, err) != FERRY_OK) {
             char reason[sizeof(err->msg)];
             snprintf(reason, sizeof(reason), "%s", err->msg);
             err_set(err, err->code, "cannot sync table '%s': %s", name, reason);
@@ -572,6 +729,7 @@ void tables_cleanup(struct synced_set *set)
         free(t->quoted);
         free(t->literal);
         free(t->pk_cast);
+        rules_cleanup(&t->rule);
         rowwrite_table_free(&t->rw);
     }
     free(set->tables);

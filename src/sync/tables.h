@@ -9,6 +9,7 @@
 
 #include "sync/parents.h"
 #include "sync/rowwrite.h"
+#include "sync/rules.h"
 #include "sync/values.h"
 #include "ferry.h"
 #include "store/store.h"
@@ -42,6 +43,11 @@ struct synced_table {
     int deleted_col; /* a column that marks a row deleted while keeping it; -1: none */
     struct rowwrite_table rw;   /* how pushes' statements name it */
     struct parent_keys parents; /* its foreign keys, for pushes to lock first (PostgreSQL) */
+    struct sync_rule rule;      /* who may read and write its rows (RULE_NONE: everyone) */
+    int rule_col;               /* owner and claim rules: the column's index; -1 otherwise */
+    /* A device whose cursor is above 0 and below this seq must pull again from 0: the
+     * table's rule changed at that point (0: never). */
+    int64_t resync_seq;
 };
 
 /* The name of the files namespace in the change feed (DESIGN.md section 2). */
@@ -52,12 +58,15 @@ struct synced_set {
     size_t n;
 };
 
-/* Parses "a,b,c" and "t=merge,u=manual" into the set, checks every table against the
- * database (it must exist and have a single-column primary key of an integer or text
- * type), installs the capture triggers where missing, and records existing rows of a
- * newly synced table in the change log so the feed starts complete. On failure err
- * names the table and the reason; nothing is left half-installed for that table. */
-int tables_load(struct store *st, const char *list, const char *policies,
+/* Parses "a,b,c", "t=merge,u=manual" and the sync rules "t=owner:user_id,u=shared" into
+ * the set, checks every table against the database (it must exist and have a
+ * single-column primary key of an integer or text type; a rule's column must exist and a
+ * rule must name a synced table), installs the capture triggers where missing, and
+ * records existing rows of a newly synced table in the change log so the feed starts
+ * complete. A table whose rule differs from the one stored gets its change log's scope
+ * values recomputed and a resync point (resync_seq). On failure err names the table and
+ * the reason; nothing is left half-installed for that table. */
+int tables_load(struct store *st, const char *list, const char *policies, const char *rules,
                 enum conflict_policy default_policy, struct synced_set *out, struct err *err);
 void tables_cleanup(struct synced_set *set);
 
@@ -78,6 +87,18 @@ int changelog_lock(struct store_conn *c, struct err *err);
  * no device). SQLite's triggers read it from ferry_writer, so set it back to NULL before
  * commit; PostgreSQL's setting ends with the transaction. */
 int changelog_set_device(struct store_conn *c, const char *device, struct err *err);
+
+/* Inside a write transaction holding the change log's lock: moves the log's head on by
+ * one (a placeholder entry no feed shows) and gives its seq: a device whose cursor is
+ * below it must resync, and one that pulls again from 0 ends at or above it. */
+int changelog_resync_mark(struct store_conn *c, int64_t *seq, struct err *err);
+
+/* Marks devices for a resync at seq (from changelog_resync_mark): the one named by
+ * device_id, else the devices of user_id, else (both NULL) every device that may sync
+ * table. Their next feed read from a cursor above 0 and below seq answers "resync
+ * required" (feed.c). Inside the caller's transaction. */
+int changelog_resync_devices(struct store_conn *c, int64_t seq, const char *device_id,
+                             const char *user_id, const char *table, struct err *err);
 
 int tables_parse_policy(const char *name, enum conflict_policy *out);
 const char *tables_policy_name(enum conflict_policy policy);

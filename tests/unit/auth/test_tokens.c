@@ -38,7 +38,8 @@ static int teardown(void **state)
 static char *create(struct store_conn *c, const char *role, const char *name, const char *user_id,
                     const char *device_id, int64_t expires_at, char id[40])
 {
-    struct token_spec spec = {tokens_parse_role(role), name, user_id, device_id, expires_at, NULL};
+    struct token_spec spec = {
+        tokens_parse_role(role), name, user_id, device_id, expires_at, NULL, NULL};
     struct err err = {0};
     char *secret = NULL;
     if (tokens_create(c, &spec, &secret, id, &err) != FERRY_OK)
@@ -221,36 +222,38 @@ static void test_create_validation(void **state)
     memset(long_name, 'n', 201);
     long_name[201] = '\0';
 
-    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_NONE, "x", "u", NULL, 0, NULL},
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_NONE, "x", "u", NULL, 0, NULL, NULL},
                    "role must be admin, user or device");
-    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_NONE, "x", "u", NULL, 0, NULL},
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_NONE, "x", "u", NULL, 0, NULL, NULL},
                    "role must be admin, user or device");
-    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_NONE, "x", NULL, NULL, 0, NULL},
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_NONE, "x", NULL, NULL, 0, NULL, NULL},
                    "role must be admin, user or device");
-    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_ADMIN, "", NULL, NULL, 0, NULL},
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_ADMIN, "", NULL, NULL, 0, NULL, NULL},
                    "name must be 1 to 200 characters");
-    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_ADMIN, NULL, NULL, NULL, 0, NULL},
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_ADMIN, NULL, NULL, NULL, 0, NULL, NULL},
                    "name must be 1 to 200 characters");
-    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_ADMIN, long_name, NULL, NULL, 0, NULL},
+    expect_invalid(f->c,
+                   &(struct token_spec){TOKEN_ROLE_ADMIN, long_name, NULL, NULL, 0, NULL, NULL},
                    "name must be 1 to 200 characters");
-    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_USER, "x", NULL, NULL, 0, NULL},
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_USER, "x", NULL, NULL, 0, NULL, NULL},
                    "a user token needs a user");
-    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_USER, "x", "", NULL, 0, NULL},
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_USER, "x", "", NULL, 0, NULL, NULL},
                    "a user token needs a user");
-    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_DEVICE, "x", NULL, "d1", 0, NULL},
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_DEVICE, "x", NULL, "d1", 0, NULL, NULL},
                    "a device token needs a user");
-    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_DEVICE, "x", "alice", NULL, 0, NULL},
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_DEVICE, "x", "alice", NULL, 0, NULL, NULL},
                    "a device token needs a device id");
-    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_DEVICE, "x", "alice", "", 0, NULL},
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_DEVICE, "x", "alice", "", 0, NULL, NULL},
                    "a device token needs a device id");
-    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_USER, "x", "alice", "d1", 0, NULL},
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_USER, "x", "alice", "d1", 0, NULL, NULL},
                    "only a device token has a device id");
-    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_ADMIN, "x", NULL, "d1", 0, NULL},
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_ADMIN, "x", NULL, "d1", 0, NULL, NULL},
                    "only a device token has a device id");
     expect_invalid(
-        f->c, &(struct token_spec){TOKEN_ROLE_USER, "x", "alice", NULL, time_now_ms() - 1, NULL},
+        f->c,
+        &(struct token_spec){TOKEN_ROLE_USER, "x", "alice", NULL, time_now_ms() - 1, NULL, NULL},
         "the expiry must be in the future");
-    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_USER, "x", "alice", NULL, 1, NULL},
+    expect_invalid(f->c, &(struct token_spec){TOKEN_ROLE_USER, "x", "alice", NULL, 1, NULL, NULL},
                    "the expiry must be in the future");
 
     /* Nothing was stored by any of them. */
@@ -441,9 +444,9 @@ static void test_valid_role(void **state)
 
 static bool has_key_set(json_t *obj)
 {
-    static const char *const keys[] = {"id",           "name",       "role",       "user_id",
-                                       "device_id",    "prefix",     "created_at", "expires_at",
-                                       "last_used_at", "revoked_at", "revoked",    "tables"};
+    static const char *const keys[] = {
+        "id",         "name",         "role",       "user_id", "device_id", "prefix", "created_at",
+        "expires_at", "last_used_at", "revoked_at", "revoked", "tables",    "attrs"};
     if (json_object_size(obj) != sizeof(keys) / sizeof(keys[0]))
         return false;
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
@@ -574,6 +577,43 @@ static void test_revoke_unknown(void **state)
     assert_string_equal(err.msg, "no token with id 'tok_missing'");
 }
 
+/* Attributes are checked, stored compact with sorted names, and come back with the token
+ * when it authenticates; changing them marks the token's device for a resync. */
+static void test_attributes(void **state)
+{
+    struct store_fixture *f = *state;
+    struct err err = {0};
+    struct token_info info;
+    char id[40], *clean = NULL;
+
+    assert_int_equal(tokens_check_attrs("{ \"z\": 1, \"a\": \"x\" }", &clean, &err), FERRY_OK);
+    assert_string_equal(clean, "{\"a\":\"x\",\"z\":1}");
+    free(clean);
+    assert_int_equal(tokens_check_attrs("{}", &clean, &err), FERRY_OK);
+    assert_null(clean);
+    const char *bad[] = {"[1]", "{\"a\": 1.5}", "{\"a\": {}}", "{\"\": \"x\"}", "nope", NULL};
+    for (size_t i = 0; bad[i]; i++)
+        assert_int_equal(tokens_check_attrs(bad[i], &clean, &err), FERRY_ERR);
+
+    struct token_spec spec = {TOKEN_ROLE_DEVICE,         "d", "alice", "dev-1", 0, NULL,
+                              "{\"tenant_id\":\"acme\"}"};
+    char *secret = NULL;
+    assert_int_equal(tokens_create(f->c, &spec, &secret, id, &err), FERRY_OK);
+    assert_int_equal(tokens_authenticate(f->c, secret, time_now_ms(), &info, &err), FERRY_OK);
+    assert_string_equal(info.attrs, "{\"tenant_id\":\"acme\"}");
+
+    assert_int_equal(count(f->c, "SELECT resync_seq FROM ferry_devices WHERE id = 'dev-1'"), 0);
+    assert_int_equal(tokens_set_attrs(f->c, id, "{\"tenant_id\":\"acme\"}", &err), FERRY_OK);
+    assert_int_equal(count(f->c, "SELECT resync_seq FROM ferry_devices WHERE id = 'dev-1'"), 0);
+    assert_int_equal(tokens_set_attrs(f->c, id, "{\"tenant_id\":\"globex\"}", &err), FERRY_OK);
+    assert_true(count(f->c, "SELECT resync_seq FROM ferry_devices WHERE id = 'dev-1'") > 0);
+    assert_int_equal(tokens_authenticate(f->c, secret, time_now_ms(), &info, &err), FERRY_OK);
+    assert_string_equal(info.attrs, "{\"tenant_id\":\"globex\"}");
+    assert_int_equal(tokens_set_attrs(f->c, "tok_nope", "{}", &err), FERRY_ERR);
+    assert_int_equal(err.code, ERR_NOT_FOUND);
+    free(secret);
+}
+
 #define TEST(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -594,6 +634,7 @@ int main(void)
         TEST(test_list_has_no_secret),
         TEST(test_get),
         TEST(test_revoke_unknown),
+        TEST(test_attributes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

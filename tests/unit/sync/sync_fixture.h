@@ -52,7 +52,7 @@ static inline int sync_fixture_open(void **state, const char *name, enum store_d
     }
     if (store_exec(f->store.c, SYNC_SCHEMA, &err) != FERRY_OK ||
         tables_load(f->store.st, "notes,orders,keep,merged", "orders=manual,keep=skip,merged=merge",
-                    POLICY_OVERWRITE, &f->set, &err) != FERRY_OK) {
+                    NULL, POLICY_OVERWRITE, &f->set, &err) != FERRY_OK) {
         fprintf(stderr, "sync fixture: %s\n", err.msg);
         sync_fixture_close(state);
         return -1;
@@ -120,7 +120,11 @@ static inline json_t *sync_feed(struct sync_fixture *f, int64_t cursor, const ch
     struct err err = {0};
     for (size_t i = 0; i < f->set.n; i++)
         tables[i] = &f->set.tables[i];
-    struct feed_query q = {tables, f->set.n, cursor, limit, device};
+    struct feed_query q = {.tables = tables,
+                           .n_tables = f->set.n,
+                           .cursor = cursor,
+                           .limit = limit,
+                           .exclude_device = device};
     if (feed_read(f->store.c, &q, page, &err) != FERRY_OK)
         fail_msg("feed_read: %s", err.msg);
     return page->changes;

@@ -37,7 +37,7 @@ static void test_list_and_get(void **state)
     char *id = make_conflict(f, 1);
     json_t *list = NULL, *one = NULL;
     char owner[128];
-    struct conflict_filter alice = {"alice", "open", NULL}, bob = {"bob", NULL, NULL};
+    struct conflict_filter alice = {"alice", "open", NULL, NULL}, bob = {"bob", NULL, NULL, NULL};
     assert_int_equal(conflicts_list(f->store.c, &f->set, &alice, &list, &err), FERRY_OK);
     assert_int_equal(json_array_size(list), 1);
     json_decref(list);
@@ -45,7 +45,8 @@ static void test_list_and_get(void **state)
     assert_int_equal(json_array_size(list), 0);
     json_decref(list);
     /* a credential's table scope is part of the query */
-    struct conflict_filter scoped = {"alice", NULL, "notes,keep"}, orders = {NULL, NULL, "orders"};
+    struct conflict_filter scoped = {"alice", NULL, "notes,keep", NULL},
+                           orders = {NULL, NULL, "orders", NULL};
     assert_int_equal(conflicts_list(f->store.c, &f->set, &scoped, &list, &err), FERRY_OK);
     assert_int_equal(json_array_size(list), 0);
     json_decref(list);
@@ -70,9 +71,9 @@ static void test_resolutions(void **state)
     char *keep = make_conflict(f, 1), *take = make_conflict(f, 2), *merge = make_conflict(f, 3);
     json_t *out = NULL;
 
-    assert_int_equal(
-        conflicts_resolve(f->store.c, &f->set, keep, "keep_server", NULL, "alice", &out, &err),
-        FERRY_OK);
+    assert_int_equal(conflicts_resolve(f->store.c, &f->set, keep, "keep_server", NULL, "alice",
+                                       NULL, &out, &err),
+                     FERRY_OK);
     assert_string_equal(json_string_value(json_object_get(out, "status")), "resolved");
     json_decref(out);
     assert_int_equal(sync_int(f, "SELECT qty FROM orders WHERE id = 1"), 10);
@@ -80,32 +81,32 @@ static void test_resolutions(void **state)
                                  " AND pk = '1'"),
                      3); /* a resolution is a change in the feed */
 
-    assert_int_equal(
-        conflicts_resolve(f->store.c, &f->set, take, "take_client", NULL, "alice", &out, &err),
-        FERRY_OK);
+    assert_int_equal(conflicts_resolve(f->store.c, &f->set, take, "take_client", NULL, "alice",
+                                       NULL, &out, &err),
+                     FERRY_OK);
     json_decref(out);
     assert_int_equal(sync_int(f, "SELECT qty FROM orders WHERE id = 2"), 20);
 
     json_t *data = json_pack("{s:i}", "qty", 15);
     assert_int_equal(
-        conflicts_resolve(f->store.c, &f->set, merge, "merge", data, "alice", &out, &err),
+        conflicts_resolve(f->store.c, &f->set, merge, "merge", data, "alice", NULL, &out, &err),
         FERRY_OK);
     json_decref(out);
     assert_int_equal(sync_int(f, "SELECT qty FROM orders WHERE id = 3"), 15);
 
     /* once only; unknown ids and resolutions are refused */
-    assert_int_equal(
-        conflicts_resolve(f->store.c, &f->set, keep, "take_client", NULL, "alice", &out, &err),
-        FERRY_ERR);
+    assert_int_equal(conflicts_resolve(f->store.c, &f->set, keep, "take_client", NULL, "alice",
+                                       NULL, &out, &err),
+                     FERRY_ERR);
     assert_int_equal(err.code, ERR_CONFLICT);
-    assert_int_equal(
-        conflicts_resolve(f->store.c, &f->set, "cf_nope", "keep_server", NULL, "alice", &out, &err),
-        FERRY_ERR);
+    assert_int_equal(conflicts_resolve(f->store.c, &f->set, "cf_nope", "keep_server", NULL, "alice",
+                                       NULL, &out, &err),
+                     FERRY_ERR);
     assert_int_equal(err.code, ERR_NOT_FOUND);
     json_t *bad = json_pack("{s:s}", "colour", "red");
     char *fourth = make_conflict(f, 4);
     assert_int_equal(
-        conflicts_resolve(f->store.c, &f->set, fourth, "merge", bad, "alice", &out, &err),
+        conflicts_resolve(f->store.c, &f->set, fourth, "merge", bad, "alice", NULL, &out, &err),
         FERRY_ERR);
     assert_int_equal(err.code, ERR_INVALID);
     assert_int_equal(sync_int(f, "SELECT qty FROM orders WHERE id = 4"), 10);

@@ -77,7 +77,7 @@ static void test_tombstones_and_cursors(void **state)
     json_decref(ch);
 
     const struct synced_table *t = tables_find(&f->set, "notes");
-    struct feed_query q = {&t, 1, 99, 10, NULL};
+    struct feed_query q = {.tables = &t, .n_tables = 1, .cursor = 99, .limit = 10};
     assert_int_equal(feed_read(f->store.c, &q, &page, &err), FERRY_ERR);
     assert_int_equal(err.code, ERR_INVALID);
 
@@ -106,7 +106,7 @@ static void test_behind_the_horizon_is_gone(void **state)
                  "{\"table\":\"notes\",\"action\":\"insert\",\"data\":{\"id\":\"b\"}}]");
     assert_int_equal(store_exec(f->store.c, "UPDATE ferry_writer SET horizon = 2", &err), FERRY_OK);
     const struct synced_table *t = tables_find(&f->set, "notes");
-    struct feed_query q = {&t, 1, 1, 10, NULL};
+    struct feed_query q = {.tables = &t, .n_tables = 1, .cursor = 1, .limit = 10};
     assert_int_equal(feed_read(f->store.c, &q, &page, &err), FERRY_ERR);
     assert_int_equal(err.code, ERR_GONE);
     q.cursor = 0; /* a full resync is always possible */

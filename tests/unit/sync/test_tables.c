@@ -40,14 +40,15 @@ static void test_refuses_what_cannot_sync(void **state)
     static const char *const lists[] = {"missing", "twokeys", "nokey", "notes,missing"};
     for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
         memset(&err, 0, sizeof(err));
-        assert_int_equal(tables_load(f->store.st, lists[i], NULL, POLICY_OVERWRITE, &set, &err),
-                         FERRY_ERR);
+        assert_int_equal(
+            tables_load(f->store.st, lists[i], NULL, NULL, POLICY_OVERWRITE, &set, &err),
+            FERRY_ERR);
         assert_true(err.msg[0] != '\0');
         tables_cleanup(&set);
     }
     memset(&err, 0, sizeof(err));
     assert_int_equal(
-        tables_load(f->store.st, "notes", "notes=sometimes", POLICY_OVERWRITE, &set, &err),
+        tables_load(f->store.st, "notes", "notes=sometimes", NULL, POLICY_OVERWRITE, &set, &err),
         FERRY_ERR);
     tables_cleanup(&set);
 }
@@ -62,12 +63,12 @@ static void test_rows_there_first_are_logged(void **state)
                                 "INSERT INTO later VALUES (1, 'a'), (2, 'b')",
                                 &err),
                      FERRY_OK);
-    assert_int_equal(tables_load(f->store.st, "later", NULL, POLICY_OVERWRITE, &set, &err),
+    assert_int_equal(tables_load(f->store.st, "later", NULL, NULL, POLICY_OVERWRITE, &set, &err),
                      FERRY_OK);
     assert_int_equal(sync_int(f, "SELECT COUNT(*) FROM ferry_changes WHERE tbl = 'later'"), 2);
     tables_cleanup(&set);
     /* loading again (a restart) logs nothing twice */
-    assert_int_equal(tables_load(f->store.st, "later", NULL, POLICY_OVERWRITE, &set, &err),
+    assert_int_equal(tables_load(f->store.st, "later", NULL, NULL, POLICY_OVERWRITE, &set, &err),
                      FERRY_OK);
     assert_int_equal(sync_int(f, "SELECT COUNT(*) FROM ferry_changes WHERE tbl = 'later'"), 2);
     tables_cleanup(&set);
