@@ -449,10 +449,25 @@ static int current_version(struct store_conn *c, int *version, struct err *err)
     return FERRY_OK;
 }
 
-/* Applies each migration newer than the database in its own transaction, recording
- * its version in the same transaction. Two nodes starting at once on one PostgreSQL
- * database race on the version row's primary key: the loser's transaction fails, it
- * re-reads the version and carries on from there. */
+/* Whether migration version is recorded as applied. */
+static int applied(struct store_conn *c, int version, bool *out, struct err *err)
+{
+    struct store_val v = sv_int(version);
+    int64_t n = 0;
+    bool found = false;
+    if (store_query_int(c, "SELECT COUNT(*) FROM ferry_schema_version WHERE version = $1", &v, 1,
+                        &n, &found, err) != FERRY_OK)
+        return FERRY_ERR;
+    *out = n > 0;
+    return FERRY_OK;
+}
+
+/* Applies each migration the database has not recorded, in the list's order, each in its
+ * own transaction that records its version. Recorded versions are a set, not a high-water
+ * mark: branches developed side by side add migrations with numbers below ones already
+ * applied elsewhere, and each must still run once. Two nodes starting at once on one
+ * PostgreSQL database race on the version row's primary key: the loser's transaction
+ * fails, it finds the version recorded and carries on. */
 static int run_migrations(struct store *st, struct err *err)
 {
     struct store_conn *c = NULL;
@@ -475,10 +490,11 @@ static int run_migrations(struct store *st, struct err *err)
     for (size_t i = 0; i < store_n_migrations; i++) {
         const struct migration *m = &store_migrations[i];
         struct err step_err = {0};
+        bool done = false;
         for (int attempt = 0; attempt < 3; attempt++) {
-            if (current_version(c, &version, err) != FERRY_OK)
+            if (applied(c, m->version, &done, err) != FERRY_OK)
                 goto out;
-            if (version >= m->version)
+            if (done)
                 break;
             const char *sql = st->dialect == STORE_SQLITE ? m->sqlite_sql : m->pg_sql;
             struct store_val v[] = {sv_int(m->version), sv_int(time_now_ms())};
@@ -492,13 +508,15 @@ static int run_migrations(struct store *st, struct err *err)
                 break;
             store_rollback(c);
         }
-        if (current_version(c, &version, err) != FERRY_OK)
+        if (applied(c, m->version, &done, err) != FERRY_OK)
             goto out;
-        if (version < m->version) {
+        if (!done) {
             err_set(err, ERR_DATABASE, "migration %d failed: %s", m->version, step_err.msg);
             goto out;
         }
     }
+    if (current_version(c, &version, err) != FERRY_OK)
+        goto out;
     st->schema_version = version;
     rc = FERRY_OK;
 out:
