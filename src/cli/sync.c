@@ -44,9 +44,9 @@ static void sync_usage(FILE *out)
 static int parse_args(int argc, char **argv, struct sync_args *a)
 {
     static const struct option options[] = {
-        {"url", required_argument, NULL, 'u'},     {"token", required_argument, NULL, 't'},
-        {"cacert", required_argument, NULL, 'c'},  {"watch", required_argument, NULL, 'w'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"url", required_argument, NULL, 'u'},    {"token", required_argument, NULL, 't'},
+        {"cacert", required_argument, NULL, 'c'}, {"watch", required_argument, NULL, 'w'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     int opt;
     a->url = getenv("FERRY_URL");
@@ -126,5 +126,5 @@ static int run_sync(int argc, char **argv)
     return rc;
 }
 
-const struct cli_command cli_sync = {"sync", "sync a local SQLite replica with a server",
-                                     run_sync, sync_usage};
+const struct cli_command cli_sync = {"sync", "sync a local SQLite replica with a server", run_sync,
+                                     sync_usage};

@@ -22,8 +22,8 @@ static int load_replica_id(ferry_replica *r)
 {
     sqlite3_stmt *st = NULL;
     int rc = FERRY_CLIENT_ELOCAL;
-    if (sqlite3_prepare_v2(r->db, "SELECT replica_id FROM ferry_client_state WHERE id = 1", -1,
-                           &st, NULL) == SQLITE_OK &&
+    if (sqlite3_prepare_v2(r->db, "SELECT replica_id FROM ferry_client_state WHERE id = 1", -1, &st,
+                           NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW) {
         r->replica_id = xstrdup((const char *)sqlite3_column_text(st, 0));
         rc = FERRY_CLIENT_OK;
@@ -49,7 +49,8 @@ static int take_options(ferry_replica *r, const struct ferry_client_options *o)
     if (!o || !o->url || !*o->url || !o->token || !*o->token)
         return fc_fail(r, FERRY_CLIENT_EINVAL, "the server URL and a token are required");
     if (strncmp(o->url, "http://", 7) != 0 && strncmp(o->url, "https://", 8) != 0)
-        return fc_fail(r, FERRY_CLIENT_EINVAL, "the server URL must start with http:// or https://");
+        return fc_fail(r, FERRY_CLIENT_EINVAL,
+                       "the server URL must start with http:// or https://");
     r->url = xstrdup(o->url);
     size_t len = strlen(r->url);
     while (len && r->url[len - 1] == '/')
@@ -138,8 +139,9 @@ int64_t ferry_pending(ferry_replica *r)
 {
     sqlite3_stmt *st = NULL;
     int64_t n = FERRY_CLIENT_ELOCAL;
-    if (sqlite3_prepare_v2(r->db, "SELECT COUNT(*) FROM (SELECT DISTINCT tbl, pk FROM"
-                                  " ferry_client_outbox)",
+    if (sqlite3_prepare_v2(r->db,
+                           "SELECT COUNT(*) FROM (SELECT DISTINCT tbl, pk FROM"
+                           " ferry_client_outbox)",
                            -1, &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW)
         n = sqlite3_column_int64(st, 0);

@@ -13,7 +13,7 @@
 
 /* The outbox keeps which rows changed (their key as text, as the server keys its change
  * log), not how: a push sends each row as it is then, so many edits of a row are one
- * operation and a row inserted and deleted again before a push is a delete. The capture
+ * operation and a row inserted and deleted again before a push is a delete.
  * A remote change to a row with local changes not yet pushed is held back
  * (ferry_client_held) until the push of that row says whether the server kept its own
  * row (then the held change is applied) or took the local one. The capture
@@ -36,7 +36,12 @@ static const char SETUP_SQL[] =
     " tbl TEXT NOT NULL, pk TEXT NOT NULL, version INTEGER NOT NULL, data TEXT,"
     " PRIMARY KEY (tbl, pk)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS ferry_client_seen ("
-    " tbl TEXT NOT NULL, pk TEXT NOT NULL, PRIMARY KEY (tbl, pk)) WITHOUT ROWID;";
+    " tbl TEXT NOT NULL, pk TEXT NOT NULL, PRIMARY KEY (tbl, pk)) WITHOUT ROWID;"
+    /* The batch being pushed, exactly as sent: after a failure or a crash it is sent
+     * again unchanged, batch id and all, so the server answers from its first answer
+     * whatever the app wrote meanwhile. */
+    "CREATE TABLE IF NOT EXISTS ferry_client_inflight ("
+    " id INTEGER PRIMARY KEY CHECK (id = 1), body TEXT NOT NULL, last INTEGER NOT NULL);";
 
 int fc_fail(ferry_replica *r, int status, const char *fmt, ...)
 {
@@ -145,8 +150,8 @@ static char *create_sql(const struct fc_table *t)
 static int check_columns(ferry_replica *r, const struct fc_table *t)
 {
     for (int i = 0; i < t->n_cols; i++) {
-        int found = sqlite3_table_column_metadata(r->db, NULL, t->name, t->cols[i].name, NULL,
-                                                  NULL, NULL, NULL, NULL);
+        int found = sqlite3_table_column_metadata(r->db, NULL, t->name, t->cols[i].name, NULL, NULL,
+                                                  NULL, NULL, NULL);
         if (found != SQLITE_OK)
             return fc_fail(r, FERRY_CLIENT_ESCHEMA,
                            "local table %s has no column %s, which the server syncs", t->name,
@@ -169,7 +174,8 @@ static char *triggers_sql(const struct fc_table *t)
     char *lit = quote_literal(t->name);
     const char *pk = t->cols[t->pk].quoted;
     const char *when = "WHEN (SELECT applying FROM ferry_client_state WHERE id = 1) = 0";
-    char *ins = trigger_name(t, "ins"), *upd = trigger_name(t, "upd"), *del = trigger_name(t, "del");
+    char *ins = trigger_name(t, "ins"), *upd = trigger_name(t, "upd"),
+         *del = trigger_name(t, "del");
     /* An update that changes the key records both keys: the old one reads as gone. */
     char *sql = xasprintf(
         "CREATE TRIGGER IF NOT EXISTS %s AFTER INSERT ON %s %s BEGIN"
@@ -282,8 +288,8 @@ static json_t *value_json(sqlite3_stmt *st, int i, const char *type)
         json_t *v = json_loads(text, JSON_DECODE_ANY, NULL);
         return v ? v : json_string(text);
     }
-    bool numeric = !strcmp(type, "integer") || !strcmp(type, "real") ||
-                   !strcmp(type, "numeric") || !strcmp(type, "boolean");
+    bool numeric = !strcmp(type, "integer") || !strcmp(type, "real") || !strcmp(type, "numeric") ||
+                   !strcmp(type, "boolean");
     if (kind == SQLITE_INTEGER)
         return numeric ? json_integer(sqlite3_column_int64(st, i)) : text_of_number(st, i);
     if (kind == SQLITE_FLOAT)
@@ -390,10 +396,10 @@ static int upsert_row(ferry_replica *r, const struct fc_table *t, json_t *data)
                        t->cols[i].quoted);
         n++;
     }
-    char *sql = xasprintf("INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (%s) DO %s%s", t->quoted,
-                          cols.data ? cols.data : "", vals.data ? vals.data : "",
-                          t->cols[t->pk].quoted, set.len ? "UPDATE SET " : "NOTHING",
-                          set.len ? set.data : "");
+    char *sql =
+        xasprintf("INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (%s) DO %s%s", t->quoted,
+                  cols.data ? cols.data : "", vals.data ? vals.data : "", t->cols[t->pk].quoted,
+                  set.len ? "UPDATE SET " : "NOTHING", set.len ? set.data : "");
     rc = sqlite3_prepare_v2(r->db, sql, -1, &st, NULL);
     free(sql);
     buf_cleanup(&cols), buf_cleanup(&vals), buf_cleanup(&set);
@@ -404,8 +410,9 @@ static int upsert_row(ferry_replica *r, const struct fc_table *t, json_t *data)
         json_t *v = json_object_get(data, t->cols[i].name);
         if (v && bind_value(st, ++n, t->cols[i].type, v) != SQLITE_OK) {
             sqlite3_finalize(st);
-            return fc_fail(r, FERRY_CLIENT_ESERVER, "table %s: column %s: a value of the wrong kind",
-                           t->name, t->cols[i].name);
+            return fc_fail(r, FERRY_CLIENT_ESERVER,
+                           "table %s: column %s: a value of the wrong kind", t->name,
+                           t->cols[i].name);
         }
     }
     return run(r, st);
@@ -433,9 +440,84 @@ int fc_state_get(ferry_replica *r, const char *column, int64_t *value)
 
 int fc_state_set(ferry_replica *r, const char *column, int64_t value)
 {
-    char *sql = xasprintf("UPDATE ferry_client_state SET %s = %lld WHERE id = 1", column,
-                          (long long)value);
+    char *sql =
+        xasprintf("UPDATE ferry_client_state SET %s = %lld WHERE id = 1", column, (long long)value);
     int rc = fc_exec(r, sql);
     free(sql);
+    return rc;
+}
+
+/* --- small statements shared by push and pull ---------------------------------------- */
+
+sqlite3_stmt *fc_prepare(ferry_replica *r, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(r->db, sql, -1, &st, NULL) != SQLITE_OK)
+        fc_fail(r, FERRY_CLIENT_ELOCAL, "replica: %s", sqlite3_errmsg(r->db));
+    return st;
+}
+
+int fc_finish(ferry_replica *r, sqlite3_stmt *st)
+{
+    if (!st)
+        return FERRY_CLIENT_ELOCAL;
+    int step = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (step == SQLITE_DONE || step == SQLITE_ROW)
+        return FERRY_CLIENT_OK;
+    return fc_fail(r, FERRY_CLIENT_ELOCAL, "replica: %s", sqlite3_errmsg(r->db));
+}
+
+int fc_run_text(ferry_replica *r, const char *sql, const char *a, const char *b)
+{
+    sqlite3_stmt *st = fc_prepare(r, sql);
+    if (st && a)
+        sqlite3_bind_text(st, 1, a, -1, SQLITE_TRANSIENT);
+    if (st && b)
+        sqlite3_bind_text(st, 2, b, -1, SQLITE_TRANSIENT);
+    return fc_finish(r, st);
+}
+
+int fc_set_version(ferry_replica *r, const char *tbl, const char *pk, int64_t version)
+{
+    sqlite3_stmt *st = fc_prepare(r, "INSERT INTO ferry_client_rows(tbl, pk, version)"
+                                     " VALUES (?, ?, ?) ON CONFLICT (tbl, pk)"
+                                     " DO UPDATE SET version = excluded.version");
+    if (st) {
+        sqlite3_bind_text(st, 1, tbl, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 2, pk, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 3, version);
+    }
+    return fc_finish(r, st);
+}
+
+bool fc_has_pending(ferry_replica *r, const char *tbl, const char *pk)
+{
+    sqlite3_stmt *st = fc_prepare(r, "SELECT 1 FROM ferry_client_outbox WHERE tbl = ? AND pk = ?"
+                                     " LIMIT 1");
+    bool found = false;
+    if (st) {
+        sqlite3_bind_text(st, 1, tbl, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 2, pk, -1, SQLITE_TRANSIENT);
+        found = sqlite3_step(st) == SQLITE_ROW;
+        sqlite3_finalize(st);
+    }
+    return found;
+}
+
+int fc_in_apply_txn(ferry_replica *r, int (*body)(ferry_replica *, void *), void *ctx)
+{
+    int rc = fc_exec(r, "BEGIN IMMEDIATE");
+    if (rc != FERRY_CLIENT_OK)
+        return rc;
+    rc = fc_state_set(r, "applying", 1);
+    if (rc == FERRY_CLIENT_OK)
+        rc = body(r, ctx);
+    if (rc == FERRY_CLIENT_OK)
+        rc = fc_state_set(r, "applying", 0);
+    if (rc == FERRY_CLIENT_OK)
+        rc = fc_exec(r, "COMMIT");
+    if (rc != FERRY_CLIENT_OK)
+        sqlite3_exec(r->db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
 }

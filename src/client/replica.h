@@ -64,4 +64,25 @@ int fc_apply_row(ferry_replica *r, const struct fc_table *t, const char *key, js
 int fc_state_get(ferry_replica *r, const char *column, int64_t *value);
 int fc_state_set(ferry_replica *r, const char *column, int64_t value);
 
+/* Prepares sql (NULL and the reason recorded on failure). */
+sqlite3_stmt *fc_prepare(ferry_replica *r, const char *sql);
+
+/* Runs st (bound by the caller; NULL: a failed prepare) to its end and finalizes it. */
+int fc_finish(ferry_replica *r, sqlite3_stmt *st);
+
+/* Runs sql with up to two text parameters (NULL: not bound). */
+int fc_run_text(ferry_replica *r, const char *sql, const char *a, const char *b);
+
+/* Records the server's version of a row, the base_version of its next push. */
+int fc_set_version(ferry_replica *r, const char *tbl, const char *pk, int64_t version);
+
+/* Whether the row has local changes in the outbox. */
+bool fc_has_pending(ferry_replica *r, const char *tbl, const char *pk);
+
+/* Runs body(r, ctx) in one write transaction with capture off. */
+int fc_in_apply_txn(ferry_replica *r, int (*body)(ferry_replica *, void *), void *ctx);
+
+/* Pushes the outbox in batches (push.c). */
+int fc_push_all(ferry_replica *r, struct ferry_sync_stats *stats);
+
 #endif

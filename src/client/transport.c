@@ -115,12 +115,20 @@ int fc_http(ferry_replica *r, const char *method, const char *path, json_t *body
         CURLcode cc = perform(r, method, url, text, &x, status);
         bool retry = cc != CURLE_OK || *status == 429 || *status >= 500;
         if (cc != CURLE_OK)
-            rc = fc_fail(r, FERRY_CLIENT_ENETWORK, "%s %s: %s", method, path, curl_easy_strerror(cc));
+            rc = fc_fail(r, FERRY_CLIENT_ENETWORK, "%s %s: %s", method, path,
+                         curl_easy_strerror(cc));
         else if (retry)
             rc = fc_fail(r, FERRY_CLIENT_ESERVER, "%s %s: HTTP %ld", method, path, *status);
         retry_after_s = x.retry_after_s;
         if (!retry) {
             *answer = x.body.len ? json_loadb(x.body.data, x.body.len, 0, NULL) : NULL;
+            /* A success whose JSON does not parse was cut on the way: ask again. */
+            if (*status < 300 && x.body.len && !*answer) {
+                retry = true;
+                rc = fc_fail(r, FERRY_CLIENT_ENETWORK, "%s %s: a truncated answer", method, path);
+            }
+        }
+        if (!retry) {
             rc = FERRY_CLIENT_OK;
             if (*status == 401 || *status == 403)
                 rc = fc_fail(r, FERRY_CLIENT_EAUTH, "%s %s: HTTP %ld: %s", method, path, *status,
