@@ -163,8 +163,7 @@ static int apply_held(ferry_replica *r, const struct fc_table *t, const char *pk
     }
     sqlite3_finalize(st);
     if (rc == FERRY_CLIENT_OK)
-        rc = fc_run_text(r, "DELETE FROM ferry_client_held WHERE tbl = ? AND pk = ?", t->name,
-                         pk);
+        rc = fc_run_text(r, "DELETE FROM ferry_client_held WHERE tbl = ? AND pk = ?", t->name, pk);
     return rc;
 }
 
@@ -192,16 +191,45 @@ static int settle_one(ferry_replica *r, json_t *op, json_t *res, struct ferry_sy
     if (rc == FERRY_CLIENT_OK && json_is_integer(version))
         rc = fc_set_version(r, t->name, pk, json_integer_value(version));
     if (rc == FERRY_CLIENT_OK)
-        rc = fc_run_text(r, "DELETE FROM ferry_client_held WHERE tbl = ? AND pk = ?", t->name,
-                         pk);
+        rc = fc_run_text(r, "DELETE FROM ferry_client_held WHERE tbl = ? AND pk = ?", t->name, pk);
     return rc;
 }
 
 struct settle_ctx {
     struct inflight *f;
-    json_t *results;
+    json_t *results, *conflicts;
     struct ferry_sync_stats *stats;
 };
+
+/* Keeps the conflicts a push answer reports, for the app to see and resolve. */
+static int record_conflicts(ferry_replica *r, json_t *conflicts)
+{
+    json_t *cf;
+    size_t i;
+    int rc = FERRY_CLIENT_OK;
+    json_array_foreach(conflicts, i, cf)
+    {
+        json_t *row = json_object_get(cf, "rowId");
+        const char *id = json_string_value(json_object_get(cf, "id"));
+        const char *tbl = json_string_value(json_object_get(cf, "table"));
+        sqlite3_stmt *st = id && tbl ? fc_prepare(r, "INSERT OR IGNORE INTO ferry_client_conflicts"
+                                                     "(id, tbl, pk, body) VALUES (?, ?, ?, ?)")
+                                     : NULL;
+        if (!st)
+            continue;
+        char *pk = json_is_string(row) ? xstrdup(json_string_value(row))
+                                       : xasprintf("%lld", (long long)json_integer_value(row));
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 2, tbl, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 3, pk, -1, free);
+        sqlite3_bind_text(st, 4, json_dumps(cf, JSON_COMPACT), -1, free);
+        if (rc == FERRY_CLIENT_OK)
+            rc = fc_finish(r, st);
+        else
+            sqlite3_finalize(st);
+    }
+    return rc;
+}
 
 static int settle(ferry_replica *r, void *arg)
 {
@@ -218,6 +246,8 @@ static int settle(ferry_replica *r, void *arg)
         if (rc == FERRY_CLIENT_OK && op)
             rc = settle_one(r, op, res, c->stats);
     }
+    if (rc == FERRY_CLIENT_OK)
+        rc = record_conflicts(r, c->conflicts);
     if (rc == FERRY_CLIENT_OK)
         rc = fc_exec(r, "DELETE FROM ferry_client_inflight");
     return rc;
@@ -236,7 +266,8 @@ static int send_batch(ferry_replica *r, struct inflight *f, struct ferry_sync_st
     if (rc == FERRY_CLIENT_OK && !json_is_array(json_object_get(answer, "results")))
         rc = fc_fail(r, FERRY_CLIENT_ESERVER, "push: an answer without results");
     if (rc == FERRY_CLIENT_OK) {
-        struct settle_ctx c = {f, json_object_get(answer, "results"), stats};
+        struct settle_ctx c = {f, json_object_get(answer, "results"),
+                               json_object_get(answer, "conflicts"), stats};
         rc = fc_in_apply_txn(r, settle, &c);
     }
     json_decref(answer);

@@ -41,7 +41,12 @@ static const char SETUP_SQL[] =
      * again unchanged, batch id and all, so the server answers from its first answer
      * whatever the app wrote meanwhile. */
     "CREATE TABLE IF NOT EXISTS ferry_client_inflight ("
-    " id INTEGER PRIMARY KEY CHECK (id = 1), body TEXT NOT NULL, last INTEGER NOT NULL);";
+    " id INTEGER PRIMARY KEY CHECK (id = 1), body TEXT NOT NULL, last INTEGER NOT NULL);"
+    /* Every conflict the server recorded for this replica's pushes, as the push answer
+     * described it, recorded with the answer (so exactly once). */
+    "CREATE TABLE IF NOT EXISTS ferry_client_conflicts ("
+    " id TEXT PRIMARY KEY, tbl TEXT NOT NULL, pk TEXT NOT NULL, body TEXT NOT NULL,"
+    " status TEXT NOT NULL DEFAULT 'open');";
 
 int fc_fail(ferry_replica *r, int status, const char *fmt, ...)
 {
