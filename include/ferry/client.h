@@ -8,7 +8,10 @@
  * then acknowledges the cursor.
  *
  * Threads: a ferry_replica is used by one thread at a time (calls on one handle must not
- * overlap); different handles are independent, even on the same file. libferry keeps no
+ * overlap); different handles are independent, even on the same file. Between
+ * ferry_start() and ferry_stop() the handle belongs to libferry's background thread: the
+ * app calls nothing on it but ferry_stop() (from any one thread), and its callbacks run
+ * on that thread. The app's own SQLite connections to the file are never affected. libferry keeps no
  * global state apart from libcurl's, which ferry_replica_open initialises once, thread-
  * safely (curl_global_init through pthread_once).
  *
@@ -56,6 +59,7 @@ struct ferry_client_options {
     int max_attempts;    /* per request, network errors, 429 and 5xx; 0: 6 */
     int batch_size;      /* operations per push; 0: 500 */
     int page_size;       /* changes per pull; 0: 1000 */
+    int poll_s;          /* background mode: longest wait for remote changes; 0: 25 */
 };
 
 /* What one ferry_sync() did. */
@@ -88,7 +92,52 @@ FERRY_CLIENT_API int64_t ferry_pending(ferry_replica *r);
 /* The last failure on r, in English; "" when none. */
 FERRY_CLIENT_API const char *ferry_replica_error(const ferry_replica *r);
 
-/* Closes the replica's connection and frees r. NULL is allowed. */
+/* A conflict the server recorded for one of this replica's pushes. The strings are owned
+ * by libferry and valid during the callback only. */
+struct ferry_conflict {
+    const char *id;      /* the server's conflict id, for ferry_resolve() */
+    const char *table;   /* the synced table */
+    const char *row_id;  /* the row's key, as text */
+    const char *details; /* the server's description, JSON: action, baseVersion,
+                            serverVersion, serverData, clientData, fields */
+};
+
+typedef void (*ferry_conflict_fn)(void *ctx, const struct ferry_conflict *conflict);
+
+/* Calls fn(ctx, conflict) once for each conflict a push reports, after the push's answer
+ * is recorded in the replica, on the thread running the sync; conflicts reported while
+ * no handler was set (or before a crash) are delivered at the end of the next sync. fn
+ * NULL: no callback (conflicts are still kept in the table ferry_client_conflicts).
+ * fn must not call libferry on r. */
+FERRY_CLIENT_API void ferry_set_conflict_handler(ferry_replica *r, ferry_conflict_fn fn,
+                                                 void *ctx);
+
+enum ferry_keep {
+    FERRY_KEEP_SERVER = 0, /* the server's row stays (the replica already has it) */
+    FERRY_KEEP_CLIENT = 1, /* the row this replica pushed is written on the server */
+};
+
+/* Resolves a conflict on the server (POST /api/v1/sync/conflicts/{id}/resolve); the row
+ * the resolution writes reaches every replica, this one too, through the next sync.
+ * FERRY_CLIENT_ESERVER with the server's reason when it refuses (404: no such open
+ * conflict; 409: the row changed meanwhile, resolve again). */
+FERRY_CLIENT_API int ferry_resolve(ferry_replica *r, const char *conflict_id, enum ferry_keep keep);
+
+/* Called after each background round with its status and what it did. */
+typedef void (*ferry_round_fn)(void *ctx, int status, const struct ferry_sync_stats *stats);
+
+/* Background mode: a thread syncs, then waits for remote changes (a long poll of up to
+ * poll_s seconds) or a local write committed by any connection to the file (noticed
+ * within about a second), and syncs again; after a failed round it waits 1 s doubling
+ * to 30 s. fn (may be NULL) runs after every round. FERRY_CLIENT_EINVAL when already
+ * started. */
+FERRY_CLIENT_API int ferry_start(ferry_replica *r, ferry_round_fn fn, void *ctx);
+
+/* Stops the background thread (an exchange under way is abandoned; nothing is lost: it
+ * is redone by the next sync) and waits for it. The handle is the caller's again. */
+FERRY_CLIENT_API int ferry_stop(ferry_replica *r);
+
+/* Closes the replica's connection and frees r (stopping background mode). NULL is allowed. */
 FERRY_CLIENT_API void ferry_replica_close(ferry_replica *r);
 
 #ifdef __cplusplus

@@ -61,6 +61,7 @@ static int take_options(ferry_replica *r, const struct ferry_client_options *o)
     r->max_attempts = o->max_attempts > 0 ? o->max_attempts : 6;
     r->batch_size = o->batch_size > 0 ? o->batch_size : 500;
     r->page_size = o->page_size > 0 ? o->page_size : 1000;
+    r->poll_s = o->poll_s > 0 ? o->poll_s : 25;
     return FERRY_CLIENT_OK;
 }
 
@@ -108,6 +109,7 @@ void ferry_replica_close(ferry_replica *r)
 {
     if (!r)
         return;
+    ferry_stop(r);
     for (int i = 0; i < r->n_tables; i++) {
         struct fc_table *t = &r->tables[i];
         for (int k = 0; k < t->n_cols; k++) {

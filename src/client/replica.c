@@ -46,7 +46,7 @@ static const char SETUP_SQL[] =
      * described it, recorded with the answer (so exactly once). */
     "CREATE TABLE IF NOT EXISTS ferry_client_conflicts ("
     " id TEXT PRIMARY KEY, tbl TEXT NOT NULL, pk TEXT NOT NULL, body TEXT NOT NULL,"
-    " status TEXT NOT NULL DEFAULT 'open');";
+    " status TEXT NOT NULL DEFAULT 'open', delivered INTEGER NOT NULL DEFAULT 0);";
 
 int fc_fail(ferry_replica *r, int status, const char *fmt, ...)
 {

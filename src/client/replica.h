@@ -4,6 +4,7 @@
 #ifndef FERRY_CLIENT_REPLICA_H
 #define FERRY_CLIENT_REPLICA_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -35,6 +36,18 @@ struct ferry_replica {
     struct fc_table *tables;
     int n_tables;
     char error[512];
+    int poll_s;
+    ferry_conflict_fn conflict_fn;
+    void *conflict_ctx;
+    /* background mode (background.c) */
+    pthread_t thread;
+    bool running;
+    ferry_round_fn round_fn;
+    void *round_ctx;
+    _Atomic int stop;     /* asks every exchange and wait to give up */
+    bool watch_local;     /* a long poll also ends on a local commit */
+    int64_t data_version; /* PRAGMA data_version when the long poll began */
+    int64_t checked_ms;   /* when it was last compared */
 };
 
 /* Records a failure on r and returns status. */
@@ -81,6 +94,9 @@ bool fc_has_pending(ferry_replica *r, const char *tbl, const char *pk);
 
 /* Runs body(r, ctx) in one write transaction with capture off. */
 int fc_in_apply_txn(ferry_replica *r, int (*body)(ferry_replica *, void *), void *ctx);
+
+/* Calls the conflict handler for the conflicts not yet delivered (conflicts.c). */
+int fc_deliver_conflicts(ferry_replica *r);
 
 /* Pushes the outbox in batches (push.c). */
 int fc_push_all(ferry_replica *r, struct ferry_sync_stats *stats);

@@ -184,5 +184,7 @@ int ferry_sync(ferry_replica *r, struct ferry_sync_stats *stats)
         rc = fc_state_get(r, "cursor", &stats->cursor);
     if (rc == FERRY_CLIENT_OK && stats->cursor > 0)
         rc = acknowledge(r, stats->cursor);
-    return rc;
+    /* conflicts the push recorded are delivered even when a later step failed */
+    int delivered = fc_deliver_conflicts(r);
+    return rc == FERRY_CLIENT_OK ? delivered : rc;
 }
