@@ -86,6 +86,22 @@ FERRY_CLIENT_API int ferry_replica_open(const char *path, const struct ferry_cli
  * NULL. Safe to call again after any failure. */
 FERRY_CLIENT_API int ferry_sync(ferry_replica *r, struct ferry_sync_stats *stats);
 
+/* The two halves of ferry_sync(), for scripts and apps that want them apart: ferry_push()
+ * pushes the outbox (and delivers conflicts), ferry_pull() pulls every remote change and
+ * acknowledges the cursor. */
+FERRY_CLIENT_API int ferry_push(ferry_replica *r, struct ferry_sync_stats *stats);
+FERRY_CLIENT_API int ferry_pull(ferry_replica *r, struct ferry_sync_stats *stats);
+
+/* One request to the server without a replica, with the token, TLS settings and retries
+ * of opts (network errors, 429 and 5xx retried): method and path (under opts->url, e.g.
+ * "/api/v1/sync/conflicts"), body JSON text or NULL. On FERRY_CLIENT_OK *status is the
+ * HTTP status and *answer the body (NUL-terminated, malloc'd: the caller frees it; "" when
+ * empty); 401 and 403 are returned as FERRY_CLIENT_OK with their status. On failure the
+ * reason is written to errbuf. */
+FERRY_CLIENT_API int ferry_request(const struct ferry_client_options *opts, const char *method,
+                                   const char *path, const char *body, long *status,
+                                   char **answer, char *errbuf, unsigned errlen);
+
 /* The number of local operations waiting to be pushed, or a negative status. */
 FERRY_CLIENT_API int64_t ferry_pending(ferry_replica *r);
 

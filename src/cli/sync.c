@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/clientconf.h"
 #include "ferry/client.h"
 
 struct sync_args {
@@ -33,8 +34,8 @@ static void sync_usage(FILE *out)
             "since the last sync, pulls every other change and acknowledges it. DB is made\n"
             "when missing, with the tables the token syncs. Writes to DB with any SQLite\n"
             "program are captured by triggers (tables ferry_client_* hold the state).\n"
-            "  --url URL        the server (default $FERRY_URL)\n"
-            "  --token TOKEN    a device token or JWT (default $FERRY_TOKEN)\n"
+            "  --url URL        the server (default $FERRY_URL, then 'ferry login')\n"
+            "  --token TOKEN    a device token or JWT (default $FERRY_TOKEN, then login)\n"
             "  --cacert FILE    PEM certificates to trust for HTTPS\n"
             "  --watch SECONDS  sync again every SECONDS until Ctrl-C\n"
             "Prints one JSON line per sync: pushed, conflicts, pulled, skipped, cursor,\n"
@@ -49,8 +50,6 @@ static int parse_args(int argc, char **argv, struct sync_args *a)
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     int opt;
-    a->url = getenv("FERRY_URL");
-    a->token = getenv("FERRY_TOKEN");
     optind = 0;
     while ((opt = getopt_long(argc + 1, argv - 1, "u:t:c:w:h", options, NULL)) != -1) {
         if (opt == 'h') {
@@ -75,14 +74,10 @@ static int parse_args(int argc, char **argv, struct sync_args *a)
         return CLI_USAGE;
     }
     a->db = argv[optind - 1];
-    if (!a->url || !a->token) {
-        fprintf(stderr, "ferry sync: give --url and --token (or FERRY_URL and FERRY_TOKEN)\n");
-        return CLI_USAGE;
-    }
     return -1;
 }
 
-static void print_stats(const struct ferry_sync_stats *s)
+void cli_print_sync_stats(const struct ferry_sync_stats *s)
 {
     printf("{\"pushed\":%lld,\"conflicts\":%lld,\"pulled\":%lld,\"skipped\":%lld,"
            "\"cursor\":%lld,\"resynced\":%s}\n",
@@ -101,10 +96,20 @@ static int run_sync(int argc, char **argv)
 
     if (rc >= 0)
         return rc;
-    o.url = a.url;
-    o.token = a.token;
-    o.ca_file = a.ca_file;
-    if (ferry_replica_open(a.db, &o, &r, why, sizeof(why)) != FERRY_CLIENT_OK) {
+    struct client_conf c = {0};
+    clientconf_resolve(&c, a.url, a.token, a.ca_file);
+    if (!c.url || !c.token) {
+        fprintf(stderr, "ferry sync: no server: run 'ferry login URL', or give --url and"
+                        " --token (or FERRY_URL and FERRY_TOKEN)\n");
+        clientconf_free(&c);
+        return CLI_USAGE;
+    }
+    o.url = c.url;
+    o.token = c.token;
+    o.ca_file = c.ca_file;
+    rc = ferry_replica_open(a.db, &o, &r, why, sizeof(why));
+    clientconf_free(&c);
+    if (rc != FERRY_CLIENT_OK) {
         fprintf(stderr, "ferry sync: %s\n", why);
         return CLI_FAILED;
     }
@@ -117,7 +122,7 @@ static int run_sync(int argc, char **argv)
             fprintf(stderr, "ferry sync: %s\n", ferry_replica_error(r));
             rc = CLI_FAILED;
         } else {
-            print_stats(&s);
+            cli_print_sync_stats(&s);
         }
         for (int i = 0; a.watch_s && !stopping && i < a.watch_s * 10; i++)
             usleep(100000);

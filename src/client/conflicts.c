@@ -16,8 +16,7 @@ void ferry_set_conflict_handler(ferry_replica *r, ferry_conflict_fn fn, void *ct
 
 static int mark_delivered(ferry_replica *r, const char *id)
 {
-    return fc_run_text(r, "UPDATE ferry_client_conflicts SET delivered = 1 WHERE id = ?", id,
-                       NULL);
+    return fc_run_text(r, "UPDATE ferry_client_conflicts SET delivered = 1 WHERE id = ?", id, NULL);
 }
 
 int fc_deliver_conflicts(ferry_replica *r)
@@ -64,8 +63,8 @@ int ferry_resolve(ferry_replica *r, const char *conflict_id, enum ferry_keep kee
     if (keep != FERRY_KEEP_SERVER && keep != FERRY_KEEP_CLIENT)
         return fc_fail(r, FERRY_CLIENT_EINVAL, "keep must be FERRY_KEEP_SERVER or _CLIENT");
     char *path = xasprintf("/api/v1/sync/conflicts/%s/resolve", conflict_id);
-    json_t *body = json_pack("{s:s}", "resolution",
-                             keep == FERRY_KEEP_SERVER ? "keep_server" : "take_client");
+    json_t *body =
+        json_pack("{s:s}", "resolution", keep == FERRY_KEEP_SERVER ? "keep_server" : "take_client");
     json_t *answer = NULL;
     long status = 0;
     int rc = fc_http(r, "POST", path, body, &status, &answer);

@@ -166,25 +166,58 @@ static int acknowledge(ferry_replica *r, int64_t cursor)
     return rc;
 }
 
-int ferry_sync(ferry_replica *r, struct ferry_sync_stats *stats)
+static int start_round(ferry_replica *r, struct ferry_sync_stats **stats,
+                       struct ferry_sync_stats *local)
 {
-    struct ferry_sync_stats local;
-    int rc;
-
     if (!r)
         return FERRY_CLIENT_EINVAL;
-    if (!stats)
-        stats = &local;
-    memset(stats, 0, sizeof(*stats));
+    if (!*stats)
+        *stats = local;
+    memset(*stats, 0, sizeof(**stats));
     r->error[0] = '\0';
-    rc = fc_push_all(r, stats);
+    return FERRY_CLIENT_OK;
+}
+
+int ferry_push(ferry_replica *r, struct ferry_sync_stats *stats)
+{
+    struct ferry_sync_stats local;
+    int rc = start_round(r, &stats, &local);
+    if (rc == FERRY_CLIENT_OK)
+        rc = fc_push_all(r, stats);
+    if (r) {
+        int delivered = fc_deliver_conflicts(r);
+        rc = rc == FERRY_CLIENT_OK ? delivered : rc;
+        if (fc_state_get(r, "cursor", &stats->cursor) != FERRY_CLIENT_OK && rc == FERRY_CLIENT_OK)
+            rc = FERRY_CLIENT_ELOCAL;
+    }
+    return rc;
+}
+
+int ferry_pull(ferry_replica *r, struct ferry_sync_stats *stats)
+{
+    struct ferry_sync_stats local;
+    int rc = start_round(r, &stats, &local);
     if (rc == FERRY_CLIENT_OK)
         rc = pull_all(r, stats);
     if (rc == FERRY_CLIENT_OK)
         rc = fc_state_get(r, "cursor", &stats->cursor);
     if (rc == FERRY_CLIENT_OK && stats->cursor > 0)
         rc = acknowledge(r, stats->cursor);
-    /* conflicts the push recorded are delivered even when a later step failed */
-    int delivered = fc_deliver_conflicts(r);
-    return rc == FERRY_CLIENT_OK ? delivered : rc;
+    return rc;
+}
+
+int ferry_sync(ferry_replica *r, struct ferry_sync_stats *stats)
+{
+    struct ferry_sync_stats local, pulled;
+    if (!stats)
+        stats = &local;
+    int rc = ferry_push(r, stats);
+    if (rc == FERRY_CLIENT_OK) {
+        rc = ferry_pull(r, &pulled);
+        stats->pulled = pulled.pulled;
+        stats->skipped = pulled.skipped;
+        stats->resynced = pulled.resynced;
+        stats->cursor = pulled.cursor;
+    }
+    return rc;
 }

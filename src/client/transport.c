@@ -163,8 +163,8 @@ int fc_http(ferry_replica *r, const char *method, const char *path, json_t *body
         CURLcode cc = perform(r, method, url, text, &x, status);
         bool retry = cc != CURLE_OK || *status == 429 || *status >= 500;
         if (cc != CURLE_OK)
-            rc = fc_fail(r, FERRY_CLIENT_ENETWORK, "%s %s: %s", method, path,
-                         curl_easy_strerror(cc));
+            rc =
+                fc_fail(r, FERRY_CLIENT_ENETWORK, "%s %s: %s", method, url, curl_easy_strerror(cc));
         else if (retry)
             rc = fc_fail(r, FERRY_CLIENT_ESERVER, "%s %s: HTTP %ld", method, path, *status);
         retry_after_s = x.retry_after_s;

@@ -1,0 +1,285 @@
+/* remote.c - the client commands beside `ferry sync`, all on libferry: `ferry login URL`
+ * (checks the token, stores server and token for the others), `ferry push DB` / `ferry
+ * pull DB` (one half of a sync, a JSON line out), `ferry conflicts` and `ferry resolve ID
+ * --keep server|client` (the server's conflict API, JSON out). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/clientconf.h"
+#include "ferry/client.h"
+
+struct remote_args {
+    const char *url, *token, *ca_file, *status, *keep;
+    const char *arg; /* the one positional argument, when the command takes it */
+};
+
+/* Parses --url, --token, --cacert, --status, --keep and one positional argument (when
+ * want_arg); -1 to go on, or the exit code. */
+static int parse(const struct cli_command *cmd, int argc, char **argv, bool want_arg,
+                 struct remote_args *a)
+{
+    static const struct option options[] = {
+        {"url", required_argument, NULL, 'u'},    {"token", required_argument, NULL, 't'},
+        {"cacert", required_argument, NULL, 'c'}, {"status", required_argument, NULL, 's'},
+        {"keep", required_argument, NULL, 'k'},   {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int opt;
+    optind = 0;
+    while ((opt = getopt_long(argc + 1, argv - 1, "", options, NULL)) != -1) {
+        if (opt == 'h') {
+            cmd->usage(stdout);
+            return CLI_OK;
+        }
+        if (opt == '?')
+            return CLI_USAGE;
+        const char **slot = opt == 'u'   ? &a->url
+                            : opt == 't' ? &a->token
+                            : opt == 'c' ? &a->ca_file
+                            : opt == 's' ? &a->status
+                                         : &a->keep;
+        *slot = optarg;
+    }
+    int left = argc + 1 - optind;
+    if (left != (want_arg ? 1 : 0))
+        return cli_usage_error(cmd, want_arg ? "expected one argument" : "unexpected argument");
+    a->arg = want_arg ? argv[optind - 1] : NULL;
+    return -1;
+}
+
+/* The server and token from the flags, the environment or client.conf. */
+static int settings(const struct cli_command *cmd, const struct remote_args *a,
+                    struct client_conf *c, struct ferry_client_options *o)
+{
+    clientconf_resolve(c, a->url, a->token, a->ca_file);
+    if (!c->url || !c->token) {
+        fprintf(stderr, "ferry %s: no server: run 'ferry login URL', or give --url and --token"
+                        " (or FERRY_URL and FERRY_TOKEN)\n", cmd->name);
+        return CLI_USAGE;
+    }
+    o->url = c->url;
+    o->token = c->token;
+    o->ca_file = c->ca_file;
+    return -1;
+}
+
+/* Sends one request and prints the JSON answer; a refusal is printed as the server
+ * said it, on stderr. */
+static int request(const struct cli_command *cmd, const struct ferry_client_options *o,
+                   const char *method, const char *path, const char *body)
+{
+    char why[512], *answer = NULL;
+    long status = 0;
+    int rc = CLI_FAILED;
+    if (ferry_request(o, method, path, body, &status, &answer, why, sizeof(why)) !=
+        FERRY_CLIENT_OK) {
+        fprintf(stderr, "ferry %s: %s\n", cmd->name, why);
+        return CLI_FAILED;
+    }
+    json_t *doc = json_loads(answer, JSON_DECODE_ANY, NULL);
+    if (status >= 200 && status < 300) {
+        if (doc)
+            cli_print_json(doc);
+        rc = CLI_OK;
+    } else {
+        json_t *e = json_object_get(doc, "error");
+        const char *msg = json_string_value(json_object_get(doc, "message"));
+        if (!msg && json_is_object(e))
+            msg = json_string_value(json_object_get(e, "message"));
+        fprintf(stderr, "ferry %s: HTTP %ld: %s\n", cmd->name, status, msg ? msg : answer);
+    }
+    json_decref(doc);
+    free(answer);
+    return rc;
+}
+
+
+static void login_usage(FILE *out)
+{
+    fprintf(out, "usage: ferry login [--token TOKEN] [--cacert FILE] URL\n\n"
+                 "Checks the token against the server at URL and stores both in\n"
+                 "~/.config/ferry/client.conf (mode 0600) for the other client commands;\n"
+                 "FERRY_URL and FERRY_TOKEN override it. The token comes from --token,\n"
+                 "FERRY_TOKEN or the first line of standard input.\n"
+                 "Exit status: 0 stored, 1 refused or failed, 2 usage error.\n");
+}
+
+static char *token_from_stdin(void)
+{
+    char line[8192];
+    if (isatty(STDIN_FILENO))
+        fprintf(stderr, "token: ");
+    if (!fgets(line, sizeof(line), stdin))
+        return NULL;
+    line[strcspn(line, "\r\n")] = '\0';
+    return *line ? xstrdup(line) : NULL;
+}
+
+static int run_login(int argc, char **argv)
+{
+    struct remote_args a = {0};
+    int rc = parse(&cli_login, argc, argv, true, &a);
+    if (rc >= 0)
+        return rc;
+    struct client_conf c = {xstrdup(a.arg), NULL, a.ca_file ? xstrdup(a.ca_file) : NULL};
+    const char *env = getenv("FERRY_TOKEN");
+    c.token = a.token ? xstrdup(a.token) : env && *env ? xstrdup(env) : token_from_stdin();
+    struct ferry_client_options o = {.url = c.url, .token = c.token, .ca_file = c.ca_file};
+    char why[512], *answer = NULL, *path = NULL;
+    long status = 0;
+    rc = CLI_FAILED;
+    if (!c.token)
+        rc = cli_usage_error(&cli_login, "no token given");
+    else if (ferry_request(&o, "GET", "/api/v1/sync/conflicts", NULL, &status, &answer, why,
+                           sizeof(why)) != FERRY_CLIENT_OK)
+        fprintf(stderr, "ferry login: %s\n", why);
+    else if (status == 401)
+        fprintf(stderr, "ferry login: the server refused the token (HTTP 401)\n");
+    else if (clientconf_save(&c, why, sizeof(why)) != 0)
+        fprintf(stderr, "ferry login: %s\n", why);
+    else {
+        path = clientconf_path();
+        printf("logged in to %s (saved in %s)\n", c.url, path);
+        rc = CLI_OK;
+    }
+    free(path);
+    free(answer);
+    clientconf_free(&c);
+    return rc;
+}
+
+const struct cli_command cli_login = {"login", "store a server and token for the client commands",
+                                      run_login, login_usage};
+
+/* --- push and pull: one half of a sync ----------------------------------------------- */
+
+static void push_usage(FILE *out)
+{
+    fprintf(out, "usage: ferry push [--url URL] [--token TOKEN] [--cacert FILE] DB\n\n"
+                 "Pushes the rows changed in the replica DB (see 'ferry sync') and pulls\n"
+                 "nothing. Prints one JSON line: pushed, conflicts, cursor, ...\n"
+                 "Exit status: 0 pushed, 1 failed, 2 usage error.\n");
+}
+
+static void pull_usage(FILE *out)
+{
+    fprintf(out, "usage: ferry pull [--url URL] [--token TOKEN] [--cacert FILE] DB\n\n"
+                 "Pulls every remote change into the replica DB and acknowledges it; local\n"
+                 "changes stay unpushed. Prints one JSON line: pulled, skipped, cursor, ...\n"
+                 "Exit status: 0 pulled, 1 failed, 2 usage error.\n");
+}
+
+static int half_sync(const struct cli_command *cmd, int argc, char **argv,
+                     int (*half)(ferry_replica *, struct ferry_sync_stats *))
+{
+    struct remote_args a = {0};
+    struct client_conf c = {0};
+    struct ferry_client_options o = {0};
+    struct ferry_sync_stats s;
+    ferry_replica *r = NULL;
+    char why[512];
+    int rc = parse(cmd, argc, argv, true, &a);
+    if (rc < 0)
+        rc = settings(cmd, &a, &c, &o);
+    if (rc < 0 && ferry_replica_open(a.arg, &o, &r, why, sizeof(why)) != FERRY_CLIENT_OK) {
+        fprintf(stderr, "ferry %s: %s\n", cmd->name, why);
+        rc = CLI_FAILED;
+    }
+    if (rc < 0 && half(r, &s) != FERRY_CLIENT_OK) {
+        fprintf(stderr, "ferry %s: %s\n", cmd->name, ferry_replica_error(r));
+        rc = CLI_FAILED;
+    }
+    if (rc < 0) {
+        cli_print_sync_stats(&s);
+        rc = CLI_OK;
+    }
+    ferry_replica_close(r);
+    clientconf_free(&c);
+    return rc;
+}
+
+static int run_push(int argc, char **argv)
+{
+    return half_sync(&cli_push, argc, argv, ferry_push);
+}
+
+static int run_pull(int argc, char **argv)
+{
+    return half_sync(&cli_pull, argc, argv, ferry_pull);
+}
+
+const struct cli_command cli_push = {"push", "push a replica's local changes", run_push,
+                                     push_usage};
+const struct cli_command cli_pull = {"pull", "pull remote changes into a replica", run_pull,
+                                     pull_usage};
+
+/* --- conflicts ----------------------------------------------------------------------- */
+
+static void conflicts_usage(FILE *out)
+{
+    fprintf(out, "usage: ferry conflicts [--status open|resolved|all] [--url URL] [--token T]\n\n"
+                 "Prints the conflicts of the token's user as JSON (the server's\n"
+                 "GET /api/v1/sync/conflicts): id, table, rowId, serverData, clientData, ...\n"
+                 "Exit status: 0 listed, 1 failed, 2 usage error.\n");
+}
+
+static void resolve_usage(FILE *out)
+{
+    fprintf(out, "usage: ferry resolve --keep server|client [--url URL] [--token T] ID\n\n"
+                 "Resolves conflict ID on the server: --keep server leaves the server's row,\n"
+                 "--keep client writes the row the device pushed. Every replica gets the\n"
+                 "result with its next sync. Prints the server's answer as JSON.\n"
+                 "Exit status: 0 resolved, 1 refused or failed, 2 usage error.\n");
+}
+
+static int run_conflicts(int argc, char **argv)
+{
+    struct remote_args a = {0};
+    struct client_conf c = {0};
+    struct ferry_client_options o = {0};
+    int rc = parse(&cli_conflicts, argc, argv, false, &a);
+    if (rc < 0 && a.status && strcmp(a.status, "open") && strcmp(a.status, "resolved") &&
+        strcmp(a.status, "all"))
+        rc = cli_usage_error(&cli_conflicts, "--status takes open, resolved or all");
+    if (rc < 0)
+        rc = settings(&cli_conflicts, &a, &c, &o);
+    if (rc < 0) {
+        char *path = xasprintf("/api/v1/sync/conflicts?status=%s", a.status ? a.status : "open");
+        rc = request(&cli_conflicts, &o, "GET", path, NULL);
+        free(path);
+    }
+    clientconf_free(&c);
+    return rc;
+}
+
+static int run_resolve(int argc, char **argv)
+{
+    struct remote_args a = {0};
+    struct client_conf c = {0};
+    struct ferry_client_options o = {0};
+    int rc = parse(&cli_resolve, argc, argv, true, &a);
+    if (rc < 0 && (!a.keep || (strcmp(a.keep, "server") && strcmp(a.keep, "client"))))
+        rc = cli_usage_error(&cli_resolve, "--keep server or --keep client is required");
+    if (rc < 0 && (strchr(a.arg, '/') || strchr(a.arg, '?') || !*a.arg))
+        rc = cli_usage_error(&cli_resolve, "not a conflict id: %s", a.arg);
+    if (rc < 0)
+        rc = settings(&cli_resolve, &a, &c, &o);
+    if (rc < 0) {
+        char *path = xasprintf("/api/v1/sync/conflicts/%s/resolve", a.arg);
+        rc = request(&cli_resolve, &o, "POST", path,
+                     !strcmp(a.keep, "server") ? "{\"resolution\":\"keep_server\"}"
+                                               : "{\"resolution\":\"take_client\"}");
+        free(path);
+    }
+    clientconf_free(&c);
+    return rc;
+}
+
+const struct cli_command cli_conflicts = {"conflicts", "list the conflicts of your pushes",
+                                          run_conflicts, conflicts_usage};
+const struct cli_command cli_resolve = {"resolve", "resolve a conflict (keep server or client)",
+                                        run_resolve, resolve_usage};
