@@ -60,6 +60,8 @@ struct ferry_client_options {
     int batch_size;      /* operations per push; 0: 500 */
     int page_size;       /* changes per pull; 0: 1000 */
     int poll_s;          /* background mode: longest wait for remote changes; 0: 25 */
+    const char *device_id; /* with a user token or JWT: the registered device this replica
+                              is (sent as deviceId); NULL with a device token */
 };
 
 /* What one ferry_sync() did. */

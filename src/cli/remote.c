@@ -23,9 +23,12 @@ static int parse(const struct cli_command *cmd, int argc, char **argv, bool want
                  struct remote_args *a)
 {
     static const struct option options[] = {
-        {"url", required_argument, NULL, 'u'},    {"token", required_argument, NULL, 't'},
-        {"cacert", required_argument, NULL, 'c'}, {"status", required_argument, NULL, 's'},
-        {"keep", required_argument, NULL, 'k'},   {"help", no_argument, NULL, 'h'},
+        {"url", required_argument, NULL, 'u'},
+        {"token", required_argument, NULL, 't'},
+        {"cacert", required_argument, NULL, 'c'},
+        {"status", required_argument, NULL, 's'},
+        {"keep", required_argument, NULL, 'k'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int opt;
@@ -57,8 +60,10 @@ static int settings(const struct cli_command *cmd, const struct remote_args *a,
 {
     clientconf_resolve(c, a->url, a->token, a->ca_file);
     if (!c->url || !c->token) {
-        fprintf(stderr, "ferry %s: no server: run 'ferry login URL', or give --url and --token"
-                        " (or FERRY_URL and FERRY_TOKEN)\n", cmd->name);
+        fprintf(stderr,
+                "ferry %s: no server: run 'ferry login URL', or give --url and --token"
+                " (or FERRY_URL and FERRY_TOKEN)\n",
+                cmd->name);
         return CLI_USAGE;
     }
     o->url = c->url;
@@ -87,7 +92,9 @@ static int request(const struct cli_command *cmd, const struct ferry_client_opti
         rc = CLI_OK;
     } else {
         json_t *e = json_object_get(doc, "error");
-        const char *msg = json_string_value(json_object_get(doc, "message"));
+        const char *msg = json_string_value(json_object_get(doc, "details"));
+        if (!msg)
+            msg = json_string_value(json_object_get(doc, "message"));
         if (!msg && json_is_object(e))
             msg = json_string_value(json_object_get(e, "message"));
         fprintf(stderr, "ferry %s: HTTP %ld: %s\n", cmd->name, status, msg ? msg : answer);
@@ -96,7 +103,6 @@ static int request(const struct cli_command *cmd, const struct ferry_client_opti
     free(answer);
     return rc;
 }
-
 
 static void login_usage(FILE *out)
 {

@@ -57,6 +57,10 @@ static int take_options(ferry_replica *r, const struct ferry_client_options *o)
         r->url[--len] = '\0';
     r->token = xstrdup(o->token);
     r->ca_file = o->ca_file ? xstrdup(o->ca_file) : NULL;
+    for (const char *p = o->device_id; p && *p; p++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-", *p))
+            return fc_fail(r, FERRY_CLIENT_EINVAL, "not a device id: %s", o->device_id);
+    r->device_id = o->device_id && *o->device_id ? xstrdup(o->device_id) : NULL;
     r->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
     r->max_attempts = o->max_attempts > 0 ? o->max_attempts : 6;
     r->batch_size = o->batch_size > 0 ? o->batch_size : 500;
@@ -158,6 +162,7 @@ void ferry_replica_close(ferry_replica *r)
     free(r->url);
     free(r->token);
     free(r->ca_file);
+    free(r->device_id);
     free(r->replica_id);
     free(r);
 }

@@ -259,6 +259,8 @@ static int send_batch(ferry_replica *r, struct inflight *f, struct ferry_sync_st
     size_t i;
     long status = 0;
     json_array_foreach(json_object_get(wire, "operations"), i, op) json_object_del(op, "_pk");
+    if (r->device_id)
+        json_object_set_new(wire, "deviceId", json_string(r->device_id));
     int rc = fc_http(r, "POST", SYNC_PATH "/report", wire, &status, &answer);
     if (rc == FERRY_CLIENT_OK && status != 200)
         rc = fc_fail(r, FERRY_CLIENT_ESERVER, "push: HTTP %ld: %s", status,

@@ -29,7 +29,7 @@ struct fc_table {
 struct ferry_replica {
     sqlite3 *db;
     CURL *curl;
-    char *url, *token, *ca_file;
+    char *url, *token, *ca_file, *device_id;
     long timeout_ms;
     int max_attempts, batch_size, page_size;
     char *replica_id; /* a random id of this replica, the prefix of its batch ids */

@@ -129,8 +129,9 @@ static int pull_all(ferry_replica *r, struct ferry_sync_stats *stats)
             rc = fc_state_get(r, "resync", &resync);
         /* From 0 (a new replica, a resync) the device's own rows count too: the replica
          * may not have them. */
-        char *path = xasprintf(SYNC_PATH "/changes?cursor=%lld&limit=%d%s", (long long)cursor,
-                               r->page_size, cursor == 0 || resync ? "&includeOwn=true" : "");
+        char *path = xasprintf(SYNC_PATH "/changes?cursor=%lld&limit=%d%s%s%s", (long long)cursor,
+                               r->page_size, cursor == 0 || resync ? "&includeOwn=true" : "",
+                               r->device_id ? "&deviceId=" : "", r->device_id ? r->device_id : "");
         if (rc == FERRY_CLIENT_OK)
             rc = fc_http(r, "GET", path, NULL, &status, &page);
         free(path);
@@ -156,6 +157,8 @@ static int pull_all(ferry_replica *r, struct ferry_sync_stats *stats)
 static int acknowledge(ferry_replica *r, int64_t cursor)
 {
     json_t *body = json_pack("{s:I}", "cursor", (json_int_t)cursor), *answer = NULL;
+    if (r->device_id)
+        json_object_set_new(body, "deviceId", json_string(r->device_id));
     long status = 0;
     int rc = fc_http(r, "POST", SYNC_PATH "/ack", body, &status, &answer);
     if (rc == FERRY_CLIENT_OK && status != 200)

@@ -135,7 +135,8 @@ static CURLcode perform(ferry_replica *r, const char *method, const char *url, c
 
 const char *fc_answer_message(json_t *answer)
 {
-    static const char *const keys[] = {"message", "error", "details", "detail"};
+    /* details first: where an answer has both, it is the specific one */
+    static const char *const keys[] = {"details", "detail", "message", "error"};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         json_t *v = json_object_get(answer, keys[i]);
         if (json_is_string(v))
@@ -193,8 +194,9 @@ int fc_http(ferry_replica *r, const char *method, const char *path, json_t *body
 
 void fc_wait_changes(ferry_replica *r, int64_t cursor)
 {
-    char *url = xasprintf("%s/api/v1/sync/changes?cursor=%lld&limit=1&wait=%d", r->url,
-                          (long long)cursor, r->poll_s);
+    char *url = xasprintf("%s/api/v1/sync/changes?cursor=%lld&limit=1&wait=%d%s%s", r->url,
+                          (long long)cursor, r->poll_s, r->device_id ? "&deviceId=" : "",
+                          r->device_id ? r->device_id : "");
     struct exchange x = {.retry_after_s = -1};
     long status = 0, timeout = r->timeout_ms;
 
