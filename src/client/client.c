@@ -144,6 +144,7 @@ void ferry_replica_close(ferry_replica *r)
     if (!r)
         return;
     ferry_stop(r);
+    fc_cache_free(r);
     for (int i = 0; i < r->n_tables; i++) {
         struct fc_table *t = &r->tables[i];
         for (int k = 0; k < t->n_cols; k++) {

@@ -370,26 +370,32 @@ static int run(ferry_replica *r, sqlite3_stmt *st)
     return fc_fail(r, FERRY_CLIENT_ELOCAL, "replica: %s", sqlite3_errmsg(r->db));
 }
 
-static int delete_row(ferry_replica *r, const struct fc_table *t, const char *key)
+/* The cached statement slots of table t (made on first use). */
+static sqlite3_stmt **table_slot(ferry_replica *r, const struct fc_table *t, bool upsert)
 {
-    sqlite3_stmt *st = NULL;
-    char *sql = xasprintf("DELETE FROM %s WHERE %s = ?", t->quoted, t->cols[t->pk].quoted);
-    int rc = sqlite3_prepare_v2(r->db, sql, -1, &st, NULL);
-    free(sql);
-    if (rc != SQLITE_OK)
-        return fc_fail(r, FERRY_CLIENT_ELOCAL, "replica: %s", sqlite3_errmsg(r->db));
-    fc_bind_key(st, 1, t, key);
-    return run(r, st);
+    if (!r->st_upsert) {
+        r->st_upsert = xcalloc((size_t)r->n_tables + 1, sizeof(*r->st_upsert));
+        r->st_delete = xcalloc((size_t)r->n_tables + 1, sizeof(*r->st_delete));
+    }
+    return (upsert ? r->st_upsert : r->st_delete) + (t - r->tables);
 }
 
-/* An upsert of the columns data gives (the feed gives whole rows; columns the replica
- * does not sync are left alone). */
-static int upsert_row(ferry_replica *r, const struct fc_table *t, json_t *data)
+static int delete_row(ferry_replica *r, const struct fc_table *t, const char *key)
+{
+    char *sql = xasprintf("DELETE FROM %s WHERE %s = ?", t->quoted, t->cols[t->pk].quoted);
+    sqlite3_stmt *st = fc_cached(r, table_slot(r, t, false), sql);
+    free(sql);
+    if (!st)
+        return FERRY_CLIENT_ELOCAL;
+    fc_bind_key(st, 1, t, key);
+    return fc_step_reset(r, st);
+}
+
+/* The upsert of the columns data gives; *all says whether that is every column. */
+static char *upsert_sql(const struct fc_table *t, json_t *data, bool *all)
 {
     struct buf cols, vals, set;
-    sqlite3_stmt *st = NULL;
-    int n = 0, rc;
-
+    int n = 0;
     buf_init(&cols), buf_init(&vals), buf_init(&set);
     for (int i = 0; i < t->n_cols; i++) {
         if (!json_object_get(data, t->cols[i].name))
@@ -401,26 +407,45 @@ static int upsert_row(ferry_replica *r, const struct fc_table *t, json_t *data)
                        t->cols[i].quoted);
         n++;
     }
+    *all = n == t->n_cols;
     char *sql =
         xasprintf("INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (%s) DO %s%s", t->quoted,
                   cols.data ? cols.data : "", vals.data ? vals.data : "", t->cols[t->pk].quoted,
                   set.len ? "UPDATE SET " : "NOTHING", set.len ? set.data : "");
-    rc = sqlite3_prepare_v2(r->db, sql, -1, &st, NULL);
-    free(sql);
     buf_cleanup(&cols), buf_cleanup(&vals), buf_cleanup(&set);
-    if (rc != SQLITE_OK)
-        return fc_fail(r, FERRY_CLIENT_ELOCAL, "replica: %s", sqlite3_errmsg(r->db));
-    n = 0;
+    return sql;
+}
+
+/* An upsert of the columns data gives (the feed gives whole rows, whose statement is
+ * prepared once per table; columns the replica does not sync are left alone). */
+static int upsert_row(ferry_replica *r, const struct fc_table *t, json_t *data)
+{
+    sqlite3_stmt **slot = table_slot(r, t, true), *st = NULL;
+    int present = 0;
+    for (int i = 0; i < t->n_cols; i++)
+        present += json_object_get(data, t->cols[i].name) != NULL;
+    bool all = present == t->n_cols;
+    if (all && *slot) {
+        st = *slot;
+    } else {
+        char *sql = upsert_sql(t, data, &all);
+        st = all ? fc_cached(r, slot, sql) : fc_prepare(r, sql);
+        free(sql);
+    }
+    if (!st)
+        return FERRY_CLIENT_ELOCAL;
+    int n = 0;
     for (int i = 0; i < t->n_cols; i++) {
         json_t *v = json_object_get(data, t->cols[i].name);
         if (v && bind_value(st, ++n, t->cols[i].type, v) != SQLITE_OK) {
-            sqlite3_finalize(st);
+            all ? (void)(sqlite3_reset(st), sqlite3_clear_bindings(st))
+                : (void)sqlite3_finalize(st);
             return fc_fail(r, FERRY_CLIENT_ESERVER,
                            "table %s: column %s: a value of the wrong kind", t->name,
                            t->cols[i].name);
         }
     }
-    return run(r, st);
+    return all ? fc_step_reset(r, st) : run(r, st);
 }
 
 int fc_apply_row(ferry_replica *r, const struct fc_table *t, const char *key, json_t *data)
@@ -485,27 +510,65 @@ int fc_run_text(ferry_replica *r, const char *sql, const char *a, const char *b)
 
 int fc_set_version(ferry_replica *r, const char *tbl, const char *pk, int64_t version)
 {
-    sqlite3_stmt *st = fc_prepare(r, "INSERT INTO ferry_client_rows(tbl, pk, version)"
-                                     " VALUES (?, ?, ?) ON CONFLICT (tbl, pk)"
-                                     " DO UPDATE SET version = excluded.version");
-    if (st) {
-        sqlite3_bind_text(st, 1, tbl, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 2, pk, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 3, version);
+    sqlite3_stmt *st = fc_cached(r, &r->st_version,
+                                 "INSERT INTO ferry_client_rows(tbl, pk, version)"
+                                 " VALUES (?, ?, ?) ON CONFLICT (tbl, pk)"
+                                 " DO UPDATE SET version = excluded.version");
+    if (!st)
+        return FERRY_CLIENT_ELOCAL;
+    sqlite3_bind_text(st, 1, tbl, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, pk, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, version);
+    return fc_step_reset(r, st);
+}
+
+sqlite3_stmt *fc_cached(ferry_replica *r, sqlite3_stmt **slot, const char *sql)
+{
+    if (!*slot &&
+        sqlite3_prepare_v3(r->db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL) != SQLITE_OK) {
+        fc_fail(r, FERRY_CLIENT_ELOCAL, "replica: %s", sqlite3_errmsg(r->db));
+        sqlite3_finalize(*slot);
+        *slot = NULL;
     }
-    return fc_finish(r, st);
+    return *slot;
+}
+
+int fc_step_reset(ferry_replica *r, sqlite3_stmt *st)
+{
+    int step = sqlite3_step(st);
+    int rc = step == SQLITE_DONE || step == SQLITE_ROW
+                 ? FERRY_CLIENT_OK
+                 : fc_fail(r, FERRY_CLIENT_ELOCAL, "replica: %s", sqlite3_errmsg(r->db));
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+void fc_cache_free(ferry_replica *r)
+{
+    sqlite3_finalize(r->st_pending);
+    sqlite3_finalize(r->st_version);
+    for (int i = 0; r->st_upsert && i < r->n_tables; i++) {
+        sqlite3_finalize(r->st_upsert[i]);
+        sqlite3_finalize(r->st_delete[i]);
+    }
+    free(r->st_upsert);
+    free(r->st_delete);
+    r->st_pending = r->st_version = NULL;
+    r->st_upsert = r->st_delete = NULL;
 }
 
 bool fc_has_pending(ferry_replica *r, const char *tbl, const char *pk)
 {
-    sqlite3_stmt *st = fc_prepare(r, "SELECT 1 FROM ferry_client_outbox WHERE tbl = ? AND pk = ?"
-                                     " LIMIT 1");
+    sqlite3_stmt *st = fc_cached(
+        r, &r->st_pending, "SELECT 1 FROM ferry_client_outbox WHERE tbl = ? AND pk = ? LIMIT 1");
     bool found = false;
     if (st) {
-        sqlite3_bind_text(st, 1, tbl, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 2, pk, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 1, tbl, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, pk, -1, SQLITE_STATIC);
         found = sqlite3_step(st) == SQLITE_ROW;
-        sqlite3_finalize(st);
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
     }
     return found;
 }

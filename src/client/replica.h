@@ -37,6 +37,9 @@ struct ferry_replica {
     int n_tables;
     char error[512];
     int poll_s;
+    /* statements of the per-row hot path, prepared once (the pull applies many rows) */
+    sqlite3_stmt *st_pending, *st_version;
+    sqlite3_stmt **st_upsert, **st_delete; /* per table: a whole row, a key */
     ferry_conflict_fn conflict_fn;
     void *conflict_ctx;
     /* background mode (background.c) */
@@ -76,6 +79,16 @@ int fc_apply_row(ferry_replica *r, const struct fc_table *t, const char *key, js
 /* Reads and writes libferry's one-row state: the cursor and the resync flag. */
 int fc_state_get(ferry_replica *r, const char *column, int64_t *value);
 int fc_state_set(ferry_replica *r, const char *column, int64_t value);
+
+/* The statement in *slot, prepared from sql the first time and reset for reuse (NULL
+ * and the reason recorded on failure). */
+sqlite3_stmt *fc_cached(ferry_replica *r, sqlite3_stmt **slot, const char *sql);
+
+/* Steps a cached statement to its end and resets it. */
+int fc_step_reset(ferry_replica *r, sqlite3_stmt *st);
+
+/* Finalizes the cached statements. */
+void fc_cache_free(ferry_replica *r);
 
 /* Prepares sql (NULL and the reason recorded on failure). */
 sqlite3_stmt *fc_prepare(ferry_replica *r, const char *sql);
