@@ -104,6 +104,19 @@ FERRY_CLIENT_API int ferry_request(const struct ferry_client_options *opts, cons
                                    const char *path, const char *body, long *status,
                                    char **answer, char *errbuf, unsigned errlen);
 
+/* Progress of a transfer: bytes done of total. A non-zero answer stops it (what arrived
+ * is kept, and the next call resumes). */
+typedef int (*ferry_progress_fn)(void *ctx, int64_t done, int64_t total);
+
+/* Downloads the file entry at path (e.g. "docs/report.pdf") to file: into file.part,
+ * resumed from what an earlier call left there (a Range request, as long as the server
+ * still has the same content), then checked against the entry's SHA-256 and renamed to
+ * file. fn (may be NULL) is called as bytes arrive. On failure the reason is in errbuf;
+ * the .part file is kept for a resume unless its SHA-256 was wrong. */
+FERRY_CLIENT_API int ferry_download(const struct ferry_client_options *opts, const char *path,
+                                    const char *file, ferry_progress_fn fn, void *ctx,
+                                    char *errbuf, unsigned errlen);
+
 /* The number of local operations waiting to be pushed, or a negative status. */
 FERRY_CLIENT_API int64_t ferry_pending(ferry_replica *r);
 

@@ -3,6 +3,7 @@
  * pull DB` (one half of a sync, a JSON line out), `ferry conflicts` and `ferry resolve ID
  * --keep server|client` (the server's conflict API, JSON out). */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,26 +11,28 @@
 
 #include "cli/cli.h"
 #include "cli/clientconf.h"
+#include "cli/progress.h"
 #include "ferry/client.h"
+
+#include <curl/curl.h>
 
 struct remote_args {
     const char *url, *token, *ca_file, *status, *keep;
-    const char *arg; /* the one positional argument, when the command takes it */
+    const char *arg;  /* the first positional argument, when the command takes one */
+    const char *arg2; /* the second, when given */
+    bool json;        /* --json: JSON lines even on a terminal */
 };
 
-/* Parses --url, --token, --cacert, --status, --keep and one positional argument (when
- * want_arg); -1 to go on, or the exit code. */
-static int parse(const struct cli_command *cmd, int argc, char **argv, bool want_arg,
-                 struct remote_args *a)
+/* Parses --url, --token, --cacert, --status, --keep, --json and from min to max
+ * positional arguments; -1 to go on, or the exit code. */
+static int parse_n(const struct cli_command *cmd, int argc, char **argv, int min, int max,
+                   struct remote_args *a)
 {
     static const struct option options[] = {
-        {"url", required_argument, NULL, 'u'},
-        {"token", required_argument, NULL, 't'},
-        {"cacert", required_argument, NULL, 'c'},
-        {"status", required_argument, NULL, 's'},
-        {"keep", required_argument, NULL, 'k'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"url", required_argument, NULL, 'u'},    {"token", required_argument, NULL, 't'},
+        {"cacert", required_argument, NULL, 'c'}, {"status", required_argument, NULL, 's'},
+        {"keep", required_argument, NULL, 'k'},   {"help", no_argument, NULL, 'h'},
+        {"json", no_argument, NULL, 'j'},         {NULL, 0, NULL, 0},
     };
     int opt;
     optind = 0;
@@ -40,6 +43,10 @@ static int parse(const struct cli_command *cmd, int argc, char **argv, bool want
         }
         if (opt == '?')
             return CLI_USAGE;
+        if (opt == 'j') {
+            a->json = true;
+            continue;
+        }
         const char **slot = opt == 'u'   ? &a->url
                             : opt == 't' ? &a->token
                             : opt == 'c' ? &a->ca_file
@@ -48,10 +55,17 @@ static int parse(const struct cli_command *cmd, int argc, char **argv, bool want
         *slot = optarg;
     }
     int left = argc + 1 - optind;
-    if (left != (want_arg ? 1 : 0))
-        return cli_usage_error(cmd, want_arg ? "expected one argument" : "unexpected argument");
-    a->arg = want_arg ? argv[optind - 1] : NULL;
+    if (left < min || left > max)
+        return cli_usage_error(cmd, left < min ? "missing argument" : "unexpected argument");
+    a->arg = left > 0 ? argv[optind - 1] : NULL;
+    a->arg2 = left > 1 ? argv[optind] : NULL;
     return -1;
+}
+
+static int parse(const struct cli_command *cmd, int argc, char **argv, bool want_arg,
+                 struct remote_args *a)
+{
+    return parse_n(cmd, argc, argv, want_arg, want_arg, a);
 }
 
 /* The server and token from the flags, the environment or client.conf. */
@@ -289,3 +303,102 @@ const struct cli_command cli_conflicts = {"conflicts", "list the conflicts of yo
                                           run_conflicts, conflicts_usage};
 const struct cli_command cli_resolve = {"resolve", "resolve a conflict (keep server or client)",
                                         run_resolve, resolve_usage};
+
+/* --- files ------------------------------------------------------------------------- */
+
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static int on_progress(void *ctx, int64_t done, int64_t total)
+{
+    progress_update(ctx, done, total, false);
+    return interrupted;
+}
+
+static void download_usage(FILE *out)
+{
+    fprintf(out, "usage: ferry download [--json] [--url URL] [--token T] PATH [FILE]\n\n"
+                 "Downloads the file at PATH on the server to FILE (default: PATH's last\n"
+                 "segment), through FILE.part: an interrupted download (Ctrl-C, a lost\n"
+                 "connection) resumes where it stopped when run again. The content is\n"
+                 "checked against the server's SHA-256 before FILE is written. Progress: a\n"
+                 "bar on a terminal, JSON lines otherwise (--json forces them).\n"
+                 "Exit status: 0 downloaded, 1 failed or interrupted, 2 usage error.\n");
+}
+
+static int run_download(int argc, char **argv)
+{
+    struct remote_args a = {0};
+    struct client_conf c = {0};
+    struct ferry_client_options o = {0};
+    struct progress p;
+    char why[512];
+    int rc = parse_n(&cli_download, argc, argv, 1, 2, &a);
+    if (rc < 0)
+        rc = settings(&cli_download, &a, &c, &o);
+    if (rc >= 0) {
+        clientconf_free(&c);
+        return rc;
+    }
+    const char *slash = strrchr(a.arg, '/'), *file = a.arg2 ? a.arg2 : slash ? slash + 1 : a.arg;
+    char *what = xasprintf("download %s", a.arg);
+    signal(SIGINT, on_interrupt);
+    signal(SIGTERM, on_interrupt);
+    progress_start(&p, what, a.json, 1);
+    rc = ferry_download(&o, a.arg, file, on_progress, &p, why, sizeof(why));
+    if (rc == FERRY_CLIENT_OK) {
+        p.items_done = 1;
+        progress_update(&p, p.last_total, p.last_total, true);
+    }
+    progress_end(&p);
+    if (rc == FERRY_CLIENT_OK) {
+        json_t *done = json_pack("{s:s, s:s, s:s, s:I}", "event", "done", "path", a.arg, "file",
+                                 file, "bytes", (json_int_t)p.last_total);
+        json_dumpf(done, stdout, JSON_COMPACT);
+        fputc('\n', stdout);
+        json_decref(done);
+    } else if (interrupted)
+        fprintf(stderr, "ferry download: interrupted; run the same command again to resume\n");
+    else
+        fprintf(stderr, "ferry download: %s\n", why);
+    free(what);
+    clientconf_free(&c);
+    return rc == FERRY_CLIENT_OK ? CLI_OK : CLI_FAILED;
+}
+
+static void ls_usage(FILE *out)
+{
+    fprintf(out, "usage: ferry ls [--url URL] [--token T] [PREFIX]\n\n"
+                 "Lists the files on the server (under PREFIX) as JSON: the server's\n"
+                 "GET /api/v1/files answer (path, size, sha256, version, ...).\n"
+                 "Exit status: 0 listed, 1 failed, 2 usage error.\n");
+}
+
+static int run_ls(int argc, char **argv)
+{
+    struct remote_args a = {0};
+    struct client_conf c = {0};
+    struct ferry_client_options o = {0};
+    int rc = parse_n(&cli_ls, argc, argv, 0, 1, &a);
+    if (rc < 0)
+        rc = settings(&cli_ls, &a, &c, &o);
+    if (rc < 0) {
+        char *prefix = a.arg ? curl_easy_escape(NULL, a.arg, 0) : NULL;
+        char *path = xasprintf("/api/v1/files?limit=1000%s%s", prefix ? "&prefix=" : "",
+                               prefix ? prefix : "");
+        rc = request(&cli_ls, &o, "GET", path, NULL);
+        curl_free(prefix);
+        free(path);
+    }
+    clientconf_free(&c);
+    return rc;
+}
+
+const struct cli_command cli_download = {"download", "download a file (resumable, verified)",
+                                         run_download, download_usage};
+const struct cli_command cli_ls = {"ls", "list the files on the server", run_ls, ls_usage};

@@ -83,21 +83,27 @@ static int fetch_schema(ferry_replica *r)
     return rc;
 }
 
+ferry_replica *fc_bare_open(const struct ferry_client_options *opts, int *rc)
+{
+    ferry_replica *r = xcalloc(1, sizeof(*r));
+    pthread_once(&curl_once, curl_start);
+    if ((*rc = take_options(r, opts)) == FERRY_CLIENT_OK && !(r->curl = curl_easy_init()))
+        *rc = fc_fail(r, FERRY_CLIENT_ENETWORK, "libcurl failed");
+    return r;
+}
+
 int ferry_request(const struct ferry_client_options *opts, const char *method, const char *path,
                   const char *body, long *status, char **answer, char *errbuf, unsigned errlen)
 {
-    ferry_replica *r = xcalloc(1, sizeof(*r));
     json_t *doc = NULL, *reply = NULL;
     int rc;
+    ferry_replica *r = fc_bare_open(opts, &rc);
 
     *answer = NULL;
-    pthread_once(&curl_once, curl_start);
-    if ((rc = take_options(r, opts)) == FERRY_CLIENT_OK && (!method || !path || *path != '/'))
+    if (rc == FERRY_CLIENT_OK && (!method || !path || *path != '/'))
         rc = fc_fail(r, FERRY_CLIENT_EINVAL, "a method and a path starting with / are required");
     if (rc == FERRY_CLIENT_OK && body && !(doc = json_loads(body, JSON_DECODE_ANY, NULL)))
         rc = fc_fail(r, FERRY_CLIENT_EINVAL, "the body is not JSON");
-    if (rc == FERRY_CLIENT_OK && !(r->curl = curl_easy_init()))
-        rc = fc_fail(r, FERRY_CLIENT_ENETWORK, "libcurl failed");
     if (rc == FERRY_CLIENT_OK) {
         rc = fc_http(r, method, path, doc, status, &reply);
         if (rc == FERRY_CLIENT_EAUTH)

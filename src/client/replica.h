@@ -53,6 +53,10 @@ struct ferry_replica {
     int64_t checked_ms;   /* when it was last compared */
 };
 
+/* A handle without a replica (for single requests): options taken, libcurl ready; *rc
+ * says whether that worked (the handle is returned either way, for its error). */
+ferry_replica *fc_bare_open(const struct ferry_client_options *opts, int *rc);
+
 /* Records a failure on r and returns status. */
 int fc_fail(ferry_replica *r, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
