@@ -117,6 +117,16 @@ FERRY_CLIENT_API int ferry_download(const struct ferry_client_options *opts, con
                                     const char *file, ferry_progress_fn fn, void *ctx,
                                     char *errbuf, unsigned errlen);
 
+/* Uploads file to the file entry at path with tus (the server's /tus/), in checksummed
+ * 1 MiB PATCHes. The upload's URL, with the file's size, time and SHA-256, is kept in
+ * state (a file path the caller chooses, e.g. under ~/.local/state): a later call for the
+ * same file and path, in any process, goes on from the offset the server has. When done,
+ * the server's entry is checked to have the file's SHA-256 and state is removed. fn may
+ * stop the upload (FERRY_CLIENT_EINVAL, "stopped"); state is kept then. */
+FERRY_CLIENT_API int ferry_upload(const struct ferry_client_options *opts, const char *file,
+                                  const char *path, const char *state, ferry_progress_fn fn,
+                                  void *ctx, char *errbuf, unsigned errlen);
+
 /* The number of local operations waiting to be pushed, or a negative status. */
 FERRY_CLIENT_API int64_t ferry_pending(ferry_replica *r);
 

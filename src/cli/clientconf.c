@@ -10,6 +10,7 @@
 
 #include "cli/clientconf.h"
 #include "ferry.h"
+#include "util/crypto.h"
 
 char *clientconf_path(void)
 {
@@ -123,4 +124,22 @@ void clientconf_free(struct client_conf *c)
     free(c->token);
     free(c->ca_file);
     memset(c, 0, sizeof(*c));
+}
+
+char *clientconf_upload_state(const char *file, const char *path)
+{
+    const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+    char *real = realpath(file, NULL), hex[65];
+    if (!real)
+        real = xstrdup(file);
+    char *key = xasprintf("%s\n%s", real, path);
+    crypto_sha256_hex(key, strlen(key), hex);
+    char *state = xdg && *xdg == '/' ? xasprintf("%s/ferry/uploads/%s.json", xdg, hex)
+                  : home && *home    ? xasprintf("%s/.local/state/ferry/uploads/%s.json", home, hex)
+                                     : NULL;
+    if (state)
+        make_folder(state);
+    free(key);
+    free(real);
+    return state;
 }

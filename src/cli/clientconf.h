@@ -26,6 +26,11 @@ int clientconf_save(const struct client_conf *c, char *why, size_t whylen);
 
 void clientconf_free(struct client_conf *c);
 
+/* Where the state of an upload of file to path is kept: $XDG_STATE_HOME (or
+ * ~/.local/state)/ferry/uploads/<SHA-256 of the file's real path and path>.json, the
+ * folder made private when missing. NULL without a home. The caller frees it. */
+char *clientconf_upload_state(const char *file, const char *path);
+
 /* Prints a sync's stats as one JSON line (sync.c). */
 void cli_print_sync_stats(const struct ferry_sync_stats *s);
 

@@ -66,7 +66,7 @@ void progress_update(struct progress *p, int64_t done, int64_t total, bool final
     p->last_total = total;
     if (p->first_done < 0)
         p->first_done = done; /* a resume's bytes do not count toward the rate */
-    if (!final && now - p->last_ms < (p->tty ? 100 : 500))
+    if (!final && now - p->last_ms < 100)
         return;
     p->last_ms = now;
     double secs = (double)(now - p->started_ms) / 1000.0;
@@ -76,10 +76,9 @@ void progress_update(struct progress *p, int64_t done, int64_t total, bool final
         return;
     }
     json_t *line = json_pack("{s:s, s:s, s:I, s:I, s:i, s:i, s:f, s:f}", "event", "progress",
-                             "what", p->what, "bytes", (json_int_t)done, "total",
-                             (json_int_t)total, "items", p->items_done, "itemsTotal",
-                             p->items_total, "rate", rate, "eta",
-                             total > 0 && rate > 0 ? (double)(total - done) / rate : -1.0);
+                             "what", p->what, "bytes", (json_int_t)done, "total", (json_int_t)total,
+                             "items", p->items_done, "itemsTotal", p->items_total, "rate", rate,
+                             "eta", total > 0 && rate > 0 ? (double)(total - done) / rate : -1.0);
     json_dumpf(line, stdout, JSON_COMPACT);
     json_decref(line);
     fputc('\n', stdout);

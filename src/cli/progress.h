@@ -1,7 +1,7 @@
 /* progress.h - progress of long client work: on a terminal one line redrawn in place
  * (bytes, items, rate, ETA; at most 10 times a second, the line cleared before it is
- * written again so nothing flickers or lingers), otherwise JSON lines (at most 2 a
- * second, and the last). */
+ * written again so nothing flickers or lingers), otherwise JSON lines (at most 10
+ * a second, and the last). */
 #ifndef FERRY_CLI_PROGRESS_H
 #define FERRY_CLI_PROGRESS_H
 

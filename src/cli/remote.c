@@ -399,6 +399,63 @@ static int run_ls(int argc, char **argv)
     return rc;
 }
 
+static void upload_usage(FILE *out)
+{
+    fprintf(out, "usage: ferry upload [--json] [--url URL] [--token T] FILE PATH\n\n"
+                 "Uploads FILE to PATH on the server with tus, in checksummed 1 MiB parts.\n"
+                 "An interrupted upload (Ctrl-C, a lost connection) resumes where the server\n"
+                 "has it when the same command runs again (state in ~/.local/state/ferry).\n"
+                 "The server's SHA-256 is checked at the end. Progress: a bar on a terminal,\n"
+                 "JSON lines otherwise (--json forces them).\n"
+                 "Exit status: 0 uploaded, 1 failed or interrupted, 2 usage error.\n");
+}
+
+static int run_upload(int argc, char **argv)
+{
+    struct remote_args a = {0};
+    struct client_conf c = {0};
+    struct ferry_client_options o = {0};
+    struct progress p;
+    char why[512];
+    int rc = parse_n(&cli_upload, argc, argv, 2, 2, &a);
+    if (rc < 0)
+        rc = settings(&cli_upload, &a, &c, &o);
+    char *state = rc < 0 ? clientconf_upload_state(a.arg, a.arg2) : NULL;
+    if (rc < 0 && !state)
+        rc = cli_usage_error(&cli_upload, "neither HOME nor XDG_STATE_HOME is set");
+    if (rc >= 0) {
+        clientconf_free(&c);
+        return rc;
+    }
+    char *what = xasprintf("upload %s", a.arg2);
+    signal(SIGINT, on_interrupt);
+    signal(SIGTERM, on_interrupt);
+    progress_start(&p, what, a.json, 1);
+    rc = ferry_upload(&o, a.arg, a.arg2, state, on_progress, &p, why, sizeof(why));
+    if (rc == FERRY_CLIENT_OK) {
+        p.items_done = 1;
+        progress_update(&p, p.last_total, p.last_total, true);
+    }
+    progress_end(&p);
+    if (rc == FERRY_CLIENT_OK) {
+        json_t *done = json_pack("{s:s, s:s, s:s, s:I}", "event", "done", "file", a.arg, "path",
+                                 a.arg2, "bytes", (json_int_t)p.last_total);
+        json_dumpf(done, stdout, JSON_COMPACT);
+        fputc('\n', stdout);
+        json_decref(done);
+    } else if (interrupted) {
+        fprintf(stderr, "ferry upload: interrupted; run the same command again to resume\n");
+    } else {
+        fprintf(stderr, "ferry upload: %s\n", why);
+    }
+    free(what);
+    free(state);
+    clientconf_free(&c);
+    return rc == FERRY_CLIENT_OK ? CLI_OK : CLI_FAILED;
+}
+
+const struct cli_command cli_upload = {"upload", "upload a file (tus, resumable, verified)",
+                                       run_upload, upload_usage};
 const struct cli_command cli_download = {"download", "download a file (resumable, verified)",
                                          run_download, download_usage};
 const struct cli_command cli_ls = {"ls", "list the files on the server", run_ls, ls_usage};

@@ -22,8 +22,7 @@ struct fetch {
     ferry_replica *r;
 };
 
-/* path with each segment percent-encoded, the slashes kept. */
-static char *escape_path(CURL *c, const char *path)
+char *fc_escape_path(CURL *c, const char *path)
 {
     char *out = xstrdup(""), *copy = xstrdup(path), *save = NULL;
     for (char *seg = strtok_r(copy, "/", &save); seg; seg = strtok_r(NULL, "/", &save)) {
@@ -42,7 +41,8 @@ static size_t on_bytes(char *data, size_t size, size_t n, void *ctx)
     return fwrite(data, size, n, f->out) * size;
 }
 
-static int on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ut, curl_off_t un)
+static int on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ut,
+                       curl_off_t un)
 {
     struct fetch *f = ctx;
     (void)dltotal, (void)ut, (void)un;
@@ -129,8 +129,8 @@ static int fetch_rest(ferry_replica *r, const char *escaped, const char *sha, st
 }
 
 /* Fetches into part (resuming it) and checks its SHA-256. */
-static int fetch_checked(ferry_replica *r, const char *escaped, const char *part,
-                         const char *sha, struct fetch *f)
+static int fetch_checked(ferry_replica *r, const char *escaped, const char *part, const char *sha,
+                         struct fetch *f)
 {
     struct stat st;
     long status = 0;
@@ -153,8 +153,8 @@ static int fetch_checked(ferry_replica *r, const char *escaped, const char *part
     char got[65];
     if (rc == FERRY_CLIENT_OK && (file_sha256(part, got) != 0 || strcmp(got, sha) != 0)) {
         unlink(part); /* wrong bytes are never resumed from */
-        rc = fc_fail(r, FERRY_CLIENT_ESERVER, "download: SHA-256 mismatch (got %s, want %s)",
-                     got, sha);
+        rc = fc_fail(r, FERRY_CLIENT_ESERVER, "download: SHA-256 mismatch (got %s, want %s)", got,
+                     sha);
     }
     return rc;
 }
@@ -169,7 +169,7 @@ int ferry_download(const struct ferry_client_options *opts, const char *path, co
     if (rc == FERRY_CLIENT_OK && (!path || !*path || !file || !*file))
         rc = fc_fail(r, FERRY_CLIENT_EINVAL, "a remote path and a local file are required");
     if (rc == FERRY_CLIENT_OK) {
-        escaped = escape_path(r->curl, path);
+        escaped = fc_escape_path(r->curl, path);
         part = xasprintf("%s.part", file);
         rc = entry(r, escaped, &f.total, sha);
     }

@@ -57,6 +57,9 @@ struct ferry_replica {
  * says whether that worked (the handle is returned either way, for its error). */
 ferry_replica *fc_bare_open(const struct ferry_client_options *opts, int *rc);
 
+/* path with each segment percent-encoded, the slashes kept (the caller frees it). */
+char *fc_escape_path(CURL *c, const char *path);
+
 /* Records a failure on r and returns status. */
 int fc_fail(ferry_replica *r, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

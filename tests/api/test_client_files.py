@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import pty
+import signal
 import subprocess
 
 import pytest
@@ -107,3 +108,62 @@ def test_ls_lists_the_files(files_server):
     files = json.loads(proc.stdout)["files"]
     assert [(f["path"], f["size"]) for f in files] == [("docs/big.bin", len(CONTENT))]
     assert json.loads(ferry(srv, token, "ls", "nothing/").stdout)["files"] == []
+
+
+def upload_env(srv, token, home):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("FERRY_") and k not in ("XDG_STATE_HOME", "XDG_CONFIG_HOME")}
+    env.update(FERRY_URL=srv.base, FERRY_TOKEN=token, HOME=str(home))
+    return env
+
+
+def test_upload_is_verified_and_listed(server, tmp_path):
+    token = user(server, "anna").token
+    src = tmp_path / "photo.bin"
+    data = os.urandom(2_500_000)
+    src.write_bytes(data)
+    proc = subprocess.run([FERRY_BIN, "upload", str(src), "pics/photo.bin"], capture_output=True,
+                          timeout=120, env=upload_env(server, token, tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(l) for l in proc.stdout.decode().splitlines()]
+    assert lines[-1] == {"event": "done", "file": str(src), "path": "pics/photo.bin",
+                         "bytes": len(data)}
+    entry = server.get("/api/v1/files/pics/photo.bin", token=token).json()
+    assert entry["sha256"] == hashlib.sha256(data).hexdigest() and entry["size"] == len(data)
+    assert not list((tmp_path / ".local/state/ferry/uploads").iterdir())  # state removed
+    back = tmp_path / "back.bin"
+    assert ferry(server, token, "download", "pics/photo.bin", str(back)).returncode == 0
+    assert back.read_bytes() == data
+
+
+def test_upload_resumes_after_ctrl_c(server, tmp_path):
+    token = user(server, "anna").token
+    src = tmp_path / "big.bin"
+    data = os.urandom(48 * 1024 * 1024)
+    src.write_bytes(data)
+    env = upload_env(server, token, tmp_path)
+    cmd = [FERRY_BIN, "upload", "--json", str(src), "big/one.bin"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    while True:  # Ctrl-C once some parts are on the server
+        line = json.loads(proc.stdout.readline())
+        assert line["event"] == "progress" and line["total"] == len(data), line
+        if line["bytes"] > 0:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and b"interrupted; run the same command again" in err, err
+    states = list((tmp_path / ".local/state/ferry/uploads").iterdir())
+    assert len(states) == 1
+    url = json.loads(states[0].read_text())["url"]
+    head = server.session.head(url, headers={"Tus-Resumable": "1.0.0",
+                                             "Authorization": f"Bearer {token}"})
+    sent = int(head.headers["Upload-Offset"])
+    assert 0 < sent < len(data), sent
+    # the rerun goes on from the server's offset
+    proc = subprocess.run(cmd, capture_output=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(l) for l in proc.stdout.decode().splitlines()]
+    assert lines[0]["bytes"] == sent, (lines[0], sent)
+    entry = server.get("/api/v1/files/big/one.bin", token=token).json()
+    assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+    assert not states[0].exists()
