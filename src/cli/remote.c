@@ -320,6 +320,29 @@ static int on_progress(void *ctx, int64_t done, int64_t total)
     return interrupted;
 }
 
+/* Ends a transfer's progress and says how it went: done (a JSON line on stdout, with
+ * "bytes"), interrupted (how to resume) or why it failed. Returns the exit code. */
+static int transfer_end(const struct cli_command *cmd, int rc, struct progress *p, const char *why,
+                        json_t *done)
+{
+    if (rc == FERRY_CLIENT_OK) {
+        p->items_done = 1;
+        progress_update(p, p->last_total, p->last_total, true);
+    }
+    progress_end(p);
+    if (rc == FERRY_CLIENT_OK) {
+        json_object_set_new(done, "bytes", json_integer(p->last_total));
+        json_dumpf(done, stdout, JSON_COMPACT);
+        fputc('\n', stdout);
+    } else if (interrupted) {
+        fprintf(stderr, "ferry %s: interrupted; run the same command again to resume\n", cmd->name);
+    } else {
+        fprintf(stderr, "ferry %s: %s\n", cmd->name, why);
+    }
+    json_decref(done);
+    return rc == FERRY_CLIENT_OK ? CLI_OK : CLI_FAILED;
+}
+
 static void download_usage(FILE *out)
 {
     fprintf(out, "usage: ferry download [--json] [--url URL] [--token T] PATH [FILE]\n\n"
@@ -351,24 +374,11 @@ static int run_download(int argc, char **argv)
     signal(SIGTERM, on_interrupt);
     progress_start(&p, what, a.json, 1);
     rc = ferry_download(&o, a.arg, file, on_progress, &p, why, sizeof(why));
-    if (rc == FERRY_CLIENT_OK) {
-        p.items_done = 1;
-        progress_update(&p, p.last_total, p.last_total, true);
-    }
-    progress_end(&p);
-    if (rc == FERRY_CLIENT_OK) {
-        json_t *done = json_pack("{s:s, s:s, s:s, s:I}", "event", "done", "path", a.arg, "file",
-                                 file, "bytes", (json_int_t)p.last_total);
-        json_dumpf(done, stdout, JSON_COMPACT);
-        fputc('\n', stdout);
-        json_decref(done);
-    } else if (interrupted)
-        fprintf(stderr, "ferry download: interrupted; run the same command again to resume\n");
-    else
-        fprintf(stderr, "ferry download: %s\n", why);
+    rc = transfer_end(&cli_download, rc, &p, why,
+                      json_pack("{s:s, s:s, s:s}", "event", "done", "path", a.arg, "file", file));
     free(what);
     clientconf_free(&c);
-    return rc == FERRY_CLIENT_OK ? CLI_OK : CLI_FAILED;
+    return rc;
 }
 
 static void ls_usage(FILE *out)
@@ -432,22 +442,8 @@ static int run_upload(int argc, char **argv)
     signal(SIGTERM, on_interrupt);
     progress_start(&p, what, a.json, 1);
     rc = ferry_upload(&o, a.arg, a.arg2, state, on_progress, &p, why, sizeof(why));
-    if (rc == FERRY_CLIENT_OK) {
-        p.items_done = 1;
-        progress_update(&p, p.last_total, p.last_total, true);
-    }
-    progress_end(&p);
-    if (rc == FERRY_CLIENT_OK) {
-        json_t *done = json_pack("{s:s, s:s, s:s, s:I}", "event", "done", "file", a.arg, "path",
-                                 a.arg2, "bytes", (json_int_t)p.last_total);
-        json_dumpf(done, stdout, JSON_COMPACT);
-        fputc('\n', stdout);
-        json_decref(done);
-    } else if (interrupted) {
-        fprintf(stderr, "ferry upload: interrupted; run the same command again to resume\n");
-    } else {
-        fprintf(stderr, "ferry upload: %s\n", why);
-    }
+    rc = transfer_end(&cli_upload, rc, &p, why,
+                      json_pack("{s:s, s:s, s:s}", "event", "done", "file", a.arg, "path", a.arg2));
     free(what);
     free(state);
     clientconf_free(&c);

@@ -93,22 +93,13 @@ static int fetch_rest(ferry_replica *r, const char *escaped, const char *sha, st
                       long *status)
 {
     char *url = xasprintf("%s/api/v1/sync/download/%s", r->url, escaped);
-    char *auth = xasprintf("Authorization: Bearer %s", r->token);
     char *if_range = xasprintf("If-Range: \"%s\"", sha), range[64];
-    struct curl_slist *h = curl_slist_append(NULL, auth);
-    h = curl_slist_append(h, if_range);
+    struct curl_slist *h = fc_curl_base(r, url, curl_slist_append(NULL, if_range));
     snprintf(range, sizeof(range), "%lld-", (long long)f->base);
     CURL *c = r->curl;
-    curl_easy_reset(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, r->timeout_ms);
+    /* no overall timeout for a large file: only a stalled one gives up */
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, r->timeout_ms / 1000 + 1);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (r->ca_file)
-        curl_easy_setopt(c, CURLOPT_CAINFO, r->ca_file);
     if (f->base)
         curl_easy_setopt(c, CURLOPT_RANGE, range);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_bytes);
@@ -120,7 +111,6 @@ static int fetch_rest(ferry_replica *r, const char *escaped, const char *sha, st
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
     curl_slist_free_all(h);
     free(if_range);
-    free(auth);
     free(url);
     if (cc != CURLE_OK)
         return fc_fail(r, FERRY_CLIENT_ENETWORK, "download: %s (rerun to resume)",

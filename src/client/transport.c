@@ -96,27 +96,34 @@ static void back_off(ferry_replica *r, int attempt, long retry_after_s)
     }
 }
 
+struct curl_slist *fc_curl_base(ferry_replica *r, const char *url, struct curl_slist *headers)
+{
+    char *auth = xasprintf("Authorization: Bearer %s", r->token);
+    headers = curl_slist_append(headers, auth);
+    free(auth);
+    curl_easy_reset(r->curl);
+    curl_easy_setopt(r->curl, CURLOPT_URL, url);
+    curl_easy_setopt(r->curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(r->curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(r->curl, CURLOPT_CONNECTTIMEOUT_MS, r->timeout_ms);
+    curl_easy_setopt(r->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (r->ca_file)
+        curl_easy_setopt(r->curl, CURLOPT_CAINFO, r->ca_file);
+    return headers;
+}
+
 static CURLcode perform(ferry_replica *r, const char *method, const char *url, const char *body,
                         struct exchange *x, long *status)
 {
     struct curl_slist *headers = NULL;
-    char *auth = xasprintf("Authorization: Bearer %s", r->token);
     CURL *c = r->curl;
 
-    headers = curl_slist_append(headers, auth);
     headers = curl_slist_append(headers, "Content-Type: application/json");
     headers = curl_slist_append(headers, "Accept: application/json");
-    curl_easy_reset(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
+    headers = fc_curl_base(r, url, headers);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, r->timeout_ms);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, r->timeout_ms);
     curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, ""); /* whatever libcurl can decode */
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (r->ca_file)
-        curl_easy_setopt(c, CURLOPT_CAINFO, r->ca_file);
     if (body)
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
@@ -129,7 +136,6 @@ static CURLcode perform(ferry_replica *r, const char *method, const char *url, c
     CURLcode rc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
     curl_slist_free_all(headers);
-    free(auth);
     return rc;
 }
 

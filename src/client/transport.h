@@ -24,6 +24,10 @@ void fc_snapshot_local(ferry_replica *r);
  * a stop is asked for. */
 void fc_wait_changes(ferry_replica *r, int64_t cursor);
 
+/* Resets r's libcurl handle for a request to url: the token added to headers (returned,
+ * for the caller to free after the request), TLS trust, connect timeout, HTTP(S) only. */
+struct curl_slist *fc_curl_base(ferry_replica *r, const char *url, struct curl_slist *headers);
+
 /* The message of an error answer in any of ferry's error formats, for fc_fail. */
 const char *fc_answer_message(json_t *answer);
 

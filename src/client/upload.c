@@ -20,7 +20,7 @@
 
 struct tus {
     ferry_replica *r;
-    char *url;   /* the upload's URL */
+    char *url; /* the upload's URL */
     int64_t size, offset;
     char sha[65];
     long status;
@@ -54,19 +54,10 @@ static int tus_call(struct tus *t, const char *method, const char *url, struct c
                     const void *body, size_t len)
 {
     ferry_replica *r = t->r;
-    char *auth = xasprintf("Authorization: Bearer %s", r->token);
-    h = curl_slist_append(h, auth);
-    h = curl_slist_append(h, "Tus-Resumable: 1.0.0");
     CURL *c = r->curl;
-    curl_easy_reset(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
+    h = fc_curl_base(r, url, curl_slist_append(h, "Tus-Resumable: 1.0.0"));
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, r->timeout_ms);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (r->ca_file)
-        curl_easy_setopt(c, CURLOPT_CAINFO, r->ca_file);
     if (!strcmp(method, "HEAD"))
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
@@ -82,10 +73,9 @@ static int tus_call(struct tus *t, const char *method, const char *url, struct c
     t->status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &t->status);
     curl_slist_free_all(h);
-    free(auth);
     if (cc != CURLE_OK)
-        return fc_fail(r, FERRY_CLIENT_ENETWORK, "upload: %s %s: %s (run again to resume)",
-                       method, url, curl_easy_strerror(cc));
+        return fc_fail(r, FERRY_CLIENT_ENETWORK, "upload: %s %s: %s (run again to resume)", method,
+                       url, curl_easy_strerror(cc));
     return FERRY_CLIENT_OK;
 }
 
@@ -112,8 +102,8 @@ static bool resume(struct tus *t, const char *state, const char *path, time_t mt
                 !strcmp(json_string_value(json_object_get(s, "sha256")) ?: "", t->sha);
     if (same) {
         t->url = xstrdup(url);
-        same = tus_call(t, "HEAD", t->url, NULL, NULL, 0) == FERRY_CLIENT_OK &&
-               t->status == 200 && t->reply_offset >= 0;
+        same = tus_call(t, "HEAD", t->url, NULL, NULL, 0) == FERRY_CLIENT_OK && t->status == 200 &&
+               t->reply_offset >= 0;
         t->offset = same ? t->reply_offset : 0;
     }
     json_decref(s);
@@ -122,7 +112,8 @@ static bool resume(struct tus *t, const char *state, const char *path, time_t mt
 
 static int create(struct tus *t, const char *path)
 {
-    char *b64 = base64_encode(path, strlen(path)), *meta = xasprintf("Upload-Metadata: path %s", b64);
+    char *b64 = base64_encode(path, strlen(path)),
+         *meta = xasprintf("Upload-Metadata: path %s", b64);
     char length[64], *post = xasprintf("%s/tus/", t->r->url);
     snprintf(length, sizeof(length), "Upload-Length: %lld", (long long)t->size);
     struct curl_slist *h = curl_slist_append(NULL, length);
@@ -213,8 +204,10 @@ static int verify(struct tus *t, const char *path)
     int rc = fc_http(t->r, "GET", api, NULL, &status, &answer);
     const char *sha = json_string_value(json_object_get(answer, "sha256"));
     if (rc == FERRY_CLIENT_OK && (status != 200 || !sha || strcmp(sha, t->sha)))
-        rc = fc_fail(t->r, FERRY_CLIENT_ESERVER, "upload: the server's file does not have the"
-                                                 " file's SHA-256 (HTTP %ld)", status);
+        rc = fc_fail(t->r, FERRY_CLIENT_ESERVER,
+                     "upload: the server's file does not have the"
+                     " file's SHA-256 (HTTP %ld)",
+                     status);
     json_decref(answer);
     free(api);
     free(escaped);
@@ -234,17 +227,17 @@ static int file_digest(FILE *in, char out[65])
 }
 
 int ferry_upload(const struct ferry_client_options *opts, const char *file, const char *path,
-                 const char *state, ferry_progress_fn fn, void *ctx, char *errbuf,
-                 unsigned errlen)
+                 const char *state, ferry_progress_fn fn, void *ctx, char *errbuf, unsigned errlen)
 {
     int rc = FERRY_CLIENT_EINVAL;
     struct tus t = {.r = fc_bare_open(opts, &rc)};
     struct stat st;
     FILE *in = NULL;
     if (rc == FERRY_CLIENT_OK && (!file || !path || !*path || !state))
-        rc = fc_fail(t.r, FERRY_CLIENT_EINVAL, "a file, a remote path and a state file are required");
-    if (rc == FERRY_CLIENT_OK && (!(in = fopen(file, "rb")) || fstat(fileno(in), &st) != 0 ||
-                                  file_digest(in, t.sha) != 0))
+        rc = fc_fail(t.r, FERRY_CLIENT_EINVAL,
+                     "a file, a remote path and a state file are required");
+    if (rc == FERRY_CLIENT_OK &&
+        (!(in = fopen(file, "rb")) || fstat(fileno(in), &st) != 0 || file_digest(in, t.sha) != 0))
         rc = fc_fail(t.r, FERRY_CLIENT_ELOCAL, "cannot read %s: %s", file, strerror(errno));
     if (rc == FERRY_CLIENT_OK) {
         t.size = st.st_size;
