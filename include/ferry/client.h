@@ -8,7 +8,10 @@
  * then acknowledges the cursor.
  *
  * Threads: a ferry_replica is used by one thread at a time (calls on one handle must not
- * overlap); different handles are independent, even on the same file. libferry keeps no
+ * overlap); different handles are independent, even on the same file. Between
+ * ferry_start() and ferry_stop() the handle belongs to libferry's background thread: the
+ * app calls nothing on it but ferry_stop() (from any one thread), and its callbacks run
+ * on that thread. The app's own SQLite connections to the file are never affected. libferry keeps no
  * global state apart from libcurl's, which ferry_replica_open initialises once, thread-
  * safely (curl_global_init through pthread_once).
  *
@@ -56,6 +59,9 @@ struct ferry_client_options {
     int max_attempts;    /* per request, network errors, 429 and 5xx; 0: 6 */
     int batch_size;      /* operations per push; 0: 500 */
     int page_size;       /* changes per pull; 0: 1000 */
+    int poll_s;          /* background mode: longest wait for remote changes; 0: 25 */
+    const char *device_id; /* with a user token or JWT: the registered device this replica
+                              is (sent as deviceId); NULL with a device token */
 };
 
 /* What one ferry_sync() did. */
@@ -82,13 +88,97 @@ FERRY_CLIENT_API int ferry_replica_open(const char *path, const struct ferry_cli
  * NULL. Safe to call again after any failure. */
 FERRY_CLIENT_API int ferry_sync(ferry_replica *r, struct ferry_sync_stats *stats);
 
+/* The two halves of ferry_sync(), for scripts and apps that want them apart: ferry_push()
+ * pushes the outbox (and delivers conflicts), ferry_pull() pulls every remote change and
+ * acknowledges the cursor. */
+FERRY_CLIENT_API int ferry_push(ferry_replica *r, struct ferry_sync_stats *stats);
+FERRY_CLIENT_API int ferry_pull(ferry_replica *r, struct ferry_sync_stats *stats);
+
+/* One request to the server without a replica, with the token, TLS settings and retries
+ * of opts (network errors, 429 and 5xx retried): method and path (under opts->url, e.g.
+ * "/api/v1/sync/conflicts"), body JSON text or NULL. On FERRY_CLIENT_OK *status is the
+ * HTTP status and *answer the body (NUL-terminated, malloc'd: the caller frees it; "" when
+ * empty); 401 and 403 are returned as FERRY_CLIENT_OK with their status. On failure the
+ * reason is written to errbuf. */
+FERRY_CLIENT_API int ferry_request(const struct ferry_client_options *opts, const char *method,
+                                   const char *path, const char *body, long *status,
+                                   char **answer, char *errbuf, unsigned errlen);
+
+/* Progress of a transfer: bytes done of total. A non-zero answer stops it (what arrived
+ * is kept, and the next call resumes). */
+typedef int (*ferry_progress_fn)(void *ctx, int64_t done, int64_t total);
+
+/* Downloads the file entry at path (e.g. "docs/report.pdf") to file: into file.part,
+ * resumed from what an earlier call left there (a Range request, as long as the server
+ * still has the same content), then checked against the entry's SHA-256 and renamed to
+ * file. fn (may be NULL) is called as bytes arrive. On failure the reason is in errbuf;
+ * the .part file is kept for a resume unless its SHA-256 was wrong. */
+FERRY_CLIENT_API int ferry_download(const struct ferry_client_options *opts, const char *path,
+                                    const char *file, ferry_progress_fn fn, void *ctx,
+                                    char *errbuf, unsigned errlen);
+
+/* Uploads file to the file entry at path with tus (the server's /tus/), in checksummed
+ * 1 MiB PATCHes. The upload's URL, with the file's size, time and SHA-256, is kept in
+ * state (a file path the caller chooses, e.g. under ~/.local/state): a later call for the
+ * same file and path, in any process, goes on from the offset the server has. When done,
+ * the server's entry is checked to have the file's SHA-256 and state is removed. fn may
+ * stop the upload (FERRY_CLIENT_EINVAL, "stopped"); state is kept then. */
+FERRY_CLIENT_API int ferry_upload(const struct ferry_client_options *opts, const char *file,
+                                  const char *path, const char *state, ferry_progress_fn fn,
+                                  void *ctx, char *errbuf, unsigned errlen);
+
 /* The number of local operations waiting to be pushed, or a negative status. */
 FERRY_CLIENT_API int64_t ferry_pending(ferry_replica *r);
 
 /* The last failure on r, in English; "" when none. */
 FERRY_CLIENT_API const char *ferry_replica_error(const ferry_replica *r);
 
-/* Closes the replica's connection and frees r. NULL is allowed. */
+/* A conflict the server recorded for one of this replica's pushes. The strings are owned
+ * by libferry and valid during the callback only. */
+struct ferry_conflict {
+    const char *id;      /* the server's conflict id, for ferry_resolve() */
+    const char *table;   /* the synced table */
+    const char *row_id;  /* the row's key, as text */
+    const char *details; /* the server's description, JSON: action, baseVersion,
+                            serverVersion, serverData, clientData, fields */
+};
+
+typedef void (*ferry_conflict_fn)(void *ctx, const struct ferry_conflict *conflict);
+
+/* Calls fn(ctx, conflict) once for each conflict a push reports, after the push's answer
+ * is recorded in the replica, on the thread running the sync; conflicts reported while
+ * no handler was set (or before a crash) are delivered at the end of the next sync. fn
+ * NULL: no callback (conflicts are still kept in the table ferry_client_conflicts).
+ * fn must not call libferry on r. */
+FERRY_CLIENT_API void ferry_set_conflict_handler(ferry_replica *r, ferry_conflict_fn fn,
+                                                 void *ctx);
+
+enum ferry_keep {
+    FERRY_KEEP_SERVER = 0, /* the server's row stays (the replica already has it) */
+    FERRY_KEEP_CLIENT = 1, /* the row this replica pushed is written on the server */
+};
+
+/* Resolves a conflict on the server (POST /api/v1/sync/conflicts/{id}/resolve); the row
+ * the resolution writes reaches every replica, this one too, through the next sync.
+ * FERRY_CLIENT_ESERVER with the server's reason when it refuses (404: no such open
+ * conflict; 409: the row changed meanwhile, resolve again). */
+FERRY_CLIENT_API int ferry_resolve(ferry_replica *r, const char *conflict_id, enum ferry_keep keep);
+
+/* Called after each background round with its status and what it did. */
+typedef void (*ferry_round_fn)(void *ctx, int status, const struct ferry_sync_stats *stats);
+
+/* Background mode: a thread syncs, then waits for remote changes (a long poll of up to
+ * poll_s seconds) or a local write committed by any connection to the file (noticed
+ * within about a second), and syncs again; after a failed round it waits 1 s doubling
+ * to 30 s. fn (may be NULL) runs after every round. FERRY_CLIENT_EINVAL when already
+ * started. */
+FERRY_CLIENT_API int ferry_start(ferry_replica *r, ferry_round_fn fn, void *ctx);
+
+/* Stops the background thread (an exchange under way is abandoned; nothing is lost: it
+ * is redone by the next sync) and waits for it. The handle is the caller's again. */
+FERRY_CLIENT_API int ferry_stop(ferry_replica *r);
+
+/* Closes the replica's connection and frees r (stopping background mode). NULL is allowed. */
 FERRY_CLIENT_API void ferry_replica_close(ferry_replica *r);
 
 #ifdef __cplusplus

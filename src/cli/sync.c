@@ -10,10 +10,11 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/clientconf.h"
 #include "ferry/client.h"
 
 struct sync_args {
-    const char *url, *token, *ca_file, *db;
+    const char *url, *token, *ca_file, *db, *device;
     int watch_s; /* 0: once */
 };
 
@@ -27,32 +28,36 @@ static void on_signal(int sig)
 
 static void sync_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: ferry sync [--url URL] [--token TOKEN] [--cacert FILE] [--watch SECONDS] DB\n\n"
-            "Syncs the SQLite replica DB with a ferry server: pushes the rows changed in DB\n"
-            "since the last sync, pulls every other change and acknowledges it. DB is made\n"
-            "when missing, with the tables the token syncs. Writes to DB with any SQLite\n"
-            "program are captured by triggers (tables ferry_client_* hold the state).\n"
-            "  --url URL        the server (default $FERRY_URL)\n"
-            "  --token TOKEN    a device token or JWT (default $FERRY_TOKEN)\n"
-            "  --cacert FILE    PEM certificates to trust for HTTPS\n"
-            "  --watch SECONDS  sync again every SECONDS until Ctrl-C\n"
-            "Prints one JSON line per sync: pushed, conflicts, pulled, skipped, cursor,\n"
-            "resynced. Exit status: 0 synced, 1 failed, 2 usage error.\n");
+    fprintf(out, "usage: ferry sync [--url URL] [--token TOKEN] [--cacert FILE] [--device ID]\n"
+                 "                  [--watch SECONDS] DB\n\n"
+                 "Syncs the SQLite replica DB with a ferry server: pushes the rows changed in DB\n"
+                 "since the last sync, pulls every other change and acknowledges it. DB is made\n"
+                 "when missing, with the tables the token syncs. Writes to DB with any SQLite\n"
+                 "program are captured by triggers (tables ferry_client_* hold the state).\n"
+                 "  --url URL        the server (default $FERRY_URL, then 'ferry login')\n"
+                 "  --token TOKEN    a device token or JWT (default $FERRY_TOKEN, then login)\n"
+                 "  --cacert FILE    PEM certificates to trust for HTTPS\n"
+                 "  --device ID      with a user token or JWT: the registered device this\n"
+                 "                   replica is (default $FERRY_DEVICE)\n"
+                 "  --watch SECONDS  sync again every SECONDS until Ctrl-C\n"
+                 "Prints one JSON line per sync: pushed, conflicts, pulled, skipped, cursor,\n"
+                 "resynced. Exit status: 0 synced, 1 failed, 2 usage error.\n");
 }
 
 static int parse_args(int argc, char **argv, struct sync_args *a)
 {
     static const struct option options[] = {
-        {"url", required_argument, NULL, 'u'},    {"token", required_argument, NULL, 't'},
-        {"cacert", required_argument, NULL, 'c'}, {"watch", required_argument, NULL, 'w'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"url", required_argument, NULL, 'u'},
+        {"token", required_argument, NULL, 't'},
+        {"cacert", required_argument, NULL, 'c'},
+        {"watch", required_argument, NULL, 'w'},
+        {"device", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     int opt;
-    a->url = getenv("FERRY_URL");
-    a->token = getenv("FERRY_TOKEN");
     optind = 0;
-    while ((opt = getopt_long(argc + 1, argv - 1, "u:t:c:w:h", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc + 1, argv - 1, "u:t:c:w:d:h", options, NULL)) != -1) {
         if (opt == 'h') {
             sync_usage(stdout);
             return CLI_OK;
@@ -65,6 +70,8 @@ static int parse_args(int argc, char **argv, struct sync_args *a)
             a->token = optarg;
         else if (opt == 'c')
             a->ca_file = optarg;
+        else if (opt == 'd')
+            a->device = optarg;
         else if (opt == 'w' && (a->watch_s = atoi(optarg)) < 1) {
             fprintf(stderr, "ferry sync: --watch takes a number of seconds >= 1\n");
             return CLI_USAGE;
@@ -75,14 +82,10 @@ static int parse_args(int argc, char **argv, struct sync_args *a)
         return CLI_USAGE;
     }
     a->db = argv[optind - 1];
-    if (!a->url || !a->token) {
-        fprintf(stderr, "ferry sync: give --url and --token (or FERRY_URL and FERRY_TOKEN)\n");
-        return CLI_USAGE;
-    }
     return -1;
 }
 
-static void print_stats(const struct ferry_sync_stats *s)
+void cli_print_sync_stats(const struct ferry_sync_stats *s)
 {
     printf("{\"pushed\":%lld,\"conflicts\":%lld,\"pulled\":%lld,\"skipped\":%lld,"
            "\"cursor\":%lld,\"resynced\":%s}\n",
@@ -101,10 +104,21 @@ static int run_sync(int argc, char **argv)
 
     if (rc >= 0)
         return rc;
-    o.url = a.url;
-    o.token = a.token;
-    o.ca_file = a.ca_file;
-    if (ferry_replica_open(a.db, &o, &r, why, sizeof(why)) != FERRY_CLIENT_OK) {
+    struct client_conf c = {0};
+    clientconf_resolve(&c, a.url, a.token, a.ca_file);
+    if (!c.url || !c.token) {
+        fprintf(stderr, "ferry sync: no server: run 'ferry login URL', or give --url and"
+                        " --token (or FERRY_URL and FERRY_TOKEN)\n");
+        clientconf_free(&c);
+        return CLI_USAGE;
+    }
+    o.url = c.url;
+    o.token = c.token;
+    o.ca_file = c.ca_file;
+    o.device_id = a.device ? a.device : getenv("FERRY_DEVICE");
+    rc = ferry_replica_open(a.db, &o, &r, why, sizeof(why));
+    clientconf_free(&c);
+    if (rc != FERRY_CLIENT_OK) {
         fprintf(stderr, "ferry sync: %s\n", why);
         return CLI_FAILED;
     }
@@ -117,7 +131,7 @@ static int run_sync(int argc, char **argv)
             fprintf(stderr, "ferry sync: %s\n", ferry_replica_error(r));
             rc = CLI_FAILED;
         } else {
-            print_stats(&s);
+            cli_print_sync_stats(&s);
         }
         for (int i = 0; a.watch_s && !stopping && i < a.watch_s * 10; i++)
             usleep(100000);

@@ -57,10 +57,15 @@ static int take_options(ferry_replica *r, const struct ferry_client_options *o)
         r->url[--len] = '\0';
     r->token = xstrdup(o->token);
     r->ca_file = o->ca_file ? xstrdup(o->ca_file) : NULL;
+    for (const char *p = o->device_id; p && *p; p++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-", *p))
+            return fc_fail(r, FERRY_CLIENT_EINVAL, "not a device id: %s", o->device_id);
+    r->device_id = o->device_id && *o->device_id ? xstrdup(o->device_id) : NULL;
     r->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
     r->max_attempts = o->max_attempts > 0 ? o->max_attempts : 6;
     r->batch_size = o->batch_size > 0 ? o->batch_size : 500;
     r->page_size = o->page_size > 0 ? o->page_size : 1000;
+    r->poll_s = o->poll_s > 0 ? o->poll_s : 25;
     return FERRY_CLIENT_OK;
 }
 
@@ -75,6 +80,42 @@ static int fetch_schema(ferry_replica *r)
     if (rc == FERRY_CLIENT_OK)
         rc = fc_replica_setup(r, answer);
     json_decref(answer);
+    return rc;
+}
+
+ferry_replica *fc_bare_open(const struct ferry_client_options *opts, int *rc)
+{
+    ferry_replica *r = xcalloc(1, sizeof(*r));
+    pthread_once(&curl_once, curl_start);
+    if ((*rc = take_options(r, opts)) == FERRY_CLIENT_OK && !(r->curl = curl_easy_init()))
+        *rc = fc_fail(r, FERRY_CLIENT_ENETWORK, "libcurl failed");
+    return r;
+}
+
+int ferry_request(const struct ferry_client_options *opts, const char *method, const char *path,
+                  const char *body, long *status, char **answer, char *errbuf, unsigned errlen)
+{
+    json_t *doc = NULL, *reply = NULL;
+    int rc;
+    ferry_replica *r = fc_bare_open(opts, &rc);
+
+    *answer = NULL;
+    if (rc == FERRY_CLIENT_OK && (!method || !path || *path != '/'))
+        rc = fc_fail(r, FERRY_CLIENT_EINVAL, "a method and a path starting with / are required");
+    if (rc == FERRY_CLIENT_OK && body && !(doc = json_loads(body, JSON_DECODE_ANY, NULL)))
+        rc = fc_fail(r, FERRY_CLIENT_EINVAL, "the body is not JSON");
+    if (rc == FERRY_CLIENT_OK) {
+        rc = fc_http(r, method, path, doc, status, &reply);
+        if (rc == FERRY_CLIENT_EAUTH)
+            rc = FERRY_CLIENT_OK;
+    }
+    if (rc == FERRY_CLIENT_OK)
+        *answer = reply ? json_dumps(reply, JSON_COMPACT | JSON_ENCODE_ANY) : xstrdup("");
+    else if (errbuf && errlen)
+        snprintf(errbuf, errlen, "%s", r->error);
+    json_decref(doc);
+    json_decref(reply);
+    ferry_replica_close(r);
     return rc;
 }
 
@@ -108,6 +149,8 @@ void ferry_replica_close(ferry_replica *r)
 {
     if (!r)
         return;
+    ferry_stop(r);
+    fc_cache_free(r);
     for (int i = 0; i < r->n_tables; i++) {
         struct fc_table *t = &r->tables[i];
         for (int k = 0; k < t->n_cols; k++) {
@@ -126,6 +169,7 @@ void ferry_replica_close(ferry_replica *r)
     free(r->url);
     free(r->token);
     free(r->ca_file);
+    free(r->device_id);
     free(r->replica_id);
     free(r);
 }

@@ -14,7 +14,7 @@
 
 /* The outbox keeps which rows changed (their key as text, as the server keys its change
  * log), not how: a push sends each row as it is then, so many edits of a row are one
- * operation and a row inserted and deleted again before a push is a delete. The capture
+ * operation and a row inserted and deleted again before a push is a delete.
  * A remote change to a row with local changes not yet pushed is held back
  * (ferry_client_held) until the push of that row says whether the server kept its own
  * row (then the held change is applied) or took the local one. The capture
@@ -38,10 +38,16 @@ static const char SETUP_SQL[] =
     " PRIMARY KEY (tbl, pk)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS ferry_client_seen ("
     " tbl TEXT NOT NULL, pk TEXT NOT NULL, PRIMARY KEY (tbl, pk)) WITHOUT ROWID;"
-    /* the outbox id where the batch sent and not yet settled ends: after a crash the
-     * same entries go again under the same batch id (see syncloop.c) */
-    "CREATE TABLE IF NOT EXISTS ferry_client_sending ("
-    " id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER NOT NULL);";
+    /* The batch being pushed, exactly as sent: after a failure or a crash it is sent
+     * again unchanged, batch id and all, so the server answers from its first answer
+     * whatever the app wrote meanwhile. */
+    "CREATE TABLE IF NOT EXISTS ferry_client_inflight ("
+    " id INTEGER PRIMARY KEY CHECK (id = 1), body TEXT NOT NULL, last INTEGER NOT NULL);"
+    /* Every conflict the server recorded for this replica's pushes, as the push answer
+     * described it, recorded with the answer (so exactly once). */
+    "CREATE TABLE IF NOT EXISTS ferry_client_conflicts ("
+    " id TEXT PRIMARY KEY, tbl TEXT NOT NULL, pk TEXT NOT NULL, body TEXT NOT NULL,"
+    " status TEXT NOT NULL DEFAULT 'open', delivered INTEGER NOT NULL DEFAULT 0);";
 
 int fc_fail(ferry_replica *r, int status, const char *fmt, ...)
 {
@@ -117,9 +123,7 @@ static int parse_table(ferry_replica *r, json_t *j, struct fc_table *t)
      * too): writing them would let the answer switch capture off or forge the outbox */
     if (!strncasecmp(name, "ferry_", 6) || !strncasecmp(name, "sqlite_", 7))
         return fc_fail(r, FERRY_CLIENT_ESERVER,
-                       "table %s is the replica's own: the server's "
-                       "schema may not list it",
-                       name);
+                       "table %s is the replica's own: the server's schema may not list it", name);
     t->name = xstrdup(name);
     t->quoted = quote_ident(name);
     t->cols = xcalloc(json_array_size(cols), sizeof(*t->cols));
@@ -372,26 +376,32 @@ static int run(ferry_replica *r, sqlite3_stmt *st)
     return fc_fail(r, FERRY_CLIENT_ELOCAL, "replica: %s", sqlite3_errmsg(r->db));
 }
 
-static int delete_row(ferry_replica *r, const struct fc_table *t, const char *key)
+/* The cached statement slots of table t (made on first use). */
+static sqlite3_stmt **table_slot(ferry_replica *r, const struct fc_table *t, bool upsert)
 {
-    sqlite3_stmt *st = NULL;
-    char *sql = xasprintf("DELETE FROM %s WHERE %s = ?", t->quoted, t->cols[t->pk].quoted);
-    int rc = sqlite3_prepare_v2(r->db, sql, -1, &st, NULL);
-    free(sql);
-    if (rc != SQLITE_OK)
-        return fc_fail(r, FERRY_CLIENT_ELOCAL, "replica: %s", sqlite3_errmsg(r->db));
-    fc_bind_key(st, 1, t, key);
-    return run(r, st);
+    if (!r->st_upsert) {
+        r->st_upsert = xcalloc((size_t)r->n_tables + 1, sizeof(*r->st_upsert));
+        r->st_delete = xcalloc((size_t)r->n_tables + 1, sizeof(*r->st_delete));
+    }
+    return (upsert ? r->st_upsert : r->st_delete) + (t - r->tables);
 }
 
-/* An upsert of the columns data gives (the feed gives whole rows; columns the replica
- * does not sync are left alone). */
-static int upsert_row(ferry_replica *r, const struct fc_table *t, json_t *data)
+static int delete_row(ferry_replica *r, const struct fc_table *t, const char *key)
+{
+    char *sql = xasprintf("DELETE FROM %s WHERE %s = ?", t->quoted, t->cols[t->pk].quoted);
+    sqlite3_stmt *st = fc_cached(r, table_slot(r, t, false), sql);
+    free(sql);
+    if (!st)
+        return FERRY_CLIENT_ELOCAL;
+    fc_bind_key(st, 1, t, key);
+    return fc_step_reset(r, st);
+}
+
+/* The upsert of the columns data gives; *all says whether that is every column. */
+static char *upsert_sql(const struct fc_table *t, json_t *data, bool *all)
 {
     struct buf cols, vals, set;
-    sqlite3_stmt *st = NULL;
-    int n = 0, rc;
-
+    int n = 0;
     buf_init(&cols), buf_init(&vals), buf_init(&set);
     for (int i = 0; i < t->n_cols; i++) {
         if (!json_object_get(data, t->cols[i].name))
@@ -403,26 +413,45 @@ static int upsert_row(ferry_replica *r, const struct fc_table *t, json_t *data)
                        t->cols[i].quoted);
         n++;
     }
+    *all = n == t->n_cols;
     char *sql =
         xasprintf("INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (%s) DO %s%s", t->quoted,
                   cols.data ? cols.data : "", vals.data ? vals.data : "", t->cols[t->pk].quoted,
                   set.len ? "UPDATE SET " : "NOTHING", set.len ? set.data : "");
-    rc = sqlite3_prepare_v2(r->db, sql, -1, &st, NULL);
-    free(sql);
     buf_cleanup(&cols), buf_cleanup(&vals), buf_cleanup(&set);
-    if (rc != SQLITE_OK)
-        return fc_fail(r, FERRY_CLIENT_ELOCAL, "replica: %s", sqlite3_errmsg(r->db));
-    n = 0;
+    return sql;
+}
+
+/* An upsert of the columns data gives (the feed gives whole rows, whose statement is
+ * prepared once per table; columns the replica does not sync are left alone). */
+static int upsert_row(ferry_replica *r, const struct fc_table *t, json_t *data)
+{
+    sqlite3_stmt **slot = table_slot(r, t, true), *st = NULL;
+    int present = 0;
+    for (int i = 0; i < t->n_cols; i++)
+        present += json_object_get(data, t->cols[i].name) != NULL;
+    bool all = present == t->n_cols;
+    if (all && *slot) {
+        st = *slot;
+    } else {
+        char *sql = upsert_sql(t, data, &all);
+        st = all ? fc_cached(r, slot, sql) : fc_prepare(r, sql);
+        free(sql);
+    }
+    if (!st)
+        return FERRY_CLIENT_ELOCAL;
+    int n = 0;
     for (int i = 0; i < t->n_cols; i++) {
         json_t *v = json_object_get(data, t->cols[i].name);
         if (v && bind_value(st, ++n, t->cols[i].type, v) != SQLITE_OK) {
-            sqlite3_finalize(st);
+            all ? (void)(sqlite3_reset(st), sqlite3_clear_bindings(st))
+                : (void)sqlite3_finalize(st);
             return fc_fail(r, FERRY_CLIENT_ESERVER,
                            "table %s: column %s: a value of the wrong kind", t->name,
                            t->cols[i].name);
         }
     }
-    return run(r, st);
+    return all ? fc_step_reset(r, st) : run(r, st);
 }
 
 int fc_apply_row(ferry_replica *r, const struct fc_table *t, const char *key, json_t *data)
@@ -451,5 +480,118 @@ int fc_state_set(ferry_replica *r, const char *column, int64_t value)
         xasprintf("UPDATE ferry_client_state SET %s = %lld WHERE id = 1", column, (long long)value);
     int rc = fc_exec(r, sql);
     free(sql);
+    return rc;
+}
+
+/* --- small statements shared by push and pull ---------------------------------------- */
+
+sqlite3_stmt *fc_prepare(ferry_replica *r, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(r->db, sql, -1, &st, NULL) != SQLITE_OK)
+        fc_fail(r, FERRY_CLIENT_ELOCAL, "replica: %s", sqlite3_errmsg(r->db));
+    return st;
+}
+
+int fc_finish(ferry_replica *r, sqlite3_stmt *st)
+{
+    if (!st)
+        return FERRY_CLIENT_ELOCAL;
+    int step = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (step == SQLITE_DONE || step == SQLITE_ROW)
+        return FERRY_CLIENT_OK;
+    return fc_fail(r, FERRY_CLIENT_ELOCAL, "replica: %s", sqlite3_errmsg(r->db));
+}
+
+int fc_run_text(ferry_replica *r, const char *sql, const char *a, const char *b)
+{
+    sqlite3_stmt *st = fc_prepare(r, sql);
+    if (st && a)
+        sqlite3_bind_text(st, 1, a, -1, SQLITE_TRANSIENT);
+    if (st && b)
+        sqlite3_bind_text(st, 2, b, -1, SQLITE_TRANSIENT);
+    return fc_finish(r, st);
+}
+
+int fc_set_version(ferry_replica *r, const char *tbl, const char *pk, int64_t version)
+{
+    sqlite3_stmt *st = fc_cached(r, &r->st_version,
+                                 "INSERT INTO ferry_client_rows(tbl, pk, version)"
+                                 " VALUES (?, ?, ?) ON CONFLICT (tbl, pk)"
+                                 " DO UPDATE SET version = excluded.version");
+    if (!st)
+        return FERRY_CLIENT_ELOCAL;
+    sqlite3_bind_text(st, 1, tbl, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, pk, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, version);
+    return fc_step_reset(r, st);
+}
+
+sqlite3_stmt *fc_cached(ferry_replica *r, sqlite3_stmt **slot, const char *sql)
+{
+    if (!*slot &&
+        sqlite3_prepare_v3(r->db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL) != SQLITE_OK) {
+        fc_fail(r, FERRY_CLIENT_ELOCAL, "replica: %s", sqlite3_errmsg(r->db));
+        sqlite3_finalize(*slot);
+        *slot = NULL;
+    }
+    return *slot;
+}
+
+int fc_step_reset(ferry_replica *r, sqlite3_stmt *st)
+{
+    int step = sqlite3_step(st);
+    int rc = step == SQLITE_DONE || step == SQLITE_ROW
+                 ? FERRY_CLIENT_OK
+                 : fc_fail(r, FERRY_CLIENT_ELOCAL, "replica: %s", sqlite3_errmsg(r->db));
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+void fc_cache_free(ferry_replica *r)
+{
+    sqlite3_finalize(r->st_pending);
+    sqlite3_finalize(r->st_version);
+    for (int i = 0; r->st_upsert && i < r->n_tables; i++) {
+        sqlite3_finalize(r->st_upsert[i]);
+        sqlite3_finalize(r->st_delete[i]);
+    }
+    free(r->st_upsert);
+    free(r->st_delete);
+    r->st_pending = r->st_version = NULL;
+    r->st_upsert = r->st_delete = NULL;
+}
+
+bool fc_has_pending(ferry_replica *r, const char *tbl, const char *pk)
+{
+    sqlite3_stmt *st = fc_cached(
+        r, &r->st_pending, "SELECT 1 FROM ferry_client_outbox WHERE tbl = ? AND pk = ? LIMIT 1");
+    bool found = false;
+    if (st) {
+        sqlite3_bind_text(st, 1, tbl, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, pk, -1, SQLITE_STATIC);
+        found = sqlite3_step(st) == SQLITE_ROW;
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+    return found;
+}
+
+int fc_in_apply_txn(ferry_replica *r, int (*body)(ferry_replica *, void *), void *ctx)
+{
+    int rc = fc_exec(r, "BEGIN IMMEDIATE");
+    if (rc != FERRY_CLIENT_OK)
+        return rc;
+    rc = fc_state_set(r, "applying", 1);
+    if (rc == FERRY_CLIENT_OK)
+        rc = body(r, ctx);
+    if (rc == FERRY_CLIENT_OK)
+        rc = fc_state_set(r, "applying", 0);
+    if (rc == FERRY_CLIENT_OK)
+        rc = fc_exec(r, "COMMIT");
+    if (rc != FERRY_CLIENT_OK)
+        sqlite3_exec(r->db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
 }

@@ -4,6 +4,7 @@
 #ifndef FERRY_CLIENT_REPLICA_H
 #define FERRY_CLIENT_REPLICA_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -28,14 +29,36 @@ struct fc_table {
 struct ferry_replica {
     sqlite3 *db;
     CURL *curl;
-    char *url, *token, *ca_file;
+    char *url, *token, *ca_file, *device_id;
     long timeout_ms;
     int max_attempts, batch_size, page_size;
     char *replica_id; /* a random id of this replica, the prefix of its batch ids */
     struct fc_table *tables;
     int n_tables;
     char error[512];
+    int poll_s;
+    /* statements of the per-row hot path, prepared once (the pull applies many rows) */
+    sqlite3_stmt *st_pending, *st_version;
+    sqlite3_stmt **st_upsert, **st_delete; /* per table: a whole row, a key */
+    ferry_conflict_fn conflict_fn;
+    void *conflict_ctx;
+    /* background mode (background.c) */
+    pthread_t thread;
+    bool running;
+    ferry_round_fn round_fn;
+    void *round_ctx;
+    _Atomic int stop;     /* asks every exchange and wait to give up */
+    bool watch_local;     /* a long poll also ends on a local commit */
+    int64_t data_version; /* PRAGMA data_version when the long poll began */
+    int64_t checked_ms;   /* when it was last compared */
 };
+
+/* A handle without a replica (for single requests): options taken, libcurl ready; *rc
+ * says whether that worked (the handle is returned either way, for its error). */
+ferry_replica *fc_bare_open(const struct ferry_client_options *opts, int *rc);
+
+/* path with each segment percent-encoded, the slashes kept (the caller frees it). */
+char *fc_escape_path(CURL *c, const char *path);
 
 /* Records a failure on r and returns status. */
 int fc_fail(ferry_replica *r, int status, const char *fmt, ...)
@@ -63,5 +86,39 @@ int fc_apply_row(ferry_replica *r, const struct fc_table *t, const char *key, js
 /* Reads and writes libferry's one-row state: the cursor and the resync flag. */
 int fc_state_get(ferry_replica *r, const char *column, int64_t *value);
 int fc_state_set(ferry_replica *r, const char *column, int64_t value);
+
+/* The statement in *slot, prepared from sql the first time and reset for reuse (NULL
+ * and the reason recorded on failure). */
+sqlite3_stmt *fc_cached(ferry_replica *r, sqlite3_stmt **slot, const char *sql);
+
+/* Steps a cached statement to its end and resets it. */
+int fc_step_reset(ferry_replica *r, sqlite3_stmt *st);
+
+/* Finalizes the cached statements. */
+void fc_cache_free(ferry_replica *r);
+
+/* Prepares sql (NULL and the reason recorded on failure). */
+sqlite3_stmt *fc_prepare(ferry_replica *r, const char *sql);
+
+/* Runs st (bound by the caller; NULL: a failed prepare) to its end and finalizes it. */
+int fc_finish(ferry_replica *r, sqlite3_stmt *st);
+
+/* Runs sql with up to two text parameters (NULL: not bound). */
+int fc_run_text(ferry_replica *r, const char *sql, const char *a, const char *b);
+
+/* Records the server's version of a row, the base_version of its next push. */
+int fc_set_version(ferry_replica *r, const char *tbl, const char *pk, int64_t version);
+
+/* Whether the row has local changes in the outbox. */
+bool fc_has_pending(ferry_replica *r, const char *tbl, const char *pk);
+
+/* Runs body(r, ctx) in one write transaction with capture off. */
+int fc_in_apply_txn(ferry_replica *r, int (*body)(ferry_replica *, void *), void *ctx);
+
+/* Calls the conflict handler for the conflicts not yet delivered (conflicts.c). */
+int fc_deliver_conflicts(ferry_replica *r);
+
+/* Pushes the outbox in batches (push.c). */
+int fc_push_all(ferry_replica *r, struct ferry_sync_stats *stats);
 
 #endif

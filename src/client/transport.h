@@ -15,6 +15,19 @@
 int fc_http(ferry_replica *r, const char *method, const char *path, json_t *body, long *status,
             json_t **answer);
 
+/* Notes the replica file's data_version: fc_wait_changes ends on any commit by another
+ * connection after this (taken before a sync, so a write during it is not missed). */
+void fc_snapshot_local(ferry_replica *r);
+
+/* Waits (one long poll, no retries) until the feed has changes after cursor, poll_s
+ * passes, another connection commits to the replica file (since fc_snapshot_local), or
+ * a stop is asked for. */
+void fc_wait_changes(ferry_replica *r, int64_t cursor);
+
+/* Resets r's libcurl handle for a request to url: the token added to headers (returned,
+ * for the caller to free after the request), TLS trust, connect timeout, HTTP(S) only. */
+struct curl_slist *fc_curl_base(ferry_replica *r, const char *url, struct curl_slist *headers);
+
 /* The message of an error answer in any of ferry's error formats, for fc_fail. */
 const char *fc_answer_message(json_t *answer);
 
