@@ -174,6 +174,13 @@ static const struct option_def options[] = {
         "part of a multipart S3 upload or block of an Azure upload (S3 needs at least 5M)"),
     OPT("cloud-timeout", "FERRY_CLOUD_TIMEOUT", OPT_INT, cloud_timeout, "30",
         "seconds a cloud provider may take to connect, or stall during a transfer"),
+    /* stateless nodes (issue 14) */
+    OPT("blob-store", "FERRY_BLOB_STORE", OPT_STR, blob_store, "local",
+        "where file contents live: local (DATA_DIR/blobs) or s3://bucket/prefix (an "
+        "S3-compatible store shared by every node; endpoint and keys from the s3-* settings)"),
+    OPT("blob-download", "FERRY_BLOB_DOWNLOAD", OPT_STR, blob_download, "proxy",
+        "downloads from an s3:// blob store: proxy (ferry streams the range) or redirect "
+        "(307 to a presigned URL)"),
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))

@@ -85,6 +85,8 @@ struct config {
     char *local_cloud_dir;
     long long cloud_part_size; /* bytes of one S3 part or Azure block */
     long long cloud_timeout;   /* seconds to connect, and that a transfer may stall */
+    char *blob_store;          /* "local" or "s3://bucket/prefix" */
+    char *blob_download;       /* "proxy" or "redirect" */
 };
 
 /* A command line, split by config_parse_args: the command's own options (in order),

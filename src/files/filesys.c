@@ -19,6 +19,7 @@
 #include "files/spool.h"
 #include "jobs/jobs.h"
 #include "util/buf.h"
+#include "util/crypto.h"
 #include "util/log.h"
 #include "util/path.h"
 #include "util/timeutil.h"
@@ -26,18 +27,37 @@
 #define COPY_BUF (256 * 1024)
 #define RECOVER_BATCH 1000
 
-int filesys_open(const char *data_dir, struct store *st, int64_t blob_grace_s,
-                 const char *shared_folders, struct filesys **out, struct err *err)
+/* The blob store the settings name: DATA_DIR/blobs, or an S3 bucket (DATA_DIR/blobs then
+ * holds only temporary files). */
+static int open_blobs(struct filesys *fs, const struct filesys_settings *s, struct err *err)
+{
+    char *blobs = xasprintf("%s/blobs", s->data_dir);
+    int rc = FERRY_ERR;
+    const char *kind = s->blob_store ? s->blob_store : "local";
+    if (!strcmp(kind, "local"))
+        rc = blob_store_open(blobs, &fs->blobs, err);
+    else if (!strncmp(kind, "s3://", 5))
+        rc = blob_store_open_s3(blobs, kind, &s->cloud, &fs->blobs, err);
+    else
+        err_set(err, ERR_INVALID, "blob-store must be local or s3://bucket/prefix");
+    free(blobs);
+    const char *dl = s->blob_download ? s->blob_download : "proxy";
+    if (rc == FERRY_OK && strcmp(dl, "proxy") != 0 && strcmp(dl, "redirect") != 0)
+        rc = err_set(err, ERR_INVALID, "blob-download must be redirect or proxy");
+    fs->redirect_downloads = !strcmp(dl, "redirect") && rc == FERRY_OK && blob_remote(fs->blobs);
+    return rc;
+}
+
+int filesys_open(const struct filesys_settings *s, struct store *st, struct filesys **out,
+                 struct err *err)
 {
     struct filesys *fs = xcalloc(1, sizeof(*fs));
-    char *blobs = xasprintf("%s/blobs", data_dir);
-    int rc = filescope_parse_folders(shared_folders, &fs->shared, &fs->n_shared, err);
+    int rc = filescope_parse_folders(s->shared_folders, &fs->shared, &fs->n_shared, err);
     if (rc == FERRY_OK)
-        rc = blob_store_open(blobs, &fs->blobs, err);
-    free(blobs);
+        rc = open_blobs(fs, s, err);
     fs->store = st;
-    fs->blob_grace_s = blob_grace_s;
-    fs->uploads_dir = xasprintf("%s/uploads", data_dir);
+    fs->blob_grace_s = s->blob_grace_s;
+    fs->uploads_dir = xasprintf("%s/uploads", s->data_dir);
     leases_self(fs->self);
     if (rc == FERRY_OK && mkdir(fs->uploads_dir, 0700) != 0 && errno != EEXIST)
         rc = spool_io_error(err, "cannot create", fs->uploads_dir);
@@ -81,6 +101,8 @@ char *filesys_data_path(const struct filesys *fs, const char *id)
 
 int filesys_make_upload(const struct filesys *fs, const char *id, bool data_file, struct err *err)
 {
+    if (!data_file && blob_remote(fs->blobs))
+        return FERRY_OK; /* chunks are staged in the S3 store (filesys_keep_chunk) */
     char *dir = filesys_upload_dir(fs, id), *data = filesys_data_path(fs, id);
     int fd = -1, rc = FERRY_OK;
     if (mkdir(dir, 0700) != 0)
@@ -103,12 +125,43 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return 0;
 }
 
-/* Removes upload id's folder and everything in it (symlinks, never their targets). */
+/* Removes upload id's folder and everything in it (symlinks, never their targets), and
+ * its parts staged in an S3 store. */
 static void remove_upload_dir(const struct filesys *fs, const char *id)
 {
     char *dir = filesys_upload_dir(fs, id);
     nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     free(dir);
+    if (blob_remote(fs->blobs)) {
+        char *staged = xasprintf("uploads/%s/", id);
+        blob_stage_drop(fs->blobs, staged);
+        free(staged);
+    }
+}
+
+char *filesys_spool_dir(const struct filesys *fs, const char *id)
+{
+    return blob_remote(fs->blobs) ? xstrdup(blob_tmp_dir(fs->blobs)) : filesys_upload_dir(fs, id);
+}
+
+int filesys_keep_chunk(struct filesys *fs, const char *id, int64_t idx, struct spool *spool,
+                       struct err *err)
+{
+    if (!blob_remote(fs->blobs)) {
+        char *final = filesys_chunk_path(fs, id, idx);
+        int rc = spool_keep(spool, final, err);
+        free(final);
+        return rc;
+    }
+    char rnd[17];
+    crypto_random_hex(rnd, 8);
+    char *local = xasprintf("%s/chunk-%s", blob_tmp_dir(fs->blobs), rnd);
+    char *name = xasprintf("uploads/%s/%lld", id, (long long)idx);
+    int rc = spool_keep(spool, local, err) == FERRY_OK ? blob_stage_put(fs->blobs, name, local, err)
+                                                       : FERRY_ERR;
+    free(local);
+    free(name);
+    return rc;
 }
 
 static void lease_name(char *out, size_t cap, const char *what, const char *id)
@@ -160,10 +213,56 @@ static int check_chunks(struct store_conn *c, const struct upload *u, struct err
     return rc;
 }
 
+#define CLAIM_TRIES 250 /* 5 s of 20 ms waits for a collection holding the blob's lease */
+
+/* Records upload id's claim on blob hex under the blob's lease, which collection holds
+ * from asking whether a blob is used until it is gone: so the claim either comes first
+ * and spares the blob, or comes after and the blob is then found missing and put. */
+static int claim_blob(struct filesys *fs, struct store_conn *c, const char *id, const char *hex,
+                      struct err *err)
+{
+    char name[80];
+    struct lease l = {0};
+    bool got = false;
+    lease_name(name, sizeof(name), "blob", hex);
+    for (int i = 0; i < CLAIM_TRIES && !got; i++) {
+        if (leases_acquire(c, fs->self, name, &l, &got, err) != FERRY_OK)
+            return FERRY_ERR;
+        if (!got)
+            usleep(20 * 1000);
+    }
+    if (!got)
+        return err_set(err, ERR_LOCKED, "the blob is being collected; ask again shortly");
+    int rc = uploads_claim_blob(c, id, hex, err);
+    leases_release(c, &l);
+    return rc;
+}
+
+static int write_to_blob(void *ctx, const void *data, size_t len)
+{
+    return blob_writer_write(ctx, data, len, NULL);
+}
+
+/* copy_chunk for chunks staged in an S3 store. */
+static int copy_staged_chunk(struct filesys *fs, const struct upload *u, int64_t idx,
+                             struct blob_writer *w, bool *lost, struct err *err)
+{
+    char *name = xasprintf("uploads/%s/%lld", u->id, (long long)idx);
+    int rc = blob_stage_get(fs->blobs, name, write_to_blob, w, err);
+    free(name);
+    if (rc != FERRY_OK && err && err->code == ERR_NOT_FOUND) {
+        *lost = true;
+        return err_set(err, ERR_INVALID, "chunk %lld was lost; send it again", (long long)idx);
+    }
+    return rc;
+}
+
 /* Streams chunk idx into w; *lost when its file is gone. */
 static int copy_chunk(struct filesys *fs, const struct upload *u, int64_t idx,
                       struct blob_writer *w, char *buf, bool *lost, struct err *err)
 {
+    if (blob_remote(fs->blobs))
+        return copy_staged_chunk(fs, u, idx, w, lost, err);
     char *path = filesys_chunk_path(fs, u->id, idx);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     ssize_t n = 0;
@@ -200,7 +299,7 @@ static int chunked_blob(struct filesys *fs, struct store_conn *c, struct lease *
             leases_renew(c, l, false, err) != FERRY_OK)
             goto out;
     blob_writer_digest(w, hex, &size);
-    if (uploads_claim_blob(c, u->id, hex, err) != FERRY_OK)
+    if (claim_blob(fs, c, u->id, hex, err) != FERRY_OK)
         goto out;
     CRASH_AT("complete.after_claim");
     rc = blob_writer_finish(w, u->sha256[0] ? u->sha256 : NULL, hex, &size, err);
@@ -232,7 +331,7 @@ static int tus_blob(struct filesys *fs, struct store_conn *c, const struct uploa
         if ((int64_t)size != u->size)
             rc = err_set(err, ERR_CONFLICT, "the upload holds %llu of its %lld bytes",
                          (unsigned long long)size, (long long)u->size);
-        else if (uploads_claim_blob(c, u->id, hex, err) == FERRY_OK) {
+        else if (claim_blob(fs, c, u->id, hex, err) == FERRY_OK) {
             CRASH_AT("complete.after_claim");
             char known[65];
             memcpy(known, hex, sizeof(known));
@@ -584,11 +683,33 @@ void filesys_patch_end(struct filesys_patch *p, struct store_conn *conn)
 
 /* --- housekeeping -------------------------------------------------------------------- */
 
+struct collecting {
+    struct filesys *fs;
+    struct store_conn *c;
+    struct lease held; /* the blob's lease, from an unreferenced answer until done */
+};
+
+/* Under the blob's lease (the one claims are recorded under), so the answer "unused"
+ * holds until the blob is gone; a blob whose lease another holds is kept this time. */
 static bool blob_in_use(const char *hex, void *ctx)
 {
-    bool used = true; /* on a database error, keep the blob */
-    files_blob_used(ctx, hex, &used, NULL);
+    struct collecting *col = ctx;
+    char name[80];
+    bool got = false, used = true; /* on a database error, keep the blob */
+    lease_name(name, sizeof(name), "blob", hex);
+    if (leases_acquire(col->c, col->fs->self, name, &col->held, &got, NULL) != FERRY_OK || !got)
+        return true;
+    files_blob_used(col->c, hex, &used, NULL);
+    if (used)
+        leases_release(col->c, &col->held);
     return used;
+}
+
+static void blob_collected(const char *hex, void *ctx)
+{
+    struct collecting *col = ctx;
+    (void)hex;
+    leases_release(col->c, &col->held);
 }
 
 void filesys_housekeeping(struct filesys *fs, struct store_conn *c, int64_t jobs_retention_ms,
@@ -610,7 +731,7 @@ void filesys_housekeeping(struct filesys *fs, struct store_conn *c, int64_t jobs
         for (size_t i = 0; i < n; i++) {
             char *dir = filesys_upload_dir(fs, ids[i]);
             struct stat st;
-            if (stat(dir, &st) == 0) {
+            if (stat(dir, &st) == 0 || blob_remote(fs->blobs)) {
                 remove_upload_dir(fs, ids[i]);
                 out->uploads++;
             }
@@ -632,5 +753,7 @@ void filesys_housekeeping(struct filesys *fs, struct store_conn *c, int64_t jobs
     store_run(c, "DELETE FROM ferry_leases WHERE expires_at < $1", &v, 1, NULL, NULL);
     jobs_purge(c, now - jobs_retention_ms, &old_jobs, NULL);
     blob_clear_stale(fs->blobs);
-    blob_collect(fs->blobs, blob_in_use, c, fs->blob_grace_s, &out->blobs, &err);
+    struct collecting col = {.fs = fs, .c = c};
+    struct blob_collector who = {blob_in_use, blob_collected, &col};
+    blob_collect(fs->blobs, &who, fs->blob_grace_s, &out->blobs, &err);
 }
