@@ -480,6 +480,13 @@ int blob_stage_put(struct blob_store *bs, const char *name, const char *path, st
     return rc;
 }
 
+int blob_stage_put_fd(struct blob_store *bs, const char *name, int fd, struct err *err)
+{
+    if (!bs->s3)
+        return err_set(err, ERR_INTERNAL, "a local blob store stages nothing");
+    return blob_s3_stage_put_fd(bs->s3, name, fd, err);
+}
+
 int blob_stage_get(struct blob_store *bs, const char *name, cloud_write_fn write, void *ctx,
                    struct err *err)
 {

@@ -103,6 +103,8 @@ int blob_collect(struct blob_store *bs, const struct blob_collector *who, int64_
  * removed; a staged object is streamed into write (ERR_NOT_FOUND when missing); staged
  * objects whose names start with name_prefix are removed. */
 int blob_stage_put(struct blob_store *bs, const char *name, const char *path, struct err *err);
+/* The same from the whole of an open file (left open). */
+int blob_stage_put_fd(struct blob_store *bs, const char *name, int fd, struct err *err);
 int blob_stage_get(struct blob_store *bs, const char *name, cloud_write_fn write, void *ctx,
                    struct err *err);
 void blob_stage_drop(struct blob_store *bs, const char *name_prefix);

@@ -100,27 +100,42 @@ void blob_s3_close(struct blob_s3 *s)
     free(s);
 }
 
-static int put_key(struct blob_s3 *s, const char *key, const char *path, struct err *err)
+/* Puts the open file fd (read with pread from 0) as key. */
+static int put_fd(struct blob_s3 *s, const char *key, int fd, struct err *err)
 {
     struct cloud *c = NULL;
     struct cloud_put_result res;
     struct stat st;
-    int rc = FERRY_ERR, fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        rc = spool_io_error(err, "cannot read", path);
-        goto out;
-    }
+    int rc = FERRY_ERR;
+    if (fstat(fd, &st) != 0)
+        return spool_io_error(err, "cannot read", key);
     /* the local file is this put's own: a record left by another never matches it */
-    char *fingerprint = xasprintf("%s %lld %lld %lld", path, (long long)st.st_ino,
-                                  (long long)st.st_size, (long long)st.st_mtime);
+    char *fingerprint =
+        xasprintf("%s %lld %lld %lld %lld", key, (long long)st.st_dev, (long long)st.st_ino,
+                  (long long)st.st_size, (long long)st.st_mtim.tv_nsec);
     struct cloud_source src = {fd, (uint64_t)st.st_size, fingerprint};
     if (client(s, &c, err) == FERRY_OK)
         rc = cloud_put(c, key, &src, NULL, &res, err);
     free(fingerprint);
-out:
-    if (fd >= 0)
-        close(fd);
     cloud_close(c);
+    return rc;
+}
+
+static int put_key(struct blob_s3 *s, const char *key, const char *path, struct err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return spool_io_error(err, "cannot read", path);
+    int rc = put_fd(s, key, fd, err);
+    close(fd);
+    return rc;
+}
+
+int blob_s3_stage_put_fd(struct blob_s3 *s, const char *name, int fd, struct err *err)
+{
+    char *key = xasprintf("%sstaging/%s", s->prefix, name);
+    int rc = put_fd(s, key, fd, err);
+    free(key);
     return rc;
 }
 
@@ -260,7 +275,8 @@ static int each_object(void *ctx, const struct cloud_object *o)
     tail = tail ? tail + 1 : o->key;
     /* only PREFIX/ab/cd/<hash> whose fan-out matches its name */
     if (strlen(o->key) == e->prefix_len + 6 + 64 && hex_name(tail) &&
-        !strncmp(o->key + e->prefix_len, tail, 2) && !strncmp(o->key + e->prefix_len + 3, tail + 2, 2))
+        !strncmp(o->key + e->prefix_len, tail, 2) &&
+        !strncmp(o->key + e->prefix_len + 3, tail + 2, 2))
         e->fn(tail, o->modified_ms, e->ctx);
     return FERRY_OK;
 }

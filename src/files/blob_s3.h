@@ -42,6 +42,7 @@ int blob_s3_delete(struct blob_s3 *s, const char *hex, struct err *err);
 /* Staged objects PREFIX/staging/<name> (parts of unfinished uploads): put from a local
  * file, streamed into write, and removed by name prefix. ERR_NOT_FOUND for a missing one. */
 int blob_s3_stage_put(struct blob_s3 *s, const char *name, const char *path, struct err *err);
+int blob_s3_stage_put_fd(struct blob_s3 *s, const char *name, int fd, struct err *err);
 int blob_s3_stage_get(struct blob_s3 *s, const char *name, cloud_write_fn write, void *ctx,
                       struct err *err);
 void blob_s3_stage_drop(struct blob_s3 *s, const char *name_prefix);

@@ -101,8 +101,8 @@ char *filesys_data_path(const struct filesys *fs, const char *id)
 
 int filesys_make_upload(const struct filesys *fs, const char *id, bool data_file, struct err *err)
 {
-    if (!data_file && blob_remote(fs->blobs))
-        return FERRY_OK; /* chunks are staged in the S3 store (filesys_keep_chunk) */
+    if (blob_remote(fs->blobs))
+        return FERRY_OK; /* chunks and tus parts are staged in the S3 store */
     char *dir = filesys_upload_dir(fs, id), *data = filesys_data_path(fs, id);
     int fd = -1, rc = FERRY_OK;
     if (mkdir(dir, 0700) != 0)
@@ -238,9 +238,16 @@ static int claim_blob(struct filesys *fs, struct store_conn *c, const char *id, 
     return rc;
 }
 
-static int write_to_blob(void *ctx, const void *data, size_t len)
+struct part_copy {
+    struct blob_writer *w;
+    int64_t bytes;
+};
+
+static int copy_part(void *ctx, const void *data, size_t len)
 {
-    return blob_writer_write(ctx, data, len, NULL);
+    struct part_copy *pc = ctx;
+    pc->bytes += (int64_t)len;
+    return blob_writer_write(pc->w, data, len, NULL);
 }
 
 /* copy_chunk for chunks staged in an S3 store. */
@@ -248,9 +255,13 @@ static int copy_staged_chunk(struct filesys *fs, const struct upload *u, int64_t
                              struct blob_writer *w, bool *lost, struct err *err)
 {
     char *name = xasprintf("uploads/%s/%lld", u->id, (long long)idx);
-    int rc = blob_stage_get(fs->blobs, name, write_to_blob, w, err);
+    struct part_copy pc = {w, 0};
+    int64_t expect = idx < u->chunk_count - 1 ? u->chunk_size : u->size - idx * u->chunk_size;
+    int rc = blob_stage_get(fs->blobs, name, copy_part, &pc, err);
     free(name);
-    if (rc != FERRY_OK && err && err->code == ERR_NOT_FOUND) {
+    /* missing, or cut short (a store that kept part of a put a dying node began) */
+    if ((rc != FERRY_OK && err && err->code == ERR_NOT_FOUND) ||
+        (rc == FERRY_OK && pc.bytes != expect)) {
         *lost = true;
         return err_set(err, ERR_INVALID, "chunk %lld was lost; send it again", (long long)idx);
     }
@@ -315,9 +326,55 @@ out:
 /* A tus upload's blob: its data file, hashed as it is on disk, claimed, then renamed
  * into the store. After a crash that came between the rename and the commit, the file
  * is gone and the claim names the blob. */
+static char *tus_part_name(const char *id, int64_t offset)
+{
+    return xasprintf("uploads/%s/tus-%020lld", id, (long long)offset);
+}
+
+/* tus_blob for an S3 store: the parts staged by the PATCHes (each named by the offset it
+ * starts at, and put before that offset's end was recorded) streamed in order, from 0,
+ * into a new blob, hashed as they arrive, claimed, then put. */
+static int tus_blob_staged(struct filesys *fs, struct store_conn *c, const struct upload *u,
+                           char hex[65], struct err *err)
+{
+    struct part_copy pc = {NULL, 0};
+    uint64_t size = 0;
+    int rc = FERRY_ERR;
+    if (blob_writer_new(fs->blobs, &pc.w, err) != FERRY_OK)
+        return FERRY_ERR;
+    while (pc.bytes < u->size) {
+        int64_t from = pc.bytes;
+        char *name = tus_part_name(u->id, from);
+        int got = blob_stage_get(fs->blobs, name, copy_part, &pc, err);
+        free(name);
+        if (got != FERRY_OK || pc.bytes == from) {
+            if (got == FERRY_OK || err->code == ERR_NOT_FOUND)
+                err_set(err, ERR_INTERNAL, "the upload's bytes from %lld are lost",
+                        (long long)from);
+            goto out;
+        }
+    }
+    blob_writer_digest(pc.w, hex, &size);
+    if ((int64_t)size != u->size) {
+        err_set(err, ERR_CONFLICT, "the upload holds %llu of its %lld bytes",
+                (unsigned long long)size, (long long)u->size);
+        goto out;
+    }
+    if (claim_blob(fs, c, u->id, hex, err) != FERRY_OK)
+        goto out;
+    CRASH_AT("complete.after_claim");
+    rc = blob_writer_finish(pc.w, NULL, hex, &size, err);
+    pc.w = NULL;
+out:
+    blob_writer_abort(pc.w);
+    return rc;
+}
+
 static int tus_blob(struct filesys *fs, struct store_conn *c, const struct upload *u, char hex[65],
                     struct err *err)
 {
+    if (blob_remote(fs->blobs))
+        return tus_blob_staged(fs, c, u, hex, err);
     char *path = filesys_data_path(fs, u->id);
     uint64_t size = 0;
     int rc = FERRY_ERR;
@@ -420,7 +477,7 @@ static int tus_check_held(struct filesys *fs, struct store_conn *c, struct uploa
      * on from what is really there instead of padding the gap with zeros. A file that is
      * gone may have become the blob already (see tus_blob). */
     char *path = filesys_data_path(fs, u->id);
-    bool exists = stat(path, &st) == 0;
+    bool exists = !blob_remote(fs->blobs) && stat(path, &st) == 0; /* S3: the record holds */
     free(path);
     if (exists && st.st_size < u->received) {
         if (uploads_set_received(c, u->id, st.st_size, err) != FERRY_OK)
@@ -500,7 +557,9 @@ struct filesys_patch {
     int64_t flushed;      /* bytes of this PATCH already handed to writeback */
     int64_t checkpointed; /* bytes of this PATCH on record */
     bool checkpoints;
-    bool lost; /* the lease was taken over: this PATCH must not touch the upload again */
+    bool lost;          /* the lease was taken over: this PATCH must not touch the upload again */
+    bool staged;        /* S3 store: fd holds the bytes from piece_from, put as a part */
+    int64_t piece_from; /* upload offset fd's first byte has */
 };
 
 int filesys_patch_begin(struct filesys *fs, struct store_conn *c, const char *id,
@@ -533,6 +592,15 @@ int filesys_patch_open(struct filesys_patch *p, const struct upload *u, bool che
     p->u.received = u->received;
     p->start = u->received;
     p->checkpoints = checkpoints;
+    p->staged = blob_remote(p->fs->blobs);
+    p->piece_from = p->start;
+    if (p->staged) { /* an unnamed local file per part: nothing of it is left behind */
+        const char *tmp = blob_tmp_dir(p->fs->blobs);
+        if ((p->fd = open(tmp, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600)) < 0)
+            rc = spool_io_error(err, "cannot create a file in", tmp);
+        free(path);
+        return rc;
+    }
     p->fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     /* bytes past the recorded offset came from a request that never finished */
     if (p->fd < 0 || ftruncate(p->fd, p->start) != 0 || lseek(p->fd, p->start, SEEK_SET) < 0)
@@ -551,14 +619,32 @@ static struct store_conn *conn_for(struct filesys *fs, struct store_conn *c,
     return store_acquire(fs->store, own, err) == FERRY_OK ? *own : NULL;
 }
 
-/* Records the offset reached (its bytes flushed first) and keeps the lease. */
+/* With an S3 store: puts the bytes of fd (the upload's from piece_from to offset) as the
+ * part named by piece_from, before offset is recorded, and starts the next part. */
+static int put_part(struct filesys_patch *p, int64_t offset, struct err *err)
+{
+    if (offset == p->piece_from)
+        return FERRY_OK;
+    char *name = tus_part_name(p->u.id, p->piece_from);
+    int rc = blob_stage_put_fd(p->fs->blobs, name, p->fd, err);
+    free(name);
+    if (rc != FERRY_OK)
+        return FERRY_ERR;
+    if (ftruncate(p->fd, 0) != 0 || lseek(p->fd, 0, SEEK_SET) < 0)
+        return spool_io_error(err, "cannot truncate", p->u.id);
+    p->piece_from = offset;
+    return FERRY_OK;
+}
+
+/* Records the offset reached (its bytes flushed first, or put as a part) and keeps the
+ * lease. */
 static int checkpoint(struct filesys_patch *p, struct store_conn *conn, int64_t offset,
                       struct err *err)
 {
     struct store_conn *own = NULL, *c = NULL;
     int rc = FERRY_ERR;
-    if (fdatasync(p->fd) != 0)
-        return spool_io_error(err, "cannot flush", p->u.id);
+    if (p->staged ? put_part(p, offset, err) != FERRY_OK : fdatasync(p->fd) != 0)
+        return p->staged ? FERRY_ERR : spool_io_error(err, "cannot flush", p->u.id);
     if (!(c = conn_for(p->fs, conn, &own, err)))
         return FERRY_ERR;
     if (leases_renew(c, &p->lease, true, err) != FERRY_OK)
@@ -608,7 +694,7 @@ int filesys_patch_write(struct filesys_patch *p, struct store_conn *c, const voi
         return FERRY_ERR;
     /* Start writing what arrived to disk now, a few MiB at a time, so that the flush
      * before the answer waits only for the tail, not for the whole body. */
-    if (p->written - p->flushed >= WRITEBACK_STEP) {
+    if (!p->staged && p->written - p->flushed >= WRITEBACK_STEP) {
         sync_file_range(p->fd, p->start + p->flushed, p->written - p->flushed,
                         SYNC_FILE_RANGE_WRITE);
         p->flushed = p->written;
@@ -649,8 +735,10 @@ int filesys_patch_settle(struct filesys_patch *p, struct store_conn *conn, bool 
     if (p->fd < 0)
         return FERRY_OK;
     CRASH_AT("tus.patch.before_settle");
-    if (!keep && ftruncate(p->fd, p->start) != 0)
+    if (!keep && ftruncate(p->fd, p->staged ? 0 : p->start) != 0)
         return spool_io_error(err, "cannot truncate", p->u.id);
+    if (!keep)
+        p->piece_from = p->start;
     if (!(c = conn_for(p->fs, conn, &own, err)))
         return FERRY_ERR;
     rc = checkpoint(p, c, p->start + (keep ? p->written : 0), err);

@@ -7,9 +7,11 @@ identical contents are stored once. Also: redirect and proxy downloads, and coll
 on one node sparing a blob another node's upload has claimed.
 """
 
+import base64
 import hashlib
 import os
 import random
+import re
 import signal
 import threading
 import time
@@ -18,6 +20,7 @@ import uuid
 import pytest
 import requests
 
+from conftest import wait_until
 from test_cloud import BUCKET, S3_KEY, S3_SECRET, Emulator, emulators  # noqa: F401
 
 pytestmark = pytest.mark.postgres_only
@@ -57,8 +60,9 @@ def url(node, path):
     return f"{node.scheme}://127.0.0.1:{node.port}{path}"
 
 
-def call(nodes, turn, method, path, tok, **kw):
-    """One request on nodes[turn % 2], moving to the other node while one is down."""
+def call(nodes, turn, method, path, tok, again=(409, 423, 503), **kw):
+    """One request on nodes[turn % 2], moving to the other node while one is down, and
+    asking again while the answer is one of again."""
     headers = {"Authorization": f"Bearer {tok}", **kw.pop("headers", {})}
     for attempt in range(60):
         node = nodes[(turn + attempt) % 2]
@@ -67,7 +71,7 @@ def call(nodes, turn, method, path, tok, **kw):
         except requests.ConnectionError:
             time.sleep(0.1)
             continue
-        if r.status_code in (409, 423, 503):  # another completes it, or a node is down
+        if r.status_code in again:  # another completes it, or a node is down
             time.sleep(0.1)
             continue
         return r
@@ -92,9 +96,41 @@ def upload(nodes, turn, tok, path, data):
         r = call(nodes, turn, "PUT", f"{V1}/upload/{uid}/chunks/{i}", tok,
                  data=data[i * CHUNK:(i + 1) * CHUNK])
         assert r.status_code == 200, r.text
-    r = call(nodes, turn + 1, "POST", f"{V1}/upload/{uid}/complete", tok)
+    for _ in range(3):
+        turn += 1
+        r = call(nodes, turn, "POST", f"{V1}/upload/{uid}/complete", tok)
+        lost = re.search(r"chunk (\d+) was lost", r.text) if r.status_code == 400 else None
+        if not lost:  # a chunk whose put a killed node never finished is sent again
+            break
+        i = int(lost.group(1))
+        r = call(nodes, turn, "PUT", f"{V1}/upload/{uid}/chunks/{i}", tok,
+                 data=data[i * CHUNK:(i + 1) * CHUNK])
+        assert r.status_code == 200, r.text
     assert r.status_code == 200, r.text
     return r.json()
+
+
+TUS = {"Tus-Resumable": "1.0.0"}
+
+
+def tus_upload(nodes, turn, tok, path, data, piece=24 * 1024):
+    """A tus upload whose every PATCH (and offset check) goes to another node."""
+    meta = "path " + base64.b64encode(path.encode()).decode()
+    r = call(nodes, turn, "POST", "/tus/", tok,
+             headers={**TUS, "Upload-Length": str(len(data)), "Upload-Metadata": meta})
+    assert r.status_code == 201, r.text
+    loc = r.headers["Location"]
+    offset = 0
+    while offset < len(data):
+        turn += 1
+        r = call(nodes, turn, "PATCH", loc, tok, again=(423, 503), data=data[offset:offset + piece],
+                 headers={**TUS, "Upload-Offset": str(offset),
+                          "Content-Type": "application/offset+octet-stream"})
+        if r.status_code != 204:  # a node died mid-PATCH: ask another where to go on
+            r = call(nodes, turn + 1, "HEAD", loc, tok, headers=TUS)
+            assert r.status_code == 200, r.text
+        offset = int(r.headers["Upload-Offset"])
+    return loc
 
 
 def ranged(nodes, turn, tok, path, data):
@@ -128,8 +164,10 @@ def test_devices_switch_nodes_while_one_is_killed(s3nodes, emulators):  # noqa: 
                 data = shared if i == 3 else random.Random(f"{n}-{i}").randbytes(
                     random.Random(f"{n}-{i}").randrange(1, 70 * 1024))
                 path = f"d{n}/{i}.bin"
-                entry = upload(nodes, n + i, tok, path, data)
-                assert entry["sha256"] == sha(data)
+                if i % 2:
+                    tus_upload(nodes, n + i, tok, path, data)
+                else:
+                    assert upload(nodes, n + i, tok, path, data)["sha256"] == sha(data)
                 ranged(nodes, n + i + 1, tok, path, data)
                 with lock:
                     acked[(n, path)] = (tok, data)
@@ -139,14 +177,15 @@ def test_devices_switch_nodes_while_one_is_killed(s3nodes, emulators):  # noqa: 
     threads = [threading.Thread(target=device, args=(n,)) for n in range(4)]
     for t in threads:
         t.start()
-    time.sleep(3)
+    assert wait_until(lambda: len(acked) >= 6, timeout=60)
     a.stop(signal.SIGKILL)  # mid-run: requests on A fail and move to B
+    killed_at = len(acked)
     time.sleep(1)
     a.start()
     for t in threads:
         t.join(120)
     assert not errors, errors
-    assert len(acked) == 32
+    assert killed_at < 32 and len(acked) == 32
     for (n, path), (tok, data) in acked.items():
         for turn in (0, 1):
             r = call(nodes, turn, "GET", f"{V1}/download/{path}", tok)
@@ -161,6 +200,33 @@ def test_devices_switch_nodes_while_one_is_killed(s3nodes, emulators):  # noqa: 
         hashes |= {f["sha256"] for f in files}
     assert stored_blobs(emulators, prefix) == hashes  # the shared content once
     assert not os.listdir(os.path.join(b.data_dir, "uploads"))  # nothing staged on a node
+
+
+def test_tus_patch_cut_by_a_killed_node_resumes_on_the_other(s3nodes):
+    """Node A dies (kill -9) right after the first 4 MiB checkpoint of a PATCH: node B
+    answers that offset, and the rest sent to B completes the file byte-identical."""
+    a, b, _ = s3nodes(env_a={"FERRY_CRASH_AT": "tus.patch.checkpoint"})
+    tok = user_token(a, "bob")
+    data = random.Random("cut").randbytes(6 * 1024 * 1024)
+    meta = "path " + base64.b64encode(b"cut.bin").decode()
+    r = a.post("/tus/", token=tok,
+               headers={**TUS, "Upload-Length": str(len(data)), "Upload-Metadata": meta})
+    loc = r.headers["Location"]
+    with pytest.raises(requests.ConnectionError):
+        requests.patch(url(a, loc), data=data, timeout=30,
+                       headers={**TUS, "Authorization": f"Bearer {tok}", "Upload-Offset": "0",
+                                "Content-Type": "application/offset+octet-stream"})
+    assert a.wait_exit(10) == -signal.SIGKILL
+    r = b.request("HEAD", loc, token=tok, headers=TUS)
+    assert r.status_code == 200, r.text
+    offset = int(r.headers["Upload-Offset"])  # the checkpoint: past 4 MiB, before the end
+    assert 4 * 1024 * 1024 <= offset < len(data), offset
+    r = b.request("PATCH", loc, token=tok, data=data[offset:],
+                  headers={**TUS, "Upload-Offset": str(offset),
+                           "Content-Type": "application/offset+octet-stream"})
+    assert r.status_code == 204, r.text
+    r = b.get(f"{V1}/download/cut.bin", token=tok)
+    assert r.status_code == 200 and r.content == data
 
 
 def test_proxy_and_redirect_downloads(s3nodes):
