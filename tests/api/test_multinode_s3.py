@@ -200,6 +200,9 @@ def test_devices_switch_nodes_while_one_is_killed(s3nodes, emulators):  # noqa: 
         hashes |= {f["sha256"] for f in files}
     assert stored_blobs(emulators, prefix) == hashes  # the shared content once
     assert not os.listdir(os.path.join(b.data_dir, "uploads"))  # nothing staged on a node
+    staging = os.path.join(emulators["s3"].data_dir, BUCKET, prefix, "staging")
+    left = [f for _, _, files in os.walk(staging) for f in files if not f.startswith(".")]
+    assert not left, left  # completed uploads leave no staged part behind
 
 
 def test_tus_patch_cut_by_a_killed_node_resumes_on_the_other(s3nodes):
