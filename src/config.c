@@ -201,6 +201,13 @@ static const struct option_def options[] = {
         "20", "consecutive failed attempts after which a webhook subscription is disabled"),
     OPT("webhook-allow-private", "FERRY_WEBHOOK_ALLOW_PRIVATE", OPT_BOOL, webhook_allow_private,
         "false", "let webhook deliveries reach private, link-local and loopback addresses"),
+    /* stateless nodes (issue 14) */
+    OPT("blob-store", "FERRY_BLOB_STORE", OPT_STR, blob_store, "local",
+        "where file contents live: local (DATA_DIR/blobs) or s3://bucket/prefix (an "
+        "S3-compatible store shared by every node; endpoint and keys from the s3-* settings)"),
+    OPT("blob-download", "FERRY_BLOB_DOWNLOAD", OPT_STR, blob_download, "proxy",
+        "downloads from an s3:// blob store: proxy (ferry streams the range) or redirect "
+        "(307 to a presigned URL)"),
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))

@@ -96,6 +96,8 @@ struct config {
     long long webhook_timeout;       /* seconds one delivery attempt may take */
     long long webhook_disable_after; /* consecutive failed attempts that disable a subscription */
     bool webhook_allow_private;
+    char *blob_store;    /* "local" or "s3://bucket/prefix" */
+    char *blob_download; /* "proxy" or "redirect" */
 };
 
 /* A command line, split by config_parse_args: the command's own options (in order),

@@ -301,7 +301,7 @@ static void chunk_open(struct request *req)
         free(msg);
         goto fail;
     }
-    char *dir = filesys_upload_dir(req->app->files, cp->u.id);
+    char *dir = filesys_spool_dir(req->app->files, cp->u.id);
     int rc = spool_new(dir, &cp->spool, &err);
     free(dir);
     if (rc != FERRY_OK) {
@@ -356,10 +356,8 @@ static int keep_chunk(struct request *req, struct store_conn *c, struct chunk_pu
                            (long long)cp->idx, have, sha);
         return FERRY_OK; /* the same bytes again: nothing to do */
     }
-    char *final = filesys_chunk_path(req->app->files, cp->u.id, cp->idx);
-    int rc = spool_keep(cp->spool, final, err);
+    int rc = filesys_keep_chunk(req->app->files, cp->u.id, cp->idx, cp->spool, err);
     cp->spool = NULL;
-    free(final);
     if (rc != FERRY_OK)
         uploads_forget_chunk(c, cp->u.id, cp->idx, NULL);
     *fresh = rc == FERRY_OK;
@@ -428,11 +426,27 @@ out:
 
 /* --- downloads ------------------------------------------------------------------------ */
 
+#define BLOB_LINK_S 300 /* a redirect's presigned URL works this long */
+
+/* 307 to a presigned URL of blob hex in an S3 store. */
+static int redirect_to_blob(struct request *req, const char *hex, struct err *err)
+{
+    char *url = NULL;
+    if (blob_presign(req->app->files->blobs, hex, time_now_ms() / 1000 + BLOB_LINK_S, &url, err) !=
+        FERRY_OK)
+        return FERRY_ERR;
+    http_add_header(req, "Location", url);
+    http_add_header(req, "Cache-Control", "no-store");
+    http_reply_text(req, 307, NULL, "", 0);
+    free(url);
+    return FERRY_OK;
+}
+
 static int download(struct request *req, struct err *err)
 {
     struct file_entry e = {0};
     uint64_t start = 0, len = 0;
-    char etag[72], *path = NULL, *blob = NULL;
+    char etag[72], *path = NULL;
     int rc = FERRY_ERR;
     if (!apifiles_allowed(req) || !(path = apifiles_clean_path(req, http_param(req, "*"))))
         return FERRY_OK;
@@ -459,17 +473,23 @@ static int download(struct request *req, struct err *err)
         http_reply_error(req, ERR_RANGE, "the range starts past the end of the file");
         goto out;
     }
-    blob = blob_path(req->app->files->blobs, e.sha256, NULL);
-    int fd = blob ? open(blob, O_RDONLY | O_CLOEXEC) : -1;
-    if (fd < 0) {
-        rc = err_set(err, ERR_INTERNAL, "the file's content is missing from the blob store");
-        goto out;
-    }
     bool partial = rr == RANGE_SERVE;
     if (!partial) {
         start = 0;
         len = (uint64_t)e.size;
-    } else {
+    }
+    if (req->app->files->redirect_downloads) { /* the client asks S3, sending its Range */
+        rc = redirect_to_blob(req, e.sha256, err);
+        goto out;
+    }
+    uint64_t fd_start = 0;
+    int fd = -1;
+    if (blob_open_range(req->app->files->blobs, e.sha256, start, len, &fd, &fd_start, err) !=
+        FERRY_OK) {
+        rc = FERRY_ERR;
+        goto out;
+    }
+    if (partial) {
         char *cr = xasprintf("bytes %llu-%llu/%lld", (unsigned long long)start,
                              (unsigned long long)(start + len - 1), (long long)e.size);
         http_add_header(req, "Content-Range", cr);
@@ -478,9 +498,8 @@ static int download(struct request *req, struct err *err)
     char *version = xasprintf("%lld", (long long)e.version);
     http_add_header(req, "X-File-Version", version);
     free(version);
-    http_reply_file(req, partial ? 206 : 200, "application/octet-stream", fd, start, len);
+    http_reply_file(req, partial ? 206 : 200, "application/octet-stream", fd, fd_start, len);
 out:
-    free(blob);
     free(path);
     files_entry_clear(&e);
     return rc;

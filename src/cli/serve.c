@@ -249,8 +249,22 @@ static int add_file_roots(struct app *app, struct err *err)
  * crash left to complete. */
 static int open_files(struct app *app, struct err *err)
 {
-    if (filesys_open(app->cfg->data_dir, app->store, app->cfg->blob_grace, app->cfg->shared_folders,
-                     &app->files, err) != FERRY_OK ||
+    const struct config *cfg = app->cfg;
+    struct filesys_settings s = {
+        .data_dir = cfg->data_dir,
+        .blob_grace_s = cfg->blob_grace,
+        .shared_folders = cfg->shared_folders,
+        .blob_store = cfg->blob_store,
+        .blob_download = cfg->blob_download,
+        .cloud = {.s3_endpoint = cfg->s3_endpoint,
+                  .s3_region = cfg->s3_region,
+                  .s3_access_key_id = cfg->s3_access_key_id,
+                  .s3_secret_access_key = cfg->s3_secret_access_key,
+                  .part_size = (uint64_t)cfg->cloud_part_size,
+                  .timeout_s = (long)cfg->cloud_timeout,
+                  .stop = &app->stopping},
+    };
+    if (filesys_open(&s, app->store, &app->files, err) != FERRY_OK ||
         filesys_recover(app->files, err) != FERRY_OK)
         return FERRY_ERR;
     return add_file_roots(app, err);

@@ -1,5 +1,6 @@
 /* blob.c - see blob.h. Blobs are written through a spool (spool.h), which hashes the
- * bytes as they arrive. */
+ * bytes as they arrive. The local folder backend is here; an s3:// store hands the
+ * hashed bytes to blob_s3.c (the local folder then only holds temporary files). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +14,7 @@
 #include <openssl/evp.h>
 
 #include "files/blob.h"
+#include "files/blob_s3.h"
 #include "files/spool.h"
 #include "util/crypto.h"
 
@@ -20,7 +22,9 @@
 #define COPY_CHUNK (256 * 1024)
 
 struct blob_store {
-    char *dir;
+    char *dir;          /* the blobs, or only the temporary files when s3 is set */
+    char *tmp;          /* dir/tmp */
+    struct blob_s3 *s3; /* NULL: the local folder backend */
 };
 
 struct blob_writer {
@@ -92,16 +96,38 @@ int blob_store_open(const char *dir, struct blob_store **out, struct err *err)
         clear_tmp(tmp);
         *out = xcalloc(1, sizeof(**out));
         (*out)->dir = xstrdup(dir);
+        (*out)->tmp = xstrdup(tmp);
         rc = FERRY_OK;
     }
     free(tmp);
     return rc;
 }
 
+int blob_store_open_s3(const char *scratch, const char *url, const struct cloud_settings *settings,
+                       struct blob_store **out, struct err *err)
+{
+    struct blob_s3 *s3 = NULL;
+    if (blob_s3_open(url, settings, scratch, &s3, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (blob_store_open(scratch, out, err) != FERRY_OK) {
+        blob_s3_close(s3);
+        return FERRY_ERR;
+    }
+    (*out)->s3 = s3;
+    return FERRY_OK;
+}
+
+bool blob_remote(const struct blob_store *bs)
+{
+    return bs->s3 != NULL;
+}
+
 void blob_store_close(struct blob_store *bs)
 {
     if (!bs)
         return;
+    blob_s3_close(bs->s3);
+    free(bs->tmp);
     free(bs->dir);
     free(bs);
 }
@@ -127,6 +153,8 @@ char *blob_path(const struct blob_store *bs, const char *hex, struct err *err)
 
 bool blob_exists(const struct blob_store *bs, const char *hex)
 {
+    if (bs->s3)
+        return blob_valid_hex(hex) && blob_s3_exists(bs->s3, hex);
     struct stat st;
     char *path = blob_path(bs, hex, NULL);
     bool found = path && stat(path, &st) == 0 && S_ISREG(st.st_mode);
@@ -200,7 +228,14 @@ int blob_writer_finish(struct blob_writer *w, const char *expect_sha256, char he
         spool_discard(spool);
         return FERRY_OK;
     }
-    if (make_fanout(bs, hex, &final, err) == FERRY_OK)
+    if (bs->s3) { /* kept as a local file, then put under the hash it was found to have */
+        char rnd[17];
+        crypto_random_hex(rnd, 8);
+        final = xasprintf("%s/" TMP_DIR "/put-%s", bs->dir, rnd);
+        rc = spool_keep(spool, final, err) == FERRY_OK ? blob_s3_put(bs->s3, final, hex, err)
+                                                       : FERRY_ERR;
+        unlink(final);
+    } else if (make_fanout(bs, hex, &final, err) == FERRY_OK)
         rc = spool_keep(spool, final, err);
     else
         spool_discard(spool);
@@ -266,30 +301,25 @@ int blob_put_file(struct blob_store *bs, const char *path, char hex[65], uint64_
 
 struct collect {
     struct blob_store *bs;
-    bool (*referenced)(const char *, void *);
-    void *ctx;
-    time_t young; /* blobs put in place after this are spared */
+    const struct blob_collector *who;
+    int64_t young_ms; /* blobs put in place after this are spared */
     int64_t removed;
 };
 
-/* Collects one unreferenced blob: renamed aside first, so that a writer looking for it
- * from now on finds it missing and stores its own copy, then asked about once more (a
- * writer that found it before the rename had recorded its claim before looking). */
+/* Collects one unreferenced blob of the local folder: renamed aside first, then removed,
+ * while the collector's answer holds (see blob_collector). */
 static void collect_one(struct collect *col, const char *path, const char *hex)
 {
     struct stat st;
-    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_ctime > col->young ||
-        col->referenced(hex, col->ctx))
+    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) ||
+        (int64_t)st.st_ctime * 1000 > col->young_ms || col->who->referenced(hex, col->who->ctx))
         return;
     char rnd[17];
     crypto_random_hex(rnd, 8);
     char *aside = xasprintf("%s/" TMP_DIR "/.doomed-%s-%s", col->bs->dir, hex, rnd);
-    if (rename(path, aside) == 0) {
-        if (col->referenced(hex, col->ctx))
-            rename(aside, path); /* same bytes as any copy a writer put there meanwhile */
-        else if (unlink(aside) == 0)
-            col->removed++;
-    }
+    if (rename(path, aside) == 0 && unlink(aside) == 0)
+        col->removed++;
+    col->who->done(hex, col->who->ctx);
     free(aside);
 }
 
@@ -314,14 +344,62 @@ static void collect_in(struct collect *col, const char *dir, int depth)
     closedir(d);
 }
 
-int blob_collect(struct blob_store *bs, bool (*referenced)(const char *hex, void *ctx), void *ctx,
-                 int64_t grace_s, int64_t *removed, struct err *err)
+/* Collects one listed object of an s3:// store (same protocol as collect_one). */
+static void collect_object(const char *hex, int64_t modified_ms, void *ctx)
 {
-    (void)err;
-    struct collect col = {bs, referenced, ctx, time(NULL) - (time_t)grace_s, 0};
-    collect_in(&col, bs->dir, 0);
+    struct collect *col = ctx;
+    if (modified_ms > col->young_ms || col->who->referenced(hex, col->who->ctx))
+        return;
+    if (blob_s3_delete(col->bs->s3, hex, NULL) == FERRY_OK)
+        col->removed++;
+    col->who->done(hex, col->who->ctx);
+}
+
+int blob_collect(struct blob_store *bs, const struct blob_collector *who, int64_t grace_s,
+                 int64_t *removed, struct err *err)
+{
+    struct collect col = {bs, who, ((int64_t)time(NULL) - grace_s) * 1000, 0};
+    int rc = FERRY_OK;
+    if (bs->s3)
+        rc = blob_s3_each(bs->s3, collect_object, &col, err);
+    else
+        collect_in(&col, bs->dir, 0);
     *removed = col.removed;
-    return FERRY_OK;
+    return rc;
+}
+
+int blob_open_range(struct blob_store *bs, const char *hex, uint64_t start, uint64_t len, int *fd,
+                    uint64_t *fd_start, struct err *err)
+{
+    *fd = -1;
+    if (!bs->s3) {
+        char *path = blob_path(bs, hex, err);
+        *fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+        free(path);
+        *fd_start = start;
+        return *fd >= 0 ? FERRY_OK
+                        : err_set(err, ERR_INTERNAL,
+                                  "the file's content is missing from the blob store");
+    }
+    /* an unnamed local file, so nothing is left behind whatever happens to the reply */
+    char *tmp = xasprintf("%s/" TMP_DIR, bs->dir);
+    int out = open(tmp, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    int rc = out < 0 ? spool_io_error(err, "cannot create a file in", tmp)
+                     : blob_s3_fetch(bs->s3, hex, start, len, out, err);
+    free(tmp);
+    if (rc != FERRY_OK && out >= 0)
+        close(out);
+    *fd = rc == FERRY_OK ? out : -1;
+    *fd_start = 0;
+    return rc;
+}
+
+int blob_presign(struct blob_store *bs, const char *hex, int64_t expires_at, char **url,
+                 struct err *err)
+{
+    if (!bs->s3)
+        return err_set(err, ERR_INVALID, "a local blob store has no links");
+    return blob_s3_presign(bs->s3, hex, expires_at, url, err);
 }
 
 int blob_hash_file(const char *path, char hex[65], uint64_t *size, struct err *err)
@@ -356,6 +434,12 @@ int blob_adopt_file(struct blob_store *bs, const char *path, const char *known_s
         unlink(path);
         return FERRY_OK;
     }
+    if (bs->s3) {
+        rc = blob_s3_put(bs->s3, path, hex, err);
+        if (rc == FERRY_OK)
+            unlink(path);
+        return rc;
+    }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fsync(fd) != 0) {
         rc = spool_io_error(err, "cannot flush", path);
@@ -380,4 +464,39 @@ int blob_adopt_file(struct blob_store *bs, const char *path, const char *known_s
         close(fd);
     free(final);
     return rc;
+}
+
+const char *blob_tmp_dir(const struct blob_store *bs)
+{
+    return bs->tmp;
+}
+
+int blob_stage_put(struct blob_store *bs, const char *name, const char *path, struct err *err)
+{
+    if (!bs->s3)
+        return err_set(err, ERR_INTERNAL, "a local blob store stages nothing");
+    int rc = blob_s3_stage_put(bs->s3, name, path, err);
+    unlink(path);
+    return rc;
+}
+
+int blob_stage_put_fd(struct blob_store *bs, const char *name, int fd, struct err *err)
+{
+    if (!bs->s3)
+        return err_set(err, ERR_INTERNAL, "a local blob store stages nothing");
+    return blob_s3_stage_put_fd(bs->s3, name, fd, err);
+}
+
+int blob_stage_get(struct blob_store *bs, const char *name, cloud_write_fn write, void *ctx,
+                   struct err *err)
+{
+    if (!bs->s3)
+        return err_set(err, ERR_INTERNAL, "a local blob store stages nothing");
+    return blob_s3_stage_get(bs->s3, name, write, ctx, err);
+}
+
+void blob_stage_drop(struct blob_store *bs, const char *name_prefix)
+{
+    if (bs->s3)
+        blob_s3_stage_drop(bs->s3, name_prefix);
 }

@@ -19,6 +19,7 @@
 #include "files/spool.h"
 #include "jobs/jobs.h"
 #include "util/buf.h"
+#include "util/crypto.h"
 #include "util/log.h"
 #include "util/path.h"
 #include "util/timeutil.h"
@@ -26,18 +27,37 @@
 #define COPY_BUF (256 * 1024)
 #define RECOVER_BATCH 1000
 
-int filesys_open(const char *data_dir, struct store *st, int64_t blob_grace_s,
-                 const char *shared_folders, struct filesys **out, struct err *err)
+/* The blob store the settings name: DATA_DIR/blobs, or an S3 bucket (DATA_DIR/blobs then
+ * holds only temporary files). */
+static int open_blobs(struct filesys *fs, const struct filesys_settings *s, struct err *err)
+{
+    char *blobs = xasprintf("%s/blobs", s->data_dir);
+    int rc = FERRY_ERR;
+    const char *kind = s->blob_store ? s->blob_store : "local";
+    if (!strcmp(kind, "local"))
+        rc = blob_store_open(blobs, &fs->blobs, err);
+    else if (!strncmp(kind, "s3://", 5))
+        rc = blob_store_open_s3(blobs, kind, &s->cloud, &fs->blobs, err);
+    else
+        err_set(err, ERR_INVALID, "blob-store must be local or s3://bucket/prefix");
+    free(blobs);
+    const char *dl = s->blob_download ? s->blob_download : "proxy";
+    if (rc == FERRY_OK && strcmp(dl, "proxy") != 0 && strcmp(dl, "redirect") != 0)
+        rc = err_set(err, ERR_INVALID, "blob-download must be redirect or proxy");
+    fs->redirect_downloads = !strcmp(dl, "redirect") && rc == FERRY_OK && blob_remote(fs->blobs);
+    return rc;
+}
+
+int filesys_open(const struct filesys_settings *s, struct store *st, struct filesys **out,
+                 struct err *err)
 {
     struct filesys *fs = xcalloc(1, sizeof(*fs));
-    char *blobs = xasprintf("%s/blobs", data_dir);
-    int rc = filescope_parse_folders(shared_folders, &fs->shared, &fs->n_shared, err);
+    int rc = filescope_parse_folders(s->shared_folders, &fs->shared, &fs->n_shared, err);
     if (rc == FERRY_OK)
-        rc = blob_store_open(blobs, &fs->blobs, err);
-    free(blobs);
+        rc = open_blobs(fs, s, err);
     fs->store = st;
-    fs->blob_grace_s = blob_grace_s;
-    fs->uploads_dir = xasprintf("%s/uploads", data_dir);
+    fs->blob_grace_s = s->blob_grace_s;
+    fs->uploads_dir = xasprintf("%s/uploads", s->data_dir);
     leases_self(fs->self);
     if (rc == FERRY_OK && mkdir(fs->uploads_dir, 0700) != 0 && errno != EEXIST)
         rc = spool_io_error(err, "cannot create", fs->uploads_dir);
@@ -81,6 +101,8 @@ char *filesys_data_path(const struct filesys *fs, const char *id)
 
 int filesys_make_upload(const struct filesys *fs, const char *id, bool data_file, struct err *err)
 {
+    if (blob_remote(fs->blobs))
+        return FERRY_OK; /* chunks and tus parts are staged in the S3 store */
     char *dir = filesys_upload_dir(fs, id), *data = filesys_data_path(fs, id);
     int fd = -1, rc = FERRY_OK;
     if (mkdir(dir, 0700) != 0)
@@ -103,12 +125,43 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return 0;
 }
 
-/* Removes upload id's folder and everything in it (symlinks, never their targets). */
+/* Removes upload id's folder and everything in it (symlinks, never their targets), and
+ * its parts staged in an S3 store. */
 static void remove_upload_dir(const struct filesys *fs, const char *id)
 {
     char *dir = filesys_upload_dir(fs, id);
     nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     free(dir);
+    if (blob_remote(fs->blobs)) {
+        char *staged = xasprintf("uploads/%s/", id);
+        blob_stage_drop(fs->blobs, staged);
+        free(staged);
+    }
+}
+
+char *filesys_spool_dir(const struct filesys *fs, const char *id)
+{
+    return blob_remote(fs->blobs) ? xstrdup(blob_tmp_dir(fs->blobs)) : filesys_upload_dir(fs, id);
+}
+
+int filesys_keep_chunk(struct filesys *fs, const char *id, int64_t idx, struct spool *spool,
+                       struct err *err)
+{
+    if (!blob_remote(fs->blobs)) {
+        char *final = filesys_chunk_path(fs, id, idx);
+        int rc = spool_keep(spool, final, err);
+        free(final);
+        return rc;
+    }
+    char rnd[17];
+    crypto_random_hex(rnd, 8);
+    char *local = xasprintf("%s/chunk-%s", blob_tmp_dir(fs->blobs), rnd);
+    char *name = xasprintf("uploads/%s/%lld", id, (long long)idx);
+    int rc = spool_keep(spool, local, err) == FERRY_OK ? blob_stage_put(fs->blobs, name, local, err)
+                                                       : FERRY_ERR;
+    free(local);
+    free(name);
+    return rc;
 }
 
 static void lease_name(char *out, size_t cap, const char *what, const char *id)
@@ -160,10 +213,67 @@ static int check_chunks(struct store_conn *c, const struct upload *u, struct err
     return rc;
 }
 
+#define CLAIM_TRIES 250 /* 5 s of 20 ms waits for a collection holding the blob's lease */
+
+/* Records upload id's claim on blob hex under the blob's lease, which collection holds
+ * from asking whether a blob is used until it is gone: so the claim either comes first
+ * and spares the blob, or comes after and the blob is then found missing and put. */
+static int claim_blob(struct filesys *fs, struct store_conn *c, const char *id, const char *hex,
+                      struct err *err)
+{
+    char name[80];
+    struct lease l = {0};
+    bool got = false;
+    lease_name(name, sizeof(name), "blob", hex);
+    for (int i = 0; i < CLAIM_TRIES && !got; i++) {
+        if (leases_acquire(c, fs->self, name, &l, &got, err) != FERRY_OK)
+            return FERRY_ERR;
+        if (!got)
+            usleep(20 * 1000);
+    }
+    if (!got)
+        return err_set(err, ERR_LOCKED, "the blob is being collected; ask again shortly");
+    int rc = uploads_claim_blob(c, id, hex, err);
+    leases_release(c, &l);
+    return rc;
+}
+
+struct part_copy {
+    struct blob_writer *w;
+    int64_t bytes;
+};
+
+static int copy_part(void *ctx, const void *data, size_t len)
+{
+    struct part_copy *pc = ctx;
+    pc->bytes += (int64_t)len;
+    return blob_writer_write(pc->w, data, len, NULL);
+}
+
+/* copy_chunk for chunks staged in an S3 store. */
+static int copy_staged_chunk(struct filesys *fs, const struct upload *u, int64_t idx,
+                             struct blob_writer *w, bool *lost, struct err *err)
+{
+    char *name = xasprintf("uploads/%s/%lld", u->id, (long long)idx);
+    struct part_copy pc = {w, 0};
+    int64_t expect = idx < u->chunk_count - 1 ? u->chunk_size : u->size - idx * u->chunk_size;
+    int rc = blob_stage_get(fs->blobs, name, copy_part, &pc, err);
+    free(name);
+    /* missing, or cut short (a store that kept part of a put a dying node began) */
+    if ((rc != FERRY_OK && err && err->code == ERR_NOT_FOUND) ||
+        (rc == FERRY_OK && pc.bytes != expect)) {
+        *lost = true;
+        return err_set(err, ERR_INVALID, "chunk %lld was lost; send it again", (long long)idx);
+    }
+    return rc;
+}
+
 /* Streams chunk idx into w; *lost when its file is gone. */
 static int copy_chunk(struct filesys *fs, const struct upload *u, int64_t idx,
                       struct blob_writer *w, char *buf, bool *lost, struct err *err)
 {
+    if (blob_remote(fs->blobs))
+        return copy_staged_chunk(fs, u, idx, w, lost, err);
     char *path = filesys_chunk_path(fs, u->id, idx);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     ssize_t n = 0;
@@ -200,7 +310,7 @@ static int chunked_blob(struct filesys *fs, struct store_conn *c, struct lease *
             leases_renew(c, l, false, err) != FERRY_OK)
             goto out;
     blob_writer_digest(w, hex, &size);
-    if (uploads_claim_blob(c, u->id, hex, err) != FERRY_OK)
+    if (claim_blob(fs, c, u->id, hex, err) != FERRY_OK)
         goto out;
     CRASH_AT("complete.after_claim");
     rc = blob_writer_finish(w, u->sha256[0] ? u->sha256 : NULL, hex, &size, err);
@@ -216,9 +326,55 @@ out:
 /* A tus upload's blob: its data file, hashed as it is on disk, claimed, then renamed
  * into the store. After a crash that came between the rename and the commit, the file
  * is gone and the claim names the blob. */
+static char *tus_part_name(const char *id, int64_t offset)
+{
+    return xasprintf("uploads/%s/tus-%020lld", id, (long long)offset);
+}
+
+/* tus_blob for an S3 store: the parts staged by the PATCHes (each named by the offset it
+ * starts at, and put before that offset's end was recorded) streamed in order, from 0,
+ * into a new blob, hashed as they arrive, claimed, then put. */
+static int tus_blob_staged(struct filesys *fs, struct store_conn *c, const struct upload *u,
+                           char hex[65], struct err *err)
+{
+    struct part_copy pc = {NULL, 0};
+    uint64_t size = 0;
+    int rc = FERRY_ERR;
+    if (blob_writer_new(fs->blobs, &pc.w, err) != FERRY_OK)
+        return FERRY_ERR;
+    while (pc.bytes < u->size) {
+        int64_t from = pc.bytes;
+        char *name = tus_part_name(u->id, from);
+        int got = blob_stage_get(fs->blobs, name, copy_part, &pc, err);
+        free(name);
+        if (got != FERRY_OK || pc.bytes == from) {
+            if (got == FERRY_OK || err->code == ERR_NOT_FOUND)
+                err_set(err, ERR_INTERNAL, "the upload's bytes from %lld are lost",
+                        (long long)from);
+            goto out;
+        }
+    }
+    blob_writer_digest(pc.w, hex, &size);
+    if ((int64_t)size != u->size) {
+        err_set(err, ERR_CONFLICT, "the upload holds %llu of its %lld bytes",
+                (unsigned long long)size, (long long)u->size);
+        goto out;
+    }
+    if (claim_blob(fs, c, u->id, hex, err) != FERRY_OK)
+        goto out;
+    CRASH_AT("complete.after_claim");
+    rc = blob_writer_finish(pc.w, NULL, hex, &size, err);
+    pc.w = NULL;
+out:
+    blob_writer_abort(pc.w);
+    return rc;
+}
+
 static int tus_blob(struct filesys *fs, struct store_conn *c, const struct upload *u, char hex[65],
                     struct err *err)
 {
+    if (blob_remote(fs->blobs))
+        return tus_blob_staged(fs, c, u, hex, err);
     char *path = filesys_data_path(fs, u->id);
     uint64_t size = 0;
     int rc = FERRY_ERR;
@@ -232,7 +388,7 @@ static int tus_blob(struct filesys *fs, struct store_conn *c, const struct uploa
         if ((int64_t)size != u->size)
             rc = err_set(err, ERR_CONFLICT, "the upload holds %llu of its %lld bytes",
                          (unsigned long long)size, (long long)u->size);
-        else if (uploads_claim_blob(c, u->id, hex, err) == FERRY_OK) {
+        else if (claim_blob(fs, c, u->id, hex, err) == FERRY_OK) {
             CRASH_AT("complete.after_claim");
             char known[65];
             memcpy(known, hex, sizeof(known));
@@ -321,7 +477,7 @@ static int tus_check_held(struct filesys *fs, struct store_conn *c, struct uploa
      * on from what is really there instead of padding the gap with zeros. A file that is
      * gone may have become the blob already (see tus_blob). */
     char *path = filesys_data_path(fs, u->id);
-    bool exists = stat(path, &st) == 0;
+    bool exists = !blob_remote(fs->blobs) && stat(path, &st) == 0; /* S3: the record holds */
     free(path);
     if (exists && st.st_size < u->received) {
         if (uploads_set_received(c, u->id, st.st_size, err) != FERRY_OK)
@@ -401,7 +557,9 @@ struct filesys_patch {
     int64_t flushed;      /* bytes of this PATCH already handed to writeback */
     int64_t checkpointed; /* bytes of this PATCH on record */
     bool checkpoints;
-    bool lost; /* the lease was taken over: this PATCH must not touch the upload again */
+    bool lost;          /* the lease was taken over: this PATCH must not touch the upload again */
+    bool staged;        /* S3 store: fd holds the bytes from piece_from, put as a part */
+    int64_t piece_from; /* upload offset fd's first byte has */
 };
 
 int filesys_patch_begin(struct filesys *fs, struct store_conn *c, const char *id,
@@ -434,6 +592,15 @@ int filesys_patch_open(struct filesys_patch *p, const struct upload *u, bool che
     p->u.received = u->received;
     p->start = u->received;
     p->checkpoints = checkpoints;
+    p->staged = blob_remote(p->fs->blobs);
+    p->piece_from = p->start;
+    if (p->staged) { /* an unnamed local file per part: nothing of it is left behind */
+        const char *tmp = blob_tmp_dir(p->fs->blobs);
+        if ((p->fd = open(tmp, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600)) < 0)
+            rc = spool_io_error(err, "cannot create a file in", tmp);
+        free(path);
+        return rc;
+    }
     p->fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     /* bytes past the recorded offset came from a request that never finished */
     if (p->fd < 0 || ftruncate(p->fd, p->start) != 0 || lseek(p->fd, p->start, SEEK_SET) < 0)
@@ -452,14 +619,32 @@ static struct store_conn *conn_for(struct filesys *fs, struct store_conn *c,
     return store_acquire(fs->store, own, err) == FERRY_OK ? *own : NULL;
 }
 
-/* Records the offset reached (its bytes flushed first) and keeps the lease. */
+/* With an S3 store: puts the bytes of fd (the upload's from piece_from to offset) as the
+ * part named by piece_from, before offset is recorded, and starts the next part. */
+static int put_part(struct filesys_patch *p, int64_t offset, struct err *err)
+{
+    if (offset == p->piece_from)
+        return FERRY_OK;
+    char *name = tus_part_name(p->u.id, p->piece_from);
+    int rc = blob_stage_put_fd(p->fs->blobs, name, p->fd, err);
+    free(name);
+    if (rc != FERRY_OK)
+        return FERRY_ERR;
+    if (ftruncate(p->fd, 0) != 0 || lseek(p->fd, 0, SEEK_SET) < 0)
+        return spool_io_error(err, "cannot truncate", p->u.id);
+    p->piece_from = offset;
+    return FERRY_OK;
+}
+
+/* Records the offset reached (its bytes flushed first, or put as a part) and keeps the
+ * lease. */
 static int checkpoint(struct filesys_patch *p, struct store_conn *conn, int64_t offset,
                       struct err *err)
 {
     struct store_conn *own = NULL, *c = NULL;
     int rc = FERRY_ERR;
-    if (fdatasync(p->fd) != 0)
-        return spool_io_error(err, "cannot flush", p->u.id);
+    if (p->staged ? put_part(p, offset, err) != FERRY_OK : fdatasync(p->fd) != 0)
+        return p->staged ? FERRY_ERR : spool_io_error(err, "cannot flush", p->u.id);
     if (!(c = conn_for(p->fs, conn, &own, err)))
         return FERRY_ERR;
     if (leases_renew(c, &p->lease, true, err) != FERRY_OK)
@@ -509,7 +694,7 @@ int filesys_patch_write(struct filesys_patch *p, struct store_conn *c, const voi
         return FERRY_ERR;
     /* Start writing what arrived to disk now, a few MiB at a time, so that the flush
      * before the answer waits only for the tail, not for the whole body. */
-    if (p->written - p->flushed >= WRITEBACK_STEP) {
+    if (!p->staged && p->written - p->flushed >= WRITEBACK_STEP) {
         sync_file_range(p->fd, p->start + p->flushed, p->written - p->flushed,
                         SYNC_FILE_RANGE_WRITE);
         p->flushed = p->written;
@@ -550,8 +735,10 @@ int filesys_patch_settle(struct filesys_patch *p, struct store_conn *conn, bool 
     if (p->fd < 0)
         return FERRY_OK;
     CRASH_AT("tus.patch.before_settle");
-    if (!keep && ftruncate(p->fd, p->start) != 0)
+    if (!keep && ftruncate(p->fd, p->staged ? 0 : p->start) != 0)
         return spool_io_error(err, "cannot truncate", p->u.id);
+    if (!keep)
+        p->piece_from = p->start;
     if (!(c = conn_for(p->fs, conn, &own, err)))
         return FERRY_ERR;
     rc = checkpoint(p, c, p->start + (keep ? p->written : 0), err);
@@ -584,11 +771,33 @@ void filesys_patch_end(struct filesys_patch *p, struct store_conn *conn)
 
 /* --- housekeeping -------------------------------------------------------------------- */
 
+struct collecting {
+    struct filesys *fs;
+    struct store_conn *c;
+    struct lease held; /* the blob's lease, from an unreferenced answer until done */
+};
+
+/* Under the blob's lease (the one claims are recorded under), so the answer "unused"
+ * holds until the blob is gone; a blob whose lease another holds is kept this time. */
 static bool blob_in_use(const char *hex, void *ctx)
 {
-    bool used = true; /* on a database error, keep the blob */
-    files_blob_used(ctx, hex, &used, NULL);
+    struct collecting *col = ctx;
+    char name[80];
+    bool got = false, used = true; /* on a database error, keep the blob */
+    lease_name(name, sizeof(name), "blob", hex);
+    if (leases_acquire(col->c, col->fs->self, name, &col->held, &got, NULL) != FERRY_OK || !got)
+        return true;
+    files_blob_used(col->c, hex, &used, NULL);
+    if (used)
+        leases_release(col->c, &col->held);
     return used;
+}
+
+static void blob_collected(const char *hex, void *ctx)
+{
+    struct collecting *col = ctx;
+    (void)hex;
+    leases_release(col->c, &col->held);
 }
 
 void filesys_housekeeping(struct filesys *fs, struct store_conn *c, int64_t jobs_retention_ms,
@@ -610,7 +819,7 @@ void filesys_housekeeping(struct filesys *fs, struct store_conn *c, int64_t jobs
         for (size_t i = 0; i < n; i++) {
             char *dir = filesys_upload_dir(fs, ids[i]);
             struct stat st;
-            if (stat(dir, &st) == 0) {
+            if (stat(dir, &st) == 0 || blob_remote(fs->blobs)) {
                 remove_upload_dir(fs, ids[i]);
                 out->uploads++;
             }
@@ -632,5 +841,7 @@ void filesys_housekeeping(struct filesys *fs, struct store_conn *c, int64_t jobs
     store_run(c, "DELETE FROM ferry_leases WHERE expires_at < $1", &v, 1, NULL, NULL);
     jobs_purge(c, now - jobs_retention_ms, &old_jobs, NULL);
     blob_clear_stale(fs->blobs);
-    blob_collect(fs->blobs, blob_in_use, c, fs->blob_grace_s, &out->blobs, &err);
+    struct collecting col = {.fs = fs, .c = c};
+    struct blob_collector who = {blob_in_use, blob_collected, &col};
+    blob_collect(fs->blobs, &who, fs->blob_grace_s, &out->blobs, &err);
 }

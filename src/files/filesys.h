@@ -14,6 +14,7 @@
 #include "files/blob.h"
 #include "files/filescope.h"
 #include "files/leases.h"
+#include "files/spool.h"
 #include "files/uploads.h"
 #include "store/store.h"
 
@@ -21,7 +22,8 @@
 
 struct filesys {
     struct store *store;
-    struct blob_store *blobs; /* DATA_DIR/blobs */
+    struct blob_store *blobs; /* DATA_DIR/blobs, or an S3 bucket (blob-store) */
+    bool redirect_downloads;  /* S3 store: downloads answer 307 to a presigned URL */
     char *uploads_dir;        /* DATA_DIR/uploads: one folder per unfinished upload */
     int64_t blob_grace_s;     /* a younger unreferenced blob is not collected yet */
     char **shared;            /* shared folders (files/filescope.h), NULL-terminated */
@@ -29,11 +31,22 @@ struct filesys {
     char self[LEASES_OWNER_MAX];
 };
 
-/* Opens the blob store and the uploads folder under data_dir; shared_folders is the
- * comma-separated list of folders every user shares (NULL: none). Release with
- * filesys_close(). ERR_INVALID for a shared folder that is not a relative path. */
-int filesys_open(const char *data_dir, struct store *st, int64_t blob_grace_s,
-                 const char *shared_folders, struct filesys **out, struct err *err);
+/* What opening the files subsystem needs; strings are borrowed for its life. */
+struct filesys_settings {
+    const char *data_dir;
+    int64_t blob_grace_s;
+    const char *shared_folders;  /* comma-separated folders every user shares (NULL: none) */
+    const char *blob_store;      /* "local" or NULL: DATA_DIR/blobs; "s3://bucket/prefix" */
+    const char *blob_download;   /* "proxy" (NULL) or "redirect", for an S3 store */
+    struct cloud_settings cloud; /* the endpoint and credentials of an S3 store */
+};
+
+/* Opens the blob store and the uploads folder under data_dir. Release with
+ * filesys_close(). ERR_INVALID for a shared folder that is not a relative path or a
+ * blob-store or blob-download setting that is none of the above; an S3 store that does
+ * not answer fails here (ERR_CLOUD). */
+int filesys_open(const struct filesys_settings *s, struct store *st, struct filesys **out,
+                 struct err *err);
 
 /* The scope of a caller with user_id ("" for none) over the file entries. */
 struct filescope filesys_scope(const struct filesys *fs, const char *user_id, bool admin);
@@ -47,6 +60,13 @@ int filesys_recover(struct filesys *fs, struct err *err);
 char *filesys_upload_dir(const struct filesys *fs, const char *id);
 char *filesys_chunk_path(const struct filesys *fs, const char *id, int64_t idx);
 char *filesys_data_path(const struct filesys *fs, const char *id);
+
+/* Where a chunk of upload id is spooled while it arrives (newly allocated), and what
+ * keeps it once whole: a file in the upload's folder, or, with an S3 store, an object
+ * staged there so that any node completes the upload. The spool is freed in every case. */
+char *filesys_spool_dir(const struct filesys *fs, const char *id);
+int filesys_keep_chunk(struct filesys *fs, const char *id, int64_t idx, struct spool *spool,
+                       struct err *err);
 
 /* Makes upload id's folder (with an empty data file for a tus upload). */
 int filesys_make_upload(const struct filesys *fs, const char *id, bool data_file, struct err *err);
