@@ -526,6 +526,36 @@ def test_session_resumes_after_restart(make_server, root):
     no_temp_files(dst)
 
 
+def in_place(src, dst):
+    """How many of the target's files hold their source file's bytes."""
+    return sum(1 for p in dst.rglob("*")
+               if p.is_file() and not p.name.startswith(".ferry-tmp-")
+               and (src / p.relative_to(dst)).is_file()
+               and (src / p.relative_to(dst)).read_bytes() == p.read_bytes())
+
+
+def test_session_progress_counts_only_files_in_place(make_server, root):
+    """The progress a session stores counts a copy only once it is in place on disk: a
+    crash (kill -9) while copies wait in a batch for their rename loses none of the files
+    the progress had counted, and the session then resumes to completion."""
+    srv = make_server("--file-root", str(root), "--rate-limit", "0",
+                      env={"FERRY_CRASH_AT": "dirsync.before_rename:300"})
+    src, dst = root / "src", root / "dst"
+    n_files, n_bytes = many_files(src, 3000)
+    sid = start(srv, src, dst)
+    assert srv.wait_exit(60) == -signal.SIGKILL
+    del srv.env["FERRY_CRASH_AT"]
+    srv.start()
+    st = status(srv, sid)
+    assert st["status"] == "in-progress", st
+    assert st["filesDone"] <= in_place(src, dst) < n_files, st
+    st = finished(srv, sid, timeout=60)
+    assert st["status"] == "completed" and st["result"]["success"] is True, st
+    assert st["filesDone"] == n_files and st["bytesDone"] == n_bytes, st
+    left = tree(dst)  # the killed run's temporary copies wait out TMP_STALE_S
+    assert {k: v for k, v in left.items() if ".ferry-tmp-" not in k} == tree(src)
+
+
 @pytest.mark.sqlite_only
 def test_special_mode_bits_are_not_copied(rooted, root):
     """A setuid or setgid source file is copied without those bits: the copy belongs to
