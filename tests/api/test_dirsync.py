@@ -507,13 +507,16 @@ def test_session_resumes_after_restart(make_server, root):
     sid = start(srv, src, dst)
     st = poll(srv, sid, lambda s: s["filesDone"] > 0 or s["status"] == "completed")
     assert st["status"] == "in-progress", f"too quick to interrupt: {st}"
+    reported = st["filesDone"]
     assert srv.stop(signal.SIGTERM) == 0
     t_stop = time.monotonic()
     srv.start()
     st = status(srv, sid)
     assert st["status"] == "in-progress" and st["completedAt"] is None, st
     done_before = st["filesDone"]
-    assert 0 < done_before < n_files, st
+    # what was reported before the stop is kept, and all of it is in the target
+    assert 0 < reported <= done_before < n_files, (reported, st)
+    assert in_place(src, dst) >= done_before, st
     st = finished(srv, sid, timeout=40)
     assert st["status"] == "completed", st
     assert time.monotonic() - t_stop >= 8  # resumed only once the heartbeat was stale
