@@ -19,14 +19,13 @@
 #include "api/cloud.h"
 #include "app.h"
 #include "cloud/cloud.h"
+#include "cloud/cloudcfg.h"
 #include "util/crashpoint.h"
 #include "util/crypto.h"
 #include "util/jsonutil.h"
 #include "util/path.h"
 #include "util/timeutil.h"
 
-#define LINK_KEY_FILE "cloud-link.key"
-#define STATE_DIR "cloud-uploads"
 #define DEFAULT_EXPIRES 3600
 #define MAX_EXPIRES 604800 /* 7 days: the longest an S3 presigned URL may last */
 #define DEFAULT_LIST_LIMIT 1000
@@ -70,57 +69,14 @@ static void release(struct request *req)
 struct call {
     struct cloud *cloud;
     enum cloud_provider provider;
-    char *state_dir;
-    char link_key[65];
-    char *link_base;
+    struct cloudcfg own;
     int64_t started_us;
 };
-
-/* Writes a fresh key under a temporary name and links it into place, so a racing request
- * either wins or finds the whole key of the one that did. */
-static void make_link_key(const char *path)
-{
-    char fresh[65], rnd[17];
-    crypto_random_hex(fresh, 32);
-    crypto_random_hex(rnd, 8);
-    char *tmp = xasprintf("%s.%s", path, rnd);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd >= 0) {
-        if (write(fd, fresh, 64) == 64 && fsync(fd) == 0)
-            (void)link(tmp, path); /* EEXIST: another request made it first */
-        close(fd);
-        unlink(tmp);
-    }
-    OPENSSL_cleanse(fresh, sizeof(fresh));
-    free(tmp);
-}
-
-/* The secret the local provider's links are signed with: made once, kept in the data
- * folder so links outlive a restart (deleting it revokes them all). */
-static int link_key(const char *data_dir, char out[65], struct err *err)
-{
-    char *path = xasprintf("%s/" LINK_KEY_FILE, data_dir);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT) {
-        make_link_key(path);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-    }
-    int rc = fd >= 0 && read(fd, out, 64) == 64
-                 ? FERRY_OK
-                 : err_set(err, ERR_INTERNAL, "cannot read or create %s", LINK_KEY_FILE);
-    out[64] = '\0';
-    if (fd >= 0)
-        close(fd);
-    free(path);
-    return rc;
-}
 
 static void call_cleanup(struct call *c)
 {
     cloud_close(c->cloud);
-    free(c->state_dir);
-    free(c->link_base);
-    OPENSSL_cleanse(c->link_key, sizeof(c->link_key));
+    cloudcfg_clear(&c->own);
 }
 
 static int call_open(struct request *req, struct call *c, struct err *err)
@@ -130,31 +86,14 @@ static int call_open(struct request *req, struct call *c, struct err *err)
     c->started_us = time_mono_us();
     if (cloud_provider_parse(http_param(req, "provider"), &c->provider, err) != FERRY_OK)
         return FERRY_ERR;
-    if (c->provider == CLOUD_LOCAL && link_key(cfg->data_dir, c->link_key, err) != FERRY_OK)
-        return FERRY_ERR;
-    c->state_dir = xasprintf("%s/" STATE_DIR, cfg->data_dir);
     /* Local links point where the caller reached ferry, unless public-url says otherwise. */
     const char *host = http_header(req, "Host");
-    c->link_base = cfg->public_url || !host || strpbrk(host, "/?#@ ")
-                       ? xstrdup(req->app->site_env.public_url)
-                       : xasprintf("http://%s", host);
-    struct cloud_settings s = {
-        .s3_endpoint = cfg->s3_endpoint,
-        .s3_region = cfg->s3_region,
-        .s3_access_key_id = cfg->s3_access_key_id,
-        .s3_secret_access_key = cfg->s3_secret_access_key,
-        .s3_bucket = cfg->s3_bucket,
-        .azure_connection_string = cfg->azure_connection_string,
-        .azure_container = cfg->azure_container,
-        .local_dir = cfg->local_cloud_dir,
-        .link_base = c->link_base,
-        .link_key = c->link_key,
-        .state_dir = c->state_dir,
-        .part_size = (uint64_t)cfg->cloud_part_size,
-        .timeout_s = (long)cfg->cloud_timeout,
-        .stop = &req->app->stopping,
-    };
-    return cloud_open(c->provider, &s, &c->cloud, err);
+    char *base = cfg->public_url || !host || strpbrk(host, "/?#@ ")
+                     ? xstrdup(req->app->site_env.public_url)
+                     : xasprintf("http://%s", host);
+    int rc = cloudcfg_open(cfg, c->provider, base, &req->app->stopping, &c->own, &c->cloud, err);
+    free(base);
+    return rc;
 }
 
 /* Counts a finished transfer in the metrics: a sync operation, and the provider's bytes. */
@@ -487,7 +426,7 @@ static int serve_link(struct request *req, struct err *err)
     int rc = FERRY_ERR;
     long long at = expires ? strtoll(expires, &end, 10) : 0;
     if (!cfg->local_cloud_dir || !expires || !sig || *end ||
-        link_key(cfg->data_dir, key_secret, err) != FERRY_OK ||
+        cloudcfg_link_key(cfg->data_dir, key_secret, err) != FERRY_OK ||
         path_clean_relative(http_param(req, "*"), &key, err) != FERRY_OK ||
         !cloud_local_link_valid(key_secret, key, at, sig)) {
         err_set(err, ERR_FORBIDDEN, "the link is not valid");

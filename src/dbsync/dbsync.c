@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "dbsync/dbrows.h"
 #include "dbsync/dbstate.h"
@@ -562,7 +563,8 @@ static void table_sync_cleanup(struct table_sync *t)
     free(t->get_sql);
     staged_clear(t);
     store_release(t->src);
-    store_release(t->read);
+    if (t->read != t->write) /* one connection when the target reads where it writes */
+        store_release(t->read);
     store_release(t->write);
 }
 
@@ -590,6 +592,34 @@ static int lease_pair(struct table_sync *t, struct err *err)
                      : err_set(err, ERR_CONFLICT, "another sync of this pair is running");
 }
 
+/* Opens the target's reading side. Pages of writes commit while the target is read from
+ * a snapshot of its own, beside them: PostgreSQL and an SQLite file in WAL mode allow it.
+ * An SQLite file in a rollback journal (its mode is the user's, and stays) cannot commit
+ * while another connection reads it, so there the writing connection reads too: the walk
+ * reads only keys past those it has written, so its own writes do not show up. */
+static int open_reader(struct table_sync *t, struct store *to, struct err *err)
+{
+    struct store_rows *rows = NULL;
+    bool wal = t->to != STORE_SQLITE;
+    int got;
+    if (!wal) {
+        if (store_query(t->write, "PRAGMA journal_mode", NULL, 0, &rows, err) != FERRY_OK ||
+            (got = store_rows_next(rows, err)) < 0) {
+            store_rows_free(rows);
+            return FERRY_ERR;
+        }
+        wal = got == 1 && !strcasecmp(store_rows_text(rows, 0), "wal");
+        store_rows_free(rows);
+    }
+    if (!wal) {
+        t->read = t->write;
+        return store_begin(t->write, err);
+    }
+    if (store_acquire(to, &t->read, err) != FERRY_OK || store_begin_read(t->read, err) != FERRY_OK)
+        return FERRY_ERR;
+    return store_begin(t->write, err);
+}
+
 /* Syncs one table. On failure nothing of the current unit (the entity with
  * useTransactions, else the current page of writes) stays, and the counts go back to what
  * the target committed. */
@@ -605,13 +635,12 @@ static int sync_entity(const struct dbsync_options *o, struct store *from, struc
     t->progress.entity = entity;
     t->progress.rows_done = 0;
     if (store_acquire(from, &t->src, err) != FERRY_OK ||
-        store_acquire(to, &t->read, err) != FERRY_OK ||
         store_acquire(to, &t->write, err) != FERRY_OK ||
         dbstate_pair(o->state, o->source_name, o->target_name, entity, t->pair, err) != FERRY_OK ||
         lease_pair(t, err) != FERRY_OK || prepare(t, err) != FERRY_OK ||
         store_begin_read(t->src, err) != FERRY_OK ||
         count_rows(t, &t->progress.rows_total, err) != FERRY_OK ||
-        store_begin_read(t->read, err) != FERRY_OK || store_begin(t->write, err) != FERRY_OK)
+        open_reader(t, to, err) != FERRY_OK)
         goto out;
     rc = walk(t, err);
 out:

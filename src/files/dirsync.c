@@ -23,6 +23,7 @@
 #include "util/buf.h"
 #include "util/crashpoint.h"
 #include "util/crypto.h"
+#include "util/timeutil.h"
 
 #define COPY_BUF (256 * 1024)
 #define BATCH_FILES 1024
@@ -31,6 +32,9 @@
  * syncfs, which also flushes whatever else on the file system is waiting, so it pays
  * only when the batch is large. */
 #define FLUSH_EACH_MAX 64
+/* A batch is also flushed once its first copy has waited this long: a copy counts in the
+ * progress only once it is in place and on disk, so the progress stays this fresh. */
+#define BATCH_AGE_US (250 * 1000)
 #define TMP_PREFIX ".ferry-tmp-"
 /* A temporary copy whose process is gone and that nobody wrote for this long was left by
  * a crash: the next sync removes it. (The age guards copies of another server sharing
@@ -60,6 +64,7 @@ struct entries {
 
 struct pending { /* a finished copy waiting for the batch's syncfs and its rename */
     char *parent, *tmp, *base;
+    int64_t size; /* the source's, for the progress */
     char sha[65]; /* the source's SHA-256 when verifying */
     int failed;   /* errno of a failed flush: not renamed */
 };
@@ -93,7 +98,8 @@ struct worker {
     struct pending *pend;
     size_t n_pend;
     int64_t pend_bytes;
-    char *cached_rel; /* the target folder last opened, and its descriptor */
+    int64_t pend_since_us; /* when the batch's first copy was queued */
+    char *cached_rel;      /* the target folder last opened, and its descriptor */
     int cached_fd;
     char *buf;
 };
@@ -365,10 +371,36 @@ static void flush_data(struct worker *w)
     }
 }
 
+/* Counts a file as done in the progress, which a session stores and reports: only once
+ * it is settled (in place and on disk, found unchanged, or given up with an error), so
+ * that no count reported survives a crash or a restart that the target does not. */
+static void settled(struct sync *s, int64_t size)
+{
+    atomic_fetch_add(&s->files_done, 1);
+    atomic_fetch_add(&s->bytes_done, size);
+}
+
+/* Writes the batch's renames to disk (the folders that hold them), before the copies
+ * count in the progress. The files of a batch come by folder, so this is a few fsyncs,
+ * or one syncfs for a large batch, as for the data. */
+static void flush_renames(struct worker *w)
+{
+    if (w->n_pend > FLUSH_EACH_MAX) {
+        syncfs(w->s->dst);
+        return;
+    }
+    for (size_t i = 0; i < w->n_pend; i++) {
+        if (i > 0 && !strcmp(w->pend[i].parent, w->pend[i - 1].parent))
+            continue;
+        int dir = target_dir(w, w->pend[i].parent);
+        if (dir >= 0)
+            fsync(dir);
+    }
+}
+
 /* Renames the batch's copies into place once their bytes are on disk, so that a crash
- * leaves the old file or the new one, never a torn one. The folders are not flushed
- * after the renames: a rename lost to a crash leaves the old file, which the next sync
- * copies again (rsync flushes nothing at all). */
+ * leaves the old file or the new one, never a torn one; then flushes the renames, so
+ * that a copy counted as done stays done. */
 static void flush_batch(struct worker *w)
 {
     struct sync *s = w->s;
@@ -401,9 +433,13 @@ static void flush_batch(struct worker *w)
         else if (dir >= 0)
             unlinkat(dir, p->tmp, 0);
         free(rel);
-        free(p->parent);
-        free(p->tmp);
-        free(p->base);
+    }
+    flush_renames(w);
+    for (size_t i = 0; i < w->n_pend; i++) {
+        settled(s, w->pend[i].size);
+        free(w->pend[i].parent);
+        free(w->pend[i].tmp);
+        free(w->pend[i].base);
     }
     w->n_pend = 0;
     w->pend_bytes = 0;
@@ -489,14 +525,20 @@ static int open_tmp(struct worker *w, int dir, char tmp[64])
     return -1;
 }
 
+/* What became of one source file: settled now (unchanged, a conflict, or an error),
+ * queued in the batch (settled when the batch is flushed), or cut short by a stop (not
+ * done: the next run copies it). */
+enum outcome { SETTLED, QUEUED, INTERRUPTED };
+
 /* Copies one source file into a temporary file in its target folder and queues it. */
-static void copy_file(struct worker *w, const struct entry *e, int dir, const char *parent,
-                      const char *base)
+static enum outcome copy_file(struct worker *w, const struct entry *e, int dir, const char *parent,
+                              const char *base)
 {
     struct sync *s = w->s;
     struct stat before, after;
     char tmp[64];
-    struct pending p = {0};
+    struct pending p = {.size = e->size};
+    enum outcome res = SETTLED;
     int out = -1, in = open_source(s, e);
     if (in < 0 || fstat(in, &before) != 0) {
         add_error(s, e->rel, strerror(errno));
@@ -507,7 +549,9 @@ static void copy_file(struct worker *w, const struct entry *e, int dir, const ch
         goto out;
     }
     int64_t n = copy_bytes(w, in, out, s->o->verify ? p.sha : NULL);
-    if (n < 0) {
+    if (n < 0 && errno == EINTR && s->o->stop && atomic_load(s->o->stop)) {
+        res = INTERRUPTED;
+    } else if (n < 0) {
         add_error(s, e->rel, strerror(errno));
     } else if (fstat(in, &after) != 0 || !same_stat(&before, &after) || n != before.st_size) {
         add_error(s, e->rel, "changed while it was copied; not copied (sync again)");
@@ -520,10 +564,13 @@ static void copy_file(struct worker *w, const struct entry *e, int dir, const ch
         p.parent = xstrdup(parent);
         p.tmp = xstrdup(tmp);
         p.base = xstrdup(base);
+        if (!w->n_pend)
+            w->pend_since_us = time_mono_us();
         w->pend = xrealloc(w->pend, (w->n_pend + 1) * sizeof(*w->pend));
         w->pend[w->n_pend++] = p;
         w->pend_bytes += n;
         atomic_fetch_add(&s->bytes_copied, n);
+        res = QUEUED;
         goto out;
     }
     unlinkat(dir, tmp, 0);
@@ -532,6 +579,7 @@ out:
         close(in);
     if (out >= 0)
         close(out);
+    return res;
 }
 
 /* Whether the target file already holds the source's content. */
@@ -643,9 +691,10 @@ static void make_folders(struct worker *w, const struct entries *src)
     }
 }
 
-static void sync_file(struct worker *w, const struct entry *e)
+static enum outcome sync_file(struct worker *w, const struct entry *e)
 {
     struct sync *s = w->s;
+    enum outcome res = SETTLED;
     const char *base;
     char *parent = parent_of(e->rel, &base);
     struct stat t;
@@ -663,9 +712,10 @@ static void sync_file(struct worker *w, const struct entry *e)
                 (t.st_mtim.tv_sec == e->mtime.tv_sec && t.st_mtim.tv_nsec > e->mtime.tv_nsec))) {
         conflict(s, e->rel, "the target is newer than the source");
     } else {
-        copy_file(w, e, dir, parent, base);
+        res = copy_file(w, e, dir, parent, base);
     }
     free(parent);
+    return res;
 }
 
 static void worker_init(struct worker *w, struct sync *s, int index)
@@ -731,11 +781,11 @@ static void *work(void *arg)
                 break; /* the rest of the group stays for the next run */
             if (e->kind != K_FILE || is_blocked(s, e->rel))
                 continue;
-            sync_file(w, e);
-            if (w->n_pend >= BATCH_FILES || w->pend_bytes >= BATCH_BYTES)
+            if (sync_file(w, e) == SETTLED)
+                settled(s, e->size);
+            if (w->n_pend >= BATCH_FILES || w->pend_bytes >= BATCH_BYTES ||
+                (w->n_pend && time_mono_us() - w->pend_since_us >= BATCH_AGE_US))
                 flush_batch(w);
-            atomic_fetch_add(&s->files_done, 1);
-            atomic_fetch_add(&s->bytes_done, e->size);
             if (w->index == 0 && s->o->progress)
                 report(s);
         }
@@ -846,7 +896,7 @@ int dirsync_run(const struct dirsync_options *o, struct dirsync_result *r, struc
         pthread_join(threads[i], NULL);
     if (o->stop && atomic_load(o->stop))
         add_error(&s, "", "interrupted: the server is stopping");
-    else if (o->progress)
+    if (o->progress) /* all that is counted is settled: also true when stopped */
         report(&s);
     if (o->delete_missing && !(o->stop && atomic_load(o->stop)))
         delete_missing(&w[0], &src, &r->deleted);

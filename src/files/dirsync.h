@@ -28,7 +28,7 @@
 
 struct dirsync_progress {
     int64_t files_total, bytes_total; /* of the source */
-    int64_t files_done, bytes_done;   /* looked at so far (copied or found unchanged) */
+    int64_t files_done, bytes_done;   /* settled: on disk in place, unchanged, or failed */
 };
 
 struct dirsync_options {

@@ -31,7 +31,7 @@ static int parse_url(const char *url, enum store_dialect *dialect, char **target
     return err_set(err, ERR_INVALID, "database URL must start with sqlite: or postgres://");
 }
 
-static int open_store(const char *url, int pool_size, bool migrate, struct store **out,
+static int open_store(const char *url, int pool_size, bool foreign, struct store **out,
                       struct err *err)
 {
     int rc = FERRY_ERR;
@@ -45,6 +45,7 @@ static int open_store(const char *url, int pool_size, bool migrate, struct store
     if (parse_url(url, &st->dialect, &st->target, err) != FERRY_OK)
         goto out;
     st->ops = st->dialect == STORE_SQLITE ? &store_sqlite_ops : &store_pg_ops;
+    st->foreign = foreign;
     st->pool_size = pool_size < 1 ? 1 : pool_size;
     st->conns = xcalloc((size_t)st->pool_size, sizeof(*st->conns));
     for (int i = 0; i < st->pool_size; i++)
@@ -54,7 +55,7 @@ static int open_store(const char *url, int pool_size, bool migrate, struct store
     if (store_acquire(st, &conn, err) != FERRY_OK)
         goto out;
     store_release(conn);
-    if (migrate && run_migrations(st, err) != FERRY_OK)
+    if (!foreign && run_migrations(st, err) != FERRY_OK)
         goto out;
     *out = st;
     st = NULL;
@@ -66,12 +67,12 @@ out:
 
 int store_open(const char *url, int pool_size, struct store **out, struct err *err)
 {
-    return open_store(url, pool_size, true, out, err);
+    return open_store(url, pool_size, false, out, err);
 }
 
 int store_open_foreign(const char *url, int pool_size, struct store **out, struct err *err)
 {
-    return open_store(url, pool_size, false, out, err);
+    return open_store(url, pool_size, true, out, err);
 }
 
 void store_close(struct store *st)

@@ -87,7 +87,9 @@ struct store_table {
 int store_open(const char *url, int pool_size, struct store **out, struct err *err);
 
 /* Opens another program's database as store_open does, without ferry's migrations
- * (database sync reads and writes user tables there and nothing else). */
+ * (database sync reads and writes user tables there and nothing else) and without
+ * changing what the file keeps: an SQLite file keeps its journal mode (ferry's own
+ * database is switched to WAL, which is persistent). */
 int store_open_foreign(const char *url, int pool_size, struct store **out, struct err *err);
 
 /* Closes every connection. Waits for none: call it after the last user released its

@@ -56,6 +56,7 @@ struct store {
     enum store_dialect dialect;
     const struct store_ops *ops;
     char *target; /* file path (SQLite) or conninfo URL (PostgreSQL) */
+    bool foreign; /* another program's database: its file's settings stay as they are */
     pthread_mutex_t lock;
     pthread_cond_t freed;
     struct store_conn *conns;

@@ -55,9 +55,12 @@ static int sqlite_connect(struct store *st, void **handle, struct err *err)
     }
     sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
     sqlite3_extended_result_codes(db, 0);
+    /* The journal mode is stored in the file; synchronous and foreign_keys last for the
+     * connection only. */
     if (sqlite3_exec(db,
-                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-                     " PRAGMA foreign_keys=ON;",
+                     st->foreign ? "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+                                 : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                                   " PRAGMA foreign_keys=ON;",
                      NULL, NULL, &msg) != SQLITE_OK) {
         err_set(err, ERR_DATABASE, "cannot configure SQLite database %s: %s", st->target,
                 msg ? msg : sqlite3_errmsg(db));

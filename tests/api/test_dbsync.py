@@ -165,6 +165,38 @@ def test_sqlite_to_postgres_and_back(make_server, dbs):
     assert res["changesApplied"] == 0 and res["rowsUnchanged"] == N_USERS - 1 + len(CODES)
 
 
+def journal_mode(path):
+    return lite(path, "PRAGMA journal_mode")[0][0]
+
+
+def test_sync_keeps_each_files_journal_mode(make_server, dbs):
+    """A database sync reads and writes a user's SQLite files without changing their
+    journal mode: files in a rollback journal stay so (and the sync still commits page by
+    page while it reads the target), and a file in WAL mode stays in WAL mode."""
+    lite(dbs["back"], "PRAGMA journal_mode=DELETE")  # creates the target file
+    assert journal_mode(dbs["lite"]) == journal_mode(dbs["back"]) == "delete"
+    srv = make_server(*dbs["flags"])
+    res = dbsync(srv, "lite", "back", ["Users", "Codes"])
+    assert counts(res)["rowsInserted"] == N_USERS + len(CODES), res
+    lite(dbs["lite"], "UPDATE Users SET name = 'changed' WHERE id % 100 = 0",
+         "INSERT INTO Users (id, name) SELECT id + 2000, name FROM Users WHERE id <= 10")
+    res = dbsync(srv, "lite", "back", ["Users"])
+    assert counts(res) == {"rowsInserted": 10, "rowsUpdated": N_USERS // 100, "rowsDeleted": 0,
+                           "rowsUnchanged": N_USERS - N_USERS // 100,
+                           "conflictsEncountered": 0}, res
+    query = "SELECT * FROM Users ORDER BY id"
+    assert lite(dbs["back"], query) == lite(dbs["lite"], query)
+    for path in (dbs["lite"], dbs["back"]):
+        assert journal_mode(path) == "delete" and not os.path.exists(path + "-wal"), path
+
+    lite(dbs["back"], "PRAGMA journal_mode=WAL")
+    lite(dbs["lite"], "UPDATE Users SET score = -1 WHERE id = 7")
+    res = dbsync(srv, "lite", "back", ["Users"])
+    assert res["rowsUpdated"] == 1 and res["success"] is True, res
+    assert lite(dbs["back"], "SELECT score FROM Users WHERE id = 7") == [(-1.0,)]
+    assert journal_mode(dbs["back"]) == "wal" and journal_mode(dbs["lite"]) == "delete"
+
+
 def test_use_transactions_makes_an_entity_all_or_nothing(make_server, dbs):
     srv = make_server(*dbs["flags"])
     lite(dbs["lite"], "UPDATE Users SET name = 'a name far too long' WHERE id = 800")

@@ -507,13 +507,16 @@ def test_session_resumes_after_restart(make_server, root):
     sid = start(srv, src, dst)
     st = poll(srv, sid, lambda s: s["filesDone"] > 0 or s["status"] == "completed")
     assert st["status"] == "in-progress", f"too quick to interrupt: {st}"
+    reported = st["filesDone"]
     assert srv.stop(signal.SIGTERM) == 0
     t_stop = time.monotonic()
     srv.start()
     st = status(srv, sid)
     assert st["status"] == "in-progress" and st["completedAt"] is None, st
     done_before = st["filesDone"]
-    assert 0 < done_before < n_files, st
+    # what was reported before the stop is kept, and all of it is in the target
+    assert 0 < reported <= done_before < n_files, (reported, st)
+    assert in_place(src, dst) >= done_before, st
     st = finished(srv, sid, timeout=40)
     assert st["status"] == "completed", st
     assert time.monotonic() - t_stop >= 8  # resumed only once the heartbeat was stale
@@ -524,6 +527,36 @@ def test_session_resumes_after_restart(make_server, root):
     assert st["filesTotal"] == n_files and st["bytesTotal"] == n_bytes, st
     assert tree(dst) == tree(src)
     no_temp_files(dst)
+
+
+def in_place(src, dst):
+    """How many of the target's files hold their source file's bytes."""
+    return sum(1 for p in dst.rglob("*")
+               if p.is_file() and not p.name.startswith(".ferry-tmp-")
+               and (src / p.relative_to(dst)).is_file()
+               and (src / p.relative_to(dst)).read_bytes() == p.read_bytes())
+
+
+def test_session_progress_counts_only_files_in_place(make_server, root):
+    """The progress a session stores counts a copy only once it is in place on disk: a
+    crash (kill -9) while copies wait in a batch for their rename loses none of the files
+    the progress had counted, and the session then resumes to completion."""
+    srv = make_server("--file-root", str(root), "--rate-limit", "0",
+                      env={"FERRY_CRASH_AT": "dirsync.before_rename:300"})
+    src, dst = root / "src", root / "dst"
+    n_files, n_bytes = many_files(src, 3000)
+    sid = start(srv, src, dst)
+    assert srv.wait_exit(60) == -signal.SIGKILL
+    del srv.env["FERRY_CRASH_AT"]
+    srv.start()
+    st = status(srv, sid)
+    assert st["status"] == "in-progress", st
+    assert st["filesDone"] <= in_place(src, dst) < n_files, st
+    st = finished(srv, sid, timeout=60)
+    assert st["status"] == "completed" and st["result"]["success"] is True, st
+    assert st["filesDone"] == n_files and st["bytesDone"] == n_bytes, st
+    left = tree(dst)  # the killed run's temporary copies wait out TMP_STALE_S
+    assert {k: v for k, v in left.items() if ".ferry-tmp-" not in k} == tree(src)
 
 
 @pytest.mark.sqlite_only
