@@ -91,6 +91,13 @@ def test_sample_config_is_accepted_by_ferry(tmp_path):
     body = body.replace("allowed-tables = sales, products, customers", "")
     body = body.replace("conflict-policy = notes=merge,orders=manual", "")
     body = body.replace("sync-rule = orders=owner:user_id, catalog=shared", "")
+    # HTTPS needs a real certificate and key: a self-signed pair made here.
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=localhost", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    body = body.replace("/etc/ferry/tls/fullchain.pem", str(cert))
+    body = body.replace("/etc/ferry/tls/privkey.pem", str(key))
     keys = [l.split("=")[0].strip() for l in body.splitlines() if "=" in l and l[0] != "#"]
     assert len(keys) >= 30
     conf = tmp_path / "ferry.conf"
@@ -103,7 +110,7 @@ def test_sample_config_is_accepted_by_ferry(tmp_path):
     )
     try:
         first = proc.stdout.readline()
-        assert first.startswith("ferry ") and "listening on http://127.0.0.1:" in first, (
+        assert first.startswith("ferry ") and "listening on https://127.0.0.1:" in first, (
             first + proc.stderr.read() if not first else first
         )
     finally:
