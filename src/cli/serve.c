@@ -276,7 +276,7 @@ static int start_jobs(struct app *app, struct err *err)
 {
     struct job_kind kinds[] = {apidirsync_job_kind(app), siteimport_job_kind(&app->site_env),
                                apidbsync_job_kind(app), apibackup_job_kind(app)};
-    return jobs_worker_start(app->store, kinds, 3, &app->jobs, err);
+    return jobs_worker_start(app->store, kinds, sizeof(kinds) / sizeof(kinds[0]), &app->jobs, err);
 }
 
 /* --sites-incoming-mode and --sites-password, when given, become the stored settings

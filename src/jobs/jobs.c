@@ -145,7 +145,7 @@ int jobs_close(struct store_conn *c, const char *id, struct err *err)
 
 /* --- the worker ---------------------------------------------------------------------- */
 
-#define MAX_KINDS 4
+#define MAX_KINDS 8
 
 struct job_worker {
     struct store *st;
@@ -322,9 +322,12 @@ static void *worker_main(void *arg)
 int jobs_worker_start(struct store *st, const struct job_kind *kinds, size_t n,
                       struct job_worker **out, struct err *err)
 {
+    if (n > MAX_KINDS)
+        return err_set(err, ERR_INTERNAL, "%zu job kinds; the worker takes at most %d", n,
+                       MAX_KINDS);
     struct job_worker *w = xcalloc(1, sizeof(*w));
     w->st = st;
-    for (size_t i = 0; i < n && i < MAX_KINDS; i++)
+    for (size_t i = 0; i < n; i++)
         w->kinds[w->n_kinds++] = kinds[i];
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->wake, NULL);
