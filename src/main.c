@@ -20,7 +20,7 @@ static void usage(FILE *out)
             "commands:\n",
             FERRY_VERSION);
     for (size_t i = 0; i < N_COMMANDS; i++)
-        fprintf(out, "  %-8s %s\n", commands[i]->name, commands[i]->summary);
+        fprintf(out, "  %-10s %s\n", commands[i]->name, commands[i]->summary);
     fprintf(out, "\nsettings, for every command (flags override FERRY_* variables, which\n"
                  "override the config file):\n");
     config_print_help(out);
