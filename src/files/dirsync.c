@@ -26,7 +26,7 @@
 #include "util/timeutil.h"
 
 #define COPY_BUF (256 * 1024)
-#define BATCH_FILES 1024
+#define BATCH_FILES 256
 #define BATCH_BYTES (256LL * 1024 * 1024)
 /* Up to this many copies in a batch are flushed one by one (fdatasync); more, with one
  * syncfs, which also flushes whatever else on the file system is waiting, so it pays
@@ -34,7 +34,7 @@
 #define FLUSH_EACH_MAX 64
 /* A batch is also flushed once its first copy has waited this long: a copy counts in the
  * progress only once it is in place and on disk, so the progress stays this fresh. */
-#define BATCH_AGE_US (250 * 1000)
+#define BATCH_AGE_US (100 * 1000)
 #define TMP_PREFIX ".ferry-tmp-"
 /* A temporary copy whose process is gone and that nobody wrote for this long was left by
  * a crash: the next sync removes it. (The age guards copies of another server sharing

@@ -228,6 +228,6 @@ def test_wrong_method_is_405_before_auth(server, backend):
     r = server.put("/api/v1/admin/tokens")
     assert_v1_error(r, 405, "METHOD_NOT_ALLOWED")
     assert r.headers["Allow"] == "GET, POST, HEAD, OPTIONS"
-    r = server.request("PATCH", "/api/v1/admin/tokens/tok_1", token=server.admin_token)
+    r = server.request("PUT", "/api/v1/admin/tokens/tok_1", token=server.admin_token)
     assert_v1_error(r, 405, "METHOD_NOT_ALLOWED")
-    assert r.headers["Allow"] == "GET, DELETE, HEAD, OPTIONS"
+    assert r.headers["Allow"] == "GET, PATCH, DELETE, HEAD, OPTIONS"
