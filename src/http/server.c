@@ -27,6 +27,7 @@
 #include "util/crypto.h"
 #include "util/jsonutil.h"
 #include "util/log.h"
+#include "util/strlist.h"
 #include "util/timeutil.h"
 #include "util/utf8.h"
 
@@ -225,21 +226,7 @@ static bool origin_allowed(const struct app *app, const char *origin)
         return false;
     if (strcmp(list, "*") == 0)
         return true;
-    size_t len = strlen(origin);
-    for (const char *p = list; *p;) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *end = p;
-        while (*end && *end != ',')
-            end++;
-        const char *trim = end;
-        while (trim > p && trim[-1] == ' ')
-            trim--;
-        if ((size_t)(trim - p) == len && strncmp(p, origin, len) == 0)
-            return true;
-        p = end;
-    }
-    return false;
+    return strlist_has(list, origin);
 }
 
 static void add_cors_headers(struct request *req)

@@ -11,6 +11,7 @@
 #include "sync/tables.h"
 #include "util/buf.h"
 #include "util/crypto.h"
+#include "util/strlist.h"
 #include "util/timeutil.h"
 
 /* Bumped when the trigger text changes, so existing installs are replaced. */
@@ -614,30 +615,10 @@ static int attach_rule(const char *rules, struct synced_table *t, struct err *er
     return FERRY_OK;
 }
 
-/* Whether the comma list (items may have spaces around them) names table. */
-static bool list_has(const char *list, const char *table)
-{
-    size_t len = strlen(table);
-    for (const char *p = list; *p;) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *end = p;
-        while (*end && *end != ',')
-            end++;
-        const char *last = end;
-        while (last > p && last[-1] == ' ')
-            last--;
-        if ((size_t)(last - p) == len && !strncmp(p, table, len))
-            return true;
-        p = end;
-    }
-    return false;
-}
-
 static int rule_table_synced(void *ctx, const char *table, struct err *err)
 {
     const char *list = ctx;
-    return list_has(list, table)
+    return strlist_has(list, table)
                ? FERRY_OK
                : err_set(err, ERR_INVALID,
                          "sync rule for table '%.100s': the table is not synced (allowed-tables)",
