@@ -6,6 +6,7 @@
 /* The promoters' lock, in the two-key space of advisory locks ("ferr", 1), apart from the
  * one-key space of the pushes' per-row locks (push.c). */
 #define PROMOTE_LOCK "SELECT pg_advisory_xact_lock(1717924466, 1);"
+#define NO_TIMEOUT "SET LOCAL lock_timeout = 0;"
 
 /* Numbers the pending entries in write order (wseq) and gives the scope exits each one
  * left the same seq. FOR UPDATE SKIP LOCKED: an entry whose row a running transaction is
@@ -24,9 +25,11 @@ int promote_run(struct store_conn *c, struct err *err)
 {
     if (store_conn_dialect(c) != STORE_POSTGRES)
         return FERRY_OK;
-    if (store_in_txn(c))
-        return err_set(err, ERR_INTERNAL, "the promoter runs outside any transaction");
-    return store_exec(c, PROMOTE_LOCK PROMOTE_SQL, err);
+    /* A push's transaction has a short lock_timeout for row locks; the promoters' lock
+     * is waited for in turn, however long the queue. */
+    return store_exec(c, store_in_txn(c) ? NO_TIMEOUT PROMOTE_LOCK PROMOTE_SQL
+                                         : PROMOTE_LOCK PROMOTE_SQL,
+                      err);
 }
 
 int promote_pending(struct store_conn *c, struct err *err)

@@ -11,9 +11,11 @@
 #include "ferry.h"
 #include "store/store.h"
 
-/* Outside any transaction: gives every committed pending entry (and the scope exits it
- * left) the next seq, in write order, in one transaction of its own. Entries whose row a
- * running transaction is changing again are left for the promoter that follows its commit.
+/* Gives every committed pending entry (and the scope exits it left) the next seq, in
+ * write order. Outside a transaction it runs in one of its own. Inside one (a push, at
+ * its end) it numbers the transaction's own entries too and holds the promoters' lock
+ * until that transaction ends, so the caller should commit promptly. Entries whose row
+ * another running transaction is changing again are left for the promoter after it.
  * Why this keeps the feed whole: promoters hold one lock to their commit, and each takes
  * its snapshot after the one before committed, so every seq drawn is above every seq
  * committed before it; a reader that sees seq N therefore sees every seq below N. */

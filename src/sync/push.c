@@ -1252,6 +1252,22 @@ static int lock_rows(struct store_conn *c, struct batch *b, struct err *err)
     return rc;
 }
 
+/* On PostgreSQL the push numbers its changes itself, last (promote.h): the answer's
+ * cursor then covers the batch's own changes, and its record (which a retry replays) says
+ * the same. The promoters' lock is held from there to the commit, so whatever else the
+ * commit would run first happens before: the deferred constraint checks and triggers of
+ * the user's tables (which may wait for other transactions; within lock_timeout). */
+static int promote_own(struct store_conn *c, struct batch *b, struct err *err)
+{
+    if (store_conn_dialect(c) != STORE_POSTGRES)
+        return FERRY_OK;
+    if (store_exec(c, "SET CONSTRAINTS ALL IMMEDIATE", err) != FERRY_OK) {
+        b->rows_busy = err->code == ERR_UNAVAILABLE;
+        return FERRY_ERR;
+    }
+    return promote_run(c, err);
+}
+
 static int apply_all(struct store_conn *c, const struct push_request *r, struct batch *b,
                      json_t **result, struct err *err)
 {
@@ -1286,7 +1302,8 @@ static int apply_all(struct store_conn *c, const struct push_request *r, struct 
     }
     if (r->in_txn && r->in_txn(c, r->ctx, err) != FERRY_OK)
         return FERRY_ERR;
-    if (set_origin(c, b, NULL, err) != FERRY_OK || feed_head(c, &head, err) != FERRY_OK)
+    if (set_origin(c, b, NULL, err) != FERRY_OK || promote_own(c, b, err) != FERRY_OK ||
+        feed_head(c, &head, err) != FERRY_OK)
         return FERRY_ERR;
     *result = summary(r, b, head);
     if (r->batch_id && save_answer(c, r, *result, err) != FERRY_OK)
@@ -1337,26 +1354,6 @@ static void pause_us(int64_t us)
     nanosleep(&ts, NULL);
 }
 
-/* After commit, on PostgreSQL: numbers the batch's pending changes (promote.h) before
- * the answer goes out, so a read that follows it sees them, and gives the answer (and its
- * record, which a retry replays) the head that includes them. The batch is committed
- * whatever happens here: should this fail, the next reader or the listener promotes, and
- * the answer keeps the head read inside the transaction, below the batch's own changes. */
-static void promote_batch(struct store_conn *c, const struct push_request *r, json_t *result)
-{
-    struct err ignored = {0};
-    int64_t head = 0;
-    if (store_conn_dialect(c) != STORE_POSTGRES || promote_run(c, &ignored) != FERRY_OK ||
-        feed_head(c, &head, &ignored) != FERRY_OK)
-        return;
-    json_t *was = json_object_get(result, "cursor");
-    if (!was || json_integer_value(was) == head)
-        return;
-    json_object_set_new(result, "cursor", json_integer(head));
-    if (r->batch_id)
-        save_answer(c, r, result, &ignored);
-}
-
 int push_apply(struct store_conn *c, const struct synced_set *set, const struct push_request *r,
                json_t **result, bool *replayed, struct err *err)
 {
@@ -1390,8 +1387,6 @@ int push_apply(struct store_conn *c, const struct synced_set *set, const struct 
         pause_us(wait);
         wait = wait * 2 > RETRY_MAX_US ? RETRY_MAX_US : wait * 2;
     }
-    if (rc == FERRY_OK && !*replayed)
-        promote_batch(c, r, *result);
     if (rc == FERRY_OK)
         CRASH_AT("push.after_commit"); /* committed, the answer not yet written */
     return rc;
