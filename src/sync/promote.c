@@ -7,6 +7,7 @@
  * one-key space of the pushes' per-row locks (push.c). */
 #define PROMOTE_LOCK "SELECT pg_advisory_xact_lock(1717924466, 1);"
 #define NO_TIMEOUT "SET LOCAL lock_timeout = 0;"
+#define DEFERRED_NOW "SET CONSTRAINTS ALL IMMEDIATE;"
 
 /* Numbers the pending entries in write order (wseq) and gives the scope exits each one
  * left the same seq. FOR UPDATE SKIP LOCKED: an entry whose row a running transaction is
@@ -25,10 +26,13 @@ int promote_run(struct store_conn *c, struct err *err)
 {
     if (store_conn_dialect(c) != STORE_POSTGRES)
         return FERRY_OK;
-    /* A push's transaction has a short lock_timeout for row locks; the promoters' lock
-     * is waited for in turn, however long the queue. */
-    return store_exec(c, store_in_txn(c) ? NO_TIMEOUT PROMOTE_LOCK PROMOTE_SQL
-                                         : PROMOTE_LOCK PROMOTE_SQL,
+    /* In a transaction, whatever its commit would run first runs before the lock is
+     * taken (deferred constraint checks and triggers may wait for other transactions,
+     * within the caller's lock_timeout); then the promoters' lock is waited for in turn,
+     * however long the queue. One round trip either way. */
+    return store_exec(c,
+                      store_in_txn(c) ? DEFERRED_NOW NO_TIMEOUT PROMOTE_LOCK PROMOTE_SQL
+                                      : PROMOTE_LOCK PROMOTE_SQL,
                       err);
 }
 

@@ -1259,13 +1259,10 @@ static int lock_rows(struct store_conn *c, struct batch *b, struct err *err)
  * the user's tables (which may wait for other transactions; within lock_timeout). */
 static int promote_own(struct store_conn *c, struct batch *b, struct err *err)
 {
-    if (store_conn_dialect(c) != STORE_POSTGRES)
+    if (store_conn_dialect(c) != STORE_POSTGRES || promote_run(c, err) == FERRY_OK)
         return FERRY_OK;
-    if (store_exec(c, "SET CONSTRAINTS ALL IMMEDIATE", err) != FERRY_OK) {
-        b->rows_busy = err->code == ERR_UNAVAILABLE;
-        return FERRY_ERR;
-    }
-    return promote_run(c, err);
+    b->rows_busy = err->code == ERR_UNAVAILABLE; /* a deferred check met lock_timeout */
+    return FERRY_ERR;
 }
 
 static int apply_all(struct store_conn *c, const struct push_request *r, struct batch *b,
