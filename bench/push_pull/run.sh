@@ -35,7 +35,7 @@ TARGETS=${TARGETS:-"raw raw-triggers ferry-sqlite ferry-pg pouchdb"}
 BATCH_ID=${BATCH_ID:-0}
 RULES=${RULES:-0}
 RULES_FIRST=${RULES_FIRST:-0}
-SALES_SQL="CREATE TABLE sales(id TEXT PRIMARY KEY, customer_id TEXT, total INTEGER$([ "$RULES" = 1 ] && echo ", owner TEXT"))"
+SALES_SQL="CREATE TABLE sales(id TEXT PRIMARY KEY, customer_id TEXT, total INTEGER$([ "$RULES" = 1 ] && echo ", owner TEXT" || true))"
 OWNER_RULE=(--sync-rule sales=owner:owner)
 THREADS=${THREADS:-}
 PERF=${PERF:-0}
