@@ -373,7 +373,7 @@ def test_seed_session_example_with_named_locations(make_server, dbs, tmp_path):
     assert sorted(x[0] for x in pg_rows(dbs, 'SELECT code FROM "Codes"')) == sorted(CODES)
 
     # what a session cannot join
-    for src, dst, why in (("bucket", "System2", "not supported for sessions yet"),
+    for src, dst, why in (("bucket", "lite", "joins it to a folder"),
                           ("lite", "System2", "two folders or two databases"),
                           ("System9", "System2", "neither a configured location")):
         body = assert_v1_error(srv.post(f"{SESS}/start", token=srv.admin_token,
