@@ -17,8 +17,7 @@
 #define MAX_EXCLUDES 64
 #define PROGRESS_EVERY_MS 100
 
-int apicloudsync_params(json_t *params, const struct location *cloud, bool upload,
-                        struct err *err)
+int apicloudsync_params(json_t *params, const struct location *cloud, bool upload, struct err *err)
 {
     if (json_is_true(json_object_get(params, "deleteMissingInTarget")))
         return err_set(err, ERR_INVALID,
@@ -47,8 +46,8 @@ static int split_target(const struct location *loc, enum cloud_provider *p, char
         return FERRY_OK;
     }
     const char *slash = strchr(loc->target, '/');
-    *container = slash ? xstrndup(loc->target, (size_t)(slash - loc->target))
-                       : xstrdup(loc->target);
+    *container =
+        slash ? xstrndup(loc->target, (size_t)(slash - loc->target)) : xstrdup(loc->target);
     char *clean = NULL;
     if (!slash || !slash[strspn(slash, "/")]) {
         *prefix = xstrdup("");
@@ -70,8 +69,8 @@ int apicloudsync_check(const struct app *app, const struct location *cloud, stru
     char *container = NULL, *prefix = NULL;
     int rc = FERRY_ERR;
     if (split_target(cloud, &p, &container, &prefix, err) == FERRY_OK)
-        rc = cloudcfg_open_at(app->cfg, p, container, app->site_env.public_url, NULL, &own,
-                              &opened, err);
+        rc = cloudcfg_open_at(app->cfg, p, container, app->site_env.public_url, NULL, &own, &opened,
+                              err);
     cloud_close(opened);
     cloudcfg_clear(&own);
     free(container);
@@ -94,11 +93,10 @@ static void report_progress(void *arg, const struct treesync_progress *p)
     if (!last && now - ctx->last_ms < PROGRESS_EVERY_MS)
         return;
     ctx->last_ms = now;
-    char *msg = xasprintf("%s: %lld of %lld files, %lld of %lld bytes%s%s",
-                          ctx->upload ? "uploading" : "downloading", (long long)p->files_done,
-                          (long long)p->files_total, (long long)p->bytes_done,
-                          (long long)p->bytes_total, p->current ? "; now " : "",
-                          p->current ? p->current : "");
+    char *msg = xasprintf(
+        "%s: %lld of %lld files, %lld of %lld bytes%s%s", ctx->upload ? "uploading" : "downloading",
+        (long long)p->files_done, (long long)p->files_total, (long long)p->bytes_done,
+        (long long)p->bytes_total, p->current ? "; now " : "", p->current ? p->current : "");
     jobs_progress(ctx->c, ctx->job, p->bytes_done, p->bytes_total, p->files_done, p->files_total,
                   msg, NULL);
     free(msg);
@@ -109,14 +107,13 @@ static json_t *result_json(const struct treesync_result *r, bool upload, int64_t
 {
     char iso[32];
     time_iso8601(started_ms + ms, 0, iso);
-    return json_pack("{s:b, s:I, s:i, s:O, s:s, s:I, s:I, s:i, s:I, s:I, s:[], s:s, s:I}",
-                     "success", json_array_size(r->errors) == 0, "changesApplied",
-                     (json_int_t)r->copied, "conflictsEncountered", 0, "errors", r->errors,
-                     "syncedAt", iso, "executionTimeMs", (json_int_t)ms, "filesCopied",
-                     (json_int_t)r->copied, "filesDeleted", 0, "filesUnchanged",
-                     (json_int_t)r->unchanged, "bytesCopied", (json_int_t)r->bytes, "conflicts",
-                     "direction", upload ? "upload" : "download", "partsResumed",
-                     (json_int_t)r->parts_resumed);
+    return json_pack(
+        "{s:b, s:I, s:i, s:O, s:s, s:I, s:I, s:i, s:I, s:I, s:[], s:s, s:I}", "success",
+        json_array_size(r->errors) == 0, "changesApplied", (json_int_t)r->copied,
+        "conflictsEncountered", 0, "errors", r->errors, "syncedAt", iso, "executionTimeMs",
+        (json_int_t)ms, "filesCopied", (json_int_t)r->copied, "filesDeleted", 0, "filesUnchanged",
+        (json_int_t)r->unchanged, "bytesCopied", (json_int_t)r->bytes, "conflicts", "direction",
+        upload ? "upload" : "download", "partsResumed", (json_int_t)r->parts_resumed);
 }
 
 /* Reads the options a session's params carry into o (the patterns stay in params). */
@@ -159,8 +156,8 @@ static int transfer(const struct app *app, struct store_conn *c, struct treesync
 }
 
 int apicloudsync_run(const struct app *app, struct store_conn *c, const char *job_id,
-                     json_t *params, const char *folder, const atomic_bool *stop,
-                     json_t **result, struct err *err)
+                     json_t *params, const char *folder, const atomic_bool *stop, json_t **result,
+                     struct err *err)
 {
     struct locations locs = {0};
     struct cloudcfg own = {0};

@@ -219,8 +219,7 @@ static int open_parent(int root_fd, const char *rel, bool create, const char **b
     *base = slash ? slash + 1 : rel;
     if (slash)
         copy[slash - rel] = '\0';
-    for (char *part = slash ? strtok_r(copy, "/", &save) : NULL; part && fd >= 0;
-         part = next) {
+    for (char *part = slash ? strtok_r(copy, "/", &save) : NULL; part && fd >= 0; part = next) {
         next = strtok_r(NULL, "/", &save);
         if (create)
             (void)mkdirat(fd, part, 0755); /* EEXIST is fine; openat tells the rest */
@@ -249,14 +248,13 @@ static bool upload_unchanged(struct run *s, const struct entry *e, struct err *e
            obj && obj->size == e->size && !strcmp(obj->etag, rec.etag);
 }
 
-static int put_file(struct run *s, const char *rel, int fd, const struct stat *st,
-                    struct err *err)
+static int put_file(struct run *s, const char *rel, int fd, const struct stat *st, struct err *err)
 {
     struct cloud_put_result res;
     struct stat after;
     char *key = xasprintf("%s%s", s->o->prefix, rel);
-    char *fingerprint =
-        xasprintf("%s\n%s\n%lld\n%lld", s->pair, rel, (long long)st->st_size, (long long)mtime_ns(st));
+    char *fingerprint = xasprintf("%s\n%s\n%lld\n%lld", s->pair, rel, (long long)st->st_size,
+                                  (long long)mtime_ns(st));
     struct cloud_source src = {fd, (uint64_t)st->st_size, fingerprint};
     int rc = cloud_put(s->o->cloud, key, &src, NULL, &res, err);
     if (rc != FERRY_OK) {
@@ -347,8 +345,8 @@ static bool download_unchanged(struct run *s, const struct entry *o, struct err 
 static int fetch(struct run *s, const struct entry *o, int parent, const char *base,
                  const char *part, struct stat *st, struct err *err)
 {
-    struct sink k = {openat(parent, part, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC,
-                            0644)};
+    struct sink k = {
+        openat(parent, part, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0644)};
     int rc = FERRY_ERR;
     if (k.fd < 0 || fstat(k.fd, st) != 0) {
         err_set(err, ERR_INTERNAL, "cannot be written: %s", strerror(errno));
@@ -452,8 +450,8 @@ static int transfer_all(struct run *s, const struct entries *todo, struct err *e
     return FERRY_OK;
 }
 
-int treesync_run(struct store_conn *c, const struct treesync_options *o,
-                 struct treesync_result *r, struct err *err)
+int treesync_run(struct store_conn *c, const struct treesync_options *o, struct treesync_result *r,
+                 struct err *err)
 {
     struct run s = {.c = c, .o = o, .r = r, .folder_fd = -1};
     char h[65];

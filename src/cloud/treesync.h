@@ -34,11 +34,11 @@ struct treesync_progress {
 
 struct treesync_options {
     struct cloud *cloud;
-    const char *container; /* the bucket, container or folder cloud was opened on */
-    const char *prefix;    /* of every key: "" or ending in '/' */
-    const char *folder;    /* absolute, resolved and confined; created when missing */
-    bool upload;           /* folder to cloud; else cloud to folder */
-    bool incremental;      /* skip files whose record matches both sides */
+    const char *container;      /* the bucket, container or folder cloud was opened on */
+    const char *prefix;         /* of every key: "" or ending in '/' */
+    const char *folder;         /* absolute, resolved and confined; created when missing */
+    bool upload;                /* folder to cloud; else cloud to folder */
+    bool incremental;           /* skip files whose record matches both sides */
     const char *const *exclude; /* fnmatch patterns, matched on the path and the name */
     size_t n_exclude;
     /* Called before and after each file (the callee throttles); may be NULL. */
@@ -56,7 +56,7 @@ struct treesync_result {
 /* Runs the transfer, keeping the pair's records in c. FERRY_ERR when it cannot run or the
  * provider fails (err says why; what was done stays done and recorded); problems with
  * single files are in r->errors, which the caller frees. */
-int treesync_run(struct store_conn *c, const struct treesync_options *o,
-                 struct treesync_result *r, struct err *err);
+int treesync_run(struct store_conn *c, const struct treesync_options *o, struct treesync_result *r,
+                 struct err *err);
 
 #endif

@@ -258,3 +258,65 @@ def test_local_location_session_for_a_user(make_server, tmp_path):
     dst = root / "down"
     run(srv, "Disk", dst)
     assert tree(dst) == files
+
+
+def prometheus(srv):
+    r = srv.get("/metrics", token=srv.admin_token)
+    assert r.status_code == 200, r.text
+    values = {}
+    for line in r.text.splitlines():
+        if line.startswith(("ferry_sync_", "ferry_cloud_")):
+            name, value = line.rsplit(" ", 1)
+            values[name] = int(value)
+    return values
+
+
+@needs_node
+def test_metrics_count_cloud_calls_exactly(sessions, emulators):  # noqa: F811
+    """Each upload or download call is one sync of its bytes; cloudStorageUsage is the bytes
+    stored (an object uploaded again replaces its old size), the same in /metrics."""
+    srv, root, name = sessions("s3")
+    (root / "a.bin").write_bytes(os.urandom(30_000))
+    (root / "b.bin").write_bytes(os.urandom(12_000))
+    key = f"{name}/m.bin"
+    m0, p0 = metrics(srv), prometheus(srv)
+
+    def call(action, local):
+        return srv.post(f"/api/v1/cloud/s3/{action}", token=srv.admin_token,
+                        json={"cloudPath": key, "localPath": str(root / local)})
+
+    assert call("upload", "a.bin").status_code == 200
+    m1 = metrics(srv)
+    assert m1["totalSyncOperations"] - m0["totalSyncOperations"] == 1
+    assert m1["successfulSyncs"] - m0["successfulSyncs"] == 1
+    assert m1["totalDataTransferred"] - m0["totalDataTransferred"] == 30_000
+    assert m1["cloudStorageUsage"]["s3"] - m0["cloudStorageUsage"]["s3"] == 30_000
+    assert m1["cloudStorageUsage"]["azure"] == m0["cloudStorageUsage"]["azure"]
+
+    assert call("upload", "b.bin").status_code == 200  # the same key, smaller
+    assert call("download", "c.bin").status_code == 200
+    m2 = metrics(srv)
+    assert m2["totalSyncOperations"] - m1["totalSyncOperations"] == 2
+    assert m2["totalDataTransferred"] - m1["totalDataTransferred"] == 2 * 12_000
+    assert m2["cloudStorageUsage"]["s3"] - m0["cloudStorageUsage"]["s3"] == 12_000
+    assert m2["failedSyncs"] == m0["failedSyncs"]
+
+    emulators["s3"].stop(signal.SIGTERM)
+    try:
+        assert call("download", "d.bin").status_code == 503
+    finally:
+        emulators["s3"].start()
+    m3 = metrics(srv)
+    assert m3["failedSyncs"] - m2["failedSyncs"] == 1
+    assert m3["totalSyncOperations"] - m2["totalSyncOperations"] == 1
+
+    p3 = prometheus(srv)
+    assert p3['ferry_sync_operations_total{result="success"}'] - \
+        p0['ferry_sync_operations_total{result="success"}'] == 3
+    assert p3['ferry_sync_operations_total{result="failure"}'] - \
+        p0['ferry_sync_operations_total{result="failure"}'] == 1
+    assert p3["ferry_sync_transferred_bytes_total"] - \
+        p0["ferry_sync_transferred_bytes_total"] == 30_000 + 2 * 12_000
+    assert p3['ferry_cloud_stored_bytes{provider="s3"}'] == m3["cloudStorageUsage"]["s3"]
+    assert p3['ferry_cloud_transferred_bytes_total{provider="s3"}'] - \
+        p0['ferry_cloud_transferred_bytes_total{provider="s3"}'] == 30_000 + 2 * 12_000
