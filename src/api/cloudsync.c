@@ -61,20 +61,33 @@ static int split_target(const struct location *loc, enum cloud_provider *p, char
     return FERRY_OK;
 }
 
+int apicloudsync_open(const struct app *app, const struct location *loc, const atomic_bool *stop,
+                      struct apicloud_place *out, struct err *err)
+{
+    enum cloud_provider p;
+    char *container = NULL;
+    int rc = FERRY_ERR;
+    memset(out, 0, sizeof(*out));
+    if (split_target(loc, &p, &container, &out->prefix, err) == FERRY_OK)
+        rc = cloudcfg_open_at(app->cfg, p, container, app->site_env.public_url, stop, &out->own,
+                              &out->cloud, err);
+    free(container);
+    return rc;
+}
+
+void apicloudsync_close(struct apicloud_place *p)
+{
+    cloud_close(p->cloud);
+    cloudcfg_clear(&p->own);
+    free(p->prefix);
+    memset(p, 0, sizeof(*p));
+}
+
 int apicloudsync_check(const struct app *app, const struct location *cloud, struct err *err)
 {
-    struct cloudcfg own = {0};
-    struct cloud *opened = NULL;
-    enum cloud_provider p;
-    char *container = NULL, *prefix = NULL;
-    int rc = FERRY_ERR;
-    if (split_target(cloud, &p, &container, &prefix, err) == FERRY_OK)
-        rc = cloudcfg_open_at(app->cfg, p, container, app->site_env.public_url, NULL, &own, &opened,
-                              err);
-    cloud_close(opened);
-    cloudcfg_clear(&own);
-    free(container);
-    free(prefix);
+    struct apicloud_place place;
+    int rc = apicloudsync_open(app, cloud, NULL, &place, err);
+    apicloudsync_close(&place);
     return rc;
 }
 
@@ -160,10 +173,7 @@ int apicloudsync_run(const struct app *app, struct store_conn *c, const char *jo
                      struct err *err)
 {
     struct locations locs = {0};
-    struct cloudcfg own = {0};
-    struct cloud *cloud = NULL;
-    enum cloud_provider p;
-    char *container = NULL, *prefix = NULL;
+    struct apicloud_place place = {0};
     const char *exclude[MAX_EXCLUDES];
     const char *name = json_string_value(json_object_get(params, "cloudLocation"));
     struct treesync_options o = {.folder = folder, .stop = stop};
@@ -178,23 +188,18 @@ int apicloudsync_run(const struct app *app, struct store_conn *c, const char *jo
                 name ? name : "");
         goto out;
     }
-    if (split_target(loc, &p, &container, &prefix, err) != FERRY_OK ||
-        read_options(params, exclude, &o, err) != FERRY_OK ||
-        cloudcfg_open_at(app->cfg, p, container, app->site_env.public_url, stop, &own, &cloud,
-                         err) != FERRY_OK)
+    if (read_options(params, exclude, &o, err) != FERRY_OK ||
+        apicloudsync_open(app, loc, stop, &place, err) != FERRY_OK)
         goto out;
     ctx.upload = o.upload;
-    o.cloud = cloud;
-    o.container = own.container;
-    o.prefix = prefix;
+    o.cloud = place.cloud;
+    o.container = place.own.container;
+    o.prefix = place.prefix;
     o.progress = report_progress;
     o.ctx = &ctx;
     rc = transfer(app, c, &o, result, err);
 out:
-    cloud_close(cloud);
-    cloudcfg_clear(&own);
-    free(container);
-    free(prefix);
+    apicloudsync_close(&place);
     locations_cleanup(&locs);
     return rc;
 }

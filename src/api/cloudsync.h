@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "cloud/cloudcfg.h"
 #include "dbsync/locations.h"
 #include "ferry.h"
 #include "store/store.h"
@@ -19,6 +20,20 @@ struct app;
  * cloud location's name and the way ("upload" when the folder is the source). ERR_INVALID
  * for an option that a cloud session does not take. */
 int apicloudsync_params(json_t *params, const struct location *cloud, bool upload, struct err *err);
+
+/* A cloud location opened: its provider (on the location's own bucket, container or
+ * folder, own.container) and the prefix of its keys ("" or ending in '/'). */
+struct apicloud_place {
+    struct cloudcfg own;
+    struct cloud *cloud;
+    char *prefix;
+};
+
+/* Opens loc's provider. ERR_CLOUD naming the missing settings when it is not configured,
+ * ERR_INVALID for a malformed target. Close with apicloudsync_close (also after a failure). */
+int apicloudsync_open(const struct app *app, const struct location *loc, const atomic_bool *stop,
+                      struct apicloud_place *out, struct err *err);
+void apicloudsync_close(struct apicloud_place *p);
 
 /* Checks that the cloud location's provider is configured (ERR_CLOUD naming the missing
  * settings) and its target well formed, without calling the provider. */
