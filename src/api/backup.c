@@ -385,6 +385,8 @@ static int run_restore(const struct app *app, struct op *op, struct progress_ctx
         rc = restore_pick(r, at, id, &created, err);
         o.version_id = id;
     }
+    if (rc == FERRY_OK && pc->cs && pc->cs->place.cloud) /* only the packs it reads */
+        rc = cloudrepo_pull_version(&pc->cs->cr, r->key, o.version_id, err);
     if (rc == FERRY_OK)
         rc = restore_run(r, &o, &res, err);
     if (rc == FERRY_OK) {
@@ -440,7 +442,7 @@ static int run_op(const struct app *app, struct store_conn *c, const struct job 
     struct cloudside cs;
     pc.cs = &cs;
     rc = cloud_begin(app, c, &op,
-                     kind == OP_CREATE ? CLOUDREPO_INDEX : CLOUDREPO_INDEX | CLOUDREPO_PACKS, stop,
+                     kind == OP_PRUNE ? CLOUDREPO_INDEX | CLOUDREPO_PACKS : CLOUDREPO_INDEX, stop,
                      &cs, err);
     if (rc == FERRY_OK)
         rc = kind == OP_CREATE    ? run_create(app, &op, &pc, stop, out, err)

@@ -12,6 +12,8 @@
 
 #include "backup/cloudrepo.h"
 #include "backup/fsio.h"
+#include "backup/pack.h"
+#include "backup/snapshot.h"
 #include "cloud/usage.h"
 #include "util/crashpoint.h"
 
@@ -152,23 +154,25 @@ static int list_both(struct cloudrepo *cr, struct files *remote, struct files *l
 struct sink {
     int fd;
     struct err *err;
+    uint64_t written;
 };
 
 static int write_part(void *ctx, const void *data, size_t len)
 {
     struct sink *s = ctx;
+    s->written += len;
     return fsio_write_all(s->fd, data, len, s->err);
 }
 
 /* Fetches rel into a temporary file beside it, then renames it into place. */
-static int fetch(struct cloudrepo *cr, const struct file *f, struct err *err)
+static int fetch(struct cloudrepo *cr, const char *rel, struct err *err)
 {
-    char *path = xasprintf("%s/%s", cr->dir, f->rel);
+    char *path = xasprintf("%s/%s", cr->dir, rel);
     char *tmp = xasprintf("%s.tmp-%d", path, (int)getpid());
-    char *key = xasprintf("%s%s", cr->prefix, f->rel);
+    char *key = xasprintf("%s%s", cr->prefix, rel);
     char *parent = xstrdup(path);
     *strrchr(parent, '/') = '\0';
-    struct sink s = {-1, err};
+    struct sink s = {-1, err, 0};
     int rc = FERRY_ERR;
     if (fsio_mkdirs(parent, 0700, err) != FERRY_OK)
         goto out;
@@ -184,7 +188,7 @@ static int fetch(struct cloudrepo *cr, const struct file *f, struct err *err)
         goto out;
     }
     rc = fsio_sync_dir(path, 0, err);
-    cr->bytes_down += f->size;
+    cr->bytes_down += s.written;
     cr->files_down++;
 out:
     if (s.fd >= 0)
@@ -283,7 +287,7 @@ static int pull(struct cloudrepo *cr, const struct files *remote, const struct f
                       (f->kind == K_PACK && (what & CLOUDREPO_PACKS));
         if (!wanted || (have && have->size == f->size))
             continue;
-        if (fetch(cr, f, err) != FERRY_OK)
+        if (fetch(cr, f->rel, err) != FERRY_OK)
             return FERRY_ERR;
         tick(cr);
     }
@@ -312,6 +316,50 @@ static int push(struct cloudrepo *cr, const struct files *remote, const struct f
             tick(cr);
         }
     return FERRY_OK;
+}
+
+/* Fetches the packs marked in needed that the cache lacks. */
+static int fetch_packs(struct cloudrepo *cr, const struct pack_index *ix, const bool *needed,
+                       struct err *err)
+{
+    for (size_t p = 0; p < ix->n_packs; p++) {
+        struct stat st;
+        char *rel = xasprintf("packs/%.2s/%s.pack", ix->packs[p], ix->packs[p]);
+        char *path = xasprintf("%s/%s", cr->dir, rel);
+        int rc = needed[p] && stat(path, &st) != 0 ? fetch(cr, rel, err) : FERRY_OK;
+        free(path);
+        free(rel);
+        if (rc != FERRY_OK)
+            return FERRY_ERR;
+        tick(cr);
+    }
+    return FERRY_OK;
+}
+
+int cloudrepo_pull_version(struct cloudrepo *cr, const uint8_t *key, const char *id,
+                           struct err *err)
+{
+    struct snapshot s = {0};
+    struct pack_index ix;
+    bool *needed = NULL;
+    int rc = FERRY_ERR;
+    pack_index_init(&ix);
+    if (snapshot_load(cr->dir, key, id, &s, err) != FERRY_OK ||
+        pack_index_load(cr->dir, key, &ix, NULL, NULL, err) != FERRY_OK)
+        goto out;
+    needed = xcalloc(ix.n_packs + 1, sizeof(*needed));
+    for (size_t i = 0; i < s.n_entries; i++)
+        for (size_t c = 0; c < s.entries[i].n_chunks; c++) {
+            const struct chunk_ref *ref = pack_index_find(&ix, s.entries[i].chunks[c]);
+            if (ref) /* a chunk without one is damage, which the restore reports */
+                needed[ref->pack] = true;
+        }
+    rc = fetch_packs(cr, &ix, needed, err);
+out:
+    free(needed);
+    pack_index_cleanup(&ix);
+    snapshot_clear(&s);
+    return rc;
 }
 
 int cloudrepo_pull(struct cloudrepo *cr, unsigned what, struct err *err)

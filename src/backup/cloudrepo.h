@@ -29,10 +29,10 @@
 
 struct cloudrepo {
     struct cloud *cloud;
-    const char *container; /* the bucket, container or folder cloud was opened on */
-    const char *prefix;    /* of every key: "" or ending in '/' */
-    const char *dir;       /* the local copy: absolute, created when missing */
-    struct store_conn *db; /* where the objects stored are recorded (cloud/usage.h) */
+    const char *container;   /* the bucket, container or folder cloud was opened on */
+    const char *prefix;      /* of every key: "" or ending in '/' */
+    const char *dir;         /* the local copy: absolute, created when missing */
+    struct store_conn *db;   /* where the objects stored are recorded (cloud/usage.h) */
     void (*tick)(void *ctx); /* called after each file, to keep a lease (may be NULL) */
     void *ctx;
     /* what moved, for the metrics */
@@ -43,6 +43,12 @@ struct cloudrepo {
 /* Brings dir up to date with the cloud: fetches the missing files of the kinds in what,
  * removes the local files the cloud no longer has. ERR_CLOUD when the provider fails. */
 int cloudrepo_pull(struct cloudrepo *cr, unsigned what, struct err *err);
+
+/* Fetches the packs that version id uses and the cache lacks (after a pull of the
+ * indexes and snapshots; key decrypts them, NULL for a plaintext repository), so a
+ * restore reads only what it needs. ERR_NOT_FOUND when there is no such version. */
+int cloudrepo_pull_version(struct cloudrepo *cr, const uint8_t *key, const char *id,
+                           struct err *err);
 
 /* Sends what the cloud lacks (config, packs, indexes, snapshots, in that order); with
  * remove, then deletes what dir no longer has (snapshots, indexes, packs). */

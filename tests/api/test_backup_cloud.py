@@ -61,6 +61,13 @@ def objects(srv, provider, name, tmp_path):
     return {f["path"][len(name) + 1:]: f["size"] for f in r.json()["files"]}
 
 
+def cached_packs(srv):
+    [cache] = os.listdir(os.path.join(srv.data_dir, "backup-cache"))
+    base = os.path.join(srv.data_dir, "backup-cache", cache)
+    return {os.path.relpath(os.path.join(d, f), base) for d, _, files in
+            os.walk(os.path.join(base, "packs")) for f in files}
+
+
 def kinds(objs):
     return sorted({k.split("/")[0] for k in objs})
 
@@ -81,6 +88,7 @@ def test_create_versions_restore_prune_in_the_cloud(servers, provider, tmp_path)
     assert kinds(objs) == ["config", "index", "packs", "snapshots"], objs
     assert [k for k in objs if k.startswith("snapshots/")] == \
         [f"snapshots/{first['versionId']}.snap"]
+    first_packs = {k for k in objs if k.startswith("packs/")}
 
     write(str(src / "added.txt"), b"later\n")
     second = post(srv, CREATE, json={"sourceDirectory": str(src), "backupPath": "Vault"})
@@ -89,10 +97,17 @@ def test_create_versions_restore_prune_in_the_cloud(servers, provider, tmp_path)
     assert [v["versionId"] for v in listed["versions"]] == [second["versionId"],
                                                              first["versionId"]]
 
+    assert {k for k in objects(srv, provider, name, tmp_path) if k.startswith("packs/")} > \
+        first_packs
+
     # another server, its data folder empty: the repository is the cloud's
     other = start(provider, root)
     assert [v["versionId"] for v in versions(other)["versions"]] == \
         [second["versionId"], first["versionId"]]
+    # a restore fetches the packs its version uses, not the others
+    post(other, RESTORE, json={"backupPath": "Vault", "versionId": first["versionId"],
+                               "restorePath": str(root / "out1")})
+    assert cached_packs(other) == first_packs
     out = root / "out"
     got = post(other, RESTORE, json={"backupPath": "Vault", "versionId": second["versionId"],
                                      "restorePath": str(out)})
