@@ -442,6 +442,15 @@ static int cloud_session(struct request *req, json_t *body, const struct locatio
         confine_one(req->app, other ? other->target : (upload ? source : target), &folder, err) !=
             FERRY_OK)
         goto out;
+    char real[PATH_MAX]; /* a local location is a folder too: it must not overlap this one */
+    if (cloud->kind == LOC_LOCAL && realpath(cloud->target, real) &&
+        (path_within(real, folder) || path_within(folder, real))) {
+        err_set(err, ERR_INVALID,
+                "the folder and the local location '%s' must be separate folders, neither "
+                "inside the other",
+                cloud->name);
+        goto out;
+    }
     p = json_deep_copy(body);
     if (apicloudsync_params(p, cloud, upload, err) != FERRY_OK ||
         apicloudsync_check(req->app, cloud, err) != FERRY_OK)

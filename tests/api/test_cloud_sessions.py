@@ -215,8 +215,10 @@ def test_what_a_cloud_session_refuses(make_server, tmp_path):
     (root / "src").mkdir(parents=True)
     outside = tmp_path / "outside"
     outside.mkdir()
+    (root / "src" / "inner").mkdir()
     env = {"FERRY_LOCATIONS": f"Files=folder:{root / 'src'},Cloud=s3:bucket/p,"
-                              f"Disk=local:{tmp_path / 'lc'},lite=sqlite:{tmp_path / 'x.db'}"}
+                              f"Disk=local:{tmp_path / 'lc'},lite=sqlite:{tmp_path / 'x.db'},"
+                              f"Inside=local:{root / 'src' / 'inner'}"}
     srv = make_server("--file-root", str(root), env=env)
 
     def refused(source, target, status, code, why, **opts):
@@ -231,6 +233,8 @@ def test_what_a_cloud_session_refuses(make_server, tmp_path):
     refused(outside, "Disk", 403, "FORBIDDEN", "outside")
     refused("Files", "Disk", 400, "INVALID_REQUEST", "deleteMissingInTarget",
             deleteMissingInTarget=True)
+    refused("Files", "Inside", 400, "INVALID_REQUEST", "separate folders")
+    refused("Inside", root, 400, "INVALID_REQUEST", "separate folders")
 
 
 def test_local_location_session_for_a_user(make_server, tmp_path):

@@ -102,11 +102,8 @@ static int teardown(void **state)
 
 static struct cloudrepo on(struct fixture *f, const char *dir)
 {
-    return (struct cloudrepo){.cloud = f->cloud,
-                              .container = "c",
-                              .prefix = "vault/",
-                              .dir = dir,
-                              .db = f->db.c};
+    return (struct cloudrepo){
+        .cloud = f->cloud, .container = "c", .prefix = "vault/", .dir = dir, .db = f->db.c};
 }
 
 static uint64_t stored(struct fixture *f)
