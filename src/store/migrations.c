@@ -254,6 +254,18 @@
     "CREATE INDEX ferry_changes_pending ON ferry_changes(wseq) WHERE seq IS NULL;"                 \
     "ALTER TABLE ferry_scope_exits ALTER COLUMN seq DROP NOT NULL;"
 
+/* Cloud sessions (cloud/treesync.c): per pair of a folder and a cloud location, each file's
+ * size, modification time and object etag as of its last transfer, so an Incremental
+ * session skips what did not change on either side; and the objects ferry has stored in
+ * each provider, whose sizes are the metrics' cloudStorageUsage. */
+#define CLOUDSYNC_SQL                                                                              \
+    "CREATE TABLE ferry_cloudsync_entries ("                                                       \
+    " pair_id TEXT NOT NULL, path TEXT NOT NULL, size BIGINT NOT NULL, mtime_ns BIGINT NOT NULL,"  \
+    " etag TEXT NOT NULL, PRIMARY KEY (pair_id, path));"                                           \
+    "CREATE TABLE ferry_cloud_objects ("                                                           \
+    " provider TEXT NOT NULL, container TEXT NOT NULL, obj_key TEXT NOT NULL,"                     \
+    " size BIGINT NOT NULL, PRIMARY KEY (provider, container, obj_key));"
+
 const struct migration store_migrations[] = {
     /* 1: users, tokens and ferry's key-value settings */
     {1, AUTH_SQL, AUTH_SQL},
@@ -275,6 +287,8 @@ const struct migration store_migrations[] = {
     {11, DBSYNC_SQL, DBSYNC_SQL},
     /* 12: PostgreSQL: pending change-log entries, promoted in commit order */
     {12, "", PENDING_PG},
+    /* 14: cloud sessions' per-pair state and the objects stored per provider */
+    {14, CLOUDSYNC_SQL, CLOUDSYNC_SQL},
 };
 
 const size_t store_n_migrations = sizeof(store_migrations) / sizeof(store_migrations[0]);
