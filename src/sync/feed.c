@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "sync/feed.h"
+#include "sync/promote.h"
 #include "util/buf.h"
 #include "util/timeutil.h"
 
@@ -29,6 +30,8 @@ int feed_parse_cursor(const char *text, int64_t *cursor, struct err *err)
     return FERRY_OK;
 }
 
+/* MAX(seq) leaves pending entries (seq NULL, promote.h) out: below the head everything is
+ * committed and numbered. */
 int feed_head(struct store_conn *c, int64_t *head, struct err *err)
 {
     bool found = false;
@@ -320,6 +323,10 @@ int feed_read(struct store_conn *c, const struct feed_query *q, struct feed_page
     int rc = FERRY_ERR;
 
     memset(page, 0, sizeof(*page));
+    /* Other programs' committed writes wait as pending entries until a promoter numbers
+     * them; the reader does it when the listener has not yet (or no node listens). */
+    if (promote_pending(c, err) != FERRY_OK)
+        goto out;
     if (q->device_id && device_resync(c, q, err) != FERRY_OK)
         goto out;
     if (store_begin_read(c, err) != FERRY_OK)
