@@ -78,11 +78,11 @@ static int print_result(const struct merge_args *a, const struct merge_result *r
     if (a->output && merge_write_file(a->output, r->merged, r->merged_len, err) != FERRY_OK)
         return FERRY_ERR;
     if (a->json) {
-        json_t *j = merge_result_json(r, a->favor);
-        char *text = json_dumps(j, JSON_INDENT(2));
-        printf("%s\n", text);
+        size_t len = 0;
+        char *text = merge_result_dump(r, a->favor, &len);
+        fwrite(text, 1, len, stdout);
+        putchar('\n');
         free(text);
-        json_decref(j);
     } else if (!a->output) {
         fwrite(r->merged, 1, r->merged_len, stdout);
     }
@@ -112,7 +112,9 @@ static int run(int argc, char **argv)
             goto out;
         texts[i].data = data[i];
     }
-    if (merge_texts(&texts[0], &texts[1], &texts[2], a.favor, &r, &err) != FERRY_OK ||
+    /* Without --json nothing shows the conflict list: one merge, as git makes. */
+    if ((a.json ? merge_texts : merge_texts_only)(&texts[0], &texts[1], &texts[2], a.favor, &r,
+                                                  &err) != FERRY_OK ||
         print_result(&a, &r, &err) != FERRY_OK)
         goto out;
     rc = r.success ? 0 : 1;

@@ -7,8 +7,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include <jansson.h>
-
 #include "ferry.h"
 
 /* Largest input ferry merges (each of base, source and target), in bytes. */
@@ -63,12 +61,20 @@ int merge_texts(const struct merge_text *base, const struct merge_text *source,
                 const struct merge_text *target, enum merge_favor favor, struct merge_result *out,
                 struct err *err);
 
+/* Only the merged text, as `git merge-file -p` prints it (with --diff3 for favor none), by
+ * one libgit2 merge: out->conflicts stays empty and n_resolved 0. For callers that show
+ * no conflict list (`ferry merge` without --json); release with merge_result_cleanup. */
+int merge_texts_only(const struct merge_text *base, const struct merge_text *source,
+                     const struct merge_text *target, enum merge_favor favor,
+                     struct merge_result *out, struct err *err);
+
 void merge_result_cleanup(struct merge_result *r);
 
-/* The seed's response: success, mergedContent, conflicts[] (lineNumber, baseContent,
- * sourceContent, targetContent, resolution: each region's lines joined by "\n", without
- * a final newline, as the seed's example shows), conflictResolutionCount; plus favor. */
-json_t *merge_result_json(const struct merge_result *r, enum merge_favor favor);
+/* The seed's response as JSON text (owned, NUL-terminated, *len bytes): success,
+ * mergedContent, conflicts[] (lineNumber, baseContent, sourceContent, targetContent,
+ * resolution: each region's lines joined by "\n", without a final newline, as the seed's
+ * example shows), conflictResolutionCount; plus favor. */
+char *merge_result_dump(const struct merge_result *r, enum merge_favor favor, size_t *len);
 
 /* Writes data to path atomically: a temporary file beside it, fsync, rename, fsync of
  * the folder. A reader sees the old file or the new one, never a part. */
