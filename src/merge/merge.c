@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,8 +178,9 @@ static void add_conflict(struct merge_result *r, const struct merge_conflict *c)
 
 /* What the pass over a diff3 merge writes besides the conflict list: nothing (the merge
  * is the answer as it is), the merge with git's 7-character markers in place of the longer
- * ones it was made with, or the merge with each conflict resolved to one side. */
-enum emit { EMIT_NOTHING, EMIT_MARKERS, EMIT_SOURCE, EMIT_TARGET };
+ * ones it was made with, or the merge with each conflict resolved to one side or to the
+ * union of both. */
+enum emit { EMIT_NOTHING, EMIT_MARKERS, EMIT_SOURCE, EMIT_TARGET, EMIT_UNION };
 enum region { CLEAN, SOURCE, BASE, TARGET };
 
 struct pass {
@@ -186,7 +188,59 @@ struct pass {
     enum emit emit;
     char *out; /* room for the whole merge read: what is written is never longer */
     size_t out_len;
+    /* EMIT_UNION: the clean lines since the last conflict, and whether two conflicts were
+     * near enough for git to join them (then the union written is not git's) */
+    size_t gap_lines;
+    bool gap_alnum, near;
 };
+
+static bool has_ascii_alnum(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i], lower = c | 0x20;
+        if ((c >= '0' && c <= '9') || (lower >= 'a' && lower <= 'z'))
+            return true;
+    }
+    return false;
+}
+
+/* Follows the clean lines between conflicts for EMIT_UNION (n_conflicts: those read so
+ * far). git's refinement joins two
+ * conflicts at most three lines apart, or apart only by lines without a letter or digit
+ * (xdiff's isalnum; an ASCII one counts in any locale); four lines or more with one keep
+ * them apart whatever refinement finds inside them. */
+static void follow_gap(struct pass *ps, enum region was, enum region now, const char *p, size_t n,
+                       size_t n_conflicts)
+{
+    if (was == CLEAN && now == CLEAN) {
+        ps->gap_lines++;
+        ps->gap_alnum = ps->gap_alnum || has_ascii_alnum(p, n);
+        return;
+    }
+    if (was == CLEAN && n_conflicts && (ps->gap_lines <= 3 || !ps->gap_alnum))
+        ps->near = true;
+    ps->gap_lines = 0;
+    ps->gap_alnum = false;
+}
+
+/* Writes what git's --union makes of one conflict: its two sides merged from an empty
+ * base, which is the refinement git applies to that conflict alone (a 2-way diff of the
+ * sides, keeping the lines they share once), given no other conflict is near. */
+static int emit_union(struct pass *ps, const struct merge_conflict *c, struct err *err)
+{
+    struct merge_text empty = {"", 0}, s = {c->source, strlen(c->source)},
+                      t = {c->target, strlen(c->target)};
+    git_merge_file_result g = {0};
+    if (ps->near)
+        return FERRY_OK; /* the side merge gives the result */
+    if (run_merge(&empty, &s, &t, GIT_MERGE_FILE_FAVOR_UNION, 0, 0, &g, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (g.len)
+        memcpy(ps->out + ps->out_len, g.ptr, g.len); /* at most s and t: it fits */
+    ps->out_len += g.len;
+    git_merge_file_result_free(&g);
+    return FERRY_OK;
+}
 
 /* Writes the line [p, next) when the pass keeps it, a marker line with git's size. */
 static void emit_line(struct pass *ps, enum region where, bool marker, const char *p,
@@ -243,6 +297,12 @@ static int parse_conflicts(const char *text, size_t len, struct pass *ps, struct
             state = CLEAN;
         }
         emit_line(ps, was, state != was, p, next);
+        if (ps->emit == EMIT_UNION) {
+            follow_gap(ps, was, state, p, n, r->n_conflicts);
+            if (was == TARGET && state == CLEAN &&
+                emit_union(ps, &r->conflicts[r->n_conflicts - 1], err) != FERRY_OK)
+                return FERRY_ERR;
+        }
         if (state != was)
             section = next;
     }
@@ -336,19 +396,29 @@ static void *side_merge_run(void *arg)
     return NULL;
 }
 
-/* Whether the favored result needs a merge of its own. For source and target it is the
- * diff3 merge with each conflict replaced by that side: the conflicts git resolves are
- * the diff3 regions, split and joined again by refinement, which changes no line of
- * either side. Not so when that side lacks a final newline (diff3 adds one after it), nor
- * for union, where refinement keeps lines both sides share once and joins nearby
- * regions, which the diff3 output does not show. */
+static bool lacks_final_newline(const struct merge_text *t)
+{
+    return t->len && t->data[t->len - 1] != '\n';
+}
+
+/* Whether the favored result needs a merge of its own from the start. Otherwise it is
+ * the diff3 merge with each conflict replaced: the conflicts git resolves are the diff3
+ * regions, split and joined again by refinement, which changes no line of either side,
+ * so for source and target by that side, and for union by emit_union. Not so when a side
+ * taken lacks a final newline: the diff3 markers add one after it. */
 static bool side_needed(enum merge_favor favor, const struct merge_text *source,
                         const struct merge_text *target)
 {
-    const struct merge_text *side = favor == MERGE_FAVOR_SOURCE ? source : target;
-    if (favor == MERGE_FAVOR_NONE)
+    switch (favor) {
+    case MERGE_FAVOR_SOURCE:
+        return lacks_final_newline(source);
+    case MERGE_FAVOR_TARGET:
+        return lacks_final_newline(target);
+    case MERGE_FAVOR_UNION:
+        return lacks_final_newline(source) || lacks_final_newline(target);
+    default:
         return false;
-    return favor == MERGE_FAVOR_UNION || (side->len && side->data[side->len - 1] != '\n');
+    }
 }
 
 static enum emit emit_for(enum merge_favor favor, unsigned marker, bool need_side)
@@ -359,6 +429,8 @@ static enum emit emit_for(enum merge_favor favor, unsigned marker, bool need_sid
         return EMIT_SOURCE;
     if (favor == MERGE_FAVOR_TARGET)
         return EMIT_TARGET;
+    if (favor == MERGE_FAVOR_UNION)
+        return EMIT_UNION;
     return marker == GIT_MERGE_CONFLICT_MARKER_SIZE ? EMIT_NOTHING : EMIT_MARKERS;
 }
 
@@ -379,9 +451,10 @@ static unsigned parse_marker_size(const struct merge_text *base, const struct me
 
 /* How it works: one merge with favor none in diff3 style gives git's conflict regions with
  * all three sides (libgit2 has no other way to list them), read back by parse_conflicts,
- * which in the same pass writes the result for none, source and target: byte for byte
- * what `git merge-file --diff3/--ours/--theirs` prints. Union (and a favored side without
- * a final newline) takes libgit2's merge with that favor, made on a second thread. */
+ * which in the same pass writes the result: byte for byte what `git merge-file
+ * --diff3/--ours/--theirs/--union` prints. Where the pass cannot (a side taken without a
+ * final newline, known at once, or for union two conflicts git joins, known after the
+ * pass) the result is libgit2's merge with the favor, on a second thread or after. */
 int merge_texts(const struct merge_text *base, const struct merge_text *source,
                 const struct merge_text *target, enum merge_favor favor, struct merge_result *out,
                 struct err *err)
@@ -390,7 +463,7 @@ int merge_texts(const struct merge_text *base, const struct merge_text *source,
     unsigned marker = parse_marker_size(base, source, target);
     struct side_merge side = {base, source, target, favor, {0}, {0}, FERRY_OK};
     bool need_side = side_needed(favor, source, target), threaded = false;
-    struct pass ps = {marker, emit_for(favor, marker, need_side), NULL, 0};
+    struct pass ps = {.size = marker, .emit = emit_for(favor, marker, need_side)};
     pthread_t thread;
     int rc = FERRY_ERR;
 
@@ -403,8 +476,10 @@ int merge_texts(const struct merge_text *base, const struct merge_text *source,
         rc = read_merge(&g, &ps, out, err);
     if (threaded)
         pthread_join(thread, NULL);
-    else if (need_side && rc == FERRY_OK && !g.automergeable)
+    else if (rc == FERRY_OK && !g.automergeable && (need_side || ps.near)) {
+        need_side = true; /* for union, conflicts git joins: the pass could not write it */
         side_merge_run(&side);
+    }
     if (rc != FERRY_OK)
         goto out;
     rc = FERRY_ERR;
@@ -530,12 +605,34 @@ static bool needs_escape(unsigned char c)
     return c < 0x20 || c == '"' || c == '\\';
 }
 
+/* Whether one of the eight bytes of w needs_escape: a byte below 0x20, or one that is
+ * zero once xored with '"' or '\\', borrows into a clear top bit. The constants have
+ * clear top bits, so one ~w serves the three tests. */
+static bool word_needs_escape(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ULL, tops = 0x8080808080808080ULL;
+    uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
+    return (((w - ones * 0x20) | (quote - ones) | (backslash - ones)) & ~w & tops) != 0;
+}
+
+/* The length of the run at p, of at most n bytes, that needs no escape, eight bytes at
+ * a time: text is mostly such runs. */
+static size_t plain_run(const char *p, size_t n)
+{
+    size_t i = 0;
+    uint64_t w;
+    while (n - i >= 8 && (memcpy(&w, p + i, 8), !word_needs_escape(w)))
+        i += 8;
+    while (i < n && !needs_escape((unsigned char)p[i]))
+        i++;
+    return i;
+}
+
 static size_t quoted_len(const char *text, size_t len)
 {
     size_t n = len + 2;
-    for (size_t i = 0; i < len; i++)
-        if (needs_escape((unsigned char)text[i]))
-            n += short_escape((unsigned char)text[i]) ? 1 : 5;
+    for (size_t i = plain_run(text, len); i < len; i += 1 + plain_run(text + i + 1, len - i - 1))
+        n += short_escape((unsigned char)text[i]) ? 1 : 5;
     return n;
 }
 
@@ -546,16 +643,17 @@ static size_t quoted_len(const char *text, size_t len)
 static char *quote_into(char *dst, const char *text, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
-    const char *run = text, *end = text + len;
+    size_t i = 0;
 
     *dst++ = '"';
-    for (const char *p = text; p < end; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (!needs_escape(c))
-            continue;
-        memcpy(dst, run, (size_t)(p - run));
-        dst += p - run;
-        run = p + 1;
+    while (i < len) {
+        size_t run = plain_run(text + i, len - i);
+        memcpy(dst, text + i, run);
+        dst += run;
+        i += run;
+        if (i == len)
+            break;
+        unsigned char c = (unsigned char)text[i++];
         const char *esc = short_escape(c);
         if (esc) {
             memcpy(dst, esc, 2);
@@ -567,8 +665,6 @@ static char *quote_into(char *dst, const char *text, size_t len)
             dst += 6;
         }
     }
-    memcpy(dst, run, (size_t)(end - run));
-    dst += end - run;
     *dst++ = '"';
     return dst;
 }

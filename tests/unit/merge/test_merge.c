@@ -161,6 +161,32 @@ static void test_marker_lines_in_input(void **state)
     merge_result_cleanup(&r);
 }
 
+/* Union is written from the diff3 merge, each conflict's sides merged alone, while git
+ * joins no two conflicts: four lines with letters apart. Three lines apart git joins
+ * them, repeating the lines between, and ferry takes libgit2's union merge instead. */
+static void test_union_far_and_near(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *base, *source, *target, *merged;
+    } cases[] = {
+        {"b1\nk1\nk2\nk3\nk4\nb2\nend\n", "S1\nc1\nc2\nc3\nc4\nS2\nk1\nk2\nk3\nk4\nS3\nend\n",
+         "T1\nc1\nc2\nc3\nc4\nT2\nk1\nk2\nk3\nk4\nT3\nend\n",
+         "S1\nT1\nc1\nc2\nc3\nc4\nS2\nT2\nk1\nk2\nk3\nk4\nS3\nT3\nend\n"},
+        {"b1\nk1\nk2\nk3\nb2\nend\n", "S1\nc1\nc2\nc3\nc4\nS2\nk1\nk2\nk3\nS3\nend\n",
+         "T1\nc1\nc2\nc3\nc4\nT2\nk1\nk2\nk3\nT3\nend\n",
+         "S1\nT1\nc1\nc2\nc3\nc4\nS2\nk1\nk2\nk3\nS3\nT2\nk1\nk2\nk3\nT3\nend\n"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct merge_result r;
+        merge3(cases[i].base, cases[i].source, cases[i].target, MERGE_FAVOR_UNION, &r);
+        assert_string_equal(r.merged, cases[i].merged);
+        assert_int_equal(r.n_conflicts, 2);
+        assert_string_equal(r.conflicts[0].resolution, "S1\nT1\nc1\nc2\nc3\nc4\nS2\nT2\n");
+        merge_result_cleanup(&r);
+    }
+}
+
 static void test_favor_names(void **state)
 {
     (void)state;
@@ -227,6 +253,7 @@ int main(void)
         cmocka_unit_test(test_two_conflicts_and_json),
         cmocka_unit_test(test_json_escapes),
         cmocka_unit_test(test_marker_lines_in_input),
+        cmocka_unit_test(test_union_far_and_near),
         cmocka_unit_test(test_favor_names),
         cmocka_unit_test(test_check_text),
         cmocka_unit_test(test_read_and_write_files),
