@@ -205,10 +205,10 @@ static bool has_ascii_alnum(const char *p, size_t n)
 }
 
 /* Follows the clean lines between conflicts for EMIT_UNION (n_conflicts: those read so
- * far). git's refinement joins two
- * conflicts at most three lines apart, or apart only by lines without a letter or digit
- * (xdiff's isalnum; an ASCII one counts in any locale); four lines or more with one keep
- * them apart whatever refinement finds inside them. */
+ * far). git's refinement joins two conflicts at most three lines apart, or apart only by
+ * lines without a letter or digit (xdiff's isalnum; an ASCII one counts in any locale).
+ * Four clean lines or more with one keep them apart, whatever refinement finds inside
+ * them, and a change of one side between two conflicts keeps them apart too. */
 static void follow_gap(struct pass *ps, enum region was, enum region now, const char *p, size_t n,
                        size_t n_conflicts)
 {
