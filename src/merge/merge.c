@@ -34,6 +34,11 @@ static void git_start(void)
     git_libgit2_init();
 }
 
+void merge_init(void)
+{
+    pthread_once(&git_once, git_start);
+}
+
 static const char *const favor_names[] = {"none", "source", "target", "union"};
 
 int merge_favor_parse(const char *name, enum merge_favor *out, struct err *err)
@@ -467,7 +472,7 @@ int merge_texts(const struct merge_text *base, const struct merge_text *source,
     pthread_t thread;
     int rc = FERRY_ERR;
 
-    pthread_once(&git_once, git_start);
+    merge_init();
     memset(out, 0, sizeof(*out));
     if (need_side)
         threaded = pthread_create(&thread, NULL, side_merge_run, &side) == 0;
@@ -516,7 +521,7 @@ int merge_texts_only(const struct merge_text *base, const struct merge_text *sou
     git_merge_file_result g = {0};
     uint32_t style = favor == MERGE_FAVOR_NONE ? GIT_MERGE_FILE_STYLE_DIFF3 : 0;
 
-    pthread_once(&git_once, git_start);
+    merge_init();
     memset(out, 0, sizeof(*out));
     if (run_merge(base, source, target, git_favor(favor), style, 0, &g, err) != FERRY_OK)
         return FERRY_ERR;

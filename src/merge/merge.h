@@ -42,6 +42,11 @@ struct merge_result {
     size_t n_resolved; /* conflicts the favor resolved */
 };
 
+/* libgit2's one-time set-up, about 9 ms (it loads the system's CA certificates, which a
+ * merge never uses). The merges do it when it is not done; `ferry merge` calls it on a
+ * thread of its own while it reads the inputs. Safe from any thread. */
+void merge_init(void);
+
 /* "none", "source", "target", "union" -> favor; ERR_INVALID on anything else. */
 int merge_favor_parse(const char *name, enum merge_favor *out, struct err *err);
 
