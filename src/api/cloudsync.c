@@ -120,13 +120,14 @@ static json_t *result_json(const struct treesync_result *r, bool upload, int64_t
 {
     char iso[32];
     time_iso8601(started_ms + ms, 0, iso);
-    return json_pack(
-        "{s:b, s:I, s:i, s:O, s:s, s:I, s:I, s:i, s:I, s:I, s:[], s:s, s:I}", "success",
-        json_array_size(r->errors) == 0, "changesApplied", (json_int_t)r->copied,
-        "conflictsEncountered", 0, "errors", r->errors, "syncedAt", iso, "executionTimeMs",
-        (json_int_t)ms, "filesCopied", (json_int_t)r->copied, "filesDeleted", 0, "filesUnchanged",
-        (json_int_t)r->unchanged, "bytesCopied", (json_int_t)r->bytes, "conflicts", "direction",
-        upload ? "upload" : "download", "partsResumed", (json_int_t)r->parts_resumed);
+    return json_pack("{s:b, s:I, s:i, s:O, s:s, s:I, s:I, s:i, s:I, s:I, s:[], s:s, s:I, s:I}",
+                     "success", json_array_size(r->errors) == 0, "changesApplied",
+                     (json_int_t)r->copied, "conflictsEncountered", 0, "errors", r->errors,
+                     "syncedAt", iso, "executionTimeMs", (json_int_t)ms, "filesCopied",
+                     (json_int_t)r->copied, "filesDeleted", 0, "filesUnchanged",
+                     (json_int_t)r->unchanged, "bytesCopied", (json_int_t)r->bytes, "conflicts",
+                     "direction", upload ? "upload" : "download", "partsResumed",
+                     (json_int_t)r->parts_resumed, "bytesResumed", (json_int_t)r->bytes_resumed);
 }
 
 /* Reads the options a session's params carry into o (the patterns stay in params). */

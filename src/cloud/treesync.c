@@ -356,6 +356,7 @@ static int fetch(struct run *s, const struct entry *o, int parent, const char *b
     if (!resumed && st->st_size && ftruncate(k.fd, 0) != 0)
         goto out;
     struct cloud_range rest = {resumed, 0};
+    s->r->bytes_resumed += (int64_t)resumed;
     char *key = xasprintf("%s%s", s->o->prefix, o->rel);
     rc = resumed < o->size ? cloud_get(s->o->cloud, key, &rest, o->etag, write_fd, &k, err)
                            : FERRY_OK;

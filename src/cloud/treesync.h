@@ -50,6 +50,7 @@ struct treesync_options {
 struct treesync_result {
     int64_t copied, unchanged, bytes;
     int64_t parts_resumed; /* upload parts an earlier run had already sent */
+    int64_t bytes_resumed; /* download bytes an earlier run had already written */
     json_t *errors;        /* strings: "path: what went wrong" */
 };
 

@@ -5,8 +5,10 @@ server with an empty data folder sees and restores what the first one wrote (the
 the repository; each server's copy is only a cache), and a server killed while it sends
 a version's files leaves the repository with its earlier versions only."""
 
+import hashlib
 import os
 import signal
+import time
 
 import pytest
 
@@ -184,3 +186,31 @@ def test_cloud_repository_errors(make_server, tmp_path):
     # a name that is no location is a relative path: refused as before
     r = srv.get(VERSIONS, token=srv.admin_token, params={"backupPath": "Nowhere"})
     assert r.status_code in (400, 403), r.text
+
+
+@needs_node
+def test_a_lease_held_by_another_node_is_waited_for(servers, tmp_path):
+    """The repository's lease is a row in ferry's database: a run waits while another
+    node holds it (up to 30 s, then 409), and goes ahead once it is released."""
+    start, name = servers
+    root = tmp_path / "files"
+    write(str(root / "src" / "a.txt"), b"a\n")
+    srv = start("s3", root)
+    target = location("s3", tmp_path, name)  # s3:BUCKET/NAME
+    cache = os.path.join(os.path.realpath(srv.data_dir), "backup-cache",
+                         hashlib.sha256(target.encode()).hexdigest()[:32])
+    lease = "backup:" + hashlib.sha256(cache.encode()).hexdigest()[:32]
+    expires = int(time.time() * 1000) + 120_000
+    srv.db_exec("INSERT INTO ferry_leases(name, owner, token, expires_at) VALUES "
+                f"('{lease}', 'another-host 0 1 1', 'held', {expires})")
+    t0 = time.monotonic()
+    r = srv.post(CREATE, token=srv.admin_token, timeout=120,
+                 json={"sourceDirectory": str(root / "src"), "backupPath": "Vault"})
+    assert "another run" in assert_v1_error(r, 409, "CONFLICT")["details"]
+    assert time.monotonic() - t0 >= 29
+    assert objects(srv, "s3", name, tmp_path) == {}  # nothing was written meanwhile
+
+    srv.db_exec(f"DELETE FROM ferry_leases WHERE name = '{lease}'")
+    made = post(srv, CREATE, json={"sourceDirectory": str(root / "src"), "backupPath": "Vault"})
+    assert versions(srv)["versions"][0]["versionId"] == made["versionId"]
+

@@ -324,3 +324,29 @@ def test_metrics_count_cloud_calls_exactly(sessions, emulators):  # noqa: F811
     assert p3['ferry_cloud_stored_bytes{provider="s3"}'] == m3["cloudStorageUsage"]["s3"]
     assert p3['ferry_cloud_transferred_bytes_total{provider="s3"}'] - \
         p0['ferry_cloud_transferred_bytes_total{provider="s3"}'] == 30_000 + 2 * 12_000
+
+
+@needs_node
+def test_download_killed_midway_runs_again_to_the_same_bytes(sessions):
+    """ferry dies while a session writes a large object into the folder: the partial file
+    stays beside its target (never a torn target), and the session, run again when the
+    server is back, completes it; nothing partial is left."""
+    srv, root, name = sessions("s3")
+    files = make_tree(root / "src", big=3 * 1024 * 1024 + 11)
+    run(srv, "Files", "Cloud")
+    dst = root / "down"
+    srv.stop()
+    srv.env["FERRY_CRASH_AT"] = "treesync_download_write:20"
+    srv.start()
+    sid = start(srv, "Cloud", dst)
+    assert srv.wait_exit(60) == -signal.SIGKILL
+    del srv.env["FERRY_CRASH_AT"]
+    assert not (dst / "big" / "blob.bin").exists()
+    partial = [p for p in dst.rglob("*") if ".ferry-part-" in p.name]
+    assert len(partial) == 1 and 0 < partial[0].stat().st_size < len(files["big/blob.bin"])
+    srv.start()
+    st = finished(srv, sid, timeout=90)
+    assert st["status"] == "completed" and st["result"]["errors"] == [], st
+    assert 0 < st["result"]["bytesResumed"] < len(files["big/blob.bin"]), st["result"]
+    assert tree(dst) == files
+    assert not [p for p in dst.rglob("*") if ".ferry-part-" in p.name]
