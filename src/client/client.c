@@ -34,8 +34,9 @@ static int load_replica_id(ferry_replica *r)
 
 static int open_db(ferry_replica *r, const char *path)
 {
-    if (sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-        SQLITE_OK)
+    if (sqlite3_open_v2(path, &r->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK)
         return fc_fail(r, FERRY_CLIENT_ELOCAL, "cannot open %s: %s", path,
                        r->db ? sqlite3_errmsg(r->db) : "out of memory");
     /* WAL lets the app read while libferry writes; the busy timeout waits for the app's
@@ -90,6 +91,27 @@ ferry_replica *fc_bare_open(const struct ferry_client_options *opts, int *rc)
     if ((*rc = take_options(r, opts)) == FERRY_CLIENT_OK && !(r->curl = curl_easy_init()))
         *rc = fc_fail(r, FERRY_CLIENT_ENETWORK, "libcurl failed");
     return r;
+}
+
+ferry_replica *fc_peer(ferry_replica *r)
+{
+    if (r->peer)
+        return r->peer;
+    struct ferry_client_options o = {.url = r->url,
+                                     .token = r->token,
+                                     .ca_file = r->ca_file,
+                                     .timeout_ms = r->timeout_ms,
+                                     .max_attempts = r->max_attempts,
+                                     .device_id = r->device_id};
+    int rc;
+    ferry_replica *peer = fc_bare_open(&o, &rc);
+    if (rc != FERRY_CLIENT_OK) {
+        fc_fail(r, rc, "%s", peer->error);
+        ferry_replica_close(peer);
+        return NULL;
+    }
+    peer->owner = r;
+    return r->peer = peer;
 }
 
 int ferry_request(const struct ferry_client_options *opts, const char *method, const char *path,
@@ -150,6 +172,7 @@ void ferry_replica_close(ferry_replica *r)
     if (!r)
         return;
     ferry_stop(r);
+    ferry_replica_close(r->peer);
     fc_cache_free(r);
     for (int i = 0; i < r->n_tables; i++) {
         struct fc_table *t = &r->tables[i];

@@ -362,7 +362,7 @@ static int bind_value(sqlite3_stmt *st, int idx, const char *type, json_t *v)
     }
     if (json_is_string(v))
         return sqlite3_bind_text(st, idx, json_string_value(v), (int)json_string_length(v),
-                                 SQLITE_TRANSIENT);
+                                 SQLITE_STATIC); /* v outlives the statement's step */
     char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
     return sqlite3_bind_text(st, idx, text, -1, free);
 }
@@ -554,13 +554,14 @@ void fc_cache_free(ferry_replica *r)
 {
     sqlite3_finalize(r->st_pending);
     sqlite3_finalize(r->st_version);
+    sqlite3_finalize(r->st_any);
     for (int i = 0; r->st_upsert && i < r->n_tables; i++) {
         sqlite3_finalize(r->st_upsert[i]);
         sqlite3_finalize(r->st_delete[i]);
     }
     free(r->st_upsert);
     free(r->st_delete);
-    r->st_pending = r->st_version = NULL;
+    r->st_pending = r->st_version = r->st_any = NULL;
     r->st_upsert = r->st_delete = NULL;
 }
 
@@ -576,6 +577,15 @@ bool fc_has_pending(ferry_replica *r, const char *tbl, const char *pk)
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
     }
+    return found;
+}
+
+bool fc_outbox_any(ferry_replica *r)
+{
+    sqlite3_stmt *st = fc_cached(r, &r->st_any, "SELECT 1 FROM ferry_client_outbox LIMIT 1");
+    bool found = !st || sqlite3_step(st) == SQLITE_ROW; /* unsure: look row by row */
+    if (st)
+        sqlite3_reset(st);
     return found;
 }
 

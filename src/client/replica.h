@@ -38,7 +38,7 @@ struct ferry_replica {
     char error[512];
     int poll_s;
     /* statements of the per-row hot path, prepared once (the pull applies many rows) */
-    sqlite3_stmt *st_pending, *st_version;
+    sqlite3_stmt *st_pending, *st_version, *st_any;
     sqlite3_stmt **st_upsert, **st_delete; /* per table: a whole row, a key */
     ferry_conflict_fn conflict_fn;
     void *conflict_ctx;
@@ -51,11 +51,24 @@ struct ferry_replica {
     bool watch_local;     /* a long poll also ends on a local commit */
     int64_t data_version; /* PRAGMA data_version when the long poll began */
     int64_t checked_ms;   /* when it was last compared */
+    /* The pull fetches (and parses) the next page on a second connection, in a thread,
+     * while this one applies the page it has: peer is that connection (no replica file),
+     * owner the handle a peer belongs to (whose stop it obeys). */
+    struct ferry_replica *peer, *owner;
 };
+
+/* Whether r (or the handle it belongs to) was asked to stop. */
+static inline bool fc_stopping(const ferry_replica *r)
+{
+    return r->stop || (r->owner && r->owner->stop);
+}
 
 /* A handle without a replica (for single requests): options taken, libcurl ready; *rc
  * says whether that worked (the handle is returned either way, for its error). */
 ferry_replica *fc_bare_open(const struct ferry_client_options *opts, int *rc);
+
+/* r's second connection (made on first use; NULL and the reason recorded on failure). */
+ferry_replica *fc_peer(ferry_replica *r);
 
 /* path with each segment percent-encoded, the slashes kept (the caller frees it). */
 char *fc_escape_path(CURL *c, const char *path);
@@ -111,6 +124,9 @@ int fc_set_version(ferry_replica *r, const char *tbl, const char *pk, int64_t ve
 
 /* Whether the row has local changes in the outbox. */
 bool fc_has_pending(ferry_replica *r, const char *tbl, const char *pk);
+
+/* Whether the outbox has any entry (true when that cannot be read). */
+bool fc_outbox_any(ferry_replica *r);
 
 /* Runs body(r, ctx) in one write transaction with capture off. */
 int fc_in_apply_txn(ferry_replica *r, int (*body)(ferry_replica *, void *), void *ctx);

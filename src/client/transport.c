@@ -83,7 +83,7 @@ static int on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off
 {
     ferry_replica *r = ctx;
     (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
-    return r->stop || (r->watch_local && local_commit(r));
+    return fc_stopping(r) || (r->watch_local && local_commit(r));
 }
 
 /* Sleeps before attempt number attempt (1: the first retry): BACKOFF_FIRST_MS doubling up
@@ -101,7 +101,7 @@ static void back_off(ferry_replica *r, int attempt, long retry_after_s)
     ms = ms / 2 + (long)(rnd % (uint32_t)(ms / 2 + 1));
     if (retry_after_s > 0)
         ms = (retry_after_s > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : retry_after_s) * 1000;
-    for (int64_t end = now_ms() + ms; !r->stop && now_ms() < end;) {
+    for (int64_t end = now_ms() + ms; !fc_stopping(r) && now_ms() < end;) {
         struct timespec ts = {0, 20 * 1000000L};
         nanosleep(&ts, NULL);
     }
@@ -173,7 +173,7 @@ int fc_http(ferry_replica *r, const char *method, const char *path, json_t *body
     long retry_after_s = -1;
 
     *answer = NULL;
-    for (int attempt = 0; attempt < r->max_attempts && !r->stop; attempt++) {
+    for (int attempt = 0; attempt < r->max_attempts && !fc_stopping(r); attempt++) {
         struct exchange x = {.retry_after_s = -1};
         buf_init(&x.body);
         if (attempt)
