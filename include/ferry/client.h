@@ -127,6 +127,43 @@ FERRY_CLIENT_API int ferry_upload(const struct ferry_client_options *opts, const
                                   const char *path, const char *state, ferry_progress_fn fn,
                                   void *ctx, char *errbuf, unsigned errlen);
 
+/* What one ferry_mirror() did. */
+struct ferry_mirror_stats {
+    int64_t downloaded; /* files written into the folder (new, changed, or changed locally) */
+    int64_t removed;    /* files removed because the server deleted them */
+    int64_t bytes;      /* the size of the files written */
+    int64_t files;      /* files the folder holds from the server after the run */
+    int64_t skipped;    /* server paths that cannot be a file there (a file and a folder of
+                           the same name, or a name the folder reserves) */
+    int64_t cursor;     /* the feed position the folder is equal to */
+};
+
+/* Progress of a mirror: path is the file in hand (NULL between files), files and bytes
+ * count the run's downloads. A non-zero answer stops the run; the next call resumes it. */
+typedef int (*ferry_mirror_fn)(void *ctx, const char *path, int64_t files_done,
+                               int64_t files_total, int64_t bytes_done, int64_t bytes_total);
+
+/* Makes the folder dir equal to the server's files under prefix (NULL or "": all of
+ * them; "docs" maps docs/a/b.pdf to dir/a/b.pdf), from the files namespace of the change
+ * feed: new and changed files are downloaded (Range-resumed, SHA-256 checked, renamed into
+ * place atomically), files the server deleted are removed (and folders left empty), and a
+ * file changed or removed locally is downloaded again. Files the server never had are left
+ * alone. Nothing is written outside dir: every path is checked and opened segment by
+ * segment without following symbolic links. The state (feed cursor, what was written,
+ * partial downloads) lives in dir/.ferry-mirror/, so a run stopped by fn, a signal, a
+ * crash or a lost connection resumes where it stopped. A folder mirrors one prefix
+ * (another is FERRY_CLIENT_EINVAL); given another server URL it reads that server's feed
+ * from the start and removes what that one does not have. Use a user's or a device's token: an
+ * admin's feed holds every user's files, under the same paths.
+ * Threads: any thread; calls on the same dir must not overlap. stats may be NULL. A file
+ * that changes on the server during the run is fetched again from the feed; one that
+ * keeps changing fails the run (FERRY_CLIENT_ESERVER; run again). On failure the reason
+ * is in errbuf. */
+FERRY_CLIENT_API int ferry_mirror(const struct ferry_client_options *opts, const char *dir,
+                                  const char *prefix, ferry_mirror_fn fn, void *ctx,
+                                  struct ferry_mirror_stats *stats, char *errbuf,
+                                  unsigned errlen);
+
 /* The number of local operations waiting to be pushed, or a negative status. */
 FERRY_CLIENT_API int64_t ferry_pending(ferry_replica *r);
 

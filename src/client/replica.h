@@ -73,6 +73,12 @@ ferry_replica *fc_peer(ferry_replica *r);
 /* path with each segment percent-encoded, the slashes kept (the caller frees it). */
 char *fc_escape_path(CURL *c, const char *path);
 
+/* Downloads the file at path (size bytes, SHA-256 sha in hex) into part, resuming what
+ * part holds, and checks the SHA-256 (download.c). FERRY_CLIENT_ESERVER when the server no
+ * longer has that content (404, another SHA-256: part is then dropped or useless). */
+int fc_fetch_file(ferry_replica *r, const char *path, const char *part, const char *sha,
+                  int64_t size, ferry_progress_fn fn, void *ctx);
+
 /* Records a failure on r and returns status. */
 int fc_fail(ferry_replica *r, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
