@@ -78,7 +78,10 @@ typedef struct ferry_replica ferry_replica;
 
 /* Opens (creating if needed) the replica at path and makes it ready: asks the server for
  * the tables this token syncs, creates the missing ones, installs the capture triggers
- * and libferry's own tables (named ferry_client_*). On success *out is a handle to close
+ * and libferry's own tables (named ferry_client_*). A replica set up before opens when the
+ * server cannot be reached, from the schema it kept (the app works offline; ferry_sync()
+ * fails with FERRY_CLIENT_ENETWORK until the server is back, losing nothing). On success
+ * *out is a handle to close
  * with ferry_replica_close. On failure *out is NULL and, when errbuf is not NULL, the
  * reason is written there (at most errlen bytes, NUL-terminated). */
 FERRY_CLIENT_API int ferry_replica_open(const char *path, const struct ferry_client_options *opts,

@@ -189,5 +189,5 @@ static int run_jobs(int argc, char **argv)
     return rc;
 }
 
-const struct cli_command cli_jobs = {"jobs", "follow a job on the server (jobs watch ID)",
-                                     run_jobs, jobs_usage};
+const struct cli_command cli_jobs = {"jobs", "follow a job on the server (jobs watch ID)", run_jobs,
+                                     jobs_usage};

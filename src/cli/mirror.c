@@ -57,22 +57,21 @@ static int round_once(const struct remote_args *a, const struct ferry_client_opt
 
 static void mirror_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: ferry mirror [--watch SECONDS] [--json] [--url URL] [--token T]\n"
-            "                    [--cacert FILE] [--device ID] DIR [PREFIX]\n\n"
-            "Makes the folder DIR equal to the files on the server (under PREFIX: PREFIX/a/b\n"
-            "becomes DIR/a/b), from the files namespace of the change feed: new and changed\n"
-            "files are downloaded (resumed with Range requests, SHA-256 checked, renamed\n"
-            "into place), files deleted on the server are removed, and files changed or\n"
-            "removed in DIR are downloaded again. Files the server never had are left alone.\n"
-            "Nothing is written outside DIR (symbolic links are never followed). The state\n"
-            "is kept in DIR/.ferry-mirror, so a rerun after Ctrl-C or a lost connection goes\n"
-            "on where it stopped.\n"
-            "  --watch SECONDS  mirror again every SECONDS until Ctrl-C\n"
-            "  --json           JSON lines even on a terminal\n"
-            "Progress: a bar on a terminal, JSON lines otherwise; then one JSON line per\n"
-            "round: downloaded, removed, files, skipped, bytes, cursor.\n"
-            "Exit status: 0 mirrored, 1 failed or interrupted, 2 usage error.\n");
+    fprintf(out, "usage: ferry mirror [--watch SECONDS] [--json] [--url URL] [--token T]\n"
+                 "                    [--cacert FILE] [--device ID] DIR [PREFIX]\n\n"
+                 "Makes the folder DIR equal to the files on the server (under PREFIX: PREFIX/a/b\n"
+                 "becomes DIR/a/b), from the files namespace of the change feed: new and changed\n"
+                 "files are downloaded (resumed with Range requests, SHA-256 checked, renamed\n"
+                 "into place), files deleted on the server are removed, and files changed or\n"
+                 "removed in DIR are downloaded again. Files the server never had are left alone.\n"
+                 "Nothing is written outside DIR (symbolic links are never followed). The state\n"
+                 "is kept in DIR/.ferry-mirror, so a rerun after Ctrl-C or a lost connection goes\n"
+                 "on where it stopped.\n"
+                 "  --watch SECONDS  mirror again every SECONDS until Ctrl-C\n"
+                 "  --json           JSON lines even on a terminal\n"
+                 "Progress: a bar on a terminal, JSON lines otherwise; then one JSON line per\n"
+                 "round: downloaded, removed, files, skipped, bytes, cursor.\n"
+                 "Exit status: 0 mirrored, 1 failed or interrupted, 2 usage error.\n");
 }
 
 static int run_mirror(int argc, char **argv)

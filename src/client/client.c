@@ -70,16 +70,47 @@ static int take_options(ferry_replica *r, const struct ferry_client_options *o)
     return FERRY_CLIENT_OK;
 }
 
+/* The schema the server last sent, kept in the replica (NULL when there is none). */
+static json_t *saved_schema(ferry_replica *r)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *schema = NULL;
+    if (sqlite3_prepare_v2(r->db, "SELECT body FROM ferry_client_schema WHERE id = 1", -1, &st,
+                           NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        schema = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
+    sqlite3_finalize(st);
+    return schema;
+}
+
+/* Sets the replica up from the server's schema, kept for opening offline: a replica set
+ * up once opens without the server (the app sells, writes, reads; ferry_sync then fails
+ * with FERRY_CLIENT_ENETWORK until the server is back). */
 static int fetch_schema(ferry_replica *r)
 {
     json_t *answer = NULL;
     long status = 0;
     int rc = fc_http(r, "GET", SYNC_PATH "/schema", NULL, &status, &answer);
-    if (rc == FERRY_CLIENT_OK && status != 200)
+    if (rc == FERRY_CLIENT_ENETWORK || (rc == FERRY_CLIENT_OK && status >= 500)) {
+        json_t *saved = saved_schema(r);
+        if (saved) {
+            json_decref(answer);
+            answer = saved;
+            rc = FERRY_CLIENT_OK;
+            status = 0; /* set up from the saved copy: nothing to save */
+        }
+    }
+    if (rc == FERRY_CLIENT_OK && status != 200 && status != 0)
         rc = fc_fail(r, FERRY_CLIENT_ESERVER, "GET schema: HTTP %ld: %s", status,
                      fc_answer_message(answer));
     if (rc == FERRY_CLIENT_OK)
         rc = fc_replica_setup(r, answer);
+    if (rc == FERRY_CLIENT_OK && status == 200) {
+        char *text = json_dumps(answer, JSON_COMPACT);
+        rc = fc_run_text(r, "INSERT OR REPLACE INTO ferry_client_schema(id, body) VALUES (1, ?)",
+                         text, NULL);
+        free(text);
+    }
     json_decref(answer);
     return rc;
 }

@@ -139,8 +139,7 @@ static int open_state(struct mirror *m)
     if (rc == FERRY_CLIENT_OK)
         rc = fc_exec(r, STATE_SQL);
     if (rc == FERRY_CLIENT_OK)
-        rc = fc_run_text(r,
-                         "INSERT OR IGNORE INTO mirror_state(id, prefix, url) VALUES (1, ?, ?)",
+        rc = fc_run_text(r, "INSERT OR IGNORE INTO mirror_state(id, prefix, url) VALUES (1, ?, ?)",
                          m->prefix, r->url);
     free(folder);
     free(db);
@@ -412,8 +411,8 @@ static int place(struct mirror *m, const struct job *j, const char *part)
         bool clash = errno == ENOTDIR || errno == EISDIR || errno == ELOOP || errno == EEXIST ||
                      errno == ENOTEMPTY;
         rc = clash ? FERRY_CLIENT_OK
-                   : fc_fail(m->r, FERRY_CLIENT_ELOCAL, "cannot write %s/%s: %s", m->dir,
-                             j->path, strerror(errno));
+                   : fc_fail(m->r, FERRY_CLIENT_ELOCAL, "cannot write %s/%s: %s", m->dir, j->path,
+                             strerror(errno));
         m->stats->skipped += clash;
         unlink(part);
         if (fd >= 0)
@@ -516,9 +515,9 @@ int ferry_mirror(const struct ferry_client_options *opts, const char *dir, const
         if ((rc = pass(&m)) == FERRY_CLIENT_OK && !m.stale)
             break;
     if (rc == FERRY_CLIENT_OK && m.stale)
-        rc = fc_fail(m.r, FERRY_CLIENT_ESERVER,
-                     "%d file(s) kept changing on the server during the mirror; run again",
-                     m.stale);
+        rc =
+            fc_fail(m.r, FERRY_CLIENT_ESERVER,
+                    "%d file(s) kept changing on the server during the mirror; run again", m.stale);
     if (rc == FERRY_CLIENT_OK)
         rc = state_int(&m, "cursor", &m.stats->cursor);
     if (rc != FERRY_CLIENT_OK && errbuf && errlen)

@@ -27,6 +27,9 @@ static const char SETUP_SQL[] =
     " replica_id TEXT NOT NULL);"
     "INSERT OR IGNORE INTO ferry_client_state(id, replica_id)"
     " VALUES (1, lower(hex(randomblob(12))));"
+    /* the server's last schema answer, so that the replica opens offline */
+    "CREATE TABLE IF NOT EXISTS ferry_client_schema ("
+    " id INTEGER PRIMARY KEY CHECK (id = 1), body TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS ferry_client_outbox ("
     " id INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, pk TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS ferry_client_outbox_key ON ferry_client_outbox(tbl, pk);"
