@@ -124,10 +124,10 @@ ferry_replica *fc_bare_open(const struct ferry_client_options *opts, int *rc)
     return r;
 }
 
-ferry_replica *fc_peer(ferry_replica *r)
+ferry_replica *fc_peer(ferry_replica *r, int i)
 {
-    if (r->peer)
-        return r->peer;
+    if (r->peers[i])
+        return r->peers[i];
     struct ferry_client_options o = {.url = r->url,
                                      .token = r->token,
                                      .ca_file = r->ca_file,
@@ -142,7 +142,7 @@ ferry_replica *fc_peer(ferry_replica *r)
         return NULL;
     }
     peer->owner = r;
-    return r->peer = peer;
+    return r->peers[i] = peer;
 }
 
 int ferry_request(const struct ferry_client_options *opts, const char *method, const char *path,
@@ -203,7 +203,8 @@ void ferry_replica_close(ferry_replica *r)
     if (!r)
         return;
     ferry_stop(r);
-    ferry_replica_close(r->peer);
+    for (int i = 0; i < FC_PEERS; i++)
+        ferry_replica_close(r->peers[i]);
     fc_cache_free(r);
     for (int i = 0; i < r->n_tables; i++) {
         struct fc_table *t = &r->tables[i];

@@ -277,6 +277,8 @@ static int read_feed(struct mirror *m)
         if (rc == FERRY_CLIENT_OK && status != 200)
             rc = fc_fail(r, FERRY_CLIENT_ESERVER, "changes: HTTP %ld: %s", status,
                          fc_answer_message(page));
+        else if (rc == FERRY_CLIENT_OK && !fc_is_page(page))
+            rc = fc_fail(r, FERRY_CLIENT_ENETWORK, "changes: not a whole page (run again)");
         if (rc == FERRY_CLIENT_OK)
             rc = record_page(m, page, resync != 0);
         bool more = rc == FERRY_CLIENT_OK && json_is_true(json_object_get(page, "hasMore"));

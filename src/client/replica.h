@@ -14,6 +14,9 @@
 
 #include "ferry/client.h"
 
+/* Connections the pull fetches ahead on (pull.c: one per page in flight). */
+#define FC_PEERS 3
+
 struct fc_column {
     char *name, *quoted;
     char *type; /* the server's label: integer, real, numeric, boolean, text, ..., blob */
@@ -51,10 +54,13 @@ struct ferry_replica {
     bool watch_local;     /* a long poll also ends on a local commit */
     int64_t data_version; /* PRAGMA data_version when the long poll began */
     int64_t checked_ms;   /* when it was last compared */
-    /* The pull fetches (and parses) the next page on a second connection, in a thread,
-     * while this one applies the page it has: peer is that connection (no replica file),
-     * owner the handle a peer belongs to (whose stop it obeys). */
-    struct ferry_replica *peer, *owner;
+    /* The pull fetches and parses pages ahead on connections of their own, in threads,
+     * while this one applies the page it has (pull.c): peers are those connections (no
+     * replica file), owner the handle a peer belongs to (whose stop it obeys). */
+    struct ferry_replica *peers[FC_PEERS], *owner;
+    /* Called by fc_http with a 200 answer's text before it is parsed (pull.c's hook). */
+    void (*on_answer)(void *ctx, const char *body, size_t len);
+    void *on_answer_ctx;
 };
 
 /* Whether r (or the handle it belongs to) was asked to stop. */
@@ -67,8 +73,9 @@ static inline bool fc_stopping(const ferry_replica *r)
  * says whether that worked (the handle is returned either way, for its error). */
 ferry_replica *fc_bare_open(const struct ferry_client_options *opts, int *rc);
 
-/* r's second connection (made on first use; NULL and the reason recorded on failure). */
-ferry_replica *fc_peer(ferry_replica *r);
+/* r's extra connection number i (< FC_PEERS), made on first use; NULL and the reason
+ * recorded on failure. */
+ferry_replica *fc_peer(ferry_replica *r, int i);
 
 /* path with each segment percent-encoded, the slashes kept (the caller frees it). */
 char *fc_escape_path(CURL *c, const char *path);

@@ -1,9 +1,9 @@
 /* syncloop.c - ferry_sync(): push the outbox (push.c), pull every page since the cursor,
  * acknowledge; on 410 pull everything again and drop the rows the server no longer has. */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "client/pull.h"
 #include "client/replica.h"
 #include "client/transport.h"
 #include "ferry.h"
@@ -122,87 +122,42 @@ static int start_resync(ferry_replica *r, struct ferry_sync_stats *stats)
     return rc;
 }
 
-/* One page of changes from cursor, fetched and parsed on conn (the replica's own
- * connection or its peer). */
-struct fetch {
-    ferry_replica *conn;
-    int64_t cursor;
-    bool resync;
-    json_t *page;
-    long status;
-    int rc;
-};
-
-static void *fetch_page(void *arg)
-{
-    struct fetch *f = arg;
-    ferry_replica *r = f->conn->owner ? f->conn->owner : f->conn;
-    /* From 0 (a new replica, a resync) the device's own rows count too: the replica may
-     * not have them. */
-    char *path = xasprintf(SYNC_PATH "/changes?cursor=%lld&limit=%d%s%s%s", (long long)f->cursor,
-                           r->page_size, f->cursor == 0 || f->resync ? "&includeOwn=true" : "",
-                           r->device_id ? "&deviceId=" : "", r->device_id ? r->device_id : "");
-    f->page = NULL;
-    f->rc = fc_http(f->conn, "GET", path, NULL, &f->status, &f->page);
-    free(path);
-    return NULL;
-}
-
-/* Starts fetching the page after page in a thread on the peer connection, so that it
- * travels and is parsed while this one is applied; false when there is none to fetch
- * (or no thread: the loop then fetches it itself). */
-static bool prefetch(ferry_replica *r, json_t *page, bool resync, struct fetch *next,
-                     pthread_t *thread)
-{
-    if (!json_is_true(json_object_get(page, "hasMore")) || !fc_peer(r))
-        return false;
-    *next = (struct fetch){.conn = r->peer,
-                           .cursor = json_integer_value(json_object_get(page, "cursor")),
-                           .resync = resync};
-    return pthread_create(thread, NULL, fetch_page, next) == 0;
-}
-
 static int pull_all(ferry_replica *r, struct ferry_sync_stats *stats)
 {
-    struct fetch cur = {.conn = r}, next;
-    bool have = false; /* cur holds the prefetched page */
     for (int gone = 0;;) {
         int64_t cursor = 0, resync = 0;
         int rc = fc_state_get(r, "cursor", &cursor);
         if (rc == FERRY_CLIENT_OK)
             rc = fc_state_get(r, "resync", &resync);
-        if (rc == FERRY_CLIENT_OK && !have) {
-            cur = (struct fetch){.conn = r, .cursor = cursor, .resync = resync != 0};
-            fetch_page(&cur);
-        }
-        have = false;
-        if (rc == FERRY_CLIENT_OK && (rc = cur.rc) != FERRY_CLIENT_OK && cur.conn != r)
-            fc_fail(r, rc, "%s", cur.conn->error);
-        if (rc == FERRY_CLIENT_OK && cur.status == 410 && !gone++) {
-            json_decref(cur.page);
-            if ((rc = start_resync(r, stats)) != FERRY_CLIENT_OK)
-                return rc;
-            continue;
-        }
-        if (rc == FERRY_CLIENT_OK && cur.status != 200)
-            rc = fc_fail(r, FERRY_CLIENT_ESERVER, "pull: HTTP %ld: %s", cur.status,
-                         fc_answer_message(cur.page));
-        pthread_t thread;
-        bool fetching = rc == FERRY_CLIENT_OK && prefetch(r, cur.page, resync != 0, &next, &thread);
-        struct page_ctx p = {cur.page, resync != 0, false, stats};
-        if (rc == FERRY_CLIENT_OK)
-            rc = fc_in_apply_txn(r, apply_page, &p);
-        bool more = rc == FERRY_CLIENT_OK && json_is_true(json_object_get(cur.page, "hasMore"));
-        json_decref(cur.page);
-        if (fetching) {
-            pthread_join(thread, NULL);
+        struct pull *pages = rc == FERRY_CLIENT_OK ? pull_start(r, cursor, resync != 0) : NULL;
+        if (!pages)
+            return rc == FERRY_CLIENT_OK ? FERRY_CLIENT_ELOCAL : rc;
+        for (bool more = true; rc == FERRY_CLIENT_OK && more;) {
+            json_t *page = NULL;
+            long status = 0;
+            rc = pull_next(pages, &status, &page);
+            if (rc == FERRY_CLIENT_OK && status == 410 && !gone++) {
+                json_decref(page);
+                pull_end(pages);
+                if ((rc = start_resync(r, stats)) != FERRY_CLIENT_OK)
+                    return rc;
+                pages = NULL;
+                break;
+            }
+            if (rc == FERRY_CLIENT_OK && status != 200)
+                rc = fc_fail(r, FERRY_CLIENT_ESERVER, "pull: HTTP %ld: %s", status,
+                             fc_answer_message(page));
+            struct page_ctx p = {page, resync != 0, false, stats};
             if (rc == FERRY_CLIENT_OK)
-                cur = next, have = true;
-            else
-                json_decref(next.page);
+                rc = fc_in_apply_txn(r, apply_page, &p);
+            more = json_is_true(json_object_get(page, "hasMore"));
+            pull_applied(pages);
+            json_decref(page);
         }
-        if (rc != FERRY_CLIENT_OK || !more)
-            return rc;
+        if (!pages)
+            continue; /* resync from 0 */
+        pull_end(pages);
+        return rc;
     }
 }
 

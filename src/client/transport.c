@@ -150,6 +150,13 @@ static CURLcode perform(ferry_replica *r, const char *method, const char *url, c
     return rc;
 }
 
+bool fc_is_page(json_t *answer)
+{
+    return json_is_array(json_object_get(answer, "changes")) &&
+           json_is_integer(json_object_get(answer, "cursor")) &&
+           json_is_boolean(json_object_get(answer, "hasMore"));
+}
+
 const char *fc_answer_message(json_t *answer)
 {
     /* details first: where an answer has both, it is the specific one */
@@ -194,6 +201,8 @@ int fc_http(ferry_replica *r, const char *method, const char *path, json_t *body
             rc = fc_fail(r, FERRY_CLIENT_ESERVER, "%s %s: HTTP %ld", method, path, *status);
         retry_after_s = x.retry_after_s;
         if (!retry) {
+            if (r->on_answer && *status == 200)
+                r->on_answer(r->on_answer_ctx, x.body.data, x.body.len);
             *answer = x.body.len ? json_loadb(x.body.data, x.body.len, 0, NULL) : NULL;
             /* A success whose JSON does not parse was cut on the way: ask again. */
             if (*status < 300 && x.body.len && !*answer) {
