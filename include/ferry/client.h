@@ -204,6 +204,17 @@ enum ferry_keep {
  * conflict; 409: the row changed meanwhile, resolve again). */
 FERRY_CLIENT_API int ferry_resolve(ferry_replica *r, const char *conflict_id, enum ferry_keep keep);
 
+/* Progress of a sync: the local operations pushed and the remote changes applied so far
+ * by the running ferry_sync(), ferry_push() or ferry_pull(), after each batch and each
+ * page. A non-zero answer stops that call (FERRY_CLIENT_ENETWORK, "stopped"): what was
+ * pushed or applied stays, and the next call goes on from there. */
+typedef int (*ferry_sync_progress_fn)(void *ctx, int64_t pushed, int64_t pulled);
+
+/* Calls fn(ctx, ...) during each sync on the thread running it (NULL: no calls). fn must
+ * not call libferry on r. */
+FERRY_CLIENT_API void ferry_set_progress_handler(ferry_replica *r, ferry_sync_progress_fn fn,
+                                                 void *ctx);
+
 /* Called after each background round with its status and what it did. */
 typedef void (*ferry_round_fn)(void *ctx, int status, const struct ferry_sync_stats *stats);
 

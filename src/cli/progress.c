@@ -51,6 +51,11 @@ static void draw(const struct progress *p, int64_t done, int64_t total, double r
         long s = (long)((double)(total - done) / rate);
         snprintf(eta, sizeof(eta), "%02ld:%02ld", s / 60, s % 60);
     }
+    if (total < 0) { /* an unknown end: what is done and how fast */
+        fprintf(stderr, "\r\033[2K%s  %s done  %s/s", p->what, d, r);
+        fflush(stderr);
+        return;
+    }
     int pct = total > 0 ? (int)(done * 100 / total) : 0, fill = pct / 5;
     char bar[21];
     for (int i = 0; i < 20; i++)

@@ -45,6 +45,10 @@ struct ferry_replica {
     sqlite3_stmt **st_upsert, **st_delete; /* per table: a whole row, a key */
     ferry_conflict_fn conflict_fn;
     void *conflict_ctx;
+    ferry_sync_progress_fn progress_fn;
+    void *progress_ctx;
+    _Atomic int cancel;    /* the progress handler asked to stop the call under way */
+    int64_t pushed_before; /* ferry_sync's pushes, for the progress of its pull */
     /* background mode (background.c) */
     pthread_t thread;
     bool running;
@@ -66,7 +70,7 @@ struct ferry_replica {
 /* Whether r (or the handle it belongs to) was asked to stop. */
 static inline bool fc_stopping(const ferry_replica *r)
 {
-    return r->stop || (r->owner && r->owner->stop);
+    return r->stop || r->cancel || (r->owner && (r->owner->stop || r->owner->cancel));
 }
 
 /* A handle without a replica (for single requests): options taken, libcurl ready; *rc
@@ -146,6 +150,10 @@ int fc_in_apply_txn(ferry_replica *r, int (*body)(ferry_replica *, void *), void
 
 /* Calls the conflict handler for the conflicts not yet delivered (conflicts.c). */
 int fc_deliver_conflicts(ferry_replica *r);
+
+/* Tells the progress handler (when set) how far the call is; a stop it asks for is
+ * noted in r->cancel. */
+void fc_progress(ferry_replica *r, const struct ferry_sync_stats *stats);
 
 /* Pushes the outbox in batches (push.c). */
 int fc_push_all(ferry_replica *r, struct ferry_sync_stats *stats);

@@ -152,6 +152,8 @@ static int pull_all(ferry_replica *r, struct ferry_sync_stats *stats)
                 rc = fc_in_apply_txn(r, apply_page, &p);
             more = json_is_true(json_object_get(page, "hasMore"));
             pull_applied(pages);
+            if (rc == FERRY_CLIENT_OK)
+                fc_progress(r, stats);
             json_decref(page);
         }
         if (!pages)
@@ -185,7 +187,31 @@ static int start_round(ferry_replica *r, struct ferry_sync_stats **stats,
         *stats = local;
     memset(*stats, 0, sizeof(**stats));
     r->error[0] = '\0';
+    r->cancel = 0;
     return FERRY_CLIENT_OK;
+}
+
+/* A call the progress handler stopped says so. */
+static int stopped(ferry_replica *r, int rc)
+{
+    if (rc != FERRY_CLIENT_OK && r && r->cancel)
+        rc = fc_fail(r, FERRY_CLIENT_ENETWORK, "stopped (the next sync goes on from here)");
+    return rc;
+}
+
+void fc_progress(ferry_replica *r, const struct ferry_sync_stats *stats)
+{
+    if (r->progress_fn &&
+        r->progress_fn(r->progress_ctx, r->pushed_before + stats->pushed, stats->pulled))
+        r->cancel = 1;
+}
+
+void ferry_set_progress_handler(ferry_replica *r, ferry_sync_progress_fn fn, void *ctx)
+{
+    if (r) {
+        r->progress_fn = fn;
+        r->progress_ctx = ctx;
+    }
 }
 
 int ferry_push(ferry_replica *r, struct ferry_sync_stats *stats)
@@ -200,7 +226,7 @@ int ferry_push(ferry_replica *r, struct ferry_sync_stats *stats)
         if (fc_state_get(r, "cursor", &stats->cursor) != FERRY_CLIENT_OK && rc == FERRY_CLIENT_OK)
             rc = FERRY_CLIENT_ELOCAL;
     }
-    return rc;
+    return stopped(r, rc);
 }
 
 int ferry_pull(ferry_replica *r, struct ferry_sync_stats *stats)
@@ -213,7 +239,7 @@ int ferry_pull(ferry_replica *r, struct ferry_sync_stats *stats)
         rc = fc_state_get(r, "cursor", &stats->cursor);
     if (rc == FERRY_CLIENT_OK && stats->cursor > 0)
         rc = acknowledge(r, stats->cursor);
-    return rc;
+    return stopped(r, rc);
 }
 
 int ferry_sync(ferry_replica *r, struct ferry_sync_stats *stats)
@@ -223,7 +249,9 @@ int ferry_sync(ferry_replica *r, struct ferry_sync_stats *stats)
         stats = &local;
     int rc = ferry_push(r, stats);
     if (rc == FERRY_CLIENT_OK) {
+        r->pushed_before = stats->pushed; /* the progress of the pull counts them too */
         rc = ferry_pull(r, &pulled);
+        r->pushed_before = 0;
         stats->pulled = pulled.pulled;
         stats->skipped = pulled.skipped;
         stats->resynced = pulled.resynced;

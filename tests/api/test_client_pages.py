@@ -4,11 +4,15 @@ Every row arrives once, in order, whether the answers come whole or are cut and 
 by a faulty network, and whatever the server changes meanwhile."""
 
 import json
+import os
+import pty
+import signal
 import subprocess
 
 from conftest import FERRY_BIN
 from test_client import device, local, start, sync
 from test_client_convergence import Relay
+from test_client_mirror import SlowRelay, read_all
 
 ROWS = 5500  # six pages of 1,000
 
@@ -63,3 +67,49 @@ def test_pages_cut_by_the_network_are_fetched_again(make_server, tmp_path):
     assert local(db, "SELECT id, item, qty FROM orders ORDER BY id") == server_orders(srv)
     again = sync(srv, phone, db)
     assert again["pulled"] == 0, again
+
+
+def test_sync_counts_rows_on_a_terminal_and_in_json_lines(make_server, tmp_path):
+    srv = start(make_server)
+    fill(srv, 1, ROWS)
+    phone = device(srv)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([FERRY_BIN, "sync", "--url", srv.base, "--token", phone.token,
+                             str(tmp_path / "a.db")], stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    out, _ = proc.communicate(timeout=120)
+    screen = read_all(master)
+    assert proc.returncode == 0, screen
+    frames = screen.split(b"\r\x1b[2K")[1:]
+    assert frames and frames[-1].startswith(f"sync {tmp_path / 'a.db'}  {ROWS} done".encode())
+    assert screen.endswith(b"\r\n") and json.loads(out)["pulled"] == ROWS  # one line
+    proc = subprocess.run([FERRY_BIN, "sync", "--json", "--url", srv.base, "--token",
+                           device(srv, "tablet").token, str(tmp_path / "b.db")],
+                          capture_output=True, text=True, timeout=120)
+    lines = [json.loads(l) for l in proc.stdout.splitlines()]
+    assert [l["pulled"] for l in lines[:-1]] == [1000, 2000, 3000, 4000, 5000, ROWS], lines
+    assert lines[-1]["pulled"] == ROWS and proc.stderr == ""
+
+
+def test_ctrl_c_stops_a_sync_between_pages_and_the_rerun_goes_on(make_server, tmp_path):
+    srv = start(make_server)
+    fill(srv, 1, ROWS)
+    phone = device(srv)
+    db = tmp_path / "phone.db"
+    relay = SlowRelay(int(srv.base.rsplit(":", 1)[1]))
+    try:
+        proc = subprocess.Popen([FERRY_BIN, "sync", "--json", "--url", relay.url, "--token",
+                                 phone.token, str(db)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        first = json.loads(proc.stdout.readline())
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        relay.close()
+    assert first["pulled"] == 1000 and proc.returncode == 1, err
+    assert b"stopped" in err, err
+    have = local(db, "SELECT COUNT(*) FROM orders")[0][0]
+    assert 1000 <= have < ROWS
+    stats = sync(srv, phone, db)
+    assert stats["pulled"] == ROWS - have, stats
+    assert local(db, "SELECT id, item, qty FROM orders ORDER BY id") == server_orders(srv)
