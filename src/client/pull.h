@@ -25,8 +25,9 @@ struct pull *pull_start(ferry_replica *r, int64_t cursor, bool resync);
  * caller's; NULL when it had no JSON), or the failure (recorded on r). */
 int pull_next(struct pull *p, long *status, json_t **page);
 
-/* Says the page pull_next gave last was applied, so fetching may run further ahead. */
-void pull_applied(struct pull *p);
+/* Says the page pull_next gave last was applied, so fetching may run further ahead, and
+ * takes it over (a fetch thread frees it). */
+void pull_applied(struct pull *p, json_t *page);
 
 /* Stops the fetches under way, waits for their threads and frees p. NULL is allowed. */
 void pull_end(struct pull *p);

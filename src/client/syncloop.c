@@ -151,10 +151,9 @@ static int pull_all(ferry_replica *r, struct ferry_sync_stats *stats)
             if (rc == FERRY_CLIENT_OK)
                 rc = fc_in_apply_txn(r, apply_page, &p);
             more = json_is_true(json_object_get(page, "hasMore"));
-            pull_applied(pages);
             if (rc == FERRY_CLIENT_OK)
                 fc_progress(r, stats);
-            json_decref(page);
+            pull_applied(pages, page);
         }
         if (!pages)
             continue; /* resync from 0 */
