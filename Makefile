@@ -3,6 +3,7 @@
 #   make run    installs what is missing, builds, and starts `ferry serve` (SQLite)
 #   make test   installs what is missing, builds with sanitizers, runs unit and API tests
 #               (each starts its own throwaway PostgreSQL)
+#   make examples builds the programs under examples/ on libferry (build/examples/)
 #   make install  installs binary, man page, sample config and systemd unit under
 #               $(PREFIX) (default /usr/local), below $(DESTDIR) when given
 
@@ -14,7 +15,7 @@ RUN_ARGS   ?=
 PREFIX     ?= /usr/local
 DESTDIR    ?=
 
-.PHONY: all build run test unit api bootstrap bootstrap-run peers clean format format-check \
+.PHONY: examples all build run test unit api bootstrap bootstrap-run peers clean format format-check \
 	install fuzz fuzz-smoke
 
 all: build
@@ -32,6 +33,9 @@ build:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_SANITIZE=OFF \
 		-DFERRY_TESTS=OFF -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
+
+examples: build
+	@cmake --build $(BUILD) --target examples
 
 run: bootstrap-run build
 	./$(BUILD)/ferry serve $(RUN_ARGS)

@@ -6,8 +6,9 @@
 #include "cli/cli.h"
 
 static const struct cli_command *const commands[] = {
-    &cli_serve, &cli_token,     &cli_sites,   &cli_merge,  &cli_sync,     &cli_login, &cli_push,
-    &cli_pull,  &cli_conflicts, &cli_resolve, &cli_upload, &cli_download, &cli_ls,    &cli_backup};
+    &cli_serve, &cli_token,  &cli_sites,     &cli_merge,   &cli_sync,   &cli_login,
+    &cli_push,  &cli_pull,   &cli_conflicts, &cli_resolve, &cli_upload, &cli_download,
+    &cli_ls,    &cli_mirror, &cli_jobs,      &cli_backup};
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
 static void usage(FILE *out)

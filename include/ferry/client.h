@@ -78,7 +78,10 @@ typedef struct ferry_replica ferry_replica;
 
 /* Opens (creating if needed) the replica at path and makes it ready: asks the server for
  * the tables this token syncs, creates the missing ones, installs the capture triggers
- * and libferry's own tables (named ferry_client_*). On success *out is a handle to close
+ * and libferry's own tables (named ferry_client_*). A replica set up before opens when the
+ * server cannot be reached, from the schema it kept (the app works offline; ferry_sync()
+ * fails with FERRY_CLIENT_ENETWORK until the server is back, losing nothing). On success
+ * *out is a handle to close
  * with ferry_replica_close. On failure *out is NULL and, when errbuf is not NULL, the
  * reason is written there (at most errlen bytes, NUL-terminated). */
 FERRY_CLIENT_API int ferry_replica_open(const char *path, const struct ferry_client_options *opts,
@@ -127,6 +130,43 @@ FERRY_CLIENT_API int ferry_upload(const struct ferry_client_options *opts, const
                                   const char *path, const char *state, ferry_progress_fn fn,
                                   void *ctx, char *errbuf, unsigned errlen);
 
+/* What one ferry_mirror() did. */
+struct ferry_mirror_stats {
+    int64_t downloaded; /* files written into the folder (new, changed, or changed locally) */
+    int64_t removed;    /* files removed because the server deleted them */
+    int64_t bytes;      /* the size of the files written */
+    int64_t files;      /* files the folder holds from the server after the run */
+    int64_t skipped;    /* server paths that cannot be a file there (a file and a folder of
+                           the same name, or a name the folder reserves) */
+    int64_t cursor;     /* the feed position the folder is equal to */
+};
+
+/* Progress of a mirror: path is the file in hand (NULL between files), files and bytes
+ * count the run's downloads. A non-zero answer stops the run; the next call resumes it. */
+typedef int (*ferry_mirror_fn)(void *ctx, const char *path, int64_t files_done,
+                               int64_t files_total, int64_t bytes_done, int64_t bytes_total);
+
+/* Makes the folder dir equal to the server's files under prefix (NULL or "": all of
+ * them; "docs" maps docs/a/b.pdf to dir/a/b.pdf), from the files namespace of the change
+ * feed: new and changed files are downloaded (Range-resumed, SHA-256 checked, renamed into
+ * place atomically), files the server deleted are removed (and folders left empty), and a
+ * file changed or removed locally is downloaded again. Files the server never had are left
+ * alone. Nothing is written outside dir: every path is checked and opened segment by
+ * segment without following symbolic links. The state (feed cursor, what was written,
+ * partial downloads) lives in dir/.ferry-mirror/, so a run stopped by fn, a signal, a
+ * crash or a lost connection resumes where it stopped. A folder mirrors one prefix
+ * (another is FERRY_CLIENT_EINVAL); given another server URL it reads that server's feed
+ * from the start and removes what that one does not have. Use a user's or a device's token: an
+ * admin's feed holds every user's files, under the same paths.
+ * Threads: any thread; calls on the same dir must not overlap. stats may be NULL. A file
+ * that changes on the server during the run is fetched again from the feed; one that
+ * keeps changing fails the run (FERRY_CLIENT_ESERVER; run again). On failure the reason
+ * is in errbuf. */
+FERRY_CLIENT_API int ferry_mirror(const struct ferry_client_options *opts, const char *dir,
+                                  const char *prefix, ferry_mirror_fn fn, void *ctx,
+                                  struct ferry_mirror_stats *stats, char *errbuf,
+                                  unsigned errlen);
+
 /* The number of local operations waiting to be pushed, or a negative status. */
 FERRY_CLIENT_API int64_t ferry_pending(ferry_replica *r);
 
@@ -163,6 +203,17 @@ enum ferry_keep {
  * FERRY_CLIENT_ESERVER with the server's reason when it refuses (404: no such open
  * conflict; 409: the row changed meanwhile, resolve again). */
 FERRY_CLIENT_API int ferry_resolve(ferry_replica *r, const char *conflict_id, enum ferry_keep keep);
+
+/* Progress of a sync: the local operations pushed and the remote changes applied so far
+ * by the running ferry_sync(), ferry_push() or ferry_pull(), after each batch and each
+ * page. A non-zero answer stops that call (FERRY_CLIENT_ENETWORK, "stopped"): what was
+ * pushed or applied stays, and the next call goes on from there. */
+typedef int (*ferry_sync_progress_fn)(void *ctx, int64_t pushed, int64_t pulled);
+
+/* Calls fn(ctx, ...) during each sync on the thread running it (NULL: no calls). fn must
+ * not call libferry on r. */
+FERRY_CLIENT_API void ferry_set_progress_handler(ferry_replica *r, ferry_sync_progress_fn fn,
+                                                 void *ctx);
 
 /* Called after each background round with its status and what it did. */
 typedef void (*ferry_round_fn)(void *ctx, int status, const struct ferry_sync_stats *stats);

@@ -36,7 +36,7 @@ extern const struct cli_command cli_merge;
 extern const struct cli_command cli_sync;
 extern const struct cli_command cli_backup;
 extern const struct cli_command cli_login, cli_push, cli_pull, cli_conflicts, cli_resolve;
-extern const struct cli_command cli_download, cli_ls, cli_upload;
+extern const struct cli_command cli_download, cli_ls, cli_upload, cli_mirror, cli_jobs;
 
 /* Parses a command's arguments (its own options, then the settings), loads the
  * settings into cfg and sends the log to stderr at their level and format. Returns -1 when the

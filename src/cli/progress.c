@@ -14,8 +14,12 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void human(double bytes, char *out, size_t len)
+static void human(double bytes, char *out, size_t len, bool counts)
 {
+    if (counts) {
+        snprintf(out, len, "%.0f", bytes);
+        return;
+    }
     static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     int u = 0;
     while (bytes >= 1024 && u < 4)
@@ -34,17 +38,23 @@ void progress_start(struct progress *p, const char *what, bool json, int items_t
     p->items_total = items_total;
     p->last_done = 0;
     p->last_total = -1;
+    p->counts = false;
 }
 
 static void draw(const struct progress *p, int64_t done, int64_t total, double rate)
 {
     char d[32], t[32], r[32], eta[32] = "--:--";
-    human((double)done, d, sizeof(d));
-    human(total >= 0 ? (double)total : 0, t, sizeof(t));
-    human(rate, r, sizeof(r));
+    human((double)done, d, sizeof(d), p->counts);
+    human(total >= 0 ? (double)total : 0, t, sizeof(t), p->counts);
+    human(rate, r, sizeof(r), p->counts);
     if (total > 0 && rate > 0) {
         long s = (long)((double)(total - done) / rate);
         snprintf(eta, sizeof(eta), "%02ld:%02ld", s / 60, s % 60);
+    }
+    if (total < 0) { /* an unknown end: what is done and how fast */
+        fprintf(stderr, "\r\033[2K%s  %s done  %s/s", p->what, d, r);
+        fflush(stderr);
+        return;
     }
     int pct = total > 0 ? (int)(done * 100 / total) : 0, fill = pct / 5;
     char bar[21];

@@ -14,6 +14,7 @@ struct progress {
     int64_t started_ms, last_ms, first_done;
     int items_done, items_total;
     int64_t last_done, last_total; /* as last reported */
+    bool counts; /* done and total count items, not bytes (set after progress_start) */
 };
 
 /* Starts: a bar when stderr is a terminal and json is false. */

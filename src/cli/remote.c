@@ -12,27 +12,37 @@
 #include "cli/cli.h"
 #include "cli/clientconf.h"
 #include "cli/progress.h"
+#include "cli/remote.h"
 #include "ferry/client.h"
 
 #include <curl/curl.h>
 
-struct remote_args {
-    const char *url, *token, *ca_file, *status, *keep;
-    const char *arg;  /* the first positional argument, when the command takes one */
-    const char *arg2; /* the second, when given */
-    bool json;        /* --json: JSON lines even on a terminal */
-};
+/* --watch and --device, for the commands that set a->follow */
+static int follow_option(const struct cli_command *cmd, int opt, struct remote_args *a)
+{
+    if (!a->follow)
+        return cli_usage_error(cmd, "--watch and --device are not options of this command");
+    if (opt == 'd') {
+        a->device = optarg;
+        return -1;
+    }
+    char *end;
+    long s = strtol(optarg, &end, 10);
+    if (*end || s < 1 || s > 86400)
+        return cli_usage_error(cmd, "--watch takes a number of seconds from 1 to 86400");
+    a->watch_s = (int)s;
+    return -1;
+}
 
-/* Parses --url, --token, --cacert, --status, --keep, --json and from min to max
- * positional arguments; -1 to go on, or the exit code. */
-static int parse_n(const struct cli_command *cmd, int argc, char **argv, int min, int max,
-                   struct remote_args *a)
+int remote_parse(const struct cli_command *cmd, int argc, char **argv, int min, int max,
+                 struct remote_args *a)
 {
     static const struct option options[] = {
         {"url", required_argument, NULL, 'u'},    {"token", required_argument, NULL, 't'},
         {"cacert", required_argument, NULL, 'c'}, {"status", required_argument, NULL, 's'},
         {"keep", required_argument, NULL, 'k'},   {"help", no_argument, NULL, 'h'},
-        {"json", no_argument, NULL, 'j'},         {NULL, 0, NULL, 0},
+        {"json", no_argument, NULL, 'j'},         {"watch", required_argument, NULL, 'w'},
+        {"device", required_argument, NULL, 'd'}, {NULL, 0, NULL, 0},
     };
     int opt;
     optind = 0;
@@ -45,6 +55,12 @@ static int parse_n(const struct cli_command *cmd, int argc, char **argv, int min
             return CLI_USAGE;
         if (opt == 'j') {
             a->json = true;
+            continue;
+        }
+        if (opt == 'w' || opt == 'd') {
+            int rc = follow_option(cmd, opt, a);
+            if (rc >= 0)
+                return rc;
             continue;
         }
         const char **slot = opt == 'u'   ? &a->url
@@ -65,11 +81,10 @@ static int parse_n(const struct cli_command *cmd, int argc, char **argv, int min
 static int parse(const struct cli_command *cmd, int argc, char **argv, bool want_arg,
                  struct remote_args *a)
 {
-    return parse_n(cmd, argc, argv, want_arg, want_arg, a);
+    return remote_parse(cmd, argc, argv, want_arg, want_arg, a);
 }
 
-/* The server and token from the flags, the environment or client.conf. */
-static int settings(const struct cli_command *cmd, const struct remote_args *a,
+int remote_settings(const struct cli_command *cmd, const struct remote_args *a,
                     struct client_conf *c, struct ferry_client_options *o)
 {
     clientconf_resolve(c, a->url, a->token, a->ca_file);
@@ -83,6 +98,7 @@ static int settings(const struct cli_command *cmd, const struct remote_args *a,
     o->url = c->url;
     o->token = c->token;
     o->ca_file = c->ca_file;
+    o->device_id = a->device ? a->device : getenv("FERRY_DEVICE");
     return -1;
 }
 
@@ -204,7 +220,7 @@ static int half_sync(const struct cli_command *cmd, int argc, char **argv,
     char why[512];
     int rc = parse(cmd, argc, argv, true, &a);
     if (rc < 0)
-        rc = settings(cmd, &a, &c, &o);
+        rc = remote_settings(cmd, &a, &c, &o);
     if (rc < 0 && ferry_replica_open(a.arg, &o, &r, why, sizeof(why)) != FERRY_CLIENT_OK) {
         fprintf(stderr, "ferry %s: %s\n", cmd->name, why);
         rc = CLI_FAILED;
@@ -266,7 +282,7 @@ static int run_conflicts(int argc, char **argv)
         strcmp(a.status, "all"))
         rc = cli_usage_error(&cli_conflicts, "--status takes open, resolved or all");
     if (rc < 0)
-        rc = settings(&cli_conflicts, &a, &c, &o);
+        rc = remote_settings(&cli_conflicts, &a, &c, &o);
     if (rc < 0) {
         char *path = xasprintf("/api/v1/sync/conflicts?status=%s", a.status ? a.status : "open");
         rc = request(&cli_conflicts, &o, "GET", path, NULL);
@@ -287,7 +303,7 @@ static int run_resolve(int argc, char **argv)
     if (rc < 0 && (strchr(a.arg, '/') || strchr(a.arg, '?') || !*a.arg))
         rc = cli_usage_error(&cli_resolve, "not a conflict id: %s", a.arg);
     if (rc < 0)
-        rc = settings(&cli_resolve, &a, &c, &o);
+        rc = remote_settings(&cli_resolve, &a, &c, &o);
     if (rc < 0) {
         char *path = xasprintf("/api/v1/sync/conflicts/%s/resolve", a.arg);
         rc = request(&cli_resolve, &o, "POST", path,
@@ -312,6 +328,17 @@ static void on_interrupt(int sig)
 {
     (void)sig;
     interrupted = 1;
+}
+
+void remote_catch_interrupts(void)
+{
+    signal(SIGINT, on_interrupt);
+    signal(SIGTERM, on_interrupt);
+}
+
+bool remote_interrupted(void)
+{
+    return interrupted != 0;
 }
 
 static int on_progress(void *ctx, int64_t done, int64_t total)
@@ -361,17 +388,16 @@ static int run_download(int argc, char **argv)
     struct ferry_client_options o = {0};
     struct progress p;
     char why[512];
-    int rc = parse_n(&cli_download, argc, argv, 1, 2, &a);
+    int rc = remote_parse(&cli_download, argc, argv, 1, 2, &a);
     if (rc < 0)
-        rc = settings(&cli_download, &a, &c, &o);
+        rc = remote_settings(&cli_download, &a, &c, &o);
     if (rc >= 0) {
         clientconf_free(&c);
         return rc;
     }
     const char *slash = strrchr(a.arg, '/'), *file = a.arg2 ? a.arg2 : slash ? slash + 1 : a.arg;
     char *what = xasprintf("download %s", a.arg);
-    signal(SIGINT, on_interrupt);
-    signal(SIGTERM, on_interrupt);
+    remote_catch_interrupts();
     progress_start(&p, what, a.json, 1);
     rc = ferry_download(&o, a.arg, file, on_progress, &p, why, sizeof(why));
     rc = transfer_end(&cli_download, rc, &p, why,
@@ -394,9 +420,9 @@ static int run_ls(int argc, char **argv)
     struct remote_args a = {0};
     struct client_conf c = {0};
     struct ferry_client_options o = {0};
-    int rc = parse_n(&cli_ls, argc, argv, 0, 1, &a);
+    int rc = remote_parse(&cli_ls, argc, argv, 0, 1, &a);
     if (rc < 0)
-        rc = settings(&cli_ls, &a, &c, &o);
+        rc = remote_settings(&cli_ls, &a, &c, &o);
     if (rc < 0) {
         char *prefix = a.arg ? curl_easy_escape(NULL, a.arg, 0) : NULL;
         char *path = xasprintf("/api/v1/files?limit=1000%s%s", prefix ? "&prefix=" : "",
@@ -427,9 +453,9 @@ static int run_upload(int argc, char **argv)
     struct ferry_client_options o = {0};
     struct progress p;
     char why[512];
-    int rc = parse_n(&cli_upload, argc, argv, 2, 2, &a);
+    int rc = remote_parse(&cli_upload, argc, argv, 2, 2, &a);
     if (rc < 0)
-        rc = settings(&cli_upload, &a, &c, &o);
+        rc = remote_settings(&cli_upload, &a, &c, &o);
     char *state = rc < 0 ? clientconf_upload_state(a.arg, a.arg2) : NULL;
     if (rc < 0 && !state)
         rc = cli_usage_error(&cli_upload, "neither HOME nor XDG_STATE_HOME is set");
@@ -438,8 +464,7 @@ static int run_upload(int argc, char **argv)
         return rc;
     }
     char *what = xasprintf("upload %s", a.arg2);
-    signal(SIGINT, on_interrupt);
-    signal(SIGTERM, on_interrupt);
+    remote_catch_interrupts();
     progress_start(&p, what, a.json, 1);
     rc = ferry_upload(&o, a.arg, a.arg2, state, on_progress, &p, why, sizeof(why));
     rc = transfer_end(&cli_upload, rc, &p, why,

@@ -11,11 +11,20 @@
 
 #include "cli/cli.h"
 #include "cli/clientconf.h"
+#include "cli/progress.h"
 #include "ferry/client.h"
 
 struct sync_args {
     const char *url, *token, *ca_file, *db, *device;
     int watch_s; /* 0: once */
+    bool json;   /* progress as JSON lines on stdout */
+};
+
+/* A sync's progress: rows pushed and pulled, on a terminal as one line redrawn in place,
+ * with --json as JSON lines; Ctrl-C stops the sync between pages. */
+struct sync_view {
+    struct progress p;
+    bool json, drawn;
 };
 
 static volatile sig_atomic_t stopping;
@@ -26,10 +35,25 @@ static void on_signal(int sig)
     stopping = 1;
 }
 
+static int on_progress(void *ctx, int64_t pushed, int64_t pulled)
+{
+    struct sync_view *v = ctx;
+    if (v->p.tty) {
+        v->p.counts = true;
+        progress_update(&v->p, pushed + pulled, -1, false);
+        v->drawn = true;
+    } else if (v->json) {
+        printf("{\"event\":\"progress\",\"pushed\":%lld,\"pulled\":%lld}\n", (long long)pushed,
+               (long long)pulled);
+        fflush(stdout);
+    }
+    return stopping;
+}
+
 static void sync_usage(FILE *out)
 {
     fprintf(out, "usage: ferry sync [--url URL] [--token TOKEN] [--cacert FILE] [--device ID]\n"
-                 "                  [--watch SECONDS] DB\n\n"
+                 "                  [--watch SECONDS] [--json] DB\n\n"
                  "Syncs the SQLite replica DB with a ferry server: pushes the rows changed in DB\n"
                  "since the last sync, pulls every other change and acknowledges it. DB is made\n"
                  "when missing, with the tables the token syncs. Writes to DB with any SQLite\n"
@@ -40,20 +64,20 @@ static void sync_usage(FILE *out)
                  "  --device ID      with a user token or JWT: the registered device this\n"
                  "                   replica is (default $FERRY_DEVICE)\n"
                  "  --watch SECONDS  sync again every SECONDS until Ctrl-C\n"
+                 "  --json           progress as JSON lines (pushed, pulled) before each result\n"
                  "Prints one JSON line per sync: pushed, conflicts, pulled, skipped, cursor,\n"
-                 "resynced. Exit status: 0 synced, 1 failed, 2 usage error.\n");
+                 "resynced. On a terminal the rows done are counted on stderr as they go; Ctrl-C\n"
+                 "stops between pages and a rerun goes on.\n"
+                 "Exit status: 0 synced, 1 failed or stopped, 2 usage error.\n");
 }
 
 static int parse_args(int argc, char **argv, struct sync_args *a)
 {
     static const struct option options[] = {
-        {"url", required_argument, NULL, 'u'},
-        {"token", required_argument, NULL, 't'},
-        {"cacert", required_argument, NULL, 'c'},
-        {"watch", required_argument, NULL, 'w'},
-        {"device", required_argument, NULL, 'd'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"url", required_argument, NULL, 'u'},    {"token", required_argument, NULL, 't'},
+        {"cacert", required_argument, NULL, 'c'}, {"watch", required_argument, NULL, 'w'},
+        {"device", required_argument, NULL, 'd'}, {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     int opt;
     optind = 0;
@@ -64,7 +88,9 @@ static int parse_args(int argc, char **argv, struct sync_args *a)
         }
         if (opt == '?')
             return CLI_USAGE;
-        if (opt == 'u')
+        if (opt == 'j')
+            a->json = true;
+        else if (opt == 'u')
             a->url = optarg;
         else if (opt == 't')
             a->token = optarg;
@@ -125,9 +151,19 @@ static int run_sync(int argc, char **argv)
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     rc = CLI_OK;
+    struct sync_view v = {.json = a.json};
+    char *what = xasprintf("sync %s", a.db);
+    ferry_set_progress_handler(r, on_progress, &v);
     do {
         struct ferry_sync_stats s;
-        if (ferry_sync(r, &s) != FERRY_CLIENT_OK) {
+        progress_start(&v.p, what, a.json, 0);
+        v.drawn = false;
+        int done = ferry_sync(r, &s);
+        if (v.drawn) { /* the last count, which the redraw rate may have skipped */
+            progress_update(&v.p, v.p.last_done, -1, true);
+            progress_end(&v.p);
+        }
+        if (done != FERRY_CLIENT_OK) {
             fprintf(stderr, "ferry sync: %s\n", ferry_replica_error(r));
             rc = CLI_FAILED;
         } else {
@@ -136,6 +172,7 @@ static int run_sync(int argc, char **argv)
         for (int i = 0; a.watch_s && !stopping && i < a.watch_s * 10; i++)
             usleep(100000);
     } while (a.watch_s && !stopping && rc == CLI_OK);
+    free(what);
     ferry_replica_close(r);
     return rc;
 }

@@ -34,8 +34,9 @@ static int load_replica_id(ferry_replica *r)
 
 static int open_db(ferry_replica *r, const char *path)
 {
-    if (sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-        SQLITE_OK)
+    if (sqlite3_open_v2(path, &r->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK)
         return fc_fail(r, FERRY_CLIENT_ELOCAL, "cannot open %s: %s", path,
                        r->db ? sqlite3_errmsg(r->db) : "out of memory");
     /* WAL lets the app read while libferry writes; the busy timeout waits for the app's
@@ -69,16 +70,47 @@ static int take_options(ferry_replica *r, const struct ferry_client_options *o)
     return FERRY_CLIENT_OK;
 }
 
+/* The schema the server last sent, kept in the replica (NULL when there is none). */
+static json_t *saved_schema(ferry_replica *r)
+{
+    sqlite3_stmt *st = NULL;
+    json_t *schema = NULL;
+    if (sqlite3_prepare_v2(r->db, "SELECT body FROM ferry_client_schema WHERE id = 1", -1, &st,
+                           NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        schema = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
+    sqlite3_finalize(st);
+    return schema;
+}
+
+/* Sets the replica up from the server's schema, kept for opening offline: a replica set
+ * up once opens without the server (the app sells, writes, reads; ferry_sync then fails
+ * with FERRY_CLIENT_ENETWORK until the server is back). */
 static int fetch_schema(ferry_replica *r)
 {
     json_t *answer = NULL;
     long status = 0;
     int rc = fc_http(r, "GET", SYNC_PATH "/schema", NULL, &status, &answer);
-    if (rc == FERRY_CLIENT_OK && status != 200)
+    if (rc == FERRY_CLIENT_ENETWORK || (rc == FERRY_CLIENT_OK && status >= 500)) {
+        json_t *saved = saved_schema(r);
+        if (saved) {
+            json_decref(answer);
+            answer = saved;
+            rc = FERRY_CLIENT_OK;
+            status = 0; /* set up from the saved copy: nothing to save */
+        }
+    }
+    if (rc == FERRY_CLIENT_OK && status != 200 && status != 0)
         rc = fc_fail(r, FERRY_CLIENT_ESERVER, "GET schema: HTTP %ld: %s", status,
                      fc_answer_message(answer));
     if (rc == FERRY_CLIENT_OK)
         rc = fc_replica_setup(r, answer);
+    if (rc == FERRY_CLIENT_OK && status == 200) {
+        char *text = json_dumps(answer, JSON_COMPACT);
+        rc = fc_run_text(r, "INSERT OR REPLACE INTO ferry_client_schema(id, body) VALUES (1, ?)",
+                         text, NULL);
+        free(text);
+    }
     json_decref(answer);
     return rc;
 }
@@ -90,6 +122,27 @@ ferry_replica *fc_bare_open(const struct ferry_client_options *opts, int *rc)
     if ((*rc = take_options(r, opts)) == FERRY_CLIENT_OK && !(r->curl = curl_easy_init()))
         *rc = fc_fail(r, FERRY_CLIENT_ENETWORK, "libcurl failed");
     return r;
+}
+
+ferry_replica *fc_peer(ferry_replica *r, int i)
+{
+    if (r->peers[i])
+        return r->peers[i];
+    struct ferry_client_options o = {.url = r->url,
+                                     .token = r->token,
+                                     .ca_file = r->ca_file,
+                                     .timeout_ms = r->timeout_ms,
+                                     .max_attempts = r->max_attempts,
+                                     .device_id = r->device_id};
+    int rc;
+    ferry_replica *peer = fc_bare_open(&o, &rc);
+    if (rc != FERRY_CLIENT_OK) {
+        fc_fail(r, rc, "%s", peer->error);
+        ferry_replica_close(peer);
+        return NULL;
+    }
+    peer->owner = r;
+    return r->peers[i] = peer;
 }
 
 int ferry_request(const struct ferry_client_options *opts, const char *method, const char *path,
@@ -150,6 +203,8 @@ void ferry_replica_close(ferry_replica *r)
     if (!r)
         return;
     ferry_stop(r);
+    for (int i = 0; i < FC_PEERS; i++)
+        ferry_replica_close(r->peers[i]);
     fc_cache_free(r);
     for (int i = 0; i < r->n_tables; i++) {
         struct fc_table *t = &r->tables[i];

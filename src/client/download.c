@@ -149,6 +149,16 @@ static int fetch_checked(ferry_replica *r, const char *escaped, const char *part
     return rc;
 }
 
+int fc_fetch_file(ferry_replica *r, const char *path, const char *part, const char *sha,
+                  int64_t size, ferry_progress_fn fn, void *ctx)
+{
+    char *escaped = fc_escape_path(r->curl, path);
+    struct fetch f = {.fn = fn, .ctx = ctx, .r = r, .total = size};
+    int rc = fetch_checked(r, escaped, part, sha, &f);
+    free(escaped);
+    return rc;
+}
+
 int ferry_download(const struct ferry_client_options *opts, const char *path, const char *file,
                    ferry_progress_fn fn, void *ctx, char *errbuf, unsigned errlen)
 {

@@ -286,6 +286,8 @@ int fc_push_all(ferry_replica *r, struct ferry_sync_stats *stats)
             rc = send_batch(r, &f, stats);
         bool sent = f.body != NULL;
         json_decref(f.body);
+        if (rc == FERRY_CLIENT_OK && sent)
+            fc_progress(r, stats);
         if (rc != FERRY_CLIENT_OK || !sent)
             return rc;
     }

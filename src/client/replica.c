@@ -27,6 +27,9 @@ static const char SETUP_SQL[] =
     " replica_id TEXT NOT NULL);"
     "INSERT OR IGNORE INTO ferry_client_state(id, replica_id)"
     " VALUES (1, lower(hex(randomblob(12))));"
+    /* the server's last schema answer, so that the replica opens offline */
+    "CREATE TABLE IF NOT EXISTS ferry_client_schema ("
+    " id INTEGER PRIMARY KEY CHECK (id = 1), body TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS ferry_client_outbox ("
     " id INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, pk TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS ferry_client_outbox_key ON ferry_client_outbox(tbl, pk);"
@@ -362,7 +365,7 @@ static int bind_value(sqlite3_stmt *st, int idx, const char *type, json_t *v)
     }
     if (json_is_string(v))
         return sqlite3_bind_text(st, idx, json_string_value(v), (int)json_string_length(v),
-                                 SQLITE_TRANSIENT);
+                                 SQLITE_STATIC); /* v outlives the statement's step */
     char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
     return sqlite3_bind_text(st, idx, text, -1, free);
 }
@@ -554,13 +557,14 @@ void fc_cache_free(ferry_replica *r)
 {
     sqlite3_finalize(r->st_pending);
     sqlite3_finalize(r->st_version);
+    sqlite3_finalize(r->st_any);
     for (int i = 0; r->st_upsert && i < r->n_tables; i++) {
         sqlite3_finalize(r->st_upsert[i]);
         sqlite3_finalize(r->st_delete[i]);
     }
     free(r->st_upsert);
     free(r->st_delete);
-    r->st_pending = r->st_version = NULL;
+    r->st_pending = r->st_version = r->st_any = NULL;
     r->st_upsert = r->st_delete = NULL;
 }
 
@@ -576,6 +580,15 @@ bool fc_has_pending(ferry_replica *r, const char *tbl, const char *pk)
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
     }
+    return found;
+}
+
+bool fc_outbox_any(ferry_replica *r)
+{
+    sqlite3_stmt *st = fc_cached(r, &r->st_any, "SELECT 1 FROM ferry_client_outbox LIMIT 1");
+    bool found = !st || sqlite3_step(st) == SQLITE_ROW; /* unsure: look row by row */
+    if (st)
+        sqlite3_reset(st);
     return found;
 }
 

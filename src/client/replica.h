@@ -14,6 +14,9 @@
 
 #include "ferry/client.h"
 
+/* Connections the pull fetches ahead on (pull.c: one per page in flight). */
+#define FC_PEERS 3
+
 struct fc_column {
     char *name, *quoted;
     char *type; /* the server's label: integer, real, numeric, boolean, text, ..., blob */
@@ -38,10 +41,14 @@ struct ferry_replica {
     char error[512];
     int poll_s;
     /* statements of the per-row hot path, prepared once (the pull applies many rows) */
-    sqlite3_stmt *st_pending, *st_version;
+    sqlite3_stmt *st_pending, *st_version, *st_any;
     sqlite3_stmt **st_upsert, **st_delete; /* per table: a whole row, a key */
     ferry_conflict_fn conflict_fn;
     void *conflict_ctx;
+    ferry_sync_progress_fn progress_fn;
+    void *progress_ctx;
+    _Atomic int cancel;    /* the progress handler asked to stop the call under way */
+    int64_t pushed_before; /* ferry_sync's pushes, for the progress of its pull */
     /* background mode (background.c) */
     pthread_t thread;
     bool running;
@@ -51,14 +58,37 @@ struct ferry_replica {
     bool watch_local;     /* a long poll also ends on a local commit */
     int64_t data_version; /* PRAGMA data_version when the long poll began */
     int64_t checked_ms;   /* when it was last compared */
+    /* The pull fetches and parses pages ahead on connections of their own, in threads,
+     * while this one applies the page it has (pull.c): peers are those connections (no
+     * replica file), owner the handle a peer belongs to (whose stop it obeys). */
+    struct ferry_replica *peers[FC_PEERS], *owner;
+    /* Called by fc_http with a 200 answer's text before it is parsed (pull.c's hook). */
+    void (*on_answer)(void *ctx, const char *body, size_t len);
+    void *on_answer_ctx;
 };
+
+/* Whether r (or the handle it belongs to) was asked to stop. */
+static inline bool fc_stopping(const ferry_replica *r)
+{
+    return r->stop || r->cancel || (r->owner && (r->owner->stop || r->owner->cancel));
+}
 
 /* A handle without a replica (for single requests): options taken, libcurl ready; *rc
  * says whether that worked (the handle is returned either way, for its error). */
 ferry_replica *fc_bare_open(const struct ferry_client_options *opts, int *rc);
 
+/* r's extra connection number i (< FC_PEERS), made on first use; NULL and the reason
+ * recorded on failure. */
+ferry_replica *fc_peer(ferry_replica *r, int i);
+
 /* path with each segment percent-encoded, the slashes kept (the caller frees it). */
 char *fc_escape_path(CURL *c, const char *path);
+
+/* Downloads the file at path (size bytes, SHA-256 sha in hex) into part, resuming what
+ * part holds, and checks the SHA-256 (download.c). FERRY_CLIENT_ESERVER when the server no
+ * longer has that content (404, another SHA-256: part is then dropped or useless). */
+int fc_fetch_file(ferry_replica *r, const char *path, const char *part, const char *sha,
+                  int64_t size, ferry_progress_fn fn, void *ctx);
 
 /* Records a failure on r and returns status. */
 int fc_fail(ferry_replica *r, int status, const char *fmt, ...)
@@ -112,11 +142,18 @@ int fc_set_version(ferry_replica *r, const char *tbl, const char *pk, int64_t ve
 /* Whether the row has local changes in the outbox. */
 bool fc_has_pending(ferry_replica *r, const char *tbl, const char *pk);
 
+/* Whether the outbox has any entry (true when that cannot be read). */
+bool fc_outbox_any(ferry_replica *r);
+
 /* Runs body(r, ctx) in one write transaction with capture off. */
 int fc_in_apply_txn(ferry_replica *r, int (*body)(ferry_replica *, void *), void *ctx);
 
 /* Calls the conflict handler for the conflicts not yet delivered (conflicts.c). */
 int fc_deliver_conflicts(ferry_replica *r);
+
+/* Tells the progress handler (when set) how far the call is; a stop it asks for is
+ * noted in r->cancel. */
+void fc_progress(ferry_replica *r, const struct ferry_sync_stats *stats);
 
 /* Pushes the outbox in batches (push.c). */
 int fc_push_all(ferry_replica *r, struct ferry_sync_stats *stats);

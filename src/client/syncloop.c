@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client/pull.h"
 #include "client/replica.h"
 #include "client/transport.h"
 #include "ferry.h"
@@ -29,6 +30,7 @@ static int hold(ferry_replica *r, const char *tbl, const char *pk, int64_t versi
 struct page_ctx {
     json_t *page;
     bool resync;
+    bool outbox_empty; /* then no row has local changes: no lookup per row */
     struct ferry_sync_stats *stats;
 };
 
@@ -54,7 +56,7 @@ static int apply_change(ferry_replica *r, json_t *c, struct page_ctx *p)
     if (p->resync)
         rc = fc_run_text(r, "INSERT OR IGNORE INTO ferry_client_seen(tbl, pk) VALUES (?, ?)",
                          t->name, pk);
-    if (rc == FERRY_CLIENT_OK && fc_has_pending(r, t->name, pk)) {
+    if (rc == FERRY_CLIENT_OK && !p->outbox_empty && fc_has_pending(r, t->name, pk)) {
         p->stats->skipped++;
         return hold(r, t->name, pk, version, deleted ? NULL : data);
     }
@@ -93,6 +95,8 @@ static int apply_page(ferry_replica *r, void *arg)
     json_t *changes = json_object_get(p->page, "changes"), *c;
     size_t i;
     int rc = FERRY_CLIENT_OK;
+    /* inside the write transaction: no other connection adds to the outbox meanwhile */
+    p->outbox_empty = !fc_outbox_any(r);
     json_array_foreach(changes, i, c)
     {
         if (rc == FERRY_CLIENT_OK)
@@ -122,35 +126,39 @@ static int pull_all(ferry_replica *r, struct ferry_sync_stats *stats)
 {
     for (int gone = 0;;) {
         int64_t cursor = 0, resync = 0;
-        json_t *page = NULL;
-        long status = 0;
         int rc = fc_state_get(r, "cursor", &cursor);
         if (rc == FERRY_CLIENT_OK)
             rc = fc_state_get(r, "resync", &resync);
-        /* From 0 (a new replica, a resync) the device's own rows count too: the replica
-         * may not have them. */
-        char *path = xasprintf(SYNC_PATH "/changes?cursor=%lld&limit=%d%s%s%s", (long long)cursor,
-                               r->page_size, cursor == 0 || resync ? "&includeOwn=true" : "",
-                               r->device_id ? "&deviceId=" : "", r->device_id ? r->device_id : "");
-        if (rc == FERRY_CLIENT_OK)
-            rc = fc_http(r, "GET", path, NULL, &status, &page);
-        free(path);
-        if (rc == FERRY_CLIENT_OK && status == 410 && !gone++) {
-            json_decref(page);
-            if ((rc = start_resync(r, stats)) != FERRY_CLIENT_OK)
-                return rc;
-            continue;
+        struct pull *pages = rc == FERRY_CLIENT_OK ? pull_start(r, cursor, resync != 0) : NULL;
+        if (!pages)
+            return rc == FERRY_CLIENT_OK ? FERRY_CLIENT_ELOCAL : rc;
+        for (bool more = true; rc == FERRY_CLIENT_OK && more;) {
+            json_t *page = NULL;
+            long status = 0;
+            rc = pull_next(pages, &status, &page);
+            if (rc == FERRY_CLIENT_OK && status == 410 && !gone++) {
+                json_decref(page);
+                pull_end(pages);
+                if ((rc = start_resync(r, stats)) != FERRY_CLIENT_OK)
+                    return rc;
+                pages = NULL;
+                break;
+            }
+            if (rc == FERRY_CLIENT_OK && status != 200)
+                rc = fc_fail(r, FERRY_CLIENT_ESERVER, "pull: HTTP %ld: %s", status,
+                             fc_answer_message(page));
+            struct page_ctx p = {page, resync != 0, false, stats};
+            if (rc == FERRY_CLIENT_OK)
+                rc = fc_in_apply_txn(r, apply_page, &p);
+            more = json_is_true(json_object_get(page, "hasMore"));
+            if (rc == FERRY_CLIENT_OK)
+                fc_progress(r, stats);
+            pull_applied(pages, page);
         }
-        if (rc == FERRY_CLIENT_OK && status != 200)
-            rc = fc_fail(r, FERRY_CLIENT_ESERVER, "pull: HTTP %ld: %s", status,
-                         fc_answer_message(page));
-        struct page_ctx p = {page, resync != 0, stats};
-        if (rc == FERRY_CLIENT_OK)
-            rc = fc_in_apply_txn(r, apply_page, &p);
-        bool more = rc == FERRY_CLIENT_OK && json_is_true(json_object_get(page, "hasMore"));
-        json_decref(page);
-        if (rc != FERRY_CLIENT_OK || !more)
-            return rc;
+        if (!pages)
+            continue; /* resync from 0 */
+        pull_end(pages);
+        return rc;
     }
 }
 
@@ -178,7 +186,31 @@ static int start_round(ferry_replica *r, struct ferry_sync_stats **stats,
         *stats = local;
     memset(*stats, 0, sizeof(**stats));
     r->error[0] = '\0';
+    r->cancel = 0;
     return FERRY_CLIENT_OK;
+}
+
+/* A call the progress handler stopped says so. */
+static int stopped(ferry_replica *r, int rc)
+{
+    if (rc != FERRY_CLIENT_OK && r && r->cancel)
+        rc = fc_fail(r, FERRY_CLIENT_ENETWORK, "stopped (the next sync goes on from here)");
+    return rc;
+}
+
+void fc_progress(ferry_replica *r, const struct ferry_sync_stats *stats)
+{
+    if (r->progress_fn &&
+        r->progress_fn(r->progress_ctx, r->pushed_before + stats->pushed, stats->pulled))
+        r->cancel = 1;
+}
+
+void ferry_set_progress_handler(ferry_replica *r, ferry_sync_progress_fn fn, void *ctx)
+{
+    if (r) {
+        r->progress_fn = fn;
+        r->progress_ctx = ctx;
+    }
 }
 
 int ferry_push(ferry_replica *r, struct ferry_sync_stats *stats)
@@ -193,7 +225,7 @@ int ferry_push(ferry_replica *r, struct ferry_sync_stats *stats)
         if (fc_state_get(r, "cursor", &stats->cursor) != FERRY_CLIENT_OK && rc == FERRY_CLIENT_OK)
             rc = FERRY_CLIENT_ELOCAL;
     }
-    return rc;
+    return stopped(r, rc);
 }
 
 int ferry_pull(ferry_replica *r, struct ferry_sync_stats *stats)
@@ -206,7 +238,7 @@ int ferry_pull(ferry_replica *r, struct ferry_sync_stats *stats)
         rc = fc_state_get(r, "cursor", &stats->cursor);
     if (rc == FERRY_CLIENT_OK && stats->cursor > 0)
         rc = acknowledge(r, stats->cursor);
-    return rc;
+    return stopped(r, rc);
 }
 
 int ferry_sync(ferry_replica *r, struct ferry_sync_stats *stats)
@@ -216,7 +248,9 @@ int ferry_sync(ferry_replica *r, struct ferry_sync_stats *stats)
         stats = &local;
     int rc = ferry_push(r, stats);
     if (rc == FERRY_CLIENT_OK) {
+        r->pushed_before = stats->pushed; /* the progress of the pull counts them too */
         rc = ferry_pull(r, &pulled);
+        r->pushed_before = 0;
         stats->pulled = pulled.pulled;
         stats->skipped = pulled.skipped;
         stats->resynced = pulled.resynced;

@@ -83,7 +83,7 @@ static int on_progress(void *ctx, curl_off_t dltotal, curl_off_t dlnow, curl_off
 {
     ferry_replica *r = ctx;
     (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
-    return r->stop || (r->watch_local && local_commit(r));
+    return fc_stopping(r) || (r->watch_local && local_commit(r));
 }
 
 /* Sleeps before attempt number attempt (1: the first retry): BACKOFF_FIRST_MS doubling up
@@ -101,7 +101,7 @@ static void back_off(ferry_replica *r, int attempt, long retry_after_s)
     ms = ms / 2 + (long)(rnd % (uint32_t)(ms / 2 + 1));
     if (retry_after_s > 0)
         ms = (retry_after_s > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : retry_after_s) * 1000;
-    for (int64_t end = now_ms() + ms; !r->stop && now_ms() < end;) {
+    for (int64_t end = now_ms() + ms; !fc_stopping(r) && now_ms() < end;) {
         struct timespec ts = {0, 20 * 1000000L};
         nanosleep(&ts, NULL);
     }
@@ -150,6 +150,13 @@ static CURLcode perform(ferry_replica *r, const char *method, const char *url, c
     return rc;
 }
 
+bool fc_is_page(json_t *answer)
+{
+    return json_is_array(json_object_get(answer, "changes")) &&
+           json_is_integer(json_object_get(answer, "cursor")) &&
+           json_is_boolean(json_object_get(answer, "hasMore"));
+}
+
 const char *fc_answer_message(json_t *answer)
 {
     /* details first: where an answer has both, it is the specific one */
@@ -173,7 +180,7 @@ int fc_http(ferry_replica *r, const char *method, const char *path, json_t *body
     long retry_after_s = -1;
 
     *answer = NULL;
-    for (int attempt = 0; attempt < r->max_attempts && !r->stop; attempt++) {
+    for (int attempt = 0; attempt < r->max_attempts && !fc_stopping(r); attempt++) {
         struct exchange x = {.retry_after_s = -1};
         buf_init(&x.body);
         if (attempt)
@@ -194,6 +201,8 @@ int fc_http(ferry_replica *r, const char *method, const char *path, json_t *body
             rc = fc_fail(r, FERRY_CLIENT_ESERVER, "%s %s: HTTP %ld", method, path, *status);
         retry_after_s = x.retry_after_s;
         if (!retry) {
+            if (r->on_answer && *status == 200)
+                r->on_answer(r->on_answer_ctx, x.body.data, x.body.len);
             *answer = x.body.len ? json_loadb(x.body.data, x.body.len, 0, NULL) : NULL;
             /* A success whose JSON does not parse was cut on the way: ask again. */
             if (*status < 300 && x.body.len && !*answer) {

@@ -28,6 +28,9 @@ void fc_wait_changes(ferry_replica *r, int64_t cursor);
  * for the caller to free after the request), TLS trust, connect timeout, HTTP(S) only. */
 struct curl_slist *fc_curl_base(ferry_replica *r, const char *url, struct curl_slist *headers);
 
+/* Whether answer is a whole page of the feed: changes, cursor, hasMore. */
+bool fc_is_page(json_t *answer);
+
 /* The message of an error answer in any of ferry's error formats, for fc_fail. */
 const char *fc_answer_message(json_t *answer);
 

@@ -1,0 +1,232 @@
+/* pull.c - see pull.h. Owns the fetch threads of one pull and the pages they hold until
+ * pull_next hands them over. Page k is fetched on peer connection k % FC_PEERS: a fetch
+ * waits until at most PULL_AHEAD pages are unapplied before it, so page k + FC_PEERS
+ * starts only after page k was handed over (its thread joined), and no connection is
+ * ever used by two threads at once. */
+#include <ctype.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/pull.h"
+#include "client/transport.h"
+#include "ferry.h"
+
+#define SYNC_PATH "/api/v1/sync"
+
+struct page_fetch {
+    struct pull *pull;
+    int64_t index, cursor;
+    pthread_t thread;
+    json_t *page;
+    long status;
+    int rc;
+    struct page_fetch *next; /* the page after, started from this one's text (or NULL) */
+};
+
+struct pull {
+    ferry_replica *r;
+    bool resync;
+    pthread_mutex_t lock;
+    pthread_cond_t moved;
+    int64_t applied; /* pages applied */
+    bool cancel;     /* fetches not yet begun give up */
+    struct page_fetch *head;
+    /* Pages applied, freed by the next fetch thread: freeing a page's thousands of
+     * values is a tenth of the applying thread's work otherwise. */
+    json_t *spent[PULL_AHEAD + 2];
+};
+
+/* Frees the applied pages waiting in p->spent (outside the lock). */
+static void free_spent(struct pull *p)
+{
+    json_t *pages[PULL_AHEAD + 2];
+    pthread_mutex_lock(&p->lock);
+    memcpy(pages, p->spent, sizeof(pages));
+    memset(p->spent, 0, sizeof(p->spent));
+    pthread_mutex_unlock(&p->lock);
+    for (size_t i = 0; i < sizeof(pages) / sizeof(pages[0]); i++)
+        json_decref(pages[i]);
+}
+
+/* The cursor at the end of a page's text when it ends as ferry writes a page with more
+ * after it: ...,"cursor":N,"hasMore":true}. -1 otherwise (then the next page is asked for
+ * once this one is parsed). */
+static int64_t tail_cursor(const char *body, size_t len)
+{
+    static const char end[] = ",\"hasMore\":true}", key[] = "\"cursor\":";
+    size_t n = sizeof(end) - 1, k = sizeof(key) - 1;
+    while (len && isspace((unsigned char)body[len - 1]))
+        len--;
+    if (len < n + k + 1 || memcmp(body + len - n, end, n) != 0)
+        return -1;
+    const char *digits_end = body + len - n, *digits = digits_end;
+    while (digits > body && isdigit((unsigned char)digits[-1]) && digits_end - digits < 19)
+        digits--;
+    if (digits == digits_end || (size_t)(digits - body) < k || memcmp(digits - k, key, k) != 0)
+        return -1;
+    return strtoll(digits, NULL, 10);
+}
+
+static void *run_fetch(void *arg);
+
+/* Starts fetching page index from cursor in a thread; NULL when no thread could start. */
+static struct page_fetch *launch(struct pull *p, int64_t index, int64_t cursor)
+{
+    struct page_fetch *f = xcalloc(1, sizeof(*f));
+    *f = (struct page_fetch){.pull = p, .index = index, .cursor = cursor};
+    if (pthread_create(&f->thread, NULL, run_fetch, f) != 0) {
+        free(f);
+        return NULL;
+    }
+    return f;
+}
+
+/* fc_http's hook: the next page is asked for as soon as this one's text is here. */
+static void on_answer(void *ctx, const char *body, size_t len)
+{
+    struct page_fetch *f = ctx;
+    int64_t cursor = tail_cursor(body, len);
+    pthread_mutex_lock(&f->pull->lock);
+    bool cancel = f->pull->cancel;
+    pthread_mutex_unlock(&f->pull->lock);
+    if (cursor >= 0 && !f->next && !cancel)
+        f->next = launch(f->pull, f->index + 1, cursor);
+}
+
+static void *run_fetch(void *arg)
+{
+    struct page_fetch *f = arg;
+    struct pull *p = f->pull;
+    ferry_replica *r = p->r, *conn = r->peers[f->index % FC_PEERS];
+    pthread_mutex_lock(&p->lock);
+    while (!p->cancel && f->index - p->applied > PULL_AHEAD)
+        pthread_cond_wait(&p->moved, &p->lock);
+    bool cancel = p->cancel;
+    pthread_mutex_unlock(&p->lock);
+    if (cancel) {
+        f->rc = FERRY_CLIENT_EINVAL;
+        return NULL;
+    }
+    free_spent(p);
+    /* From 0 (a new replica, a resync) the device's own rows count too: the replica may
+     * not have them. */
+    char *path = xasprintf(SYNC_PATH "/changes?cursor=%lld&limit=%d%s%s%s", (long long)f->cursor,
+                           r->page_size, f->cursor == 0 || p->resync ? "&includeOwn=true" : "",
+                           r->device_id ? "&deviceId=" : "", r->device_id ? r->device_id : "");
+    conn->on_answer = on_answer;
+    conn->on_answer_ctx = f;
+    /* A 200 whose body is not a whole page (a connection closed right after the headers
+     * reads as an empty body) is asked for again, as fc_http does with one cut short. */
+    for (int attempt = 0; attempt < r->max_attempts; attempt++) {
+        json_decref(f->page);
+        f->page = NULL;
+        f->rc = fc_http(conn, "GET", path, NULL, &f->status, &f->page);
+        if (f->rc != FERRY_CLIENT_OK || f->status != 200 || fc_is_page(f->page))
+            break;
+        f->rc = fc_fail(conn, FERRY_CLIENT_ENETWORK, "GET %s: not a whole page", path);
+    }
+    conn->on_answer = NULL;
+    free(path);
+    return NULL;
+}
+
+/* Waits for f and every page started after it, and frees them. */
+static void drop_chain(struct pull *p, struct page_fetch *f)
+{
+    pthread_mutex_lock(&p->lock);
+    p->cancel = true;
+    pthread_cond_broadcast(&p->moved);
+    pthread_mutex_unlock(&p->lock);
+    while (f) {
+        pthread_join(f->thread, NULL);
+        struct page_fetch *next = f->next;
+        json_decref(f->page);
+        free(f);
+        f = next;
+    }
+    pthread_mutex_lock(&p->lock);
+    p->cancel = false;
+    pthread_mutex_unlock(&p->lock);
+}
+
+struct pull *pull_start(ferry_replica *r, int64_t cursor, bool resync)
+{
+    struct pull *p = xcalloc(1, sizeof(*p));
+    p->r = r;
+    p->resync = resync;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->moved, NULL);
+    bool ready = true; /* the connections are made here, before any thread runs */
+    for (int i = 0; ready && i < FC_PEERS; i++)
+        ready = fc_peer(r, i) != NULL;
+    if (ready && !(p->head = launch(p, 0, cursor)))
+        fc_fail(r, FERRY_CLIENT_ELOCAL, "pull: cannot start a thread");
+    if (!p->head) {
+        pull_end(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* Makes sure the page after f (whose answer is page) is the one its cursor starts. */
+static void chain_next(struct pull *p, struct page_fetch *f, json_t *page)
+{
+    bool more = json_is_true(json_object_get(page, "hasMore"));
+    int64_t cursor = json_integer_value(json_object_get(page, "cursor"));
+    if (f->next && (!more || f->next->cursor != cursor)) {
+        drop_chain(p, f->next); /* started from text that did not parse the same */
+        f->next = NULL;
+    }
+    if (more && !f->next)
+        f->next = launch(p, f->index + 1, cursor);
+}
+
+int pull_next(struct pull *p, long *status, json_t **page)
+{
+    struct page_fetch *f = p->head;
+    int rc;
+    *page = NULL;
+    if (!f)
+        return fc_fail(p->r, FERRY_CLIENT_ELOCAL, "pull: cannot start a thread");
+    pthread_join(f->thread, NULL);
+    p->head = NULL;
+    rc = f->rc;
+    if (rc != FERRY_CLIENT_OK)
+        fc_fail(p->r, rc, "%s", p->r->peers[f->index % FC_PEERS]->error);
+    if (rc == FERRY_CLIENT_OK && f->status == 200)
+        chain_next(p, f, f->page);
+    if (rc == FERRY_CLIENT_OK && f->status == 200)
+        p->head = f->next;
+    else
+        drop_chain(p, f->next);
+    *status = f->status;
+    *page = f->page;
+    free(f);
+    return rc;
+}
+
+void pull_applied(struct pull *p, json_t *page)
+{
+    pthread_mutex_lock(&p->lock);
+    p->applied++;
+    for (size_t i = 0; page && i < sizeof(p->spent) / sizeof(p->spent[0]); i++)
+        if (!p->spent[i]) {
+            p->spent[i] = page;
+            page = NULL;
+        }
+    pthread_cond_broadcast(&p->moved);
+    pthread_mutex_unlock(&p->lock);
+    json_decref(page); /* no room: freed here */
+}
+
+void pull_end(struct pull *p)
+{
+    if (!p)
+        return;
+    drop_chain(p, p->head);
+    free_spent(p);
+    pthread_cond_destroy(&p->moved);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}

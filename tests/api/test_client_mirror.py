@@ -1,0 +1,278 @@
+"""`ferry mirror DIR [PREFIX]` (ferry_mirror): a folder kept equal to the server's files
+from the files namespace of the feed. Files go up with `ferry upload` (tus); the mirror
+downloads new and changed ones, removes deleted ones, restores local damage, never writes
+through a symbolic link, and a run stopped by Ctrl-C resumes its partial download with a
+Range request. Also `ferry jobs watch ID` on a directory sync session."""
+
+import json
+import os
+import pty
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+from conftest import FERRY_BIN
+from devsync import user
+from test_client_files import upload_env
+from test_dirsync import root, start, write  # noqa: F401 (root is a fixture)
+
+BIG = os.urandom(3 << 20)
+
+
+def ferry(srv, token, home, *args, url=None, **kw):
+    env = upload_env(srv, token, home)
+    if url:
+        env["FERRY_URL"] = url
+    return subprocess.run([FERRY_BIN, *args], capture_output=True, timeout=120, env=env, **kw)
+
+
+def upload(srv, token, home, path, data):
+    local = home / "up.bin"
+    local.write_bytes(data)
+    proc = ferry(srv, token, home, "upload", str(local), path)
+    assert proc.returncode == 0, proc.stderr
+
+
+def rounds(proc):
+    return [json.loads(l) for l in proc.stdout.decode().splitlines()
+            if json.loads(l)["event"] == "done"]
+
+
+def tree(folder):
+    out = {}
+    for base, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if d != ".ferry-mirror"]
+        for f in files:
+            p = os.path.join(base, f)
+            out[os.path.relpath(p, folder)] = open(p, "rb").read()
+    return out
+
+
+def test_mirror_follows_uploads_changes_and_deletes(server, tmp_path):
+    anna = user(server, "anna").token
+    home = tmp_path / "home"
+    home.mkdir()
+    upload(server, anna, home, "docs/a.txt", b"first")
+    upload(server, anna, home, "docs/sub/deep/b.bin", BIG)
+    upload(server, anna, home, "other/c.txt", b"not under docs")
+    out = tmp_path / "mirror"
+    proc = ferry(server, anna, home, "mirror", str(out), "docs")
+    assert proc.returncode == 0, proc.stderr
+    done = rounds(proc)[-1]
+    assert (done["downloaded"], done["removed"], done["files"], done["bytes"]) == \
+        (2, 0, 2, 5 + len(BIG)), done
+    assert tree(out) == {"a.txt": b"first", "sub/deep/b.bin": BIG}
+    progress = [json.loads(l) for l in proc.stdout.decode().splitlines()][:-1]
+    assert progress and progress[-1]["items"] == progress[-1]["itemsTotal"] == 2
+    assert proc.stderr == b""  # no bar when not on a terminal
+
+    # nothing changed: nothing fetched
+    done = rounds(ferry(server, anna, home, "mirror", str(out), "docs"))[-1]
+    assert (done["downloaded"], done["removed"], done["files"]) == (0, 0, 2), done
+
+    # a new version, a deletion (its empty folders go too), a local edit and a local
+    # extra file (the server never had it: left alone)
+    upload(server, anna, home, "docs/a.txt", b"second version")
+    r = server.delete("/api/v1/files/docs/sub/deep/b.bin", token=anna)
+    assert r.status_code in (200, 204), r.text
+    upload(server, anna, home, "docs/new.txt", b"new")
+    (out / "extra.txt").write_bytes(b"mine")
+    proc = ferry(server, anna, home, "mirror", str(out), "docs")
+    assert proc.returncode == 0, proc.stderr
+    done = rounds(proc)[-1]
+    assert (done["downloaded"], done["removed"], done["files"]) == (2, 1, 2), done
+    assert tree(out) == {"a.txt": b"second version", "new.txt": b"new", "extra.txt": b"mine"}
+    assert not (out / "sub").exists()
+    (out / "new.txt").write_bytes(b"damaged")
+    (out / "a.txt").unlink()
+    done = rounds(ferry(server, anna, home, "mirror", str(out), "docs"))[-1]
+    assert done["downloaded"] == 2 and tree(out)["new.txt"] == b"new", done
+    assert tree(out)["a.txt"] == b"second version"
+
+    # the folder mirrors docs: another prefix is refused
+    proc = ferry(server, anna, home, "mirror", str(out), "other")
+    assert proc.returncode == 1 and b"mirrors 'docs'" in proc.stderr, proc.stderr
+
+    # another user's files are not in anna's feed
+    bob = user(server, "bob").token
+    proc = ferry(server, bob, home, "mirror", str(tmp_path / "bob"))
+    assert proc.returncode == 0 and tree(tmp_path / "bob") == {}, proc.stderr
+
+
+def test_mirror_never_writes_through_a_symbolic_link(server, tmp_path):
+    anna = user(server, "anna").token
+    home = tmp_path / "home"
+    home.mkdir()
+    upload(server, anna, home, "pics/x/cat.txt", b"meow")
+    upload(server, anna, home, "pics/top.txt", b"top")
+    out, outside = tmp_path / "m", tmp_path / "outside"
+    out.mkdir()
+    outside.mkdir()
+    os.symlink(outside, out / "x")  # a folder the mirror needs is a link out of DIR
+    proc = ferry(server, anna, home, "mirror", str(out), "pics")
+    assert proc.returncode == 0, proc.stderr
+    done = rounds(proc)[-1]
+    assert done["skipped"] == 1 and done["downloaded"] == 1, done
+    assert list(outside.iterdir()) == [] and (out / "top.txt").read_bytes() == b"top"
+
+
+class SlowRelay:
+    """A TCP relay that passes the server's answers at about 256 KiB/s."""
+
+    def __init__(self, port):
+        self.port_to = port
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                down, _ = self.sock.accept()
+            except OSError:
+                return
+            up = socket.create_connection(("127.0.0.1", self.port_to))
+            threading.Thread(target=self.pump, args=(down, up, 0), daemon=True).start()
+            threading.Thread(target=self.pump, args=(up, down, 0.03), daemon=True).start()
+
+    @staticmethod
+    def pump(src, dst, pause):
+        try:
+            while data := src.recv(8192):
+                dst.sendall(data)
+                time.sleep(pause)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.sock.close()
+
+
+def test_mirror_stopped_by_ctrl_c_resumes_with_a_range_request(server, tmp_path):
+    anna = user(server, "anna").token
+    home = tmp_path / "home"
+    home.mkdir()
+    upload(server, anna, home, "big.bin", BIG)
+    relay = SlowRelay(int(server.base.rsplit(":", 1)[1]))
+    out = tmp_path / "m"
+    env = upload_env(server, anna, home)
+    env["FERRY_URL"] = relay.url
+    proc = subprocess.Popen([FERRY_BIN, "mirror", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    try:
+        for line in proc.stdout:
+            event = json.loads(line)
+            if event["event"] == "progress" and event["bytes"] > 100_000:
+                break
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        relay.close()
+    assert proc.returncode == 1 and b"interrupted" in err, err
+    parts = list((out / ".ferry-mirror").glob("*.part"))
+    assert len(parts) == 1 and 100_000 <= parts[0].stat().st_size < len(BIG)
+    had = parts[0].stat().st_size
+    assert not (out / "big.bin").exists()
+    # the rerun (straight to the server this time) goes on from the part
+    proc = ferry(server, anna, home, "mirror", str(out))
+    assert proc.returncode == 0, proc.stderr
+    first = json.loads(proc.stdout.decode().splitlines()[0])
+    assert first["bytes"] >= had, first
+    assert (out / "big.bin").read_bytes() == BIG and not list((out / ".ferry-mirror").glob("*.part"))
+
+
+def test_mirror_draws_a_bar_on_a_terminal(server, tmp_path):
+    anna = user(server, "anna").token
+    home = tmp_path / "home"
+    home.mkdir()
+    upload(server, anna, home, "t/big.bin", BIG)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([FERRY_BIN, "mirror", str(tmp_path / "m"), "t"],
+                            stdout=subprocess.PIPE, stderr=slave,
+                            env=upload_env(server, anna, home))
+    os.close(slave)
+    out, _ = proc.communicate(timeout=60)
+    screen = read_all(master)
+    assert proc.returncode == 0
+    frames = screen.split(b"\r\x1b[2K")[1:]
+    assert frames and frames[-1].startswith(f"mirror {tmp_path / 'm'} [".encode()), frames[-1]
+    assert b"] 100%" in frames[-1] and screen.endswith(b"\r\n")
+    assert b"3.0 MiB / 3.0 MiB" in frames[-1], frames[-1]
+    assert json.loads(out.decode().splitlines()[-1])["downloaded"] == 1
+    assert b"progress" not in out
+
+
+def read_all(master):
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(master)
+    return screen
+
+
+# --- ferry jobs watch --------------------------------------------------------------------
+
+
+def test_jobs_watch_follows_a_session_to_its_end(make_server, root, tmp_path):  # noqa: F811
+    srv = make_server("--file-root", str(root), "--rate-limit", "0")
+    bob = srv.create_token(role="user", user_id="bob")["token"]
+    src = root / "src"
+    for i in range(50):
+        write(src, f"d/f{i:03d}.txt", b"x" * 1000)
+    sid = start(srv, src, root / "dst", token=bob)
+    home = tmp_path / "home"
+    home.mkdir()
+    # a user follows the user's own session (the admin route is not theirs)
+    proc = ferry(srv, bob, home, "jobs", "watch", sid)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(l) for l in proc.stdout.decode().splitlines()]
+    assert lines[-1]["event"] == "done" and lines[-1]["status"] == "completed", lines
+    assert lines[-1]["result"]["filesCopied"] == 50
+    assert all(l["event"] == "progress" for l in lines[:-1])
+    # an admin follows any job; a failing one exits 1 with the job's message
+    bad = start(srv, root / "missing", root / "dst2", token=srv.admin_token)
+    proc = ferry(srv, srv.admin_token, home, "jobs", "watch", bad)
+    assert proc.returncode == 1, proc.stderr
+    assert b"failed: " in proc.stderr and b"cannot be opened" in proc.stderr, proc.stderr
+    assert json.loads(proc.stdout.decode().splitlines()[-1])["status"] == "failed"
+    # unknown jobs and bad command lines
+    proc = ferry(srv, srv.admin_token, home, "jobs", "watch", "job_nope")
+    assert proc.returncode == 1 and b"no such job" in proc.stderr, proc.stderr
+    assert ferry(srv, bob, home, "jobs", "watch", "a/b").returncode == 2
+    assert ferry(srv, bob, home, "jobs", "follow", sid).returncode == 2
+
+
+def test_jobs_watch_draws_a_bar_on_a_terminal(make_server, root, tmp_path):  # noqa: F811
+    srv = make_server("--file-root", str(root), "--rate-limit", "0")
+    src = root / "src"
+    write(src, "big.bin", os.urandom(4 << 20))
+    sid = start(srv, src, root / "dst")
+    master, slave = pty.openpty()
+    home = tmp_path / "home"
+    home.mkdir()
+    proc = subprocess.Popen([FERRY_BIN, "jobs", "watch", sid], stdout=subprocess.PIPE,
+                            stderr=slave, env=upload_env(srv, srv.admin_token, home))
+    os.close(slave)
+    out, _ = proc.communicate(timeout=60)
+    screen = read_all(master)
+    assert proc.returncode == 0, screen
+    frames = screen.split(b"\r\x1b[2K")[1:]
+    assert frames and frames[-1].startswith(f"job {sid} [####################] 100%".encode())
+    assert screen.endswith(b"\r\n") and b"progress" not in out
+    assert json.loads(out.decode().splitlines()[-1])["status"] == "completed"
