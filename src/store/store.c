@@ -41,6 +41,7 @@ static int open_store(const char *url, int pool_size, bool foreign, struct store
     *out = NULL;
     pthread_mutex_init(&st->lock, NULL);
     pthread_mutex_init(&st->writer, NULL);
+    store_group_init(&st->group);
     pthread_cond_init(&st->freed, NULL);
     if (parse_url(url, &st->dialect, &st->target, err) != FERRY_OK)
         goto out;
@@ -90,6 +91,7 @@ void store_close(struct store *st)
     free(st->target);
     pthread_mutex_destroy(&st->lock);
     pthread_mutex_destroy(&st->writer);
+    store_group_cleanup(&st->group);
     pthread_cond_destroy(&st->freed);
     free(st);
 }
