@@ -35,7 +35,7 @@ REPORT=${REPORT:-1}
 TOTAL=$((ROWS * (1 + REPORT))) # rows in sales after a ferry target
 RULES=${RULES:-0}
 RULES_FIRST=${RULES_FIRST:-0}
-SALES_SQL="CREATE TABLE sales(id TEXT PRIMARY KEY, customer_id TEXT, total INTEGER$([ "$RULES" = 1 ] && echo ", owner TEXT"))"
+SALES_SQL="CREATE TABLE sales(id TEXT PRIMARY KEY, customer_id TEXT, total INTEGER$([ "$RULES" = 1 ] && echo ", owner TEXT" || true))"
 OWNER_RULE=(--sync-rule sales=owner:owner)
 THREADS=${THREADS:-}
 PERF=${PERF:-0}
