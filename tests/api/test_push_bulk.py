@@ -22,7 +22,7 @@ ROWS = 500
 # What a batch may cost besides its rows: BEGIN, the batch claim, the writer lock, the
 # row locks, the device's cursor, the row states, the origin, the feed head, the answer,
 # COMMIT, and a few bulk statements per action.
-MAX_STATEMENTS = 40
+MAX_STATEMENTS = 25
 
 STATEMENT = re.compile(r"^\S+ \S+ \S+ \[(\d+)\] LOG:  (?:statement|execute [^:]*): (.*)")
 
