@@ -188,3 +188,40 @@ def wait_for(predicate, timeout):
             return True
         time.sleep(0.02)
     return False
+
+
+# --- the bulk path keeps each operation's answer ----------------------------------------
+
+
+def test_mixed_report_answers_every_operation_in_order(make_server):
+    srv = make_server(*FLAGS, "--conflict-policy", "items=manual", schema=[ITEMS])
+    dev = user(srv, "alice").register("till")
+    dev.report(rows_ops("insert", 0, 10))
+    ops = (rows_ops("update", 0, 5, qty=2)  # a run of updates
+           + [dict(rows_ops("update", 5, 1, qty=2)[0], base_version=0)]  # behind: a conflict
+           + rows_ops("insert", 100, 3)  # a run of inserts
+           + rows_ops("delete", 6, 3)  # a run of deletes
+           + rows_ops("upsert", 6, 1, qty=9)  # after a delete: its state is read again
+           + rows_ops("update", 0, 1, qty=3))  # a key named twice
+    body = dev.report(ops)
+    got = [(r["index"], r["id"], r["status"], r["version"]) for r in body["results"]]
+    assert got == ([(i, f"r{i:05d}", "applied", 2) for i in range(5)]
+                   + [(5, "r00005", "conflict", 1)]
+                   + [(6 + i, f"r{100 + i:05d}", "applied", 1) for i in range(3)]
+                   + [(9 + i, f"r{6 + i:05d}", "applied", 2) for i in range(3)]
+                   + [(12, "r00006", "applied", 3), (13, "r00000", "applied", 3)])
+    assert (body["applied"], body["unchanged"], len(body["conflicts"])) == (13, 0, 1)
+    assert srv.db_query("SELECT id, qty FROM items WHERE id IN ('r00000', 'r00005', 'r00006',"
+                        " 'r00007') ORDER BY id") == [["r00000", "3"], ["r00005", "5"],
+                                                      ["r00006", "9"]]
+
+
+def test_update_of_a_missing_row_in_a_run_fails_the_whole_batch(make_server):
+    srv = make_server(*FLAGS, schema=[ITEMS])
+    dev = user(srv, "alice").register("till")
+    dev.report(rows_ops("insert", 0, 3))
+    ops = rows_ops("update", 0, 3, qty=7) + rows_ops("update", 50, 1, qty=7)
+    r = dev.post("/report", json={"operations": ops})
+    assert r.status_code == 404, r.text
+    assert "operations[3]: row 'r00050' not found in 'items'" in r.json()["details"]
+    assert srv.db_query("SELECT qty FROM items ORDER BY id") == [["0"], ["1"], ["2"]]
