@@ -16,6 +16,8 @@
 #                  without a sync rule and with --sync-rule sales=owner:owner (targets
 #                  ferry-sqlite-owner, ferry-pg-owner; pushes fill owner with the user id)
 #   RULES_FIRST=0  1: with RULES=1, run ferry-pg-owner before ferry-pg (order effects)
+#   PG_WARMUP=0    1: an untimed ferry-pg-warmup run first (a fresh cluster's first writes
+#                  are several times slower while it creates its WAL segments)
 #   THREADS=       ferry --threads (default: ferry's own default)
 #   PERF=0         1: perf record ferry during each push phase (needs perf), reports kept
 #   KEEP=0         1: keep the temp folder (logs, databases) and print where it is
@@ -32,6 +34,7 @@ PAGE=${PAGE:-1000}
 TARGETS=${TARGETS:-"raw raw-triggers ferry-sqlite ferry-pg pouchdb"}
 BATCH_ID=${BATCH_ID:-0}
 REPORT=${REPORT:-1}
+PG_WARMUP=${PG_WARMUP:-0}
 TOTAL=$((ROWS * (1 + REPORT))) # rows in sales after a ferry target
 RULES=${RULES:-0}
 RULES_FIRST=${RULES_FIRST:-0}
@@ -300,10 +303,10 @@ if want ferry-pg; then
     echo "   ferry-pg-owner: $n rows owned by bench$([ "$n" = "$TOTAL" ] || echo " (EXPECTED $TOTAL)")" >&2
   }
   # A fresh cluster's first run is several times slower (it creates its WAL segments):
-  # with RULES=1 an untimed warm-up run (target ferry-pg-warmup, left out of the ratios)
-  # goes first, so the two measured runs start alike. RULES_FIRST=1 runs the owner
+  # with RULES=1 or PG_WARMUP=1 an untimed warm-up run (target ferry-pg-warmup, left out
+  # of the ratios) goes first, so the measured runs start alike. RULES_FIRST=1 runs the owner
   # variant before the plain one, to check the order does not matter.
-  if [ "$RULES" = 1 ]; then
+  if [ "$RULES" = 1 ] || [ "$PG_WARMUP" = 1 ]; then
     psql_ -d postgres -c "CREATE DATABASE ferry_bench_warmup"
     psql_ -d ferry_bench_warmup -c "$SALES_SQL"
     run_ferry ferry-pg-warmup "postgres://postgres@127.0.0.1:$pgport/ferry_bench_warmup"
