@@ -38,7 +38,9 @@
 
 #define MAX_ERRORS_SHOWN 5
 
-enum kind { KIND_FERRY, KIND_POUCH };
+/* ferry: the legacy push (/sync/push); report: the Pinakes report (/api/v1/sync/report),
+ * which answers per operation; pouch: pouchdb-server's _bulk_docs. */
+enum kind { KIND_FERRY, KIND_REPORT, KIND_POUCH };
 
 struct opts {
     const char *mode, *url, *label;
@@ -378,6 +380,8 @@ static void *push_worker(void *arg)
             ok = false;
         if (ok && j->o->kind == KIND_FERRY && !strstr(c.resp.p ? c.resp.p : "", "\"success\":true"))
             ok = false;
+        if (ok && j->o->kind == KIND_REPORT && !strstr(c.resp.p ? c.resp.p : "", "\"applied\""))
+            ok = false;
         if (!ok && status != 0) {
             char what[64];
             snprintf(what, sizeof(what), "push batch %ld", i);
@@ -420,6 +424,11 @@ static int do_push(const struct opts *o)
             if (o->batch_id)
                 buf_printf(&body, "\"batch_id\":\"%s-b%ld\",", o->label, b);
             buf_printf(&body, "\"operations\":[");
+        } else if (o->kind == KIND_REPORT) {
+            buf_printf(&body, "{");
+            if (o->batch_id)
+                buf_printf(&body, "\"batchId\":\"%s-b%ld\",", o->label, b);
+            buf_printf(&body, "\"operations\":[");
         } else {
             buf_printf(&body, "{\"docs\":[");
         }
@@ -427,7 +436,9 @@ static int do_push(const struct opts *o)
             char id[32], cust[32];
             long total;
             row_fields(i, id, cust, &total);
-            if (o->kind == KIND_FERRY)
+            if (o->kind == KIND_REPORT) /* other keys than the legacy push's: same table */
+                id[0] = 'r';
+            if (o->kind != KIND_POUCH)
                 buf_printf(&body,
                            "%s{\"table\":\"sales\",\"action\":\"insert\",\"data\":{\"id\":\"%s\","
                            "\"customer_id\":\"%s\",\"total\":%ld}}",
@@ -591,10 +602,12 @@ int main(int argc, char **argv)
             NEED();
             if (!strcmp(v, "ferry"))
                 o.kind = KIND_FERRY;
+            else if (!strcmp(v, "report"))
+                o.kind = KIND_REPORT;
             else if (!strcmp(v, "pouch"))
                 o.kind = KIND_POUCH;
             else
-                die("--kind ferry|pouch");
+                die("--kind ferry|report|pouch");
         } else if (!strcmp(a, "--url")) {
             NEED();
             o.url = v;

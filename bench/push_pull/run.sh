@@ -9,10 +9,15 @@
 #   ROWS=100000 BATCH=500 CLIENTS=4 PAGE=1000   the workload
 #   TARGETS="raw raw-triggers ferry-sqlite ferry-pg pouchdb"   what to run
 #   BATCH_ID=0     1: ferry pushes carry a batch_id (ferry's idempotent retries)
+#   REPORT=1       1: after the pull, ferry targets also push ROWS more rows (other keys)
+#                  through the Pinakes report (/api/v1/sync/report, per-operation results),
+#                  shown as target NAME-report beside the legacy push
 #   RULES=0        1: sales gets an owner column, and ferry-sqlite and ferry-pg run twice,
 #                  without a sync rule and with --sync-rule sales=owner:owner (targets
 #                  ferry-sqlite-owner, ferry-pg-owner; pushes fill owner with the user id)
 #   RULES_FIRST=0  1: with RULES=1, run ferry-pg-owner before ferry-pg (order effects)
+#   PG_WARMUP=0    1: an untimed ferry-pg-warmup run first (a fresh cluster's first writes
+#                  are several times slower while it creates its WAL segments)
 #   THREADS=       ferry --threads (default: ferry's own default)
 #   PERF=0         1: perf record ferry during each push phase (needs perf), reports kept
 #   KEEP=0         1: keep the temp folder (logs, databases) and print where it is
@@ -33,6 +38,9 @@ CLIENTS=${CLIENTS:-4}
 PAGE=${PAGE:-1000}
 TARGETS=${TARGETS:-"raw raw-triggers ferry-sqlite ferry-pg pouchdb"}
 BATCH_ID=${BATCH_ID:-0}
+REPORT=${REPORT:-1}
+PG_WARMUP=${PG_WARMUP:-0}
+TOTAL=$((ROWS * (1 + REPORT))) # rows in sales after a ferry target
 RULES=${RULES:-0}
 RULES_FIRST=${RULES_FIRST:-0}
 SALES_SQL="CREATE TABLE sales(id TEXT PRIMARY KEY, customer_id TEXT, total INTEGER$([ "$RULES" = 1 ] && echo ", owner TEXT" || true))"
@@ -219,8 +227,15 @@ run_ferry() {
   "$CLIENT" pull --kind ferry --url "http://127.0.0.1:$port/sync/pull" --token "${tokens%%,*}" \
     --page "$PAGE" --expect "$ROWS" --pids "$pids" --label "$name" |
     record "$name" || log "$name pull had errors (see above)"
+  if [ "$REPORT" = 1 ]; then
+    log "$name: Pinakes report of $ROWS more rows, batches of $BATCH, $CLIENTS clients"
+    "$CLIENT" push --kind report --url "http://127.0.0.1:$port/api/v1/sync/report" \
+      --token "$tokens" --rows "$ROWS" --batch "$BATCH" --clients "$CLIENTS" --pids "$pids" \
+      --label "$name-report" "${bid[@]}" | record "$name-report" || log "$name report had errors (see above)"
+  fi
   server_times "$dir/ferry.log" /sync/push >&2
   server_times "$dir/ferry.log" /sync/pull >&2
+  server_times "$dir/ferry.log" /api/v1/sync/report >&2
   stop_pid "$fpid"
   grep -E '"level":"(error|warn)"' "$dir/ferry.log" | head -5 | sed 's/^/   ferry log: /' >&2 || true
 }
@@ -285,7 +300,7 @@ if want ferry-sqlite || want raw-triggers; then
   sqlite3 "$WORK/ferry-sqlite/data/ferry.db" "$SALES_SQL;"
   run_ferry ferry-sqlite ""
   sqlite3 "$WORK/ferry-sqlite/data/ferry.db" 'SELECT count(*) FROM sales' |
-    awk -v n="$ROWS" '{print "   ferry-sqlite: " $1 " rows in sales" ($1 == n ? "" : " (EXPECTED " n ")")}' >&2
+    awk -v n="$TOTAL" '{print "   ferry-sqlite: " $1 " rows in sales" ($1 == n ? "" : " (EXPECTED " n ")")}' >&2
 fi
 
 if want ferry-sqlite && [ "$RULES" = 1 ]; then
@@ -293,7 +308,7 @@ if want ferry-sqlite && [ "$RULES" = 1 ]; then
   sqlite3 "$WORK/ferry-sqlite-owner/data/ferry.db" "$SALES_SQL;"
   run_ferry ferry-sqlite-owner "" "${OWNER_RULE[@]}"
   sqlite3 "$WORK/ferry-sqlite-owner/data/ferry.db" "SELECT count(*) FROM sales WHERE owner = 'bench'" |
-    awk -v n="$ROWS" '{print "   ferry-sqlite-owner: " $1 " rows owned by bench" ($1 == n ? "" : " (EXPECTED " n ")")}' >&2
+    awk -v n="$TOTAL" '{print "   ferry-sqlite-owner: " $1 " rows owned by bench" ($1 == n ? "" : " (EXPECTED " n ")")}' >&2
 fi
 
 if want raw-triggers; then
@@ -327,20 +342,20 @@ if want ferry-pg || { [ -n "$NODES" ] && want nodes; }; then
   pg_plain() {
     run_ferry ferry-pg "postgres://postgres@127.0.0.1:$pgport/ferry_bench"
     n=$(psql_ -d ferry_bench -c 'SELECT count(*) FROM sales')
-    echo "   ferry-pg: $n rows in sales$([ "$n" = "$ROWS" ] || echo " (EXPECTED $ROWS)")" >&2
+    echo "   ferry-pg: $n rows in sales$([ "$n" = "$TOTAL" ] || echo " (EXPECTED $TOTAL)")" >&2
   }
   pg_owner() {
     psql_ -d postgres -c "CREATE DATABASE ferry_bench_owner"
     psql_ -d ferry_bench_owner -c "$SALES_SQL"
     run_ferry ferry-pg-owner "postgres://postgres@127.0.0.1:$pgport/ferry_bench_owner" "${OWNER_RULE[@]}"
     n=$(psql_ -d ferry_bench_owner -c "SELECT count(*) FROM sales WHERE owner = 'bench'")
-    echo "   ferry-pg-owner: $n rows owned by bench$([ "$n" = "$ROWS" ] || echo " (EXPECTED $ROWS)")" >&2
+    echo "   ferry-pg-owner: $n rows owned by bench$([ "$n" = "$TOTAL" ] || echo " (EXPECTED $TOTAL)")" >&2
   }
   # A fresh cluster's first run is several times slower (it creates its WAL segments):
-  # with RULES=1 an untimed warm-up run (target ferry-pg-warmup, left out of the ratios)
-  # goes first, so the two measured runs start alike. RULES_FIRST=1 runs the owner
+  # with RULES=1 or PG_WARMUP=1 an untimed warm-up run (target ferry-pg-warmup, left out
+  # of the ratios) goes first, so the measured runs start alike. RULES_FIRST=1 runs the owner
   # variant before the plain one, to check the order does not matter.
-  if [ "$RULES" = 1 ]; then
+  if [ "$RULES" = 1 ] || [ "$PG_WARMUP" = 1 ]; then
     psql_ -d postgres -c "CREATE DATABASE ferry_bench_warmup"
     psql_ -d ferry_bench_warmup -c "$SALES_SQL"
     run_ferry ferry-pg-warmup "postgres://postgres@127.0.0.1:$pgport/ferry_bench_warmup"
@@ -440,6 +455,8 @@ report() {
       ratio("ferry-sqlite pull / pouchdb-server pull", "ferry-sqlite/pull", "pouchdb/pull", 20, "ge")
       ratio("ferry-pg pull / pouchdb-server pull", "ferry-pg/pull", "pouchdb/pull", 20, "ge")
       ratio("ferry-sqlite push / ferry-pg push", "ferry-sqlite/push", "ferry-pg/push", "", "")
+      ratio("report / legacy push, ferry-sqlite", "ferry-sqlite-report/push", "ferry-sqlite/push", "", "")
+      ratio("report / legacy push, ferry-pg", "ferry-pg-report/push", "ferry-pg/push", "", "")
       ratio("owner rule / no rule, ferry-sqlite push", "ferry-sqlite-owner/push", "ferry-sqlite/push", 0.9, "ge")
       ratio("owner rule / no rule, ferry-sqlite pull", "ferry-sqlite-owner/pull", "ferry-sqlite/pull", 0.9, "ge")
       ratio("owner rule / no rule, ferry-pg push", "ferry-pg-owner/push", "ferry-pg/push", 0.9, "ge")

@@ -106,6 +106,7 @@ static int prometheus(struct request *req, struct err *err)
 {
     struct buf out;
     int size = 0, in_use = 0;
+    uint64_t commits = 0, writes = 0;
     bool db_ok = store_ping(req->app->store, err) == FERRY_OK;
 
     uint64_t stored[CLOUD_N_PROVIDERS];
@@ -121,6 +122,7 @@ static int prometheus(struct request *req, struct err *err)
                        cloud_provider_name((enum cloud_provider)i), (unsigned long long)stored[i]);
     }
     store_pool_stats(req->app->store, &size, &in_use);
+    store_write_stats(req->app->store, &commits, &writes);
     buf_printf(&out,
                "# HELP ferry_store_up Whether the database answered a ping.\n"
                "# TYPE ferry_store_up gauge\nferry_store_up{backend=\"%s\"} %d\n"
@@ -129,6 +131,12 @@ static int prometheus(struct request *req, struct err *err)
                "ferry_store_pool_connections %d\n"
                "# HELP ferry_store_pool_in_use Connections handed out.\n"
                "# TYPE ferry_store_pool_in_use gauge\nferry_store_pool_in_use %d\n"
+               "# HELP ferry_store_write_commits_total Pushes' transactions committed.\n"
+               "# TYPE ferry_store_write_commits_total counter\n"
+               "ferry_store_write_commits_total %llu\n"
+               "# HELP ferry_store_write_batches_total Pushes those transactions held.\n"
+               "# TYPE ferry_store_write_batches_total counter\n"
+               "ferry_store_write_batches_total %llu\n"
                "# HELP ferry_store_schema_version Highest migration applied.\n"
                "# TYPE ferry_store_schema_version gauge\nferry_store_schema_version %d\n"
                "# HELP ferry_uptime_seconds Seconds since the server started.\n"
@@ -136,6 +144,7 @@ static int prometheus(struct request *req, struct err *err)
                "# HELP ferry_build_info Version of the running binary.\n"
                "# TYPE ferry_build_info gauge\nferry_build_info{version=\"%s\"} 1\n",
                store_dialect_name(req->app->store), db_ok, size, in_use,
+               (unsigned long long)commits, (unsigned long long)writes,
                store_schema_version(req->app->store),
                (long long)((time_now_ms() - req->app->started_ms) / 1000), FERRY_VERSION);
     http_reply_text(req, HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",

@@ -41,6 +41,7 @@ static int open_store(const char *url, int pool_size, bool foreign, struct store
     *out = NULL;
     pthread_mutex_init(&st->lock, NULL);
     pthread_mutex_init(&st->writer, NULL);
+    store_group_init(&st->group);
     pthread_cond_init(&st->freed, NULL);
     if (parse_url(url, &st->dialect, &st->target, err) != FERRY_OK)
         goto out;
@@ -90,6 +91,7 @@ void store_close(struct store *st)
     free(st->target);
     pthread_mutex_destroy(&st->lock);
     pthread_mutex_destroy(&st->writer);
+    store_group_cleanup(&st->group);
     pthread_cond_destroy(&st->freed);
     free(st);
 }
@@ -200,11 +202,16 @@ int store_begin(struct store_conn *conn, struct err *err)
     bool sqlite = conn->st->dialect == STORE_SQLITE;
     if (conn->in_txn)
         return err_set(err, ERR_INTERNAL, "transaction already open");
-    if (sqlite) {
-        pthread_mutex_lock(&conn->st->writer);
-        conn->holds_writer = true;
+    if (!sqlite) {
+        /* READ COMMITTED takes no snapshot at BEGIN: it can wait for the first statement
+         * and travel with it, saving a round trip per transaction. */
+        conn->begin_pending = true;
+        conn->in_txn = true;
+        return FERRY_OK;
     }
-    if (conn->st->ops->exec(conn, sqlite ? "BEGIN IMMEDIATE" : "BEGIN", err) != FERRY_OK) {
+    pthread_mutex_lock(&conn->st->writer);
+    conn->holds_writer = true;
+    if (conn->st->ops->exec(conn, "BEGIN IMMEDIATE", err) != FERRY_OK) {
         release_writer(conn);
         return FERRY_ERR;
     }
@@ -229,6 +236,11 @@ int store_commit(struct store_conn *conn, struct err *err)
 {
     if (!conn->in_txn)
         return err_set(err, ERR_INTERNAL, "no transaction to commit");
+    if (conn->begin_pending) { /* nothing was sent: nothing to commit */
+        conn->begin_pending = false;
+        conn->in_txn = false;
+        return FERRY_OK;
+    }
     int rc = conn->st->ops->exec(conn, "COMMIT", err);
     if (rc != FERRY_OK) {
         store_rollback(conn);
@@ -244,6 +256,11 @@ void store_rollback(struct store_conn *conn)
     struct err ignored;
     if (!conn || !conn->in_txn)
         return;
+    if (conn->begin_pending) {
+        conn->begin_pending = false;
+        conn->in_txn = false;
+        return;
+    }
     if (conn->open_rows) {
         conn->st->ops->rows_free(conn->open_rows);
         conn->open_rows = NULL;

@@ -126,6 +126,27 @@ int store_begin_read(struct store_conn *conn, struct err *err);
 void store_rollback(struct store_conn *conn);
 bool store_in_txn(const struct store_conn *conn);
 
+/* Runs fn(c, ctx, err) inside a write transaction and returns once that transaction is
+ * committed, so durable, or rolled back. fn must not begin, commit or roll back; it gets
+ * the connection to write on, which may be another thread's: on SQLite, writers arriving
+ * while a commit is in flight share the next transaction (group commit), each inside its
+ * own SAVEPOINT on the connection of the thread leading the group, so a failing fn rolls
+ * back only its own writes, and one COMMIT (one fsync) serves them all. PostgreSQL: BEGIN,
+ * fn and COMMIT on conn. FERRY_OK only when fn succeeded and its writes are committed;
+ * otherwise err is fn's error, or the transaction's. */
+typedef int (*store_write_fn)(struct store_conn *c, void *ctx, struct err *err);
+int store_write(struct store_conn *conn, store_write_fn fn, void *ctx, struct err *err);
+/* Transactions store_write committed, and writers they held (more writers than commits:
+ * group commit at work), since the store opened. */
+void store_write_stats(struct store *st, uint64_t *commits, uint64_t *writes);
+
+/* A list of texts bound as one parameter, so a statement matches a whole set of keys
+ * whatever its size: store_list_match gives SQL true where column is one of the texts in
+ * parameter $param (PostgreSQL: = ANY of a text array; SQLite: IN json_each of a JSON
+ * array), store_list_text that parameter's value. Both return text the caller frees. */
+char *store_list_match(const struct store_conn *conn, const char *column, int param);
+char *store_list_text(const struct store_conn *conn, const char *const *items, size_t n);
+
 /* Runs one or more statements without parameters or results (DDL, migrations). */
 int store_exec(struct store_conn *conn, const char *sql, struct err *err);
 

@@ -4,6 +4,7 @@
 #define FERRY_STORE_INTERNAL_H
 
 #include <pthread.h>
+#include <stdint.h>
 
 #include "store/store.h"
 
@@ -44,6 +45,9 @@ struct store_conn {
     void *handle; /* sqlite3 * or PGconn * */
     void *cache;  /* backend's prepared-statement cache */
     bool in_txn;
+    /* PostgreSQL: store_begin was called and BEGIN not yet sent; it goes with the next
+     * statement, in one round trip (store_pg.c). */
+    bool begin_pending;
     bool holds_writer;            /* SQLite: this connection holds the store's writer mutex */
     bool busy;                    /* handed out by store_acquire */
     struct store_rows *open_rows; /* result not yet freed, if any */
@@ -51,6 +55,19 @@ struct store_conn {
      * reused on a connection even after its cache was cleared while it stayed open. */
     uint64_t next_stmt;
 };
+
+/* SQLite's group commit (store_write.c): writers queue here while one thread runs a
+ * group of them in one transaction. */
+struct write_item;
+struct store_group {
+    pthread_mutex_t lock;
+    pthread_cond_t done;            /* a group was committed or rolled back */
+    struct write_item *head, *tail; /* waiting for the next group, in arrival order */
+    bool leading;                   /* a thread is running a group */
+    uint64_t commits, writes;       /* for store_write_stats */
+};
+void store_group_init(struct store_group *g);
+void store_group_cleanup(struct store_group *g);
 
 struct store {
     enum store_dialect dialect;
@@ -66,6 +83,7 @@ struct store {
     /* SQLite allows one writer per database. Writers in this process queue on this
      * mutex and are woken in turn, instead of sleeping in SQLite's busy handler. */
     pthread_mutex_t writer;
+    struct store_group group;
 };
 
 /* Every backend's rows struct begins with this, so store.c can dispatch and can clear

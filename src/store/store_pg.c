@@ -158,7 +158,11 @@ static bool commit_rolled_back(const char *sql, PGresult *res)
 
 static int pg_exec(struct store_conn *conn, const char *sql, struct err *err)
 {
-    PGresult *res = PQexec(conn->handle, sql);
+    /* a pending BEGIN goes first in the same simple query (one round trip) */
+    char *with_begin = conn->begin_pending ? xasprintf("BEGIN; %s", sql) : NULL;
+    conn->begin_pending = false;
+    PGresult *res = PQexec(conn->handle, with_begin ? with_begin : sql);
+    free(with_begin);
     ExecStatusType status = PQresultStatus(res);
     int rc = FERRY_OK;
 
@@ -284,6 +288,37 @@ static bool plan_changed(const PGresult *res)
     return state && strcmp(state, "0A000") == 0;
 }
 
+/* Runs the prepared statement name after a BEGIN, both in one pipeline: one round trip.
+ * Returns the statement's result, or BEGIN's when that failed. */
+static PGresult *exec_after_begin(PGconn *pg, const char *name, const struct pg_params *p,
+                                  int n_params)
+{
+    PGresult *begin = NULL, *res = NULL, *extra;
+    if (PQenterPipelineMode(pg) != 1) { /* not expected: the connection is idle */
+        PQclear(PQexec(pg, "BEGIN"));
+        return PQexecPrepared(pg, name, n_params, p->values, p->lengths, p->formats, 0);
+    }
+    if (PQsendQueryParams(pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) == 1 &&
+        PQsendQueryPrepared(pg, name, n_params, p->values, p->lengths, p->formats, 0) == 1 &&
+        PQpipelineSync(pg) == 1) {
+        /* each query's results end with NULL; the sync point's result comes last */
+        begin = PQgetResult(pg);
+        PQclear(PQgetResult(pg));
+        res = PQgetResult(pg);
+        PQclear(PQgetResult(pg));
+        while ((extra = PQgetResult(pg)) && PQresultStatus(extra) != PGRES_PIPELINE_SYNC)
+            PQclear(extra);
+        PQclear(extra);
+    }
+    PQexitPipelineMode(pg);
+    if (begin && PQresultStatus(begin) != PGRES_COMMAND_OK) {
+        PQclear(res);
+        return begin;
+    }
+    PQclear(begin);
+    return res;
+}
+
 /* Prepares (or finds) sql and runs it into *res. On a changed plan the cache goes (the
  * cache cannot drop one entry; the abandoned names die with the connection) and, when
  * no transaction was lost with the error, the statement is prepared and run again. */
@@ -296,7 +331,11 @@ static int run_prepared(struct store_conn *conn, const char *sql, const struct p
     for (int attempt = 0;; attempt++) {
         if (prepare(conn, sql, &name, err) != FERRY_OK)
             return FERRY_ERR;
-        *res = PQexecPrepared(conn->handle, name, n_params, p->values, p->lengths, p->formats, 0);
+        bool begin = conn->begin_pending;
+        conn->begin_pending = false;
+        *res = begin ? exec_after_begin(conn->handle, name, p, n_params)
+                     : PQexecPrepared(conn->handle, name, n_params, p->values, p->lengths,
+                                      p->formats, 0);
         status = PQresultStatus(*res);
         if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
             return FERRY_OK;

@@ -47,6 +47,12 @@ struct batch {
     const struct op *insert_like;
     bool insert_upsert;
     bool rows_busy; /* another transaction held one of the batch's rows (PostgreSQL) */
+    /* Each operation's row as read for the batch at once (prefetch_states); where
+     * state_ready[i] is false it is read when needed. A delete may cascade to other rows,
+     * so after one the rest are read again (states_stale). */
+    struct row_state *states;
+    bool *state_ready;
+    bool states_stale;
 };
 
 bool push_scope_allows(const char *scope, const char *table)
@@ -241,6 +247,8 @@ static void batch_cleanup(struct batch *b)
         free(b->ops[i].scope);
     }
     free(b->ops);
+    free(b->states);
+    free(b->state_ready);
     free(b->insert_sql);
     json_decref(b->results);
     json_decref(b->conflicts);
@@ -289,7 +297,7 @@ static int run_owned(struct store_conn *c, const char *sql, const struct op *op,
 static bool same_shape(const struct op *a, const struct op *b)
 {
     return a && a->t == b->t && a->n_cols == b->n_cols &&
-           !memcmp(a->cols, b->cols, a->n_cols * sizeof(*a->cols));
+           (!a->n_cols || !memcmp(a->cols, b->cols, a->n_cols * sizeof(*a->cols)));
 }
 
 static int exec_insert(struct store_conn *c, struct batch *b, const struct op *op, bool upsert,
@@ -392,6 +400,14 @@ static const char *origin_of(const struct push_request *r, const struct batch *b
     bool seen = s->version == op->base_version || !strcmp(s->device, r->device_id) ||
                 s->seq <= b->device_cursor;
     return seen ? r->device_id : NULL;
+}
+
+/* Whether applying op needs its row's state: for the results' versions, for the
+ * base_version check, or to tell whose change a partial write by a device is. */
+static bool needs_state(const struct push_request *r, const struct op *op)
+{
+    bool partial = op->action != ACT_DELETE && op->n_cols < op->t->n_cols;
+    return r->want_results || op->base_version >= 0 || (partial && r->device_id);
 }
 
 static int row_state(struct store_conn *c, const struct op *op, struct row_state *s,
@@ -676,11 +692,11 @@ static int apply_op(struct store_conn *c, const struct push_request *r, struct o
 {
     struct row_state s = {0};
     int64_t changed = 0;
-    /* a partial write by a device needs the row's state to decide whose change it is */
-    bool partial = op->action != ACT_DELETE && op->n_cols < op->t->n_cols;
-    bool need_state = r->want_results || op->base_version >= 0 || (partial && r->device_id);
+    bool need_state = needs_state(r, op);
 
-    if (need_state && row_state(c, op, &s, err) != FERRY_OK)
+    if (need_state && b->state_ready[index])
+        s = b->states[index];
+    else if (need_state && row_state(c, op, &s, err) != FERRY_OK)
         return FERRY_ERR;
     if (op->base_version >= 0 && s.found && s.version > op->base_version) {
         bool handled = false;
@@ -706,6 +722,7 @@ static int apply_op(struct store_conn *c, const struct push_request *r, struct o
         break;
     default:
         rc = exec_delete(c, op, &changed, err);
+        b->states_stale = true;
     }
     if (rc != FERRY_OK)
         return FERRY_ERR;
@@ -772,19 +789,20 @@ static int save_answer(struct store_conn *c, const struct push_request *r, json_
     return rc;
 }
 
-/* --- bulk inserts ------------------------------------------------------------------ */
+/* --- bulk statements --------------------------------------------------------------- */
 
-/* Consecutive inserts (or upserts) of the same shape, with no base_version and no
- * per-operation results wanted, go to the database as one multi-row statement: one
- * round trip and one statement instead of one per row. RETURNING names the rows that
- * were written; for an insert, a row not returned already existed and is compared as a
- * single insert's would be. */
-#define BULK_MAX_ROWS 256
+/* Consecutive operations of one action on the same table and columns, whose rows' states
+ * are known and are no conflict, go to the database as one statement (a multi-row INSERT,
+ * an UPDATE ... FROM VALUES, a DELETE ... IN): one round trip instead of one per row.
+ * RETURNING names the rows that were written; for an insert, a row not returned already
+ * existed and is compared as a single insert's would be. */
+#define BULK_MAX_ROWS 1000
 #define BULK_MAX_PARAMS 30000 /* under SQLite's 32766 and PostgreSQL's 65535 */
 
-/* A small set of key strings (open addressing), for a run's keys. */
+/* A small map of key strings (open addressing) to operation indexes, for a run's keys. */
 struct keyset {
     const char **slots;
+    size_t *index;
     size_t cap;
 };
 
@@ -802,102 +820,260 @@ static void keyset_init(struct keyset *k, size_t n)
     while (k->cap < n * 2)
         k->cap *= 2;
     k->slots = xcalloc(k->cap, sizeof(*k->slots));
+    k->index = xcalloc(k->cap, sizeof(*k->index));
 }
 
-/* Adds key (not copied); false when it was there already. */
-static bool keyset_add(struct keyset *k, const char *key)
+static void keyset_cleanup(struct keyset *k)
+{
+    free(k->slots);
+    free(k->index);
+}
+
+/* Adds key (not copied) for operation index; false when it was there already. */
+static bool keyset_put(struct keyset *k, const char *key, size_t index)
 {
     size_t i = key_hash(key) & (k->cap - 1);
     for (; k->slots[i]; i = (i + 1) & (k->cap - 1))
         if (!strcmp(k->slots[i], key))
             return false;
     k->slots[i] = key;
+    k->index[i] = index;
     return true;
+}
+
+static bool keyset_add(struct keyset *k, const char *key)
+{
+    return keyset_put(k, key, 0);
+}
+
+/* The index key was added with; SIZE_MAX when absent. */
+static size_t keyset_get(const struct keyset *k, const char *key)
+{
+    for (size_t i = key_hash(key) & (k->cap - 1); k->slots[i]; i = (i + 1) & (k->cap - 1))
+        if (!strcmp(k->slots[i], key))
+            return k->index[i];
+    return SIZE_MAX;
 }
 
 static bool keyset_has(const struct keyset *k, const char *key)
 {
-    for (size_t i = key_hash(key) & (k->cap - 1); k->slots[i]; i = (i + 1) & (k->cap - 1))
-        if (!strcmp(k->slots[i], key))
-            return true;
-    return false;
+    return keyset_get(k, key) != SIZE_MAX;
 }
 
-static bool bulkable(const struct push_request *r, const struct op *op)
+/* Reads the states of table t's rows that ops [from, n) name and need, in one statement;
+ * a key named twice is read when its turn comes (the first write changes it). */
+static int prefetch_table(struct store_conn *c, const struct push_request *r, struct batch *b,
+                          size_t from, const struct synced_table *t, struct err *err)
 {
-    return !r->want_results && op->base_version < 0 &&
-           (op->action == ACT_INSERT || op->action == ACT_UPSERT);
+    struct keyset keys;
+    const char **pks = xcalloc(b->n - from, sizeof(*pks));
+    size_t n = 0;
+    struct store_rows *rows = NULL;
+    int step = 0;
+
+    keyset_init(&keys, b->n - from);
+    for (size_t i = from; i < b->n; i++) {
+        if (b->ops[i].t != t || !needs_state(r, &b->ops[i]))
+            continue;
+        if (keyset_put(&keys, b->ops[i].pk, i)) {
+            pks[n++] = b->ops[i].pk;
+            b->state_ready[i] = true;
+        }
+    }
+    char *list = store_list_text(c, pks, n), *match = store_list_match(c, "pk", 2);
+    char *sql = xasprintf("SELECT pk, version, deleted, seq, device_id FROM ferry_changes"
+                          " WHERE tbl = $1 AND %s",
+                          match);
+    struct store_val v[] = {sv_text(t->name), sv_text(list)};
+    if (n && store_query(c, sql, v, 2, &rows, err) != FERRY_OK)
+        step = FERRY_ERR;
+    while (rows && (step = store_rows_next(rows, err)) == 1) {
+        size_t i = keyset_get(&keys, store_rows_text(rows, 0));
+        if (i == SIZE_MAX)
+            continue;
+        struct row_state *s = &b->states[i];
+        s->found = true;
+        s->version = store_rows_int(rows, 1);
+        s->deleted = store_rows_int(rows, 2) != 0;
+        s->seq = store_rows_isnull(rows, 3) ? INT64_MAX : store_rows_int(rows, 3);
+        snprintf(s->device, sizeof(s->device), "%s",
+                 store_rows_isnull(rows, 4) ? "" : store_rows_text(rows, 4));
+    }
+    store_rows_free(rows);
+    keyset_cleanup(&keys);
+    free(sql);
+    free(match);
+    free(list);
+    free(pks);
+    return step < 0 ? FERRY_ERR : FERRY_OK;
 }
 
-/* How many operations from i form one bulk statement: same table, columns and action,
- * distinct keys (a key twice in one statement would be ambiguous), within the caps. */
+/* Reads the row states ops [from, n) need, one statement per table. */
+static int prefetch_states(struct store_conn *c, const struct push_request *r, struct batch *b,
+                           size_t from, struct err *err)
+{
+    int rc = FERRY_OK;
+    if (!b->states) {
+        b->states = xcalloc(b->n ? b->n : 1, sizeof(*b->states));
+        b->state_ready = xcalloc(b->n ? b->n : 1, sizeof(*b->state_ready));
+    }
+    for (size_t i = from; i < b->n; i++) {
+        b->states[i] = (struct row_state){0};
+        b->state_ready[i] = false;
+    }
+    for (size_t i = from; i < b->n && rc == FERRY_OK; i++) {
+        const struct synced_table *t = b->ops[i].t;
+        size_t k = from;
+        if (!needs_state(r, &b->ops[i]))
+            continue;
+        while (k < i && (b->ops[k].t != t || !needs_state(r, &b->ops[k])))
+            k++;
+        if (k == i) /* the first of the table's operations that need one */
+            rc = prefetch_table(c, r, b, from, t, err);
+    }
+    b->states_stale = false;
+    return rc;
+}
+
+/* The state op i was found in; an empty one where none was needed. */
+static const struct row_state *state_of(const struct batch *b, size_t i)
+{
+    return &b->states[i];
+}
+
+/* Whether operation i can share a statement: its state known where needed, and no
+ * conflict for its policy to decide, row by row. */
+static bool bulkable(const struct push_request *r, const struct batch *b, size_t i)
+{
+    const struct op *op = &b->ops[i];
+    const struct row_state *s = state_of(b, i);
+    if (needs_state(r, op) && !b->state_ready[i])
+        return false;
+    if (op->base_version >= 0 && s->found && s->version > op->base_version)
+        return false;
+    return op->action != ACT_UPDATE || op->n_cols > 1; /* a key alone only checks the row */
+}
+
+static const char *op_origin(const struct push_request *r, const struct batch *b, size_t i)
+{
+    return origin_of(r, b, &b->ops[i], needs_state(r, &b->ops[i]) ? state_of(b, i) : NULL);
+}
+
+/* How many operations from i form one bulk statement: same table, columns, action and
+ * origin, distinct keys (a key twice in one statement would be ambiguous), within the
+ * caps. */
 static size_t run_length(const struct push_request *r, const struct batch *b, size_t i)
 {
     const struct op *first = &b->ops[i];
+    const char *origin;
     size_t max_rows, n = 0;
     struct keyset keys;
 
-    if (!bulkable(r, first))
+    if (!bulkable(r, b, i))
         return 1;
-    max_rows = BULK_MAX_PARAMS / first->n_cols; /* an insert has its key at least */
+    origin = op_origin(r, b, i);
+    max_rows = BULK_MAX_PARAMS / (first->n_cols ? first->n_cols : 1);
     if (max_rows > BULK_MAX_ROWS)
         max_rows = BULK_MAX_ROWS;
 
     keyset_init(&keys, max_rows);
     while (i + n < b->n && n < max_rows) {
         const struct op *op = &b->ops[i + n];
-        if (!bulkable(r, op) || op->action != first->action || !same_shape(first, op) ||
-            !keyset_add(&keys, op->pk))
+        if (!bulkable(r, b, i + n) || op->action != first->action || !same_shape(first, op) ||
+            op_origin(r, b, i + n) != origin || !keyset_add(&keys, op->pk))
             break;
         n++;
     }
-    free(keys.slots);
-    /* A few fixed sizes (max, max/4, max/16, ...) keep the statements few. */
-    size_t fixed = max_rows;
-    while (fixed > 1 && fixed > n)
-        fixed /= 4;
-    return fixed ? fixed : 1;
+    keyset_cleanup(&keys);
+    /* A few sizes keep the statement texts few (each is cached): hundreds, which clients'
+     * batches usually are, and below a hundred powers of two. */
+    if (n >= 100)
+        return n / 100 * 100;
+    size_t fixed = 64;
+    while (fixed > n)
+        fixed /= 2;
+    return fixed;
 }
 
-/* The bulk statement answers with the keys it wrote. */
+/* The bulk statement answers with the keys it wrote; NULL where it cannot be written
+ * (rowwrite_update_many). */
 static char *bulk_sql(const struct op *op, size_t rows)
 {
-    char *insert = insert_sql(op, rows, op->action == ACT_UPSERT);
-    char *sql = xasprintf("%s RETURNING CAST(%s AS TEXT)", insert, op->t->cols[op->t->pk].quoted);
-    free(insert);
+    char *body;
+    if (op->action == ACT_UPDATE)
+        body = rowwrite_update_many(&op->t->rw, op->cols, op->n_cols, rows);
+    else if (op->action == ACT_DELETE)
+        body = rowwrite_delete_many(&op->t->rw, rows);
+    else
+        body = insert_sql(op, rows, op->action == ACT_UPSERT);
+    if (!body)
+        return NULL;
+    char *returning = rowwrite_returning_key(&op->t->rw);
+    char *sql = xasprintf("%s%s", body, returning);
+    free(returning);
+    free(body);
     return sql;
 }
 
-/* The origin of a bulk run. A partial insert is the device's own only when no row of the
- * run is a delete the device has not seen (origin_of's rule, for the run's keys at once). */
-static int bulk_origin(struct store_conn *c, const struct push_request *req, const struct batch *b,
-                       size_t i, size_t n, const char **origin, struct err *err)
+/* The statement's parameters: each row's values, or a delete's key. */
+static int bulk_params(const struct batch *b, size_t i, size_t n, struct store_val *v,
+                       struct owned_val *keys, size_t *n_params, struct err *err)
 {
     const struct op *first = &b->ops[i];
-    *origin = origin_of(req, b, first, NULL);
-    if (!*origin || first->action != ACT_INSERT || first->n_cols == first->t->n_cols)
-        return FERRY_OK;
-    struct store_val *v = xcalloc(n + 3, sizeof(*v));
-    struct buf sql;
-    int64_t unseen = 0;
-    bool have = false;
-    buf_init(&sql);
-    buf_puts(&sql, "SELECT COUNT(*) FROM ferry_changes WHERE tbl = $1 AND deleted <> 0"
-                   " AND seq > $2 AND (device_id IS NULL OR device_id <> $3) AND pk IN (");
-    v[0] = sv_text(first->t->name);
-    v[1] = sv_int(b->device_cursor);
-    v[2] = sv_text(req->device_id);
-    for (size_t k = 0; k < n; k++) {
-        v[k + 3] = sv_text(b->ops[i + k].pk);
-        buf_printf(&sql, "%s$%zu", k ? ", " : "", k + 4);
+    *n_params = 0;
+    for (size_t r = 0; r < n; r++) {
+        const struct op *op = &b->ops[i + r];
+        struct err inner = {0};
+        if (op->action != ACT_DELETE) {
+            for (size_t col = 0; col < op->n_cols; col++)
+                v[(*n_params)++] = op->vals[col].val;
+            continue;
+        }
+        const struct synced_column *pk = &first->t->cols[first->t->pk];
+        if (values_from_json(pk->kind, json_object_get(op->data, pk->name), &keys[r], &inner) !=
+            FERRY_OK)
+            return err_set(err, ERR_INVALID, "%s", inner.msg);
+        v[(*n_params)++] = keys[r].val;
     }
-    buf_puts(&sql, ")");
-    int rc = store_query_int(c, sql.data, v, n + 3, &unseen, &have, err);
-    if (rc == FERRY_OK && unseen > 0)
-        *origin = NULL;
-    buf_cleanup(&sql);
-    free(v);
-    return rc;
+    return FERRY_OK;
+}
+
+/* Runs the statement and collects the keys it returned into written (copies in *keys). */
+static int bulk_run(struct store_conn *c, const char *sql, const struct store_val *v, size_t n,
+                    struct keyset *written, char **keys, size_t max, struct err *err)
+{
+    struct store_rows *rows = NULL;
+    size_t n_keys = 0;
+    int step;
+    if (store_query(c, sql, v, n, &rows, err) != FERRY_OK)
+        return FERRY_ERR;
+    while ((step = store_rows_next(rows, err)) == 1 && n_keys < max) {
+        keys[n_keys] = xstrdup(store_rows_text(rows, 0));
+        keyset_add(written, keys[n_keys++]);
+    }
+    store_rows_free(rows);
+    return step < 0 ? FERRY_ERR : FERRY_OK;
+}
+
+/* Accounts for op i of a bulk statement, as apply_op would. */
+static int bulk_account(const struct push_request *req, struct batch *b, size_t i, bool written,
+                        struct store_conn *c, struct err *err)
+{
+    struct op *op = &b->ops[i];
+    const struct row_state *s = state_of(b, i);
+    if (written) {
+        b->applied++;
+        add_result(b, i, op, "applied", s->found ? s->version + 1 : 1);
+        return FERRY_OK;
+    }
+    if (op->action == ACT_INSERT && insert_over_existing(c, op, i, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (op->action == ACT_UPDATE && !req->lenient_missing)
+        return err_set(err, ERR_NOT_FOUND, "operations[%zu]: row '%s' not found in '%s'", i, op->pk,
+                       op->t->name);
+    b->unchanged++;
+    add_result(b, i, op, "unchanged", s->found ? s->version : 0);
+    return FERRY_OK;
 }
 
 /* Runs ops [i, i + n) as one statement and accounts for each. */
@@ -905,50 +1081,40 @@ static int apply_bulk(struct store_conn *c, const struct push_request *req, stru
                       size_t i, size_t n, struct err *err)
 {
     struct op *first = &b->ops[i];
-    size_t per_row = first->n_cols, k = 0;
-    struct store_val *v = xcalloc(n * per_row, sizeof(*v));
+    size_t per_row = first->n_cols ? first->n_cols : 1, n_params = 0;
     char *sql = bulk_sql(first, n);
-    struct store_rows *rows = NULL;
-    struct keyset written;
+    struct store_val *v = xcalloc(n * per_row, sizeof(*v));
+    struct owned_val *keys = xcalloc(n, sizeof(*keys));
     char **returned = xcalloc(n, sizeof(*returned));
-    size_t n_returned = 0;
-    int rc = FERRY_ERR, step;
+    struct keyset written;
+    int rc = FERRY_ERR;
 
-    const char *origin = NULL;
     keyset_init(&written, n);
-    if (bulk_origin(c, req, b, i, n, &origin, err) != FERRY_OK ||
-        set_origin(c, b, origin, err) != FERRY_OK)
+    if (!sql) { /* row by row after all */
+        for (size_t r = 0; r < n; r++)
+            if (apply_op(c, req, &b->ops[i + r], b, i + r, err) != FERRY_OK)
+                goto out;
+        rc = FERRY_OK;
+        goto out;
+    }
+    if (set_origin(c, b, op_origin(req, b, i), err) != FERRY_OK ||
+        bulk_params(b, i, n, v, keys, &n_params, err) != FERRY_OK ||
+        bulk_run(c, sql, v, n_params, &written, returned, n, err) != FERRY_OK)
         goto out;
     for (size_t r = 0; r < n; r++)
-        for (size_t col = 0; col < per_row; col++)
-            v[k++] = b->ops[i + r].vals[col].val;
-    if (store_query(c, sql, v, k, &rows, err) != FERRY_OK)
-        goto out;
-    while ((step = store_rows_next(rows, err)) == 1 && n_returned < n) {
-        returned[n_returned] = xstrdup(store_rows_text(rows, 0));
-        keyset_add(&written, returned[n_returned++]);
-    }
-    store_rows_free(rows);
-    rows = NULL;
-    if (step < 0)
-        goto out;
-    for (size_t r = 0; r < n; r++) {
-        struct op *op = &b->ops[i + r];
-        if (keyset_has(&written, op->pk)) {
-            b->applied++;
-            continue;
-        }
-        if (op->action == ACT_INSERT && insert_over_existing(c, op, i + r, err) != FERRY_OK)
+        if (bulk_account(req, b, i + r, keyset_has(&written, b->ops[i + r].pk), c, err) != FERRY_OK)
             goto out;
-        b->unchanged++;
-    }
+    if (first->action == ACT_DELETE)
+        b->states_stale = true;
     rc = FERRY_OK;
 out:
-    store_rows_free(rows);
-    for (size_t r = 0; r < n_returned; r++)
+    for (size_t r = 0; r < n; r++) {
         free(returned[r]);
+        values_release(&keys[r]);
+    }
     free(returned);
-    free(written.slots);
+    free(keys);
+    keyset_cleanup(&written);
     free(sql);
     free(v);
     return rc;
@@ -1032,14 +1198,17 @@ static int check_owners(struct store_conn *c, const struct batch *b, struct err 
     free(owned);
     free(done);
     free(which);
-    free(foreign.slots);
+    keyset_cleanup(&foreign);
     return rc;
 }
 
 static int apply_ops(struct store_conn *c, const struct push_request *r, struct batch *b,
                      struct err *err)
 {
+    b->states_stale = true;
     for (size_t i = 0; i < b->n;) {
+        if (b->states_stale && prefetch_states(c, r, b, i, err) != FERRY_OK)
+            return FERRY_ERR;
         size_t n = run_length(r, b, i);
         int rc = n > 1 ? apply_bulk(c, r, b, i, n, err) : apply_op(c, r, &b->ops[i], b, i, err);
         if (rc != FERRY_OK)
@@ -1309,30 +1478,51 @@ static int apply_all(struct store_conn *c, const struct push_request *r, struct 
     return FERRY_OK;
 }
 
-/* One try at the batch, in its own transaction; b is filled from scratch. */
+/* A try's work inside its transaction (store_write). */
+struct
+try {
+    const struct push_request *r;
+    struct batch *b;
+    json_t *result;
+    bool claim_lost; /* the batch id was claimed by another request first */
+};
+
+static int apply_in_txn(struct store_conn *c, void *ctx, struct err *err)
+{
+    struct try *t = ctx;
+    if (t->r->batch_id && claim_batch(c, t->r, err) != FERRY_OK) {
+        t->claim_lost = err->code == ERR_CONFLICT;
+        return FERRY_ERR;
+    }
+    if (apply_all(c, t->r, t->b, &t->result, err) == FERRY_OK)
+        return FERRY_OK;
+    json_decref(t->result);
+    t->result = NULL;
+    return FERRY_ERR;
+}
+
+/* One try at the batch, in its own transaction (on SQLite perhaps in a group of pushes
+ * that share one commit); b is filled from scratch. */
 static int attempt(struct store_conn *c, const struct synced_set *set, const struct push_request *r,
                    struct batch *b, json_t **result, bool *replayed, struct err *err)
 {
+    struct try t = {.r = r, .b = b};
     b->results = json_array();
     b->conflicts = json_array();
     b->want_results = r->want_results;
-    if (parse_batch(set, r, b, err) != FERRY_OK || store_begin(c, err) != FERRY_OK)
+    if (parse_batch(set, r, b, err) != FERRY_OK)
         return FERRY_ERR;
-    if (r->batch_id && claim_batch(c, r, err) != FERRY_OK) {
-        /* Another request with the same batch id committed first: answer with its result. */
-        store_rollback(c);
-        if (err->code == ERR_CONFLICT && stored_answer(c, r, result, err) == FERRY_OK && *result) {
-            *replayed = true;
-            return FERRY_OK;
-        }
-        return FERRY_ERR;
+    if (store_write(c, apply_in_txn, &t, err) == FERRY_OK) {
+        *result = t.result;
+        return FERRY_OK;
     }
-    if (apply_all(c, r, b, result, err) != FERRY_OK || store_commit(c, err) != FERRY_OK) {
-        json_decref(*result);
-        *result = NULL;
-        return FERRY_ERR;
+    json_decref(t.result);
+    /* Another request with the same batch id committed first: answer with its result. */
+    if (t.claim_lost && stored_answer(c, r, result, err) == FERRY_OK && *result) {
+        *replayed = true;
+        return FERRY_OK;
     }
-    return FERRY_OK;
+    return FERRY_ERR;
 }
 
 /* While another transaction holds one of the batch's rows the batch starts over after a

@@ -14,6 +14,10 @@ struct rowwrite_table {
     char **cols;  /* every column, quoted, in the table's order */
     size_t n_cols;
     int key; /* the single-column key's index, -1: none */
+    /* PostgreSQL: each column's type as a cast names it (NULL where it cannot be named
+     * safely), for the statements whose parameters get no type from their place; NULL
+     * for SQLite, whose parameters need none. */
+    char **types;
 };
 
 /* Fills t for the table and column names given (quoting them); rowwrite_table_free
@@ -21,6 +25,9 @@ struct rowwrite_table {
 void rowwrite_table_init(struct rowwrite_table *t, const char *table, const char *const *cols,
                          size_t n_cols, int key);
 void rowwrite_table_free(struct rowwrite_table *t);
+/* Sets the columns' types (as format_type writes them, one per column), for
+ * rowwrite_update_many on PostgreSQL. */
+void rowwrite_table_types(struct rowwrite_table *t, const char *const *types);
 
 /* What an insert does with a row whose key exists. */
 enum rowwrite_existing {
@@ -38,6 +45,19 @@ char *rowwrite_insert(const struct rowwrite_table *t, const int *cols, size_t n,
 /* UPDATE of the columns at cols[0..n) of the row whose key is $1; the values are $2... in
  * the order of cols. Caller frees. */
 char *rowwrite_update(const struct rowwrite_table *t, const int *cols, size_t n);
+
+/* UPDATE of `rows` rows at once: the columns at cols[1..n) of each row whose key (cols[0]
+ * is the key's index) is given; parameters row by row, each row's in the order of cols.
+ * NULL where a column's type cannot be named (PostgreSQL), so the caller updates row by
+ * row. Caller frees. */
+char *rowwrite_update_many(const struct rowwrite_table *t, const int *cols, size_t n, size_t rows);
+
+/* DELETE of the rows whose keys are $1..$rows. Caller frees. */
+char *rowwrite_delete_many(const struct rowwrite_table *t, size_t rows);
+
+/* " RETURNING" the key as text, for a statement on the table (qualified, as an UPDATE
+ * ... FROM needs). Caller frees. */
+char *rowwrite_returning_key(const struct rowwrite_table *t);
 
 /* DELETE of the row whose key is $1. Caller frees. */
 char *rowwrite_delete(const struct rowwrite_table *t);

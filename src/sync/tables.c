@@ -504,6 +504,16 @@ out:
     return rc;
 }
 
+/* The columns' types, for pushes' statements whose parameters need a cast (PostgreSQL). */
+static void set_types(struct rowwrite_table *rw, const struct store_table *info)
+{
+    const char **types = xcalloc(info->n_cols ? info->n_cols : 1, sizeof(*types));
+    for (size_t i = 0; i < info->n_cols; i++)
+        types[i] = info->cols[i].decl_type;
+    rowwrite_table_types(rw, types);
+    free(types);
+}
+
 static int describe(struct store_conn *c, const char *name, const char *sql_name,
                     enum conflict_policy policy, struct synced_table *t, struct err *err)
 {
@@ -541,6 +551,8 @@ static int describe(struct store_conn *c, const char *name, const char *sql_name
     for (size_t i = 0; i < t->n_cols; i++)
         names[i] = t->cols[i].name;
     rowwrite_table_init(&t->rw, sql_name, names, t->n_cols, (int)t->pk);
+    if (store_conn_dialect(c) == STORE_POSTGRES)
+        set_types(&t->rw, info);
     int parents_rc = parents_load(c, t->quoted, names, t->n_cols, &t->parents, err);
     free(names);
     if (parents_rc != FERRY_OK)
