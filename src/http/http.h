@@ -176,6 +176,9 @@ const char *http_header(const struct request *req, const char *name);
 void http_reply_json(struct request *req, int status, json_t *value);
 void http_reply_text(struct request *req, int status, const char *content_type, const char *body,
                      size_t len);
+/* Replies with JSON text already written (util/jsonw.h), taking text's bytes without a
+ * copy; text is left empty. */
+void http_reply_json_text(struct request *req, int status, struct buf *text);
 /* Replies with the surface's error format. For the v1 format, message is the generic
  * description of the code and detail the specific one; for the legacy format, detail is
  * the "error" text. */
