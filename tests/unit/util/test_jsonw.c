@@ -52,7 +52,8 @@ static void test_strings(void **state)
     same_text(all);
     same_text("");
     same_text("plain");
-    same_text("quote \" backslash \\ slash / tab \t newline \n cr \r bs \b ff \f nul-free \x01\x1f");
+    same_text(
+        "quote \" backslash \\ slash / tab \t newline \n cr \r bs \b ff \f nul-free \x01\x1f");
     same_text("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xef\xbf\xbf \xf4\x8f\xbf\xbf");
     same_text("\xe2\x80\xa8 line separator stays as it is");
 }
@@ -61,10 +62,18 @@ static void test_not_utf8(void **state)
 {
     (void)state;
     const char *bad[] = {
-        "\xff",         "a\x80z",         "cut \xc3",         "\xe2\x82", "\xc0\xaf",
-        "\xc1\xbf",     "\xe0\x80\xaf",   "\xf0\x80\x80\xaf", /* overlong forms */
-        "\xed\xa0\x80", "\xed\xbf\xbf",   /* UTF-16 surrogates */
-        "\xf4\x90\x80\x80", "\xf5\x80\x80\x80", /* above U+10FFFF */
+        "\xff",
+        "a\x80z",
+        "cut \xc3",
+        "\xe2\x82",
+        "\xc0\xaf",
+        "\xc1\xbf",
+        "\xe0\x80\xaf",
+        "\xf0\x80\x80\xaf", /* overlong forms */
+        "\xed\xa0\x80",
+        "\xed\xbf\xbf", /* UTF-16 surrogates */
+        "\xf4\x90\x80\x80",
+        "\xf5\x80\x80\x80", /* above U+10FFFF */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_false(jsonw_utf8_valid(bad[i], strlen(bad[i])));
@@ -87,8 +96,8 @@ static void same_int(int64_t v)
 static void test_integers(void **state)
 {
     (void)state;
-    int64_t values[] = {0, 1, -1, 9, 10, 42, -42, 1000000, 9007199254740993LL, INT64_MAX,
-                        INT64_MIN, INT64_MIN + 1};
+    int64_t values[] = {
+        0, 1, -1, 9, 10, 42, -42, 1000000, 9007199254740993LL, INT64_MAX, INT64_MIN, INT64_MIN + 1};
     for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++)
         same_int(values[i]);
 }
@@ -107,9 +116,24 @@ static void same_real(double d)
 static void test_reals(void **state)
 {
     (void)state;
-    double values[] = {0.0,    -0.0,   0.25,   0.1,     1.0,      100.0,    -3.5,  1e300,
-                       1e-300, 1e-5,   1e21,   1e22,    123456789012345678.0,  5e-324,
-                       1.7976931348623157e308, 2.5e-7, 3.14159, -1e100};
+    double values[] = {0.0,
+                       -0.0,
+                       0.25,
+                       0.1,
+                       1.0,
+                       100.0,
+                       -3.5,
+                       1e300,
+                       1e-300,
+                       1e-5,
+                       1e21,
+                       1e22,
+                       123456789012345678.0,
+                       5e-324,
+                       1.7976931348623157e308,
+                       2.5e-7,
+                       3.14159,
+                       -1e100};
     for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++)
         same_real(values[i]);
     /* JSON has no NaN or infinity: null, as values_to_json gives */
@@ -146,8 +170,10 @@ static void test_values_and_truncate(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_strings),  cmocka_unit_test(test_not_utf8),
-        cmocka_unit_test(test_integers), cmocka_unit_test(test_reals),
+        cmocka_unit_test(test_strings),
+        cmocka_unit_test(test_not_utf8),
+        cmocka_unit_test(test_integers),
+        cmocka_unit_test(test_reals),
         cmocka_unit_test(test_values_and_truncate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
