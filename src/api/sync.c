@@ -380,6 +380,10 @@ static int changes(struct request *req, struct err *err)
     q.device_id = device;
     struct filescope files = apifiles_scope(req); /* a user's devices see that user's files */
     q.files = &files;
+    if (req->wait_deadline) { /* woken: readers of the same page share one read */
+        q.share = req->app->feedshare;
+        q.share_head = req->woke_head > req->wait_head ? req->woke_head : req->wait_head;
+    }
     buf_puts(&text, "{\"changes\":[");
     if (feed_read_text(req->db, &q, &page, err) != FERRY_OK)
         goto out;

@@ -156,6 +156,7 @@ struct request {
      * request and runs the handler again when the log moves or the deadline passes. */
     int64_t wait_deadline; /* ms since epoch; 0: not waiting */
     int64_t wait_head;     /* newest seq the handler saw */
+    int64_t woke_head;     /* the head whose arrival woke the request (waiter); 0: none */
     bool wait_requested;
     bool wait_expired; /* set when the deadline passed (or the server is stopping) */
 };

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "sync/feed.h"
+#include "sync/feedshare.h"
 #include "util/buf.h"
 #include "util/jsonw.h"
 #include "util/timeutil.h"
@@ -383,27 +384,32 @@ static void feed_sql(const struct feed_query *q, struct feed_stmt *s, int *offse
     free(reach);
 }
 
-/* Reads up to limit + 1 changes and writes them into out, so the caller can tell whether
- * more follow. */
-static int read_changes(struct store_conn *c, const struct feed_query *q, struct feed_text *out,
-                        struct err *err)
+/* Reads up to limit + 1 changes with statement s and writes them into out, so the caller
+ * can tell whether more follow. */
+static int read_changes(struct store_conn *c, const struct feed_query *q, struct feed_stmt *s,
+                        const int *offsets, struct feed_text *out, struct err *err)
 {
     struct store_rows *rows = NULL;
-    int *offsets = xcalloc(q->n_tables + 1, sizeof(*offsets));
     struct render r = {.q = q, .offsets = offsets, .out = out};
-    struct feed_stmt s;
     int step = FERRY_ERR;
 
-    feed_sql(q, &s, offsets);
-    if (store_query(c, s.sql.data, s.v, s.n, &rows, err) == FERRY_OK)
+    if (store_query(c, s->sql.data, s->v, s->n, &rows, err) == FERRY_OK)
         while ((step = store_rows_next(rows, err)) == 1)
             put_row(&r, rows);
     store_rows_free(rows);
-    buf_cleanup(&s.sql);
-    free(s.v);
-    free(s.values);
-    free(offsets);
     return step == 0 ? FERRY_OK : FERRY_ERR;
+}
+
+/* What identifies a read for sharing its page: the statement and its parameters. */
+static void share_key(const struct feed_stmt *s, struct buf *key)
+{
+    buf_append(key, s->sql.data, s->sql.len);
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->v[i].type == SV_TEXT)
+            buf_printf(key, "\nt%zu:%s", strlen(s->v[i].s), s->v[i].s);
+        else
+            buf_printf(key, "\ni%lld", (long long)s->v[i].i);
+    }
 }
 
 static int check_cursor(struct store_conn *c, int64_t cursor, int64_t head, struct err *err)
@@ -447,29 +453,78 @@ static int device_resync(struct store_conn *c, const struct feed_query *q, struc
                      v, 2, NULL, err);
 }
 
-int feed_read_text(struct store_conn *c, const struct feed_query *q, struct feed_text *out,
-                   struct err *err)
+/* The page of a read in one snapshot: head, cursor checks, changes. */
+static int read_page(struct store_conn *c, const struct feed_query *q, struct feed_stmt *s,
+                     const int *offsets, struct feed_text *out, struct err *err)
 {
     int rc = FERRY_ERR;
-
-    out->n = 0;
-    out->has_more = false;
-    out->next_cursor = 0;
-    out->head = 0;
-    if (q->device_id && device_resync(c, q, err) != FERRY_OK)
-        goto out;
     if (store_begin_read(c, err) != FERRY_OK)
         goto out;
     if (feed_head(c, &out->head, err) != FERRY_OK ||
         check_cursor(c, q->cursor, out->head, err) != FERRY_OK)
         goto out;
-    if (q->n_tables && read_changes(c, q, out, err) != FERRY_OK)
+    if (q->n_tables && read_changes(c, q, s, offsets, out, err) != FERRY_OK)
         goto out;
     if (!out->has_more)
         out->next_cursor = out->head > q->cursor ? out->head : q->cursor;
     rc = FERRY_OK;
 out:
     store_rollback(c);
+    return rc;
+}
+
+/* Answers from a page another reader of the same statement read (q->share), or reads it
+ * and offers it to the next. */
+static int shared_page(struct store_conn *c, const struct feed_query *q, struct feed_stmt *s,
+                       const int *offsets, struct feed_text *out, struct err *err)
+{
+    struct buf key;
+    struct feedshare_page page;
+    size_t start = out->changes->len;
+    buf_init(&key);
+    share_key(s, &key);
+    int rc = FERRY_OK;
+    if (feedshare_get(q->share, key.data, key.len, q->share_head, out->changes, &page)) {
+        out->n = page.n;
+        out->next_cursor = page.next_cursor;
+        out->has_more = page.has_more;
+        out->head = page.head;
+    } else if ((rc = read_page(c, q, s, offsets, out, err)) == FERRY_OK) {
+        page = (struct feedshare_page){out->changes->data + start,
+                                       out->changes->len - start,
+                                       out->n,
+                                       out->next_cursor,
+                                       out->has_more,
+                                       out->head};
+        feedshare_put(q->share, key.data, key.len, &page);
+    }
+    buf_cleanup(&key);
+    return rc;
+}
+
+int feed_read_text(struct store_conn *c, const struct feed_query *q, struct feed_text *out,
+                   struct err *err)
+{
+    int *offsets = xcalloc(q->n_tables + 1, sizeof(*offsets));
+    struct feed_stmt s;
+    int rc = FERRY_ERR;
+
+    out->n = 0;
+    out->has_more = false;
+    out->next_cursor = 0;
+    out->head = 0;
+    feed_sql(q, &s, offsets);
+    if (q->device_id && device_resync(c, q, err) != FERRY_OK)
+        goto out;
+    if (q->share && out->shape == FEED_CHANGES)
+        rc = shared_page(c, q, &s, offsets, out, err);
+    else
+        rc = read_page(c, q, &s, offsets, out, err);
+out:
+    buf_cleanup(&s.sql);
+    free(s.v);
+    free(s.values);
+    free(offsets);
     return rc;
 }
 

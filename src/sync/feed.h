@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "files/filescope.h"
+#include "sync/feedshare.h"
 #include "sync/tables.h"
 #include "util/buf.h"
 
@@ -26,6 +27,11 @@ struct feed_query {
     /* The files the reader may see in the files namespace (files/filescope.h); NULL:
      * every file. */
     const struct filescope *files;
+    /* Pages shared between identical reads (sync/feedshare.h): a page another reader read
+     * at a head >= share_head may answer this one, and this one's is offered to others.
+     * NULL: the read is this caller's own. */
+    struct feedshare *share;
+    int64_t share_head;
 };
 
 struct feed_page {
