@@ -26,6 +26,7 @@
 #include "http/waiter.h"
 #include "util/crypto.h"
 #include "util/jsonutil.h"
+#include "util/jsonw.h"
 #include "util/log.h"
 #include "util/strlist.h"
 #include "util/timeutil.h"
@@ -177,18 +178,36 @@ static uint64_t response_bytes(const struct request *req)
     return req->resp.fd_len ? req->resp.fd_len : req->resp.body_len;
 }
 
+/* ,"key": then the text as a JSON string (the member left out when it is not UTF-8). */
+static void put_member(struct buf *b, const char *key, const char *text)
+{
+    size_t mark = b->len;
+    buf_printf(b, "%s\"%s\":", b->len ? "," : "", key);
+    if (!jsonw_text(b, text))
+        jsonw_truncate(b, mark);
+}
+
+/* One line per request, printed straight into its text (util/jsonw.h): the log is on
+ * every request's path. */
 static void log_request(const struct request *req, int64_t duration_us)
 {
     if (!log_enabled(LOG_LEVEL_INFO))
         return;
+    struct buf b;
+    buf_init(&b);
     char *path = xstrdup(req->path); /* decoded from the URL: any bytes at all */
     utf8_scrub(path);
-    log_info("request",
-             json_pack("{s:s, s:s, s:s, s:i, s:f, s:I, s:I, s:s, s:s}", "requestId",
-                       req->request_id, "method", req->method, "path", path, "status",
-                       req->resp.status, "durationMs", (double)duration_us / 1000.0, "bytesIn",
-                       (json_int_t)req->bytes_in, "bytesOut", (json_int_t)response_bytes(req),
-                       "credential", req->cred.id, "remote", req->client_addr));
+    put_member(&b, "requestId", req->request_id);
+    put_member(&b, "method", req->method);
+    put_member(&b, "path", path);
+    buf_printf(&b, ",\"status\":%d,\"durationMs\":", req->resp.status);
+    jsonw_real_digits(&b, (double)duration_us / 1000.0, 6);
+    buf_printf(&b, ",\"bytesIn\":%llu,\"bytesOut\":%llu", (unsigned long long)req->bytes_in,
+               (unsigned long long)response_bytes(req));
+    put_member(&b, "credential", req->cred.id);
+    put_member(&b, "remote", req->client_addr);
+    log_write_members(LOG_LEVEL_INFO, "request", b.data, b.len);
+    buf_cleanup(&b);
     free(path);
 }
 

@@ -431,13 +431,17 @@ static int check_cursor(struct store_conn *c, int64_t cursor, int64_t head, stru
 
 /* A device marked for a resync (its table's rule or its token's attributes changed at
  * seq S) must start again from 0: a read from a cursor in (0, S) answers 410, and a
- * read from 0 (or from S on) clears the mark, so the resync happens once and the pages
- * of the new pull read on. */
-static int device_resync(struct store_conn *c, const struct feed_query *q, struct err *err)
+ * read from 0 (or from S on) clears the mark (*clear = S, for resync_clear after the
+ * read), so the resync happens once and the pages of the new pull read on. */
+static int resync_check(struct store_conn *c, const struct feed_query *q, int64_t *clear,
+                        struct err *err)
 {
     struct store_val dev = sv_text(q->device_id);
     int64_t mark = 0;
     bool found = false;
+    *clear = 0;
+    if (!q->device_id)
+        return FERRY_OK;
     if (store_query_int(c, "SELECT resync_seq FROM ferry_devices WHERE id = $1", &dev, 1, &mark,
                         &found, err) != FERRY_OK)
         return FERRY_ERR;
@@ -448,19 +452,26 @@ static int device_resync(struct store_conn *c, const struct feed_query *q, struc
                        "resync required: the sync rules or this device's attributes changed"
                        " (at %lld, after cursor %lld); pull again from cursor 0",
                        (long long)mark, (long long)q->cursor);
-    struct store_val v[] = {dev, sv_int(mark)};
+    *clear = mark;
+    return FERRY_OK;
+}
+
+static int resync_clear(struct store_conn *c, const struct feed_query *q, int64_t mark,
+                        struct err *err)
+{
+    struct store_val v[] = {sv_text(q->device_id), sv_int(mark)};
     return store_run(c, "UPDATE ferry_devices SET resync_seq = 0 WHERE id = $1 AND resync_seq = $2",
                      v, 2, NULL, err);
 }
 
 /* The page of a read in one snapshot: head, cursor checks, changes. */
 static int read_page(struct store_conn *c, const struct feed_query *q, struct feed_stmt *s,
-                     const int *offsets, struct feed_text *out, struct err *err)
+                     const int *offsets, struct feed_text *out, int64_t *clear, struct err *err)
 {
     int rc = FERRY_ERR;
     if (store_begin_read(c, err) != FERRY_OK)
         goto out;
-    if (feed_head(c, &out->head, err) != FERRY_OK ||
+    if (resync_check(c, q, clear, err) != FERRY_OK || feed_head(c, &out->head, err) != FERRY_OK ||
         check_cursor(c, q->cursor, out->head, err) != FERRY_OK)
         goto out;
     if (q->n_tables && read_changes(c, q, s, offsets, out, err) != FERRY_OK)
@@ -476,7 +487,7 @@ out:
 /* Answers from a page another reader of the same statement read (q->share), or reads it
  * and offers it to the next. */
 static int shared_page(struct store_conn *c, const struct feed_query *q, struct feed_stmt *s,
-                       const int *offsets, struct feed_text *out, struct err *err)
+                       const int *offsets, struct feed_text *out, int64_t *clear, struct err *err)
 {
     struct buf key;
     struct feedshare_page page;
@@ -485,11 +496,12 @@ static int shared_page(struct store_conn *c, const struct feed_query *q, struct 
     share_key(s, &key);
     int rc = FERRY_OK;
     if (feedshare_get(q->share, key.data, key.len, q->share_head, out->changes, &page)) {
+        rc = resync_check(c, q, clear, err); /* the device's own, whoever read the page */
         out->n = page.n;
         out->next_cursor = page.next_cursor;
         out->has_more = page.has_more;
         out->head = page.head;
-    } else if ((rc = read_page(c, q, s, offsets, out, err)) == FERRY_OK) {
+    } else if ((rc = read_page(c, q, s, offsets, out, clear, err)) == FERRY_OK) {
         page = (struct feedshare_page){out->changes->data + start,
                                        out->changes->len - start,
                                        out->n,
@@ -507,20 +519,20 @@ int feed_read_text(struct store_conn *c, const struct feed_query *q, struct feed
 {
     int *offsets = xcalloc(q->n_tables + 1, sizeof(*offsets));
     struct feed_stmt s;
-    int rc = FERRY_ERR;
+    int64_t clear = 0;
+    int rc;
 
     out->n = 0;
     out->has_more = false;
     out->next_cursor = 0;
     out->head = 0;
     feed_sql(q, &s, offsets);
-    if (q->device_id && device_resync(c, q, err) != FERRY_OK)
-        goto out;
     if (q->share && out->shape == FEED_CHANGES)
-        rc = shared_page(c, q, &s, offsets, out, err);
+        rc = shared_page(c, q, &s, offsets, out, &clear, err);
     else
-        rc = read_page(c, q, &s, offsets, out, err);
-out:
+        rc = read_page(c, q, &s, offsets, out, &clear, err);
+    if (rc == FERRY_OK && clear) /* after the read's snapshot: a write of its own */
+        rc = resync_clear(c, q, clear, err);
     buf_cleanup(&s.sql);
     free(s.v);
     free(s.values);

@@ -137,12 +137,17 @@ void jsonw_int(struct buf *b, int64_t v)
 
 void jsonw_real(struct buf *b, double d)
 {
+    jsonw_real_digits(b, d, 17);
+}
+
+void jsonw_real_digits(struct buf *b, double d, int digits)
+{
     char text[64];
     if (!isfinite(d)) {
         buf_append(b, "null", 4);
         return;
     }
-    int n = snprintf(text, sizeof(text) - 3, "%.17g", d);
+    int n = snprintf(text, sizeof(text) - 3, "%.*g", digits, d);
     if (!strchr(text, '.') && !strchr(text, 'e')) {
         memcpy(text + n, ".0", 3);
         n += 2;

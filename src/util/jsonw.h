@@ -32,6 +32,9 @@ void jsonw_int(struct buf *b, int64_t v);
  * infinities, which JSON cannot carry, as null. */
 void jsonw_real(struct buf *b, double d);
 
+/* jsonw_real with as many significant digits as JSON_REAL_PRECISION(digits) prints. */
+void jsonw_real_digits(struct buf *b, double d, int digits);
+
 /* Appends true or false. */
 void jsonw_bool(struct buf *b, bool v);
 
