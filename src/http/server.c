@@ -98,6 +98,26 @@ static void client_address(const struct app *app, struct MHD_Connection *conn, c
 
 /* Echoes a client's X-Request-Id when it is short and plain, otherwise makes one, so a
  * request can be followed from client to log line. */
+/* A new request id: 16 random bytes in hex. The bytes come from a per-thread pool filled
+ * by the CSPRNG a kilobyte at a time, since one RAND_bytes call per request cost a
+ * small read a twentieth of its time. */
+static void fresh_id(char out[33])
+{
+    static const char hex[] = "0123456789abcdef";
+    static __thread unsigned char pool[1024];
+    static __thread size_t used = sizeof(pool);
+    if (used + 16 > sizeof(pool)) {
+        crypto_random(pool, sizeof(pool));
+        used = 0;
+    }
+    for (size_t i = 0; i < 16; i++) {
+        out[2 * i] = hex[pool[used + i] >> 4];
+        out[2 * i + 1] = hex[pool[used + i] & 15];
+    }
+    out[32] = '\0';
+    used += 16;
+}
+
 static void assign_request_id(struct request *req)
 {
     const char *given = http_header(req, "X-Request-Id");
@@ -111,7 +131,7 @@ static void assign_request_id(struct request *req)
             return;
         }
     }
-    crypto_random_hex(req->request_id, 16);
+    fresh_id(req->request_id);
 }
 
 static struct request *request_new(struct app *app, struct MHD_Connection *conn, const char *method,
