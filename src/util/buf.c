@@ -29,7 +29,7 @@ static void reserve(struct buf *b, size_t extra)
     b->cap = cap;
 }
 
-void buf_append(struct buf *b, const void *data, size_t len)
+void buf_append_grow(struct buf *b, const void *data, size_t len)
 {
     reserve(b, len);
     if (len)
