@@ -1,13 +1,14 @@
 /* client.c - the load generator of bench/push_pull (libcurl + jansson + pthreads).
  *
- *   client push --kind ferry|pouch --url URL [--token T1,T2,...] [--rows N] [--batch N]
+ *   client push --kind ferry|pouch --url URL[,URL...] [--token T1,T2,...] [--rows N] [--batch N]
  *               [--clients N] [--batch-id] [--pids PID,...] [--label NAME]
  *   client pull --kind ferry|pouch --url URL [--token T] [--page N] [--expect N]
  *               [--pids PID,...] [--label NAME]
  *   client freeport
  *
  * push: builds every request body before the clock starts, then N threads (one curl
- * handle each, keep-alive) take batches from a shared counter until all are sent.
+ * handle each, keep-alive) take batches from a shared counter until all are sent; with
+ * several URLs (several ferry nodes on one database) client i sends to URL i mod n.
  * pull: one client pages from the start (ferry: cursor 0 / next_cursor / has_more;
  * pouch: since=0 / last_seq) until the feed is exhausted, counting rows.
  *
@@ -44,6 +45,8 @@ struct opts {
     enum kind kind;
     char **tokens;
     int n_tokens;
+    char **urls; /* --url split at commas; url is the first */
+    int n_urls;
     long rows, batch, clients, page, expect;
     bool batch_id;
     int pids[16];
@@ -367,7 +370,7 @@ static void *push_worker(void *arg)
         if (i >= j->n_batches)
             break;
         double t0 = now_s();
-        long status = conn_do(&c, j->o->url, j->bodies[i], j->lens[i]);
+        long status = conn_do(&c, j->o->urls[w->id % j->o->n_urls], j->bodies[i], j->lens[i]);
         j->lat[i] = (now_s() - t0) * 1000;
         bool ok = status >= 200 && status < 300;
         /* pouchdb's _bulk_docs answers 201 with per-document errors inside */
@@ -633,6 +636,14 @@ int main(int argc, char **argv)
         die("--url is required");
     if (o.clients < 1 || o.clients > 64 || o.batch < 1 || o.rows < 1 || o.page < 1)
         die("bad --clients/--batch/--rows/--page");
+    o.urls = xmalloc(64 * sizeof(char *));
+    char *url_list = strdup(o.url), *url_save = NULL;
+    for (char *u = strtok_r(url_list, ",", &url_save); u && o.n_urls < 64;
+         u = strtok_r(NULL, ",", &url_save))
+        o.urls[o.n_urls++] = u;
+    if (!o.n_urls)
+        die("--url is required");
+    o.url = o.urls[0];
     if (tokens) {
         o.tokens = xmalloc(64 * sizeof(char *));
         char *save = NULL;

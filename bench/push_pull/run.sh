@@ -20,6 +20,11 @@
 #   OUT=           a file to copy the RESULT lines and the table to
 #   BEFORE_BIN=    another ferry binary (an older build): each ferry target's rows are pulled
 #                  again through it (target NAME-before) and after/before ratios printed
+#   NODES=         e.g. 1,2,3: also push through that many `ferry serve` on one PostgreSQL
+#                  database (a fresh one per count; client i sends to node i mod N), targets
+#                  ferry-pg-n1, ferry-pg-n2, ...; the table gives rows/s per node count
+#                  and the ratio of the largest count to 1 node. With TARGETS=nodes only
+#                  that sweep runs.
 # Every run uses fresh temp folders and stops every process it started, even on Ctrl-C.
 set -euo pipefail
 
@@ -33,13 +38,14 @@ TARGETS=${TARGETS:-"raw raw-triggers ferry-sqlite sqlite3-json ferry-pg pouchdb"
 BATCH_ID=${BATCH_ID:-0}
 RULES=${RULES:-0}
 RULES_FIRST=${RULES_FIRST:-0}
-SALES_SQL="CREATE TABLE sales(id TEXT PRIMARY KEY, customer_id TEXT, total INTEGER$(if [ "$RULES" = 1 ]; then echo ", owner TEXT"; fi))"
+SALES_SQL="CREATE TABLE sales(id TEXT PRIMARY KEY, customer_id TEXT, total INTEGER$([ "$RULES" = 1 ] && echo ", owner TEXT" || true))"
 OWNER_RULE=(--sync-rule sales=owner:owner)
 THREADS=${THREADS:-}
 PERF=${PERF:-0}
 KEEP=${KEEP:-0}
 OUT=${OUT:-}
 BEFORE_BIN=${BEFORE_BIN:-}
+NODES=${NODES:-}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 FERRY="$REPO/build/ferry"
 POUCH="$HERE/node_modules/.bin/pouchdb-server"
@@ -247,6 +253,49 @@ run_ferry() {
   pull_before "$name" "$dir" "${tokens%%,*}"
 }
 
+# run_nodes N DB_URL: N ferry nodes on one database (the sales table exists), CLIENTS
+# device tokens, one push of ROWS rows spread over the nodes, the row count checked.
+run_nodes() {
+  local n=$1 db=$2 name="ferry-pg-n$1" urls="" pids="" i k port fpid dir extra=()
+  [ -n "$THREADS" ] && extra=(--threads "$THREADS")
+  for k in $(seq "$n"); do
+    dir="$WORK/$name/node$k"
+    mkdir -p "$dir"
+    "$FERRY" serve --listen 127.0.0.1:0 --data-dir "$dir/data" --db "$db" "${extra[@]}" \
+      --allowed-tables sales --rate-limit 0 >"$dir/ferry.log" 2>&1 &
+    fpid=$!
+    PIDS+=("$fpid")
+    port=""
+    for i in $(seq 300); do
+      port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$dir/ferry.log" | head -1)
+      [ -n "$port" ] && break
+      kill -0 "$fpid" 2>/dev/null || { cat "$dir/ferry.log" >&2; fail "ferry ($name node $k) exited while starting"; }
+      sleep 0.1
+    done
+    [ -n "$port" ] || fail "ferry ($name node $k) did not start"
+    wait_http "http://127.0.0.1:$port/health" "$dir/ferry.log" "$fpid"
+    urls+="${urls:+,}http://127.0.0.1:$port/sync/push"
+    pids+="${pids:+,}$fpid"
+  done
+  local tokens="" t
+  for i in $(seq "$CLIENTS"); do
+    t=$("$FERRY" token create --role device --name "bench-$i" --user bench --device "bench-$i" \
+      --data-dir "$WORK/$name/node1/data" --db "$db" 2>"$WORK/$name/token.err") ||
+      { cat "$WORK/$name/token.err" >&2; fail "ferry token create failed"; }
+    tokens+="${tokens:+,}$t"
+  done
+  pids+=",$(head -1 "$PG_DATA/postmaster.pid")"
+  local bid=()
+  [ "$BATCH_ID" = 1 ] && bid=(--batch-id)
+  log "$name: push $ROWS rows, batches of $BATCH, $CLIENTS clients over $n node(s)"
+  "$CLIENT" push --kind ferry --url "$urls" --token "$tokens" --rows "$ROWS" --batch "$BATCH" \
+    --clients "$CLIENTS" --pids "$pids" --label "$name" "${bid[@]}" | record "$name" ||
+    log "$name push had errors (see above)"
+  for fpid in ${pids//,/ }; do
+    [ "$fpid" = "$(head -1 "$PG_DATA/postmaster.pid")" ] || stop_pid "$fpid"
+  done
+}
+
 # --- the targets ----------------------------------------------------------------------
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)," \
@@ -303,7 +352,7 @@ if want raw-triggers; then
     --label raw-triggers | record raw-triggers
 fi
 
-if want ferry-pg; then
+if want ferry-pg || { [ -n "$NODES" ] && want nodes; }; then
   [ -x "$PG_BIN/initdb" ] || fail "PostgreSQL server binaries not found in $PG_BIN (run setup.sh)"
   pgroot="$WORK/pg"
   mkdir -p "$pgroot/sock"
@@ -342,8 +391,22 @@ if want ferry-pg; then
     run_ferry ferry-pg-warmup "postgres://postgres@127.0.0.1:$pgport/ferry_bench_warmup"
   fi
   if [ "$RULES" = 1 ] && [ "$RULES_FIRST" = 1 ]; then pg_owner; fi
-  pg_plain
+  want ferry-pg && pg_plain
   if [ "$RULES" = 1 ] && [ "$RULES_FIRST" != 1 ]; then pg_owner; fi
+  if [ -n "$NODES" ]; then
+    # an untimed warm-up first: a fresh cluster's first run creates its WAL segments
+    psql_ -d postgres -c "CREATE DATABASE ferry_bench_nwarm"
+    psql_ -d ferry_bench_nwarm -c "$SALES_SQL"
+    run_nodes 1 "postgres://postgres@127.0.0.1:$pgport/ferry_bench_nwarm" 2>/dev/null
+    sed -i '/target=ferry-pg-n1 /d' "$RESULTS"
+    for n in ${NODES//,/ }; do
+      psql_ -d postgres -c "CREATE DATABASE ferry_bench_n$n"
+      psql_ -d "ferry_bench_n$n" -c "$SALES_SQL"
+      run_nodes "$n" "postgres://postgres@127.0.0.1:$pgport/ferry_bench_n$n"
+      c=$(psql_ -d "ferry_bench_n$n" -c 'SELECT count(*) FROM sales')
+      echo "   ferry-pg-n$n: $c rows in sales$([ "$c" = "$ROWS" ] || echo " (EXPECTED $ROWS)")" >&2
+    done
+  fi
   as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 60 stop >/dev/null
   PG_DATA=""
 fi
@@ -429,6 +492,17 @@ report() {
       ratio("owner rule / no rule, ferry-sqlite pull", "ferry-sqlite-owner/pull", "ferry-sqlite/pull", 0.9, "ge")
       ratio("owner rule / no rule, ferry-pg push", "ferry-pg-owner/push", "ferry-pg/push", 0.9, "ge")
       ratio("owner rule / no rule, ferry-pg pull", "ferry-pg-owner/pull", "ferry-pg/pull", 0.9, "ge")
+      nmax = 0
+      for (k in r) if (k ~ /^ferry-pg-n[0-9]+\/push$/) {
+        n = substr(k, 11) + 0
+        if (n > nmax) nmax = n
+      }
+      if (nmax) {
+        print ""
+        print "push rows/s by node count (ferry on one PostgreSQL):"
+        for (n = 1; n <= nmax; n++) if (("ferry-pg-n" n "/push") in r) printf "  %d node(s) %10.0f rows/s\n", n, r["ferry-pg-n" n "/push"]
+        if (nmax > 1) ratio(nmax " nodes / 1 node, ferry-pg push", "ferry-pg-n" nmax "/push", "ferry-pg-n1/push", 1.5, "ge")
+      }
       print ""
       print "pull rows/s:"
       split("ferry-sqlite ferry-sqlite-before sqlite3-json ferry-sqlite-owner ferry-pg ferry-pg-before ferry-pg-owner pouchdb", t, " ")

@@ -7,20 +7,30 @@
  * Create, restore and prune run as jobs of kind "backup" (progress through the session
  * endpoints); a request waits for its job unless it says wait=false. Every folder must
  * lie under a file root (--file-root) or backup root (--backup-root), never in ferry's
- * data folder. The repository password comes from the configuration. */
+ * data folder. backupPath may instead name a cloud location (--location NAME=s3:B/P): the
+ * repository is then worked on in a cache folder in the data folder, brought up to date
+ * from the cloud before the run and sent up after it (backup/cloudrepo.c), with a lease in
+ * the database holding it across nodes. The repository password comes from the
+ * configuration. */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api/api.h"
 #include "api/backup.h"
+#include "api/cloudsync.h"
 #include "app.h"
 #include "backup/archive.h"
+#include "backup/cloudrepo.h"
 #include "backup/prune.h"
 #include "backup/repo.h"
 #include "backup/restore.h"
 #include "backup/snapshot.h"
+#include "dbsync/locations.h"
+#include "files/leases.h"
 #include "sync/feed.h"
+#include "util/crypto.h"
 #include "util/jsonutil.h"
 #include "util/path.h"
 #include "util/timeutil.h"
@@ -38,13 +48,96 @@ struct op {
     bool full, plaintext;
     struct prune_policy policy;
     char *repo_abs, *source_abs, *target_abs; /* resolved under the roots */
+    struct locations locs;
+    const struct location *cloud; /* the cloud location backupPath names, or NULL */
 };
 
 static void op_clear(struct op *op)
 {
+    locations_cleanup(&op->locs);
     free(op->repo_abs);
     free(op->source_abs);
     free(op->target_abs);
+}
+
+/* --- repositories in a cloud location ------------------------------------------------ */
+
+#define LEASE_POLL_NS (100 * 1000 * 1000)
+
+struct cloudside {
+    struct apicloud_place place;
+    struct cloudrepo cr;
+    struct store_conn *c;
+    struct lease lease;
+    bool leased;
+};
+
+static void keep_lease(void *ctx)
+{
+    struct cloudside *cs = ctx;
+    if (cs->leased)
+        leases_renew(cs->c, &cs->lease, false, NULL);
+}
+
+/* Takes the repository's lease (every run, readers too: they share the cache folder),
+ * waiting for another holder up to REPO_LOCK_WAIT_MS as the local lock does. */
+static int take_lease(struct cloudside *cs, const char *dir, struct err *err)
+{
+    char self[LEASES_OWNER_MAX], name[80], h[65];
+    crypto_sha256_hex(dir, strlen(dir), h);
+    snprintf(name, sizeof(name), "backup:%.32s", h);
+    leases_self(self);
+    for (int waited = 0; waited <= REPO_LOCK_WAIT_MS; waited += LEASE_POLL_NS / 1000000) {
+        if (leases_acquire(cs->c, self, name, &cs->lease, &cs->leased, err) != FERRY_OK)
+            return FERRY_ERR;
+        if (cs->leased)
+            return FERRY_OK;
+        nanosleep(&(struct timespec){0, LEASE_POLL_NS}, NULL);
+    }
+    return err_set(err, ERR_CONFLICT,
+                   "another run (on this node or another) holds the backup repository");
+}
+
+/* For a repository in a cloud location: holds it and brings the cache up to date with
+ * the files of the kinds in what. Nothing for a folder repository. */
+static int cloud_begin(const struct app *app, struct store_conn *c, const struct op *op,
+                       unsigned what, const atomic_bool *stop, struct cloudside *cs,
+                       struct err *err)
+{
+    memset(cs, 0, sizeof(*cs));
+    cs->c = c;
+    if (!op->cloud)
+        return FERRY_OK;
+    if (apicloudsync_open(app, op->cloud, stop, &cs->place, err) != FERRY_OK ||
+        take_lease(cs, op->repo_abs, err) != FERRY_OK)
+        return FERRY_ERR;
+    cs->cr = (struct cloudrepo){.cloud = cs->place.cloud,
+                                .container = cs->place.own.container,
+                                .prefix = cs->place.prefix,
+                                .dir = op->repo_abs,
+                                .db = c,
+                                .tick = keep_lease,
+                                .ctx = cs};
+    return cloudrepo_pull(&cs->cr, what, err);
+}
+
+/* Sends up what a successful run (rc) made when push (removing what it removed with
+ * remove), counts the bytes moved, and lets the repository go. Returns the outcome. */
+static int cloud_end(const struct app *app, struct cloudside *cs, int rc, bool push, bool remove,
+                     struct err *err)
+{
+    if (!cs->place.cloud) {
+        apicloudsync_close(&cs->place);
+        return rc;
+    }
+    if (rc == FERRY_OK && push)
+        rc = cloudrepo_push(&cs->cr, remove, err);
+    metrics_cloud(app->metrics, (unsigned)cloud_kind(cs->place.cloud),
+                  cs->cr.bytes_up + cs->cr.bytes_down);
+    if (cs->leased)
+        leases_release(cs->c, &cs->lease);
+    apicloudsync_close(&cs->place);
+    return rc;
 }
 
 /* --- configuration: roots and password ------------------------------------------------ */
@@ -94,9 +187,27 @@ out:
     return rc;
 }
 
+/* When backupPath names a cloud location: op->cloud is it, and op->repo_abs the cache
+ * folder its repository is worked on in (one per location, in the data folder). */
+static void cloud_repo(const struct app *app, struct op *op)
+{
+    char data[PATH_MAX], h[65];
+    locations_parse(app->cfg->locations, &op->locs, NULL); /* checked at start */
+    const struct location *loc = locations_find(&op->locs, op->repo);
+    if (!loc || !locations_is_cloud(loc->kind))
+        return;
+    op->cloud = loc;
+    char *id = xasprintf("%s:%s", locations_kind_name(loc->kind), loc->target);
+    crypto_sha256_hex(id, strlen(id), h);
+    free(id);
+    op->repo_abs = xasprintf("%s/backup-cache/%.32s",
+                             realpath(app->cfg->data_dir, data) ? data : app->cfg->data_dir, h);
+}
+
 static int confine_op(const struct app *app, struct op *op, struct err *err)
 {
-    if (confine(app, "backupPath", op->repo, &op->repo_abs, err) != FERRY_OK ||
+    cloud_repo(app, op);
+    if ((!op->cloud && confine(app, "backupPath", op->repo, &op->repo_abs, err) != FERRY_OK) ||
         (op->source &&
          confine(app, "sourceDirectory", op->source, &op->source_abs, err) != FERRY_OK) ||
         (op->target && confine(app, "restorePath", op->target, &op->target_abs, err) != FERRY_OK))
@@ -211,6 +322,7 @@ struct progress_ctx {
     struct store_conn *c;
     const char *job, *verb;
     int64_t last_ms;
+    struct cloudside *cs; /* renews its lease while the run goes on (NULL: none) */
 };
 
 static void report(void *arg, const struct repo_progress *p)
@@ -220,6 +332,8 @@ static void report(void *arg, const struct repo_progress *p)
     if (now - ctx->last_ms < PROGRESS_EVERY_MS && p->bytes_done < p->bytes_total)
         return;
     ctx->last_ms = now;
+    if (ctx->cs)
+        keep_lease(ctx->cs);
     char *msg = xasprintf("%s: %llu of %llu files, %llu of %llu bytes%s%s", ctx->verb,
                           (unsigned long long)p->files_done, (unsigned long long)p->files_total,
                           (unsigned long long)p->bytes_done, (unsigned long long)p->bytes_total,
@@ -271,6 +385,8 @@ static int run_restore(const struct app *app, struct op *op, struct progress_ctx
         rc = restore_pick(r, at, id, &created, err);
         o.version_id = id;
     }
+    if (rc == FERRY_OK && pc->cs && pc->cs->place.cloud) /* only the packs it reads */
+        rc = cloudrepo_pull_version(&pc->cs->cr, r->key, o.version_id, err);
     if (rc == FERRY_OK)
         rc = restore_run(r, &o, &res, err);
     if (rc == FERRY_OK) {
@@ -311,7 +427,7 @@ static int run_op(const struct app *app, struct store_conn *c, const struct job 
     json_t *params = json_loads(j->params ? j->params : "{}", 0, NULL);
     const char *name = json_string_value(json_object_get(params, "op"));
     struct op op = {0};
-    struct progress_ctx pc = {c, j->id, name, 0};
+    struct progress_ctx pc = {c, j->id, name, 0, NULL};
     int rc = FERRY_ERR, kind = -1;
     for (int i = 0; name && i < 3; i++)
         if (!strcmp(name, op_names[i]))
@@ -323,9 +439,16 @@ static int run_op(const struct app *app, struct store_conn *c, const struct job 
     if (parse_op(params, (enum op_kind)kind, &op, err) != FERRY_OK ||
         confine_op(app, &op, err) != FERRY_OK)
         goto out;
-    rc = kind == OP_CREATE    ? run_create(app, &op, &pc, stop, out, err)
-         : kind == OP_RESTORE ? run_restore(app, &op, &pc, stop, out, err)
-                              : run_prune(app, &op, out, err);
+    struct cloudside cs;
+    pc.cs = &cs;
+    rc = cloud_begin(app, c, &op,
+                     kind == OP_PRUNE ? CLOUDREPO_INDEX | CLOUDREPO_PACKS : CLOUDREPO_INDEX, stop,
+                     &cs, err);
+    if (rc == FERRY_OK)
+        rc = kind == OP_CREATE    ? run_create(app, &op, &pc, stop, out, err)
+             : kind == OP_RESTORE ? run_restore(app, &op, &pc, stop, out, err)
+                                  : run_prune(app, &op, out, err);
+    rc = cloud_end(app, &cs, rc, kind != OP_RESTORE, kind == OP_PRUNE, err);
     if (rc == FERRY_OK)
         json_object_set_new(*out, "jobId", json_string(j->id));
 out:
@@ -384,9 +507,9 @@ static int start_op(struct request *req, json_t *fields, enum op_kind kind, stru
         goto out;
     json_object_set_new(fields, "op", json_string(op_names[kind]));
     params = jsonutil_to_string(fields);
-    if (jobs_create(req->db, "backup", req->cred.user_id,
-                    op.source_abs ? op.source_abs : op.repo_abs,
-                    op.target_abs ? op.target_abs : op.repo_abs, params, wait, id, err) != FERRY_OK)
+    const char *repo = op.cloud ? op.cloud->name : op.repo_abs;
+    if (jobs_create(req->db, "backup", req->cred.user_id, op.source_abs ? op.source_abs : repo,
+                    op.target_abs ? op.target_abs : repo, params, wait, id, err) != FERRY_OK)
         goto out;
     if (!wait) {
         char *url = xasprintf("/api/v1/sync/session/%s/status", id);
@@ -488,11 +611,13 @@ static int list_versions(struct request *req, struct err *err)
     struct op op = {.repo = http_query(req, "backupPath")};
     struct repo *r = NULL;
     struct snapshot *list = NULL;
+    struct cloudside cs = {0};
     size_t n = 0;
     int rc = FERRY_ERR;
     if (!op.repo)
         return err_set(err, ERR_INVALID, "query parameter 'backupPath' is required");
     if (confine_op(req->app, &op, err) != FERRY_OK ||
+        cloud_begin(req->app, req->db, &op, 0, &req->app->stopping, &cs, err) != FERRY_OK ||
         open_repo(req->app, &op, false, &r, err) != FERRY_OK ||
         repo_lock(r, false, REPO_LOCK_WAIT_MS, err) != FERRY_OK ||
         snapshot_list(r->path, r->key, &list, &n, err) != FERRY_OK)
@@ -506,6 +631,7 @@ static int list_versions(struct request *req, struct err *err)
 out:
     snapshot_list_free(list, n);
     repo_close(r);
+    rc = cloud_end(req->app, &cs, rc, false, false, err);
     op_clear(&op);
     return rc;
 }
@@ -513,7 +639,8 @@ out:
 static const struct route routes[] = {
     {M_POST, "/api/v1/backup/create", create_backup, ROLE_ADMIN | ROLE_USER, SURFACE_V1,
      ROUTE_JSON | ROUTE_STORE, NULL},
-    {M_GET, "/api/v1/backup/versions", list_versions, ROLE_ADMIN | ROLE_USER, SURFACE_V1, 0, NULL},
+    {M_GET, "/api/v1/backup/versions", list_versions, ROLE_ADMIN | ROLE_USER, SURFACE_V1,
+     ROUTE_STORE, NULL},
     {M_POST, "/api/v1/backup/restore", restore_backup, ROLE_ADMIN | ROLE_USER, SURFACE_V1,
      ROUTE_JSON | ROUTE_STORE, NULL},
     {M_GET, "/api/v1/backup/restore-point-in-time", restore_point_in_time, ROLE_ADMIN | ROLE_USER,

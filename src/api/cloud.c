@@ -20,9 +20,11 @@
 #include "app.h"
 #include "cloud/cloud.h"
 #include "cloud/cloudcfg.h"
+#include "cloud/usage.h"
 #include "util/crashpoint.h"
 #include "util/crypto.h"
 #include "util/jsonutil.h"
+#include "util/log.h"
 #include "util/path.h"
 #include "util/timeutil.h"
 
@@ -103,6 +105,20 @@ static void count(struct request *req, const struct call *c, bool ok, uint64_t b
     metrics_cloud(req->app->metrics, (unsigned)c->provider, bytes);
 }
 
+/* Records a stored object for the metrics' cloudStorageUsage. The object is stored whether
+ * or not this works, so a failure is logged, not answered. */
+static void record_stored(struct request *req, const struct call *c, const char *key, uint64_t size)
+{
+    struct store_conn *db = NULL;
+    struct err e = {0};
+    if (store_acquire(req->app->store, &db, &e) != FERRY_OK ||
+        cloudusage_stored(db, c->provider, c->own.container, key, size, &e) != FERRY_OK)
+        log_warn("cloud_usage_not_recorded",
+                 json_pack("{s:s, s:s, s:s}", "msg", "the object's size is not in the metrics",
+                           "key", key, "error", e.msg));
+    store_release(db);
+}
+
 /* A path in the bucket or container: a leading '/' is dropped (the seed writes both
  * "/backups/file.zip" and "backups/file.zip"), and it must be a clean relative path. */
 static int object_key(const char *path, const char *field, char **key, struct err *err)
@@ -178,6 +194,8 @@ static int upload_file(struct request *req, struct call *c, const char *key, con
     int rc = cloud_put(c->cloud, key, &src, meta, &res, err);
     uint64_t sent = rc == FERRY_OK ? (uint64_t)st.st_size : 0;
     count(req, c, rc == FERRY_OK, sent);
+    if (rc == FERRY_OK)
+        record_stored(req, c, key, sent);
     if (rc == FERRY_OK)
         http_reply_json(req, HTTP_OK,
                         json_pack("{s:b, s:s, s:I, s:s, s:I, s:s, s:i, s:i}", "success", 1,
@@ -299,9 +317,14 @@ static int download(struct request *req, struct err *err)
     json_t *body = http_json_object(req);
     if (!body)
         return FERRY_OK;
-    if (call_open(req, &c, err) != FERRY_OK ||
-        read_paths(req, body, &key, &local, err) != FERRY_OK ||
-        cloud_head(c.cloud, key, &o, err) != FERRY_OK || acquire(req, err) != FERRY_OK)
+    if (call_open(req, &c, err) != FERRY_OK || read_paths(req, body, &key, &local, err) != FERRY_OK)
+        goto out;
+    if (cloud_head(c.cloud, key, &o, err) != FERRY_OK) {
+        if (err->code == ERR_CLOUD) /* the provider failed the transfer: a failed sync */
+            count(req, &c, false, 0);
+        goto out;
+    }
+    if (acquire(req, err) != FERRY_OK)
         goto out;
     rc = fetch(&c, key, &o, local, &resumed, &s, err);
     release(req);

@@ -6,12 +6,14 @@
  * Both folders must lie inside the configured file roots (--file-root) or be folder
  * locations (--location NAME=folder:PATH); with none configured, none is allowed. A session
  * may name locations: two folders are a directory sync, two databases a database sync
- * (api/dbsync.c, admin only). */
+ * (api/dbsync.c, admin only), a folder and a cloud location an upload or download of the
+ * tree (api/cloudsync.c). */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
+#include "api/cloudsync.h"
 #include "api/dbsync.h"
 #include "api/dirsync.h"
 #include "app.h"
@@ -123,6 +125,33 @@ static int confine_in(const struct app *app, const struct roots *roots, const ch
         return err_set(err, ERR_FORBIDDEN, "the target is outside the configured file roots");
     s->target_root = xstrdup(root);
     return FERRY_OK;
+}
+
+/* Checks the folder of a session with a cloud location: under a root, and neither inside
+ * ferry's own data folder nor holding it. *out is the resolved path. */
+static int confine_one(const struct app *app, const char *folder, char **out, struct err *err)
+{
+    struct roots roots;
+    char data[PATH_MAX];
+    int rc = FERRY_ERR;
+    *out = NULL;
+    roots_init(app, &roots);
+    if (!roots.n)
+        err_set(err, ERR_FORBIDDEN,
+                "no file roots are configured (--file-root), so no folder may be named");
+    else if (path_in_roots(roots.dirs, roots.n, folder, out, err) == FERRY_OK) {
+        if (realpath(app->cfg->data_dir, data) &&
+            (path_within(data, *out) || path_within(*out, data)))
+            err_set(err, ERR_FORBIDDEN, "ferry's own data folder cannot be synced");
+        else
+            rc = FERRY_OK;
+    }
+    roots_cleanup(&roots);
+    if (rc != FERRY_OK) {
+        free(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 /* Checks both folders against the roots: 403 outside them or overlapping ferry's own
@@ -291,7 +320,21 @@ static int run_folders(struct store_conn *c, const struct job *j, json_t *params
     return rc;
 }
 
-/* The job runner: a folder session, or a database session (params "databaseSync"). */
+/* Runs a session between a folder and a cloud location; its folder is checked again. */
+static int run_cloud(struct store_conn *c, const struct job *j, json_t *params,
+                     const atomic_bool *stop, json_t **out, struct err *err, const struct app *app)
+{
+    bool upload = json_is_true(json_object_get(params, "upload"));
+    char *folder = NULL;
+    int rc = FERRY_ERR;
+    if (confine_one(app, upload ? j->source : j->target, &folder, err) == FERRY_OK)
+        rc = apicloudsync_run(app, c, j->id, params, folder, stop, out, err);
+    free(folder);
+    return rc;
+}
+
+/* The job runner: a folder session, a database session (params "databaseSync") or one
+ * between a folder and a cloud location (params "cloudSync"). */
 static int run_job(struct store_conn *c, const struct job *j, const atomic_bool *stop,
                    char **result, char **message, struct err *err, const struct app *app)
 {
@@ -301,6 +344,8 @@ static int run_job(struct store_conn *c, const struct job *j, const atomic_bool 
         err_set(err, ERR_INTERNAL, "the session's parameters cannot be read");
     else if (json_is_true(json_object_get(params, "databaseSync")))
         rc = apidbsync_run(app, c, j->id, params, stop, &out, err);
+    else if (json_is_true(json_object_get(params, "cloudSync")))
+        rc = run_cloud(c, j, params, stop, &out, err, app);
     else
         rc = run_folders(c, j, params, stop, &out, err, app);
     if (rc == FERRY_OK) {
@@ -362,24 +407,63 @@ static int database_params(struct request *req, json_t *body, const char *source
     return FERRY_OK;
 }
 
-/* What a session's end names: a location, else an absolute folder. A cloud location is
- * refused until the cloud client (cloud.h) is in the tree; folder<->cloud then becomes a
- * third kind of session params next to "databaseSync", run by run_job like the others. */
+/* What a session's end names: a location, else an absolute folder. */
 static int session_end(const struct locations *locs, const char *name, const struct location **loc,
                        struct err *err)
 {
     *loc = locations_find(locs, name);
-    if (*loc && locations_is_cloud((*loc)->kind))
-        return err_set(err, ERR_INVALID,
-                       "location '%s' is a %s location: cloud locations are not supported for "
-                       "sessions yet",
-                       name, locations_kind_name((*loc)->kind));
     if (!*loc && name[0] != '/')
         return err_set(err, ERR_INVALID,
                        "'%s' is neither a configured location (--location) nor an absolute "
                        "folder path",
                        name);
     return FERRY_OK;
+}
+
+/* Records a session between a folder and a cloud location: the job names the folder
+ * resolved, and the cloud location by its name. */
+static int cloud_session(struct request *req, json_t *body, const struct location *from,
+                         const struct location *to, const char *source, const char *target,
+                         char id[40], struct err *err)
+{
+    struct sync_request s = {0};
+    bool upload = to && locations_is_cloud(to->kind);
+    const struct location *cloud = upload ? to : from, *other = upload ? from : to;
+    char *folder = NULL, *params = NULL;
+    json_t *p = NULL;
+    int rc = FERRY_ERR;
+    if (other && other->kind != LOC_FOLDER) {
+        err_set(err, ERR_INVALID,
+                "a session with a cloud location joins it to a folder, not to a %s location",
+                locations_kind_name(other->kind));
+        goto out;
+    }
+    if (read_options(body, &s, err) != FERRY_OK ||
+        confine_one(req->app, other ? other->target : (upload ? source : target), &folder, err) !=
+            FERRY_OK)
+        goto out;
+    char real[PATH_MAX]; /* a local location is a folder too: it must not overlap this one */
+    if (cloud->kind == LOC_LOCAL && realpath(cloud->target, real) &&
+        (path_within(real, folder) || path_within(folder, real))) {
+        err_set(err, ERR_INVALID,
+                "the folder and the local location '%s' must be separate folders, neither "
+                "inside the other",
+                cloud->name);
+        goto out;
+    }
+    p = json_deep_copy(body);
+    if (apicloudsync_params(p, cloud, upload, err) != FERRY_OK ||
+        apicloudsync_check(req->app, cloud, err) != FERRY_OK)
+        goto out;
+    params = jsonutil_to_string(p);
+    rc = jobs_create(req->db, "dirsync", req->cred.user_id, upload ? folder : cloud->name,
+                     upload ? cloud->name : folder, params, false, id, err);
+out:
+    json_decref(p);
+    free(params);
+    free(folder);
+    sync_request_clear(&s);
+    return rc;
 }
 
 /* Records the session's job: *source and *target become what the job names. */
@@ -398,6 +482,10 @@ static int create_session(struct request *req, json_t *body, const char *source,
         goto out;
     bool db_from = from && locations_is_database(from->kind);
     bool db_to = to && locations_is_database(to->kind);
+    if ((from && locations_is_cloud(from->kind)) || (to && locations_is_cloud(to->kind))) {
+        rc = cloud_session(req, body, from, to, source, target, id, err);
+        goto out;
+    }
     if (db_from != db_to) {
         err_set(err, ERR_INVALID, "a session joins two folders or two databases, not one of each");
         goto out;

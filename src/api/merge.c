@@ -90,6 +90,8 @@ static int merge_files(struct request *req, struct err *err)
     struct merge_result r = {0};
     enum merge_favor favor = MERGE_FAVOR_SOURCE; /* the seed's example resolves to source */
     const char *favor_name = NULL, *output = NULL;
+    char *text = NULL;
+    size_t text_len = 0;
     int rc = FERRY_ERR;
     json_t *body = http_json_object(req);
 
@@ -105,9 +107,11 @@ static int merge_files(struct request *req, struct err *err)
         merge_texts(&base.text, &source.text, &target.text, favor, &r, err) != FERRY_OK ||
         write_output(req, body, &r, err) != FERRY_OK)
         goto out;
-    http_reply_json(req, 200, merge_result_json(&r, favor));
+    text = merge_result_dump(&r, favor, &text_len);
+    http_reply_text(req, 200, "application/json", text, text_len);
     rc = FERRY_OK;
 out:
+    free(text);
     merge_result_cleanup(&r);
     free(base.owned);
     free(source.owned);

@@ -6,6 +6,7 @@
 
 #include "api/api.h"
 #include "app.h"
+#include "cloud/usage.h"
 #include "ops/metrics.h"
 #include "util/timeutil.h"
 
@@ -69,14 +70,29 @@ static int v1_health(struct request *req, struct err *err)
     return FERRY_OK;
 }
 
+/* Bytes ferry has stored in each provider (cloud/usage.h); *ok false when the database
+ * could not say (everything is 0 then). */
+static void stored_bytes(struct store *st, uint64_t out[CLOUD_N_PROVIDERS], bool *ok)
+{
+    struct store_conn *c = NULL;
+    *ok = store_acquire(st, &c, NULL) == FERRY_OK && cloudusage_totals(c, out, NULL) == FERRY_OK;
+    if (!*ok)
+        memset(out, 0, CLOUD_N_PROVIDERS * sizeof(*out));
+    store_release(c);
+}
+
 static int v1_metrics(struct request *req, struct err *err)
 {
-    (void)err;
+    uint64_t stored[CLOUD_N_PROVIDERS];
+    bool ok;
     struct metrics_totals t = metrics_totals(req->app->metrics);
     json_int_t average = t.sync_ops ? (json_int_t)(t.sync_duration_ms_sum / t.sync_ops) : 0;
-    /* Bytes moved to and from the seed's two providers (the local one is in /metrics). */
-    json_t *cloud = json_pack("{s:I, s:I}", "azure", (json_int_t)t.cloud_bytes[1], "s3",
-                              (json_int_t)t.cloud_bytes[0]);
+    stored_bytes(req->app->store, stored, &ok);
+    if (!ok)
+        return err_set(err, ERR_DATABASE, "the bytes stored in cloud providers cannot be read");
+    /* Bytes stored in the seed's two providers (the local one is in /metrics). */
+    json_t *cloud = json_pack("{s:I, s:I}", "azure", (json_int_t)stored[CLOUD_AZURE], "s3",
+                              (json_int_t)stored[CLOUD_S3]);
     http_reply_json(req, HTTP_OK,
                     json_pack("{s:I, s:I, s:I, s:I, s:I, s:o}", "totalSyncOperations",
                               (json_int_t)t.sync_ops, "successfulSyncs", (json_int_t)t.sync_ok,
@@ -92,8 +108,18 @@ static int prometheus(struct request *req, struct err *err)
     int size = 0, in_use = 0;
     bool db_ok = store_ping(req->app->store, err) == FERRY_OK;
 
+    uint64_t stored[CLOUD_N_PROVIDERS];
+    bool stored_ok;
     buf_init(&out);
     metrics_prometheus(req->app->metrics, &out);
+    stored_bytes(req->app->store, stored, &stored_ok);
+    if (stored_ok) {
+        buf_puts(&out, "# HELP ferry_cloud_stored_bytes Bytes ferry has stored in each cloud "
+                       "provider.\n# TYPE ferry_cloud_stored_bytes gauge\n");
+        for (int i = 0; i < CLOUD_N_PROVIDERS; i++)
+            buf_printf(&out, "ferry_cloud_stored_bytes{provider=\"%s\"} %llu\n",
+                       cloud_provider_name((enum cloud_provider)i), (unsigned long long)stored[i]);
+    }
     store_pool_stats(req->app->store, &size, &in_use);
     buf_printf(&out,
                "# HELP ferry_store_up Whether the database answered a ping.\n"

@@ -3,6 +3,7 @@
  * with --output), or the API's JSON with --json. Exit 0 when no conflict remains, 1 when
  * conflicts remain (favor none) or the merge failed, 2 on a wrong command line. */
 #include <getopt.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,11 +79,11 @@ static int print_result(const struct merge_args *a, const struct merge_result *r
     if (a->output && merge_write_file(a->output, r->merged, r->merged_len, err) != FERRY_OK)
         return FERRY_ERR;
     if (a->json) {
-        json_t *j = merge_result_json(r, a->favor);
-        char *text = json_dumps(j, JSON_INDENT(2));
-        printf("%s\n", text);
+        size_t len = 0;
+        char *text = merge_result_dump(r, a->favor, &len);
+        fwrite(text, 1, len, stdout);
+        putchar('\n');
         free(text);
-        json_decref(j);
     } else if (!a->output) {
         fwrite(r->merged, 1, r->merged_len, stdout);
     }
@@ -91,9 +92,35 @@ static int print_result(const struct merge_args *a, const struct merge_result *r
     return FERRY_OK;
 }
 
-static int run(int argc, char **argv)
+static void *init_merge(void *arg)
+{
+    (void)arg;
+    merge_init();
+    return NULL;
+}
+
+/* Reads and checks the three inputs while libgit2 sets itself up on another thread. */
+static int read_inputs(const struct merge_args *a, struct merge_text texts[3], char *data[3],
+                       struct err *err)
 {
     static const char *const what[3] = {"BASE", "SOURCE", "TARGET"};
+    pthread_t thread;
+    bool threaded = pthread_create(&thread, NULL, init_merge, NULL) == 0;
+    int rc = FERRY_OK;
+
+    for (int i = 0; i < 3 && rc == FERRY_OK; i++) {
+        char *name = xasprintf("%s (%s)", what[i], a->paths[i]);
+        rc = merge_read_file(a->paths[i], name, &data[i], &texts[i].len, err);
+        free(name);
+        texts[i].data = data[i];
+    }
+    if (threaded)
+        pthread_join(thread, NULL);
+    return rc;
+}
+
+static int run(int argc, char **argv)
+{
     struct merge_args a = {0};
     struct merge_text texts[3] = {{0}};
     char *data[3] = {NULL, NULL, NULL};
@@ -104,15 +131,11 @@ static int run(int argc, char **argv)
     if (rc >= 0)
         return rc;
     rc = 1;
-    for (int i = 0; i < 3; i++) {
-        char *name = xasprintf("%s (%s)", what[i], a.paths[i]);
-        int read = merge_read_file(a.paths[i], name, &data[i], &texts[i].len, &err);
-        free(name);
-        if (read != FERRY_OK)
-            goto out;
-        texts[i].data = data[i];
-    }
-    if (merge_texts(&texts[0], &texts[1], &texts[2], a.favor, &r, &err) != FERRY_OK ||
+    if (read_inputs(&a, texts, data, &err) != FERRY_OK)
+        goto out;
+    /* Without --json nothing shows the conflict list: one merge, as git makes. */
+    if ((a.json ? merge_texts : merge_texts_only)(&texts[0], &texts[1], &texts[2], a.favor, &r,
+                                                  &err) != FERRY_OK ||
         print_result(&a, &r, &err) != FERRY_OK)
         goto out;
     rc = r.success ? 0 : 1;

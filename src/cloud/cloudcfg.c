@@ -56,21 +56,31 @@ int cloudcfg_open(const struct config *cfg, enum cloud_provider p, const char *l
                   const atomic_bool *stop, struct cloudcfg *own, struct cloud **out,
                   struct err *err)
 {
+    return cloudcfg_open_at(cfg, p, NULL, link_base, stop, own, out, err);
+}
+
+int cloudcfg_open_at(const struct config *cfg, enum cloud_provider p, const char *container,
+                     const char *link_base, const atomic_bool *stop, struct cloudcfg *own,
+                     struct cloud **out, struct err *err)
+{
+    const char *configured[CLOUD_N_PROVIDERS] = {cfg->s3_bucket, cfg->azure_container,
+                                                 cfg->local_cloud_dir};
     memset(own, 0, sizeof(*own));
     *out = NULL;
     if (p == CLOUD_LOCAL && cloudcfg_link_key(cfg->data_dir, own->link_key, err) != FERRY_OK)
         return FERRY_ERR;
     own->state_dir = xasprintf("%s/" STATE_DIR, cfg->data_dir);
     own->link_base = xstrdup(link_base);
+    own->container = container ? xstrdup(container) : configured[p] ? xstrdup(configured[p]) : NULL;
     struct cloud_settings s = {
         .s3_endpoint = cfg->s3_endpoint,
         .s3_region = cfg->s3_region,
         .s3_access_key_id = cfg->s3_access_key_id,
         .s3_secret_access_key = cfg->s3_secret_access_key,
-        .s3_bucket = cfg->s3_bucket,
+        .s3_bucket = p == CLOUD_S3 ? own->container : cfg->s3_bucket,
         .azure_connection_string = cfg->azure_connection_string,
-        .azure_container = cfg->azure_container,
-        .local_dir = cfg->local_cloud_dir,
+        .azure_container = p == CLOUD_AZURE ? own->container : cfg->azure_container,
+        .local_dir = p == CLOUD_LOCAL ? own->container : cfg->local_cloud_dir,
         .link_base = own->link_base,
         .link_key = own->link_key,
         .state_dir = own->state_dir,
@@ -85,6 +95,7 @@ void cloudcfg_clear(struct cloudcfg *own)
 {
     free(own->state_dir);
     free(own->link_base);
+    free(own->container);
     OPENSSL_cleanse(own->link_key, sizeof(own->link_key));
     memset(own, 0, sizeof(*own));
 }

@@ -15,6 +15,7 @@ struct cloudcfg {
     char *state_dir;
     char link_key[65];
     char *link_base;
+    char *container; /* the bucket, container or folder the provider was opened on */
 };
 
 /* Opens provider p as configured in cfg. link_base is where the local provider's links
@@ -23,6 +24,11 @@ struct cloudcfg {
 int cloudcfg_open(const struct config *cfg, enum cloud_provider p, const char *link_base,
                   const atomic_bool *stop, struct cloudcfg *own, struct cloud **out,
                   struct err *err);
+/* The same on container (an S3 bucket, an Azure container or a local folder) instead of
+ * the configured one, for a cloud location that names its own (--location NAME=s3:B/P). */
+int cloudcfg_open_at(const struct config *cfg, enum cloud_provider p, const char *container,
+                     const char *link_base, const atomic_bool *stop, struct cloudcfg *own,
+                     struct cloud **out, struct err *err);
 void cloudcfg_clear(struct cloudcfg *own);
 
 /* The secret the local provider's links are signed with (64 hex digits and a NUL): made

@@ -39,6 +39,17 @@ out:
     return rc;
 }
 
+int dbstate_synced(struct store_conn *c, const char *pair, bool *synced, struct err *err)
+{
+    struct store_val v[] = {sv_text(pair)};
+    int64_t at = 0;
+    bool found = false;
+    int rc = store_query_int(c, "SELECT last_sync_at FROM ferry_dbsync_pairs WHERE id = $1", v, 1,
+                             &at, &found, err);
+    *synced = rc == FERRY_OK && found && at > 0;
+    return rc;
+}
+
 int dbstate_lookup(struct store_conn *c, const char *pair, const char *key, char source_hash[65],
                    char target_hash[65], bool *found, struct err *err)
 {

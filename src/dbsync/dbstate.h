@@ -15,6 +15,10 @@
 int dbstate_pair(struct store_conn *c, const char *source, const char *target, const char *tbl,
                  char id[40], struct err *err);
 
+/* Whether the pair finished a sync (some of it) before: from then on a target row this
+ * pair never copied, which differs from the source's, was added in the target since. */
+int dbstate_synced(struct store_conn *c, const char *pair, bool *synced, struct err *err);
+
 /* The hashes of key as of the pair's last sync; *found false when it never synced. */
 int dbstate_lookup(struct store_conn *c, const char *pair, const char *key, char source_hash[65],
                    char target_hash[65], bool *found, struct err *err);

@@ -48,6 +48,7 @@ struct table_sync {
     struct lease lease;             /* one sync of a pair's table at a time, on any node */
     bool leased;
     bool captured; /* the source is a ferry database that records this table's changes */
+    bool synced;   /* the pair synced this table before this run */
 };
 
 static char *upsert_statement(const struct table_sync *t, size_t n_rows);
@@ -312,6 +313,8 @@ static int step(struct table_sync *t, const struct dbrow *s, const struct dbrow 
             return delete_row(t, g->key, err);
         return conflict(t, NULL, g, "deleted in the source, changed in the target", err);
     }
+    if (!known && t->synced && strcmp(s->hash, g->hash) != 0)
+        return conflict(t, s, g, "added in the target since the last sync", err);
     bool source_changed = !known || strcmp(s->hash, was_source) != 0;
     bool target_changed = known && strcmp(g->hash, was_target) != 0;
     if (target_changed)
@@ -637,8 +640,9 @@ static int sync_entity(const struct dbsync_options *o, struct store *from, struc
     if (store_acquire(from, &t->src, err) != FERRY_OK ||
         store_acquire(to, &t->write, err) != FERRY_OK ||
         dbstate_pair(o->state, o->source_name, o->target_name, entity, t->pair, err) != FERRY_OK ||
-        lease_pair(t, err) != FERRY_OK || prepare(t, err) != FERRY_OK ||
-        store_begin_read(t->src, err) != FERRY_OK ||
+        lease_pair(t, err) != FERRY_OK ||
+        dbstate_synced(o->state, t->pair, &t->synced, err) != FERRY_OK ||
+        prepare(t, err) != FERRY_OK || store_begin_read(t->src, err) != FERRY_OK ||
         count_rows(t, &t->progress.rows_total, err) != FERRY_OK ||
         open_reader(t, to, err) != FERRY_OK)
         goto out;

@@ -7,8 +7,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include <jansson.h>
-
 #include "ferry.h"
 
 /* Largest input ferry merges (each of base, source and target), in bytes. */
@@ -44,6 +42,11 @@ struct merge_result {
     size_t n_resolved; /* conflicts the favor resolved */
 };
 
+/* libgit2's one-time set-up, about 9 ms (it loads the system's CA certificates, which a
+ * merge never uses). The merges do it when it is not done; `ferry merge` calls it on a
+ * thread of its own while it reads the inputs. Safe from any thread. */
+void merge_init(void);
+
 /* "none", "source", "target", "union" -> favor; ERR_INVALID on anything else. */
 int merge_favor_parse(const char *name, enum merge_favor *out, struct err *err);
 
@@ -63,12 +66,20 @@ int merge_texts(const struct merge_text *base, const struct merge_text *source,
                 const struct merge_text *target, enum merge_favor favor, struct merge_result *out,
                 struct err *err);
 
+/* Only the merged text, as `git merge-file -p` prints it (with --diff3 for favor none), by
+ * one libgit2 merge: out->conflicts stays empty and n_resolved 0. For callers that show
+ * no conflict list (`ferry merge` without --json); release with merge_result_cleanup. */
+int merge_texts_only(const struct merge_text *base, const struct merge_text *source,
+                     const struct merge_text *target, enum merge_favor favor,
+                     struct merge_result *out, struct err *err);
+
 void merge_result_cleanup(struct merge_result *r);
 
-/* The seed's response: success, mergedContent, conflicts[] (lineNumber, baseContent,
- * sourceContent, targetContent, resolution: each region's lines joined by "\n", without
- * a final newline, as the seed's example shows), conflictResolutionCount; plus favor. */
-json_t *merge_result_json(const struct merge_result *r, enum merge_favor favor);
+/* The seed's response as JSON text (owned, NUL-terminated, *len bytes): success,
+ * mergedContent, conflicts[] (lineNumber, baseContent, sourceContent, targetContent,
+ * resolution: each region's lines joined by "\n", without a final newline, as the seed's
+ * example shows), conflictResolutionCount; plus favor. */
+char *merge_result_dump(const struct merge_result *r, enum merge_favor favor, size_t *len);
 
 /* Writes data to path atomically: a temporary file beside it, fsync, rename, fsync of
  * the folder. A reader sees the old file or the new one, never a part. */

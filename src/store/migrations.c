@@ -5,8 +5,8 @@
 
 /* The change log. seq is the table's own key and is never reused, even after a purge:
  * on SQLite MAX(seq) + 1 (the purge leaves a placeholder entry at the head it removed);
- * on PostgreSQL a sequence, drawn while holding ferry_writer's row lock so that seq
- * order is commit order (tables.c). */
+ * on PostgreSQL a sequence (since migration 12 drawn by the promoter, sync/promote.h, so
+ * that seq order is commit order). */
 #define CHANGES_SQLITE                                                                             \
     "CREATE TABLE ferry_changes ("                                                                 \
     " seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, pk TEXT NOT NULL,"                               \
@@ -240,6 +240,32 @@
     " resolution TEXT NOT NULL, job_id TEXT, detected_at BIGINT NOT NULL,"                         \
     " PRIMARY KEY (pair_id, row_key));"
 
+/* Writes without a global lock (PostgreSQL; sync/promote.h): a capture trigger records a
+ * change as pending (seq NULL, wseq its place in write order) and the promoter gives
+ * committed pending entries their seq, one promoter at a time, so seq order stays commit
+ * order without writers waiting for each other. seq keeps a unique index (the feed's walk);
+ * the pending entries have their own. SQLite keeps its one writer and its schema. */
+#define PENDING_PG                                                                                 \
+    "ALTER TABLE ferry_changes DROP CONSTRAINT ferry_changes_pkey;"                                \
+    "ALTER TABLE ferry_changes ALTER COLUMN seq DROP DEFAULT, ALTER COLUMN seq DROP NOT NULL;"     \
+    "CREATE UNIQUE INDEX ferry_changes_seq ON ferry_changes(seq);"                                 \
+    "CREATE SEQUENCE ferry_change_wseq;"                                                           \
+    "ALTER TABLE ferry_changes ADD COLUMN wseq BIGINT DEFAULT nextval('ferry_change_wseq');"       \
+    "CREATE INDEX ferry_changes_pending ON ferry_changes(wseq) WHERE seq IS NULL;"                 \
+    "ALTER TABLE ferry_scope_exits ALTER COLUMN seq DROP NOT NULL;"
+
+/* Cloud sessions (cloud/treesync.c): per pair of a folder and a cloud location, each file's
+ * size, modification time and object etag as of its last transfer, so an Incremental
+ * session skips what did not change on either side; and the objects ferry has stored in
+ * each provider, whose sizes are the metrics' cloudStorageUsage. */
+#define CLOUDSYNC_SQL                                                                              \
+    "CREATE TABLE ferry_cloudsync_entries ("                                                       \
+    " pair_id TEXT NOT NULL, path TEXT NOT NULL, size BIGINT NOT NULL, mtime_ns BIGINT NOT NULL,"  \
+    " etag TEXT NOT NULL, PRIMARY KEY (pair_id, path));"                                           \
+    "CREATE TABLE ferry_cloud_objects ("                                                           \
+    " provider TEXT NOT NULL, container TEXT NOT NULL, obj_key TEXT NOT NULL,"                     \
+    " size BIGINT NOT NULL, PRIMARY KEY (provider, container, obj_key));"
+
 const struct migration store_migrations[] = {
     /* 1: users, tokens and ferry's key-value settings */
     {1, AUTH_SQL, AUTH_SQL},
@@ -259,6 +285,10 @@ const struct migration store_migrations[] = {
     {8, WEBHOOKS_SQL, WEBHOOKS_SQL},
     /* 11: database sync's per-pair state and conflicts */
     {11, DBSYNC_SQL, DBSYNC_SQL},
+    /* 12: PostgreSQL: pending change-log entries, promoted in commit order */
+    {12, "", PENDING_PG},
+    /* 14: cloud sessions' per-pair state and the objects stored per provider */
+    {14, CLOUDSYNC_SQL, CLOUDSYNC_SQL},
 };
 
 const size_t store_n_migrations = sizeof(store_migrations) / sizeof(store_migrations[0]);

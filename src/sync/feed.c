@@ -7,6 +7,7 @@
 
 #include "sync/feed.h"
 #include "sync/feedshare.h"
+#include "sync/promote.h"
 #include "util/buf.h"
 #include "util/jsonw.h"
 #include "util/timeutil.h"
@@ -34,6 +35,8 @@ int feed_parse_cursor(const char *text, int64_t *cursor, struct err *err)
     return FERRY_OK;
 }
 
+/* MAX(seq) leaves pending entries (seq NULL, promote.h) out: below the head everything is
+ * committed and numbered. */
 int feed_head(struct store_conn *c, int64_t *head, struct err *err)
 {
     bool found = false;
@@ -527,7 +530,11 @@ int feed_read_text(struct store_conn *c, const struct feed_query *q, struct feed
     out->next_cursor = 0;
     out->head = 0;
     feed_sql(q, &s, offsets);
-    if (q->share && out->shape == FEED_CHANGES)
+    /* Other programs' committed writes wait as pending entries until a promoter numbers
+     * them; the reader does it when the listener has not yet (or no node listens). */
+    if (promote_pending(c, err) != FERRY_OK)
+        rc = FERRY_ERR;
+    else if (q->share && out->shape == FEED_CHANGES)
         rc = shared_page(c, q, &s, offsets, out, &clear, err);
     else
         rc = read_page(c, q, &s, offsets, out, &clear, err);

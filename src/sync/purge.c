@@ -7,6 +7,7 @@
 
 #include "sync/devices.h"
 #include "sync/feed.h"
+#include "sync/promote.h"
 #include "sync/purge.h"
 #include "util/ticker.h"
 #include "sync/tables.h"
@@ -38,8 +39,11 @@ int purge_run(struct store_conn *c, int64_t retention_ms, struct purge_result *o
     int rc = FERRY_ERR;
 
     *out = (struct purge_result){0};
-    /* The change log's lock keeps writers out while the horizon moves. */
-    if (store_begin(c, err) != FERRY_OK || changelog_lock(c, err) != FERRY_OK ||
+    /* The change log's lock keeps other purges out while the horizon moves. A pending
+     * tombstone (seq NULL, promote.h) stays until promoted: purged before, no device
+     * would learn of the delete and the horizon would not cover it. */
+    if (promote_pending(c, err) != FERRY_OK || store_begin(c, err) != FERRY_OK ||
+        changelog_lock(c, err) != FERRY_OK ||
 
         devices_min_cursor(c, cutoff, &acked, &any, err) != FERRY_OK ||
         feed_horizon(c, &out->horizon, err) != FERRY_OK)
@@ -48,13 +52,13 @@ int purge_run(struct store_conn *c, int64_t retention_ms, struct purge_result *o
         acked = 0;
     struct store_val v[] = {sv_int(acked), sv_int(cutoff)};
     if (store_query_int(c,
-                        "SELECT MAX(seq) FROM ferry_changes WHERE deleted = 1"
+                        "SELECT MAX(seq) FROM ferry_changes WHERE deleted = 1 AND seq IS NOT NULL"
                         " AND (seq <= $1 OR updated_at < $2)",
                         v, 2, &newest, &found, err) != FERRY_OK)
         goto out;
     if (found) {
         if (store_run(c,
-                      "DELETE FROM ferry_changes WHERE deleted = 1"
+                      "DELETE FROM ferry_changes WHERE deleted = 1 AND seq IS NOT NULL"
                       " AND (seq <= $1 OR updated_at < $2)",
                       v, 2, &out->tombstones, err) != FERRY_OK ||
             store_run(c,

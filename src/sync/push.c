@@ -1,12 +1,14 @@
 /* push.c - see push.h. Every operation is checked against the schema before the
  * transaction starts, so bad input costs no lock. Inside the transaction each operation
  * is one statement on the user's table; the capture triggers write the change log. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "sync/feed.h"
+#include "sync/promote.h"
 #include "sync/push.h"
 #include "util/buf.h"
 #include "util/crashpoint.h"
@@ -370,7 +372,7 @@ struct row_state {
     bool found;   /* the change log knows the row */
     bool deleted; /* its last change was a delete */
     int64_t version;
-    int64_t seq;      /* of its last change */
+    int64_t seq;      /* of its last change; INT64_MAX while pending (promote.h) */
     char device[128]; /* the device of its last change, "" for none */
 };
 
@@ -408,7 +410,8 @@ static int row_state(struct store_conn *c, const struct op *op, struct row_state
         s->found = true;
         s->version = store_rows_int(rows, 0);
         s->deleted = store_rows_int(rows, 1) != 0;
-        s->seq = store_rows_int(rows, 2);
+        /* a pending change has no seq yet: no device has seen it, whatever its cursor */
+        s->seq = store_rows_isnull(rows, 2) ? INT64_MAX : store_rows_int(rows, 2);
         snprintf(s->device, sizeof(s->device), "%s",
                  store_rows_isnull(rows, 3) ? "" : store_rows_text(rows, 3));
     }
@@ -1050,20 +1053,66 @@ static int apply_ops(struct store_conn *c, const struct push_request *r, struct 
 
 #define PARENT_KEY_MAX 32 /* columns in a foreign key: PostgreSQL's INDEX_MAX_KEYS */
 
-/* Another program may lock a synced row without writing it (SELECT ... FOR UPDATE / NO KEY
- * UPDATE / SHARE) and write it later: that write's trigger then waits for ferry_writer
- * while it holds the row. A push holding ferry_writer must therefore never wait for a row,
- * or the two wait for each other until PostgreSQL aborts one, perhaps the other program's.
- * So a push locks every row it names, table by table, with NOWAIT right after taking
- * ferry_writer; where one is held it gives both back and tries again (push_apply).
- * Rows that do not exist yet need nothing: an uncommitted outside insert (or delete) of a
- * key means that transaction's statement trigger took ferry_writer, which it holds to
- * commit, so a push holding ferry_writer never meets one in a unique index. The parent
- * rows the batch's foreign keys name are locked the same way, FOR KEY SHARE as the checks
- * take them. For any lock this does not foresee (a cascade, say), lock_timeout makes the
- * push give up after PUSH_LOCK_TIMEOUT and start over, well before PostgreSQL's deadlock
- * check (deadlock_timeout, 1 s by default) would pick a victim, perhaps the other program. */
+/* Pushes do not wait for one another as a whole: each takes an advisory lock per key it
+ * names (key_locks), in sorted order, before reading any row state, so two pushes naming
+ * one key (a new one too, which has no row to lock) run one after the other and each
+ * base_version check reads the other's commit. Nothing else takes these locks, and a push
+ * holding them waits for nothing that is unbounded, so they never close a cycle.
+ * Another program may lock a synced row (SELECT ... FOR UPDATE, or its own write) and then
+ * want one the push holds; a push must therefore never wait for a row, or the two wait for
+ * each other until PostgreSQL aborts one, perhaps the other program's. So a push locks
+ * every row it names, table by table, with NOWAIT; where one is held it gives everything
+ * back and tries again (push_apply). The parent rows the batch's foreign keys name are
+ * locked the same way, FOR KEY SHARE as the checks take them. For any lock this does not
+ * foresee (a cascade, or another program's uncommitted insert of a key the push inserts
+ * too), lock_timeout makes the push give up after PUSH_LOCK_TIMEOUT and start over, well
+ * before PostgreSQL's deadlock check (deadlock_timeout, 1 s by default) would pick a
+ * victim, perhaps the other program. */
 #define PUSH_LOCK_TIMEOUT "SET LOCAL lock_timeout = '200ms'"
+
+static int cmp_key(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The advisory lock key of (table, key): the first 64 bits of SHA-256 of both. Two keys
+ * sharing one only wait for each other. */
+static int64_t key_lock_id(const struct op *op)
+{
+    char *both = xasprintf("%s%c%s", op->t->name, 1, op->pk), hex[65];
+    crypto_sha256_hex(both, strlen(both), hex);
+    free(both);
+    hex[16] = '\0';
+    return (int64_t)strtoull(hex, NULL, 16);
+}
+
+/* Takes the advisory lock of every key the batch names, in ascending order so that two
+ * pushes never wait for each other in a circle, in one statement. */
+static int key_locks(struct store_conn *c, const struct batch *b, struct err *err)
+{
+    int64_t *ids = xcalloc(b->n ? b->n : 1, sizeof(*ids));
+    struct buf a;
+    int rc;
+    for (size_t i = 0; i < b->n; i++)
+        ids[i] = key_lock_id(&b->ops[i]);
+    qsort(ids, b->n, sizeof(*ids), cmp_key);
+    buf_init(&a);
+    buf_puts(&a, "{");
+    for (size_t i = 0; i < b->n; i++)
+        if (i == 0 || ids[i] != ids[i - 1])
+            buf_printf(&a, "%s%lld", i ? "," : "", (long long)ids[i]);
+    buf_puts(&a, "}");
+    struct store_val v = sv_text(a.data);
+    rc = b->n ? store_run(c,
+                          "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST($1 AS BIGINT[]))"
+                          " WITH ORDINALITY AS u(k, n) ORDER BY n",
+                          &v, 1, NULL, err)
+              : FERRY_OK;
+    buf_cleanup(&a);
+    free(ids);
+    return rc;
+}
 
 /* Adds text as the next element (the first opens the literal) of a PostgreSQL array
  * literal being built in a, quoted; the caller closes it with "}". */
@@ -1203,17 +1252,31 @@ static int lock_rows(struct store_conn *c, struct batch *b, struct err *err)
     return rc;
 }
 
+/* On PostgreSQL the push numbers its changes itself, last (promote.h): the answer's
+ * cursor then covers the batch's own changes, and its record (which a retry replays) says
+ * the same. The promoters' lock is held from there to the commit, so whatever else the
+ * commit would run first happens before: the deferred constraint checks and triggers of
+ * the user's tables (which may wait for other transactions; within lock_timeout). */
+static int promote_own(struct store_conn *c, struct batch *b, struct err *err)
+{
+    if (store_conn_dialect(c) != STORE_POSTGRES || promote_run(c, err) == FERRY_OK)
+        return FERRY_OK;
+    b->rows_busy = err->code == ERR_UNAVAILABLE; /* a deferred check met lock_timeout */
+    return FERRY_ERR;
+}
+
 static int apply_all(struct store_conn *c, const struct push_request *r, struct batch *b,
                      json_t **result, struct err *err)
 {
     int64_t head = 0;
-    /* Take the change log's lock before reading any row state: pushes then run one at a
-     * time, so a base_version check cannot race another push on PostgreSQL, whose READ
-     * COMMITTED transactions would otherwise both see the old version. */
-    if (changelog_lock(c, err) != FERRY_OK)
+    /* Lock before reading any row state, so that a base_version check cannot race another
+     * push (READ COMMITTED transactions would otherwise both see the old version): on
+     * SQLite the database's write lock, on PostgreSQL the batch's keys and rows. */
+    if (store_conn_dialect(c) != STORE_POSTGRES && changelog_lock(c, err) != FERRY_OK)
         return FERRY_ERR;
     if (store_conn_dialect(c) == STORE_POSTGRES &&
-        (lock_rows(c, b, err) != FERRY_OK || store_exec(c, PUSH_LOCK_TIMEOUT, err) != FERRY_OK))
+        (key_locks(c, b, err) != FERRY_OK || lock_rows(c, b, err) != FERRY_OK ||
+         store_exec(c, PUSH_LOCK_TIMEOUT, err) != FERRY_OK))
         return FERRY_ERR;
     if (r->before_ops && r->before_ops(c, r->ctx, err) != FERRY_OK)
         return FERRY_ERR;
@@ -1236,7 +1299,8 @@ static int apply_all(struct store_conn *c, const struct push_request *r, struct 
     }
     if (r->in_txn && r->in_txn(c, r->ctx, err) != FERRY_OK)
         return FERRY_ERR;
-    if (set_origin(c, b, NULL, err) != FERRY_OK || feed_head(c, &head, err) != FERRY_OK)
+    if (set_origin(c, b, NULL, err) != FERRY_OK || promote_own(c, b, err) != FERRY_OK ||
+        feed_head(c, &head, err) != FERRY_OK)
         return FERRY_ERR;
     *result = summary(r, b, head);
     if (r->batch_id && save_answer(c, r, *result, err) != FERRY_OK)

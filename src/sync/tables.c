@@ -1,12 +1,13 @@
 /* tables.c - see tables.h. The capture triggers are the heart of change capture: they
- * run inside the writer's transaction, whoever the writer is, and give each change the
- * next seq. Writers to synced tables run one at a time (SQLite's write lock; on
- * PostgreSQL the row lock on ferry_writer, taken before any seq is drawn), so seq order is
- * commit order and a reader that has seen seq N has seen every change below it. */
+ * run inside the writer's transaction, whoever the writer is. On SQLite (one writer at a
+ * time) they give each change the next seq; on PostgreSQL they record it as pending and
+ * the promoter (promote.h) numbers it after commit. Either way seq order is commit order
+ * and a reader that has seen seq N has seen every change below it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "sync/promote.h"
 #include "sync/rowwrite.h"
 #include "sync/tables.h"
 #include "util/buf.h"
@@ -15,7 +16,7 @@
 #include "util/timeutil.h"
 
 /* Bumped when the trigger text changes, so existing installs are replaced. */
-#define TRIGGER_VERSION 10
+#define TRIGGER_VERSION 11
 
 /* Milliseconds since the epoch in SQLite's own SQL: triggers run in other programs too,
  * so they may use only built-in functions. */
@@ -163,9 +164,11 @@ static char *sqlite_trigger_sql(const struct synced_table *t)
 /* --- PostgreSQL triggers ----------------------------------------------------------- */
 
 /* Statement-level triggers with transition tables: one INSERT ... SELECT logs all the
- * rows a statement changed, instead of a PL/pgSQL call per row. The row lock on
- * ferry_writer is taken before any seq is drawn and held to commit: writers to synced
- * tables run one at a time, and seq order is commit order. ferry's own writes set
+ * rows a statement changed, instead of a PL/pgSQL call per row. Each entry is written
+ * pending (seq NULL, wseq its place in write order) and takes no lock beyond its own log
+ * row, whose lock follows the data row's (only the writer of a row writes its entry), so
+ * version stays exact and writers to synced tables never wait for one another; the
+ * promoter gives the entry its seq once committed (promote.h). ferry's own writes set
  * ferry.device for their transaction; writes from elsewhere leave it unset. */
 
 /* Logs the keys of `rows` (new_rows or old_rows, filtered by `where`) as changed. */
@@ -178,7 +181,7 @@ static void pg_log_rows(struct buf *b, const struct synced_table *t, const char 
                "  INSERT INTO ferry_changes AS c (tbl, pk, version, deleted, updated_at,"
                " device_id, scope)\n"
                "    SELECT %s, ferry_r.%s::text, 1, %d, now_ms, dev, %s FROM %s ferry_r%s\n"
-               "    ON CONFLICT (tbl, pk) DO UPDATE SET seq = EXCLUDED.seq,\n"
+               "    ON CONFLICT (tbl, pk) DO UPDATE SET seq = NULL, wseq = EXCLUDED.wseq,\n"
                "      version = c.version + 1, deleted = %d, updated_at = EXCLUDED.updated_at,\n"
                "      device_id = EXCLUDED.device_id, scope = EXCLUDED.scope;\n",
                t->literal, t->cols[t->pk].quoted, deleted, scope, rows, where, deleted);
@@ -218,8 +221,7 @@ static char *pg_function_sql(const struct synced_table *t, const char *fn, const
                "DECLARE\n"
                "  dev text := NULLIF(current_setting('ferry.device', true), '');\n"
                "  now_ms bigint := (extract(epoch from clock_timestamp()) * 1000)::bigint;\n"
-               "BEGIN\n"
-               "  PERFORM 1 FROM ferry_writer WHERE id = 1 FOR UPDATE;\n",
+               "BEGIN\n",
                fn);
     if (!strcmp(event, "ins")) {
         pg_log_rows(&b, t, "new_rows", 0, "");
@@ -264,23 +266,13 @@ static char *pg_trigger_sql(const struct synced_table *t)
     };
     struct buf b;
     buf_init(&b);
-    /* Every writer takes ferry_writer's lock before its first row lock: a push takes it
-     * first thing, and another program's statement takes it here, before the statement
-     * locks any row. Taken only in the AFTER trigger (as before), an outside UPDATE held
-     * its rows while waiting for a push that held the lock and wanted those rows. */
-    buf_printf(&b,
-               "CREATE OR REPLACE FUNCTION ferry_writer_lock() RETURNS trigger LANGUAGE plpgsql"
-               " AS $ferry$\nBEGIN\n  PERFORM 1 FROM ferry_writer WHERE id = 1 FOR UPDATE;\n"
-               "  RETURN NULL;\nEND $ferry$;\n"
-               "DROP TRIGGER IF EXISTS ferry_capture_lock ON %s;\n"
-               "CREATE TRIGGER ferry_capture_lock BEFORE INSERT OR UPDATE OR DELETE ON %s"
-               " FOR EACH STATEMENT EXECUTE FUNCTION ferry_writer_lock();\n",
-               t->quoted, t->quoted);
-    /* triggers of earlier versions */
+    /* triggers of earlier versions; ferry_capture_lock (up to version 10) took
+     * ferry_writer's row lock, which made every writer wait for every other */
     buf_printf(&b,
                "DROP TRIGGER IF EXISTS ferry_capture ON %s;\n"
-               "DROP TRIGGER IF EXISTS ferry_notify ON %s;\n",
-               t->quoted, t->quoted);
+               "DROP TRIGGER IF EXISTS ferry_notify ON %s;\n"
+               "DROP TRIGGER IF EXISTS ferry_capture_lock ON %s;\n",
+               t->quoted, t->quoted, t->quoted);
     for (size_t i = 0; i < 3; i++) {
         char *fn = pg_function_name(t, events[i].event);
         char *function = pg_function_sql(t, fn, events[i].event);
@@ -320,11 +312,15 @@ int changelog_resync_mark(struct store_conn *c, int64_t *seq, struct err *err)
     bool pg = store_conn_dialect(c) == STORE_POSTGRES, found = false;
     struct store_val now = sv_int(time_now_ms());
     /* The placeholder's table '' is no synced table's name, so no feed shows it, and it is
-     * no tombstone, so the purge leaves it. */
+     * no tombstone, so the purge leaves it. On PostgreSQL the seq is drawn under the
+     * promoters' lock, held to commit, so it too is in commit order. */
+    if (pg && promote_lock(c, err) != FERRY_OK)
+        return FERRY_ERR;
     if (store_run(c,
-                  pg ? "INSERT INTO ferry_changes(tbl, pk, version, deleted, updated_at)"
-                       " VALUES ('', 'resync', 0, 0, $1) ON CONFLICT (tbl, pk) DO UPDATE"
-                       " SET seq = nextval('ferry_change_seq'), updated_at = excluded.updated_at"
+                  pg ? "INSERT INTO ferry_changes(seq, tbl, pk, version, deleted, updated_at)"
+                       " VALUES (nextval('ferry_change_seq'), '', 'resync', 0, 0, $1)"
+                       " ON CONFLICT (tbl, pk) DO UPDATE"
+                       " SET seq = excluded.seq, updated_at = excluded.updated_at"
                      : "INSERT INTO ferry_changes(tbl, pk, version, deleted, updated_at)"
                        " VALUES ('', 'resync', 0, 0, $1) ON CONFLICT (tbl, pk) DO UPDATE"
                        " SET seq = (SELECT MAX(seq) FROM ferry_changes) + 1,"
@@ -428,12 +424,11 @@ static int triggers_present(struct store_conn *c, const struct synced_table *t, 
              " JOIN pg_catalog.pg_class r ON r.oid = tg.tgrelid"
              " JOIN pg_catalog.pg_namespace s ON s.oid = r.relnamespace"
              " WHERE s.nspname = current_schema() AND r.relname = $1"
-             " AND tg.tgname IN ('ferry_capture_ins', 'ferry_capture_upd', 'ferry_capture_del',"
-             " 'ferry_capture_lock')"
+             " AND tg.tgname IN ('ferry_capture_ins', 'ferry_capture_upd', 'ferry_capture_del')"
            : "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = $1"
              " AND name IN ($2, $3, $4)",
         v, pg ? 1 : 4, &n, &found, err);
-    *present = n == (pg ? 4 : 3);
+    *present = n == 3;
     free(ins);
     free(upd);
     free(del);
@@ -500,7 +495,7 @@ static int install(struct store_conn *c, struct synced_table *t, struct err *err
                   v, 5, NULL, err) != FERRY_OK ||
         store_commit(c, err) != FERRY_OK)
         goto out;
-    rc = FERRY_OK;
+    rc = promote_run(c, err); /* the rows backfill recorded */
 out:
     store_rollback(c);
     free(signature);

@@ -1,10 +1,12 @@
-/* watch.c - see watch.h. */
+/* watch.c - see watch.h. On PostgreSQL the watcher is also where changes are promoted
+ * (promote.h) when a NOTIFY says another program or node committed some. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include "sync/feed.h"
+#include "sync/promote.h"
 #include "sync/watch.h"
 
 #define POLL_MS 20         /* SQLite: how often the counter is read */
@@ -39,7 +41,9 @@ static void watch_on(struct watch *w, struct store_conn *c, int64_t *last)
         } else {
             sleep_ms(POLL_MS);
         }
-        if (feed_head(c, &head, &err) != FERRY_OK)
+        /* Number what was committed since (promote.h) before reading the head, so the
+         * waiters woken below find the changes that woke them. */
+        if (promote_pending(c, &err) != FERRY_OK || feed_head(c, &head, &err) != FERRY_OK)
             return;
         if (head != *last) {
             *last = head;

@@ -3,11 +3,13 @@
  * U+10FFFF). */
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "util/utf8.h"
 
-/* Length of the valid sequence at s, or 0 when it is not one. */
-static size_t sequence_len(const unsigned char *s)
+/* Length of the valid sequence at s, of which avail bytes may be read, or 0 when it is
+ * not one. */
+static size_t sequence_len(const unsigned char *s, size_t avail)
 {
     unsigned c = s[0];
     size_t n;
@@ -21,6 +23,8 @@ static size_t sequence_len(const unsigned char *s)
     else if (c >= 0xf0 && c <= 0xf4)
         n = 4, cp = c & 0x07;
     else
+        return 0;
+    if (n > avail)
         return 0;
     for (size_t i = 1; i < n; i++) {
         if ((s[i] & 0xc0) != 0x80) /* also stops at the terminating NUL */
@@ -37,11 +41,30 @@ void utf8_scrub(char *s)
 {
     unsigned char *p = (unsigned char *)s;
     while (*p) {
-        size_t n = sequence_len(p);
+        size_t n = sequence_len(p, SIZE_MAX); /* the NUL stops a sequence cut short */
         if (n == 0) {
             *p++ = '?';
             continue;
         }
         p += n;
     }
+}
+
+bool utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    while (p < end) {
+        uint64_t word;
+        /* ASCII, the bulk of most text, eight bytes at a time: this check runs over
+         * whole files (merge inputs), where a byte at a time costs as much as the merge. */
+        while (end - p >= 8 && (memcpy(&word, p, 8), !(word & 0x8080808080808080ULL)))
+            p += 8;
+        if (p == end)
+            break;
+        size_t n = *p < 0x80 ? 1 : sequence_len(p, (size_t)(end - p));
+        if (n == 0)
+            return false;
+        p += n;
+    }
+    return true;
 }

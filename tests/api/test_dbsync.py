@@ -165,6 +165,56 @@ def test_sqlite_to_postgres_and_back(make_server, dbs):
     assert res["changesApplied"] == 0 and res["rowsUnchanged"] == N_USERS - 1 + len(CODES)
 
 
+def test_conflicts_from_postgres_to_sqlite(make_server, dbs):
+    """The other direction: PostgreSQL is the source, a SQLite file the target. Rows changed,
+    deleted or added in the target since the pair's last sync are conflicts: listed, kept
+    as the target has them, and overwritten only with conflictPolicy overwrite."""
+    srv = make_server(*dbs["flags"])
+    dbsync(srv, "lite", "pg", ["Users"])
+    res = dbsync(srv, "pg", "back", ["Users"])
+    assert res["rowsInserted"] == N_USERS and res["conflictsEncountered"] == 0, res
+    pg_rows(dbs, 'UPDATE "Users" SET name = \'src\' || id WHERE id IN (5, 7)')
+    pg_rows(dbs, 'INSERT INTO "Users"(id, name) VALUES (6000, \'pg-new\'), (6001, \'only-pg\')')
+    lite(dbs["back"], "UPDATE Users SET name = 'theirs' WHERE id = 7",
+         "DELETE FROM Users WHERE id = 8",
+         "INSERT INTO Users(id, name) VALUES (6000, 'back-new')")
+    res = dbsync(srv, "pg", "back", ["Users"])
+    assert counts(res) == {"rowsInserted": 1, "rowsUpdated": 1, "rowsDeleted": 0,
+                           "rowsUnchanged": N_USERS - 3, "conflictsEncountered": 3}, res
+    assert {(c["key"], c["reason"], c["resolution"]) for c in res["conflicts"]} == {
+        ("7", "changed in the target", "kept-target"),
+        ("8", "deleted in the target", "kept-target"),
+        ("6000", "added in the target since the last sync", "kept-target")}, res
+    query = "SELECT id, name FROM Users WHERE id IN (5, 7, 8, 6000, 6001) ORDER BY id"
+    assert lite(dbs["back"], query) == [(5, "src5"), (7, "theirs"), (6000, "back-new"),
+                                        (6001, "only-pg")]
+
+    r = srv.get(f"{DB}/conflicts", token=srv.admin_token,
+                params={"source": "pg", "target": "back", "entity": "Users"})
+    assert r.status_code == 200, r.text
+    listed = {c["key"]: c for c in r.json()["conflicts"]}
+    assert set(listed) == {"7", "8", "6000"} and r.json()["totalCount"] == 3, listed
+    assert listed["7"]["sourceRow"]["name"] == "src7" and \
+        listed["7"]["targetRow"]["name"] == "theirs"
+    assert listed["8"]["targetRow"] is None and listed["8"]["sourceRow"]["name"] == "user8"
+    assert listed["6000"]["targetRow"]["name"] == "back-new"
+    # the other direction's list is its own
+    r = srv.get(f"{DB}/conflicts", token=srv.admin_token,
+                params={"source": "lite", "target": "pg", "entity": "Users"})
+    assert r.status_code == 200 and r.json()["totalCount"] == 0, r.text
+
+    # unchanged since: still conflicts, still kept; then overwrite makes the source win
+    res = dbsync(srv, "pg", "back", ["Users"])
+    assert res["conflictsEncountered"] == 3 and res["changesApplied"] == 0, res
+    res = dbsync(srv, "pg", "back", ["Users"], conflictPolicy="overwrite")
+    assert res["conflictsEncountered"] == 3 and res["changesApplied"] == 3, res
+    assert {c["resolution"] for c in res["conflicts"]} == {"overwritten"}
+    assert lite(dbs["back"], query) == [(5, "src5"), (7, "src7"), (8, "user8"),
+                                        (6000, "pg-new"), (6001, "only-pg")]
+    res = dbsync(srv, "pg", "back", ["Users"])
+    assert res["changesApplied"] == 0 and res["conflictsEncountered"] == 0, res
+
+
 def journal_mode(path):
     return lite(path, "PRAGMA journal_mode")[0][0]
 
@@ -373,7 +423,7 @@ def test_seed_session_example_with_named_locations(make_server, dbs, tmp_path):
     assert sorted(x[0] for x in pg_rows(dbs, 'SELECT code FROM "Codes"')) == sorted(CODES)
 
     # what a session cannot join
-    for src, dst, why in (("bucket", "System2", "not supported for sessions yet"),
+    for src, dst, why in (("bucket", "lite", "joins it to a folder"),
                           ("lite", "System2", "two folders or two databases"),
                           ("System9", "System2", "neither a configured location")):
         body = assert_v1_error(srv.post(f"{SESS}/start", token=srv.admin_token,

@@ -394,3 +394,38 @@ def test_cli_json_output_and_usage(tmp_path):
     assert p.returncode == 1 and "binary" in p.stderr and p.stdout == ""
     p = run_ferry("merge", str(tmp_path / "nope"), *args[1:])
     assert p.returncode == 1 and "cannot open" in p.stderr
+
+
+def far_triples():
+    """Longer texts whose conflicts lie apart (ten lines or more), each with lines both
+    sides add in common: ferry writes these from its one diff3 merge, union included,
+    where the corpus' short texts mostly have conflicts close together."""
+    rng = random.Random(SEED + 1)
+    common = ["}", "", "shared", "shared 2", "return y;"]
+    for i in range(12):
+        n = rng.randint(30, 150)
+        base = [f"line {k}" for k in range(n)]
+        source, target = list(base), list(base)
+        for at in sorted(rng.sample(range(0, n, 10), rng.randint(1, n // 10)), reverse=True):
+            width, both = rng.randint(1, 4), [rng.choice(common) for _ in range(rng.randint(0, 5))]
+            source[at:at + width] = [f"s{i} {at}"] + both + ["s tail"] * rng.randint(0, 1)
+            target[at:at + width] = ["t head"] * rng.randint(0, 1) + both + [f"t{i} {at}"]
+        eol = "\r\n" if i % 4 == 3 else "\n"
+        yield tuple((eol.join(lines) + eol).encode() for lines in (base, source, target))
+
+
+def test_cli_json_far_conflicts_agree_with_git(tmp_path):
+    for i, (base, source, target) in enumerate(far_triples()):
+        paths = put_files(tmp_path, f"far{i}", base, source, target)
+        args = [paths["baseFile"], paths["sourceFile"], paths["targetFile"]]
+        _, diff3 = git_merge(tmp_path, base, source, target, "none")
+        for favor in ("none", "source", "target", "union"):
+            p = subprocess.run([FERRY_BIN, "merge", "--json", "--favor", favor, *args],
+                               capture_output=True, env=child_env())
+            assert not any(m.encode() in p.stderr for m in SANITIZER_MARKERS), p.stderr
+            res = json.loads(p.stdout)
+            assert res["mergedContent"].encode() == git_merge(tmp_path, base, source, target,
+                                                               favor)[1], (i, favor)
+            got = [(c["lineNumber"], c["baseContent"], c["sourceContent"], c["targetContent"])
+                   for c in res["conflicts"]]
+            assert got == git_conflicts(diff3) and got, (i, favor)

@@ -425,6 +425,48 @@ def test_every_event_type_from_a_real_action(make_server, receiver, tmp_path):
     assert len({e["id"] for e in log}) == len(log)  # each event its own id
 
 
+def test_backup_completed_from_a_real_backup(make_server, receiver, tmp_path):
+    """A backup that writes a snapshot is one backup.completed, signed and verified; the
+    operations that write none (listing versions, a restore) send nothing."""
+    root = tmp_path / "root"
+    (root / "src" / "d").mkdir(parents=True)
+    (root / "src" / "d" / "a.txt").write_bytes(b"backed up\n")
+    srv = make_server(*FAST, "--file-root", str(root),
+                      env={"FERRY_BACKUP_PASSWORD": "webhook test password"})
+    hook = subscribe(srv, receiver, ["backup.completed"])
+    repo = str(root / "repo")
+    r = srv.post("/api/v1/backup/create", token=srv.admin_token, timeout=60,
+                 json={"sourceDirectory": str(root / "src"), "backupPath": repo})
+    assert r.status_code == 200, r.text
+    made = r.json()
+    [e] = receiver.wait(1)
+    assert e["verified"] and e["id"].startswith("msg_"), e
+    payload = json.loads(e["body"])
+    assert payload["type"] == "backup.completed"
+    data = payload["data"]
+    assert data["jobId"] == made["jobId"] and data["kind"] == "backup", data
+    assert data["status"] == "completed" and data["source"] == str(root / "src"), data
+    assert data["result"]["versionId"] == made["versionId"], data
+    assert data["result"]["fileCount"] == made["fileCount"] == 1, data
+    d = wait_delivery(srv, hook["id"], lambda d: d["status"] == "delivered")
+    assert d["eventId"] == e["id"] and d["eventType"] == "backup.completed" and d["attempts"] == 1
+
+    r = srv.get("/api/v1/backup/versions", token=srv.admin_token, params={"backupPath": repo})
+    assert r.status_code == 200 and r.json()["totalCount"] == 1, r.text
+    r = srv.post("/api/v1/backup/restore", token=srv.admin_token, timeout=60,
+                 json={"backupPath": repo, "versionId": made["versionId"],
+                       "restorePath": str(root / "out")})
+    assert r.status_code == 200, r.text
+    assert (root / "out" / "d" / "a.txt").read_bytes() == b"backed up\n"
+    r = srv.post("/api/v1/backup/create", token=srv.admin_token, timeout=60,
+                 json={"sourceDirectory": str(root / "src"), "backupPath": repo})
+    assert r.status_code == 200, r.text
+    log = receiver.wait(2)
+    assert len(log) == 2 and all(x["verified"] for x in log), log
+    assert json.loads(log[1]["body"])["data"]["result"]["versionId"] == r.json()["versionId"]
+    assert log[0]["id"] != log[1]["id"]
+
+
 @pytest.mark.postgres_only
 def test_two_nodes_deliver_each_event_once(_servers, pg_cluster, receiver, tmp_path):
     """Two servers on one database share the outbox: their delivery threads claim each

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "merge/merge.h"
 
@@ -88,7 +89,11 @@ static void test_two_conflicts_and_json(void **state)
     assert_int_equal(r.conflicts[0].line_number, 1);
     /* lines in the merge with markers: the first conflict takes 7, then 5 clean lines */
     assert_int_equal(r.conflicts[1].line_number, 13);
-    json_t *j = merge_result_json(&r, MERGE_FAVOR_TARGET);
+    size_t len = 0;
+    char *dump = merge_result_dump(&r, MERGE_FAVOR_TARGET, &len);
+    assert_int_equal(strlen(dump), len);
+    json_t *j = json_loads(dump, 0, NULL);
+    assert_non_null(j);
     char *text = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
     assert_string_equal(text,
                         "{\"conflictResolutionCount\":2,\"conflicts\":["
@@ -99,7 +104,42 @@ static void test_two_conflicts_and_json(void **state)
                         "\"favor\":\"target\",\"mergedContent\":\"T\\n2\\n3\\n4\\n5\\n6\\nT7\\n\","
                         "\"success\":true}");
     free(text);
+    free(dump);
     json_decref(j);
+    merge_result_cleanup(&r);
+}
+
+/* mergedContent is written by hand: every character that JSON escapes, and UTF-8, come
+ * back as they were, in a conflict with markers too. */
+static void test_json_escapes(void **state)
+{
+    (void)state;
+    static const char base[] = "q\"uote\nback\\slash\r\ntab\tbell\x01\x1f\b\f\n"
+                               "caf\xc3\xa9 \xe2\x98\x95 \xf0\x9f\x98\x80 / \x7f\nend\n";
+    struct merge_result r;
+    size_t len = 0;
+    merge3(base,
+           "S\"\n"
+           "back\\slash\r\n"
+           "x\n",
+           "T\t\n", MERGE_FAVOR_NONE, &r);
+    char *dump = merge_result_dump(&r, MERGE_FAVOR_NONE, &len);
+    json_t *j = json_loads(dump, 0, NULL);
+    assert_non_null(j);
+    json_t *merged = json_object_get(j, "mergedContent");
+    assert_int_equal(json_string_length(merged), r.merged_len);
+    assert_memory_equal(json_string_value(merged), r.merged, r.merged_len);
+    assert_false(json_is_true(json_object_get(j, "success")));
+    json_decref(j);
+    free(dump);
+    merge_result_cleanup(&r);
+    merge3(base, base, base, MERGE_FAVOR_SOURCE, &r);
+    dump = merge_result_dump(&r, MERGE_FAVOR_SOURCE, &len);
+    j = json_loads(dump, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(j, "mergedContent")), base);
+    assert_true(json_is_true(json_object_get(j, "success")));
+    json_decref(j);
+    free(dump);
     merge_result_cleanup(&r);
 }
 
@@ -119,6 +159,32 @@ static void test_marker_lines_in_input(void **state)
     assert_string_equal(r.merged, "x\n<<<<<<< source\n<<<<<<< source\nY\n||||||| base\ny\n"
                                   "=======\nY2\n>>>>>>> target\n=======\nz\n");
     merge_result_cleanup(&r);
+}
+
+/* Union is written from the diff3 merge, each conflict's sides merged alone, while git
+ * joins no two conflicts: four lines with letters apart. Three lines apart git joins
+ * them, repeating the lines between, and ferry takes libgit2's union merge instead. */
+static void test_union_far_and_near(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *base, *source, *target, *merged;
+    } cases[] = {
+        {"b1\nk1\nk2\nk3\nk4\nb2\nend\n", "S1\nc1\nc2\nc3\nc4\nS2\nk1\nk2\nk3\nk4\nS3\nend\n",
+         "T1\nc1\nc2\nc3\nc4\nT2\nk1\nk2\nk3\nk4\nT3\nend\n",
+         "S1\nT1\nc1\nc2\nc3\nc4\nS2\nT2\nk1\nk2\nk3\nk4\nS3\nT3\nend\n"},
+        {"b1\nk1\nk2\nk3\nb2\nend\n", "S1\nc1\nc2\nc3\nc4\nS2\nk1\nk2\nk3\nS3\nend\n",
+         "T1\nc1\nc2\nc3\nc4\nT2\nk1\nk2\nk3\nT3\nend\n",
+         "S1\nT1\nc1\nc2\nc3\nc4\nS2\nk1\nk2\nk3\nS3\nT2\nk1\nk2\nk3\nT3\nend\n"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct merge_result r;
+        merge3(cases[i].base, cases[i].source, cases[i].target, MERGE_FAVOR_UNION, &r);
+        assert_string_equal(r.merged, cases[i].merged);
+        assert_int_equal(r.n_conflicts, 2);
+        assert_string_equal(r.conflicts[0].resolution, "S1\nT1\nc1\nc2\nc3\nc4\nS2\nT2\n");
+        merge_result_cleanup(&r);
+    }
 }
 
 static void test_favor_names(void **state)
@@ -185,7 +251,9 @@ int main(void)
         cmocka_unit_test(test_clean_merge),
         cmocka_unit_test(test_conflict_each_favor),
         cmocka_unit_test(test_two_conflicts_and_json),
+        cmocka_unit_test(test_json_escapes),
         cmocka_unit_test(test_marker_lines_in_input),
+        cmocka_unit_test(test_union_far_and_near),
         cmocka_unit_test(test_favor_names),
         cmocka_unit_test(test_check_text),
         cmocka_unit_test(test_read_and_write_files),

@@ -25,8 +25,8 @@ static void test_same_key_and_fresh_enough(void **state)
     buf_puts(&out, "[");
     assert_false(feedshare_get(s, "k1", 2, 0, &out, &got)); /* nothing kept yet */
     feedshare_put(s, "k1", 2, &p);
-    assert_false(feedshare_get(s, "k2", 2, 0, &out, &got));  /* another question */
-    assert_false(feedshare_get(s, "k1", 2, 6, &out, &got));  /* older than asked for */
+    assert_false(feedshare_get(s, "k2", 2, 0, &out, &got)); /* another question */
+    assert_false(feedshare_get(s, "k1", 2, 6, &out, &got)); /* older than asked for */
     assert_string_equal(out.data, "[");
     assert_true(feedshare_get(s, "k1", 2, 5, &out, &got));
     assert_string_equal(out.data, "[{\"seq\":5}");

@@ -1,4 +1,5 @@
-/* test_utf8.c - utf8_scrub keeps valid UTF-8 and replaces every other byte with '?'. */
+/* test_utf8.c - utf8_scrub keeps valid UTF-8 and replaces every other byte with '?';
+ * utf8_valid tells the two apart by the same rules. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,10 +32,28 @@ static void test_scrub(void **state)
     expect("a\x80z", "a?z");            /* a lone continuation byte */
 }
 
+static void test_valid(void **state)
+{
+    (void)state;
+    static const char *const good[] = {"", "plain ascii, longer than eight bytes",
+                                       "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 and more text",
+                                       "\xf4\x8f\xbf\xbf"};
+    static const char *const bad[] = {"eight ok\xff",     "\xc0\xaf", "\xed\xa0\x80",
+                                      "\xf4\x90\x80\x80", "a\x80z",   "twelve bytes\xe2\x82"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        assert_true(utf8_valid(good[i], strlen(good[i])));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_false(utf8_valid(bad[i], strlen(bad[i])));
+    assert_true(utf8_valid("a\0b", 3));      /* NUL is a character */
+    assert_false(utf8_valid("\xc3\xa9", 1)); /* cut short by the length, not a NUL */
+    assert_true(utf8_valid("\xc3\xa9", 2));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scrub),
+        cmocka_unit_test(test_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

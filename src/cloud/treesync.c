@@ -1,0 +1,493 @@
+/* treesync.c - see treesync.h. Owns the walk of the folder, the listing of the prefix, the
+ * per-pair records (ferry_cloudsync_entries) and the partial files of downloads. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cloud/treesync.h"
+#include "cloud/usage.h"
+#include "util/crashpoint.h"
+#include "util/crypto.h"
+#include "util/path.h"
+
+#define MAX_DEPTH 64
+#define MAX_ENTRIES 1000000 /* files in one run, on either side */
+#define PART_MARK ".ferry-part-"
+#define DIR_FLAGS (O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+
+struct entry {
+    char *rel;
+    uint64_t size;
+    int64_t mtime_ns; /* local files */
+    char *etag;       /* objects */
+};
+
+struct entries {
+    struct entry *v;
+    size_t n, cap;
+};
+
+struct run {
+    struct store_conn *c;
+    const struct treesync_options *o;
+    struct treesync_result *r;
+    char pair[33];
+    int folder_fd;
+    struct treesync_progress p;
+    struct entries local, remote; /* each sorted by rel */
+    bool too_many;
+};
+
+static void entries_free(struct entries *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->v[i].rel);
+        free(l->v[i].etag);
+    }
+    free(l->v);
+    memset(l, 0, sizeof(*l));
+}
+
+static void push(struct run *s, struct entries *l, struct entry e)
+{
+    if (l->n == MAX_ENTRIES) {
+        s->too_many = true;
+        free(e.rel);
+        free(e.etag);
+        return;
+    }
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 64;
+        l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
+    }
+    l->v[l->n++] = e;
+}
+
+static int cmp_rel(const void *a, const void *b)
+{
+    return strcmp(((const struct entry *)a)->rel, ((const struct entry *)b)->rel);
+}
+
+static const struct entry *find(const struct entries *l, const char *rel)
+{
+    struct entry key = {.rel = (char *)rel};
+    if (!l->n)
+        return NULL;
+    return bsearch(&key, l->v, l->n, sizeof(*l->v), cmp_rel);
+}
+
+static void add_error(struct run *s, const char *rel, const char *what)
+{
+    json_array_append_new(s->r->errors, json_sprintf("%s: %s", rel, what));
+}
+
+static bool excluded(const struct treesync_options *o, const char *rel)
+{
+    const char *slash = strrchr(rel, '/'), *name = slash ? slash + 1 : rel;
+    for (size_t i = 0; i < o->n_exclude; i++)
+        if (fnmatch(o->exclude[i], name, 0) == 0 || fnmatch(o->exclude[i], rel, 0) == 0)
+            return true;
+    return false;
+}
+
+static void report(struct run *s, const char *current)
+{
+    s->p.current = current;
+    if (s->o->progress)
+        s->o->progress(s->o->ctx, &s->p);
+}
+
+/* --- the pair's records ------------------------------------------------------------- */
+
+struct record {
+    bool found;
+    uint64_t size;
+    int64_t mtime_ns;
+    char etag[130];
+};
+
+static int record_get(struct run *s, const char *rel, struct record *rec, struct err *err)
+{
+    struct store_val v[] = {sv_text(s->pair), sv_text(rel)};
+    struct store_rows *rows = NULL;
+    memset(rec, 0, sizeof(*rec));
+    if (store_query(s->c,
+                    "SELECT size, mtime_ns, etag FROM ferry_cloudsync_entries"
+                    " WHERE pair_id = $1 AND path = $2",
+                    v, 2, &rows, err) != FERRY_OK)
+        return FERRY_ERR;
+    int got = store_rows_next(rows, err);
+    if (got == 1) {
+        rec->found = true;
+        rec->size = (uint64_t)store_rows_int(rows, 0);
+        rec->mtime_ns = store_rows_int(rows, 1);
+        snprintf(rec->etag, sizeof(rec->etag), "%s", store_rows_text(rows, 2));
+    }
+    store_rows_free(rows);
+    return got < 0 ? FERRY_ERR : FERRY_OK;
+}
+
+static int record_put(struct run *s, const char *rel, const struct stat *st, const char *etag,
+                      struct err *err)
+{
+    struct store_val v[] = {sv_text(s->pair), sv_text(rel), sv_int((int64_t)st->st_size),
+                            sv_int((int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec),
+                            sv_text(etag)};
+    return store_run(s->c,
+                     "INSERT INTO ferry_cloudsync_entries(pair_id, path, size, mtime_ns, etag)"
+                     " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (pair_id, path) DO UPDATE SET"
+                     " size = excluded.size, mtime_ns = excluded.mtime_ns, etag = excluded.etag",
+                     v, 5, NULL, err);
+}
+
+static int64_t mtime_ns(const struct stat *st)
+{
+    return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
+/* --- the two sides ------------------------------------------------------------------ */
+
+/* Collects the regular files under dir_fd; links and special files are left out. */
+static void scan(struct run *s, int dir_fd, const char *dir_rel, int depth)
+{
+    int fd = dup(dir_fd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    struct dirent *de;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        add_error(s, *dir_rel ? dir_rel : ".", "the folder cannot be read");
+        return;
+    }
+    while ((de = readdir(d)) && !s->too_many) {
+        struct stat st;
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+            strstr(de->d_name, PART_MARK) || fstatat(dir_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW))
+            continue;
+        char *rel = *dir_rel ? xasprintf("%s/%s", dir_rel, de->d_name) : xstrdup(de->d_name);
+        if (excluded(s->o, rel) || (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))) {
+            free(rel);
+        } else if (S_ISDIR(st.st_mode)) {
+            int sub = depth < MAX_DEPTH ? openat(dir_fd, de->d_name, DIR_FLAGS) : -1;
+            if (sub >= 0) {
+                scan(s, sub, rel, depth + 1);
+                close(sub);
+            }
+            free(rel);
+        } else {
+            push(s, &s->local, (struct entry){rel, (uint64_t)st.st_size, mtime_ns(&st), NULL});
+        }
+    }
+    closedir(d);
+}
+
+static int add_object(void *ctx, const struct cloud_object *o)
+{
+    struct run *s = ctx;
+    const char *rel = o->key + strlen(s->o->prefix);
+    char *clean = NULL;
+    if (!*rel || rel[strlen(rel) - 1] == '/') /* a folder marker, not a file */
+        return FERRY_OK;
+    if (path_clean_relative(rel, &clean, NULL) != FERRY_OK || strcmp(clean, rel) != 0) {
+        if (!s->o->upload)
+            add_error(s, rel, "not a safe relative path: not downloaded");
+        free(clean);
+        return FERRY_OK;
+    }
+    if (!s->o->upload && excluded(s->o, clean)) {
+        free(clean);
+        return FERRY_OK;
+    }
+    push(s, &s->remote,
+         (struct entry){clean, o->size, o->modified_ms * 1000000, xstrdup(o->etag ? o->etag : "")});
+    return s->too_many ? FERRY_ERR : FERRY_OK;
+}
+
+/* Opens the folder holding rel beneath root_fd, one component at a time, without
+ * following links; create makes the missing ones. *base is rel's last component. */
+static int open_parent(int root_fd, const char *rel, bool create, const char **base)
+{
+    char *copy = xstrdup(rel), *save = NULL, *next;
+    int fd = dup(root_fd);
+    const char *slash = strrchr(rel, '/');
+    *base = slash ? slash + 1 : rel;
+    if (slash)
+        copy[slash - rel] = '\0';
+    for (char *part = slash ? strtok_r(copy, "/", &save) : NULL; part && fd >= 0; part = next) {
+        next = strtok_r(NULL, "/", &save);
+        if (create)
+            (void)mkdirat(fd, part, 0755); /* EEXIST is fine; openat tells the rest */
+        int sub = openat(fd, part, DIR_FLAGS);
+        close(fd);
+        fd = sub;
+    }
+    free(copy);
+    return fd;
+}
+
+/* A provider's failure (or the server stopping) ends the run; anything else is the file's. */
+static bool fatal(const struct err *err)
+{
+    return err->code == ERR_CLOUD || err->code == ERR_UNAVAILABLE || err->code == ERR_DATABASE;
+}
+
+/* --- upload ------------------------------------------------------------------------- */
+
+static bool upload_unchanged(struct run *s, const struct entry *e, struct err *err, int *rc)
+{
+    struct record rec;
+    const struct entry *obj = find(&s->remote, e->rel);
+    *rc = record_get(s, e->rel, &rec, err);
+    return *rc == FERRY_OK && rec.found && rec.size == e->size && rec.mtime_ns == e->mtime_ns &&
+           obj && obj->size == e->size && !strcmp(obj->etag, rec.etag);
+}
+
+static int put_file(struct run *s, const char *rel, int fd, const struct stat *st, struct err *err)
+{
+    struct cloud_put_result res;
+    struct stat after;
+    char *key = xasprintf("%s%s", s->o->prefix, rel);
+    char *fingerprint = xasprintf("%s\n%s\n%lld\n%lld", s->pair, rel, (long long)st->st_size,
+                                  (long long)mtime_ns(st));
+    struct cloud_source src = {fd, (uint64_t)st->st_size, fingerprint};
+    int rc = cloud_put(s->o->cloud, key, &src, NULL, &res, err);
+    if (rc != FERRY_OK) {
+        if (!fatal(err)) {
+            add_error(s, rel, err->msg);
+            rc = FERRY_OK;
+        }
+    } else if (fstat(fd, &after) != 0 || after.st_size != st->st_size ||
+               mtime_ns(&after) != mtime_ns(st)) {
+        add_error(s, rel, "changed while it was uploaded: uploaded again on the next run");
+    } else if (record_put(s, rel, st, res.etag, err) != FERRY_OK ||
+               cloudusage_stored(s->c, cloud_kind(s->o->cloud), s->o->container, key,
+                                 (uint64_t)st->st_size, err) != FERRY_OK) {
+        rc = FERRY_ERR;
+    } else {
+        s->r->copied++;
+        s->r->bytes += st->st_size;
+        s->r->parts_resumed += res.parts_resumed;
+        CRASH_AT("treesync_uploaded");
+    }
+    free(fingerprint);
+    free(key);
+    return rc;
+}
+
+static int upload_one(struct run *s, const struct entry *e, struct err *err)
+{
+    const char *base;
+    struct stat st;
+    int rc = FERRY_OK, parent, fd = -1;
+    if (s->o->incremental && upload_unchanged(s, e, err, &rc)) {
+        s->r->unchanged++;
+        return FERRY_OK;
+    }
+    if (rc != FERRY_OK)
+        return FERRY_ERR;
+    parent = open_parent(s->folder_fd, e->rel, false, &base);
+    if (parent >= 0)
+        fd = openat(parent, base, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        add_error(s, e->rel, "cannot be read");
+    else
+        rc = put_file(s, e->rel, fd, &st, err);
+    if (fd >= 0)
+        close(fd);
+    if (parent >= 0)
+        close(parent);
+    return rc;
+}
+
+/* --- download ----------------------------------------------------------------------- */
+
+struct sink {
+    int fd;
+};
+
+static int write_fd(void *ctx, const void *data, size_t len)
+{
+    const struct sink *k = ctx;
+    for (size_t done = 0; done < len;) {
+        ssize_t n = write(k->fd, (const char *)data + done, len - done);
+        if (n <= 0)
+            return FERRY_ERR;
+        done += (size_t)n;
+    }
+    CRASH_AT("treesync_download_write");
+    return FERRY_OK;
+}
+
+static bool download_unchanged(struct run *s, const struct entry *o, struct err *err, int *rc)
+{
+    struct record rec;
+    struct stat st;
+    const char *base;
+    *rc = record_get(s, o->rel, &rec, err);
+    if (*rc != FERRY_OK || !rec.found || strcmp(rec.etag, o->etag) != 0)
+        return false;
+    int parent = open_parent(s->folder_fd, o->rel, false, &base);
+    bool same = parent >= 0 && fstatat(parent, base, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                S_ISREG(st.st_mode) && (uint64_t)st.st_size == rec.size &&
+                mtime_ns(&st) == rec.mtime_ns;
+    if (parent >= 0)
+        close(parent);
+    return same;
+}
+
+/* Fetches what the partial file lacks, then gives it the object's date and its name. */
+static int fetch(struct run *s, const struct entry *o, int parent, const char *base,
+                 const char *part, struct stat *st, struct err *err)
+{
+    struct sink k = {
+        openat(parent, part, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0644)};
+    int rc = FERRY_ERR;
+    if (k.fd < 0 || fstat(k.fd, st) != 0) {
+        err_set(err, ERR_INTERNAL, "cannot be written: %s", strerror(errno));
+        goto out;
+    }
+    uint64_t resumed = (uint64_t)st->st_size <= o->size ? (uint64_t)st->st_size : 0;
+    if (!resumed && st->st_size && ftruncate(k.fd, 0) != 0)
+        goto out;
+    struct cloud_range rest = {resumed, 0};
+    s->r->bytes_resumed += (int64_t)resumed;
+    char *key = xasprintf("%s%s", s->o->prefix, o->rel);
+    rc = resumed < o->size ? cloud_get(s->o->cloud, key, &rest, o->etag, write_fd, &k, err)
+                           : FERRY_OK;
+    free(key);
+    if (rc != FERRY_OK) {
+        if (err->code == ERR_PRECONDITION) /* it changed since: this partial is useless */
+            unlinkat(parent, part, 0);
+        goto out;
+    }
+    struct timespec times[2] = {{0, UTIME_NOW},
+                                {o->mtime_ns / 1000000000, (long)(o->mtime_ns % 1000000000)}};
+    if (fsync(k.fd) != 0 || futimens(k.fd, times) != 0 || fstat(k.fd, st) != 0 ||
+        renameat(parent, part, parent, base) != 0)
+        rc = err_set(err, ERR_INTERNAL, "cannot be stored: %s", strerror(errno));
+out:
+    if (k.fd >= 0)
+        close(k.fd);
+    return rc;
+}
+
+static int download_one(struct run *s, const struct entry *o, struct err *err)
+{
+    const char *base;
+    struct stat st;
+    char h[65];
+    int rc = FERRY_OK;
+    if (s->o->incremental && download_unchanged(s, o, err, &rc)) {
+        s->r->unchanged++;
+        return FERRY_OK;
+    }
+    if (rc != FERRY_OK)
+        return FERRY_ERR;
+    int parent = open_parent(s->folder_fd, o->rel, true, &base);
+    if (parent < 0) {
+        add_error(s, o->rel, "its folder cannot be made (a file or link is in the way)");
+        return FERRY_OK;
+    }
+    char *text = xasprintf("%s\n%s", o->rel, o->etag);
+    crypto_sha256_hex(text, strlen(text), h);
+    char *part = xasprintf(PART_MARK "%.16s", h);
+    if (fetch(s, o, parent, base, part, &st, err) != FERRY_OK) {
+        if (!fatal(err))
+            add_error(s, o->rel, err->msg);
+        else
+            rc = FERRY_ERR;
+    } else if (record_put(s, o->rel, &st, o->etag, err) != FERRY_OK) {
+        rc = FERRY_ERR;
+    } else {
+        s->r->copied++;
+        s->r->bytes += st.st_size;
+    }
+    free(part);
+    free(text);
+    close(parent);
+    return rc;
+}
+
+/* --- the run ------------------------------------------------------------------------ */
+
+static int open_folder(const struct treesync_options *o, struct err *err)
+{
+    if (!o->upload) { /* the folder is confined already: what is made lies under a root */
+        char *p = xstrdup(o->folder);
+        for (char *sl = strchr(p + 1, '/'); sl; sl = strchr(sl + 1, '/')) {
+            *sl = '\0';
+            mkdir(p, 0755);
+            *sl = '/';
+        }
+        mkdir(p, 0755);
+        free(p);
+    }
+    int fd = open(o->folder, DIR_FLAGS);
+    if (fd < 0)
+        err_set(err, o->upload ? ERR_NOT_FOUND : ERR_INTERNAL, "the folder %s cannot be opened: %s",
+                o->upload ? "to upload" : "to download into", strerror(errno));
+    return fd;
+}
+
+static int transfer_all(struct run *s, const struct entries *todo, struct err *err)
+{
+    for (size_t i = 0; i < todo->n; i++) {
+        const struct entry *e = &todo->v[i];
+        if (s->o->stop && atomic_load(s->o->stop))
+            return err_set(err, ERR_UNAVAILABLE, "the server is stopping: the session ended early");
+        report(s, e->rel);
+        if ((s->o->upload ? upload_one(s, e, err) : download_one(s, e, err)) != FERRY_OK)
+            return FERRY_ERR;
+        s->p.files_done++;
+        s->p.bytes_done += (int64_t)e->size;
+        report(s, NULL);
+    }
+    return FERRY_OK;
+}
+
+int treesync_run(struct store_conn *c, const struct treesync_options *o, struct treesync_result *r,
+                 struct err *err)
+{
+    struct run s = {.c = c, .o = o, .r = r, .folder_fd = -1};
+    char h[65];
+    int rc = FERRY_ERR;
+    memset(r, 0, sizeof(*r));
+    r->errors = json_array();
+    /* the records belong to the folder and the place, whichever way a run goes */
+    char *id = xasprintf("%s\n%s\n%s\n%s", cloud_provider_name(cloud_kind(o->cloud)),
+                         o->container ? o->container : "", o->prefix, o->folder);
+    crypto_sha256_hex(id, strlen(id), h);
+    snprintf(s.pair, sizeof(s.pair), "%.32s", h);
+    free(id);
+    if ((s.folder_fd = open_folder(o, err)) < 0 ||
+        (cloud_list(o->cloud, o->prefix, add_object, &s, err) != FERRY_OK && !s.too_many))
+        goto out;
+    if (o->upload)
+        scan(&s, s.folder_fd, "", 0);
+    if (s.too_many) {
+        err_set(err, ERR_INVALID, "more than %d files: split the session", MAX_ENTRIES);
+        goto out;
+    }
+    if (s.remote.n)
+        qsort(s.remote.v, s.remote.n, sizeof(*s.remote.v), cmp_rel);
+    if (s.local.n)
+        qsort(s.local.v, s.local.n, sizeof(*s.local.v), cmp_rel);
+    const struct entries *todo = o->upload ? &s.local : &s.remote;
+    s.p.files_total = (int64_t)todo->n;
+    for (size_t i = 0; i < todo->n; i++)
+        s.p.bytes_total += (int64_t)todo->v[i].size;
+    report(&s, NULL);
+    rc = transfer_all(&s, todo, err);
+out:
+    if (s.folder_fd >= 0)
+        close(s.folder_fd);
+    entries_free(&s.local);
+    entries_free(&s.remote);
+    return rc;
+}

@@ -1,0 +1,58 @@
+/* promote.c - see promote.h. The promoter is one round trip: a statement taking the lock
+ * and one numbering the entries, sent together (READ COMMITTED gives the second statement
+ * a snapshot taken after the lock was granted, so it sees the previous promoter's work). */
+#include "sync/promote.h"
+
+/* The promoters' lock, in the two-key space of advisory locks ("ferr", 1), apart from the
+ * one-key space of the pushes' per-row locks (push.c). */
+#define PROMOTE_LOCK "SELECT pg_advisory_xact_lock(1717924466, 1);"
+#define NO_TIMEOUT "SET LOCAL lock_timeout = 0;"
+#define DEFERRED_NOW "SET CONSTRAINTS ALL IMMEDIATE;"
+
+/* Numbers the pending entries in write order (wseq) and gives the scope exits each one
+ * left the same seq. FOR UPDATE SKIP LOCKED: an entry whose row a running transaction is
+ * writing again is pending again when it commits, and the promoter after that commit
+ * takes it; waiting for it here would hold every other promotion back. */
+#define PROMOTE_SQL                                                                                \
+    "WITH p AS (UPDATE ferry_changes c SET seq = n.seq FROM ("                                     \
+    " SELECT o.tbl, o.pk, nextval('ferry_change_seq') AS seq FROM ("                               \
+    " SELECT tbl, pk FROM ferry_changes WHERE seq IS NULL ORDER BY wseq"                           \
+    " FOR UPDATE SKIP LOCKED) o) n WHERE c.tbl = n.tbl AND c.pk = n.pk"                            \
+    " RETURNING c.tbl, c.pk, c.seq)"                                                               \
+    " UPDATE ferry_scope_exits x SET seq = p.seq FROM p"                                           \
+    " WHERE x.tbl = p.tbl AND x.pk = p.pk AND x.seq IS NULL;"
+
+int promote_run(struct store_conn *c, struct err *err)
+{
+    if (store_conn_dialect(c) != STORE_POSTGRES)
+        return FERRY_OK;
+    /* In a transaction, whatever its commit would run first runs before the lock is
+     * taken (deferred constraint checks and triggers may wait for other transactions,
+     * within the caller's lock_timeout); then the promoters' lock is waited for in turn,
+     * however long the queue. One round trip either way. */
+    return store_exec(c,
+                      store_in_txn(c) ? DEFERRED_NOW NO_TIMEOUT PROMOTE_LOCK PROMOTE_SQL
+                                      : PROMOTE_LOCK PROMOTE_SQL,
+                      err);
+}
+
+int promote_pending(struct store_conn *c, struct err *err)
+{
+    int64_t pending = 0;
+    bool found = false;
+    if (store_conn_dialect(c) != STORE_POSTGRES || store_in_txn(c))
+        return FERRY_OK;
+    if (store_query_int(c,
+                        "SELECT COUNT(*) FROM (SELECT 1 FROM ferry_changes"
+                        " WHERE seq IS NULL LIMIT 1) p",
+                        NULL, 0, &pending, &found, err) != FERRY_OK)
+        return FERRY_ERR;
+    return pending ? promote_run(c, err) : FERRY_OK;
+}
+
+int promote_lock(struct store_conn *c, struct err *err)
+{
+    if (store_conn_dialect(c) != STORE_POSTGRES)
+        return FERRY_OK;
+    return store_exec(c, PROMOTE_LOCK, err);
+}

@@ -1,0 +1,33 @@
+/* promote.h - on PostgreSQL, gives pending change-log entries their seq in commit order.
+ * Capture triggers record a change with seq NULL ("pending"), so writers to synced tables
+ * never wait for each other (migration 12); the promoter numbers committed pending entries
+ * one promoter at a time (an advisory lock, across processes and nodes). On SQLite, whose
+ * triggers draw seq under the database's one write lock, every call here does nothing. */
+#ifndef FERRY_PROMOTE_H
+#define FERRY_PROMOTE_H
+
+#include <stdbool.h>
+
+#include "ferry.h"
+#include "store/store.h"
+
+/* Gives every committed pending entry (and the scope exits it left) the next seq, in
+ * write order. Outside a transaction it runs in one of its own. Inside one (a push, at
+ * its end) it first runs the transaction's deferred constraint checks (SET CONSTRAINTS ALL
+ * IMMEDIATE), then numbers the transaction's own entries too and holds the promoters'
+ * lock until that transaction ends, so the caller should commit promptly. Entries whose row
+ * another running transaction is changing again are left for the promoter after it.
+ * Why this keeps the feed whole: promoters hold one lock to their commit, and each takes
+ * its snapshot after the one before committed, so every seq drawn is above every seq
+ * committed before it; a reader that sees seq N therefore sees every seq below N. */
+int promote_run(struct store_conn *c, struct err *err);
+
+/* promote_run when the log holds committed pending entries (one indexed read otherwise):
+ * for readers, so that other programs' writes appear even where no listener promotes. */
+int promote_pending(struct store_conn *c, struct err *err);
+
+/* Inside a write transaction that must draw a seq itself (a resync mark): takes the
+ * promoters' lock, held to the transaction's end, so its seq is in commit order too. */
+int promote_lock(struct store_conn *c, struct err *err);
+
+#endif

@@ -1,0 +1,134 @@
+/* test_promote.c - unit tests for src/sync/promote.c: on PostgreSQL a change is pending
+ * (seq NULL) until promoted, promotion follows commit order even when a transaction that
+ * wrote first commits last, an entry being written again waits for the next promoter,
+ * and the scope exits an entry left share its seq; the feed numbers what it reads. On
+ * SQLite every change has its seq at once and promoting does nothing. */
+#include "sync/promote.h"
+#include "sync/sync_fixture.h"
+
+static bool pg(struct sync_fixture *f)
+{
+    return store_conn_dialect(f->store.c) == STORE_POSTGRES;
+}
+
+static void run(struct store_conn *c, const char *sql)
+{
+    struct err err = {0};
+    if (store_exec(c, sql, &err) != FERRY_OK)
+        fail_msg("%s: %s", sql, err.msg);
+}
+
+static void promote(struct store_conn *c)
+{
+    struct err err = {0};
+    if (promote_run(c, &err) != FERRY_OK)
+        fail_msg("promote_run: %s", err.msg);
+}
+
+static void test_a_change_is_pending_until_promoted(void **state)
+{
+    struct sync_fixture *f = *state;
+    int64_t head = sync_int(f, "SELECT COALESCE(MAX(seq), 0) FROM ferry_changes");
+    run(f->store.c, "INSERT INTO notes(id) VALUES ('a'); INSERT INTO notes(id) VALUES ('b')");
+    if (!pg(f)) { /* SQLite numbers each change as it is written */
+        assert_int_equal(sync_int(f, "SELECT seq FROM ferry_changes WHERE pk = 'b'"), head + 2);
+        promote(f->store.c);
+        return;
+    }
+    assert_int_equal(sync_int(f, "SELECT COUNT(*) FROM ferry_changes WHERE seq IS NULL"), 2);
+    assert_int_equal(sync_int(f, "SELECT COALESCE(MAX(seq), 0) FROM ferry_changes"), head);
+    promote(f->store.c);
+    assert_int_equal(sync_int(f, "SELECT COUNT(*) FROM ferry_changes WHERE seq IS NULL"), 0);
+    /* in write order */
+    assert_int_equal(sync_int(f, "SELECT seq FROM ferry_changes WHERE pk = 'a'"), head + 1);
+    assert_int_equal(sync_int(f, "SELECT seq FROM ferry_changes WHERE pk = 'b'"), head + 2);
+    /* a change of a numbered row is pending again, with the next version */
+    run(f->store.c, "UPDATE notes SET title = 'x' WHERE id = 'a'");
+    assert_int_equal(sync_int(f, "SELECT COUNT(*) FROM ferry_changes WHERE pk = 'a'"
+                                 " AND seq IS NULL AND version = 2"),
+                     1);
+    promote(f->store.c);
+    assert_int_equal(sync_int(f, "SELECT seq FROM ferry_changes WHERE pk = 'a'"), head + 3);
+}
+
+/* The transaction that wrote first commits last: its change is numbered after the one
+ * that committed first, so a reader that saw that one never skips it. */
+static void test_promotion_follows_commit_order(void **state)
+{
+    struct sync_fixture *f = *state;
+    struct store_conn *other = NULL;
+    struct err err = {0};
+    if (!pg(f))
+        return;
+    assert_int_equal(store_acquire(f->store.st, &other, &err), FERRY_OK);
+    run(other, "BEGIN; INSERT INTO notes(id) VALUES ('early')");
+    run(f->store.c, "INSERT INTO notes(id) VALUES ('late')");
+    promote(f->store.c);
+    int64_t late = sync_int(f, "SELECT seq FROM ferry_changes WHERE pk = 'late'");
+    assert_true(late > 0);
+    /* the reader's cursor moves on to late; early is not there yet, in any form */
+    struct feed_page page;
+    json_t *changes = sync_feed(f, 0, NULL, 100, &page);
+    assert_int_equal(page.next_cursor, late);
+    json_decref(changes);
+    run(other, "COMMIT");
+    store_release(other);
+    changes = sync_feed(f, late, NULL, 100, &page); /* the feed promotes what it finds */
+    assert_int_equal(json_array_size(changes), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(changes, 0), "id")),
+                        "early");
+    assert_true(json_integer_value(json_object_get(json_array_get(changes, 0), "seq")) > late);
+    json_decref(changes);
+}
+
+/* An entry whose row a running transaction writes again is left to the promoter after
+ * its commit (SKIP LOCKED), and the promoter does not wait for it. */
+static void test_an_entry_being_written_again_waits_for_its_commit(void **state)
+{
+    struct sync_fixture *f = *state;
+    struct store_conn *other = NULL;
+    struct err err = {0};
+    if (!pg(f))
+        return;
+    run(f->store.c, "INSERT INTO notes(id) VALUES ('r'); INSERT INTO notes(id) VALUES ('s')");
+    assert_int_equal(store_acquire(f->store.st, &other, &err), FERRY_OK);
+    run(other, "BEGIN; UPDATE notes SET title = 'again' WHERE id = 'r'");
+    promote(f->store.c);
+    assert_int_equal(sync_int(f, "SELECT COUNT(*) FROM ferry_changes WHERE pk = 'r'"
+                                 " AND seq IS NULL"),
+                     1);
+    int64_t s = sync_int(f, "SELECT seq FROM ferry_changes WHERE pk = 's'");
+    run(other, "COMMIT");
+    store_release(other);
+    promote(f->store.c);
+    assert_true(sync_int(f, "SELECT seq FROM ferry_changes WHERE pk = 'r' AND version = 2") > s);
+}
+
+/* A scope exit written with its entry gets the entry's seq at promotion. */
+static void test_scope_exits_get_their_entry_seq(void **state)
+{
+    struct sync_fixture *f = *state;
+    if (!pg(f))
+        return;
+    run(f->store.c, "INSERT INTO ferry_changes(tbl, pk, version, deleted, updated_at, scope)"
+                    " VALUES ('t', 'k', 1, 0, 0, 'anna')");
+    promote(f->store.c);
+    run(f->store.c, "UPDATE ferry_changes SET seq = NULL, scope = 'bob' WHERE pk = 'k'");
+    assert_int_equal(sync_int(f, "SELECT COUNT(*) FROM ferry_scope_exits WHERE seq IS NULL"), 1);
+    promote(f->store.c);
+    assert_int_equal(sync_int(f, "SELECT COUNT(*) FROM ferry_scope_exits x JOIN ferry_changes c"
+                                 " ON c.tbl = x.tbl AND c.pk = x.pk AND c.seq = x.seq"
+                                 " WHERE x.scope = 'anna'"),
+                     1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        SYNC_TEST(test_a_change_is_pending_until_promoted),
+        SYNC_TEST(test_promotion_follows_commit_order),
+        SYNC_TEST(test_an_entry_being_written_again_waits_for_its_commit),
+        SYNC_TEST(test_scope_exits_get_their_entry_seq),
+    };
+    return SYNC_RUN_BOTH(tests);
+}
