@@ -45,6 +45,7 @@ struct app {
     struct siteops_env site_env; /* this site's URL and the outgoing-call options */
     struct metrics *metrics;     /* request and sync counters */
     struct waiter *waiter;       /* parked long-polls */
+    struct feedshare *feedshare; /* feed pages shared by the long-polls a change wakes */
     struct auth_jwt *jwt;        /* JWT secret and keys, NULL when none is configured */
     struct proxies *proxies;     /* trusted-proxies; NULL: the socket address is the client */
 };

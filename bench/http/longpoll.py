@@ -11,11 +11,14 @@ come from 127.0.0.2, 127.0.0.3, ... (--per-address each), so that ferry's
 --max-connections-per-ip applies as it would to many clients. Once all are parked, one
 upsert is pushed with another device's token (POST /api/v1/sync/report), and the time
 from the push's answer (and from its sending) to the first byte of each poller's answer
-is recorded. Prints one RESULT line and a summary. Standard library only."""
+is recorded, with the CPU time ferry used from the push until the last answer (what the
+wake costs, whatever else runs on the machine). Prints one RESULT line and a summary.
+Standard library only."""
 
 import argparse
 import asyncio
 import json
+import os
 import resource
 import statistics
 import time
@@ -30,6 +33,15 @@ def rss_mib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_s(pid):
+    """CPU seconds (user + system) the process has used so far."""
+    if not pid:
+        return float("nan")
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def call(url, token, body=None):
@@ -99,6 +111,7 @@ async def main():
     rss_parked = rss_mib(a.pid)
 
     loop = asyncio.get_running_loop()
+    cpu_before = cpu_s(a.pid)
     t_sent = time.monotonic()
     await loop.run_in_executor(None, lambda: call(
         f"{a.url}/api/v1/sync/report", a.push_token,
@@ -106,6 +119,7 @@ async def main():
          "operations": [{"table": a.table, "action": "upsert", "data": {"id": "1", "n": 1}}]}))
     t_pushed = time.monotonic()
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=90)
+    cpu_wake = cpu_s(a.pid) - cpu_before
     rss_after = rss_mib(a.pid)
     late = [(t - t_pushed) * 1000 for t in woke[parked_early:]]
     since_sent = [(t - t_sent) * 1000 for t in woke[parked_early:]]
@@ -115,7 +129,8 @@ async def main():
           f"push_ms={(t_pushed - t_sent) * 1000:.1f} "
           f"wake_p50_ms={pct(late, 0.5):.1f} wake_p95_ms={pct(late, 0.95):.1f} "
           f"wake_max_ms={max(late, default=float('nan')):.1f} "
-          f"from_sent_p50_ms={pct(since_sent, 0.5):.1f}")
+          f"from_sent_p50_ms={pct(since_sent, 0.5):.1f} srv_cpu_wake_s={cpu_wake:.2f} "
+          f"load={os.getloadavg()[0]:.1f}")
     if errors:
         print("first errors:", statistics.multimode(errors)[:3])
 

@@ -7,7 +7,8 @@
 #
 # Settings (environment):
 #   ROWS=100000 BATCH=500 CLIENTS=4 PAGE=1000   the workload
-#   TARGETS="raw raw-triggers ferry-sqlite ferry-pg pouchdb"   what to run
+#   TARGETS="raw raw-triggers ferry-sqlite sqlite3-json ferry-pg pouchdb"   what to run
+#                  (sqlite3-json: the sqlite3 shell prints ferry-sqlite's rows as JSON)
 #   BATCH_ID=0     1: ferry pushes carry a batch_id (ferry's idempotent retries)
 #   REPORT=1       1: after the pull, ferry targets also push ROWS more rows (other keys)
 #                  through the Pinakes report (/api/v1/sync/report, per-operation results),
@@ -22,6 +23,8 @@
 #   PERF=0         1: perf record ferry during each push phase (needs perf), reports kept
 #   KEEP=0         1: keep the temp folder (logs, databases) and print where it is
 #   OUT=           a file to copy the RESULT lines and the table to
+#   BEFORE_BIN=    another ferry binary (an older build): each ferry target's rows are pulled
+#                  again through it (target NAME-before) and after/before ratios printed
 #   NODES=         e.g. 1,2,3: also push through that many `ferry serve` on one PostgreSQL
 #                  database (a fresh one per count; client i sends to node i mod N), targets
 #                  ferry-pg-n1, ferry-pg-n2, ...; the table gives rows/s per node count
@@ -36,7 +39,7 @@ ROWS=${ROWS:-100000}
 BATCH=${BATCH:-500}
 CLIENTS=${CLIENTS:-4}
 PAGE=${PAGE:-1000}
-TARGETS=${TARGETS:-"raw raw-triggers ferry-sqlite ferry-pg pouchdb"}
+TARGETS=${TARGETS:-"raw raw-triggers ferry-sqlite sqlite3-json ferry-pg pouchdb"}
 BATCH_ID=${BATCH_ID:-0}
 REPORT=${REPORT:-1}
 PG_WARMUP=${PG_WARMUP:-0}
@@ -49,6 +52,7 @@ THREADS=${THREADS:-}
 PERF=${PERF:-0}
 KEEP=${KEEP:-0}
 OUT=${OUT:-}
+BEFORE_BIN=${BEFORE_BIN:-}
 NODES=${NODES:-}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 FERRY="$REPO/build/ferry"
@@ -186,6 +190,40 @@ perf_stop() { # perf_stop NAME
 # run_ferry NAME DB_URL [FLAG...]: starts ferry (with the extra serve flags) on a fresh
 # data dir (the sales table must already exist in the database), pushes, pulls, checks
 # the row count, stops ferry.
+# start_ferry BIN NAME DIR LOG: starts BIN serve on DIR/data (with dbarg and extra of the
+# caller) and waits until it answers; sets FPID and FPORT.
+start_ferry() {
+  local bin=$1 name=$2 dir=$3 logf=$4 i port=""
+  "$bin" serve --listen 127.0.0.1:0 --data-dir "$dir/data" "${dbarg[@]}" "${extra[@]}" \
+    --allowed-tables sales --rate-limit 0 >"$logf" 2>&1 &
+  FPID=$!
+  PIDS+=("$FPID")
+  for i in $(seq 300); do
+    port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$logf" | head -1)
+    [ -n "$port" ] && break
+    kill -0 "$FPID" 2>/dev/null || { cat "$logf" >&2; fail "ferry ($name) exited while starting"; }
+    sleep 0.1
+  done
+  [ -n "$port" ] || { cat "$logf" >&2; fail "ferry ($name) did not start"; }
+  wait_http "http://127.0.0.1:$port/health" "$logf" "$FPID"
+  FPORT=$port
+}
+
+# pull_before NAME DIR TOKEN: with BEFORE_BIN, pulls the same rows again through that
+# binary on the same database (target NAME-before), for the after/before ratio.
+pull_before() {
+  [ -n "$BEFORE_BIN" ] || return 0
+  local name=$1 dir=$2 token=$3 pids
+  start_ferry "$BEFORE_BIN" "$name-before" "$dir" "$dir/ferry-before.log"
+  pids=$FPID
+  [ -n "$PG_DATA" ] && [[ "$name" == ferry-pg* ]] && pids+=",$(head -1 "$PG_DATA/postmaster.pid")"
+  log "$name-before: pull from cursor 0 through $BEFORE_BIN, pages of $PAGE"
+  "$CLIENT" pull --kind ferry --url "http://127.0.0.1:$FPORT/sync/pull" --token "$token" \
+    --page "$PAGE" --expect "$ROWS" --pids "$pids" --label "$name-before" |
+    record "$name-before" || log "$name-before pull had errors (see above)"
+  stop_pid "$FPID"
+}
+
 run_ferry() {
   local name=$1 db=$2 dir="$WORK/$1" pids dbarg=() extra=()
   shift 2
@@ -193,19 +231,8 @@ run_ferry() {
   [ -n "$db" ] && dbarg=(--db "$db")
   [ -n "$THREADS" ] && extra=(--threads "$THREADS")
   extra+=("$@")
-  "$FERRY" serve --listen 127.0.0.1:0 --data-dir "$dir/data" "${dbarg[@]}" "${extra[@]}" \
-    --allowed-tables sales --rate-limit 0 >"$dir/ferry.log" 2>&1 &
-  local fpid=$!
-  PIDS+=("$fpid")
-  local port="" i
-  for i in $(seq 300); do
-    port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$dir/ferry.log" | head -1)
-    [ -n "$port" ] && break
-    kill -0 "$fpid" 2>/dev/null || { cat "$dir/ferry.log" >&2; fail "ferry ($name) exited while starting"; }
-    sleep 0.1
-  done
-  [ -n "$port" ] || { cat "$dir/ferry.log" >&2; fail "ferry ($name) did not start"; }
-  wait_http "http://127.0.0.1:$port/health" "$dir/ferry.log" "$fpid"
+  start_ferry "$FERRY" "$name" "$dir" "$dir/ferry.log"
+  local fpid=$FPID port=$FPORT i
   # one device token per client, as real tills would have
   local tokens="" t
   for i in $(seq "$CLIENTS"); do
@@ -238,6 +265,7 @@ run_ferry() {
   server_times "$dir/ferry.log" /api/v1/sync/report >&2
   stop_pid "$fpid"
   grep -E '"level":"(error|warn)"' "$dir/ferry.log" | head -5 | sed 's/^/   ferry log: /' >&2 || true
+  pull_before "$name" "$dir" "${tokens%%,*}"
 }
 
 # run_nodes N DB_URL: N ferry nodes on one database (the sales table exists), CLIENTS
@@ -301,6 +329,23 @@ if want ferry-sqlite || want raw-triggers; then
   run_ferry ferry-sqlite ""
   sqlite3 "$WORK/ferry-sqlite/data/ferry.db" 'SELECT count(*) FROM sales' |
     awk -v n="$TOTAL" '{print "   ferry-sqlite: " $1 " rows in sales" ($1 == n ? "" : " (EXPECTED " n ")")}' >&2
+fi
+
+if want sqlite3-json && want ferry-sqlite; then
+  # What ferry's pull is measured against: the sqlite3 shell reading the same rows and
+  # printing them as JSON, with no HTTP at all (best of three runs).
+  db="$WORK/ferry-sqlite/data/ferry.db"
+  log "sqlite3-json: sqlite3 -json over the $ROWS rows of ferry-sqlite's sales"
+  best=""
+  for i in 1 2 3; do
+    t0=$(date +%s.%N)
+    sqlite3 -json "$db" "SELECT id, customer_id, total FROM sales ORDER BY rowid LIMIT $ROWS" >"$WORK/sqlite3.json"
+    t1=$(date +%s.%N)
+    best=$(awk -v a="$t0" -v b="$t1" -v best="$best" 'BEGIN { d = b - a; print (best == "" || d < best) ? d : best }')
+  done
+  n=$(grep -c '"id":' "$WORK/sqlite3.json" || true)
+  echo "RESULT label=sqlite3-json phase=pull ops=1 rows=$n wall_s=$best ops_s=0 rows_s=$(awk -v n="$n" -v t="$best" 'BEGIN { printf "%.1f", n / t }') errors=$([ "$n" = "$ROWS" ] && echo 0 || echo 1)" |
+    record sqlite3-json
 fi
 
 if want ferry-sqlite && [ "$RULES" = 1 ]; then
@@ -457,6 +502,9 @@ report() {
       ratio("ferry-sqlite push / ferry-pg push", "ferry-sqlite/push", "ferry-pg/push", "", "")
       ratio("report / legacy push, ferry-sqlite", "ferry-sqlite-report/push", "ferry-sqlite/push", "", "")
       ratio("report / legacy push, ferry-pg", "ferry-pg-report/push", "ferry-pg/push", "", "")
+      ratio("ferry-sqlite pull / sqlite3 -json", "ferry-sqlite/pull", "sqlite3-json/pull", 0.25, "ge")
+      ratio("ferry-sqlite pull after / before", "ferry-sqlite/pull", "ferry-sqlite-before/pull", 2, "ge")
+      ratio("ferry-pg pull after / before", "ferry-pg/pull", "ferry-pg-before/pull", 2, "ge")
       ratio("owner rule / no rule, ferry-sqlite push", "ferry-sqlite-owner/push", "ferry-sqlite/push", 0.9, "ge")
       ratio("owner rule / no rule, ferry-sqlite pull", "ferry-sqlite-owner/pull", "ferry-sqlite/pull", 0.9, "ge")
       ratio("owner rule / no rule, ferry-pg push", "ferry-pg-owner/push", "ferry-pg/push", 0.9, "ge")
@@ -474,8 +522,8 @@ report() {
       }
       print ""
       print "pull rows/s:"
-      split("ferry-sqlite ferry-sqlite-owner ferry-pg ferry-pg-owner pouchdb", t, " ")
-      for (i = 1; i <= 5; i++) if ((t[i] "/pull") in r) printf "  %-14s %10.0f rows/s\n", t[i], r[t[i] "/pull"]
+      split("ferry-sqlite ferry-sqlite-before sqlite3-json ferry-sqlite-owner ferry-pg ferry-pg-before ferry-pg-owner pouchdb", t, " ")
+      for (i = 1; i <= 8; i++) if ((t[i] "/pull") in r) printf "  %-14s %10.0f rows/s\n", t[i], r[t[i] "/pull"]
       bad = 0
       for (k in e) if (e[k]) { bad = 1; printf "ERRORS in %s: %d (see the client messages above)\n", k, e[k] }
     }' "$RESULTS"

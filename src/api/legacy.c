@@ -15,6 +15,7 @@
 #include "ops/metrics.h"
 #include "sync/push.h"
 #include "util/jsonutil.h"
+#include "util/jsonw.h"
 #include "util/timeutil.h"
 
 #define PULL_DEFAULT_LIMIT 1000
@@ -181,39 +182,48 @@ static int pull_cursor(json_t *body, int64_t *cursor, struct err *err)
     return err_set(err, ERR_INVALID, "field 'cursor' must be a cursor from a previous pull");
 }
 
-/* Groups feed changes into cloud-sync-api's data: {table: [rows]} plus deleted: {table: [ids]}. */
-static json_t *pull_answer(const struct synced_table **tables, size_t n, const struct feed_page *p,
-                           int limit)
+/* {table: [items], ...} from one comma-separated list per table. */
+static void put_lists(struct buf *out, const struct synced_table **tables, size_t n,
+                      const struct buf *lists)
 {
-    json_t *data = json_object(), *deleted = json_object(), *change;
-    size_t i;
-    for (i = 0; i < n; i++) {
-        json_object_set_new(data, tables[i]->name, json_array());
-        json_object_set_new(deleted, tables[i]->name, json_array());
+    buf_puts(out, "{");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            buf_puts(out, ",");
+        jsonw_string(out, tables[i]->name, strlen(tables[i]->name));
+        buf_puts(out, ":[");
+        buf_append(out, lists[i].data, lists[i].len);
+        buf_puts(out, "]");
     }
-    json_array_foreach(p->changes, i, change)
-    {
-        const char *table = json_string_value(json_object_get(change, "table"));
-        if (json_is_true(json_object_get(change, "deleted")))
-            json_array_append(json_object_get(deleted, table), json_object_get(change, "id"));
-        else
-            json_array_append(json_object_get(data, table), json_object_get(change, "data"));
-    }
-    return json_pack("{s:b, s:o, s:i, s:o, s:I, s:b}", "success", 1, "data", data, "limit", limit,
-                     "deleted", deleted, "next_cursor", (json_int_t)p->next_cursor, "has_more",
-                     p->has_more);
+    buf_puts(out, "}");
+}
+
+/* cloud-sync-api's answer, {"success":true, "data":{table:[rows]}, "limit":n,
+ * "deleted":{table:[ids]}, "next_cursor":c, "has_more":b}, around the rows the feed wrote
+ * per table. */
+static void pull_answer(struct buf *out, const struct synced_table **tables, size_t n,
+                        const struct feed_text *p, int limit)
+{
+    buf_puts(out, "{\"success\":true,\"data\":");
+    put_lists(out, tables, n, p->data);
+    buf_printf(out, ",\"limit\":%d,\"deleted\":", limit);
+    put_lists(out, tables, n, p->deleted);
+    buf_printf(out, ",\"next_cursor\":%lld,\"has_more\":%s}", (long long)p->next_cursor,
+               p->has_more ? "true" : "false");
 }
 
 static int pull(struct request *req, struct err *err)
 {
     json_t *body = NULL;
     const struct synced_table **tables = NULL;
-    struct feed_page page = {0};
+    struct feed_text page = {.shape = FEED_BY_TABLE};
     struct feed_query q = {0};
+    struct buf answer;
     size_t n = 0;
     int64_t started = time_mono_us();
     int rc = FERRY_ERR;
 
+    buf_init(&answer);
     if (req->json && http_json_body(req, &body, err) != FERRY_OK)
         return FERRY_ERR;
     if (pull_tables(req, body, &tables, &n, err) != FERRY_OK ||
@@ -225,12 +235,22 @@ static int pull(struct request *req, struct err *err)
     struct rules_caller who;
     scope_caller(req, &who);
     q.caller = &who;
-    rc = feed_read(req->db, &q, &page, err);
+    page.data = xcalloc(n + 1, sizeof(*page.data));
+    page.deleted = xcalloc(n + 1, sizeof(*page.deleted));
+    rc = feed_read_text(req->db, &q, &page, err);
     metrics_sync(req->app->metrics, rc == FERRY_OK, (time_mono_us() - started) / 1000, 0);
-    if (rc == FERRY_OK)
-        http_reply_json(req, HTTP_OK, pull_answer(tables, n, &page, q.limit));
+    if (rc == FERRY_OK) {
+        pull_answer(&answer, tables, n, &page, q.limit);
+        http_reply_json_text(req, HTTP_OK, &answer);
+    }
 out:
-    json_decref(page.changes);
+    for (size_t i = 0; page.data && i < n; i++) {
+        buf_cleanup(&page.data[i]);
+        buf_cleanup(&page.deleted[i]);
+    }
+    free(page.data);
+    free(page.deleted);
+    buf_cleanup(&answer);
     free(tables);
     return rc;
 }

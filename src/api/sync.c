@@ -361,13 +361,15 @@ static int changes_query(struct request *req, struct feed_query *q, int64_t *wai
 static int changes(struct request *req, struct err *err)
 {
     const struct synced_table **tables = NULL;
-    struct feed_page page = {0};
     struct feed_query q = {0};
+    struct buf text;
+    struct feed_text page = {.shape = FEED_CHANGES, .changes = &text};
     int64_t wait = 0;
     const char *device = NULL;
     const char *include_own = http_query(req, "includeOwn");
     int rc = FERRY_ERR;
 
+    buf_init(&text);
     if (changes_query(req, &q, &wait, &tables, err) != FERRY_OK ||
         acting_device(req, http_query(req, "deviceId"), true, &device, err) != FERRY_OK)
         goto out;
@@ -377,21 +379,27 @@ static int changes(struct request *req, struct err *err)
     q.caller = &who;
     q.device_id = device;
     struct filescope files = apifiles_scope(req); /* a user's devices see that user's files */
-    if (feed_read_files(req->db, &q, &files, &page, err) != FERRY_OK)
+    q.files = &files;
+    if (req->wait_deadline) { /* woken: readers of the same page share one read */
+        q.share = req->app->feedshare;
+        q.share_head = req->woke_head > req->wait_head ? req->woke_head : req->wait_head;
+    }
+    buf_puts(&text, "{\"changes\":[");
+    if (feed_read_text(req->db, &q, &page, err) != FERRY_OK)
         goto out;
     rc = FERRY_OK;
     /* Nothing new and the client will wait: park until the log moves or time is up. */
-    if (json_array_size(page.changes) == 0 && wait > 0 && !req->wait_expired) {
+    if (page.n == 0 && wait > 0 && !req->wait_expired) {
         if (!req->wait_deadline)
             req->wait_deadline = time_now_ms() + wait * 1000;
         http_wait(req, req->wait_deadline, page.head);
         goto out;
     }
-    http_reply_json(req, HTTP_OK,
-                    json_pack("{s:O, s:I, s:b}", "changes", page.changes, "cursor",
-                              (json_int_t)page.next_cursor, "hasMore", page.has_more));
+    buf_printf(&text, "],\"cursor\":%lld,\"hasMore\":%s}", (long long)page.next_cursor,
+               page.has_more ? "true" : "false");
+    http_reply_json_text(req, HTTP_OK, &text);
 out:
-    json_decref(page.changes);
+    buf_cleanup(&text);
     free(tables);
     return rc;
 }

@@ -28,6 +28,7 @@
 #include "ops/metrics.h"
 #include "sites/siteimport.h"
 #include "sites/sites.h"
+#include "sync/feedshare.h"
 #include "sync/purge.h"
 #include "sync/watch.h"
 #include "util/log.h"
@@ -311,6 +312,7 @@ static void init_app(struct serve *s)
     app->auth_fail = ratelimit_new(cfg->auth_fail_limit, 60);
     app->metrics = metrics_open();
     app->waiter = waiter_open();
+    app->feedshare = feedshare_new();
     s->public_url = cfg->public_url
                         ? xstrdup(cfg->public_url)
                         : xasprintf("%s://%s", cfg->tls_cert ? "https" : "http", cfg->listen);
@@ -409,6 +411,7 @@ static void stop(struct serve *s)
     ratelimit_free(app->auth_fail);
     metrics_close(app->metrics);
     waiter_close(app->waiter);
+    feedshare_free(app->feedshare);
     free(s->secret);
 }
 

@@ -148,12 +148,3 @@ char *filescope_sql(const struct filescope *s, const char *alias)
     buf_puts(&b, "))");
     return buf_steal(&b);
 }
-
-void filescope_shape_change(json_t *change)
-{
-    json_t *data = json_object_get(change, "data");
-    json_t *path = json_object_get(data, "path");
-    if (json_is_string(path))
-        json_object_set(change, "id", path);
-    json_object_del(data, "file_key");
-}

@@ -57,8 +57,9 @@ char *filescope_sql(const struct filescope *s, const char *alias);
  * there are none). The caller frees it. */
 char *filescope_shared_sql(const struct filescope *s, const char *alias);
 
-/* Turns a change of the files namespace into what devices see: its id is the entry's
- * path, and the table's internal key is left out of its data. */
-void filescope_shape_change(json_t *change);
+/* What devices see of a change in the files namespace: its id is the entry's path (this
+ * column's value), and this column, the table's internal key, is left out of its data. */
+#define FILESCOPE_ID_COLUMN "path"
+#define FILESCOPE_HIDDEN_COLUMN "file_key"
 
 #endif

@@ -156,6 +156,7 @@ struct request {
      * request and runs the handler again when the log moves or the deadline passes. */
     int64_t wait_deadline; /* ms since epoch; 0: not waiting */
     int64_t wait_head;     /* newest seq the handler saw */
+    int64_t woke_head;     /* the head whose arrival woke the request (waiter); 0: none */
     bool wait_requested;
     bool wait_expired; /* set when the deadline passed (or the server is stopping) */
 };
@@ -176,6 +177,9 @@ const char *http_header(const struct request *req, const char *name);
 void http_reply_json(struct request *req, int status, json_t *value);
 void http_reply_text(struct request *req, int status, const char *content_type, const char *body,
                      size_t len);
+/* Replies with JSON text already written (util/jsonw.h), taking text's bytes without a
+ * copy; text is left empty. */
+void http_reply_json_text(struct request *req, int status, struct buf *text);
 /* Replies with the surface's error format. For the v1 format, message is the generic
  * description of the code and detail the specific one; for the legacy format, detail is
  * the "error" text. */

@@ -120,6 +120,19 @@ void http_reply_text(struct request *req, int status, const char *content_type, 
     req->resp.body_len = len;
 }
 
+void http_reply_json_text(struct request *req, int status, struct buf *text)
+{
+    if (req->replied) {
+        buf_cleanup(text);
+        return;
+    }
+    req->replied = true;
+    req->resp.status = status;
+    req->resp.content_type = "application/json";
+    req->resp.body_len = text->len;
+    req->resp.body = buf_steal(text);
+}
+
 void http_reply_file(struct request *req, int status, const char *content_type, int fd,
                      uint64_t offset, uint64_t len)
 {

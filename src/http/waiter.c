@@ -49,6 +49,8 @@ void waiter_park(struct waiter *w, struct request *req, int64_t seen_head)
     pthread_mutex_lock(&w->lock);
     if (w->stopping || w->head > seen_head || time_now_ms() >= req->wait_deadline) {
         bool expired = w->stopping || time_now_ms() >= req->wait_deadline;
+        if (!expired)
+            req->woke_head = w->head;
         pthread_mutex_unlock(&w->lock);
         wake(req, expired);
         return;
@@ -91,6 +93,8 @@ static void wake_where(struct waiter *w, bool all, bool expired_flag)
     for (size_t i = 0; i < w->n; i++) {
         struct request *req = w->parked[i];
         bool due = now >= req->wait_deadline || (peek && client_gone(req));
+        if (all && !expired_flag)
+            req->woke_head = w->head;
         if (all || due)
             wake(req, expired_flag || due);
         else
@@ -100,10 +104,21 @@ static void wake_where(struct waiter *w, bool all, bool expired_flag)
     pthread_mutex_unlock(&w->lock);
 }
 
+static int by_head(const void *a, const void *b)
+{
+    int64_t x = (*(struct request *const *)a)->wait_head;
+    int64_t y = (*(struct request *const *)b)->wait_head;
+    return (x > y) - (x < y);
+}
+
 void waiter_changed(struct waiter *w, int64_t head)
 {
     pthread_mutex_lock(&w->lock);
     w->head = head;
+    /* in the order of what they saw, so that readers of one page run together and the
+     * first one's page (sync/feedshare.h) answers the rest */
+    if (w->n > 1)
+        qsort(w->parked, w->n, sizeof(*w->parked), by_head);
     pthread_mutex_unlock(&w->lock);
     wake_where(w, true, false);
 }

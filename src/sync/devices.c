@@ -1,4 +1,5 @@
 /* devices.c - see devices.h. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -290,9 +291,47 @@ int devices_min_cursor(struct store_conn *c, int64_t since_ms, int64_t *cursor, 
                            &v, 1, cursor, any, err);
 }
 
+/* The devices this process marked seen lately, so that a device's requests within
+ * SEEN_RESOLUTION_MS cost no write statement (on SQLite even an UPDATE that changes
+ * nothing takes the database's write lock). A small direct-mapped table: a collision only
+ * costs one more UPDATE. Process-wide like the token cache (auth/tokens.c): the mark is
+ * advisory, and what another node writes is only ever newer. */
+#define SEEN_SLOTS 1024
+#define SEEN_ID_MAX 128
+
+static struct {
+    pthread_mutex_t lock;
+    struct {
+        char id[SEEN_ID_MAX];
+        int64_t at;
+    } slot[SEEN_SLOTS];
+} seen = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* Whether id was marked seen at or after since; if not, notes it as marked at now. */
+static bool seen_lately(const char *id, int64_t since, int64_t now)
+{
+    size_t len = strlen(id);
+    if (len >= SEEN_ID_MAX)
+        return false;
+    uint64_t hash = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        hash = (hash ^ (unsigned char)id[i]) * 1099511628211ULL;
+    size_t at = (size_t)(hash % SEEN_SLOTS);
+    pthread_mutex_lock(&seen.lock);
+    bool recent = !strcmp(seen.slot[at].id, id) && seen.slot[at].at >= since;
+    if (!recent) {
+        memcpy(seen.slot[at].id, id, len + 1);
+        seen.slot[at].at = now;
+    }
+    pthread_mutex_unlock(&seen.lock);
+    return recent;
+}
+
 void devices_seen(struct store_conn *c, const char *id)
 {
     int64_t now = time_now_ms();
+    if (seen_lately(id, now - SEEN_RESOLUTION_MS, now))
+        return;
     struct store_val v[] = {sv_int(now), sv_text(id), sv_int(now - SEEN_RESOLUTION_MS)};
     struct err ignored;
     store_run(c,

@@ -6,9 +6,14 @@
 #include <string.h>
 
 #include "sync/feed.h"
+#include "sync/feedshare.h"
 #include "sync/promote.h"
 #include "util/buf.h"
+#include "util/jsonw.h"
 #include "util/timeutil.h"
+
+/* Appends a string literal (its length known at compile time). */
+#define put_lit(b, lit) buf_append((b), (lit), sizeof(lit) - 1)
 
 #define LOG_COLS 7 /* seq, tbl, pk, version, deleted, updated_at, device_id */
 
@@ -48,51 +53,183 @@ int feed_horizon(struct store_conn *c, int64_t *horizon, struct err *err)
                            &found, err);
 }
 
-static json_t *key_json(const struct synced_table *t, const char *pk)
+/* The state of one page being written: where each table's columns start, and the last
+ * second written as ISO-8601 (a page's changes mostly share their seconds). */
+struct render {
+    const struct feed_query *q;
+    const int *offsets;
+    struct feed_text *out;
+    int64_t iso_secs;
+    char iso[32];
+};
+
+/* The change's time, "YYYY-MM-DDTHH:MM:SS.mmmZ" as time_iso8601 writes it; within the
+ * cached second only the milliseconds change. */
+#define ISO_MS_LEN 24
+static void put_time(struct render *r, struct buf *b, int64_t ms)
 {
-    if (t->cols[t->pk].kind == KIND_INTEGER)
-        return json_integer(strtoll(pk, NULL, 10));
-    return json_string(pk);
+    if (!r->iso[0] || ms < 0 || ms / 1000 != r->iso_secs) {
+        time_iso8601(ms, 1, r->iso);
+        r->iso_secs = ms / 1000;
+    }
+    if (ms < 0 || strlen(r->iso) != ISO_MS_LEN) { /* only years 0-9999 are cut alike */
+        jsonw_string(b, r->iso, strlen(r->iso));
+        r->iso[0] = '\0';
+        return;
+    }
+    int frac = (int)(ms % 1000);
+    r->iso[20] = (char)('0' + frac / 100);
+    r->iso[21] = (char)('0' + frac / 10 % 10);
+    r->iso[22] = (char)('0' + frac % 10);
+    jsonw_string(b, r->iso, ISO_MS_LEN);
 }
 
-/* The log columns come first; table i's columns follow from offset[i]. */
-static json_t *change_json(const struct synced_table *t, int offset, const struct store_rows *rows)
+/* The change's key: an integer for an integer key, else text (nothing when that is not
+ * UTF-8: the key is left out, as jansson leaves out a value it refuses). */
+static bool put_key(struct buf *b, const struct synced_table *t, const char *pk)
 {
-    char iso[32];
-    bool deleted = store_rows_int(rows, 4) != 0;
-    const char *pk = store_rows_text(rows, 2);
-    json_t *o = json_object();
-    /* A file entry marked deleted is a deletion to devices, with its data kept so they
-     * see the version. */
-    int mark = t->deleted_col >= 0 ? offset + t->deleted_col : -1;
-    bool soft_deleted =
-        !deleted && mark >= 0 && !store_rows_isnull(rows, mark) && store_rows_int(rows, mark) != 0;
-
-    time_iso8601(store_rows_int(rows, 5), 1, iso);
-    json_object_set_new(o, "seq", json_integer(store_rows_int(rows, 0)));
-    json_object_set_new(o, "table", json_string(t->name));
-    json_object_set_new(o, "id", key_json(t, pk));
-    json_object_set_new(o, "op", json_string(deleted || soft_deleted ? "delete" : "upsert"));
-    json_object_set_new(o, "version", json_integer(store_rows_int(rows, 3)));
-    json_object_set_new(o, "deleted", json_boolean(deleted || soft_deleted));
-    json_object_set_new(o, "updatedAt", json_string(iso));
-    json_object_set_new(o, "deviceId",
-                        store_rows_isnull(rows, 6) ? json_null()
-                                                   : json_string(store_rows_text(rows, 6)));
-    /* Log and table are read in one snapshot and the triggers write both in one
-     * transaction, so only a tombstone lacks its row. */
-    if (deleted || store_rows_isnull(rows, offset + (int)t->pk)) {
-        json_object_set_new(o, "data", json_null());
-        return o;
+    if (t->cols[t->pk].kind == KIND_INTEGER) {
+        jsonw_int(b, strtoll(pk, NULL, 10));
+        return true;
     }
-    json_t *data = json_object();
+    return jsonw_text(b, pk);
+}
+
+/* The files namespace shows an entry's path as its id, when the path is text. */
+static bool put_path_id(struct buf *b, const struct synced_table *t, int offset,
+                        const struct store_rows *rows)
+{
+    for (size_t i = 0; i < t->n_cols; i++) {
+        if (strcmp(t->cols[i].name, FILESCOPE_ID_COLUMN) != 0)
+            continue;
+        size_t mark = b->len;
+        if (values_write_json(b, t->cols[i].kind, rows, offset + (int)i) && b->data[mark] == '"')
+            return true;
+        jsonw_truncate(b, mark);
+    }
+    return false;
+}
+
+/* "key": value; nothing (the key left out) when the value cannot be written. */
+static void put_column(struct buf *b, const struct synced_column *col, bool *first,
+                       const struct store_rows *rows, int at)
+{
+    size_t mark = b->len;
+    if (!*first)
+        put_lit(b, ",");
+    if (!jsonw_text(b, col->name)) {
+        jsonw_truncate(b, mark);
+        return;
+    }
+    put_lit(b, ":");
+    if (values_write_json(b, col->kind, rows, at))
+        *first = false;
+    else
+        jsonw_truncate(b, mark);
+}
+
+/* The row's data object: every column by name (the files namespace leaves its internal
+ * key out). */
+static void put_data(struct buf *b, const struct synced_table *t, int offset,
+                     const struct store_rows *rows)
+{
+    bool first = true;
+    put_lit(b, "{");
     for (size_t i = 0; i < t->n_cols; i++)
-        json_object_set_new(data, t->cols[i].name,
-                            values_to_json(t->cols[i].kind, rows, offset + (int)i));
-    json_object_set_new(o, "data", data);
-    if (t->builtin)
-        filescope_shape_change(o);
-    return o;
+        if (!t->builtin || strcmp(t->cols[i].name, FILESCOPE_HIDDEN_COLUMN) != 0)
+            put_column(b, &t->cols[i], &first, rows, offset + (int)i);
+    put_lit(b, "}");
+}
+
+/* Log and table are read in one snapshot and the triggers write both in one transaction,
+ * so only a tombstone lacks its row. A file entry marked deleted is a deletion to
+ * devices, with its data kept so they see the version. */
+static bool has_data(const struct synced_table *t, int offset, const struct store_rows *rows,
+                     bool *deleted)
+{
+    *deleted = store_rows_int(rows, 4) != 0;
+    int mark = t->deleted_col >= 0 ? offset + t->deleted_col : -1;
+    bool soft =
+        !*deleted && mark >= 0 && !store_rows_isnull(rows, mark) && store_rows_int(rows, mark) != 0;
+    bool data = !*deleted && !store_rows_isnull(rows, offset + (int)t->pk);
+    *deleted = *deleted || soft;
+    return data;
+}
+
+/* One change object, keys in the order clients have always seen them. */
+static void put_change(struct render *r, struct buf *b, const struct synced_table *t, int offset,
+                       const struct store_rows *rows)
+{
+    bool deleted;
+    bool data = has_data(t, offset, rows, &deleted);
+    put_lit(b, "{\"seq\":");
+    jsonw_int(b, store_rows_int(rows, 0));
+    put_lit(b, ",\"table\":");
+    jsonw_string(b, t->name, strlen(t->name));
+    size_t mark = b->len;
+    put_lit(b, ",\"id\":");
+    if (!(data && t->builtin && put_path_id(b, t, offset, rows)) &&
+        !put_key(b, t, store_rows_text(rows, 2)))
+        jsonw_truncate(b, mark);
+    buf_puts(b, deleted ? ",\"op\":\"delete\"" : ",\"op\":\"upsert\"");
+    put_lit(b, ",\"version\":");
+    jsonw_int(b, store_rows_int(rows, 3));
+    buf_puts(b, deleted ? ",\"deleted\":true" : ",\"deleted\":false");
+    put_lit(b, ",\"updatedAt\":");
+    put_time(r, b, store_rows_int(rows, 5));
+    mark = b->len;
+    put_lit(b, ",\"deviceId\":");
+    if (store_rows_isnull(rows, 6))
+        put_lit(b, "null");
+    else if (!jsonw_text(b, store_rows_text(rows, 6)))
+        jsonw_truncate(b, mark);
+    put_lit(b, ",\"data\":");
+    if (data)
+        put_data(b, t, offset, rows);
+    else
+        put_lit(b, "null");
+    put_lit(b, "}");
+}
+
+/* cloud-sync-api's shape: a row's data under its table, or its key among the deleted. */
+static void put_by_table(struct render *r, size_t i, const struct store_rows *rows)
+{
+    const struct synced_table *t = r->q->tables[i];
+    bool deleted;
+    bool data = has_data(t, r->offsets[i], rows, &deleted);
+    struct buf *b = deleted ? &r->out->deleted[i] : &r->out->data[i];
+    size_t mark = b->len;
+    if (b->len)
+        put_lit(b, ",");
+    if (!deleted && data)
+        put_data(b, t, r->offsets[i], rows);
+    else if (!deleted)
+        put_lit(b, "null");
+    else if (!put_key(b, t, store_rows_text(rows, 2)))
+        jsonw_truncate(b, mark);
+}
+
+/* Writes the current row of the walk: the limit + 1st only tells that more follow. */
+static void put_row(struct render *r, const struct store_rows *rows)
+{
+    const char *tbl = store_rows_text(rows, 1);
+    for (size_t i = 0; i < r->q->n_tables; i++) {
+        if (strcmp(r->q->tables[i]->name, tbl) != 0)
+            continue;
+        if (r->out->n == (size_t)r->q->limit) {
+            r->out->has_more = true;
+            return;
+        }
+        if (r->out->shape == FEED_BY_TABLE) {
+            put_by_table(r, i, rows);
+        } else {
+            if (r->out->n)
+                put_lit(r->out->changes, ",");
+            put_change(r, r->out->changes, r->q->tables[i], r->offsets[i], rows);
+        }
+        r->out->n++;
+        r->out->next_cursor = store_rows_int(rows, 0);
+    }
 }
 
 /* The statement's text and its parameters, numbered as they are added. */
@@ -250,30 +387,32 @@ static void feed_sql(const struct feed_query *q, struct feed_stmt *s, int *offse
     free(reach);
 }
 
-/* Reads up to limit + 1 changes into out, so the caller can tell whether more follow. */
-static int read_changes(struct store_conn *c, const struct feed_query *q, json_t *out,
-                        struct err *err)
+/* Reads up to limit + 1 changes with statement s and writes them into out, so the caller
+ * can tell whether more follow. */
+static int read_changes(struct store_conn *c, const struct feed_query *q, struct feed_stmt *s,
+                        const int *offsets, struct feed_text *out, struct err *err)
 {
     struct store_rows *rows = NULL;
-    int *offsets = xcalloc(q->n_tables + 1, sizeof(*offsets));
-    struct feed_stmt s;
+    struct render r = {.q = q, .offsets = offsets, .out = out};
     int step = FERRY_ERR;
 
-    feed_sql(q, &s, offsets);
-    if (store_query(c, s.sql.data, s.v, s.n, &rows, err) == FERRY_OK) {
-        while ((step = store_rows_next(rows, err)) == 1) {
-            const char *tbl = store_rows_text(rows, 1);
-            for (size_t i = 0; i < q->n_tables; i++)
-                if (!strcmp(q->tables[i]->name, tbl))
-                    json_array_append_new(out, change_json(q->tables[i], offsets[i], rows));
-        }
-    }
+    if (store_query(c, s->sql.data, s->v, s->n, &rows, err) == FERRY_OK)
+        while ((step = store_rows_next(rows, err)) == 1)
+            put_row(&r, rows);
     store_rows_free(rows);
-    buf_cleanup(&s.sql);
-    free(s.v);
-    free(s.values);
-    free(offsets);
     return step == 0 ? FERRY_OK : FERRY_ERR;
+}
+
+/* What identifies a read for sharing its page: the statement and its parameters. */
+static void share_key(const struct feed_stmt *s, struct buf *key)
+{
+    buf_append(key, s->sql.data, s->sql.len);
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->v[i].type == SV_TEXT)
+            buf_printf(key, "\nt%zu:%s", strlen(s->v[i].s), s->v[i].s);
+        else
+            buf_printf(key, "\ni%lld", (long long)s->v[i].i);
+    }
 }
 
 static int check_cursor(struct store_conn *c, int64_t cursor, int64_t head, struct err *err)
@@ -295,13 +434,17 @@ static int check_cursor(struct store_conn *c, int64_t cursor, int64_t head, stru
 
 /* A device marked for a resync (its table's rule or its token's attributes changed at
  * seq S) must start again from 0: a read from a cursor in (0, S) answers 410, and a
- * read from 0 (or from S on) clears the mark, so the resync happens once and the pages
- * of the new pull read on. */
-static int device_resync(struct store_conn *c, const struct feed_query *q, struct err *err)
+ * read from 0 (or from S on) clears the mark (*clear = S, for resync_clear after the
+ * read), so the resync happens once and the pages of the new pull read on. */
+static int resync_check(struct store_conn *c, const struct feed_query *q, int64_t *clear,
+                        struct err *err)
 {
     struct store_val dev = sv_text(q->device_id);
     int64_t mark = 0;
     bool found = false;
+    *clear = 0;
+    if (!q->device_id)
+        return FERRY_OK;
     if (store_query_int(c, "SELECT resync_seq FROM ferry_devices WHERE id = $1", &dev, 1, &mark,
                         &found, err) != FERRY_OK)
         return FERRY_ERR;
@@ -312,56 +455,122 @@ static int device_resync(struct store_conn *c, const struct feed_query *q, struc
                        "resync required: the sync rules or this device's attributes changed"
                        " (at %lld, after cursor %lld); pull again from cursor 0",
                        (long long)mark, (long long)q->cursor);
-    struct store_val v[] = {dev, sv_int(mark)};
+    *clear = mark;
+    return FERRY_OK;
+}
+
+static int resync_clear(struct store_conn *c, const struct feed_query *q, int64_t mark,
+                        struct err *err)
+{
+    struct store_val v[] = {sv_text(q->device_id), sv_int(mark)};
     return store_run(c, "UPDATE ferry_devices SET resync_seq = 0 WHERE id = $1 AND resync_seq = $2",
                      v, 2, NULL, err);
+}
+
+/* The page of a read in one snapshot: head, cursor checks, changes. */
+static int read_page(struct store_conn *c, const struct feed_query *q, struct feed_stmt *s,
+                     const int *offsets, struct feed_text *out, int64_t *clear, struct err *err)
+{
+    int rc = FERRY_ERR;
+    if (store_begin_read(c, err) != FERRY_OK)
+        goto out;
+    if (resync_check(c, q, clear, err) != FERRY_OK || feed_head(c, &out->head, err) != FERRY_OK ||
+        check_cursor(c, q->cursor, out->head, err) != FERRY_OK)
+        goto out;
+    if (q->n_tables && read_changes(c, q, s, offsets, out, err) != FERRY_OK)
+        goto out;
+    if (!out->has_more)
+        out->next_cursor = out->head > q->cursor ? out->head : q->cursor;
+    rc = FERRY_OK;
+out:
+    store_rollback(c);
+    return rc;
+}
+
+/* Answers from a page another reader of the same statement read (q->share), or reads it
+ * and offers it to the next. */
+static int shared_page(struct store_conn *c, const struct feed_query *q, struct feed_stmt *s,
+                       const int *offsets, struct feed_text *out, int64_t *clear, struct err *err)
+{
+    struct buf key;
+    struct feedshare_page page;
+    size_t start = out->changes->len;
+    buf_init(&key);
+    share_key(s, &key);
+    int rc = FERRY_OK;
+    if (feedshare_get(q->share, key.data, key.len, q->share_head, out->changes, &page)) {
+        rc = resync_check(c, q, clear, err); /* the device's own, whoever read the page */
+        out->n = page.n;
+        out->next_cursor = page.next_cursor;
+        out->has_more = page.has_more;
+        out->head = page.head;
+    } else if ((rc = read_page(c, q, s, offsets, out, clear, err)) == FERRY_OK) {
+        page = (struct feedshare_page){out->changes->data + start,
+                                       out->changes->len - start,
+                                       out->n,
+                                       out->next_cursor,
+                                       out->has_more,
+                                       out->head};
+        feedshare_put(q->share, key.data, key.len, &page);
+    }
+    buf_cleanup(&key);
+    return rc;
+}
+
+int feed_read_text(struct store_conn *c, const struct feed_query *q, struct feed_text *out,
+                   struct err *err)
+{
+    int *offsets = xcalloc(q->n_tables + 1, sizeof(*offsets));
+    struct feed_stmt s;
+    int64_t clear = 0;
+    int rc;
+
+    out->n = 0;
+    out->has_more = false;
+    out->next_cursor = 0;
+    out->head = 0;
+    feed_sql(q, &s, offsets);
+    /* Other programs' committed writes wait as pending entries until a promoter numbers
+     * them; the reader does it when the listener has not yet (or no node listens). */
+    if (promote_pending(c, err) != FERRY_OK)
+        rc = FERRY_ERR;
+    else if (q->share && out->shape == FEED_CHANGES)
+        rc = shared_page(c, q, &s, offsets, out, &clear, err);
+    else
+        rc = read_page(c, q, &s, offsets, out, &clear, err);
+    if (rc == FERRY_OK && clear) /* after the read's snapshot: a write of its own */
+        rc = resync_clear(c, q, clear, err);
+    buf_cleanup(&s.sql);
+    free(s.v);
+    free(s.values);
+    free(offsets);
+    return rc;
 }
 
 int feed_read(struct store_conn *c, const struct feed_query *q, struct feed_page *page,
               struct err *err)
 {
-    int rc = FERRY_ERR;
+    struct buf text;
+    struct feed_text out = {.shape = FEED_CHANGES, .changes = &text};
+    json_error_t jerr;
 
     memset(page, 0, sizeof(*page));
-    /* Other programs' committed writes wait as pending entries until a promoter numbers
-     * them; the reader does it when the listener has not yet (or no node listens). */
-    if (promote_pending(c, err) != FERRY_OK)
-        goto out;
-    if (q->device_id && device_resync(c, q, err) != FERRY_OK)
-        goto out;
-    if (store_begin_read(c, err) != FERRY_OK)
-        goto out;
-    if (feed_head(c, &page->head, err) != FERRY_OK ||
-        check_cursor(c, q->cursor, page->head, err) != FERRY_OK)
-        goto out;
-    page->changes = json_array();
-    if (q->n_tables && read_changes(c, q, page->changes, err) != FERRY_OK)
-        goto out;
-    size_t n = json_array_size(page->changes);
-    page->has_more = n > (size_t)q->limit;
-    if (page->has_more)
-        json_array_remove(page->changes, --n);
-    if (page->has_more)
-        page->next_cursor =
-            json_integer_value(json_object_get(json_array_get(page->changes, n - 1), "seq"));
-    else
-        page->next_cursor = page->head > q->cursor ? page->head : q->cursor;
-    rc = FERRY_OK;
-out:
-    store_rollback(c);
-    if (rc != FERRY_OK) {
-        json_decref(page->changes);
-        page->changes = NULL;
+    buf_init(&text);
+    buf_puts(&text, "[");
+    int rc = feed_read_text(c, q, &out, err);
+    if (rc == FERRY_OK) {
+        buf_puts(&text, "]");
+        /* the text was written to be JSON: a failure here is a bug, not the caller's */
+        page->changes = json_loadb(text.data, text.len, 0, &jerr);
+        if (!page->changes)
+            rc =
+                err_set(err, ERR_INTERNAL, "the feed wrote a page that is not JSON: %s", jerr.text);
+        page->next_cursor = out.next_cursor;
+        page->has_more = out.has_more;
+        page->head = out.head;
     }
+    buf_cleanup(&text);
     return rc;
-}
-
-int feed_read_files(struct store_conn *c, const struct feed_query *q, const struct filescope *scope,
-                    struct feed_page *page, struct err *err)
-{
-    struct feed_query scoped = *q;
-    scoped.files = scope;
-    return feed_read(c, &scoped, page, err);
 }
 
 int feed_row(struct store_conn *c, const struct synced_table *t, const char *pk, json_t **out,

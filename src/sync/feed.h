@@ -9,7 +9,9 @@
 #include <jansson.h>
 
 #include "files/filescope.h"
+#include "sync/feedshare.h"
 #include "sync/tables.h"
+#include "util/buf.h"
 
 struct feed_query {
     const struct synced_table *const *tables; /* which tables, in any order */
@@ -25,6 +27,11 @@ struct feed_query {
     /* The files the reader may see in the files namespace (files/filescope.h); NULL:
      * every file. */
     const struct filescope *files;
+    /* Pages shared between identical reads (sync/feedshare.h): a page another reader read
+     * at a head >= share_head may answer this one, and this one's is offered to others.
+     * NULL: the read is this caller's own. */
+    struct feedshare *share;
+    int64_t share_head;
 };
 
 struct feed_page {
@@ -34,17 +41,37 @@ struct feed_page {
     int64_t head; /* the newest seq in the database at read time */
 };
 
+/* A page written as JSON text straight from the rows (util/jsonw.h), into buffers the
+ * caller owns and may have started: the change objects as feed_read gives them, or
+ * cloud-sync-api's grouping by table. */
+enum feed_shape {
+    FEED_CHANGES,  /* change objects, comma-separated, appended to *changes */
+    FEED_BY_TABLE, /* per table i of the query: its rows' data appended to data[i] (null for
+                      a row that is gone), the keys of deleted rows to deleted[i]; each a
+                      comma-separated list */
+};
+
+struct feed_text {
+    enum feed_shape shape;
+    struct buf *changes;        /* FEED_CHANGES */
+    struct buf *data, *deleted; /* FEED_BY_TABLE: q->n_tables buffers each */
+    size_t n;                   /* changes written */
+    int64_t next_cursor;
+    bool has_more;
+    int64_t head;
+};
+
+/* feed_read, writing the page into out's buffers; out's counts and cursors are set.
+ * On failure the buffers may hold part of a page. */
+int feed_read_text(struct store_conn *c, const struct feed_query *q, struct feed_text *out,
+                   struct err *err);
+
 /* Reads one page in one snapshot. ERR_INVALID for a cursor from the future; ERR_GONE
  * when cursor > 0 is older than the tombstone purge horizon, or the device has a resync
  * pending (its rules or attributes changed) and reads from below its resync point: it
  * must resync from 0, which clears the pending resync. The caller frees page->changes. */
 int feed_read(struct store_conn *c, const struct feed_query *q, struct feed_page *page,
               struct err *err);
-
-/* feed_read for a reader whose files namespace shows only the files scope sees
- * (files/filescope.h); NULL scope: every file. */
-int feed_read_files(struct store_conn *c, const struct feed_query *q, const struct filescope *scope,
-                    struct feed_page *page, struct err *err);
 
 /* The purge horizon: the highest seq of a purged tombstone (0 before any purge). */
 int feed_horizon(struct store_conn *c, int64_t *horizon, struct err *err);

@@ -12,6 +12,7 @@
 #include "sync/values.h"
 #include "util/base64.h"
 #include "util/jsonutil.h"
+#include "util/jsonw.h"
 
 enum col_kind values_kind_of(const char *t)
 {
@@ -289,66 +290,142 @@ void values_release(struct owned_val *v)
     v->owned = NULL;
 }
 
-/* PostgreSQL prints "2024-01-15 10:30:00+00"; the feed speaks ISO-8601. */
-static json_t *iso_timestamp(const char *text)
+/* PostgreSQL prints "2024-01-15 10:30:00+00"; the feed speaks ISO-8601. Writes the
+ * ISO form into out (64 bytes) and returns it, or returns text itself when too long. */
+static const char *iso_timestamp(const char *text, char out[64])
 {
-    char buf[64];
     size_t len = strlen(text);
-    if (len >= sizeof(buf) - 4)
-        return json_string(text);
-    memcpy(buf, text, len + 1);
-    if (len > 10 && buf[10] == ' ')
-        buf[10] = 'T';
-    if (len > 3 && (buf[len - 3] == '+' || buf[len - 3] == '-') && buf[len - 3 - 1] != ':' &&
-        isdigit((unsigned char)buf[len - 1]) && len > 19)
-        memcpy(buf + len, ":00", 4);
-    return json_string(buf);
+    if (len >= 64 - 4)
+        return text;
+    memcpy(out, text, len + 1);
+    if (len > 10 && out[10] == ' ')
+        out[10] = 'T';
+    if (len > 3 && (out[len - 3] == '+' || out[len - 3] == '-') && out[len - 3 - 1] != ':' &&
+        isdigit((unsigned char)out[len - 1]) && len > 19)
+        memcpy(out + len, ":00", 4);
+    return out;
 }
 
-static json_t *blob_json(const struct store_rows *rows, int col)
+static char *blob_text(const struct store_rows *rows, int col)
 {
     size_t len = 0;
     const void *bytes = store_rows_blob(rows, col, &len);
-    char *enc = base64_encode(bytes, len);
-    json_t *v = json_string(enc);
-    free(enc);
-    return v;
+    return base64_encode(bytes, len);
 }
 
-json_t *values_to_json(enum col_kind kind, const struct store_rows *rows, int col)
+/* How a column's value is shown, from its declared kind and the class the database
+ * returned. SQLite may hold what another program wrote, and the feed reports it
+ * faithfully rather than guessing a conversion. */
+enum shown {
+    SHOWN_NULL,
+    SHOWN_BOOL,
+    SHOWN_JSON,
+    SHOWN_BLOB,
+    SHOWN_TEXT,
+    SHOWN_TIMESTAMP,
+    SHOWN_INT,
+    SHOWN_REAL
+};
+
+static enum shown shown_as(enum col_kind kind, enum store_type stored)
 {
-    enum store_type stored = store_rows_type(rows, col);
     if (stored == SV_NULL)
-        return json_null();
+        return SHOWN_NULL;
     switch (kind) {
     case KIND_BOOLEAN:
-        return json_boolean(store_rows_int(rows, col) != 0);
-    case KIND_JSON: {
-        json_t *v = json_loads(store_rows_text(rows, col), JSON_DECODE_ANY, NULL);
-        return v ? v : json_string(store_rows_text(rows, col));
-    }
+        return SHOWN_BOOL;
+    case KIND_JSON:
+        return SHOWN_JSON;
     case KIND_BLOB:
-        return blob_json(rows, col);
+        return SHOWN_BLOB;
     case KIND_NUMERIC:
-        return json_string(store_rows_text(rows, col));
+        return SHOWN_TEXT;
     case KIND_TIMESTAMP:
         if (stored == SV_TEXT)
-            return iso_timestamp(store_rows_text(rows, col));
+            return SHOWN_TIMESTAMP;
         break;
     default:
         break;
     }
-    /* Otherwise the value's own class decides: SQLite may hold what another program
-     * wrote, and the feed reports it faithfully rather than guessing a conversion. */
     if (stored == SV_INT || (kind == KIND_INTEGER && stored != SV_REAL && stored != SV_TEXT))
+        return SHOWN_INT;
+    if (stored == SV_REAL || kind == KIND_REAL)
+        return SHOWN_REAL;
+    if (stored == SV_BLOB)
+        return SHOWN_BLOB;
+    return SHOWN_TEXT;
+}
+
+json_t *values_to_json(enum col_kind kind, const struct store_rows *rows, int col)
+{
+    char iso[64];
+    switch (shown_as(kind, store_rows_type(rows, col))) {
+    case SHOWN_NULL:
+        return json_null();
+    case SHOWN_BOOL:
+        return json_boolean(store_rows_int(rows, col) != 0);
+    case SHOWN_JSON: {
+        json_t *v = json_loads(store_rows_text(rows, col), JSON_DECODE_ANY, NULL);
+        return v ? v : json_string(store_rows_text(rows, col));
+    }
+    case SHOWN_BLOB: {
+        char *enc = blob_text(rows, col);
+        json_t *v = json_string(enc);
+        free(enc);
+        return v;
+    }
+    case SHOWN_TIMESTAMP:
+        return json_string(iso_timestamp(store_rows_text(rows, col), iso));
+    case SHOWN_INT:
         return json_integer(store_rows_int(rows, col));
-    if (stored == SV_REAL || kind == KIND_REAL) {
+    case SHOWN_REAL: {
         double d = store_rows_real(rows, col);
         return isfinite(d) ? json_real(d) : json_null();
     }
-    if (stored == SV_BLOB)
-        return blob_json(rows, col);
+    case SHOWN_TEXT:
+        break;
+    }
     return json_string(store_rows_text(rows, col));
+}
+
+bool values_write_json(struct buf *b, enum col_kind kind, const struct store_rows *rows, int col)
+{
+    char iso[64];
+    switch (shown_as(kind, store_rows_type(rows, col))) {
+    case SHOWN_NULL:
+        buf_append(b, "null", 4);
+        return true;
+    case SHOWN_BOOL:
+        jsonw_bool(b, store_rows_int(rows, col) != 0);
+        return true;
+    case SHOWN_JSON: {
+        /* parsed and printed again, as values_to_json does, so what leaves is JSON even
+         * when another program stored text that is not */
+        json_t *v = json_loads(store_rows_text(rows, col), JSON_DECODE_ANY, NULL);
+        if (!v)
+            return jsonw_text(b, store_rows_text(rows, col));
+        jsonw_value(b, v);
+        json_decref(v);
+        return true;
+    }
+    case SHOWN_BLOB: {
+        char *enc = blob_text(rows, col);
+        jsonw_string(b, enc, strlen(enc));
+        free(enc);
+        return true;
+    }
+    case SHOWN_TIMESTAMP:
+        return jsonw_text(b, iso_timestamp(store_rows_text(rows, col), iso));
+    case SHOWN_INT:
+        jsonw_int(b, store_rows_int(rows, col));
+        return true;
+    case SHOWN_REAL:
+        jsonw_real(b, store_rows_real(rows, col));
+        return true;
+    case SHOWN_TEXT:
+        break;
+    }
+    return jsonw_text(b, store_rows_text(rows, col));
 }
 
 int values_pk_text(enum col_kind kind, json_t *value, char **out, struct err *err)

@@ -4,10 +4,13 @@
 #ifndef FERRY_VALUES_H
 #define FERRY_VALUES_H
 
+#include <stdbool.h>
+
 #include <jansson.h>
 
 #include "ferry.h"
 #include "store/store.h"
+#include "util/buf.h"
 
 enum col_kind {
     KIND_INTEGER,   /* int, integer, bigint, smallint, serial... */
@@ -44,6 +47,10 @@ void values_release(struct owned_val *v);
 
 /* The JSON for column col of the current row. */
 json_t *values_to_json(enum col_kind kind, const struct store_rows *rows, int col);
+
+/* Appends the same value as JSON text to b (util/jsonw.h) and returns true; appends
+ * nothing and returns false for text that is not UTF-8, where values_to_json gives NULL. */
+bool values_write_json(struct buf *b, enum col_kind kind, const struct store_rows *rows, int col);
 
 /* The canonical text of a primary-key value, as ferry keys its change log: integers in
  * decimal, text as is. ERR_INVALID for any other JSON type. Caller frees. */

@@ -29,7 +29,7 @@ static void reserve(struct buf *b, size_t extra)
     b->cap = cap;
 }
 
-void buf_append(struct buf *b, const void *data, size_t len)
+void buf_append_grow(struct buf *b, const void *data, size_t len)
 {
     reserve(b, len);
     if (len)
@@ -46,15 +46,22 @@ void buf_puts(struct buf *b, const char *s)
 void buf_printf(struct buf *b, const char *fmt, ...)
 {
     va_list ap;
+    /* one pass when the text fits the room left (the usual case), a second otherwise */
+    size_t room = b->cap > b->len ? b->cap - b->len : 0;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(room ? b->data + b->len : NULL, room, fmt, ap);
     va_end(ap);
-    if (n <= 0)
+    if (n <= 0) {
+        if (room) /* an error may leave part of a text behind */
+            b->data[b->len] = '\0';
         return;
-    reserve(b, (size_t)n);
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
+    }
+    if ((size_t)n >= room) {
+        reserve(b, (size_t)n);
+        va_start(ap, fmt);
+        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
     b->len += (size_t)n;
 }
 

@@ -213,6 +213,38 @@ void log_write(enum log_level level, const char *event, json_t *fields)
     json_decref(fields);
 }
 
+void log_write_members(enum log_level level, const char *event, const char *members, size_t len)
+{
+    char iso[32];
+    if (!log_enabled(level))
+        return;
+    time_iso8601(time_now_ms(), 1, iso);
+    if (atomic_load(&the_log.format) == LOG_FORMAT_TEXT) { /* the text form names fields */
+        char *object = xasprintf("{%.*s}", (int)len, members);
+        json_t *fields = json_loads(object, 0, NULL);
+        free(object);
+        log_write(level, event, fields ? fields : json_object());
+        return;
+    }
+    struct buf b;
+    char stack[LINE_STACK];
+    int head = snprintf(stack, sizeof(stack), "{\"time\":\"%s\",\"level\":\"%s\",\"event\":\"%s\"",
+                        iso, level_names[level], event);
+    if ((size_t)head + len + 4 <= sizeof(stack)) { /* the usual line: no allocation */
+        size_t n = (size_t)head;
+        if (len)
+            stack[n++] = ',';
+        memcpy(stack + n, members, len);
+        memcpy(stack + n + len, "}\n", 2);
+        write_line(stack, n + len + 2);
+        return;
+    }
+    buf_init(&b);
+    buf_printf(&b, "%.*s%s%.*s}\n", head, stack, len ? "," : "", (int)len, members);
+    write_line(b.data, b.len);
+    buf_cleanup(&b);
+}
+
 void log_debug(const char *event, json_t *fields)
 {
     log_write(LOG_LEVEL_DEBUG, event, fields);

@@ -50,6 +50,11 @@ bool log_enabled(enum log_level level);
  * order. A "msg" field is the human sentence of the event. */
 void log_write(enum log_level level, const char *event, json_t *fields);
 
+/* log_write for fields already printed as JSON object members ("k":v,... without the
+ * braces; util/jsonw.h), which the JSON format copies as they are: the request log's
+ * line costs no JSON tree. */
+void log_write_members(enum log_level level, const char *event, const char *members, size_t len);
+
 void log_debug(const char *event, json_t *fields);
 void log_info(const char *event, json_t *fields);
 void log_warn(const char *event, json_t *fields);

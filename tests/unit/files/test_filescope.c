@@ -124,25 +124,13 @@ static void test_sql_matches_the_rules(void **state)
     sqlite3_close(db);
 }
 
-static void test_shape_change(void **state)
-{
-    (void)state;
-    json_t *c = json_pack("{s:s, s:{s:s, s:s, s:s}}", "id", "/4:anna/a.txt", "data", "file_key",
-                          "/4:anna/a.txt", "owner", "anna", "path", "a.txt");
-    filescope_shape_change(c);
-    assert_string_equal(json_string_value(json_object_get(c, "id")), "a.txt");
-    assert_null(json_object_get(json_object_get(c, "data"), "file_key"));
-    assert_string_equal(json_string_value(json_object_get(json_object_get(c, "data"), "owner")),
-                        "anna");
-    json_decref(c);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_folders), cmocka_unit_test(test_owner_and_visibility),
-        cmocka_unit_test(test_keys),          cmocka_unit_test(test_sql_matches_the_rules),
-        cmocka_unit_test(test_shape_change),
+        cmocka_unit_test(test_parse_folders),
+        cmocka_unit_test(test_owner_and_visibility),
+        cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_sql_matches_the_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
