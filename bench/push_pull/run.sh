@@ -210,7 +210,8 @@ start_ferry() {
 }
 
 # pull_before NAME DIR TOKEN: with BEFORE_BIN, pulls the same rows again through that
-# binary on the same database (target NAME-before), for the after/before ratio.
+# binary on the same database (target NAME-before), for the after/before ratio. By then
+# the table also holds the REPORT rows (TOTAL in all); the ratio compares rows/s.
 pull_before() {
   [ -n "$BEFORE_BIN" ] || return 0
   local name=$1 dir=$2 token=$3 pids
@@ -219,7 +220,7 @@ pull_before() {
   [ -n "$PG_DATA" ] && [[ "$name" == ferry-pg* ]] && pids+=",$(head -1 "$PG_DATA/postmaster.pid")"
   log "$name-before: pull from cursor 0 through $BEFORE_BIN, pages of $PAGE"
   "$CLIENT" pull --kind ferry --url "http://127.0.0.1:$FPORT/sync/pull" --token "$token" \
-    --page "$PAGE" --expect "$ROWS" --pids "$pids" --label "$name-before" |
+    --page "$PAGE" --expect "$TOTAL" --pids "$pids" --label "$name-before" |
     record "$name-before" || log "$name-before pull had errors (see above)"
   stop_pid "$FPID"
 }
