@@ -16,6 +16,7 @@
 #include "backup/check.h"
 #include "backup/chunker.h"
 #include "backup/pack.h"
+#include "backup/workq.h"
 #include "util/crashpoint.h"
 #include "util/crypto.h"
 #include "util/timeutil.h"
@@ -36,12 +37,10 @@ struct run {
     bool *need_read; /* per entry: the file is read (else it keeps the parent's chunks) */
     dev_t repo_dev;
     ino_t repo_ino;
-    /* The reading threads share what is below, under lock: the index, the writer, the
-     * progress, the next entry to take and the first error. */
+    struct workq files; /* the files to read */
+    /* The reading threads share what is below, under lock: the index, the writer and the
+     * progress. */
     pthread_mutex_t lock;
-    size_t next;
-    bool failed;
-    struct err first_err;
     struct repo_progress progress;
     int64_t last_report_us;
 };
@@ -306,36 +305,22 @@ static bool same_chunks(const struct snap_entry *old, const struct snap_entry *e
            (!e->n_chunks || !memcmp(old->chunks, e->chunks, e->n_chunks * 32));
 }
 
-/* Takes the next file to read, or -1 when none is left (or the run failed or stops). */
-static long take(struct run *run)
+static bool needs_reading(void *ctx, size_t i)
 {
-    long i = -1;
-    pthread_mutex_lock(&run->lock);
-    while (run->next < run->snap->n_entries && !run->need_read[run->next])
-        run->next++;
-    if (run->next < run->snap->n_entries && !run->failed &&
-        !(run->o->stop && atomic_load(run->o->stop)))
-        i = (long)run->next++;
-    pthread_mutex_unlock(&run->lock);
-    return i;
+    return ((const struct run *)ctx)->need_read[i];
 }
 
 static void *reading_thread(void *arg)
 {
     struct reader *rd = arg;
     struct run *run = rd->run;
-    for (long i; (i = take(run)) >= 0;) {
+    for (long i; (i = workq_take(&run->files)) >= 0;) {
         struct snap_entry *e = &run->snap->entries[i];
         struct err err = {0};
         char *abs = xasprintf("%s/%s", run->snap->source, e->path);
-        int rc = read_file(rd, abs, e, &err);
+        if (read_file(rd, abs, e, &err) != FERRY_OK)
+            workq_fail(&run->files, &err);
         free(abs);
-        pthread_mutex_lock(&run->lock);
-        if (rc != FERRY_OK && !run->failed) {
-            run->failed = true;
-            run->first_err = err;
-        }
-        pthread_mutex_unlock(&run->lock);
         add_progress(run, 0, 1, NULL);
     }
     return NULL;
@@ -347,6 +332,7 @@ static int read_files(struct run *run, struct err *err)
 {
     int n = repo_threads();
     struct reader readers[REPO_MAX_THREADS];
+    workq_init(&run->files, run->snap->n_entries, needs_reading, run, run->o->stop);
     for (int t = 0; t < n; t++)
         readers[t] = (struct reader){run, pack_sealer_new(run->repo->key), xmalloc(READ_BUF)};
     repo_parallel(reading_thread, readers, sizeof(readers[0]), n);
@@ -354,11 +340,9 @@ static int read_files(struct run *run, struct err *err)
         pack_sealer_free(readers[t].sealer);
         free(readers[t].buf);
     }
-    if (run->failed)
-        return err_set(err, run->first_err.code, "%s", run->first_err.msg);
-    if (run->o->stop && atomic_load(run->o->stop))
-        return err_set(err, ERR_UNAVAILABLE, "the backup was stopped");
-    return FERRY_OK;
+    int rc = workq_result(&run->files, "the backup was stopped", err);
+    workq_destroy(&run->files);
+    return rc;
 }
 
 static int store_files(struct run *run, struct err *err)

@@ -14,6 +14,7 @@
 #include "backup/pack.h"
 #include "backup/restore.h"
 #include "backup/snapshot.h"
+#include "backup/workq.h"
 #include "util/timeutil.h"
 
 #define PROGRESS_EVERY_US 200000
@@ -26,11 +27,9 @@ struct run {
     const char *target;
     struct pack_index ix;
     bool as_root;
+    struct workq files; /* the files to write */
     /* The writing threads share what is below, under lock. */
     pthread_mutex_t lock;
-    size_t next;
-    bool failed;
-    struct err first_err;
     struct restore_result *res;
     struct repo_progress progress;
     int64_t last_report_us;
@@ -89,7 +88,8 @@ static bool all_zero(const uint8_t *data, size_t len)
 }
 
 /* Writes a chunk's bytes, seeking over blocks of zeros so sparse files stay sparse
- * (ftruncate at the end gives a trailing hole its length). */
+ * (ftruncate at the end gives a trailing hole its length). Runs of data blocks go out in
+ * one write each. */
 static int write_sparse(int fd, const uint8_t *data, size_t len, struct err *err)
 {
     size_t pos = 0;
@@ -98,10 +98,19 @@ static int write_sparse(int fd, const uint8_t *data, size_t len, struct err *err
         if (all_zero(data + pos, n)) {
             if (lseek(fd, (off_t)n, SEEK_CUR) < 0)
                 return err_set(err, ERR_INTERNAL, "cannot seek: %s", strerror(errno));
-        } else if (fsio_write_all(fd, data + pos, n, err) != FERRY_OK) {
-            return FERRY_ERR;
+            pos += n;
+            continue;
         }
-        pos += n;
+        size_t end = pos + n;
+        while (end < len) {
+            size_t m = len - end < HOLE_BLOCK ? len - end : HOLE_BLOCK;
+            if (all_zero(data + end, m))
+                break;
+            end += m;
+        }
+        if (fsio_write_all(fd, data + pos, end - pos, err) != FERRY_OK)
+            return FERRY_ERR;
+        pos = end;
     }
     return FERRY_OK;
 }
@@ -218,34 +227,21 @@ static bool stopped(const struct run *run)
     return run->o->stop && atomic_load(run->o->stop);
 }
 
-/* Takes the next file to write, or -1 when none is left (or the run failed or stops). */
-static long take(struct run *run)
+static bool is_file(void *ctx, size_t i)
 {
-    long i = -1;
-    pthread_mutex_lock(&run->lock);
-    while (run->next < run->snap->n_entries && run->snap->entries[run->next].type != SNAP_FILE)
-        run->next++;
-    if (run->next < run->snap->n_entries && !run->failed && !stopped(run))
-        i = (long)run->next++;
-    pthread_mutex_unlock(&run->lock);
-    return i;
+    return ((const struct run *)ctx)->snap->entries[i].type == SNAP_FILE;
 }
 
 static void *writing_thread(void *arg)
 {
     struct writer *w = arg;
     struct run *run = w->run;
-    for (long i; (i = take(run)) >= 0;) {
+    for (long i; (i = workq_take(&run->files)) >= 0;) {
         struct err err = {0};
         char *abs = xasprintf("%s/%s", run->target, run->snap->entries[i].path);
-        int rc = restore_file(w, abs, &run->snap->entries[i], &err);
+        if (restore_file(w, abs, &run->snap->entries[i], &err) != FERRY_OK)
+            workq_fail(&run->files, &err);
         free(abs);
-        pthread_mutex_lock(&run->lock);
-        if (rc != FERRY_OK && !run->failed) {
-            run->failed = true;
-            run->first_err = err;
-        }
-        pthread_mutex_unlock(&run->lock);
     }
     return NULL;
 }
@@ -256,15 +252,16 @@ static int restore_files(struct run *run, struct err *err)
 {
     int n = repo_threads();
     struct writer writers[REPO_MAX_THREADS];
+    workq_init(&run->files, run->snap->n_entries, is_file, run, run->o->stop);
     for (int t = 0; t < n; t++)
         writers[t] =
             (struct writer){run, pack_reader_new(run->repo->path, run->repo->key, &run->ix)};
     repo_parallel(writing_thread, writers, sizeof(writers[0]), n);
     for (int t = 0; t < n; t++)
         pack_reader_free(writers[t].reader);
-    if (run->failed)
-        return err_set(err, run->first_err.code, "%s", run->first_err.msg);
-    return stopped(run) ? err_set(err, ERR_UNAVAILABLE, "the restore was stopped") : FERRY_OK;
+    int rc = workq_result(&run->files, "the restore was stopped", err);
+    workq_destroy(&run->files);
+    return rc;
 }
 
 /* Folders first (so every file's folder exists), then files, then symlinks (so none is
