@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "backup/fsio.h"
@@ -80,6 +81,20 @@ static int make_room(const char *abs, bool want_dir, struct err *err)
     if (unlink(abs) != 0)
         return err_set(err, ERR_INTERNAL, "cannot replace %s: %s", abs, strerror(errno));
     return FERRY_OK;
+}
+
+/* Extended attributes where the filesystem and this process's rights allow (a user.*
+ * name on a symlink, or trusted.* when not root, is refused: skipped). Through fd when
+ * it is open, else on abs itself. */
+static void set_xattrs(int fd, const char *abs, const struct snap_entry *e)
+{
+    for (size_t i = 0; i < e->n_xattrs; i++) {
+        const struct snap_xattr *x = &e->xattrs[i];
+        if (fd >= 0)
+            (void)!fsetxattr(fd, x->name, x->value, x->len, 0);
+        else
+            (void)!lsetxattr(abs, x->name, x->value, x->len, 0);
+    }
 }
 
 static bool all_zero(const uint8_t *data, size_t len)
@@ -165,7 +180,8 @@ static int restore_file(struct writer *w, const char *abs, const struct snap_ent
     if (write_chunks(w, fd, e, err) != FERRY_OK)
         goto out;
     if (run->as_root && fchown(fd, e->uid, e->gid) != 0)
-        (void)0; /* owners where permitted: a foreign uid may not exist here */
+        (void)0;            /* owners where permitted: a foreign uid may not exist here */
+    set_xattrs(fd, abs, e); /* after the bytes: writing may clear security.capability */
     struct timespec times[2] = {to_timespec(e->mtime_ns), to_timespec(e->mtime_ns)};
     if (fchmod(fd, e->mode) != 0 || futimens(fd, times) != 0) {
         err_set(err, ERR_INTERNAL, "cannot set the mode or time of %s: %s", abs, strerror(errno));
@@ -191,9 +207,37 @@ static int restore_symlink(struct run *run, const char *abs, const struct snap_e
         return err_set(err, ERR_INTERNAL, "cannot make the link %s: %s", abs, strerror(errno));
     if (run->as_root && lchown(abs, e->uid, e->gid) != 0)
         (void)0;
+    set_xattrs(-1, abs, e);
     struct timespec times[2] = {to_timespec(e->mtime_ns), to_timespec(e->mtime_ns)};
     utimensat(AT_FDCWD, abs, times, AT_SYMLINK_NOFOLLOW);
     return FERRY_OK;
+}
+
+/* Another name of a file restored before (its entry comes earlier): linked, never copied.
+ * The name must lead to a regular file of the restore (the folders on the way are the
+ * restore's own, and no symlink is made yet). */
+static int restore_hardlink(struct run *run, const char *target, const char *abs,
+                            const struct snap_entry *e, struct err *err)
+{
+    char *to = xasprintf("%s/%s", target, e->target);
+    struct stat st;
+    int rc = FERRY_ERR;
+    if (lstat(to, &st) != 0 || !S_ISREG(st.st_mode)) {
+        err_set(err, ERR_INTERNAL, "cannot link %s: %s is not a restored file", abs, e->target);
+        goto out;
+    }
+    if (make_room(abs, false, err) != FERRY_OK)
+        goto out;
+    if (link(to, abs) != 0) {
+        err_set(err, ERR_INTERNAL, "cannot link %s to %s: %s", abs, to, strerror(errno));
+        goto out;
+    }
+    run->res->files++;
+    run->res->bytes += (uint64_t)st.st_size;
+    rc = FERRY_OK;
+out:
+    free(to);
+    return rc;
 }
 
 static int restore_dir(const char *abs, struct err *err)
@@ -216,6 +260,7 @@ static void finish_dirs(struct run *run, const char *target, const struct snapsh
         struct timespec times[2] = {to_timespec(e->mtime_ns), to_timespec(e->mtime_ns)};
         if (run->as_root && lchown(abs, e->uid, e->gid) != 0)
             (void)0;
+        set_xattrs(-1, abs, e);
         chmod(abs, e->mode);
         utimensat(AT_FDCWD, abs, times, AT_SYMLINK_NOFOLLOW);
         free(abs);
@@ -264,30 +309,38 @@ static int restore_files(struct run *run, struct err *err)
     return rc;
 }
 
-/* Folders first (so every file's folder exists), then files, then symlinks (so none is
- * there to be followed while files are written), then the folders' modes and times. */
+/* One pass of the entries of one type (folders, hard links or symlinks). */
+static int restore_pass(struct run *run, const char *target, enum snap_type type, struct err *err)
+{
+    const struct snapshot *s = run->snap;
+    for (size_t i = 0; i < s->n_entries; i++) {
+        const struct snap_entry *e = &s->entries[i];
+        if (e->type != type)
+            continue;
+        if (stopped(run))
+            return err_set(err, ERR_UNAVAILABLE, "the restore was stopped");
+        char *abs = xasprintf("%s/%s", target, e->path);
+        int rc = type == SNAP_DIR        ? restore_dir(abs, err)
+                 : type == SNAP_HARDLINK ? restore_hardlink(run, target, abs, e, err)
+                                         : restore_symlink(run, abs, e, err);
+        free(abs);
+        if (rc != FERRY_OK)
+            return FERRY_ERR;
+    }
+    return FERRY_OK;
+}
+
+/* Folders first (so every file's folder exists), then files, then their other names (hard
+ * links), then symlinks (so none is there to be followed while files are written), then
+ * the folders' modes and times. */
 static int restore_entries(struct run *run, const char *target, const struct snapshot *s,
                            struct err *err)
 {
-    for (int pass = 0; pass < 3; pass++) {
-        if (pass == 1) {
-            if (restore_files(run, err) != FERRY_OK)
-                return FERRY_ERR;
-            continue;
-        }
-        for (size_t i = 0; i < s->n_entries; i++) {
-            const struct snap_entry *e = &s->entries[i];
-            if (e->type != (pass == 0 ? SNAP_DIR : SNAP_SYMLINK))
-                continue;
-            if (stopped(run))
-                return err_set(err, ERR_UNAVAILABLE, "the restore was stopped");
-            char *abs = xasprintf("%s/%s", target, e->path);
-            int rc = pass == 0 ? restore_dir(abs, err) : restore_symlink(run, abs, e, err);
-            free(abs);
-            if (rc != FERRY_OK)
-                return FERRY_ERR;
-        }
-    }
+    if (restore_pass(run, target, SNAP_DIR, err) != FERRY_OK ||
+        restore_files(run, err) != FERRY_OK ||
+        restore_pass(run, target, SNAP_HARDLINK, err) != FERRY_OK ||
+        restore_pass(run, target, SNAP_SYMLINK, err) != FERRY_OK)
+        return FERRY_ERR;
     run->res->entries = s->n_entries;
     finish_dirs(run, target, s);
     return FERRY_OK;
