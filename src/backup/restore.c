@@ -103,9 +103,9 @@ static bool all_zero(const uint8_t *data, size_t len)
 }
 
 /* Writes a chunk's bytes, seeking over blocks of zeros so sparse files stay sparse
- * (ftruncate at the end gives a trailing hole its length). Runs of data blocks go out in
- * one write each. */
-static int write_sparse(int fd, const uint8_t *data, size_t len, struct err *err)
+ * (*hole_at_end says whether the last block was skipped: then ftruncate gives the file its
+ * length). Runs of data blocks go out in one write each. */
+static int write_sparse(int fd, const uint8_t *data, size_t len, bool *hole_at_end, struct err *err)
 {
     size_t pos = 0;
     while (pos < len) {
@@ -114,6 +114,7 @@ static int write_sparse(int fd, const uint8_t *data, size_t len, struct err *err
             if (lseek(fd, (off_t)n, SEEK_CUR) < 0)
                 return err_set(err, ERR_INTERNAL, "cannot seek: %s", strerror(errno));
             pos += n;
+            *hole_at_end = true;
             continue;
         }
         size_t end = pos + n;
@@ -126,6 +127,7 @@ static int write_sparse(int fd, const uint8_t *data, size_t len, struct err *err
         if (fsio_write_all(fd, data + pos, end - pos, err) != FERRY_OK)
             return FERRY_ERR;
         pos = end;
+        *hole_at_end = false;
     }
     return FERRY_OK;
 }
@@ -150,6 +152,8 @@ static void add_progress(struct run *run, uint64_t bytes, const char *current)
 static int write_chunks(struct writer *w, int fd, const struct snap_entry *e, struct err *err)
 {
     struct run *run = w->run;
+    uint64_t written = 0;
+    bool hole_at_end = false;
     for (size_t c = 0; c < e->n_chunks; c++) {
         const struct chunk_ref *ref = pack_index_find(&run->ix, e->chunks[c]);
         const uint8_t *data = NULL;
@@ -158,11 +162,12 @@ static int write_chunks(struct writer *w, int fd, const struct snap_entry *e, st
             damaged(run, e->path, ref ? chunk_err.msg : "a chunk is missing from the repository");
             return FERRY_OK;
         }
-        if (write_sparse(fd, data, ref->raw_len, err) != FERRY_OK)
+        if (write_sparse(fd, data, ref->raw_len, &hole_at_end, err) != FERRY_OK)
             return FERRY_ERR;
+        written += ref->raw_len;
         add_progress(run, ref->raw_len, e->path);
     }
-    if (ftruncate(fd, (off_t)e->size) != 0)
+    if ((hole_at_end || written != e->size) && ftruncate(fd, (off_t)e->size) != 0)
         return err_set(err, ERR_INTERNAL, "cannot size %s: %s", e->path, strerror(errno));
     return FERRY_OK;
 }
@@ -171,9 +176,14 @@ static int restore_file(struct writer *w, const char *abs, const struct snap_ent
                         struct err *err)
 {
     struct run *run = w->run;
-    if (make_room(abs, false, err) != FERRY_OK)
-        return FERRY_ERR;
-    int fd = open(abs, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    /* Into an empty target (the common case) the file is simply made; whatever is in its
+     * place (a symlink too: O_EXCL follows none) is cleared away first. */
+    int fd = open(abs, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST) {
+        if (make_room(abs, false, err) != FERRY_OK)
+            return FERRY_ERR;
+        fd = open(abs, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    }
     int rc = FERRY_ERR;
     if (fd < 0)
         return err_set(err, ERR_INTERNAL, "cannot create %s: %s", abs, strerror(errno));
