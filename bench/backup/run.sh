@@ -4,12 +4,14 @@
 # changed, and a full restore. Every tool encrypts (ferry: XChaCha20-Poly1305, restic:
 # AES-256, borg: repokey-blake2) and compresses with zstd level 3 (restic: auto). The
 # tree is bench/files' layout at backup scale: FILES files (default 20,000, ~2 GB), half
-# random bytes, half text (make_tree.py). Prints a table and the ratios ferry/peer.
+# random bytes, half text (make_tree.py). Prints a table and the ratios ferry/peer, in
+# wall time and in CPU time (user + system, which a busy shared machine disturbs less).
 # Not run by CI.
 #   bench/backup/setup.sh      # once: restic, borgbackup
 #   bench/backup/run.sh        # builds ferry (make build), then runs (~10 minutes)
 #   FILES=2000 KEEP=1 WORK=/var/tmp/bb bench/backup/run.sh
 #   PEERS=restic bench/backup/run.sh   # leave borg out (quicker repeated runs)
+#   FERRY=/path/to/other/ferry bench/backup/run.sh   # measure another build
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -45,12 +47,20 @@ export FERRY_BACKUP_PASSWORD="bench password" RESTIC_PASSWORD_FILE="$PW"
 export BORG_PASSPHRASE="bench password" BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
 export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 
-timed() { # timed NAME cmd...: runs cmd, prints its wall seconds
+timed() { # timed NAME cmd...: runs cmd, prints its wall seconds (its CPU seconds to NAME.cpu)
   local t0 t1
   t0=$(date +%s.%N)
   "${@:2}" >"$WORK/$1.log" 2>&1 || { cat "$WORK/$1.log" >&2; fail "$1 failed"; }
   t1=$(date +%s.%N)
+  times >"$WORK/$1.cpu" # its last line: this subshell's children's user and system time
   python3 -c "print(f'{$t1 - $t0:.2f}')"
+}
+cpu() { # cpu NAME: the user + system seconds timed recorded
+  python3 - "$(cat "$WORK/$1.cpu")" <<'PY'
+import re, sys
+parts = re.findall(r"(\d+)m([\d.]+)s", sys.argv[1].splitlines()[-1])
+print("%.2f" % sum(int(m) * 60 + float(sec) for m, sec in parts))
+PY
 }
 size() { du -sb "$1" | cut -f1; }
 
@@ -97,6 +107,19 @@ printf '\n%-8s %12s %12s %12s %12s %12s\n' tool "initial s" "repo MiB" "incr s" 
 for t in $TOOLS; do
   printf '%-8s %12s %12s %12s %12s %12s\n' "$t" "${T[${t}_init]}" "$(mb "${T[${t}_size]}")" \
     "${T[${t}_incr]}" "$(mb "$((T[${t}_size2] - T[${t}_size]))")" "${T[${t}_restore]}"
+done
+printf '\nCPU seconds (user + system: less sensitive than wall time to a shared machine)\n'
+printf '%-8s %12s %12s %12s\n' tool initial incr restore
+for t in $TOOLS; do
+  printf '%-8s %12s %12s %12s\n' "$t" "$(cpu "$t-init")" "$(cpu "$t-incr")" "$(cpu "$t-restore")"
+done
+for p in $PEERS; do
+  python3 - "$p" "$(cpu "$p-init")" "$(cpu ferry-init)" "$(cpu "$p-incr")" "$(cpu ferry-incr)" \
+    "$(cpu "$p-restore")" "$(cpu ferry-restore)" <<'PY'
+import sys
+p, pi, fi, pc, fc, pr, fr = sys.argv[1], *map(float, sys.argv[2:])
+print(f"CPU vs {p:6s}: initial {pi / fi:.2f}x  incremental {pc / fc:.2f}x  restore {pr / fr:.2f}x")
+PY
 done
 printf '\nratios (peer time / ferry time: > 1 means ferry is faster; repo: ferry / peer)\n'
 for p in $PEERS; do
