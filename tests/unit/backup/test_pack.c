@@ -1,6 +1,7 @@
 /* test_pack.c - unit tests for src/backup/pack.c and seal.c: chunks written to packs come
  * back byte-identical through the index files (encrypted and plaintext), text is
- * compressed and random bytes are not, and a flipped byte in a pack is reported. */
+ * compressed and random bytes are not, a flipped byte in a pack is reported, and a derived
+ * password key is reused for the same password and salt only. */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
