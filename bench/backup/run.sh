@@ -4,18 +4,22 @@
 # changed, and a full restore. Every tool encrypts (ferry: XChaCha20-Poly1305, restic:
 # AES-256, borg: repokey-blake2) and compresses with zstd level 3 (restic: auto). The
 # tree is bench/files' layout at backup scale: FILES files (default 20,000, ~2 GB), half
-# random bytes, half text (make_tree.py). Prints a table and the ratios ferry/peer.
+# random bytes, half text (make_tree.py). Prints a table and the ratios ferry/peer, in
+# wall time and in CPU time (user + system, which a busy shared machine disturbs less).
 # Not run by CI.
 #   bench/backup/setup.sh      # once: restic, borgbackup
 #   bench/backup/run.sh        # builds ferry (make build), then runs (~10 minutes)
 #   FILES=2000 KEEP=1 WORK=/var/tmp/bb bench/backup/run.sh
+#   PEERS=restic bench/backup/run.sh   # leave borg out (quicker repeated runs)
+#   FERRY=/path/to/other/ferry bench/backup/run.sh   # measure another build
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 FILES=${FILES:-20000}
 KEEP=${KEEP:-0}
-FERRY="$REPO/build/ferry"
+PEERS=${PEERS:-restic borg}
+FERRY=${FERRY:-$REPO/build/ferry}
 WORK=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench-backup.XXXXXX")}
 
 log() { printf '== %s\n' "$*" >&2; }
@@ -23,7 +27,7 @@ fail() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
 cleanup() { if [ "$KEEP" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi; }
 trap cleanup EXIT INT TERM
 
-for tool in restic borg python3; do
+for tool in $PEERS python3; do
   command -v "$tool" >/dev/null || fail "$tool is missing (bench/backup/setup.sh)"
 done
 log "building ferry"
@@ -43,52 +47,88 @@ export FERRY_BACKUP_PASSWORD="bench password" RESTIC_PASSWORD_FILE="$PW"
 export BORG_PASSPHRASE="bench password" BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
 export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 
-timed() { # timed NAME cmd...: runs cmd, prints its wall seconds
+timed() { # timed NAME cmd...: runs cmd, prints its wall seconds (its CPU seconds to NAME.cpu)
   local t0 t1
   t0=$(date +%s.%N)
   "${@:2}" >"$WORK/$1.log" 2>&1 || { cat "$WORK/$1.log" >&2; fail "$1 failed"; }
   t1=$(date +%s.%N)
+  times >"$WORK/$1.cpu" # its last line: this subshell's children's user and system time
   python3 -c "print(f'{$t1 - $t0:.2f}')"
+}
+cpu() { # cpu NAME: the user + system seconds timed recorded
+  python3 - "$(cat "$WORK/$1.cpu")" <<'PY'
+import re, sys
+parts = re.findall(r"(\d+)m([\d.]+)s", sys.argv[1].splitlines()[-1])
+print("%.2f" % sum(int(m) * 60 + float(sec) for m, sec in parts))
+PY
 }
 size() { du -sb "$1" | cut -f1; }
 
 declare -A T
+TOOLS="ferry $PEERS"
 rm -rf "$WORK"/repo-* "$WORK"/out-*
-restic -q -r "$WORK/repo-restic" init >/dev/null
-borg init --encryption=repokey-blake2 "$WORK/repo-borg" >/dev/null 2>&1
+case " $PEERS " in *" restic "*) restic -q -r "$WORK/repo-restic" init >/dev/null ;; esac
+case " $PEERS " in *" borg "*) borg init --encryption=repokey-blake2 "$WORK/repo-borg" >/dev/null 2>&1 ;; esac
+
+backup() { # backup TOOL N: the N-th version of the tree
+  case $1 in
+    ferry) "$FERRY" backup create "$WORK/repo-ferry" "$SRC" --no-progress ;;
+    restic) restic -r "$WORK/repo-restic" backup --compression auto "$SRC" ;;
+    borg) borg create --compression zstd,3 "$WORK/repo-borg::v$2" "$SRC" ;;
+  esac
+}
+restore() { # restore TOOL: the newest version into out-TOOL
+  case $1 in
+    ferry) "$FERRY" backup restore "$WORK/repo-ferry" latest "$WORK/out-ferry" --no-progress ;;
+    restic) restic -r "$WORK/repo-restic" restore latest --target "$WORK/out-restic" ;;
+    borg) mkdir -p "$WORK/out-borg" && cd "$WORK/out-borg" && borg extract "$WORK/repo-borg::v2" ;;
+  esac
+}
+
+warm() { # reads the tree once, so the tool that runs first does not alone pay for a cold cache
+  find "$SRC" -type f -print0 | xargs -0 cat >/dev/null
+}
 
 log "initial backups"
-T[ferry_init]=$(timed ferry-init "$FERRY" backup create "$WORK/repo-ferry" "$SRC" --no-progress)
-T[restic_init]=$(timed restic-init restic -r "$WORK/repo-restic" backup --compression auto "$SRC")
-T[borg_init]=$(timed borg-init borg create --compression zstd,3 "$WORK/repo-borg::v1" "$SRC")
-for t in ferry restic borg; do T[${t}_size]=$(size "$WORK/repo-$t"); done
+warm
+for t in $TOOLS; do T[${t}_init]=$(timed "$t-init" backup "$t" 1); done
+for t in $TOOLS; do T[${t}_size]=$(size "$WORK/repo-$t"); done
 
 log "changing 1% of the files"
 python3 "$HERE/make_tree.py" "$SRC" "$FILES" --change 1 --round "${ROUND:-$(date +%s)}"
 sync
 log "incremental backups"
-T[ferry_incr]=$(timed ferry-incr "$FERRY" backup create "$WORK/repo-ferry" "$SRC" --no-progress)
-T[restic_incr]=$(timed restic-incr restic -r "$WORK/repo-restic" backup --compression auto "$SRC")
-T[borg_incr]=$(timed borg-incr borg create --compression zstd,3 "$WORK/repo-borg::v2" "$SRC")
-for t in ferry restic borg; do T[${t}_size2]=$(size "$WORK/repo-$t"); done
+warm
+for t in $TOOLS; do T[${t}_incr]=$(timed "$t-incr" backup "$t" 2); done
+for t in $TOOLS; do T[${t}_size2]=$(size "$WORK/repo-$t"); done
 
 log "full restores"
-T[ferry_restore]=$(timed ferry-restore "$FERRY" backup restore "$WORK/repo-ferry" latest "$WORK/out-ferry" --no-progress)
-rm -rf "$WORK/out-ferry"
-T[restic_restore]=$(timed restic-restore restic -r "$WORK/repo-restic" restore latest --target "$WORK/out-restic")
-rm -rf "$WORK/out-restic"
-mkdir -p "$WORK/out-borg"
-T[borg_restore]=$(cd "$WORK/out-borg" && timed borg-restore borg extract "$WORK/repo-borg::v2")
-rm -rf "$WORK/out-borg"
+for t in $TOOLS; do
+  T[${t}_restore]=$(timed "$t-restore" restore "$t")
+  rm -rf "$WORK/out-$t"
+done
 
 mb() { python3 -c "print(f'{$1 / 1048576:.0f}')"; }
 printf '\n%-8s %12s %12s %12s %12s %12s\n' tool "initial s" "repo MiB" "incr s" "growth MiB" "restore s"
-for t in ferry restic borg; do
+for t in $TOOLS; do
   printf '%-8s %12s %12s %12s %12s %12s\n' "$t" "${T[${t}_init]}" "$(mb "${T[${t}_size]}")" \
     "${T[${t}_incr]}" "$(mb "$((T[${t}_size2] - T[${t}_size]))")" "${T[${t}_restore]}"
 done
+printf '\nCPU seconds (user + system: less sensitive than wall time to a shared machine)\n'
+printf '%-8s %12s %12s %12s\n' tool initial incr restore
+for t in $TOOLS; do
+  printf '%-8s %12s %12s %12s\n' "$t" "$(cpu "$t-init")" "$(cpu "$t-incr")" "$(cpu "$t-restore")"
+done
+for p in $PEERS; do
+  python3 - "$p" "$(cpu "$p-init")" "$(cpu ferry-init)" "$(cpu "$p-incr")" "$(cpu ferry-incr)" \
+    "$(cpu "$p-restore")" "$(cpu ferry-restore)" <<'PY'
+import sys
+p, pi, fi, pc, fc, pr, fr = sys.argv[1], *map(float, sys.argv[2:])
+print(f"CPU vs {p:6s}: initial {pi / fi:.2f}x  incremental {pc / fc:.2f}x  restore {pr / fr:.2f}x")
+PY
+done
 printf '\nratios (peer time / ferry time: > 1 means ferry is faster; repo: ferry / peer)\n'
-for p in restic borg; do
+for p in $PEERS; do
   python3 - "$p" "${T[${p}_init]}" "${T[ferry_init]}" "${T[${p}_incr]}" "${T[ferry_incr]}" \
     "${T[${p}_restore]}" "${T[ferry_restore]}" "${T[ferry_size]}" "${T[${p}_size]}" <<'PY'
 import sys

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <openssl/sha.h>
@@ -16,6 +17,7 @@
 #include "backup/check.h"
 #include "backup/chunker.h"
 #include "backup/pack.h"
+#include "backup/workq.h"
 #include "util/crashpoint.h"
 #include "util/crypto.h"
 #include "util/timeutil.h"
@@ -23,6 +25,20 @@
 #define READ_BUF (2 * CHUNKER_MAX)
 #define PROGRESS_EVERY_US 200000
 #define MAX_DEPTH 512
+#define XATTR_MAX (64u * 1024) /* Linux's limit on one value, and on a name list */
+
+/* The files seen with more than one link: (device, inode) -> the entry that holds the
+ * bytes, so the other names become hard links to it. Open addressing. */
+struct inode_slot {
+    dev_t dev;
+    ino_t ino;
+    size_t entry; /* 0: free; else 1 + the entry's index */
+};
+
+struct inode_map {
+    struct inode_slot *slots;
+    size_t n, cap;
+};
 
 struct run {
     struct repo *repo;
@@ -36,12 +52,11 @@ struct run {
     bool *need_read; /* per entry: the file is read (else it keeps the parent's chunks) */
     dev_t repo_dev;
     ino_t repo_ino;
-    /* The reading threads share what is below, under lock: the index, the writer, the
-     * progress, the next entry to take and the first error. */
+    struct inode_map links;
+    struct workq files; /* the files to read */
+    /* The reading threads share what is below, under lock: the index, the writer and the
+     * progress. */
     pthread_mutex_t lock;
-    size_t next;
-    bool failed;
-    struct err first_err;
     struct repo_progress progress;
     int64_t last_report_us;
 };
@@ -103,6 +118,50 @@ static void fill_entry(struct snap_entry *e, const struct stat *st)
     e->inode = st->st_ino;
 }
 
+static struct inode_slot *inode_find(struct inode_map *m, dev_t dev, ino_t ino)
+{
+    size_t i = ((uint64_t)ino * 0x9e3779b97f4a7c15ULL ^ (uint64_t)dev) & (m->cap - 1);
+    while (m->slots[i].entry && !(m->slots[i].dev == dev && m->slots[i].ino == ino))
+        i = (i + 1) & (m->cap - 1);
+    return &m->slots[i];
+}
+
+/* The entry already holding this inode's bytes (1 + index), or 0 after noting entry as
+ * its holder. */
+static size_t inode_seen(struct inode_map *m, const struct stat *st, size_t entry)
+{
+    if ((m->n + 1) * 2 > m->cap) {
+        struct inode_map bigger = {xcalloc(m->cap ? m->cap * 2 : 256, sizeof(*m->slots)), m->n,
+                                   m->cap ? m->cap * 2 : 256};
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->slots[i].entry)
+                *inode_find(&bigger, m->slots[i].dev, m->slots[i].ino) = m->slots[i];
+        free(m->slots);
+        *m = bigger;
+    }
+    struct inode_slot *slot = inode_find(m, st->st_dev, st->st_ino);
+    if (slot->entry)
+        return slot->entry;
+    *slot = (struct inode_slot){st->st_dev, st->st_ino, entry + 1};
+    m->n++;
+    return 0;
+}
+
+/* Keeps the extended attributes of abs that this process may read (none where the
+ * filesystem has none). */
+static void read_xattrs(struct snap_entry *e, const char *abs)
+{
+    char names[XATTR_MAX];
+    ssize_t n = llistxattr(abs, names, sizeof(names));
+    uint8_t *value = n > 0 ? xmalloc(XATTR_MAX) : NULL;
+    for (ssize_t at = 0; at < n; at += (ssize_t)strlen(names + at) + 1) {
+        ssize_t len = lgetxattr(abs, names + at, value, XATTR_MAX);
+        if (len >= 0)
+            snapshot_add_xattr(e, names + at, value, (size_t)len);
+    }
+    free(value);
+}
+
 static int walk(struct run *run, const char *abs, const char *rel, int depth, struct err *err);
 
 /* Adds one directory entry (and, for a folder, what it holds). */
@@ -120,8 +179,17 @@ static int walk_one(struct run *run, int dir_fd, const char *name, const char *a
     if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
         return FERRY_OK; /* devices, sockets and pipes hold no data to keep */
     struct snap_entry *e = snapshot_add(run->snap);
+    size_t holder = S_ISREG(st.st_mode) && st.st_nlink > 1
+                        ? inode_seen(&run->links, &st, (size_t)(e - run->snap->entries))
+                        : 0;
     e->path = xstrdup(rel);
     fill_entry(e, &st);
+    if (holder) { /* another name of a file already taken: stored as a link to it */
+        e->type = SNAP_HARDLINK;
+        e->target = xstrdup(run->snap->entries[holder - 1].path);
+        return FERRY_OK;
+    }
+    read_xattrs(e, abs);
     if (S_ISREG(st.st_mode)) {
         e->type = SNAP_FILE;
         run->progress.files_total++;
@@ -306,36 +374,27 @@ static bool same_chunks(const struct snap_entry *old, const struct snap_entry *e
            (!e->n_chunks || !memcmp(old->chunks, e->chunks, e->n_chunks * 32));
 }
 
-/* Takes the next file to read, or -1 when none is left (or the run failed or stops). */
-static long take(struct run *run)
+static bool same_link(const struct snap_entry *old, const struct snap_entry *e)
 {
-    long i = -1;
-    pthread_mutex_lock(&run->lock);
-    while (run->next < run->snap->n_entries && !run->need_read[run->next])
-        run->next++;
-    if (run->next < run->snap->n_entries && !run->failed &&
-        !(run->o->stop && atomic_load(run->o->stop)))
-        i = (long)run->next++;
-    pthread_mutex_unlock(&run->lock);
-    return i;
+    return old && old->type == SNAP_HARDLINK && !strcmp(old->target, e->target);
+}
+
+static bool needs_reading(void *ctx, size_t i)
+{
+    return ((const struct run *)ctx)->need_read[i];
 }
 
 static void *reading_thread(void *arg)
 {
     struct reader *rd = arg;
     struct run *run = rd->run;
-    for (long i; (i = take(run)) >= 0;) {
+    for (long i; (i = workq_take(&run->files)) >= 0;) {
         struct snap_entry *e = &run->snap->entries[i];
         struct err err = {0};
         char *abs = xasprintf("%s/%s", run->snap->source, e->path);
-        int rc = read_file(rd, abs, e, &err);
+        if (read_file(rd, abs, e, &err) != FERRY_OK)
+            workq_fail(&run->files, &err);
         free(abs);
-        pthread_mutex_lock(&run->lock);
-        if (rc != FERRY_OK && !run->failed) {
-            run->failed = true;
-            run->first_err = err;
-        }
-        pthread_mutex_unlock(&run->lock);
         add_progress(run, 0, 1, NULL);
     }
     return NULL;
@@ -347,6 +406,7 @@ static int read_files(struct run *run, struct err *err)
 {
     int n = repo_threads();
     struct reader readers[REPO_MAX_THREADS];
+    workq_init(&run->files, run->snap->n_entries, needs_reading, run, run->o->stop);
     for (int t = 0; t < n; t++)
         readers[t] = (struct reader){run, pack_sealer_new(run->repo->key), xmalloc(READ_BUF)};
     repo_parallel(reading_thread, readers, sizeof(readers[0]), n);
@@ -354,11 +414,9 @@ static int read_files(struct run *run, struct err *err)
         pack_sealer_free(readers[t].sealer);
         free(readers[t].buf);
     }
-    if (run->failed)
-        return err_set(err, run->first_err.code, "%s", run->first_err.msg);
-    if (run->o->stop && atomic_load(run->o->stop))
-        return err_set(err, ERR_UNAVAILABLE, "the backup was stopped");
-    return FERRY_OK;
+    int rc = workq_result(&run->files, "the backup was stopped", err);
+    workq_destroy(&run->files);
+    return rc;
 }
 
 static int store_files(struct run *run, struct err *err)
@@ -384,11 +442,12 @@ static int store_files(struct run *run, struct err *err)
         return FERRY_ERR;
     for (size_t i = 0; i < s->n_entries; i++) {
         const struct snap_entry *e = &s->entries[i];
-        if (e->type != SNAP_FILE)
+        if (e->type != SNAP_FILE && e->type != SNAP_HARDLINK)
             continue;
         s->file_count++;
         s->total_size += e->size;
-        if (run->need_read[i] && !same_chunks(parent_entry(run, e->path), e))
+        if (e->type == SNAP_FILE ? run->need_read[i] && !same_chunks(parent_entry(run, e->path), e)
+                                 : !same_link(parent_entry(run, e->path), e))
             snapshot_add_changed(s, e->path);
     }
     report(run, true);
@@ -480,6 +539,7 @@ out:
     pack_writer_free(run.writer);
     pack_index_cleanup(&run.ix);
     free(run.need_read);
+    free(run.links.slots);
     snapshot_clear(&run.parent_snap);
     pthread_mutex_destroy(&run.lock);
     free(run.by_path);

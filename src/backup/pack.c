@@ -3,6 +3,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,7 @@
 #define ZSTD_LEVEL 3
 #define MAX_INDEX_FILE (256u * 1024 * 1024)
 #define SAMPLE_LEN (64u * 1024) /* compressibility is judged on this much first */
+#define MAX_CLOSING 4           /* full packs waiting for their sync before appends wait */
 
 /* --- the in-memory index --------------------------------------------------------------- */
 
@@ -319,6 +322,28 @@ struct pack_sealer {
     ZSTD_CCtx *zctx;
 };
 
+/* A full pack on its way to the repository: synced, then its index written. */
+struct closing {
+    int fd;
+    char id[PACK_ID_LEN + 1];
+    struct chunk_ref *entries;
+    size_t n_entries;
+    struct closing *next;
+};
+
+/* Full packs are made durable by a thread of the writer's own, so appending goes on
+ * meanwhile (a pack's fsync and its index's cost milliseconds, which appenders holding
+ * their lock would otherwise wait out). */
+struct syncer {
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* the queue changed */
+    pthread_t thread;
+    bool started, quit, failed;
+    struct closing *head, *tail;
+    size_t queued;
+    struct err err; /* the first failure */
+};
+
 struct pack_writer {
     const char *repo;
     const uint8_t *key;
@@ -329,6 +354,7 @@ struct pack_writer {
     struct chunk_ref *entries; /* of the open pack */
     size_t n_entries, cap_entries;
     struct pack_sealer *sealer; /* for pack_writer_add */
+    struct syncer sync;
 };
 
 static void grow(uint8_t **buf, size_t *cap, size_t need)
@@ -398,13 +424,118 @@ struct pack_writer *pack_writer_new(const char *repo, const uint8_t *key, struct
     w->ix = ix;
     w->fd = -1;
     w->sealer = pack_sealer_new(key);
+    pthread_mutex_init(&w->sync.lock, NULL);
+    pthread_cond_init(&w->sync.cond, NULL);
     return w;
+}
+
+/* Makes one full pack durable, then writes its index: only then does it hold chunks. */
+static int finish(const struct pack_writer *w, struct closing *c, struct err *err)
+{
+    int rc = FERRY_ERR;
+    char *path = pack_path(w->repo, c->id);
+    if (fsync(c->fd) != 0) {
+        err_set(err, ERR_INTERNAL, "cannot sync %s: %s", path, strerror(errno));
+        goto out;
+    }
+    if (fsio_sync_dir(path, 0, err) != FERRY_OK)
+        goto out;
+    CRASH_AT("backup_pack_written"); /* a durable pack without an index: an orphan */
+    rc = pack_index_write(w->repo, w->key, c->id, c->entries, c->n_entries, err);
+out:
+    close(c->fd);
+    free(c->entries);
+    free(c);
+    free(path);
+    return rc;
+}
+
+static void *syncing_thread(void *arg)
+{
+    struct pack_writer *w = arg;
+    struct syncer *sy = &w->sync;
+    pthread_mutex_lock(&sy->lock);
+    for (;;) {
+        while (!sy->head && !sy->quit)
+            pthread_cond_wait(&sy->cond, &sy->lock);
+        if (!sy->head)
+            break;
+        struct closing *c = sy->head;
+        struct err err = {0};
+        sy->head = c->next;
+        sy->tail = sy->head ? sy->tail : NULL;
+        pthread_mutex_unlock(&sy->lock);
+        int rc = finish(w, c, &err);
+        pthread_mutex_lock(&sy->lock);
+        if (rc != FERRY_OK && !sy->failed) {
+            sy->failed = true;
+            sy->err = err;
+        }
+        sy->queued--;
+        pthread_cond_broadcast(&sy->cond);
+    }
+    pthread_mutex_unlock(&sy->lock);
+    return NULL;
+}
+
+/* Hands the open pack to the syncer (done here when it has no thread), waiting while
+ * MAX_CLOSING packs already wait, so memory and unsynced bytes stay bounded. */
+static int close_pack(struct pack_writer *w, struct err *err)
+{
+    struct syncer *sy = &w->sync;
+    struct closing *c = xcalloc(1, sizeof(*c));
+    c->fd = w->fd;
+    memcpy(c->id, w->id, sizeof(c->id));
+    c->entries = w->entries;
+    c->n_entries = w->n_entries;
+    w->fd = -1;
+    w->entries = NULL;
+    w->n_entries = w->cap_entries = 0;
+    pthread_mutex_lock(&sy->lock);
+    if (!sy->started)
+        sy->started = pthread_create(&sy->thread, NULL, syncing_thread, w) == 0;
+    if (!sy->started) {
+        pthread_mutex_unlock(&sy->lock);
+        return finish(w, c, err);
+    }
+    while (sy->queued >= MAX_CLOSING && !sy->failed)
+        pthread_cond_wait(&sy->cond, &sy->lock);
+    if (sy->tail)
+        sy->tail->next = c;
+    else
+        sy->head = c;
+    sy->tail = c;
+    sy->queued++;
+    pthread_cond_broadcast(&sy->cond);
+    int rc = sy->failed ? err_set(err, sy->err.code, "%s", sy->err.msg) : FERRY_OK;
+    pthread_mutex_unlock(&sy->lock);
+    return rc;
+}
+
+/* Waits until every handed-over pack is durable and indexed; its first failure, if any. */
+static int drain(struct pack_writer *w, struct err *err)
+{
+    struct syncer *sy = &w->sync;
+    pthread_mutex_lock(&sy->lock);
+    while (sy->queued)
+        pthread_cond_wait(&sy->cond, &sy->lock);
+    int rc = sy->failed ? err_set(err, sy->err.code, "%s", sy->err.msg) : FERRY_OK;
+    pthread_mutex_unlock(&sy->lock);
+    return rc;
 }
 
 void pack_writer_free(struct pack_writer *w)
 {
     if (!w)
         return;
+    pthread_mutex_lock(&w->sync.lock);
+    w->sync.quit = true;
+    pthread_cond_broadcast(&w->sync.cond);
+    pthread_mutex_unlock(&w->sync.lock);
+    if (w->sync.started)
+        pthread_join(w->sync.thread, NULL); /* after what it holds is done */
+    pthread_mutex_destroy(&w->sync.lock);
+    pthread_cond_destroy(&w->sync.cond);
     if (w->fd >= 0)
         close(w->fd);
     free(w->entries);
@@ -453,7 +584,7 @@ static int append(struct pack_writer *w, struct chunk_ref *ref, const uint8_t *s
     w->entries[w->n_entries++] = *ref;
     pack_index_add(w->ix, w->id, ref);
     if (w->size >= PACK_TARGET_SIZE)
-        return pack_writer_flush(w, err);
+        return close_pack(w, err);
     return FERRY_OK;
 }
 
@@ -476,23 +607,9 @@ int pack_writer_copy(struct pack_writer *w, const struct chunk_ref *ref, const u
 
 int pack_writer_flush(struct pack_writer *w, struct err *err)
 {
-    if (w->fd < 0)
-        return FERRY_OK;
-    int rc = FERRY_ERR;
-    char *path = pack_path(w->repo, w->id);
-    if (fsync(w->fd) != 0) {
-        err_set(err, ERR_INTERNAL, "cannot sync %s: %s", path, strerror(errno));
-        goto out;
-    }
-    if (fsio_sync_dir(path, 0, err) != FERRY_OK)
-        goto out;
-    CRASH_AT("backup_pack_written"); /* a durable pack without an index: an orphan */
-    rc = pack_index_write(w->repo, w->key, w->id, w->entries, w->n_entries, err);
-out:
-    close(w->fd);
-    w->fd = -1;
-    free(path);
-    return rc;
+    if (w->fd >= 0 && close_pack(w, err) != FERRY_OK)
+        return FERRY_ERR;
+    return drain(w, err);
 }
 
 /* --- reading --------------------------------------------------------------------------- */

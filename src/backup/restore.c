@@ -8,12 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "backup/fsio.h"
 #include "backup/pack.h"
 #include "backup/restore.h"
 #include "backup/snapshot.h"
+#include "backup/workq.h"
 #include "util/timeutil.h"
 
 #define PROGRESS_EVERY_US 200000
@@ -26,11 +28,9 @@ struct run {
     const char *target;
     struct pack_index ix;
     bool as_root;
+    struct workq files; /* the files to write */
     /* The writing threads share what is below, under lock. */
     pthread_mutex_t lock;
-    size_t next;
-    bool failed;
-    struct err first_err;
     struct restore_result *res;
     struct repo_progress progress;
     int64_t last_report_us;
@@ -83,14 +83,29 @@ static int make_room(const char *abs, bool want_dir, struct err *err)
     return FERRY_OK;
 }
 
+/* Extended attributes where the filesystem and this process's rights allow (a user.*
+ * name on a symlink, or trusted.* when not root, is refused: skipped). Through fd when
+ * it is open, else on abs itself. */
+static void set_xattrs(int fd, const char *abs, const struct snap_entry *e)
+{
+    for (size_t i = 0; i < e->n_xattrs; i++) {
+        const struct snap_xattr *x = &e->xattrs[i];
+        if (fd >= 0)
+            (void)!fsetxattr(fd, x->name, x->value, x->len, 0);
+        else
+            (void)!lsetxattr(abs, x->name, x->value, x->len, 0);
+    }
+}
+
 static bool all_zero(const uint8_t *data, size_t len)
 {
     return len == 0 || (data[0] == 0 && !memcmp(data, data + 1, len - 1));
 }
 
 /* Writes a chunk's bytes, seeking over blocks of zeros so sparse files stay sparse
- * (ftruncate at the end gives a trailing hole its length). */
-static int write_sparse(int fd, const uint8_t *data, size_t len, struct err *err)
+ * (*hole_at_end says whether the last block was skipped: then ftruncate gives the file its
+ * length). Runs of data blocks go out in one write each. */
+static int write_sparse(int fd, const uint8_t *data, size_t len, bool *hole_at_end, struct err *err)
 {
     size_t pos = 0;
     while (pos < len) {
@@ -98,10 +113,21 @@ static int write_sparse(int fd, const uint8_t *data, size_t len, struct err *err
         if (all_zero(data + pos, n)) {
             if (lseek(fd, (off_t)n, SEEK_CUR) < 0)
                 return err_set(err, ERR_INTERNAL, "cannot seek: %s", strerror(errno));
-        } else if (fsio_write_all(fd, data + pos, n, err) != FERRY_OK) {
-            return FERRY_ERR;
+            pos += n;
+            *hole_at_end = true;
+            continue;
         }
-        pos += n;
+        size_t end = pos + n;
+        while (end < len) {
+            size_t m = len - end < HOLE_BLOCK ? len - end : HOLE_BLOCK;
+            if (all_zero(data + end, m))
+                break;
+            end += m;
+        }
+        if (fsio_write_all(fd, data + pos, end - pos, err) != FERRY_OK)
+            return FERRY_ERR;
+        pos = end;
+        *hole_at_end = false;
     }
     return FERRY_OK;
 }
@@ -126,6 +152,8 @@ static void add_progress(struct run *run, uint64_t bytes, const char *current)
 static int write_chunks(struct writer *w, int fd, const struct snap_entry *e, struct err *err)
 {
     struct run *run = w->run;
+    uint64_t written = 0;
+    bool hole_at_end = false;
     for (size_t c = 0; c < e->n_chunks; c++) {
         const struct chunk_ref *ref = pack_index_find(&run->ix, e->chunks[c]);
         const uint8_t *data = NULL;
@@ -134,11 +162,12 @@ static int write_chunks(struct writer *w, int fd, const struct snap_entry *e, st
             damaged(run, e->path, ref ? chunk_err.msg : "a chunk is missing from the repository");
             return FERRY_OK;
         }
-        if (write_sparse(fd, data, ref->raw_len, err) != FERRY_OK)
+        if (write_sparse(fd, data, ref->raw_len, &hole_at_end, err) != FERRY_OK)
             return FERRY_ERR;
+        written += ref->raw_len;
         add_progress(run, ref->raw_len, e->path);
     }
-    if (ftruncate(fd, (off_t)e->size) != 0)
+    if ((hole_at_end || written != e->size) && ftruncate(fd, (off_t)e->size) != 0)
         return err_set(err, ERR_INTERNAL, "cannot size %s: %s", e->path, strerror(errno));
     return FERRY_OK;
 }
@@ -147,16 +176,22 @@ static int restore_file(struct writer *w, const char *abs, const struct snap_ent
                         struct err *err)
 {
     struct run *run = w->run;
-    if (make_room(abs, false, err) != FERRY_OK)
-        return FERRY_ERR;
-    int fd = open(abs, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    /* Into an empty target (the common case) the file is simply made; whatever is in its
+     * place (a symlink too: O_EXCL follows none) is cleared away first. */
+    int fd = open(abs, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST) {
+        if (make_room(abs, false, err) != FERRY_OK)
+            return FERRY_ERR;
+        fd = open(abs, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    }
     int rc = FERRY_ERR;
     if (fd < 0)
         return err_set(err, ERR_INTERNAL, "cannot create %s: %s", abs, strerror(errno));
     if (write_chunks(w, fd, e, err) != FERRY_OK)
         goto out;
     if (run->as_root && fchown(fd, e->uid, e->gid) != 0)
-        (void)0; /* owners where permitted: a foreign uid may not exist here */
+        (void)0;            /* owners where permitted: a foreign uid may not exist here */
+    set_xattrs(fd, abs, e); /* after the bytes: writing may clear security.capability */
     struct timespec times[2] = {to_timespec(e->mtime_ns), to_timespec(e->mtime_ns)};
     if (fchmod(fd, e->mode) != 0 || futimens(fd, times) != 0) {
         err_set(err, ERR_INTERNAL, "cannot set the mode or time of %s: %s", abs, strerror(errno));
@@ -182,9 +217,37 @@ static int restore_symlink(struct run *run, const char *abs, const struct snap_e
         return err_set(err, ERR_INTERNAL, "cannot make the link %s: %s", abs, strerror(errno));
     if (run->as_root && lchown(abs, e->uid, e->gid) != 0)
         (void)0;
+    set_xattrs(-1, abs, e);
     struct timespec times[2] = {to_timespec(e->mtime_ns), to_timespec(e->mtime_ns)};
     utimensat(AT_FDCWD, abs, times, AT_SYMLINK_NOFOLLOW);
     return FERRY_OK;
+}
+
+/* Another name of a file restored before (its entry comes earlier): linked, never copied.
+ * The name must lead to a regular file of the restore (the folders on the way are the
+ * restore's own, and no symlink is made yet). */
+static int restore_hardlink(struct run *run, const char *target, const char *abs,
+                            const struct snap_entry *e, struct err *err)
+{
+    char *to = xasprintf("%s/%s", target, e->target);
+    struct stat st;
+    int rc = FERRY_ERR;
+    if (lstat(to, &st) != 0 || !S_ISREG(st.st_mode)) {
+        err_set(err, ERR_INTERNAL, "cannot link %s: %s is not a restored file", abs, e->target);
+        goto out;
+    }
+    if (make_room(abs, false, err) != FERRY_OK)
+        goto out;
+    if (link(to, abs) != 0) {
+        err_set(err, ERR_INTERNAL, "cannot link %s to %s: %s", abs, to, strerror(errno));
+        goto out;
+    }
+    run->res->files++;
+    run->res->bytes += (uint64_t)st.st_size;
+    rc = FERRY_OK;
+out:
+    free(to);
+    return rc;
 }
 
 static int restore_dir(const char *abs, struct err *err)
@@ -207,6 +270,7 @@ static void finish_dirs(struct run *run, const char *target, const struct snapsh
         struct timespec times[2] = {to_timespec(e->mtime_ns), to_timespec(e->mtime_ns)};
         if (run->as_root && lchown(abs, e->uid, e->gid) != 0)
             (void)0;
+        set_xattrs(-1, abs, e);
         chmod(abs, e->mode);
         utimensat(AT_FDCWD, abs, times, AT_SYMLINK_NOFOLLOW);
         free(abs);
@@ -218,34 +282,21 @@ static bool stopped(const struct run *run)
     return run->o->stop && atomic_load(run->o->stop);
 }
 
-/* Takes the next file to write, or -1 when none is left (or the run failed or stops). */
-static long take(struct run *run)
+static bool is_file(void *ctx, size_t i)
 {
-    long i = -1;
-    pthread_mutex_lock(&run->lock);
-    while (run->next < run->snap->n_entries && run->snap->entries[run->next].type != SNAP_FILE)
-        run->next++;
-    if (run->next < run->snap->n_entries && !run->failed && !stopped(run))
-        i = (long)run->next++;
-    pthread_mutex_unlock(&run->lock);
-    return i;
+    return ((const struct run *)ctx)->snap->entries[i].type == SNAP_FILE;
 }
 
 static void *writing_thread(void *arg)
 {
     struct writer *w = arg;
     struct run *run = w->run;
-    for (long i; (i = take(run)) >= 0;) {
+    for (long i; (i = workq_take(&run->files)) >= 0;) {
         struct err err = {0};
         char *abs = xasprintf("%s/%s", run->target, run->snap->entries[i].path);
-        int rc = restore_file(w, abs, &run->snap->entries[i], &err);
+        if (restore_file(w, abs, &run->snap->entries[i], &err) != FERRY_OK)
+            workq_fail(&run->files, &err);
         free(abs);
-        pthread_mutex_lock(&run->lock);
-        if (rc != FERRY_OK && !run->failed) {
-            run->failed = true;
-            run->first_err = err;
-        }
-        pthread_mutex_unlock(&run->lock);
     }
     return NULL;
 }
@@ -256,41 +307,50 @@ static int restore_files(struct run *run, struct err *err)
 {
     int n = repo_threads();
     struct writer writers[REPO_MAX_THREADS];
+    workq_init(&run->files, run->snap->n_entries, is_file, run, run->o->stop);
     for (int t = 0; t < n; t++)
         writers[t] =
             (struct writer){run, pack_reader_new(run->repo->path, run->repo->key, &run->ix)};
     repo_parallel(writing_thread, writers, sizeof(writers[0]), n);
     for (int t = 0; t < n; t++)
         pack_reader_free(writers[t].reader);
-    if (run->failed)
-        return err_set(err, run->first_err.code, "%s", run->first_err.msg);
-    return stopped(run) ? err_set(err, ERR_UNAVAILABLE, "the restore was stopped") : FERRY_OK;
+    int rc = workq_result(&run->files, "the restore was stopped", err);
+    workq_destroy(&run->files);
+    return rc;
 }
 
-/* Folders first (so every file's folder exists), then files, then symlinks (so none is
- * there to be followed while files are written), then the folders' modes and times. */
+/* One pass of the entries of one type (folders, hard links or symlinks). */
+static int restore_pass(struct run *run, const char *target, enum snap_type type, struct err *err)
+{
+    const struct snapshot *s = run->snap;
+    for (size_t i = 0; i < s->n_entries; i++) {
+        const struct snap_entry *e = &s->entries[i];
+        if (e->type != type)
+            continue;
+        if (stopped(run))
+            return err_set(err, ERR_UNAVAILABLE, "the restore was stopped");
+        char *abs = xasprintf("%s/%s", target, e->path);
+        int rc = type == SNAP_DIR        ? restore_dir(abs, err)
+                 : type == SNAP_HARDLINK ? restore_hardlink(run, target, abs, e, err)
+                                         : restore_symlink(run, abs, e, err);
+        free(abs);
+        if (rc != FERRY_OK)
+            return FERRY_ERR;
+    }
+    return FERRY_OK;
+}
+
+/* Folders first (so every file's folder exists), then files, then their other names (hard
+ * links), then symlinks (so none is there to be followed while files are written), then
+ * the folders' modes and times. */
 static int restore_entries(struct run *run, const char *target, const struct snapshot *s,
                            struct err *err)
 {
-    for (int pass = 0; pass < 3; pass++) {
-        if (pass == 1) {
-            if (restore_files(run, err) != FERRY_OK)
-                return FERRY_ERR;
-            continue;
-        }
-        for (size_t i = 0; i < s->n_entries; i++) {
-            const struct snap_entry *e = &s->entries[i];
-            if (e->type != (pass == 0 ? SNAP_DIR : SNAP_SYMLINK))
-                continue;
-            if (stopped(run))
-                return err_set(err, ERR_UNAVAILABLE, "the restore was stopped");
-            char *abs = xasprintf("%s/%s", target, e->path);
-            int rc = pass == 0 ? restore_dir(abs, err) : restore_symlink(run, abs, e, err);
-            free(abs);
-            if (rc != FERRY_OK)
-                return FERRY_ERR;
-        }
-    }
+    if (restore_pass(run, target, SNAP_DIR, err) != FERRY_OK ||
+        restore_files(run, err) != FERRY_OK ||
+        restore_pass(run, target, SNAP_HARDLINK, err) != FERRY_OK ||
+        restore_pass(run, target, SNAP_SYMLINK, err) != FERRY_OK)
+        return FERRY_ERR;
     run->res->entries = s->n_entries;
     finish_dirs(run, target, s);
     return FERRY_OK;

@@ -1,5 +1,9 @@
 /* seal.c - libsodium's XChaCha20-Poly1305 (AEAD, 192-bit random nonces, so no nonce is
- * ever reused by chance) and Argon2id13 for the password key. */
+ * ever reused by chance) and Argon2id13 for the password key, with the process's cache of
+ * derived password keys. */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -22,12 +26,103 @@ void seal_new_master(uint8_t key[SEAL_KEY_LEN], struct seal_kdf *kdf)
     kdf->mem_limit = crypto_pwhash_MEMLIMIT_INTERACTIVE;
 }
 
+/* Password keys already derived in this process. The server opens a repository on every
+ * API call, and Argon2id (64 MiB, by design slow) would cost each call 0.1-0.7 s. An entry
+ * is named by a keyed BLAKE2b of the salt, the limits and the password, under a secret
+ * made at random per process: the salt is unique to one repository and one wrapping of its
+ * key, so a changed password or another repository never meets a stale entry, and the
+ * names say nothing about the password outside this process. Entries live in
+ * sodium_malloc'd memory (locked, guarded) and are wiped at exit. */
+#define CACHE_SLOTS 16
+
+struct cache_slot {
+    uint64_t used; /* 0: free; else the tick of the last use (the least recent goes first) */
+    uint8_t name[crypto_generichash_BYTES];
+    uint8_t key[SEAL_KEY_LEN];
+};
+
+struct key_cache {
+    uint8_t secret[crypto_generichash_KEYBYTES];
+    uint64_t tick;
+    struct cache_slot slots[CACHE_SLOTS];
+};
+
+static struct key_cache *cache; /* NULL until first used, or when it cannot be had */
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void cache_wipe(void)
+{
+    pthread_mutex_lock(&cache_lock);
+    if (cache)
+        sodium_free(cache); /* sodium_free zeroes the memory first */
+    cache = NULL;
+    pthread_mutex_unlock(&cache_lock);
+}
+
+/* The entry's name; false when there is no cache (the key is then derived every time). */
+static bool cache_name(const char *password, const struct seal_kdf *kdf,
+                       uint8_t name[crypto_generichash_BYTES])
+{
+    if (!cache) {
+        cache = sodium_malloc(sizeof(*cache));
+        if (!cache)
+            return false;
+        memset(cache, 0, sizeof(*cache));
+        randombytes_buf(cache->secret, sizeof(cache->secret));
+        atexit(cache_wipe);
+    }
+    uint64_t limits[2] = {kdf->ops_limit, (uint64_t)kdf->mem_limit};
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, cache->secret, sizeof(cache->secret), crypto_generichash_BYTES);
+    crypto_generichash_update(&st, kdf->salt, sizeof(kdf->salt));
+    crypto_generichash_update(&st, (const uint8_t *)limits, sizeof(limits));
+    crypto_generichash_update(&st, (const uint8_t *)password, strlen(password));
+    crypto_generichash_final(&st, name, crypto_generichash_BYTES);
+    sodium_memzero(&st, sizeof(st));
+    return true;
+}
+
+static bool cache_get(const uint8_t *name, uint8_t key[SEAL_KEY_LEN])
+{
+    for (int i = 0; i < CACHE_SLOTS; i++) {
+        struct cache_slot *s = &cache->slots[i];
+        if (s->used && !sodium_memcmp(s->name, name, sizeof(s->name))) {
+            s->used = ++cache->tick;
+            memcpy(key, s->key, SEAL_KEY_LEN);
+            return true;
+        }
+    }
+    return false;
+}
+
+static void cache_put(const uint8_t *name, const uint8_t key[SEAL_KEY_LEN])
+{
+    struct cache_slot *victim = &cache->slots[0];
+    for (int i = 0; i < CACHE_SLOTS; i++)
+        if (cache->slots[i].used < victim->used)
+            victim = &cache->slots[i];
+    victim->used = ++cache->tick;
+    memcpy(victim->name, name, sizeof(victim->name));
+    memcpy(victim->key, key, SEAL_KEY_LEN);
+}
+
 int seal_derive(const char *password, const struct seal_kdf *kdf, uint8_t key[SEAL_KEY_LEN],
                 struct err *err)
 {
+    uint8_t name[crypto_generichash_BYTES];
+    pthread_mutex_lock(&cache_lock);
+    bool cached = cache_name(password, kdf, name), hit = cached && cache_get(name, key);
+    pthread_mutex_unlock(&cache_lock);
+    if (hit)
+        return FERRY_OK;
+    /* Derived outside the lock: two first opens in parallel both pay, none waits. */
     if (crypto_pwhash(key, SEAL_KEY_LEN, password, strlen(password), kdf->salt, kdf->ops_limit,
                       kdf->mem_limit, crypto_pwhash_ALG_ARGON2ID13) != 0)
         return err_set(err, ERR_INTERNAL, "not enough memory to derive the repository key");
+    pthread_mutex_lock(&cache_lock);
+    if (cached && cache)
+        cache_put(name, key);
+    pthread_mutex_unlock(&cache_lock);
     return FERRY_OK;
 }
 

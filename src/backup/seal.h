@@ -29,7 +29,9 @@ int seal_init(struct err *err);
  * limits). */
 void seal_new_master(uint8_t key[SEAL_KEY_LEN], struct seal_kdf *kdf);
 
-/* Derives the password key with Argon2id13. ERR_INTERNAL when memory runs short. */
+/* Derives the password key with Argon2id13, once per process for the same password, salt
+ * and limits (later calls answer from a cache in locked memory, wiped at exit).
+ * ERR_INTERNAL when memory runs short. */
 int seal_derive(const char *password, const struct seal_kdf *kdf, uint8_t key[SEAL_KEY_LEN],
                 struct err *err);
 

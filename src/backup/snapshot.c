@@ -13,6 +13,7 @@
 #include "backup/pack.h"
 #include "backup/seal.h"
 #include "backup/snapshot.h"
+#include "util/base64.h"
 #include "util/buf.h"
 #include "util/path.h"
 #include "util/timeutil.h"
@@ -21,7 +22,8 @@
 #define SNAPSHOT_MAGIC "FERRYSN1"
 #define MAX_SNAPSHOT_FILE (1024u * 1024 * 1024)
 
-static const char *const type_names[] = {"file", "dir", "symlink"};
+static const char *const type_names[] = {"file", "dir", "symlink", "hardlink"};
+#define N_TYPES (sizeof(type_names) / sizeof(type_names[0]))
 
 void snapshot_clear(struct snapshot *s)
 {
@@ -29,6 +31,11 @@ void snapshot_clear(struct snapshot *s)
         free(s->entries[i].path);
         free(s->entries[i].target);
         free(s->entries[i].chunks);
+        for (size_t k = 0; k < s->entries[i].n_xattrs; k++) {
+            free(s->entries[i].xattrs[k].name);
+            free(s->entries[i].xattrs[k].value);
+        }
+        free(s->entries[i].xattrs);
     }
     for (size_t i = 0; i < s->n_changed; i++)
         free(s->changed[i]);
@@ -55,6 +62,16 @@ void snapshot_add_changed(struct snapshot *s, const char *path)
 {
     s->changed = xrealloc(s->changed, (s->n_changed + 1) * sizeof(char *));
     s->changed[s->n_changed++] = xstrdup(path);
+}
+
+void snapshot_add_xattr(struct snap_entry *e, const char *name, const void *value, size_t len)
+{
+    e->xattrs = xrealloc(e->xattrs, (e->n_xattrs + 1) * sizeof(*e->xattrs));
+    struct snap_xattr *x = &e->xattrs[e->n_xattrs++];
+    x->name = xstrdup(name);
+    x->value = xmalloc(len ? len : 1);
+    memcpy(x->value, value, len);
+    x->len = len;
 }
 
 bool snapshot_id_valid(const char *id)
@@ -100,6 +117,15 @@ static json_t *entry_json(const struct snap_entry *e)
                           (json_int_t)e->size, "inode", (json_int_t)e->inode);
     if (e->target)
         json_object_set_new(j, "target", json_string(e->target));
+    if (e->n_xattrs) {
+        json_t *xattrs = json_object();
+        for (size_t i = 0; i < e->n_xattrs; i++) {
+            char *value = base64_encode(e->xattrs[i].value, e->xattrs[i].len);
+            json_object_set_new(xattrs, e->xattrs[i].name, json_string(value));
+            free(value);
+        }
+        json_object_set_new(j, "xattrs", xattrs);
+    }
     if (e->type == SNAP_FILE) {
         json_t *chunks = json_array();
         for (size_t i = 0; i < e->n_chunks; i++) {
@@ -183,12 +209,42 @@ int snapshot_save(const char *repo, const uint8_t *key, const struct snapshot *s
 
 static int type_parse(const char *name, enum snap_type *t)
 {
-    for (int i = 0; i < 3; i++)
+    for (size_t i = 0; i < N_TYPES; i++)
         if (!strcmp(name, type_names[i])) {
             *t = (enum snap_type)i;
             return FERRY_OK;
         }
     return FERRY_ERR;
+}
+
+static int xattrs_parse(json_t *xattrs, struct snap_entry *e)
+{
+    const char *name;
+    json_t *value;
+    json_object_foreach(xattrs, name, value)
+    {
+        const char *b64 = json_string_value(value);
+        size_t cap = b64 ? strlen(b64) : 0;
+        uint8_t *bytes = xmalloc(cap + 1);
+        ssize_t len = b64 ? base64_decode(b64, cap, bytes, cap + 1) : -1;
+        if (len >= 0)
+            snapshot_add_xattr(e, name, bytes, (size_t)len);
+        free(bytes);
+        if (len < 0)
+            return FERRY_ERR;
+    }
+    return FERRY_OK;
+}
+
+/* A hard link names another entry of the version: a clean relative path, like its own. */
+static bool link_target_valid(const char *target)
+{
+    char *clean = NULL;
+    struct err ignored = {0};
+    bool ok = target && path_clean_relative(target, &clean, &ignored) == FERRY_OK &&
+              !strcmp(clean, target);
+    free(clean);
+    return ok;
 }
 
 static int entry_parse(json_t *j, struct snap_entry *e)
@@ -207,10 +263,13 @@ static int entry_parse(json_t *j, struct snap_entry *e)
     e->mtime_ns = json_integer_value(json_object_get(j, "mtimeNs"));
     e->size = (uint64_t)json_integer_value(json_object_get(j, "size"));
     e->inode = (uint64_t)json_integer_value(json_object_get(j, "inode"));
-    if (e->type == SNAP_SYMLINK && !target)
+    if ((e->type == SNAP_SYMLINK && !target) ||
+        (e->type == SNAP_HARDLINK && !link_target_valid(target)))
         return FERRY_ERR;
     if (target)
         e->target = xstrdup(target);
+    if (xattrs_parse(json_object_get(j, "xattrs"), e) != FERRY_OK)
+        return FERRY_ERR;
     if (e->type != SNAP_FILE)
         return FERRY_OK;
     e->n_chunks = json_array_size(chunks);

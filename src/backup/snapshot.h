@@ -1,5 +1,6 @@
 /* snapshot.h - a backup version's manifest: what the source folder held (paths, types,
- * modes, owners, mtimes, sizes, inodes, symlink targets, the chunks of each file) and
+ * modes, owners, mtimes, sizes, inodes, symlink targets, hard links, extended attributes,
+ * the chunks of each file) and
  * the version's own facts (id, time, description, full or incremental, the change-feed
  * cursor). Stored as zstd-compressed JSON, sealed, one file per version under
  * snapshots/. */
@@ -14,7 +15,14 @@
 
 #include "ferry.h"
 
-enum snap_type { SNAP_FILE, SNAP_DIR, SNAP_SYMLINK };
+enum snap_type { SNAP_FILE, SNAP_DIR, SNAP_SYMLINK, SNAP_HARDLINK };
+
+/* An extended attribute (any namespace the reading process could read). */
+struct snap_xattr {
+    char *name;
+    uint8_t *value;
+    size_t len;
+};
 
 struct snap_entry {
     char *path; /* relative to the source, "a/b" */
@@ -23,9 +31,12 @@ struct snap_entry {
     uint32_t uid, gid;
     int64_t mtime_ns;
     uint64_t size, inode;
-    char *target;          /* symlinks */
+    char *target;          /* symlinks: the link's text; hard links: the path of the earlier file
+                              entry of this version that has the same inode */
     uint8_t (*chunks)[32]; /* files: their chunks in order */
     size_t n_chunks;
+    struct snap_xattr *xattrs; /* files, folders and symlinks (a hard link shares its file's) */
+    size_t n_xattrs;
 };
 
 struct snapshot {
@@ -46,6 +57,7 @@ void snapshot_clear(struct snapshot *s);
 /* Appends an entry (the caller fills it; the snapshot owns its strings and chunks). */
 struct snap_entry *snapshot_add(struct snapshot *s);
 void snapshot_add_changed(struct snapshot *s, const char *path);
+void snapshot_add_xattr(struct snap_entry *e, const char *name, const void *value, size_t len);
 
 /* The version's summary in the API's shape (versionId, createdAt, totalSize, fileCount,
  * isFullBackup, and ferry's additions). */

@@ -159,6 +159,25 @@ def test_the_server_needs_a_password_for_encrypted_repositories(make_server, roo
 
 
 @pytest.mark.sqlite_only
+def test_the_servers_cached_key_never_outlives_a_password_change(make_server, root, tmp_path):
+    """The server derives a repository's password key once and reuses it; a password
+    changed meanwhile (a new salt) is still a wrong password, never a stale success."""
+    src, repo = os.path.join(root, "src"), os.path.join(root, "repo")
+    write(os.path.join(src, "a.txt"), b"a\n")
+    srv = make_server("--file-root", root, env=PASSWORD)
+    post(srv, CREATE, json={"sourceDirectory": src, "backupPath": repo})
+    for _ in range(3):
+        assert get(srv, VERSIONS, params={"backupPath": repo})["totalCount"] == 1
+    pw_file = str(tmp_path / "new-pw")
+    write(pw_file, b"the new password\n")
+    changed = run_ferry("backup", "password", repo, "--new-password-file", pw_file, env=PASSWORD)
+    assert changed.returncode == 0, changed.stderr
+    r = srv.get(VERSIONS, token=srv.admin_token, params={"backupPath": repo})
+    assert_v1_error(r, 400, "INVALID_REQUEST")
+    assert "wrong password" in r.json()["message"] + r.json()["details"]
+
+
+@pytest.mark.sqlite_only
 def test_a_backup_job_reports_progress(make_server, root):
     srv = make_server("--file-root", root, "--rate-limit", "0", env=PASSWORD)
     src, repo = os.path.join(root, "src"), os.path.join(root, "repo")

@@ -148,6 +148,57 @@ def test_passwords_and_plaintext(tmp_path):
     assert json.load(open(os.path.join(plain, "config")))["encryption"] is None
 
 
+def user_xattrs(path):
+    """The user.* attributes of path, as getfattr -d shows them (others, such as
+    security.selinux, belong to the filesystem)."""
+    return {n: os.getxattr(path, n, follow_symlinks=False)
+            for n in os.listxattr(path, follow_symlinks=False) if n.startswith("user.")}
+
+
+def test_hard_links_and_extended_attributes_round_trip(tmp_path):
+    src, repo, out = str(tmp_path / "src"), str(tmp_path / "repo"), str(tmp_path / "out")
+    data = os.urandom(300 * 1024)
+    write(os.path.join(src, "a", "data.bin"), data)
+    os.makedirs(os.path.join(src, "b"))
+    os.link(os.path.join(src, "a", "data.bin"), os.path.join(src, "b", "other name.bin"))
+    os.link(os.path.join(src, "a", "data.bin"), os.path.join(src, "third"))
+    write(os.path.join(src, "solo.txt"), b"solo\n")
+    try:
+        os.setxattr(os.path.join(src, "a", "data.bin"), "user.origin", b"camera 7")
+    except OSError:
+        pytest.skip("no user extended attributes on this filesystem")
+    os.setxattr(os.path.join(src, "solo.txt"), "user.empty", b"")
+    os.setxattr(os.path.join(src, "solo.txt"), "user.binary", bytes(range(256)))
+    os.setxattr(os.path.join(src, "b"), "user.folder", b"yes")
+    made = backup_json("create", repo, src, PLAIN)
+    assert made["fileCount"] == 4 and made["totalSize"] == 3 * len(data) + 5
+    # The three names share one copy of the bytes.
+    assert made["addedBytes"] < len(data) + 1024, made["addedBytes"]
+    restored = backup_json("restore", repo, made["versionId"], out)
+    assert restored["fileCount"] == 4 and restored["damagedFiles"] == []
+    assert_same_tree(src, out)
+    names = [os.path.join(out, p) for p in ("a/data.bin", "b/other name.bin", "third")]
+    assert len({os.stat(p).st_ino for p in names}) == 1
+    assert all(os.stat(p).st_nlink == 3 for p in names)
+    assert os.stat(os.path.join(out, "solo.txt")).st_nlink == 1
+    for rel in ("a/data.bin", "b/other name.bin", "third", "solo.txt", "b", "a"):
+        assert user_xattrs(os.path.join(out, rel)) == user_xattrs(os.path.join(src, rel)), rel
+    assert user_xattrs(os.path.join(out, "third")) == {"user.origin": b"camera 7"}
+    # Unchanged links and attributes make no change; a changed attribute is kept.
+    os.setxattr(os.path.join(src, "solo.txt"), "user.empty", b"now set")
+    again = backup_json("create", repo, src)
+    assert again["changedFiles"] == [] and again["addedBytes"] == 0
+    backup("restore", repo, again["versionId"], str(tmp_path / "out2"))
+    assert user_xattrs(os.path.join(str(tmp_path / "out2"), "solo.txt"))["user.empty"] == b"now set"
+    # When the first name goes, another holds the bytes: still one inode, two names.
+    os.unlink(os.path.join(src, "a", "data.bin"))
+    third = backup_json("create", repo, src)
+    assert sorted(third["changedFiles"]) == ["b/other name.bin", "third"]
+    backup("restore", repo, third["versionId"], str(tmp_path / "out3"))
+    assert_same_tree(src, str(tmp_path / "out3"))
+    assert os.stat(os.path.join(str(tmp_path / "out3"), "third")).st_nlink == 2
+
+
 def flip_bytes(path, offset):
     with open(path, "r+b") as f:
         f.seek(offset)

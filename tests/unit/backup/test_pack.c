@@ -1,6 +1,7 @@
 /* test_pack.c - unit tests for src/backup/pack.c and seal.c: chunks written to packs come
  * back byte-identical through the index files (encrypted and plaintext), text is
- * compressed and random bytes are not, and a flipped byte in a pack is reported. */
+ * compressed and random bytes are not, a flipped byte in a pack is reported, and a derived
+ * password key is reused for the same password and salt only. */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -163,6 +165,39 @@ static void test_sealed_objects_are_bound(void **state)
     assert_int_equal(seal_decrypt(key, "a", 1, out, n, back), -1); /* altered */
 }
 
+static double seconds_to_derive(const char *password, const struct seal_kdf *kdf,
+                                uint8_t key[SEAL_KEY_LEN])
+{
+    struct err err = {0};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(seal_derive(password, kdf, key, &err), FERRY_OK);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+}
+
+/* The second derivation with the same password, salt and limits comes from the cache
+ * (same key, no Argon2id); another password or salt derives afresh. */
+static void test_derived_keys_are_cached(void **state)
+{
+    (void)state;
+    uint8_t master[SEAL_KEY_LEN], k1[SEAL_KEY_LEN], k2[SEAL_KEY_LEN], k3[SEAL_KEY_LEN],
+        k4[SEAL_KEY_LEN];
+    struct seal_kdf kdf, other;
+    struct err err = {0};
+    assert_int_equal(seal_init(&err), FERRY_OK);
+    seal_new_master(master, &kdf);
+    seal_new_master(master, &other);
+    double first = seconds_to_derive("pw one", &kdf, k1);
+    double again = seconds_to_derive("pw one", &kdf, k2);
+    assert_memory_equal(k1, k2, SEAL_KEY_LEN);
+    assert_true(again < first / 10);
+    seconds_to_derive("pw two", &kdf, k3);
+    assert_memory_not_equal(k1, k3, SEAL_KEY_LEN);
+    seconds_to_derive("pw one", &other, k4);
+    assert_memory_not_equal(k1, k4, SEAL_KEY_LEN);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -170,6 +205,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_plaintext),
         cmocka_unit_test(test_passwords),
         cmocka_unit_test(test_sealed_objects_are_bound),
+        cmocka_unit_test(test_derived_keys_are_cached),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
