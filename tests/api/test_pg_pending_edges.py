@@ -4,18 +4,23 @@ pending changes, a promoter numbers them; sync/promote.h) found by attacking it:
 - a row that another program moves out of its owner's scope and back within one
   transaction (or before any promoter runs) reaches its owner's devices as the row, not
   as a delete: the exit left by the first move and the row's return must not share a
-  seq with the delete read last."""
+  seq with the delete read last;
+- TRUNCATE by another program (CASCADE included) leaves every device as deletes of the
+  rows it removed."""
 
 import os
 import sqlite3
+
+import pytest
 
 from devsync import Client, op
 
 SCHEMA = ["CREATE TABLE orders (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, item TEXT)"]
 
 
-def start(make_server):
-    return make_server("--allowed-tables", "orders", "--rate-limit", "0", schema=list(SCHEMA),
+def start(make_server, tables="orders", schema=()):
+    return make_server("--allowed-tables", tables, "--rate-limit", "0",
+                       schema=SCHEMA + list(schema),
                        env={"FERRY_SYNC_RULES": "orders=owner:user_id"})
 
 
@@ -62,3 +67,23 @@ def test_row_moved_out_and_back_in_one_transaction_stays_with_its_owner(make_ser
     # no delete for a row that is in anna's scope at the seq of its return
     live = {ch["seq"] for ch in changes if not ch["deleted"]}
     assert not [ch for ch in changes if ch["deleted"] and ch["seq"] in live], changes
+
+
+@pytest.mark.postgres_only
+def test_truncate_by_another_program_reaches_devices_as_deletes(make_server):
+    srv = start(make_server, "orders,notes", ["CREATE TABLE notes (id TEXT PRIMARY KEY,"
+                                              " order_id TEXT REFERENCES orders(id), body TEXT)"])
+    phone, laptop = device(srv, "anna", "phone"), device(srv, "anna", "laptop")
+    phone.report([op("orders", "insert", {"id": f"t{i}", "item": "cup"}) for i in range(4)])
+    phone.report([op("notes", "insert", {"id": "n1", "order_id": "t1", "body": "x"})])
+    _, cursor = laptop.pull_all(cursor=0, includeOwn="true")
+
+    # CASCADE empties notes too, with its own trigger
+    srv.db_exec("TRUNCATE orders CASCADE")
+    got, changes = final_rows(laptop, cursor)
+    assert got == {**{f"t{i}": None for i in range(4)}, "n1": None}, changes
+
+    # and the keys made again afterwards arrive as rows
+    phone.report([op("orders", "insert", {"id": "t1", "item": "jug"})])
+    got, _ = final_rows(laptop, cursor)
+    assert got["t1"]["item"] == "jug"
