@@ -80,11 +80,15 @@ static void keep_lease(void *ctx)
 }
 
 /* Takes the repository's lease (every run, readers too: they share the cache folder),
- * waiting for another holder up to REPO_LOCK_WAIT_MS as the local lock does. */
-static int take_lease(struct cloudside *cs, const char *dir, struct err *err)
+ * waiting for another holder up to REPO_LOCK_WAIT_MS as the local lock does. It is named
+ * after the location, not the cache folder: each node's cache is in its own data folder,
+ * and the repository in the cloud is the one thing they share. */
+static int take_lease(struct cloudside *cs, const struct location *loc, struct err *err)
 {
     char self[LEASES_OWNER_MAX], name[80], h[65];
-    crypto_sha256_hex(dir, strlen(dir), h);
+    char *id = xasprintf("%s:%s", locations_kind_name(loc->kind), loc->target);
+    crypto_sha256_hex(id, strlen(id), h);
+    free(id);
     snprintf(name, sizeof(name), "backup:%.32s", h);
     leases_self(self);
     for (int waited = 0; waited <= REPO_LOCK_WAIT_MS; waited += LEASE_POLL_NS / 1000000) {
@@ -109,7 +113,7 @@ static int cloud_begin(const struct app *app, struct store_conn *c, const struct
     if (!op->cloud)
         return FERRY_OK;
     if (apicloudsync_open(app, op->cloud, stop, &cs->place, err) != FERRY_OK ||
-        take_lease(cs, op->repo_abs, err) != FERRY_OK)
+        take_lease(cs, op->cloud, err) != FERRY_OK)
         return FERRY_ERR;
     cs->cr = (struct cloudrepo){.cloud = cs->place.cloud,
                                 .container = cs->place.own.container,

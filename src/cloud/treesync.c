@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -341,6 +342,21 @@ static bool download_unchanged(struct run *s, const struct entry *o, struct err 
     return same;
 }
 
+/* Another run of the pair (another job, another node) may be fetching the same object
+ * into the same partial file, and both appending made one file of both copies: only the
+ * holder of its lock writes it, and a partial file renamed meanwhile (the other run's
+ * complete file now) is not written again. */
+static int claim_part(int parent, const char *part, int fd, struct err *err)
+{
+    struct stat held, named;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+        return err_set(err, ERR_CONFLICT, "another run is downloading it");
+    if (fstat(fd, &held) != 0 || fstatat(parent, part, &named, AT_SYMLINK_NOFOLLOW) != 0 ||
+        held.st_ino != named.st_ino || held.st_dev != named.st_dev)
+        return err_set(err, ERR_CONFLICT, "another run has just downloaded it");
+    return FERRY_OK;
+}
+
 /* Fetches what the partial file lacks, then gives it the object's date and its name. */
 static int fetch(struct run *s, const struct entry *o, int parent, const char *base,
                  const char *part, struct stat *st, struct err *err)
@@ -352,6 +368,8 @@ static int fetch(struct run *s, const struct entry *o, int parent, const char *b
         err_set(err, ERR_INTERNAL, "cannot be written: %s", strerror(errno));
         goto out;
     }
+    if (claim_part(parent, part, k.fd, err) != FERRY_OK)
+        goto out;
     uint64_t resumed = (uint64_t)st->st_size <= o->size ? (uint64_t)st->st_size : 0;
     if (!resumed && st->st_size && ftruncate(k.fd, 0) != 0)
         goto out;

@@ -314,7 +314,10 @@ static void whole_sql(const struct feed_query *q, struct feed_stmt *s, int *offs
 /* Under sync rules the walk is a union of range reads, each ordered by seq and cut at the
  * page size: the tables every row of which the caller reads (the log's seq order), and per
  * narrowed table the caller's scope value in the log ((tbl, scope, seq) index) and in the
- * exits of rows that left it (shown as deletes). reach[i] and values[i] say, per table,
+ * exits of rows that left it (shown as deletes) and are not back in it: a row's return
+ * is its own entry, at a seq no lower than the exit's (on PostgreSQL a row that left and
+ * came back before a promotion has both at one seq, and the delete could be read last).
+ * reach[i] and values[i] say, per table,
  * what the caller reads. Each branch carries the log's columns, so the union joins only
  * the live rows. */
 static void scoped_sql(const struct feed_query *q, const enum rules_reach *reach,
@@ -350,7 +353,8 @@ static void scoped_sql(const struct feed_query *q, const enum rules_reach *reach
                    " b%zu UNION ALL SELECT * FROM (SELECT x.seq, x.tbl, x.pk, l.version, 1,"
                    " l.updated_at, l.device_id FROM ferry_scope_exits x JOIN ferry_changes l"
                    " ON l.tbl = x.tbl AND l.pk = x.pk WHERE x.tbl = %s AND x.scope = $%zu"
-                   " AND x.seq > $%zu ORDER BY x.seq LIMIT $%zu) b%zu",
+                   " AND x.seq > $%zu AND (l.scope IS NULL OR l.scope <> x.scope)"
+                   " ORDER BY x.seq LIMIT $%zu) b%zu",
                    branch ? " UNION ALL " : "", lit, value, cursor, mine, limit, branch, lit, value,
                    cursor, limit, branch + 1);
         branch += 2;

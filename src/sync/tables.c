@@ -16,7 +16,7 @@
 #include "util/timeutil.h"
 
 /* Bumped when the trigger text changes, so existing installs are replaced. */
-#define TRIGGER_VERSION 11
+#define TRIGGER_VERSION 12
 
 /* Milliseconds since the epoch in SQLite's own SQL: triggers run in other programs too,
  * so they may use only built-in functions. */
@@ -237,8 +237,12 @@ static char *pg_function_sql(const struct synced_table *t, const char *fn, const
         if (merge)
             pg_field_versions(&b, t, true);
         free(gone);
-    } else {
+    } else if (!strcmp(event, "del")) {
         pg_log_rows(&b, t, "old_rows", 1, "");
+    } else {
+        /* TRUNCATE fires no row triggers and has no transition table: before it runs,
+         * every row still there is logged as deleted */
+        pg_log_rows(&b, t, t->quoted, 1, "");
     }
     buf_puts(&b, "  PERFORM pg_notify('ferry_changes', '');\n"
                  "  RETURN NULL;\n"
@@ -260,9 +264,10 @@ static char *pg_trigger_sql(const struct synced_table *t)
     static const struct {
         const char *event, *when, *refs;
     } events[] = {
-        {"ins", "INSERT", "NEW TABLE AS new_rows"},
-        {"upd", "UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"},
-        {"del", "DELETE", "OLD TABLE AS old_rows"},
+        {"ins", "AFTER INSERT", " REFERENCING NEW TABLE AS new_rows"},
+        {"upd", "AFTER UPDATE", " REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"},
+        {"del", "AFTER DELETE", " REFERENCING OLD TABLE AS old_rows"},
+        {"trunc", "BEFORE TRUNCATE", ""},
     };
     struct buf b;
     buf_init(&b);
@@ -273,13 +278,13 @@ static char *pg_trigger_sql(const struct synced_table *t)
                "DROP TRIGGER IF EXISTS ferry_notify ON %s;\n"
                "DROP TRIGGER IF EXISTS ferry_capture_lock ON %s;\n",
                t->quoted, t->quoted, t->quoted);
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
         char *fn = pg_function_name(t, events[i].event);
         char *function = pg_function_sql(t, fn, events[i].event);
         buf_puts(&b, function);
         buf_printf(&b,
                    "DROP TRIGGER IF EXISTS ferry_capture_%s ON %s;\n"
-                   "CREATE TRIGGER ferry_capture_%s AFTER %s ON %s REFERENCING %s"
+                   "CREATE TRIGGER ferry_capture_%s %s ON %s%s"
                    " FOR EACH STATEMENT EXECUTE FUNCTION %s();\n",
                    events[i].event, t->quoted, events[i].event, events[i].when, t->quoted,
                    events[i].refs, fn);
@@ -424,11 +429,12 @@ static int triggers_present(struct store_conn *c, const struct synced_table *t, 
              " JOIN pg_catalog.pg_class r ON r.oid = tg.tgrelid"
              " JOIN pg_catalog.pg_namespace s ON s.oid = r.relnamespace"
              " WHERE s.nspname = current_schema() AND r.relname = $1"
-             " AND tg.tgname IN ('ferry_capture_ins', 'ferry_capture_upd', 'ferry_capture_del')"
+             " AND tg.tgname IN ('ferry_capture_ins', 'ferry_capture_upd', 'ferry_capture_del',"
+             " 'ferry_capture_trunc')"
            : "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = $1"
              " AND name IN ($2, $3, $4)",
         v, pg ? 1 : 4, &n, &found, err);
-    *present = n == 3;
+    *present = n == (pg ? 4 : 3);
     free(ins);
     free(upd);
     free(del);
