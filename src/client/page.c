@@ -27,8 +27,8 @@ enum change_key { CK_OTHER, CK_TABLE, CK_ID, CK_OP, CK_VERSION, CK_DELETED, CK_D
 struct parse {
     struct fc_page *pg;
     size_t cap_changes, cap_values;
-    int depth; /* 1: the page, 2: "changes", 3: a change, 4: its data */
-    int skip;  /* containers open inside a value that is skipped or copied as text */
+    int depth;    /* 1: the page, 2: "changes", 3: a change, 4: its data */
+    int skip;     /* containers open inside a value that is skipped or copied as text */
     yajl_gen gen; /* copying a nested value of data (skip > 0) */
     enum top_key top;
     enum change_key key;
@@ -202,9 +202,10 @@ static int on_key(void *ctx, const unsigned char *s, size_t len)
     if (p->skip)
         return nested(p, GEN(yajl_gen_string(p->gen, s, len)), 0);
     if (p->depth == 1)
-        p->top = IS("changes") ? TOP_CHANGES : IS("cursor") ? TOP_CURSOR
-                 : IS("hasMore")                            ? TOP_HAS_MORE
-                                                            : TOP_OTHER;
+        p->top = IS("changes")   ? TOP_CHANGES
+                 : IS("cursor")  ? TOP_CURSOR
+                 : IS("hasMore") ? TOP_HAS_MORE
+                                 : TOP_OTHER;
     else if (p->depth == 3)
         p->key = IS("table")     ? CK_TABLE
                  : IS("id")      ? CK_ID
