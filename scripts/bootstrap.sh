@@ -14,6 +14,7 @@ run_packages=(
   gcc make cmake pkg-config
   libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev libssl-dev libjwt-dev
   libcurl4-openssl-dev libgit2-dev zlib1g-dev libzstd-dev libgnutls28-dev libxml2-dev libsodium-dev
+  libyajl-dev
 )
 # What the tests need on top (`make test`): unit tests (cmocka), the formatting check,
 # the API tests (pytest, python3-cryptography for identity-provider keys, a PostgreSQL

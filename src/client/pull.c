@@ -18,7 +18,8 @@ struct page_fetch {
     struct pull *pull;
     int64_t index, cursor;
     pthread_t thread;
-    json_t *page;
+    json_t *answer;       /* an answer other than a page, parsed by fc_http */
+    struct fc_page *page; /* a 200's page, parsed by on_answer */
     long status;
     int rc;
     struct page_fetch *next; /* the page after, started from this one's text (or NULL) */
@@ -32,22 +33,7 @@ struct pull {
     int64_t applied; /* pages applied */
     bool cancel;     /* fetches not yet begun give up */
     struct page_fetch *head;
-    /* Pages applied, freed by the next fetch thread: freeing a page's thousands of
-     * values is a tenth of the applying thread's work otherwise. */
-    json_t *spent[PULL_AHEAD + 2];
 };
-
-/* Frees the applied pages waiting in p->spent (outside the lock). */
-static void free_spent(struct pull *p)
-{
-    json_t *pages[PULL_AHEAD + 2];
-    pthread_mutex_lock(&p->lock);
-    memcpy(pages, p->spent, sizeof(pages));
-    memset(p->spent, 0, sizeof(p->spent));
-    pthread_mutex_unlock(&p->lock);
-    for (size_t i = 0; i < sizeof(pages) / sizeof(pages[0]); i++)
-        json_decref(pages[i]);
-}
 
 /* The cursor at the end of a page's text when it ends as ferry writes a page with more
  * after it: ...,"cursor":N,"hasMore":true}. -1 otherwise (then the next page is asked for
@@ -82,8 +68,10 @@ static struct page_fetch *launch(struct pull *p, int64_t index, int64_t cursor)
     return f;
 }
 
-/* fc_http's hook: the next page is asked for as soon as this one's text is here. */
-static void on_answer(void *ctx, const char *body, size_t len)
+/* fc_http's hook: the next page is asked for as soon as this one's text is here, then
+ * the text is read as a page (not a whole page: fc_http parses it, and it is asked for
+ * again). */
+static bool on_answer(void *ctx, const char *body, size_t len)
 {
     struct page_fetch *f = ctx;
     int64_t cursor = tail_cursor(body, len);
@@ -92,6 +80,9 @@ static void on_answer(void *ctx, const char *body, size_t len)
     pthread_mutex_unlock(&f->pull->lock);
     if (cursor >= 0 && !f->next && !cancel)
         f->next = launch(f->pull, f->index + 1, cursor);
+    fc_page_free(f->page);
+    f->page = fc_page_parse(body, len);
+    return f->page != NULL;
 }
 
 static void *run_fetch(void *arg)
@@ -108,7 +99,6 @@ static void *run_fetch(void *arg)
         f->rc = FERRY_CLIENT_EINVAL;
         return NULL;
     }
-    free_spent(p);
     /* From 0 (a new replica, a resync) the device's own rows count too: the replica may
      * not have them. */
     char *path = xasprintf(SYNC_PATH "/changes?cursor=%lld&limit=%d%s%s%s", (long long)f->cursor,
@@ -119,10 +109,12 @@ static void *run_fetch(void *arg)
     /* A 200 whose body is not a whole page (a connection closed right after the headers
      * reads as an empty body) is asked for again, as fc_http does with one cut short. */
     for (int attempt = 0; attempt < r->max_attempts; attempt++) {
-        json_decref(f->page);
+        json_decref(f->answer);
+        fc_page_free(f->page);
+        f->answer = NULL;
         f->page = NULL;
-        f->rc = fc_http(conn, "GET", path, NULL, &f->status, &f->page);
-        if (f->rc != FERRY_CLIENT_OK || f->status != 200 || fc_is_page(f->page))
+        f->rc = fc_http(conn, "GET", path, NULL, &f->status, &f->answer);
+        if (f->rc != FERRY_CLIENT_OK || f->status != 200 || f->page)
             break;
         f->rc = fc_fail(conn, FERRY_CLIENT_ENETWORK, "GET %s: not a whole page", path);
     }
@@ -141,7 +133,8 @@ static void drop_chain(struct pull *p, struct page_fetch *f)
     while (f) {
         pthread_join(f->thread, NULL);
         struct page_fetch *next = f->next;
-        json_decref(f->page);
+        json_decref(f->answer);
+        fc_page_free(f->page);
         free(f);
         f = next;
     }
@@ -170,10 +163,10 @@ struct pull *pull_start(ferry_replica *r, int64_t cursor, bool resync)
 }
 
 /* Makes sure the page after f (whose answer is page) is the one its cursor starts. */
-static void chain_next(struct pull *p, struct page_fetch *f, json_t *page)
+static void chain_next(struct pull *p, struct page_fetch *f, const struct fc_page *page)
 {
-    bool more = json_is_true(json_object_get(page, "hasMore"));
-    int64_t cursor = json_integer_value(json_object_get(page, "cursor"));
+    bool more = page->has_more;
+    int64_t cursor = page->cursor;
     if (f->next && (!more || f->next->cursor != cursor)) {
         drop_chain(p, f->next); /* started from text that did not parse the same */
         f->next = NULL;
@@ -182,10 +175,11 @@ static void chain_next(struct pull *p, struct page_fetch *f, json_t *page)
         f->next = launch(p, f->index + 1, cursor);
 }
 
-int pull_next(struct pull *p, long *status, json_t **page)
+int pull_next(struct pull *p, long *status, json_t **answer, struct fc_page **page)
 {
     struct page_fetch *f = p->head;
     int rc;
+    *answer = NULL;
     *page = NULL;
     if (!f)
         return fc_fail(p->r, FERRY_CLIENT_ELOCAL, "pull: cannot start a thread");
@@ -201,23 +195,19 @@ int pull_next(struct pull *p, long *status, json_t **page)
     else
         drop_chain(p, f->next);
     *status = f->status;
+    *answer = f->answer;
     *page = f->page;
     free(f);
     return rc;
 }
 
-void pull_applied(struct pull *p, json_t *page)
+void pull_applied(struct pull *p, struct fc_page *page)
 {
     pthread_mutex_lock(&p->lock);
     p->applied++;
-    for (size_t i = 0; page && i < sizeof(p->spent) / sizeof(p->spent[0]); i++)
-        if (!p->spent[i]) {
-            p->spent[i] = page;
-            page = NULL;
-        }
     pthread_cond_broadcast(&p->moved);
     pthread_mutex_unlock(&p->lock);
-    json_decref(page); /* no room: freed here */
+    fc_page_free(page); /* a few blocks: no longer worth handing to another thread */
 }
 
 void pull_end(struct pull *p)
@@ -225,7 +215,6 @@ void pull_end(struct pull *p)
     if (!p)
         return;
     drop_chain(p, p->head);
-    free_spent(p);
     pthread_cond_destroy(&p->moved);
     pthread_mutex_destroy(&p->lock);
     free(p);

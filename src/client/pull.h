@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "client/page.h"
 #include "client/replica.h"
 
 #define PULL_AHEAD 2
@@ -21,13 +22,14 @@ struct pull;
  * connection could be made (the reason recorded on r). */
 struct pull *pull_start(ferry_replica *r, int64_t cursor, bool resync);
 
-/* The next page in order: FERRY_CLIENT_OK with *status and *page (the parsed answer, the
- * caller's; NULL when it had no JSON), or the failure (recorded on r). */
-int pull_next(struct pull *p, long *status, json_t **page);
+/* The next page in order: FERRY_CLIENT_OK with *status and, the caller's, *page (a 200's
+ * page) or *answer (another status's answer; NULL when it had no JSON), or the failure
+ * (recorded on r). */
+int pull_next(struct pull *p, long *status, json_t **answer, struct fc_page **page);
 
 /* Says the page pull_next gave last was applied, so fetching may run further ahead, and
- * takes it over (a fetch thread frees it). */
-void pull_applied(struct pull *p, json_t *page);
+ * frees it. */
+void pull_applied(struct pull *p, struct fc_page *page);
 
 /* Stops the fetches under way, waits for their threads and frees p. NULL is allowed. */
 void pull_end(struct pull *p);

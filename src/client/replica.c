@@ -2,11 +2,13 @@
  * the synced tables made from the server's schema, their capture triggers, rows as JSON
  * in the server's value format, and remote rows written with capture switched off. */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "client/page.h"
 #include "client/replica.h"
 #include "ferry.h"
 #include "util/base64.h"
@@ -460,6 +462,87 @@ static int upsert_row(ferry_replica *r, const struct fc_table *t, json_t *data)
 int fc_apply_row(ferry_replica *r, const struct fc_table *t, const char *key, json_t *data)
 {
     return data ? upsert_row(r, t, data) : delete_row(r, t, key);
+}
+
+/* Binds a value of a page as bind_value binds the same value parsed by jansson. */
+static int bind_page_value(sqlite3_stmt *st, int idx, const char *type, const struct fc_value *v)
+{
+    switch (v->kind) {
+    case FC_NULL:
+        return sqlite3_bind_null(st, idx);
+    case FC_FALSE:
+    case FC_TRUE:
+        return sqlite3_bind_int(st, idx, v->kind == FC_TRUE);
+    case FC_INT:
+        return sqlite3_bind_int64(st, idx, v->i);
+    case FC_REAL:
+        return sqlite3_bind_double(st, idx, v->d);
+    case FC_STRING:
+        if (strcmp(type, "blob") != 0) /* the page outlives the statement's step */
+            return sqlite3_bind_text(st, idx, v->s, (int)v->len, SQLITE_STATIC);
+        break;
+    default:
+        break;
+    }
+    json_t *j = fc_value_json(v); /* a blob's base64, a nested value: rare, as before */
+    int rc = j ? bind_value(st, idx, type, j) : SQLITE_MISMATCH;
+    json_decref(j);
+    return rc;
+}
+
+/* Where the value of each of t's columns is in c (the last one of a name, as jansson
+ * keeps it); false when c lacks one. */
+static bool whole_row(const struct fc_table *t, const struct fc_page *pg, const struct fc_change *c,
+                      size_t *at)
+{
+    for (int i = 0; i < t->n_cols; i++) {
+        at[i] = SIZE_MAX;
+        for (size_t k = c->first; k < c->first + c->n; k++)
+            if (!strcmp(pg->values[k].col, t->cols[i].name))
+                at[i] = k;
+        if (at[i] == SIZE_MAX)
+            return false;
+    }
+    return true;
+}
+
+int fc_apply_change(ferry_replica *r, const struct fc_table *t, const char *key,
+                    const struct fc_page *pg, const struct fc_change *c)
+{
+    if (!c)
+        return delete_row(r, t, key);
+    size_t few[32], *at = t->n_cols <= 32 ? few : xcalloc((size_t)t->n_cols, sizeof(*at));
+    sqlite3_stmt **slot = table_slot(r, t, true), *st = NULL;
+    int rc = FERRY_CLIENT_ELOCAL;
+    if (!whole_row(t, pg, c, at)) { /* some columns only: the upsert of those */
+        json_t *data = fc_change_data(pg, c);
+        rc = upsert_row(r, t, data);
+        json_decref(data);
+        goto out;
+    }
+    if (!*slot) {
+        bool all;
+        json_t *data = fc_change_data(pg, c);
+        char *sql = upsert_sql(t, data, &all);
+        fc_cached(r, slot, sql);
+        free(sql);
+        json_decref(data);
+    }
+    if (!(st = *slot))
+        goto out;
+    for (int i = 0; i < t->n_cols; i++)
+        if (bind_page_value(st, i + 1, t->cols[i].type, &pg->values[at[i]]) != SQLITE_OK) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            rc = fc_fail(r, FERRY_CLIENT_ESERVER, "table %s: column %s: a value of the wrong kind",
+                         t->name, t->cols[i].name);
+            goto out;
+        }
+    rc = fc_step_reset(r, st);
+out:
+    if (at != few)
+        free(at);
+    return rc;
 }
 
 int fc_state_get(ferry_replica *r, const char *column, int64_t *value)

@@ -62,8 +62,9 @@ struct ferry_replica {
      * while this one applies the page it has (pull.c): peers are those connections (no
      * replica file), owner the handle a peer belongs to (whose stop it obeys). */
     struct ferry_replica *peers[FC_PEERS], *owner;
-    /* Called by fc_http with a 200 answer's text before it is parsed (pull.c's hook). */
-    void (*on_answer)(void *ctx, const char *body, size_t len);
+    /* Called by fc_http with a 200 answer's text before it is parsed (pull.c's hook);
+     * true: the hook took the answer over (read it as a page), fc_http parses nothing. */
+    bool (*on_answer)(void *ctx, const char *body, size_t len);
     void *on_answer_ctx;
 };
 
@@ -112,6 +113,13 @@ json_t *fc_row_json(ferry_replica *r, const struct fc_table *t, const char *key,
 
 /* Writes a remote row (an upsert of data) or removes it (data NULL), capture off. */
 int fc_apply_row(ferry_replica *r, const struct fc_table *t, const char *key, json_t *data);
+
+struct fc_page;
+struct fc_change;
+
+/* The same for a change of a page (c NULL: a delete), bound straight from the page. */
+int fc_apply_change(ferry_replica *r, const struct fc_table *t, const char *key,
+                    const struct fc_page *pg, const struct fc_change *c);
 
 /* Reads and writes libferry's one-row state: the cursor and the resync flag. */
 int fc_state_get(ferry_replica *r, const char *column, int64_t *value);

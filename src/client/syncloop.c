@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client/page.h"
 #include "client/pull.h"
 #include "client/replica.h"
 #include "client/transport.h"
@@ -12,7 +13,8 @@
 
 /* --- pull --------------------------------------------------------------------------- */
 
-static int hold(ferry_replica *r, const char *tbl, const char *pk, int64_t version, json_t *data)
+static int hold(ferry_replica *r, const char *tbl, const char *pk, int64_t version,
+                const struct fc_page *page, const struct fc_change *c)
 {
     sqlite3_stmt *st = fc_prepare(r, "INSERT INTO ferry_client_held(tbl, pk, version, data)"
                                      " VALUES (?, ?, ?, ?) ON CONFLICT (tbl, pk) DO UPDATE SET"
@@ -22,35 +24,32 @@ static int hold(ferry_replica *r, const char *tbl, const char *pk, int64_t versi
     sqlite3_bind_text(st, 1, tbl, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 2, pk, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 3, version);
-    if (data)
+    if (c) {
+        json_t *data = fc_change_data(page, c);
         sqlite3_bind_text(st, 4, json_dumps(data, JSON_COMPACT), -1, free);
+        json_decref(data);
+    }
     return fc_finish(r, st);
 }
 
 struct page_ctx {
-    json_t *page;
+    const struct fc_page *page;
     bool resync;
     bool outbox_empty; /* then no row has local changes: no lookup per row */
     struct ferry_sync_stats *stats;
 };
 
-static int apply_change(ferry_replica *r, json_t *c, struct page_ctx *p)
+static int apply_change(ferry_replica *r, const struct fc_change *c, struct page_ctx *p)
 {
-    const struct fc_table *t = fc_table_find(r, json_string_value(json_object_get(c, "table")));
-    json_t *id = json_object_get(c, "id"), *data = json_object_get(c, "data");
-    const char *op = json_string_value(json_object_get(c, "op"));
-    int64_t version = json_integer_value(json_object_get(c, "version"));
-    bool deleted = json_is_true(json_object_get(c, "deleted")) || (op && !strcmp(op, "delete"));
-    char num[32];
-    const char *pk = json_string_value(id);
+    const struct fc_table *t = fc_table_find(r, c->table);
+    const char *pk = c->pk; /* an integer id comes as its digits */
+    int64_t version = c->version;
+    bool deleted = c->deleted || (c->op && !strcmp(c->op, "delete"));
+    const struct fc_change *data = deleted || !c->has_data ? NULL : c;
     int rc = FERRY_CLIENT_OK;
 
     if (!t)
         return rc; /* a table this replica does not sync */
-    if (json_is_integer(id)) {
-        snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(id));
-        pk = num;
-    }
     if (!pk)
         return fc_fail(r, FERRY_CLIENT_ESERVER, "a change without a row id");
     if (p->resync)
@@ -58,10 +57,10 @@ static int apply_change(ferry_replica *r, json_t *c, struct page_ctx *p)
                          t->name, pk);
     if (rc == FERRY_CLIENT_OK && !p->outbox_empty && fc_has_pending(r, t->name, pk)) {
         p->stats->skipped++;
-        return hold(r, t->name, pk, version, deleted ? NULL : data);
+        return hold(r, t->name, pk, version, p->page, data);
     }
     if (rc == FERRY_CLIENT_OK)
-        rc = fc_apply_row(r, t, pk, deleted || !json_is_object(data) ? NULL : data);
+        rc = fc_apply_change(r, t, pk, p->page, data);
     if (rc == FERRY_CLIENT_OK)
         rc = fc_set_version(r, t->name, pk, version);
     p->stats->pulled += rc == FERRY_CLIENT_OK;
@@ -92,19 +91,14 @@ static int drop_unseen(ferry_replica *r)
 static int apply_page(ferry_replica *r, void *arg)
 {
     struct page_ctx *p = arg;
-    json_t *changes = json_object_get(p->page, "changes"), *c;
-    size_t i;
     int rc = FERRY_CLIENT_OK;
     /* inside the write transaction: no other connection adds to the outbox meanwhile */
     p->outbox_empty = !fc_outbox_any(r);
-    json_array_foreach(changes, i, c)
-    {
-        if (rc == FERRY_CLIENT_OK)
-            rc = apply_change(r, c, p);
-    }
+    for (size_t i = 0; rc == FERRY_CLIENT_OK && i < p->page->n_changes; i++)
+        rc = apply_change(r, &p->page->changes[i], p);
     if (rc == FERRY_CLIENT_OK)
-        rc = fc_state_set(r, "cursor", json_integer_value(json_object_get(p->page, "cursor")));
-    if (rc == FERRY_CLIENT_OK && p->resync && !json_is_true(json_object_get(p->page, "hasMore")))
+        rc = fc_state_set(r, "cursor", p->page->cursor);
+    if (rc == FERRY_CLIENT_OK && p->resync && !p->page->has_more)
         rc = drop_unseen(r);
     return rc;
 }
@@ -133,11 +127,13 @@ static int pull_all(ferry_replica *r, struct ferry_sync_stats *stats)
         if (!pages)
             return rc == FERRY_CLIENT_OK ? FERRY_CLIENT_ELOCAL : rc;
         for (bool more = true; rc == FERRY_CLIENT_OK && more;) {
-            json_t *page = NULL;
+            json_t *answer = NULL;
+            struct fc_page *page = NULL;
             long status = 0;
-            rc = pull_next(pages, &status, &page);
+            rc = pull_next(pages, &status, &answer, &page);
             if (rc == FERRY_CLIENT_OK && status == 410 && !gone++) {
-                json_decref(page);
+                json_decref(answer);
+                fc_page_free(page);
                 pull_end(pages);
                 if ((rc = start_resync(r, stats)) != FERRY_CLIENT_OK)
                     return rc;
@@ -146,11 +142,12 @@ static int pull_all(ferry_replica *r, struct ferry_sync_stats *stats)
             }
             if (rc == FERRY_CLIENT_OK && status != 200)
                 rc = fc_fail(r, FERRY_CLIENT_ESERVER, "pull: HTTP %ld: %s", status,
-                             fc_answer_message(page));
+                             fc_answer_message(answer));
             struct page_ctx p = {page, resync != 0, false, stats};
             if (rc == FERRY_CLIENT_OK)
                 rc = fc_in_apply_txn(r, apply_page, &p);
-            more = json_is_true(json_object_get(page, "hasMore"));
+            more = page && page->has_more;
+            json_decref(answer);
             if (rc == FERRY_CLIENT_OK)
                 fc_progress(r, stats);
             pull_applied(pages, page);

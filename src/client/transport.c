@@ -201,11 +201,11 @@ int fc_http(ferry_replica *r, const char *method, const char *path, json_t *body
             rc = fc_fail(r, FERRY_CLIENT_ESERVER, "%s %s: HTTP %ld", method, path, *status);
         retry_after_s = x.retry_after_s;
         if (!retry) {
-            if (r->on_answer && *status == 200)
-                r->on_answer(r->on_answer_ctx, x.body.data, x.body.len);
-            *answer = x.body.len ? json_loadb(x.body.data, x.body.len, 0, NULL) : NULL;
+            bool taken = r->on_answer && *status == 200 &&
+                         r->on_answer(r->on_answer_ctx, x.body.data, x.body.len);
+            *answer = x.body.len && !taken ? json_loadb(x.body.data, x.body.len, 0, NULL) : NULL;
             /* A success whose JSON does not parse was cut on the way: ask again. */
-            if (*status < 300 && x.body.len && !*answer) {
+            if (*status < 300 && x.body.len && !*answer && !taken) {
                 retry = true;
                 rc = fc_fail(r, FERRY_CLIENT_ENETWORK, "%s %s: a truncated answer", method, path);
             }
