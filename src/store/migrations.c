@@ -244,7 +244,8 @@
  * change as pending (seq NULL, wseq its place in write order) and the promoter gives
  * committed pending entries their seq, one promoter at a time, so seq order stays commit
  * order without writers waiting for each other. seq keeps a unique index (the feed's walk);
- * the pending entries have their own. SQLite keeps its one writer and its schema. */
+ * the pending entries have their own. ferry_head holds the newest seq promoted: MAX(seq)
+ * would move back while the newest entry is pending again. SQLite keeps its schema. */
 #define PENDING_PG                                                                                 \
     "ALTER TABLE ferry_changes DROP CONSTRAINT ferry_changes_pkey;"                                \
     "ALTER TABLE ferry_changes ALTER COLUMN seq DROP DEFAULT, ALTER COLUMN seq DROP NOT NULL;"     \
@@ -252,7 +253,9 @@
     "CREATE SEQUENCE ferry_change_wseq;"                                                           \
     "ALTER TABLE ferry_changes ADD COLUMN wseq BIGINT DEFAULT nextval('ferry_change_wseq');"       \
     "CREATE INDEX ferry_changes_pending ON ferry_changes(wseq) WHERE seq IS NULL;"                 \
-    "ALTER TABLE ferry_scope_exits ALTER COLUMN seq DROP NOT NULL;"
+    "ALTER TABLE ferry_scope_exits ALTER COLUMN seq DROP NOT NULL;"                                \
+    "CREATE TABLE ferry_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL);"        \
+    "INSERT INTO ferry_head SELECT 1, COALESCE(MAX(seq), 0) FROM ferry_changes;"
 
 /* Cloud sessions (cloud/treesync.c): per pair of a folder and a cloud location, each file's
  * size, modification time and object etag as of its last transfer, so an Incremental

@@ -35,14 +35,18 @@ int feed_parse_cursor(const char *text, int64_t *cursor, struct err *err)
     return FERRY_OK;
 }
 
-/* MAX(seq) leaves pending entries (seq NULL, promote.h) out: below the head everything is
- * committed and numbered. */
+/* On PostgreSQL the newest seq promoted (promote.h), which never moves back; MAX(seq)
+ * would while the newest entry is pending again. Below the head everything is committed
+ * and numbered. */
 int feed_head(struct store_conn *c, int64_t *head, struct err *err)
 {
     bool found = false;
     *head = 0;
-    return store_query_int(c, "SELECT COALESCE(MAX(seq), 0) FROM ferry_changes", NULL, 0, head,
-                           &found, err);
+    return store_query_int(c,
+                           store_conn_dialect(c) == STORE_POSTGRES
+                               ? "SELECT seq FROM ferry_head WHERE id = 1"
+                               : "SELECT COALESCE(MAX(seq), 0) FROM ferry_changes",
+                           NULL, 0, head, &found, err);
 }
 
 int feed_horizon(struct store_conn *c, int64_t *horizon, struct err *err)

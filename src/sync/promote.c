@@ -9,18 +9,21 @@
 #define NO_TIMEOUT "SET LOCAL lock_timeout = 0;"
 #define DEFERRED_NOW "SET CONSTRAINTS ALL IMMEDIATE;"
 
-/* Numbers the pending entries in write order (wseq) and gives the scope exits each one
- * left the same seq. FOR UPDATE SKIP LOCKED: an entry whose row a running transaction is
- * writing again is pending again when it commits, and the promoter after that commit
- * takes it; waiting for it here would hold every other promotion back. */
+/* Numbers the pending entries in write order (wseq), gives the scope exits each one left
+ * the same seq, and moves the head (ferry_head) to the newest. FOR UPDATE SKIP LOCKED: an entry
+ * whose row a running transaction is writing again is pending again when it commits, and the
+ * promoter after that commit takes it; waiting for it here would hold every other promotion back.
+ */
 #define PROMOTE_SQL                                                                                \
     "WITH p AS (UPDATE ferry_changes c SET seq = n.seq FROM ("                                     \
     " SELECT o.tbl, o.pk, nextval('ferry_change_seq') AS seq FROM ("                               \
     " SELECT tbl, pk FROM ferry_changes WHERE seq IS NULL ORDER BY wseq"                           \
     " FOR UPDATE SKIP LOCKED) o) n WHERE c.tbl = n.tbl AND c.pk = n.pk"                            \
-    " RETURNING c.tbl, c.pk, c.seq)"                                                               \
-    " UPDATE ferry_scope_exits x SET seq = p.seq FROM p"                                           \
-    " WHERE x.tbl = p.tbl AND x.pk = p.pk AND x.seq IS NULL;"
+    " RETURNING c.tbl, c.pk, c.seq),"                                                              \
+    " x AS (UPDATE ferry_scope_exits x SET seq = p.seq FROM p"                                     \
+    " WHERE x.tbl = p.tbl AND x.pk = p.pk AND x.seq IS NULL RETURNING 1)"                          \
+    " UPDATE ferry_head SET seq = (SELECT MAX(seq) FROM p) WHERE id = 1"                           \
+    " AND EXISTS (SELECT 1 FROM p);"
 
 int promote_run(struct store_conn *c, struct err *err)
 {

@@ -391,7 +391,7 @@ static const char *origin_of(const struct push_request *r, const struct batch *b
         return NULL;
     if (op->action == ACT_DELETE || op->n_cols == op->t->n_cols)
         return r->device_id;
-    if (!s) /* a bulk run: its inserts' rows were checked to be new (see bulk_origin) */
+    if (!s) /* not reached: needs_state reads the state of a device's every partial write */
         return op->action == ACT_INSERT ? r->device_id : NULL;
     if (!s->found) /* a new row is the device's own */
         return r->device_id;
@@ -1223,20 +1223,19 @@ static int apply_ops(struct store_conn *c, const struct push_request *r, struct 
 #define PARENT_KEY_MAX 32 /* columns in a foreign key: PostgreSQL's INDEX_MAX_KEYS */
 
 /* Pushes do not wait for one another as a whole: each takes an advisory lock per key it
- * names (key_locks), in sorted order, before reading any row state, so two pushes naming
- * one key (a new one too, which has no row to lock) run one after the other and each
- * base_version check reads the other's commit. Nothing else takes these locks, and a push
- * holding them waits for nothing that is unbounded, so they never close a cycle.
- * Another program may lock a synced row (SELECT ... FOR UPDATE, or its own write) and then
- * want one the push holds; a push must therefore never wait for a row, or the two wait for
- * each other until PostgreSQL aborts one, perhaps the other program's. So a push locks
- * every row it names, table by table, with NOWAIT; where one is held it gives everything
- * back and tries again (push_apply). The parent rows the batch's foreign keys name are
- * locked the same way, FOR KEY SHARE as the checks take them. For any lock this does not
- * foresee (a cascade, or another program's uncommitted insert of a key the push inserts
- * too), lock_timeout makes the push give up after PUSH_LOCK_TIMEOUT and start over, well
- * before PostgreSQL's deadlock check (deadlock_timeout, 1 s by default) would pick a
- * victim, perhaps the other program. */
+ * names (key_locks, which bounds how many), in sorted order, before reading any row state,
+ * so two pushes naming one key (a new one too, which has no row to lock) run one after the
+ * other and each base_version check reads the other's commit. Nothing else takes these locks, and a
+ * push holding them waits for nothing that is unbounded, so they never close a cycle. Another
+ * program may lock a synced row (SELECT ... FOR UPDATE, or its own write) and then want one the
+ * push holds; a push must therefore never wait for a row, or the two wait for each other until
+ * PostgreSQL aborts one, perhaps the other program's. So a push locks every row it names, table by
+ * table, with NOWAIT; where one is held it gives everything back and tries again (push_apply). The
+ * parent rows the batch's foreign keys name are locked the same way, FOR KEY SHARE as the checks
+ * take them. For any lock this does not foresee (a cascade, or another program's uncommitted insert
+ * of a key the push inserts too), lock_timeout makes the push give up after PUSH_LOCK_TIMEOUT and
+ * start over, well before PostgreSQL's deadlock check (deadlock_timeout, 1 s by default) would pick
+ * a victim, perhaps the other program. */
 #define PUSH_LOCK_TIMEOUT "SET LOCAL lock_timeout = '200ms'"
 
 static int cmp_key(const void *a, const void *b)
@@ -1245,41 +1244,103 @@ static int cmp_key(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The advisory lock key of (table, key): the first 64 bits of SHA-256 of both. Two keys
+/* The first 64 bits of SHA-256 of (table, key), or of the table alone (key NULL). Two keys
  * sharing one only wait for each other. */
-static int64_t key_lock_id(const struct op *op)
+static int64_t lock_id(const char *table, const char *key)
 {
-    char *both = xasprintf("%s%c%s", op->t->name, 1, op->pk), hex[65];
+    char *both = xasprintf("%s%c%s", table, 1, key ? key : ""), hex[65];
     crypto_sha256_hex(both, strlen(both), hex);
     free(both);
     hex[16] = '\0';
     return (int64_t)strtoull(hex, NULL, 16);
 }
 
-/* Takes the advisory lock of every key the batch names, in ascending order so that two
- * pushes never wait for each other in a circle, in one statement. */
-static int key_locks(struct store_conn *c, const struct batch *b, struct err *err)
+/* Sorts ids and writes the distinct ones as a PostgreSQL array literal; returns how many. */
+static size_t id_array(int64_t *ids, size_t n, struct buf *a)
 {
-    int64_t *ids = xcalloc(b->n ? b->n : 1, sizeof(*ids));
-    struct buf a;
-    int rc;
-    for (size_t i = 0; i < b->n; i++)
-        ids[i] = key_lock_id(&b->ops[i]);
-    qsort(ids, b->n, sizeof(*ids), cmp_key);
-    buf_init(&a);
-    buf_puts(&a, "{");
-    for (size_t i = 0; i < b->n; i++)
+    size_t distinct = 0;
+    qsort(ids, n, sizeof(*ids), cmp_key);
+    buf_puts(a, "{");
+    for (size_t i = 0; i < n; i++)
         if (i == 0 || ids[i] != ids[i - 1])
-            buf_printf(&a, "%s%lld", i ? "," : "", (long long)ids[i]);
-    buf_puts(&a, "}");
-    struct store_val v = sv_text(a.data);
-    rc = b->n ? store_run(c,
-                          "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST($1 AS BIGINT[]))"
-                          " WITH ORDINALITY AS u(k, n) ORDER BY n",
-                          &v, 1, NULL, err)
-              : FERRY_OK;
-    buf_cleanup(&a);
-    free(ids);
+            buf_printf(a, "%s%lld", distinct++ ? "," : "", (long long)ids[i]);
+    buf_puts(a, "}");
+    return distinct;
+}
+
+/* Takes the advisory locks of ids (sorted, distinct: id_array) in ascending order, shared
+ * or exclusive, in one statement. */
+static int take_locks(struct store_conn *c, const char *array, bool shared, struct err *err)
+{
+    struct store_val v = sv_text(array);
+    return store_run(c,
+                     shared ? "SELECT pg_advisory_xact_lock_shared(k) FROM"
+                              " unnest(CAST($1 AS BIGINT[])) WITH ORDINALITY AS u(k, n) ORDER BY n"
+                            : "SELECT pg_advisory_xact_lock(k) FROM"
+                              " unnest(CAST($1 AS BIGINT[])) WITH ORDINALITY AS u(k, n) ORDER BY n",
+                     &v, 1, NULL, err);
+}
+
+/* Advisory locks live in PostgreSQL's shared lock table (64 per connection by default,
+ * shared by every program), so a push takes at most KEY_LOCKS_MAX key locks. */
+#define KEY_LOCKS_MAX 64
+
+/* Marks in bulk[i] the operations that go to the database in a multi-row statement
+ * (apply_ops): their INSERT ... ON CONFLICT waits for another writer of the same key and
+ * then sees its row, so they need no key lock of their own. */
+static void mark_bulk(const struct push_request *r, const struct batch *b, bool *bulk)
+{
+    for (size_t i = 0; i < b->n;) {
+        size_t n = run_length(r, b, i);
+        for (size_t k = i; k < i + n; k++)
+            bulk[k] = n > 1;
+        i += n;
+    }
+}
+
+/* Takes the key locks of the batch: those of every operation when they are few, else those
+ * of the operations outside multi-row statements. Before them come the locks of the tables
+ * named: shared, or exclusive when even those keys are too many (the push then runs
+ * alone on those tables among pushes, never among other programs). Order: tables, then
+ * keys, each ascending, so that two pushes never wait for each other in a circle. */
+static int key_locks(struct store_conn *c, const struct push_request *r, const struct batch *b,
+                     struct err *err)
+{
+    int64_t *keys = xcalloc(b->n + 1, sizeof(*keys)), *tables = xcalloc(b->n + 1, sizeof(*tables));
+    bool *bulk = xcalloc(b->n + 1, sizeof(*bulk));
+    struct buf key_list, table_list;
+    size_t n_keys = 0, distinct;
+    int rc = FERRY_OK;
+
+    buf_init(&key_list);
+    buf_init(&table_list);
+    for (size_t i = 0; i < b->n; i++)
+        keys[i] = lock_id(b->ops[i].t->name, b->ops[i].pk);
+    distinct = id_array(keys, b->n, &key_list);
+    if (distinct > KEY_LOCKS_MAX) {
+        mark_bulk(r, b, bulk);
+        for (size_t i = 0; i < b->n; i++)
+            if (!bulk[i])
+                keys[n_keys++] = lock_id(b->ops[i].t->name, b->ops[i].pk);
+        buf_cleanup(&key_list);
+        buf_init(&key_list);
+        distinct = id_array(keys, n_keys, &key_list);
+    }
+    bool alone = distinct > KEY_LOCKS_MAX;
+    size_t n_tables = 0;
+    for (size_t i = 0; i < b->n; i++)
+        if (alone || !bulk[i])
+            tables[n_tables++] = lock_id(b->ops[i].t->name, NULL);
+    id_array(tables, n_tables, &table_list);
+    if (n_tables)
+        rc = take_locks(c, table_list.data, !alone, err);
+    if (rc == FERRY_OK && distinct && !alone)
+        rc = take_locks(c, key_list.data, false, err);
+    buf_cleanup(&key_list);
+    buf_cleanup(&table_list);
+    free(keys);
+    free(tables);
+    free(bulk);
     return rc;
 }
 
@@ -1444,7 +1505,7 @@ static int apply_all(struct store_conn *c, const struct push_request *r, struct 
     if (store_conn_dialect(c) != STORE_POSTGRES && changelog_lock(c, err) != FERRY_OK)
         return FERRY_ERR;
     if (store_conn_dialect(c) == STORE_POSTGRES &&
-        (key_locks(c, b, err) != FERRY_OK || lock_rows(c, b, err) != FERRY_OK ||
+        (key_locks(c, r, b, err) != FERRY_OK || lock_rows(c, b, err) != FERRY_OK ||
          store_exec(c, PUSH_LOCK_TIMEOUT, err) != FERRY_OK))
         return FERRY_ERR;
     if (r->before_ops && r->before_ops(c, r->ctx, err) != FERRY_OK)

@@ -332,6 +332,11 @@ int changelog_resync_mark(struct store_conn *c, int64_t *seq, struct err *err)
                        " updated_at = excluded.updated_at",
                   &now, 1, NULL, err) != FERRY_OK)
         return FERRY_ERR;
+    if (pg && store_run(c,
+                        "UPDATE ferry_head SET seq = (SELECT seq FROM ferry_changes"
+                        " WHERE tbl = '' AND pk = 'resync') WHERE id = 1",
+                        NULL, 0, NULL, err) != FERRY_OK)
+        return FERRY_ERR;
     return store_query_int(c, "SELECT seq FROM ferry_changes WHERE tbl = '' AND pk = 'resync'",
                            NULL, 0, seq, &found, err);
 }

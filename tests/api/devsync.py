@@ -137,8 +137,10 @@ def row(srv, table, key, cols="*"):
 
 
 def log_state(srv):
-    """The change log as {(table, pk): (version, deleted, seq)}."""
-    return {(t, pk): (int(v), int(d), int(s)) for t, pk, v, d, s in srv.db_query(
+    """The change log as {(table, pk): (version, deleted, seq)}; seq is None while the
+    entry is pending (PostgreSQL: another program's change not yet promoted)."""
+    return {(t, pk): (int(v), int(d), None if s is None else int(s))
+            for t, pk, v, d, s in srv.db_query(
         "SELECT tbl, pk, version, deleted, seq FROM ferry_changes")}
 
 

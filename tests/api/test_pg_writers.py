@@ -347,6 +347,9 @@ def test_devices_on_random_nodes_with_a_node_killed_get_every_change_once(nodes)
                 r.pull()
             except requests.ConnectionError:
                 pass
+            except AssertionError as e:  # a refused page ("cursor from the future"...)
+                errors.append(str(e))
+                return
 
     threads = [threading.Thread(target=write, args=(w, i)) for i, w in enumerate(writers)]
     threads += [threading.Thread(target=outside)]
@@ -374,3 +377,37 @@ def test_devices_on_random_nodes_with_a_node_killed_get_every_change_once(nodes)
     assert int(a.db_query("SELECT COUNT(*) FROM ferry_changes WHERE seq IS NULL")[0][0]) == 0
     # one record per answered batch, whichever node answered (or replayed) it
     assert int(a.db_query("SELECT COUNT(*) FROM ferry_batches")[0][0]) == len(answered)
+
+
+def test_large_batches_take_few_locks_and_still_apply_once(nodes):
+    """A push locks at most 64 keys (PostgreSQL's lock table is shared by every
+    program): a large run of inserts relies on INSERT ... ON CONFLICT instead, and many
+    single operations lock their tables instead of their keys. Two such batches on two
+    nodes at once, with a small push between, all apply, once."""
+    a, b = nodes(2)
+    a.db_exec("INSERT INTO items SELECT 'u' || g, 0, 'seed' FROM generate_series(1, 100) g")
+    dev_a, dev_b, dev_c = device(a, "bulk"), device(b, "singles"), device(b, "small")
+    inserts = [op("items", "insert", {"id": f"n{i}", "v": i}) for i in range(300)]
+    updates = [op("items", "update", {"id": f"u{i}", "v": i}, base=1) for i in range(1, 101)]
+    answers = {}
+
+    def run(name, dev, node, ops):
+        answers[name] = on(dev, node).post("/report", json={"batchId": name, "operations": ops})
+
+    threads = [threading.Thread(target=run, args=("bulk", dev_a, a, inserts)),
+               threading.Thread(target=run, args=("singles", dev_b, b, updates)),
+               threading.Thread(target=run, args=("small", dev_c, a, [
+                   op("items", "upsert", {"id": "s1", "v": -1}),
+                   op("items", "upsert", {"id": "s2", "v": -2})]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert {k: r.status_code for k, r in answers.items()} == {
+        "bulk": 200, "singles": 200, "small": 200}, {k: r.text for k, r in answers.items()}
+    assert answers["bulk"].json()["applied"] == 300
+    assert answers["singles"].json()["applied"] == 100
+    assert int(a.db_query("SELECT COUNT(*) FROM items")[0][0]) == 402
+    reader = Reader(device(a, "reader"), [a, b])
+    reader.pull()
+    assert reader.dups == [] and reader.latest() == log_versions(a)

@@ -49,6 +49,12 @@ static void test_a_change_is_pending_until_promoted(void **state)
                      1);
     promote(f->store.c);
     assert_int_equal(sync_int(f, "SELECT seq FROM ferry_changes WHERE pk = 'a'"), head + 3);
+    /* the newest entry pending again: the head stays (a cursor it gave stays valid) */
+    run(f->store.c, "UPDATE notes SET title = 'y' WHERE id = 'a'");
+    struct err err = {0};
+    int64_t now = 0;
+    assert_int_equal(feed_head(f->store.c, &now, &err), FERRY_OK);
+    assert_int_equal(now, head + 3);
 }
 
 /* The transaction that wrote first commits last: its change is numbered after the one
