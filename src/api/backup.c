@@ -70,6 +70,7 @@ struct cloudside {
     struct store_conn *c;
     struct lease lease;
     bool leased;
+    struct lease_keeper *keeper; /* renews the lease on a timer while the run holds it */
 };
 
 static void keep_lease(void *ctx)
@@ -77,6 +78,20 @@ static void keep_lease(void *ctx)
     struct cloudside *cs = ctx;
     if (cs->leased)
         leases_renew(cs->c, &cs->lease, false, NULL);
+}
+
+/* Fencing: nothing goes up or away unless the lease is still this run's (its token, the
+ * lease's generation, unchanged). A run that lost it stops before writing more. */
+static int check_lease(void *ctx, struct err *err)
+{
+    struct cloudside *cs = ctx;
+    if (!leases_keep_lost(cs->keeper) && leases_renew(cs->c, &cs->lease, true, err) == FERRY_OK)
+        return FERRY_OK;
+    if (leases_keep_lost(cs->keeper) || err->code == ERR_CONFLICT)
+        err_set(err, ERR_CONFLICT,
+                "the backup repository's lease was taken over by another run (on this node or "
+                "another): this run stopped before writing anything more; run it again");
+    return FERRY_ERR;
 }
 
 /* Takes the repository's lease (every run, readers too: they share the cache folder),
@@ -111,12 +126,14 @@ static int cloud_begin(const struct app *app, struct store_conn *c, const struct
     if (apicloudsync_open(app, op->cloud, stop, &cs->place, err) != FERRY_OK ||
         take_lease(cs, op->repo_abs, err) != FERRY_OK)
         return FERRY_ERR;
+    cs->keeper = leases_keep(app->store, &cs->lease);
     cs->cr = (struct cloudrepo){.cloud = cs->place.cloud,
                                 .container = cs->place.own.container,
                                 .prefix = cs->place.prefix,
                                 .dir = op->repo_abs,
                                 .db = c,
                                 .tick = keep_lease,
+                                .fence = check_lease,
                                 .ctx = cs};
     return cloudrepo_pull(&cs->cr, what, err);
 }
@@ -134,6 +151,7 @@ static int cloud_end(const struct app *app, struct cloudside *cs, int rc, bool p
         rc = cloudrepo_push(&cs->cr, remove, err);
     metrics_cloud(app->metrics, (unsigned)cloud_kind(cs->place.cloud),
                   cs->cr.bytes_up + cs->cr.bytes_down);
+    leases_keep_stop(cs->keeper);
     if (cs->leased)
         leases_release(cs->c, &cs->lease);
     apicloudsync_close(&cs->place);
@@ -449,8 +467,12 @@ static int run_op(const struct app *app, struct store_conn *c, const struct job 
              : kind == OP_RESTORE ? run_restore(app, &op, &pc, stop, out, err)
                                   : run_prune(app, &op, out, err);
     rc = cloud_end(app, &cs, rc, kind != OP_RESTORE, kind == OP_PRUNE, err);
-    if (rc == FERRY_OK)
+    if (rc == FERRY_OK) {
         json_object_set_new(*out, "jobId", json_string(j->id));
+    } else { /* the run's answer, when its push then failed */
+        json_decref(*out);
+        *out = NULL;
+    }
 out:
     op_clear(&op);
     json_decref(params);

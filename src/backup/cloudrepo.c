@@ -254,6 +254,11 @@ static void tick(struct cloudrepo *cr)
         cr->tick(cr->ctx);
 }
 
+static int fence(struct cloudrepo *cr, struct err *err)
+{
+    return cr->fence ? cr->fence(cr->ctx, err) : FERRY_OK;
+}
+
 /* --- pull and push ------------------------------------------------------------------ */
 
 /* Lists both sides and hands them to step. */
@@ -302,7 +307,7 @@ static int push(struct cloudrepo *cr, const struct files *remote, const struct f
             const struct file *f = &local->v[i], *there = find(remote, f->rel);
             if ((int)f->kind != k || (there && there->size == f->size))
                 continue;
-            if (send(cr, f, err) != FERRY_OK)
+            if (fence(cr, err) != FERRY_OK || send(cr, f, err) != FERRY_OK)
                 return FERRY_ERR;
             tick(cr);
         }
@@ -311,7 +316,7 @@ static int push(struct cloudrepo *cr, const struct files *remote, const struct f
             const struct file *f = &remote->v[i];
             if ((int)f->kind != k || find(local, f->rel))
                 continue;
-            if (delete_remote(cr, f, err) != FERRY_OK)
+            if (fence(cr, err) != FERRY_OK || delete_remote(cr, f, err) != FERRY_OK)
                 return FERRY_ERR;
             tick(cr);
         }

@@ -12,7 +12,8 @@
  * files, the lock file and damaged manifests set aside stay local.
  *
  * The caller holds the repository for the whole pull, run and push (a lease in the
- * database, so two nodes sharing the cloud location cannot interleave). */
+ * database, so two nodes sharing the cloud location cannot interleave), and push asks it
+ * (fence) before every write, so a run that lost the lease writes nothing more. */
 #ifndef FERRY_BACKUP_CLOUDREPO_H
 #define FERRY_BACKUP_CLOUDREPO_H
 
@@ -34,6 +35,9 @@ struct cloudrepo {
     const char *dir;         /* the local copy: absolute, created when missing */
     struct store_conn *db;   /* where the objects stored are recorded (cloud/usage.h) */
     void (*tick)(void *ctx); /* called after each file, to keep a lease (may be NULL) */
+    /* Called before each file push sends or removes (fencing): FERRY_ERR (with err) when
+     * the run may no longer write, which ends the push there. May be NULL. */
+    int (*fence)(void *ctx, struct err *err);
     void *ctx;
     /* what moved, for the metrics */
     uint64_t bytes_up, bytes_down;

@@ -214,3 +214,39 @@ def test_a_lease_held_by_another_node_is_waited_for(servers, tmp_path):
     made = post(srv, CREATE, json={"sourceDirectory": str(root / "src"), "backupPath": "Vault"})
     assert versions(srv)["versions"][0]["versionId"] == made["versionId"]
 
+
+
+@needs_node
+def test_a_run_whose_lease_is_taken_over_publishes_nothing(servers, tmp_path):
+    """Fencing: a run checks that the repository's lease is still its own (the row's token,
+    its generation) before it sends or removes anything. Another node taking the lease over
+    mid-run (as after an expiry: the test rewrites the row) makes the run stop with a 409
+    before it writes a single object."""
+    start, name = servers
+    root = tmp_path / "files"
+    for i in range(8):
+        write(str(root / "src" / f"f{i}.bin"), os.urandom(6 * 1024 * 1024))
+    srv = start("s3", root)
+    target = location("s3", tmp_path, name)
+    cache = os.path.join(os.path.realpath(srv.data_dir), "backup-cache",
+                         hashlib.sha256(target.encode()).hexdigest()[:32])
+    lease = "backup:" + hashlib.sha256(cache.encode()).hexdigest()[:32]
+    r = srv.post(CREATE, token=srv.admin_token, timeout=120, json={
+        "sourceDirectory": str(root / "src"), "backupPath": "Vault", "wait": False})
+    assert r.status_code == 202, r.text
+    job = r.json()["jobId"]
+    assert wait_until(lambda: srv.db_query(
+        f"SELECT token FROM ferry_leases WHERE name = '{lease}'"), timeout=30, interval=0.01)
+    expires = int(time.time() * 1000) + 120_000
+    srv.db_exec(f"UPDATE ferry_leases SET owner = 'another-host 0 1 1', token = 'taken', "
+                f"expires_at = {expires} WHERE name = '{lease}'")
+
+    def status():
+        r = srv.get(f"/api/v1/sync/session/{job}/status", token=srv.admin_token)
+        assert r.status_code == 200, r.text
+        return r.json()["status"] in ("completed", "failed") and r.json()
+    st = wait_until(status, timeout=120, interval=0.1)
+    assert st and st["status"] == "failed" and "taken over" in st["message"], st
+    assert objects(srv, "s3", name, tmp_path) == {}  # not even the config went up
+    # the other node's lease is left alone
+    assert srv.db_query(f"SELECT token FROM ferry_leases WHERE name = '{lease}'") == [["taken"]]
