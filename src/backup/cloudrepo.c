@@ -217,7 +217,7 @@ static int send(struct cloudrepo *cr, const struct file *f, struct err *err)
     /* content-named files never change; config may (a new password), so its date counts */
     char *fingerprint = xasprintf("backup\n%s\n%lld\n%lld.%ld", key, (long long)st.st_size,
                                   (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
-    struct cloud_source src = {fd, (uint64_t)st.st_size, fingerprint};
+    struct cloud_source src = {fd, (uint64_t)st.st_size, fingerprint, NULL, NULL};
     rc = cloud_put(cr->cloud, key, &src, NULL, &res, err);
     free(fingerprint);
     if (rc == FERRY_OK)

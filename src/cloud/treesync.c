@@ -44,7 +44,10 @@ struct run {
     struct treesync_progress p;
     struct entries local, remote; /* each sorted by rel */
     bool too_many;
-    bool scan_incomplete; /* a folder of the walk could not be read: the list lacks files */
+    bool scan_incomplete;    /* a folder of the walk could not be read: the list lacks files */
+    const struct entry *cur; /* the file being transferred, for progress within it */
+    int64_t cur_base;        /* bytes_done before it */
+    uint64_t cur_moved;      /* its bytes moved so far (a resumed download's included) */
 };
 
 static void entries_free(struct entries *l)
@@ -104,6 +107,19 @@ static void report(struct run *s, const char *current)
     s->p.current = current;
     if (s->o->progress)
         s->o->progress(s->o->ctx, &s->p);
+}
+
+/* Bytes of the current file moved (up or down): status shows motion within a large file.
+ * A part sent again after a failure counts again, so the count stops at the file's size. */
+static void moved(void *ctx, uint64_t n)
+{
+    struct run *s = ctx;
+    if (!s->cur)
+        return;
+    s->cur_moved += n;
+    uint64_t upto = s->cur_moved < s->cur->size ? s->cur_moved : s->cur->size;
+    s->p.bytes_done = s->cur_base + (int64_t)upto;
+    report(s, s->cur->rel);
 }
 
 /* --- the pair's records ------------------------------------------------------------- */
@@ -328,7 +344,7 @@ static int send_file(struct run *s, const char *key, int fd, const struct stat *
     char sha[65];
     char *fingerprint = xasprintf("%s\n%s\n%lld\n%lld", s->pair, key, (long long)st->st_size,
                                   (long long)mtime_ns(st));
-    struct cloud_source src = {fd, (uint64_t)st->st_size, fingerprint};
+    struct cloud_source src = {fd, (uint64_t)st->st_size, fingerprint, moved, s};
     json_t *meta = NULL;
     int rc = hash_fd(fd, sha) == FERRY_OK
                  ? FERRY_OK
@@ -401,11 +417,13 @@ static int upload_one(struct run *s, const struct entry *e, struct err *err)
 
 struct sink {
     int fd;
+    struct run *s;
 };
 
 static int write_fd(void *ctx, const void *data, size_t len)
 {
     const struct sink *k = ctx;
+    moved(k->s, len);
     for (size_t done = 0; done < len;) {
         ssize_t n = write(k->fd, (const char *)data + done, len - done);
         if (n <= 0)
@@ -457,7 +475,7 @@ static int fetch(struct run *s, const struct entry *o, int parent, const char *b
                  const char *part, const char *want, struct stat *st, struct err *err)
 {
     struct sink k = {
-        openat(parent, part, O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0644)};
+        openat(parent, part, O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0644), s};
     int rc = FERRY_ERR;
     if (k.fd < 0 || fstat(k.fd, st) != 0) {
         err_set(err, ERR_INTERNAL, "cannot be written: %s", strerror(errno));
@@ -468,6 +486,7 @@ static int fetch(struct run *s, const struct entry *o, int parent, const char *b
         goto out;
     struct cloud_range rest = {resumed, 0};
     s->r->bytes_resumed += (int64_t)resumed;
+    moved(s, resumed);
     char *key = xasprintf("%s%s", s->o->prefix, o->rel);
     rc = resumed < o->size ? cloud_get(s->o->cloud, key, &rest, o->etag, write_fd, &k, err)
                            : FERRY_OK;
@@ -633,10 +652,15 @@ static int transfer_all(struct run *s, const struct entries *todo, struct err *e
         if (s->o->stop && atomic_load(s->o->stop))
             return err_set(err, ERR_UNAVAILABLE, "the server is stopping: the session ended early");
         report(s, e->rel);
-        if ((s->o->upload ? upload_one(s, e, err) : download_one(s, e, err)) != FERRY_OK)
+        s->cur = e;
+        s->cur_base = s->p.bytes_done;
+        s->cur_moved = 0;
+        int rc = s->o->upload ? upload_one(s, e, err) : download_one(s, e, err);
+        s->cur = NULL;
+        if (rc != FERRY_OK)
             return FERRY_ERR;
         s->p.files_done++;
-        s->p.bytes_done += (int64_t)e->size;
+        s->p.bytes_done = s->cur_base + (int64_t)e->size;
         report(s, NULL);
     }
     return FERRY_OK;

@@ -33,8 +33,9 @@
 
 struct treesync_progress {
     int64_t files_total, bytes_total; /* of the side copied from */
-    int64_t files_done, bytes_done;   /* settled: transferred, unchanged or failed */
-    const char *current;              /* the file being transferred now (relative), or NULL */
+    int64_t files_done;               /* settled: transferred, unchanged or failed */
+    int64_t bytes_done;  /* of the files settled, plus what moved of the current one so far */
+    const char *current; /* the file being transferred now (relative), or NULL */
 };
 
 struct treesync_options {
@@ -48,7 +49,8 @@ struct treesync_options {
     size_t n_exclude;
     bool delete_missing; /* afterwards, remove the target's files the source lacks */
     bool verify;         /* check each transferred file's SHA-256 (see treesync.c) */
-    /* Called before and after each file (the callee throttles); may be NULL. */
+    /* Called before and after each file, and as the current file's bytes move (the callee
+     * throttles); may be NULL. */
     void (*progress)(void *ctx, const struct treesync_progress *p);
     void *ctx;
     const atomic_bool *stop; /* when it turns true the run ends early (may be NULL) */

@@ -294,6 +294,36 @@ def test_verify_integrity_fails_a_file_whose_bytes_differ(sessions, provider):
     assert res["success"] is True, res
 
 
+@needs_node
+@pytest.mark.parametrize("provider", ["s3", "azure"])
+def test_status_moves_within_one_large_file(sessions, provider):
+    """bytesDone counts a large file's bytes as its parts go up and as it comes down, not
+    only when the file is done: status shows motion on one big file."""
+    srv, root, name = sessions(provider)
+    size = 5 * PART + 123
+    write(root / "src" / "big.bin", os.urandom(size))
+
+    def watch(sid):
+        seen = set()
+
+        def done():
+            r = srv.get(f"{SESS}/{sid}/status", token=srv.admin_token)
+            st = r.json()
+            if st["filesDone"] == 0 and 0 < st["bytesDone"] < size:
+                assert st["bytesTotal"] == size and "big.bin" in st["message"], st
+                seen.add(st["bytesDone"])
+            return st["status"] in ("completed", "failed") and st
+        st = wait_until(done, timeout=120, interval=0.02)
+        assert st and st["status"] == "completed", st
+        assert (st["bytesDone"], st["filesDone"]) == (size, 1), st
+        return seen
+
+    seen_up = watch(start(srv, "Files", "Cloud"))
+    seen_down = watch(start(srv, "Cloud", root / "down"))
+    assert seen_up and seen_down, (seen_up, seen_down)
+    assert (root / "down" / "big.bin").stat().st_size == size
+
+
 def test_what_a_cloud_session_refuses(make_server, tmp_path):
     root = tmp_path / "files"
     (root / "src").mkdir(parents=True)
