@@ -423,12 +423,23 @@ static int run_restore(const struct app *app, struct op *op, struct progress_ctx
     return rc;
 }
 
-static int run_prune(const struct app *app, struct op *op, json_t **out, struct err *err)
+static int fetch_for_prune(void *ctx, const struct pack_index *ix, const bool *needed,
+                           struct err *err)
+{
+    return cloudrepo_fetch_packs(&((struct cloudside *)ctx)->cr, ix, needed, err);
+}
+
+/* In a cloud location, the prune fetches only the packs it rewrites (cs NULL: none). */
+static int run_prune(const struct app *app, struct op *op, struct cloudside *cs, json_t **out,
+                     struct err *err)
 {
     struct repo *r = NULL;
     struct prune_result res = {0};
+    bool cloud = cs && cs->place.cloud;
     int rc = open_repo(app, op, false, &r, err);
-    if (rc == FERRY_OK && (rc = prune_run(r, &op->policy, time_now_ms(), &res, err)) == FERRY_OK)
+    if (rc == FERRY_OK &&
+        (rc = prune_run_fetching(r, &op->policy, time_now_ms(), cloud ? fetch_for_prune : NULL, cs,
+                                 &res, err)) == FERRY_OK)
         *out = json_pack("{s:I, s:I, s:I, s:O}", "deletedCount", (json_int_t)res.deleted,
                          "keptCount", (json_int_t)res.kept, "freedBytes",
                          (json_int_t)res.freed_bytes, "deletedVersions", res.deleted_ids);
@@ -459,13 +470,11 @@ static int run_op(const struct app *app, struct store_conn *c, const struct job 
         goto out;
     struct cloudside cs;
     pc.cs = &cs;
-    rc = cloud_begin(app, c, &op,
-                     kind == OP_PRUNE ? CLOUDREPO_INDEX | CLOUDREPO_PACKS : CLOUDREPO_INDEX, stop,
-                     &cs, err);
+    rc = cloud_begin(app, c, &op, CLOUDREPO_INDEX, stop, &cs, err);
     if (rc == FERRY_OK)
         rc = kind == OP_CREATE    ? run_create(app, &op, &pc, stop, out, err)
              : kind == OP_RESTORE ? run_restore(app, &op, &pc, stop, out, err)
-                                  : run_prune(app, &op, out, err);
+                                  : run_prune(app, &op, &cs, out, err);
     rc = cloud_end(app, &cs, rc, kind != OP_RESTORE, kind == OP_PRUNE, err);
     if (rc == FERRY_OK) {
         json_object_set_new(*out, "jobId", json_string(j->id));

@@ -299,6 +299,17 @@ static int pull(struct cloudrepo *cr, const struct files *remote, const struct f
     return FERRY_OK;
 }
 
+/* Whether the cache still has the index of pack f (packs/XX/ID.pack: index/ID.idx): then
+ * the pack is in use, merely not fetched. */
+static bool indexed(const struct files *local, const struct file *f)
+{
+    const char *id = f->rel + 9; /* after "packs/XX/" */
+    char *rel = xasprintf("index/%.*s.idx", (int)(strlen(id) - 5), id);
+    bool found = find(local, rel) != NULL;
+    free(rel);
+    return found;
+}
+
 static int push(struct cloudrepo *cr, const struct files *remote, const struct files *local,
                 unsigned remove, struct err *err)
 {
@@ -314,7 +325,7 @@ static int push(struct cloudrepo *cr, const struct files *remote, const struct f
     for (int k = K_SNAPSHOT; remove && k > K_CONFIG; k--)
         for (size_t i = 0; i < remote->n; i++) {
             const struct file *f = &remote->v[i];
-            if ((int)f->kind != k || find(local, f->rel))
+            if ((int)f->kind != k || find(local, f->rel) || (k == K_PACK && indexed(local, f)))
                 continue;
             if (fence(cr, err) != FERRY_OK || delete_remote(cr, f, err) != FERRY_OK)
                 return FERRY_ERR;
@@ -323,9 +334,8 @@ static int push(struct cloudrepo *cr, const struct files *remote, const struct f
     return FERRY_OK;
 }
 
-/* Fetches the packs marked in needed that the cache lacks. */
-static int fetch_packs(struct cloudrepo *cr, const struct pack_index *ix, const bool *needed,
-                       struct err *err)
+int cloudrepo_fetch_packs(struct cloudrepo *cr, const struct pack_index *ix, const bool *needed,
+                          struct err *err)
 {
     for (size_t p = 0; p < ix->n_packs; p++) {
         struct stat st;
@@ -359,7 +369,7 @@ int cloudrepo_pull_version(struct cloudrepo *cr, const uint8_t *key, const char 
             if (ref) /* a chunk without one is damage, which the restore reports */
                 needed[ref->pack] = true;
         }
-    rc = fetch_packs(cr, &ix, needed, err);
+    rc = cloudrepo_fetch_packs(cr, &ix, needed, err);
 out:
     free(needed);
     pack_index_cleanup(&ix);

@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "backup/pack.h"
 #include "cloud/cloud.h"
 #include "ferry.h"
 #include "store/store.h"
@@ -54,8 +55,14 @@ int cloudrepo_pull(struct cloudrepo *cr, unsigned what, struct err *err);
 int cloudrepo_pull_version(struct cloudrepo *cr, const uint8_t *key, const char *id,
                            struct err *err);
 
+/* Fetches the packs of ix marked in needed that the cache lacks (a prune's partly used
+ * packs: the only ones it reads). */
+int cloudrepo_fetch_packs(struct cloudrepo *cr, const struct pack_index *ix, const bool *needed,
+                          struct err *err);
+
 /* Sends what the cloud lacks (config, packs, indexes, snapshots, in that order); with
- * remove, then deletes what dir no longer has (snapshots, indexes, packs). */
+ * remove, then deletes what dir no longer has (snapshots, indexes, packs; a pack only
+ * when its index is gone too, since the cache holds only the packs a run needed). */
 int cloudrepo_push(struct cloudrepo *cr, bool remove, struct err *err);
 
 #endif
