@@ -70,6 +70,7 @@ struct cloudside {
     struct store_conn *c;
     struct lease lease;
     bool leased;
+    struct lease_keeper *keeper; /* renews the lease on a timer while the run holds it */
 };
 
 static void keep_lease(void *ctx)
@@ -77,6 +78,20 @@ static void keep_lease(void *ctx)
     struct cloudside *cs = ctx;
     if (cs->leased)
         leases_renew(cs->c, &cs->lease, false, NULL);
+}
+
+/* Fencing: nothing goes up or away unless the lease is still this run's (its token, the
+ * lease's generation, unchanged). A run that lost it stops before writing more. */
+static int check_lease(void *ctx, struct err *err)
+{
+    struct cloudside *cs = ctx;
+    if (!leases_keep_lost(cs->keeper) && leases_renew(cs->c, &cs->lease, true, err) == FERRY_OK)
+        return FERRY_OK;
+    if (leases_keep_lost(cs->keeper) || err->code == ERR_CONFLICT)
+        err_set(err, ERR_CONFLICT,
+                "the backup repository's lease was taken over by another run (on this node or "
+                "another): this run stopped before writing anything more; run it again");
+    return FERRY_ERR;
 }
 
 /* Takes the repository's lease (every run, readers too: they share the cache folder),
@@ -115,12 +130,14 @@ static int cloud_begin(const struct app *app, struct store_conn *c, const struct
     if (apicloudsync_open(app, op->cloud, stop, &cs->place, err) != FERRY_OK ||
         take_lease(cs, op->cloud, err) != FERRY_OK)
         return FERRY_ERR;
+    cs->keeper = leases_keep(app->store, &cs->lease);
     cs->cr = (struct cloudrepo){.cloud = cs->place.cloud,
                                 .container = cs->place.own.container,
                                 .prefix = cs->place.prefix,
                                 .dir = op->repo_abs,
                                 .db = c,
                                 .tick = keep_lease,
+                                .fence = check_lease,
                                 .ctx = cs};
     return cloudrepo_pull(&cs->cr, what, err);
 }
@@ -138,6 +155,7 @@ static int cloud_end(const struct app *app, struct cloudside *cs, int rc, bool p
         rc = cloudrepo_push(&cs->cr, remove, err);
     metrics_cloud(app->metrics, (unsigned)cloud_kind(cs->place.cloud),
                   cs->cr.bytes_up + cs->cr.bytes_down);
+    leases_keep_stop(cs->keeper);
     if (cs->leased)
         leases_release(cs->c, &cs->lease);
     apicloudsync_close(&cs->place);
@@ -409,12 +427,23 @@ static int run_restore(const struct app *app, struct op *op, struct progress_ctx
     return rc;
 }
 
-static int run_prune(const struct app *app, struct op *op, json_t **out, struct err *err)
+static int fetch_for_prune(void *ctx, const struct pack_index *ix, const bool *needed,
+                           struct err *err)
+{
+    return cloudrepo_fetch_packs(&((struct cloudside *)ctx)->cr, ix, needed, err);
+}
+
+/* In a cloud location, the prune fetches only the packs it rewrites (cs NULL: none). */
+static int run_prune(const struct app *app, struct op *op, struct cloudside *cs, json_t **out,
+                     struct err *err)
 {
     struct repo *r = NULL;
     struct prune_result res = {0};
+    bool cloud = cs && cs->place.cloud;
     int rc = open_repo(app, op, false, &r, err);
-    if (rc == FERRY_OK && (rc = prune_run(r, &op->policy, time_now_ms(), &res, err)) == FERRY_OK)
+    if (rc == FERRY_OK &&
+        (rc = prune_run_fetching(r, &op->policy, time_now_ms(), cloud ? fetch_for_prune : NULL, cs,
+                                 &res, err)) == FERRY_OK)
         *out = json_pack("{s:I, s:I, s:I, s:O}", "deletedCount", (json_int_t)res.deleted,
                          "keptCount", (json_int_t)res.kept, "freedBytes",
                          (json_int_t)res.freed_bytes, "deletedVersions", res.deleted_ids);
@@ -445,16 +474,18 @@ static int run_op(const struct app *app, struct store_conn *c, const struct job 
         goto out;
     struct cloudside cs;
     pc.cs = &cs;
-    rc = cloud_begin(app, c, &op,
-                     kind == OP_PRUNE ? CLOUDREPO_INDEX | CLOUDREPO_PACKS : CLOUDREPO_INDEX, stop,
-                     &cs, err);
+    rc = cloud_begin(app, c, &op, CLOUDREPO_INDEX, stop, &cs, err);
     if (rc == FERRY_OK)
         rc = kind == OP_CREATE    ? run_create(app, &op, &pc, stop, out, err)
              : kind == OP_RESTORE ? run_restore(app, &op, &pc, stop, out, err)
-                                  : run_prune(app, &op, out, err);
+                                  : run_prune(app, &op, &cs, out, err);
     rc = cloud_end(app, &cs, rc, kind != OP_RESTORE, kind == OP_PRUNE, err);
-    if (rc == FERRY_OK)
+    if (rc == FERRY_OK) {
         json_object_set_new(*out, "jobId", json_string(j->id));
+    } else { /* the run's answer, when its push then failed */
+        json_decref(*out);
+        *out = NULL;
+    }
 out:
     op_clear(&op);
     json_decref(params);

@@ -190,7 +190,7 @@ static int upload_file(struct request *req, struct call *c, const char *key, con
     }
     char *fingerprint = xasprintf("%s\n%lld\n%lld.%ld", local, (long long)st.st_size,
                                   (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
-    struct cloud_source src = {fd, (uint64_t)st.st_size, fingerprint};
+    struct cloud_source src = {fd, (uint64_t)st.st_size, fingerprint, NULL, NULL};
     int rc = cloud_put(c->cloud, key, &src, meta, &res, err);
     uint64_t sent = rc == FERRY_OK ? (uint64_t)st.st_size : 0;
     count(req, c, rc == FERRY_OK, sent);

@@ -19,14 +19,7 @@
 
 int apicloudsync_params(json_t *params, const struct location *cloud, bool upload, struct err *err)
 {
-    if (json_is_true(json_object_get(params, "deleteMissingInTarget")))
-        return err_set(err, ERR_INVALID,
-                       "field 'deleteMissingInTarget' is not taken between a folder and a cloud "
-                       "location: nothing is deleted on either side");
-    if (json_is_true(json_object_get(params, "verifyIntegrity")))
-        return err_set(err, ERR_INVALID,
-                       "field 'verifyIntegrity' is not taken between a folder and a cloud "
-                       "location: the provider checks each transfer's bytes itself");
+    (void)err; /* the options were read (and checked) as directory sync's */
     json_object_set_new(params, "cloudSync", json_true());
     json_object_set_new(params, "cloudLocation", json_string(cloud->name));
     json_object_set_new(params, "upload", json_boolean(upload));
@@ -120,14 +113,14 @@ static json_t *result_json(const struct treesync_result *r, bool upload, int64_t
 {
     char iso[32];
     time_iso8601(started_ms + ms, 0, iso);
-    return json_pack("{s:b, s:I, s:i, s:O, s:s, s:I, s:I, s:i, s:I, s:I, s:[], s:s, s:I, s:I}",
-                     "success", json_array_size(r->errors) == 0, "changesApplied",
-                     (json_int_t)r->copied, "conflictsEncountered", 0, "errors", r->errors,
-                     "syncedAt", iso, "executionTimeMs", (json_int_t)ms, "filesCopied",
-                     (json_int_t)r->copied, "filesDeleted", 0, "filesUnchanged",
-                     (json_int_t)r->unchanged, "bytesCopied", (json_int_t)r->bytes, "conflicts",
-                     "direction", upload ? "upload" : "download", "partsResumed",
-                     (json_int_t)r->parts_resumed, "bytesResumed", (json_int_t)r->bytes_resumed);
+    return json_pack(
+        "{s:b, s:I, s:i, s:O, s:s, s:I, s:I, s:I, s:I, s:I, s:[], s:s, s:I, s:I}", "success",
+        json_array_size(r->errors) == 0, "changesApplied", (json_int_t)r->copied,
+        "conflictsEncountered", 0, "errors", r->errors, "syncedAt", iso, "executionTimeMs",
+        (json_int_t)ms, "filesCopied", (json_int_t)r->copied, "filesDeleted",
+        (json_int_t)r->deleted, "filesUnchanged", (json_int_t)r->unchanged, "bytesCopied",
+        (json_int_t)r->bytes, "conflicts", "direction", upload ? "upload" : "download",
+        "partsResumed", (json_int_t)r->parts_resumed, "bytesResumed", (json_int_t)r->bytes_resumed);
 }
 
 /* Reads the options a session's params carry into o (the patterns stay in params). */
@@ -139,6 +132,8 @@ static int read_options(json_t *params, const char **exclude, struct treesync_op
     size_t i;
     o->upload = json_is_true(json_object_get(params, "upload"));
     o->incremental = !type || strcmp(type, "Full") != 0;
+    o->delete_missing = json_is_true(json_object_get(params, "deleteMissingInTarget"));
+    o->verify = json_is_true(json_object_get(params, "verifyIntegrity"));
     if (json_array_size(patterns) > MAX_EXCLUDES)
         return err_set(err, ERR_INVALID, "field 'excludePatterns' has more than %d patterns",
                        MAX_EXCLUDES);

@@ -18,7 +18,7 @@ struct app;
 
 /* Adds to params (a copy of the session's body) what the job needs: "cloudSync", the
  * cloud location's name and the way ("upload" when the folder is the source). ERR_INVALID
- * for an option that a cloud session does not take. */
+ * never: a cloud session takes every option a folder session does. */
 int apicloudsync_params(json_t *params, const struct location *cloud, bool upload, struct err *err);
 
 /* A cloud location opened: its provider (on the location's own bucket, container or

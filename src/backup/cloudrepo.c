@@ -217,7 +217,7 @@ static int send(struct cloudrepo *cr, const struct file *f, struct err *err)
     /* content-named files never change; config may (a new password), so its date counts */
     char *fingerprint = xasprintf("backup\n%s\n%lld\n%lld.%ld", key, (long long)st.st_size,
                                   (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
-    struct cloud_source src = {fd, (uint64_t)st.st_size, fingerprint};
+    struct cloud_source src = {fd, (uint64_t)st.st_size, fingerprint, NULL, NULL};
     rc = cloud_put(cr->cloud, key, &src, NULL, &res, err);
     free(fingerprint);
     if (rc == FERRY_OK)
@@ -252,6 +252,11 @@ static void tick(struct cloudrepo *cr)
 {
     if (cr->tick)
         cr->tick(cr->ctx);
+}
+
+static int fence(struct cloudrepo *cr, struct err *err)
+{
+    return cr->fence ? cr->fence(cr->ctx, err) : FERRY_OK;
 }
 
 /* --- pull and push ------------------------------------------------------------------ */
@@ -294,6 +299,17 @@ static int pull(struct cloudrepo *cr, const struct files *remote, const struct f
     return FERRY_OK;
 }
 
+/* Whether the cache still has the index of pack f (packs/XX/ID.pack: index/ID.idx): then
+ * the pack is in use, merely not fetched. */
+static bool indexed(const struct files *local, const struct file *f)
+{
+    const char *id = f->rel + 9; /* after "packs/XX/" */
+    char *rel = xasprintf("index/%.*s.idx", (int)(strlen(id) - 5), id);
+    bool found = find(local, rel) != NULL;
+    free(rel);
+    return found;
+}
+
 static int push(struct cloudrepo *cr, const struct files *remote, const struct files *local,
                 unsigned remove, struct err *err)
 {
@@ -302,25 +318,24 @@ static int push(struct cloudrepo *cr, const struct files *remote, const struct f
             const struct file *f = &local->v[i], *there = find(remote, f->rel);
             if ((int)f->kind != k || (there && there->size == f->size))
                 continue;
-            if (send(cr, f, err) != FERRY_OK)
+            if (fence(cr, err) != FERRY_OK || send(cr, f, err) != FERRY_OK)
                 return FERRY_ERR;
             tick(cr);
         }
     for (int k = K_SNAPSHOT; remove && k > K_CONFIG; k--)
         for (size_t i = 0; i < remote->n; i++) {
             const struct file *f = &remote->v[i];
-            if ((int)f->kind != k || find(local, f->rel))
+            if ((int)f->kind != k || find(local, f->rel) || (k == K_PACK && indexed(local, f)))
                 continue;
-            if (delete_remote(cr, f, err) != FERRY_OK)
+            if (fence(cr, err) != FERRY_OK || delete_remote(cr, f, err) != FERRY_OK)
                 return FERRY_ERR;
             tick(cr);
         }
     return FERRY_OK;
 }
 
-/* Fetches the packs marked in needed that the cache lacks. */
-static int fetch_packs(struct cloudrepo *cr, const struct pack_index *ix, const bool *needed,
-                       struct err *err)
+int cloudrepo_fetch_packs(struct cloudrepo *cr, const struct pack_index *ix, const bool *needed,
+                          struct err *err)
 {
     for (size_t p = 0; p < ix->n_packs; p++) {
         struct stat st;
@@ -354,7 +369,7 @@ int cloudrepo_pull_version(struct cloudrepo *cr, const uint8_t *key, const char 
             if (ref) /* a chunk without one is damage, which the restore reports */
                 needed[ref->pack] = true;
         }
-    rc = fetch_packs(cr, &ix, needed, err);
+    rc = cloudrepo_fetch_packs(cr, &ix, needed, err);
 out:
     free(needed);
     pack_index_cleanup(&ix);

@@ -12,13 +12,15 @@
  * files, the lock file and damaged manifests set aside stay local.
  *
  * The caller holds the repository for the whole pull, run and push (a lease in the
- * database, so two nodes sharing the cloud location cannot interleave). */
+ * database, so two nodes sharing the cloud location cannot interleave), and push asks it
+ * (fence) before every write, so a run that lost the lease writes nothing more. */
 #ifndef FERRY_BACKUP_CLOUDREPO_H
 #define FERRY_BACKUP_CLOUDREPO_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "backup/pack.h"
 #include "cloud/cloud.h"
 #include "ferry.h"
 #include "store/store.h"
@@ -34,6 +36,9 @@ struct cloudrepo {
     const char *dir;         /* the local copy: absolute, created when missing */
     struct store_conn *db;   /* where the objects stored are recorded (cloud/usage.h) */
     void (*tick)(void *ctx); /* called after each file, to keep a lease (may be NULL) */
+    /* Called before each file push sends or removes (fencing): FERRY_ERR (with err) when
+     * the run may no longer write, which ends the push there. May be NULL. */
+    int (*fence)(void *ctx, struct err *err);
     void *ctx;
     /* what moved, for the metrics */
     uint64_t bytes_up, bytes_down;
@@ -50,8 +55,14 @@ int cloudrepo_pull(struct cloudrepo *cr, unsigned what, struct err *err);
 int cloudrepo_pull_version(struct cloudrepo *cr, const uint8_t *key, const char *id,
                            struct err *err);
 
+/* Fetches the packs of ix marked in needed that the cache lacks (a prune's partly used
+ * packs: the only ones it reads). */
+int cloudrepo_fetch_packs(struct cloudrepo *cr, const struct pack_index *ix, const bool *needed,
+                          struct err *err);
+
 /* Sends what the cloud lacks (config, packs, indexes, snapshots, in that order); with
- * remove, then deletes what dir no longer has (snapshots, indexes, packs). */
+ * remove, then deletes what dir no longer has (snapshots, indexes, packs; a pack only
+ * when its index is gone too, since the cache holds only the packs a run needed). */
 int cloudrepo_push(struct cloudrepo *cr, bool remove, struct err *err);
 
 #endif

@@ -94,16 +94,38 @@ static int forget(struct repo *r, const struct snapshot *list, size_t n, const b
     return FERRY_OK;
 }
 
-static int64_t file_size(const char *path)
+/* Where a cloud repository's packs come from (fn NULL: every pack is in the folder). */
+struct fetcher {
+    prune_fetch_fn fn;
+    void *ctx;
+};
+
+/* A pack's size: its file's, or for a pack absent from the folder (a cloud repository's
+ * cache) the stored sizes of its chunks. */
+static int64_t pack_size(const char *path, uint64_t stored)
 {
     struct stat st;
-    return stat(path, &st) == 0 ? (int64_t)st.st_size : 0;
+    return stat(path, &st) == 0 ? (int64_t)st.st_size : (int64_t)stored;
+}
+
+/* Has f fetch the packs that are partly used: the only ones a prune reads. */
+static int fetch_partly_used(const struct fetcher *f, const struct pack_index *ix, const bool *drop,
+                             const uint64_t *used_bytes, struct err *err)
+{
+    if (!f->fn)
+        return FERRY_OK;
+    bool *partly = xcalloc(ix->n_packs + 1, sizeof(bool));
+    for (size_t p = 0; p < ix->n_packs; p++)
+        partly[p] = drop[p] && used_bytes[p] > 0;
+    int rc = f->fn(f->ctx, ix, partly, err);
+    free(partly);
+    return rc;
 }
 
 /* Copies the used chunks of partly used packs into new packs; marks in *drop every pack
  * that holds any unused chunk (those go once the copies are durable). */
 static int repack(struct repo *r, struct pack_index *ix, const struct pack_index *used, bool *drop,
-                  struct err *err)
+                  const struct fetcher *f, struct err *err)
 {
     uint64_t *used_bytes = xcalloc(ix->n_packs + 1, sizeof(uint64_t));
     uint64_t *all_bytes = xcalloc(ix->n_packs + 1, sizeof(uint64_t));
@@ -118,6 +140,8 @@ static int repack(struct repo *r, struct pack_index *ix, const struct pack_index
     }
     for (size_t p = 0; p < n_packs; p++)
         drop[p] = used_bytes[p] < all_bytes[p];
+    if (fetch_partly_used(f, ix, drop, used_bytes, err) != FERRY_OK)
+        goto out;
     for (size_t i = 0; i < n_refs; i++) {
         struct chunk_ref ref = ix->refs[i];
         const uint8_t *stored = NULL;
@@ -136,8 +160,8 @@ out:
     return rc;
 }
 
-static int reclaim(struct repo *r, const struct pack_index *used, struct prune_result *res,
-                   struct err *err)
+static int reclaim(struct repo *r, const struct pack_index *used, const struct fetcher *f,
+                   struct prune_result *res, struct err *err)
 {
     struct pack_index ix;
     int rc = FERRY_ERR;
@@ -146,14 +170,18 @@ static int reclaim(struct repo *r, const struct pack_index *used, struct prune_r
         goto out;
     size_t n_old = ix.n_packs;
     bool *drop = xcalloc(n_old + 1, sizeof(bool));
+    uint64_t *stored = xcalloc(n_old + 1, sizeof(uint64_t));
     int64_t before = 0;
+    for (size_t i = 0; i < ix.n_refs; i++)
+        stored[ix.refs[i].pack] += ix.refs[i].stored_len;
     for (size_t p = 0; p < n_old; p++) {
         char *path = pack_path(r->path, ix.packs[p]);
-        before += file_size(path);
+        before += pack_size(path, stored[p]);
         free(path);
     }
-    if (repack(r, &ix, used, drop, err) != FERRY_OK) {
+    if (repack(r, &ix, used, drop, f, err) != FERRY_OK) {
         free(drop);
+        free(stored);
         goto out;
     }
     CRASH_AT("backup_prune_repacked"); /* old and new copies both indexed */
@@ -169,15 +197,16 @@ static int reclaim(struct repo *r, const struct pack_index *used, struct prune_r
         if (drop[p])
             unlink(path);
         else
-            before -= file_size(path);
+            before -= pack_size(path, stored[p]);
         free(path);
     }
     for (size_t p = n_old; p < ix.n_packs; p++) {
         char *path = pack_path(r->path, ix.packs[p]);
-        before -= file_size(path);
+        before -= pack_size(path, 0);
         free(path);
     }
     res->freed_bytes = before;
+    free(stored);
     free(drop);
     rc = fsio_sync_dir(r->path, 1, err);
 out:
@@ -188,6 +217,13 @@ out:
 int prune_run(struct repo *r, const struct prune_policy *p, int64_t now_ms,
               struct prune_result *res, struct err *err)
 {
+    return prune_run_fetching(r, p, now_ms, NULL, NULL, res, err);
+}
+
+int prune_run_fetching(struct repo *r, const struct prune_policy *p, int64_t now_ms,
+                       prune_fetch_fn fetch, void *ctx, struct prune_result *res, struct err *err)
+{
+    const struct fetcher f = {fetch, ctx};
     struct snapshot *list = NULL;
     struct pack_index used;
     size_t n = 0;
@@ -209,7 +245,7 @@ int prune_run(struct repo *r, const struct prune_policy *p, int64_t now_ms,
     decide(p, list, n, now_ms, keep);
     if (forget(r, list, n, keep, res, &used, err) != FERRY_OK)
         goto out;
-    rc = reclaim(r, &used, res, err);
+    rc = reclaim(r, &used, &f, res, err);
 out:
     free(keep);
     snapshot_list_free(list, n);

@@ -221,6 +221,8 @@ static int put_blob(struct cloud *c, void *ctx, struct err *err)
     meta_headers(&a, p->meta);
     a.t.fd = p->src->fd;
     a.t.len = p->src->size;
+    a.t.moved = p->src->sent;
+    a.t.moved_ctx = p->src->sent_ctx;
     int rc = run(c, &a, err);
     if (rc == FERRY_OK && a.t.status != 201)
         rc = transfer_fail(&a.t, "azure", "upload", err);
@@ -249,6 +251,8 @@ static int put_block(struct cloud *c, void *ctx, struct err *err)
     const char *q[] = {"comp=block", q_id};
     start(c, &a, "PUT", p->key, q, 2);
     a.t.fd = p->src->fd;
+    a.t.moved = p->src->sent;
+    a.t.moved_ctx = p->src->sent_ctx;
     a.t.offset = (uint64_t)p->block * c->s.part_size;
     a.t.len =
         p->src->size - a.t.offset < c->s.part_size ? p->src->size - a.t.offset : c->s.part_size;

@@ -56,6 +56,10 @@ struct cloud_source {
     int fd;
     uint64_t size;
     const char *fingerprint;
+    /* Told of the file's bytes as they go out (a part sent again after a failure is told
+     * again), so a caller can show motion within one large file; may be NULL. */
+    void (*sent)(void *ctx, uint64_t n);
+    void *sent_ctx;
 };
 
 /* What an upload did: parts sent now, parts an earlier attempt had already sent. */

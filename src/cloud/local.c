@@ -125,6 +125,8 @@ static int copy_in(const struct cloud *c, const struct cloud_source *src, int ou
         }
         EVP_DigestUpdate(md, buf, (size_t)got);
         done += (uint64_t)got;
+        if (src->sent)
+            src->sent(src->sent_ctx, (uint64_t)got);
     }
     if (fsync(out) != 0) {
         err_set(err, ERR_CLOUD, "local: cannot write: %s", strerror(errno));

@@ -67,6 +67,8 @@ static int put_single(struct cloud *c, const char *key, const struct cloud_sourc
     meta_headers(&t, meta);
     t.fd = src->fd;
     t.len = src->size;
+    t.moved = src->sent;
+    t.moved_ctx = src->sent_ctx;
     int rc = transfer_run(&t, "s3", err);
     if (rc == FERRY_OK && t.status != 200)
         rc = transfer_fail(&t, "s3", "upload", err);
@@ -115,6 +117,8 @@ static int put_part(struct cloud *c, const char *key, const struct cloud_source 
     free(query);
     free(id_enc);
     t.fd = src->fd;
+    t.moved = src->sent;
+    t.moved_ctx = src->sent_ctx;
     t.offset = (uint64_t)i * c->s.part_size;
     t.len = src->size - t.offset < c->s.part_size ? src->size - t.offset : c->s.part_size;
     int rc = transfer_run(&t, "s3", err);

@@ -62,6 +62,8 @@ static size_t on_read(char *dst, size_t size, size_t n, void *ctx)
         if (got <= 0)
             return CURL_READFUNC_ABORT; /* the file shrank or failed under us */
         want = (size_t)got;
+        if (t->moved)
+            t->moved(t->moved_ctx, want);
     }
     t->sent += want;
     t->bytes += want;

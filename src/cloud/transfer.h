@@ -23,6 +23,8 @@ struct transfer {
     size_t mem_len;
     int fd;
     uint64_t offset, len, sent;
+    void (*moved)(void *ctx, uint64_t n); /* told of fd body bytes as they go (may be NULL) */
+    void *moved_ctx;
     /* a 2xx answer's body goes to write when set, else into body (capped) */
     cloud_write_fn write;
     void *write_ctx;

@@ -21,6 +21,8 @@
 #define MAX_ENTRIES 1000000 /* files in one run, on either side */
 #define PART_MARK ".ferry-part-"
 #define DIR_FLAGS (O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+#define HASH_BUF (256 * 1024)
+#define SHA_META "sha256" /* the object metadata holding the file's SHA-256 */
 
 struct entry {
     char *rel;
@@ -43,6 +45,10 @@ struct run {
     struct treesync_progress p;
     struct entries local, remote; /* each sorted by rel */
     bool too_many;
+    bool scan_incomplete;    /* a folder of the walk could not be read: the list lacks files */
+    const struct entry *cur; /* the file being transferred, for progress within it */
+    int64_t cur_base;        /* bytes_done before it */
+    uint64_t cur_moved;      /* its bytes moved so far (a resumed download's included) */
 };
 
 static void entries_free(struct entries *l)
@@ -104,6 +110,19 @@ static void report(struct run *s, const char *current)
         s->o->progress(s->o->ctx, &s->p);
 }
 
+/* Bytes of the current file moved (up or down): status shows motion within a large file.
+ * A part sent again after a failure counts again, so the count stops at the file's size. */
+static void moved(void *ctx, uint64_t n)
+{
+    struct run *s = ctx;
+    if (!s->cur)
+        return;
+    s->cur_moved += n;
+    uint64_t upto = s->cur_moved < s->cur->size ? s->cur_moved : s->cur->size;
+    s->p.bytes_done = s->cur_base + (int64_t)upto;
+    report(s, s->cur->rel);
+}
+
 /* --- the pair's records ------------------------------------------------------------- */
 
 struct record {
@@ -147,6 +166,13 @@ static int record_put(struct run *s, const char *rel, const struct stat *st, con
                      v, 5, NULL, err);
 }
 
+static int record_drop(struct run *s, const char *rel, struct err *err)
+{
+    struct store_val v[] = {sv_text(s->pair), sv_text(rel)};
+    return store_run(s->c, "DELETE FROM ferry_cloudsync_entries WHERE pair_id = $1 AND path = $2",
+                     v, 2, NULL, err);
+}
+
 static int64_t mtime_ns(const struct stat *st)
 {
     return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
@@ -164,6 +190,7 @@ static void scan(struct run *s, int dir_fd, const char *dir_rel, int depth)
         if (fd >= 0)
             close(fd);
         add_error(s, *dir_rel ? dir_rel : ".", "the folder cannot be read");
+        s->scan_incomplete = true;
         return;
     }
     while ((de = readdir(d)) && !s->too_many) {
@@ -179,6 +206,9 @@ static void scan(struct run *s, int dir_fd, const char *dir_rel, int depth)
             if (sub >= 0) {
                 scan(s, sub, rel, depth + 1);
                 close(sub);
+            } else {
+                add_error(s, rel, "the folder cannot be opened (too deep, or a link)");
+                s->scan_incomplete = true;
             }
             free(rel);
         } else {
@@ -238,6 +268,65 @@ static bool fatal(const struct err *err)
     return err->code == ERR_CLOUD || err->code == ERR_UNAVAILABLE || err->code == ERR_DATABASE;
 }
 
+/* --- integrity --------------------------------------------------------------------- */
+
+/* SHA-256 of the whole of fd, read with pread (its offset stays where it was). */
+static int hash_fd(int fd, char out[65])
+{
+    EVP_MD_CTX *md = crypto_digest_new(EVP_sha256());
+    char *buf = xmalloc(HASH_BUF);
+    off_t at = 0;
+    ssize_t n;
+    while ((n = pread(fd, buf, HASH_BUF, at)) > 0)
+        at += n, EVP_DigestUpdate(md, buf, (size_t)n);
+    crypto_sha256_final_hex(md, out);
+    EVP_MD_CTX_free(md);
+    free(buf);
+    return n < 0 ? FERRY_ERR : FERRY_OK;
+}
+
+static int hash_bytes(void *ctx, const void *data, size_t len)
+{
+    return EVP_DigestUpdate(ctx, data, len) == 1 ? FERRY_OK : FERRY_ERR;
+}
+
+/* Checks an upload by reading the object back and hashing what the provider returns. Not
+ * what the provider reports: an S3 multipart etag and any Azure etag are no hash of the
+ * content, and the "sha256" metadata is only what ferry itself sent, so reading the bytes
+ * is the one check of what is stored that holds for every provider (at the cost of a
+ * second transfer of the file). */
+static int read_back(struct run *s, const char *key, const char *want, struct err *err)
+{
+    char got[65];
+    EVP_MD_CTX *md = crypto_digest_new(EVP_sha256());
+    int rc = cloud_get(s->o->cloud, key, NULL, NULL, hash_bytes, md, err);
+    crypto_sha256_final_hex(md, got);
+    EVP_MD_CTX_free(md);
+    if (rc == FERRY_OK && strcmp(got, want) != 0)
+        rc = err_set(err, ERR_INTERNAL,
+                     "integrity check failed: the stored object's SHA-256 is %s, the file's %s",
+                     got, want);
+    return rc;
+}
+
+/* The SHA-256 an object was uploaded with (its "sha256" metadata) into want. */
+static int recorded_sha(struct run *s, const char *key, char want[65], struct err *err)
+{
+    struct cloud_object head;
+    if (cloud_head(s->o->cloud, key, &head, err) != FERRY_OK)
+        return FERRY_ERR;
+    const char *v = json_string_value(json_object_get(head.metadata, SHA_META));
+    int rc = v && strlen(v) == 64
+                 ? FERRY_OK
+                 : err_set(err, ERR_INTERNAL,
+                           "cannot be verified: the object carries no SHA-256 (metadata '" SHA_META
+                           "', which ferry's uploads record); not downloaded");
+    if (rc == FERRY_OK)
+        memcpy(want, v, 65);
+    cloud_object_cleanup(&head);
+    return rc;
+}
+
 /* --- upload ------------------------------------------------------------------------- */
 
 static bool upload_unchanged(struct run *s, const struct entry *e, struct err *err, int *rc)
@@ -249,15 +338,35 @@ static bool upload_unchanged(struct run *s, const struct entry *e, struct err *e
            obj && obj->size == e->size && !strcmp(obj->etag, rec.etag);
 }
 
+/* Sends one file with its SHA-256 as metadata (and with verify, reads it back). */
+static int send_file(struct run *s, const char *key, int fd, const struct stat *st,
+                     struct cloud_put_result *res, struct err *err)
+{
+    char sha[65];
+    char *fingerprint = xasprintf("%s\n%s\n%lld\n%lld", s->pair, key, (long long)st->st_size,
+                                  (long long)mtime_ns(st));
+    struct cloud_source src = {fd, (uint64_t)st->st_size, fingerprint, moved, s};
+    json_t *meta = NULL;
+    int rc = hash_fd(fd, sha) == FERRY_OK
+                 ? FERRY_OK
+                 : err_set(err, ERR_INTERNAL, "cannot be read: %s", strerror(errno));
+    if (rc == FERRY_OK) {
+        meta = json_pack("{s:s}", SHA_META, sha);
+        rc = cloud_put(s->o->cloud, key, &src, meta, res, err);
+    }
+    if (rc == FERRY_OK && s->o->verify)
+        rc = read_back(s, key, sha, err);
+    json_decref(meta);
+    free(fingerprint);
+    return rc;
+}
+
 static int put_file(struct run *s, const char *rel, int fd, const struct stat *st, struct err *err)
 {
     struct cloud_put_result res;
     struct stat after;
     char *key = xasprintf("%s%s", s->o->prefix, rel);
-    char *fingerprint = xasprintf("%s\n%s\n%lld\n%lld", s->pair, rel, (long long)st->st_size,
-                                  (long long)mtime_ns(st));
-    struct cloud_source src = {fd, (uint64_t)st->st_size, fingerprint};
-    int rc = cloud_put(s->o->cloud, key, &src, NULL, &res, err);
+    int rc = send_file(s, key, fd, st, &res, err);
     if (rc != FERRY_OK) {
         if (!fatal(err)) {
             add_error(s, rel, err->msg);
@@ -276,7 +385,6 @@ static int put_file(struct run *s, const char *rel, int fd, const struct stat *s
         s->r->parts_resumed += res.parts_resumed;
         CRASH_AT("treesync_uploaded");
     }
-    free(fingerprint);
     free(key);
     return rc;
 }
@@ -310,11 +418,13 @@ static int upload_one(struct run *s, const struct entry *e, struct err *err)
 
 struct sink {
     int fd;
+    struct run *s;
 };
 
 static int write_fd(void *ctx, const void *data, size_t len)
 {
     const struct sink *k = ctx;
+    moved(k->s, len);
     for (size_t done = 0; done < len;) {
         ssize_t n = write(k->fd, (const char *)data + done, len - done);
         if (n <= 0)
@@ -357,12 +467,31 @@ static int claim_part(int parent, const char *part, int fd, struct err *err)
     return FERRY_OK;
 }
 
-/* Fetches what the partial file lacks, then gives it the object's date and its name. */
+/* Whether the complete partial file has the SHA-256 want (NULL: not checked); when not,
+ * it is dropped, so the next run fetches the object afresh. */
+static int check_sha(int fd, int parent, const char *part, const char *want, struct err *err)
+{
+    char got[65];
+    if (!want)
+        return FERRY_OK;
+    if (hash_fd(fd, got) != FERRY_OK)
+        return err_set(err, ERR_INTERNAL, "cannot be read back: %s", strerror(errno));
+    if (!strcmp(got, want))
+        return FERRY_OK;
+    unlinkat(parent, part, 0);
+    return err_set(err, ERR_INTERNAL,
+                   "integrity check failed: the downloaded bytes' SHA-256 is %s, the object "
+                   "was uploaded with %s; not stored",
+                   got, want);
+}
+
+/* Fetches what the partial file lacks, checks it against want (NULL: no check), then gives
+ * it the object's date and its name. */
 static int fetch(struct run *s, const struct entry *o, int parent, const char *base,
-                 const char *part, struct stat *st, struct err *err)
+                 const char *part, const char *want, struct stat *st, struct err *err)
 {
     struct sink k = {
-        openat(parent, part, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0644)};
+        openat(parent, part, O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0644), s};
     int rc = FERRY_ERR;
     if (k.fd < 0 || fstat(k.fd, st) != 0) {
         err_set(err, ERR_INTERNAL, "cannot be written: %s", strerror(errno));
@@ -371,10 +500,13 @@ static int fetch(struct run *s, const struct entry *o, int parent, const char *b
     if (claim_part(parent, part, k.fd, err) != FERRY_OK)
         goto out;
     uint64_t resumed = (uint64_t)st->st_size <= o->size ? (uint64_t)st->st_size : 0;
-    if (!resumed && st->st_size && ftruncate(k.fd, 0) != 0)
+    if (!resumed && st->st_size && ftruncate(k.fd, 0) != 0) {
+        err_set(err, ERR_INTERNAL, "cannot be written: %s", strerror(errno));
         goto out;
+    }
     struct cloud_range rest = {resumed, 0};
     s->r->bytes_resumed += (int64_t)resumed;
+    moved(s, resumed);
     char *key = xasprintf("%s%s", s->o->prefix, o->rel);
     rc = resumed < o->size ? cloud_get(s->o->cloud, key, &rest, o->etag, write_fd, &k, err)
                            : FERRY_OK;
@@ -384,6 +516,8 @@ static int fetch(struct run *s, const struct entry *o, int parent, const char *b
             unlinkat(parent, part, 0);
         goto out;
     }
+    if ((rc = check_sha(k.fd, parent, part, want, err)) != FERRY_OK)
+        goto out;
     struct timespec times[2] = {{0, UTIME_NOW},
                                 {o->mtime_ns / 1000000000, (long)(o->mtime_ns % 1000000000)}};
     if (fsync(k.fd) != 0 || futimens(k.fd, times) != 0 || fstat(k.fd, st) != 0 ||
@@ -395,11 +529,25 @@ out:
     return rc;
 }
 
+/* The SHA-256 to check o's download against; FERRY_ERR when there is none, with *rc
+ * FERRY_OK when that is the file's problem (reported) and FERRY_ERR when the provider's. */
+static int expected_sha(struct run *s, const struct entry *o, char want[65], struct err *err,
+                        int *rc)
+{
+    char *key = xasprintf("%s%s", s->o->prefix, o->rel);
+    int got = recorded_sha(s, key, want, err);
+    free(key);
+    *rc = got == FERRY_OK || !fatal(err) ? FERRY_OK : FERRY_ERR;
+    if (got != FERRY_OK && *rc == FERRY_OK)
+        add_error(s, o->rel, err->msg);
+    return got;
+}
+
 static int download_one(struct run *s, const struct entry *o, struct err *err)
 {
     const char *base;
     struct stat st;
-    char h[65];
+    char h[65], want[65];
     int rc = FERRY_OK;
     if (s->o->incremental && download_unchanged(s, o, err, &rc)) {
         s->r->unchanged++;
@@ -407,6 +555,8 @@ static int download_one(struct run *s, const struct entry *o, struct err *err)
     }
     if (rc != FERRY_OK)
         return FERRY_ERR;
+    if (s->o->verify && expected_sha(s, o, want, err, &rc) != FERRY_OK)
+        return rc;
     int parent = open_parent(s->folder_fd, o->rel, true, &base);
     if (parent < 0) {
         add_error(s, o->rel, "its folder cannot be made (a file or link is in the way)");
@@ -415,7 +565,7 @@ static int download_one(struct run *s, const struct entry *o, struct err *err)
     char *text = xasprintf("%s\n%s", o->rel, o->etag);
     crypto_sha256_hex(text, strlen(text), h);
     char *part = xasprintf(PART_MARK "%.16s", h);
-    if (fetch(s, o, parent, base, part, &st, err) != FERRY_OK) {
+    if (fetch(s, o, parent, base, part, s->o->verify ? want : NULL, &st, err) != FERRY_OK) {
         if (!fatal(err))
             add_error(s, o->rel, err->msg);
         else
@@ -430,6 +580,68 @@ static int download_one(struct run *s, const struct entry *o, struct err *err)
     free(text);
     close(parent);
     return rc;
+}
+
+/* --- deleteMissingInTarget ------------------------------------------------------------ */
+
+/* Whether rel, or a folder above it, is excluded (an excluded folder is left alone whole). */
+static bool excluded_within(const struct treesync_options *o, const char *rel)
+{
+    char *copy = xstrdup(rel), *slash;
+    bool hit = excluded(o, copy);
+    while (!hit && (slash = strrchr(copy, '/'))) {
+        *slash = '\0';
+        hit = excluded(o, copy);
+    }
+    free(copy);
+    return hit;
+}
+
+/* Removes the target's rel: the object PREFIX + rel, or the file beneath the folder
+ * (opened one component at a time without following links, so nothing outside goes). */
+static int remove_one(struct run *s, const char *rel, struct err *err)
+{
+    int rc = FERRY_OK;
+    if (s->o->upload) {
+        char *key = xasprintf("%s%s", s->o->prefix, rel);
+        rc = cloud_delete(s->o->cloud, key, err);
+        if (rc == FERRY_OK)
+            rc = cloudusage_removed(s->c, cloud_kind(s->o->cloud), s->o->container, key, err);
+        free(key);
+    } else {
+        const char *base;
+        int parent = open_parent(s->folder_fd, rel, false, &base);
+        if (parent < 0 || unlinkat(parent, base, 0) != 0)
+            rc = err_set(err, ERR_INTERNAL, "cannot be deleted: %s", strerror(errno));
+        if (parent >= 0)
+            close(parent);
+    }
+    if (rc == FERRY_OK && (rc = record_drop(s, rel, err)) == FERRY_OK)
+        s->r->deleted++;
+    if (rc != FERRY_OK && !fatal(err)) {
+        add_error(s, rel, err->msg);
+        rc = FERRY_OK;
+    }
+    return rc;
+}
+
+static int delete_missing(struct run *s, struct err *err)
+{
+    const struct entries *source = s->o->upload ? &s->local : &s->remote;
+    const struct entries *target = s->o->upload ? &s->remote : &s->local;
+    if (s->o->upload && s->scan_incomplete) {
+        add_error(s, ".", "the folder could not be read in full: nothing deleted in the target");
+        return FERRY_OK;
+    }
+    for (size_t i = 0; i < target->n; i++) {
+        const char *rel = target->v[i].rel;
+        if (s->o->stop && atomic_load(s->o->stop))
+            return err_set(err, ERR_UNAVAILABLE, "the server is stopping: the session ended early");
+        if (!find(source, rel) && !excluded_within(s->o, rel) &&
+            remove_one(s, rel, err) != FERRY_OK)
+            return FERRY_ERR;
+    }
+    return FERRY_OK;
 }
 
 /* --- the run ------------------------------------------------------------------------ */
@@ -460,10 +672,15 @@ static int transfer_all(struct run *s, const struct entries *todo, struct err *e
         if (s->o->stop && atomic_load(s->o->stop))
             return err_set(err, ERR_UNAVAILABLE, "the server is stopping: the session ended early");
         report(s, e->rel);
-        if ((s->o->upload ? upload_one(s, e, err) : download_one(s, e, err)) != FERRY_OK)
+        s->cur = e;
+        s->cur_base = s->p.bytes_done;
+        s->cur_moved = 0;
+        int rc = s->o->upload ? upload_one(s, e, err) : download_one(s, e, err);
+        s->cur = NULL;
+        if (rc != FERRY_OK)
             return FERRY_ERR;
         s->p.files_done++;
-        s->p.bytes_done += (int64_t)e->size;
+        s->p.bytes_done = s->cur_base + (int64_t)e->size;
         report(s, NULL);
     }
     return FERRY_OK;
@@ -486,7 +703,7 @@ int treesync_run(struct store_conn *c, const struct treesync_options *o, struct 
     if ((s.folder_fd = open_folder(o, err)) < 0 ||
         (cloud_list(o->cloud, o->prefix, add_object, &s, err) != FERRY_OK && !s.too_many))
         goto out;
-    if (o->upload)
+    if (o->upload || o->delete_missing)
         scan(&s, s.folder_fd, "", 0);
     if (s.too_many) {
         err_set(err, ERR_INVALID, "more than %d files: split the session", MAX_ENTRIES);
@@ -502,6 +719,8 @@ int treesync_run(struct store_conn *c, const struct treesync_options *o, struct 
         s.p.bytes_total += (int64_t)todo->v[i].size;
     report(&s, NULL);
     rc = transfer_all(&s, todo, err);
+    if (rc == FERRY_OK && o->delete_missing)
+        rc = delete_missing(&s, err);
 out:
     if (s.folder_fd >= 0)
         close(s.folder_fd);

@@ -12,6 +12,11 @@
  * - Folders are walked and written one component at a time with O_NOFOLLOW beneath the
  *   folder's own descriptor: symbolic links are never followed, on either side, and an
  *   object key with "..", a leading "/" or control bytes is refused, not written.
+ * - Every upload carries the file's SHA-256 as the object's metadata "sha256"; with verify,
+ *   uploads are read back and downloads checked against it, and a mismatch fails the file.
+ * - delete_missing removes, after the transfers, the target's files the source lacks: only
+ *   objects under the prefix, or files beneath the folder (never through a link), neither
+ *   excluded ones; an upload whose folder could not be read in full removes nothing.
  * - The provider failing (down, refusing) ends the run with its error; a single file
  *   that cannot be read or written is reported in the result and the run goes on. */
 #ifndef FERRY_TREESYNC_H
@@ -28,8 +33,9 @@
 
 struct treesync_progress {
     int64_t files_total, bytes_total; /* of the side copied from */
-    int64_t files_done, bytes_done;   /* settled: transferred, unchanged or failed */
-    const char *current;              /* the file being transferred now (relative), or NULL */
+    int64_t files_done;               /* settled: transferred, unchanged or failed */
+    int64_t bytes_done;  /* of the files settled, plus what moved of the current one so far */
+    const char *current; /* the file being transferred now (relative), or NULL */
 };
 
 struct treesync_options {
@@ -41,14 +47,17 @@ struct treesync_options {
     bool incremental;           /* skip files whose record matches both sides */
     const char *const *exclude; /* fnmatch patterns, matched on the path and the name */
     size_t n_exclude;
-    /* Called before and after each file (the callee throttles); may be NULL. */
+    bool delete_missing; /* afterwards, remove the target's files the source lacks */
+    bool verify;         /* check each transferred file's SHA-256 (see treesync.c) */
+    /* Called before and after each file, and as the current file's bytes move (the callee
+     * throttles); may be NULL. */
     void (*progress)(void *ctx, const struct treesync_progress *p);
     void *ctx;
     const atomic_bool *stop; /* when it turns true the run ends early (may be NULL) */
 };
 
 struct treesync_result {
-    int64_t copied, unchanged, bytes;
+    int64_t copied, unchanged, bytes, deleted;
     int64_t parts_resumed; /* upload parts an earlier run had already sent */
     int64_t bytes_resumed; /* download bytes an earlier run had already written */
     json_t *errors;        /* strings: "path: what went wrong" */

@@ -113,7 +113,7 @@ static int put_fd(struct blob_s3 *s, const char *key, int fd, struct err *err)
     char *fingerprint =
         xasprintf("%s %lld %lld %lld %lld", key, (long long)st.st_dev, (long long)st.st_ino,
                   (long long)st.st_size, (long long)st.st_mtim.tv_nsec);
-    struct cloud_source src = {fd, (uint64_t)st.st_size, fingerprint};
+    struct cloud_source src = {fd, (uint64_t)st.st_size, fingerprint, NULL, NULL};
     if (client(s, &c, err) == FERRY_OK)
         rc = cloud_put(c, key, &src, NULL, &res, err);
     free(fingerprint);

@@ -1,5 +1,8 @@
 /* leases.c - see leases.h. Acquiring is a compare-and-swap on the row's token, so two
- * nodes that both find a lease stale cannot both take it. */
+ * nodes that both find a lease stale cannot both take it; the token is the lease's
+ * generation, which renewals and fencing checks compare. Owns the keepers' threads. */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,4 +154,75 @@ int leases_held(struct store_conn *c, const char *self, const char *name, bool *
         return FERRY_ERR;
     *held = found && expires >= time_now_ms() && leases_owner_alive(self, owner);
     return FERRY_OK;
+}
+
+/* --- keepers ------------------------------------------------------------------------- */
+
+struct lease_keeper {
+    struct store *st;
+    struct lease lease; /* the keeper's own copy: the holder's is never touched here */
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    pthread_t thread;
+    bool done;
+    atomic_bool lost;
+};
+
+static void *keeper_main(void *arg)
+{
+    struct lease_keeper *k = arg;
+    pthread_mutex_lock(&k->lock);
+    while (!k->done && !atomic_load(&k->lost)) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += LEASES_RENEW_MS / 1000;
+        if (pthread_cond_timedwait(&k->wake, &k->lock, &until) == 0 || k->done)
+            continue;
+        pthread_mutex_unlock(&k->lock);
+        struct store_conn *c = NULL;
+        struct err err = {0};
+        if (store_acquire(k->st, &c, NULL) == FERRY_OK &&
+            leases_renew(c, &k->lease, true, &err) != FERRY_OK && err.code == ERR_CONFLICT)
+            atomic_store(&k->lost, true);
+        store_release(c); /* a database that failed once is tried again next time */
+        pthread_mutex_lock(&k->lock);
+    }
+    pthread_mutex_unlock(&k->lock);
+    return NULL;
+}
+
+struct lease_keeper *leases_keep(struct store *st, const struct lease *l)
+{
+    struct lease_keeper *k = xcalloc(1, sizeof(*k));
+    k->st = st;
+    k->lease = *l;
+    atomic_init(&k->lost, false);
+    pthread_mutex_init(&k->lock, NULL);
+    pthread_cond_init(&k->wake, NULL);
+    if (pthread_create(&k->thread, NULL, keeper_main, k) != 0) {
+        pthread_mutex_destroy(&k->lock);
+        pthread_cond_destroy(&k->wake);
+        free(k);
+        return NULL;
+    }
+    return k;
+}
+
+bool leases_keep_lost(struct lease_keeper *k)
+{
+    return k && atomic_load(&k->lost);
+}
+
+void leases_keep_stop(struct lease_keeper *k)
+{
+    if (!k)
+        return;
+    pthread_mutex_lock(&k->lock);
+    k->done = true;
+    pthread_cond_signal(&k->wake);
+    pthread_mutex_unlock(&k->lock);
+    pthread_join(k->thread, NULL);
+    pthread_mutex_destroy(&k->lock);
+    pthread_cond_destroy(&k->wake);
+    free(k);
 }

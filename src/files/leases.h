@@ -42,6 +42,19 @@ int leases_renew(struct store_conn *c, struct lease *l, bool force, struct err *
 /* Gives the lease back (nothing when another has taken it meanwhile). */
 void leases_release(struct store_conn *c, struct lease *l);
 
+/* A thread that renews a held lease every LEASES_RENEW_MS on its own pooled connection
+ * for as long as its holder works, so a step that reports nothing for longer than
+ * LEASES_TTL_MS (a quiet prune, one large file) never lets the lease lapse to another node.
+ * It stops renewing once the lease was lost (taken over), and says so. */
+struct lease_keeper;
+/* Starts keeping l (copied); NULL when no thread could be started (the holder's own
+ * renewals are then all there is). */
+struct lease_keeper *leases_keep(struct store *st, const struct lease *l);
+/* Whether the keeper found the lease taken over. leases_keep_lost(NULL) is false. */
+bool leases_keep_lost(struct lease_keeper *k);
+/* Stops and frees the keeper; NULL does nothing. */
+void leases_keep_stop(struct lease_keeper *k);
+
 /* Whether a live owner holds lease name. */
 int leases_held(struct store_conn *c, const char *self, const char *name, bool *held,
                 struct err *err);

@@ -7,6 +7,7 @@ Against the real emulators of test_cloud.py (s3rver, azurite) and the local prov
 per-pair records and the stored-bytes table are in the store, so these run on both
 backends."""
 
+import hashlib
 import os
 import signal
 
@@ -210,6 +211,119 @@ def test_provider_down_fails_the_session_with_a_message(sessions, emulators, pro
     assert metrics(srv)["failedSyncs"] - before["failedSyncs"] == 2
 
 
+@needs_node
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_delete_missing_in_target_both_ways(sessions, provider, tmp_path):
+    """deleteMissingInTarget removes the target's files the source lacks, under the pair's
+    prefix or folder only, and never excluded ones."""
+    srv, root, name = sessions(provider)
+    files = make_tree(root / "src")
+    run(srv, "Files", "Cloud", deleteMissingInTarget=True, verifyIntegrity=True)
+    # a neighbour prefix that must survive every delete
+    write(root / "other" / "keep.txt", b"neighbour")
+    r = srv.post(f"/api/v1/cloud/{provider}/upload", token=srv.admin_token,
+                 json={"cloudPath": f"{name}x/keep.txt", "localPath": str(root / "other" /
+                                                                          "keep.txt")})
+    assert r.status_code == 200, r.text
+    os.remove(root / "src" / "a" / "b" / "two.bin")
+    del files["a/b/two.bin"]
+    res = run(srv, "Files", "Cloud", "Incremental")["result"]  # default: nothing deleted
+    assert res["filesDeleted"] == 0, res
+    res = run(srv, "Files", "Cloud", "Incremental", deleteMissingInTarget=True)["result"]
+    assert (res["filesDeleted"], res["filesCopied"], res["success"]) == (1, 0, True), res
+    if provider == "local":
+        assert sorted(tree(tmp_path / "localcloud" / name)) == sorted(files)
+    else:  # the prefix is "name/": "namex/keep.txt" shares its letters, not its folder
+        assert sorted(listing(srv, provider, name)) == sorted([*files, "/keep.txt"])
+        assert listing(srv, provider, f"{name}x") == {"keep.txt": 9}
+
+    # down: files the location lacks go; excluded ones and the partial files stay
+    dst = root / "down"
+    write(dst / "stale.txt", b"old")
+    write(dst / "gone" / "deep.txt", b"old")
+    write(dst / "mine.tmp", b"excluded")
+    res = run(srv, "Cloud", dst, deleteMissingInTarget=True, verifyIntegrity=True)["result"]
+    assert (res["filesDeleted"], res["filesCopied"], res["errors"]) == (2, len(files), []), res
+    assert tree(dst) == {**files, "mine.tmp": b"excluded"}
+
+
+@needs_node
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_verify_integrity_fails_a_file_whose_bytes_differ(sessions, provider):
+    """Uploads record each file's SHA-256 as metadata; a verified download checks it, and an
+    object whose bytes do not match (or that carries none) fails with a clear error."""
+    srv, root, name = sessions(provider)
+    write(root / "src" / "good.txt", b"good\n")
+    res = run(srv, "Files", "Cloud", verifyIntegrity=True)["result"]
+    assert (res["filesCopied"], res["success"]) == (1, True), res
+    r = srv.post(f"/api/v1/cloud/{provider}/download", token=srv.admin_token,
+                 json={"cloudPath": f"{name}/good.txt" if provider != "local" else "good.txt",
+                       "localPath": str(root / "peek.txt")})
+    if provider != "local":  # the local location is its own folder, not the configured one
+        assert r.status_code == 200, r.text
+        assert r.json()["metadata"]["sha256"] == hashlib.sha256(b"good\n").hexdigest()
+    # bytes that do not match their recorded SHA-256, and an object that carries none
+    write(root / "src" / "bad.txt", b"the real bytes")
+    write(root / "src" / "foreign.txt", b"no hash")
+    if provider == "local":  # the location is a folder: change the object's bytes in place
+        cloud_dir = root.parent / "localcloud" / name
+        run(srv, "Files", "Cloud")
+        obj = cloud_dir / "bad.txt"
+        before = obj.stat()
+        obj.write_bytes(b"tampered bytes")  # same size and date: the side record still holds
+        os.utime(obj, ns=(before.st_atime_ns, before.st_mtime_ns))
+        os.remove(root / "src" / "foreign.txt")
+        write(cloud_dir / "foreign.txt", b"no hash")
+    else:
+        for rel, meta in (("bad.txt", {"sha256": "0" * 64}), ("foreign.txt", None)):
+            body = {"cloudPath": f"{name}/{rel}", "localPath": str(root / "src" / rel)}
+            if meta:
+                body["metadata"] = meta
+            r = srv.post(f"/api/v1/cloud/{provider}/upload", token=srv.admin_token, json=body)
+            assert r.status_code == 200, r.text
+    dst = root / "down"
+    res = run(srv, "Cloud", dst, verifyIntegrity=True)["result"]
+    assert res["success"] is False and res["filesCopied"] == 1, res
+    errors = "\n".join(res["errors"])
+    assert "bad.txt: integrity check failed" in errors, res
+    assert "foreign.txt: cannot be verified" in errors, res
+    assert tree(dst) == {"good.txt": b"good\n"}
+    assert not [p for p in dst.rglob("*") if ".ferry-part-" in p.name]
+    # without verifyIntegrity the same objects come down as they are
+    res = run(srv, "Cloud", dst)["result"]
+    assert res["success"] is True, res
+
+
+@needs_node
+@pytest.mark.parametrize("provider", ["s3", "azure"])
+def test_status_moves_within_one_large_file(sessions, provider):
+    """bytesDone counts a large file's bytes as its parts go up and as it comes down, not
+    only when the file is done: status shows motion on one big file."""
+    srv, root, name = sessions(provider)
+    size = 5 * PART + 123
+    write(root / "src" / "big.bin", os.urandom(size))
+
+    def watch(sid):
+        seen = set()
+
+        def done():
+            r = srv.get(f"{SESS}/{sid}/status", token=srv.admin_token)
+            st = r.json()
+            if st["filesDone"] == 0 and 0 < st["bytesDone"] < size:
+                assert st["bytesTotal"] == size and "big.bin" in st["message"], st
+                seen.add(st["bytesDone"])
+            return st["status"] in ("completed", "failed") and st
+        st = wait_until(done, timeout=120, interval=0.02)
+        assert st and st["status"] == "completed", st
+        assert (st["bytesDone"], st["filesDone"]) == (size, 1), st
+        return seen
+
+    seen_up = watch(start(srv, "Files", "Cloud"))
+    seen_down = watch(start(srv, "Cloud", root / "down"))
+    assert seen_up and seen_down, (seen_up, seen_down)
+    assert (root / "down" / "big.bin").stat().st_size == size
+
+
 def test_what_a_cloud_session_refuses(make_server, tmp_path):
     root = tmp_path / "files"
     (root / "src").mkdir(parents=True)
@@ -231,8 +345,6 @@ def test_what_a_cloud_session_refuses(make_server, tmp_path):
     refused("Cloud", "Disk", 400, "INVALID_REQUEST", "joins it to a folder")
     refused("lite", "Disk", 400, "INVALID_REQUEST", "joins it to a folder")
     refused(outside, "Disk", 403, "FORBIDDEN", "outside")
-    refused("Files", "Disk", 400, "INVALID_REQUEST", "deleteMissingInTarget",
-            deleteMissingInTarget=True)
     refused("Files", "Inside", 400, "INVALID_REQUEST", "separate folders")
     refused("Inside", root, 400, "INVALID_REQUEST", "separate folders")
 

@@ -63,7 +63,7 @@ static void put(struct fixture *f, const char *key, const char *text, const json
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
     assert_true(fd >= 0);
     assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    struct cloud_source src = {fd, strlen(text), "src"};
+    struct cloud_source src = {fd, strlen(text), "src", NULL, NULL};
     assert_int_equal(cloud_put(f->cloud, key, &src, meta, &res, &err), FERRY_OK);
     assert_int_equal(strlen(res.etag), 32);
     close(fd);
