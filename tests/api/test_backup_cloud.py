@@ -197,9 +197,8 @@ def test_a_lease_held_by_another_node_is_waited_for(servers, tmp_path):
     write(str(root / "src" / "a.txt"), b"a\n")
     srv = start("s3", root)
     target = location("s3", tmp_path, name)  # s3:BUCKET/NAME
-    cache = os.path.join(os.path.realpath(srv.data_dir), "backup-cache",
-                         hashlib.sha256(target.encode()).hexdigest()[:32])
-    lease = "backup:" + hashlib.sha256(cache.encode()).hexdigest()[:32]
+    # the lease is the location's (KIND:TARGET), whichever node's cache runs it
+    lease = "backup:" + hashlib.sha256(target.encode()).hexdigest()[:32]
     expires = int(time.time() * 1000) + 120_000
     srv.db_exec("INSERT INTO ferry_leases(name, owner, token, expires_at) VALUES "
                 f"('{lease}', 'another-host 0 1 1', 'held', {expires})")
@@ -228,9 +227,8 @@ def test_a_run_whose_lease_is_taken_over_publishes_nothing(servers, tmp_path):
         write(str(root / "src" / f"f{i}.bin"), os.urandom(6 * 1024 * 1024))
     srv = start("s3", root)
     target = location("s3", tmp_path, name)
-    cache = os.path.join(os.path.realpath(srv.data_dir), "backup-cache",
-                         hashlib.sha256(target.encode()).hexdigest()[:32])
-    lease = "backup:" + hashlib.sha256(cache.encode()).hexdigest()[:32]
+    # the lease is the location's (KIND:TARGET), whichever node's cache runs it
+    lease = "backup:" + hashlib.sha256(target.encode()).hexdigest()[:32]
     r = srv.post(CREATE, token=srv.admin_token, timeout=120, json={
         "sourceDirectory": str(root / "src"), "backupPath": "Vault", "wait": False})
     assert r.status_code == 202, r.text
