@@ -7,6 +7,7 @@
 #include "api/api.h"
 #include "app.h"
 #include "cloud/usage.h"
+#include "jobs/jobs.h"
 #include "ops/metrics.h"
 #include "util/timeutil.h"
 
@@ -81,6 +82,19 @@ static void stored_bytes(struct store *st, uint64_t out[CLOUD_N_PROVIDERS], bool
     store_release(c);
 }
 
+/* The job gauges, left out when the database cannot say (ferry_store_up tells why). */
+static void job_gauges(struct store *st, struct buf *out)
+{
+    struct store_conn *c = NULL;
+    struct buf lines;
+    buf_init(&lines);
+    if (store_acquire(st, &c, NULL) == FERRY_OK && jobs_prometheus(c, &lines, NULL) == FERRY_OK &&
+        lines.len)
+        buf_append(out, lines.data, lines.len);
+    store_release(c);
+    buf_cleanup(&lines);
+}
+
 static int v1_metrics(struct request *req, struct err *err)
 {
     uint64_t stored[CLOUD_N_PROVIDERS];
@@ -121,6 +135,7 @@ static int prometheus(struct request *req, struct err *err)
             buf_printf(&out, "ferry_cloud_stored_bytes{provider=\"%s\"} %llu\n",
                        cloud_provider_name((enum cloud_provider)i), (unsigned long long)stored[i]);
     }
+    job_gauges(req->app->store, &out);
     store_pool_stats(req->app->store, &size, &in_use);
     store_write_stats(req->app->store, &commits, &writes);
     buf_printf(&out,

@@ -122,6 +122,40 @@ int jobs_finish(struct store_conn *c, const char *id, bool ok, const char *resul
     return rc;
 }
 
+/* A Prometheus label value: backslash, quote and newline escaped. */
+static void label(struct buf *out, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            buf_append(out, "\\", 1);
+        if (*v == '\n')
+            buf_puts(out, "\\n");
+        else
+            buf_append(out, v, 1);
+    }
+}
+
+int jobs_prometheus(struct store_conn *c, struct buf *out, struct err *err)
+{
+    struct store_rows *rows = NULL;
+    int step;
+    if (store_query(c,
+                    "SELECT kind, status, COUNT(*) FROM ferry_jobs"
+                    " WHERE status IN ('pending', 'running') GROUP BY kind, status ORDER BY 1, 2",
+                    NULL, 0, &rows, err) != FERRY_OK)
+        return FERRY_ERR;
+    buf_puts(out, "# HELP ferry_jobs Jobs waiting or running on any node, by kind.\n"
+                  "# TYPE ferry_jobs gauge\n");
+    while ((step = store_rows_next(rows, err)) == 1) {
+        buf_puts(out, "ferry_jobs{kind=\"");
+        label(out, store_rows_text(rows, 0));
+        buf_printf(out, "\",status=\"%s\"} %lld\n", store_rows_text(rows, 1),
+                   (long long)store_rows_int(rows, 2));
+    }
+    store_rows_free(rows);
+    return step < 0 ? FERRY_ERR : FERRY_OK;
+}
+
 int jobs_purge(struct store_conn *c, int64_t before, int64_t *removed, struct err *err)
 {
     struct store_val v = sv_int(before);

@@ -15,6 +15,7 @@
 
 #include "ferry.h"
 #include "store/store.h"
+#include "util/buf.h"
 
 struct job {
     char id[40];
@@ -40,6 +41,10 @@ int jobs_finish(struct store_conn *c, const char *id, bool ok, const char *resul
                 const char *message, struct err *err);
 /* Marks a finished job closed (EonaCat.Sync's session complete); ERR_CONFLICT while it runs. */
 int jobs_close(struct store_conn *c, const char *id, struct err *err);
+
+/* Writes one Prometheus gauge line per kind and status of the jobs waiting or running
+ * on any node (ferry_jobs{kind,status} N) into out. */
+int jobs_prometheus(struct store_conn *c, struct buf *out, struct err *err);
 
 /* Removes finished jobs completed before `before` (ms). */
 int jobs_purge(struct store_conn *c, int64_t before, int64_t *removed, struct err *err);

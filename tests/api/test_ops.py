@@ -168,6 +168,26 @@ def test_prometheus_counts_request_bytes(server):
     assert sample(scrape(server), "ferry_http_request_bytes_total") == expected
 
 
+def test_prometheus_job_gauges_follow_the_jobs_table(server):
+    """ferry_jobs{kind,status} counts the jobs waiting or running on any node: rows of
+    ferry_jobs, whichever node wrote them (a kind no worker here runs stays pending)."""
+    def job(i, status):
+        server.db_exec("INSERT INTO ferry_jobs(id, kind, status, created_at) VALUES "
+                       f"('job_gauge_{i}', 'gauge\"test', '{status}', 0)")  # a quote: escaped
+
+    assert sample(scrape(server), "ferry_jobs", kind='gauge\\"test', status="pending") == 0
+    job(1, "pending")
+    job(2, "pending")
+    job(3, "running")
+    job(4, "completed")
+    after = scrape(server)
+    assert sample(after, "ferry_jobs", kind='gauge\\"test', status="pending") == 2
+    assert sample(after, "ferry_jobs", kind='gauge\\"test', status="running") == 1
+    assert not [l for n, l, _ in after if n == "ferry_jobs" and l.get("status") == "completed"]
+    server.db_exec("DELETE FROM ferry_jobs WHERE id LIKE 'job_gauge_%'")
+    assert sample(scrape(server), "ferry_jobs", kind='gauge\\"test', status="pending") == 0
+
+
 def test_prometheus_with_metrics_auth(make_server):
     srv = make_server("--metrics-auth")
     r = srv.get("/metrics")
