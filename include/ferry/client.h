@@ -167,6 +167,18 @@ FERRY_CLIENT_API int ferry_mirror(const struct ferry_client_options *opts, const
                                   struct ferry_mirror_stats *stats, char *errbuf,
                                   unsigned errlen);
 
+/* Waits for the next change to the server's files after cursor (a ferry_mirror_stats
+ * cursor): one long poll of the feed's files namespace, answered at once when a file
+ * changed since, else held by the server until one does or wait_s seconds pass (at most
+ * 60). 1 when a file changed (or the cursor is too old: either way call ferry_mirror()),
+ * 0 (FERRY_CLIENT_OK) when wait_s passed without one. stop (may be NULL) is asked at
+ * least once a second; a non-zero answer ends the wait at once (FERRY_CLIENT_EINVAL).
+ * Changes outside a mirror's prefix end the wait too.
+ * Threads: any thread. On failure the reason is in errbuf. */
+FERRY_CLIENT_API int ferry_mirror_wait(const struct ferry_client_options *opts, int64_t cursor,
+                                       int wait_s, int (*stop)(void *ctx), void *ctx,
+                                       char *errbuf, unsigned errlen);
+
 /* The number of local operations waiting to be pushed, or a negative status. */
 FERRY_CLIENT_API int64_t ferry_pending(ferry_replica *r);
 

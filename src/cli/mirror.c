@@ -35,8 +35,9 @@ static void print_round(const struct ferry_mirror_stats *s)
     fflush(stdout);
 }
 
-/* One round; CLI_OK or CLI_FAILED, the reason on stderr. */
-static int round_once(const struct remote_args *a, const struct ferry_client_options *o)
+/* One round; CLI_OK or CLI_FAILED, the reason on stderr; *cursor where the folder is. */
+static int round_once(const struct remote_args *a, const struct ferry_client_options *o,
+                      int64_t *cursor)
 {
     struct mirror_view v = {.dir = a->arg};
     struct ferry_mirror_stats s;
@@ -46,9 +47,10 @@ static int round_once(const struct remote_args *a, const struct ferry_client_opt
     int rc = ferry_mirror(o, a->arg, a->arg2, on_mirror, &v, &s, why, sizeof(why));
     if (v.p.last_total >= 0)
         progress_end(&v.p);
-    if (rc == FERRY_CLIENT_OK)
+    if (rc == FERRY_CLIENT_OK) {
         print_round(&s);
-    else if (remote_interrupted())
+        *cursor = s.cursor;
+    } else if (remote_interrupted())
         fprintf(stderr, "ferry mirror: interrupted; run the same command again to resume\n");
     else
         fprintf(stderr, "ferry mirror: %s\n", why);
@@ -67,11 +69,37 @@ static void mirror_usage(FILE *out)
                  "Nothing is written outside DIR (symbolic links are never followed). The state\n"
                  "is kept in DIR/.ferry-mirror, so a rerun after Ctrl-C or a lost connection goes\n"
                  "on where it stopped.\n"
-                 "  --watch SECONDS  mirror again every SECONDS until Ctrl-C\n"
+                 "  --watch SECONDS  stay on until Ctrl-C: wait on the server's feed (one long\n"
+                 "                   poll of up to SECONDS, at most 60) and mirror again as\n"
+                 "                   soon as a file changes; after a failure, again in SECONDS\n"
                  "  --json           JSON lines even on a terminal\n"
                  "Progress: a bar on a terminal, JSON lines otherwise; then one JSON line per\n"
                  "round: downloaded, removed, files, skipped, bytes, cursor.\n"
                  "Exit status: 0 mirrored, 1 failed or interrupted, 2 usage error.\n");
+}
+
+static int stop_asked(void *ctx)
+{
+    (void)ctx;
+    return remote_interrupted();
+}
+
+/* Between rounds of --watch: parked on the feed (one long poll after another, nothing
+ * else) until a file changes, or, after a failed round or wait, SECONDS of pause so a
+ * server away is not hammered. */
+static void between_rounds(const struct remote_args *a, const struct ferry_client_options *o,
+                           int round_rc, int64_t cursor)
+{
+    char why[512];
+    int rc = FERRY_CLIENT_OK;
+    while (round_rc == CLI_OK && rc == FERRY_CLIENT_OK && !remote_interrupted())
+        rc = ferry_mirror_wait(o, cursor, a->watch_s, stop_asked, NULL, why, sizeof(why));
+    if (round_rc == CLI_OK && rc > 0)
+        return;
+    if (round_rc == CLI_OK && !remote_interrupted())
+        fprintf(stderr, "ferry mirror: %s\n", why);
+    for (int i = 0; !remote_interrupted() && i < a->watch_s * 10; i++)
+        usleep(100000);
 }
 
 static int run_mirror(int argc, char **argv)
@@ -85,10 +113,11 @@ static int run_mirror(int argc, char **argv)
     if (rc < 0) {
         remote_catch_interrupts();
         /* with --watch a failed round (the server away, a file in use) is tried again */
+        int64_t cursor = 0;
         do {
-            rc = round_once(&a, &o);
-            for (int i = 0; a.watch_s && !remote_interrupted() && i < a.watch_s * 10; i++)
-                usleep(100000);
+            rc = round_once(&a, &o, &cursor);
+            if (a.watch_s && !remote_interrupted())
+                between_rounds(&a, &o, rc, cursor);
         } while (a.watch_s && !remote_interrupted());
     }
     clientconf_free(&c);

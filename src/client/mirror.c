@@ -17,7 +17,8 @@
 
 #define STATE_DIR ".ferry-mirror"
 #define MAX_PATH_LEN 4096
-#define MAX_PASSES 3 /* feed re-reads when files change on the server during a run */
+#define MAX_PASSES 3  /* feed re-reads when files change on the server during a run */
+#define MAX_WAIT_S 60 /* the server's longest long poll */
 
 /* wanted: what the feed says each path holds (path relative to the folder); have: what
  * this folder got, with the size and time the file had when written, so that a file
@@ -530,5 +531,44 @@ int ferry_mirror(const struct ferry_client_options *opts, const char *dir, const
     free(m.dir);
     free(m.prefix);
     ferry_replica_close(m.r);
+    return rc;
+}
+
+/* One long poll of the feed's files namespace: the server answers at once when a file
+ * changed after cursor, else parks the request until one does or wait_s pass. A 410 (the
+ * cursor is purged) ends the wait too: the next ferry_mirror() reads the feed again. 1
+ * when something changed, 0 when the time passed. */
+int ferry_mirror_wait(const struct ferry_client_options *opts, int64_t cursor, int wait_s,
+                      int (*stop)(void *ctx), void *ctx, char *errbuf, unsigned errlen)
+{
+    int rc;
+    ferry_replica *r = fc_bare_open(opts, &rc);
+    json_t *answer = NULL;
+    long status = 0;
+    if (rc == FERRY_CLIENT_OK && wait_s <= 0)
+        rc = fc_fail(r, FERRY_CLIENT_EINVAL, "the wait must be at least 1 second");
+    if (rc == FERRY_CLIENT_OK) {
+        wait_s = wait_s > MAX_WAIT_S ? MAX_WAIT_S : wait_s;
+        r->stop_fn = stop;
+        r->stop_ctx = ctx;
+        r->timeout_ms += wait_s * 1000L; /* the parked time is not a slow server */
+        char *path = xasprintf("/api/v1/sync/changes?cursor=%lld&limit=1&tables=files"
+                               "&includeOwn=true&wait=%d%s%s",
+                               (long long)cursor, wait_s, r->device_id ? "&deviceId=" : "",
+                               r->device_id ? r->device_id : "");
+        rc = fc_http(r, "GET", path, NULL, &status, &answer);
+        free(path);
+    }
+    if (rc == FERRY_CLIENT_OK && status != 200 && status != 410)
+        rc = fc_fail(r, FERRY_CLIENT_ESERVER, "changes: HTTP %ld: %s", status,
+                     fc_answer_message(answer));
+    else if (rc == FERRY_CLIENT_OK)
+        rc = status == 410 || json_array_size(json_object_get(answer, "changes")) > 0;
+    if (rc != FERRY_CLIENT_OK && stop && stop(ctx))
+        rc = fc_fail(r, FERRY_CLIENT_EINVAL, "mirror: stopped (run again to resume)");
+    if (rc != FERRY_CLIENT_OK && errbuf && errlen)
+        snprintf(errbuf, errlen, "%s", r->error);
+    json_decref(answer);
+    ferry_replica_close(r);
     return rc;
 }

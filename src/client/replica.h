@@ -66,12 +66,16 @@ struct ferry_replica {
      * true: the hook took the answer over (read it as a page), fc_http parses nothing. */
     bool (*on_answer)(void *ctx, const char *body, size_t len);
     void *on_answer_ctx;
+    /* asked often during an exchange or a back-off (ferry_mirror_wait): non-zero stops */
+    int (*stop_fn)(void *ctx);
+    void *stop_ctx;
 };
 
 /* Whether r (or the handle it belongs to) was asked to stop. */
 static inline bool fc_stopping(const ferry_replica *r)
 {
-    return r->stop || r->cancel || (r->owner && (r->owner->stop || r->owner->cancel));
+    return r->stop || r->cancel || (r->owner && (r->owner->stop || r->owner->cancel)) ||
+           (r->stop_fn && r->stop_fn(r->stop_ctx));
 }
 
 /* A handle without a replica (for single requests): options taken, libcurl ready; *rc

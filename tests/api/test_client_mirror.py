@@ -158,6 +158,61 @@ class SlowRelay:
         self.sock.close()
 
 
+def until(check, timeout):
+    """Seconds until check() held (polled every 20 ms), or None after timeout."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if check():
+            return time.monotonic() - start
+        time.sleep(0.02)
+    return None
+
+
+def test_mirror_watch_waits_on_the_feed(server, tmp_path):
+    """--watch parks one long poll on the feed's files namespace: an upload or a delete
+    reaches the folder at once, and an idle mirror sends no listing or rescan."""
+    anna = user(server, "anna").token
+    home = tmp_path / "home"
+    home.mkdir()
+    upload(server, anna, home, "docs/a.txt", b"first")
+    out = tmp_path / "w"
+    proc = subprocess.Popen([FERRY_BIN, "mirror", "--watch", "3", str(out), "docs"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=upload_env(server, anna, home))
+    try:
+        assert until(lambda: tree(out) == {"a.txt": b"first"}, 20) is not None
+        # idle: only parked polls of the feed, each held about the 3 s asked for
+        seen = len(server.log_lines())
+        time.sleep(4.5)
+        idle = server.log_lines()[seen:]
+        assert {l["path"] for l in idle} == {"/api/v1/sync/changes"}, idle
+        assert 1 <= len(idle) <= 2 and all(l["durationMs"] >= 2500 for l in idle), idle
+
+        upload(server, anna, home, "docs/sub/b.txt", b"uploaded while watching")
+        took = until(lambda: tree(out).get("sub/b.txt") == b"uploaded while watching", 2)
+        assert took is not None, tree(out)
+        r = server.delete("/api/v1/files/docs/a.txt", token=anna)
+        assert r.status_code in (200, 204), r.text
+        took = until(lambda: not (out / "a.txt").exists(), 2)
+        assert took is not None, tree(out)
+        assert tree(out) == {"sub/b.txt": b"uploaded while watching"}
+
+        # Ctrl-C while parked ends it at once, cleanly
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        outs, err = proc.communicate(timeout=10)
+        assert time.monotonic() - started < 3
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0 and err == b"", err
+    done = [json.loads(l) for l in outs.decode().splitlines()]
+    done = [d for d in done if d["event"] == "done"]
+    assert len(done) >= 3 and done[-1]["files"] == 1 and done[-1]["removed"] == 1, done
+
+
 def test_mirror_stopped_by_ctrl_c_resumes_with_a_range_request(server, tmp_path):
     anna = user(server, "anna").token
     home = tmp_path / "home"
