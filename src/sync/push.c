@@ -942,15 +942,18 @@ static const struct row_state *state_of(const struct batch *b, size_t i)
 }
 
 /* Whether operation i can share a statement: its state known where needed, and no
- * conflict for its policy to decide, row by row. */
+ * conflict for its policy to decide, row by row. Before any state is read (key_locks
+ * asks, on PostgreSQL), an operation that needs one is not. */
 static bool bulkable(const struct push_request *r, const struct batch *b, size_t i)
 {
     const struct op *op = &b->ops[i];
-    const struct row_state *s = state_of(b, i);
-    if (needs_state(r, op) && !b->state_ready[i])
-        return false;
-    if (op->base_version >= 0 && s->found && s->version > op->base_version)
-        return false;
+    if (needs_state(r, op)) {
+        if (!b->state_ready || !b->state_ready[i])
+            return false;
+        const struct row_state *s = state_of(b, i);
+        if (op->base_version >= 0 && s->found && s->version > op->base_version)
+            return false;
+    }
     return op->action != ACT_UPDATE || op->n_cols > 1; /* a key alone only checks the row */
 }
 
@@ -1287,7 +1290,8 @@ static int take_locks(struct store_conn *c, const char *array, bool shared, stru
 
 /* Marks in bulk[i] the operations that go to the database in a multi-row statement
  * (apply_ops): their INSERT ... ON CONFLICT waits for another writer of the same key and
- * then sees its row, so they need no key lock of their own. */
+ * then sees its row, so they need no key lock of their own. No state is read yet, so an
+ * operation that needs one (bulkable) is taken for a single one and gets its lock. */
 static void mark_bulk(const struct push_request *r, const struct batch *b, bool *bulk)
 {
     for (size_t i = 0; i < b->n;) {
