@@ -410,6 +410,18 @@ static bool needs_state(const struct push_request *r, const struct op *op)
     return r->want_results || op->base_version >= 0 || (partial && r->device_id);
 }
 
+/* A row state from the log's version, deleted, seq and device_id, at columns from on. */
+static void state_from_row(const struct store_rows *rows, int from, struct row_state *s)
+{
+    s->found = true;
+    s->version = store_rows_int(rows, from);
+    s->deleted = store_rows_int(rows, from + 1) != 0;
+    /* a pending change has no seq yet: no device has seen it, whatever its cursor */
+    s->seq = store_rows_isnull(rows, from + 2) ? INT64_MAX : store_rows_int(rows, from + 2);
+    snprintf(s->device, sizeof(s->device), "%s",
+             store_rows_isnull(rows, from + 3) ? "" : store_rows_text(rows, from + 3));
+}
+
 static int row_state(struct store_conn *c, const struct op *op, struct row_state *s,
                      struct err *err)
 {
@@ -422,15 +434,8 @@ static int row_state(struct store_conn *c, const struct op *op, struct row_state
                     " WHERE tbl = $1 AND pk = $2",
                     v, 2, &rows, err) != FERRY_OK)
         return FERRY_ERR;
-    if ((step = store_rows_next(rows, err)) == 1) {
-        s->found = true;
-        s->version = store_rows_int(rows, 0);
-        s->deleted = store_rows_int(rows, 1) != 0;
-        /* a pending change has no seq yet: no device has seen it, whatever its cursor */
-        s->seq = store_rows_isnull(rows, 2) ? INT64_MAX : store_rows_int(rows, 2);
-        snprintf(s->device, sizeof(s->device), "%s",
-                 store_rows_isnull(rows, 3) ? "" : store_rows_text(rows, 3));
-    }
+    if ((step = store_rows_next(rows, err)) == 1)
+        state_from_row(rows, 0, s);
     store_rows_free(rows);
     return step < 0 ? FERRY_ERR : FERRY_OK;
 }
@@ -891,13 +896,7 @@ static int prefetch_table(struct store_conn *c, const struct push_request *r, st
         size_t i = keyset_get(&keys, store_rows_text(rows, 0));
         if (i == SIZE_MAX)
             continue;
-        struct row_state *s = &b->states[i];
-        s->found = true;
-        s->version = store_rows_int(rows, 1);
-        s->deleted = store_rows_int(rows, 2) != 0;
-        s->seq = store_rows_isnull(rows, 3) ? INT64_MAX : store_rows_int(rows, 3);
-        snprintf(s->device, sizeof(s->device), "%s",
-                 store_rows_isnull(rows, 4) ? "" : store_rows_text(rows, 4));
+        state_from_row(rows, 1, &b->states[i]);
     }
     store_rows_free(rows);
     keyset_cleanup(&keys);
