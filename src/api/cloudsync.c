@@ -15,7 +15,6 @@
 #include "util/timeutil.h"
 
 #define MAX_EXCLUDES 64
-#define PROGRESS_EVERY_MS 100
 
 int apicloudsync_params(json_t *params, const struct location *cloud, bool upload, struct err *err)
 {
@@ -94,11 +93,8 @@ struct progress_ctx {
 static void report_progress(void *arg, const struct treesync_progress *p)
 {
     struct progress_ctx *ctx = arg;
-    int64_t now = time_now_ms();
-    bool last = p->files_done == p->files_total && !p->current;
-    if (!last && now - ctx->last_ms < PROGRESS_EVERY_MS)
+    if (!jobs_progress_due(&ctx->last_ms, p->files_done == p->files_total && !p->current))
         return;
-    ctx->last_ms = now;
     char *msg = xasprintf(
         "%s: %lld of %lld files, %lld of %lld bytes%s%s", ctx->upload ? "uploading" : "downloading",
         (long long)p->files_done, (long long)p->files_total, (long long)p->bytes_done,

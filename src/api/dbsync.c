@@ -14,8 +14,6 @@
 #include "util/jsonutil.h"
 #include "util/timeutil.h"
 
-#define PROGRESS_EVERY_MS 100
-
 struct progress_ctx {
     struct store_conn *c;
     const char *job;
@@ -25,10 +23,8 @@ struct progress_ctx {
 static void report_progress(void *arg, const struct dbsync_progress *p)
 {
     struct progress_ctx *ctx = arg;
-    int64_t now = time_now_ms();
-    if (now - ctx->last_ms < PROGRESS_EVERY_MS && p->rows_done < p->rows_total)
+    if (!jobs_progress_due(&ctx->last_ms, p->rows_done >= p->rows_total))
         return;
-    ctx->last_ms = now;
     char *msg = xasprintf("Processing database entities: %s (%lld of %lld rows), entity %lld of "
                           "%lld, %lld changes applied",
                           p->entity, (long long)p->rows_done, (long long)p->rows_total,

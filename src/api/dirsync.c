@@ -31,7 +31,6 @@
 /* Directory syncs run inside requests at once at most; more get 429 (a session, which
  * is a job, has no such limit): each holds one of the few request threads. */
 #define MAX_SYNCS_IN_REQUESTS 2
-#define PROGRESS_EVERY_MS 100
 
 struct apidirsync {
     atomic_int in_requests; /* directory syncs running inside requests now */
@@ -290,11 +289,8 @@ struct progress_ctx {
 static void report_progress(void *arg, const struct dirsync_progress *p)
 {
     struct progress_ctx *ctx = arg;
-    int64_t now = time_now_ms();
-    bool last = p->files_done == p->files_total;
-    if (!last && now - ctx->last_ms < PROGRESS_EVERY_MS)
+    if (!jobs_progress_due(&ctx->last_ms, p->files_done == p->files_total))
         return;
-    ctx->last_ms = now;
     char *msg =
         xasprintf("copying: %lld of %lld files, %lld of %lld bytes", (long long)p->files_done,
                   (long long)p->files_total, (long long)p->bytes_done, (long long)p->bytes_total);

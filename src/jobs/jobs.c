@@ -156,6 +156,15 @@ int jobs_prometheus(struct store_conn *c, struct buf *out, struct err *err)
     return step < 0 ? FERRY_ERR : FERRY_OK;
 }
 
+bool jobs_progress_due(int64_t *last_ms, bool final)
+{
+    int64_t now = time_now_ms();
+    if (!final && now - *last_ms < 100)
+        return false;
+    *last_ms = now;
+    return true;
+}
+
 int jobs_purge(struct store_conn *c, int64_t before, int64_t *removed, struct err *err)
 {
     struct store_val v = sv_int(before);

@@ -46,6 +46,10 @@ int jobs_close(struct store_conn *c, const char *id, struct err *err);
  * on any node (ferry_jobs{kind,status} N) into out. */
 int jobs_prometheus(struct store_conn *c, struct buf *out, struct err *err);
 
+/* How often a running job writes its progress: at most every 100 ms, and always its last
+ * step. True when a step is due, and then *last_ms (0 at first) becomes now. */
+bool jobs_progress_due(int64_t *last_ms, bool final);
+
 /* Removes finished jobs completed before `before` (ms). */
 int jobs_purge(struct store_conn *c, int64_t before, int64_t *removed, struct err *err);
 
