@@ -525,9 +525,11 @@ int merge_texts_only(const struct merge_text *base, const struct merge_text *sou
     memset(out, 0, sizeof(*out));
     if (run_merge(base, source, target, git_favor(favor), style, 0, &g, err) != FERRY_OK)
         return FERRY_ERR;
-    take_result(out, &g);
     out->success = g.automergeable || favor != MERGE_FAVOR_NONE;
-    git_merge_file_result_free(&g);
+    out->held = xmalloc(sizeof(g));
+    memcpy(out->held, &g, sizeof(g));
+    out->merged = (char *)(g.ptr ? g.ptr : ""); /* held: cleanup frees the buffer, not this */
+    out->merged_len = g.len;
     return FERRY_OK;
 }
 
@@ -540,7 +542,12 @@ void merge_result_cleanup(struct merge_result *r)
         free(r->conflicts[i].resolution);
     }
     free(r->conflicts);
-    free(r->merged);
+    if (r->held) {
+        git_merge_file_result_free(r->held);
+        free(r->held);
+    } else {
+        free(r->merged);
+    }
     memset(r, 0, sizeof(*r));
 }
 

@@ -35,8 +35,10 @@ struct merge_conflict {
 
 struct merge_result {
     bool success; /* no conflict markers left in merged */
-    char *merged; /* owned, NUL-terminated (the text itself holds no NUL) */
+    char *merged; /* owned, NUL-terminated (the text itself holds no NUL), but see
+                   * merge_texts_only */
     size_t merged_len;
+    void *held; /* libgit2's result, when merged is its buffer (merge_texts_only) */
     struct merge_conflict *conflicts;
     size_t n_conflicts;
     size_t n_resolved; /* conflicts the favor resolved */
@@ -68,7 +70,9 @@ int merge_texts(const struct merge_text *base, const struct merge_text *source,
 
 /* Only the merged text, as `git merge-file -p` prints it (with --diff3 for favor none), by
  * one libgit2 merge: out->conflicts stays empty and n_resolved 0. For callers that show
- * no conflict list (`ferry merge` without --json); release with merge_result_cleanup. */
+ * no conflict list (`ferry merge` without --json); release with merge_result_cleanup.
+ * out->merged is libgit2's own buffer, not a copy (4 MB at 100,000 lines), so it is NOT
+ * NUL-terminated: use its merged_len bytes. */
 int merge_texts_only(const struct merge_text *base, const struct merge_text *source,
                      const struct merge_text *target, enum merge_favor favor,
                      struct merge_result *out, struct err *err);

@@ -7,6 +7,9 @@
 
 #include "util/utf8.h"
 
+/* The top bit of each byte of a 64-bit word: set in none of an ASCII word. */
+#define HIGH_BITS 0x8080808080808080ULL
+
 /* Length of the valid sequence at s, of which avail bytes may be read, or 0 when it is
  * not one. */
 static size_t sequence_len(const unsigned char *s, size_t avail)
@@ -50,14 +53,25 @@ void utf8_scrub(char *s)
     }
 }
 
+/* The eight bytes at p as one word (memcpy: p need not be aligned). */
+static uint64_t load64(const unsigned char *p)
+{
+    uint64_t word;
+    memcpy(&word, p, sizeof(word));
+    return word;
+}
+
 bool utf8_valid(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s, *end = p + len;
     while (p < end) {
-        uint64_t word;
-        /* ASCII, the bulk of most text, eight bytes at a time: this check runs over
-         * whole files (merge inputs), where a byte at a time costs as much as the merge. */
-        while (end - p >= 8 && (memcpy(&word, p, 8), !(word & 0x8080808080808080ULL)))
+        /* ASCII, the bulk of most text, 32 then 8 bytes at a time: this check runs over
+         * whole files (merge inputs), where a byte at a time costs as much as the merge,
+         * and one test per 32 bytes takes half the instructions of one per 8. */
+        while (end - p >= 32 &&
+               !((load64(p) | load64(p + 8) | load64(p + 16) | load64(p + 24)) & HIGH_BITS))
+            p += 32;
+        while (end - p >= 8 && !(load64(p) & HIGH_BITS))
             p += 8;
         if (p == end)
             break;

@@ -78,6 +78,33 @@ static void test_conflict_each_favor(void **state)
     }
 }
 
+/* merge_texts_only hands over libgit2's buffer (merged_len bytes, no NUL after them):
+ * the same bytes as merge_texts for each favor, and an empty merge is empty. */
+static void test_texts_only(void **state)
+{
+    (void)state;
+    static const char *const triples[][3] = {
+        {"a\nx\nb\nc\n", "a\nx\nB1\nc\n", "a\nx\nB2\nc\n"},
+        {"a\nb\nc\nd\ne\n", "a\nB\nc\nd\ne\n", "a\nb\nc\nd\nE\nf\n"},
+        {"", "", ""},
+    };
+    for (size_t i = 0; i < sizeof(triples) / sizeof(triples[0]); i++)
+        for (int favor = MERGE_FAVOR_NONE; favor <= MERGE_FAVOR_UNION; favor++) {
+            struct merge_text b = text_of(triples[i][0]), s = text_of(triples[i][1]),
+                              t = text_of(triples[i][2]);
+            struct merge_result full, only;
+            struct err err = {0};
+            merge3(triples[i][0], triples[i][1], triples[i][2], favor, &full);
+            assert_int_equal(merge_texts_only(&b, &s, &t, favor, &only, &err), FERRY_OK);
+            assert_int_equal(only.merged_len, full.merged_len);
+            assert_memory_equal(only.merged, full.merged, full.merged_len);
+            assert_int_equal(only.success, full.success);
+            assert_int_equal(only.n_conflicts, 0);
+            merge_result_cleanup(&only);
+            merge_result_cleanup(&full);
+        }
+}
+
 static void test_two_conflicts_and_json(void **state)
 {
     (void)state;
@@ -248,15 +275,11 @@ static void test_read_and_write_files(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_clean_merge),
-        cmocka_unit_test(test_conflict_each_favor),
-        cmocka_unit_test(test_two_conflicts_and_json),
-        cmocka_unit_test(test_json_escapes),
-        cmocka_unit_test(test_marker_lines_in_input),
-        cmocka_unit_test(test_union_far_and_near),
-        cmocka_unit_test(test_favor_names),
-        cmocka_unit_test(test_check_text),
-        cmocka_unit_test(test_read_and_write_files),
+        cmocka_unit_test(test_clean_merge),        cmocka_unit_test(test_conflict_each_favor),
+        cmocka_unit_test(test_texts_only),         cmocka_unit_test(test_two_conflicts_and_json),
+        cmocka_unit_test(test_json_escapes),       cmocka_unit_test(test_marker_lines_in_input),
+        cmocka_unit_test(test_union_far_and_near), cmocka_unit_test(test_favor_names),
+        cmocka_unit_test(test_check_text),         cmocka_unit_test(test_read_and_write_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -47,6 +47,16 @@ static void test_valid(void **state)
     assert_true(utf8_valid("a\0b", 3));      /* NUL is a character */
     assert_false(utf8_valid("\xc3\xa9", 1)); /* cut short by the length, not a NUL */
     assert_true(utf8_valid("\xc3\xa9", 2));
+    /* past the 32-byte ASCII blocks: a bad byte, and a character across a block's end */
+    char text[80];
+    memset(text, 'a', sizeof(text));
+    text[70] = '\xff';
+    assert_false(utf8_valid(text, sizeof(text)));
+    assert_true(utf8_valid(text, 70));
+    memcpy(text + 31, "\xe2\x82\xac", 3);
+    assert_true(utf8_valid(text, 70));
+    text[33] = 'a';
+    assert_false(utf8_valid(text, 70));
 }
 
 int main(void)
