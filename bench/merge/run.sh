@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # bench/merge: a 3-way merge of two files with 1% of the lines edited on each side (the
 # same base), at several sizes, by ferry (the CLI, `ferry merge`, and the API, POST
-# /api/v1/merge/files) and by `git merge-file`, in one run. For each size and favor it
-# prints the best wall time of REPS runs and the mean CPU time (user + system; for the API,
-# the server's), the ratios to git, and checks that every one gives git's bytes. CPU time
-# is the steadier figure on a shared machine. Not run by CI.
+# /api/v1/merge/files) and by `git merge-file`, in one run, checking that every one gives
+# git's bytes. For each size and favor it prints:
+#   wall: hyperfine's mean +- sd of REPS runs (the API through curl; curl's own start-up,
+#         measured the same way on /health, is in the header, so it can be subtracted);
+#   cpu:  mean user + system CPU time (hyperfine's, for the API the server's, read from
+#         /proc before and after the runs);
+#   instr: instructions counted by callgrind in one run of git and of the CLI (INSTR=0
+#         skips it); the figure a busy machine does not disturb;
+# and each ratio to git. Not run by CI.
 #   bench/merge/run.sh             # builds ferry (make build), then runs
-#   SIZES="10000 100000 300000" EDIT_PERCENT=1 REPS=5 KEEP=1 bench/merge/run.sh
+#   SIZES="10000 100000 300000" EDIT_PERCENT=1 REPS=20 INSTR=1 KEEP=1 bench/merge/run.sh
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 SIZES=${SIZES:-10000 100000 300000}
 EDIT_PERCENT=${EDIT_PERCENT:-1}
-REPS=${REPS:-5}
+REPS=${REPS:-20}
+INSTR=${INSTR:-1}
 KEEP=${KEEP:-0}
 FERRY="$REPO/build/ferry"
 PY=/usr/bin/python3
@@ -29,7 +35,12 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-command -v git >/dev/null || fail "git is missing"
+for tool in git curl hyperfine; do
+  command -v "$tool" >/dev/null || fail "$tool is missing (bench/merge/setup.sh installs it)"
+done
+if [ "$INSTR" = 1 ]; then
+  command -v valgrind >/dev/null || fail "valgrind is missing (bench/merge/setup.sh; or INSTR=0)"
+fi
 log "building ferry"
 make -C "$REPO" build >/dev/null
 
@@ -40,16 +51,18 @@ PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(
 SERVER_PID=$!
 for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$PORT/health" && break; sleep 0.05; done
 
-log "sizes: $SIZES lines, $EDIT_PERCENT% edited on each side, best/mean of $REPS runs; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-$PY - "$WORK" "$FERRY" "$PORT" "$SERVER_PID" "$EDIT_PERCENT" "$REPS" $SIZES <<'PY'
-import http.client, json, os, random, subprocess, sys, time
+log "sizes: $SIZES lines, $EDIT_PERCENT% edited on each side, $REPS runs each; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+$PY - "$WORK" "$FERRY" "$PORT" "$SERVER_PID" "$EDIT_PERCENT" "$REPS" "$INSTR" $SIZES <<'PY'
+import json, os, random, re, subprocess, sys
 
-work, ferry, port, server_pid, pct, reps = sys.argv[1:7]
-pct, reps, sizes = float(pct), int(reps), [int(n) for n in sys.argv[7:]]
+work, ferry, port, server_pid, pct, reps, instr = sys.argv[1:8]
+pct, reps, instr, sizes = float(pct), int(reps), instr == "1", [int(n) for n in sys.argv[8:]]
 root = f"{work}/root"
 token = open(f"{work}/data/admin.token").read().strip()
 tick = os.sysconf("SC_CLK_TCK")
 words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+url = f"http://127.0.0.1:{port}"
+WARMUP = 2
 
 
 def make_files(n):
@@ -76,13 +89,25 @@ def make_files(n):
     return paths
 
 
-def run_cmd(argv):
-    """(wall seconds, cpu seconds, stdout bytes) of one run."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
-    out = proc.stdout.read()
-    _, _, ru = os.wait4(proc.pid, 0)
-    return time.perf_counter() - t0, ru.ru_utime + ru.ru_stime, out
+def hyperfine(argv):
+    """(mean, sd, mean user + system) in seconds over reps runs of argv, no shell. Exit
+    codes are ignored (git and ferry exit non-zero on conflicts): the outputs are checked
+    before."""
+    out = f"{work}/hyperfine.json"
+    cmd = " ".join("'" + a.replace("'", "'\\''") + "'" for a in argv)
+    subprocess.run(["hyperfine", "-N", "-i", "--style", "none", "--warmup", str(WARMUP), "--runs",
+                    str(reps), "--export-json", out, cmd], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    r = json.load(open(out))["results"][0]
+    return r["mean"], r["stddev"], r["user"] + r["system"]
+
+
+def instructions(argv):
+    """Instructions callgrind counts in one run of argv (all threads; the exit code is a
+    count of conflicts for both)."""
+    res = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"] + argv,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return int(re.search(r"I\s+refs:\s+([\d,]+)", res.stderr).group(1).replace(",", ""))
 
 
 def server_cpu():
@@ -90,66 +115,64 @@ def server_cpu():
     return (int(fields[11]) + int(fields[12])) / tick
 
 
-def run_api(paths, favor):
-    body = json.dumps({"baseFile": paths["base"], "sourceFile": paths["source"],
-                       "targetFile": paths["target"], "favor": favor})
-    conn = http.client.HTTPConnection("127.0.0.1", int(port), timeout=120)
-    t0 = time.perf_counter()
-    conn.request("POST", "/api/v1/merge/files", body, {
-        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    resp = conn.getresponse()
-    data = resp.read()
-    wall = time.perf_counter() - t0
-    conn.close()
-    assert resp.status == 200, data[:300]
-    return wall, data
+def curl(path, body=None, out="/dev/null"):
+    argv = ["curl", "-sS", "-o", out, "--fail", url + path]
+    if body:
+        argv += ["-H", f"Authorization: Bearer {token}", "-H", "Content-Type: application/json",
+                 "--data-binary", "@" + body]
+    return argv
 
 
-def measure(fn):
-    """Best wall time and mean CPU time of reps runs, and the last output."""
-    walls, cpus = [], []
-    for _ in range(reps):
-        wall, cpu, out = fn()
-        walls.append(wall)
-        cpus.append(cpu)
-    return min(walls), sum(cpus) / len(cpus), out
-
-
-def measure_api(paths, favor):
-    """The server's CPU is read in clock ticks: it is taken over all runs, then divided."""
+def measure_api(body):
+    """hyperfine over curl, and the server's CPU per request over all of them (warm-ups too:
+    the server's clock-tick counters are too coarse for one request)."""
     before = server_cpu()
-    walls, data = [], None
-    for _ in range(reps):
-        wall, data = run_api(paths, favor)
-        walls.append(wall)
-    return min(walls), (server_cpu() - before) / reps, data
+    mean, sd, _ = hyperfine(curl("/api/v1/merge/files", body))
+    return mean, sd, (server_cpu() - before) / (reps + WARMUP)
 
 
+curl_mean, curl_sd, _ = hyperfine(curl("/health"))
+print(f"curl's own start-up and a /health request (in the api wall): "
+      f"{curl_mean * 1000:.1f} +- {curl_sd * 1000:.1f} ms")
+print(f"{'lines':>7} {'favor':<6} | wall ms: {'git':>11} {'cli':>11} {'api':>11} {'cli/git':>7} "
+      f"{'api/git':>7} | cpu ms: {'git':>6} {'cli':>6} {'api':>6} {'cli/git':>7} {'api/git':>7} | "
+      f"Minstr: {'git':>6} {'cli':>6} {'cli/git':>7} | conflicts")
 flags = {"none": "--diff3", "source": "--ours", "target": "--theirs", "union": "--union"}
-print(f"{'lines':>7} {'favor':<7} {'git_s':>7} {'cli_s':>7} {'api_s':>7} {'cli/git':>7} "
-      f"{'api/git':>7} | {'git_cpu':>7} {'cli_cpu':>7} {'api_cpu':>7} {'cli/git':>7} "
-      f"{'api/git':>7} | conflicts")
-worst = {"cli": 0.0, "api": 0.0}
+worst = {}
 for n in sizes:
     paths = make_files(n)
     for favor, flag in flags.items():
-        git = measure(lambda: run_cmd(["git", "merge-file", "-p", flag, "-L", "source", "-L",
-                                       "base", "-L", "target", paths["source"], paths["base"],
-                                       paths["target"]]))
-        cli = measure(lambda: run_cmd([ferry, "merge", "--favor", favor, paths["base"],
-                                       paths["source"], paths["target"]]))
-        api = measure_api(paths, favor)
-        if cli[2] != git[2]:
+        git_argv = ["git", "merge-file", "-p", flag, "-L", "source", "-L", "base", "-L", "target",
+                    paths["source"], paths["base"], paths["target"]]
+        cli_argv = [ferry, "merge", "--favor", favor, paths["base"], paths["source"],
+                    paths["target"]]
+        body = f"{work}/body.json"
+        with open(body, "w") as f:
+            json.dump({"baseFile": paths["base"], "sourceFile": paths["source"],
+                       "targetFile": paths["target"], "favor": favor}, f)
+        want = subprocess.run(git_argv, stdout=subprocess.PIPE).stdout
+        if subprocess.run(cli_argv, stdout=subprocess.PIPE).stdout != want:
             sys.exit(f"{n} lines, favor {favor}: ferry merge differs from git merge-file {flag}")
-        res = json.loads(api[2])
-        if res["mergedContent"].encode() != git[2]:
+        res = json.loads(subprocess.run(curl("/api/v1/merge/files", body, "-"),
+                                        stdout=subprocess.PIPE, check=True).stdout)
+        if res["mergedContent"].encode() != want:
             sys.exit(f"{n} lines, favor {favor}: the API's mergedContent differs from git {flag}")
-        ratios = [cli[0] / git[0], api[0] / git[0], cli[1] / git[1], api[1] / git[1]]
-        worst["cli"] = max(worst["cli"], ratios[0])
-        worst["api"] = max(worst["api"], ratios[1])
-        print(f"{n:>7} {favor:<7} {git[0]:7.3f} {cli[0]:7.3f} {api[0]:7.3f} {ratios[0]:6.2f}x "
-              f"{ratios[1]:6.2f}x | {git[1]:7.3f} {cli[1]:7.3f} {api[1]:7.3f} {ratios[2]:6.2f}x "
-              f"{ratios[3]:6.2f}x | {len(res['conflicts'])}", flush=True)
-print(f"worst wall ratio: cli {worst['cli']:.2f}x, api {worst['api']:.2f}x (goal <= 1)")
+        git, cli, api = hyperfine(git_argv), hyperfine(cli_argv), measure_api(body)
+        ratios = {"wall cli": cli[0] / git[0], "wall api": api[0] / git[0],
+                  "cpu cli": cli[2] / git[2], "cpu api": api[2] / git[2]}
+        git_i = cli_i = 0
+        if instr:
+            git_i, cli_i = instructions(git_argv), instructions(cli_argv)
+            ratios["instr cli"] = cli_i / git_i
+        for k, v in ratios.items():
+            worst[k] = max(worst.get(k, 0), v)
+        ms = lambda m: f"{m[0] * 1000:5.1f}+-{m[1] * 1000:4.1f}"
+        print(f"{n:>7} {favor:<6} | wall ms: {ms(git):>11} {ms(cli):>11} {ms(api):>11} "
+              f"{ratios['wall cli']:6.2f}x {ratios['wall api']:6.2f}x | cpu ms: "
+              f"{git[2] * 1000:6.1f} {cli[2] * 1000:6.1f} {api[2] * 1000:6.1f} "
+              f"{ratios['cpu cli']:6.2f}x {ratios['cpu api']:6.2f}x | Minstr: "
+              f"{git_i / 1e6:6.0f} {cli_i / 1e6:6.0f} {ratios.get('instr cli', 0):6.2f}x | "
+              f"{len(res['conflicts'])}", flush=True)
+print("worst ratios to git (goal <= 1): " + ", ".join(f"{k} {v:.2f}x" for k, v in worst.items()))
 PY
 log "same bytes as git merge-file for every size and favor (ratios: ferry / git)"
