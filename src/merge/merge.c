@@ -617,24 +617,35 @@ static bool needs_escape(unsigned char c)
     return c < 0x20 || c == '"' || c == '\\';
 }
 
-/* Whether one of the eight bytes of w needs_escape: a byte below 0x20, or one that is
- * zero once xored with '"' or '\\', borrows into a clear top bit. The constants have
- * clear top bits, so one ~w serves the three tests. */
-static bool word_needs_escape(uint64_t w)
+/* The bytes of w that needs_escape, as the top bit of each: a byte below 0x20, or one that
+ * is zero once xored with '"' or '\\', borrows into a clear top bit. The constants have
+ * clear top bits, so one ~w serves the three tests. A borrow can also mark a byte above
+ * (later in memory, on a little-endian machine) a marked one, never below it, so the
+ * lowest mark is always a byte that needs escaping. */
+static uint64_t escape_marks(uint64_t w)
 {
     const uint64_t ones = 0x0101010101010101ULL, tops = 0x8080808080808080ULL;
     uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
-    return (((w - ones * 0x20) | (quote - ones) | (backslash - ones)) & ~w & tops) != 0;
+    return ((w - ones * 0x20) | (quote - ones) | (backslash - ones)) & ~w & tops;
 }
 
 /* The length of the run at p, of at most n bytes, that needs no escape, eight bytes at
- * a time: text is mostly such runs. */
+ * a time: text is mostly such runs, a line long. Where a word holds the run's end, its
+ * lowest mark says which byte (on a big-endian machine the bytes are tested one by one). */
 static size_t plain_run(const char *p, size_t n)
 {
     size_t i = 0;
-    uint64_t w;
-    while (n - i >= 8 && (memcpy(&w, p + i, 8), !word_needs_escape(w)))
-        i += 8;
+    uint64_t w, marks;
+    for (; n - i >= 8; i += 8) {
+        memcpy(&w, p + i, 8);
+        if ((marks = escape_marks(w)) != 0) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            return i + (size_t)__builtin_ctzll(marks) / 8;
+#else
+            break;
+#endif
+        }
+    }
     while (i < n && !needs_escape((unsigned char)p[i]))
         i++;
     return i;

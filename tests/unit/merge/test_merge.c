@@ -172,6 +172,31 @@ static void test_json_escapes(void **state)
 
 /* An input holding a line like a conflict marker is text: the conflict list has only
  * the real conflict, and favor none still shows git's 7-character markers. */
+/* Each character JSON escapes, at each place in and across the eight-byte words that
+ * mergedContent's writer tests at once, and two in one word, come back as they were. */
+static void test_json_escape_positions(void **state)
+{
+    (void)state;
+    static const char specials[] = "\"\\\n\x01\x1f";
+    for (size_t k = 0; k < 20; k++)
+        for (size_t c = 0; c < sizeof(specials) - 1; c++) {
+            char text[24];
+            memset(text, 'a', sizeof(text));
+            text[k] = specials[c];
+            text[(k + 3) % sizeof(text)] = '\\';
+            struct merge_result r = {.success = true, .merged = text, .merged_len = sizeof(text)};
+            size_t len = 0;
+            char *dump = merge_result_dump(&r, MERGE_FAVOR_SOURCE, &len);
+            json_t *j = json_loads(dump, 0, NULL);
+            assert_non_null(j);
+            json_t *merged = json_object_get(j, "mergedContent");
+            assert_int_equal(json_string_length(merged), sizeof(text));
+            assert_memory_equal(json_string_value(merged), text, sizeof(text));
+            json_decref(j);
+            free(dump);
+        }
+}
+
 static void test_marker_lines_in_input(void **state)
 {
     (void)state;
@@ -275,11 +300,17 @@ static void test_read_and_write_files(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_clean_merge),        cmocka_unit_test(test_conflict_each_favor),
-        cmocka_unit_test(test_texts_only),         cmocka_unit_test(test_two_conflicts_and_json),
-        cmocka_unit_test(test_json_escapes),       cmocka_unit_test(test_marker_lines_in_input),
-        cmocka_unit_test(test_union_far_and_near), cmocka_unit_test(test_favor_names),
-        cmocka_unit_test(test_check_text),         cmocka_unit_test(test_read_and_write_files),
+        cmocka_unit_test(test_clean_merge),
+        cmocka_unit_test(test_conflict_each_favor),
+        cmocka_unit_test(test_texts_only),
+        cmocka_unit_test(test_two_conflicts_and_json),
+        cmocka_unit_test(test_json_escapes),
+        cmocka_unit_test(test_json_escape_positions),
+        cmocka_unit_test(test_marker_lines_in_input),
+        cmocka_unit_test(test_union_far_and_near),
+        cmocka_unit_test(test_favor_names),
+        cmocka_unit_test(test_check_text),
+        cmocka_unit_test(test_read_and_write_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
