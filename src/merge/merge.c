@@ -659,18 +659,23 @@ static size_t quoted_len(const char *text, size_t len)
     return n;
 }
 
-/* Writes text as a JSON string at dst (quoted_len bytes) and returns the end. Hand-written:
- * jansson's encoder decodes every character and stops at each newline, 57 ms for a 4 MB
- * text, as long as the merge itself. The text is UTF-8, so, as jansson does, only '"',
- * '\\' and control characters are escaped. */
-static char *quote_into(char *dst, const char *text, size_t len)
+/* Writes text as a JSON string at dst and returns the end, or NULL when it would go past
+ * limit (quoted_len bytes from dst always suffice). Hand-written: jansson's encoder decodes
+ * every character and stops at each newline, 57 ms for a 4 MB text, as long as the merge
+ * itself. The text is UTF-8, so, as jansson does, only '"', '\\' and control characters
+ * are escaped. */
+static char *quote_into(char *dst, const char *limit, const char *text, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     size_t i = 0;
 
+    if (limit - dst < 2)
+        return NULL;
     *dst++ = '"';
     while (i < len) {
         size_t run = plain_run(text + i, len - i);
+        if ((size_t)(limit - dst) < run + 1) /* and the closing quote */
+            return NULL;
         memcpy(dst, text + i, run);
         dst += run;
         i += run;
@@ -678,6 +683,8 @@ static char *quote_into(char *dst, const char *text, size_t len)
             break;
         unsigned char c = (unsigned char)text[i++];
         const char *esc = short_escape(c);
+        if (limit - dst < (esc ? 2 : 6) + 1)
+            return NULL;
         if (esc) {
             memcpy(dst, esc, 2);
             dst += 2;
@@ -699,16 +706,23 @@ char *merge_result_dump(const struct merge_result *r, enum merge_favor favor, si
     json_t *rest = rest_json(r, favor);
     char *tail = jsonutil_to_string(rest); /* {"conflicts":...}, spliced in after a comma */
     size_t head_len = strlen(head), tail_len = strlen(tail);
-    size_t total = head_len + quoted_len(r->merged, r->merged_len) + tail_len;
-    char *text = xmalloc(total + 1), *p = text;
+    /* One pass when the text needs at most one escape in eight bytes (text has a newline
+     * every line, and few other escapes); otherwise it is measured, then written. */
+    size_t room = r->merged_len + r->merged_len / 8 + 2;
+    char *text = xmalloc(head_len + room + tail_len + 1), *p;
 
     json_decref(rest);
-    memcpy(p, head, head_len);
-    p = quote_into(p + head_len, r->merged, r->merged_len);
+    memcpy(text, head, head_len);
+    p = quote_into(text + head_len, text + head_len + room, r->merged, r->merged_len);
+    if (!p) {
+        room = quoted_len(r->merged, r->merged_len);
+        text = xrealloc(text, head_len + room + tail_len + 1);
+        p = quote_into(text + head_len, text + head_len + room, r->merged, r->merged_len);
+    }
     *p++ = ',';
     memcpy(p, tail + 1, tail_len); /* and the NUL */
     free(tail);
-    *len = total;
+    *len = (size_t)(p - text) + tail_len - 1;
     return text;
 }
 
