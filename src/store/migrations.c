@@ -269,16 +269,6 @@
     " provider TEXT NOT NULL, container TEXT NOT NULL, obj_key TEXT NOT NULL,"                     \
     " size BIGINT NOT NULL, PRIMARY KEY (provider, container, obj_key));"
 
-/* PostgreSQL: seq's unique index holds only numbered entries. Pending ones (seq NULL) all
- * sorted to its right edge, so every capture trigger inserted there beside every other
- * writer and beside the promoter's numbered entries, and each entry was indexed twice;
- * the feed's walk (seq > cursor) and MAX(seq) imply seq IS NOT NULL, so they use it. */
-#define NUMBERED_PG                                                                                \
-    "CREATE UNIQUE INDEX ferry_changes_seq_numbered ON ferry_changes(seq)"                         \
-    " WHERE seq IS NOT NULL;"                                                                      \
-    "DROP INDEX ferry_changes_seq;"                                                                \
-    "ALTER INDEX ferry_changes_seq_numbered RENAME TO ferry_changes_seq;"
-
 const struct migration store_migrations[] = {
     /* 1: users, tokens and ferry's key-value settings */
     {1, AUTH_SQL, AUTH_SQL},
@@ -302,8 +292,6 @@ const struct migration store_migrations[] = {
     {12, "", PENDING_PG},
     /* 14: cloud sessions' per-pair state and the objects stored per provider */
     {14, CLOUDSYNC_SQL, CLOUDSYNC_SQL},
-    /* 15: PostgreSQL: seq's unique index without the pending entries */
-    {15, "", NUMBERED_PG},
 };
 
 const size_t store_n_migrations = sizeof(store_migrations) / sizeof(store_migrations[0]);
