@@ -289,9 +289,9 @@ static bool plan_changed(const PGresult *res)
 }
 
 /* A statement matching a list of keys (= ANY($n), store_list_match's = ANY(CAST($n ...)))
- * is planned for each run instead of prepared once: PostgreSQL's cached generic plan
- * guesses ten keys and, made while the table was new and empty, keeps a sequential scan
- * as the table grows.
+ * is planned for each run (unnamed) instead of prepared once: its generic plan (see
+ * pg_connect) guesses ten keys and, made while the table was new and empty, is kept until
+ * an ANALYZE of the table, so a sequential scan stays as the table grows.
  * Pushes of 500 new rows into a fresh table then spent up to half a second each reading
  * it whole to lock rows that were not there (bench/push_pull NODES, auto_explain). */
 static bool planned_per_run(const char *sql)
