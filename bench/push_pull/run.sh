@@ -528,7 +528,8 @@ report() {
       for (i = 0; i < n; i++) f += kv($0, "cpu_" i "_s")
       wall = kv($0, "wall_s") + 0
       split_line[n] = sprintf("%8.2f %9.2f %9.2f %9.2f %9.2f %8.0f%%", wall, f, kv($0, "cpu_" n "_s"), kv($0, "client_cpu_s"), kv($0, "other_cpu_s"), wall > 0 ? 100 * kv($0, "machine_busy_s") / wall / cores : 0)
-      per_row[n] = sprintf("%9.0f %9.0f", 1e6 * f / kv($0, "rows"), 1e6 * kv($0, "cpu_" n "_s") / kv($0, "rows"))
+      own = f + kv($0, "cpu_" n "_s") + kv($0, "client_cpu_s")
+      per_row[n] = sprintf("%9.0f %9.0f %10.0f", 1e6 * f / kv($0, "rows"), 1e6 * kv($0, "cpu_" n "_s") / kv($0, "rows"), own > 0 ? kv($0, "rows") * cores / own : 0)
     }
     function ratio(label, a, b, goal, cmp,   v, verdict) {
       if (!(a in r) || !(b in r) || r[b] == 0) { printf "%-46s n/a\n", label; return }
@@ -564,11 +565,12 @@ report() {
       if (nmax) {
         print ""
         print "push rows/s by node count (ferry on one PostgreSQL):"
-        printf "  %-8s %10s %8s %9s %9s %9s %9s %9s %9s %9s\n", "nodes", "rows/s", "wall_s", "ferry_s", "pg_s", "client_s", "other_s", "cores", "ferry_us", "pg_us"
+        printf "  %-8s %10s %8s %9s %9s %9s %9s %9s %9s %9s %10s\n", "nodes", "rows/s", "wall_s", "ferry_s", "pg_s", "client_s", "other_s", "cores", "ferry_us", "pg_us", "cpu_bound"
         for (n = 1; n <= nmax; n++) if (("ferry-pg-n" n "/push") in r) printf "  %-8d %10.0f %s %s\n", n, r["ferry-pg-n" n "/push"], split_line[n], per_row[n]
         print "  (CPU seconds during the push: ferry_s all nodes, pg_s PostgreSQL, other_s the rest of the machine;"
         print "   cores: machine CPU busy / wall / " cores " cores, near 100% means the CPU is the limit;"
-        print "   ferry_us, pg_us: CPU microseconds per row pushed)"
+        print "   ferry_us, pg_us: CPU microseconds per row pushed; cpu_bound: rows/s if ferry, PostgreSQL and the"
+        print "   client had the " cores " cores to themselves and used them fully, rows x cores / their CPU seconds)"
         if (nmax > 1) ratio(nmax " nodes / 1 node, ferry-pg push", "ferry-pg-n" nmax "/push", "ferry-pg-n1/push", 1.5, "ge")
       }
       print ""

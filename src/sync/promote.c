@@ -34,7 +34,7 @@
     "WITH p AS (UPDATE ferry_changes c SET seq = n.seq FROM ("                                     \
     " SELECT o.id, nextval('ferry_change_seq') AS seq FROM ("                                      \
     " SELECT ctid AS id FROM ferry_changes WHERE seq IS NULL"                                      \
-    " AND xmin = pg_current_xact_id()::xid ORDER BY wseq) o) n"                                    \
+    " AND xmin = pg_current_xact_id_if_assigned()::xid ORDER BY wseq) o) n"                        \
     " WHERE c.ctid = n.id RETURNING c.tbl, c.pk, c.seq),"                                          \
     " x AS (UPDATE ferry_scope_exits x SET seq = p.seq FROM p"                                     \
     " WHERE x.tbl = p.tbl AND x.pk = p.pk AND x.seq IS NULL RETURNING 1)"                          \
