@@ -505,6 +505,12 @@ report() {
     {
       db = kv($0, "cpu_1_s"); srv = kv($0, "cpu_0_s")
       if ($0 ~ /target=raw/) srv = kv($0, "client_cpu_s")
+      if (kv($0, "target") ~ /^ferry-pg-n[0-9]+$/) { # the nodes, then PostgreSQL
+        n = substr(kv($0, "target"), 11) + 0
+        srv = 0
+        for (i = 0; i < n; i++) srv += kv($0, "cpu_" i "_s")
+        db = kv($0, "cpu_" n "_s")
+      }
       oth = kv($0, "other_cpu_s")
       printf "%-18s %-5s %5s %7s %8s %8s %10s %8s %8s %8s %9s %9s %7s %7s %4s\n", kv($0, "target"), kv($0, "phase"), kv($0, "ops"), kv($0, "rows"), kv($0, "wall_s"), kv($0, "ops_s"), kv($0, "rows_s"), kv($0, "p50_ms"), kv($0, "p95_ms"), kv($0, "max_ms"), srv == "" ? "-" : srv, db == "" ? "-" : db, ($0 ~ /target=raw/) ? "-" : kv($0, "client_cpu_pct"), oth == "" ? "-" : oth, kv($0, "errors")
     }' "$RESULTS"
