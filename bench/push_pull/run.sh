@@ -29,7 +29,12 @@
 #                  database (a fresh one per count; client i sends to node i mod N), targets
 #                  ferry-pg-n1, ferry-pg-n2, ...; the table gives rows/s per node count
 #                  and the ratio of the largest count to 1 node. With TARGETS=nodes only
-#                  that sweep runs.
+#                  that sweep runs. The sweep's table splits the CPU time between the
+#                  nodes, PostgreSQL, the client and the rest of the machine, and shows how
+#                  busy the cores were (so a run limited by the CPU shows it).
+#   PG_STATS=0     1: with NODES, PostgreSQL loads pg_stat_statements; after each node count
+#                  the statements that took the most time, and what its backends waited on
+#                  (pg_stat_activity sampled every 20 ms during the push), are printed
 # Every run uses fresh temp folders and stops every process it started, even on Ctrl-C.
 set -euo pipefail
 
@@ -54,6 +59,7 @@ KEEP=${KEEP:-0}
 OUT=${OUT:-}
 BEFORE_BIN=${BEFORE_BIN:-}
 NODES=${NODES:-}
+PG_STATS=${PG_STATS:-0}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 FERRY="$REPO/build/ferry"
 POUCH="$HERE/node_modules/.bin/pouchdb-server"
@@ -269,6 +275,30 @@ run_ferry() {
   pull_before "$name" "$dir" "${tokens%%,*}"
 }
 
+# pg_stats_start DB_URL FILE: resets pg_stat_statements and samples, every 20 ms, what
+# the database's backends are doing (wait event, or CPU when none) into FILE; the
+# sampler runs in the background ($!).
+pg_stats_start() {
+  psql -X -q -At "$1" -c 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements' \
+    -c 'SELECT pg_stat_statements_reset()' >/dev/null
+  printf '%s\n' "SELECT COALESCE(wait_event_type || ':' || wait_event, 'CPU') FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'active' \\watch 0.02" |
+    psql -X -q -At "$1" >"$2" 2>/dev/null &
+}
+
+# pg_stats_report DB_URL SAMPLER FILE: stops the sampler and prints the wait events
+# and the statements that took the most time.
+pg_stats_report() {
+  kill "$2" 2>/dev/null || true
+  wait "$2" 2>/dev/null || true
+  echo "   what PostgreSQL's active backends did (samples every 20 ms):"
+  grep -v '^$' "$3" | sort | uniq -c | sort -rn | head -8 | sed 's/^/     /'
+  echo "   statements by total time (ms total, calls, ms mean, rows):"
+  psql -X -q -At -F ' | ' "$1" -c "SELECT round(total_exec_time)::bigint, calls,
+      round(mean_exec_time::numeric, 3), rows, left(regexp_replace(query, '\s+', ' ', 'g'), 110)
+    FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+    ORDER BY total_exec_time DESC LIMIT 10" | sed 's/^/     /'
+}
+
 # run_nodes N DB_URL: N ferry nodes on one database (the sales table exists), CLIENTS
 # device tokens, one push of ROWS rows spread over the nodes, the row count checked.
 run_nodes() {
@@ -304,9 +334,15 @@ run_nodes() {
   local bid=()
   [ "$BATCH_ID" = 1 ] && bid=(--batch-id)
   log "$name: push $ROWS rows, batches of $BATCH, $CLIENTS clients over $n node(s)"
+  local sampler=""
+  if [ "$PG_STATS" = 1 ]; then
+    pg_stats_start "$db" "$WORK/$name/waits.txt"
+    sampler=$!
+  fi
   "$CLIENT" push --kind ferry --url "$urls" --token "$tokens" --rows "$ROWS" --batch "$BATCH" \
     --clients "$CLIENTS" --pids "$pids" --label "$name" "${bid[@]}" | record "$name" ||
     log "$name push had errors (see above)"
+  [ -n "$sampler" ] && pg_stats_report "$db" "$sampler" "$WORK/$name/waits.txt" >&2
   for fpid in ${pids//,/ }; do
     [ "$fpid" = "$(head -1 "$PG_DATA/postmaster.pid")" ] || stop_pid "$fpid"
   done
@@ -379,7 +415,7 @@ if want ferry-pg || { [ -n "$NODES" ] && want nodes; }; then
     --locale=C >"$WORK/initdb.log" 2>&1) || { cat "$WORK/initdb.log" >&2; fail "initdb failed"; }
   PG_DATA="$pgroot/data"
   (cd "$pgroot" && as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$pgroot/log" -w -t 60 \
-    -o "-p $pgport -k $pgroot/sock -c listen_addresses=127.0.0.1 -c max_connections=100" start \
+    -o "-p $pgport -k $pgroot/sock -c listen_addresses=127.0.0.1 -c max_connections=100$([ "$PG_STATS" = 1 ] && echo " -c shared_preload_libraries=pg_stat_statements,auto_explain -c pg_stat_statements.track=all -c auto_explain.log_min_duration=40" || true)" start \
     >/dev/null) || { cat "$pgroot/log" >&2; fail "pg_ctl start failed"; }
   psql_() { psql -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$pgport" -U postgres "$@"; }
   psql_ -d postgres -c "CREATE DATABASE ferry_bench"
@@ -469,6 +505,12 @@ report() {
     {
       db = kv($0, "cpu_1_s"); srv = kv($0, "cpu_0_s")
       if ($0 ~ /target=raw/) srv = kv($0, "client_cpu_s")
+      if (kv($0, "target") ~ /^ferry-pg-n[0-9]+$/) { # the nodes, then PostgreSQL
+        n = substr(kv($0, "target"), 11) + 0
+        srv = 0
+        for (i = 0; i < n; i++) srv += kv($0, "cpu_" i "_s")
+        db = kv($0, "cpu_" n "_s")
+      }
       oth = kv($0, "other_cpu_s")
       printf "%-18s %-5s %5s %7s %8s %8s %10s %8s %8s %8s %9s %9s %7s %7s %4s\n", kv($0, "target"), kv($0, "phase"), kv($0, "ops"), kv($0, "rows"), kv($0, "wall_s"), kv($0, "ops_s"), kv($0, "rows_s"), kv($0, "p50_ms"), kv($0, "p95_ms"), kv($0, "max_ms"), srv == "" ? "-" : srv, db == "" ? "-" : db, ($0 ~ /target=raw/) ? "-" : kv($0, "client_cpu_pct"), oth == "" ? "-" : oth, kv($0, "errors")
     }' "$RESULTS"
@@ -477,13 +519,24 @@ report() {
   echo "db_cpu_s: PostgreSQL's (postmaster and backends); client%: the load client's CPU as a share of one core;"
   echo "other_s: CPU seconds the rest of the machine used meanwhile (anything above ~0.1 s means the run was disturbed)."
   echo
-  awk '
+  awk -v cores="$(nproc)" '
     function kv(line, key,   i, n, a, b) {
       n = split(line, a, " ")
       for (i = 1; i <= n; i++) { split(a[i], b, "="); if (b[1] == key) return b[2] }
       return ""
     }
     { r[kv($0, "target") "/" kv($0, "phase")] = kv($0, "rows_s") + 0; e[kv($0, "target") "/" kv($0, "phase")] = kv($0, "errors") + 0 }
+    # the node sweep: the CPU seconds of the nodes (cpu_0 .. cpu_{n-1}), of PostgreSQL
+    # (cpu_n), of the client and of everything else, and how busy the cores were
+    kv($0, "target") ~ /^ferry-pg-n[0-9]+$/ && kv($0, "phase") == "push" {
+      n = substr(kv($0, "target"), 11) + 0
+      f = 0
+      for (i = 0; i < n; i++) f += kv($0, "cpu_" i "_s")
+      wall = kv($0, "wall_s") + 0
+      split_line[n] = sprintf("%8.2f %9.2f %9.2f %9.2f %9.2f %8.0f%%", wall, f, kv($0, "cpu_" n "_s"), kv($0, "client_cpu_s"), kv($0, "other_cpu_s"), wall > 0 ? 100 * kv($0, "machine_busy_s") / wall / cores : 0)
+      own = f + kv($0, "cpu_" n "_s") + kv($0, "client_cpu_s")
+      per_row[n] = sprintf("%9.0f %9.0f %10.0f", 1e6 * f / kv($0, "rows"), 1e6 * kv($0, "cpu_" n "_s") / kv($0, "rows"), own > 0 ? kv($0, "rows") * cores / own : 0)
+    }
     function ratio(label, a, b, goal, cmp,   v, verdict) {
       if (!(a in r) || !(b in r) || r[b] == 0) { printf "%-46s n/a\n", label; return }
       v = r[a] / r[b]
@@ -518,7 +571,12 @@ report() {
       if (nmax) {
         print ""
         print "push rows/s by node count (ferry on one PostgreSQL):"
-        for (n = 1; n <= nmax; n++) if (("ferry-pg-n" n "/push") in r) printf "  %d node(s) %10.0f rows/s\n", n, r["ferry-pg-n" n "/push"]
+        printf "  %-8s %10s %8s %9s %9s %9s %9s %9s %9s %9s %10s\n", "nodes", "rows/s", "wall_s", "ferry_s", "pg_s", "client_s", "other_s", "cores", "ferry_us", "pg_us", "cpu_bound"
+        for (n = 1; n <= nmax; n++) if (("ferry-pg-n" n "/push") in r) printf "  %-8d %10.0f %s %s\n", n, r["ferry-pg-n" n "/push"], split_line[n], per_row[n]
+        print "  (CPU seconds during the push: ferry_s all nodes, pg_s PostgreSQL, other_s the rest of the machine;"
+        print "   cores: machine CPU busy / wall / " cores " cores, near 100% means the CPU is the limit;"
+        print "   ferry_us, pg_us: CPU microseconds per row pushed; cpu_bound: rows/s if ferry, PostgreSQL and the"
+        print "   client had the " cores " cores to themselves and used them fully, rows x cores / their CPU seconds)"
         if (nmax > 1) ratio(nmax " nodes / 1 node, ferry-pg push", "ferry-pg-n" nmax "/push", "ferry-pg-n1/push", 1.5, "ge")
       }
       print ""

@@ -288,19 +288,44 @@ static bool plan_changed(const PGresult *res)
     return state && strcmp(state, "0A000") == 0;
 }
 
-/* Runs the prepared statement name after a BEGIN, both in one pipeline: one round trip.
+/* A statement matching a list of keys (= ANY($n), store_list_match's = ANY(CAST($n ...)))
+ * is planned for each run (unnamed) instead of prepared once: its generic plan (see
+ * pg_connect) guesses ten keys and, made while the table was new and empty, is kept until
+ * an ANALYZE of the table, so a sequential scan stays as the table grows.
+ * Pushes of 500 new rows into a fresh table then spent up to half a second each reading
+ * it whole to lock rows that were not there (bench/push_pull NODES, auto_explain). */
+static bool planned_per_run(const char *sql)
+{
+    return strstr(sql, "= ANY($") || strstr(sql, "= ANY(CAST($");
+}
+
+/* Sends the statement: the prepared one called name, or sql planned for this run. */
+static int send_statement(PGconn *pg, const char *name, const char *sql, const struct pg_params *p,
+                          int n_params)
+{
+    return name ? PQsendQueryPrepared(pg, name, n_params, p->values, p->lengths, p->formats, 0)
+                : PQsendQueryParams(pg, sql, n_params, NULL, p->values, p->lengths, p->formats, 0);
+}
+
+static PGresult *exec_statement(PGconn *pg, const char *name, const char *sql,
+                                const struct pg_params *p, int n_params)
+{
+    return name ? PQexecPrepared(pg, name, n_params, p->values, p->lengths, p->formats, 0)
+                : PQexecParams(pg, sql, n_params, NULL, p->values, p->lengths, p->formats, 0);
+}
+
+/* Runs the statement (send_statement) after a BEGIN, both in one pipeline: one round trip.
  * Returns the statement's result, or BEGIN's when that failed. */
-static PGresult *exec_after_begin(PGconn *pg, const char *name, const struct pg_params *p,
-                                  int n_params)
+static PGresult *exec_after_begin(PGconn *pg, const char *name, const char *sql,
+                                  const struct pg_params *p, int n_params)
 {
     PGresult *begin = NULL, *res = NULL, *extra;
     if (PQenterPipelineMode(pg) != 1) { /* not expected: the connection is idle */
         PQclear(PQexec(pg, "BEGIN"));
-        return PQexecPrepared(pg, name, n_params, p->values, p->lengths, p->formats, 0);
+        return exec_statement(pg, name, sql, p, n_params);
     }
     if (PQsendQueryParams(pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) == 1 &&
-        PQsendQueryPrepared(pg, name, n_params, p->values, p->lengths, p->formats, 0) == 1 &&
-        PQpipelineSync(pg) == 1) {
+        send_statement(pg, name, sql, p, n_params) == 1 && PQpipelineSync(pg) == 1) {
         /* each query's results end with NULL; the sync point's result comes last */
         begin = PQgetResult(pg);
         PQclear(PQgetResult(pg));
@@ -325,17 +350,16 @@ static PGresult *exec_after_begin(PGconn *pg, const char *name, const struct pg_
 static int run_prepared(struct store_conn *conn, const char *sql, const struct pg_params *p,
                         int n_params, PGresult **res, struct err *err)
 {
-    const char *name;
+    const char *name = NULL;
     ExecStatusType status;
 
     for (int attempt = 0;; attempt++) {
-        if (prepare(conn, sql, &name, err) != FERRY_OK)
+        if (!planned_per_run(sql) && prepare(conn, sql, &name, err) != FERRY_OK)
             return FERRY_ERR;
         bool begin = conn->begin_pending;
         conn->begin_pending = false;
-        *res = begin ? exec_after_begin(conn->handle, name, p, n_params)
-                     : PQexecPrepared(conn->handle, name, n_params, p->values, p->lengths,
-                                      p->formats, 0);
+        *res = begin ? exec_after_begin(conn->handle, name, sql, p, n_params)
+                     : exec_statement(conn->handle, name, sql, p, n_params);
         status = PQresultStatus(*res);
         if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
             return FERRY_OK;

@@ -25,6 +25,22 @@
     " UPDATE ferry_head SET seq = (SELECT MAX(seq) FROM p) WHERE id = 1"                           \
     " AND EXISTS (SELECT 1 FROM p);"
 
+/* A writer's own entries: those its transaction wrote (xmin, the transaction that made
+ * the row version, is its own; ferry's writers use no savepoints on PostgreSQL). It locks
+ * nothing and waits for no one: no other transaction can hold a version this one made, so
+ * each is updated where the scan found it (ctid: a TID scan, not a second walk of the key
+ * index; about a fifth less CPU for 500 entries). */
+#define PROMOTE_OWN_SQL                                                                            \
+    "WITH p AS (UPDATE ferry_changes c SET seq = n.seq FROM ("                                     \
+    " SELECT o.id, nextval('ferry_change_seq') AS seq FROM ("                                      \
+    " SELECT ctid AS id FROM ferry_changes WHERE seq IS NULL"                                      \
+    " AND xmin = pg_current_xact_id_if_assigned()::xid ORDER BY wseq) o) n"                        \
+    " WHERE c.ctid = n.id RETURNING c.tbl, c.pk, c.seq),"                                          \
+    " x AS (UPDATE ferry_scope_exits x SET seq = p.seq FROM p"                                     \
+    " WHERE x.tbl = p.tbl AND x.pk = p.pk AND x.seq IS NULL RETURNING 1)"                          \
+    " UPDATE ferry_head SET seq = (SELECT MAX(seq) FROM p) WHERE id = 1"                           \
+    " AND EXISTS (SELECT 1 FROM p);"
+
 int promote_run(struct store_conn *c, struct err *err)
 {
     if (store_conn_dialect(c) != STORE_POSTGRES)
@@ -32,9 +48,12 @@ int promote_run(struct store_conn *c, struct err *err)
     /* In a transaction, whatever its commit would run first runs before the lock is
      * taken (deferred constraint checks and triggers may wait for other transactions,
      * within the caller's lock_timeout); then the promoters' lock is waited for in turn,
-     * however long the queue. One round trip either way. */
+     * however long the queue. One round trip either way. A transaction numbers only its
+     * own entries: scanning and locking every other pending entry under the lock made
+     * each push's turn several times longer (bench/push_pull NODES), and what other
+     * programs committed is the listener's to number. */
     return store_exec(c,
-                      store_in_txn(c) ? DEFERRED_NOW NO_TIMEOUT PROMOTE_LOCK PROMOTE_SQL
+                      store_in_txn(c) ? DEFERRED_NOW NO_TIMEOUT PROMOTE_LOCK PROMOTE_OWN_SQL
                                       : PROMOTE_LOCK PROMOTE_SQL,
                       err);
 }

@@ -14,9 +14,11 @@
 /* Gives every committed pending entry (and the scope exits it left) the next seq, in
  * write order. Outside a transaction it runs in one of its own. Inside one (a push, at
  * its end) it first runs the transaction's deferred constraint checks (SET CONSTRAINTS ALL
- * IMMEDIATE), then numbers the transaction's own entries too and holds the promoters'
- * lock until that transaction ends, so the caller should commit promptly. Entries whose row
- * another running transaction is changing again are left for the promoter after it.
+ * IMMEDIATE), then numbers only the transaction's own entries (other programs' committed
+ * ones are left to the next promoter outside a transaction: the listener's, a read's) and
+ * holds the promoters' lock until that transaction ends, so the caller should commit
+ * promptly. Entries whose row another running transaction is changing again are left for
+ * the promoter after it.
  * Why this keeps the feed whole: promoters hold one lock to their commit, and each takes
  * its snapshot after the one before committed, so every seq drawn is above every seq
  * committed before it; a reader that sees seq N therefore sees every seq below N. */

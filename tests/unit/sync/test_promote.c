@@ -1,7 +1,8 @@
 /* test_promote.c - unit tests for src/sync/promote.c: on PostgreSQL a change is pending
  * (seq NULL) until promoted, promotion follows commit order even when a transaction that
  * wrote first commits last, an entry being written again waits for the next promoter,
- * and the scope exits an entry left share its seq; the feed numbers what it reads. On
+ * a transaction numbers only its own entries, and the scope exits an entry left share its
+ * seq; the feed numbers what it reads. On
  * SQLite every change has its seq at once and promoting does nothing. */
 #include "sync/promote.h"
 #include "sync/sync_fixture.h"
@@ -110,6 +111,37 @@ static void test_an_entry_being_written_again_waits_for_its_commit(void **state)
     assert_true(sync_int(f, "SELECT seq FROM ferry_changes WHERE pk = 'r' AND version = 2") > s);
 }
 
+/* Inside a transaction (a push, at its end) the promoter numbers only that transaction's
+ * entries, in write order: another program's committed pending entry is left to the
+ * promoter after it, which numbers it above them, so commit order still holds. */
+static void test_a_transaction_numbers_only_its_own(void **state)
+{
+    struct sync_fixture *f = *state;
+    struct store_conn *other = NULL;
+    struct err err = {0};
+    if (!pg(f))
+        return;
+    assert_int_equal(store_acquire(f->store.st, &other, &err), FERRY_OK);
+    run(other, "INSERT INTO notes(id) VALUES ('theirs')"); /* committed, pending */
+    assert_int_equal(store_begin(f->store.c, &err), FERRY_OK);
+    run(f->store.c,
+        "INSERT INTO notes(id) VALUES ('mine1'); INSERT INTO notes(id) VALUES ('mine2')");
+    promote(f->store.c);
+    assert_int_equal(sync_int(f, "SELECT COUNT(*) FROM ferry_changes WHERE pk = 'theirs'"
+                                 " AND seq IS NULL"),
+                     1);
+    int64_t one = sync_int(f, "SELECT seq FROM ferry_changes WHERE pk = 'mine1'");
+    int64_t two = sync_int(f, "SELECT seq FROM ferry_changes WHERE pk = 'mine2'");
+    assert_true(one > 0 && two == one + 1);
+    assert_int_equal(store_commit(f->store.c, &err), FERRY_OK);
+    int64_t head = 0;
+    assert_int_equal(feed_head(f->store.c, &head, &err), FERRY_OK);
+    assert_int_equal(head, two);
+    store_release(other);
+    promote(f->store.c);
+    assert_true(sync_int(f, "SELECT seq FROM ferry_changes WHERE pk = 'theirs'") > two);
+}
+
 /* A scope exit written with its entry gets the entry's seq at promotion. */
 static void test_scope_exits_get_their_entry_seq(void **state)
 {
@@ -134,6 +166,7 @@ int main(void)
         SYNC_TEST(test_a_change_is_pending_until_promoted),
         SYNC_TEST(test_promotion_follows_commit_order),
         SYNC_TEST(test_an_entry_being_written_again_waits_for_its_commit),
+        SYNC_TEST(test_a_transaction_numbers_only_its_own),
         SYNC_TEST(test_scope_exits_get_their_entry_seq),
     };
     return SYNC_RUN_BOTH(tests);
