@@ -48,23 +48,22 @@ struct run {
     struct snapshot parent_snap;       /* its whole manifest */
     const struct snap_entry **by_path; /* parent's entries sorted by path */
     struct pack_index ix;
-    struct pack_writer *writer;
     bool *need_read; /* per entry: the file is read (else it keeps the parent's chunks) */
     dev_t repo_dev;
     ino_t repo_ino;
     struct inode_map links;
     struct workq files; /* the files to read */
-    /* The reading threads share what is below, under lock: the index, the writer and the
-     * progress. */
+    /* The reading threads share what is below, under lock: the index and the progress. */
     pthread_mutex_t lock;
     struct repo_progress progress;
     int64_t last_report_us;
 };
 
-/* What one reading thread owns. */
+/* What one reading thread owns: its packs too, so appending never waits for another. */
 struct reader {
     struct run *run;
     struct pack_sealer *sealer;
+    struct pack_writer *writer;
     uint8_t *buf;
 };
 
@@ -256,8 +255,9 @@ static const struct snap_entry *parent_entry(const struct run *run, const char *
     return found ? *found : NULL;
 }
 
-/* Stores a chunk unless the repository has it: sealed outside the lock, appended
- * under it (checked again there, so two threads never append the same chunk). */
+/* Stores a chunk unless the repository has it. The thread that claims it (under the lock,
+ * so two threads never store the same chunk) seals it and appends it to its own pack
+ * outside the lock; only its place in the index is set under it again. */
 static int store_chunk(struct reader *rd, struct snap_entry *e, const uint8_t *data, size_t len,
                        struct err *err)
 {
@@ -265,18 +265,19 @@ static int store_chunk(struct reader *rd, struct snap_entry *e, const uint8_t *d
     uint8_t hash[32];
     struct chunk_ref ref;
     const uint8_t *stored = NULL;
+    char pack_id[PACK_ID_LEN + 1];
     int rc = FERRY_OK;
     SHA256(data, len, hash);
     pthread_mutex_lock(&run->lock);
-    bool known = pack_index_find(&run->ix, hash) != NULL;
+    bool mine = pack_index_claim(&run->ix, hash);
     pthread_mutex_unlock(&run->lock);
-    if (!known) {
+    if (mine) {
         pack_sealer_seal(rd->sealer, hash, data, len, &ref, &stored);
+        rc = pack_writer_append(rd->writer, &ref, stored, pack_id, err);
         pthread_mutex_lock(&run->lock);
-        if (!pack_index_find(&run->ix, hash)) {
-            rc = pack_writer_copy(run->writer, &ref, stored, err);
-            run->snap->added_bytes += ref.stored_len;
-        }
+        if (rc == FERRY_OK)
+            pack_index_place(&run->ix, pack_id, &ref);
+        run->snap->added_bytes += ref.stored_len;
         pthread_mutex_unlock(&run->lock);
     }
     e->chunks = xrealloc(e->chunks, (e->n_chunks + 1) * 32);
@@ -397,6 +398,10 @@ static void *reading_thread(void *arg)
         free(abs);
         add_progress(run, 0, 1, NULL);
     }
+    /* Each thread makes its own last pack durable, so the threads' syncs overlap. */
+    struct err err = {0};
+    if (workq_ok(&run->files) && pack_writer_flush(rd->writer, &err) != FERRY_OK)
+        workq_fail(&run->files, &err);
     return NULL;
 }
 
@@ -408,10 +413,13 @@ static int read_files(struct run *run, struct err *err)
     struct reader readers[REPO_MAX_THREADS];
     workq_init(&run->files, run->snap->n_entries, needs_reading, run, run->o->stop);
     for (int t = 0; t < n; t++)
-        readers[t] = (struct reader){run, pack_sealer_new(run->repo->key), xmalloc(READ_BUF)};
+        readers[t] = (struct reader){run, pack_sealer_new(run->repo->key),
+                                     pack_writer_new(run->repo->path, run->repo->key, NULL),
+                                     xmalloc(READ_BUF)};
     repo_parallel(reading_thread, readers, sizeof(readers[0]), n);
     for (int t = 0; t < n; t++) {
         pack_sealer_free(readers[t].sealer);
+        pack_writer_free(readers[t].writer);
         free(readers[t].buf);
     }
     int rc = workq_result(&run->files, "the backup was stopped", err);
@@ -528,15 +536,13 @@ int archive_create(struct repo *r, const struct archive_options *o, struct snaps
         prepare(&run, source, list, n, err) != FERRY_OK ||
         walk(&run, source, "", 0, err) != FERRY_OK)
         goto out;
-    run.writer = pack_writer_new(r->path, r->key, &run.ix);
-    if (store_files(&run, err) != FERRY_OK || pack_writer_flush(run.writer, err) != FERRY_OK)
+    if (store_files(&run, err) != FERRY_OK)
         goto out;
     CRASH_AT("backup_create_before_snapshot"); /* chunks stored, no version yet */
     rc = snapshot_save(r->path, r->key, out, err);
 out:
     if (rc != FERRY_OK)
         snapshot_clear(out);
-    pack_writer_free(run.writer);
     pack_index_cleanup(&run.ix);
     free(run.need_read);
     free(run.links.slots);

@@ -100,12 +100,32 @@ const struct chunk_ref *pack_index_add(struct pack_index *ix, const char *pack_i
     }
     struct chunk_ref *r = &ix->refs[ix->n_refs];
     *r = *ref;
-    r->pack = pack_number(ix, pack_id);
+    if (pack_id) /* else a claim: its pack is PACK_PENDING */
+        r->pack = pack_number(ix, pack_id);
     size_t s = slot_of(r->hash, ix->n_slots);
     while (ix->slots[s])
         s = (s + 1) & (ix->n_slots - 1);
     ix->slots[s] = (uint32_t)++ix->n_refs;
     return r;
+}
+
+bool pack_index_claim(struct pack_index *ix, const uint8_t hash[32])
+{
+    if (pack_index_find(ix, hash))
+        return false;
+    struct chunk_ref claim = {.pack = PACK_PENDING};
+    memcpy(claim.hash, hash, 32);
+    pack_index_add(ix, NULL, &claim);
+    return true;
+}
+
+void pack_index_place(struct pack_index *ix, const char *pack_id, const struct chunk_ref *ref)
+{
+    struct chunk_ref *r = (struct chunk_ref *)pack_index_find(ix, ref->hash);
+    if (!r)
+        r = (struct chunk_ref *)pack_index_add(ix, pack_id, ref);
+    *r = *ref;
+    r->pack = pack_number(ix, pack_id);
 }
 
 /* --- names ----------------------------------------------------------------------------- */
@@ -567,9 +587,10 @@ out:
     return rc;
 }
 
-/* Appends one chunk's stored bytes to the open pack (opening one when none is). */
+/* Appends one chunk's stored bytes to the open pack (opening one when none is); pack_id,
+ * when given, receives the pack's id. */
 static int append(struct pack_writer *w, struct chunk_ref *ref, const uint8_t *stored,
-                  struct err *err)
+                  char *pack_id, struct err *err)
 {
     if (w->fd < 0 && open_pack(w, err) != FERRY_OK)
         return FERRY_ERR;
@@ -582,7 +603,10 @@ static int append(struct pack_writer *w, struct chunk_ref *ref, const uint8_t *s
         w->entries = xrealloc(w->entries, w->cap_entries * sizeof(*w->entries));
     }
     w->entries[w->n_entries++] = *ref;
-    pack_index_add(w->ix, w->id, ref);
+    if (w->ix)
+        pack_index_add(w->ix, w->id, ref);
+    if (pack_id)
+        memcpy(pack_id, w->id, PACK_ID_LEN + 1);
     if (w->size >= PACK_TARGET_SIZE)
         return close_pack(w, err);
     return FERRY_OK;
@@ -595,14 +619,20 @@ int pack_writer_add(struct pack_writer *w, const uint8_t hash[32], const uint8_t
     const uint8_t *bytes = NULL;
     pack_sealer_seal(w->sealer, hash, data, len, &ref, &bytes);
     *stored = ref.stored_len;
-    return append(w, &ref, bytes, err);
+    return append(w, &ref, bytes, NULL, err);
 }
 
 int pack_writer_copy(struct pack_writer *w, const struct chunk_ref *ref, const uint8_t *stored,
                      struct err *err)
 {
     struct chunk_ref copy = *ref;
-    return append(w, &copy, stored, err);
+    return append(w, &copy, stored, NULL, err);
+}
+
+int pack_writer_append(struct pack_writer *w, struct chunk_ref *ref, const uint8_t *stored,
+                       char *pack_id, struct err *err)
+{
+    return append(w, ref, stored, pack_id, err);
 }
 
 int pack_writer_flush(struct pack_writer *w, struct err *err)
