@@ -42,10 +42,9 @@ static void test_same_bytes_as_libsodium(void **state)
         assert_int_equal(len, n + SEAL_TAG_LEN);
         assert_memory_equal(theirs, sealed + SEAL_NONCE_LEN, n + SEAL_TAG_LEN);
         /* and opens ours; ours opens its */
-        assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(back, &len, NULL,
-                                                                    sealed + SEAL_NONCE_LEN,
-                                                                    n + SEAL_TAG_LEN, ad,
-                                                                    sizeof(ad), sealed, key),
+        assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(
+                             back, &len, NULL, sealed + SEAL_NONCE_LEN, n + SEAL_TAG_LEN, ad,
+                             sizeof(ad), sealed, key),
                          0);
         assert_int_equal(len, n);
         assert_int_equal(seal_decrypt(key, ad, sizeof(ad), sealed, n + SEAL_OVERHEAD, back), n);
