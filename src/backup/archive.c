@@ -48,6 +48,7 @@ struct run {
     struct snapshot parent_snap;       /* its whole manifest */
     const struct snap_entry **by_path; /* parent's entries sorted by path */
     struct pack_index ix;
+    struct pack_writer *writer; /* shared: its appends copy their bytes outside its lock */
     bool *need_read; /* per entry: the file is read (else it keeps the parent's chunks) */
     dev_t repo_dev;
     ino_t repo_ino;
@@ -59,11 +60,10 @@ struct run {
     int64_t last_report_us;
 };
 
-/* What one reading thread owns: its packs too, so appending never waits for another. */
+/* What one reading thread owns. */
 struct reader {
     struct run *run;
     struct pack_sealer *sealer;
-    struct pack_writer *writer;
     uint8_t *buf;
 };
 
@@ -256,8 +256,9 @@ static const struct snap_entry *parent_entry(const struct run *run, const char *
 }
 
 /* Stores a chunk unless the repository has it. The thread that claims it (under the lock,
- * so two threads never store the same chunk) seals it and appends it to its own pack
- * outside the lock; only its place in the index is set under it again. */
+ * so two threads never store the same chunk) seals and appends it outside the lock (the
+ * writer copies the bytes in outside its own); only its place in the index is set under
+ * the lock again. */
 static int store_chunk(struct reader *rd, struct snap_entry *e, const uint8_t *data, size_t len,
                        struct err *err)
 {
@@ -273,7 +274,7 @@ static int store_chunk(struct reader *rd, struct snap_entry *e, const uint8_t *d
     pthread_mutex_unlock(&run->lock);
     if (mine) {
         pack_sealer_seal(rd->sealer, hash, data, len, &ref, &stored);
-        rc = pack_writer_append(rd->writer, &ref, stored, pack_id, err);
+        rc = pack_writer_append(run->writer, &ref, stored, pack_id, err);
         pthread_mutex_lock(&run->lock);
         if (rc == FERRY_OK)
             pack_index_place(&run->ix, pack_id, &ref);
@@ -398,10 +399,6 @@ static void *reading_thread(void *arg)
         free(abs);
         add_progress(run, 0, 1, NULL);
     }
-    /* Each thread makes its own last pack durable, so the threads' syncs overlap. */
-    struct err err = {0};
-    if (workq_ok(&run->files) && pack_writer_flush(rd->writer, &err) != FERRY_OK)
-        workq_fail(&run->files, &err);
     return NULL;
 }
 
@@ -413,13 +410,10 @@ static int read_files(struct run *run, struct err *err)
     struct reader readers[REPO_MAX_THREADS];
     workq_init(&run->files, run->snap->n_entries, needs_reading, run, run->o->stop);
     for (int t = 0; t < n; t++)
-        readers[t] = (struct reader){run, pack_sealer_new(run->repo->key),
-                                     pack_writer_new(run->repo->path, run->repo->key, NULL),
-                                     xmalloc(READ_BUF)};
+        readers[t] = (struct reader){run, pack_sealer_new(run->repo->key), xmalloc(READ_BUF)};
     repo_parallel(reading_thread, readers, sizeof(readers[0]), n);
     for (int t = 0; t < n; t++) {
         pack_sealer_free(readers[t].sealer);
-        pack_writer_free(readers[t].writer);
         free(readers[t].buf);
     }
     int rc = workq_result(&run->files, "the backup was stopped", err);
@@ -486,7 +480,6 @@ static int prepare(struct run *run, const char *source, struct snapshot *list, s
                    struct err *err)
 {
     struct snapshot *s = run->snap;
-    struct stat st;
     const struct snapshot *previous = find_parent(list, n, source);
     if (previous) {
         if (snapshot_load(run->repo->path, run->repo->key, previous->id, &run->parent_snap, err) !=
@@ -499,10 +492,6 @@ static int prepare(struct run *run, const char *source, struct snapshot *list, s
         if (run->parent->n_entries)
             qsort(run->by_path, run->parent->n_entries, sizeof(*run->by_path), entries_by_path);
     }
-    if (stat(run->repo->path, &st) != 0)
-        return err_set(err, ERR_INTERNAL, "cannot read %s: %s", run->repo->path, strerror(errno));
-    run->repo_dev = st.st_dev;
-    run->repo_ino = st.st_ino;
     new_version_id(s->id);
     s->created_ms = time_now_ms();
     s->source = xstrdup(source);
@@ -513,9 +502,57 @@ static int prepare(struct run *run, const char *source, struct snapshot *list, s
     return FERRY_OK;
 }
 
+/* The source is walked on a thread of its own while the repository's indexes, its list of
+ * versions and the parent's manifest load: the walk needs none of them, and it touches
+ * only the manifest's entries, the hard links and progress.files_total (prepare touches
+ * neither). */
+struct walker {
+    struct run *run;
+    const char *source;
+    pthread_t thread;
+    bool started, done;
+    int rc;
+    struct err err;
+};
+
+static void *walking_thread(void *arg)
+{
+    struct walker *w = arg;
+    w->rc = walk(w->run, w->source, "", 0, &w->err);
+    return NULL;
+}
+
+/* Starts the walk (it runs in finish_walk when no thread can be had), after noting where
+ * the repository is, so that the walk leaves it out. */
+static int start_walk(struct walker *w, struct run *run, const char *source, struct err *err)
+{
+    struct stat st;
+    *w = (struct walker){.run = run, .source = source, .rc = FERRY_ERR};
+    if (stat(run->repo->path, &st) != 0)
+        return err_set(err, ERR_INTERNAL, "cannot read %s: %s", run->repo->path, strerror(errno));
+    run->repo_dev = st.st_dev;
+    run->repo_ino = st.st_ino;
+    w->started = pthread_create(&w->thread, NULL, walking_thread, w) == 0;
+    return FERRY_OK;
+}
+
+/* Waits for the walk to end; its result. */
+static int finish_walk(struct walker *w, struct err *err)
+{
+    if (!w->done) {
+        if (w->started)
+            pthread_join(w->thread, NULL);
+        else
+            walking_thread(w);
+        w->done = true;
+    }
+    return w->rc == FERRY_OK ? FERRY_OK : err_set(err, w->err.code, "%s", w->err.msg);
+}
+
 int archive_create(struct repo *r, const struct archive_options *o, struct snapshot *out,
                    struct err *err)
 {
+    struct walker walker = {0};
     struct run run = {.repo = r, .o = o, .snap = out};
     pthread_mutex_init(&run.lock, NULL);
     struct snapshot *list = NULL;
@@ -530,19 +567,23 @@ int archive_create(struct repo *r, const struct archive_options *o, struct snaps
         goto out;
     }
     if (repo_lock(r, true, REPO_LOCK_WAIT_MS, err) != FERRY_OK ||
+        start_walk(&walker, &run, source, err) != FERRY_OK ||
         check_remove_leftovers(r, NULL, err) != FERRY_OK ||
         pack_index_load(r->path, r->key, &run.ix, NULL, NULL, err) != FERRY_OK ||
         snapshot_list(r->path, r->key, &list, &n, err) != FERRY_OK ||
-        prepare(&run, source, list, n, err) != FERRY_OK ||
-        walk(&run, source, "", 0, err) != FERRY_OK)
+        prepare(&run, source, list, n, err) != FERRY_OK || finish_walk(&walker, err) != FERRY_OK)
         goto out;
-    if (store_files(&run, err) != FERRY_OK)
+    run.writer = pack_writer_new(r->path, r->key, NULL);
+    if (store_files(&run, err) != FERRY_OK || pack_writer_flush(run.writer, err) != FERRY_OK)
         goto out;
     CRASH_AT("backup_create_before_snapshot"); /* chunks stored, no version yet */
     rc = snapshot_save(r->path, r->key, out, err);
 out:
+    if (walker.started && !walker.done) /* failed meanwhile: the walk ends before the frees */
+        pthread_join(walker.thread, NULL);
     if (rc != FERRY_OK)
         snapshot_clear(out);
+    pack_writer_free(run.writer);
     pack_index_cleanup(&run.ix);
     free(run.need_read);
     free(run.links.slots);

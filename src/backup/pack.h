@@ -98,18 +98,20 @@ int pack_writer_add(struct pack_writer *w, const uint8_t hash[32], const uint8_t
                     uint64_t *stored, struct err *err);
 
 /* Appends a chunk's stored bytes as they are: a sealed chunk, or prune's copy of one from
- * an old pack (no re-encryption). Not thread-safe: callers that share a writer lock. */
+ * an old pack (no re-encryption). Appends may run on several threads at once: each takes
+ * its room under the writer's lock and copies its bytes in outside it (the writer's index,
+ * if it has one, is changed under that lock: others must not read it meanwhile). */
 int pack_writer_copy(struct pack_writer *w, const struct chunk_ref *ref, const uint8_t *stored,
                      struct err *err);
 
-/* Appends a sealed chunk like pack_writer_copy but adds it to no index: ref->offset and
- * pack_id (PACK_ID_LEN + 1 bytes) say where it went. So each of several threads can have
- * a writer of its own and append without waiting for the others. */
+/* Appends a sealed chunk like pack_writer_copy; ref->offset and pack_id (PACK_ID_LEN + 1
+ * bytes) say where it went, for a caller that keeps its own index (writer made with none)
+ * under its own lock. */
 int pack_writer_append(struct pack_writer *w, struct chunk_ref *ref, const uint8_t *stored,
                        char *pack_id, struct err *err);
 
-/* Makes the open pack durable and writes its index. After it every chunk added so far
- * is in the repository. */
+/* Makes the open pack durable and writes its index (no append may be under way). After it
+ * every chunk added so far is in the repository. */
 int pack_writer_flush(struct pack_writer *w, struct err *err);
 
 /* Frees the writer; an unflushed pack stays as an orphan for repair to remove. */

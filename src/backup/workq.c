@@ -18,14 +18,6 @@ bool workq_stopped(const struct workq *q)
     return q->stop && atomic_load(q->stop);
 }
 
-bool workq_ok(struct workq *q)
-{
-    pthread_mutex_lock(&q->lock);
-    bool ok = !q->failed && !workq_stopped(q);
-    pthread_mutex_unlock(&q->lock);
-    return ok;
-}
-
 long workq_take(struct workq *q)
 {
     long i = -1;

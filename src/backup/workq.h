@@ -31,9 +31,6 @@ long workq_take(struct workq *q);
 /* Records an item's failure (the first one is kept); no item is handed out after it. */
 void workq_fail(struct workq *q, const struct err *err);
 
-/* Whether no item failed and stop was not set. */
-bool workq_ok(struct workq *q);
-
 /* Whether stop was set. */
 bool workq_stopped(const struct workq *q);
 
