@@ -8,7 +8,7 @@
 # wall time and in CPU time (user + system, which a busy shared machine disturbs less).
 # Not run by CI.
 #   bench/backup/setup.sh      # once: restic, borgbackup
-#   bench/backup/run.sh        # builds ferry (make build), then runs (~10 minutes)
+#   bench/backup/run.sh        # builds ferry (make build), then runs (~12 minutes)
 #   FILES=2000 KEEP=1 WORK=/var/tmp/bb bench/backup/run.sh
 #   PEERS=restic bench/backup/run.sh   # leave borg out (quicker repeated runs)
 #   FERRY=/path/to/other/ferry bench/backup/run.sh   # measure another build
