@@ -48,14 +48,13 @@ struct run {
     struct snapshot parent_snap;       /* its whole manifest */
     const struct snap_entry **by_path; /* parent's entries sorted by path */
     struct pack_index ix;
-    struct pack_writer *writer;
+    struct pack_writer *writer; /* shared: its appends copy their bytes outside its lock */
     bool *need_read; /* per entry: the file is read (else it keeps the parent's chunks) */
     dev_t repo_dev;
     ino_t repo_ino;
     struct inode_map links;
     struct workq files; /* the files to read */
-    /* The reading threads share what is below, under lock: the index, the writer and the
-     * progress. */
+    /* The reading threads share what is below, under lock: the index and the progress. */
     pthread_mutex_t lock;
     struct repo_progress progress;
     int64_t last_report_us;
@@ -256,8 +255,10 @@ static const struct snap_entry *parent_entry(const struct run *run, const char *
     return found ? *found : NULL;
 }
 
-/* Stores a chunk unless the repository has it: sealed outside the lock, appended
- * under it (checked again there, so two threads never append the same chunk). */
+/* Stores a chunk unless the repository has it. The thread that claims it (under the lock,
+ * so two threads never store the same chunk) seals and appends it outside the lock (the
+ * writer copies the bytes in outside its own); only its place in the index is set under
+ * the lock again. */
 static int store_chunk(struct reader *rd, struct snap_entry *e, const uint8_t *data, size_t len,
                        struct err *err)
 {
@@ -265,18 +266,19 @@ static int store_chunk(struct reader *rd, struct snap_entry *e, const uint8_t *d
     uint8_t hash[32];
     struct chunk_ref ref;
     const uint8_t *stored = NULL;
+    char pack_id[PACK_ID_LEN + 1];
     int rc = FERRY_OK;
     SHA256(data, len, hash);
     pthread_mutex_lock(&run->lock);
-    bool known = pack_index_find(&run->ix, hash) != NULL;
+    bool mine = pack_index_claim(&run->ix, hash);
     pthread_mutex_unlock(&run->lock);
-    if (!known) {
+    if (mine) {
         pack_sealer_seal(rd->sealer, hash, data, len, &ref, &stored);
+        rc = pack_writer_append(run->writer, &ref, stored, pack_id, err);
         pthread_mutex_lock(&run->lock);
-        if (!pack_index_find(&run->ix, hash)) {
-            rc = pack_writer_copy(run->writer, &ref, stored, err);
-            run->snap->added_bytes += ref.stored_len;
-        }
+        if (rc == FERRY_OK)
+            pack_index_place(&run->ix, pack_id, &ref);
+        run->snap->added_bytes += ref.stored_len;
         pthread_mutex_unlock(&run->lock);
     }
     e->chunks = xrealloc(e->chunks, (e->n_chunks + 1) * 32);
@@ -478,7 +480,6 @@ static int prepare(struct run *run, const char *source, struct snapshot *list, s
                    struct err *err)
 {
     struct snapshot *s = run->snap;
-    struct stat st;
     const struct snapshot *previous = find_parent(list, n, source);
     if (previous) {
         if (snapshot_load(run->repo->path, run->repo->key, previous->id, &run->parent_snap, err) !=
@@ -491,10 +492,6 @@ static int prepare(struct run *run, const char *source, struct snapshot *list, s
         if (run->parent->n_entries)
             qsort(run->by_path, run->parent->n_entries, sizeof(*run->by_path), entries_by_path);
     }
-    if (stat(run->repo->path, &st) != 0)
-        return err_set(err, ERR_INTERNAL, "cannot read %s: %s", run->repo->path, strerror(errno));
-    run->repo_dev = st.st_dev;
-    run->repo_ino = st.st_ino;
     new_version_id(s->id);
     s->created_ms = time_now_ms();
     s->source = xstrdup(source);
@@ -505,9 +502,57 @@ static int prepare(struct run *run, const char *source, struct snapshot *list, s
     return FERRY_OK;
 }
 
+/* The source is walked on a thread of its own while the repository's indexes, its list of
+ * versions and the parent's manifest load: the walk needs none of them, and it touches
+ * only the manifest's entries, the hard links and progress.files_total (prepare touches
+ * neither). */
+struct walker {
+    struct run *run;
+    const char *source;
+    pthread_t thread;
+    bool started, done;
+    int rc;
+    struct err err;
+};
+
+static void *walking_thread(void *arg)
+{
+    struct walker *w = arg;
+    w->rc = walk(w->run, w->source, "", 0, &w->err);
+    return NULL;
+}
+
+/* Starts the walk (it runs in finish_walk when no thread can be had), after noting where
+ * the repository is, so that the walk leaves it out. */
+static int start_walk(struct walker *w, struct run *run, const char *source, struct err *err)
+{
+    struct stat st;
+    *w = (struct walker){.run = run, .source = source, .rc = FERRY_ERR};
+    if (stat(run->repo->path, &st) != 0)
+        return err_set(err, ERR_INTERNAL, "cannot read %s: %s", run->repo->path, strerror(errno));
+    run->repo_dev = st.st_dev;
+    run->repo_ino = st.st_ino;
+    w->started = pthread_create(&w->thread, NULL, walking_thread, w) == 0;
+    return FERRY_OK;
+}
+
+/* Waits for the walk to end; its result. */
+static int finish_walk(struct walker *w, struct err *err)
+{
+    if (!w->done) {
+        if (w->started)
+            pthread_join(w->thread, NULL);
+        else
+            walking_thread(w);
+        w->done = true;
+    }
+    return w->rc == FERRY_OK ? FERRY_OK : err_set(err, w->err.code, "%s", w->err.msg);
+}
+
 int archive_create(struct repo *r, const struct archive_options *o, struct snapshot *out,
                    struct err *err)
 {
+    struct walker walker = {0};
     struct run run = {.repo = r, .o = o, .snap = out};
     pthread_mutex_init(&run.lock, NULL);
     struct snapshot *list = NULL;
@@ -522,18 +567,20 @@ int archive_create(struct repo *r, const struct archive_options *o, struct snaps
         goto out;
     }
     if (repo_lock(r, true, REPO_LOCK_WAIT_MS, err) != FERRY_OK ||
+        start_walk(&walker, &run, source, err) != FERRY_OK ||
         check_remove_leftovers(r, NULL, err) != FERRY_OK ||
         pack_index_load(r->path, r->key, &run.ix, NULL, NULL, err) != FERRY_OK ||
         snapshot_list(r->path, r->key, &list, &n, err) != FERRY_OK ||
-        prepare(&run, source, list, n, err) != FERRY_OK ||
-        walk(&run, source, "", 0, err) != FERRY_OK)
+        prepare(&run, source, list, n, err) != FERRY_OK || finish_walk(&walker, err) != FERRY_OK)
         goto out;
-    run.writer = pack_writer_new(r->path, r->key, &run.ix);
+    run.writer = pack_writer_new(r->path, r->key, NULL);
     if (store_files(&run, err) != FERRY_OK || pack_writer_flush(run.writer, err) != FERRY_OK)
         goto out;
     CRASH_AT("backup_create_before_snapshot"); /* chunks stored, no version yet */
     rc = snapshot_save(r->path, r->key, out, err);
 out:
+    if (walker.started && !walker.done) /* failed meanwhile: the walk ends before the frees */
+        pthread_join(walker.thread, NULL);
     if (rc != FERRY_OK)
         snapshot_clear(out);
     pack_writer_free(run.writer);

@@ -100,12 +100,32 @@ const struct chunk_ref *pack_index_add(struct pack_index *ix, const char *pack_i
     }
     struct chunk_ref *r = &ix->refs[ix->n_refs];
     *r = *ref;
-    r->pack = pack_number(ix, pack_id);
+    if (pack_id) /* else a claim: its pack is PACK_PENDING */
+        r->pack = pack_number(ix, pack_id);
     size_t s = slot_of(r->hash, ix->n_slots);
     while (ix->slots[s])
         s = (s + 1) & (ix->n_slots - 1);
     ix->slots[s] = (uint32_t)++ix->n_refs;
     return r;
+}
+
+bool pack_index_claim(struct pack_index *ix, const uint8_t hash[32])
+{
+    if (pack_index_find(ix, hash))
+        return false;
+    struct chunk_ref claim = {.pack = PACK_PENDING};
+    memcpy(claim.hash, hash, 32);
+    pack_index_add(ix, NULL, &claim);
+    return true;
+}
+
+void pack_index_place(struct pack_index *ix, const char *pack_id, const struct chunk_ref *ref)
+{
+    struct chunk_ref *r = (struct chunk_ref *)pack_index_find(ix, ref->hash);
+    if (!r)
+        r = (struct chunk_ref *)pack_index_add(ix, pack_id, ref);
+    *r = *ref;
+    r->pack = pack_number(ix, pack_id);
 }
 
 /* --- names ----------------------------------------------------------------------------- */
@@ -322,13 +342,18 @@ struct pack_sealer {
     ZSTD_CCtx *zctx;
 };
 
-/* A full pack on its way to the repository: synced, then its index written. */
-struct closing {
+/* A pack being filled, then (full) on its way to the repository: synced, then its index
+ * written. Appenders take their room in it under the writer's lock and copy their bytes
+ * in outside it; the last one out of a full pack hands it to the syncer. */
+struct open_pack {
     int fd;
     char id[PACK_ID_LEN + 1];
+    uint64_t size; /* taken so far, by appends done or under way */
     struct chunk_ref *entries;
-    size_t n_entries;
-    struct closing *next;
+    size_t n_entries, cap_entries;
+    int writing;            /* appends still copying their bytes in */
+    bool full, failed;      /* no more room / a copy failed: never indexed, an orphan */
+    struct open_pack *next; /* in the syncer's queue */
 };
 
 /* Full packs are made durable by a thread of the writer's own, so appending goes on
@@ -339,7 +364,7 @@ struct syncer {
     pthread_cond_t cond; /* the queue changed */
     pthread_t thread;
     bool started, quit, failed;
-    struct closing *head, *tail;
+    struct open_pack *head, *tail;
     size_t queued;
     struct err err; /* the first failure */
 };
@@ -348,11 +373,8 @@ struct pack_writer {
     const char *repo;
     const uint8_t *key;
     struct pack_index *ix;
-    int fd; /* -1 when no pack is open */
-    char id[PACK_ID_LEN + 1];
-    uint64_t size;
-    struct chunk_ref *entries; /* of the open pack */
-    size_t n_entries, cap_entries;
+    pthread_mutex_t lock;       /* cur, and the counts of the packs being filled */
+    struct open_pack *cur;      /* NULL when no pack is open */
     struct pack_sealer *sealer; /* for pack_writer_add */
     struct syncer sync;
 };
@@ -422,30 +444,41 @@ struct pack_writer *pack_writer_new(const char *repo, const uint8_t *key, struct
     w->repo = repo;
     w->key = key;
     w->ix = ix;
-    w->fd = -1;
     w->sealer = pack_sealer_new(key);
+    pthread_mutex_init(&w->lock, NULL);
     pthread_mutex_init(&w->sync.lock, NULL);
     pthread_cond_init(&w->sync.cond, NULL);
     return w;
 }
 
-/* Makes one full pack durable, then writes its index: only then does it hold chunks. */
-static int finish(const struct pack_writer *w, struct closing *c, struct err *err)
+static void free_pack(struct open_pack *p)
+{
+    if (p->fd >= 0)
+        close(p->fd);
+    free(p->entries);
+    free(p);
+}
+
+/* Makes one full pack durable, then writes its index: only then does it hold chunks. A
+ * pack one of whose copies failed stays an orphan (that append reported the failure). */
+static int finish(const struct pack_writer *w, struct open_pack *p, struct err *err)
 {
     int rc = FERRY_ERR;
-    char *path = pack_path(w->repo, c->id);
-    if (fsync(c->fd) != 0) {
+    char *path = pack_path(w->repo, p->id);
+    if (p->failed) {
+        rc = FERRY_OK;
+        goto out;
+    }
+    if (fsync(p->fd) != 0) {
         err_set(err, ERR_INTERNAL, "cannot sync %s: %s", path, strerror(errno));
         goto out;
     }
     if (fsio_sync_dir(path, 0, err) != FERRY_OK)
         goto out;
     CRASH_AT("backup_pack_written"); /* a durable pack without an index: an orphan */
-    rc = pack_index_write(w->repo, w->key, c->id, c->entries, c->n_entries, err);
+    rc = pack_index_write(w->repo, w->key, p->id, p->entries, p->n_entries, err);
 out:
-    close(c->fd);
-    free(c->entries);
-    free(c);
+    free_pack(p);
     free(path);
     return rc;
 }
@@ -460,12 +493,12 @@ static void *syncing_thread(void *arg)
             pthread_cond_wait(&sy->cond, &sy->lock);
         if (!sy->head)
             break;
-        struct closing *c = sy->head;
+        struct open_pack *p = sy->head;
         struct err err = {0};
-        sy->head = c->next;
+        sy->head = p->next;
         sy->tail = sy->head ? sy->tail : NULL;
         pthread_mutex_unlock(&sy->lock);
-        int rc = finish(w, c, &err);
+        int rc = finish(w, p, &err);
         pthread_mutex_lock(&sy->lock);
         if (rc != FERRY_OK && !sy->failed) {
             sy->failed = true;
@@ -478,33 +511,26 @@ static void *syncing_thread(void *arg)
     return NULL;
 }
 
-/* Hands the open pack to the syncer (done here when it has no thread), waiting while
- * MAX_CLOSING packs already wait, so memory and unsynced bytes stay bounded. */
-static int close_pack(struct pack_writer *w, struct err *err)
+/* Hands a full pack, all of whose bytes are in, to the syncer (done here when it has no
+ * thread), waiting while MAX_CLOSING packs already wait, so memory and unsynced bytes
+ * stay bounded. */
+static int close_pack(struct pack_writer *w, struct open_pack *p, struct err *err)
 {
     struct syncer *sy = &w->sync;
-    struct closing *c = xcalloc(1, sizeof(*c));
-    c->fd = w->fd;
-    memcpy(c->id, w->id, sizeof(c->id));
-    c->entries = w->entries;
-    c->n_entries = w->n_entries;
-    w->fd = -1;
-    w->entries = NULL;
-    w->n_entries = w->cap_entries = 0;
     pthread_mutex_lock(&sy->lock);
     if (!sy->started)
         sy->started = pthread_create(&sy->thread, NULL, syncing_thread, w) == 0;
     if (!sy->started) {
         pthread_mutex_unlock(&sy->lock);
-        return finish(w, c, err);
+        return finish(w, p, err);
     }
     while (sy->queued >= MAX_CLOSING && !sy->failed)
         pthread_cond_wait(&sy->cond, &sy->lock);
     if (sy->tail)
-        sy->tail->next = c;
+        sy->tail->next = p;
     else
-        sy->head = c;
-    sy->tail = c;
+        sy->head = p;
+    sy->tail = p;
     sy->queued++;
     pthread_cond_broadcast(&sy->cond);
     int rc = sy->failed ? err_set(err, sy->err.code, "%s", sy->err.msg) : FERRY_OK;
@@ -536,56 +562,103 @@ void pack_writer_free(struct pack_writer *w)
         pthread_join(w->sync.thread, NULL); /* after what it holds is done */
     pthread_mutex_destroy(&w->sync.lock);
     pthread_cond_destroy(&w->sync.cond);
-    if (w->fd >= 0)
-        close(w->fd);
-    free(w->entries);
+    pthread_mutex_destroy(&w->lock);
+    if (w->cur)
+        free_pack(w->cur);
     pack_sealer_free(w->sealer);
     free(w);
 }
 
-static int open_pack(struct pack_writer *w, struct err *err)
+static struct open_pack *open_pack(struct pack_writer *w, struct err *err)
 {
-    crypto_random_hex(w->id, PACK_ID_LEN / 2);
-    char *dir = xasprintf("%s/packs/%.2s", w->repo, w->id);
-    char *path = pack_path(w->repo, w->id);
-    int rc = FERRY_ERR;
+    struct open_pack *p = xcalloc(1, sizeof(*p));
+    crypto_random_hex(p->id, PACK_ID_LEN / 2);
+    char *dir = xasprintf("%s/packs/%.2s", w->repo, p->id);
+    char *path = pack_path(w->repo, p->id);
+    p->fd = -1;
     if (fsio_mkdirs(dir, 0700, err) != FERRY_OK)
         goto out;
-    w->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (w->fd < 0) {
+    p->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (p->fd < 0) {
         err_set(err, ERR_INTERNAL, "cannot create %s: %s", path, strerror(errno));
         goto out;
     }
-    if (fsio_write_all(w->fd, PACK_MAGIC, 8, err) != FERRY_OK)
+    if (fsio_write_all(p->fd, PACK_MAGIC, 8, err) != FERRY_OK)
         goto out;
-    w->size = 8;
-    w->n_entries = 0;
-    rc = FERRY_OK;
-out:
+    p->size = 8;
     free(dir);
     free(path);
-    return rc;
+    return p;
+out:
+    free_pack(p);
+    free(dir);
+    free(path);
+    return NULL;
 }
 
-/* Appends one chunk's stored bytes to the open pack (opening one when none is). */
-static int append(struct pack_writer *w, struct chunk_ref *ref, const uint8_t *stored,
-                  struct err *err)
+static int pwrite_all(int fd, const uint8_t *data, size_t len, uint64_t offset, struct err *err)
 {
-    if (w->fd < 0 && open_pack(w, err) != FERRY_OK)
-        return FERRY_ERR;
-    if (fsio_write_all(w->fd, stored, ref->stored_len, err) != FERRY_OK)
-        return FERRY_ERR;
-    ref->offset = w->size;
-    w->size += ref->stored_len;
-    if (w->n_entries == w->cap_entries) {
-        w->cap_entries = w->cap_entries ? w->cap_entries * 2 : 256;
-        w->entries = xrealloc(w->entries, w->cap_entries * sizeof(*w->entries));
+    while (len > 0) {
+        ssize_t n = pwrite(fd, data, len, (off_t)offset);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return err_set(err, errno == ENOSPC ? ERR_STORAGE_FULL : ERR_INTERNAL,
+                           "cannot write a pack: %s", strerror(errno ? errno : EIO));
+        data += n;
+        len -= (size_t)n;
+        offset += (uint64_t)n;
     }
-    w->entries[w->n_entries++] = *ref;
-    pack_index_add(w->ix, w->id, ref);
-    if (w->size >= PACK_TARGET_SIZE)
-        return close_pack(w, err);
     return FERRY_OK;
+}
+
+/* Takes room for one chunk in the open pack (opening one when none is) and notes it there
+ * (and in the writer's index, if any); a pack that is full takes no more. Under w->lock. */
+static struct open_pack *take_room(struct pack_writer *w, struct chunk_ref *ref, char *pack_id,
+                                   struct err *err)
+{
+    if (!w->cur && !(w->cur = open_pack(w, err)))
+        return NULL;
+    struct open_pack *p = w->cur;
+    ref->offset = p->size;
+    p->size += ref->stored_len;
+    if (p->n_entries == p->cap_entries) {
+        p->cap_entries = p->cap_entries ? p->cap_entries * 2 : 256;
+        p->entries = xrealloc(p->entries, p->cap_entries * sizeof(*p->entries));
+    }
+    p->entries[p->n_entries++] = *ref;
+    if (w->ix)
+        pack_index_add(w->ix, p->id, ref);
+    if (pack_id)
+        memcpy(pack_id, p->id, PACK_ID_LEN + 1);
+    p->writing++;
+    if (p->size >= PACK_TARGET_SIZE) {
+        p->full = true;
+        w->cur = NULL;
+    }
+    return p;
+}
+
+/* Appends one chunk's stored bytes: its room is taken under the lock, its bytes copied in
+ * outside it, so appenders on several threads do not wait for each other's copies. The
+ * last appender out of a full pack hands it over. */
+static int append(struct pack_writer *w, struct chunk_ref *ref, const uint8_t *stored,
+                  char *pack_id, struct err *err)
+{
+    pthread_mutex_lock(&w->lock);
+    struct open_pack *p = take_room(w, ref, pack_id, err);
+    pthread_mutex_unlock(&w->lock);
+    if (!p)
+        return FERRY_ERR;
+    int rc = pwrite_all(p->fd, stored, ref->stored_len, ref->offset, err);
+    pthread_mutex_lock(&w->lock);
+    p->failed |= rc != FERRY_OK;
+    bool last_out = --p->writing == 0 && p->full;
+    pthread_mutex_unlock(&w->lock);
+    struct err close_err = {0};
+    if (last_out && close_pack(w, p, &close_err) != FERRY_OK && rc == FERRY_OK)
+        rc = err_set(err, close_err.code, "%s", close_err.msg);
+    return rc;
 }
 
 int pack_writer_add(struct pack_writer *w, const uint8_t hash[32], const uint8_t *data, size_t len,
@@ -595,19 +668,32 @@ int pack_writer_add(struct pack_writer *w, const uint8_t hash[32], const uint8_t
     const uint8_t *bytes = NULL;
     pack_sealer_seal(w->sealer, hash, data, len, &ref, &bytes);
     *stored = ref.stored_len;
-    return append(w, &ref, bytes, err);
+    return append(w, &ref, bytes, NULL, err);
 }
 
 int pack_writer_copy(struct pack_writer *w, const struct chunk_ref *ref, const uint8_t *stored,
                      struct err *err)
 {
     struct chunk_ref copy = *ref;
-    return append(w, &copy, stored, err);
+    return append(w, &copy, stored, NULL, err);
+}
+
+int pack_writer_append(struct pack_writer *w, struct chunk_ref *ref, const uint8_t *stored,
+                       char *pack_id, struct err *err)
+{
+    return append(w, ref, stored, pack_id, err);
 }
 
 int pack_writer_flush(struct pack_writer *w, struct err *err)
 {
-    if (w->fd >= 0 && close_pack(w, err) != FERRY_OK)
+    pthread_mutex_lock(&w->lock);
+    struct open_pack *p = w->cur;
+    w->cur = NULL;
+    if (p)
+        p->full = true;
+    bool idle = p && p->writing == 0; /* else its last appender hands it over */
+    pthread_mutex_unlock(&w->lock);
+    if (idle && close_pack(w, p, err) != FERRY_OK)
         return FERRY_ERR;
     return drain(w, err);
 }

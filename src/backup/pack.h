@@ -52,6 +52,15 @@ const struct chunk_ref *pack_index_find(const struct pack_index *ix, const uint8
 const struct chunk_ref *pack_index_add(struct pack_index *ix, const char *pack_id,
                                        const struct chunk_ref *ref);
 
+/* Claims a chunk not yet stored, so that one thread stores it while the others only refer
+ * to it: true when the hash was unknown and is now held by a ref with pack PACK_PENDING
+ * (its place is given by pack_index_place once its bytes are appended). */
+#define PACK_PENDING UINT32_MAX
+bool pack_index_claim(struct pack_index *ix, const uint8_t hash[32]);
+
+/* Gives a claimed chunk its place: pack id and ref's offset, lengths and flags. */
+void pack_index_place(struct pack_index *ix, const char *pack_id, const struct chunk_ref *ref);
+
 /* The paths of a pack and of its index file (malloc'd). */
 char *pack_path(const char *repo, const char *pack_id);
 char *pack_index_path(const char *repo, const char *pack_id);
@@ -79,7 +88,8 @@ void pack_sealer_seal(struct pack_sealer *s, const uint8_t hash[32], const uint8
 /* --- writing -------------------------------------------------------------------------- */
 struct pack_writer;
 
-/* A writer that appends chunks to new packs of repo and adds them to ix as it goes. */
+/* A writer that appends chunks to new packs of repo and adds them to ix as it goes (when
+ * ix is NULL, to no index: its caller keeps one, see pack_writer_append). */
 struct pack_writer *pack_writer_new(const char *repo, const uint8_t *key, struct pack_index *ix);
 
 /* Stores one chunk (its hash already computed): compressed with zstd when that saves at
@@ -88,12 +98,20 @@ int pack_writer_add(struct pack_writer *w, const uint8_t hash[32], const uint8_t
                     uint64_t *stored, struct err *err);
 
 /* Appends a chunk's stored bytes as they are: a sealed chunk, or prune's copy of one from
- * an old pack (no re-encryption). Not thread-safe: callers that share a writer lock. */
+ * an old pack (no re-encryption). Appends may run on several threads at once: each takes
+ * its room under the writer's lock and copies its bytes in outside it (the writer's index,
+ * if it has one, is changed under that lock: others must not read it meanwhile). */
 int pack_writer_copy(struct pack_writer *w, const struct chunk_ref *ref, const uint8_t *stored,
                      struct err *err);
 
-/* Makes the open pack durable and writes its index. After it every chunk added so far
- * is in the repository. */
+/* Appends a sealed chunk like pack_writer_copy; ref->offset and pack_id (PACK_ID_LEN + 1
+ * bytes) say where it went, for a caller that keeps its own index (writer made with none)
+ * under its own lock. */
+int pack_writer_append(struct pack_writer *w, struct chunk_ref *ref, const uint8_t *stored,
+                       char *pack_id, struct err *err);
+
+/* Makes the open pack durable and writes its index (no append may be under way). After it
+ * every chunk added so far is in the repository. */
 int pack_writer_flush(struct pack_writer *w, struct err *err);
 
 /* Frees the writer; an unflushed pack stays as an orphan for repair to remove. */

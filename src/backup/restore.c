@@ -28,7 +28,8 @@ struct run {
     const char *target;
     struct pack_index ix;
     bool as_root;
-    struct workq files; /* the files to write */
+    struct workq files; /* the files to write: item k is entry order[k] */
+    size_t *order;
     /* The writing threads share what is below, under lock. */
     pthread_mutex_t lock;
     struct restore_result *res;
@@ -282,19 +283,42 @@ static bool stopped(const struct run *run)
     return run->o->stop && atomic_load(run->o->stop);
 }
 
-static bool is_file(void *ctx, size_t i)
+static bool any_item(void *ctx, size_t i)
 {
-    return ((const struct run *)ctx)->snap->entries[i].type == SNAP_FILE;
+    (void)ctx;
+    (void)i;
+    return true;
+}
+
+/* The files in the order the threads take them: from n_parts far-apart parts of the
+ * manifest in turn. A folder's files lie together in the manifest, so the threads create
+ * files in different folders at once, instead of queueing on one folder's lock in the
+ * kernel (where a file system that scans for a free inode holds it for long). */
+static size_t interleave(const struct snapshot *s, size_t n_parts, size_t **order)
+{
+    size_t n = 0, *files = xmalloc((s->n_entries + 1) * sizeof(size_t));
+    for (size_t i = 0; i < s->n_entries; i++)
+        if (s->entries[i].type == SNAP_FILE)
+            files[n++] = i;
+    size_t part_len = (n + n_parts - 1) / n_parts, k = 0;
+    *order = xmalloc((n + 1) * sizeof(size_t));
+    for (size_t at = 0; at < part_len; at++)
+        for (size_t p = 0; p < n_parts; p++)
+            if (p * part_len + at < n)
+                (*order)[k++] = files[p * part_len + at];
+    free(files);
+    return n;
 }
 
 static void *writing_thread(void *arg)
 {
     struct writer *w = arg;
     struct run *run = w->run;
-    for (long i; (i = workq_take(&run->files)) >= 0;) {
+    for (long k; (k = workq_take(&run->files)) >= 0;) {
         struct err err = {0};
-        char *abs = xasprintf("%s/%s", run->target, run->snap->entries[i].path);
-        if (restore_file(w, abs, &run->snap->entries[i], &err) != FERRY_OK)
+        const struct snap_entry *e = &run->snap->entries[run->order[k]];
+        char *abs = xasprintf("%s/%s", run->target, e->path);
+        if (restore_file(w, abs, e, &err) != FERRY_OK)
             workq_fail(&run->files, &err);
         free(abs);
     }
@@ -307,7 +331,8 @@ static int restore_files(struct run *run, struct err *err)
 {
     int n = repo_threads();
     struct writer writers[REPO_MAX_THREADS];
-    workq_init(&run->files, run->snap->n_entries, is_file, run, run->o->stop);
+    size_t n_files = interleave(run->snap, (size_t)n, &run->order);
+    workq_init(&run->files, n_files, any_item, run, run->o->stop);
     for (int t = 0; t < n; t++)
         writers[t] =
             (struct writer){run, pack_reader_new(run->repo->path, run->repo->key, &run->ix)};
@@ -316,6 +341,8 @@ static int restore_files(struct run *run, struct err *err)
         pack_reader_free(writers[t].reader);
     int rc = workq_result(&run->files, "the restore was stopped", err);
     workq_destroy(&run->files);
+    free(run->order);
+    run->order = NULL;
     return rc;
 }
 
