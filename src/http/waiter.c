@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include <microhttpd.h>
@@ -93,8 +94,6 @@ static void wake_where(struct waiter *w, bool all, bool expired_flag)
     for (size_t i = 0; i < w->n; i++) {
         struct request *req = w->parked[i];
         bool due = now >= req->wait_deadline || (peek && client_gone(req));
-        if (all && !expired_flag)
-            req->woke_head = w->head;
         if (all || due)
             wake(req, expired_flag || due);
         else
@@ -111,16 +110,65 @@ static int by_head(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-void waiter_changed(struct waiter *w, int64_t head)
+void waiter_wait_keys(struct request *req, const uint64_t *keys, size_t n_keys)
 {
+    req->n_wait_keys = n_keys <= HTTP_WAIT_KEYS ? n_keys : 0;
+    memcpy(req->wait_keys, keys, req->n_wait_keys * sizeof(*keys));
+}
+
+static bool has_key(const uint64_t *keys, size_t n, uint64_t key)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (keys[mid] == key)
+            return true;
+        if (keys[mid] < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+/* Whether a move with keys (NULL: unknown) concerns req. */
+static bool concerns(const struct request *req, const uint64_t *keys, size_t n_keys)
+{
+    if (!keys || req->n_wait_keys == 0)
+        return true;
+    for (size_t i = 0; i < req->n_wait_keys; i++)
+        if (has_key(keys, n_keys, req->wait_keys[i]))
+            return true;
+    return false;
+}
+
+void waiter_changed(struct waiter *w, int64_t head, const uint64_t *keys, size_t n_keys)
+{
+    size_t kept = 0, n_woken = 0;
+    struct request **woken = NULL;
     pthread_mutex_lock(&w->lock);
     w->head = head;
+    /* The concerned requests leave the list; the rest stay parked, in their order. */
+    for (size_t i = 0; i < w->n; i++) {
+        struct request *req = w->parked[i];
+        if (!concerns(req, keys, n_keys)) {
+            w->parked[kept++] = req;
+            continue;
+        }
+        if (!woken)
+            woken = xmalloc((w->n - i) * sizeof(*woken));
+        req->woke_head = head;
+        woken[n_woken++] = req;
+    }
+    w->n = kept;
     /* in the order of what they saw, so that readers of one page run together and the
      * first one's page (sync/feedshare.h) answers the rest */
-    if (w->n > 1)
-        qsort(w->parked, w->n, sizeof(*w->parked), by_head);
+    if (n_woken > 1)
+        qsort(woken, n_woken, sizeof(*woken), by_head);
+    for (size_t i = 0; i < n_woken; i++)
+        wake(woken[i], false);
     pthread_mutex_unlock(&w->lock);
-    wake_where(w, true, false);
+    free(woken);
 }
 
 void waiter_tick(struct waiter *w)
