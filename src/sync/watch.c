@@ -179,20 +179,22 @@ static void watch_on(struct watch *w, struct store_conn *c, int64_t *last)
         } else {
             wait_poke(w, POLL_MS);
         }
-        /* Number what other programs committed since (promote.h) before reading the
-         * head, so the waiters woken below find the changes that woke them. Pushes number
-         * their own, and under a stream of them the check would run per NOTIFY: at most
-         * every PROMOTE_EVERY_MS (a change it leaves wakes the waiters one loop later). */
+        /* The head first: a push numbers its own changes before it commits, so its
+         * waiters are woken before anything else runs here. */
+        if (feed_head(c, &head, &err) != FERRY_OK ||
+            (head != *last && report_move(w, c, last, head, &err) != FERRY_OK))
+            return;
+        /* Then number what other programs committed (promote.h), and wake their waiters
+         * at once. Under a stream of pushes the check would run per NOTIFY: at most every
+         * PROMOTE_EVERY_MS (a change it leaves is numbered one loop later). */
         int64_t now = time_mono_us();
-        if (now - promoted_at >= PROMOTE_EVERY_MS * 1000) {
+        if (store_conn_dialect(c) == STORE_POSTGRES &&
+            now - promoted_at >= PROMOTE_EVERY_MS * 1000) {
             promoted_at = now;
-            if (promote_pending(c, &err) != FERRY_OK)
+            if (promote_pending(c, &err) != FERRY_OK || feed_head(c, &head, &err) != FERRY_OK ||
+                (head != *last && report_move(w, c, last, head, &err) != FERRY_OK))
                 return;
         }
-        if (feed_head(c, &head, &err) != FERRY_OK)
-            return;
-        if (head != *last && report_move(w, c, last, head, &err) != FERRY_OK)
-            return;
         w->on_tick(w->ctx);
     }
 }
