@@ -136,8 +136,8 @@ class Bench:
                 return
             page = json.loads(body)
             cursor = page["cursor"]
-            waiting = self.waiting.pop(i, None)
-            if page["changes"] and waiting and not waiting.done():
+            waiting = self.waiting.pop(i, None) if page["changes"] else None
+            if waiting and not waiting.done():
                 waiting.set_result(now)
 
     def expect(self, devices):
@@ -147,7 +147,7 @@ class Bench:
             self.waiting[d] = loop.create_future()
         return {d: self.waiting[d] for d in devices}
 
-    async def wait_for(self, futures, timeout=10.0):
+    async def wait_for(self, futures, timeout):
         """The answer times of the devices that answered within timeout."""
         await asyncio.wait(futures.values(), timeout=timeout)
         return {d: f.result() for d, f in futures.items() if f.done()}
@@ -207,7 +207,7 @@ async def main():
                                    {"id": f"r{u}", "owner": f"u{u}", "n": k}, k)
         t_answer = time.monotonic()
         push_ms.append((t_answer - t_sent) * 1000)
-        got = await b.wait_for(futures)
+        got = await b.wait_for(futures, timeout=3.0)
         missed += len(others) - len(got)
         from_sent += [(t - t_sent) * 1000 for t in got.values()]
         from_answer += [(t - t_answer) * 1000 for t in got.values()]

@@ -64,7 +64,8 @@ run_store() { # run_store sqlite|pg
   dir="$WORK/data-$store"
   mkdir -p "$dir"
   if [ "$store" = pg ]; then
-    db=$(start_pg)
+    start_pg >"$WORK/pg-url" # not in $(...): PG_DATA must reach cleanup
+    db=$(cat "$WORK/pg-url")
     psql -q "$db" -c "$SCHEMA"
   else
     db="sqlite:$dir/ferry.db"
