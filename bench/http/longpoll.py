@@ -111,6 +111,7 @@ class Bench:
         self.parked = 0  # requests sent and not answered
         self.waiting = {}  # device index -> future for the time of its next answer with changes
         self.errors = []
+        self.phase = "parking"  # where errors happen: parking, targeted, everyone
 
     async def poller(self, i, token, cursor):
         source = f"127.0.0.{2 + i // self.a.per_address}"
@@ -118,7 +119,7 @@ class Bench:
             reader, writer = await asyncio.open_connection(self.host, int(self.port),
                                                            local_addr=(source, 0))
         except OSError as e:
-            self.errors.append(f"connect: {e}")
+            self.errors.append(f"{self.phase}: connect: {e}")
             return
         while True:
             writer.write((f"GET /api/v1/sync/changes?cursor={cursor}&wait=60 HTTP/1.1\r\n"
@@ -127,12 +128,12 @@ class Bench:
             try:
                 status, body = await read_answer(reader)
             except (OSError, asyncio.IncompleteReadError) as e:
-                self.errors.append(f"read: {e}")
+                self.errors.append(f"{self.phase}: read: {e}")
                 return
             now = time.monotonic()
             self.parked -= 1
             if not status.startswith("HTTP/1.1 200"):
-                self.errors.append(status)
+                self.errors.append(f"{self.phase}: {status}")
                 return
             page = json.loads(body)
             cursor = page["cursor"]
@@ -153,6 +154,29 @@ class Bench:
         return {d: f.result() for d, f in futures.items() if f.done()}
 
 
+async def slow_clients(host, port, n, source):
+    """n sockets from one address that send half a request and go silent: how many ferry
+    holds (--max-connections-per-ip) and how soon /health answers another address."""
+    socks = []
+    for _ in range(n):
+        try:
+            r, w = await asyncio.open_connection(host, port, local_addr=(source, 0))
+        except OSError:
+            continue
+        w.write(f"GET /health HTTP/1.1\r\nHost: {host}\r\n".encode())
+        socks.append((r, w))
+    await asyncio.sleep(1.0)
+    held = 0
+    for r, _ in socks:
+        try:
+            held += await asyncio.wait_for(r.read(1), 0.01) != b""
+        except asyncio.TimeoutError:
+            held += 1  # still open, nothing to read
+        except OSError:
+            pass
+    return held, socks
+
+
 async def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", required=True)
@@ -164,7 +188,8 @@ async def main():
     ap.add_argument("--pushes", type=int, default=200)
     ap.add_argument("--per-address", type=int, default=250)
     ap.add_argument("--pid", type=int, default=0)
-    ap.add_argument("--settle", type=float, default=3.0)
+    ap.add_argument("--settle", type=float, default=1.0)
+    ap.add_argument("--slow", type=int, default=300)
     a = ap.parse_args()
     conns = a.users * a.devices
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -178,13 +203,21 @@ async def main():
     b = Bench(a)
     loop = asyncio.get_running_loop()
     tasks = []
+    t_open = time.monotonic()
     for i, (_, token) in enumerate(devs):
         tasks.append(asyncio.create_task(b.poller(i, token, head)))
         if i % 200 == 199:
             await asyncio.sleep(0.01)  # do not overflow the listen backlog
-    while b.parked + len(b.errors) < conns and time.monotonic() - t0 < 300:
+    while b.parked + len(b.errors) < conns and time.monotonic() - t_open < 50:
         await asyncio.sleep(0.1)
-    await asyncio.sleep(a.settle)  # let ferry run and park every request
+    # let ferry read and park every request: until it is idle (under 5% of a core)
+    quiet_before = time.monotonic()
+    while time.monotonic() - quiet_before < 40:
+        cpu = cpu_s(a.pid)
+        await asyncio.sleep(0.5)
+        if cpu_s(a.pid) - cpu < 0.025:
+            break
+    await asyncio.sleep(a.settle)
     rss_parked = rss_mib(a.pid)
     opened = b.parked
 
@@ -194,10 +227,17 @@ async def main():
                          "operations": [{"table": table, "action": "upsert", "data": row}]})
 
     # targeted: a user's first device pushes its own row; its other devices must answer
+    b.phase = "targeted"
     rng = random.Random(14)
     from_sent, from_answer, push_ms, missed = [], [], [], 0
     cpu_before, wall_before = cpu_s(a.pid), time.monotonic()
+    done = 0
     for k in range(a.pushes):
+        # the first long-polls expire 60 s after they were sent, all together, and every
+        # one is answered and sent again: no push is timed during that storm
+        if time.monotonic() > t_open + 55:
+            break
+        done += 1
         u = rng.randrange(a.users)
         first = u * a.devices
         others = range(first + 1, first + a.devices)
@@ -211,13 +251,22 @@ async def main():
         missed += len(others) - len(got)
         from_sent += [(t - t_sent) * 1000 for t in got.values()]
         from_answer += [(t - t_answer) * 1000 for t in got.values()]
-        await asyncio.sleep(0.01)  # the woken devices park again
-    cpu_push = (cpu_s(a.pid) - cpu_before) / max(1, a.pushes)
+        await asyncio.sleep(0.005)  # the woken devices park again
+    cpu_push = (cpu_s(a.pid) - cpu_before) / max(1, done)
     wall_targeted = time.monotonic() - wall_before
     rss_after = rss_mib(a.pid)
 
+    # slow clients from one more address, with every long-poll parked
+    held, slow_socks = await slow_clients(b.host, int(b.port), a.slow, "127.0.1.1")
+    t = time.monotonic()
+    await loop.run_in_executor(None, lambda: api.call("GET", "/health", a.admin_token))
+    health_ms = (time.monotonic() - t) * 1000
+    for _, w in slow_socks:
+        w.close()
+
     # everyone: a push to the shared table wakes every device but the pusher
     await asyncio.sleep(0.5)
+    b.phase = "everyone"
     cpu_before = cpu_s(a.pid)
     futures = b.expect(range(1, conns))
     t_sent = time.monotonic()
@@ -230,7 +279,7 @@ async def main():
     print(f"RESULT conns={conns} users={a.users} devices={a.devices} opened={opened} "
           f"errors={len(b.errors)} setup_s={setup_s:.0f} rss_idle_mib={rss_idle:.1f} "
           f"rss_parked_mib={rss_parked:.1f} rss_after_mib={rss_after:.1f} "
-          f"pushes={a.pushes} woken={len(from_sent)} missed={missed} "
+          f"pushes={done} woken={len(from_sent)} missed={missed} "
           f"wake_p50_ms={pct(from_sent, 0.5):.2f} wake_p95_ms={pct(from_sent, 0.95):.2f} "
           f"wake_max_ms={max(from_sent, default=float('nan')):.2f} "
           f"after_answer_p50_ms={pct(from_answer, 0.5):.2f} "
@@ -238,9 +287,12 @@ async def main():
           f"srv_cpu_per_push_ms={cpu_push * 1000:.2f} targeted_wall_s={wall_targeted:.1f} "
           f"all_woken={len(all_ms)}/{conns - 1} all_p50_ms={pct(all_ms, 0.5):.0f} "
           f"all_p95_ms={pct(all_ms, 0.95):.0f} all_max_ms={max(all_ms, default=float('nan')):.0f} "
-          f"all_srv_cpu_s={cpu_all:.2f} load={os.getloadavg()[0]:.1f}")
+          f"all_srv_cpu_s={cpu_all:.2f} slow_held={held}/{a.slow} health_ms={health_ms:.1f} load={os.getloadavg()[0]:.1f}")
     if b.errors:
-        print("first errors:", b.errors[:3])
+        phases = {}
+        for e in b.errors:
+            phases[e.split(":")[0]] = phases.get(e.split(":")[0], 0) + 1
+        print("errors by phase:", phases, "first:", b.errors[:2])
 
 
 asyncio.run(main())

@@ -3,9 +3,10 @@
 # one ferry, per store (SQLite, then PostgreSQL with fsync on): ferry's RSS while they
 # wait, the wake latency of the waiters a single-user push concerns (that user's other
 # devices) over PUSHES pushes, and one push every device sees (the everyone-wakes figure),
-# all printed by longpoll.py. ferry runs with --max-connections CONNS+100 (room for the
-# pushes) and its default --max-connections-per-ip (the pollers come from many loopback
-# addresses).
+# and 300 slow clients from one more address (half a request each: ferry holds 256, its
+# --max-connections-per-ip), all printed by longpoll.py. ferry runs with --max-connections
+# CONNS+400 (room for the pushes and the slow clients); the pollers come from many loopback
+# addresses.
 #   bench/http/longpoll.sh      # builds ferry (make build) unless FERRY_BIN is given
 # Settings: USERS=1000, DEVICES=10, PUSHES=200, STORES="sqlite pg", FERRY_BIN=,
 # FERRY_ARGS= (more serve flags), PG_BIN=/usr/lib/postgresql/15/bin, KEEP=0.
@@ -74,7 +75,7 @@ run_store() { # run_store sqlite|pg
   # shellcheck disable=SC2086 # FERRY_ARGS: several flags
   "$FERRY" serve --listen "127.0.0.1:$port" --data-dir "$dir" --db "$db" \
     --allowed-tables bench,shared --sync-rule bench=owner:owner --sync-rule shared=shared \
-    --rate-limit 0 --max-connections $((CONNS + 100)) ${FERRY_ARGS:-} \
+    --rate-limit 0 --max-connections $((CONNS + 400)) ${FERRY_ARGS:-} \
     >"$WORK/ferry-$store.out" 2>"$WORK/ferry-$store.log" &
   FPID=$!
   for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$port/health" && break; sleep 0.05; done
