@@ -102,13 +102,15 @@ static int by_value(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The tables and scope values of the changes in (from, to]: each entry's, and the old
- * value of each row that left a scope (its exit, shown as a delete to that scope's
- * readers). An entry that moved above `to` meanwhile is read with the next move. */
+/* The tables and scope values of the changes in (from, to]: each entry's, and every
+ * value its row ever left (its exits, shown as deletes to those scopes' readers). An entry
+ * that moved above `to` meanwhile is read with the next move, with its exits whatever
+ * their seq (an exit's seq may lie in this move while its entry is read in the next);
+ * an older exit of the row only wakes its readers for nothing. */
 static const char KEYS_SQL[] =
     "SELECT tbl, scope FROM ferry_changes WHERE seq > $1 AND seq <= $2"
     " UNION SELECT x.tbl, x.scope FROM ferry_changes c JOIN ferry_scope_exits x"
-    " ON x.tbl = c.tbl AND x.pk = c.pk WHERE c.seq > $1 AND c.seq <= $2 AND x.seq > $1"
+    " ON x.tbl = c.tbl AND x.pk = c.pk WHERE c.seq > $1 AND c.seq <= $2"
     " LIMIT $3";
 
 /* Reads the wake keys of the move (from, to] into *keys (sorted); *keys stays NULL when
