@@ -121,7 +121,7 @@ static int move_keys(struct store_conn *c, int64_t from, int64_t to, uint64_t **
     struct store_val v[3] = {sv_int(from), sv_int(to), sv_int(KEYS_MAX + 1)};
     struct store_rows *rows = NULL;
     uint64_t *out = NULL;
-    size_t count = 0;
+    size_t count = 0, n_rows = 0;
     int step, rc = FERRY_ERR;
 
     *keys = NULL;
@@ -133,6 +133,7 @@ static int move_keys(struct store_conn *c, int64_t from, int64_t to, uint64_t **
     out = xmalloc(2 * (KEYS_MAX + 1) * sizeof(*out));
     while ((step = store_rows_next(rows, err)) == 1) {
         const char *table = store_rows_text(rows, 0);
+        n_rows++;
         out[count++] = key_of('T', table, NULL);
         if (!store_rows_isnull(rows, 1))
             out[count++] = key_of('S', table, store_rows_text(rows, 1));
@@ -140,7 +141,8 @@ static int move_keys(struct store_conn *c, int64_t from, int64_t to, uint64_t **
     if (step != 0)
         goto out;
     rc = FERRY_OK;
-    if (count == 0 || count > 2 * KEYS_MAX) /* nothing to read (a resync mark), or too much */
+    /* nothing to read (a resync mark), or more than the statement returned (cut short) */
+    if (n_rows == 0 || n_rows > KEYS_MAX)
         goto out;
     qsort(out, count, sizeof(*out), by_value);
     *keys = out;

@@ -2,8 +2,9 @@
 change wakes the waiters whose feed can contain it (its table, and its owner where a sync
 rule narrows the table), and never leaves one of those asleep, whoever made the change:
 a device through ferry, another program straight in the database (including a row moved
-from one owner to another, which its old owner's devices see as a delete), on both
-backends, and across two nodes on one PostgreSQL database."""
+from one owner to another, which its old owner's devices see as a delete, and one write
+of more owners than the watcher tells apart), on both backends, and across two nodes on
+one PostgreSQL database."""
 
 import concurrent.futures
 import time
@@ -95,6 +96,12 @@ def run_owner_scenario(nodes_of, push_at):
         # another program writes u2's row
         push_at.db_exec("INSERT INTO orders VALUES ('o2', 'u2', 'b')")
         w.woken({d: [("orders", "o2", False)] for d in devs["u2"]})
+        # another program writes rows of 600 owners at once (too many to tell apart: every
+        # waiter is woken), among them one of each user
+        rows = [f"('m{i}', 'x{i}', 'c')" for i in range(596)]
+        rows += [f"('m-{name}', '{name}', 'c')" for name in USERS]
+        push_at.db_exec("INSERT INTO orders VALUES " + ", ".join(rows))
+        w.woken({d: [("orders", f"m-{name}", False)] for name in USERS for d in devs[name]})
         # a shared table: everyone but the device that wrote it
         u3_phone = devs["u3"][0]
         Client(push_at, u3_phone.token, u3_phone.device_id).report(
