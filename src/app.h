@@ -23,6 +23,7 @@ struct phoenix;    /* api/phoenix.c: PhoenixKit's routes and their limiters */
 struct apidirsync; /* api/dirsync.c: the directory syncs running inside requests */
 struct auth_jwt;   /* http/auth.c: the JWT verifier (NULL: JWTs not accepted) */
 struct apicloud;   /* api/cloud.c: the cloud transfers running inside requests */
+struct watch;      /* sync/watch.c: the change watcher */
 
 struct app {
     struct config *cfg;
@@ -46,6 +47,7 @@ struct app {
     struct metrics *metrics;     /* request and sync counters */
     struct waiter *waiter;       /* parked long-polls */
     struct feedshare *feedshare; /* feed pages shared by the long-polls a change wakes */
+    struct watch *watch;         /* the change watcher, poked after a write (sync/watch.h) */
     struct auth_jwt *jwt;        /* JWT secret and keys, NULL when none is configured */
     struct proxies *proxies;     /* trusted-proxies; NULL: the socket address is the client */
 };

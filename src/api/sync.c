@@ -15,6 +15,8 @@
 #include "sync/feed.h"
 #include "ops/metrics.h"
 #include "sync/push.h"
+#include "sync/watch.h"
+#include "http/waiter.h"
 #include "util/jsonutil.h"
 #include "util/timeutil.h"
 
@@ -392,6 +394,8 @@ static int changes(struct request *req, struct err *err)
     if (page.n == 0 && wait > 0 && !req->wait_expired) {
         if (!req->wait_deadline)
             req->wait_deadline = time_now_ms() + wait * 1000;
+        uint64_t keys[WATCH_MAX_KEYS];
+        waiter_wait_keys(req, keys, watch_keys_of(&q, keys)); /* woken by these changes only */
         http_wait(req, req->wait_deadline, page.head);
         goto out;
     }

@@ -190,9 +190,9 @@ static void graceful_stop(struct serve *s, const sigset_t *set)
     waiter_release_all(app->waiter); /* libmicrohttpd may not stop with a connection still parked */
 }
 
-static void on_log_moved(void *waiter, int64_t head)
+static void on_log_moved(void *waiter, const struct watch_move *move)
 {
-    waiter_changed(waiter, head);
+    waiter_changed(waiter, move->head, move->keys, move->n_keys);
 }
 
 static void on_tick(void *waiter)
@@ -363,6 +363,7 @@ static int start(struct serve *s, struct err *err)
                              err) != FERRY_OK ||
         start_webhooks(s, err) != FERRY_OK)
         return FERRY_ERR;
+    app->watch = s->watch;
     return server_start(app, s->tls, &s->srv, err);
 }
 

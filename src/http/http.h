@@ -125,6 +125,9 @@ struct response {
     int n_headers;
 };
 
+/* The most wake keys a parked request carries (sync/watch.h: WATCH_MAX_KEYS). */
+#define HTTP_WAIT_KEYS 16
+
 struct request {
     struct app *app;
     struct MHD_Connection *conn;
@@ -159,6 +162,10 @@ struct request {
     int64_t woke_head;     /* the head whose arrival woke the request (waiter); 0: none */
     bool wait_requested;
     bool wait_expired; /* set when the deadline passed (or the server is stopping) */
+    /* What it waits for (waiter_wait_keys): a move of the log carrying none of these
+     * keys leaves it parked. n_wait_keys 0: every move wakes it. */
+    uint64_t wait_keys[HTTP_WAIT_KEYS];
+    size_t n_wait_keys;
 };
 
 /* Asks the server to park the request until the change log moves past seen_head or

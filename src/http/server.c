@@ -24,6 +24,7 @@
 #include "http/server.h"
 #include "http/tls.h"
 #include "http/waiter.h"
+#include "sync/watch.h"
 #include "util/crypto.h"
 #include "util/jsonutil.h"
 #include "util/jsonw.h"
@@ -566,6 +567,9 @@ static void dispatch(struct request *req)
     if (req->route->handler(req, &err) != FERRY_OK)
         http_reply_err(req, &err); /* no effect when the handler replied */
     return_store(req);
+    /* A write may have moved the log: its long-polls are woken now, not at the next poll. */
+    if ((req->route->flags & ROUTE_STORE) && !(req->method_bit & (M_GET | M_HEAD | M_OPTIONS)))
+        watch_poke(app->watch);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,

@@ -1,9 +1,12 @@
-/* waiter.c - see waiter.h. The parked list is short (one entry per open long-poll) and
- * guarded by one mutex, which also guards the last head seen, so parking and waking
- * cannot cross. */
+/* waiter.c - see waiter.h. The parked list (one entry per open long-poll) is guarded by
+ * one mutex, which also guards the last head seen, so parking and waking cannot cross.
+ * Each entry keeps what the scans need beside the request (its deadline, a 64-bit summary
+ * of its wake keys), so that a scan of 10,000 entries reads one small array instead of
+ * 10,000 scattered requests. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include <microhttpd.h>
@@ -11,9 +14,15 @@
 #include "http/waiter.h"
 #include "util/timeutil.h"
 
+struct parked {
+    struct request *req;
+    int64_t deadline; /* req->wait_deadline */
+    uint64_t summary; /* a bit per wake key (summary_of); every bit: woken by any move */
+};
+
 struct waiter {
     pthread_mutex_t lock;
-    struct request **parked;
+    struct parked *parked;
     size_t n, cap;
     int64_t head;
     int64_t peeked_ms; /* when the parked sockets were last checked for a gone client */
@@ -43,6 +52,16 @@ static void wake(struct request *req, bool expired)
     MHD_resume_connection(req->conn);
 }
 
+/* One bit per key: a move whose keys share no bit with a request's cannot concern it, and
+ * one that shares one is checked key by key. */
+static uint64_t summary_of(const uint64_t *keys, size_t n_keys)
+{
+    uint64_t bits = 0;
+    for (size_t i = 0; i < n_keys; i++)
+        bits |= 1ULL << (keys[i] >> 58);
+    return bits;
+}
+
 void waiter_park(struct waiter *w, struct request *req, int64_t seen_head)
 {
     MHD_suspend_connection(req->conn);
@@ -59,7 +78,9 @@ void waiter_park(struct waiter *w, struct request *req, int64_t seen_head)
         w->cap = w->cap ? w->cap * 2 : 16;
         w->parked = xrealloc(w->parked, w->cap * sizeof(*w->parked));
     }
-    w->parked[w->n++] = req;
+    w->parked[w->n++] = (struct parked){
+        req, req->wait_deadline,
+        req->n_wait_keys ? summary_of(req->wait_keys, req->n_wait_keys) : UINT64_MAX};
     pthread_mutex_unlock(&w->lock);
 }
 
@@ -91,14 +112,12 @@ static void wake_where(struct waiter *w, bool all, bool expired_flag)
         w->peeked_ms = now;
     size_t kept = 0;
     for (size_t i = 0; i < w->n; i++) {
-        struct request *req = w->parked[i];
-        bool due = now >= req->wait_deadline || (peek && client_gone(req));
-        if (all && !expired_flag)
-            req->woke_head = w->head;
+        struct parked *p = &w->parked[i];
+        bool due = now >= p->deadline || (peek && client_gone(p->req));
         if (all || due)
-            wake(req, expired_flag || due);
+            wake(p->req, expired_flag || due);
         else
-            w->parked[kept++] = req;
+            w->parked[kept++] = *p;
     }
     w->n = kept;
     pthread_mutex_unlock(&w->lock);
@@ -111,16 +130,66 @@ static int by_head(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-void waiter_changed(struct waiter *w, int64_t head)
+void waiter_wait_keys(struct request *req, const uint64_t *keys, size_t n_keys)
 {
+    req->n_wait_keys = n_keys <= HTTP_WAIT_KEYS ? n_keys : 0;
+    memcpy(req->wait_keys, keys, req->n_wait_keys * sizeof(*keys));
+}
+
+static bool has_key(const uint64_t *keys, size_t n, uint64_t key)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (keys[mid] == key)
+            return true;
+        if (keys[mid] < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+/* Whether a move with keys (NULL: unknown) concerns req. */
+static bool concerns(const struct request *req, const uint64_t *keys, size_t n_keys)
+{
+    if (!keys || req->n_wait_keys == 0)
+        return true;
+    for (size_t i = 0; i < req->n_wait_keys; i++)
+        if (has_key(keys, n_keys, req->wait_keys[i]))
+            return true;
+    return false;
+}
+
+void waiter_changed(struct waiter *w, int64_t head, const uint64_t *keys, size_t n_keys)
+{
+    size_t kept = 0, n_woken = 0;
+    struct request **woken = NULL;
+    uint64_t summary = keys ? summary_of(keys, n_keys) : UINT64_MAX;
     pthread_mutex_lock(&w->lock);
     w->head = head;
+    /* The concerned requests leave the list; the rest stay parked, in their order. */
+    for (size_t i = 0; i < w->n; i++) {
+        struct request *req = w->parked[i].req;
+        if (!(w->parked[i].summary & summary) || !concerns(req, keys, n_keys)) {
+            w->parked[kept++] = w->parked[i];
+            continue;
+        }
+        if (!woken)
+            woken = xmalloc((w->n - i) * sizeof(*woken));
+        req->woke_head = head;
+        woken[n_woken++] = req;
+    }
+    w->n = kept;
     /* in the order of what they saw, so that readers of one page run together and the
      * first one's page (sync/feedshare.h) answers the rest */
-    if (w->n > 1)
-        qsort(w->parked, w->n, sizeof(*w->parked), by_head);
+    if (n_woken > 1)
+        qsort(woken, n_woken, sizeof(*woken), by_head);
+    for (size_t i = 0; i < n_woken; i++)
+        wake(woken[i], false);
     pthread_mutex_unlock(&w->lock);
-    wake_where(w, true, false);
+    free(woken);
 }
 
 void waiter_tick(struct waiter *w)

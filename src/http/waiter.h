@@ -1,6 +1,7 @@
 /* waiter.h - long-polls: requests parked (MHD-suspended) until the change log moves or
- * their deadline passes. The change watcher calls waiter_changed and waiter_tick; a
- * woken request runs its handler again. */
+ * their deadline passes; a request says what it waits for (wake keys, sync/watch.h) and
+ * a move of the log that carries none of them leaves it parked. The change watcher calls
+ * waiter_changed and waiter_tick; a woken request runs its handler again. */
 #ifndef FERRY_WAITER_H
 #define FERRY_WAITER_H
 
@@ -20,8 +21,13 @@ void waiter_close(struct waiter *w);
  * once, so no change slips between the handler's read and the park. */
 void waiter_park(struct waiter *w, struct request *req, int64_t seen_head);
 
-/* The log moved to head: wake every parked request. */
-void waiter_changed(struct waiter *w, int64_t head);
+/* What req waits for, before it is parked: keys (up to HTTP_WAIT_KEYS; more, or none,
+ * and every move of the log wakes it). */
+void waiter_wait_keys(struct request *req, const uint64_t *keys, size_t n_keys);
+
+/* The log moved to head: wake the parked requests that wait for one of keys (sorted), or
+ * every one when keys is NULL. */
+void waiter_changed(struct waiter *w, int64_t head, const uint64_t *keys, size_t n_keys);
 
 /* Wakes parked requests whose deadline has passed, marking them expired. */
 void waiter_tick(struct waiter *w);

@@ -1,12 +1,15 @@
 /* watch.c - see watch.h. On PostgreSQL the watcher is also where changes are promoted
  * (promote.h) when a NOTIFY says another program or node committed some. */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "sync/feed.h"
 #include "sync/promote.h"
+#include "sync/rules.h"
 #include "sync/watch.h"
 #include "util/timeutil.h"
 
@@ -14,12 +17,18 @@
 #define LISTEN_WAIT_MS 100 /* PostgreSQL: longest wait for a NOTIFY before a read */
 #define RETRY_MS 500       /* after a database error */
 #define PROMOTE_EVERY_MS 50
+/* A longer jump of the head is not read for its keys: every waiter is woken instead. */
+#define KEYS_READ_MAX_SEQS 20000
+#define KEYS_MAX 512 /* more distinct (table, scope) pairs in one move: wake everyone */
 
 struct watch {
     pthread_t thread;
     atomic_bool stop;
+    pthread_mutex_t lock; /* guards poked, with cond */
+    pthread_cond_t cond;
+    bool poked;
     struct store *st;
-    void (*on_change)(void *ctx, int64_t head);
+    void (*on_change)(void *ctx, const struct watch_move *move);
     void (*on_tick)(void *ctx);
     void *ctx;
 };
@@ -28,6 +37,136 @@ static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
+}
+
+/* Sleeps up to ms, or until watch_poke. */
+static void wait_poke(struct watch *w, int ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    until.tv_sec += ms / 1000 + until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    pthread_mutex_lock(&w->lock);
+    while (!w->poked && !atomic_load(&w->stop))
+        if (pthread_cond_timedwait(&w->cond, &w->lock, &until) == ETIMEDOUT)
+            break;
+    w->poked = false;
+    pthread_mutex_unlock(&w->lock);
+}
+
+void watch_poke(struct watch *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->lock);
+    w->poked = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* A wake key: FNV-1a over a kind byte, the table and the scope value. 'T': any change
+ * of the table; 'S': a change in one scope value of it. Two keys that collide only wake
+ * a reader for nothing. */
+static uint64_t key_of(char kind, const char *table, const char *scope)
+{
+    uint64_t hash = 1469598103934665603ULL;
+    hash = (hash ^ (unsigned char)kind) * 1099511628211ULL;
+    for (const char *p = table; *p; p++)
+        hash = (hash ^ (unsigned char)*p) * 1099511628211ULL;
+    hash = (hash ^ 0xffu) * 1099511628211ULL; /* no byte of a name: ends the table */
+    for (const char *p = scope ? scope : ""; *p; p++)
+        hash = (hash ^ (unsigned char)*p) * 1099511628211ULL;
+    return hash;
+}
+
+size_t watch_keys_of(const struct feed_query *q, uint64_t keys[WATCH_MAX_KEYS])
+{
+    size_t n = 0;
+    for (size_t i = 0; i < q->n_tables; i++) {
+        char value[RULES_VALUE_MAX];
+        const struct synced_table *t = q->tables[i];
+        enum rules_reach reach = rules_reach(&t->rule, q->caller, value);
+        if (reach == REACH_NONE)
+            continue;
+        if (n == WATCH_MAX_KEYS)
+            return 0;
+        keys[n++] = reach == REACH_ALL ? key_of('T', t->name, NULL) : key_of('S', t->name, value);
+    }
+    return n;
+}
+
+static int by_value(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The tables and scope values of the changes in (from, to]: each entry's, and every
+ * value its row ever left (its exits, shown as deletes to those scopes' readers). An entry
+ * that moved above `to` meanwhile is read with the next move, with its exits whatever
+ * their seq (an exit's seq may lie in this move while its entry is read in the next);
+ * an older exit of the row only wakes its readers for nothing. */
+static const char KEYS_SQL[] =
+    "SELECT tbl, scope FROM ferry_changes WHERE seq > $1 AND seq <= $2"
+    " UNION SELECT x.tbl, x.scope FROM ferry_changes c JOIN ferry_scope_exits x"
+    " ON x.tbl = c.tbl AND x.pk = c.pk WHERE c.seq > $1 AND c.seq <= $2"
+    " LIMIT $3";
+
+/* Reads the wake keys of the move (from, to] into *keys (sorted); *keys stays NULL when
+ * every waiter should be woken. */
+static int move_keys(struct store_conn *c, int64_t from, int64_t to, uint64_t **keys, size_t *n,
+                     struct err *err)
+{
+    struct store_val v[3] = {sv_int(from), sv_int(to), sv_int(KEYS_MAX + 1)};
+    struct store_rows *rows = NULL;
+    uint64_t *out = NULL;
+    size_t count = 0, n_rows = 0;
+    int step, rc = FERRY_ERR;
+
+    *keys = NULL;
+    *n = 0;
+    if (from < 0 || to - from > KEYS_READ_MAX_SEQS)
+        return FERRY_OK;
+    if (store_query(c, KEYS_SQL, v, 3, &rows, err) != FERRY_OK)
+        goto out;
+    out = xmalloc(2 * (KEYS_MAX + 1) * sizeof(*out));
+    while ((step = store_rows_next(rows, err)) == 1) {
+        const char *table = store_rows_text(rows, 0);
+        n_rows++;
+        out[count++] = key_of('T', table, NULL);
+        if (!store_rows_isnull(rows, 1))
+            out[count++] = key_of('S', table, store_rows_text(rows, 1));
+    }
+    if (step != 0)
+        goto out;
+    rc = FERRY_OK;
+    /* nothing to read (a resync mark), or more than the statement returned (cut short) */
+    if (n_rows == 0 || n_rows > KEYS_MAX)
+        goto out;
+    qsort(out, count, sizeof(*out), by_value);
+    *keys = out;
+    *n = count;
+    out = NULL;
+out:
+    store_rows_free(rows);
+    free(out);
+    return rc;
+}
+
+/* Tells the callback that the log moved from *last to head, with the move's keys. */
+static int report_move(struct watch *w, struct store_conn *c, int64_t *last, int64_t head,
+                       struct err *err)
+{
+    uint64_t *keys = NULL;
+    size_t n_keys = 0;
+    if (move_keys(c, *last, head, &keys, &n_keys, err) != FERRY_OK)
+        return FERRY_ERR;
+    *last = head;
+    struct watch_move move = {head, keys, n_keys};
+    w->on_change(w->ctx, &move);
+    free(keys);
+    return FERRY_OK;
 }
 
 /* Runs until stopped or until the connection fails (then the caller reconnects). */
@@ -42,23 +181,23 @@ static void watch_on(struct watch *w, struct store_conn *c, int64_t *last)
             if (store_wait_notify(c, LISTEN_WAIT_MS, &err) < 0)
                 return;
         } else {
-            sleep_ms(POLL_MS);
+            wait_poke(w, POLL_MS);
         }
-        /* Number what other programs committed since (promote.h) before reading the
-         * head, so the waiters woken below find the changes that woke them. Pushes number
-         * their own, and under a stream of them the check would run per NOTIFY: at most
-         * every PROMOTE_EVERY_MS (a change it leaves wakes the waiters one loop later). */
-        int64_t now = time_mono_us();
-        if (now - promoted_at >= PROMOTE_EVERY_MS * 1000) {
-            promoted_at = now;
-            if (promote_pending(c, &err) != FERRY_OK)
-                return;
-        }
-        if (feed_head(c, &head, &err) != FERRY_OK)
+        /* The head first: a push numbers its own changes before it commits, so its
+         * waiters are woken before anything else runs here. */
+        if (feed_head(c, &head, &err) != FERRY_OK ||
+            (head != *last && report_move(w, c, last, head, &err) != FERRY_OK))
             return;
-        if (head != *last) {
-            *last = head;
-            w->on_change(w->ctx, head);
+        /* Then number what other programs committed (promote.h), and wake their waiters
+         * at once. Under a stream of pushes the check would run per NOTIFY: at most every
+         * PROMOTE_EVERY_MS (a change it leaves is numbered one loop later). */
+        int64_t now = time_mono_us();
+        if (store_conn_dialect(c) == STORE_POSTGRES &&
+            now - promoted_at >= PROMOTE_EVERY_MS * 1000) {
+            promoted_at = now;
+            if (promote_pending(c, &err) != FERRY_OK || feed_head(c, &head, &err) != FERRY_OK ||
+                (head != *last && report_move(w, c, last, head, &err) != FERRY_OK))
+                return;
         }
         w->on_tick(w->ctx);
     }
@@ -87,7 +226,7 @@ static void *watch_main(void *arg)
     return NULL;
 }
 
-int watch_start(struct store *st, void (*on_change)(void *ctx, int64_t head),
+int watch_start(struct store *st, void (*on_change)(void *ctx, const struct watch_move *move),
                 void (*on_tick)(void *ctx), void *ctx, struct watch **out, struct err *err)
 {
     struct watch *w = xcalloc(1, sizeof(*w));
@@ -95,7 +234,15 @@ int watch_start(struct store *st, void (*on_change)(void *ctx, int64_t head),
     w->on_change = on_change;
     w->on_tick = on_tick;
     w->ctx = ctx;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cond, &attr);
+    pthread_condattr_destroy(&attr);
     if (pthread_create(&w->thread, NULL, watch_main, w) != 0) {
+        pthread_cond_destroy(&w->cond);
+        pthread_mutex_destroy(&w->lock);
         free(w);
         return err_set(err, ERR_INTERNAL, "cannot start the change watcher");
     }
@@ -108,6 +255,9 @@ void watch_stop(struct watch *w)
     if (!w)
         return;
     atomic_store(&w->stop, true);
+    watch_poke(w);
     pthread_join(w->thread, NULL);
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->lock);
     free(w);
 }

@@ -1,22 +1,48 @@
 /* watch.h - a background thread that notices new changes in the log, whoever made them
- * (this node, another node, another program), and tells a callback. On PostgreSQL it
- * LISTENs for the capture trigger's NOTIFY; on SQLite, where no notification crosses
- * processes, it polls the one-row seq counter, which costs a page read. */
+ * (this node, another node, another program), and tells a callback which tables and
+ * scope values they touched, so that only the long-polls they concern are woken. On
+ * PostgreSQL it LISTENs for the capture trigger's NOTIFY; on SQLite, where no notification
+ * crosses processes, it polls the one-row seq counter, and a write of this process pokes
+ * it (watch_poke) so that its waiters need not wait for the next poll. */
 #ifndef FERRY_WATCH_H
 #define FERRY_WATCH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ferry.h"
 #include "store/store.h"
 
 struct watch;
+struct feed_query;
 
-/* on_change(ctx, head) runs on the watch thread when the newest seq moves; on_tick(ctx)
+/* What the log moved by: the newest seq, and the wake keys (watch_keys_of) of the changes
+ * since the last call, sorted; keys NULL when they are not known (the first call, a
+ * jump too long to read, a move with no entry to read): wake every waiter. */
+struct watch_move {
+    int64_t head;
+    const uint64_t *keys;
+    size_t n_keys;
+};
+
+/* on_change(ctx, move) runs on the watch thread when the newest seq moves; on_tick(ctx)
  * runs after every wait (a few times a second at least), for deadlines. */
-int watch_start(struct store *st, void (*on_change)(void *ctx, int64_t head),
+int watch_start(struct store *st, void (*on_change)(void *ctx, const struct watch_move *move),
                 void (*on_tick)(void *ctx), void *ctx, struct watch **out, struct err *err);
 /* Stops and joins the thread. watch_stop(NULL) does nothing. */
 void watch_stop(struct watch *w);
+
+/* Something was committed in this process: look now, not at the next poll (SQLite; on
+ * PostgreSQL the NOTIFY arrives with the commit). Any thread; NULL does nothing. */
+void watch_poke(struct watch *w);
+
+/* The most wake keys a reader carries; a reader of more gets none (woken by every move). */
+#define WATCH_MAX_KEYS 16
+
+/* Fills keys with what a feed read by q waits for: per table it reads, any change of the
+ * table when it reads every row, else changes in its scope value (sync/rules.h).
+ * Returns how many (a move carrying any of them concerns the reader), or 0 when they do
+ * not fit: then every move does. */
+size_t watch_keys_of(const struct feed_query *q, uint64_t keys[WATCH_MAX_KEYS]);
 
 #endif
