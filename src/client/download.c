@@ -61,7 +61,7 @@ static int entry(ferry_replica *r, const char *escaped, int64_t *size, char sha[
     const char *hex = json_string_value(json_object_get(answer, "sha256"));
     if (rc == FERRY_CLIENT_OK && status != 200)
         rc = fc_fail(r, FERRY_CLIENT_ESERVER, "HTTP %ld: %s", status, fc_answer_message(answer));
-    else if (rc == FERRY_CLIENT_OK && (!hex || strlen(hex) != 64))
+    else if (rc == FERRY_CLIENT_OK && !fc_is_sha256(hex))
         rc = fc_fail(r, FERRY_CLIENT_ESERVER, "the file entry has no sha256");
     if (rc == FERRY_CLIENT_OK) {
         *size = json_integer_value(json_object_get(answer, "size"));

@@ -206,7 +206,7 @@ static int record_change(struct mirror *m, json_t *c)
     bool deleted = json_is_true(json_object_get(c, "deleted"));
     if (!table || strcmp(table, "files") || !path || !(rel = relative(m, path)))
         return FERRY_CLIENT_OK;
-    if (!deleted && (!sha || strlen(sha) != 64))
+    if (!deleted && !fc_is_sha256(sha))
         return fc_fail(m->r, FERRY_CLIENT_ESERVER, "the feed's entry of %s has no sha256", path);
     sqlite3_stmt *st = fc_prepare(
         m->r, "INSERT INTO mirror_wanted(path, sha256, size, deleted) VALUES (?, ?, ?, ?)"
