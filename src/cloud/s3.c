@@ -257,16 +257,23 @@ static int s3_get(struct cloud *c, const char *key, const struct cloud_range *r,
 }
 
 /* Hands one page's objects to fn; *next is the continuation token (NULL at the end). */
-static int list_page(xmlNodePtr root, cloud_list_fn fn, void *ctx, char **next)
+static int list_page(xmlNodePtr root, cloud_list_fn fn, void *ctx, char **next, struct err *err)
 {
     static const struct transfer_listing names = {"Contents",     NULL,   "Key", "Size",
                                                   "LastModified", "ETag", true};
     if (transfer_xml_objects(root, &names, fn, ctx) != FERRY_OK)
-        return FERRY_ERR;
+        return err_set(err, ERR_INTERNAL, "the listing was cut short");
     char *truncated = transfer_xml_text(root, "IsTruncated");
-    if (truncated && !strcmp(truncated, "true"))
-        *next = transfer_xml_text(root, "NextContinuationToken");
+    bool more = truncated && !strcmp(truncated, "true");
     free(truncated);
+    if (more)
+        *next = transfer_xml_text(root, "NextContinuationToken");
+    /* A truncated page with no way on (a server that ignores list-type=2 answers so) is
+     * no whole listing: taken as one, a session would delete what the rest holds. */
+    if (more && (!*next || !**next))
+        return err_set(err, ERR_CLOUD,
+                       "s3: the listing is truncated without a continuation "
+                       "token (does the endpoint support list-type=2?)");
     return FERRY_OK;
 }
 
@@ -290,8 +297,8 @@ static int s3_list(struct cloud *c, const char *prefix, cloud_list_fn fn, void *
         xmlDocPtr doc = rc == FERRY_OK ? transfer_xml(&t) : NULL;
         if (rc == FERRY_OK && !doc)
             rc = err_set(err, ERR_CLOUD, "s3: the listing is not XML");
-        if (rc == FERRY_OK && list_page(xmlDocGetRootElement(doc), fn, ctx, &token) != FERRY_OK)
-            rc = err_set(err, ERR_INTERNAL, "the listing was cut short");
+        if (rc == FERRY_OK)
+            rc = list_page(xmlDocGetRootElement(doc), fn, ctx, &token, err);
         xmlFreeDoc(doc);
         free(query);
         free(tok_enc);

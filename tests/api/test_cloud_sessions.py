@@ -8,8 +8,10 @@ per-pair records and the stored-bytes table are in the store, so these run on bo
 backends."""
 
 import hashlib
+import http.server
 import os
 import signal
+import threading
 
 import pytest
 
@@ -464,3 +466,71 @@ def test_download_killed_midway_runs_again_to_the_same_bytes(sessions):
     assert 0 < st["result"]["bytesResumed"] < len(files["big/blob.bin"]), st["result"]
     assert tree(dst) == files
     assert not [p for p in dst.rglob("*") if ".ferry-part-" in p.name]
+
+
+class HostileS3(http.server.ThreadingHTTPServer):
+    """An S3 endpoint whose listings are the given (key, size) objects in one page that
+    says it is truncated (IsTruncated true) without the token of the next page, as a
+    hostile or broken server (or one that ignores list-type=2) answers; every object's
+    bytes are b"aaa"."""
+
+    def __init__(self, objects):
+        self.objects = objects
+        super().__init__(("127.0.0.1", 0), HostileS3Handler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+class HostileS3Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, body):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("ETag", '"e1"')
+        self.send_header("Last-Modified", "Wed, 02 Dec 2026 10:00:00 GMT")
+        self.end_headers()
+        return body
+
+    def do_HEAD(self):
+        self.answer(b"aaa")
+
+    def do_GET(self):
+        if "list-type=2" in self.path:
+            items = "".join(f"<Contents><Key>{k}</Key><Size>{n}</Size><ETag>\"e1\"</ETag>"
+                            "<LastModified>2026-12-02T10:00:00.000Z</LastModified></Contents>"
+                            for k, n in self.server.objects)
+            body = ('<?xml version="1.0" encoding="UTF-8"?><ListBucketResult>'
+                    f"<IsTruncated>true</IsTruncated>{items}</ListBucketResult>").encode()
+        else:
+            body = b"aaa"
+        self.wfile.write(self.answer(body))
+
+
+@pytest.mark.parametrize("objects", [[("p/a.txt", 3)], [("p/a.txt", 3), ("x", 3)]],
+                         ids=["truncated", "outside-the-prefix"])
+def test_a_hostile_listing_deletes_nothing_on_the_way_down(make_server, tmp_path, objects):
+    """A download with deleteMissingInTarget removes the folder's files the location lacks:
+    a listing cut short (truncated, with no token to go on) or naming keys outside the
+    prefix is no account of what the location lacks, so the session fails and deletes
+    nothing."""
+    root = tmp_path / "files"
+    dst = root / "down"
+    write(dst / "a.txt", b"old")
+    write(dst / "later.txt", b"on the next page of the listing")
+    s3 = HostileS3(objects)
+    try:
+        env = {"FERRY_LOCATIONS": "Cloud=s3:bucket/p", "FERRY_S3_ENDPOINT": s3.url,
+               "FERRY_S3_REGION": "us-east-1", "FERRY_S3_ACCESS_KEY_ID": "k",
+               "FERRY_S3_SECRET_ACCESS_KEY": "s", "FERRY_S3_BUCKET": "bucket"}
+        srv = make_server("--file-root", str(root), "--cloud-timeout", "3", "--rate-limit", "0",
+                          env=env)
+        st = finished(srv, start(srv, "Cloud", dst, deleteMissingInTarget=True))
+    finally:
+        s3.shutdown()
+        s3.server_close()
+    assert st["status"] == "failed", st
+    assert tree(dst)["later.txt"] == b"on the next page of the listing"
