@@ -19,6 +19,7 @@ struct fetch {
     ferry_progress_fn fn;
     void *ctx;
     int64_t base, total; /* bytes already in the .part file; the whole size */
+    int64_t got;         /* bytes of this answer's body */
     ferry_replica *r;
 };
 
@@ -35,9 +36,14 @@ char *fc_escape_path(CURL *c, const char *path)
     return out;
 }
 
+/* An answer longer than the whole file (a hostile or broken server) is cut off at once:
+ * its bytes could only fail the SHA-256 check, after filling the disk. */
 static size_t on_bytes(char *data, size_t size, size_t n, void *ctx)
 {
     struct fetch *f = ctx;
+    f->got += (int64_t)(size * n);
+    if (f->got > f->total)
+        return 0;
     return fwrite(data, size, n, f->out) * size;
 }
 
@@ -112,6 +118,11 @@ static int fetch_rest(ferry_replica *r, const char *escaped, const char *sha, st
     curl_slist_free_all(h);
     free(if_range);
     free(url);
+    if (cc == CURLE_WRITE_ERROR && f->got > f->total)
+        return fc_fail(r, FERRY_CLIENT_ESERVER,
+                       "download: the server sent more than the file's "
+                       "%lld bytes",
+                       (long long)f->total);
     if (cc != CURLE_OK)
         return fc_fail(r, FERRY_CLIENT_ENETWORK, "download: %s (rerun to resume)",
                        curl_easy_strerror(cc));
@@ -140,6 +151,8 @@ static int fetch_checked(ferry_replica *r, const char *escaped, const char *part
     if (fclose(f->out) != 0 && rc == FERRY_CLIENT_OK)
         rc = fc_fail(r, FERRY_CLIENT_ELOCAL, "cannot write %s: %s", part, strerror(errno));
     f->out = NULL;
+    if (f->got > f->total)
+        unlink(part); /* not the file's bytes: never resumed from */
     char got[65];
     if (rc == FERRY_CLIENT_OK && (file_sha256(part, got) != 0 || strcmp(got, sha) != 0)) {
         unlink(part); /* wrong bytes are never resumed from */
