@@ -69,7 +69,9 @@ int merge_check_text(const struct merge_text *t, const char *what, struct err *e
 
 int merge_read_file(const char *path, const char *what, char **data, size_t *len, struct err *err)
 {
-    int rc = FERRY_ERR, fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO waits for a writer, which may never come (nor the
+     * server's shutdown); the fstat below refuses what is not a regular file. */
+    int rc = FERRY_ERR, fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     struct stat st;
     char *buf = NULL;
     size_t got = 0;

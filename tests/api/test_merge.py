@@ -321,6 +321,10 @@ def test_paths_confined_to_file_roots(rooted, root, tmp_path):
     refused(rooted, 400, "INVALID_REQUEST", "absolute", **{**ok, "baseFile": "rel.txt"})
     refused(rooted, 404, "NOT_FOUND", "baseFile", **{**ok, "baseFile": str(root / "missing")})
     refused(rooted, 400, "INVALID_REQUEST", "not a regular file", **{**ok, "baseFile": str(root)})
+    # a FIFO is no file to merge: refused at once, not waited on for a writer
+    os.mkfifo(root / "pipe")
+    refused(rooted, 400, "INVALID_REQUEST", "not a regular file",
+            **{**ok, "baseFile": str(root / "pipe")})
 
 
 def test_data_folder_and_no_roots_refused(make_server, tmp_path):
