@@ -280,7 +280,7 @@ static int list_page(xmlNodePtr root, cloud_list_fn fn, void *ctx, char **next, 
 static int s3_list(struct cloud *c, const char *prefix, cloud_list_fn fn, void *ctx,
                    struct err *err)
 {
-    char *token = NULL;
+    char *token = NULL, *asked = NULL; /* the next page's token, the one just asked with */
     int rc = FERRY_OK;
     do {
         struct transfer t;
@@ -288,7 +288,8 @@ static int s3_list(struct cloud *c, const char *prefix, cloud_list_fn fn, void *
         char *pre_enc = sign_uri_encode(prefix ? prefix : "", false);
         char *query = xasprintf("%s%s%slist-type=2&prefix=%s", token ? "continuation-token=" : "",
                                 token ? tok_enc : "", token ? "&" : "", pre_enc);
-        free(token);
+        free(asked);
+        asked = token;
         token = NULL;
         start(c, &t, "GET", NULL, query);
         rc = transfer_run(&t, "s3", err);
@@ -299,6 +300,10 @@ static int s3_list(struct cloud *c, const char *prefix, cloud_list_fn fn, void *
             rc = err_set(err, ERR_CLOUD, "s3: the listing is not XML");
         if (rc == FERRY_OK)
             rc = list_page(xmlDocGetRootElement(doc), fn, ctx, &token, err);
+        if (rc == FERRY_OK && token && asked && !strcmp(token, asked)) /* round in circles */
+            rc = err_set(err, ERR_CLOUD,
+                         "s3: the listing gives the same continuation token "
+                         "again");
         xmlFreeDoc(doc);
         free(query);
         free(tok_enc);
@@ -306,6 +311,7 @@ static int s3_list(struct cloud *c, const char *prefix, cloud_list_fn fn, void *
         transfer_cleanup(&t);
     } while (rc == FERRY_OK && token);
     free(token);
+    free(asked);
     return rc;
 }
 

@@ -471,11 +471,11 @@ def test_download_killed_midway_runs_again_to_the_same_bytes(sessions):
 class HostileS3(http.server.ThreadingHTTPServer):
     """An S3 endpoint whose listings are the given (key, size) objects in one page that
     says it is truncated (IsTruncated true) without the token of the next page, as a
-    hostile or broken server (or one that ignores list-type=2) answers; every object's
-    bytes are b"aaa"."""
+    hostile or broken server (or one that ignores list-type=2) answers, or with token as
+    the next page's token, every time; every object's bytes are b"aaa"."""
 
-    def __init__(self, objects):
-        self.objects = objects
+    def __init__(self, objects, token=None):
+        self.objects, self.token, self.listed = objects, token, 0
         super().__init__(("127.0.0.1", 0), HostileS3Handler)
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
         threading.Thread(target=self.serve_forever, daemon=True).start()
@@ -503,25 +503,31 @@ class HostileS3Handler(http.server.BaseHTTPRequestHandler):
             items = "".join(f"<Contents><Key>{k}</Key><Size>{n}</Size><ETag>\"e1\"</ETag>"
                             "<LastModified>2026-12-02T10:00:00.000Z</LastModified></Contents>"
                             for k, n in self.server.objects)
+            token = self.server.token
+            more = f"<NextContinuationToken>{token}</NextContinuationToken>" if token else ""
             body = ('<?xml version="1.0" encoding="UTF-8"?><ListBucketResult>'
-                    f"<IsTruncated>true</IsTruncated>{items}</ListBucketResult>").encode()
+                    f"<IsTruncated>true</IsTruncated>{more}{items}</ListBucketResult>").encode()
+            self.server.listed += 1
         else:
             body = b"aaa"
         self.wfile.write(self.answer(body))
 
 
-@pytest.mark.parametrize("objects", [[("p/a.txt", 3)], [("p/a.txt", 3), ("x", 3)]],
-                         ids=["truncated", "outside-the-prefix"])
-def test_a_hostile_listing_deletes_nothing_on_the_way_down(make_server, tmp_path, objects):
+@pytest.mark.parametrize("objects,token", [([("p/a.txt", 3)], None),
+                                           ([("p/a.txt", 3), ("x", 3)], None),
+                                           ([("p/a.txt", 3)], "same")],
+                         ids=["truncated", "outside-the-prefix", "same-token-again"])
+def test_a_hostile_listing_deletes_nothing_on_the_way_down(make_server, tmp_path, objects,
+                                                           token):
     """A download with deleteMissingInTarget removes the folder's files the location lacks:
-    a listing cut short (truncated, with no token to go on) or naming keys outside the
-    prefix is no account of what the location lacks, so the session fails and deletes
-    nothing."""
+    a listing cut short (truncated, with no token to go on), naming keys outside the
+    prefix, or going round in circles (the same token again) is no account of what the
+    location lacks, so the session fails (at once) and deletes nothing."""
     root = tmp_path / "files"
     dst = root / "down"
     write(dst / "a.txt", b"old")
     write(dst / "later.txt", b"on the next page of the listing")
-    s3 = HostileS3(objects)
+    s3 = HostileS3(objects, token)
     try:
         env = {"FERRY_LOCATIONS": "Cloud=s3:bucket/p", "FERRY_S3_ENDPOINT": s3.url,
                "FERRY_S3_REGION": "us-east-1", "FERRY_S3_ACCESS_KEY_ID": "k",
@@ -534,3 +540,4 @@ def test_a_hostile_listing_deletes_nothing_on_the_way_down(make_server, tmp_path
         s3.server_close()
     assert st["status"] == "failed", st
     assert tree(dst)["later.txt"] == b"on the next page of the listing"
+    assert s3.listed <= 2, s3.listed
