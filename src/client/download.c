@@ -3,6 +3,7 @@
  * server still has the same content: If-Range on its ETag), and verified against the
  * entry's SHA-256 before it is renamed into place. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,10 +136,21 @@ static int fetch_checked(ferry_replica *r, const char *escaped, const char *part
 {
     struct stat st;
     long status = 0;
-    f->base = stat(part, &st) == 0 && st.st_size < f->total ? st.st_size : 0;
-    f->out = fopen(part, f->base ? "ab" : "wb");
-    if (!f->out)
+    /* The part's name is the content's SHA-256, which anyone can know: what is planted
+     * there that is no regular file (a link out of the folder) is removed, not written
+     * through, and the part is opened without following a link. */
+    if (lstat(part, &st) == 0 && !S_ISREG(st.st_mode))
+        unlink(part);
+    f->base =
+        lstat(part, &st) == 0 && S_ISREG(st.st_mode) && st.st_size < f->total ? st.st_size : 0;
+    int fd = open(
+        part, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (f->base ? O_APPEND : O_TRUNC), 0644);
+    f->out = fd >= 0 ? fdopen(fd, f->base ? "ab" : "wb") : NULL;
+    if (!f->out) {
+        if (fd >= 0)
+            close(fd);
         return fc_fail(r, FERRY_CLIENT_ELOCAL, "cannot write %s: %s", part, strerror(errno));
+    }
     int rc = f->base == f->total ? FERRY_CLIENT_OK : fetch_rest(r, escaped, sha, f, &status);
     if (rc == FERRY_CLIENT_OK && status == 200 && f->base) {
         /* the content changed since the .part was begun: the whole file came, start over */

@@ -409,3 +409,21 @@ def test_mirror_of_a_hostile_server_writes_nothing_outside_the_folder(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "outside"]
     assert tree(out) == {}, proc.stderr
     assert not [p for p in (out / ".ferry-mirror").iterdir() if p.name.endswith(".part")]
+
+
+def test_mirror_never_writes_through_a_link_planted_as_its_partial_file(tmp_path):
+    """The partial file of a download is named by the content's SHA-256, which anyone can
+    know: a symbolic link planted under that name in the state folder is replaced, never
+    appended to through."""
+    out, outside = tmp_path / "m", tmp_path / "outside"
+    (out / ".ferry-mirror").mkdir(parents=True)
+    outside.mkdir()
+    victim = outside / "victim.txt"
+    victim.write_bytes(b"abc")
+    body = b"0123456789"
+    sha = hashlib.sha256(body).hexdigest()
+    os.symlink(victim, out / ".ferry-mirror" / f"{sha}.part")
+    change = {"table": "files", "id": "f.txt", "data": {"sha256": sha, "size": len(body)}}
+    proc, _ = hostile_mirror(tmp_path, [change], body)
+    assert victim.read_bytes() == b"abc", proc.stderr
+    assert proc.returncode == 0 and tree(out) == {"f.txt": body}, proc.stderr
