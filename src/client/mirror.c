@@ -129,8 +129,9 @@ static int open_state(struct mirror *m)
         rc = fc_fail(r, FERRY_CLIENT_ELOCAL, "cannot make %s: %s", folder, strerror(errno));
     else if (lstat(folder, &st) != 0 || !S_ISDIR(st.st_mode))
         rc = fc_fail(r, FERRY_CLIENT_ELOCAL, "%s is not a folder", folder);
-    else if (sqlite3_open_v2(db, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-             SQLITE_OK)
+    else if (sqlite3_open_v2(db, &r->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW,
+                             NULL) != SQLITE_OK) /* a link planted there leads outside */
         rc = fc_fail(r, FERRY_CLIENT_ELOCAL, "cannot open %s: %s", db,
                      r->db ? sqlite3_errmsg(r->db) : "out of memory");
     if (rc == FERRY_CLIENT_OK) {

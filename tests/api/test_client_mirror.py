@@ -427,3 +427,19 @@ def test_mirror_never_writes_through_a_link_planted_as_its_partial_file(tmp_path
     proc, _ = hostile_mirror(tmp_path, [change], body)
     assert victim.read_bytes() == b"abc", proc.stderr
     assert proc.returncode == 0 and tree(out) == {"f.txt": body}, proc.stderr
+
+    # nor is the state database opened through a link planted under its name
+    other = tmp_path / "other"
+    (other / ".ferry-mirror").mkdir(parents=True)
+    os.symlink(outside / "state.db", other / ".ferry-mirror" / "state.db")
+    srv = HostileFeed([change], body)
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_")}
+        env.update(FERRY_URL=srv.url, FERRY_TOKEN="t", HOME=str(tmp_path))
+        proc = subprocess.run([FERRY_BIN, "mirror", str(other)], capture_output=True,
+                              timeout=60, env=env)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert proc.returncode != 0 and b"state.db" in proc.stderr, proc.stderr
+    assert sorted(p.name for p in outside.iterdir()) == ["victim.txt"]
