@@ -472,7 +472,8 @@ class HostileS3(http.server.ThreadingHTTPServer):
     """An S3 endpoint whose listings are the given (key, size) objects in one page that
     says it is truncated (IsTruncated true) without the token of the next page, as a
     hostile or broken server (or one that ignores list-type=2) answers, or with token as
-    the next page's token, every time; every object's bytes are b"aaa"."""
+    the next page's token, every time (token "": one whole page); every object's bytes
+    are b"aaa"."""
 
     def __init__(self, objects, token=None):
         self.objects, self.token, self.listed = objects, token, 0
@@ -505,8 +506,10 @@ class HostileS3Handler(http.server.BaseHTTPRequestHandler):
                             for k, n in self.server.objects)
             token = self.server.token
             more = f"<NextContinuationToken>{token}</NextContinuationToken>" if token else ""
+            truncated = "false" if token == "" else "true"
             body = ('<?xml version="1.0" encoding="UTF-8"?><ListBucketResult>'
-                    f"<IsTruncated>true</IsTruncated>{more}{items}</ListBucketResult>").encode()
+                    f"<IsTruncated>{truncated}</IsTruncated>{more}{items}"
+                    "</ListBucketResult>").encode()
             self.server.listed += 1
         else:
             body = b"aaa"
@@ -541,3 +544,27 @@ def test_a_hostile_listing_deletes_nothing_on_the_way_down(make_server, tmp_path
     assert st["status"] == "failed", st
     assert tree(dst)["later.txt"] == b"on the next page of the listing"
     assert s3.listed <= 2, s3.listed
+
+
+def test_an_object_longer_than_listed_is_not_stored(make_server, tmp_path):
+    """The listing says how large each object is, and the download asks for that version
+    (If-Match): bytes beyond that size (a broken or hostile server, or a huge
+    Content-Length) end the file's download at once, and nothing is stored under its
+    name."""
+    root = tmp_path / "files"
+    dst = root / "down"
+    dst.mkdir(parents=True)
+    s3 = HostileS3([("p/a.txt", 1)], "")
+    try:
+        env = {"FERRY_LOCATIONS": "Cloud=s3:bucket/p", "FERRY_S3_ENDPOINT": s3.url,
+               "FERRY_S3_REGION": "us-east-1", "FERRY_S3_ACCESS_KEY_ID": "k",
+               "FERRY_S3_SECRET_ACCESS_KEY": "s", "FERRY_S3_BUCKET": "bucket"}
+        srv = make_server("--file-root", str(root), "--cloud-timeout", "3", "--rate-limit", "0",
+                          env=env)
+        st = finished(srv, start(srv, "Cloud", dst))
+    finally:
+        s3.shutdown()
+        s3.server_close()
+    res = st["result"]
+    assert res["filesCopied"] == 0 and "a.txt: " in "\n".join(res["errors"]), st
+    assert tree(dst) == {}, tree(dst)
