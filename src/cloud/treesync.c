@@ -612,6 +612,17 @@ static bool excluded_within(const struct treesync_options *o, const char *rel)
     return hit;
 }
 
+/* Whether rel lies in a folder another location owns (o->spare). */
+static bool spared(const struct treesync_options *o, const char *rel)
+{
+    for (size_t i = 0; i < o->n_spare; i++) {
+        size_t n = strlen(o->spare[i]);
+        if (!strncmp(rel, o->spare[i], n) && (rel[n] == '/' || !rel[n]))
+            return true;
+    }
+    return false;
+}
+
 /* Removes the target's rel: the object PREFIX + rel, or the file beneath the folder
  * (opened one component at a time without following links, so nothing outside goes). */
 static int remove_one(struct run *s, const char *rel, struct err *err)
@@ -652,7 +663,7 @@ static int delete_missing(struct run *s, struct err *err)
         const char *rel = target->v[i].rel;
         if (s->o->stop && atomic_load(s->o->stop))
             return err_set(err, ERR_UNAVAILABLE, "the server is stopping: the session ended early");
-        if (!find(source, rel) && !excluded_within(s->o, rel) &&
+        if (!find(source, rel) && !excluded_within(s->o, rel) && !spared(s->o, rel) &&
             remove_one(s, rel, err) != FERRY_OK)
             return FERRY_ERR;
     }

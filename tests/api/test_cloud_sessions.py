@@ -568,3 +568,22 @@ def test_an_object_longer_than_listed_is_not_stored(make_server, tmp_path):
     res = st["result"]
     assert res["filesCopied"] == 0 and "a.txt: " in "\n".join(res["errors"]), st
     assert tree(dst) == {}, tree(dst)
+
+
+def test_delete_missing_spares_another_location_inside_the_target(make_server, tmp_path):
+    """An upload with deleteMissingInTarget removes the objects the folder lacks, but not
+    those of another configured location that lies inside the target (a backup
+    repository under the same bucket or folder): they are that location's, not this
+    one's."""
+    root = tmp_path / "files"
+    (root / "src").mkdir(parents=True)
+    lc = tmp_path / "lc"
+    write(lc / "backups" / "config", b"another location's repository")
+    write(lc / "stale.txt", b"this location's own: goes")
+    env = {"FERRY_LOCATIONS": f"Files=folder:{root / 'src'},Disk=local:{lc},"
+                              f"Vault=local:{lc / 'backups'}"}
+    srv = make_server("--file-root", str(root), "--rate-limit", "0", env=env)
+    write(root / "src" / "a.txt", b"a")
+    res = run(srv, "Files", "Disk", deleteMissingInTarget=True)["result"]
+    assert (res["filesCopied"], res["filesDeleted"]) == (1, 1), res
+    assert tree(lc) == {"a.txt": b"a", "backups/config": b"another location's repository"}
