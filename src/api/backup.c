@@ -96,12 +96,17 @@ static int check_lease(void *ctx, struct err *err)
 
 /* Takes the repository's lease (every run, readers too: they share the cache folder),
  * waiting for another holder up to REPO_LOCK_WAIT_MS as the local lock does. It is named
- * after the location, not the cache folder: each node's cache is in its own data folder,
- * and the repository in the cloud is the one thing they share. */
+ * after the place in the cloud, not the cache folder: each node's cache is in its own data
+ * folder, and the repository in the cloud is the one thing they share. The place as
+ * opened (container and cleaned prefix), not the target as spelt: "s3:b/repo" and
+ * "s3:b/repo/" are one repository, and two leases for it let two nodes prune it at once. */
 static int take_lease(struct cloudside *cs, const struct location *loc, struct err *err)
 {
     char self[LEASES_OWNER_MAX], name[80], h[65];
-    char *id = xasprintf("%s:%s", locations_kind_name(loc->kind), loc->target);
+    const char *prefix = cs->place.prefix;
+    int n = (int)strlen(prefix);
+    char *id = xasprintf("%s:%s%s%.*s", locations_kind_name(loc->kind), cs->place.own.container,
+                         n ? "/" : "", n ? n - 1 : 0, prefix); /* without the final '/' */
     crypto_sha256_hex(id, strlen(id), h);
     free(id);
     snprintf(name, sizeof(name), "backup:%.32s", h);

@@ -182,7 +182,8 @@ static int upload_file(struct request *req, struct call *c, const char *key, con
 {
     struct stat st;
     struct cloud_put_result res;
-    int fd = open(local, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO would hold the open until a writer came (and the shutdown) */
+    int fd = open(local, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         if (fd >= 0)
             close(fd);
@@ -462,7 +463,7 @@ static int serve_link(struct request *req, struct err *err)
     struct stat st;
     int fd = -1;
     if (path_confine(cfg->local_cloud_dir, key, &path, err) != FERRY_OK ||
-        (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) != 0 ||
+        (fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0 || fstat(fd, &st) != 0 ||
         !S_ISREG(st.st_mode)) {
         if (fd >= 0)
             close(fd);

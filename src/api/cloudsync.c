@@ -15,6 +15,7 @@
 #include "util/timeutil.h"
 
 #define MAX_EXCLUDES 64
+#define MAX_SPARE 64 /* other locations inside a session's cloud place */
 
 int apicloudsync_params(json_t *params, const struct location *cloud, bool upload, struct err *err)
 {
@@ -143,6 +144,46 @@ static int read_options(json_t *params, const char **exclude, struct treesync_op
     return FERRY_OK;
 }
 
+/* Where location l lies inside place, as a folder relative to it (owned), or NULL: the
+ * same provider and container with a longer prefix, or for the local provider a folder
+ * inside place's folder. */
+static char *inner_folder(const struct location *l, const struct apicloud_place *place)
+{
+    enum cloud_provider p;
+    char *container = NULL, *prefix = NULL, *inner = NULL;
+    struct err ignored = {0};
+    const char *mine = place->own.container;
+    size_t n = strlen(place->prefix);
+    if (!locations_is_cloud(l->kind) ||
+        split_target(l, &p, &container, &prefix, &ignored) != FERRY_OK ||
+        p != cloud_kind(place->cloud)) {
+        /* not a place of this provider */
+    } else if (p == CLOUD_LOCAL) {
+        if (container[0] == '/' && strcmp(container, mine) != 0 && path_within(mine, container))
+            inner = xstrdup(container + strlen(mine) + 1);
+    } else if (!strcmp(container, mine) && strlen(prefix) > n &&
+               !strncmp(prefix, place->prefix, n)) {
+        inner = xstrndup(prefix + n, strlen(prefix) - n - 1); /* without the final '/' */
+    }
+    free(container);
+    free(prefix);
+    return inner;
+}
+
+/* The other cloud locations inside loc's place, into spare (owned): a session's
+ * deleteMissingInTarget removes nothing of theirs. */
+static size_t inner_locations(const struct locations *locs, const struct location *loc,
+                              const struct apicloud_place *place, char **spare)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < locs->n && n < MAX_SPARE; i++) {
+        char *inner = &locs->items[i] != loc ? inner_folder(&locs->items[i], place) : NULL;
+        if (inner)
+            spare[n++] = inner;
+    }
+    return n;
+}
+
 /* Runs the transfer on an opened provider and counts it. */
 static int transfer(const struct app *app, struct store_conn *c, struct treesync_options *o,
                     json_t **result, struct err *err)
@@ -167,6 +208,8 @@ int apicloudsync_run(const struct app *app, struct store_conn *c, const char *jo
     struct locations locs = {0};
     struct apicloud_place place = {0};
     const char *exclude[MAX_EXCLUDES];
+    char *spare[MAX_SPARE];
+    size_t n_spare = 0;
     const char *name = json_string_value(json_object_get(params, "cloudLocation"));
     struct treesync_options o = {.folder = folder, .stop = stop};
     struct progress_ctx ctx = {c, job_id, false, 0};
@@ -189,8 +232,13 @@ int apicloudsync_run(const struct app *app, struct store_conn *c, const char *jo
     o.prefix = place.prefix;
     o.progress = report_progress;
     o.ctx = &ctx;
+    n_spare = inner_locations(&locs, loc, &place, spare);
+    o.spare = (const char *const *)spare;
+    o.n_spare = n_spare;
     rc = transfer(app, c, &o, result, err);
 out:
+    for (size_t i = 0; i < n_spare; i++)
+        free(spare[i]);
     apicloudsync_close(&place);
     locations_cleanup(&locs);
     return rc;

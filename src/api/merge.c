@@ -105,7 +105,7 @@ static int merge_files(struct request *req, struct err *err)
         read_side(req, body, "source", &source, err) != FERRY_OK ||
         read_side(req, body, "target", &target, err) != FERRY_OK ||
         merge_texts(&base.text, &source.text, &target.text, favor, &r, err) != FERRY_OK ||
-        write_output(req, body, &r, err) != FERRY_OK)
+        merge_check_answer(&r, err) != FERRY_OK || write_output(req, body, &r, err) != FERRY_OK)
         goto out;
     text = merge_result_dump(&r, favor, &text_len);
     http_reply_text(req, 200, "application/json", text, text_len);

@@ -3,6 +3,7 @@
  * server still has the same content: If-Range on its ETag), and verified against the
  * entry's SHA-256 before it is renamed into place. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@ struct fetch {
     ferry_progress_fn fn;
     void *ctx;
     int64_t base, total; /* bytes already in the .part file; the whole size */
+    int64_t got;         /* bytes of this answer's body */
     ferry_replica *r;
 };
 
@@ -35,9 +37,14 @@ char *fc_escape_path(CURL *c, const char *path)
     return out;
 }
 
+/* An answer longer than the whole file (a hostile or broken server) is cut off at once:
+ * its bytes could only fail the SHA-256 check, after filling the disk. */
 static size_t on_bytes(char *data, size_t size, size_t n, void *ctx)
 {
     struct fetch *f = ctx;
+    f->got += (int64_t)(size * n);
+    if (f->got > f->total)
+        return 0;
     return fwrite(data, size, n, f->out) * size;
 }
 
@@ -61,7 +68,7 @@ static int entry(ferry_replica *r, const char *escaped, int64_t *size, char sha[
     const char *hex = json_string_value(json_object_get(answer, "sha256"));
     if (rc == FERRY_CLIENT_OK && status != 200)
         rc = fc_fail(r, FERRY_CLIENT_ESERVER, "HTTP %ld: %s", status, fc_answer_message(answer));
-    else if (rc == FERRY_CLIENT_OK && (!hex || strlen(hex) != 64))
+    else if (rc == FERRY_CLIENT_OK && !fc_is_sha256(hex))
         rc = fc_fail(r, FERRY_CLIENT_ESERVER, "the file entry has no sha256");
     if (rc == FERRY_CLIENT_OK) {
         *size = json_integer_value(json_object_get(answer, "size"));
@@ -112,6 +119,11 @@ static int fetch_rest(ferry_replica *r, const char *escaped, const char *sha, st
     curl_slist_free_all(h);
     free(if_range);
     free(url);
+    if (cc == CURLE_WRITE_ERROR && f->got > f->total)
+        return fc_fail(r, FERRY_CLIENT_ESERVER,
+                       "download: the server sent more than the file's "
+                       "%lld bytes",
+                       (long long)f->total);
     if (cc != CURLE_OK)
         return fc_fail(r, FERRY_CLIENT_ENETWORK, "download: %s (rerun to resume)",
                        curl_easy_strerror(cc));
@@ -124,10 +136,21 @@ static int fetch_checked(ferry_replica *r, const char *escaped, const char *part
 {
     struct stat st;
     long status = 0;
-    f->base = stat(part, &st) == 0 && st.st_size < f->total ? st.st_size : 0;
-    f->out = fopen(part, f->base ? "ab" : "wb");
-    if (!f->out)
+    /* The part's name is the content's SHA-256, which anyone can know: what is planted
+     * there that is no regular file (a link out of the folder) is removed, not written
+     * through, and the part is opened without following a link. */
+    if (lstat(part, &st) == 0 && !S_ISREG(st.st_mode))
+        unlink(part);
+    f->base =
+        lstat(part, &st) == 0 && S_ISREG(st.st_mode) && st.st_size < f->total ? st.st_size : 0;
+    int fd = open(
+        part, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (f->base ? O_APPEND : O_TRUNC), 0644);
+    f->out = fd >= 0 ? fdopen(fd, f->base ? "ab" : "wb") : NULL;
+    if (!f->out) {
+        if (fd >= 0)
+            close(fd);
         return fc_fail(r, FERRY_CLIENT_ELOCAL, "cannot write %s: %s", part, strerror(errno));
+    }
     int rc = f->base == f->total ? FERRY_CLIENT_OK : fetch_rest(r, escaped, sha, f, &status);
     if (rc == FERRY_CLIENT_OK && status == 200 && f->base) {
         /* the content changed since the .part was begun: the whole file came, start over */
@@ -140,6 +163,8 @@ static int fetch_checked(ferry_replica *r, const char *escaped, const char *part
     if (fclose(f->out) != 0 && rc == FERRY_CLIENT_OK)
         rc = fc_fail(r, FERRY_CLIENT_ELOCAL, "cannot write %s: %s", part, strerror(errno));
     f->out = NULL;
+    if (f->got > f->total)
+        unlink(part); /* not the file's bytes: never resumed from */
     char got[65];
     if (rc == FERRY_CLIENT_OK && (file_sha256(part, got) != 0 || strcmp(got, sha) != 0)) {
         unlink(part); /* wrong bytes are never resumed from */

@@ -129,8 +129,9 @@ static int open_state(struct mirror *m)
         rc = fc_fail(r, FERRY_CLIENT_ELOCAL, "cannot make %s: %s", folder, strerror(errno));
     else if (lstat(folder, &st) != 0 || !S_ISDIR(st.st_mode))
         rc = fc_fail(r, FERRY_CLIENT_ELOCAL, "%s is not a folder", folder);
-    else if (sqlite3_open_v2(db, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-             SQLITE_OK)
+    else if (sqlite3_open_v2(db, &r->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW,
+                             NULL) != SQLITE_OK) /* a link planted there leads outside */
         rc = fc_fail(r, FERRY_CLIENT_ELOCAL, "cannot open %s: %s", db,
                      r->db ? sqlite3_errmsg(r->db) : "out of memory");
     if (rc == FERRY_CLIENT_OK) {
@@ -206,7 +207,7 @@ static int record_change(struct mirror *m, json_t *c)
     bool deleted = json_is_true(json_object_get(c, "deleted"));
     if (!table || strcmp(table, "files") || !path || !(rel = relative(m, path)))
         return FERRY_CLIENT_OK;
-    if (!deleted && (!sha || strlen(sha) != 64))
+    if (!deleted && !fc_is_sha256(sha))
         return fc_fail(m->r, FERRY_CLIENT_ESERVER, "the feed's entry of %s has no sha256", path);
     sqlite3_stmt *st = fc_prepare(
         m->r, "INSERT INTO mirror_wanted(path, sha256, size, deleted) VALUES (?, ?, ?, ?)"

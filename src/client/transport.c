@@ -157,6 +157,11 @@ bool fc_is_page(json_t *answer)
            json_is_boolean(json_object_get(answer, "hasMore"));
 }
 
+bool fc_is_sha256(const char *s)
+{
+    return s && strlen(s) == 64 && strspn(s, "0123456789abcdef") == 64;
+}
+
 const char *fc_answer_message(json_t *answer)
 {
     /* details first: where an answer has both, it is the specific one */

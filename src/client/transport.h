@@ -31,6 +31,11 @@ struct curl_slist *fc_curl_base(ferry_replica *r, const char *url, struct curl_s
 /* Whether answer is a whole page of the feed: changes, cursor, hasMore. */
 bool fc_is_page(json_t *answer);
 
+/* Whether s is a SHA-256 in hex (64 lower-case hex digits, as the server writes it). The server's
+ * hashes name partial files and go into headers: anything else (a path, a line break) is refused.
+ */
+bool fc_is_sha256(const char *s);
+
 /* The message of an error answer in any of ferry's error formats, for fc_fail. */
 const char *fc_answer_message(json_t *answer);
 

@@ -399,7 +399,7 @@ static int list_page(xmlNodePtr root, cloud_list_fn fn, void *ctx, char **next)
 static int azure_list(struct cloud *c, const char *prefix, cloud_list_fn fn, void *ctx,
                       struct err *err)
 {
-    char *marker = NULL;
+    char *marker = NULL, *asked = NULL; /* the next page's marker, the one just asked with */
     int rc = FERRY_OK;
     do {
         struct call a;
@@ -407,7 +407,8 @@ static int azure_list(struct cloud *c, const char *prefix, cloud_list_fn fn, voi
         char *q_prefix = xasprintf("prefix=%s", prefix ? prefix : "");
         const char *q[] = {"restype=container", "comp=list", q_prefix, q_marker};
         start(c, &a, "GET", NULL, q, marker ? 4 : 3);
-        free(marker);
+        free(asked);
+        asked = marker;
         marker = NULL;
         rc = run(c, &a, err);
         bool missing = rc == FERRY_OK && a.t.status == 404; /* no container: nothing stored */
@@ -418,12 +419,15 @@ static int azure_list(struct cloud *c, const char *prefix, cloud_list_fn fn, voi
             rc = err_set(err, ERR_CLOUD, "azure: the listing is not XML");
         if (doc && list_page(xmlDocGetRootElement(doc), fn, ctx, &marker) != FERRY_OK)
             rc = err_set(err, ERR_INTERNAL, "the listing was cut short");
+        if (rc == FERRY_OK && marker && asked && !strcmp(marker, asked)) /* round in circles */
+            rc = err_set(err, ERR_CLOUD, "azure: the listing gives the same marker again");
         xmlFreeDoc(doc);
         free(q_marker);
         free(q_prefix);
         call_cleanup(&a);
     } while (rc == FERRY_OK && marker);
     free(marker);
+    free(asked);
     return rc;
 }
 

@@ -135,9 +135,35 @@ bool cloud_range_header(const struct cloud_range *r, char out[64])
     return true;
 }
 
+/* A listing's callback behind the check that each key starts with the prefix asked for. */
+struct guard {
+    const char *prefix;
+    size_t len;
+    cloud_list_fn fn;
+    void *ctx;
+    bool foreign;
+};
+
+static int guarded(void *ctx, const struct cloud_object *o)
+{
+    struct guard *g = ctx;
+    if (strncmp(o->key, g->prefix, g->len) != 0) {
+        g->foreign = true;
+        return FERRY_ERR;
+    }
+    return g->fn(g->ctx, o);
+}
+
+/* Callers take each key's part after the prefix, and sessions delete by what a listing
+ * lacks: a key outside the prefix (a provider's answer is not trusted) ends the listing. */
 int cloud_list(struct cloud *c, const char *prefix, cloud_list_fn fn, void *ctx, struct err *err)
 {
-    return c->ops->list(c, prefix, fn, ctx, err);
+    struct guard g = {prefix ? prefix : "", prefix ? strlen(prefix) : 0, fn, ctx, false};
+    int rc = c->ops->list(c, prefix, guarded, &g, err);
+    if (g.foreign)
+        rc = err_set(err, ERR_CLOUD, "%s: the listing names a key outside the prefix asked for",
+                     names[c->kind]);
+    return rc;
 }
 
 int cloud_delete(struct cloud *c, const char *key, struct err *err)

@@ -257,23 +257,30 @@ static int s3_get(struct cloud *c, const char *key, const struct cloud_range *r,
 }
 
 /* Hands one page's objects to fn; *next is the continuation token (NULL at the end). */
-static int list_page(xmlNodePtr root, cloud_list_fn fn, void *ctx, char **next)
+static int list_page(xmlNodePtr root, cloud_list_fn fn, void *ctx, char **next, struct err *err)
 {
     static const struct transfer_listing names = {"Contents",     NULL,   "Key", "Size",
                                                   "LastModified", "ETag", true};
     if (transfer_xml_objects(root, &names, fn, ctx) != FERRY_OK)
-        return FERRY_ERR;
+        return err_set(err, ERR_INTERNAL, "the listing was cut short");
     char *truncated = transfer_xml_text(root, "IsTruncated");
-    if (truncated && !strcmp(truncated, "true"))
-        *next = transfer_xml_text(root, "NextContinuationToken");
+    bool more = truncated && !strcmp(truncated, "true");
     free(truncated);
+    if (more)
+        *next = transfer_xml_text(root, "NextContinuationToken");
+    /* A truncated page with no way on (a server that ignores list-type=2 answers so) is
+     * no whole listing: taken as one, a session would delete what the rest holds. */
+    if (more && (!*next || !**next))
+        return err_set(err, ERR_CLOUD,
+                       "s3: the listing is truncated without a continuation "
+                       "token (does the endpoint support list-type=2?)");
     return FERRY_OK;
 }
 
 static int s3_list(struct cloud *c, const char *prefix, cloud_list_fn fn, void *ctx,
                    struct err *err)
 {
-    char *token = NULL;
+    char *token = NULL, *asked = NULL; /* the next page's token, the one just asked with */
     int rc = FERRY_OK;
     do {
         struct transfer t;
@@ -281,7 +288,8 @@ static int s3_list(struct cloud *c, const char *prefix, cloud_list_fn fn, void *
         char *pre_enc = sign_uri_encode(prefix ? prefix : "", false);
         char *query = xasprintf("%s%s%slist-type=2&prefix=%s", token ? "continuation-token=" : "",
                                 token ? tok_enc : "", token ? "&" : "", pre_enc);
-        free(token);
+        free(asked);
+        asked = token;
         token = NULL;
         start(c, &t, "GET", NULL, query);
         rc = transfer_run(&t, "s3", err);
@@ -290,8 +298,12 @@ static int s3_list(struct cloud *c, const char *prefix, cloud_list_fn fn, void *
         xmlDocPtr doc = rc == FERRY_OK ? transfer_xml(&t) : NULL;
         if (rc == FERRY_OK && !doc)
             rc = err_set(err, ERR_CLOUD, "s3: the listing is not XML");
-        if (rc == FERRY_OK && list_page(xmlDocGetRootElement(doc), fn, ctx, &token) != FERRY_OK)
-            rc = err_set(err, ERR_INTERNAL, "the listing was cut short");
+        if (rc == FERRY_OK)
+            rc = list_page(xmlDocGetRootElement(doc), fn, ctx, &token, err);
+        if (rc == FERRY_OK && token && asked && !strcmp(token, asked)) /* round in circles */
+            rc = err_set(err, ERR_CLOUD,
+                         "s3: the listing gives the same continuation token "
+                         "again");
         xmlFreeDoc(doc);
         free(query);
         free(tok_enc);
@@ -299,6 +311,7 @@ static int s3_list(struct cloud *c, const char *prefix, cloud_list_fn fn, void *
         transfer_cleanup(&t);
     } while (rc == FERRY_OK && token);
     free(token);
+    free(asked);
     return rc;
 }
 

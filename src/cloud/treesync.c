@@ -419,11 +419,20 @@ static int upload_one(struct run *s, const struct entry *e, struct err *err)
 struct sink {
     int fd;
     struct run *s;
+    uint64_t left; /* bytes the object has still to send: its listed size less the part's */
+    bool over;     /* it sent more */
 };
 
 static int write_fd(void *ctx, const void *data, size_t len)
 {
-    const struct sink *k = ctx;
+    struct sink *k = ctx;
+    /* a server sending past the size of the version asked for (If-Match) is broken or
+     * hostile: its bytes end the download before they fill the disk */
+    if (len > k->left) {
+        k->over = true;
+        return FERRY_ERR;
+    }
+    k->left -= len;
     moved(k->s, len);
     for (size_t done = 0; done < len;) {
         ssize_t n = write(k->fd, (const char *)data + done, len - done);
@@ -491,7 +500,8 @@ static int fetch(struct run *s, const struct entry *o, int parent, const char *b
                  const char *part, const char *want, struct stat *st, struct err *err)
 {
     struct sink k = {
-        openat(parent, part, O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0644), s};
+        openat(parent, part, O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0644), s, 0,
+        false};
     int rc = FERRY_ERR;
     if (k.fd < 0 || fstat(k.fd, st) != 0) {
         err_set(err, ERR_INTERNAL, "cannot be written: %s", strerror(errno));
@@ -505,6 +515,7 @@ static int fetch(struct run *s, const struct entry *o, int parent, const char *b
         goto out;
     }
     struct cloud_range rest = {resumed, 0};
+    k.left = o->size - resumed;
     s->r->bytes_resumed += (int64_t)resumed;
     moved(s, resumed);
     char *key = xasprintf("%s%s", s->o->prefix, o->rel);
@@ -512,7 +523,11 @@ static int fetch(struct run *s, const struct entry *o, int parent, const char *b
                            : FERRY_OK;
     free(key);
     if (rc != FERRY_OK) {
-        if (err->code == ERR_PRECONDITION) /* it changed since: this partial is useless */
+        if (k.over)
+            err_set(err, ERR_INTERNAL,
+                    "the provider sent more than the object's %llu bytes: not stored",
+                    (unsigned long long)o->size);
+        if (err->code == ERR_PRECONDITION || k.over) /* this partial is useless */
             unlinkat(parent, part, 0);
         goto out;
     }
@@ -597,6 +612,17 @@ static bool excluded_within(const struct treesync_options *o, const char *rel)
     return hit;
 }
 
+/* Whether rel lies in a folder another location owns (o->spare). */
+static bool spared(const struct treesync_options *o, const char *rel)
+{
+    for (size_t i = 0; i < o->n_spare; i++) {
+        size_t n = strlen(o->spare[i]);
+        if (!strncmp(rel, o->spare[i], n) && (rel[n] == '/' || !rel[n]))
+            return true;
+    }
+    return false;
+}
+
 /* Removes the target's rel: the object PREFIX + rel, or the file beneath the folder
  * (opened one component at a time without following links, so nothing outside goes). */
 static int remove_one(struct run *s, const char *rel, struct err *err)
@@ -637,7 +663,7 @@ static int delete_missing(struct run *s, struct err *err)
         const char *rel = target->v[i].rel;
         if (s->o->stop && atomic_load(s->o->stop))
             return err_set(err, ERR_UNAVAILABLE, "the server is stopping: the session ended early");
-        if (!find(source, rel) && !excluded_within(s->o, rel) &&
+        if (!find(source, rel) && !excluded_within(s->o, rel) && !spared(s->o, rel) &&
             remove_one(s, rel, err) != FERRY_OK)
             return FERRY_ERR;
     }

@@ -48,7 +48,11 @@ struct treesync_options {
     const char *const *exclude; /* fnmatch patterns, matched on the path and the name */
     size_t n_exclude;
     bool delete_missing; /* afterwards, remove the target's files the source lacks */
-    bool verify;         /* check each transferred file's SHA-256 (see treesync.c) */
+    /* folders of the target (relative, no final '/') delete_missing leaves alone: other
+     * configured locations inside this one's, whose files are not this pair's */
+    const char *const *spare;
+    size_t n_spare;
+    bool verify; /* check each transferred file's SHA-256 (see treesync.c) */
     /* Called before and after each file, and as the current file's bytes move (the callee
      * throttles); may be NULL. */
     void (*progress)(void *ctx, const struct treesync_progress *p);

@@ -69,7 +69,9 @@ int merge_check_text(const struct merge_text *t, const char *what, struct err *e
 
 int merge_read_file(const char *path, const char *what, char **data, size_t *len, struct err *err)
 {
-    int rc = FERRY_ERR, fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO waits for a writer, which may never come (nor the
+     * server's shutdown); the fstat below refuses what is not a regular file. */
+    int rc = FERRY_ERR, fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     struct stat st;
     char *buf = NULL;
     size_t got = 0;
@@ -697,6 +699,31 @@ static char *quote_into(char *dst, const char *limit, const char *text, size_t l
     }
     *dst++ = '"';
     return dst;
+}
+
+/* The length of a conflict region in the answer (region_json's text, quoted). */
+static size_t region_quoted_len(const char *region)
+{
+    size_t len = region ? strlen(region) : 0;
+    if (len && region[len - 1] == '\n')
+        len--;
+    return region ? quoted_len(region, len) : 4; /* null */
+}
+
+int merge_check_answer(const struct merge_result *r, struct err *err)
+{
+    size_t total = quoted_len(r->merged, r->merged_len);
+    for (size_t i = 0; i < r->n_conflicts && total <= MERGE_MAX_ANSWER; i++) {
+        const struct merge_conflict *c = &r->conflicts[i];
+        total += region_quoted_len(c->base) + region_quoted_len(c->source) +
+                 region_quoted_len(c->target) + region_quoted_len(c->resolution);
+    }
+    if (total <= MERGE_MAX_ANSWER)
+        return FERRY_OK;
+    return err_set(err, ERR_INVALID,
+                   "the merge's answer would be over %lld bytes (its texts, escaped for JSON, "
+                   "twice where they conflict), more than the limit of %lld",
+                   (long long)total, MERGE_MAX_ANSWER);
 }
 
 char *merge_result_dump(const struct merge_result *r, enum merge_favor favor, size_t *len)

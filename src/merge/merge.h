@@ -11,6 +11,10 @@
 
 /* Largest input ferry merges (each of base, source and target), in bytes. */
 #define MERGE_MAX_INPUT (16LL * 1024 * 1024)
+/* Largest answer merge_result_dump makes: three inputs at the limit in conflict, in
+ * mergedContent and again in conflicts, fit; control characters (six bytes each in JSON)
+ * that would make it several times larger do not. */
+#define MERGE_MAX_ANSWER (8 * MERGE_MAX_INPUT)
 
 /* Which side a conflict resolves to. "source" is git's "ours", "target" git's "theirs". */
 enum merge_favor {
@@ -85,6 +89,10 @@ void merge_result_cleanup(struct merge_result *r);
  * resolution: each region's lines joined by "\n", without a final newline, as the seed's
  * example shows), conflictResolutionCount; plus favor. */
 char *merge_result_dump(const struct merge_result *r, enum merge_favor favor, size_t *len);
+
+/* Refuses (ERR_INVALID) a result whose answer would be over MERGE_MAX_ANSWER bytes: what
+ * the escaped texts take is counted before any of it is made. */
+int merge_check_answer(const struct merge_result *r, struct err *err);
 
 /* Writes data to path atomically: a temporary file beside it, fsync, rename, fsync of
  * the folder. A reader sees the old file or the new one, never a part. */

@@ -14,7 +14,7 @@ import pytest
 
 from backup_trees import assert_same_tree, make_tree, write
 from conftest import assert_v1_error, free_port, wait_until  # noqa: F401
-from test_cloud import cloud_env, emulators, needs_node  # noqa: F401
+from test_cloud import BUCKET, cloud_env, emulators, needs_node  # noqa: F401
 from test_cloud_sessions import location, prometheus
 
 PASSWORD = {"FERRY_BACKUP_PASSWORD": "cloud backup password"}
@@ -213,6 +213,29 @@ def test_a_lease_held_by_another_node_is_waited_for(servers, tmp_path):
     made = post(srv, CREATE, json={"sourceDirectory": str(root / "src"), "backupPath": "Vault"})
     assert versions(srv)["versions"][0]["versionId"] == made["versionId"]
 
+
+
+@needs_node
+def test_one_lease_however_the_location_is_spelt(make_server, emulators, tmp_path):  # noqa: F811
+    """Nodes that spell one repository differently (s3:BUCKET/NAME, s3:BUCKET/NAME/)
+    share one lease: named after the bucket and the cleaned prefix, not
+    the text of the target, or two nodes could prune the repository at once."""
+    name = f"b{os.getpid()}-{free_port()}"
+    root = tmp_path / "files"
+    write(str(root / "src" / "a.txt"), b"a\n")
+    env = cloud_env(emulators, tmp_path / "cloud")
+    env.update(PASSWORD)
+    env["FERRY_LOCATIONS"] = f"Vault=s3:{BUCKET}/{name}/"
+    srv = make_server("--file-root", str(root), "--cloud-timeout", "5", "--rate-limit", "0",
+                      env=env)
+    lease = "backup:" + hashlib.sha256(f"s3:{BUCKET}/{name}".encode()).hexdigest()[:32]
+    expires = int(time.time() * 1000) + 120_000
+    srv.db_exec("INSERT INTO ferry_leases(name, owner, token, expires_at) VALUES "
+                f"('{lease}', 'another-host 0 1 1', 'held', {expires})")
+    r = srv.post(CREATE, token=srv.admin_token, timeout=120,
+                 json={"sourceDirectory": str(root / "src"), "backupPath": "Vault"})
+    assert "another run" in assert_v1_error(r, 409, "CONFLICT")["details"]
+    assert objects(srv, "s3", name, tmp_path) == {}
 
 
 @needs_node

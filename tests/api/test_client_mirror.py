@@ -4,6 +4,8 @@ downloads new and changed ones, removes deleted ones, restores local damage, nev
 through a symbolic link, and a run stopped by Ctrl-C resumes its partial download with a
 Range request. Also `ferry jobs watch ID` on a directory sync session."""
 
+import hashlib
+import http.server
 import json
 import os
 import pty
@@ -331,3 +333,113 @@ def test_jobs_watch_draws_a_bar_on_a_terminal(make_server, root, tmp_path):  # n
     assert frames and frames[-1].startswith(f"job {sid} [####################] 100%".encode())
     assert screen.endswith(b"\r\n") and b"progress" not in out
     assert json.loads(out.decode().splitlines()[-1])["status"] == "completed"
+
+
+class HostileFeed(http.server.ThreadingHTTPServer):
+    """A server that answers the mirror's feed with the given changes and every download
+    with body: what a hostile (or compromised) server can send a mirror."""
+
+    def __init__(self, changes, body):
+        self.changes, self.body, self.sent = changes, body, 0
+        super().__init__(("127.0.0.1", 0), HostileHandler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+class HostileHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        if self.path.startswith("/api/v1/sync/changes"):
+            data = json.dumps({"changes": self.server.changes, "cursor": 9,
+                               "hasMore": False}).encode()
+        else:
+            data = self.server.body
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        try:
+            for at in range(0, len(data), 65536):
+                self.wfile.write(data[at:at + 65536])
+                self.server.sent += min(65536, len(data) - at)
+        except OSError:
+            self.close_connection = True
+
+
+def hostile_mirror(tmp_path, changes, body):
+    """The mirror's run against a HostileFeed, and the download bytes the server sent."""
+    srv = HostileFeed(changes, body)
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_")}
+        env.update(FERRY_URL=srv.url, FERRY_TOKEN="t", HOME=str(tmp_path))
+        return subprocess.run([FERRY_BIN, "mirror", str(tmp_path / "m")], capture_output=True,
+                              timeout=60, env=env), srv.sent
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_mirror_of_a_hostile_server_writes_nothing_outside_the_folder(tmp_path):
+    """The feed's paths and SHA-256s come from the server: a sha256 that is a path (64
+    characters of "../" and "./" naming a file beside the folder) is refused; a path with
+    "..", an absolute path, and bytes that do not match their sha256 (or are longer than
+    the size the feed gave) write and remove nothing outside the folder and leave no file
+    in it."""
+    out, outside = tmp_path / "m", tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim.part"
+    victim.write_bytes(b"precious")
+    sneaky = "../../" + "./" * 22 + "outside/victim"
+    assert len(sneaky) == 64
+    change = {"table": "files", "id": "evil.txt", "data": {"sha256": sneaky, "size": 1000}}
+    proc, _ = hostile_mirror(tmp_path, [change], b"x" * 1000)
+    assert proc.returncode != 0 and b"sha256" in proc.stderr, proc.stderr
+    assert victim.read_bytes() == b"precious", proc.stderr
+
+    sha = hashlib.sha256(b"x" * 10).hexdigest()
+    changes = [{"table": "files", "id": p, "data": {"sha256": sha, "size": 10}}
+               for p in ("../up.txt", "/abs.txt", "sub/../../up2.txt", "long.txt")]
+    proc, sent = hostile_mirror(tmp_path, changes, b"x" * 10 + b"y" * 200_000_000)
+    # the answers longer than the 10 bytes the feed gave are cut off, not stored and hashed
+    assert sent < 20_000_000, sent
+    assert sorted(p.name for p in outside.iterdir()) == ["victim.part"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "outside"]
+    assert tree(out) == {}, proc.stderr
+    assert not [p for p in (out / ".ferry-mirror").iterdir() if p.name.endswith(".part")]
+
+
+def test_mirror_never_writes_through_a_link_planted_as_its_partial_file(tmp_path):
+    """The partial file of a download is named by the content's SHA-256, which anyone can
+    know: a symbolic link planted under that name in the state folder is replaced, never
+    appended to through."""
+    out, outside = tmp_path / "m", tmp_path / "outside"
+    (out / ".ferry-mirror").mkdir(parents=True)
+    outside.mkdir()
+    victim = outside / "victim.txt"
+    victim.write_bytes(b"abc")
+    body = b"0123456789"
+    sha = hashlib.sha256(body).hexdigest()
+    os.symlink(victim, out / ".ferry-mirror" / f"{sha}.part")
+    change = {"table": "files", "id": "f.txt", "data": {"sha256": sha, "size": len(body)}}
+    proc, _ = hostile_mirror(tmp_path, [change], body)
+    assert victim.read_bytes() == b"abc", proc.stderr
+    assert proc.returncode == 0 and tree(out) == {"f.txt": body}, proc.stderr
+
+    # nor is the state database opened through a link planted under its name
+    other = tmp_path / "other"
+    (other / ".ferry-mirror").mkdir(parents=True)
+    os.symlink(outside / "state.db", other / ".ferry-mirror" / "state.db")
+    srv = HostileFeed([change], body)
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_")}
+        env.update(FERRY_URL=srv.url, FERRY_TOKEN="t", HOME=str(tmp_path))
+        proc = subprocess.run([FERRY_BIN, "mirror", str(other)], capture_output=True,
+                              timeout=60, env=env)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert proc.returncode != 0 and b"state.db" in proc.stderr, proc.stderr
+    assert sorted(p.name for p in outside.iterdir()) == ["victim.txt"]

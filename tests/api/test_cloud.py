@@ -655,3 +655,16 @@ def test_local_links_outlive_a_restart_until_the_key_is_deleted(cloud):
     assert requests.get(url, timeout=10).content == b"kept"
     os.unlink(key_file)
     assert_v1_error(requests.get(url, timeout=10), 403, "FORBIDDEN")
+
+
+def test_a_fifo_is_refused_at_once(make_server, tmp_path):
+    """localPath naming a FIFO under a file root is no file to upload: refused at once
+    (opening it would wait for a writer, holding the request and the server's shutdown)."""
+    root = tmp_path / "files"
+    root.mkdir()
+    os.mkfifo(root / "pipe")
+    srv = make_server("--file-root", str(root), env={"FERRY_LOCAL_CLOUD_DIR":
+                                                     str(tmp_path / "lc")})
+    r = srv.post("/api/v1/cloud/local/upload", token=srv.admin_token, timeout=20,
+                 json={"cloudPath": "p", "localPath": str(root / "pipe")})
+    assert "not a readable file" in assert_v1_error(r, 404, "NOT_FOUND")["details"]

@@ -8,8 +8,10 @@ per-pair records and the stored-bytes table are in the store, so these run on bo
 backends."""
 
 import hashlib
+import http.server
 import os
 import signal
+import threading
 
 import pytest
 
@@ -464,3 +466,124 @@ def test_download_killed_midway_runs_again_to_the_same_bytes(sessions):
     assert 0 < st["result"]["bytesResumed"] < len(files["big/blob.bin"]), st["result"]
     assert tree(dst) == files
     assert not [p for p in dst.rglob("*") if ".ferry-part-" in p.name]
+
+
+class HostileS3(http.server.ThreadingHTTPServer):
+    """An S3 endpoint whose listings are the given (key, size) objects in one page that
+    says it is truncated (IsTruncated true) without the token of the next page, as a
+    hostile or broken server (or one that ignores list-type=2) answers, or with token as
+    the next page's token, every time (token "": one whole page); every object's bytes
+    are b"aaa"."""
+
+    def __init__(self, objects, token=None):
+        self.objects, self.token, self.listed = objects, token, 0
+        super().__init__(("127.0.0.1", 0), HostileS3Handler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+class HostileS3Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, body):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("ETag", '"e1"')
+        self.send_header("Last-Modified", "Wed, 02 Dec 2026 10:00:00 GMT")
+        self.end_headers()
+        return body
+
+    def do_HEAD(self):
+        self.answer(b"aaa")
+
+    def do_GET(self):
+        if "list-type=2" in self.path:
+            items = "".join(f"<Contents><Key>{k}</Key><Size>{n}</Size><ETag>\"e1\"</ETag>"
+                            "<LastModified>2026-12-02T10:00:00.000Z</LastModified></Contents>"
+                            for k, n in self.server.objects)
+            token = self.server.token
+            more = f"<NextContinuationToken>{token}</NextContinuationToken>" if token else ""
+            truncated = "false" if token == "" else "true"
+            body = ('<?xml version="1.0" encoding="UTF-8"?><ListBucketResult>'
+                    f"<IsTruncated>{truncated}</IsTruncated>{more}{items}"
+                    "</ListBucketResult>").encode()
+            self.server.listed += 1
+        else:
+            body = b"aaa"
+        self.wfile.write(self.answer(body))
+
+
+@pytest.mark.parametrize("objects,token", [([("p/a.txt", 3)], None),
+                                           ([("p/a.txt", 3), ("x", 3)], None),
+                                           ([("p/a.txt", 3)], "same")],
+                         ids=["truncated", "outside-the-prefix", "same-token-again"])
+def test_a_hostile_listing_deletes_nothing_on_the_way_down(make_server, tmp_path, objects,
+                                                           token):
+    """A download with deleteMissingInTarget removes the folder's files the location lacks:
+    a listing cut short (truncated, with no token to go on), naming keys outside the
+    prefix, or going round in circles (the same token again) is no account of what the
+    location lacks, so the session fails (at once) and deletes nothing."""
+    root = tmp_path / "files"
+    dst = root / "down"
+    write(dst / "a.txt", b"old")
+    write(dst / "later.txt", b"on the next page of the listing")
+    s3 = HostileS3(objects, token)
+    try:
+        env = {"FERRY_LOCATIONS": "Cloud=s3:bucket/p", "FERRY_S3_ENDPOINT": s3.url,
+               "FERRY_S3_REGION": "us-east-1", "FERRY_S3_ACCESS_KEY_ID": "k",
+               "FERRY_S3_SECRET_ACCESS_KEY": "s", "FERRY_S3_BUCKET": "bucket"}
+        srv = make_server("--file-root", str(root), "--cloud-timeout", "3", "--rate-limit", "0",
+                          env=env)
+        st = finished(srv, start(srv, "Cloud", dst, deleteMissingInTarget=True))
+    finally:
+        s3.shutdown()
+        s3.server_close()
+    assert st["status"] == "failed", st
+    assert tree(dst)["later.txt"] == b"on the next page of the listing"
+    assert s3.listed <= 2, s3.listed
+
+
+def test_an_object_longer_than_listed_is_not_stored(make_server, tmp_path):
+    """The listing says how large each object is, and the download asks for that version
+    (If-Match): bytes beyond that size (a broken or hostile server, or a huge
+    Content-Length) end the file's download at once, and nothing is stored under its
+    name."""
+    root = tmp_path / "files"
+    dst = root / "down"
+    dst.mkdir(parents=True)
+    s3 = HostileS3([("p/a.txt", 1)], "")
+    try:
+        env = {"FERRY_LOCATIONS": "Cloud=s3:bucket/p", "FERRY_S3_ENDPOINT": s3.url,
+               "FERRY_S3_REGION": "us-east-1", "FERRY_S3_ACCESS_KEY_ID": "k",
+               "FERRY_S3_SECRET_ACCESS_KEY": "s", "FERRY_S3_BUCKET": "bucket"}
+        srv = make_server("--file-root", str(root), "--cloud-timeout", "3", "--rate-limit", "0",
+                          env=env)
+        st = finished(srv, start(srv, "Cloud", dst))
+    finally:
+        s3.shutdown()
+        s3.server_close()
+    res = st["result"]
+    assert res["filesCopied"] == 0 and "a.txt: " in "\n".join(res["errors"]), st
+    assert tree(dst) == {}, tree(dst)
+
+
+def test_delete_missing_spares_another_location_inside_the_target(make_server, tmp_path):
+    """An upload with deleteMissingInTarget removes the objects the folder lacks, but not
+    those of another configured location that lies inside the target (a backup
+    repository under the same bucket or folder): they are that location's, not this
+    one's."""
+    root = tmp_path / "files"
+    (root / "src").mkdir(parents=True)
+    lc = tmp_path / "lc"
+    write(lc / "backups" / "config", b"another location's repository")
+    write(lc / "stale.txt", b"this location's own: goes")
+    env = {"FERRY_LOCATIONS": f"Files=folder:{root / 'src'},Disk=local:{lc},"
+                              f"Vault=local:{lc / 'backups'}"}
+    srv = make_server("--file-root", str(root), "--rate-limit", "0", env=env)
+    write(root / "src" / "a.txt", b"a")
+    res = run(srv, "Files", "Disk", deleteMissingInTarget=True)["result"]
+    assert (res["filesCopied"], res["filesDeleted"]) == (1, 1), res
+    assert tree(lc) == {"a.txt": b"a", "backups/config": b"another location's repository"}

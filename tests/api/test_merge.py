@@ -308,6 +308,23 @@ def test_binary_non_utf8_and_oversize_refused(rooted, root):
     assert_v1_error(r, 400, "INVALID_REQUEST")
 
 
+def test_an_answer_too_large_is_refused(rooted, root):
+    """Control characters take six bytes each in JSON ("\\u0001"), and a conflict's sides
+    are in the answer twice (mergedContent and conflicts): three inputs at the limit made
+    of them would answer 600 MB (1.4 GB of memory for one request). Over the answer's
+    limit (8 x MERGE_MAX_INPUT) the merge is refused; a conflict of plain text at the
+    limit still answers."""
+    n = MAX_INPUT // 100
+    big = put_files(root, "ctl", (b"\x01" * 99 + b"\n") * n, (b"\x02" * 99 + b"\n") * n,
+                    (b"\x03" * 99 + b"\n") * n)
+    refused(rooted, 400, "INVALID_REQUEST", "answer would be", **big, favor="none")
+    plain = put_files(root, "plain", (b"a" * 99 + b"\n") * n, (b"b" * 99 + b"\n") * n,
+                      (b"c" * 99 + b"\n") * n)
+    r = rooted.post(MERGE, token=rooted.admin_token, json={**plain, "favor": "none"},
+                    timeout=120)
+    assert r.status_code == 200 and len(r.content) > 90_000_000, r.text[:200]
+
+
 def test_paths_confined_to_file_roots(rooted, root, tmp_path):
     ok = put_files(root, "ok", b"a\n", b"b\n", b"c\n")
     outside = tmp_path / "outside.txt"
@@ -321,6 +338,10 @@ def test_paths_confined_to_file_roots(rooted, root, tmp_path):
     refused(rooted, 400, "INVALID_REQUEST", "absolute", **{**ok, "baseFile": "rel.txt"})
     refused(rooted, 404, "NOT_FOUND", "baseFile", **{**ok, "baseFile": str(root / "missing")})
     refused(rooted, 400, "INVALID_REQUEST", "not a regular file", **{**ok, "baseFile": str(root)})
+    # a FIFO is no file to merge: refused at once, not waited on for a writer
+    os.mkfifo(root / "pipe")
+    refused(rooted, 400, "INVALID_REQUEST", "not a regular file",
+            **{**ok, "baseFile": str(root / "pipe")})
 
 
 def test_data_folder_and_no_roots_refused(make_server, tmp_path):
