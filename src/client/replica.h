@@ -106,6 +106,12 @@ int fc_exec(ferry_replica *r, const char *sql);
  * tables, the synced tables (created when missing, checked otherwise) and triggers. */
 int fc_replica_setup(ferry_replica *r, json_t *schema);
 
+/* Drops the capture triggers of every synced table, and makes them again. Only inside
+ * libferry's own write transaction (which no other connection sees, and whose writes
+ * the triggers would skip anyway): a bulk load then costs no trigger check per row. */
+int fc_capture_off(ferry_replica *r);
+int fc_capture_on(ferry_replica *r);
+
 const struct fc_table *fc_table_find(const ferry_replica *r, const char *name);
 
 /* Binds the key text (as the feed gives it) as the key column's type. */
