@@ -16,6 +16,10 @@
 
 /* Connections the pull fetches ahead on (pull.c: one per page in flight). */
 #define FC_PEERS 3
+/* Changes asked for per page by default (streamed pages, pull.c): larger pages cost the
+ * same instructions (callgrind: 2.873 G at 1,000, 2.880 G at 10,000 per 100,000 rows)
+ * and the first one takes longer to arrive. */
+#define FC_PAGE_SIZE 1000
 
 struct fc_column {
     char *name, *quoted;
@@ -65,6 +69,7 @@ struct ferry_replica {
     /* Called by fc_http with a 200 answer's text before it is parsed (pull.c's hook);
      * true: the hook took the answer over (read it as a page), fc_http parses nothing. */
     bool (*on_answer)(void *ctx, const char *body, size_t len);
+    bool plain_pages; /* the server refused streamed pages (pull.c); atomic */
     void *on_answer_ctx;
     /* asked often during an exchange or a back-off (ferry_mirror_wait): non-zero stops */
     int (*stop_fn)(void *ctx);

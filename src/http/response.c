@@ -133,6 +133,91 @@ void http_reply_json_text(struct request *req, int status, struct buf *text)
     req->resp.body = buf_steal(text);
 }
 
+struct http_stream {
+    struct buf pending; /* written, not yet handed to MHD from sent on */
+    size_t sent;
+    bool ended;
+    size_t *bytes_out; /* the request's count for the log, while it is being sent */
+    int (*fill)(void *ctx, struct buf *out);
+    void (*done)(void *ctx);
+    void *ctx;
+};
+
+void http_reply_stream(struct request *req, int status, const char *content_type, struct buf *first,
+                       int (*fill)(void *ctx, struct buf *out), void (*done)(void *ctx), void *ctx)
+{
+    if (req->replied) {
+        buf_cleanup(first);
+        done(ctx);
+        return;
+    }
+    struct http_stream *s = xcalloc(1, sizeof(*s));
+    s->pending = *first;
+    buf_init(first);
+    s->fill = fill;
+    s->done = done;
+    s->ctx = ctx;
+    s->bytes_out = &req->resp.body_len;
+    req->replied = true;
+    req->resp.status = status;
+    req->resp.content_type = content_type;
+    req->resp.stream = s;
+}
+
+void http_stream_free(struct http_stream *s)
+{
+    if (!s)
+        return;
+    s->done(s->ctx);
+    buf_cleanup(&s->pending);
+    free(s);
+}
+
+/* MHD asks for the next bytes while the request is being answered (so bytes_out is
+ * still the request's). */
+static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+    struct http_stream *s = cls;
+    (void)pos;
+    while (s->sent == s->pending.len) {
+        if (s->ended) {
+            s->bytes_out = NULL;
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        }
+        s->pending.len = 0;
+        s->sent = 0;
+        int step = s->fill(s->ctx, &s->pending);
+        if (step < 0) {
+            s->bytes_out = NULL;
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+        s->ended = step == 0;
+    }
+    size_t n = s->pending.len - s->sent < max ? s->pending.len - s->sent : max;
+    memcpy(out, s->pending.data + s->sent, n);
+    s->sent += n;
+    if (s->bytes_out)
+        *s->bytes_out += n;
+    return (ssize_t)n;
+}
+
+static void stream_free(void *cls)
+{
+    http_stream_free(cls);
+}
+
+#define STREAM_BLOCK (64 * 1024)
+
+struct MHD_Response *http_stream_response(struct request *req)
+{
+    struct http_stream *s = req->resp.stream;
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK,
+                                                                  stream_read, s, stream_free);
+    if (resp)
+        req->resp.stream = NULL; /* MHD frees it with the response */
+    return resp;
+}
+
 void http_reply_file(struct request *req, int status, const char *content_type, int fd,
                      uint64_t offset, uint64_t len)
 {
