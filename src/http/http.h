@@ -189,7 +189,8 @@ void http_reply_json_text(struct request *req, int status, struct buf *text);
 void http_reply_error(struct request *req, enum err_code code, const char *detail);
 void http_reply_err(struct request *req, const struct err *err);
 void http_add_header(struct request *req, const char *name, const char *value);
-/* Replies with a body written while it is sent (chunked, never compressed): first is
+/* Replies with a body written while it is sent (chunked; encoded as it is written when
+ * compression is on and the client asks, http_compress_reply): first is
  * its beginning (taken over), then fill(ctx, out) appends the next part to out and
  * returns 1 while more follows, 0 at the end, -1 on failure: the connection is then
  * closed before the body ends, so the client sees a cut answer, never a whole one.

@@ -134,10 +134,12 @@ void http_reply_json_text(struct request *req, int status, struct buf *text)
 }
 
 struct http_stream {
-    struct buf pending; /* written, not yet handed to MHD from sent on */
+    struct buf raw;     /* written by fill, not yet encoded */
+    struct buf pending; /* encoded, handed to MHD from sent on */
     size_t sent;
     bool ended;
-    size_t *bytes_out; /* the request's count for the log, while it is being sent */
+    struct compress_stream *enc; /* NULL: sent as written */
+    size_t *bytes_out;           /* the request's count for the log, while it is being sent */
     int (*fill)(void *ctx, struct buf *out);
     void (*done)(void *ctx);
     void *ctx;
@@ -152,7 +154,7 @@ void http_reply_stream(struct request *req, int status, const char *content_type
         return;
     }
     struct http_stream *s = xcalloc(1, sizeof(*s));
-    s->pending = *first;
+    s->raw = *first;
     buf_init(first);
     s->fill = fill;
     s->done = done;
@@ -169,8 +171,32 @@ void http_stream_free(struct http_stream *s)
     if (!s)
         return;
     s->done(s->ctx);
+    compress_stream_free(s->enc);
+    buf_cleanup(&s->raw);
     buf_cleanup(&s->pending);
     free(s);
+}
+
+/* Refills pending with the next part of the body (what fill writes, encoded); false
+ * when fill or the encoder fails. */
+static bool next_part(struct http_stream *s)
+{
+    int step = s->raw.len ? 1 : s->fill(s->ctx, &s->raw); /* the first part is given */
+    if (step < 0)
+        return false;
+    s->ended = step == 0;
+    s->pending.len = 0;
+    s->sent = 0;
+    if (s->enc) {
+        if (!compress_stream_write(s->enc, s->raw.data, s->raw.len, s->ended, &s->pending))
+            return false;
+    } else {
+        struct buf written = s->raw;
+        s->raw = s->pending;
+        s->pending = written;
+    }
+    s->raw.len = 0;
+    return true;
 }
 
 /* MHD asks for the next bytes while the request is being answered (so bytes_out is
@@ -184,14 +210,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
             s->bytes_out = NULL;
             return MHD_CONTENT_READER_END_OF_STREAM;
         }
-        s->pending.len = 0;
-        s->sent = 0;
-        int step = s->fill(s->ctx, &s->pending);
-        if (step < 0) {
+        if (!next_part(s)) { /* closed before the body ends: a cut answer */
             s->bytes_out = NULL;
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
-        s->ended = step == 0;
     }
     size_t n = s->pending.len - s->sent < max ? s->pending.len - s->sent : max;
     memcpy(out, s->pending.data + s->sent, n);
@@ -342,11 +364,27 @@ static void add_vary(struct request *req, const char *field)
     free(joined);
 }
 
+/* A streamed body is encoded as it is written, whatever its size (it is large). */
+static void compress_stream_reply(struct request *req)
+{
+    struct response *r = &req->resp;
+    if (!compress_type_ok(r->content_type) || response_header(req, "Content-Encoding"))
+        return;
+    add_vary(req, "Accept-Encoding");
+    enum coding coding = compress_choose(http_header(req, "Accept-Encoding"));
+    if (coding != CODING_IDENTITY && (r->stream->enc = compress_stream_new(coding)))
+        http_add_header(req, "Content-Encoding", compress_name(coding));
+}
+
 void http_compress_reply(struct request *req, long long min_size)
 {
     struct response *r = &req->resp;
     char *encoded = NULL;
     size_t encoded_len = 0;
+    if (r->stream) {
+        compress_stream_reply(req);
+        return;
+    }
     /* Files are sent as they are with sendfile (and are often compressed already); a
      * range or an answer the handler encoded itself is about the bytes as they are. */
     if (r->fd >= 0 || !r->body || (long long)r->body_len < min_size || r->status == HTTP_PARTIAL ||

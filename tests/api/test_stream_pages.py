@@ -4,6 +4,7 @@ the changes of the plain pages; a page cut on the way is not a page (libferry as
 and its replica keeps nothing of it); the server's memory does not grow with the page."""
 
 import asyncio
+import gzip
 import re
 import subprocess
 import threading
@@ -57,6 +58,17 @@ def test_a_streamed_page_is_the_plain_pages_byte_for_byte(make_server):
     assert text == ",".join(plain)
     assert (streamed_cursor, streamed_more) == (cursor, False)
     assert len(r.json()["changes"]) == ROWS
+    # compressed as it is written, for a client that asks
+    for coding in ("gzip", "zstd"):
+        z = srv.get(CHANGES, token=phone.token, stream=True, timeout=60,
+                    params={"includeOwn": "true", "cursor": 0, "limit": ROWS, "stream": "true"},
+                    headers={"Accept-Encoding": coding})
+        raw = z.raw.read(decode_content=False)
+        assert z.headers["Content-Encoding"] == coding and len(raw) < len(r.content) // 4
+        decoded = (gzip.decompress(raw) if coding == "gzip" else
+                   subprocess.run(["zstd", "-dc"], input=raw, capture_output=True,
+                                  check=True).stdout)
+        assert decoded == r.content
     # a page that ends short of the limit says where the next one starts
     r = get(srv, phone.token, cursor=0, limit=2000, stream="true")
     text, cursor, more = changes_text(r.text)
@@ -153,7 +165,7 @@ def test_a_page_cut_mid_stream_leaves_the_replica_unchanged(make_server, tmp_pat
     srv = start(make_server)
     fill(srv, 1, 3000, width=500)  # streamed pages of 1,000 changes, about 0.5 MB each
     phone = device(srv)
-    relay = CuttingRelay(int(srv.base.rsplit(":", 1)[1]), cut_at=300_000)
+    relay = CuttingRelay(int(srv.base.rsplit(":", 1)[1]), cut_at=3000)  # mid-body, compressed or not
     db = tmp_path / "phone.db"
     try:
         # every answer is cut well inside the first page: the sync fails, nothing applied
