@@ -90,6 +90,12 @@ def test_a_small_streamed_page_and_the_caps(make_server):
                            ({"maxBytes": -1}, "maxBytes must be a whole number")]:
         r = get(srv, phone.token, cursor=0, **params)
         assert r.status_code == 400 and r.json()["details"] == detail, (params, r.text)
+    # nothing new: a streamed call long-polls as a plain one does
+    head = get(srv, phone.token, cursor=0, limit=5000, stream="true").json()["cursor"]
+    started = time.monotonic()
+    r = get(srv, phone.token, cursor=head, limit=5000, stream="true", wait=1)
+    assert r.json() == {"changes": [], "cursor": head, "hasMore": False}
+    assert time.monotonic() - started >= 0.9
     # errors found before the first byte are answers as always
     r = get(srv, phone.token, cursor=10**9, limit=5000, stream="true")
     assert r.status_code == 400 and "from the future" in r.json()["details"]
