@@ -23,6 +23,7 @@ CHANGES = int(os.environ.get("CHANGES", 1_000))
 FERRY = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build/ferry")
 HERE = os.path.dirname(os.path.abspath(__file__))
 CPU = []  # CPU seconds of each `ferry sync`
+SERVER_CPU = []  # CPU seconds the ferry server spent during each sync
 
 
 def serve(data):
@@ -46,15 +47,23 @@ def cpu_of_children():
     return r.ru_utime + r.ru_stime
 
 
-def sync(url, tok, db):
+def cpu_of(pid):
+    """CPU seconds (user + system) a running process has used, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def sync(url, tok, db, server):
     """Runs `ferry sync`; its wall time and CPU time (the CPU time does not depend on what
     else the machine runs) and stats."""
-    started, cpu = time.perf_counter(), cpu_of_children()
+    started, cpu, server_cpu = time.perf_counter(), cpu_of_children(), cpu_of(server.pid)
     proc = subprocess.run([FERRY, "sync", "--url", url, "--token", tok, db],
                           capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(proc.stderr)
     CPU.append(cpu_of_children() - cpu)
+    SERVER_CPU.append(cpu_of(server.pid) - server_cpu)
     return time.perf_counter() - started, json.loads(proc.stdout)
 
 
@@ -71,14 +80,14 @@ def ferry_side(tmp):
     try:
         tok = token(data, "--role", "device", "--user", "bench", "--device", "bench-1")
         db = os.path.join(tmp, "replica.db")
-        initial, stats = sync(url, tok, db)
+        initial, stats = sync(url, tok, db, srv)
         assert stats["pulled"] == ROWS, stats
         rep = sqlite3.connect(db)
         with rep:
             for k in random.Random(1).sample(range(ROWS), CHANGES):
                 rep.execute("UPDATE sales SET total = total + 1 WHERE id = ?", (f"s{k:07d}",))
         rep.close()
-        steady, stats = sync(url, tok, db)
+        steady, stats = sync(url, tok, db, srv)
         assert stats["pushed"] == CHANGES, stats
     finally:
         srv.terminate()
@@ -109,7 +118,8 @@ def main():
     try:
         f_init, f_steady = ferry_side(tmp)
         print(f"libferry initial sync: {ROWS} rows in {f_init:.2f} s = {ROWS / f_init:,.0f} rows/s"
-              f" (client CPU {CPU[0]:.2f} s = {ROWS / CPU[0]:,.0f} rows per CPU second)")
+              f" (client CPU {CPU[0]:.2f} s = {ROWS / CPU[0]:,.0f} rows per CPU second,"
+              f" server CPU {SERVER_CPU[0]:.2f} s)")
         print(f"libferry steady sync: {CHANGES} local changes in {f_steady:.3f} s = "
               f"{CHANGES / f_steady:,.0f} changes/s", flush=True)
         if os.environ.get("NO_POUCH"):

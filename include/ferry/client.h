@@ -58,7 +58,7 @@ struct ferry_client_options {
     long timeout_ms;     /* per request; 0: 30000 */
     int max_attempts;    /* per request, network errors, 429 and 5xx; 0: 6 */
     int batch_size;      /* operations per push; 0: 500 */
-    int page_size;       /* changes per pull; 0: 1000 */
+    int page_size;       /* changes per page of a pull; 0: 1000 */
     int poll_s;          /* background mode: longest wait for remote changes; 0: 25 */
     const char *device_id; /* with a user token or JWT: the registered device this replica
                               is (sent as deviceId); NULL with a device token */

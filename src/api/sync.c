@@ -17,11 +17,19 @@
 #include "sync/push.h"
 #include "sync/watch.h"
 #include "http/waiter.h"
+#include "store/store.h"
 #include "util/jsonutil.h"
+#include "util/log.h"
 #include "util/timeutil.h"
 
 #define CHANGES_DEFAULT_LIMIT 100
 #define CHANGES_MAX_LIMIT 1000
+/* With stream=true a page may be this long: it is written to the socket as its rows are
+ * read, STREAM_CHUNK bytes at a time, so it is never whole in memory. */
+#define CHANGES_STREAM_MAX_LIMIT 100000
+#define STREAM_CHUNK (64 * 1024)
+/* maxBytes: a page ends once its changes reach this many bytes (at least 1 change). */
+#define CHANGES_MAX_BYTES ((int64_t)1 << 40)
 #define MAX_WAIT_S 60
 
 /* --- who may act on which device ------------------------------------------------- */
@@ -342,14 +350,25 @@ static int schema(struct request *req, struct err *err)
     return FERRY_OK;
 }
 
+/* Whether the client asked for a streamed page (stream=true). */
+static int stream_asked(struct request *req, bool *stream, struct err *err)
+{
+    const char *text = http_query(req, "stream");
+    *stream = text && !strcmp(text, "true");
+    if (text && !*stream && strcmp(text, "false") != 0)
+        return err_set(err, ERR_INVALID, "stream must be true or false");
+    return FERRY_OK;
+}
+
 /* The query of a changes call: cursor, limit, wait (seconds) and tables. */
 static int changes_query(struct request *req, struct feed_query *q, int64_t *wait,
-                         const struct synced_table ***tables, struct err *err)
+                         const struct synced_table ***tables, bool stream, struct err *err)
 {
-    int64_t limit = 0;
+    int64_t limit = 0, max_bytes = 0;
     if (feed_parse_cursor(http_query(req, "cursor"), &q->cursor, err) != FERRY_OK ||
-        query_int(req, "limit", CHANGES_DEFAULT_LIMIT, CHANGES_MAX_LIMIT, &limit, err) !=
-            FERRY_OK ||
+        query_int(req, "limit", CHANGES_DEFAULT_LIMIT,
+                  stream ? CHANGES_STREAM_MAX_LIMIT : CHANGES_MAX_LIMIT, &limit, err) != FERRY_OK ||
+        query_int(req, "maxBytes", 0, CHANGES_MAX_BYTES, &max_bytes, err) != FERRY_OK ||
         query_int(req, "wait", 0, MAX_WAIT_S, wait, err) != FERRY_OK ||
         changes_tables(req, tables, &q->n_tables, err) != FERRY_OK)
         return FERRY_ERR;
@@ -357,7 +376,66 @@ static int changes_query(struct request *req, struct feed_query *q, int64_t *wai
         return err_set(err, ERR_INVALID, "limit must be at least 1");
     q->tables = *tables;
     q->limit = (int)limit;
+    q->max_bytes = (size_t)max_bytes;
     return FERRY_OK;
+}
+
+/* The end of a changes answer, after its changes. */
+static void changes_tail(struct buf *text, const struct feed_text *page)
+{
+    buf_printf(text, "],\"cursor\":%lld,\"hasMore\":%s}", (long long)page->next_cursor,
+               page->has_more ? "true" : "false");
+}
+
+/* A streamed page in flight: the feed's read and the store connection it holds. */
+struct page_stream {
+    struct feed_stream *fs;
+    struct store_conn *db;
+};
+
+static int fill_page(void *ctx, struct buf *out)
+{
+    struct page_stream *ps = ctx;
+    struct err err = {0};
+    int step = feed_stream_next(ps->fs, out, STREAM_CHUNK, &err);
+    if (step == 0)
+        changes_tail(out, feed_stream_page(ps->fs));
+    else if (step < 0) /* the client sees a cut answer and asks again */
+        log_write(LOG_LEVEL_ERROR, "changes_stream_failed", json_pack("{s:s}", "msg", err.msg));
+    return step;
+}
+
+static void end_page(void *ctx)
+{
+    struct page_stream *ps = ctx;
+    feed_stream_free(ps->fs);
+    store_release(ps->db);
+    free(ps);
+}
+
+/* The page read as a stream: its first STREAM_CHUNK bytes in text, and when more
+ * follow, the rest sent as it is read (the stream takes the request's connection). An
+ * empty page goes the way of a read page (a long-poll waits). */
+static int stream_page(struct request *req, const struct feed_query *q, struct buf *text,
+                       struct feed_text *page, bool *streamed, struct err *err)
+{
+    struct feed_stream *fs = NULL;
+    int step = -1;
+    *streamed = false;
+    if (feed_stream_open(req->db, q, &fs, err) == FERRY_OK)
+        step = feed_stream_next(fs, text, STREAM_CHUNK, err);
+    if (step == 1) {
+        struct page_stream *ps = xcalloc(1, sizeof(*ps));
+        *ps = (struct page_stream){fs, req->db};
+        req->db = NULL;
+        http_reply_stream(req, HTTP_OK, "application/json", text, fill_page, end_page, ps);
+        *streamed = true;
+        return FERRY_OK;
+    }
+    if (step == 0)
+        *page = *feed_stream_page(fs);
+    feed_stream_free(fs);
+    return step == 0 ? FERRY_OK : FERRY_ERR;
 }
 
 static int changes(struct request *req, struct err *err)
@@ -369,10 +447,12 @@ static int changes(struct request *req, struct err *err)
     int64_t wait = 0;
     const char *device = NULL;
     const char *include_own = http_query(req, "includeOwn");
+    bool stream = false, streamed = false;
     int rc = FERRY_ERR;
 
     buf_init(&text);
-    if (changes_query(req, &q, &wait, &tables, err) != FERRY_OK ||
+    if (stream_asked(req, &stream, err) != FERRY_OK ||
+        changes_query(req, &q, &wait, &tables, stream, err) != FERRY_OK ||
         acting_device(req, http_query(req, "deviceId"), true, &device, err) != FERRY_OK)
         goto out;
     q.exclude_device = include_own && !strcmp(include_own, "true") ? NULL : device;
@@ -382,14 +462,18 @@ static int changes(struct request *req, struct err *err)
     q.device_id = device;
     struct filescope files = apifiles_scope(req); /* a user's devices see that user's files */
     q.files = &files;
-    if (req->wait_deadline) { /* woken: readers of the same page share one read */
+    if (req->wait_deadline && !stream && !q.max_bytes) { /* woken: readers of the same page
+                                                           share one read */
         q.share = req->app->feedshare;
         q.share_head = req->woke_head > req->wait_head ? req->woke_head : req->wait_head;
     }
     buf_puts(&text, "{\"changes\":[");
-    if (feed_read_text(req->db, &q, &page, err) != FERRY_OK)
+    if ((stream ? stream_page(req, &q, &text, &page, &streamed, err)
+                : feed_read_text(req->db, &q, &page, err)) != FERRY_OK)
         goto out;
     rc = FERRY_OK;
+    if (streamed)
+        goto out;
     /* Nothing new and the client will wait: park until the log moves or time is up. */
     if (page.n == 0 && wait > 0 && !req->wait_expired) {
         if (!req->wait_deadline)
@@ -399,8 +483,7 @@ static int changes(struct request *req, struct err *err)
         http_wait(req, req->wait_deadline, page.head);
         goto out;
     }
-    buf_printf(&text, "],\"cursor\":%lld,\"hasMore\":%s}", (long long)page.next_cursor,
-               page.has_more ? "true" : "false");
+    changes_tail(&text, &page);
     http_reply_json_text(req, HTTP_OK, &text);
 out:
     buf_cleanup(&text);

@@ -65,7 +65,7 @@ static int take_options(ferry_replica *r, const struct ferry_client_options *o)
     r->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
     r->max_attempts = o->max_attempts > 0 ? o->max_attempts : 6;
     r->batch_size = o->batch_size > 0 ? o->batch_size : 500;
-    r->page_size = o->page_size > 0 ? o->page_size : 1000;
+    r->page_size = o->page_size > 0 ? o->page_size : FC_PAGE_SIZE;
     r->poll_s = o->poll_s > 0 ? o->poll_s : 25;
     return FERRY_CLIENT_OK;
 }

@@ -5,6 +5,7 @@
  * ever used by two threads at once. */
 #include <ctype.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,12 @@
 #include "ferry.h"
 
 #define SYNC_PATH "/api/v1/sync"
+/* Pages are asked for streamed (the server writes them as it reads them, so it may send
+ * up to page_size changes at once), cut at this many bytes so an answer stays far under
+ * the transport's cap whatever the rows. A server that refuses (400: too old to know
+ * stream=true) is asked for plain pages of at most PLAIN_PAGE_MAX from then on. */
+#define STREAM_PAGE_BYTES (8 * 1024 * 1024)
+#define PLAIN_PAGE_MAX 1000
 
 struct page_fetch {
     struct pull *pull;
@@ -85,11 +92,25 @@ static bool on_answer(void *ctx, const char *body, size_t len)
     return f->page != NULL;
 }
 
+/* The changes call for the page from cursor. From 0 (a new replica, a resync) the
+ * device's own rows count too: the replica may not have them. */
+static char *page_path(const ferry_replica *r, int64_t cursor, bool own, bool plain)
+{
+    int limit = plain && r->page_size > PLAIN_PAGE_MAX ? PLAIN_PAGE_MAX : r->page_size;
+    char stream[64] = "";
+    if (!plain)
+        snprintf(stream, sizeof(stream), "&stream=true&maxBytes=%d", STREAM_PAGE_BYTES);
+    return xasprintf(SYNC_PATH "/changes?cursor=%lld&limit=%d%s%s%s%s", (long long)cursor, limit,
+                     stream, own ? "&includeOwn=true" : "", r->device_id ? "&deviceId=" : "",
+                     r->device_id ? r->device_id : "");
+}
+
 static void *run_fetch(void *arg)
 {
     struct page_fetch *f = arg;
     struct pull *p = f->pull;
     ferry_replica *r = p->r, *conn = r->peers[f->index % FC_PEERS];
+    char *path = NULL;
     pthread_mutex_lock(&p->lock);
     while (!p->cancel && f->index - p->applied > PULL_AHEAD)
         pthread_cond_wait(&p->moved, &p->lock);
@@ -99,21 +120,24 @@ static void *run_fetch(void *arg)
         f->rc = FERRY_CLIENT_EINVAL;
         return NULL;
     }
-    /* From 0 (a new replica, a resync) the device's own rows count too: the replica may
-     * not have them. */
-    char *path = xasprintf(SYNC_PATH "/changes?cursor=%lld&limit=%d%s%s%s", (long long)f->cursor,
-                           r->page_size, f->cursor == 0 || p->resync ? "&includeOwn=true" : "",
-                           r->device_id ? "&deviceId=" : "", r->device_id ? r->device_id : "");
     conn->on_answer = on_answer;
     conn->on_answer_ctx = f;
     /* A 200 whose body is not a whole page (a connection closed right after the headers
-     * reads as an empty body) is asked for again, as fc_http does with one cut short. */
+     * reads as an empty body, a streamed page cut short does not parse) is asked for
+     * again, as fc_http does with one cut short. */
     for (int attempt = 0; attempt < r->max_attempts; attempt++) {
+        bool plain = __atomic_load_n(&r->plain_pages, __ATOMIC_RELAXED);
+        free(path);
+        path = page_path(r, f->cursor, f->cursor == 0 || p->resync, plain);
         json_decref(f->answer);
         fc_page_free(f->page);
         f->answer = NULL;
         f->page = NULL;
         f->rc = fc_http(conn, "GET", path, NULL, &f->status, &f->answer);
+        if (f->rc == FERRY_CLIENT_OK && f->status == 400 && !plain) {
+            __atomic_store_n(&r->plain_pages, true, __ATOMIC_RELAXED);
+            continue;
+        }
         if (f->rc != FERRY_CLIENT_OK || f->status != 200 || f->page)
             break;
         f->rc = fc_fail(conn, FERRY_CLIENT_ENETWORK, "GET %s: not a whole page", path);

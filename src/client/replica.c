@@ -211,6 +211,33 @@ static char *triggers_sql(const struct fc_table *t)
     return sql;
 }
 
+int fc_capture_off(ferry_replica *r)
+{
+    int rc = FERRY_CLIENT_OK;
+    for (int i = 0; rc == FERRY_CLIENT_OK && i < r->n_tables; i++) {
+        const char *what[] = {"ins", "upd", "del"};
+        for (int k = 0; rc == FERRY_CLIENT_OK && k < 3; k++) {
+            char *name = trigger_name(&r->tables[i], what[k]);
+            char *sql = xasprintf("DROP TRIGGER IF EXISTS %s", name);
+            rc = fc_exec(r, sql);
+            free(sql);
+            free(name);
+        }
+    }
+    return rc;
+}
+
+int fc_capture_on(ferry_replica *r)
+{
+    int rc = FERRY_CLIENT_OK;
+    for (int i = 0; rc == FERRY_CLIENT_OK && i < r->n_tables; i++) {
+        char *sql = triggers_sql(&r->tables[i]);
+        rc = fc_exec(r, sql);
+        free(sql);
+    }
+    return rc;
+}
+
 static int table_exists(ferry_replica *r, const char *name)
 {
     return sqlite3_table_column_metadata(r->db, NULL, name, NULL, NULL, NULL, NULL, NULL, NULL) ==

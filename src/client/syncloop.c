@@ -116,46 +116,112 @@ static int start_resync(ferry_replica *r, struct ferry_sync_stats *stats)
     return rc;
 }
 
+/* The write transaction pages are applied in. One spans pages until it holds
+ * LOAD_TXN_CHANGES changes (an initial load commits a few times, not once per page) or
+ * the pull stops; pages applied before a failure to fetch the next stay committed, so a
+ * rerun goes on from there. */
+#define LOAD_TXN_CHANGES 50000
+/* A transaction whose first page has this many changes is a bulk load: the capture
+ * triggers are dropped in it and made again before it commits (replica.h). */
+#define LOAD_BULK_CHANGES 1000
+
+struct load_txn {
+    bool open;
+    bool bulk; /* the capture triggers are off in it */
+    size_t changes;
+};
+
+static int txn_apply(ferry_replica *r, struct load_txn *tx, struct page_ctx *p)
+{
+    int rc = FERRY_CLIENT_OK;
+    if (!tx->open) {
+        if ((rc = fc_exec(r, "BEGIN IMMEDIATE")) != FERRY_CLIENT_OK)
+            return rc;
+        tx->open = true;
+        tx->changes = 0;
+        tx->bulk = p->page->n_changes >= LOAD_BULK_CHANGES;
+        rc = fc_state_set(r, "applying", 1);
+        if (rc == FERRY_CLIENT_OK && tx->bulk)
+            rc = fc_capture_off(r);
+    }
+    if (rc == FERRY_CLIENT_OK)
+        rc = apply_page(r, p);
+    tx->changes += p->page->n_changes;
+    if (rc != FERRY_CLIENT_OK) { /* nothing of the transaction stays */
+        sqlite3_exec(r->db, "ROLLBACK", NULL, NULL, NULL);
+        tx->open = false;
+    }
+    return rc;
+}
+
+/* Commits the open transaction (when there is one). */
+static int txn_commit(ferry_replica *r, struct load_txn *tx)
+{
+    if (!tx->open)
+        return FERRY_CLIENT_OK;
+    tx->open = false;
+    int rc = tx->bulk ? fc_capture_on(r) : FERRY_CLIENT_OK;
+    if (rc == FERRY_CLIENT_OK)
+        rc = fc_state_set(r, "applying", 0);
+    if (rc == FERRY_CLIENT_OK)
+        rc = fc_exec(r, "COMMIT");
+    if (rc != FERRY_CLIENT_OK)
+        sqlite3_exec(r->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+/* Applies the pages of one pull from the replica's cursor; *restart when the server
+ * answered 410 and the pull starts again from 0. */
+static int pull_pages(ferry_replica *r, struct ferry_sync_stats *stats, bool *restart, int *gone)
+{
+    int64_t cursor = 0, resync = 0;
+    struct load_txn tx = {0};
+    int rc = fc_state_get(r, "cursor", &cursor);
+    if (rc == FERRY_CLIENT_OK)
+        rc = fc_state_get(r, "resync", &resync);
+    struct pull *pages = rc == FERRY_CLIENT_OK ? pull_start(r, cursor, resync != 0) : NULL;
+    if (!pages)
+        return rc == FERRY_CLIENT_OK ? FERRY_CLIENT_ELOCAL : rc;
+    for (bool more = true; rc == FERRY_CLIENT_OK && more;) {
+        json_t *answer = NULL;
+        struct fc_page *page = NULL;
+        long status = 0;
+        rc = pull_next(pages, &status, &answer, &page);
+        if (rc == FERRY_CLIENT_OK && status == 410 && !(*gone)++) {
+            json_decref(answer);
+            fc_page_free(page);
+            rc = txn_commit(r, &tx);
+            *restart = true;
+            break;
+        }
+        if (rc == FERRY_CLIENT_OK && status != 200)
+            rc = fc_fail(r, FERRY_CLIENT_ESERVER, "pull: HTTP %ld: %s", status,
+                         fc_answer_message(answer));
+        struct page_ctx p = {page, resync != 0, false, stats};
+        if (rc == FERRY_CLIENT_OK)
+            rc = txn_apply(r, &tx, &p);
+        more = page && page->has_more;
+        json_decref(answer);
+        if (rc == FERRY_CLIENT_OK && (!more || tx.changes >= LOAD_TXN_CHANGES || r->cancel))
+            rc = txn_commit(r, &tx);
+        if (rc == FERRY_CLIENT_OK)
+            fc_progress(r, stats);
+        pull_applied(pages, page);
+    }
+    int committed = txn_commit(r, &tx); /* what was applied before a failed fetch */
+    pull_end(pages);
+    return rc == FERRY_CLIENT_OK ? committed : rc;
+}
+
 static int pull_all(ferry_replica *r, struct ferry_sync_stats *stats)
 {
     for (int gone = 0;;) {
-        int64_t cursor = 0, resync = 0;
-        int rc = fc_state_get(r, "cursor", &cursor);
-        if (rc == FERRY_CLIENT_OK)
-            rc = fc_state_get(r, "resync", &resync);
-        struct pull *pages = rc == FERRY_CLIENT_OK ? pull_start(r, cursor, resync != 0) : NULL;
-        if (!pages)
-            return rc == FERRY_CLIENT_OK ? FERRY_CLIENT_ELOCAL : rc;
-        for (bool more = true; rc == FERRY_CLIENT_OK && more;) {
-            json_t *answer = NULL;
-            struct fc_page *page = NULL;
-            long status = 0;
-            rc = pull_next(pages, &status, &answer, &page);
-            if (rc == FERRY_CLIENT_OK && status == 410 && !gone++) {
-                json_decref(answer);
-                fc_page_free(page);
-                pull_end(pages);
-                if ((rc = start_resync(r, stats)) != FERRY_CLIENT_OK)
-                    return rc;
-                pages = NULL;
-                break;
-            }
-            if (rc == FERRY_CLIENT_OK && status != 200)
-                rc = fc_fail(r, FERRY_CLIENT_ESERVER, "pull: HTTP %ld: %s", status,
-                             fc_answer_message(answer));
-            struct page_ctx p = {page, resync != 0, false, stats};
-            if (rc == FERRY_CLIENT_OK)
-                rc = fc_in_apply_txn(r, apply_page, &p);
-            more = page && page->has_more;
-            json_decref(answer);
-            if (rc == FERRY_CLIENT_OK)
-                fc_progress(r, stats);
-            pull_applied(pages, page);
-        }
-        if (!pages)
-            continue; /* resync from 0 */
-        pull_end(pages);
-        return rc;
+        bool restart = false;
+        int rc = pull_pages(r, stats, &restart, &gone);
+        if (rc != FERRY_CLIENT_OK || !restart)
+            return rc;
+        if ((rc = start_resync(r, stats)) != FERRY_CLIENT_OK)
+            return rc;
     }
 }
 

@@ -180,3 +180,79 @@ bool compress_encode(enum coding coding, const char *in, size_t len, char **out,
     }
     return false;
 }
+
+struct compress_stream {
+    enum coding coding;
+    z_stream zs;
+    ZSTD_CCtx *zc;
+};
+
+struct compress_stream *compress_stream_new(enum coding coding)
+{
+    struct compress_stream *cs = xcalloc(1, sizeof(*cs));
+    cs->coding = coding;
+    bool ok = false;
+    if (coding == CODING_GZIP)
+        ok = deflateInit2(&cs->zs, GZIP_LEVEL, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK;
+    else if (coding == CODING_ZSTD && (cs->zc = ZSTD_createCCtx()))
+        ok = !ZSTD_isError(ZSTD_CCtx_setParameter(cs->zc, ZSTD_c_compressionLevel, ZSTD_LEVEL));
+    if (!ok) {
+        ZSTD_freeCCtx(cs->zc);
+        free(cs);
+        return NULL;
+    }
+    return cs;
+}
+
+#define STREAM_OUT 16384
+
+static bool gzip_write(z_stream *zs, const char *in, size_t len, bool end, struct buf *out)
+{
+    char part[STREAM_OUT];
+    int rc;
+    zs->next_in = (Bytef *)in;
+    zs->avail_in = (uInt)len;
+    do { /* until the input is taken and, at the end, the trailer written */
+        zs->next_out = (Bytef *)part;
+        zs->avail_out = sizeof(part);
+        rc = deflate(zs, end ? Z_FINISH : Z_NO_FLUSH);
+        if (rc == Z_STREAM_ERROR)
+            return false;
+        buf_append(out, part, sizeof(part) - zs->avail_out);
+    } while (zs->avail_out == 0 || (end && rc != Z_STREAM_END));
+    return true;
+}
+
+static bool zstd_write(ZSTD_CCtx *zc, const char *in, size_t len, bool end, struct buf *out)
+{
+    char part[STREAM_OUT];
+    ZSTD_inBuffer from = {in, len, 0};
+    for (;;) {
+        ZSTD_outBuffer to = {part, sizeof(part), 0};
+        size_t left = ZSTD_compressStream2(zc, &to, &from, end ? ZSTD_e_end : ZSTD_e_continue);
+        if (ZSTD_isError(left))
+            return false;
+        buf_append(out, part, to.pos);
+        if (end ? left == 0 : from.pos == from.size && to.pos < to.size)
+            return true;
+    }
+}
+
+bool compress_stream_write(struct compress_stream *cs, const char *in, size_t len, bool end,
+                           struct buf *out)
+{
+    if (len > 0xffffffffu)
+        return false;
+    return cs->coding == CODING_GZIP ? gzip_write(&cs->zs, in, len, end, out)
+                                     : zstd_write(cs->zc, in, len, end, out);
+}
+
+void compress_stream_free(struct compress_stream *cs)
+{
+    if (!cs)
+        return;
+    if (cs->coding == CODING_GZIP)
+        deflateEnd(&cs->zs);
+    ZSTD_freeCCtx(cs->zc);
+    free(cs);
+}

@@ -15,6 +15,8 @@
 
 struct app; /* the running server's shared state (app.h) */
 struct MHD_Connection;
+struct MHD_Response;
+struct http_stream;
 struct store_conn;
 
 /* The error format a path belongs to (DESIGN.md section 1). */
@@ -123,6 +125,7 @@ struct response {
         char *name, *value; /* owned */
     } headers[MAX_RESP_HEADERS];
     int n_headers;
+    struct http_stream *stream; /* owned until sent: a body written while it is sent */
 };
 
 /* The most wake keys a parked request carries (sync/watch.h: WATCH_MAX_KEYS). */
@@ -193,6 +196,19 @@ void http_reply_json_text(struct request *req, int status, struct buf *text);
 void http_reply_error(struct request *req, enum err_code code, const char *detail);
 void http_reply_err(struct request *req, const struct err *err);
 void http_add_header(struct request *req, const char *name, const char *value);
+/* Replies with a body written while it is sent (chunked; encoded as it is written when
+ * compression is on and the client asks, http_compress_reply): first is
+ * its beginning (taken over), then fill(ctx, out) appends the next part to out and
+ * returns 1 while more follows, 0 at the end, -1 on failure: the connection is then
+ * closed before the body ends, so the client sees a cut answer, never a whole one.
+ * done(ctx) runs once, when the answer is over or abandoned, maybe after the request is
+ * freed (ctx must not need it). */
+void http_reply_stream(struct request *req, int status, const char *content_type, struct buf *first,
+                       int (*fill)(void *ctx, struct buf *out), void (*done)(void *ctx), void *ctx);
+/* MHD's response for req's stream, which it owns from here (NULL on failure); and the
+ * release of a stream never handed over (NULL: nothing). */
+struct MHD_Response *http_stream_response(struct request *req);
+void http_stream_free(struct http_stream *s);
 /* Replies with len bytes of the open file fd from offset, sent with sendfile; the
  * server owns fd from here on and closes it. */
 void http_reply_file(struct request *req, int status, const char *content_type, int fd,

@@ -133,6 +133,113 @@ void http_reply_json_text(struct request *req, int status, struct buf *text)
     req->resp.body = buf_steal(text);
 }
 
+struct http_stream {
+    struct buf raw;     /* written by fill, not yet encoded */
+    struct buf pending; /* encoded, handed to MHD from sent on */
+    size_t sent;
+    bool ended;
+    struct compress_stream *enc; /* NULL: sent as written */
+    size_t *bytes_out;           /* the request's count for the log, while it is being sent */
+    int (*fill)(void *ctx, struct buf *out);
+    void (*done)(void *ctx);
+    void *ctx;
+};
+
+void http_reply_stream(struct request *req, int status, const char *content_type, struct buf *first,
+                       int (*fill)(void *ctx, struct buf *out), void (*done)(void *ctx), void *ctx)
+{
+    if (req->replied) {
+        buf_cleanup(first);
+        done(ctx);
+        return;
+    }
+    struct http_stream *s = xcalloc(1, sizeof(*s));
+    s->raw = *first;
+    buf_init(first);
+    s->fill = fill;
+    s->done = done;
+    s->ctx = ctx;
+    s->bytes_out = &req->resp.body_len;
+    req->replied = true;
+    req->resp.status = status;
+    req->resp.content_type = content_type;
+    req->resp.stream = s;
+}
+
+void http_stream_free(struct http_stream *s)
+{
+    if (!s)
+        return;
+    s->done(s->ctx);
+    compress_stream_free(s->enc);
+    buf_cleanup(&s->raw);
+    buf_cleanup(&s->pending);
+    free(s);
+}
+
+/* Refills pending with the next part of the body (what fill writes, encoded); false
+ * when fill or the encoder fails. */
+static bool next_part(struct http_stream *s)
+{
+    int step = s->raw.len ? 1 : s->fill(s->ctx, &s->raw); /* the first part is given */
+    if (step < 0)
+        return false;
+    s->ended = step == 0;
+    s->pending.len = 0;
+    s->sent = 0;
+    if (s->enc) {
+        if (!compress_stream_write(s->enc, s->raw.data, s->raw.len, s->ended, &s->pending))
+            return false;
+    } else {
+        struct buf written = s->raw;
+        s->raw = s->pending;
+        s->pending = written;
+    }
+    s->raw.len = 0;
+    return true;
+}
+
+/* MHD asks for the next bytes while the request is being answered (so bytes_out is
+ * still the request's). */
+static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+    struct http_stream *s = cls;
+    (void)pos;
+    while (s->sent == s->pending.len) {
+        if (s->ended) {
+            s->bytes_out = NULL;
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        }
+        if (!next_part(s)) { /* closed before the body ends: a cut answer */
+            s->bytes_out = NULL;
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+    }
+    size_t n = s->pending.len - s->sent < max ? s->pending.len - s->sent : max;
+    memcpy(out, s->pending.data + s->sent, n);
+    s->sent += n;
+    if (s->bytes_out)
+        *s->bytes_out += n;
+    return (ssize_t)n;
+}
+
+static void stream_free(void *cls)
+{
+    http_stream_free(cls);
+}
+
+#define STREAM_BLOCK (64 * 1024)
+
+struct MHD_Response *http_stream_response(struct request *req)
+{
+    struct http_stream *s = req->resp.stream;
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK,
+                                                                  stream_read, s, stream_free);
+    if (resp)
+        req->resp.stream = NULL; /* MHD frees it with the response */
+    return resp;
+}
+
 void http_reply_file(struct request *req, int status, const char *content_type, int fd,
                      uint64_t offset, uint64_t len)
 {
@@ -257,11 +364,27 @@ static void add_vary(struct request *req, const char *field)
     free(joined);
 }
 
+/* A streamed body is encoded as it is written, whatever its size (it is large). */
+static void compress_stream_reply(struct request *req)
+{
+    struct response *r = &req->resp;
+    if (!compress_type_ok(r->content_type) || response_header(req, "Content-Encoding"))
+        return;
+    add_vary(req, "Accept-Encoding");
+    enum coding coding = compress_choose(http_header(req, "Accept-Encoding"));
+    if (coding != CODING_IDENTITY && (r->stream->enc = compress_stream_new(coding)))
+        http_add_header(req, "Content-Encoding", compress_name(coding));
+}
+
 void http_compress_reply(struct request *req, long long min_size)
 {
     struct response *r = &req->resp;
     char *encoded = NULL;
     size_t encoded_len = 0;
+    if (r->stream) {
+        compress_stream_reply(req);
+        return;
+    }
     /* Files are sent as they are with sendfile (and are often compressed already); a
      * range or an answer the handler encoded itself is about the bytes as they are. */
     if (r->fd >= 0 || !r->body || (long long)r->body_len < min_size || r->status == HTTP_PARTIAL ||

@@ -188,6 +188,7 @@ static void request_free(struct request *req)
         free(req->resp.headers[i].value);
     }
     free(req->resp.body);
+    http_stream_free(req->resp.stream);
     buf_cleanup(&req->body);
     json_decref(req->json);
     free((char *)req->path);
@@ -312,7 +313,10 @@ static enum MHD_Result send_reply(struct request *req)
     if (req->app->cfg->compress)
         http_compress_reply(req, req->app->cfg->compress_min_size);
     struct MHD_Response *resp;
-    if (r->fd >= 0) {
+    bool streamed = r->stream != NULL;
+    if (streamed) {
+        resp = http_stream_response(req);
+    } else if (r->fd >= 0) {
         /* MHD sends it with sendfile and closes fd when done */
         resp = MHD_create_response_from_fd_at_offset64(r->fd_len, r->fd, r->fd_offset);
         if (resp)
@@ -324,7 +328,7 @@ static enum MHD_Result send_reply(struct request *req)
     if (!resp)
         return MHD_NO;
     req->sent = true;
-    if (r->content_type && (r->body_len || r->fd_len))
+    if (r->content_type && (r->body_len || r->fd_len || streamed))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
     MHD_add_response_header(resp, "X-Request-Id", req->request_id);
     if (req->surface == SURFACE_TUS) /* every tus answer says which version it speaks */

@@ -63,6 +63,7 @@ struct render {
     const struct feed_query *q;
     const int *offsets;
     struct feed_text *out;
+    size_t bytes; /* of the changes written, against q->max_bytes */
     int64_t iso_secs;
     char iso[32];
 };
@@ -220,16 +221,18 @@ static void put_row(struct render *r, const struct store_rows *rows)
     for (size_t i = 0; i < r->q->n_tables; i++) {
         if (strcmp(r->q->tables[i]->name, tbl) != 0)
             continue;
-        if (r->out->n == (size_t)r->q->limit) {
+        if (r->out->n == (size_t)r->q->limit || (r->q->max_bytes && r->bytes >= r->q->max_bytes)) {
             r->out->has_more = true;
             return;
         }
         if (r->out->shape == FEED_BY_TABLE) {
             put_by_table(r, i, rows);
         } else {
+            size_t before = r->out->changes->len;
             if (r->out->n)
                 put_lit(r->out->changes, ",");
             put_change(r, r->out->changes, r->q->tables[i], r->offsets[i], rows);
+            r->bytes += r->out->changes->len - before;
         }
         r->out->n++;
         r->out->next_cursor = store_rows_int(rows, 0);
@@ -395,20 +398,19 @@ static void feed_sql(const struct feed_query *q, struct feed_stmt *s, int *offse
     free(reach);
 }
 
-/* Reads up to limit + 1 changes with statement s and writes them into out, so the caller
- * can tell whether more follow. */
-static int read_changes(struct store_conn *c, const struct feed_query *q, struct feed_stmt *s,
-                        const int *offsets, struct feed_text *out, struct err *err)
+/* Writes the rows of the walk into out until its changes buffer grew by want bytes
+ * (0: to the end of the page). 1: more rows may follow; 0: the page is whole; -1: error.
+ * The limit + 1st row only tells that more follow, so the walk stops there. */
+static int page_rows(struct store_rows *rows, struct render *r, size_t want, struct err *err)
 {
-    struct store_rows *rows = NULL;
-    struct render r = {.q = q, .offsets = offsets, .out = out};
-    int step = FERRY_ERR;
-
-    if (store_query(c, s->sql.data, s->v, s->n, &rows, err) == FERRY_OK)
-        while ((step = store_rows_next(rows, err)) == 1)
-            put_row(&r, rows);
-    store_rows_free(rows);
-    return step == 0 ? FERRY_OK : FERRY_ERR;
+    size_t start = r->out->changes ? r->out->changes->len : 0;
+    int step = 0;
+    while (!r->out->has_more && (step = store_rows_next(rows, err)) == 1) {
+        put_row(r, rows);
+        if (want && !r->out->has_more && r->out->changes->len - start >= want)
+            return 1;
+    }
+    return step < 0 ? -1 : 0;
 }
 
 /* What identifies a read for sharing its page: the statement and its parameters. */
@@ -475,23 +477,42 @@ static int resync_clear(struct store_conn *c, const struct feed_query *q, int64_
                      v, 2, NULL, err);
 }
 
+/* Begins the page's read in one snapshot: head, cursor checks, and the walk's statement
+ * started in *rows (NULL when the query names no table). On failure the caller ends the
+ * read (page_end). */
+static int page_begin(struct store_conn *c, const struct feed_query *q, struct feed_stmt *s,
+                      struct feed_text *out, int64_t *clear, struct store_rows **rows,
+                      struct err *err)
+{
+    *rows = NULL;
+    if (store_begin_read(c, err) != FERRY_OK || resync_check(c, q, clear, err) != FERRY_OK ||
+        feed_head(c, &out->head, err) != FERRY_OK ||
+        check_cursor(c, q->cursor, out->head, err) != FERRY_OK)
+        return FERRY_ERR;
+    return q->n_tables ? store_query(c, s->sql.data, s->v, s->n, rows, err) : FERRY_OK;
+}
+
+/* Ends the read: the cursor of a page with nothing after it is the head read. */
+static void page_end(struct store_conn *c, const struct feed_query *q, struct store_rows *rows,
+                     struct feed_text *out)
+{
+    store_rows_free(rows);
+    if (!out->has_more)
+        out->next_cursor = out->head > q->cursor ? out->head : q->cursor;
+    store_rollback(c);
+}
+
 /* The page of a read in one snapshot: head, cursor checks, changes. */
 static int read_page(struct store_conn *c, const struct feed_query *q, struct feed_stmt *s,
                      const int *offsets, struct feed_text *out, int64_t *clear, struct err *err)
 {
+    struct store_rows *rows = NULL;
+    struct render r = {.q = q, .offsets = offsets, .out = out};
     int rc = FERRY_ERR;
-    if (store_begin_read(c, err) != FERRY_OK)
-        goto out;
-    if (resync_check(c, q, clear, err) != FERRY_OK || feed_head(c, &out->head, err) != FERRY_OK ||
-        check_cursor(c, q->cursor, out->head, err) != FERRY_OK)
-        goto out;
-    if (q->n_tables && read_changes(c, q, s, offsets, out, err) != FERRY_OK)
-        goto out;
-    if (!out->has_more)
-        out->next_cursor = out->head > q->cursor ? out->head : q->cursor;
-    rc = FERRY_OK;
-out:
-    store_rollback(c);
+    if (page_begin(c, q, s, out, clear, &rows, err) == FERRY_OK &&
+        (!rows || page_rows(rows, &r, 0, err) == 0))
+        rc = FERRY_OK;
+    page_end(c, q, rows, out);
     return rc;
 }
 
@@ -611,4 +632,78 @@ out:
     store_rows_free(rows);
     free(sql);
     return rc;
+}
+
+/* --- a page written while it is sent ------------------------------------------------ */
+
+struct feed_stream {
+    struct store_conn *c;
+    struct feed_query q;                /* the caller's, with tables and exclude owned */
+    const struct synced_table **tables; /* owned */
+    char *exclude;                      /* owned */
+    struct feed_stmt s;
+    int *offsets;
+    struct store_rows *rows;
+    struct feed_text out; /* counts and cursors; its buffer is the one being filled */
+    struct render r;
+    int64_t clear;
+    bool reading; /* the read's snapshot is open */
+};
+
+int feed_stream_open(struct store_conn *c, const struct feed_query *q, struct feed_stream **out,
+                     struct err *err)
+{
+    struct feed_stream *fs = xcalloc(1, sizeof(*fs));
+    fs->c = c;
+    fs->q = *q;
+    fs->q.share = NULL; /* a stream is this reader's own */
+    fs->tables = xcalloc(q->n_tables + 1, sizeof(*fs->tables));
+    memcpy(fs->tables, q->tables, q->n_tables * sizeof(*fs->tables));
+    fs->q.tables = fs->tables;
+    fs->exclude = q->exclude_device ? xstrdup(q->exclude_device) : NULL;
+    fs->q.exclude_device = fs->exclude;
+    fs->offsets = xcalloc(q->n_tables + 1, sizeof(*fs->offsets));
+    fs->out.shape = FEED_CHANGES;
+    fs->r = (struct render){.q = &fs->q, .offsets = fs->offsets, .out = &fs->out};
+    feed_sql(&fs->q, &fs->s, fs->offsets);
+    *out = fs;
+    if (promote_pending(c, err) != FERRY_OK)
+        return FERRY_ERR;
+    fs->reading = true;
+    return page_begin(c, &fs->q, &fs->s, &fs->out, &fs->clear, &fs->rows, err);
+}
+
+int feed_stream_next(struct feed_stream *fs, struct buf *changes, size_t want, struct err *err)
+{
+    int step = 0;
+    fs->out.changes = changes;
+    if (fs->rows && (step = page_rows(fs->rows, &fs->r, want, err)) != 0)
+        return step;
+    page_end(fs->c, &fs->q, fs->rows, &fs->out);
+    fs->rows = NULL;
+    fs->reading = false;
+    if (fs->clear && resync_clear(fs->c, &fs->q, fs->clear, err) != FERRY_OK)
+        return -1;
+    fs->clear = 0;
+    return 0;
+}
+
+const struct feed_text *feed_stream_page(const struct feed_stream *fs)
+{
+    return &fs->out;
+}
+
+void feed_stream_free(struct feed_stream *fs)
+{
+    if (!fs)
+        return;
+    if (fs->reading)
+        page_end(fs->c, &fs->q, fs->rows, &fs->out);
+    buf_cleanup(&fs->s.sql);
+    free(fs->s.v);
+    free(fs->s.values);
+    free(fs->offsets);
+    free(fs->tables);
+    free(fs->exclude);
+    free(fs);
 }

@@ -18,6 +18,9 @@ struct feed_query {
     size_t n_tables;
     int64_t cursor; /* changes with seq > cursor */
     int limit;
+    /* Once the changes written reach this many bytes, the page ends at the next change
+     * (hasMore as if the limit were reached). 0: no budget. */
+    size_t max_bytes;
     const char *exclude_device; /* leave out this device's own changes; NULL: keep all */
     /* Whose feed: rows of tables with an owner or claim rule narrowed to the caller's
      * scope value, rows that left it shown as deletes. NULL: every row (admins). */
@@ -65,6 +68,20 @@ struct feed_text {
  * On failure the buffers may hold part of a page. */
 int feed_read_text(struct store_conn *c, const struct feed_query *q, struct feed_text *out,
                    struct err *err);
+
+/* A page written while it is sent: feed_stream_open reads as feed_read_text does up to
+ * the first row (its errors are feed_read's), then each feed_stream_next appends changes
+ * (comma-separated, as FEED_CHANGES) to changes until it grew by want bytes: 1 while more
+ * may follow, 0 once the page is whole (feed_stream_page then gives its counts and
+ * cursor), -1 on failure (*err says why; what was written is not a whole page). The
+ * stream holds c and its read snapshot until feed_stream_free (the caller releases c
+ * after). On an open that fails the caller still frees *out. Never shared (q->share). */
+struct feed_stream;
+int feed_stream_open(struct store_conn *c, const struct feed_query *q, struct feed_stream **out,
+                     struct err *err);
+int feed_stream_next(struct feed_stream *fs, struct buf *changes, size_t want, struct err *err);
+const struct feed_text *feed_stream_page(const struct feed_stream *fs);
+void feed_stream_free(struct feed_stream *fs);
 
 /* Reads one page in one snapshot. ERR_INVALID for a cursor from the future; ERR_GONE
  * when cursor > 0 is older than the tombstone purge horizon, or the device has a resync

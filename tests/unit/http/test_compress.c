@@ -137,6 +137,44 @@ static void test_no_gain_no_encoding(void **state)
     assert_null(compress_name(CODING_IDENTITY));
 }
 
+/* A body encoded in parts of uneven sizes decodes to the whole body, in both codings. */
+static void test_stream_round_trip(void **state)
+{
+    (void)state;
+    size_t len;
+    char *in = sample(&len), *back = malloc(len + 1);
+    for (enum coding coding = CODING_GZIP; coding <= CODING_ZSTD; coding++) {
+        struct compress_stream *cs = compress_stream_new(coding);
+        struct buf out;
+        buf_init(&out);
+        assert_non_null(cs);
+        for (size_t at = 0, part = 1; at < len; at += part, part = part * 3 + 7) {
+            size_t n = at + part < len ? part : len - at;
+            assert_true(compress_stream_write(cs, in + at, n, at + n == len, &out));
+        }
+        compress_stream_free(cs);
+        assert_true(out.len < len / 4);
+        if (coding == CODING_ZSTD) {
+            assert_int_equal(ZSTD_decompress(back, len + 1, out.data, out.len), len);
+        } else {
+            z_stream zs = {0};
+            assert_int_equal(inflateInit2(&zs, 15 + 16), Z_OK);
+            zs.next_in = (Bytef *)out.data;
+            zs.avail_in = (uInt)out.len;
+            zs.next_out = (Bytef *)back;
+            zs.avail_out = (uInt)len + 1;
+            assert_int_equal(inflate(&zs, Z_FINISH), Z_STREAM_END);
+            assert_int_equal(zs.total_out, len);
+            inflateEnd(&zs);
+        }
+        assert_memory_equal(back, in, len);
+        buf_cleanup(&out);
+    }
+    assert_null(compress_stream_new(CODING_IDENTITY));
+    free(back);
+    free(in);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -145,6 +183,7 @@ int main(void)
         cmocka_unit_test(test_gzip_round_trip),
         cmocka_unit_test(test_zstd_round_trip),
         cmocka_unit_test(test_no_gain_no_encoding),
+        cmocka_unit_test(test_stream_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
