@@ -391,7 +391,22 @@ static void changes_tail(struct buf *text, const struct feed_text *page)
 struct page_stream {
     struct feed_stream *fs;
     struct store_conn *db;
+    struct app *app;
 };
+
+/* A streamed page holds a store connection for as long as its client takes to read it, so
+ * at most half the pool is held by streams: slow readers cannot take every connection.
+ * Beyond that a stream=true call gets a plain page (at most CHANGES_MAX_LIMIT changes,
+ * the same answer's shape), which its client follows by cursor like any page. */
+static bool take_stream_slot(struct app *app)
+{
+    int size = 0, in_use = 0;
+    store_pool_stats(app->store, &size, &in_use);
+    if (atomic_fetch_add(&app->streams, 1) < (size > 1 ? size / 2 : 1))
+        return true;
+    atomic_fetch_sub(&app->streams, 1);
+    return false;
+}
 
 static int fill_page(void *ctx, struct buf *out)
 {
@@ -410,6 +425,7 @@ static void end_page(void *ctx)
     struct page_stream *ps = ctx;
     feed_stream_free(ps->fs);
     store_release(ps->db);
+    atomic_fetch_sub(&ps->app->streams, 1);
     free(ps);
 }
 
@@ -426,7 +442,7 @@ static int stream_page(struct request *req, const struct feed_query *q, struct b
         step = feed_stream_next(fs, text, STREAM_CHUNK, err);
     if (step == 1) {
         struct page_stream *ps = xcalloc(1, sizeof(*ps));
-        *ps = (struct page_stream){fs, req->db};
+        *ps = (struct page_stream){fs, req->db, req->app};
         req->db = NULL;
         http_reply_stream(req, HTTP_OK, "application/json", text, fill_page, end_page, ps);
         *streamed = true;
@@ -455,6 +471,10 @@ static int changes(struct request *req, struct err *err)
         changes_query(req, &q, &wait, &tables, stream, err) != FERRY_OK ||
         acting_device(req, http_query(req, "deviceId"), true, &device, err) != FERRY_OK)
         goto out;
+    if (stream && !take_stream_slot(req->app)) {
+        stream = false;
+        q.limit = q.limit < CHANGES_MAX_LIMIT ? q.limit : CHANGES_MAX_LIMIT;
+    }
     q.exclude_device = include_own && !strcmp(include_own, "true") ? NULL : device;
     struct rules_caller who;
     scope_caller(req, &who);
@@ -468,8 +488,11 @@ static int changes(struct request *req, struct err *err)
         q.share_head = req->woke_head > req->wait_head ? req->woke_head : req->wait_head;
     }
     buf_puts(&text, "{\"changes\":[");
-    if ((stream ? stream_page(req, &q, &text, &page, &streamed, err)
-                : feed_read_text(req->db, &q, &page, err)) != FERRY_OK)
+    int read = stream ? stream_page(req, &q, &text, &page, &streamed, err)
+                      : feed_read_text(req->db, &q, &page, err);
+    if (stream && !streamed)
+        atomic_fetch_sub(&req->app->streams, 1);
+    if (read != FERRY_OK)
         goto out;
     rc = FERRY_OK;
     if (streamed)

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from conftest import FERRY_BIN
+from devsync import op
 from test_client import device, local, start, sync
 
 ROWS = 2500  # a streamed page of them is two and a half plain pages
@@ -222,3 +223,50 @@ def test_a_huge_streamed_page_does_not_grow_the_server(make_server):
             time.sleep(0.0005)  # a slower reader than the server
     grown = vm_hwm_kb(srv.proc.pid) - before
     assert size > 40_000_000 and grown < 12_000, (size, grown)
+
+
+def slow_stream(srv, token):
+    """A streamed call whose client reads its first bytes and then nothing: the server
+    fills the socket's buffers and the stream stays in flight, holding its connection."""
+    import socket
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", srv.port))
+    s.sendall((f"GET {CHANGES}?cursor=0&limit=100000&stream=true&includeOwn=true HTTP/1.1\r\n"
+               f"Host: x\r\nAuthorization: Bearer {token}\r\nAccept-Encoding: identity\r\n\r\n"
+               ).encode())
+    assert s.recv(1024).startswith(b"HTTP/1.1 200")
+    return s
+
+
+def probe(srv, token):
+    """The number of changes a stream=true call for 5,000 gets, and whether it streamed."""
+    r = get(srv, token, cursor=0, limit=5000, stream="true")
+    assert r.status_code == 200, r.text
+    return len(r.json()["changes"]), r.headers.get("Transfer-Encoding") == "chunked"
+
+
+def test_slow_stream_readers_cannot_take_every_connection(make_server):
+    """Streams hold a store connection while their client reads, so at most half the pool
+    streams: past that a stream=true call gets a plain page of at most 1,000 changes, the
+    other requests keep their connections, and closed streams give their places back."""
+    srv = start(make_server, "--threads", "4")
+    fill(srv, 1, 20000, width=2000)  # about 40 MB: more than the sockets' buffers
+    phone = device(srv)
+    assert probe(srv, phone.token) == (5000, True)
+    held = []
+    try:
+        while len(held) < 8 and probe(srv, phone.token) == (5000, True):
+            held.append(slow_stream(srv, phone.token))
+        assert 1 <= len(held) < 8, len(held)  # half of the pool (4 threads and a few)
+        assert probe(srv, phone.token) == (1000, False)
+        # the other requests still find a connection
+        phone.report([op("orders", "insert", {"id": 99999, "item": "late", "qty": 1})])
+        assert get(srv, phone.token, cursor=0, limit=10).status_code == 200
+    finally:
+        for s in held:
+            s.close()
+    deadline = time.time() + 30
+    while probe(srv, phone.token) != (5000, True):
+        assert time.time() < deadline, "closed streams kept their places"
+        time.sleep(0.2)
