@@ -710,6 +710,11 @@ int fc_in_apply_txn(ferry_replica *r, int (*body)(ferry_replica *, void *), void
     rc = fc_state_set(r, "applying", 1);
     if (rc == FERRY_CLIENT_OK)
         rc = body(r, ctx);
+    return fc_apply_end(r, rc);
+}
+
+int fc_apply_end(ferry_replica *r, int rc)
+{
     if (rc == FERRY_CLIENT_OK)
         rc = fc_state_set(r, "applying", 0);
     if (rc == FERRY_CLIENT_OK)

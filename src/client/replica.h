@@ -171,6 +171,11 @@ bool fc_outbox_any(ferry_replica *r);
 /* Runs body(r, ctx) in one write transaction with capture off. */
 int fc_in_apply_txn(ferry_replica *r, int (*body)(ferry_replica *, void *), void *ctx);
 
+/* Ends a transaction of applied changes (its "applying" mark set): clears the mark and
+ * commits when rc is FERRY_CLIENT_OK, else (or when that fails) rolls back; returns the
+ * outcome. */
+int fc_apply_end(ferry_replica *r, int rc);
+
 /* Calls the conflict handler for the conflicts not yet delivered (conflicts.c). */
 int fc_deliver_conflicts(ferry_replica *r);
 

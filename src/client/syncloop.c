@@ -160,14 +160,7 @@ static int txn_commit(ferry_replica *r, struct load_txn *tx)
     if (!tx->open)
         return FERRY_CLIENT_OK;
     tx->open = false;
-    int rc = tx->bulk ? fc_capture_on(r) : FERRY_CLIENT_OK;
-    if (rc == FERRY_CLIENT_OK)
-        rc = fc_state_set(r, "applying", 0);
-    if (rc == FERRY_CLIENT_OK)
-        rc = fc_exec(r, "COMMIT");
-    if (rc != FERRY_CLIENT_OK)
-        sqlite3_exec(r->db, "ROLLBACK", NULL, NULL, NULL);
-    return rc;
+    return fc_apply_end(r, tx->bulk ? fc_capture_on(r) : FERRY_CLIENT_OK);
 }
 
 /* Applies the pages of one pull from the replica's cursor; *restart when the server

@@ -14,11 +14,11 @@ import random
 import signal
 import sqlite3
 import subprocess
-import threading
 import time
 
 from conftest import FERRY_BIN
 from devsync import user
+from relay import Relay
 
 REPLICAS = 6
 ROUNDS = 7
@@ -29,28 +29,15 @@ SCHEMA = [f"CREATE TABLE {t} (id INTEGER PRIMARY KEY, a TEXT, b INTEGER)" for t 
 TABLES = [*POLICIES, "own"]
 
 
-class Relay:
+class FaultyRelay(Relay):
     """A TCP relay to the server's current port. While faults are on, each connection is
     passed through, delayed, cut after a few bytes of the request, or cut after a few
     bytes of the answer (after the server did the work)."""
 
     def __init__(self, target, seed):
-        self.target, self.faults, self.rng = target, True, random.Random(seed)
+        self.faults, self.rng = True, random.Random(seed)
         self.modes = collections.Counter()
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def run():
-            asyncio.set_event_loop(self.loop)
-            self.server = self.loop.run_until_complete(
-                asyncio.start_server(self.handle, "127.0.0.1", 0))
-            self.port = self.server.sockets[0].getsockname()[1]
-            ready.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        assert ready.wait(5)
+        super().__init__(target)
 
     async def handle(self, reader, writer):
         mode = "ok"
@@ -63,34 +50,12 @@ class Relay:
             writer.close()
             return
         ends = (writer, up_writer)
-
-        async def pump(src, dst, limit):
-            sent = 0
-            try:
-                while data := await src.read(4096):
-                    if limit is not None and sent + len(data) >= limit:
-                        dst.write(data[:limit - sent])
-                        await dst.drain()
-                        break
-                    if mode == "delay":
-                        await asyncio.sleep(self.rng.uniform(0, 0.25))
-                    dst.write(data)
-                    await dst.drain()
-                    sent += len(data)
-            except OSError:
-                pass
-            finally:
-                for w in ends:
-                    w.close()
-
+        delay = (lambda: self.rng.uniform(0, 0.25)) if mode == "delay" else None
         await asyncio.gather(
-            pump(reader, up_writer, self.rng.randint(1, 300) if mode == "drop" else None),
-            pump(up_reader, writer, self.rng.randint(1, 400) if mode == "cut" else None))
-
-    def close(self):
-        self.loop.call_soon_threadsafe(self.server.close)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
+            self.pump(reader, up_writer, ends,
+                      self.rng.randint(1, 300) if mode == "drop" else None, 4096, delay),
+            self.pump(up_reader, writer, ends,
+                      self.rng.randint(1, 400) if mode == "cut" else None, 4096, delay))
 
 
 def connect(db):
@@ -197,7 +162,7 @@ def test_replicas_converge_through_restarts_kills_and_a_faulty_network(make_serv
     anna = user(srv, "anna")
     devices = [(anna.register(f"till{i}"), tmp_path / f"till{i}.db") for i in range(REPLICAS)]
     quiet_round(srv, devices)  # every replica gets its tables
-    relay = Relay(srv.port, seed)
+    relay = FaultyRelay(srv.port, seed)
     writes = collections.Counter()
     started = time.monotonic()
     try:

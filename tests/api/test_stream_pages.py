@@ -7,13 +7,13 @@ import asyncio
 import gzip
 import re
 import subprocess
-import threading
 import time
 
 import pytest
 
 from conftest import FERRY_BIN
 from devsync import op
+from relay import Relay
 from test_client import device, local, start, sync
 
 ROWS = 2500  # a streamed page of them is two and a half plain pages
@@ -117,55 +117,21 @@ def test_a_byte_budget_ends_a_page_early(make_server):
     assert seen == list(range(1, ROWS + 1)) and pages > 3
 
 
-class CuttingRelay:
+class CuttingRelay(Relay):
     """A TCP relay that, while cutting, closes each connection once the answer passed
     cut_at bytes (mid-page for a large page), after the server did the work."""
 
     def __init__(self, target, cut_at):
-        self.target, self.cut_at, self.cutting, self.cuts = target, cut_at, True, 0
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def run():
-            asyncio.set_event_loop(self.loop)
-            self.server = self.loop.run_until_complete(
-                asyncio.start_server(self.handle, "127.0.0.1", 0))
-            self.port = self.server.sockets[0].getsockname()[1]
-            ready.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        assert ready.wait(5)
+        self.cut_at, self.cutting, self.cuts = cut_at, True, 0
+        super().__init__(target)
 
     async def handle(self, reader, writer):
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
         ends = (writer, up_writer)
-
-        async def pump(src, dst, cut):
-            sent = 0
-            try:
-                while data := await src.read(65536):
-                    if cut and self.cutting and sent + len(data) > self.cut_at:
-                        dst.write(data[:self.cut_at - sent])
-                        await dst.drain()
-                        self.cuts += 1
-                        break
-                    dst.write(data)
-                    await dst.drain()
-                    sent += len(data)
-            except OSError:
-                pass
-            finally:
-                for w in ends:
-                    w.close()
-
-        await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True))
-
-    def close(self):
-        self.loop.call_soon_threadsafe(self.server.close)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
+        limit = self.cut_at if self.cutting else None
+        _, cut = await asyncio.gather(self.pump(reader, up_writer, ends),
+                                      self.pump(up_reader, writer, ends, limit))
+        self.cuts += cut
 
 
 def test_a_page_cut_mid_stream_leaves_the_replica_unchanged(make_server, tmp_path):
