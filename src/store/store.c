@@ -206,6 +206,7 @@ int store_begin(struct store_conn *conn, struct err *err)
         /* READ COMMITTED takes no snapshot at BEGIN: it can wait for the first statement
          * and travel with it, saving a round trip per transaction. */
         conn->begin_pending = true;
+        conn->begin_read = false;
         conn->in_txn = true;
         return FERRY_OK;
     }
@@ -221,12 +222,17 @@ int store_begin(struct store_conn *conn, struct err *err)
 
 int store_begin_read(struct store_conn *conn, struct err *err)
 {
-    const char *sql = conn->st->dialect == STORE_SQLITE
-                          ? "BEGIN DEFERRED"
-                          : "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
     if (conn->in_txn)
         return err_set(err, ERR_INTERNAL, "transaction already open");
-    if (conn->st->ops->exec(conn, sql, err) != FERRY_OK)
+    if (conn->st->dialect != STORE_SQLITE) {
+        /* A REPEATABLE READ snapshot is taken by the first statement, not by BEGIN: the
+         * BEGIN can travel with that statement (store_pg.c), a round trip less a read. */
+        conn->begin_pending = true;
+        conn->begin_read = true;
+        conn->in_txn = true;
+        return FERRY_OK;
+    }
+    if (conn->st->ops->exec(conn, "BEGIN DEFERRED", err) != FERRY_OK)
         return FERRY_ERR;
     conn->in_txn = true;
     return FERRY_OK;

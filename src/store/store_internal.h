@@ -45,9 +45,10 @@ struct store_conn {
     void *handle; /* sqlite3 * or PGconn * */
     void *cache;  /* backend's prepared-statement cache */
     bool in_txn;
-    /* PostgreSQL: store_begin was called and BEGIN not yet sent; it goes with the next
-     * statement, in one round trip (store_pg.c). */
+    /* PostgreSQL: store_begin (or store_begin_read: begin_read) was called and BEGIN not
+     * yet sent; it goes with the next statement, in one round trip (store_pg.c). */
     bool begin_pending;
+    bool begin_read;
     bool holds_writer;            /* SQLite: this connection holds the store's writer mutex */
     bool busy;                    /* handed out by store_acquire */
     struct store_rows *open_rows; /* result not yet freed, if any */

@@ -156,10 +156,17 @@ static bool commit_rolled_back(const char *sql, PGresult *res)
     return strncasecmp(sql, "COMMIT", 6) == 0 && strcmp(PQcmdStatus(res), "ROLLBACK") == 0;
 }
 
+/* The BEGIN a pending transaction starts with: a read's takes one snapshot for all its
+ * statements (store_begin_read), a write's is READ COMMITTED (store_begin). */
+static const char *begin_sql(const struct store_conn *conn)
+{
+    return conn->begin_read ? "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY" : "BEGIN";
+}
+
 static int pg_exec(struct store_conn *conn, const char *sql, struct err *err)
 {
     /* a pending BEGIN goes first in the same simple query (one round trip) */
-    char *with_begin = conn->begin_pending ? xasprintf("BEGIN; %s", sql) : NULL;
+    char *with_begin = conn->begin_pending ? xasprintf("%s; %s", begin_sql(conn), sql) : NULL;
     conn->begin_pending = false;
     PGresult *res = PQexec(conn->handle, with_begin ? with_begin : sql);
     free(with_begin);
@@ -316,15 +323,15 @@ static PGresult *exec_statement(PGconn *pg, const char *name, const char *sql,
 
 /* Runs the statement (send_statement) after a BEGIN, both in one pipeline: one round trip.
  * Returns the statement's result, or BEGIN's when that failed. */
-static PGresult *exec_after_begin(PGconn *pg, const char *name, const char *sql,
-                                  const struct pg_params *p, int n_params)
+static PGresult *exec_after_begin(PGconn *pg, const char *begin_text, const char *name,
+                                  const char *sql, const struct pg_params *p, int n_params)
 {
     PGresult *begin = NULL, *res = NULL, *extra;
     if (PQenterPipelineMode(pg) != 1) { /* not expected: the connection is idle */
-        PQclear(PQexec(pg, "BEGIN"));
+        PQclear(PQexec(pg, begin_text));
         return exec_statement(pg, name, sql, p, n_params);
     }
-    if (PQsendQueryParams(pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) == 1 &&
+    if (PQsendQueryParams(pg, begin_text, 0, NULL, NULL, NULL, NULL, 0) == 1 &&
         send_statement(pg, name, sql, p, n_params) == 1 && PQpipelineSync(pg) == 1) {
         /* each query's results end with NULL; the sync point's result comes last */
         begin = PQgetResult(pg);
@@ -358,7 +365,7 @@ static int run_prepared(struct store_conn *conn, const char *sql, const struct p
             return FERRY_ERR;
         bool begin = conn->begin_pending;
         conn->begin_pending = false;
-        *res = begin ? exec_after_begin(conn->handle, name, sql, p, n_params)
+        *res = begin ? exec_after_begin(conn->handle, begin_sql(conn), name, sql, p, n_params)
                      : exec_statement(conn->handle, name, sql, p, n_params);
         status = PQresultStatus(*res);
         if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)

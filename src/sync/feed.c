@@ -425,20 +425,45 @@ static void share_key(const struct feed_stmt *s, struct buf *key)
     }
 }
 
-static int check_cursor(struct store_conn *c, int64_t cursor, int64_t head, struct err *err)
+/* The marks a page's read checks, read in one statement (one round trip on PostgreSQL):
+ * the head (feed_head), the purge horizon (feed_horizon) and the device's resync mark
+ * (0 when it has none). */
+enum { MARK_HEAD, MARK_HORIZON, MARK_RESYNC, N_MARKS };
+#define MARKS_SQL(head)                                                                            \
+    "SELECT (" head "), (SELECT horizon FROM ferry_writer WHERE id = 1),"                          \
+    " (SELECT resync_seq FROM ferry_devices WHERE id = $1)"
+
+static int read_marks(struct store_conn *c, const struct feed_query *q, int64_t marks[N_MARKS],
+                      struct err *err)
 {
-    int64_t horizon = 0;
-    if (cursor > head)
+    struct store_val dev = sv_text(q->device_id);
+    struct store_rows *rows = NULL;
+    int step = -1;
+    if (store_query(c,
+                    store_conn_dialect(c) == STORE_POSTGRES
+                        ? MARKS_SQL("SELECT seq FROM ferry_head WHERE id = 1")
+                        : MARKS_SQL("SELECT COALESCE(MAX(seq), 0) FROM ferry_changes"),
+                    &dev, 1, &rows, err) == FERRY_OK)
+        step = store_rows_next(rows, err);
+    for (int i = 0; step == 1 && i < N_MARKS; i++)
+        marks[i] = store_rows_isnull(rows, i) ? 0 : store_rows_int(rows, i);
+    store_rows_free(rows);
+    if (step == 0)
+        return err_set(err, ERR_INTERNAL, "the change log's marks are missing");
+    return step == 1 ? FERRY_OK : FERRY_ERR;
+}
+
+static int check_cursor(int64_t cursor, const int64_t marks[N_MARKS], struct err *err)
+{
+    if (cursor > marks[MARK_HEAD])
         return err_set(err, ERR_INVALID,
                        "cursor %lld is from the future (the newest change is %lld)",
-                       (long long)cursor, (long long)head);
-    if (feed_horizon(c, &horizon, err) != FERRY_OK)
-        return FERRY_ERR;
-    if (cursor > 0 && cursor < horizon)
+                       (long long)cursor, (long long)marks[MARK_HEAD]);
+    if (cursor > 0 && cursor < marks[MARK_HORIZON])
         return err_set(err, ERR_GONE,
                        "resync required: cursor %lld is older than the purge horizon %lld;"
                        " pull again from cursor 0",
-                       (long long)cursor, (long long)horizon);
+                       (long long)cursor, (long long)marks[MARK_HORIZON]);
     return FERRY_OK;
 }
 
@@ -446,6 +471,21 @@ static int check_cursor(struct store_conn *c, int64_t cursor, int64_t head, stru
  * seq S) must start again from 0: a read from a cursor in (0, S) answers 410, and a
  * read from 0 (or from S on) clears the mark (*clear = S, for resync_clear after the
  * read), so the resync happens once and the pages of the new pull read on. */
+static int resync_of(const struct feed_query *q, int64_t mark, int64_t *clear, struct err *err)
+{
+    *clear = 0;
+    if (!q->device_id || mark == 0)
+        return FERRY_OK;
+    if (q->cursor > 0 && q->cursor < mark)
+        return err_set(err, ERR_GONE,
+                       "resync required: the sync rules or this device's attributes changed"
+                       " (at %lld, after cursor %lld); pull again from cursor 0",
+                       (long long)mark, (long long)q->cursor);
+    *clear = mark;
+    return FERRY_OK;
+}
+
+/* resync_of, with the device's mark read on its own (a reader answered a shared page). */
 static int resync_check(struct store_conn *c, const struct feed_query *q, int64_t *clear,
                         struct err *err)
 {
@@ -458,15 +498,7 @@ static int resync_check(struct store_conn *c, const struct feed_query *q, int64_
     if (store_query_int(c, "SELECT resync_seq FROM ferry_devices WHERE id = $1", &dev, 1, &mark,
                         &found, err) != FERRY_OK)
         return FERRY_ERR;
-    if (!found || mark == 0)
-        return FERRY_OK;
-    if (q->cursor > 0 && q->cursor < mark)
-        return err_set(err, ERR_GONE,
-                       "resync required: the sync rules or this device's attributes changed"
-                       " (at %lld, after cursor %lld); pull again from cursor 0",
-                       (long long)mark, (long long)q->cursor);
-    *clear = mark;
-    return FERRY_OK;
+    return resync_of(q, found ? mark : 0, clear, err);
 }
 
 static int resync_clear(struct store_conn *c, const struct feed_query *q, int64_t mark,
@@ -484,11 +516,13 @@ static int page_begin(struct store_conn *c, const struct feed_query *q, struct f
                       struct feed_text *out, int64_t *clear, struct store_rows **rows,
                       struct err *err)
 {
+    int64_t marks[N_MARKS] = {0};
     *rows = NULL;
-    if (store_begin_read(c, err) != FERRY_OK || resync_check(c, q, clear, err) != FERRY_OK ||
-        feed_head(c, &out->head, err) != FERRY_OK ||
-        check_cursor(c, q->cursor, out->head, err) != FERRY_OK)
+    if (store_begin_read(c, err) != FERRY_OK || read_marks(c, q, marks, err) != FERRY_OK ||
+        resync_of(q, marks[MARK_RESYNC], clear, err) != FERRY_OK ||
+        check_cursor(q->cursor, marks, err) != FERRY_OK)
         return FERRY_ERR;
+    out->head = marks[MARK_HEAD];
     return q->n_tables ? store_query(c, s->sql.data, s->v, s->n, rows, err) : FERRY_OK;
 }
 
