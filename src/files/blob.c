@@ -151,10 +151,22 @@ char *blob_path(const struct blob_store *bs, const char *hex, struct err *err)
     return xasprintf("%s/%.2s/%.2s/%s", bs->dir, hex, hex + 2, hex);
 }
 
+/* Whether blob hex is stored whole (size bytes), so that a new copy can be dropped. On S3
+ * an object of another size is a put that never finished: some S3-compatible servers
+ * (s3rver) write a put straight into the object, so a node that died mid-put, or a put
+ * still running, shows part of it. It counts as absent, and the caller puts it whole. */
+static bool stored_whole(const struct blob_store *bs, const char *hex, uint64_t size)
+{
+    uint64_t stored = 0;
+    if (!bs->s3)
+        return blob_exists(bs, hex);
+    return blob_valid_hex(hex) && blob_s3_exists(bs->s3, hex, &stored) && stored == size;
+}
+
 bool blob_exists(const struct blob_store *bs, const char *hex)
 {
     if (bs->s3)
-        return blob_valid_hex(hex) && blob_s3_exists(bs->s3, hex);
+        return blob_valid_hex(hex) && blob_s3_exists(bs->s3, hex, NULL);
     struct stat st;
     char *path = blob_path(bs, hex, NULL);
     bool found = path && stat(path, &st) == 0 && S_ISREG(st.st_mode);
@@ -224,7 +236,7 @@ int blob_writer_finish(struct blob_writer *w, const char *expect_sha256, char he
         return err_set(err, ERR_INVALID, "checksum mismatch: expected sha256 %.64s, got %s",
                        expect_sha256, hex);
     }
-    if (blob_exists(bs, hex)) { /* stored once: this copy is dropped */
+    if (stored_whole(bs, hex, *size)) { /* stored once: this copy is dropped */
         spool_discard(spool);
         return FERRY_OK;
     }
@@ -430,7 +442,7 @@ int blob_adopt_file(struct blob_store *bs, const char *path, const char *known_s
     if (expect_sha256 && strcmp(expect_sha256, hex) != 0)
         return err_set(err, ERR_INVALID, "checksum mismatch: expected sha256 %.64s, got %s",
                        expect_sha256, hex);
-    if (blob_exists(bs, hex)) {
+    if (stored_whole(bs, hex, *size)) {
         unlink(path);
         return FERRY_OK;
     }

@@ -197,12 +197,14 @@ void blob_s3_stage_drop(struct blob_s3 *s, const char *name_prefix)
     cloud_close(c);
 }
 
-bool blob_s3_exists(struct blob_s3 *s, const char *hex)
+bool blob_s3_exists(struct blob_s3 *s, const char *hex, uint64_t *size)
 {
     struct cloud *c = NULL;
     struct cloud_object o = {0};
     char *key = key_of(s, hex);
     bool found = client(s, &c, NULL) == FERRY_OK && cloud_head(c, key, &o, NULL) == FERRY_OK;
+    if (found && size)
+        *size = o.size;
     cloud_object_cleanup(&o);
     cloud_close(c);
     free(key);

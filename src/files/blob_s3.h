@@ -22,8 +22,9 @@ void blob_s3_close(struct blob_s3 *s);
 /* Puts the file at path as blob hex (its bytes hashed to hex by the caller). */
 int blob_s3_put(struct blob_s3 *s, const char *path, const char *hex, struct err *err);
 
-/* Whether blob hex is stored (false too when the endpoint does not answer). */
-bool blob_s3_exists(struct blob_s3 *s, const char *hex);
+/* Whether blob hex is stored (false too when the endpoint does not answer), with the
+ * stored object's size in *size when size is not NULL. */
+bool blob_s3_exists(struct blob_s3 *s, const char *hex, uint64_t *size);
 
 /* Copies len bytes of blob hex from start into the open file fd. */
 int blob_s3_fetch(struct blob_s3 *s, const char *hex, uint64_t start, uint64_t len, int fd,

@@ -286,3 +286,23 @@ def test_collection_on_one_node_spares_a_blob_claimed_on_the_other(s3nodes, emul
     r = b.post("/api/v1/admin/purge", token=a.admin_token)
     assert r.status_code == 200 and r.json()["blobs_collected"] == 1, r.text
     assert hexd not in stored_blobs(emulators, prefix)
+
+
+def test_a_torn_blob_object_is_put_again(s3nodes, emulators):  # noqa: F811
+    """A node killed while it puts a blob can leave part of the object behind: s3rver
+    writes a put straight into the object's file (so does a put still running). An upload
+    of the same content must not take that object for the blob: it puts it again whole."""
+    a, b, prefix = s3nodes()
+    tok = user_token(a, "bob")
+    data = random.Random("torn").randbytes(50 * 1024)
+    h = sha(data)
+    assert upload([a, b], 0, tok, "first.bin", data)["sha256"] == h
+    obj = os.path.join(emulators["s3"].data_dir, BUCKET, prefix, h[:2], h[2:4],
+                       h + "._S3rver_object")
+    with open(obj, "r+b") as f:
+        f.truncate(len(data) // 2)  # what a put cut short leaves
+    assert upload([a, b], 1, tok, "second.bin", data)["sha256"] == h
+    assert os.path.getsize(obj) == len(data)
+    for path in ("first.bin", "second.bin"):
+        r = call([a, b], 0, "GET", f"{V1}/download/{path}", tok)
+        assert r.status_code == 200 and r.content == data, path
