@@ -123,6 +123,7 @@ static int move_keys(struct store_conn *c, int64_t from, int64_t to, uint64_t **
     uint64_t *out = NULL;
     size_t count = 0, n_rows = 0;
     int step, rc = FERRY_ERR;
+    bool resync = false;
 
     *keys = NULL;
     *n = 0;
@@ -134,6 +135,9 @@ static int move_keys(struct store_conn *c, int64_t from, int64_t to, uint64_t **
     while ((step = store_rows_next(rows, err)) == 1) {
         const char *table = store_rows_text(rows, 0);
         n_rows++;
+        /* a resync mark (table '', changelog_resync_mark) names no table: the devices it
+         * sends back to cursor 0 are told by their next read (410), so all must read */
+        resync = resync || !*table;
         out[count++] = key_of('T', table, NULL);
         if (!store_rows_isnull(rows, 1))
             out[count++] = key_of('S', table, store_rows_text(rows, 1));
@@ -141,8 +145,8 @@ static int move_keys(struct store_conn *c, int64_t from, int64_t to, uint64_t **
     if (step != 0)
         goto out;
     rc = FERRY_OK;
-    /* nothing to read (a resync mark), or more than the statement returned (cut short) */
-    if (n_rows == 0 || n_rows > KEYS_MAX)
+    /* nothing to read, a resync mark, or more than the statement returned (cut short) */
+    if (n_rows == 0 || n_rows > KEYS_MAX || resync)
         goto out;
     qsort(out, count, sizeof(*out), by_value);
     *keys = out;

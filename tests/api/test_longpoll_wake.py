@@ -128,3 +128,30 @@ def test_a_change_on_one_node_wakes_the_waiters_of_the_other(_servers, pg_cluste
     b.pg, b.db_name = a.pg, a.db_name
     # u0 and u2 wait on node B, u1 and u3 on node A; every push goes to node A
     run_owner_scenario(lambda name: b if name in ("u0", "u2") else a, a)
+
+
+def test_changed_token_attributes_wake_the_devices_they_send_back(make_server):
+    """A token's attributes changed under a claim rule put a resync mark in the log (a
+    change of no table): the token's device parked on a long-poll answers 410 (pull again
+    from 0) at once, not at its deadline with the rows of its old claim."""
+    srv = make_server("--allowed-tables", "docs",
+                      schema=["CREATE TABLE docs (id INTEGER PRIMARY KEY, tenant TEXT)"],
+                      env={"FERRY_SYNC_RULES": "docs=claim:tenant_id:tenant"})
+    tok = srv.create_token(role="user", user_id="ivy", attrs={"tenant_id": "acme"})
+    phone = Client(srv, tok["token"]).register("ivy-phone")
+    srv.db_exec("INSERT INTO docs (id, tenant) VALUES (1, 'acme'), (2, 'globex')")
+    r = phone.get("/changes", params={"cursor": 0})
+    assert r.status_code == 200 and [c["id"] for c in r.json()["changes"]] == [1], r.text
+    cursor = r.json()["cursor"]
+    held = [t for t in srv.get("/api/v1/admin/tokens", token=srv.admin_token).json()["tokens"]
+            if t["device_id"] == phone.device_id][0]
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        poll = pool.submit(phone.get, "/changes", params={"cursor": cursor, "wait": WAIT_S},
+                           timeout=WAIT_S + 30)
+        time.sleep(0.5)
+        assert not poll.done(), poll.result().text
+        r = srv.request("PATCH", f"/api/v1/admin/tokens/{held['id']}", token=srv.admin_token,
+                        json={"attrs": {"tenant_id": "globex"}})
+        assert r.status_code == 200, r.text
+        r = poll.result(timeout=WAKE_S)
+    assert r.status_code == 410 and "resync" in r.json()["details"], r.text
