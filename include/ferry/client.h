@@ -223,7 +223,8 @@ FERRY_CLIENT_API int ferry_resolve(ferry_replica *r, const char *conflict_id, en
 typedef int (*ferry_sync_progress_fn)(void *ctx, int64_t pushed, int64_t pulled);
 
 /* Calls fn(ctx, ...) during each sync on the thread running it (NULL: no calls). fn must
- * not call libferry on r. */
+ * not call libferry on r, nor write the replica: it may run while the pull's transaction
+ * holds the file's write lock, which a write from any connection would wait for. */
 FERRY_CLIENT_API void ferry_set_progress_handler(ferry_replica *r, ferry_sync_progress_fn fn,
                                                  void *ctx);
 

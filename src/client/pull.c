@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "client/pull.h"
 #include "client/transport.h"
@@ -29,6 +30,7 @@ struct page_fetch {
     struct fc_page *page; /* a 200's page, parsed by on_answer */
     long status;
     int rc;
+    bool done;               /* the thread has finished (under pull.lock) */
     struct page_fetch *next; /* the page after, started from this one's text (or NULL) */
 };
 
@@ -105,6 +107,15 @@ static char *page_path(const ferry_replica *r, int64_t cursor, bool own, bool pl
                      r->device_id ? r->device_id : "");
 }
 
+/* Tells pull_ready that f's thread is done with it. */
+static void finished(struct page_fetch *f)
+{
+    pthread_mutex_lock(&f->pull->lock);
+    f->done = true;
+    pthread_cond_broadcast(&f->pull->moved);
+    pthread_mutex_unlock(&f->pull->lock);
+}
+
 static void *run_fetch(void *arg)
 {
     struct page_fetch *f = arg;
@@ -118,6 +129,7 @@ static void *run_fetch(void *arg)
     pthread_mutex_unlock(&p->lock);
     if (cancel) {
         f->rc = FERRY_CLIENT_EINVAL;
+        finished(f);
         return NULL;
     }
     conn->on_answer = on_answer;
@@ -144,6 +156,7 @@ static void *run_fetch(void *arg)
     }
     conn->on_answer = NULL;
     free(path);
+    finished(f);
     return NULL;
 }
 
@@ -223,6 +236,22 @@ int pull_next(struct pull *p, long *status, json_t **answer, struct fc_page **pa
     *page = f->page;
     free(f);
     return rc;
+}
+
+bool pull_ready(struct pull *p, int wait_ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+    until.tv_sec += wait_ms / 1000 + until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    pthread_mutex_lock(&p->lock);
+    while (p->head && !p->head->done)
+        if (pthread_cond_timedwait(&p->moved, &p->lock, &until) != 0)
+            break;
+    bool ready = !p->head || p->head->done;
+    pthread_mutex_unlock(&p->lock);
+    return ready;
 }
 
 void pull_applied(struct pull *p, struct fc_page *page)

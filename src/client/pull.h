@@ -27,6 +27,10 @@ struct pull *pull_start(ferry_replica *r, int64_t cursor, bool resync);
  * (recorded on r). */
 int pull_next(struct pull *p, long *status, json_t **answer, struct fc_page **page);
 
+/* Whether the page pull_next gives next is here (or pull_next would not wait for it),
+ * after waiting up to wait_ms for it. */
+bool pull_ready(struct pull *p, int wait_ms);
+
 /* Says the page pull_next gave last was applied, so fetching may run further ahead, and
  * frees it. */
 void pull_applied(struct pull *p, struct fc_page *page);

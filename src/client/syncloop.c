@@ -124,6 +124,10 @@ static int start_resync(ferry_replica *r, struct ferry_sync_stats *stats)
 /* A transaction whose first page has this many changes is a bulk load: the capture
  * triggers are dropped in it and made again before it commits (replica.h). */
 #define LOAD_BULK_CHANGES 1000
+/* How long an open transaction waits for a page still on its way before it commits: it
+ * holds the replica's write lock (and, in a bulk load, the capture triggers are off), so
+ * the app's own connections would wait, or fail busy, for as long as the network takes. */
+#define LOAD_PAGE_WAIT_MS 100
 
 struct load_txn {
     bool open;
@@ -179,6 +183,9 @@ static int pull_pages(ferry_replica *r, struct ferry_sync_stats *stats, bool *re
         json_t *answer = NULL;
         struct fc_page *page = NULL;
         long status = 0;
+        if (tx.open && !pull_ready(pages, LOAD_PAGE_WAIT_MS) &&
+            (rc = txn_commit(r, &tx)) != FERRY_CLIENT_OK)
+            break;
         rc = pull_next(pages, &status, &answer, &page);
         if (rc == FERRY_CLIENT_OK && status == 410 && !(*gone)++) {
             json_decref(answer);

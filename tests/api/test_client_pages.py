@@ -7,6 +7,7 @@ import json
 import os
 import pty
 import signal
+import sqlite3
 import subprocess
 
 from conftest import FERRY_BIN
@@ -113,3 +114,45 @@ def test_ctrl_c_stops_a_sync_between_pages_and_the_rerun_goes_on(make_server, tm
     stats = sync(srv, phone, db)
     assert stats["pulled"] == ROWS - have, stats
     assert local(db, "SELECT id, item, qty FROM orders ORDER BY id") == server_orders(srv)
+
+
+class CrawlRelay(SlowRelay):
+    """A SlowRelay passing the server's answers at about 20 KiB/s (a compressed page of
+    1,000 orders takes about half a second)."""
+
+    @staticmethod
+    def pump(src, dst, pause):
+        SlowRelay.pump(src, dst, pause * 12)
+
+
+def test_the_app_writes_while_a_sync_waits_for_its_next_page(make_server, tmp_path):
+    """A pull's transaction holds the replica's write lock (and in a bulk load the capture
+    triggers are off in it): it is committed instead of held while the next page is still
+    on its way, so the app's own connection writes meanwhile within a short busy timeout,
+    and the write is captured and pushed."""
+    srv = start(make_server)
+    fill(srv, 1, ROWS)
+    phone = device(srv)
+    db = tmp_path / "phone.db"
+    relay = CrawlRelay(int(srv.base.rsplit(":", 1)[1]))
+    try:
+        proc = subprocess.Popen([FERRY_BIN, "sync", "--json", "--url", relay.url, "--token",
+                                 phone.token, str(db)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        first = json.loads(proc.stdout.readline())
+        assert first["pulled"] == 1000, first
+        app = sqlite3.connect(db, timeout=1.0)
+        try:
+            with app:
+                app.execute("INSERT INTO orders (id, item, qty) VALUES (100000, 'local', 1)")
+        finally:
+            app.close()
+        assert proc.poll() is None  # the sync was still under way
+        _, err = proc.communicate(timeout=120)
+    finally:
+        relay.close()
+    assert proc.returncode == 0, err
+    stats = sync(srv, phone, db)
+    assert stats["pushed"] == 1, stats
+    assert srv.db_query("SELECT item, qty FROM orders WHERE id = 100000") == [["local", "1"]]
+    assert local(db, "SELECT COUNT(*) FROM orders")[0][0] == ROWS + 1
