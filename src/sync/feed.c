@@ -244,7 +244,8 @@ struct feed_stmt {
     struct buf sql;
     struct store_val *v;
     size_t n;
-    char (*values)[RULES_VALUE_MAX]; /* the caller's scope value per table, bound by v */
+    char (*values)[RULES_VALUE_MAX];  /* the caller's scope value per table, bound by v */
+    size_t cursor_param, limit_param; /* v[x - 1]: the walk's "seq >" and LIMIT values */
 };
 
 static size_t bind(struct feed_stmt *s, struct store_val v)
@@ -299,6 +300,7 @@ static void files_condition(struct buf *b, const struct feed_query *q)
 static void whole_sql(const struct feed_query *q, struct feed_stmt *s, int *offsets)
 {
     size_t cursor = bind(s, sv_int(q->cursor)), device = 0;
+    s->cursor_param = cursor;
     select_columns(&s->sql, q, "c.seq", "c.deleted", offsets);
     buf_puts(&s->sql, " FROM ferry_changes c");
     join_tables(&s->sql, q);
@@ -312,7 +314,8 @@ static void whole_sql(const struct feed_query *q, struct feed_stmt *s, int *offs
         device = bind(s, sv_text(q->exclude_device));
         buf_printf(&s->sql, " AND (c.device_id IS NULL OR c.device_id <> $%zu)", device);
     }
-    buf_printf(&s->sql, " ORDER BY c.seq LIMIT $%zu", bind(s, sv_int(q->limit + 1)));
+    s->limit_param = bind(s, sv_int(q->limit + 1));
+    buf_printf(&s->sql, " ORDER BY c.seq LIMIT $%zu", s->limit_param);
 }
 
 /* The log's columns, as every branch of a narrowed walk gives them. */
@@ -331,6 +334,8 @@ static void scoped_sql(const struct feed_query *q, const enum rules_reach *reach
                        char (*values)[RULES_VALUE_MAX], struct feed_stmt *s, int *offsets)
 {
     size_t cursor = bind(s, sv_int(q->cursor)), limit = bind(s, sv_int(q->limit + 1));
+    s->cursor_param = cursor;
+    s->limit_param = limit;
     size_t device = q->exclude_device ? bind(s, sv_text(q->exclude_device)) : 0, branch = 0;
     char *mine =
         device ? xasprintf(" AND (device_id IS NULL OR device_id <> $%zu)", device) : xstrdup("");
@@ -670,6 +675,12 @@ out:
 
 /* --- a page written while it is sent ------------------------------------------------ */
 
+/* PostgreSQL hands a statement's rows over whole: a streamed page is read there in
+ * statements of at most this many rows, each from where the one before ended (seq order,
+ * one snapshot, and a caller's feed never shows two changes at one seq), so the server
+ * holds a chunk of the page, not up to CHANGES_STREAM_MAX_LIMIT rows whatever maxBytes. */
+#define STREAM_PG_CHUNK 1000
+
 struct feed_stream {
     struct store_conn *c;
     struct feed_query q;                /* the caller's, with tables and exclude owned */
@@ -681,8 +692,36 @@ struct feed_stream {
     struct feed_text out; /* counts and cursors; its buffer is the one being filled */
     struct render r;
     int64_t clear;
-    bool reading; /* the read's snapshot is open */
+    bool reading;       /* the read's snapshot is open */
+    int64_t chunk;      /* PostgreSQL: the rows one statement reads; 0: the whole page */
+    size_t chunk_start; /* the changes written before the running statement's */
 };
+
+/* The LIMIT of the walk's next statement: the page's rows still to read (and the one
+ * telling that more follow), at most a chunk (and that one: a page of a chunk's changes
+ * is one statement). */
+static int64_t chunk_limit(const struct feed_stream *fs)
+{
+    int64_t left = (int64_t)fs->q.limit + 1 - (int64_t)fs->out.n;
+    return left <= fs->chunk + 1 ? left : fs->chunk;
+}
+
+/* After a statement's rows ran out: 1 when a next statement was started (the last one
+ * read as many rows as it asked for, and the page is not whole), 0 when the page is whole,
+ * -1 on error. */
+static int next_chunk(struct feed_stream *fs, struct err *err)
+{
+    if (!fs->chunk || fs->out.has_more ||
+        (int64_t)(fs->out.n - fs->chunk_start) < fs->s.v[fs->s.limit_param - 1].i)
+        return 0;
+    store_rows_free(fs->rows);
+    fs->rows = NULL;
+    fs->s.v[fs->s.cursor_param - 1] = sv_int(fs->out.next_cursor);
+    fs->s.v[fs->s.limit_param - 1] = sv_int(chunk_limit(fs));
+    fs->chunk_start = fs->out.n;
+    return store_query(fs->c, fs->s.sql.data, fs->s.v, fs->s.n, &fs->rows, err) == FERRY_OK ? 1
+                                                                                            : -1;
+}
 
 int feed_stream_open(struct store_conn *c, const struct feed_query *q, struct feed_stream **out,
                      struct err *err)
@@ -700,6 +739,10 @@ int feed_stream_open(struct store_conn *c, const struct feed_query *q, struct fe
     fs->out.shape = FEED_CHANGES;
     fs->r = (struct render){.q = &fs->q, .offsets = fs->offsets, .out = &fs->out};
     feed_sql(&fs->q, &fs->s, fs->offsets);
+    if (store_conn_dialect(c) == STORE_POSTGRES) {
+        fs->chunk = STREAM_PG_CHUNK;
+        fs->s.v[fs->s.limit_param - 1] = sv_int(chunk_limit(fs));
+    }
     *out = fs;
     if (promote_pending(c, err) != FERRY_OK)
         return FERRY_ERR;
@@ -711,7 +754,10 @@ int feed_stream_next(struct feed_stream *fs, struct buf *changes, size_t want, s
 {
     int step = 0;
     fs->out.changes = changes;
-    if (fs->rows && (step = page_rows(fs->rows, &fs->r, want, err)) != 0)
+    while (fs->rows && (step = page_rows(fs->rows, &fs->r, want, err)) == 0 &&
+           (step = next_chunk(fs, err)) == 1)
+        ;
+    if (step != 0)
         return step;
     page_end(fs->c, &fs->q, fs->rows, &fs->out);
     fs->rows = NULL;
