@@ -12,7 +12,7 @@ import subprocess
 
 from conftest import FERRY_BIN
 from test_client import device, local, start, sync
-from test_client_convergence import Relay
+from test_client_convergence import FaultyRelay
 from test_client_mirror import SlowRelay, read_all
 
 ROWS = 5500  # six pages of 1,000
@@ -51,7 +51,7 @@ def test_a_pull_of_many_pages_gets_every_row_once(make_server, tmp_path):
 def test_pages_cut_by_the_network_are_fetched_again(make_server, tmp_path):
     srv = start(make_server)
     fill(srv, 1, ROWS)
-    relay = Relay(int(srv.base.rsplit(":", 1)[1]), seed=7)
+    relay = FaultyRelay(int(srv.base.rsplit(":", 1)[1]), seed=7)
     db = tmp_path / "phone.db"
     phone = device(srv)
     try:
