@@ -13,6 +13,7 @@
 #include "client/pull.h"
 #include "client/transport.h"
 #include "ferry.h"
+#include "util/timeutil.h"
 
 #define SYNC_PATH "/api/v1/sync"
 /* Pages are asked for streamed (the server writes them as it reads them, so it may send
@@ -240,11 +241,7 @@ int pull_next(struct pull *p, long *status, json_t **answer, struct fc_page **pa
 
 bool pull_ready(struct pull *p, int wait_ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-    until.tv_sec += wait_ms / 1000 + until.tv_nsec / 1000000000L;
-    until.tv_nsec %= 1000000000L;
+    struct timespec until = time_after_ms(CLOCK_REALTIME, wait_ms);
     pthread_mutex_lock(&p->lock);
     while (p->head && !p->head->done)
         if (pthread_cond_timedwait(&p->moved, &p->lock, &until) != 0)

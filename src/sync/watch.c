@@ -42,11 +42,7 @@ static void sleep_ms(int ms)
 /* Sleeps up to ms, or until watch_poke. */
 static void wait_poke(struct watch *w, int ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    until.tv_sec += ms / 1000 + until.tv_nsec / 1000000000L;
-    until.tv_nsec %= 1000000000L;
+    struct timespec until = time_after_ms(CLOCK_MONOTONIC, ms);
     pthread_mutex_lock(&w->lock);
     while (!w->poked && !atomic_load(&w->stop))
         if (pthread_cond_timedwait(&w->cond, &w->lock, &until) == ETIMEDOUT)

@@ -61,3 +61,13 @@ int time_parse_iso8601(const char *text, int64_t *ms)
     *ms = (int64_t)timegm(&tm) * 1000 + frac;
     return 0;
 }
+
+struct timespec time_after_ms(clockid_t clock, int64_t ms)
+{
+    struct timespec t;
+    clock_gettime(clock, &t);
+    t.tv_nsec += (long)(ms % 1000) * 1000000L;
+    t.tv_sec += (time_t)(ms / 1000) + t.tv_nsec / 1000000000L;
+    t.tv_nsec %= 1000000000L;
+    return t;
+}
