@@ -159,8 +159,8 @@ wait_http() { # wait_http URL LOGFILE PID
 }
 
 # Summary of ferry's own per-request durationMs for one path (from its JSON log).
-server_times() { # server_times LOG PATH
-  grep -F "\"path\":\"$2\"" "$1" | sed -n 's/.*"durationMs":\([0-9.]*\).*/\1/p' | sort -n |
+server_times() { # server_times LOG PATH (a path never asked prints nothing)
+  { grep -F "\"path\":\"$2\"" "$1" || true; } | sed -n 's/.*"durationMs":\([0-9.]*\).*/\1/p' | sort -n |
     awk -v p="$2" '
       function at(q,   i) { i = int(NR * q) + 1; if (i > NR) i = NR; return v[i] }
       { v[NR] = $1; s += $1 }
