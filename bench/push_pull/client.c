@@ -10,7 +10,8 @@
  * handle each, keep-alive) take batches from a shared counter until all are sent; with
  * several URLs (several ferry nodes on one database) client i sends to URL i mod n.
  * pull: one client pages from the start (ferry: cursor 0 / next_cursor / has_more;
- * pouch: since=0 / last_seq) until the feed is exhausted, counting rows.
+ * pouch: since=0 / last_seq, until a page leaves it where it was) until the feed is
+ * exhausted, counting rows; pages are parsed on a second thread while the next is fetched.
  *
  * Prints one line "RESULT key=value ..." on stdout: wall time, ops (HTTP requests), rows,
  * latency percentiles, the client's own CPU time (user+sys, all threads) and the CPU time
@@ -474,94 +475,224 @@ static int do_push(const struct opts *o)
 
 /* --- pull ------------------------------------------------------------------------- */
 
+/* The pull is pipelined, as a real client's would be (libferry fetches the next page
+ * while it applies one): the fetching thread finds the page's cursor by a scan of the
+ * body's tail, since the cursor is its last key (ferry: "next_cursor", "has_more"; pouch:
+ * "last_seq"), and asks for the next page at once; a parsing thread parses each whole
+ * page with jansson, counts its rows and checks that the cursor it finds is the one the
+ * fetcher used. A page whose check fails is an error like any other. */
+
+#define PULL_QUEUE 4
+
+struct page_item {
+    struct buf body;
+    long status;
+    json_int_t cursor; /* ferry: the next_cursor the fetcher used */
+    bool more;         /* the fetcher's has_more */
+    char since[256];   /* pouch: the last_seq the fetcher used */
+};
+
+struct page_queue {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct page_item items[PULL_QUEUE];
+    int head, count;
+    bool done;
+    enum kind kind;
+    long rows;
+};
+
+/* The last occurrence of key in b, the position just after it, or NULL. */
+static const char *last_key(const struct buf *b, const char *key)
+{
+    size_t n = strlen(key);
+    for (size_t i = b->len >= n ? b->len - n + 1 : 0; i-- > 0;)
+        if (!memcmp(b->p + i, key, n))
+            return b->p + i + n;
+    return NULL;
+}
+
+/* The fetcher's scan: the cursor and whether more pages follow; false when absent. */
+static bool scan_cursor(enum kind kind, const struct buf *b, struct page_item *it,
+                        const char *since)
+{
+    if (kind == KIND_FERRY) {
+        const char *at = last_key(b, "\"next_cursor\":");
+        if (!at)
+            return false;
+        it->cursor = strtoll(at, NULL, 10);
+        it->more = strstr(at, "\"has_more\":true") != NULL;
+        return true;
+    }
+    const char *at = last_key(b, "\"last_seq\":");
+    if (!at)
+        return false;
+    size_t n = strcspn(at, ",}");
+    if (*at == '"') { /* a string: up to its closing quote */
+        const char *q = strchr(at + 1, '"');
+        if (!q)
+            return false;
+        at++;
+        n = (size_t)(q - at);
+    }
+    snprintf(it->since, sizeof(it->since), "%.*s", (int)n, at);
+    it->more = strcmp(it->since, since) != 0; /* ends with a page that does not move it */
+    return true;
+}
+
+/* The parser's check of one page: rows counted, the fetcher's cursor confirmed. */
+static void check_page(struct page_queue *q, struct page_item *it)
+{
+    json_error_t jerr;
+    json_t *doc = json_loadb(it->body.p, it->body.len, 0, &jerr);
+    if (!doc) {
+        report_error("pull (bad JSON)", it->status, jerr.text);
+        return;
+    }
+    if (q->kind == KIND_FERRY) {
+        json_t *next = json_object_get(doc, "next_cursor");
+        q->rows += (long)json_array_size(json_object_get(json_object_get(doc, "data"), "sales"));
+        if (!json_is_integer(next) || json_integer_value(next) != it->cursor ||
+            json_is_true(json_object_get(doc, "has_more")) != it->more)
+            report_error("pull (cursor scan disagrees with the parse)", it->status, it->body.p);
+    } else {
+        json_t *last = json_object_get(doc, "last_seq");
+        char seq[256] = "";
+        if (json_is_integer(last))
+            snprintf(seq, sizeof(seq), "%" JSON_INTEGER_FORMAT, json_integer_value(last));
+        else if (json_is_string(last))
+            snprintf(seq, sizeof(seq), "%s", json_string_value(last));
+        q->rows += (long)json_array_size(json_object_get(doc, "results"));
+        if (strcmp(seq, it->since) != 0)
+            report_error("pull (last_seq scan disagrees with the parse)", it->status, it->body.p);
+    }
+    json_decref(doc);
+}
+
+static void *parse_pages(void *arg)
+{
+    struct page_queue *q = arg;
+    pthread_mutex_lock(&q->lock);
+    for (;;) {
+        while (!q->count && !q->done)
+            pthread_cond_wait(&q->cond, &q->lock);
+        if (!q->count)
+            break;
+        struct page_item *it = &q->items[q->head];
+        pthread_mutex_unlock(&q->lock);
+        check_page(q, it);
+        pthread_mutex_lock(&q->lock);
+        q->head = (q->head + 1) % PULL_QUEUE;
+        q->count--;
+        pthread_cond_broadcast(&q->cond);
+    }
+    pthread_mutex_unlock(&q->lock);
+    return NULL;
+}
+
+/* Hands the body in c->resp to the parser (swapping buffers); waits while the queue is full. */
+static void queue_page(struct page_queue *q, struct conn *c, const struct page_item *scan)
+{
+    pthread_mutex_lock(&q->lock);
+    while (q->count == PULL_QUEUE)
+        pthread_cond_wait(&q->cond, &q->lock);
+    struct page_item *it = &q->items[(q->head + q->count) % PULL_QUEUE];
+    struct buf spare = it->body;
+    *it = *scan;
+    it->body = c->resp;
+    c->resp = spare;
+    q->count++;
+    pthread_cond_broadcast(&q->cond);
+    pthread_mutex_unlock(&q->lock);
+}
+
+/* Asks for the page after cursor/since; the answer is in c->resp. */
+static long ask_page(const struct opts *o, struct conn *c, json_int_t cursor, const char *since)
+{
+    char url[2048], body[256];
+    if (o->kind == KIND_FERRY) {
+        int n =
+            snprintf(body, sizeof(body),
+                     "{\"tables\":[\"sales\"],\"limit\":%ld,\"cursor\":%" JSON_INTEGER_FORMAT "}",
+                     o->page, cursor);
+        return conn_do(c, o->url, body, (size_t)n);
+    }
+    char *esc = curl_easy_escape(c->h, since, 0);
+    snprintf(url, sizeof(url), "%s?include_docs=true&limit=%ld&since=%s", o->url, o->page, esc);
+    curl_free(esc);
+    return conn_do(c, url, NULL, 0);
+}
+
+/* Fetches pages until the feed ends, queueing each; returns the number of requests. */
+static long fetch_pages(const struct opts *o, struct conn *c, struct page_queue *q, double **lat,
+                        long *bytes)
+{
+    long cap = 1024, n_lat = 0;
+    struct page_item scan = {.cursor = 0, .since = "0"};
+    for (;;) {
+        double t0 = now_s();
+        long status = ask_page(o, c, scan.cursor, scan.since);
+        if (n_lat == cap) {
+            cap *= 2;
+            *lat = realloc(*lat, cap * sizeof(double));
+        }
+        (*lat)[n_lat++] = (now_s() - t0) * 1000;
+        *bytes += c->resp.len;
+        if (status < 200 || status >= 300) {
+            if (status)
+                report_error("pull", status, c->resp.p);
+            break;
+        }
+        json_int_t before = scan.cursor;
+        char since[256];
+        snprintf(since, sizeof(since), "%s", scan.since);
+        if (!scan_cursor(o->kind, &c->resp, &scan, since)) {
+            report_error("pull (no cursor in the answer)", status, c->resp.p);
+            break;
+        }
+        if (o->kind == KIND_FERRY && scan.more && scan.cursor == before) {
+            report_error("pull (cursor did not move)", status, c->resp.p);
+            break;
+        }
+        scan.status = status;
+        queue_page(q, c, &scan);
+        if (!scan.more)
+            break;
+    }
+    return n_lat;
+}
+
 static int do_pull(const struct opts *o)
 {
     struct conn c = {0};
     conn_init(&c, o->n_tokens ? o->tokens[0] : NULL);
-    long cap = 1024, n_lat = 0, rows = 0, bytes = 0;
-    double *lat = xmalloc(cap * sizeof(double));
-    json_int_t cursor = 0;
-    char since[256] = "0";
+    long bytes = 0;
+    double *lat = xmalloc(1024 * sizeof(double));
+    struct page_queue q = {.kind = o->kind};
+    pthread_mutex_init(&q.lock, NULL);
+    pthread_cond_init(&q.cond, NULL);
     struct cpu_mark a, z;
+    pthread_t parser;
     mark(&a, o, true);
-    for (;;) {
-        char url[2048], body[256];
-        long status;
-        double t0 = now_s();
-        if (o->kind == KIND_FERRY) {
-            int n = snprintf(
-                body, sizeof(body),
-                "{\"tables\":[\"sales\"],\"limit\":%ld,\"cursor\":%" JSON_INTEGER_FORMAT "}",
-                o->page, cursor);
-            status = conn_do(&c, o->url, body, (size_t)n);
-        } else {
-            char *esc = curl_easy_escape(c.h, since, 0);
-            snprintf(url, sizeof(url), "%s?include_docs=true&limit=%ld&since=%s", o->url, o->page,
-                     esc);
-            curl_free(esc);
-            status = conn_do(&c, url, NULL, 0);
-        }
-        if (n_lat == cap) {
-            cap *= 2;
-            lat = realloc(lat, cap * sizeof(double));
-        }
-        lat[n_lat++] = (now_s() - t0) * 1000;
-        bytes += c.resp.len;
-        if (status < 200 || status >= 300) {
-            if (status)
-                report_error("pull", status, c.resp.p);
-            break;
-        }
-        json_error_t jerr;
-        json_t *doc = json_loadb(c.resp.p, c.resp.len, 0, &jerr);
-        if (!doc) {
-            report_error("pull (bad JSON)", status, jerr.text);
-            break;
-        }
-        long got;
-        bool more;
-        if (o->kind == KIND_FERRY) {
-            json_t *data = json_object_get(json_object_get(doc, "data"), "sales");
-            got = (long)json_array_size(data);
-            more = json_is_true(json_object_get(doc, "has_more"));
-            json_t *next = json_object_get(doc, "next_cursor");
-            if (!json_is_integer(next)) {
-                report_error("pull (no next_cursor)", status, c.resp.p);
-                json_decref(doc);
-                break;
-            }
-            if (more && json_integer_value(next) == cursor) {
-                report_error("pull (cursor did not move)", status, c.resp.p);
-                json_decref(doc);
-                break;
-            }
-            cursor = json_integer_value(next);
-        } else {
-            json_t *results = json_object_get(doc, "results"),
-                   *last = json_object_get(doc, "last_seq");
-            got = (long)json_array_size(results);
-            more = got >= o->page;
-            if (json_is_integer(last))
-                snprintf(since, sizeof(since), "%" JSON_INTEGER_FORMAT, json_integer_value(last));
-            else if (json_is_string(last))
-                snprintf(since, sizeof(since), "%s", json_string_value(last));
-            else
-                more = false;
-            if (got == 0)
-                more = false;
-        }
-        rows += got;
-        json_decref(doc);
-        if (!more)
-            break;
-    }
+    if (pthread_create(&parser, NULL, parse_pages, &q) != 0)
+        die("cannot start the parsing thread");
+    long n_lat = fetch_pages(o, &c, &q, &lat, &bytes);
+    pthread_mutex_lock(&q.lock);
+    q.done = true;
+    pthread_cond_broadcast(&q.cond);
+    pthread_mutex_unlock(&q.lock);
+    pthread_join(parser, NULL);
     mark(&z, o, false);
-    if (o->expect > 0 && rows != o->expect) {
+    if (o->expect > 0 && q.rows != o->expect) {
         char msg[128];
-        snprintf(msg, sizeof(msg), "pulled %ld rows, expected %ld", rows, o->expect);
+        snprintf(msg, sizeof(msg), "pulled %ld rows, expected %ld", q.rows, o->expect);
         report_error("pull (row count)", 200, msg);
     }
-    print_result(o, "pull", n_lat, rows, &a, &z, lat, n_lat, bytes);
+    print_result(o, "pull", n_lat, q.rows, &a, &z, lat, n_lat, bytes);
+    for (int i = 0; i < PULL_QUEUE; i++)
+        free(q.items[i].body.p);
+    pthread_cond_destroy(&q.cond);
+    pthread_mutex_destroy(&q.lock);
     conn_free(&c);
     free(lat);
     return n_errors ? 1 : 0;
