@@ -173,9 +173,7 @@ static void *keeper_main(void *arg)
     struct lease_keeper *k = arg;
     pthread_mutex_lock(&k->lock);
     while (!k->done && !atomic_load(&k->lost)) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += LEASES_RENEW_MS / 1000;
+        struct timespec until = time_after_ms(CLOCK_REALTIME, LEASES_RENEW_MS);
         if (pthread_cond_timedwait(&k->wake, &k->lock, &until) == 0 || k->done)
             continue;
         pthread_mutex_unlock(&k->lock);

@@ -258,9 +258,7 @@ static void *heartbeat_main(void *arg)
     struct job_heartbeat *h = arg;
     pthread_mutex_lock(&h->lock);
     while (!h->done) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += HEARTBEAT_MS / 1000;
+        struct timespec until = time_after_ms(CLOCK_REALTIME, HEARTBEAT_MS);
         if (pthread_cond_timedwait(&h->wake, &h->lock, &until) == 0 || h->done)
             continue;
         pthread_mutex_unlock(&h->lock);
@@ -352,9 +350,8 @@ static void *worker_main(void *arg)
             w->kicked = false;
             continue;
         }
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += 2; /* dead jobs of other servers are noticed within a few seconds */
+        /* dead jobs of other servers are noticed within a few seconds */
+        struct timespec until = time_after_ms(CLOCK_REALTIME, 2000);
         while (!w->stop && !w->kicked && pthread_cond_timedwait(&w->wake, &w->lock, &until) == 0)
             ;
     }

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "util/ticker.h"
+#include "util/timeutil.h"
 
 struct ticker {
     pthread_t thread;
@@ -21,9 +22,7 @@ static void *ticker_main(void *arg)
     struct ticker *t = arg;
     pthread_mutex_lock(&t->lock);
     while (!t->stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += (time_t)t->interval_s;
+        struct timespec until = time_after_ms(CLOCK_REALTIME, t->interval_s * 1000);
         while (!t->stop && pthread_cond_timedwait(&t->wake, &t->lock, &until) == 0)
             ;
         if (t->stop)

@@ -506,14 +506,7 @@ static void *thread_main(void *arg)
         maybe_purge(d);
         if (run_once(d))
             continue;
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += poll_ms / 1000;
-        until.tv_nsec += (poll_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = time_after_ms(CLOCK_REALTIME, poll_ms);
         pthread_mutex_lock(&d->lock);
         while (!atomic_load(&d->stop) && pthread_cond_timedwait(&d->wake, &d->lock, &until) == 0)
             ;
