@@ -786,21 +786,19 @@ int feed_stream_open(struct store_conn *c, const struct feed_query *q, struct fe
     return page_begin(c, &fs->q, &fs->s, &fs->out, &fs->clear, &fs->rows, err);
 }
 
-/* The page's end from the statement of feed_stream_by_table: its limit-th change and
- * the one after (none: the page ends at the head). */
+/* The page's end from the statement of feed_stream_by_table: the last of its first limit
+ * changes, when there are that many (fewer: the page ends at the head). Whether more
+ * follow, the rows' passes tell (a table's walk reads on past the end). */
 static int read_end(struct feed_stream *fs, struct err *err)
 {
     struct by_table *bt = fs->bt;
     int step = fs->rows ? store_rows_next(fs->rows, err) : 0;
     bt->end = INT64_MAX;
-    if (step == 1) {
-        bt->end = store_rows_int(fs->rows, 0);
-        fs->out.has_more = (step = store_rows_next(fs->rows, err)) == 1;
-    }
+    if (step == 1 && store_rows_int(fs->rows, 0) == fs->q.limit)
+        bt->end = store_rows_int(fs->rows, 1);
     store_rows_free(fs->rows);
     fs->rows = NULL;
-    if (fs->out.has_more)
-        fs->out.next_cursor = bt->end;
+    fs->out.next_cursor = bt->end; /* the head instead when nothing follows (page_end) */
     return step < 0 ? FERRY_ERR : FERRY_OK;
 }
 
@@ -813,8 +811,9 @@ int feed_stream_by_table(struct store_conn *c, const struct feed_query *q, const
     fs->bt->between = xstrdup(between);
     fs->bt->deletes_in = xcalloc(q->n_tables + 1, sizeof(bool));
     /* The page's walk over the log's columns (the joins stay only where a condition reads
-     * the row), its limit-th change and the next one telling that more follow. */
+     * the row), cut at the limit: how many and the last, which needs no order outside. */
     walk_sql(&fs->q, &fs->s, fs->offsets, true);
+    fs->s.v[fs->s.limit_param - 1] = sv_int(q->limit);
     /* each table's walk, built while the caller's rules caller lives (the stream outlives
      * the request's handler) */
     fs->bt->s = xcalloc(q->n_tables + 1, sizeof(*fs->bt->s));
@@ -827,8 +826,7 @@ int feed_stream_by_table(struct store_conn *c, const struct feed_query *q, const
     fs->q.caller = NULL;
     fs->q.files = NULL;
     buf_init(&sql);
-    buf_printf(&sql, "SELECT seq FROM (%s) w ORDER BY seq LIMIT 2 OFFSET %d", fs->s.sql.data,
-               q->limit - 1);
+    buf_printf(&sql, "SELECT COUNT(*), MAX(seq) FROM (%s) w", fs->s.sql.data);
     buf_cleanup(&fs->s.sql);
     fs->s.sql = sql;
     *out = fs;
@@ -884,8 +882,9 @@ static int pass_rows(struct feed_stream *fs, struct buf *b, size_t start, size_t
     int step;
     while ((step = store_rows_next(fs->rows, err)) == 1) {
         int64_t seq = store_rows_int(fs->rows, 0);
-        if (seq > bt->end) {
+        if (seq > bt->end) { /* a change after the page's end: more follow */
             bt->past_end = true;
+            fs->out.has_more = true;
             return 0;
         }
         bt->read++;
