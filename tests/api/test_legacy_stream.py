@@ -143,6 +143,13 @@ def test_a_small_streamed_pull_and_the_caps(make_server):
     body = ok(post(srv, limit=100001, stream=True))
     assert body["limit"] == 100000 and len(body["data"]["orders"]) == 6000
     assert body["has_more"] is False
+    # a page of exactly every change says nothing follows; one short of it that one does
+    whole = ok(post(srv, limit=6000, stream=True))
+    assert whole == body | {"limit": 6000}
+    short = ok(post(srv, limit=5999, stream=True))
+    assert short["has_more"] is True and short["data"]["orders"] == body["data"]["orders"][:-1]
+    rest = ok(post(srv, limit=5999, stream=True, cursor=short["next_cursor"]))
+    assert rest["data"]["orders"] == body["data"]["orders"][-1:] and not rest["has_more"]
     # stream must be a boolean; errors found before the first byte are answers as always
     assert_legacy_error(post(srv, stream="yes"), 400)
     assert_legacy_error(post(srv, stream=True, cursor=10**9), 400)
