@@ -242,7 +242,7 @@ static void put_row(struct render *r, const struct store_rows *rows)
 /* The statement's text and its parameters, numbered as they are added. */
 struct feed_stmt {
     struct buf sql;
-    bool log_only; /* the log's columns only (a page's end found before its rows) */
+    bool log_only; /* the seq alone (a page's end, found before its rows) */
     struct store_val *v;
     size_t n;
     char (*values)[RULES_VALUE_MAX];  /* the caller's scope value per table, bound by v */
@@ -256,17 +256,21 @@ static size_t bind(struct feed_stmt *s, struct store_val v)
 }
 
 /* The columns every feed query selects: the log's, then each table's from offsets[i]
- * (none with s->log_only). */
+ * (with s->log_only the seq alone). */
 static void select_columns(struct feed_stmt *s, const struct feed_query *q, const char *seq,
                            const char *deleted, int *offsets)
 {
     struct buf *b = &s->sql;
     int col = LOG_COLS;
+    if (s->log_only) {
+        buf_printf(b, "SELECT %s", seq);
+        return;
+    }
     buf_printf(b, "SELECT %s, c.tbl, c.pk, c.version, %s, c.updated_at, c.device_id", seq, deleted);
     /* Columns by name, not t.*: a column dropped while ferry runs is an error, never a
      * value reported under another column's name. */
     for (size_t i = 0; i < q->n_tables; i++) {
-        for (size_t k = 0; !s->log_only && k < q->tables[i]->n_cols; k++)
+        for (size_t k = 0; k < q->tables[i]->n_cols; k++)
             buf_printf(b, ", t%zu.%s", i, q->tables[i]->cols[k].quoted);
         offsets[i] = col;
         col += (int)q->tables[i]->n_cols;
@@ -385,7 +389,7 @@ static void scoped_sql(const struct feed_query *q, const enum rules_reach *reach
 }
 
 /* Builds the page's statement: the plain walk unless a rule narrows a table for the
- * caller; with log_only, selecting the log's columns only. */
+ * caller; with log_only, selecting the seq alone. */
 static void walk_sql(const struct feed_query *q, struct feed_stmt *s, int *offsets, bool log_only)
 {
     enum rules_reach *reach = xcalloc(q->n_tables + 1, sizeof(*reach));
@@ -810,7 +814,7 @@ int feed_stream_by_table(struct store_conn *c, const struct feed_query *q, const
     fs->bt = xcalloc(1, sizeof(*fs->bt));
     fs->bt->between = xstrdup(between);
     fs->bt->deletes_in = xcalloc(q->n_tables + 1, sizeof(bool));
-    /* The page's walk over the log's columns (the joins stay only where a condition reads
+    /* The page's walk over the log's seq (the joins stay only where a condition reads
      * the row), cut at the limit: how many and the last, which needs no order outside. */
     walk_sql(&fs->q, &fs->s, fs->offsets, true);
     fs->s.v[fs->s.limit_param - 1] = sv_int(q->limit);
