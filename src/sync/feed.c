@@ -712,7 +712,8 @@ struct feed_stream {
 };
 
 /* A page grouped by table (cloud-sync-api's shape) is written in passes over one snapshot:
- * its end (the seq of its last change) found first, over the log alone; then per table
+ * its end (the seq of its last change) found first, over the log alone (for one table,
+ * where the page is that table's walk cut at the limit, by its rows' pass); then per table
  * its rows in (cursor, end] in seq order, then per table the keys deleted there. Each
  * pass walks the page's statement narrowed to one table: that statement is a filter (or
  * under rules a union of branches) per table, so a table's walk is its part of the page,
@@ -837,7 +838,10 @@ int feed_stream_by_table(struct store_conn *c, const struct feed_query *q, const
     if (promote_pending(c, err) != FERRY_OK)
         return FERRY_ERR;
     fs->reading = true;
-    if (page_begin(c, &fs->q, &fs->s, &fs->out, &fs->clear, &fs->rows, err) != FERRY_OK)
+    /* One table's page is its walk cut at the limit: the rows' pass finds the end. */
+    struct feed_query marks = fs->q;
+    marks.n_tables = q->n_tables == 1 ? 0 : q->n_tables; /* no end walk for one table */
+    if (page_begin(c, &marks, &fs->s, &fs->out, &fs->clear, &fs->rows, err) != FERRY_OK)
         return FERRY_ERR;
     return read_end(fs, err);
 }
@@ -886,9 +890,12 @@ static int pass_rows(struct feed_stream *fs, struct buf *b, size_t start, size_t
     int step;
     while ((step = store_rows_next(fs->rows, err)) == 1) {
         int64_t seq = store_rows_int(fs->rows, 0);
-        if (seq > bt->end) { /* a change after the page's end: more follow */
+        if (fs->q.n_tables == 1 && bt->pass == 0 && fs->out.n == (size_t)fs->q.limit)
+            bt->end = bt->last; /* one table: its rows' pass wrote the whole page */
+        if (seq > bt->end) {    /* a change after the page's end: more follow */
             bt->past_end = true;
             fs->out.has_more = true;
+            fs->out.next_cursor = bt->end;
             return 0;
         }
         bt->read++;

@@ -84,13 +84,21 @@ def test_a_streamed_pull_is_the_plain_pages(make_server):
     assert list(body) == ["success", "data", "limit", "deleted", "next_cursor", "has_more"]
     assert body["data"] == data and body["deleted"] == deleted and body["limit"] == 100000
     assert (body["next_cursor"], body["has_more"]) == (cursor, False)
+    # one table's page is found by its own walk, without the log's: the same pages
+    one = plain_pages(srv, ["orders"], 1000)
+    body = ok(post(srv, tables=["orders"], limit=100000, stream=True))
+    assert (body["data"], body["deleted"], body["next_cursor"]) == one[:3]
     # under the plain cap, a streamed page is the plain page of its limit byte for byte
-    for limit in (2500, 5000):
-        plain = post(srv, tables=TABLES, limit=limit, cursor=0)
-        streamed = post(srv, tables=TABLES, limit=limit, cursor=0, stream=True)
+    for tables, limit in ((["orders"], 1999), (["orders"], 3000), (TABLES, 2500),
+                          (TABLES, 5000)):
+        plain = post(srv, tables=tables, limit=limit, cursor=0)
+        streamed = post(srv, tables=tables, limit=limit, cursor=0, stream=True)
         assert streamed.headers["Transfer-Encoding"] == "chunked"
         assert "chunked" not in plain.headers.get("Transfer-Encoding", "")
         assert streamed.content == plain.content and plain.json()["has_more"]
+        after = plain.json()["next_cursor"]
+        assert post(srv, tables=tables, limit=limit, cursor=after, stream=True).content == \
+            post(srv, tables=tables, limit=limit, cursor=after).content
     # every table by default, in the allowlist's order; a page from a cursor in the middle
     mid = plain.json()["next_cursor"]
     plain = post(srv, limit=5000, cursor=mid)
@@ -125,8 +133,12 @@ def test_a_streamed_pull_under_an_owner_rule_has_the_plain_pages_exits(make_serv
     body = ok(post(srv, token=anna, tables=tables, limit=100000, stream=True))
     assert body["data"] == data and body["deleted"] == deleted
     assert (body["next_cursor"], body["has_more"]) == (cursor, False)
-    plain = post(srv, token=anna, tables=tables, limit=3000)
-    assert post(srv, token=anna, tables=tables, limit=3000, stream=True).content == plain.content
+    for some in (tables, ["orders"]):
+        plain = post(srv, token=anna, tables=some, limit=3000)
+        assert plain.json()["has_more"]
+        assert plain.json()["deleted"]["orders"] or some == tables  # exits in orders' page
+        assert post(srv, token=anna, tables=some, limit=3000, stream=True).content == \
+            plain.content
 
 
 def test_a_small_streamed_pull_and_the_caps(make_server):
