@@ -37,8 +37,8 @@ struct app {
     struct apicloud *cloud;
     int64_t started_ms;
     atomic_int in_flight;
-    atomic_int streams;       /* streamed feed pages holding a store connection (api/sync.c) */
-    atomic_bool stopping;     /* the shutdown timeout passed: long requests end early */
+    atomic_int streams;   /* streamed feed pages holding a store connection (api/pagestream.c) */
+    atomic_bool stopping; /* the shutdown timeout passed: long requests end early */
     struct synced_set synced; /* the synced tables, loaded at start */
     struct filesys *files;    /* blobs, unfinished uploads, their leases and housekeeping */
     char **file_roots;        /* folders directory sync may name (file-root) */

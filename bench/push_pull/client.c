@@ -3,7 +3,7 @@
  *   client push --kind ferry|pouch --url URL[,URL...] [--token T1,T2,...] [--rows N] [--batch N]
  *               [--clients N] [--batch-id] [--pids PID,...] [--label NAME]
  *   client pull --kind ferry|pouch --url URL [--token T] [--page N] [--expect N]
- *               [--pids PID,...] [--label NAME]
+ *               [--stream] [--pids PID,...] [--label NAME]
  *   client freeport
  *
  * push: builds every request body before the clock starts, then N threads (one curl
@@ -12,6 +12,8 @@
  * pull: one client pages from the start (ferry: cursor 0 / next_cursor / has_more;
  * pouch: since=0 / last_seq, until a page leaves it where it was) until the feed is
  * exhausted, counting rows; pages are parsed on a second thread while the next is fetched.
+ * --stream (or STREAM=1 in the environment) asks ferry for streamed pages ("stream":true,
+ * pages of up to 100,000).
  *
  * Prints one line "RESULT key=value ..." on stdout: wall time, ops (HTTP requests), rows,
  * latency percentiles, the client's own CPU time (user+sys, all threads) and the CPU time
@@ -52,6 +54,7 @@ struct opts {
     int n_urls;
     long rows, batch, clients, page, expect;
     bool batch_id;
+    bool stream; /* pull: ask ferry for streamed pages */
     int pids[16];
     int n_pids;
 };
@@ -613,8 +616,8 @@ static long ask_page(const struct opts *o, struct conn *c, json_int_t cursor, co
     if (o->kind == KIND_FERRY) {
         int n =
             snprintf(body, sizeof(body),
-                     "{\"tables\":[\"sales\"],\"limit\":%ld,\"cursor\":%" JSON_INTEGER_FORMAT "}",
-                     o->page, cursor);
+                     "{\"tables\":[\"sales\"],\"limit\":%ld,\"cursor\":%" JSON_INTEGER_FORMAT "%s}",
+                     o->page, cursor, o->stream ? ",\"stream\":true" : "");
         return conn_do(c, o->url, body, (size_t)n);
     }
     char *esc = curl_easy_escape(c->h, since, 0);
@@ -718,6 +721,7 @@ int main(int argc, char **argv)
     if (argc < 2)
         die("usage: client push|pull|freeport [options]");
     o.mode = argv[1];
+    o.stream = getenv("STREAM") && !strcmp(getenv("STREAM"), "1");
     if (strcmp(o.mode, "freeport") == 0)
         return free_port();
     for (int i = 2; i < argc; i++) {
@@ -763,6 +767,8 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--expect")) {
             NEED();
             o.expect = atol(v);
+        } else if (!strcmp(a, "--stream")) {
+            o.stream = true;
         } else if (!strcmp(a, "--batch-id")) {
             o.batch_id = true;
         } else if (!strcmp(a, "--pids")) {

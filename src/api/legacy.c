@@ -2,11 +2,13 @@
  * POST /sync/pull and GET /sync/status, with its bodies and its
  * {"success":false,"error":"..."} errors. ferry's compatible extensions: a push may
  * carry batch_id (a retried batch is answered from the first run), and a pull may carry
- * cursor and answers next_cursor, has_more and the keys deleted since the cursor. */
+ * cursor and answers next_cursor, has_more and the keys deleted since the cursor, and may
+ * ask for a large page sent while it is read ("stream": true). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
+#include "api/pagestream.h"
 #include "api/scope.h"
 #include "app.h"
 #include "http/auth.h"
@@ -156,14 +158,16 @@ static int pull_tables(struct request *req, json_t *body, const struct synced_ta
     return FERRY_OK;
 }
 
-static int pull_limit(json_t *body, int *limit, struct err *err)
+/* The page's size: limit, cut to max as cloud-sync-api cuts it (PULL_MAX_LIMIT, or
+ * PAGESTREAM_MAX_LIMIT for a streamed page). */
+static int pull_limit(json_t *body, int max, int *limit, struct err *err)
 {
     int64_t v = PULL_DEFAULT_LIMIT;
     if (jsonutil_get_int(body, "limit", false, &v, err) != FERRY_OK)
         return FERRY_ERR;
     if (v < 1)
         return err_set(err, ERR_INVALID, "field 'limit' must be at least 1");
-    *limit = v > PULL_MAX_LIMIT ? PULL_MAX_LIMIT : (int)v;
+    *limit = v > max ? max : (int)v;
     return FERRY_OK;
 }
 
@@ -183,7 +187,7 @@ static int pull_cursor(json_t *body, int64_t *cursor, struct err *err)
 }
 
 /* {table: [items], ...} from one comma-separated list per table. */
-static void put_lists(struct buf *out, const struct synced_table **tables, size_t n,
+static void put_lists(struct buf *out, const struct synced_table *const *tables, size_t n,
                       const struct buf *lists)
 {
     buf_puts(out, "{");
@@ -198,58 +202,104 @@ static void put_lists(struct buf *out, const struct synced_table **tables, size_
     buf_puts(out, "}");
 }
 
+/* The end of a pull's answer, after its deleted keys. */
+static void pull_tail(struct buf *out, const struct feed_text *p)
+{
+    buf_printf(out, ",\"next_cursor\":%lld,\"has_more\":%s}", (long long)p->next_cursor,
+               p->has_more ? "true" : "false");
+}
+
 /* cloud-sync-api's answer, {"success":true, "data":{table:[rows]}, "limit":n,
  * "deleted":{table:[ids]}, "next_cursor":c, "has_more":b}, around the rows the feed wrote
  * per table. */
-static void pull_answer(struct buf *out, const struct synced_table **tables, size_t n,
+static void pull_answer(struct buf *out, const struct synced_table *const *tables, size_t n,
                         const struct feed_text *p, int limit)
 {
     buf_puts(out, "{\"success\":true,\"data\":");
     put_lists(out, tables, n, p->data);
     buf_printf(out, ",\"limit\":%d,\"deleted\":", limit);
     put_lists(out, tables, n, p->deleted);
-    buf_printf(out, ",\"next_cursor\":%lld,\"has_more\":%s}", (long long)p->next_cursor,
-               p->has_more ? "true" : "false");
+    pull_tail(out, p);
+}
+
+/* The page read whole, then answered. */
+static int plain_pull(struct request *req, const struct feed_query *q, struct buf *answer,
+                      struct err *err)
+{
+    struct feed_text page = {.shape = FEED_BY_TABLE};
+    page.data = xcalloc(q->n_tables + 1, sizeof(*page.data));
+    page.deleted = xcalloc(q->n_tables + 1, sizeof(*page.deleted));
+    int rc = feed_read_text(req->db, q, &page, err);
+    if (rc == FERRY_OK) {
+        pull_answer(answer, q->tables, q->n_tables, &page, q->limit);
+        http_reply_json_text(req, HTTP_OK, answer);
+    }
+    for (size_t i = 0; i < q->n_tables; i++) {
+        buf_cleanup(&page.data[i]);
+        buf_cleanup(&page.deleted[i]);
+    }
+    free(page.data);
+    free(page.deleted);
+    return rc;
+}
+
+/* The page sent while it is read (api/pagestream.h), the same answer as plain_pull's for
+ * the same limit; a page that fits in the first part is answered as a plain one. */
+static int stream_pull(struct request *req, const struct feed_query *q, struct buf *answer,
+                       struct err *err)
+{
+    struct feed_stream *fs = NULL;
+    struct feed_text page = {.shape = FEED_BY_TABLE};
+    bool streamed = false;
+    char *between = xasprintf(",\"limit\":%d,\"deleted\":", q->limit);
+    int rc = FERRY_ERR;
+
+    buf_puts(answer, "{\"success\":true,\"data\":");
+    if (feed_stream_by_table(req->db, q, between, &fs, err) != FERRY_OK)
+        feed_stream_free(fs);
+    else
+        rc = pagestream_send(req, fs, answer, pull_tail, &page, &streamed, err);
+    if (!streamed)
+        pagestream_give(req->app);
+    if (rc == FERRY_OK && !streamed) {
+        pull_tail(answer, &page);
+        http_reply_json_text(req, HTTP_OK, answer);
+    }
+    free(between);
+    return rc;
 }
 
 static int pull(struct request *req, struct err *err)
 {
     json_t *body = NULL;
     const struct synced_table **tables = NULL;
-    struct feed_text page = {.shape = FEED_BY_TABLE};
     struct feed_query q = {0};
     struct buf answer;
-    size_t n = 0;
+    bool stream = false;
     int64_t started = time_mono_us();
     int rc = FERRY_ERR;
 
     buf_init(&answer);
     if (req->json && http_json_body(req, &body, err) != FERRY_OK)
         return FERRY_ERR;
-    if (pull_tables(req, body, &tables, &n, err) != FERRY_OK ||
-        pull_limit(body, &q.limit, err) != FERRY_OK ||
+    if (pull_tables(req, body, &tables, &q.n_tables, err) != FERRY_OK ||
+        jsonutil_get_bool(body, "stream", false, &stream, err) != FERRY_OK ||
+        pull_limit(body, stream ? PAGESTREAM_MAX_LIMIT : PULL_MAX_LIMIT, &q.limit, err) !=
+            FERRY_OK ||
         pull_cursor(body, &q.cursor, err) != FERRY_OK)
         goto out;
+    /* beyond the streams' places a plain page, as if the pull had not asked */
+    if (stream && !pagestream_take(req->app)) {
+        stream = false;
+        q.limit = q.limit < PULL_MAX_LIMIT ? q.limit : PULL_MAX_LIMIT;
+    }
     q.tables = tables;
-    q.n_tables = n;
     struct rules_caller who;
     scope_caller(req, &who);
     q.caller = &who;
-    page.data = xcalloc(n + 1, sizeof(*page.data));
-    page.deleted = xcalloc(n + 1, sizeof(*page.deleted));
-    rc = feed_read_text(req->db, &q, &page, err);
+    rc = stream ? stream_pull(req, &q, &answer, err) : plain_pull(req, &q, &answer, err);
     metrics_sync(req->app->metrics, rc == FERRY_OK, (time_mono_us() - started) / 1000, 0);
-    if (rc == FERRY_OK) {
-        pull_answer(&answer, tables, n, &page, q.limit);
-        http_reply_json_text(req, HTTP_OK, &answer);
-    }
 out:
-    for (size_t i = 0; page.data && i < n; i++) {
-        buf_cleanup(&page.data[i]);
-        buf_cleanup(&page.deleted[i]);
-    }
-    free(page.data);
-    free(page.deleted);
     buf_cleanup(&answer);
     free(tables);
     return rc;

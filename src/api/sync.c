@@ -8,6 +8,7 @@
 
 #include "api/api.h"
 #include "api/files.h"
+#include "api/pagestream.h"
 #include "api/scope.h"
 #include "app.h"
 #include "sync/conflicts.h"
@@ -19,15 +20,10 @@
 #include "http/waiter.h"
 #include "store/store.h"
 #include "util/jsonutil.h"
-#include "util/log.h"
 #include "util/timeutil.h"
 
 #define CHANGES_DEFAULT_LIMIT 100
 #define CHANGES_MAX_LIMIT 1000
-/* With stream=true a page may be this long: it is written to the socket as its rows are
- * read, STREAM_CHUNK bytes at a time, so it is never whole in memory. */
-#define CHANGES_STREAM_MAX_LIMIT 100000
-#define STREAM_CHUNK (64 * 1024)
 /* maxBytes: a page ends once its changes reach this many bytes (at least 1 change). */
 #define CHANGES_MAX_BYTES ((int64_t)1 << 40)
 #define MAX_WAIT_S 60
@@ -367,7 +363,7 @@ static int changes_query(struct request *req, struct feed_query *q, int64_t *wai
     int64_t limit = 0, max_bytes = 0;
     if (feed_parse_cursor(http_query(req, "cursor"), &q->cursor, err) != FERRY_OK ||
         query_int(req, "limit", CHANGES_DEFAULT_LIMIT,
-                  stream ? CHANGES_STREAM_MAX_LIMIT : CHANGES_MAX_LIMIT, &limit, err) != FERRY_OK ||
+                  stream ? PAGESTREAM_MAX_LIMIT : CHANGES_MAX_LIMIT, &limit, err) != FERRY_OK ||
         query_int(req, "maxBytes", 0, CHANGES_MAX_BYTES, &max_bytes, err) != FERRY_OK ||
         query_int(req, "wait", 0, MAX_WAIT_S, wait, err) != FERRY_OK ||
         changes_tables(req, tables, &q->n_tables, err) != FERRY_OK)
@@ -387,71 +383,18 @@ static void changes_tail(struct buf *text, const struct feed_text *page)
                page->has_more ? "true" : "false");
 }
 
-/* A streamed page in flight: the feed's read and the store connection it holds. */
-struct page_stream {
-    struct feed_stream *fs;
-    struct store_conn *db;
-    struct app *app;
-};
-
-/* A streamed page holds a store connection for as long as its client takes to read it, so
- * at most half the pool is held by streams: slow readers cannot take every connection.
- * Beyond that a stream=true call gets a plain page (at most CHANGES_MAX_LIMIT changes,
- * the same answer's shape), which its client follows by cursor like any page. */
-static bool take_stream_slot(struct app *app)
-{
-    int size = 0, in_use = 0;
-    store_pool_stats(app->store, &size, &in_use);
-    if (atomic_fetch_add(&app->streams, 1) < (size > 1 ? size / 2 : 1))
-        return true;
-    atomic_fetch_sub(&app->streams, 1);
-    return false;
-}
-
-static int fill_page(void *ctx, struct buf *out)
-{
-    struct page_stream *ps = ctx;
-    struct err err = {0};
-    int step = feed_stream_next(ps->fs, out, STREAM_CHUNK, &err);
-    if (step == 0)
-        changes_tail(out, feed_stream_page(ps->fs));
-    else if (step < 0) /* the client sees a cut answer and asks again */
-        log_write(LOG_LEVEL_ERROR, "changes_stream_failed", json_pack("{s:s}", "msg", err.msg));
-    return step;
-}
-
-static void end_page(void *ctx)
-{
-    struct page_stream *ps = ctx;
-    feed_stream_free(ps->fs);
-    store_release(ps->db);
-    atomic_fetch_sub(&ps->app->streams, 1);
-    free(ps);
-}
-
-/* The page read as a stream: its first STREAM_CHUNK bytes in text, and when more
- * follow, the rest sent as it is read (the stream takes the request's connection). An
- * empty page goes the way of a read page (a long-poll waits). */
+/* The page read as a stream (api/pagestream.h). An empty page goes the way of a read
+ * page (a long-poll waits). */
 static int stream_page(struct request *req, const struct feed_query *q, struct buf *text,
                        struct feed_text *page, bool *streamed, struct err *err)
 {
     struct feed_stream *fs = NULL;
-    int step = -1;
     *streamed = false;
-    if (feed_stream_open(req->db, q, &fs, err) == FERRY_OK)
-        step = feed_stream_next(fs, text, STREAM_CHUNK, err);
-    if (step == 1) {
-        struct page_stream *ps = xcalloc(1, sizeof(*ps));
-        *ps = (struct page_stream){fs, req->db, req->app};
-        req->db = NULL;
-        http_reply_stream(req, HTTP_OK, "application/json", text, fill_page, end_page, ps);
-        *streamed = true;
-        return FERRY_OK;
+    if (feed_stream_open(req->db, q, &fs, err) != FERRY_OK) {
+        feed_stream_free(fs);
+        return FERRY_ERR;
     }
-    if (step == 0)
-        *page = *feed_stream_page(fs);
-    feed_stream_free(fs);
-    return step == 0 ? FERRY_OK : FERRY_ERR;
+    return pagestream_send(req, fs, text, changes_tail, page, streamed, err);
 }
 
 static int changes(struct request *req, struct err *err)
@@ -471,7 +414,9 @@ static int changes(struct request *req, struct err *err)
         changes_query(req, &q, &wait, &tables, stream, err) != FERRY_OK ||
         acting_device(req, http_query(req, "deviceId"), true, &device, err) != FERRY_OK)
         goto out;
-    if (stream && !take_stream_slot(req->app)) {
+    /* beyond the streams' places a plain page (at most CHANGES_MAX_LIMIT changes, the
+     * same answer's shape), which its client follows by cursor like any page */
+    if (stream && !pagestream_take(req->app)) {
         stream = false;
         q.limit = q.limit < CHANGES_MAX_LIMIT ? q.limit : CHANGES_MAX_LIMIT;
     }
@@ -491,7 +436,7 @@ static int changes(struct request *req, struct err *err)
     int read = stream ? stream_page(req, &q, &text, &page, &streamed, err)
                       : feed_read_text(req->db, &q, &page, err);
     if (stream && !streamed)
-        atomic_fetch_sub(&req->app->streams, 1);
+        pagestream_give(req->app);
     if (read != FERRY_OK)
         goto out;
     rc = FERRY_OK;

@@ -242,6 +242,7 @@ static void put_row(struct render *r, const struct store_rows *rows)
 /* The statement's text and its parameters, numbered as they are added. */
 struct feed_stmt {
     struct buf sql;
+    bool log_only; /* the seq alone (a page's end, found before its rows) */
     struct store_val *v;
     size_t n;
     char (*values)[RULES_VALUE_MAX];  /* the caller's scope value per table, bound by v */
@@ -254,11 +255,17 @@ static size_t bind(struct feed_stmt *s, struct store_val v)
     return s->n;
 }
 
-/* The columns every feed query selects: the log's, then each table's from offsets[i]. */
-static void select_columns(struct buf *b, const struct feed_query *q, const char *seq,
+/* The columns every feed query selects: the log's, then each table's from offsets[i]
+ * (with s->log_only the seq alone). */
+static void select_columns(struct feed_stmt *s, const struct feed_query *q, const char *seq,
                            const char *deleted, int *offsets)
 {
+    struct buf *b = &s->sql;
     int col = LOG_COLS;
+    if (s->log_only) {
+        buf_printf(b, "SELECT %s", seq);
+        return;
+    }
     buf_printf(b, "SELECT %s, c.tbl, c.pk, c.version, %s, c.updated_at, c.device_id", seq, deleted);
     /* Columns by name, not t.*: a column dropped while ferry runs is an error, never a
      * value reported under another column's name. */
@@ -301,7 +308,7 @@ static void whole_sql(const struct feed_query *q, struct feed_stmt *s, int *offs
 {
     size_t cursor = bind(s, sv_int(q->cursor)), device = 0;
     s->cursor_param = cursor;
-    select_columns(&s->sql, q, "c.seq", "c.deleted", offsets);
+    select_columns(s, q, "c.seq", "c.deleted", offsets);
     buf_puts(&s->sql, " FROM ferry_changes c");
     join_tables(&s->sql, q);
     /* "|| ''" keeps the planner off the (tbl, pk) index: the walk must follow seq. */
@@ -339,7 +346,7 @@ static void scoped_sql(const struct feed_query *q, const enum rules_reach *reach
     size_t device = q->exclude_device ? bind(s, sv_text(q->exclude_device)) : 0, branch = 0;
     char *mine =
         device ? xasprintf(" AND (device_id IS NULL OR device_id <> $%zu)", device) : xstrdup("");
-    select_columns(&s->sql, q, "c.seq", "c.deleted", offsets);
+    select_columns(s, q, "c.seq", "c.deleted", offsets);
     buf_puts(&s->sql, " FROM (");
     bool whole = false;
     for (size_t i = 0; i < q->n_tables; i++)
@@ -382,12 +389,13 @@ static void scoped_sql(const struct feed_query *q, const enum rules_reach *reach
 }
 
 /* Builds the page's statement: the plain walk unless a rule narrows a table for the
- * caller. */
-static void feed_sql(const struct feed_query *q, struct feed_stmt *s, int *offsets)
+ * caller; with log_only, selecting the seq alone. */
+static void walk_sql(const struct feed_query *q, struct feed_stmt *s, int *offsets, bool log_only)
 {
     enum rules_reach *reach = xcalloc(q->n_tables + 1, sizeof(*reach));
     char(*values)[RULES_VALUE_MAX] = xcalloc(q->n_tables + 1, sizeof(*values));
     bool narrowed = false;
+    s->log_only = log_only;
     s->values = values;
     for (size_t i = 0; i < q->n_tables; i++) {
         reach[i] = rules_reach(&q->tables[i]->rule, q->caller, values[i]);
@@ -401,6 +409,11 @@ static void feed_sql(const struct feed_query *q, struct feed_stmt *s, int *offse
     else
         whole_sql(q, s, offsets);
     free(reach);
+}
+
+static void feed_sql(const struct feed_query *q, struct feed_stmt *s, int *offsets)
+{
+    walk_sql(q, s, offsets, false);
 }
 
 /* Writes the rows of the walk into out until its changes buffer grew by want bytes
@@ -692,9 +705,30 @@ struct feed_stream {
     struct feed_text out; /* counts and cursors; its buffer is the one being filled */
     struct render r;
     int64_t clear;
-    bool reading;       /* the read's snapshot is open */
-    int64_t chunk;      /* PostgreSQL: the rows one statement reads; 0: the whole page */
-    size_t chunk_start; /* the changes written before the running statement's */
+    bool reading;        /* the read's snapshot is open */
+    int64_t chunk;       /* PostgreSQL: the rows one statement reads; 0: the whole page */
+    size_t chunk_start;  /* the changes written before the running statement's */
+    struct by_table *bt; /* FEED_BY_TABLE's passes; NULL for FEED_CHANGES */
+};
+
+/* A page grouped by table (cloud-sync-api's shape) is written in passes over one snapshot:
+ * its end (the seq of its last change) found first, over the log alone (for one table,
+ * where the page is that table's walk cut at the limit, by its rows' pass); then per table
+ * its rows in (cursor, end] in seq order, then per table the keys deleted there. Each
+ * pass walks the page's statement narrowed to one table: that statement is a filter (or
+ * under rules a union of branches) per table, so a table's walk is its part of the page,
+ * exits included, in the page's order. */
+struct by_table {
+    char *between;    /* written between the data object and the deleted object, owned */
+    int64_t end;      /* the page's last seq (INT64_MAX: the page ends at the head) */
+    bool *deletes_in; /* per table: its rows' pass met deleted ones */
+    size_t pass;      /* 0..n-1: table i's rows, n..2n-1: its deleted keys; 2n: done */
+    bool open, first; /* the pass's list is open; and still empty */
+    bool past_end;    /* the running statement read past the page's end */
+    bool done;
+    struct feed_stmt *s; /* per table: the page's statement narrowed to it */
+    int offset[1];
+    int64_t read, last; /* rows the running statement gave, and the last one's seq */
 };
 
 /* The LIMIT of the walk's next statement: the page's rows still to read (and the one
@@ -723,8 +757,8 @@ static int next_chunk(struct feed_stream *fs, struct err *err)
                                                                                             : -1;
 }
 
-int feed_stream_open(struct store_conn *c, const struct feed_query *q, struct feed_stream **out,
-                     struct err *err)
+static struct feed_stream *stream_new(struct store_conn *c, const struct feed_query *q,
+                                      enum feed_shape shape)
 {
     struct feed_stream *fs = xcalloc(1, sizeof(*fs));
     fs->c = c;
@@ -736,13 +770,20 @@ int feed_stream_open(struct store_conn *c, const struct feed_query *q, struct fe
     fs->exclude = q->exclude_device ? xstrdup(q->exclude_device) : NULL;
     fs->q.exclude_device = fs->exclude;
     fs->offsets = xcalloc(q->n_tables + 1, sizeof(*fs->offsets));
-    fs->out.shape = FEED_CHANGES;
+    fs->out.shape = shape;
     fs->r = (struct render){.q = &fs->q, .offsets = fs->offsets, .out = &fs->out};
-    feed_sql(&fs->q, &fs->s, fs->offsets);
-    if (store_conn_dialect(c) == STORE_POSTGRES) {
+    if (store_conn_dialect(c) == STORE_POSTGRES)
         fs->chunk = STREAM_PG_CHUNK;
+    return fs;
+}
+
+int feed_stream_open(struct store_conn *c, const struct feed_query *q, struct feed_stream **out,
+                     struct err *err)
+{
+    struct feed_stream *fs = stream_new(c, q, FEED_CHANGES);
+    feed_sql(&fs->q, &fs->s, fs->offsets);
+    if (fs->chunk)
         fs->s.v[fs->s.limit_param - 1] = sv_int(chunk_limit(fs));
-    }
     *out = fs;
     if (promote_pending(c, err) != FERRY_OK)
         return FERRY_ERR;
@@ -750,13 +791,214 @@ int feed_stream_open(struct store_conn *c, const struct feed_query *q, struct fe
     return page_begin(c, &fs->q, &fs->s, &fs->out, &fs->clear, &fs->rows, err);
 }
 
+/* The page's end from the statement of feed_stream_by_table: the last of its first limit
+ * changes, when there are that many (fewer: the page ends at the head). Whether more
+ * follow, the rows' passes tell (a table's walk reads on past the end). */
+static int read_end(struct feed_stream *fs, struct err *err)
+{
+    struct by_table *bt = fs->bt;
+    int step = fs->rows ? store_rows_next(fs->rows, err) : 0;
+    bt->end = INT64_MAX;
+    if (step == 1 && store_rows_int(fs->rows, 0) == fs->q.limit)
+        bt->end = store_rows_int(fs->rows, 1);
+    store_rows_free(fs->rows);
+    fs->rows = NULL;
+    fs->out.next_cursor = bt->end; /* the head instead when nothing follows (page_end) */
+    return step < 0 ? FERRY_ERR : FERRY_OK;
+}
+
+int feed_stream_by_table(struct store_conn *c, const struct feed_query *q, const char *between,
+                         struct feed_stream **out, struct err *err)
+{
+    struct feed_stream *fs = stream_new(c, q, FEED_BY_TABLE);
+    struct buf sql;
+    fs->bt = xcalloc(1, sizeof(*fs->bt));
+    fs->bt->between = xstrdup(between);
+    fs->bt->deletes_in = xcalloc(q->n_tables + 1, sizeof(bool));
+    /* The page's walk over the log's seq (the joins stay only where a condition reads
+     * the row), cut at the limit: how many and the last, which needs no order outside. */
+    walk_sql(&fs->q, &fs->s, fs->offsets, true);
+    fs->s.v[fs->s.limit_param - 1] = sv_int(q->limit);
+    /* each table's walk, built while the caller's rules caller lives (the stream outlives
+     * the request's handler) */
+    fs->bt->s = xcalloc(q->n_tables + 1, sizeof(*fs->bt->s));
+    for (size_t i = 0; i < q->n_tables; i++) {
+        struct feed_query one = fs->q;
+        one.tables = &fs->tables[i];
+        one.n_tables = 1;
+        feed_sql(&one, &fs->bt->s[i], fs->bt->offset);
+    }
+    fs->q.caller = NULL;
+    fs->q.files = NULL;
+    buf_init(&sql);
+    buf_printf(&sql, "SELECT COUNT(*), MAX(seq) FROM (%s) w", fs->s.sql.data);
+    buf_cleanup(&fs->s.sql);
+    fs->s.sql = sql;
+    *out = fs;
+    if (promote_pending(c, err) != FERRY_OK)
+        return FERRY_ERR;
+    fs->reading = true;
+    /* One table's page is its walk cut at the limit: the rows' pass finds the end. */
+    struct feed_query marks = fs->q;
+    marks.n_tables = q->n_tables == 1 ? 0 : q->n_tables; /* no end walk for one table */
+    if (page_begin(c, &marks, &fs->s, &fs->out, &fs->clear, &fs->rows, err) != FERRY_OK)
+        return FERRY_ERR;
+    return read_end(fs, err);
+}
+
+static void stmt_cleanup(struct feed_stmt *s)
+{
+    buf_cleanup(&s->sql);
+    free(s->v);
+    free(s->values);
+}
+
+/* One row of a pass: a row's data (null when gone) in the rows' pass, a deleted row's key
+ * in the keys' pass, as feed_read_text's FEED_BY_TABLE writes them. */
+static void put_listed(struct feed_stream *fs, struct buf *b)
+{
+    struct by_table *bt = fs->bt;
+    size_t i = bt->pass % fs->q.n_tables;
+    bool keys = bt->pass >= fs->q.n_tables, deleted;
+    bool data = has_data(fs->tables[i], bt->offset[0], fs->rows, &deleted);
+    if (!keys) {
+        fs->out.n++;
+        bt->deletes_in[i] = bt->deletes_in[i] || deleted;
+    }
+    if (deleted != keys)
+        return;
+    size_t mark = b->len;
+    if (!bt->first)
+        put_lit(b, ",");
+    if (!deleted && data)
+        put_data(b, fs->tables[i], bt->offset[0], fs->rows);
+    else if (!deleted)
+        put_lit(b, "null");
+    else if (!put_key(b, fs->tables[i], store_rows_text(fs->rows, 2))) {
+        jsonw_truncate(b, mark);
+        return;
+    }
+    bt->first = false;
+}
+
+/* Writes the running statement's rows of the page until b grew by want bytes since
+ * start: 1 when it did, 0 when the rows ran out or passed the page's end, -1 on error. */
+static int pass_rows(struct feed_stream *fs, struct buf *b, size_t start, size_t want,
+                     struct err *err)
+{
+    struct by_table *bt = fs->bt;
+    int step;
+    while ((step = store_rows_next(fs->rows, err)) == 1) {
+        int64_t seq = store_rows_int(fs->rows, 0);
+        if (fs->q.n_tables == 1 && bt->pass == 0 && fs->out.n == (size_t)fs->q.limit)
+            bt->end = bt->last; /* one table: its rows' pass wrote the whole page */
+        if (seq > bt->end) {    /* a change after the page's end: more follow */
+            bt->past_end = true;
+            fs->out.has_more = true;
+            fs->out.next_cursor = bt->end;
+            return 0;
+        }
+        bt->read++;
+        bt->last = seq;
+        put_listed(fs, b);
+        if (b->len - start >= want)
+            return 1;
+    }
+    return step < 0 ? -1 : 0;
+}
+
+/* Starts the pass's statement from cursor; the pass's table's walk reads at most the
+ * page's limit + 1 rows, or on PostgreSQL a chunk of them. */
+static int pass_query(struct feed_stream *fs, int64_t cursor, struct err *err)
+{
+    struct by_table *bt = fs->bt;
+    struct feed_stmt *s = &bt->s[bt->pass % fs->q.n_tables];
+    s->v[s->cursor_param - 1] = sv_int(cursor);
+    if (fs->chunk)
+        s->v[s->limit_param - 1] = sv_int(fs->chunk);
+    bt->read = 0;
+    bt->past_end = false;
+    return store_query(fs->c, s->sql.data, s->v, s->n, &fs->rows, err);
+}
+
+/* After the running statement's rows ran out: 1 when the pass's next chunk was started
+ * (PostgreSQL: the last one was full and short of the page's end), 0 when the pass is
+ * over, -1 on error. */
+static int pass_next_chunk(struct feed_stream *fs, struct err *err)
+{
+    struct by_table *bt = fs->bt;
+    if (!fs->chunk || bt->past_end || bt->read < fs->chunk)
+        return 0;
+    store_rows_free(fs->rows);
+    fs->rows = NULL;
+    return pass_query(fs, bt->last, err) == FERRY_OK ? 1 : -1;
+}
+
+/* Closes the pass's list (and after the last table's, its object) and begins the next
+ * pass: its list opened, and its statement started when there is something to read. */
+static int next_pass(struct feed_stream *fs, struct buf *b, struct err *err)
+{
+    struct by_table *bt = fs->bt;
+    size_t n = fs->q.n_tables;
+    store_rows_free(fs->rows);
+    fs->rows = NULL;
+    if (bt->open) {
+        put_lit(b, "]");
+        bt->open = false;
+        bt->pass++;
+    }
+    if (n == 0 || bt->pass == 2 * n) {
+        buf_puts(b, n ? "}" : "{}");
+        buf_puts(b, n ? "" : bt->between);
+        buf_puts(b, n ? "" : "{}");
+        bt->done = true;
+        return FERRY_OK;
+    }
+    if (bt->pass == n) {
+        put_lit(b, "}");
+        buf_puts(b, bt->between);
+    }
+    size_t i = bt->pass % n;
+    buf_puts(b, i == 0 ? "{" : ",");
+    jsonw_string(b, fs->tables[i]->name, strlen(fs->tables[i]->name));
+    put_lit(b, ":[");
+    bt->open = bt->first = true;
+    if (bt->pass >= n && !bt->deletes_in[i])
+        return FERRY_OK; /* no deleted keys: the list closes at the next call */
+    return pass_query(fs, fs->q.cursor, err);
+}
+
+/* feed_stream_next for FEED_BY_TABLE: the passes' lists until b grew by want bytes. */
+static int next_by_table(struct feed_stream *fs, struct buf *b, size_t want, struct err *err)
+{
+    size_t start = b->len;
+    int step;
+    while (!fs->bt->done) {
+        if (fs->rows && (step = pass_rows(fs, b, start, want, err)) != 0)
+            return step;
+        if (fs->rows && (step = pass_next_chunk(fs, err)) != 0) {
+            if (step < 0)
+                return -1;
+            continue;
+        }
+        if (next_pass(fs, b, err) != FERRY_OK)
+            return -1;
+        if (b->len - start >= want && !fs->bt->done)
+            return 1;
+    }
+    return 0;
+}
+
 int feed_stream_next(struct feed_stream *fs, struct buf *changes, size_t want, struct err *err)
 {
     int step = 0;
     fs->out.changes = changes;
-    while (fs->rows && (step = page_rows(fs->rows, &fs->r, want, err)) == 0 &&
-           (step = next_chunk(fs, err)) == 1)
-        ;
+    if (fs->bt)
+        step = next_by_table(fs, changes, want, err);
+    else
+        while (fs->rows && (step = page_rows(fs->rows, &fs->r, want, err)) == 0 &&
+               (step = next_chunk(fs, err)) == 1)
+            ;
     if (step != 0)
         return step;
     page_end(fs->c, &fs->q, fs->rows, &fs->out);
@@ -779,9 +1021,15 @@ void feed_stream_free(struct feed_stream *fs)
         return;
     if (fs->reading)
         page_end(fs->c, &fs->q, fs->rows, &fs->out);
-    buf_cleanup(&fs->s.sql);
-    free(fs->s.v);
-    free(fs->s.values);
+    for (size_t i = 0; fs->bt && i < fs->q.n_tables; i++)
+        stmt_cleanup(&fs->bt->s[i]);
+    if (fs->bt) {
+        free(fs->bt->s);
+        free(fs->bt->between);
+        free(fs->bt->deletes_in);
+    }
+    free(fs->bt);
+    stmt_cleanup(&fs->s);
     free(fs->offsets);
     free(fs->tables);
     free(fs->exclude);

@@ -80,6 +80,13 @@ struct feed_stream;
 int feed_stream_open(struct store_conn *c, const struct feed_query *q, struct feed_stream **out,
                      struct err *err);
 int feed_stream_next(struct feed_stream *fs, struct buf *changes, size_t want, struct err *err);
+/* feed_stream_open for cloud-sync-api's grouping (FEED_BY_TABLE, no byte budget): its
+ * feed_stream_next calls write {table: [rows], ...}, then between, then {table: [keys],
+ * ...}, in q->tables' order, each list as feed_read_text's data[i] and deleted[i]. The
+ * page's end is found when it opens (one walk over the log alone), and the rows are read
+ * per table in the same snapshot. */
+int feed_stream_by_table(struct store_conn *c, const struct feed_query *q, const char *between,
+                         struct feed_stream **out, struct err *err);
 const struct feed_text *feed_stream_page(const struct feed_stream *fs);
 void feed_stream_free(struct feed_stream *fs);
 
