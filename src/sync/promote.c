@@ -25,8 +25,10 @@
     " UPDATE ferry_head SET seq = (SELECT MAX(seq) FROM p) WHERE id = 1"                           \
     " AND EXISTS (SELECT 1 FROM p);"
 
-/* A writer's own entries: those its transaction wrote (xmin, the transaction that made
- * the row version, is its own; ferry's writers use no savepoints on PostgreSQL). It locks
+/* A writer's own entries: those its transaction wrote, by the top-level transaction id
+ * the capture trigger recorded (txid), which a subtransaction shares (a user's trigger
+ * writing another synced table in an EXCEPTION block; xmin would be the subtransaction's
+ * xid there); entries from before migration 15 have none and are matched by xmin. It locks
  * nothing and waits for no one: no other transaction can hold a version this one made, so
  * each is updated where the scan found it (ctid: a TID scan, not a second walk of the key
  * index; about a fifth less CPU for 500 entries). */
@@ -34,7 +36,8 @@
     "WITH p AS (UPDATE ferry_changes c SET seq = n.seq FROM ("                                     \
     " SELECT o.id, nextval('ferry_change_seq') AS seq FROM ("                                      \
     " SELECT ctid AS id FROM ferry_changes WHERE seq IS NULL"                                      \
-    " AND xmin = pg_current_xact_id_if_assigned()::xid ORDER BY wseq) o) n"                        \
+    " AND (txid = txid_current_if_assigned() OR (txid IS NULL"                                     \
+    " AND xmin = pg_current_xact_id_if_assigned()::xid)) ORDER BY wseq) o) n"                      \
     " WHERE c.ctid = n.id RETURNING c.tbl, c.pk, c.seq),"                                          \
     " x AS (UPDATE ferry_scope_exits x SET seq = p.seq FROM p"                                     \
     " WHERE x.tbl = p.tbl AND x.pk = p.pk AND x.seq IS NULL RETURNING 1)"                          \

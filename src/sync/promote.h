@@ -14,7 +14,8 @@
 /* Gives every committed pending entry (and the scope exits it left) the next seq, in
  * write order. Outside a transaction it runs in one of its own. Inside one (a push, at
  * its end) it first runs the transaction's deferred constraint checks (SET CONSTRAINTS ALL
- * IMMEDIATE), then numbers only the transaction's own entries (other programs' committed
+ * IMMEDIATE), then numbers only the transaction's own entries (those whose txid is its
+ * top-level transaction id, so its subtransactions' too; other programs' committed
  * ones are left to the next promoter outside a transaction: the listener's, a read's) and
  * holds the promoters' lock until that transaction ends, so the caller should commit
  * promptly. Entries whose row another running transaction is changing again are left for

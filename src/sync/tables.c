@@ -16,7 +16,7 @@
 #include "util/timeutil.h"
 
 /* Bumped when the trigger text changes, so existing installs are replaced. */
-#define TRIGGER_VERSION 12
+#define TRIGGER_VERSION 13
 
 /* Milliseconds since the epoch in SQLite's own SQL: triggers run in other programs too,
  * so they may use only built-in functions. */
@@ -168,8 +168,11 @@ static char *sqlite_trigger_sql(const struct synced_table *t)
  * pending (seq NULL, wseq its place in write order) and takes no lock beyond its own log
  * row, whose lock follows the data row's (only the writer of a row writes its entry), so
  * version stays exact and writers to synced tables never wait for one another; the
- * promoter gives the entry its seq once committed (promote.h). ferry's own writes set
- * ferry.device for their transaction; writes from elsewhere leave it unset. */
+ * promoter gives the entry its seq once committed (promote.h). Each entry records its
+ * top-level transaction (txid_current(), the same inside a subtransaction: a user trigger's
+ * EXCEPTION block, a SAVEPOINT), by which a push finds its own entries to number them.
+ * ferry's own writes set ferry.device for their transaction; writes from elsewhere leave
+ * it unset. */
 
 /* Logs the keys of `rows` (new_rows or old_rows, filtered by `where`) as changed. */
 static void pg_log_rows(struct buf *b, const struct synced_table *t, const char *rows, int deleted,
@@ -179,11 +182,12 @@ static void pg_log_rows(struct buf *b, const struct synced_table *t, const char 
                                   : xasprintf("ferry_r.%s::text", t->cols[t->rule_col].quoted);
     buf_printf(b,
                "  INSERT INTO ferry_changes AS c (tbl, pk, version, deleted, updated_at,"
-               " device_id, scope)\n"
-               "    SELECT %s, ferry_r.%s::text, 1, %d, now_ms, dev, %s FROM %s ferry_r%s\n"
+               " device_id, scope, txid)\n"
+               "    SELECT %s, ferry_r.%s::text, 1, %d, now_ms, dev, %s, xact FROM %s ferry_r%s\n"
                "    ON CONFLICT (tbl, pk) DO UPDATE SET seq = NULL, wseq = EXCLUDED.wseq,\n"
                "      version = c.version + 1, deleted = %d, updated_at = EXCLUDED.updated_at,\n"
-               "      device_id = EXCLUDED.device_id, scope = EXCLUDED.scope;\n",
+               "      device_id = EXCLUDED.device_id, scope = EXCLUDED.scope,"
+               " txid = EXCLUDED.txid;\n",
                t->literal, t->cols[t->pk].quoted, deleted, scope, rows, where, deleted);
     free(scope);
 }
@@ -221,6 +225,7 @@ static char *pg_function_sql(const struct synced_table *t, const char *fn, const
                "DECLARE\n"
                "  dev text := NULLIF(current_setting('ferry.device', true), '');\n"
                "  now_ms bigint := (extract(epoch from clock_timestamp()) * 1000)::bigint;\n"
+               "  xact bigint := txid_current();\n"
                "BEGIN\n",
                fn);
     if (!strcmp(event, "ins")) {

@@ -43,9 +43,24 @@ SCHEMA = [
     "CREATE CONSTRAINT TRIGGER slow AFTER INSERT OR UPDATE ON items"
     " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.v = -1)"
     " EXECUTE FUNCTION slow_commit()",
+    # A user's trigger that mirrors each note in audit (another synced table) inside an
+    # EXCEPTION block and one nested in it: subtransactions, whose rows have xmins of
+    # their own.
+    "CREATE TABLE notes (id TEXT PRIMARY KEY, v INTEGER)",
+    "CREATE TABLE audit (id TEXT PRIMARY KEY, note TEXT)",
+    "CREATE FUNCTION audit_note() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    " BEGIN INSERT INTO audit VALUES (NEW.id || '-a', NEW.v::text)"
+    "  ON CONFLICT (id) DO UPDATE SET note = EXCLUDED.note;"
+    "  BEGIN INSERT INTO audit VALUES (NEW.id || '-b', NEW.v::text)"
+    "   ON CONFLICT (id) DO UPDATE SET note = EXCLUDED.note;"
+    "  EXCEPTION WHEN unique_violation THEN NULL; END;"
+    " EXCEPTION WHEN unique_violation THEN NULL; END; RETURN NULL; END $$",
+    "CREATE TRIGGER audit_note AFTER INSERT OR UPDATE ON notes FOR EACH ROW"
+    " EXECUTE FUNCTION audit_note()",
 ]
-FLAGS = ("--allowed-tables", "items,parents,children", "--conflict-policy",
-         "items=overwrite,parents=overwrite,children=overwrite", "--rate-limit", "0")
+FLAGS = ("--allowed-tables", "items,parents,children,notes,audit", "--conflict-policy",
+         "items=overwrite,parents=overwrite,children=overwrite,notes=overwrite,audit=overwrite",
+         "--rate-limit", "0")
 
 
 @pytest.fixture
@@ -410,4 +425,40 @@ def test_large_batches_take_few_locks_and_still_apply_once(nodes):
     assert int(a.db_query("SELECT COUNT(*) FROM items")[0][0]) == 402
     reader = Reader(device(a, "reader"), [a, b])
     reader.pull()
+    assert reader.dups == [] and reader.latest() == log_versions(a)
+
+
+def test_a_push_numbers_what_user_triggers_wrote_in_subtransactions(nodes):
+    """A pushed note's audit rows are written by the user's trigger in subtransactions:
+    the push numbers them itself, before it answers, so its answer's cursor covers
+    them, while another program's transaction held open and pushes on the other node
+    go on; a reader following the feed on both nodes skips nothing."""
+    a, b = nodes(2)
+    dev = device(a, "writer")
+    reader = Reader(device(b, "reader"), [a, b])
+    held = Psql(a)
+    held.run("BEGIN; INSERT INTO notes VALUES ('held', 0);")
+    for i in range(12):
+        node = (a, b)[i % 2]
+        before = reader.cursor
+        ans = on(dev, node).report([op("notes", "upsert", {"id": f"n{i % 4}", "v": i})])
+        assert ans["applied"] == 1
+        seqs = {pk: seq for pk, seq in node.db_query(
+            f"SELECT pk, seq FROM ferry_changes WHERE pk LIKE 'n{i % 4}%'")}
+        assert set(seqs) == {f"n{i % 4}", f"n{i % 4}-a", f"n{i % 4}-b"}
+        assert all(s and int(s) <= ans["cursor"] for s in seqs.values()), (ans, seqs)
+        reader.pull()
+        assert reader.cursor >= ans["cursor"] > before
+        got = reader.latest()
+        assert all(got[(t, k)][0] >= 1 for t, k in (("notes", f"n{i % 4}"),
+                                                      ("audit", f"n{i % 4}-a"),
+                                                      ("audit", f"n{i % 4}-b")))
+    held.run("COMMIT;")
+    assert held.close() == []
+
+    def pulled_held():
+        reader.pull()
+        return ("audit", "held-b") in reader.latest()
+
+    assert wait_until(pulled_held, timeout=10)
     assert reader.dups == [] and reader.latest() == log_versions(a)
