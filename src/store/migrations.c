@@ -260,8 +260,14 @@
 /* PostgreSQL: each change-log entry's top-level transaction id (txid_current()), which
  * the capture triggers fill, so a push numbers its own entries (sync/promote.h) also when a
  * user's trigger wrote them inside a subtransaction, whose xmin is another xid. Entries
- * from before have none, and the promoter takes them as before (by xmin, or after commit). */
-#define TXID_PG "ALTER TABLE ferry_changes ADD COLUMN txid BIGINT;"
+ * from before have none, and the promoter takes them as before (by xmin, or after commit).
+ * The pending entries' index leads with it: a push finds its own entries by key, instead of
+ * walking every pending entry's index entry, dead ones included (each numbered entry leaves
+ * one until a vacuum, so in a stream of pushes each push's walk grew with all before it). */
+#define TXID_PG                                                                                    \
+    "ALTER TABLE ferry_changes ADD COLUMN txid BIGINT;"                                            \
+    "DROP INDEX ferry_changes_pending;"                                                            \
+    "CREATE INDEX ferry_changes_pending ON ferry_changes(txid, wseq) WHERE seq IS NULL;"
 
 /* Cloud sessions (cloud/treesync.c): per pair of a folder and a cloud location, each file's
  * size, modification time and object etag as of its last transfer, so an Incremental
