@@ -1,6 +1,8 @@
 /* promote.c - see promote.h. The promoter is one round trip: a statement taking the lock
  * and one numbering the entries, sent together (READ COMMITTED gives the second statement
  * a snapshot taken after the lock was granted, so it sees the previous promoter's work). */
+#include <stdlib.h>
+
 #include "sync/promote.h"
 
 /* The promoters' lock, in the two-key space of advisory locks ("ferr", 1), apart from the
@@ -25,6 +27,11 @@
     " UPDATE ferry_head SET seq = (SELECT MAX(seq) FROM p) WHERE id = 1"                           \
     " AND EXISTS (SELECT 1 FROM p);"
 
+/* The newest seq this transaction's capture triggers drew as they wrote (promote_claim;
+ * NULL for none): set transaction-locally by the triggers, so a draw rolled back (a failed
+ * try of a push) never moves the head. */
+#define DRAWN "NULLIF(current_setting('ferry.drawn', true), '')::bigint"
+
 /* A writer's own entries: those its transaction wrote, by the top-level transaction id
  * the capture trigger recorded (txid), which a subtransaction shares (a user's trigger
  * writing another synced table in an EXCEPTION block; xmin would be the subtransaction's
@@ -43,8 +50,22 @@
     " WHERE c.ctid = n.id RETURNING c.tbl, c.pk, c.seq),"                                          \
     " x AS (UPDATE ferry_scope_exits x SET seq = p.seq FROM p"                                     \
     " WHERE x.tbl = p.tbl AND x.pk = p.pk AND x.seq IS NULL RETURNING 1)"                          \
-    " UPDATE ferry_head SET seq = (SELECT MAX(seq) FROM p) WHERE id = 1"                           \
-    " AND EXISTS (SELECT 1 FROM p);"
+    " UPDATE ferry_head SET seq = GREATEST(seq, (SELECT MAX(seq) FROM p), " DRAWN                  \
+    ") WHERE id = 1;"
+
+/* promote_claim: the promoters' lock and ferry.numbered, unless one of the tables has a
+ * trigger that is neither ferry's capture nor a foreign key's immediate check. Those
+ * (a user's trigger, a deferred constraint) may wait on anything, and would then hold
+ * every other push back while this one holds the lock. */
+#define CLAIM_SQL                                                                                  \
+    NO_TIMEOUT                                                                                     \
+    "SELECT pg_advisory_xact_lock(1717924466, 1), set_config('ferry.numbered', '1', true)"         \
+    " WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger tg"                                    \
+    " JOIN pg_catalog.pg_class r ON r.oid = tg.tgrelid"                                            \
+    " JOIN pg_catalog.pg_namespace s ON s.oid = r.relnamespace"                                    \
+    " WHERE s.nspname = current_schema() AND r.relname IN (%s)"                                    \
+    " AND NOT (tg.tgname LIKE 'ferry\\_capture\\_%%' OR (tg.tgisinternal AND NOT tg.tgdeferrable"  \
+    " AND tg.tgfoid::regproc::text ~ '^\"?RI_FKey_(check|noaction|restrict)_')));%s"
 
 int promote_run(struct store_conn *c, struct err *err)
 {
@@ -82,4 +103,14 @@ int promote_lock(struct store_conn *c, struct err *err)
     if (store_conn_dialect(c) != STORE_POSTGRES)
         return FERRY_OK;
     return store_exec(c, PROMOTE_LOCK, err);
+}
+
+int promote_claim(struct store_conn *c, const char *tables, const char *then, struct err *err)
+{
+    if (store_conn_dialect(c) != STORE_POSTGRES)
+        return FERRY_OK;
+    char *sql = xasprintf(CLAIM_SQL, tables, then);
+    int rc = store_exec(c, sql, err);
+    free(sql);
+    return rc;
 }

@@ -214,6 +214,50 @@ static void test_a_push_numbers_its_user_triggers_writes(void **state)
     json_decref(changes);
 }
 
+/* A push to tables without triggers of the user's own takes the promoters' lock before it
+ * writes, and its entries are numbered as they are written (never pending: no wseq), in
+ * write order, with the head and the answer's cursor on the last; one to a table with a
+ * user trigger (which could wait on others under the lock) writes them pending as before. */
+static void test_a_push_numbers_its_entries_as_it_writes_them(void **state)
+{
+    struct sync_fixture *f = *state;
+    struct err err = {0};
+    json_t *answer = NULL;
+    if (!pg(f))
+        return;
+    int64_t head = sync_int(f, "SELECT seq FROM ferry_head");
+    assert_int_equal(sync_push(f, "dev1",
+                               "[{\"table\":\"orders\",\"action\":\"insert\","
+                               "\"data\":{\"id\":1,\"item\":\"a\"}},"
+                               "{\"table\":\"keep\",\"action\":\"insert\","
+                               "\"data\":{\"id\":\"k\"}},"
+                               "{\"table\":\"orders\",\"action\":\"insert\","
+                               "\"data\":{\"id\":2,\"item\":\"b\"}}]",
+                               false, &answer, &err),
+                     FERRY_OK);
+    assert_int_equal(json_integer_value(json_object_get(answer, "cursor")), head + 3);
+    json_decref(answer);
+    assert_int_equal(sync_int(f,
+                              "SELECT COUNT(*) FROM ferry_changes WHERE tbl IN ('orders', 'keep')"
+                              " AND wseq IS NULL AND seq > 0"),
+                     3);
+    assert_int_equal(sync_int(f, "SELECT seq FROM ferry_changes WHERE tbl = 'orders' AND pk = '2'"),
+                     head + 3);
+    assert_int_equal(sync_int(f, "SELECT seq FROM ferry_head"), head + 3);
+    /* again with a user trigger on orders: pending first, numbered at the end */
+    run(f->store.c,
+        "CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN RETURN NULL; END $$;"
+        "CREATE TRIGGER noop AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION noop()");
+    sync_push_ok(f, "dev1",
+                 "[{\"table\":\"orders\",\"action\":\"insert\","
+                 "\"data\":{\"id\":3,\"item\":\"c\"}}]");
+    assert_int_equal(sync_int(f,
+                              "SELECT COUNT(*) FROM ferry_changes WHERE tbl = 'orders' AND pk = '3'"
+                              " AND wseq IS NOT NULL AND seq = (SELECT seq FROM ferry_head)"),
+                     1);
+}
+
 /* An entry from before migration 15 (no txid) that the transaction wrote itself is still
  * its own (by xmin). */
 static void test_an_entry_without_txid_is_numbered_by_its_writer(void **state)
@@ -259,6 +303,7 @@ int main(void)
         SYNC_TEST(test_a_transaction_numbers_only_its_own),
         SYNC_TEST(test_a_transaction_numbers_what_its_subtransactions_wrote),
         SYNC_TEST(test_a_push_numbers_its_user_triggers_writes),
+        SYNC_TEST(test_a_push_numbers_its_entries_as_it_writes_them),
         SYNC_TEST(test_an_entry_without_txid_is_numbered_by_its_writer),
         SYNC_TEST(test_scope_exits_get_their_entry_seq),
     };
