@@ -1485,7 +1485,8 @@ static int lock_rows(struct store_conn *c, struct batch *b, struct err *err)
     return rc;
 }
 
-/* On PostgreSQL the push numbers its changes itself, last (promote.h): the answer's
+/* On PostgreSQL the push numbers its changes itself, last (promote.h), unless the capture
+ * triggers numbered them as they wrote them (claim_numbering); either way the answer's
  * cursor then covers the batch's own changes, and its record (which a retry replays) says
  * the same. The promoters' lock is held from there to the commit, so whatever else the
  * commit would run first happens before: the deferred constraint checks and triggers of
