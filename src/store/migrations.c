@@ -257,6 +257,18 @@
     "CREATE TABLE ferry_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL);"        \
     "INSERT INTO ferry_head SELECT 1, COALESCE(MAX(seq), 0) FROM ferry_changes;"
 
+/* PostgreSQL: each change-log entry's top-level transaction id (txid_current()), which
+ * the capture triggers fill, so a push numbers its own entries (sync/promote.h) also when a
+ * user's trigger wrote them inside a subtransaction, whose xmin is another xid. Entries
+ * from before have none, and the promoter takes them as before (by xmin, or after commit).
+ * The pending entries' index leads with it: a push finds its own entries by key, instead of
+ * walking every pending entry's index entry, dead ones included (each numbered entry leaves
+ * one until a vacuum, so in a stream of pushes each push's walk grew with all before it). */
+#define TXID_PG                                                                                    \
+    "ALTER TABLE ferry_changes ADD COLUMN txid BIGINT;"                                            \
+    "DROP INDEX ferry_changes_pending;"                                                            \
+    "CREATE INDEX ferry_changes_pending ON ferry_changes(txid, wseq) WHERE seq IS NULL;"
+
 /* Cloud sessions (cloud/treesync.c): per pair of a folder and a cloud location, each file's
  * size, modification time and object etag as of its last transfer, so an Incremental
  * session skips what did not change on either side; and the objects ferry has stored in
@@ -292,6 +304,8 @@ const struct migration store_migrations[] = {
     {12, "", PENDING_PG},
     /* 14: cloud sessions' per-pair state and the objects stored per provider */
     {14, CLOUDSYNC_SQL, CLOUDSYNC_SQL},
+    /* 15: PostgreSQL: change-log entries record their top-level transaction */
+    {15, "", TXID_PG},
 };
 
 const size_t store_n_migrations = sizeof(store_migrations) / sizeof(store_migrations[0]);

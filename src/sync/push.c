@@ -1485,7 +1485,8 @@ static int lock_rows(struct store_conn *c, struct batch *b, struct err *err)
     return rc;
 }
 
-/* On PostgreSQL the push numbers its changes itself, last (promote.h): the answer's
+/* On PostgreSQL the push numbers its changes itself, last (promote.h), unless the capture
+ * triggers numbered them as they wrote them (claim_numbering); either way the answer's
  * cursor then covers the batch's own changes, and its record (which a retry replays) says
  * the same. The promoters' lock is held from there to the commit, so whatever else the
  * commit would run first happens before: the deferred constraint checks and triggers of
@@ -1496,6 +1497,25 @@ static int promote_own(struct store_conn *c, struct batch *b, struct err *err)
         return FERRY_OK;
     b->rows_busy = err->code == ERR_UNAVAILABLE; /* a deferred check met lock_timeout */
     return FERRY_ERR;
+}
+
+/* On PostgreSQL, once the batch's rows are locked and checked and before it writes: the
+ * promoters' lock, so that the capture triggers number the batch's entries as they write
+ * them (promote_claim; not for tables with triggers of the user's own). */
+static int claim_numbering(struct store_conn *c, struct batch *b, struct err *err)
+{
+    struct buf names;
+    buf_init(&names);
+    for (size_t i = 0; i < b->n; i++) {
+        size_t k = 0;
+        while (k < i && b->ops[k].t != b->ops[i].t)
+            k++;
+        if (k == i)
+            buf_printf(&names, "%s%s", names.len ? ", " : "", b->ops[i].t->literal);
+    }
+    int rc = b->n ? promote_claim(c, names.data, PUSH_LOCK_TIMEOUT, err) : FERRY_OK;
+    buf_cleanup(&names);
+    return rc;
 }
 
 static int apply_all(struct store_conn *c, const struct push_request *r, struct batch *b,
@@ -1525,6 +1545,8 @@ static int apply_all(struct store_conn *c, const struct push_request *r, struct 
         if (!found)
             b->device_cursor = -1;
     }
+    if (store_conn_dialect(c) == STORE_POSTGRES && claim_numbering(c, b, err) != FERRY_OK)
+        return FERRY_ERR;
     if (apply_ops(c, r, b, err) != FERRY_OK) {
         /* lock_timeout: a row lock was held too long; start over like NOWAIT's refusal */
         b->rows_busy = store_conn_dialect(c) == STORE_POSTGRES && err->code == ERR_UNAVAILABLE;

@@ -1,7 +1,8 @@
 /* tables.c - see tables.h. The capture triggers are the heart of change capture: they
  * run inside the writer's transaction, whoever the writer is. On SQLite (one writer at a
  * time) they give each change the next seq; on PostgreSQL they record it as pending and
- * the promoter (promote.h) numbers it after commit. Either way seq order is commit order
+ * the promoter (promote.h) numbers it, or, in a push holding the promoters' lock, number it
+ * as they write it. Either way seq order is commit order
  * and a reader that has seen seq N has seen every change below it. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,7 @@
 #include "util/timeutil.h"
 
 /* Bumped when the trigger text changes, so existing installs are replaced. */
-#define TRIGGER_VERSION 12
+#define TRIGGER_VERSION 13
 
 /* Milliseconds since the epoch in SQLite's own SQL: triggers run in other programs too,
  * so they may use only built-in functions. */
@@ -168,8 +169,15 @@ static char *sqlite_trigger_sql(const struct synced_table *t)
  * pending (seq NULL, wseq its place in write order) and takes no lock beyond its own log
  * row, whose lock follows the data row's (only the writer of a row writes its entry), so
  * version stays exact and writers to synced tables never wait for one another; the
- * promoter gives the entry its seq once committed (promote.h). ferry's own writes set
- * ferry.device for their transaction; writes from elsewhere leave it unset. */
+ * promoter gives the entry its seq once committed (promote.h). Each entry records its
+ * top-level transaction (txid_current(), the same inside a subtransaction: a user trigger's
+ * EXCEPTION block, a SAVEPOINT), by which a push finds its own entries to number them.
+ * A push that holds the promoters' lock already (ferry.numbered set: promote_claim) gets
+ * its entries numbered as they are written, so each is written once, and the newest seq it
+ * drew in ferry.drawn (transaction-local like the entries: gone if they are rolled back),
+ * where the promoter finds the head to move to.
+ * ferry's own writes set ferry.device for their transaction; writes from elsewhere leave
+ * it unset. */
 
 /* Logs the keys of `rows` (new_rows or old_rows, filtered by `where`) as changed. */
 static void pg_log_rows(struct buf *b, const struct synced_table *t, const char *rows, int deleted,
@@ -178,12 +186,18 @@ static void pg_log_rows(struct buf *b, const struct synced_table *t, const char 
     char *scope = t->rule_col < 0 ? xstrdup("NULL")
                                   : xasprintf("ferry_r.%s::text", t->cols[t->rule_col].quoted);
     buf_printf(b,
-               "  INSERT INTO ferry_changes AS c (tbl, pk, version, deleted, updated_at,"
-               " device_id, scope)\n"
-               "    SELECT %s, ferry_r.%s::text, 1, %d, now_ms, dev, %s FROM %s ferry_r%s\n"
-               "    ON CONFLICT (tbl, pk) DO UPDATE SET seq = NULL, wseq = EXCLUDED.wseq,\n"
+               "  INSERT INTO ferry_changes AS c (seq, wseq, tbl, pk, version, deleted, updated_at,"
+               " device_id, scope, txid)\n"
+               "    SELECT CASE WHEN numbered THEN nextval('ferry_change_seq') END,"
+               " CASE WHEN numbered THEN NULL ELSE nextval('ferry_change_wseq') END,\n"
+               "      %s, ferry_r.%s::text, 1, %d, now_ms, dev, %s, xact FROM %s ferry_r%s\n"
+               "    ON CONFLICT (tbl, pk) DO UPDATE SET seq = EXCLUDED.seq, wseq = EXCLUDED.wseq,\n"
                "      version = c.version + 1, deleted = %d, updated_at = EXCLUDED.updated_at,\n"
-               "      device_id = EXCLUDED.device_id, scope = EXCLUDED.scope;\n",
+               "      device_id = EXCLUDED.device_id, scope = EXCLUDED.scope,"
+               " txid = EXCLUDED.txid;\n"
+               "  IF numbered AND FOUND THEN\n"
+               "    PERFORM set_config('ferry.drawn', currval('ferry_change_seq')::text, true);\n"
+               "  END IF;\n",
                t->literal, t->cols[t->pk].quoted, deleted, scope, rows, where, deleted);
     free(scope);
 }
@@ -221,6 +235,8 @@ static char *pg_function_sql(const struct synced_table *t, const char *fn, const
                "DECLARE\n"
                "  dev text := NULLIF(current_setting('ferry.device', true), '');\n"
                "  now_ms bigint := (extract(epoch from clock_timestamp()) * 1000)::bigint;\n"
+               "  xact bigint := txid_current();\n"
+               "  numbered boolean := current_setting('ferry.numbered', true) = '1';\n"
                "BEGIN\n",
                fn);
     if (!strcmp(event, "ins")) {

@@ -43,9 +43,28 @@ SCHEMA = [
     "CREATE CONSTRAINT TRIGGER slow AFTER INSERT OR UPDATE ON items"
     " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.v = -1)"
     " EXECUTE FUNCTION slow_commit()",
+    # A user's trigger that mirrors each note in audit (another synced table) inside an
+    # EXCEPTION block and one nested in it: subtransactions, whose rows have xmins of
+    # their own.
+    # items without the user's trigger: pushes to it number their changes as they write
+    # them (promote_claim), pushes to items number them last
+    "CREATE TABLE things (id TEXT PRIMARY KEY, v INTEGER, who TEXT)",
+    "CREATE TABLE notes (id TEXT PRIMARY KEY, v INTEGER)",
+    "CREATE TABLE audit (id TEXT PRIMARY KEY, note TEXT)",
+    "CREATE FUNCTION audit_note() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    " BEGIN INSERT INTO audit VALUES (NEW.id || '-a', NEW.v::text)"
+    "  ON CONFLICT (id) DO UPDATE SET note = EXCLUDED.note;"
+    "  BEGIN INSERT INTO audit VALUES (NEW.id || '-b', NEW.v::text)"
+    "   ON CONFLICT (id) DO UPDATE SET note = EXCLUDED.note;"
+    "  EXCEPTION WHEN unique_violation THEN NULL; END;"
+    " EXCEPTION WHEN unique_violation THEN NULL; END; RETURN NULL; END $$",
+    "CREATE TRIGGER audit_note AFTER INSERT OR UPDATE ON notes FOR EACH ROW"
+    " EXECUTE FUNCTION audit_note()",
 ]
-FLAGS = ("--allowed-tables", "items,parents,children", "--conflict-policy",
-         "items=overwrite,parents=overwrite,children=overwrite", "--rate-limit", "0")
+FLAGS = ("--allowed-tables", "items,parents,children,notes,audit,things", "--conflict-policy",
+         "items=overwrite,parents=overwrite,children=overwrite,notes=overwrite,audit=overwrite,"
+         "things=overwrite",
+         "--rate-limit", "0")
 
 
 @pytest.fixture
@@ -174,7 +193,8 @@ def log_versions(srv):
     return {(t, k): (int(v), d == "1") for t, k, v, d in rows}
 
 
-def test_transactions_held_open_are_not_skipped_and_hold_no_one_back(nodes):
+@pytest.mark.parametrize("table", ["items", "things"])
+def test_transactions_held_open_are_not_skipped_and_hold_no_one_back(nodes, table):
     a, b, c = nodes(3)
     slow_dev, dev_a, dev_b = device(a, "slow"), device(a, "a"), device(b, "b")
     readers = [Reader(device(n, f"reader-{i}"), [a, b, c]) for i, n in enumerate((a, b, c))]
@@ -193,7 +213,7 @@ def test_transactions_held_open_are_not_skipped_and_hold_no_one_back(nodes):
 
     for i in range(10):
         for dev, node in ((dev_a, b), (dev_b, c)):
-            ans = on(dev, node).report([op("items", "upsert",
+            ans = on(dev, node).report([op(table, "upsert",
                                            {"id": f"{dev.device_id[:6]}-{i}", "v": i})])
             assert ans["applied"] == 1
         for r in readers:
@@ -302,7 +322,8 @@ def test_outside_updates_racing_pushes_of_the_same_rows(nodes):
             assert (ch["data"]["v"], ch["data"]["who"]) == rows[ch["id"]]
 
 
-def test_devices_on_random_nodes_with_a_node_killed_get_every_change_once(nodes):
+@pytest.mark.parametrize("table", ["items", "things"])
+def test_devices_on_random_nodes_with_a_node_killed_get_every_change_once(nodes, table):
     a, b, c = nodes(3)
     alive = [a, b, c]
     writers = [device(n, f"w{i}") for i, n in enumerate((a, b, c, a))]
@@ -314,10 +335,10 @@ def test_devices_on_random_nodes_with_a_node_killed_get_every_change_once(nodes)
         n = 0
         while not stop.is_set():
             batch = new_batch_id()
-            ops = [op("items", "upsert", {"id": f"{dev.device_id[:8]}-{n + k}", "v": n})
+            ops = [op(table, "upsert", {"id": f"{dev.device_id[:8]}-{n + k}", "v": n})
                    for k in range(rnd.randint(1, 5))]
             if rnd.random() < 0.3:  # a key rewritten: its change moves on
-                ops.append(op("items", "upsert", {"id": f"{dev.device_id[:8]}-0", "v": n}))
+                ops.append(op(table, "upsert", {"id": f"{dev.device_id[:8]}-0", "v": n}))
             for attempt in range(20):  # a retry goes to another node, same batch id
                 node = rnd.choice(alive)
                 try:
@@ -335,8 +356,8 @@ def test_devices_on_random_nodes_with_a_node_killed_get_every_change_once(nodes)
     def outside():
         prog, n = Psql(a), 0
         while not stop.is_set():
-            prog.run(f"INSERT INTO items VALUES ('psql-{n}', {n}, 'psql'), "
-                     f"('psql-{n + 1}', {n}, 'psql'); UPDATE items SET v = v + 1"
+            prog.run(f"INSERT INTO {table} VALUES ('psql-{n}', {n}, 'psql'), "
+                     f"('psql-{n + 1}', {n}, 'psql'); UPDATE {table} SET v = v + 1"
                      f" WHERE id = 'psql-0';")
             n += 2
         errors.extend(prog.close())
@@ -410,4 +431,40 @@ def test_large_batches_take_few_locks_and_still_apply_once(nodes):
     assert int(a.db_query("SELECT COUNT(*) FROM items")[0][0]) == 402
     reader = Reader(device(a, "reader"), [a, b])
     reader.pull()
+    assert reader.dups == [] and reader.latest() == log_versions(a)
+
+
+def test_a_push_numbers_what_user_triggers_wrote_in_subtransactions(nodes):
+    """A pushed note's audit rows are written by the user's trigger in subtransactions:
+    the push numbers them itself, before it answers, so its answer's cursor covers
+    them, while another program's transaction held open and pushes on the other node
+    go on; a reader following the feed on both nodes skips nothing."""
+    a, b = nodes(2)
+    dev = device(a, "writer")
+    reader = Reader(device(b, "reader"), [a, b])
+    held = Psql(a)
+    held.run("BEGIN; INSERT INTO notes VALUES ('held', 0);")
+    for i in range(12):
+        node = (a, b)[i % 2]
+        before = reader.cursor
+        ans = on(dev, node).report([op("notes", "upsert", {"id": f"n{i % 4}", "v": i})])
+        assert ans["applied"] == 1
+        seqs = {pk: seq for pk, seq in node.db_query(
+            f"SELECT pk, seq FROM ferry_changes WHERE pk LIKE 'n{i % 4}%'")}
+        assert set(seqs) == {f"n{i % 4}", f"n{i % 4}-a", f"n{i % 4}-b"}
+        assert all(s and int(s) <= ans["cursor"] for s in seqs.values()), (ans, seqs)
+        reader.pull()
+        assert reader.cursor >= ans["cursor"] > before
+        got = reader.latest()
+        assert all(got[(t, k)][0] >= 1 for t, k in (("notes", f"n{i % 4}"),
+                                                      ("audit", f"n{i % 4}-a"),
+                                                      ("audit", f"n{i % 4}-b")))
+    held.run("COMMIT;")
+    assert held.close() == []
+
+    def pulled_held():
+        reader.pull()
+        return ("audit", "held-b") in reader.latest()
+
+    assert wait_until(pulled_held, timeout=10)
     assert reader.dups == [] and reader.latest() == log_versions(a)

@@ -1,7 +1,8 @@
 /* test_promote.c - unit tests for src/sync/promote.c: on PostgreSQL a change is pending
  * (seq NULL) until promoted, promotion follows commit order even when a transaction that
  * wrote first commits last, an entry being written again waits for the next promoter,
- * a transaction numbers only its own entries, and the scope exits an entry left share its
+ * a transaction numbers only its own entries (its subtransactions' too, by the top-level
+ * transaction id each entry records), and the scope exits an entry left share its
  * seq; the feed numbers what it reads. On
  * SQLite every change has its seq at once and promoting does nothing. */
 #include "sync/promote.h"
@@ -142,6 +143,139 @@ static void test_a_transaction_numbers_only_its_own(void **state)
     assert_true(sync_int(f, "SELECT seq FROM ferry_changes WHERE pk = 'theirs'") > two);
 }
 
+/* A user's trigger on notes that logs each new note in keep inside an EXCEPTION block: a
+ * subtransaction, so keep's entry has another xmin than the note's. */
+#define USER_TRIGGER                                                                               \
+    "CREATE FUNCTION mirror() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"                        \
+    " BEGIN INSERT INTO keep(id) VALUES (NEW.id || '-k');"                                         \
+    " EXCEPTION WHEN unique_violation THEN NULL; END; RETURN NULL; END $$;"                        \
+    "CREATE TRIGGER mirror AFTER INSERT ON notes FOR EACH ROW EXECUTE FUNCTION mirror();"
+
+#define MINE "pk IN ('top', 'top-k', 'saved', 'saved-k', 'gone', 'gone-k')"
+
+/* What a transaction wrote in its subtransactions (a user trigger's EXCEPTION block, a
+ * SAVEPOINT released) is its own: numbered by its promoter, in one run with the rest; what
+ * a subtransaction rolled back is not there to number. */
+static void test_a_transaction_numbers_what_its_subtransactions_wrote(void **state)
+{
+    struct sync_fixture *f = *state;
+    struct err err = {0};
+    if (!pg(f))
+        return;
+    run(f->store.c, USER_TRIGGER);
+    int64_t head = sync_int(f, "SELECT seq FROM ferry_head");
+    assert_int_equal(store_begin(f->store.c, &err), FERRY_OK);
+    run(f->store.c, "INSERT INTO notes(id) VALUES ('top');"
+                    "SAVEPOINT s; INSERT INTO notes(id) VALUES ('saved'); RELEASE SAVEPOINT s;"
+                    "SAVEPOINT t; INSERT INTO notes(id) VALUES ('gone'); ROLLBACK TO SAVEPOINT t");
+    /* four entries, written by four transaction ids (the top one and three subtransactions) */
+    assert_int_equal(sync_int(f, "SELECT COUNT(*) FROM ferry_changes WHERE " MINE), 4);
+    assert_int_equal(sync_int(f, "SELECT COUNT(DISTINCT xmin::text) FROM ferry_changes"
+                                 " WHERE " MINE),
+                     4);
+    promote(f->store.c);
+    assert_int_equal(
+        sync_int(f, "SELECT COUNT(*) FROM ferry_changes WHERE " MINE " AND seq IS NULL"), 0);
+    assert_int_equal(sync_int(f, "SELECT MIN(seq) FROM ferry_changes WHERE " MINE), head + 1);
+    assert_int_equal(sync_int(f, "SELECT MAX(seq) FROM ferry_changes WHERE " MINE), head + 4);
+    assert_int_equal(store_commit(f->store.c, &err), FERRY_OK);
+    assert_int_equal(sync_int(f, "SELECT seq FROM ferry_head"), head + 4);
+    assert_int_equal(sync_int(f, "SELECT COUNT(*) FROM ferry_changes WHERE pk LIKE 'gone%'"), 0);
+}
+
+/* A push whose row a user's trigger mirrors in a subtransaction: the push numbers both
+ * entries itself, and its answer's cursor covers them, so the feed after it is empty. */
+static void test_a_push_numbers_its_user_triggers_writes(void **state)
+{
+    struct sync_fixture *f = *state;
+    struct err err = {0};
+    json_t *answer = NULL;
+    struct feed_page page;
+    if (!pg(f))
+        return;
+    run(f->store.c, USER_TRIGGER);
+    int64_t head = sync_int(f, "SELECT seq FROM ferry_head");
+    assert_int_equal(sync_push(f, "dev1",
+                               "[{\"table\":\"notes\",\"action\":\"insert\","
+                               "\"data\":{\"id\":\"pushed\",\"title\":\"t\"}}]",
+                               false, &answer, &err),
+                     FERRY_OK);
+    int64_t cursor = json_integer_value(json_object_get(answer, "cursor"));
+    json_decref(answer);
+    assert_int_equal(sync_int(f, "SELECT COUNT(*) FROM ferry_changes WHERE seq IS NULL"), 0);
+    assert_int_equal(cursor, head + 2);
+    assert_int_equal(sync_int(f, "SELECT seq FROM ferry_changes WHERE pk = 'pushed-k'") > head, 1);
+    json_t *changes = sync_feed(f, head, NULL, 100, &page);
+    assert_int_equal(json_array_size(changes), 2);
+    assert_int_equal(page.next_cursor, cursor);
+    json_decref(changes);
+    changes = sync_feed(f, cursor, NULL, 100, &page);
+    assert_int_equal(json_array_size(changes), 0);
+    json_decref(changes);
+}
+
+/* A push to tables without triggers of the user's own takes the promoters' lock before it
+ * writes, and its entries are numbered as they are written (never pending: no wseq), in
+ * write order, with the head and the answer's cursor on the last; one to a table with a
+ * user trigger (which could wait on others under the lock) writes them pending as before. */
+static void test_a_push_numbers_its_entries_as_it_writes_them(void **state)
+{
+    struct sync_fixture *f = *state;
+    struct err err = {0};
+    json_t *answer = NULL;
+    if (!pg(f))
+        return;
+    int64_t head = sync_int(f, "SELECT seq FROM ferry_head");
+    assert_int_equal(sync_push(f, "dev1",
+                               "[{\"table\":\"orders\",\"action\":\"insert\","
+                               "\"data\":{\"id\":1,\"item\":\"a\"}},"
+                               "{\"table\":\"keep\",\"action\":\"insert\","
+                               "\"data\":{\"id\":\"k\"}},"
+                               "{\"table\":\"orders\",\"action\":\"insert\","
+                               "\"data\":{\"id\":2,\"item\":\"b\"}}]",
+                               false, &answer, &err),
+                     FERRY_OK);
+    assert_int_equal(json_integer_value(json_object_get(answer, "cursor")), head + 3);
+    json_decref(answer);
+    assert_int_equal(sync_int(f,
+                              "SELECT COUNT(*) FROM ferry_changes WHERE tbl IN ('orders', 'keep')"
+                              " AND wseq IS NULL AND seq > 0"),
+                     3);
+    assert_int_equal(sync_int(f, "SELECT seq FROM ferry_changes WHERE tbl = 'orders' AND pk = '2'"),
+                     head + 3);
+    assert_int_equal(sync_int(f, "SELECT seq FROM ferry_head"), head + 3);
+    /* again with a user trigger on orders: pending first, numbered at the end */
+    run(f->store.c,
+        "CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN RETURN NULL; END $$;"
+        "CREATE TRIGGER noop AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION noop()");
+    sync_push_ok(f, "dev1",
+                 "[{\"table\":\"orders\",\"action\":\"insert\","
+                 "\"data\":{\"id\":3,\"item\":\"c\"}}]");
+    assert_int_equal(sync_int(f,
+                              "SELECT COUNT(*) FROM ferry_changes WHERE tbl = 'orders' AND pk = '3'"
+                              " AND wseq IS NOT NULL AND seq = (SELECT seq FROM ferry_head)"),
+                     1);
+}
+
+/* An entry from before migration 15 (no txid) that the transaction wrote itself is still
+ * its own (by xmin). */
+static void test_an_entry_without_txid_is_numbered_by_its_writer(void **state)
+{
+    struct sync_fixture *f = *state;
+    struct err err = {0};
+    if (!pg(f))
+        return;
+    assert_int_equal(store_begin(f->store.c, &err), FERRY_OK);
+    run(f->store.c, "INSERT INTO ferry_changes(tbl, pk, version, deleted, updated_at)"
+                    " VALUES ('notes', 'old', 1, 0, 0)");
+    promote(f->store.c);
+    assert_int_equal(sync_int(f, "SELECT COUNT(*) FROM ferry_changes WHERE pk = 'old'"
+                                 " AND txid IS NULL AND seq IS NOT NULL"),
+                     1);
+    assert_int_equal(store_commit(f->store.c, &err), FERRY_OK);
+}
+
 /* A scope exit written with its entry gets the entry's seq at promotion. */
 static void test_scope_exits_get_their_entry_seq(void **state)
 {
@@ -167,6 +301,10 @@ int main(void)
         SYNC_TEST(test_promotion_follows_commit_order),
         SYNC_TEST(test_an_entry_being_written_again_waits_for_its_commit),
         SYNC_TEST(test_a_transaction_numbers_only_its_own),
+        SYNC_TEST(test_a_transaction_numbers_what_its_subtransactions_wrote),
+        SYNC_TEST(test_a_push_numbers_its_user_triggers_writes),
+        SYNC_TEST(test_a_push_numbers_its_entries_as_it_writes_them),
+        SYNC_TEST(test_an_entry_without_txid_is_numbered_by_its_writer),
         SYNC_TEST(test_scope_exits_get_their_entry_seq),
     };
     return SYNC_RUN_BOTH(tests);
