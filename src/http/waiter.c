@@ -168,11 +168,17 @@ void waiter_changed(struct waiter *w, int64_t head, const uint64_t *keys, size_t
     struct request **woken = NULL;
     uint64_t summary = keys ? summary_of(keys, n_keys) : UINT64_MAX;
     pthread_mutex_lock(&w->lock);
-    w->head = head;
-    /* The concerned requests leave the list; the rest stay parked, in their order. */
+    /* Moves come from the watcher and from writers (watch_wake), not in order: the head
+     * never goes back, or a request parking after a newer move would miss it. */
+    if (head > w->head)
+        w->head = head;
+    /* The concerned requests leave the list; the rest stay parked, in their order. A
+     * request that read at head or later has seen the move already (a writer woke it, it
+     * answered and parked again before the watcher told the same move). */
     for (size_t i = 0; i < w->n; i++) {
         struct request *req = w->parked[i].req;
-        if (!(w->parked[i].summary & summary) || !concerns(req, keys, n_keys)) {
+        if (!(w->parked[i].summary & summary) || (keys && req->wait_head >= head) ||
+            !concerns(req, keys, n_keys)) {
             w->parked[kept++] = w->parked[i];
             continue;
         }

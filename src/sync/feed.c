@@ -599,8 +599,11 @@ int feed_read_text(struct store_conn *c, const struct feed_query *q, struct feed
     out->head = 0;
     feed_sql(q, &s, offsets);
     /* Other programs' committed writes wait as pending entries until a promoter numbers
-     * them; the reader does it when the listener has not yet (or no node listens). */
-    if (promote_pending(c, err) != FERRY_OK)
+     * them; the reader does it when the listener has not yet (or no node listens). A woken
+     * read need not: what woke it is numbered (the watcher promotes, a push numbers its
+     * own), and whatever a later promoter numbers gets a seq above this read's head
+     * (promote.h), so it is not skipped, only left to the next read, which its move wakes. */
+    if (!q->woken && promote_pending(c, err) != FERRY_OK)
         rc = FERRY_ERR;
     else if (q->share && out->shape == FEED_CHANGES)
         rc = shared_page(c, q, &s, offsets, out, &clear, err);
