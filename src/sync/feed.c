@@ -541,6 +541,49 @@ static void page_end(struct store_conn *c, const struct feed_query *q, struct st
     store_rollback(c);
 }
 
+/* A woken read on PostgreSQL (the long-polls a push wakes, all at once): the marks and the
+ * page in one statement, so in one snapshot without a transaction: one round trip, not
+ * three (BEGIN with the marks, the page, ROLLBACK). Each row carries the marks after the
+ * page's columns; an empty page is one row of marks alone (its seq NULL). */
+static int read_page_at_once(struct store_conn *c, const struct feed_query *q, struct feed_stmt *s,
+                             const int *offsets, struct feed_text *out, int64_t *clear,
+                             struct err *err)
+{
+    struct store_rows *rows = NULL;
+    struct render r = {.q = q, .offsets = offsets, .out = out};
+    struct buf sql;
+    int64_t marks[N_MARKS] = {0};
+    int cols = LOG_COLS, step = -1, rc = FERRY_ERR;
+    for (size_t i = 0; i < q->n_tables; i++)
+        cols += (int)q->tables[i]->n_cols;
+    buf_init(&sql);
+    size_t device = bind(s, sv_text(q->device_id)); /* s->v has room for one more */
+    /* ORDER BY 1 (the page's seq), not by name: a synced table may have a column "seq" */
+    buf_printf(&sql,
+               "SELECT p.*, (SELECT seq FROM ferry_head WHERE id = 1),"
+               " (SELECT horizon FROM ferry_writer WHERE id = 1),"
+               " (SELECT resync_seq FROM ferry_devices WHERE id = $%zu)"
+               " FROM (SELECT 1) m LEFT JOIN (%s) p ON true ORDER BY 1",
+               device, s->sql.data);
+    if (store_query(c, sql.data, s->v, s->n, &rows, err) == FERRY_OK)
+        step = store_rows_next(rows, err);
+    if (step == 0)
+        err_set(err, ERR_INTERNAL, "the change log's marks are missing");
+    for (int i = 0; step == 1 && i < N_MARKS; i++)
+        marks[i] = store_rows_isnull(rows, cols + i) ? 0 : store_rows_int(rows, cols + i);
+    if (step == 1 && resync_of(q, marks[MARK_RESYNC], clear, err) == FERRY_OK &&
+        check_cursor(q->cursor, marks, err) == FERRY_OK) {
+        out->head = marks[MARK_HEAD];
+        if (!store_rows_isnull(rows, 0))
+            put_row(&r, rows);
+        rc = page_rows(rows, &r, 0, err) == 0 ? FERRY_OK : FERRY_ERR;
+    }
+    s->n--;
+    page_end(c, q, rows, out);
+    buf_cleanup(&sql);
+    return rc;
+}
+
 /* The page of a read in one snapshot: head, cursor checks, changes. */
 static int read_page(struct store_conn *c, const struct feed_query *q, struct feed_stmt *s,
                      const int *offsets, struct feed_text *out, int64_t *clear, struct err *err)
@@ -548,6 +591,8 @@ static int read_page(struct store_conn *c, const struct feed_query *q, struct fe
     struct store_rows *rows = NULL;
     struct render r = {.q = q, .offsets = offsets, .out = out};
     int rc = FERRY_ERR;
+    if (q->woken && q->n_tables && store_conn_dialect(c) == STORE_POSTGRES)
+        return read_page_at_once(c, q, s, offsets, out, clear, err);
     if (page_begin(c, q, s, out, clear, &rows, err) == FERRY_OK &&
         (!rows || page_rows(rows, &r, 0, err) == 0))
         rc = FERRY_OK;
