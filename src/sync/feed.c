@@ -281,16 +281,21 @@ static void join_tables(struct buf *b, const struct feed_query *q)
 }
 
 /* Keeps the files namespace to the files the reader may see (a change whose entry is
- * another user's is left out, as if it were another table's). */
-static void files_condition(struct buf *b, const struct feed_query *q)
+ * another user's is left out, as if it were another table's). The user is bound, not
+ * written: every user's reads then share one prepared statement (a literal made each
+ * user's read a statement of its own, prepared per connection: one round trip more). */
+static void files_condition(struct feed_stmt *s, const struct feed_query *q)
 {
     for (size_t i = 0; q->files && i < q->n_tables; i++) {
         if (!q->tables[i]->builtin)
             continue;
-        char alias[24];
+        char alias[24], user_ref[24] = "";
         snprintf(alias, sizeof(alias), "t%zu", i);
-        char *seen = filescope_sql(q->files, alias);
-        buf_printf(b, " AND (c.tbl <> %s OR %s)", q->tables[i]->literal, seen);
+        bool user = !q->files->admin && q->files->user_id && *q->files->user_id;
+        if (user)
+            snprintf(user_ref, sizeof(user_ref), "$%zu", bind(s, sv_text(q->files->user_id)));
+        char *seen = filescope_sql_bound(q->files, alias, user ? user_ref : NULL);
+        buf_printf(&s->sql, " AND (c.tbl <> %s OR %s)", q->tables[i]->literal, seen);
         free(seen);
     }
 }
@@ -309,7 +314,7 @@ static void whole_sql(const struct feed_query *q, struct feed_stmt *s, int *offs
     for (size_t i = 0; i < q->n_tables; i++)
         buf_printf(&s->sql, "%s%s", i ? ", " : "", q->tables[i]->literal);
     buf_puts(&s->sql, ")");
-    files_condition(&s->sql, q);
+    files_condition(s, q);
     if (q->exclude_device) {
         device = bind(s, sv_text(q->exclude_device));
         buf_printf(&s->sql, " AND (c.device_id IS NULL OR c.device_id <> $%zu)", device);
@@ -376,7 +381,7 @@ static void scoped_sql(const struct feed_query *q, const enum rules_reach *reach
     buf_puts(&s->sql, ") c");
     join_tables(&s->sql, q);
     buf_puts(&s->sql, " WHERE 1 = 1");
-    files_condition(&s->sql, q);
+    files_condition(s, q);
     buf_printf(&s->sql, " ORDER BY c.seq LIMIT $%zu", limit);
     free(mine);
 }
@@ -394,7 +399,9 @@ static void feed_sql(const struct feed_query *q, struct feed_stmt *s, int *offse
         narrowed = narrowed || reach[i] != REACH_ALL;
     }
     buf_init(&s->sql);
-    s->v = xcalloc(q->n_tables + 4, sizeof(*s->v));
+    /* cursor, limit, device, a scope value per table, a user per files namespace, and
+     * read_page_at_once's device */
+    s->v = xcalloc(2 * q->n_tables + 4, sizeof(*s->v));
     s->n = 0;
     if (narrowed)
         scoped_sql(q, reach, values, s, offsets);
@@ -557,7 +564,7 @@ static int read_page_at_once(struct store_conn *c, const struct feed_query *q, s
     for (size_t i = 0; i < q->n_tables; i++)
         cols += (int)q->tables[i]->n_cols;
     buf_init(&sql);
-    size_t device = bind(s, sv_text(q->device_id)); /* s->v has room for one more */
+    size_t device = bind(s, sv_text(q->device_id)); /* s->v has room for it (feed_sql) */
     /* ORDER BY 1 (the page's seq), not by name: a synced table may have a column "seq" */
     buf_printf(&sql,
                "SELECT p.*, (SELECT seq FROM ferry_head WHERE id = 1),"
