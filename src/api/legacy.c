@@ -16,6 +16,7 @@
 #include "sync/feed.h"
 #include "ops/metrics.h"
 #include "sync/push.h"
+#include "sync/watch.h"
 #include "util/jsonutil.h"
 #include "util/jsonw.h"
 #include "util/timeutil.h"
@@ -82,6 +83,7 @@ static int push(struct request *req, struct err *err)
     const char *batch_id = NULL, *device = NULL;
     bool replayed = false;
     int64_t started = time_mono_us();
+    struct watch_wake wake = {0};
 
     if (http_json_body(req, &body, err) != FERRY_OK ||
         push_fields(req, body, &ops, &batch_id, &device, err) != FERRY_OK)
@@ -102,8 +104,10 @@ static int push(struct request *req, struct err *err)
         .lenient_missing = true,
         .ops = ops,
         .max_ops = req->app->cfg->max_batch,
+        .wake = &wake,
     };
     int rc = push_apply(req->db, &req->app->synced, &r, &result, &replayed, err);
+    watch_wake(req->app->watch, &wake); /* this node's waiters, before the answer */
     metrics_sync(req->app->metrics, rc == FERRY_OK, (time_mono_us() - started) / 1000,
                  req->bytes_in);
     if (rc == FERRY_OK)

@@ -235,6 +235,7 @@ static int report(struct request *req, struct err *err)
     const char *batch_id = NULL, *named = NULL, *device = NULL;
     bool replayed = false;
     int64_t started = time_mono_us();
+    struct watch_wake wake = {0};
 
     if (http_json_body(req, &body, err) != FERRY_OK ||
         jsonutil_get_array(body, "operations", true, &ops, err) != FERRY_OK ||
@@ -255,8 +256,10 @@ static int report(struct request *req, struct err *err)
         .want_results = true,
         .ops = ops,
         .max_ops = req->app->cfg->max_batch,
+        .wake = &wake,
     };
     int rc = push_apply(req->db, &req->app->synced, &r, &result, &replayed, err);
+    watch_wake(req->app->watch, &wake); /* this node's waiters, before the answer */
     metrics_sync(req->app->metrics, rc == FERRY_OK, (time_mono_us() - started) / 1000,
                  req->bytes_in);
     if (rc == FERRY_OK) {
@@ -431,6 +434,7 @@ static int changes(struct request *req, struct err *err)
                                                            share one read */
         q.share = req->app->feedshare;
         q.share_head = req->woke_head > req->wait_head ? req->woke_head : req->wait_head;
+        q.woken = req->woke_head > 0;
     }
     buf_puts(&text, "{\"changes\":[");
     int read = stream ? stream_page(req, &q, &text, &page, &streamed, err)

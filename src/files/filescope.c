@@ -131,6 +131,11 @@ char *filescope_shared_sql(const struct filescope *s, const char *alias)
 
 char *filescope_sql(const struct filescope *s, const char *alias)
 {
+    return filescope_sql_bound(s, alias, NULL);
+}
+
+char *filescope_sql_bound(const struct filescope *s, const char *alias, const char *user_ref)
+{
     struct buf b;
     if (!s || s->admin)
         return xstrdup("1 = 1");
@@ -138,7 +143,10 @@ char *filescope_sql(const struct filescope *s, const char *alias)
     buf_puts(&b, "(");
     if (s->user_id && *s->user_id) {
         buf_printf(&b, "(%s.owner = ", alias);
-        put_literal(&b, s->user_id);
+        if (user_ref)
+            buf_puts(&b, user_ref);
+        else
+            put_literal(&b, s->user_id);
         buf_puts(&b, " AND NOT ");
         put_shared(&b, s, alias);
         buf_puts(&b, ") OR ");

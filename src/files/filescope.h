@@ -53,6 +53,11 @@ char *filescope_key(const char *owner, const char *path);
  * quoted literals. NULL s: every row. The caller frees it. */
 char *filescope_sql(const struct filescope *s, const char *alias);
 
+/* filescope_sql with the user written as user_ref (a placeholder such as "$4", which the
+ * caller binds to s->user_id when s has a user) instead of a literal: one statement text
+ * for every user, so that one prepared statement serves them all. */
+char *filescope_sql_bound(const struct filescope *s, const char *alias, const char *user_ref);
+
 /* Whether alias.path lies in a shared folder, as SQL (literals quoted; "1 = 0" when
  * there are none). The caller frees it. */
 char *filescope_shared_sql(const struct filescope *s, const char *alias);

@@ -288,16 +288,21 @@ static void join_tables(struct buf *b, const struct feed_query *q)
 }
 
 /* Keeps the files namespace to the files the reader may see (a change whose entry is
- * another user's is left out, as if it were another table's). */
-static void files_condition(struct buf *b, const struct feed_query *q)
+ * another user's is left out, as if it were another table's). The user is bound, not
+ * written: every user's reads then share one prepared statement (a literal made each
+ * user's read a statement of its own, prepared per connection: one round trip more). */
+static void files_condition(struct feed_stmt *s, const struct feed_query *q)
 {
     for (size_t i = 0; q->files && i < q->n_tables; i++) {
         if (!q->tables[i]->builtin)
             continue;
-        char alias[24];
+        char alias[24], user_ref[24] = "";
         snprintf(alias, sizeof(alias), "t%zu", i);
-        char *seen = filescope_sql(q->files, alias);
-        buf_printf(b, " AND (c.tbl <> %s OR %s)", q->tables[i]->literal, seen);
+        bool user = !q->files->admin && q->files->user_id && *q->files->user_id;
+        if (user)
+            snprintf(user_ref, sizeof(user_ref), "$%zu", bind(s, sv_text(q->files->user_id)));
+        char *seen = filescope_sql_bound(q->files, alias, user ? user_ref : NULL);
+        buf_printf(&s->sql, " AND (c.tbl <> %s OR %s)", q->tables[i]->literal, seen);
         free(seen);
     }
 }
@@ -316,7 +321,7 @@ static void whole_sql(const struct feed_query *q, struct feed_stmt *s, int *offs
     for (size_t i = 0; i < q->n_tables; i++)
         buf_printf(&s->sql, "%s%s", i ? ", " : "", q->tables[i]->literal);
     buf_puts(&s->sql, ")");
-    files_condition(&s->sql, q);
+    files_condition(s, q);
     if (q->exclude_device) {
         device = bind(s, sv_text(q->exclude_device));
         buf_printf(&s->sql, " AND (c.device_id IS NULL OR c.device_id <> $%zu)", device);
@@ -383,7 +388,7 @@ static void scoped_sql(const struct feed_query *q, const enum rules_reach *reach
     buf_puts(&s->sql, ") c");
     join_tables(&s->sql, q);
     buf_puts(&s->sql, " WHERE 1 = 1");
-    files_condition(&s->sql, q);
+    files_condition(s, q);
     buf_printf(&s->sql, " ORDER BY c.seq LIMIT $%zu", limit);
     free(mine);
 }
@@ -402,7 +407,9 @@ static void walk_sql(const struct feed_query *q, struct feed_stmt *s, int *offse
         narrowed = narrowed || reach[i] != REACH_ALL;
     }
     buf_init(&s->sql);
-    s->v = xcalloc(q->n_tables + 4, sizeof(*s->v));
+    /* cursor, limit, device, a scope value per table, a user per files namespace, and
+     * read_page_at_once's device */
+    s->v = xcalloc(2 * q->n_tables + 4, sizeof(*s->v));
     s->n = 0;
     if (narrowed)
         scoped_sql(q, reach, values, s, offsets);
@@ -554,6 +561,49 @@ static void page_end(struct store_conn *c, const struct feed_query *q, struct st
     store_rollback(c);
 }
 
+/* A woken read on PostgreSQL (the long-polls a push wakes, all at once): the marks and the
+ * page in one statement, so in one snapshot without a transaction: one round trip, not
+ * three (BEGIN with the marks, the page, ROLLBACK). Each row carries the marks after the
+ * page's columns; an empty page is one row of marks alone (its seq NULL). */
+static int read_page_at_once(struct store_conn *c, const struct feed_query *q, struct feed_stmt *s,
+                             const int *offsets, struct feed_text *out, int64_t *clear,
+                             struct err *err)
+{
+    struct store_rows *rows = NULL;
+    struct render r = {.q = q, .offsets = offsets, .out = out};
+    struct buf sql;
+    int64_t marks[N_MARKS] = {0};
+    int cols = LOG_COLS, step = -1, rc = FERRY_ERR;
+    for (size_t i = 0; i < q->n_tables; i++)
+        cols += (int)q->tables[i]->n_cols;
+    buf_init(&sql);
+    size_t device = bind(s, sv_text(q->device_id)); /* s->v has room for it (feed_sql) */
+    /* ORDER BY 1 (the page's seq), not by name: a synced table may have a column "seq" */
+    buf_printf(&sql,
+               "SELECT p.*, (SELECT seq FROM ferry_head WHERE id = 1),"
+               " (SELECT horizon FROM ferry_writer WHERE id = 1),"
+               " (SELECT resync_seq FROM ferry_devices WHERE id = $%zu)"
+               " FROM (SELECT 1) m LEFT JOIN (%s) p ON true ORDER BY 1",
+               device, s->sql.data);
+    if (store_query(c, sql.data, s->v, s->n, &rows, err) == FERRY_OK)
+        step = store_rows_next(rows, err);
+    if (step == 0)
+        err_set(err, ERR_INTERNAL, "the change log's marks are missing");
+    for (int i = 0; step == 1 && i < N_MARKS; i++)
+        marks[i] = store_rows_isnull(rows, cols + i) ? 0 : store_rows_int(rows, cols + i);
+    if (step == 1 && resync_of(q, marks[MARK_RESYNC], clear, err) == FERRY_OK &&
+        check_cursor(q->cursor, marks, err) == FERRY_OK) {
+        out->head = marks[MARK_HEAD];
+        if (!store_rows_isnull(rows, 0))
+            put_row(&r, rows);
+        rc = page_rows(rows, &r, 0, err) == 0 ? FERRY_OK : FERRY_ERR;
+    }
+    s->n--;
+    page_end(c, q, rows, out);
+    buf_cleanup(&sql);
+    return rc;
+}
+
 /* The page of a read in one snapshot: head, cursor checks, changes. */
 static int read_page(struct store_conn *c, const struct feed_query *q, struct feed_stmt *s,
                      const int *offsets, struct feed_text *out, int64_t *clear, struct err *err)
@@ -561,6 +611,8 @@ static int read_page(struct store_conn *c, const struct feed_query *q, struct fe
     struct store_rows *rows = NULL;
     struct render r = {.q = q, .offsets = offsets, .out = out};
     int rc = FERRY_ERR;
+    if (q->woken && q->n_tables && store_conn_dialect(c) == STORE_POSTGRES)
+        return read_page_at_once(c, q, s, offsets, out, clear, err);
     if (page_begin(c, q, s, out, clear, &rows, err) == FERRY_OK &&
         (!rows || page_rows(rows, &r, 0, err) == 0))
         rc = FERRY_OK;
@@ -612,8 +664,11 @@ int feed_read_text(struct store_conn *c, const struct feed_query *q, struct feed
     out->head = 0;
     feed_sql(q, &s, offsets);
     /* Other programs' committed writes wait as pending entries until a promoter numbers
-     * them; the reader does it when the listener has not yet (or no node listens). */
-    if (promote_pending(c, err) != FERRY_OK)
+     * them; the reader does it when the listener has not yet (or no node listens). A woken
+     * read need not: what woke it is numbered (the watcher promotes, a push numbers its
+     * own), and whatever a later promoter numbers gets a seq above this read's head
+     * (promote.h), so it is not skipped, only left to the next read, which its move wakes. */
+    if (!q->woken && promote_pending(c, err) != FERRY_OK)
         rc = FERRY_ERR;
     else if (q->share && out->shape == FEED_CHANGES)
         rc = shared_page(c, q, &s, offsets, out, &clear, err);

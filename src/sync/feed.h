@@ -35,6 +35,9 @@ struct feed_query {
      * NULL: the read is this caller's own. */
     struct feedshare *share;
     int64_t share_head;
+    /* The read follows a move of the log that woke it (a long-poll): it skips the check
+     * for other programs' pending entries (feed_read_text). */
+    bool woken;
 };
 
 struct feed_page {

@@ -10,6 +10,7 @@
 #include "sync/feed.h"
 #include "sync/promote.h"
 #include "sync/push.h"
+#include "sync/watch.h"
 #include "util/buf.h"
 #include "util/crashpoint.h"
 #include "util/crypto.h"
@@ -1627,6 +1628,21 @@ static void pause_us(int64_t us)
     nanosleep(&ts, NULL);
 }
 
+/* The committed batch's wake keys: each table it wrote, and the caller's scope value of
+ * a narrowed table (apply_rule and check_owners hold every row it touched to that value,
+ * before and after). A narrowed table written by a caller who may write any row (an
+ * admin) has rows of values the batch does not tell: the watcher wakes their readers. */
+static void note_wake(const struct push_request *r, const struct batch *b, const json_t *result)
+{
+    struct watch_wake *k = r->wake;
+    k->head = json_integer_value(json_object_get(result, "cursor"));
+    for (size_t i = 0; b->applied > 0 && i < b->n; i++) { /* nothing applied: no keys */
+        if (rules_scoped(&b->ops[i].t->rule) && !b->ops[i].scope)
+            k->unknown = true;
+        watch_wake_add(k, b->ops[i].t->name, b->ops[i].scope);
+    }
+}
+
 int push_apply(struct store_conn *c, const struct synced_set *set, const struct push_request *r,
                json_t **result, bool *replayed, struct err *err)
 {
@@ -1647,6 +1663,8 @@ int push_apply(struct store_conn *c, const struct synced_set *set, const struct 
         struct batch b = {0};
         rc = attempt(c, set, r, &b, result, replayed, err);
         store_rollback(c); /* a failed try keeps nothing, the claim of its batch id included */
+        if (rc == FERRY_OK && !*replayed && r->wake)
+            note_wake(r, &b, *result);
         batch_cleanup(&b);
         if (rc == FERRY_OK || !b.rows_busy)
             break;

@@ -11,6 +11,8 @@
 
 #include "sync/tables.h"
 
+struct watch_wake;
+
 struct push_request {
     const char *origin;    /* namespace of batch ids: "device:<id>", "legacy:<device_id>" */
     const char *batch_id;  /* NULL: the batch is not idempotent */
@@ -30,6 +32,9 @@ struct push_request {
      * a check that what the operations were built from has not changed. */
     int (*before_ops)(struct store_conn *c, void *ctx, struct err *err);
     void *ctx;
+    /* When not NULL, filled once the batch is committed (not for a replayed answer) with
+     * what the batch changed, for watch_wake (sync/watch.h); the caller calls it. */
+    struct watch_wake *wake;
 };
 
 /* Validates every operation, then applies them in one transaction. On success *result is

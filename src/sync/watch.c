@@ -98,6 +98,43 @@ static int by_value(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* A writer's keys beyond this many are not worth sorting: the watcher wakes their readers. */
+#define WAKE_MAX_KEYS 64
+
+static void wake_key(struct watch_wake *k, uint64_t key)
+{
+    for (size_t i = 0; i < k->n_keys; i++)
+        if (k->keys[i] == key)
+            return;
+    if (k->n_keys == WAKE_MAX_KEYS) {
+        k->unknown = true;
+        return;
+    }
+    if (k->n_keys == k->cap) {
+        k->cap = k->cap ? k->cap * 2 : 4;
+        k->keys = xrealloc(k->keys, k->cap * sizeof(*k->keys));
+    }
+    k->keys[k->n_keys++] = key;
+}
+
+void watch_wake_add(struct watch_wake *k, const char *table, const char *scope)
+{
+    wake_key(k, key_of('T', table, NULL));
+    if (scope)
+        wake_key(k, key_of('S', table, scope));
+}
+
+void watch_wake(struct watch *w, struct watch_wake *k)
+{
+    if (w && !k->unknown && k->n_keys > 0 && k->head > 0) {
+        qsort(k->keys, k->n_keys, sizeof(*k->keys), by_value);
+        struct watch_move move = {k->head, k->keys, k->n_keys};
+        w->on_change(w->ctx, &move);
+    }
+    free(k->keys);
+    *k = (struct watch_wake){0};
+}
+
 /* The tables and scope values of the changes in (from, to]: each entry's, and every
  * value its row ever left (its exits, shown as deletes to those scopes' readers). An entry
  * that moved above `to` meanwhile is read with the next move, with its exits whatever

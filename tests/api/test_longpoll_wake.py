@@ -130,6 +130,60 @@ def test_a_change_on_one_node_wakes_the_waiters_of_the_other(_servers, pg_cluste
     run_owner_scenario(lambda name: b if name in ("u0", "u2") else a, a)
 
 
+def run_pusher_scenario(a, b):
+    """A push wakes the waiters of its own node (a) from the pushing thread (sync/watch.h
+    watch_wake) and those of node b (the same node, or another one through its watcher):
+    each with exactly its changes, once, the pusher's own device not at all."""
+    u0 = Client(a, a.create_token(role="user", user_id="u0")["token"])
+    u1 = Client(a, a.create_token(role="user", user_id="u1")["token"])
+    pusher, u0_here = u0.register("u0-phone"), u0.register("u0-laptop")
+    u1_here = u1.register("u1-phone")
+    there = [u0.register("u0-tablet"), u1.register("u1-laptop")]
+    u0_there, u1_there = [Client(b, d.token, d.device_id) for d in there]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        w = Waiters(pool, [pusher, u0_here, u0_there, u1_here, u1_there])
+        w.settle()
+        # a device's report into its own rows: its user's other devices, here and there
+        pusher.report([op("orders", "insert", {"id": "p1", "user_id": "u0", "item": "a"})])
+        w.woken({u0_here: [("orders", "p1", False)], u0_there: [("orders", "p1", False)]})
+        # one batch over two tables: the shared one concerns u1 too
+        pusher.report(
+            [op("orders", "update", {"id": "p1", "user_id": "u0", "item": "b"}),
+             op("catalog", "insert", {"id": "p2", "name": "tea"})])
+        w.woken({u0_here: [("orders", "p1", False), ("catalog", "p2", False)],
+                 u0_there: [("orders", "p1", False), ("catalog", "p2", False)],
+                 u1_here: [("catalog", "p2", False)], u1_there: [("catalog", "p2", False)]})
+        # a legacy push by u1's user token (no device): every device of u1
+        r = a.post("/sync/push", token=u1.token,
+                   json={"operations": [op("orders", "insert", {"id": "p3", "user_id": "u1"})]})
+        assert r.status_code == 200 and r.json()["success"] is True, r.text
+        w.woken({u1_here: [("orders", "p3", False)], u1_there: [("orders", "p3", False)]})
+        # an admin's push may write any owner's row: the push cannot tell whose, the
+        # watcher wakes them
+        r = a.post("/sync/push", token=a.admin_token,
+                   json={"operations": [op("orders", "insert", {"id": "p4", "user_id": "u0"})]})
+        assert r.status_code == 200 and r.json()["success"] is True, r.text
+        w.woken({d: [("orders", "p4", False)] for d in (pusher, u0_here, u0_there)})
+        w.settle()  # the watcher's report of the moves the pushes woke for answers nobody
+        a.db_exec("INSERT INTO catalog VALUES ('p5', 'salt')")  # lets the polls end
+        for f in w.pending.values():
+            assert f.result(timeout=WAKE_S).status_code == 200
+
+
+def test_a_push_wakes_the_waiters_of_its_own_node(make_server):
+    srv = make_server(*FLAGS, schema=list(SCHEMA), env=RULES)
+    run_pusher_scenario(srv, srv)
+
+
+@pytest.mark.postgres_only
+def test_a_push_wakes_its_own_nodes_waiters_and_the_other_nodes(_servers, pg_cluster, backend):
+    assert backend == "postgres"
+    a = _servers("postgres", *FLAGS, pg=pg_cluster, schema=list(SCHEMA), env=RULES)
+    b = _servers("postgres", *FLAGS, pg=pg_cluster, db_url=a.db_url, env=RULES)
+    b.pg, b.db_name = a.pg, a.db_name
+    run_pusher_scenario(a, b)
+
+
 def test_changed_token_attributes_wake_the_devices_they_send_back(make_server):
     """A token's attributes changed under a claim rule put a resync mark in the log (a
     change of no table): the token's device parked on a long-poll answers 410 (pull again

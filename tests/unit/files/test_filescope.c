@@ -77,16 +77,40 @@ static void test_keys(void **state)
     free(two);
 }
 
+static const struct {
+    const char *owner, *path;
+} rows[] = {{"anna", "notes.txt"}, {"bob", "notes.txt"}, {NULL, "team/plan.txt"},
+            {NULL, "old.txt"},     {"anna", "team/x"},   {NULL, "te'am/q"},
+            {"o'neil", "n.txt"},   {NULL, "teamwork/y"}};
+#define N_ROWS (sizeof(rows) / sizeof(rows[0]))
+
+/* The rows the condition of scope picks are those filescope_sees allows; bound: the user
+ * as the parameter ?1 (filescope_sql_bound), else as a literal. */
+static void check_condition(sqlite3 *db, const struct filescope *scope, bool bound)
+{
+    char *cond = bound ? filescope_sql_bound(scope, "f", "?1") : filescope_sql(scope, "f");
+    char *sql = xasprintf("SELECT rowid FROM f WHERE %s", cond);
+    sqlite3_stmt *st = NULL;
+    bool seen[N_ROWS] = {0};
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    if (bound && scope->user_id && *scope->user_id && !scope->admin) {
+        assert_null(strstr(cond, scope->user_id)); /* one text for every user */
+        sqlite3_bind_text(st, 1, scope->user_id, -1, SQLITE_STATIC);
+    }
+    while (sqlite3_step(st) == SQLITE_ROW)
+        seen[sqlite3_column_int(st, 0) - 1] = true;
+    sqlite3_finalize(st);
+    for (size_t i = 0; i < N_ROWS; i++)
+        assert_int_equal(seen[i], filescope_sees(scope, rows[i].owner, rows[i].path));
+    free(sql);
+    free(cond);
+}
+
 /* The SQL condition picks exactly the rows filescope_sees allows, quotes and all. */
 static void test_sql_matches_the_rules(void **state)
 {
     (void)state;
     static const char *const odd[] = {"te'am", "team"};
-    static const struct {
-        const char *owner, *path;
-    } rows[] = {{"anna", "notes.txt"}, {"bob", "notes.txt"}, {NULL, "team/plan.txt"},
-                {NULL, "old.txt"},     {"anna", "team/x"},   {NULL, "te'am/q"},
-                {"o'neil", "n.txt"},   {NULL, "teamwork/y"}};
     const struct filescope scopes[] = {
         {"anna", false, odd, 2}, {"o'neil", false, odd, 2}, {"bob", false, NULL, 0},
         {"", false, odd, 2},     {"", true, odd, 2},
@@ -95,7 +119,7 @@ static void test_sql_matches_the_rules(void **state)
     assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "CREATE TABLE f (owner TEXT, path TEXT)", NULL, NULL, NULL),
                      SQLITE_OK);
-    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+    for (size_t i = 0; i < N_ROWS; i++) {
         sqlite3_stmt *st = NULL;
         sqlite3_prepare_v2(db, "INSERT INTO f VALUES (?, ?)", -1, &st, NULL);
         if (rows[i].owner)
@@ -105,18 +129,8 @@ static void test_sql_matches_the_rules(void **state)
         sqlite3_finalize(st);
     }
     for (size_t s = 0; s < sizeof(scopes) / sizeof(scopes[0]); s++) {
-        char *cond = filescope_sql(&scopes[s], "f");
-        char *sql = xasprintf("SELECT rowid FROM f WHERE %s", cond);
-        sqlite3_stmt *st = NULL;
-        bool seen[sizeof(rows) / sizeof(rows[0])] = {0};
-        assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-        while (sqlite3_step(st) == SQLITE_ROW)
-            seen[sqlite3_column_int(st, 0) - 1] = true;
-        sqlite3_finalize(st);
-        for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
-            assert_int_equal(seen[i], filescope_sees(&scopes[s], rows[i].owner, rows[i].path));
-        free(sql);
-        free(cond);
+        check_condition(db, &scopes[s], false);
+        check_condition(db, &scopes[s], true);
     }
     char *all = filescope_sql(NULL, "f");
     assert_string_equal(all, "1 = 1");
