@@ -120,6 +120,20 @@ void http_reply_text(struct request *req, int status, const char *content_type, 
     req->resp.body_len = len;
 }
 
+void http_reply_static(struct request *req, int status, const char *content_type, const char *body,
+                       size_t len, struct http_codings *codings)
+{
+    if (req->replied)
+        return;
+    req->replied = true;
+    req->resp.status = status;
+    req->resp.content_type = content_type;
+    req->resp.body = (char *)body;
+    req->resp.body_len = len;
+    req->resp.borrowed = true;
+    req->resp.codings = codings;
+}
+
 void http_reply_json_text(struct request *req, int status, struct buf *text)
 {
     if (req->replied) {
@@ -376,6 +390,28 @@ static void compress_stream_reply(struct request *req)
         http_add_header(req, "Content-Encoding", compress_name(coding));
 }
 
+/* A borrowed body in coding: its form made once and shared, never one copy a request. */
+static void borrowed_coding(struct request *req, enum coding coding)
+{
+    struct response *r = &req->resp;
+    struct http_codings *c = r->codings;
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->lock);
+    if (!c->made) {
+        for (enum coding k = CODING_GZIP; k <= CODING_ZSTD; k++)
+            if (!compress_encode(k, r->body, r->body_len, &c->body[k], &c->len[k]))
+                c->body[k] = NULL;
+        c->made = true;
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (!c->body[coding])
+        return;
+    r->body = c->body[coding];
+    r->body_len = c->len[coding];
+    http_add_header(req, "Content-Encoding", compress_name(coding));
+}
+
 void http_compress_reply(struct request *req, long long min_size)
 {
     struct response *r = &req->resp;
@@ -395,8 +431,13 @@ void http_compress_reply(struct request *req, long long min_size)
      * on it even when this answer goes out as it is. */
     add_vary(req, "Accept-Encoding");
     enum coding coding = compress_choose(http_header(req, "Accept-Encoding"));
-    if (coding == CODING_IDENTITY ||
-        !compress_encode(coding, r->body, r->body_len, &encoded, &encoded_len))
+    if (coding == CODING_IDENTITY)
+        return;
+    if (r->borrowed) {
+        borrowed_coding(req, coding);
+        return;
+    }
+    if (!compress_encode(coding, r->body, r->body_len, &encoded, &encoded_len))
         return;
     free(r->body);
     r->body = encoded;

@@ -187,7 +187,8 @@ static void request_free(struct request *req)
         free(req->resp.headers[i].name);
         free(req->resp.headers[i].value);
     }
-    free(req->resp.body);
+    if (!req->resp.borrowed)
+        free(req->resp.body);
     http_stream_free(req->resp.stream);
     buf_cleanup(&req->body);
     json_decref(req->json);
@@ -321,6 +322,8 @@ static enum MHD_Result send_reply(struct request *req)
         resp = MHD_create_response_from_fd_at_offset64(r->fd_len, r->fd, r->fd_offset);
         if (resp)
             r->fd = -1; /* else request_free closes it */
+    } else if (r->borrowed) {
+        resp = MHD_create_response_from_buffer(r->body_len, r->body, MHD_RESPMEM_PERSISTENT);
     } else {
         resp = MHD_create_response_from_buffer(r->body_len, r->body, MHD_RESPMEM_MUST_FREE);
         r->body = NULL; /* MHD frees it; body_len stays for the log */
