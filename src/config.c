@@ -151,7 +151,8 @@ static const struct option_def options[] = {
     OPT("idle-timeout", "FERRY_IDLE_TIMEOUT", OPT_INT, idle_timeout, "30",
         "seconds a connection may stay silent (a waiting long-poll does not count)"),
     OPT("body-timeout", "FERRY_BODY_TIMEOUT", OPT_INT, body_timeout, "60",
-        "seconds a buffered request body may take to arrive (uploads are not buffered)"),
+        "seconds a request head, and a buffered body, may take to arrive (uploads are not "
+        "buffered)"),
     /* transport (issue 11) */
     OPT("tls-cert", "FERRY_TLS_CERT", OPT_STR, tls_cert, NULL,
         "PEM certificate (chain) file: serve HTTPS; SIGHUP reloads it (with tls-key)"),

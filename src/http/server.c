@@ -21,6 +21,7 @@
 #include "app.h"
 #include "ops/metrics.h"
 #include "http/auth.h"
+#include "http/headwatch.h"
 #include "http/server.h"
 #include "http/tls.h"
 #include "http/waiter.h"
@@ -42,6 +43,7 @@
 struct server {
     struct MHD_Daemon *daemon;
     struct app *app;
+    struct headwatch *heads; /* request heads are due within body-timeout */
     int port;
 };
 
@@ -239,8 +241,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     struct app *app = cls;
     struct request *req = *con_cls;
-    (void)conn;
     (void)toe;
+    headwatch_request_done(conn);
     if (!req)
         return;
     int64_t duration = time_mono_us() - req->start_us;
@@ -586,6 +588,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct app *app = cls;
     struct request *req = *con_cls;
     if (!req) {
+        headwatch_head_done(conn);
         req = request_new(app, conn, method, url);
         *con_cls = req;
         atomic_fetch_add(&app->in_flight, 1);
@@ -746,9 +749,10 @@ static size_t connection_pool_size(const struct config *cfg)
     return (size_t)cfg->max_header * 2 + 16384;
 }
 
-static struct MHD_Daemon *start_daemon(struct app *app, unsigned flags, int port, int fd,
+static struct MHD_Daemon *start_daemon(struct server *srv, unsigned flags, int port, int fd,
                                        struct MHD_OptionItem *tls_opts)
 {
+    struct app *app = srv->app;
     return MHD_start_daemon(
         flags, (uint16_t)port, NULL, NULL, on_request, app, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
         NULL, /* first, so that every message goes there */ MHD_OPTION_NOTIFY_COMPLETED,
@@ -767,8 +771,10 @@ static struct MHD_Daemon *start_daemon(struct app *app, unsigned flags, int port
          * timed, MHD takes it off its timeout list while it waits). */
         MHD_OPTION_CONNECTION_LIMIT, connection_capacity(app->cfg),
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)app->cfg->max_connections_per_ip,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg->idle_timeout, MHD_OPTION_LISTEN_SOCKET,
-        fd, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg->idle_timeout,
+        /* ... and a connection never silent must still send each request head in time */
+        MHD_OPTION_NOTIFY_CONNECTION, headwatch_notify, srv->heads, MHD_OPTION_LISTEN_SOCKET, fd,
+        MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
 }
 
 int server_start(struct app *app, struct tls *tls, struct server **out, struct err *err)
@@ -791,8 +797,10 @@ int server_start(struct app *app, struct tls *tls, struct server **out, struct e
     tls_options(tls, tls_opts, &flags);
     struct server *srv = xcalloc(1, sizeof(*srv));
     srv->app = app;
-    srv->daemon = start_daemon(app, flags, port, fd, tls_opts);
+    srv->heads = headwatch_new(app->cfg->body_timeout);
+    srv->daemon = start_daemon(srv, flags, port, fd, tls_opts);
     if (!srv->daemon) {
+        headwatch_free(srv->heads);
         close(fd);
         free(srv);
         return err_set(err, ERR_INTERNAL, "cannot start the HTTP server on %s", app->cfg->listen);
@@ -819,5 +827,6 @@ void server_stop(struct server *srv)
     if (!srv)
         return;
     MHD_stop_daemon(srv->daemon);
+    headwatch_free(srv->heads);
     free(srv);
 }

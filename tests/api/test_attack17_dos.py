@@ -53,3 +53,53 @@ def test_slow_readers_of_the_openapi_document_share_one_copy(make_server, extra)
     assert len(r.content) == size and r.json()["openapi"] == "3.0.3"
     r = srv.get("/api/v1/openapi.json", headers={"Accept-Encoding": "identity"})
     assert "Content-Encoding" not in r.headers and len(r.content) == size
+
+
+def trickle(socks, stop):
+    """Sends one more header byte on each socket every half second until stop."""
+    while not stop.is_set():
+        for s in socks:
+            try:
+                s.send(b"X")
+            except OSError:
+                pass
+        stop.wait(0.5)
+
+
+@pytest.mark.sqlite_only
+def test_trickled_request_heads_cannot_hold_every_slot(make_server):
+    """Slowloris: every connection the server allows, from several addresses, each sending
+    its request head a byte at a time (never silent, so the idle timeout never fires). The
+    head must arrive within the body timeout; after it, the slots are free again and a
+    client from another address is served."""
+    import threading
+
+    from test_dos import health_from
+
+    srv = make_server("--max-connections", "16", "--max-connections-per-ip", "4",
+                      "--idle-timeout", "2", "--body-timeout", "3")
+    socks = []
+    for i in range(16):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind((f"127.0.5.{1 + i // 4}", 0))
+        s.connect(("127.0.0.1", srv.port))
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        socks.append(s)
+    stop = threading.Event()
+    t = threading.Thread(target=trickle, args=(socks, stop))
+    t.start()
+    try:
+        time.sleep(1)
+        assert health_from(srv, "127.0.6.1", timeout=1) is None  # every slot is taken
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 8 and health_from(srv, "127.0.6.1", timeout=1) != 200:
+            time.sleep(0.2)
+        assert health_from(srv, "127.0.6.1") == 200
+        assert time.monotonic() - t0 < 6
+        authed = srv.get("/api/v1/admin/tokens", token=srv.admin_token)
+        assert authed.status_code == 200
+    finally:
+        stop.set()
+        t.join()
+        for s in socks:
+            s.close()
