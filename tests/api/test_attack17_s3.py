@@ -164,3 +164,44 @@ def test_range_edges_on_s3(s3nodes, mode):
         r = requests.get(url(node, f"{V1}/download/empty.bin"), headers={**h, "Range": "bytes=0-"},
                          timeout=30)
         assert r.status_code in (200, 416), (mode, r.status_code, r.text[:200])
+
+
+def test_same_bytes_from_many_clients_on_both_nodes_while_both_collect(s3nodes):
+    """Four clients upload the same bytes under their own paths, on alternating nodes, and
+    delete them again, while both nodes collect without pause: every upload answered 200
+    and not deleted since reads back whole from both nodes."""
+    a, b, _ = s3nodes()
+    tok = user_token(a, "bob")
+    data = random.Random("many").randbytes(3 * CHUNK + 7)
+    stop = threading.Event()
+    failures = []
+
+    def collect(node):
+        while not stop.is_set():
+            r = node.post("/api/v1/admin/purge", token=a.admin_token)
+            if r.status_code != 200:
+                failures.append(r.text)
+
+    def client(k):
+        try:
+            for n in range(6):
+                path = f"c{k}.bin"
+                upload([a, b], k + n, tok, path, data)
+                readable_everywhere([a, b], tok, path, data)
+                if n % 2 == 0:
+                    assert call([a, b], k, "DELETE", f"/api/v1/files/{path}", tok).status_code == 200
+        except AssertionError as e:
+            failures.append(str(e))
+
+    collectors = [threading.Thread(target=collect, args=(n,)) for n in (a, b)]
+    clients = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in collectors + clients:
+        t.start()
+    for t in clients:
+        t.join()
+    stop.set()
+    for t in collectors:
+        t.join()
+    assert not failures, failures[:3]
+    for k in range(4):
+        readable_everywhere([a, b], tok, f"c{k}.bin", data)
