@@ -226,6 +226,9 @@ void http_add_header(struct request *req, const char *name, const char *value);
  * freed (ctx must not need it). */
 void http_reply_stream(struct request *req, int status, const char *content_type, struct buf *first,
                        int (*fill)(void *ctx, struct buf *out), void (*done)(void *ctx), void *ctx);
+/* Makes the stream http_reply_stream set up an answer of exactly length bytes: sent with
+ * Content-Length (so a client can show progress and knows a cut answer), never encoded. */
+void http_stream_length(struct request *req, uint64_t length);
 /* MHD's response for req's stream, which it owns from here (NULL on failure); and the
  * release of a stream never handed over (NULL: nothing). */
 struct MHD_Response *http_stream_response(struct request *req);

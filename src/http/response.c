@@ -153,6 +153,7 @@ struct http_stream {
     size_t sent;
     bool ended;
     struct compress_stream *enc; /* NULL: sent as written */
+    uint64_t length;             /* MHD_SIZE_UNKNOWN: sent chunked, as long as it is */
     size_t *bytes_out;           /* the request's count for the log, while it is being sent */
     int (*fill)(void *ctx, struct buf *out);
     void (*done)(void *ctx);
@@ -174,10 +175,17 @@ void http_reply_stream(struct request *req, int status, const char *content_type
     s->done = done;
     s->ctx = ctx;
     s->bytes_out = &req->resp.body_len;
+    s->length = MHD_SIZE_UNKNOWN;
     req->replied = true;
     req->resp.status = status;
     req->resp.content_type = content_type;
     req->resp.stream = s;
+}
+
+void http_stream_length(struct request *req, uint64_t length)
+{
+    if (req->resp.stream)
+        req->resp.stream->length = length;
 }
 
 void http_stream_free(struct http_stream *s)
@@ -247,8 +255,8 @@ static void stream_free(void *cls)
 struct MHD_Response *http_stream_response(struct request *req)
 {
     struct http_stream *s = req->resp.stream;
-    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK,
-                                                                  stream_read, s, stream_free);
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(s->length, STREAM_BLOCK, stream_read, s, stream_free);
     if (resp)
         req->resp.stream = NULL; /* MHD frees it with the response */
     return resp;
@@ -382,7 +390,8 @@ static void add_vary(struct request *req, const char *field)
 static void compress_stream_reply(struct request *req)
 {
     struct response *r = &req->resp;
-    if (!compress_type_ok(r->content_type) || response_header(req, "Content-Encoding"))
+    if (!compress_type_ok(r->content_type) || response_header(req, "Content-Encoding") ||
+        r->stream->length != MHD_SIZE_UNKNOWN)
         return;
     add_vary(req, "Accept-Encoding");
     enum coding coding = compress_choose(http_header(req, "Accept-Encoding"));

@@ -5,9 +5,13 @@ After every answered success the bytes must read back whole and by range from bo
 """
 
 import base64
+import os
 import random
 import signal
+import socket
+import stat
 import threading
+import time
 
 import pytest
 import requests
@@ -205,3 +209,57 @@ def test_same_bytes_from_many_clients_on_both_nodes_while_both_collect(s3nodes):
     assert not failures, failures[:3]
     for k in range(4):
         readable_everywhere([a, b], tok, f"c{k}.bin", data)
+
+
+def open_file_bytes(node):
+    """Bytes of the regular files node holds open (a local copy of a download included)."""
+    total = 0
+    fd_dir = f"/proc/{node.proc.pid}/fd"
+    for name in os.listdir(fd_dir):
+        try:
+            st = os.stat(os.path.join(fd_dir, name))
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            total += st.st_size
+    return total
+
+
+def test_a_proxied_download_is_not_copied_whole_before_it_is_sent(s3nodes):
+    """A proxied download of a large file from S3 answers before the whole file has come
+    from the store, and holds no local copy of it while a slow client reads: the bytes come
+    from S3 piece by piece, as the client takes them."""
+    a, b, _ = s3nodes()
+    tok = user_token(a, "bob")
+    data = random.Random("big").randbytes(24 * 1024 * 1024)
+    meta = "path " + base64.b64encode(b"big.bin").decode()
+    r = a.post("/tus/", token=tok,
+               headers={**TUS, "Upload-Length": str(len(data)), "Upload-Metadata": meta})
+    assert r.status_code == 201, r.text
+    r = a.request("PATCH", r.headers["Location"], token=tok, data=data,
+                  headers={**TUS, "Upload-Offset": "0",
+                           "Content-Type": "application/offset+octet-stream"})
+    assert r.status_code == 204, r.text
+    held = open_file_bytes(b)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", b.port))
+    s.settimeout(30)
+    s.sendall(f"GET {V1}/download/big.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\n"
+              f"Range: bytes=1000-\r\nConnection: close\r\n\r\n".encode())
+    got = b""
+    while b"\r\n\r\n" not in got:
+        got += s.recv(4096)
+    head, body = got.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 206"), head
+    assert b"Content-Length: " + str(len(data) - 1000).encode() in head, head
+    time.sleep(1)
+    assert open_file_bytes(b) - held < 4 * 1024 * 1024  # no local copy of the 24 MiB
+    s.settimeout(30)
+    while True:
+        piece = s.recv(1 << 20)
+        if not piece:
+            break
+        body += piece
+    s.close()
+    assert body == data[1000:]
