@@ -22,6 +22,7 @@
 #include "ops/metrics.h"
 #include "http/auth.h"
 #include "http/headwatch.h"
+#include "http/netlimit.h"
 #include "http/server.h"
 #include "http/tls.h"
 #include "http/waiter.h"
@@ -44,6 +45,7 @@ struct server {
     struct MHD_Daemon *daemon;
     struct app *app;
     struct headwatch *heads; /* request heads are due within body-timeout */
+    struct netlimit *nets;   /* open connections per IPv6 /64 */
     int port;
 };
 
@@ -743,6 +745,28 @@ static void tls_options(struct tls *tls, struct MHD_OptionItem opts[3], unsigned
     *flags |= MHD_USE_TLS;
 }
 
+/* An IPv6 client holds a /64: it gets one address's share of connections, not 2^64. */
+static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    struct server *srv = cls;
+    (void)addrlen;
+    return netlimit_admits(srv->nets, addr) ? MHD_YES : MHD_NO;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct server *srv = cls;
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *addr = info ? info->client_addr : NULL;
+    headwatch_notify(srv->heads, conn, socket_context, code);
+    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+        netlimit_opened(srv->nets, addr);
+    else if (code == MHD_CONNECTION_NOTIFY_CLOSED)
+        netlimit_closed(srv->nets, addr);
+}
+
 /* Per-connection memory of libmicrohttpd (see start_daemon). */
 static size_t connection_pool_size(const struct config *cfg)
 {
@@ -754,8 +778,8 @@ static struct MHD_Daemon *start_daemon(struct server *srv, unsigned flags, int p
 {
     struct app *app = srv->app;
     return MHD_start_daemon(
-        flags, (uint16_t)port, NULL, NULL, on_request, app, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-        NULL, /* first, so that every message goes there */ MHD_OPTION_NOTIFY_COMPLETED,
+        flags, (uint16_t)port, accept_policy, srv, on_request, app, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_log, NULL, /* first, so that every message goes there */ MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, app, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)app->cfg->threads,
         /* Room for twice the header limit, so that oversize headers usually reach
          * admit() and get ferry's own 431 (far beyond it MHD answers 431 itself), and no
@@ -773,7 +797,7 @@ static struct MHD_Daemon *start_daemon(struct server *srv, unsigned flags, int p
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)app->cfg->max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg->idle_timeout,
         /* ... and a connection never silent must still send each request head in time */
-        MHD_OPTION_NOTIFY_CONNECTION, headwatch_notify, srv->heads, MHD_OPTION_LISTEN_SOCKET, fd,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
 }
 
@@ -798,9 +822,11 @@ int server_start(struct app *app, struct tls *tls, struct server **out, struct e
     struct server *srv = xcalloc(1, sizeof(*srv));
     srv->app = app;
     srv->heads = headwatch_new(app->cfg->body_timeout);
+    srv->nets = netlimit_new((unsigned)app->cfg->max_connections_per_ip);
     srv->daemon = start_daemon(srv, flags, port, fd, tls_opts);
     if (!srv->daemon) {
         headwatch_free(srv->heads);
+        netlimit_free(srv->nets);
         close(fd);
         free(srv);
         return err_set(err, ERR_INTERNAL, "cannot start the HTTP server on %s", app->cfg->listen);
@@ -828,5 +854,6 @@ void server_stop(struct server *srv)
         return;
     MHD_stop_daemon(srv->daemon);
     headwatch_free(srv->heads);
+    netlimit_free(srv->nets);
     free(srv);
 }
