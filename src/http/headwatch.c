@@ -4,6 +4,7 @@
  * and closes it. The closing notification takes the entry off the list under the same
  * lock before libmicrohttpd closes the descriptor, so a reused descriptor is never cut. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -15,8 +16,9 @@
 struct watched {
     struct headwatch *hw;
     int fd;
-    int64_t since_us; /* the head is due by since_us + limit */
-    bool busy;        /* a request is in progress */
+    /* Written by the connection's request, without the lock: a request costs no lock */
+    atomic_int_least64_t since_us; /* the head is due by since_us + limit */
+    atomic_bool busy;              /* a request is in progress */
     bool cut;
     struct watched *prev, *next;
 };
@@ -33,7 +35,8 @@ struct headwatch {
 static void cut_overdue(struct headwatch *hw, int64_t now_us)
 {
     for (struct watched *w = hw->head; w; w = w->next)
-        if (!w->busy && !w->cut && now_us - w->since_us > hw->limit_us) {
+        if (!w->cut && !atomic_load(&w->busy) &&
+            now_us - atomic_load(&w->since_us) > hw->limit_us) {
             shutdown(w->fd, SHUT_RDWR);
             w->cut = true;
         }
@@ -96,7 +99,8 @@ static void track(struct headwatch *hw, struct MHD_Connection *conn, void **sock
     struct watched *w = xcalloc(1, sizeof(*w));
     w->hw = hw;
     w->fd = info->connect_fd;
-    w->since_us = time_mono_us();
+    atomic_init(&w->since_us, time_mono_us());
+    atomic_init(&w->busy, false);
     pthread_mutex_lock(&hw->lock);
     w->next = hw->head;
     if (hw->head)
@@ -141,10 +145,9 @@ static void set_busy(struct MHD_Connection *conn, bool busy)
     struct watched *w = info ? info->socket_context : NULL;
     if (!w)
         return;
-    pthread_mutex_lock(&w->hw->lock);
-    w->busy = busy;
-    w->since_us = time_mono_us();
-    pthread_mutex_unlock(&w->hw->lock);
+    /* since first: the watch never sees a request that just ended with its old start */
+    atomic_store(&w->since_us, time_mono_us());
+    atomic_store(&w->busy, busy);
 }
 
 void headwatch_head_done(struct MHD_Connection *conn)
