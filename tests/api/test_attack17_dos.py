@@ -18,6 +18,9 @@ def slow_readers(srv, path, n, extra=b""):
     for i in range(n):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a reader that barely reads
+        # segments as over Ethernet: on loopback's 64 KiB ones the kernel would take the
+        # whole answer into its send buffer at once, and nothing would stay in the server
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 1200)
         s.bind((f"127.0.4.{1 + i // 100}", 0))
         s.connect(("127.0.0.1", srv.port))
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n".encode() + extra + b"\r\n")
