@@ -487,10 +487,12 @@ static int proxy_open(struct request *req, const char *hex, uint64_t start, uint
     p->next = start;
     p->end = start + len;
     buf_init(&p->first);
-    if (proxy_fill(p, &p->first) < 0) {
+    uint64_t n = len < PROXY_PIECE ? len : PROXY_PIECE;
+    if (n && blob_read(p->bs, hex, start, n, &p->first, err) != FERRY_OK) {
         proxy_done(p);
-        return err_set(err, ERR_CLOUD, "the file's content could not be read from the blob store");
+        return FERRY_ERR;
     }
+    p->next += n;
     *out = p;
     return FERRY_OK;
 }

@@ -23,17 +23,30 @@ from test_multinode_s3 import (CHUNK, TUS, V1, call, s3nodes, sha, upload,  # no
 pytestmark = pytest.mark.postgres_only
 
 
+def get(node, path, headers):
+    """GET, asking again on a 503 for up to 2 s: s3rver writes a put straight into the
+    object's file, so while another upload of the same bytes puts the blob again (it found
+    it collected, or part-written) a read of it can come up short. S3's puts are atomic;
+    a blob really lost stays lost, and fails here all the same."""
+    for _ in range(20):
+        r = requests.get(url(node, path), headers=headers, timeout=30)
+        if r.status_code != 503:
+            break
+        time.sleep(0.1)
+    return r
+
+
 def readable_everywhere(nodes, tok, path, data):
     for node in nodes:
-        r = requests.get(url(node, f"{V1}/download/{path}"), timeout=30,
-                         headers={"Authorization": f"Bearer {tok}"})
-        assert r.status_code == 200 and r.content == data, (node.port, path, r.status_code)
+        r = get(node, f"{V1}/download/{path}", {"Authorization": f"Bearer {tok}"})
+        assert r.status_code == 200, (node.port, path, r.status_code, r.text[:300])
+        assert r.content == data, (node.port, path)
         if data:
             start = len(data) // 3
-            r = requests.get(url(node, f"{V1}/download/{path}"), timeout=30,
-                             headers={"Authorization": f"Bearer {tok}",
-                                      "Range": f"bytes={start}-{len(data) - 2}"})
-            assert r.status_code == 206 and r.content == data[start:len(data) - 1], path
+            r = get(node, f"{V1}/download/{path}",
+                    {"Authorization": f"Bearer {tok}", "Range": f"bytes={start}-{len(data) - 2}"})
+            assert r.status_code == 206, (node.port, path, r.status_code, r.text[:300])
+            assert r.content == data[start:len(data) - 1], path
 
 
 def test_reupload_after_delete_races_collection_on_the_other_node(s3nodes):
