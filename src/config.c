@@ -147,11 +147,12 @@ static const struct option_def options[] = {
     OPT("max-connections", "FERRY_MAX_CONNECTIONS", OPT_INT, max_connections, "10000",
         "most open connections (the open-file limit is raised to fit)"),
     OPT("max-connections-per-ip", "FERRY_MAX_CONNECTIONS_PER_IP", OPT_INT, max_connections_per_ip,
-        "256", "most open connections from one client address (0: no limit)"),
+        "256", "most open connections from one client address, or one IPv6 /64 (0: no limit)"),
     OPT("idle-timeout", "FERRY_IDLE_TIMEOUT", OPT_INT, idle_timeout, "30",
         "seconds a connection may stay silent (a waiting long-poll does not count)"),
     OPT("body-timeout", "FERRY_BODY_TIMEOUT", OPT_INT, body_timeout, "60",
-        "seconds a buffered request body may take to arrive (uploads are not buffered)"),
+        "seconds a request head, and a buffered body, may take to arrive (uploads are not "
+        "buffered)"),
     /* transport (issue 11) */
     OPT("tls-cert", "FERRY_TLS_CERT", OPT_STR, tls_cert, NULL,
         "PEM certificate (chain) file: serve HTTPS; SIGHUP reloads it (with tls-key)"),

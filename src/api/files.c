@@ -27,6 +27,7 @@
 #include "sync/push.h"
 #include "http/range.h"
 #include "util/jsonutil.h"
+#include "util/log.h"
 #include "util/path.h"
 #include "util/timeutil.h"
 
@@ -442,6 +443,67 @@ static int redirect_to_blob(struct request *req, const char *hex, struct err *er
     return FERRY_OK;
 }
 
+/* A proxied download from an S3 store is sent in pieces, each fetched as the client takes
+ * the last one: a large file costs neither its size in local disk or memory nor the whole
+ * transfer before the first byte. A piece that cannot be fetched cuts the answer. */
+#define PROXY_PIECE (1024 * 1024)
+
+struct proxied {
+    struct blob_store *bs;
+    char hex[65];
+    uint64_t next, end;
+    struct buf first; /* fetched before the answer, so a missing blob is a proper error */
+};
+
+static int proxy_fill(void *ctx, struct buf *out)
+{
+    struct proxied *p = ctx;
+    struct err err = {0};
+    uint64_t n = p->end - p->next < PROXY_PIECE ? p->end - p->next : PROXY_PIECE;
+    if (n && blob_read(p->bs, p->hex, p->next, n, out, &err) != FERRY_OK) {
+        log_warn("download_cut", json_pack("{s:s, s:s, s:I}", "msg", err.msg, "sha256", p->hex,
+                                           "offset", (json_int_t)p->next));
+        return -1;
+    }
+    p->next += n;
+    return p->next < p->end ? 1 : 0;
+}
+
+static void proxy_done(void *ctx)
+{
+    struct proxied *p = ctx;
+    buf_cleanup(&p->first);
+    free(p);
+}
+
+/* A proxy for len bytes of blob hex from start, its first piece fetched (*out; the
+ * answer is set up by proxy_reply once its headers are). */
+static int proxy_open(struct request *req, const char *hex, uint64_t start, uint64_t len,
+                      struct proxied **out, struct err *err)
+{
+    struct proxied *p = xcalloc(1, sizeof(*p));
+    p->bs = req->app->files->blobs;
+    snprintf(p->hex, sizeof(p->hex), "%s", hex);
+    p->next = start;
+    p->end = start + len;
+    buf_init(&p->first);
+    uint64_t n = len < PROXY_PIECE ? len : PROXY_PIECE;
+    if (n && blob_read(p->bs, hex, start, n, &p->first, err) != FERRY_OK) {
+        proxy_done(p);
+        return FERRY_ERR;
+    }
+    p->next += n;
+    *out = p;
+    return FERRY_OK;
+}
+
+static void proxy_reply(struct request *req, int status, struct proxied *p, uint64_t len)
+{
+    http_reply_stream(req, status, "application/octet-stream", &p->first, proxy_fill, proxy_done,
+                      p);
+    http_stream_length(req, len);
+}
+
 static int download(struct request *req, struct err *err)
 {
     struct file_entry e = {0};
@@ -482,10 +544,11 @@ static int download(struct request *req, struct err *err)
         rc = redirect_to_blob(req, e.sha256, err);
         goto out;
     }
-    uint64_t fd_start = 0;
     int fd = -1;
-    if (blob_open_range(req->app->files->blobs, e.sha256, start, len, &fd, &fd_start, err) !=
-        FERRY_OK) {
+    struct proxied *proxy = NULL;
+    struct blob_store *blobs = req->app->files->blobs;
+    if ((blob_remote(blobs) ? proxy_open(req, e.sha256, start, len, &proxy, err)
+                            : blob_open(blobs, e.sha256, &fd, err)) != FERRY_OK) {
         rc = FERRY_ERR;
         goto out;
     }
@@ -498,7 +561,10 @@ static int download(struct request *req, struct err *err)
     char *version = xasprintf("%lld", (long long)e.version);
     http_add_header(req, "X-File-Version", version);
     free(version);
-    http_reply_file(req, partial ? 206 : 200, "application/octet-stream", fd, fd_start, len);
+    if (proxy)
+        proxy_reply(req, partial ? 206 : 200, proxy, len);
+    else
+        http_reply_file(req, partial ? 206 : 200, "application/octet-stream", fd, start, len);
 out:
     free(path);
     files_entry_clear(&e);

@@ -168,10 +168,15 @@ static int prometheus(struct request *req, struct err *err)
     return FERRY_OK;
 }
 
+/* The document's compressed forms, made once: without them each request (public, so
+ * anyone's) would cost a compression and hold its own copy until a slow reader took it. */
+static struct http_codings openapi_codings = HTTP_CODINGS_INIT;
+
 static int openapi(struct request *req, struct err *err)
 {
     (void)err;
-    http_reply_text(req, HTTP_OK, "application/json", ferry_openapi_json, ferry_openapi_json_len);
+    http_reply_static(req, HTTP_OK, "application/json", ferry_openapi_json, ferry_openapi_json_len,
+                      &openapi_codings);
     return FERRY_OK;
 }
 

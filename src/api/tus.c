@@ -283,7 +283,9 @@ static void patch_open(struct request *req)
     req->sink_ctx = p;
 }
 
-/* Settles the bytes (kept or cut off); *done when the upload is complete now. */
+/* Settles the bytes (kept or cut off); *done when the upload is complete now. The upload
+ * is let go of here, before the answer goes out: a client that has its 204 may send the
+ * next PATCH at once, to any node, and must not find this one still holding it (423). */
 static int settle(struct request *req, struct patch *p, bool keep, int64_t *offset, bool *done,
                   struct err *err)
 {
@@ -291,6 +293,8 @@ static int settle(struct request *req, struct patch *p, bool keep, int64_t *offs
     p->finished = true;
     int rc = filesys_patch_settle(p->fp, req->db, keep, offset, done, &result, err);
     free(result);
+    filesys_patch_end(p->fp, req->db);
+    p->fp = NULL;
     return rc;
 }
 

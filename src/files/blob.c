@@ -380,30 +380,27 @@ int blob_collect(struct blob_store *bs, const struct blob_collector *who, int64_
     return rc;
 }
 
-int blob_open_range(struct blob_store *bs, const char *hex, uint64_t start, uint64_t len, int *fd,
-                    uint64_t *fd_start, struct err *err)
+int blob_open(struct blob_store *bs, const char *hex, int *fd, struct err *err)
 {
     *fd = -1;
-    if (!bs->s3) {
-        char *path = blob_path(bs, hex, err);
-        *fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
-        free(path);
-        *fd_start = start;
-        return *fd >= 0 ? FERRY_OK
-                        : err_set(err, ERR_INTERNAL,
-                                  "the file's content is missing from the blob store");
-    }
-    /* an unnamed local file, so nothing is left behind whatever happens to the reply */
-    char *tmp = xasprintf("%s/" TMP_DIR, bs->dir);
-    int out = open(tmp, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    int rc = out < 0 ? spool_io_error(err, "cannot create a file in", tmp)
-                     : blob_s3_fetch(bs->s3, hex, start, len, out, err);
-    free(tmp);
-    if (rc != FERRY_OK && out >= 0)
-        close(out);
-    *fd = rc == FERRY_OK ? out : -1;
-    *fd_start = 0;
-    return rc;
+    if (bs->s3)
+        return err_set(err, ERR_INVALID, "an S3 blob store has no files to open");
+    char *path = blob_path(bs, hex, err);
+    *fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    free(path);
+    return *fd >= 0
+               ? FERRY_OK
+               : err_set(err, ERR_INTERNAL, "the file's content is missing from the blob store");
+}
+
+int blob_read(struct blob_store *bs, const char *hex, uint64_t start, uint64_t len, struct buf *out,
+              struct err *err)
+{
+    if (!bs->s3)
+        return err_set(err, ERR_INVALID, "a local blob store is read from its files");
+    if (len == 0) /* a range of 0 bytes would be "to the end" for the store */
+        return FERRY_OK;
+    return blob_s3_fetch(bs->s3, hex, start, len, out, err);
 }
 
 int blob_presign(struct blob_store *bs, const char *hex, int64_t expires_at, char **url,

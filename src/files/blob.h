@@ -12,6 +12,7 @@
 
 #include "cloud/cloud.h"
 #include "ferry.h"
+#include "util/buf.h"
 
 struct blob_store;
 struct blob_writer;
@@ -28,7 +29,7 @@ void blob_store_close(struct blob_store *bs);
 int blob_store_open_s3(const char *scratch, const char *url, const struct cloud_settings *settings,
                        struct blob_store **out, struct err *err);
 
-/* Whether blobs live in object storage (no local path; see blob_open_range). */
+/* Whether blobs live in object storage (no local path; see blob_open). */
 bool blob_remote(const struct blob_store *bs);
 
 /* Removes temporary files untouched for an hour (housekeeping; see blob_store_open). */
@@ -72,11 +73,15 @@ char *blob_path(const struct blob_store *bs, const char *hex, struct err *err);
 
 bool blob_exists(const struct blob_store *bs, const char *hex);
 
-/* Opens len bytes of blob hex from start for reading: *fd is read from *fd_start (the
- * blob itself for a local store; an unnamed local copy of the range for S3). The
- * caller closes *fd. */
-int blob_open_range(struct blob_store *bs, const char *hex, uint64_t start, uint64_t len, int *fd,
-                    uint64_t *fd_start, struct err *err);
+/* Opens blob hex of a local store for reading (the caller closes *fd). An S3 store has
+ * no file to open: ERR_INVALID; its bytes are read with blob_read. */
+int blob_open(struct blob_store *bs, const char *hex, int *fd, struct err *err);
+
+/* Appends len bytes of blob hex from start to out: one ranged GET from an S3 store, so
+ * that a large blob is read piece by piece, never copied whole. ERR_INVALID for a local
+ * store (open it). */
+int blob_read(struct blob_store *bs, const char *hex, uint64_t start, uint64_t len, struct buf *out,
+              struct err *err);
 
 /* A URL that GETs blob hex until expires_at (a SigV4 presigned URL; S3 stores only). */
 int blob_presign(struct blob_store *bs, const char *hex, int64_t expires_at, char **url,

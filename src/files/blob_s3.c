@@ -212,38 +212,34 @@ bool blob_s3_exists(struct blob_s3 *s, const char *hex, uint64_t *size)
 }
 
 struct sink {
-    int fd;
-    uint64_t written;
+    struct buf *out;
+    uint64_t want, written;
 };
 
-static int to_fd(void *ctx, const void *data, size_t len)
+static int to_buf(void *ctx, const void *data, size_t len)
 {
     struct sink *k = ctx;
-    const char *p = data;
-    while (len) {
-        ssize_t n = write(k->fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return FERRY_ERR;
-        p += n;
-        len -= (size_t)n;
-        k->written += (uint64_t)n;
-    }
+    k->written += len;
+    if (k->written > k->want) /* the range was ignored: not the whole object in memory */
+        return FERRY_ERR;
+    buf_append(k->out, data, len);
     return FERRY_OK;
 }
 
-int blob_s3_fetch(struct blob_s3 *s, const char *hex, uint64_t start, uint64_t len, int fd,
+int blob_s3_fetch(struct blob_s3 *s, const char *hex, uint64_t start, uint64_t len, struct buf *out,
                   struct err *err)
 {
     struct cloud *c = NULL;
-    struct sink k = {fd, 0};
+    struct sink k = {out, len, 0};
     struct cloud_range r = {start, len};
     char *key = key_of(s, hex);
     int rc = client(s, &c, err);
     if (rc == FERRY_OK)
-        rc = cloud_get(c, key, &r, NULL, to_fd, &k, err);
-    if (rc == FERRY_OK && k.written != len)
+        rc = cloud_get(c, key, &r, NULL, to_buf, &k, err);
+    if (k.written > len)
+        rc = err_set(err, ERR_CLOUD, "the blob store sent more than the %llu bytes asked for",
+                     (unsigned long long)len);
+    else if (rc == FERRY_OK && k.written != len)
         rc = err_set(err, ERR_CLOUD, "the blob store sent %llu of %llu bytes",
                      (unsigned long long)k.written, (unsigned long long)len);
     cloud_close(c);

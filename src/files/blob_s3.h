@@ -9,6 +9,7 @@
 
 #include "cloud/cloud.h"
 #include "ferry.h"
+#include "util/buf.h"
 
 struct blob_s3;
 
@@ -26,8 +27,9 @@ int blob_s3_put(struct blob_s3 *s, const char *path, const char *hex, struct err
  * stored object's size in *size when size is not NULL. */
 bool blob_s3_exists(struct blob_s3 *s, const char *hex, uint64_t *size);
 
-/* Copies len bytes of blob hex from start into the open file fd. */
-int blob_s3_fetch(struct blob_s3 *s, const char *hex, uint64_t start, uint64_t len, int fd,
+/* Appends len bytes of blob hex from start to out. A store that sends more than asked (one
+ * that ignores the range) is stopped, and that is an error (ERR_CLOUD). */
+int blob_s3_fetch(struct blob_s3 *s, const char *hex, uint64_t start, uint64_t len, struct buf *out,
                   struct err *err);
 
 /* A presigned GET URL of blob hex valid until expires_at. */

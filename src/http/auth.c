@@ -9,6 +9,7 @@
 #include "auth/jws.h"
 #include "auth/tokens.h"
 #include "http/auth.h"
+#include "http/netlimit.h"
 #include "util/timeutil.h"
 
 struct auth_jwt {
@@ -269,8 +270,10 @@ bool auth_check(struct request *req)
 
     if (!needs_credential(req))
         return true;
-    if (ratelimit_exhausted(app->auth_fail, req->client_addr, now)) {
-        struct rl_result r = ratelimit_take(app->auth_fail, req->client_addr, now);
+    char who[80]; /* an IPv6 client's /64: it holds all of its 2^64 addresses */
+    netlimit_key(req->client_addr, who, sizeof(who));
+    if (ratelimit_exhausted(app->auth_fail, who, now)) {
+        struct rl_result r = ratelimit_take(app->auth_fail, who, now);
         set_rate_headers(req, &r);
         http_reply_error(req, ERR_RATE_LIMITED,
                          "too many failed authentication attempts from this address");
@@ -281,7 +284,7 @@ bool auth_check(struct request *req)
             /* Only a wrong credential counts as a failed attempt; a missing one guesses
              * nothing. */
             if (http_header(req, "Authorization"))
-                ratelimit_take(app->auth_fail, req->client_addr, now);
+                ratelimit_take(app->auth_fail, who, now);
             http_add_header(req, "WWW-Authenticate", "Bearer realm=\"ferry\"");
             /* The reason (unknown, revoked, expired) goes to the client: it names no
              * secret, and a device needs to know whether to ask for a new token. */

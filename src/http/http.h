@@ -4,6 +4,7 @@
 #ifndef FERRY_HTTP_H
 #define FERRY_HTTP_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -114,10 +115,25 @@ struct route {
 #define MAX_PATH_PARAMS 8
 #define MAX_RESP_HEADERS 16
 
+/* The compressed forms of one body that lives as long as the process, made once, by the
+ * first request that asks for them (http_reply_static); indexed by enum coding. */
+struct http_codings {
+    pthread_mutex_t lock;
+    bool made;
+    char *body[3]; /* NULL: the coding failed or was not smaller */
+    size_t len[3];
+};
+#define HTTP_CODINGS_INIT                                                                          \
+    {                                                                                              \
+        .lock = PTHREAD_MUTEX_INITIALIZER                                                          \
+    }
+
 struct response {
     int status;
-    char *body; /* owned */
+    char *body; /* owned, unless borrowed */
     size_t body_len;
+    bool borrowed;                /* body lives as long as the process: never freed */
+    struct http_codings *codings; /* a borrowed body's compressed forms */
     const char *content_type;
     int fd; /* >= 0: the body is fd_len bytes of this file from fd_offset */
     uint64_t fd_offset, fd_len;
@@ -187,6 +203,11 @@ const char *http_header(const struct request *req, const char *name);
 void http_reply_json(struct request *req, int status, json_t *value);
 void http_reply_text(struct request *req, int status, const char *content_type, const char *body,
                      size_t len);
+/* Replies with len bytes that live as long as the process (a document built into the
+ * binary), without copying them: every client, however slowly it reads, shares them.
+ * codings keeps their compressed forms, made at the first request that wants one. */
+void http_reply_static(struct request *req, int status, const char *content_type, const char *body,
+                       size_t len, struct http_codings *codings);
 /* Replies with JSON text already written (util/jsonw.h), taking text's bytes without a
  * copy; text is left empty. */
 void http_reply_json_text(struct request *req, int status, struct buf *text);
@@ -205,6 +226,9 @@ void http_add_header(struct request *req, const char *name, const char *value);
  * freed (ctx must not need it). */
 void http_reply_stream(struct request *req, int status, const char *content_type, struct buf *first,
                        int (*fill)(void *ctx, struct buf *out), void (*done)(void *ctx), void *ctx);
+/* Makes the stream http_reply_stream set up an answer of exactly length bytes: sent with
+ * Content-Length (so a client can show progress and knows a cut answer), never encoded. */
+void http_stream_length(struct request *req, uint64_t length);
 /* MHD's response for req's stream, which it owns from here (NULL on failure); and the
  * release of a stream never handed over (NULL: nothing). */
 struct MHD_Response *http_stream_response(struct request *req);

@@ -120,6 +120,20 @@ void http_reply_text(struct request *req, int status, const char *content_type, 
     req->resp.body_len = len;
 }
 
+void http_reply_static(struct request *req, int status, const char *content_type, const char *body,
+                       size_t len, struct http_codings *codings)
+{
+    if (req->replied)
+        return;
+    req->replied = true;
+    req->resp.status = status;
+    req->resp.content_type = content_type;
+    req->resp.body = (char *)body;
+    req->resp.body_len = len;
+    req->resp.borrowed = true;
+    req->resp.codings = codings;
+}
+
 void http_reply_json_text(struct request *req, int status, struct buf *text)
 {
     if (req->replied) {
@@ -139,6 +153,7 @@ struct http_stream {
     size_t sent;
     bool ended;
     struct compress_stream *enc; /* NULL: sent as written */
+    uint64_t length;             /* MHD_SIZE_UNKNOWN: sent chunked, as long as it is */
     size_t *bytes_out;           /* the request's count for the log, while it is being sent */
     int (*fill)(void *ctx, struct buf *out);
     void (*done)(void *ctx);
@@ -160,10 +175,17 @@ void http_reply_stream(struct request *req, int status, const char *content_type
     s->done = done;
     s->ctx = ctx;
     s->bytes_out = &req->resp.body_len;
+    s->length = MHD_SIZE_UNKNOWN;
     req->replied = true;
     req->resp.status = status;
     req->resp.content_type = content_type;
     req->resp.stream = s;
+}
+
+void http_stream_length(struct request *req, uint64_t length)
+{
+    if (req->resp.stream)
+        req->resp.stream->length = length;
 }
 
 void http_stream_free(struct http_stream *s)
@@ -233,8 +255,8 @@ static void stream_free(void *cls)
 struct MHD_Response *http_stream_response(struct request *req)
 {
     struct http_stream *s = req->resp.stream;
-    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK,
-                                                                  stream_read, s, stream_free);
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(s->length, STREAM_BLOCK, stream_read, s, stream_free);
     if (resp)
         req->resp.stream = NULL; /* MHD frees it with the response */
     return resp;
@@ -368,12 +390,35 @@ static void add_vary(struct request *req, const char *field)
 static void compress_stream_reply(struct request *req)
 {
     struct response *r = &req->resp;
-    if (!compress_type_ok(r->content_type) || response_header(req, "Content-Encoding"))
+    if (!compress_type_ok(r->content_type) || response_header(req, "Content-Encoding") ||
+        r->stream->length != MHD_SIZE_UNKNOWN)
         return;
     add_vary(req, "Accept-Encoding");
     enum coding coding = compress_choose(http_header(req, "Accept-Encoding"));
     if (coding != CODING_IDENTITY && (r->stream->enc = compress_stream_new(coding)))
         http_add_header(req, "Content-Encoding", compress_name(coding));
+}
+
+/* A borrowed body in coding: its form made once and shared, never one copy a request. */
+static void borrowed_coding(struct request *req, enum coding coding)
+{
+    struct response *r = &req->resp;
+    struct http_codings *c = r->codings;
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->lock);
+    if (!c->made) {
+        for (enum coding k = CODING_GZIP; k <= CODING_ZSTD; k++)
+            if (!compress_encode(k, r->body, r->body_len, &c->body[k], &c->len[k]))
+                c->body[k] = NULL;
+        c->made = true;
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (!c->body[coding])
+        return;
+    r->body = c->body[coding];
+    r->body_len = c->len[coding];
+    http_add_header(req, "Content-Encoding", compress_name(coding));
 }
 
 void http_compress_reply(struct request *req, long long min_size)
@@ -395,8 +440,13 @@ void http_compress_reply(struct request *req, long long min_size)
      * on it even when this answer goes out as it is. */
     add_vary(req, "Accept-Encoding");
     enum coding coding = compress_choose(http_header(req, "Accept-Encoding"));
-    if (coding == CODING_IDENTITY ||
-        !compress_encode(coding, r->body, r->body_len, &encoded, &encoded_len))
+    if (coding == CODING_IDENTITY)
+        return;
+    if (r->borrowed) {
+        borrowed_coding(req, coding);
+        return;
+    }
+    if (!compress_encode(coding, r->body, r->body_len, &encoded, &encoded_len))
         return;
     free(r->body);
     r->body = encoded;

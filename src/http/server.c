@@ -21,6 +21,8 @@
 #include "app.h"
 #include "ops/metrics.h"
 #include "http/auth.h"
+#include "http/headwatch.h"
+#include "http/netlimit.h"
 #include "http/server.h"
 #include "http/tls.h"
 #include "http/waiter.h"
@@ -42,6 +44,8 @@
 struct server {
     struct MHD_Daemon *daemon;
     struct app *app;
+    struct headwatch *heads; /* request heads are due within body-timeout */
+    struct netlimit *nets;   /* open connections per IPv6 /64 */
     int port;
 };
 
@@ -187,7 +191,8 @@ static void request_free(struct request *req)
         free(req->resp.headers[i].name);
         free(req->resp.headers[i].value);
     }
-    free(req->resp.body);
+    if (!req->resp.borrowed)
+        free(req->resp.body);
     http_stream_free(req->resp.stream);
     buf_cleanup(&req->body);
     json_decref(req->json);
@@ -238,8 +243,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     struct app *app = cls;
     struct request *req = *con_cls;
-    (void)conn;
     (void)toe;
+    headwatch_request_done(conn);
     if (!req)
         return;
     int64_t duration = time_mono_us() - req->start_us;
@@ -321,6 +326,8 @@ static enum MHD_Result send_reply(struct request *req)
         resp = MHD_create_response_from_fd_at_offset64(r->fd_len, r->fd, r->fd_offset);
         if (resp)
             r->fd = -1; /* else request_free closes it */
+    } else if (r->borrowed) {
+        resp = MHD_create_response_from_buffer(r->body_len, r->body, MHD_RESPMEM_PERSISTENT);
     } else {
         resp = MHD_create_response_from_buffer(r->body_len, r->body, MHD_RESPMEM_MUST_FREE);
         r->body = NULL; /* MHD frees it; body_len stays for the log */
@@ -583,6 +590,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct app *app = cls;
     struct request *req = *con_cls;
     if (!req) {
+        headwatch_head_done(conn);
         req = request_new(app, conn, method, url);
         *con_cls = req;
         atomic_fetch_add(&app->in_flight, 1);
@@ -737,18 +745,41 @@ static void tls_options(struct tls *tls, struct MHD_OptionItem opts[3], unsigned
     *flags |= MHD_USE_TLS;
 }
 
+/* An IPv6 client holds a /64: it gets one address's share of connections, not 2^64. */
+static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    struct server *srv = cls;
+    (void)addrlen;
+    return netlimit_admits(srv->nets, addr) ? MHD_YES : MHD_NO;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct server *srv = cls;
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *addr = info ? info->client_addr : NULL;
+    headwatch_notify(srv->heads, conn, socket_context, code);
+    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+        netlimit_opened(srv->nets, addr);
+    else if (code == MHD_CONNECTION_NOTIFY_CLOSED)
+        netlimit_closed(srv->nets, addr);
+}
+
 /* Per-connection memory of libmicrohttpd (see start_daemon). */
 static size_t connection_pool_size(const struct config *cfg)
 {
     return (size_t)cfg->max_header * 2 + 16384;
 }
 
-static struct MHD_Daemon *start_daemon(struct app *app, unsigned flags, int port, int fd,
+static struct MHD_Daemon *start_daemon(struct server *srv, unsigned flags, int port, int fd,
                                        struct MHD_OptionItem *tls_opts)
 {
+    struct app *app = srv->app;
     return MHD_start_daemon(
-        flags, (uint16_t)port, NULL, NULL, on_request, app, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-        NULL, /* first, so that every message goes there */ MHD_OPTION_NOTIFY_COMPLETED,
+        flags, (uint16_t)port, accept_policy, srv, on_request, app, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_log, NULL, /* first, so that every message goes there */ MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, app, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)app->cfg->threads,
         /* Room for twice the header limit, so that oversize headers usually reach
          * admit() and get ferry's own 431 (far beyond it MHD answers 431 itself), and no
@@ -764,8 +795,10 @@ static struct MHD_Daemon *start_daemon(struct app *app, unsigned flags, int port
          * timed, MHD takes it off its timeout list while it waits). */
         MHD_OPTION_CONNECTION_LIMIT, connection_capacity(app->cfg),
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)app->cfg->max_connections_per_ip,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg->idle_timeout, MHD_OPTION_LISTEN_SOCKET,
-        fd, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg->idle_timeout,
+        /* ... and a connection never silent must still send each request head in time */
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_LISTEN_SOCKET, fd,
+        MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
 }
 
 int server_start(struct app *app, struct tls *tls, struct server **out, struct err *err)
@@ -788,8 +821,12 @@ int server_start(struct app *app, struct tls *tls, struct server **out, struct e
     tls_options(tls, tls_opts, &flags);
     struct server *srv = xcalloc(1, sizeof(*srv));
     srv->app = app;
-    srv->daemon = start_daemon(app, flags, port, fd, tls_opts);
+    srv->heads = headwatch_new(app->cfg->body_timeout);
+    srv->nets = netlimit_new((unsigned)app->cfg->max_connections_per_ip);
+    srv->daemon = start_daemon(srv, flags, port, fd, tls_opts);
     if (!srv->daemon) {
+        headwatch_free(srv->heads);
+        netlimit_free(srv->nets);
         close(fd);
         free(srv);
         return err_set(err, ERR_INTERNAL, "cannot start the HTTP server on %s", app->cfg->listen);
@@ -816,5 +853,7 @@ void server_stop(struct server *srv)
     if (!srv)
         return;
     MHD_stop_daemon(srv->daemon);
+    headwatch_free(srv->heads);
+    netlimit_free(srv->nets);
     free(srv);
 }
