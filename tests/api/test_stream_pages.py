@@ -20,6 +20,17 @@ ROWS = 2500  # a streamed page of them is two and a half plain pages
 CHANGES = "/api/v1/sync/changes"
 
 
+def assert_compressed(z, coding, plain, ratio):
+    """z, a streamed answer asked with Accept-Encoding: coding, is that coding, at most
+    1/ratio of plain's size, and decodes (gzip module, zstd tool) to exactly plain."""
+    raw = z.raw.read(decode_content=False)
+    assert z.headers["Content-Encoding"] == coding and len(raw) < len(plain) // ratio
+    decoded = (gzip.decompress(raw) if coding == "gzip" else
+               subprocess.run(["zstd", "-dc"], input=raw, capture_output=True,
+                              check=True).stdout)
+    assert decoded == plain
+
+
 def fill(srv, first, n, width=8):
     srv.db_exec(f"INSERT INTO orders (id, item, qty) SELECT i, 'item ' || i || ' {'x' * width}',"
                 " i % 97 FROM"
@@ -64,12 +75,7 @@ def test_a_streamed_page_is_the_plain_pages_byte_for_byte(make_server):
         z = srv.get(CHANGES, token=phone.token, stream=True, timeout=60,
                     params={"includeOwn": "true", "cursor": 0, "limit": ROWS, "stream": "true"},
                     headers={"Accept-Encoding": coding})
-        raw = z.raw.read(decode_content=False)
-        assert z.headers["Content-Encoding"] == coding and len(raw) < len(r.content) // 4
-        decoded = (gzip.decompress(raw) if coding == "gzip" else
-                   subprocess.run(["zstd", "-dc"], input=raw, capture_output=True,
-                                  check=True).stdout)
-        assert decoded == r.content
+        assert_compressed(z, coding, r.content, 4)
     # a page that ends short of the limit says where the next one starts
     r = get(srv, phone.token, cursor=0, limit=2000, stream="true")
     text, cursor, more = changes_text(r.text)
