@@ -1,0 +1,104 @@
+"""attack18: the PostgreSQL write-once numbering (pushes that hold the promoters' lock get
+their change-log entries numbered by the capture triggers as they write them). Each test
+runs two `ferry serve` on one database, with another program (psql) beside them:
+
+- a program that sets ferry.numbered itself, in a transaction held open while a push
+  commits, is numbered after it commits like any other program's write (it drew a seq
+  below the push's without the lock, which the feed's cursor had passed: never read);
+- a push failing on its last operation moves no head and leaves no entry, and the feed
+  reads on across the seqs it drew;
+- a program's uncommitted insert of a key a push inserts: the push waits and retries,
+  other pushes go on, nothing answers 500 and every change is read once."""
+
+import threading
+import time
+
+import pytest
+
+from conftest import wait_until
+from devsync import op
+from test_pg_writers import Psql, Reader, device, log_versions, nodes, on  # noqa: F401
+
+pytestmark = pytest.mark.postgres_only
+
+
+def head(srv):
+    return int(srv.db_query("SELECT seq FROM ferry_head WHERE id = 1")[0][0])
+
+
+@pytest.mark.parametrize("setting", ["SET LOCAL ferry.numbered = '1'",
+                                     "SELECT set_config('ferry.numbered', '1', true)"])
+def test_a_program_setting_ferry_numbered_itself_is_not_skipped(nodes, setting):
+    a, b = nodes(2)
+    dev = device(a, "writer")
+    reader = Reader(device(b, "reader"), [a, b])
+    reader.pull()
+    prog = Psql(a)
+    prog.run(f"BEGIN; {setting}; INSERT INTO things VALUES ('psql-1', 1, 'psql');")
+    ans = on(dev, b).report([op("things", "upsert", {"id": "pushed", "v": 1})])
+    assert ans["applied"] == 1
+    reader.pull()
+    assert reader.cursor >= ans["cursor"]
+    prog.run("COMMIT;")
+    assert prog.close() == []
+
+    def pulled():
+        reader.pull()
+        return ("things", "psql-1") in reader.latest()
+
+    assert wait_until(pulled, timeout=10), a.db_query(
+        "SELECT tbl, pk, seq FROM ferry_changes WHERE tbl = 'things'")
+    assert reader.dups == [] and reader.latest() == log_versions(a)
+
+
+def test_a_push_failing_on_its_last_operation_moves_no_head(nodes):
+    a, b = nodes(2)
+    dev = device(a, "writer")
+    reader = Reader(device(b, "reader"), [a, b])
+    on(dev, b).report([op("things", "upsert", {"id": "first", "v": 0})])
+    reader.pull()
+    before = head(a)
+    for node in (a, b):
+        good = [op("things", "upsert", {"id": f"k{i}", "v": i}) for i in range(20)]
+        r = on(dev, node).post("/report", json={
+            "operations": good + [op("things", "upsert", {"id": "bad", "v": "not a number"})]})
+        assert 400 <= r.status_code < 500, r.text
+        assert head(a) == before
+        assert a.db_query("SELECT COUNT(*) FROM ferry_changes WHERE pk LIKE 'k%'")[0][0] == "0"
+    # the seqs the failed tries drew are holes the feed reads across
+    ans = on(dev, b).report([op("things", "upsert", {"id": "after", "v": 1})])
+    assert ans["cursor"] > before
+    reader.pull(a)
+    assert reader.cursor == ans["cursor"]
+    assert reader.dups == [] and reader.latest() == log_versions(a)
+    assert a.db_query("SELECT COUNT(*) FROM ferry_changes WHERE seq IS NULL")[0][0] == "0"
+
+
+def test_an_uncommitted_insert_of_a_pushed_key_answers_no_500(nodes):
+    a, b = nodes(2)
+    slow, other = device(a, "slow"), device(b, "other")
+    reader = Reader(device(a, "reader"), [a, b])
+    prog = Psql(a)
+    prog.run("BEGIN; INSERT INTO things VALUES ('held', 1, 'psql');")
+    held = {}
+    th = threading.Thread(target=lambda: held.update(r=on(slow, b).post("/report", json={
+        "operations": [op("things", "upsert", {"id": "held", "v": 2, "who": "push"}),
+                       op("things", "upsert", {"id": "beside", "v": 2})]})))
+    th.start()
+    statuses, started = [], time.monotonic()
+    while time.monotonic() - started < 1.0:  # the held push retries meanwhile
+        for node in (a, b):
+            r = on(other, node).post("/report", json={"operations": [
+                op("things", "upsert", {"id": f"o{len(statuses)}", "v": 1})]})
+            statuses.append(r.status_code)
+    prog.run("COMMIT;")
+    assert prog.close() == []
+    th.join(20)
+    assert set(statuses) == {200} and len(statuses) >= 4, statuses
+    assert held["r"].status_code == 200, held["r"].text
+    assert a.db_query("SELECT v, who FROM things WHERE id = 'held'") == [["2", "push"]]
+    assert wait_until(lambda: a.db_query(
+        "SELECT COUNT(*) FROM ferry_changes WHERE seq IS NULL")[0][0] == "0", timeout=10)
+    reader.pull()
+    assert reader.dups == [] and reader.latest() == log_versions(a)
+    assert reader.latest()[("things", "held")][0] == 2
