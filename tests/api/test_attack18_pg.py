@@ -102,3 +102,34 @@ def test_an_uncommitted_insert_of_a_pushed_key_answers_no_500(nodes):
     reader.pull()
     assert reader.dups == [] and reader.latest() == log_versions(a)
     assert reader.latest()[("things", "held")][0] == 2
+
+
+def test_a_push_whose_user_trigger_writes_another_table_wakes_its_waiters(nodes):
+    """The push's own wake names its tables only (notes); audit, which the user's trigger
+    writes, is told by the change listener: waiters of audit on both nodes answer at once
+    with the trigger's rows, once each, not at their deadline."""
+    a, b = nodes(2)
+    dev = device(a, "writer")
+    waiters = [device(n, f"w{i}") for i, n in enumerate((a, b))]
+    cursors = [w.changes(tables="audit")["cursor"] for w in waiters]
+    for i in range(3):
+        answers = [None, None]
+
+        def park(k):
+            started = time.monotonic()
+            page = waiters[k].changes(tables="audit", cursor=cursors[k], wait=20,
+                                      includeOwn="true")
+            answers[k] = (time.monotonic() - started, page)
+
+        threads = [threading.Thread(target=park, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)  # both parked
+        on(dev, (a, b)[i % 2]).report([op("notes", "upsert", {"id": f"n{i}", "v": i})])
+        for t in threads:
+            t.join(30)
+        for k, (took, page) in enumerate(answers):
+            assert took < 5, (k, took, page)
+            ids = sorted(ch["id"] for ch in page["changes"])
+            assert ids == [f"n{i}-a", f"n{i}-b"], (k, page)
+            cursors[k] = page["cursor"]
