@@ -8,7 +8,9 @@ runs two `ferry serve` on one database, with another program (psql) beside them:
 - a push failing on its last operation moves no head and leaves no entry, and the feed
   reads on across the seqs it drew;
 - a program's uncommitted insert of a key a push inserts: the push waits and retries,
-  other pushes go on, nothing answers 500 and every change is read once."""
+  other pushes go on, nothing answers 500 and every change is read once;
+- a push whose user trigger writes another table wakes that table's waiters on both nodes;
+- a node killed inside a numbering push, before or after its commit, leaves no hole."""
 
 import threading
 import time
@@ -17,7 +19,8 @@ import pytest
 
 from conftest import wait_until
 from devsync import op
-from test_pg_writers import Psql, Reader, device, log_versions, nodes, on  # noqa: F401
+from test_pg_writers import (FLAGS, SCHEMA, Psql, Reader, device, log_versions,  # noqa: F401
+                             nodes, on)
 
 pytestmark = pytest.mark.postgres_only
 
@@ -133,3 +136,29 @@ def test_a_push_whose_user_trigger_writes_another_table_wakes_its_waiters(nodes)
             ids = sorted(ch["id"] for ch in page["changes"])
             assert ids == [f"n{i}-a", f"n{i}-b"], (k, page)
             cursors[k] = page["cursor"]
+
+
+@pytest.mark.parametrize("point", ["push.before_commit", "push.after_commit"])
+def test_a_node_killed_in_a_numbering_push_leaves_no_hole(_servers, pg_cluster, point):
+    """kill -9 inside a push that numbers as it writes (things: no user trigger), before
+    and after its commit: the other node's pushes and readers go on, nothing is pending,
+    and the head is the newest committed change."""
+    a = _servers("postgres", *FLAGS, pg=pg_cluster, schema=list(SCHEMA))
+    b = _servers("postgres", *FLAGS, pg=pg_cluster, db_url=a.db_url,
+                 env={"FERRY_CRASH_AT": point})
+    b.pg, b.db_name = a.pg, a.db_name
+    dev = device(a, "writer")
+    reader = Reader(device(a, "reader"), [a])
+    try:
+        on(dev, b).post("/report", timeout=10, json={"operations": [
+            op("things", "upsert", {"id": f"b{i}", "v": i}) for i in range(5)]})
+    except Exception:  # the node died mid-answer
+        pass
+    assert wait_until(lambda: b.proc.poll() is not None, timeout=10)
+    ans = on(dev, a).report([op("things", "upsert", {"id": "a1", "v": 1})])
+    reader.pull()
+    assert reader.cursor == ans["cursor"] == head(a)
+    committed = point == "push.after_commit"
+    assert (("things", "b0") in reader.latest()) == committed
+    assert reader.dups == [] and reader.latest() == log_versions(a)
+    assert a.db_query("SELECT COUNT(*) FROM ferry_changes WHERE seq IS NULL")[0][0] == "0"
