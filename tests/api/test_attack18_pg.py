@@ -10,7 +10,9 @@ runs two `ferry serve` on one database, with another program (psql) beside them:
 - a program's uncommitted insert of a key a push inserts: the push waits and retries,
   other pushes go on, nothing answers 500 and every change is read once;
 - a push whose user trigger writes another table wakes that table's waiters on both nodes;
-- a node killed inside a numbering push, before or after its commit, leaves no hole."""
+- a node killed inside a numbering push, before or after its commit, leaves no hole;
+- an upgrade with entries pending from before migration 15, under older triggers;
+- a user's trigger added and dropped between pushes."""
 
 import threading
 import time
@@ -162,3 +164,54 @@ def test_a_node_killed_in_a_numbering_push_leaves_no_hole(_servers, pg_cluster, 
     assert (("things", "b0") in reader.latest()) == committed
     assert reader.dups == [] and reader.latest() == log_versions(a)
     assert a.db_query("SELECT COUNT(*) FROM ferry_changes WHERE seq IS NULL")[0][0] == "0"
+
+
+def test_an_upgrade_numbers_entries_pending_from_before(nodes):
+    """A database stopped with another program's committed entries still pending, from
+    before migration 15 (no txid) and under capture triggers of an older version: the
+    restarted node replaces the triggers, numbers the entries once, and a push that
+    numbers as it writes goes on above them."""
+    (a,) = nodes(1)
+    dev = device(a, "writer")
+    reader = Reader(device(a, "reader"), [a])
+    on(dev, a).report([op("things", "upsert", {"id": "before", "v": 0})])
+    reader.pull()
+    a.stop()
+    a.db_exec("INSERT INTO things VALUES ('old-1', 1, 'psql'), ('old-2', 2, 'psql')",
+              "UPDATE ferry_changes SET txid = NULL WHERE seq IS NULL",
+              "UPDATE ferry_synced SET signature = 'v13;old'")
+    assert a.db_query("SELECT COUNT(*) FROM ferry_changes WHERE seq IS NULL")[0][0] == "2"
+    a.start()
+    ans = on(dev, a).report([op("things", "upsert", {"id": "after", "v": 1})])
+    reader.pull()
+    assert reader.cursor == ans["cursor"]
+    got = reader.latest()
+    assert {k for t, k in got if t == "things"} == {"before", "old-1", "old-2", "after"}
+    assert reader.dups == [] and got == log_versions(a)
+    assert a.db_query("SELECT COUNT(*) FROM ferry_changes WHERE seq IS NULL")[0][0] == "0"
+
+
+def test_a_trigger_added_and_dropped_between_pushes(nodes):
+    """A user's trigger added to things (numbered as written until then) between two
+    pushes, then dropped: the push in between numbers last, itself, what the trigger
+    mirrored into audit in a subtransaction, and its cursor covers it."""
+    a, b = nodes(2)
+    dev = device(a, "writer")
+    reader = Reader(device(b, "reader"), [a, b])
+    on(dev, a).report([op("things", "upsert", {"id": "t0", "v": 0})])
+    a.db_exec("CREATE FUNCTION mirror_thing() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+              " BEGIN INSERT INTO audit VALUES (NEW.id || '-m', NEW.v::text)"
+              " ON CONFLICT (id) DO UPDATE SET note = EXCLUDED.note;"
+              " EXCEPTION WHEN unique_violation THEN NULL; END; RETURN NULL; END $$",
+              "CREATE TRIGGER mirror_thing AFTER INSERT OR UPDATE ON things FOR EACH ROW"
+              " EXECUTE FUNCTION mirror_thing()")
+    for i, node in enumerate((b, a)):
+        ans = on(dev, node).report([op("things", "upsert", {"id": f"t{i + 1}", "v": i})])
+        seq = a.db_query(f"SELECT seq FROM ferry_changes WHERE pk = 't{i + 1}-m'")[0][0]
+        assert seq is not None and int(seq) <= ans["cursor"]
+    a.db_exec("DROP TRIGGER mirror_thing ON things")
+    ans = on(dev, b).report([op("things", "upsert", {"id": "t3", "v": 3})])
+    reader.pull()
+    assert reader.cursor == ans["cursor"]
+    assert {k for t, k in reader.latest() if t == "audit"} == {"t1-m", "t2-m"}
+    assert reader.dups == [] and reader.latest() == log_versions(a)
