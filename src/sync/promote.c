@@ -56,10 +56,14 @@
 /* promote_claim: the promoters' lock and ferry.numbered, unless one of the tables has a
  * trigger that is neither ferry's capture nor a foreign key's immediate check. Those
  * (a user's trigger, a deferred constraint) may wait on anything, and would then hold
- * every other push back while this one holds the lock. */
+ * every other push back while this one holds the lock. ferry.numbered holds the
+ * transaction's own id, which the triggers compare with theirs: another program that set
+ * it (to '1', say) would draw seqs without the lock, below those of a push committing
+ * before it, which a reader's cursor then passes for good; its entries stay pending. */
 #define CLAIM_SQL                                                                                  \
     NO_TIMEOUT                                                                                     \
-    "SELECT pg_advisory_xact_lock(1717924466, 1), set_config('ferry.numbered', '1', true)"         \
+    "SELECT pg_advisory_xact_lock(1717924466, 1),"                                                 \
+    " set_config('ferry.numbered', txid_current()::text, true)"                                    \
     " WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger tg"                                    \
     " JOIN pg_catalog.pg_class r ON r.oid = tg.tgrelid"                                            \
     " JOIN pg_catalog.pg_namespace s ON s.oid = r.relnamespace"                                    \

@@ -34,13 +34,14 @@ int promote_pending(struct store_conn *c, struct err *err);
 int promote_lock(struct store_conn *c, struct err *err);
 
 /* Inside a push's transaction, before it writes (its rows locked, its checks done): takes
- * the promoters' lock, held to the transaction's end, and sets ferry.numbered, so the
- * capture triggers number each entry as they write it (one write per entry instead of a
- * pending write and a numbering update) - unless one of `tables` (SQL string literals,
- * comma-separated) has a trigger that could wait on other transactions under the lock
- * (a user's trigger, a deferred constraint); then nothing happens, and promote_run numbers
- * the entries at the end as before. The lock is waited for however long the queue; `then`
- * is SQL run after it (the caller's lock_timeout). */
+ * the promoters' lock, held to the transaction's end, and sets ferry.numbered (to the
+ * transaction's id, which the triggers check), so the capture triggers number each entry
+ * as they write it (one write per entry instead of a pending write and a numbering
+ * update) - unless one of `tables` (SQL string literals, comma-separated) has a trigger
+ * that could wait on other transactions under the lock (a user's trigger, a deferred
+ * constraint); then nothing happens, and promote_run numbers the entries at the end as
+ * before. The lock is waited for however long the queue; `then` is SQL run after it (the
+ * caller's lock_timeout). */
 int promote_claim(struct store_conn *c, const char *tables, const char *then, struct err *err);
 
 #endif

@@ -17,7 +17,7 @@
 #include "util/timeutil.h"
 
 /* Bumped when the trigger text changes, so existing installs are replaced. */
-#define TRIGGER_VERSION 13
+#define TRIGGER_VERSION 14
 
 /* Milliseconds since the epoch in SQLite's own SQL: triggers run in other programs too,
  * so they may use only built-in functions. */
@@ -172,7 +172,8 @@ static char *sqlite_trigger_sql(const struct synced_table *t)
  * promoter gives the entry its seq once committed (promote.h). Each entry records its
  * top-level transaction (txid_current(), the same inside a subtransaction: a user trigger's
  * EXCEPTION block, a SAVEPOINT), by which a push finds its own entries to number them.
- * A push that holds the promoters' lock already (ferry.numbered set: promote_claim) gets
+ * A push that holds the promoters' lock already (ferry.numbered set to its transaction's id:
+ * promote_claim; any other value is not ferry's, and leaves the entries pending) gets
  * its entries numbered as they are written, so each is written once, and the newest seq it
  * drew in ferry.drawn (transaction-local like the entries: gone if they are rolled back),
  * where the promoter finds the head to move to.
@@ -236,7 +237,7 @@ static char *pg_function_sql(const struct synced_table *t, const char *fn, const
                "  dev text := NULLIF(current_setting('ferry.device', true), '');\n"
                "  now_ms bigint := (extract(epoch from clock_timestamp()) * 1000)::bigint;\n"
                "  xact bigint := txid_current();\n"
-               "  numbered boolean := current_setting('ferry.numbered', true) = '1';\n"
+               "  numbered boolean := current_setting('ferry.numbered', true) = xact::text;\n"
                "BEGIN\n",
                fn);
     if (!strcmp(event, "ins")) {
