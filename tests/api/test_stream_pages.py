@@ -31,6 +31,17 @@ def assert_compressed(z, coding, plain, ratio):
     assert decoded == plain
 
 
+def read_slowly(r):
+    """Reads a 200 streamed answer to its end, more slowly than the server writes it;
+    its size in bytes."""
+    assert r.status_code == 200
+    size = 0
+    for chunk in r.iter_content(1 << 16):
+        size += len(chunk)
+        time.sleep(0.0005)
+    return size
+
+
 def fill(srv, first, n, width=8):
     srv.db_exec(f"INSERT INTO orders (id, item, qty) SELECT i, 'item ' || i || ' {'x' * width}',"
                 " i % 97 FROM"
@@ -209,15 +220,11 @@ def test_a_huge_streamed_page_does_not_grow_the_server(make_server):
     phone = device(srv)
     get(srv, phone.token, cursor=0, limit=10)  # warm: pools, statements
     before = vm_hwm_kb(srv.proc.pid)
-    size = 0
     with srv.session.get(srv.base + CHANGES, params={"cursor": 0, "limit": 100000,
                                                      "stream": "true", "includeOwn": "true"},
                          headers={"Authorization": f"Bearer {phone.token}",
                                   "Accept-Encoding": "identity"}, stream=True, timeout=120) as r:
-        assert r.status_code == 200
-        for chunk in r.iter_content(1 << 16):
-            size += len(chunk)
-            time.sleep(0.0005)  # a slower reader than the server
+        size = read_slowly(r)
     grown = vm_hwm_kb(srv.proc.pid) - before
     assert size > 40_000_000 and grown < 12_000, (size, grown)
 
