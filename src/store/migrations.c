@@ -5,8 +5,8 @@
 
 /* The change log. seq is the table's own key and is never reused, even after a purge:
  * on SQLite MAX(seq) + 1 (the purge leaves a placeholder entry at the head it removed);
- * on PostgreSQL a sequence (since migration 12 drawn by the promoter, sync/promote.h, so
- * that seq order is commit order). */
+ * on PostgreSQL a sequence, drawn as entries are written (since migration 16; readers
+ * stop at a safe head, sync/settle.h). */
 #define CHANGES_SQLITE                                                                             \
     "CREATE TABLE ferry_changes ("                                                                 \
     " seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, pk TEXT NOT NULL,"                               \
@@ -240,7 +240,7 @@
     " resolution TEXT NOT NULL, job_id TEXT, detected_at BIGINT NOT NULL,"                         \
     " PRIMARY KEY (pair_id, row_key));"
 
-/* Writes without a global lock (PostgreSQL; sync/promote.h): a capture trigger records a
+/* Writes without a global lock (PostgreSQL; until migration 16): a capture trigger records a
  * change as pending (seq NULL, wseq its place in write order) and the promoter gives
  * committed pending entries their seq, one promoter at a time, so seq order stays commit
  * order without writers waiting for each other. seq keeps a unique index (the feed's walk);
@@ -258,7 +258,7 @@
     "INSERT INTO ferry_head SELECT 1, COALESCE(MAX(seq), 0) FROM ferry_changes;"
 
 /* PostgreSQL: each change-log entry's top-level transaction id (txid_current()), which
- * the capture triggers fill, so a push numbers its own entries (sync/promote.h) also when a
+ * the capture triggers fill, so a push numbered its own entries (until 16) also when a
  * user's trigger wrote them inside a subtransaction, whose xmin is another xid. Entries
  * from before have none, and the promoter takes them as before (by xmin, or after commit).
  * The pending entries' index leads with it: a push finds its own entries by key, instead of
@@ -268,6 +268,54 @@
     "ALTER TABLE ferry_changes ADD COLUMN txid BIGINT;"                                            \
     "DROP INDEX ferry_changes_pending;"                                                            \
     "CREATE INDEX ferry_changes_pending ON ferry_changes(txid, wseq) WHERE seq IS NULL;"
+
+/* PostgreSQL: every change-log entry is numbered as it is written, with no lock (a
+ * sequence), and readers see the log up to a safe head instead (sync/settle.h): the seq
+ * of a mark (x, s) that says every transaction with an id from x on draws seqs above s,
+ * taken from the newest mark whose x the reader's snapshot has passed. ferry_mark() writes
+ * one: the sequence's last value read first, then a transaction id assigned after the
+ * read, so it must run in a transaction of its own. The pending entries left by older
+ * triggers are numbered first, under the old promoters' lock and with every writer shut
+ * out, so the first mark covers them; the pending machinery (wseq, ferry_head) goes, and
+ * the roles other programs write with, which drew from wseq's sequence, may draw seqs. */
+#define MARKS_PG                                                                                   \
+    "LOCK TABLE ferry_changes IN ACCESS EXCLUSIVE MODE;"                                           \
+    "SELECT pg_advisory_xact_lock(1717924466, 1);"                                                 \
+    "WITH p AS (UPDATE ferry_changes c SET seq = n.seq FROM ("                                     \
+    " SELECT o.tbl, o.pk, nextval('ferry_change_seq') AS seq FROM ("                               \
+    " SELECT tbl, pk FROM ferry_changes WHERE seq IS NULL ORDER BY wseq) o) n"                     \
+    " WHERE c.tbl = n.tbl AND c.pk = n.pk RETURNING c.tbl, c.pk, c.seq)"                           \
+    " UPDATE ferry_scope_exits x SET seq = p.seq FROM p"                                           \
+    " WHERE x.tbl = p.tbl AND x.pk = p.pk AND x.seq IS NULL;"                                      \
+    "DELETE FROM ferry_scope_exits WHERE seq IS NULL;"                                             \
+    "ALTER TABLE ferry_changes ALTER COLUMN seq SET DEFAULT nextval('ferry_change_seq');"          \
+    "DO $ferry$ DECLARE g oid; BEGIN FOR g IN SELECT DISTINCT (aclexplode(relacl)).grantee"        \
+    " FROM pg_class WHERE relname = 'ferry_change_wseq' AND relacl IS NOT NULL LOOP"               \
+    " EXECUTE 'GRANT USAGE ON SEQUENCE ferry_change_seq TO '"                                      \
+    " || CASE WHEN g = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(g)) END; END LOOP;"        \
+    " END $ferry$;"                                                                                \
+    "DROP INDEX ferry_changes_pending;"                                                            \
+    "ALTER TABLE ferry_changes DROP COLUMN wseq;"                                                  \
+    "DROP SEQUENCE ferry_change_wseq;"                                                             \
+    "DROP TABLE ferry_head;"                                                                       \
+    "CREATE TABLE ferry_marks (x BIGINT NOT NULL, s BIGINT NOT NULL);"                             \
+    "CREATE INDEX ferry_marks_x ON ferry_marks(x, s);"                                             \
+    "INSERT INTO ferry_marks SELECT 0, CASE WHEN is_called THEN last_value"                        \
+    " ELSE last_value - 1 END FROM ferry_change_seq;"                                              \
+    "CREATE FUNCTION ferry_mark() RETURNS bigint LANGUAGE plpgsql AS $ferry$\n"                    \
+    "DECLARE drawn bigint; prior bigint; mine bigint;\n"                                           \
+    "BEGIN\n"                                                                                      \
+    "  IF pg_current_xact_id_if_assigned() IS NOT NULL THEN\n"                                     \
+    "    RAISE EXCEPTION 'ferry_mark() must run in a transaction of its own';\n"                   \
+    "  END IF;\n"                                                                                  \
+    "  SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END INTO drawn\n"            \
+    "    FROM ferry_change_seq;\n"                                                                 \
+    "  SELECT s INTO prior FROM ferry_marks ORDER BY x DESC LIMIT 1;\n"                            \
+    "  mine := pg_current_xact_id()::text::bigint;\n"                                              \
+    "  INSERT INTO ferry_marks(x, s) VALUES (mine, GREATEST(drawn, COALESCE(prior, 0)));\n"        \
+    "  PERFORM pg_notify('ferry_changes', '');\n"                                                  \
+    "  RETURN drawn;\n"                                                                            \
+    "END $ferry$;"
 
 /* Cloud sessions (cloud/treesync.c): per pair of a folder and a cloud location, each file's
  * size, modification time and object etag as of its last transfer, so an Incremental
@@ -306,6 +354,8 @@ const struct migration store_migrations[] = {
     {14, CLOUDSYNC_SQL, CLOUDSYNC_SQL},
     /* 15: PostgreSQL: change-log entries record their top-level transaction */
     {15, "", TXID_PG},
+    /* 16: PostgreSQL: entries numbered as written; readers stop at the marks' safe head */
+    {16, "", MARKS_PG},
 };
 
 const size_t store_n_migrations = sizeof(store_migrations) / sizeof(store_migrations[0]);

@@ -7,7 +7,7 @@
 
 #include "sync/feed.h"
 #include "sync/feedshare.h"
-#include "sync/promote.h"
+#include "sync/settle.h"
 #include "util/buf.h"
 #include "util/jsonw.h"
 #include "util/timeutil.h"
@@ -16,6 +16,10 @@
 #define put_lit(b, lit) buf_append((b), (lit), sizeof(lit) - 1)
 
 #define LOG_COLS 7 /* seq, tbl, pk, version, deleted, updated_at, device_id */
+
+/* How long a read waits for the head to reach what committed before it (settle.h) while
+ * a transaction older than that runs; then it reads what is safe so far. */
+#define READ_SETTLE_MS 100
 
 int feed_parse_cursor(const char *text, int64_t *cursor, struct err *err)
 {
@@ -35,16 +39,15 @@ int feed_parse_cursor(const char *text, int64_t *cursor, struct err *err)
     return FERRY_OK;
 }
 
-/* On PostgreSQL the newest seq promoted (promote.h), which never moves back; MAX(seq)
- * would while the newest entry is pending again. Below the head everything is committed
- * and numbered. */
+/* On PostgreSQL the safe head (settle.h), below which every seq is final; MAX(seq) may
+ * lie above a seq still to commit. */
 int feed_head(struct store_conn *c, int64_t *head, struct err *err)
 {
     bool found = false;
     *head = 0;
     return store_query_int(c,
                            store_conn_dialect(c) == STORE_POSTGRES
-                               ? "SELECT seq FROM ferry_head WHERE id = 1"
+                               ? "SELECT COALESCE(" SETTLE_HEAD_PG ", 0)"
                                : "SELECT COALESCE(MAX(seq), 0) FROM ferry_changes",
                            NULL, 0, head, &found, err);
 }
@@ -243,6 +246,7 @@ static void put_row(struct render *r, const struct store_rows *rows)
 struct feed_stmt {
     struct buf sql;
     bool log_only; /* the seq alone (a page's end, found before its rows) */
+    bool pg;       /* PostgreSQL: every walk stops at the safe head (settle.h) */
     struct store_val *v;
     size_t n;
     char (*values)[RULES_VALUE_MAX];  /* the caller's scope value per table, bound by v */
@@ -307,6 +311,16 @@ static void files_condition(struct feed_stmt *s, const struct feed_query *q)
     }
 }
 
+/* On PostgreSQL the walk's end: the safe head, in the statement's own snapshot. */
+static const char *head_bound(const struct feed_stmt *s, const char *alias)
+{
+    if (!s->pg)
+        return "";
+    return !*alias           ? " AND seq <= " SETTLE_HEAD_PG
+           : alias[0] == 'c' ? " AND c.seq <= " SETTLE_HEAD_PG
+                             : " AND x.seq <= " SETTLE_HEAD_PG;
+}
+
 /* One query walks the log in seq order (its primary key) from the cursor and joins each
  * entry's live row from its own table; offsets[i] gets where table i's columns start. */
 static void whole_sql(const struct feed_query *q, struct feed_stmt *s, int *offsets)
@@ -317,7 +331,8 @@ static void whole_sql(const struct feed_query *q, struct feed_stmt *s, int *offs
     buf_puts(&s->sql, " FROM ferry_changes c");
     join_tables(&s->sql, q);
     /* "|| ''" keeps the planner off the (tbl, pk) index: the walk must follow seq. */
-    buf_printf(&s->sql, " WHERE c.seq > $%zu AND (c.tbl || '') IN (", cursor);
+    buf_printf(&s->sql, " WHERE c.seq > $%zu%s AND (c.tbl || '') IN (", cursor,
+               head_bound(s, "c."));
     for (size_t i = 0; i < q->n_tables; i++)
         buf_printf(&s->sql, "%s%s", i ? ", " : "", q->tables[i]->literal);
     buf_puts(&s->sql, ")");
@@ -359,8 +374,8 @@ static void scoped_sql(const struct feed_query *q, const enum rules_reach *reach
     if (whole) {
         buf_printf(&s->sql,
                    "SELECT * FROM (SELECT " BRANCH_COLS " FROM ferry_changes"
-                   " WHERE seq > $%zu AND (tbl || '') IN (",
-                   cursor);
+                   " WHERE seq > $%zu%s AND (tbl || '') IN (",
+                   cursor, head_bound(s, ""));
         for (size_t i = 0, n = 0; i < q->n_tables; i++)
             if (reach[i] == REACH_ALL)
                 buf_printf(&s->sql, "%s%s", n++ ? ", " : "", q->tables[i]->literal);
@@ -373,14 +388,14 @@ static void scoped_sql(const struct feed_query *q, const enum rules_reach *reach
         const char *lit = q->tables[i]->literal;
         buf_printf(&s->sql,
                    "%sSELECT * FROM (SELECT " BRANCH_COLS " FROM ferry_changes"
-                   " WHERE tbl = %s AND scope = $%zu AND seq > $%zu%s ORDER BY seq LIMIT $%zu)"
+                   " WHERE tbl = %s AND scope = $%zu AND seq > $%zu%s%s ORDER BY seq LIMIT $%zu)"
                    " b%zu UNION ALL SELECT * FROM (SELECT x.seq, x.tbl, x.pk, l.version, 1,"
                    " l.updated_at, l.device_id FROM ferry_scope_exits x JOIN ferry_changes l"
                    " ON l.tbl = x.tbl AND l.pk = x.pk WHERE x.tbl = %s AND x.scope = $%zu"
-                   " AND x.seq > $%zu AND (l.scope IS NULL OR l.scope <> x.scope)"
+                   " AND x.seq > $%zu%s AND (l.scope IS NULL OR l.scope <> x.scope)"
                    " ORDER BY x.seq LIMIT $%zu) b%zu",
-                   branch ? " UNION ALL " : "", lit, value, cursor, mine, limit, branch, lit, value,
-                   cursor, limit, branch + 1);
+                   branch ? " UNION ALL " : "", lit, value, cursor, head_bound(s, ""), mine, limit,
+                   branch, lit, value, cursor, head_bound(s, "x."), limit, branch + 1);
         branch += 2;
     }
     if (!branch) /* the caller reads none of the tables */
@@ -395,12 +410,14 @@ static void scoped_sql(const struct feed_query *q, const enum rules_reach *reach
 
 /* Builds the page's statement: the plain walk unless a rule narrows a table for the
  * caller; with log_only, selecting the seq alone. */
-static void walk_sql(const struct feed_query *q, struct feed_stmt *s, int *offsets, bool log_only)
+static void walk_sql(const struct feed_query *q, struct feed_stmt *s, int *offsets, bool log_only,
+                     bool pg)
 {
     enum rules_reach *reach = xcalloc(q->n_tables + 1, sizeof(*reach));
     char(*values)[RULES_VALUE_MAX] = xcalloc(q->n_tables + 1, sizeof(*values));
     bool narrowed = false;
     s->log_only = log_only;
+    s->pg = pg;
     s->values = values;
     for (size_t i = 0; i < q->n_tables; i++) {
         reach[i] = rules_reach(&q->tables[i]->rule, q->caller, values[i]);
@@ -418,9 +435,9 @@ static void walk_sql(const struct feed_query *q, struct feed_stmt *s, int *offse
     free(reach);
 }
 
-static void feed_sql(const struct feed_query *q, struct feed_stmt *s, int *offsets)
+static void feed_sql(const struct feed_query *q, struct feed_stmt *s, int *offsets, bool pg)
 {
-    walk_sql(q, s, offsets, false);
+    walk_sql(q, s, offsets, false, pg);
 }
 
 /* Writes the rows of the walk into out until its changes buffer grew by want bytes
@@ -451,12 +468,17 @@ static void share_key(const struct feed_stmt *s, struct buf *key)
 }
 
 /* The marks a page's read checks, read in one statement (one round trip on PostgreSQL):
- * the head (feed_head), the purge horizon (feed_horizon) and the device's resync mark
- * (0 when it has none). */
-enum { MARK_HEAD, MARK_HORIZON, MARK_RESYNC, N_MARKS };
-#define MARKS_SQL(head)                                                                            \
+ * the head (feed_head), the purge horizon (feed_horizon), the device's resync mark (0
+ * when it has none) and the newest seq given out, above which a cursor is from the
+ * future. On PostgreSQL that is the sequence's, not the head: a cursor a read answered
+ * may lie above the head another read sees (settle.h: the head may step back a little
+ * when two marks were written at once), and reads from it answer nothing until the head
+ * passes it. */
+enum { MARK_HEAD, MARK_HORIZON, MARK_RESYNC, MARK_TOP, N_MARKS };
+#define MARKS_SQL(head, top)                                                                       \
     "SELECT (" head "), (SELECT horizon FROM ferry_writer WHERE id = 1),"                          \
-    " (SELECT resync_seq FROM ferry_devices WHERE id = $1)"
+    " (SELECT resync_seq FROM ferry_devices WHERE id = $1), (" top ")"
+#define TOP_PG "SELECT last_value FROM ferry_change_seq"
 
 static int read_marks(struct store_conn *c, const struct feed_query *q, int64_t marks[N_MARKS],
                       struct err *err)
@@ -466,8 +488,8 @@ static int read_marks(struct store_conn *c, const struct feed_query *q, int64_t 
     int step = -1;
     if (store_query(c,
                     store_conn_dialect(c) == STORE_POSTGRES
-                        ? MARKS_SQL("SELECT seq FROM ferry_head WHERE id = 1")
-                        : MARKS_SQL("SELECT COALESCE(MAX(seq), 0) FROM ferry_changes"),
+                        ? MARKS_SQL("SELECT COALESCE(" SETTLE_HEAD_PG ", 0)", TOP_PG)
+                        : MARKS_SQL("SELECT COALESCE(MAX(seq), 0) FROM ferry_changes", "SELECT 0"),
                     &dev, 1, &rows, err) == FERRY_OK)
         step = store_rows_next(rows, err);
     for (int i = 0; step == 1 && i < N_MARKS; i++)
@@ -480,10 +502,11 @@ static int read_marks(struct store_conn *c, const struct feed_query *q, int64_t 
 
 static int check_cursor(int64_t cursor, const int64_t marks[N_MARKS], struct err *err)
 {
-    if (cursor > marks[MARK_HEAD])
+    int64_t newest = marks[MARK_TOP] > marks[MARK_HEAD] ? marks[MARK_TOP] : marks[MARK_HEAD];
+    if (cursor > newest)
         return err_set(err, ERR_INVALID,
                        "cursor %lld is from the future (the newest change is %lld)",
-                       (long long)cursor, (long long)marks[MARK_HEAD]);
+                       (long long)cursor, (long long)newest);
     if (cursor > 0 && cursor < marks[MARK_HORIZON])
         return err_set(err, ERR_GONE,
                        "resync required: cursor %lld is older than the purge horizon %lld;"
@@ -580,9 +603,9 @@ static int read_page_at_once(struct store_conn *c, const struct feed_query *q, s
     size_t device = bind(s, sv_text(q->device_id)); /* s->v has room for it (feed_sql) */
     /* ORDER BY 1 (the page's seq), not by name: a synced table may have a column "seq" */
     buf_printf(&sql,
-               "SELECT p.*, (SELECT seq FROM ferry_head WHERE id = 1),"
+               "SELECT p.*, COALESCE(" SETTLE_HEAD_PG ", 0),"
                " (SELECT horizon FROM ferry_writer WHERE id = 1),"
-               " (SELECT resync_seq FROM ferry_devices WHERE id = $%zu)"
+               " (SELECT resync_seq FROM ferry_devices WHERE id = $%zu), (" TOP_PG ")"
                " FROM (SELECT 1) m LEFT JOIN (%s) p ON true ORDER BY 1",
                device, s->sql.data);
     if (store_query(c, sql.data, s->v, s->n, &rows, err) == FERRY_OK)
@@ -662,13 +685,12 @@ int feed_read_text(struct store_conn *c, const struct feed_query *q, struct feed
     out->has_more = false;
     out->next_cursor = 0;
     out->head = 0;
-    feed_sql(q, &s, offsets);
-    /* Other programs' committed writes wait as pending entries until a promoter numbers
-     * them; the reader does it when the listener has not yet (or no node listens). A woken
-     * read need not: what woke it is numbered (the watcher promotes, a push numbers its
-     * own), and whatever a later promoter numbers gets a seq above this read's head
-     * (promote.h), so it is not skipped, only left to the next read, which its move wakes. */
-    if (!q->woken && promote_pending(c, err) != FERRY_OK)
+    feed_sql(q, &s, offsets, store_conn_dialect(c) == STORE_POSTGRES);
+    /* What committed before the read is in it: the head is brought up to the newest
+     * committed entry first (settle.h; a push's own changes are there already, other
+     * programs' may not be yet). A woken read need not: what woke it is below the head,
+     * and whatever lies above is left to the next read, which the head's move wakes. */
+    if (!q->woken && settle_reader(c, READ_SETTLE_MS, err) != FERRY_OK)
         rc = FERRY_ERR;
     else if (q->share && out->shape == FEED_CHANGES)
         rc = shared_page(c, q, &s, offsets, out, &clear, err);
@@ -836,11 +858,11 @@ int feed_stream_open(struct store_conn *c, const struct feed_query *q, struct fe
                      struct err *err)
 {
     struct feed_stream *fs = stream_new(c, q, FEED_CHANGES);
-    feed_sql(&fs->q, &fs->s, fs->offsets);
+    feed_sql(&fs->q, &fs->s, fs->offsets, store_conn_dialect(c) == STORE_POSTGRES);
     if (fs->chunk)
         fs->s.v[fs->s.limit_param - 1] = sv_int(chunk_limit(fs));
     *out = fs;
-    if (promote_pending(c, err) != FERRY_OK)
+    if (settle_reader(c, READ_SETTLE_MS, err) != FERRY_OK)
         return FERRY_ERR;
     fs->reading = true;
     return page_begin(c, &fs->q, &fs->s, &fs->out, &fs->clear, &fs->rows, err);
@@ -872,7 +894,7 @@ int feed_stream_by_table(struct store_conn *c, const struct feed_query *q, const
     fs->bt->deletes_in = xcalloc(q->n_tables + 1, sizeof(bool));
     /* The page's walk over the log's seq (the joins stay only where a condition reads
      * the row), cut at the limit: how many and the last, which needs no order outside. */
-    walk_sql(&fs->q, &fs->s, fs->offsets, true);
+    walk_sql(&fs->q, &fs->s, fs->offsets, true, store_conn_dialect(c) == STORE_POSTGRES);
     fs->s.v[fs->s.limit_param - 1] = sv_int(q->limit);
     /* each table's walk, built while the caller's rules caller lives (the stream outlives
      * the request's handler) */
@@ -881,7 +903,7 @@ int feed_stream_by_table(struct store_conn *c, const struct feed_query *q, const
         struct feed_query one = fs->q;
         one.tables = &fs->tables[i];
         one.n_tables = 1;
-        feed_sql(&one, &fs->bt->s[i], fs->bt->offset);
+        feed_sql(&one, &fs->bt->s[i], fs->bt->offset, store_conn_dialect(c) == STORE_POSTGRES);
     }
     fs->q.caller = NULL;
     fs->q.files = NULL;
@@ -890,7 +912,7 @@ int feed_stream_by_table(struct store_conn *c, const struct feed_query *q, const
     buf_cleanup(&fs->s.sql);
     fs->s.sql = sql;
     *out = fs;
-    if (promote_pending(c, err) != FERRY_OK)
+    if (settle_reader(c, READ_SETTLE_MS, err) != FERRY_OK)
         return FERRY_ERR;
     fs->reading = true;
     /* One table's page is its walk cut at the limit: the rows' pass finds the end. */

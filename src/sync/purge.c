@@ -7,7 +7,7 @@
 
 #include "sync/devices.h"
 #include "sync/feed.h"
-#include "sync/promote.h"
+#include "sync/settle.h"
 #include "sync/purge.h"
 #include "util/ticker.h"
 #include "sync/tables.h"
@@ -32,35 +32,38 @@ static int write_horizon(struct store_conn *c, int64_t horizon, struct err *err)
                      v, 2, NULL, err);
 }
 
+/* How long a purge waits for the head to reach what committed before it (settle.h). */
+#define PURGE_SETTLE_MS 500
+
 int purge_run(struct store_conn *c, int64_t retention_ms, struct purge_result *out, struct err *err)
 {
-    int64_t cutoff = time_now_ms() - retention_ms, acked = 0, newest = 0;
+    int64_t cutoff = time_now_ms() - retention_ms, acked = 0, newest = 0, head = 0;
     bool any = false, found = false;
     int rc = FERRY_ERR;
 
     *out = (struct purge_result){0};
-    /* The change log's lock keeps other purges out while the horizon moves. A pending
-     * tombstone (seq NULL, promote.h) stays until promoted: purged before, no device
-     * would learn of the delete and the horizon would not cover it. */
-    if (promote_pending(c, err) != FERRY_OK || store_begin(c, err) != FERRY_OK ||
-        changelog_lock(c, err) != FERRY_OK ||
+    /* The change log's lock keeps other purges out while the horizon moves. Only
+     * tombstones under the head go (settle.h): one above it may be a reader's next
+     * change, and a seq below it may still commit, which the horizon must not pass. */
+    if (settle_reader(c, PURGE_SETTLE_MS, err) != FERRY_OK || store_begin(c, err) != FERRY_OK ||
+        changelog_lock(c, err) != FERRY_OK || feed_head(c, &head, err) != FERRY_OK ||
 
         devices_min_cursor(c, cutoff, &acked, &any, err) != FERRY_OK ||
         feed_horizon(c, &out->horizon, err) != FERRY_OK)
         goto out;
     if (!any) /* no active device has acknowledged anything: only the retention applies */
         acked = 0;
-    struct store_val v[] = {sv_int(acked), sv_int(cutoff)};
+    struct store_val v[] = {sv_int(acked), sv_int(cutoff), sv_int(head)};
     if (store_query_int(c,
-                        "SELECT MAX(seq) FROM ferry_changes WHERE deleted = 1 AND seq IS NOT NULL"
+                        "SELECT MAX(seq) FROM ferry_changes WHERE deleted = 1 AND seq <= $3"
                         " AND (seq <= $1 OR updated_at < $2)",
-                        v, 2, &newest, &found, err) != FERRY_OK)
+                        v, 3, &newest, &found, err) != FERRY_OK)
         goto out;
     if (found) {
         if (store_run(c,
-                      "DELETE FROM ferry_changes WHERE deleted = 1 AND seq IS NOT NULL"
+                      "DELETE FROM ferry_changes WHERE deleted = 1 AND seq <= $3"
                       " AND (seq <= $1 OR updated_at < $2)",
-                      v, 2, &out->tombstones, err) != FERRY_OK ||
+                      v, 3, &out->tombstones, err) != FERRY_OK ||
             store_run(c,
                       "DELETE FROM ferry_field_versions WHERE NOT EXISTS (SELECT 1 FROM"
                       " ferry_changes c WHERE c.tbl = ferry_field_versions.tbl"

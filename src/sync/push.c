@@ -8,13 +8,14 @@
 #include <time.h>
 
 #include "sync/feed.h"
-#include "sync/promote.h"
+#include "sync/settle.h"
 #include "sync/push.h"
 #include "sync/watch.h"
 #include "util/buf.h"
 #include "util/crashpoint.h"
 #include "util/crypto.h"
 #include "util/jsonutil.h"
+#include "util/log.h"
 #include "util/timeutil.h"
 #include "webhooks/webhooks.h"
 
@@ -48,6 +49,7 @@ struct batch {
     const struct op *insert_like;
     bool insert_upsert;
     bool rows_busy; /* another transaction held one of the batch's rows (PostgreSQL) */
+    int64_t floor;  /* PostgreSQL: the head before the batch's changes, a cursor safe to answer */
     /* Each operation's row as read for the batch at once (prefetch_states); where
      * state_ready[i] is false it is read when needed. A delete may cascade to other rows,
      * so after one the rest are read again (states_stale). */
@@ -381,7 +383,8 @@ struct row_state {
     bool found;   /* the change log knows the row */
     bool deleted; /* its last change was a delete */
     int64_t version;
-    int64_t seq;      /* of its last change; INT64_MAX while pending (promote.h) */
+    int64_t
+        seq; /* of its last change; INT64_MAX while it has none (pending, before migration 16) */
     char device[128]; /* the device of its last change, "" for none */
 };
 
@@ -1486,37 +1489,37 @@ static int lock_rows(struct store_conn *c, struct batch *b, struct err *err)
     return rc;
 }
 
-/* On PostgreSQL the push numbers its changes itself, last (promote.h), unless the capture
- * triggers numbered them as they wrote them (claim_numbering); either way the answer's
- * cursor then covers the batch's own changes, and its record (which a retry replays) says
- * the same. The promoters' lock is held from there to the commit, so whatever else the
- * commit would run first happens before: the deferred constraint checks and triggers of
- * the user's tables (which may wait for other transactions; within lock_timeout). */
-static int promote_own(struct store_conn *c, struct batch *b, struct err *err)
+/* The cursor of the push's answer: the newest seq its changes drew (ferry.drawn, which the
+ * capture triggers set), or the head if it drew none, so that a retry's replay says the
+ * same; push_apply waits for the head to reach it before answering (settle.h). On
+ * PostgreSQL whatever the commit would run first runs here: the deferred constraint checks
+ * and triggers of the user's tables, which may wait for other transactions (within
+ * lock_timeout) and may write synced rows themselves. */
+#define OWN_CURSOR_PG                                                                              \
+    "SELECT NULLIF(current_setting('ferry.drawn', true), '')::bigint, COALESCE(" SETTLE_HEAD_PG    \
+    ", 0)"
+
+static int own_cursor(struct store_conn *c, struct batch *b, int64_t *cursor, struct err *err)
 {
-    if (store_conn_dialect(c) != STORE_POSTGRES || promote_run(c, err) == FERRY_OK)
+    struct store_rows *rows = NULL;
+    if (store_conn_dialect(c) != STORE_POSTGRES)
+        return feed_head(c, cursor, err);
+    int step = -1;
+    if (store_exec(c, "SET CONSTRAINTS ALL IMMEDIATE", err) == FERRY_OK &&
+        store_query(c, OWN_CURSOR_PG, NULL, 0, &rows, err) == FERRY_OK)
+        step = store_rows_next(rows, err);
+    if (step == 1) {
+        b->floor = store_rows_int(rows, 1);
+        int64_t drawn = store_rows_isnull(rows, 0) ? 0 : store_rows_int(rows, 0);
+        *cursor = drawn > b->floor ? drawn : b->floor;
+    }
+    store_rows_free(rows);
+    if (step == 1)
         return FERRY_OK;
+    if (step == 0)
+        return err_set(err, ERR_INTERNAL, "the push's cursor could not be read");
     b->rows_busy = err->code == ERR_UNAVAILABLE; /* a deferred check met lock_timeout */
     return FERRY_ERR;
-}
-
-/* On PostgreSQL, once the batch's rows are locked and checked and before it writes: the
- * promoters' lock, so that the capture triggers number the batch's entries as they write
- * them (promote_claim; not for tables with triggers of the user's own). */
-static int claim_numbering(struct store_conn *c, struct batch *b, struct err *err)
-{
-    struct buf names;
-    buf_init(&names);
-    for (size_t i = 0; i < b->n; i++) {
-        size_t k = 0;
-        while (k < i && b->ops[k].t != b->ops[i].t)
-            k++;
-        if (k == i)
-            buf_printf(&names, "%s%s", names.len ? ", " : "", b->ops[i].t->literal);
-    }
-    int rc = b->n ? promote_claim(c, names.data, PUSH_LOCK_TIMEOUT, err) : FERRY_OK;
-    buf_cleanup(&names);
-    return rc;
 }
 
 static int apply_all(struct store_conn *c, const struct push_request *r, struct batch *b,
@@ -1546,8 +1549,6 @@ static int apply_all(struct store_conn *c, const struct push_request *r, struct 
         if (!found)
             b->device_cursor = -1;
     }
-    if (store_conn_dialect(c) == STORE_POSTGRES && claim_numbering(c, b, err) != FERRY_OK)
-        return FERRY_ERR;
     if (apply_ops(c, r, b, err) != FERRY_OK) {
         /* lock_timeout: a row lock was held too long; start over like NOWAIT's refusal */
         b->rows_busy = store_conn_dialect(c) == STORE_POSTGRES && err->code == ERR_UNAVAILABLE;
@@ -1555,8 +1556,7 @@ static int apply_all(struct store_conn *c, const struct push_request *r, struct 
     }
     if (r->in_txn && r->in_txn(c, r->ctx, err) != FERRY_OK)
         return FERRY_ERR;
-    if (set_origin(c, b, NULL, err) != FERRY_OK || promote_own(c, b, err) != FERRY_OK ||
-        feed_head(c, &head, err) != FERRY_OK)
+    if (set_origin(c, b, NULL, err) != FERRY_OK || own_cursor(c, b, &head, err) != FERRY_OK)
         return FERRY_ERR;
     *result = summary(r, b, head);
     if (r->batch_id && save_answer(c, r, *result, err) != FERRY_OK)
@@ -1643,6 +1643,36 @@ static void note_wake(const struct push_request *r, const struct batch *b, const
     }
 }
 
+/* How long a committed push waits for the head to reach its changes (settle.h) behind
+ * transactions older than its own, before it answers the head reached instead. */
+#define PUSH_SETTLE_MS 250
+
+/* Before the answer (a new one or a replay) goes out: the head reaches its cursor, so a
+ * pull from that cursor skips nothing and the push's own changes are in every read from
+ * now on. If a transaction older than the push is still running at the timeout, the
+ * answer's cursor is the head instead, which is safe to pull from. A committed push whose
+ * wait fails (the database gone meanwhile) still answers, with floor (the head before its
+ * changes; its retry would apply it twice without a batch id); a replay has none (-1)
+ * and fails, to be asked again. */
+static int settle_answer(struct store_conn *c, json_t *answer, int64_t floor, struct err *err)
+{
+    int64_t cursor = json_integer_value(json_object_get(answer, "cursor")), head = 0;
+    if (store_conn_dialect(c) != STORE_POSTGRES)
+        return FERRY_OK;
+    if (settle_to(c, cursor, PUSH_SETTLE_MS, &head, err) != FERRY_OK) {
+        if (floor < 0)
+            return FERRY_ERR;
+        log_warn("push_settle_failed",
+                 json_pack("{s:s, s:s}", "msg", "push committed; its head could not be read",
+                           "error", err->msg));
+        *err = (struct err){0};
+        head = floor;
+    }
+    if (head < cursor)
+        json_object_set_new(answer, "cursor", json_integer(head));
+    return FERRY_OK;
+}
+
 int push_apply(struct store_conn *c, const struct synced_set *set, const struct push_request *r,
                json_t **result, bool *replayed, struct err *err)
 {
@@ -1657,12 +1687,17 @@ int push_apply(struct store_conn *c, const struct synced_set *set, const struct 
         return FERRY_ERR;
     if (*result) {
         *replayed = true;
-        return FERRY_OK;
+        return settle_answer(c, *result, -1, err);
     }
     for (;;) {
         struct batch b = {0};
         rc = attempt(c, set, r, &b, result, replayed, err);
         store_rollback(c); /* a failed try keeps nothing, the claim of its batch id included */
+        if (rc == FERRY_OK &&
+            (rc = settle_answer(c, *result, *replayed ? -1 : b.floor, err)) != FERRY_OK) {
+            json_decref(*result);
+            *result = NULL;
+        }
         if (rc == FERRY_OK && !*replayed && r->wake)
             note_wake(r, &b, *result);
         batch_cleanup(&b);

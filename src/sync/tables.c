@@ -1,14 +1,14 @@
 /* tables.c - see tables.h. The capture triggers are the heart of change capture: they
  * run inside the writer's transaction, whoever the writer is. On SQLite (one writer at a
- * time) they give each change the next seq; on PostgreSQL they record it as pending and
- * the promoter (promote.h) numbers it, or, in a push holding the promoters' lock, number it
- * as they write it. Either way seq order is commit order
- * and a reader that has seen seq N has seen every change below it. */
+ * time) they give each change the next seq, so seq order is commit order; on PostgreSQL
+ * they draw it from a sequence without waiting for other writers, and readers stop at a
+ * head below which every seq is final (settle.h). Either way a reader that has seen seq N
+ * has seen every change below it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "sync/promote.h"
+#include "sync/settle.h"
 #include "sync/rowwrite.h"
 #include "sync/tables.h"
 #include "util/buf.h"
@@ -17,7 +17,11 @@
 #include "util/timeutil.h"
 
 /* Bumped when the trigger text changes, so existing installs are replaced. */
-#define TRIGGER_VERSION 14
+#define TRIGGER_VERSION 15
+
+/* How long an install waits for the rows its backfill recorded to reach the feed's head
+ * (settle.h) behind transactions older than it. */
+#define SETTLE_INSTALL_MS 2000
 
 /* Milliseconds since the epoch in SQLite's own SQL: triggers run in other programs too,
  * so they may use only built-in functions. */
@@ -165,18 +169,14 @@ static char *sqlite_trigger_sql(const struct synced_table *t)
 /* --- PostgreSQL triggers ----------------------------------------------------------- */
 
 /* Statement-level triggers with transition tables: one INSERT ... SELECT logs all the
- * rows a statement changed, instead of a PL/pgSQL call per row. Each entry is written
- * pending (seq NULL, wseq its place in write order) and takes no lock beyond its own log
- * row, whose lock follows the data row's (only the writer of a row writes its entry), so
- * version stays exact and writers to synced tables never wait for one another; the
- * promoter gives the entry its seq once committed (promote.h). Each entry records its
- * top-level transaction (txid_current(), the same inside a subtransaction: a user trigger's
- * EXCEPTION block, a SAVEPOINT), by which a push finds its own entries to number them.
- * A push that holds the promoters' lock already (ferry.numbered set to its transaction's id:
- * promote_claim; any other value is not ferry's, and leaves the entries pending) gets
- * its entries numbered as they are written, so each is written once, and the newest seq it
- * drew in ferry.drawn (transaction-local like the entries: gone if they are rolled back),
- * where the promoter finds the head to move to.
+ * rows a statement changed, instead of a PL/pgSQL call per row. Each entry gets its seq
+ * from the sequence as it is written and takes no lock beyond its own log row, whose lock
+ * follows the data row's (only the writer of a row writes its entry), so version stays
+ * exact and writers to synced tables never wait for one another; readers stop at the
+ * safe head (settle.h). txid_current() gives the transaction its id before it draws,
+ * which the head's marks rely on, and is recorded with each entry. The newest seq the
+ * transaction drew goes to ferry.drawn (transaction-local like the entries: gone if they
+ * are rolled back), where a push finds the cursor of its answer.
  * ferry's own writes set ferry.device for their transaction; writes from elsewhere leave
  * it unset. */
 
@@ -187,16 +187,15 @@ static void pg_log_rows(struct buf *b, const struct synced_table *t, const char 
     char *scope = t->rule_col < 0 ? xstrdup("NULL")
                                   : xasprintf("ferry_r.%s::text", t->cols[t->rule_col].quoted);
     buf_printf(b,
-               "  INSERT INTO ferry_changes AS c (seq, wseq, tbl, pk, version, deleted, updated_at,"
+               "  INSERT INTO ferry_changes AS c (seq, tbl, pk, version, deleted, updated_at,"
                " device_id, scope, txid)\n"
-               "    SELECT CASE WHEN numbered THEN nextval('ferry_change_seq') END,"
-               " CASE WHEN numbered THEN NULL ELSE nextval('ferry_change_wseq') END,\n"
+               "    SELECT nextval('ferry_change_seq'),\n"
                "      %s, ferry_r.%s::text, 1, %d, now_ms, dev, %s, xact FROM %s ferry_r%s\n"
-               "    ON CONFLICT (tbl, pk) DO UPDATE SET seq = EXCLUDED.seq, wseq = EXCLUDED.wseq,\n"
+               "    ON CONFLICT (tbl, pk) DO UPDATE SET seq = EXCLUDED.seq,\n"
                "      version = c.version + 1, deleted = %d, updated_at = EXCLUDED.updated_at,\n"
                "      device_id = EXCLUDED.device_id, scope = EXCLUDED.scope,"
                " txid = EXCLUDED.txid;\n"
-               "  IF numbered AND FOUND THEN\n"
+               "  IF FOUND THEN\n"
                "    PERFORM set_config('ferry.drawn', currval('ferry_change_seq')::text, true);\n"
                "  END IF;\n",
                t->literal, t->cols[t->pk].quoted, deleted, scope, rows, where, deleted);
@@ -237,7 +236,6 @@ static char *pg_function_sql(const struct synced_table *t, const char *fn, const
                "  dev text := NULLIF(current_setting('ferry.device', true), '');\n"
                "  now_ms bigint := (extract(epoch from clock_timestamp()) * 1000)::bigint;\n"
                "  xact bigint := txid_current();\n"
-               "  numbered boolean := current_setting('ferry.numbered', true) = xact::text;\n"
                "BEGIN\n",
                fn);
     if (!strcmp(event, "ins")) {
@@ -334,9 +332,9 @@ int changelog_resync_mark(struct store_conn *c, int64_t *seq, struct err *err)
     bool pg = store_conn_dialect(c) == STORE_POSTGRES, found = false;
     struct store_val now = sv_int(time_now_ms());
     /* The placeholder's table '' is no synced table's name, so no feed shows it, and it is
-     * no tombstone, so the purge leaves it. On PostgreSQL the seq is drawn under the
-     * promoters' lock, held to commit, so it too is in commit order. */
-    if (pg && promote_lock(c, err) != FERRY_OK)
+     * no tombstone, so the purge leaves it. On PostgreSQL the transaction takes its id
+     * before it draws the seq, as the head's marks require (settle.h). */
+    if (pg && store_exec(c, "SELECT txid_current()", err) != FERRY_OK)
         return FERRY_ERR;
     if (store_run(c,
                   pg ? "INSERT INTO ferry_changes(seq, tbl, pk, version, deleted, updated_at)"
@@ -348,11 +346,6 @@ int changelog_resync_mark(struct store_conn *c, int64_t *seq, struct err *err)
                        " SET seq = (SELECT MAX(seq) FROM ferry_changes) + 1,"
                        " updated_at = excluded.updated_at",
                   &now, 1, NULL, err) != FERRY_OK)
-        return FERRY_ERR;
-    if (pg && store_run(c,
-                        "UPDATE ferry_head SET seq = (SELECT seq FROM ferry_changes"
-                        " WHERE tbl = '' AND pk = 'resync') WHERE id = 1",
-                        NULL, 0, NULL, err) != FERRY_OK)
         return FERRY_ERR;
     return store_query_int(c, "SELECT seq FROM ferry_changes WHERE tbl = '' AND pk = 'resync'",
                            NULL, 0, seq, &found, err);
@@ -523,7 +516,8 @@ static int install(struct store_conn *c, struct synced_table *t, struct err *err
                   v, 5, NULL, err) != FERRY_OK ||
         store_commit(c, err) != FERRY_OK)
         goto out;
-    rc = promote_run(c, err); /* the rows backfill recorded */
+    /* the rows backfill recorded, in the feed before ferry goes on */
+    rc = settle_to(c, -1, SETTLE_INSTALL_MS, NULL, err);
 out:
     store_rollback(c);
     free(signature);

@@ -82,7 +82,7 @@ int tables_column(const struct synced_table *t, const char *name);
  * write transaction already holds the database's): it orders the few ferry writers that
  * read before they write outside the pushes' per-key locks (file entries, purge, trigger
  * installs, resync marks). Capture triggers and pushes do not take it, so other
- * programs' writes never wait for it; seq order comes from the promoter (promote.h). */
+ * programs' writes never wait for it (settle.h says how readers stay in commit order). */
 int changelog_lock(struct store_conn *c, struct err *err);
 
 /* Inside a write transaction, names the device whose change the next writes are (NULL:
@@ -92,8 +92,8 @@ int changelog_set_device(struct store_conn *c, const char *device, struct err *e
 
 /* Inside a write transaction holding the change log's lock: moves the log's head on by
  * one (a placeholder entry no feed shows) and gives its seq: a device whose cursor is
- * below it must resync, and one that pulls again from 0 ends at or above it. On
- * PostgreSQL it takes the promoters' lock (promote_lock) until the transaction ends. */
+ * below it must resync, and one that pulls again from 0 ends at or above it (on
+ * PostgreSQL once the head has reached it: settle.h). */
 int changelog_resync_mark(struct store_conn *c, int64_t *seq, struct err *err);
 
 /* Marks devices for a resync at seq (from changelog_resync_mark): the one named by

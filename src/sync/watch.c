@@ -1,5 +1,6 @@
-/* watch.c - see watch.h. On PostgreSQL the watcher is also where changes are promoted
- * (promote.h) when a NOTIFY says another program or node committed some. */
+/* watch.c - see watch.h. On PostgreSQL the watcher also writes the mark that brings
+ * other programs' committed changes under the head (settle.h) when a NOTIFY says some
+ * were committed. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -8,7 +9,7 @@
 #include <time.h>
 
 #include "sync/feed.h"
-#include "sync/promote.h"
+#include "sync/settle.h"
 #include "sync/rules.h"
 #include "sync/watch.h"
 #include "util/timeutil.h"
@@ -16,7 +17,7 @@
 #define POLL_MS 20         /* SQLite: how often the counter is read */
 #define LISTEN_WAIT_MS 100 /* PostgreSQL: longest wait for a NOTIFY before a read */
 #define RETRY_MS 500       /* after a database error */
-#define PROMOTE_EVERY_MS 50
+#define SETTLE_EVERY_MS 50
 /* A longer jump of the head is not read for its keys: every waiter is woken instead. */
 #define KEYS_READ_MAX_SEQS 20000
 #define KEYS_MAX 512 /* more distinct (table, scope) pairs in one move: wake everyone */
@@ -211,7 +212,7 @@ static void watch_on(struct watch *w, struct store_conn *c, int64_t *last)
 {
     struct err err = {0};
     bool listening = store_listen(c, "ferry_changes", &err) == FERRY_OK;
-    int64_t promoted_at = 0;
+    int64_t settled_at = 0;
     while (!atomic_load(&w->stop)) {
         int64_t head = 0;
         if (listening) {
@@ -220,20 +221,19 @@ static void watch_on(struct watch *w, struct store_conn *c, int64_t *last)
         } else {
             wait_poke(w, POLL_MS);
         }
-        /* The head first: a push numbers its own changes before it commits, so its
-         * waiters are woken before anything else runs here. */
+        /* The head first: a push brings the head over its own changes before it
+         * answers (its mark's NOTIFY is what woke this loop), so its waiters are woken
+         * before anything else runs here. */
         if (feed_head(c, &head, &err) != FERRY_OK ||
             (head != *last && report_move(w, c, last, head, &err) != FERRY_OK))
             return;
-        /* Then number what other programs committed (promote.h), and wake their waiters
-         * at once. Under a stream of pushes the check would run per NOTIFY: at most every
-         * PROMOTE_EVERY_MS (a change it leaves is numbered one loop later). */
+        /* Then a mark for what other programs committed (settle.h); the head moves when it
+         * commits, and its NOTIFY brings the next loop. Under a stream of pushes the check
+         * would run per NOTIFY: at most every SETTLE_EVERY_MS. */
         int64_t now = time_mono_us();
-        if (store_conn_dialect(c) == STORE_POSTGRES &&
-            now - promoted_at >= PROMOTE_EVERY_MS * 1000) {
-            promoted_at = now;
-            if (promote_pending(c, &err) != FERRY_OK || feed_head(c, &head, &err) != FERRY_OK ||
-                (head != *last && report_move(w, c, last, head, &err) != FERRY_OK))
+        if (store_conn_dialect(c) == STORE_POSTGRES && now - settled_at >= SETTLE_EVERY_MS * 1000) {
+            settled_at = now;
+            if (settle_watch(c, &err) != FERRY_OK)
                 return;
         }
         w->on_tick(w->ctx);

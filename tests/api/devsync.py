@@ -137,8 +137,8 @@ def row(srv, table, key, cols="*"):
 
 
 def log_state(srv):
-    """The change log as {(table, pk): (version, deleted, seq)}; seq is None while the
-    entry is pending (PostgreSQL: another program's change not yet promoted)."""
+    """The change log as {(table, pk): (version, deleted, seq)}; seq is None only for an
+    entry pending from before migration 16 (PostgreSQL)."""
     return {(t, pk): (int(v), int(d), None if s is None else int(s))
             for t, pk, v, d, s in srv.db_query(
         "SELECT tbl, pk, version, deleted, seq FROM ferry_changes")}

@@ -1,17 +1,16 @@
-"""attack18: the PostgreSQL write-once numbering (pushes that hold the promoters' lock get
-their change-log entries numbered by the capture triggers as they write them). Each test
+"""attack18: the PostgreSQL numbering as changes are written (capture triggers draw each
+entry's seq from a sequence; readers stop at the safe head of sync/settle.h). Each test
 runs two `ferry serve` on one database, with another program (psql) beside them:
 
-- a program that sets ferry.numbered itself, in a transaction held open while a push
-  commits, is numbered after it commits like any other program's write (it drew a seq
-  below the push's without the lock, which the feed's cursor had passed: never read);
+- a program's write held open while a push commits: the push answers a cursor safe to
+  pull from, and the program's change, numbered below the push's, is read once it commits;
 - a push failing on its last operation moves no head and leaves no entry, and the feed
   reads on across the seqs it drew;
 - a program's uncommitted insert of a key a push inserts: the push waits and retries,
   other pushes go on, nothing answers 500 and every change is read once;
 - a push whose user trigger writes another table wakes that table's waiters on both nodes;
 - a node killed inside a numbering push, before or after its commit, leaves no hole;
-- an upgrade with entries pending from before migration 15, under older triggers;
+- changes another program commits while no node runs, under older capture triggers;
 - a user's trigger added and dropped between pushes."""
 
 import threading
@@ -22,28 +21,29 @@ import pytest
 from conftest import wait_until
 from devsync import op
 from test_pg_writers import (FLAGS, SCHEMA, Psql, Reader, device, log_versions,  # noqa: F401
-                             nodes, on)
+                             nodes, on, safe_head)
 
 pytestmark = pytest.mark.postgres_only
 
 
 def head(srv):
-    return int(srv.db_query("SELECT seq FROM ferry_head WHERE id = 1")[0][0])
+    return safe_head(srv)
 
 
-@pytest.mark.parametrize("setting", ["SET LOCAL ferry.numbered = '1'",
-                                     "SELECT set_config('ferry.numbered', '1', true)"])
-def test_a_program_setting_ferry_numbered_itself_is_not_skipped(nodes, setting):
+def test_a_program_holding_a_write_open_while_a_push_commits_is_not_skipped(nodes):
     a, b = nodes(2)
     dev = device(a, "writer")
     reader = Reader(device(b, "reader"), [a, b])
     reader.pull()
     prog = Psql(a)
-    prog.run(f"BEGIN; {setting}; INSERT INTO things VALUES ('psql-1', 1, 'psql');")
+    prog.run("BEGIN; INSERT INTO things VALUES ('psql-1', 1, 'psql');")
     ans = on(dev, b).report([op("things", "upsert", {"id": "pushed", "v": 1})])
     assert ans["applied"] == 1
+    pushed = int(a.db_query("SELECT seq FROM ferry_changes WHERE pk = 'pushed'")[0][0])
+    assert ans["cursor"] < pushed  # the head, below the program's change
     reader.pull()
-    assert reader.cursor >= ans["cursor"]
+    assert reader.cursor == ans["cursor"]
+    assert ("things", "pushed") not in reader.latest()
     prog.run("COMMIT;")
     assert prog.close() == []
 
@@ -166,11 +166,11 @@ def test_a_node_killed_in_a_numbering_push_leaves_no_hole(_servers, pg_cluster, 
     assert a.db_query("SELECT COUNT(*) FROM ferry_changes WHERE seq IS NULL")[0][0] == "0"
 
 
-def test_an_upgrade_numbers_entries_pending_from_before(nodes):
-    """A database stopped with another program's committed entries still pending, from
-    before migration 15 (no txid) and under capture triggers of an older version: the
-    restarted node replaces the triggers, numbers the entries once, and a push that
-    numbers as it writes goes on above them."""
+def test_changes_committed_while_no_node_runs_are_read_once(nodes):
+    """Another program commits changes while every node is stopped, under capture
+    triggers of an older version: nobody wrote a mark for them, so they lie above the
+    head; the restarted node replaces the triggers, its reads bring the head over them,
+    and a push goes on above them."""
     (a,) = nodes(1)
     dev = device(a, "writer")
     reader = Reader(device(a, "reader"), [a])
@@ -178,9 +178,9 @@ def test_an_upgrade_numbers_entries_pending_from_before(nodes):
     reader.pull()
     a.stop()
     a.db_exec("INSERT INTO things VALUES ('old-1', 1, 'psql'), ('old-2', 2, 'psql')",
-              "UPDATE ferry_changes SET txid = NULL WHERE seq IS NULL",
-              "UPDATE ferry_synced SET signature = 'v13;old'")
-    assert a.db_query("SELECT COUNT(*) FROM ferry_changes WHERE seq IS NULL")[0][0] == "2"
+              "UPDATE ferry_synced SET signature = 'v14;old'")
+    old = [int(v) for (v,) in a.db_query("SELECT seq FROM ferry_changes WHERE pk LIKE 'old-%'")]
+    assert len(old) == 2 and min(old) > head(a)
     a.start()
     ans = on(dev, a).report([op("things", "upsert", {"id": "after", "v": 1})])
     reader.pull()

@@ -401,8 +401,8 @@ def test_entries_from_before_owners_belong_to_admins(make_server):
     chunked(srv, srv.admin_token, "team/old.txt", b"legacy shared")
     assert srv.db_query("SELECT file_key, owner FROM ferry_files ORDER BY path") == [
         ["old/report.txt", None], ["team/old.txt", None]]
-    # on PostgreSQL an upload's change is numbered by the next promotion (the listener's,
-    # within 50 ms, or a reader's), so the log is compared once both entries have a seq
+    # both entries have their seq as written (the wait is from when PostgreSQL numbered
+    # an upload's change after its commit)
     log = "SELECT seq, pk FROM ferry_changes WHERE tbl = 'files' ORDER BY seq"
     before = wait_until(lambda: (rows := srv.db_query(log)) and all(r[0] for r in rows) and rows)
     assert len(before) == 2, before

@@ -1,10 +1,10 @@
-"""Edges of the PostgreSQL write path without a global lock (capture triggers record
-pending changes, a promoter numbers them; sync/promote.h) found by attacking it:
+"""Edges of the PostgreSQL write path without a global lock (capture triggers number
+changes as they write them, readers stop at a safe head; sync/settle.h) found by
+attacking it:
 
 - a row that another program moves out of its owner's scope and back within one
-  transaction (or before any promoter runs) reaches its owner's devices as the row, not
-  as a delete: the exit left by the first move and the row's return must not share a
-  seq with the delete read last;
+  transaction reaches its owner's devices as the row, not as a delete: the exit left by
+  the first move and the row's return must not share a seq with the delete read last;
 - TRUNCATE by another program (CASCADE included) leaves every device as deletes of the
   rows it removed."""
 

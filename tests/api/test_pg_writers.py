@@ -1,11 +1,12 @@
 """Writes without a global lock on PostgreSQL (issue 14; issue 10 point 7): capture
-triggers record pending changes and a promoter numbers them in commit order, so
-writers (pushes on several nodes, other programs) commit concurrently and the feed
-still never skips a change. Each test runs two or three `ferry serve` on one database.
+triggers number each change as they write it, from a sequence, and readers stop at a
+safe head (sync/settle.h), so writers (pushes on several nodes, other programs) commit
+concurrently and the feed still never skips a change. Each test runs two or three
+`ferry serve` on one database.
 
 - a push and another program's transaction held open while others commit on other
-  nodes: the feed's cursor moves past them, and once they commit every reader gets
-  them (0 missed, 0 duplicated), and the held push did not hold the others back;
+  nodes: the others answer at once, the feed's cursor stays below the held changes, and
+  once they commit every reader gets them (0 missed, 0 duplicated);
 - another program's parent-then-child writes against a child insert (the deadlock of
   issue 10) and outside UPDATEs racing pushes of the same rows: nothing fails;
 - devices on random nodes, another program, a node killed: every reader gets every
@@ -46,8 +47,7 @@ SCHEMA = [
     # A user's trigger that mirrors each note in audit (another synced table) inside an
     # EXCEPTION block and one nested in it: subtransactions, whose rows have xmins of
     # their own.
-    # items without the user's trigger: pushes to it number their changes as they write
-    # them (promote_claim), pushes to items number them last
+    # things: a table without the user's trigger
     "CREATE TABLE things (id TEXT PRIMARY KEY, v INTEGER, who TEXT)",
     "CREATE TABLE notes (id TEXT PRIMARY KEY, v INTEGER)",
     "CREATE TABLE audit (id TEXT PRIMARY KEY, note TEXT)",
@@ -193,8 +193,21 @@ def log_versions(srv):
     return {(t, k): (int(v), d == "1") for t, k, v, d in rows}
 
 
+def safe_head(srv):
+    """The feed's head (settle.h): the seq of the newest mark the snapshot has passed."""
+    return int(srv.db_query(
+        "SELECT COALESCE((SELECT s FROM ferry_marks WHERE x <="
+        " pg_snapshot_xmin(pg_current_snapshot())::text::bigint ORDER BY x DESC LIMIT 1), 0)"
+    )[0][0])
+
+
 @pytest.mark.parametrize("table", ["items", "things"])
-def test_transactions_held_open_are_not_skipped_and_hold_no_one_back(nodes, table):
+def test_transactions_held_open_are_not_skipped_and_hold_no_push_back(nodes, table):
+    """A push held before its commit and another program's open transaction both drew
+    seqs; twenty pushes on two other nodes commit meanwhile, each answered at once (no
+    push waits for another's commit). Readers on three nodes stop below the held seqs
+    (their cursors never pass a seq that may still commit), then, once both commit, read
+    everything exactly once, the held changes included."""
     a, b, c = nodes(3)
     slow_dev, dev_a, dev_b = device(a, "slow"), device(a, "a"), device(b, "b")
     readers = [Reader(device(n, f"reader-{i}"), [a, b, c]) for i, n in enumerate((a, b, c))]
@@ -210,21 +223,32 @@ def test_transactions_held_open_are_not_skipped_and_hold_no_one_back(nodes, tabl
     th.start()
     # The push has written its row and change, and waits at its deferred checks.
     assert wait_until(lambda: held_back(a) == 1, timeout=10)
+    first_held = int(a.db_query(
+        "SELECT MIN(last_value) FROM pg_sequences WHERE sequencename = 'ferry_change_seq'")[0][0])
 
+    answers = []
     for i in range(10):
         for dev, node in ((dev_a, b), (dev_b, c)):
+            started = time.monotonic()
             ans = on(dev, node).report([op(table, "upsert",
                                            {"id": f"{dev.device_id[:6]}-{i}", "v": i})])
             assert ans["applied"] == 1
+            assert time.monotonic() - started < 3
+            answers.append(ans)
         for r in readers:
             r.pull()
     # Twenty pushes on two other nodes committed while the slow one and the outside
-    # transaction were open: nobody waited for them.
+    # transaction were open, none waiting on a lock; no reader passed the held seqs.
     assert th.is_alive() and held_back(a) == 1
     assert waiting_locks(a) == 0
+    assert int(a.db_query(f"SELECT COUNT(*) FROM ferry_changes WHERE seq > {first_held}"
+                          f" AND tbl = '{table}' AND pk <> 'slow'")[0][0]) == 20
+    cursors = [r.cursor for r in readers]
     for r in readers:
         assert ("items", "slow") not in r.latest() and ("items", "outside") not in r.latest()
-        assert r.cursor >= 20
+        assert r.cursor <= first_held
+    # a push answered meanwhile gives a cursor that is safe to pull from
+    assert all(ans["cursor"] <= safe_head(a) for ans in answers)
 
     outside.run("COMMIT;")
     gate.run(RELEASE)
@@ -234,16 +258,20 @@ def test_transactions_held_open_are_not_skipped_and_hold_no_one_back(nodes, tabl
     assert outside.close() == []
     for r in readers:
         before = r.cursor
-        r.pull()
+        assert wait_until(lambda: (r.pull() or True) and ("items", "outside") in r.latest(),
+                          timeout=10)
         got = r.latest()
         assert got[("items", "slow")][0] == 1 and got[("items", "outside")][0] == 1
         assert r.cursor > before
         # 0 missed, 0 duplicated: the reader holds exactly the log's latest state
         assert r.dups == []
         assert got == log_versions(a)
-    # answers' cursors are heads that include the batch's own change
-    assert held["ans"]["cursor"] >= int(a.db_query(
-        "SELECT seq FROM ferry_changes WHERE tbl = 'items' AND pk = 'slow'")[0][0])
+    # the held changes kept the seqs they drew, which no reader's cursor had passed
+    held_seqs = [int(a.db_query(f"SELECT seq FROM ferry_changes WHERE tbl = 'items'"
+                                f" AND pk = '{k}'")[0][0]) for k in ("slow", "outside")]
+    assert max(cursors) < min(held_seqs) <= first_held
+    # the held push's answer covers its own change
+    assert held["ans"]["cursor"] >= held_seqs[0]
 
 
 def test_parent_then_child_writers_never_deadlock(nodes):
@@ -435,10 +463,12 @@ def test_large_batches_take_few_locks_and_still_apply_once(nodes):
 
 
 def test_a_push_numbers_what_user_triggers_wrote_in_subtransactions(nodes):
-    """A pushed note's audit rows are written by the user's trigger in subtransactions:
-    the push numbers them itself, before it answers, so its answer's cursor covers
-    them, while another program's transaction held open and pushes on the other node
-    go on; a reader following the feed on both nodes skips nothing."""
+    """A pushed note's audit rows are written by the user's trigger in subtransactions,
+    numbered as written like the note's. While another program's transaction is held
+    open (it drew a seq first) the pushes on both nodes still answer at once, with a
+    cursor safe to pull from (the head, below their changes); once it commits, a reader
+    following the feed on both nodes gets everything once, and a push's cursor covers
+    its own changes, the subtransactions' included."""
     a, b = nodes(2)
     dev = device(a, "writer")
     reader = Reader(device(b, "reader"), [a, b])
@@ -446,21 +476,25 @@ def test_a_push_numbers_what_user_triggers_wrote_in_subtransactions(nodes):
     held.run("BEGIN; INSERT INTO notes VALUES ('held', 0);")
     for i in range(12):
         node = (a, b)[i % 2]
-        before = reader.cursor
+        started = time.monotonic()
         ans = on(dev, node).report([op("notes", "upsert", {"id": f"n{i % 4}", "v": i})])
-        assert ans["applied"] == 1
+        assert ans["applied"] == 1 and time.monotonic() - started < 3
         seqs = {pk: seq for pk, seq in node.db_query(
             f"SELECT pk, seq FROM ferry_changes WHERE pk LIKE 'n{i % 4}%'")}
         assert set(seqs) == {f"n{i % 4}", f"n{i % 4}-a", f"n{i % 4}-b"}
-        assert all(s and int(s) <= ans["cursor"] for s in seqs.values()), (ans, seqs)
+        assert all(s and int(s) > ans["cursor"] for s in seqs.values()), (ans, seqs)
         reader.pull()
-        assert reader.cursor >= ans["cursor"] > before
-        got = reader.latest()
-        assert all(got[(t, k)][0] >= 1 for t, k in (("notes", f"n{i % 4}"),
-                                                      ("audit", f"n{i % 4}-a"),
-                                                      ("audit", f"n{i % 4}-b")))
+        assert reader.cursor == ans["cursor"]
+        assert not any(t in ("notes", "audit") for t, _ in reader.latest())
     held.run("COMMIT;")
     assert held.close() == []
+    for i, node in enumerate((a, b)):
+        ans = on(dev, node).report([op("notes", "upsert", {"id": f"after{i}", "v": i})])
+        seqs = [int(s) for (s,) in node.db_query(
+            f"SELECT seq FROM ferry_changes WHERE pk LIKE 'after{i}%'")]
+        assert len(seqs) == 3 and max(seqs) <= ans["cursor"]
+        reader.pull()
+        assert reader.cursor >= ans["cursor"]
 
     def pulled_held():
         reader.pull()

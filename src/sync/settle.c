@@ -1,0 +1,117 @@
+/* settle.c - see settle.h. Each check is one round trip: the head, the newest committed
+ * entry and the newest mark's seq, read in one snapshot. */
+#include <stdatomic.h>
+#include <time.h>
+
+#include "sync/settle.h"
+#include "util/timeutil.h"
+
+#define STEP_SQL                                                                                   \
+    "SELECT COALESCE(" SETTLE_HEAD_PG ", 0), (SELECT MAX(seq) FROM ferry_changes),"                \
+    " (SELECT s FROM ferry_marks ORDER BY x DESC LIMIT 1)"
+
+/* The old marks go: each reader takes the newest mark its snapshot has passed, and a
+ * snapshot taken from now on has passed the one this statement's snapshot has by its
+ * plain xmin (the cluster's oldest running transaction, which never moves back; the
+ * head's own test, SETTLE_XMIN_PG, passes over other databases' and so lies at or above
+ * it, but may count one again that has ended meanwhile). */
+#define PRUNE_SQL                                                                                  \
+    "DELETE FROM ferry_marks WHERE x < (SELECT x FROM ferry_marks WHERE x <="                      \
+    " pg_snapshot_xmin(pg_current_snapshot())::text::bigint ORDER BY x DESC LIMIT 1)"
+
+#define PRUNE_EVERY_US (2 * 1000 * 1000)
+#define POLL_US 200
+
+struct step {
+    int64_t head, top, marked; /* marked: the newest mark's seq */
+};
+
+static int read_step(struct store_conn *c, struct step *s, struct err *err)
+{
+    struct store_rows *rows = NULL;
+    int rc = store_query(c, STEP_SQL, NULL, 0, &rows, err);
+    int more = rc == FERRY_OK ? store_rows_next(rows, err) : -1;
+    if (more == 1) {
+        s->head = store_rows_int(rows, 0);
+        s->top = store_rows_isnull(rows, 1) ? 0 : store_rows_int(rows, 1);
+        s->marked = store_rows_isnull(rows, 2) ? 0 : store_rows_int(rows, 2);
+    }
+    store_rows_free(rows);
+    if (more == 0)
+        return err_set(err, ERR_INTERNAL, "the change log's head could not be read");
+    return more == 1 ? FERRY_OK : FERRY_ERR;
+}
+
+static int write_mark(struct store_conn *c, struct err *err)
+{
+    return store_exec(c, "SELECT ferry_mark()", err);
+}
+
+static void pause_poll(void)
+{
+    struct timespec ts = {0, POLL_US * 1000L};
+    nanosleep(&ts, NULL);
+}
+
+/* settle_to; a negative target is the newest committed entry of the first check. */
+static int settle(struct store_conn *c, int64_t target, int timeout_ms, int64_t *head,
+                  struct err *err)
+{
+    int64_t deadline = time_mono_us() + (int64_t)timeout_ms * 1000;
+    bool wrote = false;
+    struct step s;
+    for (;;) {
+        if (read_step(c, &s, err) != FERRY_OK)
+            return FERRY_ERR;
+        if (target < 0)
+            target = s.top;
+        *head = s.head;
+        if (s.head >= target)
+            return FERRY_OK;
+        /* one mark of its own at most: a later one covers nothing more of the target */
+        if (s.marked < target && !wrote) {
+            if (write_mark(c, err) != FERRY_OK)
+                return FERRY_ERR;
+            wrote = true;
+            continue;
+        }
+        if (time_mono_us() >= deadline)
+            return FERRY_OK;
+        pause_poll();
+    }
+}
+
+int settle_to(struct store_conn *c, int64_t target, int timeout_ms, int64_t *head, struct err *err)
+{
+    int64_t ignored = 0;
+    bool found = false;
+    head = head ? head : &ignored;
+    if (store_conn_dialect(c) == STORE_POSTGRES)
+        return settle(c, target, timeout_ms, head, err);
+    *head = 0;
+    return store_query_int(c, "SELECT COALESCE(MAX(seq), 0) FROM ferry_changes", NULL, 0, head,
+                           &found, err);
+}
+
+int settle_reader(struct store_conn *c, int timeout_ms, struct err *err)
+{
+    if (store_conn_dialect(c) != STORE_POSTGRES || store_in_txn(c))
+        return FERRY_OK;
+    return settle_to(c, -1, timeout_ms, NULL, err);
+}
+
+int settle_watch(struct store_conn *c, struct err *err)
+{
+    static _Atomic int64_t pruned_at;
+    struct step s;
+    if (store_conn_dialect(c) != STORE_POSTGRES)
+        return FERRY_OK;
+    if (read_step(c, &s, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (s.top > s.head && s.marked < s.top && write_mark(c, err) != FERRY_OK)
+        return FERRY_ERR;
+    int64_t now = time_mono_us(), last = atomic_load(&pruned_at);
+    if (now - last < PRUNE_EVERY_US || !atomic_compare_exchange_strong(&pruned_at, &last, now))
+        return FERRY_OK;
+    return store_exec(c, PRUNE_SQL, err);
+}
