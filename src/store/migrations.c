@@ -277,7 +277,10 @@
  * read, so it must run in a transaction of its own. The pending entries left by older
  * triggers are numbered first, under the old promoters' lock and with every writer shut
  * out, so the first mark covers them; the pending machinery (wseq, ferry_head) goes, and
- * the roles other programs write with, which drew from wseq's sequence, may draw seqs. */
+ * the roles other programs write with, which drew from wseq's sequence, may draw seqs.
+ * A mark commits without waiting for its WAL flush: one lost in a crash is only an older
+ * head (the next settle writes another), and the changes it covers were committed by
+ * their own transactions, durably, before any reader could pass over them. */
 #define MARKS_PG                                                                                   \
     "LOCK TABLE ferry_changes IN ACCESS EXCLUSIVE MODE;"                                           \
     "SELECT pg_advisory_xact_lock(1717924466, 1);"                                                 \

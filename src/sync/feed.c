@@ -311,14 +311,18 @@ static void files_condition(struct feed_stmt *s, const struct feed_query *q)
     }
 }
 
-/* On PostgreSQL the walk's end: the safe head, in the statement's own snapshot. */
+/* On PostgreSQL the walk's end: the safe head, in the statement's own snapshot. "+ 0"
+ * keeps it out of the index condition: the planner knows neither bound's value, takes
+ * the range for a few rows, and would read all of it and sort (a bitmap scan: each page of
+ * a long pull reading the rest of the log) instead of walking the seq index from the
+ * cursor and stopping at the page's end. */
 static const char *head_bound(const struct feed_stmt *s, const char *alias)
 {
     if (!s->pg)
         return "";
-    return !*alias           ? " AND seq <= " SETTLE_HEAD_PG
-           : alias[0] == 'c' ? " AND c.seq <= " SETTLE_HEAD_PG
-                             : " AND x.seq <= " SETTLE_HEAD_PG;
+    return !*alias           ? " AND seq + 0 <= " SETTLE_HEAD_PG
+           : alias[0] == 'c' ? " AND c.seq + 0 <= " SETTLE_HEAD_PG
+                             : " AND x.seq + 0 <= " SETTLE_HEAD_PG;
 }
 
 /* One query walks the log in seq order (its primary key) from the cursor and joins each

@@ -53,13 +53,17 @@ static void pause_poll(void)
     nanosleep(&ts, NULL);
 }
 
-/* settle_to; a negative target is the newest committed entry of the first check. */
-static int settle(struct store_conn *c, int64_t target, int timeout_ms, int64_t *head,
-                  struct err *err)
+/* settle_to; a negative target is the newest committed entry of the first check. With
+ * mark_first (a writer that drew seqs the marks cannot cover yet) the mark is written
+ * before the first check, which saves a round trip. */
+static int settle(struct store_conn *c, int64_t target, int timeout_ms, bool mark_first,
+                  int64_t *head, struct err *err)
 {
     int64_t deadline = time_mono_us() + (int64_t)timeout_ms * 1000;
-    bool wrote = false;
+    bool wrote = mark_first;
     struct step s;
+    if (mark_first && write_mark(c, err) != FERRY_OK)
+        return FERRY_ERR;
     for (;;) {
         if (read_step(c, &s, err) != FERRY_OK)
             return FERRY_ERR;
@@ -87,10 +91,18 @@ int settle_to(struct store_conn *c, int64_t target, int timeout_ms, int64_t *hea
     bool found = false;
     head = head ? head : &ignored;
     if (store_conn_dialect(c) == STORE_POSTGRES)
-        return settle(c, target, timeout_ms, head, err);
+        return settle(c, target, timeout_ms, false, head, err);
     *head = 0;
     return store_query_int(c, "SELECT COALESCE(MAX(seq), 0) FROM ferry_changes", NULL, 0, head,
                            &found, err);
+}
+
+int settle_written(struct store_conn *c, int64_t drawn, int timeout_ms, int64_t *head,
+                   struct err *err)
+{
+    if (store_conn_dialect(c) != STORE_POSTGRES)
+        return settle_to(c, drawn, timeout_ms, head, err);
+    return settle(c, drawn, timeout_ms, true, head, err);
 }
 
 int settle_reader(struct store_conn *c, int timeout_ms, struct err *err)

@@ -45,6 +45,11 @@
  * seq at once. */
 int settle_to(struct store_conn *c, int64_t target, int timeout_ms, int64_t *head, struct err *err);
 
+/* settle_to for a writer that has just committed seqs up to `drawn`, which no mark
+ * covers yet: writes its mark first (one round trip less). */
+int settle_written(struct store_conn *c, int64_t drawn, int timeout_ms, int64_t *head,
+                   struct err *err);
+
 /* For readers outside a transaction: settle_to the newest committed entry, so that what
  * committed before the read is in it (another program's writes, whose writers leave no
  * mark). Up to timeout_ms behind a transaction older than the mark; then the read is of
