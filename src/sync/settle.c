@@ -20,7 +20,11 @@
     " pg_snapshot_xmin(pg_current_snapshot())::text::bigint ORDER BY x DESC LIMIT 1)"
 
 #define PRUNE_EVERY_US (2 * 1000 * 1000)
-#define POLL_US 200
+/* The checks while waiting: soon at first (the transactions in the way are mostly pushes
+ * a few milliseconds from their commit), then less often, so that a long transaction in
+ * the way costs each waiting request a dozen checks, not hundreds. */
+#define POLL_FIRST_US 200
+#define POLL_MAX_US 8000
 
 struct step {
     int64_t head, top, marked; /* marked: the newest mark's seq */
@@ -47,10 +51,11 @@ static int write_mark(struct store_conn *c, struct err *err)
     return store_exec(c, "SELECT ferry_mark()", err);
 }
 
-static void pause_poll(void)
+static void pause_poll(int64_t *us)
 {
-    struct timespec ts = {0, POLL_US * 1000L};
+    struct timespec ts = {0, (long)*us * 1000L};
     nanosleep(&ts, NULL);
+    *us = *us * 2 > POLL_MAX_US ? POLL_MAX_US : *us * 2;
 }
 
 /* settle_to; a negative target is the newest committed entry of the first check. With
@@ -59,7 +64,7 @@ static void pause_poll(void)
 static int settle(struct store_conn *c, int64_t target, int timeout_ms, bool mark_first,
                   int64_t *head, struct err *err)
 {
-    int64_t deadline = time_mono_us() + (int64_t)timeout_ms * 1000;
+    int64_t deadline = time_mono_us() + (int64_t)timeout_ms * 1000, poll = POLL_FIRST_US;
     bool wrote = mark_first;
     struct step s;
     if (mark_first && write_mark(c, err) != FERRY_OK)
@@ -81,7 +86,7 @@ static int settle(struct store_conn *c, int64_t target, int timeout_ms, bool mar
         }
         if (time_mono_us() >= deadline)
             return FERRY_OK;
-        pause_poll();
+        pause_poll(&poll);
     }
 }
 
