@@ -1,9 +1,11 @@
 /* settle.c - see settle.h. Each check is one round trip: the head, the newest committed
  * entry and the newest mark's seq, read in one snapshot. */
 #include <stdatomic.h>
+#include <stdio.h>
 #include <time.h>
 
 #include "sync/settle.h"
+#include "util/log.h"
 #include "util/timeutil.h"
 
 #define STEP_SQL                                                                                   \
@@ -131,4 +133,37 @@ int settle_watch(struct store_conn *c, struct err *err)
     if (now - last < PRUNE_EVERY_US || !atomic_compare_exchange_strong(&pruned_at, &last, now))
         return FERRY_OK;
     return store_exec(c, PRUNE_SQL, err);
+}
+
+/* The mark's argument needs each draw to come from the sequence itself: with CACHE n a
+ * session hands out seqs it fetched earlier, below a mark written meanwhile, which readers
+ * would already have passed (a skip). */
+int settle_check_sequence(struct store_conn *c, struct err *err)
+{
+    int64_t cache = 1;
+    bool found = false;
+    if (store_conn_dialect(c) != STORE_POSTGRES)
+        return FERRY_OK;
+    if (store_query_int(c,
+                        "SELECT seqcache FROM pg_sequence"
+                        " WHERE seqrelid = 'ferry_change_seq'::regclass",
+                        NULL, 0, &cache, &found, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (!found || cache <= 1)
+        return FERRY_OK;
+    if (store_exec(c, "ALTER SEQUENCE ferry_change_seq CACHE 1", err) != FERRY_OK) {
+        char why[sizeof(err->msg)];
+        snprintf(why, sizeof(why), "%s", err->msg);
+        return err_set(err, ERR_INVALID,
+                       "sequence ferry_change_seq has CACHE %lld, which lets the feed skip"
+                       " changes; ferry could not set it to 1 (%s): run ALTER SEQUENCE"
+                       " ferry_change_seq CACHE 1 as its owner",
+                       (long long)cache, why);
+    }
+    log_warn("change_seq_cache_repaired",
+             json_pack("{s:s, s:I}", "msg",
+                       "ferry_change_seq had a CACHE above 1, which lets the feed skip changes;"
+                       " set back to 1 (restart other programs' sessions that wrote meanwhile)",
+                       "cache", (json_int_t)cache));
+    return FERRY_OK;
 }

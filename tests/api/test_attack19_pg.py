@@ -1,0 +1,49 @@
+"""attack19: attacks on the PostgreSQL numbering without a lock (sync/settle.h). Each test
+runs `ferry serve` on one database, with another program (psql) beside it:
+
+- an operator's `ALTER SEQUENCE ferry_change_seq CACHE 20`: another program's session
+  would hand out seqs from its cache below a head already read (a skip); ferry sets the
+  cache back to 1 when it starts, and the program's later change is read."""
+
+import pytest
+
+from conftest import wait_until
+from devsync import op
+from test_pg_writers import (FLAGS, SCHEMA, Psql, Reader, device, log_versions,  # noqa: F401
+                             nodes, on, safe_head)
+
+pytestmark = pytest.mark.postgres_only
+
+
+def cache_size(srv):
+    return int(srv.db_query("SELECT cache_size FROM pg_sequences"
+                            " WHERE sequencename = 'ferry_change_seq'")[0][0])
+
+
+def test_a_cached_sequence_is_set_back_to_one_at_start(nodes):
+    """With CACHE 20, a program's session draws 20 seqs at its first write and numbers its
+    next write from them, below the mark a push wrote meanwhile: a reader's cursor would
+    already be past it. ferry repairs the cache when it starts, so the program's second
+    change lands above the reader's cursor and is read, once."""
+    (a,) = nodes(1)
+    dev = device(a, "writer")
+    reader = Reader(device(a, "reader"), [a])
+    a.db_exec("ALTER SEQUENCE ferry_change_seq CACHE 20")
+    a.restart()
+    assert cache_size(a) == 1
+    prog = Psql(a)
+    prog.run("INSERT INTO things VALUES ('p1', 1, 'psql');")
+    ans = on(dev, a).report([op("things", "upsert", {"id": "pushed", "v": 1})])
+    reader.pull()
+    assert reader.cursor == ans["cursor"] == safe_head(a)
+    prog.run("INSERT INTO things VALUES ('p2', 2, 'psql');")
+    assert prog.close() == []
+    p2 = int(a.db_query("SELECT seq FROM ferry_changes WHERE pk = 'p2'")[0][0])
+    assert p2 > reader.cursor
+
+    def pulled():
+        reader.pull()
+        return ("things", "p2") in reader.latest()
+
+    assert wait_until(pulled, timeout=5)
+    assert reader.dups == [] and reader.latest() == log_versions(a)
