@@ -27,6 +27,13 @@
  * the way costs each waiting request a dozen checks, not hundreds. */
 #define POLL_FIRST_US 200
 #define POLL_MAX_US 8000
+/* At most this many waits at once in a process: each holds a worker thread and a
+ * connection, and a transaction left open makes every read and push wait its full time,
+ * so cheap requests could tie up all of them. The others answer the head reached, which
+ * is always safe (a later read brings the rest). */
+#define WAITERS_MAX 4
+
+static _Atomic int waiters;
 
 struct step {
     int64_t head, top, marked; /* marked: the newest mark's seq */
@@ -53,21 +60,32 @@ static int write_mark(struct store_conn *c, struct err *err)
     return store_exec(c, "SELECT ferry_mark()", err);
 }
 
-static void pause_poll(int64_t *us)
+static void pause_poll(long *us)
 {
-    struct timespec ts = {0, (long)*us * 1000L};
+    struct timespec ts = {0, *us * 1000L};
     nanosleep(&ts, NULL);
     *us = *us * 2 > POLL_MAX_US ? POLL_MAX_US : *us * 2;
 }
 
+static bool take_slot(void)
+{
+    int n = atomic_load(&waiters);
+    while (n < WAITERS_MAX)
+        if (atomic_compare_exchange_weak(&waiters, &n, n + 1))
+            return true;
+    return false;
+}
+
 /* settle_to; a negative target is the newest committed entry of the first check. With
  * mark_first (a writer that drew seqs the marks cannot cover yet) the mark is written
- * before the first check, which saves a round trip. */
-static int settle(struct store_conn *c, int64_t target, int timeout_ms, bool mark_first,
-                  int64_t *head, struct err *err)
+ * before the first check, which saves a round trip. *slot: whether it holds a wait's
+ * slot (taken before its first pause; without one it answers the head it read). */
+static int settle_steps(struct store_conn *c, int64_t target, int timeout_ms, bool mark_first,
+                        int64_t *head, bool *slot, struct err *err)
 {
-    int64_t deadline = time_mono_us() + (int64_t)timeout_ms * 1000, poll = POLL_FIRST_US;
+    int64_t deadline = time_mono_us() + (int64_t)timeout_ms * 1000;
     bool wrote = mark_first;
+    long pause_us = POLL_FIRST_US;
     struct step s;
     if (mark_first && write_mark(c, err) != FERRY_OK)
         return FERRY_ERR;
@@ -86,10 +104,20 @@ static int settle(struct store_conn *c, int64_t target, int timeout_ms, bool mar
             wrote = true;
             continue;
         }
-        if (time_mono_us() >= deadline)
+        if (time_mono_us() >= deadline || (!*slot && !(*slot = take_slot())))
             return FERRY_OK;
-        pause_poll(&poll);
+        pause_poll(&pause_us);
     }
+}
+
+static int settle(struct store_conn *c, int64_t target, int timeout_ms, bool mark_first,
+                  int64_t *head, struct err *err)
+{
+    bool slot = false;
+    int rc = settle_steps(c, target, timeout_ms, mark_first, head, &slot, err);
+    if (slot)
+        atomic_fetch_sub(&waiters, 1);
+    return rc;
 }
 
 int settle_to(struct store_conn *c, int64_t target, int timeout_ms, int64_t *head, struct err *err)

@@ -5,7 +5,11 @@ runs `ferry serve` on one database, with another program (psql) beside it:
   would hand out seqs from its cache below a head already read (a skip); ferry sets the
   cache back to 1 when it starts, and the program's later change is read."""
 
+import threading
+import time
+
 import pytest
+import requests
 
 from conftest import wait_until
 from devsync import op
@@ -47,3 +51,44 @@ def test_a_cached_sequence_is_set_back_to_one_at_start(nodes):
 
     assert wait_until(pulled, timeout=5)
     assert reader.dups == [] and reader.latest() == log_versions(a)
+
+
+def test_reads_held_back_by_a_transaction_do_not_tie_up_every_worker(nodes):
+    """A program holds a write open below a committed push, so every read finds committed
+    entries above the head and, when it waits, waits its full 100 ms. 16 reads at once
+    against 8 worker threads: when each waited, none answered in under 100 ms; with at most
+    4 waits at once, the reads that find no free wait answer at once (at least 4 of them),
+    and every one answers the same empty page at the head."""
+    (a,) = nodes(1)
+    dev = device(a, "writer")
+    reader = device(a, "reader")
+    prog = Psql(a)
+    prog.run("BEGIN; INSERT INTO things VALUES ('held', 1, 'psql');")
+    ans = on(dev, a).report([op("things", "upsert", {"id": "pushed", "v": 1})])
+    top = int(a.db_query("SELECT MAX(seq) FROM ferry_changes")[0][0])
+    assert ans["cursor"] == safe_head(a) < top
+    url = a.base + "/api/v1/sync/changes"
+    params = {"cursor": ans["cursor"], "limit": 10}
+    answers, lock, gate = [], threading.Lock(), threading.Barrier(16)
+
+    def read():
+        with requests.Session() as s:
+            gate.wait(10)
+            started = time.monotonic()
+            r = s.get(url, params=params, timeout=20,
+                      headers={"Authorization": f"Bearer {reader.token}"})
+            took = time.monotonic() - started
+            with lock:
+                answers.append((r.status_code, r.json(), took))
+
+    threads = [threading.Thread(target=read) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(answers) == 16
+    assert {(code, body["cursor"], len(body["changes"])) for code, body, _ in answers} == {
+        (200, ans["cursor"], 0)}
+    assert sum(took < 0.1 for _, _, took in answers) >= 4, sorted(t for _, _, t in answers)
+    prog.run("COMMIT;")
+    assert prog.close() == []
