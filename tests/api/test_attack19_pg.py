@@ -92,3 +92,36 @@ def test_reads_held_back_by_a_transaction_do_not_tie_up_every_worker(nodes):
     assert sum(took < 0.1 for _, _, took in answers) >= 4, sorted(t for _, _, t in answers)
     prog.run("COMMIT;")
     assert prog.close() == []
+
+
+class _OtherDb:
+    """What Psql needs to open a session on another database of the cluster."""
+
+    def __init__(self, pg, name):
+        self.pg, self.db_name = pg, name
+
+
+@pytest.mark.parametrize("kind", ["open", "prepared"])
+def test_a_transaction_in_another_database_holds_no_head_back(nodes, pg_cluster, kind):
+    if kind == "prepared":
+        pg_cluster.psql("ALTER SYSTEM SET max_prepared_transactions = 4")
+        pg_cluster.stop()
+        pg_cluster.start()
+    (a,) = nodes(1)
+    dev = device(a, "writer")
+    reader = Reader(device(a, "reader"), [a])
+    other = Psql(_OtherDb(pg_cluster, pg_cluster.create_database()))
+    other.run("BEGIN; CREATE TABLE elsewhere (x INTEGER); INSERT INTO elsewhere VALUES (1);")
+    if kind == "prepared":
+        other.run("PREPARE TRANSACTION 'attack19';")
+    try:
+        ans = on(dev, a).report([op("things", "upsert", {"id": "pushed", "v": 1})])
+        pushed = int(a.db_query("SELECT seq FROM ferry_changes WHERE pk = 'pushed'")[0][0])
+        assert ans["cursor"] == pushed
+        reader.pull()
+        assert reader.cursor == pushed and ("things", "pushed") in reader.latest()
+    finally:
+        other.run("ROLLBACK PREPARED 'attack19';" if kind == "prepared" else "ROLLBACK;")
+    assert other.close() == []
+    assert reader.dups == [] and reader.latest() == log_versions(a)
+
