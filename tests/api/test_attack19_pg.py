@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from conftest import wait_until
-from devsync import op
+from devsync import new_batch_id, op
 from test_pg_writers import (FLAGS, SCHEMA, Psql, Reader, device, log_versions,  # noqa: F401
                              nodes, on, safe_head)
 
@@ -125,3 +125,49 @@ def test_a_transaction_in_another_database_holds_no_head_back(nodes, pg_cluster,
     assert other.close() == []
     assert reader.dups == [] and reader.latest() == log_versions(a)
 
+
+
+@pytest.mark.parametrize("point", ["push.before_commit", "push.before_mark",
+                                   "push.after_commit"])
+def test_a_node_killed_in_a_push_retried_elsewhere_is_applied_and_read_once(
+        _servers, pg_cluster, point):
+    a = _servers("postgres", *FLAGS, pg=pg_cluster, schema=list(SCHEMA))
+    b = _servers("postgres", *FLAGS, pg=pg_cluster, db_url=a.db_url,
+                 env={"FERRY_CRASH_AT": point})
+    b.pg, b.db_name = a.pg, a.db_name
+    dev, other = device(a, "writer"), device(a, "other")
+    readers = [Reader(device(a, f"reader-{i}"), [a]) for i in range(2)]
+    for r in readers:
+        r.pull()
+    prog = Psql(a)
+    prog.run("BEGIN; INSERT INTO things VALUES ('held', 1, 'psql');")
+    batch = new_batch_id()
+    ops = [op("things", "upsert", {"id": f"b{i}", "v": i}) for i in range(5)]
+    try:
+        on(dev, b).post("/report", timeout=10, json={"operations": ops, "batchId": batch})
+    except Exception:  # the node died mid-answer
+        pass
+    assert wait_until(lambda: b.proc.poll() is not None, timeout=10)
+    committed = point != "push.before_commit"
+    assert int(a.db_query("SELECT COUNT(*) FROM things WHERE id LIKE 'b%'")[0][0]) == (
+        5 if committed else 0)
+    on(other, a).report([op("things", "upsert", {"id": "o1", "v": 1})])
+    readers[0].pull()
+    ans = on(dev, a).report(ops, batch_id=batch)
+    assert ans["applied"] == 5
+    # the held write is below: the answer is the head, safe to pull from
+    assert ans["cursor"] == safe_head(a)
+    held = int(a.db_query("SELECT MIN(seq) FROM ferry_changes WHERE tbl = 'things'")[0][0])
+    for r in readers:
+        r.pull()
+        assert r.cursor < held + 1 and ("things", "held") not in r.latest()
+    prog.run("COMMIT;")
+    assert prog.close() == []
+    on(other, a).report([op("things", "upsert", {"id": "o2", "v": 2})])
+    for r in readers:
+        r.pull()
+        assert r.dups == [] and r.latest() == log_versions(a)
+    assert {k for t, k in readers[0].latest() if t == "things"} == {
+        "held", "o1", "o2", "b0", "b1", "b2", "b3", "b4"}
+    assert a.db_query("SELECT COUNT(*) FROM ferry_changes WHERE pk LIKE 'b%'"
+                      " AND version <> 1")[0][0] == "0"
