@@ -60,9 +60,9 @@ static int write_mark(struct store_conn *c, struct err *err)
     return store_exec(c, "SELECT ferry_mark()", err);
 }
 
-static void pause_poll(long *us)
+static void pause_poll(int64_t *us)
 {
-    struct timespec ts = {0, *us * 1000L};
+    struct timespec ts = {0, (long)*us * 1000L};
     nanosleep(&ts, NULL);
     *us = *us * 2 > POLL_MAX_US ? POLL_MAX_US : *us * 2;
 }
@@ -83,9 +83,8 @@ static bool take_slot(void)
 static int settle_steps(struct store_conn *c, int64_t target, int timeout_ms, bool mark_first,
                         int64_t *head, bool *slot, struct err *err)
 {
-    int64_t deadline = time_mono_us() + (int64_t)timeout_ms * 1000;
+    int64_t deadline = time_mono_us() + (int64_t)timeout_ms * 1000, poll = POLL_FIRST_US;
     bool wrote = mark_first;
-    long pause_us = POLL_FIRST_US;
     struct step s;
     if (mark_first && write_mark(c, err) != FERRY_OK)
         return FERRY_ERR;
@@ -106,7 +105,7 @@ static int settle_steps(struct store_conn *c, int64_t target, int timeout_ms, bo
         }
         if (time_mono_us() >= deadline || (!*slot && !(*slot = take_slot())))
             return FERRY_OK;
-        pause_poll(&pause_us);
+        pause_poll(&poll);
     }
 }
 
