@@ -5,6 +5,7 @@ runs `ferry serve` on one database, with another program (psql) beside it:
   would hand out seqs from its cache below a head already read (a skip); ferry sets the
   cache back to 1 when it starts, and the program's later change is read."""
 
+import os
 import threading
 import time
 
@@ -171,3 +172,38 @@ def test_a_node_killed_in_a_push_retried_elsewhere_is_applied_and_read_once(
         "held", "o1", "o2", "b0", "b1", "b2", "b3", "b4"}
     assert a.db_query("SELECT COUNT(*) FROM ferry_changes WHERE pk LIKE 'b%'"
                       " AND version <> 1")[0][0] == "0"
+
+
+PREV_BIN = os.environ.get("FERRY_PREV_BIN")
+
+
+@pytest.mark.skipif(not PREV_BIN, reason="FERRY_PREV_BIN (ferry at schema 15) not given")
+def test_an_upgrade_from_schema_15_numbers_pending_entries_once(_servers, pg_cluster):
+    a = _servers("postgres", *FLAGS, pg=pg_cluster, schema=list(SCHEMA), start=False)
+    new_command = a.command
+    a.command = lambda: [PREV_BIN, *new_command()[1:]]
+    a.start()
+    assert a.db_query("SELECT MAX(version) FROM ferry_schema_version")[0][0] == "15"
+    dev = device(a, "writer")
+    reader = Reader(device(a, "reader"), [a])
+    on(dev, a).report([op("things", "upsert", {"id": "before", "v": 0})])
+    reader.pull()
+    a.stop()
+    a.db_exec("INSERT INTO things VALUES ('old-1', 1, 'psql'), ('old-2', 2, 'psql')",
+              "UPDATE things SET v = 3 WHERE id = 'before'")
+    assert a.db_query("SELECT COUNT(*) FROM ferry_changes WHERE seq IS NULL")[0][0] == "3"
+    a.command = new_command
+    a.start()
+    assert a.db_query("SELECT MAX(version) FROM ferry_schema_version")[0][0] == "16"
+    numbered = [int(v) for (v,) in a.db_query(
+        "SELECT seq FROM ferry_changes WHERE pk IN ('old-1', 'old-2', 'before')")]
+    assert min(numbered) > reader.cursor
+    ans = on(dev, a).report([op("things", "upsert", {"id": "after", "v": 1})])
+    assert ans["cursor"] > max(numbered)
+    reader.pull()
+    assert reader.cursor == ans["cursor"]
+    got = reader.latest()
+    assert {k for t, k in got if t == "things"} == {"before", "old-1", "old-2", "after"}
+    assert got[("things", "before")] == (2, False)
+    assert reader.dups == [] and got == log_versions(a)
+    assert a.db_query("SELECT COUNT(*) FROM ferry_changes WHERE seq IS NULL")[0][0] == "0"
