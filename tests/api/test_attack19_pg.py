@@ -207,3 +207,53 @@ def test_an_upgrade_from_schema_15_numbers_pending_entries_once(_servers, pg_clu
     assert got[("things", "before")] == (2, False)
     assert reader.dups == [] and got == log_versions(a)
     assert a.db_query("SELECT COUNT(*) FROM ferry_changes WHERE seq IS NULL")[0][0] == "0"
+
+
+HELD = {
+    "read-committed": "BEGIN; INSERT INTO things VALUES ('held', 1, 'psql');",
+    "repeatable-read": "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT COUNT(*) FROM things;"
+                       " INSERT INTO things VALUES ('held', 1, 'psql');",
+    "serializable": "BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT COUNT(*) FROM things;"
+                    " INSERT INTO things VALUES ('held', 1, 'psql');",
+    "savepoint": "BEGIN; SAVEPOINT s1; INSERT INTO things VALUES ('held', 1, 'psql');"
+                 " RELEASE SAVEPOINT s1;",
+    "savepoint-rolled-back": "BEGIN; SAVEPOINT s1; INSERT INTO things VALUES ('gone', 1, 'p');"
+                             " ROLLBACK TO SAVEPOINT s1;"
+                             " INSERT INTO things VALUES ('held', 1, 'psql');",
+    "for-update": "BEGIN; SELECT id FROM things WHERE id = 'seed' FOR UPDATE;"
+                  " INSERT INTO things VALUES ('held', 1, 'psql');",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HELD))
+def test_a_write_held_open_in_any_isolation_is_read_once(nodes, kind):
+    a, b = nodes(2)
+    dev = device(a, "writer")
+    readers = [Reader(device(n, f"reader-{i}"), [a, b]) for i, n in enumerate((a, b))]
+    on(dev, a).report([op("things", "upsert", {"id": "seed", "v": 0})])
+    prog = Psql(a)
+    prog.run(HELD[kind])
+    # the held entry is the newest draw (invisible until its commit)
+    held = int(a.db_query("SELECT last_value FROM ferry_change_seq")[0][0])
+    for i in range(6):
+        ans = on(dev, (a, b)[i % 2]).report([op("things", "upsert", {"id": f"p{i}", "v": i})])
+        assert ans["applied"] == 1 and ans["cursor"] <= safe_head(a)
+        for r in readers:
+            r.pull()
+            assert ("things", "held") not in r.latest()
+    first_pushed = int(a.db_query("SELECT MIN(seq) FROM ferry_changes WHERE pk LIKE 'p%'")[0][0])
+    for r in readers:
+        assert r.cursor < first_pushed
+    assert all(r.cursor < held for r in readers)
+    prog.run("COMMIT;")
+    assert prog.close() == []
+
+    def all_read():
+        for r in readers:
+            r.pull()
+        return all(("things", "held") in r.latest() for r in readers)
+
+    assert wait_until(all_read, timeout=10)
+    for r in readers:
+        assert r.dups == [] and r.latest() == log_versions(a)
+    assert ("things", "gone") not in log_versions(a)
