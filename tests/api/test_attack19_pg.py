@@ -257,3 +257,37 @@ def test_a_write_held_open_in_any_isolation_is_read_once(nodes, kind):
     for r in readers:
         assert r.dups == [] and r.latest() == log_versions(a)
     assert ("things", "gone") not in log_versions(a)
+
+
+def test_long_polls_parked_behind_a_held_write_answer_once_with_both_changes(nodes):
+    a, b = nodes(2)
+    dev = device(a, "writer")
+    waiters = [device(n, f"w{i}") for i, n in enumerate((a, b))]
+    on(dev, a).report([op("things", "upsert", {"id": "seed", "v": 0})])
+    cursors = [w.changes(tables="things")["cursor"] for w in waiters]
+    prog = Psql(a)
+    prog.run("BEGIN; INSERT INTO things VALUES ('held', 1, 'psql');")
+    answers = [None, None]
+
+    def park(k):
+        started = time.monotonic()
+        page = waiters[k].changes(tables="things", cursor=cursors[k], wait=20,
+                                  includeOwn="true")
+        answers[k] = (time.monotonic() - started, page)
+
+    threads = [threading.Thread(target=park, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)  # both parked
+    ans = on(dev, b).report([op("things", "upsert", {"id": "p1", "v": 1})])
+    assert ans["cursor"] < int(a.db_query(
+        "SELECT seq FROM ferry_changes WHERE pk = 'p1'")[0][0])
+    assert all(t.is_alive() for t in threads)
+    prog.run("COMMIT;")
+    assert prog.close() == []
+    for t in threads:
+        t.join(30)
+    for k, (took, page) in enumerate(answers):
+        assert took < 10, (k, took, page)
+        assert sorted(ch["id"] for ch in page["changes"]) == ["held", "p1"], (k, page)
+        assert page["cursor"] == max(ch["seq"] for ch in page["changes"])
