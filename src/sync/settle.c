@@ -159,6 +159,11 @@ int settle_watch(struct store_conn *c, struct err *err)
     int64_t now = time_mono_us(), last = atomic_load(&pruned_at);
     if (now - last < PRUNE_EVERY_US || !atomic_compare_exchange_strong(&pruned_at, &last, now))
         return FERRY_OK;
+    /* a cache an operator gives the sequence while ferry runs goes too; when it cannot,
+     * the watcher goes on (its reconnects would not help): the warning says what to run */
+    struct err seq_err = {0};
+    if (settle_check_sequence(c, &seq_err) != FERRY_OK)
+        log_warn("change_seq_cache", json_pack("{s:s}", "msg", seq_err.msg));
     return store_exec(c, PRUNE_SQL, err);
 }
 
@@ -178,7 +183,13 @@ int settle_check_sequence(struct store_conn *c, struct err *err)
         return FERRY_ERR;
     if (!found || cache <= 1)
         return FERRY_OK;
-    if (store_exec(c, "ALTER SEQUENCE ferry_change_seq CACHE 1", err) != FERRY_OK) {
+    /* ALTER SEQUENCE waits for every transaction that drew from it, and every draw
+     * queues behind it meanwhile: never for long */
+    if (store_begin(c, err) != FERRY_OK ||
+        store_exec(c, "SET LOCAL lock_timeout = '200ms'", err) != FERRY_OK ||
+        store_exec(c, "ALTER SEQUENCE ferry_change_seq CACHE 1", err) != FERRY_OK ||
+        store_commit(c, err) != FERRY_OK) {
+        store_rollback(c);
         char why[sizeof(err->msg)];
         snprintf(why, sizeof(why), "%s", err->msg);
         return err_set(err, ERR_INVALID,

@@ -65,8 +65,9 @@ int settle_reader(struct store_conn *c, int timeout_ms, struct err *err);
  * than the newest one every snapshot has passed. */
 int settle_watch(struct store_conn *c, struct err *err);
 
-/* At start (PostgreSQL): sets ferry_change_seq's CACHE back to 1 when an operator raised
- * it (a cached draw breaks the marks' argument), or fails with what to run. */
+/* At start and every few seconds in settle_watch (PostgreSQL): sets ferry_change_seq's
+ * CACHE back to 1 when an operator raised it (a cached draw breaks the marks' argument),
+ * or fails with what to run. */
 int settle_check_sequence(struct store_conn *c, struct err *err);
 
 #endif

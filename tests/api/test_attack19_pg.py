@@ -54,6 +54,12 @@ def test_a_cached_sequence_is_set_back_to_one_at_start(nodes):
     assert reader.dups == [] and reader.latest() == log_versions(a)
 
 
+def test_a_cache_given_while_running_is_set_back_to_one(nodes):
+    (a,) = nodes(1)
+    a.db_exec("ALTER SEQUENCE ferry_change_seq CACHE 20")
+    assert wait_until(lambda: cache_size(a) == 1, timeout=10)
+
+
 def test_reads_held_back_by_a_transaction_do_not_tie_up_every_worker(nodes):
     """A program holds a write open below a committed push, so every read finds committed
     entries above the head and, when it waits, waits its full 100 ms. 16 reads at once
