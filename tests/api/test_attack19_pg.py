@@ -297,3 +297,34 @@ def test_long_polls_parked_behind_a_held_write_answer_once_with_both_changes(nod
         assert took < 10, (k, took, page)
         assert sorted(ch["id"] for ch in page["changes"]) == ["held", "p1"], (k, page)
         assert page["cursor"] == max(ch["seq"] for ch in page["changes"])
+
+
+def test_a_purge_behind_a_held_write_keeps_tombstones_above_the_head(_servers, pg_cluster):
+    a = _servers("postgres", *FLAGS, "--tombstone-retention", "0", pg=pg_cluster,
+                 schema=list(SCHEMA))
+    dev = device(a, "writer")
+    reader = Reader(device(a, "reader"), [a])
+    on(dev, a).report([op("things", "upsert", {"id": f"d{i}", "v": i}) for i in range(2)])
+    reader.pull()
+    prog = Psql(a)
+    prog.run("BEGIN; INSERT INTO things VALUES ('held', 1, 'psql');")
+    on(dev, a).report([op("things", "delete", {"id": "d1"})])
+    gone = int(a.db_query("SELECT seq FROM ferry_changes WHERE pk = 'd1' AND deleted = 1")[0][0])
+    r = a.post("/api/v1/admin/purge", token=a.admin_token)
+    assert r.status_code == 200, r.text
+    assert r.json()["tombstones_purged"] == 0 and r.json()["horizon"] < gone
+    prog.run("COMMIT;")
+    assert prog.close() == []
+
+    def read_both():
+        reader.pull()
+        got = reader.latest()
+        return ("things", "held") in got and got[("things", "d1")] == (2, True)
+
+    assert wait_until(read_both, timeout=10)
+    assert reader.dups == [] and reader.latest() == log_versions(a)
+    r = a.post("/api/v1/admin/purge", token=a.admin_token)
+    assert r.status_code == 200, r.text
+    assert r.json()["tombstones_purged"] == 1 and r.json()["horizon"] == gone
+    page = on(reader.client, a).changes(cursor=reader.cursor, includeOwn="true")
+    assert page["changes"] == [] and page["cursor"] == reader.cursor
