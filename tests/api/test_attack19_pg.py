@@ -328,3 +328,30 @@ def test_a_purge_behind_a_held_write_keeps_tombstones_above_the_head(_servers, p
     assert r.json()["tombstones_purged"] == 1 and r.json()["horizon"] == gone
     page = on(reader.client, a).changes(cursor=reader.cursor, includeOwn="true")
     assert page["changes"] == [] and page["cursor"] == reader.cursor
+
+
+def test_a_streamed_page_behind_a_held_write_stops_at_the_head(nodes):
+    a, b = nodes(2)
+    dev = device(a, "writer")
+    reader = device(b, "reader")
+    on(dev, a).report([op("things", "upsert", {"id": "seed", "v": 0})])
+    start = on(reader, a).changes(cursor=0, includeOwn="true")["cursor"]
+    prog = Psql(a)
+    prog.run("BEGIN; INSERT INTO things VALUES ('held', 1, 'psql');")
+    for i in range(4):
+        on(dev, (a, b)[i % 2]).report([op("things", "upsert", {"id": f"p{i}", "v": i})])
+    params = {"cursor": start, "includeOwn": "true", "limit": 100}
+    for node in (a, b):
+        streamed = on(reader, node).get("/changes", params={**params, "stream": "true"})
+        plain = on(reader, node).get("/changes", params=params)
+        assert streamed.status_code == plain.status_code == 200
+        assert streamed.json() == plain.json() == {"changes": [], "cursor": start,
+                                                   "hasMore": False}
+    prog.run("COMMIT;")
+    assert prog.close() == []
+
+    def after():
+        page = on(reader, b).get("/changes", params={**params, "stream": "true"}).json()
+        return sorted(ch["id"] for ch in page["changes"]) == ["held", "p0", "p1", "p2", "p3"]
+
+    assert wait_until(after, timeout=10)
