@@ -1659,6 +1659,8 @@ static int settle_answer(struct store_conn *c, json_t *answer, int64_t floor, st
     int64_t cursor = json_integer_value(json_object_get(answer, "cursor")), head = 0;
     if (store_conn_dialect(c) != STORE_POSTGRES)
         return FERRY_OK;
+    if (floor >= 0)
+        CRASH_AT("push.before_mark"); /* committed, no mark written for it yet */
     if ((floor >= 0 && cursor > floor
              ? settle_written(c, cursor, PUSH_SETTLE_MS, &head, err)
              : settle_to(c, cursor, PUSH_SETTLE_MS, &head, err)) != FERRY_OK) {

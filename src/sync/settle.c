@@ -1,9 +1,11 @@
 /* settle.c - see settle.h. Each check is one round trip: the head, the newest committed
  * entry and the newest mark's seq, read in one snapshot. */
 #include <stdatomic.h>
+#include <stdio.h>
 #include <time.h>
 
 #include "sync/settle.h"
+#include "util/log.h"
 #include "util/timeutil.h"
 
 #define STEP_SQL                                                                                   \
@@ -25,6 +27,13 @@
  * the way costs each waiting request a dozen checks, not hundreds. */
 #define POLL_FIRST_US 200
 #define POLL_MAX_US 8000
+/* At most this many waits at once in a process: each holds a worker thread and a
+ * connection, and a transaction left open makes every read and push wait its full time,
+ * so cheap requests could tie up all of them. The others answer the head reached, which
+ * is always safe (a later read brings the rest). */
+#define WAITERS_MAX 4
+
+static _Atomic int waiters;
 
 struct step {
     int64_t head, top, marked; /* marked: the newest mark's seq */
@@ -58,11 +67,21 @@ static void pause_poll(int64_t *us)
     *us = *us * 2 > POLL_MAX_US ? POLL_MAX_US : *us * 2;
 }
 
+static bool take_slot(void)
+{
+    int n = atomic_load(&waiters);
+    while (n < WAITERS_MAX)
+        if (atomic_compare_exchange_weak(&waiters, &n, n + 1))
+            return true;
+    return false;
+}
+
 /* settle_to; a negative target is the newest committed entry of the first check. With
  * mark_first (a writer that drew seqs the marks cannot cover yet) the mark is written
- * before the first check, which saves a round trip. */
-static int settle(struct store_conn *c, int64_t target, int timeout_ms, bool mark_first,
-                  int64_t *head, struct err *err)
+ * before the first check, which saves a round trip. *slot: whether it holds a wait's
+ * slot (taken before its first pause; without one it answers the head it read). */
+static int settle_steps(struct store_conn *c, int64_t target, int timeout_ms, bool mark_first,
+                        int64_t *head, bool *slot, struct err *err)
 {
     int64_t deadline = time_mono_us() + (int64_t)timeout_ms * 1000, poll = POLL_FIRST_US;
     bool wrote = mark_first;
@@ -84,10 +103,20 @@ static int settle(struct store_conn *c, int64_t target, int timeout_ms, bool mar
             wrote = true;
             continue;
         }
-        if (time_mono_us() >= deadline)
+        if (time_mono_us() >= deadline || (!*slot && !(*slot = take_slot())))
             return FERRY_OK;
         pause_poll(&poll);
     }
+}
+
+static int settle(struct store_conn *c, int64_t target, int timeout_ms, bool mark_first,
+                  int64_t *head, struct err *err)
+{
+    bool slot = false;
+    int rc = settle_steps(c, target, timeout_ms, mark_first, head, &slot, err);
+    if (slot)
+        atomic_fetch_sub(&waiters, 1);
+    return rc;
 }
 
 int settle_to(struct store_conn *c, int64_t target, int timeout_ms, int64_t *head, struct err *err)
@@ -130,5 +159,49 @@ int settle_watch(struct store_conn *c, struct err *err)
     int64_t now = time_mono_us(), last = atomic_load(&pruned_at);
     if (now - last < PRUNE_EVERY_US || !atomic_compare_exchange_strong(&pruned_at, &last, now))
         return FERRY_OK;
+    /* a cache an operator gives the sequence while ferry runs goes too; when it cannot,
+     * the watcher goes on (its reconnects would not help): the warning says what to run */
+    struct err seq_err = {0};
+    if (settle_check_sequence(c, &seq_err) != FERRY_OK)
+        log_warn("change_seq_cache", json_pack("{s:s}", "msg", seq_err.msg));
     return store_exec(c, PRUNE_SQL, err);
+}
+
+/* The mark's argument needs each draw to come from the sequence itself: with CACHE n a
+ * session hands out seqs it fetched earlier, below a mark written meanwhile, which readers
+ * would already have passed (a skip). */
+int settle_check_sequence(struct store_conn *c, struct err *err)
+{
+    int64_t cache = 1;
+    bool found = false;
+    if (store_conn_dialect(c) != STORE_POSTGRES)
+        return FERRY_OK;
+    if (store_query_int(c,
+                        "SELECT seqcache FROM pg_sequence"
+                        " WHERE seqrelid = 'ferry_change_seq'::regclass",
+                        NULL, 0, &cache, &found, err) != FERRY_OK)
+        return FERRY_ERR;
+    if (!found || cache <= 1)
+        return FERRY_OK;
+    /* ALTER SEQUENCE waits for every transaction that drew from it, and every draw
+     * queues behind it meanwhile: never for long */
+    if (store_begin(c, err) != FERRY_OK ||
+        store_exec(c, "SET LOCAL lock_timeout = '200ms'", err) != FERRY_OK ||
+        store_exec(c, "ALTER SEQUENCE ferry_change_seq CACHE 1", err) != FERRY_OK ||
+        store_commit(c, err) != FERRY_OK) {
+        store_rollback(c);
+        char why[sizeof(err->msg)];
+        snprintf(why, sizeof(why), "%s", err->msg);
+        return err_set(err, ERR_INVALID,
+                       "sequence ferry_change_seq has CACHE %lld, which lets the feed skip"
+                       " changes; ferry could not set it to 1 (%s): run ALTER SEQUENCE"
+                       " ferry_change_seq CACHE 1 as its owner",
+                       (long long)cache, why);
+    }
+    log_warn("change_seq_cache_repaired",
+             json_pack("{s:s, s:I}", "msg",
+                       "ferry_change_seq had a CACHE above 1, which lets the feed skip changes;"
+                       " set back to 1 (restart other programs' sessions that wrote meanwhile)",
+                       "cache", (json_int_t)cache));
+    return FERRY_OK;
 }

@@ -25,13 +25,17 @@
  * xmin, when nothing else runs; the snapshot's end when none of this database runs).
  * Transaction ids are the cluster's, so another database's transaction (an idle session
  * left open, a long batch) would hold the head back too: one that the activity view,
- * read after the snapshot, shows in another database is passed over. One it does not
- * show (ended meanwhile, or hidden from a role without pg_read_all_stats) counts. */
+ * read after the snapshot, shows in another database is passed over, and so is another
+ * database's prepared transaction (which has no session: left prepared, it would stop
+ * the feed until resolved). One neither shows (ended meanwhile, or hidden from a role
+ * without pg_read_all_stats) counts. */
 #define SETTLE_XMIN_PG                                                                             \
     "(SELECT CASE WHEN pg_snapshot_xmin(n.c) = pg_snapshot_xmax(n.c) THEN pg_snapshot_xmin(n.c)"   \
     " ELSE COALESCE((SELECT MIN(t) FROM pg_snapshot_xip(n.c) t WHERE xid(t) NOT IN"                \
     " (SELECT a.backend_xid FROM pg_stat_get_activity(NULL) a WHERE a.backend_xid IS NOT NULL"     \
-    " AND a.datid <> (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()))),"    \
+    " AND a.datid <> (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()))"      \
+    " AND xid(t) NOT IN (SELECT p.transaction FROM pg_prepared_xacts p"                            \
+    " WHERE p.database <> current_database())),"                                                   \
     " pg_snapshot_xmax(n.c)) END FROM (SELECT pg_current_snapshot() AS c) n)::text::bigint"
 
 /* The head, as an expression of the statement that reads the log (PostgreSQL). */
@@ -60,5 +64,10 @@ int settle_reader(struct store_conn *c, int timeout_ms, struct err *err);
  * covers them, without waiting; at most every few seconds it also drops the marks older
  * than the newest one every snapshot has passed. */
 int settle_watch(struct store_conn *c, struct err *err);
+
+/* At start and every few seconds in settle_watch (PostgreSQL): sets ferry_change_seq's
+ * CACHE back to 1 when an operator raised it (a cached draw breaks the marks' argument),
+ * or fails with what to run. */
+int settle_check_sequence(struct store_conn *c, struct err *err);
 
 #endif

@@ -665,7 +665,7 @@ int tables_load(struct store *st, const char *list, const char *policies, const 
     if (rules_check_list(rules, err) != FERRY_OK ||
         rules_each_table(rules, rule_table_synced, copy, err) != FERRY_OK)
         goto out;
-    if (store_acquire(st, &c, err) != FERRY_OK)
+    if (store_acquire(st, &c, err) != FERRY_OK || settle_check_sequence(c, err) != FERRY_OK)
         goto out;
     for (char *name = strtok_r(copy, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
         while (*name == ' ')

@@ -3,6 +3,7 @@
  * seq drawn by a transaction still running, even when higher seqs committed, and reaches
  * them once it ends, so a reader never skips it; marks come from transactions of their
  * own, and old ones are dropped. On SQLite the head is the newest seq at once. */
+#include <string.h>
 #include <unistd.h>
 
 #include "sync/settle.h"
@@ -146,6 +147,36 @@ static void test_scope_exits_get_their_entry_seq(void **state)
                      1);
 }
 
+/* A sequence an operator gave a cache (whose sessions number below marks written
+ * meanwhile) is set back to CACHE 1; a role that may not alter it gets a clear refusal. */
+static void test_a_cached_sequence_is_repaired_or_refused(void **state)
+{
+    struct sync_fixture *f = *state;
+    struct err err = {0};
+    if (!pg(f)) {
+        assert_int_equal(settle_check_sequence(f->store.c, &err), FERRY_OK);
+        return;
+    }
+    const char *cache = "SELECT seqcache FROM pg_sequence"
+                        " WHERE seqrelid = 'ferry_change_seq'::regclass";
+    assert_int_equal(settle_check_sequence(f->store.c, &err), FERRY_OK);
+    assert_int_equal(sync_int(f, cache), 1);
+    run(f->store.c, "ALTER SEQUENCE ferry_change_seq CACHE 20");
+    assert_int_equal(settle_check_sequence(f->store.c, &err), FERRY_OK);
+    assert_int_equal(sync_int(f, cache), 1);
+    run(f->store.c, "ALTER SEQUENCE ferry_change_seq CACHE 20");
+    run(f->store.c, "DROP ROLE IF EXISTS ferry_a19_reader; CREATE ROLE ferry_a19_reader;"
+                    " SET ROLE ferry_a19_reader");
+    int rc = settle_check_sequence(f->store.c, &err);
+    run(f->store.c, "RESET ROLE; DROP ROLE ferry_a19_reader");
+    assert_int_equal(rc, FERRY_ERR);
+    assert_int_equal(err.code, ERR_INVALID);
+    assert_non_null(strstr(err.msg, "has CACHE 20"));
+    assert_non_null(strstr(err.msg, "ALTER SEQUENCE ferry_change_seq CACHE 1"));
+    assert_int_equal(sync_int(f, cache), 20);
+    run(f->store.c, "ALTER SEQUENCE ferry_change_seq CACHE 1");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -154,6 +185,7 @@ int main(void)
         SYNC_TEST(test_a_mark_needs_a_transaction_of_its_own),
         SYNC_TEST(test_the_watcher_marks_and_prunes),
         SYNC_TEST(test_scope_exits_get_their_entry_seq),
+        SYNC_TEST(test_a_cached_sequence_is_repaired_or_refused),
     };
     return SYNC_RUN_BOTH(tests);
 }
