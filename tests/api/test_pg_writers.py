@@ -218,8 +218,10 @@ def test_transactions_held_open_are_not_skipped_and_hold_no_push_back(nodes, tab
     gate.run(HOLD)
     outside.run("BEGIN; INSERT INTO items VALUES ('outside', 1, 'psql');")
     held = {}
-    th = threading.Thread(target=lambda: held.update(
-        ans=slow_dev.report([op("items", "upsert", {"id": "slow", "v": -1})])))
+    # held for the whole test: twenty pushes and thirty pulls run meanwhile
+    th = threading.Thread(target=lambda: held.update(ans=slow_dev.post(
+        "/report", json={"operations": [op("items", "upsert", {"id": "slow", "v": -1})]},
+        timeout=120).json()))
     th.start()
     # The push has written its row and change, and waits at its deferred checks.
     assert wait_until(lambda: held_back(a) == 1, timeout=10)
