@@ -20,8 +20,8 @@ import pytest
 
 from conftest import wait_until
 from devsync import op
-from test_pg_writers import (FLAGS, SCHEMA, Psql, Reader, device, log_versions,  # noqa: F401
-                             nodes, on, safe_head)
+from test_pg_writers import (FLAGS, SCHEMA, Parked, Psql, Reader, device,  # noqa: F401
+                             log_versions, nodes, on, safe_head)
 
 pytestmark = pytest.mark.postgres_only
 
@@ -118,22 +118,9 @@ def test_a_push_whose_user_trigger_writes_another_table_wakes_its_waiters(nodes)
     waiters = [device(n, f"w{i}") for i, n in enumerate((a, b))]
     cursors = [w.changes(tables="audit")["cursor"] for w in waiters]
     for i in range(3):
-        answers = [None, None]
-
-        def park(k):
-            started = time.monotonic()
-            page = waiters[k].changes(tables="audit", cursor=cursors[k], wait=20,
-                                      includeOwn="true")
-            answers[k] = (time.monotonic() - started, page)
-
-        threads = [threading.Thread(target=park, args=(k,)) for k in range(2)]
-        for t in threads:
-            t.start()
-        time.sleep(0.5)  # both parked
+        parked = Parked(waiters, "audit", cursors)
         on(dev, (a, b)[i % 2]).report([op("notes", "upsert", {"id": f"n{i}", "v": i})])
-        for t in threads:
-            t.join(30)
-        for k, (took, page) in enumerate(answers):
+        for k, (took, page) in enumerate(parked.join()):
             assert took < 5, (k, took, page)
             ids = sorted(ch["id"] for ch in page["changes"])
             assert ids == [f"n{i}-a", f"n{i}-b"], (k, page)

@@ -14,8 +14,8 @@ import requests
 
 from conftest import wait_until
 from devsync import new_batch_id, op
-from test_pg_writers import (FLAGS, SCHEMA, Psql, Reader, device, log_versions,  # noqa: F401
-                             nodes, on, safe_head)
+from test_pg_writers import (FLAGS, SCHEMA, Parked, Psql, Reader, device,  # noqa: F401
+                             log_versions, nodes, on, safe_head)
 
 pytestmark = pytest.mark.postgres_only
 
@@ -273,27 +273,14 @@ def test_long_polls_parked_behind_a_held_write_answer_once_with_both_changes(nod
     cursors = [w.changes(tables="things")["cursor"] for w in waiters]
     prog = Psql(a)
     prog.run("BEGIN; INSERT INTO things VALUES ('held', 1, 'psql');")
-    answers = [None, None]
-
-    def park(k):
-        started = time.monotonic()
-        page = waiters[k].changes(tables="things", cursor=cursors[k], wait=20,
-                                  includeOwn="true")
-        answers[k] = (time.monotonic() - started, page)
-
-    threads = [threading.Thread(target=park, args=(k,)) for k in range(2)]
-    for t in threads:
-        t.start()
-    time.sleep(0.5)  # both parked
+    parked = Parked(waiters, "things", cursors)
     ans = on(dev, b).report([op("things", "upsert", {"id": "p1", "v": 1})])
     assert ans["cursor"] < int(a.db_query(
         "SELECT seq FROM ferry_changes WHERE pk = 'p1'")[0][0])
-    assert all(t.is_alive() for t in threads)
+    assert all(t.is_alive() for t in parked.threads)
     prog.run("COMMIT;")
     assert prog.close() == []
-    for t in threads:
-        t.join(30)
-    for k, (took, page) in enumerate(answers):
+    for k, (took, page) in enumerate(parked.join()):
         assert took < 10, (k, took, page)
         assert sorted(ch["id"] for ch in page["changes"]) == ["held", "p1"], (k, page)
         assert page["cursor"] == max(ch["seq"] for ch in page["changes"])

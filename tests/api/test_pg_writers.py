@@ -155,6 +155,30 @@ def held_back(srv):
                             " AND locktype = 'advisory' AND objid = 4242")[0][0])
 
 
+class Parked:
+    """Long-polls of `table`, one per waiter from its cursor (its own changes included),
+    each in a thread, parked before this returns; join() gives (seconds, page) each."""
+
+    def __init__(self, waiters, table, cursors):
+        self.answers = [None] * len(waiters)
+
+        def park(k):
+            started = time.monotonic()
+            page = waiters[k].changes(tables=table, cursor=cursors[k], wait=20,
+                                      includeOwn="true")
+            self.answers[k] = (time.monotonic() - started, page)
+
+        self.threads = [threading.Thread(target=park, args=(k,)) for k in range(len(waiters))]
+        for t in self.threads:
+            t.start()
+        time.sleep(0.5)  # all parked
+
+    def join(self):
+        for t in self.threads:
+            t.join(30)
+        return self.answers
+
+
 class Reader:
     """A device following the feed (its own changes included) from node to node,
     counting what it gets: each (table, id, version) once, seqs increasing."""
